@@ -1,0 +1,56 @@
+# Vidar: the two commands a newcomer runs are `make demo` and `make test`.
+SHELL := /bin/bash
+export ORT_DYLIB_PATH := $(CURDIR)/.cache/libonnxruntime.so
+export VIDAR_MODEL_DIR := $(CURDIR)/.cache/models
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+CARGO ?= cargo
+PY := $(CURDIR)/.cache/venv/bin/python
+
+.PHONY: setup models build build-release demo test test-rust lint bench bench-ingest eval-tracker sim clean
+
+## Install system packages, the Python venv and the ONNX Runtime library (idempotent).
+setup:
+	@deploy/setup.sh
+
+## Produce (or verify from the shared cache) the model files listed in models/manifest.toml.
+models: setup
+	@if [ -x models/scripts/fetch_models.sh ]; then models/scripts/fetch_models.sh; fi
+
+build: setup
+	$(CARGO) build --workspace --all-targets
+
+build-release: setup
+	$(CARGO) build --release --workspace --bins
+
+## Run the system on an embedded default: test camera over RTSP + edge node with live stats.
+demo: setup models build-release
+	@deploy/demo.sh
+
+## Every test: Rust unit + integration tests (real GStreamer, RTSP, ONNX Runtime), evaluation checks.
+test: setup models
+	$(CARGO) test --workspace --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Benchmarks that print tables (see docs/benchmarks.md).
+bench: setup models build-release
+	target/release/vidar-edge bench ingest
+	@if [ -x target/release/vidar-edge ]; then target/release/vidar-edge bench detect || true; fi
+	$(CARGO) bench -p vidar-tracker
+	$(CARGO) bench -p vidar-scheduler
+
+bench-ingest: setup build-release
+	target/release/vidar-edge bench ingest
+
+## Tracker evaluation on motmetrics' TUD ground truth, ours vs peer Python trackers.
+eval-tracker: setup
+	tracker/eval/run.sh
+
+## Scheduler experiments: regenerates scheduler/RESULTS.md and its figures.
+sim: setup
+	$(CARGO) run --release -p vidar-scheduler --bin vidar-sim -- all --out scheduler/results
+
+clean:
+	$(CARGO) clean

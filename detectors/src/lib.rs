@@ -1,0 +1,1 @@
+//! vidar-detectors (under construction).

@@ -1,0 +1,1 @@
+//! vidar-models (under construction).

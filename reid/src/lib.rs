@@ -1,0 +1,1 @@
+//! vidar-reid (under construction).

@@ -1,0 +1,1 @@
+//! vidar-scheduler (under construction).

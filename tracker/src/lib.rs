@@ -1,0 +1,1 @@
+//! vidar-tracker (under construction).

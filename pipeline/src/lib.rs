@@ -1,0 +1,1 @@
+//! Vidar ingest (under construction).

@@ -1,0 +1,159 @@
+//! Newtype identifiers. String ids (`NodeId`, `CameraId`) are validated on
+//! construction and on deserialisation: 1..=64 characters of `[A-Za-z0-9_.-]`,
+//! so they are safe inside zenoh key expressions, file names and SQL values.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// Longest accepted string id, in bytes.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Why a string was refused as an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdError {
+    /// The id was empty.
+    Empty,
+    /// The id was longer than [`MAX_ID_LEN`].
+    TooLong(usize),
+    /// The id contained a character outside `[A-Za-z0-9_.-]`.
+    BadChar(char),
+}
+
+impl fmt::Display for IdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdError::Empty => write!(f, "id is empty"),
+            IdError::TooLong(n) => write!(f, "id is {n} bytes long, at most {MAX_ID_LEN} allowed"),
+            IdError::BadChar(c) => write!(
+                f,
+                "id contains {c:?}; only letters, digits, '_', '.' and '-' are allowed"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for IdError {}
+
+fn validate(s: &str) -> Result<(), IdError> {
+    if s.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if s.len() > MAX_ID_LEN {
+        return Err(IdError::TooLong(s.len()));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(IdError::BadChar(c));
+    }
+    Ok(())
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Validates and wraps `s`.
+            pub fn new(s: &str) -> Result<Self, IdError> {
+                validate(s)?;
+                Ok(Self(Arc::from(s)))
+            }
+            /// The id as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), &*self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::new(s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::new(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// Identifies an edge node or the master in the cluster.
+    NodeId
+);
+string_id!(
+    /// Identifies a camera (one video stream) across the cluster.
+    CameraId
+);
+
+/// A track within one camera's tracker (unique per camera and node run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TrackId(pub u64);
+
+/// A global person identity, assigned by re-identification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IdentityId(pub u64);
+
+impl fmt::Display for TrackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "t{}", self.0)
+    }
+}
+
+impl fmt::Display for IdentityId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "p{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_reasonable_ids() {
+        for s in ["cam-1", "node_2", "lobby.east", "A"] {
+            assert_eq!(CameraId::new(s).map(|c| c.to_string()), Ok(s.to_string()));
+        }
+    }
+
+    #[test]
+    fn refuses_bad_ids_with_reason() {
+        assert_eq!(NodeId::new(""), Err(IdError::Empty));
+        assert_eq!(NodeId::new("a/b"), Err(IdError::BadChar('/')));
+        assert_eq!(NodeId::new("a*"), Err(IdError::BadChar('*')));
+        assert_eq!(NodeId::new(&"x".repeat(65)), Err(IdError::TooLong(65)));
+    }
+
+    #[test]
+    fn deserialisation_validates() {
+        let ok: Result<CameraId, _> = serde_json::from_str("\"cam1\"");
+        assert!(ok.is_ok());
+        let bad: Result<CameraId, _> = serde_json::from_str("\"cam/../1\"");
+        let err = bad.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("'/'") || err.contains("\"/\""), "{err}");
+    }
+}

@@ -63,7 +63,12 @@ mod tests {
 
     #[test]
     fn iou_of_identical_disjoint_and_half() {
-        let a = BBox { x: 0.0, y: 0.0, w: 10.0, h: 10.0 };
+        let a = BBox {
+            x: 0.0,
+            y: 0.0,
+            w: 10.0,
+            h: 10.0,
+        };
         assert!((a.iou(&a) - 1.0).abs() < 1e-6);
         let b = BBox { x: 20.0, ..a };
         assert_eq!(a.iou(&b), 0.0);
@@ -73,8 +78,21 @@ mod tests {
 
     #[test]
     fn clip_keeps_box_inside_frame() {
-        let a = BBox { x: -5.0, y: 90.0, w: 20.0, h: 20.0 };
+        let a = BBox {
+            x: -5.0,
+            y: 90.0,
+            w: 20.0,
+            h: 20.0,
+        };
         let c = a.clip(100.0, 100.0);
-        assert_eq!(c, BBox { x: 0.0, y: 90.0, w: 15.0, h: 10.0 });
+        assert_eq!(
+            c,
+            BBox {
+                x: 0.0,
+                y: 90.0,
+                w: 15.0,
+                h: 10.0
+            }
+        );
     }
 }

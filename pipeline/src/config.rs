@@ -1,0 +1,257 @@
+//! Ingest configuration for one camera: what the user sets, with defaults that
+//! work for a single box. Kept apart from the running [`crate::Ingest`].
+
+use crate::queue::DEFAULT_QUEUE_CAPACITY;
+use crate::source::Source;
+use serde::Deserialize;
+use std::time::Duration;
+use vidar_protocol::CameraId;
+
+/// RTSP lower transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// UDP first, falling back to TCP (interleaved) when no UDP arrives.
+    #[default]
+    Auto,
+    /// RTP interleaved over the RTSP TCP connection (firewall-friendly).
+    Tcp,
+    /// RTP over UDP only (lowest latency on a clean LAN).
+    Udp,
+}
+
+/// Which decoder to use.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecoderChoice {
+    /// The first available hardware decoder (`nvv4l2decoder`, VA-API, V4L2,
+    /// NVDEC), else software (`avdec_h264`/`avdec_h265`).
+    #[default]
+    Auto,
+    /// Software decoding only.
+    Software,
+    /// This GStreamer element, by factory name.
+    #[serde(untagged)]
+    Element(String),
+}
+
+/// Configuration of one camera's ingest. Durations are in milliseconds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Camera id (letters, digits, `_`, `.`, `-`). Required.
+    pub camera: CameraId,
+    /// Source: `rtsp://...`, a file path, or `synthetic:?...`. Required.
+    pub source: String,
+    /// RTSP transport: `auto` (default), `tcp` or `udp`.
+    #[serde(default)]
+    pub transport: Transport,
+    /// RTSP jitter-buffer latency, ms. Default 100.
+    #[serde(default = "defaults::latency_ms")]
+    pub latency_ms: u32,
+    /// Output width in pixels; unset keeps the stream's own size.
+    #[serde(default)]
+    pub width: Option<u32>,
+    /// Output height in pixels; unset keeps the stream's own size.
+    #[serde(default)]
+    pub height: Option<u32>,
+    /// Frames the stream's queue holds before dropping the oldest. Default 2.
+    #[serde(default = "defaults::queue_capacity")]
+    pub queue_capacity: usize,
+    /// Give up a connection attempt when no frame arrives within this, ms. Default 10000.
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Reconnect when a streaming source delivers no frame for this long, ms. Default 5000.
+    #[serde(default = "defaults::stall_timeout_ms")]
+    pub stall_timeout_ms: u64,
+    /// First reconnect delay, ms; doubles per failure (with ±20 % jitter). Default 500.
+    #[serde(default = "defaults::backoff_initial_ms")]
+    pub backoff_initial_ms: u64,
+    /// Longest reconnect delay, ms. Default 30000.
+    #[serde(default = "defaults::backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// Files and synthetic sources: deliver at the stream's frame rate (true,
+    /// default) or as fast as decoding allows (false, for benchmarks).
+    #[serde(default = "defaults::yes")]
+    pub realtime: bool,
+    /// Files: start again at the end (default true); false stops at the end.
+    #[serde(default = "defaults::yes")]
+    pub loop_file: bool,
+    /// Decoder: `auto` (default), `software`, or an element name.
+    #[serde(default)]
+    pub decoder: DecoderChoice,
+    /// Threads for colour conversion/scaling (0 = one per core). Default 1.
+    #[serde(default = "defaults::convert_threads")]
+    pub convert_threads: u32,
+}
+
+mod defaults {
+    pub fn latency_ms() -> u32 {
+        100
+    }
+    pub fn queue_capacity() -> usize {
+        super::DEFAULT_QUEUE_CAPACITY
+    }
+    pub fn connect_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn stall_timeout_ms() -> u64 {
+        5_000
+    }
+    pub fn backoff_initial_ms() -> u64 {
+        500
+    }
+    pub fn backoff_max_ms() -> u64 {
+        30_000
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn convert_threads() -> u32 {
+        1
+    }
+}
+
+impl IngestConfig {
+    /// A config with every default, for `camera` reading `source`.
+    pub fn new(camera: CameraId, source: impl Into<String>) -> Self {
+        IngestConfig {
+            camera,
+            source: source.into(),
+            transport: Transport::default(),
+            latency_ms: defaults::latency_ms(),
+            width: None,
+            height: None,
+            queue_capacity: defaults::queue_capacity(),
+            connect_timeout_ms: defaults::connect_timeout_ms(),
+            stall_timeout_ms: defaults::stall_timeout_ms(),
+            backoff_initial_ms: defaults::backoff_initial_ms(),
+            backoff_max_ms: defaults::backoff_max_ms(),
+            realtime: true,
+            loop_file: true,
+            decoder: DecoderChoice::default(),
+            convert_threads: defaults::convert_threads(),
+        }
+    }
+
+    /// Checks every field and reports all problems at once; returns the parsed
+    /// source on success.
+    pub fn validate(&self) -> Result<Source, Vec<String>> {
+        let mut problems = Vec::new();
+        let source = match Source::parse(&self.source) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                problems.push(format!("source: {e}"));
+                None
+            }
+        };
+        for (key, v) in [("width", self.width), ("height", self.height)] {
+            if let Some(v) = v {
+                if !(16..=7680).contains(&v) || v % 2 != 0 {
+                    problems.push(format!("{key}: {v} must be an even number in 16..=7680"));
+                }
+            }
+        }
+        if self.width.is_some() != self.height.is_some() {
+            problems.push("width and height must be set together (or neither)".into());
+        }
+        if !(1..=256).contains(&self.queue_capacity) {
+            problems.push(format!(
+                "queue_capacity: {} must be in 1..=256",
+                self.queue_capacity
+            ));
+        }
+        if self.latency_ms > 10_000 {
+            problems.push(format!("latency_ms: {} is above 10000", self.latency_ms));
+        }
+        for (key, v) in [
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("stall_timeout_ms", self.stall_timeout_ms),
+            ("backoff_initial_ms", self.backoff_initial_ms),
+            ("backoff_max_ms", self.backoff_max_ms),
+        ] {
+            if !(10..=3_600_000).contains(&v) {
+                problems.push(format!("{key}: {v} must be in 10..=3600000 ms"));
+            }
+        }
+        if self.backoff_initial_ms > self.backoff_max_ms {
+            problems.push(format!(
+                "backoff_initial_ms ({}) exceeds backoff_max_ms ({})",
+                self.backoff_initial_ms, self.backoff_max_ms
+            ));
+        }
+        if self.convert_threads > 64 {
+            problems.push(format!(
+                "convert_threads: {} is above 64",
+                self.convert_threads
+            ));
+        }
+        match (problems.is_empty(), source) {
+            (true, Some(s)) => Ok(s),
+            _ => Err(problems),
+        }
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub(crate) fn stall_timeout(&self) -> Duration {
+        Duration::from_millis(self.stall_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cam() -> CameraId {
+        CameraId::new("c1").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn defaults_validate() {
+        assert!(IngestConfig::new(cam(), "rtsp://127.0.0.1:8554/cam")
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let mut c = IngestConfig::new(cam(), "rtsp://:x");
+        c.width = Some(15);
+        c.queue_capacity = 0;
+        c.backoff_initial_ms = 50_000;
+        let problems = c.validate().err().unwrap_or_default();
+        let all = problems.join("\n");
+        for needle in [
+            "source",
+            "width",
+            "set together",
+            "queue_capacity",
+            "backoff_initial_ms",
+        ] {
+            assert!(all.contains(needle), "{all}");
+        }
+    }
+
+    #[test]
+    fn parses_toml_with_unknown_field_refused() {
+        let ok: Result<IngestConfig, _> = toml_like(
+            r#"{"camera":"c1","source":"synthetic:","transport":"tcp","decoder":"avdec_h264"}"#,
+        );
+        let ok = ok.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok.transport, Transport::Tcp);
+        assert_eq!(ok.decoder, DecoderChoice::Element("avdec_h264".into()));
+        let bad: Result<IngestConfig, _> =
+            toml_like(r#"{"camera":"c1","source":"x","latncy_ms":5}"#);
+        assert!(bad
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("latncy_ms"));
+    }
+
+    fn toml_like(json: &str) -> Result<IngestConfig, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+}

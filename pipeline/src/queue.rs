@@ -1,0 +1,142 @@
+//! A bounded frame queue with a drop-oldest policy.
+//!
+//! Video must never queue up: when the consumer falls behind, the oldest
+//! waiting frame is discarded and counted, so the consumer always gets the
+//! freshest picture and latency stays bounded by `capacity` frame intervals.
+//! The queue's storage is allocated once; pushing and popping allocate nothing.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Default number of frames a stream's queue holds.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 2;
+
+/// A bounded multi-producer, multi-consumer queue that drops the oldest item
+/// when full.
+#[derive(Debug)]
+pub struct DropOldestQueue<T> {
+    items: Mutex<VecDeque<T>>,
+    ready: Condvar,
+    capacity: usize,
+    dropped: AtomicU64,
+}
+
+impl<T> DropOldestQueue<T> {
+    /// A queue of `capacity` items (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        DropOldestQueue {
+            items: Mutex::new(VecDeque::with_capacity(capacity)),
+            ready: Condvar::new(),
+            capacity,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<T>> {
+        // A panic while holding this lock cannot leave the deque inconsistent
+        // (push/pop are atomic operations on it), so poisoning is ignored.
+        self.items.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends `item`; when full, removes and returns the oldest item (the
+    /// caller drops it outside the lock) and counts the drop.
+    pub fn push(&self, item: T) -> Option<T> {
+        let mut q = self.lock();
+        let evicted = if q.len() >= self.capacity {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            q.pop_front()
+        } else {
+            None
+        };
+        q.push_back(item);
+        drop(q);
+        self.ready.notify_one();
+        evicted
+    }
+
+    /// Takes the oldest item, if any, without waiting.
+    pub fn try_pop(&self) -> Option<T> {
+        self.lock().pop_front()
+    }
+
+    /// Takes the oldest item, waiting up to `timeout` for one.
+    pub fn pop_timeout(&self, timeout: Duration) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        let mut q = self.lock();
+        loop {
+            if let Some(item) = q.pop_front() {
+                return Some(item);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            q = self
+                .ready
+                .wait_timeout(q, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// Items waiting now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no item is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The capacity given at construction.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Items dropped since creation.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Wakes every waiting consumer (used at shutdown).
+    pub fn wake_all(&self) {
+        self.ready.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn drops_oldest_when_full_and_counts() {
+        let q = DropOldestQueue::new(2);
+        assert_eq!(q.push(1), None);
+        assert_eq!(q.push(2), None);
+        assert_eq!(q.push(3), Some(1));
+        assert_eq!(q.push(4), Some(2));
+        assert_eq!(q.dropped(), 2);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.try_pop(), Some(3));
+        assert_eq!(q.try_pop(), Some(4));
+        assert_eq!(q.try_pop(), None);
+    }
+
+    #[test]
+    fn pop_waits_for_a_producer() {
+        let q = Arc::new(DropOldestQueue::new(1));
+        let p = Arc::clone(&q);
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            p.push(7u32);
+        });
+        assert_eq!(q.pop_timeout(Duration::from_secs(5)), Some(7));
+        assert_eq!(q.pop_timeout(Duration::from_millis(10)), None);
+        assert!(t.join().is_ok());
+    }
+}

@@ -1,0 +1,233 @@
+//! Tracker configuration: every parameter, its unit and its default.
+//!
+//! Kept apart from the running tracker: `TrackerConfig::build()` validates
+//! and returns a [`Tracker`](crate::Tracker). Defaults follow ByteTrack's
+//! published settings where they exist, and were checked on the TUD
+//! evaluation (`tracker/eval/`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+use crate::kalman::MotionConfig;
+use crate::tracker::Tracker;
+
+/// All parameters of one camera's tracker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrackerConfig {
+    /// Detections with score >= this are "high" and take part in the first
+    /// association stage (unitless score). Default 0.5.
+    pub high_score_threshold: f32,
+    /// Detections with score below this are ignored; those between this and
+    /// `high_score_threshold` are only used to continue existing confirmed
+    /// tracks (ByteTrack's second stage). Default 0.1.
+    pub low_score_threshold: f32,
+    /// An unmatched high detection starts a new track only if its score is
+    /// >= this. Default 0.6.
+    pub new_track_threshold: f32,
+    /// Stage 1 (high detections vs confirmed and lost tracks): a pair may
+    /// match only if its cost (1 - IoU, possibly fused) is below this. Default 0.8.
+    pub match_threshold_high: f32,
+    /// Stage 2 (low detections vs still-tracked confirmed tracks): cost
+    /// threshold on 1 - IoU. Default 0.5.
+    pub match_threshold_low: f32,
+    /// Stage 3 (remaining high detections vs tentative tracks): cost
+    /// threshold. Default 0.7.
+    pub match_threshold_tentative: f32,
+    /// Multiply IoU by the detection score before matching in stage 1 and
+    /// 3, so confident detections win ties (ByteTrack's `fuse_score`). Default true.
+    pub fuse_score: bool,
+    /// Number of matched frames (N) after which a tentative track is
+    /// confirmed and gets an id. Default 2.
+    pub min_hits: u32,
+    /// Tentative tracks are removed once unmatched for more than this many
+    /// frames (frames). Default 0: a single miss removes them.
+    pub max_tentative_misses: u32,
+    /// A confirmed track unmatched for more than this many frames (M) is
+    /// removed and handed to the caller as ended (frames). Until then it is
+    /// "lost" and can be re-activated with its id. Default 30.
+    pub max_lost_frames: u32,
+    /// A lost track keeps being reported, at its predicted box, for up to
+    /// this many frames after its last match (frames). Default 0: only
+    /// matched tracks are reported.
+    pub report_lost_frames: u32,
+    /// Tracks born on the first frame of a stream are confirmed at once
+    /// (there is no earlier frame to confirm them with). Default true.
+    pub confirm_on_first_frame: bool,
+    /// Appearance (re-ID embedding) fusion; used only for pairs where both
+    /// the track and the detection carry an embedding.
+    pub appearance: AppearanceConfig,
+    /// Kalman filter constants and Mahalanobis gate.
+    pub motion: MotionConfig,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            high_score_threshold: 0.5,
+            low_score_threshold: 0.1,
+            new_track_threshold: 0.6,
+            match_threshold_high: 0.8,
+            match_threshold_low: 0.5,
+            match_threshold_tentative: 0.7,
+            fuse_score: true,
+            min_hits: 2,
+            max_tentative_misses: 0,
+            max_lost_frames: 30,
+            report_lost_frames: 0,
+            confirm_on_first_frame: true,
+            appearance: AppearanceConfig::default(),
+            motion: MotionConfig {
+                gating_threshold: crate::kalman::CHI2_999_4DOF,
+                ..MotionConfig::default()
+            },
+        }
+    }
+}
+
+/// How appearance embeddings take part in association.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppearanceConfig {
+    /// Weight of the cosine distance in the fused cost
+    /// `(1 - w)·iou_cost + w·cosine_distance`, in [0, 1]. Default 0.5.
+    pub weight: f32,
+    /// Pairs whose cosine distance exceeds this may not match, whatever
+    /// their overlap (cosine distance, 0..2). Default 0.4.
+    pub max_cosine_distance: f32,
+    /// Exponential moving average factor for a track's embedding: new =
+    /// normalise(momentum·old + (1 - momentum)·detection), in [0, 1). Default 0.9.
+    pub momentum: f32,
+}
+
+impl Default for AppearanceConfig {
+    fn default() -> Self {
+        Self {
+            weight: 0.5,
+            max_cosine_distance: 0.4,
+            momentum: 0.9,
+        }
+    }
+}
+
+impl TrackerConfig {
+    /// Checks every field and reports all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut unit = |name: &str, v: f32| {
+            if !(0.0..=1.0).contains(&v) {
+                problems.push(format!("{name} must be in [0, 1], got {v}"));
+            }
+        };
+        unit("high_score_threshold", self.high_score_threshold);
+        unit("low_score_threshold", self.low_score_threshold);
+        unit("new_track_threshold", self.new_track_threshold);
+        unit("match_threshold_high", self.match_threshold_high);
+        unit("match_threshold_low", self.match_threshold_low);
+        unit("match_threshold_tentative", self.match_threshold_tentative);
+        unit("appearance.weight", self.appearance.weight);
+        if self.low_score_threshold > self.high_score_threshold {
+            problems.push(format!(
+                "low_score_threshold ({}) must not exceed high_score_threshold ({})",
+                self.low_score_threshold, self.high_score_threshold
+            ));
+        }
+        if self.new_track_threshold < self.high_score_threshold {
+            problems.push(format!(
+                "new_track_threshold ({}) must be at least high_score_threshold ({}): only high detections start tracks",
+                self.new_track_threshold, self.high_score_threshold
+            ));
+        }
+        if self.min_hits == 0 {
+            problems.push("min_hits must be at least 1, got 0".to_owned());
+        }
+        if self.report_lost_frames > self.max_lost_frames {
+            problems.push(format!(
+                "report_lost_frames ({}) must not exceed max_lost_frames ({})",
+                self.report_lost_frames, self.max_lost_frames
+            ));
+        }
+        let a = &self.appearance;
+        if !(0.0..=2.0).contains(&a.max_cosine_distance) {
+            problems.push(format!(
+                "appearance.max_cosine_distance must be in [0, 2], got {}",
+                a.max_cosine_distance
+            ));
+        }
+        if !(0.0..1.0).contains(&a.momentum) {
+            problems.push(format!(
+                "appearance.momentum must be in [0, 1), got {}",
+                a.momentum
+            ));
+        }
+        let m = &self.motion;
+        for (name, v) in [
+            ("motion.std_weight_position", m.std_weight_position),
+            ("motion.std_weight_velocity", m.std_weight_velocity),
+            ("motion.gating_threshold", m.gating_threshold),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                problems.push(format!("{name} must be a positive number, got {v}"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Validates the config and builds a tracker for one camera.
+    pub fn build(&self) -> Result<Tracker, ConfigError> {
+        self.validate()?;
+        Ok(Tracker::new_unchecked(self.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(TrackerConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let cfg = TrackerConfig {
+            high_score_threshold: 1.5,
+            min_hits: 0,
+            report_lost_frames: 99,
+            appearance: AppearanceConfig {
+                momentum: 1.0,
+                ..AppearanceConfig::default()
+            },
+            ..TrackerConfig::default()
+        };
+        let err = cfg.validate().expect_err("invalid");
+        let text = err.to_string();
+        for needle in [
+            "high_score_threshold must be in [0, 1], got 1.5",
+            "min_hits",
+            "report_lost_frames",
+            "appearance.momentum",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn toml_round_trip_and_unknown_fields_rejected() {
+        let cfg = TrackerConfig::default();
+        let text = toml::to_string(&cfg).expect("serialise");
+        let back: TrackerConfig = toml::from_str(&text).expect("parse");
+        assert_eq!(back, cfg);
+        let partial: TrackerConfig =
+            toml::from_str("min_hits = 3\n[motion]\ngating_threshold = 13.28\n")
+                .expect("partial config uses defaults");
+        assert_eq!(partial.min_hits, 3);
+        assert_eq!(partial.max_lost_frames, 30);
+        assert!(toml::from_str::<TrackerConfig>("min_hitz = 3").is_err());
+    }
+}

@@ -1,0 +1,544 @@
+//! One camera's tracker: prediction, three-stage association, lifecycle.
+//!
+//! Owns the tracks of one stream and nothing else: no clocks, no I/O, no
+//! threads. The caller feeds one frame's detections at a time with the
+//! frame's index; gaps in the index (dropped frames) are predicted through.
+//!
+//! # Per frame
+//! 1. Every track is predicted to this frame (`k` steps for a gap of `k`).
+//! 2. Detections are split by score: high (>= `high_score_threshold`), low
+//!    (>= `low_score_threshold`), the rest ignored.
+//! 3. Stage 1: high detections vs confirmed and lost tracks, on IoU cost
+//!    (optionally score-fused and appearance-fused), Mahalanobis-gated.
+//! 4. Stage 2: low detections vs confirmed tracks still unmatched (ByteTrack:
+//!    an occluded person's detector score drops; keep the track alive with it).
+//! 5. Stage 3: remaining high detections vs tentative tracks.
+//! 6. Lifecycle: tentative -> confirmed after `min_hits` matches; confirmed ->
+//!    lost on a miss; lost -> confirmed again on a match (same id); lost ->
+//!    ended after `max_lost_frames`; unmatched high detections above
+//!    `new_track_threshold` start tentative tracks.
+
+use serde::{Deserialize, Serialize};
+
+use crate::assignment::{solve_gated, CostMatrix};
+use crate::config::TrackerConfig;
+use crate::error::TrackError;
+use crate::geometry::BBox;
+use crate::kalman::{BoxKalmanFilter, KalmanState, Projection};
+
+/// Identifier of a confirmed track, unique within one camera's tracker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TrackId(u64);
+
+impl TrackId {
+    /// Wraps a raw id.
+    pub const fn new(raw: u64) -> Self {
+        Self(raw)
+    }
+
+    /// The raw id.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for TrackId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One detector output for one frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    /// The detected box.
+    pub bbox: BBox,
+    /// Detector confidence in [0, 1].
+    pub score: f32,
+    /// Optional re-ID embedding (any scale; normalised internally).
+    pub embedding: Option<Vec<f32>>,
+}
+
+impl Detection {
+    /// A detection without embedding.
+    pub fn new(bbox: BBox, score: f32) -> Self {
+        Self {
+            bbox,
+            score,
+            embedding: None,
+        }
+    }
+
+    /// The same detection with an appearance embedding.
+    pub fn with_embedding(mut self, embedding: Vec<f32>) -> Self {
+        self.embedding = Some(embedding);
+        self
+    }
+}
+
+/// Where a track is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrackStatus {
+    /// Born recently; not reported until confirmed.
+    Tentative,
+    /// Matched in the latest frame (or still within its first miss).
+    Confirmed,
+    /// Unmatched for at least one frame; predicted, can be re-activated.
+    Lost,
+}
+
+/// A track as reported for one frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackOutput {
+    /// The track's id.
+    pub id: TrackId,
+    /// Filtered box (Kalman posterior if matched this frame, prediction if lost).
+    pub bbox: BBox,
+    /// Score of the detection that last updated the track.
+    pub score: f32,
+    /// Index into this frame's detections of the matched detection, if any.
+    pub detection: Option<usize>,
+    /// `Confirmed` when matched this frame, `Lost` when only predicted.
+    pub status: TrackStatus,
+    /// Number of frames the track was matched in, including this one.
+    pub hits: u32,
+}
+
+/// Why a track ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EndReason {
+    /// Unmatched for more than `max_lost_frames`.
+    Timeout,
+    /// The caller flushed the tracker (end of stream, camera removed).
+    Flushed,
+}
+
+/// A confirmed track that ended, handed to the caller (re-ID, storage).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndedTrack {
+    /// The track's id.
+    pub id: TrackId,
+    /// Frame of the first detection of the track.
+    pub first_frame: u64,
+    /// Frame of the last matched detection.
+    pub last_frame: u64,
+    /// Number of frames matched.
+    pub hits: u32,
+    /// Filtered box at the last match.
+    pub last_bbox: BBox,
+    /// Smoothed, L2-normalised embedding, if the track had any.
+    pub embedding: Option<Vec<f32>>,
+    /// Why it ended.
+    pub reason: EndReason,
+}
+
+/// Everything one frame produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FrameResult {
+    /// Confirmed tracks to report for this frame, ascending by id.
+    pub tracks: Vec<TrackOutput>,
+    /// Tracks that ended at this frame.
+    pub ended: Vec<EndedTrack>,
+    /// Detections ignored because their box or score was not finite/positive.
+    pub rejected_detections: usize,
+    /// Embeddings ignored because of a wrong dimension or a zero/NaN norm.
+    pub rejected_embeddings: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Track {
+    id: Option<TrackId>,
+    status: TrackStatus,
+    state: KalmanState,
+    hits: u32,
+    first_frame: u64,
+    last_update: u64,
+    last_bbox: BBox,
+    score: f32,
+    embedding: Option<Vec<f32>>,
+}
+
+/// Per-frame scratch: the tracks' predictions and the frame's detections.
+struct Scratch<'a> {
+    predicted: Vec<BBox>,
+    projections: Vec<Option<Projection>>,
+    detections: &'a [Detection],
+    /// Normalised embedding per detection (None when absent or rejected).
+    embeddings: Vec<Option<Vec<f32>>>,
+}
+
+/// Which cost terms a stage uses.
+#[derive(Debug, Clone, Copy)]
+struct Stage {
+    threshold: f32,
+    fuse_score: bool,
+    appearance: bool,
+}
+
+/// The tracker of one camera. Build it with [`TrackerConfig::build`].
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    config: TrackerConfig,
+    filter: BoxKalmanFilter,
+    tracks: Vec<Track>,
+    next_id: u64,
+    last_frame: Option<u64>,
+    embedding_dim: Option<usize>,
+    cost: CostMatrix,
+}
+
+fn normalised(v: &[f32]) -> Option<Vec<f32>> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    (norm.is_finite() && norm > 0.0).then(|| v.iter().map(|x| x / norm).collect())
+}
+
+/// Marks a track confirmed, giving it the next id if it has none.
+fn confirm(track: &mut Track, next_id: &mut u64) {
+    track.status = TrackStatus::Confirmed;
+    if track.id.is_none() {
+        track.id = Some(TrackId(*next_id));
+        *next_id += 1;
+    }
+}
+
+fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
+    1.0 - a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>()
+}
+
+impl Tracker {
+    pub(crate) fn new_unchecked(config: TrackerConfig) -> Self {
+        Self {
+            filter: BoxKalmanFilter::new(config.motion),
+            config,
+            tracks: Vec::new(),
+            next_id: 1,
+            last_frame: None,
+            embedding_dim: None,
+            cost: CostMatrix::forbidden(0, 0),
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &TrackerConfig {
+        &self.config
+    }
+
+    /// Number of live tracks (tentative, confirmed and lost).
+    pub fn live_tracks(&self) -> usize {
+        self.tracks.len()
+    }
+
+    /// Processes one frame's detections. `frame` must increase strictly from
+    /// call to call; a jump of `k` is treated as `k - 1` dropped frames.
+    pub fn update(
+        &mut self,
+        frame: u64,
+        detections: &[Detection],
+    ) -> Result<FrameResult, TrackError> {
+        let steps = match self.last_frame {
+            Some(previous) if frame <= previous => {
+                return Err(TrackError::FrameOutOfOrder {
+                    previous,
+                    got: frame,
+                })
+            }
+            Some(previous) => frame - previous,
+            None => 0,
+        };
+        let first_frame = self.last_frame.is_none();
+        self.last_frame = Some(frame);
+        let mut result = FrameResult::default();
+
+        // 1. Predict. Beyond max_lost_frames + 1 steps every track is gone anyway.
+        let steps = steps.min(u64::from(self.config.max_lost_frames) + 2);
+        for track in &mut self.tracks {
+            if track.status == TrackStatus::Lost {
+                // Do not let a lost box keep growing or shrinking (ByteTrack).
+                track.state.mean[6] = 0.0;
+                track.state.mean[7] = 0.0;
+            }
+            for _ in 0..steps {
+                track.state = self.filter.predict(&track.state);
+            }
+        }
+
+        // 2. Validate and split detections.
+        let mut scratch = Scratch {
+            predicted: self.tracks.iter().map(|t| t.state.bbox()).collect(),
+            projections: self
+                .tracks
+                .iter()
+                .map(|t| self.filter.project(&t.state))
+                .collect(),
+            detections,
+            embeddings: Vec::with_capacity(detections.len()),
+        };
+        let (mut high, mut low) = (Vec::new(), Vec::new());
+        for (i, det) in detections.iter().enumerate() {
+            let emb = det.embedding.as_deref().and_then(|e| {
+                let dim_ok = *self.embedding_dim.get_or_insert(e.len()) == e.len();
+                let n = if dim_ok { normalised(e) } else { None };
+                if n.is_none() {
+                    result.rejected_embeddings += 1;
+                }
+                n
+            });
+            scratch.embeddings.push(emb);
+            if !det.bbox.is_valid() || !det.score.is_finite() {
+                result.rejected_detections += 1;
+            } else if det.score >= self.config.high_score_threshold {
+                high.push(i);
+            } else if det.score >= self.config.low_score_threshold {
+                low.push(i);
+            }
+        }
+
+        let mut matched: Vec<Option<usize>> = vec![None; self.tracks.len()];
+
+        // 3. Stage 1: high detections vs confirmed and lost tracks.
+        let pool: Vec<usize> = (0..self.tracks.len())
+            .filter(|&t| self.tracks[t].status != TrackStatus::Tentative)
+            .collect();
+        let stage1 = Stage {
+            threshold: self.config.match_threshold_high,
+            fuse_score: self.config.fuse_score,
+            appearance: true,
+        };
+        let high_left = self.associate(&pool, &high, &scratch, stage1, &mut matched);
+
+        // 4. Stage 2: low detections vs confirmed tracks not matched yet.
+        let tracked_left: Vec<usize> = pool
+            .iter()
+            .copied()
+            .filter(|&t| matched[t].is_none() && self.tracks[t].status == TrackStatus::Confirmed)
+            .collect();
+        let stage2 = Stage {
+            threshold: self.config.match_threshold_low,
+            fuse_score: false,
+            appearance: false,
+        };
+        self.associate(&tracked_left, &low, &scratch, stage2, &mut matched);
+
+        // 5. Stage 3: remaining high detections vs tentative tracks.
+        let tentative: Vec<usize> = (0..self.tracks.len())
+            .filter(|&t| self.tracks[t].status == TrackStatus::Tentative)
+            .collect();
+        let stage3 = Stage {
+            threshold: self.config.match_threshold_tentative,
+            fuse_score: self.config.fuse_score,
+            appearance: true,
+        };
+        let unmatched_high = self.associate(&tentative, &high_left, &scratch, stage3, &mut matched);
+
+        // 6. Lifecycle of existing tracks.
+        let mut matched_det: Vec<Option<usize>> = Vec::with_capacity(self.tracks.len());
+        let mut keep = Vec::with_capacity(self.tracks.len());
+        for (t, det) in matched.iter().enumerate() {
+            let alive = match *det {
+                Some(d) => {
+                    self.apply_match(t, frame, &detections[d], scratch.embeddings[d].as_deref());
+                    true
+                }
+                None => self.apply_miss(t, frame, &mut result.ended),
+            };
+            keep.push(alive);
+            if alive {
+                matched_det.push(*det);
+            }
+        }
+        let mut flags = keep.into_iter();
+        self.tracks.retain(|_| flags.next().unwrap_or(false));
+
+        // 7. Births.
+        for d in unmatched_high {
+            let det = &detections[d];
+            if det.score < self.config.new_track_threshold {
+                continue;
+            }
+            let state = self.filter.initiate(&det.bbox);
+            let mut track = Track {
+                id: None,
+                status: TrackStatus::Tentative,
+                last_bbox: state.bbox(),
+                state,
+                hits: 1,
+                first_frame: frame,
+                last_update: frame,
+                score: det.score,
+                embedding: scratch.embeddings[d].take(),
+            };
+            if self.config.min_hits <= 1 || (first_frame && self.config.confirm_on_first_frame) {
+                confirm(&mut track, &mut self.next_id);
+            }
+            self.tracks.push(track);
+            matched_det.push(Some(d));
+        }
+
+        // 8. Report.
+        for (track, det) in self.tracks.iter().zip(&matched_det) {
+            let Some(id) = track.id else { continue };
+            let since = frame - track.last_update;
+            let report = match track.status {
+                TrackStatus::Confirmed => since == 0,
+                TrackStatus::Lost => since <= u64::from(self.config.report_lost_frames),
+                TrackStatus::Tentative => false,
+            };
+            if report {
+                result.tracks.push(TrackOutput {
+                    id,
+                    bbox: track.state.bbox(),
+                    score: track.score,
+                    detection: *det,
+                    status: track.status,
+                    hits: track.hits,
+                });
+            }
+        }
+        result.tracks.sort_unstable_by_key(|t| t.id);
+        Ok(result)
+    }
+
+    /// Ends every confirmed or lost track (end of stream) and forgets the rest.
+    pub fn flush(&mut self) -> Vec<EndedTrack> {
+        let mut ended: Vec<EndedTrack> = self
+            .tracks
+            .drain(..)
+            .filter_map(|t| Self::ended(t, EndReason::Flushed))
+            .collect();
+        ended.sort_unstable_by_key(|e| e.id);
+        self.last_frame = None;
+        ended
+    }
+
+    fn ended(track: Track, reason: EndReason) -> Option<EndedTrack> {
+        Some(EndedTrack {
+            id: track.id?,
+            first_frame: track.first_frame,
+            last_frame: track.last_update,
+            hits: track.hits,
+            last_bbox: track.last_bbox,
+            embedding: track.embedding,
+            reason,
+        })
+    }
+
+    fn apply_match(&mut self, t: usize, frame: u64, det: &Detection, embedding: Option<&[f32]>) {
+        let momentum = self.config.appearance.momentum;
+        let min_hits = self.config.min_hits;
+        let track = &mut self.tracks[t];
+        track.state = self.filter.update(&track.state, &det.bbox);
+        track.hits += 1;
+        track.last_update = frame;
+        track.last_bbox = track.state.bbox();
+        track.score = det.score;
+        if let Some(e) = embedding {
+            track.embedding = match track.embedding.take() {
+                None => Some(e.to_vec()),
+                Some(old) => {
+                    let mixed: Vec<f32> = old
+                        .iter()
+                        .zip(e)
+                        .map(|(o, n)| momentum * o + (1.0 - momentum) * n)
+                        .collect();
+                    normalised(&mixed).or(Some(old))
+                }
+            };
+        }
+        match track.status {
+            TrackStatus::Tentative if track.hits >= min_hits => confirm(track, &mut self.next_id),
+            TrackStatus::Lost => track.status = TrackStatus::Confirmed,
+            _ => {}
+        }
+    }
+
+    /// Returns whether the track stays alive.
+    fn apply_miss(&mut self, t: usize, frame: u64, ended: &mut Vec<EndedTrack>) -> bool {
+        let track = &mut self.tracks[t];
+        let missed = frame - track.last_update;
+        match track.status {
+            TrackStatus::Tentative => missed <= u64::from(self.config.max_tentative_misses),
+            TrackStatus::Confirmed | TrackStatus::Lost => {
+                track.status = TrackStatus::Lost;
+                if missed > u64::from(self.config.max_lost_frames) {
+                    ended.extend(Self::ended(track.clone(), EndReason::Timeout));
+                    false
+                } else {
+                    true
+                }
+            }
+        }
+    }
+
+    /// Matches `tracks` to `dets` (indices into self.tracks / the frame's
+    /// detections), records matches in `matched`, returns unmatched detections.
+    fn associate(
+        &mut self,
+        tracks: &[usize],
+        dets: &[usize],
+        s: &Scratch<'_>,
+        stage: Stage,
+        matched: &mut [Option<usize>],
+    ) -> Vec<usize> {
+        if tracks.is_empty() || dets.is_empty() {
+            return dets.to_vec();
+        }
+        let threshold = f64::from(stage.threshold);
+        let gate = self.config.motion.gating_threshold;
+        let app = self.config.appearance;
+        self.cost.reset(tracks.len(), dets.len());
+        for (r, &t) in tracks.iter().enumerate() {
+            let Some(proj) = &s.projections[t] else {
+                continue;
+            };
+            let pred = &s.predicted[t];
+            let track_emb = if stage.appearance {
+                self.tracks[t].embedding.as_deref()
+            } else {
+                None
+            };
+            for (c, &d) in dets.iter().enumerate() {
+                let det = &s.detections[d];
+                let iou = pred.iou(&det.bbox);
+                let sim = if stage.fuse_score {
+                    iou * det.score
+                } else {
+                    iou
+                };
+                let mut cost = 1.0 - sim;
+                match (track_emb, s.embeddings[d].as_deref()) {
+                    (Some(te), Some(de)) => {
+                        if proj.squared_mahalanobis(&det.bbox) > gate {
+                            continue;
+                        }
+                        let cd = cosine_distance(te, de);
+                        if cd > app.max_cosine_distance {
+                            continue;
+                        }
+                        cost = (1.0 - app.weight) * cost + app.weight * cd;
+                        if f64::from(cost) >= threshold {
+                            continue;
+                        }
+                    }
+                    _ => {
+                        if f64::from(cost) >= threshold
+                            || proj.squared_mahalanobis(&det.bbox) > gate
+                        {
+                            continue;
+                        }
+                    }
+                }
+                self.cost.set(r, c, f64::from(cost));
+            }
+        }
+        let assignment = solve_gated(&self.cost, threshold);
+        for &(r, c) in &assignment.matches {
+            matched[tracks[r]] = Some(dets[c]);
+        }
+        assignment.unmatched_cols.iter().map(|&c| dets[c]).collect()
+    }
+}
+
+#[cfg(test)]
+#[path = "tracker_tests.rs"]
+mod tests;

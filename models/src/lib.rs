@@ -1,1 +1,20 @@
-//! vidar-models (under construction).
+//! vidar-models: the model manifest (`models/manifest.toml`), verified model files,
+//! and the one ONNX Runtime session factory of Vidar.
+//!
+//! It owns everything that touches ONNX Runtime: loading the shared library named
+//! by `ORT_DYLIB_PATH` (fetched by `deploy/setup.sh`, never downloaded at run
+//! time), choosing execution providers (CPU, CUDA, TensorRT) with CPU fallback,
+//! and checking each session against the manifest's tensor spec. It does not
+//! pre- or post-process images; `vidar-detectors` and `vidar-reid` do.
+
+pub mod error;
+pub mod manifest;
+pub mod runtime;
+pub mod store;
+
+pub use error::ModelError;
+pub use manifest::{DType, FileEntry, Format, Layout, Manifest, ModelSpec, Task, TensorSpec};
+pub use runtime::{
+    environment, Model, Outputs, ProviderConfig, RuntimeConfig, SessionFactory, ORT_DYLIB_ENV,
+};
+pub use store::{read_npy_f32_2d, ModelStore, MODEL_DIR_ENV};

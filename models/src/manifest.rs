@@ -1,0 +1,420 @@
+//! The model manifest (`models/manifest.toml`): which files exist, their checksums,
+//! and the tensor contract of each model. Parsing and validation only; no I/O on
+//! model files here (see [`crate::store`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::error::ModelError;
+
+/// The manifest compiled into the crate (the repository's `models/manifest.toml`).
+pub const BUILTIN_MANIFEST: &str = include_str!("../manifest.toml");
+
+/// The schema version this crate understands.
+pub const SCHEMA: u32 = 1;
+
+/// A parsed and validated manifest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Schema version; must equal [`SCHEMA`].
+    pub schema: u32,
+    /// Every file under the model directory, with checksum and size.
+    #[serde(rename = "file", default)]
+    pub files: Vec<FileEntry>,
+    /// Every loadable model.
+    #[serde(rename = "model", default)]
+    pub models: Vec<ModelSpec>,
+}
+
+/// One file of the model directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    /// File name, relative to the model directory.
+    pub file: String,
+    /// Lower-case hex sha256 of the content.
+    pub sha256: String,
+    /// Size in bytes (a cheap first check against truncation).
+    pub size: u64,
+    /// How `models/scripts/fetch_models.py` produces it.
+    pub recipe: String,
+}
+
+/// What a model is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    /// Object detection.
+    Detection,
+    /// Appearance embedding (re-ID).
+    Embedding,
+}
+
+/// How to read a model's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// SSD with in-graph post-processing: boxes, classes, scores, count.
+    SsdPostprocessed,
+    /// SSD box encodings + class scores; decode and NMS outside the graph.
+    SsdRaw,
+    /// One embedding vector per input image.
+    Embedding,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::SsdPostprocessed => "ssd-postprocessed",
+            Format::SsdRaw => "ssd-raw",
+            Format::Embedding => "embedding",
+        })
+    }
+}
+
+/// Element type of a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    /// 8-bit unsigned.
+    U8,
+    /// 32-bit float.
+    F32,
+}
+
+/// Memory layout of an image tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// Batch, height, width, channels.
+    Nhwc,
+    /// Batch, channels, height, width.
+    Nchw,
+}
+
+/// Name, type and shape of one tensor; `-1` marks a dynamic dimension.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorSpec {
+    /// Tensor name in the ONNX graph.
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Layout; required for image inputs.
+    #[serde(default)]
+    pub layout: Option<Layout>,
+    /// Dimensions; `-1` = dynamic.
+    pub shape: Vec<i64>,
+}
+
+impl TensorSpec {
+    /// True when the leading (batch) dimension is dynamic.
+    pub fn dynamic_batch(&self) -> bool {
+        self.shape.first() == Some(&-1)
+    }
+
+    /// (height, width) of an image input, if fixed in the shape.
+    pub fn image_size(&self) -> Option<(usize, usize)> {
+        let (h, w) = match (self.layout?, self.shape.as_slice()) {
+            (Layout::Nhwc, [_, h, w, _]) | (Layout::Nchw, [_, _, h, w]) => (*h, *w),
+            _ => return None,
+        };
+        (h > 0 && w > 0).then_some((h as usize, w as usize))
+    }
+
+    /// Channel count of an image input.
+    pub fn channels(&self) -> Option<i64> {
+        match (self.layout?, self.shape.as_slice()) {
+            (Layout::Nhwc, [_, _, _, c]) | (Layout::Nchw, [_, c, _, _]) => Some(*c),
+            _ => None,
+        }
+    }
+}
+
+/// One loadable model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Unique name used in configs (`ssd-mobilenet-v2-coco`).
+    pub name: String,
+    /// What the model is for.
+    pub task: Task,
+    /// How its outputs are read.
+    pub format: Format,
+    /// The ONNX file (listed under `[[file]]`).
+    pub file: String,
+    /// Anchors `.npy` for `ssd-raw` (listed under `[[file]]`).
+    #[serde(default)]
+    pub anchors: Option<String>,
+    /// Licence of the weights.
+    pub licence: String,
+    /// Provenance: package, version, path, conversion.
+    pub source: String,
+    /// Class index of "person" in the model's output (detectors).
+    #[serde(default)]
+    pub person_class: Option<u32>,
+    /// SSD box coder scales (y, x, h, w) for `ssd-raw`.
+    #[serde(default)]
+    pub box_scales: Option<[f32; 4]>,
+    /// Per-channel mean, applied after scaling pixels to 0..1 (embedders).
+    #[serde(default)]
+    pub mean: Option<[f32; 3]>,
+    /// Per-channel standard deviation (embedders).
+    #[serde(default)]
+    pub std: Option<[f32; 3]>,
+    /// (height, width) crops are resized to, when the input shape leaves it dynamic.
+    #[serde(default)]
+    pub input_size: Option<[usize; 2]>,
+    /// The single input tensor.
+    pub input: TensorSpec,
+    /// Output tensors, in the order the code reads them.
+    pub outputs: Vec<TensorSpec>,
+}
+
+impl ModelSpec {
+    /// (height, width) the input image must have: from the shape, else `input_size`.
+    pub fn input_hw(&self) -> Option<(usize, usize)> {
+        self.input
+            .image_size()
+            .or_else(|| self.input_size.map(|[h, w]| (h, w)))
+    }
+
+    fn problems(&self, files: &BTreeSet<&str>, out: &mut Vec<String>) {
+        let n = &self.name;
+        if !files.contains(self.file.as_str()) {
+            out.push(format!(
+                "model {n}: file {:?} is not listed under [[file]]",
+                self.file
+            ));
+        }
+        if self.input.layout.is_none() {
+            out.push(format!("model {n}: input needs a layout (nhwc or nchw)"));
+        }
+        if self.input.shape.len() != 4 {
+            out.push(format!(
+                "model {n}: input shape {:?} is not 4-d",
+                self.input.shape
+            ));
+        }
+        if self.input.channels() != Some(3) {
+            out.push(format!("model {n}: input must have 3 (RGB) channels"));
+        }
+        if self.input.shape.iter().skip(1).any(|&d| d == 0 || d < -1) {
+            out.push(format!("model {n}: bad input dims {:?}", self.input.shape));
+        }
+        if self.input_hw().is_none() {
+            out.push(format!(
+                "model {n}: input height/width are dynamic and no input_size is given"
+            ));
+        }
+        let want_outputs = match self.format {
+            Format::SsdPostprocessed => 4,
+            Format::SsdRaw => 2,
+            Format::Embedding => 1,
+        };
+        if self.outputs.len() != want_outputs {
+            out.push(format!(
+                "model {n}: format {} needs {want_outputs} outputs, found {}",
+                self.format,
+                self.outputs.len()
+            ));
+        }
+        let task_ok = matches!(
+            (self.task, self.format),
+            (Task::Detection, Format::SsdPostprocessed | Format::SsdRaw)
+                | (Task::Embedding, Format::Embedding)
+        );
+        if !task_ok {
+            out.push(format!(
+                "model {n}: task {:?} does not go with format {}",
+                self.task, self.format
+            ));
+        }
+        match self.format {
+            Format::SsdPostprocessed | Format::SsdRaw => {
+                if self.input.dtype != DType::U8 {
+                    out.push(format!("model {n}: SSD input must be u8"));
+                }
+                if self.person_class.is_none() {
+                    out.push(format!("model {n}: detectors need person_class"));
+                }
+            }
+            Format::Embedding => {
+                if self.input.dtype != DType::F32 || self.input.layout != Some(Layout::Nchw) {
+                    out.push(format!("model {n}: embedding input must be f32 nchw"));
+                }
+                if self.mean.is_none() || self.std.is_none() {
+                    out.push(format!("model {n}: embedders need mean and std"));
+                }
+                if let Some(std) = self.std {
+                    if std.iter().any(|&s| s <= 0.0 || !s.is_finite()) {
+                        out.push(format!("model {n}: std must be positive, got {std:?}"));
+                    }
+                }
+                if self.outputs.first().map(|o| o.shape.len()) != Some(2) {
+                    out.push(format!("model {n}: embedding output must be [batch, dim]"));
+                }
+            }
+        }
+        if self.format == Format::SsdRaw {
+            match &self.anchors {
+                Some(a) if !files.contains(a.as_str()) => out.push(format!(
+                    "model {n}: anchors {a:?} are not listed under [[file]]"
+                )),
+                None => out.push(format!("model {n}: ssd-raw needs an anchors file")),
+                Some(_) => {}
+            }
+            if self.box_scales.is_none() {
+                out.push(format!("model {n}: ssd-raw needs box_scales"));
+            }
+        }
+    }
+}
+
+impl Manifest {
+    /// The manifest compiled into this crate.
+    pub fn builtin() -> Result<Self, ModelError> {
+        Self::parse(BUILTIN_MANIFEST, "models/manifest.toml (built in)")
+    }
+
+    /// Reads and validates a manifest file.
+    pub fn from_path(path: &std::path::Path) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates manifest text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ModelError> {
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|source| ModelError::ManifestParse {
+                origin: origin.to_owned(),
+                source,
+            })?;
+        let problems = manifest.problems();
+        if problems.is_empty() {
+            Ok(manifest)
+        } else {
+            Err(ModelError::ManifestInvalid {
+                origin: origin.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// Every inconsistency, one line each (empty when valid).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.schema != SCHEMA {
+            out.push(format!(
+                "schema {} is not supported (expected {SCHEMA})",
+                self.schema
+            ));
+        }
+        let mut files = BTreeSet::new();
+        for f in &self.files {
+            if !files.insert(f.file.as_str()) {
+                out.push(format!("file {:?} is listed twice", f.file));
+            }
+            if f.file.contains('/') || f.file.contains("..") || f.file.is_empty() {
+                out.push(format!("file {:?} must be a plain file name", f.file));
+            }
+            if f.sha256.len() != 64
+                || !f
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                out.push(format!(
+                    "file {:?}: sha256 must be 64 lower-case hex digits",
+                    f.file
+                ));
+            }
+            if f.size == 0 {
+                out.push(format!("file {:?}: size must be > 0", f.file));
+            }
+        }
+        let mut names = BTreeMap::new();
+        for m in &self.models {
+            if names.insert(m.name.as_str(), ()).is_some() {
+                out.push(format!("model {:?} is listed twice", m.name));
+            }
+            m.problems(&files, &mut out);
+        }
+        out
+    }
+
+    /// The model called `name`.
+    pub fn model(&self, name: &str) -> Result<&ModelSpec, ModelError> {
+        self.models
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| ModelError::UnknownModel {
+                name: name.to_owned(),
+                known: self.models.iter().map(|m| m.name.clone()).collect(),
+            })
+    }
+
+    /// The `[[file]]` entry called `file`.
+    pub fn file(&self, file: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.file == file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_manifest_is_valid_and_complete() {
+        let m = Manifest::builtin().expect("built-in manifest");
+        let ssd = m.model("ssd-mobilenet-v2-coco").expect("ssd");
+        assert_eq!(ssd.input_hw(), Some((300, 300)));
+        assert!(!ssd.input.dynamic_batch());
+        let raw = m.model("ssd-mobilenet-v2-coco-raw").expect("raw");
+        assert!(raw.input.dynamic_batch());
+        assert_eq!(raw.person_class, Some(1));
+        let reid = m.model("mobilenetv2-deepsort").expect("reid");
+        assert_eq!(reid.input_hw(), Some((224, 224)));
+        assert_eq!(reid.outputs[0].shape, vec![-1, 1280]);
+    }
+
+    #[test]
+    fn unknown_model_lists_known_names() {
+        let m = Manifest::builtin().expect("built-in manifest");
+        let err = m.model("osnet").expect_err("unknown").to_string();
+        assert!(err.contains("ssd-mobilenet-v2-coco"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = BUILTIN_MANIFEST
+            .replacen("schema = 1", "schema = 2", 1)
+            .replacen(
+                "file = \"reid_mobilenetv2_deepsort.onnx\"\nlicence",
+                "file = \"nope.onnx\"\nlicence",
+                1,
+            )
+            .replacen("person_class = 1\n", "", 1);
+        let err = Manifest::parse(&text, "test")
+            .expect_err("invalid")
+            .to_string();
+        assert!(err.contains("schema 2"), "{err}");
+        assert!(err.contains("\"nope.onnx\" is not listed"), "{err}");
+        assert!(err.contains("detectors need person_class"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let text = BUILTIN_MANIFEST.replacen("schema = 1", "schema = 1\ncolour = \"red\"", 1);
+        let err = Manifest::parse(&text, "test")
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+}

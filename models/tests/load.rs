@@ -1,0 +1,245 @@
+//! Real ONNX Runtime on the real model files of the manifest: every model loads,
+//! runs, and bad files fail with errors that say what is wrong.
+//! Needs `make models` (VIDAR_MODEL_DIR) and `ORT_DYLIB_PATH` (deploy/setup.sh).
+
+use std::path::PathBuf;
+
+use vidar_models::{FileEntry, Manifest, ModelError, ModelStore, RuntimeConfig, SessionFactory};
+
+fn repo_cache() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache")
+}
+
+/// The model directory and runtime library, from the environment or the repository's cache.
+fn store() -> ModelStore {
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        std::env::set_var("ORT_DYLIB_PATH", repo_cache().join("libonnxruntime.so"));
+    }
+    let dir = std::env::var_os("VIDAR_MODEL_DIR")
+        .map_or_else(|| repo_cache().join("models"), PathBuf::from);
+    assert!(
+        dir.join("ssd_mobilenet_v2_coco_quant.onnx").is_file(),
+        "model files absent from {}: run `make models` first",
+        dir.display()
+    );
+    ModelStore::new(dir, Manifest::builtin().expect("manifest"))
+}
+
+#[test]
+fn every_manifest_model_loads_on_cpu_and_runs() {
+    let factory = SessionFactory::new(store(), RuntimeConfig::default()).expect("factory");
+    let mut ssd = factory.load("ssd-mobilenet-v2-coco").expect("ssd");
+    assert_eq!(ssd.provider(), "CPUExecutionProvider");
+    assert_eq!(ssd.max_batch(), 1);
+    let frame = vec![128u8; 300 * 300 * 3];
+    let count = ssd
+        .run(&[1, 300, 300, 3], &frame, |out| Ok(out.f32(3)?.1[0]))
+        .expect("run ssd");
+    assert!((0.0..=20.0).contains(&count), "count {count}");
+
+    let mut raw = factory.load("ssd-mobilenet-v2-coco-raw").expect("raw");
+    assert_eq!(raw.max_batch(), usize::MAX);
+    let batch = vec![128u8; 3 * 300 * 300 * 3];
+    let shapes = raw
+        .run(&[3, 300, 300, 3], &batch, |out| {
+            Ok((out.f32(0)?.0, out.f32(1)?.0))
+        })
+        .expect("run raw");
+    assert_eq!(shapes, (vec![3, 1917, 4], vec![3, 1917, 91]));
+
+    let mut reid = factory.load("mobilenetv2-deepsort").expect("reid");
+    let crops = vec![0.1f32; 2 * 3 * 224 * 224];
+    let (shape, emb) = reid
+        .run(&[2, 3, 224, 224], &crops, |out| {
+            let (s, d) = out.f32(0)?;
+            Ok((s, d.to_vec()))
+        })
+        .expect("run reid");
+    assert_eq!(shape, vec![2, 1280]);
+    assert!(emb.iter().all(|v| v.is_finite()) && emb.iter().any(|&v| v != 0.0));
+}
+
+#[test]
+fn wrong_input_is_refused_before_running() {
+    let factory = SessionFactory::new(store(), RuntimeConfig::default()).expect("factory");
+    let mut ssd = factory.load("ssd-mobilenet-v2-coco").expect("ssd");
+    let frame = vec![0u8; 2 * 300 * 300 * 3];
+    let err = ssd
+        .run(&[2, 300, 300, 3], &frame, |_| Ok(()))
+        .expect_err("batch 2");
+    assert!(err.to_string().contains("does not fit"), "{err}");
+    let err = ssd
+        .run(&[1, 300, 300, 3], &[0.0f32; 10], |_| Ok(()))
+        .expect_err("f32");
+    assert!(err.to_string().contains("element type"), "{err}");
+}
+
+/// A manifest that describes `file` (copied into a temp dir) as the SSD model.
+fn store_with(file_bytes: &[u8], declared_size: Option<u64>) -> (tempfile::TempDir, ModelStore) {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut manifest = Manifest::builtin().expect("manifest");
+    let name = "ssd_mobilenet_v2_coco_quant.onnx";
+    std::fs::write(dir.path().join(name), file_bytes).expect("write");
+    let entry: &mut FileEntry = manifest
+        .files
+        .iter_mut()
+        .find(|f| f.file == name)
+        .expect("entry");
+    entry.size = declared_size.unwrap_or(file_bytes.len() as u64);
+    entry.sha256 = Sha256::digest(file_bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let store = ModelStore::new(dir.path().to_owned(), manifest);
+    (dir, store)
+}
+
+#[test]
+fn bad_model_files_fail_clearly() {
+    let real = store();
+    let factory = SessionFactory::new(real.clone(), RuntimeConfig::default()).expect("factory");
+
+    // Missing directory.
+    let empty = tempfile::tempdir().expect("tempdir");
+    let f = SessionFactory::new(
+        ModelStore::new(empty.path(), real.manifest().clone()),
+        RuntimeConfig::default(),
+    )
+    .expect("factory");
+    let err = f.load("ssd-mobilenet-v2-coco").expect_err("missing");
+    assert!(matches!(err, ModelError::FileMissing { .. }), "{err}");
+    assert!(err.to_string().contains("make models"), "{err}");
+
+    // Truncated: the manifest's size and checksum are the real ones.
+    let full = std::fs::read(real.dir().join("ssd_mobilenet_v2_coco_quant.onnx")).expect("read");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("ssd_mobilenet_v2_coco_quant.onnx"),
+        &full[..full.len() / 2],
+    )
+    .expect("write");
+    let f = SessionFactory::new(
+        ModelStore::new(dir.path(), real.manifest().clone()),
+        RuntimeConfig::default(),
+    )
+    .expect("factory");
+    let err = f.load("ssd-mobilenet-v2-coco").expect_err("truncated");
+    assert!(matches!(err, ModelError::FileSize { .. }), "{err}");
+    assert!(err.to_string().contains("truncated"), "{err}");
+
+    // Same size, one byte flipped: checksum.
+    let mut flipped = full.clone();
+    flipped[1000] ^= 0xff;
+    std::fs::write(
+        dir.path().join("ssd_mobilenet_v2_coco_quant.onnx"),
+        &flipped,
+    )
+    .expect("write");
+    let err = f.load("ssd-mobilenet-v2-coco").expect_err("corrupt");
+    assert!(matches!(err, ModelError::Checksum { .. }), "{err}");
+
+    // Checksum matches the manifest but the bytes are not ONNX: ONNX Runtime's refusal, with the path.
+    let (_d, s) = store_with(b"this is not an onnx model", None);
+    let err = SessionFactory::new(s, RuntimeConfig::default())
+        .expect("factory")
+        .load("ssd-mobilenet-v2-coco")
+        .expect_err("garbage");
+    assert!(matches!(err, ModelError::Session { .. }), "{err}");
+    assert!(
+        err.to_string().contains("ssd_mobilenet_v2_coco_quant.onnx"),
+        "{err}"
+    );
+
+    // A valid ONNX file of the wrong model (the re-ID net under the SSD's spec): input shape and names differ.
+    let reid = std::fs::read(real.dir().join("reid_mobilenetv2_deepsort.onnx")).expect("read");
+    let (_d, s) = store_with(&reid, None);
+    let err = SessionFactory::new(s, RuntimeConfig::default())
+        .expect("factory")
+        .load("ssd-mobilenet-v2-coco")
+        .expect_err("wrong model");
+    let msg = err.to_string();
+    assert!(matches!(err, ModelError::SpecMismatch { .. }), "{msg}");
+    assert!(msg.contains("shape [-1, 3, -1, -1]"), "{msg}");
+    assert!(
+        msg.contains("\"TFLite_Detection_PostProcess\" is missing"),
+        "{msg}"
+    );
+    drop(factory);
+}
+
+#[test]
+fn unavailable_gpu_providers_fall_back_to_cpu_or_fail_when_asked() {
+    use vidar_models::ProviderConfig;
+    let providers = vec![
+        ProviderConfig::TensorRt {
+            device_id: 0,
+            fp16: true,
+            engine_cache_dir: Some(std::env::temp_dir().join("vidar-trt")),
+            max_batch: 8,
+        },
+        ProviderConfig::Cuda { device_id: 0 },
+    ];
+    let config = RuntimeConfig {
+        providers: providers.clone(),
+        ..RuntimeConfig::default()
+    };
+    let model = SessionFactory::new(store(), config)
+        .expect("factory")
+        .load("ssd-mobilenet-v2-coco-raw")
+        .expect("falls back");
+    // The PyPI wheel is CPU-only; on a GPU build this would be the GPU provider.
+    assert_eq!(model.provider(), "CPUExecutionProvider");
+
+    let strict = RuntimeConfig {
+        providers,
+        cpu_fallback: false,
+        ..RuntimeConfig::default()
+    };
+    let err = SessionFactory::new(store(), strict)
+        .expect("factory")
+        .load("ssd-mobilenet-v2-coco-raw")
+        .expect_err("strict");
+    assert!(
+        matches!(err, ModelError::ProviderUnavailable { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("TensorrtExecutionProvider"),
+        "{err}"
+    );
+}
+
+#[test]
+fn runtime_config_parses_and_validates() {
+    let config: RuntimeConfig = toml::from_str(
+        r#"
+        intra_threads = 2
+        [[providers]]
+        kind = "tensorrt"
+        engine_cache_dir = "/var/cache/vidar/trt"
+        [[providers]]
+        kind = "cuda"
+        "#,
+    )
+    .expect("parse");
+    config.validate().expect("valid");
+    assert_eq!(config.providers.len(), 2);
+    let bad: RuntimeConfig = toml::from_str(
+        r#"
+        [[providers]]
+        kind = "tensorrt"
+        max_batch = 0
+        [[providers]]
+        kind = "cuda"
+        device_id = -1
+        "#,
+    )
+    .expect("parse");
+    let err = bad.validate().expect_err("invalid").to_string();
+    assert!(
+        err.contains("max_batch") && err.contains("device_id"),
+        "{err}"
+    );
+    assert!(toml::from_str::<RuntimeConfig>("threads = 3").is_err());
+}

@@ -1,0 +1,274 @@
+//! The cluster snapshot shared by every algorithm: nodes (capacity, memory) and
+//! undirected links (bandwidth). Also the indexed form the algorithms work on.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SchedError};
+
+/// A node's name: non-empty, ASCII letters, digits, `-`, `_`, `.`, `:` only.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NodeId(String);
+
+impl NodeId {
+    /// Validates and wraps a name.
+    pub fn new(name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        let ok = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+        if ok {
+            Ok(Self(name))
+        } else {
+            Err(SchedError::Invalid(vec![format!(
+                "bad id {name:?}: use 1-128 of [A-Za-z0-9-_.:]"
+            )]))
+        }
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for NodeId {
+    type Error = SchedError;
+    fn try_from(s: String) -> Result<Self> {
+        Self::new(s)
+    }
+}
+
+impl From<NodeId> for String {
+    fn from(id: NodeId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One edge node (or server) as the scheduler sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Unique name.
+    pub id: NodeId,
+    /// Compute capacity `PS`, work units per second (wu/s).
+    pub capacity: f64,
+    /// Memory the scheduler may fill, bytes (`Ravail`, or `Rmax` of an empty node).
+    pub memory: u64,
+}
+
+/// An undirected link between two nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    /// One end.
+    pub a: NodeId,
+    /// The other end.
+    pub b: NodeId,
+    /// Bandwidth in bytes/s, shared by both directions.
+    pub bandwidth: f64,
+}
+
+/// A snapshot of the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// The nodes; their order is the index order used in plans' internals.
+    pub nodes: Vec<Node>,
+    /// The links (at most one per pair); default none.
+    #[serde(default)]
+    pub links: Vec<Link>,
+}
+
+impl Cluster {
+    /// Reports every problem at once: duplicate ids, bad numbers, dangling links.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut seen = HashMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if seen.insert(n.id.clone(), i).is_some() {
+                out.push(format!("node {} appears twice", n.id));
+            }
+            if !(n.capacity.is_finite() && n.capacity > 0.0) {
+                out.push(format!(
+                    "node {}: capacity {} must be finite and > 0",
+                    n.id, n.capacity
+                ));
+            }
+        }
+        if self.nodes.is_empty() {
+            out.push("cluster has no nodes".into());
+        }
+        let mut pairs = HashMap::new();
+        for l in &self.links {
+            for end in [&l.a, &l.b] {
+                if !seen.contains_key(end) {
+                    out.push(format!("link {}-{}: unknown node {end}", l.a, l.b));
+                }
+            }
+            if l.a == l.b {
+                out.push(format!(
+                    "link {}-{}: a link needs two different nodes",
+                    l.a, l.b
+                ));
+            }
+            if !(l.bandwidth.is_finite() && l.bandwidth > 0.0) {
+                out.push(format!(
+                    "link {}-{}: bandwidth {} must be finite and > 0",
+                    l.a, l.b, l.bandwidth
+                ));
+            }
+            let key = if l.a < l.b {
+                (&l.a, &l.b)
+            } else {
+                (&l.b, &l.a)
+            };
+            if pairs.insert(key, ()).is_some() {
+                out.push(format!("link {}-{} appears twice", l.a, l.b));
+            }
+        }
+        out
+    }
+
+    /// Validates and builds the indexed form.
+    pub fn index(&self) -> Result<Graph> {
+        let problems = self.problems();
+        if !problems.is_empty() {
+            return Err(SchedError::Invalid(problems));
+        }
+        Ok(Graph::new(self))
+    }
+}
+
+/// The cluster in index form: node `i` is `cluster.nodes[i]`, link `l` is `cluster.links[l]`.
+#[derive(Clone, Debug)]
+pub struct Graph {
+    /// Node index by id.
+    pub index: BTreeMap<NodeId, usize>,
+    /// Capacity per node (wu/s).
+    pub capacity: Vec<f64>,
+    /// Schedulable memory per node (bytes).
+    pub memory: Vec<u64>,
+    /// Link endpoints `(a, b)` by link index.
+    pub ends: Vec<(usize, usize)>,
+    /// Link bandwidth by link index (bytes/s).
+    pub bandwidth: Vec<f64>,
+    /// `adj[u]` = list of `(neighbour, link index)`, in link order (deterministic).
+    pub adj: Vec<Vec<(usize, usize)>>,
+}
+
+impl Graph {
+    fn new(c: &Cluster) -> Self {
+        let index: BTreeMap<NodeId, usize> = c
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.clone(), i))
+            .collect();
+        let mut adj = vec![Vec::new(); c.nodes.len()];
+        let mut ends = Vec::with_capacity(c.links.len());
+        for (l, link) in c.links.iter().enumerate() {
+            let (a, b) = (index[&link.a], index[&link.b]);
+            adj[a].push((b, l));
+            adj[b].push((a, l));
+            ends.push((a, b));
+        }
+        Self {
+            index,
+            capacity: c.nodes.iter().map(|n| n.capacity).collect(),
+            memory: c.nodes.iter().map(|n| n.memory).collect(),
+            ends,
+            bandwidth: c.links.iter().map(|l| l.bandwidth).collect(),
+            adj,
+        }
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.capacity.len()
+    }
+
+    /// True when there are no nodes (never for a validated cluster).
+    pub fn is_empty(&self) -> bool {
+        self.capacity.is_empty()
+    }
+
+    /// Fewest-hop path from `s` to `t` as link indices (BFS, ties by link order),
+    /// skipping links whose `usable` flag is false. `None` when unreachable.
+    pub fn bfs_path(
+        &self,
+        s: usize,
+        t: usize,
+        usable: &dyn Fn(usize) -> bool,
+    ) -> Option<Vec<usize>> {
+        if s == t {
+            return Some(Vec::new());
+        }
+        let mut prev: Vec<Option<(usize, usize)>> = vec![None; self.len()];
+        let mut seen = vec![false; self.len()];
+        seen[s] = true;
+        let mut q = VecDeque::from([s]);
+        while let Some(u) = q.pop_front() {
+            for &(v, l) in &self.adj[u] {
+                if seen[v] || !usable(l) {
+                    continue;
+                }
+                seen[v] = true;
+                prev[v] = Some((u, l));
+                if v == t {
+                    let mut path = Vec::new();
+                    let mut cur = t;
+                    while let Some((p, l)) = prev[cur] {
+                        path.push(l);
+                        cur = p;
+                    }
+                    path.reverse();
+                    return Some(path);
+                }
+                q.push_back(v);
+            }
+        }
+        None
+    }
+
+    /// Rate between every pair of nodes: the bottleneck bandwidth of the widest
+    /// path (`INFINITY` on the diagonal, 0 when unreachable). JSTSH's `R_ij`.
+    pub fn widest_rates(&self) -> Vec<Vec<f64>> {
+        let n = self.len();
+        let mut r = vec![vec![0.0; n]; n];
+        for (s, row) in r.iter_mut().enumerate() {
+            // Dijkstra-like on max-min; n is small (tens to hundreds).
+            let mut best = vec![0.0f64; n];
+            let mut done = vec![false; n];
+            best[s] = f64::INFINITY;
+            for _ in 0..n {
+                let Some(u) = (0..n)
+                    .filter(|&u| !done[u] && best[u] > 0.0)
+                    .max_by(|&a, &b| best[a].total_cmp(&best[b]))
+                else {
+                    break;
+                };
+                done[u] = true;
+                for &(v, l) in &self.adj[u] {
+                    let cand = best[u].min(self.bandwidth[l]);
+                    if cand > best[v] {
+                        best[v] = cand;
+                    }
+                }
+            }
+            *row = best;
+        }
+        r
+    }
+}

@@ -1,0 +1,169 @@
+//! Cost evaluation: per-node load bookkeeping that makes a move's cost change O(1).
+//!
+//! Both cost models decompose into a per-stream part (`T_ik + [i != j] D/R_ij`)
+//! plus a per-node part `W_i / PS_i * f(U_i)`, with `W_i` the per-frame work
+//! placed on `i`, `U_i` its utilisation and `f = 1` (published) or
+//! `1 / (1 - min(U, cap))` (load-aware).
+
+use serde::{Deserialize, Serialize};
+
+use super::{CostModel, Problem, UTILISATION_CAP};
+
+/// Load-aware inflation of a stage time on a node with utilisation `u`.
+pub fn inflation(u: f64) -> f64 {
+    1.0 / (1.0 - u.min(UTILISATION_CAP))
+}
+
+/// Per-node load of a (partial) assignment.
+#[derive(Clone, Debug)]
+pub struct Loads {
+    /// Per-frame work placed on each node (wu).
+    pub work: Vec<f64>,
+    /// Utilisation of each node.
+    pub util: Vec<f64>,
+    /// Streams detected on each node.
+    pub ndet: Vec<u32>,
+    /// Streams re-identified on each node.
+    pub nreid: Vec<u32>,
+}
+
+impl Loads {
+    /// Empty loads for `p`.
+    pub fn new(p: &Problem) -> Self {
+        Self {
+            work: vec![0.0; p.m],
+            util: vec![0.0; p.m],
+            ndet: vec![0; p.m],
+            nreid: vec![0; p.m],
+        }
+    }
+
+    /// Loads of a full assignment.
+    pub fn of(p: &Problem, assign: &[(usize, usize)]) -> Self {
+        let mut l = Self::new(p);
+        for (k, &(x, y)) in assign.iter().enumerate() {
+            l.add(p, k, x, y);
+        }
+        l
+    }
+
+    /// Places stream `k` with detection on `x`, re-ID on `y`.
+    pub fn add(&mut self, p: &Problem, k: usize, x: usize, y: usize) {
+        self.det(p, k, x, 1.0);
+        self.reid(p, k, y, 1.0);
+    }
+
+    /// Removes stream `k` from `(x, y)`.
+    pub fn remove(&mut self, p: &Problem, k: usize, x: usize, y: usize) {
+        self.det(p, k, x, -1.0);
+        self.reid(p, k, y, -1.0);
+    }
+
+    /// Adds (`sign = 1`) or removes (`-1`) stream `k`'s detection on `x`.
+    pub fn det(&mut self, p: &Problem, k: usize, x: usize, sign: f64) {
+        self.work[x] += sign * p.cl1[k];
+        self.util[x] += sign * p.fps[k] * p.cl1[k] / p.ps[x];
+        self.ndet[x] = (self.ndet[x] as i64 + sign as i64) as u32;
+    }
+
+    /// Adds (`sign = 1`) or removes (`-1`) stream `k`'s re-ID on `y`.
+    pub fn reid(&mut self, p: &Problem, k: usize, y: usize, sign: f64) {
+        self.work[y] += sign * p.cl2[k];
+        self.util[y] += sign * p.fps[k] * p.cl2[k] / p.ps[y];
+        self.nreid[y] = (self.nreid[y] as i64 + sign as i64) as u32;
+    }
+
+    /// Memory node `i` needs for the models it hosts.
+    pub fn memory(&self, p: &Problem, i: usize) -> u64 {
+        let mut m = 0;
+        if self.ndet[i] > 0 {
+            m += p.models.detector;
+        }
+        if self.nreid[i] > 0 {
+            m += p.models.reid;
+        }
+        m
+    }
+
+    /// True when node `i`'s models fit its memory.
+    pub fn fits(&self, p: &Problem, i: usize) -> bool {
+        self.memory(p, i) <= p.mem[i]
+    }
+
+    /// Node `i`'s share of the objective under `cost`.
+    pub fn node_term(&self, p: &Problem, i: usize, cost: CostModel) -> f64 {
+        // Clamp round-off from repeated add/remove to exact zero.
+        let w = if self.work[i] < 1e-12 {
+            0.0
+        } else {
+            self.work[i]
+        };
+        match cost {
+            CostModel::Published => w / p.ps[i],
+            CostModel::LoadAware => w / p.ps[i] * inflation(self.util[i]),
+        }
+    }
+}
+
+/// Per-stream part of the objective.
+pub fn stream_term(p: &Problem, k: usize, x: usize, y: usize) -> f64 {
+    p.t[k][x] + p.hop(k, x, y)
+}
+
+/// Total objective of an assignment under `cost` (sum of per-frame latencies).
+pub fn total(p: &Problem, assign: &[(usize, usize)], cost: CostModel) -> f64 {
+    let loads = Loads::of(p, assign);
+    let s: f64 = assign
+        .iter()
+        .enumerate()
+        .map(|(k, &(x, y))| stream_term(p, k, x, y))
+        .sum();
+    s + (0..p.m).map(|i| loads.node_term(p, i, cost)).sum::<f64>()
+}
+
+/// True when every node's models fit and every stream can reach its nodes.
+pub fn feasible(p: &Problem, assign: &[(usize, usize)]) -> bool {
+    let loads = Loads::of(p, assign);
+    (0..p.m).all(|i| loads.fits(p, i))
+        && assign
+            .iter()
+            .enumerate()
+            .all(|(k, &(x, y))| stream_term(p, k, x, y).is_finite())
+}
+
+/// Objective values of a plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Objective {
+    /// Sum over streams of the published per-frame latency (s).
+    pub published_cost: f64,
+    /// Sum over streams of the load-aware per-frame latency (s).
+    pub load_aware_cost: f64,
+    /// Mean load-aware end-to-end latency per frame (s).
+    pub mean_latency: f64,
+    /// Mean throughput over streams (frames/s) under the load-aware model.
+    pub mean_fps: f64,
+    /// Highest node utilisation.
+    pub max_utilisation: f64,
+}
+
+impl Objective {
+    /// Evaluates an assignment.
+    pub fn of(p: &Problem, assign: &[(usize, usize)]) -> Self {
+        let loads = Loads::of(p, assign);
+        let k = assign.len().max(1) as f64;
+        let load_aware_cost = total(p, assign, CostModel::LoadAware);
+        let mean_fps = assign
+            .iter()
+            .enumerate()
+            .map(|(k, &(x, y))| p.fps[k] / loads.util[x].max(loads.util[y]).max(1.0))
+            .sum::<f64>()
+            / k;
+        Self {
+            published_cost: total(p, assign, CostModel::Published),
+            load_aware_cost,
+            mean_latency: load_aware_cost / k,
+            mean_fps,
+            max_utilisation: loads.util.iter().copied().fold(0.0, f64::max),
+        }
+    }
+}

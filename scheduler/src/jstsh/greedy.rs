@@ -1,0 +1,88 @@
+//! The published two-stage greedy (stage 1: streams + detection, stage 2: re-ID),
+//! comparing nodes with the configured cost (load-aware: with the load already
+//! placed plus this stream's).
+
+use super::eval::{inflation, Loads};
+use super::{CostModel, Problem};
+use crate::error::{Result, SchedError};
+
+/// Time of `work` more on node `i` given `loads`, under `p.cost`.
+pub(super) fn stage_time(p: &Problem, loads: &Loads, i: usize, k: usize, work: f64) -> f64 {
+    let base = work / p.ps[i];
+    match p.cost {
+        CostModel::Published => base,
+        CostModel::LoadAware => base * inflation(loads.util[i] + p.fps[k] * work / p.ps[i]),
+    }
+}
+
+/// True when node `i` can take one more detection (hosts a detector or has room for one).
+pub(super) fn can_detect(p: &Problem, loads: &Loads, i: usize) -> bool {
+    loads.ndet[i] > 0 || loads.memory(p, i) + p.models.detector <= p.mem[i]
+}
+
+/// True when node `i` can take one more re-ID (hosts a re-ID model or has room for one).
+pub(super) fn can_reid(p: &Problem, loads: &Loads, i: usize) -> bool {
+    loads.nreid[i] > 0 || loads.memory(p, i) + p.models.reid <= p.mem[i]
+}
+
+/// True when opening a detector on `i` still leaves room for a re-ID model
+/// somewhere (a fix: the published stage 1 can fill every node with detectors,
+/// and stage 2 then has nowhere to put re-ID).
+fn leaves_reid_room(p: &Problem, loads: &Loads, i: usize) -> bool {
+    if loads.ndet[i] > 0 || loads.nreid.iter().any(|&n| n > 0) {
+        return true;
+    }
+    (0..p.m).any(|j| {
+        let extra = if j == i { p.models.detector } else { 0 };
+        loads.memory(p, j) + extra + p.models.reid <= p.mem[j]
+    })
+}
+
+/// Stage 1 for stream `k`: the best detection node, or an error when none fits.
+pub(super) fn best_detect(p: &Problem, loads: &Loads, k: usize) -> Result<usize> {
+    (0..p.m)
+        .filter(|&i| {
+            p.t[k][i].is_finite() && can_detect(p, loads, i) && leaves_reid_room(p, loads, i)
+        })
+        .map(|i| (i, p.t[k][i] + stage_time(p, loads, i, k, p.cl1[k])))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i)
+        .ok_or_else(|| {
+            SchedError::Infeasible(format!(
+                "stream #{k}: no reachable node has memory for a detector"
+            ))
+        })
+}
+
+/// Stage 2 for stream `k` detected on `x`: the best re-ID node.
+pub(super) fn best_reid(p: &Problem, loads: &Loads, k: usize, x: usize) -> Result<usize> {
+    (0..p.m)
+        .filter(|&j| p.hop(k, x, j).is_finite() && can_reid(p, loads, j))
+        .map(|j| (j, p.hop(k, x, j) + stage_time(p, loads, j, k, p.cl2[k])))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(j, _)| j)
+        .ok_or_else(|| {
+            SchedError::Infeasible(format!(
+                "stream #{k}: no node reachable from its detector can host re-ID"
+            ))
+        })
+}
+
+/// The two-stage greedy. Returns `(detect node, re-ID node)` per stream.
+pub fn greedy(p: &Problem) -> Result<Vec<(usize, usize)>> {
+    let order = p.order();
+    let mut loads = Loads::new(p);
+    let mut x = vec![usize::MAX; p.k()];
+    for &k in &order {
+        let i = best_detect(p, &loads, k)?;
+        loads.det(p, k, i, 1.0);
+        x[k] = i;
+    }
+    let mut assign = vec![(0, 0); p.k()];
+    for &k in &order {
+        let j = best_reid(p, &loads, k, x[k])?;
+        loads.reid(p, k, j, 1.0);
+        assign[k] = (x[k], j);
+    }
+    Ok(assign)
+}

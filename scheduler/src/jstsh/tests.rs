@@ -1,0 +1,161 @@
+//! JSTSH tests: invariants on random instances and the gap to the exact optimum.
+
+use proptest::prelude::*;
+
+use super::eval::{feasible, total, Loads};
+use super::*;
+use crate::sim::dcei::random_instance;
+
+/// Gaps `algo / exact - 1` of the cost minimised, over small random instances
+/// (3-4 nodes, 3-5 streams); instances with no feasible plan are skipped.
+fn gaps(cost: CostModel, seeds: std::ops::Range<u64>) -> (Vec<f64>, Vec<f64>) {
+    let (mut greedy, mut ours) = (Vec::new(), Vec::new());
+    for seed in seeds {
+        let inst = random_instance(seed, 3 + (seed % 2) as usize, 3 + (seed % 3) as usize, cost);
+        let p = Problem::new(&inst).expect("generated instances are valid");
+        let Ok(opt) = exact(&p, 10_000_000) else {
+            continue;
+        };
+        let opt = total(&p, &opt, cost);
+        for (algo, out) in [
+            (StreamAlgorithm::JstshGreedy, &mut greedy),
+            (StreamAlgorithm::Jstsh, &mut ours),
+        ] {
+            let plan =
+                solve(&inst, algo, seed).expect("exact found a plan, so the greedy must too");
+            out.push(plan_cost(&plan, cost) / opt - 1.0);
+        }
+    }
+    (greedy, ours)
+}
+
+fn plan_cost(plan: &StreamPlan, cost: CostModel) -> f64 {
+    match cost {
+        CostModel::Published => plan.objective.published_cost,
+        CostModel::LoadAware => plan.objective.load_aware_cost,
+    }
+}
+
+#[test]
+fn jstsh_is_close_to_the_exact_optimum_and_better_than_the_greedy() {
+    for cost in [CostModel::Published, CostModel::LoadAware] {
+        let (greedy, ours) = gaps(cost, 0..60);
+        let mean = |g: &[f64]| g.iter().sum::<f64>() / g.len() as f64;
+        eprintln!(
+            "{cost:?}: greedy mean gap {:.4}, jstsh mean gap {:.4}",
+            mean(&greedy),
+            mean(&ours)
+        );
+        assert!(
+            ours.len() >= 50,
+            "too few feasible instances: {}",
+            ours.len()
+        );
+        assert!(
+            ours.iter().all(|&g| g > -1e-9),
+            "a heuristic beat the exact optimum: {ours:?}"
+        );
+        assert!(
+            mean(&ours) < 0.02,
+            "{cost:?}: mean gap {} above the 2 % goal",
+            mean(&ours)
+        );
+        assert!(mean(&ours) <= mean(&greedy));
+    }
+}
+
+#[test]
+fn greedy_is_optimal_with_one_node_type_and_ample_memory() {
+    for seed in 0..40 {
+        let mut inst = random_instance(
+            seed,
+            3 + (seed % 2) as usize,
+            3 + (seed % 3) as usize,
+            CostModel::Published,
+        );
+        for n in &mut inst.cluster.nodes {
+            n.capacity = 30.0;
+            n.memory = 1 << 40;
+        }
+        let p = Problem::new(&inst).expect("valid");
+        let opt = total(
+            &p,
+            &exact(&p, 10_000_000).expect("feasible"),
+            CostModel::Published,
+        );
+        let greedy = solve(&inst, StreamAlgorithm::JstshGreedy, 0).expect("feasible");
+        assert!(
+            (greedy.objective.published_cost - opt).abs() <= 1e-9 * opt,
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn json_round_trip_and_validation() {
+    let inst = random_instance(7, 4, 5, CostModel::LoadAware);
+    let text = serde_json::to_string(&inst).expect("serialises");
+    let back: StreamInstance = serde_json::from_str(&text).expect("parses");
+    // Floats may move by one ulp through JSON; the decision must not.
+    let (a, b) = (
+        solve(&inst, StreamAlgorithm::Jstsh, 0),
+        solve(&back, StreamAlgorithm::Jstsh, 0),
+    );
+    assert_eq!(
+        a.expect("feasible").assignments,
+        b.expect("feasible").assignments
+    );
+    let mut bad = inst.clone();
+    bad.streams[0].fps = -1.0;
+    bad.cluster.links[0].bandwidth = 0.0;
+    bad.streams[1].id = bad.streams[0].id.clone();
+    let Err(SchedError::Invalid(problems)) = solve(&bad, StreamAlgorithm::Jstsh, 0) else {
+        panic!("invalid instance accepted")
+    };
+    assert_eq!(problems.len(), 4, "{problems:?}"); // fps twice (finite/ > 0), bandwidth, duplicate id
+    assert!(serde_json::from_str::<NodeId>("\"no spaces\"").is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn every_plan_places_each_stream_once_within_memory(
+        seed in 0u64..10_000, m in 2usize..7, k in 1usize..10, load_aware: bool,
+    ) {
+        let cost = if load_aware { CostModel::LoadAware } else { CostModel::Published };
+        let inst = random_instance(seed, m, k, cost);
+        let p = Problem::new(&inst).expect("valid");
+        let greedy = solve(&inst, StreamAlgorithm::JstshGreedy, seed);
+        for algo in [StreamAlgorithm::Jstsh, StreamAlgorithm::JstshGreedy, StreamAlgorithm::Nmno,
+                     StreamAlgorithm::Wmno, StreamAlgorithm::Nmwo] {
+            let Ok(plan) = solve(&inst, algo, seed) else { continue };
+            prop_assert_eq!(plan.assignments.len(), k);
+            for (a, s) in plan.assignments.iter().zip(&inst.streams) {
+                prop_assert_eq!(&a.stream, &s.id);
+            }
+            let idx: Vec<(usize, usize)> = plan.assignments.iter()
+                .map(|a| (p_index(&inst, &a.detect_node), p_index(&inst, &a.reid_node))).collect();
+            prop_assert!(feasible(&p, &idx), "{:?} broke memory or reachability", algo);
+            let loads = Loads::of(&p, &idx);
+            for i in 0..p.m {
+                prop_assert!(loads.memory(&p, i) <= p.mem[i]);
+            }
+            if matches!(algo, StreamAlgorithm::Nmno | StreamAlgorithm::Wmno) {
+                prop_assert!(idx.iter().all(|(x, y)| x == y), "re-ID must stay local");
+            }
+            if algo == StreamAlgorithm::Jstsh {
+                let g = greedy.as_ref().expect("jstsh succeeded, so did its greedy");
+                prop_assert!(plan_cost(&plan, cost) <= plan_cost(g, cost) * (1.0 + 1e-9));
+            }
+        }
+    }
+}
+
+fn p_index(inst: &StreamInstance, id: &NodeId) -> usize {
+    inst.cluster
+        .nodes
+        .iter()
+        .position(|n| &n.id == id)
+        .expect("plan names a known node")
+}

@@ -1,1 +1,38 @@
-fn main() {}
+//! `vidar-edge`: the Vidar edge node. This file only parses arguments and
+//! dispatches to one module per subcommand under `command/`.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+mod command;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vidar-edge",
+    version,
+    about = "Vidar edge node: ingest, detect, track, re-identify, record"
+)]
+struct Cli {
+    /// Log format: human (default) or json.
+    #[arg(long, global = true, default_value = "human")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Watch one stream and print its stats once a second (for installers).
+    Probe(command::probe::ProbeArgs),
+    /// Whole-system benchmarks that print a table.
+    Bench(command::bench::BenchArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    command::init_logging(&cli.log_format)?;
+    match cli.command {
+        Command::Probe(args) => command::probe::run(args),
+        Command::Bench(args) => command::bench::run(args),
+    }
+}

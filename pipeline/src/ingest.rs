@@ -336,8 +336,13 @@ fn watch(
                     return classify_error(source, got_frames, reason, streamed);
                 }
                 MessageView::Warning(w) => {
-                    shared.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(camera = %shared.camera, warning = %describe_error(&msg, w.error(), w.debug()), "stream warning");
+                    // Stream-domain warnings are corrupt or undecodable data;
+                    // others (latency, buffering advice) are only logged.
+                    let corrupt = w.error().is::<gst::StreamError>();
+                    if corrupt {
+                        shared.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::debug!(camera = %shared.camera, corrupt, warning = %describe_error(&msg, w.error(), w.debug()), "stream warning");
                 }
                 MessageView::Eos(_) => match source {
                     Source::File { .. } if config.loop_file && got_frames => {

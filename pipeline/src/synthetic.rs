@@ -74,9 +74,11 @@ impl SceneSpec {
                         Some(n.try_into().map_err(|_| "switch too large")?)
                     };
                 }
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "unknown parameter {other:?} (known: width, height, fps, seed, people, switch)"
-                )),
+                ))
+                }
             }
         }
         spec.validate()?;
@@ -131,6 +133,8 @@ struct Figure {
 pub struct Scene {
     spec: SceneSpec,
     figures: Vec<Figure>,
+    /// Pre-rendered backgrounds at full and (when switching) half size.
+    background: (Vec<u8>, Vec<u8>),
 }
 
 impl Scene {
@@ -160,7 +164,19 @@ impl Scene {
                 }
             })
             .collect();
-        Scene { spec, figures }
+        let full = background(spec.seed, spec.width, spec.height);
+        let half = match spec.switch_every {
+            Some(k) => {
+                let (w, h) = spec.size_of(u64::from(k));
+                background(spec.seed, w, h)
+            }
+            None => Vec::new(),
+        };
+        Scene {
+            spec,
+            figures,
+            background: (full, half),
+        }
     }
 
     /// The spec this scene renders.
@@ -186,50 +202,20 @@ impl Scene {
 
     /// Renders frame `n` as packed RGB into `buf` (row stride `stride` bytes).
     /// Returns the frame size. `buf` must hold `stride * height` bytes for the
-    /// size returned by [`SceneSpec::size_of`].
+    /// size returned by [`SceneSpec::size_of`]; a smaller buffer is left as is.
     pub fn render(&self, n: u64, buf: &mut [u8], stride: usize) -> (u32, u32) {
         let (w, h) = self.spec.size_of(n);
         let (wu, hu) = (w as usize, h as usize);
         if buf.len() < stride * hu || stride < wu * 3 {
             return (w, h);
         }
-        // Background: sky gradient above the horizon, pavement below, a few
-        // building blocks whose layout depends on the seed.
-        let horizon = hu * 45 / 100;
-        for y in 0..hu {
-            let row = &mut buf[y * stride..y * stride + wu * 3];
-            let c: [u8; 3] = if y < horizon {
-                let k = (y * 80 / horizon.max(1)) as u8;
-                [120 + k / 2, 160 + k / 2, 220 - k / 3]
-            } else {
-                let k = ((y - horizon) * 60 / (hu - horizon).max(1)) as u8;
-                [110 + k, 110 + k, 105 + k]
-            };
-            for px in row.chunks_exact_mut(3) {
-                px.copy_from_slice(&c);
-            }
-        }
-        let mut s = self.spec.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        for _ in 0..6 {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            let bx = (s % 1000) as f32 / 1000.0;
-            let bw = 0.08 + ((s >> 10) % 100) as f32 / 1000.0;
-            let bh = 0.15 + ((s >> 20) % 200) as f32 / 1000.0;
-            let shade = 60 + ((s >> 30) % 100) as u8;
-            fill_rect(
-                buf,
-                stride,
-                (w, h),
-                (
-                    bx * w as f32,
-                    (0.45 - bh) * h as f32,
-                    bw * w as f32,
-                    bh * h as f32,
-                ),
-                [shade, shade - 10, shade + 20],
-            );
+        let bg = if (w, h) == (self.spec.width, self.spec.height) {
+            &self.background.0
+        } else {
+            &self.background.1
+        };
+        for (y, src) in bg.chunks_exact(wu * 3).take(hu).enumerate() {
+            buf[y * stride..y * stride + wu * 3].copy_from_slice(src);
         }
         let t = n as f32 / self.spec.fps as f32;
         for f in &self.figures {
@@ -241,45 +227,46 @@ impl Scene {
             let leg_w = fw * 0.3;
             let leg_h = fh * 0.45;
             let off = stride_phase * fw * 0.15;
+            let sz = (w, h);
             fill_rect(
                 buf,
                 stride,
-                (w, h),
+                sz,
                 (cx - fw * 0.35 + off, feet - leg_h, leg_w, leg_h),
                 f.trousers,
             );
             fill_rect(
                 buf,
                 stride,
-                (w, h),
+                sz,
                 (cx + fw * 0.05 - off, feet - leg_h, leg_w, leg_h),
                 f.trousers,
             );
             fill_rect(
                 buf,
                 stride,
-                (w, h),
+                sz,
                 (cx - fw * 0.4, feet - fh * 0.82, fw * 0.8, fh * 0.4),
                 f.shirt,
             );
             fill_rect(
                 buf,
                 stride,
-                (w, h),
+                sz,
                 (cx - fw * 0.55, feet - fh * 0.8, fw * 0.15, fh * 0.35),
                 f.shirt,
             );
             fill_rect(
                 buf,
                 stride,
-                (w, h),
+                sz,
                 (cx + fw * 0.4, feet - fh * 0.8, fw * 0.15, fh * 0.35),
                 f.shirt,
             );
             fill_disc(
                 buf,
                 stride,
-                (w, h),
+                sz,
                 (cx, feet - fh * 0.9),
                 fh * 0.09,
                 [224, 180, 150],
@@ -287,6 +274,44 @@ impl Scene {
         }
         (w, h)
     }
+}
+
+/// The static background (sky, pavement, seeded building blocks), packed RGB.
+fn background(seed: u64, w: u32, h: u32) -> Vec<u8> {
+    let (wu, hu) = (w as usize, h as usize);
+    let stride = wu * 3;
+    let mut buf = vec![0u8; stride * hu];
+    let horizon = hu * 45 / 100;
+    for y in 0..hu {
+        let c: [u8; 3] = if y < horizon {
+            let k = (y * 80 / horizon.max(1)) as u8;
+            [120 + k / 2, 160 + k / 2, 220 - k / 3]
+        } else {
+            let k = ((y - horizon) * 60 / (hu - horizon).max(1)) as u8;
+            [110 + k, 110 + k, 105 + k]
+        };
+        for px in buf[y * stride..(y + 1) * stride].chunks_exact_mut(3) {
+            px.copy_from_slice(&c);
+        }
+    }
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for _ in 0..6 {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let bx = (s % 1000) as f32 / 1000.0;
+        let bw = 0.08 + ((s >> 10) % 100) as f32 / 1000.0;
+        let bh = 0.15 + ((s >> 20) % 200) as f32 / 1000.0;
+        let shade = 60 + ((s >> 30) % 100) as u8;
+        let r = (
+            bx * w as f32,
+            (0.45 - bh) * h as f32,
+            bw * w as f32,
+            bh * h as f32,
+        );
+        fill_rect(&mut buf, stride, (w, h), r, [shade, shade - 10, shade + 20]);
+    }
+    buf
 }
 
 /// Centre x and feet y (fractions of the frame) and height fraction at time `t`.

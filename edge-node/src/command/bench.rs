@@ -1,0 +1,5 @@
+pub fn run(_a: BenchArgs) -> anyhow::Result<()> {
+    Ok(())
+}
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {}

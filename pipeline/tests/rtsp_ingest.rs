@@ -1,0 +1,211 @@
+//! Ingest from a real `vidar-camera` RTSP server on 127.0.0.1: frame counts,
+//! timestamps, reconnect after the camera dies, slow consumers.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+use vidar_pipeline::Ingest;
+use vidar_protocol::StreamState;
+
+#[test]
+fn ingests_720p30_with_right_count_and_timestamps() {
+    let _g = serial();
+    let camera = CameraProc::start(0, &["cam=synthetic:?width=1280&height=720&fps=30&seed=3"]);
+    let mut cfg = fast_config("c720", &camera.url("cam"));
+    cfg.queue_capacity = 8;
+    let ingest = Ingest::start(cfg).expect("start");
+    let st = wait_status(&ingest, Duration::from_secs(10), |s| {
+        s.state == StreamState::Streaming
+    });
+    assert_eq!(st.state, StreamState::Streaming, "{st:?}");
+    // Skip the start-up burst, then measure 4 s of steady streaming.
+    collect_for(&ingest, Duration::from_millis(500), |_| ());
+    let frames = collect_for(&ingest, Duration::from_secs(4), |f| {
+        (
+            f.seq,
+            f.pts,
+            f.width,
+            f.height,
+            f.age(),
+            f.pixels().len(),
+            f.stride,
+        )
+    });
+    let n = frames.len() as f64;
+    assert!(
+        (100.0..=130.0).contains(&n),
+        "expected ~120 frames in 4 s at 30 fps, got {n}"
+    );
+    for w in frames.windows(2) {
+        assert_eq!(
+            w[1].0,
+            w[0].0 + 1,
+            "sequence numbers are consecutive with a fast consumer"
+        );
+    }
+    let mut deltas: Vec<f64> = frames
+        .windows(2)
+        .filter_map(|w| Some((w[1].1? - w[0].1?).as_secs_f64() * 1000.0))
+        .collect();
+    deltas.sort_by(f64::total_cmp);
+    let median = deltas[deltas.len() / 2];
+    assert!(
+        (30.0..=36.7).contains(&median),
+        "median pts step {median} ms, expected 33.3"
+    );
+    for (_, _, w, h, age, len, stride) in &frames {
+        assert_eq!((*w, *h), (1280, 720));
+        assert!(*stride >= 1280 * 3 && *len >= stride * 720);
+        assert!(
+            *age < Duration::from_millis(1000),
+            "capture-to-consumer age {age:?}"
+        );
+    }
+    let st = ingest.status();
+    assert_eq!(st.counters.reconnects, 0);
+    assert_eq!(st.counters.dropped, 0, "a fast consumer loses nothing");
+    assert!(st.decoder.is_some_and(|d| d.contains("dec")));
+}
+
+#[test]
+fn resumes_after_camera_is_killed_and_restarted() {
+    let _g = serial();
+    let port = free_port();
+    let mount = "cam=synthetic:?width=320&height=240&fps=30";
+    let mut camera = CameraProc::start(port, &[mount]);
+    let ingest = Ingest::start(fast_config("crecon", &camera.url("cam"))).expect("start");
+    let st = wait_status(&ingest, Duration::from_secs(10), |s| s.counters.frames > 30);
+    assert!(st.counters.frames > 30, "{st:?}");
+
+    camera.kill();
+    let st = wait_status(&ingest, Duration::from_secs(10), |s| {
+        s.state != StreamState::Streaming
+    });
+    assert_ne!(
+        st.state,
+        StreamState::Streaming,
+        "the loss is noticed: {st:?}"
+    );
+    assert!(st.last_error.is_some(), "the reason is reported: {st:?}");
+    let before = st.counters.frames;
+
+    std::thread::sleep(Duration::from_secs(1));
+    let _camera = CameraProc::start(port, &[mount]);
+    let st = wait_status(&ingest, Duration::from_secs(20), |s| {
+        s.state == StreamState::Streaming && s.counters.frames > before + 30
+    });
+    assert_eq!(
+        st.state,
+        StreamState::Streaming,
+        "ingest resumed by itself: {st:?}"
+    );
+    assert!(
+        st.counters.reconnects >= 1,
+        "the reconnect is counted: {st:?}"
+    );
+    // Sequence numbers continue across the reconnect.
+    let f = ingest
+        .recv_timeout(Duration::from_secs(2))
+        .expect("frame after reconnect");
+    assert!(f.seq >= before);
+}
+
+#[test]
+fn slow_consumer_drops_frames_but_latency_and_memory_stay_flat() {
+    let _g = serial();
+    let camera = CameraProc::start(0, &["cam=synthetic:?width=640&height=360&fps=30"]);
+    let mut cfg = fast_config("cslow", &camera.url("cam"));
+    cfg.queue_capacity = 2;
+    let ingest = Ingest::start(cfg).expect("start");
+    let st = wait_status(&ingest, Duration::from_secs(10), |s| {
+        s.state == StreamState::Streaming
+    });
+    assert_eq!(st.state, StreamState::Streaming);
+
+    // A consumer that needs 150 ms per frame (~6.7 fps against 30 fps).
+    let start = Instant::now();
+    let mut ages = Vec::new();
+    let mut rss = Vec::new();
+    let mut max_depth = 0;
+    while start.elapsed() < Duration::from_secs(9) {
+        if let Some(f) = ingest.recv_timeout(Duration::from_millis(500)) {
+            ages.push((start.elapsed(), f.age()));
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        max_depth = max_depth.max(ingest.status().queue_depth);
+        if start.elapsed() > Duration::from_secs(2) {
+            rss.push(rss_kib());
+        }
+    }
+    let st = ingest.status();
+    assert!(
+        st.counters.dropped > 100,
+        "frames the consumer could not take are dropped and counted: {st:?}"
+    );
+    assert!(max_depth <= 2, "queue bounded: {max_depth}");
+    let early: Vec<_> = ages
+        .iter()
+        .filter(|(t, _)| *t < Duration::from_secs(3))
+        .map(|a| a.1)
+        .collect();
+    let late: Vec<_> = ages
+        .iter()
+        .filter(|(t, _)| *t > Duration::from_secs(6))
+        .map(|a| a.1)
+        .collect();
+    let max = |v: &[Duration]| v.iter().max().copied().unwrap_or_default();
+    assert!(!early.is_empty() && !late.is_empty());
+    // Each frame waits at most queue capacity x consumer period, plus transport.
+    assert!(
+        max(&late) < Duration::from_millis(700),
+        "late ages {late:?}"
+    );
+    assert!(
+        max(&late) < max(&early) + Duration::from_millis(300),
+        "latency does not build up: early {early:?} late {late:?}"
+    );
+    let (first, last) = (rss[0], rss[rss.len() - 1]);
+    assert!(
+        last < first + 20_000,
+        "RSS grew from {first} KiB to {last} KiB"
+    );
+}
+
+#[test]
+fn resolution_change_mid_stream_is_followed() {
+    let _g = serial();
+    let camera = CameraProc::start(0, &["cam=synthetic:?width=640&height=480&fps=30&switch=45"]);
+    let ingest = Ingest::start(fast_config("cres", &camera.url("cam"))).expect("start");
+    let sizes = collect_for(&ingest, Duration::from_secs(7), |f| {
+        (
+            f.width,
+            f.height,
+            f.pixels().len() >= f.stride * f.height as usize,
+        )
+    });
+    assert!(
+        sizes.iter().all(|s| s.2),
+        "every frame's buffer matches its size"
+    );
+    assert!(sizes.contains(&(640, 480, true)), "full size seen");
+    assert!(
+        sizes.contains(&(320, 240, true)),
+        "half size seen after the change"
+    );
+    let st = ingest.status();
+    assert_eq!(st.state, StreamState::Streaming, "{st:?}");
+}
+
+#[test]
+fn fixed_output_size_scales_every_frame() {
+    let _g = serial();
+    let camera = CameraProc::start(0, &["cam=synthetic:?width=640&height=480&fps=30&switch=30"]);
+    let mut cfg = fast_config("cscale", &camera.url("cam"));
+    cfg.width = Some(300);
+    cfg.height = Some(200);
+    let ingest = Ingest::start(cfg).expect("start");
+    let sizes = collect_for(&ingest, Duration::from_secs(4), |f| (f.width, f.height));
+    assert!(sizes.len() > 60, "{}", sizes.len());
+    assert!(sizes.iter().all(|s| *s == (300, 200)), "{sizes:?}");
+}

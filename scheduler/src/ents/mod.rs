@@ -1,1 +1,299 @@
-//! (in progress)
+//! ENTS: streaming job DAGs over a multi-hop edge network (ALGORITHMS.md
+//! section 2): task allocation, Yen's K shortest paths, JRBA (an LP solved with
+//! `good_lp`'s pure-Rust microlp backend, then rounded), the online schedulers
+//! OTFS and OTFA, and the baselines LR, BR and TP.
+//!
+//! Realism fix: tasks (of one or several jobs) on one node share it, so a job's
+//! compute time per item on node `u` is `(all work placed on u) / PS_u`; flows
+//! get explicit bandwidth shares, and a job's throughput is
+//! `min(rate, 1 / max(node times, flow times))`.
+
+mod alloc;
+mod jrba;
+mod paths;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{Cluster, NodeId};
+use crate::error::{Result, SchedError};
+
+pub use alloc::allocate;
+pub use jrba::{jrba, FlowDemand, JrbaResult};
+pub use paths::k_shortest_paths;
+pub use state::{Policy, RunningJob, State};
+
+/// Default number of candidate paths per flow.
+pub const DEFAULT_K_PATHS: usize = 3;
+
+/// One input of a task: bytes per item from another task of the same job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskInput {
+    /// Name of the producing task.
+    pub from: String,
+    /// Bytes per item (`D_pi`).
+    pub bytes: f64,
+}
+
+/// One task (module) of a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    /// Name, unique in the job.
+    pub name: String,
+    /// Work per item, `C_i` (wu).
+    pub work: f64,
+    /// Memory to host it, `Rreq_i` (bytes).
+    pub memory: u64,
+    /// Inputs from other tasks; a task without inputs is an entry task and
+    /// receives the job's raw input from the source node.
+    #[serde(default)]
+    pub inputs: Vec<TaskInput>,
+}
+
+/// A streaming job: a DAG of tasks fed from a source node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// Unique name.
+    pub id: String,
+    /// Node where the raw input (the camera) is, `s_J`.
+    pub source: NodeId,
+    /// Bytes per item of raw input sent to each entry task, `D_in`.
+    pub input_bytes: f64,
+    /// Items per second the source produces (caps throughput; used as the CPU request by LR/BR).
+    pub rate: f64,
+    /// The tasks, any order (validated acyclic).
+    pub tasks: Vec<Task>,
+}
+
+/// A batch of jobs to place on a cluster (the `solve` input for ENTS algorithms).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobInstance {
+    /// Nodes and links.
+    pub cluster: Cluster,
+    /// Jobs, in arrival order (the longest-waiting first).
+    pub jobs: Vec<Job>,
+    /// Candidate paths per flow (default 3).
+    #[serde(default = "default_k")]
+    pub k_paths: usize,
+}
+
+fn default_k() -> usize {
+    DEFAULT_K_PATHS
+}
+
+/// A job in index form.
+#[derive(Clone, Debug)]
+pub struct JobGraph {
+    /// Source node index.
+    pub source: usize,
+    /// Raw input bytes per item.
+    pub input_bytes: f64,
+    /// Requested items/s.
+    pub rate: f64,
+    /// Work per task.
+    pub work: Vec<f64>,
+    /// Memory per task.
+    pub memory: Vec<u64>,
+    /// `(predecessor, bytes)` per task; empty for entry tasks.
+    pub preds: Vec<Vec<(usize, f64)>>,
+    /// A topological order.
+    pub topo: Vec<usize>,
+}
+
+impl JobGraph {
+    /// Validates `job` against the node index (every problem at once) and indexes it.
+    pub fn new(job: &Job, nodes: &BTreeMap<NodeId, usize>) -> Result<Self> {
+        let mut problems = Vec::new();
+        let names: HashMap<&str, usize> = job
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.as_str(), i))
+            .collect();
+        if names.len() != job.tasks.len() {
+            problems.push(format!("job {}: task names are not unique", job.id));
+        }
+        if job.tasks.is_empty() {
+            problems.push(format!("job {}: has no tasks", job.id));
+        }
+        let source = nodes.get(&job.source).copied();
+        if source.is_none() {
+            problems.push(format!(
+                "job {}: unknown source node {}",
+                job.id, job.source
+            ));
+        }
+        for (what, v) in [("input_bytes", job.input_bytes), ("rate", job.rate)] {
+            if !(v.is_finite() && v >= 0.0) {
+                problems.push(format!(
+                    "job {}: {what} = {v} must be finite and >= 0",
+                    job.id
+                ));
+            }
+        }
+        let mut preds = vec![Vec::new(); job.tasks.len()];
+        for (i, t) in job.tasks.iter().enumerate() {
+            if !(t.work.is_finite() && t.work >= 0.0) {
+                problems.push(format!(
+                    "job {} task {}: work = {} must be finite and >= 0",
+                    job.id, t.name, t.work
+                ));
+            }
+            for inp in &t.inputs {
+                match names.get(inp.from.as_str()) {
+                    Some(&p) if inp.bytes.is_finite() && inp.bytes >= 0.0 => {
+                        preds[i].push((p, inp.bytes))
+                    }
+                    Some(_) => problems.push(format!(
+                        "job {} task {}: input bytes {} invalid",
+                        job.id, t.name, inp.bytes
+                    )),
+                    None => problems.push(format!(
+                        "job {} task {}: unknown input task {}",
+                        job.id, t.name, inp.from
+                    )),
+                }
+            }
+        }
+        // Kahn's algorithm; smallest index first for determinism.
+        let mut indeg: Vec<usize> = preds.iter().map(Vec::len).collect();
+        let mut succ = vec![Vec::new(); preds.len()];
+        for (i, ps) in preds.iter().enumerate() {
+            for &(p, _) in ps {
+                succ[p].push(i);
+            }
+        }
+        let mut ready: std::collections::BTreeSet<usize> =
+            (0..preds.len()).filter(|&i| indeg[i] == 0).collect();
+        let mut topo = Vec::with_capacity(preds.len());
+        while let Some(i) = ready.pop_first() {
+            topo.push(i);
+            for &s in &succ[i] {
+                indeg[s] -= 1;
+                if indeg[s] == 0 {
+                    ready.insert(s);
+                }
+            }
+        }
+        if topo.len() != preds.len() && problems.is_empty() {
+            problems.push(format!("job {}: the task graph has a cycle", job.id));
+        }
+        match source {
+            Some(source) if problems.is_empty() => Ok(Self {
+                source,
+                input_bytes: job.input_bytes,
+                rate: job.rate,
+                work: job.tasks.iter().map(|t| t.work).collect(),
+                memory: job.tasks.iter().map(|t| t.memory).collect(),
+                preds,
+                topo,
+            }),
+            _ => Err(SchedError::Invalid(problems)),
+        }
+    }
+
+    /// Total memory of the job's tasks.
+    pub fn total_memory(&self) -> u64 {
+        self.memory.iter().sum()
+    }
+
+    /// Total work per item.
+    pub fn total_work(&self) -> f64 {
+        self.work.iter().sum()
+    }
+
+    /// Cross-node flows of a placement, merged per `(src, dst)`: `(src, dst, bytes per item)`.
+    pub fn flows(&self, place: &[usize]) -> Vec<(usize, usize, f64)> {
+        let mut m: BTreeMap<(usize, usize), f64> = BTreeMap::new();
+        for (i, ps) in self.preds.iter().enumerate() {
+            if ps.is_empty() && place[i] != self.source && self.input_bytes > 0.0 {
+                *m.entry((self.source, place[i])).or_default() += self.input_bytes;
+            }
+            for &(p, bytes) in ps {
+                if place[p] != place[i] && bytes > 0.0 {
+                    *m.entry((place[p], place[i])).or_default() += bytes;
+                }
+            }
+        }
+        m.into_iter().map(|((s, d), v)| (s, d, v)).collect()
+    }
+}
+
+/// One routed flow of a plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowPlan {
+    /// Sending node.
+    pub from: NodeId,
+    /// Receiving node.
+    pub to: NodeId,
+    /// Bytes per item.
+    pub bytes: f64,
+    /// Nodes along the route, ends included.
+    pub route: Vec<NodeId>,
+    /// Bandwidth share, bytes/s.
+    pub bandwidth: f64,
+}
+
+/// Where one job runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobPlacement {
+    /// The job.
+    pub job: String,
+    /// Node of every task, by task name.
+    pub tasks: BTreeMap<String, NodeId>,
+    /// Cross-node flows with routes and shares.
+    pub flows: Vec<FlowPlan>,
+    /// Items per second the job achieves in this plan.
+    pub throughput: f64,
+}
+
+/// The result of placing a batch of jobs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobPlan {
+    /// Scheduler used.
+    pub algorithm: Policy,
+    /// Placed jobs.
+    pub placed: Vec<JobPlacement>,
+    /// Jobs left waiting (no memory or no route).
+    pub waiting: Vec<String>,
+    /// Mean throughput over placed jobs (items/s).
+    pub mean_throughput: f64,
+    /// Largest per-item transfer time over all flows, `max V_f / b_f` (s).
+    pub transfer_period: f64,
+    /// JRBA's LP optimum of the last JRBA run (a lower bound on `transfer_period`), when one ran.
+    pub lp_bound: Option<f64>,
+}
+
+/// Places `inst.jobs` on an empty cluster with `policy` (one scheduling round).
+pub fn solve(inst: &JobInstance, policy: Policy) -> Result<JobPlan> {
+    let mut state = State::new(&inst.cluster, inst.k_paths)?;
+    let graphs = inst
+        .jobs
+        .iter()
+        .map(|j| JobGraph::new(j, &state.graph.index))
+        .collect::<Result<Vec<_>>>()?;
+    let mut queue: Vec<usize> = (0..graphs.len()).collect();
+    let placed = state.schedule(&graphs, &mut queue, policy)?;
+    let out = state.placements(&inst.cluster, &inst.jobs);
+    let mean = if placed.is_empty() {
+        0.0
+    } else {
+        out.iter().map(|p| p.throughput).sum::<f64>() / out.len() as f64
+    };
+    Ok(JobPlan {
+        algorithm: policy,
+        transfer_period: state.transfer_period(),
+        lp_bound: state.last_lp_bound,
+        placed: out,
+        waiting: queue.iter().map(|&j| inst.jobs[j].id.clone()).collect(),
+        mean_throughput: mean,
+    })
+}

@@ -1,0 +1,296 @@
+//! SSD-MobileNet-V2 (COCO) person detector, both model forms of the manifest:
+//! `ssd-postprocessed` (in-graph NMS, batch 1: a batch of frames runs frame by
+//! frame) and `ssd-raw` (dynamic batch: one run for all frames, decode + NMS here).
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use vidar_models::{Format, Model, SessionFactory, Task};
+
+use crate::frame::{FrameResizer, RgbFrame};
+use crate::postprocess::{decode_raw, Anchor, Candidate, DecodeParams, NormBox, RawSsd};
+use crate::{DetectError, Detection, Detector, StageTimings};
+
+/// Settings of an SSD detector.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SsdConfig {
+    /// Manifest model name. Default `ssd-mobilenet-v2-coco-raw` (batches; decode + NMS in Rust).
+    pub model: String,
+    /// Minimum person score, 0..1. Default 0.5.
+    pub score_threshold: f32,
+    /// NMS IoU threshold for the raw form, 0..1. Default 0.6 (as the in-graph post-processing).
+    pub nms_iou: f32,
+    /// Most persons reported per frame. Default 50.
+    pub max_detections: usize,
+    /// Most frames per inference run (the raw form); more frames are split. Default 8.
+    pub max_batch: usize,
+}
+
+impl Default for SsdConfig {
+    fn default() -> Self {
+        Self {
+            model: "ssd-mobilenet-v2-coco-raw".into(),
+            score_threshold: 0.5,
+            nms_iou: 0.6,
+            max_detections: 50,
+            max_batch: 8,
+        }
+    }
+}
+
+impl SsdConfig {
+    /// Every problem at once.
+    pub fn validate(&self) -> Result<(), DetectError> {
+        let mut problems = Vec::new();
+        if !(0.0..=1.0).contains(&self.score_threshold) {
+            problems.push(format!(
+                "score_threshold must be in 0..=1, got {}",
+                self.score_threshold
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.nms_iou) {
+            problems.push(format!("nms_iou must be in 0..=1, got {}", self.nms_iou));
+        }
+        if self.max_detections == 0 {
+            problems.push("max_detections must be > 0".into());
+        }
+        if self.max_batch == 0 || self.max_batch > 64 {
+            problems.push(format!(
+                "max_batch must be in 1..=64, got {}",
+                self.max_batch
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(DetectError::Config(problems))
+        }
+    }
+
+    /// Loads the model through `factory` and builds the detector.
+    pub fn build(&self, factory: &SessionFactory) -> Result<SsdDetector, DetectError> {
+        self.validate()?;
+        let model = factory.load(&self.model)?;
+        let spec = model.spec().clone();
+        if spec.task != Task::Detection {
+            return Err(DetectError::Config(vec![format!(
+                "model {} is not a detector",
+                spec.name
+            )]));
+        }
+        let form = match spec.format {
+            Format::SsdPostprocessed => Form::Postprocessed,
+            Format::SsdRaw => {
+                let file = spec.anchors.as_deref().unwrap_or_default();
+                let path = factory.store().verified_path(file)?;
+                let (rows, cols, data) = vidar_models::read_npy_f32_2d(&path)?;
+                let want = spec.outputs[0].shape.get(1).copied().unwrap_or(-1);
+                if cols != 4 || rows as i64 != want {
+                    return Err(DetectError::Config(vec![format!(
+                        "{}: anchors are {rows}x{cols}, the model has {want} boxes of 4",
+                        path.display()
+                    )]));
+                }
+                let anchors = data
+                    .chunks_exact(4)
+                    .map(|a| Anchor {
+                        yc: a[0],
+                        xc: a[1],
+                        h: a[2],
+                        w: a[3],
+                    })
+                    .collect();
+                Form::Raw {
+                    anchors,
+                    scales: spec.box_scales.unwrap_or([10.0, 10.0, 5.0, 5.0]),
+                }
+            }
+            Format::Embedding => {
+                return Err(DetectError::Config(vec![format!(
+                    "model {} is not an SSD",
+                    spec.name
+                )]))
+            }
+        };
+        let (in_h, in_w) = spec.input_hw().ok_or_else(|| {
+            DetectError::Config(vec![format!("model {}: input size unknown", spec.name)])
+        })?;
+        let batch = self.max_batch.min(model.max_batch());
+        Ok(SsdDetector {
+            person_class: spec.person_class.unwrap_or(0),
+            input: vec![0u8; batch * in_h * in_w * 3],
+            batch,
+            in_h,
+            in_w,
+            model,
+            form,
+            config: self.clone(),
+            resizer: FrameResizer::new(),
+            scratch: Vec::new(),
+            timings: StageTimings::default(),
+        })
+    }
+}
+
+#[derive(Debug)]
+enum Form {
+    Postprocessed,
+    Raw {
+        anchors: Vec<Anchor>,
+        scales: [f32; 4],
+    },
+}
+
+/// An SSD person detector on one ONNX Runtime session. Buffers are sized once at build.
+#[derive(Debug)]
+pub struct SsdDetector {
+    model: Model,
+    form: Form,
+    config: SsdConfig,
+    person_class: u32,
+    batch: usize,
+    in_h: usize,
+    in_w: usize,
+    input: Vec<u8>,
+    resizer: FrameResizer,
+    scratch: Vec<Candidate>,
+    timings: StageTimings,
+}
+
+impl SsdDetector {
+    /// The loaded model (spec, provider).
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Runs the model alone on the current input buffer for `n` frames (benchmarks).
+    pub fn run_inference_only(&mut self, n: usize) -> Result<Duration, DetectError> {
+        let n = n.min(self.batch);
+        let shape = [n, self.in_h, self.in_w, 3];
+        let len = n * self.in_h * self.in_w * 3;
+        let start = Instant::now();
+        self.model.run(&shape, &self.input[..len], |_| Ok(()))?;
+        Ok(start.elapsed())
+    }
+
+    fn run_chunk(
+        &mut self,
+        frames: &[RgbFrame<'_>],
+        out: &mut [Vec<Detection>],
+    ) -> Result<(), DetectError> {
+        let n = frames.len();
+        let size = self.in_h * self.in_w * 3;
+        let t0 = Instant::now();
+        for (i, frame) in frames.iter().enumerate() {
+            let dst = &mut self.input[i * size..(i + 1) * size];
+            self.resizer
+                .resize(frame, None, dst, self.in_w as u32, self.in_h as u32)?;
+        }
+        let t1 = Instant::now();
+        let shape = [n, self.in_h, self.in_w, 3];
+        let (form, config, scratch, person) = (
+            &self.form,
+            &self.config,
+            &mut self.scratch,
+            self.person_class,
+        );
+        let post = self.model.run(&shape, &self.input[..n * size], |outputs| {
+            let p0 = Instant::now();
+            match form {
+                Form::Postprocessed => {
+                    let (_, boxes) = outputs.f32(0)?;
+                    let (_, classes) = outputs.f32(1)?;
+                    let (_, scores) = outputs.f32(2)?;
+                    let (_, count) = outputs.f32(3)?;
+                    let per = scores.len() / n;
+                    for (b, (frame, dets)) in frames.iter().zip(out.iter_mut()).enumerate() {
+                        let count = (count[b].max(0.0) as usize).min(per);
+                        for i in b * per..b * per + count {
+                            if classes[i] as u32 != person || scores[i] < config.score_threshold {
+                                continue;
+                            }
+                            let bx = &boxes[i * 4..i * 4 + 4];
+                            let nb = NormBox {
+                                ymin: bx[0],
+                                xmin: bx[1],
+                                ymax: bx[2],
+                                xmax: bx[3],
+                            };
+                            dets.push(Detection {
+                                bbox: nb.to_pixels(frame.width(), frame.height()),
+                                score: scores[i],
+                                class_id: person,
+                            });
+                        }
+                        dets.truncate(config.max_detections);
+                    }
+                }
+                Form::Raw { anchors, scales } => {
+                    let (eshape, encodings) = outputs.f32(0)?;
+                    let (sshape, scores) = outputs.f32(1)?;
+                    let boxes = eshape[1];
+                    let classes = sshape[2];
+                    let params = DecodeParams {
+                        class: person as usize,
+                        score_threshold: config.score_threshold,
+                        iou_threshold: config.nms_iou,
+                        max_detections: config.max_detections,
+                        scales: *scales,
+                    };
+                    for (b, (frame, dets)) in frames.iter().zip(out.iter_mut()).enumerate() {
+                        let raw = RawSsd {
+                            encodings: &encodings[b * boxes * 4..(b + 1) * boxes * 4],
+                            scores: &scores[b * boxes * classes..(b + 1) * boxes * classes],
+                            classes,
+                        };
+                        decode_raw(
+                            raw,
+                            anchors,
+                            &params,
+                            frame.width(),
+                            frame.height(),
+                            scratch,
+                            dets,
+                        );
+                    }
+                }
+            }
+            Ok(p0.elapsed())
+        })?;
+        let total = t1.elapsed();
+        self.timings.preprocess += t1 - t0;
+        self.timings.inference += total.saturating_sub(post);
+        self.timings.postprocess += post;
+        self.timings.frames += n;
+        self.timings.runs += 1;
+        Ok(())
+    }
+}
+
+impl Detector for SsdDetector {
+    fn name(&self) -> &str {
+        &self.model.spec().name
+    }
+
+    fn max_batch(&self) -> usize {
+        self.batch
+    }
+
+    fn detect_into(
+        &mut self,
+        frames: &[RgbFrame<'_>],
+        out: &mut Vec<Vec<Detection>>,
+    ) -> Result<(), DetectError> {
+        out.resize_with(frames.len(), Vec::new);
+        out.iter_mut().for_each(Vec::clear);
+        for (chunk, dets) in frames.chunks(self.batch).zip(out.chunks_mut(self.batch)) {
+            self.run_chunk(chunk, dets)?;
+        }
+        Ok(())
+    }
+
+    fn take_timings(&mut self) -> StageTimings {
+        std::mem::take(&mut self.timings)
+    }
+}

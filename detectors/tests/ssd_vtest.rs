@@ -1,0 +1,240 @@
+//! The SSD detector on real frames of OpenCV's vtest.avi, against the Python
+//! onnxruntime reference committed in fixtures/vtest_ssd_expected.json
+//! (regenerate with fixtures/make_vtest_fixture.py).
+
+mod common;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use vidar_detectors::{BBox, Detection, Detector, RgbFrame, SsdConfig};
+
+#[derive(Deserialize)]
+struct Fixture {
+    score_threshold: f32,
+    nms_iou: f32,
+    max_detections: usize,
+    frames: Vec<FixtureFrame>,
+}
+
+#[derive(Deserialize)]
+struct FixtureFrame {
+    file: String,
+    width: u32,
+    height: u32,
+    rgb_sha256: String,
+    postprocessed: Vec<Expected>,
+    raw: Vec<Expected>,
+}
+
+#[derive(Deserialize)]
+struct Expected {
+    #[serde(rename = "box")]
+    bbox: [f32; 4],
+    score: f32,
+}
+
+const FIXTURE: &str = include_str!("fixtures/vtest_ssd_expected.json");
+
+fn corners(b: &BBox) -> [f32; 4] {
+    [b.x, b.y, b.x + b.w, b.y + b.h]
+}
+
+fn max_corner_diff(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Every expected box has a detection within `tol` px (matched one-to-one, closest first), same count.
+fn assert_matches(what: &str, got: &[Detection], want: &[[f32; 4]], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: got {got:?}, want {want:?}");
+    let mut used = vec![false; got.len()];
+    for w in want {
+        let (best, diff) = got
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !used[*i])
+            .map(|(i, d)| (i, max_corner_diff(&corners(&d.bbox), w)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("a detection left");
+        assert!(
+            diff <= tol,
+            "{what}: box {w:?} nearest detection {:?} is {diff:.2} px off",
+            got[best]
+        );
+        used[best] = true;
+    }
+}
+
+fn config(model: &str, fixture: &Fixture) -> SsdConfig {
+    SsdConfig {
+        model: model.into(),
+        score_threshold: fixture.score_threshold,
+        nms_iou: fixture.nms_iou,
+        max_detections: fixture.max_detections,
+        max_batch: 8,
+    }
+}
+
+#[test]
+fn both_forms_match_python_onnxruntime_and_each_other() {
+    let fixture: Fixture = serde_json::from_str(FIXTURE).expect("fixture");
+    let factory = common::factory();
+    let mut post = config("ssd-mobilenet-v2-coco", &fixture)
+        .build(&factory)
+        .expect("post");
+    let mut raw = config("ssd-mobilenet-v2-coco-raw", &fixture)
+        .build(&factory)
+        .expect("raw");
+    assert_eq!(post.max_batch(), 1);
+    assert_eq!(raw.max_batch(), 8);
+
+    let decoded: Vec<_> = fixture
+        .frames
+        .iter()
+        .map(|f| common::load_frame(&f.file))
+        .collect();
+    for (f, (w, h, rgb)) in fixture.frames.iter().zip(&decoded) {
+        assert_eq!((*w, *h), (f.width, f.height), "{}", f.file);
+        let sha: String = Sha256::digest(rgb)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            sha, f.rgb_sha256,
+            "{}: not the frame the fixture was made from",
+            f.file
+        );
+    }
+    let frames: Vec<RgbFrame<'_>> = decoded
+        .iter()
+        .map(|(w, h, rgb)| RgbFrame::packed(*w, *h, rgb).expect("frame"))
+        .collect();
+
+    // All six frames in one call: the raw form runs them as one batch.
+    let got_post = post.detect(&frames).expect("detect post");
+    let got_raw = raw.detect(&frames).expect("detect raw");
+    let t = raw.take_timings();
+    assert_eq!((t.frames, t.runs), (6, 1));
+    let t = post.take_timings();
+    assert_eq!((t.frames, t.runs), (6, 6));
+
+    let mut total = 0;
+    for (i, f) in fixture.frames.iter().enumerate() {
+        let want_post: Vec<[f32; 4]> = f.postprocessed.iter().map(|e| e.bbox).collect();
+        let want_raw: Vec<[f32; 4]> = f.raw.iter().map(|e| e.bbox).collect();
+        assert_matches(
+            &format!("{} post-processed vs Python", f.file),
+            &got_post[i],
+            &want_post,
+            1.0,
+        );
+        assert_matches(
+            &format!("{} raw vs Python", f.file),
+            &got_raw[i],
+            &want_raw,
+            1.0,
+        );
+        let raw_boxes: Vec<[f32; 4]> = got_raw[i].iter().map(|d| corners(&d.bbox)).collect();
+        assert_matches(
+            &format!("{} post-processed vs raw", f.file),
+            &got_post[i],
+            &raw_boxes,
+            1.0,
+        );
+        for (d, e) in got_post[i].iter().zip(&f.postprocessed) {
+            assert!(d.score >= fixture.score_threshold && d.class_id == 0);
+            assert!((0.0..=1.0).contains(&e.score));
+        }
+        assert!(got_raw[i].iter().all(|d| d.class_id == 1));
+        total += got_post[i].len();
+    }
+    // People walk through every one of these frames.
+    assert!(total >= 20, "only {total} persons in 6 frames");
+}
+
+#[test]
+fn batching_and_row_stride_do_not_change_results() {
+    let fixture: Fixture = serde_json::from_str(FIXTURE).expect("fixture");
+    let factory = common::factory();
+    let mut raw = config("ssd-mobilenet-v2-coco-raw", &fixture)
+        .build(&factory)
+        .expect("raw");
+    let (w, h, rgb) = common::load_frame("frame_0030.png");
+    let (w2, h2, rgb2) = common::load_frame("frame_0090.png");
+    let frame = RgbFrame::packed(w, h, &rgb).expect("frame");
+    let other = RgbFrame::packed(w2, h2, &rgb2).expect("frame");
+    let alone = raw.detect(&[frame]).expect("alone");
+
+    // Same frame with 64 bytes of padding per row (as GStreamer may deliver), in a batch of 3.
+    let stride = w as usize * 3 + 64;
+    let mut padded = vec![0xAAu8; stride * h as usize];
+    for y in 0..h as usize {
+        padded[y * stride..y * stride + w as usize * 3]
+            .copy_from_slice(&rgb[y * w as usize * 3..(y + 1) * w as usize * 3]);
+    }
+    let padded_frame = RgbFrame::new(w, h, stride, &padded).expect("padded");
+    let batch = raw.detect(&[other, padded_frame, frame]).expect("batch");
+    assert!(!alone[0].is_empty());
+    for got in [&batch[1], &batch[2]] {
+        assert_eq!(got.len(), alone[0].len());
+        for (a, b) in got.iter().zip(&alone[0]) {
+            assert!(max_corner_diff(&corners(&a.bbox), &corners(&b.bbox)) < 0.01);
+            assert!((a.score - b.score).abs() < 1e-4);
+        }
+    }
+    // A frame of a different size in the same batch is scaled to its own size.
+    let small: Vec<u8> = (0..320 * 240 * 3).map(|i| (i % 251) as u8).collect();
+    let out = raw
+        .detect(&[RgbFrame::packed(320, 240, &small).expect("small"), frame])
+        .expect("mixed");
+    assert!(out[0]
+        .iter()
+        .all(|d| d.bbox.x + d.bbox.w <= 320.0 && d.bbox.y + d.bbox.h <= 240.0));
+    assert_eq!(out[1].len(), alone[0].len());
+}
+
+#[test]
+fn threshold_filters_and_invalid_configs_are_reported() {
+    let factory = common::factory();
+    let (w, h, rgb) = common::load_frame("frame_0090.png");
+    let frame = RgbFrame::packed(w, h, &rgb).expect("frame");
+    let mut low = SsdConfig {
+        score_threshold: 0.3,
+        ..SsdConfig::default()
+    }
+    .build(&factory)
+    .expect("low");
+    let mut high = SsdConfig {
+        score_threshold: 0.7,
+        ..SsdConfig::default()
+    }
+    .build(&factory)
+    .expect("high");
+    let many = low.detect(&[frame]).expect("low")[0].clone();
+    let few = high.detect(&[frame]).expect("high")[0].clone();
+    assert!(many.len() > few.len(), "{} vs {}", many.len(), few.len());
+    assert!(few.iter().all(|d| d.score >= 0.7));
+
+    let err = SsdConfig {
+        score_threshold: 1.5,
+        max_batch: 0,
+        ..SsdConfig::default()
+    }
+    .build(&factory)
+    .expect_err("invalid")
+    .to_string();
+    assert!(
+        err.contains("score_threshold") && err.contains("max_batch"),
+        "{err}"
+    );
+    let err = SsdConfig {
+        model: "mobilenetv2-deepsort".into(),
+        ..SsdConfig::default()
+    }
+    .build(&factory)
+    .expect_err("not a detector")
+    .to_string();
+    assert!(err.contains("not a detector"), "{err}");
+}

@@ -160,7 +160,7 @@ impl Scene {
                         rng.gen_range(20..90),
                         rng.gen_range(40..120),
                     ],
-                    phase: rng.gen_range(0.0..6.28),
+                    phase: rng.gen_range(0.0..std::f32::consts::TAU),
                 }
             })
             .collect();

@@ -209,3 +209,28 @@ fn fixed_output_size_scales_every_frame() {
     assert!(sizes.len() > 60, "{}", sizes.len());
     assert!(sizes.iter().all(|s| *s == (300, 200)), "{sizes:?}");
 }
+
+#[test]
+fn camera_loops_a_file_seamlessly() {
+    let _g = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = dir.path().join("clip.mkv");
+    let spec = vidar_pipeline::SceneSpec {
+        width: 320,
+        height: 240,
+        fps: 30,
+        ..Default::default()
+    };
+    vidar_pipeline::camera::encode_scene_to_file(&spec, 45, &clip).expect("encode");
+    let camera = CameraProc::start(0, &[&format!("file={}", clip.display())]);
+    let ingest = Ingest::start(fast_config("cfile", &camera.url("file"))).expect("start");
+    let st = wait_status(&ingest, Duration::from_secs(10), |s| {
+        s.state == StreamState::Streaming
+    });
+    assert_eq!(st.state, StreamState::Streaming, "{st:?}");
+    let frames = collect_for(&ingest, Duration::from_secs(4), |f| (f.width, f.height));
+    // 4 s at 30 fps is ~120 frames: the 45-frame clip looped without a break.
+    assert!(frames.len() >= 100, "{} frames", frames.len());
+    assert!(frames.iter().all(|s| *s == (320, 240)));
+    assert_eq!(ingest.status().counters.reconnects, 0);
+}

@@ -12,8 +12,10 @@ use vidar_protocol::CameraId;
 /// Arguments of `probe`.
 #[derive(Args, Debug)]
 pub struct ProbeArgs {
-    /// `rtsp://...`, a file path, or `synthetic:?width=..&height=..&fps=..`.
-    pub source: String,
+    /// One or more sources: `rtsp://...`, a file path, or
+    /// `synthetic:?width=..&height=..&fps=..`.
+    #[arg(required = true)]
+    pub sources: Vec<String>,
     /// RTSP transport: auto, tcp or udp.
     #[arg(long, default_value = "auto")]
     pub transport: String,
@@ -30,27 +32,37 @@ pub struct ProbeArgs {
 
 /// Runs the probe until Ctrl-C or `--seconds`.
 pub fn run(args: ProbeArgs) -> Result<()> {
-    let mut config = IngestConfig::new(CameraId::new("probe")?, &args.source);
-    config.transport = match args.transport.as_str() {
+    let transport = match args.transport.as_str() {
         "auto" => Transport::Auto,
         "tcp" => Transport::Tcp,
         "udp" => Transport::Udp,
         other => anyhow::bail!("--transport {other:?}: expected auto, tcp or udp"),
     };
-    config.decoder = match args.decoder.as_str() {
+    let decoder = match args.decoder.as_str() {
         "auto" => DecoderChoice::Auto,
         "software" => DecoderChoice::Software,
         other => DecoderChoice::Element(other.to_string()),
     };
-    let ingest = Ingest::start(config).with_context(|| format!("probing {}", args.source))?;
+    let mut streams = Vec::new();
+    for (i, source) in args.sources.iter().enumerate() {
+        let mut config = IngestConfig::new(CameraId::new(&format!("stream{}", i + 1))?, source);
+        config.transport = transport;
+        config.decoder = decoder.clone();
+        let ingest = Ingest::start(config).with_context(|| format!("probing {source}"))?;
+        streams.push(Probe {
+            ingest,
+            last_frames: 0,
+            age_ms: 0.0,
+        });
+    }
     let stop = super::shutdown_flag()?;
     let started = Instant::now();
     let mut out = std::io::stdout();
     if !args.json {
-        writeln!(
-            out,
-            "{:>5} {:<11} {:>6} {:>8} {:>7} {:>6} {:>6} {:>10} {:>8}  {}",
+        let header = format!(
+            "{:>5} {:<8} {:<11} {:>6} {:>8} {:>7} {:>6} {:>6} {:>10} {:>8}",
             "t(s)",
+            "stream",
             "state",
             "fps",
             "frames",
@@ -58,59 +70,78 @@ pub fn run(args: ProbeArgs) -> Result<()> {
             "recon",
             "errors",
             "size",
-            "age(ms)",
-            "decoder / last error"
-        )?;
+            "age(ms)"
+        );
+        writeln!(out, "{header}  decoder / last error")?;
     }
-    let mut last_frames = 0u64;
     let mut tick = Instant::now();
-    let mut age_ms = 0.0f64;
     while !super::stopping(&stop)
         && args
             .seconds
             .is_none_or(|s| started.elapsed() < Duration::from_secs(s))
     {
-        if let Some(frame) = ingest.recv_timeout(Duration::from_millis(50)) {
-            age_ms = frame.age().as_secs_f64() * 1000.0;
+        let mut idle = true;
+        for p in &mut streams {
+            while let Some(frame) = p.ingest.try_recv() {
+                p.age_ms = frame.age().as_secs_f64() * 1000.0;
+                idle = false;
+            }
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(5));
         }
         if tick.elapsed() < Duration::from_secs(1) {
             continue;
         }
         let dt = tick.elapsed().as_secs_f64();
         tick = Instant::now();
-        let st = ingest.status();
-        let fps = (st.counters.frames - last_frames) as f64 / dt;
-        last_frames = st.counters.frames;
-        if args.json {
-            writeln!(
-                out,
-                "{{\"t\":{:.1},\"state\":\"{}\",\"fps\":{:.1},\"frames\":{},\"dropped\":{},\"reconnects\":{},\"decode_errors\":{},\"width\":{},\"height\":{},\"age_ms\":{:.0},\"decoder\":{:?},\"last_error\":{:?}}}",
-                started.elapsed().as_secs_f64(), st.state.as_str(), fps, st.counters.frames, st.counters.dropped,
-                st.counters.reconnects, st.counters.decode_errors, st.width, st.height, age_ms,
-                st.decoder.unwrap_or_default(), st.last_error.unwrap_or_default()
-            )?;
-        } else {
-            let note = match (&st.last_error, st.state) {
-                (Some(e), s) if s != vidar_protocol::StreamState::Streaming => e.clone(),
-                _ => st.decoder.clone().unwrap_or_default(),
-            };
-            writeln!(
-                out,
-                "{:>5.0} {:<11} {:>6.1} {:>8} {:>7} {:>6} {:>6} {:>10} {:>8.0}  {}",
-                started.elapsed().as_secs_f64(),
-                st.state.as_str(),
-                fps,
-                st.counters.frames,
-                st.counters.dropped,
-                st.counters.reconnects,
-                st.counters.decode_errors,
-                format!("{}x{}", st.width, st.height),
-                age_ms,
-                note
-            )?;
+        let t = started.elapsed().as_secs_f64();
+        for p in &mut streams {
+            let st = p.ingest.status();
+            let fps = (st.counters.frames - p.last_frames) as f64 / dt;
+            p.last_frames = st.counters.frames;
+            let name = p.ingest.camera().to_string();
+            if args.json {
+                let line = serde_json::json!({
+                    "t": t, "stream": name, "state": st.state.as_str(), "fps": fps,
+                    "frames": st.counters.frames, "dropped": st.counters.dropped,
+                    "reconnects": st.counters.reconnects, "decode_errors": st.counters.decode_errors,
+                    "width": st.width, "height": st.height, "age_ms": p.age_ms,
+                    "decoder": st.decoder, "last_error": st.last_error,
+                });
+                writeln!(out, "{line}")?;
+            } else {
+                let note = match (&st.last_error, st.state) {
+                    (Some(e), s) if s != vidar_protocol::StreamState::Streaming => e.clone(),
+                    _ => st.decoder.clone().unwrap_or_default(),
+                };
+                writeln!(
+                    out,
+                    "{:>5.0} {:<8} {:<11} {:>6.1} {:>8} {:>7} {:>6} {:>6} {:>10} {:>8.0}  {}",
+                    t,
+                    name,
+                    st.state.as_str(),
+                    fps,
+                    st.counters.frames,
+                    st.counters.dropped,
+                    st.counters.reconnects,
+                    st.counters.decode_errors,
+                    format!("{}x{}", st.width, st.height),
+                    p.age_ms,
+                    note
+                )?;
+            }
         }
         out.flush()?;
     }
-    ingest.stop();
+    for p in streams {
+        p.ingest.stop();
+    }
     Ok(())
+}
+
+struct Probe {
+    ingest: Ingest,
+    last_frames: u64,
+    age_ms: f64,
 }

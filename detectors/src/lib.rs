@@ -7,14 +7,13 @@
 //! Detection runs on a dedicated inference thread, not on an async executor.
 
 pub mod bench;
-pub mod frame;
 pub mod postprocess;
 pub mod ssd;
 
 use std::time::Duration;
 
-pub use frame::{FrameResizer, Region, RgbFrame};
 pub use ssd::{SsdConfig, SsdDetector};
+pub use vidar_models::image::{FrameResizer, ImageError, Region, RgbFrame};
 pub use vidar_protocol::BBox;
 
 /// One detected object in the pixel coordinates of the frame it came from.
@@ -50,8 +49,8 @@ pub enum DetectError {
     #[error(transparent)]
     Model(#[from] vidar_models::ModelError),
     /// A frame's size, stride or buffer does not add up.
-    #[error("bad frame: {0}")]
-    BadFrame(String),
+    #[error(transparent)]
+    Image(#[from] vidar_models::ImageError),
     /// The detector config is invalid; every problem is listed.
     #[error("detector config is invalid:\n  - {}", .0.join("\n  - "))]
     Config(Vec<String>),

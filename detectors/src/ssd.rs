@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use vidar_models::{Format, Model, SessionFactory, Task};
 
-use crate::frame::{FrameResizer, RgbFrame};
 use crate::postprocess::{decode_raw, Anchor, Candidate, DecodeParams, NormBox, RawSsd};
 use crate::{DetectError, Detection, Detector, StageTimings};
+use vidar_models::image::{FrameResizer, RgbFrame};
 
 /// Settings of an SSD detector.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -8,11 +8,13 @@
 //! pre- or post-process images; `vidar-detectors` and `vidar-reid` do.
 
 pub mod error;
+pub mod image;
 pub mod manifest;
 pub mod runtime;
 pub mod store;
 
 pub use error::ModelError;
+pub use image::{FrameResizer, ImageError, Region, RgbFrame};
 pub use manifest::{DType, FileEntry, Format, Layout, Manifest, ModelSpec, Task, TensorSpec};
 pub use runtime::{
     environment, Model, Outputs, ProviderConfig, RuntimeConfig, SessionFactory, ORT_DYLIB_ENV,

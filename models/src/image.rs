@@ -1,10 +1,14 @@
-//! Borrowed RGB8 frames of any size and row stride, and resizing them into a
-//! model's input with SIMD (`fast_image_resize`), reusing every buffer.
+//! Borrowed RGB8 frames of any size and row stride, and resizing them (or regions
+//! of them) into a model's input with SIMD (`fast_image_resize`), reusing every
+//! buffer. Shared by the detectors and the re-ID embedders.
 
 use fast_image_resize::images::{CroppedImage, Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
-use crate::DetectError;
+/// A frame or region that cannot be read or resized.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad image: {0}")]
+pub struct ImageError(pub String);
 
 /// A borrowed packed RGB8 image: `height` rows of `stride` bytes, the first `width * 3` of each used.
 #[derive(Debug, Clone, Copy)]
@@ -17,12 +21,7 @@ pub struct RgbFrame<'a> {
 
 impl<'a> RgbFrame<'a> {
     /// Checks that `data` holds `height` rows of `stride` bytes (the last row may stop at `width * 3`).
-    pub fn new(
-        width: u32,
-        height: u32,
-        stride: usize,
-        data: &'a [u8],
-    ) -> Result<Self, DetectError> {
+    pub fn new(width: u32, height: u32, stride: usize, data: &'a [u8]) -> Result<Self, ImageError> {
         let row = width as usize * 3;
         let needed = if height == 0 {
             0
@@ -30,7 +29,7 @@ impl<'a> RgbFrame<'a> {
             stride * (height as usize - 1) + row
         };
         if width == 0 || height == 0 || stride < row || data.len() < needed {
-            return Err(DetectError::BadFrame(format!(
+            return Err(ImageError(format!(
                 "{width}x{height} RGB8 with stride {stride} needs {needed} bytes, got {}",
                 data.len()
             )));
@@ -44,7 +43,7 @@ impl<'a> RgbFrame<'a> {
     }
 
     /// A tightly packed frame (`stride = width * 3`).
-    pub fn packed(width: u32, height: u32, data: &'a [u8]) -> Result<Self, DetectError> {
+    pub fn packed(width: u32, height: u32, data: &'a [u8]) -> Result<Self, ImageError> {
         Self::new(width, height, width as usize * 3, data)
     }
 
@@ -127,7 +126,7 @@ impl FrameResizer {
         dst: &mut [u8],
         dst_w: u32,
         dst_h: u32,
-    ) -> Result<(), DetectError> {
+    ) -> Result<(), ImageError> {
         let row = frame.width as usize * 3;
         let (src_w, buffer): (u32, &[u8]) = if frame.stride == row {
             (frame.width, frame.data)
@@ -145,7 +144,7 @@ impl FrameResizer {
             (frame.width, &self.packed)
         };
         let src = ImageRef::new(src_w, frame.height, buffer, PixelType::U8x3)
-            .map_err(|e| DetectError::BadFrame(e.to_string()))?;
+            .map_err(|e| ImageError(e.to_string()))?;
         // Integer crop as a view: the filter clamps at the crop's edges (like
         // cropping first, then resizing) and never reads row padding.
         let (fw, fh) = (frame.width, frame.height);
@@ -159,14 +158,14 @@ impl FrameResizer {
                 (x0, y0, x1 - x0, y1 - y0)
             }
         };
-        let view = CroppedImage::new(&src, x, y, w, h)
-            .map_err(|e| DetectError::BadFrame(format!("crop: {e}")))?;
+        let view =
+            CroppedImage::new(&src, x, y, w, h).map_err(|e| ImageError(format!("crop: {e}")))?;
         let mut out = Image::from_slice_u8(dst_w, dst_h, dst, PixelType::U8x3)
-            .map_err(|e| DetectError::BadFrame(format!("destination: {e}")))?;
+            .map_err(|e| ImageError(format!("destination: {e}")))?;
         let options = ResizeOptions::new().resize_alg(self.alg);
         self.resizer
             .resize(&view, &mut out, &options)
-            .map_err(|e| DetectError::BadFrame(format!("resize: {e}")))
+            .map_err(|e| ImageError(format!("resize: {e}")))
     }
 }
 

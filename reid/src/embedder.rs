@@ -1,0 +1,266 @@
+//! Crop embedding: person crops (frame + box) -> resized, normalised NCHW batch ->
+//! ONNX model -> L2-normalised vectors. Buffers are sized once at build.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use vidar_models::image::{FrameResizer, Region, RgbFrame};
+use vidar_models::{Format, Model, SessionFactory};
+use vidar_protocol::BBox;
+
+use crate::{Embedding, ReidError};
+
+/// A person crop: a box in a frame's pixel coordinates.
+#[derive(Debug, Clone, Copy)]
+pub struct Crop<'a> {
+    /// The full-resolution frame.
+    pub frame: RgbFrame<'a>,
+    /// The person's box in `frame`.
+    pub bbox: BBox,
+}
+
+/// Time spent per stage, summed since the last [`Embedder::take_timings`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EmbedTimings {
+    /// Crop, resize and normalisation.
+    pub preprocess: Duration,
+    /// ONNX Runtime `run`.
+    pub inference: Duration,
+    /// Copy out and L2 normalisation.
+    pub postprocess: Duration,
+    /// Crops embedded.
+    pub crops: usize,
+    /// Inference runs.
+    pub runs: usize,
+}
+
+/// Turns person crops into appearance embeddings.
+pub trait Embedder: Send {
+    /// The model's manifest name.
+    fn name(&self) -> &str;
+
+    /// Length of every embedding.
+    fn dim(&self) -> usize;
+
+    /// Crops per inference run.
+    fn max_batch(&self) -> usize;
+
+    /// Embeds every crop; `out` is cleared and gets one L2-normalised embedding per crop.
+    fn embed_into(&mut self, crops: &[Crop<'_>], out: &mut Vec<Embedding>)
+        -> Result<(), ReidError>;
+
+    /// Embeds every crop, allocating the result.
+    fn embed(&mut self, crops: &[Crop<'_>]) -> Result<Vec<Embedding>, ReidError> {
+        let mut out = Vec::with_capacity(crops.len());
+        self.embed_into(crops, &mut out)?;
+        Ok(out)
+    }
+
+    /// Stage timings since the last call, then reset.
+    fn take_timings(&mut self) -> EmbedTimings;
+}
+
+/// Settings of an ONNX embedder.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbedderConfig {
+    /// Manifest model name. Default `mobilenetv2-deepsort`; an OSNet export can be named here.
+    pub model: String,
+    /// Crops per inference run; more are split. Default 16.
+    pub max_batch: usize,
+}
+
+impl Default for EmbedderConfig {
+    fn default() -> Self {
+        Self {
+            model: "mobilenetv2-deepsort".into(),
+            max_batch: 16,
+        }
+    }
+}
+
+impl EmbedderConfig {
+    /// Every problem at once.
+    pub fn validate(&self) -> Result<(), ReidError> {
+        let mut problems = Vec::new();
+        if self.model.is_empty() {
+            problems.push("model must name a manifest model".to_string());
+        }
+        if self.max_batch == 0 || self.max_batch > 256 {
+            problems.push(format!(
+                "max_batch must be in 1..=256, got {}",
+                self.max_batch
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ReidError::Config(problems))
+        }
+    }
+
+    /// Loads the model through `factory` and builds the embedder.
+    pub fn build(&self, factory: &SessionFactory) -> Result<OnnxEmbedder, ReidError> {
+        self.validate()?;
+        let model = factory.load(&self.model)?;
+        let spec = model.spec();
+        if spec.format != Format::Embedding {
+            return Err(ReidError::Config(vec![format!(
+                "model {} has format {}, not an embedding model",
+                spec.name, spec.format
+            )]));
+        }
+        let (h, w) = spec.input_hw().ok_or_else(|| {
+            ReidError::Config(vec![format!("model {}: input size unknown", spec.name)])
+        })?;
+        let dim = spec.outputs[0].shape[1];
+        if dim <= 0 {
+            return Err(ReidError::Config(vec![format!(
+                "model {}: embedding size is dynamic",
+                spec.name
+            )]));
+        }
+        let (mean, std) = (spec.mean.unwrap_or([0.0; 3]), spec.std.unwrap_or([1.0; 3]));
+        // (pixel / 255 - mean) / std for every byte value, per channel.
+        let mut lut = [[0f32; 256]; 3];
+        for (c, table) in lut.iter_mut().enumerate() {
+            for (v, x) in table.iter_mut().enumerate() {
+                *x = (v as f32 / 255.0 - mean[c]) / std[c];
+            }
+        }
+        let batch = self.max_batch.min(model.max_batch());
+        Ok(OnnxEmbedder {
+            rgb: vec![0u8; h * w * 3],
+            input: vec![0f32; batch * 3 * h * w],
+            dim: dim as usize,
+            batch,
+            h,
+            w,
+            lut: Box::new(lut),
+            model,
+            resizer: FrameResizer::new(),
+            timings: EmbedTimings::default(),
+        })
+    }
+}
+
+/// An embedder on one ONNX Runtime session (MobileNetV2 bottleneck, OSNet, ...).
+#[derive(Debug)]
+pub struct OnnxEmbedder {
+    model: Model,
+    dim: usize,
+    batch: usize,
+    h: usize,
+    w: usize,
+    lut: Box<[[f32; 256]; 3]>,
+    rgb: Vec<u8>,
+    input: Vec<f32>,
+    resizer: FrameResizer,
+    timings: EmbedTimings,
+}
+
+impl OnnxEmbedder {
+    /// The loaded model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Runs the model alone on the current input buffer for `n` crops (benchmarks).
+    pub fn run_inference_only(&mut self, n: usize) -> Result<Duration, ReidError> {
+        let n = n.min(self.batch);
+        let plane = self.h * self.w;
+        let start = Instant::now();
+        self.model.run(
+            &[n, 3, self.h, self.w],
+            &self.input[..n * 3 * plane],
+            |_| Ok(()),
+        )?;
+        Ok(start.elapsed())
+    }
+
+    fn run_chunk(&mut self, crops: &[Crop<'_>], out: &mut Vec<Embedding>) -> Result<(), ReidError> {
+        let n = crops.len();
+        let plane = self.h * self.w;
+        let t0 = Instant::now();
+        for (i, crop) in crops.iter().enumerate() {
+            let region = Region {
+                x: f64::from(crop.bbox.x),
+                y: f64::from(crop.bbox.y),
+                w: f64::from(crop.bbox.w),
+                h: f64::from(crop.bbox.h),
+            };
+            self.resizer.resize(
+                &crop.frame,
+                Some(region),
+                &mut self.rgb,
+                self.w as u32,
+                self.h as u32,
+            )?;
+            let dst = &mut self.input[i * 3 * plane..(i + 1) * 3 * plane];
+            let (r, rest) = dst.split_at_mut(plane);
+            let (g, b) = rest.split_at_mut(plane);
+            for (p, px) in self.rgb.chunks_exact(3).enumerate() {
+                r[p] = self.lut[0][px[0] as usize];
+                g[p] = self.lut[1][px[1] as usize];
+                b[p] = self.lut[2][px[2] as usize];
+            }
+        }
+        let t1 = Instant::now();
+        let dim = self.dim;
+        let post = self.model.run(
+            &[n, 3, self.h, self.w],
+            &self.input[..n * 3 * plane],
+            |outputs| {
+                let p0 = Instant::now();
+                let (shape, data) = outputs.f32(0)?;
+                if shape != [n, dim] {
+                    return Err(vidar_models::ModelError::Inference {
+                        model: String::new(),
+                        message: format!(
+                            "embedding output has shape {shape:?}, expected [{n}, {dim}]"
+                        ),
+                    });
+                }
+                out.extend(data.chunks_exact(dim).map(Embedding::normalized));
+                Ok(p0.elapsed())
+            },
+        )?;
+        let total = t1.elapsed();
+        self.timings.preprocess += t1 - t0;
+        self.timings.inference += total.saturating_sub(post);
+        self.timings.postprocess += post;
+        self.timings.crops += n;
+        self.timings.runs += 1;
+        Ok(())
+    }
+}
+
+impl Embedder for OnnxEmbedder {
+    fn name(&self) -> &str {
+        &self.model.spec().name
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn max_batch(&self) -> usize {
+        self.batch
+    }
+
+    fn embed_into(
+        &mut self,
+        crops: &[Crop<'_>],
+        out: &mut Vec<Embedding>,
+    ) -> Result<(), ReidError> {
+        out.clear();
+        for chunk in crops.chunks(self.batch) {
+            self.run_chunk(chunk, out)?;
+        }
+        Ok(())
+    }
+
+    fn take_timings(&mut self) -> EmbedTimings {
+        std::mem::take(&mut self.timings)
+    }
+}

@@ -1,0 +1,177 @@
+//! The default embedder on real person crops of vtest.avi: the same person in
+//! nearby frames is closer than different people, by a measured margin.
+
+mod common;
+
+use vidar_models::RgbFrame;
+use vidar_protocol::{BBox, CameraId};
+use vidar_reid::{Assignment, Crop, Embedder, EmbedderConfig, Gallery, GalleryConfig};
+
+struct Sighting {
+    frame: usize,
+    bbox: BBox,
+}
+
+#[test]
+fn same_person_in_nearby_frames_is_closer_than_other_people() {
+    let factory = common::factory();
+    let mut embedder = EmbedderConfig::default().build(&factory).expect("embedder");
+    assert_eq!(embedder.dim(), 1280);
+    let files = ["frame_0000.png", "frame_0002.png", "frame_0004.png"];
+    let decoded: Vec<_> = files.iter().map(|f| common::load_frame(f)).collect();
+    let frames: Vec<RgbFrame<'_>> = decoded
+        .iter()
+        .map(|(w, h, rgb)| RgbFrame::packed(*w, *h, rgb).expect("frame"))
+        .collect();
+    let mut sightings = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        for bbox in common::person_boxes(f) {
+            sightings.push(Sighting { frame: i, bbox });
+        }
+    }
+    let crops: Vec<Crop<'_>> = sightings
+        .iter()
+        .map(|s| Crop {
+            frame: frames[s.frame],
+            bbox: s.bbox,
+        })
+        .collect();
+    let emb = embedder.embed(&crops).expect("embed");
+    assert_eq!(emb.len(), crops.len());
+    for e in &emb {
+        let norm: f32 = e.as_slice().iter().map(|x| x * x).sum();
+        assert!((norm - 1.0).abs() < 1e-4, "not L2-normalised: {norm}");
+    }
+
+    // Same person: unambiguous nearest boxes in frames 0.2-0.4 s apart (see `same_person`).
+    // Different people: boxes more than 100 px apart.
+    let (mut pos, mut neg) = (Vec::new(), Vec::new());
+    let mut rank1 = 0;
+    for i in 0..sightings.len() {
+        for j in 0..sightings.len() {
+            let (a, b) = (&sightings[i], &sightings[j]);
+            let sim = emb[i].cosine(&emb[j]);
+            if a.frame != b.frame && same_person(&a.bbox, &b.bbox, &boxes_in(&sightings, b.frame)) {
+                // Retrieval: among the people of b's frame, a's nearest embedding is b's.
+                let best_other = (0..sightings.len())
+                    .filter(|&k| k != j && sightings[k].frame == b.frame)
+                    .map(|k| emb[i].cosine(&emb[k]))
+                    .fold(f32::MIN, f32::max);
+                assert!(
+                    sim > best_other,
+                    "crop {i} is closer to another person ({best_other}) than to itself ({sim})"
+                );
+                rank1 += 1;
+                if i < j {
+                    pos.push(sim);
+                }
+            } else if i < j && centre_distance(&a.bbox, &b.bbox) > 100.0 {
+                neg.push(sim);
+            }
+        }
+    }
+    assert!(
+        rank1 >= 8 && neg.len() >= 10,
+        "{rank1} same-person queries, {} different pairs",
+        neg.len()
+    );
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    eprintln!(
+        "same person: n={} min={:.3} mean={:.3}; different: n={} max={:.3} mean={:.3}",
+        pos.len(),
+        pos.iter().copied().fold(f32::MAX, f32::min),
+        mean(&pos),
+        neg.len(),
+        neg.iter().copied().fold(f32::MIN, f32::max),
+        mean(&neg)
+    );
+    let margin = mean(&pos) - mean(&neg);
+    assert!(
+        margin > MEAN_MARGIN,
+        "mean cosine margin {margin} (same person vs different people)"
+    );
+
+    // Batch size does not change embeddings.
+    let one = embedder.embed(&crops[..1]).expect("one");
+    assert!(one[0].cosine(&emb[0]) > 0.9999);
+}
+
+fn centre_distance(a: &BBox, b: &BBox) -> f32 {
+    let (ax, ay) = (a.x + a.w / 2.0, a.y + a.h / 2.0);
+    let (bx, by) = (b.x + b.w / 2.0, b.y + b.h / 2.0);
+    ((ax - bx).powi(2) + (ay - by).powi(2)).sqrt()
+}
+
+fn boxes_in(sightings: &[Sighting], frame: usize) -> Vec<BBox> {
+    sightings
+        .iter()
+        .filter(|s| s.frame == frame)
+        .map(|s| s.bbox)
+        .collect()
+}
+
+/// `b` (one of `others`, the boxes of its frame) is the same walker as `a` a few
+/// frames apart: its centre moved less than a box width and every other box of
+/// that frame is at least two widths away from `a` (no crowd to confuse).
+fn same_person(a: &BBox, b: &BBox, others: &[BBox]) -> bool {
+    let d = centre_distance(a, b);
+    d < a.w
+        && others
+            .iter()
+            .filter(|o| *o != b)
+            .all(|o| centre_distance(a, o) > 2.0 * a.w)
+}
+
+/// Mean cosine similarity of same-person pairs minus that of different people: measured
+/// 0.114 on these frames (same 0.851, different 0.737; see the test's stderr), asserted with headroom.
+const MEAN_MARGIN: f32 = 0.08;
+
+#[test]
+fn gallery_keeps_one_identity_per_person_across_frames() {
+    let factory = common::factory();
+    let mut embedder = EmbedderConfig::default().build(&factory).expect("embedder");
+    let mut gallery = Gallery::new(GalleryConfig::default()).expect("gallery");
+    let camera = CameraId::new("vtest").expect("camera");
+    let files = ["frame_0000.png", "frame_0002.png", "frame_0004.png"];
+    let mut ids_per_frame = Vec::new();
+    for (t, f) in files.iter().enumerate() {
+        let (w, h, rgb) = common::load_frame(f);
+        let frame = RgbFrame::packed(w, h, &rgb).expect("frame");
+        let boxes = common::person_boxes(f);
+        let crops: Vec<Crop<'_>> = boxes.iter().map(|&bbox| Crop { frame, bbox }).collect();
+        let emb = embedder.embed(&crops).expect("embed");
+        let ids: Vec<(BBox, Assignment)> = boxes
+            .iter()
+            .zip(&emb)
+            .map(|(b, e)| {
+                (
+                    *b,
+                    gallery.assign(e, &camera, t as u64 * 200).expect("assign"),
+                )
+            })
+            .collect();
+        eprintln!("{f}: {:?}", ids.iter().map(|(_, a)| a).collect::<Vec<_>>());
+        ids_per_frame.push(ids);
+    }
+    let first: Vec<_> = ids_per_frame[0].iter().map(|(_, a)| a.id()).collect();
+    let unique: std::collections::HashSet<_> = first.iter().collect();
+    assert_eq!(
+        unique.len(),
+        first.len(),
+        "people in one frame got distinct identities"
+    );
+    // Every person of frame 0 clearly followed 0.2 s later keeps their identity.
+    let mut kept = 0;
+    let later: Vec<BBox> = ids_per_frame[1].iter().map(|(b, _)| *b).collect();
+    for (b0, a0) in &ids_per_frame[0] {
+        if let Some((_, a2)) = ids_per_frame[1]
+            .iter()
+            .find(|(b2, _)| same_person(b0, b2, &later))
+        {
+            assert_eq!(a2.id(), a0.id(), "person at {b0:?} changed identity");
+            assert!(matches!(a2, Assignment::Matched { .. }));
+            kept += 1;
+        }
+    }
+    assert!(kept >= 2, "only {kept} people followed");
+}

@@ -194,10 +194,7 @@ fn components(cost: &CostMatrix, allowed: impl Fn(f64) -> bool) -> Vec<Component
     }
     let mut index_of_root = vec![usize::MAX; nr + nc];
     let mut comps: Vec<Component> = Vec::new();
-    for node in 0..nr + nc {
-        if !has_edge[node] {
-            continue;
-        }
+    for (node, _) in has_edge.iter().enumerate().filter(|(_, e)| **e) {
         let root = find(&mut parent, node);
         if index_of_root[root] == usize::MAX {
             index_of_root[root] = comps.len();

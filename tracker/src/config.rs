@@ -48,12 +48,19 @@ pub struct TrackerConfig {
     /// "lost" and can be re-activated with its id. Default 30.
     pub max_lost_frames: u32,
     /// A lost track keeps being reported, at its predicted box, for up to
-    /// this many frames after its last match (frames). Default 0: only
-    /// matched tracks are reported.
+    /// this many frames after its last match (frames), bridging short
+    /// occlusions and detector misses. 0 reports matched tracks only.
+    /// Default 8 (a third of a second at 25 fps; see tracker/BENCHMARKS.md
+    /// for the trade-off between misses and false positives).
     pub report_lost_frames: u32,
     /// Tracks born on the first frame of a stream are confirmed at once
     /// (there is no earlier frame to confirm them with). Default true.
     pub confirm_on_first_frame: bool,
+    /// The camera's resolution, if known. Then a lost track whose predicted
+    /// box is less than half inside the frame has left the view: it ends at
+    /// once (reason `LeftView`) instead of being reported or re-activated by
+    /// someone entering at the same edge. Default none.
+    pub frame_size: Option<FrameSize>,
     /// Appearance (re-ID embedding) fusion; used only for pairs where both
     /// the track and the detection carry an embedding.
     pub appearance: AppearanceConfig,
@@ -74,14 +81,38 @@ impl Default for TrackerConfig {
             min_hits: 2,
             max_tentative_misses: 0,
             max_lost_frames: 30,
-            report_lost_frames: 0,
+            report_lost_frames: 8,
             confirm_on_first_frame: true,
+            frame_size: None,
             appearance: AppearanceConfig::default(),
             motion: MotionConfig {
                 gating_threshold: crate::kalman::CHI2_999_4DOF,
                 ..MotionConfig::default()
             },
         }
+    }
+}
+
+/// A camera's resolution in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameSize {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+impl FrameSize {
+    /// Fraction of a box's area that lies inside the frame, in [0, 1].
+    pub fn visible_fraction(&self, b: &crate::geometry::BBox) -> f32 {
+        let area = b.area();
+        if area <= 0.0 {
+            return 0.0;
+        }
+        let ix = (b.x + b.w).min(self.width as f32) - b.x.max(0.0);
+        let iy = (b.y + b.h).min(self.height as f32) - b.y.max(0.0);
+        (ix.max(0.0) * iy.max(0.0)) / area
     }
 }
 
@@ -147,6 +178,14 @@ impl TrackerConfig {
                 self.report_lost_frames, self.max_lost_frames
             ));
         }
+        if let Some(fs) = &self.frame_size {
+            if fs.width == 0 || fs.height == 0 {
+                problems.push(format!(
+                    "frame_size must be positive, got {}x{}",
+                    fs.width, fs.height
+                ));
+            }
+        }
         let a = &self.appearance;
         if !(0.0..=2.0).contains(&a.max_cosine_distance) {
             problems.push(format!(
@@ -187,6 +226,24 @@ impl TrackerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn visible_fraction() {
+        use crate::geometry::BBox;
+        let fs = FrameSize {
+            width: 640,
+            height: 480,
+        };
+        assert_eq!(fs.visible_fraction(&BBox::new(10.0, 10.0, 20.0, 20.0)), 1.0);
+        assert_eq!(
+            fs.visible_fraction(&BBox::new(-10.0, 10.0, 20.0, 20.0)),
+            0.5
+        );
+        assert_eq!(
+            fs.visible_fraction(&BBox::new(700.0, 10.0, 20.0, 20.0)),
+            0.0
+        );
+    }
 
     #[test]
     fn defaults_are_valid() {

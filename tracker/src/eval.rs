@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use crate::assignment::{solve_max_matching, CostMatrix};
+use crate::assignment::{solve_gated, solve_max_matching, CostMatrix};
 use crate::mot::{by_frame, MotRecord};
 
 /// CLEAR-MOT counts and ratios.
@@ -154,8 +154,8 @@ pub fn evaluate(gt: &[MotRecord], hyp: &[MotRecord], max_distance: f64) -> Score
             }
             // 2. Optimal assignment of the rest.
             for (i, done) in obj_done.iter().enumerate() {
-                for j in 0..nh {
-                    if *done || hyp_done[j] {
+                for (j, hyp_is_done) in hyp_done.iter().enumerate() {
+                    if *done || *hyp_is_done {
                         cost.set(i, j, f64::INFINITY);
                     }
                 }
@@ -199,13 +199,14 @@ fn identity_scores(
     hids.sort_unstable();
     let oidx: HashMap<i64, usize> = oids.iter().enumerate().map(|(i, o)| (*o, i)).collect();
     let hidx: HashMap<i64, usize> = hids.iter().enumerate().map(|(i, h)| (*h, i)).collect();
-    // Maximise overlapping frames: minimise their negation; pairs that never
-    // overlap are left out (matching them gains nothing).
+    // Maximise overlapping frames: minimise their negation. Not a
+    // maximum-cardinality matching: one long overlap beats two short ones,
+    // so every pair is optional (gated assignment with threshold 0).
     let mut cost = CostMatrix::forbidden(oids.len(), hids.len());
     for (&(o, h), &n) in overlaps {
         cost.set(oidx[&o], hidx[&h], -(n as f64));
     }
-    let idtp: usize = solve_max_matching(&cost)
+    let idtp: usize = solve_gated(&cost, 0.0)
         .matches
         .iter()
         .map(|&(r, c)| overlaps[&(oids[r], hids[c])])
@@ -273,6 +274,20 @@ mod tests {
         // Best id match covers 2 frames: IDF1 = 2*2 / (5 + 5).
         assert_eq!(s.id.idtp, 2);
         assert!((s.id.idf1 - 0.4).abs() < 1e-12);
+    }
+
+    #[test]
+    fn identity_matching_prefers_long_overlap_over_more_pairs() {
+        // Object 1 overlaps hyp 10 for 4 frames and hyp 11 for 1; object 2
+        // overlaps hyp 10 for 1 frame only. Best: (1, 10) alone = 4 frames,
+        // not the two-pair matching (1, 11) + (2, 10) = 2 frames.
+        let mut gt: Vec<_> = (1..=5).map(|f| rec(f, 1, 0.0)).collect();
+        gt.push(rec(6, 2, 0.0));
+        let mut hyp: Vec<_> = (1..=4).map(|f| rec(f, 10, 0.0)).collect();
+        hyp.push(rec(5, 11, 0.0));
+        hyp.push(rec(6, 10, 0.0));
+        let s = evaluate(&gt, &hyp, 0.5);
+        assert_eq!(s.id.idtp, 4);
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub mod mot;
 pub mod multi;
 pub mod tracker;
 
-pub use config::{AppearanceConfig, TrackerConfig};
+pub use config::{AppearanceConfig, FrameSize, TrackerConfig};
 pub use error::{ConfigError, MotError, TrackError};
 pub use geometry::BBox;
 pub use kalman::MotionConfig;

@@ -112,6 +112,8 @@ pub enum EndReason {
     Timeout,
     /// The caller flushed the tracker (end of stream, camera removed).
     Flushed,
+    /// Lost while its predicted box moved out of the frame (needs `frame_size`).
+    LeftView,
 }
 
 /// A confirmed track that ended, handed to the caller (re-ID, storage).
@@ -460,12 +462,19 @@ impl Tracker {
             TrackStatus::Tentative => missed <= u64::from(self.config.max_tentative_misses),
             TrackStatus::Confirmed | TrackStatus::Lost => {
                 track.status = TrackStatus::Lost;
-                if missed > u64::from(self.config.max_lost_frames) {
-                    ended.extend(Self::ended(track.clone(), EndReason::Timeout));
-                    false
+                let left_view = self
+                    .config
+                    .frame_size
+                    .is_some_and(|fs| fs.visible_fraction(&track.state.bbox()) < 0.5);
+                let reason = if left_view {
+                    EndReason::LeftView
+                } else if missed > u64::from(self.config.max_lost_frames) {
+                    EndReason::Timeout
                 } else {
-                    true
-                }
+                    return true;
+                };
+                ended.extend(Self::ended(track.clone(), reason));
+                false
             }
         }
     }

@@ -10,6 +10,7 @@ fn person(x: f32) -> Detection {
 fn config() -> TrackerConfig {
     TrackerConfig {
         max_lost_frames: 5,
+        report_lost_frames: 0,
         ..TrackerConfig::default()
     }
 }
@@ -109,13 +110,13 @@ fn low_score_detections_continue_tracks_but_never_start_them() {
         score: 0.3,
         ..person(102.0)
     };
-    let out = tr.update(2, &[low.clone()]).expect("ok");
+    let out = tr.update(2, std::slice::from_ref(&low)).expect("ok");
     assert_eq!(ids(&out), vec![1], "stage 2 keeps the track");
     let far_low = Detection {
         score: 0.3,
         ..person(500.0)
     };
-    tr.update(3, &[far_low.clone()]).expect("ok");
+    tr.update(3, std::slice::from_ref(&far_low)).expect("ok");
     let out = tr.update(4, &[far_low]).expect("ok");
     assert!(out.tracks.is_empty());
     assert_eq!(tr.live_tracks(), 1, "only the lost original track is alive");
@@ -303,4 +304,44 @@ proptest! {
             prop_assert!(out.tracks.windows(2).all(|w| w[0].id < w[1].id));
         }
     }
+}
+
+#[test]
+fn tracks_leaving_the_frame_end_at_once() {
+    let mut tr = TrackerConfig {
+        frame_size: Some(crate::config::FrameSize {
+            width: 640,
+            height: 480,
+        }),
+        report_lost_frames: 5,
+        ..config()
+    }
+    .build()
+    .expect("valid");
+    // Walks right at 10 px/frame towards the edge of the 640 px wide view.
+    for f in 1..=60u64 {
+        assert_eq!(
+            tr.update(f, &[person(10.0 * f as f32)])
+                .expect("ok")
+                .tracks
+                .len(),
+            1
+        );
+    }
+    // Predicted at x = 610: 30 of 40 px inside, kept and reported while lost.
+    let out = tr.update(61, &[]).expect("ok");
+    assert_eq!(out.tracks.len(), 1, "{out:?}");
+    // x = 620 is the 50% boundary; by x = 630 (10 of 40 px inside) the track
+    // is gone, long before max_lost_frames.
+    let mut ended = tr.update(62, &[]).expect("ok").ended;
+    let out = tr.update(63, &[]).expect("ok");
+    assert!(out.tracks.is_empty());
+    assert_eq!(tr.live_tracks(), 0);
+    ended.extend(out.ended);
+    assert_eq!(ended.len(), 1);
+    let out = FrameResult {
+        ended,
+        ..FrameResult::default()
+    };
+    assert_eq!(out.ended[0].reason, EndReason::LeftView);
 }

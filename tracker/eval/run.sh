@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Tracker evaluation: Vidar vs peer Python trackers on degraded TUD ground
+# truth, scored with motmetrics. Writes tracker/eval/results.md.
+# Usage: tracker/eval/run.sh [--seeds N] [--work DIR]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+py="${PY:-$root/.cache/venv/bin/python}"
+if [[ ! -x "$py" ]]; then
+    echo "error: no Python venv at $py; run deploy/setup.sh (or make setup) first" >&2
+    exit 1
+fi
+cargo build --release -p vidar-tracker --bin vidar-track-eval
+exec "$py" tracker/eval/compare.py --bin target/release/vidar-track-eval --out tracker/eval/results.md "$@"

@@ -1,1 +1,57 @@
-fn main() {}
+//! `vidar-sim`: solve one JSON instance, or run the published experiments and
+//! write CSV, SVG figures and `RESULTS.md`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[path = "vidar_sim/experiments.rs"]
+mod experiments;
+#[path = "vidar_sim/plot.rs"]
+mod plot;
+#[path = "vidar_sim/solve.rs"]
+mod solve;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vidar-sim",
+    about = "Vidar scheduler: solve instances, reproduce the published experiments"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an algorithm on a JSON instance and print the plan as JSON.
+    Solve {
+        /// jstsh, jstsh_greedy, nmno, wmno, nmwo, exact | otfa, otfs, tp, lr, br | edgesplit, edgesplit_fix, adaptive_fl, vanilla_fl
+        algorithm: String,
+        /// Instance file (JSON; see scheduler/README.md).
+        instance: PathBuf,
+        /// Seed for the random baselines.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Run every experiment; write CSV and SVG under --out and RESULTS.md beside it.
+    All {
+        /// Output folder for CSV and figures.
+        #[arg(long, default_value = "scheduler/results")]
+        out: PathBuf,
+        /// Fewer seeds and points (CI-sized).
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Solve {
+            algorithm,
+            instance,
+            seed,
+        } => solve::run(&algorithm, &instance, seed),
+        Command::All { out, quick } => experiments::run_all(&out, quick),
+    }
+}

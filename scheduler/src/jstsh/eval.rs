@@ -9,9 +9,17 @@ use serde::{Deserialize, Serialize};
 
 use super::{CostModel, Problem, UTILISATION_CAP};
 
-/// Load-aware inflation of a stage time on a node with utilisation `u`.
+/// Load-aware inflation of a stage time on a node with utilisation `u`:
+/// `1 / (1 - u)` up to the cap, then continued along its tangent so that
+/// overload keeps costing more (a flat cap would make the optimiser blind to
+/// throughput lost on overloaded nodes). Continuous, increasing and convex.
 pub fn inflation(u: f64) -> f64 {
-    1.0 / (1.0 - u.min(UTILISATION_CAP))
+    let c = UTILISATION_CAP;
+    if u <= c {
+        1.0 / (1.0 - u)
+    } else {
+        1.0 / (1.0 - c) + (u - c) / ((1.0 - c) * (1.0 - c))
+    }
 }
 
 /// Per-node load of a (partial) assignment.

@@ -178,6 +178,8 @@ fn kicks(k: usize, m: usize) -> usize {
 /// A kick: re-place 1-3 random streams at random feasible pairs, or move every
 /// stage off one random node (the multi-stream move that single relocations
 /// cannot make when memory is tight).
+// `a[k]` is read and written while `loads` is borrowed mutably; an index loop is clearest.
+#[allow(clippy::needless_range_loop)]
 fn perturb(p: &Problem, a: &mut [(usize, usize)], rng: &mut ChaCha8Rng) {
     let mut loads = Loads::of(p, a);
     let kind = rng.gen_range(0..3);

@@ -9,10 +9,11 @@
 //!
 //! Cost models ([`CostModel`]): the published per-frame latency sum, and the
 //! load-aware one (default) where a stage on node `i` takes
-//! `CL / PS_i / (1 - min(U_i, 0.95))` with `U_i` the node's utilisation
+//! `CL / PS_i / (1 - U_i)` with `U_i` the node's utilisation
 //! (`sum fps_k * CL_k / PS_i` over the work placed on it), an M/D/1-style
-//! inflation capped so that overloaded nodes keep a finite latency; overload
-//! shows up in throughput instead: a stream gets `fps / max(1, U_x, U_y)`.
+//! inflation; above `U = 0.95` it continues linearly along its tangent, so an
+//! overloaded node has a finite but growing latency. Overload also shows in
+//! throughput: a stream gets `fps / max(1, U_x, U_y)`.
 
 mod baselines;
 mod eval;

@@ -26,7 +26,7 @@ pub const CROP_BYTES: f64 = 20_000.0;
 /// Bytes of one encoded 1080p frame.
 pub const FRAME_BYTES: f64 = 40_000.0;
 /// Camera frame rate.
-pub const FPS: f64 = 15.0;
+pub const FPS: f64 = 10.0;
 
 /// The testbed's device `i` (0-based): strong, strong, weak, strong, weak, ...
 /// (3 strong + 2 weak for the 5-device runs, as published).

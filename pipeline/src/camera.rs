@@ -318,39 +318,121 @@ impl Clip {
 /// H.264, otherwise decoded and encoded once with x264.
 pub fn load_h264_clip(path: &Path) -> Result<Clip, IngestError> {
     gst::init().map_err(|e| IngestError::Init(e.to_string()))?;
+    let file_err = |reason: String| IngestError::File {
+        path: path.to_path_buf(),
+        reason,
+    };
     let loc = path.to_string_lossy().replace('"', "\\\"");
     let tail = "h264parse ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=sink sync=false";
-    let direct = format!("filesrc location=\"{loc}\" ! parsebin ! {tail}");
+    let direct = format!("filesrc location=\"{loc}\" ! parsebin name=parse ! {tail}");
+    match pull_clip(&direct, true) {
+        Ok(c) if !c.is_empty() => return Ok(c),
+        Ok(_) | Err(ClipError::NotH264) => {}
+        Err(ClipError::Failed(reason)) => {
+            return Err(file_err(format!("cannot load as video: {reason}")))
+        }
+    }
     let transcode = format!(
         "filesrc location=\"{loc}\" ! decodebin ! videoconvert ! video/x-raw,format=I420 ! \
          x264enc speed-preset=ultrafast tune=zerolatency key-int-max=30 ! {tail}"
     );
-    match pull_clip(&direct) {
+    match pull_clip(&transcode, false) {
         Ok(c) if !c.is_empty() => Ok(c),
-        _ => pull_clip(&transcode).map_err(|reason| IngestError::File {
-            path: path.to_path_buf(),
-            reason: format!("cannot load as video: {reason}"),
-        }),
+        Ok(_) => Err(file_err("no video frames".into())),
+        Err(ClipError::NotH264) => Err(file_err("no video stream".into())),
+        Err(ClipError::Failed(reason)) => Err(file_err(format!("cannot load as video: {reason}"))),
     }
 }
 
-fn pull_clip(desc: &str) -> Result<Clip, String> {
+enum ClipError {
+    /// The file's video is not H.264 (transcode it instead).
+    NotH264,
+    /// Loading failed; the reason.
+    Failed(String),
+}
+
+/// No data for this long while loading a clip means the file is broken.
+const CLIP_STALL: gst::ClockTime = gst::ClockTime::from_seconds(20);
+
+fn pull_clip(desc: &str, direct: bool) -> Result<Clip, ClipError> {
+    let failed = |e: &dyn std::fmt::Display| ClipError::Failed(e.to_string());
     let pipeline = gst::parse::launch(desc)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| failed(&e))?
         .downcast::<gst::Pipeline>()
-        .map_err(|_| "not a pipeline".to_string())?;
+        .map_err(|_| ClipError::Failed("not a pipeline".into()))?;
     let sink = pipeline
         .by_name("sink")
         .and_then(|s| s.downcast::<gst_app::AppSink>().ok())
-        .ok_or("no appsink")?;
-    pipeline
-        .set_state(gst::State::Playing)
-        .map_err(|e| e.to_string())?;
+        .ok_or(ClipError::Failed("no appsink".into()))?;
+    let not_h264 = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if direct {
+        // parsebin exposes the file's elementary streams; a video stream that
+        // is not H.264 cannot link to h264parse: flag it and stop early.
+        if let Some(parse) = pipeline.by_name("parse") {
+            let flag = Arc::clone(&not_h264);
+            let weak = pipeline.downgrade();
+            parse.connect_pad_added(move |_, pad| {
+                let caps = pad.current_caps();
+                let name = caps
+                    .as_ref()
+                    .and_then(|c| c.structure(0))
+                    .map(|s| s.name().to_string());
+                if let Some(name) = name {
+                    if name.starts_with("video/") && name != "video/x-h264" {
+                        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                        if let Some(p) = weak.upgrade() {
+                            gst::element_error!(
+                                p,
+                                gst::StreamError::WrongType,
+                                ("video is {}, not H.264", name)
+                            );
+                        }
+                    }
+                }
+            });
+        }
+    }
+    let bus = pipeline.bus().ok_or(ClipError::Failed("no bus".into()))?;
+    let finish = |pipeline: &gst::Pipeline| {
+        let _ = pipeline.set_state(gst::State::Null);
+    };
+    if let Err(e) = pipeline.set_state(gst::State::Playing) {
+        finish(&pipeline);
+        return Err(failed(&e));
+    }
     let mut units = Vec::new();
     let mut caps = None;
     let mut first: Option<u64> = None;
     let mut last_end = 0u64;
-    while let Ok(sample) = sink.pull_sample() {
+    let mut idle = gst::ClockTime::ZERO;
+    loop {
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            finish(&pipeline);
+            if not_h264.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(ClipError::NotH264);
+            }
+            if let gst::MessageView::Error(e) = msg.view() {
+                if units.is_empty() {
+                    return Err(failed(&e.error()));
+                }
+            }
+            break;
+        }
+        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(200)) else {
+            if sink.is_eos() {
+                break;
+            }
+            idle += gst::ClockTime::from_mseconds(200);
+            if idle >= CLIP_STALL {
+                finish(&pipeline);
+                return Err(ClipError::Failed(format!(
+                    "no data for {} s",
+                    CLIP_STALL.seconds()
+                )));
+            }
+            continue;
+        };
+        idle = gst::ClockTime::ZERO;
         if caps.is_none() {
             caps = sample.caps_owned();
         }
@@ -363,18 +445,14 @@ fn pull_clip(desc: &str) -> Result<Clip, String> {
         last_end = last_end.max(pts.saturating_sub(base) + dur);
         units.push(buf);
     }
-    let err = pipeline
-        .bus()
-        .and_then(|b| b.pop_filtered(&[gst::MessageType::Error]));
-    let _ = pipeline.set_state(gst::State::Null);
-    if let Some(msg) = err {
-        if let gst::MessageView::Error(e) = msg.view() {
-            if units.is_empty() {
-                return Err(e.error().to_string());
-            }
-        }
-    }
-    let caps = caps.ok_or("no H.264 output")?;
+    finish(&pipeline);
+    let Some(caps) = caps else {
+        return Ok(Clip {
+            units: Vec::new(),
+            caps: gst::Caps::new_empty(),
+            duration_ns: 1,
+        });
+    };
     let base = first.unwrap_or(0);
     // Rebase times to start at zero.
     for u in &mut units {

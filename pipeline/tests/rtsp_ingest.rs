@@ -234,3 +234,27 @@ fn camera_loops_a_file_seamlessly() {
     assert!(frames.iter().all(|s| *s == (320, 240)));
     assert_eq!(ingest.status().counters.reconnects, 0);
 }
+
+#[test]
+fn camera_serves_a_non_h264_file_by_transcoding_it_once() {
+    let _g = serial();
+    let vtest = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
+    assert!(
+        std::path::Path::new(vtest).is_file(),
+        "{vtest} missing: run deploy/setup.sh (Debian package opencv-doc)"
+    );
+    // vtest.avi is MPEG-4 part 2 at 10 fps; the camera re-encodes it to H.264.
+    let camera = CameraProc::start(0, &[&format!("street={vtest}")]);
+    let ingest = Ingest::start(fast_config("cvtest", &camera.url("street"))).expect("start");
+    let st = wait_status(&ingest, Duration::from_secs(10), |s| {
+        s.state == StreamState::Streaming
+    });
+    assert_eq!(st.state, StreamState::Streaming, "{st:?}");
+    let frames = collect_for(&ingest, Duration::from_secs(3), |f| (f.width, f.height));
+    assert!(
+        (25..=35).contains(&frames.len()),
+        "~10 fps: {} frames in 3 s",
+        frames.len()
+    );
+    assert!(frames.iter().all(|s| *s == (768, 576)));
+}

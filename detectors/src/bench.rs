@@ -1,1 +1,196 @@
-//! placeholder
+//! Whole-detector benchmark (`vidar-edge bench detect`): inference-only frames/s
+//! at several batch sizes per model, and pre/post-processing time as a fraction
+//! of inference time. It is also the node's start-up capacity profile.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use vidar_models::image::RgbFrame;
+use vidar_models::SessionFactory;
+
+use crate::{DetectError, Detector, SsdConfig, SsdDetector};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Manifest models to measure.
+    pub models: Vec<String>,
+    /// Batch sizes (frames per call).
+    pub batches: Vec<usize>,
+    /// Timed iterations per (model, batch), after `warmup`.
+    pub iterations: usize,
+    /// Untimed iterations first.
+    pub warmup: usize,
+    /// Camera frame size the detector resizes from (width, height).
+    pub frame_size: (u32, u32),
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        Self {
+            models: vec![
+                "ssd-mobilenet-v2-coco".into(),
+                "ssd-mobilenet-v2-coco-raw".into(),
+            ],
+            batches: vec![1, 4, 8],
+            iterations: 20,
+            warmup: 3,
+            frame_size: (1280, 720),
+        }
+    }
+}
+
+/// One measured (model, batch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchRow {
+    /// Manifest model name.
+    pub model: String,
+    /// Frames per call.
+    pub batch: usize,
+    /// ONNX Runtime runs per call (1 when the model batches, `batch` when it runs frame by frame).
+    pub runs_per_call: usize,
+    /// Inference-only throughput, frames per second.
+    pub inference_fps: f64,
+    /// End-to-end `detect` throughput (resize + inference + decode), frames per second.
+    pub end_to_end_fps: f64,
+    /// Pre-processing per frame.
+    pub preprocess_per_frame: Duration,
+    /// Post-processing per frame.
+    pub postprocess_per_frame: Duration,
+    /// Pre-processing time / inference time.
+    pub preprocess_fraction: f64,
+    /// Post-processing time / inference time.
+    pub postprocess_fraction: f64,
+}
+
+/// The benchmark's result; `Display` prints a Markdown table.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    /// Execution provider of the sessions.
+    pub provider: String,
+    /// Camera frame size used.
+    pub frame_size: (u32, u32),
+    /// Timed iterations per row.
+    pub iterations: usize,
+    /// One row per (model, batch).
+    pub rows: Vec<BenchRow>,
+}
+
+/// A deterministic textured RGB frame (gradients plus a hash pattern) of `w` x `h`.
+pub fn synthetic_frame(w: u32, h: u32) -> Vec<u8> {
+    let mut data = Vec::with_capacity((w * h * 3) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let n = (x.wrapping_mul(73_856_093) ^ y.wrapping_mul(19_349_663)) % 64;
+            data.push(((x * 255 / w) as u8).wrapping_add(n as u8));
+            data.push(((y * 255 / h) as u8).wrapping_add(n as u8 / 2));
+            data.push(((x + y) % 256) as u8);
+        }
+    }
+    data
+}
+
+fn measure(
+    detector: &mut SsdDetector,
+    frames: &[RgbFrame<'_>],
+    config: &BenchConfig,
+) -> Result<BenchRow, DetectError> {
+    let batch = frames.len();
+    let per_run = detector.max_batch().min(batch);
+    let runs_per_call = batch.div_ceil(per_run);
+    // Fill the input buffer with real resized frames, then time the model alone.
+    detector.detect(frames)?;
+    for _ in 0..config.warmup {
+        detector.detect(frames)?;
+    }
+    detector.take_timings();
+    let mut inference = Duration::ZERO;
+    for _ in 0..config.iterations {
+        for r in 0..runs_per_call {
+            inference += detector.run_inference_only(per_run.min(batch - r * per_run))?;
+        }
+    }
+    let start = Instant::now();
+    for _ in 0..config.iterations {
+        detector.detect(frames)?;
+    }
+    let wall = start.elapsed();
+    let t = detector.take_timings();
+    let n = (batch * config.iterations) as f64;
+    let inf = t.inference.as_secs_f64().max(1e-12);
+    Ok(BenchRow {
+        model: detector.name().to_owned(),
+        batch,
+        runs_per_call,
+        inference_fps: n / inference.as_secs_f64().max(1e-12),
+        end_to_end_fps: n / wall.as_secs_f64().max(1e-12),
+        preprocess_per_frame: t.preprocess.div_f64(n),
+        postprocess_per_frame: t.postprocess.div_f64(n),
+        preprocess_fraction: t.preprocess.as_secs_f64() / inf,
+        postprocess_fraction: t.postprocess.as_secs_f64() / inf,
+    })
+}
+
+/// Runs the benchmark on sessions from `factory`.
+pub fn run(factory: &SessionFactory, config: &BenchConfig) -> Result<BenchReport, DetectError> {
+    let (w, h) = config.frame_size;
+    let pixels = synthetic_frame(w, h);
+    let max_batch = config.batches.iter().copied().max().unwrap_or(1);
+    let frames: Vec<RgbFrame<'_>> = (0..max_batch)
+        .map(|_| RgbFrame::packed(w, h, &pixels))
+        .collect::<Result<_, _>>()?;
+    let mut rows = Vec::new();
+    let mut provider = String::new();
+    for model in &config.models {
+        let mut detector = SsdConfig {
+            model: model.clone(),
+            max_batch,
+            // Count every candidate: the post-processing cost at a low threshold is the worst case.
+            score_threshold: 0.3,
+            ..SsdConfig::default()
+        }
+        .build(factory)?;
+        provider = detector.model().provider().to_owned();
+        for &batch in &config.batches {
+            rows.push(measure(&mut detector, &frames[..batch], config)?);
+        }
+    }
+    Ok(BenchReport {
+        provider,
+        frame_size: config.frame_size,
+        iterations: config.iterations,
+        rows,
+    })
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "detector benchmark: {} frames {}x{}, {} iterations per row",
+            self.provider, self.frame_size.0, self.frame_size.1, self.iterations
+        )?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "| model | batch | runs/call | inference-only fps | end-to-end fps | pre ms/frame | post ms/frame | pre / inference | post / inference |"
+        )?;
+        writeln!(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+        for r in &self.rows {
+            writeln!(
+                f,
+                "| {} | {} | {} | {:.1} | {:.1} | {:.3} | {:.3} | {:.1} % | {:.1} % |",
+                r.model,
+                r.batch,
+                r.runs_per_call,
+                r.inference_fps,
+                r.end_to_end_fps,
+                r.preprocess_per_frame.as_secs_f64() * 1e3,
+                r.postprocess_per_frame.as_secs_f64() * 1e3,
+                r.preprocess_fraction * 100.0,
+                r.postprocess_fraction * 100.0
+            )?;
+        }
+        Ok(())
+    }
+}

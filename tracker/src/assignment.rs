@@ -27,6 +27,10 @@ pub struct CostMatrix {
     rows: usize,
     cols: usize,
     data: Vec<f64>,
+    /// Every `(row, col)` ever `set` since the last reset (may hold stale or
+    /// repeated pairs; always a superset of the finite entries), so sparse
+    /// matrices are scanned in time proportional to their entries.
+    touched: Option<Vec<(u32, u32)>>,
 }
 
 impl CostMatrix {
@@ -36,12 +40,18 @@ impl CostMatrix {
             rows,
             cols,
             data: vec![f64::INFINITY; rows * cols],
+            touched: Some(Vec::new()),
         }
     }
 
     /// A matrix from row-major data; `None` if the length is not `rows * cols`.
     pub fn from_row_major(rows: usize, cols: usize, data: Vec<f64>) -> Option<Self> {
-        (data.len() == rows * cols).then_some(Self { rows, cols, data })
+        (data.len() == rows * cols).then_some(Self {
+            rows,
+            cols,
+            data,
+            touched: None,
+        })
     }
 
     /// Number of rows.
@@ -62,6 +72,10 @@ impl CostMatrix {
     /// Sets the cost of pair `(r, c)`.
     pub fn set(&mut self, r: usize, c: usize, value: f64) {
         self.data[r * self.cols + c] = value;
+        if let Some(t) = &mut self.touched {
+            // Indices fit: a matrix with more than 2^32 rows could not be allocated.
+            t.push((r as u32, c as u32));
+        }
     }
 
     /// Resizes to `rows x cols` with every pair forbidden, reusing the allocation.
@@ -70,6 +84,7 @@ impl CostMatrix {
         self.cols = cols;
         self.data.clear();
         self.data.resize(rows * cols, f64::INFINITY);
+        self.touched = Some(Vec::new());
     }
 }
 
@@ -179,15 +194,29 @@ fn components(cost: &CostMatrix, allowed: impl Fn(f64) -> bool) -> Vec<Component
     let (nr, nc) = (cost.rows, cost.cols);
     let mut parent: Vec<usize> = (0..nr + nc).collect();
     let mut has_edge = vec![false; nr + nc];
-    for r in 0..nr {
-        let row = &cost.data[r * nc..(r + 1) * nc];
-        for (c, &v) in row.iter().enumerate() {
-            if allowed(v) {
-                has_edge[r] = true;
-                has_edge[nr + c] = true;
-                let (a, b) = (find(&mut parent, r), find(&mut parent, nr + c));
-                if a != b {
-                    parent[a.max(b)] = a.min(b);
+    let mut link = |r: usize, c: usize| {
+        has_edge[r] = true;
+        has_edge[nr + c] = true;
+        let (a, b) = (find(&mut parent, r), find(&mut parent, nr + c));
+        if a != b {
+            parent[a.max(b)] = a.min(b);
+        }
+    };
+    match &cost.touched {
+        Some(touched) => {
+            for &(r, c) in touched {
+                let (r, c) = (r as usize, c as usize);
+                if allowed(cost.get(r, c)) {
+                    link(r, c);
+                }
+            }
+        }
+        None => {
+            for r in 0..nr {
+                for c in 0..nc {
+                    if allowed(cost.get(r, c)) {
+                        link(r, c);
+                    }
                 }
             }
         }
@@ -431,6 +460,24 @@ mod tests {
             prop_assert!(got.matches.iter().all(|&(r, c)| allowed(cost.get(r, c))));
             prop_assert!((objective(&got.matches) - best).abs() < 1e-9,
                 "got {:?} = {}, best {}", got.matches, objective(&got.matches), best);
+        }
+
+        #[test]
+        fn sparse_bookkeeping_gives_the_dense_answer(cost in matrices(), thr_pct in 1u32..=100) {
+            // `set` records touched entries; the solver then scans only those.
+            let mut sparse = CostMatrix::forbidden(0, 0);
+            sparse.reset(cost.rows(), cost.cols());
+            for r in 0..cost.rows() {
+                for c in 0..cost.cols() {
+                    if cost.get(r, c).is_finite() {
+                        sparse.set(r, c, 5.0); // overwritten below: stale entries are harmless
+                        sparse.set(r, c, cost.get(r, c));
+                    }
+                }
+            }
+            let thr = f64::from(thr_pct) / 100.0;
+            prop_assert_eq!(solve_gated(&sparse, thr), solve_gated(&cost, thr));
+            prop_assert_eq!(solve_max_matching(&sparse), solve_max_matching(&cost));
         }
 
         #[test]

@@ -166,8 +166,9 @@ struct Scratch<'a> {
     predicted: Vec<BBox>,
     projections: Vec<Option<Projection>>,
     detections: &'a [Detection],
-    /// Normalised embedding per detection (None when absent or rejected).
-    embeddings: Vec<Option<Vec<f32>>>,
+    /// Embedding per detection with the inverse of its norm (None when
+    /// absent or rejected); normalised lazily, without copying.
+    embeddings: Vec<Option<(&'a [f32], f32)>>,
 }
 
 /// Which cost terms a stage uses.
@@ -188,11 +189,62 @@ pub struct Tracker {
     last_frame: Option<u64>,
     embedding_dim: Option<usize>,
     cost: CostMatrix,
+    predicted_buf: Vec<BBox>,
+    projection_buf: Vec<Option<Projection>>,
 }
 
-fn normalised(v: &[f32]) -> Option<Vec<f32>> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    (norm.is_finite() && norm > 0.0).then(|| v.iter().map(|x| x / norm).collect())
+/// Dot product with eight independent accumulators: a plain `sum()` is one
+/// serial chain of float additions that the compiler may not reorder, which
+/// made 512-d embeddings the tracker's bottleneck; this form vectorises.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0_f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `1 / |v|`, if the norm is finite and positive.
+fn inverse_norm(v: &[f32]) -> Option<f32> {
+    let norm = dot(v, v).sqrt();
+    (norm.is_finite() && norm > 0.0).then(|| 1.0 / norm)
+}
+
+/// Range of detection left edges (`bbox.x`) that can pass a track's gates.
+///
+/// The Mahalanobis gate bounds the centre's horizontal offset, since a
+/// quadratic form is at least its one-dimensional marginal:
+/// `dᵀ S⁻¹ d >= dx² / S₀₀`, so `|dx| <= sqrt(gate · S₀₀)`. Without
+/// appearance a match also needs overlap (cost `1 - IoU·s < threshold <= 1`
+/// implies `IoU > 0`), so the detection must start before the predicted box
+/// ends and end after it starts. One pixel of slack absorbs rounding.
+fn candidate_range(
+    proj: &Projection,
+    pred: &BBox,
+    gate: f64,
+    max_w: f32,
+    appearance: bool,
+) -> (f32, f32) {
+    let reach = (gate * proj.var_cx).sqrt() as f32;
+    let cx = proj.mean[0] as f32;
+    let mut lo = cx - reach - max_w / 2.0;
+    let mut hi = cx + reach;
+    if !appearance {
+        lo = lo.max(pred.x - max_w);
+        hi = hi.min(pred.x + pred.w);
+    }
+    (lo - 1.0, hi + 1.0)
 }
 
 /// Marks a track confirmed, giving it the next id if it has none.
@@ -204,8 +256,9 @@ fn confirm(track: &mut Track, next_id: &mut u64) {
     }
 }
 
-fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
-    1.0 - a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>()
+/// Cosine distance between a unit vector and `b · inv_norm_b`.
+fn cosine_distance(unit: &[f32], b: &[f32], inv_norm_b: f32) -> f32 {
+    1.0 - dot(unit, b) * inv_norm_b
 }
 
 impl Tracker {
@@ -218,6 +271,8 @@ impl Tracker {
             last_frame: None,
             embedding_dim: None,
             cost: CostMatrix::forbidden(0, 0),
+            predicted_buf: Vec::new(),
+            projection_buf: Vec::new(),
         }
     }
 
@@ -266,13 +321,16 @@ impl Tracker {
         }
 
         // 2. Validate and split detections.
+        // Buffers reused from frame to frame (taken here, returned below).
+        let mut predicted = std::mem::take(&mut self.predicted_buf);
+        predicted.clear();
+        predicted.extend(self.tracks.iter().map(|t| t.state.bbox()));
+        let mut projections = std::mem::take(&mut self.projection_buf);
+        projections.clear();
+        projections.extend(self.tracks.iter().map(|t| self.filter.project(&t.state)));
         let mut scratch = Scratch {
-            predicted: self.tracks.iter().map(|t| t.state.bbox()).collect(),
-            projections: self
-                .tracks
-                .iter()
-                .map(|t| self.filter.project(&t.state))
-                .collect(),
+            predicted,
+            projections,
             detections,
             embeddings: Vec::with_capacity(detections.len()),
         };
@@ -280,7 +338,11 @@ impl Tracker {
         for (i, det) in detections.iter().enumerate() {
             let emb = det.embedding.as_deref().and_then(|e| {
                 let dim_ok = *self.embedding_dim.get_or_insert(e.len()) == e.len();
-                let n = if dim_ok { normalised(e) } else { None };
+                let n = if dim_ok {
+                    inverse_norm(e).map(|inv| (e, inv))
+                } else {
+                    None
+                };
                 if n.is_none() {
                     result.rejected_embeddings += 1;
                 }
@@ -339,7 +401,7 @@ impl Tracker {
         for (t, det) in matched.iter().enumerate() {
             let alive = match *det {
                 Some(d) => {
-                    self.apply_match(t, frame, &detections[d], scratch.embeddings[d].as_deref());
+                    self.apply_match(t, frame, &detections[d], scratch.embeddings[d]);
                     true
                 }
                 None => self.apply_miss(t, frame, &mut result.ended),
@@ -351,6 +413,8 @@ impl Tracker {
         }
         let mut flags = keep.into_iter();
         self.tracks.retain(|_| flags.next().unwrap_or(false));
+        self.predicted_buf = scratch.predicted;
+        self.projection_buf = scratch.projections;
 
         // 7. Births.
         for d in unmatched_high {
@@ -368,7 +432,8 @@ impl Tracker {
                 first_frame: frame,
                 last_update: frame,
                 score: det.score,
-                embedding: scratch.embeddings[d].take(),
+                embedding: scratch.embeddings[d]
+                    .map(|(e, inv)| e.iter().map(|x| x * inv).collect()),
             };
             if self.config.min_hits <= 1 || (first_frame && self.config.confirm_on_first_frame) {
                 confirm(&mut track, &mut self.next_id);
@@ -425,7 +490,13 @@ impl Tracker {
         })
     }
 
-    fn apply_match(&mut self, t: usize, frame: u64, det: &Detection, embedding: Option<&[f32]>) {
+    fn apply_match(
+        &mut self,
+        t: usize,
+        frame: u64,
+        det: &Detection,
+        embedding: Option<(&[f32], f32)>,
+    ) {
         let momentum = self.config.appearance.momentum;
         let min_hits = self.config.min_hits;
         let track = &mut self.tracks[t];
@@ -434,18 +505,21 @@ impl Tracker {
         track.last_update = frame;
         track.last_bbox = track.state.bbox();
         track.score = det.score;
-        if let Some(e) = embedding {
-            track.embedding = match track.embedding.take() {
-                None => Some(e.to_vec()),
+        if let Some((e, inv)) = embedding {
+            match &mut track.embedding {
+                None => track.embedding = Some(e.iter().map(|x| x * inv).collect()),
                 Some(old) => {
-                    let mixed: Vec<f32> = old
-                        .iter()
-                        .zip(e)
-                        .map(|(o, n)| momentum * o + (1.0 - momentum) * n)
-                        .collect();
-                    normalised(&mixed).or(Some(old))
+                    let fresh = (1.0 - momentum) * inv;
+                    for (o, n) in old.iter_mut().zip(e) {
+                        *o = momentum * *o + fresh * n;
+                    }
+                    match inverse_norm(old) {
+                        Some(k) => old.iter_mut().for_each(|x| *x *= k),
+                        // Opposite vectors cancelled out: restart from the detection.
+                        None => old.iter_mut().zip(e).for_each(|(o, n)| *o = n * inv),
+                    }
                 }
-            };
+            }
         }
         match track.status {
             TrackStatus::Tentative if track.hits >= min_hits => confirm(track, &mut self.next_id),
@@ -495,6 +569,22 @@ impl Tracker {
         let threshold = f64::from(stage.threshold);
         let gate = self.config.motion.gating_threshold;
         let app = self.config.appearance;
+        // Detections sorted by left edge, so each track visits only those
+        // that can pass its gates (an exact filter: nothing feasible is
+        // skipped, see `candidate_range`).
+        let mut order: Vec<usize> = (0..dets.len()).collect();
+        order.sort_unstable_by(|&a, &b| {
+            let (da, db) = (&s.detections[dets[a]].bbox, &s.detections[dets[b]].bbox);
+            da.x.total_cmp(&db.x)
+        });
+        let lefts: Vec<f32> = order
+            .iter()
+            .map(|&c| s.detections[dets[c]].bbox.x)
+            .collect();
+        let max_w = dets
+            .iter()
+            .map(|&d| s.detections[d].bbox.w)
+            .fold(0.0_f32, f32::max);
         self.cost.reset(tracks.len(), dets.len());
         for (r, &t) in tracks.iter().enumerate() {
             let Some(proj) = &s.projections[t] else {
@@ -506,7 +596,11 @@ impl Tracker {
             } else {
                 None
             };
-            for (c, &d) in dets.iter().enumerate() {
+            let (lo, hi) = candidate_range(proj, pred, gate, max_w, track_emb.is_some());
+            let first = lefts.partition_point(|&x| x < lo);
+            let last = lefts.partition_point(|&x| x <= hi);
+            for &c in &order[first..last.max(first)] {
+                let d = dets[c];
                 let det = &s.detections[d];
                 let iou = pred.iou(&det.bbox);
                 let sim = if stage.fuse_score {
@@ -515,12 +609,12 @@ impl Tracker {
                     iou
                 };
                 let mut cost = 1.0 - sim;
-                match (track_emb, s.embeddings[d].as_deref()) {
-                    (Some(te), Some(de)) => {
+                match (track_emb, s.embeddings[d]) {
+                    (Some(te), Some((de, inv))) => {
                         if proj.squared_mahalanobis(&det.bbox) > gate {
                             continue;
                         }
-                        let cd = cosine_distance(te, de);
+                        let cd = cosine_distance(te, de, inv);
                         if cd > app.max_cosine_distance {
                             continue;
                         }

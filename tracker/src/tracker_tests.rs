@@ -345,3 +345,12 @@ fn tracks_leaving_the_frame_end_at_once() {
     };
     assert_eq!(out.ended[0].reason, EndReason::LeftView);
 }
+
+proptest! {
+    #[test]
+    fn dot_matches_naive_sum(v in prop::collection::vec((-1f32..1.0, -1f32..1.0), 0..70)) {
+        let (a, b): (Vec<f32>, Vec<f32>) = v.into_iter().unzip();
+        let naive: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        prop_assert!((f64::from(dot(&a, &b)) - naive).abs() < 1e-4);
+    }
+}

@@ -33,16 +33,30 @@ pub struct Mount {
 pub enum MountSource {
     /// A synthetic scene, encoded live.
     Synthetic(SceneSpec),
-    /// A video file, looped.
-    File(PathBuf),
+    /// A video file, looped, starting `start_s` seconds in (so two mounts can
+    /// show one video at an offset, like two cameras along a corridor).
+    File(PathBuf, f64),
 }
 
 impl Mount {
-    /// Parses `NAME=SOURCE` where SOURCE is `synthetic:?...` or a file path.
+    /// Parses `NAME=SOURCE` where SOURCE is `synthetic:?...` or a file path,
+    /// optionally followed by `#start=SECONDS`.
     pub fn parse(s: &str) -> Result<Mount, String> {
         let (name, src) = s
             .split_once('=')
             .ok_or_else(|| format!("mount {s:?} is not NAME=SOURCE"))?;
+        let (src, start_s) = match src.rsplit_once("#start=") {
+            Some((p, t)) => {
+                let t: f64 = t
+                    .parse()
+                    .map_err(|_| format!("mount {name}: start={t:?} is not a number of seconds"))?;
+                if !(0.0..=86_400.0).contains(&t) {
+                    return Err(format!("mount {name}: start={t} out of range"));
+                }
+                (p, t)
+            }
+            None => (src, 0.0),
+        };
         if name.is_empty()
             || !name
                 .chars()
@@ -58,7 +72,7 @@ impl Mount {
                 if !path.is_file() {
                     return Err(format!("mount {name}: no such file {}", path.display()));
                 }
-                MountSource::File(path)
+                MountSource::File(path, start_s)
             }
             Source::Rtsp { .. } => {
                 return Err(format!("mount {name}: cannot serve an rtsp:// source"))
@@ -173,14 +187,15 @@ pub fn serve(config: &CameraConfig) -> Result<Camera, IngestError> {
                     }
                 });
             }
-            MountSource::File(path) => {
+            MountSource::File(path, start_s) => {
                 let clip = Arc::new(load_h264_clip(path)?);
+                let start_ns = (*start_s * 1e9) as u64 % clip.duration_ns.max(1);
                 factory.set_launch(
                     "( appsrc name=src ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )",
                 );
                 factory.connect_media_configure(move |_f, media| {
                     if let Some(src) = media_appsrc(media) {
-                        feed_clip(&src, Arc::clone(&clip));
+                        feed_clip(&src, Arc::clone(&clip), start_ns);
                     }
                 });
             }
@@ -475,13 +490,31 @@ fn pull_clip(desc: &str, direct: bool) -> Result<Clip, ClipError> {
     })
 }
 
-fn feed_clip(src: &gst_app::AppSrc, clip: Arc<Clip>) {
+fn feed_clip(src: &gst_app::AppSrc, clip: Arc<Clip>, start_ns: u64) {
     src.set_caps(Some(&clip.caps));
     src.set_format(gst::Format::Time);
     src.set_is_live(true);
     src.set_max_bytes(1 << 20);
-    let mut i = 0usize;
-    let mut offset = 0u64;
+    // Start at the last keyframe at or before `start_ns`, so decoding can begin.
+    let mut i = clip
+        .units
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| {
+            !u.flags().contains(gst::BufferFlags::DELTA_UNIT)
+                && u.pts().map(|p| p.nseconds()).unwrap_or(0) <= start_ns
+        })
+        .map(|(i, _)| i)
+        .last()
+        .unwrap_or(0);
+    // Times continue from zero: shift by the start unit's time.
+    let first = clip
+        .units
+        .get(i)
+        .and_then(|u| u.pts())
+        .map(|p| p.nseconds())
+        .unwrap_or(0);
+    let mut offset: i64 = -(first as i64);
     src.set_callbacks(
         gst_app::AppSrcCallbacks::builder()
             .need_data(move |src, _| {
@@ -493,16 +526,20 @@ fn feed_clip(src: &gst_app::AppSrc, clip: Arc<Clip>) {
                 {
                     let b = out.make_mut();
                     if let Some(p) = unit.pts() {
-                        b.set_pts(gst::ClockTime::from_nseconds(p.nseconds() + offset));
+                        b.set_pts(gst::ClockTime::from_nseconds(
+                            p.nseconds().saturating_add_signed(offset),
+                        ));
                     }
                     if let Some(d) = unit.dts() {
-                        b.set_dts(gst::ClockTime::from_nseconds(d.nseconds() + offset));
+                        b.set_dts(gst::ClockTime::from_nseconds(
+                            d.nseconds().saturating_add_signed(offset),
+                        ));
                     }
                 }
                 i += 1;
                 if i == clip.units.len() {
                     i = 0;
-                    offset += clip.duration_ns;
+                    offset = offset.saturating_add(clip.duration_ns as i64);
                 }
                 let _ = src.push_buffer(out);
             })

@@ -98,7 +98,7 @@ fn main() -> Result<()> {
                 "synthetic {}x{}@{} seed {}",
                 s.width, s.height, s.fps, s.seed
             ),
-            camera::MountSource::File(p) => p.display().to_string(),
+            camera::MountSource::File(p, start) => format!("{} from {start} s", p.display()),
         };
         writeln!(out, "serving {url} ({what})")?;
     }

@@ -1,0 +1,57 @@
+//! Vidar's storage: the SQLite schema and its migrations, the one batched writer
+//! per database, the queries, and the record sync between edges and the master.
+//!
+//! This crate owns every byte that goes into a Vidar database file and every SQL
+//! statement that reads it; nothing else opens those files. It must not do
+//! networking (sync transport is the caller's) nor hold records in memory beyond
+//! a batch.
+//!
+//! - [`Writer`] (one per database) owns the read-write connection on its own
+//!   thread; producers send it [`Record`]s through cloneable [`WriterHandle`]s, and
+//!   it commits them in batches, assigning each its [`RecordKey`] `(node, seq)`.
+//! - [`Reader`] (any number, each with its own read-only connection) answers
+//!   queries and, on an edge, serves [`Reader::records_after`] to the master.
+//! - On the master, [`WriterHandle::upsert_batch`] stores a pulled batch and
+//!   advances that peer's cursor in the same transaction; the edge records the
+//!   master's acknowledgement with [`WriterHandle::advance_cursor`] and frees space
+//!   with [`WriterHandle::prune_acknowledged`].
+//!
+//! ```no_run
+//! use vidar_protocol::{CameraId, NodeId};
+//! use vidar_store::{CameraRecord, Reader, Record, WriterConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let writer = WriterConfig::new("/var/lib/vidar/edge.db", NodeId::new("edge-1")?).build()?;
+//! writer.submit(Record::Camera(CameraRecord {
+//!     camera: CameraId::new("lobby")?,
+//!     name: "Lobby, east door".into(),
+//!     recorded_ms: 1_700_000_000_000,
+//! }))?;
+//! writer.flush()?;
+//! let reader = Reader::open("/var/lib/vidar/edge.db")?;
+//! println!("{:?}", reader.cameras()?);
+//! writer.shutdown()?;
+//! # Ok(()) }
+//! ```
+
+pub mod boxpath;
+mod error;
+mod reader;
+mod record;
+mod rows;
+mod schema;
+mod worker;
+mod writer;
+
+pub use error::{InvalidRecord, StoreError};
+pub use reader::{IdentitySeen, Reader, MAX_CLUSTER, MAX_QUERY_ROWS};
+pub use record::{
+    BoxPoint, CameraRecord, IdentityMerge, IdentityRecord, KeyedRecord, Record, RecordKey,
+    Sighting, Snapshot, Stored, TimeRange, TrackRecord, MAX_EMBEDDING_DIM, MAX_NAME_LEN,
+    MAX_PATH_POINTS, MAX_SIGHTING_SPAN_MS, MAX_SNAPSHOT_BYTES,
+};
+pub use schema::{Synchronous, APPLICATION_ID, SCHEMA_VERSION};
+pub use writer::{
+    FlushReport, PendingKey, PruneReport, UpsertReport, Writer, WriterConfig, WriterHandle,
+    WriterStats, WriterTuning,
+};

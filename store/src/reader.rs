@@ -1,0 +1,348 @@
+//! Read-only access: the queries behind `vidar-edge query`, the master's API, and
+//! the edge side of sync. Each [`Reader`] owns its own read-only connection, so
+//! any number of them run beside the writer (WAL). Every value is a bound
+//! parameter; only constant table and column names are formatted into SQL.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use vidar_protocol::{CameraId, IdentityId, NodeId};
+
+use crate::error::StoreError;
+use crate::record::{
+    CameraRecord, IdentityRecord, KeyedRecord, Sighting, Snapshot, Stored, TimeRange,
+    MAX_SIGHTING_SPAN_MS,
+};
+use crate::rows::{self, id_to_sql, seq_to_sql, TABLES};
+use crate::schema::classify;
+
+/// Most rows one query returns, whatever `limit` a caller asks for.
+pub const MAX_QUERY_ROWS: usize = 100_000;
+/// Most identities in one merge cluster that trajectory queries follow.
+pub const MAX_CLUSTER: usize = 10_000;
+
+/// The identities connected to `?1` by merges, in either direction.
+const CLUSTER_CTE: &str = "WITH RECURSIVE cluster(id) AS (
+    VALUES (?1)
+    UNION SELECT m.into_identity FROM identity_merges m JOIN cluster c ON m.from_identity = c.id
+    UNION SELECT m.from_identity FROM identity_merges m JOIN cluster c ON m.into_identity = c.id
+    LIMIT 10000
+)";
+
+/// An identity's presence within a time range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentitySeen {
+    /// The identity (as recorded, merges not applied).
+    pub identity: IdentityId,
+    /// Start of its earliest sighting overlapping the range.
+    pub first_ms: i64,
+    /// End of its latest sighting overlapping the range.
+    pub last_ms: i64,
+    /// Sightings overlapping the range.
+    pub sightings: u64,
+    /// Distinct cameras among them.
+    pub cameras: u64,
+}
+
+/// A read-only connection to a store database.
+#[derive(Debug)]
+pub struct Reader {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn limit_sql(limit: usize) -> i64 {
+    limit.min(MAX_QUERY_ROWS) as i64
+}
+
+/// The lowest `first_ms` a sighting overlapping `range` can have.
+fn lowest_first(range: TimeRange) -> i64 {
+    range.start_ms.saturating_sub(MAX_SIGHTING_SPAN_MS)
+}
+
+impl Reader {
+    /// Opens `path` read-only; it must exist and be at this build's schema version.
+    pub fn open(path: impl AsRef<Path>) -> Result<Reader, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let conn = crate::schema::open_read_only(&path, Duration::from_secs(5))?;
+        Ok(Reader { conn, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+        move |e| classify(e, &self.path, context)
+    }
+
+    /// Every identity merged with `identity`, directly or through others, itself included, sorted.
+    pub fn identity_cluster(&self, identity: IdentityId) -> Result<Vec<IdentityId>, StoreError> {
+        let sql = format!("{CLUSTER_CTE} SELECT id FROM cluster");
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(self.err("preparing identity_cluster"))?;
+        let mut ids = stmt
+            .query_map([id_to_sql(identity.0)], |r| r.get::<_, i64>(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<i64>>>())
+            .map_err(self.err("querying identity_cluster"))?
+            .into_iter()
+            .map(|v| IdentityId(u64::from_ne_bytes(v.to_ne_bytes())))
+            .collect::<Vec<_>>();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The sightings of `identity` and of every identity merged with it, across
+    /// cameras and nodes, overlapping `range`, in time order (at most `limit`).
+    pub fn trajectory(
+        &self,
+        identity: IdentityId,
+        range: TimeRange,
+        limit: usize,
+    ) -> Result<Vec<Stored<Sighting>>, StoreError> {
+        let sql = format!(
+            "{CLUSTER_CTE} SELECT {} FROM sightings
+             WHERE identity_id IN (SELECT id FROM cluster)
+               AND first_ms >= ?2 AND first_ms < ?3 AND last_ms >= ?4
+             ORDER BY first_ms, node_id, seq LIMIT ?5",
+            rows::SIGHTING_COLUMNS
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(self.err("preparing trajectory"))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    id_to_sql(identity.0),
+                    lowest_first(range),
+                    range.end_ms,
+                    range.start_ms,
+                    limit_sql(limit)
+                ],
+                rows::sighting_row,
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("querying trajectory"))?;
+        Ok(rows)
+    }
+
+    /// Sightings on `camera` overlapping `range`, in time order (at most `limit`).
+    pub fn sightings_by_camera(
+        &self,
+        camera: &CameraId,
+        range: TimeRange,
+        limit: usize,
+    ) -> Result<Vec<Stored<Sighting>>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM sightings
+             WHERE camera_id = ?1 AND first_ms >= ?2 AND first_ms < ?3 AND last_ms >= ?4
+             ORDER BY first_ms, node_id, seq LIMIT ?5",
+            rows::SIGHTING_COLUMNS
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(self.err("preparing sightings_by_camera"))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    camera.as_str(),
+                    lowest_first(range),
+                    range.end_ms,
+                    range.start_ms,
+                    limit_sql(limit)
+                ],
+                rows::sighting_row,
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("querying sightings_by_camera"))?;
+        Ok(rows)
+    }
+
+    /// Identities with a sighting overlapping `range`, earliest first (at most `limit`).
+    pub fn identities_in_range(
+        &self,
+        range: TimeRange,
+        limit: usize,
+    ) -> Result<Vec<IdentitySeen>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT identity_id, min(first_ms), max(last_ms), count(*), count(DISTINCT camera_id)
+                 FROM sightings
+                 WHERE first_ms >= ?1 AND first_ms < ?2 AND last_ms >= ?3
+                 GROUP BY identity_id ORDER BY min(first_ms), identity_id LIMIT ?4",
+            )
+            .map_err(self.err("preparing identities_in_range"))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    lowest_first(range),
+                    range.end_ms,
+                    range.start_ms,
+                    limit_sql(limit)
+                ],
+                |r| {
+                    Ok(IdentitySeen {
+                        identity: IdentityId(u64::from_ne_bytes(r.get::<_, i64>(0)?.to_ne_bytes())),
+                        first_ms: r.get(1)?,
+                        last_ms: r.get(2)?,
+                        sightings: r.get::<_, i64>(3)?.max(0) as u64,
+                        cameras: r.get::<_, i64>(4)?.max(0) as u64,
+                    })
+                },
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("querying identities_in_range"))?;
+        Ok(rows)
+    }
+
+    /// Snapshots of `identity` and the identities merged with it, oldest first (at most `limit`).
+    pub fn snapshots(
+        &self,
+        identity: IdentityId,
+        limit: usize,
+    ) -> Result<Vec<Stored<Snapshot>>, StoreError> {
+        let sql = format!(
+            "{CLUSTER_CTE} SELECT {} FROM snapshots
+             WHERE identity_id IN (SELECT id FROM cluster)
+             ORDER BY t_ms, node_id, seq LIMIT ?2",
+            rows::SNAPSHOT_COLUMNS
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(self.err("preparing snapshots"))?;
+        let rows = stmt
+            .query_map(
+                params![id_to_sql(identity.0), limit_sql(limit)],
+                rows::snapshot_row,
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("querying snapshots"))?;
+        Ok(rows)
+    }
+
+    /// Embedding records of `identity` (not following merges), oldest first.
+    pub fn identity_records(
+        &self,
+        identity: IdentityId,
+    ) -> Result<Vec<Stored<IdentityRecord>>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM identities WHERE identity_id = ?1 ORDER BY first_seen_ms, node_id, seq LIMIT {MAX_QUERY_ROWS}",
+            rows::IDENTITY_COLUMNS
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(self.err("preparing identity_records"))?;
+        let rows = stmt
+            .query_map([id_to_sql(identity.0)], rows::identity_row)
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("querying identity_records"))?;
+        Ok(rows)
+    }
+
+    /// The latest record of each camera (by node, then seq).
+    pub fn cameras(&self) -> Result<Vec<Stored<CameraRecord>>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM cameras c WHERE seq = (SELECT max(seq) FROM cameras d
+               WHERE d.camera_id = c.camera_id AND d.node_id = c.node_id)
+             ORDER BY camera_id, node_id LIMIT {MAX_QUERY_ROWS}",
+            rows::CAMERA_COLUMNS
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(self.err("preparing cameras"))?;
+        let rows = stmt
+            .query_map([], rows::camera_row)
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("querying cameras"))?;
+        Ok(rows)
+    }
+
+    /// Edge side of sync: `node`'s records with seq above `after`, all kinds, in
+    /// seq order, at most `limit`. Read in one snapshot, so the result has no gap:
+    /// every seq of `node` between `after` and the last returned one is in it
+    /// (unless pruned, which only happens to acknowledged seqs).
+    pub fn records_after(
+        &self,
+        node: &NodeId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<KeyedRecord>, StoreError> {
+        let after = seq_to_sql(after).unwrap_or(i64::MAX);
+        let limit = limit.min(MAX_QUERY_ROWS);
+        // One read transaction: without it, a commit between two tables' queries
+        // could hide a lower seq behind a returned higher one, and the cursor
+        // would skip it for ever.
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(self.err("starting the records_after snapshot"))?;
+        let mut all: Vec<KeyedRecord> = Vec::new();
+        for t in TABLES {
+            let sql = format!(
+                "SELECT {} FROM {} WHERE node_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                t.columns, t.name
+            );
+            let mut stmt = tx
+                .prepare_cached(&sql)
+                .map_err(self.err("preparing records_after"))?;
+            let rows = stmt
+                .query_map(params![node.as_str(), after, limit as i64], |r| {
+                    rows::decode(t.name, r)
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(self.err("querying records_after"))?;
+            all.extend(rows);
+        }
+        drop(tx);
+        all.sort_by_key(|r| r.key.seq);
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// The cursor stored for `peer` (see `WriterHandle::advance_cursor`), if any.
+    pub fn cursor(&self, peer: &NodeId) -> Result<Option<u64>, StoreError> {
+        let v: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT acked_seq FROM sync_cursors WHERE peer = ?1")
+            .and_then(|mut s| s.query_row([peer.as_str()], |r| r.get(0)).optional())
+            .map_err(self.err("reading a cursor"))?;
+        Ok(v.and_then(|c| u64::try_from(c).ok()))
+    }
+
+    /// The highest seq `node`'s writer has committed in this database (0: none).
+    pub fn last_seq(&self, node: &NodeId) -> Result<u64, StoreError> {
+        let v: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT next_seq - 1 FROM node_seq WHERE node_id = ?1")
+            .and_then(|mut s| s.query_row([node.as_str()], |r| r.get(0)).optional())
+            .map_err(self.err("reading the seq counter"))?;
+        Ok(v.and_then(|c| u64::try_from(c).ok()).unwrap_or(0))
+    }
+
+    /// Records of each kind in the database, as `(table, count)`, for checks and metrics.
+    pub fn counts(&self) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        TABLES
+            .iter()
+            .map(|t| {
+                let n: i64 = self
+                    .conn
+                    .query_row(&format!("SELECT count(*) FROM {}", t.name), [], |r| {
+                        r.get(0)
+                    })
+                    .map_err(self.err("counting records"))?;
+                Ok((t.name, n.max(0) as u64))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,325 @@
+//! Mapping records to and from table rows. The only place that knows column lists.
+//!
+//! Ids of type `u64` (identities, tracks) are stored as the `i64` with the same
+//! bits, so every value round-trips (re-ID mints ids with a node prefix in the
+//! top 16 bits). Seqs are positive and below `i64::MAX`, so they sort as numbers.
+
+use rusqlite::types::Type;
+use rusqlite::{params, Connection, Row};
+use vidar_protocol::{CameraId, IdentityId, NodeId, TrackId};
+
+use crate::boxpath;
+use crate::error::InvalidRecord;
+use crate::record::{
+    CameraRecord, IdentityMerge, IdentityRecord, KeyedRecord, Record, RecordKey, Sighting,
+    Snapshot, Stored, TrackRecord,
+};
+
+/// A validated record with its blob (box path or embedding) already encoded,
+/// so the writer thread only binds values.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub record: Record,
+    blob: Vec<u8>,
+}
+
+impl Prepared {
+    /// Validates and encodes `record`.
+    pub fn new(record: Record) -> Result<Self, InvalidRecord> {
+        record.validate()?;
+        let blob = match &record {
+            Record::Sighting(s) => boxpath::encode(s.first_ms, &s.path),
+            Record::Identity(i) => boxpath::encode_f32s(&i.embedding),
+            _ => Vec::new(),
+        };
+        Ok(Prepared { record, blob })
+    }
+}
+
+/// The `u64` id as the `i64` with the same bits.
+pub(crate) fn id_to_sql(id: u64) -> i64 {
+    i64::from_ne_bytes(id.to_ne_bytes())
+}
+
+fn id_from_sql(v: i64) -> u64 {
+    u64::from_ne_bytes(v.to_ne_bytes())
+}
+
+/// A seq as stored; seqs above `i64::MAX` do not exist.
+pub(crate) fn seq_to_sql(seq: u64) -> Option<i64> {
+    i64::try_from(seq).ok()
+}
+
+/// Inserts `p` under `(node, seq)` unless that key exists; returns rows inserted (0 or 1).
+pub(crate) fn insert(
+    conn: &Connection,
+    node: &NodeId,
+    seq: i64,
+    p: &Prepared,
+) -> rusqlite::Result<usize> {
+    let n = node.as_str();
+    match &p.record {
+        Record::Camera(c) => conn
+            .prepare_cached(
+                "INSERT INTO cameras (node_id, seq, camera_id, name, recorded_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (node_id, seq) DO NOTHING",
+            )?
+            .execute(params![n, seq, c.camera.as_str(), c.name, c.recorded_ms]),
+        Record::Track(t) => conn
+            .prepare_cached(
+                "INSERT INTO tracks (node_id, seq, camera_id, track_id, first_ms, last_ms, identity_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (node_id, seq) DO NOTHING",
+            )?
+            .execute(params![
+                n,
+                seq,
+                t.camera.as_str(),
+                id_to_sql(t.track.0),
+                t.first_ms,
+                t.last_ms,
+                t.identity.map(|i| id_to_sql(i.0)),
+            ]),
+        Record::Sighting(s) => conn
+            .prepare_cached(
+                "INSERT INTO sightings (node_id, seq, identity_id, camera_id, track_id, first_ms, last_ms, path)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (node_id, seq) DO NOTHING",
+            )?
+            .execute(params![
+                n,
+                seq,
+                id_to_sql(s.identity.0),
+                s.camera.as_str(),
+                id_to_sql(s.track.0),
+                s.first_ms,
+                s.last_ms,
+                p.blob,
+            ]),
+        Record::Identity(i) => conn
+            .prepare_cached(
+                "INSERT INTO identities (node_id, seq, identity_id, camera_id, first_seen_ms, dim, embedding)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (node_id, seq) DO NOTHING",
+            )?
+            .execute(params![
+                n,
+                seq,
+                id_to_sql(i.identity.0),
+                i.camera.as_str(),
+                i.first_seen_ms,
+                i.embedding.len() as i64,
+                p.blob,
+            ]),
+        Record::Snapshot(s) => conn
+            .prepare_cached(
+                "INSERT INTO snapshots (node_id, seq, identity_id, camera_id, t_ms, jpeg)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (node_id, seq) DO NOTHING",
+            )?
+            .execute(params![
+                n,
+                seq,
+                id_to_sql(s.identity.0),
+                s.camera.as_str(),
+                s.t_ms,
+                s.jpeg,
+            ]),
+        Record::Merge(m) => conn
+            .prepare_cached(
+                "INSERT INTO identity_merges (node_id, seq, from_identity, into_identity, decided_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (node_id, seq) DO NOTHING",
+            )?
+            .execute(params![
+                n,
+                seq,
+                id_to_sql(m.from.0),
+                id_to_sql(m.into.0),
+                m.decided_ms,
+            ]),
+    }
+}
+
+/// One record table: its name, the column list [`decode`] expects after
+/// `node_id, seq`, and the column retention compares against.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Table {
+    pub name: &'static str,
+    pub columns: &'static str,
+    pub time_column: &'static str,
+    /// Whether `prune_acknowledged` deletes from it (cameras are configuration, kept).
+    pub prunable: bool,
+}
+
+/// Every record table, in a fixed order.
+pub(crate) const TABLES: [Table; 6] = [
+    Table {
+        name: "cameras",
+        columns: "node_id, seq, camera_id, name, recorded_ms",
+        time_column: "recorded_ms",
+        prunable: false,
+    },
+    Table {
+        name: "tracks",
+        columns: "node_id, seq, camera_id, track_id, first_ms, last_ms, identity_id",
+        time_column: "last_ms",
+        prunable: true,
+    },
+    Table {
+        name: "sightings",
+        columns: "node_id, seq, identity_id, camera_id, track_id, first_ms, last_ms, path",
+        time_column: "last_ms",
+        prunable: true,
+    },
+    Table {
+        name: "identities",
+        columns: "node_id, seq, identity_id, camera_id, first_seen_ms, dim, embedding",
+        time_column: "first_seen_ms",
+        prunable: true,
+    },
+    Table {
+        name: "snapshots",
+        columns: "node_id, seq, identity_id, camera_id, t_ms, jpeg",
+        time_column: "t_ms",
+        prunable: true,
+    },
+    Table {
+        name: "identity_merges",
+        columns: "node_id, seq, from_identity, into_identity, decided_ms",
+        time_column: "decided_ms",
+        prunable: true,
+    },
+];
+
+/// The column list of `sightings`, for queries that return sightings.
+pub(crate) const SIGHTING_COLUMNS: &str = TABLES[2].columns;
+/// The column list of `snapshots`.
+pub(crate) const SNAPSHOT_COLUMNS: &str = TABLES[4].columns;
+/// The column list of `identities`.
+pub(crate) const IDENTITY_COLUMNS: &str = TABLES[3].columns;
+/// The column list of `cameras`.
+pub(crate) const CAMERA_COLUMNS: &str = TABLES[0].columns;
+
+fn bad(col: usize, ty: Type, msg: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(col, ty, msg.into())
+}
+
+fn node_at(row: &Row<'_>, col: usize) -> rusqlite::Result<NodeId> {
+    let s: String = row.get(col)?;
+    NodeId::new(&s).map_err(|e| bad(col, Type::Text, format!("node id {s:?}: {e}")))
+}
+
+fn camera_at(row: &Row<'_>, col: usize) -> rusqlite::Result<CameraId> {
+    let s: String = row.get(col)?;
+    CameraId::new(&s).map_err(|e| bad(col, Type::Text, format!("camera id {s:?}: {e}")))
+}
+
+fn id_at(row: &Row<'_>, col: usize) -> rusqlite::Result<u64> {
+    Ok(id_from_sql(row.get(col)?))
+}
+
+fn key_at(row: &Row<'_>) -> rusqlite::Result<RecordKey> {
+    let seq: i64 = row.get(1)?;
+    let seq = u64::try_from(seq).map_err(|_| bad(1, Type::Integer, format!("seq {seq}")))?;
+    Ok(RecordKey {
+        node: node_at(row, 0)?,
+        seq,
+    })
+}
+
+/// Decodes a row of `table` selected with its `columns`.
+pub(crate) fn decode(table: &str, row: &Row<'_>) -> rusqlite::Result<KeyedRecord> {
+    let key = key_at(row)?;
+    let record = match table {
+        "cameras" => Record::Camera(CameraRecord {
+            camera: camera_at(row, 2)?,
+            name: row.get(3)?,
+            recorded_ms: row.get(4)?,
+        }),
+        "tracks" => Record::Track(TrackRecord {
+            camera: camera_at(row, 2)?,
+            track: TrackId(id_at(row, 3)?),
+            first_ms: row.get(4)?,
+            last_ms: row.get(5)?,
+            identity: row
+                .get::<_, Option<i64>>(6)?
+                .map(|v| IdentityId(id_from_sql(v))),
+        }),
+        "sightings" => Record::Sighting(sighting(row)?),
+        "identities" => {
+            let dim: i64 = row.get(5)?;
+            let blob: Vec<u8> = row.get(6)?;
+            let dim =
+                usize::try_from(dim).map_err(|_| bad(5, Type::Integer, format!("dim {dim}")))?;
+            Record::Identity(IdentityRecord {
+                identity: IdentityId(id_at(row, 2)?),
+                camera: camera_at(row, 3)?,
+                first_seen_ms: row.get(4)?,
+                embedding: boxpath::decode_f32s(&blob, dim).map_err(|m| bad(6, Type::Blob, m))?,
+            })
+        }
+        "snapshots" => Record::Snapshot(Snapshot {
+            identity: IdentityId(id_at(row, 2)?),
+            camera: camera_at(row, 3)?,
+            t_ms: row.get(4)?,
+            jpeg: row.get(5)?,
+        }),
+        "identity_merges" => Record::Merge(IdentityMerge {
+            from: IdentityId(id_at(row, 2)?),
+            into: IdentityId(id_at(row, 3)?),
+            decided_ms: row.get(4)?,
+        }),
+        other => return Err(bad(0, Type::Null, format!("no record table {other:?}"))),
+    };
+    Ok(KeyedRecord { key, record })
+}
+
+fn sighting(row: &Row<'_>) -> rusqlite::Result<Sighting> {
+    let first_ms: i64 = row.get(5)?;
+    let blob: Vec<u8> = row.get(7)?;
+    Ok(Sighting {
+        identity: IdentityId(id_at(row, 2)?),
+        camera: camera_at(row, 3)?,
+        track: TrackId(id_at(row, 4)?),
+        first_ms,
+        last_ms: row.get(6)?,
+        path: boxpath::decode(first_ms, &blob).map_err(|m| bad(7, Type::Blob, m))?,
+    })
+}
+
+/// Decodes a row selected with [`SIGHTING_COLUMNS`].
+pub(crate) fn sighting_row(row: &Row<'_>) -> rusqlite::Result<Stored<Sighting>> {
+    Ok(Stored {
+        key: key_at(row)?,
+        value: sighting(row)?,
+    })
+}
+
+/// Decodes a row selected with [`SNAPSHOT_COLUMNS`].
+pub(crate) fn snapshot_row(row: &Row<'_>) -> rusqlite::Result<Stored<Snapshot>> {
+    match decode("snapshots", row)? {
+        KeyedRecord {
+            key,
+            record: Record::Snapshot(value),
+        } => Ok(Stored { key, value }),
+        _ => Err(bad(0, Type::Null, "not a snapshot".into())),
+    }
+}
+
+/// Decodes a row selected with [`IDENTITY_COLUMNS`].
+pub(crate) fn identity_row(row: &Row<'_>) -> rusqlite::Result<Stored<IdentityRecord>> {
+    match decode("identities", row)? {
+        KeyedRecord {
+            key,
+            record: Record::Identity(value),
+        } => Ok(Stored { key, value }),
+        _ => Err(bad(0, Type::Null, "not an identity".into())),
+    }
+}
+
+/// Decodes a row selected with [`CAMERA_COLUMNS`].
+pub(crate) fn camera_row(row: &Row<'_>) -> rusqlite::Result<Stored<CameraRecord>> {
+    match decode("cameras", row)? {
+        KeyedRecord {
+            key,
+            record: Record::Camera(value),
+        } => Ok(Stored { key, value }),
+        _ => Err(bad(0, Type::Null, "not a camera".into())),
+    }
+}

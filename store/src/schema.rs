@@ -1,0 +1,315 @@
+//! Opening database files, connection settings, and schema migrations.
+//!
+//! The schema version lives in `PRAGMA user_version`; `PRAGMA application_id`
+//! marks the file as Vidar's. Migrations run in one `IMMEDIATE` transaction, so a
+//! crash or error mid-way leaves the file at its previous version. A file from a
+//! newer build is refused, never downgraded.
+//!
+//! Durability: WAL with `synchronous=NORMAL`. A commit is then atomic and
+//! consistent across process crashes (`kill -9`): the WAL is written before the
+//! commit returns. Only an OS crash or power cut can lose the last commits before
+//! the next checkpoint (never corrupt the file). Those records are not lost to the
+//! cluster's view of correctness: the master only ever acknowledges records it
+//! pulled, so a rolled-back tail was never acknowledged, and the edge's seq counter
+//! rolls back with it (it is in the same transactions). Nodes that prefer the last
+//! ~100 ms of records over an fsync per batch can set [`Synchronous::Full`].
+//!
+//! Record tables have no foreign keys between them, on purpose: sync delivers
+//! records node by node in seq order, while a sighting's identity may come from
+//! another node's records, pulled later or pruned earlier.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{sqlite, StoreError};
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// `PRAGMA application_id` of a Vidar database: "VIDR".
+pub const APPLICATION_ID: i32 = 0x5649_4452;
+
+/// `MIGRATIONS[k]` takes the schema from version `k` to `k + 1`. Append only.
+const MIGRATIONS: &[&str] = &[MIGRATION_1];
+
+const MIGRATION_1: &str = "
+CREATE TABLE node_seq (
+    node_id  TEXT PRIMARY KEY NOT NULL,
+    next_seq INTEGER NOT NULL CHECK (next_seq >= 1)
+) STRICT;
+CREATE TABLE sync_cursors (
+    peer       TEXT PRIMARY KEY NOT NULL,
+    acked_seq  INTEGER NOT NULL CHECK (acked_seq >= 0),
+    updated_ms INTEGER NOT NULL
+) STRICT;
+CREATE TABLE cameras (
+    node_id     TEXT NOT NULL,
+    seq         INTEGER NOT NULL CHECK (seq >= 1),
+    camera_id   TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    recorded_ms INTEGER NOT NULL,
+    PRIMARY KEY (node_id, seq)
+) STRICT;
+CREATE TABLE tracks (
+    node_id     TEXT NOT NULL,
+    seq         INTEGER NOT NULL CHECK (seq >= 1),
+    camera_id   TEXT NOT NULL,
+    track_id    INTEGER NOT NULL,
+    first_ms    INTEGER NOT NULL,
+    last_ms     INTEGER NOT NULL CHECK (last_ms >= first_ms),
+    identity_id INTEGER,
+    PRIMARY KEY (node_id, seq)
+) STRICT;
+CREATE INDEX tracks_by_camera ON tracks (camera_id, first_ms);
+CREATE TABLE sightings (
+    node_id     TEXT NOT NULL,
+    seq         INTEGER NOT NULL CHECK (seq >= 1),
+    identity_id INTEGER NOT NULL,
+    camera_id   TEXT NOT NULL,
+    track_id    INTEGER NOT NULL,
+    first_ms    INTEGER NOT NULL,
+    last_ms     INTEGER NOT NULL CHECK (last_ms >= first_ms),
+    path        BLOB NOT NULL,
+    PRIMARY KEY (node_id, seq)
+) STRICT;
+CREATE INDEX sightings_by_identity ON sightings (identity_id, first_ms);
+CREATE INDEX sightings_by_camera ON sightings (camera_id, first_ms);
+CREATE INDEX sightings_by_time ON sightings (first_ms);
+CREATE TABLE identities (
+    node_id       TEXT NOT NULL,
+    seq           INTEGER NOT NULL CHECK (seq >= 1),
+    identity_id   INTEGER NOT NULL,
+    camera_id     TEXT NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    dim           INTEGER NOT NULL CHECK (dim BETWEEN 1 AND 4096),
+    embedding     BLOB NOT NULL CHECK (length(embedding) = 4 * dim),
+    PRIMARY KEY (node_id, seq)
+) STRICT;
+CREATE INDEX identities_by_identity ON identities (identity_id);
+CREATE TABLE snapshots (
+    node_id     TEXT NOT NULL,
+    seq         INTEGER NOT NULL CHECK (seq >= 1),
+    identity_id INTEGER NOT NULL,
+    camera_id   TEXT NOT NULL,
+    t_ms        INTEGER NOT NULL,
+    jpeg        BLOB NOT NULL,
+    PRIMARY KEY (node_id, seq)
+) STRICT;
+CREATE INDEX snapshots_by_identity ON snapshots (identity_id, t_ms);
+CREATE TABLE identity_merges (
+    node_id       TEXT NOT NULL,
+    seq           INTEGER NOT NULL CHECK (seq >= 1),
+    from_identity INTEGER NOT NULL,
+    into_identity INTEGER NOT NULL CHECK (into_identity <> from_identity),
+    decided_ms    INTEGER NOT NULL,
+    PRIMARY KEY (node_id, seq)
+) STRICT;
+CREATE INDEX merges_by_from ON identity_merges (from_identity);
+CREATE INDEX merges_by_into ON identity_merges (into_identity);
+";
+
+/// How hard SQLite syncs to disk at each commit (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    /// fsync at checkpoints only: safe against process crashes, may lose the last
+    /// commits (never consistency) on power loss.
+    #[default]
+    Normal,
+    /// fsync the WAL at every commit.
+    Full,
+}
+
+/// Reads `PRAGMA user_version`, turning "not a database" into a clear error.
+fn user_version(conn: &Connection, path: &Path) -> Result<u32, StoreError> {
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| classify(e, path, "reading the schema version"))?;
+    u32::try_from(v).map_err(|_| StoreError::Foreign {
+        path: path.to_path_buf(),
+        reason: format!("user_version {v} is negative"),
+    })
+}
+
+/// Maps SQLite's "not a database" and "corrupt" codes to [`StoreError::NotADatabase`].
+pub(crate) fn classify(e: rusqlite::Error, path: &Path, context: &'static str) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::NotADatabase {
+            path: path.to_path_buf(),
+            source: e,
+        },
+        _ => sqlite(path, context)(e),
+    }
+}
+
+fn check_application_id(conn: &Connection, path: &Path, version: u32) -> Result<(), StoreError> {
+    let app: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| classify(e, path, "reading the application id"))?;
+    if version > 0 && app != APPLICATION_ID {
+        return Err(StoreError::Foreign {
+            path: path.to_path_buf(),
+            reason: format!("application_id is {app:#x}, Vidar's is {APPLICATION_ID:#x}"),
+        });
+    }
+    if version == 0 {
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| classify(e, path, "listing tables"))?;
+        if tables > 0 {
+            return Err(StoreError::Foreign {
+                path: path.to_path_buf(),
+                reason: format!("it has {tables} tables but no Vidar schema version"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Opens (creating if absent) a read-write connection, sets WAL and the pragmas,
+/// and migrates the schema to [`SCHEMA_VERSION`].
+pub(crate) fn open_writable(
+    path: &Path,
+    busy_timeout: Duration,
+    synchronous: Synchronous,
+) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn =
+        Connection::open_with_flags(path, flags).map_err(|e| classify(e, path, "opening"))?;
+    conn.busy_timeout(busy_timeout)
+        .map_err(sqlite(path, "setting the busy timeout"))?;
+    let version = user_version(&conn, path)?;
+    check_application_id(&conn, path, version)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version == 0 {
+        // Only possible before the first table exists; lets pruning give pages back.
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+            .map_err(sqlite(path, "setting auto_vacuum"))?;
+    }
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| classify(e, path, "enabling WAL"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Foreign {
+            path: path.to_path_buf(),
+            reason: format!("journal mode stayed {mode:?}, WAL is required"),
+        });
+    }
+    let sync = match synchronous {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+    ))
+    .map_err(sqlite(path, "setting pragmas"))?;
+    migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// Applies every migration above the file's version, in one transaction.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite(path, "starting the migration transaction"))?;
+    // Re-read inside the write lock: another process may have migrated meanwhile.
+    let from = user_version(&tx, path)?;
+    if from > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: from,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if from == SCHEMA_VERSION {
+        return Ok(());
+    }
+    for (k, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+        let version = k as u32 + 1;
+        let fail = |source| StoreError::Migration {
+            path: path.to_path_buf(),
+            version,
+            source,
+        };
+        tx.execute_batch(sql).map_err(fail)?;
+        // Pragmas take no bound parameters; both values are constants of this build.
+        tx.execute_batch(&format!(
+            "PRAGMA user_version = {version}; PRAGMA application_id = {APPLICATION_ID};"
+        ))
+        .map_err(fail)?;
+        tracing::info!(path = %path.display(), version, "applied store migration");
+    }
+    tx.commit().map_err(|source| StoreError::Migration {
+        path: path.to_path_buf(),
+        version: SCHEMA_VERSION,
+        source,
+    })
+}
+
+/// Opens a read-only connection to a database at exactly [`SCHEMA_VERSION`].
+pub(crate) fn open_read_only(
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| classify(e, path, "opening read-only"))?;
+    conn.busy_timeout(busy_timeout)
+        .map_err(sqlite(path, "setting the busy timeout"))?;
+    let version = user_version(&conn, path)?;
+    check_application_id(&conn, path, version)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < SCHEMA_VERSION {
+        return Err(StoreError::NeedsMigration {
+            path: path.to_path_buf(),
+            found: version,
+            expected: SCHEMA_VERSION,
+        });
+    }
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_leave_version_and_application_id() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Config {
+            problems: vec![e.to_string()],
+        })?;
+        let path = dir.path().join("v.db");
+        let conn = open_writable(&path, Duration::from_secs(1), Synchronous::Normal)?;
+        assert_eq!(user_version(&conn, &path)?, SCHEMA_VERSION);
+        let app: i32 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(sqlite(&path, "test"))?;
+        assert_eq!(app, APPLICATION_ID);
+        let av: i64 = conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .map_err(sqlite(&path, "test"))?;
+        assert_eq!(av, 2, "incremental auto_vacuum");
+        Ok(())
+    }
+}

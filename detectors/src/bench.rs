@@ -17,7 +17,7 @@ pub struct BenchConfig {
     pub models: Vec<String>,
     /// Batch sizes (frames per call).
     pub batches: Vec<usize>,
-    /// Timed iterations per (model, batch), after `warmup`.
+    /// Timed calls per (model, batch) and measurement, after `warmup`.
     pub iterations: usize,
     /// Untimed iterations first.
     pub warmup: usize,
@@ -49,9 +49,9 @@ pub struct BenchRow {
     pub batch: usize,
     /// ONNX Runtime runs per call (1 when the model batches, `batch` when it runs frame by frame).
     pub runs_per_call: usize,
-    /// Inference-only throughput, frames per second.
+    /// Inference-only throughput, frames per second (median call).
     pub inference_fps: f64,
-    /// End-to-end `detect` throughput (resize + inference + decode), frames per second.
+    /// End-to-end `detect` throughput (resize + inference + decode), frames per second (median call).
     pub end_to_end_fps: f64,
     /// Pre-processing per frame.
     pub preprocess_per_frame: Duration,
@@ -68,6 +68,8 @@ pub struct BenchRow {
 pub struct BenchReport {
     /// Execution provider of the sessions.
     pub provider: String,
+    /// ONNX Runtime intra-op threads (0 = one per core).
+    pub intra_threads: usize,
     /// Camera frame size used.
     pub frame_size: (u32, u32),
     /// Timed iterations per row.
@@ -90,6 +92,12 @@ pub fn synthetic_frame(w: u32, h: u32) -> Vec<u8> {
     data
 }
 
+/// Median of `samples` (robust to the odd descheduling on a shared machine).
+pub fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort_unstable();
+    samples.get(samples.len() / 2).copied().unwrap_or_default()
+}
+
 fn measure(
     detector: &mut SsdDetector,
     frames: &[RgbFrame<'_>],
@@ -104,17 +112,20 @@ fn measure(
         detector.detect(frames)?;
     }
     detector.take_timings();
-    let mut inference = Duration::ZERO;
+    let mut inference = Vec::with_capacity(config.iterations);
     for _ in 0..config.iterations {
+        let mut call = Duration::ZERO;
         for r in 0..runs_per_call {
-            inference += detector.run_inference_only(per_run.min(batch - r * per_run))?;
+            call += detector.run_inference_only(per_run.min(batch - r * per_run))?;
         }
+        inference.push(call);
     }
-    let start = Instant::now();
+    let mut wall = Vec::with_capacity(config.iterations);
     for _ in 0..config.iterations {
+        let start = Instant::now();
         detector.detect(frames)?;
+        wall.push(start.elapsed());
     }
-    let wall = start.elapsed();
     let t = detector.take_timings();
     let n = (batch * config.iterations) as f64;
     let inf = t.inference.as_secs_f64().max(1e-12);
@@ -122,8 +133,8 @@ fn measure(
         model: detector.name().to_owned(),
         batch,
         runs_per_call,
-        inference_fps: n / inference.as_secs_f64().max(1e-12),
-        end_to_end_fps: n / wall.as_secs_f64().max(1e-12),
+        inference_fps: batch as f64 / median(&mut inference).as_secs_f64().max(1e-12),
+        end_to_end_fps: batch as f64 / median(&mut wall).as_secs_f64().max(1e-12),
         preprocess_per_frame: t.preprocess.div_f64(n),
         postprocess_per_frame: t.postprocess.div_f64(n),
         preprocess_fraction: t.preprocess.as_secs_f64() / inf,
@@ -157,6 +168,7 @@ pub fn run(factory: &SessionFactory, config: &BenchConfig) -> Result<BenchReport
     }
     Ok(BenchReport {
         provider,
+        intra_threads: factory.config().intra_threads,
         frame_size: config.frame_size,
         iterations: config.iterations,
         rows,
@@ -167,8 +179,8 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "detector benchmark: {} frames {}x{}, {} iterations per row",
-            self.provider, self.frame_size.0, self.frame_size.1, self.iterations
+            "detector benchmark: {}, intra-op threads {} (0 = one per core), camera frames {}x{}, median of {} calls per row",
+            self.provider, self.intra_threads, self.frame_size.0, self.frame_size.1, self.iterations
         )?;
         writeln!(f)?;
         writeln!(

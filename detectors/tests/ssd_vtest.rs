@@ -238,3 +238,38 @@ fn threshold_filters_and_invalid_configs_are_reported() {
     .to_string();
     assert!(err.contains("not a detector"), "{err}");
 }
+
+#[test]
+fn bench_measures_every_model_and_batch() {
+    use vidar_detectors::bench::{run, BenchConfig};
+    let config = BenchConfig {
+        batches: vec![1, 2],
+        iterations: 2,
+        warmup: 0,
+        frame_size: (320, 240),
+        ..BenchConfig::default()
+    };
+    let report = run(&common::factory(), &config).expect("bench");
+    assert_eq!(report.rows.len(), 4);
+    for r in &report.rows {
+        assert!(r.inference_fps > 0.0 && r.end_to_end_fps > 0.0, "{r:?}");
+        assert!(
+            r.preprocess_fraction > 0.0 && r.postprocess_fraction > 0.0,
+            "{r:?}"
+        );
+    }
+    let raw2 = &report.rows[3];
+    assert_eq!(
+        (raw2.model.as_str(), raw2.batch, raw2.runs_per_call),
+        ("ssd-mobilenet-v2-coco-raw", 2, 1)
+    );
+    assert_eq!(
+        report.rows[1].runs_per_call, 2,
+        "the post-processed form runs frame by frame"
+    );
+    let table = report.to_string();
+    assert!(
+        table.contains("| ssd-mobilenet-v2-coco-raw | 2 | 1 |"),
+        "{table}"
+    );
+}

@@ -173,6 +173,11 @@ impl SessionFactory {
         Ok(Self { store, config })
     }
 
+    /// The runtime settings sessions are built with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
     /// The store the models come from.
     pub fn store(&self) -> &ModelStore {
         &self.store

@@ -47,9 +47,9 @@ pub struct BenchRow {
     pub model: String,
     /// Crops per call.
     pub batch: usize,
-    /// Inference-only throughput, crops per second.
+    /// Inference-only throughput, crops per second (median call).
     pub inference_cps: f64,
-    /// End-to-end `embed` throughput, crops per second.
+    /// End-to-end `embed` throughput, crops per second (median call).
     pub end_to_end_cps: f64,
     /// Pre-processing per crop.
     pub preprocess_per_crop: Duration,
@@ -66,12 +66,20 @@ pub struct BenchRow {
 pub struct BenchReport {
     /// Execution provider of the sessions.
     pub provider: String,
+    /// ONNX Runtime intra-op threads (0 = one per core).
+    pub intra_threads: usize,
     /// Model input size (height, width) of the last model.
     pub input_hw: (usize, usize),
     /// Timed iterations per row.
     pub iterations: usize,
     /// One row per (model, batch).
     pub rows: Vec<BenchRow>,
+}
+
+/// Median of `samples` (robust to the odd descheduling on a shared machine).
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort_unstable();
+    samples.get(samples.len() / 2).copied().unwrap_or_default()
 }
 
 /// Runs the benchmark on sessions from `factory`.
@@ -110,23 +118,24 @@ pub fn run(factory: &SessionFactory, config: &BenchConfig) -> Result<BenchReport
                 embedder.embed(crops)?;
             }
             embedder.take_timings();
-            let mut inference = Duration::ZERO;
+            let mut inference = Vec::with_capacity(config.iterations);
             for _ in 0..config.iterations {
-                inference += embedder.run_inference_only(batch)?;
+                inference.push(embedder.run_inference_only(batch)?);
             }
-            let start = Instant::now();
+            let mut wall = Vec::with_capacity(config.iterations);
             for _ in 0..config.iterations {
+                let start = Instant::now();
                 embedder.embed(crops)?;
+                wall.push(start.elapsed());
             }
-            let wall = start.elapsed();
             let t = embedder.take_timings();
             let n = (batch * config.iterations) as f64;
             let inf = t.inference.as_secs_f64().max(1e-12);
             rows.push(BenchRow {
                 model: model.clone(),
                 batch,
-                inference_cps: n / inference.as_secs_f64().max(1e-12),
-                end_to_end_cps: n / wall.as_secs_f64().max(1e-12),
+                inference_cps: batch as f64 / median(&mut inference).as_secs_f64().max(1e-12),
+                end_to_end_cps: batch as f64 / median(&mut wall).as_secs_f64().max(1e-12),
                 preprocess_per_crop: t.preprocess.div_f64(n),
                 postprocess_per_crop: t.postprocess.div_f64(n),
                 preprocess_fraction: t.preprocess.as_secs_f64() / inf,
@@ -136,6 +145,7 @@ pub fn run(factory: &SessionFactory, config: &BenchConfig) -> Result<BenchReport
     }
     Ok(BenchReport {
         provider,
+        intra_threads: factory.config().intra_threads,
         input_hw,
         iterations: config.iterations,
         rows,
@@ -146,8 +156,8 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "re-ID benchmark: {}, input {}x{} (HxW), {} iterations per row",
-            self.provider, self.input_hw.0, self.input_hw.1, self.iterations
+            "re-ID benchmark: {}, intra-op threads {} (0 = one per core), input {}x{} (HxW), median of {} calls per row",
+            self.provider, self.intra_threads, self.input_hw.0, self.input_hw.1, self.iterations
         )?;
         writeln!(f)?;
         writeln!(

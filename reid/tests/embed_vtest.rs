@@ -233,3 +233,24 @@ fn embeddings_match_python_onnxruntime() {
         }
     }
 }
+
+#[test]
+fn bench_measures_every_batch() {
+    use vidar_reid::bench::{run, BenchConfig};
+    let config = BenchConfig {
+        batches: vec![1, 3],
+        iterations: 2,
+        warmup: 0,
+        ..BenchConfig::default()
+    };
+    let report = run(&common::factory(), &config).expect("bench");
+    assert_eq!(report.rows.len(), 2);
+    assert_eq!(report.input_hw, (224, 224));
+    for r in &report.rows {
+        assert!(
+            r.inference_cps > 0.0 && r.preprocess_fraction > 0.0,
+            "{r:?}"
+        );
+    }
+    assert!(report.to_string().contains("| mobilenetv2-deepsort | 3 |"));
+}

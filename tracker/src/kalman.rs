@@ -284,10 +284,22 @@ impl BoxKalmanFilter {
     /// definite (only reachable through NaN input), the track restarts from
     /// the measurement.
     pub fn update(&self, state: &KalmanState, z: &BBox) -> KalmanState {
-        let (proj_mean, s) = self.innovation(state);
-        let Some(s_inv) = invert_spd4(&s) else {
-            return self.initiate(z);
-        };
+        match self.project(state) {
+            Some(projection) => self.update_projected(state, &projection, z),
+            None => self.initiate(z),
+        }
+    }
+
+    /// [`update`](Self::update) reusing the projection of the same state
+    /// (the tracker computes it for gating anyway, so `S⁻¹` is not computed
+    /// twice). `projection` must come from `self.project(state)`.
+    pub fn update_projected(
+        &self,
+        state: &KalmanState,
+        projection: &Projection,
+        z: &BBox,
+    ) -> KalmanState {
+        let (proj_mean, s_inv) = (projection.mean, projection.inv_covariance);
         let pht: SMatrix<f64, 8, 4> = state.covariance.fixed_view::<8, 4>(0, 0).into_owned();
         let hp: SMatrix<f64, 4, 8> = state.covariance.fixed_view::<4, 8>(0, 0).into_owned();
         let k = pht * s_inv;

@@ -401,7 +401,8 @@ impl Tracker {
         for (t, det) in matched.iter().enumerate() {
             let alive = match *det {
                 Some(d) => {
-                    self.apply_match(t, frame, &detections[d], scratch.embeddings[d]);
+                    let projection = scratch.projections[t].as_ref();
+                    self.apply_match(t, frame, &detections[d], projection, scratch.embeddings[d]);
                     true
                 }
                 None => self.apply_miss(t, frame, &mut result.ended),
@@ -495,12 +496,16 @@ impl Tracker {
         t: usize,
         frame: u64,
         det: &Detection,
+        projection: Option<&Projection>,
         embedding: Option<(&[f32], f32)>,
     ) {
         let momentum = self.config.appearance.momentum;
         let min_hits = self.config.min_hits;
         let track = &mut self.tracks[t];
-        track.state = self.filter.update(&track.state, &det.bbox);
+        track.state = match projection {
+            Some(p) => self.filter.update_projected(&track.state, p, &det.bbox),
+            None => self.filter.update(&track.state, &det.bbox),
+        };
         track.hits += 1;
         track.last_update = frame;
         track.last_bbox = track.state.bbox();

@@ -221,13 +221,53 @@ def cross_check(binary: Path, gt_file: Path, res_file: Path, mh) -> None:
         raise SystemExit(f"scorer disagrees with motmetrics on {res_file}: " + "; ".join(bad))
 
 
-def run_ours(binary: Path, det: Path, res: Path, repeat: int) -> float:
-    out = subprocess.run(
-        [str(binary), "track", "--detections", str(det), "--out", str(res), "--repeat", str(repeat),
-         "--frame-size", FRAME_SIZE],
-        check=True, capture_output=True, text=True,
-    ).stdout
+def run_ours(binary: Path, det: Path, res: Path, repeat: int, config: Path | None = None,
+             frame_size: str | None = FRAME_SIZE) -> float:
+    cmd = [str(binary), "track", "--detections", str(det), "--out", str(res), "--repeat", str(repeat)]
+    if frame_size:
+        cmd += ["--frame-size", frame_size]
+    if config:
+        cmd += ["--config", str(config)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return float(json.loads(out)["seconds"])
+
+
+# Ablation of our design choices: each row changes one thing from the defaults.
+ABLATIONS = {
+    "defaults": ("", FRAME_SIZE),
+    "no frame size (exits not detected)": ("", None),
+    "report_lost_frames = 0 (matched tracks only)": ("report_lost_frames = 0\n", FRAME_SIZE),
+    "no second stage (low-score detections ignored)": ("low_score_threshold = 0.5\n", FRAME_SIZE),
+    "no score fusion": ("fuse_score = false\n", FRAME_SIZE),
+    "Mahalanobis gate 0.95 (9.49)": ("[motion]\ngating_threshold = 9.4877\n", FRAME_SIZE),
+    "no Mahalanobis gate": ("[motion]\ngating_threshold = 1e12\n", FRAME_SIZE),
+    "min_hits = 3": ("min_hits = 3\n", FRAME_SIZE),
+}
+
+
+def ablation(args, mh, work: Path) -> str:
+    lines = ["| variant | " + " | ".join(f"{lv} MOTA | {lv} IDF1 | {lv} IDsw" for lv in LEVELS) + " |",
+             "|---|" + "---:|" * (3 * len(LEVELS))]
+    for name, (toml_text, frame_size) in ABLATIONS.items():
+        cfg = work / f"ablation-{abs(hash(name))}.toml"
+        cfg.write_text(toml_text)
+        cells = []
+        for level in LEVELS:
+            accs, names = [], []
+            for seq in SEQUENCES:
+                for seed in range(1, args.seeds + 1):
+                    det = work / f"{seq}-{level}-{seed}-det.txt"
+                    if not det.exists():
+                        subprocess.run([str(args.bin), "degrade", "--gt", str(args.data / seq / "gt.txt"),
+                                        "--level", level, "--seed", str(seed), "--out", str(det)], check=True)
+                    res = work / f"{seq}-{level}-{seed}-ablation.txt"
+                    run_ours(args.bin, det, res, 1, cfg, frame_size)
+                    accs.append(accumulate(args.data / seq / "gt.txt", res))
+                    names.append(f"{seq}-{seed}")
+            o = mh.compute_many(accs, names=names, metrics=METRICS, generate_overall=True).loc["OVERALL"]
+            cells.append(f"{float(o['mota']):.3f} | {float(o['idf1']):.3f} | {int(o['num_switches'])}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -237,11 +277,19 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=5, help="seeds 1..N per sequence and level")
     ap.add_argument("--out", type=Path, help="write the markdown table here")
     ap.add_argument("--work", type=Path, help="keep detection/result files here")
+    ap.add_argument("--ablation", action="store_true",
+                    help="only run our tracker with one design choice changed at a time")
     args = ap.parse_args()
 
     mh = mm.metrics.create()
     work = args.work or Path(tempfile.mkdtemp(prefix="vidar-track-eval-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.ablation:
+        text = ablation(args, mh, work)
+        print(text)
+        if args.out:
+            args.out.write_text(text + "\n")
+        return 0
     peers = available_peers()
 
     # Sanity check of the scorer on motmetrics' own reference outputs, if present.

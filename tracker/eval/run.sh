@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tracker evaluation: Vidar vs peer Python trackers on degraded TUD ground
-# truth, scored with motmetrics. Writes tracker/eval/results.md.
-# Usage: tracker/eval/run.sh [--seeds N] [--work DIR]
+# truth, scored with motmetrics. Writes tracker/eval/results.md (ours vs
+# peers) and tracker/eval/ablation.md (our design choices, one at a time).
+# Usage: tracker/eval/run.sh [--seeds N] [--work DIR]   (default 5 seeds)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -11,4 +12,6 @@ if [[ ! -x "$py" ]]; then
     exit 1
 fi
 cargo build --release -p vidar-tracker --bin vidar-track-eval
-exec "$py" tracker/eval/compare.py --bin target/release/vidar-track-eval --out tracker/eval/results.md "$@"
+bin=target/release/vidar-track-eval
+"$py" tracker/eval/compare.py --bin "$bin" --out tracker/eval/results.md "$@"
+"$py" tracker/eval/compare.py --bin "$bin" --out tracker/eval/ablation.md --ablation "$@"

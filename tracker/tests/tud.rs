@@ -138,3 +138,26 @@ fn perfect_detections_give_near_perfect_tracking() {
     assert!(s.clear.mota >= 0.97, "MOTA {:.4}", s.clear.mota);
     assert!(s.id.idf1 >= 0.95, "IDF1 {:.4}", s.id.idf1);
 }
+
+#[test]
+fn config_cases_parse_and_validate_as_named() {
+    let dir: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "config"].iter().collect();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/config exists") {
+        let path = entry.expect("readable entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let text = std::fs::read_to_string(&path).expect("readable file");
+        let parsed = toml::from_str::<TrackerConfig>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|c| c.validate().map_err(|e| e.to_string()));
+        if name.starts_with("valid-") {
+            assert!(parsed.is_ok(), "{name}: {parsed:?}");
+        } else if name.starts_with("invalid-") {
+            assert!(parsed.is_err(), "{name} should be rejected");
+        } else {
+            continue;
+        }
+        seen += 1;
+    }
+    assert!(seen >= 5, "only {seen} config cases found in {}", dir.display());
+}

@@ -27,7 +27,16 @@ fn fresh_file_gets_current_schema_wal_and_reopens() -> TestResult {
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    for t in ["cameras", "identities", "identity_merges", "node_seq", "sightings", "snapshots", "sync_cursors", "tracks"] {
+    for t in [
+        "cameras",
+        "identities",
+        "identity_merges",
+        "node_seq",
+        "sightings",
+        "snapshots",
+        "sync_cursors",
+        "tracks",
+    ] {
         assert!(tables.iter().any(|n| n == t), "{t} missing from {tables:?}");
     }
     drop(c);
@@ -51,8 +60,13 @@ fn newer_schema_is_refused_by_writer_and_reader() -> TestResult {
     writer(&path, "edge-1").shutdown()?;
     raw(&path).execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))?;
 
-    let e = WriterConfig::new(&path, node("edge-1")).build().unwrap_err();
-    assert!(matches!(e, StoreError::TooNew { found, .. } if found == SCHEMA_VERSION + 1), "{e}");
+    let e = WriterConfig::new(&path, node("edge-1"))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::TooNew { found, .. } if found == SCHEMA_VERSION + 1),
+        "{e}"
+    );
     let msg = e.to_string();
     assert!(msg.contains("future.db") && msg.contains("newer"), "{msg}");
     let e = Reader::open(&path).unwrap_err();
@@ -66,7 +80,10 @@ fn reader_refuses_unmigrated_and_missing_files() -> TestResult {
     let empty = db(&dir, "empty.db");
     drop(raw(&empty));
     let e = Reader::open(&empty).unwrap_err();
-    assert!(matches!(e, StoreError::NeedsMigration { found: 0, .. }), "{e}");
+    assert!(
+        matches!(e, StoreError::NeedsMigration { found: 0, .. }),
+        "{e}"
+    );
 
     let missing = db(&dir, "missing.db");
     let msg = Reader::open(&missing).unwrap_err().to_string();
@@ -81,15 +98,23 @@ fn non_sqlite_file_gives_clear_error_naming_the_path() -> TestResult {
     let path = db(&dir, "garbage.db");
     std::fs::write(&path, b"this is a JPEG, honest\n".repeat(300))?;
     for e in [
-        WriterConfig::new(&path, node("edge-1")).build().unwrap_err(),
+        WriterConfig::new(&path, node("edge-1"))
+            .build()
+            .unwrap_err(),
         Reader::open(&path).unwrap_err(),
     ] {
         assert!(matches!(e, StoreError::NotADatabase { .. }), "{e:?}");
         let msg = e.to_string();
-        assert!(msg.contains("garbage.db") && msg.contains("not a Vidar database"), "{msg}");
+        assert!(
+            msg.contains("garbage.db") && msg.contains("not a Vidar database"),
+            "{msg}"
+        );
     }
     // The file was not touched.
-    assert_eq!(std::fs::read(&path)?, b"this is a JPEG, honest\n".repeat(300));
+    assert_eq!(
+        std::fs::read(&path)?,
+        b"this is a JPEG, honest\n".repeat(300)
+    );
     Ok(())
 }
 
@@ -118,7 +143,9 @@ fn someone_elses_sqlite_database_is_left_alone() -> TestResult {
     let dir = tempfile::tempdir()?;
     let path = db(&dir, "other.db");
     raw(&path).execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")?;
-    let e = WriterConfig::new(&path, node("edge-1")).build().unwrap_err();
+    let e = WriterConfig::new(&path, node("edge-1"))
+        .build()
+        .unwrap_err();
     assert!(matches!(e, StoreError::Foreign { .. }), "{e}");
     assert!(e.to_string().contains("other.db"));
     let v: u32 = raw(&path).query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -126,7 +153,9 @@ fn someone_elses_sqlite_database_is_left_alone() -> TestResult {
 
     let path2 = db(&dir, "other2.db");
     raw(&path2).execute_batch("PRAGMA user_version = 1; CREATE TABLE t (x)")?;
-    let e = WriterConfig::new(&path2, node("edge-1")).build().unwrap_err();
+    let e = WriterConfig::new(&path2, node("edge-1"))
+        .build()
+        .unwrap_err();
     assert!(e.to_string().contains("application_id"), "{e}");
     Ok(())
 }
@@ -145,7 +174,8 @@ fn bad_tuning_reports_every_problem() {
 
 #[test]
 fn tuning_parses_from_toml_like_json_with_defaults_and_refuses_unknown_keys() {
-    let t: vidar_store::WriterTuning = serde_json::from_str(r#"{"max_batch": 64, "synchronous": "full"}"#).unwrap();
+    let t: vidar_store::WriterTuning =
+        serde_json::from_str(r#"{"max_batch": 64, "synchronous": "full"}"#).unwrap();
     assert_eq!(t.max_batch, 64);
     assert_eq!(t.max_delay_ms, 100);
     assert_eq!(t.synchronous, vidar_store::Synchronous::Full);

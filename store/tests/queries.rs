@@ -15,7 +15,9 @@ const D: u64 = 44;
 fn fixture(dir: &tempfile::TempDir) -> std::path::PathBuf {
     let path = db(dir, "q.db");
     let w = writer(&path, "edge-1");
-    let s = |id, camera: &str, track, first, last| Record::Sighting(sighting(id, camera, track, first, last, 4));
+    let s = |id, camera: &str, track, first, last| {
+        Record::Sighting(sighting(id, camera, track, first, last, 4))
+    };
     for r in [
         s(A, "cam-a", 1, 1_000, 2_000),
         s(D, "cam-a", 2, 1_500, 2_500),
@@ -40,7 +42,9 @@ fn fixture(dir: &tempfile::TempDir) -> std::path::PathBuf {
 }
 
 fn spans(v: &[vidar_store::Stored<vidar_store::Sighting>]) -> Vec<(u64, i64)> {
-    v.iter().map(|s| (s.value.identity.0, s.value.first_ms)).collect()
+    v.iter()
+        .map(|s| (s.value.identity.0, s.value.first_ms))
+        .collect()
 }
 
 #[test]
@@ -58,9 +62,17 @@ fn trajectory_follows_merges_in_both_directions_in_time_order() -> TestResult {
         .map(|s| s.value.camera.to_string())
         .collect();
     assert_eq!(cams, ["cam-a", "cam-b", "cam-c", "cam-a"]);
-    assert_eq!(spans(&r.trajectory(IdentityId(D), TimeRange::all(), 100)?), vec![(D, 1_500), (D, 9_000)]);
-    assert_eq!(r.identity_cluster(IdentityId(C))?, vec![IdentityId(B), IdentityId(C), IdentityId(A)]);
-    assert!(r.trajectory(IdentityId(999), TimeRange::all(), 100)?.is_empty());
+    assert_eq!(
+        spans(&r.trajectory(IdentityId(D), TimeRange::all(), 100)?),
+        vec![(D, 1_500), (D, 9_000)]
+    );
+    assert_eq!(
+        r.identity_cluster(IdentityId(C))?,
+        vec![IdentityId(B), IdentityId(C), IdentityId(A)]
+    );
+    assert!(r
+        .trajectory(IdentityId(999), TimeRange::all(), 100)?
+        .is_empty());
     Ok(())
 }
 
@@ -89,7 +101,9 @@ fn sightings_by_camera_and_time() -> TestResult {
     assert_eq!(spans(&a), vec![(A, 1_000), (D, 1_500), (A, 7_000)]);
     let a = r.sightings_by_camera(&cam("cam-a"), TimeRange::new(2_100, 7_000), 100)?;
     assert_eq!(spans(&a), vec![(D, 1_500)]);
-    assert!(r.sightings_by_camera(&cam("cam-z"), TimeRange::all(), 100)?.is_empty());
+    assert!(r
+        .sightings_by_camera(&cam("cam-z"), TimeRange::all(), 100)?
+        .is_empty());
     Ok(())
 }
 
@@ -102,10 +116,15 @@ fn identities_seen_in_a_range() -> TestResult {
     assert_eq!(ids, vec![A, D, B]);
     let all = r.identities_in_range(TimeRange::all(), 100)?;
     let d = all.iter().find(|s| s.identity.0 == D).ok_or("D missing")?;
-    assert_eq!((d.first_ms, d.last_ms, d.sightings, d.cameras), (1_500, 9_500, 2, 2));
+    assert_eq!(
+        (d.first_ms, d.last_ms, d.sightings, d.cameras),
+        (1_500, 9_500, 2, 2)
+    );
     let a = all.iter().find(|s| s.identity.0 == A).ok_or("A missing")?;
     assert_eq!((a.sightings, a.cameras), (2, 1));
-    assert!(r.identities_in_range(TimeRange::new(20_000, 30_000), 100)?.is_empty());
+    assert!(r
+        .identities_in_range(TimeRange::new(20_000, 30_000), 100)?
+        .is_empty());
     Ok(())
 }
 
@@ -114,17 +133,29 @@ fn snapshots_cameras_and_embeddings() -> TestResult {
     let dir = tempfile::tempdir()?;
     let r = Reader::open(fixture(&dir))?;
     let snaps = r.snapshots(IdentityId(B), 10)?;
-    assert_eq!(snaps.iter().map(|s| s.value.t_ms).collect::<Vec<_>>(), vec![1_200, 5_100]);
-    assert_eq!(Record::Snapshot(snaps[0].value.clone()), snapshot(A, "cam-a", 1_200));
+    assert_eq!(
+        snaps.iter().map(|s| s.value.t_ms).collect::<Vec<_>>(),
+        vec![1_200, 5_100]
+    );
+    assert_eq!(
+        Record::Snapshot(snaps[0].value.clone()),
+        snapshot(A, "cam-a", 1_200)
+    );
     assert_eq!(r.snapshots(IdentityId(D), 10)?.len(), 1);
 
     let cams = r.cameras()?;
-    let names: Vec<(&str, &str)> = cams.iter().map(|c| (c.value.camera.as_str(), c.value.name.as_str())).collect();
+    let names: Vec<(&str, &str)> = cams
+        .iter()
+        .map(|c| (c.value.camera.as_str(), c.value.name.as_str()))
+        .collect();
     assert_eq!(names, vec![("cam-a", "Lobby"), ("cam-b", "Yard")]);
 
     let ids = r.identity_records(IdentityId(A))?;
     assert_eq!(ids.len(), 1);
-    assert_eq!(Record::Identity(ids[0].value.clone()), identity(A, "cam-a", 1_000, 8));
+    assert_eq!(
+        Record::Identity(ids[0].value.clone()),
+        identity(A, "cam-a", 1_000, 8)
+    );
     Ok(())
 }
 
@@ -133,7 +164,12 @@ fn merge_cycles_terminate() -> TestResult {
     let dir = tempfile::tempdir()?;
     let path = db(&dir, "cyc.db");
     let w = writer(&path, "master");
-    for r in [merge(1, 2, 0), merge(2, 3, 0), merge(3, 1, 0), Record::Sighting(sighting(3, "cam-a", 1, 0, 5, 1))] {
+    for r in [
+        merge(1, 2, 0),
+        merge(2, 3, 0),
+        merge(3, 1, 0),
+        Record::Sighting(sighting(3, "cam-a", 1, 0, 5, 1)),
+    ] {
         w.submit(r)?;
     }
     w.shutdown()?;

@@ -11,12 +11,25 @@ use vidar_store::{KeyedRecord, Reader, Record, RecordKey, StoreError};
 fn dump(path: &std::path::Path) -> Vec<String> {
     let c = rusqlite::Connection::open(path).unwrap();
     let mut out = Vec::new();
-    for t in ["cameras", "tracks", "sightings", "identities", "snapshots", "identity_merges", "sync_cursors", "node_seq"] {
-        let mut stmt = c.prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2")).unwrap();
+    for t in [
+        "cameras",
+        "tracks",
+        "sightings",
+        "identities",
+        "snapshots",
+        "identity_merges",
+        "sync_cursors",
+        "node_seq",
+    ] {
+        let mut stmt = c
+            .prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2"))
+            .unwrap();
         let n = stmt.column_count();
         let rows = stmt
             .query_map([], |r| {
-                let vals: Vec<String> = (0..n).map(|k| format!("{:?}", r.get_ref(k).unwrap())).collect();
+                let vals: Vec<String> = (0..n)
+                    .map(|k| format!("{:?}", r.get_ref(k).unwrap()))
+                    .collect();
                 Ok(format!("{t}: {}", vals.join(", ")))
             })
             .unwrap();
@@ -54,7 +67,11 @@ fn master_pulls_everything_in_batches_exactly_once() -> TestResult {
             break;
         }
         let seqs: Vec<u64> = batch.iter().map(|r| r.key.seq).collect();
-        assert_eq!(seqs, (cursor + 1..=cursor + seqs.len() as u64).collect::<Vec<_>>(), "contiguous after the cursor");
+        assert_eq!(
+            seqs,
+            (cursor + 1..=cursor + seqs.len() as u64).collect::<Vec<_>>(),
+            "contiguous after the cursor"
+        );
         let report = master.upsert_batch(&peer, batch)?;
         assert_eq!(report.already_present, 0);
         assert_eq!(report.cursor, *seqs.last().ok_or("empty")?);
@@ -62,10 +79,19 @@ fn master_pulls_everything_in_batches_exactly_once() -> TestResult {
     }
     assert_eq!(rounds, 5);
     let m = Reader::open(&master_path)?;
-    assert_eq!(m.records_after(&peer, 0, 1000)?, edge_reader.records_after(&peer, 0, 1000)?);
+    assert_eq!(
+        m.records_after(&peer, 0, 1000)?,
+        edge_reader.records_after(&peer, 0, 1000)?
+    );
     assert_eq!(m.cursor(&peer)?, Some(120));
     // The master's own counter is untouched by peer records.
-    assert_eq!(master.write(merge(1, 2, 0))?, RecordKey { node: node("master"), seq: 1 });
+    assert_eq!(
+        master.write(merge(1, 2, 0))?,
+        RecordKey {
+            node: node("master"),
+            seq: 1
+        }
+    );
     master.shutdown()?;
     Ok(())
 }
@@ -79,10 +105,16 @@ fn upserting_the_same_batch_twice_changes_nothing() -> TestResult {
     let peer = node("edge-1");
     let batch = Reader::open(&edge)?.records_after(&peer, 0, 100)?;
     let first = master.upsert_batch(&peer, batch.clone())?;
-    assert_eq!((first.inserted, first.already_present, first.cursor), (18, 0, 18));
+    assert_eq!(
+        (first.inserted, first.already_present, first.cursor),
+        (18, 0, 18)
+    );
     let before = dump(&master_path);
     let again = master.upsert_batch(&peer, batch.clone())?;
-    assert_eq!((again.inserted, again.already_present, again.cursor), (0, 18, 18));
+    assert_eq!(
+        (again.inserted, again.already_present, again.cursor),
+        (0, 18, 18)
+    );
     assert_eq!(dump(&master_path), before);
     // An older, overlapping batch (a retry after a lost reply) neither duplicates nor moves the cursor back.
     let again = master.upsert_batch(&peer, batch[..5].to_vec())?;
@@ -113,15 +145,27 @@ fn malformed_batches_are_refused_whole() -> TestResult {
         let e = master.upsert_batch(&peer, bad).unwrap_err();
         assert!(matches!(e, StoreError::BadBatch { .. }), "{e}");
     }
-    assert!(matches!(master.upsert_batch(&peer, invalid).unwrap_err(), StoreError::Invalid(_)));
+    assert!(matches!(
+        master.upsert_batch(&peer, invalid).unwrap_err(),
+        StoreError::Invalid(_)
+    ));
     let own: Vec<KeyedRecord> = batch
         .iter()
-        .map(|r| KeyedRecord { key: RecordKey { node: node("master"), seq: r.key.seq }, record: r.record.clone() })
+        .map(|r| KeyedRecord {
+            key: RecordKey {
+                node: node("master"),
+                seq: r.key.seq,
+            },
+            record: r.record.clone(),
+        })
         .collect();
     assert!(master.upsert_batch(&node("master"), own).is_err());
     master.flush()?;
     let m = Reader::open(&master_path)?;
-    assert!(m.counts()?.iter().all(|(_, n)| *n == 0), "nothing stored from refused batches");
+    assert!(
+        m.counts()?.iter().all(|(_, n)| *n == 0),
+        "nothing stored from refused batches"
+    );
     assert_eq!(m.cursor(&peer)?, None);
     master.shutdown()?;
     Ok(())
@@ -161,32 +205,58 @@ fn prune_deletes_only_acknowledged_and_expired_records() -> TestResult {
     // Old and acknowledged: seqs 2..=6 (seq 1 is a camera, kept).
     assert_eq!(report.deleted, 5);
     let r = Reader::open(&path)?;
-    let left: Vec<u64> = r.records_after(&node("edge-1"), 0, 100)?.iter().map(|k| k.key.seq).collect();
+    let left: Vec<u64> = r
+        .records_after(&node("edge-1"), 0, 100)?
+        .iter()
+        .map(|k| k.key.seq)
+        .collect();
     assert_eq!(left, [1].into_iter().chain(7..=18).collect::<Vec<_>>());
     // Pruning again changes nothing; a retention of zero then takes the recent acknowledged ones too.
-    assert_eq!(w.prune_acknowledged_at(acked, Duration::from_secs(50), now)?.deleted, 0);
-    assert_eq!(w.prune_acknowledged_at(acked, Duration::ZERO, 200_000)?.deleted, 5);
+    assert_eq!(
+        w.prune_acknowledged_at(acked, Duration::from_secs(50), now)?
+            .deleted,
+        0
+    );
+    assert_eq!(
+        w.prune_acknowledged_at(acked, Duration::ZERO, 200_000)?
+            .deleted,
+        5
+    );
     // The counter does not fall back to the highest remaining seq.
     w.prune_acknowledged_at(u64::MAX, Duration::ZERO, i64::MAX)?;
-    assert_eq!(r.records_after(&node("edge-1"), 0, 100)?.len(), 3, "cameras stay");
+    assert_eq!(
+        r.records_after(&node("edge-1"), 0, 100)?.len(),
+        3,
+        "cameras stay"
+    );
     w.shutdown()?;
     let w = writer(&path, "edge-1");
     assert_eq!(w.write(merge(1, 2, 0))?.seq, 19);
     w.shutdown()?;
-    let free: i64 = rusqlite::Connection::open(&path)?.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    let free: i64 =
+        rusqlite::Connection::open(&path)?.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
     assert_eq!(free, 0, "freed pages given back by incremental_vacuum");
     Ok(())
 }
 
 #[test]
 fn records_serialise_for_the_wire() -> TestResult {
-    let rec = KeyedRecord { key: RecordKey { node: node("edge-1"), seq: 7 }, record: one_of_each(5)[2].clone() };
+    let rec = KeyedRecord {
+        key: RecordKey {
+            node: node("edge-1"),
+            seq: 7,
+        },
+        record: one_of_each(5)[2].clone(),
+    };
     let json = serde_json::to_string(&rec)?;
     assert!(json.contains("\"sighting\""), "{json}");
     let back: KeyedRecord = serde_json::from_str(&json)?;
     assert_eq!(back, rec);
     let bad = json.replace("edge-1", "edge/1");
-    assert!(serde_json::from_str::<KeyedRecord>(&bad).is_err(), "ids validated on the way in");
+    assert!(
+        serde_json::from_str::<KeyedRecord>(&bad).is_err(),
+        "ids validated on the way in"
+    );
     let _ = Record::kind(&rec.record);
     Ok(())
 }

@@ -10,7 +10,12 @@ use vidar_store::{Reader, Record, StoreError, TimeRange};
 
 fn count(path: &std::path::Path, table: &str) -> u64 {
     let r = Reader::open(path).unwrap();
-    r.counts().unwrap().into_iter().find(|(t, _)| *t == table).unwrap().1
+    r.counts()
+        .unwrap()
+        .into_iter()
+        .find(|(t, _)| *t == table)
+        .unwrap()
+        .1
 }
 
 #[test]
@@ -19,12 +24,21 @@ fn keys_are_consecutive_across_kinds_and_records_roundtrip() -> TestResult {
     let path = db(&dir, "e.db");
     let w = writer(&path, "edge-1");
     let records = one_of_each(1_700_000_000_000);
-    let pending: Vec<_> = records.iter().map(|r| w.submit_acked(r.clone())).collect::<Result<_, _>>()?;
-    let seqs: Vec<u64> = pending.into_iter().map(|p| p.wait().map(|k| k.seq)).collect::<Result<_, _>>()?;
+    let pending: Vec<_> = records
+        .iter()
+        .map(|r| w.submit_acked(r.clone()))
+        .collect::<Result<_, _>>()?;
+    let seqs: Vec<u64> = pending
+        .into_iter()
+        .map(|p| p.wait().map(|k| k.seq))
+        .collect::<Result<_, _>>()?;
     assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6]);
     let r = Reader::open(&path)?;
     let back = r.records_after(&node("edge-1"), 0, 100)?;
-    assert_eq!(back.iter().map(|k| k.record.clone()).collect::<Vec<_>>(), records);
+    assert_eq!(
+        back.iter().map(|k| k.record.clone()).collect::<Vec<_>>(),
+        records
+    );
     assert!(back.iter().all(|k| k.key.node == node("edge-1")));
     w.shutdown()?;
     Ok(())
@@ -36,7 +50,14 @@ fn batches_are_bounded_by_max_batch() -> TestResult {
     let path = db(&dir, "e.db");
     let w = writer_with(&path, "edge-1", 64, Duration::from_secs(10));
     for k in 0..1000 {
-        w.submit(Record::Sighting(sighting(k, "cam-a", k, k as i64, k as i64 + 10, 3)))?;
+        w.submit(Record::Sighting(sighting(
+            k,
+            "cam-a",
+            k,
+            k as i64,
+            k as i64 + 10,
+            3,
+        )))?;
     }
     let report = w.flush()?;
     assert_eq!(report.last_seq, 1000);
@@ -120,7 +141,11 @@ fn invalid_records_are_refused_at_submit_and_the_writer_goes_on() -> TestResult 
         assert!(matches!(e, StoreError::Invalid(_)), "{e}");
         assert!(e.to_string().contains(kind), "{e}");
     }
-    assert_eq!(w.write(camera("cam-a", "fine", 0))?.seq, 1, "no seq consumed by refused records");
+    assert_eq!(
+        w.write(camera("cam-a", "fine", 0))?.seq,
+        1,
+        "no seq consumed by refused records"
+    );
     w.shutdown()?;
     Ok(())
 }
@@ -135,7 +160,10 @@ fn concurrent_producers_get_distinct_gapless_keys() -> TestResult {
             let h = w.handle();
             std::thread::spawn(move || {
                 (0..300u64)
-                    .map(|k| h.write(track("cam-a", t * 1000 + k, 0, 1)).map(|key| key.seq))
+                    .map(|k| {
+                        h.write(track("cam-a", t * 1000 + k, 0, 1))
+                            .map(|key| key.seq)
+                    })
                     .collect::<Result<Vec<_>, _>>()
             })
         })
@@ -143,7 +171,10 @@ fn concurrent_producers_get_distinct_gapless_keys() -> TestResult {
     let mut all = BTreeSet::new();
     for t in threads {
         let seqs = t.join().map_err(|_| "producer panicked")??;
-        assert!(seqs.windows(2).all(|p| p[0] < p[1]), "one producer's keys increase");
+        assert!(
+            seqs.windows(2).all(|p| p[0] < p[1]),
+            "one producer's keys increase"
+        );
         all.extend(seqs);
     }
     assert_eq!(all, (1..=1200).collect::<BTreeSet<_>>());
@@ -178,7 +209,10 @@ fn try_submit_reports_a_full_queue_and_submit_waits_out_a_locked_database() -> T
             Err(e) => return Err(e.into()),
         }
     }
-    assert!(full, "queue never reported full while the database was locked");
+    assert!(
+        full,
+        "queue never reported full while the database was locked"
+    );
     // Released within the writer's retry budget: everything queued commits.
     std::thread::sleep(Duration::from_millis(150));
     blocker.execute_batch("COMMIT")?;
@@ -220,11 +254,23 @@ fn queries_see_only_committed_records() -> TestResult {
     w.submit(Record::Sighting(sighting(1, "cam-a", 1, 0, 10, 2)))?;
     w.flush()?;
     let r = Reader::open(&path)?;
-    assert_eq!(r.trajectory(vidar_protocol::IdentityId(1), TimeRange::all(), 10)?.len(), 1);
+    assert_eq!(
+        r.trajectory(vidar_protocol::IdentityId(1), TimeRange::all(), 10)?
+            .len(),
+        1
+    );
     w.submit(Record::Sighting(sighting(1, "cam-a", 2, 20, 30, 2)))?;
-    assert_eq!(r.trajectory(vidar_protocol::IdentityId(1), TimeRange::all(), 10)?.len(), 1);
+    assert_eq!(
+        r.trajectory(vidar_protocol::IdentityId(1), TimeRange::all(), 10)?
+            .len(),
+        1
+    );
     w.flush()?;
-    assert_eq!(r.trajectory(vidar_protocol::IdentityId(1), TimeRange::all(), 10)?.len(), 2);
+    assert_eq!(
+        r.trajectory(vidar_protocol::IdentityId(1), TimeRange::all(), 10)?
+            .len(),
+        2
+    );
     w.shutdown()?;
     Ok(())
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
 use vidar_store::{
-    BoxPoint, CameraRecord, IdentityMerge, IdentityRecord, Record, Sighting, Snapshot,
-    TrackRecord, Writer, WriterConfig, WriterTuning,
+    BoxPoint, CameraRecord, IdentityMerge, IdentityRecord, Record, Sighting, Snapshot, TrackRecord,
+    Writer, WriterConfig, WriterTuning,
 };
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -42,12 +42,29 @@ pub fn writer_with(path: &Path, node_id: &str, max_batch: usize, max_delay: Dura
 }
 
 /// A sighting with `points` boxes spread evenly over `[first_ms, last_ms]`.
-pub fn sighting(identity: u64, camera: &str, track: u64, first_ms: i64, last_ms: i64, points: usize) -> Sighting {
+pub fn sighting(
+    identity: u64,
+    camera: &str,
+    track: u64,
+    first_ms: i64,
+    last_ms: i64,
+    points: usize,
+) -> Sighting {
     let span = last_ms - first_ms;
     let path = (0..points)
         .map(|k| BoxPoint {
-            t_ms: first_ms + if points > 1 { span * k as i64 / (points as i64 - 1) } else { 0 },
-            bbox: BBox { x: k as f32, y: 2.0 * k as f32, w: 40.5, h: 90.25 },
+            t_ms: first_ms
+                + if points > 1 {
+                    span * k as i64 / (points as i64 - 1)
+                } else {
+                    0
+                },
+            bbox: BBox {
+                x: k as f32,
+                y: 2.0 * k as f32,
+                w: 40.5,
+                h: 90.25,
+            },
         })
         .collect();
     Sighting {
@@ -61,7 +78,11 @@ pub fn sighting(identity: u64, camera: &str, track: u64, first_ms: i64, last_ms:
 }
 
 pub fn camera(id: &str, name: &str, t: i64) -> Record {
-    Record::Camera(CameraRecord { camera: cam(id), name: name.to_string(), recorded_ms: t })
+    Record::Camera(CameraRecord {
+        camera: cam(id),
+        name: name.to_string(),
+        recorded_ms: t,
+    })
 }
 
 pub fn track(camera: &str, track: u64, first_ms: i64, last_ms: i64) -> Record {
@@ -87,11 +108,20 @@ pub fn snapshot(id: u64, camera: &str, t: i64) -> Record {
     let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0];
     jpeg.extend((0..200u32).map(|k| (k * 7 + t as u32) as u8));
     jpeg.extend([0xFF, 0xD9]);
-    Record::Snapshot(Snapshot { identity: IdentityId(id), camera: cam(camera), t_ms: t, jpeg })
+    Record::Snapshot(Snapshot {
+        identity: IdentityId(id),
+        camera: cam(camera),
+        t_ms: t,
+        jpeg,
+    })
 }
 
 pub fn merge(from: u64, into: u64, t: i64) -> Record {
-    Record::Merge(IdentityMerge { from: IdentityId(from), into: IdentityId(into), decided_ms: t })
+    Record::Merge(IdentityMerge {
+        from: IdentityId(from),
+        into: IdentityId(into),
+        decided_ms: t,
+    })
 }
 
 /// One record of each kind, times around `t`.

@@ -4,7 +4,12 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod analysis;
 mod command;
+mod config;
+mod metrics;
+mod node;
+mod recorder;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -22,6 +27,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the edge node from a TOML config until SIGINT/SIGTERM.
+    Run(command::run::RunArgs),
     /// Watch one stream and print its stats once a second (for installers).
     Probe(command::probe::ProbeArgs),
     /// Whole-system benchmarks that print a table.
@@ -32,6 +39,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     command::init_logging(&cli.log_format)?;
     match cli.command {
+        Command::Run(args) => command::run::run(args),
         Command::Probe(args) => command::probe::run(args),
         Command::Bench(args) => command::bench::run(args),
     }

@@ -1,0 +1,225 @@
+//! The edge node's TOML configuration: every field documented, defaults that
+//! work for a single box, and validation that reports every problem at once
+//! with the file and key it concerns.
+//!
+//! ```toml
+//! node_id = "edge-1"
+//! database = "vidar-edge.db"
+//! metrics_addr = "127.0.0.1:9100"
+//! detection_interval = 1
+//!
+//! [[cameras]]
+//! camera = "entrance"
+//! source = "rtsp://user:pass@10.0.0.5/stream1"
+//! ```
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use vidar_detectors::SsdConfig;
+use vidar_models::RuntimeConfig;
+use vidar_pipeline::IngestConfig;
+use vidar_protocol::NodeId;
+use vidar_reid::{EmbedderConfig, GalleryConfig};
+use vidar_tracker::TrackerConfig;
+
+/// Everything `vidar-edge run` needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// This node's id in the cluster (letters, digits, `_`, `.`, `-`). Required.
+    pub node_id: NodeId,
+    /// Local SQLite database path. Default `vidar-edge.db`.
+    #[serde(default = "defaults::database")]
+    pub database: PathBuf,
+    /// Address of the Prometheus `/metrics` and `/healthz` endpoint. Default `127.0.0.1:9100`.
+    #[serde(default = "defaults::metrics_addr")]
+    pub metrics_addr: String,
+    /// Run the detector on every Nth frame of a camera; the tracker predicts in
+    /// between. 1 = every frame (default). Raise it when the box cannot keep up.
+    #[serde(default = "defaults::one")]
+    pub detection_interval: u32,
+    /// Save a small JPEG of each new identity. Default true.
+    #[serde(default = "defaults::yes")]
+    pub snapshots: bool,
+    /// Model files and ONNX Runtime settings.
+    #[serde(default)]
+    pub models: ModelsConfig,
+    /// Person detector.
+    #[serde(default)]
+    pub detector: SsdConfig,
+    /// Re-ID embedder.
+    #[serde(default)]
+    pub embedder: EmbedderConfig,
+    /// Identity gallery.
+    #[serde(default)]
+    pub gallery: GalleryConfig,
+    /// Tracker, one per camera.
+    #[serde(default)]
+    pub tracker: TrackerConfig,
+    /// Cameras to ingest. At least one.
+    #[serde(default)]
+    pub cameras: Vec<IngestConfig>,
+}
+
+/// Where models live and how sessions are built.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Directory of model files; default `$VIDAR_MODEL_DIR`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Execution providers and threads.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+mod defaults {
+    use std::path::PathBuf;
+    pub fn database() -> PathBuf {
+        PathBuf::from("vidar-edge.db")
+    }
+    pub fn metrics_addr() -> String {
+        "127.0.0.1:9100".into()
+    }
+    pub fn one() -> u32 {
+        1
+    }
+    pub fn yes() -> bool {
+        true
+    }
+}
+
+impl EdgeConfig {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<EdgeConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates TOML `text`; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<EdgeConfig> {
+        let config: EdgeConfig =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("config {origin}: {e}"))?;
+        let problems = config.problems();
+        if !problems.is_empty() {
+            anyhow::bail!(
+                "config {origin} is invalid:\n  - {}",
+                problems.join("\n  - ")
+            );
+        }
+        Ok(config)
+    }
+
+    /// Every problem, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.cameras.is_empty() {
+            p.push("cameras: at least one [[cameras]] entry is required".into());
+        }
+        if !(1..=300).contains(&self.detection_interval) {
+            p.push(format!(
+                "detection_interval: {} must be in 1..=300",
+                self.detection_interval
+            ));
+        }
+        if self.metrics_addr.parse::<std::net::SocketAddr>().is_err() {
+            p.push(format!(
+                "metrics_addr: {:?} is not an address like 127.0.0.1:9100",
+                self.metrics_addr
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, c) in self.cameras.iter().enumerate() {
+            if !seen.insert(c.camera.clone()) {
+                p.push(format!("cameras[{i}].camera: {} is used twice", c.camera));
+            }
+            if let Err(errs) = c.validate() {
+                p.extend(
+                    errs.into_iter()
+                        .map(|e| format!("cameras[{i}] ({}): {e}", c.camera)),
+                );
+            }
+        }
+        for (key, r) in [
+            (
+                "detector",
+                self.detector.validate().map_err(|e| e.to_string()),
+            ),
+            (
+                "embedder",
+                self.embedder.validate().map_err(|e| e.to_string()),
+            ),
+            (
+                "gallery",
+                self.gallery.validate().map_err(|e| e.to_string()),
+            ),
+            (
+                "tracker",
+                self.tracker.validate().map_err(|e| e.to_string()),
+            ),
+            (
+                "models.runtime",
+                self.models.runtime.validate().map_err(|e| e.to_string()),
+            ),
+        ] {
+            if let Err(e) = r {
+                p.push(format!("{key}: {e}"));
+            }
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = EdgeConfig::parse(
+            "node_id = \"edge-1\"\n[[cameras]]\ncamera = \"c1\"\nsource = \"rtsp://127.0.0.1:8554/cam1\"\n",
+            "test.toml",
+        )
+        .expect("valid");
+        assert_eq!(c.detection_interval, 1);
+        assert_eq!(c.database, PathBuf::from("vidar-edge.db"));
+        assert_eq!(c.cameras.len(), 1);
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_key() {
+        let err = EdgeConfig::parse(
+            "node_id = \"edge-1\"\ndetection_interval = 0\nmetrics_addr = \"nowhere\"\n\
+             [[cameras]]\ncamera = \"c1\"\nsource = \"rtsp://\"\n\
+             [[cameras]]\ncamera = \"c1\"\nsource = \"x.mp4\"\nqueue_capacity = 0\n",
+            "bad.toml",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        for needle in [
+            "bad.toml",
+            "detection_interval",
+            "metrics_addr",
+            "cameras[0] (c1): source",
+            "used twice",
+            "queue_capacity",
+        ] {
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_ids_are_refused() {
+        let err = EdgeConfig::parse("node_id = \"e\"\ndetction_interval = 2\n", "a.toml")
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("detction_interval")));
+        let err = EdgeConfig::parse("node_id = \"a/b\"\n", "b.toml")
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("'/'")));
+    }
+}

@@ -1,0 +1,274 @@
+//! `run(config, shutdown)`: wires one edge node together. Ingest threads (one
+//! per camera) -> the analysis thread (detect, track, re-ID) -> the recorder
+//! (one SQLite writer) -> `/metrics`. Returns after `shutdown` is set and every
+//! record has been flushed.
+
+use crate::analysis::{Analysis, AnalysisSettings, CameraSlot};
+use crate::config::EdgeConfig;
+use crate::metrics::{self, header, render_histogram, MetricsServer, NodeMetrics, Render};
+use crate::recorder::Recorder;
+use anyhow::{Context, Result};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use vidar_models::{Manifest, ModelStore, SessionFactory};
+use vidar_pipeline::Ingest;
+use vidar_protocol::StreamStatus;
+use vidar_reid::Gallery;
+
+/// Builds every part (failing early, with the file and problem named, on a
+/// bad model or database) and runs until `shutdown` is set.
+pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>) -> Result<()> {
+    let store = match &config.models.dir {
+        Some(dir) => ModelStore::new(dir, Manifest::builtin()?),
+        None => {
+            ModelStore::from_env().context("locating models (set models.dir or VIDAR_MODEL_DIR)")?
+        }
+    };
+    let factory = SessionFactory::new(store, config.models.runtime.clone())
+        .context("starting ONNX Runtime")?;
+    let detector = config
+        .detector
+        .build(&factory)
+        .with_context(|| format!("loading detector model {:?}", config.detector.model))?;
+    let embedder = config
+        .embedder
+        .build(&factory)
+        .with_context(|| format!("loading re-ID model {:?}", config.embedder.model))?;
+    let gallery = Gallery::new(config.gallery.clone())?;
+    let recorder = Recorder::open(&config.database, &config.node_id)
+        .with_context(|| format!("opening database {}", config.database.display()))?;
+    let node_metrics = Arc::new(NodeMetrics::default());
+    recorder.attach_metrics(Arc::clone(&node_metrics));
+
+    let mut cameras = Vec::with_capacity(config.cameras.len());
+    for cam in &config.cameras {
+        let tracker = config.tracker.build()?;
+        let ingest = Ingest::start(cam.clone())
+            .with_context(|| format!("starting camera {}", cam.camera))?;
+        cameras.push(CameraSlot::new(ingest, tracker));
+    }
+    let statuses = Arc::new(StatusBoard::default());
+    let board = Arc::clone(&statuses);
+    let cam_metrics: Vec<_> = cameras
+        .iter()
+        .map(|c| (c.ingest.camera().clone(), Arc::clone(&c.metrics)))
+        .collect();
+    let nm = Arc::clone(&node_metrics);
+    let node_id = config.node_id.clone();
+    let render: Render = Arc::new(move |out: &mut String| {
+        render_node(out, &node_id, &board, &cam_metrics, &nm);
+    });
+    let board = Arc::clone(&statuses);
+    let healthy: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || board.any_streaming());
+    let server = MetricsServer::start(&config.metrics_addr, render, healthy)
+        .with_context(|| format!("binding metrics_addr {}", config.metrics_addr))?;
+    tracing::info!(node = %config.node_id, metrics = %server.addr(), cameras = config.cameras.len(),
+        detector = %detector_name(&config), "edge node running");
+
+    let analysis = Analysis {
+        cameras,
+        detector: Box::new(detector),
+        embedder: Box::new(embedder),
+        gallery,
+        recorder,
+        metrics: node_metrics,
+        settings: AnalysisSettings {
+            detection_interval: config.detection_interval,
+            snapshots: config.snapshots,
+        },
+    };
+    let stop = Arc::clone(&shutdown);
+    let publisher = Arc::clone(&statuses);
+    let worker = std::thread::Builder::new()
+        .name("analysis".into())
+        .spawn(move || analysis.run_with_status(&stop, &publisher))?;
+    while !shutdown.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tracing::info!("shutting down: flushing records");
+    worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("analysis thread panicked"))?;
+    drop(server);
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+fn detector_name(config: &EdgeConfig) -> &str {
+    &config.detector.model
+}
+
+/// The latest status of every stream, published by the analysis thread once
+/// a second for `/metrics` and `/healthz`.
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    inner: std::sync::Mutex<Vec<(String, StreamStatus)>>,
+}
+
+impl StatusBoard {
+    /// Replaces the snapshot.
+    pub fn publish(&self, v: Vec<(String, StreamStatus)>) {
+        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = v;
+    }
+    /// A copy of the snapshot.
+    pub fn snapshot(&self) -> Vec<(String, StreamStatus)> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    fn any_streaming(&self) -> bool {
+        self.snapshot()
+            .iter()
+            .any(|(_, s)| s.state == vidar_protocol::StreamState::Streaming)
+    }
+}
+
+fn render_node(
+    out: &mut String,
+    node: &vidar_protocol::NodeId,
+    board: &StatusBoard,
+    cams: &[(vidar_protocol::CameraId, Arc<metrics::CameraMetrics>)],
+    nm: &NodeMetrics,
+) {
+    let statuses = board.snapshot();
+    let counter = |out: &mut String, name: &str, help: &str, f: &dyn Fn(&StreamStatus) -> u64| {
+        header(out, name, "counter", help);
+        for (cam, st) in &statuses {
+            let _ = writeln!(out, "{name}{{node=\"{node}\",camera=\"{cam}\"}} {}", f(st));
+        }
+    };
+    counter(
+        out,
+        "vidar_frames_total",
+        "Frames decoded by ingest.",
+        &|s| s.counters.frames,
+    );
+    counter(
+        out,
+        "vidar_frames_dropped_total",
+        "Frames dropped because analysis fell behind.",
+        &|s| s.counters.dropped,
+    );
+    counter(out, "vidar_reconnects_total", "Stream reconnects.", &|s| {
+        s.counters.reconnects
+    });
+    counter(
+        out,
+        "vidar_decode_errors_total",
+        "Corrupt or undecodable data events.",
+        &|s| s.counters.decode_errors,
+    );
+    header(
+        out,
+        "vidar_queue_depth",
+        "gauge",
+        "Frames waiting in the stream queue.",
+    );
+    for (cam, st) in &statuses {
+        let _ = writeln!(
+            out,
+            "vidar_queue_depth{{node=\"{node}\",camera=\"{cam}\"}} {}",
+            st.queue_depth
+        );
+    }
+    header(
+        out,
+        "vidar_stream_up",
+        "gauge",
+        "1 when the stream is delivering frames.",
+    );
+    for (cam, st) in &statuses {
+        let up = u8::from(st.state == vidar_protocol::StreamState::Streaming);
+        let _ = writeln!(
+            out,
+            "vidar_stream_up{{node=\"{node}\",camera=\"{cam}\",state=\"{}\"}} {up}",
+            st.state.as_str()
+        );
+    }
+    header(
+        out,
+        "vidar_frames_analysed_total",
+        "counter",
+        "Frames analysed (detected or tracked).",
+    );
+    for (cam, m) in cams {
+        let _ = writeln!(
+            out,
+            "vidar_frames_analysed_total{{node=\"{node}\",camera=\"{cam}\"}} {}",
+            m.analysed.load(Ordering::Relaxed)
+        );
+    }
+    header(
+        out,
+        "vidar_tracks",
+        "gauge",
+        "Confirmed tracks in the latest analysed frame.",
+    );
+    for (cam, m) in cams {
+        let _ = writeln!(
+            out,
+            "vidar_tracks{{node=\"{node}\",camera=\"{cam}\"}} {}",
+            m.tracks.load(Ordering::Relaxed)
+        );
+    }
+    header(
+        out,
+        "vidar_capture_to_result_seconds",
+        "histogram",
+        "Capture to analysis result latency.",
+    );
+    for (cam, m) in cams {
+        render_histogram(
+            out,
+            "vidar_capture_to_result_seconds",
+            &format!("node=\"{node}\",camera=\"{cam}\""),
+            &m.latency,
+        );
+    }
+    let labels = format!("node=\"{node}\"");
+    for (name, help, h) in [
+        (
+            "vidar_detector_inference_seconds",
+            "Detector inference time per run.",
+            &nm.inference,
+        ),
+        (
+            "vidar_detector_preprocess_seconds",
+            "Detector pre-processing time per run.",
+            &nm.preprocess,
+        ),
+        (
+            "vidar_reid_inference_seconds",
+            "Re-ID time per batch of crops.",
+            &nm.reid_inference,
+        ),
+    ] {
+        header(out, name, "histogram", help);
+        render_histogram(out, name, &labels, h);
+    }
+    for (name, help, v) in [
+        (
+            "vidar_records_written_total",
+            "Records committed to the local database.",
+            &nm.records_written,
+        ),
+        (
+            "vidar_identities_total",
+            "Identities minted by this node.",
+            &nm.identities,
+        ),
+        (
+            "vidar_crops_embedded_total",
+            "Person crops embedded.",
+            &nm.crops,
+        ),
+        (
+            "vidar_analysis_errors_total",
+            "Failed inference runs or writes.",
+            &nm.errors,
+        ),
+    ] {
+        header(out, name, "counter", help);
+        let _ = writeln!(out, "{name}{{{labels}}} {}", v.load(Ordering::Relaxed));
+    }
+}

@@ -229,8 +229,7 @@ impl SsdDetector {
                 Form::Raw { anchors, scales } => {
                     let (eshape, encodings) = outputs.f32(0)?;
                     let (sshape, scores) = outputs.f32(1)?;
-                    let boxes = eshape[1];
-                    let classes = sshape[2];
+                    let (boxes, classes) = (eshape[1] as usize, sshape[2] as usize);
                     let params = DecodeParams {
                         class: person as usize,
                         score_threshold: config.score_threshold,

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::error::ModelError;
 use crate::manifest::{DType, ModelSpec, TensorSpec};
-use crate::store::{hex, ModelStore};
+use crate::store::{verify_bytes, ModelStore};
 
 /// Environment variable naming the ONNX Runtime shared library.
 pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
@@ -345,7 +345,6 @@ fn read_verified(
     path: &std::path::Path,
     entry: &crate::manifest::FileEntry,
 ) -> Result<Vec<u8>, ModelError> {
-    use sha2::{Digest, Sha256};
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -360,21 +359,7 @@ fn read_verified(
             })
         }
     };
-    if bytes.len() as u64 != entry.size {
-        return Err(ModelError::FileSize {
-            path: path.to_owned(),
-            expected: entry.size,
-            actual: bytes.len() as u64,
-        });
-    }
-    let actual = hex(&Sha256::digest(&bytes));
-    if actual != entry.sha256 {
-        return Err(ModelError::Checksum {
-            path: path.to_owned(),
-            expected: entry.sha256.clone(),
-            actual,
-        });
-    }
+    verify_bytes(path, &bytes, entry)?;
     Ok(bytes)
 }
 
@@ -517,7 +502,7 @@ impl Model {
             model: name.clone(),
             message: e.to_string(),
         };
-        let tensor = TensorRef::from_array_view((shape.to_vec(), data)).map_err(inference)?;
+        let tensor = TensorRef::from_array_view((shape, data)).map_err(inference)?;
         let outputs = self.session.run(ort::inputs![tensor]).map_err(inference)?;
         read(&Outputs {
             model: &self.spec.name,
@@ -564,8 +549,8 @@ pub struct Outputs<'a, 's> {
 }
 
 impl Outputs<'_, '_> {
-    /// Output `index` (manifest order) as f32: (shape, data).
-    pub fn f32(&self, index: usize) -> Result<(Vec<usize>, &[f32]), ModelError> {
+    /// Output `index` (manifest order) as f32: (shape, data), borrowed from the run.
+    pub fn f32(&self, index: usize) -> Result<(&[i64], &[f32]), ModelError> {
         let err = |message: String| ModelError::Inference {
             model: self.model.to_owned(),
             message,
@@ -581,6 +566,6 @@ impl Outputs<'_, '_> {
         let (shape, data) = value
             .try_extract_tensor::<f32>()
             .map_err(|e| err(format!("output {:?}: {e}", spec.name)))?;
-        Ok((shape.iter().map(|&d| d.max(0) as usize).collect(), data))
+        Ok((shape, data))
     }
 }

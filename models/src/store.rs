@@ -92,6 +92,26 @@ pub fn verify_file(path: &Path, entry: &FileEntry) -> Result<(), ModelError> {
     Ok(())
 }
 
+/// Checks bytes already read from `path` against `entry` (size, then sha256).
+pub fn verify_bytes(path: &Path, bytes: &[u8], entry: &FileEntry) -> Result<(), ModelError> {
+    if bytes.len() as u64 != entry.size {
+        return Err(ModelError::FileSize {
+            path: path.to_owned(),
+            expected: entry.size,
+            actual: bytes.len() as u64,
+        });
+    }
+    let actual = hex(&Sha256::digest(bytes));
+    if actual != entry.sha256 {
+        return Err(ModelError::Checksum {
+            path: path.to_owned(),
+            expected: entry.sha256.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
 /// Lower-case hex sha256 of a file.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;

@@ -42,7 +42,7 @@ fn every_manifest_model_loads_on_cpu_and_runs() {
     let batch = vec![128u8; 3 * 300 * 300 * 3];
     let shapes = raw
         .run(&[3, 300, 300, 3], &batch, |out| {
-            Ok((out.f32(0)?.0, out.f32(1)?.0))
+            Ok((out.f32(0)?.0.to_vec(), out.f32(1)?.0.to_vec()))
         })
         .expect("run raw");
     assert_eq!(shapes, (vec![3, 1917, 4], vec![3, 1917, 91]));
@@ -52,7 +52,7 @@ fn every_manifest_model_loads_on_cpu_and_runs() {
     let (shape, emb) = reid
         .run(&[2, 3, 224, 224], &crops, |out| {
             let (s, d) = out.f32(0)?;
-            Ok((s, d.to_vec()))
+            Ok((s.to_vec(), d.to_vec()))
         })
         .expect("run reid");
     assert_eq!(shape, vec![2, 1280]);

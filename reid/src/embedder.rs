@@ -130,6 +130,7 @@ impl EmbedderConfig {
         }
         let batch = self.max_batch.min(model.max_batch());
         Ok(OnnxEmbedder {
+            name: spec.name.clone(),
             rgb: vec![0u8; h * w * 3],
             input: vec![0f32; batch * 3 * h * w],
             dim: dim as usize,
@@ -148,6 +149,7 @@ impl EmbedderConfig {
 #[derive(Debug)]
 pub struct OnnxEmbedder {
     model: Model,
+    name: String,
     dim: usize,
     batch: usize,
     h: usize,
@@ -207,15 +209,16 @@ impl OnnxEmbedder {
         }
         let t1 = Instant::now();
         let dim = self.dim;
+        let name = &self.name;
         let post = self.model.run(
             &[n, 3, self.h, self.w],
             &self.input[..n * 3 * plane],
             |outputs| {
                 let p0 = Instant::now();
                 let (shape, data) = outputs.f32(0)?;
-                if shape != [n, dim] {
+                if shape != [n as i64, dim as i64] {
                     return Err(vidar_models::ModelError::Inference {
-                        model: String::new(),
+                        model: name.clone(),
                         message: format!(
                             "embedding output has shape {shape:?}, expected [{n}, {dim}]"
                         ),

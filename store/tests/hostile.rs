@@ -1,5 +1,7 @@
 //! Hostile input: SQL in text fields is data, stored verbatim and harmless.
 
+#![allow(clippy::unwrap_used)] // a test crate: a panic is how a helper reports failure
+
 mod common;
 
 use common::*;

@@ -6,6 +6,8 @@
 //! test, with the database path in an environment variable. It prints
 //! `VIDAR-ACK <seq> <index>` after each record's commit is acknowledged.
 
+#![allow(clippy::unwrap_used)] // a test crate: a panic is how a helper reports failure
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

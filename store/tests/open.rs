@@ -1,5 +1,7 @@
 //! Opening files: fresh, re-opened, from the future, not ours, not SQLite.
 
+#![allow(clippy::unwrap_used)] // a test crate: a panic is how a helper reports failure
+
 mod common;
 
 use common::*;

@@ -1,5 +1,7 @@
 //! Every query, against a real file.
 
+#![allow(clippy::unwrap_used)] // a test crate: a panic is how a helper reports failure
+
 mod common;
 
 use common::*;

@@ -1,5 +1,7 @@
 //! Edge -> master sync: pull after a cursor, idempotent upsert, cursors, pruning.
 
+#![allow(clippy::unwrap_used)] // a test crate: a panic is how a helper reports failure
+
 mod common;
 
 use std::time::Duration;

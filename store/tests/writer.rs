@@ -1,5 +1,7 @@
 //! The batching writer: keys, batching, delay, flush, shutdown, backpressure.
 
+#![allow(clippy::unwrap_used)] // a test crate: a panic is how a helper reports failure
+
 mod common;
 
 use std::collections::BTreeSet;

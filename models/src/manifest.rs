@@ -39,6 +39,9 @@ pub struct FileEntry {
     pub sha256: String,
     /// Size in bytes (a cheap first check against truncation).
     pub size: u64,
+    /// sha256 of the shared pre-converted copy before canonicalisation (fetch script only).
+    #[serde(default)]
+    pub source_sha256: Option<String>,
     /// How `models/scripts/fetch_models.py` produces it.
     pub recipe: String,
 }

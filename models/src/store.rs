@@ -208,6 +208,7 @@ mod tests {
             file: file.into(),
             sha256: hex(&Sha256::digest(content)),
             size: content.len() as u64,
+            source_sha256: None,
             recipe: "test".into(),
         }
     }

@@ -149,6 +149,11 @@ impl Cluster {
         }
         Ok(Graph::new(self))
     }
+
+    /// The indexed form of a cluster whose [`Cluster::problems`] are known to be none.
+    pub(crate) fn index_unchecked(&self) -> Graph {
+        Graph::new(self)
+    }
 }
 
 /// The cluster in index form: node `i` is `cluster.nodes[i]`, link `l` is `cluster.links[l]`.

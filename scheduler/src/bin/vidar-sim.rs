@@ -11,6 +11,8 @@ mod experiments;
 mod plot;
 #[path = "vidar_sim/solve.rs"]
 mod solve;
+#[path = "vidar_sim/timing.rs"]
+mod timing;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +45,12 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Time the solvers at the sizes and print a markdown table.
+    Bench {
+        /// Fewer repetitions.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,5 +61,9 @@ fn main() -> anyhow::Result<()> {
             seed,
         } => solve::run(&algorithm, &instance, seed),
         Command::All { out, quick } => experiments::run_all(&out, quick),
+        Command::Bench { quick } => {
+            print!("{}", timing::run(quick)?);
+            Ok(())
+        }
     }
 }

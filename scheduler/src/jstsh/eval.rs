@@ -100,17 +100,32 @@ impl Loads {
 
     /// Node `i`'s share of the objective under `cost`.
     pub fn node_term(&self, p: &Problem, i: usize, cost: CostModel) -> f64 {
-        // Clamp round-off from repeated add/remove to exact zero.
-        let w = if self.work[i] < 1e-12 {
-            0.0
-        } else {
-            self.work[i]
-        };
-        match cost {
-            CostModel::Published => w / p.ps[i],
-            CostModel::LoadAware => w / p.ps[i] * inflation(self.util[i]),
-        }
+        node_term(p, i, self.work[i], self.util[i], cost)
     }
+}
+
+/// Node `i`'s share of the objective with per-frame `work` and utilisation `util` on it.
+#[inline]
+pub fn node_term(p: &Problem, i: usize, work: f64, util: f64, cost: CostModel) -> f64 {
+    // Clamp round-off from repeated add/remove to exact zero.
+    let w = if work < 1e-12 { 0.0 } else { work };
+    match cost {
+        CostModel::Published => w / p.ps[i],
+        CostModel::LoadAware => w / p.ps[i] * inflation(util),
+    }
+}
+
+/// True when node `i` can host the models for `ndet` detections and `nreid` re-IDs.
+#[inline]
+pub fn fits_counts(p: &Problem, i: usize, ndet: u32, nreid: u32) -> bool {
+    let mut m = 0;
+    if ndet > 0 {
+        m += p.models.detector;
+    }
+    if nreid > 0 {
+        m += p.models.reid;
+    }
+    m <= p.mem[i]
 }
 
 /// Per-stream part of the objective.

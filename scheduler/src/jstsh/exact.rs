@@ -64,8 +64,22 @@ impl Search<'_> {
     }
 }
 
-/// The optimum of `p.cost`, exploring at most `budget` search nodes.
+/// The optimum of `p.cost`, exploring at most `budget` search nodes (the
+/// improvement phase's plan is the first incumbent).
 pub fn exact(p: &Problem, budget: u64) -> Result<Vec<(usize, usize)>> {
+    let start = greedy::greedy(p)
+        .ok()
+        .map(|a| improve::local_search(p, a, improve::work_budget(p.k(), p.m)));
+    exact_from(p, start, budget)
+}
+
+/// The optimum of `p.cost` from an optional feasible incumbent, exploring at
+/// most `budget` search nodes.
+pub fn exact_from(
+    p: &Problem,
+    start: Option<Vec<(usize, usize)>>,
+    budget: u64,
+) -> Result<Vec<(usize, usize)>> {
     let order = p.order();
     let mut rest = vec![0.0; order.len() + 1];
     for d in (0..order.len()).rev() {
@@ -76,10 +90,7 @@ pub fn exact(p: &Problem, budget: u64) -> Result<Vec<(usize, usize)>> {
             .fold(f64::INFINITY, f64::min);
         rest[d] = rest[d + 1] + cheapest;
     }
-    let start = greedy::greedy(p)
-        .ok()
-        .map(|a| improve::improve(p, a))
-        .map(|a| (total(p, &a, p.cost), a));
+    let start = start.map(|a| (total(p, &a, p.cost), a));
     let mut s = Search {
         p,
         order,

@@ -1,265 +1,214 @@
-//! The improvement phase after the greedy: best-improvement local search over
-//! relocating a stream's detection node, re-ID node or both, and swapping the
-//! detection (or re-ID) nodes of two streams, always respecting memory. It runs
-//! from the greedy's plan and from the greedy's plan with re-ID made local, keeps
-//! the better local optimum, then iterates: kick (re-place a few streams, or
-//! evacuate a node, exchange two nodes' roles), descend again, keep if better.
-//! The descent also exchanges two nodes' roles on small instances. Each move's cost change is O(1) (see
-//! [`super::eval`]), so a pass costs O(K * M) on large instances.
+//! The improvement phase after the greedy: iterated local search on a work budget.
+//!
+//! The descent ([`super::search`]) relocates a stream's detection node, re-ID
+//! node or both, exchanges two streams' nodes and exchanges two nodes' roles
+//! (the last two on small instances), always respecting memory; moves are
+//! evaluated by their O(1) cost change. It starts from the greedy's plan and
+//! from the greedy's plan with re-ID made local, then iterates: kick from the
+//! best plan found (re-place a few streams, evacuate a node, exchange two
+//! nodes' roles, or restart every stream at random on small instances),
+//! descend, keep if better. All of it draws on one budget of work units that
+//! grows with the instance (`PASSES` full passes, at least `MIN_WORK`), so the
+//! run time is bounded and deterministic (the kicks use a fixed seed).
+//!
+//! On tiny instances (at most `2^EXACT_BITS` complete assignments) the result
+//! is then handed to the branch and bound as its incumbent; when the bound
+//! closes within `EXACT_NODES` search nodes the plan is optimal.
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::eval::{stream_term, total, Loads};
+use super::eval::{stream_term, Loads};
+use super::search::Search;
 use super::Problem;
 
-/// Passes over all streams before giving up (a local optimum is usually reached in a few).
-const MAX_PASSES: usize = 30;
-/// Above this many `K * M * M` evaluations per pass, relocations try `(i, y)`, `(x, j)`, `(i, i)` only.
-const FULL_PAIR_BUDGET: usize = 200_000;
-/// Above this many streams, pairwise swaps are skipped (quadratic).
-const SWAP_LIMIT: usize = 150;
+/// At most this many `K * M^2` move evaluations per pass: every `(i, j)` pair is a candidate.
+pub(super) const FULL_PAIR_WORK: u64 = 200_000;
+/// At most this many streams: pairwise stream swaps are tried (quadratic).
+pub(super) const SWAP_LIMIT: usize = 150;
+/// Full neighbourhood passes the budget pays for.
+const PASSES: u64 = 4;
+/// Budget floor: small instances get many kicks (a few ms in release).
+const MIN_WORK: u64 = 50_000;
+/// Instances with at most `2^EXACT_BITS` assignments get an exact polish.
+const EXACT_BITS: f64 = 22.0;
+/// Search nodes the exact polish may explore.
+const EXACT_NODES: u64 = 400_000;
 
-/// One stream's change: `(stream, from, to)`.
-type Change = (usize, (usize, usize), (usize, usize));
-
-/// Applies `changes`, returns the objective change if the result is feasible,
-/// and leaves the loads applied only when `keep` and feasible.
-fn try_changes(p: &Problem, loads: &mut Loads, changes: &[Change], keep: bool) -> Option<f64> {
-    let mut nodes: Vec<usize> = changes
-        .iter()
-        .flat_map(|&(_, (a, b), (c, d))| [a, b, c, d])
-        .collect();
-    nodes.sort_unstable();
-    nodes.dedup();
-    let node_sum = |l: &Loads| {
-        nodes
-            .iter()
-            .map(|&i| l.node_term(p, i, p.cost))
-            .sum::<f64>()
+/// Work units the search may spend on `k` streams and `m` nodes.
+pub fn work_budget(k: usize, m: usize) -> u64 {
+    let (k, m) = (k as u64, m as u64);
+    let neighbourhood = if k * m * m <= FULL_PAIR_WORK {
+        m * m
+    } else {
+        3 * m
     };
-    let before = node_sum(loads)
-        + changes
-            .iter()
-            .map(|&(k, (x, y), _)| stream_term(p, k, x, y))
-            .sum::<f64>();
-    for &(k, (x, y), _) in changes {
-        loads.remove(p, k, x, y);
-    }
-    for &(k, _, (x, y)) in changes {
-        loads.add(p, k, x, y);
-    }
-    let streams = changes
-        .iter()
-        .map(|&(k, _, (x, y))| stream_term(p, k, x, y))
-        .sum::<f64>();
-    let ok = streams.is_finite() && nodes.iter().all(|&i| loads.fits(p, i));
-    let delta = node_sum(loads) + streams - before;
-    if !(ok && keep) {
-        for &(k, _, (x, y)) in changes {
-            loads.remove(p, k, x, y);
-        }
-        for &(k, (x, y), _) in changes {
-            loads.add(p, k, x, y);
-        }
-    }
-    ok.then_some(delta)
+    (PASSES * k * neighbourhood).max(MIN_WORK)
 }
 
-/// Local search from `a` to a local optimum of `p.cost`.
-fn local_search(p: &Problem, mut a: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
-    let mut loads = Loads::of(p, &a);
-    let order = p.order();
-    let full = p.k() * p.m * p.m <= FULL_PAIR_BUDGET;
-    let mut cands = Vec::with_capacity(p.m * p.m);
-    for _ in 0..MAX_PASSES {
-        let mut improved = false;
-        let eps = 1e-9 * (1.0 + total(p, &a, p.cost).abs());
-        for &k in &order {
-            let (x, y) = a[k];
-            cands.clear();
-            if full {
-                cands.extend((0..p.m).flat_map(|i| (0..p.m).map(move |j| (i, j))));
-            } else {
-                cands.extend((0..p.m).flat_map(|i| [(i, y), (x, i), (i, i)]));
-            }
-            let mut best = (-eps, None);
-            for &to in &cands {
-                if to == (x, y) || !p.t[k][to.0].is_finite() {
+/// A fresh plan in a random model configuration: every node gets a random set
+/// of models that fits its memory (none, detector, re-ID, both), then each
+/// stream, in a random or workload order, takes the pair of hosting nodes that
+/// adds least to the objective. Memory decides which nodes may host which
+/// model, and moving from one configuration to another takes many streams'
+/// moves at once (often through much worse plans), so this is the restart that
+/// reaches other basins. `None` when the configuration cannot place a stream.
+fn configuration_start(p: &Problem, rng: &mut ChaCha8Rng) -> Option<Vec<(usize, usize)>> {
+    let (det, reid) = (p.models.detector, p.models.reid);
+    let mut roles = Vec::with_capacity(p.m);
+    for i in 0..p.m {
+        let opts = [(false, false), (true, false), (false, true), (true, true)];
+        let fits = |&&(d, r): &&(bool, bool)| {
+            (if d { det } else { 0 }) + (if r { reid } else { 0 }) <= p.mem[i]
+        };
+        let n = opts.iter().filter(fits).count();
+        let pick = rng.gen_range(0..n);
+        roles.push(*opts.iter().filter(fits).nth(pick)?);
+    }
+    let mut order = p.order();
+    if rng.gen_bool(0.5) {
+        order.shuffle(rng);
+    }
+    let mut loads = Loads::new(p);
+    let mut a = vec![(0, 0); p.k()];
+    for k in order {
+        let mut best = (f64::INFINITY, None);
+        for (i, _) in roles.iter().enumerate().filter(|(_, r)| r.0) {
+            for (j, _) in roles.iter().enumerate().filter(|(_, r)| r.1) {
+                let s = stream_term(p, k, i, j);
+                if !s.is_finite() {
                     continue;
                 }
-                if let Some(d) = try_changes(p, &mut loads, &[(k, (x, y), to)], false) {
-                    if d < best.0 {
-                        best = (d, Some(to));
-                    }
+                loads.add(p, k, i, j);
+                let mut d = s + loads.node_term(p, i, p.cost);
+                if j != i {
+                    d += loads.node_term(p, j, p.cost);
                 }
-            }
-            if let Some(to) = best.1 {
-                try_changes(p, &mut loads, &[(k, (x, y), to)], true);
-                a[k] = to;
-                improved = true;
-            }
-        }
-        if p.k() <= SWAP_LIMIT {
-            for k1 in 0..p.k() {
-                for k2 in k1 + 1..p.k() {
-                    let ((x1, y1), (x2, y2)) = (a[k1], a[k2]);
-                    for (n1, n2) in [((x2, y1), (x1, y2)), ((x1, y2), (x2, y1))] {
-                        if n1 == a[k1] {
-                            continue;
-                        }
-                        let ch = [(k1, a[k1], n1), (k2, a[k2], n2)];
-                        if try_changes(p, &mut loads, &ch, false).is_some_and(|d| d < -eps) {
-                            try_changes(p, &mut loads, &ch, true);
-                            a[k1] = n1;
-                            a[k2] = n2;
-                            improved = true;
-                            break;
-                        }
-                    }
+                loads.remove(p, k, i, j);
+                d -= loads.node_term(p, i, p.cost);
+                if j != i {
+                    d -= loads.node_term(p, j, p.cost);
+                }
+                if d < best.0 {
+                    best = (d, Some((i, j)));
                 }
             }
         }
-        if p.m * p.m * p.k() <= FULL_PAIR_BUDGET {
-            improved |= swap_roles(p, &mut a, &mut loads, eps);
-        }
-        if !improved {
-            break;
-        }
+        let (i, j) = best.1?;
+        loads.add(p, k, i, j);
+        a[k] = (i, j);
     }
-    a
+    Some(a)
 }
 
-/// Exchanges the whole roles of two nodes (every stage on `i` goes to `j` and
-/// back) when that lowers the cost: the move that turns a detector node into a
-/// re-ID node and vice versa, impossible one stream at a time under tight memory.
-fn swap_roles(p: &Problem, a: &mut [(usize, usize)], loads: &mut Loads, eps: f64) -> bool {
-    let swap = |n: usize, i: usize, j: usize| {
-        if n == i {
-            j
-        } else if n == j {
-            i
-        } else {
-            n
-        }
+/// A kick: changes the current plan of `s` at random, keeping it feasible.
+fn kick(s: &mut Search, p: &Problem, rng: &mut ChaCha8Rng, small: bool) {
+    let k = s.a.len();
+    // Small instances: half the kicks are configuration restarts.
+    let kind = match small {
+        true if rng.gen_bool(0.5) => 3,
+        true => [0, 1, 2, 4][rng.gen_range(0..4)],
+        false => rng.gen_range(0..2),
     };
-    let mut improved = false;
-    for i in 0..p.m {
-        for j in i + 1..p.m {
-            let ch: Vec<Change> = a
-                .iter()
-                .enumerate()
-                .filter(|(_, &(x, y))| x == i || x == j || y == i || y == j)
-                .map(|(k, &(x, y))| (k, (x, y), (swap(x, i, j), swap(y, i, j))))
-                .collect();
-            if ch.is_empty() {
-                continue;
-            }
-            if try_changes(p, loads, &ch, false).is_some_and(|d| d < -eps) {
-                try_changes(p, loads, &ch, true);
-                for &(k, _, to) in &ch {
-                    a[k] = to;
-                }
-                improved = true;
-            }
-        }
-    }
-    improved
-}
-
-/// Iterated local search rounds on an instance with `k` streams and `m` nodes:
-/// many on small instances, none on huge ones (where the greedy + one descent
-/// must fit a few milliseconds).
-fn kicks(k: usize, m: usize) -> usize {
-    (40_000 / (k * m).max(1)).min(300)
-}
-
-/// A kick: re-place 1-3 random streams at random feasible pairs, or move every
-/// stage off one random node (the multi-stream move that single relocations
-/// cannot make when memory is tight).
-// `a[k]` is read and written while `loads` is borrowed mutably; an index loop is clearest.
-#[allow(clippy::needless_range_loop)]
-fn perturb(p: &Problem, a: &mut [(usize, usize)], rng: &mut ChaCha8Rng) {
-    let mut loads = Loads::of(p, a);
-    let kind = rng.gen_range(0..3);
-    if kind == 2 && p.m >= 2 {
-        // Exchange two random nodes' roles outright (a 3-cycle of roles is two of these).
-        let i = rng.gen_range(0..p.m);
-        let j = (i + rng.gen_range(1..p.m)) % p.m;
-        let swap = |n: usize| {
-            if n == i {
-                j
-            } else if n == j {
-                i
-            } else {
-                n
-            }
-        };
-        let ch: Vec<Change> = a
-            .iter()
-            .enumerate()
-            .map(|(k, &(x, y))| (k, (x, y), (swap(x), swap(y))))
-            .collect();
-        if try_changes(p, &mut loads, &ch, true).is_some() {
-            for &(k, _, to) in &ch {
-                a[k] = to;
-            }
-        }
-    } else if kind == 1 {
-        let victim = rng.gen_range(0..p.m);
-        for k in 0..a.len() {
-            let (x, y) = a[k];
-            if x != victim && y != victim {
-                continue;
-            }
-            let mut opts: Vec<(usize, usize)> = (0..p.m)
-                .flat_map(|i| (0..p.m).map(move |j| (i, j)))
-                .filter(|&(i, j)| i != victim && j != victim)
-                .collect();
-            opts.shuffle(rng);
-            for to in opts {
-                if try_changes(p, &mut loads, &[(k, (x, y), to)], true).is_some() {
-                    a[k] = to;
-                    break;
+    match kind {
+        0 => {
+            for _ in 0..rng.gen_range(1..=3) {
+                let st = rng.gen_range(0..k);
+                for _ in 0..4 {
+                    if s.try_move(st, (rng.gen_range(0..p.m), rng.gen_range(0..p.m))) {
+                        break;
+                    }
                 }
             }
         }
-    } else {
-        for _ in 0..rng.gen_range(1..=3) {
-            let k = rng.gen_range(0..a.len());
-            let to = (rng.gen_range(0..p.m), rng.gen_range(0..p.m));
-            if try_changes(p, &mut loads, &[(k, a[k], to)], true).is_some() {
-                a[k] = to;
+        1 => {
+            // Evacuate one node: the multi-stream move single relocations cannot
+            // make when memory is tight.
+            let victim = rng.gen_range(0..p.m);
+            for st in 0..k {
+                let (x, y) = s.a[st];
+                if x != victim && y != victim {
+                    continue;
+                }
+                for _ in 0..2 * p.m * p.m {
+                    let to = (rng.gen_range(0..p.m), rng.gen_range(0..p.m));
+                    if to.0 != victim && to.1 != victim && s.try_move(st, to) {
+                        break;
+                    }
+                }
+            }
+        }
+        2 if p.m >= 2 => {
+            let i = rng.gen_range(0..p.m);
+            let j = (i + rng.gen_range(1..p.m)) % p.m;
+            if s.role_delta(i, j).is_some() {
+                s.apply_roles(i, j);
+            }
+        }
+        3 => {
+            if let Some(a) = configuration_start(p, rng) {
+                s.reset(&a);
+            }
+        }
+        _ => {
+            // Restart: every stream at a random feasible place.
+            for st in 0..k {
+                for _ in 0..4 {
+                    if s.try_move(st, (rng.gen_range(0..p.m), rng.gen_range(0..p.m))) {
+                        break;
+                    }
+                }
             }
         }
     }
 }
 
-/// Improves a feasible assignment; never returns a worse one. Deterministic:
-/// the kicks use a fixed seed.
-pub fn improve(p: &Problem, start: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+/// Iterated local search from `start` within `budget` work units; never
+/// returns a worse plan than `start`.
+pub fn local_search(p: &Problem, start: Vec<(usize, usize)>, budget: u64) -> Vec<(usize, usize)> {
+    if start.is_empty() {
+        return start;
+    }
     let local: Vec<(usize, usize)> = start.iter().map(|&(x, _)| (x, x)).collect();
-    let mut best = local_search(p, start);
-    let mut best_cost = total(p, &best, p.cost);
+    let mut s = Search::new(p, start, budget);
+    s.descend();
+    let mut best = s.a.clone();
+    let mut best_cost = s.cost();
     if super::eval::feasible(p, &local) {
-        let other = local_search(p, local);
-        let c = total(p, &other, p.cost);
+        s.reset(&local);
+        s.descend();
+        let c = s.cost();
         if c < best_cost {
-            (best, best_cost) = (other, c);
+            best.clone_from(&s.a);
+            best_cost = c;
         }
     }
-    if best.is_empty() {
-        return best;
-    }
+    s.reset_to(&best, false);
+    let small = p.k() * p.m * p.m <= 400;
     let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_1234);
-    for _ in 0..kicks(p.k(), p.m) {
-        let mut a = best.clone();
-        perturb(p, &mut a, &mut rng);
-        let a = local_search(p, a);
-        let c = total(p, &a, p.cost);
+    while s.has_budget() {
+        kick(&mut s, p, &mut rng, small);
+        s.descend();
+        let c = s.cost();
         if c < best_cost * (1.0 - 1e-12) {
-            (best, best_cost) = (a, c);
+            best.clone_from(&s.a);
+            best_cost = c;
+        } else {
+            s.reset_to(&best, false);
+        }
+    }
+    best
+}
+
+/// The improvement phase: iterated local search on the instance's budget, then
+/// an exact polish on tiny instances.
+pub fn improve(p: &Problem, start: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    let best = local_search(p, start, work_budget(p.k(), p.m));
+    let bits = p.k() as f64 * ((p.m * p.m) as f64).log2();
+    if bits <= EXACT_BITS {
+        if let Ok(opt) = super::exact::exact_from(p, Some(best.clone()), EXACT_NODES) {
+            return opt;
         }
     }
     best

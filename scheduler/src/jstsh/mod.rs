@@ -20,6 +20,7 @@ mod eval;
 mod exact;
 mod greedy;
 mod improve;
+mod search;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -187,12 +188,10 @@ impl Problem {
     /// Validates an instance (every problem at once) and indexes it.
     pub fn new(inst: &StreamInstance) -> Result<Self> {
         let mut problems = inst.cluster.problems();
-        let graph = if problems.is_empty() {
-            Some(inst.cluster.index()?)
-        } else {
-            None
-        };
+        let graph = problems.is_empty().then(|| inst.cluster.index_unchecked());
+        let m = graph.as_ref().map_or(0, |g| g.len());
         let mut ids = HashSet::new();
+        let mut t = Vec::with_capacity(inst.streams.len());
         for s in &inst.streams {
             if !ids.insert(&s.id) {
                 problems.push(format!("stream {} appears twice", s.id));
@@ -214,11 +213,17 @@ impl Problem {
             if s.fps <= 0.0 {
                 problems.push(format!("stream {}: fps must be > 0", s.id));
             }
+            let mut row = vec![f64::INFINITY; m];
+            // Both maps are sorted by id: one merge finds every node's index.
+            let mut nodes = graph.iter().flat_map(|g| g.index.iter()).peekable();
             for (n, r) in &s.camera_rates {
-                if let Some(g) = &graph {
-                    if !g.index.contains_key(n) {
-                        problems.push(format!("stream {}: camera rate for unknown node {n}", s.id));
+                while nodes.next_if(|(id, _)| *id < n).is_some() {}
+                match nodes.peek() {
+                    Some((id, &i)) if *id == n => row[i] = s.frame_bytes / r,
+                    _ if graph.is_some() => {
+                        problems.push(format!("stream {}: camera rate for unknown node {n}", s.id))
                     }
+                    _ => {}
                 }
                 if !(r.is_finite() && *r > 0.0) {
                     problems.push(format!(
@@ -233,22 +238,11 @@ impl Problem {
                     s.id
                 ));
             }
+            t.push(row);
         }
         let Some(g) = graph.filter(|_| problems.is_empty()) else {
             return Err(SchedError::Invalid(problems));
         };
-        let m = g.len();
-        let t = inst
-            .streams
-            .iter()
-            .map(|s| {
-                let mut row = vec![f64::INFINITY; m];
-                for (n, r) in &s.camera_rates {
-                    row[g.index[n]] = s.frame_bytes / r;
-                }
-                row
-            })
-            .collect();
         Ok(Self {
             m,
             t,
@@ -289,15 +283,20 @@ impl Problem {
 /// Runs `algo` on `inst`. `seed` drives the random baselines only.
 pub fn solve(inst: &StreamInstance, algo: StreamAlgorithm, seed: u64) -> Result<StreamPlan> {
     let p = Problem::new(inst)?;
-    let assign = match algo {
-        StreamAlgorithm::Jstsh => improve::improve(&p, greedy::greedy(&p)?),
-        StreamAlgorithm::JstshGreedy => greedy::greedy(&p)?,
-        StreamAlgorithm::Nmno => baselines::nmno(&p, seed)?,
-        StreamAlgorithm::Wmno => baselines::wmno(&p)?,
-        StreamAlgorithm::Nmwo => baselines::nmwo(&p, seed)?,
-        StreamAlgorithm::Exact => exact(&p, 50_000_000)?,
-    };
+    let assign = solve_indexed(&p, algo, seed)?;
     Ok(plan(inst, &p, algo, &assign))
+}
+
+/// Runs `algo` on an indexed problem; returns `(detect node, re-ID node)` per stream.
+pub fn solve_indexed(p: &Problem, algo: StreamAlgorithm, seed: u64) -> Result<Vec<(usize, usize)>> {
+    Ok(match algo {
+        StreamAlgorithm::Jstsh => improve::improve(p, greedy::greedy(p)?),
+        StreamAlgorithm::JstshGreedy => greedy::greedy(p)?,
+        StreamAlgorithm::Nmno => baselines::nmno(p, seed)?,
+        StreamAlgorithm::Wmno => baselines::wmno(p)?,
+        StreamAlgorithm::Nmwo => baselines::nmwo(p, seed)?,
+        StreamAlgorithm::Exact => exact(p, 50_000_000)?,
+    })
 }
 
 /// Builds the plan (ids + objective values) from an index assignment.

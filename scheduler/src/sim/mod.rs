@@ -30,3 +30,39 @@ pub fn mean(v: &[f64]) -> f64 {
         v.iter().sum::<f64>() / v.len() as f64
     }
 }
+
+/// The benchmark sizes, shared by the criterion benches and `vidar-sim bench`.
+pub mod bench {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use crate::ents::JobInstance;
+    use crate::jstsh::{CostModel, StreamInstance};
+
+    /// JSTSH at `k` streams x `m` nodes: random capacities and rates, capacity
+    /// scaled by the streams per node (the cluster runs near full load), ample memory.
+    pub fn streams(k: usize, m: usize) -> StreamInstance {
+        let mut inst = super::dcei::random_instance(1, m, k, CostModel::LoadAware);
+        for n in &mut inst.cluster.nodes {
+            n.capacity *= k as f64 / m.max(1) as f64;
+            n.memory = 1 << 34;
+        }
+        inst
+    }
+
+    /// OTFA/OTFS at `jobs` attribute-recognition jobs on `nodes` nodes (10 Mbit/s).
+    pub fn jobs(nodes: usize, jobs: usize) -> JobInstance {
+        let cluster = super::ents::random_cluster(1, nodes, 10.0);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let jobs = (0..jobs)
+            .map(|j| {
+                super::ents::attribute_job(j, cluster.nodes[rng.gen_range(0..nodes)].id.clone())
+            })
+            .collect();
+        JobInstance {
+            cluster,
+            jobs,
+            k_paths: 3,
+        }
+    }
+}

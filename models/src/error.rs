@@ -8,14 +8,14 @@ pub enum ModelError {
     /// `ORT_DYLIB_PATH` is not set, so the ONNX Runtime library cannot be found.
     #[error("ORT_DYLIB_PATH is not set: point it at libonnxruntime.so (>= 1.31); deploy/setup.sh caches one at .cache/libonnxruntime.so and the Makefile exports it")]
     RuntimeLibraryUnset,
-    /// `ORT_DYLIB_PATH` names a file that does not exist.
-    #[error("ORT_DYLIB_PATH={path} does not exist: run deploy/setup.sh (make setup) or fix the variable")]
+    /// `ORT_DYLIB_PATH` (or the configured library path) names a file that does not exist.
+    #[error("ONNX Runtime library {path} (ORT_DYLIB_PATH) does not exist: run deploy/setup.sh (make setup) or fix the variable")]
     RuntimeLibraryMissing {
         /// The value of the variable.
         path: PathBuf,
     },
     /// The library exists but could not be loaded (wrong file, wrong version, wrong architecture).
-    #[error("ORT_DYLIB_PATH={path}: cannot load ONNX Runtime ({message}); deploy/setup.sh installs the pinned 1.32.0 library")]
+    #[error("ONNX Runtime library {path} (ORT_DYLIB_PATH): cannot load it ({message}); deploy/setup.sh installs the pinned 1.32.0 library")]
     RuntimeLibraryLoad {
         /// The value of the variable.
         path: PathBuf,

@@ -17,6 +17,7 @@ pub use error::ModelError;
 pub use image::{FrameResizer, ImageError, Region, RgbFrame};
 pub use manifest::{DType, FileEntry, Format, Layout, Manifest, ModelSpec, Task, TensorSpec};
 pub use runtime::{
-    environment, Model, Outputs, ProviderConfig, RuntimeConfig, SessionFactory, ORT_DYLIB_ENV,
+    environment, environment_from, Model, Outputs, ProviderConfig, RuntimeConfig, SessionFactory,
+    ORT_DYLIB_ENV,
 };
 pub use store::{read_npy_f32_2d, ModelStore, MODEL_DIR_ENV};

@@ -135,17 +135,32 @@ static ENVIRONMENT: Mutex<Option<Environment>> = Mutex::new(None);
 
 /// The process-wide ONNX Runtime environment, loading the library from `ORT_DYLIB_PATH` once.
 pub fn environment() -> Result<Environment, ModelError> {
-    let mut guard = ENVIRONMENT.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(env) = guard.as_ref() {
+    if let Some(env) = ENVIRONMENT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+    {
         return Ok(env.clone());
     }
     let path =
         PathBuf::from(std::env::var_os(ORT_DYLIB_ENV).ok_or(ModelError::RuntimeLibraryUnset)?);
-    if !path.is_file() {
-        return Err(ModelError::RuntimeLibraryMissing { path });
+    environment_from(&path)
+}
+
+/// The process-wide ONNX Runtime environment, loading the library from `path` if none is
+/// loaded yet (a library already loaded stays: ONNX Runtime is loaded once per process).
+pub fn environment_from(path: &std::path::Path) -> Result<Environment, ModelError> {
+    let mut guard = ENVIRONMENT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(env) = guard.as_ref() {
+        return Ok(env.clone());
     }
-    let builder = ort::init_from(&path).map_err(|e| ModelError::RuntimeLibraryLoad {
-        path: path.clone(),
+    if !path.is_file() {
+        return Err(ModelError::RuntimeLibraryMissing {
+            path: path.to_owned(),
+        });
+    }
+    let builder = ort::init_from(path).map_err(|e| ModelError::RuntimeLibraryLoad {
+        path: path.to_owned(),
         message: e.to_string(),
     })?;
     let env = builder

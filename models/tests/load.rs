@@ -12,8 +12,10 @@ fn repo_cache() -> PathBuf {
 
 /// The model directory and runtime library, from the environment or the repository's cache.
 fn store() -> ModelStore {
+    // Without ORT_DYLIB_PATH, the library deploy/setup.sh caches (no env mutation: tests run in threads).
     if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        std::env::set_var("ORT_DYLIB_PATH", repo_cache().join("libonnxruntime.so"));
+        vidar_models::environment_from(&repo_cache().join("libonnxruntime.so"))
+            .expect("ONNX Runtime library");
     }
     let dir = std::env::var_os("VIDAR_MODEL_DIR")
         .map_or_else(|| repo_cache().join("models"), PathBuf::from);

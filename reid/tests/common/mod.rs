@@ -18,8 +18,10 @@ pub fn model_dir() -> PathBuf {
 
 /// A session factory on the real model files (`make models`) and runtime library (`deploy/setup.sh`).
 pub fn factory() -> SessionFactory {
+    // Without ORT_DYLIB_PATH, the library deploy/setup.sh caches (no env mutation: tests run in threads).
     if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        std::env::set_var("ORT_DYLIB_PATH", repo_cache().join("libonnxruntime.so"));
+        vidar_models::environment_from(&repo_cache().join("libonnxruntime.so"))
+            .expect("ONNX Runtime library");
     }
     let dir = model_dir();
     assert!(

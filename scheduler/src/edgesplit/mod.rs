@@ -8,7 +8,11 @@
 //! `F_j / speed_i`, server forward of the rest `S_j / server_speed`, and a
 //! backward pass twice its forward. `A_ij = 3 b (F_j / speed_i + S_j / server)`,
 //! `C_j = 2 (b O_j + P_j)`, round time `T_i = A_ij + C_j / B_i`.
+//!
+//! [`splitpipe`] models the server side of a plan (memory and round time
+//! under no pipelining, FIFO, BF and RW).
 
+pub mod splitpipe;
 #[cfg(test)]
 mod tests;
 

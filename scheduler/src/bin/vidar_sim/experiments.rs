@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::Context;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use vidar_scheduler::edgesplit::splitpipe::{self, PipeConfig, PipePolicy};
 use vidar_scheduler::edgesplit::{self, SplitAlgorithm};
 use vidar_scheduler::ents::Policy;
 use vidar_scheduler::jstsh::{self, CostModel, StreamAlgorithm};
@@ -355,6 +356,7 @@ fn split_section(out: &Path, quick: bool, md: &mut String) -> anyhow::Result<()>
     }
     fs::write(out.join("split_table_4_4.csv"), csv)?;
     md.push('\n');
+    splitpipe_table(out, seeds, batches, md)?;
     let names = ["edgesplit", "edgesplit_fix", "adaptive_fl"];
     let algos = [
         SplitAlgorithm::Edgesplit,
@@ -395,6 +397,56 @@ fn split_section(out: &Path, quick: bool, md: &mut String) -> anyhow::Result<()>
         &names,
         &vals,
     )?);
+    Ok(())
+}
+
+/// Table 4.5: SplitPipe peak server memory and round time per policy, for the
+/// EdgeSplit plans of the Table 4.4 setup.
+fn splitpipe_table(out: &Path, seeds: u64, batches: u32, md: &mut String) -> anyhow::Result<()> {
+    let cfg = PipeConfig::default();
+    writeln!(
+        md,
+        "**Table 4.5: SplitPipe peak server memory (GB) and round time (x no pipelining), EdgeSplit plans, 8 devices, 30 Mbit/s, mean of {seeds} seeds** \
+         ([csv](results/split_table_4_5.csv); server instance {:.0} MB, disk {:.0} MB/s)\n\n\
+         | model | no pipelining | FIFO | BF | RW | BF saving | RW saving | FIFO round | BF round | RW round | RW swaps |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|",
+        cfg.instance_bytes / 1e6,
+        cfg.disk_bandwidth / 1e6
+    )?;
+    let mut csv = String::from("model,policy,peak_gb,round_s,swaps\n");
+    for model in ["vgg16", "resnet50", "resnet101"] {
+        let n = PipePolicy::ALL.len();
+        let (mut peak, mut round, mut swaps) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        for s in 0..seeds {
+            let inst = split::instance(s, model, 8, 30.0, batches).context("known model")?;
+            let plan = edgesplit::plan(&inst, SplitAlgorithm::Edgesplit)?;
+            for (pi, &policy) in PipePolicy::ALL.iter().enumerate() {
+                let o = splitpipe::simulate(&inst, &plan, policy, &cfg);
+                peak[pi] += o.peak_memory / 1e9 / seeds as f64;
+                round[pi] += o.round_time / seeds as f64;
+                swaps[pi] += o.swaps as f64 / seeds as f64;
+            }
+        }
+        for (pi, policy) in PipePolicy::ALL.iter().enumerate() {
+            writeln!(
+                csv,
+                "{model},{},{:.4},{:.3},{:.1}",
+                policy.name(),
+                peak[pi],
+                round[pi],
+                swaps[pi]
+            )?;
+        }
+        let saving = |i: usize| 100.0 * (1.0 - peak[i] / peak[0]);
+        let ratio = |i: usize| round[i] / round[0];
+        writeln!(
+            md,
+            "| {model} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} % | {:.1} % | {:.3}x | {:.3}x | {:.3}x | {:.0} |",
+            peak[0], peak[1], peak[2], peak[3], saving(2), saving(3), ratio(1), ratio(2), ratio(3), swaps[3]
+        )?;
+    }
+    md.push_str("\nPublished: BF 18.6-29.4 % less peak memory than no pipelining, RW far less, at a 7-14 % longer round.\n\n");
+    fs::write(out.join("split_table_4_5.csv"), csv)?;
     Ok(())
 }
 

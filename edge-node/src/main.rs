@@ -29,6 +29,8 @@ struct Cli {
 enum Command {
     /// Run the edge node from a TOML config until SIGINT/SIGTERM.
     Run(command::run::RunArgs),
+    /// Query the local database: trajectories, sightings, identities.
+    Query(command::query::QueryArgs),
     /// Watch one stream and print its stats once a second (for installers).
     Probe(command::probe::ProbeArgs),
     /// Whole-system benchmarks that print a table.
@@ -41,6 +43,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Run(args) => command::run::run(args),
         Command::Probe(args) => command::probe::run(args),
+        Command::Query(args) => command::query::run(args),
         Command::Bench(args) => command::bench::run(args),
     }
 }

@@ -37,16 +37,19 @@ pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>) -> Result<()> {
         .build(&factory)
         .with_context(|| format!("loading re-ID model {:?}", config.embedder.model))?;
     let gallery = Gallery::new(config.gallery.clone())?;
-    let recorder = Recorder::open(&config.database, &config.node_id)
-        .with_context(|| format!("opening database {}", config.database.display()))?;
     let node_metrics = Arc::new(NodeMetrics::default());
-    recorder.attach_metrics(Arc::clone(&node_metrics));
+    let recorder = Recorder::open(&config.database, &config.node_id, Arc::clone(&node_metrics))
+        .with_context(|| format!("opening database {}", config.database.display()))?;
 
     let mut cameras = Vec::with_capacity(config.cameras.len());
     for cam in &config.cameras {
         let tracker = config.tracker.build()?;
         let ingest = Ingest::start(cam.clone())
             .with_context(|| format!("starting camera {}", cam.camera))?;
+        let source = vidar_pipeline::Source::parse(&cam.source)
+            .map(|s| s.describe())
+            .unwrap_or_default();
+        recorder.camera(&cam.camera, &source);
         cameras.push(CameraSlot::new(ingest, tracker));
     }
     let statuses = Arc::new(StatusBoard::default());

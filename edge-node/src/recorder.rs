@@ -4,9 +4,14 @@
 use crate::metrics::NodeMetrics;
 use anyhow::Result;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use vidar_detectors::RgbFrame;
-use vidar_protocol::{BBox, CameraId, IdentityId, NodeId};
+use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
+use vidar_store::{
+    BoxPoint, CameraRecord, IdentityRecord, Record, Sighting, Snapshot, TrackRecord, Writer,
+    WriterConfig,
+};
 
 /// A finished (or split) sighting of one track.
 #[derive(Debug, Clone)]
@@ -25,32 +30,116 @@ pub struct SightingOut {
     pub path: Vec<(u64, BBox)>,
 }
 
-/// Writes records.
+/// Writes records through the store's single writer thread (batched
+/// transactions). Submitting blocks only when the writer's bounded queue is
+/// full, i.e. when the disk cannot keep up: then analysis slows down and the
+/// ingest queues drop frames (counted), rather than records being lost.
 pub struct Recorder {
-    _node: NodeId,
-    metrics: Option<Arc<NodeMetrics>>,
+    writer: Writer,
+    metrics: Arc<NodeMetrics>,
 }
 
 impl Recorder {
-    /// Opens (creating or migrating) the database at `path`.
-    pub fn open(_path: &Path, node: &NodeId) -> Result<Recorder> {
-        Ok(Recorder {
-            _node: node.clone(),
-            metrics: None,
-        })
+    /// Opens (creating or migrating) the database at `path` for `node`.
+    pub fn open(path: &Path, node: &NodeId, metrics: Arc<NodeMetrics>) -> Result<Recorder> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let writer = WriterConfig::new(path, node.clone()).build()?;
+        Ok(Recorder { writer, metrics })
     }
-    /// Counts written records into `m`.
-    pub fn attach_metrics(&self, _m: Arc<NodeMetrics>) {}
-    /// Records a sighting.
-    pub fn sighting(&mut self, _s: SightingOut) {}
-    /// Records a new identity.
-    pub fn identity(&mut self, _id: IdentityId, _camera: &CameraId, _ms: u64, _embedding: &[f32]) {}
-    /// Records a snapshot.
-    pub fn snapshot(&mut self, _id: IdentityId, _camera: &CameraId, _ms: u64, _jpeg: Vec<u8>) {}
-    /// Flushes and closes.
+
+    fn submit(&self, record: Record) {
+        let kind = record.kind();
+        match self.writer.submit(record) {
+            Ok(()) => {
+                self.metrics.records_written.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(kind, error = %e, "record not written");
+            }
+        }
+    }
+
+    /// Records that `camera` is served by this node.
+    pub fn camera(&self, camera: &CameraId, name: &str) {
+        self.submit(Record::Camera(CameraRecord {
+            camera: camera.clone(),
+            name: name.chars().take(200).collect(),
+            recorded_ms: now_ms(),
+        }));
+    }
+
+    /// Records a sighting; one without an identity (re-ID never ran, e.g. a
+    /// box too small to embed) is kept as a track record only.
+    pub fn sighting(&mut self, s: SightingOut) {
+        let track = TrackId(s.track);
+        let (first_ms, last_ms) = (s.first_ms as i64, s.last_ms.max(s.first_ms) as i64);
+        match s.identity {
+            Some(identity) => self.submit(Record::Sighting(Sighting {
+                identity,
+                camera: s.camera,
+                track,
+                first_ms,
+                last_ms,
+                path: s
+                    .path
+                    .into_iter()
+                    .map(|(t, bbox)| BoxPoint {
+                        t_ms: t as i64,
+                        bbox,
+                    })
+                    .collect(),
+            })),
+            None => self.submit(Record::Track(TrackRecord {
+                camera: s.camera,
+                track,
+                first_ms,
+                last_ms,
+                identity: None,
+            })),
+        }
+    }
+
+    /// Records a new identity with its embedding.
+    pub fn identity(&mut self, id: IdentityId, camera: &CameraId, ms: u64, embedding: &[f32]) {
+        self.submit(Record::Identity(IdentityRecord {
+            identity: id,
+            camera: camera.clone(),
+            first_seen_ms: ms as i64,
+            embedding: embedding.to_vec(),
+        }));
+    }
+
+    /// Records a snapshot (JPEG) of an identity.
+    pub fn snapshot(&mut self, id: IdentityId, camera: &CameraId, ms: u64, jpeg: Vec<u8>) {
+        self.submit(Record::Snapshot(Snapshot {
+            identity: id,
+            camera: camera.clone(),
+            t_ms: ms as i64,
+            jpeg,
+        }));
+    }
+
+    /// Commits everything submitted and stops the writer.
     pub fn close(self) {
-        let _ = self.metrics;
+        match self.writer.shutdown() {
+            Ok(stats) => tracing::info!(
+                records = stats.records,
+                last_seq = stats.last_seq,
+                "database flushed"
+            ),
+            Err(e) => tracing::error!(error = %e, "flushing the database failed"),
+        }
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Longest side of a snapshot, pixels.

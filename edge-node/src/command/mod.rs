@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod probe;
+pub mod query;
 pub mod run;
 
 use anyhow::{bail, Result};

@@ -1,0 +1,176 @@
+//! `vidar-edge query ...`: read the local database (until the master's UI
+//! exists): an identity's trajectory, recent sightings of a camera, identities
+//! seen in a time range, record counts.
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use vidar_protocol::{CameraId, IdentityId};
+use vidar_store::{Reader, TimeRange};
+
+/// Arguments of `query`.
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// The edge node's database.
+    #[arg(long, default_value = "vidar-edge.db")]
+    pub db: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub what: QueryWhat,
+}
+
+/// What to query.
+#[derive(Subcommand, Debug)]
+pub enum QueryWhat {
+    /// Sightings of an identity (and identities merged with it) across cameras, in time order.
+    Trajectory {
+        /// Identity number (as printed by `identities`).
+        identity: u64,
+        /// Most rows.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Recent sightings of a camera.
+    Sightings {
+        /// Camera id.
+        camera: String,
+        /// How far back, seconds.
+        #[arg(long, default_value_t = 3600)]
+        since_s: u64,
+        /// Most rows.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Identities seen in the last `since_s` seconds.
+    Identities {
+        /// How far back, seconds.
+        #[arg(long, default_value_t = 3600)]
+        since_s: u64,
+        /// Most rows.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Number of records of each kind.
+    Counts,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn fmt_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!("{h:02}:{m:02}:{s:02}.{:03}Z", ms.rem_euclid(1000))
+}
+
+/// Runs the query and prints the result.
+pub fn run(args: QueryArgs) -> Result<()> {
+    if !args.db.is_file() {
+        anyhow::bail!("no database at {} (see --db)", args.db.display());
+    }
+    let reader =
+        Reader::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?;
+    let mut out = std::io::stdout().lock();
+    match args.what {
+        QueryWhat::Trajectory { identity, limit } => {
+            let rows = reader.trajectory(IdentityId(identity), TimeRange::all(), limit)?;
+            if args.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<14} {:<14} {:<12} {:>8} {:>7}  node/seq",
+                    "from", "to", "camera", "track", "points"
+                )?;
+                for r in &rows {
+                    let s = &r.value;
+                    writeln!(
+                        out,
+                        "{:<14} {:<14} {:<12} {:>8} {:>7}  {}/{}",
+                        fmt_time(s.first_ms),
+                        fmt_time(s.last_ms),
+                        s.camera.as_str(),
+                        s.track.0,
+                        s.path.len(),
+                        r.key.node,
+                        r.key.seq
+                    )?;
+                }
+                writeln!(out, "{} sightings of identity {identity}", rows.len())?;
+            }
+        }
+        QueryWhat::Sightings {
+            camera,
+            since_s,
+            limit,
+        } => {
+            let camera =
+                CameraId::new(&camera).map_err(|e| anyhow::anyhow!("camera {camera:?}: {e}"))?;
+            let range = TimeRange::new(now_ms() - since_s as i64 * 1000, i64::MAX);
+            let rows = reader.sightings_by_camera(&camera, range, limit)?;
+            if args.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<14} {:<14} {:>10} {:>8}",
+                    "from", "to", "identity", "track"
+                )?;
+                for r in &rows {
+                    let s = &r.value;
+                    writeln!(
+                        out,
+                        "{:<14} {:<14} {:>10} {:>8}",
+                        fmt_time(s.first_ms),
+                        fmt_time(s.last_ms),
+                        s.identity.0,
+                        s.track.0
+                    )?;
+                }
+                writeln!(out, "{} sightings on {camera}", rows.len())?;
+            }
+        }
+        QueryWhat::Identities { since_s, limit } => {
+            let range = TimeRange::new(now_ms() - since_s as i64 * 1000, i64::MAX);
+            let rows = reader.identities_in_range(range, limit)?;
+            if args.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:>10} {:<14} {:<14} {:>9} {:>7}",
+                    "identity", "first", "last", "sightings", "cameras"
+                )?;
+                for r in &rows {
+                    writeln!(
+                        out,
+                        "{:>10} {:<14} {:<14} {:>9} {:>7}",
+                        r.identity.0,
+                        fmt_time(r.first_ms),
+                        fmt_time(r.last_ms),
+                        r.sightings,
+                        r.cameras
+                    )?;
+                }
+                writeln!(out, "{} identities", rows.len())?;
+            }
+        }
+        QueryWhat::Counts => {
+            for (kind, n) in reader.counts()? {
+                if args.json {
+                    writeln!(out, "{{\"kind\":\"{kind}\",\"count\":{n}}}")?;
+                } else {
+                    writeln!(out, "{kind:<10} {n}")?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

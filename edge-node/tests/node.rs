@@ -1,0 +1,449 @@
+//! The edge node as a user runs it: real `vidar-edge` processes, real RTSP
+//! cameras on 127.0.0.1, real ONNX Runtime on the real model files, a real
+//! SQLite file. Needs `ORT_DYLIB_PATH` and `VIDAR_MODEL_DIR` (`make test` sets
+//! both after `deploy/setup.sh` and `make models`).
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use vidar_pipeline::camera::{self, CameraConfig, Mount, MountSource};
+use vidar_protocol::{IdentityId, NodeId};
+use vidar_store::{Reader, TimeRange};
+
+const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
+
+fn edge_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_vidar-edge")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn require_env() {
+    for var in ["ORT_DYLIB_PATH", "VIDAR_MODEL_DIR"] {
+        assert!(
+            std::env::var_os(var).is_some(),
+            "{var} is not set: run these tests with `make test` (or export it as the Makefile does)"
+        );
+    }
+    assert!(
+        Path::new(VTEST).is_file(),
+        "{VTEST} missing: run deploy/setup.sh"
+    );
+}
+
+/// An in-process RTSP camera serving vtest.avi on `mounts` (name, start s).
+fn vtest_camera(port: u16, mounts: &[(&str, f64)]) -> camera::Camera {
+    let config = CameraConfig {
+        port,
+        mounts: mounts
+            .iter()
+            .map(|(n, s)| Mount {
+                name: (*n).into(),
+                source: MountSource::File(VTEST.into(), *s),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    camera::serve(&config).expect("camera")
+}
+
+struct Node {
+    child: Child,
+    metrics: u16,
+    db: PathBuf,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Node {
+    fn start(dir: &Path, cameras: &[(&str, String)], extra: &str) -> Node {
+        let metrics = free_port();
+        let db = dir.join("edge.db");
+        let mut toml = format!(
+            "node_id = \"edge-t\"\ndatabase = \"{}\"\nmetrics_addr = \"127.0.0.1:{metrics}\"\n{extra}\n",
+            db.display()
+        );
+        for (name, url) in cameras {
+            toml.push_str(&format!(
+                "[[cameras]]\ncamera = \"{name}\"\nsource = \"{url}\"\ntransport = \"tcp\"\nbackoff_initial_ms = 200\nbackoff_max_ms = 1000\nstall_timeout_ms = 2000\nconnect_timeout_ms = 4000\n"
+            ));
+        }
+        let cfg = dir.join("edge.toml");
+        std::fs::write(&cfg, toml).expect("config");
+        let mut child = Command::new(edge_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .env("RUST_BACKTRACE", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vidar-edge");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&stderr);
+        let pipe = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Node {
+            child,
+            metrics,
+            db,
+            stderr,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Value of the first metric line starting with `prefix`.
+    fn metric(&self, prefix: &str) -> Option<f64> {
+        let body = http_get(self.metrics, "/metrics")?;
+        body.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    fn wait_metric(&self, prefix: &str, min: f64, timeout: Duration) -> f64 {
+        let start = Instant::now();
+        loop {
+            let v = self.metric(prefix).unwrap_or(-1.0);
+            if v >= min || start.elapsed() > timeout {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").arg("-TERM").arg(&pid).status();
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "node did not stop on SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut s = String::new();
+    c.read_to_string(&mut s).ok()?;
+    Some(s)
+}
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[test]
+fn records_are_queryable_and_a_person_keeps_one_identity_across_cameras() {
+    let _g = serial();
+    require_env();
+    let dir = tempfile::tempdir().expect("tmp");
+    // Two cameras cut from one street video, the second 3 s behind: the same
+    // people walk through camera a, then camera b.
+    let cam = vtest_camera(0, &[("a", 3.0), ("b", 0.0)]);
+    let urls: Vec<_> = cam.urls();
+    let node = Node::start(
+        dir.path(),
+        &[("a", urls[0].clone()), ("b", urls[1].clone())],
+        "",
+    );
+    let sightings = node.wait_metric("vidar_records_written_total", 40.0, Duration::from_secs(90));
+    assert!(
+        sightings >= 40.0,
+        "records written: {sightings}\n{}",
+        node.log()
+    );
+    let health = http_get(node.metrics, "/healthz").unwrap_or_default();
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let status = node.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+
+    let reader = Reader::open(&node_db(dir.path())).expect("db opens");
+    let counts: std::collections::HashMap<_, _> =
+        reader.counts().expect("counts").into_iter().collect();
+    assert!(
+        counts["sightings"] > 0 && counts["identities"] > 0 && counts["cameras"] == 2,
+        "{counts:?}"
+    );
+    let seen = reader
+        .identities_in_range(TimeRange::all(), 10_000)
+        .expect("identities");
+    let both: Vec<_> = seen.iter().filter(|s| s.cameras >= 2).collect();
+    assert!(
+        !both.is_empty(),
+        "someone seen by a then b keeps one identity: {seen:?}"
+    );
+    // The trajectory of such a person spans both cameras, in time order.
+    let id: IdentityId = both[0].identity;
+    let traj = reader
+        .trajectory(id, TimeRange::all(), 1000)
+        .expect("trajectory");
+    let cams: HashSet<_> = traj.iter().map(|s| s.value.camera.to_string()).collect();
+    assert_eq!(cams.len(), 2, "{traj:?}");
+    assert!(traj
+        .windows(2)
+        .all(|w| w[0].value.first_ms <= w[1].value.first_ms));
+    assert!(traj
+        .iter()
+        .all(|s| !s.value.path.is_empty() && s.value.first_ms <= s.value.last_ms));
+    // And the query command prints it.
+    let out = Command::new(edge_bin())
+        .args(["query", "--db"])
+        .arg(node_db(dir.path()))
+        .args(["trajectory", &id.0.to_string()])
+        .output()
+        .expect("query");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && text.contains(&format!("{} sightings of identity {}", traj.len(), id.0)),
+        "{text}"
+    );
+}
+
+fn node_db(dir: &Path) -> PathBuf {
+    dir.join("edge.db")
+}
+
+#[test]
+fn kill_9_loses_nothing_committed_and_duplicates_nothing() {
+    let _g = serial();
+    require_env();
+    let dir = tempfile::tempdir().expect("tmp");
+    let cam = vtest_camera(0, &[("a", 0.0)]);
+    let node = Node::start(dir.path(), &[("a", cam.urls()[0].clone())], "");
+    let node_id = NodeId::new("edge-t").expect("id");
+    // Wait until a good number of records are committed, note them, kill -9.
+    let start = Instant::now();
+    let committed = loop {
+        let n = Reader::open(&node.db)
+            .ok()
+            .and_then(|r| r.last_seq(&node_id).ok())
+            .unwrap_or(0);
+        if n >= 30 || start.elapsed() > Duration::from_secs(90) {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(
+        committed >= 30,
+        "records committed before the kill: {committed}\n{}",
+        node.log()
+    );
+    let before = Reader::open(&node.db)
+        .expect("open")
+        .records_after(&node_id, 0, 1_000_000)
+        .expect("records");
+    node.kill9();
+
+    let reader =
+        Reader::open(&node_db(dir.path())).expect("the database opens cleanly after SIGKILL");
+    let after = reader
+        .records_after(&node_id, 0, 1_000_000)
+        .expect("records");
+    for r in &before {
+        assert!(
+            after.contains(r),
+            "record {:?} committed before the kill is gone",
+            r.key
+        );
+    }
+    let keys: HashSet<_> = after.iter().map(|r| r.key.seq).collect();
+    assert_eq!(keys.len(), after.len(), "no duplicates");
+    let last = reader.last_seq(&node_id).expect("seq");
+    drop(reader);
+
+    // Restarted, the node continues the sequence without reusing a number.
+    let node = Node::start(dir.path(), &[("a", cam.urls()[0].clone())], "");
+    node.wait_metric("vidar_records_written_total", 5.0, Duration::from_secs(60));
+    assert!(node.terminate().success());
+    let reader = Reader::open(&node_db(dir.path())).expect("open");
+    let all = reader
+        .records_after(&node_id, 0, 1_000_000)
+        .expect("records");
+    let newer: Vec<_> = all.iter().filter(|r| !after.contains(r)).collect();
+    assert!(!newer.is_empty());
+    assert!(
+        newer.iter().all(|r| r.key.seq > last),
+        "new seqs continue after {last}"
+    );
+}
+
+#[test]
+fn a_dead_camera_does_not_stall_the_others_and_comes_back() {
+    let _g = serial();
+    require_env();
+    let dir = tempfile::tempdir().expect("tmp");
+    let steady = vtest_camera(0, &[("steady", 0.0)]);
+    let port = free_port();
+    let flaky_bin = Path::new(edge_bin()).with_file_name("vidar-camera");
+    assert!(
+        flaky_bin.is_file(),
+        "{} missing: build the workspace bins (make test does)",
+        flaky_bin.display()
+    );
+    let spawn_flaky = || {
+        let mut c = Command::new(&flaky_bin)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--mount",
+                "flaky=synthetic:?width=320&height=240&fps=15",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("camera");
+        let out = c.stdout.take().expect("stdout");
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line.starts_with("ready") {
+                break;
+            }
+        }
+        c
+    };
+    let mut flaky = spawn_flaky();
+    let node = Node::start(
+        dir.path(),
+        &[
+            ("steady", steady.urls()[0].clone()),
+            ("flaky", format!("rtsp://127.0.0.1:{port}/flaky")),
+        ],
+        "",
+    );
+    let p_steady = "vidar_frames_analysed_total{node=\"edge-t\",camera=\"steady\"}";
+    let p_flaky = "vidar_frames_total{node=\"edge-t\",camera=\"flaky\"}";
+    assert!(
+        node.wait_metric(p_flaky, 20.0, Duration::from_secs(60)) >= 20.0,
+        "{}",
+        node.log()
+    );
+    let _ = flaky.kill();
+    let _ = flaky.wait();
+    std::thread::sleep(Duration::from_secs(1));
+    let s0 = node.metric(p_steady).unwrap_or(0.0);
+    std::thread::sleep(Duration::from_secs(5));
+    let s1 = node.metric(p_steady).unwrap_or(0.0);
+    assert!(
+        s1 >= s0 + 10.0,
+        "the steady camera kept being analysed while the other was down: {s0} -> {s1}"
+    );
+    let up = node
+        .metric("vidar_stream_up{node=\"edge-t\",camera=\"flaky\"")
+        .unwrap_or(1.0);
+    assert_eq!(up, 0.0, "the dead camera is reported down");
+    let f0 = node.metric(p_flaky).unwrap_or(0.0);
+    let mut flaky = spawn_flaky();
+    let f1 = node.wait_metric(p_flaky, f0 + 20.0, Duration::from_secs(30));
+    assert!(
+        f1 >= f0 + 20.0,
+        "the camera's stream resumed: {f0} -> {f1}\n{}",
+        node.log()
+    );
+    let reconnects = node
+        .metric("vidar_reconnects_total{node=\"edge-t\",camera=\"flaky\"}")
+        .unwrap_or(0.0);
+    assert!(reconnects >= 1.0);
+    assert!(node.terminate().success());
+    let _ = flaky.kill();
+}
+
+fn run_expect_failure(config: &Path) -> String {
+    let out = Command::new(edge_bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "must refuse to start");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn bad_config_missing_and_wrong_models_fail_at_start_with_clear_errors() {
+    require_env();
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "node_id = \"e\"\ndetection_interval = 0\n[[cameras]]\ncamera = \"c\"\nsource = \"rtsp://\"\n").expect("write");
+    let err = run_expect_failure(&cfg);
+    assert!(
+        err.contains("bad.toml")
+            && err.contains("detection_interval")
+            && err.contains("cameras[0]"),
+        "{err}"
+    );
+
+    std::fs::write(&cfg, "node_id = \"e\"\n[[cameras]\n").expect("write");
+    let err = run_expect_failure(&cfg);
+    assert!(err.contains("bad.toml"), "{err}");
+
+    // An empty model directory: the missing file is named.
+    let empty = dir.path().join("models");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let base = format!(
+        "node_id = \"e\"\nmetrics_addr = \"127.0.0.1:{}\"\ndatabase = \"{}\"\n[models]\ndir = \"{}\"\n[[cameras]]\ncamera = \"c\"\nsource = \"synthetic:\"\n",
+        free_port(),
+        dir.path().join("e.db").display(),
+        empty.display()
+    );
+    std::fs::write(&cfg, &base).expect("write");
+    let err = run_expect_failure(&cfg);
+    assert!(
+        err.contains("ssd_mobilenet_v2_coco_raw") && err.contains(&empty.display().to_string()),
+        "{err}"
+    );
+
+    // A wrong model under the right name: refused, naming the file.
+    let models = PathBuf::from(std::env::var_os("VIDAR_MODEL_DIR").expect("VIDAR_MODEL_DIR"));
+    for entry in std::fs::read_dir(&models).expect("models") {
+        let p = entry.expect("entry").path();
+        if p.is_file() {
+            std::fs::copy(&p, empty.join(p.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let raw = std::fs::read_dir(&empty)
+        .expect("dir")
+        .map(|e| e.expect("e").path())
+        .find(|p| p.to_string_lossy().contains("raw_batch"))
+        .expect("raw model file");
+    std::fs::copy(empty.join("reid_mobilenetv2_deepsort.onnx"), &raw).expect("swap");
+    let err = run_expect_failure(&cfg);
+    assert!(
+        err.contains(&raw.file_name().expect("n").to_string_lossy().to_string()),
+        "{err}"
+    );
+}

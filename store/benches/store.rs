@@ -133,9 +133,9 @@ fn queries(c: &mut Criterion) {
         r.sightings_by_camera(&CameraId::new("cam-3").unwrap(), hour, 10_000)
             .unwrap()
             .len(),
-        361
+        360
     );
-    g.bench_function("camera_one_hour_361_sightings", |b| {
+    g.bench_function("camera_one_hour_360_sightings", |b| {
         b.iter(|| {
             r.sightings_by_camera(&CameraId::new("cam-3").unwrap(), hour, 10_000)
                 .unwrap()

@@ -32,6 +32,17 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 /// `PRAGMA application_id` of a Vidar database: "VIDR".
 pub const APPLICATION_ID: i32 = 0x5649_4452;
 
+/// Page cache of the writer's connection, KiB: holds the hot index pages of a
+/// busy edge (SQLite's default is 2 MiB).
+const WRITER_CACHE_KIB: u32 = 32 * 1024;
+/// WAL pages before an automatic checkpoint (SQLite's default is 1000): fewer,
+/// larger checkpoints write a hot index page back once instead of several times.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 4000;
+/// Bytes the WAL file is truncated to after a checkpoint that emptied it.
+const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+/// Page cache of each reader's connection, KiB.
+const READER_CACHE_KIB: u32 = 8 * 1024;
+
 /// `MIGRATIONS[k]` takes the schema from version `k` to `k + 1`. Append only.
 const MIGRATIONS: &[&str] = &[MIGRATION_1];
 
@@ -215,9 +226,10 @@ pub(crate) fn open_writable(
         Synchronous::Full => "FULL",
     };
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA cache_size = -{WRITER_CACHE_KIB}; \
+         PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
     ))
-    .map_err(sqlite(path, "setting pragmas"))?;
+    .map_err(|e| classify(e, path, "setting pragmas"))?;
     migrate(&mut conn, path)?;
     Ok(conn)
 }
@@ -271,6 +283,8 @@ pub(crate) fn open_read_only(
         .map_err(|e| classify(e, path, "opening read-only"))?;
     conn.busy_timeout(busy_timeout)
         .map_err(sqlite(path, "setting the busy timeout"))?;
+    conn.execute_batch(&format!("PRAGMA cache_size = -{READER_CACHE_KIB}"))
+        .map_err(|e| classify(e, path, "setting the cache size"))?;
     let version = user_version(&conn, path)?;
     check_application_id(&conn, path, version)?;
     if version > SCHEMA_VERSION {

@@ -11,6 +11,7 @@
 mod alloc;
 mod jrba;
 mod paths;
+mod share;
 mod state;
 #[cfg(test)]
 mod tests;

@@ -7,9 +7,13 @@ use serde::{Deserialize, Serialize};
 use super::alloc::allocate;
 use super::jrba::{equal_shares, jrba, FlowDemand};
 use super::paths::{k_shortest_paths, nodes_of};
+use super::share::{fair_rates, JobDemand};
 use super::{FlowPlan, Job, JobGraph, JobPlacement};
 use crate::cluster::{Cluster, Graph};
 use crate::error::Result;
+
+/// Fraction of each link's free bandwidth an OTFS job may reserve.
+pub const OTFS_RESERVE: f64 = 0.5;
 
 /// How a scheduling round places jobs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,8 +190,36 @@ impl State {
             }
         }
         self.cpu_req[r.place[0]] -= r.cpu_request;
-        if matches!(policy, Policy::Tp | Policy::Lr | Policy::Br) {
-            self.reshare_equal();
+        match policy {
+            Policy::Tp | Policy::Lr | Policy::Br => self.reshare_equal(),
+            Policy::Otfa => self.reshare_fair(),
+            Policy::Otfs => {}
+        }
+    }
+
+    /// Per-job fair rates of the running jobs on `paths` (one route list per job).
+    fn fair(&self, paths: &[Vec<Vec<usize>>]) -> Vec<f64> {
+        let demands: Vec<JobDemand> = self
+            .running
+            .iter()
+            .zip(paths)
+            .map(|(j, p)| JobDemand {
+                cap: self.compute_rate(j),
+                flows: &j.flows,
+                paths: p,
+            })
+            .collect();
+        fair_rates(&self.graph.bandwidth, &demands)
+    }
+
+    /// Gives every running flow `V_f * x_j` with `x` the per-job fair rates on the current routes.
+    fn reshare_fair(&mut self) {
+        let paths: Vec<Vec<Vec<usize>>> = self.running.iter().map(|j| j.paths.clone()).collect();
+        let x = self.fair(&paths);
+        for (j, x) in self.running.iter_mut().zip(x) {
+            for (f, b) in j.flows.iter().zip(j.bandwidth.iter_mut()) {
+                *b = f.volume * x;
+            }
         }
     }
 
@@ -254,8 +286,9 @@ impl State {
                 .into_iter()
                 .map(|(src, dst, volume)| FlowDemand { src, dst, volume })
                 .collect();
+            let residual = self.residual();
             let (paths, bandwidth) = if policy == Policy::Otfs {
-                let Some(r) = jrba(&self.graph, &self.residual(), &flows, self.k_paths)? else {
+                let Some(r) = jrba(&self.graph, &residual, &flows, self.k_paths)? else {
                     continue;
                 };
                 self.last_lp_bound = Some(r.lp_bound);
@@ -294,7 +327,7 @@ impl State {
             self.running.push(run);
             placed.push(j);
             if policy == Policy::Otfs {
-                self.cap_last();
+                self.reserve_last(&residual);
             }
         }
         queue.retain(|j| !placed.contains(j));
@@ -306,18 +339,31 @@ impl State {
         Ok(placed)
     }
 
-    /// Caps the newest job's flows at what its compute can use, returning the rest to the pool.
-    fn cap_last(&mut self) {
+    /// OTFS's reservation for the newest job, on its JRBA routes: the rate its
+    /// compute can use, but at most [`OTFS_RESERVE`] of what is free on each link
+    /// it crosses (OTFS never re-divides running flows, so a job that took all
+    /// free bandwidth would block every later job on its links).
+    fn reserve_last(&mut self, residual: &[f64]) {
         let Some(j) = self.running.last() else { return };
-        let r = self.compute_rate(j);
+        let cap = self.compute_rate(j);
+        let avail: Vec<f64> = residual.iter().map(|r| r * OTFS_RESERVE).collect();
+        let demand = [JobDemand {
+            cap,
+            flows: &j.flows,
+            paths: &j.paths,
+        }];
+        let x = fair_rates(&avail, &demand)[0];
         let j = self.running.last_mut().expect("checked above");
         for (f, b) in j.flows.iter().zip(j.bandwidth.iter_mut()) {
-            *b = b.min(f.volume * r);
+            *b = f.volume * x;
         }
     }
 
-    /// OTFA's adjustment: JRBA over every running flow on the full bandwidth,
-    /// then each flow capped at what its job's compute can use.
+    /// OTFA's adjustment: JRBA over every running flow on the full bandwidth
+    /// chooses the routes, then per-job fair shares divide the links. The
+    /// fewest-hop routes are scored the same way and kept when their mean
+    /// throughput is higher (the LP minimises the worst flow's transfer time,
+    /// which is not the figure of merit, and its rounding can lengthen routes).
     fn readjust_all(&mut self) -> Result<()> {
         let flows: Vec<FlowDemand> = self
             .running
@@ -328,18 +374,37 @@ impl State {
             return Ok(()); // unreachable: every flow had a route when placed
         };
         self.last_lp_bound = Some(r.lp_bound);
-        let rates: Vec<f64> = self.running.iter().map(|j| self.compute_rate(j)).collect();
-        let mut it = r.paths.into_iter().zip(r.bandwidth);
-        for (j, rate) in self.running.iter_mut().zip(rates) {
-            for ((f, p), b) in j
-                .flows
-                .iter()
-                .zip(j.paths.iter_mut())
-                .zip(j.bandwidth.iter_mut())
-            {
-                let (np, nb) = it.next().expect("one result per flow");
-                *p = np;
-                *b = nb.min(f.volume * rate);
+        let mut it = r.paths.into_iter();
+        let lp: Vec<Vec<Vec<usize>>> = self
+            .running
+            .iter()
+            .map(|j| j.flows.iter().map_while(|_| it.next()).collect())
+            .collect();
+        let short: Vec<Vec<Vec<usize>>> = self
+            .running
+            .iter()
+            .map(|j| {
+                j.flows
+                    .iter()
+                    .map(|f| {
+                        k_shortest_paths(&self.graph, f.src, f.dst, 1, &|_| true)
+                            .pop()
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            })
+            .collect();
+        let (x_lp, x_short) = (self.fair(&lp), self.fair(&short));
+        let sum = |x: &[f64]| x.iter().sum::<f64>();
+        let (paths, x) = if sum(&x_short) > sum(&x_lp) {
+            (short, x_short)
+        } else {
+            (lp, x_lp)
+        };
+        for ((j, p), x) in self.running.iter_mut().zip(paths).zip(x) {
+            j.paths = p;
+            for (f, b) in j.flows.iter().zip(j.bandwidth.iter_mut()) {
+                *b = f.volume * x;
             }
         }
         Ok(())

@@ -172,3 +172,23 @@ fn invalid_jobs_are_reported_together() {
     };
     assert_eq!(p.len(), 2, "{p:?}"); // unknown input + rate (the cycle is reported once the rest is fixed)
 }
+
+#[test]
+fn otfa_is_at_least_as_good_as_task_partition_online() {
+    use crate::sim::ents::{simulate, EntsSetup};
+    for (seed, bw) in [(0, 1.0), (1, 1.0), (2, 10.0)] {
+        let s = EntsSetup {
+            nodes: 12,
+            jobs: 15,
+            bandwidth_mbit: bw,
+            ..EntsSetup::default()
+        };
+        let otfa = simulate(seed, &s, Policy::Otfa).expect("runs");
+        let tp = simulate(seed, &s, Policy::Tp).expect("runs");
+        assert!(
+            otfa.mean_throughput >= tp.mean_throughput,
+            "seed {seed}: OTFA {otfa:?} below TP {tp:?}"
+        );
+        assert!(otfa.mean_wait <= tp.mean_wait + 1e-9);
+    }
+}

@@ -27,10 +27,6 @@ pub struct CostMatrix {
     rows: usize,
     cols: usize,
     data: Vec<f64>,
-    /// Every `(row, col)` ever `set` since the last reset (may hold stale or
-    /// repeated pairs; always a superset of the finite entries), so sparse
-    /// matrices are scanned in time proportional to their entries.
-    touched: Option<Vec<(u32, u32)>>,
 }
 
 impl CostMatrix {
@@ -40,18 +36,12 @@ impl CostMatrix {
             rows,
             cols,
             data: vec![f64::INFINITY; rows * cols],
-            touched: Some(Vec::new()),
         }
     }
 
     /// A matrix from row-major data; `None` if the length is not `rows * cols`.
     pub fn from_row_major(rows: usize, cols: usize, data: Vec<f64>) -> Option<Self> {
-        (data.len() == rows * cols).then_some(Self {
-            rows,
-            cols,
-            data,
-            touched: None,
-        })
+        (data.len() == rows * cols).then_some(Self { rows, cols, data })
     }
 
     /// Number of rows.
@@ -72,10 +62,6 @@ impl CostMatrix {
     /// Sets the cost of pair `(r, c)`.
     pub fn set(&mut self, r: usize, c: usize, value: f64) {
         self.data[r * self.cols + c] = value;
-        if let Some(t) = &mut self.touched {
-            // Indices fit: a matrix with more than 2^32 rows could not be allocated.
-            t.push((r as u32, c as u32));
-        }
     }
 
     /// Resizes to `rows x cols` with every pair forbidden, reusing the allocation.
@@ -84,7 +70,20 @@ impl CostMatrix {
         self.cols = cols;
         self.data.clear();
         self.data.resize(rows * cols, f64::INFINITY);
-        self.touched = Some(Vec::new());
+    }
+
+    /// The finite entries as `(row, col, cost)`.
+    fn entries(&self) -> Vec<(usize, usize, f64)> {
+        let mut out = Vec::new();
+        for r in 0..self.rows {
+            for c in 0..self.cols {
+                let v = self.get(r, c);
+                if v.is_finite() {
+                    out.push((r, c, v));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -124,59 +123,67 @@ impl Assignment {
 /// matched pairs, so a pair is worth matching exactly when it is cheaper
 /// than the threshold.
 pub fn solve_gated(cost: &CostMatrix, threshold: f64) -> Assignment {
-    let allowed = |v: f64| v.is_finite() && v < threshold;
+    solve_gated_sparse(cost.rows, cost.cols, &cost.entries(), threshold)
+}
+
+/// [`solve_gated`] on a sparse matrix given as `(row, col, cost)` entries
+/// (at most one per pair; pairs not listed are forbidden). Runs in time
+/// proportional to the entries plus the squares of the connected
+/// components, never `rows x cols`: what the tracker uses every frame.
+pub fn solve_gated_sparse(
+    rows: usize,
+    cols: usize,
+    entries: &[(usize, usize, f64)],
+    threshold: f64,
+) -> Assignment {
+    let allowed: Vec<(usize, usize, f64)> = entries
+        .iter()
+        .copied()
+        .filter(|&(r, c, v)| r < rows && c < cols && v.is_finite() && v < threshold)
+        .collect();
     let mut matches = Vec::new();
-    for comp in components(cost, allowed) {
-        solve_component_gated(cost, &comp, threshold, &mut matches);
+    for comp in components(rows, cols, &allowed) {
+        solve_component_gated(&comp, threshold, &mut matches);
     }
-    Assignment::from_matches(matches, cost.rows, cost.cols)
+    Assignment::from_matches(matches, rows, cols)
 }
 
 /// Maximum-cardinality assignment over finite entries, and among those the
 /// one of minimum total cost (the semantics `motmetrics` uses for CLEAR-MOT).
 pub fn solve_max_matching(cost: &CostMatrix) -> Assignment {
-    let allowed = |v: f64| v.is_finite();
     let mut matches = Vec::new();
-    for comp in components(cost, allowed) {
-        if comp.rows.len() == 1 && comp.cols.len() == 1 {
+    for comp in components(cost.rows, cost.cols, &cost.entries()) {
+        let (nr, nc) = (comp.rows.len(), comp.cols.len());
+        if nr == 1 && nc == 1 {
             matches.push((comp.rows[0], comp.cols[0]));
             continue;
         }
-        let (nr, nc) = (comp.rows.len(), comp.cols.len());
-        let mut sub = Vec::with_capacity(nr * nc);
-        let mut max_abs: f64 = 0.0;
-        for &r in &comp.rows {
-            for &c in &comp.cols {
-                let v = cost.get(r, c);
-                if v.is_finite() {
-                    max_abs = max_abs.max(v.abs());
-                }
-                sub.push(v);
-            }
-        }
+        let max_abs = comp.entries.iter().fold(0.0_f64, |m, e| m.max(e.2.abs()));
         // Same large constant as motmetrics' `add_expensive_edges`: one
         // forbidden pair always costs more than any feasible alternative.
         let large = 2.0 * nr.min(nc) as f64 * (max_abs + 1.0) + 1.0;
-        for v in &mut sub {
-            if !v.is_finite() {
-                *v = large;
-            }
+        let mut sub = vec![large; nr * nc];
+        let mut feasible = vec![false; nr * nc];
+        for &(i, j, v) in &comp.entries {
+            sub[i * nc + j] = v;
+            feasible[i * nc + j] = true;
         }
         for (i, j) in lsap_dense(&sub, nr, nc) {
-            let (r, c) = (comp.rows[i], comp.cols[j]);
-            if cost.get(r, c).is_finite() {
-                matches.push((r, c));
+            if feasible[i * nc + j] {
+                matches.push((comp.rows[i], comp.cols[j]));
             }
         }
     }
     Assignment::from_matches(matches, cost.rows, cost.cols)
 }
 
-/// One connected component of the graph of allowed pairs.
+/// One connected component of the graph of allowed pairs, with its entries
+/// in local indices (`rows[i]`, `cols[j]` give the global ones).
 #[derive(Debug)]
 struct Component {
     rows: Vec<usize>,
     cols: Vec<usize>,
+    entries: Vec<(usize, usize, f64)>,
 }
 
 fn find(parent: &mut [usize], mut x: usize) -> usize {
@@ -187,56 +194,61 @@ fn find(parent: &mut [usize], mut x: usize) -> usize {
     x
 }
 
-/// Connected components with at least one allowed pair (rows are nodes
-/// `0..rows`, columns `rows..rows+cols`). Isolated rows/columns are dropped:
-/// they can only stay unmatched.
-fn components(cost: &CostMatrix, allowed: impl Fn(f64) -> bool) -> Vec<Component> {
-    let (nr, nc) = (cost.rows, cost.cols);
-    let mut parent: Vec<usize> = (0..nr + nc).collect();
-    let mut has_edge = vec![false; nr + nc];
-    let mut link = |r: usize, c: usize| {
-        has_edge[r] = true;
-        has_edge[nr + c] = true;
-        let (a, b) = (find(&mut parent, r), find(&mut parent, nr + c));
+/// Connected components of the bipartite graph whose edges are `entries`
+/// (rows are nodes `0..rows`, columns `rows..rows+cols`). Rows and columns
+/// without an entry are left out: they can only stay unmatched.
+fn components(rows: usize, cols: usize, entries: &[(usize, usize, f64)]) -> Vec<Component> {
+    let mut parent: Vec<usize> = (0..rows + cols).collect();
+    for &(r, c, _) in entries {
+        let (a, b) = (find(&mut parent, r), find(&mut parent, rows + c));
         if a != b {
             parent[a.max(b)] = a.min(b);
         }
-    };
-    match &cost.touched {
-        Some(touched) => {
-            for &(r, c) in touched {
-                let (r, c) = (r as usize, c as usize);
-                if allowed(cost.get(r, c)) {
-                    link(r, c);
-                }
-            }
-        }
-        None => {
-            for r in 0..nr {
-                for c in 0..nc {
-                    if allowed(cost.get(r, c)) {
-                        link(r, c);
-                    }
-                }
-            }
-        }
     }
-    let mut index_of_root = vec![usize::MAX; nr + nc];
+    const NONE: usize = usize::MAX;
+    let mut comp_of_root = vec![NONE; rows + cols];
+    let mut local = vec![NONE; rows + cols];
     let mut comps: Vec<Component> = Vec::new();
-    for (node, _) in has_edge.iter().enumerate().filter(|(_, e)| **e) {
-        let root = find(&mut parent, node);
-        if index_of_root[root] == usize::MAX {
-            index_of_root[root] = comps.len();
+    for &(r, c, v) in entries {
+        let root = find(&mut parent, r);
+        if comp_of_root[root] == NONE {
+            comp_of_root[root] = comps.len();
             comps.push(Component {
                 rows: Vec::new(),
                 cols: Vec::new(),
+                entries: Vec::new(),
             });
         }
-        let comp = &mut comps[index_of_root[root]];
-        if node < nr {
-            comp.rows.push(node);
-        } else {
-            comp.cols.push(node - nr);
+        let comp = &mut comps[comp_of_root[root]];
+        if local[r] == NONE {
+            local[r] = comp.rows.len();
+            comp.rows.push(r);
+        }
+        if local[rows + c] == NONE {
+            local[rows + c] = comp.cols.len();
+            comp.cols.push(c);
+        }
+        comp.entries.push((local[r], local[rows + c], v));
+    }
+    // Ascending global order inside each component, so ties break as in a
+    // solve of the whole matrix (SciPy scans columns in index order).
+    for comp in &mut comps {
+        let mut row_order: Vec<usize> = (0..comp.rows.len()).collect();
+        row_order.sort_unstable_by_key(|&i| comp.rows[i]);
+        let mut col_order: Vec<usize> = (0..comp.cols.len()).collect();
+        col_order.sort_unstable_by_key(|&j| comp.cols[j]);
+        let mut new_row = vec![0; comp.rows.len()];
+        for (new, &old) in row_order.iter().enumerate() {
+            new_row[old] = new;
+        }
+        let mut new_col = vec![0; comp.cols.len()];
+        for (new, &old) in col_order.iter().enumerate() {
+            new_col[old] = new;
+        }
+        comp.rows.sort_unstable();
+        comp.cols.sort_unstable();
+        for e in &mut comp.entries {
+            *e = (new_row[e.0], new_col[e.1], e.2);
         }
     }
     comps
@@ -244,12 +256,7 @@ fn components(cost: &CostMatrix, allowed: impl Fn(f64) -> bool) -> Vec<Component
 
 /// Solves one component of [`solve_gated`] by adding one private "stay
 /// unmatched" column per row, at cost `threshold`.
-fn solve_component_gated(
-    cost: &CostMatrix,
-    comp: &Component,
-    threshold: f64,
-    out: &mut Vec<(usize, usize)>,
-) {
+fn solve_component_gated(comp: &Component, threshold: f64, out: &mut Vec<(usize, usize)>) {
     let (nr, nc) = (comp.rows.len(), comp.cols.len());
     if nr == 1 && nc == 1 {
         // Allowed by construction of the component.
@@ -259,24 +266,16 @@ fn solve_component_gated(
     let width = nc + nr;
     // Any solution using a forbidden pair costs more than leaving every row
     // unmatched (nr * threshold), so it is never optimal.
-    let mut max_abs = threshold.abs();
-    for &r in &comp.rows {
-        for &c in &comp.cols {
-            let v = cost.get(r, c);
-            if v.is_finite() && v < threshold {
-                max_abs = max_abs.max(v.abs());
-            }
-        }
-    }
+    let max_abs = comp
+        .entries
+        .iter()
+        .fold(threshold.abs(), |m, e| m.max(e.2.abs()));
     let large = 2.0 * (nr as f64 + 1.0) * (max_abs + 1.0) + 1.0;
     let mut sub = vec![large; nr * width];
-    for (i, &r) in comp.rows.iter().enumerate() {
-        for (j, &c) in comp.cols.iter().enumerate() {
-            let v = cost.get(r, c);
-            if v.is_finite() && v < threshold {
-                sub[i * width + j] = v;
-            }
-        }
+    for &(i, j, v) in &comp.entries {
+        sub[i * width + j] = v;
+    }
+    for i in 0..nr {
         sub[i * width + nc + i] = threshold;
     }
     for (i, j) in lsap_dense(&sub, nr, width) {
@@ -463,21 +462,18 @@ mod tests {
         }
 
         #[test]
-        fn sparse_bookkeeping_gives_the_dense_answer(cost in matrices(), thr_pct in 1u32..=100) {
-            // `set` records touched entries; the solver then scans only those.
-            let mut sparse = CostMatrix::forbidden(0, 0);
-            sparse.reset(cost.rows(), cost.cols());
-            for r in 0..cost.rows() {
-                for c in 0..cost.cols() {
-                    if cost.get(r, c).is_finite() {
-                        sparse.set(r, c, 5.0); // overwritten below: stale entries are harmless
-                        sparse.set(r, c, cost.get(r, c));
-                    }
-                }
-            }
+        fn sparse_entries_give_the_dense_answer(cost in matrices(), thr_pct in 1u32..=100) {
             let thr = f64::from(thr_pct) / 100.0;
-            prop_assert_eq!(solve_gated(&sparse, thr), solve_gated(&cost, thr));
-            prop_assert_eq!(solve_max_matching(&sparse), solve_max_matching(&cost));
+            let entries = cost.entries();
+            prop_assert_eq!(
+                solve_gated_sparse(cost.rows(), cost.cols(), &entries, thr),
+                solve_gated(&cost, thr)
+            );
+            // Order of entries does not matter.
+            let reversed: Vec<_> = entries.iter().rev().copied().collect();
+            let a = solve_gated_sparse(cost.rows(), cost.cols(), &reversed, thr);
+            let objective = |m: &[(usize, usize)]| m.iter().map(|&(r, c)| cost.get(r, c) - thr).sum::<f64>();
+            prop_assert!((objective(&a.matches) - objective(&solve_gated(&cost, thr).matches)).abs() < 1e-9);
         }
 
         #[test]

@@ -20,7 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::assignment::{solve_gated, CostMatrix};
+use crate::assignment::solve_gated_sparse;
 use crate::config::TrackerConfig;
 use crate::error::TrackError;
 use crate::geometry::BBox;
@@ -188,7 +188,7 @@ pub struct Tracker {
     next_id: u64,
     last_frame: Option<u64>,
     embedding_dim: Option<usize>,
-    cost: CostMatrix,
+    entries: Vec<(usize, usize, f64)>,
     predicted_buf: Vec<BBox>,
     projection_buf: Vec<Option<Projection>>,
 }
@@ -270,7 +270,7 @@ impl Tracker {
             next_id: 1,
             last_frame: None,
             embedding_dim: None,
-            cost: CostMatrix::forbidden(0, 0),
+            entries: Vec::new(),
             predicted_buf: Vec::new(),
             projection_buf: Vec::new(),
         }
@@ -590,7 +590,7 @@ impl Tracker {
             .iter()
             .map(|&d| s.detections[d].bbox.w)
             .fold(0.0_f32, f32::max);
-        self.cost.reset(tracks.len(), dets.len());
+        self.entries.clear();
         for (r, &t) in tracks.iter().enumerate() {
             let Some(proj) = &s.projections[t] else {
                 continue;
@@ -636,10 +636,10 @@ impl Tracker {
                         }
                     }
                 }
-                self.cost.set(r, c, f64::from(cost));
+                self.entries.push((r, c, f64::from(cost)));
             }
         }
-        let assignment = solve_gated(&self.cost, threshold);
+        let assignment = solve_gated_sparse(tracks.len(), dets.len(), &self.entries, threshold);
         for &(r, c) in &assignment.matches {
             matched[tracks[r]] = Some(dets[c]);
         }

@@ -141,11 +141,17 @@ fn perfect_detections_give_near_perfect_tracking() {
 
 #[test]
 fn config_cases_parse_and_validate_as_named() {
-    let dir: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "config"].iter().collect();
+    let dir: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "config"]
+        .iter()
+        .collect();
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).expect("tests/config exists") {
         let path = entry.expect("readable entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
         let text = std::fs::read_to_string(&path).expect("readable file");
         let parsed = toml::from_str::<TrackerConfig>(&text)
             .map_err(|e| e.to_string())
@@ -159,5 +165,9 @@ fn config_cases_parse_and_validate_as_named() {
         }
         seen += 1;
     }
-    assert!(seen >= 5, "only {seen} config cases found in {}", dir.display());
+    assert!(
+        seen >= 5,
+        "only {seen} config cases found in {}",
+        dir.display()
+    );
 }

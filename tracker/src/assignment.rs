@@ -141,8 +141,24 @@ pub fn solve_gated_sparse(
         .copied()
         .filter(|&(r, c, v)| r < rows && c < cols && v.is_finite() && v < threshold)
         .collect();
+    // Fast path for the common case in tracking: a row and a column that
+    // only see each other form a 1x1 component, matched directly.
+    let mut row_degree = vec![0_u32; rows];
+    let mut col_degree = vec![0_u32; cols];
+    for &(r, c, _) in &allowed {
+        row_degree[r] += 1;
+        col_degree[c] += 1;
+    }
     let mut matches = Vec::new();
-    for comp in components(rows, cols, &allowed) {
+    let mut rest = Vec::new();
+    for &(r, c, v) in &allowed {
+        if row_degree[r] == 1 && col_degree[c] == 1 {
+            matches.push((r, c));
+        } else {
+            rest.push((r, c, v));
+        }
+    }
+    for comp in components(rows, cols, &rest) {
         solve_component_gated(&comp, threshold, &mut matches);
     }
     Assignment::from_matches(matches, rows, cols)

@@ -75,6 +75,38 @@ fn writer_throughput(c: &mut Criterion) {
         });
         w.shutdown().unwrap();
     }
+    // Baseline: the same rows inserted with plain rusqlite, 256 per transaction, same
+    // schema and pragmas, no channel or thread: what the writer's overhead is measured against.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raw.db");
+    writer(&path, 256).shutdown().unwrap();
+    let mut conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 4000;")
+        .unwrap();
+    let blob = vec![1u8; 401];
+    let mut seq = 0i64;
+    g.bench_function("raw_rusqlite_batch_256", |b| {
+        b.iter(|| {
+            for chunk in 0..RECORDS / 256 {
+                let tx = conn.transaction().unwrap();
+                {
+                    let mut stmt = tx
+                        .prepare_cached(
+                            "INSERT INTO sightings (node_id, seq, identity_id, camera_id, track_id, first_ms, last_ms, path)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        )
+                        .unwrap();
+                    for k in 0..256i64 {
+                        seq += 1;
+                        let i = chunk as i64 * 256 + k;
+                        stmt.execute(rusqlite::params!["edge-1", seq, i % 50, format!("cam-{}", i % 4), i, i * 10, i * 10 + 2000, blob])
+                            .unwrap();
+                    }
+                }
+                tx.commit().unwrap();
+            }
+        })
+    });
     g.finish();
 }
 

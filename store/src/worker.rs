@@ -218,6 +218,10 @@ impl Worker {
                 }
             }
         }
+        // Housekeeping SQLite recommends before closing a long-lived connection.
+        if let Err(e) = self.conn.execute_batch("PRAGMA optimize") {
+            tracing::warn!(path = %self.shared.path.display(), error = %e, "PRAGMA optimize failed at writer stop");
+        }
         tracing::debug!(path = %self.shared.path.display(), "store writer stopped");
         self.set_stopped("the writer was shut down".to_string());
     }

@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 #[path = "vidar_sim/experiments.rs"]
 mod experiments;
+#[path = "vidar_sim/measured.rs"]
+mod measured;
 #[path = "vidar_sim/plot.rs"]
 mod plot;
 #[path = "vidar_sim/solve.rs"]
@@ -28,7 +30,7 @@ struct Cli {
 enum Command {
     /// Run an algorithm on a JSON instance and print the plan as JSON.
     Solve {
-        /// jstsh, jstsh_greedy, nmno, wmno, nmwo, exact | otfa, otfs, tp, lr, br | edgesplit, edgesplit_fix, adaptive_fl, vanilla_fl
+        /// jstsh, jstsh_greedy, nmno, wmno, nmwo, exact | otfa, otfs, tp, lr, br | edgesplit, edgesplit_fix, adaptive_fl, vanilla_fl, splitpipe
         algorithm: String,
         /// Instance file (JSON; see scheduler/README.md).
         instance: PathBuf,

@@ -7,6 +7,15 @@
 //! compute time per item on node `u` is `(all work placed on u) / PS_u`; flows
 //! get explicit bandwidth shares, and a job's throughput is
 //! `min(rate, 1 / max(node times, flow times))`.
+//!
+//! Bandwidth sharing (where we depart from the text): the figures measure the
+//! mean per-job throughput, which JRBA's `min max V/b` with volume-proportional
+//! shares does not serve (it slows every job on a link to the pace of its
+//! heaviest flow). OTFA keeps JRBA for the routes (or the fewest-hop routes
+//! when they score better) and divides links by per-job fair shares
+//! ([`share`]); OTFS reserves, per job, at most half of each link's free
+//! bandwidth, so later jobs still find a route. JRBA itself
+//! ([`jrba()`]) is implemented as specified, with proportional shares.
 
 mod alloc;
 mod jrba;

@@ -299,6 +299,18 @@ pub fn solve_indexed(p: &Problem, algo: StreamAlgorithm, seed: u64) -> Result<Ve
     })
 }
 
+/// Greedy + iterated local search on `scale` times the default work budget,
+/// without the exact polish of tiny instances (for gap and budget reports).
+pub fn local_search_only(p: &Problem, scale: f64) -> Result<Vec<(usize, usize)>> {
+    let budget = (improve::work_budget(p.k(), p.m) as f64 * scale) as u64;
+    Ok(improve::local_search(p, greedy::greedy(p)?, budget))
+}
+
+/// Work units the improvement phase may spend on `p` (see the `improve` module).
+pub fn work_budget(p: &Problem) -> u64 {
+    improve::work_budget(p.k(), p.m)
+}
+
 /// Builds the plan (ids + objective values) from an index assignment.
 pub fn plan(
     inst: &StreamInstance,

@@ -464,6 +464,7 @@ pub fn run_all(out: &Path, quick: bool) -> anyhow::Result<()> {
     dcei_section(out, quick, &mut md)?;
     ents_section(out, quick, &mut md)?;
     split_section(out, quick, &mut md)?;
+    crate::measured::section(quick, &mut md)?;
     md.push_str(include_str!("discussion.md"));
     let report = out.parent().unwrap_or(Path::new(".")).join("RESULTS.md");
     fs::write(&report, md).with_context(|| format!("writing {}", report.display()))?;

@@ -112,7 +112,56 @@ pub fn fair_rates(capacity: &[f64], jobs: &[JobDemand]) -> Vec<f64> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Feasible and Pareto-efficient: no link over capacity, and every job is
+        /// at its cap or crosses a full link.
+        #[test]
+        fn shares_fit_and_leave_nothing_a_job_could_use(
+            caps in prop::collection::vec(1e5f64..1e7, 1..8),
+            jobs in prop::collection::vec(
+                (0.1f64..30.0, prop::collection::vec((1e3f64..1e7, prop::collection::vec(0usize..8, 1..4)), 0..4)),
+                1..10,
+            ),
+        ) {
+            let flows: Vec<Vec<FlowDemand>> = jobs.iter()
+                .map(|(_, fs)| fs.iter().map(|&(v, _)| FlowDemand { src: 0, dst: 1, volume: v }).collect())
+                .collect();
+            let paths: Vec<Vec<Vec<usize>>> = jobs.iter()
+                .map(|(_, fs)| fs.iter().map(|(_, p)| {
+                    let mut p: Vec<usize> = p.iter().map(|&l| l % caps.len()).collect();
+                    p.sort_unstable();
+                    p.dedup();
+                    p
+                }).collect())
+                .collect();
+            let demands: Vec<JobDemand> = jobs.iter().zip(&flows).zip(&paths)
+                .map(|(((cap, _), f), p)| JobDemand { cap: *cap, flows: f, paths: p })
+                .collect();
+            let x = fair_rates(&caps, &demands);
+            let mut used = vec![0.0; caps.len()];
+            for (d, &x) in demands.iter().zip(&x) {
+                prop_assert!(x >= 0.0 && x <= d.cap * (1.0 + 1e-9));
+                for (f, p) in d.flows.iter().zip(d.paths) {
+                    for &l in p {
+                        used[l] += f.volume * x;
+                    }
+                }
+            }
+            for (u, c) in used.iter().zip(&caps) {
+                prop_assert!(*u <= c * (1.0 + 1e-9), "link over capacity: {} > {}", u, c);
+            }
+            for (d, &x) in demands.iter().zip(&x) {
+                let full = d.paths.iter().flatten().any(|&l| used[l] >= caps[l] * (1.0 - 1e-6));
+                prop_assert!(x >= d.cap * (1.0 - 1e-9) || full, "job below its cap with room left");
+            }
+        }
+    }
 
     fn flow(volume: f64) -> FlowDemand {
         FlowDemand {

@@ -230,28 +230,29 @@ pub(crate) fn open_writable(
          PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
     ))
     .map_err(|e| classify(e, path, "setting pragmas"))?;
-    migrate(&mut conn, path)?;
+    migrate(&mut conn, path, MIGRATIONS)?;
     Ok(conn)
 }
 
-/// Applies every migration above the file's version, in one transaction.
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+/// Applies every migration of `migrations` above the file's version, in one transaction.
+fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<(), StoreError> {
+    let target = migrations.len() as u32;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sqlite(path, "starting the migration transaction"))?;
     // Re-read inside the write lock: another process may have migrated meanwhile.
     let from = user_version(&tx, path)?;
-    if from > SCHEMA_VERSION {
+    if from > target {
         return Err(StoreError::TooNew {
             path: path.to_path_buf(),
             found: from,
-            supported: SCHEMA_VERSION,
+            supported: target,
         });
     }
-    if from == SCHEMA_VERSION {
+    if from == target {
         return Ok(());
     }
-    for (k, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+    for (k, sql) in migrations.iter().enumerate().skip(from as usize) {
         let version = k as u32 + 1;
         let fail = |source| StoreError::Migration {
             path: path.to_path_buf(),
@@ -268,7 +269,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     }
     tx.commit().map_err(|source| StoreError::Migration {
         path: path.to_path_buf(),
-        version: SCHEMA_VERSION,
+        version: target,
         source,
     })
 }
@@ -325,5 +326,66 @@ mod tests {
             .map_err(sqlite(&path, "test"))?;
         assert_eq!(av, 2, "incremental auto_vacuum");
         Ok(())
+    }
+
+    fn version_and_tables(path: &Path) -> (u32, Vec<String>) {
+        let c = Connection::open(path).unwrap();
+        let v = user_version(&c, path).unwrap();
+        let t = c
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        (v, t)
+    }
+
+    #[test]
+    fn a_failing_migration_rolls_back_all_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut conn = Connection::open(&path).unwrap();
+        let e = migrate(&mut conn, &path, &[MIGRATION_1, "CREATE TABLE broken (;"]).unwrap_err();
+        assert!(matches!(e, StoreError::Migration { version: 2, .. }), "{e}");
+        assert!(e.to_string().contains("m.db"), "{e}");
+        drop(conn);
+        assert_eq!(version_and_tables(&path), (0, vec![]));
+    }
+
+    #[test]
+    fn later_migrations_apply_on_top_of_an_existing_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path, &[MIGRATION_1]).unwrap();
+        conn.execute_batch("INSERT INTO node_seq VALUES ('n', 5)")
+            .unwrap();
+        let next = [MIGRATION_1, "ALTER TABLE cameras ADD COLUMN note TEXT"];
+        migrate(&mut conn, &path, &next).unwrap();
+        migrate(&mut conn, &path, &next).unwrap(); // a no-op the second time
+        drop(conn);
+        let (v, tables) = version_and_tables(&path);
+        assert_eq!(v, 2);
+        assert!(tables.contains(&"cameras".to_string()));
+        let c = Connection::open(&path).unwrap();
+        let next_seq: i64 = c
+            .query_row("SELECT next_seq FROM node_seq", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(next_seq, 5, "data kept across the migration");
+        // And a build that only knows version 1 refuses the file.
+        let mut conn = Connection::open(&path).unwrap();
+        let e = migrate(&mut conn, &path, &[MIGRATION_1]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::TooNew {
+                    found: 2,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }

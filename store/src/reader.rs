@@ -165,6 +165,37 @@ impl Reader {
         Ok(rows)
     }
 
+    /// Sightings on any camera overlapping `range`, in time order (at most `limit`).
+    pub fn sightings_in_range(
+        &self,
+        range: TimeRange,
+        limit: usize,
+    ) -> Result<Vec<Stored<Sighting>>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM sightings
+             WHERE first_ms >= ?1 AND first_ms < ?2 AND last_ms >= ?3
+             ORDER BY first_ms, node_id, seq LIMIT ?4",
+            rows::SIGHTING_COLUMNS
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(self.err("preparing sightings_in_range"))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    lowest_first(range),
+                    range.end_ms,
+                    range.start_ms,
+                    limit_sql(limit)
+                ],
+                rows::sighting_row,
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("querying sightings_in_range"))?;
+        Ok(rows)
+    }
+
     /// Identities with a sighting overlapping `range`, earliest first (at most `limit`).
     pub fn identities_in_range(
         &self,

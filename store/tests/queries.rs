@@ -106,6 +106,9 @@ fn sightings_by_camera_and_time() -> TestResult {
     assert!(r
         .sightings_by_camera(&cam("cam-z"), TimeRange::all(), 100)?
         .is_empty());
+    let any = r.sightings_in_range(TimeRange::new(1_600, 5_000), 100)?;
+    assert_eq!(spans(&any), vec![(A, 1_000), (D, 1_500), (B, 3_000)]);
+    assert_eq!(r.sightings_in_range(TimeRange::all(), 4)?.len(), 4);
     Ok(())
 }
 

@@ -55,3 +55,17 @@ pub use writer::{
     FlushReport, PendingKey, PruneReport, UpsertReport, Writer, WriterConfig, WriterHandle,
     WriterStats, WriterTuning,
 };
+
+#[cfg(test)]
+mod tests {
+    /// Producers share handles across threads; readers move to the thread that queries.
+    #[test]
+    fn handles_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<super::Writer>();
+        send_sync::<super::WriterHandle>();
+        send::<super::Reader>();
+        send::<super::PendingKey>();
+    }
+}

@@ -44,7 +44,7 @@ mod worker;
 mod writer;
 
 pub use error::{InvalidRecord, StoreError};
-pub use reader::{IdentitySeen, Reader, MAX_CLUSTER, MAX_QUERY_ROWS};
+pub use reader::{IdentitySeen, Reader, MAX_CLUSTER, MAX_QUERY_ROWS, RECORD_OVERHEAD_BYTES};
 pub use record::{
     BoxPoint, CameraRecord, IdentityMerge, IdentityRecord, KeyedRecord, Record, RecordKey,
     Sighting, Snapshot, Stored, TimeRange, TrackRecord, MAX_EMBEDDING_DIM, MAX_NAME_LEN,

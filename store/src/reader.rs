@@ -20,6 +20,8 @@ use crate::schema::classify;
 
 /// Most rows one query returns, whatever `limit` a caller asks for.
 pub const MAX_QUERY_ROWS: usize = 100_000;
+/// Bytes counted for a record's fixed-size fields by [`Reader::records_after_within`].
+pub const RECORD_OVERHEAD_BYTES: usize = 64;
 /// Most identities in one merge cluster that trajectory queries follow.
 pub const MAX_CLUSTER: usize = 10_000;
 
@@ -309,6 +311,20 @@ impl Reader {
         after: u64,
         limit: usize,
     ) -> Result<Vec<KeyedRecord>, StoreError> {
+        self.records_after_within(node, after, limit, usize::MAX)
+    }
+
+    /// [`records_after`](Self::records_after), also cut before the batch's size
+    /// passes `max_bytes` (text and blob bytes plus [`RECORD_OVERHEAD_BYTES`] a
+    /// record), so a sync message stays bounded; the first record is always
+    /// included. Only the records returned are loaded.
+    pub fn records_after_within(
+        &self,
+        node: &NodeId,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<KeyedRecord>, StoreError> {
         let after = seq_to_sql(after).unwrap_or(i64::MAX);
         let limit = limit.min(MAX_QUERY_ROWS);
         // One read transaction: without it, a commit between two tables' queries
@@ -318,17 +334,52 @@ impl Reader {
             .conn
             .unchecked_transaction()
             .map_err(self.err("starting the records_after snapshot"))?;
-        let mut all: Vec<KeyedRecord> = Vec::new();
+        // Pass 1: seqs and sizes only, to find where the batch ends.
+        let mut sizes: Vec<(i64, i64)> = Vec::new();
         for t in TABLES {
             let sql = format!(
-                "SELECT {} FROM {} WHERE node_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-                t.columns, t.name
+                "SELECT seq, {} FROM {} WHERE node_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                t.size_expr, t.name
             );
             let mut stmt = tx
                 .prepare_cached(&sql)
                 .map_err(self.err("preparing records_after"))?;
             let rows = stmt
                 .query_map(params![node.as_str(), after, limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(self.err("querying records_after"))?;
+            sizes.extend(rows);
+        }
+        sizes.sort_unstable();
+        let mut total = 0usize;
+        let mut last = None;
+        for (k, &(seq, size)) in sizes.iter().take(limit).enumerate() {
+            let bytes = usize::try_from(size)
+                .unwrap_or(0)
+                .saturating_add(RECORD_OVERHEAD_BYTES);
+            if k > 0 && total.saturating_add(bytes) > max_bytes {
+                break;
+            }
+            total = total.saturating_add(bytes);
+            last = Some(seq);
+        }
+        let Some(last) = last else {
+            return Ok(Vec::new());
+        };
+        // Pass 2: the records up to the cut.
+        let mut all: Vec<KeyedRecord> = Vec::new();
+        for t in TABLES {
+            let sql = format!(
+                "SELECT {} FROM {} WHERE node_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
+                t.columns, t.name
+            );
+            let mut stmt = tx
+                .prepare_cached(&sql)
+                .map_err(self.err("preparing records_after"))?;
+            let rows = stmt
+                .query_map(params![node.as_str(), after, last], |r| {
                     rows::decode(t.name, r)
                 })
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
@@ -337,7 +388,6 @@ impl Reader {
         }
         drop(tx);
         all.sort_by_key(|r| r.key.seq);
-        all.truncate(limit);
         Ok(all)
     }
 

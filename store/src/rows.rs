@@ -143,6 +143,8 @@ pub(crate) struct Table {
     pub name: &'static str,
     pub columns: &'static str,
     pub time_column: &'static str,
+    /// SQL for the bytes of a row's variable-size payload (text and blobs).
+    pub size_expr: &'static str,
     /// Whether `prune_acknowledged` deletes from it (cameras are configuration, kept).
     pub prunable: bool,
 }
@@ -151,36 +153,42 @@ pub(crate) struct Table {
 pub(crate) const TABLES: [Table; 6] = [
     Table {
         name: "cameras",
+        size_expr: "length(name)",
         columns: "node_id, seq, camera_id, name, recorded_ms",
         time_column: "recorded_ms",
         prunable: false,
     },
     Table {
         name: "tracks",
+        size_expr: "0",
         columns: "node_id, seq, camera_id, track_id, first_ms, last_ms, identity_id",
         time_column: "last_ms",
         prunable: true,
     },
     Table {
         name: "sightings",
+        size_expr: "length(path)",
         columns: "node_id, seq, identity_id, camera_id, track_id, first_ms, last_ms, path",
         time_column: "last_ms",
         prunable: true,
     },
     Table {
         name: "identities",
+        size_expr: "length(embedding)",
         columns: "node_id, seq, identity_id, camera_id, first_seen_ms, dim, embedding",
         time_column: "first_seen_ms",
         prunable: true,
     },
     Table {
         name: "snapshots",
+        size_expr: "length(jpeg)",
         columns: "node_id, seq, identity_id, camera_id, t_ms, jpeg",
         time_column: "t_ms",
         prunable: true,
     },
     Table {
         name: "identity_merges",
+        size_expr: "0",
         columns: "node_id, seq, from_identity, into_identity, decided_ms",
         time_column: "decided_ms",
         prunable: true,

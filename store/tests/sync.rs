@@ -304,3 +304,45 @@ fn records_after_has_no_gaps_while_the_writer_commits() -> TestResult {
     w.shutdown()?;
     Ok(())
 }
+
+#[test]
+fn records_after_within_bounds_the_batch_size() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let edge = edge_with_records(&dir, 10); // 60 records; each snapshot carries 206 JPEG bytes
+    let r = Reader::open(&edge)?;
+    let peer = node("edge-1");
+    let size = |k: &KeyedRecord| {
+        vidar_store::RECORD_OVERHEAD_BYTES
+            + match &k.record {
+                Record::Camera(c) => c.name.len(),
+                Record::Sighting(s) => 1 + 20 * s.path.len(),
+                Record::Identity(i) => 4 * i.embedding.len(),
+                Record::Snapshot(s) => s.jpeg.len(),
+                _ => 0,
+            }
+    };
+    let all = r.records_after(&peer, 0, 1000)?;
+    let mut got = Vec::new();
+    let mut cursor = 0;
+    let mut batches = 0;
+    loop {
+        let batch = r.records_after_within(&peer, cursor, 1000, 3_000)?;
+        let Some(last) = batch.last() else { break };
+        let bytes: usize = batch.iter().map(size).sum();
+        assert!(
+            batch.len() == 1 || bytes <= 3_000,
+            "{bytes} bytes in {} records",
+            batch.len()
+        );
+        cursor = last.key.seq;
+        got.extend(batch);
+        batches += 1;
+    }
+    assert_eq!(got, all);
+    assert!(batches >= 8, "only {batches} batches for ~27 KB");
+    // A record bigger than the budget still goes, alone.
+    let one = r.records_after_within(&peer, 3, 1000, 10)?;
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].key.seq, 4);
+    Ok(())
+}

@@ -96,16 +96,30 @@ impl State {
     pub fn new(c: &Cluster, k_paths: usize) -> Result<Self> {
         let graph = c.index()?;
         let n = graph.len();
+        // One BFS per source: its tree holds the same fewest-hop path to every
+        // node as `Graph::bfs_path` (same visiting order, same ties).
         let mut avg_bw = vec![vec![0.0; n]; n];
+        let mut queue = std::collections::VecDeque::with_capacity(n);
         for (s, row) in avg_bw.iter_mut().enumerate() {
-            for (t, cell) in row.iter_mut().enumerate() {
-                if let Some(p) = graph.bfs_path(s, t, &|_| true) {
-                    *cell = if p.is_empty() {
-                        f64::INFINITY
-                    } else {
-                        p.iter().map(|&l| graph.bandwidth[l]).sum::<f64>() / p.len() as f64
-                    };
+            // (hops, bandwidth sum) of the path to each reached node.
+            let mut reach: Vec<Option<(usize, f64)>> = vec![None; n];
+            reach[s] = Some((0, 0.0));
+            queue.push_back(s);
+            while let Some(u) = queue.pop_front() {
+                let (hops, sum) = reach[u].expect("queued nodes are reached");
+                for &(v, l) in &graph.adj[u] {
+                    if reach[v].is_none() {
+                        reach[v] = Some((hops + 1, sum + graph.bandwidth[l]));
+                        queue.push_back(v);
+                    }
                 }
+            }
+            for (cell, r) in row.iter_mut().zip(reach) {
+                *cell = match r {
+                    Some((0, _)) => f64::INFINITY,
+                    Some((hops, sum)) => sum / hops as f64,
+                    None => 0.0,
+                };
             }
         }
         Ok(Self {

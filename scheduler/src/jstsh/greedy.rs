@@ -25,24 +25,41 @@ pub(super) fn can_reid(p: &Problem, loads: &Loads, i: usize) -> bool {
     loads.nreid[i] > 0 || loads.memory(p, i) + p.models.reid <= p.mem[i]
 }
 
-/// True when opening a detector on `i` still leaves room for a re-ID model
-/// somewhere (a fix: the published stage 1 can fill every node with detectors,
-/// and stage 2 then has nowhere to put re-ID).
-fn leaves_reid_room(p: &Problem, loads: &Loads, i: usize) -> bool {
-    if loads.ndet[i] > 0 || loads.nreid.iter().any(|&n| n > 0) {
-        return true;
+/// Nodes that could open a re-ID model now, and whether any re-ID model is deployed.
+struct ReidRoom {
+    deployed: bool,
+    free: usize,
+}
+
+impl ReidRoom {
+    fn of(p: &Problem, loads: &Loads) -> Self {
+        Self {
+            deployed: loads.nreid.iter().any(|&n| n > 0),
+            free: (0..p.m)
+                .filter(|&j| loads.memory(p, j) + p.models.reid <= p.mem[j])
+                .count(),
+        }
     }
-    (0..p.m).any(|j| {
-        let extra = if j == i { p.models.detector } else { 0 };
-        loads.memory(p, j) + extra + p.models.reid <= p.mem[j]
-    })
+
+    /// True when opening a detector on `i` still leaves room for a re-ID model
+    /// somewhere (a fix: the published stage 1 can fill every node with
+    /// detectors, and stage 2 then has nowhere to put re-ID).
+    fn after_detector(&self, p: &Problem, loads: &Loads, i: usize) -> bool {
+        if loads.ndet[i] > 0 || self.deployed {
+            return true;
+        }
+        let here = loads.memory(p, i) + p.models.reid <= p.mem[i];
+        self.free > usize::from(here)
+            || loads.memory(p, i) + p.models.detector + p.models.reid <= p.mem[i]
+    }
 }
 
 /// Stage 1 for stream `k`: the best detection node, or an error when none fits.
 pub(super) fn best_detect(p: &Problem, loads: &Loads, k: usize) -> Result<usize> {
+    let room = ReidRoom::of(p, loads);
     (0..p.m)
         .filter(|&i| {
-            p.t[k][i].is_finite() && can_detect(p, loads, i) && leaves_reid_room(p, loads, i)
+            p.t[k][i].is_finite() && can_detect(p, loads, i) && room.after_detector(p, loads, i)
         })
         .map(|i| (i, p.t[k][i] + stage_time(p, loads, i, k, p.cl1[k])))
         .min_by(|a, b| a.1.total_cmp(&b.1))

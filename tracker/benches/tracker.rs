@@ -11,7 +11,7 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vidar_tracker::assignment::{solve_gated, CostMatrix};
-use vidar_tracker::{BBox, Detection, FrameSize, TrackerConfig};
+use vidar_tracker::{BBox, BoxExt, Detection, FrameSize, TrackerConfig};
 
 const FRAMES: usize = 100;
 const EMBEDDING_DIM: usize = 512;

@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn visible_fraction() {
-        use crate::geometry::BBox;
+        use crate::geometry::{BBox, BoxExt};
         let fs = FrameSize {
             width: 640,
             height: 480,

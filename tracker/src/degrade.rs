@@ -29,7 +29,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::geometry::BBox;
+use crate::geometry::{BBox, BoxExt};
 use crate::mot::{by_frame, MotRecord};
 
 /// Parameters of the synthetic detector (see the module docs).

@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 
 use crate::assignment::{solve_gated, solve_max_matching, CostMatrix};
+use crate::geometry::BoxExt;
 use crate::mot::{by_frame, MotRecord};
 
 /// CLEAR-MOT counts and ratios.

@@ -1,32 +1,32 @@
-//! Axis-aligned boxes in image pixels and their overlap measures.
-//!
-//! Owns the one box type the tracker speaks (`x, y` = top-left corner, `w, h` =
-//! size, as in the MOT Challenge format). Must not know about tracks or files.
+//! Axis-aligned boxes in image pixels: the system-wide `vidar_protocol::BBox`
+//! (`x, y` = top-left corner, `w, h` = size, as in the MOT Challenge format)
+//! plus the few helpers the tracker needs. Must not know about tracks or files.
 
-use serde::{Deserialize, Serialize};
+pub use vidar_protocol::BBox;
 
-/// An axis-aligned box in pixels: top-left corner `(x, y)`, width `w`, height `h`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct BBox {
-    /// Left edge, pixels.
-    pub x: f32,
-    /// Top edge, pixels.
-    pub y: f32,
-    /// Width, pixels.
-    pub w: f32,
-    /// Height, pixels.
-    pub h: f32,
+/// What the tracker needs from a box beyond `vidar_protocol::BBox`'s own
+/// methods (`area`, `iou`, `clip`). Bring it into scope to call them.
+pub trait BoxExt: Sized {
+    /// A box from its top-left corner and size.
+    fn new(x: f32, y: f32, w: f32, h: f32) -> Self;
+    /// A box from its centre and size.
+    fn from_center(cx: f32, cy: f32, w: f32, h: f32) -> Self;
+    /// Centre of the box.
+    fn center(&self) -> (f32, f32);
+    /// True when every coordinate is finite and the size is positive.
+    fn is_valid(&self) -> bool;
+    /// Intersection over union computed in `f64`, as `motmetrics`' `boxiou`
+    /// does (used by scoring, not tracking).
+    fn iou_f64(&self, other: &BBox) -> f64;
 }
 
-impl BBox {
-    /// A box from its top-left corner and size.
-    pub const fn new(x: f32, y: f32, w: f32, h: f32) -> Self {
-        Self { x, y, w, h }
+impl BoxExt for BBox {
+    fn new(x: f32, y: f32, w: f32, h: f32) -> Self {
+        BBox { x, y, w, h }
     }
 
-    /// A box from its centre and size.
-    pub fn from_center(cx: f32, cy: f32, w: f32, h: f32) -> Self {
-        Self {
+    fn from_center(cx: f32, cy: f32, w: f32, h: f32) -> Self {
+        BBox {
             x: cx - w / 2.0,
             y: cy - h / 2.0,
             w,
@@ -34,18 +34,11 @@ impl BBox {
         }
     }
 
-    /// Centre of the box.
-    pub fn center(&self) -> (f32, f32) {
+    fn center(&self) -> (f32, f32) {
         (self.x + self.w / 2.0, self.y + self.h / 2.0)
     }
 
-    /// Area in square pixels (0 for degenerate boxes).
-    pub fn area(&self) -> f32 {
-        self.w.max(0.0) * self.h.max(0.0)
-    }
-
-    /// True when every coordinate is finite and the size is positive.
-    pub fn is_valid(&self) -> bool {
+    fn is_valid(&self) -> bool {
         self.x.is_finite()
             && self.y.is_finite()
             && self.w.is_finite()
@@ -54,25 +47,7 @@ impl BBox {
             && self.h > 0.0
     }
 
-    /// Intersection over union, in `[0, 1]`; 0 when either box is degenerate.
-    pub fn iou(&self, other: &BBox) -> f32 {
-        let ix = (self.x + self.w).min(other.x + other.w) - self.x.max(other.x);
-        let iy = (self.y + self.h).min(other.y + other.h) - self.y.max(other.y);
-        if ix <= 0.0 || iy <= 0.0 {
-            return 0.0;
-        }
-        let inter = ix * iy;
-        let union = self.area() + other.area() - inter;
-        if union <= 0.0 {
-            0.0
-        } else {
-            inter / union
-        }
-    }
-
-    /// Intersection over union computed in `f64`, matching `motmetrics`'
-    /// `boxiou` bit for bit on `f32` inputs (used by scoring, not tracking).
-    pub fn iou_f64(&self, other: &BBox) -> f64 {
+    fn iou_f64(&self, other: &BBox) -> f64 {
         let (ax, ay, aw, ah) = (
             f64::from(self.x),
             f64::from(self.y),

@@ -29,7 +29,7 @@
 use nalgebra::{SMatrix, SVector};
 use serde::{Deserialize, Serialize};
 
-use crate::geometry::BBox;
+use crate::geometry::{BBox, BoxExt};
 
 /// 8-dimensional state vector `[cx, cy, w, h, vcx, vcy, vw, vh]`.
 pub type StateVector = SVector<f64, 8>;

@@ -15,7 +15,7 @@
 //!   evaluate on real ground truth.
 //!
 //! ```
-//! use vidar_tracker::{BBox, Detection, TrackerConfig};
+//! use vidar_tracker::{BBox, BoxExt, Detection, TrackerConfig};
 //!
 //! let mut tracker = TrackerConfig::default().build()?;
 //! for frame in 1..=3u64 {
@@ -42,7 +42,7 @@ pub mod tracker;
 
 pub use config::{AppearanceConfig, FrameSize, TrackerConfig};
 pub use error::{ConfigError, MotError, TrackError};
-pub use geometry::BBox;
+pub use geometry::{BBox, BoxExt};
 pub use kalman::MotionConfig;
 pub use multi::MultiCameraTracker;
 pub use tracker::{

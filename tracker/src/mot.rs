@@ -10,7 +10,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 
 use crate::error::MotError;
-use crate::geometry::BBox;
+use crate::geometry::{BBox, BoxExt};
 
 /// One line of a MOT file.
 #[derive(Debug, Clone, PartialEq)]

@@ -67,7 +67,7 @@ impl<C: Eq + Hash + Clone> MultiCameraTracker<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::BBox;
+    use crate::geometry::{BBox, BoxExt};
 
     #[test]
     fn cameras_are_independent() {

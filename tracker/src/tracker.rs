@@ -23,31 +23,12 @@ use serde::{Deserialize, Serialize};
 use crate::assignment::solve_gated_sparse;
 use crate::config::TrackerConfig;
 use crate::error::TrackError;
-use crate::geometry::BBox;
+use crate::geometry::{BBox, BoxExt};
 use crate::kalman::{BoxKalmanFilter, KalmanState, Projection};
 
-/// Identifier of a confirmed track, unique within one camera's tracker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TrackId(u64);
-
-impl TrackId {
-    /// Wraps a raw id.
-    pub const fn new(raw: u64) -> Self {
-        Self(raw)
-    }
-
-    /// The raw id.
-    pub const fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl std::fmt::Display for TrackId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+/// Identifier of a confirmed track, unique within one camera's tracker
+/// (the system-wide newtype from `vidar-protocol`).
+pub use vidar_protocol::TrackId;
 
 /// One detector output for one frame.
 #[derive(Debug, Clone, PartialEq)]

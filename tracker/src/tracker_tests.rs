@@ -16,7 +16,7 @@ fn config() -> TrackerConfig {
 }
 
 fn ids(r: &FrameResult) -> Vec<u64> {
-    r.tracks.iter().map(|t| t.id.get()).collect()
+    r.tracks.iter().map(|t| t.id.0).collect()
 }
 
 #[test]
@@ -58,12 +58,7 @@ fn track_missed_for_more_than_m_frames_ends_and_a_new_id_follows() {
     assert_eq!(out.ended.len(), 1);
     let ended = &out.ended[0];
     assert_eq!(
-        (
-            ended.id.get(),
-            ended.first_frame,
-            ended.last_frame,
-            ended.hits
-        ),
+        (ended.id.0, ended.first_frame, ended.last_frame, ended.hits),
         (1, 1, 10, 10)
     );
     assert_eq!(ended.reason, EndReason::Timeout);
@@ -151,11 +146,7 @@ fn crossing_people_keep_their_ids() {
         let a = Detection::new(BBox::new(100.0 + 5.0 * t, 100.0, 40.0, 100.0), 0.9);
         let b = Detection::new(BBox::new(300.0 - 5.0 * t, 110.0, 40.0, 100.0), 0.9);
         let out = tr.update(f, &[a, b]).expect("ok");
-        last = out
-            .tracks
-            .iter()
-            .map(|t| (t.id.get(), t.detection))
-            .collect();
+        last = out.tracks.iter().map(|t| (t.id.0, t.detection)).collect();
     }
     assert_eq!(last, vec![(1, Some(0)), (2, Some(1))]);
 }

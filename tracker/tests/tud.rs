@@ -61,7 +61,7 @@ fn track_and_score(sequence: &str, level: Difficulty, seed: u64) -> Scores {
         results.extend(
             out.tracks
                 .iter()
-                .map(|t| MotRecord::new(frame, t.id.get() as i64, t.bbox, t.score)),
+                .map(|t| MotRecord::new(frame, t.id.0 as i64, t.bbox, t.score)),
         );
     }
     let scores = evaluate(&gt, &results, 0.5);
@@ -126,7 +126,7 @@ fn perfect_detections_give_near_perfect_tracking() {
     for (frame, recs) in by_frame(&gt) {
         let dets: Vec<Detection> = recs.iter().map(|r| Detection::new(r.bbox, 0.9)).collect();
         for t in tracker.update(frame, &dets).expect("in order").tracks {
-            results.push(MotRecord::new(frame, t.id.get() as i64, t.bbox, t.score));
+            results.push(MotRecord::new(frame, t.id.0 as i64, t.bbox, t.score));
         }
     }
     let s = evaluate(&gt, &results, 0.5);

@@ -146,7 +146,7 @@ fn track(
             result
                 .tracks
                 .iter()
-                .map(|t| MotRecord::new(frame, t.id.get() as i64, t.bbox, t.score)),
+                .map(|t| MotRecord::new(frame, t.id.0 as i64, t.bbox, t.score)),
         );
     }
     Ok((out, busy))

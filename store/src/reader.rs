@@ -282,6 +282,47 @@ impl Reader {
         Ok(rows)
     }
 
+    /// The highest identity id in `lo..=hi` found in identity or sighting records,
+    /// so a node restarting can resume minting past the ids it (or a peer) used.
+    pub fn max_identity_between(
+        &self,
+        lo: IdentityId,
+        hi: IdentityId,
+    ) -> Result<Option<IdentityId>, StoreError> {
+        if lo > hi {
+            return Ok(None);
+        }
+        // Ids are stored as i64 with the same bits: each half of the u64 range is
+        // contiguous and ordered as i64, so query each half the range touches.
+        const TOP: u64 = 1 << 63;
+        let mut halves = Vec::new();
+        if lo.0 < TOP {
+            halves.push((lo.0, hi.0.min(TOP - 1)));
+        }
+        if hi.0 >= TOP {
+            halves.push((lo.0.max(TOP), hi.0));
+        }
+        let mut best: Option<u64> = None;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT max(m) FROM (
+                    SELECT max(identity_id) AS m FROM identities WHERE identity_id BETWEEN ?1 AND ?2
+                    UNION ALL
+                    SELECT max(identity_id) FROM sightings WHERE identity_id BETWEEN ?1 AND ?2)",
+            )
+            .map_err(self.err("preparing max_identity_between"))?;
+        for (a, b) in halves {
+            let m: Option<i64> = stmt
+                .query_row(params![id_to_sql(a), id_to_sql(b)], |r| r.get(0))
+                .map_err(self.err("querying max_identity_between"))?;
+            if let Some(m) = m.map(|v| u64::from_ne_bytes(v.to_ne_bytes())) {
+                best = Some(best.map_or(m, |x| x.max(m)));
+            }
+        }
+        Ok(best.map(IdentityId))
+    }
+
     /// The latest record of each camera (by node, then seq).
     pub fn cameras(&self) -> Result<Vec<Stored<CameraRecord>>, StoreError> {
         let sql = format!(

@@ -183,3 +183,49 @@ fn merge_cycles_terminate() -> TestResult {
     assert_eq!(r.trajectory(IdentityId(1), TimeRange::all(), 10)?.len(), 1);
     Ok(())
 }
+
+#[test]
+fn highest_identity_in_a_minting_range_for_restart() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = db(&dir, "ids.db");
+    let w = writer(&path, "edge-1");
+    let prefix = |p: u64, n: u64| p << 48 | n;
+    for r in [
+        identity(prefix(3, 7), "cam-a", 0, 4),
+        Record::Sighting(sighting(prefix(3, 9), "cam-a", 1, 0, 5, 1)),
+        identity(prefix(4, 1), "cam-a", 0, 4),
+        identity(prefix(0x8001, 5), "cam-a", 0, 4),
+        identity(prefix(0x8001, 2), "cam-a", 0, 4),
+        identity(prefix(0x7FFF, 8), "cam-a", 0, 4),
+    ] {
+        w.submit(r)?;
+    }
+    w.shutdown()?;
+    let r = Reader::open(&path)?;
+    let range = |p: u64| (IdentityId(p << 48), ((p + 1) << 48) - 1);
+    let max = |p: u64| {
+        let (lo, hi) = range(p);
+        r.max_identity_between(lo, IdentityId(hi))
+    };
+    assert_eq!(
+        max(3)?,
+        Some(IdentityId(prefix(3, 9))),
+        "sightings count too"
+    );
+    assert_eq!(max(4)?, Some(IdentityId(prefix(4, 1))));
+    assert_eq!(max(5)?, None);
+    assert_eq!(
+        max(0x8001)?,
+        Some(IdentityId(prefix(0x8001, 5))),
+        "top-bit ids order as u64"
+    );
+    // A range across 2^63 takes both halves.
+    let across = r.max_identity_between(
+        IdentityId(prefix(0x7FFF, 0)),
+        IdentityId(prefix(0x8000, 0xFFFF)),
+    )?;
+    assert_eq!(across, Some(IdentityId(prefix(0x7FFF, 8))));
+    let all = r.max_identity_between(IdentityId(0), IdentityId(u64::MAX))?;
+    assert_eq!(all, Some(IdentityId(prefix(0x8001, 5))));
+    Ok(())
+}

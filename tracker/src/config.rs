@@ -1,7 +1,7 @@
 //! Tracker configuration: every parameter, its unit and its default.
 //!
 //! Kept apart from the running tracker: `TrackerConfig::build()` validates
-//! and returns a [`Tracker`](crate::Tracker). Defaults follow ByteTrack's
+//! and returns a [`Tracker`]. Defaults follow ByteTrack's
 //! published settings where they exist, and were checked on the TUD
 //! evaluation (`tracker/eval/`).
 

@@ -85,4 +85,13 @@ mod tests {
         assert_eq!(ended.len(), 1);
         assert_eq!(multi.cameras(), 1);
     }
+
+    #[test]
+    fn keyed_by_the_protocol_camera_id() {
+        let cam = vidar_protocol::CameraId::new("lobby.east").expect("valid id");
+        let mut multi = MultiCameraTracker::new(TrackerConfig::default()).expect("valid");
+        let det = [Detection::new(BBox::new(10.0, 10.0, 20.0, 50.0), 0.9)];
+        assert_eq!(multi.update(&cam, 1, &det).expect("ok").tracks.len(), 1);
+        assert!(multi.get(&cam).is_some_and(|t| t.live_tracks() == 1));
+    }
 }

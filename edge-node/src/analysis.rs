@@ -92,18 +92,6 @@ fn ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-fn to_tracker_box(b: &BBox) -> vidar_tracker::BBox {
-    vidar_tracker::BBox::new(b.x, b.y, b.w, b.h)
-}
-
-fn from_tracker_box(b: &vidar_tracker::BBox) -> BBox {
-    BBox {
-        x: b.x,
-        y: b.y,
-        w: b.w,
-        h: b.h,
-    }
-}
 
 /// Reusable per-iteration buffers.
 #[derive(Default)]
@@ -152,13 +140,10 @@ impl Analysis {
         let interval = u64::from(self.settings.detection_interval.max(1));
         let max = self.detector.max_batch().max(1);
         for (i, cam) in self.cameras.iter_mut().enumerate() {
-            // The queue holds at most a few frames; keep the newest, the rest
-            // are older views of the same camera.
-            let mut newest = None;
-            while let Some(f) = cam.ingest.try_recv() {
-                newest = Some(f);
-            }
-            let Some(f) = newest else { continue };
+            // One frame per camera per round, oldest first: the ingest queue is
+            // small and drops (and counts) the oldest when analysis falls
+            // behind, so every frame is either analysed or counted as dropped.
+            let Some(f) = cam.ingest.try_recv() else { continue };
             cam.taken += 1;
             if (cam.taken - 1) % interval == 0 {
                 s.frames.push((i, f));
@@ -208,7 +193,7 @@ impl Analysis {
             if let Some(dets) = s.detections.get(k) {
                 s.track_dets.extend(
                     dets.iter()
-                        .map(|d| vidar_tracker::Detection::new(to_tracker_box(&d.bbox), d.score)),
+                        .map(|d| vidar_tracker::Detection::new(d.bbox, d.score)),
                 );
             }
             let res = match cam.tracker.update(frame.seq, &s.track_dets) {
@@ -226,8 +211,8 @@ impl Analysis {
                     continue;
                 }
                 confirmed += 1;
-                let bbox = from_tracker_box(&tr.bbox).clip(frame.width as f32, frame.height as f32);
-                let entry = cam.open.entry(tr.id.get()).or_insert_with(|| OpenTrack {
+                let bbox = tr.bbox.clip(frame.width as f32, frame.height as f32);
+                let entry = cam.open.entry(tr.id.0).or_insert_with(|| OpenTrack {
                     identity: None,
                     first_ms: now,
                     last_ms: now,
@@ -236,15 +221,15 @@ impl Analysis {
                 entry.last_ms = now;
                 entry.path.push((now, bbox));
                 if entry.identity.is_none() && bbox.w >= 8.0 && bbox.h >= 16.0 {
-                    s.new_tracks.push((k, *ci, tr.id.get(), bbox));
+                    s.new_tracks.push((k, *ci, tr.id.0, bbox));
                 }
             }
             cam.metrics.tracks.store(confirmed, Ordering::Relaxed);
             for ended in &res.ended {
                 let camera = cam.ingest.camera().clone();
-                if let Some(open) = cam.open.remove(&ended.id.get()) {
+                if let Some(open) = cam.open.remove(&ended.id.0) {
                     self.recorder
-                        .sighting(close(&camera, ended.id.get(), open, ended));
+                        .sighting(close(&camera, ended.id.0, open, ended));
                 }
             }
             cam.metrics.analysed.fetch_add(1, Ordering::Relaxed);
@@ -347,9 +332,9 @@ impl Analysis {
         for cam in &mut self.cameras {
             let camera = cam.ingest.camera().clone();
             for ended in cam.tracker.flush() {
-                if let Some(open) = cam.open.remove(&ended.id.get()) {
+                if let Some(open) = cam.open.remove(&ended.id.0) {
                     self.recorder
-                        .sighting(close(&camera, ended.id.get(), open, &ended));
+                        .sighting(close(&camera, ended.id.0, open, &ended));
                 }
             }
             for (track, open) in cam.open.drain() {

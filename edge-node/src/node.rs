@@ -17,14 +17,25 @@ use vidar_pipeline::Ingest;
 use vidar_protocol::StreamStatus;
 use vidar_reid::Gallery;
 
-/// Builds every part (failing early, with the file and problem named, on a
-/// bad model or database) and runs until `shutdown` is set.
-pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>) -> Result<()> {
+/// A built node, not yet running: analysis plus what `/metrics` reads.
+pub struct Built {
+    /// The analysis loop with its cameras, models and recorder.
+    pub analysis: Analysis,
+    /// Stream statuses, published by the analysis thread.
+    pub statuses: Arc<StatusBoard>,
+    /// Per-camera metrics.
+    pub cameras: Vec<(vidar_protocol::CameraId, Arc<metrics::CameraMetrics>)>,
+    /// Node metrics.
+    pub metrics: Arc<NodeMetrics>,
+}
+
+/// Builds every part, failing early, with the file and problem named, on a
+/// bad model, database or camera config.
+pub fn build(config: &EdgeConfig) -> Result<Built> {
     let store = match &config.models.dir {
         Some(dir) => ModelStore::new(dir, Manifest::builtin()?),
-        None => {
-            ModelStore::from_env().context("locating models (set models.dir or VIDAR_MODEL_DIR)")?
-        }
+        None => ModelStore::from_env()
+            .context("locating models (set models.dir or VIDAR_MODEL_DIR)")?,
     };
     let factory = SessionFactory::new(store, config.models.runtime.clone())
         .context("starting ONNX Runtime")?;
@@ -40,7 +51,6 @@ pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>) -> Result<()> {
     let node_metrics = Arc::new(NodeMetrics::default());
     let recorder = Recorder::open(&config.database, &config.node_id, Arc::clone(&node_metrics))
         .with_context(|| format!("opening database {}", config.database.display()))?;
-
     let mut cameras = Vec::with_capacity(config.cameras.len());
     for cam in &config.cameras {
         let tracker = config.tracker.build()?;
@@ -52,12 +62,41 @@ pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>) -> Result<()> {
         recorder.camera(&cam.camera, &source);
         cameras.push(CameraSlot::new(ingest, tracker));
     }
-    let statuses = Arc::new(StatusBoard::default());
-    let board = Arc::clone(&statuses);
     let cam_metrics: Vec<_> = cameras
         .iter()
         .map(|c| (c.ingest.camera().clone(), Arc::clone(&c.metrics)))
         .collect();
+    Ok(Built {
+        analysis: Analysis {
+            cameras,
+            detector: Box::new(detector),
+            embedder: Box::new(embedder),
+            gallery,
+            recorder,
+            metrics: Arc::clone(&node_metrics),
+            settings: AnalysisSettings {
+                detection_interval: config.detection_interval,
+                snapshots: config.snapshots,
+            },
+        },
+        statuses: Arc::new(StatusBoard::default()),
+        cameras: cam_metrics,
+        metrics: node_metrics,
+    })
+}
+
+/// Builds the node and runs it until `shutdown` is set; prints a summary line
+/// every `status_every_s` seconds (0 = never).
+pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>, status_every_s: u64) -> Result<()> {
+    let Built {
+        analysis,
+        statuses,
+        cameras: cam_metrics,
+        metrics: node_metrics,
+    } = build(&config)?;
+    let board = Arc::clone(&statuses);
+    let cam_summaries = cam_metrics.clone();
+    let summary_metrics = Arc::clone(&node_metrics);
     let nm = Arc::clone(&node_metrics);
     let node_id = config.node_id.clone();
     let render: Render = Arc::new(move |out: &mut String| {
@@ -69,26 +108,19 @@ pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>) -> Result<()> {
         .with_context(|| format!("binding metrics_addr {}", config.metrics_addr))?;
     tracing::info!(node = %config.node_id, metrics = %server.addr(), cameras = config.cameras.len(),
         detector = %detector_name(&config), "edge node running");
-
-    let analysis = Analysis {
-        cameras,
-        detector: Box::new(detector),
-        embedder: Box::new(embedder),
-        gallery,
-        recorder,
-        metrics: node_metrics,
-        settings: AnalysisSettings {
-            detection_interval: config.detection_interval,
-            snapshots: config.snapshots,
-        },
-    };
     let stop = Arc::clone(&shutdown);
     let publisher = Arc::clone(&statuses);
     let worker = std::thread::Builder::new()
         .name("analysis".into())
         .spawn(move || analysis.run_with_status(&stop, &publisher))?;
+    let mut summary = Summary::new(cam_summaries, Arc::clone(&statuses), summary_metrics);
+    let mut last = std::time::Instant::now();
     while !shutdown.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        if status_every_s > 0 && last.elapsed() >= Duration::from_secs(status_every_s) {
+            println!("{}", summary.line(last.elapsed().as_secs_f64()));
+            last = std::time::Instant::now();
+        }
     }
     tracing::info!("shutting down: flushing records");
     worker
@@ -273,5 +305,49 @@ fn render_node(
     ] {
         header(out, name, "counter", help);
         let _ = writeln!(out, "{name}{{{labels}}} {}", v.load(Ordering::Relaxed));
+    }
+}
+
+/// The live one-line summary printed by `run --status-every`.
+struct Summary {
+    cams: Vec<(vidar_protocol::CameraId, Arc<metrics::CameraMetrics>)>,
+    board: Arc<StatusBoard>,
+    node: Arc<NodeMetrics>,
+    last: Vec<u64>,
+}
+
+impl Summary {
+    fn new(
+        cams: Vec<(vidar_protocol::CameraId, Arc<metrics::CameraMetrics>)>,
+        board: Arc<StatusBoard>,
+        node: Arc<NodeMetrics>,
+    ) -> Self {
+        let last = vec![0; cams.len()];
+        Summary { cams, board, node, last }
+    }
+
+    fn line(&mut self, dt: f64) -> String {
+        let statuses = self.board.snapshot();
+        let mut line = String::new();
+        for (i, (cam, m)) in self.cams.iter().enumerate() {
+            let analysed = m.analysed.load(Ordering::Relaxed);
+            let fps = (analysed - self.last[i]) as f64 / dt.max(1e-3);
+            self.last[i] = analysed;
+            let st = statuses.iter().find(|(c, _)| c == cam.as_str()).map(|(_, s)| s);
+            let (state, dropped) = st.map(|s| (s.state.as_str(), s.counters.dropped)).unwrap_or(("?", 0));
+            let _ = write!(
+                line,
+                "{cam}: {state} {fps:.1} fps, {} tracks, {dropped} dropped, p99 {:.0} ms | ",
+                m.tracks.load(Ordering::Relaxed),
+                m.latency.quantile(0.99) * 1000.0
+            );
+        }
+        let _ = write!(
+            line,
+            "identities {} records {}",
+            self.node.identities.load(Ordering::Relaxed),
+            self.node.records_written.load(Ordering::Relaxed)
+        );
+        line
     }
 }

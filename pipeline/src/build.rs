@@ -421,6 +421,7 @@ fn app_sink(shared: &Arc<Shared>, config: &IngestConfig, source: &Source) -> gst
     // stream's rate unless the user asked for as-fast-as-possible.
     let sync = config.realtime && !source.is_live();
     let clock_times = source.is_live() || config.realtime;
+    let block = config.queue_policy == crate::config::QueuePolicy::Block;
     let sink = gst_app::AppSink::builder()
         .name("vidar-sink")
         .sync(sync)
@@ -434,7 +435,7 @@ fn app_sink(shared: &Arc<Shared>, config: &IngestConfig, source: &Source) -> gst
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
-                on_sample(&shared, sink, &sample, &mut cached, clock_times);
+                on_sample(&shared, sink, &sample, &mut cached, clock_times, block);
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
@@ -448,6 +449,7 @@ fn on_sample(
     sample: &gst::Sample,
     cached: &mut Option<(gst::Caps, u32, u32, usize)>,
     clock_times: bool,
+    block: bool,
 ) {
     let Some(caps) = sample.caps() else { return };
     let fresh = match cached {
@@ -504,7 +506,12 @@ fn on_sample(
     shared.last_frame_ns.store(ns, Ordering::Relaxed);
     shared.set_state(StreamState::Streaming);
     // An evicted frame is dropped here, outside the queue's lock.
-    drop(shared.queue.push(frame));
+    let evicted = if block {
+        shared.queue.push_wait(frame, || shared.stopping())
+    } else {
+        shared.queue.push(frame)
+    };
+    drop(evicted);
 }
 
 /// Wall-clock time of a buffer: base time + running time on the pipeline's

@@ -20,6 +20,19 @@ pub enum Transport {
     Udp,
 }
 
+/// What happens when the consumer is slower than the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueuePolicy {
+    /// Drop the oldest waiting frame and count it: latency stays bounded
+    /// (default; the only sensible policy for live cameras).
+    #[default]
+    DropOldest,
+    /// Wait for the consumer (back-pressure): no frame is lost, latency grows.
+    /// For files processed offline and benchmarks; refused for RTSP sources.
+    Block,
+}
+
 /// Which decoder to use.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,6 +71,9 @@ pub struct IngestConfig {
     /// Frames the stream's queue holds before dropping the oldest. Default 2.
     #[serde(default = "defaults::queue_capacity")]
     pub queue_capacity: usize,
+    /// `drop_oldest` (default) or `block` (files only: back-pressure, no loss).
+    #[serde(default)]
+    pub queue_policy: QueuePolicy,
     /// Give up a connection attempt when no frame arrives within this, ms. Default 10000.
     #[serde(default = "defaults::connect_timeout_ms")]
     pub connect_timeout_ms: u64,
@@ -123,6 +139,7 @@ impl IngestConfig {
             width: None,
             height: None,
             queue_capacity: defaults::queue_capacity(),
+            queue_policy: QueuePolicy::default(),
             connect_timeout_ms: defaults::connect_timeout_ms(),
             stall_timeout_ms: defaults::stall_timeout_ms(),
             backoff_initial_ms: defaults::backoff_initial_ms(),
@@ -160,6 +177,11 @@ impl IngestConfig {
                 "queue_capacity: {} must be in 1..=256",
                 self.queue_capacity
             ));
+        }
+        if self.queue_policy == QueuePolicy::Block && source.as_ref().is_some_and(|s| s.is_live()) {
+            problems.push(
+                "queue_policy: block would let latency build up on a live camera; use drop_oldest".into(),
+            );
         }
         if self.latency_ms > 10_000 {
             problems.push(format!("latency_ms: {} is above 10000", self.latency_ms));

@@ -16,7 +16,7 @@ pub mod queue;
 pub mod source;
 pub mod synthetic;
 
-pub use config::{DecoderChoice, IngestConfig, Transport};
+pub use config::{DecoderChoice, IngestConfig, QueuePolicy, Transport};
 pub use error::{IngestError, SourceError};
 pub use frame::Frame;
 pub use ingest::Ingest;

@@ -19,6 +19,7 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 2;
 pub struct DropOldestQueue<T> {
     items: Mutex<VecDeque<T>>,
     ready: Condvar,
+    space: Condvar,
     capacity: usize,
     dropped: AtomicU64,
 }
@@ -30,6 +31,7 @@ impl<T> DropOldestQueue<T> {
         DropOldestQueue {
             items: Mutex::new(VecDeque::with_capacity(capacity)),
             ready: Condvar::new(),
+            space: Condvar::new(),
             capacity,
             dropped: AtomicU64::new(0),
         }
@@ -57,9 +59,35 @@ impl<T> DropOldestQueue<T> {
         evicted
     }
 
+    /// Appends `item`, waiting for space while the queue is full (back-pressure,
+    /// for offline sources that must not lose frames). `give_up` is polled every
+    /// 50 ms; when it returns true the push falls back to dropping the oldest.
+    pub fn push_wait(&self, item: T, give_up: impl Fn() -> bool) -> Option<T> {
+        let mut q = self.lock();
+        while q.len() >= self.capacity {
+            if give_up() {
+                drop(q);
+                return self.push(item);
+            }
+            q = self
+                .space
+                .wait_timeout(q, Duration::from_millis(50))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        q.push_back(item);
+        drop(q);
+        self.ready.notify_one();
+        None
+    }
+
     /// Takes the oldest item, if any, without waiting.
     pub fn try_pop(&self) -> Option<T> {
-        self.lock().pop_front()
+        let item = self.lock().pop_front();
+        if item.is_some() {
+            self.space.notify_one();
+        }
+        item
     }
 
     /// Takes the oldest item, waiting up to `timeout` for one.
@@ -68,6 +96,8 @@ impl<T> DropOldestQueue<T> {
         let mut q = self.lock();
         loop {
             if let Some(item) = q.pop_front() {
+                drop(q);
+                self.space.notify_one();
                 return Some(item);
             }
             let now = Instant::now();
@@ -102,9 +132,10 @@ impl<T> DropOldestQueue<T> {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Wakes every waiting consumer (used at shutdown).
+    /// Wakes every waiting consumer and producer (used at shutdown).
     pub fn wake_all(&self) {
         self.ready.notify_all();
+        self.space.notify_all();
     }
 }
 
@@ -125,6 +156,21 @@ mod tests {
         assert_eq!(q.try_pop(), Some(3));
         assert_eq!(q.try_pop(), Some(4));
         assert_eq!(q.try_pop(), None);
+    }
+
+    #[test]
+    fn push_wait_blocks_until_space_or_give_up() {
+        let q = Arc::new(DropOldestQueue::new(1));
+        q.push(1u32);
+        let c = Arc::clone(&q);
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            c.try_pop()
+        });
+        assert_eq!(q.push_wait(2, || false), None, "waited for the consumer");
+        assert_eq!(t.join().ok().flatten(), Some(1));
+        assert_eq!(q.dropped(), 0);
+        assert_eq!(q.push_wait(3, || true), Some(2), "gives up by dropping the oldest");
     }
 
     #[test]

@@ -32,6 +32,13 @@ pub struct BenchArgs {
 pub enum BenchWhat {
     /// Ingest throughput and CPU per 1080p30 stream, against fakesink bounds.
     Ingest(IngestBenchArgs),
+    /// One stream through the whole node as fast as it goes, against the
+    /// detector's inference-only rate on the same model file.
+    Pipeline(super::bench_pipeline::PipelineBenchArgs),
+    /// Detector inference-only frames/s at batch 1/4/8 (the node's capacity profile).
+    Detect(super::bench_pipeline::ModelBenchArgs),
+    /// Re-ID inference-only crops/s at batch 1/4/8.
+    Reid(super::bench_pipeline::ModelBenchArgs),
 }
 
 /// Arguments of `bench ingest`.
@@ -64,6 +71,9 @@ pub struct IngestBenchArgs {
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         BenchWhat::Ingest(a) => ingest(a),
+        BenchWhat::Pipeline(a) => super::bench_pipeline::pipeline(a),
+        BenchWhat::Detect(a) => super::bench_pipeline::detect(a),
+        BenchWhat::Reid(a) => super::bench_pipeline::reid(a),
     }
 }
 

@@ -14,6 +14,10 @@ pub struct RunArgs {
     /// Check the configuration and exit.
     #[arg(long)]
     pub check: bool,
+    /// Print a one-line summary (fps, tracks, records, drops per camera) every
+    /// this many seconds; 0 = never.
+    #[arg(long, default_value_t = 0)]
+    pub status_every: u64,
 }
 
 /// Loads the config and runs the node until SIGINT/SIGTERM.
@@ -28,5 +32,5 @@ pub fn run(args: RunArgs) -> Result<()> {
         return Ok(());
     }
     let stop = super::shutdown_flag()?;
-    crate::node::run(config, stop)
+    crate::node::run(config, stop, args.status_every)
 }

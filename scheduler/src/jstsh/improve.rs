@@ -8,7 +8,8 @@
 //! best plan found (re-place a few streams, evacuate a node, exchange two
 //! nodes' roles, or restart every stream at random on small instances),
 //! descend, keep if better. All of it draws on one budget of work units that
-//! grows with the instance (`PASSES` full passes, at least `MIN_WORK`), so the
+//! grows with the instance (`PASSES` full passes, at least a floor that grows
+//! with `K * M` from `MIN_WORK` to `MAX_FLOOR`), so the
 //! run time is bounded and deterministic (the kicks use a fixed seed).
 //!
 //! On tiny instances (at most `2^EXACT_BITS` complete assignments) the result
@@ -29,8 +30,13 @@ pub(super) const FULL_PAIR_WORK: u64 = 200_000;
 pub(super) const SWAP_LIMIT: usize = 150;
 /// Full neighbourhood passes the budget pays for.
 const PASSES: u64 = 4;
-/// Budget floor: small instances get many kicks (a few ms in release).
+/// Budget floor per stream-node pair: small instances get many kicks, more as
+/// their search space grows (clamped to `MIN_WORK..=MAX_FLOOR`).
+const FLOOR_PER_PAIR: u64 = 10_000;
+/// Smallest budget.
 const MIN_WORK: u64 = 50_000;
+/// Largest floor (above it only the passes term grows).
+const MAX_FLOOR: u64 = 1_000_000;
 /// Instances with at most `2^EXACT_BITS` assignments get an exact polish.
 const EXACT_BITS: f64 = 22.0;
 /// Search nodes the exact polish may explore.
@@ -44,7 +50,8 @@ pub fn work_budget(k: usize, m: usize) -> u64 {
     } else {
         3 * m
     };
-    (PASSES * k * neighbourhood).max(MIN_WORK)
+    let floor = (FLOOR_PER_PAIR * k * m).clamp(MIN_WORK, MAX_FLOOR);
+    (PASSES * k * neighbourhood).max(floor)
 }
 
 /// A fresh plan in a random model configuration: every node gets a random set

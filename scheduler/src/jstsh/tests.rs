@@ -14,12 +14,13 @@ fn gaps(cost: CostModel, seeds: std::ops::Range<u64>) -> [Vec<f64>; 3] {
     for seed in seeds {
         let inst = random_instance(seed, 3 + (seed % 2) as usize, 3 + (seed % 3) as usize, cost);
         let p = Problem::new(&inst).expect("generated instances are valid");
-        let Ok(opt) = exact(&p, 10_000_000) else {
-            continue;
+        let Ok(g) = greedy::greedy(&p) else {
+            continue; // no feasible plan (the exact search confirms it in the runner's report)
         };
-        let opt = total(&p, &opt, cost);
-        let g = greedy::greedy(&p).expect("exact found a plan, so the greedy must too");
         let ils = improve::local_search(&p, g.clone(), improve::work_budget(p.k(), p.m));
+        // The local search's plan only seeds the bound; the optimum does not depend on it.
+        let opt = exact::exact_from(&p, Some(ils.clone()), 10_000_000).expect("small instance");
+        let opt = total(&p, &opt, cost);
         let jstsh = solve_indexed(&p, StreamAlgorithm::Jstsh, seed).expect("feasible");
         for (a, o) in [g, ils, jstsh].iter().zip(&mut out) {
             o.push(total(&p, a, cost) / opt - 1.0);
@@ -38,7 +39,7 @@ fn plan_cost(plan: &StreamPlan, cost: CostModel) -> f64 {
 #[test]
 fn jstsh_is_within_2_percent_of_the_exact_optimum_on_every_small_instance() {
     let seeds = if cfg!(debug_assertions) {
-        0..120
+        0..60
     } else {
         0..300
     };

@@ -5,9 +5,9 @@
 //! (the last two on small instances), always respecting memory; moves are
 //! evaluated by their O(1) cost change. It starts from the greedy's plan and
 //! from the greedy's plan with re-ID made local, then iterates: kick from the
-//! best plan found (re-place a few streams, evacuate a node, exchange two
-//! nodes' roles, or restart every stream at random on small instances),
-//! descend, keep if better. All of it draws on one budget of work units that
+//! best plan found (re-place a few streams or evacuate a node; on small
+//! instances also exchange two nodes' roles, restart in a random model
+//! configuration, or re-place every stream at random), descend, keep if better. All of it draws on one budget of work units that
 //! grows with the instance (`PASSES` full passes, at least a floor that grows
 //! with `K * M` from `MIN_WORK` to `MAX_FLOOR`), so the
 //! run time is bounded and deterministic (the kicks use a fixed seed).
@@ -37,6 +37,8 @@ const FLOOR_PER_PAIR: u64 = 10_000;
 const MIN_WORK: u64 = 50_000;
 /// Largest floor (above it only the passes term grows).
 const MAX_FLOOR: u64 = 1_000_000;
+/// At most this many `K * M^2`: the kicks include restarts and role exchanges.
+const RESTART_LIMIT: usize = 400;
 /// Instances with at most `2^EXACT_BITS` assignments get an exact polish.
 const EXACT_BITS: f64 = 22.0;
 /// Search nodes the exact polish may explore.
@@ -154,6 +156,7 @@ fn kick(s: &mut Search, p: &Problem, rng: &mut ChaCha8Rng, small: bool) {
             }
         }
         3 => {
+            s.work += (k * p.m * p.m) as u64;
             if let Some(a) = configuration_start(p, rng) {
                 s.reset(&a);
             }
@@ -192,7 +195,7 @@ pub fn local_search(p: &Problem, start: Vec<(usize, usize)>, budget: u64) -> Vec
         }
     }
     s.reset_to(&best, false);
-    let small = p.k() * p.m * p.m <= 400;
+    let small = p.k() * p.m * p.m <= RESTART_LIMIT;
     let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_1234);
     while s.has_budget() {
         kick(&mut s, p, &mut rng, small);

@@ -8,6 +8,7 @@
 //! Per-frame work reuses its buffers; nothing here logs at info per frame or
 //! holds a lock across inference.
 
+use crate::identify::{Identifier, Job};
 use crate::metrics::{CameraMetrics, NodeMetrics};
 use crate::recorder::{Recorder, SightingOut};
 use std::collections::HashMap;
@@ -17,7 +18,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use vidar_detectors::{Detection, Detector, RgbFrame};
 use vidar_pipeline::{Frame, Ingest};
 use vidar_protocol::{BBox, CameraId, IdentityId};
-use vidar_reid::{Assignment, Crop, Embedder, Embedding, Gallery};
 use vidar_tracker::{EndedTrack, Tracker};
 
 /// A sighting longer than this is split, so a crash loses at most this much of
@@ -54,6 +54,8 @@ impl CameraSlot {
 #[derive(Debug)]
 struct OpenTrack {
     identity: Option<IdentityId>,
+    /// A re-ID job for this track is in flight.
+    pending: bool,
     first_ms: u64,
     last_ms: u64,
     path: Vec<(u64, BBox)>,
@@ -64,8 +66,6 @@ struct OpenTrack {
 pub struct AnalysisSettings {
     /// Run the detector on every Nth frame of each camera.
     pub detection_interval: u32,
-    /// Save a JPEG crop of each new identity.
-    pub snapshots: bool,
 }
 
 /// Everything the loop owns.
@@ -74,10 +74,8 @@ pub struct Analysis {
     pub cameras: Vec<CameraSlot>,
     /// The detector (batched across cameras).
     pub detector: Box<dyn Detector>,
-    /// The re-ID embedder.
-    pub embedder: Box<dyn Embedder>,
-    /// This node's identity gallery.
-    pub gallery: Gallery,
+    /// The re-ID worker (embedder and gallery on their own thread).
+    pub identifier: Identifier,
     /// Where records go.
     pub recorder: Recorder,
     /// Node-wide metrics.
@@ -92,7 +90,6 @@ fn ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-
 /// Reusable per-iteration buffers.
 #[derive(Default)]
 struct Scratch {
@@ -100,7 +97,6 @@ struct Scratch {
     detections: Vec<Vec<Detection>>,
     track_dets: Vec<vidar_tracker::Detection>,
     new_tracks: Vec<(usize, usize, u64, BBox)>,
-    embeddings: Vec<Embedding>,
 }
 
 impl Analysis {
@@ -128,6 +124,7 @@ impl Analysis {
                     }
                 }
             }
+            self.collect_identities();
             self.expire_long_tracks();
         }
         self.finish();
@@ -143,7 +140,9 @@ impl Analysis {
             // One frame per camera per round, oldest first: the ingest queue is
             // small and drops (and counts) the oldest when analysis falls
             // behind, so every frame is either analysed or counted as dropped.
-            let Some(f) = cam.ingest.try_recv() else { continue };
+            let Some(f) = cam.ingest.try_recv() else {
+                continue;
+            };
             cam.taken += 1;
             if (cam.taken - 1) % interval == 0 {
                 s.frames.push((i, f));
@@ -214,13 +213,15 @@ impl Analysis {
                 let bbox = tr.bbox.clip(frame.width as f32, frame.height as f32);
                 let entry = cam.open.entry(tr.id.0).or_insert_with(|| OpenTrack {
                     identity: None,
+                    pending: false,
                     first_ms: now,
                     last_ms: now,
                     path: Vec::with_capacity(64),
                 });
                 entry.last_ms = now;
                 entry.path.push((now, bbox));
-                if entry.identity.is_none() && bbox.w >= 8.0 && bbox.h >= 16.0 {
+                if entry.identity.is_none() && !entry.pending && bbox.w >= 8.0 && bbox.h >= 16.0 {
+                    entry.pending = true;
                     s.new_tracks.push((k, *ci, tr.id.0, bbox));
                 }
             }
@@ -235,67 +236,52 @@ impl Analysis {
             cam.metrics.analysed.fetch_add(1, Ordering::Relaxed);
             cam.metrics.detected.fetch_add(1, Ordering::Relaxed);
         }
+        for (ci, frame) in &s.frames {
+            self.cameras[*ci].metrics.latency.observe(frame.age());
+        }
         self.identify(s);
-        for (ci, frame) in s.frames.drain(..) {
-            self.cameras[ci].metrics.latency.observe(frame.age());
+    }
+
+    /// Hands frames with tracks that need an identity to the re-ID worker;
+    /// when it is busy the tracks are marked for another try.
+    fn identify(&mut self, s: &mut Scratch) {
+        for (k, (ci, frame)) in s.frames.drain(..).enumerate() {
+            if !s.new_tracks.iter().any(|t| t.0 == k) {
+                continue;
+            }
+            let tracks: Vec<(u64, BBox)> = s
+                .new_tracks
+                .iter()
+                .filter(|t| t.0 == k)
+                .map(|t| (t.2, t.3))
+                .collect();
+            if tracks.is_empty() {
+                continue;
+            }
+            if let Some(refused) = self.identifier.offer(Job {
+                camera: ci,
+                frame,
+                tracks,
+            }) {
+                for (t, _) in refused {
+                    if let Some(open) = self.cameras[ci].open.get_mut(&t) {
+                        open.pending = false;
+                    }
+                }
+            }
         }
     }
 
-    /// Embeds the crops of tracks without identity and assigns identities.
-    fn identify(&mut self, s: &mut Scratch) {
-        if s.new_tracks.is_empty() {
-            return;
-        }
-        let crops: Vec<Crop<'_>> = s
-            .new_tracks
-            .iter()
-            .filter_map(|(k, _, _, bbox)| {
-                let (_, f) = &s.frames[*k];
-                RgbFrame::new(f.width, f.height, f.stride, f.pixels())
-                    .ok()
-                    .map(|frame| Crop { frame, bbox: *bbox })
-            })
-            .collect();
-        if crops.len() != s.new_tracks.len() {
-            return;
-        }
-        let t0 = Instant::now();
-        if let Err(e) = self.embedder.embed_into(&crops, &mut s.embeddings) {
-            self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "re-ID embedding failed; will retry on the next frame");
-            return;
-        }
-        self.metrics.reid_inference.observe(t0.elapsed());
-        self.metrics
-            .crops
-            .fetch_add(crops.len() as u64, Ordering::Relaxed);
-        let _ = self.embedder.take_timings();
-        for (((k, ci, track, bbox), emb), crop) in
-            s.new_tracks.iter().zip(&s.embeddings).zip(&crops)
-        {
-            let (_, frame) = &s.frames[*k];
-            let camera = self.cameras[*ci].ingest.camera().clone();
-            let now = ms(frame.capture_time);
-            let assignment = match self.gallery.assign(emb, &camera, now) {
-                Ok(a) => a,
-                Err(e) => {
-                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, "gallery refused an embedding");
-                    continue;
-                }
-            };
-            if let Some(open) = self.cameras[*ci].open.get_mut(track) {
-                open.identity = Some(assignment.id());
-            }
-            if let Assignment::New { id, .. } = assignment {
-                self.metrics.identities.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(camera = %camera, identity = %id, "new identity");
-                self.recorder.identity(id, &camera, now, emb.as_slice());
-                if self.settings.snapshots {
-                    if let Some(jpeg) = crate::recorder::snapshot_jpeg(&crop.frame, bbox) {
-                        self.recorder.snapshot(id, &camera, now, jpeg);
-                    }
-                }
+    /// Applies the identities the re-ID worker decided.
+    fn collect_identities(&mut self) {
+        for r in self.identifier.results() {
+            if let Some(open) = self
+                .cameras
+                .get_mut(r.camera)
+                .and_then(|c| c.open.get_mut(&r.track))
+            {
+                open.identity = Some(r.identity);
+                open.pending = false;
             }
         }
     }
@@ -307,21 +293,16 @@ impl Analysis {
             let camera = cam.ingest.camera().clone();
             for (track, open) in cam.open.iter_mut() {
                 if open.identity.is_some() && open.last_ms.saturating_sub(open.first_ms) >= limit {
-                    let part = OpenTrack {
-                        identity: open.identity,
-                        first_ms: open.first_ms,
-                        last_ms: open.last_ms,
-                        path: std::mem::take(&mut open.path),
-                    };
-                    open.first_ms = open.last_ms;
+                    let path = std::mem::take(&mut open.path);
                     self.recorder.sighting(SightingOut {
                         camera: camera.clone(),
                         track: *track,
-                        identity: part.identity,
-                        first_ms: part.first_ms,
-                        last_ms: part.last_ms,
-                        path: part.path,
+                        identity: open.identity,
+                        first_ms: open.first_ms,
+                        last_ms: open.last_ms,
+                        path,
                     });
+                    open.first_ms = open.last_ms;
                 }
             }
         }
@@ -329,6 +310,15 @@ impl Analysis {
 
     /// Ends every open track and records it (shutdown).
     fn finish(mut self) {
+        for r in self.identifier.finish() {
+            if let Some(open) = self
+                .cameras
+                .get_mut(r.camera)
+                .and_then(|c| c.open.get_mut(&r.track))
+            {
+                open.identity = Some(r.identity);
+            }
+        }
         for cam in &mut self.cameras {
             let camera = cam.ingest.camera().clone();
             for ended in cam.tracker.flush() {

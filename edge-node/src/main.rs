@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod analysis;
 mod command;
 mod config;
+mod identify;
 mod metrics;
 mod node;
 mod recorder;

@@ -5,6 +5,7 @@
 
 use crate::analysis::{Analysis, AnalysisSettings, CameraSlot};
 use crate::config::EdgeConfig;
+use crate::identify::Identifier;
 use crate::metrics::{self, header, render_histogram, MetricsServer, NodeMetrics, Render};
 use crate::recorder::Recorder;
 use anyhow::{Context, Result};
@@ -34,8 +35,9 @@ pub struct Built {
 pub fn build(config: &EdgeConfig) -> Result<Built> {
     let store = match &config.models.dir {
         Some(dir) => ModelStore::new(dir, Manifest::builtin()?),
-        None => ModelStore::from_env()
-            .context("locating models (set models.dir or VIDAR_MODEL_DIR)")?,
+        None => {
+            ModelStore::from_env().context("locating models (set models.dir or VIDAR_MODEL_DIR)")?
+        }
     };
     let factory = SessionFactory::new(store, config.models.runtime.clone())
         .context("starting ONNX Runtime")?;
@@ -51,6 +53,13 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
     let node_metrics = Arc::new(NodeMetrics::default());
     let recorder = Recorder::open(&config.database, &config.node_id, Arc::clone(&node_metrics))
         .with_context(|| format!("opening database {}", config.database.display()))?;
+    let identifier = Identifier::spawn(
+        Box::new(embedder),
+        gallery,
+        recorder.share(),
+        Arc::clone(&node_metrics),
+        config.snapshots,
+    )?;
     let mut cameras = Vec::with_capacity(config.cameras.len());
     for cam in &config.cameras {
         let tracker = config.tracker.build()?;
@@ -70,13 +79,11 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
         analysis: Analysis {
             cameras,
             detector: Box::new(detector),
-            embedder: Box::new(embedder),
-            gallery,
+            identifier,
             recorder,
             metrics: Arc::clone(&node_metrics),
             settings: AnalysisSettings {
                 detection_interval: config.detection_interval,
-                snapshots: config.snapshots,
             },
         },
         statuses: Arc::new(StatusBoard::default()),
@@ -323,7 +330,12 @@ impl Summary {
         node: Arc<NodeMetrics>,
     ) -> Self {
         let last = vec![0; cams.len()];
-        Summary { cams, board, node, last }
+        Summary {
+            cams,
+            board,
+            node,
+            last,
+        }
     }
 
     fn line(&mut self, dt: f64) -> String {
@@ -333,8 +345,13 @@ impl Summary {
             let analysed = m.analysed.load(Ordering::Relaxed);
             let fps = (analysed - self.last[i]) as f64 / dt.max(1e-3);
             self.last[i] = analysed;
-            let st = statuses.iter().find(|(c, _)| c == cam.as_str()).map(|(_, s)| s);
-            let (state, dropped) = st.map(|s| (s.state.as_str(), s.counters.dropped)).unwrap_or(("?", 0));
+            let st = statuses
+                .iter()
+                .find(|(c, _)| c == cam.as_str())
+                .map(|(_, s)| s);
+            let (state, dropped) = st
+                .map(|s| (s.state.as_str(), s.counters.dropped))
+                .unwrap_or(("?", 0));
             let _ = write!(
                 line,
                 "{cam}: {state} {fps:.1} fps, {} tracks, {dropped} dropped, p99 {:.0} ms | ",

@@ -10,7 +10,7 @@ use vidar_detectors::RgbFrame;
 use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
 use vidar_store::{
     BoxPoint, CameraRecord, IdentityRecord, Record, Sighting, Snapshot, TrackRecord, Writer,
-    WriterConfig,
+    WriterConfig, WriterHandle,
 };
 
 /// A finished (or split) sighting of one track.
@@ -35,7 +35,9 @@ pub struct SightingOut {
 /// full, i.e. when the disk cannot keep up: then analysis slows down and the
 /// ingest queues drop frames (counted), rather than records being lost.
 pub struct Recorder {
-    writer: Writer,
+    handle: WriterHandle,
+    /// The owner of the writer thread (None in shared copies).
+    writer: Option<Writer>,
     metrics: Arc<NodeMetrics>,
 }
 
@@ -46,12 +48,26 @@ impl Recorder {
             std::fs::create_dir_all(dir)?;
         }
         let writer = WriterConfig::new(path, node.clone()).build()?;
-        Ok(Recorder { writer, metrics })
+        Ok(Recorder {
+            handle: writer.handle(),
+            writer: Some(writer),
+            metrics,
+        })
+    }
+
+    /// Another recorder on the same writer, for another thread. Closing it
+    /// does not stop the writer; closing the original does.
+    pub fn share(&self) -> Recorder {
+        Recorder {
+            handle: self.handle.clone(),
+            writer: None,
+            metrics: Arc::clone(&self.metrics),
+        }
     }
 
     fn submit(&self, record: Record) {
         let kind = record.kind();
-        match self.writer.submit(record) {
+        match self.handle.submit(record) {
             Ok(()) => {
                 self.metrics.records_written.fetch_add(1, Ordering::Relaxed);
             }
@@ -73,7 +89,7 @@ impl Recorder {
 
     /// Records a sighting; one without an identity (re-ID never ran, e.g. a
     /// box too small to embed) is kept as a track record only.
-    pub fn sighting(&mut self, s: SightingOut) {
+    pub fn sighting(&self, s: SightingOut) {
         let track = TrackId(s.track);
         let (first_ms, last_ms) = (s.first_ms as i64, s.last_ms.max(s.first_ms) as i64);
         match s.identity {
@@ -103,7 +119,7 @@ impl Recorder {
     }
 
     /// Records a new identity with its embedding.
-    pub fn identity(&mut self, id: IdentityId, camera: &CameraId, ms: u64, embedding: &[f32]) {
+    pub fn identity(&self, id: IdentityId, camera: &CameraId, ms: u64, embedding: &[f32]) {
         self.submit(Record::Identity(IdentityRecord {
             identity: id,
             camera: camera.clone(),
@@ -113,7 +129,7 @@ impl Recorder {
     }
 
     /// Records a snapshot (JPEG) of an identity.
-    pub fn snapshot(&mut self, id: IdentityId, camera: &CameraId, ms: u64, jpeg: Vec<u8>) {
+    pub fn snapshot(&self, id: IdentityId, camera: &CameraId, ms: u64, jpeg: Vec<u8>) {
         self.submit(Record::Snapshot(Snapshot {
             identity: id,
             camera: camera.clone(),
@@ -124,7 +140,8 @@ impl Recorder {
 
     /// Commits everything submitted and stops the writer.
     pub fn close(self) {
-        match self.writer.shutdown() {
+        let Some(writer) = self.writer else { return };
+        match writer.shutdown() {
             Ok(stats) => tracing::info!(
                 records = stats.records,
                 last_seq = stats.last_seq,

@@ -192,7 +192,7 @@ fn records_are_queryable_and_a_person_keeps_one_identity_across_cameras() {
     let status = node.terminate();
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
 
-    let reader = Reader::open(&node_db(dir.path())).expect("db opens");
+    let reader = Reader::open(node_db(dir.path())).expect("db opens");
     let counts: std::collections::HashMap<_, _> =
         reader.counts().expect("counts").into_iter().collect();
     assert!(
@@ -271,7 +271,7 @@ fn kill_9_loses_nothing_committed_and_duplicates_nothing() {
     node.kill9();
 
     let reader =
-        Reader::open(&node_db(dir.path())).expect("the database opens cleanly after SIGKILL");
+        Reader::open(node_db(dir.path())).expect("the database opens cleanly after SIGKILL");
     let after = reader
         .records_after(&node_id, 0, 1_000_000)
         .expect("records");
@@ -291,7 +291,7 @@ fn kill_9_loses_nothing_committed_and_duplicates_nothing() {
     let node = Node::start(dir.path(), &[("a", cam.urls()[0].clone())], "");
     node.wait_metric("vidar_records_written_total", 5.0, Duration::from_secs(60));
     assert!(node.terminate().success());
-    let reader = Reader::open(&node_db(dir.path())).expect("open");
+    let reader = Reader::open(node_db(dir.path())).expect("open");
     let all = reader
         .records_after(&node_id, 0, 1_000_000)
         .expect("records");
@@ -380,6 +380,7 @@ fn a_dead_camera_does_not_stall_the_others_and_comes_back() {
     assert!(reconnects >= 1.0);
     assert!(node.terminate().success());
     let _ = flaky.kill();
+    let _ = flaky.wait();
 }
 
 fn run_expect_failure(config: &Path) -> String {

@@ -505,7 +505,7 @@ fn feed_clip(src: &gst_app::AppSrc, clip: Arc<Clip>, start_ns: u64) {
                 && u.pts().map(|p| p.nseconds()).unwrap_or(0) <= start_ns
         })
         .map(|(i, _)| i)
-        .last()
+        .next_back()
         .unwrap_or(0);
     // Times continue from zero: shift by the start unit's time.
     let first = clip

@@ -180,7 +180,8 @@ impl IngestConfig {
         }
         if self.queue_policy == QueuePolicy::Block && source.as_ref().is_some_and(|s| s.is_live()) {
             problems.push(
-                "queue_policy: block would let latency build up on a live camera; use drop_oldest".into(),
+                "queue_policy: block would let latency build up on a live camera; use drop_oldest"
+                    .into(),
             );
         }
         if self.latency_ms > 10_000 {

@@ -170,7 +170,11 @@ mod tests {
         assert_eq!(q.push_wait(2, || false), None, "waited for the consumer");
         assert_eq!(t.join().ok().flatten(), Some(1));
         assert_eq!(q.dropped(), 0);
-        assert_eq!(q.push_wait(3, || true), Some(2), "gives up by dropping the oldest");
+        assert_eq!(
+            q.push_wait(3, || true),
+            Some(2),
+            "gives up by dropping the oldest"
+        );
     }
 
     #[test]

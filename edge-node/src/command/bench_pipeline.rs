@@ -20,7 +20,10 @@ use vidar_protocol::StreamState;
 #[derive(Args, Debug)]
 pub struct PipelineBenchArgs {
     /// The video (default: OpenCV's street video).
-    #[arg(long, default_value = "/usr/share/doc/opencv-doc/examples/data/vtest.avi")]
+    #[arg(
+        long,
+        default_value = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
+    )]
     pub video: PathBuf,
     /// Detector model (manifest name).
     #[arg(long, default_value = "ssd-mobilenet-v2-coco-raw")]
@@ -77,7 +80,10 @@ pub fn reid(args: ModelBenchArgs) -> Result<()> {
 /// `bench pipeline`.
 pub fn pipeline(args: PipelineBenchArgs) -> Result<()> {
     if !args.video.is_file() {
-        anyhow::bail!("no video at {} (install opencv-doc or pass --video)", args.video.display());
+        anyhow::bail!(
+            "no video at {} (install opencv-doc or pass --video)",
+            args.video.display()
+        );
     }
     let db = std::env::temp_dir().join(format!("vidar-bench-{}.db", std::process::id()));
     let toml = format!(
@@ -92,7 +98,11 @@ pub fn pipeline(args: PipelineBenchArgs) -> Result<()> {
     );
     let config = EdgeConfig::parse(&toml, "bench pipeline")?;
     let built = node::build(&config)?;
-    let (statuses, cams, metrics) = (Arc::clone(&built.statuses), built.cameras.clone(), Arc::clone(&built.metrics));
+    let (statuses, cams, metrics) = (
+        Arc::clone(&built.statuses),
+        built.cameras.clone(),
+        Arc::clone(&built.metrics),
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let st = Arc::clone(&stop);
     let board = Arc::clone(&statuses);
@@ -102,7 +112,9 @@ pub fn pipeline(args: PipelineBenchArgs) -> Result<()> {
     let wall = loop {
         std::thread::sleep(Duration::from_millis(100));
         let snap = statuses.snapshot();
-        let Some((_, status)) = snap.first() else { continue };
+        let Some((_, status)) = snap.first() else {
+            continue;
+        };
         if status.state == StreamState::Failed {
             anyhow::bail!("ingest failed: {:?}", status.last_error);
         }
@@ -114,9 +126,15 @@ pub fn pipeline(args: PipelineBenchArgs) -> Result<()> {
         }
     };
     stop.store(true, Ordering::Relaxed);
-    worker.join().map_err(|_| anyhow::anyhow!("analysis panicked"))?;
+    worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("analysis panicked"))?;
     let frames = analysed();
-    let dropped = statuses.snapshot().first().map(|(_, s)| s.counters.dropped).unwrap_or(0);
+    let dropped = statuses
+        .snapshot()
+        .first()
+        .map(|(_, s)| s.counters.dropped)
+        .unwrap_or(0);
     let mean_inf = metrics.inference.mean();
     let _ = std::fs::remove_file(&db);
     for ext in ["-wal", "-shm"] {
@@ -145,14 +163,35 @@ pub fn pipeline(args: PipelineBenchArgs) -> Result<()> {
     println!();
     println!("| measure | value |");
     println!("|---|---|");
-    println!("| video | {} ({frames} frames, {dropped} dropped) |", args.video.display());
-    println!("| model | {} (ONNX Runtime CPU, intra threads {}) |", args.model, args.threads);
+    println!(
+        "| video | {} ({frames} frames, {dropped} dropped) |",
+        args.video.display()
+    );
+    println!(
+        "| model | {} (ONNX Runtime CPU, intra threads {}) |",
+        args.model, args.threads
+    );
     println!("| pipeline frames/s (ingest + detect + track + re-ID + SQLite) | {fps:.1} |");
     println!("| inference-only frames/s, batch 1 (bound) | {bound_fps:.1} |");
-    println!("| **ratio pipeline / inference-only** | **{:.3}** |", fps / bound_fps);
-    println!("| mean detector inference inside the pipeline, ms | {:.2} |", mean_inf * 1000.0);
-    println!("| identities minted | {} |", metrics.identities.load(Ordering::Relaxed));
-    println!("| crops embedded | {} |", metrics.crops.load(Ordering::Relaxed));
-    println!("| records written | {} |", metrics.records_written.load(Ordering::Relaxed));
+    println!(
+        "| **ratio pipeline / inference-only** | **{:.3}** |",
+        fps / bound_fps
+    );
+    println!(
+        "| mean detector inference inside the pipeline, ms | {:.2} |",
+        mean_inf * 1000.0
+    );
+    println!(
+        "| identities minted | {} |",
+        metrics.identities.load(Ordering::Relaxed)
+    );
+    println!(
+        "| crops embedded | {} |",
+        metrics.crops.load(Ordering::Relaxed)
+    );
+    println!(
+        "| records written | {} |",
+        metrics.records_written.load(Ordering::Relaxed)
+    );
     Ok(())
 }

@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 PY := $(CURDIR)/.cache/venv/bin/python
 
-.PHONY: setup models build build-release demo test test-rust lint bench bench-ingest eval-tracker sim clean
+.PHONY: setup models build build-release demo test lint bench bench-ingest eval-tracker sim clean
 
 ## Install system packages, the Python venv and the ONNX Runtime library (idempotent).
 setup:
@@ -37,8 +37,12 @@ lint:
 ## Benchmarks that print tables (see docs/benchmarks.md).
 bench: setup models build-release
 	target/release/vidar-edge bench ingest
-	@if [ -x target/release/vidar-edge ]; then target/release/vidar-edge bench detect || true; fi
+	target/release/vidar-edge bench pipeline --threads 1
+	target/release/vidar-edge bench pipeline --threads 0
+	target/release/vidar-edge bench detect
+	target/release/vidar-edge bench reid
 	$(CARGO) bench -p vidar-tracker
+	$(CARGO) bench -p vidar-store
 	$(CARGO) bench -p vidar-scheduler
 
 bench-ingest: setup build-release

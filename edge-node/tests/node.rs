@@ -448,3 +448,106 @@ fn bad_config_missing_and_wrong_models_fail_at_start_with_clear_errors() {
         "{err}"
     );
 }
+
+/// Bucket counts of `vidar_capture_to_result_seconds` for `camera`, by `le`.
+fn latency_buckets(node: &Node, camera: &str) -> Vec<(f64, f64)> {
+    let body = http_get(node.metrics, "/metrics").unwrap_or_default();
+    let prefix = format!(
+        "vidar_capture_to_result_seconds_bucket{{node=\"edge-t\",camera=\"{camera}\",le=\""
+    );
+    body.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Smallest bucket bound holding 99 % of the observations between two scrapes.
+fn p99_between(a: &[(f64, f64)], b: &[(f64, f64)]) -> f64 {
+    let total = b.last().map(|x| x.1).unwrap_or(0.0) - a.last().map(|x| x.1).unwrap_or(0.0);
+    for ((le, cb), (_, ca)) in b.iter().zip(a) {
+        if cb - ca >= 0.99 * total {
+            return *le;
+        }
+    }
+    f64::INFINITY
+}
+
+#[test]
+fn a_detector_slower_than_the_cameras_drops_frames_and_latency_stays_flat() {
+    let _g = serial();
+    require_env();
+    let dir = tempfile::tempdir().expect("tmp");
+    // Two 30 fps cameras: more than this machine's detector can take.
+    let cam = camera::serve(&CameraConfig {
+        port: 0,
+        mounts: ["a", "b"]
+            .iter()
+            .map(|n| Mount {
+                name: (*n).into(),
+                source: MountSource::Synthetic(vidar_pipeline::SceneSpec {
+                    width: 640,
+                    height: 360,
+                    fps: 30,
+                    ..Default::default()
+                }),
+            })
+            .collect(),
+        ..Default::default()
+    })
+    .expect("camera");
+    let urls = cam.urls();
+    let node = Node::start(
+        dir.path(),
+        &[("a", urls[0].clone()), ("b", urls[1].clone())],
+        "",
+    );
+    let frames = "vidar_frames_total{node=\"edge-t\",camera=\"a\"}";
+    assert!(
+        node.wait_metric(frames, 60.0, Duration::from_secs(60)) >= 60.0,
+        "{}",
+        node.log()
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let first = latency_buckets(&node, "a");
+    std::thread::sleep(Duration::from_secs(20));
+    let middle = latency_buckets(&node, "a");
+    std::thread::sleep(Duration::from_secs(20));
+    let last = latency_buckets(&node, "a");
+    let dropped = node
+        .metric("vidar_frames_dropped_total{node=\"edge-t\",camera=\"a\"}")
+        .unwrap_or(0.0);
+    let depth = node
+        .metric("vidar_queue_depth{node=\"edge-t\",camera=\"a\"}")
+        .unwrap_or(99.0);
+    let analysed = node
+        .metric("vidar_frames_analysed_total{node=\"edge-t\",camera=\"a\"}")
+        .unwrap_or(0.0);
+    let decoded = node.metric(frames).unwrap_or(0.0);
+    assert!(node.terminate().success());
+    assert!(
+        dropped > 0.0,
+        "frames the detector could not take are dropped and counted"
+    );
+    assert!(depth <= 2.0, "queue depth bounded by its capacity: {depth}");
+    assert!(
+        analysed + dropped <= decoded + 4.0,
+        "every decoded frame is analysed or counted as dropped"
+    );
+    let (p1, p2) = (p99_between(&first, &middle), p99_between(&middle, &last));
+    assert!(
+        p1 <= 1.0 && p2 <= 1.0,
+        "p99 capture-to-result stays under 1 s: {p1} then {p2}"
+    );
+    assert!(
+        p2 <= p1 * 2.5 + 0.05,
+        "latency does not build up: p99 {p1} s then {p2} s"
+    );
+}

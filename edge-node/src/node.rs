@@ -49,10 +49,19 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
         .embedder
         .build(&factory)
         .with_context(|| format!("loading re-ID model {:?}", config.embedder.model))?;
-    let gallery = Gallery::new(config.gallery.clone())?;
+    let mut gallery = Gallery::new(config.gallery.clone())?;
     let node_metrics = Arc::new(NodeMetrics::default());
     let recorder = Recorder::open(&config.database, &config.node_id, Arc::clone(&node_metrics))
         .with_context(|| format!("opening database {}", config.database.display()))?;
+    // Never reuse an identity number minted before a restart.
+    let (lo, hi) = gallery.id_range();
+    let last = vidar_store::Reader::open(&config.database)
+        .and_then(|r| r.max_identity_between(lo, hi))
+        .with_context(|| format!("reading identities from {}", config.database.display()))?;
+    if let Some(last) = last {
+        gallery.resume_after(last);
+        tracing::info!(last_identity = %last, "resuming identity numbering");
+    }
     let identifier = Identifier::spawn(
         Box::new(embedder),
         gallery,

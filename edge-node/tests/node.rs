@@ -289,7 +289,8 @@ fn kill_9_loses_nothing_committed_and_duplicates_nothing() {
 
     // Restarted, the node continues the sequence without reusing a number.
     let node = Node::start(dir.path(), &[("a", cam.urls()[0].clone())], "");
-    node.wait_metric("vidar_records_written_total", 5.0, Duration::from_secs(60));
+    node.wait_metric("vidar_identities_total", 2.0, Duration::from_secs(60));
+    node.wait_metric("vidar_records_written_total", 8.0, Duration::from_secs(60));
     assert!(node.terminate().success());
     let reader = Reader::open(node_db(dir.path())).expect("open");
     let all = reader
@@ -300,6 +301,22 @@ fn kill_9_loses_nothing_committed_and_duplicates_nothing() {
     assert!(
         newer.iter().all(|r| r.key.seq > last),
         "new seqs continue after {last}"
+    );
+    // Identity numbers minted after the restart are new ones, never reused.
+    let minted = |rs: &mut dyn Iterator<Item = &vidar_store::KeyedRecord>| -> HashSet<u64> {
+        rs.filter_map(|r| match &r.record {
+            vidar_store::Record::Identity(i) => Some(i.identity.0),
+            _ => None,
+        })
+        .collect()
+    };
+    let old_ids = minted(&mut after.iter());
+    let new_ids = minted(&mut newer.iter().copied());
+    assert!(!old_ids.is_empty() && !new_ids.is_empty());
+    assert!(
+        old_ids.is_disjoint(&new_ids),
+        "identity ids reused after restart: {:?}",
+        old_ids.intersection(&new_ids).collect::<Vec<_>>()
     );
 }
 

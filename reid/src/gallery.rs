@@ -260,6 +260,21 @@ impl Gallery {
         })
     }
 
+    /// The range of ids this gallery mints (its node prefix), inclusive.
+    pub fn id_range(&self) -> (IdentityId, IdentityId) {
+        let base = u64::from(self.config.node_prefix) << SEQ_BITS;
+        (IdentityId(base), IdentityId(base | ((1 << SEQ_BITS) - 1)))
+    }
+
+    /// Continues minting after `last` (the highest id this node stored before
+    /// a restart), so that ids are never reused. Ids of other prefixes are ignored.
+    pub fn resume_after(&mut self, last: IdentityId) {
+        let (lo, hi) = self.id_range();
+        if last >= lo && last <= hi {
+            self.next_seq = self.next_seq.max((last.0 & ((1 << SEQ_BITS) - 1)) + 1);
+        }
+    }
+
     fn mint(&mut self) -> IdentityId {
         let id = (u64::from(self.config.node_prefix) << SEQ_BITS)
             | (self.next_seq & ((1 << SEQ_BITS) - 1));
@@ -518,5 +533,23 @@ mod tests {
                 && err.contains("max_identities")
                 && err.contains("update_weight")
         );
+    }
+
+    #[test]
+    fn resumes_minting_after_a_stored_id() {
+        let cfg = GalleryConfig {
+            node_prefix: 3,
+            ..GalleryConfig::default()
+        };
+        let mut g = Gallery::new(cfg).expect("gallery");
+        let (lo, hi) = g.id_range();
+        assert_eq!(lo.0 >> 48, 3);
+        assert_eq!(hi.0 >> 48, 3);
+        g.resume_after(IdentityId(lo.0 + 41));
+        g.resume_after(IdentityId(5)); // another node's id: ignored
+        let e = Embedding::normalized(&[1.0, 0.0, 0.0]);
+        let cam = CameraId::new("c").expect("cam");
+        let id = g.assign(&e, &cam, 0).expect("assign").id();
+        assert_eq!(id, IdentityId(lo.0 + 42));
     }
 }

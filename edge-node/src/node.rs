@@ -62,6 +62,11 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
         gallery.resume_after(last);
         tracing::info!(last_identity = %last, "resuming identity numbering");
     }
+    let restored = restore_gallery(&mut gallery, config)
+        .with_context(|| format!("restoring identities from {}", config.database.display()))?;
+    if restored > 0 {
+        tracing::info!(restored, "restored identities from the database");
+    }
     let identifier = Identifier::spawn(
         Box::new(embedder),
         gallery,
@@ -99,6 +104,44 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
         cameras: cam_metrics,
         metrics: node_metrics,
     })
+}
+
+/// Loads the identities this database saw within the gallery's age limit
+/// back into the gallery, so people seen before a restart keep their identity.
+fn restore_gallery(gallery: &mut Gallery, config: &EdgeConfig) -> Result<usize> {
+    let reader = vidar_store::Reader::open(&config.database)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let since = now.saturating_sub(config.gallery.max_age_s.saturating_mul(1000) as i64);
+    let seen = reader.identities_in_range(
+        vidar_store::TimeRange::new(since, i64::MAX),
+        config.gallery.max_identities,
+    )?;
+    let mut restored = 0;
+    for s in seen {
+        let Some(rec) = reader.identity_records(s.identity)?.pop() else {
+            continue;
+        };
+        let r = rec.value;
+        let ident = vidar_reid::Identity {
+            id: r.identity,
+            embedding: vidar_reid::Embedding::normalized(&r.embedding),
+            camera: r.camera,
+            first_seen_ms: r.first_seen_ms.max(0) as u64,
+            last_seen_ms: s.last_ms.max(0) as u64,
+            sightings: s.sightings,
+            origin: vidar_reid::Origin::Local,
+        };
+        match gallery.restore(ident) {
+            Ok(()) => restored += 1,
+            Err(e) => {
+                tracing::warn!(identity = %s.identity, error = %e, "stored identity not restored")
+            }
+        }
+    }
+    Ok(restored)
 }
 
 /// Builds the node and runs it until `shutdown` is set; prints a summary line

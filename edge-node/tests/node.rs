@@ -291,6 +291,7 @@ fn kill_9_loses_nothing_committed_and_duplicates_nothing() {
     let node = Node::start(dir.path(), &[("a", cam.urls()[0].clone())], "");
     node.wait_metric("vidar_identities_total", 2.0, Duration::from_secs(60));
     node.wait_metric("vidar_records_written_total", 8.0, Duration::from_secs(60));
+    let log = node.log();
     assert!(node.terminate().success());
     let reader = Reader::open(node_db(dir.path())).expect("open");
     let all = reader
@@ -313,6 +314,10 @@ fn kill_9_loses_nothing_committed_and_duplicates_nothing() {
     let old_ids = minted(&mut after.iter());
     let new_ids = minted(&mut newer.iter().copied());
     assert!(!old_ids.is_empty() && !new_ids.is_empty());
+    assert!(
+        log.contains("restored identities from the database"),
+        "identities known before the kill are restored into the gallery:\n{log}"
+    );
     assert!(
         old_ids.is_disjoint(&new_ids),
         "identity ids reused after restart: {:?}",

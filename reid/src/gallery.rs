@@ -327,6 +327,16 @@ impl Gallery {
         Ok(())
     }
 
+    /// Puts back an identity this node knew before a restart (from its own
+    /// database), keeping its origin; an identity already present is kept.
+    pub fn restore(&mut self, ident: Identity) -> Result<(), ReidError> {
+        self.check_dim(&ident.embedding)?;
+        if !self.index.contains_key(&ident.id) {
+            self.insert(ident);
+        }
+        Ok(())
+    }
+
     /// Applies a merge decided by the master: `from` becomes part of `into`.
     /// Returns false when `from` is unknown here.
     pub fn merge(&mut self, from: IdentityId, into: IdentityId) -> bool {

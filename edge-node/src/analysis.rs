@@ -149,6 +149,7 @@ impl Analysis {
             } else {
                 cam.metrics.analysed.fetch_add(1, Ordering::Relaxed);
                 cam.metrics.latency.observe(f.age());
+                cam.metrics.samples.record(f.pts);
             }
             if s.frames.len() >= max {
                 break;
@@ -237,7 +238,9 @@ impl Analysis {
             cam.metrics.detected.fetch_add(1, Ordering::Relaxed);
         }
         for (ci, frame) in &s.frames {
-            self.cameras[*ci].metrics.latency.observe(frame.age());
+            let m = &self.cameras[*ci].metrics;
+            m.latency.observe(frame.age());
+            m.samples.record(frame.pts);
         }
         self.identify(s);
     }

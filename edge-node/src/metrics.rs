@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Histogram bucket upper bounds, seconds (1 ms .. 10 s).
 pub const LATENCY_BUCKETS: [f64; 14] = [
@@ -103,6 +103,93 @@ pub struct CameraMetrics {
     pub tracks: AtomicU64,
     /// Capture-to-result latency.
     pub latency: Histogram,
+    /// Per-frame (stream time, result time) samples; zero capacity (off)
+    /// unless built with [`CameraMetrics::with_samples`] (benchmarks).
+    pub samples: SampleRing,
+}
+
+impl CameraMetrics {
+    /// Metrics that also keep the last `capacity` per-frame samples.
+    pub fn with_samples(capacity: usize) -> Self {
+        CameraMetrics {
+            samples: SampleRing::new(capacity),
+            ..CameraMetrics::default()
+        }
+    }
+}
+
+/// One analysed frame: its presentation time in the stream and when its
+/// result was ready.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Presentation timestamp (None when the stream had none).
+    pub pts: Option<Duration>,
+    /// When the result was ready.
+    pub at: Instant,
+}
+
+/// A preallocated ring of per-frame [`Sample`]s: recording is two relaxed
+/// atomic stores, no lock and no allocation; the oldest are overwritten.
+#[derive(Debug)]
+pub struct SampleRing {
+    base: Instant,
+    next: AtomicU64,
+    pts_us: Box<[AtomicU64]>,
+    at_us: Box<[AtomicU64]>,
+}
+
+impl Default for SampleRing {
+    fn default() -> Self {
+        SampleRing::new(0)
+    }
+}
+
+/// Marks a sample without a presentation timestamp.
+const NO_PTS: u64 = u64::MAX;
+
+impl SampleRing {
+    /// A ring of `capacity` samples (0 = recording is a no-op).
+    pub fn new(capacity: usize) -> Self {
+        let slots = || (0..capacity).map(|_| AtomicU64::new(0)).collect();
+        SampleRing {
+            base: Instant::now(),
+            next: AtomicU64::new(0),
+            pts_us: slots(),
+            at_us: slots(),
+        }
+    }
+
+    /// Records a frame with presentation time `pts` whose result is ready now.
+    pub fn record(&self, pts: Option<Duration>) {
+        let cap = self.pts_us.len() as u64;
+        if cap == 0 {
+            return;
+        }
+        let i = (self.next.fetch_add(1, Ordering::Relaxed) % cap) as usize;
+        let pts = pts.map_or(NO_PTS, |p| (p.as_micros() as u64).min(NO_PTS - 1));
+        self.pts_us[i].store(pts, Ordering::Relaxed);
+        self.at_us[i].store(self.base.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The samples held, oldest first. Read after the writer has stopped (or
+    /// accept that the newest one or two may be torn).
+    pub fn samples(&self) -> Vec<Sample> {
+        let cap = self.pts_us.len() as u64;
+        let n = self.next.load(Ordering::Relaxed);
+        if cap == 0 {
+            return Vec::new();
+        }
+        (n.saturating_sub(cap)..n)
+            .map(|k| {
+                let i = (k % cap) as usize;
+                let pts = self.pts_us[i].load(Ordering::Relaxed);
+                Sample {
+                    pts: (pts != NO_PTS).then(|| Duration::from_micros(pts)),
+                    at: self.base + Duration::from_micros(self.at_us[i].load(Ordering::Relaxed)),
+                }
+            })
+            .collect()
+    }
 }
 
 /// Node-wide metrics.
@@ -263,6 +350,21 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("x_seconds_count{camera=\"a\"} 10"));
+    }
+
+    #[test]
+    fn sample_ring_keeps_the_newest_in_order() {
+        assert!(SampleRing::default().samples().is_empty());
+        SampleRing::default().record(None);
+        let r = SampleRing::new(3);
+        for ms in 0..5u64 {
+            r.record(Some(Duration::from_millis(ms * 100)));
+        }
+        r.record(None);
+        let s = r.samples();
+        let pts: Vec<_> = s.iter().map(|x| x.pts.map(|p| p.as_millis())).collect();
+        assert_eq!(pts, vec![Some(300), Some(400), None]);
+        assert!(s.windows(2).all(|w| w[0].at <= w[1].at));
     }
 
     #[test]

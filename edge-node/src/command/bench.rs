@@ -39,6 +39,8 @@ pub enum BenchWhat {
     Detect(super::bench_pipeline::ModelBenchArgs),
     /// Re-ID inference-only crops/s at batch 1/4/8.
     Reid(super::bench_pipeline::ModelBenchArgs),
+    /// Four real-time cameras: Vidar against one Python process per camera.
+    Cameras(super::bench_cameras::CamerasBenchArgs),
 }
 
 /// Arguments of `bench ingest`.
@@ -74,6 +76,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchWhat::Pipeline(a) => super::bench_pipeline::pipeline(a),
         BenchWhat::Detect(a) => super::bench_pipeline::detect(a),
         BenchWhat::Reid(a) => super::bench_pipeline::reid(a),
+        BenchWhat::Cameras(a) => super::bench_cameras::cameras(a),
     }
 }
 

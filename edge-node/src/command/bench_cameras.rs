@@ -1,0 +1,585 @@
+//! `vidar-edge bench cameras`: four cameras at once, Vidar against the Python
+//! reference a user would deploy (issue 5).
+//!
+//! `vidar-camera` (a child process) plays one video on every mount in real time
+//! over RTSP, each from a different offset. Then, on the same camera:
+//! 1. Vidar, in this process: one node, every camera batched into one detector
+//!    with one set of inference threads, `drop_oldest` queues, for `--seconds`
+//!    after `--warmup` (once per `--intervals` entry);
+//! 2. the reference: one `edge-node/bench/reference_pipeline.py` process per
+//!    camera (OpenCV capture + onnxruntime on the same SSD file + norfair), for
+//!    the same duration, reporting JSON.
+//!
+//! Latency is defined identically for both: for frame i of a camera,
+//! (result_i - result_first) - (pts_i - pts_first), the delay against the
+//! stream clock, first = the camera's first frame of the measured window. It
+//! stays flat when a system keeps up and grows when frames queue.
+
+use crate::config::EdgeConfig;
+use crate::metrics::CameraMetrics;
+use crate::node;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vidar_protocol::StreamState;
+
+/// Arguments of `bench cameras`.
+#[derive(Args, Debug)]
+pub struct CamerasBenchArgs {
+    /// The video every camera plays (default: OpenCV's street video, 10 fps).
+    #[arg(
+        long,
+        default_value = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
+    )]
+    pub video: PathBuf,
+    /// Cameras (mounts of the video at different offsets).
+    #[arg(long, default_value_t = 4)]
+    pub cameras: usize,
+    /// Seconds between two cameras' start offsets in the video.
+    #[arg(long, default_value_t = 19.0)]
+    pub offset: f64,
+    /// Nominal frame rate of the video (for frames dropped from pts gaps).
+    #[arg(long, default_value_t = 10.0)]
+    pub fps: f64,
+    /// Measured seconds, per system.
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
+    /// Seconds each system runs before measuring.
+    #[arg(long, default_value_t = 10)]
+    pub warmup: u64,
+    /// Vidar runs, one per detection interval (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub intervals: Vec<u32>,
+    /// Vidar's ONNX Runtime intra-op threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// The reference's onnxruntime intra-op threads per process (0 = its default).
+    #[arg(long, default_value_t = 0)]
+    pub reference_threads: usize,
+    /// Python of the reference (the venv with deploy/requirements.txt).
+    #[arg(long, default_value = ".cache/venv/bin/python")]
+    pub python: PathBuf,
+    /// The reference script.
+    #[arg(long, default_value = "edge-node/bench/reference_pipeline.py")]
+    pub script: PathBuf,
+    /// Skip the reference (Vidar rows only).
+    #[arg(long)]
+    pub no_reference: bool,
+}
+
+/// One system's figures over the measured window.
+#[derive(Debug, Default)]
+struct Figures {
+    frames: u64,
+    seconds: f64,
+    dropped: u64,
+    dropped_pts: u64,
+    latency_ms: Vec<f64>,
+    cpu_seconds: f64,
+    rss_bytes: u64,
+    peak_rss_bytes: u64,
+    persons: Option<u64>,
+}
+
+impl Figures {
+    fn fps(&self) -> f64 {
+        self.frames as f64 / self.seconds.max(1e-9)
+    }
+    fn cores(&self) -> f64 {
+        self.cpu_seconds / self.seconds.max(1e-9)
+    }
+}
+
+/// Kills the camera on every exit path.
+struct CameraChild(Child);
+
+impl Drop for CameraChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// CPU seconds used by this process so far (user + system), from /proc.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some(rest) = stat.rsplit_once(')').map(|r| r.1) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the full line: 12 and 13 here.
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// `VmRSS` and `VmHWM` (peak) of this process, bytes.
+fn rss() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Frames missing between consecutive presentation times at `fps`.
+fn pts_gaps(pts_ms: &[f64], fps: f64) -> u64 {
+    let step = 1000.0 / fps;
+    pts_ms
+        .windows(2)
+        .map(|w| (((w[1] - w[0]) / step).round() - 1.0).max(0.0) as u64)
+        .sum()
+}
+
+fn start_camera(args: &CamerasBenchArgs) -> Result<(CameraChild, u16)> {
+    let exe = std::env::current_exe()?;
+    let cam = exe.with_file_name("vidar-camera");
+    if !cam.is_file() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p vidar-pipeline --bins`",
+            cam.display()
+        );
+    }
+    let mut cmd = Command::new(&cam);
+    cmd.arg("--port").arg("0");
+    for i in 0..args.cameras {
+        cmd.arg("--mount").arg(format!(
+            "c{i}={}#start={}",
+            args.video.display(),
+            i as f64 * args.offset
+        ));
+    }
+    let mut child = CameraChild(cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?);
+    let out = child.0.stdout.take().context("camera stdout")?;
+    for line in std::io::BufReader::new(out).lines() {
+        let line = line?;
+        if let Some(p) = line.strip_prefix("ready port=") {
+            let port = p
+                .trim()
+                .parse()
+                .with_context(|| format!("vidar-camera printed {line:?}"))?;
+            return Ok((child, port));
+        }
+    }
+    bail!("vidar-camera exited before it was ready")
+}
+
+fn url(port: u16, i: usize) -> String {
+    format!("rtsp://127.0.0.1:{port}/c{i}")
+}
+
+/// Vidar, in this process, for the warm-up and the measured window.
+fn run_vidar(args: &CamerasBenchArgs, port: u16, interval: u32) -> Result<Figures> {
+    let db = std::env::temp_dir().join(format!(
+        "vidar-bench-cameras-{}-{interval}.db",
+        std::process::id()
+    ));
+    let mut toml = format!(
+        "node_id = \"bench\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
+         detection_interval = {interval}\n[models.runtime]\nintra_threads = {threads}\n",
+        db = db.display(),
+        threads = args.threads,
+    );
+    for i in 0..args.cameras {
+        toml.push_str(&format!(
+            "[[cameras]]\ncamera = \"c{i}\"\nsource = \"{}\"\ntransport = \"tcp\"\n\
+             queue_policy = \"drop_oldest\"\n",
+            url(port, i)
+        ));
+    }
+    let config = EdgeConfig::parse(&toml, "bench cameras")?;
+    let mut built = node::build(&config)?;
+    // Per-frame samples for the latency definition: preallocated, enough for
+    // the whole run at 3x the nominal rate.
+    let capacity = ((args.warmup + args.seconds + 60) as f64 * args.fps * 3.0) as usize;
+    built.cameras.clear();
+    for slot in &mut built.analysis.cameras {
+        slot.metrics = Arc::new(CameraMetrics::with_samples(capacity));
+        built
+            .cameras
+            .push((slot.ingest.camera().clone(), Arc::clone(&slot.metrics)));
+    }
+    let (statuses, cams) = (Arc::clone(&built.statuses), built.cameras.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (st, board) = (Arc::clone(&stop), Arc::clone(&statuses));
+    let analysis = built.analysis;
+    let worker = std::thread::Builder::new()
+        .name("analysis".into())
+        .spawn(move || analysis.run_with_status(&st, &board))?;
+    let result = measure_vidar(args, &statuses, &cams);
+    stop.store(true, Ordering::Relaxed);
+    worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("analysis panicked"))?;
+    let _ = std::fs::remove_file(&db);
+    for ext in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
+    }
+    let (window, mut figures) = result?;
+    // Latency samples of the window, per camera against its first frame.
+    for (_, m) in &cams {
+        let samples: Vec<_> = m
+            .samples
+            .samples()
+            .into_iter()
+            .filter(|s| s.at >= window.0 && s.at <= window.1)
+            .filter_map(|s| s.pts.map(|p| (s.at, p.as_secs_f64() * 1000.0)))
+            .collect();
+        let Some(&(at0, pts0)) = samples.first() else {
+            continue;
+        };
+        let pts: Vec<f64> = samples.iter().map(|s| s.1).collect();
+        figures.dropped_pts += pts_gaps(&pts, args.fps);
+        figures.latency_ms.extend(
+            samples
+                .iter()
+                .map(|(at, p)| at.duration_since(at0).as_secs_f64() * 1000.0 - (p - pts0)),
+        );
+    }
+    Ok(figures)
+}
+
+type Cams = [(vidar_protocol::CameraId, Arc<CameraMetrics>)];
+
+fn measure_vidar(
+    args: &CamerasBenchArgs,
+    statuses: &node::StatusBoard,
+    cams: &Cams,
+) -> Result<((Instant, Instant), Figures)> {
+    let t = Instant::now();
+    loop {
+        let snap = statuses.snapshot();
+        if snap.len() == args.cameras && snap.iter().all(|(_, s)| s.state == StreamState::Streaming)
+        {
+            break;
+        }
+        if let Some((cam, s)) = snap.iter().find(|(_, s)| s.state == StreamState::Failed) {
+            bail!("camera {cam} failed: {:?}", s.last_error);
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            bail!("cameras did not start streaming in 60 s: {snap:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(args.warmup));
+    // Ingest counters come from the board, published once a second: both
+    // ends of the window are read the same way.
+    let counters = |f: &dyn Fn(&vidar_protocol::StreamStatus) -> u64| -> u64 {
+        statuses.snapshot().iter().map(|(_, s)| f(s)).sum()
+    };
+    let analysed = || -> u64 {
+        cams.iter()
+            .map(|(_, m)| m.analysed.load(Ordering::Relaxed))
+            .sum()
+    };
+    let (dropped0, reconnects0) = (
+        counters(&|s| s.counters.dropped),
+        counters(&|s| s.counters.reconnects),
+    );
+    let (t0, c0, a0) = (Instant::now(), cpu_seconds(), analysed());
+    std::thread::sleep(Duration::from_secs(args.seconds));
+    let (t1, c1, a1) = (Instant::now(), cpu_seconds(), analysed());
+    let (rss_bytes, peak_rss_bytes) = rss();
+    let dropped = counters(&|s| s.counters.dropped).saturating_sub(dropped0);
+    let reconnects = counters(&|s| s.counters.reconnects).saturating_sub(reconnects0);
+    if reconnects > 0 {
+        eprintln!("warning: {reconnects} reconnects during the window");
+    }
+    Ok((
+        (t0, t1),
+        Figures {
+            frames: a1 - a0,
+            seconds: (t1 - t0).as_secs_f64(),
+            dropped,
+            cpu_seconds: c1 - c0,
+            rss_bytes,
+            peak_rss_bytes,
+            ..Figures::default()
+        },
+    ))
+}
+
+/// One reference process per camera, all at once; their JSON reports summed.
+fn run_reference(args: &CamerasBenchArgs, port: u16) -> Result<Figures> {
+    let dir = std::env::temp_dir().join(format!("vidar-bench-ref-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut children = Vec::with_capacity(args.cameras);
+    for i in 0..args.cameras {
+        let out = dir.join(format!("c{i}.json"));
+        let child = Command::new(&args.python)
+            .arg(&args.script)
+            .args(["--url", &url(port, i)])
+            .args(["--seconds", &args.seconds.to_string()])
+            .args(["--warmup", &args.warmup.to_string()])
+            .args(["--threads", &args.reference_threads.to_string()])
+            .args(["--fps", &args.fps.to_string()])
+            .arg("--out")
+            .arg(&out)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} {}",
+                    args.python.display(),
+                    args.script.display()
+                )
+            })?;
+        children.push((ChildGuard(child), out));
+    }
+    let deadline = Instant::now() + Duration::from_secs(args.warmup + args.seconds + 180);
+    let mut figures = Figures {
+        persons: Some(0),
+        ..Figures::default()
+    };
+    let mut seconds = Vec::new();
+    for (mut child, out) in children {
+        let status = loop {
+            if let Some(s) = child.0.try_wait()? {
+                break s;
+            }
+            if Instant::now() > deadline {
+                bail!("a reference process did not finish in time");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        if !status.success() {
+            bail!("reference process for {} failed: {status}", out.display());
+        }
+        let r = read_report(&out, args.fps)?;
+        seconds.push(r.seconds);
+        figures.frames += r.frames;
+        figures.dropped += r.dropped;
+        figures.dropped_pts += r.dropped_pts;
+        figures.latency_ms.extend(r.latency_ms);
+        figures.cpu_seconds += r.cpu_seconds;
+        figures.rss_bytes += r.rss_bytes;
+        figures.peak_rss_bytes += r.peak_rss_bytes;
+        figures.persons = figures.persons.zip(r.persons).map(|(a, b)| a + b);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    // Windows start within a second of each other; frames/s and cores are
+    // sums of per-process rates, so take the mean window.
+    let mean = seconds.iter().sum::<f64>() / seconds.len().max(1) as f64;
+    figures.seconds = mean;
+    Ok(figures)
+}
+
+/// Kills a reference process that is still running on an early return.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn read_report(path: &Path, fps: f64) -> Result<Figures> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let num = |key: &str| -> Result<f64> {
+        v.get(key)
+            .and_then(serde_json::Value::as_f64)
+            .with_context(|| format!("{}: no number {key:?}", path.display()))
+    };
+    let list = |key: &str| -> Result<Vec<f64>> {
+        v.get(key)
+            .and_then(serde_json::Value::as_array)
+            .with_context(|| format!("{}: no list {key:?}", path.display()))?
+            .iter()
+            .map(|x| {
+                x.as_f64()
+                    .with_context(|| format!("{}: {key} holds a non-number", path.display()))
+            })
+            .collect()
+    };
+    let pts = list("pts_ms")?;
+    Ok(Figures {
+        frames: num("frames")? as u64,
+        seconds: num("seconds")?,
+        dropped: num("dropped")? as u64,
+        dropped_pts: pts_gaps(&pts, fps),
+        latency_ms: list("latency_ms")?,
+        cpu_seconds: num("cpu_seconds")?,
+        rss_bytes: num("rss_bytes").unwrap_or(0.0) as u64,
+        peak_rss_bytes: num("peak_rss_bytes")? as u64,
+        persons: num("persons_detected").ok().map(|p| p as u64),
+    })
+}
+
+/// `bench cameras`.
+pub fn cameras(args: CamerasBenchArgs) -> Result<()> {
+    if !args.video.is_file() {
+        bail!(
+            "no video at {} (install opencv-doc or pass --video)",
+            args.video.display()
+        );
+    }
+    if args.cameras == 0 || args.seconds == 0 || !args.fps.is_finite() || args.fps <= 0.0 {
+        bail!("--cameras, --seconds and --fps must be positive");
+    }
+    let have_reference = args.python.is_file() && args.script.is_file();
+    if !args.no_reference && !have_reference {
+        bail!(
+            "the reference needs {} and {} (run from the repository root after `make setup`, \
+             or pass --python/--script, or --no-reference)",
+            args.python.display(),
+            args.script.display()
+        );
+    }
+    vidar_pipeline::init()?;
+    let (camera, port) = start_camera(&args)?;
+    let mut rows = Vec::new();
+    for &interval in &args.intervals {
+        eprintln!(
+            "Vidar, detection interval {interval}: {} s warm-up + {} s ...",
+            args.warmup, args.seconds
+        );
+        let f = run_vidar(&args, port, interval)?;
+        eprintln!("  {:.1} frames/s, {} dropped", f.fps(), f.dropped);
+        rows.push((
+            format!("Vidar, one node, detection every {}", nth(interval)),
+            f,
+        ));
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let reference = if args.no_reference {
+        None
+    } else {
+        eprintln!(
+            "reference: {} Python processes, {} s warm-up + {} s ...",
+            args.cameras, args.warmup, args.seconds
+        );
+        let f = run_reference(&args, port)?;
+        eprintln!("  {:.1} frames/s, {} dropped", f.fps(), f.dropped);
+        Some(f)
+    };
+    drop(camera);
+    print_table(&args, &mut rows, reference);
+    Ok(())
+}
+
+fn nth(interval: u32) -> String {
+    match interval {
+        1 => "frame".into(),
+        2 => "2nd frame".into(),
+        3 => "3rd frame".into(),
+        n => format!("{n}th frame"),
+    }
+}
+
+fn print_table(
+    args: &CamerasBenchArgs,
+    rows: &mut [(String, Figures)],
+    reference: Option<Figures>,
+) {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let n = args.cameras;
+    println!();
+    println!(
+        "## {n} cameras at once vs the Python reference (`vidar-edge bench cameras`, {} cores)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!();
+    println!(
+        "{n} x `{}` over RTSP/TCP from `vidar-camera`, {:.0} fps each ({:.0} frames/s offered), \
+         {} s measured after {} s warm-up per system.",
+        args.video.file_name().map_or_else(
+            || args.video.display().to_string(),
+            |f| f.to_string_lossy().into_owned()
+        ),
+        args.fps,
+        args.fps * n as f64,
+        args.seconds,
+        args.warmup
+    );
+    println!();
+    println!("| system | analysed frames/s (all cameras) | frames dropped (counter / pts gaps) | latency p50 / p99, ms | CPU cores | RSS end / peak, MiB |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut lines = Vec::new();
+    let mut line = |name: &str, f: &mut Figures| {
+        let (p50, p99) = (
+            percentile(&mut f.latency_ms, 0.5),
+            percentile(&mut f.latency_ms, 0.99),
+        );
+        println!(
+            "| {name} | {:.1} | {} / {} | {p50:.0} / {p99:.0} | {:.2} | {:.0} / {:.0} |",
+            f.fps(),
+            f.dropped,
+            f.dropped_pts,
+            f.cores(),
+            mib(f.rss_bytes),
+            mib(f.peak_rss_bytes)
+        );
+        lines.push((f.fps(), p50, p99, f.cores(), f.rss_bytes));
+    };
+    for (name, f) in rows.iter_mut() {
+        line(name, f);
+    }
+    let Some(mut r) = reference else {
+        return;
+    };
+    line(
+        &format!("Python reference, {n} processes (OpenCV + onnxruntime + norfair)"),
+        &mut r,
+    );
+    let Some(&(rf, r50, r99, rc, rr)) = lines.last() else {
+        return;
+    };
+    for (i, (name, _)) in rows.iter().enumerate() {
+        let Some(&(vf, v50, v99, vc, vr)) = lines.get(i) else {
+            continue;
+        };
+        println!(
+            "| **ratio {} / reference** | **{:.2}x** | | {:.2}x / **{:.2}x** | {:.2}x | {:.2}x (end) |",
+            name.trim_start_matches("Vidar, one node, "),
+            vf / rf.max(1e-9),
+            v50 / r50,
+            v99 / r99,
+            vc / rc.max(1e-9),
+            vr as f64 / (rr as f64).max(1.0)
+        );
+    }
+    if let Some(&(vf, _, v99, _, _)) = lines.first() {
+        let fr = vf / rf.max(1e-9);
+        let lr = v99 / r99;
+        println!();
+        println!(
+            "Goals (detection every frame): analysed frames/s >= 1.5x the reference: {:.2}x, {}; \
+             p99 latency <= 0.5x the reference: {:.2}x, {}.",
+            fr,
+            if fr >= 1.5 { "met" } else { "missed" },
+            lr,
+            if lr <= 0.5 { "met" } else { "missed" }
+        );
+    }
+    if let Some(p) = r.persons {
+        println!(
+            "Reference person detections in the window: {p} ({:.1} per frame).",
+            p as f64 / r.frames.max(1) as f64
+        );
+    }
+}

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use vidar_detectors::{Detection, Detector, RgbFrame};
 use vidar_pipeline::{Frame, Ingest};
 use vidar_protocol::{BBox, CameraId, IdentityId};
-use vidar_tracker::{EndedTrack, Tracker};
+use vidar_tracker::Tracker;
 
 /// A sighting longer than this is split, so a crash loses at most this much of
 /// a track that is still open.
@@ -59,6 +59,22 @@ struct OpenTrack {
     first_ms: u64,
     last_ms: u64,
     path: Vec<(u64, BBox)>,
+}
+
+impl OpenTrack {
+    /// The sighting so far, taking the box path; the track continues from its last time.
+    fn take_sighting(&mut self, camera: &CameraId, track: u64) -> SightingOut {
+        let out = SightingOut {
+            camera: camera.clone(),
+            track,
+            identity: self.identity,
+            first_ms: self.first_ms,
+            last_ms: self.last_ms,
+            path: std::mem::take(&mut self.path),
+        };
+        self.first_ms = self.last_ms;
+        out
+    }
 }
 
 /// Settings of the loop.
@@ -229,9 +245,9 @@ impl Analysis {
             cam.metrics.tracks.store(confirmed, Ordering::Relaxed);
             for ended in &res.ended {
                 let camera = cam.ingest.camera().clone();
-                if let Some(open) = cam.open.remove(&ended.id.0) {
+                if let Some(mut open) = cam.open.remove(&ended.id.0) {
                     self.recorder
-                        .sighting(close(&camera, ended.id.0, open, ended));
+                        .sighting(open.take_sighting(&camera, ended.id.0));
                 }
             }
             cam.metrics.analysed.fetch_add(1, Ordering::Relaxed);
@@ -296,16 +312,7 @@ impl Analysis {
             let camera = cam.ingest.camera().clone();
             for (track, open) in cam.open.iter_mut() {
                 if open.identity.is_some() && open.last_ms.saturating_sub(open.first_ms) >= limit {
-                    let path = std::mem::take(&mut open.path);
-                    self.recorder.sighting(SightingOut {
-                        camera: camera.clone(),
-                        track: *track,
-                        identity: open.identity,
-                        first_ms: open.first_ms,
-                        last_ms: open.last_ms,
-                        path,
-                    });
-                    open.first_ms = open.last_ms;
+                    self.recorder.sighting(open.take_sighting(&camera, *track));
                 }
             }
         }
@@ -324,34 +331,12 @@ impl Analysis {
         }
         for cam in &mut self.cameras {
             let camera = cam.ingest.camera().clone();
-            for ended in cam.tracker.flush() {
-                if let Some(open) = cam.open.remove(&ended.id.0) {
-                    self.recorder
-                        .sighting(close(&camera, ended.id.0, open, &ended));
-                }
-            }
-            for (track, open) in cam.open.drain() {
-                self.recorder.sighting(SightingOut {
-                    camera: camera.clone(),
-                    track,
-                    identity: open.identity,
-                    first_ms: open.first_ms,
-                    last_ms: open.last_ms,
-                    path: open.path,
-                });
+            // Flushing ends every track; record all that were open.
+            drop(cam.tracker.flush());
+            for (track, mut open) in cam.open.drain() {
+                self.recorder.sighting(open.take_sighting(&camera, track));
             }
         }
         self.recorder.close();
-    }
-}
-
-fn close(camera: &CameraId, track: u64, open: OpenTrack, _ended: &EndedTrack) -> SightingOut {
-    SightingOut {
-        camera: camera.clone(),
-        track,
-        identity: open.identity,
-        first_ms: open.first_ms,
-        last_ms: open.last_ms,
-        path: open.path,
     }
 }

@@ -39,6 +39,7 @@ bench: setup models build-release
 	target/release/vidar-edge bench ingest
 	target/release/vidar-edge bench pipeline --threads 1
 	target/release/vidar-edge bench pipeline --threads 0
+	target/release/vidar-edge bench cameras
 	target/release/vidar-edge bench detect
 	target/release/vidar-edge bench reid
 	$(CARGO) bench -p vidar-tracker

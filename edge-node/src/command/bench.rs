@@ -81,7 +81,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 /// CPU seconds used by this process so far (user + system), from /proc.
-fn cpu_seconds() -> f64 {
+pub(super) fn cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0.0;
     };
@@ -202,15 +202,17 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
+/// The `p` quantile (0..=1) of `v` (sorted in place); NaN when empty.
+pub(super) fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
-        return 0.0;
+        return f64::NAN;
     }
     v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-struct CameraChild(Child, u16);
+/// A `vidar-camera` child process and the port it serves; killed on drop.
+pub(super) struct CameraChild(Child, pub(super) u16);
 
 impl Drop for CameraChild {
     fn drop(&mut self) {
@@ -219,27 +221,34 @@ impl Drop for CameraChild {
     }
 }
 
-fn start_camera(clip: &Path, streams: usize) -> Result<CameraChild> {
+/// Starts `vidar-camera` (next to this binary) on a free port with `mounts`
+/// (`NAME=SOURCE`), returning once it serves.
+pub(super) fn spawn_camera(mounts: impl IntoIterator<Item = String>) -> Result<CameraChild> {
     let exe = std::env::current_exe()?;
     let cam = exe.with_file_name("vidar-camera");
     if !cam.is_file() {
         bail!(
-            "{} not found: build it with `cargo build --release --bins`",
+            "{} not found: build it with `cargo build --release -p vidar-pipeline --bins`",
             cam.display()
         );
     }
     let mut cmd = Command::new(&cam);
     cmd.arg("--port").arg("0");
-    for i in 0..streams {
-        cmd.arg("--mount").arg(format!("s{i}={}", clip.display()));
+    for m in mounts {
+        cmd.arg("--mount").arg(m);
     }
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
     let out = child.stdout.take().context("camera stdout")?;
+    let mut child = CameraChild(child, 0);
     use std::io::BufRead;
     for line in std::io::BufReader::new(out).lines() {
         let line = line?;
         if let Some(p) = line.strip_prefix("ready port=") {
-            return Ok(CameraChild(child, p.trim().parse()?));
+            child.1 = p
+                .trim()
+                .parse()
+                .with_context(|| format!("vidar-camera printed {line:?}"))?;
+            return Ok(child);
         }
     }
     bail!("vidar-camera exited before it was ready")
@@ -367,7 +376,7 @@ fn ingest(args: IngestBenchArgs) -> Result<()> {
         bound_cpu.push(b.cpu / b.frames as f64 * 1000.0);
     }
     let (fo, fb) = (median(ours), median(bound));
-    let cam = start_camera(&clip, args.streams)?;
+    let cam = spawn_camera((0..args.streams).map(|i| format!("s{i}={}", clip.display())))?;
     let live = live_vidar(cam.1, args.streams, args.seconds)?;
     let live_b = live_bound(cam.1, args.streams, args.seconds)?;
     drop(cam);

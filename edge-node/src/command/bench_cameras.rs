@@ -15,12 +15,12 @@
 //! stream clock, first = the camera's first frame of the measured window. It
 //! stays flat when a system keeps up and grows when frames queue.
 
+use super::bench::{cpu_seconds, percentile, spawn_camera, CameraChild};
 use crate::config::EdgeConfig;
 use crate::metrics::CameraMetrics;
 use crate::node;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -100,29 +100,6 @@ impl Figures {
 }
 
 /// Kills the camera on every exit path.
-struct CameraChild(Child);
-
-impl Drop for CameraChild {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// CPU seconds used by this process so far (user + system), from /proc.
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    let Some(rest) = stat.rsplit_once(')').map(|r| r.1) else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the full line: 12 and 13 here.
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// `VmRSS` and `VmHWM` (peak) of this process, bytes.
 fn rss() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -137,14 +114,6 @@ fn rss() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
 /// Frames missing between consecutive presentation times at `fps`.
 fn pts_gaps(pts_ms: &[f64], fps: f64) -> u64 {
     let step = 1000.0 / fps;
@@ -155,36 +124,16 @@ fn pts_gaps(pts_ms: &[f64], fps: f64) -> u64 {
 }
 
 fn start_camera(args: &CamerasBenchArgs) -> Result<(CameraChild, u16)> {
-    let exe = std::env::current_exe()?;
-    let cam = exe.with_file_name("vidar-camera");
-    if !cam.is_file() {
-        bail!(
-            "{} not found: build it with `cargo build --release -p vidar-pipeline --bins`",
-            cam.display()
-        );
-    }
-    let mut cmd = Command::new(&cam);
-    cmd.arg("--port").arg("0");
-    for i in 0..args.cameras {
-        cmd.arg("--mount").arg(format!(
+    let mounts = (0..args.cameras).map(|i| {
+        format!(
             "c{i}={}#start={}",
             args.video.display(),
             i as f64 * args.offset
-        ));
-    }
-    let mut child = CameraChild(cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?);
-    let out = child.0.stdout.take().context("camera stdout")?;
-    for line in std::io::BufReader::new(out).lines() {
-        let line = line?;
-        if let Some(p) = line.strip_prefix("ready port=") {
-            let port = p
-                .trim()
-                .parse()
-                .with_context(|| format!("vidar-camera printed {line:?}"))?;
-            return Ok((child, port));
-        }
-    }
-    bail!("vidar-camera exited before it was ready")
+        )
+    });
+    let child = spawn_camera(mounts)?;
+    let port = child.1;
+    Ok((child, port))
 }
 
 fn url(port: u16, i: usize) -> String {

@@ -113,6 +113,8 @@ struct Scratch {
     detections: Vec<Vec<Detection>>,
     track_dets: Vec<vidar_tracker::Detection>,
     new_tracks: Vec<(usize, usize, u64, BBox)>,
+    /// Detector failures in a row.
+    failures: u64,
 }
 
 impl Analysis {
@@ -189,10 +191,19 @@ impl Analysis {
             .map_err(vidar_detectors::DetectError::from)
             .and_then(|rgb| self.detector.detect_into(&rgb, &mut s.detections));
         if let Err(e) = result {
-            self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "detection failed; frames skipped");
+            // Counted every time; logged on the 1st, 2nd, 4th, 8th... failure in
+            // a row, so a persistent fault is visible without flooding the log.
+            let n = self.metrics.errors.fetch_add(1, Ordering::Relaxed) + 1;
+            s.failures += 1;
+            if s.failures.is_power_of_two() {
+                tracing::warn!(error = %e, consecutive = s.failures, total_errors = n, "detection failed; frames skipped");
+            }
             s.frames.clear();
             return;
+        }
+        if s.failures > 0 {
+            tracing::info!(after = s.failures, "detection recovered");
+            s.failures = 0;
         }
         let t = self.detector.take_timings();
         if t.runs > 0 {

@@ -28,6 +28,8 @@ pub struct Built {
     pub cameras: Vec<(vidar_protocol::CameraId, Arc<metrics::CameraMetrics>)>,
     /// Node metrics.
     pub metrics: Arc<NodeMetrics>,
+    /// The database writer, for its statistics.
+    pub store: vidar_store::WriterHandle,
 }
 
 /// Builds every part, failing early, with the file and problem named, on a
@@ -89,7 +91,9 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
         .iter()
         .map(|c| (c.ingest.camera().clone(), Arc::clone(&c.metrics)))
         .collect();
+    let store = recorder.writer();
     Ok(Built {
+        store,
         analysis: Analysis {
             cameras,
             detector: Box::new(detector),
@@ -152,6 +156,7 @@ pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>, status_every_s: u64) -
         statuses,
         cameras: cam_metrics,
         metrics: node_metrics,
+        store,
     } = build(&config)?;
     let board = Arc::clone(&statuses);
     let cam_summaries = cam_metrics.clone();
@@ -160,6 +165,7 @@ pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>, status_every_s: u64) -
     let node_id = config.node_id.clone();
     let render: Render = Arc::new(move |out: &mut String| {
         render_node(out, &node_id, &board, &cam_metrics, &nm);
+        render_store(out, &node_id, &store);
     });
     let board = Arc::clone(&statuses);
     let healthy: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || board.any_streaming());
@@ -214,6 +220,43 @@ impl StatusBoard {
         self.snapshot()
             .iter()
             .any(|(_, s)| s.state == vidar_protocol::StreamState::Streaming)
+    }
+}
+
+fn render_store(
+    out: &mut String,
+    node: &vidar_protocol::NodeId,
+    store: &vidar_store::WriterHandle,
+) {
+    let st = store.stats();
+    for (name, kind, help, v) in [
+        (
+            "vidar_store_records_committed_total",
+            "counter",
+            "Records committed by the database writer.",
+            st.records,
+        ),
+        (
+            "vidar_store_batches_total",
+            "counter",
+            "Write transactions committed.",
+            st.batches,
+        ),
+        (
+            "vidar_store_queue_depth",
+            "gauge",
+            "Records waiting for the database writer.",
+            st.queued,
+        ),
+        (
+            "vidar_store_last_seq",
+            "gauge",
+            "Highest record sequence number committed.",
+            st.last_seq,
+        ),
+    ] {
+        header(out, name, kind, help);
+        let _ = writeln!(out, "{name}{{node=\"{node}\"}} {v}");
     }
 }
 

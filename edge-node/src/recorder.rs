@@ -55,6 +55,11 @@ impl Recorder {
         })
     }
 
+    /// A handle on the writer, for its statistics.
+    pub fn writer(&self) -> WriterHandle {
+        self.handle.clone()
+    }
+
     /// Another recorder on the same writer, for another thread. Closing it
     /// does not stop the writer; closing the original does.
     pub fn share(&self) -> Recorder {

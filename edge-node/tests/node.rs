@@ -187,6 +187,15 @@ fn records_are_queryable_and_a_person_keeps_one_identity_across_cameras() {
         "records written: {sightings}\n{}",
         node.log()
     );
+    let committed = node.wait_metric(
+        "vidar_store_records_committed_total",
+        1.0,
+        Duration::from_secs(10),
+    );
+    assert!(
+        committed >= 1.0,
+        "the writer's commits are exported: {committed}"
+    );
     let health = http_get(node.metrics, "/healthz").unwrap_or_default();
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     let status = node.terminate();

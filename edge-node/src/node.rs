@@ -260,6 +260,9 @@ fn render_store(
     }
 }
 
+/// Reads one value of a camera's analysis metrics.
+type CameraValue = dyn Fn(&metrics::CameraMetrics) -> u64;
+
 fn render_node(
     out: &mut String,
     node: &vidar_protocol::NodeId,
@@ -322,31 +325,29 @@ fn render_node(
             st.state.as_str()
         );
     }
-    header(
-        out,
-        "vidar_frames_analysed_total",
-        "counter",
-        "Frames analysed (detected or tracked).",
-    );
-    for (cam, m) in cams {
-        let _ = writeln!(
-            out,
-            "vidar_frames_analysed_total{{node=\"{node}\",camera=\"{cam}\"}} {}",
-            m.analysed.load(Ordering::Relaxed)
-        );
-    }
-    header(
-        out,
-        "vidar_tracks",
-        "gauge",
-        "Confirmed tracks in the latest analysed frame.",
-    );
-    for (cam, m) in cams {
-        let _ = writeln!(
-            out,
-            "vidar_tracks{{node=\"{node}\",camera=\"{cam}\"}} {}",
-            m.tracks.load(Ordering::Relaxed)
-        );
+    let per_camera: [(&str, &str, &str, &CameraValue); 2] = [
+        (
+            "vidar_frames_analysed_total",
+            "counter",
+            "Frames analysed (detected or tracked).",
+            &|m| m.analysed.load(Ordering::Relaxed),
+        ),
+        (
+            "vidar_tracks",
+            "gauge",
+            "Confirmed tracks in the latest analysed frame.",
+            &|m| m.tracks.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, value) in per_camera {
+        header(out, name, kind, help);
+        for (cam, m) in cams {
+            let _ = writeln!(
+                out,
+                "{name}{{node=\"{node}\",camera=\"{cam}\"}} {}",
+                value(m)
+            );
+        }
     }
     header(
         out,

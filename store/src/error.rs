@@ -2,15 +2,7 @@
 
 use std::path::PathBuf;
 
-/// A record that breaks a documented bound; refused before it reaches the writer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {kind} record: {reason}")]
-pub struct InvalidRecord {
-    /// The record kind ([`crate::Record::kind`]).
-    pub kind: &'static str,
-    /// What is wrong, with the offending values.
-    pub reason: String,
-}
+pub use vidar_protocol::record::InvalidRecord;
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]

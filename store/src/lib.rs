@@ -45,12 +45,15 @@ mod writer;
 
 pub use error::{InvalidRecord, StoreError};
 pub use reader::{IdentitySeen, Reader, MAX_CLUSTER, MAX_QUERY_ROWS, RECORD_OVERHEAD_BYTES};
-pub use record::{
-    BoxPoint, CameraRecord, IdentityMerge, IdentityRecord, KeyedRecord, Record, RecordKey,
-    Sighting, Snapshot, Stored, TimeRange, TrackRecord, MAX_EMBEDDING_DIM, MAX_NAME_LEN,
-    MAX_PATH_POINTS, MAX_SIGHTING_SPAN_MS, MAX_SNAPSHOT_BYTES,
-};
+// The record types are `vidar-protocol`'s (they travel in sync batches); re-exported
+// so users of the store need not name both crates.
+pub use record::Stored;
 pub use schema::{Synchronous, APPLICATION_ID, SCHEMA_VERSION};
+pub use vidar_protocol::record::{
+    BoxPoint, CameraRecord, IdentityMerge, IdentityRecord, KeyedRecord, Record, RecordKey,
+    Sighting, Snapshot, TimeRange, TrackRecord, MAX_EMBEDDING_DIM, MAX_NAME_LEN, MAX_PATH_POINTS,
+    MAX_SIGHTING_SPAN_MS, MAX_SNAPSHOT_BYTES,
+};
 pub use writer::{
     FlushReport, PendingKey, PruneReport, UpsertReport, Writer, WriterConfig, WriterHandle,
     WriterStats, WriterTuning,

@@ -1,0 +1,270 @@
+//! Every zenoh key expression Vidar uses, built in one place.
+//!
+//! All keys of one deployment ("site") live under `vidar/<site>`, so several
+//! sites can share a zenoh network without seeing each other. Ids are
+//! `[A-Za-z0-9_.-]{1,64}` (see [`crate::ids`]), so they are always one plain key
+//! chunk: never empty, never a wildcard, never a `/`.
+//!
+//! | key                               | method                  | what                             | payload                             |
+//! |-----------------------------------|-------------------------|----------------------------------|-------------------------------------|
+//! | `vidar/<site>/alive/<node>`       | [`Keys::node_alive`]    | liveliness token, one per node   | none                                |
+//! | `vidar/<site>/alive/*`            | [`Keys::alive_all`]     | liveliness subscription (master) |                                     |
+//! | `vidar/<site>/status/<node>`      | [`Keys::status`]        | put by each node, about 1 Hz     | [`NodeStatus`](crate::messages::NodeStatus) |
+//! | `vidar/<site>/status/*`           | [`Keys::status_all`]    | subscription (master)            |                                     |
+//! | `vidar/<site>/plan`               | [`Keys::plan`]          | put by the master on change      | [`Plan`](crate::messages::Plan)     |
+//! | `vidar/<site>/reid/<node>`        | [`Keys::reid`]          | queryable of a re-ID node        | [`ReidRequest`](crate::messages::ReidRequest) -> [`ReidReply`](crate::messages::ReidReply) |
+//! | `vidar/<site>/sync/<node>`        | [`Keys::sync`]          | queryable of each edge           | [`SyncRequest`](crate::messages::SyncRequest) -> [`SyncBatch`](crate::messages::SyncBatch) |
+//! | `vidar/<site>/query/<node>`       | [`Keys::query`]         | queryable of each edge           | [`QueryRequest`](crate::messages::QueryRequest) -> [`QueryReply`](crate::messages::QueryReply) |
+//! | `vidar/<site>/identities`         | [`Keys::identities`]    | put by the minting node          | [`IdentityAnnounce`](crate::messages::IdentityAnnounce) |
+//! | `vidar/<site>/merges`             | [`Keys::merges`]        | put by the master                | [`MergeAnnounce`](crate::messages::MergeAnnounce) or [`Merges`](crate::messages::Merges) |
+//! | `vidar/<site>/tile/<node>/<cam>`  | [`Keys::tile`]          | put by the ingesting node, low rate | [`CameraTile`](crate::messages::CameraTile) |
+//! | `vidar/<site>/tile/*/*`           | [`Keys::tiles_all`]     | subscription (master UI)         |                                     |
+//!
+//! Payloads are [`crate::wire`] encodings. Where one key carries several message
+//! types (`merges`), [`crate::wire::peek`] tells which.
+//!
+//! Versioning: the protocol version is in every payload's header, not in the key,
+//! so nodes of different versions still see each other's messages and refuse
+//! them with a clear error ([`DecodeError::UnsupportedVersion`](crate::wire::DecodeError::UnsupportedVersion))
+//! instead of silently missing each other.
+//!
+//! This module only builds and parses strings; it must not depend on zenoh.
+
+use crate::ids::{CameraId, IdError, NodeId};
+
+/// The per-node key families: `vidar/<site>/<family>/<node>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodeKey {
+    /// Liveliness tokens ([`Keys::node_alive`]).
+    Alive,
+    /// Status publications ([`Keys::status`]).
+    Status,
+    /// Re-ID queryables ([`Keys::reid`]).
+    Reid,
+    /// Sync queryables ([`Keys::sync`]).
+    Sync,
+    /// Record query queryables ([`Keys::query`]).
+    Query,
+}
+
+impl NodeKey {
+    /// The key chunk naming the family.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NodeKey::Alive => "alive",
+            NodeKey::Status => "status",
+            NodeKey::Reid => "reid",
+            NodeKey::Sync => "sync",
+            NodeKey::Query => "query",
+        }
+    }
+}
+
+/// Builds the key expressions of one site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    /// `vidar/<site>`.
+    prefix: String,
+}
+
+impl Default for Keys {
+    /// The keys of site `default`.
+    fn default() -> Self {
+        Keys {
+            prefix: "vidar/default".to_string(),
+        }
+    }
+}
+
+impl Keys {
+    /// The keys of `site`, which must be a valid id (like a [`NodeId`]).
+    pub fn new(site: &str) -> Result<Keys, IdError> {
+        let site = NodeId::new(site)?;
+        Ok(Keys {
+            prefix: format!("vidar/{site}"),
+        })
+    }
+
+    /// `vidar/<site>`, the root of every key of this site.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `vidar/<site>/<family>/<node>`.
+    pub fn node_key(&self, family: NodeKey, node: &NodeId) -> String {
+        format!("{}/{}/{node}", self.prefix, family.as_str())
+    }
+
+    fn all(&self, family: NodeKey) -> String {
+        format!("{}/{}/*", self.prefix, family.as_str())
+    }
+
+    /// `vidar/<site>/alive/<node>`: the node's liveliness token.
+    pub fn node_alive(&self, node: &NodeId) -> String {
+        self.node_key(NodeKey::Alive, node)
+    }
+
+    /// `vidar/<site>/alive/*`: every node's liveliness token.
+    pub fn alive_all(&self) -> String {
+        self.all(NodeKey::Alive)
+    }
+
+    /// `vidar/<site>/status/<node>`: where the node puts its `NodeStatus`.
+    pub fn status(&self, node: &NodeId) -> String {
+        self.node_key(NodeKey::Status, node)
+    }
+
+    /// `vidar/<site>/status/*`: every node's status.
+    pub fn status_all(&self) -> String {
+        self.all(NodeKey::Status)
+    }
+
+    /// `vidar/<site>/plan`: where the master puts each `Plan`.
+    pub fn plan(&self) -> String {
+        format!("{}/plan", self.prefix)
+    }
+
+    /// `vidar/<site>/reid/<node>`: the node's re-ID queryable.
+    pub fn reid(&self, node: &NodeId) -> String {
+        self.node_key(NodeKey::Reid, node)
+    }
+
+    /// `vidar/<site>/sync/<node>`: the node's record sync queryable.
+    pub fn sync(&self, node: &NodeId) -> String {
+        self.node_key(NodeKey::Sync, node)
+    }
+
+    /// `vidar/<site>/query/<node>`: the node's record query queryable.
+    pub fn query(&self, node: &NodeId) -> String {
+        self.node_key(NodeKey::Query, node)
+    }
+
+    /// `vidar/<site>/identities`: where minted identities are announced.
+    pub fn identities(&self) -> String {
+        format!("{}/identities", self.prefix)
+    }
+
+    /// `vidar/<site>/merges`: where the master announces identity merges.
+    pub fn merges(&self) -> String {
+        format!("{}/merges", self.prefix)
+    }
+
+    /// `vidar/<site>/tile/<node>/<camera>`: the camera's UI tiles.
+    pub fn tile(&self, node: &NodeId, camera: &CameraId) -> String {
+        format!("{}/tile/{node}/{camera}", self.prefix)
+    }
+
+    /// `vidar/<site>/tile/*/*`: every camera's UI tiles.
+    pub fn tiles_all(&self) -> String {
+        format!("{}/tile/*/*", self.prefix)
+    }
+
+    /// The node named by `key` if it is a key of `family` of this site
+    /// (`vidar/<site>/<family>/<node>`), e.g. a liveliness token seen by the master.
+    pub fn node_from_key(&self, key: &str, family: NodeKey) -> Option<NodeId> {
+        let rest = key
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix('/')?
+            .strip_prefix(family.as_str())?
+            .strip_prefix('/')?;
+        NodeId::new(rest).ok()
+    }
+
+    /// The node and camera named by a [`tile`](Self::tile) key of this site.
+    pub fn tile_from_key(&self, key: &str) -> Option<(NodeId, CameraId)> {
+        let rest = key
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix("/tile/")?;
+        let (node, camera) = rest.split_once('/')?;
+        Some((NodeId::new(node).ok()?, CameraId::new(camera).ok()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).expect("valid id")
+    }
+
+    #[test]
+    fn exact_strings() {
+        let k = Keys::new("plant-3").expect("valid site");
+        let n = id("edge-1");
+        let c = CameraId::new("lobby.east").expect("valid id");
+        assert_eq!(k.prefix(), "vidar/plant-3");
+        assert_eq!(k.node_alive(&n), "vidar/plant-3/alive/edge-1");
+        assert_eq!(k.alive_all(), "vidar/plant-3/alive/*");
+        assert_eq!(k.status(&n), "vidar/plant-3/status/edge-1");
+        assert_eq!(k.status_all(), "vidar/plant-3/status/*");
+        assert_eq!(k.plan(), "vidar/plant-3/plan");
+        assert_eq!(k.reid(&n), "vidar/plant-3/reid/edge-1");
+        assert_eq!(k.sync(&n), "vidar/plant-3/sync/edge-1");
+        assert_eq!(k.query(&n), "vidar/plant-3/query/edge-1");
+        assert_eq!(k.identities(), "vidar/plant-3/identities");
+        assert_eq!(k.merges(), "vidar/plant-3/merges");
+        assert_eq!(k.tile(&n, &c), "vidar/plant-3/tile/edge-1/lobby.east");
+        assert_eq!(k.tiles_all(), "vidar/plant-3/tile/*/*");
+    }
+
+    #[test]
+    fn default_site() {
+        assert_eq!(Keys::default(), Keys::new("default").expect("valid site"));
+        assert_eq!(Keys::default().plan(), "vidar/default/plan");
+    }
+
+    #[test]
+    fn node_from_key_round_trips() {
+        let k = Keys::default();
+        let n = id("edge_2.b");
+        for family in [
+            NodeKey::Alive,
+            NodeKey::Status,
+            NodeKey::Reid,
+            NodeKey::Sync,
+            NodeKey::Query,
+        ] {
+            assert_eq!(
+                k.node_from_key(&k.node_key(family, &n), family),
+                Some(n.clone())
+            );
+        }
+        assert_eq!(
+            k.node_from_key(&k.node_alive(&n), NodeKey::Alive),
+            Some(n.clone())
+        );
+        assert_eq!(
+            k.node_from_key(&k.status(&n), NodeKey::Status),
+            Some(n.clone())
+        );
+        // Other family, other site, extra chunks, wildcards: not a node key.
+        assert_eq!(k.node_from_key(&k.status(&n), NodeKey::Alive), None);
+        let other = Keys::new("other").expect("valid site");
+        assert_eq!(k.node_from_key(&other.status(&n), NodeKey::Status), None);
+        assert_eq!(
+            k.node_from_key("vidar/default/status/a/b", NodeKey::Status),
+            None
+        );
+        assert_eq!(k.node_from_key(&k.status_all(), NodeKey::Status), None);
+        assert_eq!(
+            k.node_from_key("vidar/default/status/", NodeKey::Status),
+            None
+        );
+        assert_eq!(
+            k.node_from_key("vidar/defaultx/status/a", NodeKey::Status),
+            None
+        );
+        let c = CameraId::new("cam-9").expect("valid id");
+        assert_eq!(k.tile_from_key(&k.tile(&n, &c)), Some((n, c)));
+        assert_eq!(k.tile_from_key(&k.tiles_all()), None);
+    }
+
+    #[test]
+    fn invalid_site_refused() {
+        assert_eq!(Keys::new(""), Err(IdError::Empty));
+        assert_eq!(Keys::new("a/b"), Err(IdError::BadChar('/')));
+        assert_eq!(Keys::new("**"), Err(IdError::BadChar('*')));
+        assert_eq!(Keys::new(&"s".repeat(65)), Err(IdError::TooLong(65)));
+    }
+}

@@ -1,0 +1,259 @@
+//! What an edge node tells the master: its status, its records (sync and ad hoc
+//! queries) and annotated snapshots of its cameras for the UI.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+use super::{
+    check_bbox, check_fraction, check_jpeg, check_len, check_rate, check_records, check_text,
+    MAX_ADDR_LEN, MAX_BATCH_RECORDS, MAX_CAMERAS_PER_NODE, MAX_LINKS, MAX_TILE_BOXES,
+    MAX_TILE_JPEG_BYTES,
+};
+use crate::record::KeyedRecord;
+use crate::wire::{Message, MessageKind};
+use crate::{BBox, CameraId, IdentityId, NodeId, StreamState, TrackId};
+
+/// A node's periodic report: what it can do, what it is doing, how well it
+/// reaches its peers. Its liveliness token says whether it is up at all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The reporting node.
+    pub node: NodeId,
+    /// When this report was sent, ms since the epoch (the node's clock).
+    pub sent_ms: u64,
+    /// When the node process started, ms since the epoch.
+    pub started_ms: u64,
+    /// The [`Plan::version`](super::Plan::version) the node is running (0: none yet).
+    pub plan_version: u64,
+    /// What the node can do, measured at start-up.
+    pub capacity: NodeCapacity,
+    /// What the node is doing now.
+    pub load: NodeLoad,
+    /// Measured rates to peers.
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, MAX_LINKS>")]
+    pub links: Vec<LinkRate>,
+    /// Where its Prometheus `/metrics` listens (`host:port`), if anywhere.
+    pub metrics_addr: Option<String>,
+}
+
+/// A node's capacity, profiled at start-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeCapacity {
+    /// CPU cores available to the process.
+    pub cores: u32,
+    /// Memory available to the process, MiB.
+    pub memory_mb: u64,
+    /// Frames per second of the detector alone, profiled at start-up.
+    pub detect_fps: f64,
+    /// Person crops per second the re-ID model embeds, profiled at start-up (0: no model).
+    pub reid_crops_per_s: f64,
+    /// Whether the node serves re-ID for other nodes (answers on `Keys::reid`).
+    pub reid_service: bool,
+}
+
+/// A node's current work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeLoad {
+    /// One entry per camera the node ingests, each camera once.
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, MAX_CAMERAS_PER_NODE>")]
+    pub cameras: Vec<CameraLoad>,
+    /// Fraction of the last interval the detector was busy, 0..=1.
+    pub detect_busy: f64,
+    /// Fraction of the last interval the re-ID model was busy, 0..=1.
+    pub reid_busy: f64,
+    /// Crops waiting for re-ID on this node.
+    pub reid_queue: u32,
+    /// The node's highest record seq committed to its database.
+    pub records_last_seq: u64,
+    /// Records committed locally but not yet acknowledged by the master.
+    pub unsynced: u64,
+}
+
+/// One camera's ingest and analysis on a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraLoad {
+    /// The camera.
+    pub camera: CameraId,
+    /// Its ingest state.
+    pub state: StreamState,
+    /// Frames per second arriving from the source.
+    pub fps: f64,
+    /// Frames per second actually analysed (detector and tracker).
+    pub analysed_fps: f64,
+    /// Frames dropped since ingest started (queues full).
+    pub dropped: u64,
+    /// Pipeline rebuilds since ingest started.
+    pub reconnects: u64,
+    /// Tracks alive now.
+    pub tracks: u32,
+}
+
+/// A measured link from the reporting node to a peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkRate {
+    /// The peer.
+    pub to: NodeId,
+    /// Throughput achieved, megabits per second.
+    pub mbit_s: f64,
+    /// Round-trip time, milliseconds.
+    pub rtt_ms: f64,
+}
+
+impl Message for NodeStatus {
+    const KIND: MessageKind = MessageKind::NodeStatus;
+
+    fn validate(&self) -> Result<(), String> {
+        check_rate("capacity.detect_fps", self.capacity.detect_fps)?;
+        check_rate("capacity.reid_crops_per_s", self.capacity.reid_crops_per_s)?;
+        let l = &self.load;
+        check_len("load.cameras", l.cameras.len(), MAX_CAMERAS_PER_NODE)?;
+        let mut seen = HashSet::new();
+        for (k, c) in l.cameras.iter().enumerate() {
+            if !seen.insert(&c.camera) {
+                return Err(format!(
+                    "load.cameras[{k}].camera: {} listed twice",
+                    c.camera
+                ));
+            }
+            check_rate(&format!("load.cameras[{k}].fps"), c.fps)?;
+            check_rate(&format!("load.cameras[{k}].analysed_fps"), c.analysed_fps)?;
+        }
+        check_fraction("load.detect_busy", l.detect_busy)?;
+        check_fraction("load.reid_busy", l.reid_busy)?;
+        check_len("links", self.links.len(), MAX_LINKS)?;
+        for (k, link) in self.links.iter().enumerate() {
+            check_rate(&format!("links[{k}].mbit_s"), link.mbit_s)?;
+            check_rate(&format!("links[{k}].rtt_ms"), link.rtt_ms)?;
+        }
+        if let Some(a) = &self.metrics_addr {
+            check_text("metrics_addr", a, MAX_ADDR_LEN)?;
+        }
+        Ok(())
+    }
+}
+
+/// An edge's answer to a [`SyncRequest`](super::SyncRequest): its records after
+/// the requested seq, in seq order, without gaps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncBatch {
+    /// The answering node; every record's `key.node`.
+    pub node: NodeId,
+    /// Records in strictly increasing seq order, at most
+    /// [`MAX_BATCH_RECORDS`](super::MAX_BATCH_RECORDS).
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, MAX_BATCH_RECORDS>")]
+    pub records: Vec<KeyedRecord>,
+    /// The node's highest seq at reply time (the master's lag is `last_seq` minus
+    /// the last record's seq).
+    pub last_seq: u64,
+    /// Whether records beyond this batch were already there: ask again at once.
+    pub more: bool,
+}
+
+impl Message for SyncBatch {
+    const KIND: MessageKind = MessageKind::SyncBatch;
+
+    fn validate(&self) -> Result<(), String> {
+        check_records("records", &self.records)?;
+        let mut prev = 0;
+        for (k, r) in self.records.iter().enumerate() {
+            if r.key.node != self.node {
+                return Err(format!(
+                    "records[{k}].key.node: {}, but the batch is from {}",
+                    r.key.node, self.node
+                ));
+            }
+            if r.key.seq <= prev {
+                return Err(format!(
+                    "records[{k}].key.seq: {} after {prev}, seqs must increase",
+                    r.key.seq
+                ));
+            }
+            if r.key.seq > self.last_seq {
+                return Err(format!(
+                    "records[{k}].key.seq: {} is above last_seq {}",
+                    r.key.seq, self.last_seq
+                ));
+            }
+            prev = r.key.seq;
+        }
+        Ok(())
+    }
+}
+
+/// An edge's answer to a [`QueryRequest`](super::QueryRequest): matching
+/// records it holds (synchronised or not), in the order the query defines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryReply {
+    /// The records, at most [`MAX_BATCH_RECORDS`](super::MAX_BATCH_RECORDS).
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, MAX_BATCH_RECORDS>")]
+    pub records: Vec<KeyedRecord>,
+}
+
+impl Message for QueryReply {
+    const KIND: MessageKind = MessageKind::QueryReply;
+
+    fn validate(&self) -> Result<(), String> {
+        check_records("records", &self.records)
+    }
+}
+
+/// A low-rate annotated snapshot of one camera, for the master's UI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraTile {
+    /// The camera.
+    pub camera: CameraId,
+    /// The node ingesting it.
+    pub node: NodeId,
+    /// Capture time of the frame, ms since the epoch.
+    pub captured_ms: u64,
+    /// Its ingest state.
+    pub state: StreamState,
+    /// Frames per second arriving from the source.
+    pub fps: f64,
+    /// Frames dropped since ingest started.
+    pub dropped: u64,
+    /// Width of `jpeg`, pixels (the boxes are in these pixels).
+    pub width: u32,
+    /// Height of `jpeg`, pixels.
+    pub height: u32,
+    /// The frame, JPEG, at most [`MAX_TILE_JPEG_BYTES`](super::MAX_TILE_JPEG_BYTES);
+    /// empty when there is no frame (not streaming).
+    #[serde(with = "crate::bytes")]
+    pub jpeg: Vec<u8>,
+    /// The tracked people in the frame, at most [`MAX_TILE_BOXES`](super::MAX_TILE_BOXES).
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, MAX_TILE_BOXES>")]
+    pub boxes: Vec<TileBox>,
+}
+
+/// One tracked person drawn on a [`CameraTile`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TileBox {
+    /// The box, in the tile's pixels.
+    pub bbox: BBox,
+    /// The track.
+    pub track: TrackId,
+    /// Its identity, once re-ID gave it one.
+    pub identity: Option<IdentityId>,
+}
+
+impl Message for CameraTile {
+    const KIND: MessageKind = MessageKind::CameraTile;
+
+    fn validate(&self) -> Result<(), String> {
+        check_rate("fps", self.fps)?;
+        if self.jpeg.len() > MAX_TILE_JPEG_BYTES {
+            return Err(format!(
+                "jpeg: {} bytes, at most {MAX_TILE_JPEG_BYTES} allowed",
+                self.jpeg.len()
+            ));
+        }
+        if !self.jpeg.is_empty() {
+            check_jpeg("jpeg", &self.jpeg)?;
+        }
+        check_len("boxes", self.boxes.len(), MAX_TILE_BOXES)?;
+        for (k, b) in self.boxes.iter().enumerate() {
+            check_bbox(&format!("boxes[{k}].bbox"), &b.bbox)?;
+        }
+        Ok(())
+    }
+}

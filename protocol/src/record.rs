@@ -1,0 +1,372 @@
+//! The records Vidar stores and syncs between nodes, and their validation.
+//!
+//! Every record is immutable once keyed: the edge that made it assigns a
+//! [`RecordKey`] `(node, seq)` when its writer (in `vidar-store`) commits it, and
+//! the same key always names the same content, on the edge and on the master.
+//! They live here, not in the store, because record batches travel between
+//! processes ([`crate::messages::SyncBatch`], [`crate::messages::QueryReply`]).
+//! Nothing here touches SQLite or the network.
+//!
+//! Times are milliseconds since the Unix epoch (UTC), of capture time where the
+//! record comes from video.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{BBox, CameraId, IdentityId, NodeId, TrackId};
+
+/// A record that breaks a documented bound; refused before it is stored or sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind} record: {reason}")]
+pub struct InvalidRecord {
+    /// The record kind ([`Record::kind`]).
+    pub kind: &'static str,
+    /// What is wrong, with the offending values.
+    pub reason: String,
+}
+
+/// Longest camera name, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+/// Largest accepted embedding dimension.
+pub const MAX_EMBEDDING_DIM: usize = 4096;
+/// Largest accepted snapshot, in bytes (a person crop, not a frame).
+pub const MAX_SNAPSHOT_BYTES: usize = 512 * 1024;
+/// Longest time span of one sighting, in milliseconds (one hour). Longer presences
+/// are recorded as several consecutive sightings; the bound keeps time-range
+/// queries on an index range and box-path offsets small.
+pub const MAX_SIGHTING_SPAN_MS: i64 = 3_600_000;
+/// Most points in one sighting's box path.
+pub const MAX_PATH_POINTS: usize = 100_000;
+
+/// The primary key of every record: the node that made it and its position in
+/// that node's sequence (shared by all record kinds, starting at 1, never reused).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RecordKey {
+    /// The node whose writer assigned `seq`.
+    pub node: NodeId,
+    /// Position in the node's sequence; 1 is the first record a node ever wrote.
+    pub seq: u64,
+}
+
+/// A half-open time interval `[start_ms, end_ms)`, milliseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeRange {
+    /// First millisecond included.
+    pub start_ms: i64,
+    /// First millisecond excluded.
+    pub end_ms: i64,
+}
+
+impl TimeRange {
+    /// The interval `[start_ms, end_ms)`.
+    pub fn new(start_ms: i64, end_ms: i64) -> Self {
+        TimeRange { start_ms, end_ms }
+    }
+
+    /// All representable time.
+    pub fn all() -> Self {
+        TimeRange {
+            start_ms: i64::MIN,
+            end_ms: i64::MAX,
+        }
+    }
+}
+
+/// A camera known to a node, as registered (name changes are new records).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraRecord {
+    /// The camera.
+    pub camera: CameraId,
+    /// Human-readable name, stored verbatim (at most [`MAX_NAME_LEN`] bytes).
+    pub name: String,
+    /// When the node registered the camera.
+    pub recorded_ms: i64,
+}
+
+/// A closed tracker track: one person followed on one camera.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackRecord {
+    /// The camera the track ran on.
+    pub camera: CameraId,
+    /// The tracker's id for it.
+    pub track: TrackId,
+    /// First frame time of the track.
+    pub first_ms: i64,
+    /// Last frame time of the track.
+    pub last_ms: i64,
+    /// The identity re-ID gave it, if any.
+    pub identity: Option<IdentityId>,
+}
+
+/// One box of a sighting's path, at a capture time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BoxPoint {
+    /// Capture time of the frame, within the sighting's `[first_ms, last_ms]`.
+    pub t_ms: i64,
+    /// The person's box in that frame, pixels.
+    pub bbox: BBox,
+}
+
+/// An identity seen on a camera over a time span, with the path of its box.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sighting {
+    /// The global identity.
+    pub identity: IdentityId,
+    /// The camera.
+    pub camera: CameraId,
+    /// The track on that camera.
+    pub track: TrackId,
+    /// Start of the span.
+    pub first_ms: i64,
+    /// End of the span (inclusive), at most [`MAX_SIGHTING_SPAN_MS`] after `first_ms`.
+    pub last_ms: i64,
+    /// Boxes in time order (the store keeps them delta-encoded, see `vidar_store::boxpath`).
+    pub path: Vec<BoxPoint>,
+}
+
+/// An identity's appearance embedding, as minted or refreshed by re-ID.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdentityRecord {
+    /// The identity.
+    pub identity: IdentityId,
+    /// The camera it was first seen on.
+    pub camera: CameraId,
+    /// When it was first seen.
+    pub first_seen_ms: i64,
+    /// The embedding (usually L2-normalised), 1..=[`MAX_EMBEDDING_DIM`] finite values.
+    pub embedding: Vec<f32>,
+}
+
+/// A small JPEG of a person, for the UI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Who is shown.
+    pub identity: IdentityId,
+    /// The camera it was cut from.
+    pub camera: CameraId,
+    /// Capture time of the frame.
+    pub t_ms: i64,
+    /// JPEG bytes (starting with the SOI marker), at most [`MAX_SNAPSHOT_BYTES`].
+    #[serde(with = "crate::bytes")]
+    pub jpeg: Vec<u8>,
+}
+
+/// The master's decision that `from` and `into` are one person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityMerge {
+    /// The identity merged away.
+    pub from: IdentityId,
+    /// The identity it joins.
+    pub into: IdentityId,
+    /// When the merge was decided.
+    pub decided_ms: i64,
+}
+
+/// Any record the store keeps, without its key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Record {
+    /// See [`CameraRecord`].
+    Camera(CameraRecord),
+    /// See [`TrackRecord`].
+    Track(TrackRecord),
+    /// See [`Sighting`].
+    Sighting(Sighting),
+    /// See [`IdentityRecord`].
+    Identity(IdentityRecord),
+    /// See [`Snapshot`].
+    Snapshot(Snapshot),
+    /// See [`IdentityMerge`].
+    Merge(IdentityMerge),
+}
+
+/// A record with its key: the unit of sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyedRecord {
+    /// Who made it and where it sits in their sequence.
+    pub key: RecordKey,
+    /// The content.
+    pub record: Record,
+}
+
+impl Record {
+    /// Stable lowercase name of the kind, for errors, logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Camera(_) => "camera",
+            Record::Track(_) => "track",
+            Record::Sighting(_) => "sighting",
+            Record::Identity(_) => "identity",
+            Record::Snapshot(_) => "snapshot",
+            Record::Merge(_) => "merge",
+        }
+    }
+
+    /// Checks every bound documented on the record types.
+    pub fn validate(&self) -> Result<(), InvalidRecord> {
+        let bad = |reason: String| {
+            Err(InvalidRecord {
+                kind: self.kind(),
+                reason,
+            })
+        };
+        match self {
+            Record::Camera(c) => {
+                if c.name.len() > MAX_NAME_LEN {
+                    return bad(format!(
+                        "camera name is {} bytes, at most {MAX_NAME_LEN} allowed",
+                        c.name.len()
+                    ));
+                }
+            }
+            Record::Track(t) => {
+                if t.last_ms < t.first_ms {
+                    return bad(format!(
+                        "last_ms {} is before first_ms {}",
+                        t.last_ms, t.first_ms
+                    ));
+                }
+            }
+            Record::Sighting(s) => {
+                if let Err(reason) = validate_sighting(s) {
+                    return bad(reason);
+                }
+            }
+            Record::Identity(i) => {
+                let n = i.embedding.len();
+                if n == 0 || n > MAX_EMBEDDING_DIM {
+                    return bad(format!(
+                        "embedding has {n} values, 1..={MAX_EMBEDDING_DIM} allowed"
+                    ));
+                }
+                if let Some(k) = i.embedding.iter().position(|v| !v.is_finite()) {
+                    return bad(format!("embedding value {k} is not finite"));
+                }
+            }
+            Record::Snapshot(s) => {
+                if s.jpeg.len() > MAX_SNAPSHOT_BYTES {
+                    return bad(format!(
+                        "snapshot is {} bytes, at most {MAX_SNAPSHOT_BYTES} allowed",
+                        s.jpeg.len()
+                    ));
+                }
+                if !s.jpeg.starts_with(&[0xFF, 0xD8, 0xFF]) {
+                    return bad("snapshot does not start with a JPEG SOI marker".to_string());
+                }
+            }
+            Record::Merge(m) => {
+                if m.from == m.into {
+                    return bad(format!("merge of {} into itself", m.from));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The time the record is about, used for retention: the end of a span, or its instant.
+    pub fn time_ms(&self) -> i64 {
+        match self {
+            Record::Camera(c) => c.recorded_ms,
+            Record::Track(t) => t.last_ms,
+            Record::Sighting(s) => s.last_ms,
+            Record::Identity(i) => i.first_seen_ms,
+            Record::Snapshot(s) => s.t_ms,
+            Record::Merge(m) => m.decided_ms,
+        }
+    }
+}
+
+fn validate_sighting(s: &Sighting) -> Result<(), String> {
+    if s.last_ms < s.first_ms {
+        return Err(format!(
+            "last_ms {} is before first_ms {}",
+            s.last_ms, s.first_ms
+        ));
+    }
+    let span = s.last_ms.saturating_sub(s.first_ms);
+    if span > MAX_SIGHTING_SPAN_MS {
+        return Err(format!(
+            "spans {span} ms, at most {MAX_SIGHTING_SPAN_MS} allowed; split it"
+        ));
+    }
+    if s.path.len() > MAX_PATH_POINTS {
+        return Err(format!(
+            "path has {} points, at most {MAX_PATH_POINTS} allowed",
+            s.path.len()
+        ));
+    }
+    let mut prev = s.first_ms;
+    for (k, p) in s.path.iter().enumerate() {
+        if p.t_ms < prev || p.t_ms > s.last_ms {
+            return Err(format!(
+                "path point {k} at {} ms is out of order or outside [{}, {}]",
+                p.t_ms, s.first_ms, s.last_ms
+            ));
+        }
+        prev = p.t_ms;
+        let b = p.bbox;
+        if ![b.x, b.y, b.w, b.h].iter().all(|v| v.is_finite()) {
+            return Err(format!("path point {k} has a non-finite box"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cam() -> CameraId {
+        CameraId::new("c").expect("valid id")
+    }
+
+    #[test]
+    fn validation_names_kind_and_reason() {
+        let too_long = Record::Camera(CameraRecord {
+            camera: cam(),
+            name: "x".repeat(MAX_NAME_LEN + 1),
+            recorded_ms: 0,
+        });
+        assert_eq!(
+            too_long.validate().map_err(|e| e.to_string()),
+            Err("invalid camera record: camera name is 257 bytes, at most 256 allowed".into())
+        );
+        let nan = Record::Identity(IdentityRecord {
+            identity: IdentityId(1),
+            camera: cam(),
+            first_seen_ms: 0,
+            embedding: vec![0.0, f32::NAN],
+        });
+        assert_eq!(
+            nan.validate().map_err(|e| e.to_string()),
+            Err("invalid identity record: embedding value 1 is not finite".into())
+        );
+        let not_jpeg = Record::Snapshot(Snapshot {
+            identity: IdentityId(1),
+            camera: cam(),
+            t_ms: 0,
+            jpeg: b"GIF89a".to_vec(),
+        });
+        assert!(not_jpeg.validate().is_err());
+        let out_of_span = Record::Sighting(Sighting {
+            identity: IdentityId(1),
+            camera: cam(),
+            track: TrackId(1),
+            first_ms: 10,
+            last_ms: 20,
+            path: vec![BoxPoint {
+                t_ms: 21,
+                bbox: BBox::default(),
+            }],
+        });
+        assert!(out_of_span.validate().is_err());
+        let self_merge = Record::Merge(IdentityMerge {
+            from: IdentityId(3),
+            into: IdentityId(3),
+            decided_ms: 0,
+        });
+        assert_eq!(
+            self_merge.validate().map_err(|e| e.to_string()),
+            Err("invalid merge record: merge of p3 into itself".into())
+        );
+    }
+}

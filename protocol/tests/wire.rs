@@ -1,0 +1,527 @@
+//! Every message through the public codec: round trips, and hostile bytes
+//! (random, truncated, corrupted) that must be refused without a panic.
+
+use proptest::prelude::*;
+use vidar_protocol::messages::*;
+use vidar_protocol::record::*;
+use vidar_protocol::wire::{decode, encode, peek, DecodeError, Message, MessageKind};
+use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, StreamState, TrackId};
+
+fn node(s: &str) -> NodeId {
+    NodeId::new(s).expect("valid id")
+}
+
+fn cam(s: &str) -> CameraId {
+    CameraId::new(s).expect("valid id")
+}
+
+const BOX: BBox = BBox {
+    x: 10.0,
+    y: 20.5,
+    w: 30.0,
+    h: 60.25,
+};
+
+fn node_status() -> NodeStatus {
+    NodeStatus {
+        node: node("edge-1"),
+        sent_ms: 1_700_000_001_000,
+        started_ms: 1_700_000_000_000,
+        plan_version: 4,
+        capacity: NodeCapacity {
+            cores: 8,
+            memory_mb: 16_384,
+            detect_fps: 61.5,
+            reid_crops_per_s: 410.0,
+            reid_service: true,
+        },
+        load: NodeLoad {
+            cameras: vec![
+                CameraLoad {
+                    camera: cam("lobby"),
+                    state: StreamState::Streaming,
+                    fps: 25.0,
+                    analysed_fps: 12.5,
+                    dropped: 3,
+                    reconnects: 1,
+                    tracks: 2,
+                },
+                CameraLoad {
+                    camera: cam("dock"),
+                    state: StreamState::BackingOff,
+                    fps: 0.0,
+                    analysed_fps: 0.0,
+                    dropped: 0,
+                    reconnects: 7,
+                    tracks: 0,
+                },
+            ],
+            detect_busy: 0.7,
+            reid_busy: 0.1,
+            reid_queue: 5,
+            records_last_seq: 1234,
+            unsynced: 20,
+        },
+        links: vec![LinkRate {
+            to: node("edge-2"),
+            mbit_s: 94.2,
+            rtt_ms: 0.8,
+        }],
+        metrics_addr: Some("10.0.0.5:9100".into()),
+    }
+}
+
+fn plan() -> Plan {
+    Plan {
+        version: 5,
+        issued_ms: 1_700_000_002_000,
+        reason: "edge-3 left".into(),
+        streams: vec![
+            StreamAssignment {
+                camera: cam("lobby"),
+                source: "rtsp://10.0.0.20/stream1".into(),
+                node: node("edge-1"),
+                reid_node: node("edge-1"),
+            },
+            StreamAssignment {
+                camera: cam("dock"),
+                source: "file:///data/dock.mp4".into(),
+                node: node("edge-2"),
+                reid_node: node("edge-1"),
+            },
+        ],
+        bandwidth: vec![BandwidthShare {
+            from: node("edge-2"),
+            to: node("edge-1"),
+            bytes_per_s: 2_000_000,
+        }],
+    }
+}
+
+fn reid_request() -> ReidRequest {
+    ReidRequest {
+        from: node("edge-2"),
+        request_id: 77,
+        crops: vec![
+            Crop {
+                camera: cam("dock"),
+                track: TrackId(3),
+                capture_ms: 1_700_000_001_500,
+                width: 2,
+                height: 3,
+                encoding: CropEncoding::Rgb8,
+                data: (0..18).collect(),
+            },
+            Crop {
+                camera: cam("dock"),
+                track: TrackId(4),
+                capture_ms: 1_700_000_001_500,
+                width: 64,
+                height: 128,
+                encoding: CropEncoding::Jpeg,
+                data: vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 0xFF, 0xD9],
+            },
+        ],
+    }
+}
+
+fn reid_reply() -> ReidReply {
+    ReidReply {
+        request_id: 77,
+        served_by: node("edge-1"),
+        results: vec![ReidAnswer {
+            camera: cam("dock"),
+            track: TrackId(3),
+            identity: IdentityId(9),
+            similarity: 0.83,
+            minted: false,
+        }],
+        error: Some("crop 1: model busy".into()),
+    }
+}
+
+fn identity_announce() -> IdentityAnnounce {
+    IdentityAnnounce {
+        identity: IdentityId(10),
+        node: node("edge-1"),
+        camera: cam("lobby"),
+        seen_ms: 1_700_000_001_600,
+        embedding: vec![0.5, -0.25, 0.125, 0.0],
+    }
+}
+
+fn records(n: &NodeId) -> Vec<KeyedRecord> {
+    let key = |seq| RecordKey {
+        node: n.clone(),
+        seq,
+    };
+    vec![
+        KeyedRecord {
+            key: key(11),
+            record: Record::Camera(CameraRecord {
+                camera: cam("lobby"),
+                name: "Lobby, east door".into(),
+                recorded_ms: 1_700_000_000_000,
+            }),
+        },
+        KeyedRecord {
+            key: key(12),
+            record: Record::Sighting(Sighting {
+                identity: IdentityId(9),
+                camera: cam("lobby"),
+                track: TrackId(3),
+                first_ms: 1_700_000_000_100,
+                last_ms: 1_700_000_000_300,
+                path: vec![
+                    BoxPoint {
+                        t_ms: 1_700_000_000_100,
+                        bbox: BOX,
+                    },
+                    BoxPoint {
+                        t_ms: 1_700_000_000_300,
+                        bbox: BOX,
+                    },
+                ],
+            }),
+        },
+        KeyedRecord {
+            key: key(13),
+            record: Record::Identity(IdentityRecord {
+                identity: IdentityId(9),
+                camera: cam("lobby"),
+                first_seen_ms: 1_700_000_000_100,
+                embedding: vec![1.0, 0.0],
+            }),
+        },
+        KeyedRecord {
+            key: key(14),
+            record: Record::Snapshot(Snapshot {
+                identity: IdentityId(9),
+                camera: cam("lobby"),
+                t_ms: 1_700_000_000_200,
+                jpeg: vec![0xFF, 0xD8, 0xFF, 0xD9],
+            }),
+        },
+        KeyedRecord {
+            key: key(15),
+            record: Record::Track(TrackRecord {
+                camera: cam("lobby"),
+                track: TrackId(3),
+                first_ms: 1_700_000_000_100,
+                last_ms: 1_700_000_000_300,
+                identity: None,
+            }),
+        },
+        KeyedRecord {
+            key: key(16),
+            record: Record::Merge(IdentityMerge {
+                from: IdentityId(9),
+                into: IdentityId(2),
+                decided_ms: 1_700_000_000_400,
+            }),
+        },
+    ]
+}
+
+fn sync_batch() -> SyncBatch {
+    let n = node("edge-1");
+    SyncBatch {
+        records: records(&n),
+        node: n,
+        last_seq: 20,
+        more: true,
+    }
+}
+
+fn camera_tile() -> CameraTile {
+    CameraTile {
+        camera: cam("lobby"),
+        node: node("edge-1"),
+        captured_ms: 1_700_000_001_000,
+        state: StreamState::Streaming,
+        fps: 25.0,
+        dropped: 3,
+        width: 640,
+        height: 360,
+        jpeg: vec![0xFF, 0xD8, 0xFF, 0xDB, 0, 0xFF, 0xD9],
+        boxes: vec![
+            TileBox {
+                bbox: BOX,
+                track: TrackId(3),
+                identity: Some(IdentityId(9)),
+            },
+            TileBox {
+                bbox: BOX,
+                track: TrackId(4),
+                identity: None,
+            },
+        ],
+    }
+}
+
+/// One encoding of every message kind, with its kind.
+fn all_encoded() -> Vec<(MessageKind, Vec<u8>)> {
+    fn enc<M: Message>(m: &M) -> (MessageKind, Vec<u8>) {
+        (M::KIND, encode(m).expect("sample encodes"))
+    }
+    let range = TimeRange::new(1_700_000_000_000, 1_700_000_100_000);
+    vec![
+        enc(&node_status()),
+        enc(&plan()),
+        enc(&reid_request()),
+        enc(&reid_reply()),
+        enc(&identity_announce()),
+        enc(&MergeAnnounce {
+            from: IdentityId(9),
+            into: IdentityId(2),
+            decided_ms: 5,
+        }),
+        enc(&Merges {
+            merges: vec![MergeAnnounce {
+                from: IdentityId(8),
+                into: IdentityId(2),
+                decided_ms: 6,
+            }],
+        }),
+        enc(&SyncRequest {
+            after_seq: 10,
+            max_records: 500,
+            ack_through: 10,
+        }),
+        enc(&sync_batch()),
+        enc(&camera_tile()),
+        enc(&QueryRequest::Trajectory {
+            identity: IdentityId(9),
+            range,
+        }),
+        enc(&QueryReply {
+            records: records(&node("edge-1")),
+        }),
+    ]
+}
+
+fn round_trip<M: Message + PartialEq + std::fmt::Debug>(m: M) {
+    let bytes = encode(&m).expect("encodes");
+    assert_eq!(peek(&bytes).map(|(_, k)| k), Ok(M::KIND));
+    assert_eq!(decode::<M>(&bytes), Ok(m));
+}
+
+#[test]
+fn every_message_round_trips() {
+    round_trip(node_status());
+    round_trip(NodeStatus {
+        links: Vec::new(),
+        metrics_addr: None,
+        ..node_status()
+    });
+    round_trip(plan());
+    round_trip(reid_request());
+    round_trip(reid_reply());
+    round_trip(ReidReply {
+        error: None,
+        ..reid_reply()
+    });
+    round_trip(identity_announce());
+    round_trip(MergeAnnounce {
+        from: IdentityId(9),
+        into: IdentityId(2),
+        decided_ms: 5,
+    });
+    round_trip(Merges { merges: Vec::new() });
+    round_trip(SyncRequest {
+        after_seq: 0,
+        max_records: 1,
+        ack_through: 0,
+    });
+    round_trip(sync_batch());
+    round_trip(SyncBatch {
+        records: Vec::new(),
+        node: node("edge-1"),
+        last_seq: 0,
+        more: false,
+    });
+    round_trip(camera_tile());
+    round_trip(CameraTile {
+        jpeg: Vec::new(),
+        boxes: Vec::new(),
+        state: StreamState::Connecting,
+        ..camera_tile()
+    });
+    let range = TimeRange::new(1, 2);
+    round_trip(QueryRequest::Trajectory {
+        identity: IdentityId(9),
+        range,
+    });
+    round_trip(QueryRequest::SightingsByCamera {
+        camera: cam("dock"),
+        range: TimeRange::all(),
+    });
+    round_trip(QueryRequest::IdentitiesInRange { range });
+    round_trip(QueryReply {
+        records: records(&node("edge-1")),
+    });
+    // Every kind is covered once.
+    let kinds: Vec<MessageKind> = all_encoded().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(kinds, MessageKind::ALL);
+}
+
+#[test]
+fn plan_helpers() {
+    let p = plan();
+    let e1 = node("edge-1");
+    let e2 = node("edge-2");
+    let on_e1: Vec<&str> = p.streams_for(&e1).map(|s| s.camera.as_str()).collect();
+    assert_eq!(on_e1, ["lobby"]);
+    assert_eq!(p.reid_node_for(&cam("dock")), Some(&e1));
+    assert_eq!(p.reid_node_for(&cam("nowhere")), None);
+    assert_eq!(p.share(&e2, &e1), Some(2_000_000));
+    assert_eq!(p.share(&e1, &e2), None);
+}
+
+#[test]
+fn invalid_messages_refused_with_the_field() {
+    let cases: Vec<(String, String)> = vec![
+        (
+            encode(&Plan {
+                streams: vec![plan().streams[0].clone(), plan().streams[0].clone()],
+                ..plan()
+            })
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default(),
+            "refusing to send an invalid message: Plan: streams[1].camera: lobby is assigned more than once".into(),
+        ),
+        (
+            {
+                let mut m = node_status();
+                m.load.detect_busy = f64::NAN;
+                encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
+            },
+            "refusing to send an invalid message: NodeStatus: load.detect_busy: NaN is outside 0..=1".into(),
+        ),
+        (
+            {
+                let mut m = reid_request();
+                m.crops[0].data.pop();
+                encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
+            },
+            "refusing to send an invalid message: ReidRequest: crops[0].data: 17 bytes, an RGB 2x3 crop has 18".into(),
+        ),
+        (
+            {
+                let mut m = reid_request();
+                m.crops[1].data.clear();
+                encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
+            },
+            "refusing to send an invalid message: ReidRequest: crops[1].data: 0 bytes that do not start with a JPEG SOI marker".into(),
+        ),
+        (
+            {
+                let mut m = identity_announce();
+                m.embedding[2] = f32::INFINITY;
+                encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
+            },
+            "refusing to send an invalid message: IdentityAnnounce: embedding[2]: inf is not finite".into(),
+        ),
+        (
+            {
+                let mut m = sync_batch();
+                m.records.swap(0, 1);
+                encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
+            },
+            "refusing to send an invalid message: SyncBatch: records[1].key.seq: 11 after 12, seqs must increase".into(),
+        ),
+        (
+            {
+                let mut m = sync_batch();
+                if let Record::Track(t) = &mut m.records[4].record {
+                    t.last_ms = 0;
+                }
+                encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
+            },
+            "refusing to send an invalid message: SyncBatch: records[4].record: invalid track record: last_ms 0 is before first_ms 1700000000100".into(),
+        ),
+        (
+            encode(&SyncRequest {
+                after_seq: 0,
+                max_records: 0,
+                ack_through: 0,
+            })
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default(),
+            "refusing to send an invalid message: SyncRequest: max_records: 0, 1..=100000 allowed".into(),
+        ),
+    ];
+    for (got, want) in cases {
+        assert_eq!(got, want);
+    }
+}
+
+/// Decodes `bytes` as every message type; none may panic.
+fn decode_as_everything(bytes: &[u8]) -> Vec<Result<(), DecodeError>> {
+    vec![
+        decode::<NodeStatus>(bytes).map(drop),
+        decode::<Plan>(bytes).map(drop),
+        decode::<ReidRequest>(bytes).map(drop),
+        decode::<ReidReply>(bytes).map(drop),
+        decode::<IdentityAnnounce>(bytes).map(drop),
+        decode::<MergeAnnounce>(bytes).map(drop),
+        decode::<Merges>(bytes).map(drop),
+        decode::<SyncRequest>(bytes).map(drop),
+        decode::<SyncBatch>(bytes).map(drop),
+        decode::<CameraTile>(bytes).map(drop),
+        decode::<QueryRequest>(bytes).map(drop),
+        decode::<QueryReply>(bytes).map(drop),
+    ]
+}
+
+#[test]
+fn every_truncation_is_refused() {
+    for (kind, bytes) in all_encoded() {
+        for cut in 0..bytes.len() {
+            let results = decode_as_everything(&bytes[..cut]);
+            assert!(
+                results.iter().all(|r| r.is_err()),
+                "{kind} cut at {cut} of {} decoded",
+                bytes.len()
+            );
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = peek(&bytes);
+        let _ = decode_as_everything(&bytes);
+    }
+
+    /// A valid header followed by random bytes reaches the body decoder of every kind.
+    #[test]
+    fn random_bodies_never_panic(
+        kind in proptest::sample::select(MessageKind::ALL.to_vec()),
+        body in proptest::collection::vec(any::<u8>(), 0..512),
+    ) {
+        let mut bytes = vec![b'V', b'D', 1, 0, kind as u8];
+        bytes.extend(body);
+        let _ = decode_as_everything(&bytes);
+    }
+
+    /// Valid messages with a few bytes overwritten: refused or decoded, never a panic.
+    #[test]
+    fn corrupted_messages_never_panic(
+        pick in any::<prop::sample::Index>(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let all = all_encoded();
+        let (_, mut bytes) = all[pick.index(all.len())].clone();
+        for (at, b) in edits {
+            let i = at.index(bytes.len());
+            bytes[i] = b;
+        }
+        let _ = decode_as_everything(&bytes);
+        let _ = decode_as_everything(&bytes[..cut.index(bytes.len() + 1)]);
+    }
+}

@@ -1,6 +1,7 @@
 //! The analysis loop of an edge node, on its own dedicated thread: take the
-//! freshest frame of every camera, detect persons in one batch across cameras,
-//! track per camera, embed new confirmed tracks from the full-resolution frame,
+//! oldest waiting frame of every camera, hand them to the idle detector threads
+//! (each batching across cameras, several running at once), track per camera
+//! in frame order, embed new confirmed tracks from the full-resolution frame,
 //! assign global identities, and hand sightings, identities and snapshots to the
 //! recorder. Frames the loop cannot take in time are dropped by the ingest
 //! queues (counted), never queued: latency stays bounded by design.
@@ -8,6 +9,7 @@
 //! Per-frame work reuses its buffers; nothing here logs at info per frame or
 //! holds a lock across inference.
 
+use crate::detect_pool::{DetectPool, Done};
 use crate::identify::{Identifier, Job};
 use crate::metrics::{CameraMetrics, NodeMetrics};
 use crate::recorder::{Recorder, SightingOut};
@@ -15,7 +17,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use vidar_detectors::{Detection, Detector, RgbFrame};
 use vidar_pipeline::{Frame, Ingest};
 use vidar_protocol::{BBox, CameraId, IdentityId};
 use vidar_tracker::Tracker;
@@ -34,6 +35,8 @@ pub struct CameraSlot {
     pub metrics: Arc<CameraMetrics>,
     /// Frames taken from the queue (for the detection interval).
     taken: u64,
+    /// A frame of this camera is at a detector.
+    in_flight: bool,
     open: HashMap<u64, OpenTrack>,
 }
 
@@ -45,6 +48,7 @@ impl CameraSlot {
             tracker,
             metrics: Arc::new(CameraMetrics::default()),
             taken: 0,
+            in_flight: false,
             open: HashMap::new(),
         }
     }
@@ -88,8 +92,8 @@ pub struct AnalysisSettings {
 pub struct Analysis {
     /// Cameras, in configuration order.
     pub cameras: Vec<CameraSlot>,
-    /// The detector (batched across cameras).
-    pub detector: Box<dyn Detector>,
+    /// The detector threads (each batches across cameras).
+    pub detectors: DetectPool,
     /// The re-ID worker (embedder and gallery on their own thread).
     pub identifier: Identifier,
     /// Where records go.
@@ -106,13 +110,17 @@ fn ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// How long the loop waits for a detector to finish when it has nothing else to do.
+const POLL: Duration = Duration::from_millis(2);
+
 /// Reusable per-iteration buffers.
 #[derive(Default)]
 struct Scratch {
-    frames: Vec<(usize, Frame)>,
-    detections: Vec<Vec<Detection>>,
+    ready: Vec<(usize, Frame)>,
     track_dets: Vec<vidar_tracker::Detection>,
     new_tracks: Vec<(usize, usize, u64, BBox)>,
+    /// The camera the next round starts with (fairness when workers are few).
+    next_camera: usize,
     /// Detector failures in a row.
     failures: u64,
 }
@@ -133,63 +141,90 @@ impl Analysis {
                         .collect(),
                 );
             }
-            if !self.step(&mut s) {
-                // Nothing arrived: wait briefly on the first camera's queue.
-                if let Some(first) = self.cameras.first() {
-                    if let Some(f) = first.ingest.recv_timeout(Duration::from_millis(20)) {
-                        s.frames.push((0, f));
-                        self.process(&mut s);
-                    }
-                }
+            let dispatched = self.dispatch(&mut s);
+            let mut wait = if dispatched { Duration::ZERO } else { POLL };
+            while let Some(done) = self.detectors.next_done(wait) {
+                wait = Duration::ZERO;
+                self.finish_batch(done, &mut s);
             }
             self.collect_identities();
             self.expire_long_tracks();
         }
-        self.finish();
+        self.finish(&mut s);
     }
 
-    /// Takes the freshest due frame of every camera and processes them as one
-    /// batch; false when no frame was waiting.
-    fn step(&mut self, s: &mut Scratch) -> bool {
-        s.frames.clear();
+    /// Takes the oldest waiting frame of every camera that has no frame at a
+    /// detector, and hands the due ones to the idle detector threads, spread
+    /// evenly; false when nothing was handed out.
+    fn dispatch(&mut self, s: &mut Scratch) -> bool {
+        let idle = self.detectors.idle();
+        if idle == 0 {
+            return false;
+        }
         let interval = u64::from(self.settings.detection_interval.max(1));
-        let max = self.detector.max_batch().max(1);
-        for (i, cam) in self.cameras.iter_mut().enumerate() {
-            // One frame per camera per round, oldest first: the ingest queue is
-            // small and drops (and counts) the oldest when analysis falls
-            // behind, so every frame is either analysed or counted as dropped.
+        let max = self.detectors.max_batch();
+        let capacity = idle * max;
+        s.ready.clear();
+        let n = self.cameras.len();
+        for k in 0..n {
+            let i = (s.next_camera + k) % n;
+            let cam = &mut self.cameras[i];
+            // At most one frame per camera at a detector, so a camera's frames
+            // are tracked in order. The ingest queue is small and drops (and
+            // counts) the oldest while the camera waits: every frame is either
+            // analysed or counted as dropped.
+            if cam.in_flight {
+                continue;
+            }
             let Some(f) = cam.ingest.try_recv() else {
                 continue;
             };
             cam.taken += 1;
             if (cam.taken - 1) % interval == 0 {
-                s.frames.push((i, f));
+                cam.in_flight = true;
+                s.ready.push((i, f));
             } else {
+                // Between detections the tracker predicts; the frame counts as analysed.
                 cam.metrics.analysed.fetch_add(1, Ordering::Relaxed);
                 cam.metrics.latency.observe(f.age());
                 cam.metrics.samples.record(f.pts);
             }
-            if s.frames.len() >= max {
+            if s.ready.len() >= capacity {
+                s.next_camera = (i + 1) % n;
                 break;
             }
         }
-        if s.frames.is_empty() {
+        if s.ready.is_empty() {
             return false;
         }
-        self.process(s);
+        let per = s.ready.len().div_ceil(idle).min(max);
+        while !s.ready.is_empty() {
+            let mut batch = self.detectors.batch();
+            let take = per.min(s.ready.len());
+            batch.frames.extend(s.ready.drain(..take));
+            if let Err(mut refused) = self.detectors.submit(batch) {
+                // No detector thread left to take it: count the frames as dropped.
+                for (ci, _) in refused.frames.drain(..) {
+                    self.cameras[ci].in_flight = false;
+                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                self.detectors.recycle(refused);
+            }
+        }
         true
     }
 
-    fn process(&mut self, s: &mut Scratch) {
-        let started = Instant::now();
-        let rgb: Result<Vec<RgbFrame<'_>>, _> = s
-            .frames
-            .iter()
-            .map(|(_, f)| RgbFrame::new(f.width, f.height, f.stride, f.pixels()))
-            .collect();
-        let result = rgb
-            .map_err(vidar_detectors::DetectError::from)
-            .and_then(|rgb| self.detector.detect_into(&rgb, &mut s.detections));
+    /// Tracks the frames of a finished batch and hands new tracks to re-ID.
+    fn finish_batch(&mut self, done: Done, s: &mut Scratch) {
+        let Done {
+            mut batch,
+            result,
+            timings,
+            ..
+        } = done;
+        for (ci, _) in &batch.frames {
+            self.cameras[*ci].in_flight = false;
+        }
         if let Err(e) = result {
             // Counted every time; logged on the 1st, 2nd, 4th, 8th... failure in
             // a row, so a persistent fault is visible without flooding the log.
@@ -198,26 +233,26 @@ impl Analysis {
             if s.failures.is_power_of_two() {
                 tracing::warn!(error = %e, consecutive = s.failures, total_errors = n, "detection failed; frames skipped");
             }
-            s.frames.clear();
+            self.detectors.recycle(batch);
             return;
         }
         if s.failures > 0 {
             tracing::info!(after = s.failures, "detection recovered");
             s.failures = 0;
         }
-        let t = self.detector.take_timings();
-        if t.runs > 0 {
-            self.metrics.inference.observe(t.inference / t.runs as u32);
+        if timings.runs > 0 {
+            self.metrics
+                .inference
+                .observe(timings.inference / timings.runs as u32);
             self.metrics
                 .preprocess
-                .observe(t.preprocess / t.runs as u32);
+                .observe(timings.preprocess / timings.runs as u32);
         }
-        let _ = started;
         s.new_tracks.clear();
-        for (k, (ci, frame)) in s.frames.iter().enumerate() {
+        for (k, (ci, frame)) in batch.frames.iter().enumerate() {
             let cam = &mut self.cameras[*ci];
             s.track_dets.clear();
-            if let Some(dets) = s.detections.get(k) {
+            if let Some(dets) = batch.detections.get(k) {
                 s.track_dets.extend(
                     dets.iter()
                         .map(|d| vidar_tracker::Detection::new(d.bbox, d.score)),
@@ -264,18 +299,19 @@ impl Analysis {
             cam.metrics.analysed.fetch_add(1, Ordering::Relaxed);
             cam.metrics.detected.fetch_add(1, Ordering::Relaxed);
         }
-        for (ci, frame) in &s.frames {
+        for (ci, frame) in &batch.frames {
             let m = &self.cameras[*ci].metrics;
             m.latency.observe(frame.age());
             m.samples.record(frame.pts);
         }
-        self.identify(s);
+        self.identify(&mut batch.frames, s);
+        self.detectors.recycle(batch);
     }
 
     /// Hands frames with tracks that need an identity to the re-ID worker;
     /// when it is busy the tracks are marked for another try.
-    fn identify(&mut self, s: &mut Scratch) {
-        for (k, (ci, frame)) in s.frames.drain(..).enumerate() {
+    fn identify(&mut self, frames: &mut Vec<(usize, Frame)>, s: &mut Scratch) {
+        for (k, (ci, frame)) in frames.drain(..).enumerate() {
             if !s.new_tracks.iter().any(|t| t.0 == k) {
                 continue;
             }
@@ -330,7 +366,10 @@ impl Analysis {
     }
 
     /// Ends every open track and records it (shutdown).
-    fn finish(mut self) {
+    fn finish(mut self, s: &mut Scratch) {
+        for done in self.detectors.drain() {
+            self.finish_batch(done, s);
+        }
         for r in self.identifier.finish() {
             if let Some(open) = self
                 .cameras

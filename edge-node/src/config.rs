@@ -39,6 +39,14 @@ pub struct EdgeConfig {
     /// between. 1 = every frame (default). Raise it when the box cannot keep up.
     #[serde(default = "defaults::one")]
     pub detection_interval: u32,
+    /// Detector threads, each with its own ONNX Runtime session, so frames that
+    /// arrive together from several cameras are detected in parallel rather than
+    /// one after another. 0 = automatic (default): one when
+    /// `models.runtime.intra_threads` is 0 (ONNX Runtime then spreads one run
+    /// over every core itself), otherwise cores / intra_threads, at most one per
+    /// camera.
+    #[serde(default)]
+    pub inference_workers: usize,
     /// Save a small JPEG of each new identity. Default true.
     #[serde(default = "defaults::yes")]
     pub snapshots: bool,
@@ -112,6 +120,19 @@ impl EdgeConfig {
         Ok(config)
     }
 
+    /// Detector threads to start (see [`EdgeConfig::inference_workers`]).
+    pub fn detector_threads(&self) -> usize {
+        if self.inference_workers > 0 {
+            return self.inference_workers;
+        }
+        let intra = self.models.runtime.intra_threads;
+        if intra == 0 {
+            return 1;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / intra).clamp(1, self.cameras.len().max(1))
+    }
+
     /// Every problem, each naming its key.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
@@ -122,6 +143,12 @@ impl EdgeConfig {
             p.push(format!(
                 "detection_interval: {} must be in 1..=300",
                 self.detection_interval
+            ));
+        }
+        if self.inference_workers > 64 {
+            p.push(format!(
+                "inference_workers: {} must be in 0..=64 (0 = automatic)",
+                self.inference_workers
             ));
         }
         if self.metrics_addr.parse::<std::net::SocketAddr>().is_err() {

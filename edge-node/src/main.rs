@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod analysis;
 mod command;
 mod config;
+mod detect_pool;
 mod identify;
 mod metrics;
 mod node;

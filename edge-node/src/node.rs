@@ -5,6 +5,7 @@
 
 use crate::analysis::{Analysis, AnalysisSettings, CameraSlot};
 use crate::config::EdgeConfig;
+use crate::detect_pool::DetectPool;
 use crate::identify::Identifier;
 use crate::metrics::{self, header, render_histogram, MetricsServer, NodeMetrics, Render};
 use crate::recorder::Recorder;
@@ -43,10 +44,14 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
     };
     let factory = SessionFactory::new(store, config.models.runtime.clone())
         .context("starting ONNX Runtime")?;
-    let detector = config
-        .detector
-        .build(&factory)
-        .with_context(|| format!("loading detector model {:?}", config.detector.model))?;
+    let mut detectors: Vec<Box<dyn vidar_detectors::Detector>> = Vec::new();
+    for _ in 0..config.detector_threads() {
+        let detector = config
+            .detector
+            .build(&factory)
+            .with_context(|| format!("loading detector model {:?}", config.detector.model))?;
+        detectors.push(Box::new(detector));
+    }
     let embedder = config
         .embedder
         .build(&factory)
@@ -96,7 +101,7 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
         store,
         analysis: Analysis {
             cameras,
-            detector: Box::new(detector),
+            detectors: DetectPool::spawn(detectors).context("starting detector threads")?,
             identifier,
             recorder,
             metrics: Arc::clone(&node_metrics),
@@ -158,6 +163,7 @@ pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>, status_every_s: u64) -
         metrics: node_metrics,
         store,
     } = build(&config)?;
+    let detector_threads = analysis.detectors.threads();
     let board = Arc::clone(&statuses);
     let cam_summaries = cam_metrics.clone();
     let summary_metrics = Arc::clone(&node_metrics);
@@ -172,7 +178,7 @@ pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>, status_every_s: u64) -
     let server = MetricsServer::start(&config.metrics_addr, render, healthy)
         .with_context(|| format!("binding metrics_addr {}", config.metrics_addr))?;
     tracing::info!(node = %config.node_id, metrics = %server.addr(), cameras = config.cameras.len(),
-        detector = %detector_name(&config), "edge node running");
+        detector = %detector_name(&config), detector_threads, "edge node running");
     let stop = Arc::clone(&shutdown);
     let publisher = Arc::clone(&statuses);
     let worker = std::thread::Builder::new()

@@ -3,8 +3,8 @@
 //!
 //! `vidar-camera` (a child process) plays one video on every mount in real time
 //! over RTSP, each from a different offset. Then, on the same camera:
-//! 1. Vidar, in this process: one node, every camera batched into one detector
-//!    with one set of inference threads, `drop_oldest` queues, for `--seconds`
+//! 1. Vidar, in this process: one node, its detector threads (`--workers`, each
+//!    batching across cameras), `drop_oldest` queues, for `--seconds`
 //!    after `--warmup` (once per `--intervals` entry);
 //! 2. the reference: one `edge-node/bench/reference_pipeline.py` process per
 //!    camera (OpenCV capture + onnxruntime on the same SSD file + norfair), for
@@ -62,6 +62,9 @@ pub struct CamerasBenchArgs {
     /// CPU batching adds latency without adding throughput; 4-8 pays on a GPU.
     #[arg(long, default_value_t = 8)]
     pub max_batch: usize,
+    /// Vidar's detector threads (0 = automatic: cores / --threads, one when --threads is 0).
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
     /// The reference's onnxruntime intra-op threads per process (0 = its default).
     #[arg(long, default_value_t = 0)]
     pub reference_threads: usize,
@@ -148,11 +151,12 @@ fn run_vidar(args: &CamerasBenchArgs, port: u16, interval: u32) -> Result<Figure
     ));
     let mut toml = format!(
         "node_id = \"bench\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
-         detection_interval = {interval}\n[models.runtime]\nintra_threads = {threads}\n\
+         detection_interval = {interval}\ninference_workers = {workers}\n[models.runtime]\nintra_threads = {threads}\n\
          [detector]\nmax_batch = {max_batch}\n",
         db = db.display(),
         threads = args.threads,
         max_batch = args.max_batch,
+        workers = args.workers,
     );
     for i in 0..args.cameras {
         toml.push_str(&format!(

@@ -27,6 +27,9 @@ pub const MAX_SIGHTING: Duration = Duration::from_secs(10);
 
 /// One camera as the loop sees it.
 pub struct CameraSlot {
+    /// Unique for the life of the node (never reused, unlike positions, which
+    /// shift when a camera is taken away); frames and re-ID jobs carry it.
+    key: usize,
     /// Its ingest.
     pub ingest: Ingest,
     /// Its tracker.
@@ -43,7 +46,9 @@ pub struct CameraSlot {
 impl CameraSlot {
     /// A slot for `ingest` with its own `tracker`.
     pub fn new(ingest: Ingest, tracker: Tracker) -> Self {
+        static NEXT_KEY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         CameraSlot {
+            key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
             ingest,
             tracker,
             metrics: Arc::new(CameraMetrics::default()),
@@ -81,6 +86,33 @@ impl OpenTrack {
     }
 }
 
+/// Changes to the camera set while running (cluster mode: the master's plan).
+pub enum Control {
+    /// Start analysing this camera (its ingest already started).
+    Add(Box<CameraSlot>),
+    /// Stop analysing this camera: its open tracks are recorded, its ingest stopped.
+    Remove(CameraId),
+}
+
+/// The cameras being analysed and their metrics, for `/metrics` and status.
+#[derive(Debug, Default)]
+pub struct CameraRegistry {
+    inner: std::sync::Mutex<Vec<(CameraId, Arc<CameraMetrics>)>>,
+}
+
+impl CameraRegistry {
+    /// A copy of the list.
+    pub fn snapshot(&self) -> Vec<(CameraId, Arc<CameraMetrics>)> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    fn set(&self, cams: &[CameraSlot]) {
+        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = cams
+            .iter()
+            .map(|c| (c.ingest.camera().clone(), Arc::clone(&c.metrics)))
+            .collect();
+    }
+}
+
 /// Settings of the loop.
 #[derive(Debug, Clone)]
 pub struct AnalysisSettings {
@@ -102,6 +134,10 @@ pub struct Analysis {
     pub metrics: Arc<NodeMetrics>,
     /// Settings.
     pub settings: AnalysisSettings,
+    /// Camera changes, when the camera set is not fixed.
+    pub control: Option<std::sync::mpsc::Receiver<Control>>,
+    /// Published camera list.
+    pub registry: Arc<CameraRegistry>,
 }
 
 fn ms(t: SystemTime) -> u64 {
@@ -131,7 +167,9 @@ impl Analysis {
     pub fn run_with_status(mut self, stop: &AtomicBool, board: &crate::node::StatusBoard) {
         let mut s = Scratch::default();
         let mut published = Instant::now() - Duration::from_secs(2);
+        self.registry.set(&self.cameras);
         while !stop.load(Ordering::Relaxed) {
+            self.apply_controls();
             if published.elapsed() >= Duration::from_secs(1) {
                 published = Instant::now();
                 board.publish(
@@ -176,13 +214,14 @@ impl Analysis {
             if cam.in_flight {
                 continue;
             }
+            let key = cam.key;
             let Some(f) = cam.ingest.try_recv() else {
                 continue;
             };
             cam.taken += 1;
-            if (cam.taken - 1) % interval == 0 {
+            if (cam.taken - 1).is_multiple_of(interval) {
                 cam.in_flight = true;
-                s.ready.push((i, f));
+                s.ready.push((key, f));
             } else {
                 // Between detections the tracker predicts; the frame counts as analysed.
                 cam.metrics.analysed.fetch_add(1, Ordering::Relaxed);
@@ -205,7 +244,9 @@ impl Analysis {
             if let Err(mut refused) = self.detectors.submit(batch) {
                 // No detector thread left to take it: count the frames as dropped.
                 for (ci, _) in refused.frames.drain(..) {
-                    self.cameras[ci].in_flight = false;
+                    if let Some(cam) = self.cameras.iter_mut().find(|c| c.key == ci) {
+                        cam.in_flight = false;
+                    }
                     self.metrics.errors.fetch_add(1, Ordering::Relaxed);
                 }
                 self.detectors.recycle(refused);
@@ -223,7 +264,9 @@ impl Analysis {
             ..
         } = done;
         for (ci, _) in &batch.frames {
-            self.cameras[*ci].in_flight = false;
+            if let Some(cam) = self.cameras.iter_mut().find(|c| c.key == *ci) {
+                cam.in_flight = false;
+            }
         }
         if let Err(e) = result {
             // Counted every time; logged on the 1st, 2nd, 4th, 8th... failure in
@@ -250,7 +293,10 @@ impl Analysis {
         }
         s.new_tracks.clear();
         for (k, (ci, frame)) in batch.frames.iter().enumerate() {
-            let cam = &mut self.cameras[*ci];
+            // The camera may have been taken away while its frame was at a detector.
+            let Some(cam) = self.cameras.iter_mut().find(|c| c.key == *ci) else {
+                continue;
+            };
             s.track_dets.clear();
             if let Some(dets) = batch.detections.get(k) {
                 s.track_dets.extend(
@@ -300,9 +346,10 @@ impl Analysis {
             cam.metrics.detected.fetch_add(1, Ordering::Relaxed);
         }
         for (ci, frame) in &batch.frames {
-            let m = &self.cameras[*ci].metrics;
-            m.latency.observe(frame.age());
-            m.samples.record(frame.pts);
+            if let Some(cam) = self.cameras.iter().find(|c| c.key == *ci) {
+                cam.metrics.latency.observe(frame.age());
+                cam.metrics.samples.record(frame.pts);
+            }
         }
         self.identify(&mut batch.frames, s);
         self.detectors.recycle(batch);
@@ -330,7 +377,12 @@ impl Analysis {
                 tracks,
             }) {
                 for (t, _) in refused {
-                    if let Some(open) = self.cameras[ci].open.get_mut(&t) {
+                    if let Some(open) = self
+                        .cameras
+                        .iter_mut()
+                        .find(|c| c.key == ci)
+                        .and_then(|c| c.open.get_mut(&t))
+                    {
                         open.pending = false;
                     }
                 }
@@ -338,12 +390,64 @@ impl Analysis {
         }
     }
 
+    /// Adds and removes cameras as told.
+    fn apply_controls(&mut self) {
+        let Some(rx) = self.control.take() else {
+            return;
+        };
+        let mut changed = false;
+        while let Ok(c) = rx.try_recv() {
+            changed = true;
+            match c {
+                Control::Add(slot) => {
+                    let camera = slot.ingest.camera().clone();
+                    if let Some(k) = self
+                        .cameras
+                        .iter()
+                        .position(|c| *c.ingest.camera() == camera)
+                    {
+                        // Replaced (e.g. a new source URL): the old one ends first.
+                        self.retire(k);
+                    }
+                    tracing::info!(camera = %camera, "camera added");
+                    self.cameras.push(*slot);
+                }
+                Control::Remove(camera) => {
+                    if let Some(k) = self
+                        .cameras
+                        .iter()
+                        .position(|c| *c.ingest.camera() == camera)
+                    {
+                        self.retire(k);
+                        tracing::info!(camera = %camera, "camera removed");
+                    }
+                }
+            }
+        }
+        self.control = Some(rx);
+        if changed {
+            self.registry.set(&self.cameras);
+        }
+    }
+
+    /// Records every open track of camera `k` and stops its ingest.
+    fn retire(&mut self, k: usize) {
+        let mut cam = self.cameras.remove(k);
+        let camera = cam.ingest.camera().clone();
+        drop(cam.tracker.flush());
+        for (track, mut open) in cam.open.drain() {
+            self.recorder.sighting(open.take_sighting(&camera, track));
+        }
+        // Dropping the ingest stops its pipeline and supervisor thread.
+    }
+
     /// Applies the identities the re-ID worker decided.
     fn collect_identities(&mut self) {
         for r in self.identifier.results() {
             if let Some(open) = self
                 .cameras
-                .get_mut(r.camera)
+                .iter_mut()
+                .find(|c| c.key == r.camera)
                 .and_then(|c| c.open.get_mut(&r.track))
             {
                 open.identity = Some(r.identity);
@@ -373,7 +477,8 @@ impl Analysis {
         for r in self.identifier.finish() {
             if let Some(open) = self
                 .cameras
-                .get_mut(r.camera)
+                .iter_mut()
+                .find(|c| c.key == r.camera)
                 .and_then(|c| c.open.get_mut(&r.track))
             {
                 open.identity = Some(r.identity);

@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use vidar_detectors::SsdConfig;
+use vidar_link::LinkSettings;
 use vidar_models::RuntimeConfig;
 use vidar_pipeline::IngestConfig;
 use vidar_protocol::NodeId;
@@ -65,9 +66,64 @@ pub struct EdgeConfig {
     /// Tracker, one per camera.
     #[serde(default)]
     pub tracker: TrackerConfig,
-    /// Cameras to ingest. At least one.
+    /// Cameras to ingest. At least one on a single node; none in a cluster
+    /// (the master's plan assigns them).
     #[serde(default)]
     pub cameras: Vec<IngestConfig>,
+    /// Joining a cluster (zenoh): present = this node takes its cameras from
+    /// the master's plan, shares identities and re-ID work with the other
+    /// nodes, and serves its records to the master.
+    #[serde(default)]
+    pub cluster: Option<LinkSettings>,
+    /// How this node takes part in the cluster.
+    #[serde(default)]
+    pub sharing: SharingConfig,
+}
+
+/// How a node takes part in a cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharingConfig {
+    /// Serve re-ID for other nodes' crops when the plan says so. Default true.
+    #[serde(default = "defaults::yes")]
+    pub reid_service: bool,
+    /// How long to wait for another node's re-ID answer before identifying
+    /// locally, ms. Default 500.
+    #[serde(default = "defaults::reid_timeout_ms")]
+    pub reid_timeout_ms: u64,
+    /// Status report period, ms. Default 1000.
+    #[serde(default = "defaults::status_every_ms")]
+    pub status_every_ms: u64,
+    /// Keep records the master has acknowledged this long before pruning
+    /// them from the local database, seconds. Default 7 days.
+    #[serde(default = "defaults::retention_s")]
+    pub retention_s: u64,
+    /// Detector throughput announced to the master, frames/s; 0 = measured at
+    /// start-up (default).
+    #[serde(default)]
+    pub detect_fps: f64,
+    /// Re-ID throughput announced to the master, crops/s; 0 = measured at
+    /// start-up (default).
+    #[serde(default)]
+    pub reid_crops_per_s: f64,
+    /// Ingest settings for the cameras the plan assigns (any `[[cameras]]`
+    /// key except `camera` and `source`, e.g. `transport = "tcp"`).
+    #[serde(default)]
+    pub ingest: toml::Table,
+}
+
+impl Default for SharingConfig {
+    fn default() -> Self {
+        SharingConfig {
+            reid_service: true,
+            reid_timeout_ms: defaults::reid_timeout_ms(),
+            status_every_ms: defaults::status_every_ms(),
+            retention_s: defaults::retention_s(),
+            detect_fps: 0.0,
+            reid_crops_per_s: 0.0,
+            ingest: toml::Table::new(),
+        }
+    }
 }
 
 /// Where models live and how sessions are built.
@@ -95,6 +151,15 @@ mod defaults {
     }
     pub fn yes() -> bool {
         true
+    }
+    pub fn reid_timeout_ms() -> u64 {
+        500
+    }
+    pub fn status_every_ms() -> u64 {
+        1000
+    }
+    pub fn retention_s() -> u64 {
+        7 * 24 * 3600
     }
 }
 
@@ -136,8 +201,45 @@ impl EdgeConfig {
     /// Every problem, each naming its key.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        if self.cameras.is_empty() {
-            p.push("cameras: at least one [[cameras]] entry is required".into());
+        match &self.cluster {
+            None if self.cameras.is_empty() => {
+                p.push("cameras: at least one [[cameras]] entry is required (or a [cluster] table, where the master assigns cameras)".into());
+            }
+            Some(_) if !self.cameras.is_empty() => {
+                p.push("cameras: in a cluster the master assigns cameras; list them in the master's config, not here".into());
+            }
+            _ => {}
+        }
+        if let Some(cluster) = &self.cluster {
+            p.extend(cluster.problems());
+            let s = &self.sharing;
+            if !(10..=60_000).contains(&s.reid_timeout_ms) {
+                p.push(format!(
+                    "sharing.reid_timeout_ms: {} must be in 10..=60000",
+                    s.reid_timeout_ms
+                ));
+            }
+            if !(100..=60_000).contains(&s.status_every_ms) {
+                p.push(format!(
+                    "sharing.status_every_ms: {} must be in 100..=60000",
+                    s.status_every_ms
+                ));
+            }
+            for (key, v) in [
+                ("sharing.detect_fps", s.detect_fps),
+                ("sharing.reid_crops_per_s", s.reid_crops_per_s),
+            ] {
+                if !v.is_finite() || v < 0.0 {
+                    p.push(format!("{key}: {v} must be 0 (measure) or a positive rate"));
+                }
+            }
+            if let Ok(camera) = vidar_protocol::CameraId::new("template") {
+                if let Err(e) =
+                    crate::cluster::ingest_config(s, &camera, "rtsp://127.0.0.1/template")
+                {
+                    p.push(format!("sharing.ingest: {e:#}"));
+                }
+            }
         }
         if !(1..=300).contains(&self.detection_interval) {
             p.push(format!(

@@ -9,13 +9,13 @@
 //! as latency.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use vidar_detectors::{DetectError, Detection, Detector, RgbFrame, StageTimings};
 use vidar_pipeline::Frame;
 
-/// Frames of one or more cameras detected together: `(camera index, frame)`.
+/// Frames of one or more cameras detected together: `(camera slot key, frame)`.
 #[derive(Debug)]
 pub struct Batch {
     /// The frames, in the order their detections come back.
@@ -152,10 +152,7 @@ impl DetectPool {
         let done = if wait.is_zero() {
             self.done.try_recv().ok()
         } else {
-            match self.done.recv_timeout(wait) {
-                Ok(d) => Some(d),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-            }
+            self.done.recv_timeout(wait).ok()
         }?;
         if let Some(w) = self.workers.get_mut(done.worker) {
             if done.fatal {

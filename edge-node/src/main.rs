@@ -5,6 +5,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod analysis;
+mod cluster;
 mod command;
 mod config;
 mod detect_pool;

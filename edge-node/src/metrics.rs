@@ -49,6 +49,11 @@ impl Histogram {
         }
     }
 
+    /// Sum of the observations, seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
     /// Observations so far.
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
@@ -209,6 +214,16 @@ pub struct NodeMetrics {
     pub crops: AtomicU64,
     /// Errors in analysis (a failed inference run, a failed write).
     pub errors: AtomicU64,
+    /// Crops sent to another node's re-ID service and answered.
+    pub crops_remote: AtomicU64,
+    /// Remote re-ID requests that failed (timeout, refusal) and were done locally.
+    pub remote_failures: AtomicU64,
+    /// Crops kept local because the plan's bandwidth share was used up.
+    pub crops_throttled: AtomicU64,
+    /// Crops other nodes sent here to identify.
+    pub crops_served: AtomicU64,
+    /// Cluster inputs (announcements, requests) dropped because the re-ID worker was full.
+    pub inputs_dropped: AtomicU64,
 }
 
 /// A source of the text exposition, called per scrape.

@@ -3,7 +3,8 @@
 //! (one SQLite writer) -> `/metrics`. Returns after `shutdown` is set and every
 //! record has been flushed.
 
-use crate::analysis::{Analysis, AnalysisSettings, CameraSlot};
+use crate::analysis::{Analysis, AnalysisSettings, CameraRegistry, CameraSlot};
+use crate::cluster;
 use crate::config::EdgeConfig;
 use crate::detect_pool::DetectPool;
 use crate::identify::Identifier;
@@ -31,6 +32,18 @@ pub struct Built {
     pub metrics: Arc<NodeMetrics>,
     /// The database writer, for its statistics.
     pub store: vidar_store::WriterHandle,
+    /// The cameras being analysed (changes in a cluster).
+    pub registry: Arc<CameraRegistry>,
+    /// The cluster side, not yet started (cluster mode only).
+    pub cluster: Option<ClusterStart>,
+}
+
+/// What starting the cluster side needs from [`build`].
+pub struct ClusterStart {
+    link: cluster::Link,
+    capacity: vidar_protocol::messages::NodeCapacity,
+    control: std::sync::mpsc::Sender<crate::analysis::Control>,
+    inbox: crate::identify::Inbox,
 }
 
 /// Builds every part, failing early, with the file and problem named, on a
@@ -56,6 +69,21 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
         .embedder
         .build(&factory)
         .with_context(|| format!("loading re-ID model {:?}", config.embedder.model))?;
+    let mut embedder = embedder;
+    // In a cluster: join it, and measure what this node can do for the master's plans.
+    let link = match &config.cluster {
+        Some(settings) => {
+            let link = cluster::Link::open(config, settings)?;
+            let capacity = cluster::profile(config, detectors.as_mut_slice(), &mut embedder);
+            tracing::info!(
+                detect_fps = capacity.detect_fps,
+                reid_crops_per_s = capacity.reid_crops_per_s,
+                "capacity"
+            );
+            Some((link, capacity))
+        }
+        None => None,
+    };
     let mut gallery = Gallery::new(config.gallery.clone())?;
     let node_metrics = Arc::new(NodeMetrics::default());
     let recorder = Recorder::open(&config.database, &config.node_id, Arc::clone(&node_metrics))
@@ -75,11 +103,13 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
         tracing::info!(restored, "restored identities from the database");
     }
     let identifier = Identifier::spawn(
+        config.node_id.clone(),
         Box::new(embedder),
         gallery,
         recorder.share(),
         Arc::clone(&node_metrics),
         config.snapshots,
+        link.as_ref().map(|(l, _)| l.reid()),
     )?;
     let mut cameras = Vec::with_capacity(config.cameras.len());
     for cam in &config.cameras {
@@ -97,7 +127,18 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
         .map(|c| (c.ingest.camera().clone(), Arc::clone(&c.metrics)))
         .collect();
     let store = recorder.writer();
+    let (control_tx, control_rx) = std::sync::mpsc::channel();
+    let in_cluster = link.is_some();
+    let cluster = link.map(|(link, capacity)| ClusterStart {
+        link,
+        capacity,
+        control: control_tx,
+        inbox: identifier.inbox(),
+    });
+    let registry = Arc::new(CameraRegistry::default());
     Ok(Built {
+        registry: Arc::clone(&registry),
+        cluster,
         store,
         analysis: Analysis {
             cameras,
@@ -108,6 +149,8 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
             settings: AnalysisSettings {
                 detection_interval: config.detection_interval,
             },
+            control: in_cluster.then_some(control_rx),
+            registry,
         },
         statuses: Arc::new(StatusBoard::default()),
         cameras: cam_metrics,
@@ -159,19 +202,36 @@ pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>, status_every_s: u64) -
     let Built {
         analysis,
         statuses,
-        cameras: cam_metrics,
+        cameras: _,
         metrics: node_metrics,
         store,
+        registry,
+        cluster,
     } = build(&config)?;
     let detector_threads = analysis.detectors.threads();
     let board = Arc::clone(&statuses);
-    let cam_summaries = cam_metrics.clone();
     let summary_metrics = Arc::clone(&node_metrics);
     let nm = Arc::clone(&node_metrics);
     let node_id = config.node_id.clone();
+    let reg = Arc::clone(&registry);
+    let render_store_handle = store.clone();
+    let garbage = cluster.as_ref().map(|c| c.link.garbage());
     let render: Render = Arc::new(move |out: &mut String| {
-        render_node(out, &node_id, &board, &cam_metrics, &nm);
-        render_store(out, &node_id, &store);
+        render_node(out, &node_id, &board, &reg.snapshot(), &nm);
+        render_store(out, &node_id, &render_store_handle);
+        if let Some(g) = &garbage {
+            header(
+                out,
+                "vidar_messages_refused_total",
+                "counter",
+                "Malformed, foreign or wrong-version messages refused on Vidar's keys.",
+            );
+            let _ = writeln!(
+                out,
+                "vidar_messages_refused_total{{node=\"{node_id}\"}} {}",
+                g.refused()
+            );
+        }
     });
     let board = Arc::clone(&statuses);
     let healthy: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || board.any_streaming());
@@ -181,10 +241,33 @@ pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>, status_every_s: u64) -
         detector = %detector_name(&config), detector_threads, "edge node running");
     let stop = Arc::clone(&shutdown);
     let publisher = Arc::clone(&statuses);
+    let recorder = analysis.recorder.share();
     let worker = std::thread::Builder::new()
         .name("analysis".into())
         .spawn(move || analysis.run_with_status(&stop, &publisher))?;
-    let mut summary = Summary::new(cam_summaries, Arc::clone(&statuses), summary_metrics);
+    let running = match cluster {
+        Some(c) => Some(cluster::start(
+            c.link,
+            cluster::Parts {
+                config: config.clone(),
+                capacity: c.capacity,
+                inbox: c.inbox,
+                control: c.control,
+                registry: Arc::clone(&registry),
+                board: Arc::clone(&statuses),
+                metrics: Arc::clone(&node_metrics),
+                recorder,
+                store: store.clone(),
+                metrics_addr: server.addr().to_string(),
+            },
+        )?),
+        None => None,
+    };
+    let mut summary = Summary::new(
+        Arc::clone(&registry),
+        Arc::clone(&statuses),
+        summary_metrics,
+    );
     let mut last = std::time::Instant::now();
     while !shutdown.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
@@ -192,6 +275,10 @@ pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>, status_every_s: u64) -
             println!("{}", summary.line(last.elapsed().as_secs_f64()));
             last = std::time::Instant::now();
         }
+    }
+    if let Some(r) = running {
+        // Leave first, so the master reassigns this node's cameras at once.
+        r.stop();
     }
     tracing::info!("shutting down: flushing records");
     worker
@@ -411,6 +498,31 @@ fn render_node(
             "Failed inference runs or writes.",
             &nm.errors,
         ),
+        (
+            "vidar_crops_remote_total",
+            "Crops identified by another node's re-ID service.",
+            &nm.crops_remote,
+        ),
+        (
+            "vidar_reid_remote_failures_total",
+            "Remote re-ID requests that failed and were done locally.",
+            &nm.remote_failures,
+        ),
+        (
+            "vidar_crops_throttled_total",
+            "Crops kept local because the plan's bandwidth share was used up.",
+            &nm.crops_throttled,
+        ),
+        (
+            "vidar_crops_served_total",
+            "Crops from other nodes identified here.",
+            &nm.crops_served,
+        ),
+        (
+            "vidar_cluster_inputs_dropped_total",
+            "Cluster inputs dropped because the re-ID worker was full.",
+            &nm.inputs_dropped,
+        ),
     ] {
         header(out, name, "counter", help);
         let _ = writeln!(out, "{name}{{{labels}}} {}", v.load(Ordering::Relaxed));
@@ -419,34 +531,33 @@ fn render_node(
 
 /// The live one-line summary printed by `run --status-every`.
 struct Summary {
-    cams: Vec<(vidar_protocol::CameraId, Arc<metrics::CameraMetrics>)>,
+    registry: Arc<CameraRegistry>,
     board: Arc<StatusBoard>,
     node: Arc<NodeMetrics>,
-    last: Vec<u64>,
+    last: std::collections::HashMap<vidar_protocol::CameraId, u64>,
 }
 
 impl Summary {
-    fn new(
-        cams: Vec<(vidar_protocol::CameraId, Arc<metrics::CameraMetrics>)>,
-        board: Arc<StatusBoard>,
-        node: Arc<NodeMetrics>,
-    ) -> Self {
-        let last = vec![0; cams.len()];
+    fn new(registry: Arc<CameraRegistry>, board: Arc<StatusBoard>, node: Arc<NodeMetrics>) -> Self {
         Summary {
-            cams,
+            registry,
             board,
             node,
-            last,
+            last: std::collections::HashMap::new(),
         }
     }
 
     fn line(&mut self, dt: f64) -> String {
         let statuses = self.board.snapshot();
         let mut line = String::new();
-        for (i, (cam, m)) in self.cams.iter().enumerate() {
+        let cams = self.registry.snapshot();
+        if cams.is_empty() {
+            line.push_str("no cameras | ");
+        }
+        for (cam, m) in &cams {
             let analysed = m.analysed.load(Ordering::Relaxed);
-            let fps = (analysed - self.last[i]) as f64 / dt.max(1e-3);
-            self.last[i] = analysed;
+            let before = self.last.insert(cam.clone(), analysed).unwrap_or(analysed);
+            let fps = analysed.saturating_sub(before) as f64 / dt.max(1e-3);
             let st = statuses
                 .iter()
                 .find(|(c, _)| c == cam.as_str())

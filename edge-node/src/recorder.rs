@@ -169,6 +169,12 @@ pub const SNAPSHOT_MAX_SIDE: u32 = 128;
 
 /// A small JPEG of the box `b` in `frame` (longest side ≤ [`SNAPSHOT_MAX_SIDE`]).
 pub fn snapshot_jpeg(frame: &RgbFrame<'_>, b: &BBox) -> Option<Vec<u8>> {
+    crop_jpeg(frame, b, SNAPSHOT_MAX_SIDE, 80)
+}
+
+/// A JPEG of the box `b` in `frame`, scaled down so its longest side is at
+/// most `max_side`, at `quality` (1-100).
+pub fn crop_jpeg(frame: &RgbFrame<'_>, b: &BBox, max_side: u32, quality: u8) -> Option<Vec<u8>> {
     let c = b.clip(frame.width() as f32, frame.height() as f32);
     let (x0, y0) = (c.x as usize, c.y as usize);
     let (w, h) = (c.w as usize, c.h as usize);
@@ -182,14 +188,14 @@ pub fn snapshot_jpeg(frame: &RgbFrame<'_>, b: &BBox) -> Option<Vec<u8>> {
         crop.extend_from_slice(row);
     }
     let img = image::RgbImage::from_raw(w as u32, h as u32, crop)?;
-    let scale = (SNAPSHOT_MAX_SIDE as f32 / w.max(h) as f32).min(1.0);
+    let scale = (max_side as f32 / w.max(h) as f32).min(1.0);
     let (tw, th) = (
         ((w as f32 * scale) as u32).max(1),
         ((h as f32 * scale) as u32).max(1),
     );
     let small = image::imageops::resize(&img, tw, th, image::imageops::FilterType::Triangle);
     let mut out = std::io::Cursor::new(Vec::new());
-    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80);
+    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
     small.write_with_encoder(enc).ok()?;
     Some(out.into_inner())
 }

@@ -1,0 +1,462 @@
+//! The master's configuration file (TOML): what it reads, its defaults, and the
+//! validation that lists every problem at once, each naming its file and key.
+//!
+//! This module only parses and checks; it opens nothing. The running master is
+//! built from a validated config by [`crate::Master::start`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use vidar_link::LinkSettings;
+use vidar_protocol::{CameraId, NodeId};
+
+use crate::planner::SiteCamera;
+
+/// Largest accepted period (sync, plan), seconds: one day.
+const MAX_PERIOD_S: f64 = 86_400.0;
+/// Most records one sync request may ask for (the protocol's bound).
+const MAX_SYNC_BATCH: u32 = vidar_protocol::messages::MAX_BATCH_RECORDS as u32;
+
+/// The master's configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MasterConfig {
+    /// The master's node id: the writer id of the global database, so it must
+    /// differ from every edge's id. Default `master`.
+    #[serde(default = "default_master_id")]
+    pub master_id: String,
+    /// The global SQLite database (created if absent). Required.
+    pub database: PathBuf,
+    /// Where the HTTP API listens, `host:port`. Default `127.0.0.1:8080`.
+    #[serde(default = "default_http_addr")]
+    pub http_addr: String,
+    /// How the master joins the zenoh network; its mode defaults to `router`.
+    #[serde(default)]
+    pub cluster: LinkSettings,
+    /// Seconds between two record syncs from every live node. Default 10.
+    #[serde(default = "default_sync_every_s")]
+    pub sync_every_s: f64,
+    /// Records asked for in one sync request, 1..=100000. Default 5000.
+    #[serde(default = "default_sync_batch")]
+    pub sync_batch: u32,
+    /// Seconds between two periodic replans (events replan at once). Default 30.
+    #[serde(default = "default_plan_every_s")]
+    pub plan_every_s: f64,
+    /// Seconds without a status after which a node counts as dead (a node whose
+    /// liveliness token is gone is dead at once). Default 5.
+    #[serde(default = "default_node_timeout_s")]
+    pub node_timeout_s: f64,
+    /// Cosine similarity, in (0, 1], at or above which two identities minted by
+    /// different nodes are merged. Default 0.8.
+    #[serde(default = "default_merge_threshold")]
+    pub merge_threshold: f64,
+    /// The site's cameras. Default none.
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+}
+
+/// One camera of the site (`[[cameras]]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// The camera id (`[A-Za-z0-9_.-]`, 1..=64 characters). Required.
+    pub camera: String,
+    /// Its source URL (`rtsp://...`, `file://...`). Required.
+    pub source: String,
+    /// Frames per second it sends, > 0. Default 10.
+    #[serde(default = "default_fps")]
+    pub fps: f64,
+    /// Expected people in view, >= 0 (sizes its re-ID load). Default 2.
+    #[serde(default = "default_persons")]
+    pub persons: f64,
+    /// Frame width, pixels. Default 1280.
+    #[serde(default = "default_width")]
+    pub width: u32,
+    /// Frame height, pixels. Default 720.
+    #[serde(default = "default_height")]
+    pub height: u32,
+    /// The node that must ingest it (e.g. the only one on the camera's LAN). Default none.
+    #[serde(default)]
+    pub node: Option<String>,
+}
+
+fn default_master_id() -> String {
+    "master".into()
+}
+fn default_http_addr() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_sync_every_s() -> f64 {
+    10.0
+}
+fn default_sync_batch() -> u32 {
+    5000
+}
+fn default_plan_every_s() -> f64 {
+    30.0
+}
+fn default_node_timeout_s() -> f64 {
+    5.0
+}
+fn default_merge_threshold() -> f64 {
+    0.8
+}
+fn default_fps() -> f64 {
+    10.0
+}
+fn default_persons() -> f64 {
+    2.0
+}
+fn default_width() -> u32 {
+    1280
+}
+fn default_height() -> u32 {
+    720
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this config (syntax, unknown or mistyped key).
+    #[error("{}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (it names the key and line).
+        message: String,
+    },
+    /// The values are unusable; every problem is listed.
+    #[error("{}: invalid configuration:\n  {}", path.display(), problems.join("\n  "))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// One line per problem, each starting with its key.
+        problems: Vec<String>,
+    },
+}
+
+impl MasterConfig {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<MasterConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        MasterConfig::parse(&text, path)
+    }
+
+    /// Parses and validates `text`; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<MasterConfig, ConfigError> {
+        let config: MasterConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
+    /// Every problem of the values, each starting with its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Err(e) = NodeId::new(&self.master_id) {
+            p.push(format!("master_id: {:?}: {e}", self.master_id));
+        }
+        if self.database.as_os_str().is_empty() {
+            p.push("database: empty path".into());
+        } else if self.database.is_dir() {
+            p.push(format!(
+                "database: {} is a directory, not a database file",
+                self.database.display()
+            ));
+        }
+        if self.http_addr.parse::<SocketAddr>().is_err() {
+            p.push(format!(
+                "http_addr: {:?} is not an address like 127.0.0.1:8080",
+                self.http_addr
+            ));
+        }
+        p.extend(self.cluster.problems());
+        for (key, v, min) in [
+            ("sync_every_s", self.sync_every_s, 0.1),
+            ("plan_every_s", self.plan_every_s, 1.0),
+            ("node_timeout_s", self.node_timeout_s, 0.5),
+        ] {
+            if !(v.is_finite() && (min..=MAX_PERIOD_S).contains(&v)) {
+                p.push(format!("{key}: {v} s, {min}..={MAX_PERIOD_S} allowed"));
+            }
+        }
+        if !(1..=MAX_SYNC_BATCH).contains(&self.sync_batch) {
+            p.push(format!(
+                "sync_batch: {}, 1..={MAX_SYNC_BATCH} allowed",
+                self.sync_batch
+            ));
+        }
+        if !(self.merge_threshold.is_finite()
+            && self.merge_threshold > 0.0
+            && self.merge_threshold <= 1.0)
+        {
+            p.push(format!(
+                "merge_threshold: {}, a cosine similarity in (0, 1] expected",
+                self.merge_threshold
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, c) in self.cameras.iter().enumerate() {
+            let key = |field: &str| format!("cameras[{i}].{field}");
+            match CameraId::new(&c.camera) {
+                Ok(id) => {
+                    if !seen.insert(id) {
+                        p.push(format!(
+                            "{}: {:?} is listed more than once",
+                            key("camera"),
+                            c.camera
+                        ));
+                    }
+                }
+                Err(e) => p.push(format!("{}: {:?}: {e}", key("camera"), c.camera)),
+            }
+            if c.source.trim().is_empty() {
+                p.push(format!("{}: empty", key("source")));
+            } else if !c.source.contains("://") {
+                p.push(format!(
+                    "{}: {:?} is not a URL like rtsp://host/path",
+                    key("source"),
+                    c.source
+                ));
+            } else if c.source.len() > vidar_protocol::messages::MAX_SOURCE_LEN {
+                p.push(format!(
+                    "{}: {} bytes, at most {} allowed",
+                    key("source"),
+                    c.source.len(),
+                    vidar_protocol::messages::MAX_SOURCE_LEN
+                ));
+            }
+            if !(c.fps.is_finite() && c.fps > 0.0 && c.fps <= 1000.0) {
+                p.push(format!(
+                    "{}: {}, 0 < fps <= 1000 expected",
+                    key("fps"),
+                    c.fps
+                ));
+            }
+            if !(c.persons.is_finite() && (0.0..=10_000.0).contains(&c.persons)) {
+                p.push(format!(
+                    "{}: {}, 0..=10000 expected",
+                    key("persons"),
+                    c.persons
+                ));
+            }
+            for (field, v) in [("width", c.width), ("height", c.height)] {
+                if !(1..=16_384).contains(&v) {
+                    p.push(format!("{}: {v} pixels, 1..=16384 expected", key(field)));
+                }
+            }
+            if let Some(n) = &c.node {
+                if let Err(e) = NodeId::new(n) {
+                    p.push(format!("{}: {n:?}: {e}", key("node")));
+                }
+            }
+        }
+        p
+    }
+
+    /// The master's node id (valid after [`problems`](Self::problems) is empty).
+    pub fn master_node(&self) -> Result<NodeId, String> {
+        NodeId::new(&self.master_id).map_err(|e| format!("master_id: {e}"))
+    }
+
+    /// The cameras in the planner's form (valid after [`problems`](Self::problems) is empty).
+    pub fn site_cameras(&self) -> Result<Vec<SiteCamera>, String> {
+        self.cameras
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                Ok(SiteCamera {
+                    camera: CameraId::new(&c.camera)
+                        .map_err(|e| format!("cameras[{i}].camera: {e}"))?,
+                    source: c.source.clone(),
+                    fps: c.fps,
+                    persons: c.persons,
+                    width: c.width,
+                    height: c.height,
+                    pinned: c
+                        .node
+                        .as_deref()
+                        .map(NodeId::new)
+                        .transpose()
+                        .map_err(|e| format!("cameras[{i}].node: {e}"))?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<MasterConfig, ConfigError> {
+        MasterConfig::parse(text, Path::new("master.toml"))
+    }
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let c = parse("database = \"/tmp/x/global.db\"\n").expect("valid");
+        assert_eq!(c.master_id, "master");
+        assert_eq!(c.http_addr, "127.0.0.1:8080");
+        assert_eq!(c.sync_every_s, 10.0);
+        assert_eq!(c.sync_batch, 5000);
+        assert_eq!(c.plan_every_s, 30.0);
+        assert_eq!(c.node_timeout_s, 5.0);
+        assert_eq!(c.merge_threshold, 0.8);
+        assert!(c.cameras.is_empty());
+        assert_eq!(c.cluster, LinkSettings::default());
+    }
+
+    #[test]
+    fn valid_full_config() {
+        let c = parse(
+            r#"
+            master_id = "m1"
+            database = "/var/lib/vidar/global.db"
+            http_addr = "0.0.0.0:9000"
+            sync_every_s = 2.5
+            sync_batch = 100
+            plan_every_s = 10
+            node_timeout_s = 3
+            merge_threshold = 0.75
+
+            [cluster]
+            site = "plant-3"
+            mode = "router"
+            listen = ["tcp/0.0.0.0:7447"]
+
+            [[cameras]]
+            camera = "lobby"
+            source = "rtsp://10.0.0.5/stream1"
+
+            [[cameras]]
+            camera = "dock"
+            source = "rtsp://10.0.0.6/stream1"
+            fps = 15
+            persons = 4
+            width = 1920
+            height = 1080
+            node = "edge-2"
+            "#,
+        )
+        .expect("valid");
+        let cams = c.site_cameras().expect("cameras");
+        assert_eq!(cams.len(), 2);
+        assert_eq!(cams[0].fps, 10.0);
+        assert_eq!(cams[0].persons, 2.0);
+        assert_eq!((cams[0].width, cams[0].height), (1280, 720));
+        assert_eq!(cams[0].pinned, None);
+        assert_eq!(cams[1].pinned.as_ref().map(|n| n.as_str()), Some("edge-2"));
+        assert_eq!(c.master_node().map(|n| n.to_string()), Ok("m1".into()));
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_file_and_key() {
+        let err = parse(
+            r#"
+            master_id = "bad id"
+            database = "/tmp/g.db"
+            http_addr = "nowhere"
+            sync_every_s = 0
+            sync_batch = 0
+            plan_every_s = -1
+            node_timeout_s = inf
+            merge_threshold = 1.5
+
+            [cluster]
+            site = "a/b"
+            connect = ["nonsense"]
+
+            [[cameras]]
+            camera = "cam 1"
+            source = ""
+            fps = 0
+            persons = -1
+            width = 0
+            node = "x/y"
+
+            [[cameras]]
+            camera = "c2"
+            source = "rtsp://h/s"
+
+            [[cameras]]
+            camera = "c2"
+            source = "no-scheme"
+            "#,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        for needle in [
+            "master.toml: invalid configuration",
+            "master_id:",
+            "http_addr:",
+            "sync_every_s:",
+            "sync_batch:",
+            "plan_every_s:",
+            "node_timeout_s:",
+            "merge_threshold:",
+            "cluster.site:",
+            "cluster.connect[0]:",
+            "cameras[0].camera:",
+            "cameras[0].source: empty",
+            "cameras[0].fps:",
+            "cameras[0].persons:",
+            "cameras[0].width:",
+            "cameras[0].node:",
+            "cameras[2].camera: \"c2\" is listed more than once",
+            "cameras[2].source:",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        }
+        assert!(!err.contains("cameras[1]"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_database_are_refused() {
+        let err = parse("database = \"/tmp/g.db\"\nsync_evry_s = 3\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("master.toml") && err.contains("sync_evry_s"),
+            "{err}"
+        );
+        let err = parse("[[cameras]]\ncamera = \"a\"\nsource = \"rtsp://x\"\nfsp = 3\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("fsp"), "{err}");
+        let err = parse("master_id = \"m\"\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("database"), "{err}");
+        let err = MasterConfig::load(Path::new("/nonexistent/vidar/master.toml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("/nonexistent/vidar/master.toml"), "{err}");
+    }
+}

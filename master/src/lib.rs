@@ -1,0 +1,325 @@
+//! `vidar-master`: the cluster's master. It keeps the membership table (zenoh
+//! liveliness + node status), runs the planner on events and publishes
+//! versioned plans, pulls every edge's records into the global database,
+//! merges duplicate identities, and answers queries over HTTP.
+//!
+//! [`Master::start`] wires the services from a validated [`MasterConfig`]; each
+//! service runs on its own thread (zenoh's synchronous API), the HTTP API on a
+//! small tokio runtime. Locks are never held across network calls: services
+//! clone what they need out of shared state first. The master must not touch
+//! an edge's database (only its queryables) nor compute placements itself
+//! (that is [`planner`]'s).
+
+pub mod api;
+pub mod config;
+pub mod membership;
+pub mod merges;
+#[allow(dead_code)]
+pub mod planner;
+pub mod plans;
+pub mod sync;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use vidar_link::zenoh::{self, Wait};
+use vidar_link::{Garbage, Mode};
+use vidar_store::{Writer, WriterConfig};
+
+pub use config::{ConfigError, MasterConfig};
+
+/// Milliseconds since the Unix epoch, now (0 if the clock is before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Why the master could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    /// The configuration is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The global database failed.
+    #[error("global database: {0}")]
+    Store(#[from] vidar_store::StoreError),
+    /// The zenoh session could not be opened.
+    #[error(transparent)]
+    Link(#[from] vidar_link::LinkError),
+    /// A zenoh declaration failed.
+    #[error("zenoh: {what}: {reason}")]
+    Zenoh {
+        /// What was being declared.
+        what: &'static str,
+        /// zenoh's error.
+        reason: String,
+    },
+    /// A file, socket or thread operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn zerr(what: &'static str) -> impl FnOnce(zenoh::Error) -> MasterError {
+    move |e| MasterError::Zenoh {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+fn ioerr(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> MasterError {
+    let what = what.into();
+    move |source| MasterError::Io { what, source }
+}
+
+/// Stops the services if start-up fails half way.
+struct StopOnDrop(Arc<AtomicBool>, bool);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A running master.
+#[derive(Debug)]
+pub struct Master {
+    stop: Arc<AtomicBool>,
+    threads: Vec<(&'static str, JoinHandle<()>)>,
+    feed: Option<membership::Feed>,
+    plan_queryable: Option<zenoh::query::Queryable<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
+    http_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    http_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    http_addr: SocketAddr,
+    writer: Option<Writer>,
+    session: zenoh::Session,
+    context: Arc<api::ApiContext>,
+}
+
+impl Master {
+    /// Opens the database and the zenoh session, starts every service and the
+    /// HTTP API. `config` must be valid ([`MasterConfig::problems`] empty).
+    pub fn start(config: &MasterConfig) -> Result<Master, MasterError> {
+        let problems = config.problems();
+        if !problems.is_empty() {
+            return Err(MasterError::Config(problems.join("; ")));
+        }
+        let master_id = config.master_node().map_err(MasterError::Config)?;
+        let cameras = config.site_cameras().map_err(MasterError::Config)?;
+        let keys = config.cluster.keys()?;
+        let http_addr: SocketAddr = config
+            .http_addr
+            .parse()
+            .map_err(|e| MasterError::Config(format!("http_addr: {e}")))?;
+        if let Some(dir) = config
+            .database
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(ioerr(format!(
+                "creating the database folder {}",
+                dir.display()
+            )))?;
+        }
+        let writer = WriterConfig::new(&config.database, master_id).build()?;
+        let session = config.cluster.open(Mode::Router)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut guard = StopOnDrop(stop.clone(), false);
+        let garbage = Arc::new(Garbage::default());
+
+        let (plan_wake, plan_wake_rx) = mpsc::sync_channel(1);
+        let timeout = Duration::from_secs_f64(config.node_timeout_s);
+        let members = membership::Membership::new(timeout, plan_wake.clone());
+        let plans = plans::Plans::new(cameras, plan_wake);
+        let (sync_wake, sync_wake_rx) = mpsc::sync_channel(1);
+        let sync = sync::Sync::new(sync_wake);
+        let merge_counters = Arc::new(merges::MergeCounters::default());
+
+        let feed = membership::attach(&session, &keys, &members, &garbage)
+            .map_err(zerr("subscribing to liveliness and status"))?;
+        let mut threads = Vec::new();
+        let (plan_thread, plan_queryable) = plans::PlanService {
+            session: session.clone(),
+            keys: keys.clone(),
+            membership: members.clone(),
+            plans: plans.clone(),
+            wake: plan_wake_rx,
+            every: Duration::from_secs_f64(config.plan_every_s),
+            stop: stop.clone(),
+        }
+        .spawn()
+        .map_err(zerr("starting the plan service"))?;
+        threads.push(("plans", plan_thread));
+        let sync_thread = sync::SyncService {
+            session: session.clone(),
+            keys: keys.clone(),
+            membership: members.clone(),
+            writer: writer.handle(),
+            database: config.database.clone(),
+            sync: sync.clone(),
+            wake: sync_wake_rx,
+            every: Duration::from_secs_f64(config.sync_every_s),
+            batch: config.sync_batch,
+            garbage: garbage.clone(),
+            stop: stop.clone(),
+        }
+        .spawn()
+        .map_err(ioerr("starting the sync thread"))?;
+        threads.push(("sync", sync_thread));
+        let merge_thread = merges::MergeService {
+            session: session.clone(),
+            keys: keys.clone(),
+            writer: writer.handle(),
+            threshold: config.merge_threshold,
+            garbage: garbage.clone(),
+            counters: merge_counters.clone(),
+            stop: stop.clone(),
+        }
+        .spawn()
+        .map_err(zerr("starting the merge service"))?;
+        threads.push(("merges", merge_thread));
+
+        let context = Arc::new(api::ApiContext {
+            database: config.database.clone(),
+            session: session.clone(),
+            keys,
+            membership: members,
+            plans,
+            sync,
+            merges: merge_counters,
+            garbage,
+            writer: writer.handle(),
+            edge_timeout: api::EDGE_TIMEOUT,
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("vidar-http")
+            .enable_all()
+            .build()
+            .map_err(ioerr("starting the HTTP runtime"))?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(http_addr))
+            .map_err(ioerr(format!("listening on http_addr {http_addr}")))?;
+        let bound = listener
+            .local_addr()
+            .map_err(ioerr("reading the HTTP address"))?;
+        let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = api::router(context.clone());
+        let http_task = runtime.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        tracing::info!(http = %bound, database = %config.database.display(), site = %config.cluster.site, "master started");
+        guard.1 = true;
+        Ok(Master {
+            stop,
+            threads,
+            feed: Some(feed),
+            plan_queryable: Some(plan_queryable),
+            runtime: Some(runtime),
+            http_stop: Some(http_stop),
+            http_task: Some(http_task),
+            http_addr: bound,
+            writer: Some(writer),
+            session,
+            context,
+        })
+    }
+
+    /// Where the HTTP API listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The state the API serves (membership, plans, sync...).
+    pub fn context(&self) -> &Arc<api::ApiContext> {
+        &self.context
+    }
+
+    /// The global database.
+    pub fn database(&self) -> PathBuf {
+        self.context.database.clone()
+    }
+
+    /// Stops the HTTP API, runs a final sync round, flushes and closes the
+    /// database and the zenoh session.
+    pub fn shutdown(mut self) -> Result<(), MasterError> {
+        self.stop_all()
+    }
+
+    fn stop_all(&mut self) -> Result<(), MasterError> {
+        if let Some(tx) = self.http_stop.take() {
+            let _ = tx.send(());
+        }
+        if let (Some(rt), Some(task)) = (self.runtime.as_ref(), self.http_task.take()) {
+            let r = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), task).await });
+            match r {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+                Err(_) => tracing::warn!("HTTP server did not stop within 5 s"),
+            }
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        for (name, t) in self.threads.drain(..) {
+            if t.join().is_err() {
+                tracing::error!(thread = name, "service thread panicked");
+            }
+        }
+        self.plan_queryable.take();
+        self.feed.take();
+        let mut result = Ok(());
+        if let Some(w) = self.writer.take() {
+            if let Err(e) = w.flush() {
+                result = Err(MasterError::Store(e));
+            }
+            match w.shutdown() {
+                Ok(stats) => tracing::info!(records = stats.records, "global database closed"),
+                Err(e) => result = Err(MasterError::Store(e)),
+            }
+        }
+        if let Err(e) = self.session.close().wait() {
+            tracing::warn!(error = %e, "closing the zenoh session");
+        }
+        result
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            if let Err(e) = self.stop_all() {
+                tracing::error!(error = %e, "stopping the master");
+            }
+        }
+    }
+}
+
+/// Runs the master until `shutdown` is set, then stops it cleanly.
+pub fn run(config: &MasterConfig, shutdown: Arc<AtomicBool>) -> Result<(), MasterError> {
+    let master = Master::start(config)?;
+    while !shutdown.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tracing::info!("shutting down");
+    master.shutdown()
+}

@@ -1,0 +1,112 @@
+//! `vidar-master run --config FILE [--check]`: parses arguments, sets up logging
+//! and signals, and hands over to [`vidar_master::run`].
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use vidar_master::MasterConfig;
+
+/// Vidar's master: cluster membership, plans, record sync and query API.
+#[derive(Debug, Parser)]
+#[command(name = "vidar-master", version)]
+struct Cli {
+    /// Log format (the filter comes from RUST_LOG, default `info`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the master until SIGINT or SIGTERM.
+    Run {
+        /// The master's TOML configuration.
+        #[arg(long)]
+        config: PathBuf,
+        /// Only validate the configuration, then exit.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match cli.log_format {
+        LogFormat::Human => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+    }
+    match cli.command {
+        Command::Run { config, check } => {
+            let cfg = MasterConfig::load(&config)?;
+            if check {
+                println!("{}: valid", config.display());
+                return Ok(());
+            }
+            let shutdown = Arc::new(AtomicBool::new(false));
+            watch_signals(shutdown.clone())?;
+            vidar_master::run(&cfg, shutdown)
+                .with_context(|| format!("running the master of {}", config.display()))
+        }
+    }
+}
+
+/// Sets `shutdown` on SIGINT or SIGTERM (a second signal exits at once).
+fn watch_signals(shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("starting the signal runtime")?;
+    std::thread::Builder::new()
+        .name("vidar-signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                loop {
+                    wait_signal().await;
+                    if shutdown.swap(true, Ordering::Relaxed) {
+                        eprintln!("second signal: exiting now");
+                        std::process::exit(130);
+                    }
+                    tracing::info!("signal received: stopping (again to exit at once)");
+                }
+            })
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn wait_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the master");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

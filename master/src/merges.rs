@@ -1,0 +1,398 @@
+//! Identity merges: two nodes that minted an identity each for one person are
+//! reconciled by the master.
+//!
+//! [`MergeBook`] is the pure decision (no I/O, no clock: callers pass `now`):
+//! it keeps a bounded set of recent identities ([`MAX_RECENT`], ageing out after
+//! [`MAX_AGE_MS`]), and when an identity announced by node A is at least
+//! `threshold` cosine-similar to a recent one minted by another node B, merges
+//! the later-minted one into the earlier (ties: the smaller id). Merges always
+//! point at a root: when a root is merged away, every identity that pointed at
+//! it is re-pointed (and announced again), so nodes never follow chains.
+//! The service ([`MergeService`]) subscribes to `keys.identities()`, writes
+//! each merge to the global database as the master's own `Record::Merge`, and
+//! publishes it on `keys.merges()`.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use vidar_link::zenoh::{self, Wait};
+use vidar_link::Garbage;
+use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce, Merges};
+use vidar_protocol::{wire, IdentityId, Keys, NodeId};
+use vidar_store::{IdentityMerge, Record, WriterHandle};
+
+use crate::now_ms;
+
+/// Most recent identities compared against.
+pub const MAX_RECENT: usize = 10_000;
+/// Identities older than this (since last announced) are no longer compared, ms.
+pub const MAX_AGE_MS: u64 = 3_600_000;
+/// Most merged-away identities remembered for re-pointing (oldest forgotten first).
+pub const MAX_MERGED: usize = 100_000;
+/// Announcements waiting for the merge thread before zenoh is slowed down.
+const QUEUE: usize = 4096;
+
+#[derive(Debug, Clone)]
+struct Recent {
+    identity: IdentityId,
+    node: NodeId,
+    /// L2-normalised.
+    embedding: Vec<f32>,
+    received_ms: u64,
+}
+
+/// The merge decisions, pure and deterministic.
+#[derive(Debug)]
+pub struct MergeBook {
+    threshold: f32,
+    recent: VecDeque<Recent>,
+    /// Merged-away identity -> its root.
+    merged: HashMap<IdentityId, IdentityId>,
+    /// Merged-away identities in merge order, to bound `merged`.
+    merged_order: VecDeque<IdentityId>,
+    /// Earliest time each identity was seen (ms), to pick the merge target.
+    first_seen: HashMap<IdentityId, u64>,
+    /// The nodes that minted the identities of each root's cluster.
+    minted_by: HashMap<IdentityId, BTreeSet<NodeId>>,
+}
+
+fn normalise(v: &[f32]) -> Option<Vec<f32>> {
+    let norm = v
+        .iter()
+        .map(|x| f64::from(*x) * f64::from(*x))
+        .sum::<f64>()
+        .sqrt();
+    if !(norm.is_finite() && norm > 0.0) {
+        return None;
+    }
+    Some(v.iter().map(|x| (f64::from(*x) / norm) as f32).collect())
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+impl MergeBook {
+    /// A book merging at cosine similarity `threshold` or above.
+    pub fn new(threshold: f64) -> MergeBook {
+        MergeBook {
+            threshold: threshold as f32,
+            recent: VecDeque::new(),
+            merged: HashMap::new(),
+            merged_order: VecDeque::new(),
+            first_seen: HashMap::new(),
+            minted_by: HashMap::new(),
+        }
+    }
+
+    /// The identity `id` is now known as (itself unless merged away).
+    pub fn root(&self, id: IdentityId) -> IdentityId {
+        self.merged.get(&id).copied().unwrap_or(id)
+    }
+
+    fn first(&self, id: IdentityId) -> u64 {
+        self.first_seen.get(&id).copied().unwrap_or(u64::MAX)
+    }
+
+    fn age_out(&mut self, now_ms: u64) {
+        while let Some(front) = self.recent.front() {
+            if self.recent.len() > MAX_RECENT
+                || now_ms.saturating_sub(front.received_ms) > MAX_AGE_MS
+            {
+                if let Some(old) = self.recent.pop_front() {
+                    if !self.merged.contains_key(&old.identity)
+                        && !self.recent.iter().any(|r| r.identity == old.identity)
+                    {
+                        self.first_seen.remove(&old.identity);
+                        if !self.merged.values().any(|r| *r == old.identity) {
+                            self.minted_by.remove(&old.identity);
+                        }
+                    }
+                }
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Takes in an announcement received at `now_ms`; returns the merges it
+    /// decides (empty, or the main merge followed by re-pointed ones).
+    pub fn observe(&mut self, a: &IdentityAnnounce, now_ms: u64) -> Vec<MergeAnnounce> {
+        self.age_out(now_ms);
+        let Some(embedding) = normalise(&a.embedding) else {
+            return Vec::new();
+        };
+        let seen = self.first_seen.entry(a.identity).or_insert(a.seen_ms);
+        *seen = (*seen).min(a.seen_ms);
+        let me = self.root(a.identity);
+        self.minted_by.entry(me).or_default().insert(a.node.clone());
+        let empty = BTreeSet::new();
+        let mine = self.minted_by.get(&me).unwrap_or(&empty);
+        // Best match among other nodes' identities not already one with this,
+        // never joining two clusters that share a minting node (that node's
+        // own gallery already judged them different people).
+        let mut best: Option<(f32, IdentityId)> = None;
+        for r in &self.recent {
+            if r.node == a.node || r.embedding.len() != embedding.len() {
+                continue;
+            }
+            let other = self.root(r.identity);
+            if other == me {
+                continue;
+            }
+            let theirs = self.minted_by.get(&other).unwrap_or(&empty);
+            if !mine.is_disjoint(theirs) {
+                continue;
+            }
+            let s = dot(&embedding, &r.embedding);
+            let better = match best {
+                None => true,
+                Some((bs, bid)) => s > bs || (s == bs && other < bid),
+            };
+            if better {
+                best = Some((s, other));
+            }
+        }
+        // Refresh this identity's entry (one per identity, newest last).
+        self.recent.retain(|r| r.identity != a.identity);
+        self.recent.push_back(Recent {
+            identity: a.identity,
+            node: a.node.clone(),
+            embedding,
+            received_ms: now_ms,
+        });
+        self.age_out(now_ms);
+        match best {
+            Some((s, other)) if s >= self.threshold => self.merge(me, other, now_ms),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Merges roots `x` and `y`: the later-minted into the earlier.
+    fn merge(&mut self, x: IdentityId, y: IdentityId, now_ms: u64) -> Vec<MergeAnnounce> {
+        let key = |id: IdentityId| (self.first(id), id);
+        let (into, from) = if key(x) <= key(y) { (x, y) } else { (y, x) };
+        let decided_ms = now_ms;
+        let mut out = vec![MergeAnnounce {
+            from,
+            into,
+            decided_ms,
+        }];
+        let children: Vec<IdentityId> = self
+            .merged
+            .iter()
+            .filter(|(_, root)| **root == from)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut children = children;
+        children.sort();
+        for c in children {
+            self.merged.insert(c, into);
+            out.push(MergeAnnounce {
+                from: c,
+                into,
+                decided_ms,
+            });
+        }
+        self.merged.insert(from, into);
+        self.merged_order.push_back(from);
+        if let Some(nodes) = self.minted_by.remove(&from) {
+            self.minted_by.entry(into).or_default().extend(nodes);
+        }
+        let first = self.first(from).min(self.first(into));
+        self.first_seen.insert(into, first);
+        while self.merged_order.len() > MAX_MERGED {
+            if let Some(old) = self.merged_order.pop_front() {
+                self.merged.remove(&old);
+            }
+        }
+        out
+    }
+}
+
+/// Counters of the merge service.
+#[derive(Debug, Default)]
+pub struct MergeCounters {
+    /// Identity announcements taken in.
+    pub announcements: AtomicU64,
+    /// Merges decided (re-pointings included).
+    pub merges: AtomicU64,
+    /// Merges that could not be stored or published.
+    pub failures: AtomicU64,
+}
+
+/// What the merge service needs to run.
+#[derive(Debug)]
+pub struct MergeService {
+    /// The zenoh session.
+    pub session: zenoh::Session,
+    /// The site's keys.
+    pub keys: Keys,
+    /// The global database's writer (merges are the master's own records).
+    pub writer: WriterHandle,
+    /// Cosine threshold.
+    pub threshold: f64,
+    /// Refused payloads are counted here.
+    pub garbage: Arc<Garbage>,
+    /// Counters shared with the API.
+    pub counters: Arc<MergeCounters>,
+    /// Set to stop the service.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl MergeService {
+    /// Subscribes to identity announcements and runs the service on its own thread.
+    pub fn spawn(self) -> Result<JoinHandle<()>, zenoh::Error> {
+        let subscriber = self
+            .session
+            .declare_subscriber(self.keys.identities())
+            .with(zenoh::handlers::FifoChannel::new(QUEUE))
+            .wait()?;
+        let publisher = self.session.declare_publisher(self.keys.merges()).wait()?;
+        let thread = std::thread::Builder::new()
+            .name("vidar-merges".into())
+            .spawn(move || {
+                let mut book = MergeBook::new(self.threshold);
+                while !self.stop.load(Ordering::Relaxed) {
+                    let sample = match subscriber.recv_timeout(Duration::from_millis(200)) {
+                        Ok(Some(s)) => s,
+                        Ok(None) => continue,
+                        Err(_) => break,
+                    };
+                    let key = sample.key_expr().as_str();
+                    let bytes = sample.payload().to_bytes();
+                    let Some(a) = self.garbage.decode::<IdentityAnnounce>(key, &bytes) else {
+                        continue;
+                    };
+                    self.counters.announcements.fetch_add(1, Ordering::Relaxed);
+                    let merges = book.observe(&a, now_ms());
+                    if !merges.is_empty() {
+                        self.apply(&publisher, merges);
+                    }
+                }
+            })
+            .map_err(|e| -> zenoh::Error { Box::new(e) })?;
+        Ok(thread)
+    }
+
+    fn apply(&self, publisher: &zenoh::pubsub::Publisher<'_>, merges: Vec<MergeAnnounce>) {
+        for m in &merges {
+            tracing::info!(from = %m.from, into = %m.into, "identities merged");
+            let record = Record::Merge(IdentityMerge {
+                from: m.from,
+                into: m.into,
+                decided_ms: i64::try_from(m.decided_ms).unwrap_or(i64::MAX),
+            });
+            if let Err(e) = self.writer.write(record) {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, from = %m.from, into = %m.into, "storing a merge");
+            }
+        }
+        self.counters
+            .merges
+            .fetch_add(merges.len() as u64, Ordering::Relaxed);
+        let payload = if merges.len() == 1 {
+            wire::encode(&merges[0])
+        } else {
+            wire::encode(&Merges { merges })
+        };
+        match payload {
+            Ok(p) => {
+                if let Err(e) = publisher.put(p).wait() {
+                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "publishing merges");
+                }
+            }
+            Err(e) => {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "encoding merges");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vidar_protocol::CameraId;
+
+    fn ann(id: u64, node: &str, seen_ms: u64, e: &[f32]) -> IdentityAnnounce {
+        IdentityAnnounce {
+            identity: IdentityId(id),
+            node: NodeId::new(node).expect("id"),
+            camera: CameraId::new("c").expect("id"),
+            seen_ms,
+            embedding: e.to_vec(),
+        }
+    }
+
+    fn pairs(m: &[MergeAnnounce]) -> Vec<(u64, u64)> {
+        m.iter().map(|m| (m.from.0, m.into.0)).collect()
+    }
+
+    #[test]
+    fn merges_later_into_earlier_across_nodes_only() {
+        let mut b = MergeBook::new(0.8);
+        assert!(b.observe(&ann(10, "a", 100, &[1.0, 0.0]), 1000).is_empty());
+        // Same node, same look: not merged (the node's own gallery decides).
+        assert!(b.observe(&ann(11, "a", 50, &[1.0, 0.01]), 1001).is_empty());
+        // Other node, dissimilar: nothing.
+        assert!(b.observe(&ann(20, "b", 90, &[0.0, 1.0]), 1002).is_empty());
+        // Other node, similar to 10 and 11 (11 is more similar, and earlier): into 11.
+        let m = b.observe(&ann(21, "b", 200, &[2.0, 0.02]), 1003);
+        assert_eq!(pairs(&m), vec![(21, 11)]);
+        assert_eq!(b.root(IdentityId(21)), IdentityId(11));
+        // Announced again: already one with 11, and never joined to 10, which
+        // node a (11's minter) keeps apart from 11.
+        assert!(b.observe(&ann(21, "b", 200, &[2.0, 0.02]), 1004).is_empty());
+        assert!(b.observe(&ann(22, "c", 300, &[1.0, 0.0]), 1005).len() == 1);
+        assert_ne!(b.root(IdentityId(10)), b.root(IdentityId(11)));
+    }
+
+    #[test]
+    fn no_chains_when_a_root_is_merged_away() {
+        let mut b = MergeBook::new(0.9);
+        b.observe(&ann(1, "a", 500, &[1.0, 0.0, 0.0]), 0);
+        assert_eq!(
+            pairs(&b.observe(&ann(2, "b", 600, &[1.0, 0.0, 0.0]), 1)),
+            vec![(2, 1)]
+        );
+        // 3 from node c was minted before 1: 1 joins 3, and 2 is re-pointed to 3.
+        let m = b.observe(&ann(3, "c", 100, &[1.0, 0.01, 0.0]), 2);
+        assert_eq!(pairs(&m), vec![(1, 3), (2, 3)]);
+        assert_eq!(b.root(IdentityId(2)), IdentityId(3));
+        assert_eq!(b.root(IdentityId(1)), IdentityId(3));
+    }
+
+    #[test]
+    fn deterministic_and_ages_out() {
+        let run = || {
+            let mut b = MergeBook::new(0.8);
+            let mut all = Vec::new();
+            for (k, (node, e)) in [("a", [1.0, 0.0]), ("b", [1.0, 0.0]), ("c", [0.99, 0.1])]
+                .iter()
+                .enumerate()
+            {
+                all.extend(pairs(&b.observe(&ann(k as u64 + 1, node, 100, e), 0)));
+            }
+            all
+        };
+        assert_eq!(run(), run());
+        assert_eq!(run(), vec![(2, 1), (3, 1)]);
+        let mut b = MergeBook::new(0.8);
+        b.observe(&ann(1, "a", 0, &[1.0]), 0);
+        assert!(b
+            .observe(&ann(2, "b", 0, &[1.0]), MAX_AGE_MS + 1)
+            .is_empty());
+        // Zero or mismatched embeddings are never merged.
+        assert!(b
+            .observe(&ann(3, "c", 0, &[0.0]), MAX_AGE_MS + 2)
+            .is_empty());
+        assert!(b
+            .observe(&ann(4, "c", 0, &[1.0, 0.0]), MAX_AGE_MS + 3)
+            .is_empty());
+    }
+}

@@ -1,0 +1,333 @@
+//! Record sync: pulls every reachable edge's records after the master's cursor
+//! into the global database, every `sync_every` and on demand.
+//!
+//! For each node: ask `keys.sync(node)` for records after the cursor (with the
+//! cursor as `ack_through`, so the edge may prune what the master holds), store
+//! the batch with `upsert_batch` (records and cursor in one transaction, so the
+//! cursor never passes an uncommitted record), and ask again while the edge
+//! says there is `more`. The cursor lives in the global database, so a restarted
+//! master resumes where it stopped; keys already present are left alone, so a
+//! batch applied twice (or overlapping batches) change nothing. A node that does
+//! not answer is logged with exponential spacing and retried next round.
+//! This module owns the transport loop; the SQL is the store's.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use vidar_link::{request, zenoh, Garbage};
+use vidar_protocol::messages::{SyncBatch, SyncRequest};
+use vidar_protocol::{Keys, NodeId};
+use vidar_store::{Reader, WriterHandle};
+
+use crate::membership::Membership;
+use crate::now_ms;
+
+/// How long one sync request waits for its batch.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most requests to one node in one round (a node far behind catches up over
+/// several rounds rather than starving the others).
+pub const MAX_REQUESTS_PER_ROUND: usize = 1000;
+
+/// One node's sync state, for the API and metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeSync {
+    /// The master's cursor: every record of the node up to this seq is in the global database.
+    pub cursor: u64,
+    /// The node's highest seq at its last answer.
+    pub edge_last_seq: Option<u64>,
+    /// Records the node holds beyond the cursor, at its last answer.
+    pub lag_records: Option<u64>,
+    /// Wall-clock ms of the last round that reached the node's end.
+    pub last_success_ms: Option<u64>,
+    /// Seconds since then (filled when read).
+    pub since_success_s: Option<f64>,
+    /// Records stored from this node since the master started.
+    pub records: u64,
+    /// Consecutive failed rounds.
+    pub failures: u64,
+    /// The last failure, if the last round failed.
+    pub last_error: Option<String>,
+    #[serde(skip)]
+    last_success: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    nodes: Mutex<BTreeMap<NodeId, NodeSync>>,
+    wake: SyncSender<()>,
+    records: AtomicU64,
+    rounds: AtomicU64,
+    /// Records per second of the last round, as f64 bits.
+    rate_bits: AtomicU64,
+}
+
+/// A handle on the sync service: trigger a round, read its state.
+#[derive(Debug, Clone)]
+pub struct Sync {
+    shared: Arc<Shared>,
+}
+
+impl Sync {
+    /// A handle; `wake` must be the sender of the service's trigger channel.
+    pub fn new(wake: SyncSender<()>) -> Sync {
+        Sync {
+            shared: Arc::new(Shared {
+                nodes: Mutex::new(BTreeMap::new()),
+                wake,
+                records: AtomicU64::new(0),
+                rounds: AtomicU64::new(0),
+                rate_bits: AtomicU64::new(0f64.to_bits()),
+            }),
+        }
+    }
+
+    /// Asks for a round now ("sync now"); coalesced with one already asked for.
+    pub fn trigger(&self) {
+        let _ = self.shared.wake.try_send(());
+    }
+
+    /// Every node's sync state.
+    pub fn nodes(&self) -> BTreeMap<NodeId, NodeSync> {
+        let now = Instant::now();
+        let mut nodes = self
+            .shared
+            .nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for n in nodes.values_mut() {
+            n.since_success_s = n
+                .last_success
+                .map(|at| now.saturating_duration_since(at).as_secs_f64());
+        }
+        nodes
+    }
+
+    /// Records stored since start.
+    pub fn records(&self) -> u64 {
+        self.shared.records.load(Ordering::Relaxed)
+    }
+
+    /// Rounds completed since start.
+    pub fn rounds(&self) -> u64 {
+        self.shared.rounds.load(Ordering::Relaxed)
+    }
+
+    /// Records per second of the last round (0 when it moved nothing).
+    pub fn rate(&self) -> f64 {
+        f64::from_bits(self.shared.rate_bits.load(Ordering::Relaxed))
+    }
+
+    fn update(&self, node: &NodeId, f: impl FnOnce(&mut NodeSync)) {
+        let mut nodes = self.shared.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        f(nodes.entry(node.clone()).or_default());
+    }
+}
+
+/// Why one node's sync stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The node did not answer usably.
+    #[error("requesting records from {node}: {source}")]
+    Request {
+        /// The node.
+        node: NodeId,
+        /// What happened.
+        source: vidar_link::RequestError,
+    },
+    /// The batch claims to come from another node.
+    #[error("the sync answer on {node}'s key is a batch from {from}")]
+    WrongNode {
+        /// The node asked.
+        node: NodeId,
+        /// The node the batch names.
+        from: NodeId,
+    },
+    /// The global database refused the batch or failed.
+    #[error(transparent)]
+    Store(#[from] vidar_store::StoreError),
+}
+
+/// What the sync service needs to run.
+#[derive(Debug)]
+pub struct SyncService {
+    /// The zenoh session.
+    pub session: zenoh::Session,
+    /// The site's keys.
+    pub keys: Keys,
+    /// Who is reachable.
+    pub membership: Membership,
+    /// The global database's writer.
+    pub writer: WriterHandle,
+    /// The global database (read for cursors).
+    pub database: PathBuf,
+    /// The handle shared with the API.
+    pub sync: Sync,
+    /// The receiver of the trigger channel.
+    pub wake: Receiver<()>,
+    /// Round period.
+    pub every: Duration,
+    /// Records asked for per request.
+    pub batch: u32,
+    /// Refused payloads are counted here.
+    pub garbage: Arc<Garbage>,
+    /// Set to stop the service (after one final round).
+    pub stop: Arc<AtomicBool>,
+}
+
+impl SyncService {
+    /// Runs the service on its own thread.
+    pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("vidar-sync".into())
+            .spawn(move || self.run())
+    }
+
+    fn run(self) {
+        let reader = match Reader::open(&self.database) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::error!(error = %e, "opening the global database for sync cursors; sync stopped");
+                None
+            }
+        };
+        let Some(reader) = reader else { return };
+        let mut next = Instant::now();
+        loop {
+            let wait = next.saturating_duration_since(Instant::now());
+            let stop = self.stop.load(Ordering::Relaxed);
+            if !stop && !wait.is_zero() {
+                match self.wake.recv_timeout(wait.min(Duration::from_millis(200))) {
+                    Ok(()) => {} // "sync now"
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        std::thread::sleep(Duration::from_millis(200));
+                        continue;
+                    }
+                }
+            }
+            self.round(&reader);
+            if stop {
+                tracing::info!("final sync round done");
+                return;
+            }
+            next = Instant::now() + self.every;
+        }
+    }
+
+    /// One pass over every reachable node.
+    pub fn round(&self, reader: &Reader) {
+        let start = Instant::now();
+        let mut moved = 0u64;
+        for node in self.membership.reachable() {
+            match self.sync_node(reader, &node) {
+                Ok(n) => moved += n,
+                Err(e) => {
+                    let msg = e.to_string();
+                    let mut failures = 0;
+                    self.sync.update(&node, |s| {
+                        s.failures += 1;
+                        failures = s.failures;
+                        s.last_error = Some(msg.clone());
+                    });
+                    if failures.is_power_of_two() {
+                        tracing::warn!(node = %node, error = %msg, failures, "sync failed; retrying next round");
+                    }
+                }
+            }
+        }
+        let secs = start.elapsed().as_secs_f64().max(1e-3);
+        let rate = moved as f64 / secs;
+        self.sync
+            .shared
+            .rate_bits
+            .store(rate.to_bits(), Ordering::Relaxed);
+        self.sync.shared.rounds.fetch_add(1, Ordering::Relaxed);
+        if moved > 0 {
+            tracing::info!(records = moved, rate, "sync round stored records");
+        }
+    }
+
+    /// Pulls `node`'s records until it has no more; returns how many were new.
+    fn sync_node(&self, reader: &Reader, node: &NodeId) -> Result<u64, SyncError> {
+        let mut cursor = reader.cursor(node)?.unwrap_or(0);
+        let key = self.keys.sync(node);
+        let mut inserted = 0u64;
+        for _ in 0..MAX_REQUESTS_PER_ROUND {
+            let req = SyncRequest {
+                after_seq: cursor,
+                max_records: self.batch,
+                ack_through: cursor,
+            };
+            let batch: SyncBatch =
+                request(&self.session, &key, &req, REQUEST_TIMEOUT, &self.garbage).map_err(
+                    |source| SyncError::Request {
+                        node: node.clone(),
+                        source,
+                    },
+                )?;
+            if &batch.node != node {
+                return Err(SyncError::WrongNode {
+                    node: node.clone(),
+                    from: batch.node,
+                });
+            }
+            let more = batch.more;
+            let edge_last = batch.last_seq;
+            // An edge may resend what the master already holds; skip it here
+            // (the store would leave it unchanged anyway).
+            let records: Vec<_> = batch
+                .records
+                .into_iter()
+                .filter(|r| r.key.seq > cursor)
+                .collect();
+            if let Some(first) = records.first() {
+                if first.key.seq != cursor + 1 {
+                    tracing::warn!(node = %node, cursor, first = first.key.seq, "sync batch skips seqs (pruned before acknowledgement?)");
+                }
+            }
+            if edge_last < cursor {
+                tracing::warn!(node = %node, cursor, edge_last_seq = edge_last, "the edge's last seq is below the master's cursor: its database was replaced or reset; its new records up to the cursor will not be synced");
+            }
+            let before = cursor;
+            let mut new_here = 0u64;
+            if !records.is_empty() {
+                let report = self.writer.upsert_batch(node, records)?;
+                cursor = report.cursor;
+                new_here = report.inserted as u64;
+                inserted += new_here;
+                self.sync
+                    .shared
+                    .records
+                    .fetch_add(report.inserted as u64, Ordering::Relaxed);
+            }
+            let ok_now = now_ms();
+            let at = Instant::now();
+            self.sync.update(node, |s| {
+                s.cursor = cursor;
+                s.edge_last_seq = Some(edge_last);
+                s.lag_records = Some(edge_last.saturating_sub(cursor));
+                s.records += new_here;
+                if !more || cursor == before {
+                    s.last_success_ms = Some(ok_now);
+                    s.last_success = Some(at);
+                    if s.failures > 0 {
+                        tracing::info!(node = %node, after_failures = s.failures, "sync reaches the node again");
+                    }
+                    s.failures = 0;
+                    s.last_error = None;
+                }
+            });
+            if !more || cursor == before {
+                break;
+            }
+        }
+        Ok(inserted)
+    }
+}

@@ -1,0 +1,160 @@
+//! Helpers shared by the master's integration tests: free ports, unique sites,
+//! configs, a tiny HTTP/1.1 client and record builders.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use vidar_master::MasterConfig;
+use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
+use vidar_store::{BoxPoint, IdentityRecord, Record, Sighting, Snapshot};
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+/// A site name no other test (or test process) uses.
+pub fn unique_site() -> String {
+    format!(
+        "t{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A TCP port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A master config on `db`, listening for zenoh on `zenoh_port`, HTTP on a free port.
+pub fn config(db: &Path, site: &str, zenoh_port: u16, extra: &str) -> MasterConfig {
+    let text = format!(
+        r#"
+database = {db:?}
+http_addr = "127.0.0.1:0"
+{extra}
+[cluster]
+site = "{site}"
+listen = ["tcp/127.0.0.1:{zenoh_port}"]
+"#,
+        db = db.display().to_string(),
+    );
+    MasterConfig::parse(&text, Path::new("test.toml")).expect("valid test config")
+}
+
+/// GET (or POST) `path`; returns the status code and the body.
+pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect to the API");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).expect("read reply");
+    let head_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP header end");
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let mut body = buf[head_end + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 2 + n + 2..];
+    }
+}
+
+/// GET `path` as JSON.
+pub fn get_json(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let (code, body) = http(addr, "GET", path);
+    let v = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {}", String::from_utf8_lossy(&body)));
+    (code, v)
+}
+
+/// Waits until `f` is true, at most `limit`.
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+pub fn node(s: &str) -> NodeId {
+    NodeId::new(s).expect("valid id")
+}
+
+pub fn cam(s: &str) -> CameraId {
+    CameraId::new(s).expect("valid id")
+}
+
+pub fn sighting(identity: u64, camera: &str, first_ms: i64, last_ms: i64) -> Record {
+    Record::Sighting(Sighting {
+        identity: IdentityId(identity),
+        camera: cam(camera),
+        track: TrackId(identity),
+        first_ms,
+        last_ms,
+        path: vec![BoxPoint {
+            t_ms: first_ms,
+            bbox: BBox {
+                x: 1.0,
+                y: 2.0,
+                w: 3.0,
+                h: 4.0,
+            },
+        }],
+    })
+}
+
+pub fn identity(identity: u64, camera: &str, first_seen_ms: i64) -> Record {
+    Record::Identity(IdentityRecord {
+        identity: IdentityId(identity),
+        camera: cam(camera),
+        first_seen_ms,
+        embedding: vec![1.0, 0.0, 0.0],
+    })
+}
+
+pub fn snapshot(identity: u64, camera: &str, t_ms: i64) -> Record {
+    Record::Snapshot(Snapshot {
+        identity: IdentityId(identity),
+        camera: cam(camera),
+        t_ms,
+        jpeg: vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3],
+    })
+}

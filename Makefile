@@ -28,6 +28,8 @@ demo: setup models build-release
 
 ## Every test: Rust unit + integration tests (real GStreamer, RTSP, ONNX Runtime), evaluation checks.
 test: setup models
+	# Every binary first: multi-process tests start binaries of other packages.
+	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 
 lint:

@@ -1,0 +1,424 @@
+//! The master with fake edges on in-process zenoh sessions over 127.0.0.1:
+//! membership, plans (and their reassignment when a node dies), record sync
+//! (exactly once, overlapping replies, resume after a master restart) and
+//! garbage on the status keys.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+use vidar_link::zenoh::{self, Wait};
+use vidar_link::{LinkSettings, Mode};
+use vidar_master::{Master, MasterConfig};
+use vidar_protocol::messages::{
+    NodeCapacity, NodeLoad, NodeStatus, Plan, QueryReply, QueryRequest, SyncBatch, SyncRequest,
+};
+use vidar_protocol::{wire, Keys, NodeId};
+use vidar_store::{Reader, Record, WriterConfig};
+
+/// A fake edge node: a zenoh peer listening on its own port, with a liveliness
+/// token, a status publisher, and sync/query queryables over a real store file.
+struct FakeEdge {
+    node: NodeId,
+    session: zenoh::Session,
+    token: Option<zenoh::liveliness::LivelinessToken>,
+    stop: Arc<AtomicBool>,
+    status: Option<JoinHandle<()>>,
+    _sync: zenoh::query::Queryable<()>,
+    _query: Option<zenoh::query::Queryable<()>>,
+    /// `after_seq` of every sync request received.
+    afters: Arc<Mutex<Vec<u64>>>,
+    /// Highest `ack_through` received.
+    acked: Arc<Mutex<u64>>,
+}
+
+fn status_of(node: &NodeId) -> NodeStatus {
+    NodeStatus {
+        node: node.clone(),
+        sent_ms: vidar_master::now_ms(),
+        started_ms: 1,
+        plan_version: 0,
+        capacity: NodeCapacity {
+            cores: 4,
+            memory_mb: 8192,
+            detect_fps: 60.0,
+            reid_crops_per_s: 100.0,
+            reid_service: true,
+        },
+        load: NodeLoad {
+            cameras: Vec::new(),
+            detect_busy: 0.2,
+            reid_busy: 0.1,
+            reid_queue: 0,
+            records_last_seq: 0,
+            unsynced: 0,
+        },
+        links: Vec::new(),
+        metrics_addr: None,
+    }
+}
+
+impl FakeEdge {
+    fn start(site: &str, name: &str, port: u16, db: &Path, serve_queries: bool) -> FakeEdge {
+        let node = node(name);
+        let keys = Keys::new(site).expect("site");
+        let settings = LinkSettings {
+            site: site.into(),
+            mode: Some(Mode::Peer),
+            listen: vec![format!("tcp/127.0.0.1:{port}")],
+            ..LinkSettings::default()
+        };
+        let session = settings.open(Mode::Peer).expect("edge session");
+        let afters = Arc::new(Mutex::new(Vec::new()));
+        let acked = Arc::new(Mutex::new(0u64));
+        let reader = Mutex::new(Reader::open(db).expect("edge reader"));
+        let (n, a, k) = (node.clone(), afters.clone(), acked.clone());
+        let sync = session
+            .declare_queryable(keys.sync(&node))
+            .callback(move |q| {
+                let Some(bytes) = q.payload().map(|p| p.to_bytes()) else {
+                    return;
+                };
+                let Ok(req) = wire::decode::<SyncRequest>(&bytes) else {
+                    return;
+                };
+                a.lock().expect("lock").push(req.after_seq);
+                let mut acked = k.lock().expect("lock");
+                *acked = (*acked).max(req.ack_through);
+                drop(acked);
+                let r = reader.lock().expect("lock");
+                let last = r.last_seq(&n).expect("last seq");
+                // Two replies: one overlapping what the master holds, then the right one.
+                for after in [req.after_seq.saturating_sub(3), req.after_seq] {
+                    let records = r
+                        .records_after(&n, after, req.max_records as usize)
+                        .expect("records");
+                    let more = records.last().is_some_and(|x| x.key.seq < last);
+                    let batch = SyncBatch {
+                        node: n.clone(),
+                        records,
+                        last_seq: last,
+                        more,
+                    };
+                    let bytes = wire::encode(&batch).expect("encode");
+                    q.reply(q.key_expr().clone(), bytes).wait().expect("reply");
+                }
+            })
+            .wait()
+            .expect("sync queryable");
+        let query = serve_queries.then(|| {
+            let reader = Mutex::new(Reader::open(db).expect("edge reader"));
+            let n = node.clone();
+            session
+                .declare_queryable(keys.query(&node))
+                .callback(move |q| {
+                    let Some(bytes) = q.payload().map(|p| p.to_bytes()) else {
+                        return;
+                    };
+                    let Ok(_req) = wire::decode::<QueryRequest>(&bytes) else {
+                        return;
+                    };
+                    // Everything it has: the master must filter and deduplicate.
+                    let records = reader
+                        .lock()
+                        .expect("lock")
+                        .records_after(&n, 0, 10_000)
+                        .expect("records");
+                    let bytes = wire::encode(&QueryReply { records }).expect("encode");
+                    q.reply(q.key_expr().clone(), bytes).wait().expect("reply");
+                })
+                .wait()
+                .expect("query queryable")
+        });
+        let token = session
+            .liveliness()
+            .declare_token(keys.node_alive(&node))
+            .wait()
+            .expect("token");
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st, n, k) = (session.clone(), stop.clone(), node.clone(), keys.clone());
+        let status = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let bytes = wire::encode(&status_of(&n)).expect("encode");
+                let _ = s.put(k.status(&n), bytes).wait();
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        FakeEdge {
+            node,
+            session,
+            token: Some(token),
+            stop,
+            status: Some(status),
+            _sync: sync,
+            _query: query,
+            afters,
+            acked,
+        }
+    }
+
+    /// The node dies: token gone, no more status.
+    fn kill(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.status.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.token.take() {
+            t.undeclare().wait().expect("undeclare");
+        }
+    }
+}
+
+impl Drop for FakeEdge {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = self.session.close().wait();
+    }
+}
+
+fn edge_db(dir: &Path, name: &str, records: Vec<Record>) -> PathBuf {
+    let path = dir.join(format!("{name}.db"));
+    let w = WriterConfig::new(&path, node(name))
+        .build()
+        .expect("edge writer");
+    for r in records {
+        w.submit(r).expect("submit");
+    }
+    w.flush().expect("flush");
+    w.shutdown().expect("shutdown");
+    path
+}
+
+fn edge_records(from: i64, n: i64) -> Vec<Record> {
+    (from..from + n)
+        .map(|i| match i % 3 {
+            0 => identity(i as u64, "c1", i * 100),
+            _ => sighting(
+                i as u64,
+                if i % 2 == 0 { "c1" } else { "c2" },
+                i * 100,
+                i * 100 + 50,
+            ),
+        })
+        .collect()
+}
+
+fn master_config(db: &Path, site: &str, edges: &[u16]) -> MasterConfig {
+    let connect: Vec<String> = edges
+        .iter()
+        .map(|p| format!("\"tcp/127.0.0.1:{p}\""))
+        .collect();
+    let text = format!(
+        r#"
+database = {db:?}
+http_addr = "127.0.0.1:0"
+sync_every_s = 0.3
+sync_batch = 7
+node_timeout_s = 2
+plan_every_s = 30
+
+[cluster]
+site = "{site}"
+listen = ["tcp/127.0.0.1:{port}"]
+connect = [{connect}]
+
+[[cameras]]
+camera = "c1"
+source = "rtsp://127.0.0.1/c1"
+
+[[cameras]]
+camera = "c2"
+source = "rtsp://127.0.0.1/c2"
+
+[[cameras]]
+camera = "c3"
+source = "rtsp://127.0.0.1/c3"
+"#,
+        db = db.display().to_string(),
+        port = free_port(),
+        connect = connect.join(", "),
+    );
+    MasterConfig::parse(&text, Path::new("cluster-test.toml")).expect("valid config")
+}
+
+fn all_records(db: &Path, n: &NodeId) -> Vec<vidar_store::KeyedRecord> {
+    Reader::open(db)
+        .expect("reader")
+        .records_after(n, 0, 100_000)
+        .expect("records")
+}
+
+#[test]
+fn membership_plan_sync_and_failover() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let site = unique_site();
+    let keys = Keys::new(&site).expect("site");
+    let db1 = edge_db(dir.path(), "edge-1", edge_records(1, 30));
+    let db2 = edge_db(dir.path(), "edge-2", Vec::new());
+    let (p1, p2) = (free_port(), free_port());
+    let edge1 = FakeEdge::start(&site, "edge-1", p1, &db1, true);
+    let mut edge2 = FakeEdge::start(&site, "edge-2", p2, &db2, false);
+    let global = dir.path().join("global.db");
+    let cfg = master_config(&global, &site, &[p1, p2]);
+    let master = Master::start(&cfg).expect("master starts");
+    let ctx = master.context().clone();
+
+    // A plan over both nodes, every camera placed once, published on the key.
+    let plans_seen: Arc<Mutex<Vec<Plan>>> = Arc::new(Mutex::new(Vec::new()));
+    let ps = plans_seen.clone();
+    let _plan_sub = edge1
+        .session
+        .declare_subscriber(keys.plan())
+        .callback(move |s| {
+            if let Ok(p) = wire::decode::<Plan>(&s.payload().to_bytes()) {
+                ps.lock().expect("lock").push(p);
+            }
+        })
+        .wait()
+        .expect("plan subscriber");
+    assert!(
+        wait_for(Duration::from_secs(15), || ctx
+            .plans
+            .current()
+            .is_some_and(|c| c.nodes.len() == 2)),
+        "no plan over both nodes: {:?}",
+        ctx.plans.current()
+    );
+    let current = ctx.plans.current().expect("plan");
+    let mut cams: Vec<String> = current
+        .plan
+        .streams
+        .iter()
+        .map(|s| s.camera.to_string())
+        .collect();
+    cams.sort();
+    assert_eq!(cams, vec!["c1", "c2", "c3"]);
+    assert!(wait_for(Duration::from_secs(5), || plans_seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .any(|p| p.version == current.plan.version)));
+    // The plan queryable answers late joiners.
+    let replies = edge1
+        .session
+        .get(keys.plan())
+        .timeout(Duration::from_secs(2))
+        .wait()
+        .expect("get plan");
+    let reply = replies.recv().expect("a plan reply");
+    let sample = reply.result().expect("ok reply");
+    let queried: Plan = wire::decode(&sample.payload().to_bytes()).expect("plan");
+    assert!(queried.version >= current.plan.version);
+
+    // Every record of edge-1 exactly once in the global database, despite the
+    // overlapping double replies; acknowledged back to the edge.
+    let want = all_records(&db1, &edge1.node);
+    assert_eq!(want.len(), 30);
+    assert!(
+        wait_for(Duration::from_secs(20), || all_records(
+            &global,
+            &edge1.node
+        ) == want),
+        "global has {} of 30 records",
+        all_records(&global, &edge1.node).len()
+    );
+    assert!(wait_for(Duration::from_secs(5), || *edge1
+        .acked
+        .lock()
+        .expect("lock")
+        == 30));
+    let counts = |db: &Path| Reader::open(db).expect("reader").counts().expect("counts");
+    assert_eq!(counts(&global), counts(&db1));
+    let sync = ctx.sync.nodes();
+    assert_eq!(sync.get(&edge1.node).and_then(|s| s.lag_records), Some(0));
+
+    // Queries ask edges: edge-1 answers (its records are already synced, so no
+    // duplicates), edge-2 serves no query queryable.
+    let (code, v) = get_json(master.http_addr(), "/api/sightings?camera=c1");
+    assert_eq!(code, 200, "{v}");
+    let s = v["sightings"].as_array().expect("sightings");
+    let mut keys_seen: Vec<u64> = s.iter().filter_map(|x| x["seq"].as_u64()).collect();
+    let n = keys_seen.len();
+    keys_seen.dedup();
+    assert_eq!(keys_seen.len(), n, "duplicates in {v}");
+    assert!(s.iter().all(|x| x["camera"] == "c1" && x["synced"] == true));
+    let unanswered: Vec<&str> = v["edges_unanswered"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|u| u["node"].as_str())
+        .collect();
+    assert_eq!(unanswered, vec!["edge-2"]);
+
+    // Garbage and a wrong protocol version on the status keys: counted, ignored.
+    let mut wrong_version = wire::encode(&status_of(&edge1.node)).expect("encode");
+    wrong_version[2] = 0x63;
+    for bytes in [b"garbage".to_vec(), wrong_version] {
+        edge1
+            .session
+            .put(keys.status(&edge1.node), bytes)
+            .wait()
+            .expect("put");
+    }
+    assert!(wait_for(Duration::from_secs(5), || ctx.garbage.refused() >= 2));
+    assert_eq!(ctx.membership.live().len(), 2);
+
+    // edge-2 dies: its cameras move to edge-1 within a few seconds.
+    let killed = Instant::now();
+    edge2.kill();
+    assert!(
+        wait_for(Duration::from_secs(5), || ctx.plans.current().is_some_and(
+            |c| c
+                .plan
+                .streams
+                .iter()
+                .all(|s| s.node == edge1.node && s.reid_node == edge1.node)
+        )),
+        "cameras not reassigned: {:?}",
+        ctx.plans.current()
+    );
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(3), "reassignment took {took:?}");
+    let (_, metrics) = http(master.http_addr(), "GET", "/metrics");
+    let metrics = String::from_utf8_lossy(&metrics).to_string();
+    assert!(metrics.contains("vidar_master_nodes_live 1"), "{metrics}");
+    assert!(
+        metrics.contains("vidar_master_sync_lag_records{node=\"edge-1\"} 0"),
+        "{metrics}"
+    );
+    master.shutdown().expect("clean shutdown");
+
+    // More records while the master is down; a new master resumes at the cursor.
+    let w = WriterConfig::new(&db1, edge1.node.clone())
+        .build()
+        .expect("writer");
+    for r in edge_records(100, 12) {
+        w.submit(r).expect("submit");
+    }
+    w.flush().expect("flush");
+    w.shutdown().expect("shutdown");
+    edge1.afters.lock().expect("lock").clear();
+    let master = Master::start(&master_config(&global, &site, &[p1])).expect("restart");
+    let want = all_records(&db1, &edge1.node);
+    assert_eq!(want.len(), 42);
+    assert!(
+        wait_for(Duration::from_secs(20), || all_records(
+            &global,
+            &edge1.node
+        ) == want),
+        "after restart global has {} of 42",
+        all_records(&global, &edge1.node).len()
+    );
+    let first = edge1.afters.lock().expect("lock").first().copied();
+    assert_eq!(
+        first,
+        Some(30),
+        "the restarted master must resume at its cursor"
+    );
+    master.shutdown().expect("clean shutdown");
+}

@@ -483,12 +483,23 @@ async fn nodes(State(ctx): Ctx) -> impl IntoResponse {
     }))
 }
 
-async fn plan(State(ctx): Ctx) -> impl IntoResponse {
-    Json(json!({
-        "current": ctx.plans.current(),
-        "cameras": ctx.plans.cameras(),
-        "counters": ctx.plans.counters(),
-    }))
+/// The plan in force with its fields at the top level (`version`, `streams`,
+/// `bandwidth`, ...; `version` null while there is none), plus its cost, the
+/// nodes it was made for, the site's cameras and the plan counters.
+async fn plan(State(ctx): Ctx) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut v = match ctx.plans.current() {
+        Some(c) => {
+            let mut v = serde_json::to_value(&c.plan)
+                .map_err(|e| ApiError::internal(format!("plan as JSON: {e}")))?;
+            v["cost"] = json!(c.cost);
+            v["nodes"] = json!(c.nodes);
+            v
+        }
+        None => json!({ "version": null, "streams": [], "bandwidth": [], "nodes": [] }),
+    };
+    v["cameras"] = json!(ctx.plans.cameras());
+    v["counters"] = json!(ctx.plans.counters());
+    Ok(Json(v))
 }
 
 async fn snapshot(State(ctx): Ctx, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -314,6 +314,10 @@ fn membership_plan_sync_and_failover() {
     let sample = reply.result().expect("ok reply");
     let queried: Plan = wire::decode(&sample.payload().to_bytes()).expect("plan");
     assert!(queried.version >= current.plan.version);
+    let (code, v) = get_json(master.http_addr(), "/api/plan");
+    assert_eq!(code, 200);
+    assert_eq!(v["version"].as_u64(), Some(current.plan.version), "{v}");
+    assert_eq!(v["streams"].as_array().map(|s| s.len()), Some(3), "{v}");
 
     // Every record of edge-1 exactly once in the global database, despite the
     // overlapping double replies; acknowledged back to the edge.

@@ -40,6 +40,8 @@ pub struct CameraSlot {
     taken: u64,
     /// A frame of this camera is at a detector.
     in_flight: bool,
+    /// When this camera's last live tile was taken.
+    last_tile: Option<Instant>,
     open: HashMap<u64, OpenTrack>,
 }
 
@@ -54,6 +56,7 @@ impl CameraSlot {
             metrics: Arc::new(CameraMetrics::default()),
             taken: 0,
             in_flight: false,
+            last_tile: None,
             open: HashMap::new(),
         }
     }
@@ -138,6 +141,24 @@ pub struct Analysis {
     pub control: Option<std::sync::mpsc::Receiver<Control>>,
     /// Published camera list.
     pub registry: Arc<CameraRegistry>,
+    /// Live tiles for the master's UI (cluster mode).
+    pub tiles: Option<TileSink>,
+}
+
+/// A frame with its boxes, for a live tile.
+pub struct TileFrame {
+    /// The frame (moved, not copied).
+    pub frame: Frame,
+    /// Confirmed tracks in it: box, track id, identity when known.
+    pub boxes: Vec<(BBox, u64, Option<IdentityId>)>,
+}
+
+/// Where frames for live tiles go, and how often.
+pub struct TileSink {
+    /// To the tile encoder (bounded; a full queue skips the tile).
+    pub tx: std::sync::mpsc::SyncSender<TileFrame>,
+    /// One tile per camera per this period.
+    pub every: Duration,
 }
 
 fn ms(t: SystemTime) -> u64 {
@@ -355,11 +376,35 @@ impl Analysis {
         self.detectors.recycle(batch);
     }
 
+    /// Sends a frame to the tile encoder when its camera's tile is due.
+    fn maybe_tile(&mut self, key: usize, frame: Frame) {
+        let Some(sink) = &self.tiles else {
+            return;
+        };
+        let Some(cam) = self.cameras.iter_mut().find(|c| c.key == key) else {
+            return;
+        };
+        if cam.last_tile.is_some_and(|t| t.elapsed() < sink.every) {
+            return;
+        }
+        let now = ms(frame.capture_time);
+        let boxes = cam
+            .open
+            .iter()
+            .filter(|(_, o)| o.last_ms == now)
+            .filter_map(|(id, o)| o.path.last().map(|(_, b)| (*b, *id, o.identity)))
+            .collect();
+        cam.last_tile = Some(Instant::now());
+        // A busy encoder skips this tile; the next frame will do.
+        let _ = sink.tx.try_send(TileFrame { frame, boxes });
+    }
+
     /// Hands frames with tracks that need an identity to the re-ID worker;
     /// when it is busy the tracks are marked for another try.
     fn identify(&mut self, frames: &mut Vec<(usize, Frame)>, s: &mut Scratch) {
         for (k, (ci, frame)) in frames.drain(..).enumerate() {
             if !s.new_tracks.iter().any(|t| t.0 == k) {
+                self.maybe_tile(ci, frame);
                 continue;
             }
             let tracks: Vec<(u64, BBox)> = s

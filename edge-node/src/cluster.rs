@@ -231,6 +231,8 @@ pub struct Parts {
     pub store: WriterHandle,
     /// The metrics address actually bound.
     pub metrics_addr: String,
+    /// Frames for live tiles.
+    pub tiles: Option<std::sync::mpsc::Receiver<crate::analysis::TileFrame>>,
 }
 
 /// The running cluster side; dropping it leaves the cluster (the liveliness
@@ -478,6 +480,15 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
             std::thread::Builder::new()
                 .name("status".into())
                 .spawn(move || reporter.run(&stop))?,
+        );
+    }
+    if let Some(rx) = parts.tiles {
+        let sh = Arc::clone(&shared);
+        let board = Arc::clone(&parts.board);
+        threads.push(
+            std::thread::Builder::new()
+                .name("tiles".into())
+                .spawn(move || publish_tiles(&sh, &board, rx))?,
         );
     }
     tracing::info!(node = %node, site = keys.prefix(), "joined the cluster");
@@ -918,4 +929,81 @@ fn memory_mb() -> u64 {
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb / 1024)
+}
+
+/// Longest side of a live tile, pixels.
+pub const TILE_MAX_SIDE: u32 = 640;
+
+/// Encodes and publishes live tiles until the analysis side hangs up.
+fn publish_tiles(
+    shared: &Shared,
+    board: &StatusBoard,
+    rx: std::sync::mpsc::Receiver<crate::analysis::TileFrame>,
+) {
+    use vidar_protocol::messages::{CameraTile, TileBox};
+    // camera -> (frames decoded, when) at its previous tile, for its frame rate.
+    let mut rates: HashMap<CameraId, (u64, Instant)> = HashMap::new();
+    while let Ok(t) = rx.recv() {
+        let f = &t.frame;
+        let Ok(rgb) = vidar_detectors::RgbFrame::new(f.width, f.height, f.stride, f.pixels())
+        else {
+            continue;
+        };
+        let full = vidar_protocol::BBox {
+            x: 0.0,
+            y: 0.0,
+            w: f.width as f32,
+            h: f.height as f32,
+        };
+        let Some(jpeg) = crate::recorder::crop_jpeg(&rgb, &full, TILE_MAX_SIDE, 70) else {
+            continue;
+        };
+        let status = board
+            .snapshot()
+            .into_iter()
+            .find(|(c, _)| c == f.camera.as_str())
+            .map(|(_, s)| s);
+        let frames = status.as_ref().map_or(0, |s| s.counters.frames);
+        let now = Instant::now();
+        let fps = match rates.insert(f.camera.clone(), (frames, now)) {
+            Some((before, at)) if now > at => {
+                frames.saturating_sub(before) as f64 / now.duration_since(at).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        let tile = CameraTile {
+            camera: f.camera.clone(),
+            node: shared.node.clone(),
+            captured_ms: f
+                .capture_time
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            state: status.as_ref().map_or(StreamState::Streaming, |s| s.state),
+            fps,
+            dropped: status.as_ref().map_or(0, |s| s.counters.dropped),
+            width: f.width,
+            height: f.height,
+            jpeg,
+            boxes: t
+                .boxes
+                .iter()
+                .map(|(b, track, identity)| TileBox {
+                    bbox: *b,
+                    track: vidar_protocol::TrackId(*track),
+                    identity: *identity,
+                })
+                .collect(),
+        };
+        drop(t);
+        match wire::encode(&tile) {
+            Ok(bytes) => {
+                let key = shared.keys.tile(&shared.node, &tile.camera);
+                if let Err(e) = shared.session.put(key, bytes).wait() {
+                    tracing::debug!(error = %e, "tile not published");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "tile not encodable"),
+        }
+    }
 }

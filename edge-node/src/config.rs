@@ -94,6 +94,10 @@ pub struct SharingConfig {
     /// Status report period, ms. Default 1000.
     #[serde(default = "defaults::status_every_ms")]
     pub status_every_ms: u64,
+    /// Live tile period per camera for the master's UI, ms (a JPEG with
+    /// boxes and identities); 0 = no tiles. Default 1000.
+    #[serde(default = "defaults::status_every_ms")]
+    pub tile_every_ms: u64,
     /// Keep records the master has acknowledged this long before pruning
     /// them from the local database, seconds. Default 7 days.
     #[serde(default = "defaults::retention_s")]
@@ -118,6 +122,7 @@ impl Default for SharingConfig {
             reid_service: true,
             reid_timeout_ms: defaults::reid_timeout_ms(),
             status_every_ms: defaults::status_every_ms(),
+            tile_every_ms: defaults::status_every_ms(),
             retention_s: defaults::retention_s(),
             detect_fps: 0.0,
             reid_crops_per_s: 0.0,

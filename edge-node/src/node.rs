@@ -44,6 +44,7 @@ pub struct ClusterStart {
     capacity: vidar_protocol::messages::NodeCapacity,
     control: std::sync::mpsc::Sender<crate::analysis::Control>,
     inbox: crate::identify::Inbox,
+    tiles: Option<std::sync::mpsc::Receiver<crate::analysis::TileFrame>>,
 }
 
 /// Builds every part, failing early, with the file and problem named, on a
@@ -129,11 +130,25 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
     let store = recorder.writer();
     let (control_tx, control_rx) = std::sync::mpsc::channel();
     let in_cluster = link.is_some();
+    let (tile_sink, tile_rx) = match (in_cluster, config.sharing.tile_every_ms) {
+        (true, every) if every > 0 => {
+            let (tx, rx) = std::sync::mpsc::sync_channel(2);
+            (
+                Some(crate::analysis::TileSink {
+                    tx,
+                    every: Duration::from_millis(every),
+                }),
+                Some(rx),
+            )
+        }
+        _ => (None, None),
+    };
     let cluster = link.map(|(link, capacity)| ClusterStart {
         link,
         capacity,
         control: control_tx,
         inbox: identifier.inbox(),
+        tiles: tile_rx,
     });
     let registry = Arc::new(CameraRegistry::default());
     Ok(Built {
@@ -151,6 +166,7 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
             },
             control: in_cluster.then_some(control_rx),
             registry,
+            tiles: tile_sink,
         },
         statuses: Arc::new(StatusBoard::default()),
         cameras: cam_metrics,
@@ -253,6 +269,7 @@ pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>, status_every_s: u64) -
                 capacity: c.capacity,
                 inbox: c.inbox,
                 control: c.control,
+                tiles: c.tiles,
                 registry: Arc::clone(&registry),
                 board: Arc::clone(&statuses),
                 metrics: Arc::clone(&node_metrics),

@@ -95,7 +95,9 @@ impl Proc {
     fn tail(&self) -> String {
         let s = self.log.lock().unwrap_or_else(|p| p.into_inner());
         let start = s.len().saturating_sub(3000);
-        let start = (start..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len());
+        let start = (start..s.len())
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(s.len());
         format!("--- {} ---\n{}", self.name, &s[start..])
     }
 
@@ -177,7 +179,10 @@ impl Site {
                 "{var} is not set: run with `make test`"
             );
         }
-        assert!(Path::new(VTEST).is_file(), "{VTEST} missing: run deploy/setup.sh");
+        assert!(
+            Path::new(VTEST).is_file(),
+            "{VTEST} missing: run deploy/setup.sh"
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         let cport = free_port();
         let camera = camera::serve(&CameraConfig {
@@ -378,20 +383,27 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
     let all: Vec<&Edge> = site.edges.iter().collect();
 
     // 1. Every stream is ingested by exactly one node, as the plan says.
-    let placement = site.wait("all four streams placed and streaming where planned", Duration::from_secs(90), || {
-        site.obeyed(&all)
-    });
+    let placement = site.wait(
+        "all four streams placed and streaming where planned",
+        Duration::from_secs(90),
+        || site.obeyed(&all),
+    );
     eprintln!("plan: {placement:?}");
     assert_eq!(placement["c0"].0, "edge-1", "pinned camera");
     assert_eq!(placement["c3"].0, "edge-3", "pinned camera");
 
     // 2. The slow node's re-ID is offloaded, and crops really go there.
     let (_, reid3) = &placement["c3"];
-    assert_ne!(reid3, "edge-3", "the slow node's re-ID should be offloaded: {placement:?}");
+    assert_ne!(
+        reid3, "edge-3",
+        "the slow node's re-ID should be offloaded: {placement:?}"
+    );
     let edge3 = &site.edges[2];
-    site.wait("edge-3 sends crops to another node's re-ID service", Duration::from_secs(60), || {
-        (edge3.counter("vidar_crops_remote_total") > 0.0).then_some(())
-    });
+    site.wait(
+        "edge-3 sends crops to another node's re-ID service",
+        Duration::from_secs(60),
+        || (edge3.counter("vidar_crops_remote_total") > 0.0).then_some(()),
+    );
     let served: f64 = site.edges[..2]
         .iter()
         .map(|e| e.counter("vidar_crops_served_total"))
@@ -400,22 +412,26 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
 
     // 3. A person seen on c0 (edge-1) and then c1 (edge-2) keeps one identity.
     let (e1, e2) = (&site.edges[0], &site.edges[1]);
-    let shared = site.wait("an identity seen on c0 at edge-1 and on c1 at edge-2", Duration::from_secs(90), || {
-        let ids = |db: &Path, cam: &str| -> HashSet<u64> {
-            let Ok(r) = Reader::open(db) else {
-                return HashSet::new();
+    let shared = site.wait(
+        "an identity seen on c0 at edge-1 and on c1 at edge-2",
+        Duration::from_secs(90),
+        || {
+            let ids = |db: &Path, cam: &str| -> HashSet<u64> {
+                let Ok(r) = Reader::open(db) else {
+                    return HashSet::new();
+                };
+                let Ok(c) = vidar_protocol::CameraId::new(cam) else {
+                    return HashSet::new();
+                };
+                r.sightings_by_camera(&c, vidar_store::TimeRange::all(), 100_000)
+                    .map(|v| v.iter().map(|s| s.value.identity.0).collect())
+                    .unwrap_or_default()
             };
-            let Ok(c) = vidar_protocol::CameraId::new(cam) else {
-                return HashSet::new();
-            };
-            r.sightings_by_camera(&c, vidar_store::TimeRange::all(), 100_000)
-                .map(|v| v.iter().map(|s| s.value.identity.0).collect())
-                .unwrap_or_default()
-        };
-        let a = ids(&e1.db, "c0");
-        let b = ids(&e2.db, "c1");
-        a.intersection(&b).next().copied()
-    });
+            let a = ids(&e1.db, "c0");
+            let b = ids(&e2.db, "c1");
+            a.intersection(&b).next().copied()
+        },
+    );
     eprintln!("identity {shared} seen on both nodes' cameras");
 
     // 4. Garbage and wrong-version messages on Vidar's keys: counted, ignored.
@@ -426,7 +442,9 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
             connect: vec![format!("tcp/127.0.0.1:{}", site.zport)],
             ..Default::default()
         };
-        let session = settings.open(vidar_link::Mode::Client).expect("test session");
+        let session = settings
+            .open(vidar_link::Mode::Client)
+            .expect("test session");
         let keys = Keys::new(&site.site).expect("keys");
         let node = NodeId::new("edge-1").expect("id");
         let plan = Plan {
@@ -439,35 +457,57 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
         let mut wrong_version = vidar_protocol::encode(&plan).expect("encode");
         wrong_version[2] = 2; // version 2 header
         for _ in 0..5 {
-            for key in [keys.plan(), keys.status(&node), keys.identities(), keys.merges()] {
-                session.put(&key, b"\x00garbage".to_vec()).wait().expect("put");
-                session.put(&key, wrong_version.clone()).wait().expect("put");
+            for key in [
+                keys.plan(),
+                keys.status(&node),
+                keys.identities(),
+                keys.merges(),
+            ] {
+                session
+                    .put(&key, b"\x00garbage".to_vec())
+                    .wait()
+                    .expect("put");
+                session
+                    .put(&key, wrong_version.clone())
+                    .wait()
+                    .expect("put");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = session.close().wait();
     }
-    site.wait("garbage counted by the nodes", Duration::from_secs(20), || {
-        site.edges
-            .iter()
-            .all(|e| e.counter("vidar_messages_refused_total") > 0.0)
-            .then_some(())
-    });
-    let master_metrics = http_get(site.http, "/metrics").map(|(_, b)| b).unwrap_or_default();
+    site.wait(
+        "garbage counted by the nodes",
+        Duration::from_secs(20),
+        || {
+            site.edges
+                .iter()
+                .all(|e| e.counter("vidar_messages_refused_total") > 0.0)
+                .then_some(())
+        },
+    );
+    let master_metrics = http_get(site.http, "/metrics")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
     let refused: f64 = master_metrics
         .lines()
         .filter(|l| l.contains("refused") && !l.starts_with('#'))
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum();
-    assert!(refused > 0.0, "the master did not count the garbage:\n{master_metrics}");
+    assert!(
+        refused > 0.0,
+        "the master did not count the garbage:\n{master_metrics}"
+    );
     assert_eq!(
         site.plan().and_then(|p| p.get("version").cloned()),
         plan_before,
         "a forged plan changed the master's plan"
     );
-    site.wait("nodes still obeying after the garbage", Duration::from_secs(20), || {
-        site.obeyed(&all)
-    });
+    site.wait(
+        "nodes still obeying after the garbage",
+        Duration::from_secs(20),
+        || site.obeyed(&all),
+    );
 
     // 5. The master stopped (killed) for 30 s while nodes record; after it
     // comes back every record is in the global database exactly once.
@@ -486,17 +526,27 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
             (node, last)
         })
         .collect();
-    assert!(upto.iter().all(|(_, l)| *l > 0), "nodes recorded nothing: {upto:?}");
+    assert!(
+        upto.iter().all(|(_, l)| *l > 0),
+        "nodes recorded nothing: {upto:?}"
+    );
     site.start_master();
     let global = site.dir.path().join("global.db");
     for (edge, (node, last)) in site.edges.iter().zip(&upto) {
         let want = keys_upto(&edge.db, node, *last);
-        let got = site.wait(&format!("{node} synced through seq {last}"), Duration::from_secs(60), || {
-            let got = keys_upto(&global, node, *last);
-            (got.len() >= want.len()).then_some(got)
-        });
+        let got = site.wait(
+            &format!("{node} synced through seq {last}"),
+            Duration::from_secs(60),
+            || {
+                let got = keys_upto(&global, node, *last);
+                (got.len() >= want.len()).then_some(got)
+            },
+        );
         assert_eq!(got, want, "{node}: global database differs from the edge's");
-        eprintln!("{node}: {} records through seq {last} synced exactly once", got.len());
+        eprintln!(
+            "{node}: {} records through seq {last} synced exactly once",
+            got.len()
+        );
     }
 
     // 6. Kill a node: its streams move to the others within seconds.
@@ -516,14 +566,13 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
         .filter(|(i, _)| *i != victim)
         .map(|(_, e)| e)
         .collect();
-    let after = site.wait("edge-2's streams moved and streaming elsewhere", Duration::from_secs(30), || {
-        site.obeyed(&survivors)
-    });
+    let after = site.wait(
+        "edge-2's streams moved and streaming elsewhere",
+        Duration::from_secs(30),
+        || site.obeyed(&survivors),
+    );
     let took = t0.elapsed();
     eprintln!("streams {moved:?} reassigned and streaming in {took:?}: {after:?}");
     assert!(after.values().all(|(n, _)| n != "edge-2"));
-    assert!(
-        took < Duration::from_secs(15),
-        "reassignment took {took:?}"
-    );
+    assert!(took < Duration::from_secs(15), "reassignment took {took:?}");
 }

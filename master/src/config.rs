@@ -459,4 +459,12 @@ mod tests {
             .unwrap_or_default();
         assert!(err.contains("/nonexistent/vidar/master.toml"), "{err}");
     }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("master.example.toml");
+        let text = std::fs::read_to_string(&path).expect("example config");
+        let c = MasterConfig::parse(&text, &path).expect("the example is valid");
+        assert_eq!(c.cameras.len(), 2);
+    }
 }

@@ -314,16 +314,15 @@ impl PlanService {
     pub fn spawn(self) -> Result<(JoinHandle<()>, zenoh::query::Queryable<()>), zenoh::Error> {
         let publisher = self.session.declare_publisher(self.keys.plan()).wait()?;
         let plans = self.plans.clone();
+        let key = self.keys.plan();
         let queryable = self
             .session
             .declare_queryable(self.keys.plan())
             .callback(move |query| {
-                // Clone the bytes out; reply with no lock held.
+                // Clone the bytes out; reply with no lock held, on the plan's
+                // own key (the query's may be a wildcard).
                 if let Some(c) = plans.current() {
-                    if let Err(e) = query
-                        .reply(query.key_expr().clone(), c.encoded.clone())
-                        .wait()
-                    {
+                    if let Err(e) = query.reply(key.as_str(), c.encoded.clone()).wait() {
                         tracing::debug!(error = %e, "replying to a plan query");
                     }
                 }

@@ -85,7 +85,17 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
         }
         None => None,
     };
-    let mut gallery = Gallery::new(config.gallery.clone())?;
+    let mut gallery_config = config.gallery.clone();
+    if config.cluster.is_some() && gallery_config.node_prefix == 0 {
+        // Nodes of a cluster must mint different ids: derive this node's
+        // prefix from its id unless the operator set one.
+        gallery_config.node_prefix = node_prefix(&config.node_id);
+        tracing::info!(
+            node_prefix = gallery_config.node_prefix,
+            "identity prefix derived from node_id (set gallery.node_prefix to choose it)"
+        );
+    }
+    let mut gallery = Gallery::new(gallery_config)?;
     let node_metrics = Arc::new(NodeMetrics::default());
     let recorder = Recorder::open(&config.database, &config.node_id, Arc::clone(&node_metrics))
         .with_context(|| format!("opening database {}", config.database.display()))?;
@@ -172,6 +182,16 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
         cameras: cam_metrics,
         metrics: node_metrics,
     })
+}
+
+/// A stable identity prefix in 1..=65535 for `node` (FNV-1a of its id).
+pub fn node_prefix(node: &vidar_protocol::NodeId) -> u16 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in node.as_str().bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (h % 65_535) as u16 + 1
 }
 
 /// Loads the identities this database saw within the gallery's age limit

@@ -69,6 +69,7 @@ impl Proc {
         let mut child = Command::new(program)
             .args(args)
             .env("RUST_LOG", "info")
+            .env("RUST_BACKTRACE", "0")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# `make demo`: a test camera serving two RTSP streams on 127.0.0.1 (OpenCV's
-# street video vtest.avi, the second stream 3 s behind the first, as two cameras
-# along one street) and an edge node detecting, tracking, re-identifying and
-# recording the people in them. Live stats every 2 s; Ctrl-C stops everything.
+# `make demo`: a small site on 127.0.0.1.
+#   - a test camera serving two RTSP streams (OpenCV's street video vtest.avi,
+#     the second stream 3 s behind the first, as two cameras along one street);
+#   - the master (zenoh router, JSTSH plans, global database, HTTP API/UI);
+#   - two edge nodes that join it, take the cameras the plan gives them,
+#     detect, track, re-identify (sharing identities) and record.
+# Live lines every 2 s from each node; Ctrl-C stops everything.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$ROOT/target/release"
 PORT="${VIDAR_DEMO_PORT:-8554}"
+HTTP_PORT="${VIDAR_DEMO_HTTP_PORT:-8080}"
+ZENOH_PORT="${VIDAR_DEMO_ZENOH_PORT:-7447}"
 METRICS_PORT="${VIDAR_DEMO_METRICS_PORT:-9100}"
 VTEST=/usr/share/doc/opencv-doc/examples/data/vtest.avi
 DEMO="$ROOT/.cache/demo"
@@ -21,15 +26,19 @@ else
           --mount "street-b=synthetic:?width=1280&height=720&fps=15&seed=1&people=5")
 fi
 
-"$BIN/vidar-camera" --port "$PORT" "${mounts[@]}" > "$DEMO/camera.log" 2>&1 &
-CAM=$!
-EDGE=""
+PIDS=()
 cleanup() {
-  [ -n "$EDGE" ] && kill -INT "$EDGE" 2>/dev/null && wait "$EDGE" 2>/dev/null || true
-  kill "$CAM" 2>/dev/null || true
-  wait "$CAM" 2>/dev/null || true
+  # Edges first (they flush their records), then the master, then the camera.
+  for ((i=${#PIDS[@]}-1; i>=0; i--)); do
+    kill -INT "${PIDS[$i]}" 2>/dev/null || true
+    wait "${PIDS[$i]}" 2>/dev/null || true
+  done
 }
 trap cleanup EXIT INT TERM
+
+"$BIN/vidar-camera" --port "$PORT" "${mounts[@]}" > "$DEMO/camera.log" 2>&1 &
+CAM=$!
+PIDS+=("$CAM")
 for _ in $(seq 1 300); do
   grep -q '^ready' "$DEMO/camera.log" 2>/dev/null && break
   if ! kill -0 "$CAM" 2>/dev/null; then cat "$DEMO/camera.log"; exit 1; fi
@@ -37,27 +46,37 @@ for _ in $(seq 1 300); do
 done
 grep '^serving' "$DEMO/camera.log"
 
-sed -e "s#127.0.0.1:8554#127.0.0.1:$PORT#g" -e "s#127.0.0.1:9100#127.0.0.1:$METRICS_PORT#" \
-  deploy/demo-edge.toml > "$DEMO/edge.toml"
+sed -e "s#127.0.0.1:8554#127.0.0.1:$PORT#g" -e "s#127.0.0.1:8080#127.0.0.1:$HTTP_PORT#" \
+    -e "s#127.0.0.1:7447#127.0.0.1:$ZENOH_PORT#" deploy/demo-master.toml > "$DEMO/master.toml"
+"$BIN/vidar-master" run --config "$DEMO/master.toml" > "$DEMO/master.log" 2>&1 &
+PIDS+=("$!")
+
+for n in 1 2; do
+  sed -e "s#NODE#edge-$n#g" -e "s#127.0.0.1:9100#127.0.0.1:$((METRICS_PORT + n - 1))#" \
+      -e "s#127.0.0.1:7447#127.0.0.1:$ZENOH_PORT#" deploy/demo-edge-cluster.toml > "$DEMO/edge-$n.toml"
+done
 cat <<MSG
 
-Edge node starting (config $DEMO/edge.toml, database $DEMO/vidar-edge.db).
-  metrics:  http://127.0.0.1:$METRICS_PORT/metrics   health: http://127.0.0.1:$METRICS_PORT/healthz
-  queries:  target/release/vidar-edge query --db $DEMO/vidar-edge.db identities
-            target/release/vidar-edge query --db $DEMO/vidar-edge.db trajectory <identity>
-  camera:   kill $CAM to see streams back off; they reconnect when it returns.
-Live line every 2 s (fps per camera, tracks, drops, p99 latency, identities, records); Ctrl-C stops.
+Site starting: master + edge-1 + edge-2 (configs and logs in $DEMO).
+  UI / API: http://127.0.0.1:$HTTP_PORT/   (plan: /api/plan, nodes: /api/nodes, identities: /api/identities)
+  metrics:  master http://127.0.0.1:$HTTP_PORT/metrics
+            edge-1 http://127.0.0.1:$METRICS_PORT/metrics   edge-2 http://127.0.0.1:$((METRICS_PORT + 1))/metrics
+  queries:  target/release/vidar-edge query --db $DEMO/edge-1.db identities
+  try:      kill one edge node (its camera moves to the other within seconds).
+Live line per node every 2 s (fps per camera, tracks, drops, p99 latency, identities, records); Ctrl-C stops.
 
 MSG
-"$BIN/vidar-edge" run --config "$DEMO/edge.toml" --status-every 2 &
-EDGE=$!
+for n in 1 2; do
+  "$BIN/vidar-edge" run --config "$DEMO/edge-$n.toml" --status-every 2 2> "$DEMO/edge-$n.log" &
+  PIDS+=("$!")
+done
 if [ -n "${VIDAR_DEMO_SECONDS:-}" ]; then
   sleep "$VIDAR_DEMO_SECONDS"
-  kill -INT "$EDGE"
-  wait "$EDGE" || true
-  EDGE=""
   echo
-  "$BIN/vidar-edge" query --db "$DEMO/vidar-edge.db" identities --limit 10
+  echo "plan:"
+  curl -s "http://127.0.0.1:$HTTP_PORT/api/plan" | head -c 1500; echo
+  echo "identities (global database, plus what the edges have not synced yet):"
+  curl -s "http://127.0.0.1:$HTTP_PORT/api/identities?limit=10" | head -c 1500; echo
 else
-  wait "$EDGE"
+  wait "${PIDS[1]}"
 fi

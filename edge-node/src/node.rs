@@ -305,6 +305,9 @@ pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>, status_every_s: u64) -
         Arc::clone(&statuses),
         summary_metrics,
     );
+    if running.is_some() {
+        summary.prefix = Some(config.node_id.to_string());
+    }
     let mut last = std::time::Instant::now();
     while !shutdown.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
@@ -572,6 +575,8 @@ struct Summary {
     board: Arc<StatusBoard>,
     node: Arc<NodeMetrics>,
     last: std::collections::HashMap<vidar_protocol::CameraId, u64>,
+    /// Starts every line (the node id, in a cluster).
+    prefix: Option<String>,
 }
 
 impl Summary {
@@ -581,12 +586,16 @@ impl Summary {
             board,
             node,
             last: std::collections::HashMap::new(),
+            prefix: None,
         }
     }
 
     fn line(&mut self, dt: f64) -> String {
         let statuses = self.board.snapshot();
-        let mut line = String::new();
+        let mut line = match &self.prefix {
+            Some(p) => format!("{p} | "),
+            None => String::new(),
+        };
         let cams = self.registry.snapshot();
         if cams.is_empty() {
             line.push_str("no cameras | ");

@@ -1007,3 +1007,54 @@ fn publish_tiles(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_bucket_enforces_the_share_over_time() {
+        let t0 = Instant::now();
+        // 100 KB/s: a full bucket (1 s worth) lets 100 KB through at once...
+        let mut b = TokenBucket::new(100_000);
+        let mut sent = 0usize;
+        while b.take_at(10_000, t0) {
+            sent += 10_000;
+        }
+        assert_eq!(sent, 100_000);
+        // ...then the rate: over 10 simulated seconds about 1 MB more, not more.
+        let mut t = t0;
+        for _ in 0..1000 {
+            t += Duration::from_millis(10);
+            while b.take_at(1_000, t) {
+                sent += 1_000;
+            }
+        }
+        assert!((1_090_000..=1_110_000).contains(&sent), "{sent}");
+        // A share below one crop per second still lets a crop through now and then.
+        let mut slow = TokenBucket::new(100);
+        assert!(slow.take_at(6_000, t0));
+        slow.set_rate(100);
+        assert!(!slow.take_at(64 * 1024, t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn planned_cameras_take_the_ingest_template() {
+        let mut sharing = SharingConfig::default();
+        sharing
+            .ingest
+            .insert("transport".into(), toml::Value::String("tcp".into()));
+        let cam = CameraId::new("lobby").expect("id");
+        let cfg = ingest_config(&sharing, &cam, "rtsp://10.0.0.5/s1").expect("valid");
+        assert_eq!(cfg.camera, cam);
+        assert_eq!(cfg.source, "rtsp://10.0.0.5/s1");
+        sharing
+            .ingest
+            .insert("queue_capacity".into(), toml::Value::Integer(0));
+        let err = ingest_config(&sharing, &cam, "rtsp://10.0.0.5/s1")
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(err.contains("queue_capacity"), "{err}");
+    }
+}

@@ -87,6 +87,8 @@ struct Figures {
     dropped: u64,
     dropped_pts: u64,
     latency_ms: Vec<f64>,
+    /// Latency samples per 30 s of the window (Vidar only), to show it stays flat.
+    windows: Vec<Vec<f64>>,
     cpu_seconds: f64,
     rss_bytes: u64,
     peak_rss_bytes: u64,
@@ -208,11 +210,15 @@ fn run_vidar(args: &CamerasBenchArgs, port: u16, interval: u32) -> Result<Figure
         };
         let pts: Vec<f64> = samples.iter().map(|s| s.1).collect();
         figures.dropped_pts += pts_gaps(&pts, args.fps);
-        figures.latency_ms.extend(
-            samples
-                .iter()
-                .map(|(at, p)| at.duration_since(at0).as_secs_f64() * 1000.0 - (p - pts0)),
-        );
+        for (at, p) in &samples {
+            let l = at.duration_since(at0).as_secs_f64() * 1000.0 - (p - pts0);
+            figures.latency_ms.push(l);
+            let w = (at.duration_since(window.0).as_secs() / 30) as usize;
+            if figures.windows.len() <= w {
+                figures.windows.resize(w + 1, Vec::new());
+            }
+            figures.windows[w].push(l);
+        }
     }
     Ok(figures)
 }
@@ -382,6 +388,7 @@ fn read_report(path: &Path, fps: f64) -> Result<Figures> {
         dropped: num("dropped")? as u64,
         dropped_pts: pts_gaps(&pts, fps),
         latency_ms: list("latency_ms")?,
+        windows: Vec::new(),
         cpu_seconds: num("cpu_seconds")?,
         rss_bytes: num("rss_bytes").unwrap_or(0.0) as u64,
         peak_rss_bytes: num("peak_rss_bytes")? as u64,
@@ -497,6 +504,20 @@ fn print_table(
     };
     for (name, f) in rows.iter_mut() {
         line(name, f);
+    }
+    for (name, f) in rows.iter_mut() {
+        if f.windows.len() > 1 {
+            let p99s: Vec<String> = f
+                .windows
+                .iter_mut()
+                .map(|w| format!("{:.0}", percentile(w, 0.99)))
+                .collect();
+            println!();
+            println!(
+                "{name}: p99 latency per 30 s of the window, ms: {}",
+                p99s.join(" / ")
+            );
+        }
     }
     let Some(mut r) = reference else {
         return;

@@ -291,93 +291,55 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
         let store = parts.store.clone();
         let db = database.clone();
         let reader: Mutex<Option<Reader>> = Mutex::new(None);
-        let q = s
-            .declare_queryable(keys.sync(&node))
-            .callback(move |query| {
-                let key = query.key_expr().to_string();
-                let Some(req) = query
-                    .payload()
-                    .map(|p| p.to_bytes())
-                    .and_then(|b| sh.garbage.decode::<SyncRequest>(&key, &b))
-                else {
-                    let _ = query.reply_err("expected a SyncRequest").wait();
-                    return;
-                };
+        queryables.push(declare_service(
+            &shared,
+            keys.sync(&node),
+            move |req: SyncRequest, query, key| {
                 let answer = serve_sync(&sh.node, &reader, &db, &store, &req, retention);
                 reply(&query, &key, answer);
-            })
-            .wait()
-            .map_err(|e| anyhow::anyhow!("declaring the sync queryable: {e}"))?;
-        queryables.push(q);
+            },
+        )?);
     }
 
     // Queries for what the master has not synchronised yet.
     {
-        let sh = Arc::clone(&shared);
         let db = database.clone();
         let reader: Mutex<Option<Reader>> = Mutex::new(None);
-        let q = s
-            .declare_queryable(keys.query(&node))
-            .callback(move |query| {
-                let key = query.key_expr().to_string();
-                let Some(req) = query
-                    .payload()
-                    .map(|p| p.to_bytes())
-                    .and_then(|b| sh.garbage.decode::<QueryRequest>(&key, &b))
-                else {
-                    let _ = query.reply_err("expected a QueryRequest").wait();
-                    return;
-                };
-                let answer = serve_query(&reader, &db, &req);
-                reply(&query, &key, answer);
-            })
-            .wait()
-            .map_err(|e| anyhow::anyhow!("declaring the query queryable: {e}"))?;
-        queryables.push(q);
+        queryables.push(declare_service(
+            &shared,
+            keys.query(&node),
+            move |req: QueryRequest, query, key| {
+                reply(&query, &key, serve_query(&reader, &db, &req));
+            },
+        )?);
     }
 
-    // Re-ID service for other nodes.
+    // Re-ID service for other nodes: answered by the re-ID worker.
     if parts.config.sharing.reid_service {
         let sh = Arc::clone(&shared);
         let inbox = parts.inbox.clone();
-        let q = s
-            .declare_queryable(keys.reid(&node))
-            .callback(move |query| {
-                let key = query.key_expr().to_string();
-                let Some(req) = query
-                    .payload()
-                    .map(|p| p.to_bytes())
-                    .and_then(|b| sh.garbage.decode::<ReidRequest>(&key, &b))
-                else {
-                    let _ = query.reply_err("expected a ReidRequest").wait();
-                    return;
-                };
+        queryables.push(declare_service(
+            &shared,
+            keys.reid(&node),
+            move |req: ReidRequest, query, key| {
                 let request_id = req.request_id;
-                let served_by = sh.node.clone();
-                let reply_key = key.clone();
                 let query = Arc::new(query);
-                let q2 = Arc::clone(&query);
+                let (q2, k2) = (Arc::clone(&query), key.clone());
                 let job = RemoteJob {
                     request: req,
-                    reply: Box::new(move |r: ReidReply| reply(&q2, &reply_key, Ok(r))),
+                    reply: Box::new(move |r: ReidReply| reply(&q2, &k2, Ok(r))),
                 };
-                if let Err(job) = inbox.remote(job) {
-                    drop(job);
-                    reply(
-                        &query,
-                        &key,
-                        Ok(ReidReply {
-                            request_id,
-                            served_by,
-                            results: Vec::new(),
-                            error: Some("re-ID service busy".into()),
-                        }),
-                    );
+                if inbox.remote(job).is_err() {
+                    let busy = ReidReply {
+                        request_id,
+                        served_by: sh.node.clone(),
+                        results: Vec::new(),
+                        error: Some("re-ID service busy".into()),
+                    };
+                    reply(&query, &key, Ok(busy));
                 }
-            })
-            .wait()
-            .map_err(|e| anyhow::anyhow!("declaring the re-ID queryable: {e}"))?;
-        queryables.push(q);
+            },
+        )?);
     }
 
     // Identities announced by other nodes, merges from the master.
@@ -500,6 +462,35 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
         _subscribers: subscribers,
         link,
     })
+}
+
+/// Declares a queryable at `key` whose requests decode as `Q` (refused ones
+/// are counted and answered with an error) and go to `handle`.
+fn declare_service<Q: vidar_protocol::Message + 'static>(
+    shared: &Arc<Shared>,
+    key: String,
+    handle: impl Fn(Q, zenoh::query::Query, String) + Send + Sync + 'static,
+) -> Result<zenoh::query::Queryable<()>> {
+    let sh = Arc::clone(shared);
+    let what = Q::KIND.as_str();
+    shared
+        .session
+        .declare_queryable(&key)
+        .callback(move |query| {
+            let key = query.key_expr().to_string();
+            match query
+                .payload()
+                .map(|p| p.to_bytes())
+                .and_then(|b| sh.garbage.decode::<Q>(&key, &b))
+            {
+                Some(req) => handle(req, query, key),
+                None => {
+                    let _ = query.reply_err(format!("expected a {what}")).wait();
+                }
+            }
+        })
+        .wait()
+        .map_err(|e| anyhow::anyhow!("declaring the {what} queryable at {key}: {e}"))
 }
 
 /// Replies with an encoded message, or an error reply.

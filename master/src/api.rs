@@ -8,7 +8,8 @@
 //! the blocking pool, [`EDGE_TIMEOUT`] at most), merging by record key `(node,
 //! seq)`. Edges that did not answer are listed in the reply. The routes are built
 //! by [`router`], so the UI can add its own; every `/api` route passes through
-//! [`authenticate`], the hook where authentication will go.
+//! [`authenticate`]: no valid session or bearer token is a 401, a viewer
+//! calling anything but GET/HEAD is a 403 (see [`crate::ui::auth`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -66,10 +67,12 @@ pub struct ApiContext {
     pub writer: WriterHandle,
     /// How long to wait for each edge.
     pub edge_timeout: Duration,
+    /// The web UI's state (authentication, live tiles, floor plan).
+    pub ui: crate::ui::UiState,
 }
 
 type Ctx = State<Arc<ApiContext>>;
-type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+pub(crate) type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 /// The API's routes, with `state`; the UI merges its own routes into it.
 pub fn router(state: Arc<ApiContext>) -> Router {
@@ -81,19 +84,67 @@ pub fn router(state: Arc<ApiContext>) -> Router {
         .route("/api/plan", get(plan))
         .route("/api/snapshot/{identity}", get(snapshot))
         .route("/api/sync", post(sync_now))
-        .route_layer(middleware::from_fn(authenticate));
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let metrics = if state.ui.auth.metrics_public() {
+        get(metrics)
+    } else {
+        get(metrics).route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+    };
     Router::new()
         .merge(api)
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", metrics)
         .with_state(state)
 }
 
-/// The authentication hook of every `/api` route. It lets every request
-/// through for now; the issue that adds users checks the session or token here
-/// and answers 401 before any handler runs.
-pub async fn authenticate(req: Request, next: Next) -> Response {
+/// The authentication of every `/api` route (and of /metrics unless public):
+/// the caller's session or bearer token, else 401; GET and HEAD for everyone,
+/// anything else (it changes state) for admins only, else 403. A session
+/// cookie on a cross-origin request that changes state is a 403 too. The
+/// [`Principal`](crate::ui::auth::Principal) is left in the request's extensions.
+pub async fn authenticate(State(ctx): Ctx, mut req: Request, next: Next) -> Response {
+    use crate::ui::auth::Via;
+    use crate::ui::config::Role;
+    let Some(who) = ctx.ui.auth.principal(req.headers()) else {
+        let body = json!({ "error": "authentication required: log in at /login or send Authorization: Bearer TOKEN", "parameter": null });
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"vidar\"")],
+            Json(body),
+        )
+            .into_response();
+    };
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        let forbidden = |message: String| {
+            let body = json!({ "error": message, "parameter": null });
+            (StatusCode::FORBIDDEN, Json(body)).into_response()
+        };
+        if who.role != Role::Admin {
+            tracing::warn!(user = %who.name, method = %req.method(), path = %req.uri().path(), "viewer refused a state change");
+            return forbidden(format!(
+                "{} {} needs the admin role; {} is a {}",
+                req.method(),
+                req.uri().path(),
+                who.name,
+                who.role.as_str()
+            ));
+        }
+        if matches!(who.via, Via::Session(_)) && !same_origin(req.headers()) {
+            return forbidden("cross-origin request refused".into());
+        }
+    }
+    req.extensions_mut().insert(who);
     next.run(req).await
+}
+
+/// Whether a browser's `Origin` (when it sends one) names the `Host` asked.
+pub(crate) fn same_origin(h: &HeaderMap) -> bool {
+    let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
 /// An error answer: status, message, and the parameter at fault if any.
@@ -137,7 +188,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The query's parameters, refusing any not in `allowed`.
-fn params(q: Params, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+pub(crate) fn params(q: Params, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
     let Query(p) = q.map_err(|e| ApiError {
         status: StatusCode::BAD_REQUEST,
         parameter: None,
@@ -251,10 +302,10 @@ pub struct Unanswered {
 
 /// The edges' answers to one query.
 #[derive(Debug, Default)]
-struct EdgeAnswers {
+pub(crate) struct EdgeAnswers {
     records: Vec<KeyedRecord>,
-    asked: Vec<NodeId>,
-    unanswered: Vec<Unanswered>,
+    pub(crate) asked: Vec<NodeId>,
+    pub(crate) unanswered: Vec<Unanswered>,
 }
 
 /// Asks every reachable edge, in parallel, for `q`.
@@ -293,13 +344,13 @@ async fn ask_edges(ctx: &Arc<ApiContext>, q: QueryRequest) -> EdgeAnswers {
 
 /// A sighting in a reply.
 #[derive(Debug, Serialize)]
-struct SightingOut {
-    node: NodeId,
-    seq: u64,
+pub(crate) struct SightingOut {
+    pub(crate) node: NodeId,
+    pub(crate) seq: u64,
     /// Whether it came from the global database (else only an edge has it so far).
-    synced: bool,
+    pub(crate) synced: bool,
     #[serde(flatten)]
-    sighting: Sighting,
+    pub(crate) sighting: Sighting,
 }
 
 fn overlaps(s: &Sighting, r: TimeRange) -> bool {
@@ -346,7 +397,7 @@ fn merge_sightings(
     (out, truncated)
 }
 
-fn sightings_reply(
+pub(crate) fn sightings_reply(
     sightings: Vec<SightingOut>,
     truncated: bool,
     edges: EdgeAnswers,
@@ -360,16 +411,26 @@ fn sightings_reply(
 }
 
 async fn trajectory(State(ctx): Ctx, q: Params) -> Result<impl IntoResponse, ApiError> {
+    let (out, truncated, edges) = trajectory_of(&ctx, q).await?;
+    Ok(sightings_reply(out, truncated, edges))
+}
+
+/// The trajectory asked by `q` (`identity`, `from`, `to`, `limit`): the
+/// sightings in time order, whether some were cut, and the edges' answers.
+pub(crate) async fn trajectory_of(
+    ctx: &Arc<ApiContext>,
+    q: Params,
+) -> Result<(Vec<SightingOut>, bool, EdgeAnswers), ApiError> {
     let p = params(q, &["identity", "from", "to", "limit"])?;
     let id = identity("identity", p.get("identity"))?;
     let r = range(&p)?;
     let n = limit(&p)?;
-    let (db, cluster) = read_db(&ctx, move |reader| {
+    let (db, cluster) = read_db(ctx, move |reader| {
         Ok((reader.trajectory(id, r, n)?, reader.identity_cluster(id)?))
     })
     .await?;
     let mut edges = ask_edges(
-        &ctx,
+        ctx,
         QueryRequest::Trajectory {
             identity: id,
             range: r,
@@ -380,7 +441,7 @@ async fn trajectory(State(ctx): Ctx, q: Params) -> Result<impl IntoResponse, Api
     let records = std::mem::take(&mut edges.records);
     let keep = |s: &Sighting| cluster.contains(&s.identity) && overlaps(s, r);
     let (out, truncated) = merge_sightings(db, records, keep, n);
-    Ok(sightings_reply(out, truncated, edges))
+    Ok((out, truncated, edges))
 }
 
 async fn sightings(State(ctx): Ctx, q: Params) -> Result<impl IntoResponse, ApiError> {

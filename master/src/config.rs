@@ -12,6 +12,9 @@ use vidar_link::LinkSettings;
 use vidar_protocol::{CameraId, NodeId};
 
 use crate::planner::SiteCamera;
+pub use crate::ui::config::{
+    AuthMode, FloorCameraConfig, FloorPlanConfig, Role, TokenConfig, UserConfig,
+};
 
 /// Largest accepted period (sync, plan), seconds: one day.
 const MAX_PERIOD_S: f64 = 86_400.0;
@@ -54,6 +57,37 @@ pub struct MasterConfig {
     /// The site's cameras. Default none.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+    /// `password` (users log in, tools send a bearer token) or `none` (no
+    /// login, everyone is admin; loopback `http_addr` only). Default `password`,
+    /// which needs at least one `[[users]]` or `[[tokens]]` entry.
+    #[serde(default)]
+    pub auth: AuthMode,
+    /// The web UI's users. Default none.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    /// Bearer tokens for tools (`Authorization: Bearer TOKEN`). Default none.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+    /// Seconds a login session lasts at most. Default 28800 (8 h).
+    #[serde(default = "crate::ui::config::default_session_ttl_s")]
+    pub session_ttl_s: f64,
+    /// Seconds without a request after which a session ends. Default 3600.
+    #[serde(default = "crate::ui::config::default_session_idle_s")]
+    pub session_idle_s: f64,
+    /// Serve /metrics without authentication (for a Prometheus on a trusted
+    /// network). Default false.
+    #[serde(default)]
+    pub metrics_public: bool,
+    /// PEM certificate chain: with `tls_key`, the HTTP API and UI are served
+    /// over HTTPS only. Default none (plain HTTP).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`. Default none.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// The floor plan on which the UI draws trajectories. Default none.
+    #[serde(default)]
+    pub floor_plan: Option<FloorPlanConfig>,
 }
 
 /// One camera of the site (`[[cameras]]`).
@@ -272,6 +306,7 @@ impl MasterConfig {
                 }
             }
         }
+        p.extend(crate::ui::config::problems(self));
         p
     }
 
@@ -316,7 +351,7 @@ mod tests {
 
     #[test]
     fn minimal_config_takes_defaults() {
-        let c = parse("database = \"/tmp/x/global.db\"\n").expect("valid");
+        let c = parse("database = \"/tmp/x/global.db\"\nauth = \"none\"\n").expect("valid");
         assert_eq!(c.master_id, "master");
         assert_eq!(c.http_addr, "127.0.0.1:8080");
         assert_eq!(c.sync_every_s, 10.0);
@@ -340,6 +375,11 @@ mod tests {
             plan_every_s = 10
             node_timeout_s = 3
             merge_threshold = 0.75
+
+            [[tokens]]
+            name = "ci"
+            role = "viewer"
+            token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
             [cluster]
             site = "plant-3"

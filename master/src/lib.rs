@@ -18,6 +18,7 @@ pub mod merges;
 pub mod planner;
 pub mod plans;
 pub mod sync;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -100,6 +101,7 @@ pub struct Master {
     threads: Vec<(&'static str, JoinHandle<()>)>,
     feed: Option<membership::Feed>,
     plan_queryable: Option<zenoh::query::Queryable<()>>,
+    tiles_feed: Option<zenoh::pubsub::Subscriber<()>>,
     runtime: Option<tokio::runtime::Runtime>,
     http_stop: Option<tokio::sync::oneshot::Sender<()>>,
     http_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -134,6 +136,13 @@ impl Master {
                 dir.display()
             )))?;
         }
+        let ui = ui::UiState::build(config).map_err(MasterError::Config)?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(
+                ui::tls::server_config(cert, key).map_err(MasterError::Config)?,
+            )),
+            _ => None,
+        };
         let writer = WriterConfig::new(&config.database, master_id).build()?;
         let session = config.cluster.open(Mode::Router)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -192,6 +201,8 @@ impl Master {
         .map_err(zerr("starting the merge service"))?;
         threads.push(("merges", merge_thread));
 
+        let tiles_feed = ui::tiles::attach(&session, &keys, &ui.tiles, &garbage)
+            .map_err(zerr("subscribing to camera tiles"))?;
         let context = Arc::new(api::ApiContext {
             database: config.database.clone(),
             session: session.clone(),
@@ -203,6 +214,7 @@ impl Master {
             garbage,
             writer: writer.handle(),
             edge_timeout: api::EDGE_TIMEOUT,
+            ui,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -217,21 +229,44 @@ impl Master {
             .local_addr()
             .map_err(ioerr("reading the HTTP address"))?;
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = api::router(context.clone());
-        let http_task = runtime.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
+        let app = ui::app(context.clone());
+        let stopping = async move {
+            let _ = stopped.await;
+        };
+        let http_task = match tls {
+            Some(tls) => {
+                let _enter = runtime.enter();
+                let listener = ui::tls::TlsListener::new(listener, tls)
+                    .map_err(ioerr("starting the TLS listener"))?;
+                let app = app.into_make_service_with_connect_info::<ui::PeerAddr>();
+                runtime.spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stopping)
+                        .await
                 })
-                .await
-        });
-        tracing::info!(http = %bound, database = %config.database.display(), site = %config.cluster.site, "master started");
+            }
+            None => {
+                let app = app.into_make_service_with_connect_info::<ui::PeerAddr>();
+                runtime.spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stopping)
+                        .await
+                })
+            }
+        };
+        let scheme = if config.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(http = %bound, ui = %format!("{scheme}://{bound}/"), database = %config.database.display(), site = %config.cluster.site, "master started");
         guard.1 = true;
         Ok(Master {
             stop,
             threads,
             feed: Some(feed),
             plan_queryable: Some(plan_queryable),
+            tiles_feed: Some(tiles_feed),
             runtime: Some(runtime),
             http_stop: Some(http_stop),
             http_task: Some(http_task),
@@ -264,6 +299,7 @@ impl Master {
     }
 
     fn stop_all(&mut self) -> Result<(), MasterError> {
+        self.context.ui.tiles.close();
         if let Some(tx) = self.http_stop.take() {
             let _ = tx.send(());
         }
@@ -286,6 +322,7 @@ impl Master {
             }
         }
         self.plan_queryable.take();
+        self.tiles_feed.take();
         self.feed.take();
         let mut result = Ok(());
         if let Some(w) = self.writer.take() {

@@ -1,5 +1,7 @@
 //! `vidar-master run --config FILE [--check]`: parses arguments, sets up logging
 //! and signals, and hands over to [`vidar_master::run`].
+//! `vidar-master hash-password`: prints the `password_hash` of a `[[users]]`
+//! entry for a password read from stdin.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +39,13 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Reads a password from stdin (its first line) and prints its hash for
+    /// the `password_hash` of a `[[users]]` entry.
+    HashPassword {
+        /// PBKDF2 iterations (more is slower to log in and to guess).
+        #[arg(long, default_value_t = vidar_master::ui::auth::DEFAULT_ITERATIONS)]
+        iterations: u32,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +60,7 @@ fn main() -> anyhow::Result<()> {
             .init(),
     }
     match cli.command {
+        Command::HashPassword { iterations } => hash_password(iterations),
         Command::Run { config, check } => {
             let cfg = MasterConfig::load(&config)?;
             if check {
@@ -63,6 +73,26 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("running the master of {}", config.display()))
         }
     }
+}
+
+fn hash_password(iterations: u32) -> anyhow::Result<()> {
+    use vidar_master::ui::auth::{PasswordHash, MAX_ITERATIONS, MIN_ITERATIONS};
+    anyhow::ensure!(
+        (MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations),
+        "--iterations {iterations}: {MIN_ITERATIONS}..={MAX_ITERATIONS} allowed"
+    );
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!("Password (input is shown; pipe it in to hide it):");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    anyhow::ensure!(!password.is_empty(), "empty password on stdin");
+    let hash = PasswordHash::create(password, iterations).map_err(anyhow::Error::msg)?;
+    println!("{}", hash.encode());
+    Ok(())
 }
 
 /// Sets `shutdown` on SIGINT or SIGTERM (a second signal exits at once).

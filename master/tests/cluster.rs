@@ -217,6 +217,7 @@ fn master_config(db: &Path, site: &str, edges: &[u16]) -> MasterConfig {
         r#"
 database = {db:?}
 http_addr = "127.0.0.1:0"
+auth = "none"
 sync_every_s = 0.3
 sync_batch = 7
 node_timeout_s = 2

@@ -31,12 +31,22 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A master config on `db`, listening for zenoh on `zenoh_port`, HTTP on a free port.
+/// A master config on `db`, listening for zenoh on `zenoh_port`, HTTP on a free
+/// port; `auth = "none"` unless `extra` configures users, tokens or auth.
 pub fn config(db: &Path, site: &str, zenoh_port: u16, extra: &str) -> MasterConfig {
+    let open = if ["auth =", "[[users]]", "[[tokens]]"]
+        .iter()
+        .any(|k| extra.contains(k))
+    {
+        ""
+    } else {
+        "auth = \"none\""
+    };
     let text = format!(
         r#"
 database = {db:?}
 http_addr = "127.0.0.1:0"
+{open}
 {extra}
 [cluster]
 site = "{site}"
@@ -49,14 +59,59 @@ listen = ["tcp/127.0.0.1:{zenoh_port}"]
 
 /// GET (or POST) `path`; returns the status code and the body.
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, Vec<u8>) {
+    let r = request(addr, method, path, &[], b"");
+    (r.status, r.body)
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// Header names in lowercase.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The first header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// `method path` with extra `headers` and `body`.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let mut s = TcpStream::connect(addr).expect("connect to the API");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send request");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("send request");
+    s.write_all(body).expect("send body");
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).expect("read reply");
     let head_end = buf
@@ -76,7 +131,77 @@ pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, Vec<u8>) {
     {
         body = dechunk(&body);
     }
-    (status, body)
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A small real JPEG: a grey scene with a darker "person" in `person` (x, y, w, h).
+pub fn jpeg(width: u32, height: u32, person: (u32, u32, u32, u32), shade: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        let (px, py, pw, ph) = person;
+        if x >= px && x < px + pw && y >= py && y < py + ph {
+            image::Rgb([40, 60, 160])
+        } else {
+            image::Rgb([shade, shade, shade.saturating_add(20)])
+        }
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("encode JPEG");
+    out.into_inner()
+}
+
+/// A `password_hash` for `password` (few iterations: tests log in fast).
+pub fn password_hash(password: &str) -> String {
+    vidar_master::ui::auth::PasswordHash::create(password, 1000)
+        .expect("random salt")
+        .encode()
+}
+
+/// `[[users]]` and `[[tokens]]` for the UI tests: ann (viewer, "ann-pw"),
+/// root (admin, "root-pw"), tokens "viewer-token" and "admin-token".
+pub fn users_toml() -> String {
+    use sha2::{Digest, Sha256};
+    let digest = |t: &str| {
+        Sha256::digest(t.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    format!(
+        "[[users]]\nname = \"ann\"\nrole = \"viewer\"\npassword_hash = \"{}\"\n\
+         [[users]]\nname = \"root\"\nrole = \"admin\"\npassword_hash = \"{}\"\n\
+         [[tokens]]\nname = \"tool\"\nrole = \"viewer\"\ntoken_sha256 = \"{}\"\n\
+         [[tokens]]\nname = \"ops\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n",
+        password_hash("ann-pw"),
+        password_hash("root-pw"),
+        digest("viewer-token"),
+        digest("admin-token"),
+    )
+}
+
+/// Logs `user` in; returns the `Cookie` header value of the session.
+pub fn login(addr: SocketAddr, user: &str, password: &str) -> String {
+    let body = format!("user={user}&password={password}");
+    let r = request(
+        addr,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 303, "login of {user}: {}", r.text());
+    let cookie = r.header("set-cookie").expect("a session cookie");
+    cookie.split(';').next().expect("cookie pair").to_string()
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {

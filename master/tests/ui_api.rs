@@ -1,0 +1,382 @@
+//! The web UI's API and authentication on a real master (temp global
+//! database, real HTTP): 401s and redirects, logins, roles, bearer tokens,
+//! session expiry, the login rate limit, tiles over zenoh, CSV/JSON exports
+//! with hostile values, and 400s on malformed parameters.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use vidar_link::zenoh::Wait;
+use vidar_link::{LinkSettings, Mode};
+use vidar_master::Master;
+use vidar_protocol::messages::{CameraTile, TileBox};
+use vidar_protocol::{wire, BBox, IdentityId, Keys, StreamState, TrackId};
+use vidar_store::WriterConfig;
+
+struct Site {
+    _dir: tempfile::TempDir,
+    master: Master,
+    site: String,
+    zenoh_port: u16,
+}
+
+/// A master with users and tokens on a database holding identity 1 on
+/// cameras `lobby` and `-dock` (a name a spreadsheet would take for a formula).
+fn site(extra: &str) -> Site {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("global.db");
+    let w = WriterConfig::new(&db, node("edge-a"))
+        .build()
+        .expect("writer");
+    for r in [
+        sighting(1, "lobby", 1_000, 2_500),
+        sighting(1, "-dock", 5_000, 6_000),
+        sighting(2, "lobby", 3_000, 3_500),
+        identity(1, "lobby", 1_000),
+        snapshot(1, "lobby", 1_500),
+    ] {
+        w.write(r).expect("write");
+    }
+    w.shutdown().expect("shutdown");
+    let site = unique_site();
+    let zenoh_port = free_port();
+    let extra = format!("{extra}\n{}", users_toml());
+    let cfg = config(&db, &site, zenoh_port, &extra);
+    let master = Master::start(&cfg).expect("master starts");
+    Site {
+        _dir: dir,
+        master,
+        site,
+        zenoh_port,
+    }
+}
+
+fn get(a: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    request(a, "GET", path, headers, b"")
+}
+
+#[test]
+fn unauthenticated_requests_are_refused() {
+    let s = site("");
+    let a = s.master.http_addr();
+    for path in [
+        "/api/trajectory?identity=1",
+        "/api/sightings?camera=lobby",
+        "/api/nodes",
+        "/api/plan",
+        "/api/tiles",
+        "/api/tiles/lobby.jpg",
+        "/api/events",
+        "/api/trajectory.csv?identity=1",
+        "/api/snapshot/1",
+        "/api/floorplan",
+        "/api/me",
+    ] {
+        let r = get(a, path, &[]);
+        assert_eq!(r.status, 401, "{path}: {}", r.text());
+        assert!(r.json()["error"].as_str().is_some(), "{path}");
+        assert!(r.header("www-authenticate").is_some(), "{path}");
+    }
+    let r = request(a, "POST", "/api/sync", &[], b"");
+    assert_eq!(r.status, 401);
+    assert_eq!(get(a, "/metrics", &[]).status, 401);
+    // A wrong or foreign Authorization header is refused, not ignored.
+    for auth in ["Bearer nope", "Basic YW5uOmFubi1wdw==", "Bearer"] {
+        let r = get(a, "/api/plan", &[("Authorization", auth)]);
+        assert_eq!(r.status, 401, "{auth}");
+    }
+    // Pages redirect to the login page; it and the assets are open.
+    let r = get(a, "/", &[]);
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+    let r = get(a, "/login", &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("name=\"password\""));
+    assert!(r
+        .header("content-security-policy")
+        .is_some_and(|c| c.contains("script-src 'self'")));
+    assert_eq!(get(a, "/static/app.js", &[]).status, 200);
+    assert_eq!(get(a, "/healthz", &[]).status, 200);
+    // A forged cookie is no session.
+    let r = get(a, "/api/plan", &[("Cookie", "vidar_session=00ff")]);
+    assert_eq!(r.status, 401);
+    s.master.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn logins_sessions_and_roles() {
+    let s = site("");
+    let a = s.master.http_addr();
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    for body in [
+        "user=ann&password=wrong",
+        "user=nobody&password=ann-pw",
+        "user=ann&password=",
+    ] {
+        let r = request(a, "POST", "/login", &form, body.as_bytes());
+        assert_eq!(r.status, 401, "{body}");
+        assert!(r.text().contains("Wrong user name or password"), "{body}");
+        assert!(r.header("set-cookie").is_none());
+    }
+    let r = request(a, "POST", "/login", &form, b"user=ann");
+    assert_eq!(r.status, 400);
+    // An injected user name is escaped in the page, never echoed raw.
+    let r = request(
+        a,
+        "POST",
+        "/login",
+        &form,
+        b"user=%3Cscript%3Ealert(1)%3C%2Fscript%3E&password=x",
+    );
+    assert_eq!(r.status, 401);
+    assert!(!r.text().contains("<script>alert"));
+
+    let r = request(a, "POST", "/login", &form, b"user=ann&password=ann-pw");
+    assert_eq!((r.status, r.header("location")), (303, Some("/")));
+    let set = r.header("set-cookie").expect("cookie");
+    for attr in ["vidar_session=", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "{attr} missing from {set}");
+    }
+    assert!(!set.contains("Secure"), "plain HTTP: {set}");
+    let ann = set.split(';').next().expect("pair").to_string();
+    let c = [("Cookie", ann.as_str())];
+    let r = get(a, "/api/trajectory?identity=1", &c);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["sightings"].as_array().map(|x| x.len()), Some(2));
+    let r = get(a, "/", &c);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("/static/app.js"));
+    assert_eq!(get(a, "/login", &c).status, 303, "logged in: no login page");
+    let me = get(a, "/api/me", &c).json();
+    assert_eq!(
+        (me["name"].as_str(), me["role"].as_str()),
+        (Some("ann"), Some("viewer"))
+    );
+    assert_eq!(get(a, "/metrics", &c).status, 200);
+    // A viewer may not change state.
+    let r = request(a, "POST", "/api/sync", &c, b"");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.json()["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("admin")));
+
+    let root = login(a, "root", "root-pw");
+    let c = [("Cookie", root.as_str())];
+    assert_eq!(request(a, "POST", "/api/sync", &c, b"").status, 202);
+    // ... but not from another site's page.
+    let evil = [("Cookie", root.as_str()), ("Origin", "http://evil.example")];
+    assert_eq!(request(a, "POST", "/api/sync", &evil, b"").status, 403);
+    let same = format!("http://{a}");
+    let ok = [("Cookie", root.as_str()), ("Origin", same.as_str())];
+    assert_eq!(request(a, "POST", "/api/sync", &ok, b"").status, 202);
+
+    // Logging out ends the session at once.
+    let r = request(a, "POST", "/logout", &[("Cookie", ann.as_str())], b"");
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+    assert!(r
+        .header("set-cookie")
+        .is_some_and(|v| v.contains("Max-Age=0")));
+    let r = get(a, "/api/plan", &[("Cookie", ann.as_str())]);
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        get(a, "/api/plan", &c).status,
+        200,
+        "root's session is unaffected"
+    );
+    s.master.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn bearer_tokens_carry_their_role() {
+    let s = site("");
+    let a = s.master.http_addr();
+    let viewer = [("Authorization", "Bearer viewer-token")];
+    let admin = [("Authorization", "bearer admin-token")];
+    assert_eq!(get(a, "/api/trajectory?identity=p1", &viewer).status, 200);
+    assert_eq!(get(a, "/metrics", &viewer).status, 200);
+    assert_eq!(request(a, "POST", "/api/sync", &viewer, b"").status, 403);
+    assert_eq!(request(a, "POST", "/api/sync", &admin, b"").status, 202);
+    // Token callers are not browsers: no Origin check applies to them.
+    let admin_origin = [
+        ("Authorization", "Bearer admin-token"),
+        ("Origin", "http://elsewhere"),
+    ];
+    assert_eq!(
+        request(a, "POST", "/api/sync", &admin_origin, b"").status,
+        202
+    );
+    s.master.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn sessions_expire() {
+    let s = site("session_ttl_s = 1\nsession_idle_s = 1");
+    let a = s.master.http_addr();
+    let ann = login(a, "ann", "ann-pw");
+    let c = [("Cookie", ann.as_str())];
+    assert_eq!(get(a, "/api/plan", &c).status, 200);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(get(a, "/api/plan", &c).status, 401);
+    let r = get(a, "/", &c);
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+    s.master.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn failed_logins_are_rate_limited() {
+    let s = site("");
+    let a = s.master.http_addr();
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    for _ in 0..5 {
+        let r = request(a, "POST", "/login", &form, b"user=ann&password=guess");
+        assert_eq!(r.status, 401);
+    }
+    // Locked: even the right password waits.
+    let r = request(a, "POST", "/login", &form, b"user=ann&password=ann-pw");
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    // Another user from the same address is not locked yet.
+    login(a, "root", "root-pw");
+    s.master.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn exports_escape_and_parameters_are_checked() {
+    let s = site("");
+    let a = s.master.http_addr();
+    let t = [("Authorization", "Bearer viewer-token")];
+    let r = get(a, "/api/trajectory.csv?identity=p1", &t);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r
+        .header("content-type")
+        .is_some_and(|v| v.starts_with("text/csv")));
+    assert_eq!(
+        r.header("content-disposition"),
+        Some("attachment; filename=\"trajectory-p1.csv\"")
+    );
+    let text = r.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "identity,camera,node,seq,first_ms,last_ms,duration_ms,first_utc,last_utc,synced",
+            "1,lobby,edge-a,1,1000,2500,1500,1970-01-01T00:00:01.000Z,1970-01-01T00:00:02.500Z,true",
+            "1,'-dock,edge-a,2,5000,6000,1000,1970-01-01T00:00:05.000Z,1970-01-01T00:00:06.000Z,true",
+        ],
+        "{text}"
+    );
+    let r = get(a, "/api/trajectory.json?identity=1&from=0&to=4000", &t);
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-disposition")
+        .is_some_and(|v| v.starts_with("attachment")));
+    assert_eq!(r.json()["sightings"].as_array().map(|x| x.len()), Some(1));
+    // An identity nobody saw is an empty export, not an error.
+    let r = get(a, "/api/trajectory.csv?identity=77", &t);
+    assert_eq!((r.status, r.text().lines().count()), (200, 1));
+
+    for (path, param) in [
+        ("/api/trajectory.csv?identity=abc", Some("identity")),
+        ("/api/trajectory.csv", Some("identity")),
+        ("/api/trajectory.csv?identity=1&from=-4", Some("from")),
+        ("/api/trajectory.csv?identity=1&from=9&to=1", Some("to")),
+        ("/api/trajectory.json?identity=1&limit=0", Some("limit")),
+        ("/api/trajectory.csv?identity=1&camera=x", None),
+        ("/api/trajectory.csv?identity=1%27%3B--", Some("identity")),
+        ("/api/tiles/%3Cimg%20src%3Dx%3E.jpg", Some("camera")),
+        ("/api/tiles/a%2Fb.jpg", Some("camera")),
+        ("/api/sightings?camera=%3Cscript%3E", Some("camera")),
+    ] {
+        let r = get(a, path, &t);
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["parameter"].as_str(), param, "{path}: {v}");
+        // Error messages are JSON strings: never HTML a browser would run.
+        assert_eq!(r.header("content-type"), Some("application/json"), "{path}");
+    }
+    assert_eq!(get(a, "/api/tiles/nowhere.jpg", &t).status, 404);
+    assert_eq!(get(a, "/api/tiles/lobby", &t).status, 404);
+    let fp = get(a, "/api/floorplan", &t).json();
+    assert_eq!(fp["configured"], false);
+    assert_eq!(get(a, "/api/floorplan.png", &t).status, 404);
+    s.master.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn tiles_from_zenoh_are_served_and_garbage_is_counted() {
+    let s = site("");
+    let a = s.master.http_addr();
+    let t = [("Authorization", "Bearer viewer-token")];
+    let edge = LinkSettings {
+        site: s.site.clone(),
+        connect: vec![format!("tcp/127.0.0.1:{}", s.zenoh_port)],
+        ..LinkSettings::default()
+    }
+    .open(Mode::Peer)
+    .expect("edge session");
+    let keys = Keys::new(&s.site).expect("keys");
+    let jpeg = jpeg(160, 120, (60, 20, 40, 90), 120);
+    let tile = |captured_ms: u64| CameraTile {
+        camera: cam("lobby"),
+        node: node("edge-a"),
+        captured_ms,
+        state: StreamState::Streaming,
+        fps: 9.5,
+        dropped: 3,
+        width: 160,
+        height: 120,
+        jpeg: jpeg.clone(),
+        boxes: vec![TileBox {
+            bbox: BBox {
+                x: 60.0,
+                y: 20.0,
+                w: 40.0,
+                h: 90.0,
+            },
+            track: TrackId(4),
+            identity: Some(IdentityId(1)),
+        }],
+    };
+    let key = keys.tile(&node("edge-a"), &cam("lobby"));
+    let mut n = 0u64;
+    let seen = wait_for(Duration::from_secs(10), || {
+        n += 1;
+        let bytes = wire::encode(&tile(1_000 + n)).expect("encode");
+        edge.put(&key, bytes).wait().expect("put");
+        std::thread::sleep(Duration::from_millis(100));
+        get(a, "/api/tiles", &t).json()["tiles"]
+            .as_array()
+            .is_some_and(|x| !x.is_empty())
+    });
+    assert!(seen, "no tile arrived");
+    let v = get(a, "/api/tiles", &t).json();
+    let m = &v["tiles"][0];
+    assert_eq!(m["camera"], "lobby");
+    assert_eq!(m["node"], "edge-a");
+    assert_eq!(m["state"], "streaming");
+    assert_eq!(m["dropped"], 3);
+    assert_eq!(m["stale"], false);
+    assert_eq!(m["boxes"][0]["identity"], 1);
+    assert_eq!(m["boxes"][0]["bbox"]["w"], 40.0);
+    let r = get(a, "/api/tiles/lobby.jpg", &t);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("image/jpeg"));
+    assert_eq!(r.body, jpeg);
+
+    // Garbage, and a tile whose key names another camera, are refused and counted.
+    let before = s.master.context().garbage.refused();
+    edge.put(&key, vec![1u8, 2, 3]).wait().expect("put");
+    let other = keys.tile(&node("edge-a"), &cam("dock"));
+    edge.put(&other, wire::encode(&tile(99)).expect("encode"))
+        .wait()
+        .expect("put");
+    assert!(wait_for(Duration::from_secs(5), || {
+        s.master.context().garbage.refused() > before
+            && s.master.context().ui.tiles.mismatched() > 0
+    }));
+    let v = get(a, "/api/tiles", &t).json();
+    assert_eq!(v["tiles"].as_array().map(|x| x.len()), Some(1), "{v}");
+    edge.close().wait().expect("close");
+    s.master.shutdown().expect("clean shutdown");
+}

@@ -1,0 +1,322 @@
+// Vidar's operator page: live tiles (SSE + JPEG), trajectory search, cluster view.
+// Every text from the API goes into the DOM through textContent or attributes
+// set one by one, never parsed as HTML.
+'use strict';
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const STATE_NAMES = { streaming: 'streaming', connecting: 'connecting', backing_off: 'reconnecting', failed: 'failed', stopped: 'stopped' };
+
+  function el(tag, props, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (k === 'class') e.className = v;
+      else if (k.startsWith('data-')) e.setAttribute(k, String(v));
+      else e[k] = v;
+    }
+    for (const c of children) {
+      if (c == null) continue;
+      e.append(typeof c === 'string' ? document.createTextNode(c) : c);
+    }
+    return e;
+  }
+
+  async function api(path, init) {
+    const r = await fetch(path, Object.assign({ credentials: 'same-origin', headers: { Accept: 'application/json' } }, init));
+    if (r.status === 401) { location.assign('/login'); throw new Error('logged out'); }
+    const j = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(j.error || ('HTTP ' + r.status));
+    return j;
+  }
+
+  const fmtTime = (ms) => new Date(ms).toLocaleString();
+  const fmtDur = (ms) => (ms >= 60000 ? (ms / 60000).toFixed(1) + ' min' : (ms / 1000).toFixed(1) + ' s');
+  const idText = (n) => 'p' + n;
+
+  // ---- live tiles ----
+  const tiles = new Map();
+
+  function tileView(camera) {
+    let t = tiles.get(camera);
+    if (t) return t;
+    const img = el('img', { alt: 'Camera ' + camera });
+    const canvas = el('canvas', { title: 'Click a person to search their trajectory' });
+    const frame = el('div', { class: 'frame' }, img, canvas);
+    const badge = el('span', { class: 'badge' });
+    const node = el('span', { class: 'muted node' });
+    const stats = el('span', { class: 'muted stats' });
+    const when = el('span', { class: 'muted when' });
+    const who = el('div', { class: 'who-list' });
+    const root = el('article', { class: 'tile', 'data-camera': camera },
+      frame, el('div', { class: 'caption' }, el('span', { class: 'cam' }, camera), badge, node, stats, when), who);
+    t = { root, img, canvas, badge, node, stats, when, who, meta: null, shownSeq: -1 };
+    img.addEventListener('load', () => draw(t));
+    canvas.addEventListener('click', (ev) => clickTile(t, ev));
+    tiles.set(camera, t);
+    const list = $('tiles');
+    const after = [...list.children].find((c) => c.dataset.camera > camera);
+    list.insertBefore(root, after || null);
+    $('no-tiles').hidden = true;
+    addCameraOption(camera);
+    return t;
+  }
+
+  function updateTile(m) {
+    const t = tileView(m.camera);
+    t.meta = m;
+    const state = m.stale ? 'stale' : m.state;
+    t.root.classList.toggle('stale', !!m.stale);
+    t.badge.className = 'badge ' + state;
+    t.badge.textContent = m.stale ? 'stale' : (STATE_NAMES[m.state] || m.state);
+    t.node.textContent = 'on ' + m.node;
+    t.stats.textContent = m.fps.toFixed(1) + ' fps · ' + m.dropped + ' dropped';
+    t.when.textContent = new Date(m.captured_ms).toLocaleTimeString();
+    t.when.dataset.captured = String(m.captured_ms);
+    t.who.replaceChildren(...m.boxes.filter((b) => b.identity != null).map((b) =>
+      el('button', { type: 'button', class: 'who', 'data-identity': b.identity, title: 'Trajectory of ' + idText(b.identity), onclick: () => searchIdentity(b.identity) }, idText(b.identity))));
+    if (m.has_image && m.seq !== t.shownSeq) {
+      t.shownSeq = m.seq;
+      t.img.src = '/api/tiles/' + encodeURIComponent(m.camera) + '.jpg?v=' + m.seq;
+    } else if (!m.has_image) {
+      t.img.removeAttribute('src');
+      draw(t);
+    }
+    $('live-count').textContent = '(' + tiles.size + ')';
+  }
+
+  function draw(t) {
+    const m = t.meta;
+    const c = t.canvas;
+    if (!m) return;
+    c.width = m.width || 1;
+    c.height = m.height || 1;
+    const g = c.getContext('2d');
+    g.clearRect(0, 0, c.width, c.height);
+    if (!m.has_image) return;
+    const lw = Math.max(2, c.width / 320);
+    g.lineWidth = lw;
+    g.font = Math.round(Math.max(12, c.width / 40)) + 'px sans-serif';
+    for (const b of m.boxes) {
+      const col = b.identity != null ? '#2ecc71' : '#f1c40f';
+      g.strokeStyle = col;
+      g.strokeRect(b.bbox.x, b.bbox.y, b.bbox.w, b.bbox.h);
+      const label = b.identity != null ? idText(b.identity) : 't' + b.track;
+      const w = g.measureText(label).width + 8;
+      const h = parseInt(g.font, 10) + 4;
+      g.fillStyle = col;
+      g.fillRect(b.bbox.x, Math.max(0, b.bbox.y - h), w, h);
+      g.fillStyle = '#000';
+      g.fillText(label, b.bbox.x + 4, Math.max(h - 4, b.bbox.y - 4));
+    }
+  }
+
+  function clickTile(t, ev) {
+    const m = t.meta;
+    if (!m || !m.width) return;
+    // The frame is letterboxed (object-fit: contain): undo the scale and offsets.
+    const r = t.canvas.getBoundingClientRect();
+    const s = Math.min(r.width / m.width, r.height / m.height);
+    const x = (ev.clientX - r.left - (r.width - m.width * s) / 2) / s;
+    const y = (ev.clientY - r.top - (r.height - m.height * s) / 2) / s;
+    const hit = m.boxes.filter((b) => b.identity != null && x >= b.bbox.x && x <= b.bbox.x + b.bbox.w && y >= b.bbox.y && y <= b.bbox.y + b.bbox.h)
+      .sort((a, b) => a.bbox.w * a.bbox.h - b.bbox.w * b.bbox.h)[0];
+    if (hit) searchIdentity(hit.identity);
+  }
+
+  function addCameraOption(camera) {
+    const list = $('camera-list');
+    if (![...list.options].some((o) => o.value === camera)) list.append(el('option', { value: camera }));
+  }
+
+  async function refreshTiles() {
+    try {
+      const j = await api('/api/tiles');
+      const seen = new Set(j.tiles.map((m) => m.camera));
+      j.tiles.forEach(updateTile);
+      for (const [cam, t] of tiles) if (!seen.has(cam)) { t.root.remove(); tiles.delete(cam); }
+      $('no-tiles').hidden = tiles.size > 0;
+    } catch (e) { /* shown by the next successful refresh */ }
+  }
+
+  function listen() {
+    const es = new EventSource('/api/events');
+    es.addEventListener('tile', (ev) => { try { updateTile(JSON.parse(ev.data)); } catch (e) { /* malformed event */ } });
+    es.onerror = () => {
+      if (es.readyState === EventSource.CLOSED) {
+        // Refused (logged out?) or the master went away: check, then retry.
+        api('/api/me').then(() => setTimeout(listen, 3000), () => {});
+      }
+    };
+  }
+
+  // ---- search ----
+  let floor = null;
+  let searchSeq = 0;
+
+  function status(text, isError) {
+    $('status').textContent = text;
+    $('status').className = isError ? 'error' : 'muted';
+  }
+
+  function parseIdentity(v) {
+    const m = /^\s*[pP]?(\d{1,19})\s*$/.exec(String(v));
+    return m ? m[1] : null;
+  }
+
+  async function searchIdentity(raw) {
+    const id = parseIdentity(raw);
+    if (id == null) { status('An identity looks like p12 or 12.', true); return; }
+    $('identity').value = idText(id);
+    showView('search');
+    const mine = ++searchSeq;
+    status('Searching ' + idText(id) + '…');
+    try {
+      const j = await api('/api/trajectory?identity=' + encodeURIComponent(id));
+      if (mine !== searchSeq) return;
+      const cams = new Set(j.sightings.map((s) => s.camera));
+      $('result-title').textContent = 'Trajectory of ' + idText(id);
+      status(j.sightings.length + ' sightings on ' + cams.size + ' cameras' + (j.truncated ? ' (truncated)' : '') +
+        (j.edges_unanswered.length ? '; unanswered: ' + j.edges_unanswered.map((u) => u.node).join(', ') : ''));
+      const q = '?identity=' + encodeURIComponent(id);
+      $('export-csv').href = '/api/trajectory.csv' + q;
+      $('export-json').href = '/api/trajectory.json' + q;
+      $('exports').hidden = false;
+      renderTimeline(j.sightings, true);
+      drawPath(j.sightings);
+    } catch (e) {
+      if (mine === searchSeq) status(e.message, true);
+    }
+  }
+
+  async function searchCamera() {
+    const camera = $('camera').value.trim();
+    const from = $('from').value ? new Date($('from').value).getTime() : null;
+    const to = $('to').value ? new Date($('to').value).getTime() : null;
+    let q = '?camera=' + encodeURIComponent(camera);
+    if (from != null) q += '&from=' + from;
+    if (to != null) q += '&to=' + to;
+    const mine = ++searchSeq;
+    status('Searching ' + camera + '…');
+    try {
+      const j = await api('/api/sightings' + q);
+      if (mine !== searchSeq) return;
+      $('result-title').textContent = 'Sightings on ' + camera;
+      $('exports').hidden = true;
+      status(j.sightings.length + ' sightings' + (j.truncated ? ' (truncated)' : '') + '; click one for its trajectory');
+      renderTimeline(j.sightings, false);
+      drawPath([]);
+    } catch (e) {
+      if (mine === searchSeq) status(e.message, true);
+    }
+  }
+
+  function renderTimeline(sightings, numbered) {
+    const items = sightings.map((s, i) => {
+      const thumb = el('img', { alt: idText(s.identity), loading: 'lazy', src: '/api/snapshot/' + encodeURIComponent(s.identity) });
+      thumb.addEventListener('error', () => { thumb.style.visibility = 'hidden'; });
+      const who = numbered ? null : el('button', { type: 'button', class: 'who', onclick: () => searchIdentity(s.identity) }, idText(s.identity));
+      return el('li', { class: 'sighting', 'data-camera': s.camera },
+        thumb,
+        el('div', {},
+          el('div', {}, numbered ? el('span', { class: 'step' }, String(i + 1)) : null, el('span', { class: 'when' }, fmtTime(s.first_ms)), ' ', who),
+          el('div', {}, el('strong', { class: 'camera' }, s.camera), el('span', { class: 'muted' }, ' on ' + s.node + ' · ' + fmtDur(Math.max(0, s.last_ms - s.first_ms)) + (s.synced ? '' : ' · not synced yet')))));
+    });
+    $('timeline').replaceChildren(...items);
+  }
+
+  async function loadFloor() {
+    try {
+      const j = await api('/api/floorplan');
+      if (!j.configured) return;
+      floor = { cams: new Map(j.cameras.map((c) => [c.camera, c])), path: [] };
+      const img = $('floor-img');
+      img.addEventListener('load', () => drawPath(floor.path));
+      img.src = j.image;
+    } catch (e) { /* no plan */ }
+  }
+
+  function drawPath(sightings) {
+    if (!floor) return;
+    floor.path = sightings;
+    const img = $('floor-img');
+    const c = $('floor-canvas');
+    const pts = sightings.map((s) => floor.cams.get(s.camera)).filter(Boolean);
+    $('floor').hidden = sightings.length === 0;
+    if (!img.naturalWidth) return;
+    c.width = img.naturalWidth;
+    c.height = img.naturalHeight;
+    const g = c.getContext('2d');
+    g.clearRect(0, 0, c.width, c.height);
+    const r = Math.max(6, c.width / 80);
+    g.lineWidth = r / 2;
+    g.strokeStyle = '#1f6feb';
+    g.beginPath();
+    pts.forEach((p, i) => (i ? g.lineTo(p.x, p.y) : g.moveTo(p.x, p.y)));
+    g.stroke();
+    g.font = Math.round(r * 1.4) + 'px sans-serif';
+    pts.forEach((p, i) => {
+      g.fillStyle = '#1f6feb';
+      g.beginPath();
+      g.arc(p.x, p.y, r, 0, 2 * Math.PI);
+      g.fill();
+      g.fillStyle = '#fff';
+      g.fillText(String(i + 1), p.x - r / 2, p.y + r / 2);
+    });
+  }
+
+  // ---- cluster ----
+  let clusterTimer = null;
+
+  async function refreshCluster() {
+    try {
+      const [n, p] = await Promise.all([api('/api/nodes'), api('/api/plan')]);
+      const rows = n.nodes.map((x) => {
+        const st = x.status || null;
+        const load = st ? st.load : null;
+        const sync = x.sync || {};
+        const pct = (v) => (v == null ? '–' : Math.round(v * 100) + '%');
+        return el('tr', { 'data-node': x.node },
+          el('td', {}, x.node),
+          el('td', { class: x.live ? 'live' : 'dead' }, x.live ? 'alive' : 'dead'),
+          el('td', {}, load ? load.cameras.map((c) => c.camera).join(', ') || '–' : '–'),
+          el('td', {}, pct(load && load.detect_busy)),
+          el('td', {}, pct(load && load.reid_busy)),
+          el('td', {}, st ? 'v' + st.plan_version : '–'),
+          el('td', {}, sync.lag_records == null ? '–' : sync.lag_records + ' records'),
+          el('td', {}, sync.since_success_s == null ? 'never' : sync.since_success_s.toFixed(0) + ' s ago'));
+      });
+      $('nodes').tBodies[0].replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', { colSpan: 8, class: 'muted' }, 'No node has joined.'))]));
+      $('plan-version').textContent = p.version == null ? '(none yet)' : 'version ' + p.version;
+      $('plan-reason').textContent = p.reason ? 'Issued ' + fmtTime(p.issued_ms) + ': ' + p.reason : '';
+      const streams = p.streams.map((s) => el('tr', { 'data-camera': s.camera }, el('td', {}, s.camera), el('td', {}, s.node), el('td', {}, s.reid_node)));
+      $('plan').tBodies[0].replaceChildren(...(streams.length ? streams : [el('tr', {}, el('td', { colSpan: 3, class: 'muted' }, 'No camera placed.'))]));
+    } catch (e) {
+      $('plan-reason').textContent = e.message;
+    }
+  }
+
+  function showView(name) {
+    for (const b of document.querySelectorAll('.tab')) b.classList.toggle('active', b.dataset.view === name);
+    $('view-search').hidden = name !== 'search';
+    $('view-cluster').hidden = name !== 'cluster';
+    clearInterval(clusterTimer);
+    if (name === 'cluster') { refreshCluster(); clusterTimer = setInterval(refreshCluster, 5000); }
+  }
+
+  // ---- start ----
+  document.addEventListener('DOMContentLoaded', () => {
+    for (const b of document.querySelectorAll('.tab')) b.addEventListener('click', () => showView(b.dataset.view));
+    $('by-identity').addEventListener('submit', (ev) => { ev.preventDefault(); searchIdentity($('identity').value); });
+    $('by-camera').addEventListener('submit', (ev) => { ev.preventDefault(); searchCamera(); });
+    $('sync-now').addEventListener('click', () => api('/api/sync', { method: 'POST' }).then(refreshCluster, (e) => { $('plan-reason').textContent = e.message; }));
+    api('/api/me').then((me) => {
+      $('who').textContent = me.name + ' (' + me.role + ')';
+      $('site').textContent = 'site ' + me.site;
+      $('sync-now').hidden = me.role !== 'admin';
+      if (!me.auth) $('logout').hidden = true;
+    }, () => {});
+    refreshTiles();
+    setInterval(refreshTiles, 15000);
+    listen();
+    loadFloor();
+  });
+})();

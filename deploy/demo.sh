@@ -58,7 +58,9 @@ done
 cat <<MSG
 
 Site starting: master + edge-1 + edge-2 (configs and logs in $DEMO).
-  UI / API: http://127.0.0.1:$HTTP_PORT/   (plan: /api/plan, nodes: /api/nodes, identities: /api/identities)
+  UI:       http://127.0.0.1:$HTTP_PORT/   login: admin / vidar-demo
+  API:      curl -H 'Authorization: Bearer vidar-demo-token' http://127.0.0.1:$HTTP_PORT/api/plan
+            (also /api/nodes, /api/identities, /api/trajectory?identity=N, /api/tiles)
   metrics:  master http://127.0.0.1:$HTTP_PORT/metrics
             edge-1 http://127.0.0.1:$METRICS_PORT/metrics   edge-2 http://127.0.0.1:$((METRICS_PORT + 1))/metrics
   queries:  target/release/vidar-edge query --db $DEMO/edge-1.db identities
@@ -74,9 +76,9 @@ if [ -n "${VIDAR_DEMO_SECONDS:-}" ]; then
   sleep "$VIDAR_DEMO_SECONDS"
   echo
   echo "plan:"
-  curl -s "http://127.0.0.1:$HTTP_PORT/api/plan" | head -c 1500; echo
+  curl -s -H 'Authorization: Bearer vidar-demo-token' "http://127.0.0.1:$HTTP_PORT/api/plan" | head -c 1500; echo
   echo "identities (global database, plus what the edges have not synced yet):"
-  curl -s "http://127.0.0.1:$HTTP_PORT/api/identities?limit=10" | head -c 1500; echo
+  curl -s -H 'Authorization: Bearer vidar-demo-token' "http://127.0.0.1:$HTTP_PORT/api/identities?limit=10" | head -c 1500; echo
 else
   wait "${PIDS[1]}"
 fi

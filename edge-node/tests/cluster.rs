@@ -203,7 +203,7 @@ impl Site {
         let http = free_port();
         let mut toml = format!(
             "master_id = \"master\"\ndatabase = \"{db}\"\nhttp_addr = \"127.0.0.1:{http}\"\n\
-             sync_every_s = 2\nplan_every_s = 60\nnode_timeout_s = 3\n\
+             sync_every_s = 2\nplan_every_s = 60\nnode_timeout_s = 3\nauth = \"none\"\n\
              [cluster]\nsite = \"{site}\"\nlisten = [\"tcp/127.0.0.1:{zport}\"]\n",
             db = dir.path().join("global.db").display()
         );

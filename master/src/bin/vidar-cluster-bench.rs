@@ -35,7 +35,9 @@ use vidar_protocol::record::{BoxPoint, IdentityRecord, Record, Sighting};
 use vidar_protocol::{wire, BBox, CameraId, IdentityId, Keys, NodeId, TrackId};
 
 #[derive(Parser, Debug)]
-#[command(about = "Vidar cluster benchmarks: remote re-ID round trip, sync throughput and lag, reassignment time")]
+#[command(
+    about = "Vidar cluster benchmarks: remote re-ID round trip, sync throughput and lag, reassignment time"
+)]
 struct Args {
     /// Re-ID requests measured (one at a time).
     #[arg(long, default_value_t = 2000)]
@@ -86,7 +88,9 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn reid_round_trip(args: &Args, rows: &mut Vec<(String, String, String)>) -> Result<()> {
@@ -244,7 +248,10 @@ fn reid_round_trip(args: &Args, rows: &mut Vec<(String, String, String)>) -> Res
     let _ = client.close().wait();
     let _ = server.close().wait();
     let _ = router.close().wait();
-    eprintln!("re-ID round trip done: p99 {:.2} ms", percentile(&rtts, 0.99));
+    eprintln!(
+        "re-ID round trip done: p99 {:.2} ms",
+        percentile(&rtts, 0.99)
+    );
     Ok(())
 }
 
@@ -288,7 +295,11 @@ impl Drop for Proc {
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
     body.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
@@ -332,19 +343,26 @@ impl Site {
     fn master(&self, dir: &Path, cameras: &[(String, String)], sync_every: f64) -> Result<Proc> {
         let mut toml = format!(
             "database = \"{db}\"\nhttp_addr = \"127.0.0.1:{http}\"\nsync_every_s = {sync_every}\n\
-             node_timeout_s = 3\n[cluster]\nsite = \"{site}\"\nlisten = [\"tcp/127.0.0.1:{zport}\"]\n",
+             node_timeout_s = 3\nauth = \"none\"\n[cluster]\nsite = \"{site}\"\nlisten = [\"tcp/127.0.0.1:{zport}\"]\n",
             db = dir.join(format!("global-{}.db", self.site)).display(),
             http = self.http,
             site = self.site,
             zport = self.zport
         );
         for (c, src) in cameras {
-            toml.push_str(&format!("[[cameras]]\ncamera = \"{c}\"\nsource = \"{src}\"\n"));
+            toml.push_str(&format!(
+                "[[cameras]]\ncamera = \"{c}\"\nsource = \"{src}\"\n"
+            ));
         }
         let cfg = dir.join(format!("master-{}.toml", self.site));
         std::fs::write(&cfg, toml)?;
         let cfg = cfg.to_string_lossy().to_string();
-        Proc::spawn(dir, &format!("master-{}", self.site), "vidar-master", &["run", "--config", &cfg])
+        Proc::spawn(
+            dir,
+            &format!("master-{}", self.site),
+            "vidar-master",
+            &["run", "--config", &cfg],
+        )
     }
 
     fn edge(&self, dir: &Path, id: &str, db: &Path, metrics: u16) -> Result<Proc> {
@@ -362,11 +380,20 @@ impl Site {
         let cfg = dir.join(format!("{id}-{}.toml", self.site));
         std::fs::write(&cfg, toml)?;
         let cfg = cfg.to_string_lossy().to_string();
-        Proc::spawn(dir, &format!("{id}-{}", self.site), "vidar-edge", &["run", "--config", &cfg])
+        Proc::spawn(
+            dir,
+            &format!("{id}-{}", self.site),
+            "vidar-edge",
+            &["run", "--config", &cfg],
+        )
     }
 }
 
-fn sync_throughput(args: &Args, dir: &Path, rows: &mut Vec<(String, String, String)>) -> Result<()> {
+fn sync_throughput(
+    args: &Args,
+    dir: &Path,
+    rows: &mut Vec<(String, String, String)>,
+) -> Result<()> {
     let node = NodeId::new("bench-edge")?;
     let db = dir.join("bench-edge.db");
     {
@@ -437,7 +464,11 @@ fn sync_throughput(args: &Args, dir: &Path, rows: &mut Vec<(String, String, Stri
     Ok(())
 }
 
-fn lag_and_reassignment(args: &Args, dir: &Path, rows: &mut Vec<(String, String, String)>) -> Result<()> {
+fn lag_and_reassignment(
+    args: &Args,
+    dir: &Path,
+    rows: &mut Vec<(String, String, String)>,
+) -> Result<()> {
     let exe = std::env::current_exe()?.with_file_name("vidar-camera");
     let mut cam = Command::new(&exe)
         .args([
@@ -482,7 +513,13 @@ fn lag_and_reassignment(args: &Args, dir: &Path, rows: &mut Vec<(String, String,
                 .unwrap_or_default()
                 .lines()
                 .filter(|l| l.starts_with("vidar_stream_up{") && l.ends_with(" 1"))
-                .filter_map(|l| l.split("camera=\"").nth(1)?.split('"').next().map(str::to_string))
+                .filter_map(|l| {
+                    l.split("camera=\"")
+                        .nth(1)?
+                        .split('"')
+                        .next()
+                        .map(str::to_string)
+                })
                 .collect()
         };
         wait_for("both cameras streaming", Duration::from_secs(120), || {
@@ -495,15 +532,29 @@ fn lag_and_reassignment(args: &Args, dir: &Path, rows: &mut Vec<(String, String,
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(args.lag_seconds) {
             std::thread::sleep(Duration::from_secs(1));
-            let Some(body) = http_get(site.http, "/api/nodes") else { continue };
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else { continue };
-            let nodes = v.get("nodes").and_then(|n| n.as_array()).cloned().unwrap_or_default();
+            let Some(body) = http_get(site.http, "/api/nodes") else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else {
+                continue;
+            };
+            let nodes = v
+                .get("nodes")
+                .and_then(|n| n.as_array())
+                .cloned()
+                .unwrap_or_default();
             for n in nodes {
                 let sync = n.get("sync");
-                if let Some(l) = sync.and_then(|s| s.get("lag_records")).and_then(|x| x.as_f64()) {
+                if let Some(l) = sync
+                    .and_then(|s| s.get("lag_records"))
+                    .and_then(|x| x.as_f64())
+                {
                     lag_records.push(l);
                 }
-                if let Some(s) = sync.and_then(|s| s.get("since_success_s")).and_then(|x| x.as_f64()) {
+                if let Some(s) = sync
+                    .and_then(|s| s.get("since_success_s"))
+                    .and_then(|x| x.as_f64())
+                {
                     lag_secs.push(s);
                 }
             }
@@ -517,22 +568,33 @@ fn lag_and_reassignment(args: &Args, dir: &Path, rows: &mut Vec<(String, String,
         ));
         rows.push((
             "sync lag, seconds since last successful sync: median / max".into(),
-            format!("{:.1} / {:.1}", percentile(&lag_secs, 0.5), percentile(&lag_secs, 1.0)),
+            format!(
+                "{:.1} / {:.1}",
+                percentile(&lag_secs, 0.5),
+                percentile(&lag_secs, 1.0)
+            ),
             "same run".into(),
         ));
         // Reassignment after a node dies.
         let mut plan_times = Vec::new();
         let mut stream_times = Vec::new();
         for _ in 0..args.kills {
-            let (victim, other) = if streaming(ports[0]).is_empty() { (1, 0) } else { (0, 1) };
+            let (victim, other) = if streaming(ports[0]).is_empty() {
+                (1, 0)
+            } else {
+                (0, 1)
+            };
             let before = streaming(ports[other]).len();
             let lost = streaming(ports[victim]);
             edges[victim].kill();
             let t = Instant::now();
             wait_for("plan moves the camera", Duration::from_secs(30), || {
-                let plan: serde_json::Value = serde_json::from_str(&http_get(site.http, "/api/plan")?).ok()?;
+                let plan: serde_json::Value =
+                    serde_json::from_str(&http_get(site.http, "/api/plan")?).ok()?;
                 let streams = plan.get("streams")?.as_array()?;
-                let moved = streams.iter().all(|s| s.get("node").and_then(|n| n.as_str()) != Some(ids[victim]));
+                let moved = streams
+                    .iter()
+                    .all(|s| s.get("node").and_then(|n| n.as_str()) != Some(ids[victim]));
                 (moved && streams.len() == 2).then_some(())
             })?;
             plan_times.push(t.elapsed().as_secs_f64());
@@ -541,10 +603,20 @@ fn lag_and_reassignment(args: &Args, dir: &Path, rows: &mut Vec<(String, String,
             })?;
             stream_times.push(t.elapsed().as_secs_f64());
             // Bring the node back for the next round.
-            edges[victim] = site.edge(dir, ids[victim], &dir.join(format!("{}.db", ids[victim])), ports[victim])?;
+            edges[victim] = site.edge(
+                dir,
+                ids[victim],
+                &dir.join(format!("{}.db", ids[victim])),
+                ports[victim],
+            )?;
             std::thread::sleep(Duration::from_secs(8));
         }
-        let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ");
+        let fmt = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         rows.push((
             "reassignment after SIGKILL of a node: plan moved, s".into(),
             fmt(&plan_times),
@@ -553,7 +625,8 @@ fn lag_and_reassignment(args: &Args, dir: &Path, rows: &mut Vec<(String, String,
         rows.push((
             "reassignment after SIGKILL of a node: streaming on the other node, s".into(),
             fmt(&stream_times),
-            "until the other node's /metrics shows the camera streaming (RTSP connect included)".into(),
+            "until the other node's /metrics shows the camera streaming (RTSP connect included)"
+                .into(),
         ));
         let _ = edges;
         Ok(())
@@ -565,7 +638,14 @@ fn lag_and_reassignment(args: &Args, dir: &Path, rows: &mut Vec<(String, String,
             let p = entry.path();
             if p.extension().is_some_and(|e| e == "log") {
                 let text = std::fs::read_to_string(&p).unwrap_or_default();
-                let tail: String = text.chars().rev().take(1500).collect::<Vec<_>>().into_iter().rev().collect();
+                let tail: String = text
+                    .chars()
+                    .rev()
+                    .take(1500)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
                 eprintln!("--- {} ---\n{tail}", p.display());
             }
         }

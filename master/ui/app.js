@@ -253,14 +253,23 @@
     pts.forEach((p, i) => (i ? g.lineTo(p.x, p.y) : g.moveTo(p.x, p.y)));
     g.stroke();
     g.font = Math.round(r * 1.4) + 'px sans-serif';
+    // One marker per camera, labelled with every step seen there ("1, 3").
+    const steps = new Map();
     pts.forEach((p, i) => {
-      g.fillStyle = '#1f6feb';
-      g.beginPath();
-      g.arc(p.x, p.y, r, 0, 2 * Math.PI);
-      g.fill();
-      g.fillStyle = '#fff';
-      g.fillText(String(i + 1), p.x - r / 2, p.y + r / 2);
+      const k = p.x + ',' + p.y;
+      if (!steps.has(k)) steps.set(k, { p, n: [] });
+      steps.get(k).n.push(i + 1);
     });
+    for (const { p, n } of steps.values()) {
+      const label = n.join(', ');
+      const w = Math.max(2 * r, g.measureText(label).width + r);
+      g.fillStyle = '#1f6feb';
+      g.fillRect(p.x - w / 2, p.y - r, w, 2 * r);
+      g.fillStyle = '#fff';
+      g.textAlign = 'center';
+      g.textBaseline = 'middle';
+      g.fillText(label, p.x, p.y);
+    }
   }
 
   // ---- cluster ----

@@ -2,6 +2,8 @@
 //! configs, a tiny HTTP/1.1 client and record builders.
 #![allow(dead_code)]
 
+pub mod webdriver;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -100,7 +102,7 @@ pub fn request(
     body: &[u8],
 ) -> Reply {
     let mut s = TcpStream::connect(addr).expect("connect to the API");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
+    s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -112,8 +114,26 @@ pub fn request(
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).expect("send request");
     s.write_all(body).expect("send body");
+    // Read to the end, or to Content-Length (some servers keep the connection).
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).expect("read reply");
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = s.read(&mut chunk).expect("read reply");
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if length.is_some_and(|len| buf.len() >= end + 4 + len) {
+                break;
+            }
+        }
+    }
     let head_end = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

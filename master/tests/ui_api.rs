@@ -380,3 +380,133 @@ fn tiles_from_zenoh_are_served_and_garbage_is_counted() {
     edge.close().wait().expect("close");
     s.master.shutdown().expect("clean shutdown");
 }
+
+/// One HTTPS request trusting only `cert`; the raw answer.
+fn https_get(addr: std::net::SocketAddr, cert: &std::path::Path, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    use tokio_rustls::rustls::{self, pki_types::CertificateDer};
+    let pem = std::fs::read_to_string(cert).expect("cert");
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
+        .expect("cert base64");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(der)).expect("trust cert");
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("client");
+    let tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let method = if body.is_empty() { "GET" } else { "POST" };
+    write!(
+        tls,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut out = Vec::new();
+    // The server may close without close_notify: keep what arrived.
+    let _ = tls.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[test]
+fn https_when_a_certificate_is_configured() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        eprintln!("SKIPPED: openssl cannot make a test certificate");
+        return;
+    }
+    let s = site(&format!(
+        "tls_cert = {:?}\ntls_key = {:?}",
+        cert.display().to_string(),
+        key.display().to_string()
+    ));
+    let a = s.master.http_addr();
+    let r = https_get(a, &cert, "/login", "");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains("name=\"password\""));
+    let r = https_get(a, &cert, "/login", "user=ann&password=ann-pw");
+    assert!(r.starts_with("HTTP/1.1 303"), "{r}");
+    let cookie = r
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_default();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    // Plain HTTP on the HTTPS port gets no answer.
+    let mut plain = std::net::TcpStream::connect(a).expect("connect");
+    plain
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    std::io::Write::write_all(&mut plain, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut buf = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut plain, &mut buf);
+    assert!(
+        !buf.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+    s.master.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn misconfigured_tls_and_auth_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("g.db");
+    let parse = |extra: &str| {
+        let text = format!("database = {:?}\n{extra}\n", db.display().to_string());
+        vidar_master::MasterConfig::parse(&text, std::path::Path::new("m.toml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let e = parse("");
+    assert!(e.contains("users: none configured"), "{e}");
+    let e = parse("auth = \"none\"\nhttp_addr = \"0.0.0.0:8080\"");
+    assert!(
+        e.contains("auth: \"none\" is only allowed with a loopback"),
+        "{e}"
+    );
+    let e = parse(&format!(
+        "tls_cert = \"/nonexistent.pem\"\n{}",
+        users_toml()
+    ));
+    assert!(
+        e.contains("tls_cert: /nonexistent.pem is not a readable file"),
+        "{e}"
+    );
+    assert!(e.contains("tls_key: required with tls_cert"), "{e}");
+    let e = parse("[[users]]\nname = \"x\"\nrole = \"root\"\npassword_hash = \"x\"\n");
+    assert!(e.contains("role"), "{e}");
+    let e = parse("[[users]]\nname = \"x\"\nrole = \"admin\"\npassword_hash = \"x\"\n");
+    assert!(e.contains("users[0].password_hash"), "{e}");
+}

@@ -189,17 +189,15 @@ pub fn problems(c: &MasterConfig) -> Vec<String> {
             ));
         }
     }
-    match (&c.tls_cert, &c.tls_key) {
-        (Some(cert), Some(key)) => {
-            for (k, f) in [("tls_cert", cert), ("tls_key", key)] {
-                if !f.is_file() {
-                    p.push(format!("{k}: {} is not a readable file", f.display()));
-                }
-            }
+    for (k, f) in [("tls_cert", &c.tls_cert), ("tls_key", &c.tls_key)] {
+        if let Some(f) = f.as_ref().filter(|f| !f.is_file()) {
+            p.push(format!("{k}: {} is not a readable file", f.display()));
         }
+    }
+    match (&c.tls_cert, &c.tls_key) {
         (Some(_), None) => p.push("tls_key: required with tls_cert".into()),
         (None, Some(_)) => p.push("tls_cert: required with tls_key".into()),
-        (None, None) => {}
+        _ => {}
     }
     if let Some(fp) = &c.floor_plan {
         match std::fs::metadata(&fp.image) {

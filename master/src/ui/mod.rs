@@ -54,7 +54,12 @@ pub struct UiState {
     pub floor_plan: Option<Arc<export::FloorPlan>>,
     /// The site's name (shown in the page's title).
     pub site: String,
+    /// Password checks allowed at once ([`MAX_PASSWORD_CHECKS`]).
+    pub password_checks: tokio::sync::Semaphore,
 }
+
+/// Password checks (PBKDF2, slow on purpose) running at once at most.
+pub const MAX_PASSWORD_CHECKS: usize = 2;
 
 impl UiState {
     /// Builds the UI's state from a validated config (reads the floor plan).
@@ -69,6 +74,7 @@ impl UiState {
                 .transpose()?
                 .map(Arc::new),
             site: c.cluster.site.clone(),
+            password_checks: tokio::sync::Semaphore::new(MAX_PASSWORD_CHECKS),
         })
     }
 }
@@ -223,6 +229,11 @@ async fn login(State(ctx): State<Arc<ApiContext>>, req: Request) -> Response {
             StatusCode::BAD_REQUEST,
             "The login form needs a user and a password.",
         );
+    };
+    // Each check is deliberately slow: bound how many run at once, so a
+    // flood of logins cannot take every core.
+    let Ok(_permit) = ctx.ui.password_checks.acquire().await else {
+        return login_html(StatusCode::SERVICE_UNAVAILABLE, "The master is stopping.");
     };
     let a = ctx.ui.auth.clone();
     let r = tokio::task::spawn_blocking(move || a.login(&form.user, &form.password, ip)).await;

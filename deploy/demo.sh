@@ -16,6 +16,9 @@ METRICS_PORT="${VIDAR_DEMO_METRICS_PORT:-9100}"
 VTEST=/usr/share/doc/opencv-doc/examples/data/vtest.avi
 DEMO="$ROOT/.cache/demo"
 mkdir -p "$DEMO"
+# As the Makefile exports them, for running this script directly.
+export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$ROOT/.cache/libonnxruntime.so}"
+export VIDAR_MODEL_DIR="${VIDAR_MODEL_DIR:-$ROOT/.cache/models}"
 cd "$ROOT"
 
 if [ -f "$VTEST" ]; then
@@ -71,6 +74,15 @@ MSG
 for n in 1 2; do
   "$BIN/vidar-edge" run --config "$DEMO/edge-$n.toml" --status-every 2 2> "$DEMO/edge-$n.log" &
   PIDS+=("$!")
+done
+sleep 3
+for i in 1 2 3; do
+  if ! kill -0 "${PIDS[$i]}" 2>/dev/null; then
+    log="$DEMO/master.log"; [ "$i" -gt 1 ] && log="$DEMO/edge-$((i - 1)).log"
+    echo "a process of the demo stopped at start; the end of $log:" >&2
+    tail -n 15 "$log" >&2
+    exit 1
+  fi
 done
 if [ -n "${VIDAR_DEMO_SECONDS:-}" ]; then
   sleep "$VIDAR_DEMO_SECONDS"

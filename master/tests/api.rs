@@ -74,7 +74,7 @@ fn queries_read_the_global_database() {
         .as_array()
         .expect("sightings")
         .iter()
-        .filter_map(|x| x["identity"].as_u64())
+        .filter_map(|x| x["identity"].as_str()?.parse().ok())
         .collect();
     assert_eq!(ids, vec![1, 2]);
 
@@ -88,7 +88,7 @@ fn queries_read_the_global_database() {
         .as_array()
         .expect("identities")
         .iter()
-        .filter_map(|x| x["identity"].as_u64())
+        .filter_map(|x| x["identity"].as_str()?.parse().ok())
         .collect();
     assert_eq!(ids, vec![1, 2]);
 

@@ -29,6 +29,10 @@ use vidar_protocol::{wire, BBox, IdentityId, Keys, NodeId, StreamState, TrackId}
 use vidar_store::{BoxPoint, Record, Sighting, Snapshot, WriterConfig};
 
 const WAIT: Duration = Duration::from_secs(15);
+/// Identities as nodes mint them: the node's prefix (0xb34e) above the
+/// sequence number, far above 2^53, so the page must keep them exact.
+const P1: u64 = (0xb34e << 48) | 1;
+const P2: u64 = (0xb34e << 48) | 2;
 const TILE_W: u32 = 320;
 const TILE_H: u32 = 180;
 
@@ -58,12 +62,12 @@ fn fill_database(db: &Path, now: i64) {
         .expect("writer");
     let min = 60_000;
     for r in [
-        seen(1, "lobby", now - 9 * min, now - 8 * min),
-        seen(2, "lobby", now - 7 * min, now - 6 * min),
-        seen(1, "dock", now - 5 * min, now - 4 * min),
-        seen(1, "lobby", now - 2 * min, now - min),
+        seen(P1, "lobby", now - 9 * min, now - 8 * min),
+        seen(P2, "lobby", now - 7 * min, now - 6 * min),
+        seen(P1, "dock", now - 5 * min, now - 4 * min),
+        seen(P1, "lobby", now - 2 * min, now - min),
         Record::Snapshot(Snapshot {
-            identity: IdentityId(1),
+            identity: IdentityId(P1),
             camera: cam("lobby"),
             t_ms: now - 9 * min,
             jpeg: jpeg(64, 128, (16, 8, 32, 112), 200),
@@ -171,12 +175,12 @@ fn fake_edge(site: &str, zenoh_port: u16, stop: Arc<AtomicBool>) -> std::thread:
             (
                 "lobby",
                 jpeg(TILE_W, TILE_H, (130, 40, 60, 130), 150),
-                vec![(130.0, 40.0, 60.0, 130.0, 1)],
+                vec![(130.0, 40.0, 60.0, 130.0, P1)],
             ),
             (
                 "dock",
                 jpeg(TILE_W, TILE_H, (30, 60, 40, 100), 110),
-                vec![(30.0, 60.0, 40.0, 100.0, 2)],
+                vec![(30.0, 60.0, 40.0, 100.0, P2)],
             ),
         ];
         while !stop.load(Ordering::Relaxed) {
@@ -201,7 +205,7 @@ fn fake_edge(site: &str, zenoh_port: u16, stop: Arc<AtomicBool>) -> std::thread:
                         .iter()
                         .map(|&(x, y, w, h, id)| TileBox {
                             bbox: BBox { x, y, w, h },
-                            track: TrackId(id + 10),
+                            track: TrackId(id & 0xff),
                             identity: Some(IdentityId(id)),
                         })
                         .collect(),
@@ -346,7 +350,7 @@ fn operator_logs_in_sees_tiles_and_follows_a_person() {
         .collect();
     assert_eq!(cams, vec!["lobby", "dock", "lobby"]);
     let title = b.text(&b.wait_find("#result-title", WAIT));
-    assert_eq!(title, "Trajectory of p1");
+    assert_eq!(title, "Trajectory of pb34e.1");
     assert!(b
         .text(&b.wait_find("#status", WAIT))
         .contains("3 sightings on 2 cameras"));
@@ -370,8 +374,11 @@ fn operator_logs_in_sees_tiles_and_follows_a_person() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4, "{csv}");
     assert!(lines[0].starts_with("identity,camera,node"), "{csv}");
-    assert!(lines[1].starts_with("1,lobby,edge-1,"), "{csv}");
-    assert!(lines[2].starts_with("1,dock,edge-1,"), "{csv}");
+    assert!(
+        lines[1].starts_with(&format!("{P1},lobby,edge-1,")),
+        "{csv}"
+    );
+    assert!(lines[2].starts_with(&format!("{P1},dock,edge-1,")), "{csv}");
 
     // Search by camera: the lobby's sightings, both people.
     let camera = b.wait_find("#camera", WAIT);

@@ -30,7 +30,21 @@
 
   const fmtTime = (ms) => new Date(ms).toLocaleString();
   const fmtDur = (ms) => (ms >= 60000 ? (ms / 60000).toFixed(1) + ' min' : (ms / 1000).toFixed(1) + ' s');
-  const idText = (n) => 'p' + n;
+  // Identity ids carry the minting node's 16-bit prefix above a 48-bit
+  // sequence number, so they exceed 2^53: the API writes them as exact decimal
+  // strings and this page keeps them as strings (BigInt for arithmetic). They
+  // are shown as p<prefix in hex>.<sequence> (p12 when there is no prefix).
+  const SEQ_BITS = 48n;
+  const idText = (s) => {
+    try {
+      const v = BigInt(s);
+      const pre = v >> SEQ_BITS;
+      const seq = v & ((1n << SEQ_BITS) - 1n);
+      return pre ? 'p' + pre.toString(16) + '.' + seq : 'p' + seq;
+    } catch (e) {
+      return 'p' + s;
+    }
+  };
 
   // ---- live tiles ----
   const tiles = new Map();
@@ -158,13 +172,20 @@
   }
 
   function parseIdentity(v) {
-    const m = /^\s*[pP]?(\d{1,19})\s*$/.exec(String(v));
-    return m ? m[1] : null;
+    const s = String(v).trim();
+    let m = /^[pP]?([0-9a-fA-F]{1,4})\.(\d{1,15})$/.exec(s);
+    if (m) {
+      const seq = BigInt(m[2]);
+      if (seq >= (1n << SEQ_BITS)) return null;
+      return ((BigInt('0x' + m[1]) << SEQ_BITS) | seq).toString();
+    }
+    m = /^[pP]?(\d{1,20})$/.exec(s);
+    return m && BigInt(m[1]) <= 18446744073709551615n ? m[1] : null;
   }
 
   async function searchIdentity(raw) {
     const id = parseIdentity(raw);
-    if (id == null) { status('An identity looks like p12 or 12.', true); return; }
+    if (id == null) { status('An identity looks like p1a2b.17 (as shown on the tiles), p12 or 12.', true); return; }
     $('identity').value = idText(id);
     showView('search');
     const mine = ++searchSeq;

@@ -112,10 +112,55 @@ string_id!(
 #[serde(transparent)]
 pub struct TrackId(pub u64);
 
-/// A global person identity, assigned by re-identification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+/// A global person identity, assigned by re-identification. Minted ids carry
+/// the minting node's prefix in their top 16 bits, so they are usually above
+/// 2^53: in human-readable formats (JSON) they are written as decimal strings,
+/// which JavaScript cannot round, and read from either strings or numbers; in
+/// binary formats (the wire codec) they are plain `u64`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IdentityId(pub u64);
+
+impl Serialize for IdentityId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(&self.0)
+        } else {
+            s.serialize_u64(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for IdentityId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = IdentityId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an identity id: an unsigned integer or a string of decimal digits")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<IdentityId, E> {
+                Ok(IdentityId(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<IdentityId, E> {
+                u64::try_from(v)
+                    .map(IdentityId)
+                    .map_err(|_| E::custom("an identity id cannot be negative"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<IdentityId, E> {
+                v.strip_prefix('p')
+                    .unwrap_or(v)
+                    .parse::<u64>()
+                    .map(IdentityId)
+                    .map_err(|_| E::custom(format!("{v:?} is not an identity id")))
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_any(V)
+        } else {
+            d.deserialize_u64(V)
+        }
+    }
+}
 
 impl fmt::Display for TrackId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -132,6 +177,24 @@ impl fmt::Display for IdentityId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_ids_are_exact_strings_in_json() {
+        let id = IdentityId(12_951_508_103_387_414_529);
+        let json = serde_json::to_string(&id).expect("json");
+        assert_eq!(json, "\"12951508103387414529\"");
+        assert_eq!(serde_json::from_str::<IdentityId>(&json).expect("back"), id);
+        assert_eq!(
+            serde_json::from_str::<IdentityId>("17").expect("number"),
+            IdentityId(17)
+        );
+        assert_eq!(
+            serde_json::from_str::<IdentityId>("\"p17\"").expect("p-form"),
+            IdentityId(17)
+        );
+        assert!(serde_json::from_str::<IdentityId>("\"x\"").is_err());
+        assert!(serde_json::from_str::<IdentityId>("-3").is_err());
+    }
 
     #[test]
     fn accepts_reasonable_ids() {

@@ -932,8 +932,8 @@ fn publish_tiles(
     rx: std::sync::mpsc::Receiver<crate::analysis::TileFrame>,
 ) {
     use vidar_protocol::messages::{CameraTile, TileBox};
-    // camera -> (frames decoded, when) at its previous tile, for its frame rate.
-    let mut rates: HashMap<CameraId, (u64, Instant)> = HashMap::new();
+    // camera -> (frames decoded, when, frame rate then), for its frame rate.
+    let mut rates: HashMap<CameraId, (u64, Instant, f64)> = HashMap::new();
     while let Ok(t) = rx.recv() {
         let f = &t.frame;
         let Ok(rgb) = vidar_detectors::RgbFrame::new(f.width, f.height, f.stride, f.pixels())
@@ -954,13 +954,19 @@ fn publish_tiles(
             .into_iter()
             .find(|(c, _)| c == f.camera.as_str())
             .map(|(_, s)| s);
+        // Over at least 5 s: the stream counters are published once a second,
+        // so a shorter window would jitter between one and two updates.
         let frames = status.as_ref().map_or(0, |s| s.counters.frames);
         let now = Instant::now();
-        let fps = match rates.insert(f.camera.clone(), (frames, now)) {
-            Some((before, at)) if now > at => {
-                frames.saturating_sub(before) as f64 / now.duration_since(at).as_secs_f64()
-            }
-            _ => 0.0,
+        let (before, at, last_fps) = rates.get(&f.camera).copied().unwrap_or((frames, now, 0.0));
+        let elapsed = now.saturating_duration_since(at).as_secs_f64();
+        let fps = if elapsed >= 5.0 {
+            let fps = frames.saturating_sub(before) as f64 / elapsed;
+            rates.insert(f.camera.clone(), (frames, now, fps));
+            fps
+        } else {
+            rates.entry(f.camera.clone()).or_insert((frames, now, 0.0));
+            last_fps
         };
         let tile = CameraTile {
             camera: f.camera.clone(),

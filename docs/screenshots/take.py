@@ -68,6 +68,8 @@ def main():
                 break
             time.sleep(0.2)
         time.sleep(2)
+        fcp = js("return (performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime")
+        print(f"first contentful paint of the main page: {fcp:.0f} ms" if fcp else "first paint: n/a")
         shot("live-tiles")
         # Follow the identity seen on the most cameras.
         ident = js("""return fetch('/api/identities?limit=200').then(r => r.json()).then(j =>

@@ -380,7 +380,14 @@ impl Loop {
             let joined: Vec<_> = live_set.difference(&self.planned_nodes).collect();
             let left: Vec<_> = self.planned_nodes.difference(&live_set).collect();
             if !joined.is_empty() || !left.is_empty() {
-                let reason = format!("nodes joined {joined:?}, left {left:?}");
+                let names = |v: &[&NodeId]| {
+                    if v.is_empty() {
+                        "none".to_string()
+                    } else {
+                        v.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+                    }
+                };
+                let reason = format!("nodes joined: {}; left: {}", names(&joined), names(&left));
                 self.schedule(now, DEBOUNCE, reason);
             }
         }

@@ -116,6 +116,8 @@ struct Shared {
     routes: Mutex<Routes>,
     plan_version: AtomicU64,
     reid_timeout: Duration,
+    /// The master has committed this node's records up to this seq.
+    acked: AtomicU64,
 }
 
 /// The re-ID worker's view of the cluster.
@@ -193,6 +195,7 @@ impl Link {
                 garbage: Arc::new(Garbage::default()),
                 routes: Mutex::new(Routes::default()),
                 plan_version: AtomicU64::new(0),
+                acked: AtomicU64::new(0),
                 reid_timeout: Duration::from_millis(config.sharing.reid_timeout_ms),
             }),
         })
@@ -295,6 +298,7 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
             &shared,
             keys.sync(&node),
             move |req: SyncRequest, query, key| {
+                sh.acked.fetch_max(req.ack_through, Ordering::Relaxed);
                 let answer = serve_sync(&sh.node, &reader, &db, &store, &req, retention);
                 reply(&query, &key, answer);
             },
@@ -766,7 +770,11 @@ impl Reporter {
                 return;
             }
         };
-        let mut busy_last = (self.metrics.inference.sum_seconds(), Instant::now());
+        let mut busy_last = (
+            self.metrics.inference.sum_seconds(),
+            self.metrics.reid_inference.sum_seconds(),
+            Instant::now(),
+        );
         while !stop.load(Ordering::Relaxed) {
             let status = self.status(&mut busy_last);
             match wire::encode(&status) {
@@ -784,7 +792,7 @@ impl Reporter {
         }
     }
 
-    fn status(&mut self, busy_last: &mut (f64, Instant)) -> NodeStatus {
+    fn status(&mut self, busy_last: &mut (f64, f64, Instant)) -> NodeStatus {
         let states: HashMap<String, vidar_protocol::StreamStatus> =
             self.board.snapshot().into_iter().collect();
         let now = Instant::now();
@@ -818,14 +826,20 @@ impl Reporter {
             self.last.insert(camera, (frames, analysed, now));
         }
         let busy_now = self.metrics.inference.sum_seconds();
-        let wall = now.saturating_duration_since(busy_last.1).as_secs_f64();
+        let reid_now = self.metrics.reid_inference.sum_seconds();
+        let wall = now.saturating_duration_since(busy_last.2).as_secs_f64();
         let threads = f64::from(self.capacity.cores.max(1));
-        let detect_busy = if wall > 0.0 {
-            ((busy_now - busy_last.0) / wall / threads).clamp(0.0, 1.0)
-        } else {
-            0.0
+        let share = |busy: f64, of: f64| {
+            if wall > 0.0 {
+                (busy / wall / of).clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
         };
-        *busy_last = (busy_now, now);
+        // Detection: share of the node's cores; re-ID: of its one worker thread.
+        let detect_busy = share(busy_now - busy_last.0, threads);
+        let reid_busy = share(reid_now - busy_last.1, 1.0);
+        *busy_last = (busy_now, reid_now, now);
         let st = self.store.stats();
         NodeStatus {
             node: self.shared.node.clone(),
@@ -836,10 +850,12 @@ impl Reporter {
             load: NodeLoad {
                 cameras,
                 detect_busy,
-                reid_busy: 0.0,
+                reid_busy,
                 reid_queue: 0,
                 records_last_seq: st.last_seq,
-                unsynced: 0,
+                unsynced: st
+                    .last_seq
+                    .saturating_sub(self.shared.acked.load(Ordering::Relaxed)),
             },
             links: Vec::new(),
             metrics_addr: Some(self.metrics_addr.clone()),

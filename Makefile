@@ -42,6 +42,8 @@ bench: setup models build-release
 	target/release/vidar-edge bench pipeline --threads 1
 	target/release/vidar-edge bench pipeline --threads 0
 	target/release/vidar-edge bench cameras
+	target/release/vidar-edge bench cameras --cameras 10 --offset 7 --threads 1 --workers 2 --max-batch 1 --reference-threads 1 --intervals 1,2 --seconds 45
+	target/release/vidar-cluster-bench
 	target/release/vidar-edge bench detect
 	target/release/vidar-edge bench reid
 	$(CARGO) bench -p vidar-tracker

@@ -505,6 +505,8 @@ fn print_table(
     for (name, f) in rows.iter_mut() {
         line(name, f);
     }
+    // After the table, so it stays one Markdown table.
+    let mut windows = Vec::new();
     for (name, f) in rows.iter_mut() {
         if f.windows.len() > 1 {
             let p99s: Vec<String> = f
@@ -512,14 +514,20 @@ fn print_table(
                 .iter_mut()
                 .map(|w| format!("{:.0}", percentile(w, 0.99)))
                 .collect();
-            println!();
-            println!(
+            windows.push(format!(
                 "{name}: p99 latency per 30 s of the window, ms: {}",
                 p99s.join(" / ")
-            );
+            ));
         }
     }
+    let print_windows = |windows: &[String]| {
+        for w in windows {
+            println!();
+            println!("{w}");
+        }
+    };
     let Some(mut r) = reference else {
+        print_windows(&windows);
         return;
     };
     line(
@@ -562,4 +570,5 @@ fn print_table(
             p as f64 / r.frames.max(1) as f64
         );
     }
+    print_windows(&windows);
 }

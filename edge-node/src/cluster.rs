@@ -721,7 +721,7 @@ impl PlanFollower {
 }
 
 /// The source without credentials, for the camera record.
-fn source_name(source: &str) -> String {
+pub fn source_name(source: &str) -> String {
     vidar_pipeline::Source::parse(source)
         .map(|s| s.describe())
         .unwrap_or_default()

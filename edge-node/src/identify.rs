@@ -102,7 +102,8 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    // The input comes back whole so its reply can still be sent.
+    /// Queues `input`; when the worker is full (or gone) counts it and gives it back.
+    // The input comes back whole so a remote job's reply can still be sent.
     #[allow(clippy::result_large_err)]
     fn send(&self, input: Input) -> Result<(), Input> {
         self.tx.try_send(input).map_err(|e| {
@@ -114,10 +115,12 @@ impl Inbox {
     }
     /// Queues another node's crops; gives the job back when the worker is full.
     pub fn remote(&self, job: RemoteJob) -> Result<(), RemoteJob> {
-        self.send(Input::Remote(job)).map_err(|i| match i {
-            Input::Remote(j) => j,
-            _ => unreachable_remote(),
-        })
+        match self.send(Input::Remote(job)) {
+            Ok(()) => Ok(()),
+            Err(Input::Remote(job)) => Err(job),
+            // `send` gives back what it was given, so nothing else comes back.
+            Err(_) => Ok(()),
+        }
     }
     /// Queues an identity another node announced (dropped, counted, when full).
     pub fn announce(&self, a: IdentityAnnounce) {
@@ -127,12 +130,6 @@ impl Inbox {
     pub fn merge(&self, m: MergeAnnounce) {
         let _ = self.send(Input::Merge(m));
     }
-}
-
-#[allow(clippy::panic)]
-fn unreachable_remote() -> RemoteJob {
-    // `send` returns the input it was given; only a remote job can come back here.
-    panic!("inbox returned a different input")
 }
 
 /// Handle of the re-ID worker.
@@ -167,7 +164,6 @@ impl Identifier {
             embeddings: Vec::new(),
             cluster,
             pending: Arc::clone(&pending),
-            remote_failures_logged: 0,
             node,
         };
         let thread = std::thread::Builder::new()
@@ -210,14 +206,13 @@ impl Identifier {
         self.pending.fetch_add(1, Ordering::Relaxed);
         match self.inbox.tx.try_send(Input::Local(job)) {
             Ok(()) => None,
-            Err(
-                TrySendError::Full(Input::Local(job))
-                | TrySendError::Disconnected(Input::Local(job)),
-            ) => {
+            Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => {
                 self.pending.fetch_sub(1, Ordering::Relaxed);
-                Some(job.tracks)
+                match back {
+                    Input::Local(job) => Some(job.tracks),
+                    _ => None,
+                }
             }
-            Err(_) => None,
         }
     }
 
@@ -247,7 +242,6 @@ struct Worker {
     embeddings: Vec<Embedding>,
     cluster: Option<Box<dyn ClusterReid>>,
     pending: Arc<AtomicUsize>,
-    remote_failures_logged: u64,
     node: NodeId,
 }
 
@@ -277,12 +271,11 @@ impl Worker {
         if !self.embed(&crops) {
             return;
         }
-        for (i, (track, bbox)) in job.tracks.iter().enumerate() {
-            let Some(emb) = self.embeddings.get(i).cloned() else {
-                continue;
-            };
+        // Taken out for the loop (assign needs `&mut self`), put back after.
+        let embeddings = std::mem::take(&mut self.embeddings);
+        for ((track, bbox), emb) in job.tracks.iter().zip(&embeddings) {
             let Some((assignment, _)) =
-                self.assign(&emb, &camera, now, &|| snapshot_jpeg(&frame, bbox))
+                self.assign(emb, &camera, now, &|| snapshot_jpeg(&frame, bbox))
             else {
                 continue;
             };
@@ -292,6 +285,7 @@ impl Worker {
                 identity: assignment.id(),
             });
         }
+        self.embeddings = embeddings;
     }
 
     /// Embeds crops into `self.embeddings`; false (logged, counted) on failure.
@@ -426,12 +420,11 @@ impl Worker {
         }
     }
 
-    fn remote_failed(&mut self, to: &NodeId, why: &str) {
+    fn remote_failed(&self, to: &NodeId, why: &str) {
         let n = self.metrics.remote_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n.is_power_of_two() {
             tracing::warn!(node = %to, error = why, failures = n, "remote re-ID failed; identified locally");
         }
-        self.remote_failures_logged = n;
     }
 
     /// Identifies another node's crops with this node's gallery and answers.
@@ -444,7 +437,7 @@ impl Worker {
                 Err(e) => {
                     reply(ReidReply {
                         request_id: request.request_id,
-                        served_by: self.node_or_unknown(),
+                        served_by: self.node.clone(),
                         results: Vec::new(),
                         error: Some(format!("crop of track {} on {}: {e}", c.track.0, c.camera)),
                     });
@@ -479,7 +472,7 @@ impl Worker {
         if crops.len() != request.crops.len() || !self.embed(&crops) {
             reply(ReidReply {
                 request_id: request.request_id,
-                served_by: self.node_or_unknown(),
+                served_by: self.node.clone(),
                 results: Vec::new(),
                 error: Some("embedding failed".into()),
             });
@@ -489,13 +482,11 @@ impl Worker {
             .crops_served
             .fetch_add(crops.len() as u64, Ordering::Relaxed);
         let mut results = Vec::with_capacity(crops.len());
-        for (i, c) in request.crops.iter().enumerate() {
-            let Some(emb) = self.embeddings.get(i).cloned() else {
-                continue;
-            };
+        let embeddings = std::mem::take(&mut self.embeddings);
+        for (i, (c, emb)) in request.crops.iter().zip(&embeddings).enumerate() {
             let frame = frames[i];
             let full = crops[i].bbox;
-            if let Some((a, similarity)) = self.assign(&emb, &c.camera, c.capture_ms, &|| {
+            if let Some((a, similarity)) = self.assign(emb, &c.camera, c.capture_ms, &|| {
                 snapshot_jpeg(&frame, &full)
             }) {
                 results.push(ReidAnswer {
@@ -507,16 +498,13 @@ impl Worker {
                 });
             }
         }
+        self.embeddings = embeddings;
         reply(ReidReply {
             request_id: request.request_id,
-            served_by: self.node_or_unknown(),
+            served_by: self.node.clone(),
             results,
             error: None,
         });
-    }
-
-    fn node_or_unknown(&self) -> NodeId {
-        self.node.clone()
     }
 
     /// Keeps another node's identity in the bounded replica.

@@ -66,11 +66,10 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
             .with_context(|| format!("loading detector model {:?}", config.detector.model))?;
         detectors.push(Box::new(detector));
     }
-    let embedder = config
+    let mut embedder = config
         .embedder
         .build(&factory)
         .with_context(|| format!("loading re-ID model {:?}", config.embedder.model))?;
-    let mut embedder = embedder;
     // In a cluster: join it, and measure what this node can do for the master's plans.
     let link = match &config.cluster {
         Some(settings) => {
@@ -127,10 +126,7 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
         let tracker = config.tracker.build()?;
         let ingest = Ingest::start(cam.clone())
             .with_context(|| format!("starting camera {}", cam.camera))?;
-        let source = vidar_pipeline::Source::parse(&cam.source)
-            .map(|s| s.describe())
-            .unwrap_or_default();
-        recorder.camera(&cam.camera, &source);
+        recorder.camera(&cam.camera, &cluster::source_name(&cam.source));
         cameras.push(CameraSlot::new(ingest, tracker));
     }
     let cam_metrics: Vec<_> = cameras

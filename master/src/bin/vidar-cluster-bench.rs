@@ -167,8 +167,9 @@ fn reid_round_trip(args: &Args, rows: &mut Vec<(String, String, String)>) -> Res
         x ^= x << 5;
         data.push((x & 0xFF) as u8);
     }
+    let from = NodeId::new("client")?;
     let make = |id: u64| ReidRequest {
-        from: NodeId::new("client").unwrap_or_else(|_| node.clone()),
+        from: from.clone(),
         request_id: id,
         crops: (0..8)
             .map(|t| Crop {

@@ -10,7 +10,7 @@
 //! holds a lock across inference.
 
 use crate::detect_pool::{DetectPool, Done};
-use crate::identify::{Identifier, Job};
+use crate::identify::{Identifier, Job, TrackCrop};
 use crate::metrics::{CameraMetrics, NodeMetrics};
 use crate::recorder::{Recorder, SightingOut};
 use std::collections::HashMap;
@@ -71,6 +71,124 @@ struct OpenTrack {
     first_ms: u64,
     last_ms: u64,
     path: Vec<(u64, BBox)>,
+    /// When the track was first seen (sightings split, this does not move).
+    born_ms: u64,
+    /// Crops handed to re-ID so far.
+    crops_sent: u32,
+    /// Best quality handed to re-ID so far.
+    best_sent: f32,
+    /// Detections of this track since the last crop was handed over.
+    since_sent: u32,
+}
+
+/// Which crops of a track go to re-ID.
+pub mod crop_policy {
+    use vidar_protocol::BBox;
+
+    /// Crops of one track embedded at most.
+    pub const MAX_CROPS: u32 = 8;
+    /// Detections between two crops of one track (different views, not the same frame twice).
+    pub const GAP: u32 = 3;
+    /// Crops below this quality are not embedded.
+    pub const MIN_QUALITY: f32 = 0.15;
+    /// After the decision, a crop is embedded only when it beats the best so far by this factor.
+    pub const IMPROVE: f32 = 1.3;
+    /// A track on screen this long without a decision is decided with the crops it has, ms.
+    pub const DECIDE_AFTER_MS: u64 = 1000;
+    /// Box height at which size stops adding quality, pixels (half the embedder's input).
+    pub const FULL_HEIGHT: f32 = 128.0;
+
+    /// Quality of the crop `b` (detection `score`) in a `w` x `h` frame among
+    /// the other `boxes` of the frame, 0..1: detection score, times size,
+    /// times how free it is of other people, quartered when the box is cut by
+    /// the frame's edge.
+    pub fn quality(b: &BBox, score: f32, w: f32, h: f32, boxes: &[BBox]) -> f32 {
+        if !(b.w > 0.0 && b.h > 0.0) {
+            return 0.0;
+        }
+        let size = (b.h / FULL_HEIGHT).clamp(0.0, 1.0).sqrt();
+        let mut covered = 0f32;
+        for o in boxes {
+            if o == b {
+                continue;
+            }
+            let ix = (b.x + b.w).min(o.x + o.w) - b.x.max(o.x);
+            let iy = (b.y + b.h).min(o.y + o.h) - b.y.max(o.y);
+            if ix > 0.0 && iy > 0.0 {
+                covered = covered.max(ix * iy / (b.w * b.h));
+            }
+        }
+        let free = (1.0 - covered).max(0.0).powi(2);
+        let edge = 2.0;
+        let cut = b.x <= edge || b.y <= edge || b.x + b.w >= w - edge || b.y + b.h >= h - edge;
+        score.clamp(0.0, 1.0) * size * free * if cut { 0.25 } else { 1.0 }
+    }
+
+    /// Whether a crop of quality `q` should go to re-ID now, for a track that
+    /// has `sent` crops (best `best`), `since` detections since the last one,
+    /// and an identity or not.
+    pub fn wanted(q: f32, sent: u32, best: f32, since: u32, decided: bool) -> bool {
+        if q < MIN_QUALITY || sent >= MAX_CROPS {
+            return false;
+        }
+        if sent == 0 {
+            return true;
+        }
+        if since < GAP {
+            return false;
+        }
+        !decided || q > best * IMPROVE
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn b(x: f32, y: f32, w: f32, h: f32) -> BBox {
+            BBox { x, y, w, h }
+        }
+
+        #[test]
+        fn quality_prefers_big_whole_unoccluded_confident_people() {
+            let (w, h) = (768.0, 576.0);
+            let clean = b(100.0, 100.0, 60.0, 150.0);
+            let q = quality(&clean, 0.9, w, h, &[clean]);
+            assert!((q - 0.9).abs() < 1e-6, "{q}");
+            // Smaller: less.
+            let small = b(100.0, 100.0, 20.0, 40.0);
+            assert!(quality(&small, 0.9, w, h, &[small]) < 0.6 * q);
+            // Half covered by another person: a quarter.
+            let other = b(130.0, 100.0, 60.0, 150.0);
+            let covered = quality(&clean, 0.9, w, h, &[clean, other]);
+            assert!((covered - 0.9 * 0.25).abs() < 1e-3, "{covered}");
+            // Cut by the frame's edge.
+            let cut = b(0.0, 100.0, 60.0, 150.0);
+            assert!((quality(&cut, 0.9, w, h, &[cut]) - 0.225).abs() < 1e-6);
+            // Lower score: lower quality.
+            assert!(quality(&clean, 0.5, w, h, &[clean]) < q);
+            assert_eq!(quality(&b(0.0, 0.0, 0.0, 10.0), 0.9, w, h, &[]), 0.0);
+        }
+
+        #[test]
+        fn crops_are_spaced_bounded_and_after_the_decision_only_better_views() {
+            assert!(wanted(0.5, 0, 0.0, 0, false), "the first good crop goes");
+            assert!(!wanted(0.1, 0, 0.0, 9, false), "below MIN_QUALITY");
+            assert!(
+                !wanted(0.5, 1, 0.5, GAP - 1, false),
+                "too soon after the last"
+            );
+            assert!(wanted(0.5, 1, 0.5, GAP, false), "undecided: more views");
+            assert!(
+                !wanted(0.6, 2, 0.5, GAP, true),
+                "decided: not better enough"
+            );
+            assert!(
+                wanted(0.7, 2, 0.5, GAP, true),
+                "decided: a clearly better view"
+            );
+            assert!(!wanted(0.9, MAX_CROPS, 0.1, 99, false), "bounded");
+        }
+    }
 }
 
 impl OpenTrack {
@@ -175,7 +293,12 @@ const POLL: Duration = Duration::from_millis(2);
 struct Scratch {
     ready: Vec<(usize, Frame)>,
     track_dets: Vec<vidar_tracker::Detection>,
-    new_tracks: Vec<(usize, usize, u64, BBox)>,
+    /// (frame index in the batch, camera key, crop) of every crop for re-ID.
+    new_tracks: Vec<(usize, usize, TrackCrop)>,
+    /// Boxes of the frame being tracked (for crop quality).
+    frame_boxes: Vec<BBox>,
+    /// Track ends the re-ID worker has not been told yet (its inbox was full).
+    ended: Vec<(usize, u64, u64)>,
     /// The camera the next round starts with (fairness when workers are few).
     next_camera: usize,
     /// Detector failures in a row.
@@ -206,7 +329,7 @@ impl Analysis {
                 wait = Duration::ZERO;
                 self.finish_batch(done, &mut s);
             }
-            self.collect_identities();
+            self.collect_identities(&mut s);
             self.expire_long_tracks();
         }
         self.finish(&mut s);
@@ -334,31 +457,73 @@ impl Analysis {
                 }
             };
             let now = ms(frame.capture_time);
+            let (fw, fh) = (frame.width as f32, frame.height as f32);
+            s.frame_boxes.clear();
+            s.frame_boxes
+                .extend(s.track_dets.iter().map(|d| d.bbox.clip(fw, fh)));
             let mut confirmed = 0;
             for tr in &res.tracks {
-                if tr.detection.is_none() {
+                let Some(det) = tr.detection else {
                     continue;
-                }
+                };
                 confirmed += 1;
-                let bbox = tr.bbox.clip(frame.width as f32, frame.height as f32);
+                let bbox = tr.bbox.clip(fw, fh);
                 let entry = cam.open.entry(tr.id.0).or_insert_with(|| OpenTrack {
                     identity: None,
                     pending: false,
                     first_ms: now,
                     last_ms: now,
                     path: Vec::with_capacity(64),
+                    born_ms: now,
+                    crops_sent: 0,
+                    best_sent: 0.0,
+                    since_sent: 0,
                 });
                 entry.last_ms = now;
                 entry.path.push((now, bbox));
-                if entry.identity.is_none() && !entry.pending && bbox.w >= 8.0 && bbox.h >= 16.0 {
+                entry.since_sent = entry.since_sent.saturating_add(1);
+                if entry.pending || bbox.w < 8.0 || bbox.h < 16.0 {
+                    continue;
+                }
+                // Quality from the detection's own box (the filtered box lags).
+                let (dbox, score) = s
+                    .track_dets
+                    .get(det)
+                    .map_or((bbox, 0.5), |d| (d.bbox.clip(fw, fh), d.score));
+                let q = crop_policy::quality(&dbox, score, fw, fh, &s.frame_boxes);
+                if crop_policy::wanted(
+                    q,
+                    entry.crops_sent,
+                    entry.best_sent,
+                    entry.since_sent,
+                    entry.identity.is_some(),
+                ) {
                     entry.pending = true;
-                    s.new_tracks.push((k, *ci, tr.id.0, bbox));
+                    entry.crops_sent += 1;
+                    entry.best_sent = entry.best_sent.max(q);
+                    entry.since_sent = 0;
+                    let decide = entry.identity.is_none()
+                        && now.saturating_sub(entry.born_ms) >= crop_policy::DECIDE_AFTER_MS;
+                    s.new_tracks.push((
+                        k,
+                        *ci,
+                        TrackCrop {
+                            track: tr.id.0,
+                            bbox: dbox,
+                            quality: q,
+                            first_ms: entry.born_ms,
+                            decide,
+                        },
+                    ));
                 }
             }
             cam.metrics.tracks.store(confirmed, Ordering::Relaxed);
             for ended in &res.ended {
                 let camera = cam.ingest.camera().clone();
                 if let Some(mut open) = cam.open.remove(&ended.id.0) {
+                    if open.crops_sent > 0 {
+                        s.ended.push((*ci, ended.id.0, open.last_ms));
+                    }
                     self.recorder
                         .sighting(open.take_sighting(&camera, ended.id.0));
                 }
@@ -407,11 +572,11 @@ impl Analysis {
                 self.maybe_tile(ci, frame);
                 continue;
             }
-            let tracks: Vec<(u64, BBox)> = s
+            let tracks: Vec<TrackCrop> = s
                 .new_tracks
                 .iter()
                 .filter(|t| t.0 == k)
-                .map(|t| (t.2, t.3))
+                .map(|t| t.2)
                 .collect();
             if tracks.is_empty() {
                 continue;
@@ -421,14 +586,16 @@ impl Analysis {
                 frame,
                 tracks,
             }) {
-                for (t, _) in refused {
+                for t in refused {
                     if let Some(open) = self
                         .cameras
                         .iter_mut()
                         .find(|c| c.key == ci)
-                        .and_then(|c| c.open.get_mut(&t))
+                        .and_then(|c| c.open.get_mut(&t.track))
                     {
+                        // Not embedded: it does not count.
                         open.pending = false;
+                        open.crops_sent = open.crops_sent.saturating_sub(1);
                     }
                 }
             }
@@ -481,13 +648,17 @@ impl Analysis {
         let camera = cam.ingest.camera().clone();
         drop(cam.tracker.flush());
         for (track, mut open) in cam.open.drain() {
+            if open.crops_sent > 0 {
+                let _ = self.identifier.ended(cam.key, track, open.last_ms);
+            }
             self.recorder.sighting(open.take_sighting(&camera, track));
         }
         // Dropping the ingest stops its pipeline and supervisor thread.
     }
 
-    /// Applies the identities the re-ID worker decided.
-    fn collect_identities(&mut self) {
+    /// Applies the identities the re-ID worker decided, and tells it which
+    /// tracks ended.
+    fn collect_identities(&mut self, s: &mut Scratch) {
         for r in self.identifier.results() {
             if let Some(open) = self
                 .cameras
@@ -495,9 +666,17 @@ impl Analysis {
                 .find(|c| c.key == r.camera)
                 .and_then(|c| c.open.get_mut(&r.track))
             {
-                open.identity = Some(r.identity);
+                if r.identity.is_some() {
+                    open.identity = r.identity;
+                }
                 open.pending = false;
             }
+        }
+        while let Some(&(camera, track, last_ms)) = s.ended.last() {
+            if !self.identifier.ended(camera, track, last_ms) {
+                break; // inbox full: next round
+            }
+            s.ended.pop();
         }
     }
 
@@ -526,7 +705,9 @@ impl Analysis {
                 .find(|c| c.key == r.camera)
                 .and_then(|c| c.open.get_mut(&r.track))
             {
-                open.identity = Some(r.identity);
+                if r.identity.is_some() {
+                    open.identity = r.identity;
+                }
             }
         }
         for cam in &mut self.cameras {

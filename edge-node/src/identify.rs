@@ -1,13 +1,21 @@
 //! Re-identification on its own dedicated thread, so that embedding crops of
 //! new tracks overlaps with detecting the next frames instead of delaying them.
 //!
-//! The analysis thread moves a frame (no pixel copy: the frame owns its
-//! decoded buffer) with the boxes of its tracks that still lack an identity
-//! to the worker; at most [`QUEUE`] such jobs wait, beyond that the job is not
-//! sent and those tracks are simply tried again on a later frame. The worker
-//! crops, embeds, assigns identities in the node's gallery, records new
-//! identities and their snapshots, and sends each (camera, track, identity)
-//! back.
+//! Identity is decided per track, not per crop. The analysis thread moves a
+//! frame (no pixel copy: the frame owns its decoded buffer) with the boxes of
+//! the tracks whose crop in it is worth embedding (chosen by quality: size,
+//! detection score, not truncated, not overlapping another person; again when
+//! the view improves) to the worker; at most [`QUEUE`] such jobs wait, beyond
+//! that the job is not sent and those tracks are tried again on a later frame.
+//! The worker embeds the crops, keeps a quality-weighted mean per track, and
+//! once a track has [`MIN_CROPS`] crops (or the analysis asks, for a track
+//! that has been on screen a while) decides its identity from that mean in the
+//! gallery (threshold, margin over the runner-up, never an identity held by a
+//! concurrent track on the camera, never a physically impossible one). It
+//! records new identities (with the model tag), keeps the track's best crop as
+//! its snapshot, sends each (camera, track, identity) back, and when the
+//! analysis reports the track ended, closes its appearance and folds its final
+//! mean into the identity's prototypes.
 //!
 //! In a cluster the same worker also: sends the crops of a camera whose plan
 //! names another node's re-ID service there (JPEG crops, within the plan's
@@ -18,6 +26,7 @@
 
 use crate::metrics::NodeMetrics;
 use crate::recorder::{crop_jpeg, snapshot_jpeg, Recorder};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -30,15 +39,42 @@ use vidar_protocol::messages::{
     ReidRequest,
 };
 use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
-use vidar_reid::{Assignment, Crop, Embedder, Embedding, Gallery, Identity, Origin};
+use vidar_reid::{
+    Assignment, Crop, Embedder, Embedding, Gallery, Identity, Origin, TrackQuery, OPEN,
+};
 
 /// Local jobs waiting for the worker before new ones are refused.
 pub const QUEUE: usize = 4;
+/// Crops of a track embedded before its identity is decided.
+pub const MIN_CROPS: u32 = 2;
+/// Tracks followed at once by the worker (local and remote); the stalest goes.
+const MAX_TRACKS: usize = 4096;
+/// A remote track not heard of for this long is closed, ms.
+const REMOTE_TRACK_IDLE_MS: u64 = 10_000;
+/// A remote track this old (capture time) is decided with one crop, ms.
+const REMOTE_DECIDE_AFTER_MS: u64 = 1_000;
+/// A better snapshot is written when its quality beats the written one by this factor.
+const SNAPSHOT_GAIN: f32 = 1.25;
 /// Inputs of every kind waiting for the worker.
 const INBOX: usize = 256;
 /// Longest side of a crop sent to another node, pixels (the embedder's input
 /// is smaller; this keeps detail for it while bounding bandwidth).
 pub const REMOTE_CROP_SIDE: u32 = 160;
+
+/// One track's crop in a frame.
+#[derive(Debug, Clone, Copy)]
+pub struct TrackCrop {
+    /// Track id.
+    pub track: u64,
+    /// Its box in the frame.
+    pub bbox: BBox,
+    /// Crop quality, 0..1 (the weight of its embedding in the track's mean).
+    pub quality: f32,
+    /// When the track was first seen, ms.
+    pub first_ms: u64,
+    /// Decide the identity now even with fewer than [`MIN_CROPS`] crops.
+    pub decide: bool,
+}
 
 /// Crops of one frame to identify.
 pub struct Job {
@@ -46,19 +82,19 @@ pub struct Job {
     pub camera: usize,
     /// The frame the boxes are in.
     pub frame: Frame,
-    /// (track id, box) of each track to identify.
-    pub tracks: Vec<(u64, BBox)>,
+    /// The tracks' crops.
+    pub tracks: Vec<TrackCrop>,
 }
 
-/// An identity decided for a track.
+/// A track's crop was handled: its identity when decided.
 #[derive(Debug, Clone, Copy)]
 pub struct Identified {
     /// Key of the camera's slot in the analysis.
     pub camera: usize,
     /// Track id.
     pub track: u64,
-    /// Identity assigned.
-    pub identity: IdentityId,
+    /// Identity assigned, when decided by this crop (None: more crops needed, or decided earlier).
+    pub identity: Option<IdentityId>,
 }
 
 /// Another node's crops to identify here, and how to answer.
@@ -88,6 +124,12 @@ pub trait ClusterReid: Send {
 
 enum Input {
     Local(Job),
+    /// A local track ended at `last_ms`.
+    Ended {
+        camera: usize,
+        track: u64,
+        last_ms: u64,
+    },
     Remote(RemoteJob),
     Announce(IdentityAnnounce),
     Merge(MergeAnnounce),
@@ -155,8 +197,11 @@ impl Identifier {
         let (tx, rx) = mpsc::sync_channel::<Input>(INBOX);
         let (out, results) = mpsc::channel();
         let pending = Arc::new(AtomicUsize::new(0));
+        let model = embedder.model_tag().to_owned();
         let mut worker = Worker {
             embedder,
+            model,
+            tracks: HashMap::new(),
             gallery,
             recorder,
             metrics: Arc::clone(&metrics),
@@ -175,6 +220,11 @@ impl Identifier {
                             worker.identify(job, &out);
                             worker.pending.fetch_sub(1, Ordering::Relaxed);
                         }
+                        Input::Ended {
+                            camera,
+                            track,
+                            last_ms,
+                        } => worker.ended(TrackKey::Local(camera, track), Some(last_ms)),
                         Input::Remote(job) => worker.serve(job),
                         Input::Announce(a) => worker.replica(a),
                         Input::Merge(m) => {
@@ -197,9 +247,22 @@ impl Identifier {
         self.inbox.clone()
     }
 
+    /// Tells the worker a local track ended; false when the inbox is full
+    /// (try again later).
+    pub fn ended(&self, camera: usize, track: u64, last_ms: u64) -> bool {
+        self.inbox
+            .tx
+            .try_send(Input::Ended {
+                camera,
+                track,
+                last_ms,
+            })
+            .is_ok()
+    }
+
     /// Offers a job; when the worker is busy, returns the job's tracks (to be
     /// tried again on a later frame) and drops the frame.
-    pub fn offer(&self, job: Job) -> Option<Vec<(u64, BBox)>> {
+    pub fn offer(&self, job: Job) -> Option<Vec<TrackCrop>> {
         if self.thread.is_none() || self.pending.load(Ordering::Relaxed) >= QUEUE {
             return Some(job.tracks);
         }
@@ -233,8 +296,43 @@ impl Identifier {
     }
 }
 
+/// Which track: a local one (camera slot key, track id) or another node's
+/// (its camera and track id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum TrackKey {
+    Local(usize, u64),
+    Remote(CameraId, u64),
+}
+
+/// What the worker knows of a track.
+struct TrackState {
+    camera: CameraId,
+    track: u64,
+    /// Quality-weighted sum of its crops' embeddings.
+    sum: Vec<f32>,
+    crops: u32,
+    /// Crops when the identity was decided.
+    crops_at_decision: u32,
+    identity: Option<IdentityId>,
+    first_ms: u64,
+    last_ms: u64,
+    /// Best crop so far: quality, capture time, JPEG.
+    best: Option<(f32, u64, Vec<u8>)>,
+    /// Quality of the snapshot written.
+    written: f32,
+}
+
+impl TrackState {
+    fn mean(&self) -> Embedding {
+        Embedding::normalized(&self.sum)
+    }
+}
+
 struct Worker {
     embedder: Box<dyn Embedder>,
+    /// The embedder's model tag.
+    model: String,
+    tracks: HashMap<TrackKey, TrackState>,
     gallery: Gallery,
     recorder: Recorder,
     metrics: Arc<NodeMetrics>,
@@ -266,26 +364,210 @@ impl Worker {
         let crops: Vec<Crop<'_>> = job
             .tracks
             .iter()
-            .map(|(_, bbox)| Crop { frame, bbox: *bbox })
+            .map(|t| Crop {
+                frame,
+                bbox: t.bbox,
+            })
             .collect();
         if !self.embed(&crops) {
             return;
         }
-        // Taken out for the loop (assign needs `&mut self`), put back after.
+        // Taken out for the loop (the calls need `&mut self`), put back after.
         let embeddings = std::mem::take(&mut self.embeddings);
-        for ((track, bbox), emb) in job.tracks.iter().zip(&embeddings) {
-            let Some((assignment, _)) =
-                self.assign(emb, &camera, now, &|| snapshot_jpeg(&frame, bbox))
-            else {
-                continue;
+        for (t, emb) in job.tracks.iter().zip(&embeddings) {
+            let key = TrackKey::Local(job.camera, t.track);
+            let snapshots = self.snapshots;
+            let snapshot = || {
+                if snapshots {
+                    snapshot_jpeg(&frame, &t.bbox)
+                } else {
+                    None
+                }
             };
+            let decided = self.add_crop(
+                key, &camera, t.track, t.first_ms, now, emb, t.quality, t.decide, &snapshot,
+            );
             let _ = out.send(Identified {
                 camera: job.camera,
-                track: *track,
-                identity: assignment.id(),
+                track: t.track,
+                identity: decided.map(|d| d.0),
             });
         }
         self.embeddings = embeddings;
+    }
+
+    /// Folds one crop's embedding into its track; decides the track's
+    /// identity when due. Returns the identity when it was decided by this
+    /// call (with its similarity, and whether it was minted).
+    #[allow(clippy::too_many_arguments)]
+    fn add_crop(
+        &mut self,
+        key: TrackKey,
+        camera: &CameraId,
+        track: u64,
+        first_ms: u64,
+        now: u64,
+        emb: &Embedding,
+        quality: f32,
+        decide: bool,
+        snapshot: &dyn Fn() -> Option<Vec<u8>>,
+    ) -> Option<(IdentityId, f32, bool)> {
+        if !self.tracks.contains_key(&key) && self.tracks.len() >= MAX_TRACKS {
+            self.evict_stalest();
+        }
+        let state = self
+            .tracks
+            .entry(key.clone())
+            .or_insert_with(|| TrackState {
+                camera: camera.clone(),
+                track,
+                sum: vec![0.0; emb.len()],
+                crops: 0,
+                crops_at_decision: 0,
+                identity: None,
+                first_ms: first_ms.min(now),
+                last_ms: now,
+                best: None,
+                written: 0.0,
+            });
+        if state.sum.len() != emb.len() {
+            return None;
+        }
+        let w = quality.clamp(0.05, 1.0);
+        for (s, x) in state.sum.iter_mut().zip(emb.as_slice()) {
+            *s += w * x;
+        }
+        state.crops += 1;
+        state.last_ms = state.last_ms.max(now);
+        if state.best.as_ref().is_none_or(|b| quality > b.0) {
+            if let Some(jpeg) = snapshot() {
+                state.best = Some((quality, now, jpeg));
+            }
+        }
+        if let Some(id) = state.identity {
+            // Decided earlier: keep its appearance open and note better views.
+            let q_first = state.first_ms;
+            let mean = state.mean();
+            self.gallery.observe(
+                id,
+                &TrackQuery {
+                    embedding: &mean,
+                    camera,
+                    track,
+                    first_ms: q_first,
+                    last_ms: OPEN,
+                },
+            );
+            return None;
+        }
+        if state.crops < MIN_CROPS && !decide {
+            return None;
+        }
+        self.decide(&key)
+    }
+
+    /// Decides the identity of the track `key` from its mean embedding.
+    fn decide(&mut self, key: &TrackKey) -> Option<(IdentityId, f32, bool)> {
+        let state = self.tracks.get_mut(key)?;
+        let mean = state.mean();
+        let q = TrackQuery {
+            embedding: &mean,
+            camera: &state.camera,
+            track: state.track,
+            first_ms: state.first_ms,
+            last_ms: OPEN,
+        };
+        let assignment = match self.gallery.assign_track(&q) {
+            Ok(a) => a,
+            Err(e) => {
+                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "gallery refused an embedding");
+                return None;
+            }
+        };
+        let id = assignment.id();
+        state.identity = Some(id);
+        state.crops_at_decision = state.crops;
+        let (camera, first_ms) = (state.camera.clone(), state.first_ms);
+        let snapshot = state.best.as_ref().map(|b| (b.0, b.1, b.2.clone()));
+        if let Some((quality, t, jpeg)) = snapshot {
+            state.written = quality;
+            self.recorder.snapshot(id, &camera, t, jpeg);
+        }
+        let (similarity, minted) = match assignment {
+            Assignment::Matched { similarity, .. } => (similarity, false),
+            Assignment::New { .. } => {
+                self.metrics.identities.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(camera = %camera, identity = %id, "new identity");
+                self.recorder
+                    .identity(id, &camera, first_ms, mean.as_slice(), &self.model);
+                if let Some(cluster) = &self.cluster {
+                    cluster.announce(&IdentityAnnounce {
+                        identity: id,
+                        node: cluster.node().clone(),
+                        camera: camera.clone(),
+                        seen_ms: first_ms,
+                        embedding: mean.as_slice().to_vec(),
+                        model: self.model.clone(),
+                    });
+                }
+                (1.0, true)
+            }
+        };
+        Some((id, similarity, minted))
+    }
+
+    /// The track `key` ended (at `last_ms` when known): closes its
+    /// appearance, folds its final mean into the identity, writes a better
+    /// snapshot when the view improved.
+    fn ended(&mut self, key: TrackKey, last_ms: Option<u64>) {
+        let Some(state) = self.tracks.remove(&key) else {
+            return;
+        };
+        let Some(id) = state.identity else {
+            return;
+        };
+        let last = last_ms.unwrap_or(state.last_ms).max(state.last_ms);
+        self.gallery
+            .close_track(id, &state.camera, state.track, last);
+        if state.crops > state.crops_at_decision {
+            if let Err(e) = self.gallery.refine(id, &state.mean()) {
+                tracing::debug!(identity = %id, error = %e, "track mean not folded in");
+            }
+        }
+        if let Some((quality, t, jpeg)) = state.best {
+            if quality > state.written * SNAPSHOT_GAIN {
+                self.recorder.snapshot(id, &state.camera, t, jpeg);
+            }
+        }
+    }
+
+    /// Closes the track heard of least recently (the worker's table is full).
+    fn evict_stalest(&mut self) {
+        if let Some(k) = self
+            .tracks
+            .iter()
+            .min_by_key(|(_, s)| s.last_ms)
+            .map(|(k, _)| k.clone())
+        {
+            self.ended(k, None);
+        }
+    }
+
+    /// Closes remote tracks not heard of for [`REMOTE_TRACK_IDLE_MS`].
+    fn close_idle_remote(&mut self, now: u64) {
+        let idle: Vec<TrackKey> = self
+            .tracks
+            .iter()
+            .filter(|(k, s)| {
+                matches!(k, TrackKey::Remote(..))
+                    && now.saturating_sub(s.last_ms) > REMOTE_TRACK_IDLE_MS
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in idle {
+            self.ended(k, None);
+        }
     }
 
     /// Embeds crops into `self.embeddings`; false (logged, counted) on failure.
@@ -302,49 +584,6 @@ impl Worker {
             .fetch_add(crops.len() as u64, Ordering::Relaxed);
         let _ = self.embedder.take_timings();
         true
-    }
-
-    /// Matches or mints; a new identity is recorded (with a snapshot) and
-    /// announced to the cluster.
-    fn assign(
-        &mut self,
-        emb: &Embedding,
-        camera: &CameraId,
-        now: u64,
-        snapshot: &dyn Fn() -> Option<Vec<u8>>,
-    ) -> Option<(Assignment, f32)> {
-        let assignment = match self.gallery.assign(emb, camera, now) {
-            Ok(a) => a,
-            Err(e) => {
-                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "gallery refused an embedding");
-                return None;
-            }
-        };
-        let similarity = match assignment {
-            Assignment::Matched { similarity, .. } => similarity,
-            Assignment::New { id, .. } => {
-                self.metrics.identities.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(camera = %camera, identity = %id, "new identity");
-                self.recorder.identity(id, camera, now, emb.as_slice());
-                if self.snapshots {
-                    if let Some(jpeg) = snapshot() {
-                        self.recorder.snapshot(id, camera, now, jpeg);
-                    }
-                }
-                if let Some(cluster) = &self.cluster {
-                    cluster.announce(&IdentityAnnounce {
-                        identity: id,
-                        node: cluster.node().clone(),
-                        camera: camera.clone(),
-                        seen_ms: now,
-                        embedding: emb.as_slice().to_vec(),
-                    });
-                }
-                1.0
-            }
-        };
-        Some((assignment, similarity))
     }
 
     /// When the plan sends this camera's crops to another node: sends them
@@ -365,14 +604,14 @@ impl Worker {
             return false;
         };
         let mut crops = Vec::with_capacity(job.tracks.len());
-        for (track, bbox) in &job.tracks {
-            let Some(jpeg) = crop_jpeg(frame, bbox, REMOTE_CROP_SIDE, 90) else {
+        for t in &job.tracks {
+            let Some(jpeg) = crop_jpeg(frame, &t.bbox, REMOTE_CROP_SIDE, 90) else {
                 continue;
             };
-            let (w, h) = jpeg_size(bbox, REMOTE_CROP_SIDE);
+            let (w, h) = jpeg_size(&t.bbox, REMOTE_CROP_SIDE);
             crops.push(WireCrop {
                 camera: camera.clone(),
-                track: TrackId(*track),
+                track: TrackId(t.track),
                 capture_ms: now,
                 width: w,
                 height: h,
@@ -400,14 +639,19 @@ impl Worker {
                 self.metrics
                     .crops_remote
                     .fetch_add(reply.results.len() as u64, Ordering::Relaxed);
-                for a in &reply.results {
+                for t in &job.tracks {
+                    let identity = reply
+                        .results
+                        .iter()
+                        .find(|a| a.track.0 == t.track)
+                        .map(|a| a.identity);
                     let _ = out.send(Identified {
                         camera: job.camera,
-                        track: a.track.0,
-                        identity: a.identity,
+                        track: t.track,
+                        identity,
                     });
                 }
-                !reply.results.is_empty()
+                true
             }
             Ok(reply) => {
                 self.remote_failed(&to, reply.error.as_deref().unwrap_or("refused"));
@@ -483,22 +727,56 @@ impl Worker {
             .fetch_add(crops.len() as u64, Ordering::Relaxed);
         let mut results = Vec::with_capacity(crops.len());
         let embeddings = std::mem::take(&mut self.embeddings);
+        let mut latest = 0;
         for (i, (c, emb)) in request.crops.iter().zip(&embeddings).enumerate() {
             let frame = frames[i];
             let full = crops[i].bbox;
-            if let Some((a, similarity)) = self.assign(emb, &c.camera, c.capture_ms, &|| {
-                snapshot_jpeg(&frame, &full)
-            }) {
+            let snapshots = self.snapshots;
+            let snapshot = || {
+                if snapshots {
+                    snapshot_jpeg(&frame, &full)
+                } else {
+                    None
+                }
+            };
+            // Another node's tracks: the same per-track decision, keyed by
+            // camera and track; a track on screen for a while is decided
+            // with the crops it has.
+            let key = TrackKey::Remote(c.camera.clone(), c.track.0);
+            let old = self
+                .tracks
+                .get(&key)
+                .is_some_and(|s| c.capture_ms.saturating_sub(s.first_ms) >= REMOTE_DECIDE_AFTER_MS);
+            let known = self.tracks.get(&key).and_then(|s| s.identity);
+            let decided = self.add_crop(
+                key,
+                &c.camera,
+                c.track.0,
+                c.capture_ms,
+                c.capture_ms,
+                emb,
+                1.0,
+                old,
+                &snapshot,
+            );
+            latest = latest.max(c.capture_ms);
+            let answer = match (decided, known) {
+                (Some((id, similarity, minted)), _) => Some((id, similarity, minted)),
+                (None, Some(id)) => Some((id, 1.0, false)),
+                (None, None) => None,
+            };
+            if let Some((identity, similarity, minted)) = answer {
                 results.push(ReidAnswer {
                     camera: c.camera.clone(),
                     track: c.track,
-                    identity: a.id(),
+                    identity,
                     similarity,
-                    minted: matches!(a, Assignment::New { .. }),
+                    minted,
                 });
             }
         }
         self.embeddings = embeddings;
+        self.close_idle_remote(latest);
         reply(ReidReply {
             request_id: request.request_id,
             served_by: self.node.clone(),
@@ -512,15 +790,14 @@ impl Worker {
         if self.cluster.as_ref().is_some_and(|c| *c.node() == a.node) {
             return;
         }
-        let ident = Identity {
-            id: a.identity,
-            embedding: Embedding::normalized(&a.embedding),
-            camera: a.camera,
-            first_seen_ms: a.seen_ms,
-            last_seen_ms: a.seen_ms,
-            sightings: 1,
-            origin: Origin::Remote,
-        };
+        let ident = Identity::single(
+            a.identity,
+            Embedding::normalized(&a.embedding),
+            &a.model,
+            a.camera,
+            a.seen_ms,
+            Origin::Remote,
+        );
         if let Err(e) = self.gallery.upsert_remote(ident) {
             tracing::debug!(identity = %a.identity, error = %e, "announced identity not kept");
         }

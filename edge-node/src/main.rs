@@ -38,6 +38,8 @@ enum Command {
     Probe(command::probe::ProbeArgs),
     /// Whole-system benchmarks that print a table.
     Bench(command::bench::BenchArgs),
+    /// Accuracy evaluations on labelled data (re-ID).
+    Eval(command::eval::EvalArgs),
 }
 
 fn main() -> Result<()> {
@@ -48,5 +50,6 @@ fn main() -> Result<()> {
         Command::Probe(args) => command::probe::run(args),
         Command::Query(args) => command::query::run(args),
         Command::Bench(args) => command::bench::run(args),
+        Command::Eval(args) => command::eval::run(args),
     }
 }

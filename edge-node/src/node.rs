@@ -18,7 +18,7 @@ use std::time::Duration;
 use vidar_models::{Manifest, ModelStore, SessionFactory};
 use vidar_pipeline::Ingest;
 use vidar_protocol::StreamStatus;
-use vidar_reid::Gallery;
+use vidar_reid::{Embedder, Gallery};
 
 /// A built node, not yet running: analysis plus what `/metrics` reads.
 pub struct Built {
@@ -94,7 +94,9 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
             "identity prefix derived from node_id (set gallery.node_prefix to choose it)"
         );
     }
-    let mut gallery = Gallery::new(gallery_config)?;
+    // Identities carry the embedder's model tag: vectors of another model
+    // (restored, or announced by a node running another one) are never compared.
+    let mut gallery = Gallery::with_model(gallery_config, embedder.model_tag())?;
     let node_metrics = Arc::new(NodeMetrics::default());
     let recorder = Recorder::open(&config.database, &config.node_id, Arc::clone(&node_metrics))
         .with_context(|| format!("opening database {}", config.database.display()))?;
@@ -209,15 +211,19 @@ fn restore_gallery(gallery: &mut Gallery, config: &EdgeConfig) -> Result<usize> 
             continue;
         };
         let r = rec.value;
-        let ident = vidar_reid::Identity {
-            id: r.identity,
-            embedding: vidar_reid::Embedding::normalized(&r.embedding),
-            camera: r.camera,
-            first_seen_ms: r.first_seen_ms.max(0) as u64,
-            last_seen_ms: s.last_ms.max(0) as u64,
-            sightings: s.sightings,
-            origin: vidar_reid::Origin::Local,
-        };
+        let mut ident = vidar_reid::Identity::single(
+            r.identity,
+            vidar_reid::Embedding::normalized(&r.embedding),
+            &r.model,
+            r.camera,
+            r.first_seen_ms.max(0) as u64,
+            vidar_reid::Origin::Local,
+        );
+        ident.last_seen_ms = s.last_ms.max(0) as u64;
+        ident.sightings = s.sightings;
+        if let Some(a) = ident.appearances.first_mut() {
+            a.last_ms = ident.last_seen_ms;
+        }
         match gallery.restore(ident) {
             Ok(()) => restored += 1,
             Err(e) => {

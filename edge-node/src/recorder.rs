@@ -124,12 +124,20 @@ impl Recorder {
     }
 
     /// Records a new identity with its embedding.
-    pub fn identity(&self, id: IdentityId, camera: &CameraId, ms: u64, embedding: &[f32]) {
+    pub fn identity(
+        &self,
+        id: IdentityId,
+        camera: &CameraId,
+        ms: u64,
+        embedding: &[f32],
+        model: &str,
+    ) {
         self.submit(Record::Identity(IdentityRecord {
             identity: id,
             camera: camera.clone(),
             first_seen_ms: ms as i64,
             embedding: embedding.to_vec(),
+            model: model.to_owned(),
         }));
     }
 
@@ -168,8 +176,17 @@ fn now_ms() -> i64 {
 pub const SNAPSHOT_MAX_SIDE: u32 = 128;
 
 /// A small JPEG of the box `b` in `frame` (longest side ≤ [`SNAPSHOT_MAX_SIDE`]).
+/// The whole person with a margin (10 % of the width on each side, 5 % of
+/// the height above and below), so no head or feet are cut off.
 pub fn snapshot_jpeg(frame: &RgbFrame<'_>, b: &BBox) -> Option<Vec<u8>> {
-    crop_jpeg(frame, b, SNAPSHOT_MAX_SIDE, 80)
+    let (mx, my) = (b.w * 0.10, b.h * 0.05);
+    let wide = BBox {
+        x: b.x - mx,
+        y: b.y - my,
+        w: b.w + 2.0 * mx,
+        h: b.h + 2.0 * my,
+    };
+    crop_jpeg(frame, &wide, SNAPSHOT_MAX_SIDE, 85)
 }
 
 /// A JPEG of the box `b` in `frame`, scaled down so its longest side is at

@@ -229,6 +229,44 @@ fn records_are_queryable_and_a_person_keeps_one_identity_across_cameras() {
     assert!(traj
         .iter()
         .all(|s| !s.value.path.is_empty() && s.value.first_ms <= s.value.last_ms));
+    // Two people on screen together get two identities: no identity holds
+    // two different tracks that overlap in time on one camera, while people
+    // with different identities do overlap (vtest.avi has crowds).
+    let mut all = Vec::new();
+    for s in &seen {
+        for t in reader
+            .trajectory(s.identity, TimeRange::all(), 10_000)
+            .expect("trajectory")
+        {
+            all.push((s.identity, t.value));
+        }
+    }
+    let overlap = |a: &vidar_store::Sighting, b: &vidar_store::Sighting| {
+        a.camera == b.camera
+            && a.track != b.track
+            && a.first_ms < b.last_ms
+            && b.first_ms < a.last_ms
+    };
+    let (mut shared, mut together) = (Vec::new(), 0);
+    for (i, (ia, a)) in all.iter().enumerate() {
+        for (ib, b) in &all[i + 1..] {
+            if overlap(a, b) {
+                if ia == ib {
+                    shared.push((ia.0, a.camera.to_string(), a.track.0, b.track.0));
+                } else {
+                    together += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        shared.is_empty(),
+        "identities held by two tracks at once on one camera: {shared:?}"
+    );
+    assert!(
+        together > 0,
+        "no two identified people were ever on screen together"
+    );
     // And the query command prints it.
     let out = Command::new(edge_bin())
         .args(["query", "--db"])

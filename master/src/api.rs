@@ -563,10 +563,29 @@ async fn plan(State(ctx): Ctx) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(v))
 }
 
-async fn snapshot(State(ctx): Ctx, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// `/api/snapshot/{identity}[?camera=C&t=MS]`: the identity's snapshot taken
+/// on that camera closest to that time (a sighting's own thumbnail), else
+/// the closest on any camera, else its first.
+async fn snapshot(
+    State(ctx): Ctx,
+    Path(id): Path<String>,
+    q: Params,
+) -> Result<Response, ApiError> {
     let id = identity("identity", Some(&id))?;
-    let shots = read_db(&ctx, move |reader| reader.snapshots(id, 1)).await?;
-    match shots.into_iter().next() {
+    let p = params(q, &["camera", "t"])?;
+    let cam = match p.get("camera") {
+        Some(_) => Some(camera(p.get("camera"))?),
+        None => None,
+    };
+    let t = match p.get("t") {
+        Some(_) => Some(time(&p, "t", 0)?),
+        None => None,
+    };
+    let shot = read_db(&ctx, move |reader| {
+        reader.snapshot_near(id, cam.as_ref(), t)
+    })
+    .await?;
+    match shot {
         Some(s) => Ok(([(header::CONTENT_TYPE, "image/jpeg")], s.value.jpeg).into_response()),
         None => Err(ApiError {
             status: StatusCode::NOT_FOUND,

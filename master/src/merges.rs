@@ -32,6 +32,9 @@ pub const MAX_RECENT: usize = 10_000;
 pub const MAX_AGE_MS: u64 = 3_600_000;
 /// Most merged-away identities remembered for re-pointing (oldest forgotten first).
 pub const MAX_MERGED: usize = 100_000;
+/// Two identities first seen on one camera closer in time than this were two
+/// people on screen together: never merged, ms.
+pub const CONCURRENT_MS: u64 = 5_000;
 /// Announcements waiting for the merge thread before zenoh is slowed down.
 const QUEUE: usize = 4096;
 
@@ -39,6 +42,11 @@ const QUEUE: usize = 4096;
 struct Recent {
     identity: IdentityId,
     node: NodeId,
+    /// Tag of the model that made the embedding: only equal tags are compared.
+    model: String,
+    /// Where and when it was first seen (announced).
+    camera: vidar_protocol::CameraId,
+    seen_ms: u64,
     /// L2-normalised.
     embedding: Vec<f32>,
     received_ms: u64,
@@ -136,7 +144,11 @@ impl MergeBook {
         // own gallery already judged them different people).
         let mut best: Option<(f32, IdentityId)> = None;
         for r in &self.recent {
-            if r.node == a.node || r.embedding.len() != embedding.len() {
+            if r.node == a.node || r.embedding.len() != embedding.len() || r.model != a.model {
+                continue;
+            }
+            // The nodes' own rule: two people on one camera at once are two.
+            if r.camera == a.camera && r.seen_ms.abs_diff(a.seen_ms) < CONCURRENT_MS {
                 continue;
             }
             let other = self.root(r.identity);
@@ -161,6 +173,9 @@ impl MergeBook {
         self.recent.push_back(Recent {
             identity: a.identity,
             node: a.node.clone(),
+            model: a.model.clone(),
+            camera: a.camera.clone(),
+            seen_ms: a.seen_ms,
             embedding,
             received_ms: now_ms,
         });
@@ -323,10 +338,34 @@ mod tests {
         IdentityAnnounce {
             identity: IdentityId(id),
             node: NodeId::new(node).expect("id"),
-            camera: CameraId::new("c").expect("id"),
+            // Each node has its own camera here.
+            camera: CameraId::new(&format!("cam-{node}")).expect("id"),
             seen_ms,
             embedding: e.to_vec(),
+            model: "test-model".into(),
         }
+    }
+
+    #[test]
+    fn never_merges_across_models_or_people_on_one_camera_at_once() {
+        let mut book = MergeBook::new(0.9);
+        let e = [1.0, 0.0, 0.0];
+        assert!(book.observe(&ann(1, "a", 1000, &e), 1000).is_empty());
+        // Another model's vector of the same length: not compared.
+        let other_model = IdentityAnnounce {
+            model: "other-model".into(),
+            ..ann(2, "b", 2000, &e)
+        };
+        assert!(book.observe(&other_model, 2000).is_empty());
+        // Same camera, 1 s apart: two people on screen together.
+        let same_camera = IdentityAnnounce {
+            camera: CameraId::new("cam-a").expect("id"),
+            ..ann(3, "c", 2000, &e)
+        };
+        assert!(book.observe(&same_camera, 2000).is_empty());
+        // The same look on another camera later: merged.
+        let m = book.observe(&ann(4, "d", 30_000, &e), 30_000);
+        assert!(!m.is_empty(), "{m:?}");
     }
 
     fn pairs(m: &[MergeAnnounce]) -> Vec<(u64, u64)> {

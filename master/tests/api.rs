@@ -24,6 +24,13 @@ fn seeded_master() -> (tempfile::TempDir, Master) {
         identity(1, "c1", 1_000),
         identity(2, "c1", 3_000),
         snapshot(1, "c1", 1_500),
+        // 3 (merged into 1) on c2: the snapshot of 1's sighting on c2 at 10 s.
+        Record::Snapshot(vidar_store::Snapshot {
+            identity: IdentityId(3),
+            camera: cam("c2"),
+            t_ms: 10_200,
+            jpeg: vec![0xFF, 0xD8, 0xFF, 0xE0, 9, 9, 9],
+        }),
         // 3 was merged into 1 (a master record in real life; the key's node
         // does not matter to queries).
         Record::Merge(IdentityMerge {
@@ -95,6 +102,15 @@ fn queries_read_the_global_database() {
     let (code, body) = http(a, "GET", "/api/snapshot/1");
     assert_eq!(code, 200);
     assert!(body.starts_with(&[0xFF, 0xD8, 0xFF]));
+    assert_eq!(body.last(), Some(&3), "the oldest without camera and time");
+    // A sighting's own thumbnail: its camera, closest in time (following merges).
+    let (code, body) = http(a, "GET", "/api/snapshot/1?camera=c2&t=10000");
+    assert_eq!(code, 200);
+    assert_eq!(body.last(), Some(&9));
+    let (code, body) = http(a, "GET", "/api/snapshot/1?camera=c1&t=10000");
+    assert_eq!((code, body.last()), (200, Some(&3)));
+    let (code, _) = http(a, "GET", "/api/snapshot/1?t=soon");
+    assert_eq!(code, 400);
     let (code, _) = http(a, "GET", "/api/snapshot/99");
     assert_eq!(code, 404);
 

@@ -232,7 +232,9 @@
 
   function renderTimeline(sightings, numbered) {
     const items = sightings.map((s, i) => {
-      const thumb = el('img', { alt: idText(s.identity), loading: 'lazy', src: '/api/snapshot/' + encodeURIComponent(s.identity) });
+      // The sighting's own snapshot: its identity on its camera, closest in time.
+      const src = '/api/snapshot/' + encodeURIComponent(s.identity) + '?camera=' + encodeURIComponent(s.camera) + '&t=' + encodeURIComponent(String(s.first_ms));
+      const thumb = el('img', { alt: idText(s.identity), loading: 'lazy', src });
       thumb.addEventListener('error', () => { thumb.style.visibility = 'hidden'; });
       const who = numbered ? null : el('button', { type: 'button', class: 'who', onclick: () => searchIdentity(s.identity) }, idText(s.identity));
       return el('li', { class: 'sighting', 'data-camera': s.camera },

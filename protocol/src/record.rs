@@ -28,6 +28,8 @@ pub struct InvalidRecord {
 pub const MAX_NAME_LEN: usize = 256;
 /// Largest accepted embedding dimension.
 pub const MAX_EMBEDDING_DIM: usize = 4096;
+/// Longest model tag (`name@sha256-prefix`) on an identity, bytes.
+pub const MAX_MODEL_TAG: usize = 128;
 /// Largest accepted snapshot, in bytes (a person crop, not a frame).
 pub const MAX_SNAPSHOT_BYTES: usize = 512 * 1024;
 /// Longest time span of one sighting, in milliseconds (one hour). Longer presences
@@ -134,6 +136,10 @@ pub struct IdentityRecord {
     pub first_seen_ms: i64,
     /// The embedding (usually L2-normalised), 1..=[`MAX_EMBEDDING_DIM`] finite values.
     pub embedding: Vec<f32>,
+    /// Tag of the model that made the embedding (`name@sha256-prefix`, at
+    /// most [`MAX_MODEL_TAG`] bytes; empty when unknown): embeddings of
+    /// different models are never compared.
+    pub model: String,
 }
 
 /// A small JPEG of a person, for the UI.
@@ -241,6 +247,12 @@ impl Record {
                 if let Some(k) = i.embedding.iter().position(|v| !v.is_finite()) {
                     return bad(format!("embedding value {k} is not finite"));
                 }
+                if i.model.len() > MAX_MODEL_TAG {
+                    return bad(format!(
+                        "model tag has {} bytes, at most {MAX_MODEL_TAG} allowed",
+                        i.model.len()
+                    ));
+                }
             }
             Record::Snapshot(s) => {
                 if s.jpeg.len() > MAX_SNAPSHOT_BYTES {
@@ -335,6 +347,7 @@ mod tests {
             camera: cam(),
             first_seen_ms: 0,
             embedding: vec![0.0, f32::NAN],
+            model: "test-model".into(),
         });
         assert_eq!(
             nan.validate().map_err(|e| e.to_string()),

@@ -29,7 +29,7 @@ use serde::Serialize;
 use std::fmt;
 
 /// The version of the wire format this build speaks, carried in every header.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The two bytes every Vidar payload starts with.
 pub const MAGIC: [u8; 2] = *b"VD";
 /// Length of the header in front of the postcard body, in bytes.
@@ -309,8 +309,8 @@ mod tests {
     #[test]
     fn header_layout() {
         let bytes = encode(&plan()).expect("encodes");
-        assert_eq!(&bytes[..HEADER_LEN], &[b'V', b'D', 1, 0, 2]);
-        assert_eq!(peek(&bytes), Ok((1, MessageKind::Plan)));
+        assert_eq!(&bytes[..HEADER_LEN], &[b'V', b'D', 2, 0, 2]);
+        assert_eq!(peek(&bytes), Ok((2, MessageKind::Plan)));
     }
 
     #[test]
@@ -342,20 +342,20 @@ mod tests {
     }
 
     #[test]
-    fn version_2_refused() {
+    fn other_versions_refused() {
         let mut bytes = encode(&plan()).expect("encodes");
-        bytes[2..4].copy_from_slice(&2u16.to_le_bytes());
+        bytes[2..4].copy_from_slice(&1u16.to_le_bytes());
         let e = err_of::<Plan>(&bytes);
         assert_eq!(
             e,
             DecodeError::UnsupportedVersion {
-                got: 2,
-                supported: 1
+                got: 1,
+                supported: 2
             }
         );
         assert_eq!(
             e.to_string(),
-            "protocol version 2 is not supported (this build speaks version 1); run the same Vidar release on every node"
+            "protocol version 1 is not supported (this build speaks version 2); run the same Vidar release on every node"
         );
         assert_eq!(peek(&bytes), Err(e));
     }
@@ -450,7 +450,7 @@ mod tests {
     #[test]
     fn huge_length_prefix_fails_without_allocating() {
         // A SyncBatch whose record vector claims u64::MAX / 2 elements.
-        let mut bytes = vec![b'V', b'D', 1, 0, MessageKind::SyncBatch as u8];
+        let mut bytes = vec![b'V', b'D', 2, 0, MessageKind::SyncBatch as u8];
         bytes.extend_from_slice(&[1, b'n']); // node "n"
         bytes.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]);
         assert!(matches!(err_of::<SyncBatch>(&bytes), DecodeError::Body(_)));
@@ -519,7 +519,7 @@ mod tests {
 
     /// A payload that skips `encode`'s validation, as a hostile sender would.
     fn postcard_with_header<T: Serialize>(kind: MessageKind, m: &T) -> Vec<u8> {
-        let mut out = vec![b'V', b'D', 1, 0, kind as u8];
+        let mut out = vec![b'V', b'D', 2, 0, kind as u8];
         out.extend(postcard::to_stdvec(m).expect("serialises"));
         out
     }

@@ -147,6 +147,7 @@ fn identity_announce() -> IdentityAnnounce {
         camera: cam("lobby"),
         seen_ms: 1_700_000_001_600,
         embedding: vec![0.5, -0.25, 0.125, 0.0],
+        model: "test-model".into(),
     }
 }
 
@@ -191,6 +192,7 @@ fn records(n: &NodeId) -> Vec<KeyedRecord> {
                 camera: cam("lobby"),
                 first_seen_ms: 1_700_000_000_100,
                 embedding: vec![1.0, 0.0],
+                model: "test-model".into(),
             }),
         },
         KeyedRecord {
@@ -503,7 +505,7 @@ proptest! {
         kind in proptest::sample::select(MessageKind::ALL.to_vec()),
         body in proptest::collection::vec(any::<u8>(), 0..512),
     ) {
-        let mut bytes = vec![b'V', b'D', 1, 0, kind as u8];
+        let mut bytes = vec![b'V', b'D', 2, 0, kind as u8];
         bytes.extend(body);
         let _ = decode_as_everything(&bytes);
     }

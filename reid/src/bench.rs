@@ -30,7 +30,7 @@ pub struct BenchConfig {
 impl Default for BenchConfig {
     fn default() -> Self {
         Self {
-            models: vec!["mobilenetv2-deepsort".into()],
+            models: vec![EmbedderConfig::default().model],
             batches: vec![1, 4, 8],
             iterations: 20,
             warmup: 3,

@@ -39,6 +39,10 @@ pub trait Embedder: Send {
     /// The model's manifest name.
     fn name(&self) -> &str;
 
+    /// Tag of the exact model (name and file checksum): embeddings of
+    /// different tags are never compared.
+    fn model_tag(&self) -> &str;
+
     /// Length of every embedding.
     fn dim(&self) -> usize;
 
@@ -60,11 +64,16 @@ pub trait Embedder: Send {
     fn take_timings(&mut self) -> EmbedTimings;
 }
 
+/// The default re-ID model (manifest name).
+pub const DEFAULT_MODEL: &str = "osnet-x0-25-msmt17-combineall";
+
 /// Settings of an ONNX embedder.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmbedderConfig {
-    /// Manifest model name. Default `mobilenetv2-deepsort`; an OSNet export can be named here.
+    /// Manifest model name. Default `osnet-x0-25-msmt17-combineall` (OSNet x0.25
+    /// trained for re-ID; the best of the manifest's models on CUHK01, see
+    /// docs/benchmarks.md); `mobilenetv2-deepsort` is the untrained-for-re-ID alternative.
     pub model: String,
     /// Crops per inference run; more are split. Default 16.
     pub max_batch: usize,
@@ -73,7 +82,7 @@ pub struct EmbedderConfig {
 impl Default for EmbedderConfig {
     fn default() -> Self {
         Self {
-            model: "mobilenetv2-deepsort".into(),
+            model: DEFAULT_MODEL.into(),
             max_batch: 16,
         }
     }
@@ -129,7 +138,14 @@ impl EmbedderConfig {
             }
         }
         let batch = self.max_batch.min(model.max_batch());
+        let sha = factory
+            .store()
+            .manifest()
+            .file(&spec.file)
+            .map(|f| f.sha256.get(..12).unwrap_or(&f.sha256).to_owned())
+            .unwrap_or_default();
         Ok(OnnxEmbedder {
+            tag: format!("{}@{sha}", spec.name),
             name: spec.name.clone(),
             rgb: vec![0u8; h * w * 3],
             input: vec![0f32; batch * 3 * h * w],
@@ -150,6 +166,7 @@ impl EmbedderConfig {
 pub struct OnnxEmbedder {
     model: Model,
     name: String,
+    tag: String,
     dim: usize,
     batch: usize,
     h: usize,
@@ -241,6 +258,10 @@ impl OnnxEmbedder {
 impl Embedder for OnnxEmbedder {
     fn name(&self) -> &str {
         &self.model.spec().name
+    }
+
+    fn model_tag(&self) -> &str {
+        &self.tag
     }
 
     fn dim(&self) -> usize {

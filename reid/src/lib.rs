@@ -9,10 +9,13 @@
 
 pub mod bench;
 pub mod embedder;
+pub mod eval;
 pub mod gallery;
 
 pub use embedder::{Crop, EmbedTimings, Embedder, EmbedderConfig, OnnxEmbedder};
-pub use gallery::{Assignment, Gallery, GalleryConfig, Identity, Origin};
+pub use gallery::{
+    Appearance, Assignment, Excluded, Gallery, GalleryConfig, Identity, Origin, TrackQuery, OPEN,
+};
 
 /// Errors of embedders and the gallery.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +29,14 @@ pub enum ReidError {
     /// A config is invalid; every problem is listed.
     #[error("re-ID config is invalid:\n  - {}", .0.join("\n  - "))]
     Config(Vec<String>),
+    /// An embedding made by another model than the gallery's: never compared.
+    #[error("embedding made by model {actual:?}, the gallery holds {expected:?}'s")]
+    ModelMismatch {
+        /// The gallery's model tag.
+        expected: String,
+        /// The offending one's.
+        actual: String,
+    },
     /// An embedding of another length than the gallery's.
     #[error("embedding has {actual} dimensions, the gallery holds {expected}")]
     Dimension {

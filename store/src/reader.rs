@@ -262,6 +262,39 @@ impl Reader {
         Ok(rows)
     }
 
+    /// The snapshot of `identity` (or an identity merged with it) best for a
+    /// sighting on `camera` at `t_ms`: on that camera, closest in time; on any
+    /// camera when that one has none; the oldest when neither is given.
+    pub fn snapshot_near(
+        &self,
+        identity: IdentityId,
+        camera: Option<&CameraId>,
+        t_ms: Option<i64>,
+    ) -> Result<Option<Stored<Snapshot>>, StoreError> {
+        let sql = format!(
+            "{CLUSTER_CTE} SELECT {} FROM snapshots
+             WHERE identity_id IN (SELECT id FROM cluster)
+             ORDER BY (camera_id = ?2) DESC, abs(t_ms - ?3), t_ms, node_id, seq LIMIT 1",
+            rows::SNAPSHOT_COLUMNS
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(self.err("preparing snapshot_near"))?;
+        let rows: Vec<Stored<Snapshot>> = stmt
+            .query_map(
+                params![
+                    id_to_sql(identity.0),
+                    camera.map(|c| c.as_str().to_owned()),
+                    t_ms.unwrap_or(0)
+                ],
+                rows::snapshot_row,
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("querying snapshot_near"))?;
+        Ok(rows.into_iter().next())
+    }
+
     /// Embedding records of `identity` (not following merges), oldest first.
     pub fn identity_records(
         &self,

@@ -96,8 +96,8 @@ pub(crate) fn insert(
             ]),
         Record::Identity(i) => conn
             .prepare_cached(
-                "INSERT INTO identities (node_id, seq, identity_id, camera_id, first_seen_ms, dim, embedding)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (node_id, seq) DO NOTHING",
+                "INSERT INTO identities (node_id, seq, identity_id, camera_id, first_seen_ms, dim, embedding, model)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (node_id, seq) DO NOTHING",
             )?
             .execute(params![
                 n,
@@ -107,6 +107,7 @@ pub(crate) fn insert(
                 i.first_seen_ms,
                 i.embedding.len() as i64,
                 p.blob,
+                i.model,
             ]),
         Record::Snapshot(s) => conn
             .prepare_cached(
@@ -175,7 +176,7 @@ pub(crate) const TABLES: [Table; 6] = [
     Table {
         name: "identities",
         size_expr: "length(embedding)",
-        columns: "node_id, seq, identity_id, camera_id, first_seen_ms, dim, embedding",
+        columns: "node_id, seq, identity_id, camera_id, first_seen_ms, dim, embedding, model",
         time_column: "first_seen_ms",
         prunable: true,
     },
@@ -260,6 +261,7 @@ pub(crate) fn decode(table: &str, row: &Row<'_>) -> rusqlite::Result<KeyedRecord
                 camera: camera_at(row, 3)?,
                 first_seen_ms: row.get(4)?,
                 embedding: boxpath::decode_f32s(&blob, dim).map_err(|m| bad(6, Type::Blob, m))?,
+                model: row.get(7)?,
             })
         }
         "snapshots" => Record::Snapshot(Snapshot {

@@ -44,7 +44,14 @@ const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 const READER_CACHE_KIB: u32 = 8 * 1024;
 
 /// `MIGRATIONS[k]` takes the schema from version `k` to `k + 1`. Append only.
-const MIGRATIONS: &[&str] = &[MIGRATION_1];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+
+/// Version 2: identities carry the tag of the model that made their
+/// embedding (empty for identities written by version 1, which are then
+/// compared with nothing).
+const MIGRATION_2: &str = "
+ALTER TABLE identities ADD COLUMN model TEXT NOT NULL DEFAULT '' CHECK (length(model) <= 128);
+";
 
 const MIGRATION_1: &str = "
 CREATE TABLE node_seq (

@@ -338,6 +338,17 @@ impl WriterHandle {
     }
 
     fn send(&self, msg: Msg) -> Result<(), StoreError> {
+        // A writer that stopped refuses at once, even while its thread is
+        // still winding down and its channel still takes messages.
+        let stopped = self
+            .shared
+            .stopped
+            .lock()
+            .map(|g| g.is_some())
+            .unwrap_or(true);
+        if stopped {
+            return Err(self.shared.stopped_error());
+        }
         self.shared.queued.fetch_add(1, Ordering::Relaxed);
         self.tx.send(msg).map_err(|_| {
             self.shared.queued.fetch_sub(1, Ordering::Relaxed);

@@ -53,6 +53,11 @@ pub struct TrackerConfig {
     /// Default 8 (a third of a second at 25 fps; see tracker/BENCHMARKS.md
     /// for the trade-off between misses and false positives).
     pub report_lost_frames: u32,
+    /// A lost track is reported for at most this many frames per frame it
+    /// was matched in (and at most `report_lost_frames`): young tracks, often
+    /// false positives, are not extrapolated for long (frames per hit).
+    /// Default 0.5; a large value gives the plain `report_lost_frames` rule.
+    pub report_lost_hit_ratio: f32,
     /// Tracks born on the first frame of a stream are confirmed at once
     /// (there is no earlier frame to confirm them with). Default true.
     pub confirm_on_first_frame: bool,
@@ -64,7 +69,9 @@ pub struct TrackerConfig {
     /// Appearance (re-ID embedding) fusion; used only for pairs where both
     /// the track and the detection carry an embedding.
     pub appearance: AppearanceConfig,
-    /// Kalman filter constants and Mahalanobis gate.
+    /// Kalman filter constants and Mahalanobis gate. Default: position
+    /// noise 1/40 of the box size, velocity noise 1/160, measurement noise
+    /// 1/10, gate chi-square 0.999 (18.47).
     pub motion: MotionConfig,
 }
 
@@ -82,13 +89,11 @@ impl Default for TrackerConfig {
             max_tentative_misses: 0,
             max_lost_frames: 30,
             report_lost_frames: 8,
+            report_lost_hit_ratio: 0.5,
             confirm_on_first_frame: true,
             frame_size: None,
             appearance: AppearanceConfig::default(),
-            motion: MotionConfig {
-                gating_threshold: crate::kalman::CHI2_999_4DOF,
-                ..MotionConfig::default()
-            },
+            motion: MotionConfig::default(),
         }
     }
 }
@@ -169,6 +174,12 @@ impl TrackerConfig {
                 self.new_track_threshold, self.high_score_threshold
             ));
         }
+        if !(self.report_lost_hit_ratio.is_finite() && self.report_lost_hit_ratio >= 0.0) {
+            problems.push(format!(
+                "report_lost_hit_ratio must be a non-negative number, got {}",
+                self.report_lost_hit_ratio
+            ));
+        }
         if self.min_hits == 0 {
             problems.push("min_hits must be at least 1, got 0".to_owned());
         }
@@ -203,6 +214,7 @@ impl TrackerConfig {
         for (name, v) in [
             ("motion.std_weight_position", m.std_weight_position),
             ("motion.std_weight_velocity", m.std_weight_velocity),
+            ("motion.std_weight_measurement", m.std_weight_measurement),
             ("motion.gating_threshold", m.gating_threshold),
         ] {
             if !(v.is_finite() && v > 0.0) {

@@ -17,6 +17,9 @@
 //!    lost on a miss; lost -> confirmed again on a match (same id); lost ->
 //!    ended after `max_lost_frames`; unmatched high detections above
 //!    `new_track_threshold` start tentative tracks.
+//! 7. Report: confirmed tracks matched this frame, and lost ones at their
+//!    predicted box for up to `report_lost_frames`, but no longer than
+//!    `report_lost_hit_ratio` times the frames they were matched in.
 
 use serde::{Deserialize, Serialize};
 
@@ -430,7 +433,7 @@ impl Tracker {
             let since = frame - track.last_update;
             let report = match track.status {
                 TrackStatus::Confirmed => since == 0,
-                TrackStatus::Lost => since <= u64::from(self.config.report_lost_frames),
+                TrackStatus::Lost => since <= self.coast_limit(track.hits),
                 TrackStatus::Tentative => false,
             };
             if report {
@@ -446,6 +449,16 @@ impl Tracker {
         }
         result.tracks.sort_unstable_by_key(|t| t.id);
         Ok(result)
+    }
+
+    /// How many frames after its last match a lost track with `hits`
+    /// matches is still reported: `report_lost_hit_ratio · hits`, at most
+    /// `report_lost_frames`. A track seen for two frames is as likely a
+    /// burst of false positives as a person, so it is not extrapolated for
+    /// eight; one seen for a second has earned the full bridge.
+    fn coast_limit(&self, hits: u32) -> u64 {
+        let by_hits = (f64::from(self.config.report_lost_hit_ratio) * f64::from(hits)).floor();
+        (by_hits as u64).min(u64::from(self.config.report_lost_frames))
     }
 
     /// Ends every confirmed or lost track (end of stream) and forgets the rest.

@@ -268,6 +268,61 @@ fn reported_lost_tracks_carry_predicted_boxes() {
     assert!(tr.update(13, &[]).expect("ok").tracks.is_empty());
 }
 
+#[test]
+fn young_lost_tracks_are_reported_for_fewer_frames() {
+    // Defaults: report_lost_frames 8, report_lost_hit_ratio 0.5.
+    let mut tr = TrackerConfig::default().build().expect("valid");
+    // Track 1 (x = 0) is matched in frames 1-30; track 2 (x = 300) is born
+    // in frame 27 and matched four times. Both are missed from frame 31 on.
+    for f in 1..=30u64 {
+        let mut dets = vec![person(f as f32)];
+        if f >= 27 {
+            dets.push(person(300.0));
+        }
+        tr.update(f, &dets).expect("ok");
+    }
+    let reported: Vec<Vec<u64>> = (31..=40u64)
+        .map(|f| ids(&tr.update(f, &[]).expect("ok")))
+        .collect();
+    // Four hits: two lost frames reported. Thirty hits: the full eight.
+    assert_eq!(reported[0], vec![1, 2]);
+    assert_eq!(reported[1], vec![1, 2]);
+    assert_eq!(reported[2], vec![1]);
+    assert_eq!(reported[7], vec![1]);
+    assert!(reported[8].is_empty(), "{reported:?}");
+}
+
+#[test]
+fn default_gate_keeps_true_matches_at_twelve_percent_jitter() {
+    // The harshest jitter of tracker/eval: centre and size std 12% of the
+    // box. With SORT's measurement noise (1/20 of the size) the chi-square
+    // 0.999 gate rejected about a third of these true matches.
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut normal = move || {
+        let u1: f64 = 1.0 - rng.gen::<f64>();
+        let u2: f64 = rng.gen::<f64>();
+        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    };
+    let mut tr = TrackerConfig::default().build().expect("valid");
+    let (frames, j) = (2000u64, 0.12_f32);
+    let (mut matched, mut seen_ids) = (0, std::collections::BTreeSet::new());
+    for f in 1..=frames {
+        // Walks right at 1 px/frame, wrapping at 600 px.
+        let (w, h) = (50.0 * (j * normal()).exp(), 120.0 * (j * normal()).exp());
+        let cx = 20.0 + (f % 600) as f32 + j * 50.0 * normal();
+        let cy = 200.0 + j * 120.0 * normal();
+        let det = Detection::new(BBox::from_center(cx, cy, w, h), 0.9);
+        let out = tr.update(f, &[det]).expect("in order");
+        matched += out.tracks.iter().filter(|t| t.detection.is_some()).count();
+        seen_ids.extend(out.tracks.iter().map(|t| t.id.0));
+    }
+    let share = matched as f64 / frames as f64;
+    assert!(share >= 0.97, "matched in {share:.3} of frames");
+    // One id per lap of the 600 px walk (the jump back starts a new track).
+    assert!(seen_ids.len() <= 5, "{} ids", seen_ids.len());
+}
+
 proptest! {
     #[test]
     fn outputs_are_consistent_on_random_input(

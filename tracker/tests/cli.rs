@@ -85,6 +85,34 @@ fn degrade_track_score_round_trip() {
 }
 
 #[test]
+fn harsh_level_is_offered_and_seeded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let gt = gt();
+    let degrade = |seed: &str, out: &Path| {
+        run(bin().args([
+            "degrade",
+            "--gt",
+            path_arg(&gt),
+            "--level",
+            "harsh",
+            "--seed",
+            seed,
+            "--out",
+            path_arg(out),
+        ]));
+        std::fs::read_to_string(out).expect("detections written")
+    };
+    let a = degrade("2", &dir.path().join("a.txt"));
+    let b = degrade("2", &dir.path().join("b.txt"));
+    let c = degrade("3", &dir.path().join("c.txt"));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    // 71 frames, 359 true boxes: about 280 detected plus about 140 false.
+    let n = a.lines().count();
+    assert!((330..=520).contains(&n), "{n} detections");
+}
+
+#[test]
 fn bad_input_fails_with_a_message_naming_the_problem() {
     let dir = tempfile::tempdir().expect("temp dir");
     let bad = dir.path().join("bad.txt");

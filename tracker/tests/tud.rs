@@ -79,16 +79,16 @@ fn track_and_score(sequence: &str, level: Difficulty, seed: u64) -> Scores {
 
 #[test]
 fn tud_stadtmitte_medium_meets_floor() {
-    // Measured: MOTA 0.9144, IDF1 0.8890, 2 switches.
+    // Measured: MOTA 0.9221, IDF1 0.9546, 1 switch.
     let s = track_and_score("TUD-Stadtmitte", Difficulty::Medium, 1);
     assert!(
-        s.clear.mota >= 0.89,
-        "MOTA {:.4} below floor 0.89",
+        s.clear.mota >= 0.90,
+        "MOTA {:.4} below floor 0.90",
         s.clear.mota
     );
-    assert!(s.id.idf1 >= 0.86, "IDF1 {:.4} below floor 0.86", s.id.idf1);
+    assert!(s.id.idf1 >= 0.93, "IDF1 {:.4} below floor 0.93", s.id.idf1);
     assert!(
-        s.clear.num_switches <= 5,
+        s.clear.num_switches <= 3,
         "{} identity switches",
         s.clear.num_switches
     );
@@ -96,14 +96,14 @@ fn tud_stadtmitte_medium_meets_floor() {
 
 #[test]
 fn tud_campus_hard_meets_floor() {
-    // Measured: MOTA 0.6407, IDF1 0.8091, 3 switches.
+    // Measured: MOTA 0.7827, IDF1 0.8791, 4 switches.
     let s = track_and_score("TUD-Campus", Difficulty::Hard, 1);
     assert!(
-        s.clear.mota >= 0.61,
-        "MOTA {:.4} below floor 0.61",
+        s.clear.mota >= 0.76,
+        "MOTA {:.4} below floor 0.76",
         s.clear.mota
     );
-    assert!(s.id.idf1 >= 0.78, "IDF1 {:.4} below floor 0.78", s.id.idf1);
+    assert!(s.id.idf1 >= 0.85, "IDF1 {:.4} below floor 0.85", s.id.idf1);
     assert!(
         s.clear.num_switches <= 6,
         "{} identity switches",
@@ -112,31 +112,112 @@ fn tud_campus_hard_meets_floor() {
 }
 
 #[test]
-fn perfect_detections_give_near_perfect_tracking() {
-    // The undegraded ground truth as detections, matched tracks only
-    // reported. Measured: MOTA 0.9805, IDF1 0.9622, 4 switches, all on two
-    // people annotated with almost the same box (frames 28-33).
-    let gt = ground_truth("TUD-Campus");
-    let config = TrackerConfig {
-        report_lost_frames: 0,
-        ..TrackerConfig::default()
-    };
-    let mut tracker = config.build().expect("valid");
-    let mut results = Vec::new();
-    for (frame, recs) in by_frame(&gt) {
-        let dets: Vec<Detection> = recs.iter().map(|r| Detection::new(r.bbox, 0.9)).collect();
-        for t in tracker.update(frame, &dets).expect("in order").tracks {
-            results.push(MotRecord::new(frame, t.id.0 as i64, t.bbox, t.score));
-        }
-    }
-    let s = evaluate(&gt, &results, 0.5);
+fn tud_campus_harsh_meets_floor() {
+    // Measured: MOTA 0.7382, IDF1 0.7864, 5 switches, 39 false positives.
+    let s = track_and_score("TUD-Campus", Difficulty::Harsh, 1);
     assert!(
-        s.clear.num_switches <= 4,
+        s.clear.mota >= 0.71,
+        "MOTA {:.4} below floor 0.71",
+        s.clear.mota
+    );
+    assert!(s.id.idf1 >= 0.76, "IDF1 {:.4} below floor 0.76", s.id.idf1);
+    assert!(
+        s.clear.num_switches <= 7,
         "{} identity switches",
         s.clear.num_switches
     );
-    assert!(s.clear.mota >= 0.97, "MOTA {:.4}", s.clear.mota);
-    assert!(s.id.idf1 >= 0.95, "IDF1 {:.4}", s.id.idf1);
+    assert!(
+        s.clear.num_false_positives <= 50,
+        "{} false positives",
+        s.clear.num_false_positives
+    );
+}
+
+/// Per level: MOTA floor, IDF1 floor, most false positives, most switches,
+/// pooled over both sequences and seeds 1-3. Measured (MOTA, IDF1, FP,
+/// IDsw): easy 0.966 0.980 101 1, medium 0.916 0.944 130 6, hard 0.789
+/// 0.779 208 29, harsh 0.850 0.884 401 18. The best-tuned peer in
+/// tracker/eval/results.md (seeds 1-5) stays below every floor.
+const POOLED_FLOORS: [(Difficulty, f64, f64, usize, usize); 4] = [
+    (Difficulty::Easy, 0.955, 0.97, 115, 3),
+    (Difficulty::Medium, 0.90, 0.93, 150, 9),
+    (Difficulty::Hard, 0.775, 0.765, 235, 35),
+    (Difficulty::Harsh, 0.835, 0.87, 440, 23),
+];
+
+#[test]
+fn one_default_config_meets_every_level_floor() {
+    let mut failures = Vec::new();
+    for (level, mota_floor, idf1_floor, max_fp, max_sw) in POOLED_FLOORS {
+        let (mut objects, mut errors, mut fp, mut sw) = (0, 0, 0, 0);
+        let (mut idtp, mut predictions) = (0, 0);
+        for sequence in ["TUD-Campus", "TUD-Stadtmitte"] {
+            for seed in 1..=3 {
+                let s = track_and_score(sequence, level, seed);
+                objects += s.clear.num_objects;
+                errors += s.clear.num_misses + s.clear.num_switches + s.clear.num_false_positives;
+                fp += s.clear.num_false_positives;
+                sw += s.clear.num_switches;
+                idtp += s.id.idtp;
+                predictions += s.clear.num_predictions;
+            }
+        }
+        let mota = 1.0 - errors as f64 / objects as f64;
+        let idf1 = 2.0 * idtp as f64 / (objects + predictions) as f64;
+        eprintln!(
+            "pooled {}: MOTA {mota:.4} IDF1 {idf1:.4} FP {fp} IDsw {sw}",
+            level.name()
+        );
+        if mota < mota_floor || idf1 < idf1_floor || fp > max_fp || sw > max_sw {
+            failures.push(format!(
+                "{}: MOTA {mota:.4} (floor {mota_floor}), IDF1 {idf1:.4} (floor {idf1_floor}), FP {fp} (max {max_fp}), IDsw {sw} (max {max_sw})",
+                level.name()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn perfect_detections_give_near_perfect_tracking() {
+    // The undegraded ground truth as detections, matched tracks only
+    // reported. Measured: TUD-Stadtmitte MOTA 0.9974, IDF1 0.9987, no
+    // switch; TUD-Campus MOTA 0.9777, IDF1 0.8731, 3 switches, all on two
+    // people annotated with almost the same box (frames 28-33). Which of
+    // them keeps which id there is a coin flip for a tracker without
+    // appearance: the IDF1 of that sequence went from 0.962 (SORT's noise
+    // constants) to 0.873 (ours) to 0.990 (position noise 1/40 with
+    // measurement noise 1/20) without any other change.
+    for (sequence, max_switches, mota_floor, idf1_floor) in [
+        ("TUD-Stadtmitte", 0, 0.99, 0.99),
+        ("TUD-Campus", 4, 0.97, 0.85),
+    ] {
+        let gt = ground_truth(sequence);
+        let config = TrackerConfig {
+            report_lost_frames: 0,
+            ..TrackerConfig::default()
+        };
+        let mut tracker = config.build().expect("valid");
+        let mut results = Vec::new();
+        for (frame, recs) in by_frame(&gt) {
+            let dets: Vec<Detection> = recs.iter().map(|r| Detection::new(r.bbox, 0.9)).collect();
+            for t in tracker.update(frame, &dets).expect("in order").tracks {
+                results.push(MotRecord::new(frame, t.id.0 as i64, t.bbox, t.score));
+            }
+        }
+        let s = evaluate(&gt, &results, 0.5);
+        assert!(
+            s.clear.num_switches <= max_switches,
+            "{sequence}: {} identity switches",
+            s.clear.num_switches
+        );
+        assert!(
+            s.clear.mota >= mota_floor,
+            "{sequence}: MOTA {:.4}",
+            s.clear.mota
+        );
+        assert!(s.id.idf1 >= idf1_floor, "{sequence}: IDF1 {:.4}", s.id.idf1);
+    }
 }
 
 #[test]

@@ -41,6 +41,8 @@ pub enum BenchWhat {
     Reid(super::bench_pipeline::ModelBenchArgs),
     /// Four real-time cameras: Vidar against one Python process per camera.
     Cameras(super::bench_cameras::CamerasBenchArgs),
+    /// Identity accuracy from pixels to trajectory on a composite scene with ground truth.
+    Trajectories(super::bench_trajectories::TrajectoriesBenchArgs),
 }
 
 /// Arguments of `bench ingest`.
@@ -77,6 +79,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchWhat::Detect(a) => super::bench_pipeline::detect(a),
         BenchWhat::Reid(a) => super::bench_pipeline::reid(a),
         BenchWhat::Cameras(a) => super::bench_cameras::cameras(a),
+        BenchWhat::Trajectories(a) => super::bench_trajectories::trajectories(a),
     }
 }
 
@@ -224,6 +227,14 @@ impl Drop for CameraChild {
 /// Starts `vidar-camera` (next to this binary) on a free port with `mounts`
 /// (`NAME=SOURCE`), returning once it serves.
 pub(super) fn spawn_camera(mounts: impl IntoIterator<Item = String>) -> Result<CameraChild> {
+    spawn_camera_with(&[], mounts)
+}
+
+/// [`spawn_camera`] with extra arguments before the mounts.
+pub(super) fn spawn_camera_with(
+    extra: &[String],
+    mounts: impl IntoIterator<Item = String>,
+) -> Result<CameraChild> {
     let exe = std::env::current_exe()?;
     let cam = exe.with_file_name("vidar-camera");
     if !cam.is_file() {
@@ -233,11 +244,14 @@ pub(super) fn spawn_camera(mounts: impl IntoIterator<Item = String>) -> Result<C
         );
     }
     let mut cmd = Command::new(&cam);
-    cmd.arg("--port").arg("0");
+    cmd.arg("--port").arg("0").args(extra);
     for m in mounts {
         cmd.arg("--mount").arg(m);
     }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
     let out = child.stdout.take().context("camera stdout")?;
     let mut child = CameraChild(child, 0);
     use std::io::BufRead;

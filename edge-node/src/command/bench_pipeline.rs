@@ -45,6 +45,12 @@ pub struct ModelBenchArgs {
     /// ONNX Runtime intra-op threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Batch sizes, comma-separated (default: the benchmark's own).
+    #[arg(long, value_delimiter = ',')]
+    pub batches: Vec<usize>,
+    /// Manifest models, comma-separated (`bench reid` only; default: the default re-ID model).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
 }
 
 fn factory(threads: usize) -> Result<SessionFactory> {
@@ -57,10 +63,13 @@ fn factory(threads: usize) -> Result<SessionFactory> {
 
 /// `bench detect`.
 pub fn detect(args: ModelBenchArgs) -> Result<()> {
-    let config = vidar_detectors::bench::BenchConfig {
+    let mut config = vidar_detectors::bench::BenchConfig {
         iterations: args.iterations,
         ..Default::default()
     };
+    if !args.batches.is_empty() {
+        config.batches = args.batches.clone();
+    }
     let report = vidar_detectors::bench::run(&factory(args.threads)?, &config)?;
     println!("{report}");
     Ok(())
@@ -68,10 +77,16 @@ pub fn detect(args: ModelBenchArgs) -> Result<()> {
 
 /// `bench reid`.
 pub fn reid(args: ModelBenchArgs) -> Result<()> {
-    let config = vidar_reid::bench::BenchConfig {
+    let mut config = vidar_reid::bench::BenchConfig {
         iterations: args.iterations,
         ..Default::default()
     };
+    if !args.batches.is_empty() {
+        config.batches = args.batches.clone();
+    }
+    if !args.models.is_empty() {
+        config.models = args.models.clone();
+    }
     let report = vidar_reid::bench::run(&factory(args.threads)?, &config)?;
     println!("{report}");
     Ok(())

@@ -3,6 +3,8 @@
 pub mod bench;
 pub mod bench_cameras;
 pub mod bench_pipeline;
+pub mod bench_trajectories;
+pub mod eval;
 pub mod probe;
 pub mod query;
 pub mod run;

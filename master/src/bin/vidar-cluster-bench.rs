@@ -409,6 +409,7 @@ fn sync_throughput(
                     camera: camera.clone(),
                     first_seen_ms: t0 + i as i64 * 100,
                     embedding: (0..512).map(|k| ((k + i) % 7) as f32 / 7.0).collect(),
+                    model: "bench-model".into(),
                 })
             } else {
                 Record::Sighting(Sighting {

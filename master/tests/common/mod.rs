@@ -292,6 +292,7 @@ pub fn identity(identity: u64, camera: &str, first_seen_ms: i64) -> Record {
         camera: cam(camera),
         first_seen_ms,
         embedding: vec![1.0, 0.0, 0.0],
+        model: "test-model".into(),
     })
 }
 

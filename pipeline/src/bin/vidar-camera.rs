@@ -1,17 +1,52 @@
-//! `vidar-camera`: serves test RTSP streams (synthetic scenes or looped files).
+//! `vidar-camera`: serves test RTSP streams (synthetic scenes, composite
+//! scenes of labelled people with ground truth, or looped files).
 //!
 //! ```text
 //! vidar-camera --port 8554 --mount cam1='synthetic:?width=1280&height=720&fps=30&seed=1' \
 //!              --mount street=/usr/share/doc/opencv-doc/examples/data/vtest.avi
+//! vidar-camera --ground-truth /tmp/gt \
+//!              --mount cam0='composite:?people=../shared/data/reid/cuhk01&camera=0&seed=7' \
+//!              --mount cam1='composite:?people=../shared/data/reid/cuhk01&camera=1&seed=7'
 //! vidar-camera encode --source 'synthetic:?width=1920&height=1080' --frames 300 --out clip.mkv
+//! vidar-camera mot-truth --source 'composite:?people=DIR&camera=1' --frames 600 --out gt.txt
 //! ```
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
 use vidar_pipeline::camera::{self, CameraConfig, Mount};
+use vidar_pipeline::composite::serve::{CompositeMount, CompositeServeConfig};
+use vidar_pipeline::composite::{self, Background, CompositeScene, CompositeSpec};
 use vidar_pipeline::{SceneSpec, Source};
+
+/// A `--mount` argument: one the camera module serves, or a composite scene.
+#[derive(Debug, Clone)]
+enum MountArg {
+    Plain(Mount),
+    Composite { name: String, spec: CompositeSpec },
+}
+
+fn parse_mount(s: &str) -> Result<MountArg, String> {
+    let (name, src) = s
+        .split_once('=')
+        .ok_or_else(|| format!("mount {s:?} is not NAME=SOURCE"))?;
+    match composite::parse_source(src) {
+        None => Mount::parse(s).map(MountArg::Plain),
+        Some(spec) => {
+            // Same name rule as the camera module's mounts.
+            Mount::parse(&format!("{name}=synthetic:"))?;
+            let spec = spec.map_err(|e| format!("mount {name}: {e}"))?;
+            Ok(MountArg::Composite {
+                name: name.to_string(),
+                spec,
+            })
+        }
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -28,10 +63,17 @@ struct Args {
     /// RTSP port (0 picks a free one; the URL is printed).
     #[arg(long, default_value_t = 8554)]
     port: u16,
-    /// A mount point NAME=SOURCE; SOURCE is `synthetic:?width=..&height=..&fps=..&seed=..&people=..`
-    /// or a video file path. Repeatable. Default: cam1 = 1280x720@30 synthetic scene.
-    #[arg(long = "mount", value_parser = Mount::parse)]
-    mounts: Vec<Mount>,
+    /// A mount point NAME=SOURCE; SOURCE is `synthetic:?width=..&height=..&fps=..&seed=..&people=..`,
+    /// `composite:?people=DIR&camera=K&seed=S&fps=F&count=N&transit=T&...` or a video file path.
+    /// Repeatable. Composite mounts cannot be mixed with the others in one process.
+    /// Default: cam1 = 1280x720@30 synthetic scene.
+    #[arg(long = "mount", value_parser = parse_mount)]
+    mounts: Vec<MountArg>,
+    /// Folder for the ground truth of composite mounts: `<mount>.gt.csv`
+    /// (frame,unix_ms,person_id,x,y,w,h,visibility), `<mount>.frames.csv`
+    /// (frame,unix_ms) and `<mount>.people.csv` (person_id,camera,file).
+    #[arg(long)]
+    ground_truth: Option<PathBuf>,
     /// H.264 bitrate of synthetic mounts, kbit/s.
     #[arg(long, default_value_t = 4000)]
     bitrate_kbps: u32,
@@ -51,6 +93,36 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write the MOT-format ground truth (frame,id,x,y,w,h,1,-1,-1,-1; frames
+    /// from 1) of a composite scene mount, without GStreamer unless the
+    /// background is a video.
+    MotTruth {
+        /// The composite source spec.
+        #[arg(long)]
+        source: String,
+        /// Number of frames.
+        #[arg(long, default_value_t = 600)]
+        frames: u64,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Render frames of a composite scene mount to PNG files (with the ground
+    /// truth boxes outlined when --boxes), to look at a scene.
+    Snapshot {
+        /// The composite source spec.
+        #[arg(long)]
+        source: String,
+        /// Frame numbers, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "0,50,100")]
+        frames: Vec<u64>,
+        /// Outline the ground-truth boxes (green; red when under half visible).
+        #[arg(long)]
+        boxes: bool,
+        /// Output folder (`frame-N.png`).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -62,22 +134,72 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    if let Some(Command::Encode {
-        source,
-        frames,
-        out,
-    }) = args.command
-    {
-        let spec = match Source::parse(&source)? {
-            Source::Synthetic(spec) => spec,
-            _ => bail!("encode takes a synthetic: source, got {source:?}"),
-        };
-        camera::encode_scene_to_file(&spec, frames, &out)
-            .with_context(|| format!("encoding {frames} frames to {}", out.display()))?;
-        println!("wrote {}", out.display());
-        return Ok(());
+    match args.command {
+        Some(Command::Encode {
+            source,
+            frames,
+            out,
+        }) => {
+            let spec = match Source::parse(&source)? {
+                Source::Synthetic(spec) => spec,
+                _ => bail!("encode takes a synthetic: source, got {source:?}"),
+            };
+            camera::encode_scene_to_file(&spec, frames, &out)
+                .with_context(|| format!("encoding {frames} frames to {}", out.display()))?;
+            println!("wrote {}", out.display());
+            return Ok(());
+        }
+        Some(Command::MotTruth {
+            source,
+            frames,
+            out,
+        }) => {
+            let spec = match composite::parse_source(&source) {
+                Some(spec) => spec?,
+                None => bail!("mot-truth takes a composite: source, got {source:?}"),
+            };
+            let scene = CompositeScene::open(spec).context("loading the composite scene")?;
+            composite::write_mot_ground_truth(&scene, frames, &out)?;
+            println!("wrote {}", out.display());
+            return Ok(());
+        }
+        Some(Command::Snapshot {
+            source,
+            frames,
+            boxes,
+            out,
+        }) => return snapshot(&source, &frames, boxes, &out),
+        None => {}
     }
-    let mut mounts = args.mounts;
+    let (plain, composites): (Vec<_>, Vec<_>) = args
+        .mounts
+        .into_iter()
+        .partition(|m| matches!(m, MountArg::Plain(_)));
+    if !composites.is_empty() {
+        if !plain.is_empty() {
+            bail!(
+                "composite mounts cannot share a vidar-camera with synthetic or file mounts; \
+                 run a second vidar-camera for those"
+            );
+        }
+        return serve_composites(
+            args.address,
+            args.port,
+            args.bitrate_kbps,
+            args.ground_truth,
+            composites,
+        );
+    }
+    if args.ground_truth.is_some() {
+        bail!("--ground-truth needs at least one composite: mount");
+    }
+    let mut mounts: Vec<Mount> = plain
+        .into_iter()
+        .filter_map(|m| match m {
+            MountArg::Plain(m) => Some(m),
+            MountArg::Composite { .. } => None,
+        })
+        .collect();
     if mounts.is_empty() {
         mounts.push(Mount {
             name: "cam1".into(),
@@ -105,25 +227,151 @@ fn main() -> Result<()> {
     writeln!(out, "ready port={}", cam.port())?;
     out.flush()?;
     drop(out);
-    wait_for_signal();
+    let (tx, rx) = sync_channel(4);
+    watch_signals(tx)?;
+    let stop = rx.recv().unwrap_or(Stop::Signal);
     drop(cam);
+    match stop {
+        Stop::Signal => Ok(()),
+        Stop::Failure(msg) => bail!(msg),
+    }
+}
+
+/// Writes frames of a composite scene as PNG files.
+fn snapshot(source: &str, frames: &[u64], boxes: bool, out: &std::path::Path) -> Result<()> {
+    let spec = match composite::parse_source(source) {
+        Some(spec) => spec?,
+        None => bail!("snapshot takes a composite: source, got {source:?}"),
+    };
+    let scene = CompositeScene::open(spec).context("loading the composite scene")?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let (w, h) = scene.size();
+    let mut buf = vec![0u8; w as usize * h as usize * 3];
+    for &n in frames {
+        let truth = scene.render(n, &mut buf, w as usize * 3);
+        if boxes {
+            for b in &truth {
+                let c = if b.visibility >= 0.5 {
+                    [0, 255, 0]
+                } else {
+                    [255, 0, 0]
+                };
+                let mut put = |x: u32, y: u32| {
+                    let i = (y as usize * w as usize + x as usize) * 3;
+                    buf[i..i + 3].copy_from_slice(&c);
+                };
+                for x in b.x..b.x + b.w {
+                    put(x, b.y);
+                    put(x, b.y + b.h - 1);
+                }
+                for y in b.y..b.y + b.h {
+                    put(b.x, y);
+                    put(b.x + b.w - 1, y);
+                }
+            }
+        }
+        let path = out.join(format!("frame-{n}.png"));
+        image::RgbImage::from_raw(w, h, buf.clone())
+            .context("frame buffer size")?
+            .save(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {} ({} people)", path.display(), truth.len());
+    }
     Ok(())
 }
 
-/// Blocks until SIGINT or SIGTERM.
-fn wait_for_signal() {
-    let term = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        let _ = signal_hook_register(sig, std::sync::Arc::clone(&term));
+/// Why the server stops.
+#[derive(Debug)]
+enum Stop {
+    Signal,
+    Failure(String),
+}
+
+/// Loads the composite scenes (backgrounds decoded once per file) and serves
+/// them until a signal or a failure.
+fn serve_composites(
+    address: String,
+    port: u16,
+    bitrate_kbps: u32,
+    ground_truth: Option<PathBuf>,
+    mounts: Vec<MountArg>,
+) -> Result<()> {
+    let mut backgrounds: HashMap<(PathBuf, u32), Background> = HashMap::new();
+    let mut scenes = Vec::new();
+    for m in mounts {
+        let MountArg::Composite { name, spec } = m else {
+            continue;
+        };
+        let key = (spec.background_path(), spec.bg_frames);
+        let bg = match backgrounds.get(&key) {
+            Some(bg) => bg.clone(),
+            None => {
+                let bg = Background::load(&key.0, key.1)
+                    .with_context(|| format!("mount {name}: loading the background"))?;
+                backgrounds.insert(key, bg.clone());
+                bg
+            }
+        };
+        let scene = CompositeScene::open_with_background(spec, bg)
+            .with_context(|| format!("mount {name}: loading the composite scene"))?;
+        scenes.push(CompositeMount {
+            name,
+            scene: Arc::new(scene),
+        });
     }
-    while !term.load(std::sync::atomic::Ordering::Relaxed) {
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    let (tx, rx) = sync_channel(4);
+    let failures = tx.clone();
+    let config = CompositeServeConfig {
+        address,
+        port,
+        mounts: scenes,
+        bitrate_kbps,
+        ground_truth,
+        on_failure: Arc::new(move |msg| {
+            let _ = failures.try_send(Stop::Failure(msg));
+        }),
+    };
+    let cam = composite::serve::serve(&config).context("starting the RTSP server")?;
+    let mut out = std::io::stdout().lock();
+    for (url, m) in cam.urls().iter().zip(&config.mounts) {
+        let s = m.scene.spec();
+        let (w, h) = m.scene.size();
+        writeln!(
+            out,
+            "serving {url} (composite {}x{}@{} camera {} of {} seed {} people {} period {} frames)",
+            w,
+            h,
+            s.fps,
+            s.camera,
+            s.cameras,
+            s.seed,
+            m.scene.people().len(),
+            m.scene.period_frames()
+        )?;
+    }
+    writeln!(out, "ready port={}", cam.port())?;
+    out.flush()?;
+    drop(out);
+    watch_signals(tx)?;
+    let stop = rx.recv().unwrap_or(Stop::Signal);
+    drop(cam);
+    match stop {
+        Stop::Signal => Ok(()),
+        Stop::Failure(msg) => bail!(msg),
     }
 }
 
-fn signal_hook_register(
-    sig: i32,
-    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::io::Result<()> {
-    signal_hook::flag::register(sig, flag).map(|_| ())
+/// Sends [`Stop::Signal`] on SIGINT or SIGTERM.
+fn watch_signals(tx: SyncSender<Stop>) -> Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM])
+        .context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                let _ = tx.send(Stop::Signal);
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
 }

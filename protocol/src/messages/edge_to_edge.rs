@@ -160,12 +160,22 @@ pub struct IdentityAnnounce {
     /// Its embedding, 1..=[`MAX_EMBEDDING_DIM`](crate::record::MAX_EMBEDDING_DIM)
     /// finite values.
     pub embedding: Vec<f32>,
+    /// Tag of the model that made the embedding (at most
+    /// [`MAX_MODEL_TAG`](crate::record::MAX_MODEL_TAG) bytes).
+    pub model: String,
 }
 
 impl Message for IdentityAnnounce {
     const KIND: MessageKind = MessageKind::IdentityAnnounce;
 
     fn validate(&self) -> Result<(), String> {
+        if self.model.len() > crate::record::MAX_MODEL_TAG {
+            return Err(format!(
+                "model: tag of {} bytes, at most {} allowed",
+                self.model.len(),
+                crate::record::MAX_MODEL_TAG
+            ));
+        }
         check_embedding("embedding", &self.embedding)
     }
 }

@@ -101,6 +101,7 @@ pub fn identity(id: u64, camera: &str, t: i64, dim: usize) -> Record {
         camera: cam(camera),
         first_seen_ms: t,
         embedding: (0..dim).map(|k| (k as f32 * 0.01).sin()).collect(),
+        model: "test-model".into(),
     })
 }
 

@@ -4,7 +4,7 @@
 //! - `track --detections det.txt --out res.txt [--config tracker.toml] [--frame-size 640x480]`
 //!   prints `{"frames":…,"detections":…,"seconds":…,"fps":…}` (time spent in
 //!   `Tracker::update` only, excluding file I/O).
-//! - `degrade --gt gt.txt --level easy|medium|hard --seed 1 --out det.txt`
+//! - `degrade --gt gt.txt --level easy|medium|hard|harsh --seed 1 --out det.txt`
 //! - `score --gt gt.txt --results res.txt` prints CLEAR-MOT and IDF1 as JSON
 //!   (ground truth rows with conf < 1 are ignored, as `motmetrics` with
 //!   `min_confidence=1`).
@@ -58,7 +58,7 @@ enum Command {
         /// MOT ground truth.
         #[arg(long)]
         gt: PathBuf,
-        /// Difficulty: easy, medium or hard.
+        /// Difficulty: easy, medium, hard or harsh.
         #[arg(long)]
         level: Difficulty,
         /// Random seed.

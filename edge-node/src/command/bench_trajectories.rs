@@ -1,0 +1,333 @@
+//! `vidar-edge bench trajectories`: identity accuracy from pixels to
+//! trajectory, against ground truth.
+//!
+//! `vidar-camera` (a child process) serves a composite scene per camera:
+//! labelled person images (any folder in the `labels.csv` layout) walking
+//! over an empty street, data-set camera k on scene camera k, each person
+//! reaching the next camera after a transit time; it writes the ground truth
+//! (every box and who it is) as it sends the frames. The whole node runs in
+//! this process on the RTSP streams (ingest, detection, tracking, re-ID,
+//! store) for `--seconds`; then its database is scored by `vidar-trajeval`:
+//! detection recall and precision, MOTA and IDF1 per camera, pairwise
+//! cross-camera identity precision/recall/F1, completeness per person,
+//! purity per identity, and identities given to two people at once.
+//!
+//! Each `--models` entry is one run on the same scene (same seed), one after
+//! the other.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use vidar_protocol::CameraId;
+use vidar_store::{Reader, TimeRange};
+use vidar_trajeval::{EvalConfig, GtFrame, Report, Sighting};
+
+use crate::config::EdgeConfig;
+use crate::node;
+
+/// Arguments of `bench trajectories`.
+#[derive(Args, Debug)]
+pub struct TrajectoriesBenchArgs {
+    /// Labelled folder (labels.csv with file,person_id,camera) whose people walk the scene.
+    #[arg(long)]
+    pub people: PathBuf,
+    /// Cameras (scene camera k shows the data set's camera k).
+    #[arg(long, default_value_t = 2)]
+    pub cameras: u32,
+    /// Seconds the node runs per model.
+    #[arg(long, default_value_t = 90)]
+    pub seconds: u64,
+    /// Seconds at the start not scored (streams connecting).
+    #[arg(long, default_value_t = 5)]
+    pub warmup: u64,
+    /// Re-ID models to compare, comma-separated (manifest names).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "osnet-x0-25-msmt17-combineall,mobilenetv2-deepsort"
+    )]
+    pub models: Vec<String>,
+    /// Scene seed.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// People in the scene.
+    #[arg(long, default_value_t = 12)]
+    pub count: u32,
+    /// Mean transit time between cameras, seconds.
+    #[arg(long, default_value_t = 8.0)]
+    pub transit: f64,
+    /// Mean time between arrivals, seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub gap: f64,
+    /// Extra `composite:` parameters (`key=value&...`), e.g. a background image.
+    #[arg(long, default_value = "")]
+    pub scene: String,
+    /// ONNX Runtime intra-op threads per session (0 = one per core).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Keep the work folder (databases, ground truth) here instead of a temporary one.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One model's run.
+#[derive(Debug, Serialize)]
+struct Run {
+    model: String,
+    match_threshold: f32,
+    seconds: u64,
+    /// Tracks the node recorded without an identity (too short to decide).
+    unidentified_tracks: usize,
+    report: Report,
+}
+
+/// The gallery threshold a model is run with: the calibrated default for
+/// the default model, the old 0.8 for the MobileNetV2 alternative (its own
+/// calibration, see docs/benchmarks.md).
+fn threshold_for(model: &str) -> f32 {
+    if model == "mobilenetv2-deepsort" {
+        0.8
+    } else {
+        vidar_reid::GalleryConfig::default().match_threshold
+    }
+}
+
+/// Runs the benchmark.
+pub fn trajectories(args: TrajectoriesBenchArgs) -> Result<()> {
+    if !args.people.join("labels.csv").is_file() {
+        bail!(
+            "{}: no labels.csv (a folder of person images with file,person_id,camera is needed, e.g. ../shared/data/reid/cuhk01)",
+            args.people.display()
+        );
+    }
+    if args.cameras == 0 || args.seconds <= args.warmup {
+        bail!("--cameras must be > 0 and --seconds above --warmup");
+    }
+    let tmp;
+    let work = match &args.keep {
+        Some(p) => {
+            std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+            p.clone()
+        }
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let mut runs = Vec::new();
+    for model in &args.models {
+        let dir = work.join(model);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("gt"))?;
+        eprintln!(
+            "{model}: {} s of {} cameras of {} people ...",
+            args.seconds,
+            args.cameras,
+            args.people.display()
+        );
+        runs.push(run_one(&args, model, &dir)?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+    } else {
+        print_tables(&args, &runs);
+    }
+    Ok(())
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run> {
+    let gt_dir = dir.join("gt");
+    let people = args
+        .people
+        .canonicalize()
+        .with_context(|| format!("{}", args.people.display()))?;
+    let extra = if args.scene.is_empty() {
+        String::new()
+    } else {
+        format!("&{}", args.scene)
+    };
+    let mounts: Vec<String> = (0..args.cameras)
+        .map(|k| {
+            format!(
+                "c{k}=composite:?people={}&camera={k}&cameras={}&seed={}&count={}&transit={}&gap={}{extra}",
+                people.display(),
+                args.cameras,
+                args.seed,
+                args.count,
+                args.transit,
+                args.gap
+            )
+        })
+        .collect();
+    let camera = super::bench::spawn_camera_with(
+        &["--ground-truth".into(), gt_dir.display().to_string()],
+        mounts,
+    )?;
+    let port = camera.1;
+    let db = dir.join("edge.db");
+    let threshold = threshold_for(model);
+    let mut toml = format!(
+        "node_id = \"bench\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
+         [models.runtime]\nintra_threads = {threads}\n[detector]\nmax_batch = 1\n\
+         [embedder]\nmodel = \"{model}\"\n[gallery]\nmatch_threshold = {threshold}\nconfident_threshold = {confident}\n",
+        db = db.display(),
+        threads = args.threads,
+        confident = threshold.max(vidar_reid::GalleryConfig::default().confident_threshold),
+    );
+    for k in 0..args.cameras {
+        toml.push_str(&format!(
+            "[[cameras]]\ncamera = \"c{k}\"\nsource = \"rtsp://127.0.0.1:{port}/c{k}\"\ntransport = \"tcp\"\n"
+        ));
+    }
+    let config = EdgeConfig::parse(&toml, "bench trajectories")?;
+    let built = node::build(&config)?;
+    let statuses = Arc::clone(&built.statuses);
+    let stop = Arc::new(AtomicBool::new(false));
+    let st = Arc::clone(&stop);
+    let analysis = built.analysis;
+    let start_ms = ms(SystemTime::now());
+    let worker = std::thread::Builder::new()
+        .name("analysis".into())
+        .spawn(move || analysis.run_with_status(&st, &statuses))?;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(args.seconds) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let end_ms = ms(SystemTime::now());
+    stop.store(true, Ordering::Relaxed);
+    worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("analysis panicked"))?;
+    drop(built.store);
+    drop(camera);
+
+    // Ground truth, and the frames scored: every frame sent after the
+    // warm-up while the node ran (the node analyses every frame it can; a
+    // frame it saw nobody in must still count its misses).
+    let from = start_ms + args.warmup * 1000;
+    let mut gt: Vec<GtFrame> = Vec::new();
+    for k in 0..args.cameras {
+        let cam = format!("c{k}");
+        let read = |ext: &str| {
+            let p = gt_dir.join(format!("{cam}.{ext}"));
+            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+        };
+        let frames =
+            vidar_trajeval::parse_ground_truth(&cam, &read("frames.csv")?, &read("gt.csv")?)
+                .with_context(|| format!("ground truth of {cam}"))?;
+        gt.extend(
+            frames
+                .into_iter()
+                .filter(|f| f.unix_ms >= from && f.unix_ms <= end_ms),
+        );
+    }
+    let processed: Vec<(String, u64)> = gt.iter().map(|f| (f.camera.clone(), f.unix_ms)).collect();
+
+    let reader = Reader::open(&db).with_context(|| format!("opening {}", db.display()))?;
+    let mut sightings = Vec::new();
+    let mut unidentified = 0;
+    for k in 0..args.cameras {
+        let cam = CameraId::new(&format!("c{k}"))?;
+        for s in reader.sightings_by_camera(&cam, TimeRange::all(), 1_000_000)? {
+            let s = s.value;
+            let path: Vec<_> = s
+                .path
+                .iter()
+                .filter(|p| p.t_ms as u64 >= from)
+                .map(|p| (p.t_ms as u64, p.bbox))
+                .collect();
+            if path.is_empty() {
+                continue;
+            }
+            sightings.push(Sighting {
+                camera: s.camera.to_string(),
+                track_id: s.track.0,
+                identity: Some(s.identity.0),
+                path,
+            });
+        }
+    }
+    for (table, n) in reader.counts()? {
+        if table == "tracks" {
+            unidentified = n as usize;
+        }
+    }
+    let report =
+        vidar_trajeval::evaluate(&gt, &sightings, Some(&processed), &EvalConfig::default())?;
+    Ok(Run {
+        model: model.to_owned(),
+        match_threshold: threshold,
+        seconds: args.seconds - args.warmup,
+        unidentified_tracks: unidentified,
+        report,
+    })
+}
+
+fn f(v: Option<f64>) -> String {
+    v.map_or("-".into(), |x| format!("{x:.3}"))
+}
+
+fn print_tables(args: &TrajectoriesBenchArgs, runs: &[Run]) {
+    println!(
+        "Trajectories: {} cameras of a composite scene of {} (seed {}, {} people, transit {} s, gap {} s), \
+         {} s scored per model after {} s warm-up; the whole node over RTSP, one ONNX Runtime thread per session.\n",
+        args.cameras,
+        args.people.display(),
+        args.seed,
+        args.count,
+        args.transit,
+        args.gap,
+        args.seconds - args.warmup,
+        args.warmup
+    );
+    println!("| re-ID model (threshold) | det. recall | det. precision | cross-camera identity P / R / F1 | completeness | purity | concurrent conflicts | sightings | no identity |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in runs {
+        let p = &r.report;
+        println!(
+            "| {} ({}) | {} | {} | {} / {} / {} | {} | {} | {} | {} | {} |",
+            r.model,
+            r.match_threshold,
+            f(p.detection.recall),
+            f(p.detection.precision),
+            f(p.cross_camera.precision),
+            f(p.cross_camera.recall),
+            f(p.cross_camera.f1),
+            f(p.mean_completeness),
+            f(p.mean_purity),
+            p.concurrent_conflicts,
+            p.sightings,
+            r.unidentified_tracks
+        );
+    }
+    println!();
+    println!("| re-ID model | camera | MOTA | IDF1 | ID switches | tracks | time offset ms |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in runs {
+        for c in &r.report.cameras {
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                r.model,
+                c.camera,
+                f(c.mota),
+                f(c.idf1),
+                c.id_switches,
+                c.tracks,
+                c.time_offset_ms
+            );
+        }
+    }
+}

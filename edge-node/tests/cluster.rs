@@ -456,7 +456,7 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
             bandwidth: Vec::new(),
         };
         let mut wrong_version = vidar_protocol::encode(&plan).expect("encode");
-        wrong_version[2] = 2; // version 2 header
+        wrong_version[2] = 99; // a version this build does not speak
         for _ in 0..5 {
             for key in [
                 keys.plan(),

@@ -45,7 +45,13 @@ bench: setup models build-release
 	target/release/vidar-edge bench cameras --cameras 10 --offset 7 --threads 1 --workers 2 --max-batch 1 --reference-threads 1 --intervals 1,2 --seconds 45
 	target/release/vidar-cluster-bench
 	target/release/vidar-edge bench detect
-	target/release/vidar-edge bench reid
+	target/release/vidar-edge bench reid --models osnet-x0-25-msmt17-combineall,osnet-x0-25-msmt17,osnet-x0-25-market1501,mobilenetv2-deepsort --batches 1,8,32 --threads 1
+	# Labelled data (research use only) is read in place from ../shared/data when present.
+	if [ -d ../shared/data/reid/cuhk01 ]; then \
+	  target/release/vidar-edge eval reid --data ../shared/data/reid/cuhk01 --ids 1-200 --query-camera 0 && \
+	  target/release/vidar-edge eval reid --data ../shared/data/reid/cuhk01 --query-camera 0 && \
+	  target/release/vidar-edge bench trajectories --people ../shared/data/reid/cuhk01; \
+	else echo "skipped re-ID accuracy and trajectories: ../shared/data/reid/cuhk01 absent"; fi
 	$(CARGO) bench -p vidar-tracker
 	$(CARGO) bench -p vidar-store
 	$(CARGO) bench -p vidar-scheduler

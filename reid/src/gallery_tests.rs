@@ -1,0 +1,445 @@
+//! Tests of the gallery: matching, constraints, bounds, model tags, properties.
+
+use super::*;
+
+fn cam(s: &str) -> CameraId {
+    CameraId::new(s).expect("camera id")
+}
+
+fn emb(v: &[f32]) -> Embedding {
+    Embedding::normalized(v)
+}
+
+fn small() -> GalleryConfig {
+    GalleryConfig {
+        match_threshold: 0.9,
+        confident_threshold: 0.97,
+        ambiguity_margin: 0.05,
+        max_identities: 3,
+        max_age_s: 10,
+        update_weight: 0.5,
+        max_prototypes: 2,
+        prototype_merge: 0.99,
+        transit_min_samples: 2,
+        transit_slack_ms: 100,
+        node_prefix: 7,
+    }
+}
+
+fn track<'a>(e: &'a Embedding, c: &'a CameraId, track: u64, from: u64, to: u64) -> TrackQuery<'a> {
+    TrackQuery {
+        embedding: e,
+        camera: c,
+        track,
+        first_ms: from,
+        last_ms: to,
+    }
+}
+
+#[test]
+fn matches_same_person_and_mints_for_new_ones() {
+    let mut g = Gallery::new(small()).expect("gallery");
+    let a = g
+        .assign(&emb(&[1.0, 0.0, 0.0]), &cam("a"), 0)
+        .expect("assign");
+    let Assignment::New {
+        id: first,
+        closest: None,
+    } = a
+    else {
+        panic!("{a:?}")
+    };
+    assert_eq!(first.0 >> 48, 7, "node prefix in the id");
+    let b = g
+        .assign(&emb(&[0.99, 0.1, 0.0]), &cam("b"), 100)
+        .expect("assign");
+    assert!(
+        matches!(b, Assignment::Matched { id, similarity } if id == first && similarity > 0.99)
+    );
+    assert_eq!(
+        g.get(first).map(|i| (i.sightings, i.camera.as_str())),
+        Some((2, "b"))
+    );
+    let c = g
+        .assign(&emb(&[0.0, 1.0, 0.0]), &cam("a"), 200)
+        .expect("assign");
+    assert!(matches!(c, Assignment::New { closest: Some(s), .. } if s < 0.2));
+    assert_ne!(c.id(), first);
+    assert!(
+        g.assign(&emb(&[1.0, 0.0]), &cam("a"), 0).is_err(),
+        "dimension mismatch"
+    );
+}
+
+#[test]
+fn ambiguous_matches_mint_a_new_identity() {
+    let mut g = Gallery::new(small()).expect("gallery");
+    // cos(x, y) ~0.83: two people.
+    let x = g
+        .assign(&emb(&[1.0, 0.3, 0.0]), &cam("a"), 0)
+        .expect("assign")
+        .id();
+    let y = g
+        .assign(&emb(&[1.0, -0.3, 0.0]), &cam("a"), 0)
+        .expect("assign")
+        .id();
+    assert_ne!(x, y);
+    // ~0.958 to both: above threshold, but too close to call.
+    let z = g
+        .assign(&emb(&[1.0, 0.0, 0.0]), &cam("a"), 0)
+        .expect("assign");
+    assert!(matches!(z, Assignment::New { .. }), "{z:?}");
+}
+
+#[test]
+fn two_tracks_on_screen_together_never_share_an_identity() {
+    let mut g = Gallery::new(small()).expect("gallery");
+    let c = cam("a");
+    let e = emb(&[1.0, 0.0, 0.0]);
+    let first = g.assign_track(&track(&e, &c, 1, 0, 1000)).expect("assign");
+    // The same look, another track on the same camera at the same time: a second person.
+    let twin = emb(&[1.0, 0.01, 0.0]);
+    let second = g
+        .assign_track(&track(&twin, &c, 2, 500, 1500))
+        .expect("assign");
+    assert!(matches!(second, Assignment::New { .. }), "{second:?}");
+    assert_ne!(first.id(), second.id());
+    assert_eq!(
+        g.exclusion(first.id(), &track(&twin, &c, 2, 500, 1500)),
+        Some(Excluded::Concurrent)
+    );
+    // Track 1 goes on until 3 s (observe extends its appearance) ...
+    g.observe(first.id(), &track(&e, &c, 1, 0, 3000));
+    // ... so a third track at 2-2.5 s cannot take it either; the twin identity is
+    // free again once track 2 ended at 1.5 s.
+    let third = g
+        .assign_track(&track(&e, &c, 3, 2000, 2500))
+        .expect("assign");
+    assert_ne!(third.id(), first.id());
+    // After track 1 ended, a later track may have its identity again
+    // (here three identities share one look, so the margin rule mints).
+    assert_eq!(g.exclusion(first.id(), &track(&e, &c, 4, 3500, 4000)), None);
+    assert_eq!(
+        g.exclusion(first.id(), &track(&e, &c, 4, 2900, 4000)),
+        Some(Excluded::Concurrent)
+    );
+}
+
+#[test]
+fn impossible_transits_are_refused_and_confident_ones_learned() {
+    let mut cfg = small();
+    cfg.max_identities = 100;
+    let mut g = Gallery::new(cfg).expect("gallery");
+    let (a, b) = (cam("a"), cam("b"));
+    let e = emb(&[1.0, 0.0, 0.0, 0.0]);
+    let id = g
+        .assign_track(&track(&e, &a, 1, 0, 1000))
+        .expect("assign")
+        .id();
+    // Similar (0.95 < confident 0.97) on camera b while still on camera a: refused.
+    let near = emb(&[1.0, 0.33, 0.0, 0.0]);
+    assert!(near.cosine(&e) > 0.9 && near.cosine(&e) < 0.97);
+    let q = track(&near, &b, 9, 500, 800);
+    assert_eq!(g.exclusion(id, &q), Some(Excluded::Elsewhere));
+    assert_ne!(g.assign_track(&q).expect("assign").id(), id);
+    // Confident matches teach the a -> b transit: 5 s, then 6 s.
+    let mut t = 10_000u64;
+    let mut learned = Vec::new();
+    for (k, gap) in [5000u64, 6000].iter().enumerate() {
+        let e_k = emb(&[0.0, 0.0, 1.0 + k as f32, 1.0]);
+        let person = g
+            .assign_track(&track(&e_k, &a, 100 + k as u64, t, t + 1000))
+            .expect("assign")
+            .id();
+        let again = g
+            .assign_track(&track(
+                &e_k,
+                &b,
+                200 + k as u64,
+                t + 1000 + gap,
+                t + 2000 + gap,
+            ))
+            .expect("assign");
+        assert_eq!(again.id(), person, "confident match across cameras");
+        learned.push(person);
+        t += 20_000;
+    }
+    assert_eq!(g.transit(&a, &b), Some((5000, 2)));
+    // Now a non-confident match 1 s after leaving a is too soon for a -> b.
+    let p = emb(&[0.0, 1.0, 0.0, 0.0]);
+    let pid = g
+        .assign_track(&track(&p, &a, 300, 100_000, 101_000))
+        .expect("assign")
+        .id();
+    let p_near = emb(&[0.0, 1.0, 0.33, 0.0]);
+    let soon = track(&p_near, &b, 301, 102_000, 103_000);
+    assert_eq!(g.exclusion(pid, &soon), Some(Excluded::TooSoon));
+    // ... but 4.95 s later is within the slack of the learned minimum.
+    let ok = track(&p_near, &b, 302, 105_950, 106_500);
+    assert_eq!(g.exclusion(pid, &ok), None);
+    assert_eq!(g.assign_track(&ok).expect("assign").id(), pid);
+}
+
+#[test]
+fn prototypes_are_bounded_and_keep_distinct_views() {
+    let mut g = Gallery::new(small()).expect("gallery");
+    let c = cam("a");
+    let front = emb(&[1.0, 0.0, 0.0, 0.0]);
+    let id = g
+        .assign_track(&track(&front, &c, 1, 0, 10))
+        .expect("assign")
+        .id();
+    // Views close enough to match (> 0.9) but distinct (< prototype_merge 0.99).
+    for (k, v) in [
+        [1.0, 0.3, 0.0, 0.0],
+        [1.0, 0.0, 0.3, 0.0],
+        [1.0, 0.0, 0.0, 0.3],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let e = emb(v);
+        let t = 1000 * (k as u64 + 1);
+        let got = g
+            .assign_track(&track(&e, &c, 2 + k as u64, t, t + 10))
+            .expect("assign");
+        assert_eq!(got.id(), id);
+    }
+    let ident = g.get(id).expect("identity");
+    assert_eq!(ident.prototypes.len(), 2, "max_prototypes");
+    assert!(
+        (ident
+            .embedding
+            .as_slice()
+            .iter()
+            .map(|x| x * x)
+            .sum::<f32>()
+            - 1.0)
+            .abs()
+            < 1e-4
+    );
+    assert!(ident.appearances.len() <= MAX_APPEARANCES);
+}
+
+#[test]
+fn another_models_vectors_are_never_compared() {
+    let mut g = Gallery::with_model(small(), "osnet@5a73fd97").expect("gallery");
+    let c = cam("a");
+    let e = emb(&[1.0, 0.0, 0.0]);
+    let id = g.assign(&e, &c, 0).expect("assign").id();
+    assert_eq!(g.get(id).map(|i| i.model.as_str()), Some("osnet@5a73fd97"));
+    let foreign = Identity::single(
+        IdentityId(99),
+        e.clone(),
+        "mobilenet@672d8c82",
+        c.clone(),
+        5,
+        Origin::Remote,
+    );
+    assert!(matches!(
+        g.upsert_remote(foreign.clone()),
+        Err(ReidError::ModelMismatch { .. })
+    ));
+    assert!(matches!(
+        g.restore(foreign),
+        Err(ReidError::ModelMismatch { .. })
+    ));
+    assert!(g.get(IdentityId(99)).is_none());
+}
+
+#[test]
+fn bounded_size_evicts_least_recently_seen_and_ageing_expires() {
+    let mut g = Gallery::new(small()).expect("gallery");
+    let ids: Vec<_> = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+        .iter()
+        .enumerate()
+        .map(|(t, v)| {
+            g.assign(&emb(v), &cam("a"), t as u64 * 1000)
+                .expect("assign")
+                .id()
+        })
+        .collect();
+    // See the first again so the second is the oldest.
+    g.assign(&emb(&[1.0, 0.0, 0.0]), &cam("a"), 5000)
+        .expect("assign");
+    let fourth = g
+        .assign(&emb(&[1.0, 1.0, 1.0]), &cam("a"), 6000)
+        .expect("assign")
+        .id();
+    assert_eq!(g.len(), 3);
+    assert!(g.get(ids[1]).is_none() && g.get(ids[0]).is_some() && g.get(fourth).is_some());
+    // max_age 10 s: at 14.5 s the third (seen at 2 s) is too old.
+    assert_eq!(g.expire(14_500), 1);
+    assert!(g.get(ids[2]).is_none() && g.get(ids[0]).is_some());
+    assert_eq!(g.expire(100_000), 2);
+    assert!(g.is_empty());
+}
+
+#[test]
+fn remote_replicas_and_merges() {
+    let mut g = Gallery::new(small()).expect("gallery");
+    let local = g
+        .assign(&emb(&[1.0, 0.0, 0.0]), &cam("a"), 0)
+        .expect("assign")
+        .id();
+    let mut remote = Identity::single(
+        IdentityId(3 << 48 | 1),
+        emb(&[0.0, 1.0, 0.0]),
+        "",
+        cam("b"),
+        10,
+        Origin::Local,
+    );
+    remote.last_seen_ms = 20;
+    remote.appearances[0].last_ms = 20;
+    remote.sightings = 4;
+    g.upsert_remote(remote.clone()).expect("upsert");
+    assert_eq!(g.get(remote.id).map(|i| i.origin), Some(Origin::Remote));
+    // A sighting on this node of the remote person keeps the remote id.
+    let m = g
+        .assign(&emb(&[0.05, 1.0, 0.0]), &cam("a"), 30)
+        .expect("assign");
+    assert_eq!(m.id(), remote.id);
+    // An older replica does not overwrite newer local knowledge.
+    g.upsert_remote(Identity {
+        last_seen_ms: 5,
+        ..remote.clone()
+    })
+    .expect("upsert");
+    assert_eq!(g.get(remote.id).map(|i| i.last_seen_ms), Some(30));
+    assert!(g.merge(local, remote.id));
+    assert!(g.get(local).is_none());
+    let merged = g.get(remote.id).expect("merged");
+    assert_eq!(merged.sightings, 6);
+    assert_eq!(merged.first_seen_ms, 0);
+    assert!(merged.prototypes.len() <= 2);
+    assert!(!g.merge(local, remote.id), "already merged");
+}
+
+#[test]
+fn invalid_config_lists_every_problem() {
+    let err = Gallery::new(GalleryConfig {
+        match_threshold: 2.0,
+        max_identities: 0,
+        update_weight: -1.0,
+        max_prototypes: 0,
+        ..GalleryConfig::default()
+    })
+    .expect_err("invalid")
+    .to_string();
+    assert!(
+        err.contains("match_threshold")
+            && err.contains("max_identities")
+            && err.contains("update_weight")
+            && err.contains("max_prototypes")
+    );
+    let err = Gallery::new(GalleryConfig {
+        match_threshold: 0.8,
+        confident_threshold: 0.7,
+        ..GalleryConfig::default()
+    })
+    .expect_err("invalid")
+    .to_string();
+    assert!(err.contains("confident_threshold"), "{err}");
+}
+
+#[test]
+fn resumes_minting_after_a_stored_id() {
+    let cfg = GalleryConfig {
+        node_prefix: 3,
+        ..GalleryConfig::default()
+    };
+    let mut g = Gallery::new(cfg).expect("gallery");
+    let (lo, hi) = g.id_range();
+    assert_eq!(lo.0 >> 48, 3);
+    assert_eq!(hi.0 >> 48, 3);
+    g.resume_after(IdentityId(lo.0 + 41));
+    g.resume_after(IdentityId(5)); // another node's id: ignored
+    let e = Embedding::normalized(&[1.0, 0.0, 0.0]);
+    let cam = CameraId::new("c").expect("cam");
+    let id = g.assign(&e, &cam, 0).expect("assign").id();
+    assert_eq!(id, IdentityId(lo.0 + 42));
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A track: look (one of a few people), camera, start, length.
+        Track(usize, usize, u64, u64),
+        /// A replica from another node, possibly of another model.
+        Remote(usize, usize, u64, bool),
+        Merge(usize, usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0usize..4, 0usize..3, 0u64..1_000, 0u64..3_000)
+                .prop_map(|(p, c, t, d)| Op::Track(p, c, t, d)),
+            1 => (0usize..4, 0usize..3, 0u64..20_000, any::<bool>())
+                .prop_map(|(p, c, t, m)| Op::Remote(p, c, t, m)),
+            1 => (0usize..8, 0usize..8).prop_map(|(a, b)| Op::Merge(a, b)),
+        ]
+    }
+
+    fn look(p: usize, jitter: u64) -> Embedding {
+        let mut v = [0.05f32; 6];
+        v[p] = 1.0;
+        v[5] = (jitter % 7) as f32 * 0.02;
+        Embedding::normalized(&v)
+    }
+
+    proptest! {
+        /// Whatever happens, two tracks that overlap in time on one camera
+        /// never end up with the same identity from `assign_track`, and
+        /// no identity of another model enters the gallery.
+        #[test]
+        fn no_concurrent_sharing_and_no_model_mixing(ops in proptest::collection::vec(op(), 1..60)) {
+            let cfg = GalleryConfig { max_identities: 50, ..GalleryConfig::default() };
+            let mut g = Gallery::with_model(cfg, "m1").expect("gallery");
+            let cams = [CameraId::new("c0").expect("c"), CameraId::new("c1").expect("c"), CameraId::new("c2").expect("c")];
+            // (camera, start, end, identity) of every decided track.
+            let mut decided: Vec<(usize, u64, u64, IdentityId)> = Vec::new();
+            let mut ids: Vec<IdentityId> = Vec::new();
+            for (n, o) in ops.iter().enumerate() {
+                match *o {
+                    Op::Track(p, c, t, d) => {
+                        // Tracks are decided roughly in time order, as on a node.
+                        let t = n as u64 * 500 + t;
+                        let e = look(p, t);
+                        let q = TrackQuery { embedding: &e, camera: &cams[c], track: n as u64 + 1, first_ms: t, last_ms: t + d };
+                        let id = g.assign_track(&q).expect("assign").id();
+                        decided.push((c, t, t + d, id));
+                        ids.push(id);
+                    }
+                    Op::Remote(p, c, t, other_model) => {
+                        let model = if other_model { "m2" } else { "m1" };
+                        let ident = Identity::single(IdentityId(1 << 60 | n as u64), look(p, t), model, cams[c].clone(), t, Origin::Remote);
+                        let r = g.upsert_remote(ident);
+                        prop_assert_eq!(r.is_ok(), !other_model);
+                    }
+                    Op::Merge(a, b) => {
+                        if let (Some(&x), Some(&y)) = (ids.get(a), ids.get(b)) {
+                            g.merge(x, y);
+                        }
+                    }
+                }
+                prop_assert!(g.iter().all(|i| i.model == "m1"));
+                prop_assert!(g.iter().all(|i| !i.prototypes.is_empty() && i.prototypes.len() <= g.config().max_prototypes));
+            }
+            // Merges are the master's decisions and may join anything; check
+            // the gallery's own decisions only when no merge happened.
+            if !ops.iter().any(|o| matches!(o, Op::Merge(..))) {
+                for (i, a) in decided.iter().enumerate() {
+                    for b in &decided[i + 1..] {
+                        if a.0 == b.0 && a.1 <= b.2 && b.1 <= a.2 {
+                            prop_assert_ne!(a.3, b.3, "tracks {:?} and {:?} overlap on one camera", a, b);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -297,8 +297,6 @@ struct Scratch {
     new_tracks: Vec<(usize, usize, TrackCrop)>,
     /// Boxes of the frame being tracked (for crop quality).
     frame_boxes: Vec<BBox>,
-    /// Track ends the re-ID worker has not been told yet (its inbox was full).
-    ended: Vec<(usize, u64, u64)>,
     /// The camera the next round starts with (fairness when workers are few).
     next_camera: usize,
     /// Detector failures in a row.
@@ -329,7 +327,7 @@ impl Analysis {
                 wait = Duration::ZERO;
                 self.finish_batch(done, &mut s);
             }
-            self.collect_identities(&mut s);
+            self.collect_identities();
             self.expire_long_tracks();
         }
         self.finish(&mut s);
@@ -522,7 +520,7 @@ impl Analysis {
                 let camera = cam.ingest.camera().clone();
                 if let Some(mut open) = cam.open.remove(&ended.id.0) {
                     if open.crops_sent > 0 {
-                        s.ended.push((*ci, ended.id.0, open.last_ms));
+                        self.identifier.ended(*ci, ended.id.0, open.last_ms);
                     }
                     self.recorder
                         .sighting(open.take_sighting(&camera, ended.id.0));
@@ -649,7 +647,7 @@ impl Analysis {
         drop(cam.tracker.flush());
         for (track, mut open) in cam.open.drain() {
             if open.crops_sent > 0 {
-                let _ = self.identifier.ended(cam.key, track, open.last_ms);
+                self.identifier.ended(cam.key, track, open.last_ms);
             }
             self.recorder.sighting(open.take_sighting(&camera, track));
         }
@@ -658,7 +656,7 @@ impl Analysis {
 
     /// Applies the identities the re-ID worker decided, and tells it which
     /// tracks ended.
-    fn collect_identities(&mut self, s: &mut Scratch) {
+    fn collect_identities(&mut self) {
         for r in self.identifier.results() {
             if let Some(open) = self
                 .cameras
@@ -672,12 +670,7 @@ impl Analysis {
                 open.pending = false;
             }
         }
-        while let Some(&(camera, track, last_ms)) = s.ended.last() {
-            if !self.identifier.ended(camera, track, last_ms) {
-                break; // inbox full: next round
-            }
-            s.ended.pop();
-        }
+        self.identifier.flush_ended();
     }
 
     /// Splits open tracks longer than [`MAX_SIGHTING`] into a recorded sighting.

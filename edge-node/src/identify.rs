@@ -180,6 +180,8 @@ pub struct Identifier {
     pending: Arc<AtomicUsize>,
     results: Receiver<Identified>,
     thread: Option<JoinHandle<()>>,
+    /// Track ends not yet taken by a full inbox: (camera key, track, last ms).
+    ended: Vec<(usize, u64, u64)>,
 }
 
 impl Identifier {
@@ -239,6 +241,7 @@ impl Identifier {
             pending,
             results,
             thread: Some(thread),
+            ended: Vec::new(),
         })
     }
 
@@ -247,17 +250,27 @@ impl Identifier {
         self.inbox.clone()
     }
 
-    /// Tells the worker a local track ended; false when the inbox is full
-    /// (try again later).
-    pub fn ended(&self, camera: usize, track: u64, last_ms: u64) -> bool {
-        self.inbox
-            .tx
-            .try_send(Input::Ended {
+    /// Tells the worker a local track ended (so its identity's appearance
+    /// closes). Never blocks: when the inbox is full the end is kept and
+    /// handed over by a later call or [`Identifier::flush_ended`].
+    pub fn ended(&mut self, camera: usize, track: u64, last_ms: u64) {
+        self.ended.push((camera, track, last_ms));
+        self.flush_ended();
+    }
+
+    /// Hands over the track ends the inbox could not take before.
+    pub fn flush_ended(&mut self) {
+        while let Some(&(camera, track, last_ms)) = self.ended.first() {
+            let sent = self.inbox.tx.try_send(Input::Ended {
                 camera,
                 track,
                 last_ms,
-            })
-            .is_ok()
+            });
+            if sent.is_err() {
+                break; // full: next round
+            }
+            self.ended.remove(0);
+        }
     }
 
     /// Offers a job; when the worker is busy, returns the job's tracks (to be
@@ -445,13 +458,13 @@ impl Worker {
             }
         }
         if let Some(id) = state.identity {
-            // Decided earlier: keep its appearance open and note better views.
+            // Decided earlier: keep its appearance open (the final mean is
+            // folded in when the track ends).
             let q_first = state.first_ms;
-            let mean = state.mean();
             self.gallery.observe(
                 id,
                 &TrackQuery {
-                    embedding: &mean,
+                    embedding: emb,
                     camera,
                     track,
                     first_ms: q_first,

@@ -314,7 +314,9 @@ pub struct Gallery {
     index: HashMap<IdentityId, usize>,
     next_seq: u64,
     dim: Option<usize>,
-    transits: HashMap<(CameraId, CameraId), Transits>,
+    /// Learned transits, by camera left and then camera reached (looked up
+    /// by reference on every candidate: no key is built per lookup).
+    transits: HashMap<CameraId, HashMap<CameraId, Transits>>,
 }
 
 const SEQ_BITS: u32 = 48;
@@ -423,7 +425,7 @@ impl Gallery {
         dt: i64,
         similarity: f32,
     ) -> Option<Excluded> {
-        let learned = self.transits.get(&(from.clone(), to.clone()));
+        let learned = self.transits.get(from).and_then(|m| m.get(to));
         let n = learned.map_or(0, |t| t.samples.len());
         let min = learned.and_then(Transits::min);
         if dt < 0 {
@@ -649,13 +651,18 @@ impl Gallery {
         };
         // Still open there: seen on both at once (the views overlap).
         let dt = (q.first_ms as i64 - prev.last_ms.min(OPEN) as i64).max(-3_600_000);
-        let key = (prev.camera.clone(), q.camera.clone());
-        self.transits.entry(key).or_default().add(dt);
+        let from = prev.camera.clone();
+        self.transits
+            .entry(from)
+            .or_default()
+            .entry(q.camera.clone())
+            .or_default()
+            .add(dt);
     }
 
     /// Shortest learned transit from `from` to `to` and how many samples it rests on.
     pub fn transit(&self, from: &CameraId, to: &CameraId) -> Option<(i64, usize)> {
-        let t = self.transits.get(&(from.clone(), to.clone()))?;
+        let t = self.transits.get(from)?.get(to)?;
         Some((t.min()?, t.samples.len()))
     }
 

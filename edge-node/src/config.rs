@@ -240,7 +240,7 @@ impl EdgeConfig {
             }
             if let Ok(camera) = vidar_protocol::CameraId::new("template") {
                 if let Err(e) =
-                    crate::cluster::ingest_config(s, &camera, "rtsp://127.0.0.1/template")
+                    crate::cameras::ingest_config(&s.ingest, &camera, "rtsp://127.0.0.1/template")
                 {
                     p.push(format!("sharing.ingest: {e:#}"));
                 }

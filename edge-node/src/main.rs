@@ -4,15 +4,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-mod analysis;
-mod cluster;
-mod command;
-mod config;
-mod detect_pool;
-mod identify;
-mod metrics;
-mod node;
-mod recorder;
+use vidar_edge_node::command;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -3,24 +3,28 @@
 //! (one SQLite writer) -> `/metrics`. Returns after `shutdown` is set and every
 //! record has been flushed.
 
-use crate::analysis::{Analysis, AnalysisSettings, CameraRegistry, CameraSlot};
+use crate::analysis::{Analysis, AnalysisSettings};
+use crate::cameras::CameraSlot;
 use crate::cluster;
 use crate::config::EdgeConfig;
 use crate::detect_pool::DetectPool;
 use crate::identify::Identifier;
-use crate::metrics::{self, header, render_histogram, MetricsServer, NodeMetrics, Render};
 use crate::recorder::Recorder;
+use crate::telemetry::CameraRegistry;
+use crate::telemetry::{
+    self as metrics, header, render_node, render_store, MetricsServer, NodeMetrics, Render,
+    StatusBoard, Summary,
+};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use vidar_models::{Manifest, ModelStore, SessionFactory};
-use vidar_pipeline::Ingest;
-use vidar_protocol::StreamStatus;
 use vidar_reid::{Embedder, Gallery};
 
 /// A built node, not yet running: analysis plus what `/metrics` reads.
+#[derive(Debug)]
 pub struct Built {
     /// The analysis loop with its cameras, models and recorder.
     pub analysis: Analysis,
@@ -39,12 +43,13 @@ pub struct Built {
 }
 
 /// What starting the cluster side needs from [`build`].
+#[derive(Debug)]
 pub struct ClusterStart {
     link: cluster::Link,
     capacity: vidar_protocol::messages::NodeCapacity,
-    control: std::sync::mpsc::Sender<crate::analysis::Control>,
+    control: std::sync::mpsc::Sender<crate::cameras::Control>,
     inbox: crate::identify::Inbox,
-    tiles: Option<std::sync::mpsc::Receiver<crate::analysis::TileFrame>>,
+    tiles: Option<std::sync::mpsc::Receiver<crate::media::TileFrame>>,
 }
 
 /// Builds every part, failing early, with the file and problem named, on a
@@ -74,7 +79,8 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
     let link = match &config.cluster {
         Some(settings) => {
             let link = cluster::Link::open(config, settings)?;
-            let capacity = cluster::profile(config, detectors.as_mut_slice(), &mut embedder);
+            let capacity =
+                crate::profiling::profile(config, detectors.as_mut_slice(), &mut embedder);
             tracing::info!(
                 detect_fps = capacity.detect_fps,
                 reid_crops_per_s = capacity.reid_crops_per_s,
@@ -125,15 +131,13 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
     )?;
     let mut cameras = Vec::with_capacity(config.cameras.len());
     for cam in &config.cameras {
-        let tracker = config.tracker.build()?;
-        let ingest = Ingest::start(cam.clone())
-            .with_context(|| format!("starting camera {}", cam.camera))?;
-        recorder.camera(&cam.camera, &cluster::source_name(&cam.source));
-        cameras.push(CameraSlot::new(ingest, tracker));
+        let slot = CameraSlot::start(cam.clone(), &config.tracker)?;
+        recorder.camera(&cam.camera, &crate::cameras::source_name(&cam.source));
+        cameras.push(slot);
     }
     let cam_metrics: Vec<_> = cameras
         .iter()
-        .map(|c| (c.ingest.camera().clone(), Arc::clone(&c.metrics)))
+        .map(|c| (c.source.camera().clone(), Arc::clone(&c.metrics)))
         .collect();
     let store = recorder.writer();
     let (control_tx, control_rx) = std::sync::mpsc::channel();
@@ -142,7 +146,7 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
         (true, every) if every > 0 => {
             let (tx, rx) = std::sync::mpsc::sync_channel(2);
             (
-                Some(crate::analysis::TileSink {
+                Some(crate::media::TileSink {
                     tx,
                     every: Duration::from_millis(every),
                 }),
@@ -333,299 +337,4 @@ pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>, status_every_s: u64) -
 
 fn detector_name(config: &EdgeConfig) -> &str {
     &config.detector.model
-}
-
-/// The latest status of every stream, published by the analysis thread once
-/// a second for `/metrics` and `/healthz`.
-#[derive(Debug, Default)]
-pub struct StatusBoard {
-    inner: std::sync::Mutex<Vec<(String, StreamStatus)>>,
-}
-
-impl StatusBoard {
-    /// Replaces the snapshot.
-    pub fn publish(&self, v: Vec<(String, StreamStatus)>) {
-        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = v;
-    }
-    /// A copy of the snapshot.
-    pub fn snapshot(&self) -> Vec<(String, StreamStatus)> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-    fn any_streaming(&self) -> bool {
-        self.snapshot()
-            .iter()
-            .any(|(_, s)| s.state == vidar_protocol::StreamState::Streaming)
-    }
-}
-
-fn render_store(
-    out: &mut String,
-    node: &vidar_protocol::NodeId,
-    store: &vidar_store::WriterHandle,
-) {
-    let st = store.stats();
-    for (name, kind, help, v) in [
-        (
-            "vidar_store_records_committed_total",
-            "counter",
-            "Records committed by the database writer.",
-            st.records,
-        ),
-        (
-            "vidar_store_batches_total",
-            "counter",
-            "Write transactions committed.",
-            st.batches,
-        ),
-        (
-            "vidar_store_queue_depth",
-            "gauge",
-            "Records waiting for the database writer.",
-            st.queued,
-        ),
-        (
-            "vidar_store_last_seq",
-            "gauge",
-            "Highest record sequence number committed.",
-            st.last_seq,
-        ),
-    ] {
-        header(out, name, kind, help);
-        let _ = writeln!(out, "{name}{{node=\"{node}\"}} {v}");
-    }
-}
-
-/// Reads one value of a camera's analysis metrics.
-type CameraValue = dyn Fn(&metrics::CameraMetrics) -> u64;
-
-fn render_node(
-    out: &mut String,
-    node: &vidar_protocol::NodeId,
-    board: &StatusBoard,
-    cams: &[(vidar_protocol::CameraId, Arc<metrics::CameraMetrics>)],
-    nm: &NodeMetrics,
-) {
-    let statuses = board.snapshot();
-    let counter = |out: &mut String, name: &str, help: &str, f: &dyn Fn(&StreamStatus) -> u64| {
-        header(out, name, "counter", help);
-        for (cam, st) in &statuses {
-            let _ = writeln!(out, "{name}{{node=\"{node}\",camera=\"{cam}\"}} {}", f(st));
-        }
-    };
-    counter(
-        out,
-        "vidar_frames_total",
-        "Frames decoded by ingest.",
-        &|s| s.counters.frames,
-    );
-    counter(
-        out,
-        "vidar_frames_dropped_total",
-        "Frames dropped because analysis fell behind.",
-        &|s| s.counters.dropped,
-    );
-    counter(out, "vidar_reconnects_total", "Stream reconnects.", &|s| {
-        s.counters.reconnects
-    });
-    counter(
-        out,
-        "vidar_decode_errors_total",
-        "Corrupt or undecodable data events.",
-        &|s| s.counters.decode_errors,
-    );
-    header(
-        out,
-        "vidar_queue_depth",
-        "gauge",
-        "Frames waiting in the stream queue.",
-    );
-    for (cam, st) in &statuses {
-        let _ = writeln!(
-            out,
-            "vidar_queue_depth{{node=\"{node}\",camera=\"{cam}\"}} {}",
-            st.queue_depth
-        );
-    }
-    header(
-        out,
-        "vidar_stream_up",
-        "gauge",
-        "1 when the stream is delivering frames.",
-    );
-    for (cam, st) in &statuses {
-        let up = u8::from(st.state == vidar_protocol::StreamState::Streaming);
-        let _ = writeln!(
-            out,
-            "vidar_stream_up{{node=\"{node}\",camera=\"{cam}\",state=\"{}\"}} {up}",
-            st.state.as_str()
-        );
-    }
-    let per_camera: [(&str, &str, &str, &CameraValue); 2] = [
-        (
-            "vidar_frames_analysed_total",
-            "counter",
-            "Frames analysed (detected or tracked).",
-            &|m| m.analysed.load(Ordering::Relaxed),
-        ),
-        (
-            "vidar_tracks",
-            "gauge",
-            "Confirmed tracks in the latest analysed frame.",
-            &|m| m.tracks.load(Ordering::Relaxed),
-        ),
-    ];
-    for (name, kind, help, value) in per_camera {
-        header(out, name, kind, help);
-        for (cam, m) in cams {
-            let _ = writeln!(
-                out,
-                "{name}{{node=\"{node}\",camera=\"{cam}\"}} {}",
-                value(m)
-            );
-        }
-    }
-    header(
-        out,
-        "vidar_capture_to_result_seconds",
-        "histogram",
-        "Capture to analysis result latency.",
-    );
-    for (cam, m) in cams {
-        render_histogram(
-            out,
-            "vidar_capture_to_result_seconds",
-            &format!("node=\"{node}\",camera=\"{cam}\""),
-            &m.latency,
-        );
-    }
-    let labels = format!("node=\"{node}\"");
-    for (name, help, h) in [
-        (
-            "vidar_detector_inference_seconds",
-            "Detector inference time per run.",
-            &nm.inference,
-        ),
-        (
-            "vidar_detector_preprocess_seconds",
-            "Detector pre-processing time per run.",
-            &nm.preprocess,
-        ),
-        (
-            "vidar_reid_inference_seconds",
-            "Re-ID time per batch of crops.",
-            &nm.reid_inference,
-        ),
-    ] {
-        header(out, name, "histogram", help);
-        render_histogram(out, name, &labels, h);
-    }
-    for (name, help, v) in [
-        (
-            "vidar_records_written_total",
-            "Records committed to the local database.",
-            &nm.records_written,
-        ),
-        (
-            "vidar_identities_total",
-            "Identities minted by this node.",
-            &nm.identities,
-        ),
-        (
-            "vidar_crops_embedded_total",
-            "Person crops embedded.",
-            &nm.crops,
-        ),
-        (
-            "vidar_analysis_errors_total",
-            "Failed inference runs or writes.",
-            &nm.errors,
-        ),
-        (
-            "vidar_crops_remote_total",
-            "Crops identified by another node's re-ID service.",
-            &nm.crops_remote,
-        ),
-        (
-            "vidar_reid_remote_failures_total",
-            "Remote re-ID requests that failed and were done locally.",
-            &nm.remote_failures,
-        ),
-        (
-            "vidar_crops_throttled_total",
-            "Crops kept local because the plan's bandwidth share was used up.",
-            &nm.crops_throttled,
-        ),
-        (
-            "vidar_crops_served_total",
-            "Crops from other nodes identified here.",
-            &nm.crops_served,
-        ),
-        (
-            "vidar_cluster_inputs_dropped_total",
-            "Cluster inputs dropped because the re-ID worker was full.",
-            &nm.inputs_dropped,
-        ),
-    ] {
-        header(out, name, "counter", help);
-        let _ = writeln!(out, "{name}{{{labels}}} {}", v.load(Ordering::Relaxed));
-    }
-}
-
-/// The live one-line summary printed by `run --status-every`.
-struct Summary {
-    registry: Arc<CameraRegistry>,
-    board: Arc<StatusBoard>,
-    node: Arc<NodeMetrics>,
-    last: std::collections::HashMap<vidar_protocol::CameraId, u64>,
-    /// Starts every line (the node id, in a cluster).
-    prefix: Option<String>,
-}
-
-impl Summary {
-    fn new(registry: Arc<CameraRegistry>, board: Arc<StatusBoard>, node: Arc<NodeMetrics>) -> Self {
-        Summary {
-            registry,
-            board,
-            node,
-            last: std::collections::HashMap::new(),
-            prefix: None,
-        }
-    }
-
-    fn line(&mut self, dt: f64) -> String {
-        let statuses = self.board.snapshot();
-        let mut line = match &self.prefix {
-            Some(p) => format!("{p} | "),
-            None => String::new(),
-        };
-        let cams = self.registry.snapshot();
-        if cams.is_empty() {
-            line.push_str("no cameras | ");
-        }
-        for (cam, m) in &cams {
-            let analysed = m.analysed.load(Ordering::Relaxed);
-            let before = self.last.insert(cam.clone(), analysed).unwrap_or(analysed);
-            let fps = analysed.saturating_sub(before) as f64 / dt.max(1e-3);
-            let st = statuses
-                .iter()
-                .find(|(c, _)| c == cam.as_str())
-                .map(|(_, s)| s);
-            let (state, dropped) = st
-                .map(|s| (s.state.as_str(), s.counters.dropped))
-                .unwrap_or(("?", 0));
-            let _ = write!(
-                line,
-                "{cam}: {state} {fps:.1} fps, {} tracks, {dropped} dropped, p99 {:.0} ms | ",
-                m.tracks.load(Ordering::Relaxed),
-                m.latency.quantile(0.99) * 1000.0
-            );
-        }
-        let _ = write!(
-            line,
-            "identities {} records {}",
-            self.node.identities.load(Ordering::Relaxed),
-            self.node.records_written.load(Ordering::Relaxed)
-        );
-        line
-    }
 }

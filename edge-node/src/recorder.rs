@@ -1,12 +1,11 @@
 //! The recorder: turns what analysis found into records for the local
 //! database (one writer thread, batched). Analysis never waits on SQLite.
 
-use crate::metrics::NodeMetrics;
+use crate::telemetry::NodeMetrics;
 use anyhow::Result;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use vidar_detectors::RgbFrame;
 use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
 use vidar_store::{
     BoxPoint, CameraRecord, IdentityRecord, Record, Sighting, Snapshot, TrackRecord, Writer,
@@ -34,6 +33,7 @@ pub struct SightingOut {
 /// transactions). Submitting blocks only when the writer's bounded queue is
 /// full, i.e. when the disk cannot keep up: then analysis slows down and the
 /// ingest queues drop frames (counted), rather than records being lost.
+#[derive(Debug)]
 pub struct Recorder {
     handle: WriterHandle,
     /// The owner of the writer thread (None in shared copies).
@@ -88,7 +88,7 @@ impl Recorder {
         self.submit(Record::Camera(CameraRecord {
             camera: camera.clone(),
             name: name.chars().take(200).collect(),
-            recorded_ms: now_ms(),
+            recorded_ms: crate::clock::now_ms() as i64,
         }));
     }
 
@@ -163,56 +163,4 @@ impl Recorder {
             Err(e) => tracing::error!(error = %e, "flushing the database failed"),
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Longest side of a snapshot, pixels.
-pub const SNAPSHOT_MAX_SIDE: u32 = 128;
-
-/// A small JPEG of the box `b` in `frame` (longest side ≤ [`SNAPSHOT_MAX_SIDE`]).
-/// The whole person with a margin (10 % of the width on each side, 5 % of
-/// the height above and below), so no head or feet are cut off.
-pub fn snapshot_jpeg(frame: &RgbFrame<'_>, b: &BBox) -> Option<Vec<u8>> {
-    let (mx, my) = (b.w * 0.10, b.h * 0.05);
-    let wide = BBox {
-        x: b.x - mx,
-        y: b.y - my,
-        w: b.w + 2.0 * mx,
-        h: b.h + 2.0 * my,
-    };
-    crop_jpeg(frame, &wide, SNAPSHOT_MAX_SIDE, 85)
-}
-
-/// A JPEG of the box `b` in `frame`, scaled down so its longest side is at
-/// most `max_side`, at `quality` (1-100).
-pub fn crop_jpeg(frame: &RgbFrame<'_>, b: &BBox, max_side: u32, quality: u8) -> Option<Vec<u8>> {
-    let c = b.clip(frame.width() as f32, frame.height() as f32);
-    let (x0, y0) = (c.x as usize, c.y as usize);
-    let (w, h) = (c.w as usize, c.h as usize);
-    if w < 2 || h < 2 {
-        return None;
-    }
-    let mut crop = Vec::with_capacity(w * h * 3);
-    let data = frame.data();
-    for y in y0..y0 + h {
-        let row = data.get(y * frame.stride() + x0 * 3..y * frame.stride() + (x0 + w) * 3)?;
-        crop.extend_from_slice(row);
-    }
-    let img = image::RgbImage::from_raw(w as u32, h as u32, crop)?;
-    let scale = (max_side as f32 / w.max(h) as f32).min(1.0);
-    let (tw, th) = (
-        ((w as f32 * scale) as u32).max(1),
-        ((h as f32 * scale) as u32).max(1),
-    );
-    let small = image::imageops::resize(&img, tw, th, image::imageops::FilterType::Triangle);
-    let mut out = std::io::Cursor::new(Vec::new());
-    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
-    small.write_with_encoder(enc).ok()?;
-    Some(out.into_inner())
 }

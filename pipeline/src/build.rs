@@ -499,7 +499,7 @@ fn on_sample(
         width,
         height,
         stride,
-        data,
+        data: crate::frame::Pixels::Gst(data),
     };
     shared.frames.fetch_add(1, Ordering::Relaxed);
     let ns = shared.epoch.elapsed().as_nanos().max(1) as u64;

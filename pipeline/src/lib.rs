@@ -19,7 +19,7 @@ pub mod synthetic;
 
 pub use config::{DecoderChoice, IngestConfig, QueuePolicy, Transport};
 pub use error::{IngestError, SourceError};
-pub use frame::Frame;
+pub use frame::{Frame, FrameSizeError};
 pub use ingest::Ingest;
 pub use queue::DropOldestQueue;
 pub use source::Source;

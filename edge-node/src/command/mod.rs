@@ -1,9 +1,7 @@
 //! Subcommands of `vidar-edge`, one module each.
 
 pub mod bench;
-pub mod bench_cameras;
-pub mod bench_pipeline;
-pub mod bench_trajectories;
+
 pub mod eval;
 pub mod probe;
 pub mod query;

@@ -9,230 +9,23 @@
 //! Per-frame work reuses its buffers; nothing here logs at info per frame or
 //! holds a lock across inference.
 
+pub mod crop_policy;
+#[cfg(test)]
+mod tests;
+
+use crate::cameras::{CameraSlot, Control};
 use crate::detect_pool::{DetectPool, Done};
 use crate::identify::{Identifier, Job, TrackCrop};
-use crate::metrics::{CameraMetrics, NodeMetrics};
-use crate::recorder::{Recorder, SightingOut};
-use std::collections::HashMap;
+use crate::media::{TileFrame, TileSink};
+use crate::recorder::Recorder;
+use crate::sightings::{OpenTrack, MAX_SIGHTING};
+use crate::telemetry::CameraRegistry;
+use crate::telemetry::NodeMetrics;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use vidar_pipeline::{Frame, Ingest};
-use vidar_protocol::{BBox, CameraId, IdentityId};
-use vidar_tracker::Tracker;
-
-/// A sighting longer than this is split, so a crash loses at most this much of
-/// a track that is still open.
-pub const MAX_SIGHTING: Duration = Duration::from_secs(10);
-
-/// One camera as the loop sees it.
-pub struct CameraSlot {
-    /// Unique for the life of the node (never reused, unlike positions, which
-    /// shift when a camera is taken away); frames and re-ID jobs carry it.
-    key: usize,
-    /// Its ingest.
-    pub ingest: Ingest,
-    /// Its tracker.
-    pub tracker: Tracker,
-    /// Its analysis metrics.
-    pub metrics: Arc<CameraMetrics>,
-    /// Frames taken from the queue (for the detection interval).
-    taken: u64,
-    /// A frame of this camera is at a detector.
-    in_flight: bool,
-    /// When this camera's last live tile was taken.
-    last_tile: Option<Instant>,
-    open: HashMap<u64, OpenTrack>,
-}
-
-impl CameraSlot {
-    /// A slot for `ingest` with its own `tracker`.
-    pub fn new(ingest: Ingest, tracker: Tracker) -> Self {
-        static NEXT_KEY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        CameraSlot {
-            key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
-            ingest,
-            tracker,
-            metrics: Arc::new(CameraMetrics::default()),
-            taken: 0,
-            in_flight: false,
-            last_tile: None,
-            open: HashMap::new(),
-        }
-    }
-}
-
-/// A confirmed track being followed: its identity and box path so far.
-#[derive(Debug)]
-struct OpenTrack {
-    identity: Option<IdentityId>,
-    /// A re-ID job for this track is in flight.
-    pending: bool,
-    first_ms: u64,
-    last_ms: u64,
-    path: Vec<(u64, BBox)>,
-    /// When the track was first seen (sightings split, this does not move).
-    born_ms: u64,
-    /// Crops handed to re-ID so far.
-    crops_sent: u32,
-    /// Best quality handed to re-ID so far.
-    best_sent: f32,
-    /// Detections of this track since the last crop was handed over.
-    since_sent: u32,
-}
-
-/// Which crops of a track go to re-ID.
-pub mod crop_policy {
-    use vidar_protocol::BBox;
-
-    /// Crops of one track embedded at most.
-    pub const MAX_CROPS: u32 = 8;
-    /// Detections between two crops of one track (different views, not the same frame twice).
-    pub const GAP: u32 = 3;
-    /// Crops below this quality are not embedded.
-    pub const MIN_QUALITY: f32 = 0.15;
-    /// After the decision, a crop is embedded only when it beats the best so far by this factor.
-    pub const IMPROVE: f32 = 1.3;
-    /// A track on screen this long without a decision is decided with the crops it has, ms.
-    pub const DECIDE_AFTER_MS: u64 = 1000;
-    /// Box height at which size stops adding quality, pixels (half the embedder's input).
-    pub const FULL_HEIGHT: f32 = 128.0;
-
-    /// Quality of the crop `b` (detection `score`) in a `w` x `h` frame among
-    /// the other `boxes` of the frame, 0..1: detection score, times size,
-    /// times how free it is of other people, quartered when the box is cut by
-    /// the frame's edge.
-    pub fn quality(b: &BBox, score: f32, w: f32, h: f32, boxes: &[BBox]) -> f32 {
-        if !(b.w > 0.0 && b.h > 0.0) {
-            return 0.0;
-        }
-        let size = (b.h / FULL_HEIGHT).clamp(0.0, 1.0).sqrt();
-        let mut covered = 0f32;
-        for o in boxes {
-            if o == b {
-                continue;
-            }
-            let ix = (b.x + b.w).min(o.x + o.w) - b.x.max(o.x);
-            let iy = (b.y + b.h).min(o.y + o.h) - b.y.max(o.y);
-            if ix > 0.0 && iy > 0.0 {
-                covered = covered.max(ix * iy / (b.w * b.h));
-            }
-        }
-        let free = (1.0 - covered).max(0.0).powi(2);
-        let edge = 2.0;
-        let cut = b.x <= edge || b.y <= edge || b.x + b.w >= w - edge || b.y + b.h >= h - edge;
-        score.clamp(0.0, 1.0) * size * free * if cut { 0.25 } else { 1.0 }
-    }
-
-    /// Whether a crop of quality `q` should go to re-ID now, for a track that
-    /// has `sent` crops (best `best`), `since` detections since the last one,
-    /// and an identity or not.
-    pub fn wanted(q: f32, sent: u32, best: f32, since: u32, decided: bool) -> bool {
-        if q < MIN_QUALITY || sent >= MAX_CROPS {
-            return false;
-        }
-        if sent == 0 {
-            return true;
-        }
-        if since < GAP {
-            return false;
-        }
-        !decided || q > best * IMPROVE
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        fn b(x: f32, y: f32, w: f32, h: f32) -> BBox {
-            BBox { x, y, w, h }
-        }
-
-        #[test]
-        fn quality_prefers_big_whole_unoccluded_confident_people() {
-            let (w, h) = (768.0, 576.0);
-            let clean = b(100.0, 100.0, 60.0, 150.0);
-            let q = quality(&clean, 0.9, w, h, &[clean]);
-            assert!((q - 0.9).abs() < 1e-6, "{q}");
-            // Smaller: less.
-            let small = b(100.0, 100.0, 20.0, 40.0);
-            assert!(quality(&small, 0.9, w, h, &[small]) < 0.6 * q);
-            // Half covered by another person: a quarter.
-            let other = b(130.0, 100.0, 60.0, 150.0);
-            let covered = quality(&clean, 0.9, w, h, &[clean, other]);
-            assert!((covered - 0.9 * 0.25).abs() < 1e-3, "{covered}");
-            // Cut by the frame's edge.
-            let cut = b(0.0, 100.0, 60.0, 150.0);
-            assert!((quality(&cut, 0.9, w, h, &[cut]) - 0.225).abs() < 1e-6);
-            // Lower score: lower quality.
-            assert!(quality(&clean, 0.5, w, h, &[clean]) < q);
-            assert_eq!(quality(&b(0.0, 0.0, 0.0, 10.0), 0.9, w, h, &[]), 0.0);
-        }
-
-        #[test]
-        fn crops_are_spaced_bounded_and_after_the_decision_only_better_views() {
-            assert!(wanted(0.5, 0, 0.0, 0, false), "the first good crop goes");
-            assert!(!wanted(0.1, 0, 0.0, 9, false), "below MIN_QUALITY");
-            assert!(
-                !wanted(0.5, 1, 0.5, GAP - 1, false),
-                "too soon after the last"
-            );
-            assert!(wanted(0.5, 1, 0.5, GAP, false), "undecided: more views");
-            assert!(
-                !wanted(0.6, 2, 0.5, GAP, true),
-                "decided: not better enough"
-            );
-            assert!(
-                wanted(0.7, 2, 0.5, GAP, true),
-                "decided: a clearly better view"
-            );
-            assert!(!wanted(0.9, MAX_CROPS, 0.1, 99, false), "bounded");
-        }
-    }
-}
-
-impl OpenTrack {
-    /// The sighting so far, taking the box path; the track continues from its last time.
-    fn take_sighting(&mut self, camera: &CameraId, track: u64) -> SightingOut {
-        let out = SightingOut {
-            camera: camera.clone(),
-            track,
-            identity: self.identity,
-            first_ms: self.first_ms,
-            last_ms: self.last_ms,
-            path: std::mem::take(&mut self.path),
-        };
-        self.first_ms = self.last_ms;
-        out
-    }
-}
-
-/// Changes to the camera set while running (cluster mode: the master's plan).
-pub enum Control {
-    /// Start analysing this camera (its ingest already started).
-    Add(Box<CameraSlot>),
-    /// Stop analysing this camera: its open tracks are recorded, its ingest stopped.
-    Remove(CameraId),
-}
-
-/// The cameras being analysed and their metrics, for `/metrics` and status.
-#[derive(Debug, Default)]
-pub struct CameraRegistry {
-    inner: std::sync::Mutex<Vec<(CameraId, Arc<CameraMetrics>)>>,
-}
-
-impl CameraRegistry {
-    /// A copy of the list.
-    pub fn snapshot(&self) -> Vec<(CameraId, Arc<CameraMetrics>)> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-    fn set(&self, cams: &[CameraSlot]) {
-        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = cams
-            .iter()
-            .map(|c| (c.ingest.camera().clone(), Arc::clone(&c.metrics)))
-            .collect();
-    }
-}
+use std::time::{Duration, Instant};
+use vidar_pipeline::Frame;
+use vidar_protocol::BBox;
 
 /// Settings of the loop.
 #[derive(Debug, Clone)]
@@ -242,6 +35,7 @@ pub struct AnalysisSettings {
 }
 
 /// Everything the loop owns.
+#[derive(Debug)]
 pub struct Analysis {
     /// Cameras, in configuration order.
     pub cameras: Vec<CameraSlot>,
@@ -261,28 +55,6 @@ pub struct Analysis {
     pub registry: Arc<CameraRegistry>,
     /// Live tiles for the master's UI (cluster mode).
     pub tiles: Option<TileSink>,
-}
-
-/// A frame with its boxes, for a live tile.
-pub struct TileFrame {
-    /// The frame (moved, not copied).
-    pub frame: Frame,
-    /// Confirmed tracks in it: box, track id, identity when known.
-    pub boxes: Vec<(BBox, u64, Option<IdentityId>)>,
-}
-
-/// Where frames for live tiles go, and how often.
-pub struct TileSink {
-    /// To the tile encoder (bounded; a full queue skips the tile).
-    pub tx: std::sync::mpsc::SyncSender<TileFrame>,
-    /// One tile per camera per this period.
-    pub every: Duration,
-}
-
-fn ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// How long the loop waits for a detector to finish when it has nothing else to do.
@@ -306,10 +78,10 @@ struct Scratch {
 impl Analysis {
     /// Runs until `stop` is set, publishing stream statuses to `board` once a
     /// second; then ends every open track and flushes the recorder.
-    pub fn run_with_status(mut self, stop: &AtomicBool, board: &crate::node::StatusBoard) {
+    pub fn run_with_status(mut self, stop: &AtomicBool, board: &crate::telemetry::StatusBoard) {
         let mut s = Scratch::default();
         let mut published = Instant::now() - Duration::from_secs(2);
-        self.registry.set(&self.cameras);
+        self.publish_cameras();
         while !stop.load(Ordering::Relaxed) {
             self.apply_controls();
             if published.elapsed() >= Duration::from_secs(1) {
@@ -317,7 +89,7 @@ impl Analysis {
                 board.publish(
                     self.cameras
                         .iter()
-                        .map(|c| (c.ingest.camera().to_string(), c.ingest.status()))
+                        .map(|c| (c.source.camera().to_string(), c.source.status()))
                         .collect(),
                 );
             }
@@ -357,7 +129,7 @@ impl Analysis {
                 continue;
             }
             let key = cam.key;
-            let Some(f) = cam.ingest.try_recv() else {
+            let Some(f) = cam.source.try_recv() else {
                 continue;
             };
             cam.taken += 1;
@@ -450,11 +222,11 @@ impl Analysis {
                 Ok(r) => r,
                 Err(e) => {
                     self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(camera = %cam.ingest.camera(), error = %e, "tracker refused a frame");
+                    tracing::warn!(camera = %cam.source.camera(), error = %e, "tracker refused a frame");
                     continue;
                 }
             };
-            let now = ms(frame.capture_time);
+            let now = crate::clock::ms_of(frame.capture_time);
             let (fw, fh) = (frame.width as f32, frame.height as f32);
             s.frame_boxes.clear();
             s.frame_boxes
@@ -517,7 +289,7 @@ impl Analysis {
             }
             cam.metrics.tracks.store(confirmed, Ordering::Relaxed);
             for ended in &res.ended {
-                let camera = cam.ingest.camera().clone();
+                let camera = cam.source.camera().clone();
                 if let Some(mut open) = cam.open.remove(&ended.id.0) {
                     if open.crops_sent > 0 {
                         self.identifier.ended(*ci, ended.id.0, open.last_ms);
@@ -550,7 +322,7 @@ impl Analysis {
         if cam.last_tile.is_some_and(|t| t.elapsed() < sink.every) {
             return;
         }
-        let now = ms(frame.capture_time);
+        let now = crate::clock::ms_of(frame.capture_time);
         let boxes = cam
             .open
             .iter()
@@ -600,6 +372,16 @@ impl Analysis {
         }
     }
 
+    /// Publishes the camera list for metrics and status.
+    fn publish_cameras(&self) {
+        self.registry.set(
+            self.cameras
+                .iter()
+                .map(|c| (c.source.camera().clone(), Arc::clone(&c.metrics)))
+                .collect(),
+        );
+    }
+
     /// Adds and removes cameras as told.
     fn apply_controls(&mut self) {
         let Some(rx) = self.control.take() else {
@@ -610,11 +392,11 @@ impl Analysis {
             changed = true;
             match c {
                 Control::Add(slot) => {
-                    let camera = slot.ingest.camera().clone();
+                    let camera = slot.source.camera().clone();
                     if let Some(k) = self
                         .cameras
                         .iter()
-                        .position(|c| *c.ingest.camera() == camera)
+                        .position(|c| *c.source.camera() == camera)
                     {
                         // Replaced (e.g. a new source URL): the old one ends first.
                         self.retire(k);
@@ -626,7 +408,7 @@ impl Analysis {
                     if let Some(k) = self
                         .cameras
                         .iter()
-                        .position(|c| *c.ingest.camera() == camera)
+                        .position(|c| *c.source.camera() == camera)
                     {
                         self.retire(k);
                         tracing::info!(camera = %camera, "camera removed");
@@ -636,14 +418,14 @@ impl Analysis {
         }
         self.control = Some(rx);
         if changed {
-            self.registry.set(&self.cameras);
+            self.publish_cameras();
         }
     }
 
     /// Records every open track of camera `k` and stops its ingest.
     fn retire(&mut self, k: usize) {
         let mut cam = self.cameras.remove(k);
-        let camera = cam.ingest.camera().clone();
+        let camera = cam.source.camera().clone();
         drop(cam.tracker.flush());
         for (track, mut open) in cam.open.drain() {
             if open.crops_sent > 0 {
@@ -677,7 +459,7 @@ impl Analysis {
     fn expire_long_tracks(&mut self) {
         let limit = MAX_SIGHTING.as_millis() as u64;
         for cam in &mut self.cameras {
-            let camera = cam.ingest.camera().clone();
+            let camera = cam.source.camera().clone();
             for (track, open) in cam.open.iter_mut() {
                 if open.identity.is_some() && open.last_ms.saturating_sub(open.first_ms) >= limit {
                     self.recorder.sighting(open.take_sighting(&camera, *track));
@@ -704,7 +486,7 @@ impl Analysis {
             }
         }
         for cam in &mut self.cameras {
-            let camera = cam.ingest.camera().clone();
+            let camera = cam.source.camera().clone();
             // Flushing ends every track; record all that were open.
             drop(cam.tracker.flush());
             for (track, mut open) in cam.open.drain() {

@@ -15,10 +15,10 @@
 //! stream clock, first = the camera's first frame of the measured window. It
 //! stays flat when a system keeps up and grows when frames queue.
 
-use super::bench::{cpu_seconds, percentile, spawn_camera, CameraChild};
+use super::harness::{cpu_seconds, percentile, spawn_camera, CameraChild};
 use crate::config::EdgeConfig;
-use crate::metrics::CameraMetrics;
 use crate::node;
+use crate::telemetry::CameraMetrics;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -177,7 +177,7 @@ fn run_vidar(args: &CamerasBenchArgs, port: u16, interval: u32) -> Result<Figure
         slot.metrics = Arc::new(CameraMetrics::with_samples(capacity));
         built
             .cameras
-            .push((slot.ingest.camera().clone(), Arc::clone(&slot.metrics)));
+            .push((slot.source.camera().clone(), Arc::clone(&slot.metrics)));
     }
     let (statuses, cams) = (Arc::clone(&built.statuses), built.cameras.clone());
     let stop = Arc::new(AtomicBool::new(false));
@@ -227,7 +227,7 @@ type Cams = [(vidar_protocol::CameraId, Arc<CameraMetrics>)];
 
 fn measure_vidar(
     args: &CamerasBenchArgs,
-    statuses: &node::StatusBoard,
+    statuses: &crate::telemetry::StatusBoard,
     cams: &Cams,
 ) -> Result<((Instant, Instant), Figures)> {
     let t = Instant::now();

@@ -10,40 +10,15 @@
 //!    for `--seconds`; CPU per stream, capture-to-consumer latency, and the number
 //!    of such streams one core can ingest, again against fakesink pipelines.
 
+use super::harness::{cpu_seconds, percentile, spawn_camera};
 use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand};
+use clap::Args;
 use gstreamer::prelude::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use vidar_pipeline::camera::encode_scene_to_file;
 use vidar_pipeline::{build::build_bound, Ingest, IngestConfig, SceneSpec, Transport};
 use vidar_protocol::{CameraId, StreamState};
-
-/// Arguments of `bench`.
-#[derive(Args, Debug)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    pub what: BenchWhat,
-}
-
-/// Which benchmark.
-#[derive(Subcommand, Debug)]
-pub enum BenchWhat {
-    /// Ingest throughput and CPU per 1080p30 stream, against fakesink bounds.
-    Ingest(IngestBenchArgs),
-    /// One stream through the whole node as fast as it goes, against the
-    /// detector's inference-only rate on the same model file.
-    Pipeline(super::bench_pipeline::PipelineBenchArgs),
-    /// Detector inference-only frames/s at batch 1/4/8 (the node's capacity profile).
-    Detect(super::bench_pipeline::ModelBenchArgs),
-    /// Re-ID inference-only crops/s at batch 1/4/8.
-    Reid(super::bench_pipeline::ModelBenchArgs),
-    /// Four real-time cameras: Vidar against one Python process per camera.
-    Cameras(super::bench_cameras::CamerasBenchArgs),
-    /// Identity accuracy from pixels to trajectory on a composite scene with ground truth.
-    Trajectories(super::bench_trajectories::TrajectoriesBenchArgs),
-}
 
 /// Arguments of `bench ingest`.
 #[derive(Args, Debug)]
@@ -69,33 +44,6 @@ pub struct IngestBenchArgs {
     /// Where the test clip is cached.
     #[arg(long, default_value = ".cache/bench")]
     pub cache: PathBuf,
-}
-
-/// Runs the chosen benchmark.
-pub fn run(args: BenchArgs) -> Result<()> {
-    match args.what {
-        BenchWhat::Ingest(a) => ingest(a),
-        BenchWhat::Pipeline(a) => super::bench_pipeline::pipeline(a),
-        BenchWhat::Detect(a) => super::bench_pipeline::detect(a),
-        BenchWhat::Reid(a) => super::bench_pipeline::reid(a),
-        BenchWhat::Cameras(a) => super::bench_cameras::cameras(a),
-        BenchWhat::Trajectories(a) => super::bench_trajectories::trajectories(a),
-    }
-}
-
-/// CPU seconds used by this process so far (user + system), from /proc.
-pub(super) fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the command name (which may contain spaces) start at ')'.
-    let Some(rest) = stat.rsplit_once(')').map(|r| r.1) else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the full line: 12 and 13 here.
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn clip(args: &IngestBenchArgs) -> Result<PathBuf> {
@@ -205,69 +153,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// The `p` quantile (0..=1) of `v` (sorted in place); NaN when empty.
-pub(super) fn percentile(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
-/// A `vidar-camera` child process and the port it serves; killed on drop.
-pub(super) struct CameraChild(Child, pub(super) u16);
-
-impl Drop for CameraChild {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `vidar-camera` (next to this binary) on a free port with `mounts`
-/// (`NAME=SOURCE`), returning once it serves.
-pub(super) fn spawn_camera(mounts: impl IntoIterator<Item = String>) -> Result<CameraChild> {
-    spawn_camera_with(&[], mounts)
-}
-
-/// [`spawn_camera`] with extra arguments before the mounts.
-pub(super) fn spawn_camera_with(
-    extra: &[String],
-    mounts: impl IntoIterator<Item = String>,
-) -> Result<CameraChild> {
-    let exe = std::env::current_exe()?;
-    let cam = exe.with_file_name("vidar-camera");
-    if !cam.is_file() {
-        bail!(
-            "{} not found: build it with `cargo build --release -p vidar-pipeline --bins`",
-            cam.display()
-        );
-    }
-    let mut cmd = Command::new(&cam);
-    cmd.arg("--port").arg("0").args(extra);
-    for m in mounts {
-        cmd.arg("--mount").arg(m);
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let out = child.stdout.take().context("camera stdout")?;
-    let mut child = CameraChild(child, 0);
-    use std::io::BufRead;
-    for line in std::io::BufReader::new(out).lines() {
-        let line = line?;
-        if let Some(p) = line.strip_prefix("ready port=") {
-            child.1 = p
-                .trim()
-                .parse()
-                .with_context(|| format!("vidar-camera printed {line:?}"))?;
-            return Ok(child);
-        }
-    }
-    bail!("vidar-camera exited before it was ready")
-}
-
 struct LiveRun {
     fps: f64,
     cpu_cores: f64,
@@ -364,7 +249,8 @@ fn live_bound(port: u16, streams: usize, secs: u64) -> Result<f64> {
     Ok(cores)
 }
 
-fn ingest(args: IngestBenchArgs) -> Result<()> {
+/// Runs `bench ingest`.
+pub fn ingest(args: IngestBenchArgs) -> Result<()> {
     vidar_pipeline::init()?;
     let clip = clip(&args)?;
     let (mut ours, mut bound) = (Vec::new(), Vec::new());

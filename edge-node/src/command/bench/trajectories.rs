@@ -180,7 +180,7 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
             )
         })
         .collect();
-    let camera = super::bench::spawn_camera_with(
+    let camera = super::harness::spawn_camera_with(
         &["--ground-truth".into(), gt_dir.display().to_string()],
         mounts,
     )?;

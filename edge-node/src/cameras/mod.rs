@@ -1,0 +1,142 @@
+//! The cameras of a node: one slot per camera being analysed (its frame
+//! source, tracker, metrics and open tracks), the changes a plan makes, and
+//! the one way to start a camera ([`CameraSlot::start`], used by the config
+//! and by plans alike).
+//!
+//! The analysis loop sees a camera only through [`FrameSource`]: an RTSP or
+//! file [`Ingest`] in a node, frames built in memory in tests.
+
+use crate::sightings::OpenTrack;
+use crate::telemetry::CameraMetrics;
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+use vidar_pipeline::{Frame, Ingest, IngestConfig};
+use vidar_protocol::{CameraId, StreamStatus};
+use vidar_tracker::{Tracker, TrackerConfig};
+
+/// Where a camera's frames come from. Dropping it stops the source.
+pub trait FrameSource: Send + std::fmt::Debug {
+    /// The camera.
+    fn camera(&self) -> &CameraId;
+    /// The oldest waiting frame, without blocking.
+    fn try_recv(&self) -> Option<Frame>;
+    /// The stream's state and counters.
+    fn status(&self) -> StreamStatus;
+}
+
+impl FrameSource for Ingest {
+    fn camera(&self) -> &CameraId {
+        Ingest::camera(self)
+    }
+    fn try_recv(&self) -> Option<Frame> {
+        Ingest::try_recv(self)
+    }
+    fn status(&self) -> StreamStatus {
+        Ingest::status(self)
+    }
+}
+
+/// One camera as the loop sees it.
+#[derive(Debug)]
+pub struct CameraSlot {
+    /// Unique for the life of the node (never reused, unlike positions, which
+    /// shift when a camera is taken away); frames and re-ID jobs carry it.
+    pub(crate) key: usize,
+    /// Its frames.
+    pub source: Box<dyn FrameSource>,
+    /// Its tracker.
+    pub tracker: Tracker,
+    /// Its analysis metrics.
+    pub metrics: Arc<CameraMetrics>,
+    /// Frames taken from the queue (for the detection interval).
+    pub(crate) taken: u64,
+    /// A frame of this camera is at a detector.
+    pub(crate) in_flight: bool,
+    /// When this camera's last live tile was taken.
+    pub(crate) last_tile: Option<Instant>,
+    pub(crate) open: HashMap<u64, OpenTrack>,
+}
+
+impl CameraSlot {
+    /// Starts ingesting the camera `config` describes, with a tracker built
+    /// from `tracker`: the one way a node starts a camera.
+    pub fn start(config: IngestConfig, tracker: &TrackerConfig) -> Result<Self> {
+        let tracker = tracker.build()?;
+        let camera = config.camera.clone();
+        let ingest = Ingest::start(config).with_context(|| format!("starting camera {camera}"))?;
+        Ok(CameraSlot::new(Box::new(ingest), tracker))
+    }
+
+    /// A slot for `source` with its own `tracker`.
+    pub fn new(source: Box<dyn FrameSource>, tracker: Tracker) -> Self {
+        static NEXT_KEY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        CameraSlot {
+            key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
+            source,
+            tracker,
+            metrics: Arc::new(CameraMetrics::default()),
+            taken: 0,
+            in_flight: false,
+            last_tile: None,
+            open: HashMap::new(),
+        }
+    }
+}
+
+/// Changes to the camera set while running (cluster mode: the master's plan).
+#[derive(Debug)]
+pub enum Control {
+    /// Start analysing this camera (its ingest already started).
+    Add(Box<CameraSlot>),
+    /// Stop analysing this camera: its open tracks are recorded, its ingest stopped.
+    Remove(CameraId),
+}
+
+/// The source without credentials, for the camera record.
+pub fn source_name(source: &str) -> String {
+    vidar_pipeline::Source::parse(source)
+        .map(|s| s.describe())
+        .unwrap_or_default()
+}
+
+/// The ingest settings of a planned camera: the template plus camera and source.
+pub fn ingest_config(
+    template: &toml::Table,
+    camera: &CameraId,
+    source: &str,
+) -> Result<IngestConfig> {
+    let mut table = template.clone();
+    table.insert("camera".into(), toml::Value::String(camera.to_string()));
+    table.insert("source".into(), toml::Value::String(source.to_string()));
+    let cfg: IngestConfig = toml::Value::Table(table)
+        .try_into()
+        .context("sharing.ingest is not a valid camera template")?;
+    if let Err(errs) = cfg.validate() {
+        anyhow::bail!("camera {camera} from the plan: {}", errs.join("; "));
+    }
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planned_cameras_take_the_ingest_template() {
+        let mut template = toml::Table::new();
+        template.insert("transport".into(), toml::Value::String("tcp".into()));
+        let cam = CameraId::new("lobby").expect("id");
+        let cfg = ingest_config(&template, &cam, "rtsp://10.0.0.5/s1").expect("valid");
+        assert_eq!(cfg.camera, cam);
+        assert_eq!(cfg.source, "rtsp://10.0.0.5/s1");
+        template.insert("queue_capacity".into(), toml::Value::Integer(0));
+        let err = ingest_config(&template, &cam, "rtsp://10.0.0.5/s1")
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(err.contains("queue_capacity"), "{err}");
+    }
+}

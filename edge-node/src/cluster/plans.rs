@@ -1,0 +1,146 @@
+//! Following the master's newest plan: cameras to ingest, where crops go,
+//! bandwidth shares.
+
+use super::bandwidth::TokenBucket;
+use super::shared::Shared;
+use crate::cameras::{ingest_config, source_name, CameraSlot, Control};
+use crate::config::EdgeConfig;
+use crate::recorder::Recorder;
+use anyhow::Result;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vidar_link::zenoh::Wait;
+use vidar_protocol::messages::Plan;
+use vidar_protocol::CameraId;
+
+/// Follows the newest plan: the cameras this node ingests, and where their
+/// crops go.
+pub(super) struct PlanFollower {
+    pub(super) shared: Arc<Shared>,
+    /// camera -> source being ingested.
+    pub(super) cameras: HashMap<CameraId, String>,
+    pub(super) control: Sender<Control>,
+    pub(super) config: EdgeConfig,
+    pub(super) recorder: Recorder,
+}
+
+impl PlanFollower {
+    pub(super) fn run(mut self, rx: std::sync::mpsc::Receiver<Plan>, stop: &AtomicBool) {
+        let mut asked = Instant::now() - Duration::from_secs(10);
+        while !stop.load(Ordering::Relaxed) {
+            // Until a plan arrives, ask the master for the current one now and then.
+            if self.shared.plan_version.load(Ordering::Relaxed) == 0
+                && asked.elapsed() >= Duration::from_secs(2)
+            {
+                asked = Instant::now();
+                self.ask_for_plan();
+            }
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(plan) => self.apply(plan),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+
+    pub(super) fn ask_for_plan(&mut self) {
+        let sh = Arc::clone(&self.shared);
+        let replies = match sh
+            .session
+            .get(sh.keys.plan())
+            .timeout(Duration::from_secs(1))
+            .wait()
+        {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        while let Ok(reply) = replies.recv_timeout(Duration::from_millis(1200)) {
+            let Some(reply) = reply else { break };
+            if let Ok(sample) = reply.result() {
+                let key = sample.key_expr().to_string();
+                if let Some(p) = sh
+                    .garbage
+                    .decode::<Plan>(&key, &sample.payload().to_bytes())
+                {
+                    self.apply(p);
+                }
+            }
+        }
+    }
+
+    pub(super) fn apply(&mut self, plan: Plan) {
+        let current = self.shared.plan_version.load(Ordering::Relaxed);
+        if plan.version <= current {
+            return;
+        }
+        let me = self.shared.node.clone();
+        let mine: HashMap<CameraId, String> = plan
+            .streams_for(&me)
+            .map(|s| (s.camera.clone(), s.source.clone()))
+            .collect();
+        // Cameras taken away, or moved to another source.
+        let gone: Vec<CameraId> = self
+            .cameras
+            .iter()
+            .filter(|(c, src)| mine.get(*c) != Some(*src))
+            .map(|(c, _)| c.clone())
+            .collect();
+        for c in gone {
+            self.cameras.remove(&c);
+            let _ = self.control.send(Control::Remove(c));
+        }
+        for (camera, source) in &mine {
+            if self.cameras.contains_key(camera) {
+                continue;
+            }
+            match self.slot(camera, source) {
+                Ok(slot) => {
+                    self.recorder.camera(camera, source_name(source).as_str());
+                    if self.control.send(Control::Add(Box::new(slot))).is_ok() {
+                        self.cameras.insert(camera.clone(), source.clone());
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(camera = %camera, error = %format!("{e:#}"), "cannot ingest the camera the plan gives this node")
+                }
+            }
+        }
+        {
+            let mut routes = self.shared.routes.lock().unwrap_or_else(|p| p.into_inner());
+            routes.remote = plan
+                .streams_for(&me)
+                .filter(|s| s.reid_node != me)
+                .map(|s| (s.camera.clone(), s.reid_node.clone()))
+                .collect();
+            let mut buckets = std::mem::take(&mut routes.buckets);
+            routes.buckets = plan
+                .bandwidth
+                .iter()
+                .filter(|b| b.from == me)
+                .map(|b| {
+                    let bucket = match buckets.remove(&b.to) {
+                        Some(mut old) => {
+                            old.set_rate(b.bytes_per_s);
+                            old
+                        }
+                        None => TokenBucket::new(b.bytes_per_s),
+                    };
+                    (b.to.clone(), bucket)
+                })
+                .collect();
+        }
+        self.shared
+            .plan_version
+            .store(plan.version, Ordering::Relaxed);
+        tracing::info!(version = plan.version, cameras = mine.len(), reason = %plan.reason, "following plan");
+    }
+
+    /// Starts ingesting `camera` with the `[sharing.ingest]` template.
+    pub(super) fn slot(&self, camera: &CameraId, source: &str) -> Result<CameraSlot> {
+        let cfg = ingest_config(&self.config.sharing.ingest, camera, source)?;
+        CameraSlot::start(cfg, &self.config.tracker)
+    }
+}

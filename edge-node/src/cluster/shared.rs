@@ -1,0 +1,128 @@
+//! The node's zenoh session and the state its cluster threads share.
+
+use super::bandwidth::TokenBucket;
+use crate::config::EdgeConfig;
+use crate::identify::ClusterReid;
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vidar_link::zenoh::{self, Wait};
+use vidar_link::{request, Garbage, Mode};
+use vidar_protocol::messages::{IdentityAnnounce, ReidReply, ReidRequest};
+use vidar_protocol::{wire, CameraId, Keys, NodeId};
+
+/// What the newest plan says this node must do with its crops.
+#[derive(Debug, Default)]
+pub(super) struct Routes {
+    /// camera -> node whose re-ID service embeds its crops (only when not this node).
+    pub(super) remote: HashMap<CameraId, NodeId>,
+    /// Bandwidth buckets towards each node (plan shares from this node).
+    pub(super) buckets: HashMap<NodeId, TokenBucket>,
+}
+
+/// State shared by the zenoh callbacks and the node's threads.
+pub(super) struct Shared {
+    pub(super) node: NodeId,
+    pub(super) keys: Keys,
+    pub(super) session: zenoh::Session,
+    pub(super) garbage: Arc<Garbage>,
+    pub(super) routes: Mutex<Routes>,
+    pub(super) plan_version: AtomicU64,
+    pub(super) reid_timeout: Duration,
+    /// The master has committed this node's records up to this seq.
+    pub(super) acked: AtomicU64,
+}
+
+/// The re-ID worker's view of the cluster.
+struct ReidLink(Arc<Shared>);
+
+impl ClusterReid for ReidLink {
+    fn node(&self) -> &NodeId {
+        &self.0.node
+    }
+
+    fn remote_for(&self, camera: &CameraId) -> Option<NodeId> {
+        let routes = self.0.routes.lock().unwrap_or_else(|p| p.into_inner());
+        routes.remote.get(camera).cloned()
+    }
+
+    fn take_bandwidth(&self, to: &NodeId, bytes: usize) -> bool {
+        let mut routes = self.0.routes.lock().unwrap_or_else(|p| p.into_inner());
+        match routes.buckets.get_mut(to) {
+            Some(b) => b.take_at(bytes, Instant::now()),
+            // The plan gives this flow no share: not limited.
+            None => true,
+        }
+    }
+
+    fn identify_remote(&self, to: &NodeId, req: &ReidRequest) -> Result<ReidReply, String> {
+        let key = self.0.keys.reid(to);
+        request::<ReidRequest, ReidReply>(
+            &self.0.session,
+            &key,
+            req,
+            self.0.reid_timeout,
+            &self.0.garbage,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn announce(&self, identity: &IdentityAnnounce) {
+        match wire::encode(identity) {
+            Ok(bytes) => {
+                if let Err(e) = self.0.session.put(self.0.keys.identities(), bytes).wait() {
+                    tracing::debug!(error = %e, "identity announcement not sent");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "identity announcement not encodable"),
+        }
+    }
+}
+
+/// The node's zenoh session, opened before the re-ID worker starts (which
+/// needs [`Link::reid`]).
+pub struct Link {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("node", &self.shared.node)
+            .finish()
+    }
+}
+
+impl Link {
+    /// Opens the session described by the config's `[cluster]` table.
+    pub fn open(config: &EdgeConfig, settings: &vidar_link::LinkSettings) -> Result<Link> {
+        let keys = settings.keys()?;
+        let session = settings
+            .open(Mode::Peer)
+            .context("joining the cluster (config [cluster])")?;
+        Ok(Link {
+            shared: Arc::new(Shared {
+                node: config.node_id.clone(),
+                keys,
+                session,
+                garbage: Arc::new(Garbage::default()),
+                routes: Mutex::new(Routes::default()),
+                plan_version: AtomicU64::new(0),
+                acked: AtomicU64::new(0),
+                reid_timeout: Duration::from_millis(config.sharing.reid_timeout_ms),
+            }),
+        })
+    }
+
+    /// Counts the messages refused on Vidar's keys.
+    pub fn garbage(&self) -> Arc<Garbage> {
+        Arc::clone(&self.shared.garbage)
+    }
+
+    /// The re-ID worker's cluster handle.
+    pub fn reid(&self) -> Box<dyn ClusterReid> {
+        Box::new(ReidLink(Arc::clone(&self.shared)))
+    }
+}

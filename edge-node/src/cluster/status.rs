@@ -1,0 +1,131 @@
+//! The node's status, published for the master.
+
+use super::shared::Shared;
+use crate::telemetry::CameraRegistry;
+use crate::telemetry::{NodeMetrics, StatusBoard};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vidar_link::zenoh::Wait;
+use vidar_protocol::messages::{CameraLoad, NodeCapacity, NodeLoad, NodeStatus};
+use vidar_protocol::{wire, CameraId, StreamState};
+use vidar_store::WriterHandle;
+
+/// Publishes the node's status.
+pub(super) struct Reporter {
+    pub(super) shared: Arc<Shared>,
+    pub(super) capacity: NodeCapacity,
+    pub(super) registry: Arc<CameraRegistry>,
+    pub(super) board: Arc<StatusBoard>,
+    pub(super) metrics: Arc<NodeMetrics>,
+    pub(super) store: WriterHandle,
+    pub(super) metrics_addr: String,
+    pub(super) started_ms: u64,
+    pub(super) every: Duration,
+    /// camera -> (frames, analysed) at the last report.
+    pub(super) last: HashMap<CameraId, (u64, u64, Instant)>,
+}
+
+impl Reporter {
+    pub(super) fn run(mut self, stop: &AtomicBool) {
+        let key = self.shared.keys.status(&self.shared.node);
+        let publisher = match self.shared.session.declare_publisher(key).wait() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "status publisher not declared; the master will not see this node's load");
+                return;
+            }
+        };
+        let mut busy_last = (
+            self.metrics.inference.sum_seconds(),
+            self.metrics.reid_inference.sum_seconds(),
+            Instant::now(),
+        );
+        while !stop.load(Ordering::Relaxed) {
+            let status = self.status(&mut busy_last);
+            match wire::encode(&status) {
+                Ok(bytes) => {
+                    if let Err(e) = publisher.put(bytes).wait() {
+                        tracing::debug!(error = %e, "status not published");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "status not encodable"),
+            }
+            let until = Instant::now() + self.every;
+            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    pub(super) fn status(&mut self, busy_last: &mut (f64, f64, Instant)) -> NodeStatus {
+        let states: HashMap<String, vidar_protocol::StreamStatus> =
+            self.board.snapshot().into_iter().collect();
+        let now = Instant::now();
+        let mut cameras = Vec::new();
+        for (camera, m) in self.registry.snapshot() {
+            let st = states.get(camera.as_str());
+            let frames = st.map_or(0, |s| s.counters.frames);
+            let analysed = m.analysed.load(Ordering::Relaxed);
+            let (f0, a0, t0) = self
+                .last
+                .get(&camera)
+                .copied()
+                .unwrap_or((frames, analysed, now));
+            let dt = now.saturating_duration_since(t0).as_secs_f64();
+            let rate = |a: u64, b: u64| {
+                if dt > 0.0 {
+                    a.saturating_sub(b) as f64 / dt
+                } else {
+                    0.0
+                }
+            };
+            cameras.push(CameraLoad {
+                camera: camera.clone(),
+                state: st.map_or(StreamState::Connecting, |s| s.state),
+                fps: rate(frames, f0),
+                analysed_fps: rate(analysed, a0),
+                dropped: st.map_or(0, |s| s.counters.dropped),
+                reconnects: st.map_or(0, |s| s.counters.reconnects),
+                tracks: m.tracks.load(Ordering::Relaxed) as u32,
+            });
+            self.last.insert(camera, (frames, analysed, now));
+        }
+        let busy_now = self.metrics.inference.sum_seconds();
+        let reid_now = self.metrics.reid_inference.sum_seconds();
+        let wall = now.saturating_duration_since(busy_last.2).as_secs_f64();
+        let threads = f64::from(self.capacity.cores.max(1));
+        let share = |busy: f64, of: f64| {
+            if wall > 0.0 {
+                (busy / wall / of).clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        };
+        // Detection: share of the node's cores; re-ID: of its one worker thread.
+        let detect_busy = share(busy_now - busy_last.0, threads);
+        let reid_busy = share(reid_now - busy_last.1, 1.0);
+        *busy_last = (busy_now, reid_now, now);
+        let st = self.store.stats();
+        NodeStatus {
+            node: self.shared.node.clone(),
+            sent_ms: crate::clock::now_ms(),
+            started_ms: self.started_ms,
+            plan_version: self.shared.plan_version.load(Ordering::Relaxed),
+            capacity: self.capacity.clone(),
+            load: NodeLoad {
+                cameras,
+                detect_busy,
+                reid_busy,
+                reid_queue: 0,
+                records_last_seq: st.last_seq,
+                unsynced: st
+                    .last_seq
+                    .saturating_sub(self.shared.acked.load(Ordering::Relaxed)),
+            },
+            links: Vec::new(),
+            metrics_addr: Some(self.metrics_addr.clone()),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Process helpers shared by the benchmarks: CPU time, percentiles, and
+//! `vidar-camera` children.
+
+use anyhow::{bail, Context, Result};
+use std::process::{Child, Command, Stdio};
+
+/// CPU seconds used by this process so far (user + system), from /proc.
+pub fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces) start at ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|r| r.1) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the full line: 12 and 13 here.
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The `p` quantile (0..=1) of `v` (sorted in place); NaN when empty.
+pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// A `vidar-camera` child process and the port it serves; killed on drop.
+#[derive(Debug)]
+pub struct CameraChild(Child, pub u16);
+
+impl Drop for CameraChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `vidar-camera` (next to this binary) on a free port with `mounts`
+/// (`NAME=SOURCE`), returning once it serves.
+pub fn spawn_camera(mounts: impl IntoIterator<Item = String>) -> Result<CameraChild> {
+    spawn_camera_with(&[], mounts)
+}
+
+/// [`spawn_camera`] with extra arguments before the mounts.
+pub fn spawn_camera_with(
+    extra: &[String],
+    mounts: impl IntoIterator<Item = String>,
+) -> Result<CameraChild> {
+    let exe = std::env::current_exe()?;
+    let cam = exe.with_file_name("vidar-camera");
+    if !cam.is_file() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p vidar-pipeline --bins`",
+            cam.display()
+        );
+    }
+    let mut cmd = Command::new(&cam);
+    cmd.arg("--port").arg("0").args(extra);
+    for m in mounts {
+        cmd.arg("--mount").arg(m);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let out = child.stdout.take().context("camera stdout")?;
+    let mut child = CameraChild(child, 0);
+    use std::io::BufRead;
+    for line in std::io::BufReader::new(out).lines() {
+        let line = line?;
+        if let Some(p) = line.strip_prefix("ready port=") {
+            child.1 = p
+                .trim()
+                .parse()
+                .with_context(|| format!("vidar-camera printed {line:?}"))?;
+            return Ok(child);
+        }
+    }
+    bail!("vidar-camera exited before it was ready")
+}

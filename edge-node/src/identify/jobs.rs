@@ -1,0 +1,93 @@
+//! What goes to the re-ID worker and what comes back.
+
+use vidar_pipeline::Frame;
+use vidar_protocol::messages::{IdentityAnnounce, ReidReply, ReidRequest};
+use vidar_protocol::{BBox, CameraId, IdentityId, NodeId};
+
+/// One track's crop in a frame.
+#[derive(Debug, Clone, Copy)]
+pub struct TrackCrop {
+    /// Track id.
+    pub track: u64,
+    /// Its box in the frame.
+    pub bbox: BBox,
+    /// Crop quality, 0..1 (the weight of its embedding in the track's mean).
+    pub quality: f32,
+    /// When the track was first seen, ms.
+    pub first_ms: u64,
+    /// Decide the identity now even with fewer than [`MIN_CROPS`] crops.
+    pub decide: bool,
+}
+
+/// Crops of one frame to identify.
+#[derive(Debug)]
+pub struct Job {
+    /// Key of the camera's slot in the analysis.
+    pub camera: usize,
+    /// The frame the boxes are in.
+    pub frame: Frame,
+    /// The tracks' crops.
+    pub tracks: Vec<TrackCrop>,
+}
+
+/// A track's crop was handled: its identity when decided.
+#[derive(Debug, Clone, Copy)]
+pub struct Identified {
+    /// Key of the camera's slot in the analysis.
+    pub camera: usize,
+    /// Track id.
+    pub track: u64,
+    /// Identity assigned, when decided by this crop (None: more crops needed, or decided earlier).
+    pub identity: Option<IdentityId>,
+}
+
+/// Another node's crops to identify here, and how to answer.
+pub struct RemoteJob {
+    /// The request.
+    pub request: ReidRequest,
+    /// Sends the reply back.
+    pub reply: Box<dyn FnOnce(ReidReply) + Send>,
+}
+
+impl std::fmt::Debug for RemoteJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteJob")
+            .field("request", &self.request)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the cluster gives the re-ID worker (implemented over zenoh in
+/// `cluster.rs`; absent on a single node).
+pub trait ClusterReid: Send {
+    /// This node.
+    fn node(&self) -> &NodeId;
+    /// The node whose re-ID service the plan names for `camera`, when it is
+    /// not this one.
+    fn remote_for(&self, camera: &CameraId) -> Option<NodeId>;
+    /// Takes `bytes` from the bandwidth share towards `to`; false when the
+    /// share is used up for now.
+    fn take_bandwidth(&self, to: &NodeId, bytes: usize) -> bool;
+    /// Asks `to` to identify the crops.
+    fn identify_remote(&self, to: &NodeId, request: &ReidRequest) -> Result<ReidReply, String>;
+    /// Tells every node about an identity minted here.
+    fn announce(&self, identity: &IdentityAnnounce);
+}
+
+/// Local jobs waiting for the worker before new ones are refused.
+pub const QUEUE: usize = 4;
+/// Crops of a track embedded before its identity is decided.
+pub const MIN_CROPS: u32 = 2;
+/// Tracks followed at once by the worker (local and remote); the stalest goes.
+pub(super) const MAX_TRACKS: usize = 4096;
+/// A remote track not heard of for this long is closed, ms.
+pub(super) const REMOTE_TRACK_IDLE_MS: u64 = 10_000;
+/// A remote track this old (capture time) is decided with one crop, ms.
+pub(super) const REMOTE_DECIDE_AFTER_MS: u64 = 1_000;
+/// A better snapshot is written when its quality beats the written one by this factor.
+pub(super) const SNAPSHOT_GAIN: f32 = 1.25;
+/// Inputs of every kind waiting for the worker.
+pub(super) const INBOX: usize = 256;
+/// Longest side of a crop sent to another node, pixels (the embedder's input
+/// is smaller; this keeps detail for it while bounding bandwidth).
+pub const REMOTE_CROP_SIDE: u32 = 160;

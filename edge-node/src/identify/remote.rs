@@ -1,0 +1,234 @@
+//! The re-ID worker's cluster side: crops sent to another node's service,
+//! other nodes' crops served here, and the replica of their identities.
+
+use super::jobs::{Identified, Job, RemoteJob};
+use super::jobs::{REMOTE_CROP_SIDE, REMOTE_DECIDE_AFTER_MS};
+use super::worker::{TrackKey, Worker};
+use crate::media::{crop_jpeg, decode_crop, jpeg_size, snapshot_jpeg};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self};
+use vidar_detectors::RgbFrame;
+use vidar_protocol::messages::{
+    Crop as WireCrop, CropEncoding, IdentityAnnounce, ReidAnswer, ReidReply, ReidRequest,
+};
+use vidar_protocol::{BBox, NodeId, TrackId};
+use vidar_reid::{Crop, Embedding, Identity, Origin};
+
+impl Worker {
+    /// When the plan sends this camera's crops to another node: sends them
+    /// and reports the answers; false when they must be identified here
+    /// (no such plan, share used up, or the request failed).
+    pub(super) fn identify_elsewhere(
+        &mut self,
+        job: &Job,
+        frame: &RgbFrame<'_>,
+        now: u64,
+        out: &mpsc::Sender<Identified>,
+    ) -> bool {
+        let Some(cluster) = &self.cluster else {
+            return false;
+        };
+        let camera = &job.frame.camera;
+        let Some(to) = cluster.remote_for(camera) else {
+            return false;
+        };
+        let mut crops = Vec::with_capacity(job.tracks.len());
+        for t in &job.tracks {
+            let Some(jpeg) = crop_jpeg(frame, &t.bbox, REMOTE_CROP_SIDE, 90) else {
+                continue;
+            };
+            let (w, h) = jpeg_size(&t.bbox, REMOTE_CROP_SIDE);
+            crops.push(WireCrop {
+                camera: camera.clone(),
+                track: TrackId(t.track),
+                capture_ms: now,
+                width: w,
+                height: h,
+                encoding: CropEncoding::Jpeg,
+                data: jpeg,
+            });
+        }
+        if crops.is_empty() {
+            return false;
+        }
+        let bytes: usize = crops.iter().map(|c| c.data.len()).sum();
+        if !cluster.take_bandwidth(&to, bytes) {
+            self.metrics
+                .crops_throttled
+                .fetch_add(crops.len() as u64, Ordering::Relaxed);
+            return false;
+        }
+        let request = ReidRequest {
+            from: cluster.node().clone(),
+            request_id: job.frame.seq,
+            crops,
+        };
+        match cluster.identify_remote(&to, &request) {
+            Ok(reply) if reply.error.is_none() => {
+                self.metrics
+                    .crops_remote
+                    .fetch_add(reply.results.len() as u64, Ordering::Relaxed);
+                for t in &job.tracks {
+                    let identity = reply
+                        .results
+                        .iter()
+                        .find(|a| a.track.0 == t.track)
+                        .map(|a| a.identity);
+                    let _ = out.send(Identified {
+                        camera: job.camera,
+                        track: t.track,
+                        identity,
+                    });
+                }
+                true
+            }
+            Ok(reply) => {
+                self.remote_failed(&to, reply.error.as_deref().unwrap_or("refused"));
+                false
+            }
+            Err(e) => {
+                self.remote_failed(&to, &e);
+                false
+            }
+        }
+    }
+
+    pub(super) fn remote_failed(&self, to: &NodeId, why: &str) {
+        let n = self.metrics.remote_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(node = %to, error = why, failures = n, "remote re-ID failed; identified locally");
+        }
+    }
+
+    /// Identifies another node's crops with this node's gallery and answers.
+    pub(super) fn serve(&mut self, job: RemoteJob) {
+        let RemoteJob { request, reply } = job;
+        let mut images = Vec::with_capacity(request.crops.len());
+        for c in &request.crops {
+            match decode_crop(c) {
+                Ok(img) => images.push(img),
+                Err(e) => {
+                    reply(ReidReply {
+                        request_id: request.request_id,
+                        served_by: self.node.clone(),
+                        results: Vec::new(),
+                        error: Some(format!("crop of track {} on {}: {e}", c.track.0, c.camera)),
+                    });
+                    return;
+                }
+            }
+        }
+        let frames: Vec<RgbFrame<'_>> = images
+            .iter()
+            .filter_map(|img| {
+                RgbFrame::new(
+                    img.width(),
+                    img.height(),
+                    img.width() as usize * 3,
+                    img.as_raw(),
+                )
+                .ok()
+            })
+            .collect();
+        let crops: Vec<Crop<'_>> = frames
+            .iter()
+            .map(|f| Crop {
+                frame: *f,
+                bbox: BBox {
+                    x: 0.0,
+                    y: 0.0,
+                    w: f.width() as f32,
+                    h: f.height() as f32,
+                },
+            })
+            .collect();
+        if crops.len() != request.crops.len() || !self.embed(&crops) {
+            reply(ReidReply {
+                request_id: request.request_id,
+                served_by: self.node.clone(),
+                results: Vec::new(),
+                error: Some("embedding failed".into()),
+            });
+            return;
+        }
+        self.metrics
+            .crops_served
+            .fetch_add(crops.len() as u64, Ordering::Relaxed);
+        let mut results = Vec::with_capacity(crops.len());
+        let embeddings = std::mem::take(&mut self.embeddings);
+        let mut latest = 0;
+        for (i, (c, emb)) in request.crops.iter().zip(&embeddings).enumerate() {
+            let frame = frames[i];
+            let full = crops[i].bbox;
+            let snapshots = self.snapshots;
+            let snapshot = || {
+                if snapshots {
+                    snapshot_jpeg(&frame, &full)
+                } else {
+                    None
+                }
+            };
+            // Another node's tracks: the same per-track decision, keyed by
+            // camera and track; a track on screen for a while is decided
+            // with the crops it has.
+            let key = TrackKey::Remote(c.camera.clone(), c.track.0);
+            let old = self
+                .tracks
+                .get(&key)
+                .is_some_and(|s| c.capture_ms.saturating_sub(s.first_ms) >= REMOTE_DECIDE_AFTER_MS);
+            let known = self.tracks.get(&key).and_then(|s| s.identity);
+            let decided = self.add_crop(
+                key,
+                &c.camera,
+                c.track.0,
+                c.capture_ms,
+                c.capture_ms,
+                emb,
+                1.0,
+                old,
+                &snapshot,
+            );
+            latest = latest.max(c.capture_ms);
+            let answer = match (decided, known) {
+                (Some((id, similarity, minted)), _) => Some((id, similarity, minted)),
+                (None, Some(id)) => Some((id, 1.0, false)),
+                (None, None) => None,
+            };
+            if let Some((identity, similarity, minted)) = answer {
+                results.push(ReidAnswer {
+                    camera: c.camera.clone(),
+                    track: c.track,
+                    identity,
+                    similarity,
+                    minted,
+                });
+            }
+        }
+        self.embeddings = embeddings;
+        self.close_idle_remote(latest);
+        reply(ReidReply {
+            request_id: request.request_id,
+            served_by: self.node.clone(),
+            results,
+            error: None,
+        });
+    }
+
+    /// Keeps another node's identity in the bounded replica.
+    pub(super) fn replica(&mut self, a: IdentityAnnounce) {
+        if self.cluster.as_ref().is_some_and(|c| *c.node() == a.node) {
+            return;
+        }
+        let ident = Identity::single(
+            a.identity,
+            Embedding::normalized(&a.embedding),
+            &a.model,
+            a.camera,
+            a.seen_ms,
+            Origin::Remote,
+        );
+        if let Err(e) = self.gallery.upsert_remote(ident) {
+            tracing::debug!(identity = %a.identity, error = %e, "announced identity not kept");
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The re-ID worker: per-track state, embedding, and identity decisions.
+
+use super::jobs::{ClusterReid, Identified, Job};
+use super::jobs::{MAX_TRACKS, MIN_CROPS, REMOTE_TRACK_IDLE_MS, SNAPSHOT_GAIN};
+use crate::media::snapshot_jpeg;
+use crate::recorder::Recorder;
+use crate::telemetry::NodeMetrics;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self};
+use std::sync::Arc;
+use std::time::Instant;
+use vidar_detectors::RgbFrame;
+use vidar_protocol::messages::IdentityAnnounce;
+use vidar_protocol::{CameraId, IdentityId, NodeId};
+use vidar_reid::{Assignment, Crop, Embedder, Embedding, Gallery, TrackQuery, OPEN};
+
+/// Which track: a local one (camera slot key, track id) or another node's
+/// (its camera and track id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum TrackKey {
+    Local(usize, u64),
+    Remote(CameraId, u64),
+}
+
+/// What the worker knows of a track.
+pub(super) struct TrackState {
+    pub(super) camera: CameraId,
+    pub(super) track: u64,
+    /// Quality-weighted sum of its crops' embeddings.
+    pub(super) sum: Vec<f32>,
+    pub(super) crops: u32,
+    /// Crops when the identity was decided.
+    pub(super) crops_at_decision: u32,
+    pub(super) identity: Option<IdentityId>,
+    pub(super) first_ms: u64,
+    pub(super) last_ms: u64,
+    /// Best crop so far: quality, capture time, JPEG.
+    pub(super) best: Option<(f32, u64, Vec<u8>)>,
+    /// Quality of the snapshot written.
+    pub(super) written: f32,
+}
+
+impl TrackState {
+    pub(super) fn mean(&self) -> Embedding {
+        Embedding::normalized(&self.sum)
+    }
+}
+
+pub(super) struct Worker {
+    pub(super) embedder: Box<dyn Embedder>,
+    /// The embedder's model tag.
+    pub(super) model: String,
+    pub(super) tracks: HashMap<TrackKey, TrackState>,
+    pub(super) gallery: Gallery,
+    pub(super) recorder: Recorder,
+    pub(super) metrics: Arc<NodeMetrics>,
+    pub(super) snapshots: bool,
+    pub(super) embeddings: Vec<Embedding>,
+    pub(super) cluster: Option<Box<dyn ClusterReid>>,
+    pub(super) pending: Arc<AtomicUsize>,
+    pub(super) node: NodeId,
+}
+
+impl Worker {
+    pub(super) fn identify(&mut self, job: Job, out: &mpsc::Sender<Identified>) {
+        let f = &job.frame;
+        let Ok(frame) = RgbFrame::new(f.width, f.height, f.stride, f.pixels()) else {
+            self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let camera = f.camera.clone();
+        let now = crate::clock::ms_of(f.capture_time);
+        if self.identify_elsewhere(&job, &frame, now, out) {
+            return;
+        }
+        let crops: Vec<Crop<'_>> = job
+            .tracks
+            .iter()
+            .map(|t| Crop {
+                frame,
+                bbox: t.bbox,
+            })
+            .collect();
+        if !self.embed(&crops) {
+            return;
+        }
+        // Taken out for the loop (the calls need `&mut self`), put back after.
+        let embeddings = std::mem::take(&mut self.embeddings);
+        for (t, emb) in job.tracks.iter().zip(&embeddings) {
+            let key = TrackKey::Local(job.camera, t.track);
+            let snapshots = self.snapshots;
+            let snapshot = || {
+                if snapshots {
+                    snapshot_jpeg(&frame, &t.bbox)
+                } else {
+                    None
+                }
+            };
+            let decided = self.add_crop(
+                key, &camera, t.track, t.first_ms, now, emb, t.quality, t.decide, &snapshot,
+            );
+            let _ = out.send(Identified {
+                camera: job.camera,
+                track: t.track,
+                identity: decided.map(|d| d.0),
+            });
+        }
+        self.embeddings = embeddings;
+    }
+
+    /// Folds one crop's embedding into its track; decides the track's
+    /// identity when due. Returns the identity when it was decided by this
+    /// call (with its similarity, and whether it was minted).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn add_crop(
+        &mut self,
+        key: TrackKey,
+        camera: &CameraId,
+        track: u64,
+        first_ms: u64,
+        now: u64,
+        emb: &Embedding,
+        quality: f32,
+        decide: bool,
+        snapshot: &dyn Fn() -> Option<Vec<u8>>,
+    ) -> Option<(IdentityId, f32, bool)> {
+        if !self.tracks.contains_key(&key) && self.tracks.len() >= MAX_TRACKS {
+            self.evict_stalest();
+        }
+        let state = self
+            .tracks
+            .entry(key.clone())
+            .or_insert_with(|| TrackState {
+                camera: camera.clone(),
+                track,
+                sum: vec![0.0; emb.len()],
+                crops: 0,
+                crops_at_decision: 0,
+                identity: None,
+                first_ms: first_ms.min(now),
+                last_ms: now,
+                best: None,
+                written: 0.0,
+            });
+        if state.sum.len() != emb.len() {
+            return None;
+        }
+        let w = quality.clamp(0.05, 1.0);
+        for (s, x) in state.sum.iter_mut().zip(emb.as_slice()) {
+            *s += w * x;
+        }
+        state.crops += 1;
+        state.last_ms = state.last_ms.max(now);
+        if state.best.as_ref().is_none_or(|b| quality > b.0) {
+            if let Some(jpeg) = snapshot() {
+                state.best = Some((quality, now, jpeg));
+            }
+        }
+        if let Some(id) = state.identity {
+            // Decided earlier: keep its appearance open (the final mean is
+            // folded in when the track ends).
+            let q_first = state.first_ms;
+            self.gallery.observe(
+                id,
+                &TrackQuery {
+                    embedding: emb,
+                    camera,
+                    track,
+                    first_ms: q_first,
+                    last_ms: OPEN,
+                },
+            );
+            return None;
+        }
+        if state.crops < MIN_CROPS && !decide {
+            return None;
+        }
+        self.decide(&key)
+    }
+
+    /// Decides the identity of the track `key` from its mean embedding.
+    pub(super) fn decide(&mut self, key: &TrackKey) -> Option<(IdentityId, f32, bool)> {
+        let state = self.tracks.get_mut(key)?;
+        let mean = state.mean();
+        let q = TrackQuery {
+            embedding: &mean,
+            camera: &state.camera,
+            track: state.track,
+            first_ms: state.first_ms,
+            last_ms: OPEN,
+        };
+        let assignment = match self.gallery.assign_track(&q) {
+            Ok(a) => a,
+            Err(e) => {
+                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "gallery refused an embedding");
+                return None;
+            }
+        };
+        let id = assignment.id();
+        state.identity = Some(id);
+        state.crops_at_decision = state.crops;
+        let (camera, first_ms) = (state.camera.clone(), state.first_ms);
+        let snapshot = state.best.as_ref().map(|b| (b.0, b.1, b.2.clone()));
+        if let Some((quality, t, jpeg)) = snapshot {
+            state.written = quality;
+            self.recorder.snapshot(id, &camera, t, jpeg);
+        }
+        let (similarity, minted) = match assignment {
+            Assignment::Matched { similarity, .. } => (similarity, false),
+            Assignment::New { .. } => {
+                self.metrics.identities.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(camera = %camera, identity = %id, "new identity");
+                self.recorder
+                    .identity(id, &camera, first_ms, mean.as_slice(), &self.model);
+                if let Some(cluster) = &self.cluster {
+                    cluster.announce(&IdentityAnnounce {
+                        identity: id,
+                        node: cluster.node().clone(),
+                        camera: camera.clone(),
+                        seen_ms: first_ms,
+                        embedding: mean.as_slice().to_vec(),
+                        model: self.model.clone(),
+                    });
+                }
+                (1.0, true)
+            }
+        };
+        Some((id, similarity, minted))
+    }
+
+    /// The track `key` ended (at `last_ms` when known): closes its
+    /// appearance, folds its final mean into the identity, writes a better
+    /// snapshot when the view improved.
+    pub(super) fn ended(&mut self, key: TrackKey, last_ms: Option<u64>) {
+        let Some(state) = self.tracks.remove(&key) else {
+            return;
+        };
+        let Some(id) = state.identity else {
+            return;
+        };
+        let last = last_ms.unwrap_or(state.last_ms).max(state.last_ms);
+        self.gallery
+            .close_track(id, &state.camera, state.track, last);
+        if state.crops > state.crops_at_decision {
+            if let Err(e) = self.gallery.refine(id, &state.mean()) {
+                tracing::debug!(identity = %id, error = %e, "track mean not folded in");
+            }
+        }
+        if let Some((quality, t, jpeg)) = state.best {
+            if quality > state.written * SNAPSHOT_GAIN {
+                self.recorder.snapshot(id, &state.camera, t, jpeg);
+            }
+        }
+    }
+
+    /// Closes the track heard of least recently (the worker's table is full).
+    pub(super) fn evict_stalest(&mut self) {
+        if let Some(k) = self
+            .tracks
+            .iter()
+            .min_by_key(|(_, s)| s.last_ms)
+            .map(|(k, _)| k.clone())
+        {
+            self.ended(k, None);
+        }
+    }
+
+    /// Closes remote tracks not heard of for [`REMOTE_TRACK_IDLE_MS`].
+    pub(super) fn close_idle_remote(&mut self, now: u64) {
+        let idle: Vec<TrackKey> = self
+            .tracks
+            .iter()
+            .filter(|(k, s)| {
+                matches!(k, TrackKey::Remote(..))
+                    && now.saturating_sub(s.last_ms) > REMOTE_TRACK_IDLE_MS
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in idle {
+            self.ended(k, None);
+        }
+    }
+
+    /// Embeds crops into `self.embeddings`; false (logged, counted) on failure.
+    pub(super) fn embed(&mut self, crops: &[Crop<'_>]) -> bool {
+        let t0 = Instant::now();
+        if let Err(e) = self.embedder.embed_into(crops, &mut self.embeddings) {
+            self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "re-ID embedding failed; the tracks will be tried again");
+            return false;
+        }
+        self.metrics.reid_inference.observe(t0.elapsed());
+        self.metrics
+            .crops
+            .fetch_add(crops.len() as u64, Ordering::Relaxed);
+        let _ = self.embedder.take_timings();
+        true
+    }
+}

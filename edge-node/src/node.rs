@@ -12,16 +12,16 @@ use crate::identify::Identifier;
 use crate::recorder::Recorder;
 use crate::telemetry::CameraRegistry;
 use crate::telemetry::{
-    self as metrics, header, render_node, render_store, MetricsServer, NodeMetrics, Render,
-    StatusBoard, Summary,
+    self as metrics, header, render_node, render_store, server, NodeMetrics, Render, StatusBoard,
+    Summary,
 };
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use vidar_models::{Manifest, ModelStore, SessionFactory};
 use vidar_reid::{Embedder, Gallery};
+use vidar_runtime::{Health, Policy, Shutdown};
 
 /// A built node, not yet running: analysis plus what `/metrics` reads.
 #[derive(Debug)]
@@ -238,9 +238,37 @@ fn restore_gallery(gallery: &mut Gallery, config: &EdgeConfig) -> Result<usize> 
     Ok(restored)
 }
 
-/// Builds the node and runs it until `shutdown` is set; prints a summary line
-/// every `status_every_s` seconds (0 = never).
-pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>, status_every_s: u64) -> Result<()> {
+/// The node's health checks: the database writer (a stopped writer stops
+/// the node: nothing more could be recorded) and its streams (red while no
+/// camera delivers frames, when it has cameras).
+pub fn watch_health(
+    health: &Health,
+    store: &vidar_store::WriterHandle,
+    board: &Arc<StatusBoard>,
+    registry: &Arc<CameraRegistry>,
+) {
+    let store = store.clone();
+    health.check("database writer", Policy::Stop, move || {
+        match store.stopped() {
+            Some(why) => Err(format!("stopped: {why}")),
+            None => Ok(()),
+        }
+    });
+    let (board, registry) = (Arc::clone(board), Arc::clone(registry));
+    health.check("streams", Policy::Report, move || {
+        if registry.snapshot().is_empty() || board.any_streaming() {
+            Ok(())
+        } else {
+            Err("no camera is delivering frames".into())
+        }
+    });
+}
+
+/// Builds the node and runs it until `shutdown` is triggered (a signal, or
+/// a subsystem that failed under a stopping policy); prints a summary line
+/// every `status_every_s` seconds (0 = never). Fails when the stop was a
+/// failure, so the process exits non-zero and its supervisor restarts it.
+pub fn run(config: EdgeConfig, shutdown: Shutdown, status_every_s: u64) -> Result<()> {
     let Built {
         analysis,
         statuses,
@@ -275,18 +303,28 @@ pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>, status_every_s: u64) -
             );
         }
     });
-    let board = Arc::clone(&statuses);
-    let healthy: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || board.any_streaming());
-    let server = MetricsServer::start(&config.metrics_addr, render, healthy)
+    let health = Health::new(&shutdown);
+    watch_health(&health, &store, &statuses, &registry);
+    let server = server::serve(&config.metrics_addr, render, health.clone(), &shutdown)
         .with_context(|| format!("binding metrics_addr {}", config.metrics_addr))?;
     tracing::info!(node = %config.node_id, metrics = %server.addr(), cameras = config.cameras.len(),
         detector = %detector_name(&config), detector_threads, "edge node running");
-    let stop = Arc::clone(&shutdown);
     let publisher = Arc::clone(&statuses);
     let recorder = analysis.recorder.share();
+    // The analysis thread owns the cameras and models: it cannot be
+    // restarted, so its end before a shutdown stops the node.
+    let analysis_health = health.register("analysis", Policy::Stop);
+    let stop = shutdown.clone();
     let worker = std::thread::Builder::new()
         .name("analysis".into())
-        .spawn(move || analysis.run_with_status(&stop, &publisher))?;
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                analysis.run_with_status(&stop, &publisher)
+            }));
+            if outcome.is_err() {
+                analysis_health.failed("the analysis thread panicked");
+            }
+        })?;
     let running = match cluster {
         Some(c) => Some(cluster::start(
             c.link,
@@ -314,10 +352,14 @@ pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>, status_every_s: u64) -
     if running.is_some() {
         summary.prefix = Some(config.node_id.to_string());
     }
+    let every = Duration::from_secs(if status_every_s > 0 {
+        status_every_s
+    } else {
+        3600
+    });
     let mut last = std::time::Instant::now();
-    while !shutdown.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        if status_every_s > 0 && last.elapsed() >= Duration::from_secs(status_every_s) {
+    while !shutdown.wait_timeout(every) {
+        if status_every_s > 0 {
             println!("{}", summary.line(last.elapsed().as_secs_f64()));
             last = std::time::Instant::now();
         }
@@ -331,10 +373,111 @@ pub fn run(config: EdgeConfig, shutdown: Arc<AtomicBool>, status_every_s: u64) -
         .join()
         .map_err(|_| anyhow::anyhow!("analysis thread panicked"))?;
     drop(server);
-    tracing::info!("stopped cleanly");
-    Ok(())
+    match shutdown.reason() {
+        Some(r) if r.failure => {
+            tracing::error!(reason = %r.why, "stopped after a failure");
+            anyhow::bail!("stopped after a failure: {}", r.why)
+        }
+        _ => {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+    }
 }
 
 fn detector_name(config: &EdgeConfig) -> &str {
     &config.detector.model
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::render_store;
+    use std::time::Instant;
+    use vidar_protocol::{CameraId, NodeId};
+
+    /// A recorder whose writer gives up after ~30 ms on a locked database.
+    fn impatient_recorder(dir: &std::path::Path) -> (Recorder, std::path::PathBuf) {
+        let db = dir.join("edge.db");
+        let mut cfg = vidar_store::WriterConfig::new(&db, NodeId::new("n1").expect("id"));
+        cfg.tuning.busy_timeout_ms = 5;
+        cfg.tuning.max_delay_ms = 5;
+        let rec = Recorder::open_with(&cfg, Arc::new(NodeMetrics::default())).expect("open");
+        (rec, db)
+    }
+
+    /// Another process's write lock on the database, held until dropped.
+    fn lock(db: &std::path::Path) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(db).expect("open");
+        c.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+        c
+    }
+
+    fn wait(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_stopped_database_writer_turns_healthz_red_and_stops_the_node() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (rec, db) = impatient_recorder(dir.path());
+        let shutdown = Shutdown::new();
+        let health = Health::new(&shutdown);
+        let board = Arc::new(StatusBoard::default());
+        let registry = Arc::new(CameraRegistry::default());
+        watch_health(&health, &rec.writer(), &board, &registry);
+        assert!(health.report().ok(), "{:?}", health.report());
+        let held = lock(&db);
+        rec.camera(&CameraId::new("c1").expect("id"), "rtsp://cam/1");
+        wait("the writer to give up", || rec.writer().stopped().is_some());
+        let report = health.report();
+        assert!(!report.ok());
+        assert!(
+            report.text().contains("database writer: FAILED"),
+            "{}",
+            report.text()
+        );
+        let reason = shutdown.reason().expect("the node stops");
+        assert!(reason.failure, "{reason:?}");
+        drop(held);
+    }
+
+    #[test]
+    fn records_written_counts_commits_not_submissions() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = dir.path().join("edge.db");
+        let node = NodeId::new("n1").expect("id");
+        let metrics = Arc::new(NodeMetrics::default());
+        let rec = Recorder::open(&db, &node, Arc::clone(&metrics)).expect("open");
+        let value = |name: &str| -> u64 {
+            let mut out = String::new();
+            crate::telemetry::render_node(&mut out, &node, &StatusBoard::default(), &[], &metrics);
+            render_store(&mut out, &node, &rec.writer());
+            out.lines()
+                .find(|l| l.starts_with(&format!("{name}{{")))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(u64::MAX)
+        };
+        // The disk is busy (another process holds the lock): records are
+        // submitted but not committed.
+        let held = lock(&db);
+        for k in 0..3 {
+            rec.camera(&CameraId::new(&format!("c{k}")).expect("id"), "file:///x");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(value("vidar_records_submitted_total"), 3);
+        assert_eq!(
+            value("vidar_records_written_total"),
+            0,
+            "nothing committed yet"
+        );
+        drop(held);
+        wait("the commit", || value("vidar_records_written_total") == 3);
+        assert!(rec.writer().stopped().is_none());
+    }
 }

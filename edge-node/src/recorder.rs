@@ -44,10 +44,15 @@ pub struct Recorder {
 impl Recorder {
     /// Opens (creating or migrating) the database at `path` for `node`.
     pub fn open(path: &Path, node: &NodeId, metrics: Arc<NodeMetrics>) -> Result<Recorder> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Recorder::open_with(&WriterConfig::new(path, node.clone()), metrics)
+    }
+
+    /// Opens the database `config` describes, with its writer settings.
+    pub fn open_with(config: &WriterConfig, metrics: Arc<NodeMetrics>) -> Result<Recorder> {
+        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let writer = WriterConfig::new(path, node.clone()).build()?;
+        let writer = config.build()?;
         Ok(Recorder {
             handle: writer.handle(),
             writer: Some(writer),
@@ -74,7 +79,9 @@ impl Recorder {
         let kind = record.kind();
         match self.handle.submit(record) {
             Ok(()) => {
-                self.metrics.records_written.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .records_submitted
+                    .fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
                 self.metrics.errors.fetch_add(1, Ordering::Relaxed);

@@ -269,6 +269,65 @@ pub fn request<Q: Message, R: Message>(
     }
 }
 
+/// Sends a query with an encoded payload to `key` and returns at once;
+/// `done` is called exactly once, on a zenoh thread, with the first reply that
+/// decodes as an `R`, the first refusal, or [`RequestError::Timeout`] when the
+/// query ends (after `timeout`) without either. The caller never waits, so a
+/// thread that also serves others' requests is never stuck behind its own.
+pub fn request_then<Q: Message, R: Message + 'static>(
+    session: &zenoh::Session,
+    key: &str,
+    request: &Q,
+    timeout: Duration,
+    garbage: std::sync::Arc<Garbage>,
+    done: impl FnOnce(Result<R, RequestError>) + Send + 'static,
+) -> Result<(), RequestError> {
+    /// Calls `done` once: with the answer, or with a timeout when dropped
+    /// unanswered (zenoh drops the reply callback when the query ends).
+    struct Once<R, F: FnOnce(Result<R, RequestError>)> {
+        done: std::sync::Mutex<Option<F>>,
+        timeout: Duration,
+        _r: std::marker::PhantomData<fn(R)>,
+    }
+    impl<R, F: FnOnce(Result<R, RequestError>)> Once<R, F> {
+        fn answer(&self, r: Result<R, RequestError>) {
+            let f = self.done.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(f) = f {
+                f(r);
+            }
+        }
+    }
+    impl<R, F: FnOnce(Result<R, RequestError>)> Drop for Once<R, F> {
+        fn drop(&mut self) {
+            self.answer(Err(RequestError::Timeout(self.timeout)));
+        }
+    }
+    let payload = wire::encode(request).map_err(|e| RequestError::Encode(e.to_string()))?;
+    let once = Once {
+        done: std::sync::Mutex::new(Some(done)),
+        timeout,
+        _r: std::marker::PhantomData,
+    };
+    let key_owned = key.to_string();
+    session
+        .get(key)
+        .payload(payload)
+        .timeout(timeout)
+        .callback(move |reply| match reply.result() {
+            Ok(sample) => {
+                let bytes = sample.payload().to_bytes();
+                if let Some(r) = garbage.decode::<R>(&key_owned, &bytes) {
+                    once.answer(Ok(r));
+                }
+            }
+            Err(e) => once.answer(Err(RequestError::Refused(
+                String::from_utf8_lossy(&e.payload().to_bytes()).into_owned(),
+            ))),
+        })
+        .wait()
+        .map_err(|e| RequestError::Send(e.to_string()))
+}
+
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {

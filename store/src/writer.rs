@@ -327,6 +327,16 @@ impl WriterHandle {
         &self.shared.node
     }
 
+    /// Why the writer stopped, once it has (failed or shut down): nothing
+    /// more will be committed.
+    pub fn stopped(&self) -> Option<String> {
+        self.shared
+            .stopped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> WriterStats {
         WriterStats {

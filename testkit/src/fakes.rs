@@ -236,10 +236,17 @@ impl Detector for ColorBlobDetector {
 pub struct ColorEmbedder {
     /// Crops embedded so far.
     pub crops: Arc<AtomicU64>,
+    gate: Option<Arc<Gate>>,
     timings: EmbedTimings,
 }
 
 impl ColorEmbedder {
+    /// Waits at `gate` before every run.
+    pub fn with_gate(mut self, gate: Arc<Gate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
     /// The model tag every embedding of this embedder carries.
     pub const TAG: &'static str = "fake-color@000000000000";
 
@@ -294,6 +301,9 @@ impl Embedder for ColorEmbedder {
         crops: &[Crop<'_>],
         out: &mut Vec<Embedding>,
     ) -> Result<(), ReidError> {
+        if let Some(g) = &self.gate {
+            g.wait();
+        }
         out.clear();
         out.extend(crops.iter().map(|c| Self::mean_color(&c.frame, &c.bbox)));
         self.crops.fetch_add(crops.len() as u64, Ordering::SeqCst);

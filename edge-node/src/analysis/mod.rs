@@ -21,7 +21,7 @@ use crate::recorder::Recorder;
 use crate::sightings::{OpenTrack, MAX_SIGHTING};
 use crate::telemetry::CameraRegistry;
 use crate::telemetry::NodeMetrics;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vidar_pipeline::Frame;
@@ -78,11 +78,15 @@ struct Scratch {
 impl Analysis {
     /// Runs until `stop` is set, publishing stream statuses to `board` once a
     /// second; then ends every open track and flushes the recorder.
-    pub fn run_with_status(mut self, stop: &AtomicBool, board: &crate::telemetry::StatusBoard) {
+    pub fn run_with_status(
+        mut self,
+        stop: &vidar_runtime::Shutdown,
+        board: &crate::telemetry::StatusBoard,
+    ) {
         let mut s = Scratch::default();
         let mut published = Instant::now() - Duration::from_secs(2);
         self.publish_cameras();
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.is_triggered() {
             self.apply_controls();
             if published.elapsed() >= Duration::from_secs(1) {
                 published = Instant::now();

@@ -8,7 +8,7 @@ use super::*;
 use crate::cameras::FrameSource;
 use crate::telemetry::StatusBoard;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -112,7 +112,7 @@ impl Cam {
 
 /// A running analysis loop.
 struct Loop {
-    stop: Arc<AtomicBool>,
+    stop: vidar_runtime::Shutdown,
     thread: Option<std::thread::JoinHandle<()>>,
     control: Sender<Control>,
     registry: Arc<CameraRegistry>,
@@ -165,8 +165,8 @@ fn start(cams: Vec<CameraSlot>, interval: u32, gate: Option<Arc<Gate>>) -> Loop 
         registry: Arc::clone(&registry),
         tiles: None,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = Arc::clone(&stop);
+    let stop = vidar_runtime::Shutdown::new();
+    let s = stop.clone();
     let thread = std::thread::spawn(move || {
         analysis.run_with_status(&s, &StatusBoard::default());
     });
@@ -193,7 +193,7 @@ impl Loop {
 
     /// Stops the loop (every open track is recorded, the recorder flushed).
     fn finish(mut self) -> (Vec<vidar_store::Sighting>, PathBuf, tempfile::TempDir) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.trigger("test done");
         if let Some(t) = self.thread.take() {
             t.join().expect("analysis thread");
         }

@@ -43,7 +43,7 @@ use plans::PlanFollower;
 use services::{declare_service, reply, serve_query, serve_sync};
 use status::Reporter;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -86,7 +86,7 @@ pub struct Parts {
 /// The running cluster side; dropping it leaves the cluster (the liveliness
 /// token goes, so the master reassigns this node's cameras at once).
 pub struct Running {
-    stop: Arc<AtomicBool>,
+    stop: vidar_runtime::Shutdown,
     threads: Vec<std::thread::JoinHandle<()>>,
     // Declarations live as long as this value.
     _token: zenoh::liveliness::LivelinessToken,
@@ -104,7 +104,7 @@ impl std::fmt::Debug for Running {
 impl Running {
     /// Leaves the cluster: stops the threads, undeclares everything, closes the session.
     pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.trigger("leaving the cluster");
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -254,11 +254,11 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
         subscribers.push(sub);
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = vidar_runtime::Shutdown::new();
     let mut threads = Vec::new();
     {
         let sh = Arc::clone(&shared);
-        let stop = Arc::clone(&stop);
+        let stop = stop.clone();
         let follower = PlanFollower {
             shared: Arc::clone(&sh),
             cameras: HashMap::new(),
@@ -274,8 +274,9 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
     }
     {
         let sh = Arc::clone(&shared);
-        let stop = Arc::clone(&stop);
+        let stop = stop.clone();
         let reporter = Reporter {
+            inbox: parts.inbox.clone(),
             shared: sh,
             capacity: parts.capacity.clone(),
             registry: Arc::clone(&parts.registry),

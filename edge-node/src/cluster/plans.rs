@@ -8,7 +8,7 @@ use crate::config::EdgeConfig;
 use crate::recorder::Recorder;
 use anyhow::Result;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,9 +28,13 @@ pub(super) struct PlanFollower {
 }
 
 impl PlanFollower {
-    pub(super) fn run(mut self, rx: std::sync::mpsc::Receiver<Plan>, stop: &AtomicBool) {
+    pub(super) fn run(
+        mut self,
+        rx: std::sync::mpsc::Receiver<Plan>,
+        stop: &vidar_runtime::Shutdown,
+    ) {
         let mut asked = Instant::now() - Duration::from_secs(10);
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.is_triggered() {
             // Until a plan arrives, ask the master for the current one now and then.
             if self.shared.plan_version.load(Ordering::Relaxed) == 0
                 && asked.elapsed() >= Duration::from_secs(2)

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vidar_link::zenoh::{self, Wait};
-use vidar_link::{request, Garbage, Mode};
+use vidar_link::{Garbage, Mode};
 use vidar_protocol::messages::{IdentityAnnounce, ReidReply, ReidRequest};
 use vidar_protocol::{wire, CameraId, Keys, NodeId};
 
@@ -57,16 +57,26 @@ impl ClusterReid for ReidLink {
         }
     }
 
-    fn identify_remote(&self, to: &NodeId, req: &ReidRequest) -> Result<ReidReply, String> {
+    fn send_remote(
+        &self,
+        to: &NodeId,
+        req: &ReidRequest,
+        done: crate::identify::RemoteDone,
+    ) -> Result<(), String> {
         let key = self.0.keys.reid(to);
-        request::<ReidRequest, ReidReply>(
+        vidar_link::request_then::<ReidRequest, ReidReply>(
             &self.0.session,
             &key,
             req,
             self.0.reid_timeout,
-            &self.0.garbage,
+            Arc::clone(&self.0.garbage),
+            move |r| done(r.map_err(|e| e.to_string())),
         )
         .map_err(|e| e.to_string())
+    }
+
+    fn reply_within(&self) -> Duration {
+        self.0.reid_timeout
     }
 
     fn announce(&self, identity: &IdentityAnnounce) {

@@ -4,7 +4,7 @@ use super::shared::Shared;
 use crate::telemetry::CameraRegistry;
 use crate::telemetry::{NodeMetrics, StatusBoard};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vidar_link::zenoh::Wait;
@@ -14,6 +14,8 @@ use vidar_store::WriterHandle;
 
 /// Publishes the node's status.
 pub(super) struct Reporter {
+    /// The re-ID worker's inbox (its queue depth is reported).
+    pub(super) inbox: crate::identify::Inbox,
     pub(super) shared: Arc<Shared>,
     pub(super) capacity: NodeCapacity,
     pub(super) registry: Arc<CameraRegistry>,
@@ -28,7 +30,7 @@ pub(super) struct Reporter {
 }
 
 impl Reporter {
-    pub(super) fn run(mut self, stop: &AtomicBool) {
+    pub(super) fn run(mut self, stop: &vidar_runtime::Shutdown) {
         let key = self.shared.keys.status(&self.shared.node);
         let publisher = match self.shared.session.declare_publisher(key).wait() {
             Ok(p) => p,
@@ -42,7 +44,7 @@ impl Reporter {
             self.metrics.reid_inference.sum_seconds(),
             Instant::now(),
         );
-        while !stop.load(Ordering::Relaxed) {
+        loop {
             let status = self.status(&mut busy_last);
             match wire::encode(&status) {
                 Ok(bytes) => {
@@ -52,9 +54,8 @@ impl Reporter {
                 }
                 Err(e) => tracing::warn!(error = %e, "status not encodable"),
             }
-            let until = Instant::now() + self.every;
-            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(50));
+            if stop.wait_timeout(self.every) {
+                break;
             }
         }
     }
@@ -118,7 +119,7 @@ impl Reporter {
                 cameras,
                 detect_busy,
                 reid_busy,
-                reid_queue: 0,
+                reid_queue: u32::try_from(self.inbox.crops_waiting()).unwrap_or(u32::MAX),
                 records_last_seq: st.last_seq,
                 unsynced: st
                     .last_seq

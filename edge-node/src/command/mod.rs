@@ -8,8 +8,6 @@ pub mod query;
 pub mod run;
 
 use anyhow::{bail, Result};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// Sets up `tracing` to stderr: `human` or `json`, level from `RUST_LOG`
 /// (default `info`).
@@ -27,16 +25,9 @@ pub fn init_logging(format: &str) -> Result<()> {
     Ok(())
 }
 
-/// A flag set by SIGINT/SIGTERM.
-pub fn shutdown_flag() -> Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&flag))?;
-    }
-    Ok(flag)
-}
-
-/// Whether the shutdown flag is set.
-pub fn stopping(flag: &AtomicBool) -> bool {
-    flag.load(Ordering::Relaxed)
+/// The process's shutdown token, triggered by SIGINT/SIGTERM.
+pub fn shutdown_on_signals() -> Result<vidar_runtime::Shutdown> {
+    let shutdown = vidar_runtime::Shutdown::new();
+    shutdown.on_signals()?;
+    Ok(shutdown)
 }

@@ -55,7 +55,7 @@ pub fn run(args: ProbeArgs) -> Result<()> {
             age_ms: 0.0,
         });
     }
-    let stop = super::shutdown_flag()?;
+    let stop = super::shutdown_on_signals()?;
     let started = Instant::now();
     let mut out = std::io::stdout();
     if !args.json {
@@ -75,7 +75,7 @@ pub fn run(args: ProbeArgs) -> Result<()> {
         writeln!(out, "{header}  decoder / last error")?;
     }
     let mut tick = Instant::now();
-    while !super::stopping(&stop)
+    while !stop.is_triggered()
         && args
             .seconds
             .is_none_or(|s| started.elapsed() < Duration::from_secs(s))

@@ -31,6 +31,6 @@ pub fn run(args: RunArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let stop = super::shutdown_flag()?;
+    let stop = super::shutdown_on_signals()?;
     crate::node::run(config, stop, args.status_every)
 }

@@ -3,7 +3,7 @@
 
 use super::jobs::{ClusterReid, Identified, Job, RemoteJob, TrackCrop};
 use super::jobs::{INBOX, QUEUE};
-use super::worker::{TrackKey, Worker};
+use super::worker::{PostReply, TrackKey, Worker};
 use crate::recorder::Recorder;
 use crate::telemetry::NodeMetrics;
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce};
+use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce, ReidReply};
 use vidar_protocol::NodeId;
 use vidar_reid::{Embedder, Gallery};
 
@@ -24,6 +24,11 @@ pub(super) enum Input {
         last_ms: u64,
     },
     Remote(RemoteJob),
+    /// The answer to this worker's remote request `id`.
+    RemoteReply {
+        id: u64,
+        answer: Result<ReidReply, String>,
+    },
     Announce(IdentityAnnounce),
     Merge(MergeAnnounce),
     Stop,
@@ -34,14 +39,40 @@ pub(super) enum Input {
 pub struct Inbox {
     tx: SyncSender<Input>,
     metrics: Arc<NodeMetrics>,
+    /// Crops queued or being embedded (local and other nodes').
+    crops: Arc<AtomicUsize>,
+}
+
+/// Crops an input carries.
+fn crops_in(input: &Input) -> usize {
+    match input {
+        Input::Local(job) => job.tracks.len(),
+        Input::Remote(job) => job.request.crops.len(),
+        _ => 0,
+    }
 }
 
 impl Inbox {
+    /// Queues `input` if there is room, counting its crops.
+    #[allow(clippy::result_large_err)]
+    fn try_put(&self, input: Input) -> Result<(), TrySendError<Input>> {
+        let n = crops_in(&input);
+        self.crops.fetch_add(n, Ordering::Relaxed);
+        self.tx.try_send(input).inspect_err(|_| {
+            self.crops.fetch_sub(n, Ordering::Relaxed);
+        })
+    }
+
+    /// Crops waiting for re-ID on this node (queued or being embedded).
+    pub fn crops_waiting(&self) -> usize {
+        self.crops.load(Ordering::Relaxed)
+    }
+
     /// Queues `input`; when the worker is full (or gone) counts it and gives it back.
     // The input comes back whole so a remote job's reply can still be sent.
     #[allow(clippy::result_large_err)]
     fn send(&self, input: Input) -> Result<(), Input> {
-        self.tx.try_send(input).map_err(|e| {
+        self.try_put(input).map_err(|e| {
             self.metrics.inputs_dropped.fetch_add(1, Ordering::Relaxed);
             match e {
                 TrySendError::Full(i) | TrySendError::Disconnected(i) => i,
@@ -94,7 +125,22 @@ impl Identifier {
         let (out, results) = mpsc::channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let model = embedder.model_tag().to_owned();
+        let crops = Arc::new(AtomicUsize::new(0));
+        let inbox = Inbox {
+            tx,
+            metrics: Arc::clone(&metrics),
+            crops: Arc::clone(&crops),
+        };
+        // Remote answers come back as inputs: a full inbox drops one
+        // (counted) and its job is identified here at its deadline.
+        let own = inbox.clone();
+        let post_reply: PostReply = Arc::new(move |id, answer| {
+            let _ = own.send(Input::RemoteReply { id, answer });
+        });
         let mut worker = Worker {
+            remote: HashMap::new(),
+            next_request: 0,
+            post_reply,
             embedder,
             model,
             tracks: HashMap::new(),
@@ -107,10 +153,21 @@ impl Identifier {
             pending: Arc::clone(&pending),
             node,
         };
+        let waiting = Arc::clone(&crops);
         let thread = std::thread::Builder::new()
             .name("reid".into())
-            .spawn(move || {
-                while let Ok(input) = rx.recv() {
+            .spawn(move || loop {
+                // Wakes now and then to give up on overdue remote answers.
+                let input = match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                    Ok(i) => i,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        worker.expire_remote(&out);
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                };
+                {
+                    let n = crops_in(&input);
                     match input {
                         Input::Local(job) => {
                             worker.identify(job, &out);
@@ -122,16 +179,26 @@ impl Identifier {
                             last_ms,
                         } => worker.ended(TrackKey::Local(camera, track), Some(last_ms)),
                         Input::Remote(job) => worker.serve(job),
+                        Input::RemoteReply { id, answer } => worker.remote_reply(id, answer, &out),
                         Input::Announce(a) => worker.replica(a),
                         Input::Merge(m) => {
                             worker.gallery.merge(m.from, m.into);
                         }
-                        Input::Stop => break,
+                        Input::Stop => {
+                            // Parked jobs are identified here: nothing waits on a reply.
+                            let ids: Vec<u64> = worker.remote.keys().copied().collect();
+                            for id in ids {
+                                worker.remote_reply(id, Err("stopping".into()), &out);
+                            }
+                            break;
+                        }
                     }
+                    waiting.fetch_sub(n, Ordering::Relaxed);
+                    worker.expire_remote(&out);
                 }
             })?;
         Ok(Identifier {
-            inbox: Inbox { tx, metrics },
+            inbox,
             pending,
             results,
             thread: Some(thread),
@@ -155,7 +222,7 @@ impl Identifier {
     /// Hands over the track ends the inbox could not take before.
     pub fn flush_ended(&mut self) {
         while let Some(&(camera, track, last_ms)) = self.ended.first() {
-            let sent = self.inbox.tx.try_send(Input::Ended {
+            let sent = self.inbox.try_put(Input::Ended {
                 camera,
                 track,
                 last_ms,
@@ -174,7 +241,7 @@ impl Identifier {
             return Some(job.tracks);
         }
         self.pending.fetch_add(1, Ordering::Relaxed);
-        match self.inbox.tx.try_send(Input::Local(job)) {
+        match self.inbox.try_put(Input::Local(job)) {
             Ok(()) => None,
             Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => {
                 self.pending.fetch_sub(1, Ordering::Relaxed);
@@ -200,5 +267,274 @@ impl Identifier {
             }
         }
         self.results.try_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identify::{Job, TrackCrop};
+    use std::time::{Duration, SystemTime};
+    use vidar_pipeline::Frame;
+    use vidar_protocol::{BBox, CameraId};
+    use vidar_reid::GalleryConfig;
+    use vidar_testkit::fakes::{draw, ColorEmbedder, Figure, Gate};
+
+    #[test]
+    fn the_inbox_reports_the_crops_waiting_for_re_id() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let node = NodeId::new("n1").expect("id");
+        let metrics = Arc::new(NodeMetrics::default());
+        let rec = Recorder::open(&dir.path().join("e.db"), &node, Arc::clone(&metrics))
+            .expect("recorder");
+        let gate = Gate::closed();
+        let embedder = ColorEmbedder::default().with_gate(Arc::clone(&gate));
+        let gallery =
+            Gallery::with_model(GalleryConfig::default(), ColorEmbedder::TAG).expect("gallery");
+        let mut id = Identifier::spawn(
+            node,
+            Box::new(embedder),
+            gallery,
+            rec.share(),
+            metrics,
+            false,
+            None,
+        )
+        .expect("worker");
+        let inbox = id.inbox();
+        assert_eq!(inbox.crops_waiting(), 0);
+        let figures: Vec<Figure> = (0..3)
+            .map(|k| Figure {
+                color: [200, 40 + 60 * k as u8, 40],
+                bbox: BBox {
+                    x: 10.0 + 60.0 * k as f32,
+                    y: 20.0,
+                    w: 40.0,
+                    h: 100.0,
+                },
+            })
+            .collect();
+        let px = draw(240, 160, 0, &figures);
+        let frame = Frame::from_rgb(
+            CameraId::new("c").expect("id"),
+            0,
+            SystemTime::now(),
+            240,
+            160,
+            px,
+        )
+        .expect("frame");
+        let tracks = figures
+            .iter()
+            .enumerate()
+            .map(|(k, f)| TrackCrop {
+                track: k as u64,
+                bbox: f.bbox,
+                quality: 0.9,
+                first_ms: 0,
+                decide: false,
+            })
+            .collect();
+        assert!(
+            id.offer(Job {
+                camera: 0,
+                frame,
+                tracks
+            })
+            .is_none(),
+            "taken"
+        );
+        // Held at the embedder: three crops wait.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(inbox.crops_waiting(), 3);
+        gate.open();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while inbox.crops_waiting() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still {}",
+                inbox.crops_waiting()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        id.finish();
+    }
+
+    /// A cluster of two workers in one process: each sends its crops to the
+    /// other's service, the way the zenoh queryable hands them over.
+    struct Loopback {
+        node: NodeId,
+        to: NodeId,
+        peer: Arc<std::sync::Mutex<Option<Inbox>>>,
+    }
+
+    impl ClusterReid for Loopback {
+        fn node(&self) -> &NodeId {
+            &self.node
+        }
+        fn remote_for(&self, _camera: &CameraId) -> Option<NodeId> {
+            Some(self.to.clone())
+        }
+        fn take_bandwidth(&self, _to: &NodeId, _bytes: usize) -> bool {
+            true
+        }
+        fn send_remote(
+            &self,
+            _to: &NodeId,
+            request: &vidar_protocol::messages::ReidRequest,
+            done: crate::identify::RemoteDone,
+        ) -> Result<(), String> {
+            let inbox = self
+                .peer
+                .lock()
+                .unwrap()
+                .clone()
+                .ok_or_else(|| "no peer".to_string())?;
+            let job = RemoteJob {
+                request: request.clone(),
+                reply: Box::new(move |r| done(Ok(r))),
+            };
+            inbox.remote(job).map_err(|_| "peer busy".to_string())
+        }
+        fn reply_within(&self) -> Duration {
+            Duration::from_secs(5)
+        }
+        fn announce(&self, _identity: &vidar_protocol::messages::IdentityAnnounce) {}
+    }
+
+    fn worker(
+        name: &str,
+        peer_name: &str,
+        dir: &std::path::Path,
+    ) -> (
+        Identifier,
+        Arc<NodeMetrics>,
+        Arc<std::sync::Mutex<Option<Inbox>>>,
+    ) {
+        let node = NodeId::new(name).expect("id");
+        let metrics = Arc::new(NodeMetrics::default());
+        let rec = Recorder::open(&dir.join(format!("{name}.db")), &node, Arc::clone(&metrics))
+            .expect("recorder");
+        let cfg = GalleryConfig {
+            node_prefix: if name == "a" { 1 } else { 2 },
+            ..GalleryConfig::default()
+        };
+        let gallery = Gallery::with_model(cfg, ColorEmbedder::TAG).expect("gallery");
+        let peer = Arc::new(std::sync::Mutex::new(None));
+        let link = Loopback {
+            node: node.clone(),
+            to: NodeId::new(peer_name).expect("id"),
+            peer: Arc::clone(&peer),
+        };
+        let id = Identifier::spawn(
+            node,
+            Box::new(ColorEmbedder::default()),
+            gallery,
+            rec.share(),
+            Arc::clone(&metrics),
+            false,
+            Some(Box::new(link)),
+        )
+        .expect("worker");
+        (id, metrics, peer)
+    }
+
+    #[test]
+    fn two_nodes_offloading_to_each_other_at_full_rate_do_not_stall() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut a, ma, peer_of_a) = worker("a", "b", dir.path());
+        let (mut b, mb, peer_of_b) = worker("b", "a", dir.path());
+        *peer_of_a.lock().unwrap() = Some(b.inbox());
+        *peer_of_b.lock().unwrap() = Some(a.inbox());
+        const JOBS: u64 = 40;
+        let frame = |k: u64| {
+            let figures = [
+                Figure {
+                    color: [220, 40, 40],
+                    bbox: BBox {
+                        x: 10.0,
+                        y: 20.0,
+                        w: 40.0,
+                        h: 100.0,
+                    },
+                },
+                Figure {
+                    color: [40, 40, 220],
+                    bbox: BBox {
+                        x: 120.0,
+                        y: 20.0,
+                        w: 40.0,
+                        h: 100.0,
+                    },
+                },
+            ];
+            let px = draw(240, 160, k as u32, &figures);
+            let f = Frame::from_rgb(
+                CameraId::new("c").expect("id"),
+                k,
+                SystemTime::now(),
+                240,
+                160,
+                px,
+            )
+            .expect("frame");
+            let tracks = figures
+                .iter()
+                .enumerate()
+                .map(|(t, fig)| TrackCrop {
+                    track: k * 2 + t as u64,
+                    bbox: fig.bbox,
+                    quality: 0.9,
+                    first_ms: 0,
+                    decide: true,
+                })
+                .collect();
+            Job {
+                camera: 0,
+                frame: f,
+                tracks,
+            }
+        };
+        let started = std::time::Instant::now();
+        let deadline = started + Duration::from_secs(20);
+        let (mut done_a, mut done_b) = (0u64, 0u64);
+        let (mut sent_a, mut sent_b) = (0u64, 0u64);
+        while done_a < 2 * JOBS || done_b < 2 * JOBS {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "stalled: a {done_a}/{} b {done_b}/{} answered",
+                2 * JOBS,
+                2 * JOBS
+            );
+            // Full rate: offer a job to each whenever it takes one.
+            if sent_a < JOBS && a.offer(frame(sent_a)).is_none() {
+                sent_a += 1;
+            }
+            if sent_b < JOBS && b.offer(frame(sent_b)).is_none() {
+                sent_b += 1;
+            }
+            done_a += a.results().count() as u64;
+            done_b += b.results().count() as u64;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let took = started.elapsed();
+        for (name, m) in [("a", &ma), ("b", &mb)] {
+            assert_eq!(
+                m.remote_failures.load(Ordering::SeqCst),
+                0,
+                "{name}: no request failed"
+            );
+            // Both really offloaded to each other (beyond MAX_REMOTE_IN_FLIGHT
+            // requests at once a job is identified locally, by design).
+            let served = m.crops_served.load(Ordering::SeqCst);
+            assert!(
+                served >= JOBS,
+                "{name}: served only {served} of the other's crops"
+            );
+        }
+        // Far below one reply timeout (5 s): nobody waited on anybody.
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        a.finish();
+        b.finish();
     }
 }

@@ -57,6 +57,9 @@ impl std::fmt::Debug for RemoteJob {
     }
 }
 
+/// Receives the answer to a remote re-ID request.
+pub type RemoteDone = Box<dyn FnOnce(Result<ReidReply, String>) + Send>;
+
 /// What the cluster gives the re-ID worker (implemented over zenoh in
 /// `cluster.rs`; absent on a single node).
 pub trait ClusterReid: Send {
@@ -68,8 +71,17 @@ pub trait ClusterReid: Send {
     /// Takes `bytes` from the bandwidth share towards `to`; false when the
     /// share is used up for now.
     fn take_bandwidth(&self, to: &NodeId, bytes: usize) -> bool;
-    /// Asks `to` to identify the crops.
-    fn identify_remote(&self, to: &NodeId, request: &ReidRequest) -> Result<ReidReply, String>;
+    /// Asks `to` to identify the crops and returns at once: `done` gets the
+    /// reply, or why there is none, exactly once, on another thread, within
+    /// [`ClusterReid::reply_within`]. Err: the request could not be sent.
+    fn send_remote(
+        &self,
+        to: &NodeId,
+        request: &ReidRequest,
+        done: RemoteDone,
+    ) -> Result<(), String>;
+    /// The longest a remote request waits for its reply.
+    fn reply_within(&self) -> std::time::Duration;
     /// Tells every node about an identity minted here.
     fn announce(&self, identity: &IdentityAnnounce);
 }
@@ -91,3 +103,6 @@ pub(super) const INBOX: usize = 256;
 /// Longest side of a crop sent to another node, pixels (the embedder's input
 /// is smaller; this keeps detail for it while bounding bandwidth).
 pub const REMOTE_CROP_SIDE: u32 = 160;
+/// Jobs whose crops are at another node's service at once; more are
+/// identified here.
+pub(super) const MAX_REMOTE_IN_FLIGHT: usize = 8;

@@ -30,6 +30,6 @@ mod remote;
 mod worker;
 
 pub use handle::{Identifier, Inbox};
-pub use jobs::{ClusterReid, Identified, Job, RemoteJob, TrackCrop};
+pub use jobs::{ClusterReid, Identified, Job, RemoteDone, RemoteJob, TrackCrop};
 
 pub use jobs::{MIN_CROPS, QUEUE, REMOTE_CROP_SIDE};

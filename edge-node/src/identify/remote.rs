@@ -1,12 +1,13 @@
 //! The re-ID worker's cluster side: crops sent to another node's service,
 //! other nodes' crops served here, and the replica of their identities.
 
-use super::jobs::{Identified, Job, RemoteJob};
+use super::jobs::{Identified, Job, RemoteDone, RemoteJob, MAX_REMOTE_IN_FLIGHT};
 use super::jobs::{REMOTE_CROP_SIDE, REMOTE_DECIDE_AFTER_MS};
-use super::worker::{TrackKey, Worker};
+use super::worker::{Parked, TrackKey, Worker};
 use crate::media::{crop_jpeg, decode_crop, jpeg_size, snapshot_jpeg};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self};
+use std::time::{Duration, Instant};
 use vidar_detectors::RgbFrame;
 use vidar_protocol::messages::{
     Crop as WireCrop, CropEncoding, IdentityAnnounce, ReidAnswer, ReidReply, ReidRequest,
@@ -16,25 +17,30 @@ use vidar_reid::{Crop, Embedding, Identity, Origin};
 
 impl Worker {
     /// When the plan sends this camera's crops to another node: sends them
-    /// and reports the answers; false when they must be identified here
-    /// (no such plan, share used up, or the request failed).
-    pub(super) fn identify_elsewhere(
-        &mut self,
-        job: &Job,
-        frame: &RgbFrame<'_>,
-        now: u64,
-        out: &mpsc::Sender<Identified>,
-    ) -> bool {
+    /// and parks the job until the answer comes back as an input
+    /// ([`Worker::remote_reply`]); the worker goes on meanwhile. Gives the job
+    /// back when it must be identified here (no such plan, share used up,
+    /// too many requests in flight, or the request could not be sent).
+    #[allow(clippy::result_large_err)]
+    pub(super) fn send_elsewhere(&mut self, job: Job) -> Result<(), Job> {
         let Some(cluster) = &self.cluster else {
-            return false;
+            return Err(job);
         };
         let camera = &job.frame.camera;
         let Some(to) = cluster.remote_for(camera) else {
-            return false;
+            return Err(job);
         };
+        if self.remote.len() >= MAX_REMOTE_IN_FLIGHT {
+            return Err(job);
+        }
+        let f = &job.frame;
+        let Ok(frame) = RgbFrame::new(f.width, f.height, f.stride, f.pixels()) else {
+            return Err(job);
+        };
+        let now = crate::clock::ms_of(f.capture_time);
         let mut crops = Vec::with_capacity(job.tracks.len());
         for t in &job.tracks {
-            let Some(jpeg) = crop_jpeg(frame, &t.bbox, REMOTE_CROP_SIDE, 90) else {
+            let Some(jpeg) = crop_jpeg(&frame, &t.bbox, REMOTE_CROP_SIDE, 90) else {
                 continue;
             };
             let (w, h) = jpeg_size(&t.bbox, REMOTE_CROP_SIDE);
@@ -49,21 +55,51 @@ impl Worker {
             });
         }
         if crops.is_empty() {
-            return false;
+            return Err(job);
         }
         let bytes: usize = crops.iter().map(|c| c.data.len()).sum();
         if !cluster.take_bandwidth(&to, bytes) {
             self.metrics
                 .crops_throttled
                 .fetch_add(crops.len() as u64, Ordering::Relaxed);
-            return false;
+            return Err(job);
         }
+        self.next_request = self.next_request.wrapping_add(1);
+        let id = self.next_request;
         let request = ReidRequest {
             from: cluster.node().clone(),
-            request_id: job.frame.seq,
+            request_id: id,
             crops,
         };
-        match cluster.identify_remote(&to, &request) {
+        let post = std::sync::Arc::clone(&self.post_reply);
+        let done: RemoteDone = Box::new(move |r| post(id, r));
+        // A second past the transport's own timeout: the reply (or its
+        // timeout) always comes first; this only guards against a lost one.
+        let deadline = Instant::now() + cluster.reply_within() + Duration::from_secs(1);
+        match cluster.send_remote(&to, &request, done) {
+            Ok(()) => {
+                self.remote.insert(id, Parked { job, to, deadline });
+                Ok(())
+            }
+            Err(e) => {
+                self.remote_failed(&to, &e);
+                Err(job)
+            }
+        }
+    }
+
+    /// The answer to remote request `id`: the tracks' identities, or, when
+    /// it failed, the job identified here.
+    pub(super) fn remote_reply(
+        &mut self,
+        id: u64,
+        answer: Result<ReidReply, String>,
+        out: &mpsc::Sender<Identified>,
+    ) {
+        let Some(Parked { job, to, .. }) = self.remote.remove(&id) else {
+            return; // expired already
+        };
+        match answer {
             Ok(reply) if reply.error.is_none() => {
                 self.metrics
                     .crops_remote
@@ -80,16 +116,32 @@ impl Worker {
                         identity,
                     });
                 }
-                true
             }
             Ok(reply) => {
                 self.remote_failed(&to, reply.error.as_deref().unwrap_or("refused"));
-                false
+                self.identify_here(job, out);
             }
             Err(e) => {
                 self.remote_failed(&to, &e);
-                false
+                self.identify_here(job, out);
             }
+        }
+    }
+
+    /// Identifies here the parked jobs whose answer is overdue.
+    pub(super) fn expire_remote(&mut self, out: &mpsc::Sender<Identified>) {
+        if self.remote.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let overdue: Vec<u64> = self
+            .remote
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in overdue {
+            self.remote_reply(id, Err("no reply in time".into()), out);
         }
     }
 

@@ -60,10 +60,38 @@ pub(super) struct Worker {
     pub(super) cluster: Option<Box<dyn ClusterReid>>,
     pub(super) pending: Arc<AtomicUsize>,
     pub(super) node: NodeId,
+    /// Jobs whose crops are at another node, by request id.
+    pub(super) remote: HashMap<u64, Parked>,
+    /// Id of the last remote request.
+    pub(super) next_request: u64,
+    /// Posts a remote answer back to this worker's inbox.
+    pub(super) post_reply: PostReply,
+}
+
+/// Posts the answer to remote request `id` to the worker's inbox.
+pub(super) type PostReply =
+    Arc<dyn Fn(u64, Result<vidar_protocol::messages::ReidReply, String>) + Send + Sync>;
+
+/// A job whose crops are at another node's re-ID service.
+pub(super) struct Parked {
+    /// The job, identified here if the answer fails.
+    pub(super) job: Job,
+    /// The node asked.
+    pub(super) to: NodeId,
+    /// When to stop waiting.
+    pub(super) deadline: std::time::Instant,
 }
 
 impl Worker {
+    /// Identifies a job's crops: at the node the plan names, or here.
     pub(super) fn identify(&mut self, job: Job, out: &mpsc::Sender<Identified>) {
+        if let Err(job) = self.send_elsewhere(job) {
+            self.identify_here(job, out);
+        }
+    }
+
+    /// Embeds a job's crops here and decides their tracks' identities.
+    pub(super) fn identify_here(&mut self, job: Job, out: &mpsc::Sender<Identified>) {
         let f = &job.frame;
         let Ok(frame) = RgbFrame::new(f.width, f.height, f.stride, f.pixels()) else {
             self.metrics.errors.fetch_add(1, Ordering::Relaxed);
@@ -71,9 +99,6 @@ impl Worker {
         };
         let camera = f.camera.clone();
         let now = crate::clock::ms_of(f.capture_time);
-        if self.identify_elsewhere(&job, &frame, now, out) {
-            return;
-        }
         let crops: Vec<Crop<'_>> = job
             .tracks
             .iter()

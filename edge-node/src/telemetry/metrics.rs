@@ -1,16 +1,13 @@
-//! Prometheus metrics and health for the edge node: named counters, gauges
-//! and latency histograms, rendered in the text exposition format and served
-//! over a minimal HTTP/1.1 endpoint (`/metrics`, `/healthz`) on its own thread.
+//! Metric values of the edge node: named counters, gauges and latency
+//! histograms, rendered in the Prometheus text exposition format (served by
+//! [`super::server`]).
 //!
 //! Updating a metric is a relaxed atomic operation: no lock, no allocation,
 //! so the per-frame path can afford it.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Histogram bucket upper bounds, seconds (1 ms .. 10 s).
@@ -207,7 +204,7 @@ pub struct NodeMetrics {
     /// Pre-processing time per detector run.
     pub preprocess: Histogram,
     /// Records committed to the local database.
-    pub records_written: AtomicU64,
+    pub records_submitted: AtomicU64,
     /// Identities minted.
     pub identities: AtomicU64,
     /// Crops embedded.
@@ -238,111 +235,6 @@ pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 /// Renders a histogram family with labels.
 pub fn render_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
     h.render(out, name, labels);
-}
-
-/// The metrics HTTP endpoint. Dropping it stops the server.
-#[derive(Debug)]
-pub struct MetricsServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl MetricsServer {
-    /// Binds `addr` and serves `/metrics` from `render` and `/healthz` from `healthy`.
-    pub fn start(
-        addr: &str,
-        render: Render,
-        healthy: Arc<dyn Fn() -> bool + Send + Sync>,
-    ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let st = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("metrics-http".into())
-            .spawn(move || {
-                while !st.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((conn, _)) => serve(conn, &render, &healthy),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(50))
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "metrics accept failed");
-                            std::thread::sleep(Duration::from_millis(200));
-                        }
-                    }
-                }
-            })?;
-        Ok(MetricsServer {
-            addr,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Longest request head accepted, bytes.
-const MAX_REQUEST: usize = 8192;
-
-fn serve(mut conn: TcpStream, render: &Render, healthy: &Arc<dyn Fn() -> bool + Send + Sync>) {
-    let _ = conn.set_nonblocking(false);
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
-    let mut buf = [0u8; MAX_REQUEST];
-    let mut len = 0;
-    // Read until the end of the request head, a full buffer, or a timeout.
-    while len < buf.len() {
-        match conn.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => {
-                len += n;
-                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    let head = String::from_utf8_lossy(&buf[..len]);
-    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, ctype, body) = match (method, path.split('?').next().unwrap_or("")) {
-        ("GET", "/metrics") => {
-            let mut out = String::with_capacity(16 * 1024);
-            render(&mut out);
-            ("200 OK", "text/plain; version=0.0.4", out)
-        }
-        ("GET", "/healthz") if healthy() => ("200 OK", "text/plain", "ok\n".to_string()),
-        ("GET", "/healthz") => (
-            "503 Service Unavailable",
-            "text/plain",
-            "unhealthy\n".to_string(),
-        ),
-        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        _ => ("400 Bad Request", "text/plain", "bad request\n".to_string()),
-    };
-    let _ = write!(
-        conn,
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
 }
 
 #[cfg(test)]
@@ -380,28 +272,5 @@ mod tests {
         let pts: Vec<_> = s.iter().map(|x| x.pts.map(|p| p.as_millis())).collect();
         assert_eq!(pts, vec![Some(300), Some(400), None]);
         assert!(s.windows(2).all(|w| w[0].at <= w[1].at));
-    }
-
-    #[test]
-    fn serves_metrics_health_and_refuses_junk() {
-        let render: Render = Arc::new(|out: &mut String| out.push_str("vidar_up 1\n"));
-        let healthy: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(|| true);
-        let server = MetricsServer::start("127.0.0.1:0", render, healthy).expect("bind");
-        let get = |req: &[u8]| {
-            let mut c = TcpStream::connect(server.addr()).expect("connect");
-            c.write_all(req).expect("write");
-            let mut s = String::new();
-            let _ = c.read_to_string(&mut s);
-            s
-        };
-        let r = get(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert!(
-            r.starts_with("HTTP/1.1 200") && r.ends_with("vidar_up 1\n"),
-            "{r}"
-        );
-        assert!(get(b"GET /healthz HTTP/1.1\r\n\r\n").contains("ok"));
-        assert!(get(b"GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
-        assert!(get(b"\x00\x01garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
-        assert!(get(&[b'A'; 20000]).starts_with("HTTP/1.1 400"));
     }
 }

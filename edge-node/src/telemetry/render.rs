@@ -15,6 +15,12 @@ pub fn render_store(
     let st = store.stats();
     for (name, kind, help, v) in [
         (
+            "vidar_records_written_total",
+            "counter",
+            "Records committed to the local database.",
+            st.records,
+        ),
+        (
             "vidar_store_records_committed_total",
             "counter",
             "Records committed by the database writer.",
@@ -170,9 +176,9 @@ pub fn render_node(
     }
     for (name, help, v) in [
         (
-            "vidar_records_written_total",
-            "Records committed to the local database.",
-            &nm.records_written,
+            "vidar_records_submitted_total",
+            "Records handed to the database writer (committed: vidar_records_written_total).",
+            &nm.records_submitted,
         ),
         (
             "vidar_identities_total",

@@ -65,7 +65,7 @@ impl Summary {
             line,
             "identities {} records {}",
             self.node.identities.load(Ordering::Relaxed),
-            self.node.records_written.load(Ordering::Relaxed)
+            self.node.records_submitted.load(Ordering::Relaxed)
         );
         line
     }

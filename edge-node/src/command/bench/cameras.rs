@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vidar_protocol::StreamState;
@@ -180,14 +180,14 @@ fn run_vidar(args: &CamerasBenchArgs, port: u16, interval: u32) -> Result<Figure
             .push((slot.source.camera().clone(), Arc::clone(&slot.metrics)));
     }
     let (statuses, cams) = (Arc::clone(&built.statuses), built.cameras.clone());
-    let stop = Arc::new(AtomicBool::new(false));
-    let (st, board) = (Arc::clone(&stop), Arc::clone(&statuses));
+    let stop = vidar_runtime::Shutdown::new();
+    let (st, board) = (stop.clone(), Arc::clone(&statuses));
     let analysis = built.analysis;
     let worker = std::thread::Builder::new()
         .name("analysis".into())
         .spawn(move || analysis.run_with_status(&st, &board))?;
     let result = measure_vidar(args, &statuses, &cams);
-    stop.store(true, Ordering::Relaxed);
+    stop.trigger("benchmark done");
     worker
         .join()
         .map_err(|_| anyhow::anyhow!("analysis panicked"))?;

@@ -10,7 +10,7 @@ use crate::node;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vidar_models::{ModelStore, RuntimeConfig, SessionFactory};
@@ -118,8 +118,8 @@ pub fn pipeline(args: PipelineBenchArgs) -> Result<()> {
         built.cameras.clone(),
         Arc::clone(&built.metrics),
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let st = Arc::clone(&stop);
+    let stop = vidar_runtime::Shutdown::new();
+    let st = stop.clone();
     let board = Arc::clone(&statuses);
     let t0 = Instant::now();
     let worker = std::thread::spawn(move || built.analysis.run_with_status(&st, &board));
@@ -140,7 +140,7 @@ pub fn pipeline(args: PipelineBenchArgs) -> Result<()> {
             anyhow::bail!("pipeline did not finish in 30 min");
         }
     };
-    stop.store(true, Ordering::Relaxed);
+    stop.trigger("benchmark done");
     worker
         .join()
         .map_err(|_| anyhow::anyhow!("analysis panicked"))?;
@@ -205,8 +205,8 @@ pub fn pipeline(args: PipelineBenchArgs) -> Result<()> {
         metrics.crops.load(Ordering::Relaxed)
     );
     println!(
-        "| records written | {} |",
-        metrics.records_written.load(Ordering::Relaxed)
+        "| records submitted | {} |",
+        metrics.records_submitted.load(Ordering::Relaxed)
     );
     Ok(())
 }

@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use vidar_protocol::CameraId;
@@ -205,8 +205,8 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
     let built = node::build(&config)?;
     let cams = built.cameras.clone();
     let statuses = Arc::clone(&built.statuses);
-    let stop = Arc::new(AtomicBool::new(false));
-    let st = Arc::clone(&stop);
+    let stop = vidar_runtime::Shutdown::new();
+    let st = stop.clone();
     let analysis = built.analysis;
     let start_ms = ms(SystemTime::now());
     let worker = std::thread::Builder::new()
@@ -217,7 +217,7 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
         std::thread::sleep(Duration::from_millis(200));
     }
     let end_ms = ms(SystemTime::now());
-    stop.store(true, Ordering::Relaxed);
+    stop.trigger("benchmark done");
     worker
         .join()
         .map_err(|_| anyhow::anyhow!("analysis panicked"))?;

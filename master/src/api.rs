@@ -103,8 +103,8 @@ pub fn router(state: Arc<ApiContext>) -> Router {
 /// cookie on a cross-origin request that changes state is a 403 too. The
 /// [`Principal`](crate::ui::auth::Principal) is left in the request's extensions.
 pub async fn authenticate(State(ctx): Ctx, mut req: Request, next: Next) -> Response {
+    use crate::config::Role;
     use crate::ui::auth::Via;
-    use crate::ui::config::Role;
     let Some(who) = ctx.ui.auth.principal(req.headers()) else {
         let body = json!({ "error": "authentication required: log in at /login or send Authorization: Bearer TOKEN", "parameter": null });
         return (

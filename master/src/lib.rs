@@ -11,9 +11,11 @@
 //! (that is [`planner`]'s).
 
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod membership;
 pub mod merges;
+pub mod password;
 #[allow(dead_code)]
 pub mod planner;
 pub mod plans;
@@ -31,15 +33,8 @@ use vidar_link::zenoh::{self, Wait};
 use vidar_link::{Garbage, Mode};
 use vidar_store::{Writer, WriterConfig};
 
+pub use clock::now_ms;
 pub use config::{ConfigError, MasterConfig};
-
-/// Milliseconds since the Unix epoch, now (0 if the clock is before 1970).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
 
 /// Why the master could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]

@@ -24,8 +24,8 @@ use vidar_link::zenoh::{self, Wait};
 use vidar_protocol::messages::{BandwidthShare, NodeStatus, Plan, StreamAssignment};
 use vidar_protocol::{wire, Keys, NodeId, StreamState};
 
+use crate::clock::now_ms;
 use crate::membership::Membership;
-use crate::now_ms;
 use crate::planner::{self, NodeView, PlanOutput, SiteCamera};
 
 /// How long after a membership change the planner waits for more changes.

@@ -184,7 +184,7 @@ impl FloorPlan {
 fn read_image(path: &FsPath) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(path)
         .map_err(|e| format!("floor_plan.image: reading {}: {e}", path.display()))?;
-    if bytes.len() as u64 > super::config::MAX_FLOOR_PLAN_BYTES {
+    if bytes.len() as u64 > crate::config::web::MAX_FLOOR_PLAN_BYTES {
         return Err(format!("floor_plan.image: {} is too large", path.display()));
     }
     Ok(bytes)

@@ -8,7 +8,6 @@
 //! and anything not from the master itself.
 
 pub mod auth;
-pub mod config;
 pub mod export;
 pub mod tiles;
 pub mod tls;
@@ -28,7 +27,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::{self, ApiContext};
-use crate::MasterConfig;
+use crate::config::MasterConfig;
 
 const INDEX_HTML: &str = include_str!("../../ui/index.html");
 const LOGIN_HTML: &str = include_str!("../../ui/login.html");

@@ -141,7 +141,7 @@ impl Tiles {
                     identity: b.identity,
                 })
                 .collect(),
-            received_ms: crate::now_ms(),
+            received_ms: crate::clock::now_ms(),
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             stale: false,
             has_image: !tile.jpeg.is_empty(),

@@ -10,17 +10,18 @@
 //! an edge's database (only its queryables) nor compute placements itself
 //! (that is [`planner`]'s).
 
-pub mod api;
 pub mod clock;
 pub mod config;
+pub mod http;
 pub mod membership;
 pub mod merges;
 pub mod password;
 #[allow(dead_code)]
 pub mod planner;
 pub mod plans;
+pub mod query;
 pub mod sync;
-pub mod ui;
+pub mod tiles;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -103,7 +104,7 @@ pub struct Master {
     http_addr: SocketAddr,
     writer: Option<Writer>,
     session: zenoh::Session,
-    context: Arc<api::ApiContext>,
+    context: Arc<http::ApiContext>,
 }
 
 impl Master {
@@ -131,10 +132,10 @@ impl Master {
                 dir.display()
             )))?;
         }
-        let ui = ui::UiState::build(config).map_err(MasterError::Config)?;
+        let ui = http::UiState::build(config).map_err(MasterError::Config)?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(Arc::new(
-                ui::tls::server_config(cert, key).map_err(MasterError::Config)?,
+                http::listen::server_config(cert, key).map_err(MasterError::Config)?,
             )),
             _ => None,
         };
@@ -196,9 +197,9 @@ impl Master {
         .map_err(zerr("starting the merge service"))?;
         threads.push(("merges", merge_thread));
 
-        let tiles_feed = ui::tiles::attach(&session, &keys, &ui.tiles, &garbage)
+        let tiles_feed = tiles::attach(&session, &keys, &ui.tiles, &garbage)
             .map_err(zerr("subscribing to camera tiles"))?;
-        let context = Arc::new(api::ApiContext {
+        let context = Arc::new(http::ApiContext {
             database: config.database.clone(),
             session: session.clone(),
             keys,
@@ -208,7 +209,7 @@ impl Master {
             merges: merge_counters,
             garbage,
             writer: writer.handle(),
-            edge_timeout: api::EDGE_TIMEOUT,
+            edge_timeout: http::EDGE_TIMEOUT,
             ui,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -224,16 +225,16 @@ impl Master {
             .local_addr()
             .map_err(ioerr("reading the HTTP address"))?;
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = ui::app(context.clone());
+        let app = http::app(context.clone());
         let stopping = async move {
             let _ = stopped.await;
         };
         let http_task = match tls {
             Some(tls) => {
                 let _enter = runtime.enter();
-                let listener = ui::tls::TlsListener::new(listener, tls)
+                let listener = http::listen::TlsListener::new(listener, tls)
                     .map_err(ioerr("starting the TLS listener"))?;
-                let app = app.into_make_service_with_connect_info::<ui::PeerAddr>();
+                let app = app.into_make_service_with_connect_info::<http::listen::PeerAddr>();
                 runtime.spawn(async move {
                     axum::serve(listener, app)
                         .with_graceful_shutdown(stopping)
@@ -241,7 +242,7 @@ impl Master {
                 })
             }
             None => {
-                let app = app.into_make_service_with_connect_info::<ui::PeerAddr>();
+                let app = app.into_make_service_with_connect_info::<http::listen::PeerAddr>();
                 runtime.spawn(async move {
                     axum::serve(listener, app)
                         .with_graceful_shutdown(stopping)
@@ -278,7 +279,7 @@ impl Master {
     }
 
     /// The state the API serves (membership, plans, sync...).
-    pub fn context(&self) -> &Arc<api::ApiContext> {
+    pub fn context(&self) -> &Arc<http::ApiContext> {
         &self.context
     }
 

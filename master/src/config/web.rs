@@ -2,7 +2,7 @@
 //! bearer tokens, sessions, TLS and the floor plan, with their validation.
 //!
 //! This module only parses and checks (no file is opened except to see that
-//! the TLS and floor plan files exist); [`crate::ui::UiState::build`] turns a
+//! the TLS and floor plan files exist); [`crate::http::UiState::build`] turns a
 //! valid config into the running pieces.
 
 use std::net::SocketAddr;

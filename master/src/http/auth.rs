@@ -5,8 +5,8 @@
 //!
 //! Secrets are compared in constant time. Password checks are slow on
 //! purpose: callers run [`Auth::login`] on the blocking pool. This
-//! module decides who a request is; the routes decide what it may do
-//! ([`crate::api::authenticate`]).
+//! module decides who a request is; the middleware decides what it may do
+//! ([`super::middleware::authenticate`]). It knows nothing of the routes.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -16,7 +16,6 @@ pub mod http;
 pub mod membership;
 pub mod merges;
 pub mod password;
-#[allow(dead_code)]
 pub mod planner;
 pub mod plans;
 pub mod query;

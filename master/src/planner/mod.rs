@@ -7,9 +7,9 @@
 //!
 //! Split along its concerns: this module holds the inputs, the output and the
 //! policy ([`plan`]); [`model`] maps the inputs onto the scheduler's units
-//! (its doc states the rate model); [`placement`] checks and searches
+//! (its doc states the rate model); `placement` checks and searches
 //! placements (feasibility, one stream's cheapest spot, the previous plan kept
-//! where still good); [`output`] turns a placement back into protocol terms
+//! where still good); `output` turns a placement back into protocol terms
 //! with the link shares of the crop flows.
 //!
 //! # Policy
@@ -24,9 +24,10 @@
 //!   (reason `kept` when nothing moved) unless it is infeasible, or overloaded
 //!   (a node above utilisation 1) while the fresh plan is cheaper, or the fresh
 //!   JSTSH plan is cheaper by more than [`CHURN_THRESHOLD`].
-//!   See [`model`] for how rates, capacities and links are derived.
+//!
+//! How rates, capacities and links are derived is in [`model`].
 
-mod model;
+pub mod model;
 mod output;
 mod placement;
 #[cfg(test)]

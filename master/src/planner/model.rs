@@ -1,4 +1,4 @@
-//! The planner's inputs mapped onto JSTSH's index form ([`Mapped`]): the
+//! The planner's inputs mapped onto JSTSH's index form (`Mapped`): the
 //! rate model, node capacities, the link mesh, each camera's stream and the
 //! re-ID offloads a node refuses. Placement and output read what it built.
 //!

@@ -1,6 +1,7 @@
-//! The plan service: decides when to replan, calls [`planner::plan`] with the
-//! live nodes, versions and publishes the result on `keys.plan()`, republishes
-//! it every [`REPUBLISH`] for late joiners, and answers queries for it.
+//! The plan service: decides when to replan, calls
+//! [`crate::planner::plan`] with the live nodes, versions and publishes the
+//! result on `keys.plan()`, republishes it every [`REPUBLISH`] for late
+//! joiners, and answers queries for it.
 //!
 //! Replans happen on a join or leave (debounced by [`DEBOUNCE`], so a node's
 //! cameras move within about a second of its token vanishing), on a camera list

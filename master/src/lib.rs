@@ -10,15 +10,17 @@
 //! an edge's database (only its queryables) nor compute placements itself
 //! (that is [`planner`]'s).
 
-pub mod api;
+pub mod clock;
 pub mod config;
+pub mod http;
 pub mod membership;
 pub mod merges;
-#[allow(dead_code)]
+pub mod password;
 pub mod planner;
 pub mod plans;
+pub mod query;
 pub mod sync;
-pub mod ui;
+pub mod tiles;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,15 +33,8 @@ use vidar_link::zenoh::{self, Wait};
 use vidar_link::{Garbage, Mode};
 use vidar_store::{Writer, WriterConfig};
 
+pub use clock::now_ms;
 pub use config::{ConfigError, MasterConfig};
-
-/// Milliseconds since the Unix epoch, now (0 if the clock is before 1970).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
 
 /// Why the master could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +103,7 @@ pub struct Master {
     http_addr: SocketAddr,
     writer: Option<Writer>,
     session: zenoh::Session,
-    context: Arc<api::ApiContext>,
+    context: Arc<http::ApiContext>,
 }
 
 impl Master {
@@ -136,10 +131,10 @@ impl Master {
                 dir.display()
             )))?;
         }
-        let ui = ui::UiState::build(config).map_err(MasterError::Config)?;
+        let ui = http::UiState::build(config).map_err(MasterError::Config)?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(Arc::new(
-                ui::tls::server_config(cert, key).map_err(MasterError::Config)?,
+                http::listen::server_config(cert, key).map_err(MasterError::Config)?,
             )),
             _ => None,
         };
@@ -201,9 +196,9 @@ impl Master {
         .map_err(zerr("starting the merge service"))?;
         threads.push(("merges", merge_thread));
 
-        let tiles_feed = ui::tiles::attach(&session, &keys, &ui.tiles, &garbage)
+        let tiles_feed = tiles::attach(&session, &keys, &ui.tiles, &garbage)
             .map_err(zerr("subscribing to camera tiles"))?;
-        let context = Arc::new(api::ApiContext {
+        let context = Arc::new(http::ApiContext {
             database: config.database.clone(),
             session: session.clone(),
             keys,
@@ -213,7 +208,7 @@ impl Master {
             merges: merge_counters,
             garbage,
             writer: writer.handle(),
-            edge_timeout: api::EDGE_TIMEOUT,
+            edge_timeout: http::EDGE_TIMEOUT,
             ui,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -229,16 +224,16 @@ impl Master {
             .local_addr()
             .map_err(ioerr("reading the HTTP address"))?;
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = ui::app(context.clone());
+        let app = http::app(context.clone());
         let stopping = async move {
             let _ = stopped.await;
         };
         let http_task = match tls {
             Some(tls) => {
                 let _enter = runtime.enter();
-                let listener = ui::tls::TlsListener::new(listener, tls)
+                let listener = http::listen::TlsListener::new(listener, tls)
                     .map_err(ioerr("starting the TLS listener"))?;
-                let app = app.into_make_service_with_connect_info::<ui::PeerAddr>();
+                let app = app.into_make_service_with_connect_info::<http::listen::PeerAddr>();
                 runtime.spawn(async move {
                     axum::serve(listener, app)
                         .with_graceful_shutdown(stopping)
@@ -246,7 +241,7 @@ impl Master {
                 })
             }
             None => {
-                let app = app.into_make_service_with_connect_info::<ui::PeerAddr>();
+                let app = app.into_make_service_with_connect_info::<http::listen::PeerAddr>();
                 runtime.spawn(async move {
                     axum::serve(listener, app)
                         .with_graceful_shutdown(stopping)
@@ -283,7 +278,7 @@ impl Master {
     }
 
     /// The state the API serves (membership, plans, sync...).
-    pub fn context(&self) -> &Arc<api::ApiContext> {
+    pub fn context(&self) -> &Arc<http::ApiContext> {
         &self.context
     }
 

@@ -43,7 +43,7 @@ enum Command {
     /// the `password_hash` of a `[[users]]` entry.
     HashPassword {
         /// PBKDF2 iterations (more is slower to log in and to guess).
-        #[arg(long, default_value_t = vidar_master::ui::auth::DEFAULT_ITERATIONS)]
+        #[arg(long, default_value_t = vidar_master::password::DEFAULT_ITERATIONS)]
         iterations: u32,
     },
 }
@@ -76,7 +76,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn hash_password(iterations: u32) -> anyhow::Result<()> {
-    use vidar_master::ui::auth::{PasswordHash, MAX_ITERATIONS, MIN_ITERATIONS};
+    use vidar_master::password::{PasswordHash, MAX_ITERATIONS, MIN_ITERATIONS};
     anyhow::ensure!(
         (MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations),
         "--iterations {iterations}: {MIN_ITERATIONS}..={MAX_ITERATIONS} allowed"

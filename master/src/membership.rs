@@ -21,7 +21,7 @@ use vidar_link::Garbage;
 use vidar_protocol::messages::NodeStatus;
 use vidar_protocol::{Keys, NodeId, NodeKey};
 
-use crate::now_ms;
+use crate::clock::now_ms;
 
 /// How long the start-up liveliness query waits for tokens already declared.
 const LIVELINESS_GET_TIMEOUT: Duration = Duration::from_secs(1);

@@ -24,7 +24,7 @@ use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce, Merges};
 use vidar_protocol::{wire, IdentityId, Keys, NodeId};
 use vidar_store::{IdentityMerge, Record, WriterHandle};
 
-use crate::now_ms;
+use crate::clock::now_ms;
 
 /// Most recent identities compared against.
 pub const MAX_RECENT: usize = 10_000;

@@ -25,8 +25,8 @@ use vidar_protocol::messages::{SyncBatch, SyncRequest};
 use vidar_protocol::{Keys, NodeId};
 use vidar_store::{Reader, WriterHandle};
 
+use crate::clock::now_ms;
 use crate::membership::Membership;
-use crate::now_ms;
 
 /// How long one sync request waits for its batch.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

@@ -182,7 +182,7 @@ pub fn jpeg(width: u32, height: u32, person: (u32, u32, u32, u32), shade: u8) ->
 
 /// A `password_hash` for `password` (few iterations: tests log in fast).
 pub fn password_hash(password: &str) -> String {
-    vidar_master::ui::auth::PasswordHash::create(password, 1000)
+    vidar_master::password::PasswordHash::create(password, 1000)
         .expect("random salt")
         .encode()
 }

@@ -1,23 +1,23 @@
-//! Trajectory exports (CSV and JSON attachments) and the floor plan the UI
-//! draws trajectories on.
+//! Trajectory exports (CSV and JSON attachments, from the same query as
+//! `/api/trajectory`) and the routes of the floor plan the UI draws
+//! trajectories on ([`super::floor_plan`]).
 //!
 //! The CSV follows RFC 4180 (fields with a comma, quote or line break are
 //! quoted, quotes doubled) and defuses spreadsheet formulas: a text field
 //! starting with `=`, `+`, `-`, `@`, tab or carriage return gets a leading `'`.
 
-use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
 use serde_json::json;
-use vidar_protocol::CameraId;
 
-use crate::api::{self, ApiContext, ApiError, Params};
-use crate::config::FloorPlanConfig;
+use super::error::ApiError;
+use super::params::Params;
+use super::records;
+use super::state::ApiContext;
 
 /// One CSV field, escaped.
 pub fn csv_field(s: &str) -> String {
@@ -68,7 +68,7 @@ pub async fn trajectory_csv(
     State(ctx): State<Arc<ApiContext>>,
     q: Params,
 ) -> Result<Response, ApiError> {
-    let (rows, truncated, _) = api::trajectory_of(&ctx, q).await?;
+    let (rows, truncated, _) = records::trajectory_of(&ctx, q).await?;
     let mut out = String::from(
         "identity,camera,node,seq,first_ms,last_ms,duration_ms,first_utc,last_utc,synced\r\n",
     );
@@ -112,11 +112,11 @@ pub async fn trajectory_json(
     State(ctx): State<Arc<ApiContext>>,
     q: Params,
 ) -> Result<Response, ApiError> {
-    let (rows, truncated, edges) = api::trajectory_of(&ctx, q).await?;
+    let (rows, truncated, edges) = records::trajectory_of(&ctx, q).await?;
     let name = rows.first().map_or("trajectory.json".to_string(), |r| {
         format!("trajectory-p{}.json", r.sighting.identity.0)
     });
-    let body = api::sightings_reply(rows, truncated, edges);
+    let body = records::sightings_reply(rows, truncated, edges);
     Ok((
         [
             (header::CONTENT_DISPOSITION, attachment(&name)),
@@ -127,76 +127,13 @@ pub async fn trajectory_json(
         .into_response())
 }
 
-/// A camera's place on the floor plan.
-#[derive(Debug, Clone, Serialize)]
-pub struct FloorCamera {
-    /// The camera.
-    pub camera: CameraId,
-    /// Image pixels from the left.
-    pub x: f64,
-    /// Image pixels from the top.
-    pub y: f64,
-}
-
-/// The floor plan image and where the cameras are on it.
-#[derive(Debug)]
-pub struct FloorPlan {
-    image: axum::body::Bytes,
-    content_type: &'static str,
-    cameras: Vec<FloorCamera>,
-}
-
-impl FloorPlan {
-    /// Reads the image of a validated `[floor_plan]`.
-    pub fn load(c: &FloorPlanConfig) -> Result<FloorPlan, String> {
-        let image = read_image(&c.image)?;
-        let content_type = if image.starts_with(b"\x89PNG\r\n\x1a\n") {
-            "image/png"
-        } else if image.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            "image/jpeg"
-        } else {
-            return Err(format!(
-                "floor_plan.image: {} is neither PNG nor JPEG",
-                c.image.display()
-            ));
-        };
-        let cameras = c
-            .cameras
-            .iter()
-            .enumerate()
-            .map(|(i, fc)| {
-                Ok(FloorCamera {
-                    camera: CameraId::new(&fc.camera)
-                        .map_err(|e| format!("floor_plan.cameras[{i}].camera: {e}"))?,
-                    x: fc.x,
-                    y: fc.y,
-                })
-            })
-            .collect::<Result<_, String>>()?;
-        Ok(FloorPlan {
-            image: image.into(),
-            content_type,
-            cameras,
-        })
-    }
-}
-
-fn read_image(path: &FsPath) -> Result<Vec<u8>, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("floor_plan.image: reading {}: {e}", path.display()))?;
-    if bytes.len() as u64 > super::config::MAX_FLOOR_PLAN_BYTES {
-        return Err(format!("floor_plan.image: {} is too large", path.display()));
-    }
-    Ok(bytes)
-}
-
 /// `GET /api/floorplan`: `{configured, image, cameras[{camera, x, y}]}`.
 pub async fn floorplan(State(ctx): State<Arc<ApiContext>>) -> impl IntoResponse {
     match &ctx.ui.floor_plan {
         Some(fp) => Json(json!({
             "configured": true,
             "image": "/api/floorplan.png",
-            "cameras": fp.cameras,
+            "cameras": fp.cameras(),
         })),
         None => Json(json!({ "configured": false, "cameras": [] })),
     }
@@ -206,8 +143,8 @@ pub async fn floorplan(State(ctx): State<Arc<ApiContext>>) -> impl IntoResponse 
 pub async fn floorplan_image(State(ctx): State<Arc<ApiContext>>) -> Response {
     match &ctx.ui.floor_plan {
         Some(fp) => (
-            [(header::CONTENT_TYPE, fp.content_type)],
-            fp.image.clone(),
+            [(header::CONTENT_TYPE, fp.content_type())],
+            fp.image(),
         )
             .into_response(),
         None => (

@@ -11,10 +11,10 @@ use serde::Deserialize;
 use vidar_link::LinkSettings;
 use vidar_protocol::{CameraId, NodeId};
 
+pub mod web;
+
 use crate::planner::SiteCamera;
-pub use crate::ui::config::{
-    AuthMode, FloorCameraConfig, FloorPlanConfig, Role, TokenConfig, UserConfig,
-};
+pub use web::{AuthMode, FloorCameraConfig, FloorPlanConfig, Role, TokenConfig, UserConfig};
 
 /// Largest accepted period (sync, plan), seconds: one day.
 const MAX_PERIOD_S: f64 = 86_400.0;
@@ -69,10 +69,10 @@ pub struct MasterConfig {
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
     /// Seconds a login session lasts at most. Default 28800 (8 h).
-    #[serde(default = "crate::ui::config::default_session_ttl_s")]
+    #[serde(default = "web::default_session_ttl_s")]
     pub session_ttl_s: f64,
     /// Seconds without a request after which a session ends. Default 3600.
-    #[serde(default = "crate::ui::config::default_session_idle_s")]
+    #[serde(default = "web::default_session_idle_s")]
     pub session_idle_s: f64,
     /// Serve /metrics without authentication (for a Prometheus on a trusted
     /// network). Default false.
@@ -309,7 +309,7 @@ impl MasterConfig {
                 }
             }
         }
-        p.extend(crate::ui::config::problems(self));
+        p.extend(web::problems(self));
         p
     }
 

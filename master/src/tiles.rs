@@ -1,36 +1,28 @@
 //! Live camera tiles: the latest [`CameraTile`] of every camera, received on
-//! `keys.tiles_all()`, served as JSON metadata, the latest JPEG, and a
-//! Server-Sent Events stream of metadata updates.
+//! `keys.tiles_all()`, with a broadcast of metadata updates for the browsers'
+//! event streams. The routes that serve them are [`crate::http::tiles`]'s.
 //!
 //! Bounded: at most [`MAX_CAMERAS`] cameras; a camera without a tile for
 //! [`STALE_AFTER`] is marked stale and its JPEG dropped, and it is forgotten
 //! after [`FORGET_AFTER`]. The event channel holds [`EVENTS_CAPACITY`]
 //! updates; a browser that lags behind skips the oldest and gets the current
 //! list again. Undecodable tiles are counted by [`Garbage`], never trusted.
+//! No HTTP here: this module only keeps tiles.
 
-use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use futures_util::Stream;
 use serde::Serialize;
-use serde_json::json;
 use tokio::sync::{broadcast, watch};
 use vidar_link::zenoh::{self, Wait};
 use vidar_link::Garbage;
 use vidar_protocol::messages::CameraTile;
 use vidar_protocol::{BBox, CameraId, IdentityId, Keys, NodeId, StreamState, TrackId};
 
-use super::auth::Principal;
-use crate::api::ApiContext;
+use crate::clock::now_ms;
 
 /// A camera without a tile for this long is stale (shown greyed, no JPEG).
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
@@ -141,7 +133,7 @@ impl Tiles {
                     identity: b.identity,
                 })
                 .collect(),
-            received_ms: crate::now_ms(),
+            received_ms: now_ms(),
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             stale: false,
             has_image: !tile.jpeg.is_empty(),
@@ -202,6 +194,16 @@ impl Tiles {
         self.mismatched.load(Ordering::Relaxed)
     }
 
+    /// A receiver of every metadata update from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<TileMeta> {
+        self.events.subscribe()
+    }
+
+    /// A receiver that turns `true` when [`close`](Self::close) is called.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closed.subscribe()
+    }
+
     /// Ends every event stream (the HTTP server is stopping).
     pub fn close(&self) {
         let _ = self.closed.send(true);
@@ -246,95 +248,4 @@ pub fn attach(
             t.put(tile);
         })
         .wait()
-}
-
-/// `GET /api/tiles`.
-pub async fn list(State(ctx): State<Arc<ApiContext>>) -> impl IntoResponse {
-    Json(json!({ "tiles": ctx.ui.tiles.list(), "refused_tiles": ctx.ui.tiles.mismatched() }))
-}
-
-/// `GET /api/tiles/{camera}.jpg`.
-pub async fn jpeg(State(ctx): State<Arc<ApiContext>>, Path(file): Path<String>) -> Response {
-    let not_found = |message: String| {
-        (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": message, "parameter": null })),
-        )
-            .into_response()
-    };
-    let Some(name) = file.strip_suffix(".jpg") else {
-        return not_found("tiles are at /api/tiles/CAMERA.jpg".into());
-    };
-    let camera = match CameraId::new(name) {
-        Ok(c) => c,
-        Err(e) => {
-            let shown: String = name.chars().take(64).collect();
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({ "error": format!("camera: {shown:?}: {e}"), "parameter": "camera" })),
-            )
-                .into_response();
-        }
-    };
-    match ctx.ui.tiles.jpeg(&camera) {
-        Some(b) => (
-            [
-                (header::CONTENT_TYPE, "image/jpeg"),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            b,
-        )
-            .into_response(),
-        None => not_found(format!("no live tile of camera {camera}")),
-    }
-}
-
-struct EventState {
-    backlog: VecDeque<TileMeta>,
-    rx: broadcast::Receiver<TileMeta>,
-    closed: watch::Receiver<bool>,
-    ctx: Arc<ApiContext>,
-    who: Principal,
-}
-
-/// `GET /api/events`: `tile` events with a tile's metadata (every camera's
-/// first, then each update). Ends when the session does or the server stops.
-pub async fn events(
-    State(ctx): State<Arc<ApiContext>>,
-    Extension(who): Extension<Principal>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let state = EventState {
-        backlog: ctx.ui.tiles.list().into(),
-        rx: ctx.ui.tiles.events.subscribe(),
-        closed: ctx.ui.tiles.closed.subscribe(),
-        ctx,
-        who,
-    };
-    let stream = futures_util::stream::unfold(state, |mut s| async move {
-        loop {
-            if *s.closed.borrow() || !s.ctx.ui.auth.still_valid(&s.who) {
-                return None;
-            }
-            if let Some(m) = s.backlog.pop_front() {
-                let ev = Event::default()
-                    .event("tile")
-                    .json_data(&m)
-                    .unwrap_or_else(|_| Event::default().comment("unencodable"));
-                return Some((Ok(ev), s));
-            }
-            tokio::select! {
-                r = s.rx.recv() => match r {
-                    Ok(m) => s.backlog.push_back(m),
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        s.backlog = s.ctx.ui.tiles.list().into();
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
-                _ = s.closed.changed() => return None,
-                // Re-check the session now and then even without tiles.
-                _ = tokio::time::sleep(Duration::from_secs(15)) => {}
-            }
-        }
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default())
 }

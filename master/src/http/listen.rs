@@ -1,5 +1,6 @@
-//! HTTPS: the PEM certificate and key of the config, and a listener that
-//! hands axum TLS streams.
+//! How the app is reached: HTTPS (the PEM certificate and key of the config,
+//! and a listener that hands axum TLS streams) and [`PeerAddr`], the address
+//! each connection, plain or TLS, reports to the routes.
 //!
 //! Handshakes run on their own tasks (at most [`MAX_HANDSHAKES`] at once,
 //! [`HANDSHAKE_TIMEOUT`] each) so a slow or hostile client cannot stall the
@@ -11,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::connect_info::Connected;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::rustls::{self, ServerConfig};
@@ -21,6 +23,22 @@ use tokio_rustls::TlsAcceptor;
 pub const MAX_HANDSHAKES: usize = 256;
 /// Longest handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The peer's address of a connection (plain or TLS), for the login rate limit.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl Connected<axum::serve::IncomingStream<'_, TcpListener>> for PeerAddr {
+    fn connect_info(s: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        PeerAddr(*s.remote_addr())
+    }
+}
+
+impl Connected<axum::serve::IncomingStream<'_, TlsListener>> for PeerAddr {
+    fn connect_info(s: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        PeerAddr(*s.remote_addr())
+    }
+}
 
 /// Reads `cert` (PEM chain) and `key` (PEM PKCS#8, PKCS#1 or SEC1) into a
 /// server config offering HTTP/1.1.

@@ -1,34 +1,28 @@
-//! The web UI served by the master: the login page, the operator's page (live
-//! tiles, trajectory search, cluster view) and the API routes only the UI
-//! needs (tiles, events, exports, floor plan), all behind [`auth`].
+//! The web UI's pages: the login page, the operator's page (live tiles,
+//! trajectory search, cluster view), its script and style sheet, login,
+//! logout and `/api/me`.
 //!
 //! The page is static HTML, CSS and vanilla JS embedded in the binary
 //! (`master/ui/`); it builds the DOM from API JSON with `textContent`, never
-//! `innerHTML`, and a strict Content-Security-Policy forbids inline scripts
-//! and anything not from the master itself.
+//! `innerHTML`, and the Content-Security-Policy of
+//! [`super::middleware::security_headers`] forbids inline scripts and
+//! anything not from the master itself.
 
-pub mod auth;
-pub mod config;
-pub mod export;
-pub mod tiles;
-pub mod tls;
-
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{self, ApiContext};
-use crate::MasterConfig;
+use super::auth::{cookie, LoginRefused, Principal, COOKIE};
+use super::listen::PeerAddr;
+use super::middleware::same_origin;
+use super::state::ApiContext;
 
 const INDEX_HTML: &str = include_str!("../../ui/index.html");
 const LOGIN_HTML: &str = include_str!("../../ui/login.html");
@@ -38,115 +32,6 @@ const APP_CSS: &str = include_str!("../../ui/app.css");
 const MESSAGE_SLOT: &str = "<!--message-->";
 /// Largest login form body, bytes.
 const MAX_LOGIN_BODY: usize = 8 * 1024;
-/// The Content-Security-Policy of every answer.
-const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
-                   connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
-                   frame-ancestors 'none'";
-
-/// The UI's running state, in [`ApiContext::ui`].
-#[derive(Debug)]
-pub struct UiState {
-    /// Users, tokens and sessions.
-    pub auth: Arc<auth::Auth>,
-    /// The latest tile of every camera.
-    pub tiles: Arc<tiles::Tiles>,
-    /// The floor plan, when configured.
-    pub floor_plan: Option<Arc<export::FloorPlan>>,
-    /// The site's name (shown in the page's title).
-    pub site: String,
-    /// Password checks allowed at once ([`MAX_PASSWORD_CHECKS`]).
-    pub password_checks: tokio::sync::Semaphore,
-}
-
-/// Password checks (PBKDF2, slow on purpose) running at once at most.
-pub const MAX_PASSWORD_CHECKS: usize = 2;
-
-impl UiState {
-    /// Builds the UI's state from a validated config (reads the floor plan).
-    pub fn build(c: &MasterConfig) -> Result<UiState, String> {
-        Ok(UiState {
-            auth: Arc::new(auth::Auth::from_config(c)?),
-            tiles: Arc::new(tiles::Tiles::default()),
-            floor_plan: c
-                .floor_plan
-                .as_ref()
-                .map(export::FloorPlan::load)
-                .transpose()?
-                .map(Arc::new),
-            site: c.cluster.site.clone(),
-            password_checks: tokio::sync::Semaphore::new(MAX_PASSWORD_CHECKS),
-        })
-    }
-}
-
-/// The peer's address of a connection (plain or TLS), for the login rate limit.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
-
-impl Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for PeerAddr {
-    fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        PeerAddr(*s.remote_addr())
-    }
-}
-
-impl Connected<axum::serve::IncomingStream<'_, tls::TlsListener>> for PeerAddr {
-    fn connect_info(s: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
-        PeerAddr(*s.remote_addr())
-    }
-}
-
-/// The whole HTTP application: the API ([`api::router`]), the UI's pages and
-/// API routes, and the security headers on every answer.
-pub fn app(state: Arc<ApiContext>) -> Router {
-    let ui_api = Router::new()
-        .route("/api/me", get(me))
-        .route("/api/tiles", get(tiles::list))
-        .route("/api/tiles/{file}", get(tiles::jpeg))
-        .route("/api/events", get(tiles::events))
-        .route("/api/trajectory.csv", get(export::trajectory_csv))
-        .route("/api/trajectory.json", get(export::trajectory_json))
-        .route("/api/floorplan", get(export::floorplan))
-        .route("/api/floorplan.png", get(export::floorplan_image))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            api::authenticate,
-        ));
-    let pages = Router::new()
-        .route("/", get(index))
-        .route("/login", get(login_page).post(login))
-        .route("/logout", post(logout))
-        .route("/static/app.js", get(app_js))
-        .route("/static/app.css", get(app_css));
-    api::router(state.clone())
-        .merge(ui_api.with_state(state.clone()))
-        .merge(pages.with_state(state))
-        .layer(middleware::from_fn(security_headers))
-}
-
-async fn security_headers(req: Request, next: Next) -> Response {
-    let api = req.uri().path().starts_with("/api/");
-    let mut res = next.run(req).await;
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    // Not no-referrer: with it, browsers send `Origin: null` on same-origin
-    // form posts, and the login's origin check could not tell.
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    if api && !h.contains_key(header::CACHE_CONTROL) {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    res
-}
 
 fn html(status: StatusCode, body: String) -> Response {
     (
@@ -189,14 +74,16 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
-async fn index(State(ctx): State<Arc<ApiContext>>, req: Request) -> Response {
+/// `GET /`: the operator's page, or a redirect to the login page.
+pub(super) async fn index(State(ctx): State<Arc<ApiContext>>, req: Request) -> Response {
     if ctx.ui.auth.principal(req.headers()).is_none() {
         return Redirect::to("/login").into_response();
     }
     html(StatusCode::OK, INDEX_HTML.to_string())
 }
 
-async fn login_page(State(ctx): State<Arc<ApiContext>>, req: Request) -> Response {
+/// `GET /login`.
+pub(super) async fn login_page(State(ctx): State<Arc<ApiContext>>, req: Request) -> Response {
     if ctx.ui.auth.is_open() || ctx.ui.auth.principal(req.headers()).is_some() {
         return Redirect::to("/").into_response();
     }
@@ -209,7 +96,10 @@ struct LoginForm {
     password: String,
 }
 
-async fn login(State(ctx): State<Arc<ApiContext>>, req: Request) -> Response {
+/// `POST /login`: checks the form (at most
+/// [`MAX_PASSWORD_CHECKS`](super::state::MAX_PASSWORD_CHECKS) at once),
+/// opens a session and sets its cookie.
+pub(super) async fn login(State(ctx): State<Arc<ApiContext>>, req: Request) -> Response {
     if ctx.ui.auth.is_open() {
         return Redirect::to("/").into_response();
     }
@@ -217,7 +107,7 @@ async fn login(State(ctx): State<Arc<ApiContext>>, req: Request) -> Response {
         .extensions()
         .get::<ConnectInfo<PeerAddr>>()
         .map(|c| c.0 .0.ip());
-    if !api::same_origin(req.headers()) {
+    if !same_origin(req.headers()) {
         return login_html(StatusCode::FORBIDDEN, "Cross-origin login refused.");
     }
     let body = match axum::body::to_bytes(req.into_body(), MAX_LOGIN_BODY).await {
@@ -245,10 +135,10 @@ async fn login(State(ctx): State<Arc<ApiContext>>, req: Request) -> Response {
             }
             res
         }
-        Ok(Err(auth::LoginRefused::Wrong)) => {
+        Ok(Err(LoginRefused::Wrong)) => {
             login_html(StatusCode::UNAUTHORIZED, "Wrong user name or password.")
         }
-        Ok(Err(auth::LoginRefused::Locked(s))) => {
+        Ok(Err(LoginRefused::Locked(s))) => {
             let mut res = login_html(
                 StatusCode::TOO_MANY_REQUESTS,
                 &format!("Too many failed logins: try again in {s} s."),
@@ -267,11 +157,12 @@ async fn login(State(ctx): State<Arc<ApiContext>>, req: Request) -> Response {
     }
 }
 
-async fn logout(State(ctx): State<Arc<ApiContext>>, req: Request) -> Response {
-    if !api::same_origin(req.headers()) {
+/// `POST /logout`.
+pub(super) async fn logout(State(ctx): State<Arc<ApiContext>>, req: Request) -> Response {
+    if !same_origin(req.headers()) {
         return (StatusCode::FORBIDDEN, "cross-origin logout refused").into_response();
     }
-    if let Some(id) = auth::cookie(req.headers(), auth::COOKIE) {
+    if let Some(id) = cookie(req.headers(), COOKIE) {
         ctx.ui.auth.logout(id);
     }
     let mut res = Redirect::to("/login").into_response();
@@ -281,9 +172,10 @@ async fn logout(State(ctx): State<Arc<ApiContext>>, req: Request) -> Response {
     res
 }
 
-async fn me(
+/// `GET /api/me`: who is calling, and the site.
+pub(super) async fn me(
     State(ctx): State<Arc<ApiContext>>,
-    Extension(who): Extension<auth::Principal>,
+    Extension(who): Extension<Principal>,
 ) -> impl IntoResponse {
     Json(json!({
         "name": who.name,
@@ -304,11 +196,13 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-async fn app_js() -> Response {
+/// `GET /static/app.js`.
+pub(super) async fn app_js() -> Response {
     asset("text/javascript; charset=utf-8", APP_JS)
 }
 
-async fn app_css() -> Response {
+/// `GET /static/app.css`.
+pub(super) async fn app_css() -> Response {
     asset("text/css; charset=utf-8", APP_CSS)
 }
 

@@ -1,9 +1,9 @@
-//! The web UI's part of the master's configuration: users, bearer tokens,
-//! sessions, TLS and the floor plan, with their validation.
+//! The web side of the master's configuration (HTTP API and UI): users,
+//! bearer tokens, sessions, TLS and the floor plan, with their validation.
 //!
 //! This module only parses and checks (no file is opened except to see that
-//! the TLS and floor plan files exist); [`super::UiState::build`] turns a valid
-//! config into the running pieces.
+//! the TLS and floor plan files exist); [`crate::http::UiState::build`] turns a
+//! valid config into the running pieces.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use vidar_protocol::CameraId;
 
-use super::auth::PasswordHash;
-use crate::MasterConfig;
+use super::MasterConfig;
+use crate::password::PasswordHash;
 
 /// Shortest accepted session lifetime or idle time, seconds.
 const MIN_SESSION_S: f64 = 1.0;

@@ -1,0 +1,177 @@
+//! What every measurement needs: free ports, percentiles, child processes
+//! killed when dropped (stderr to a log file), a site of one master and its
+//! edges on loopback, a tiny HTTP GET, metric lookup and polling.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// The `q` quantile (0..=1) of `sorted`, nearest rank; NaN when empty.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// A TCP port free right now on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A child process, killed when dropped; stderr goes to a file.
+pub struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    /// Starts `bin` from next to this binary, its stderr in `dir/name.log`.
+    pub fn spawn(dir: &Path, name: &str, bin: &str, args: &[&str]) -> Result<Proc> {
+        let exe = std::env::current_exe()?.with_file_name(bin);
+        if !exe.is_file() {
+            bail!(
+                "{} not found: build every binary (`cargo build --release --workspace --bins`)",
+                exe.display()
+            );
+        }
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(&exe)
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        Ok(Proc { child })
+    }
+
+    /// Kills it (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The body of `GET path` on 127.0.0.1:`port`, if it answered.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// The largest value of the metric lines starting with `prefix`.
+pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .reduce(f64::max)
+}
+
+/// Polls `f` every 20 ms until it gives a value, at most `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if t0.elapsed() > limit {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A site of one master (and its edges) on loopback.
+pub struct Site {
+    /// The zenoh site name.
+    pub site: String,
+    /// The master's zenoh port.
+    pub zport: u16,
+    /// The master's HTTP port.
+    pub http: u16,
+}
+
+impl Site {
+    /// A fresh site name and free ports.
+    pub fn new() -> Result<Site> {
+        Ok(Site {
+            site: format!("b{}x{}", std::process::id(), free_port()?),
+            zport: free_port()?,
+            http: free_port()?,
+        })
+    }
+
+    /// Starts a `vidar-master` for `cameras` (`(id, url)`), syncing every `sync_every` s.
+    pub fn master(
+        &self,
+        dir: &Path,
+        cameras: &[(String, String)],
+        sync_every: f64,
+    ) -> Result<Proc> {
+        let mut toml = format!(
+            "database = \"{db}\"\nhttp_addr = \"127.0.0.1:{http}\"\nsync_every_s = {sync_every}\n\
+             node_timeout_s = 3\nauth = \"none\"\n[cluster]\nsite = \"{site}\"\nlisten = [\"tcp/127.0.0.1:{zport}\"]\n",
+            db = dir.join(format!("global-{}.db", self.site)).display(),
+            http = self.http,
+            site = self.site,
+            zport = self.zport
+        );
+        for (c, src) in cameras {
+            toml.push_str(&format!(
+                "[[cameras]]\ncamera = \"{c}\"\nsource = \"{src}\"\n"
+            ));
+        }
+        let cfg = dir.join(format!("master-{}.toml", self.site));
+        std::fs::write(&cfg, toml)?;
+        let cfg = cfg.to_string_lossy().to_string();
+        Proc::spawn(
+            dir,
+            &format!("master-{}", self.site),
+            "vidar-master",
+            &["run", "--config", &cfg],
+        )
+    }
+
+    /// Starts a `vidar-edge` `id` on database `db`, metrics on port `metrics`.
+    pub fn edge(&self, dir: &Path, id: &str, db: &Path, metrics: u16) -> Result<Proc> {
+        let toml = format!(
+            "node_id = \"{id}\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:{metrics}\"\n\
+             inference_workers = 1\n[models.runtime]\nintra_threads = 1\n[detector]\nmax_batch = 1\n\
+             [cluster]\nsite = \"{site}\"\nconnect = [\"tcp/127.0.0.1:{zport}\"]\nlisten = [\"tcp/127.0.0.1:{lport}\"]\n\
+             [sharing]\nstatus_every_ms = 250\ndetect_fps = 30.0\nreid_crops_per_s = 30.0\n\
+             [sharing.ingest]\ntransport = \"tcp\"\nbackoff_initial_ms = 100\nbackoff_max_ms = 500\n",
+            db = db.display(),
+            site = self.site,
+            zport = self.zport,
+            lport = free_port()?,
+        );
+        let cfg = dir.join(format!("{id}-{}.toml", self.site));
+        std::fs::write(&cfg, toml)?;
+        let cfg = cfg.to_string_lossy().to_string();
+        Proc::spawn(
+            dir,
+            &format!("{id}-{}", self.site),
+            "vidar-edge",
+            &["run", "--config", &cfg],
+        )
+    }
+}

@@ -1,0 +1,185 @@
+//! Remote re-ID round trip over zenoh on loopback, excluding inference: a
+//! router session (as the master runs) and two peer sessions; the client
+//! sends `ReidRequest`s of 8 JPEG-sized crops to the server's queryable, which
+//! decodes them and answers a `ReidReply` of 8 identities.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use vidar_link::zenoh::Wait;
+use vidar_link::{request, Garbage, LinkSettings, Mode};
+use vidar_protocol::messages::{Crop, CropEncoding, ReidAnswer, ReidReply, ReidRequest};
+use vidar_protocol::{wire, CameraId, IdentityId, Keys, NodeId, TrackId};
+
+use crate::harness::{free_port, percentile};
+
+/// p50/p99 of `requests` requests of 8 crops of `crop_bytes` one at a time,
+/// and crops/s with 4 requests in flight.
+pub fn round_trip(
+    requests: usize,
+    crop_bytes: usize,
+    rows: &mut Vec<(String, String, String)>,
+) -> Result<()> {
+    let site = format!("bench{}", std::process::id());
+    let port = free_port()?;
+    let router = LinkSettings {
+        site: site.clone(),
+        listen: vec![format!("tcp/127.0.0.1:{port}")],
+        ..Default::default()
+    }
+    .open(Mode::Router)?;
+    let peer = |name: &str| -> Result<vidar_link::zenoh::Session> {
+        let _ = name;
+        Ok(LinkSettings {
+            site: site.clone(),
+            connect: vec![format!("tcp/127.0.0.1:{port}")],
+            listen: vec!["tcp/127.0.0.1:0".into()],
+            ..Default::default()
+        }
+        .open(Mode::Peer)?)
+    };
+    let server = peer("server")?;
+    let client = peer("client")?;
+    let keys = Keys::new(&site)?;
+    let node = NodeId::new("server")?;
+    let garbage = Arc::new(Garbage::default());
+    let g = Arc::clone(&garbage);
+    let key = keys.reid(&node);
+    let served_by = node.clone();
+    let _queryable = server
+        .declare_queryable(&key)
+        .callback(move |query| {
+            let k = query.key_expr().to_string();
+            let Some(req) = query
+                .payload()
+                .map(|p| p.to_bytes())
+                .and_then(|b| g.decode::<ReidRequest>(&k, &b))
+            else {
+                let _ = query.reply_err("expected a ReidRequest").wait();
+                return;
+            };
+            let reply = ReidReply {
+                request_id: req.request_id,
+                served_by: served_by.clone(),
+                results: req
+                    .crops
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| ReidAnswer {
+                        camera: c.camera.clone(),
+                        track: c.track,
+                        identity: IdentityId(1000 + i as u64),
+                        similarity: 0.9,
+                        minted: false,
+                    })
+                    .collect(),
+                error: None,
+            };
+            if let Ok(bytes) = wire::encode(&reply) {
+                let _ = query.reply(k, bytes).wait();
+            }
+        })
+        .wait()
+        .map_err(|e| anyhow::anyhow!("queryable: {e}"))?;
+    // Let the peers discover each other's queryable.
+    std::thread::sleep(Duration::from_millis(1500));
+    let camera = CameraId::new("cam")?;
+    // A JPEG-like payload: SOI marker, then bytes that do not compress.
+    let mut data = vec![0xFF, 0xD8];
+    let mut x: u32 = 0x1234_5678;
+    while data.len() < crop_bytes {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        data.push((x & 0xFF) as u8);
+    }
+    let from = NodeId::new("client")?;
+    let make = |id: u64| ReidRequest {
+        from: from.clone(),
+        request_id: id,
+        crops: (0..8)
+            .map(|t| Crop {
+                camera: camera.clone(),
+                track: TrackId(t),
+                capture_ms: 0,
+                width: 64,
+                height: 160,
+                encoding: CropEncoding::Jpeg,
+                data: data.clone(),
+            })
+            .collect(),
+    };
+    let timeout = Duration::from_secs(2);
+    let garbage_c = Garbage::default();
+    // Warm-up.
+    for i in 0..50 {
+        request::<ReidRequest, ReidReply>(&client, &key, &make(i), timeout, &garbage_c)?;
+    }
+    let mut rtts = Vec::with_capacity(requests);
+    let bytes = wire::encode(&make(0))?.len();
+    for i in 0..requests {
+        let req = make(i as u64);
+        let t0 = Instant::now();
+        let reply: ReidReply = request(&client, &key, &req, timeout, &garbage_c)?;
+        rtts.push(t0.elapsed().as_secs_f64() * 1000.0);
+        if reply.results.len() != 8 {
+            bail!("reply with {} answers", reply.results.len());
+        }
+    }
+    rtts.sort_by(f64::total_cmp);
+    // Throughput: 4 requesters at once for 3 s.
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for t in 0..4u64 {
+        let client = client.clone();
+        let key = key.clone();
+        let done = Arc::clone(&done);
+        let stop = Arc::clone(&stop);
+        let req = make(t);
+        threads.push(std::thread::spawn(move || {
+            let g = Garbage::default();
+            while !stop.load(Ordering::Relaxed) {
+                if request::<ReidRequest, ReidReply>(&client, &key, &req, timeout, &g).is_ok() {
+                    done.fetch_add(8, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    let crops_s = done.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64();
+    let how = format!(
+        "{} requests of 8 crops x {} B ({} B encoded), one at a time, router + 2 peers on loopback, no inference",
+        requests, crop_bytes, bytes
+    );
+    rows.push((
+        "remote re-ID round trip p50 / p99 / max, ms".into(),
+        format!(
+            "{:.2} / {:.2} / {:.2}",
+            percentile(&rtts, 0.5),
+            percentile(&rtts, 0.99),
+            percentile(&rtts, 1.0)
+        ),
+        how,
+    ));
+    rows.push((
+        "remote re-ID crops/s (transport + codec bound)".into(),
+        format!("{crops_s:.0}"),
+        "4 requests of 8 crops in flight for 3 s".into(),
+    ));
+    let _ = client.close().wait();
+    let _ = server.close().wait();
+    let _ = router.close().wait();
+    eprintln!(
+        "re-ID round trip done: p99 {:.2} ms",
+        percentile(&rtts, 0.99)
+    );
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! The middleware of the HTTP app: [`authenticate`] (what a caller may do,
+//! once [`super::auth`] has said who it is), the same-origin check of
+//! state-changing browser requests, and the [`security_headers`] of every
+//! answer. It reads the state; it serves nothing itself.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::auth::Via;
+use super::state::ApiContext;
+use crate::config::Role;
+
+/// The Content-Security-Policy of every answer.
+const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+                   connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+                   frame-ancestors 'none'";
+
+/// The authentication of every `/api` route (and of /metrics unless public):
+/// the caller's session or bearer token, else 401; GET and HEAD for everyone,
+/// anything else (it changes state) for admins only, else 403. A session
+/// cookie on a cross-origin request that changes state is a 403 too. The
+/// [`Principal`](super::auth::Principal) is left in the request's extensions.
+pub async fn authenticate(
+    State(ctx): State<Arc<ApiContext>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(who) = ctx.ui.auth.principal(req.headers()) else {
+        let body = json!({ "error": "authentication required: log in at /login or send Authorization: Bearer TOKEN", "parameter": null });
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"vidar\"")],
+            Json(body),
+        )
+            .into_response();
+    };
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        let forbidden = |message: String| {
+            let body = json!({ "error": message, "parameter": null });
+            (StatusCode::FORBIDDEN, Json(body)).into_response()
+        };
+        if who.role != Role::Admin {
+            tracing::warn!(user = %who.name, method = %req.method(), path = %req.uri().path(), "viewer refused a state change");
+            return forbidden(format!(
+                "{} {} needs the admin role; {} is a {}",
+                req.method(),
+                req.uri().path(),
+                who.name,
+                who.role.as_str()
+            ));
+        }
+        if matches!(who.via, Via::Session(_)) && !same_origin(req.headers()) {
+            return forbidden("cross-origin request refused".into());
+        }
+    }
+    req.extensions_mut().insert(who);
+    next.run(req).await
+}
+
+/// Whether a browser's `Origin` (when it sends one) names the `Host` asked.
+pub fn same_origin(h: &HeaderMap) -> bool {
+    let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
+
+/// The security headers of every answer: a strict Content-Security-Policy,
+/// no sniffing, no framing, same-origin referrers; `/api/` answers are not
+/// cached unless their route says otherwise.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // Not no-referrer: with it, browsers send `Origin: null` on same-origin
+    // form posts, and the login's origin check could not tell.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if api && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(k.clone(), v.parse().expect("header value"));
+        }
+        h
+    }
+
+    #[test]
+    fn origin_must_name_the_host_when_sent() {
+        assert!(same_origin(&headers(&[(header::HOST, "m:8080")])));
+        assert!(same_origin(&headers(&[
+            (header::HOST, "M:8080"),
+            (header::ORIGIN, "https://m:8080"),
+        ])));
+        assert!(!same_origin(&headers(&[
+            (header::HOST, "m:8080"),
+            (header::ORIGIN, "https://evil:8080"),
+        ])));
+        assert!(!same_origin(&headers(&[
+            (header::HOST, "m:8080"),
+            (header::ORIGIN, "null"),
+        ])));
+        assert!(!same_origin(&headers(&[(header::ORIGIN, "http://m")])));
+    }
+}

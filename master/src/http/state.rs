@@ -1,0 +1,96 @@
+//! The state every route reads: [`ApiContext`] (handles on the services,
+//! the database's path, the zenoh session for edge queries) and its web part
+//! [`UiState`] (users and sessions, live tiles, floor plan).
+//!
+//! The bottom of the HTTP side: it holds handles and builds the UI's pieces
+//! from a validated config, and has no routes or middleware.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vidar_link::{zenoh, Garbage};
+use vidar_protocol::Keys;
+use vidar_store::WriterHandle;
+
+use super::auth::Auth;
+use super::floor_plan::FloorPlan;
+use crate::config::MasterConfig;
+use crate::membership::Membership;
+use crate::merges::MergeCounters;
+use crate::plans::Plans;
+use crate::sync::Sync;
+use crate::tiles::Tiles;
+
+/// How long a query waits for each edge.
+pub const EDGE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Password checks (PBKDF2, slow on purpose) running at once at most.
+pub const MAX_PASSWORD_CHECKS: usize = 2;
+
+/// Everything the handlers need.
+#[derive(Debug)]
+pub struct ApiContext {
+    /// The global database.
+    pub database: PathBuf,
+    /// The zenoh session (edge queries).
+    pub session: zenoh::Session,
+    /// The site's keys.
+    pub keys: Keys,
+    /// The membership table.
+    pub membership: Membership,
+    /// The plan service's handle.
+    pub plans: Plans,
+    /// The sync service's handle.
+    pub sync: Sync,
+    /// Merge counters.
+    pub merges: Arc<MergeCounters>,
+    /// Refused payloads, all keys.
+    pub garbage: Arc<Garbage>,
+    /// The global database's writer (stats).
+    pub writer: WriterHandle,
+    /// How long to wait for each edge.
+    pub edge_timeout: Duration,
+    /// The web UI's state (authentication, live tiles, floor plan).
+    pub ui: UiState,
+}
+
+impl ApiContext {
+    /// Messages refused on Vidar's keys: undecodable payloads on any key, and
+    /// statuses the membership table refused.
+    pub fn refused(&self) -> u64 {
+        self.garbage.refused() + self.membership.refused()
+    }
+}
+
+/// The UI's running state, in [`ApiContext::ui`].
+#[derive(Debug)]
+pub struct UiState {
+    /// Users, tokens and sessions.
+    pub auth: Arc<Auth>,
+    /// The latest tile of every camera.
+    pub tiles: Arc<Tiles>,
+    /// The floor plan, when configured.
+    pub floor_plan: Option<Arc<FloorPlan>>,
+    /// The site's name (shown in the page's title).
+    pub site: String,
+    /// Password checks allowed at once ([`MAX_PASSWORD_CHECKS`]).
+    pub password_checks: tokio::sync::Semaphore,
+}
+
+impl UiState {
+    /// Builds the UI's state from a validated config (reads the floor plan).
+    pub fn build(c: &MasterConfig) -> Result<UiState, String> {
+        Ok(UiState {
+            auth: Arc::new(Auth::from_config(c)?),
+            tiles: Arc::new(Tiles::default()),
+            floor_plan: c
+                .floor_plan
+                .as_ref()
+                .map(FloorPlan::load)
+                .transpose()?
+                .map(Arc::new),
+            site: c.cluster.site.clone(),
+            password_checks: tokio::sync::Semaphore::new(MAX_PASSWORD_CHECKS),
+        })
+    }
+}

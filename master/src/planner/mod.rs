@@ -1,0 +1,274 @@
+//! The master's planner: turns the cluster's current state (cameras, live nodes,
+//! measured links) into a stream plan with JSTSH (`vidar_scheduler::jstsh`).
+//!
+//! Pure and synchronous: no I/O, no clocks; the same inputs and seed give the
+//! same plan. It owns the mapping from what nodes report onto the scheduler's
+//! model and the stability policy; it must not reimplement the algorithm.
+//!
+//! Split along its concerns: this module holds the inputs, the output and the
+//! policy ([`plan`]); [`model`] maps the inputs onto the scheduler's units
+//! (its doc states the rate model); `placement` checks and searches
+//! placements (feasibility, one stream's cheapest spot, the previous plan kept
+//! where still good); `output` turns a placement back into protocol terms
+//! with the link shares of the crop flows.
+//!
+//! # Policy
+//! - No nodes: [`PlanError::NoNodes`]. No cameras: an empty plan.
+//! - A camera pinned to a node that is absent (or cannot detect) is placed
+//!   anywhere, with a warning: the operator would rather see it analysed from
+//!   another node than not at all; if it is really unreachable that node's
+//!   stream status says so.
+//! - Stability: moving a camera costs a reconnect. The previous placement of
+//!   every camera whose nodes are still live and allowed is kept; cameras without
+//!   one are placed one by one at their cheapest spot. That plan is returned
+//!   (reason `kept` when nothing moved) unless it is infeasible, or overloaded
+//!   (a node above utilisation 1) while the fresh plan is cheaper, or the fresh
+//!   JSTSH plan is cheaper by more than [`CHURN_THRESHOLD`].
+//!
+//! How rates, capacities and links are derived is in [`model`].
+
+pub mod model;
+mod output;
+mod placement;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use vidar_protocol::{CameraId, NodeId};
+use vidar_scheduler::jstsh::{solve_indexed, Objective, StreamAlgorithm};
+use vidar_scheduler::SchedError;
+
+use model::Mapped;
+pub use model::{
+    BITS_PER_PIXEL, CROP_BYTES, DEFAULT_LINK_MBIT_S, DETECTOR_MEMORY_MB, REID_CROPS_PER_PERSON_S,
+    REID_MEMORY_MB,
+};
+
+/// A fresh plan replaces the previous one only when cheaper by more than this fraction.
+pub const CHURN_THRESHOLD: f64 = 0.15;
+
+fn default_persons() -> f64 {
+    2.0
+}
+
+/// A camera the site wants analysed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteCamera {
+    /// The camera.
+    pub camera: CameraId,
+    /// Its source URL (`rtsp://...`, `file://...`).
+    pub source: String,
+    /// Frames per second it sends (> 0).
+    pub fps: f64,
+    /// Expected people per frame (>= 0); default 2.
+    #[serde(default = "default_persons")]
+    pub persons: f64,
+    /// Frame width, pixels.
+    pub width: u32,
+    /// Frame height, pixels.
+    pub height: u32,
+    /// The node that must ingest it (e.g. the camera is on that node's LAN); default none.
+    #[serde(default)]
+    pub pinned: Option<NodeId>,
+}
+
+/// A live node as the master sees it from its status reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeView {
+    /// The node.
+    pub node: NodeId,
+    /// CPU cores available (informational; the profiled rates include it).
+    pub cores: u32,
+    /// Memory available for models, MiB.
+    pub memory_mb: u64,
+    /// Profiled detector throughput, frames/s (0: cannot detect).
+    pub detect_fps: f64,
+    /// Profiled re-ID throughput, crops/s (0: no re-ID model).
+    pub reid_crops_per_s: f64,
+    /// Whether it serves re-ID for other nodes' cameras.
+    pub reid_service: bool,
+    /// Measured rates to peers, Mbit/s; a missing peer is assumed at [`DEFAULT_LINK_MBIT_S`].
+    #[serde(default)]
+    pub links: Vec<(NodeId, f64)>,
+}
+
+/// One camera's placement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Placed {
+    /// The camera.
+    pub camera: CameraId,
+    /// Its source URL.
+    pub source: String,
+    /// The node that ingests, detects and tracks it.
+    pub node: NodeId,
+    /// The node where its crops are embedded and matched (may be `node`).
+    pub reid_node: NodeId,
+}
+
+/// A stream plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanOutput {
+    /// One entry per camera, in the order the cameras were given.
+    pub streams: Vec<Placed>,
+    /// `(from, to, bytes/s)`: the link share of each cross-node crop flow, sorted.
+    pub bandwidth: Vec<(NodeId, NodeId, u64)>,
+    /// JSTSH load-aware objective of this plan (sum of per-frame latencies, s).
+    pub cost: f64,
+    /// Why this plan: `kept`, `no cameras`, or what changed.
+    pub reason: String,
+}
+
+/// Why no plan could be made.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum PlanError {
+    /// There is no live node to place anything on.
+    #[error("no live nodes: cannot place {cameras} camera(s)")]
+    NoNodes {
+        /// Cameras waiting for a node.
+        cameras: usize,
+    },
+    /// The inputs are inconsistent; every problem found is listed.
+    #[error("invalid planner input: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    /// The scheduler rejected the instance or found no feasible placement.
+    #[error("scheduler: {0}")]
+    Scheduler(#[from] SchedError),
+}
+
+/// Plans `cameras` onto `nodes` with JSTSH, keeping `previous` where it is still good.
+pub fn plan(
+    cameras: &[SiteCamera],
+    nodes: &[NodeView],
+    previous: Option<&PlanOutput>,
+    seed: u64,
+) -> Result<PlanOutput, PlanError> {
+    if nodes.is_empty() {
+        return Err(PlanError::NoNodes {
+            cameras: cameras.len(),
+        });
+    }
+    validate(cameras, nodes)?;
+    if cameras.is_empty() {
+        return Ok(PlanOutput {
+            streams: Vec::new(),
+            bandwidth: Vec::new(),
+            cost: 0.0,
+            reason: "no cameras".into(),
+        });
+    }
+    let m = Mapped::new(cameras, nodes)?;
+    let p = &m.problem;
+
+    let mut fresh = solve_indexed(p, StreamAlgorithm::Jstsh, seed)?;
+    for k in 0..p.k() {
+        if !m.reid_allowed(fresh[k].0, fresh[k].1) {
+            fresh[k] = m.best_spot(&fresh, k, false).ok_or_else(|| {
+                SchedError::Infeasible(format!(
+                    "camera {}: no node can run its re-ID",
+                    cameras[k].camera
+                ))
+            })?;
+        }
+    }
+    let fresh_obj = Objective::of(p, &fresh);
+
+    let (assign, reason) = match previous.and_then(|prev| m.sticky(prev, &fresh)) {
+        Some((sticky, moved)) => {
+            let obj = Objective::of(p, &sticky);
+            let (old, new) = (obj.load_aware_cost, fresh_obj.load_aware_cost);
+            if !m.feasible(&sticky) {
+                (fresh, "replanned: previous plan is infeasible".to_string())
+            } else if obj.max_utilisation > 1.0 && new < old {
+                (
+                    fresh,
+                    format!(
+                        "replanned: previous plan overloads a node (utilisation {:.2})",
+                        obj.max_utilisation
+                    ),
+                )
+            } else if new < (1.0 - CHURN_THRESHOLD) * old {
+                (
+                    fresh,
+                    format!(
+                        "replanned: {:.0} % cheaper than the previous plan",
+                        100.0 * (1.0 - new / old)
+                    ),
+                )
+            } else if moved == 0 {
+                (sticky, "kept".to_string())
+            } else {
+                (
+                    sticky,
+                    format!(
+                        "kept {} placement(s), placed {moved} camera(s)",
+                        p.k() - moved
+                    ),
+                )
+            }
+        }
+        None if previous.is_some() => (
+            fresh,
+            "replanned: nothing of the previous plan is usable".into(),
+        ),
+        None => (fresh, "initial plan".into()),
+    };
+    Ok(m.output(cameras, &assign, reason))
+}
+
+/// Reports every problem in the inputs at once.
+fn validate(cameras: &[SiteCamera], nodes: &[NodeView]) -> Result<(), PlanError> {
+    let mut problems = Vec::new();
+    let mut seen = HashMap::new();
+    for c in cameras {
+        if seen.insert(&c.camera, ()).is_some() {
+            problems.push(format!("camera {} appears twice", c.camera));
+        }
+        if !(c.fps.is_finite() && c.fps > 0.0) {
+            problems.push(format!("camera {}: fps {} must be > 0", c.camera, c.fps));
+        }
+        if !(c.persons.is_finite() && c.persons >= 0.0) {
+            problems.push(format!(
+                "camera {}: persons {} must be >= 0",
+                c.camera, c.persons
+            ));
+        }
+        if c.width == 0 || c.height == 0 {
+            problems.push(format!(
+                "camera {}: size {}x{} must be positive",
+                c.camera, c.width, c.height
+            ));
+        }
+    }
+    let mut seen = HashMap::new();
+    for n in nodes {
+        if seen.insert(&n.node, ()).is_some() {
+            problems.push(format!("node {} appears twice", n.node));
+        }
+        for (what, v) in [
+            ("detect_fps", n.detect_fps),
+            ("reid_crops_per_s", n.reid_crops_per_s),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                problems.push(format!("node {}: {what} {v} must be >= 0", n.node));
+            }
+        }
+        for (peer, r) in &n.links {
+            if !(r.is_finite() && *r > 0.0) {
+                problems.push(format!(
+                    "node {}: link to {peer} {r} Mbit/s must be > 0",
+                    n.node
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(PlanError::Invalid(problems))
+    }
+}

@@ -1,0 +1,249 @@
+//! The planner's inputs mapped onto JSTSH's index form (`Mapped`): the
+//! rate model, node capacities, the link mesh, each camera's stream and the
+//! re-ID offloads a node refuses. Placement and output read what it built.
+//!
+//! # Mapping onto the scheduler's units
+//! - **Work unit (wu)** = one detector pass over one frame. Detection + tracking
+//!   of a frame is `CL1 = 1 wu` (the detector resizes to its input, so the
+//!   resolution does not change it; tracking is included in the profiled rate).
+//! - **Re-ID**: re-ID runs on new or uncertain tracks, not on every frame. Each
+//!   person in view costs [`REID_CROPS_PER_PERSON_S`] crops per second, so a
+//!   stream sends `c = persons * REID_CROPS_PER_PERSON_S / fps` crops per frame.
+//!   One crop costs `rho` wu, where `rho` is the geometric mean over nodes of
+//!   `detect_fps / reid_crops_per_s` (how many detector frames one crop is
+//!   worth); `CL2 = c * rho`.
+//! - **Capacity `PS_i`** (wu/s): the scheduler has one processor per node, so a
+//!   node's two profiled rates are combined for the cluster's work mix: with
+//!   `f` the share of all work that is detection,
+//!   `PS_i = 1 / (f / detect_fps_i + (1 - f) / (reid_crops_per_s_i * rho))`
+//!   (exact when the node runs that mix). A node without a re-ID model
+//!   (`reid_crops_per_s = 0`) gets `PS_i = detect_fps_i` and never runs re-ID;
+//!   one without a detector (`detect_fps = 0`) gets `reid_crops_per_s_i * rho`
+//!   and ingests no camera; one with neither is left out (warned). `cores` is
+//!   informational: the profiled rates already reflect it.
+//! - **Memory** `memory_mb` MiB; a detector + tracker takes [`DETECTOR_MEMORY_MB`],
+//!   a re-ID model [`REID_MEMORY_MB`].
+//! - **Frames**: `frame_bytes = width * height * BITS_PER_PIXEL / 8` (an H.264
+//!   frame); cameras reach every node at [`DEFAULT_LINK_MBIT_S`], a pinned
+//!   camera only its node. Crops: `D = c * CROP_BYTES` bytes per frame.
+//! - **Links**: every pair of nodes is linked at the measured rate (the lower of
+//!   the two ends' reports), [`DEFAULT_LINK_MBIT_S`] when neither measured it.
+//! - **No re-ID service**: a node with `reid_service = false` (or no re-ID
+//!   model) is unreachable for other nodes' crops (`R_ji = 0`), so JSTSH never
+//!   offloads to it; a stream detected on a node without a re-ID model has its
+//!   re-ID moved to the cheapest allowed node after the search.
+
+use std::collections::{BTreeMap, HashMap};
+
+use vidar_protocol::{CameraId, NodeId};
+use vidar_scheduler::jstsh::{CameraStream, CostModel, ModelMemory, Problem, StreamInstance};
+use vidar_scheduler::{Cluster, Link, Node};
+
+use super::{NodeView, PlanError, SiteCamera};
+
+/// Link rate assumed between nodes (and from cameras) nobody measured, Mbit/s.
+pub const DEFAULT_LINK_MBIT_S: f64 = 100.0;
+/// Re-ID crops per second per person in view (new and uncertain tracks).
+pub const REID_CROPS_PER_PERSON_S: f64 = 0.5;
+/// Bytes of one person crop sent for re-ID (a JPEG of about 100x250 pixels).
+pub const CROP_BYTES: f64 = 24_000.0;
+/// Bits per pixel of an encoded camera frame (H.264 at moderate quality).
+pub const BITS_PER_PIXEL: f64 = 0.1;
+/// Memory of one detector + tracker instance, MiB.
+pub const DETECTOR_MEMORY_MB: u64 = 512;
+/// Memory of one re-ID model instance, MiB.
+pub const REID_MEMORY_MB: u64 = 256;
+
+/// Bytes in a MiB.
+const MIB: u64 = 1 << 20;
+/// Bytes per second in a Mbit/s.
+pub(super) const MBIT: f64 = 1e6 / 8.0;
+
+/// The inputs mapped onto the scheduler's index form.
+#[derive(Debug)]
+pub(super) struct Mapped {
+    /// The indexed problem (with forbidden re-ID offloads at rate 0).
+    pub(super) problem: Problem,
+    /// Protocol id of scheduler node `i`.
+    pub(super) ids: Vec<NodeId>,
+    /// Scheduler index by node.
+    pub(super) index: HashMap<NodeId, usize>,
+    /// Node `i` has a re-ID model.
+    pub(super) has_reid: Vec<bool>,
+    /// Node `i` runs re-ID for other nodes' cameras.
+    pub(super) serves: Vec<bool>,
+    /// Link rate between `i` and `j`, bytes/s.
+    pub(super) link: Vec<Vec<f64>>,
+    /// Camera id of stream `k`.
+    pub(super) cameras: Vec<CameraId>,
+}
+
+fn sched_id(n: &NodeId) -> Result<vidar_scheduler::NodeId, PlanError> {
+    Ok(vidar_scheduler::NodeId::new(n.as_str())?)
+}
+
+impl Mapped {
+    /// Maps `cameras` and `nodes` (validated) onto the scheduler's problem.
+    pub(super) fn new(cameras: &[SiteCamera], nodes: &[NodeView]) -> Result<Self, PlanError> {
+        let usable: Vec<&NodeView> = nodes
+            .iter()
+            .filter(|n| {
+                let ok = n.detect_fps > 0.0 || n.reid_crops_per_s > 0.0;
+                if !ok {
+                    tracing::warn!(node = %n.node, "node has neither detector nor re-ID throughput; left out of the plan");
+                }
+                ok
+            })
+            .collect();
+        if usable.is_empty() {
+            return Err(PlanError::Invalid(vec![
+                "no node reports detector or re-ID throughput".into(),
+            ]));
+        }
+        let ids: Vec<NodeId> = usable.iter().map(|n| n.node.clone()).collect();
+        let index: HashMap<NodeId, usize> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+
+        // Crops per frame, wu per crop, and the detection share of the work.
+        let crops: Vec<f64> = cameras
+            .iter()
+            .map(|c| c.persons * REID_CROPS_PER_PERSON_S / c.fps)
+            .collect();
+        let ratios: Vec<f64> = usable
+            .iter()
+            .filter(|n| n.detect_fps > 0.0 && n.reid_crops_per_s > 0.0)
+            .map(|n| (n.detect_fps / n.reid_crops_per_s).ln())
+            .collect();
+        let rho = if ratios.is_empty() {
+            1.0
+        } else {
+            (ratios.iter().sum::<f64>() / ratios.len() as f64).exp()
+        };
+        let det_work: f64 = cameras.iter().map(|c| c.fps).sum();
+        let reid_work: f64 = cameras
+            .iter()
+            .zip(&crops)
+            .map(|(c, x)| c.fps * x * rho)
+            .sum();
+        let f = det_work / (det_work + reid_work);
+
+        let capacity = |n: &NodeView| match (n.detect_fps > 0.0, n.reid_crops_per_s > 0.0) {
+            (true, true) => 1.0 / (f / n.detect_fps + (1.0 - f) / (n.reid_crops_per_s * rho)),
+            (true, false) => n.detect_fps,
+            _ => n.reid_crops_per_s * rho,
+        };
+        let mut sched_nodes = Vec::with_capacity(usable.len());
+        for n in &usable {
+            sched_nodes.push(Node {
+                id: sched_id(&n.node)?,
+                capacity: capacity(n),
+                memory: n.memory_mb.saturating_mul(MIB),
+            });
+        }
+
+        // Full mesh: the lower of the two ends' measurements, else the default.
+        let mut measured: BTreeMap<(usize, usize), f64> = BTreeMap::new();
+        for (a, n) in usable.iter().enumerate() {
+            for (peer, r) in &n.links {
+                if let Some(&b) = index.get(peer).filter(|&&b| b != a) {
+                    let e = measured
+                        .entry((a.min(b), a.max(b)))
+                        .or_insert(f64::INFINITY);
+                    *e = e.min(*r);
+                }
+            }
+        }
+        let mm = usable.len();
+        let mut link = vec![vec![f64::INFINITY; mm]; mm];
+        let mut links = Vec::new();
+        for a in 0..mm {
+            for b in a + 1..mm {
+                let r = measured
+                    .get(&(a, b))
+                    .copied()
+                    .unwrap_or(DEFAULT_LINK_MBIT_S)
+                    * MBIT;
+                link[a][b] = r;
+                link[b][a] = r;
+                links.push(Link {
+                    a: sched_nodes[a].id.clone(),
+                    b: sched_nodes[b].id.clone(),
+                    bandwidth: r,
+                });
+            }
+        }
+
+        let detectors: Vec<usize> = (0..mm).filter(|&i| usable[i].detect_fps > 0.0).collect();
+        if detectors.is_empty() {
+            return Err(PlanError::Invalid(vec![
+                "no node reports detector throughput".into(),
+            ]));
+        }
+        let mut streams = Vec::with_capacity(cameras.len());
+        for (c, x) in cameras.iter().zip(&crops) {
+            let pin = c.pinned.as_ref().and_then(|p| index.get(p).copied());
+            let reach: Vec<usize> = match pin {
+                Some(i) if usable[i].detect_fps > 0.0 => vec![i],
+                _ => {
+                    if let Some(p) = &c.pinned {
+                        tracing::warn!(camera = %c.camera, node = %p, "camera pinned to a node that is absent or cannot detect; placing it elsewhere");
+                    }
+                    detectors.clone()
+                }
+            };
+            streams.push(CameraStream {
+                id: c.camera.as_str().to_string(),
+                fps: c.fps,
+                frame_bytes: f64::from(c.width) * f64::from(c.height) * BITS_PER_PIXEL / 8.0,
+                camera_rates: reach
+                    .into_iter()
+                    .map(|i| (sched_nodes[i].id.clone(), DEFAULT_LINK_MBIT_S * MBIT))
+                    .collect(),
+                detect_work: 1.0,
+                reid_work: x * rho,
+                // At least a byte, so a forbidden hop costs infinity, never 0/0.
+                crop_bytes: (x * CROP_BYTES).max(1.0),
+            });
+        }
+        let inst = StreamInstance {
+            cluster: Cluster {
+                nodes: sched_nodes,
+                links,
+            },
+            models: ModelMemory {
+                detector: DETECTOR_MEMORY_MB * MIB,
+                reid: REID_MEMORY_MB * MIB,
+            },
+            streams,
+            cost: CostModel::LoadAware,
+        };
+        let mut problem = Problem::new(&inst)?;
+        let has_reid: Vec<bool> = usable.iter().map(|n| n.reid_crops_per_s > 0.0).collect();
+        let serves: Vec<bool> = usable
+            .iter()
+            .zip(&has_reid)
+            .map(|(n, &r)| r && n.reid_service)
+            .collect();
+        for (j, &s) in serves.iter().enumerate() {
+            if !s {
+                for (i, row) in problem.rate.iter_mut().enumerate() {
+                    if i != j {
+                        row[j] = 0.0;
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            problem,
+            ids,
+            index,
+            has_reid,
+            serves,
+            link,
+            cameras: cameras.iter().map(|c| c.camera.clone()).collect(),
+        })
+    }
+}

@@ -1,0 +1,286 @@
+//! The planner's tests: placement quality, pinning, stability and errors,
+//! through [`super::plan`] only.
+
+use super::model::MBIT;
+use super::*;
+
+fn node(name: &str, detect: f64, reid: f64) -> NodeView {
+    NodeView {
+        node: NodeId::new(name).unwrap(),
+        cores: 4,
+        memory_mb: 4096,
+        detect_fps: detect,
+        reid_crops_per_s: reid,
+        reid_service: true,
+        links: Vec::new(),
+    }
+}
+
+fn cam(name: &str, fps: f64) -> SiteCamera {
+    SiteCamera {
+        camera: CameraId::new(name).unwrap(),
+        source: format!("rtsp://cams/{name}"),
+        fps,
+        persons: 2.0,
+        width: 1280,
+        height: 720,
+        pinned: None,
+    }
+}
+
+fn cams(n: usize) -> Vec<SiteCamera> {
+    (0..n).map(|i| cam(&format!("cam{i}"), 10.0)).collect()
+}
+
+/// Two fast nodes and one 12x slower.
+fn site() -> Vec<NodeView> {
+    vec![
+        node("fast-a", 60.0, 60.0),
+        node("slow", 5.0, 5.0),
+        node("fast-b", 60.0, 60.0),
+    ]
+}
+
+fn count_on(out: &PlanOutput, n: &str) -> usize {
+    out.streams.iter().filter(|s| s.node.as_str() == n).count()
+}
+
+fn assert_each_once(out: &PlanOutput, cameras: &[SiteCamera]) {
+    assert_eq!(out.streams.len(), cameras.len());
+    for c in cameras {
+        assert_eq!(
+            out.streams.iter().filter(|s| s.camera == c.camera).count(),
+            1,
+            "{} placed once",
+            c.camera
+        );
+    }
+}
+
+#[test]
+fn every_camera_placed_exactly_once() {
+    let cameras = cams(9);
+    let out = plan(&cameras, &site(), None, 1).unwrap();
+    assert_each_once(&out, &cameras);
+    assert!(out.cost.is_finite() && out.cost > 0.0);
+    for (s, c) in out.streams.iter().zip(&cameras) {
+        assert_eq!(s.source, c.source);
+    }
+}
+
+#[test]
+fn slow_node_gets_fewer_streams_and_offloads_reid() {
+    let cameras = cams(4);
+    let out = plan(&cameras, &site(), None, 7).unwrap();
+    assert_each_once(&out, &cameras);
+    let slow = count_on(&out, "slow");
+    assert!(slow < count_on(&out, "fast-a"), "{out:?}");
+    assert!(slow < count_on(&out, "fast-b"), "{out:?}");
+    for s in out.streams.iter().filter(|s| s.node.as_str() == "slow") {
+        assert_ne!(s.reid_node.as_str(), "slow", "{out:?}");
+    }
+    assert!(out.streams.iter().all(|s| s.reid_node.as_str() != "slow"));
+}
+
+#[test]
+fn pinned_camera_on_slow_node_offloads_its_reid() {
+    let mut cameras = cams(4);
+    cameras[2].pinned = Some(NodeId::new("slow").unwrap());
+    let out = plan(&cameras, &site(), None, 7).unwrap();
+    assert_each_once(&out, &cameras);
+    let s = &out.streams[2];
+    assert_eq!(s.node.as_str(), "slow");
+    assert_ne!(s.reid_node.as_str(), "slow");
+    // Its crops cross a link that carries no other flow: it has the whole link.
+    let flow = out
+        .bandwidth
+        .iter()
+        .find(|f| f.0 == s.node && f.1 == s.reid_node)
+        .expect("a flow for the offloaded crops");
+    assert_eq!(flow.2, (DEFAULT_LINK_MBIT_S * MBIT) as u64);
+    assert_eq!(count_on(&out, "slow"), 1);
+}
+
+#[test]
+fn pinned_cameras_are_honoured() {
+    let mut cameras = cams(6);
+    for c in &mut cameras {
+        c.pinned = Some(NodeId::new("fast-b").unwrap());
+    }
+    cameras[0].pinned = Some(NodeId::new("slow").unwrap());
+    let out = plan(&cameras, &site(), None, 3).unwrap();
+    assert_eq!(out.streams[0].node.as_str(), "slow");
+    for s in &out.streams[1..] {
+        assert_eq!(s.node.as_str(), "fast-b");
+    }
+}
+
+#[test]
+fn camera_pinned_to_absent_node_is_placed_elsewhere() {
+    let mut cameras = cams(2);
+    cameras[0].pinned = Some(NodeId::new("gone").unwrap());
+    let out = plan(&cameras, &site(), None, 3).unwrap();
+    assert_each_once(&out, &cameras);
+    assert_ne!(out.streams[0].node.as_str(), "gone");
+}
+
+#[test]
+fn removed_node_cameras_move_to_remaining_nodes() {
+    let cameras = cams(6);
+    let nodes = site();
+    let before = plan(&cameras, &nodes, None, 5).unwrap();
+    assert!(count_on(&before, "fast-b") > 0);
+    let left: Vec<NodeView> = nodes
+        .into_iter()
+        .filter(|n| n.node.as_str() != "fast-b")
+        .collect();
+    for prev in [None, Some(&before)] {
+        let out = plan(&cameras, &left, prev, 5).unwrap();
+        assert_each_once(&out, &cameras);
+        for s in &out.streams {
+            assert_ne!(s.node.as_str(), "fast-b");
+            assert_ne!(s.reid_node.as_str(), "fast-b");
+        }
+        assert!(out
+            .bandwidth
+            .iter()
+            .all(|b| b.0.as_str() != "fast-b" && b.1.as_str() != "fast-b"));
+    }
+}
+
+#[test]
+fn same_inputs_with_previous_are_kept() {
+    let cameras = cams(5);
+    let first = plan(&cameras, &site(), None, 9).unwrap();
+    let second = plan(&cameras, &site(), Some(&first), 9).unwrap();
+    assert_eq!(second.reason, "kept");
+    assert_eq!(second.streams, first.streams);
+    assert_eq!(second.bandwidth, first.bandwidth);
+    assert!((second.cost - first.cost).abs() < 1e-12);
+}
+
+#[test]
+fn much_worse_previous_is_replaced() {
+    let cameras = cams(4);
+    let first = plan(&cameras, &site(), None, 9).unwrap();
+    let mut bad = first.clone();
+    for s in &mut bad.streams {
+        s.node = NodeId::new("slow").unwrap();
+        s.reid_node = NodeId::new("slow").unwrap();
+    }
+    let out = plan(&cameras, &site(), Some(&bad), 9).unwrap();
+    assert!(out.reason.starts_with("replanned"), "{}", out.reason);
+    assert_eq!(out.streams, first.streams);
+}
+
+#[test]
+fn new_camera_keeps_the_others_in_place() {
+    let cameras = cams(4);
+    let first = plan(&cameras, &site(), None, 2).unwrap();
+    let more = cams(5);
+    let out = plan(&more, &site(), Some(&first), 2).unwrap();
+    assert_each_once(&out, &more);
+    assert_eq!(out.streams[..4], first.streams[..]);
+    assert!(out.reason.starts_with("kept 4"), "{}", out.reason);
+}
+
+#[test]
+fn no_reid_service_node_serves_only_its_own_streams() {
+    let mut nodes = vec![node("weak", 60.0, 1.0), node("big", 60.0, 600.0)];
+    nodes[1].reid_service = false;
+    let mut cameras = cams(3);
+    cameras[0].pinned = Some(NodeId::new("weak").unwrap());
+    let out = plan(&cameras, &nodes, None, 1).unwrap();
+    for s in &out.streams {
+        if s.reid_node.as_str() == "big" {
+            assert_eq!(s.node.as_str(), "big", "{out:?}");
+        }
+    }
+    // With the service on, the weak node's re-ID goes to the big one.
+    nodes[1].reid_service = true;
+    let out = plan(&cameras, &nodes, None, 1).unwrap();
+    assert_eq!(out.streams[0].reid_node.as_str(), "big", "{out:?}");
+}
+
+#[test]
+fn node_without_reid_model_never_runs_reid() {
+    let nodes = vec![node("a", 60.0, 0.0), node("b", 60.0, 60.0)];
+    let mut cameras = cams(3);
+    cameras[0].pinned = Some(NodeId::new("a").unwrap());
+    let out = plan(&cameras, &nodes, None, 1).unwrap();
+    assert_eq!(out.streams[0].node.as_str(), "a");
+    assert!(
+        out.streams.iter().all(|s| s.reid_node.as_str() == "b"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn empty_node_list_errors_clearly() {
+    let err = plan(&cams(2), &[], None, 0).unwrap_err();
+    assert_eq!(err, PlanError::NoNodes { cameras: 2 });
+    assert!(err.to_string().contains("no live nodes"));
+}
+
+#[test]
+fn no_cameras_gives_an_empty_plan() {
+    let out = plan(&[], &site(), None, 0).unwrap();
+    assert!(out.streams.is_empty() && out.bandwidth.is_empty());
+    assert_eq!(out.cost, 0.0);
+}
+
+#[test]
+fn bad_inputs_are_all_reported() {
+    let mut cameras = cams(2);
+    cameras[0].fps = 0.0;
+    cameras[1].camera = cameras[0].camera.clone();
+    let mut nodes = site();
+    nodes[0].detect_fps = f64::NAN;
+    let PlanError::Invalid(problems) = plan(&cameras, &nodes, None, 0).unwrap_err() else {
+        panic!("expected Invalid");
+    };
+    assert_eq!(problems.len(), 3, "{problems:?}");
+}
+
+#[test]
+fn deterministic_for_a_seed() {
+    let cameras = cams(12);
+    let a = plan(&cameras, &site(), None, 42).unwrap();
+    let b = plan(&cameras, &site(), None, 42).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn measured_links_set_the_shares() {
+    let mut nodes = vec![
+        node("a", 60.0, 1.0),
+        node("b", 60.0, 600.0),
+        node("c", 60.0, 1.0),
+    ];
+    nodes[0].links = vec![(NodeId::new("b").unwrap(), 40.0)];
+    nodes[1].links = vec![(NodeId::new("a").unwrap(), 80.0)];
+    let mut cameras = cams(2);
+    cameras[0].pinned = Some(NodeId::new("a").unwrap());
+    cameras[1].pinned = Some(NodeId::new("c").unwrap());
+    let out = plan(&cameras, &nodes, None, 1).unwrap();
+    let a_b = out
+        .bandwidth
+        .iter()
+        .find(|f| f.0.as_str() == "a" && f.1.as_str() == "b")
+        .expect("a offloads to b");
+    assert_eq!(a_b.2, (40.0 * MBIT) as u64);
+}
+
+#[test]
+fn plan_output_round_trips_through_json() {
+    let out = plan(&cams(3), &site(), None, 1).unwrap();
+    let json = serde_json::to_string(&out).unwrap();
+    let back: PlanOutput = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, out);
+    let c: SiteCamera = serde_json::from_str(
+        r#"{"camera":"c1","source":"rtsp://x","fps":10,"width":640,"height":480}"#,
+    )
+    .unwrap();
+    assert_eq!(c.persons, 2.0);
+    assert_eq!(c.pinned, None);
+}

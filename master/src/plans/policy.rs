@@ -1,0 +1,257 @@
+//! The plan service's decisions, pure: the planner's view of a node from its
+//! status, the wire plan of a planner output, whether a new plan places work
+//! differently from the one in force, and whether the load calls for a
+//! replan. No clock is read here: callers pass the time.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use vidar_protocol::messages::{BandwidthShare, NodeStatus, Plan, StreamAssignment};
+use vidar_protocol::StreamState;
+
+use super::Current;
+use crate::planner::{NodeView, PlanOutput};
+
+/// A node whose detector is busier than this fraction triggers a replan.
+pub const BUSY_THRESHOLD: f64 = 0.9;
+/// How long a node has, after a plan, to start streaming a camera before its
+/// absence counts as a load shift.
+pub const STREAM_GRACE: Duration = Duration::from_secs(20);
+/// A bandwidth share that moves by more than this fraction makes a new version.
+const SHARE_CHANGE: f64 = 0.2;
+
+/// The planner's view of a node, from its last status. Links that the planner
+/// would refuse (to itself, not positive, repeated) are left out.
+pub fn node_view(s: &NodeStatus) -> NodeView {
+    let mut seen = BTreeSet::new();
+    let links = s
+        .links
+        .iter()
+        .filter(|l| l.to != s.node && l.mbit_s.is_finite() && l.mbit_s > 0.0)
+        .filter(|l| seen.insert(l.to.clone()))
+        .map(|l| (l.to.clone(), l.mbit_s))
+        .collect();
+    NodeView {
+        node: s.node.clone(),
+        cores: s.capacity.cores,
+        memory_mb: s.capacity.memory_mb,
+        detect_fps: s.capacity.detect_fps,
+        reid_crops_per_s: s.capacity.reid_crops_per_s,
+        reid_service: s.capacity.reid_service,
+        links,
+    }
+}
+
+/// The wire plan for a planner output, issued at `issued_ms`.
+pub(super) fn to_plan(out: &PlanOutput, version: u64, issued_ms: u64) -> Plan {
+    Plan {
+        version,
+        issued_ms,
+        reason: out.reason.clone(),
+        streams: out
+            .streams
+            .iter()
+            .map(|p| StreamAssignment {
+                camera: p.camera.clone(),
+                source: p.source.clone(),
+                node: p.node.clone(),
+                reid_node: p.reid_node.clone(),
+            })
+            .collect(),
+        bandwidth: out
+            .bandwidth
+            .iter()
+            .map(|(from, to, b)| BandwidthShare {
+                from: from.clone(),
+                to: to.clone(),
+                bytes_per_s: *b,
+            })
+            .collect(),
+    }
+}
+
+/// Whether `new` places work differently from `old` (streams, flows, or a
+/// bandwidth share moved by more than [`SHARE_CHANGE`]).
+pub fn placement_changed(old: &Plan, new: &Plan) -> bool {
+    if old.streams != new.streams || old.bandwidth.len() != new.bandwidth.len() {
+        return true;
+    }
+    old.bandwidth
+        .iter()
+        .any(|o| match new.share(&o.from, &o.to) {
+            None => true,
+            Some(n) => {
+                let (a, b) = (o.bytes_per_s as f64, n as f64);
+                (a - b).abs() > SHARE_CHANGE * a.max(b)
+            }
+        })
+}
+
+/// Why the load calls for a replan, if it does.
+pub(super) fn load_shift(
+    current: Option<&Current>,
+    live: &[NodeStatus],
+    now: Instant,
+) -> Option<String> {
+    if let Some(s) = live.iter().find(|s| s.load.detect_busy > BUSY_THRESHOLD) {
+        return Some(format!(
+            "node {} detector busy {:.0} %",
+            s.node,
+            100.0 * s.load.detect_busy
+        ));
+    }
+    let c = current?;
+    let settled = c
+        .issued_at
+        .is_some_and(|at| now.saturating_duration_since(at) > STREAM_GRACE);
+    if !settled {
+        return None;
+    }
+    for a in &c.plan.streams {
+        let Some(s) = live.iter().find(|s| s.node == a.node) else {
+            continue;
+        };
+        if s.plan_version != c.plan.version {
+            continue;
+        }
+        let streaming = s
+            .load
+            .cameras
+            .iter()
+            .any(|l| l.camera == a.camera && l.state == StreamState::Streaming);
+        if !streaming {
+            return Some(format!("camera {} not streaming on {}", a.camera, a.node));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vidar_protocol::messages::{CameraLoad, LinkRate, NodeCapacity, NodeLoad};
+    use vidar_protocol::{CameraId, NodeId};
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).expect("valid id")
+    }
+
+    fn status(node: &str, busy: f64) -> NodeStatus {
+        NodeStatus {
+            node: id(node),
+            sent_ms: 1,
+            started_ms: 1,
+            plan_version: 7,
+            capacity: NodeCapacity {
+                cores: 4,
+                memory_mb: 4096,
+                detect_fps: 30.0,
+                reid_crops_per_s: 50.0,
+                reid_service: true,
+            },
+            load: NodeLoad {
+                cameras: vec![CameraLoad {
+                    camera: CameraId::new("c1").expect("id"),
+                    state: StreamState::Streaming,
+                    fps: 10.0,
+                    analysed_fps: 10.0,
+                    dropped: 0,
+                    reconnects: 0,
+                    tracks: 0,
+                }],
+                detect_busy: busy,
+                reid_busy: 0.1,
+                reid_queue: 0,
+                records_last_seq: 0,
+                unsynced: 0,
+            },
+            links: vec![
+                LinkRate {
+                    to: id("b"),
+                    mbit_s: 50.0,
+                    rtt_ms: 1.0,
+                },
+                LinkRate {
+                    to: id("b"),
+                    mbit_s: 60.0,
+                    rtt_ms: 1.0,
+                },
+                LinkRate {
+                    to: id(node),
+                    mbit_s: 60.0,
+                    rtt_ms: 1.0,
+                },
+                LinkRate {
+                    to: id("c"),
+                    mbit_s: 0.0,
+                    rtt_ms: 1.0,
+                },
+            ],
+            metrics_addr: None,
+        }
+    }
+
+    fn plan(streams: &[(&str, &str)], shares: &[u64]) -> Plan {
+        Plan {
+            version: 7,
+            issued_ms: 0,
+            reason: String::new(),
+            streams: streams
+                .iter()
+                .map(|(c, n)| StreamAssignment {
+                    camera: CameraId::new(c).expect("id"),
+                    source: "rtsp://x".into(),
+                    node: id(n),
+                    reid_node: id(n),
+                })
+                .collect(),
+            bandwidth: shares
+                .iter()
+                .map(|b| BandwidthShare {
+                    from: id("a"),
+                    to: id("b"),
+                    bytes_per_s: *b,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn node_view_keeps_plannable_links() {
+        let v = node_view(&status("a", 0.1));
+        assert_eq!(v.links, vec![(id("b"), 50.0)]);
+        assert_eq!(v.detect_fps, 30.0);
+        assert!(v.reid_service);
+    }
+
+    #[test]
+    fn placement_change_ignores_small_share_moves() {
+        let a = plan(&[("c1", "a")], &[1000]);
+        assert!(!placement_changed(&a, &plan(&[("c1", "a")], &[1100])));
+        assert!(placement_changed(&a, &plan(&[("c1", "a")], &[2000])));
+        assert!(placement_changed(&a, &plan(&[("c1", "b")], &[1000])));
+        assert!(placement_changed(&a, &plan(&[("c1", "a")], &[])));
+    }
+
+    #[test]
+    fn load_shift_on_busy_node_or_missing_stream() {
+        let now = Instant::now();
+        assert!(load_shift(None, &[status("a", 0.5)], now).is_none());
+        assert!(load_shift(None, &[status("a", 0.95)], now).is_some());
+        let p = plan(&[("c1", "a"), ("c2", "a")], &[]);
+        let c = Current {
+            plan: p,
+            cost: 0.0,
+            nodes: vec![id("a")],
+            issued_at: now.checked_sub(STREAM_GRACE * 2),
+            encoded: Vec::new(),
+        };
+        let why = load_shift(Some(&c), &[status("a", 0.5)], now);
+        assert_eq!(why.as_deref(), Some("camera c2 not streaming on a"));
+        let fresh = Current {
+            issued_at: Some(now),
+            ..c
+        };
+        assert!(load_shift(Some(&fresh), &[status("a", 0.5)], now).is_none());
+    }
+}

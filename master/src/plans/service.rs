@@ -1,0 +1,281 @@
+//! The plan service's thread: watches membership, camera changes and load,
+//! debounces, calls [`planner::plan`], versions and publishes the result on
+//! `keys.plan()`, republishes it every [`REPUBLISH`], and answers queries for
+//! it. When to replan and what changed are [`super::policy`]'s decisions.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use vidar_link::zenoh::{self, Wait};
+use vidar_protocol::messages::NodeStatus;
+use vidar_protocol::{wire, Keys, NodeId};
+
+use super::policy::{load_shift, node_view, placement_changed, to_plan};
+use super::{Current, Plans};
+use crate::clock::now_ms;
+use crate::membership::Membership;
+use crate::planner::{self, NodeView, PlanOutput};
+
+/// How long after a membership change the planner waits for more changes.
+pub const DEBOUNCE: Duration = Duration::from_millis(300);
+/// How often the current plan is published even when unchanged.
+pub const REPUBLISH: Duration = Duration::from_secs(2);
+/// Least time between two replans caused by load.
+pub const LOAD_REPLAN_MIN: Duration = Duration::from_secs(15);
+/// How often the service looks at membership and load.
+const TICK: Duration = Duration::from_millis(100);
+
+/// What the plan service needs to run.
+#[derive(Debug)]
+pub struct PlanService {
+    /// The zenoh session.
+    pub session: zenoh::Session,
+    /// The site's keys.
+    pub keys: Keys,
+    /// The membership table.
+    pub membership: Membership,
+    /// The handle shared with the API.
+    pub plans: Plans,
+    /// The receiver of the wake-up channel shared by membership and `plans`.
+    pub wake: Receiver<()>,
+    /// Periodic replan interval.
+    pub every: Duration,
+    /// Set to stop the service.
+    pub stop: Arc<AtomicBool>,
+}
+
+struct Loop {
+    svc: PlanService,
+    publisher: zenoh::pubsub::Publisher<'static>,
+    planned_nodes: BTreeSet<NodeId>,
+    previous: Option<PlanOutput>,
+    pending: Option<(Instant, String)>,
+    last_plan: Option<Instant>,
+    last_publish: Option<Instant>,
+    last_load_replan: Option<Instant>,
+    warned_no_nodes: bool,
+    seed: u64,
+}
+
+impl PlanService {
+    /// Declares the publisher and the queryable, then runs the service on its own thread.
+    pub fn spawn(self) -> Result<(JoinHandle<()>, zenoh::query::Queryable<()>), zenoh::Error> {
+        let publisher = self.session.declare_publisher(self.keys.plan()).wait()?;
+        let plans = self.plans.clone();
+        let key = self.keys.plan();
+        let queryable = self
+            .session
+            .declare_queryable(self.keys.plan())
+            .callback(move |query| {
+                // Clone the bytes out; reply with no lock held, on the plan's
+                // own key (the query's may be a wildcard).
+                if let Some(c) = plans.current() {
+                    if let Err(e) = query.reply(key.as_str(), c.encoded.clone()).wait() {
+                        tracing::debug!(error = %e, "replying to a plan query");
+                    }
+                }
+            })
+            .wait()?;
+        let mut l = Loop {
+            svc: self,
+            publisher,
+            planned_nodes: BTreeSet::new(),
+            previous: None,
+            pending: None,
+            last_plan: None,
+            last_publish: None,
+            last_load_replan: None,
+            warned_no_nodes: false,
+            seed: 0x5eed,
+        };
+        let thread = std::thread::Builder::new()
+            .name("vidar-plans".into())
+            .spawn(move || l.run())
+            .map_err(|e| -> zenoh::Error { Box::new(e) })?;
+        Ok((thread, queryable))
+    }
+}
+
+impl Loop {
+    fn run(&mut self) {
+        while !self.svc.stop.load(Ordering::Relaxed) {
+            match self.svc.wake.recv_timeout(TICK) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(TICK),
+            }
+            self.tick(Instant::now());
+        }
+    }
+
+    fn schedule(&mut self, now: Instant, delay: Duration, reason: String) {
+        match &mut self.pending {
+            Some((at, r)) => {
+                *at = (*at).min(now + delay);
+                if !r.contains(&reason) {
+                    r.push_str("; ");
+                    r.push_str(&reason);
+                }
+            }
+            None => self.pending = Some((now + delay, reason)),
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let events = self.svc.membership.sweep(now);
+        let live = self.svc.membership.live();
+        let live_set: BTreeSet<NodeId> = live.iter().map(|s| s.node.clone()).collect();
+        if live_set != self.planned_nodes || !events.is_empty() {
+            let joined: Vec<_> = live_set.difference(&self.planned_nodes).collect();
+            let left: Vec<_> = self.planned_nodes.difference(&live_set).collect();
+            if !joined.is_empty() || !left.is_empty() {
+                let names = |v: &[&NodeId]| {
+                    if v.is_empty() {
+                        "none".to_string()
+                    } else {
+                        v.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+                    }
+                };
+                let reason = format!("nodes joined: {}; left: {}", names(&joined), names(&left));
+                self.schedule(now, DEBOUNCE, reason);
+            }
+        }
+        if let Some(reason) = self.svc.plans.take_request() {
+            self.schedule(now, Duration::ZERO, reason);
+        }
+        let due = self
+            .last_plan
+            .is_none_or(|at| now.saturating_duration_since(at) >= self.svc.every);
+        if due {
+            self.schedule(now, Duration::ZERO, "periodic".into());
+        }
+        let load_ok = self
+            .last_load_replan
+            .is_none_or(|at| now.saturating_duration_since(at) >= LOAD_REPLAN_MIN);
+        if self.pending.is_none() && load_ok {
+            let current = self.svc.plans.current();
+            if let Some(reason) = load_shift(current.as_deref(), &live, now) {
+                self.last_load_replan = Some(now);
+                self.schedule(now, Duration::ZERO, format!("load shift: {reason}"));
+            }
+        }
+        if let Some((at, _)) = &self.pending {
+            if *at <= now {
+                if let Some((_, reason)) = self.pending.take() {
+                    self.replan(now, live, live_set, &reason);
+                }
+            }
+        }
+        if let Some(c) = self.svc.plans.current() {
+            let stale = self
+                .last_publish
+                .is_none_or(|at| now.saturating_duration_since(at) >= REPUBLISH);
+            if stale {
+                self.publish(&c, now);
+            }
+        }
+    }
+
+    fn publish(&mut self, c: &Current, now: Instant) {
+        self.last_publish = Some(now);
+        match self.publisher.put(c.encoded.clone()).wait() {
+            Ok(()) => {
+                self.svc
+                    .plans
+                    .shared
+                    .published
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(error = %e, version = c.plan.version, "publishing the plan"),
+        }
+    }
+
+    fn replan(
+        &mut self,
+        now: Instant,
+        live: Vec<NodeStatus>,
+        live_set: BTreeSet<NodeId>,
+        trigger: &str,
+    ) {
+        self.last_plan = Some(now);
+        self.planned_nodes = live_set.clone();
+        let shared = &self.svc.plans.shared;
+        if live.is_empty() {
+            if self.svc.plans.current().is_some() || !self.warned_no_nodes {
+                tracing::warn!(trigger, "no live node: no plan is published");
+            }
+            self.warned_no_nodes = true;
+            self.svc.plans.set_current(None);
+            return;
+        }
+        self.warned_no_nodes = false;
+        let views: Vec<NodeView> = live.iter().map(node_view).collect();
+        let cameras = self.svc.plans.cameras();
+        shared.replans.fetch_add(1, Ordering::Relaxed);
+        self.seed = self.seed.wrapping_add(1);
+        let out = match planner::plan(&cameras, &views, self.previous.as_ref(), self.seed) {
+            Ok(out) => out,
+            Err(e) => {
+                shared.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, trigger, nodes = live.len(), "planning failed; the previous plan stays");
+                return;
+            }
+        };
+        let current = self.svc.plans.current();
+        let prev_version = current.as_ref().map_or(0, |c| c.plan.version);
+        let candidate = to_plan(&out, prev_version, now_ms());
+        let changed = current
+            .as_ref()
+            .is_none_or(|c| placement_changed(&c.plan, &candidate));
+        self.previous = Some(out.clone());
+        if !changed {
+            tracing::debug!(
+                trigger,
+                version = prev_version,
+                "replanned: placement unchanged"
+            );
+            return;
+        }
+        let version = (prev_version + 1).max(now_ms());
+        let mut plan = candidate;
+        plan.version = version;
+        plan.reason = format!("{}: {}", trigger, out.reason);
+        if plan.reason.len() > vidar_protocol::messages::MAX_TEXT_LEN {
+            let mut cut = vidar_protocol::messages::MAX_TEXT_LEN;
+            while !plan.reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            plan.reason.truncate(cut);
+        }
+        let encoded = match wire::encode(&plan) {
+            Ok(b) => b,
+            Err(e) => {
+                shared.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, version, "encoding the plan; the previous plan stays");
+                return;
+            }
+        };
+        shared.versions.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            version,
+            trigger,
+            reason = %out.reason,
+            streams = plan.streams.len(),
+            nodes = live_set.len(),
+            cost = out.cost,
+            "new plan"
+        );
+        let c = Arc::new(Current {
+            plan,
+            cost: out.cost,
+            nodes: live_set.into_iter().collect(),
+            issued_at: Some(now),
+            encoded,
+        });
+        self.svc.plans.set_current(Some(c.clone()));
+        self.publish(&c, now);
+    }
+}

@@ -1,0 +1,320 @@
+//! Query fan-out and merge: asking every reachable edge for the records it
+//! holds but has not synchronised yet, and merging those answers with the
+//! global database's rows.
+//!
+//! No HTTP here: [`Edges::ask`] takes protocol requests and returns protocol
+//! records, and the merges are pure functions over store rows, so they test
+//! without a server. Edges are asked in parallel, each on the blocking pool
+//! (zenoh's synchronous API) for the timeout at most; one that does not answer
+//! is listed in [`EdgeAnswers::unanswered`], never waited for longer. Records
+//! are merged by their key `(node, seq)`: the global database's copy wins.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use vidar_link::{request, zenoh, Garbage};
+use vidar_protocol::messages::{QueryReply, QueryRequest};
+use vidar_protocol::{IdentityId, Keys, NodeId};
+use vidar_store::{IdentitySeen, KeyedRecord, Record, RecordKey, Sighting, Stored, TimeRange};
+
+/// How to reach the edges' query endpoints.
+#[derive(Debug, Clone, Copy)]
+pub struct Edges<'a> {
+    /// The zenoh session.
+    pub session: &'a zenoh::Session,
+    /// The site's keys.
+    pub keys: &'a Keys,
+    /// Where refused replies are counted.
+    pub garbage: &'a Arc<Garbage>,
+    /// How long to wait for each edge.
+    pub timeout: Duration,
+}
+
+/// An edge that did not answer, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unanswered {
+    /// The node.
+    pub node: NodeId,
+    /// What happened.
+    pub error: String,
+}
+
+/// The edges' answers to one query.
+#[derive(Debug, Default)]
+pub struct EdgeAnswers {
+    /// Every record the edges returned, in the order of `asked`.
+    pub records: Vec<KeyedRecord>,
+    /// The edges asked.
+    pub asked: Vec<NodeId>,
+    /// The edges that did not answer.
+    pub unanswered: Vec<Unanswered>,
+}
+
+impl Edges<'_> {
+    /// Asks every node of `nodes`, in parallel, for `q`.
+    pub async fn ask(&self, nodes: Vec<NodeId>, q: QueryRequest) -> EdgeAnswers {
+        let mut tasks = Vec::new();
+        for node in nodes {
+            let (session, garbage, q) = (self.session.clone(), self.garbage.clone(), q.clone());
+            let (key, timeout) = (self.keys.query(&node), self.timeout);
+            let task = tokio::task::spawn_blocking(move || {
+                request::<QueryRequest, QueryReply>(&session, &key, &q, timeout, &garbage)
+            });
+            tasks.push((node, task));
+        }
+        let mut out = EdgeAnswers::default();
+        for (node, task) in tasks {
+            out.asked.push(node.clone());
+            match task.await {
+                Ok(Ok(reply)) => out.records.extend(reply.records),
+                Ok(Err(e)) => out.unanswered.push(Unanswered {
+                    node,
+                    error: e.to_string(),
+                }),
+                Err(e) => out.unanswered.push(Unanswered {
+                    node,
+                    error: format!("query task: {e}"),
+                }),
+            }
+        }
+        out
+    }
+}
+
+/// A sighting in a reply.
+#[derive(Debug, Serialize)]
+pub struct SightingOut {
+    /// The node that recorded it.
+    pub node: NodeId,
+    /// Its place in that node's sequence.
+    pub seq: u64,
+    /// Whether it came from the global database (else only an edge has it so far).
+    pub synced: bool,
+    /// The sighting.
+    #[serde(flatten)]
+    pub sighting: Sighting,
+}
+
+/// Whether `s` overlaps `r`.
+pub fn overlaps(s: &Sighting, r: TimeRange) -> bool {
+    s.last_ms >= r.start_ms && s.first_ms < r.end_ms
+}
+
+/// The database's sightings plus the edges' not already there, deduplicated by
+/// key, in time order, at most `limit`; and whether some were cut. Edge
+/// sightings pass only if `keep` says so (the database's already matched the
+/// query).
+pub fn merge_sightings(
+    db: Vec<Stored<Sighting>>,
+    edge: Vec<KeyedRecord>,
+    keep: impl Fn(&Sighting) -> bool,
+    limit: usize,
+) -> (Vec<SightingOut>, bool) {
+    let mut seen: HashSet<RecordKey> = HashSet::new();
+    let mut out = Vec::new();
+    for s in db {
+        if seen.insert(s.key.clone()) {
+            out.push(SightingOut {
+                node: s.key.node,
+                seq: s.key.seq,
+                synced: true,
+                sighting: s.value,
+            });
+        }
+    }
+    for r in edge {
+        if let Record::Sighting(s) = r.record {
+            if keep(&s) && seen.insert(r.key.clone()) {
+                out.push(SightingOut {
+                    node: r.key.node,
+                    seq: r.key.seq,
+                    synced: false,
+                    sighting: s,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.sighting.first_ms, &a.node, a.seq).cmp(&(b.sighting.first_ms, &b.node, b.seq))
+    });
+    let truncated = out.len() > limit;
+    out.truncate(limit);
+    (out, truncated)
+}
+
+/// An identity in a reply.
+#[derive(Debug, Serialize)]
+pub struct IdentityOut {
+    /// When and how often it was seen.
+    #[serde(flatten)]
+    pub seen: IdentitySeen,
+    /// Whether the global database knows it (else only an edge has it so far).
+    pub synced: bool,
+}
+
+/// The database's identities seen in `range` plus those only an edge knows
+/// (first seen in `range`), by first time then id, at most `limit`; and
+/// whether some were cut.
+pub fn merge_identities(
+    db: Vec<IdentitySeen>,
+    edge: Vec<KeyedRecord>,
+    range: TimeRange,
+    limit: usize,
+) -> (Vec<IdentityOut>, bool) {
+    let mut known: HashSet<IdentityId> = db.iter().map(|s| s.identity).collect();
+    let mut out: Vec<IdentityOut> = db
+        .into_iter()
+        .map(|seen| IdentityOut { seen, synced: true })
+        .collect();
+    // Edges report identity records (first sightings), not aggregates: an
+    // identity only an edge knows shows with its first time and no count yet.
+    for rec in edge {
+        if let Record::Identity(i) = rec.record {
+            let t = i.first_seen_ms;
+            if t >= range.start_ms && t < range.end_ms && known.insert(i.identity) {
+                out.push(IdentityOut {
+                    seen: IdentitySeen {
+                        identity: i.identity,
+                        first_ms: t,
+                        last_ms: t,
+                        sightings: 0,
+                        cameras: 1,
+                    },
+                    synced: false,
+                });
+            }
+        }
+    }
+    out.sort_by_key(|o| (o.seen.first_ms, o.seen.identity));
+    let truncated = out.len() > limit;
+    out.truncate(limit);
+    (out, truncated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vidar_protocol::{CameraId, TrackId};
+    use vidar_store::IdentityRecord;
+
+    fn key(node: &str, seq: u64) -> RecordKey {
+        RecordKey {
+            node: NodeId::new(node).expect("id"),
+            seq,
+        }
+    }
+
+    fn sighting(identity: u64, first_ms: i64) -> Sighting {
+        Sighting {
+            identity: IdentityId(identity),
+            camera: CameraId::new("lobby").expect("id"),
+            track: TrackId(1),
+            first_ms,
+            last_ms: first_ms + 500,
+            path: Vec::new(),
+        }
+    }
+
+    fn edge_sighting(node: &str, seq: u64, identity: u64, first_ms: i64) -> KeyedRecord {
+        KeyedRecord {
+            key: key(node, seq),
+            record: Record::Sighting(sighting(identity, first_ms)),
+        }
+    }
+
+    fn edge_identity(node: &str, seq: u64, identity: u64, first_seen_ms: i64) -> KeyedRecord {
+        KeyedRecord {
+            key: key(node, seq),
+            record: Record::Identity(IdentityRecord {
+                identity: IdentityId(identity),
+                camera: CameraId::new("lobby").expect("id"),
+                first_seen_ms,
+                embedding: vec![1.0],
+                model: "m".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn sightings_merge_by_key_in_time_order() {
+        let db = vec![Stored {
+            key: key("a", 1),
+            value: sighting(7, 2_000),
+        }];
+        let edge = vec![
+            // Already in the database: its synced copy wins.
+            edge_sighting("a", 1, 7, 2_000),
+            edge_sighting("b", 4, 7, 1_000),
+            // Refused by the query's own filter.
+            edge_sighting("b", 5, 8, 3_000),
+        ];
+        let (out, truncated) = merge_sightings(db, edge, |s| s.identity == IdentityId(7), 10);
+        assert!(!truncated);
+        let got: Vec<_> = out
+            .iter()
+            .map(|o| (o.node.as_str(), o.seq, o.synced))
+            .collect();
+        assert_eq!(got, [("b", 4, false), ("a", 1, true)]);
+    }
+
+    #[test]
+    fn sightings_beyond_the_limit_are_cut_and_said_so() {
+        let edge = (1..=3)
+            .map(|i| edge_sighting("b", i, 7, i as i64))
+            .collect();
+        let (out, truncated) = merge_sightings(Vec::new(), edge, |_| true, 2);
+        assert!(truncated);
+        assert_eq!(out.iter().map(|o| o.seq).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn overlap_is_half_open() {
+        let s = sighting(1, 1_000); // [1000, 1500]
+        assert!(overlaps(&s, TimeRange::new(1_500, 2_000)));
+        assert!(!overlaps(&s, TimeRange::new(1_501, 2_000)));
+        assert!(!overlaps(&s, TimeRange::new(0, 1_000)));
+        assert!(overlaps(&s, TimeRange::new(0, 1_001)));
+    }
+
+    #[test]
+    fn identities_only_an_edge_knows_are_added_once_within_the_range() {
+        let db = vec![IdentitySeen {
+            identity: IdentityId(1),
+            first_ms: 5_000,
+            last_ms: 6_000,
+            sightings: 3,
+            cameras: 2,
+        }];
+        let edge = vec![
+            edge_identity("b", 1, 1, 100),    // known to the database
+            edge_identity("b", 2, 2, 200),    // new
+            edge_identity("c", 9, 2, 300),    // same identity from another edge
+            edge_identity("c", 10, 3, 9_999), // outside the range
+            edge_sighting("c", 11, 4, 400),   // not an identity record
+        ];
+        let (out, truncated) = merge_identities(db, edge, TimeRange::new(0, 9_000), 10);
+        assert!(!truncated);
+        let got: Vec<_> = out
+            .iter()
+            .map(|o| {
+                (
+                    o.seen.identity.0,
+                    o.seen.first_ms,
+                    o.seen.sightings,
+                    o.synced,
+                )
+            })
+            .collect();
+        assert_eq!(got, [(2, 200, 0, false), (1, 5_000, 3, true)]);
+        let (out, truncated) = merge_identities(
+            Vec::new(),
+            vec![edge_identity("b", 1, 1, 1), edge_identity("b", 2, 2, 2)],
+            TimeRange::new(0, 9_000),
+            1,
+        );
+        assert!(truncated);
+        assert_eq!(out.len(), 1);
+    }
+}

@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 PY := $(CURDIR)/.cache/venv/bin/python
 
-.PHONY: setup models build build-release demo test lint bench bench-ingest eval-tracker sim clean
+.PHONY: setup models build build-release demo test check lint bench bench-ingest eval-tracker sim clean
 
 ## Install system packages, the Python venv and the ONNX Runtime library (idempotent).
 setup:
@@ -32,7 +32,13 @@ test: setup models
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 
+## The inner loop: module structure and every crate's unit tests (no processes, cameras or browser).
+check: setup
+	tools/check-modules
+	$(CARGO) test --workspace --lib
+
 lint:
+	tools/check-modules
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

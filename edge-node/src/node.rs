@@ -200,10 +200,7 @@ pub fn node_prefix(node: &vidar_protocol::NodeId) -> u16 {
 /// back into the gallery, so people seen before a restart keep their identity.
 fn restore_gallery(gallery: &mut Gallery, config: &EdgeConfig) -> Result<usize> {
     let reader = vidar_store::Reader::open(&config.database)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now = i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX);
     let since = now.saturating_sub(config.gallery.max_age_s.saturating_mul(1000) as i64);
     let seen = reader.identities_in_range(
         vidar_store::TimeRange::new(since, i64::MAX),

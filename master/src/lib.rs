@@ -12,6 +12,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod membership;
 pub mod merges;
@@ -26,7 +27,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use vidar_link::zenoh::{self, Wait};
@@ -56,6 +56,9 @@ pub enum MasterError {
         /// zenoh's error.
         reason: String,
     },
+    /// A service or the database writer died while running.
+    #[error("stopped after a failure: {0}")]
+    Failed(String),
     /// A file, socket or thread operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -93,7 +96,7 @@ impl Drop for StopOnDrop {
 #[derive(Debug)]
 pub struct Master {
     stop: Arc<AtomicBool>,
-    threads: Vec<(&'static str, JoinHandle<()>)>,
+    threads: health::Threads,
     feed: Option<membership::Feed>,
     plan_queryable: Option<zenoh::query::Queryable<()>>,
     tiles_feed: Option<zenoh::pubsub::Subscriber<()>>,
@@ -110,6 +113,15 @@ impl Master {
     /// Opens the database and the zenoh session, starts every service and the
     /// HTTP API. `config` must be valid ([`MasterConfig::problems`] empty).
     pub fn start(config: &MasterConfig) -> Result<Master, MasterError> {
+        Master::start_with(config, &vidar_runtime::Shutdown::new())
+    }
+
+    /// [`Master::start`], with `shutdown` triggered (as a failure) when a
+    /// service or the database writer dies: see [`health`].
+    pub fn start_with(
+        config: &MasterConfig,
+        shutdown: &vidar_runtime::Shutdown,
+    ) -> Result<Master, MasterError> {
         let problems = config.problems();
         if !problems.is_empty() {
             return Err(MasterError::Config(problems.join("; ")));
@@ -198,7 +210,11 @@ impl Master {
 
         let tiles_feed = tiles::attach(&session, &keys, &ui.tiles, &garbage)
             .map_err(zerr("subscribing to camera tiles"))?;
+        let threads: health::Threads = Arc::new(std::sync::Mutex::new(threads));
+        let health = vidar_runtime::Health::new(shutdown);
+        health::watch(&health, &writer.handle(), &threads, &stop);
         let context = Arc::new(http::ApiContext {
+            health,
             database: config.database.clone(),
             session: session.clone(),
             keys,
@@ -311,7 +327,13 @@ impl Master {
             rt.shutdown_timeout(Duration::from_secs(1));
         }
         self.stop.store(true, Ordering::Relaxed);
-        for (name, t) in self.threads.drain(..) {
+        let threads: Vec<_> = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for (name, t) in threads {
             if t.join().is_err() {
                 tracing::error!(thread = name, "service thread panicked");
             }
@@ -346,12 +368,16 @@ impl Drop for Master {
     }
 }
 
-/// Runs the master until `shutdown` is set, then stops it cleanly.
-pub fn run(config: &MasterConfig, shutdown: Arc<AtomicBool>) -> Result<(), MasterError> {
-    let master = Master::start(config)?;
-    while !shutdown.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Runs the master until `shutdown` is triggered (a signal, or a service
+/// that died), then stops it cleanly; fails when the stop was a failure, so
+/// the process exits non-zero and its supervisor restarts it.
+pub fn run(config: &MasterConfig, shutdown: vidar_runtime::Shutdown) -> Result<(), MasterError> {
+    let master = Master::start_with(config, &shutdown)?;
+    shutdown.wait();
     tracing::info!("shutting down");
-    master.shutdown()
+    master.shutdown()?;
+    match shutdown.reason() {
+        Some(r) if r.failure => Err(MasterError::Failed(r.why)),
+        _ => Ok(()),
+    }
 }

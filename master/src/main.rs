@@ -4,8 +4,6 @@
 //! entry for a password read from stdin.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -67,8 +65,10 @@ fn main() -> anyhow::Result<()> {
                 println!("{}: valid", config.display());
                 return Ok(());
             }
-            let shutdown = Arc::new(AtomicBool::new(false));
-            watch_signals(shutdown.clone())?;
+            let shutdown = vidar_runtime::Shutdown::new();
+            shutdown
+                .on_signals()
+                .context("watching SIGINT and SIGTERM")?;
             vidar_master::run(&cfg, shutdown)
                 .with_context(|| format!("running the master of {}", config.display()))
         }
@@ -93,50 +93,4 @@ fn hash_password(iterations: u32) -> anyhow::Result<()> {
     let hash = PasswordHash::create(password, iterations).map_err(anyhow::Error::msg)?;
     println!("{}", hash.encode());
     Ok(())
-}
-
-/// Sets `shutdown` on SIGINT or SIGTERM (a second signal exits at once).
-fn watch_signals(shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .context("starting the signal runtime")?;
-    std::thread::Builder::new()
-        .name("vidar-signals".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                loop {
-                    wait_signal().await;
-                    if shutdown.swap(true, Ordering::Relaxed) {
-                        eprintln!("second signal: exiting now");
-                        std::process::exit(130);
-                    }
-                    tracing::info!("signal received: stopping (again to exit at once)");
-                }
-            })
-        })
-        .context("starting the signal thread")?;
-    Ok(())
-}
-
-#[cfg(unix)]
-async fn wait_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the master");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_signal() {
-    let _ = tokio::signal::ctrl_c().await;
 }

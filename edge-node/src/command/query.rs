@@ -58,10 +58,7 @@ pub enum QueryWhat {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX)
 }
 
 fn fmt_time(ms: i64) -> String {

@@ -74,11 +74,34 @@ pub(super) async fn sync_now(State(ctx): Ctx) -> impl IntoResponse {
     (StatusCode::ACCEPTED, Json(json!({ "sync": "triggered" })))
 }
 
-/// `GET /healthz`: up, live nodes, plan version.
+/// `GET /healthz`: 200 `ok` when the writer and every service thread run,
+/// else 503 `unhealthy` naming the failed ones; live nodes, plan version.
 pub(super) async fn healthz(State(ctx): Ctx) -> impl IntoResponse {
-    Json(json!({
-        "status": "ok",
-        "nodes_live": ctx.membership.live().len(),
-        "plan_version": ctx.plans.current().map(|c| c.plan.version),
-    }))
+    let report = ctx.health.report();
+    let subsystems: BTreeMap<String, String> = report
+        .subsystems
+        .iter()
+        .map(|(name, failed)| {
+            let state = match failed {
+                None => "ok".to_string(),
+                Some(why) => format!("failed: {why}"),
+            };
+            (name.clone(), state)
+        })
+        .collect();
+    let code = if report.ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(json!({
+            "status": if report.ok() { "ok" } else { "unhealthy" },
+            "stopping": report.stopping,
+            "subsystems": subsystems,
+            "nodes_live": ctx.membership.live().len(),
+            "plan_version": ctx.plans.current().map(|c| c.plan.version),
+        })),
+    )
 }

@@ -30,6 +30,8 @@ pub const MAX_PASSWORD_CHECKS: usize = 2;
 /// Everything the handlers need.
 #[derive(Debug)]
 pub struct ApiContext {
+    /// The master's health registry (`/healthz`).
+    pub health: vidar_runtime::Health,
     /// The global database.
     pub database: PathBuf,
     /// The zenoh session (edge queries).

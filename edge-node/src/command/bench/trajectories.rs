@@ -21,7 +21,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 use vidar_protocol::CameraId;
 use vidar_store::{Reader, TimeRange};
 use vidar_trajeval::{EvalConfig, GtFrame, Report, Sighting};
@@ -151,9 +151,7 @@ pub fn trajectories(args: TrajectoriesBenchArgs) -> Result<()> {
 }
 
 fn ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::ms_of(t)
 }
 
 fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run> {

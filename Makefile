@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 PY := $(CURDIR)/.cache/venv/bin/python
 
-.PHONY: setup models build build-release demo test check lint bench bench-ingest eval-tracker sim clean
+.PHONY: setup models build build-release demo test check check-deploy lint bench bench-ingest eval-tracker sim clean
 
 ## Install system packages, the Python venv and the ONNX Runtime library (idempotent).
 setup:
@@ -30,12 +30,17 @@ demo: setup models build-release
 test: setup models
 	# Every binary first: multi-process tests start binaries of other packages.
 	$(CARGO) build --workspace --bins
+	deploy/check.sh
 	$(CARGO) test --workspace --no-fail-fast
 
 ## The inner loop: module structure and every crate's unit tests (no processes, cameras or browser).
 check: setup
 	tools/check-modules
 	$(CARGO) test --workspace --lib
+
+## Deployment files: systemd units, configs, compose, Kubernetes manifests (deploy/check.sh).
+check-deploy: setup
+	deploy/check.sh
 
 lint:
 	tools/check-modules

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vidar_link::zenoh::Wait;
+use zenoh::Wait;
 use vidar_pipeline::camera::{self, CameraConfig, Mount, MountSource};
 use vidar_protocol::messages::Plan;
 use vidar_protocol::{Keys, NodeId};
@@ -444,7 +444,7 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
             ..Default::default()
         };
         let session = settings
-            .open(vidar_link::Mode::Client)
+            .open_session(vidar_link::Mode::Client)
             .expect("test session");
         let keys = Keys::new(&site.site).expect("keys");
         let node = NodeId::new("edge-1").expect("id");

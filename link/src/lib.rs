@@ -9,8 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use vidar_protocol::wire::{self, DecodeError, Message};
 use vidar_protocol::Keys;
-pub use zenoh;
 use zenoh::Wait;
+
+pub mod typed;
+pub use typed::{
+    AliveToken, AliveWatch, Encoded, Link, Payload, Publisher, Queue, QueueError, Responder,
+    Service, Subscription,
+};
 
 /// How a process joins the zenoh network.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -106,6 +111,20 @@ pub enum LinkError {
         /// zenoh's error.
         reason: String,
     },
+    /// A declaration (subscriber, publisher, queryable, token) failed.
+    #[error("declaring a {what}: {reason}")]
+    Declare {
+        /// What was declared, and on which key.
+        what: String,
+        /// zenoh's error.
+        reason: String,
+    },
+    /// A message could not be encoded.
+    #[error("encoding a message: {0}")]
+    Encode(String),
+    /// zenoh could not send a message.
+    #[error("sending a message: {0}")]
+    Send(String),
 }
 
 impl LinkSettings {
@@ -145,7 +164,7 @@ impl LinkSettings {
 
     /// The zenoh configuration these settings describe, with `default_mode`
     /// when none is set.
-    pub fn zenoh_config(&self, default_mode: Mode) -> Result<zenoh::Config, LinkError> {
+    pub(crate) fn zenoh_config(&self, default_mode: Mode) -> Result<zenoh::Config, LinkError> {
         let mut config = match &self.zenoh_config {
             Some(path) => zenoh::Config::from_file(path).map_err(|e| LinkError::Setting {
                 key: "zenoh_config",
@@ -184,8 +203,16 @@ impl LinkSettings {
         Ok(config)
     }
 
-    /// Opens the session.
-    pub fn open(&self, default_mode: Mode) -> Result<zenoh::Session, LinkError> {
+    /// Joins the site: opens the session, behind the typed layer.
+    pub fn open(&self, default_mode: Mode) -> Result<Link, LinkError> {
+        let keys = self.keys()?;
+        Ok(Link::new(self.open_session(default_mode)?, keys))
+    }
+
+    /// Opens a raw zenoh session with these settings: for tests and tools
+    /// that must speak zenoh itself (fake or hostile peers). The binaries
+    /// use [`LinkSettings::open`].
+    pub fn open_session(&self, default_mode: Mode) -> Result<zenoh::Session, LinkError> {
         let config = self.zenoh_config(default_mode)?;
         let mode = self.mode.unwrap_or(default_mode).as_str();
         zenoh::open(config).wait().map_err(|e| LinkError::Open {
@@ -232,7 +259,7 @@ impl Garbage {
 
 /// Sends a query with an encoded payload to `key` and returns the first
 /// reply that decodes as an `R`, within `timeout`.
-pub fn request<Q: Message, R: Message>(
+pub(crate) fn request<Q: Message, R: Message>(
     session: &zenoh::Session,
     key: &str,
     request: &Q,
@@ -274,7 +301,7 @@ pub fn request<Q: Message, R: Message>(
 /// decodes as an `R`, the first refusal, or [`RequestError::Timeout`] when the
 /// query ends (after `timeout`) without either. The caller never waits, so a
 /// thread that also serves others' requests is never stuck behind its own.
-pub fn request_then<Q: Message, R: Message + 'static>(
+pub(crate) fn request_then<Q: Message, R: Message + 'static>(
     session: &zenoh::Session,
     key: &str,
     request: &Q,

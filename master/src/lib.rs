@@ -29,8 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use vidar_link::zenoh::{self, Wait};
-use vidar_link::{Garbage, Mode};
+use vidar_link::Mode;
 use vidar_store::{Writer, WriterConfig};
 
 pub use clock::now_ms;
@@ -45,17 +44,9 @@ pub enum MasterError {
     /// The global database failed.
     #[error("global database: {0}")]
     Store(#[from] vidar_store::StoreError),
-    /// The zenoh session could not be opened.
+    /// The zenoh session could not be opened, or a declaration failed.
     #[error(transparent)]
     Link(#[from] vidar_link::LinkError),
-    /// A zenoh declaration failed.
-    #[error("zenoh: {what}: {reason}")]
-    Zenoh {
-        /// What was being declared.
-        what: &'static str,
-        /// zenoh's error.
-        reason: String,
-    },
     /// A service or the database writer died while running.
     #[error("stopped after a failure: {0}")]
     Failed(String),
@@ -67,13 +58,6 @@ pub enum MasterError {
         /// The error.
         source: std::io::Error,
     },
-}
-
-fn zerr(what: &'static str) -> impl FnOnce(zenoh::Error) -> MasterError {
-    move |e| MasterError::Zenoh {
-        what,
-        reason: e.to_string(),
-    }
 }
 
 fn ioerr(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> MasterError {
@@ -98,14 +82,14 @@ pub struct Master {
     stop: Arc<AtomicBool>,
     threads: health::Threads,
     feed: Option<membership::Feed>,
-    plan_queryable: Option<zenoh::query::Queryable<()>>,
-    tiles_feed: Option<zenoh::pubsub::Subscriber<()>>,
+    plan_queryable: Option<vidar_link::Service>,
+    tiles_feed: Option<vidar_link::Subscription>,
     runtime: Option<tokio::runtime::Runtime>,
     http_stop: Option<tokio::sync::oneshot::Sender<()>>,
     http_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     http_addr: SocketAddr,
     writer: Option<Writer>,
-    session: zenoh::Session,
+    link: vidar_link::Link,
     context: Arc<http::ApiContext>,
 }
 
@@ -151,10 +135,10 @@ impl Master {
             _ => None,
         };
         let writer = WriterConfig::new(&config.database, master_id).build()?;
-        let session = config.cluster.open(Mode::Router)?;
+        let link = config.cluster.open(Mode::Router)?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut guard = StopOnDrop(stop.clone(), false);
-        let garbage = Arc::new(Garbage::default());
+        let garbage = Arc::clone(link.garbage());
 
         let (plan_wake, plan_wake_rx) = mpsc::sync_channel(1);
         let timeout = Duration::from_secs_f64(config.node_timeout_s);
@@ -164,11 +148,10 @@ impl Master {
         let sync = sync::Sync::new(sync_wake);
         let merge_counters = Arc::new(merges::MergeCounters::default());
 
-        let feed = membership::attach(&session, &keys, &members, &garbage)
-            .map_err(zerr("subscribing to liveliness and status"))?;
+        let feed = membership::attach(&link, &keys, &members)?;
         let mut threads = Vec::new();
         let (plan_thread, plan_queryable) = plans::PlanService {
-            session: session.clone(),
+            link: link.clone(),
             keys: keys.clone(),
             membership: members.clone(),
             plans: plans.clone(),
@@ -176,11 +159,10 @@ impl Master {
             every: Duration::from_secs_f64(config.plan_every_s),
             stop: stop.clone(),
         }
-        .spawn()
-        .map_err(zerr("starting the plan service"))?;
+        .spawn()?;
         threads.push(("plans", plan_thread));
         let sync_thread = sync::SyncService {
-            session: session.clone(),
+            link: link.clone(),
             keys: keys.clone(),
             membership: members.clone(),
             writer: writer.handle(),
@@ -196,7 +178,7 @@ impl Master {
         .map_err(ioerr("starting the sync thread"))?;
         threads.push(("sync", sync_thread));
         let merge_thread = merges::MergeService {
-            session: session.clone(),
+            link: link.clone(),
             keys: keys.clone(),
             writer: writer.handle(),
             threshold: config.merge_threshold,
@@ -204,19 +186,17 @@ impl Master {
             counters: merge_counters.clone(),
             stop: stop.clone(),
         }
-        .spawn()
-        .map_err(zerr("starting the merge service"))?;
+        .spawn()?;
         threads.push(("merges", merge_thread));
 
-        let tiles_feed = tiles::attach(&session, &keys, &ui.tiles, &garbage)
-            .map_err(zerr("subscribing to camera tiles"))?;
+        let tiles_feed = tiles::attach(&link, &keys, &ui.tiles)?;
         let threads: health::Threads = Arc::new(std::sync::Mutex::new(threads));
         let health = vidar_runtime::Health::new(shutdown);
         health::watch(&health, &writer.handle(), &threads, &stop);
         let context = Arc::new(http::ApiContext {
             health,
             database: config.database.clone(),
-            session: session.clone(),
+            link: link.clone(),
             keys,
             membership: members,
             plans,
@@ -283,7 +263,7 @@ impl Master {
             http_task: Some(http_task),
             http_addr: bound,
             writer: Some(writer),
-            session,
+            link,
             context,
         })
     }
@@ -351,9 +331,7 @@ impl Master {
                 Err(e) => result = Err(MasterError::Store(e)),
             }
         }
-        if let Err(e) = self.session.close().wait() {
-            tracing::warn!(error = %e, "closing the zenoh session");
-        }
+        self.link.close();
         result
     }
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use vidar_link::zenoh::{self, sample::SampleKind, Wait};
+use vidar_link::{Link, LinkError};
 use vidar_link::Garbage;
 use vidar_protocol::messages::NodeStatus;
 use vidar_protocol::{Keys, NodeId, NodeKey};
@@ -264,8 +264,8 @@ impl Membership {
 
 /// The subscriptions that keep a [`Membership`] up to date.
 pub struct Feed {
-    _alive: zenoh::pubsub::Subscriber<()>,
-    _status: zenoh::pubsub::Subscriber<()>,
+    _alive: vidar_link::AliveWatch,
+    _status: vidar_link::Subscription,
 }
 
 impl std::fmt::Debug for Feed {
@@ -277,47 +277,22 @@ impl std::fmt::Debug for Feed {
 /// Subscribes `membership` to the site's liveliness tokens (with history, so
 /// nodes already up are seen) and status reports, then queries the tokens
 /// present once more.
-pub fn attach(
-    session: &zenoh::Session,
-    keys: &Keys,
-    membership: &Membership,
-    garbage: &Arc<Garbage>,
-) -> Result<Feed, zenoh::Error> {
+pub fn attach(link: &Link, keys: &Keys, membership: &Membership) -> Result<Feed, LinkError> {
     let (m, k) = (membership.clone(), keys.clone());
-    let alive = session
-        .liveliness()
-        .declare_subscriber(keys.alive_all())
-        .history(true)
-        .callback(move |sample| {
-            if let Some(node) = k.node_from_key(sample.key_expr().as_str(), NodeKey::Alive) {
-                m.token(node, sample.kind() == SampleKind::Put);
-            }
-        })
-        .wait()?;
-    let (m, k, g) = (membership.clone(), keys.clone(), garbage.clone());
-    let status = session
-        .declare_subscriber(keys.status_all())
-        .callback(move |sample| {
-            let key = sample.key_expr().as_str();
-            let Some(node) = k.node_from_key(key, NodeKey::Status) else {
-                return;
-            };
-            let bytes = sample.payload().to_bytes();
-            if let Some(status) = g.decode::<NodeStatus>(key, &bytes) {
-                m.status(&node, status);
-            }
-        })
-        .wait()?;
-    let replies = session
-        .liveliness()
-        .get(keys.alive_all())
-        .timeout(LIVELINESS_GET_TIMEOUT)
-        .wait()?;
-    while let Ok(reply) = replies.recv() {
-        if let Ok(sample) = reply.result() {
-            if let Some(node) = keys.node_from_key(sample.key_expr().as_str(), NodeKey::Alive) {
-                membership.token(node, true);
-            }
+    let alive = link.watch_alive(&keys.alive_all(), move |key, up| {
+        if let Some(node) = k.node_from_key(key, NodeKey::Alive) {
+            m.token(node, up);
+        }
+    })?;
+    let (m, k) = (membership.clone(), keys.clone());
+    let status = link.subscribe(&keys.status_all(), move |key, status: NodeStatus| {
+        if let Some(node) = k.node_from_key(key, NodeKey::Status) {
+            m.status(&node, status);
+        }
+    })?;
+    for key in link.alive_now(&keys.alive_all(), LIVELINESS_GET_TIMEOUT) {
+        if let Some(node) = keys.node_from_key(&key, NodeKey::Alive) {
+            membership.token(node, true);
         }
     }
     Ok(Feed {

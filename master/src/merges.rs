@@ -18,10 +18,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use vidar_link::zenoh::{self, Wait};
-use vidar_link::Garbage;
+use vidar_link::{Garbage, LinkError, QueueError};
 use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce, Merges};
-use vidar_protocol::{wire, IdentityId, Keys, NodeId};
+use vidar_protocol::{IdentityId, Keys, NodeId};
 use vidar_store::{IdentityMerge, Record, WriterHandle};
 
 use crate::clock::now_ms;
@@ -242,8 +241,8 @@ pub struct MergeCounters {
 /// What the merge service needs to run.
 #[derive(Debug)]
 pub struct MergeService {
-    /// The zenoh session.
-    pub session: zenoh::Session,
+    /// The site link.
+    pub link: vidar_link::Link,
     /// The site's keys.
     pub keys: Keys,
     /// The global database's writer (merges are the master's own records).
@@ -260,27 +259,20 @@ pub struct MergeService {
 
 impl MergeService {
     /// Subscribes to identity announcements and runs the service on its own thread.
-    pub fn spawn(self) -> Result<JoinHandle<()>, zenoh::Error> {
-        let subscriber = self
-            .session
-            .declare_subscriber(self.keys.identities())
-            .with(zenoh::handlers::FifoChannel::new(QUEUE))
-            .wait()?;
-        let publisher = self.session.declare_publisher(self.keys.merges()).wait()?;
+    pub fn spawn(self) -> Result<JoinHandle<()>, LinkError> {
+        let queue = self
+            .link
+            .subscribe_queue::<IdentityAnnounce>(&self.keys.identities(), QUEUE)?;
+        let publisher = self.link.publisher::<Merges>(&self.keys.merges())?;
         let thread = std::thread::Builder::new()
             .name("vidar-merges".into())
             .spawn(move || {
                 let mut book = MergeBook::new(self.threshold);
                 while !self.stop.load(Ordering::Relaxed) {
-                    let sample = match subscriber.recv_timeout(Duration::from_millis(200)) {
-                        Ok(Some(s)) => s,
-                        Ok(None) => continue,
-                        Err(_) => break,
-                    };
-                    let key = sample.key_expr().as_str();
-                    let bytes = sample.payload().to_bytes();
-                    let Some(a) = self.garbage.decode::<IdentityAnnounce>(key, &bytes) else {
-                        continue;
+                    let a = match queue.recv_timeout(Duration::from_millis(200)) {
+                        Ok((_key, a)) => a,
+                        Err(QueueError::Empty) => continue,
+                        Err(QueueError::Closed) => break,
                     };
                     self.counters.announcements.fetch_add(1, Ordering::Relaxed);
                     let merges = book.observe(&a, now_ms());
@@ -289,11 +281,14 @@ impl MergeService {
                     }
                 }
             })
-            .map_err(|e| -> zenoh::Error { Box::new(e) })?;
+            .map_err(|e| LinkError::Declare {
+                what: "the merge thread".into(),
+                reason: e.to_string(),
+            })?;
         Ok(thread)
     }
 
-    fn apply(&self, publisher: &zenoh::pubsub::Publisher<'_>, merges: Vec<MergeAnnounce>) {
+    fn apply(&self, publisher: &vidar_link::Publisher<Merges>, merges: Vec<MergeAnnounce>) {
         for m in &merges {
             tracing::info!(from = %m.from, into = %m.into, "identities merged");
             let record = Record::Merge(IdentityMerge {
@@ -309,22 +304,9 @@ impl MergeService {
         self.counters
             .merges
             .fetch_add(merges.len() as u64, Ordering::Relaxed);
-        let payload = if merges.len() == 1 {
-            wire::encode(&merges[0])
-        } else {
-            wire::encode(&Merges { merges })
-        };
-        match payload {
-            Ok(p) => {
-                if let Err(e) = publisher.put(p).wait() {
-                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, "publishing merges");
-                }
-            }
-            Err(e) => {
-                self.counters.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "encoding merges");
-            }
+        if let Err(e) = publisher.put(&Merges { merges }) {
+            self.counters.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "publishing merges");
         }
     }
 }

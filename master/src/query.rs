@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use vidar_link::{request, zenoh, Garbage};
+
 use vidar_protocol::messages::{QueryReply, QueryRequest};
 use vidar_protocol::{IdentityId, Keys, NodeId};
 use vidar_store::{IdentitySeen, KeyedRecord, Record, RecordKey, Sighting, Stored, TimeRange};
@@ -22,12 +22,10 @@ use vidar_store::{IdentitySeen, KeyedRecord, Record, RecordKey, Sighting, Stored
 /// How to reach the edges' query endpoints.
 #[derive(Debug, Clone, Copy)]
 pub struct Edges<'a> {
-    /// The zenoh session.
-    pub session: &'a zenoh::Session,
+    /// The site link (refused replies are counted there).
+    pub link: &'a vidar_link::Link,
     /// The site's keys.
     pub keys: &'a Keys,
-    /// Where refused replies are counted.
-    pub garbage: &'a Arc<Garbage>,
     /// How long to wait for each edge.
     pub timeout: Duration,
 }
@@ -57,10 +55,10 @@ impl Edges<'_> {
     pub async fn ask(&self, nodes: Vec<NodeId>, q: QueryRequest) -> EdgeAnswers {
         let mut tasks = Vec::new();
         for node in nodes {
-            let (session, garbage, q) = (self.session.clone(), self.garbage.clone(), q.clone());
+            let (link, q) = (self.link.clone(), q.clone());
             let (key, timeout) = (self.keys.query(&node), self.timeout);
             let task = tokio::task::spawn_blocking(move || {
-                request::<QueryRequest, QueryReply>(&session, &key, &q, timeout, &garbage)
+                link.request::<QueryRequest, QueryReply>(&key, &q, timeout)
             });
             tasks.push((node, task));
         }

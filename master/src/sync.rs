@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use vidar_link::{request, zenoh, Garbage};
+use vidar_link::Garbage;
 use vidar_protocol::messages::{SyncBatch, SyncRequest};
 use vidar_protocol::{Keys, NodeId};
 use vidar_store::{Reader, WriterHandle};
@@ -157,8 +157,8 @@ pub enum SyncError {
 /// What the sync service needs to run.
 #[derive(Debug)]
 pub struct SyncService {
-    /// The zenoh session.
-    pub session: zenoh::Session,
+    /// The site link.
+    pub link: vidar_link::Link,
     /// The site's keys.
     pub keys: Keys,
     /// Who is reachable.
@@ -266,7 +266,7 @@ impl SyncService {
                 ack_through: cursor,
             };
             let batch: SyncBatch =
-                request(&self.session, &key, &req, REQUEST_TIMEOUT, &self.garbage).map_err(
+                self.link.request(&key, &req, REQUEST_TIMEOUT).map_err(
                     |source| SyncError::Request {
                         node: node.clone(),
                         source,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
-use vidar_link::zenoh::{self, Wait};
+use vidar_link::{Link, LinkError, Subscription};
 use vidar_link::Garbage;
 use vidar_protocol::messages::CameraTile;
 use vidar_protocol::{BBox, CameraId, IdentityId, Keys, NodeId, StreamState, TrackId};
@@ -222,30 +222,17 @@ fn prune(entries: &mut HashMap<CameraId, Entry>, now: Instant) {
 }
 
 /// Subscribes `tiles` to every camera's tiles.
-pub fn attach(
-    session: &zenoh::Session,
-    keys: &Keys,
-    tiles: &Arc<Tiles>,
-    garbage: &Arc<Garbage>,
-) -> Result<zenoh::pubsub::Subscriber<()>, zenoh::Error> {
-    let (t, k, g) = (tiles.clone(), keys.clone(), garbage.clone());
-    session
-        .declare_subscriber(keys.tiles_all())
-        .callback(move |sample| {
-            let key = sample.key_expr().as_str();
-            let Some((node, camera)) = k.tile_from_key(key) else {
-                return;
-            };
-            let bytes = sample.payload().to_bytes();
-            let Some(tile) = g.decode::<CameraTile>(key, &bytes) else {
-                return;
-            };
-            if tile.node != node || tile.camera != camera {
-                t.mismatched.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(key, node = %tile.node, camera = %tile.camera, "tile refused: its key names another node or camera");
-                return;
-            }
-            t.put(tile);
-        })
-        .wait()
+pub fn attach(link: &Link, keys: &Keys, tiles: &Arc<Tiles>) -> Result<Subscription, LinkError> {
+    let (t, k) = (tiles.clone(), keys.clone());
+    link.subscribe(&keys.tiles_all(), move |key, tile: CameraTile| {
+        let Some((node, camera)) = k.tile_from_key(key) else {
+            return;
+        };
+        if tile.node != node || tile.camera != camera {
+            t.mismatched.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(key, node = %tile.node, camera = %tile.camera, "tile refused: its key names another node or camera");
+            return;
+        }
+        t.put(tile);
+    })
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::webdriver::{Driver, Session};
 use common::*;
 use serde_json::json;
-use vidar_link::zenoh::Wait;
+use zenoh::Wait;
 use vidar_link::{LinkSettings, Mode};
 use vidar_master::Master;
 use vidar_protocol::messages::{
@@ -130,7 +130,7 @@ fn fake_edge(site: &str, zenoh_port: u16, stop: Arc<AtomicBool>) -> std::thread:
             connect: vec![format!("tcp/127.0.0.1:{zenoh_port}")],
             ..LinkSettings::default()
         }
-        .open(Mode::Peer)
+        .open_session(Mode::Peer)
         .expect("edge session");
         let keys = Keys::new(&site).expect("keys");
         let nodes = [node("edge-1"), node("edge-2")];

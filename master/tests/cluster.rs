@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::*;
-use vidar_link::zenoh::{self, Wait};
+use zenoh::Wait;
 use vidar_link::{LinkSettings, Mode};
 use vidar_master::{Master, MasterConfig};
 use vidar_protocol::messages::{
@@ -73,7 +73,7 @@ impl FakeEdge {
             listen: vec![format!("tcp/127.0.0.1:{port}")],
             ..LinkSettings::default()
         };
-        let session = settings.open(Mode::Peer).expect("edge session");
+        let session = settings.open_session(Mode::Peer).expect("edge session");
         let afters = Arc::new(Mutex::new(Vec::new()));
         let acked = Arc::new(Mutex::new(0u64));
         let reader = Mutex::new(Reader::open(db).expect("edge reader"));

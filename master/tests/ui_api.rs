@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use vidar_link::zenoh::Wait;
+use zenoh::Wait;
 use vidar_link::{LinkSettings, Mode};
 use vidar_master::Master;
 use vidar_protocol::messages::{CameraTile, TileBox};
@@ -313,7 +313,7 @@ fn tiles_from_zenoh_are_served_and_garbage_is_counted() {
         connect: vec![format!("tcp/127.0.0.1:{}", s.zenoh_port)],
         ..LinkSettings::default()
     }
-    .open(Mode::Peer)
+    .open_session(Mode::Peer)
     .expect("edge session");
     let keys = Keys::new(&s.site).expect("keys");
     let jpeg = jpeg(160, 120, (60, 20, 40, 90), 120);

@@ -40,7 +40,7 @@ use crate::telemetry::CameraRegistry;
 use crate::telemetry::{NodeMetrics, StatusBoard};
 use anyhow::Result;
 use plans::PlanFollower;
-use services::{declare_service, reply, serve_query, serve_sync};
+use services::{serve_query, serve_sync};
 use status::Reporter;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -48,12 +48,11 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tiles::publish_tiles;
-use vidar_link::zenoh::{self, Wait};
+use vidar_link::Responder;
 use vidar_protocol::messages::{
-    IdentityAnnounce, MergeAnnounce, Merges, NodeCapacity, Plan, QueryRequest, ReidReply,
-    ReidRequest, SyncRequest,
+    IdentityAnnounce, MergeAnnounce, Merges, NodeCapacity, Plan, QueryReply, QueryRequest,
+    ReidReply, ReidRequest, SyncBatch, SyncRequest,
 };
-use vidar_protocol::wire;
 use vidar_store::{Reader, WriterHandle};
 
 /// What [`start`] needs from the node.
@@ -89,9 +88,9 @@ pub struct Running {
     stop: vidar_runtime::Shutdown,
     threads: Vec<std::thread::JoinHandle<()>>,
     // Declarations live as long as this value.
-    _token: zenoh::liveliness::LivelinessToken,
-    _queryables: Vec<zenoh::query::Queryable<()>>,
-    _subscribers: Vec<zenoh::pubsub::Subscriber<()>>,
+    _token: vidar_link::AliveToken,
+    _services: Vec<vidar_link::Service>,
+    _subscriptions: Vec<vidar_link::Subscription>,
     link: Link,
 }
 
@@ -108,28 +107,22 @@ impl Running {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        let session = self.link.shared.session.clone();
+        let net = self.link.shared.link.clone();
         drop(self);
-        if let Err(e) = session.close().wait() {
-            tracing::debug!(error = %e, "closing the zenoh session");
-        }
+        net.close();
     }
 }
 
 /// Declares everything and starts the status and plan threads.
 pub fn start(link: Link, parts: Parts) -> Result<Running> {
     let shared = Arc::clone(&link.shared);
-    let s = &shared.session;
-    let keys = &shared.keys;
+    let net = &shared.link;
+    let keys = net.keys().clone();
     let node = shared.node.clone();
-    let token = s
-        .liveliness()
-        .declare_token(keys.node_alive(&node))
-        .wait()
-        .map_err(|e| anyhow::anyhow!("declaring liveliness: {e}"))?;
+    let token = net.alive(&keys.node_alive(&node))?;
 
-    let mut queryables = Vec::new();
-    let mut subscribers = Vec::new();
+    let mut services = Vec::new();
+    let mut subscriptions = Vec::new();
     let database = parts.config.database.clone();
     let retention = Duration::from_secs(parts.config.sharing.retention_s);
 
@@ -139,13 +132,11 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
         let store = parts.store.clone();
         let db = database.clone();
         let reader: Mutex<Option<Reader>> = Mutex::new(None);
-        queryables.push(declare_service(
-            &shared,
-            keys.sync(&node),
-            move |req: SyncRequest, query, key| {
+        services.push(net.serve(
+            &keys.sync(&node),
+            move |req: SyncRequest, answer: Responder<SyncBatch>| {
                 sh.acked.fetch_max(req.ack_through, Ordering::Relaxed);
-                let answer = serve_sync(&sh.node, &reader, &db, &store, &req, retention);
-                reply(&query, &key, answer);
+                answer.reply(serve_sync(&sh.node, &reader, &db, &store, &req, retention));
             },
         )?);
     }
@@ -154,11 +145,10 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
     {
         let db = database.clone();
         let reader: Mutex<Option<Reader>> = Mutex::new(None);
-        queryables.push(declare_service(
-            &shared,
-            keys.query(&node),
-            move |req: QueryRequest, query, key| {
-                reply(&query, &key, serve_query(&reader, &db, &req));
+        services.push(net.serve(
+            &keys.query(&node),
+            move |req: QueryRequest, answer: Responder<QueryReply>| {
+                answer.reply(serve_query(&reader, &db, &req));
             },
         )?);
     }
@@ -167,16 +157,21 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
     if parts.config.sharing.reid_service {
         let sh = Arc::clone(&shared);
         let inbox = parts.inbox.clone();
-        queryables.push(declare_service(
-            &shared,
-            keys.reid(&node),
-            move |req: ReidRequest, query, key| {
+        services.push(net.serve(
+            &keys.reid(&node),
+            move |req: ReidRequest, answer: Responder<ReidReply>| {
                 let request_id = req.request_id;
-                let query = Arc::new(query);
-                let (q2, k2) = (Arc::clone(&query), key.clone());
+                // The responder goes with the job; if the worker is full it
+                // comes back in the refused job and answers "busy".
+                let answer = Arc::new(Mutex::new(Some(answer)));
+                let a2 = Arc::clone(&answer);
                 let job = RemoteJob {
                     request: req,
-                    reply: Box::new(move |r: ReidReply| reply(&q2, &k2, Ok(r))),
+                    reply: Box::new(move |r: ReidReply| {
+                        if let Some(a) = a2.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                            a.reply(Ok(r));
+                        }
+                    }),
                 };
                 if inbox.remote(job).is_err() {
                     let busy = ReidReply {
@@ -185,7 +180,9 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
                         results: Vec::new(),
                         error: Some("re-ID service busy".into()),
                     };
-                    reply(&query, &key, Ok(busy));
+                    if let Some(a) = answer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                        a.reply(Ok(busy));
+                    }
                 }
             },
         )?);
@@ -193,65 +190,39 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
 
     // Identities announced by other nodes, merges from the master.
     {
-        let sh = Arc::clone(&shared);
         let inbox = parts.inbox.clone();
-        let sub = s
-            .declare_subscriber(keys.identities())
-            .callback(move |sample| {
-                let key = sample.key_expr().to_string();
-                let bytes = sample.payload().to_bytes();
-                if let Some(a) = sh.garbage.decode::<IdentityAnnounce>(&key, &bytes) {
-                    inbox.announce(a);
-                }
-            })
-            .wait()
-            .map_err(|e| anyhow::anyhow!("subscribing to identities: {e}"))?;
-        subscribers.push(sub);
-        let sh = Arc::clone(&shared);
+        subscriptions.push(net.subscribe(
+            &keys.identities(),
+            move |_key, a: IdentityAnnounce| inbox.announce(a),
+        )?);
         let inbox = parts.inbox.clone();
-        let sub = s
-            .declare_subscriber(keys.merges())
-            .callback(move |sample| {
-                let key = sample.key_expr().to_string();
-                let bytes = sample.payload().to_bytes();
-                match wire::peek(&bytes) {
-                    Ok((_, vidar_protocol::MessageKind::Merges)) => {
-                        if let Some(m) = sh.garbage.decode::<Merges>(&key, &bytes) {
-                            for one in m.merges {
-                                inbox.merge(one);
-                            }
-                        }
-                    }
-                    _ => {
-                        if let Some(m) = sh.garbage.decode::<MergeAnnounce>(&key, &bytes) {
-                            inbox.merge(m);
+        subscriptions.push(net.subscribe_any(&keys.merges(), move |payload| {
+            match payload.kind() {
+                Some(vidar_protocol::MessageKind::Merges) => {
+                    if let Some(m) = payload.decode::<Merges>() {
+                        for one in m.merges {
+                            inbox.merge(one);
                         }
                     }
                 }
-            })
-            .wait()
-            .map_err(|e| anyhow::anyhow!("subscribing to merges: {e}"))?;
-        subscribers.push(sub);
+                Some(_) => {
+                    if let Some(m) = payload.decode::<MergeAnnounce>() {
+                        inbox.merge(m);
+                    }
+                }
+                None => {}
+            }
+        })?);
     }
 
     // Plans: newest version wins; handled on the plan thread (starting an
     // ingest takes a while and must not block zenoh's callback threads).
     let (plan_tx, plan_rx) = std::sync::mpsc::sync_channel::<Plan>(8);
     {
-        let sh = Arc::clone(&shared);
         let tx = plan_tx.clone();
-        let sub = s
-            .declare_subscriber(keys.plan())
-            .callback(move |sample| {
-                let key = sample.key_expr().to_string();
-                let bytes = sample.payload().to_bytes();
-                if let Some(p) = sh.garbage.decode::<Plan>(&key, &bytes) {
-                    let _ = tx.try_send(p);
-                }
-            })
-            .wait()
-            .map_err(|e| anyhow::anyhow!("subscribing to plans: {e}"))?;
-        subscribers.push(sub);
+        subscriptions.push(net.subscribe(&keys.plan(), move |_key, p: Plan| {
+            let _ = tx.try_send(p);
+        })?);
     }
 
     let stop = vidar_runtime::Shutdown::new();
@@ -308,8 +279,8 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
         stop,
         threads,
         _token: token,
-        _queryables: queryables,
-        _subscribers: subscribers,
+        _services: services,
+        _subscriptions: subscriptions,
         link,
     })
 }

@@ -12,7 +12,6 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vidar_link::zenoh::Wait;
 use vidar_protocol::messages::Plan;
 use vidar_protocol::CameraId;
 
@@ -51,27 +50,9 @@ impl PlanFollower {
     }
 
     pub(super) fn ask_for_plan(&mut self) {
-        let sh = Arc::clone(&self.shared);
-        let replies = match sh
-            .session
-            .get(sh.keys.plan())
-            .timeout(Duration::from_secs(1))
-            .wait()
-        {
-            Ok(r) => r,
-            Err(_) => return,
-        };
-        while let Ok(reply) = replies.recv_timeout(Duration::from_millis(1200)) {
-            let Some(reply) = reply else { break };
-            if let Ok(sample) = reply.result() {
-                let key = sample.key_expr().to_string();
-                if let Some(p) = sh
-                    .garbage
-                    .decode::<Plan>(&key, &sample.payload().to_bytes())
-                {
-                    self.apply(p);
-                }
-            }
+        let net = &self.shared.link;
+        for p in net.fetch::<Plan>(&net.keys().plan(), Duration::from_secs(1)) {
+            self.apply(p);
         }
     }
 

@@ -1,60 +1,13 @@
-//! Queryables this node serves: sync batches and queries, plus the typed
-//! declare/reply helpers.
+//! What this node's queryables answer: sync batches and queries from its
+//! database.
 
-use super::shared::Shared;
-use anyhow::Result;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
-use vidar_link::zenoh::{self, Wait};
 use vidar_protocol::messages::SYNC_BATCH_BYTES;
 use vidar_protocol::messages::{QueryReply, QueryRequest, SyncBatch, SyncRequest};
 use vidar_protocol::record::{KeyedRecord, Record};
-use vidar_protocol::{wire, NodeId};
+use vidar_protocol::NodeId;
 use vidar_store::{Reader, WriterHandle};
-
-/// Declares a queryable at `key` whose requests decode as `Q` (refused ones
-/// are counted and answered with an error) and go to `handle`.
-pub(super) fn declare_service<Q: vidar_protocol::Message + 'static>(
-    shared: &Arc<Shared>,
-    key: String,
-    handle: impl Fn(Q, zenoh::query::Query, String) + Send + Sync + 'static,
-) -> Result<zenoh::query::Queryable<()>> {
-    let sh = Arc::clone(shared);
-    let what = Q::KIND.as_str();
-    shared
-        .session
-        .declare_queryable(&key)
-        .callback(move |query| {
-            let key = query.key_expr().to_string();
-            match query
-                .payload()
-                .map(|p| p.to_bytes())
-                .and_then(|b| sh.garbage.decode::<Q>(&key, &b))
-            {
-                Some(req) => handle(req, query, key),
-                None => {
-                    let _ = query.reply_err(format!("expected a {what}")).wait();
-                }
-            }
-        })
-        .wait()
-        .map_err(|e| anyhow::anyhow!("declaring the {what} queryable at {key}: {e}"))
-}
-
-/// Replies with an encoded message, or an error reply.
-pub(super) fn reply<M: vidar_protocol::Message>(
-    query: &zenoh::query::Query,
-    key: &str,
-    answer: Result<M, String>,
-) {
-    let sent = match answer.and_then(|m| wire::encode(&m).map_err(|e| e.to_string())) {
-        Ok(bytes) => query.reply(key, bytes).wait(),
-        Err(e) => query.reply_err(e).wait(),
-    };
-    if let Err(e) = sent {
-        tracing::debug!(key, error = %e, "reply not sent");
-    }
-}
 
 /// Opens the database for reading once, on first use.
 pub(super) fn with_reader<T>(

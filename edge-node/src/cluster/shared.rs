@@ -8,10 +8,9 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vidar_link::zenoh::{self, Wait};
 use vidar_link::{Garbage, Mode};
 use vidar_protocol::messages::{IdentityAnnounce, ReidReply, ReidRequest};
-use vidar_protocol::{wire, CameraId, Keys, NodeId};
+use vidar_protocol::{CameraId, NodeId};
 
 /// What the newest plan says this node must do with its crops.
 #[derive(Debug, Default)]
@@ -25,9 +24,8 @@ pub(super) struct Routes {
 /// State shared by the zenoh callbacks and the node's threads.
 pub(super) struct Shared {
     pub(super) node: NodeId,
-    pub(super) keys: Keys,
-    pub(super) session: zenoh::Session,
-    pub(super) garbage: Arc<Garbage>,
+    /// The typed transport (session, keys, refusals).
+    pub(super) link: vidar_link::Link,
     pub(super) routes: Mutex<Routes>,
     pub(super) plan_version: AtomicU64,
     pub(super) reid_timeout: Duration,
@@ -63,16 +61,13 @@ impl ClusterReid for ReidLink {
         req: &ReidRequest,
         done: crate::identify::RemoteDone,
     ) -> Result<(), String> {
-        let key = self.0.keys.reid(to);
-        vidar_link::request_then::<ReidRequest, ReidReply>(
-            &self.0.session,
-            &key,
-            req,
-            self.0.reid_timeout,
-            Arc::clone(&self.0.garbage),
-            move |r| done(r.map_err(|e| e.to_string())),
-        )
-        .map_err(|e| e.to_string())
+        let key = self.0.link.keys().reid(to);
+        self.0
+            .link
+            .request_then::<ReidRequest, ReidReply>(&key, req, self.0.reid_timeout, move |r| {
+                done(r.map_err(|e| e.to_string()))
+            })
+            .map_err(|e| e.to_string())
     }
 
     fn reply_within(&self) -> Duration {
@@ -80,13 +75,9 @@ impl ClusterReid for ReidLink {
     }
 
     fn announce(&self, identity: &IdentityAnnounce) {
-        match wire::encode(identity) {
-            Ok(bytes) => {
-                if let Err(e) = self.0.session.put(self.0.keys.identities(), bytes).wait() {
-                    tracing::debug!(error = %e, "identity announcement not sent");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "identity announcement not encodable"),
+        let key = self.0.link.keys().identities();
+        if let Err(e) = self.0.link.put(&key, identity) {
+            tracing::debug!(error = %e, "identity announcement not sent");
         }
     }
 }
@@ -108,16 +99,13 @@ impl std::fmt::Debug for Link {
 impl Link {
     /// Opens the session described by the config's `[cluster]` table.
     pub fn open(config: &EdgeConfig, settings: &vidar_link::LinkSettings) -> Result<Link> {
-        let keys = settings.keys()?;
-        let session = settings
+        let link = settings
             .open(Mode::Peer)
             .context("joining the cluster (config [cluster])")?;
         Ok(Link {
             shared: Arc::new(Shared {
                 node: config.node_id.clone(),
-                keys,
-                session,
-                garbage: Arc::new(Garbage::default()),
+                link,
                 routes: Mutex::new(Routes::default()),
                 plan_version: AtomicU64::new(0),
                 acked: AtomicU64::new(0),
@@ -128,7 +116,7 @@ impl Link {
 
     /// Counts the messages refused on Vidar's keys.
     pub fn garbage(&self) -> Arc<Garbage> {
-        Arc::clone(&self.shared.garbage)
+        Arc::clone(self.shared.link.garbage())
     }
 
     /// The re-ID worker's cluster handle.

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vidar_link::zenoh::Wait;
 use vidar_protocol::messages::{CameraLoad, NodeCapacity, NodeLoad, NodeStatus};
 use vidar_protocol::{wire, CameraId, StreamState};
 use vidar_store::WriterHandle;
@@ -31,8 +30,8 @@ pub(super) struct Reporter {
 
 impl Reporter {
     pub(super) fn run(mut self, stop: &vidar_runtime::Shutdown) {
-        let key = self.shared.keys.status(&self.shared.node);
-        let publisher = match self.shared.session.declare_publisher(key).wait() {
+        let key = self.shared.link.keys().status(&self.shared.node);
+        let publisher = match self.shared.link.publisher::<NodeStatus>(&key) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "status publisher not declared; the master will not see this node's load");
@@ -46,13 +45,8 @@ impl Reporter {
         );
         loop {
             let status = self.status(&mut busy_last);
-            match wire::encode(&status) {
-                Ok(bytes) => {
-                    if let Err(e) = publisher.put(bytes).wait() {
-                        tracing::debug!(error = %e, "status not published");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "status not encodable"),
+            if let Err(e) = publisher.put(&status) {
+                tracing::debug!(error = %e, "status not published");
             }
             if stop.wait_timeout(self.every) {
                 break;

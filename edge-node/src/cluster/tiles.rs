@@ -5,7 +5,6 @@ use crate::media::TILE_MAX_SIDE;
 use crate::telemetry::StatusBoard;
 use std::collections::HashMap;
 use std::time::Instant;
-use vidar_link::zenoh::Wait;
 use vidar_protocol::{wire, CameraId, StreamState};
 
 /// Encodes and publishes live tiles until the analysis side hangs up.
@@ -72,14 +71,9 @@ pub(super) fn publish_tiles(
                 .collect(),
         };
         drop(t);
-        match wire::encode(&tile) {
-            Ok(bytes) => {
-                let key = shared.keys.tile(&shared.node, &tile.camera);
-                if let Err(e) = shared.session.put(key, bytes).wait() {
-                    tracing::debug!(error = %e, "tile not published");
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "tile not encodable"),
+        let key = shared.link.keys().tile(&shared.node, &tile.camera);
+        if let Err(e) = shared.link.put(&key, &tile) {
+            tracing::debug!(error = %e, "tile not published");
         }
     }
 }

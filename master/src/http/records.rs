@@ -44,9 +44,8 @@ async fn read_db<T: Send + 'static>(
 /// Asks every reachable edge, in parallel, for `q`.
 async fn ask_edges(ctx: &ApiContext, q: QueryRequest) -> EdgeAnswers {
     let edges = Edges {
-        session: &ctx.session,
+        link: &ctx.link,
         keys: &ctx.keys,
-        garbage: &ctx.garbage,
         timeout: ctx.edge_timeout,
     };
     edges.ask(ctx.membership.reachable(), q).await

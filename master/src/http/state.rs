@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use vidar_link::{zenoh, Garbage};
+use vidar_link::Garbage;
 use vidar_protocol::Keys;
 use vidar_store::WriterHandle;
 
@@ -34,8 +34,8 @@ pub struct ApiContext {
     pub health: vidar_runtime::Health,
     /// The global database.
     pub database: PathBuf,
-    /// The zenoh session (edge queries).
-    pub session: zenoh::Session,
+    /// The site link (edge queries).
+    pub link: vidar_link::Link,
     /// The site's keys.
     pub keys: Keys,
     /// The membership table.

@@ -49,7 +49,7 @@ pub struct Current {
     pub issued_at: Option<Instant>,
     /// Its encoding, ready to put or reply.
     #[serde(skip)]
-    pub encoded: Vec<u8>,
+    pub encoded: vidar_link::Encoded<Plan>,
 }
 
 /// Counters of the plan service.

@@ -244,7 +244,7 @@ mod tests {
             cost: 0.0,
             nodes: vec![id("a")],
             issued_at: now.checked_sub(STREAM_GRACE * 2),
-            encoded: Vec::new(),
+            encoded: Default::default(),
         };
         let why = load_shift(Some(&c), &[status("a", 0.5)], now);
         assert_eq!(why.as_deref(), Some("camera c2 not streaming on a"));

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use vidar_link::zenoh::{self, Wait};
-use vidar_protocol::messages::NodeStatus;
-use vidar_protocol::{wire, Keys, NodeId};
+use vidar_link::LinkError;
+use vidar_protocol::messages::{NodeStatus, Plan};
+use vidar_protocol::{Keys, NodeId};
 
 use super::policy::{load_shift, node_view, placement_changed, to_plan};
 use super::{Current, Plans};
@@ -33,7 +33,7 @@ const TICK: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct PlanService {
     /// The zenoh session.
-    pub session: zenoh::Session,
+    pub link: vidar_link::Link,
     /// The site's keys.
     pub keys: Keys,
     /// The membership table.
@@ -50,7 +50,7 @@ pub struct PlanService {
 
 struct Loop {
     svc: PlanService,
-    publisher: zenoh::pubsub::Publisher<'static>,
+    publisher: vidar_link::Publisher<Plan>,
     planned_nodes: BTreeSet<NodeId>,
     previous: Option<PlanOutput>,
     pending: Option<(Instant, String)>,
@@ -63,23 +63,17 @@ struct Loop {
 
 impl PlanService {
     /// Declares the publisher and the queryable, then runs the service on its own thread.
-    pub fn spawn(self) -> Result<(JoinHandle<()>, zenoh::query::Queryable<()>), zenoh::Error> {
-        let publisher = self.session.declare_publisher(self.keys.plan()).wait()?;
+    pub fn spawn(self) -> Result<(JoinHandle<()>, vidar_link::Service), LinkError> {
+        let publisher = self.link.publisher::<Plan>(&self.keys.plan())?;
         let plans = self.plans.clone();
-        let key = self.keys.plan();
         let queryable = self
-            .session
-            .declare_queryable(self.keys.plan())
-            .callback(move |query| {
-                // Clone the bytes out; reply with no lock held, on the plan's
-                // own key (the query's may be a wildcard).
+            .link
+            .serve_get::<Plan>(&self.keys.plan(), move |answer| {
+                // The current plan's bytes, answered with no lock held.
                 if let Some(c) = plans.current() {
-                    if let Err(e) = query.reply(key.as_str(), c.encoded.clone()).wait() {
-                        tracing::debug!(error = %e, "replying to a plan query");
-                    }
+                    answer.reply_encoded(&c.encoded);
                 }
-            })
-            .wait()?;
+            })?;
         let mut l = Loop {
             svc: self,
             publisher,
@@ -95,7 +89,10 @@ impl PlanService {
         let thread = std::thread::Builder::new()
             .name("vidar-plans".into())
             .spawn(move || l.run())
-            .map_err(|e| -> zenoh::Error { Box::new(e) })?;
+            .map_err(|e| LinkError::Declare {
+                what: "the plan thread".into(),
+                reason: e.to_string(),
+            })?;
         Ok((thread, queryable))
     }
 }
@@ -181,7 +178,7 @@ impl Loop {
 
     fn publish(&mut self, c: &Current, now: Instant) {
         self.last_publish = Some(now);
-        match self.publisher.put(c.encoded.clone()).wait() {
+        match self.publisher.put_encoded(&c.encoded) {
             Ok(()) => {
                 self.svc
                     .plans
@@ -250,7 +247,7 @@ impl Loop {
             }
             plan.reason.truncate(cut);
         }
-        let encoded = match wire::encode(&plan) {
+        let encoded = match vidar_link::Encoded::new(&plan) {
             Ok(b) => b,
             Err(e) => {
                 shared.failures.fetch_add(1, Ordering::Relaxed);

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use vidar_link::zenoh::Wait;
-use vidar_link::{request, Garbage, LinkSettings, Mode};
+use vidar_link::{LinkSettings, Mode, Responder};
 use vidar_protocol::messages::{Crop, CropEncoding, ReidAnswer, ReidReply, ReidRequest};
 use vidar_protocol::{wire, CameraId, IdentityId, Keys, NodeId, TrackId};
 
@@ -30,7 +29,7 @@ pub fn round_trip(
         ..Default::default()
     }
     .open(Mode::Router)?;
-    let peer = |name: &str| -> Result<vidar_link::zenoh::Session> {
+    let peer = |name: &str| -> Result<vidar_link::Link> {
         let _ = name;
         Ok(LinkSettings {
             site: site.clone(),
@@ -44,45 +43,27 @@ pub fn round_trip(
     let client = peer("client")?;
     let keys = Keys::new(&site)?;
     let node = NodeId::new("server")?;
-    let garbage = Arc::new(Garbage::default());
-    let g = Arc::clone(&garbage);
     let key = keys.reid(&node);
     let served_by = node.clone();
-    let _queryable = server
-        .declare_queryable(&key)
-        .callback(move |query| {
-            let k = query.key_expr().to_string();
-            let Some(req) = query
-                .payload()
-                .map(|p| p.to_bytes())
-                .and_then(|b| g.decode::<ReidRequest>(&k, &b))
-            else {
-                let _ = query.reply_err("expected a ReidRequest").wait();
-                return;
-            };
-            let reply = ReidReply {
-                request_id: req.request_id,
-                served_by: served_by.clone(),
-                results: req
-                    .crops
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| ReidAnswer {
-                        camera: c.camera.clone(),
-                        track: c.track,
-                        identity: IdentityId(1000 + i as u64),
-                        similarity: 0.9,
-                        minted: false,
-                    })
-                    .collect(),
-                error: None,
-            };
-            if let Ok(bytes) = wire::encode(&reply) {
-                let _ = query.reply(k, bytes).wait();
-            }
-        })
-        .wait()
-        .map_err(|e| anyhow::anyhow!("queryable: {e}"))?;
+    let _service = server.serve(&key, move |req: ReidRequest, answer: Responder<ReidReply>| {
+        answer.reply(Ok(ReidReply {
+            request_id: req.request_id,
+            served_by: served_by.clone(),
+            results: req
+                .crops
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ReidAnswer {
+                    camera: c.camera.clone(),
+                    track: c.track,
+                    identity: IdentityId(1000 + i as u64),
+                    similarity: 0.9,
+                    minted: false,
+                })
+                .collect(),
+            error: None,
+        }))
+    })?;
     // Let the peers discover each other's queryable.
     std::thread::sleep(Duration::from_millis(1500));
     let camera = CameraId::new("cam")?;
@@ -112,17 +93,16 @@ pub fn round_trip(
             .collect(),
     };
     let timeout = Duration::from_secs(2);
-    let garbage_c = Garbage::default();
     // Warm-up.
     for i in 0..50 {
-        request::<ReidRequest, ReidReply>(&client, &key, &make(i), timeout, &garbage_c)?;
+        client.request::<ReidRequest, ReidReply>(&key, &make(i), timeout)?;
     }
     let mut rtts = Vec::with_capacity(requests);
     let bytes = wire::encode(&make(0))?.len();
     for i in 0..requests {
         let req = make(i as u64);
         let t0 = Instant::now();
-        let reply: ReidReply = request(&client, &key, &req, timeout, &garbage_c)?;
+        let reply: ReidReply = client.request(&key, &req, timeout)?;
         rtts.push(t0.elapsed().as_secs_f64() * 1000.0);
         if reply.results.len() != 8 {
             bail!("reply with {} answers", reply.results.len());
@@ -140,9 +120,11 @@ pub fn round_trip(
         let stop = Arc::clone(&stop);
         let req = make(t);
         threads.push(std::thread::spawn(move || {
-            let g = Garbage::default();
             while !stop.load(Ordering::Relaxed) {
-                if request::<ReidRequest, ReidReply>(&client, &key, &req, timeout, &g).is_ok() {
+                if client
+                    .request::<ReidRequest, ReidReply>(&key, &req, timeout)
+                    .is_ok()
+                {
                     done.fetch_add(8, Ordering::Relaxed);
                 }
             }
@@ -174,9 +156,9 @@ pub fn round_trip(
         format!("{crops_s:.0}"),
         "4 requests of 8 crops in flight for 3 s".into(),
     ));
-    let _ = client.close().wait();
-    let _ = server.close().wait();
-    let _ = router.close().wait();
+    client.close();
+    server.close();
+    router.close();
     eprintln!(
         "re-ID round trip done: p99 {:.2} ms",
         percentile(&rtts, 0.99)

@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use zenoh::Wait;
 use vidar_pipeline::camera::{self, CameraConfig, Mount, MountSource};
 use vidar_protocol::messages::Plan;
 use vidar_protocol::{Keys, NodeId};
 use vidar_store::Reader;
+use zenoh::Wait;
 
 const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
 
@@ -457,7 +457,18 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
         };
         let mut wrong_version = vidar_protocol::encode(&plan).expect("encode");
         wrong_version[2] = 99; // a version this build does not speak
+                               // A well-formed plan from a stranger, versioned u64::MAX, taking
+                               // every camera away (issue 16): refused, the nodes keep obeying.
+        let far_ahead = vidar_protocol::encode(&Plan {
+            version: u64::MAX,
+            ..plan.clone()
+        })
+        .expect("encode");
         for _ in 0..5 {
+            session
+                .put(keys.plan(), far_ahead.clone())
+                .wait()
+                .expect("put");
             for key in [
                 keys.plan(),
                 keys.status(&node),

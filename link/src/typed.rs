@@ -478,7 +478,13 @@ impl Link {
 
     /// The keys of the liveliness tokens under `key_expr` now.
     pub fn alive_now(&self, key_expr: &str, timeout: Duration) -> Vec<String> {
-        let replies = match self.session.liveliness().get(key_expr).timeout(timeout).wait() {
+        let replies = match self
+            .session
+            .liveliness()
+            .get(key_expr)
+            .timeout(timeout)
+            .wait()
+        {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(key_expr, error = %e, "liveliness query not sent");
@@ -535,7 +541,10 @@ mod tests {
         let got = rx.recv_timeout(Duration::from_secs(5)).expect("delivered");
         assert_eq!(got.after_seq, 7);
         // Raw junk and a message of another kind on the same key.
-        link.session.put(&key, b"junk".to_vec()).wait().expect("raw put");
+        link.session
+            .put(&key, b"junk".to_vec())
+            .wait()
+            .expect("raw put");
         let other = SyncBatch {
             node: NodeId::new("n").expect("id"),
             records: Vec::new(),
@@ -572,18 +581,36 @@ mod tests {
         assert_eq!(b.last_seq, 42);
         // Returns at once; the answer comes to the callback exactly once.
         let (tx, rx) = mpsc::channel();
-        link.request_then::<SyncRequest, SyncBatch>(&key, &req(9), Duration::from_secs(2), move |r| {
-            let _ = tx.send(r.map(|b| b.last_seq));
-        })
+        link.request_then::<SyncRequest, SyncBatch>(
+            &key,
+            &req(9),
+            Duration::from_secs(2),
+            move |r| {
+                let _ = tx.send(r.map(|b| b.last_seq));
+            },
+        )
         .expect("sent");
-        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).expect("answered").ok(), Some(10));
-        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "answered once");
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5))
+                .expect("answered")
+                .ok(),
+            Some(10)
+        );
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "answered once"
+        );
         // Nobody serves this key: the callback hears of the timeout.
         let (tx, rx) = mpsc::channel();
         let nobody = format!("{}/nobody", link.keys().prefix());
-        link.request_then::<SyncRequest, SyncBatch>(&nobody, &req(1), Duration::from_millis(200), move |r| {
-            let _ = tx.send(r.is_err());
-        })
+        link.request_then::<SyncRequest, SyncBatch>(
+            &nobody,
+            &req(1),
+            Duration::from_millis(200),
+            move |r| {
+                let _ = tx.send(r.is_err());
+            },
+        )
         .expect("sent");
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).ok(), Some(true));
         // A request of the wrong kind is refused with a reason.
@@ -607,18 +634,30 @@ mod tests {
         let key = format!("{}/alive/n1", link.keys().prefix());
         let (tx, rx) = mpsc::channel();
         let _watch = link
-            .watch_alive(&format!("{}/alive/*", link.keys().prefix()), move |k, up| {
-                let _ = tx.send((k.to_string(), up));
-            })
+            .watch_alive(
+                &format!("{}/alive/*", link.keys().prefix()),
+                move |k, up| {
+                    let _ = tx.send((k.to_string(), up));
+                },
+            )
             .expect("watch");
         let token = link.alive(&key).expect("token");
-        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).ok(), Some((key.clone(), true)));
         assert_eq!(
-            link.alive_now(&format!("{}/alive/*", link.keys().prefix()), Duration::from_secs(1)),
+            rx.recv_timeout(Duration::from_secs(5)).ok(),
+            Some((key.clone(), true))
+        );
+        assert_eq!(
+            link.alive_now(
+                &format!("{}/alive/*", link.keys().prefix()),
+                Duration::from_secs(1)
+            ),
             vec![key.clone()]
         );
         drop(token);
-        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).ok(), Some((key, false)));
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).ok(),
+            Some((key, false))
+        );
         link.close();
     }
 }

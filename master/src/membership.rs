@@ -6,7 +6,7 @@
 //! is dead at once. The table is shared: zenoh callbacks update it (short lock,
 //! no I/O under it), the planner sweeps it for status timeouts, the API reads
 //! snapshots. Garbage on the status keys is counted by the shared
-//! [`Garbage`] and ignored. This module must not plan or sync: it only tells
+//! [`vidar_link::Garbage`] and ignored. This module must not plan or sync: it only tells
 //! others, through a wake-up channel, that membership changed.
 
 use std::collections::BTreeMap;
@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use vidar_link::{Link, LinkError};
-use vidar_link::Garbage;
 use vidar_protocol::messages::NodeStatus;
 use vidar_protocol::{Keys, NodeId, NodeKey};
 

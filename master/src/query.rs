@@ -10,7 +10,6 @@
 //! are merged by their key `(node, seq)`: the global database's copy wins.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;

@@ -63,6 +63,8 @@ struct Shared {
     wake: SyncSender<()>,
     records: AtomicU64,
     rounds: AtomicU64,
+    /// Records refused because their seq is past what their node reported.
+    beyond: AtomicU64,
     /// Records per second of the last round, as f64 bits.
     rate_bits: AtomicU64,
 }
@@ -82,6 +84,7 @@ impl Sync {
                 wake,
                 records: AtomicU64::new(0),
                 rounds: AtomicU64::new(0),
+                beyond: AtomicU64::new(0),
                 rate_bits: AtomicU64::new(0f64.to_bits()),
             }),
         }
@@ -112,6 +115,12 @@ impl Sync {
     /// Records stored since start.
     pub fn records(&self) -> u64 {
         self.shared.records.load(Ordering::Relaxed)
+    }
+
+    /// Records refused since start because their seq was past what their
+    /// node reported having written (a forged or inconsistent reply).
+    pub fn beyond(&self) -> u64 {
+        self.shared.beyond.load(Ordering::Relaxed)
     }
 
     /// Rounds completed since start.
@@ -254,6 +263,16 @@ impl SyncService {
         }
     }
 
+    /// The highest seq `node` reported having written, from its status.
+    fn reported_last_seq(&self, node: &NodeId) -> Option<u64> {
+        self.membership
+            .snapshot()
+            .into_iter()
+            .find(|i| &i.node == node)
+            .and_then(|i| i.status)
+            .map(|s| s.load.records_last_seq)
+    }
+
     /// Pulls `node`'s records until it has no more; returns how many were new.
     fn sync_node(&self, reader: &Reader, node: &NodeId) -> Result<u64, SyncError> {
         let mut cursor = reader.cursor(node)?.unwrap_or(0);
@@ -266,27 +285,42 @@ impl SyncService {
                 ack_through: cursor,
             };
             let batch: SyncBatch =
-                self.link.request(&key, &req, REQUEST_TIMEOUT).map_err(
-                    |source| SyncError::Request {
+                self.link
+                    .request(&key, &req, REQUEST_TIMEOUT)
+                    .map_err(|source| SyncError::Request {
                         node: node.clone(),
                         source,
-                    },
-                )?;
+                    })?;
             if &batch.node != node {
                 return Err(SyncError::WrongNode {
                     node: node.clone(),
                     from: batch.node,
                 });
             }
-            let more = batch.more;
-            let edge_last = batch.last_seq;
+            let mut more = batch.more;
+            // The cursor never moves past what the node itself reports
+            // having written (its status; nothing before its first status),
+            // nor past the batch's own last seq: a forged reply with huge
+            // seqs must not make the node's real records unsyncable.
+            let bound = self
+                .reported_last_seq(node)
+                .map_or(cursor, |r| batch.last_seq.min(r));
+            let edge_last = bound;
             // An edge may resend what the master already holds; skip it here
             // (the store would leave it unchanged anyway).
-            let records: Vec<_> = batch
+            let (records, beyond): (Vec<_>, Vec<_>) = batch
                 .records
                 .into_iter()
                 .filter(|r| r.key.seq > cursor)
-                .collect();
+                .partition(|r| r.key.seq <= bound);
+            if !beyond.is_empty() {
+                self.sync
+                    .shared
+                    .beyond
+                    .fetch_add(beyond.len() as u64, Ordering::Relaxed);
+                tracing::warn!(node = %node, cursor, bound, refused = beyond.len(), claimed_last_seq = batch.last_seq, "sync reply holds records past the node's reported last seq: not stored (they come again once its status reports them)");
+                more = false;
+            }
             if let Some(first) = records.first() {
                 if first.key.seq != cursor + 1 {
                     tracing::warn!(node = %node, cursor, first = first.key.seq, "sync batch skips seqs (pruned before acknowledgement?)");

@@ -6,7 +6,7 @@
 //! [`STALE_AFTER`] is marked stale and its JPEG dropped, and it is forgotten
 //! after [`FORGET_AFTER`]. The event channel holds [`EVENTS_CAPACITY`]
 //! updates; a browser that lags behind skips the oldest and gets the current
-//! list again. Undecodable tiles are counted by [`Garbage`], never trusted.
+//! list again. Undecodable tiles are counted by [`vidar_link::Garbage`], never trusted.
 //! No HTTP here: this module only keeps tiles.
 
 use std::collections::HashMap;
@@ -18,7 +18,6 @@ use axum::body::Bytes;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 use vidar_link::{Link, LinkError, Subscription};
-use vidar_link::Garbage;
 use vidar_protocol::messages::CameraTile;
 use vidar_protocol::{BBox, CameraId, IdentityId, Keys, NodeId, StreamState, TrackId};
 

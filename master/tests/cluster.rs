@@ -12,7 +12,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::*;
-use zenoh::Wait;
 use vidar_link::{LinkSettings, Mode};
 use vidar_master::{Master, MasterConfig};
 use vidar_protocol::messages::{
@@ -20,6 +19,7 @@ use vidar_protocol::messages::{
 };
 use vidar_protocol::{wire, Keys, NodeId};
 use vidar_store::{Reader, Record, WriterConfig};
+use zenoh::Wait;
 
 /// A fake edge node: a zenoh peer listening on its own port, with a liveliness
 /// token, a status publisher, and sync/query queryables over a real store file.
@@ -37,7 +37,7 @@ struct FakeEdge {
     acked: Arc<Mutex<u64>>,
 }
 
-fn status_of(node: &NodeId) -> NodeStatus {
+fn status_of(node: &NodeId, records_last_seq: u64) -> NodeStatus {
     NodeStatus {
         node: node.clone(),
         sent_ms: vidar_master::now_ms(),
@@ -55,7 +55,7 @@ fn status_of(node: &NodeId) -> NodeStatus {
             detect_busy: 0.2,
             reid_busy: 0.1,
             reid_queue: 0,
-            records_last_seq: 0,
+            records_last_seq,
             unsynced: 0,
         },
         links: Vec::new(),
@@ -65,6 +65,21 @@ fn status_of(node: &NodeId) -> NodeStatus {
 
 impl FakeEdge {
     fn start(site: &str, name: &str, port: u16, db: &Path, serve_queries: bool) -> FakeEdge {
+        FakeEdge::start_forging(site, name, port, db, serve_queries, None)
+    }
+
+    /// Like [`FakeEdge::start`]; with `forge = Some(seq)` its sync replies
+    /// also carry a copy of its last record under `seq` and claim `seq` as
+    /// its last (what a forged reply did in issue 16), while its status
+    /// reports its true last seq.
+    fn start_forging(
+        site: &str,
+        name: &str,
+        port: u16,
+        db: &Path,
+        serve_queries: bool,
+        forge: Option<u64>,
+    ) -> FakeEdge {
         let node = node(name);
         let keys = Keys::new(site).expect("site");
         let settings = LinkSettings {
@@ -95,14 +110,20 @@ impl FakeEdge {
                 let last = r.last_seq(&n).expect("last seq");
                 // Two replies: one overlapping what the master holds, then the right one.
                 for after in [req.after_seq.saturating_sub(3), req.after_seq] {
-                    let records = r
+                    let mut records = r
                         .records_after(&n, after, req.max_records as usize)
                         .expect("records");
                     let more = records.last().is_some_and(|x| x.key.seq < last);
+                    let mut claimed = last;
+                    if let (Some(seq), Some(mut copy)) = (forge, records.last().cloned()) {
+                        copy.key.seq = seq;
+                        records.push(copy);
+                        claimed = seq;
+                    }
                     let batch = SyncBatch {
                         node: n.clone(),
                         records,
-                        last_seq: last,
+                        last_seq: claimed,
                         more,
                     };
                     let bytes = wire::encode(&batch).expect("encode");
@@ -142,9 +163,11 @@ impl FakeEdge {
             .expect("token");
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st, n, k) = (session.clone(), stop.clone(), node.clone(), keys.clone());
+        let status_reader = Reader::open(db).expect("edge reader");
         let status = std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
-                let bytes = wire::encode(&status_of(&n)).expect("encode");
+                let last = status_reader.last_seq(&n).expect("last seq");
+                let bytes = wire::encode(&status_of(&n, last)).expect("encode");
                 let _ = s.put(k.status(&n), bytes).wait();
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -234,7 +257,7 @@ source = "rtsp://127.0.0.1/c1"
 
 [[cameras]]
 camera = "c2"
-source = "rtsp://127.0.0.1/c2"
+source = "rtsp://admin:pa@ss@127.0.0.1/c2"
 
 [[cameras]]
 camera = "c3"
@@ -319,6 +342,12 @@ fn membership_plan_sync_and_failover() {
     assert_eq!(code, 200);
     assert_eq!(v["version"].as_u64(), Some(current.plan.version), "{v}");
     assert_eq!(v["streams"].as_array().map(|s| s.len()), Some(3), "{v}");
+    // Camera credentials are never shown, whatever the password holds.
+    let shown = v.to_string();
+    assert!(
+        !shown.contains("admin") && !shown.contains("pa@ss") && shown.contains("***@127.0.0.1/c2"),
+        "{shown}"
+    );
 
     // Every record of edge-1 exactly once in the global database, despite the
     // overlapping double replies; acknowledged back to the edge.
@@ -361,7 +390,7 @@ fn membership_plan_sync_and_failover() {
     assert_eq!(unanswered, vec!["edge-2"]);
 
     // Garbage and a wrong protocol version on the status keys: counted, ignored.
-    let mut wrong_version = wire::encode(&status_of(&edge1.node)).expect("encode");
+    let mut wrong_version = wire::encode(&status_of(&edge1.node, 0)).expect("encode");
     wrong_version[2] = 0x63;
     for bytes in [b"garbage".to_vec(), wrong_version] {
         edge1
@@ -424,6 +453,42 @@ fn membership_plan_sync_and_failover() {
         first,
         Some(30),
         "the restarted master must resume at its cursor"
+    );
+    master.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn a_forged_sync_reply_never_moves_the_cursor_past_the_nodes_own_last_seq() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let site = unique_site();
+    let db = edge_db(dir.path(), "edge-9", edge_records(1, 12));
+    let port = free_port();
+    let forged = 1u64 << 62;
+    let _edge = FakeEdge::start_forging(&site, "edge-9", port, &db, false, Some(forged));
+    let global = dir.path().join("global.db");
+    let cfg = master_config(&global, &site, &[port]);
+    let master = Master::start(&cfg).expect("master starts");
+    let ctx = master.context().clone();
+    let n = node("edge-9");
+    assert!(
+        wait_for(Duration::from_secs(30), || all_records(&global, &n).len() == 12
+            && ctx.sync.beyond() > 0),
+        "the node's 12 records synced, the forged one refused: {} stored, {} refused, sync {:?}, members {:?}",
+        all_records(&global, &n).len(),
+        ctx.sync.beyond(),
+        ctx.sync.nodes(),
+        ctx.membership.snapshot()
+    );
+    let stored = all_records(&global, &n);
+    assert!(
+        stored.iter().all(|r| r.key.seq <= 12),
+        "nothing past the node's last seq"
+    );
+    let cursor = ctx.sync.nodes().get(&n).map(|s| s.cursor);
+    assert_eq!(
+        cursor,
+        Some(12),
+        "the cursor stops at the node's own last seq"
     );
     master.shutdown().expect("clean shutdown");
 }

@@ -8,12 +8,12 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use zenoh::Wait;
 use vidar_link::{LinkSettings, Mode};
 use vidar_master::Master;
 use vidar_protocol::messages::{CameraTile, TileBox};
 use vidar_protocol::{wire, BBox, IdentityId, Keys, StreamState, TrackId};
 use vidar_store::WriterConfig;
+use zenoh::Wait;
 
 struct Site {
     _dir: tempfile::TempDir,

@@ -101,18 +101,10 @@ fn bad(url: &str, reason: &str) -> SourceError {
     }
 }
 
-/// Removes `user:pass@` from a URL for logs and errors.
+/// Removes `user:pass@` from a URL for logs and errors (any password, `@`
+/// included: see [`vidar_protocol::secret::redact_url`]).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let path_start = url[s + 3..].find('/').map(|p| p + s + 3);
-            if path_start.is_none_or(|p| at < p) {
-                return format!("{}://***@{}", &url[..s], &url[at + 1..]);
-            }
-            url.to_string()
-        }
-        _ => url.to_string(),
-    }
+    vidar_protocol::secret::redact_url(url)
 }
 
 fn parse_rtsp(url: &str) -> Result<Source, SourceError> {

@@ -31,6 +31,7 @@ pub mod ids;
 pub mod keys;
 pub mod messages;
 pub mod record;
+pub mod secret;
 pub mod stream;
 pub mod wire;
 

@@ -191,13 +191,15 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
     // Identities announced by other nodes, merges from the master.
     {
         let inbox = parts.inbox.clone();
-        subscriptions.push(net.subscribe(
-            &keys.identities(),
-            move |_key, a: IdentityAnnounce| inbox.announce(a),
-        )?);
+        subscriptions.push(
+            net.subscribe(&keys.identities(), move |_key, a: IdentityAnnounce| {
+                inbox.announce(a)
+            })?,
+        );
         let inbox = parts.inbox.clone();
-        subscriptions.push(net.subscribe_any(&keys.merges(), move |payload| {
-            match payload.kind() {
+        subscriptions.push(net.subscribe_any(
+            &keys.merges(),
+            move |payload| match payload.kind() {
                 Some(vidar_protocol::MessageKind::Merges) => {
                     if let Some(m) = payload.decode::<Merges>() {
                         for one in m.merges {
@@ -211,8 +213,8 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
                     }
                 }
                 None => {}
-            }
-        })?);
+            },
+        )?);
     }
 
     // Plans: newest version wins; handled on the plan thread (starting an

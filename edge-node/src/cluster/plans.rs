@@ -58,8 +58,13 @@ impl PlanFollower {
 
     pub(super) fn apply(&mut self, plan: Plan) {
         let current = self.shared.plan_version.load(Ordering::Relaxed);
-        if plan.version <= current {
-            return;
+        match newer(plan.version, current, crate::clock::now_ms()) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(why) => {
+                tracing::warn!(version = plan.version, current, why, "plan refused");
+                return;
+            }
         }
         let me = self.shared.node.clone();
         let mine: HashMap<CameraId, String> = plan
@@ -127,5 +132,37 @@ impl PlanFollower {
     pub(super) fn slot(&self, camera: &CameraId, source: &str) -> Result<CameraSlot> {
         let cfg = ingest_config(&self.config.sharing.ingest, camera, source)?;
         CameraSlot::start(cfg, &self.config.tracker)
+    }
+}
+
+/// How far a plan's version (the master's clock, ms) may be ahead of this
+/// node's clock: clock skew, not more. A version far ahead would make every
+/// real plan after it look old.
+pub const MAX_PLAN_AHEAD_MS: u64 = 10 * 60 * 1000;
+
+/// Whether a plan of `version` replaces the one of `current`, at `now_ms`:
+/// Ok(true) newer, Ok(false) not newer, Err when its version is implausible.
+fn newer(version: u64, current: u64, now_ms: u64) -> Result<bool, &'static str> {
+    if version > now_ms.saturating_add(MAX_PLAN_AHEAD_MS) {
+        return Err("its version is more than 10 minutes ahead of this node's clock");
+    }
+    Ok(version > current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_newer_plausible_versions_replace_the_plan() {
+        let now = 1_800_000_000_000;
+        assert_eq!(newer(now, now - 5, now), Ok(true));
+        assert_eq!(newer(now - 10, now - 5, now), Ok(false));
+        assert_eq!(newer(now - 5, now - 5, now), Ok(false));
+        // The master's clock a few minutes ahead: fine.
+        assert_eq!(newer(now + 60_000, now, now), Ok(true));
+        // A forged u64::MAX (issue 16) would freeze the node: refused.
+        assert!(newer(u64::MAX, now, now).is_err());
+        assert!(newer(now + MAX_PLAN_AHEAD_MS + 1, now, now).is_err());
     }
 }

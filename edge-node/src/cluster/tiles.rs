@@ -5,7 +5,7 @@ use crate::media::TILE_MAX_SIDE;
 use crate::telemetry::StatusBoard;
 use std::collections::HashMap;
 use std::time::Instant;
-use vidar_protocol::{wire, CameraId, StreamState};
+use vidar_protocol::{CameraId, StreamState};
 
 /// Encodes and publishes live tiles until the analysis side hangs up.
 pub(super) fn publish_tiles(

@@ -4,6 +4,10 @@ use vidar_detectors::RgbFrame;
 use vidar_protocol::messages::{Crop as WireCrop, CropEncoding};
 use vidar_protocol::BBox;
 
+/// Longest side of a crop from another node that is decoded, pixels (they
+/// send at most `REMOTE_CROP_SIDE`, 160; the embedder's input is 256x128).
+pub const MAX_DECODED_SIDE: u32 = 1024;
+
 /// Longest side of a snapshot, pixels.
 pub const SNAPSHOT_MAX_SIDE: u32 = 128;
 
@@ -57,10 +61,43 @@ pub fn jpeg_size(bbox: &BBox, max_side: u32) -> (u32, u32) {
 }
 
 /// Decodes a crop received from another node into RGB.
+///
+/// A crop is decoded only when its declared size is at most
+/// [`MAX_DECODED_SIDE`] a side and, for a JPEG, its header says the same
+/// size; the decoder's memory is capped to it. A small file claiming a huge
+/// image is refused before any pixel is allocated.
 pub fn decode_crop(c: &WireCrop) -> Result<image::RgbImage, String> {
+    if c.width > MAX_DECODED_SIDE || c.height > MAX_DECODED_SIDE {
+        return Err(format!(
+            "{}x{} is larger than a person crop ({MAX_DECODED_SIDE} pixels a side at most)",
+            c.width, c.height
+        ));
+    }
     match c.encoding {
         CropEncoding::Jpeg => {
-            image::load_from_memory_with_format(&c.data, image::ImageFormat::Jpeg)
+            let reader = || {
+                image::ImageReader::with_format(
+                    std::io::Cursor::new(&c.data[..]),
+                    image::ImageFormat::Jpeg,
+                )
+            };
+            let (w, h) = reader()
+                .into_dimensions()
+                .map_err(|e| format!("not a JPEG: {e}"))?;
+            if (w, h) != (c.width, c.height) {
+                return Err(format!(
+                    "the JPEG is {w}x{h}, the crop says {}x{}",
+                    c.width, c.height
+                ));
+            }
+            let mut limits = image::Limits::default();
+            limits.max_image_width = Some(c.width);
+            limits.max_image_height = Some(c.height);
+            // RGB output plus the decoder's own buffers.
+            limits.max_alloc = Some(u64::from(c.width) * u64::from(c.height) * 3 * 4 + (1 << 20));
+            let mut r = reader();
+            r.limits(limits);
+            r.decode()
                 .map(|i| i.to_rgb8())
                 .map_err(|e| format!("not a JPEG: {e}"))
         }
@@ -74,5 +111,64 @@ pub fn decode_crop(c: &WireCrop) -> Result<image::RgbImage, String> {
                     c.data.len()
                 )
             }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vidar_protocol::{CameraId, TrackId};
+
+    fn crop(data: Vec<u8>, width: u32, height: u32) -> WireCrop {
+        WireCrop {
+            camera: CameraId::new("c").expect("id"),
+            track: TrackId(1),
+            capture_ms: 0,
+            width,
+            height,
+            encoding: CropEncoding::Jpeg,
+            data,
+        }
+    }
+
+    fn jpeg(w: u32, h: u32) -> Vec<u8> {
+        let px = vec![120u8; (w * h * 3) as usize];
+        let frame = RgbFrame::packed(w, h, &px).expect("frame");
+        let full = BBox {
+            x: 0.0,
+            y: 0.0,
+            w: w as f32,
+            h: h as f32,
+        };
+        crop_jpeg(&frame, &full, w.max(h), 90).expect("jpeg")
+    }
+
+    #[test]
+    fn a_crop_is_decoded_only_at_its_declared_size() {
+        let ok = decode_crop(&crop(jpeg(40, 100), 40, 100)).expect("decodes");
+        assert_eq!(ok.dimensions(), (40, 100));
+        let e = decode_crop(&crop(jpeg(40, 100), 40, 90)).expect_err("size differs");
+        assert!(e.contains("40x100") && e.contains("40x90"), "{e}");
+        assert!(decode_crop(&crop(b"junk".to_vec(), 4, 4)).is_err());
+    }
+
+    #[test]
+    fn a_small_file_claiming_a_huge_image_is_refused_before_decoding() {
+        // A valid 16x16 JPEG whose header is rewritten to claim 4000x4000
+        // (the 856-byte bomb of issue 16 did the same).
+        let mut bomb = jpeg(16, 16);
+        let sof = bomb
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("baseline SOF0 marker");
+        // SOF0: FF C0, length (2), precision (1), height (2), width (2).
+        bomb[sof + 5..sof + 7].copy_from_slice(&4000u16.to_be_bytes());
+        bomb[sof + 7..sof + 9].copy_from_slice(&4000u16.to_be_bytes());
+        assert!(bomb.len() < 2000);
+        let e = decode_crop(&crop(bomb.clone(), 160, 160)).expect_err("refused");
+        assert!(e.contains("4000x4000"), "{e}");
+        // Declaring the huge size too does not help.
+        let e = decode_crop(&crop(bomb, 4000, 4000)).expect_err("refused");
+        assert!(e.contains("larger than a person crop"), "{e}");
     }
 }

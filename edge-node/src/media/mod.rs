@@ -4,5 +4,7 @@
 mod jpeg;
 mod tiles;
 
-pub use jpeg::{crop_jpeg, decode_crop, jpeg_size, snapshot_jpeg, SNAPSHOT_MAX_SIDE};
+pub use jpeg::{
+    crop_jpeg, decode_crop, jpeg_size, snapshot_jpeg, MAX_DECODED_SIDE, SNAPSHOT_MAX_SIDE,
+};
 pub use tiles::{TileFrame, TileSink, TILE_MAX_SIDE};

@@ -65,6 +65,17 @@ pub(super) async fn plan(State(ctx): Ctx) -> Result<Json<serde_json::Value>, Api
     };
     v["cameras"] = json!(ctx.plans.cameras());
     v["counters"] = json!(ctx.plans.counters());
+    // Camera URLs carry credentials: never shown (issue 16).
+    for list in ["streams", "cameras"] {
+        if let Some(items) = v.get_mut(list).and_then(|x| x.as_array_mut()) {
+            for item in items {
+                if let Some(src) = item.get("source").and_then(|s| s.as_str()) {
+                    let shown = vidar_protocol::secret::redact_url(src);
+                    item["source"] = json!(shown);
+                }
+            }
+        }
+    }
     Ok(Json(v))
 }
 

@@ -45,25 +45,28 @@ pub fn round_trip(
     let node = NodeId::new("server")?;
     let key = keys.reid(&node);
     let served_by = node.clone();
-    let _service = server.serve(&key, move |req: ReidRequest, answer: Responder<ReidReply>| {
-        answer.reply(Ok(ReidReply {
-            request_id: req.request_id,
-            served_by: served_by.clone(),
-            results: req
-                .crops
-                .iter()
-                .enumerate()
-                .map(|(i, c)| ReidAnswer {
-                    camera: c.camera.clone(),
-                    track: c.track,
-                    identity: IdentityId(1000 + i as u64),
-                    similarity: 0.9,
-                    minted: false,
-                })
-                .collect(),
-            error: None,
-        }))
-    })?;
+    let _service = server.serve(
+        &key,
+        move |req: ReidRequest, answer: Responder<ReidReply>| {
+            answer.reply(Ok(ReidReply {
+                request_id: req.request_id,
+                served_by: served_by.clone(),
+                results: req
+                    .crops
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| ReidAnswer {
+                        camera: c.camera.clone(),
+                        track: c.track,
+                        identity: IdentityId(1000 + i as u64),
+                        similarity: 0.9,
+                        minted: false,
+                    })
+                    .collect(),
+                error: None,
+            }))
+        },
+    )?;
     // Let the peers discover each other's queryable.
     std::thread::sleep(Duration::from_millis(1500));
     let camera = CameraId::new("cam")?;

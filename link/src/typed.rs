@@ -252,19 +252,11 @@ impl Link {
         key_expr: &str,
         on: impl Fn(&str, M) + Send + Sync + 'static,
     ) -> Result<Subscription, LinkError> {
-        let g = Arc::clone(&self.garbage);
-        self.session
-            .declare_subscriber(key_expr)
-            .callback(move |sample| {
-                let key = sample.key_expr().as_str();
-                let bytes = sample.payload().to_bytes();
-                if let Some(m) = g.decode::<M>(key, &bytes) {
-                    on(key, m);
-                }
-            })
-            .wait()
-            .map(Subscription)
-            .map_err(declared("subscriber", key_expr))
+        self.subscribe_any(key_expr, move |payload| {
+            if let Some(m) = payload.decode::<M>() {
+                on(payload.key, m);
+            }
+        })
     }
 
     /// Like [`Link::subscribe`], for a key that carries more than one kind.
@@ -277,10 +269,9 @@ impl Link {
         self.session
             .declare_subscriber(key_expr)
             .callback(move |sample| {
-                let key = sample.key_expr().as_str();
                 let bytes = sample.payload().to_bytes();
                 on(Payload {
-                    key,
+                    key: sample.key_expr().as_str(),
                     bytes: &bytes,
                     garbage: &g,
                 });

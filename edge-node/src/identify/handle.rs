@@ -280,6 +280,36 @@ mod tests {
     use vidar_reid::GalleryConfig;
     use vidar_testkit::fakes::{draw, ColorEmbedder, Figure, Gate};
 
+    /// A job of frame `seq`: one track per figure (track ids from `first_track`).
+    fn job(seq: u64, figures: &[Figure], first_track: u64, decide: bool) -> Job {
+        let px = draw(240, 160, seq as u32, figures);
+        let frame = Frame::from_rgb(
+            CameraId::new("c").expect("id"),
+            seq,
+            SystemTime::now(),
+            240,
+            160,
+            px,
+        )
+        .expect("frame");
+        let tracks = figures
+            .iter()
+            .enumerate()
+            .map(|(t, fig)| TrackCrop {
+                track: first_track + t as u64,
+                bbox: fig.bbox,
+                quality: 0.9,
+                first_ms: 0,
+                decide,
+            })
+            .collect();
+        Job {
+            camera: 0,
+            frame,
+            tracks,
+        }
+    }
+
     #[test]
     fn the_inbox_reports_the_crops_waiting_for_re_id() {
         let dir = tempfile::tempdir().expect("tmp");
@@ -314,36 +344,7 @@ mod tests {
                 },
             })
             .collect();
-        let px = draw(240, 160, 0, &figures);
-        let frame = Frame::from_rgb(
-            CameraId::new("c").expect("id"),
-            0,
-            SystemTime::now(),
-            240,
-            160,
-            px,
-        )
-        .expect("frame");
-        let tracks = figures
-            .iter()
-            .enumerate()
-            .map(|(k, f)| TrackCrop {
-                track: k as u64,
-                bbox: f.bbox,
-                quality: 0.9,
-                first_ms: 0,
-                decide: false,
-            })
-            .collect();
-        assert!(
-            id.offer(Job {
-                camera: 0,
-                frame,
-                tracks
-            })
-            .is_none(),
-            "taken"
-        );
+        assert!(id.offer(job(0, &figures, 0, false)).is_none(), "taken");
         // Held at the embedder: three crops wait.
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(inbox.crops_waiting(), 3);
@@ -447,54 +448,27 @@ mod tests {
         *peer_of_a.lock().unwrap() = Some(b.inbox());
         *peer_of_b.lock().unwrap() = Some(a.inbox());
         const JOBS: u64 = 40;
-        let frame = |k: u64| {
-            let figures = [
-                Figure {
-                    color: [220, 40, 40],
-                    bbox: BBox {
-                        x: 10.0,
-                        y: 20.0,
-                        w: 40.0,
-                        h: 100.0,
-                    },
+        let figures = [
+            Figure {
+                color: [220, 40, 40],
+                bbox: BBox {
+                    x: 10.0,
+                    y: 20.0,
+                    w: 40.0,
+                    h: 100.0,
                 },
-                Figure {
-                    color: [40, 40, 220],
-                    bbox: BBox {
-                        x: 120.0,
-                        y: 20.0,
-                        w: 40.0,
-                        h: 100.0,
-                    },
+            },
+            Figure {
+                color: [40, 40, 220],
+                bbox: BBox {
+                    x: 120.0,
+                    y: 20.0,
+                    w: 40.0,
+                    h: 100.0,
                 },
-            ];
-            let px = draw(240, 160, k as u32, &figures);
-            let f = Frame::from_rgb(
-                CameraId::new("c").expect("id"),
-                k,
-                SystemTime::now(),
-                240,
-                160,
-                px,
-            )
-            .expect("frame");
-            let tracks = figures
-                .iter()
-                .enumerate()
-                .map(|(t, fig)| TrackCrop {
-                    track: k * 2 + t as u64,
-                    bbox: fig.bbox,
-                    quality: 0.9,
-                    first_ms: 0,
-                    decide: true,
-                })
-                .collect();
-            Job {
-                camera: 0,
-                frame: f,
-                tracks,
-            }
-        };
+            },
+        ];
+        let frame = |k: u64| job(k, &figures, k * 2, true);
         let started = std::time::Instant::now();
         let deadline = started + Duration::from_secs(20);
         let (mut done_a, mut done_b) = (0u64, 0u64);

@@ -376,6 +376,11 @@ impl Analysis {
         }
     }
 
+    /// Where `camera` is in the list.
+    fn position(&self, camera: &vidar_protocol::CameraId) -> Option<usize> {
+        self.cameras.iter().position(|c| c.source.camera() == camera)
+    }
+
     /// Publishes the camera list for metrics and status.
     fn publish_cameras(&self) {
         self.registry.set(
@@ -397,11 +402,7 @@ impl Analysis {
             match c {
                 Control::Add(slot) => {
                     let camera = slot.source.camera().clone();
-                    if let Some(k) = self
-                        .cameras
-                        .iter()
-                        .position(|c| *c.source.camera() == camera)
-                    {
+                    if let Some(k) = self.position(&camera) {
                         // Replaced (e.g. a new source URL): the old one ends first.
                         self.retire(k);
                     }
@@ -409,11 +410,7 @@ impl Analysis {
                     self.cameras.push(*slot);
                 }
                 Control::Remove(camera) => {
-                    if let Some(k) = self
-                        .cameras
-                        .iter()
-                        .position(|c| *c.source.camera() == camera)
-                    {
+                    if let Some(k) = self.position(&camera) {
                         self.retire(k);
                         tracing::info!(camera = %camera, "camera removed");
                     }

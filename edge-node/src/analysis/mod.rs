@@ -378,7 +378,9 @@ impl Analysis {
 
     /// Where `camera` is in the list.
     fn position(&self, camera: &vidar_protocol::CameraId) -> Option<usize> {
-        self.cameras.iter().position(|c| c.source.camera() == camera)
+        self.cameras
+            .iter()
+            .position(|c| c.source.camera() == camera)
     }
 
     /// Publishes the camera list for metrics and status.

@@ -25,11 +25,17 @@ use crate::password::{constant_time_eq, PasswordHash, MIN_ITERATIONS};
 pub const COOKIE: &str = "vidar_session";
 /// Most sessions held; beyond, the least recently used one is dropped.
 pub const MAX_SESSIONS: usize = 10_000;
-/// Failed logins of one user name in [`FAILURE_WINDOW`] before it is locked.
+/// Failed logins of one user name from one address before each further
+/// attempt from there must wait (1 s, doubling, at most [`MAX_DELAY`]).
 pub const MAX_USER_FAILURES: u32 = 5;
-/// Failed logins from one address in [`FAILURE_WINDOW`] before it is locked.
+/// Failed logins of one user name from any address, and from one address
+/// for any user, before further attempts must wait, for addresses that have
+/// failed for that user themselves: a stranger's failures never slow down a
+/// user who types the right password, nor everyone behind one proxy.
 pub const MAX_IP_FAILURES: u32 = 20;
-/// How long failures count, and how long a lock lasts.
+/// Longest wait between attempts (progressive slow-down, never a lockout).
+pub const MAX_DELAY: Duration = Duration::from_secs(60);
+/// How long failures are remembered after the last one.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(300);
 /// Most (user or address) failure counters kept.
 const MAX_FAILURE_KEYS: usize = 10_000;
@@ -68,7 +74,20 @@ struct Session {
 #[derive(Debug, Clone, Copy)]
 struct Failures {
     count: u32,
-    since: Instant,
+    /// The last failure.
+    last: Instant,
+}
+
+impl Failures {
+    /// How long after the last failure the next attempt must wait, once
+    /// `free` failures are used up: 1 s, doubling, at most [`MAX_DELAY`].
+    fn delay(&self, free: u32) -> Duration {
+        if self.count < free {
+            return Duration::ZERO;
+        }
+        let doublings = (self.count - free).min(16);
+        Duration::from_secs(1u64 << doublings).min(MAX_DELAY)
+    }
 }
 
 /// Why a login was refused.
@@ -240,20 +259,34 @@ impl Auth {
         }
     }
 
-    /// `Some(seconds to wait)` if `user` or `ip` is locked after failures.
+    /// `Some(seconds to wait)` when `user` from `ip` must wait before trying
+    /// again (progressive slow-down after failures, see [`MAX_USER_FAILURES`]).
     pub fn locked(&self, user: &str, ip: Option<IpAddr>) -> Option<u64> {
         let failures = lock(&self.failures);
-        let mut wait = None;
-        for (key, max) in failure_keys(user, ip) {
-            if let Some(f) = failures.get(&key) {
-                let age = f.since.elapsed();
-                if f.count >= max && age < FAILURE_WINDOW {
-                    let left = (FAILURE_WINDOW - age).as_secs() + 1;
-                    wait = Some(wait.map_or(left, |w: u64| w.max(left)));
-                }
+        let keys = failure_keys(user, ip);
+        // The pair (user, address) must have failed itself before the wider
+        // counters slow it down.
+        let pair_failed = keys
+            .first()
+            .and_then(|(k, _)| failures.get(k))
+            .is_some_and(|f| f.count > 0 && f.last.elapsed() < FAILURE_WINDOW);
+        let mut wait: Option<Duration> = None;
+        for (i, (key, free)) in keys.iter().enumerate() {
+            if i > 0 && !pair_failed {
+                break;
+            }
+            let Some(f) = failures.get(key) else { continue };
+            let since = f.last.elapsed();
+            if since >= FAILURE_WINDOW {
+                continue;
+            }
+            let need = f.delay(*free);
+            if since < need {
+                let left = need - since;
+                wait = Some(wait.map_or(left, |w| w.max(left)));
             }
         }
-        wait
+        wait.map(|w| w.as_secs() + u64::from(w.subsec_nanos() > 0))
     }
 
     /// Checks a login (slow: on the blocking pool). On success the user's
@@ -279,7 +312,12 @@ impl Auth {
             tracing::warn!(user = %user.escape_debug(), ip = ?ip, "login refused");
             return Err(LoginRefused::Wrong);
         };
-        lock(&self.failures).remove(&format!("user:{user}"));
+        {
+            let mut failures = lock(&self.failures);
+            for (key, _) in failure_keys(user, ip).into_iter().take(2) {
+                failures.remove(&key);
+            }
+        }
         let mut raw = [0u8; 32];
         if let Err(e) = rand::rngs::OsRng.try_fill_bytes(&mut raw) {
             tracing::error!(error = %e, "the system's random source failed; login refused");
@@ -324,25 +362,23 @@ impl Auth {
         let now = Instant::now();
         let mut failures = lock(&self.failures);
         if failures.len() >= MAX_FAILURE_KEYS {
-            failures.retain(|_, f| now.duration_since(f.since) < FAILURE_WINDOW);
+            failures.retain(|_, f| now.duration_since(f.last) < FAILURE_WINDOW);
             if failures.len() >= MAX_FAILURE_KEYS {
                 // Flooded with distinct names: forget the user counters, keep
-                // the per-address ones that stop the flood.
+                // the per-address ones that slow the flood.
                 failures.retain(|k, _| k.starts_with("ip:"));
             }
         }
         for (key, _) in failure_keys(user, ip) {
             let f = failures.entry(key).or_insert(Failures {
                 count: 0,
-                since: now,
+                last: now,
             });
-            if now.duration_since(f.since) >= FAILURE_WINDOW {
-                *f = Failures {
-                    count: 0,
-                    since: now,
-                };
+            if now.duration_since(f.last) >= FAILURE_WINDOW {
+                f.count = 0;
             }
             f.count += 1;
+            f.last = now;
         }
     }
 
@@ -376,9 +412,16 @@ impl Auth {
     }
 }
 
+/// The failure counters of an attempt, with their free failures: the pair
+/// (user, address) first, then the user from anywhere, then the address for
+/// anyone.
 fn failure_keys(user: &str, ip: Option<IpAddr>) -> Vec<(String, u32)> {
     let name: String = user.chars().take(64).collect();
-    let mut keys = vec![(format!("user:{name}"), MAX_USER_FAILURES)];
+    let addr = ip.map_or_else(|| "-".to_string(), |ip| ip.to_string());
+    let mut keys = vec![
+        (format!("pair:{name}@{addr}"), MAX_USER_FAILURES),
+        (format!("user:{name}"), MAX_IP_FAILURES),
+    ];
     if let Some(ip) = ip {
         keys.push((format!("ip:{ip}"), MAX_IP_FAILURES));
     }
@@ -452,8 +495,49 @@ mod tests {
         }
         assert!(matches!(
             a.login("ann", "pw", Some(ip)),
-            Err(LoginRefused::Locked(s)) if s > 0 && s <= FAILURE_WINDOW.as_secs() + 1
+            Err(LoginRefused::Locked(s)) if s > 0 && s <= MAX_DELAY.as_secs()
         ));
+    }
+
+    #[test]
+    fn failures_slow_the_guesser_down_not_the_user_nor_the_proxy() {
+        let a = auth("");
+        let attacker: IpAddr = [10, 0, 0, 66].into();
+        let ann_home: IpAddr = [10, 0, 0, 7].into();
+        // 40 guesses at ann's password from one address (waiting out each
+        // delay is simulated by forgetting when the last failure was).
+        for _ in 0..40 {
+            let _ = a.login("ann", "bad", Some(attacker));
+            for f in lock(&a.failures).values_mut() {
+                f.last = f.last.checked_sub(MAX_DELAY).unwrap_or(f.last);
+            }
+        }
+        // The attacker must wait, at most MAX_DELAY, never 300 s.
+        let _ = a.login("ann", "bad", Some(attacker));
+        match a.login("ann", "pw", Some(attacker)) {
+            Err(LoginRefused::Locked(s)) => assert!(s <= MAX_DELAY.as_secs(), "{s}"),
+            other => panic!("expected a wait, got {other:?}"),
+        }
+        // Ann, from her own address, logs in at once (issue 16: five
+        // failures used to lock the account for everyone for 300 s).
+        assert!(a.login("ann", "pw", Some(ann_home)).is_ok());
+        // Someone else behind the attacker's address (a proxy) is not slowed.
+        assert!(a.locked("ann", Some([10, 0, 0, 67].into())).is_none());
+    }
+
+    #[test]
+    fn the_wait_doubles_and_is_capped() {
+        let f = |count| {
+            Failures {
+                count,
+                last: Instant::now(),
+            }
+            .delay(MAX_USER_FAILURES)
+        };
+        assert_eq!(f(MAX_USER_FAILURES - 1), Duration::ZERO);
+        assert_eq!(f(MAX_USER_FAILURES), Duration::from_secs(1));
+        assert_eq!(f(MAX_USER_FAILURES + 2), Duration::from_secs(4));
+        assert_eq!(f(MAX_USER_FAILURES + 30), MAX_DELAY);
     }
 
     #[test]

@@ -49,8 +49,8 @@ impl Recorder {
 
     /// Opens the database `config` describes, with its writer settings.
     pub fn open_with(config: &WriterConfig, metrics: Arc<NodeMetrics>) -> Result<Recorder> {
-        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+        if let Some(dir) = config.path.parent() {
+            vidar_store::create_private_dir(dir)?;
         }
         let writer = config.build()?;
         Ok(Recorder {

@@ -122,7 +122,7 @@ impl Master {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
         {
-            std::fs::create_dir_all(dir).map_err(ioerr(format!(
+            vidar_store::create_private_dir(dir).map_err(ioerr(format!(
                 "creating the database folder {}",
                 dir.display()
             )))?;

@@ -63,6 +63,16 @@ pub enum StoreError {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// A file operation failed.
+    #[error("{}: {what}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the store was doing.
+        what: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
     /// A record broke a documented bound.
     #[error(transparent)]
     Invalid(#[from] InvalidRecord),

@@ -48,7 +48,7 @@ pub use reader::{IdentitySeen, Reader, MAX_CLUSTER, MAX_QUERY_ROWS, RECORD_OVERH
 // The record types are `vidar-protocol`'s (they travel in sync batches); re-exported
 // so users of the store need not name both crates.
 pub use record::Stored;
-pub use schema::{Synchronous, APPLICATION_ID, SCHEMA_VERSION};
+pub use schema::{create_private_dir, Synchronous, APPLICATION_ID, SCHEMA_VERSION};
 pub use vidar_protocol::record::{
     BoxPoint, CameraRecord, IdentityMerge, IdentityRecord, KeyedRecord, Record, RecordKey,
     Sighting, Snapshot, TimeRange, TrackRecord, MAX_EMBEDDING_DIM, MAX_NAME_LEN, MAX_PATH_POINTS,

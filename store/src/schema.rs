@@ -193,6 +193,49 @@ fn check_application_id(conn: &Connection, path: &Path, version: u32) -> Result<
 
 /// Opens (creating if absent) a read-write connection, sets WAL and the pragmas,
 /// and migrates the schema to [`SCHEMA_VERSION`].
+/// Creates the database file readable and writable by its owner only
+/// (0600) when it does not exist yet; SQLite gives its WAL and shared-memory
+/// files the database file's permissions. An existing file is left as it is.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: path.to_path_buf(),
+                    what: "creating the database file",
+                    source: e,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates the folder `dir` (and its parents) readable by its owner only
+/// (0700) when it does not exist; an existing folder is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
 pub(crate) fn open_writable(
     path: &Path,
     busy_timeout: Duration,
@@ -201,6 +244,7 @@ pub(crate) fn open_writable(
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    create_private(path)?;
     let mut conn =
         Connection::open_with_flags(path, flags).map_err(|e| classify(e, path, "opening"))?;
     conn.busy_timeout(busy_timeout)

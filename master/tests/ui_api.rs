@@ -462,6 +462,13 @@ fn https_when_a_certificate_is_configured() {
         .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
         .unwrap_or_default();
     assert!(cookie.contains("; Secure"), "{cookie}");
+    // Under TLS: a __Host- cookie (no other host can plant it) and HSTS.
+    assert!(cookie.contains("__Host-vidar_session="), "{cookie}");
+    assert!(
+        r.to_ascii_lowercase()
+            .contains("strict-transport-security: max-age=31536000"),
+        "{r}"
+    );
     // Plain HTTP on the HTTPS port gets no answer.
     let mut plain = std::net::TcpStream::connect(a).expect("connect");
     plain

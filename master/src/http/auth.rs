@@ -21,8 +21,12 @@ use sha2::{Digest, Sha256};
 use crate::config::{AuthMode, MasterConfig, Role};
 use crate::password::{constant_time_eq, PasswordHash, MIN_ITERATIONS};
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP.
 pub const COOKIE: &str = "vidar_session";
+/// The session cookie's name under TLS: the `__Host-` prefix makes browsers
+/// refuse it unless it is `Secure`, on `/` and set by this very host (no
+/// `Domain`), so no other site or subdomain can plant or overwrite it.
+pub const TLS_COOKIE: &str = "__Host-vidar_session";
 /// Most sessions held; beyond, the least recently used one is dropped.
 pub const MAX_SESSIONS: usize = 10_000;
 /// Failed logins of one user name from one address before each further
@@ -228,7 +232,7 @@ impl Auth {
                 via: Via::Token,
             });
         }
-        let id = cookie(headers, COOKIE)?;
+        let id = cookie(headers, self.cookie_name())?;
         self.session(id, true)
     }
 
@@ -394,10 +398,25 @@ impl Auth {
         lock(&self.sessions).len()
     }
 
+    /// Whether the master serves HTTPS (cookies `Secure`, HSTS sent).
+    pub fn tls(&self) -> bool {
+        self.secure_cookie
+    }
+
+    /// The session cookie's name: [`TLS_COOKIE`] under TLS, else [`COOKIE`].
+    pub fn cookie_name(&self) -> &'static str {
+        if self.secure_cookie {
+            TLS_COOKIE
+        } else {
+            COOKIE
+        }
+    }
+
     /// The `Set-Cookie` value that opens session `id`.
     pub fn set_cookie(&self, id: &str) -> String {
         format!(
-            "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+            "{}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+            self.cookie_name(),
             self.ttl.as_secs(),
             if self.secure_cookie { "; Secure" } else { "" }
         )
@@ -406,7 +425,8 @@ impl Auth {
     /// The `Set-Cookie` value that removes the session cookie.
     pub fn clear_cookie(&self) -> String {
         format!(
-            "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+            "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+            self.cookie_name(),
             if self.secure_cookie { "; Secure" } else { "" }
         )
     }

@@ -77,9 +77,25 @@ pub fn same_origin(h: &HeaderMap) -> bool {
 /// no sniffing, no framing, same-origin referrers; `/api/` answers are not
 /// cached unless their route says otherwise.
 pub async fn security_headers(req: Request, next: Next) -> Response {
+    headers_for(false, req, next).await
+}
+
+/// [`security_headers`] of a master serving HTTPS: also HSTS, so browsers
+/// never go back to plain HTTP for this host.
+pub async fn security_headers_tls(req: Request, next: Next) -> Response {
+    headers_for(true, req, next).await
+}
+
+async fn headers_for(tls: bool, req: Request, next: Next) -> Response {
     let api = req.uri().path().starts_with("/api/");
     let mut res = next.run(req).await;
     let h = res.headers_mut();
+    if tls {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),

@@ -77,11 +77,16 @@ pub fn app(state: Arc<ApiContext>) -> Router {
         .route("/logout", post(pages::logout))
         .route("/static/app.js", get(pages::app_js))
         .route("/static/app.css", get(pages::app_css));
-    Router::new()
+    let tls = state.ui.auth.tls();
+    let router = Router::new()
         .merge(api)
         .route("/healthz", get(cluster::healthz))
         .route("/metrics", scrape)
         .merge(pages)
-        .with_state(state)
-        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .with_state(state);
+    if tls {
+        router.layer(axum::middleware::from_fn(middleware::security_headers_tls))
+    } else {
+        router.layer(axum::middleware::from_fn(middleware::security_headers))
+    }
 }

@@ -19,7 +19,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{cookie, LoginRefused, Principal, COOKIE};
+use super::auth::{cookie, LoginRefused, Principal};
 use super::listen::PeerAddr;
 use super::middleware::same_origin;
 use super::state::ApiContext;
@@ -162,7 +162,7 @@ pub(super) async fn logout(State(ctx): State<Arc<ApiContext>>, req: Request) -> 
     if !same_origin(req.headers()) {
         return (StatusCode::FORBIDDEN, "cross-origin logout refused").into_response();
     }
-    if let Some(id) = cookie(req.headers(), COOKIE) {
+    if let Some(id) = cookie(req.headers(), ctx.ui.auth.cookie_name()) {
         ctx.ui.auth.logout(id);
     }
     let mut res = Redirect::to("/login").into_response();

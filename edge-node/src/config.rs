@@ -114,6 +114,72 @@ pub struct SharingConfig {
     /// key except `camera` and `source`, e.g. `transport = "tcp"`).
     #[serde(default)]
     pub ingest: toml::Table,
+    /// Credentials of the cameras the plan may assign to this node: plans
+    /// never carry them (`[[sharing.credentials]]` with `camera`,
+    /// `username`, `password`).
+    #[serde(default)]
+    pub credentials: Vec<CameraCredentials>,
+    /// A TOML file of more `[[credentials]]` (same keys), read when a camera
+    /// is started, so it can be kept 0600 apart from this config and
+    /// changed without a restart.
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+}
+
+/// A camera's login, held only by the nodes that may ingest it.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraCredentials {
+    /// The camera.
+    pub camera: vidar_protocol::CameraId,
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for CameraCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CameraCredentials")
+            .field("camera", &self.camera)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The file behind `sharing.credentials_file`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialsFile {
+    #[serde(default)]
+    credentials: Vec<CameraCredentials>,
+}
+
+impl SharingConfig {
+    /// The URL to ingest `camera` from, given the plan's `source` (which has
+    /// no credentials): with this node's credentials for it when it has
+    /// some (inline first, then `credentials_file`).
+    pub fn source_for(&self, camera: &vidar_protocol::CameraId, source: &str) -> Result<String> {
+        let mut found = self
+            .credentials
+            .iter()
+            .find(|c| &c.camera == camera)
+            .cloned();
+        if found.is_none() {
+            if let Some(path) = &self.credentials_file {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("reading sharing.credentials_file {}", path.display())
+                })?;
+                let file: CredentialsFile = toml::from_str(&text)
+                    .with_context(|| format!("{}: not a credentials file", path.display()))?;
+                found = file.credentials.into_iter().find(|c| &c.camera == camera);
+            }
+        }
+        Ok(match found {
+            Some(c) => vidar_protocol::secret::with_credentials(source, &c.username, &c.password),
+            None => source.to_string(),
+        })
+    }
 }
 
 impl Default for SharingConfig {
@@ -127,6 +193,8 @@ impl Default for SharingConfig {
             detect_fps: 0.0,
             reid_crops_per_s: 0.0,
             ingest: toml::Table::new(),
+            credentials: Vec::new(),
+            credentials_file: None,
         }
     }
 }
@@ -355,5 +423,48 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("'/'")));
+    }
+
+    #[test]
+    fn planned_cameras_get_this_nodes_credentials_never_the_plans() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("cameras.toml");
+        std::fs::write(
+            &file,
+            "[[credentials]]\ncamera = \"dock\"\nusername = \"ops\"\npassword = \"d@ck pw\"\n",
+        )
+        .expect("write");
+        let text = format!(
+            "node_id = \"e1\"\n[cluster]\nsite = \"s\"\n[sharing]\ncredentials_file = {:?}\n\
+             [[sharing.credentials]]\ncamera = \"gate\"\nusername = \"admin\"\npassword = \"pa@ss\"\n",
+            file.display().to_string()
+        );
+        let c = EdgeConfig::parse(&text, "t.toml").expect("valid");
+        let cam = |n: &str| vidar_protocol::CameraId::new(n).expect("id");
+        let s = &c.sharing;
+        assert_eq!(
+            s.source_for(&cam("gate"), "rtsp://10.0.0.5/s1")
+                .expect("inline"),
+            "rtsp://admin:pa%40ss@10.0.0.5/s1"
+        );
+        assert_eq!(
+            s.source_for(&cam("dock"), "rtsp://10.0.0.6/s1")
+                .expect("file"),
+            "rtsp://ops:d%40ck%20pw@10.0.0.6/s1"
+        );
+        assert_eq!(
+            s.source_for(&cam("yard"), "rtsp://10.0.0.7/s1")
+                .expect("none"),
+            "rtsp://10.0.0.7/s1"
+        );
+        assert!(
+            !format!("{:?}", s.credentials).contains("pa@ss"),
+            "no password in Debug"
+        );
+        std::fs::remove_file(&file).expect("rm");
+        let e = s
+            .source_for(&cam("dock"), "rtsp://10.0.0.6/s1")
+            .expect_err("file gone");
+        assert!(format!("{e:#}").contains("credentials_file"), "{e:#}");
     }
 }

@@ -112,6 +112,11 @@ impl Master {
         }
         let master_id = config.master_node().map_err(MasterError::Config)?;
         let cameras = config.site_cameras().map_err(MasterError::Config)?;
+        for c in &cameras {
+            if vidar_protocol::secret::has_credentials(&c.source) {
+                tracing::warn!(camera = %c.camera, "its source carries credentials, which plans never send: give them to the nodes that may ingest it ([[sharing.credentials]] or sharing.credentials_file)");
+            }
+        }
         let keys = config.cluster.keys()?;
         let http_addr: SocketAddr = config
             .http_addr

@@ -338,6 +338,13 @@ fn membership_plan_sync_and_failover() {
     let sample = reply.result().expect("ok reply");
     let queried: Plan = wire::decode(&sample.payload().to_bytes()).expect("plan");
     assert!(queried.version >= current.plan.version);
+    assert!(
+        queried
+            .streams
+            .iter()
+            .all(|s| !vidar_protocol::secret::has_credentials(&s.source)),
+        "a plan on the wire carries no camera credentials: {queried:?}"
+    );
     let (code, v) = get_json(master.http_addr(), "/api/plan");
     assert_eq!(code, 200);
     assert_eq!(v["version"].as_u64(), Some(current.plan.version), "{v}");

@@ -130,7 +130,8 @@ impl PlanFollower {
 
     /// Starts ingesting `camera` with the `[sharing.ingest]` template.
     pub(super) fn slot(&self, camera: &CameraId, source: &str) -> Result<CameraSlot> {
-        let cfg = ingest_config(&self.config.sharing.ingest, camera, source)?;
+        let source = self.config.sharing.source_for(camera, source)?;
+        let cfg = ingest_config(&self.config.sharing.ingest, camera, &source)?;
         CameraSlot::start(cfg, &self.config.tracker)
     }
 }

@@ -53,7 +53,9 @@ pub(super) fn to_plan(out: &PlanOutput, version: u64, issued_ms: u64) -> Plan {
             .iter()
             .map(|p| StreamAssignment {
                 camera: p.camera.clone(),
-                source: p.source.clone(),
+                // Never a camera's credentials: the node that ingests it
+                // holds them (issue 16).
+                source: vidar_protocol::secret::strip_credentials(&p.source),
                 node: p.node.clone(),
                 reid_node: p.reid_node.clone(),
             })
@@ -253,5 +255,22 @@ mod tests {
             ..c
         };
         assert!(load_shift(Some(&fresh), &[status("a", 0.5)], now).is_none());
+    }
+
+    #[test]
+    fn plans_never_carry_camera_credentials() {
+        let out = crate::planner::PlanOutput {
+            streams: vec![crate::planner::Placed {
+                camera: CameraId::new("gate").expect("id"),
+                source: "rtsp://admin:pa@ss@10.0.0.5:554/s1".into(),
+                node: id("a"),
+                reid_node: id("a"),
+            }],
+            bandwidth: Vec::new(),
+            cost: 0.0,
+            reason: "test".into(),
+        };
+        let plan = to_plan(&out, 1, 0);
+        assert_eq!(plan.streams[0].source, "rtsp://10.0.0.5:554/s1");
     }
 }

@@ -19,10 +19,66 @@ use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-/// Handshakes in progress at most.
+/// Handshakes in progress at most; beyond, new connections are closed at
+/// once (never queued: the accept loop never waits).
 pub const MAX_HANDSHAKES: usize = 256;
+/// Handshakes in progress from one address at most (issue 16: 300 idle
+/// connections from one client blocked HTTPS for everyone for 10 s).
+pub const MAX_HANDSHAKES_PER_ADDR: usize = 8;
 /// Longest handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Handshake slots, overall and per address.
+#[derive(Debug, Clone)]
+struct Slots {
+    all: Arc<Semaphore>,
+    by_addr: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// A taken handshake slot; given back when dropped.
+#[derive(Debug)]
+struct Slot {
+    _all: tokio::sync::OwnedSemaphorePermit,
+    ip: std::net::IpAddr,
+    by_addr: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl Slots {
+    fn new(all: usize) -> Slots {
+        Slots {
+            all: Arc::new(Semaphore::new(all)),
+            by_addr: Arc::default(),
+        }
+    }
+
+    /// A slot for a handshake from `ip`, unless it or everyone has too many.
+    fn take(&self, ip: std::net::IpAddr) -> Option<Slot> {
+        let mut by = self.by_addr.lock().unwrap_or_else(|p| p.into_inner());
+        if by.get(&ip).is_some_and(|n| *n >= MAX_HANDSHAKES_PER_ADDR) {
+            return None;
+        }
+        // Only addresses with a handshake in progress are kept.
+        let all = Arc::clone(&self.all).try_acquire_owned().ok()?;
+        *by.entry(ip).or_insert(0) += 1;
+        Some(Slot {
+            _all: all,
+            ip,
+            by_addr: Arc::clone(&self.by_addr),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut by = self.by_addr.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = by.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                by.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// The peer's address of a connection (plain or TLS), for the login rate limit.
 #[derive(Debug, Clone, Copy)]
@@ -91,7 +147,7 @@ impl TlsListener {
         let addr = tcp.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
-        let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        let slots = Slots::new(MAX_HANDSHAKES);
         let task = tokio::spawn(async move {
             loop {
                 let (stream, peer) = tokio::select! {
@@ -105,8 +161,10 @@ impl TlsListener {
                     },
                     _ = tx.closed() => return,
                 };
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return;
+                let Some(permit) = slots.take(peer.ip()) else {
+                    tracing::debug!(peer = %peer, "too many TLS handshakes in progress; connection closed");
+                    drop(stream);
+                    continue;
                 };
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
@@ -147,5 +205,28 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_cannot_take_every_handshake_slot() {
+        let slots = Slots::new(10);
+        let hog: std::net::IpAddr = [10, 0, 0, 66].into();
+        let held: Vec<Slot> = std::iter::from_fn(|| slots.take(hog)).take(100).collect();
+        assert_eq!(held.len(), MAX_HANDSHAKES_PER_ADDR);
+        // Others still get slots, up to the overall limit.
+        let others: Vec<Slot> = (1..=5u8)
+            .filter_map(|i| slots.take([10, 0, 1, i].into()))
+            .collect();
+        assert_eq!(others.len(), 10 - MAX_HANDSHAKES_PER_ADDR);
+        assert!(slots.take([10, 0, 2, 1].into()).is_none(), "overall limit");
+        drop(held);
+        assert!(slots.take(hog).is_some(), "slots come back");
+        // Only addresses with a handshake in progress are remembered.
+        assert_eq!(slots.by_addr.lock().unwrap().len(), 2);
     }
 }

@@ -210,6 +210,26 @@ fn bearer_tokens_carry_their_role() {
 }
 
 #[test]
+fn wrong_bearer_tokens_are_slowed_down() {
+    let s = site("");
+    let a = s.master.http_addr();
+    let wrong = [("Authorization", "Bearer guess")];
+    for _ in 0..10 {
+        assert_eq!(get(a, "/api/nodes", &wrong).status, 401);
+    }
+    let r = get(a, "/api/nodes", &[("Authorization", "Bearer viewer-token")]);
+    assert_eq!(r.status, 429, "even a right token waits: {}", r.text());
+    assert!(r.header("retry-after").is_some());
+    // A session from the same address is not a token: not slowed.
+    let ann = login(a, "ann", "ann-pw");
+    assert_eq!(
+        get(a, "/api/nodes", &[("Cookie", ann.as_str())]).status,
+        200
+    );
+    s.master.shutdown().expect("clean shutdown");
+}
+
+#[test]
 fn sessions_expire() {
     let s = site("session_ttl_s = 1\nsession_idle_s = 1");
     let a = s.master.http_addr();

@@ -18,6 +18,7 @@ use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::throttle::Throttle;
 use crate::config::{AuthMode, MasterConfig, Role};
 use crate::password::{constant_time_eq, PasswordHash, MIN_ITERATIONS};
 
@@ -29,21 +30,6 @@ pub const COOKIE: &str = "vidar_session";
 pub const TLS_COOKIE: &str = "__Host-vidar_session";
 /// Most sessions held; beyond, the least recently used one is dropped.
 pub const MAX_SESSIONS: usize = 10_000;
-/// Failed logins of one user name from one address before each further
-/// attempt from there must wait (1 s, doubling, at most [`MAX_DELAY`]).
-pub const MAX_USER_FAILURES: u32 = 5;
-/// Failed logins of one user name from any address, and from one address
-/// for any user, before further attempts must wait, for addresses that have
-/// failed for that user themselves: a stranger's failures never slow down a
-/// user who types the right password, nor everyone behind one proxy.
-pub const MAX_IP_FAILURES: u32 = 20;
-/// Longest wait between attempts (progressive slow-down, never a lockout).
-pub const MAX_DELAY: Duration = Duration::from_secs(60);
-/// How long failures are remembered after the last one.
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(300);
-/// Most (user or address) failure counters kept.
-const MAX_FAILURE_KEYS: usize = 10_000;
-
 /// Who a request comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Via {
@@ -75,25 +61,6 @@ struct Session {
     last: Instant,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
-    /// The last failure.
-    last: Instant,
-}
-
-impl Failures {
-    /// How long after the last failure the next attempt must wait, once
-    /// `free` failures are used up: 1 s, doubling, at most [`MAX_DELAY`].
-    fn delay(&self, free: u32) -> Duration {
-        if self.count < free {
-            return Duration::ZERO;
-        }
-        let doublings = (self.count - free).min(16);
-        Duration::from_secs(1u64 << doublings).min(MAX_DELAY)
-    }
-}
-
 /// Why a login was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LoginRefused {
@@ -116,7 +83,7 @@ pub struct Auth {
     secure_cookie: bool,
     metrics_public: bool,
     sessions: Mutex<HashMap<String, Session>>,
-    failures: Mutex<HashMap<String, Failures>>,
+    throttle: Throttle,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -187,7 +154,7 @@ impl Auth {
             secure_cookie: c.tls_cert.is_some(),
             metrics_public: c.metrics_public,
             sessions: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+            throttle: Throttle::default(),
         })
     }
 
@@ -264,33 +231,20 @@ impl Auth {
     }
 
     /// `Some(seconds to wait)` when `user` from `ip` must wait before trying
-    /// again (progressive slow-down after failures, see [`MAX_USER_FAILURES`]).
+    /// again (progressive slow-down after failures, see [`Throttle`]).
     pub fn locked(&self, user: &str, ip: Option<IpAddr>) -> Option<u64> {
-        let failures = lock(&self.failures);
-        let keys = failure_keys(user, ip);
-        // The pair (user, address) must have failed itself before the wider
-        // counters slow it down.
-        let pair_failed = keys
-            .first()
-            .and_then(|(k, _)| failures.get(k))
-            .is_some_and(|f| f.count > 0 && f.last.elapsed() < FAILURE_WINDOW);
-        let mut wait: Option<Duration> = None;
-        for (i, (key, free)) in keys.iter().enumerate() {
-            if i > 0 && !pair_failed {
-                break;
-            }
-            let Some(f) = failures.get(key) else { continue };
-            let since = f.last.elapsed();
-            if since >= FAILURE_WINDOW {
-                continue;
-            }
-            let need = f.delay(*free);
-            if since < need {
-                let left = need - since;
-                wait = Some(wait.map_or(left, |w| w.max(left)));
-            }
-        }
-        wait.map(|w| w.as_secs() + u64::from(w.subsec_nanos() > 0))
+        self.throttle.login_wait(user, ip)
+    }
+
+    /// `Some(seconds to wait)` when requests with a bearer token from `ip`
+    /// must wait after wrong tokens.
+    pub fn bearer_wait(&self, ip: Option<IpAddr>) -> Option<u64> {
+        self.throttle.bearer_wait(ip)
+    }
+
+    /// Counts a wrong bearer token from `ip`.
+    pub fn bearer_failed(&self, ip: Option<IpAddr>) {
+        self.throttle.bearer_failed(ip)
     }
 
     /// Checks a login (slow: on the blocking pool). On success the user's
@@ -312,16 +266,11 @@ impl Auth {
             }
         };
         let Some(role) = ok else {
-            self.fail(user, ip);
+            self.throttle.login_failed(user, ip);
             tracing::warn!(user = %user.escape_debug(), ip = ?ip, "login refused");
             return Err(LoginRefused::Wrong);
         };
-        {
-            let mut failures = lock(&self.failures);
-            for (key, _) in failure_keys(user, ip).into_iter().take(2) {
-                failures.remove(&key);
-            }
-        }
+        self.throttle.login_ok(user, ip);
         let mut raw = [0u8; 32];
         if let Err(e) = rand::rngs::OsRng.try_fill_bytes(&mut raw) {
             tracing::error!(error = %e, "the system's random source failed; login refused");
@@ -360,30 +309,6 @@ impl Auth {
             via: Via::Session(id.clone()),
         };
         Ok((id, p))
-    }
-
-    fn fail(&self, user: &str, ip: Option<IpAddr>) {
-        let now = Instant::now();
-        let mut failures = lock(&self.failures);
-        if failures.len() >= MAX_FAILURE_KEYS {
-            failures.retain(|_, f| now.duration_since(f.last) < FAILURE_WINDOW);
-            if failures.len() >= MAX_FAILURE_KEYS {
-                // Flooded with distinct names: forget the user counters, keep
-                // the per-address ones that slow the flood.
-                failures.retain(|k, _| k.starts_with("ip:"));
-            }
-        }
-        for (key, _) in failure_keys(user, ip) {
-            let f = failures.entry(key).or_insert(Failures {
-                count: 0,
-                last: now,
-            });
-            if now.duration_since(f.last) >= FAILURE_WINDOW {
-                f.count = 0;
-            }
-            f.count += 1;
-            f.last = now;
-        }
     }
 
     /// Ends session `id`.
@@ -432,25 +357,10 @@ impl Auth {
     }
 }
 
-/// The failure counters of an attempt, with their free failures: the pair
-/// (user, address) first, then the user from anywhere, then the address for
-/// anyone.
-fn failure_keys(user: &str, ip: Option<IpAddr>) -> Vec<(String, u32)> {
-    let name: String = user.chars().take(64).collect();
-    let addr = ip.map_or_else(|| "-".to_string(), |ip| ip.to_string());
-    let mut keys = vec![
-        (format!("pair:{name}@{addr}"), MAX_USER_FAILURES),
-        (format!("user:{name}"), MAX_IP_FAILURES),
-    ];
-    if let Some(ip) = ip {
-        keys.push((format!("ip:{ip}"), MAX_IP_FAILURES));
-    }
-    keys
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::throttle::{MAX_BEARER_FAILURES, MAX_DELAY, MAX_USER_FAILURES};
     use std::path::Path;
 
     fn auth(extra: &str) -> Auth {
@@ -528,9 +438,7 @@ mod tests {
         // delay is simulated by forgetting when the last failure was).
         for _ in 0..40 {
             let _ = a.login("ann", "bad", Some(attacker));
-            for f in lock(&a.failures).values_mut() {
-                f.last = f.last.checked_sub(MAX_DELAY).unwrap_or(f.last);
-            }
+            a.throttle.backdate(MAX_DELAY);
         }
         // The attacker must wait, at most MAX_DELAY, never 300 s.
         let _ = a.login("ann", "bad", Some(attacker));
@@ -546,18 +454,16 @@ mod tests {
     }
 
     #[test]
-    fn the_wait_doubles_and_is_capped() {
-        let f = |count| {
-            Failures {
-                count,
-                last: Instant::now(),
-            }
-            .delay(MAX_USER_FAILURES)
-        };
-        assert_eq!(f(MAX_USER_FAILURES - 1), Duration::ZERO);
-        assert_eq!(f(MAX_USER_FAILURES), Duration::from_secs(1));
-        assert_eq!(f(MAX_USER_FAILURES + 2), Duration::from_secs(4));
-        assert_eq!(f(MAX_USER_FAILURES + 30), MAX_DELAY);
+    fn wrong_bearer_tokens_slow_down_their_address_only() {
+        let a = auth("");
+        let prober: IpAddr = [10, 0, 0, 66].into();
+        for _ in 0..MAX_BEARER_FAILURES {
+            assert!(a.bearer_wait(Some(prober)).is_none());
+            a.bearer_failed(Some(prober));
+        }
+        let wait = a.bearer_wait(Some(prober)).expect("slowed");
+        assert!(wait >= 1 && wait <= MAX_DELAY.as_secs(), "{wait}");
+        assert!(a.bearer_wait(Some([10, 0, 0, 7].into())).is_none());
     }
 
     #[test]

@@ -31,7 +31,26 @@ pub async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
+    let bearer = req.headers().contains_key(header::AUTHORIZATION);
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<super::listen::PeerAddr>>()
+        .map(|c| c.0 .0.ip());
+    if bearer {
+        if let Some(wait) = ctx.ui.auth.bearer_wait(ip) {
+            let body = json!({ "error": format!("too many wrong tokens from this address: retry in {wait} s"), "parameter": null });
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, wait.to_string())],
+                Json(body),
+            )
+                .into_response();
+        }
+    }
     let Some(who) = ctx.ui.auth.principal(req.headers()) else {
+        if bearer {
+            ctx.ui.auth.bearer_failed(ip);
+        }
         let body = json!({ "error": "authentication required: log in at /login or send Authorization: Bearer TOKEN", "parameter": null });
         return (
             StatusCode::UNAUTHORIZED,

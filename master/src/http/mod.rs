@@ -32,6 +32,7 @@ pub mod pages;
 pub mod params;
 pub mod records;
 pub mod state;
+pub mod throttle;
 pub mod tiles;
 
 use std::sync::Arc;

@@ -443,17 +443,7 @@ impl Analysis {
     /// tracks ended.
     fn collect_identities(&mut self) {
         for r in self.identifier.results() {
-            if let Some(open) = self
-                .cameras
-                .iter_mut()
-                .find(|c| c.key == r.camera)
-                .and_then(|c| c.open.get_mut(&r.track))
-            {
-                if r.identity.is_some() {
-                    open.identity = r.identity;
-                }
-                open.pending = false;
-            }
+            apply_identity(&mut self.cameras, r);
         }
         self.identifier.flush_ended();
     }
@@ -477,16 +467,7 @@ impl Analysis {
             self.finish_batch(done, s);
         }
         for r in self.identifier.finish() {
-            if let Some(open) = self
-                .cameras
-                .iter_mut()
-                .find(|c| c.key == r.camera)
-                .and_then(|c| c.open.get_mut(&r.track))
-            {
-                if r.identity.is_some() {
-                    open.identity = r.identity;
-                }
-            }
+            apply_identity(&mut self.cameras, r);
         }
         for cam in &mut self.cameras {
             let camera = cam.source.camera().clone();
@@ -497,5 +478,19 @@ impl Analysis {
             }
         }
         self.recorder.close();
+    }
+}
+
+/// Gives an open track the identity the re-ID worker decided for it.
+fn apply_identity(cameras: &mut [CameraSlot], r: crate::identify::Identified) {
+    if let Some(open) = cameras
+        .iter_mut()
+        .find(|c| c.key == r.camera)
+        .and_then(|c| c.open.get_mut(&r.track))
+    {
+        if r.identity.is_some() {
+            open.identity = r.identity;
+        }
+        open.pending = false;
     }
 }

@@ -109,15 +109,7 @@ impl Throttle {
             }
         }
         for (key, _) in failure_keys(user, ip) {
-            let f = failures.entry(key).or_insert(Failures {
-                count: 0,
-                last: now,
-            });
-            if now.duration_since(f.last) >= FAILURE_WINDOW {
-                f.count = 0;
-            }
-            f.count += 1;
-            f.last = now;
+            count(&mut failures, key, now);
         }
     }
 
@@ -141,18 +133,9 @@ impl Throttle {
         if failures.len() >= MAX_FAILURE_KEYS {
             failures.retain(|_, f| now.duration_since(f.last) < FAILURE_WINDOW);
         }
-        if failures.len() >= MAX_FAILURE_KEYS {
-            return;
+        if failures.len() < MAX_FAILURE_KEYS {
+            count(&mut failures, bearer_key(ip), now);
         }
-        let f = failures.entry(bearer_key(ip)).or_insert(Failures {
-            count: 0,
-            last: now,
-        });
-        if now.duration_since(f.last) >= FAILURE_WINDOW {
-            f.count = 0;
-        }
-        f.count += 1;
-        f.last = now;
     }
 
     /// Moves every last failure `d` into the past (tests: waiting without
@@ -163,6 +146,20 @@ impl Throttle {
             f.last = f.last.checked_sub(d).unwrap_or(f.last);
         }
     }
+}
+
+/// Counts one failure under `key` at `now` (a counter idle for
+/// [`FAILURE_WINDOW`] starts again).
+fn count(failures: &mut HashMap<String, Failures>, key: String, now: Instant) {
+    let f = failures.entry(key).or_insert(Failures {
+        count: 0,
+        last: now,
+    });
+    if now.duration_since(f.last) >= FAILURE_WINDOW {
+        f.count = 0;
+    }
+    f.count += 1;
+    f.last = now;
 }
 
 fn bearer_key(ip: Option<IpAddr>) -> String {

@@ -520,6 +520,14 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
         Duration::from_secs(20),
         || site.obeyed(&all),
     );
+    // Live tiles from the real nodes pass the master's checks (a tile is the
+    // size its JPEG says, boxes in its pixels).
+    site.wait("live tiles at the master", Duration::from_secs(20), || {
+        let (code, body) = http_get(site.http, "/api/tiles")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let tiles = v["tiles"].as_array()?;
+        (code == 200 && !tiles.is_empty()).then_some(())
+    });
 
     // 5. The master stopped (killed) for 30 s while nodes record; after it
     // comes back every record is in the global database exactly once.

@@ -68,6 +68,8 @@ pub const MAX_MERGES: usize = 10_000;
 pub const MAX_TILE_BOXES: usize = 1024;
 /// Largest JPEG of one [`CameraTile`], in bytes.
 pub const MAX_TILE_JPEG_BYTES: usize = 4 * 1024 * 1024;
+/// Longest side of a live tile, pixels (nodes send at most 640).
+pub const MAX_TILE_SIDE: u32 = 4096;
 
 // Checks shared by the messages. Each returns the problem with its field path.
 
@@ -116,6 +118,48 @@ fn check_jpeg(field: &str, data: &[u8]) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The size a JPEG's frame header (SOFn) declares, reading markers only:
+/// None when there is no frame header in the first bytes.
+pub fn jpeg_size(data: &[u8]) -> Option<(u32, u32)> {
+    let mut i = 2; // after SOI
+    while i + 4 <= data.len() {
+        if data[i] != 0xFF {
+            return None;
+        }
+        let marker = data[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        let len = usize::from(u16::from_be_bytes([data[i + 2], data[i + 3]]));
+        // SOF0..SOF15, except DHT (C4), JPG (C8) and DAC (CC).
+        if (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+            let h = data.get(i + 5..i + 7)?;
+            let w = data.get(i + 7..i + 9)?;
+            return Some((
+                u32::from(u16::from_be_bytes([w[0], w[1]])),
+                u32::from(u16::from_be_bytes([h[0], h[1]])),
+            ));
+        }
+        if marker == 0xDA || len < 2 {
+            return None; // image data before any frame header
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+/// `data` is a JPEG whose frame header says `width` x `height`.
+fn check_jpeg_size(field: &str, data: &[u8], width: u32, height: u32) -> Result<(), String> {
+    match jpeg_size(data) {
+        Some((w, h)) if (w, h) == (width, height) => Ok(()),
+        Some((w, h)) => Err(format!(
+            "{field}: the JPEG is {w}x{h}, the message says {width}x{height}"
+        )),
+        None => Err(format!("{field}: no JPEG frame header")),
+    }
 }
 
 fn check_embedding(field: &str, e: &[f32]) -> Result<(), String> {

@@ -235,6 +235,46 @@ fn sync_batch() -> SyncBatch {
     }
 }
 
+/// The smallest JPEG-looking bytes whose frame header (SOF0) says `w` x `h`.
+fn jpeg_header(w: u16, h: u16) -> Vec<u8> {
+    let mut v = vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08];
+    v.extend_from_slice(&h.to_be_bytes());
+    v.extend_from_slice(&w.to_be_bytes());
+    v.extend_from_slice(&[0x03, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1, 0xFF, 0xD9]);
+    v
+}
+
+#[test]
+fn a_tile_must_be_the_size_its_jpeg_says_and_a_sane_size() {
+    let ok = vidar_protocol::encode(&camera_tile()).expect("encodes");
+    assert!(vidar_protocol::decode::<CameraTile>(&ok).is_ok());
+    // Issue 16: a fake 60000x60000 tile was shown in the UI.
+    let huge = CameraTile {
+        width: 60000,
+        height: 60000,
+        jpeg: jpeg_header(60000, 60000),
+        ..camera_tile()
+    };
+    // The same validation runs when encoding and when decoding.
+    let e = vidar_protocol::encode(&huge).expect_err("refused");
+    assert!(e.to_string().contains("width: 60000"), "{e}");
+    // A JPEG of another size than the message says.
+    let lying = CameraTile {
+        jpeg: jpeg_header(4000, 4000),
+        ..camera_tile()
+    };
+    let e = vidar_protocol::encode(&lying).expect_err("refused");
+    assert!(e.to_string().contains("4000x4000"), "{e}");
+    assert_eq!(
+        vidar_protocol::messages::jpeg_size(&jpeg_header(640, 360)),
+        Some((640, 360))
+    );
+    assert_eq!(
+        vidar_protocol::messages::jpeg_size(&[0xFF, 0xD8, 0xFF, 0xDA, 0, 2]),
+        None
+    );
+}
+
 fn camera_tile() -> CameraTile {
     CameraTile {
         camera: cam("lobby"),
@@ -245,7 +285,7 @@ fn camera_tile() -> CameraTile {
         dropped: 3,
         width: 640,
         height: 360,
-        jpeg: vec![0xFF, 0xD8, 0xFF, 0xDB, 0, 0xFF, 0xD9],
+        jpeg: jpeg_header(640, 360),
         boxes: vec![
             TileBox {
                 bbox: BOX,

@@ -31,6 +31,12 @@ pub(super) fn publish_tiles(
         let Some(jpeg) = crate::media::crop_jpeg(&rgb, &full, TILE_MAX_SIDE, 70) else {
             continue;
         };
+        // The tile's size is its JPEG's (the master checks it); boxes are in
+        // its pixels.
+        let Some((tw, th)) = vidar_protocol::messages::jpeg_size(&jpeg) else {
+            continue;
+        };
+        let (sx, sy) = (tw as f32 / f.width as f32, th as f32 / f.height as f32);
         let status = board
             .snapshot()
             .into_iter()
@@ -57,14 +63,19 @@ pub(super) fn publish_tiles(
             state: status.as_ref().map_or(StreamState::Streaming, |s| s.state),
             fps,
             dropped: status.as_ref().map_or(0, |s| s.counters.dropped),
-            width: f.width,
-            height: f.height,
+            width: tw,
+            height: th,
             jpeg,
             boxes: t
                 .boxes
                 .iter()
                 .map(|(b, track, identity)| TileBox {
-                    bbox: *b,
+                    bbox: vidar_protocol::BBox {
+                        x: b.x * sx,
+                        y: b.y * sy,
+                        w: b.w * sx,
+                        h: b.h * sy,
+                    },
                     track: vidar_protocol::TrackId(*track),
                     identity: *identity,
                 })

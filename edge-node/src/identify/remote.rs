@@ -4,7 +4,7 @@
 use super::jobs::{Identified, Job, RemoteDone, RemoteJob, MAX_REMOTE_IN_FLIGHT};
 use super::jobs::{REMOTE_CROP_SIDE, REMOTE_DECIDE_AFTER_MS};
 use super::worker::{Parked, TrackKey, Worker};
-use crate::media::{crop_jpeg, decode_crop, jpeg_size, snapshot_jpeg};
+use crate::media::{crop_jpeg, decode_crop, snapshot_jpeg};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self};
 use std::time::{Duration, Instant};
@@ -43,7 +43,11 @@ impl Worker {
             let Some(jpeg) = crop_jpeg(&frame, &t.bbox, REMOTE_CROP_SIDE, 90) else {
                 continue;
             };
-            let (w, h) = jpeg_size(&t.bbox, REMOTE_CROP_SIDE);
+            // Its real size, as the receiver checks it (a box's float size
+            // can round differently than the encoder's integer one).
+            let Some((w, h)) = vidar_protocol::messages::jpeg_size(&jpeg) else {
+                continue;
+            };
             crops.push(WireCrop {
                 camera: camera.clone(),
                 track: TrackId(t.track),

@@ -53,13 +53,6 @@ pub fn crop_jpeg(frame: &RgbFrame<'_>, b: &BBox, max_side: u32, quality: u8) -> 
     Some(out.into_inner())
 }
 
-/// Size of a crop of `bbox` scaled as [`crop_jpeg`] scales it.
-pub fn jpeg_size(bbox: &BBox, max_side: u32) -> (u32, u32) {
-    let (w, h) = (bbox.w.max(1.0), bbox.h.max(1.0));
-    let scale = (max_side as f32 / w.max(h)).min(1.0);
-    (((w * scale) as u32).max(1), ((h * scale) as u32).max(1))
-}
-
 /// Decodes a crop received from another node into RGB.
 ///
 /// A crop is decoded only when its declared size is at most

@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
 use super::{
-    check_bbox, check_fraction, check_jpeg, check_len, check_rate, check_records, check_text,
-    MAX_ADDR_LEN, MAX_BATCH_RECORDS, MAX_CAMERAS_PER_NODE, MAX_LINKS, MAX_TILE_BOXES,
-    MAX_TILE_JPEG_BYTES,
+    check_bbox, check_fraction, check_jpeg, check_jpeg_size, check_len, check_rate, check_records,
+    check_text, MAX_ADDR_LEN, MAX_BATCH_RECORDS, MAX_CAMERAS_PER_NODE, MAX_LINKS, MAX_TILE_BOXES,
+    MAX_TILE_JPEG_BYTES, MAX_TILE_SIDE,
 };
 use crate::record::KeyedRecord;
 use crate::wire::{Message, MessageKind};
@@ -247,8 +247,14 @@ impl Message for CameraTile {
                 self.jpeg.len()
             ));
         }
+        for (name, v) in [("width", self.width), ("height", self.height)] {
+            if v == 0 || v > MAX_TILE_SIDE {
+                return Err(format!("{name}: {v} pixels, 1..={MAX_TILE_SIDE} allowed"));
+            }
+        }
         if !self.jpeg.is_empty() {
             check_jpeg("jpeg", &self.jpeg)?;
+            check_jpeg_size("jpeg", &self.jpeg, self.width, self.height)?;
         }
         check_len("boxes", self.boxes.len(), MAX_TILE_BOXES)?;
         for (k, b) in self.boxes.iter().enumerate() {

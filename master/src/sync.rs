@@ -30,6 +30,8 @@ use crate::membership::Membership;
 
 /// How long one sync request waits for its batch.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Nodes synced at once in a round.
+pub const MAX_PARALLEL: usize = 16;
 /// Most requests to one node in one round (a node far behind catches up over
 /// several rounds rather than starving the others).
 pub const MAX_REQUESTS_PER_ROUND: usize = 1000;
@@ -230,27 +232,51 @@ impl SyncService {
         }
     }
 
-    /// One pass over every reachable node.
+    /// One pass over every reachable node, up to [`MAX_PARALLEL`] at once:
+    /// a slow or silent node (or many) holds up only its own worker, never
+    /// the others' sync.
     pub fn round(&self, reader: &Reader) {
         let start = Instant::now();
-        let mut moved = 0u64;
+        let puller = Puller {
+            link: &self.link,
+            keys: &self.keys,
+            membership: &self.membership,
+            writer: &self.writer,
+            sync: &self.sync,
+            batch: self.batch,
+        };
+        let mut work = Vec::new();
         for node in self.membership.reachable() {
-            match self.sync_node(reader, &node) {
-                Ok(n) => moved += n,
-                Err(e) => {
-                    let msg = e.to_string();
-                    let mut failures = 0;
-                    self.sync.update(&node, |s| {
-                        s.failures += 1;
-                        failures = s.failures;
-                        s.last_error = Some(msg.clone());
-                    });
-                    if failures.is_power_of_two() {
-                        tracing::warn!(node = %node, error = %msg, failures, "sync failed; retrying next round");
-                    }
-                }
+            match reader.cursor(&node) {
+                Ok(c) => work.push((node, c.unwrap_or(0))),
+                Err(e) => puller.failed(&node, &SyncError::from(e)),
             }
         }
+        // Popped from the end: the first reachable node goes first.
+        work.reverse();
+        let moved = AtomicU64::new(0);
+        let workers = work.len().min(MAX_PARALLEL);
+        let queue = Mutex::new(work);
+        let pull = || loop {
+            let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let Some((node, cursor)) = next else { break };
+            match puller.sync_node(&node, cursor) {
+                Ok(n) => {
+                    moved.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => puller.failed(&node, &e),
+            }
+        };
+        if workers <= 1 {
+            pull();
+        } else {
+            std::thread::scope(|sc| {
+                for _ in 0..workers {
+                    sc.spawn(pull);
+                }
+            });
+        }
+        let moved = moved.load(Ordering::Relaxed);
         let secs = start.elapsed().as_secs_f64().max(1e-3);
         let rate = moved as f64 / secs;
         self.sync
@@ -260,6 +286,33 @@ impl SyncService {
         self.sync.shared.rounds.fetch_add(1, Ordering::Relaxed);
         if moved > 0 {
             tracing::info!(records = moved, rate, "sync round stored records");
+        }
+    }
+}
+
+/// What pulling one node's records needs (all shareable across the round's
+/// workers).
+struct Puller<'a> {
+    link: &'a vidar_link::Link,
+    keys: &'a Keys,
+    membership: &'a Membership,
+    writer: &'a WriterHandle,
+    sync: &'a Sync,
+    batch: u32,
+}
+
+impl Puller<'_> {
+    /// Notes a failed sync of `node` (logged on the 1st, 2nd, 4th... in a row).
+    fn failed(&self, node: &NodeId, e: &SyncError) {
+        let msg = e.to_string();
+        let mut failures = 0;
+        self.sync.update(node, |s| {
+            s.failures += 1;
+            failures = s.failures;
+            s.last_error = Some(msg.clone());
+        });
+        if failures.is_power_of_two() {
+            tracing::warn!(node = %node, error = %msg, failures, "sync failed; retrying next round");
         }
     }
 
@@ -273,9 +326,10 @@ impl SyncService {
             .map(|s| s.load.records_last_seq)
     }
 
-    /// Pulls `node`'s records until it has no more; returns how many were new.
-    fn sync_node(&self, reader: &Reader, node: &NodeId) -> Result<u64, SyncError> {
-        let mut cursor = reader.cursor(node)?.unwrap_or(0);
+    /// Pulls `node`'s records after `cursor` until it has no more; returns
+    /// how many were new.
+    fn sync_node(&self, node: &NodeId, cursor: u64) -> Result<u64, SyncError> {
+        let mut cursor = cursor;
         let key = self.keys.sync(node);
         let mut inserted = 0u64;
         for _ in 0..MAX_REQUESTS_PER_ROUND {

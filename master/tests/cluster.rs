@@ -499,3 +499,54 @@ fn a_forged_sync_reply_never_moves_the_cursor_past_the_nodes_own_last_seq() {
     );
     master.shutdown().expect("clean shutdown");
 }
+
+#[test]
+fn silent_nodes_do_not_hold_up_the_others_sync() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let site = unique_site();
+    let keys = Keys::new(&site).expect("site");
+    let db = edge_db(dir.path(), "edge-1", edge_records(1, 20));
+    let port = free_port();
+    let edge = FakeEdge::start(&site, "edge-1", port, &db, false);
+    // Four nodes that are alive but never answer a sync request (issue 16:
+    // silent queryables and ghost tokens froze sync rounds for everyone).
+    // Their names sort before edge-1, so a sequential round asks them first.
+    let held: Arc<Mutex<Vec<zenoh::query::Query>>> = Arc::default();
+    let mut ghosts = Vec::new();
+    for i in 0..4 {
+        let ghost = node(&format!("a-ghost-{i}"));
+        let h = held.clone();
+        let q = edge
+            .session
+            .declare_queryable(keys.sync(&ghost))
+            .callback(move |q| h.lock().expect("lock").push(q))
+            .wait()
+            .expect("silent queryable");
+        let t = edge
+            .session
+            .liveliness()
+            .declare_token(keys.node_alive(&ghost))
+            .wait()
+            .expect("token");
+        ghosts.push((q, t));
+    }
+    let global = dir.path().join("global.db");
+    let cfg = master_config(&global, &site, &[port]);
+    let started = Instant::now();
+    let master = Master::start(&cfg).expect("master starts");
+    let n = node("edge-1");
+    assert!(
+        wait_for(Duration::from_secs(30), || all_records(&global, &n).len()
+            == 20),
+        "edge-1 never synced"
+    );
+    let took = started.elapsed();
+    // One request timeout is 5 s; four silent nodes asked one after the
+    // other would hold edge-1 back 20 s.
+    assert!(
+        took < Duration::from_secs(12),
+        "edge-1 synced only after {took:?}"
+    );
+    master.shutdown().expect("clean shutdown");
+    drop(ghosts);
+}

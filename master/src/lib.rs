@@ -143,7 +143,6 @@ impl Master {
         let link = config.cluster.open(Mode::Router)?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut guard = StopOnDrop(stop.clone(), false);
-        let garbage = Arc::clone(link.garbage());
 
         let (plan_wake, plan_wake_rx) = mpsc::sync_channel(1);
         let timeout = Duration::from_secs_f64(config.node_timeout_s);
@@ -176,7 +175,6 @@ impl Master {
             wake: sync_wake_rx,
             every: Duration::from_secs_f64(config.sync_every_s),
             batch: config.sync_batch,
-            garbage: garbage.clone(),
             stop: stop.clone(),
         }
         .spawn()
@@ -187,7 +185,6 @@ impl Master {
             keys: keys.clone(),
             writer: writer.handle(),
             threshold: config.merge_threshold,
-            garbage: garbage.clone(),
             counters: merge_counters.clone(),
             stop: stop.clone(),
         }
@@ -207,7 +204,6 @@ impl Master {
             plans,
             sync,
             merges: merge_counters,
-            garbage,
             writer: writer.handle(),
             edge_timeout: http::EDGE_TIMEOUT,
             ui,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use vidar_link::{Garbage, LinkError, QueueError};
+use vidar_link::{LinkError, QueueError};
 use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce, Merges};
 use vidar_protocol::{IdentityId, Keys, NodeId};
 use vidar_store::{IdentityMerge, Record, WriterHandle};
@@ -249,8 +249,6 @@ pub struct MergeService {
     pub writer: WriterHandle,
     /// Cosine threshold.
     pub threshold: f64,
-    /// Refused payloads are counted here.
-    pub garbage: Arc<Garbage>,
     /// Counters shared with the API.
     pub counters: Arc<MergeCounters>,
     /// Set to stop the service.

@@ -20,7 +20,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use vidar_link::Garbage;
 use vidar_protocol::messages::{SyncBatch, SyncRequest};
 use vidar_protocol::{Keys, NodeId};
 use vidar_store::{Reader, WriterHandle};
@@ -186,8 +185,6 @@ pub struct SyncService {
     pub every: Duration,
     /// Records asked for per request.
     pub batch: u32,
-    /// Refused payloads are counted here.
-    pub garbage: Arc<Garbage>,
     /// Set to stop the service (after one final round).
     pub stop: Arc<AtomicBool>,
 }

@@ -406,7 +406,11 @@ fn membership_plan_sync_and_failover() {
             .wait()
             .expect("put");
     }
-    assert!(wait_for(Duration::from_secs(5), || ctx.garbage.refused() >= 2));
+    assert!(wait_for(Duration::from_secs(5), || ctx
+        .link
+        .garbage()
+        .refused()
+        >= 2));
     assert_eq!(ctx.membership.live().len(), 2);
 
     // edge-2 dies: its cameras move to edge-1 within a few seconds.

@@ -386,14 +386,14 @@ fn tiles_from_zenoh_are_served_and_garbage_is_counted() {
     assert_eq!(r.body, jpeg);
 
     // Garbage, and a tile whose key names another camera, are refused and counted.
-    let before = s.master.context().garbage.refused();
+    let before = s.master.context().link.garbage().refused();
     edge.put(&key, vec![1u8, 2, 3]).wait().expect("put");
     let other = keys.tile(&node("edge-a"), &cam("dock"));
     edge.put(&other, wire::encode(&tile(99)).expect("encode"))
         .wait()
         .expect("put");
     assert!(wait_for(Duration::from_secs(5), || {
-        s.master.context().garbage.refused() > before
+        s.master.context().link.garbage().refused() > before
             && s.master.context().ui.tiles.mismatched() > 0
     }));
     let v = get(a, "/api/tiles", &t).json();

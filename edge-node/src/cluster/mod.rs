@@ -161,28 +161,19 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
             &keys.reid(&node),
             move |req: ReidRequest, answer: Responder<ReidReply>| {
                 let request_id = req.request_id;
-                // The responder goes with the job; if the worker is full it
-                // comes back in the refused job and answers "busy".
-                let answer = Arc::new(Mutex::new(Some(answer)));
-                let a2 = Arc::clone(&answer);
+                // The responder goes with the job; a full worker gives the
+                // job back, and it answers "busy".
                 let job = RemoteJob {
                     request: req,
-                    reply: Box::new(move |r: ReidReply| {
-                        if let Some(a) = a2.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                            a.reply(Ok(r));
-                        }
-                    }),
+                    reply: Box::new(move |r: ReidReply| answer.reply(Ok(r))),
                 };
-                if inbox.remote(job).is_err() {
-                    let busy = ReidReply {
+                if let Err(job) = inbox.remote(job) {
+                    (job.reply)(ReidReply {
                         request_id,
                         served_by: sh.node.clone(),
                         results: Vec::new(),
                         error: Some("re-ID service busy".into()),
-                    };
-                    if let Some(a) = answer.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                        a.reply(Ok(busy));
-                    }
+                    });
                 }
             },
         )?);

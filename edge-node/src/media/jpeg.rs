@@ -68,15 +68,8 @@ pub fn decode_crop(c: &WireCrop) -> Result<image::RgbImage, String> {
     }
     match c.encoding {
         CropEncoding::Jpeg => {
-            let reader = || {
-                image::ImageReader::with_format(
-                    std::io::Cursor::new(&c.data[..]),
-                    image::ImageFormat::Jpeg,
-                )
-            };
-            let (w, h) = reader()
-                .into_dimensions()
-                .map_err(|e| format!("not a JPEG: {e}"))?;
+            let (w, h) = vidar_protocol::messages::jpeg_size(&c.data)
+                .ok_or_else(|| "not a JPEG: no frame header".to_string())?;
             if (w, h) != (c.width, c.height) {
                 return Err(format!(
                     "the JPEG is {w}x{h}, the crop says {}x{}",
@@ -88,7 +81,10 @@ pub fn decode_crop(c: &WireCrop) -> Result<image::RgbImage, String> {
             limits.max_image_height = Some(c.height);
             // RGB output plus the decoder's own buffers.
             limits.max_alloc = Some(u64::from(c.width) * u64::from(c.height) * 3 * 4 + (1 << 20));
-            let mut r = reader();
+            let mut r = image::ImageReader::with_format(
+                std::io::Cursor::new(&c.data[..]),
+                image::ImageFormat::Jpeg,
+            );
             r.limits(limits);
             r.decode()
                 .map(|i| i.to_rgb8())

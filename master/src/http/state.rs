@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use vidar_link::Garbage;
 use vidar_protocol::Keys;
 use vidar_store::WriterHandle;
 
@@ -46,8 +45,6 @@ pub struct ApiContext {
     pub sync: Sync,
     /// Merge counters.
     pub merges: Arc<MergeCounters>,
-    /// Refused payloads, all keys.
-    pub garbage: Arc<Garbage>,
     /// The global database's writer (stats).
     pub writer: WriterHandle,
     /// How long to wait for each edge.
@@ -60,7 +57,7 @@ impl ApiContext {
     /// Messages refused on Vidar's keys: undecodable payloads on any key, and
     /// statuses the membership table refused.
     pub fn refused(&self) -> u64 {
-        self.garbage.refused() + self.membership.refused()
+        self.link.garbage().refused() + self.membership.refused()
     }
 }
 

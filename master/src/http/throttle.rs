@@ -35,7 +35,20 @@ struct Failures {
     last: Instant,
 }
 
+/// Whole seconds, rounded up (for `Retry-After`).
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
 impl Failures {
+    /// How long the next attempt must still wait, if at all (failures older
+    /// than [`FAILURE_WINDOW`] are forgotten).
+    fn left(&self, free: u32) -> Option<Duration> {
+        let since = self.last.elapsed();
+        let need = self.delay(free);
+        (since < FAILURE_WINDOW && since < need).then(|| need - since)
+    }
+
     /// How long after the last failure the next attempt must wait, once
     /// `free` failures are used up: 1 s, doubling, at most [`MAX_DELAY`].
     fn delay(&self, free: u32) -> Duration {
@@ -74,18 +87,11 @@ impl Throttle {
             if i > 0 && !pair_failed {
                 break;
             }
-            let Some(f) = failures.get(key) else { continue };
-            let since = f.last.elapsed();
-            if since >= FAILURE_WINDOW {
-                continue;
-            }
-            let need = f.delay(*free);
-            if since < need {
-                let left = need - since;
+            if let Some(left) = failures.get(key).and_then(|f| f.left(*free)) {
                 wait = Some(wait.map_or(left, |w| w.max(left)));
             }
         }
-        wait.map(|w| w.as_secs() + u64::from(w.subsec_nanos() > 0))
+        wait.map(ceil_secs)
     }
 
     /// Forgets the user's failures after a successful login from `ip`.
@@ -117,13 +123,10 @@ impl Throttle {
     /// must wait after wrong tokens.
     pub fn bearer_wait(&self, ip: Option<IpAddr>) -> Option<u64> {
         let failures = self.failures();
-        let f = failures.get(&bearer_key(ip))?;
-        let since = f.last.elapsed();
-        let need = f.delay(MAX_BEARER_FAILURES);
-        (since < FAILURE_WINDOW && since < need).then(|| {
-            let left = need - since;
-            left.as_secs() + u64::from(left.subsec_nanos() > 0)
-        })
+        failures
+            .get(&bearer_key(ip))?
+            .left(MAX_BEARER_FAILURES)
+            .map(ceil_secs)
     }
 
     /// Counts a wrong bearer token from `ip`.

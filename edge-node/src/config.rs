@@ -285,6 +285,17 @@ impl EdgeConfig {
         }
         if let Some(cluster) = &self.cluster {
             p.extend(cluster.problems());
+            if let Ok(Some(b)) = cluster.bundle() {
+                if b.role != vidar_link::Role::Node || b.name != self.node_id.as_str() {
+                    p.push(format!(
+                        "cluster.bundle: {} is {:?}'s bundle, this node is {:?}: copy the one `vidar-master enroll {}` wrote",
+                        b.dir.display(),
+                        b.name,
+                        self.node_id.as_str(),
+                        self.node_id.as_str()
+                    ));
+                }
+            }
             let s = &self.sharing;
             if !(10..=60_000).contains(&s.reid_timeout_ms) {
                 p.push(format!(

@@ -472,7 +472,7 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
             for key in [
                 keys.plan(),
                 keys.status(&node),
-                keys.identities(),
+                keys.identities(&node),
                 keys.merges(),
             ] {
                 session

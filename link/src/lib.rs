@@ -7,11 +7,15 @@
 use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use vidar_protocol::wire::{self, DecodeError, Message};
+use vidar_protocol::wire::{self, Message};
 use vidar_protocol::Keys;
 use zenoh::Wait;
 
+pub mod pki;
+mod secure;
+pub mod sign;
 pub mod typed;
+pub use pki::{Bundle, PkiError, Role};
 pub use typed::{
     AliveToken, AliveWatch, Encoded, Link, Payload, Publisher, Queue, QueueError, Responder,
     Service, Subscription,
@@ -41,10 +45,20 @@ pub struct LinkSettings {
     /// endpoints instead (multicast is often filtered, and is noisy in tests).
     #[serde(default)]
     pub multicast_scouting: bool,
-    /// A zenoh JSON5 configuration file applied first (TLS certificates,
-    /// access control, ...); the keys above override it.
+    /// A zenoh JSON5 configuration file applied first (tuning); the keys
+    /// above, and a bundle's TLS and access control, override it.
     #[serde(default)]
     pub zenoh_config: Option<std::path::PathBuf>,
+    /// This process's site bundle (`vidar-master ca init` / `enroll`): mutual
+    /// TLS with the site CA on `tls/` endpoints, a default-deny access list
+    /// keyed on certificate names, and signed plans and merges. Nodes with a
+    /// bundle are clients of the master's router.
+    #[serde(default)]
+    pub bundle: Option<std::path::PathBuf>,
+    /// Allow plain TCP off loopback without a bundle: then anyone who can
+    /// reach the port can steer, read and forge the cluster. Default false.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
 }
 
 /// zenoh session mode.
@@ -82,6 +96,8 @@ impl Default for LinkSettings {
             listen: Vec::new(),
             multicast_scouting: false,
             zenoh_config: None,
+            bundle: None,
+            insecure_plaintext: false,
         }
     }
 }
@@ -151,7 +167,107 @@ impl LinkSettings {
                 ));
             }
         }
+        match self.bundle() {
+            Ok(Some(b)) => self.bundle_problems(&b, &mut p),
+            Ok(None) => self.plaintext_problems(&mut p),
+            Err(e) => p.push(e.to_string()),
+        }
         p
+    }
+
+    fn endpoints(&self) -> impl Iterator<Item = (&'static str, usize, &String)> {
+        let c = self
+            .connect
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ("connect", i, e));
+        let l = self
+            .listen
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ("listen", i, e));
+        c.chain(l)
+    }
+
+    fn bundle_problems(&self, b: &Bundle, p: &mut Vec<String>) {
+        if b.site != self.site {
+            p.push(format!(
+                "cluster.bundle: {} is for site {:?}, this config joins {:?}",
+                b.dir.display(),
+                b.site,
+                self.site
+            ));
+        }
+        for (key, i, e) in self.endpoints() {
+            if secure::protocol(e) != "tls" {
+                p.push(format!(
+                    "cluster.{key}[{i}]: {e:?}: with a bundle every endpoint is tls/HOST:PORT (mutual TLS)"
+                ));
+            }
+        }
+        match (b.role, self.mode) {
+            (Role::Master, None | Some(Mode::Router)) => {
+                if self.listen.is_empty() {
+                    p.push("cluster.listen: the master routes the site: give the tls/ endpoint to listen on, e.g. [\"tls/0.0.0.0:7447\"]".into());
+                }
+            }
+            (Role::Node, None | Some(Mode::Client)) => {
+                if self.connect.is_empty() {
+                    p.push("cluster.connect: give the master's tls/ endpoint, e.g. [\"tls/10.0.0.2:7447\"]".into());
+                }
+                if !self.listen.is_empty() {
+                    p.push("cluster.listen: a node with a bundle is a client of the master's router and listens on nothing; remove it".into());
+                }
+            }
+            (Role::Master, Some(m)) => p.push(format!(
+                "cluster.mode: {:?}: the master with a bundle is the site's router",
+                m.as_str()
+            )),
+            (Role::Node, Some(m)) => p.push(format!(
+                "cluster.mode: {:?}: a node with a bundle is a client of the master's router (its access list is enforced there)",
+                m.as_str()
+            )),
+        }
+        if self.multicast_scouting {
+            p.push("cluster.multicast_scouting: off under a bundle: list the master's endpoint in connect".into());
+        }
+        if self.insecure_plaintext {
+            p.push("cluster.insecure_plaintext: contradicts cluster.bundle; remove one".into());
+        }
+    }
+
+    fn plaintext_problems(&self, p: &mut Vec<String>) {
+        for (key, i, e) in self.endpoints() {
+            if secure::protocol(e) == "tls" {
+                p.push(format!(
+                    "cluster.{key}[{i}]: {e:?}: tls/ needs cluster.bundle (from vidar-master ca init / enroll)"
+                ));
+            } else if !self.insecure_plaintext && !secure::is_loopback(e) {
+                p.push(format!(
+                    "cluster.{key}[{i}]: {e:?}: plain TCP off loopback lets anyone on the network steer, read and forge the cluster; set cluster.bundle (mutual TLS), or insecure_plaintext = true to accept that"
+                ));
+            }
+        }
+        if self.insecure_plaintext {
+            return;
+        }
+        if self.listen.is_empty() && self.mode != Some(Mode::Client) {
+            p.push("cluster.listen: empty, so zenoh would listen on every interface in plain TCP; give a loopback endpoint (tcp/127.0.0.1:7447), or set cluster.bundle".into());
+        }
+        if self.multicast_scouting {
+            p.push("cluster.multicast_scouting: finds peers across the LAN in plain TCP; set cluster.bundle, or insecure_plaintext = true".into());
+        }
+    }
+
+    /// The bundle named by `bundle`, loaded.
+    pub fn bundle(&self) -> Result<Option<Bundle>, LinkError> {
+        match &self.bundle {
+            None => Ok(None),
+            Some(dir) => Bundle::load(dir).map(Some).map_err(|e| LinkError::Setting {
+                key: "bundle",
+                reason: e.to_string(),
+            }),
+        }
     }
 
     /// The key space of this site.
@@ -163,8 +279,13 @@ impl LinkSettings {
     }
 
     /// The zenoh configuration these settings describe, with `default_mode`
-    /// when none is set.
-    pub(crate) fn zenoh_config(&self, default_mode: Mode) -> Result<zenoh::Config, LinkError> {
+    /// when none is set (a bundle decides it: router for the master, client
+    /// for a node).
+    pub(crate) fn zenoh_config(
+        &self,
+        default_mode: Mode,
+        bundle: Option<&Bundle>,
+    ) -> Result<zenoh::Config, LinkError> {
         let mut config = match &self.zenoh_config {
             Some(path) => zenoh::Config::from_file(path).map_err(|e| LinkError::Setting {
                 key: "zenoh_config",
@@ -172,7 +293,7 @@ impl LinkSettings {
             })?,
             None => zenoh::Config::default(),
         };
-        let mode = self.mode.unwrap_or(default_mode);
+        let mode = self.effective_mode(default_mode, bundle);
         let json = |v: &[String]| {
             let quoted: Vec<String> = v.iter().map(|s| format!("{s:?}")).collect();
             format!("[{}]", quoted.join(","))
@@ -189,7 +310,7 @@ impl LinkSettings {
         if !self.connect.is_empty() {
             set("connect/endpoints", json(&self.connect))?;
         }
-        if !self.listen.is_empty() {
+        if !self.listen.is_empty() || bundle.is_some() {
             set("listen/endpoints", json(&self.listen))?;
         }
         set(
@@ -200,21 +321,79 @@ impl LinkSettings {
         // start after its edges, or restart.
         set("connect/timeout_ms", "-1".into())?;
         set("connect/exit_on_failure", "false".into())?;
+        if let Some(b) = bundle {
+            // Nodes learn of each other only through the router.
+            set("scouting/gossip/enabled", "false".into())?;
+            let keys = self.keys()?;
+            let enrolled = b.enrolled().map_err(|e| LinkError::Setting {
+                key: "bundle",
+                reason: e.to_string(),
+            })?;
+            secure::apply(&mut config, b, &keys, &enrolled)?;
+        }
         Ok(config)
     }
 
-    /// Joins the site: opens the session, behind the typed layer.
+    fn effective_mode(&self, default_mode: Mode, bundle: Option<&Bundle>) -> Mode {
+        let default = match bundle.map(|b| b.role) {
+            Some(Role::Master) => Mode::Router,
+            Some(Role::Node) => Mode::Client,
+            None => default_mode,
+        };
+        self.mode.unwrap_or(default)
+    }
+
+    /// Joins the site: opens the session, behind the typed layer. Every
+    /// problem of [`LinkSettings::problems`] is refused here too, so no
+    /// caller can open what the checks forbid.
     pub fn open(&self, default_mode: Mode) -> Result<Link, LinkError> {
+        let problems = self.problems();
+        if !problems.is_empty() {
+            return Err(LinkError::Setting {
+                key: "(settings)",
+                reason: problems.join("; "),
+            });
+        }
         let keys = self.keys()?;
-        Ok(Link::new(self.open_session(default_mode)?, keys))
+        let bundle = self.bundle()?;
+        let mut trust = sign::Trust {
+            signed_keys: keys.signed(),
+            ..sign::Trust::default()
+        };
+        if let Some(b) = &bundle {
+            trust.authority = Some(b.authority());
+            trust.signer = b.signer().map_err(|e| LinkError::Setting {
+                key: "bundle",
+                reason: e.to_string(),
+            })?;
+        } else if self.insecure_plaintext
+            && self.endpoints().any(|(_, _, e)| !secure::is_loopback(e))
+        {
+            tracing::warn!(
+                connect = ?self.connect,
+                listen = ?self.listen,
+                "INSECURE: the cluster link is plain TCP off loopback (cluster.insecure_plaintext = true): anyone who reaches it can steer, read and forge this site. Set cluster.bundle."
+            );
+        }
+        let session = self.open_with(default_mode, bundle.as_ref())?;
+        Ok(Link::with_trust(session, keys, trust))
     }
 
     /// Opens a raw zenoh session with these settings: for tests and tools
     /// that must speak zenoh itself (fake or hostile peers). The binaries
     /// use [`LinkSettings::open`].
     pub fn open_session(&self, default_mode: Mode) -> Result<zenoh::Session, LinkError> {
-        let config = self.zenoh_config(default_mode)?;
-        let mode = self.mode.unwrap_or(default_mode).as_str();
+        let bundle = self.bundle()?;
+        self.open_with(default_mode, bundle.as_ref())
+    }
+
+    fn open_with(
+        &self,
+        default_mode: Mode,
+        bundle: Option<&Bundle>,
+    ) -> Result<zenoh::Session, LinkError> {
+        let config = self.zenoh_config(default_mode, bundle)?;
+        let mode = self.effective_mode(default_mode, bundle).as_str();
         zenoh::open(config).wait().map_err(|e| LinkError::Open {
             mode,
             connect: self.connect.clone(),
@@ -244,7 +423,7 @@ impl Garbage {
     }
 
     /// Counts one refused payload.
-    pub fn refuse(&self, key: &str, e: &DecodeError) {
+    pub fn refuse(&self, key: &str, e: &dyn std::fmt::Display) {
         let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
         if n.is_power_of_two() {
             tracing::warn!(key, error = %e, refused_total = n, "refused a message");
@@ -265,6 +444,7 @@ pub(crate) fn request<Q: Message, R: Message>(
     request: &Q,
     timeout: Duration,
     garbage: &Garbage,
+    trust: &sign::Trust,
 ) -> Result<R, RequestError> {
     let payload = wire::encode(request).map_err(|e| RequestError::Encode(e.to_string()))?;
     let replies = session
@@ -283,8 +463,14 @@ pub(crate) fn request<Q: Message, R: Message>(
         match reply.result() {
             Ok(sample) => {
                 let bytes = sample.payload().to_bytes();
-                if let Some(r) = garbage.decode::<R>(key, &bytes) {
-                    return Ok(r);
+                let k = sample.key_expr().as_str();
+                match trust.open(k, &bytes) {
+                    Ok(body) => {
+                        if let Some(r) = garbage.decode::<R>(k, body) {
+                            return Ok(r);
+                        }
+                    }
+                    Err(e) => garbage.refuse(k, &e),
                 }
             }
             Err(e) => {
@@ -307,6 +493,7 @@ pub(crate) fn request_then<Q: Message, R: Message + 'static>(
     request: &Q,
     timeout: Duration,
     garbage: std::sync::Arc<Garbage>,
+    trust: std::sync::Arc<sign::Trust>,
     done: impl FnOnce(Result<R, RequestError>) + Send + 'static,
 ) -> Result<(), RequestError> {
     /// Calls `done` once: with the answer, or with a timeout when dropped
@@ -335,7 +522,6 @@ pub(crate) fn request_then<Q: Message, R: Message + 'static>(
         timeout,
         _r: std::marker::PhantomData,
     };
-    let key_owned = key.to_string();
     session
         .get(key)
         .payload(payload)
@@ -343,8 +529,14 @@ pub(crate) fn request_then<Q: Message, R: Message + 'static>(
         .callback(move |reply| match reply.result() {
             Ok(sample) => {
                 let bytes = sample.payload().to_bytes();
-                if let Some(r) = garbage.decode::<R>(&key_owned, &bytes) {
-                    once.answer(Ok(r));
+                let k = sample.key_expr().as_str();
+                match trust.open(k, &bytes) {
+                    Ok(body) => {
+                        if let Some(r) = garbage.decode::<R>(k, body) {
+                            once.answer(Ok(r));
+                        }
+                    }
+                    Err(e) => garbage.refuse(k, &e),
                 }
             }
             Err(e) => once.answer(Err(RequestError::Refused(
@@ -394,7 +586,7 @@ mod tests {
             connect: vec!["tcp/127.0.0.1:7447".into()],
             ..LinkSettings::default()
         };
-        let c = s.zenoh_config(Mode::Peer).expect("config");
+        let c = s.zenoh_config(Mode::Peer, None).expect("config");
         let mode = c.get_json("mode").expect("mode");
         assert_eq!(mode, "\"peer\"");
         let ep = c.get_json("connect/endpoints").expect("endpoints");

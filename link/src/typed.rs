@@ -13,6 +13,7 @@
 //!   [`Link::fetch`] (a query without payload): request/reply;
 //! - [`Link::alive`], [`Link::watch_alive`], [`Link::alive_now`]: liveliness.
 
+use crate::sign::Trust;
 use crate::{Garbage, LinkError, RequestError};
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub struct Link {
     session: zenoh::Session,
     keys: Keys,
     garbage: Arc<Garbage>,
+    trust: Arc<Trust>,
 }
 
 impl std::fmt::Debug for Link {
@@ -66,6 +68,8 @@ pub struct AliveToken(#[allow(dead_code)] zenoh::liveliness::LivelinessToken);
 #[derive(Debug)]
 pub struct Publisher<M> {
     inner: zenoh::pubsub::Publisher<'static>,
+    key: String,
+    trust: Arc<Trust>,
     _m: PhantomData<fn(&M)>,
 }
 
@@ -116,7 +120,7 @@ impl<M: Message> Publisher<M> {
     /// Publishes an already encoded `M`.
     pub fn put_encoded(&self, m: &Encoded<M>) -> Result<(), LinkError> {
         self.inner
-            .put(m.bytes.clone())
+            .put(self.trust.seal(&self.key, m.bytes.clone()))
             .wait()
             .map_err(|e| LinkError::Send(e.to_string()))
     }
@@ -155,6 +159,7 @@ impl Payload<'_> {
 pub struct Responder<R> {
     query: zenoh::query::Query,
     key: String,
+    trust: Arc<Trust>,
     _r: PhantomData<fn(&R)>,
 }
 
@@ -167,7 +172,10 @@ impl<R: Message> Responder<R> {
     /// Sends the answer: a message, or an error text.
     pub fn reply(self, answer: Result<R, String>) {
         let sent = match answer.and_then(|m| wire::encode(&m).map_err(|e| e.to_string())) {
-            Ok(bytes) => self.query.reply(&self.key, bytes).wait(),
+            Ok(bytes) => self
+                .query
+                .reply(&self.key, self.trust.seal(&self.key, bytes))
+                .wait(),
             Err(e) => self.query.reply_err(e).wait(),
         };
         if let Err(e) = sent {
@@ -177,7 +185,8 @@ impl<R: Message> Responder<R> {
 
     /// Sends an already encoded answer.
     pub fn reply_encoded(self, answer: &Encoded<R>) {
-        if let Err(e) = self.query.reply(&self.key, answer.bytes.clone()).wait() {
+        let bytes = self.trust.seal(&self.key, answer.bytes.clone());
+        if let Err(e) = self.query.reply(&self.key, bytes).wait() {
             tracing::debug!(key = %self.key, error = %e, "reply not sent");
         }
     }
@@ -188,6 +197,7 @@ impl<R: Message> Responder<R> {
 pub struct Queue<M> {
     inner: zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>>,
     garbage: Arc<Garbage>,
+    trust: Arc<Trust>,
     _m: PhantomData<fn() -> M>,
 }
 
@@ -207,7 +217,14 @@ impl<M: Message> Queue<M> {
             Ok(Some(sample)) => {
                 let key = sample.key_expr().as_str().to_string();
                 let bytes = sample.payload().to_bytes();
-                match self.garbage.decode::<M>(&key, &bytes) {
+                let body = match self.trust.open(&key, &bytes) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.garbage.refuse(&key, &e);
+                        return Err(QueueError::Empty);
+                    }
+                };
+                match self.garbage.decode::<M>(&key, body) {
                     Some(m) => Ok((key, m)),
                     None => Err(QueueError::Empty),
                 }
@@ -219,13 +236,33 @@ impl<M: Message> Queue<M> {
 }
 
 impl Link {
-    /// Wraps an open session for `keys`' site.
+    /// Wraps an open session for `keys`' site, with no keys to sign or
+    /// pin (plaintext on loopback).
     pub fn new(session: zenoh::Session, keys: Keys) -> Link {
+        let trust = Trust {
+            signed_keys: keys.signed(),
+            ..Trust::default()
+        };
+        Link::with_trust(session, keys, trust)
+    }
+
+    pub(crate) fn with_trust(session: zenoh::Session, keys: Keys, trust: Trust) -> Link {
         Link {
             session,
             keys,
             garbage: Arc::new(Garbage::default()),
+            trust: Arc::new(trust),
         }
+    }
+
+    /// Whether this link checks the master's signature on plans and merges.
+    pub fn verifies_signatures(&self) -> bool {
+        self.trust.authority.is_some()
+    }
+
+    /// Whether this link signs plans and merges.
+    pub fn signs(&self) -> bool {
+        self.trust.signer.is_some()
     }
 
     /// The site's key space.
@@ -266,15 +303,20 @@ impl Link {
         on: impl Fn(Payload<'_>) + Send + Sync + 'static,
     ) -> Result<Subscription, LinkError> {
         let g = Arc::clone(&self.garbage);
+        let trust = Arc::clone(&self.trust);
         self.session
             .declare_subscriber(key_expr)
             .callback(move |sample| {
                 let bytes = sample.payload().to_bytes();
-                on(Payload {
-                    key: sample.key_expr().as_str(),
-                    bytes: &bytes,
-                    garbage: &g,
-                });
+                let key = sample.key_expr().as_str();
+                match trust.open(key, &bytes) {
+                    Ok(body) => on(Payload {
+                        key,
+                        bytes: body,
+                        garbage: &g,
+                    }),
+                    Err(e) => g.refuse(key, &e),
+                }
             })
             .wait()
             .map(Subscription)
@@ -298,6 +340,7 @@ impl Link {
         Ok(Queue {
             inner,
             garbage: Arc::clone(&self.garbage),
+            trust: Arc::clone(&self.trust),
             _m: PhantomData,
         })
     }
@@ -311,6 +354,8 @@ impl Link {
             .map_err(declared("publisher", key))?;
         Ok(Publisher {
             inner,
+            key: key.to_string(),
+            trust: Arc::clone(&self.trust),
             _m: PhantomData,
         })
     }
@@ -319,7 +364,7 @@ impl Link {
     pub fn put<M: Message>(&self, key: &str, m: &M) -> Result<(), LinkError> {
         let bytes = wire::encode(m).map_err(|e| LinkError::Encode(e.to_string()))?;
         self.session
-            .put(key, bytes)
+            .put(key, self.trust.seal(key, bytes))
             .wait()
             .map_err(|e| LinkError::Send(e.to_string()))
     }
@@ -332,6 +377,7 @@ impl Link {
         handle: impl Fn(Q, Responder<R>) + Send + Sync + 'static,
     ) -> Result<Service, LinkError> {
         let g = Arc::clone(&self.garbage);
+        let trust = Arc::clone(&self.trust);
         let what = Q::KIND.as_str();
         self.session
             .declare_queryable(key)
@@ -347,6 +393,7 @@ impl Link {
                         Responder {
                             query,
                             key,
+                            trust: Arc::clone(&trust),
                             _r: PhantomData,
                         },
                     ),
@@ -366,6 +413,7 @@ impl Link {
         key: &str,
         handle: impl Fn(Responder<R>) + Send + Sync + 'static,
     ) -> Result<Service, LinkError> {
+        let trust = Arc::clone(&self.trust);
         self.session
             .declare_queryable(key)
             .callback(move |query| {
@@ -373,6 +421,7 @@ impl Link {
                 handle(Responder {
                     query,
                     key,
+                    trust: Arc::clone(&trust),
                     _r: PhantomData,
                 })
             })
@@ -389,7 +438,14 @@ impl Link {
         request: &Q,
         timeout: Duration,
     ) -> Result<R, RequestError> {
-        crate::request(&self.session, key, request, timeout, &self.garbage)
+        crate::request(
+            &self.session,
+            key,
+            request,
+            timeout,
+            &self.garbage,
+            &self.trust,
+        )
     }
 
     /// Sends `request` to `key` and returns at once; `done` gets the answer
@@ -407,6 +463,7 @@ impl Link {
             request,
             timeout,
             Arc::clone(&self.garbage),
+            Arc::clone(&self.trust),
             done,
         )
     }
@@ -430,8 +487,14 @@ impl Link {
             };
             if let Ok(sample) = reply.result() {
                 let k = sample.key_expr().as_str().to_string();
-                if let Some(r) = self.garbage.decode::<R>(&k, &sample.payload().to_bytes()) {
-                    out.push(r);
+                let bytes = sample.payload().to_bytes();
+                match self.trust.open(&k, &bytes) {
+                    Ok(body) => {
+                        if let Some(r) = self.garbage.decode::<R>(&k, body) {
+                            out.push(r);
+                        }
+                    }
+                    Err(e) => self.garbage.refuse(&k, &e),
                 }
             }
         }

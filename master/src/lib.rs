@@ -146,7 +146,19 @@ impl Master {
 
         let (plan_wake, plan_wake_rx) = mpsc::sync_channel(1);
         let timeout = Duration::from_secs_f64(config.node_timeout_s);
-        let members = membership::Membership::new(timeout, plan_wake.clone());
+        let members = match config.cluster.bundle()? {
+            Some(b) => {
+                let enrolled = b
+                    .enrolled()
+                    .map_err(|e| MasterError::Config(format!("cluster.bundle: {e}")))?;
+                tracing::info!(
+                    nodes = enrolled.len(),
+                    "mutual TLS with the site CA; only enrolled nodes are taken in"
+                );
+                membership::Membership::enrolled(timeout, plan_wake.clone(), &enrolled)
+            }
+            None => membership::Membership::new(timeout, plan_wake.clone()),
+        };
         let plans = plans::Plans::new(cameras, plan_wake);
         let (sync_wake, sync_wake_rx) = mpsc::sync_channel(1);
         let sync = sync::Sync::new(sync_wake);

@@ -2,6 +2,8 @@
 //! and signals, and hands over to [`vidar_master::run`].
 //! `vidar-master hash-password`: prints the `password_hash` of a `[[users]]`
 //! entry for a password read from stdin.
+//! `vidar-master ca init`, `enroll NODE`, `revoke NODE`: the site's keys
+//! (see `vidar_link::pki`).
 
 use std::path::PathBuf;
 
@@ -44,6 +46,57 @@ enum Command {
         #[arg(long, default_value_t = vidar_master::password::DEFAULT_ITERATIONS)]
         iterations: u32,
     },
+    /// The site certificate authority.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Issues (or renews) a node's bundle: its key and certificate from the
+    /// site CA, the CA, and the master's public key. Adds it to the roster;
+    /// restart the master to let it in.
+    Enroll {
+        /// The node id (its `node_id`, and its certificate's name).
+        node: String,
+        /// The CA directory written by `ca init`.
+        #[arg(long, default_value = "vidar-ca")]
+        dir: PathBuf,
+        /// Certificate validity, days.
+        #[arg(long, default_value_t = vidar_link::pki::DEFAULT_DAYS)]
+        days: u32,
+    },
+    /// Takes a node off the roster and deletes its bundle from the CA
+    /// directory; restart the master to shut it out.
+    Revoke {
+        /// The node id.
+        node: String,
+        /// The CA directory written by `ca init`.
+        #[arg(long, default_value = "vidar-ca")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Creates the site CA, the master's signing key and the master's bundle
+    /// (DIR/master: point the master's `[cluster] bundle` at it).
+    Init {
+        /// Where to write it (created 0700; refuses an existing CA).
+        #[arg(long, default_value = "vidar-ca")]
+        dir: PathBuf,
+        /// The site (`[cluster] site` of every process).
+        #[arg(long, default_value = "default")]
+        site: String,
+        /// Validity of the master's and nodes' certificates, days.
+        #[arg(long, default_value_t = vidar_link::pki::DEFAULT_DAYS)]
+        days: u32,
+        /// Also enroll these nodes (repeatable), as `enroll` would.
+        #[arg(long = "enroll", value_name = "NODE")]
+        nodes: Vec<String>,
+        /// If DIR already holds a CA, keep it (exit 0) and only enroll the
+        /// `--enroll` nodes that have no bundle yet: for container starts.
+        #[arg(long)]
+        if_missing: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,6 +112,74 @@ fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::HashPassword { iterations } => hash_password(iterations),
+        Command::Ca {
+            command:
+                CaCommand::Init {
+                    dir,
+                    site,
+                    days,
+                    nodes,
+                    if_missing,
+                },
+        } => {
+            let ids = nodes
+                .iter()
+                .map(|n| vidar_protocol::NodeId::new(n).with_context(|| format!("--enroll {n:?}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let exists = dir.join("ca.key").exists();
+            if if_missing && exists {
+                for id in &ids {
+                    if !dir
+                        .join("nodes")
+                        .join(id.as_str())
+                        .join("bundle.toml")
+                        .exists()
+                    {
+                        vidar_link::pki::enroll(&dir, id, days)?;
+                        println!("{id}: enrolled");
+                    }
+                }
+                println!("{}: CA kept", dir.display());
+                return Ok(());
+            }
+            let master = vidar_link::pki::init_ca(&dir, &site, days)?;
+            for id in &ids {
+                vidar_link::pki::enroll(&dir, id, days)?;
+                println!("{id}: enrolled");
+            }
+            println!(
+                "site {site:?}: CA in {}; master bundle in {}\n\
+                 next: set [cluster] bundle = {:?} and listen = [\"tls/0.0.0.0:7447\"] in the master's config,\n\
+                 then `vidar-master enroll NODE --dir {}` for each edge node",
+                dir.display(),
+                master.display(),
+                master.display().to_string(),
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Enroll { node, dir, days } => {
+            let id =
+                vidar_protocol::NodeId::new(&node).with_context(|| format!("node id {node:?}"))?;
+            let bundle = vidar_link::pki::enroll(&dir, &id, days)?;
+            println!(
+                "{node}: bundle in {}\n\
+                 copy it to the node (e.g. /etc/vidar/bundle, key.pem mode 600), set [cluster] bundle to it and\n\
+                 connect = [\"tls/MASTER:7447\"]; then restart the master so its access list lets {node} in",
+                bundle.display()
+            );
+            Ok(())
+        }
+        Command::Revoke { node, dir } => {
+            let id =
+                vidar_protocol::NodeId::new(&node).with_context(|| format!("node id {node:?}"))?;
+            if vidar_link::pki::revoke(&dir, &id)? {
+                println!("{node}: off the roster; restart the master to shut it out");
+            } else {
+                println!("{node}: was not enrolled");
+            }
+            Ok(())
+        }
         Command::Run { config, check } => {
             let cfg = MasterConfig::load(&config)?;
             if check {

@@ -84,6 +84,10 @@ struct Shared {
     wake: SyncSender<()>,
     /// Statuses decoded fine but refused (published under another node's key, table full).
     refused: AtomicU64,
+    /// The enrolled nodes, when the site has a bundle.
+    roster: Option<std::collections::HashSet<NodeId>>,
+    /// Tokens and statuses of nodes not enrolled.
+    unknown: AtomicU64,
 }
 
 /// The membership table; cheap to clone (shared).
@@ -95,14 +99,47 @@ pub struct Membership {
 impl Membership {
     /// An empty table; `wake` gets a (coalesced) message on every join or leave.
     pub fn new(timeout: Duration, wake: SyncSender<()>) -> Membership {
+        Membership::build(timeout, wake, None)
+    }
+
+    /// A table that takes only the nodes in `enrolled` (the site bundle's
+    /// roster); every other node id is ignored and counted.
+    pub fn enrolled(timeout: Duration, wake: SyncSender<()>, enrolled: &[NodeId]) -> Membership {
+        Membership::build(timeout, wake, Some(enrolled.iter().cloned().collect()))
+    }
+
+    fn build(
+        timeout: Duration,
+        wake: SyncSender<()>,
+        roster: Option<std::collections::HashSet<NodeId>>,
+    ) -> Membership {
         Membership {
             shared: Arc::new(Shared {
                 table: Mutex::new(BTreeMap::new()),
                 timeout,
                 wake,
                 refused: AtomicU64::new(0),
+                roster,
+                unknown: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Whether `node` may join: enrolled, or no roster. Counts the others.
+    fn admitted(&self, node: &NodeId) -> bool {
+        match &self.shared.roster {
+            Some(r) if !r.contains(node) => {
+                self.shared.unknown.fetch_add(1, Ordering::Relaxed);
+                self.refuse("not enrolled", node);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Tokens and statuses of node ids that are not enrolled, ignored.
+    pub fn unknown(&self) -> u64 {
+        self.shared.unknown.load(Ordering::Relaxed)
     }
 
     fn table(&self) -> MutexGuard<'_, BTreeMap<NodeId, Entry>> {
@@ -122,6 +159,9 @@ impl Membership {
 
     /// Records that `node`'s liveliness token appeared (`present`) or vanished.
     pub fn token(&self, node: NodeId, present: bool) {
+        if !self.admitted(&node) {
+            return;
+        }
         let events = {
             let mut table = self.table();
             if !table.contains_key(&node) && (!present || table.len() >= MAX_NODES) {
@@ -146,6 +186,9 @@ impl Membership {
     pub fn status(&self, key_node: &NodeId, status: NodeStatus) {
         if &status.node != key_node {
             self.refuse("status names another node than its key", key_node);
+            return;
+        }
+        if !self.admitted(key_node) {
             return;
         }
         let events = {

@@ -8,7 +8,7 @@
 //! the later-minted one into the earlier (ties: the smaller id). Merges always
 //! point at a root: when a root is merged away, every identity that pointed at
 //! it is re-pointed (and announced again), so nodes never follow chains.
-//! The service ([`MergeService`]) subscribes to `keys.identities()`, writes
+//! The service ([`MergeService`]) subscribes to `keys.identities_all()`, writes
 //! each merge to the global database as the master's own `Record::Merge`, and
 //! publishes it on `keys.merges()`.
 
@@ -236,6 +236,8 @@ pub struct MergeCounters {
     pub merges: AtomicU64,
     /// Merges that could not be stored or published.
     pub failures: AtomicU64,
+    /// Announcements refused: put under another node's key.
+    pub refused: AtomicU64,
 }
 
 /// What the merge service needs to run.
@@ -260,7 +262,7 @@ impl MergeService {
     pub fn spawn(self) -> Result<JoinHandle<()>, LinkError> {
         let queue = self
             .link
-            .subscribe_queue::<IdentityAnnounce>(&self.keys.identities(), QUEUE)?;
+            .subscribe_queue::<IdentityAnnounce>(&self.keys.identities_all(), QUEUE)?;
         let publisher = self.link.publisher::<Merges>(&self.keys.merges())?;
         let thread = std::thread::Builder::new()
             .name("vidar-merges".into())
@@ -268,7 +270,15 @@ impl MergeService {
                 let mut book = MergeBook::new(self.threshold);
                 while !self.stop.load(Ordering::Relaxed) {
                     let a = match queue.recv_timeout(Duration::from_millis(200)) {
-                        Ok((_key, a)) => a,
+                        // Only the node the key names announces its mints
+                        // (under a bundle, the ACL lets a node put only
+                        // under its own name).
+                        Ok((key, a)) if self.keys.identities_node(&key).as_ref() == Some(&a.node) => a,
+                        Ok((key, a)) => {
+                            self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(key, node = %a.node, "identity announced under another node's key");
+                            continue;
+                        }
                         Err(QueueError::Empty) => continue,
                         Err(QueueError::Closed) => break,
                     };

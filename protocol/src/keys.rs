@@ -12,15 +12,17 @@
 //! | `vidar/<site>/status/<node>`      | [`Keys::status`]        | put by each node, about 1 Hz     | [`NodeStatus`](crate::messages::NodeStatus) |
 //! | `vidar/<site>/status/*`           | [`Keys::status_all`]    | subscription (master)            |                                     |
 //! | `vidar/<site>/plan`               | [`Keys::plan`]          | put by the master on change      | [`Plan`](crate::messages::Plan)     |
-//! | `vidar/<site>/reid/<node>`        | [`Keys::reid`]          | queryable of a re-ID node        | [`ReidRequest`](crate::messages::ReidRequest) -> [`ReidReply`](crate::messages::ReidReply) |
+//! | `vidar/<site>/reid/<node>/<asker>` | [`Keys::reid`]         | a re-ID node's queryable is `reid/<node>/*`; the asker names itself in the last chunk (the master's ACL checks it) | [`ReidRequest`](crate::messages::ReidRequest) -> [`ReidReply`](crate::messages::ReidReply) |
 //! | `vidar/<site>/sync/<node>`        | [`Keys::sync`]          | queryable of each edge           | [`SyncRequest`](crate::messages::SyncRequest) -> [`SyncBatch`](crate::messages::SyncBatch) |
 //! | `vidar/<site>/query/<node>`       | [`Keys::query`]         | queryable of each edge           | [`QueryRequest`](crate::messages::QueryRequest) -> [`QueryReply`](crate::messages::QueryReply) |
-//! | `vidar/<site>/identities`         | [`Keys::identities`]    | put by the minting node          | [`IdentityAnnounce`](crate::messages::IdentityAnnounce) |
+//! | `vidar/<site>/identities/<node>`  | [`Keys::identities`]    | put by the minting node          | [`IdentityAnnounce`](crate::messages::IdentityAnnounce) |
+//! | `vidar/<site>/identities/*`       | [`Keys::identities_all`] | subscription (nodes, master)    |                                     |
 //! | `vidar/<site>/merges`             | [`Keys::merges`]        | put by the master                | [`MergeAnnounce`](crate::messages::MergeAnnounce) or [`Merges`](crate::messages::Merges) |
 //! | `vidar/<site>/tile/<node>/<cam>`  | [`Keys::tile`]          | put by the ingesting node, low rate | [`CameraTile`](crate::messages::CameraTile) |
 //! | `vidar/<site>/tile/*/*`           | [`Keys::tiles_all`]     | subscription (master UI)         |                                     |
 //!
-//! Payloads are [`crate::wire`] encodings. Where one key carries several message
+//! Payloads are [`crate::wire`] encodings; those on [`Keys::signed`] keys are
+//! wrapped in the master's signature (see `vidar-link`). Where one key carries several message
 //! types (`merges`), [`crate::wire::peek`] tells which.
 //!
 //! Versioning: the protocol version is in every payload's header, not in the key,
@@ -39,8 +41,6 @@ pub enum NodeKey {
     Alive,
     /// Status publications ([`Keys::status`]).
     Status,
-    /// Re-ID queryables ([`Keys::reid`]).
-    Reid,
     /// Sync queryables ([`Keys::sync`]).
     Sync,
     /// Record query queryables ([`Keys::query`]).
@@ -53,7 +53,6 @@ impl NodeKey {
         match self {
             NodeKey::Alive => "alive",
             NodeKey::Status => "status",
-            NodeKey::Reid => "reid",
             NodeKey::Sync => "sync",
             NodeKey::Query => "query",
         }
@@ -124,9 +123,29 @@ impl Keys {
         format!("{}/plan", self.prefix)
     }
 
-    /// `vidar/<site>/reid/<node>`: the node's re-ID queryable.
-    pub fn reid(&self, node: &NodeId) -> String {
-        self.node_key(NodeKey::Reid, node)
+    /// `vidar/<site>/reid/<server>/<asker>`: where `asker` sends crops for
+    /// `server` to re-identify.
+    pub fn reid(&self, server: &NodeId, asker: &NodeId) -> String {
+        format!("{}/reid/{server}/{asker}", self.prefix)
+    }
+
+    /// `vidar/<site>/reid/<server>/*`: the re-ID queryable of `server`.
+    pub fn reid_served_by(&self, server: &NodeId) -> String {
+        format!("{}/reid/{server}/*", self.prefix)
+    }
+
+    /// `vidar/<site>/reid/*/<asker>`: every re-ID request `asker` may send.
+    pub fn reid_asked_by(&self, asker: &NodeId) -> String {
+        format!("{}/reid/*/{asker}", self.prefix)
+    }
+
+    /// The server and asker named by a [`reid`](Self::reid) key of this site.
+    pub fn reid_from_key(&self, key: &str) -> Option<(NodeId, NodeId)> {
+        let rest = key
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix("/reid/")?;
+        let (server, asker) = rest.split_once('/')?;
+        Some((NodeId::new(server).ok()?, NodeId::new(asker).ok()?))
     }
 
     /// `vidar/<site>/sync/<node>`: the node's record sync queryable.
@@ -139,9 +158,29 @@ impl Keys {
         self.node_key(NodeKey::Query, node)
     }
 
-    /// `vidar/<site>/identities`: where minted identities are announced.
-    pub fn identities(&self) -> String {
-        format!("{}/identities", self.prefix)
+    /// `vidar/<site>/identities/<node>`: where `node` announces the
+    /// identities it mints.
+    pub fn identities(&self, node: &NodeId) -> String {
+        format!("{}/identities/{node}", self.prefix)
+    }
+
+    /// `vidar/<site>/identities/*`: every node's announcements.
+    pub fn identities_all(&self) -> String {
+        format!("{}/identities/*", self.prefix)
+    }
+
+    /// The node named by an [`identities`](Self::identities) key of this site.
+    pub fn identities_node(&self, key: &str) -> Option<NodeId> {
+        let rest = key
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix("/identities/")?;
+        NodeId::new(rest).ok()
+    }
+
+    /// The keys whose payloads only the master sends, signed: the plan and
+    /// the merges.
+    pub fn signed(&self) -> Vec<String> {
+        vec![self.plan(), self.merges()]
     }
 
     /// `vidar/<site>/merges`: where the master announces identity merges.
@@ -199,10 +238,22 @@ mod tests {
         assert_eq!(k.status(&n), "vidar/plant-3/status/edge-1");
         assert_eq!(k.status_all(), "vidar/plant-3/status/*");
         assert_eq!(k.plan(), "vidar/plant-3/plan");
-        assert_eq!(k.reid(&n), "vidar/plant-3/reid/edge-1");
+        let m = id("edge-2");
+        assert_eq!(k.reid(&n, &m), "vidar/plant-3/reid/edge-1/edge-2");
+        assert_eq!(k.reid_served_by(&n), "vidar/plant-3/reid/edge-1/*");
+        assert_eq!(k.reid_asked_by(&m), "vidar/plant-3/reid/*/edge-2");
+        assert_eq!(
+            k.reid_from_key(&k.reid(&n, &m)),
+            Some((n.clone(), m.clone()))
+        );
+        assert_eq!(k.reid_from_key(&k.reid_served_by(&n)), None);
+        assert_eq!(k.identities_node(&k.identities(&m)), Some(m.clone()));
+        assert_eq!(k.identities_node(&k.identities_all()), None);
+        assert_eq!(k.signed(), vec![k.plan(), k.merges()]);
         assert_eq!(k.sync(&n), "vidar/plant-3/sync/edge-1");
         assert_eq!(k.query(&n), "vidar/plant-3/query/edge-1");
-        assert_eq!(k.identities(), "vidar/plant-3/identities");
+        assert_eq!(k.identities(&n), "vidar/plant-3/identities/edge-1");
+        assert_eq!(k.identities_all(), "vidar/plant-3/identities/*");
         assert_eq!(k.merges(), "vidar/plant-3/merges");
         assert_eq!(k.tile(&n, &c), "vidar/plant-3/tile/edge-1/lobby.east");
         assert_eq!(k.tiles_all(), "vidar/plant-3/tile/*/*");
@@ -221,7 +272,6 @@ mod tests {
         for family in [
             NodeKey::Alive,
             NodeKey::Status,
-            NodeKey::Reid,
             NodeKey::Sync,
             NodeKey::Query,
         ] {

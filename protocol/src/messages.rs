@@ -5,12 +5,12 @@
 //! | message              | from -> to         | key ([`crate::keys::Keys`])  | how                |
 //! |----------------------|--------------------|------------------------------|--------------------|
 //! | [`NodeStatus`]       | edge -> master     | `status(node)`               | put, about 1 Hz    |
-//! | [`Plan`]             | master -> all      | `plan()`                     | put on change      |
-//! | [`ReidRequest`]      | edge -> re-ID node | `reid(node)`                 | query              |
-//! | [`ReidReply`]        | re-ID node -> edge | `reid(node)`                 | reply              |
-//! | [`IdentityAnnounce`] | edge -> all        | `identities()`               | put, once a mint   |
-//! | [`MergeAnnounce`]    | master -> all      | `merges()`                   | put                |
-//! | [`Merges`]           | master -> all      | `merges()`                   | put (several)      |
+//! | [`Plan`]             | master -> all      | `plan()`                     | put on change, signed |
+//! | [`ReidRequest`]      | edge -> re-ID node | `reid(node, asker)`          | query              |
+//! | [`ReidReply`]        | re-ID node -> edge | `reid(node, asker)`          | reply              |
+//! | [`IdentityAnnounce`] | edge -> all        | `identities(node)`           | put, once a mint   |
+//! | [`MergeAnnounce`]    | master -> all      | `merges()`                   | put, signed        |
+//! | [`Merges`]           | master -> all      | `merges()`                   | put (several), signed |
 //! | [`SyncRequest`]      | master -> edge     | `sync(node)`                 | query              |
 //! | [`SyncBatch`]        | edge -> master     | `sync(node)`                 | reply              |
 //! | [`QueryRequest`]     | master -> edge     | `query(node)`                | query              |

@@ -158,9 +158,18 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
         let sh = Arc::clone(&shared);
         let inbox = parts.inbox.clone();
         services.push(net.serve(
-            &keys.reid(&node),
+            &keys.reid_served_by(&node),
             move |req: ReidRequest, answer: Responder<ReidReply>| {
                 let request_id = req.request_id;
+                // The asker is named by the key (under a bundle the master's
+                // ACL lets a node ask only under its own name) and must be
+                // one the plan sends to us.
+                if let Err(why) = sh.asker_allowed(answer.key(), &req) {
+                    sh.refused_askers.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(key = answer.key(), why, "re-ID request refused");
+                    answer.reply(Err(why));
+                    return;
+                }
                 // The responder goes with the job; a full worker gives the
                 // job back, and it answers "busy".
                 let job = RemoteJob {
@@ -182,11 +191,16 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
     // Identities announced by other nodes, merges from the master.
     {
         let inbox = parts.inbox.clone();
-        subscriptions.push(
-            net.subscribe(&keys.identities(), move |_key, a: IdentityAnnounce| {
-                inbox.announce(a)
-            })?,
-        );
+        let k = keys.clone();
+        subscriptions.push(net.subscribe(
+            &keys.identities_all(),
+            move |key, a: IdentityAnnounce| {
+                // Only the node named by the key announces its identities.
+                if shared::announced_by(&k, key, &a) {
+                    inbox.announce(a)
+                }
+            },
+        )?);
         let inbox = parts.inbox.clone();
         subscriptions.push(net.subscribe_any(
             &keys.merges(),

@@ -105,6 +105,12 @@ impl PlanFollower {
                 .filter(|s| s.reid_node != me)
                 .map(|s| (s.camera.clone(), s.reid_node.clone()))
                 .collect();
+            routes.askers = plan
+                .streams
+                .iter()
+                .filter(|s| s.reid_node == me && s.node != me)
+                .map(|s| s.node.clone())
+                .collect();
             let mut buckets = std::mem::take(&mut routes.buckets);
             routes.buckets = plan
                 .bandwidth

@@ -17,6 +17,9 @@ use vidar_protocol::{CameraId, NodeId};
 pub(super) struct Routes {
     /// camera -> node whose re-ID service embeds its crops (only when not this node).
     pub(super) remote: HashMap<CameraId, NodeId>,
+    /// Nodes whose crops the plan sends to this node's re-ID service; no
+    /// other node is served.
+    pub(super) askers: std::collections::HashSet<NodeId>,
     /// Bandwidth buckets towards each node (plan shares from this node).
     pub(super) buckets: HashMap<NodeId, TokenBucket>,
 }
@@ -31,6 +34,45 @@ pub(super) struct Shared {
     pub(super) reid_timeout: Duration,
     /// The master has committed this node's records up to this seq.
     pub(super) acked: AtomicU64,
+    /// Re-ID requests refused: an asker the plan does not pair with us, or
+    /// one that names itself differently from its key.
+    pub(super) refused_askers: AtomicU64,
+}
+
+impl Shared {
+    /// Whether the re-ID request received on `key` may be served: sent to
+    /// this node, by the node its key names (under a bundle the master's
+    /// access list lets a node ask only under its own name), and one whose
+    /// crops the newest plan sends here.
+    pub(super) fn asker_allowed(&self, key: &str, req: &ReidRequest) -> Result<(), String> {
+        let Some((server, asker)) = self.link.keys().reid_from_key(key) else {
+            return Err(format!("{key}: not a re-ID key of this site"));
+        };
+        if server != self.node {
+            return Err(format!("{key}: addressed to {server}, not {}", self.node));
+        }
+        if req.from != asker {
+            return Err(format!(
+                "the request says it is from {} but was sent as {asker}",
+                req.from
+            ));
+        }
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        if !routes.askers.contains(&asker) {
+            return Err(format!(
+                "the plan does not send {asker}'s crops to {}",
+                self.node
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether an identity announcement received on `key` comes from the node
+/// that minted it (the key names the sender; under a bundle the master's
+/// access list lets a node put only under its own name).
+pub(super) fn announced_by(keys: &vidar_protocol::Keys, key: &str, a: &IdentityAnnounce) -> bool {
+    keys.identities_node(key).is_some_and(|n| n == a.node)
 }
 
 /// The re-ID worker's view of the cluster.
@@ -61,7 +103,7 @@ impl ClusterReid for ReidLink {
         req: &ReidRequest,
         done: crate::identify::RemoteDone,
     ) -> Result<(), String> {
-        let key = self.0.link.keys().reid(to);
+        let key = self.0.link.keys().reid(to, &self.0.node);
         self.0
             .link
             .request_then::<ReidRequest, ReidReply>(&key, req, self.0.reid_timeout, move |r| {
@@ -75,7 +117,7 @@ impl ClusterReid for ReidLink {
     }
 
     fn announce(&self, identity: &IdentityAnnounce) {
-        let key = self.0.link.keys().identities();
+        let key = self.0.link.keys().identities(&self.0.node);
         if let Err(e) = self.0.link.put(&key, identity) {
             tracing::debug!(error = %e, "identity announcement not sent");
         }
@@ -109,6 +151,7 @@ impl Link {
                 routes: Mutex::new(Routes::default()),
                 plan_version: AtomicU64::new(0),
                 acked: AtomicU64::new(0),
+                refused_askers: AtomicU64::new(0),
                 reid_timeout: Duration::from_millis(config.sharing.reid_timeout_ms),
             }),
         })

@@ -229,6 +229,15 @@ impl MasterConfig {
             ));
         }
         p.extend(self.cluster.problems());
+        if let Ok(Some(b)) = self.cluster.bundle() {
+            if b.role != vidar_link::Role::Master {
+                p.push(format!(
+                    "cluster.bundle: {} is node {:?}'s bundle; the master uses the master/ bundle that `vidar-master ca init` wrote",
+                    b.dir.display(),
+                    b.name
+                ));
+            }
+        }
         for (key, v, min) in [
             ("sync_every_s", self.sync_every_s, 0.1),
             ("plan_every_s", self.plan_every_s, 1.0),

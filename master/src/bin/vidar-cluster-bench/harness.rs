@@ -3,7 +3,7 @@
 //! edges on loopback, a tiny HTTP GET, metric lookup and polling.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -108,6 +108,8 @@ pub struct Site {
     pub zport: u16,
     /// The master's HTTP port.
     pub http: u16,
+    /// The site CA directory, when the site runs over mutual TLS.
+    pub ca: Option<PathBuf>,
 }
 
 impl Site {
@@ -117,6 +119,47 @@ impl Site {
             site: format!("b{}x{}", std::process::id(), free_port()?),
             zport: free_port()?,
             http: free_port()?,
+            ca: None,
+        })
+    }
+
+    /// A site over mutual TLS: a fresh CA in `dir` with `nodes` enrolled.
+    pub fn secure(dir: &Path, nodes: &[&str]) -> Result<Site> {
+        let mut site = Site::new()?;
+        let ca = dir.join(format!("ca-{}", site.site));
+        vidar_link::pki::init_ca(&ca, &site.site, 30)?;
+        for n in nodes {
+            vidar_link::pki::enroll(&ca, &vidar_protocol::NodeId::new(n)?, 30)?;
+        }
+        site.ca = Some(ca);
+        Ok(site)
+    }
+
+    /// The master's `[cluster]` endpoint and bundle lines.
+    fn master_cluster(&self) -> String {
+        match &self.ca {
+            None => format!("listen = [\"tcp/127.0.0.1:{}\"]\n", self.zport),
+            Some(ca) => format!(
+                "listen = [\"tls/127.0.0.1:{}\"]\nbundle = \"{}\"\n",
+                self.zport,
+                ca.join("master").display()
+            ),
+        }
+    }
+
+    /// An edge's `[cluster]` endpoint and bundle lines.
+    fn edge_cluster(&self, id: &str) -> Result<String> {
+        Ok(match &self.ca {
+            None => format!(
+                "connect = [\"tcp/127.0.0.1:{}\"]\nlisten = [\"tcp/127.0.0.1:{}\"]\n",
+                self.zport,
+                free_port()?
+            ),
+            Some(ca) => format!(
+                "connect = [\"tls/127.0.0.1:{}\"]\nbundle = \"{}\"\n",
+                self.zport,
+                ca.join("nodes").join(id).display()
+            ),
         })
     }
 
@@ -129,11 +172,11 @@ impl Site {
     ) -> Result<Proc> {
         let mut toml = format!(
             "database = \"{db}\"\nhttp_addr = \"127.0.0.1:{http}\"\nsync_every_s = {sync_every}\n\
-             node_timeout_s = 3\nauth = \"none\"\n[cluster]\nsite = \"{site}\"\nlisten = [\"tcp/127.0.0.1:{zport}\"]\n",
+             node_timeout_s = 3\nauth = \"none\"\n[cluster]\nsite = \"{site}\"\n{cluster}",
             db = dir.join(format!("global-{}.db", self.site)).display(),
             http = self.http,
             site = self.site,
-            zport = self.zport
+            cluster = self.master_cluster()
         );
         for (c, src) in cameras {
             toml.push_str(&format!(
@@ -156,13 +199,12 @@ impl Site {
         let toml = format!(
             "node_id = \"{id}\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:{metrics}\"\n\
              inference_workers = 1\n[models.runtime]\nintra_threads = 1\n[detector]\nmax_batch = 1\n\
-             [cluster]\nsite = \"{site}\"\nconnect = [\"tcp/127.0.0.1:{zport}\"]\nlisten = [\"tcp/127.0.0.1:{lport}\"]\n\
+             [cluster]\nsite = \"{site}\"\n{cluster}\
              [sharing]\nstatus_every_ms = 250\ndetect_fps = 30.0\nreid_crops_per_s = 30.0\n\
              [sharing.ingest]\ntransport = \"tcp\"\nbackoff_initial_ms = 100\nbackoff_max_ms = 500\n",
             db = db.display(),
             site = self.site,
-            zport = self.zport,
-            lport = free_port()?,
+            cluster = self.edge_cluster(id)?,
         );
         let cfg = dir.join(format!("{id}-{}.toml", self.site));
         std::fs::write(&cfg, toml)?;

@@ -15,6 +15,9 @@
 //!    edge) sampled every second for `--lag-seconds`; then the node holding a
 //!    camera is killed (SIGKILL) and the time until the plan moves its camera
 //!    and until the other node reports it streaming is measured, `--kills` times.
+//! 4. With `--compare-tls ROUNDS`: only the cost of mutual TLS (issue 16):
+//!    re-ID round trip and sync throughput, plaintext and mTLS interleaved
+//!    (A, B, A, B...) for ROUNDS rounds; medians and the per-round ratios.
 //!
 //! Needs `ORT_DYLIB_PATH` and `VIDAR_MODEL_DIR` (the edges load their models)
 //! and the `vidar-edge`, `vidar-master` and `vidar-camera` binaries next to
@@ -27,6 +30,7 @@ mod harness;
 mod reassign;
 mod reid;
 mod sync;
+mod tls;
 
 use anyhow::Result;
 use clap::Parser;
@@ -54,11 +58,26 @@ struct Args {
     /// Skip the multi-process parts (re-ID round trip only).
     #[arg(long)]
     reid_only: bool,
+    /// Measure only what mutual TLS costs: this many interleaved rounds of
+    /// plaintext and mTLS (re-ID round trip, then sync of `--records`).
+    #[arg(long)]
+    compare_tls: Option<usize>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     let mut rows: Vec<(String, String, String)> = Vec::new();
+    if let Some(rounds) = args.compare_tls {
+        tls::compare(
+            rounds,
+            args.requests,
+            args.crop_bytes,
+            args.records,
+            &mut rows,
+        )?;
+        print_rows(rows);
+        return Ok(());
+    }
     reid::round_trip(args.requests, args.crop_bytes, &mut rows)?;
     if !args.reid_only {
         let dir = std::env::temp_dir().join(format!("vidar-cluster-bench-{}", std::process::id()));
@@ -69,10 +88,14 @@ fn main() -> Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
         result?;
     }
+    print_rows(rows);
+    Ok(())
+}
+
+fn print_rows(rows: Vec<(String, String, String)>) {
     println!("\n| measurement | value | how |");
     println!("|---|---:|---|");
     for (m, v, how) in rows {
         println!("| {m} | {v} | {how} |");
     }
-    Ok(())
 }

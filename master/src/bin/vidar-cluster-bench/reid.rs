@@ -1,8 +1,11 @@
 //! Remote re-ID round trip over zenoh on loopback, excluding inference: a
 //! router session (as the master runs) and two peer sessions; the client
 //! sends `ReidRequest`s of 8 JPEG-sized crops to the server's queryable, which
-//! decodes them and answers a `ReidReply` of 8 identities.
+//! decodes them and answers a `ReidReply` of 8 identities. Secured (a CA
+//! directory given), the router has the master's bundle and the two nodes are
+//! its clients over mutual TLS, through its access list, as in production.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,39 +17,102 @@ use vidar_protocol::{wire, CameraId, IdentityId, Keys, NodeId, TrackId};
 
 use crate::harness::{free_port, percentile};
 
+/// One run's numbers.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundTrip {
+    /// Round trip percentiles, ms.
+    pub p50: f64,
+    /// 99th percentile, ms.
+    pub p99: f64,
+    /// Slowest, ms.
+    pub max: f64,
+    /// Crops/s with 4 requests in flight.
+    pub crops_s: f64,
+    /// Bytes of one encoded request.
+    pub bytes: usize,
+}
+
 /// p50/p99 of `requests` requests of 8 crops of `crop_bytes` one at a time,
-/// and crops/s with 4 requests in flight.
+/// and crops/s with 4 requests in flight, as table rows.
 pub fn round_trip(
     requests: usize,
     crop_bytes: usize,
     rows: &mut Vec<(String, String, String)>,
 ) -> Result<()> {
-    let site = format!("bench{}", std::process::id());
+    let r = measure(requests, crop_bytes, None)?;
+    let how = format!(
+        "{} requests of 8 crops x {} B ({} B encoded), one at a time, router + 2 peers on loopback, no inference",
+        requests, crop_bytes, r.bytes
+    );
+    rows.push((
+        "remote re-ID round trip p50 / p99 / max, ms".into(),
+        format!("{:.2} / {:.2} / {:.2}", r.p50, r.p99, r.max),
+        how,
+    ));
+    rows.push((
+        "remote re-ID crops/s (transport + codec bound)".into(),
+        format!("{:.0}", r.crops_s),
+        "4 requests of 8 crops in flight for 3 s".into(),
+    ));
+    eprintln!("re-ID round trip done: p99 {:.2} ms", r.p99);
+    Ok(())
+}
+
+/// One run: plaintext peers, or (with a CA directory whose `server` and
+/// `client` nodes are enrolled) clients over mutual TLS.
+pub fn measure(requests: usize, crop_bytes: usize, ca: Option<&Path>) -> Result<RoundTrip> {
     let port = free_port()?;
-    let router = LinkSettings {
-        site: site.clone(),
-        listen: vec![format!("tcp/127.0.0.1:{port}")],
-        ..Default::default()
-    }
-    .open(Mode::Router)?;
-    let peer = |name: &str| -> Result<vidar_link::Link> {
-        let _ = name;
-        Ok(LinkSettings {
-            site: site.clone(),
-            connect: vec![format!("tcp/127.0.0.1:{port}")],
-            listen: vec!["tcp/127.0.0.1:0".into()],
-            ..Default::default()
+    let (site, router) = match ca {
+        None => {
+            let site = format!("bench{}x{port}", std::process::id());
+            let router = LinkSettings {
+                site: site.clone(),
+                listen: vec![format!("tcp/127.0.0.1:{port}")],
+                ..Default::default()
+            }
+            .open(Mode::Router)?;
+            (site, router)
         }
-        .open(Mode::Peer)?)
+        Some(ca) => {
+            let master = vidar_link::Bundle::load(&ca.join("master"))?;
+            let router = LinkSettings {
+                site: master.site.clone(),
+                listen: vec![format!("tls/127.0.0.1:{port}")],
+                bundle: Some(master.dir.clone()),
+                ..Default::default()
+            }
+            .open(Mode::Router)?;
+            (master.site, router)
+        }
+    };
+    let peer = |name: &str| -> Result<vidar_link::Link> {
+        Ok(match ca {
+            None => LinkSettings {
+                site: site.clone(),
+                connect: vec![format!("tcp/127.0.0.1:{port}")],
+                listen: vec!["tcp/127.0.0.1:0".into()],
+                ..Default::default()
+            }
+            .open(Mode::Peer)?,
+            Some(ca) => LinkSettings {
+                site: site.clone(),
+                connect: vec![format!("tls/127.0.0.1:{port}")],
+                bundle: Some(ca.join("nodes").join(name)),
+                ..Default::default()
+            }
+            .open(Mode::Peer)?,
+        })
     };
     let server = peer("server")?;
     let client = peer("client")?;
     let keys = Keys::new(&site)?;
+    // The plan-free bench serves anyone; the node's own pairing check is
+    // tested in edge-node.
     let node = NodeId::new("server")?;
-    let key = keys.reid(&node);
+    let key = keys.reid(&node, &NodeId::new("client")?);
     let served_by = node.clone();
     let _service = server.serve(
-        &key,
+        &keys.reid_served_by(&node),
         move |req: ReidRequest, answer: Responder<ReidReply>| {
             answer.reply(Ok(ReidReply {
                 request_id: req.request_id,
@@ -140,31 +206,14 @@ pub fn round_trip(
         let _ = t.join();
     }
     let crops_s = done.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64();
-    let how = format!(
-        "{} requests of 8 crops x {} B ({} B encoded), one at a time, router + 2 peers on loopback, no inference",
-        requests, crop_bytes, bytes
-    );
-    rows.push((
-        "remote re-ID round trip p50 / p99 / max, ms".into(),
-        format!(
-            "{:.2} / {:.2} / {:.2}",
-            percentile(&rtts, 0.5),
-            percentile(&rtts, 0.99),
-            percentile(&rtts, 1.0)
-        ),
-        how,
-    ));
-    rows.push((
-        "remote re-ID crops/s (transport + codec bound)".into(),
-        format!("{crops_s:.0}"),
-        "4 requests of 8 crops in flight for 3 s".into(),
-    ));
     client.close();
     server.close();
     router.close();
-    eprintln!(
-        "re-ID round trip done: p99 {:.2} ms",
-        percentile(&rtts, 0.99)
-    );
-    Ok(())
+    Ok(RoundTrip {
+        p50: percentile(&rtts, 0.5),
+        p99: percentile(&rtts, 0.99),
+        max: percentile(&rtts, 1.0),
+        crops_s,
+        bytes,
+    })
 }

@@ -1,0 +1,349 @@
+//! Real zenoh sessions over mutual TLS on 127.0.0.1, with the site CA and the
+//! access lists of `vidar_link::secure`: what enrolled nodes may do arrives;
+//! what a rogue enrolled node, a node enrolled after the master started, a
+//! stranger with another CA, or a plaintext client tries is dropped.
+
+use std::sync::mpsc;
+use std::time::Duration;
+use vidar_link::{Link, LinkSettings, Mode, Responder};
+use vidar_protocol::messages::{SyncBatch, SyncRequest};
+use vidar_protocol::{Keys, NodeId};
+use zenoh::Wait;
+
+const QUIET: Duration = Duration::from_millis(1500);
+
+fn id(s: &str) -> NodeId {
+    NodeId::new(s).expect("id")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn msg(n: u64) -> SyncRequest {
+    SyncRequest {
+        after_seq: n,
+        max_records: 1,
+        ack_through: 0,
+    }
+}
+
+struct Site {
+    _tmp: tempfile::TempDir,
+    ca: std::path::PathBuf,
+    site: String,
+    port: u16,
+}
+
+impl Site {
+    fn node(&self, name: &str) -> LinkSettings {
+        LinkSettings {
+            site: self.site.clone(),
+            connect: vec![format!("tls/127.0.0.1:{}", self.port)],
+            bundle: Some(self.ca.join("nodes").join(name)),
+            ..LinkSettings::default()
+        }
+    }
+
+    fn master(&self) -> Link {
+        LinkSettings {
+            site: self.site.clone(),
+            listen: vec![format!("tls/127.0.0.1:{}", self.port)],
+            bundle: Some(self.ca.join("master")),
+            ..LinkSettings::default()
+        }
+        .open(Mode::Router)
+        .expect("master link")
+    }
+}
+
+fn site(nodes: &[&str]) -> Site {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let site = format!("sec{}x{}", std::process::id(), free_port());
+    let ca = tmp.path().join("ca");
+    vidar_link::pki::init_ca(&ca, &site, 30).expect("ca init");
+    for n in nodes {
+        vidar_link::pki::enroll(&ca, &id(n), 30).expect("enroll");
+    }
+    Site {
+        _tmp: tmp,
+        ca,
+        site,
+        port: free_port(),
+    }
+}
+
+/// Subscribes `link` to `key` and returns what arrives.
+fn listen(link: &Link, key: &str) -> (vidar_link::Subscription, mpsc::Receiver<u64>) {
+    let (tx, rx) = mpsc::channel();
+    let sub = link
+        .subscribe(key, move |_k, m: SyncRequest| {
+            let _ = tx.send(m.after_seq);
+        })
+        .expect("subscribe");
+    (sub, rx)
+}
+
+/// Puts until the subscriber sees `n` (a positive control), or fails.
+fn arrives(put: impl Fn(), rx: &mpsc::Receiver<u64>, n: u64, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        put();
+        if let Ok(got) = rx.recv_timeout(Duration::from_millis(200)) {
+            assert_eq!(got, n, "{what}");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: never arrived"
+        );
+    }
+}
+
+fn raw_put(session: &zenoh::Session, key: &str, m: &SyncRequest) {
+    let bytes = vidar_protocol::encode(m).expect("encode");
+    session.put(key, bytes).wait().expect("put");
+}
+
+#[test]
+fn enrolled_nodes_do_their_part_and_nothing_else_gets_through() {
+    let s = site(&["a", "b", "rogue"]);
+    let keys = Keys::new(&s.site).expect("keys");
+    let master = s.master();
+    assert!(master.signs());
+    let a = s.node("a").open(Mode::Peer).expect("node a");
+    assert!(a.verifies_signatures());
+    let b = s.node("b").open(Mode::Peer).expect("node b");
+    let rogue = s.node("rogue").open_session(Mode::Peer).expect("rogue");
+
+    // Positive controls: a's status reaches the master; the master's
+    // (signed) plan reaches a.
+    let (_ms, status_rx) = listen(&master, &keys.status_all());
+    arrives(
+        || a.put(&keys.status(&id("a")), &msg(1)).expect("put"),
+        &status_rx,
+        1,
+        "a's status",
+    );
+    let (_ap, plan_rx) = listen(&a, &keys.plan());
+    arrives(
+        || master.put(&keys.plan(), &msg(2)).expect("put"),
+        &plan_rx,
+        2,
+        "the master's plan",
+    );
+    let (_ai, ident_rx) = listen(&a, &keys.identities_all());
+    arrives(
+        || b.put(&keys.identities(&id("b")), &msg(3)).expect("put"),
+        &ident_rx,
+        3,
+        "b's identities",
+    );
+
+    // The rogue (enrolled) forges: a plan, merges, a's status, b's identities.
+    for _ in 0..5 {
+        raw_put(&rogue, &keys.plan(), &msg(666));
+        raw_put(&rogue, &keys.merges(), &msg(666));
+        raw_put(&rogue, &keys.status(&id("a")), &msg(666));
+        raw_put(&rogue, &keys.identities(&id("b")), &msg(666));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(QUIET);
+    assert!(plan_rx.try_recv().is_err(), "a forged plan reached a node");
+    assert!(
+        status_rx.try_recv().is_err(),
+        "a forged status reached the master"
+    );
+    assert!(
+        ident_rx.try_recv().is_err(),
+        "forged identities reached a node"
+    );
+    // Dropped by the access list, not merely refused by the signature check.
+    assert_eq!(a.garbage().refused(), 0);
+
+    // Sync: a serves its own key; the rogue may neither serve a's key (to
+    // answer for it) nor ask it (to read a's records).
+    let _a_sync = a
+        .serve(
+            &keys.sync(&id("a")),
+            |q: SyncRequest, r: Responder<SyncBatch>| {
+                r.reply(Ok(SyncBatch {
+                    node: id("a"),
+                    records: Vec::new(),
+                    last_seq: q.after_seq,
+                    more: false,
+                }))
+            },
+        )
+        .expect("serve");
+    let _fake = rogue
+        .declare_queryable(keys.sync(&id("a")))
+        .callback(|q| {
+            let bytes = vidar_protocol::encode(&SyncBatch {
+                node: id("a"),
+                records: Vec::new(),
+                last_seq: 1 << 62,
+                more: false,
+            })
+            .expect("encode");
+            let _ = q.reply(q.key_expr().clone(), bytes).wait();
+        })
+        .wait()
+        .expect("declare");
+    std::thread::sleep(QUIET);
+    for i in 0..5 {
+        let got: SyncBatch = master
+            .request(&keys.sync(&id("a")), &msg(i), Duration::from_secs(3))
+            .expect("a answers");
+        assert_eq!(got.last_seq, i, "the master got a forged sync reply");
+    }
+    // (Its own queryable would answer its own query locally.)
+    drop(_fake);
+    let stolen = rogue
+        .get(keys.sync(&id("a")))
+        .payload(vidar_protocol::encode(&msg(0)).expect("encode"))
+        .timeout(Duration::from_secs(1))
+        .wait()
+        .expect("get");
+    assert!(
+        stolen.recv().is_err(),
+        "the rogue read a's records through sync"
+    );
+
+    // Re-ID: b may ask a under its own name; the rogue may not ask as b.
+    let _a_reid = a
+        .serve(
+            &keys.reid_served_by(&id("a")),
+            |q: SyncRequest, r: Responder<SyncBatch>| {
+                r.reply(Ok(SyncBatch {
+                    node: id("a"),
+                    records: Vec::new(),
+                    last_seq: q.after_seq,
+                    more: false,
+                }))
+            },
+        )
+        .expect("serve");
+    std::thread::sleep(QUIET);
+    let answer: SyncBatch = b
+        .request(
+            &keys.reid(&id("a"), &id("b")),
+            &msg(7),
+            Duration::from_secs(3),
+        )
+        .expect("b is answered");
+    assert_eq!(answer.last_seq, 7);
+    let spoofed = rogue
+        .get(keys.reid(&id("a"), &id("b")))
+        .payload(vidar_protocol::encode(&msg(8)).expect("encode"))
+        .timeout(Duration::from_secs(1))
+        .wait()
+        .expect("get");
+    assert!(spoofed.recv().is_err(), "the rogue asked re-ID as b");
+
+    // A node enrolled after the master started is not in its access list.
+    vidar_link::pki::enroll(&s.ca, &id("late"), 30).expect("enroll");
+    let late = s.node("late").open(Mode::Peer).expect("late node");
+    // A stranger with a CA of its own (its own "a"), and a plaintext client.
+    let other = site(&["a"]);
+    let foreign = LinkSettings {
+        site: s.site.clone(),
+        connect: vec![format!("tls/127.0.0.1:{}", s.port)],
+        bundle: Some(other.ca.join("nodes").join("a")),
+        ..LinkSettings::default()
+    };
+    let p = foreign.problems().join("\n");
+    assert!(p.contains("cluster.bundle") && p.contains("site"), "{p}");
+    // (As peers: a zenoh client would wait at open for a router that never
+    // lets it in.)
+    let stranger = Link::new(
+        LinkSettings {
+            mode: Some(Mode::Peer),
+            ..foreign
+        }
+        .open_session(Mode::Peer)
+        .expect("stranger session"),
+        keys.clone(),
+    );
+    let plain = LinkSettings {
+        site: s.site.clone(),
+        connect: vec![format!("tcp/127.0.0.1:{}", s.port)],
+        mode: Some(Mode::Peer),
+        ..LinkSettings::default()
+    }
+    .open_session(Mode::Peer)
+    .expect("plain session");
+    for _ in 0..5 {
+        late.put(&keys.status(&id("late")), &msg(13)).expect("put");
+        stranger.put(&keys.status(&id("a")), &msg(14)).expect("put");
+        raw_put(&plain, &keys.status(&id("a")), &msg(15));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(QUIET);
+    assert!(
+        status_rx.try_recv().is_err(),
+        "a status from a node not enrolled at start, a stranger or a plaintext client arrived"
+    );
+    // And a, enrolled, still gets through (the site still works).
+    arrives(
+        || a.put(&keys.status(&id("a")), &msg(16)).expect("put"),
+        &status_rx,
+        16,
+        "a's status after the attacks",
+    );
+}
+
+#[test]
+fn a_bundle_demands_tls_endpoints_and_the_right_role() {
+    let s = site(&["a"]);
+    let mut tcp = s.node("a");
+    tcp.connect = vec![format!("tcp/127.0.0.1:{}", s.port)];
+    let p = tcp.problems().join("\n");
+    assert!(
+        p.contains("cluster.connect[0]") && p.contains("tls/"),
+        "{p}"
+    );
+    assert!(
+        tcp.open(Mode::Peer).is_err(),
+        "open refuses what problems() names"
+    );
+    let mut peer = s.node("a");
+    peer.mode = Some(Mode::Peer);
+    let p = peer.problems().join("\n");
+    assert!(p.contains("cluster.mode"), "{p}");
+    let mut listening = s.node("a");
+    listening.listen = vec!["tls/127.0.0.1:0".into()];
+    assert!(listening.problems().join("\n").contains("cluster.listen"));
+    // Plaintext: loopback only, unless said otherwise.
+    let open = LinkSettings {
+        listen: vec!["tcp/0.0.0.0:7447".into()],
+        ..LinkSettings::default()
+    };
+    let p = open.problems().join("\n");
+    assert!(
+        p.contains("cluster.listen[0]") && p.contains("insecure_plaintext"),
+        "{p}"
+    );
+    let said = LinkSettings {
+        insecure_plaintext: true,
+        ..open
+    };
+    assert!(said.problems().is_empty(), "{:?}", said.problems());
+    let default_listen = LinkSettings::default();
+    assert!(default_listen
+        .problems()
+        .join("\n")
+        .contains("cluster.listen"));
+    let tls_without = LinkSettings {
+        connect: vec!["tls/127.0.0.1:7447".into()],
+        listen: vec!["tcp/127.0.0.1:0".into()],
+        ..LinkSettings::default()
+    };
+    assert!(tls_without
+        .problems()
+        .join("\n")
+        .contains("needs cluster.bundle"));
+}

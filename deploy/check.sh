@@ -7,7 +7,9 @@
 #              and `systemd-analyze security --offline` when systemd-analyze exists
 #   configs    every TOML config in deploy/ (and those inside Kubernetes objects)
 #              parses; with built binaries (target/debug or target/release, or
-#              VIDAR_BIN_DIR; `none` skips) `vidar-edge|vidar-master run --config F --check`
+#              VIDAR_BIN_DIR; `none` skips) `vidar-edge|vidar-master run --config F --check`,
+#              configs naming a `bundle` pointed at a throwaway one (`vidar-master
+#              ca init` per site, `enroll` per edge node_id)
 #   compose    compose.yaml against the compose-spec schema (check-jsonschema's
 #              vendored copy) and its references
 #   k8s        kubernetes-validate --strict against Kubernetes $K8S_VERSIONS,
@@ -97,6 +99,34 @@ fi
 if [ "$bin_dir" = none ]; then
   say "configs: VIDAR_BIN_DIR=none: --check skipped, TOML parsed only"
 elif [ -n "$bin_dir" ]; then
+  # A config with `bundle = ...` needs a real bundle: one throwaway CA per site
+  # (ca init), the edge's node_id enrolled in it, the bundle line pointed there.
+  nb=0
+  for f in "$TMP"/configs/*; do
+    grep -q '^[[:space:]]*bundle[[:space:]]*=' "$f" || continue
+    name="${f##*/}"; origin="${name#*--}"
+    # "SITE NODE_ID" of the filled config (the site defaults to "default").
+    if ! meta=$("$PY" -c 'import sys, tomllib
+d = tomllib.load(open(sys.argv[1], "rb"))
+print(d.get("cluster", {}).get("site", "default"), d.get("node_id", "-"))' "$f" 2>&1); then
+      printf '%s\n' "$meta"; fail "$origin: reading site and node_id"; continue
+    fi
+    site="${meta% *}"; node="${meta#* }"; ca="$TMP/ca-$site"
+    if [ ! -f "$ca/ca.key" ] && ! out=$("$bin_dir/vidar-master" ca init --dir "$ca" --site "$site" 2>&1); then
+      printf '%s\n' "$out"; fail "$origin: vidar-master ca init --site $site"; continue
+    fi
+    case "$name" in
+      master--*) bundle="$ca/master" ;;
+      *)
+        bundle="$ca/nodes/$node"
+        if [ ! -f "$bundle/bundle.toml" ] && ! out=$("$bin_dir/vidar-master" enroll "$node" --dir "$ca" 2>&1); then
+          printf '%s\n' "$out"; fail "$origin: vidar-master enroll $node"; continue
+        fi
+        ;;
+    esac
+    sed -i "s#^\([[:space:]]*bundle[[:space:]]*=\).*#\1 \"$bundle\"#" "$f"
+    nb=$((nb + 1))
+  done
   n=0
   for f in "$TMP"/configs/*; do
     name="${f##*/}"; origin="${name#*--}"
@@ -107,7 +137,7 @@ elif [ -n "$bin_dir" ]; then
     if ! out=$(RUST_BACKTRACE=0 "${cmd[@]}" 2>&1); then printf '%s\n' "$out"; fail "$origin: ${cmd[0]##*/} --check"; fi
     n=$((n + 1))
   done
-  say "configs: $n checked by $bin_dir/vidar-edge and vidar-master --check"
+  say "configs: $n checked by $bin_dir/vidar-edge and vidar-master --check ($nb with a throwaway bundle)"
 else
   say "configs: no built binaries (target/debug or target/release): --check skipped, TOML parsed only"
 fi

@@ -113,7 +113,7 @@ def fill(text: str, node: str) -> str:
     return (
         text.replace("@ADMIN_PASSWORD_HASH@", DEMO_HASH)
         .replace("@NODE_ID@", node)
-        .replace("tcp/MASTER:7447", "tcp/127.0.0.1:7447")
+        .replace("tls/MASTER:7447", "tls/127.0.0.1:7447")
     )
 
 
@@ -253,9 +253,17 @@ def check_k8s() -> None:
     if (ds.get("nodeSelector") or {}).get("vidar.io/edge") != "true":
         fail(kdir / "edge.yaml", "DaemonSet/vidar-edge: nodeSelector vidar.io/edge: \"true\" expected")
     for needed in ("PersistentVolumeClaim/vidar-master-state", "Service/vidar-master", "ConfigMap/vidar-edge-config",
-                   "Secret/vidar-master-config", "Secret/vidar-node-bundle-placeholder"):
+                   "Secret/vidar-master-config"):
         if needed not in kinds:
             fail(kdir, f"{needed} missing")
+    # The bundles' Secrets are made with kubectl from a CA directory (docs/deploy.md),
+    # never applied from here: the pods must name them, the manifests must not hold them.
+    for obj, secret in (("Deployment/vidar-master", "vidar-master-bundle"), ("DaemonSet/vidar-edge", "vidar-edge-bundles")):
+        vols = kinds.get(obj, {}).get("spec", {}).get("template", {}).get("spec", {}).get("volumes") or []
+        if secret not in {(v.get("secret") or {}).get("secretName") for v in vols}:
+            fail(kdir, f"{obj}: no volume from the Secret {secret} (its cluster bundle)")
+        if f"Secret/{secret}" in kinds:
+            fail(kdir, f"Secret/{secret} is in the manifests: `kubectl apply -k` would replace the real bundles")
     kust = load_yaml_all(kdir / "kustomization.yaml")
     listed = set((kust[0] if kust else {}).get("resources") or [])
     present = {p.name for p in kdir.glob("*.yaml")} - {"kustomization.yaml"}

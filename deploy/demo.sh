@@ -49,6 +49,11 @@ for _ in $(seq 1 300); do
 done
 grep '^serving' "$DEMO/camera.log"
 
+# The site's keys, as in production (docs/security.md): a site CA, the
+# master's bundle, one enrolled bundle per node; the cluster link is mutual
+# TLS with the master's access list even on loopback.
+"$BIN/vidar-master" ca init --dir "$DEMO/ca" --site demo --enroll edge-1 --enroll edge-2 --if-missing
+
 sed -e "s#127.0.0.1:8554#127.0.0.1:$PORT#g" -e "s#127.0.0.1:8080#127.0.0.1:$HTTP_PORT#" \
     -e "s#127.0.0.1:7447#127.0.0.1:$ZENOH_PORT#" deploy/demo-master.toml > "$DEMO/master.toml"
 "$BIN/vidar-master" run --config "$DEMO/master.toml" > "$DEMO/master.log" 2>&1 &

@@ -17,9 +17,14 @@
 #   - /etc/vidar (root:vidar): edge.toml and master.toml from deploy/systemd/
 #     only when absent (never overwritten), 0640; a random first admin password
 #     for the master, in /etc/vidar/initial-admin-password (root only)
+#   - cluster bundles, when present (made by `vidar-master ca init` / `enroll`,
+#     never here): /etc/vidar/ca/master (master) and /etc/vidar/bundle (edge)
+#     become vidar:vidar 0700 with key.pem/signing.key 0600, so the service
+#     can load them; /etc/vidar/ca becomes root:vidar 0710 (the service may
+#     enter it, not list it; ca.key and nodes/ stay root's)
 #   - the units -> /etc/systemd/system, daemon-reload, enable (and start when
-#     the config no longer has placeholders; an edge.toml still naming MASTER
-#     is installed but not started)
+#     the config no longer has placeholders and its bundle exists; an
+#     edge.toml still naming MASTER is installed but not started)
 # Build first: `make models build-release` (or `cargo build --release --bins`).
 #
 # --uninstall stops and disables the units and removes the binaries, libraries,
@@ -55,7 +60,7 @@ for a in "$@"; do
     --no-start) start=0 ;;
     --uninstall) uninstall=1 ;;
     --purge) purge=1 ;;
-    -h|--help) sed -n '2,32p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,35p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) die "unknown argument $a (see --help)" ;;
   esac
 done
@@ -180,6 +185,28 @@ if [ "$want_master" = 1 ] && config master.toml; then
   say "first login: admin / the password in $ETC/initial-admin-password (root only); change it"
 fi
 
+# ---------------------------------------------------------------- cluster bundles
+# The services run as vidar and refuse private keys readable by others, so a
+# bundle must belong to vidar. Only the two paths of the example configs.
+bundle_of() { # CONFIG: the directory its `bundle = "..."` line names, if any
+  [ -f "$1" ] || return 0
+  sed -n 's/^[[:space:]]*bundle[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$1" | head -n1
+}
+own_bundle() { # DIR
+  chown -R vidar:vidar "$1"
+  chmod 0700 "$1"
+  for k in key.pem signing.key; do
+    if [ -e "$1/$k" ]; then chmod 0600 "$1/$k"; fi
+  done
+  say "bundle $1: vidar:vidar, 0700, private keys 0600"
+}
+if [ "$want_master" = 1 ] && [ -f "$ETC/ca/master/bundle.toml" ]; then
+  chown root:vidar "$ETC/ca"
+  chmod 0710 "$ETC/ca"
+  own_bundle "$ETC/ca/master"
+fi
+if [ "$want_edge" = 1 ] && [ -f "$ETC/bundle/bundle.toml" ]; then own_bundle "$ETC/bundle"; fi
+
 # ---------------------------------------------------------------- units
 units=()
 [ "$want_edge" = 1 ] && units+=(vidar-edge.service)
@@ -197,8 +224,11 @@ for u in "${units[@]}"; do
   [ "$enable" = 1 ] || continue
   sysctl_ enable "$u" >/dev/null 2>&1 || sysctl_ enable "$u"
   if [ "$start" = 1 ] && [ "$have_systemd" = 1 ]; then
+    bundle=$(bundle_of "$cfg")
     if grep -q 'MASTER:7447\|@ADMIN_PASSWORD_HASH@' "$cfg"; then
       say "$u enabled, not started: $cfg still has placeholders (MASTER); edit it, then: systemctl start $name"
+    elif [ -n "$bundle" ] && [ ! -f "$bundle/bundle.toml" ]; then
+      say "$u enabled, not started: no bundle in $bundle yet (vidar-master ca init / enroll, docs/deploy.md); then run this again, or chown -R vidar:vidar $bundle and systemctl start $name"
     elif systemctl is-active --quiet "$u"; then
       if [ "${#changed_bins[@]}" -gt 0 ] || [ "$reload" = 1 ]; then
         if systemctl restart "$u"; then say "restarted $u (new binary or unit)"; else say "$u failed to restart: journalctl -u $name -n 50"; failed=1; fi

@@ -446,7 +446,7 @@ mod tests {
         )
         .expect("write");
         let text = format!(
-            "node_id = \"e1\"\n[cluster]\nsite = \"s\"\n[sharing]\ncredentials_file = {:?}\n\
+            "node_id = \"e1\"\n[cluster]\nsite = \"s\"\nlisten = [\"tcp/127.0.0.1:0\"]\n[sharing]\ncredentials_file = {:?}\n\
              [[sharing.credentials]]\ncamera = \"gate\"\nusername = \"admin\"\npassword = \"pa@ss\"\n",
             file.display().to_string()
         );

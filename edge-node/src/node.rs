@@ -282,11 +282,24 @@ pub fn run(config: EdgeConfig, shutdown: Shutdown, status_every_s: u64) -> Resul
     let node_id = config.node_id.clone();
     let reg = Arc::clone(&registry);
     let render_store_handle = store.clone();
-    let garbage = cluster.as_ref().map(|c| c.link.garbage());
+    let garbage = cluster
+        .as_ref()
+        .map(|c| (c.link.garbage(), c.link.refused_askers()));
     let render: Render = Arc::new(move |out: &mut String| {
         render_node(out, &node_id, &board, &reg.snapshot(), &nm);
         render_store(out, &node_id, &render_store_handle);
-        if let Some(g) = &garbage {
+        if let Some((g, askers)) = &garbage {
+            header(
+                out,
+                "vidar_reid_requests_refused_total",
+                "counter",
+                "Re-ID requests refused: from a node the plan does not pair with this one, or naming itself differently from its key.",
+            );
+            let _ = writeln!(
+                out,
+                "vidar_reid_requests_refused_total{{node=\"{node_id}\"}} {}",
+                askers.load(std::sync::atomic::Ordering::Relaxed)
+            );
             header(
                 out,
                 "vidar_messages_refused_total",

@@ -201,11 +201,19 @@ impl Site {
         let site = format!("t{}", std::process::id());
         let zport = free_port();
         let http = free_port();
+        // The site runs as in production: mutual TLS from a site CA, the
+        // master's access list; "rogue" is enrolled too, and attacks in 4.
+        let ca = dir.path().join("ca");
+        vidar_link::pki::init_ca(&ca, &site, 30).expect("ca init");
+        for n in ["edge-1", "edge-2", "edge-3", "rogue"] {
+            vidar_link::pki::enroll(&ca, &NodeId::new(n).expect("id"), 30).expect("enroll");
+        }
         let mut toml = format!(
             "master_id = \"master\"\ndatabase = \"{db}\"\nhttp_addr = \"127.0.0.1:{http}\"\n\
              sync_every_s = 2\nplan_every_s = 60\nnode_timeout_s = 3\nauth = \"none\"\n\
-             [cluster]\nsite = \"{site}\"\nlisten = [\"tcp/127.0.0.1:{zport}\"]\n",
-            db = dir.path().join("global.db").display()
+             [cluster]\nsite = \"{site}\"\nlisten = [\"tls/127.0.0.1:{zport}\"]\nbundle = \"{bundle}\"\n",
+            db = dir.path().join("global.db").display(),
+            bundle = ca.join("master").display()
         );
         for (name, _, pin) in CAMERAS {
             toml.push_str(&format!(
@@ -255,13 +263,13 @@ impl Site {
         let toml = format!(
             "node_id = \"{id}\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:{metrics}\"\n\
              inference_workers = 1\n[models.runtime]\nintra_threads = 1\n[detector]\nmax_batch = 1\n\
-             [cluster]\nsite = \"{site}\"\nconnect = [\"tcp/127.0.0.1:{zport}\"]\nlisten = [\"tcp/127.0.0.1:{lport}\"]\n\
+             [cluster]\nsite = \"{site}\"\nconnect = [\"tls/127.0.0.1:{zport}\"]\nbundle = \"{bundle}\"\n\
              [sharing]\nstatus_every_ms = 500\nreid_timeout_ms = 2000\n{capacity}\
              [sharing.ingest]\ntransport = \"tcp\"\nbackoff_initial_ms = 200\nbackoff_max_ms = 1000\n",
             db = db.display(),
             site = self.site,
             zport = self.zport,
-            lport = free_port(),
+            bundle = self.dir.path().join("ca").join("nodes").join(&id).display(),
         );
         let cfg = self.dir.path().join(format!("{id}.toml"));
         std::fs::write(&cfg, toml).expect("edge config");
@@ -435,19 +443,26 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
     );
     eprintln!("identity {shared} seen on both nodes' cameras");
 
-    // 4. Garbage and wrong-version messages on Vidar's keys: counted, ignored.
+    // 4. An enrolled but rogue node: forgeries under other names (a plan
+    // versioned u64::MAX taking every camera away, edge-1's status and
+    // identities, merges) are dropped by the master's access list; garbage
+    // and wrong-version messages under its own name are counted, ignored.
     let plan_before = site.plan().and_then(|p| p.get("version").cloned());
     {
         let settings = vidar_link::LinkSettings {
             site: site.site.clone(),
-            connect: vec![format!("tcp/127.0.0.1:{}", site.zport)],
+            connect: vec![format!("tls/127.0.0.1:{}", site.zport)],
+            bundle: Some(site.dir.path().join("ca").join("nodes").join("rogue")),
+            // A peer does not wait at open for the router.
+            mode: Some(vidar_link::Mode::Peer),
             ..Default::default()
         };
         let session = settings
-            .open_session(vidar_link::Mode::Client)
-            .expect("test session");
+            .open_session(vidar_link::Mode::Peer)
+            .expect("rogue session");
         let keys = Keys::new(&site.site).expect("keys");
         let node = NodeId::new("edge-1").expect("id");
+        let rogue = NodeId::new("rogue").expect("id");
         let plan = Plan {
             version: u64::MAX / 2,
             issued_ms: 0,
@@ -474,6 +489,8 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
                 keys.status(&node),
                 keys.identities(&node),
                 keys.merges(),
+                keys.status(&rogue),
+                keys.identities(&rogue),
             ] {
                 session
                     .put(&key, b"\x00garbage".to_vec())
@@ -489,7 +506,7 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
         let _ = session.close().wait();
     }
     site.wait(
-        "garbage counted by the nodes",
+        "garbage under the rogue's own name counted by the nodes",
         Duration::from_secs(20),
         || {
             site.edges

@@ -416,4 +416,18 @@ mod tests {
         assert!(m.live().is_empty());
         assert_eq!(m.refused(), 1);
     }
+
+    #[test]
+    fn only_enrolled_nodes_join_and_the_others_are_counted() {
+        let (tx, _rx) = mpsc::sync_channel(1);
+        let m = Membership::enrolled(Duration::from_secs(5), tx, &[id("a")]);
+        for n in ["a", "ghost"] {
+            m.token(id(n), true);
+            m.status(&id(n), status(n));
+        }
+        assert_eq!(m.reachable(), vec![id("a")]);
+        assert_eq!(m.live().len(), 1);
+        assert_eq!(m.unknown(), 2, "the ghost's token and status");
+        assert!(m.snapshot().iter().all(|n| n.node == id("a")));
+    }
 }

@@ -36,7 +36,7 @@ pub(super) struct Shared {
     pub(super) acked: AtomicU64,
     /// Re-ID requests refused: an asker the plan does not pair with us, or
     /// one that names itself differently from its key.
-    pub(super) refused_askers: AtomicU64,
+    pub(super) refused_askers: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -151,7 +151,7 @@ impl Link {
                 routes: Mutex::new(Routes::default()),
                 plan_version: AtomicU64::new(0),
                 acked: AtomicU64::new(0),
-                refused_askers: AtomicU64::new(0),
+                refused_askers: Arc::new(AtomicU64::new(0)),
                 reid_timeout: Duration::from_millis(config.sharing.reid_timeout_ms),
             }),
         })
@@ -162,8 +162,96 @@ impl Link {
         Arc::clone(self.shared.link.garbage())
     }
 
+    /// Re-ID requests refused (an asker the plan does not pair with this
+    /// node, or one naming itself differently from its key).
+    pub fn refused_askers(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.shared.refused_askers)
+    }
+
     /// The re-ID worker's cluster handle.
     pub fn reid(&self) -> Box<dyn ClusterReid> {
         Box::new(ReidLink(Arc::clone(&self.shared)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vidar_protocol::{CameraId, TrackId};
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).expect("id")
+    }
+
+    fn shared() -> Shared {
+        let link = vidar_link::LinkSettings {
+            site: format!("shared{}", std::process::id()),
+            listen: vec!["tcp/127.0.0.1:0".into()],
+            ..Default::default()
+        }
+        .open(Mode::Peer)
+        .expect("link");
+        Shared {
+            node: id("server"),
+            link,
+            routes: Mutex::new(Routes::default()),
+            plan_version: AtomicU64::new(0),
+            reid_timeout: Duration::from_secs(1),
+            acked: AtomicU64::new(0),
+            refused_askers: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn request(from: &str) -> ReidRequest {
+        ReidRequest {
+            from: id(from),
+            request_id: 1,
+            crops: vec![vidar_protocol::messages::Crop {
+                camera: CameraId::new("c").expect("id"),
+                track: TrackId(1),
+                capture_ms: 0,
+                width: 1,
+                height: 1,
+                encoding: vidar_protocol::messages::CropEncoding::Rgb8,
+                data: vec![0, 0, 0],
+            }],
+        }
+    }
+
+    #[test]
+    fn only_askers_the_plan_pairs_with_us_are_served_under_their_own_name() {
+        let sh = shared();
+        let keys = sh.link.keys().clone();
+        let key = keys.reid(&id("server"), &id("a"));
+        // No plan yet: nobody is paired with us.
+        let e = sh.asker_allowed(&key, &request("a")).expect_err("unpaired");
+        assert!(e.contains("plan"), "{e}");
+        sh.routes.lock().expect("lock").askers.insert(id("a"));
+        assert_eq!(sh.asker_allowed(&key, &request("a")), Ok(()));
+        // Says it is b but asks under a's name; asks under b's name; sent to
+        // another server; not a re-ID key.
+        assert!(sh.asker_allowed(&key, &request("b")).is_err());
+        let as_b = keys.reid(&id("server"), &id("b"));
+        assert!(sh.asker_allowed(&as_b, &request("b")).is_err());
+        let elsewhere = keys.reid(&id("other"), &id("a"));
+        assert!(sh.asker_allowed(&elsewhere, &request("a")).is_err());
+        assert!(sh.asker_allowed(&keys.plan(), &request("a")).is_err());
+        sh.link.close();
+    }
+
+    #[test]
+    fn identities_are_taken_only_from_the_node_their_key_names() {
+        let keys = vidar_protocol::Keys::new("s").expect("keys");
+        let a = IdentityAnnounce {
+            identity: vidar_protocol::IdentityId(5),
+            node: id("a"),
+            camera: CameraId::new("c").expect("id"),
+            seen_ms: 0,
+            embedding: vec![1.0],
+            model: "m".into(),
+        };
+        assert!(announced_by(&keys, &keys.identities(&id("a")), &a));
+        assert!(!announced_by(&keys, &keys.identities(&id("b")), &a));
+        assert!(!announced_by(&keys, &keys.identities_all(), &a));
     }
 }

@@ -397,6 +397,7 @@ mod tests {
             site = "plant-3"
             mode = "router"
             listen = ["tcp/0.0.0.0:7447"]
+            insecure_plaintext = true
 
             [[cameras]]
             camera = "lobby"

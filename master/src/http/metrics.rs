@@ -138,6 +138,12 @@ pub fn render_metrics(ctx: &ApiContext) -> String {
         &[(None, ctx.refused() as f64)],
     );
     metric(
+        "vidar_master_unknown_nodes_total",
+        "counter",
+        "Liveliness tokens and statuses of node ids not on the site's roster, ignored.",
+        &[(None, ctx.membership.unknown() as f64)],
+    );
+    metric(
         "vidar_master_identity_announcements_total",
         "counter",
         "Identity announcements received.",

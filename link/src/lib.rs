@@ -37,8 +37,9 @@ pub struct LinkSettings {
     /// Endpoints to connect to, e.g. `["tcp/10.0.0.2:7447"]`.
     #[serde(default)]
     pub connect: Vec<String>,
-    /// Endpoints to listen on, e.g. `["tcp/0.0.0.0:7447"]`; empty = zenoh's
-    /// default for the mode.
+    /// Endpoints to listen on, e.g. `["tls/0.0.0.0:7447"]`; empty = loopback
+    /// (`tcp/127.0.0.1:7447` for a router, any port for a peer), or zenoh's
+    /// default for the mode (every interface) with `insecure_plaintext`.
     #[serde(default)]
     pub listen: Vec<String>,
     /// Find peers by UDP multicast on the LAN. Default false: list `connect`
@@ -251,9 +252,6 @@ impl LinkSettings {
         if self.insecure_plaintext {
             return;
         }
-        if self.listen.is_empty() && self.mode != Some(Mode::Client) {
-            p.push("cluster.listen: empty, so zenoh would listen on every interface in plain TCP; give a loopback endpoint (tcp/127.0.0.1:7447), or set cluster.bundle".into());
-        }
         if self.multicast_scouting {
             p.push("cluster.multicast_scouting: finds peers across the LAN in plain TCP; set cluster.bundle, or insecure_plaintext = true".into());
         }
@@ -312,6 +310,14 @@ impl LinkSettings {
         }
         if !self.listen.is_empty() || bundle.is_some() {
             set("listen/endpoints", json(&self.listen))?;
+        } else if !self.insecure_plaintext {
+            // zenoh's default would be every interface, in plain TCP.
+            let loopback = match mode {
+                Mode::Router => vec!["tcp/127.0.0.1:7447".to_string()],
+                Mode::Peer => vec!["tcp/127.0.0.1:0".to_string()],
+                Mode::Client => Vec::new(),
+            };
+            set("listen/endpoints", json(&loopback))?;
         }
         set(
             "scouting/multicast/enabled",
@@ -332,6 +338,18 @@ impl LinkSettings {
             secure::apply(&mut config, b, &keys, &enrolled)?;
         }
         Ok(config)
+    }
+
+    /// The endpoints the session will listen on, as zenoh's JSON (what
+    /// an empty `listen` becomes).
+    pub fn listen_json(&self, default_mode: Mode) -> Result<String, LinkError> {
+        let bundle = self.bundle()?;
+        self.zenoh_config(default_mode, bundle.as_ref())?
+            .get_json("listen/endpoints")
+            .map_err(|e| LinkError::Setting {
+                key: "listen",
+                reason: e.to_string(),
+            })
     }
 
     fn effective_mode(&self, default_mode: Mode, bundle: Option<&Bundle>) -> Mode {

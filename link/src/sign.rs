@@ -176,7 +176,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// Bytes from lower- or upper-case hex.
 pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

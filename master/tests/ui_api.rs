@@ -538,3 +538,35 @@ fn misconfigured_tls_and_auth_are_refused() {
     let e = parse("[[users]]\nname = \"x\"\nrole = \"admin\"\npassword_hash = \"x\"\n");
     assert!(e.contains("users[0].password_hash"), "{e}");
 }
+
+#[test]
+fn only_allowed_host_names_are_answered() {
+    // The test master listens on loopback: loopback names only by default.
+    let s = site("");
+    let a = s.master.http_addr();
+    let port = a.port();
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
+        let r = get(a, "/login", &[("Host", &host)]);
+        assert_eq!(r.status, 200, "{host}");
+    }
+    // A DNS-rebinding page: its name, our address.
+    for path in ["/login", "/api/plan", "/metrics", "/"] {
+        let r = get(a, path, &[("Host", &format!("attacker.example:{port}"))]);
+        assert_eq!(r.status, 421, "{path}: {}", r.text());
+        assert!(r.text().contains("attacker.example"), "{path}");
+    }
+    // Probes answer any name.
+    let r = get(a, "/healthz", &[("Host", "10.1.2.3:8080")]);
+    assert_eq!(r.status, 200);
+    s.master.shutdown().expect("clean shutdown");
+
+    // A configured list replaces the default.
+    let s = site("allowed_hosts = [\"vidar.example.com\"]");
+    let a = s.master.http_addr();
+    assert_eq!(
+        get(a, "/login", &[("Host", "VIDAR.example.com:443")]).status,
+        200
+    );
+    assert_eq!(get(a, "/login", &[("Host", &a.to_string())]).status, 421);
+    s.master.shutdown().expect("clean shutdown");
+}

@@ -78,6 +78,14 @@ pub struct MasterConfig {
     /// network). Default false.
     #[serde(default)]
     pub metrics_public: bool,
+    /// Host names the UI and API answer to (the `Host` header, port
+    /// ignored), e.g. `["vidar.example.com"]`: other names get 421, which
+    /// stops DNS-rebinding pages from reaching the API through a browser.
+    /// Empty (the default): `localhost`, `127.0.0.1` and `::1` when
+    /// `http_addr` is on loopback, any name otherwise. `/healthz` answers
+    /// every name (probes).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// PEM certificate chain: with `tls_key`, the HTTP API and UI are served
     /// over HTTPS only. Default none (plain HTTP).
     #[serde(default)]

@@ -82,6 +82,45 @@ pub async fn authenticate(
     next.run(req).await
 }
 
+/// Answers 421 to a request whose `Host` is not one of
+/// [`UiState::allowed_hosts`](super::state::UiState::allowed_hosts) (a page
+/// on another name, e.g. DNS rebinding, reaching the API through a browser);
+/// `/healthz` answers every name, for probes.
+pub async fn check_host(State(ctx): State<Arc<ApiContext>>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if req.uri().path() == "/healthz" || host_allowed(&ctx.ui.allowed_hosts, host) {
+        return next.run(req).await;
+    }
+    let shown = host.unwrap_or("(none)");
+    tracing::debug!(host = shown, "request for a host name not served");
+    let body = json!({
+        "error": format!("Host {shown:?} is not served here (allowed_hosts in the master's config)"),
+        "parameter": null
+    });
+    (StatusCode::MISDIRECTED_REQUEST, Json(body)).into_response()
+}
+
+/// Whether `host` (a `Host` header: name or address, maybe a port) is in
+/// `allowed` (lower-case names without port); an empty list allows any.
+pub fn host_allowed(allowed: &[String], host: Option<&str>) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(host) = host else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        // [v6]:port or [v6]
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    allowed.contains(&name)
+}
+
 /// Whether a browser's `Origin` (when it sends one) names the `Host` asked.
 pub fn same_origin(h: &HeaderMap) -> bool {
     let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
@@ -164,5 +203,34 @@ mod tests {
             (header::ORIGIN, "null"),
         ])));
         assert!(!same_origin(&headers(&[(header::ORIGIN, "http://m")])));
+    }
+
+    #[test]
+    fn hosts_match_by_name_whatever_the_port_or_case() {
+        let list: Vec<String> = ["localhost", "127.0.0.1", "::1", "vidar.example.com"]
+            .map(String::from)
+            .to_vec();
+        for ok in [
+            "localhost:8080",
+            "127.0.0.1:8080",
+            "127.0.0.1",
+            "[::1]:8080",
+            "Vidar.Example.COM",
+            "vidar.example.com.:443",
+        ] {
+            assert!(host_allowed(&list, Some(ok)), "{ok}");
+        }
+        for bad in [
+            "attacker.example:8080",
+            "127.0.0.2:8080",
+            "[::2]:80",
+            "",
+            "localhost.evil",
+        ] {
+            assert!(!host_allowed(&list, Some(bad)), "{bad}");
+        }
+        assert!(!host_allowed(&list, None));
+        assert!(host_allowed(&[], Some("anything")));
+        assert!(host_allowed(&[], None));
     }
 }

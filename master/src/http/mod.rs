@@ -79,11 +79,13 @@ pub fn app(state: Arc<ApiContext>) -> Router {
         .route("/static/app.js", get(pages::app_js))
         .route("/static/app.css", get(pages::app_css));
     let tls = state.ui.auth.tls();
+    let check_host = from_fn_with_state(state.clone(), middleware::check_host);
     let router = Router::new()
         .merge(api)
         .route("/healthz", get(cluster::healthz))
         .route("/metrics", scrape)
         .merge(pages)
+        .layer(check_host)
         .with_state(state);
     if tls {
         router.layer(axum::middleware::from_fn(middleware::security_headers_tls))

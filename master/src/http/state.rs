@@ -74,6 +74,8 @@ pub struct UiState {
     pub site: String,
     /// Password checks allowed at once ([`MAX_PASSWORD_CHECKS`]).
     pub password_checks: tokio::sync::Semaphore,
+    /// The `Host` names answered (lower case, no port); empty: any.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl UiState {
@@ -89,7 +91,29 @@ impl UiState {
                 .transpose()?
                 .map(Arc::new),
             site: c.cluster.site.clone(),
+            allowed_hosts: allowed_hosts(c),
             password_checks: tokio::sync::Semaphore::new(MAX_PASSWORD_CHECKS),
         })
+    }
+}
+
+/// The host names the UI and API answer to: the configured ones, or the
+/// loopback names when `http_addr` is on loopback, or any (empty).
+fn allowed_hosts(c: &MasterConfig) -> Vec<String> {
+    if !c.allowed_hosts.is_empty() {
+        return c
+            .allowed_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+    }
+    let loopback = c
+        .http_addr
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback());
+    if loopback {
+        ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec()
+    } else {
+        Vec::new()
     }
 }

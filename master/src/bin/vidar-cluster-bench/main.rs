@@ -62,11 +62,20 @@ struct Args {
     /// plaintext and mTLS (re-ID round trip, then sync of `--records`).
     #[arg(long)]
     compare_tls: Option<usize>,
+    /// (Internal, for --compare-tls: one re-ID side in a fresh process.)
+    #[arg(long, hide = true)]
+    reid_side: Option<usize>,
+    /// (Internal: the CA directory of the mTLS side.)
+    #[arg(long, hide = true)]
+    ca: Option<std::path::PathBuf>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     let mut rows: Vec<(String, String, String)> = Vec::new();
+    if let Some(side) = args.reid_side {
+        return tls::one_side(side, args.requests, args.crop_bytes, args.ca.as_deref());
+    }
     if let Some(rounds) = args.compare_tls {
         tls::compare(
             rounds,

@@ -39,7 +39,7 @@ pub fn round_trip(
     crop_bytes: usize,
     rows: &mut Vec<(String, String, String)>,
 ) -> Result<()> {
-    let r = measure(requests, crop_bytes, None)?;
+    let r = measure(requests, crop_bytes, None, false)?;
     let how = format!(
         "{} requests of 8 crops x {} B ({} B encoded), one at a time, router + 2 peers on loopback, no inference",
         requests, crop_bytes, r.bytes
@@ -58,9 +58,15 @@ pub fn round_trip(
     Ok(())
 }
 
-/// One run: plaintext peers, or (with a CA directory whose `server` and
-/// `client` nodes are enrolled) clients over mutual TLS.
-pub fn measure(requests: usize, crop_bytes: usize, ca: Option<&Path>) -> Result<RoundTrip> {
+/// One run: plaintext peers (or clients of the router, `clients`), or (with
+/// a CA directory whose `server` and `client` nodes are enrolled) clients
+/// over mutual TLS.
+pub fn measure(
+    requests: usize,
+    crop_bytes: usize,
+    ca: Option<&Path>,
+    clients: bool,
+) -> Result<RoundTrip> {
     let port = free_port()?;
     let (site, router) = match ca {
         None => {
@@ -87,6 +93,13 @@ pub fn measure(requests: usize, crop_bytes: usize, ca: Option<&Path>) -> Result<
     };
     let peer = |name: &str| -> Result<vidar_link::Link> {
         Ok(match ca {
+            None if clients => LinkSettings {
+                site: site.clone(),
+                connect: vec![format!("tcp/127.0.0.1:{port}")],
+                mode: Some(Mode::Client),
+                ..Default::default()
+            }
+            .open(Mode::Client)?,
             None => LinkSettings {
                 site: site.clone(),
                 connect: vec![format!("tcp/127.0.0.1:{port}")],

@@ -52,50 +52,149 @@ fn run(
     for n in ["server", "client"] {
         vidar_link::pki::enroll(&ca, &NodeId::new(n)?, 30)?;
     }
-    let (mut p99, mut crops, mut sync_rate) = (
-        [Vec::new(), Vec::new()],
-        [Vec::new(), Vec::new()],
-        [Vec::new(), Vec::new()],
-    );
+    // Re-ID sides: plaintext peers (direct), plaintext clients through the
+    // router (the topology a bundle imposes), mTLS clients through the
+    // router's access list.
+    let sides = [
+        ("plaintext peers", false, false),
+        ("plaintext clients", false, true),
+        ("mTLS clients", true, true),
+    ];
+    let mut p99 = [Vec::new(), Vec::new(), Vec::new()];
+    let mut crops = [Vec::new(), Vec::new(), Vec::new()];
+    let mut sync_rate = [Vec::new(), Vec::new()];
+    let mut crashed = [0usize; 3];
     for round in 0..rounds {
+        for (side, (name, _, _)) in sides.iter().enumerate() {
+            // Each side in a fresh process: zenoh's runtime is per process,
+            // and a crash of one side must not end the benchmark.
+            let out = std::process::Command::new(std::env::current_exe()?)
+                .args(["--reid-side", &side.to_string()])
+                .args(["--requests", &requests.to_string()])
+                .args(["--crop-bytes", &crop_bytes.to_string()])
+                .arg("--ca")
+                .arg(&ca)
+                .output()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let parsed = text.lines().find_map(|l| {
+                let v: Vec<f64> = l
+                    .strip_prefix("SIDE ")?
+                    .split(' ')
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                (v.len() == 2).then(|| (v[0], v[1]))
+            });
+            match parsed {
+                Some((p, c)) if out.status.success() => {
+                    p99[side].push(p);
+                    crops[side].push(c);
+                    eprintln!("round {round} {name}: re-ID p99 {p:.2} ms, {c:.0} crops/s");
+                }
+                _ => {
+                    // Rounds stay aligned: a failed run is NaN, left out.
+                    p99[side].push(f64::NAN);
+                    crops[side].push(f64::NAN);
+                    crashed[side] += 1;
+                    eprintln!(
+                        "round {round} {name}: FAILED ({}): {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr)
+                            .lines()
+                            .last()
+                            .unwrap_or("")
+                    );
+                }
+            }
+        }
         for (side, secure) in [(0, false), (1, true)] {
-            let r = reid::measure(requests, crop_bytes, secure.then_some(ca.as_path()))?;
-            p99[side].push(r.p99);
-            crops[side].push(r.crops_s);
             let (rate, _) = sync::measure(records, dir, secure)?;
             sync_rate[side].push(rate);
-            eprintln!(
-                "round {round} {}: re-ID p99 {:.2} ms, {:.0} crops/s; sync {rate:.0} records/s",
-                if secure { "mTLS" } else { "plaintext" },
-                r.p99,
-                r.crops_s
-            );
+            let name = if secure { "mTLS" } else { "plaintext" };
+            eprintln!("round {round} sync {name}: {rate:.0} records/s");
         }
     }
-    let ratio =
-        |v: &[Vec<f64>; 2]| -> Vec<f64> { v[0].iter().zip(&v[1]).map(|(a, b)| b / a).collect() };
     let how = format!(
-        "{rounds} rounds, plaintext and mTLS interleaved; ratio = mTLS / plaintext per round, median (min-max)"
+        "{rounds} rounds, sides interleaved in each round; ratio = B / A per round, median (min-max)"
     );
-    for (name, v, fmt) in [
-        ("remote re-ID p99 of 8 crops, ms", &p99, 2usize),
-        ("remote re-ID crops/s, 4 in flight", &crops, 0),
-        ("sync throughput, records/s", &sync_rate, 0),
-    ] {
-        let r = ratio(v);
+    let table: [(&str, &[f64], &[f64], usize); 5] = [
+        (
+            "re-ID p99 of 8 crops, ms: A plaintext clients, B mTLS clients",
+            &p99[1],
+            &p99[2],
+            2,
+        ),
+        (
+            "re-ID p99 of 8 crops, ms: A plaintext peers, B mTLS clients",
+            &p99[0],
+            &p99[2],
+            2,
+        ),
+        (
+            "re-ID crops/s, 4 in flight: A plaintext clients, B mTLS clients",
+            &crops[1],
+            &crops[2],
+            0,
+        ),
+        (
+            "re-ID crops/s, 4 in flight: A plaintext peers, B plaintext clients",
+            &crops[0],
+            &crops[1],
+            0,
+        ),
+        (
+            "sync records/s: A plaintext, B mTLS",
+            &sync_rate[0],
+            &sync_rate[1],
+            0,
+        ),
+    ];
+    for (side, (name, _, _)) in sides.iter().enumerate() {
+        if crashed[side] > 0 {
+            rows.push((
+                format!("re-ID {name}: runs that failed"),
+                format!("{} of {rounds}", crashed[side]),
+                "the side's process exited without a result (see stderr); its rounds are left out of the ratios".into(),
+            ));
+        }
+    }
+    for (name, a, b, fmt) in table {
+        let r: Vec<f64> = a
+            .iter()
+            .zip(b)
+            .map(|(a, b)| b / a)
+            .filter(|x| x.is_finite())
+            .collect();
+        if r.is_empty() {
+            continue;
+        }
+        let a: Vec<f64> = a.iter().copied().filter(|x| x.is_finite()).collect();
+        let b: Vec<f64> = b.iter().copied().filter(|x| x.is_finite()).collect();
         rows.push((
-            format!("{name}: plaintext / mTLS (ratio)"),
+            format!("{name} (ratio)"),
             format!(
-                "{:.*} / {:.*} ({:.3}, {})",
+                "A {:.*} / B {:.*} ({:.3}, {})",
                 fmt,
-                median(v[0].clone()),
+                median(a),
                 fmt,
-                median(v[1].clone()),
+                median(b),
                 median(r.clone()),
                 spread(&r)
             ),
             how.clone(),
         ));
     }
+    Ok(())
+}
+
+/// One re-ID side (0: plaintext peers, 1: plaintext clients, 2: mTLS
+/// clients with the CA in `ca`), printed as `SIDE p99_ms crops_per_s`.
+pub fn one_side(side: usize, requests: usize, crop_bytes: usize, ca: Option<&Path>) -> Result<()> {
+    let (ca, clients) = match side {
+        0 => (None, false),
+        1 => (None, true),
+        _ => (ca, true),
+    };
+    let r = reid::measure(requests, crop_bytes, ca, clients)?;
+    println!("SIDE {} {}", r.p99, r.crops_s);
     Ok(())
 }

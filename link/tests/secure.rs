@@ -103,6 +103,19 @@ fn arrives(put: impl Fn(), rx: &mpsc::Receiver<u64>, n: u64, what: &str) {
     }
 }
 
+/// Serves `key` on `link` as node a, echoing the request's `after_seq`.
+fn echo(link: &Link, key: &str) -> vidar_link::Service {
+    link.serve(key, |q: SyncRequest, r: Responder<SyncBatch>| {
+        r.reply(Ok(SyncBatch {
+            node: id("a"),
+            records: Vec::new(),
+            last_seq: q.after_seq,
+            more: false,
+        }))
+    })
+    .expect("serve")
+}
+
 fn raw_put(session: &zenoh::Session, key: &str, m: &SyncRequest) {
     let bytes = vidar_protocol::encode(m).expect("encode");
     session.put(key, bytes).wait().expect("put");
@@ -166,19 +179,7 @@ fn enrolled_nodes_do_their_part_and_nothing_else_gets_through() {
 
     // Sync: a serves its own key; the rogue may neither serve a's key (to
     // answer for it) nor ask it (to read a's records).
-    let _a_sync = a
-        .serve(
-            &keys.sync(&id("a")),
-            |q: SyncRequest, r: Responder<SyncBatch>| {
-                r.reply(Ok(SyncBatch {
-                    node: id("a"),
-                    records: Vec::new(),
-                    last_seq: q.after_seq,
-                    more: false,
-                }))
-            },
-        )
-        .expect("serve");
+    let _a_sync = echo(&a, &keys.sync(&id("a")));
     let _fake = rogue
         .declare_queryable(keys.sync(&id("a")))
         .callback(|q| {
@@ -214,19 +215,7 @@ fn enrolled_nodes_do_their_part_and_nothing_else_gets_through() {
     );
 
     // Re-ID: b may ask a under its own name; the rogue may not ask as b.
-    let _a_reid = a
-        .serve(
-            &keys.reid_served_by(&id("a")),
-            |q: SyncRequest, r: Responder<SyncBatch>| {
-                r.reply(Ok(SyncBatch {
-                    node: id("a"),
-                    records: Vec::new(),
-                    last_seq: q.after_seq,
-                    more: false,
-                }))
-            },
-        )
-        .expect("serve");
+    let _a_reid = echo(&a, &keys.reid_served_by(&id("a")));
     std::thread::sleep(QUIET);
     let answer: SyncBatch = b
         .request(

@@ -140,6 +140,18 @@ impl Master {
             _ => None,
         };
         let writer = WriterConfig::new(&config.database, master_id).build()?;
+        if config.check_database_at_start {
+            // Damage found now is damage never built upon: stop and restore.
+            let t0 = std::time::Instant::now();
+            vidar_store::maintenance::check(
+                &config.database,
+                vidar_store::maintenance::Check::Quick,
+            )?;
+            tracing::info!(
+                took_ms = t0.elapsed().as_millis() as u64,
+                "database integrity checked"
+            );
+        }
         let link = config.cluster.open(Mode::Router)?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut guard = StopOnDrop(stop.clone(), false);

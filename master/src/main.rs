@@ -46,6 +46,29 @@ enum Command {
         #[arg(long, default_value_t = vidar_master::password::DEFAULT_ITERATIONS)]
         iterations: u32,
     },
+    /// Copies the global database into a new file while the master runs
+    /// (a consistent snapshot, checked before it is called good). Restore:
+    /// stop the master, copy the file over the database, start it.
+    Backup {
+        /// The master's config (its `database`).
+        #[arg(
+            long,
+            conflicts_with = "database",
+            required_unless_present = "database"
+        )]
+        config: Option<PathBuf>,
+        /// Or the database file itself.
+        #[arg(long)]
+        database: Option<PathBuf>,
+        /// The new file (must not exist).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Checks a database (SQLite's full integrity check); exit 1 if damaged.
+    CheckDatabase {
+        /// The database file.
+        database: PathBuf,
+    },
     /// The site certificate authority.
     Ca {
         #[command(subcommand)]
@@ -112,6 +135,31 @@ fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::HashPassword { iterations } => hash_password(iterations),
+        Command::Backup {
+            config,
+            database,
+            to,
+        } => {
+            let db = match (config, database) {
+                (_, Some(db)) => db,
+                (Some(c), None) => MasterConfig::load(&c)?.database,
+                (None, None) => anyhow::bail!("--config or --database is required"),
+            };
+            let b = vidar_store::maintenance::backup(&db, &to)
+                .with_context(|| format!("backing up {}", db.display()))?;
+            println!(
+                "{}: {} bytes, checked, in {:.1} s",
+                b.path.display(),
+                b.bytes,
+                b.took.as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::CheckDatabase { database } => {
+            vidar_store::maintenance::check(&database, vidar_store::maintenance::Check::Full)?;
+            println!("{}: ok", database.display());
+            Ok(())
+        }
         Command::Ca {
             command:
                 CaCommand::Init {

@@ -106,6 +106,14 @@ pub enum StoreError {
         /// One line per problem.
         problems: Vec<String>,
     },
+    /// SQLite's integrity check found damage.
+    #[error("{}: damaged ({} problem(s), first: {}); restore it from a backup (docs/deploy.md)", path.display(), problems.len(), problems.first().map_or("", |p| p.as_str()))]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What the check reported, at most 20 lines.
+        problems: Vec<String>,
+    },
 }
 
 pub(crate) fn sqlite<'a>(

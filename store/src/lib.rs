@@ -36,6 +36,7 @@
 
 pub mod boxpath;
 mod error;
+pub mod maintenance;
 mod reader;
 mod record;
 mod rows;

@@ -196,7 +196,7 @@ fn check_application_id(conn: &Connection, path: &Path, version: u32) -> Result<
 /// Creates the database file readable and writable by its owner only
 /// (0600) when it does not exist yet; SQLite gives its WAL and shared-memory
 /// files the database file's permissions. An existing file is left as it is.
-fn create_private(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_private(path: &Path) -> Result<(), StoreError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;

@@ -86,6 +86,11 @@ pub struct MasterConfig {
     /// every name (probes).
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// Run SQLite's quick integrity check on the global database at start
+    /// (linear in its size: about a second per GB) and refuse to start on a
+    /// damaged file. Default true.
+    #[serde(default = "yes")]
+    pub check_database_at_start: bool,
     /// PEM certificate chain: with `tls_key`, the HTTP API and UI are served
     /// over HTTPS only. Default none (plain HTTP).
     #[serde(default)]
@@ -187,6 +192,10 @@ pub enum ConfigError {
         /// One line per problem, each starting with its key.
         problems: Vec<String>,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl MasterConfig {

@@ -55,6 +55,12 @@ pub struct ClusterStart {
 /// Builds every part, failing early, with the file and problem named, on a
 /// bad model, database or camera config.
 pub fn build(config: &EdgeConfig) -> Result<Built> {
+    build_until(config, &Shutdown::new())
+}
+
+/// [`build`], giving up when `stop` is triggered while it waits (for the
+/// master's router, in a cluster).
+pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
     let store = match &config.models.dir {
         Some(dir) => ModelStore::new(dir, Manifest::builtin()?),
         None => {
@@ -78,7 +84,7 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
     // In a cluster: join it, and measure what this node can do for the master's plans.
     let link = match &config.cluster {
         Some(settings) => {
-            let link = cluster::Link::open(config, settings)?;
+            let link = cluster::Link::open(config, settings, stop)?;
             let capacity =
                 crate::profiling::profile(config, detectors.as_mut_slice(), &mut embedder);
             tracing::info!(
@@ -274,7 +280,15 @@ pub fn run(config: EdgeConfig, shutdown: Shutdown, status_every_s: u64) -> Resul
         store,
         registry,
         cluster,
-    } = build(&config)?;
+    } = match build_until(&config, &shutdown) {
+        Ok(b) => b,
+        // Stopped (SIGTERM) before the node was up: a clean exit.
+        Err(e) if shutdown.reason().is_some_and(|r| !r.failure) => {
+            tracing::info!(error = %format!("{e:#}"), "stopped before the node started");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     let detector_threads = analysis.detectors.threads();
     let board = Arc::clone(&statuses);
     let summary_metrics = Arc::clone(&node_metrics);

@@ -623,3 +623,39 @@ fn a_detector_slower_than_the_cameras_drops_frames_and_latency_stays_flat() {
         "latency does not build up: p99 {p1} s then {p2} s"
     );
 }
+
+/// A node with a bundle joins through the master's router and waits for it
+/// (zenoh clients open only once connected); it says so, and SIGTERM while
+/// it waits stops it cleanly (issue 16).
+#[test]
+fn a_node_waiting_for_its_master_says_so_and_stops_on_sigterm() {
+    require_env();
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = dir.path().join("ca");
+    vidar_link::pki::init_ca(&ca, "waiting", 30).expect("ca");
+    let id = vidar_protocol::NodeId::new("edge-t").expect("id");
+    let bundle = vidar_link::pki::enroll(&ca, &id, 30).expect("enroll");
+    // Nobody listens on this port: the master is down.
+    let extra = format!(
+        "[cluster]\nsite = \"waiting\"\nconnect = [\"tls/127.0.0.1:{}\"]\nbundle = \"{}\"\n",
+        free_port(),
+        bundle.display()
+    );
+    let node = Node::start(dir.path(), &[], &extra);
+    let start = Instant::now();
+    while !node.log().contains("waiting for the master's router") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no word of waiting:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = node.log();
+    let status = node.terminate();
+    assert!(
+        status.success(),
+        "clean exit on SIGTERM while waiting: {status:?}\n{log}"
+    );
+}

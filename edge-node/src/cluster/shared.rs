@@ -139,11 +139,45 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
-    /// Opens the session described by the config's `[cluster]` table.
-    pub fn open(config: &EdgeConfig, settings: &vidar_link::LinkSettings) -> Result<Link> {
-        let link = settings
-            .open(Mode::Peer)
-            .context("joining the cluster (config [cluster])")?;
+    /// Opens the session described by the config's `[cluster]` table. A
+    /// node with a bundle is a zenoh client, which opens only once the
+    /// master's router answers: this waits for it (saying so after a few
+    /// seconds) until `stop` is triggered.
+    pub fn open(
+        config: &EdgeConfig,
+        settings: &vidar_link::LinkSettings,
+        stop: &vidar_runtime::Shutdown,
+    ) -> Result<Link> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = settings.clone();
+        std::thread::Builder::new()
+            .name("cluster-open".into())
+            .spawn(move || {
+                let _ = tx.send(s.open(Mode::Peer));
+            })
+            .context("starting the thread that joins the cluster")?;
+        let t0 = Instant::now();
+        let mut told = false;
+        let link = loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(opened) => break opened.context("joining the cluster (config [cluster])")?,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if stop.is_triggered() {
+                        anyhow::bail!(
+                            "stopped while waiting for the master's router at {:?}",
+                            settings.connect
+                        );
+                    }
+                    if !told && t0.elapsed() > Duration::from_secs(3) {
+                        told = true;
+                        tracing::warn!(connect = ?settings.connect, "waiting for the master's router (a node with a bundle joins through it)");
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    anyhow::bail!("the thread joining the cluster ended without a result")
+                }
+            }
+        };
         Ok(Link {
             shared: Arc::new(Shared {
                 node: config.node_id.clone(),

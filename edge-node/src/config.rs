@@ -28,6 +28,10 @@ use vidar_tracker::TrackerConfig;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeConfig {
+    /// The config format (default 1); a newer one than this build reads is
+    /// refused ([`vidar_runtime::config`]).
+    #[serde(default = "vidar_runtime::config::default_version")]
+    pub config_version: u32,
     /// This node's id in the cluster (letters, digits, `_`, `.`, `-`). Required.
     pub node_id: NodeId,
     /// Local SQLite database path. Default `vidar-edge.db`.
@@ -274,6 +278,7 @@ impl EdgeConfig {
     /// Every problem, each naming its key.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
+        p.extend(vidar_runtime::config::version_problem(self.config_version));
         match &self.cluster {
             None if self.cameras.is_empty() => {
                 p.push("cameras: at least one [[cameras]] entry is required (or a [cluster] table, where the master assigns cameras)".into());
@@ -434,6 +439,24 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("'/'")));
+    }
+
+    #[test]
+    fn a_config_from_a_newer_release_is_refused_by_name() {
+        let cam = "[[cameras]]\ncamera = \"c\"\nsource = \"file:///x.mp4\"\n";
+        let ok = EdgeConfig::parse(
+            &format!("config_version = 1\nnode_id = \"e\"\n{cam}"),
+            "e.toml",
+        );
+        assert_eq!(ok.expect("valid").config_version, 1);
+        let err = EdgeConfig::parse(
+            &format!("config_version = 9\nnode_id = \"e\"\n{cam}"),
+            "e.toml",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("config_version: 9 is newer"), "{err}");
     }
 
     #[test]

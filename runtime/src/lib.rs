@@ -2,6 +2,7 @@
 //! token that wakes waiters, a health registry whose failures turn `/healthz`
 //! red and restart or stop under a policy, and HTTP serving with deadlines.
 
+pub mod config;
 pub mod health;
 pub mod http;
 pub mod shutdown;

@@ -25,6 +25,10 @@ const MAX_SYNC_BATCH: u32 = vidar_protocol::messages::MAX_BATCH_RECORDS as u32;
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MasterConfig {
+    /// The config format (default 1); a newer one than this build reads is
+    /// refused (`vidar_runtime::config`).
+    #[serde(default = "vidar_runtime::config::default_version")]
+    pub config_version: u32,
     /// The master's node id: the writer id of the global database, so it must
     /// differ from every edge's id. Default `master`.
     #[serde(default = "default_master_id")]
@@ -228,6 +232,7 @@ impl MasterConfig {
     /// Every problem of the values, each starting with its key.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
+        p.extend(vidar_runtime::config::version_problem(self.config_version));
         if let Err(e) = NodeId::new(&self.master_id) {
             p.push(format!("master_id: {:?}: {e}", self.master_id));
         }
@@ -376,6 +381,16 @@ mod tests {
 
     fn parse(text: &str) -> Result<MasterConfig, ConfigError> {
         MasterConfig::parse(text, Path::new("master.toml"))
+    }
+
+    #[test]
+    fn a_config_from_a_newer_release_is_refused_by_name() {
+        let ok = parse("config_version = 1\ndatabase = \"/tmp/x/g.db\"\nauth = \"none\"\n");
+        assert_eq!(ok.expect("valid").config_version, 1);
+        let err = parse("config_version = 2\ndatabase = \"/tmp/x/g.db\"\nauth = \"none\"\n")
+            .expect_err("newer")
+            .to_string();
+        assert!(err.contains("config_version: 2 is newer"), "{err}");
     }
 
     #[test]

@@ -52,7 +52,9 @@ grep '^serving' "$DEMO/camera.log"
 # The site's keys, as in production (docs/security.md): a site CA, the
 # master's bundle, one enrolled bundle per node; the cluster link is mutual
 # TLS with the master's access list even on loopback.
-"$BIN/vidar-master" ca init --dir "$DEMO/ca" --site demo --enroll edge-1 --enroll edge-2 --if-missing
+"$BIN/vidar-master" ca init --dir "$DEMO/ca" --site demo --enroll edge-1 --enroll edge-2 --if-missing \
+  > "$DEMO/ca.log" || { cat "$DEMO/ca.log"; exit 1; }
+echo "site keys in $DEMO/ca: a site CA and bundles for master, edge-1, edge-2 (mutual TLS, signed plans)"
 
 sed -e "s#127.0.0.1:8554#127.0.0.1:$PORT#g" -e "s#127.0.0.1:8080#127.0.0.1:$HTTP_PORT#" \
     -e "s#127.0.0.1:7447#127.0.0.1:$ZENOH_PORT#" deploy/demo-master.toml > "$DEMO/master.toml"

@@ -261,10 +261,7 @@ impl LinkSettings {
     pub fn bundle(&self) -> Result<Option<Bundle>, LinkError> {
         match &self.bundle {
             None => Ok(None),
-            Some(dir) => Bundle::load(dir).map(Some).map_err(|e| LinkError::Setting {
-                key: "bundle",
-                reason: e.to_string(),
-            }),
+            Some(dir) => Bundle::load(dir).map(Some).map_err(bundle_error),
         }
     }
 
@@ -331,10 +328,7 @@ impl LinkSettings {
             // Nodes learn of each other only through the router.
             set("scouting/gossip/enabled", "false".into())?;
             let keys = self.keys()?;
-            let enrolled = b.enrolled().map_err(|e| LinkError::Setting {
-                key: "bundle",
-                reason: e.to_string(),
-            })?;
+            let enrolled = b.enrolled().map_err(bundle_error)?;
             secure::apply(&mut config, b, &keys, &enrolled)?;
         }
         Ok(config)
@@ -380,10 +374,7 @@ impl LinkSettings {
         };
         if let Some(b) = &bundle {
             trust.authority = Some(b.authority());
-            trust.signer = b.signer().map_err(|e| LinkError::Setting {
-                key: "bundle",
-                reason: e.to_string(),
-            })?;
+            trust.signer = b.signer().map_err(bundle_error)?;
         } else if self.insecure_plaintext
             && self.endpoints().any(|(_, _, e)| !secure::is_loopback(e))
         {
@@ -418,6 +409,14 @@ impl LinkSettings {
             listen: self.listen.clone(),
             reason: e.to_string(),
         })
+    }
+}
+
+/// A bundle that cannot be used, as a `cluster.bundle` setting error.
+fn bundle_error(e: PkiError) -> LinkError {
+    LinkError::Setting {
+        key: "bundle",
+        reason: e.to_string(),
     }
 }
 
@@ -482,13 +481,11 @@ pub(crate) fn request<Q: Message, R: Message>(
             Ok(sample) => {
                 let bytes = sample.payload().to_bytes();
                 let k = sample.key_expr().as_str();
-                match trust.open(k, &bytes) {
-                    Ok(body) => {
-                        if let Some(r) = garbage.decode::<R>(k, body) {
-                            return Ok(r);
-                        }
-                    }
-                    Err(e) => garbage.refuse(k, &e),
+                if let Some(r) = trust
+                    .body(garbage, k, &bytes)
+                    .and_then(|b| garbage.decode::<R>(k, b))
+                {
+                    return Ok(r);
                 }
             }
             Err(e) => {
@@ -548,13 +545,11 @@ pub(crate) fn request_then<Q: Message, R: Message + 'static>(
             Ok(sample) => {
                 let bytes = sample.payload().to_bytes();
                 let k = sample.key_expr().as_str();
-                match trust.open(k, &bytes) {
-                    Ok(body) => {
-                        if let Some(r) = garbage.decode::<R>(k, body) {
-                            once.answer(Ok(r));
-                        }
-                    }
-                    Err(e) => garbage.refuse(k, &e),
+                if let Some(r) = trust
+                    .body(&garbage, k, &bytes)
+                    .and_then(|b| garbage.decode::<R>(k, b))
+                {
+                    once.answer(Ok(r));
                 }
             }
             Err(e) => once.answer(Err(RequestError::Refused(

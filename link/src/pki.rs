@@ -312,6 +312,11 @@ pub fn init_ca(dir: &Path, site: &str, days: u32) -> Result<PathBuf, PkiError> {
     Ok(master)
 }
 
+/// The site of the CA in `dir`.
+pub fn ca_site(dir: &Path) -> Result<String, PkiError> {
+    load_site(dir).map(|s| s.site)
+}
+
 fn load_site(dir: &Path) -> Result<SiteFile, PkiError> {
     let p = dir.join("site.toml");
     let text = std::fs::read_to_string(&p).map_err(|e| {
@@ -455,6 +460,7 @@ mod tests {
         );
         let signer = m.signer().expect("loads").expect("master signs");
         assert!(m.enrolled().expect("roster").is_empty());
+        assert_eq!(ca_site(&dir).expect("site"), "plant");
         // Private files are the owner's only.
         for f in [
             "ca.key",

@@ -52,26 +52,18 @@ pub(crate) fn apply(
     keys: &Keys,
     enrolled: &[NodeId],
 ) -> Result<(), LinkError> {
-    let path =
-        |p: std::path::PathBuf| serde_json::to_string(&p.to_string_lossy()).unwrap_or_default();
-    set(
-        config,
-        "transport/link/tls/root_ca_certificate",
-        &path(b.ca_file()),
-    )?;
-    for k in ["listen", "connect"] {
-        let (key_key, cert_key) = match k {
-            "listen" => (
-                "transport/link/tls/listen_private_key",
-                "transport/link/tls/listen_certificate",
-            ),
-            _ => (
-                "transport/link/tls/connect_private_key",
-                "transport/link/tls/connect_certificate",
-            ),
-        };
-        set(config, key_key, &path(b.key_file()))?;
-        set(config, cert_key, &path(b.cert_file()))?;
+    // A path as a JSON string (serde_json escapes what needs it).
+    let path = |p: std::path::PathBuf| json!(p.to_string_lossy()).to_string();
+    let (ca, key, cert) = (path(b.ca_file()), path(b.key_file()), path(b.cert_file()));
+    // The same certificate whether this process accepts or opens a link.
+    for (k, v) in [
+        ("transport/link/tls/root_ca_certificate", &ca),
+        ("transport/link/tls/listen_private_key", &key),
+        ("transport/link/tls/listen_certificate", &cert),
+        ("transport/link/tls/connect_private_key", &key),
+        ("transport/link/tls/connect_certificate", &cert),
+    ] {
+        set(config, k, v)?;
     }
     set(config, "transport/link/tls/enable_mtls", "true")?;
     set(config, "transport/link/tls/verify_name_on_connect", "false")?;

@@ -150,6 +150,18 @@ impl Trust {
         }
     }
 
+    /// [`Trust::open`], with a refusal counted in `garbage` (and `None`).
+    pub(crate) fn body<'a>(
+        &self,
+        garbage: &crate::Garbage,
+        key: &str,
+        bytes: &'a [u8],
+    ) -> Option<&'a [u8]> {
+        self.open(key, bytes)
+            .map_err(|e| garbage.refuse(key, &e))
+            .ok()
+    }
+
     /// The message inside `bytes` received on `key`. On a signed key, a link
     /// that pins the master's key accepts only valid envelopes; one that pins
     /// none (plaintext on loopback) takes the body of an envelope unverified.

@@ -217,14 +217,11 @@ impl<M: Message> Queue<M> {
             Ok(Some(sample)) => {
                 let key = sample.key_expr().as_str().to_string();
                 let bytes = sample.payload().to_bytes();
-                let body = match self.trust.open(&key, &bytes) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        self.garbage.refuse(&key, &e);
-                        return Err(QueueError::Empty);
-                    }
-                };
-                match self.garbage.decode::<M>(&key, body) {
+                let decoded = self
+                    .trust
+                    .body(&self.garbage, &key, &bytes)
+                    .and_then(|b| self.garbage.decode::<M>(&key, b));
+                match decoded {
                     Some(m) => Ok((key, m)),
                     None => Err(QueueError::Empty),
                 }
@@ -309,13 +306,12 @@ impl Link {
             .callback(move |sample| {
                 let bytes = sample.payload().to_bytes();
                 let key = sample.key_expr().as_str();
-                match trust.open(key, &bytes) {
-                    Ok(body) => on(Payload {
+                if let Some(body) = trust.body(&g, key, &bytes) {
+                    on(Payload {
                         key,
                         bytes: body,
                         garbage: &g,
-                    }),
-                    Err(e) => g.refuse(key, &e),
+                    });
                 }
             })
             .wait()
@@ -486,15 +482,14 @@ impl Link {
                 break;
             };
             if let Ok(sample) = reply.result() {
-                let k = sample.key_expr().as_str().to_string();
+                let k = sample.key_expr().as_str();
                 let bytes = sample.payload().to_bytes();
-                match self.trust.open(&k, &bytes) {
-                    Ok(body) => {
-                        if let Some(r) = self.garbage.decode::<R>(&k, body) {
-                            out.push(r);
-                        }
-                    }
-                    Err(e) => self.garbage.refuse(&k, &e),
+                if let Some(r) = self
+                    .trust
+                    .body(&self.garbage, k, &bytes)
+                    .and_then(|b| self.garbage.decode::<R>(k, b))
+                {
+                    out.push(r);
                 }
             }
         }

@@ -176,6 +176,12 @@ fn main() -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let exists = dir.join("ca.key").exists();
             if if_missing && exists {
+                let kept = vidar_link::pki::ca_site(&dir)?;
+                anyhow::ensure!(
+                    kept == site,
+                    "{}: holds the CA of site {kept:?}, not {site:?}",
+                    dir.display()
+                );
                 for id in &ids {
                     if !dir
                         .join("nodes")

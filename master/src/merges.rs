@@ -273,7 +273,7 @@ impl MergeService {
                         // Only the node the key names announces its mints
                         // (under a bundle, the ACL lets a node put only
                         // under its own name).
-                        Ok((key, a)) if self.keys.identities_node(&key).as_ref() == Some(&a.node) => a,
+                        Ok((key, a)) if self.keys.identities_of(&key, &a.node) => a,
                         Ok((key, a)) => {
                             self.counters.refused.fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(key, node = %a.node, "identity announced under another node's key");

@@ -64,17 +64,15 @@ impl Edges<'_> {
         let mut out = EdgeAnswers::default();
         for (node, task) in tasks {
             out.asked.push(node.clone());
-            let before = out.records.len();
             match task.await {
                 Ok(Ok(reply)) => {
                     // A reply is trusted for its own node's records only
                     // (under a bundle, only that node may answer on its key).
-                    let n = reply.records.len();
-                    out.records
-                        .extend(reply.records.into_iter().filter(|r| r.key.node == node));
-                    let foreign = n - (out.records.len() - before);
-                    if foreign > 0 {
-                        tracing::warn!(node = %node, foreign, "query reply held records of other nodes: dropped");
+                    let (mine, foreign): (Vec<_>, Vec<_>) =
+                        reply.records.into_iter().partition(|r| r.key.node == node);
+                    out.records.extend(mine);
+                    if !foreign.is_empty() {
+                        tracing::warn!(node = %node, foreign = foreign.len(), "query reply held records of other nodes: dropped");
                     }
                 }
                 Ok(Err(e)) => out.unanswered.push(Unanswered {

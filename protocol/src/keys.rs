@@ -169,12 +169,12 @@ impl Keys {
         format!("{}/identities/*", self.prefix)
     }
 
-    /// The node named by an [`identities`](Self::identities) key of this site.
-    pub fn identities_node(&self, key: &str) -> Option<NodeId> {
-        let rest = key
-            .strip_prefix(self.prefix.as_str())?
-            .strip_prefix("/identities/")?;
-        NodeId::new(rest).ok()
+    /// Whether `key` is `node`'s [`identities`](Self::identities) key: the
+    /// only key on which `node` may announce what it minted.
+    pub fn identities_of(&self, key: &str, node: &NodeId) -> bool {
+        key.strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix("/identities/"))
+            == Some(node.as_str())
     }
 
     /// The keys whose payloads only the master sends, signed: the plan and
@@ -247,8 +247,10 @@ mod tests {
             Some((n.clone(), m.clone()))
         );
         assert_eq!(k.reid_from_key(&k.reid_served_by(&n)), None);
-        assert_eq!(k.identities_node(&k.identities(&m)), Some(m.clone()));
-        assert_eq!(k.identities_node(&k.identities_all()), None);
+        assert!(k.identities_of(&k.identities(&m), &m));
+        assert!(!k.identities_of(&k.identities(&n), &m));
+        assert!(!k.identities_of(&k.identities_all(), &m));
+        assert!(!k.identities_of(&Keys::new("other").expect("site").identities(&m), &m));
         assert_eq!(k.signed(), vec![k.plan(), k.merges()]);
         assert_eq!(k.sync(&n), "vidar/plant-3/sync/edge-1");
         assert_eq!(k.query(&n), "vidar/plant-3/query/edge-1");

@@ -16,6 +16,14 @@ fn camera(i: u64) -> Record {
     })
 }
 
+/// Commits camera records `ids`.
+fn cameras(h: &vidar_store::WriterHandle, ids: std::ops::Range<u64>) {
+    for i in ids {
+        h.submit(camera(i)).expect("submit");
+    }
+    h.flush().expect("flush");
+}
+
 #[test]
 fn a_backup_taken_while_the_writer_commits_is_a_consistent_checked_copy() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -25,10 +33,7 @@ fn a_backup_taken_while_the_writer_commits_is_a_consistent_checked_copy() {
         .build()
         .expect("writer");
     let h = w.handle();
-    for i in 0..2000 {
-        h.submit(camera(i)).expect("submit");
-    }
-    h.flush().expect("flush");
+    cameras(&h, 0..2000);
     // Keep committing on another thread while the backup runs.
     let busy = std::thread::spawn({
         let h = h.clone();
@@ -79,10 +84,7 @@ fn the_check_names_a_damaged_file() {
         .build()
         .expect("writer");
     let h = w.handle();
-    for i in 0..3000 {
-        h.submit(camera(i)).expect("submit");
-    }
-    h.flush().expect("flush");
+    cameras(&h, 0..3000);
     w.shutdown().expect("shutdown");
     check(&db, Check::Full).expect("sound before");
     // Scribble over pages past the header and the schema (page 1).

@@ -196,7 +196,7 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
             &keys.identities_all(),
             move |key, a: IdentityAnnounce| {
                 // Only the node named by the key announces its identities.
-                if shared::announced_by(&k, key, &a) {
+                if k.identities_of(key, &a.node) {
                     inbox.announce(a)
                 }
             },

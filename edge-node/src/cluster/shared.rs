@@ -68,13 +68,6 @@ impl Shared {
     }
 }
 
-/// Whether an identity announcement received on `key` comes from the node
-/// that minted it (the key names the sender; under a bundle the master's
-/// access list lets a node put only under its own name).
-pub(super) fn announced_by(keys: &vidar_protocol::Keys, key: &str, a: &IdentityAnnounce) -> bool {
-    keys.identities_node(key).is_some_and(|n| n == a.node)
-}
-
 /// The re-ID worker's view of the cluster.
 struct ReidLink(Arc<Shared>);
 
@@ -271,21 +264,5 @@ mod tests {
         assert!(sh.asker_allowed(&elsewhere, &request("a")).is_err());
         assert!(sh.asker_allowed(&keys.plan(), &request("a")).is_err());
         sh.link.close();
-    }
-
-    #[test]
-    fn identities_are_taken_only_from_the_node_their_key_names() {
-        let keys = vidar_protocol::Keys::new("s").expect("keys");
-        let a = IdentityAnnounce {
-            identity: vidar_protocol::IdentityId(5),
-            node: id("a"),
-            camera: CameraId::new("c").expect("id"),
-            seen_ms: 0,
-            embedding: vec![1.0],
-            model: "m".into(),
-        };
-        assert!(announced_by(&keys, &keys.identities(&id("a")), &a));
-        assert!(!announced_by(&keys, &keys.identities(&id("b")), &a));
-        assert!(!announced_by(&keys, &keys.identities_all(), &a));
     }
 }

@@ -54,10 +54,16 @@ pub struct ApiContext {
 }
 
 impl ApiContext {
-    /// Messages refused on Vidar's keys: undecodable payloads on any key, and
-    /// statuses the membership table refused.
+    /// Messages refused on Vidar's keys: undecodable payloads on any key,
+    /// statuses the membership table refused, and identity announcements
+    /// under another node's key.
     pub fn refused(&self) -> u64 {
-        self.link.garbage().refused() + self.membership.refused()
+        self.link.garbage().refused()
+            + self.membership.refused()
+            + self
+                .merges
+                .refused
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -38,6 +38,10 @@ pub const MAX_SNAPSHOT_BYTES: usize = 512 * 1024;
 pub const MAX_SIGHTING_SPAN_MS: i64 = 3_600_000;
 /// Most points in one sighting's box path.
 pub const MAX_PATH_POINTS: usize = 100_000;
+/// Longest operator name on a correction, bytes.
+pub const MAX_ACTOR_LEN: usize = 128;
+/// Longest reason given for a correction, bytes.
+pub const MAX_REASON_LEN: usize = 1024;
 
 /// The primary key of every record: the node that made it and its position in
 /// that node's sequence (shared by all record kinds, starting at 1, never reused).
@@ -167,6 +171,51 @@ pub struct IdentityMerge {
     pub decided_ms: i64,
 }
 
+/// What an operator corrected (see [`Correction`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CorrectionAction {
+    /// The sighting `sighting`, shown under identity `from`, is another
+    /// person: from now on it belongs to `into` (a new identity minted by
+    /// the master, or a known one).
+    Split {
+        /// The sighting's record key.
+        sighting: RecordKey,
+        /// The identity it was shown under when the operator split it.
+        from: IdentityId,
+        /// The identity it belongs to now.
+        into: IdentityId,
+    },
+    /// Identities `from` and `into` are one person (as a merge by the master,
+    /// decided by an operator).
+    Merge {
+        /// The identity merged away.
+        from: IdentityId,
+        /// The identity it joins.
+        into: IdentityId,
+    },
+    /// The correction keyed `correction` is undone (a revert is never reverted).
+    Revert {
+        /// The correction's record key.
+        correction: RecordKey,
+    },
+}
+
+/// An operator's correction of who is who, made at the master: kept for good
+/// (never pruned), audited (who, when, why), followed by every query of the
+/// global database, and sent to the nodes, whose galleries learn from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Correction {
+    /// What was corrected.
+    pub action: CorrectionAction,
+    /// Who corrected it (the signed-in user or token name, at most [`MAX_ACTOR_LEN`] bytes).
+    pub actor: String,
+    /// Why, as the operator wrote it (at most [`MAX_REASON_LEN`] bytes; may be empty).
+    pub reason: String,
+    /// When it was decided.
+    pub decided_ms: i64,
+}
+
 /// Any record the store keeps, without its key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -183,6 +232,8 @@ pub enum Record {
     Snapshot(Snapshot),
     /// See [`IdentityMerge`].
     Merge(IdentityMerge),
+    /// See [`Correction`].
+    Correction(Correction),
 }
 
 /// A record with its key: the unit of sync.
@@ -204,6 +255,7 @@ impl Record {
             Record::Identity(_) => "identity",
             Record::Snapshot(_) => "snapshot",
             Record::Merge(_) => "merge",
+            Record::Correction(_) => "correction",
         }
     }
 
@@ -270,6 +322,11 @@ impl Record {
                     return bad(format!("merge of {} into itself", m.from));
                 }
             }
+            Record::Correction(c) => {
+                if let Err(reason) = validate_correction(c) {
+                    return bad(reason);
+                }
+            }
         }
         Ok(())
     }
@@ -283,7 +340,45 @@ impl Record {
             Record::Identity(i) => i.first_seen_ms,
             Record::Snapshot(s) => s.t_ms,
             Record::Merge(m) => m.decided_ms,
+            Record::Correction(c) => c.decided_ms,
         }
+    }
+
+    /// Whether only the master writes records of this kind (merges and
+    /// corrections): such records are never taken from an edge.
+    pub fn masters_only(&self) -> bool {
+        matches!(self, Record::Merge(_) | Record::Correction(_))
+    }
+}
+
+fn validate_correction(c: &Correction) -> Result<(), String> {
+    if c.actor.is_empty() || c.actor.len() > MAX_ACTOR_LEN {
+        return Err(format!(
+            "actor is {} bytes, 1..={MAX_ACTOR_LEN} allowed",
+            c.actor.len()
+        ));
+    }
+    if c.reason.len() > MAX_REASON_LEN {
+        return Err(format!(
+            "reason is {} bytes, at most {MAX_REASON_LEN} allowed",
+            c.reason.len()
+        ));
+    }
+    if let Some(k) = c
+        .actor
+        .chars()
+        .chain(c.reason.chars())
+        .position(|ch| ch.is_control() && ch != '\n')
+    {
+        return Err(format!("actor or reason holds a control character at {k}"));
+    }
+    match &c.action {
+        CorrectionAction::Split { from, into, .. } | CorrectionAction::Merge { from, into }
+            if from == into =>
+        {
+            Err(format!("{from} corrected into itself"))
+        }
+        _ => Ok(()),
     }
 }
 

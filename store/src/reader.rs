@@ -3,6 +3,7 @@
 //! any number of them run beside the writer (WAL). Every value is a bound
 //! parameter; only constant table and column names are formatted into SQL.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -25,12 +26,27 @@ pub const RECORD_OVERHEAD_BYTES: usize = 64;
 /// Most identities in one merge cluster that trajectory queries follow.
 pub const MAX_CLUSTER: usize = 10_000;
 
-/// The identities connected to `?1` by merges, in either direction.
+/// The identities connected to `?1` by merges, in either direction: the
+/// master's own and operators' merges in force.
 const CLUSTER_CTE: &str = "WITH RECURSIVE cluster(id) AS (
     VALUES (?1)
     UNION SELECT m.into_identity FROM identity_merges m JOIN cluster c ON m.from_identity = c.id
     UNION SELECT m.from_identity FROM identity_merges m JOIN cluster c ON m.into_identity = c.id
+    UNION SELECT m.into_identity FROM corrections_in_force m JOIN cluster c
+        ON m.action = 'merge' AND m.from_identity = c.id
+    UNION SELECT m.from_identity FROM corrections_in_force m JOIN cluster c
+        ON m.action = 'merge' AND m.into_identity = c.id
     LIMIT 10000
+)";
+
+/// Each sighting moved by a split in force, and the identity it belongs to
+/// now (its newest split wins, as in [`crate::Corrections`]).
+const MOVED_CTE: &str = "moved(node_id, seq, into_identity) AS MATERIALIZED (
+    SELECT target_node, target_seq, into_identity FROM (
+        SELECT target_node, target_seq, into_identity, row_number() OVER (
+            PARTITION BY target_node, target_seq ORDER BY decided_ms DESC, node_id DESC, seq DESC) AS newest
+        FROM corrections_in_force WHERE action = 'split')
+    WHERE newest = 1
 )";
 
 /// An identity's presence within a time range.
@@ -77,8 +93,15 @@ impl Reader {
         &self.path
     }
 
-    fn err(&self, context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    pub(crate) fn err(
+        &self,
+        context: &'static str,
+    ) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
         move |e| classify(e, &self.path, context)
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// Every identity merged with `identity`, directly or through others, itself included, sorted.
@@ -100,38 +123,57 @@ impl Reader {
     }
 
     /// The sightings of `identity` and of every identity merged with it, across
-    /// cameras and nodes, overlapping `range`, in time order (at most `limit`).
+    /// cameras and nodes, overlapping `range`, in time order (at most `limit`),
+    /// with operators' corrections followed: a sighting split off the cluster
+    /// is left out, one split into it is in. Records are returned as
+    /// recorded; [`crate::Corrections::identity_of`] says whom each belongs to now.
     pub fn trajectory(
         &self,
         identity: IdentityId,
         range: TimeRange,
         limit: usize,
     ) -> Result<Vec<Stored<Sighting>>, StoreError> {
+        let cluster: HashSet<IdentityId> = self.identity_cluster(identity)?.into_iter().collect();
+        let corrections = self.corrections_in_force()?;
         let sql = format!(
-            "{CLUSTER_CTE} SELECT {} FROM sightings
+            "{CLUSTER_CTE} SELECT {cols} FROM sightings
              WHERE identity_id IN (SELECT id FROM cluster)
                AND first_ms >= ?2 AND first_ms < ?3 AND last_ms >= ?4
+             UNION ALL SELECT {cols} FROM sightings
+             WHERE (node_id, seq) IN (SELECT target_node, target_seq FROM corrections_in_force
+                    WHERE action = 'split' AND into_identity IN (SELECT id FROM cluster))
+               AND first_ms >= ?2 AND first_ms < ?3 AND last_ms >= ?4
              ORDER BY first_ms, node_id, seq LIMIT ?5",
-            rows::SIGHTING_COLUMNS
+            cols = rows::SIGHTING_COLUMNS
         );
         let mut stmt = self
             .conn
             .prepare_cached(&sql)
             .map_err(self.err("preparing trajectory"))?;
-        let rows = stmt
+        // Sightings split off the cluster are dropped below: ask for enough.
+        let wanted = limit.min(MAX_QUERY_ROWS);
+        let rows: Vec<Stored<Sighting>> = stmt
             .query_map(
                 params![
                     id_to_sql(identity.0),
                     lowest_first(range),
                     range.end_ms,
                     range.start_ms,
-                    limit_sql(limit)
+                    (wanted + corrections.split_count()) as i64
                 ],
                 rows::sighting_row,
             )
             .and_then(|rows| rows.collect())
             .map_err(self.err("querying trajectory"))?;
-        Ok(rows)
+        let mut out: Vec<Stored<Sighting>> = Vec::with_capacity(rows.len().min(wanted));
+        for s in rows {
+            let now = corrections.identity_of(&s.key, s.value.identity);
+            let repeated = out.last().is_some_and(|p| p.key == s.key);
+            if cluster.contains(&now) && !repeated && out.len() < wanted {
+                out.push(s);
+            }
+        }
+        Ok(out)
     }
 
     /// Sightings on `camera` overlapping `range`, in time order (at most `limit`).
@@ -198,7 +240,8 @@ impl Reader {
         Ok(rows)
     }
 
-    /// Identities with a sighting overlapping `range`, earliest first (at most `limit`).
+    /// Identities with a sighting overlapping `range`, earliest first (at most
+    /// `limit`); a sighting moved by a split in force counts for its new identity.
     pub fn identities_in_range(
         &self,
         range: TimeRange,
@@ -207,10 +250,14 @@ impl Reader {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT identity_id, min(first_ms), max(last_ms), count(*), count(DISTINCT camera_id)
-                 FROM sightings
-                 WHERE first_ms >= ?1 AND first_ms < ?2 AND last_ms >= ?3
-                 GROUP BY identity_id ORDER BY min(first_ms), identity_id LIMIT ?4",
+                &format!(
+                    "WITH {MOVED_CTE}
+                     SELECT coalesce(m.into_identity, s.identity_id) AS who, min(s.first_ms),
+                            max(s.last_ms), count(*), count(DISTINCT s.camera_id)
+                     FROM sightings s LEFT JOIN moved m ON m.node_id = s.node_id AND m.seq = s.seq
+                     WHERE s.first_ms >= ?1 AND s.first_ms < ?2 AND s.last_ms >= ?3
+                     GROUP BY who ORDER BY min(s.first_ms), who LIMIT ?4"
+                ),
             )
             .map_err(self.err("preparing identities_in_range"))?;
         let rows = stmt

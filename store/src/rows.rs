@@ -11,7 +11,7 @@ use vidar_protocol::{CameraId, IdentityId, NodeId, TrackId};
 use crate::boxpath;
 use crate::error::InvalidRecord;
 use crate::record::{
-    CameraRecord, IdentityMerge, IdentityRecord, KeyedRecord, Record, RecordKey, Sighting,
+    CameraRecord, Correction, CorrectionAction, IdentityMerge, IdentityRecord, KeyedRecord, Record, RecordKey, Sighting,
     Snapshot, Stored, TrackRecord,
 };
 
@@ -134,6 +134,40 @@ pub(crate) fn insert(
                 id_to_sql(m.into.0),
                 m.decided_ms,
             ]),
+        Record::Correction(c) => {
+            let (action, target, from, into) = match &c.action {
+                CorrectionAction::Split {
+                    sighting,
+                    from,
+                    into,
+                } => ("split", Some(sighting), Some(*from), Some(*into)),
+                CorrectionAction::Merge { from, into } => ("merge", None, Some(*from), Some(*into)),
+                CorrectionAction::Revert { correction } => ("revert", Some(correction), None, None),
+            };
+            let target_seq = match target {
+                Some(k) => Some(seq_to_sql(k.seq).ok_or(rusqlite::Error::IntegralValueOutOfRange(
+                    4,
+                    i64::MAX,
+                ))?),
+                None => None,
+            };
+            conn.prepare_cached(
+                "INSERT INTO corrections (node_id, seq, action, target_node, target_seq, from_identity, into_identity, actor, reason, decided_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (node_id, seq) DO NOTHING",
+            )?
+            .execute(params![
+                n,
+                seq,
+                action,
+                target.map(|k| k.node.as_str()),
+                target_seq,
+                from.map(|i| id_to_sql(i.0)),
+                into.map(|i| id_to_sql(i.0)),
+                c.actor,
+                c.reason,
+                c.decided_ms,
+            ])
+        }
     }
 }
 
@@ -151,7 +185,7 @@ pub(crate) struct Table {
 }
 
 /// Every record table, in a fixed order.
-pub(crate) const TABLES: [Table; 6] = [
+pub(crate) const TABLES: [Table; 7] = [
     Table {
         name: "cameras",
         size_expr: "length(name)",
@@ -194,6 +228,14 @@ pub(crate) const TABLES: [Table; 6] = [
         time_column: "decided_ms",
         prunable: true,
     },
+    Table {
+        name: "corrections",
+        size_expr: "length(actor) + length(reason)",
+        columns: "node_id, seq, action, target_node, target_seq, from_identity, into_identity, actor, reason, decided_ms",
+        time_column: "decided_ms",
+        // The audit trail of who changed what: kept for good.
+        prunable: false,
+    },
 ];
 
 /// The column list of `sightings`, for queries that return sightings.
@@ -204,6 +246,8 @@ pub(crate) const SNAPSHOT_COLUMNS: &str = TABLES[4].columns;
 pub(crate) const IDENTITY_COLUMNS: &str = TABLES[3].columns;
 /// The column list of `cameras`.
 pub(crate) const CAMERA_COLUMNS: &str = TABLES[0].columns;
+/// The column list of `corrections`.
+pub(crate) const CORRECTION_COLUMNS: &str = TABLES[6].columns;
 
 fn bad(col: usize, ty: Type, msg: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(col, ty, msg.into())
@@ -275,9 +319,51 @@ pub(crate) fn decode(table: &str, row: &Row<'_>) -> rusqlite::Result<KeyedRecord
             into: IdentityId(id_at(row, 3)?),
             decided_ms: row.get(4)?,
         }),
+        "corrections" => Record::Correction(correction(row)?),
         other => return Err(bad(0, Type::Null, format!("no record table {other:?}"))),
     };
     Ok(KeyedRecord { key, record })
+}
+
+fn correction(row: &Row<'_>) -> rusqlite::Result<Correction> {
+    let action: String = row.get(2)?;
+    let target = || -> rusqlite::Result<RecordKey> {
+        let seq: i64 = row.get(4)?;
+        Ok(RecordKey {
+            node: node_at(row, 3)?,
+            seq: u64::try_from(seq).map_err(|_| bad(4, Type::Integer, format!("seq {seq}")))?,
+        })
+    };
+    let ident = |col: usize| id_at(row, col).map(IdentityId);
+    let action = match action.as_str() {
+        "split" => CorrectionAction::Split {
+            sighting: target()?,
+            from: ident(5)?,
+            into: ident(6)?,
+        },
+        "merge" => CorrectionAction::Merge {
+            from: ident(5)?,
+            into: ident(6)?,
+        },
+        "revert" => CorrectionAction::Revert {
+            correction: target()?,
+        },
+        other => return Err(bad(2, Type::Text, format!("correction action {other:?}"))),
+    };
+    Ok(Correction {
+        action,
+        actor: row.get(7)?,
+        reason: row.get(8)?,
+        decided_ms: row.get(9)?,
+    })
+}
+
+/// Decodes a row selected with [`CORRECTION_COLUMNS`].
+pub(crate) fn correction_row(row: &Row<'_>) -> rusqlite::Result<Stored<Correction>> {
+    Ok(Stored {
+        key: key_at(row)?,
+        value: correction(row)?,
+    })
 }
 
 fn sighting(row: &Row<'_>) -> rusqlite::Result<Sighting> {

@@ -44,7 +44,33 @@ const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 const READER_CACHE_KIB: u32 = 8 * 1024;
 
 /// `MIGRATIONS[k]` takes the schema from version `k` to `k + 1`. Append only.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+
+/// Version 3: operators' corrections (audited, never pruned), and the view of
+/// those still in force (not reverted).
+const MIGRATION_3: &str = "
+CREATE TABLE corrections (
+    node_id       TEXT NOT NULL,
+    seq           INTEGER NOT NULL CHECK (seq >= 1),
+    action        TEXT NOT NULL CHECK (action IN ('split', 'merge', 'revert')),
+    target_node   TEXT,
+    target_seq    INTEGER,
+    from_identity INTEGER,
+    into_identity INTEGER,
+    actor         TEXT NOT NULL,
+    reason        TEXT NOT NULL,
+    decided_ms    INTEGER NOT NULL,
+    PRIMARY KEY (node_id, seq),
+    CHECK ((action = 'merge') = (target_node IS NULL)),
+    CHECK ((action = 'revert') = (from_identity IS NULL))
+) STRICT;
+CREATE INDEX corrections_by_target ON corrections (target_node, target_seq);
+CREATE VIEW corrections_in_force AS
+    SELECT c.* FROM corrections c
+    WHERE c.action <> 'revert' AND NOT EXISTS (
+        SELECT 1 FROM corrections r
+        WHERE r.action = 'revert' AND r.target_node = c.node_id AND r.target_seq = c.seq);
+";
 
 /// Version 2: identities carry the tag of the model that made their
 /// embedding (empty for identities written by version 1, which are then

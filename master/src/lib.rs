@@ -12,6 +12,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod corrections;
 pub mod health;
 pub mod http;
 pub mod membership;
@@ -204,12 +205,19 @@ impl Master {
         .spawn()
         .map_err(ioerr("starting the sync thread"))?;
         threads.push(("sync", sync_thread));
+        let (operator_tx, operator_rx) = mpsc::channel();
+        let desk = Arc::new(corrections::Desk::new(
+            writer.handle(),
+            config.database.clone(),
+            operator_tx,
+        ));
         let merge_thread = merges::MergeService {
             link: link.clone(),
             keys: keys.clone(),
             writer: writer.handle(),
             threshold: config.merge_threshold,
             counters: merge_counters.clone(),
+            operator: operator_rx,
             stop: stop.clone(),
         }
         .spawn()?;
@@ -228,6 +236,7 @@ impl Master {
             plans,
             sync,
             merges: merge_counters,
+            corrections: desk,
             writer: writer.handle(),
             edge_timeout: http::EDGE_TIMEOUT,
             ui,

@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use vidar_link::{LinkError, QueueError};
-use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce, Merges};
+use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce, Merges, SplitAnnounce};
 use vidar_protocol::{IdentityId, Keys, NodeId};
 use vidar_store::{IdentityMerge, Record, WriterHandle};
 
@@ -64,6 +64,30 @@ pub struct MergeBook {
     first_seen: HashMap<IdentityId, u64>,
     /// The nodes that minted the identities of each root's cluster.
     minted_by: HashMap<IdentityId, BTreeSet<NodeId>>,
+    /// Roots an operator said are different people, both ways.
+    apart: HashMap<IdentityId, BTreeSet<IdentityId>>,
+}
+
+/// Most identities kept apart by operators' corrections.
+pub const MAX_APART: usize = 100_000;
+
+/// An operator's correction, handed to the merge thread by the API (the
+/// correction itself is already stored).
+#[derive(Debug, Clone)]
+pub enum Operator {
+    /// Identities `from` and `into` are one person: joined here and on the
+    /// nodes (whose galleries fold `from`'s views into `into`).
+    Merge {
+        /// The identity merged away.
+        from: IdentityId,
+        /// The identity it joins.
+        into: IdentityId,
+    },
+    /// A sighting split off an identity: the two are kept apart here, and
+    /// the node that recorded it learns the split-off person.
+    Split(SplitAnnounce),
+    /// An operator's merge undone: the two are kept apart from now on.
+    KeepApart(IdentityId, IdentityId),
 }
 
 fn normalise(v: &[f32]) -> Option<Vec<f32>> {
@@ -92,7 +116,51 @@ impl MergeBook {
             merged_order: VecDeque::new(),
             first_seen: HashMap::new(),
             minted_by: HashMap::new(),
+            apart: HashMap::new(),
         }
+    }
+
+    /// Whether an operator said roots `a` and `b` are different people.
+    pub fn kept_apart(&self, a: IdentityId, b: IdentityId) -> bool {
+        self.apart.get(&a).is_some_and(|s| s.contains(&b))
+    }
+
+    /// From now on, `a` and `b` (and whatever joins them) are never merged
+    /// here. Two identities already one stay one (an operator merge undone
+    /// is not unmerged on the nodes).
+    pub fn keep_apart(&mut self, a: IdentityId, b: IdentityId) {
+        let (a, b) = (self.root(a), self.root(b));
+        if a == b {
+            return;
+        }
+        if self.apart.len() >= MAX_APART {
+            tracing::warn!(a = %a, b = %b, "too many identities kept apart: not remembered");
+            return;
+        }
+        self.apart.entry(a).or_default().insert(b);
+        self.apart.entry(b).or_default().insert(a);
+    }
+
+    /// An operator's merge of `from` into `into`: their roots join (the
+    /// operator's direction wins). Returns the merges for the nodes (empty
+    /// when they were one already).
+    pub fn operator_merge(
+        &mut self,
+        from: IdentityId,
+        into: IdentityId,
+        now_ms: u64,
+    ) -> Vec<MergeAnnounce> {
+        let (from, into) = (self.root(from), self.root(into));
+        if from == into {
+            return Vec::new();
+        }
+        if let Some(s) = self.apart.get_mut(&from) {
+            s.remove(&into);
+        }
+        if let Some(s) = self.apart.get_mut(&into) {
+            s.remove(&from);
+        }
+        self.join(into, from, now_ms)
     }
 
     /// The identity `id` is now known as (itself unless merged away).
@@ -155,7 +223,7 @@ impl MergeBook {
                 continue;
             }
             let theirs = self.minted_by.get(&other).unwrap_or(&empty);
-            if !mine.is_disjoint(theirs) {
+            if !mine.is_disjoint(theirs) || self.kept_apart(me, other) {
                 continue;
             }
             let s = dot(&embedding, &r.embedding);
@@ -189,6 +257,12 @@ impl MergeBook {
     fn merge(&mut self, x: IdentityId, y: IdentityId, now_ms: u64) -> Vec<MergeAnnounce> {
         let key = |id: IdentityId| (self.first(id), id);
         let (into, from) = if key(x) <= key(y) { (x, y) } else { (y, x) };
+        self.join(into, from, now_ms)
+    }
+
+    /// Root `from` joins root `into`; every identity pointing at `from` is
+    /// re-pointed (the main merge first, then those, for the nodes).
+    fn join(&mut self, into: IdentityId, from: IdentityId, now_ms: u64) -> Vec<MergeAnnounce> {
         let decided_ms = now_ms;
         let mut out = vec![MergeAnnounce {
             from,
@@ -215,6 +289,15 @@ impl MergeBook {
         self.merged_order.push_back(from);
         if let Some(nodes) = self.minted_by.remove(&from) {
             self.minted_by.entry(into).or_default().extend(nodes);
+        }
+        if let Some(others) = self.apart.remove(&from) {
+            for o in &others {
+                if let Some(s) = self.apart.get_mut(o) {
+                    s.remove(&from);
+                    s.insert(into);
+                }
+            }
+            self.apart.entry(into).or_default().extend(others);
         }
         let first = self.first(from).min(self.first(into));
         self.first_seen.insert(into, first);
@@ -253,6 +336,8 @@ pub struct MergeService {
     pub threshold: f64,
     /// Counters shared with the API.
     pub counters: Arc<MergeCounters>,
+    /// Operators' corrections, already stored, from the API.
+    pub operator: std::sync::mpsc::Receiver<Operator>,
     /// Set to stop the service.
     pub stop: Arc<AtomicBool>,
 }
@@ -264,12 +349,17 @@ impl MergeService {
             .link
             .subscribe_queue::<IdentityAnnounce>(&self.keys.identities_all(), QUEUE)?;
         let publisher = self.link.publisher::<Merges>(&self.keys.merges())?;
+        let splits = self.link.publisher::<SplitAnnounce>(&self.keys.merges())?;
         let thread = std::thread::Builder::new()
             .name("vidar-merges".into())
             .spawn(move || {
                 let mut book = MergeBook::new(self.threshold);
                 while !self.stop.load(Ordering::Relaxed) {
-                    let a = match queue.recv_timeout(Duration::from_millis(200)) {
+                    while let Ok(op) = self.operator.try_recv() {
+                        self.correct(&mut book, op, &publisher, &splits);
+                    }
+                    // Short waits: an operator's correction waits at most this.
+                    let a = match queue.recv_timeout(Duration::from_millis(100)) {
                         // Only the node the key names announces its mints
                         // (under a bundle, the ACL lets a node put only
                         // under its own name).
@@ -296,6 +386,42 @@ impl MergeService {
         Ok(thread)
     }
 
+    /// Applies an operator's correction to the book and tells the nodes.
+    fn correct(
+        &self,
+        book: &mut MergeBook,
+        op: Operator,
+        publisher: &vidar_link::Publisher<Merges>,
+        splits: &vidar_link::Publisher<SplitAnnounce>,
+    ) {
+        match op {
+            Operator::Merge { from, into } => {
+                let merges = book.operator_merge(from, into, now_ms());
+                if !merges.is_empty() {
+                    self.publish(publisher, merges);
+                }
+            }
+            Operator::Split(s) => {
+                book.keep_apart(s.from, s.into);
+                if let Err(e) = splits.put(&s) {
+                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "publishing a split");
+                }
+            }
+            Operator::KeepApart(a, b) => book.keep_apart(a, b),
+        }
+    }
+
+    fn publish(&self, publisher: &vidar_link::Publisher<Merges>, merges: Vec<MergeAnnounce>) {
+        self.counters
+            .merges
+            .fetch_add(merges.len() as u64, Ordering::Relaxed);
+        if let Err(e) = publisher.put(&Merges { merges }) {
+            self.counters.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "publishing merges");
+        }
+    }
+
     fn apply(&self, publisher: &vidar_link::Publisher<Merges>, merges: Vec<MergeAnnounce>) {
         for m in &merges {
             tracing::info!(from = %m.from, into = %m.into, "identities merged");
@@ -309,13 +435,7 @@ impl MergeService {
                 tracing::error!(error = %e, from = %m.from, into = %m.into, "storing a merge");
             }
         }
-        self.counters
-            .merges
-            .fetch_add(merges.len() as u64, Ordering::Relaxed);
-        if let Err(e) = publisher.put(&Merges { merges }) {
-            self.counters.failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "publishing merges");
-        }
+        self.publish(publisher, merges);
     }
 }
 
@@ -379,6 +499,29 @@ mod tests {
         assert!(b.observe(&ann(21, "b", 200, &[2.0, 0.02]), 1004).is_empty());
         assert!(b.observe(&ann(22, "c", 300, &[1.0, 0.0]), 1005).len() == 1);
         assert_ne!(b.root(IdentityId(10)), b.root(IdentityId(11)));
+    }
+
+    #[test]
+    fn identities_kept_apart_by_an_operator_are_never_merged_again() {
+        let mut b = MergeBook::new(0.8);
+        b.observe(&ann(1, "a", 100, &[1.0, 0.0]), 0);
+        b.keep_apart(IdentityId(1), IdentityId(2));
+        // The same look from another node: kept apart, not merged.
+        assert!(b.observe(&ann(2, "b", 200, &[1.0, 0.0]), 1).is_empty());
+        // 3 joins 1 (minted earlier); 2 stays apart from the joined root too.
+        assert_eq!(
+            pairs(&b.observe(&ann(3, "c", 50, &[1.0, 0.0]), 2)),
+            [(1, 3)]
+        );
+        assert!(b.kept_apart(IdentityId(3), IdentityId(2)));
+        assert!(b.observe(&ann(2, "b", 200, &[1.0, 0.0]), 3).is_empty());
+        // An operator's merge wins over both, in the operator's direction.
+        assert_eq!(
+            pairs(&b.operator_merge(IdentityId(3), IdentityId(2), 4)),
+            [(3, 2), (1, 2)]
+        );
+        assert_eq!(b.root(IdentityId(1)), IdentityId(2));
+        assert!(b.operator_merge(IdentityId(1), IdentityId(2), 5).is_empty());
     }
 
     #[test]

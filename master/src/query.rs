@@ -16,7 +16,9 @@ use serde::Serialize;
 
 use vidar_protocol::messages::{QueryReply, QueryRequest};
 use vidar_protocol::{IdentityId, Keys, NodeId};
-use vidar_store::{IdentitySeen, KeyedRecord, Record, RecordKey, Sighting, Stored, TimeRange};
+use vidar_store::{
+    Corrections, IdentitySeen, KeyedRecord, Record, RecordKey, Sighting, Stored, TimeRange,
+};
 
 /// How to reach the edges' query endpoints.
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +100,11 @@ pub struct SightingOut {
     pub seq: u64,
     /// Whether it came from the global database (else only an edge has it so far).
     pub synced: bool,
-    /// The sighting.
+    /// The identity it was recorded under, when an operator's split moved it
+    /// (`identity` is then whom it belongs to now).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_identity: Option<IdentityId>,
+    /// The sighting, its `identity` as corrected.
     #[serde(flatten)]
     pub sighting: Sighting,
 }
@@ -108,13 +114,28 @@ pub fn overlaps(s: &Sighting, r: TimeRange) -> bool {
     s.last_ms >= r.start_ms && s.first_ms < r.end_ms
 }
 
+/// A sighting as shown: its identity as the operators' `corrections` say.
+fn shown(key: RecordKey, mut sighting: Sighting, synced: bool, c: &Corrections) -> SightingOut {
+    let now = c.identity_of(&key, sighting.identity);
+    let recorded_identity = (now != sighting.identity).then_some(sighting.identity);
+    sighting.identity = now;
+    SightingOut {
+        node: key.node,
+        seq: key.seq,
+        synced,
+        recorded_identity,
+        sighting,
+    }
+}
+
 /// The database's sightings plus the edges' not already there, deduplicated by
-/// key, in time order, at most `limit`; and whether some were cut. Edge
-/// sightings pass only if `keep` says so (the database's already matched the
-/// query).
+/// key, in time order, at most `limit`; and whether some were cut. Identities
+/// are shown as `corrections` say. Edge sightings pass only if `keep` says so
+/// of them as corrected (the database's already matched the query).
 pub fn merge_sightings(
     db: Vec<Stored<Sighting>>,
     edge: Vec<KeyedRecord>,
+    corrections: &Corrections,
     keep: impl Fn(&Sighting) -> bool,
     limit: usize,
 ) -> (Vec<SightingOut>, bool) {
@@ -122,23 +143,21 @@ pub fn merge_sightings(
     let mut out = Vec::new();
     for s in db {
         if seen.insert(s.key.clone()) {
-            out.push(SightingOut {
-                node: s.key.node,
-                seq: s.key.seq,
-                synced: true,
-                sighting: s.value,
-            });
+            out.push(shown(s.key, s.value, true, corrections));
         }
     }
     for r in edge {
         if let Record::Sighting(s) = r.record {
-            if keep(&s) && seen.insert(r.key.clone()) {
-                out.push(SightingOut {
-                    node: r.key.node,
-                    seq: r.key.seq,
-                    synced: false,
-                    sighting: s,
+            if seen.contains(&r.key) {
+                continue;
+            }
+            let one = shown(r.key, s, false, corrections);
+            if keep(&one.sighting) {
+                seen.insert(RecordKey {
+                    node: one.node.clone(),
+                    seq: one.seq,
                 });
+                out.push(one);
             }
         }
     }
@@ -256,7 +275,9 @@ mod tests {
             // Refused by the query's own filter.
             edge_sighting("b", 5, 8, 3_000),
         ];
-        let (out, truncated) = merge_sightings(db, edge, |s| s.identity == IdentityId(7), 10);
+        let none = Corrections::default();
+        let (out, truncated) =
+            merge_sightings(db, edge, &none, |s| s.identity == IdentityId(7), 10);
         assert!(!truncated);
         let got: Vec<_> = out
             .iter()
@@ -266,11 +287,54 @@ mod tests {
     }
 
     #[test]
+    fn sightings_are_shown_and_filtered_as_corrected() {
+        let split = |k: RecordKey, from: u64, into: u64| vidar_store::Correction {
+            action: vidar_store::CorrectionAction::Split {
+                sighting: k,
+                from: IdentityId(from),
+                into: IdentityId(into),
+            },
+            actor: "ann".into(),
+            reason: String::new(),
+            decided_ms: 0,
+        };
+        let c = Corrections::from_in_force(&[
+            split(key("a", 1), 7, 9),
+            split(key("b", 4), 8, 7),
+            split(key("b", 6), 7, 9),
+        ]);
+        let db = vec![Stored {
+            key: key("a", 1),
+            value: sighting(7, 2_000),
+        }];
+        let edge = vec![
+            edge_sighting("b", 4, 8, 1_000),
+            edge_sighting("b", 5, 7, 3_000),
+            edge_sighting("b", 6, 7, 4_000),
+        ];
+        let (out, _) = merge_sightings(db, edge, &c, |s| s.identity == IdentityId(7), 10);
+        let got: Vec<_> = out
+            .iter()
+            .map(|o| {
+                (
+                    o.seq,
+                    o.sighting.identity.0,
+                    o.recorded_identity.map(|i| i.0),
+                )
+            })
+            .collect();
+        // a/1 is the database's (shown as 9, recorded as 7); b/4 moved into
+        // 7; b/5 is 7's own; b/6 moved away from 7.
+        assert_eq!(got, [(4, 7, Some(8)), (1, 9, Some(7)), (5, 7, None)]);
+    }
+
+    #[test]
     fn sightings_beyond_the_limit_are_cut_and_said_so() {
         let edge = (1..=3)
             .map(|i| edge_sighting("b", i, 7, i as i64))
             .collect();
-        let (out, truncated) = merge_sightings(Vec::new(), edge, |_| true, 2);
+        let (out, truncated) =
+            merge_sightings(Vec::new(), edge, &Corrections::default(), |_| true, 2);
         assert!(truncated);
         assert_eq!(out.iter().map(|o| o.seq).collect::<Vec<_>>(), [1, 2]);
     }

@@ -66,6 +66,8 @@ struct Shared {
     rounds: AtomicU64,
     /// Records refused because their seq is past what their node reported.
     beyond: AtomicU64,
+    /// Merges and corrections refused from edges (only the master makes them).
+    masters_only: AtomicU64,
     /// Records per second of the last round, as f64 bits.
     rate_bits: AtomicU64,
 }
@@ -86,6 +88,7 @@ impl Sync {
                 records: AtomicU64::new(0),
                 rounds: AtomicU64::new(0),
                 beyond: AtomicU64::new(0),
+                masters_only: AtomicU64::new(0),
                 rate_bits: AtomicU64::new(0f64.to_bits()),
             }),
         }
@@ -122,6 +125,12 @@ impl Sync {
     /// node reported having written (a forged or inconsistent reply).
     pub fn beyond(&self) -> u64 {
         self.shared.beyond.load(Ordering::Relaxed)
+    }
+
+    /// Merges and corrections refused from edges since start (only the
+    /// master makes them; one from an edge is forged).
+    pub fn masters_only(&self) -> u64 {
+        self.shared.masters_only.load(Ordering::Relaxed)
     }
 
     /// Rounds completed since start.
@@ -364,6 +373,17 @@ impl Puller<'_> {
                 .into_iter()
                 .filter(|r| r.key.seq > cursor)
                 .partition(|r| r.key.seq <= bound);
+            // Merges and corrections are the master's alone: one from an
+            // edge would change every query's answer. Its seq is skipped.
+            let (records, foreign): (Vec<_>, Vec<_>) =
+                records.into_iter().partition(|r| !r.record.masters_only());
+            if !foreign.is_empty() {
+                self.sync
+                    .shared
+                    .masters_only
+                    .fetch_add(foreign.len() as u64, Ordering::Relaxed);
+                tracing::warn!(node = %node, refused = foreign.len(), kind = foreign[0].record.kind(), "sync reply holds merges or corrections, which only the master makes: not stored");
+            }
             if !beyond.is_empty() {
                 self.sync
                     .shared
@@ -391,6 +411,12 @@ impl Puller<'_> {
                     .shared
                     .records
                     .fetch_add(report.inserted as u64, Ordering::Relaxed);
+            }
+            // Past the refused ones too, or they would come every round.
+            if let Some(last) = foreign.last() {
+                if last.key.seq > cursor {
+                    cursor = self.writer.advance_cursor(node, last.key.seq)?;
+                }
             }
             let ok_now = now_ms();
             let at = Instant::now();

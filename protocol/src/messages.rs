@@ -11,6 +11,7 @@
 //! | [`IdentityAnnounce`] | edge -> all        | `identities(node)`           | put, once a mint   |
 //! | [`MergeAnnounce`]    | master -> all      | `merges()`                   | put, signed        |
 //! | [`Merges`]           | master -> all      | `merges()`                   | put (several), signed |
+//! | [`SplitAnnounce`]    | master -> all      | `merges()`                   | put, signed        |
 //! | [`SyncRequest`]      | master -> edge     | `sync(node)`                 | query              |
 //! | [`SyncBatch`]        | edge -> master     | `sync(node)`                 | reply              |
 //! | [`QueryRequest`]     | master -> edge     | `query(node)`                | query              |
@@ -30,7 +31,8 @@ pub use edge_to_master::{
     TileBox,
 };
 pub use master_to_edge::{
-    BandwidthShare, MergeAnnounce, Merges, Plan, QueryRequest, StreamAssignment, SyncRequest,
+    BandwidthShare, MergeAnnounce, Merges, Plan, QueryRequest, SplitAnnounce, StreamAssignment,
+    SyncRequest,
 };
 
 use crate::record::{KeyedRecord, MAX_EMBEDDING_DIM};

@@ -65,11 +65,13 @@ pub enum MessageKind {
     QueryRequest = 11,
     /// [`crate::messages::QueryReply`].
     QueryReply = 12,
+    /// [`crate::messages::SplitAnnounce`].
+    SplitAnnounce = 13,
 }
 
 impl MessageKind {
     /// Every kind, in byte order.
-    pub const ALL: [MessageKind; 12] = [
+    pub const ALL: [MessageKind; 13] = [
         MessageKind::NodeStatus,
         MessageKind::Plan,
         MessageKind::ReidRequest,
@@ -82,6 +84,7 @@ impl MessageKind {
         MessageKind::CameraTile,
         MessageKind::QueryRequest,
         MessageKind::QueryReply,
+        MessageKind::SplitAnnounce,
     ];
 
     /// Stable name, for errors, logs and metrics labels.
@@ -99,6 +102,7 @@ impl MessageKind {
             MessageKind::CameraTile => "CameraTile",
             MessageKind::QueryRequest => "QueryRequest",
             MessageKind::QueryReply => "QueryReply",
+            MessageKind::SplitAnnounce => "SplitAnnounce",
         }
     }
 }

@@ -222,6 +222,19 @@ fn records(n: &NodeId) -> Vec<KeyedRecord> {
                 decided_ms: 1_700_000_000_400,
             }),
         },
+        KeyedRecord {
+            key: key(17),
+            record: Record::Correction(Correction {
+                action: CorrectionAction::Split {
+                    sighting: key(12),
+                    from: IdentityId(9),
+                    into: IdentityId(10),
+                },
+                actor: "ann".into(),
+                reason: "two people".into(),
+                decided_ms: 1_700_000_000_500,
+            }),
+        },
     ]
 }
 
@@ -339,7 +352,24 @@ fn all_encoded() -> Vec<(MessageKind, Vec<u8>)> {
         enc(&QueryReply {
             records: records(&node("edge-1")),
         }),
+        enc(&split_announce()),
     ]
+}
+
+fn split_announce() -> SplitAnnounce {
+    SplitAnnounce {
+        sighting: RecordKey {
+            node: node("edge-1"),
+            seq: 12,
+        },
+        camera: cam("lobby"),
+        track: TrackId(3),
+        first_ms: 1_700_000_000_100,
+        last_ms: 1_700_000_000_300,
+        from: IdentityId(9),
+        into: IdentityId(10),
+        decided_ms: 7,
+    }
 }
 
 fn round_trip<M: Message + PartialEq + std::fmt::Debug>(m: M) {
@@ -402,6 +432,12 @@ fn every_message_round_trips() {
     round_trip(QueryReply {
         records: records(&node("edge-1")),
     });
+    round_trip(split_announce());
+    assert!(encode(&SplitAnnounce {
+        into: IdentityId(9),
+        ..split_announce()
+    })
+    .is_err());
     // Every kind is covered once.
     let kinds: Vec<MessageKind> = all_encoded().into_iter().map(|(k, _)| k).collect();
     assert_eq!(kinds, MessageKind::ALL);

@@ -20,7 +20,7 @@ use vidar_protocol::IdentityId;
 
 use crate::error::StoreError;
 use crate::reader::Reader;
-use crate::record::{Correction, CorrectionAction, RecordKey, Stored};
+use crate::record::{Correction, CorrectionAction, RecordKey, Sighting, Stored};
 use crate::rows::{self, id_to_sql, seq_to_sql};
 
 /// Most corrections in force that queries follow (the newest win).
@@ -67,6 +67,17 @@ impl Corrections {
     }
 }
 
+/// A correction in the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audited {
+    /// Its record key.
+    pub key: RecordKey,
+    /// The correction.
+    pub correction: Correction,
+    /// Whether a later revert undid it.
+    pub reverted: bool,
+}
+
 impl Reader {
     /// The corrections in force, applied by every query of sightings.
     pub fn corrections_in_force(&self) -> Result<Corrections, StoreError> {
@@ -81,35 +92,48 @@ impl Reader {
     }
 
     /// The audit trail: corrections (reverts included) decided in
-    /// `[from_ms, to_ms)`, newest first, at most `limit`; only those naming
-    /// `identity` (as from or into) when given.
+    /// `[from_ms, to_ms)`, newest first, at most `limit`, each with whether a
+    /// revert undid it; only those naming `identity` (as from or into) when given.
     pub fn corrections(
         &self,
         identity: Option<IdentityId>,
         from_ms: i64,
         to_ms: i64,
         limit: usize,
-    ) -> Result<Vec<Stored<Correction>>, StoreError> {
+    ) -> Result<Vec<Audited>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM corrections
+            "SELECT {}, EXISTS (SELECT 1 FROM corrections r WHERE r.action = 'revert'
+                 AND r.target_node = c.node_id AND r.target_seq = c.seq)
+             FROM corrections c
              WHERE decided_ms >= ?1 AND decided_ms < ?2
                AND (?3 IS NULL OR from_identity = ?3 OR into_identity = ?3)
              ORDER BY decided_ms DESC, node_id DESC, seq DESC LIMIT ?4",
             rows::CORRECTION_COLUMNS
         );
         let limit = limit.min(crate::reader::MAX_QUERY_ROWS) as i64;
-        self.correction_rows(
-            &sql,
-            params![from_ms, to_ms, identity.map(|i| id_to_sql(i.0)), limit],
-            "corrections",
-        )
+        let mut stmt = self
+            .conn()
+            .prepare_cached(&sql)
+            .map_err(self.err("preparing corrections"))?;
+        let rows = stmt
+            .query_map(
+                params![from_ms, to_ms, identity.map(|i| id_to_sql(i.0)), limit],
+                |r| {
+                    let c = rows::correction_row(r)?;
+                    Ok(Audited {
+                        key: c.key,
+                        correction: c.value,
+                        reverted: r.get(10)?,
+                    })
+                },
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("querying corrections"))?;
+        Ok(rows)
     }
 
     /// The correction keyed `key`, if stored, and whether a revert undid it.
-    pub fn correction(
-        &self,
-        key: &RecordKey,
-    ) -> Result<Option<(Correction, bool)>, StoreError> {
+    pub fn correction(&self, key: &RecordKey) -> Result<Option<(Correction, bool)>, StoreError> {
         let Some(seq) = seq_to_sql(key.seq) else {
             return Ok(None);
         };
@@ -130,6 +154,59 @@ impl Reader {
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(self.err("querying correction"))?;
         Ok(found.pop())
+    }
+
+    /// The sighting keyed `key`, if stored.
+    pub fn sighting(&self, key: &RecordKey) -> Result<Option<Stored<Sighting>>, StoreError> {
+        let Some(seq) = seq_to_sql(key.seq) else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT {} FROM sightings WHERE node_id = ?1 AND seq = ?2",
+            rows::SIGHTING_COLUMNS
+        );
+        let mut stmt = self
+            .conn()
+            .prepare_cached(&sql)
+            .map_err(self.err("preparing sighting"))?;
+        let mut found: Vec<Stored<Sighting>> = stmt
+            .query_map(params![key.node.as_str(), seq], rows::sighting_row)
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("querying sighting"))?;
+        Ok(found.pop())
+    }
+
+    /// Whether `identity` is known here: recorded on a sighting or an
+    /// identity record, or made by a correction.
+    pub fn identity_known(&self, identity: IdentityId) -> Result<bool, StoreError> {
+        self.conn()
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM sightings WHERE identity_id = ?1)
+                     OR EXISTS (SELECT 1 FROM identities WHERE identity_id = ?1)
+                     OR EXISTS (SELECT 1 FROM corrections WHERE into_identity = ?1)",
+            )
+            .and_then(|mut s| s.query_row([id_to_sql(identity.0)], |r| r.get(0)))
+            .map_err(self.err("looking up an identity"))
+    }
+
+    /// The highest identity in `lo..=hi` that a correction made (splits
+    /// into new identities), so the master mints past it.
+    pub fn max_corrected_into(
+        &self,
+        lo: IdentityId,
+        hi: IdentityId,
+    ) -> Result<Option<IdentityId>, StoreError> {
+        // Ids below 2^63 only: their i64 bits order like the ids.
+        let (lo, hi) = (lo.0.min(i64::MAX as u64), hi.0.min(i64::MAX as u64));
+        let v: Option<i64> = self
+            .conn()
+            .prepare_cached(
+                "SELECT max(into_identity) FROM corrections
+                 WHERE action = 'split' AND into_identity BETWEEN ?1 AND ?2",
+            )
+            .and_then(|mut s| s.query_row(params![id_to_sql(lo), id_to_sql(hi)], |r| r.get(0)))
+            .map_err(self.err("finding the highest corrected identity"))?;
+        Ok(v.and_then(|v| u64::try_from(v).ok()).map(IdentityId))
     }
 
     fn correction_rows(

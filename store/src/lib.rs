@@ -45,7 +45,7 @@ mod schema;
 mod worker;
 mod writer;
 
-pub use corrections::{Corrections, MAX_IN_FORCE};
+pub use corrections::{Audited, Corrections, MAX_IN_FORCE};
 pub use error::{InvalidRecord, StoreError};
 pub use reader::{IdentitySeen, Reader, MAX_CLUSTER, MAX_QUERY_ROWS, RECORD_OVERHEAD_BYTES};
 // The record types are `vidar-protocol`'s (they travel in sync batches); re-exported
@@ -53,9 +53,10 @@ pub use reader::{IdentitySeen, Reader, MAX_CLUSTER, MAX_QUERY_ROWS, RECORD_OVERH
 pub use record::Stored;
 pub use schema::{create_private_dir, Synchronous, APPLICATION_ID, SCHEMA_VERSION};
 pub use vidar_protocol::record::{
-    BoxPoint, CameraRecord, Correction, CorrectionAction, IdentityMerge, IdentityRecord, KeyedRecord, Record, RecordKey,
-    Sighting, Snapshot, TimeRange, TrackRecord, MAX_ACTOR_LEN, MAX_EMBEDDING_DIM, MAX_NAME_LEN, MAX_PATH_POINTS,
-    MAX_REASON_LEN, MAX_SIGHTING_SPAN_MS, MAX_SNAPSHOT_BYTES,
+    BoxPoint, CameraRecord, Correction, CorrectionAction, IdentityMerge, IdentityRecord,
+    KeyedRecord, Record, RecordKey, Sighting, Snapshot, TimeRange, TrackRecord, MAX_ACTOR_LEN,
+    MAX_EMBEDDING_DIM, MAX_NAME_LEN, MAX_PATH_POINTS, MAX_REASON_LEN, MAX_SIGHTING_SPAN_MS,
+    MAX_SNAPSHOT_BYTES,
 };
 pub use writer::{
     FlushReport, PendingKey, PruneReport, UpsertReport, Writer, WriterConfig, WriterHandle,

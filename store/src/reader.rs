@@ -249,16 +249,14 @@ impl Reader {
     ) -> Result<Vec<IdentitySeen>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                &format!(
-                    "WITH {MOVED_CTE}
+            .prepare_cached(&format!(
+                "WITH {MOVED_CTE}
                      SELECT coalesce(m.into_identity, s.identity_id) AS who, min(s.first_ms),
                             max(s.last_ms), count(*), count(DISTINCT s.camera_id)
                      FROM sightings s LEFT JOIN moved m ON m.node_id = s.node_id AND m.seq = s.seq
                      WHERE s.first_ms >= ?1 AND s.first_ms < ?2 AND s.last_ms >= ?3
                      GROUP BY who ORDER BY min(s.first_ms), who LIMIT ?4"
-                ),
-            )
+            ))
             .map_err(self.err("preparing identities_in_range"))?;
         let rows = stmt
             .query_map(

@@ -11,8 +11,8 @@ use vidar_protocol::{CameraId, IdentityId, NodeId, TrackId};
 use crate::boxpath;
 use crate::error::InvalidRecord;
 use crate::record::{
-    CameraRecord, Correction, CorrectionAction, IdentityMerge, IdentityRecord, KeyedRecord, Record, RecordKey, Sighting,
-    Snapshot, Stored, TrackRecord,
+    CameraRecord, Correction, CorrectionAction, IdentityMerge, IdentityRecord, KeyedRecord, Record,
+    RecordKey, Sighting, Snapshot, Stored, TrackRecord,
 };
 
 /// A validated record with its blob (box path or embedding) already encoded,

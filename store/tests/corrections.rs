@@ -126,10 +126,12 @@ fn the_newest_split_wins_and_a_revert_undoes_one() -> TestResult {
     // The audit trail: everything, reverts included, newest first.
     let all = r.corrections(None, i64::MIN, i64::MAX, 100)?;
     assert_eq!(
-        all.iter().map(|c| c.key.seq).collect::<Vec<_>>(),
-        [9, 8, 7]
+        all.iter()
+            .map(|c| (c.key.seq, c.reverted))
+            .collect::<Vec<_>>(),
+        [(9, false), (8, true), (7, false)]
     );
-    assert_eq!(all[2].value.actor, "ann");
+    assert_eq!(all[2].correction.actor, "ann");
     let of_d = r.corrections(Some(IdentityId(D)), i64::MIN, i64::MAX, 100)?;
     assert_eq!(of_d.iter().map(|c| c.key.seq).collect::<Vec<_>>(), [8]);
     Ok(())
@@ -189,7 +191,10 @@ fn malformed_corrections_are_refused_by_name() -> TestResult {
     let w = writer(&path, "edge-1");
     let into_itself = split(1, A, A, 0);
     let e = w.write(into_itself).unwrap_err().to_string();
-    assert!(e.contains("invalid correction record") && e.contains("into itself"), "{e}");
+    assert!(
+        e.contains("invalid correction record") && e.contains("into itself"),
+        "{e}"
+    );
     let mut no_actor = split(1, A, E, 0);
     if let Record::Correction(c) = &mut no_actor {
         c.actor.clear();

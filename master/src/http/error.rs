@@ -44,6 +44,15 @@ impl ApiError {
         }
     }
 
+    /// A 409: the request contradicts what is stored.
+    pub(super) fn conflict(message: String) -> ApiError {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            parameter: None,
+            message,
+        }
+    }
+
     /// A 500, logged.
     pub(super) fn internal(message: String) -> ApiError {
         tracing::error!(error = %message, "API request failed");

@@ -158,6 +158,21 @@ pub fn render_metrics(ctx: &ApiContext) -> String {
         "Identity merges decided.",
         &[(None, ctx.merges.merges.load(Ordering::Relaxed) as f64)],
     );
+    metric(
+        "vidar_master_corrections_total",
+        "counter",
+        "Operators' corrections stored since start.",
+        &[(
+            None,
+            ctx.corrections.recorded.load(Ordering::Relaxed) as f64,
+        )],
+    );
+    metric(
+        "vidar_master_corrections_refused_total",
+        "counter",
+        "Operators' corrections refused since start (bad, unknown or contradicting what is stored).",
+        &[(None, ctx.corrections.refused.load(Ordering::Relaxed) as f64)],
+    );
     let w = ctx.writer.stats();
     metric(
         "vidar_master_db_records_total",

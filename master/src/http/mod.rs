@@ -13,6 +13,7 @@
 //! - [`middleware`]: what a caller may do, and the security headers;
 //! - [`error`] and [`params`]: error answers and checked query parameters;
 //! - the routes: [`records`] (asking the edges through [`crate::query`]),
+//!   [`corrections`] (operators' corrections through [`crate::corrections`]),
 //!   [`cluster`], [`metrics`], and the UI's [`pages`], [`tiles`] and [`export`].
 //!
 //! Every `/api` route passes through [`middleware::authenticate`]: no valid
@@ -22,6 +23,7 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod corrections;
 pub mod error;
 pub mod export;
 pub mod floor_plan;
@@ -55,6 +57,10 @@ pub fn app(state: Arc<ApiContext>) -> Router {
         .route("/api/sightings", get(records::sightings))
         .route("/api/identities", get(records::identities))
         .route("/api/snapshot/{identity}", get(records::snapshot))
+        .route(
+            "/api/corrections",
+            get(corrections::list).post(corrections::correct),
+        )
         .route("/api/nodes", get(cluster::nodes))
         .route("/api/plan", get(cluster::plan))
         .route("/api/sync", post(cluster::sync_now))

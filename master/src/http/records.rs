@@ -27,7 +27,7 @@ use crate::query::{self, EdgeAnswers, Edges, SightingOut};
 type Ctx = State<Arc<ApiContext>>;
 
 /// Runs a database read on the blocking pool.
-async fn read_db<T: Send + 'static>(
+pub(super) async fn read_db<T: Send + 'static>(
     ctx: &Arc<ApiContext>,
     f: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -81,8 +81,12 @@ pub(super) async fn trajectory_of(
     let id = identity("identity", p.get("identity"))?;
     let r = range(&p)?;
     let n = limit(&p)?;
-    let (db, cluster) = read_db(ctx, move |reader| {
-        Ok((reader.trajectory(id, r, n)?, reader.identity_cluster(id)?))
+    let (db, cluster, corrections) = read_db(ctx, move |reader| {
+        Ok((
+            reader.trajectory(id, r, n)?,
+            reader.identity_cluster(id)?,
+            reader.corrections_in_force()?,
+        ))
     })
     .await?;
     let mut edges = ask_edges(
@@ -96,7 +100,7 @@ pub(super) async fn trajectory_of(
     let cluster: HashSet<IdentityId> = cluster.into_iter().chain([id]).collect();
     let records = std::mem::take(&mut edges.records);
     let keep = |s: &Sighting| cluster.contains(&s.identity) && query::overlaps(s, r);
-    let (out, truncated) = query::merge_sightings(db, records, keep, n);
+    let (out, truncated) = query::merge_sightings(db, records, &corrections, keep, n);
     Ok((out, truncated, edges))
 }
 
@@ -107,7 +111,13 @@ pub(super) async fn sightings(State(ctx): Ctx, q: Params) -> Result<impl IntoRes
     let r = range(&p)?;
     let n = limit(&p)?;
     let c = cam.clone();
-    let db = read_db(&ctx, move |reader| reader.sightings_by_camera(&c, r, n)).await?;
+    let (db, corrections) = read_db(&ctx, move |reader| {
+        Ok((
+            reader.sightings_by_camera(&c, r, n)?,
+            reader.corrections_in_force()?,
+        ))
+    })
+    .await?;
     let mut edges = ask_edges(
         &ctx,
         QueryRequest::SightingsByCamera {
@@ -118,7 +128,7 @@ pub(super) async fn sightings(State(ctx): Ctx, q: Params) -> Result<impl IntoRes
     .await;
     let records = std::mem::take(&mut edges.records);
     let keep = |s: &Sighting| s.camera == cam && query::overlaps(s, r);
-    let (out, truncated) = query::merge_sightings(db, records, keep, n);
+    let (out, truncated) = query::merge_sightings(db, records, &corrections, keep, n);
     Ok(sightings_reply(out, truncated, edges))
 }
 

@@ -45,6 +45,8 @@ pub struct ApiContext {
     pub sync: Sync,
     /// Merge counters.
     pub merges: Arc<MergeCounters>,
+    /// Operators' corrections.
+    pub corrections: Arc<crate::corrections::Desk>,
     /// The global database's writer (stats).
     pub writer: WriterHandle,
     /// How long to wait for each edge.
@@ -55,11 +57,14 @@ pub struct ApiContext {
 
 impl ApiContext {
     /// Messages refused on Vidar's keys: undecodable payloads on any key,
-    /// statuses the membership table refused, and identity announcements
-    /// under another node's key.
+    /// statuses the membership table refused, identity announcements
+    /// under another node's key, and sync records past what their node
+    /// reported or that only the master makes (merges, corrections).
     pub fn refused(&self) -> u64 {
         self.link.garbage().refused()
             + self.membership.refused()
+            + self.sync.beyond()
+            + self.sync.masters_only()
             + self
                 .merges
                 .refused

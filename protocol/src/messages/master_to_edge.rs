@@ -9,9 +9,9 @@ use super::{
     check_len, check_text, MAX_BANDWIDTH_SHARES, MAX_BATCH_RECORDS, MAX_MERGES, MAX_PLAN_STREAMS,
     MAX_SOURCE_LEN, MAX_TEXT_LEN,
 };
-use crate::record::TimeRange;
+use crate::record::{RecordKey, TimeRange};
 use crate::wire::{Message, MessageKind};
-use crate::{CameraId, IdentityId, NodeId};
+use crate::{CameraId, IdentityId, NodeId, TrackId};
 
 /// The master's placement of the cluster's work. Each version replaces the
 /// previous one entirely; a node runs the streams assigned to it and stops the rest.
@@ -143,6 +143,50 @@ impl Message for MergeAnnounce {
 
     fn validate(&self) -> Result<(), String> {
         self.check("")
+    }
+}
+
+/// An operator's split: the sighting `sighting` (track `track` on `camera`,
+/// `first_ms..=last_ms`), shown under `from`, is another person, `into`. The
+/// node that recorded it learns from it (see the edge's re-ID worker); the
+/// others learn `into` from that node's announcement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitAnnounce {
+    /// The sighting's record key (its node is the node that recorded it).
+    pub sighting: RecordKey,
+    /// Its camera.
+    pub camera: CameraId,
+    /// Its track on that camera.
+    pub track: TrackId,
+    /// Its first time, ms since the epoch.
+    pub first_ms: i64,
+    /// Its last time, ms since the epoch.
+    pub last_ms: i64,
+    /// The identity it was shown under.
+    pub from: IdentityId,
+    /// The identity it belongs to now.
+    pub into: IdentityId,
+    /// When the operator decided, ms since the epoch.
+    pub decided_ms: u64,
+}
+
+impl Message for SplitAnnounce {
+    const KIND: MessageKind = MessageKind::SplitAnnounce;
+
+    fn validate(&self) -> Result<(), String> {
+        if self.from == self.into {
+            return Err(format!(
+                "into: {} is the identity split from (from)",
+                self.into
+            ));
+        }
+        if self.last_ms < self.first_ms {
+            return Err(format!(
+                "last_ms: {} is before first_ms {}",
+                self.last_ms, self.first_ms
+            ));
+        }
+        Ok(())
     }
 }
 

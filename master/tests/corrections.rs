@@ -1,0 +1,296 @@
+//! Operators' corrections through the HTTP API on a real global database:
+//! split, merge and revert change what queries answer, are audited, keep
+//! the hard rules, are refused by name when wrong, and reach the nodes over
+//! a real zenoh session.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use vidar_link::{LinkSettings, Mode};
+use vidar_master::Master;
+use vidar_protocol::messages::{Merges, SplitAnnounce};
+use vidar_protocol::{Keys, MessageKind};
+use vidar_store::WriterConfig;
+
+/// Seqs 1..=4 of edge-a: 1 on c1 [1, 2] s, 1 on c2 [5, 6] s, 2 on c1
+/// [3, 3.5] s, 3 on c1 [1.5, 1.8] s (with 1 on screen); identity records.
+fn seeded(extra: &str) -> (tempfile::TempDir, Master, String, u16) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("global.db");
+    let w = WriterConfig::new(&db, node("edge-a"))
+        .build()
+        .expect("writer");
+    for r in [
+        sighting(1, "c1", 1_000, 2_000),
+        sighting(1, "c2", 5_000, 6_000),
+        sighting(2, "c1", 3_000, 3_500),
+        sighting(3, "c1", 1_500, 1_800),
+        identity(1, "c1", 1_000),
+        identity(2, "c1", 3_000),
+        identity(3, "c1", 1_500),
+    ] {
+        w.write(r).expect("write");
+    }
+    w.shutdown().expect("shutdown");
+    let (site, port) = (unique_site(), free_port());
+    let m = Master::start(&config(&db, &site, port, extra)).expect("master starts");
+    (dir, m, site, port)
+}
+
+fn post(m: &Master, body: &str, auth: &str) -> (u16, serde_json::Value) {
+    let mut headers = vec![("Content-Type", "application/json")];
+    if !auth.is_empty() {
+        headers.push(("Authorization", auth));
+    }
+    let r = request(
+        m.http_addr(),
+        "POST",
+        "/api/corrections",
+        &headers,
+        body.as_bytes(),
+    );
+    let v = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
+    (r.status, v)
+}
+
+fn trajectory(m: &Master, who: &str) -> Vec<(u64, String)> {
+    let (code, v) = get_json(m.http_addr(), &format!("/api/trajectory?identity={who}"));
+    assert_eq!(code, 200, "{v}");
+    v["sightings"]
+        .as_array()
+        .expect("sightings")
+        .iter()
+        .map(|s| {
+            (
+                s["seq"].as_u64().unwrap_or(0),
+                s["identity"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn split_merge_and_revert_change_answers_and_are_audited() {
+    let (_dir, m, site, port) = seeded("");
+    // A node listening for what the master tells the nodes.
+    let heard: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let link = LinkSettings {
+        site: site.clone(),
+        mode: Some(Mode::Client),
+        connect: vec![format!("tcp/127.0.0.1:{port}")],
+        ..LinkSettings::default()
+    }
+    .open(Mode::Client)
+    .expect("node link");
+    let keys = Keys::new(&site).expect("site");
+    let h = heard.clone();
+    let _sub = link
+        .subscribe_any(&keys.merges(), move |p| match p.kind() {
+            Some(MessageKind::SplitAnnounce) => {
+                if let Some(s) = p.decode::<SplitAnnounce>() {
+                    let line = format!("split {} {}->{}", s.sighting.seq, s.from, s.into);
+                    h.lock().expect("lock").push(line);
+                }
+            }
+            Some(MessageKind::Merges) => {
+                if let Some(ms) = p.decode::<Merges>() {
+                    for x in ms.merges {
+                        let line = format!("merge {}->{}", x.from, x.into);
+                        h.lock().expect("lock").push(line);
+                    }
+                }
+            }
+            _ => {}
+        })
+        .expect("subscribe");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let one = |seq: u64, who: &str| (seq, who.to_string());
+    assert_eq!(trajectory(&m, "1"), [one(1, "1"), one(2, "1")]);
+    // Split 1's c2 sighting off into a new identity (past every known id).
+    let (code, v) = post(
+        &m,
+        r#"{"action":"split","node":"edge-a","seq":2,"from":"1","reason":"not the same coat"}"#,
+        "",
+    );
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(
+        (v["action"].as_str(), v["from"].as_str()),
+        (Some("split"), Some("1"))
+    );
+    assert_eq!(v["into"], "4");
+    assert_eq!(v["actor"], "anonymous");
+    let split_seq = v["seq"].as_u64().expect("seq");
+    assert_eq!(trajectory(&m, "1"), [one(1, "1")]);
+    assert_eq!(trajectory(&m, "4"), [one(2, "4")]);
+    let (_, t) = get_json(m.http_addr(), "/api/trajectory?identity=4");
+    assert_eq!(t["sightings"][0]["recorded_identity"], "1");
+    let (_, ids) = get_json(m.http_addr(), "/api/identities");
+    let counts: Vec<(String, u64)> = ids["identities"]
+        .as_array()
+        .expect("identities")
+        .iter()
+        .map(|i| {
+            (
+                i["identity"].as_str().unwrap_or("").into(),
+                i["sightings"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert!(
+        counts.contains(&("1".into(), 1)) && counts.contains(&("4".into(), 1)),
+        "{counts:?}"
+    );
+
+    // A stale view, an unknown sighting, a second split of the same: refused by name.
+    let (code, v) = post(
+        &m,
+        r#"{"action":"split","node":"edge-a","seq":2,"from":"1"}"#,
+        "",
+    );
+    assert_eq!(code, 409, "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("shown under p4"),
+        "{v}"
+    );
+    let (code, v) = post(
+        &m,
+        r#"{"action":"split","node":"edge-a","seq":99,"from":"1"}"#,
+        "",
+    );
+    assert_eq!(code, 409, "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("edge-a/99"),
+        "{v}"
+    );
+    // Moving 3's sighting (on c1 while 1 is there) to 1: two people at once.
+    let (code, v) = post(
+        &m,
+        r#"{"action":"split","node":"edge-a","seq":4,"from":"3","into":"1"}"#,
+        "",
+    );
+    assert_eq!(code, 409, "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("same time"),
+        "{v}"
+    );
+    // Merging 3 into 1: the same rule.
+    let (code, v) = post(&m, r#"{"action":"merge","from":"3","into":"1"}"#, "");
+    assert_eq!(code, 409, "{v}");
+    assert!(v["error"].as_str().unwrap_or("").contains("at once"), "{v}");
+    // Bad bodies.
+    for (body, want) in [
+        (r#"{"action":"merge","from":"2","into":"2"}"#, 400),
+        (r#"{"action":"merge","from":"2","into":"77"}"#, 404),
+        (r#"{"action":"explode"}"#, 400),
+        (r#"not json"#, 400),
+        (r#"{"action":"revert","node":"edge-a","seq":3}"#, 404),
+    ] {
+        let (code, v) = post(&m, body, "");
+        assert_eq!(code, want, "{body}: {v}");
+        assert!(v["error"].is_string(), "{body}: {v}");
+    }
+    let long = format!(
+        r#"{{"action":"merge","from":"2","into":"4","reason":"{}"}}"#,
+        "x".repeat(2000)
+    );
+    let (code, v) = post(&m, &long, "");
+    assert_eq!(
+        (code, v["parameter"].as_str()),
+        (400, Some("reason")),
+        "{v}"
+    );
+
+    // Merge 2 into 4 (both on different cameras): one trajectory.
+    let (code, v) = post(&m, r#"{"action":"merge","from":"2","into":"4"}"#, "");
+    assert_eq!(code, 201, "{v}");
+    let merge_seq = v["seq"].as_u64().expect("seq");
+    assert_eq!(trajectory(&m, "4"), [one(3, "2"), one(2, "4")]);
+    let (code, _) = post(&m, r#"{"action":"merge","from":"2","into":"4"}"#, "");
+    assert_eq!(code, 409, "already one");
+
+    // Revert the split: 1's sighting is 1's again, and 4 keeps 2 only.
+    let revert =
+        format!(r#"{{"action":"revert","node":"master","seq":{split_seq},"reason":"my mistake"}}"#);
+    let (code, v) = post(&m, &revert, "");
+    assert_eq!(code, 201, "{v}");
+    let revert_seq = v["seq"].as_u64().expect("seq");
+    assert_eq!(trajectory(&m, "1"), [one(1, "1"), one(2, "1")]);
+    assert_eq!(trajectory(&m, "4"), [one(3, "2")]);
+    let (code, _) = post(&m, &revert, "");
+    assert_eq!(code, 409, "already reverted");
+    let (code, _) = post(
+        &m,
+        &format!(r#"{{"action":"revert","node":"master","seq":{revert_seq}}}"#),
+        "",
+    );
+    assert_eq!(code, 400, "a revert is not reverted");
+
+    // The audit trail: newest first, reverted flags, by identity.
+    let (code, v) = get_json(m.http_addr(), "/api/corrections");
+    assert_eq!(code, 200, "{v}");
+    let trail: Vec<(u64, String, bool)> = v["corrections"]
+        .as_array()
+        .expect("corrections")
+        .iter()
+        .map(|c| {
+            (
+                c["seq"].as_u64().unwrap_or(0),
+                c["action"].as_str().unwrap_or("").into(),
+                c["reverted"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            (revert_seq, "revert".into(), false),
+            (merge_seq, "merge".into(), false),
+            (split_seq, "split".into(), true),
+        ]
+    );
+    assert_eq!(v["corrections"][2]["reason"], "not the same coat");
+    let (_, v) = get_json(m.http_addr(), "/api/corrections?identity=2");
+    assert_eq!(v["corrections"].as_array().map(|a| a.len()), Some(1));
+    let (code, _) = get_json(m.http_addr(), "/api/corrections?identity=x");
+    assert_eq!(code, 400);
+
+    // The nodes heard the split and the merge (signed key, real session).
+    assert!(
+        wait_for(Duration::from_secs(5), || heard.lock().expect("lock").len()
+            >= 2),
+        "{:?}",
+        heard.lock().expect("lock")
+    );
+    assert_eq!(
+        *heard.lock().expect("lock"),
+        ["split 2 p1->p4".to_string(), "merge p2->p4".to_string()]
+    );
+    let (_, body) = http(m.http_addr(), "GET", "/metrics");
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("vidar_master_corrections_total 3"), "{text}");
+    assert!(
+        text.contains("vidar_master_corrections_refused_total 11"),
+        "{text}"
+    );
+    m.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn only_admins_correct() {
+    let (_dir, m, _site, _port) = seeded(&users_toml());
+    let body = r#"{"action":"merge","from":"2","into":"1"}"#;
+    let (code, _) = post(&m, body, "");
+    assert_eq!(code, 401);
+    let (code, v) = post(&m, body, "Bearer viewer-token");
+    assert_eq!(code, 403, "{v}");
+    let (code, v) = get_json(m.http_addr(), "/api/corrections");
+    assert_eq!(code, 401, "{v}");
+    let (code, v) = post(&m, body, "Bearer admin-token");
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["actor"], "ops", "the token's name is the actor");
+    m.shutdown().expect("clean shutdown");
+}

@@ -17,7 +17,7 @@ use vidar_master::{Master, MasterConfig};
 use vidar_protocol::messages::{
     NodeCapacity, NodeLoad, NodeStatus, Plan, QueryReply, QueryRequest, SyncBatch, SyncRequest,
 };
-use vidar_protocol::{wire, Keys, NodeId};
+use vidar_protocol::{wire, IdentityId, Keys, NodeId};
 use vidar_store::{Reader, Record, WriterConfig};
 use zenoh::Wait;
 
@@ -500,6 +500,61 @@ fn a_forged_sync_reply_never_moves_the_cursor_past_the_nodes_own_last_seq() {
         cursor,
         Some(12),
         "the cursor stops at the node's own last seq"
+    );
+    master.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn merges_and_corrections_from_an_edge_are_never_stored() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let site = unique_site();
+    // An edge's records with a merge and a correction of its own among them
+    // (a compromised node rewriting who is who), the last one a forgery too.
+    let mut records = edge_records(1, 5);
+    records.insert(
+        2,
+        Record::Merge(vidar_store::IdentityMerge {
+            from: IdentityId(1),
+            into: IdentityId(2),
+            decided_ms: 0,
+        }),
+    );
+    records.push(Record::Correction(vidar_store::Correction {
+        action: vidar_store::CorrectionAction::Merge {
+            from: IdentityId(4),
+            into: IdentityId(5),
+        },
+        actor: "edge".into(),
+        reason: String::new(),
+        decided_ms: 0,
+    }));
+    let db = edge_db(dir.path(), "edge-7", records);
+    let port = free_port();
+    let _edge = FakeEdge::start(&site, "edge-7", port, &db, false);
+    let global = dir.path().join("global.db");
+    let master = Master::start(&master_config(&global, &site, &[port])).expect("master starts");
+    let ctx = master.context().clone();
+    let n = node("edge-7");
+    assert!(
+        wait_for(Duration::from_secs(30), || ctx
+            .sync
+            .nodes()
+            .get(&n)
+            .is_some_and(|s| s.cursor == 7)),
+        "the cursor passes all 7 seqs: {:?}",
+        ctx.sync.nodes()
+    );
+    let stored: Vec<u64> = all_records(&global, &n).iter().map(|r| r.key.seq).collect();
+    assert_eq!(stored, [1, 2, 4, 5, 6], "the node's own records only");
+    assert_eq!(ctx.sync.masters_only(), 2);
+    let reader = Reader::open(&global).expect("reader");
+    assert_eq!(
+        reader.identity_cluster(IdentityId(1)).expect("cluster"),
+        [IdentityId(1)]
+    );
+    assert_eq!(
+        reader.identity_cluster(IdentityId(4)).expect("cluster"),
+        [IdentityId(4)]
     );
     master.shutdown().expect("clean shutdown");
 }

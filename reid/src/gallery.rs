@@ -806,6 +806,79 @@ impl Gallery {
         true
     }
 
+    /// Learns an operator's split: the track `a`, shown under `from`, is
+    /// another person, `into`. The appearance leaves `from` (its rules no
+    /// longer apply to that person); when the track's view `e` is known,
+    /// `from`'s views that look like it (at least `match_threshold`) go, one
+    /// view always staying, and `into` is known from now on by `e` (new, or
+    /// refreshed). Returns whether `into` is new here. An `e` of another
+    /// size is refused before anything changes.
+    pub fn split_off(
+        &mut self,
+        from: IdentityId,
+        into: IdentityId,
+        a: &Appearance,
+        e: Option<&Embedding>,
+    ) -> Result<bool, ReidError> {
+        if let Some(e) = e {
+            let model = self.model.clone();
+            self.check(e, &model)?;
+        }
+        let threshold = self.config.match_threshold;
+        if let Some(&k) = self.index.get(&from) {
+            let ident = &mut self.identities[k];
+            ident
+                .appearances
+                .retain(|x| !(x.camera == a.camera && x.track == a.track && a.track != 0));
+            if let Some(e) = e {
+                let least = ident
+                    .prototypes
+                    .iter()
+                    .enumerate()
+                    .min_by(|x, y| x.1.cosine(e).total_cmp(&y.1.cosine(e)))
+                    .map(|(i, _)| i);
+                let mut i = 0;
+                ident.prototypes.retain(|p| {
+                    let keep = Some(i) == least || p.cosine(e) < threshold;
+                    i += 1;
+                    keep
+                });
+                ident.embedding = mean(&ident.prototypes);
+            }
+        }
+        let Some(e) = e else {
+            return Ok(false);
+        };
+        let seen = a.last_ms.min(OPEN - 1).max(a.first_ms);
+        if self.index.contains_key(&into) {
+            self.fold(into, e);
+            self.observe(
+                into,
+                &TrackQuery {
+                    embedding: e,
+                    camera: &a.camera,
+                    track: a.track,
+                    first_ms: a.first_ms,
+                    last_ms: seen,
+                },
+            );
+            return Ok(false);
+        }
+        let mut ident = Identity::single(
+            into,
+            e.clone(),
+            &self.model,
+            a.camera.clone(),
+            a.first_ms,
+            Origin::Local,
+        );
+        ident.appearances[0].track = a.track;
+        ident.appearances[0].last_ms = seen;
+        ident.last_seen_ms = seen;
+        self.insert(ident);
+        Ok(true)
+    }
+
     /// Drops identities unseen for more than `max_age_s`; returns how many.
     pub fn expire(&mut self, now_ms: u64) -> usize {
         let max_age_ms = self.config.max_age_s.saturating_mul(1000);

@@ -276,6 +276,65 @@ fn bounded_size_evicts_least_recently_seen_and_ageing_expires() {
 }
 
 #[test]
+fn an_operators_split_moves_the_person_off_and_the_gallery_learns_them() {
+    let mut g = Gallery::new(GalleryConfig {
+        max_prototypes: 4,
+        ..small()
+    })
+    .expect("gallery");
+    let (c1, c2) = (cam("c1"), cam("c2"));
+    let (ann, bob) = (emb(&[1.0, 0.0, 0.0]), emb(&[0.0, 1.0, 0.0]));
+    let ann_id = g
+        .assign_track(&track(&ann, &c1, 1, 0, 100))
+        .expect("ok")
+        .id();
+    // Bob was wrongly given Ann's identity (say, through a loose threshold):
+    // his view is one of her prototypes now, and his track her appearance.
+    g.observe(ann_id, &track(&bob, &c2, 2, 500, 600));
+    g.refine(ann_id, &bob).expect("same model");
+    assert_eq!(g.get(ann_id).map(|i| i.prototypes.len()), Some(2));
+    // Before the split, Bob's next track matches Ann.
+    assert_eq!(
+        g.best_match(&track(&bob, &c1, 3, 900, 950)).map(|m| m.0),
+        Some(ann_id)
+    );
+
+    let bob_id = IdentityId(42);
+    let seen = Appearance {
+        camera: c2.clone(),
+        track: 2,
+        first_ms: 500,
+        last_ms: 600,
+    };
+    assert!(g.split_off(ann_id, bob_id, &seen, Some(&bob)).expect("ok"));
+    let a = g.get(ann_id).expect("Ann stays");
+    assert_eq!(a.prototypes.len(), 1, "Bob's view left Ann");
+    assert!(a.appearances.iter().all(|x| x.track != 2));
+    assert!(a.embedding.cosine(&ann) > 0.99);
+    // Bob is known now: his next track matches him, not Ann.
+    let m = g.assign_track(&track(&bob, &c1, 3, 900, 950)).expect("ok");
+    assert_eq!(m.id(), bob_id);
+    let ann_again = g
+        .assign_track(&track(&ann, &c1, 4, 2_000, 2_100))
+        .expect("ok");
+    assert_eq!(ann_again.id(), ann_id);
+    // A split never leaves an identity without a view.
+    let only = Appearance {
+        track: 4,
+        ..seen.clone()
+    };
+    assert!(!g.split_off(ann_id, bob_id, &only, Some(&ann)).expect("ok"));
+    assert_eq!(g.get(ann_id).map(|i| i.prototypes.len()), Some(1));
+    // A view of another size is refused before anything changes.
+    let before = g.get(ann_id).cloned();
+    assert!(g
+        .split_off(ann_id, IdentityId(43), &seen, Some(&emb(&[1.0, 0.0])))
+        .is_err());
+    assert_eq!(g.get(ann_id).cloned(), before);
+    assert!(g.get(IdentityId(43)).is_none());
+}
+
+#[test]
 fn remote_replicas_and_merges() {
     let mut g = Gallery::new(small()).expect("gallery");
     let local = g

@@ -51,7 +51,7 @@ use tiles::publish_tiles;
 use vidar_link::Responder;
 use vidar_protocol::messages::{
     IdentityAnnounce, MergeAnnounce, Merges, NodeCapacity, Plan, QueryReply, QueryRequest,
-    ReidReply, ReidRequest, SyncBatch, SyncRequest,
+    ReidReply, ReidRequest, SplitAnnounce, SyncBatch, SyncRequest,
 };
 use vidar_store::{Reader, WriterHandle};
 
@@ -210,6 +210,11 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
                         for one in m.merges {
                             inbox.merge(one);
                         }
+                    }
+                }
+                Some(vidar_protocol::MessageKind::SplitAnnounce) => {
+                    if let Some(s) = payload.decode::<SplitAnnounce>() {
+                        inbox.split(s);
                     }
                 }
                 Some(_) => {

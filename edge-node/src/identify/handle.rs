@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce, ReidReply};
+use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce, ReidReply, SplitAnnounce};
 use vidar_protocol::NodeId;
 use vidar_reid::{Embedder, Gallery};
 
@@ -31,6 +31,7 @@ pub(super) enum Input {
     },
     Announce(IdentityAnnounce),
     Merge(MergeAnnounce),
+    Split(SplitAnnounce),
     Stop,
 }
 
@@ -95,6 +96,10 @@ impl Inbox {
     /// Queues a merge decided by the master (dropped, counted, when full).
     pub fn merge(&self, m: MergeAnnounce) {
         let _ = self.send(Input::Merge(m));
+    }
+    /// Queues an operator's split (dropped, counted, when full).
+    pub fn split(&self, s: SplitAnnounce) {
+        let _ = self.send(Input::Split(s));
     }
 }
 
@@ -184,6 +189,7 @@ impl Identifier {
                         Input::Merge(m) => {
                             worker.gallery.merge(m.from, m.into);
                         }
+                        Input::Split(s) => worker.learn_split(s),
                         Input::Stop => {
                             // Parked jobs are identified here: nothing waits on a reply.
                             let ids: Vec<u64> = worker.remote.keys().copied().collect();

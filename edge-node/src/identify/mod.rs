@@ -21,9 +21,11 @@
 //! names another node's re-ID service there (JPEG crops, within the plan's
 //! bandwidth share, falling back to local embedding on timeout or refusal);
 //! serves other nodes' crops; keeps the bounded replica of identities other
-//! nodes announce; applies the master's merges; and announces the identities
-//! it mints. The gallery has one owner, this thread, so none of this locks.
+//! nodes announce; applies the master's merges; learns operators' splits
+//! of its own sightings ([`corrections`]); and announces the identities it
+//! mints. The gallery has one owner, this thread, so none of this locks.
 
+mod corrections;
 mod handle;
 mod jobs;
 mod remote;

@@ -1,0 +1,319 @@
+//! Learning from operators' corrections, on the re-ID worker's thread.
+//!
+//! Merges decided by an operator arrive as the master's merges and are
+//! applied like them. A split ([`SplitAnnounce`]) is learned by the node
+//! that recorded the sighting: it reads the sighting and the snapshot of
+//! its track from its own database, embeds that crop, and tells the gallery
+//! (`Gallery::split_off`): the track's appearance leaves the old identity,
+//! the old identity's views that look like the split-off person go, and the
+//! person is known from now on as the new identity, which is recorded and
+//! announced like one minted here (other nodes and the master learn it
+//! from that). Without a snapshot (snapshots off, or pruned) only the
+//! appearance moves.
+
+use std::sync::atomic::Ordering;
+
+use vidar_detectors::RgbFrame;
+use vidar_protocol::messages::{CropEncoding, IdentityAnnounce, SplitAnnounce};
+use vidar_reid::{Appearance, Crop, Embedding};
+use vidar_store::Reader;
+
+use super::worker::Worker;
+use crate::media::decode_crop;
+
+/// How far from the sighting's span its track's snapshot may be, ms.
+const SNAPSHOT_SLACK_MS: i64 = 2_000;
+
+impl Worker {
+    /// Learns an operator's split of one of this node's sightings (others'
+    /// are learned from the announcement of the node that recorded them).
+    pub(super) fn learn_split(&mut self, s: SplitAnnounce) {
+        if s.sighting.node != self.node {
+            return;
+        }
+        let view = match self.split_view(&s) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(sighting = %format!("{}/{}", s.sighting.node, s.sighting.seq), error = %e, "split learned without the person's view");
+                None
+            }
+        };
+        let seen = Appearance {
+            camera: s.camera.clone(),
+            track: s.track.0,
+            first_ms: u64::try_from(s.first_ms).unwrap_or(0),
+            last_ms: u64::try_from(s.last_ms).unwrap_or(0),
+        };
+        match self.gallery.split_off(s.from, s.into, &seen, view.as_ref()) {
+            Ok(true) => {
+                let Some(e) = view else { return };
+                self.recorder
+                    .identity(s.into, &s.camera, seen.first_ms, e.as_slice(), &self.model);
+                if let Some(cluster) = &self.cluster {
+                    cluster.announce(&IdentityAnnounce {
+                        identity: s.into,
+                        node: cluster.node().clone(),
+                        camera: s.camera.clone(),
+                        seen_ms: seen.first_ms,
+                        embedding: e.as_slice().to_vec(),
+                        model: self.model.clone(),
+                    });
+                }
+                tracing::info!(from = %s.from, into = %s.into, "an operator's split learned: the person is known apart");
+            }
+            Ok(false) => {
+                tracing::info!(from = %s.from, into = %s.into, "an operator's split learned");
+            }
+            Err(e) => {
+                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "the gallery refused the split's view");
+            }
+        }
+    }
+
+    /// The embedding of the split sighting's track, from its snapshot in
+    /// this node's database (None when there is none).
+    fn split_view(&mut self, s: &SplitAnnounce) -> Result<Option<Embedding>, String> {
+        let path = self.recorder.writer().path().to_path_buf();
+        let reader = Reader::open(&path).map_err(|e| e.to_string())?;
+        let Some(sighting) = reader.sighting(&s.sighting).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let v = &sighting.value;
+        let shot = reader
+            .snapshot_near(v.identity, Some(&v.camera), Some(v.first_ms))
+            .map_err(|e| e.to_string())?;
+        let Some(shot) = shot.filter(|x| {
+            x.value.camera == v.camera
+                && x.value.t_ms >= v.first_ms - SNAPSHOT_SLACK_MS
+                && x.value.t_ms <= v.last_ms + SNAPSHOT_SLACK_MS
+        }) else {
+            return Ok(None);
+        };
+        drop(reader);
+        let jpeg = shot.value.jpeg;
+        let (width, height) = vidar_protocol::messages::jpeg_size(&jpeg)
+            .ok_or_else(|| "the snapshot is not a JPEG".to_string())?;
+        let image = decode_crop(&vidar_protocol::messages::Crop {
+            camera: v.camera.clone(),
+            track: v.track,
+            capture_ms: u64::try_from(shot.value.t_ms).unwrap_or(0),
+            width,
+            height,
+            encoding: CropEncoding::Jpeg,
+            data: jpeg,
+        })?;
+        let (w, h) = (image.width(), image.height());
+        let frame =
+            RgbFrame::new(w, h, w as usize * 3, image.as_raw()).map_err(|e| e.to_string())?;
+        let crop = Crop {
+            frame,
+            bbox: vidar_protocol::BBox {
+                x: 0.0,
+                y: 0.0,
+                w: w as f32,
+                h: h as f32,
+            },
+        };
+        if !self.embed(&[crop]) {
+            return Err("embedding the snapshot failed".into());
+        }
+        Ok(self.embeddings.first().cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant, SystemTime};
+
+    use vidar_pipeline::Frame;
+    use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
+    use vidar_reid::{Gallery, GalleryConfig};
+    use vidar_store::{Record, Sighting};
+    use vidar_testkit::fakes::{draw, ColorEmbedder, Figure};
+
+    use super::*;
+    use crate::identify::{ClusterReid, Identified, Identifier, Job, RemoteDone, TrackCrop};
+    use crate::recorder::Recorder;
+    use crate::telemetry::NodeMetrics;
+
+    /// A cluster of one: records what the worker announces.
+    struct Announced(NodeId, Arc<Mutex<Vec<IdentityAnnounce>>>);
+
+    impl ClusterReid for Announced {
+        fn node(&self) -> &NodeId {
+            &self.0
+        }
+        fn remote_for(&self, _camera: &CameraId) -> Option<NodeId> {
+            None
+        }
+        fn take_bandwidth(&self, _to: &NodeId, _bytes: usize) -> bool {
+            true
+        }
+        fn send_remote(
+            &self,
+            _to: &NodeId,
+            _r: &vidar_protocol::messages::ReidRequest,
+            _done: RemoteDone,
+        ) -> Result<(), String> {
+            Err("no peers".into())
+        }
+        fn reply_within(&self) -> Duration {
+            Duration::from_secs(1)
+        }
+        fn announce(&self, a: &IdentityAnnounce) {
+            self.1.lock().expect("lock").push(a.clone());
+        }
+    }
+
+    fn figure(color: [u8; 3]) -> Figure {
+        Figure {
+            color,
+            bbox: BBox {
+                x: 60.0,
+                y: 20.0,
+                w: 50.0,
+                h: 120.0,
+            },
+        }
+    }
+
+    /// Track `track` alone in a frame captured at `at`, decided at once.
+    fn job(track: u64, f: Figure, at: SystemTime) -> Job {
+        let frame = Frame::from_rgb(
+            CameraId::new("c").expect("id"),
+            track,
+            at,
+            240,
+            160,
+            draw(240, 160, track as u32, &[f]),
+        )
+        .expect("frame");
+        Job {
+            camera: 0,
+            frame,
+            tracks: vec![TrackCrop {
+                track,
+                bbox: f.bbox,
+                quality: 0.9,
+                first_ms: crate::clock::ms_of(at),
+                decide: true,
+            }],
+        }
+    }
+
+    fn identity_of(id: &mut Identifier, j: Job) -> IdentityId {
+        assert!(id.offer(j).is_none(), "taken");
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(Identified {
+                identity: Some(i), ..
+            }) = id.results().next()
+            {
+                return i;
+            }
+            assert!(Instant::now() < end, "no identity");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_split_of_this_nodes_sighting_teaches_the_gallery_the_person() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let node = NodeId::new("n1").expect("id");
+        let metrics = Arc::new(NodeMetrics::default());
+        let rec = Recorder::open(&dir.path().join("e.db"), &node, Arc::clone(&metrics))
+            .expect("recorder");
+        // Loose enough that a blue person is wrongly taken for the red one
+        // (cosine 0.37): the mistake an operator corrects.
+        let cfg = GalleryConfig {
+            match_threshold: 0.3,
+            ambiguity_margin: 0.0,
+            node_prefix: 1,
+            ..GalleryConfig::default()
+        };
+        let gallery = Gallery::with_model(cfg, ColorEmbedder::TAG).expect("gallery");
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let mut id = Identifier::spawn(
+            node.clone(),
+            Box::new(ColorEmbedder::default()),
+            gallery,
+            rec.share(),
+            metrics,
+            true,
+            Some(Box::new(Announced(node.clone(), heard.clone()))),
+        )
+        .expect("worker");
+        let (red, blue) = (figure([220, 40, 40]), figure([40, 40, 220]));
+        let t0 = SystemTime::now() - Duration::from_secs(60);
+        let ann = identity_of(&mut id, job(1, red, t0));
+        id.ended(0, 1, 0);
+        let t1 = t0 + Duration::from_secs(20);
+        assert_eq!(identity_of(&mut id, job(2, blue, t1)), ann, "the mistake");
+        id.ended(0, 2, 0);
+        // The sighting of track 2 the node recorded, and its snapshot.
+        let ms = crate::clock::ms_of(t1) as i64;
+        let key = rec
+            .writer()
+            .write(Record::Sighting(Sighting {
+                identity: ann,
+                camera: CameraId::new("c").expect("id"),
+                track: TrackId(2),
+                first_ms: ms - 100,
+                last_ms: ms + 100,
+                path: Vec::new(),
+            }))
+            .expect("sighting");
+        rec.writer().flush().expect("flush");
+
+        let bob = IdentityId(7);
+        id.inbox().split(SplitAnnounce {
+            sighting: key,
+            camera: CameraId::new("c").expect("id"),
+            track: TrackId(2),
+            first_ms: ms - 100,
+            last_ms: ms + 100,
+            from: ann,
+            into: bob,
+            decided_ms: 0,
+        });
+        // The person is recorded and announced under the new identity ...
+        let end = Instant::now() + Duration::from_secs(10);
+        while !heard
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|a| a.identity == bob)
+        {
+            assert!(Instant::now() < end, "{:?}", heard.lock().expect("lock"));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        rec.writer().flush().expect("flush");
+        let r = Reader::open(dir.path().join("e.db")).expect("reader");
+        assert_eq!(r.identity_records(bob).expect("read").len(), 1);
+        // ... and the blue person's next track is theirs, the red one's Ann's.
+        let t2 = t1 + Duration::from_secs(20);
+        assert_eq!(identity_of(&mut id, job(3, blue, t2)), bob);
+        id.ended(0, 3, 0);
+        let t3 = t2 + Duration::from_secs(20);
+        assert_eq!(identity_of(&mut id, job(4, red, t3)), ann);
+        // Another node's sighting is not this node's to learn.
+        let before = heard.lock().expect("lock").len();
+        id.inbox().split(SplitAnnounce {
+            sighting: vidar_store::RecordKey {
+                node: NodeId::new("n2").expect("id"),
+                seq: 1,
+            },
+            camera: CameraId::new("c").expect("id"),
+            track: TrackId(9),
+            first_ms: 0,
+            last_ms: 1,
+            from: ann,
+            into: IdentityId(8),
+            decided_ms: 0,
+        });
+        id.finish();
+        assert_eq!(heard.lock().expect("lock").len(), before);
+    }
+}

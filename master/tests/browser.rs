@@ -352,6 +352,15 @@ fn operator_logs_in_sees_tiles_and_follows_a_person() {
     assert_eq!(cams, vec!["lobby", "dock", "lobby"]);
     let title = b.text(&b.wait_find("#result-title", WAIT));
     assert_eq!(title, "Trajectory of pb34e.1");
+    let corrections_for_viewer = b.execute(
+        "return document.querySelectorAll('#timeline .split').length + (document.getElementById('merge').hidden ? 0 : 1)",
+        json!([]),
+    );
+    assert_eq!(
+        corrections_for_viewer,
+        json!(0),
+        "a viewer corrects nothing"
+    );
     assert!(b
         .text(&b.wait_find("#status", WAIT))
         .contains("3 sightings on 2 cameras"));
@@ -413,6 +422,58 @@ fn operator_logs_in_sees_tiles_and_follows_a_person() {
     assert_eq!(r, json!(401));
     b.goto(&format!("{base}/"));
     assert!(b.url().ends_with("/login"), "{}", b.url());
+
+    // An admin corrects: splits the dock sighting off p1, undoes it, then
+    // merges p2 into p1.
+    b.send_keys(&b.wait_find("#user", WAIT), "root");
+    b.send_keys(&b.wait_find("#password", WAIT), "root-pw");
+    b.click(&b.wait_find("#submit", WAIT));
+    b.wait_script("return location.pathname === '/'", WAIT);
+    b.wait_script(
+        "return document.getElementById('who').textContent.includes('admin')",
+        WAIT,
+    );
+    let id = b.wait_find("#identity", WAIT);
+    b.send_keys(&id, "pb34e.1");
+    b.click(&b.wait_find("#by-identity button", WAIT));
+    b.wait_script(
+        "return document.querySelectorAll('#timeline li.sighting .split').length === 3",
+        WAIT,
+    );
+    b.click(&b.wait_find("#timeline li.sighting[data-camera=\"dock\"] .split", WAIT));
+    b.wait_script(
+        "return document.getElementById('status').textContent.startsWith('Split off as p') \
+         && [...document.querySelectorAll('#timeline li.sighting')].map(l => l.dataset.camera).join() === 'lobby,lobby' \
+         && !document.getElementById('corrections').hidden",
+        WAIT,
+    );
+    shots.save(&b, "split");
+    b.execute(
+        "document.getElementById('corrections').open = true",
+        json!([]),
+    );
+    b.click(&b.wait_find("#correction-list .undo", WAIT));
+    b.wait_script(
+        "return document.getElementById('status').textContent === 'Undone.' \
+         && document.querySelectorAll('#timeline li.sighting').length === 3 \
+         && document.querySelectorAll('#correction-list li').length === 2 \
+         && document.querySelectorAll('#correction-list li.reverted').length === 1",
+        WAIT,
+    );
+    b.send_keys(&b.wait_find("#merge-into", WAIT), "pb34e.2");
+    b.send_keys(&b.wait_find("#merge-reason", WAIT), "same red coat");
+    b.click(&b.wait_find("#merge button", WAIT));
+    b.wait_script(
+        "return document.getElementById('status').textContent === 'Merged into pb34e.2.' \
+         && document.querySelectorAll('#timeline li.sighting').length === 4",
+        WAIT,
+    );
+    let trail = b.execute_async(
+        "fetch('/api/corrections').then(r => r.json()).then(j => arguments[0](j.corrections.map(c => c.actor + ' ' + c.action)))",
+        json!([]),
+    );
+    assert_eq!(trail, json!(["root merge", "root revert", "root split"]));
+    shots.save(&b, "merged");
 
     b.close();
     drop(driver);

@@ -183,6 +183,42 @@
     return m && BigInt(m[1]) <= 18446744073709551615n ? m[1] : null;
   }
 
+  // ---- operators' corrections (admins) ----
+  let isAdmin = false;
+  let shownIdentity = null;
+
+  async function correct(body, done) {
+    try {
+      const c = await api('/api/corrections', { method: 'POST', headers: { Accept: 'application/json', 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      await searchIdentity(shownIdentity);
+      status(done(c), false);
+    } catch (e) {
+      status(e.message, true);
+    }
+  }
+
+  function splitButton(s) {
+    return el('button', { type: 'button', class: 'split', title: 'This sighting is someone else: give it its own identity',
+      onclick: () => correct({ action: 'split', node: s.node, seq: s.seq, from: s.identity, reason: 'split in the UI' },
+        (c) => 'Split off as ' + idText(c.into) + '.') }, 'Not this person');
+  }
+
+  async function loadCorrections(id) {
+    $('corrections').hidden = true;
+    try {
+      const j = await api('/api/corrections?identity=' + encodeURIComponent(id) + '&limit=50');
+      $('corrections-count').textContent = '(' + j.corrections.length + ')';
+      $('correction-list').replaceChildren(...j.corrections.map((c) => {
+        const what = c.action === 'split' ? 'split sighting ' + c.sighting.node + '/' + c.sighting.seq + ' from ' + idText(c.from) + ' to ' + idText(c.into)
+          : c.action === 'merge' ? 'merged ' + idText(c.from) + ' into ' + idText(c.into) : 'reverted ' + c.correction.node + '/' + c.correction.seq;
+        const undo = isAdmin && c.action !== 'revert' && !c.reverted
+          ? el('button', { type: 'button', class: 'undo', onclick: () => correct({ action: 'revert', node: c.node, seq: c.seq, reason: 'undone in the UI' }, () => 'Undone.') }, 'Undo') : null;
+        return el('li', { 'data-seq': c.seq, class: c.reverted ? 'reverted' : '' }, el('span', { class: 'when' }, fmtTime(c.decided_ms)), ' ', c.actor + ' ' + what + (c.reason ? ' (' + c.reason + ')' : '') + (c.reverted ? ', undone' : ''), ' ', undo);
+      }));
+      $('corrections').hidden = j.corrections.length === 0;
+    } catch (e) { /* the trajectory still shows */ }
+  }
+
   async function searchIdentity(raw) {
     const id = parseIdentity(raw);
     if (id == null) { status('An identity looks like p1a2b.17 (as shown on the tiles), p12 or 12.', true); return; }
@@ -201,8 +237,11 @@
       $('export-csv').href = '/api/trajectory.csv' + q;
       $('export-json').href = '/api/trajectory.json' + q;
       $('exports').hidden = false;
+      shownIdentity = id;
+      $('merge').hidden = !isAdmin;
       renderTimeline(j.sightings, true);
       drawPath(j.sightings);
+      loadCorrections(id);
     } catch (e) {
       if (mine === searchSeq) status(e.message, true);
     }
@@ -222,6 +261,9 @@
       if (mine !== searchSeq) return;
       $('result-title').textContent = 'Sightings on ' + camera;
       $('exports').hidden = true;
+      $('merge').hidden = true;
+      $('corrections').hidden = true;
+      shownIdentity = null;
       status(j.sightings.length + ' sightings' + (j.truncated ? ' (truncated)' : '') + '; click one for its trajectory');
       renderTimeline(j.sightings, false);
       drawPath([]);
@@ -232,8 +274,9 @@
 
   function renderTimeline(sightings, numbered) {
     const items = sightings.map((s, i) => {
-      // The sighting's own snapshot: its identity on its camera, closest in time.
-      const src = '/api/snapshot/' + encodeURIComponent(s.identity) + '?camera=' + encodeURIComponent(s.camera) + '&t=' + encodeURIComponent(String(s.first_ms));
+      // The sighting's own snapshot: its identity on its camera, closest in
+      // time (as recorded: a split moves the sighting, not its snapshot).
+      const src = '/api/snapshot/' + encodeURIComponent(s.recorded_identity || s.identity) + '?camera=' + encodeURIComponent(s.camera) + '&t=' + encodeURIComponent(String(s.first_ms));
       const thumb = el('img', { alt: idText(s.identity), loading: 'lazy', src });
       thumb.addEventListener('error', () => { thumb.style.visibility = 'hidden'; });
       const who = numbered ? null : el('button', { type: 'button', class: 'who', onclick: () => searchIdentity(s.identity) }, idText(s.identity));
@@ -241,7 +284,8 @@
         thumb,
         el('div', {},
           el('div', {}, numbered ? el('span', { class: 'step' }, String(i + 1)) : null, el('span', { class: 'when' }, fmtTime(s.first_ms)), ' ', who),
-          el('div', {}, el('strong', { class: 'camera' }, s.camera), el('span', { class: 'muted' }, ' on ' + s.node + ' · ' + fmtDur(Math.max(0, s.last_ms - s.first_ms)) + (s.synced ? '' : ' · not synced yet')))));
+          el('div', {}, el('strong', { class: 'camera' }, s.camera), el('span', { class: 'muted' }, ' on ' + s.node + ' · ' + fmtDur(Math.max(0, s.last_ms - s.first_ms)) + (s.synced ? '' : ' · not synced yet') + (s.recorded_identity ? ' · moved here from ' + idText(s.recorded_identity) : ''))),
+          numbered && isAdmin && s.synced ? el('div', {}, splitButton(s)) : null));
     });
     $('timeline').replaceChildren(...items);
   }
@@ -339,11 +383,19 @@
     for (const b of document.querySelectorAll('.tab')) b.addEventListener('click', () => showView(b.dataset.view));
     $('by-identity').addEventListener('submit', (ev) => { ev.preventDefault(); searchIdentity($('identity').value); });
     $('by-camera').addEventListener('submit', (ev) => { ev.preventDefault(); searchCamera(); });
+    $('merge').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const into = parseIdentity($('merge-into').value);
+      if (into == null) { status('An identity looks like p1a2b.17, p12 or 12.', true); return; }
+      correct({ action: 'merge', from: shownIdentity, into, reason: $('merge-reason').value },
+        () => 'Merged into ' + idText(into) + '.');
+    });
     $('sync-now').addEventListener('click', () => api('/api/sync', { method: 'POST' }).then(refreshCluster, (e) => { $('plan-reason').textContent = e.message; }));
     api('/api/me').then((me) => {
       $('who').textContent = me.name + ' (' + me.role + ')';
       $('site').textContent = 'site ' + me.site;
       $('sync-now').hidden = me.role !== 'admin';
+      isAdmin = me.role === 'admin';
       if (!me.auth) $('logout').hidden = true;
     }, () => {});
     refreshTiles();

@@ -93,7 +93,8 @@ impl Reader {
 
     /// The audit trail: corrections (reverts included) decided in
     /// `[from_ms, to_ms)`, newest first, at most `limit`, each with whether a
-    /// revert undid it; only those naming `identity` (as from or into) when given.
+    /// revert undid it; only those naming `identity` (as from or into, or
+    /// reverting one that does) when given.
     pub fn corrections(
         &self,
         identity: Option<IdentityId>,
@@ -106,7 +107,10 @@ impl Reader {
                  AND r.target_node = c.node_id AND r.target_seq = c.seq)
              FROM corrections c
              WHERE decided_ms >= ?1 AND decided_ms < ?2
-               AND (?3 IS NULL OR from_identity = ?3 OR into_identity = ?3)
+               AND (?3 IS NULL OR from_identity = ?3 OR into_identity = ?3
+                    OR EXISTS (SELECT 1 FROM corrections t WHERE c.action = 'revert'
+                        AND t.node_id = c.target_node AND t.seq = c.target_seq
+                        AND (t.from_identity = ?3 OR t.into_identity = ?3)))
              ORDER BY decided_ms DESC, node_id DESC, seq DESC LIMIT ?4",
             rows::CORRECTION_COLUMNS
         );

@@ -133,7 +133,11 @@ fn the_newest_split_wins_and_a_revert_undoes_one() -> TestResult {
     );
     assert_eq!(all[2].correction.actor, "ann");
     let of_d = r.corrections(Some(IdentityId(D)), i64::MIN, i64::MAX, 100)?;
-    assert_eq!(of_d.iter().map(|c| c.key.seq).collect::<Vec<_>>(), [8]);
+    assert_eq!(
+        of_d.iter().map(|c| c.key.seq).collect::<Vec<_>>(),
+        [9, 8],
+        "its revert too"
+    );
     Ok(())
 }
 

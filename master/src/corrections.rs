@@ -23,8 +23,8 @@ use serde::Deserialize;
 use vidar_protocol::messages::SplitAnnounce;
 use vidar_protocol::{IdentityId, NodeId};
 use vidar_store::{
-    Correction, CorrectionAction, Reader, Record, RecordKey, Sighting, StoreError, Stored,
-    TimeRange, WriterHandle, MAX_QUERY_ROWS,
+    Correction, CorrectionAction, Reader, Record, RecordKey, Span, StoreError, TimeRange,
+    WriterHandle, MAX_QUERY_ROWS,
 };
 
 use crate::clock::now_ms;
@@ -296,48 +296,44 @@ fn merge(reader: &Reader, from: IdentityId, into: IdentityId) -> Result<(), Refu
         )));
     }
     let all = TimeRange::all();
-    let a = reader.trajectory(from, all, MAX_QUERY_ROWS)?;
-    let b = reader.trajectory(into, all, MAX_QUERY_ROWS)?;
+    let a = reader.trajectory_spans(from, all, MAX_QUERY_ROWS)?;
+    let b = reader.trajectory_spans(into, all, MAX_QUERY_ROWS)?;
     if let Some((x, y)) = together(&a, &b) {
         return Err(Refusal::Conflict(format!(
             "{from} and {into} are both on camera {} at once (sightings {}/{} and {}/{}): \
              two people on screen at once are two",
-            x.value.camera, x.key.node, x.key.seq, y.key.node, y.key.seq
+            x.camera, x.key.node, x.key.seq, y.key.node, y.key.seq
         )));
     }
     Ok(())
 }
 
 /// A sighting of `a` and one of `b` on one camera overlapping in time, if any.
-fn together<'a>(
-    a: &'a [Stored<Sighting>],
-    b: &'a [Stored<Sighting>],
-) -> Option<(&'a Stored<Sighting>, &'a Stored<Sighting>)> {
+fn together<'a>(a: &'a [Span], b: &'a [Span]) -> Option<(&'a Span, &'a Span)> {
     // Both sides sorted by camera then start: one sweep per camera.
-    let mut all: Vec<(&Stored<Sighting>, bool)> = a
+    let mut all: Vec<(&Span, bool)> = a
         .iter()
         .map(|s| (s, true))
         .chain(b.iter().map(|s| (s, false)))
         .collect();
     all.sort_by(|x, y| {
-        (x.0.value.camera.as_str(), x.0.value.first_ms)
-            .cmp(&(y.0.value.camera.as_str(), y.0.value.first_ms))
+        (x.0.camera.as_str(), x.0.first_ms).cmp(&(y.0.camera.as_str(), y.0.first_ms))
     });
     // The open sighting with the latest end on each side, within a camera.
-    let mut open: [Option<&Stored<Sighting>>; 2] = [None, None];
+    let mut open: [Option<&Span>; 2] = [None, None];
     let mut camera = None;
     for (s, side_a) in all {
-        if camera != Some(s.value.camera.as_str()) {
-            camera = Some(s.value.camera.as_str());
+        if camera != Some(s.camera.as_str()) {
+            camera = Some(s.camera.as_str());
             open = [None, None];
         }
         let (mine, theirs) = if side_a { (0, 1) } else { (1, 0) };
         if let Some(o) = open[theirs] {
-            if o.value.last_ms >= s.value.first_ms {
+            if o.last_ms >= s.first_ms {
                 return Some(if side_a { (s, o) } else { (o, s) });
             }
         }
-        if open[mine].is_none_or(|m| m.value.last_ms < s.value.last_ms) {
+        if open[mine].is_none_or(|m| m.last_ms < s.last_ms) {
             open[mine] = Some(s);
         }
     }
@@ -414,22 +410,18 @@ impl Desk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vidar_protocol::{CameraId, TrackId};
+    use vidar_protocol::CameraId;
 
-    fn s(node: &str, seq: u64, camera: &str, first: i64, last: i64) -> Stored<Sighting> {
-        Stored {
+    fn s(node: &str, seq: u64, camera: &str, first: i64, last: i64) -> Span {
+        Span {
             key: RecordKey {
                 node: NodeId::new(node).expect("id"),
                 seq,
             },
-            value: Sighting {
-                identity: IdentityId(1),
-                camera: CameraId::new(camera).expect("id"),
-                track: TrackId(1),
-                first_ms: first,
-                last_ms: last,
-                path: Vec::new(),
-            },
+            identity: IdentityId(1),
+            camera: CameraId::new(camera).expect("id"),
+            first_ms: first,
+            last_ms: last,
         }
     }
 

@@ -47,7 +47,7 @@ mod writer;
 
 pub use corrections::{Audited, Corrections, MAX_IN_FORCE};
 pub use error::{InvalidRecord, StoreError};
-pub use reader::{IdentitySeen, Reader, MAX_CLUSTER, MAX_QUERY_ROWS, RECORD_OVERHEAD_BYTES};
+pub use reader::{IdentitySeen, Reader, Span, MAX_CLUSTER, MAX_QUERY_ROWS, RECORD_OVERHEAD_BYTES};
 // The record types are `vidar-protocol`'s (they travel in sync batches); re-exported
 // so users of the store need not name both crates.
 pub use record::Stored;

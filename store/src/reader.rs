@@ -13,7 +13,7 @@ use vidar_protocol::{CameraId, IdentityId, NodeId};
 
 use crate::error::StoreError;
 use crate::record::{
-    CameraRecord, IdentityRecord, KeyedRecord, Sighting, Snapshot, Stored, TimeRange,
+    CameraRecord, IdentityRecord, KeyedRecord, RecordKey, Sighting, Snapshot, Stored, TimeRange,
     MAX_SIGHTING_SPAN_MS,
 };
 use crate::rows::{self, id_to_sql, seq_to_sql, TABLES};
@@ -62,6 +62,21 @@ pub struct IdentitySeen {
     pub sightings: u64,
     /// Distinct cameras among them.
     pub cameras: u64,
+}
+
+/// Where and when a sighting was, without its box path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// The sighting's key.
+    pub key: RecordKey,
+    /// Its identity as recorded.
+    pub identity: IdentityId,
+    /// Its camera.
+    pub camera: CameraId,
+    /// Start, ms.
+    pub first_ms: i64,
+    /// End (inclusive), ms.
+    pub last_ms: i64,
 }
 
 /// A read-only connection to a store database.
@@ -133,6 +148,43 @@ impl Reader {
         range: TimeRange,
         limit: usize,
     ) -> Result<Vec<Stored<Sighting>>, StoreError> {
+        self.trajectory_rows(
+            identity,
+            range,
+            limit,
+            rows::SIGHTING_COLUMNS,
+            rows::sighting_row,
+            |s| (&s.key, s.value.identity),
+        )
+    }
+
+    /// [`trajectory`](Self::trajectory)'s sightings as spans only (no box
+    /// paths loaded): where and when, for checks over a whole history.
+    pub fn trajectory_spans(
+        &self,
+        identity: IdentityId,
+        range: TimeRange,
+        limit: usize,
+    ) -> Result<Vec<Span>, StoreError> {
+        self.trajectory_rows(
+            identity,
+            range,
+            limit,
+            rows::SPAN_COLUMNS,
+            rows::span_row,
+            |s| (&s.key, s.identity),
+        )
+    }
+
+    fn trajectory_rows<T>(
+        &self,
+        identity: IdentityId,
+        range: TimeRange,
+        limit: usize,
+        cols: &str,
+        row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+        key_of: fn(&T) -> (&RecordKey, IdentityId),
+    ) -> Result<Vec<T>, StoreError> {
         let cluster: HashSet<IdentityId> = self.identity_cluster(identity)?.into_iter().collect();
         let corrections = self.corrections_in_force()?;
         let sql = format!(
@@ -143,8 +195,7 @@ impl Reader {
              WHERE (node_id, seq) IN (SELECT target_node, target_seq FROM corrections_in_force
                     WHERE action = 'split' AND into_identity IN (SELECT id FROM cluster))
                AND first_ms >= ?2 AND first_ms < ?3 AND last_ms >= ?4
-             ORDER BY first_ms, node_id, seq LIMIT ?5",
-            cols = rows::SIGHTING_COLUMNS
+             ORDER BY first_ms, node_id, seq LIMIT ?5"
         );
         let mut stmt = self
             .conn
@@ -152,7 +203,7 @@ impl Reader {
             .map_err(self.err("preparing trajectory"))?;
         // Sightings split off the cluster are dropped below: ask for enough.
         let wanted = limit.min(MAX_QUERY_ROWS);
-        let rows: Vec<Stored<Sighting>> = stmt
+        let rows: Vec<T> = stmt
             .query_map(
                 params![
                     id_to_sql(identity.0),
@@ -161,15 +212,18 @@ impl Reader {
                     range.start_ms,
                     (wanted + corrections.split_count()) as i64
                 ],
-                rows::sighting_row,
+                row,
             )
             .and_then(|rows| rows.collect())
             .map_err(self.err("querying trajectory"))?;
-        let mut out: Vec<Stored<Sighting>> = Vec::with_capacity(rows.len().min(wanted));
+        let mut out: Vec<T> = Vec::with_capacity(rows.len().min(wanted));
+        let mut last: Option<RecordKey> = None;
         for s in rows {
-            let now = corrections.identity_of(&s.key, s.value.identity);
-            let repeated = out.last().is_some_and(|p| p.key == s.key);
+            let (key, recorded) = key_of(&s);
+            let now = corrections.identity_of(key, recorded);
+            let repeated = last.as_ref() == Some(key);
             if cluster.contains(&now) && !repeated && out.len() < wanted {
+                last = Some(key.clone());
                 out.push(s);
             }
         }

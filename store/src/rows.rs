@@ -246,6 +246,20 @@ pub(crate) const SNAPSHOT_COLUMNS: &str = TABLES[4].columns;
 pub(crate) const IDENTITY_COLUMNS: &str = TABLES[3].columns;
 /// The column list of `cameras`.
 pub(crate) const CAMERA_COLUMNS: &str = TABLES[0].columns;
+/// The columns of a sighting's [`crate::reader::Span`].
+pub(crate) const SPAN_COLUMNS: &str = "node_id, seq, identity_id, camera_id, first_ms, last_ms";
+
+/// Decodes a row selected with [`SPAN_COLUMNS`].
+pub(crate) fn span_row(row: &Row<'_>) -> rusqlite::Result<crate::reader::Span> {
+    Ok(crate::reader::Span {
+        key: key_at(row)?,
+        identity: IdentityId(id_at(row, 2)?),
+        camera: camera_at(row, 3)?,
+        first_ms: row.get(4)?,
+        last_ms: row.get(5)?,
+    })
+}
+
 /// The column list of `corrections`.
 pub(crate) const CORRECTION_COLUMNS: &str = TABLES[6].columns;
 

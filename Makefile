@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 PY := $(CURDIR)/.cache/venv/bin/python
 
-.PHONY: setup models build build-release demo test check check-deploy lint bench bench-ingest eval-tracker sim clean
+.PHONY: setup models build build-release demo test check check-deploy attacks lint bench bench-ingest eval-tracker sim clean
 
 ## Install system packages, the Python venv and the ONNX Runtime library (idempotent).
 setup:
@@ -37,6 +37,17 @@ test: setup models
 check: setup
 	tools/check-modules
 	$(CARGO) test --workspace --lib
+
+## The attack suite of docs/security.md on its own (part of `make test`):
+## hostile peers on the cluster link, forged sync and records, hostile
+## payloads, the UI's authentication and throttling, operators' corrections.
+attacks: setup models
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --no-fail-fast -p vidar-link --test secure
+	$(CARGO) test --no-fail-fast -p vidar-protocol --test wire
+	$(CARGO) test --no-fail-fast -p vidar-store --test hostile
+	$(CARGO) test --no-fail-fast -p vidar-master --test cluster --test ui_api --test corrections
+	$(CARGO) test --no-fail-fast -p vidar-edge-node --test cluster
 
 ## Deployment files: systemd units, configs, compose, Kubernetes manifests (deploy/check.sh).
 check-deploy: setup

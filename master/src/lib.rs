@@ -85,9 +85,7 @@ pub struct Master {
     feed: Option<membership::Feed>,
     plan_queryable: Option<vidar_link::Service>,
     tiles_feed: Option<vidar_link::Subscription>,
-    runtime: Option<tokio::runtime::Runtime>,
-    http_stop: Option<tokio::sync::oneshot::Sender<()>>,
-    http_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    http: Option<vidar_runtime::HttpServer>,
     http_addr: SocketAddr,
     writer: Option<Writer>,
     link: vidar_link::Link,
@@ -241,44 +239,17 @@ impl Master {
             edge_timeout: http::EDGE_TIMEOUT,
             ui,
         });
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("vidar-http")
-            .enable_all()
-            .build()
-            .map_err(ioerr("starting the HTTP runtime"))?;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(http_addr))
+        let listener = std::net::TcpListener::bind(http_addr)
             .map_err(ioerr(format!("listening on http_addr {http_addr}")))?;
-        let bound = listener
-            .local_addr()
-            .map_err(ioerr("reading the HTTP address"))?;
-        let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = http::app(context.clone());
-        let stopping = async move {
-            let _ = stopped.await;
-        };
-        let http_task = match tls {
-            Some(tls) => {
-                let _enter = runtime.enter();
-                let listener = http::listen::TlsListener::new(listener, tls)
-                    .map_err(ioerr("starting the TLS listener"))?;
-                let app = app.into_make_service_with_connect_info::<http::listen::PeerAddr>();
-                runtime.spawn(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(stopping)
-                        .await
-                })
-            }
-            None => {
-                let app = app.into_make_service_with_connect_info::<http::listen::PeerAddr>();
-                runtime.spawn(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(stopping)
-                        .await
-                })
-            }
-        };
+        let server = vidar_runtime::serve_on(
+            listener,
+            http::app(context.clone()),
+            http::LIMITS,
+            shutdown,
+            tls,
+        )
+        .map_err(ioerr("starting the HTTP server"))?;
+        let bound = server.addr();
         let scheme = if config.tls_cert.is_some() {
             "https"
         } else {
@@ -292,9 +263,7 @@ impl Master {
             feed: Some(feed),
             plan_queryable: Some(plan_queryable),
             tiles_feed: Some(tiles_feed),
-            runtime: Some(runtime),
-            http_stop: Some(http_stop),
-            http_task: Some(http_task),
+            http: Some(server),
             http_addr: bound,
             writer: Some(writer),
             link,
@@ -325,21 +294,8 @@ impl Master {
 
     fn stop_all(&mut self) -> Result<(), MasterError> {
         self.context.ui.tiles.close();
-        if let Some(tx) = self.http_stop.take() {
-            let _ = tx.send(());
-        }
-        if let (Some(rt), Some(task)) = (self.runtime.as_ref(), self.http_task.take()) {
-            let r = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), task).await });
-            match r {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
-                Err(_) => tracing::warn!("HTTP server did not stop within 5 s"),
-            }
-        }
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_timeout(Duration::from_secs(1));
-        }
+        // Dropping the server stops accepting and ends every connection.
+        self.http.take();
         self.stop.store(true, Ordering::Relaxed);
         let threads: Vec<_> = self
             .threads

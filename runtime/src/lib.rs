@@ -8,5 +8,5 @@ pub mod http;
 pub mod shutdown;
 
 pub use health::{Health, HealthReport, Policy, Subsystem};
-pub use http::{serve, HttpLimits, HttpServer};
+pub use http::{serve, serve_on, HttpLimits, HttpServer, HttpStats};
 pub use shutdown::Shutdown;

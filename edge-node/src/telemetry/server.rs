@@ -17,6 +17,7 @@ pub const LIMITS: HttpLimits = HttpLimits {
     header_timeout: Duration::from_secs(5),
     request_timeout: Duration::from_secs(5),
     max_connections: 32,
+    max_per_addr: 16,
     keep_alive: false,
 };
 

@@ -34,8 +34,8 @@ pub async fn authenticate(
     let bearer = req.headers().contains_key(header::AUTHORIZATION);
     let ip = req
         .extensions()
-        .get::<axum::extract::ConnectInfo<super::listen::PeerAddr>>()
-        .map(|c| c.0 .0.ip());
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     if bearer {
         if let Some(wait) = ctx.ui.auth.bearer_wait(ip) {
             let body = json!({ "error": format!("too many wrong tokens from this address: retry in {wait} s"), "parameter": null });

@@ -47,9 +47,22 @@ pub use error::ApiError;
 pub use metrics::render_metrics;
 pub use state::{ApiContext, UiState, EDGE_TIMEOUT};
 
+/// Limits of the master's HTTP server (`vidar_runtime::serve_on`): requests
+/// fan out to edges (1 s each) and password checks queue, hence the 30 s
+/// deadline; live-tile streams hold a connection each, and an office behind
+/// one proxy shares one address, hence 64 an address.
+pub const LIMITS: vidar_runtime::HttpLimits = vidar_runtime::HttpLimits {
+    header_timeout: std::time::Duration::from_secs(10),
+    request_timeout: std::time::Duration::from_secs(30),
+    max_connections: 1024,
+    max_per_addr: 64,
+    keep_alive: true,
+};
+
 /// The whole HTTP application on `state`: the API's and the UI's routes, and
-/// the security headers on every answer. Serve it with connect info
-/// [`listen::PeerAddr`] (the login's rate limit reads it).
+/// the security headers on every answer. Serve it with
+/// `vidar_runtime::serve_on`, which gives the routes the peer's address as
+/// `ConnectInfo<SocketAddr>` (the login's rate limit reads it).
 pub fn app(state: Arc<ApiContext>) -> Router {
     let authenticate = || from_fn_with_state(state.clone(), middleware::authenticate);
     let api = Router::new()

@@ -20,7 +20,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{cookie, LoginRefused, Principal};
-use super::listen::PeerAddr;
 use super::middleware::same_origin;
 use super::state::ApiContext;
 
@@ -105,8 +104,8 @@ pub(super) async fn login(State(ctx): State<Arc<ApiContext>>, req: Request) -> R
     }
     let ip = req
         .extensions()
-        .get::<ConnectInfo<PeerAddr>>()
-        .map(|c| c.0 .0.ip());
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     if !same_origin(req.headers()) {
         return login_html(StatusCode::FORBIDDEN, "Cross-origin login refused.");
     }

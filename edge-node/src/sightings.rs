@@ -15,6 +15,8 @@ pub(crate) struct OpenTrack {
     pub(crate) identity: Option<IdentityId>,
     /// A re-ID job for this track is in flight.
     pub(crate) pending: bool,
+    /// Its identity is final (see `Identified::settled`).
+    pub(crate) settled: bool,
     pub(crate) first_ms: u64,
     pub(crate) last_ms: u64,
     pub(crate) path: Vec<(u64, BBox)>,

@@ -450,25 +450,63 @@ impl Gallery {
     }
 
     /// The closest allowed identity for `q` and the runner-up's similarity.
+    /// The runner-up is the closest allowed identity of *another person*: an
+    /// identity whose representative embedding is confidently the best's
+    /// (at least `confident_threshold`) is the same person minted twice (a
+    /// track broken by an occlusion), and does not make the choice ambiguous.
     pub fn best_match(&self, q: &TrackQuery<'_>) -> Option<(IdentityId, f32, Option<f32>)> {
-        let mut best: Option<(IdentityId, f32)> = None;
-        let mut second: Option<f32> = None;
-        for ident in &self.identities {
+        self.best_match_except(q, None)
+    }
+
+    /// [`best_match`](Self::best_match) leaving out the identity `skip`.
+    pub fn best_match_except(
+        &self,
+        q: &TrackQuery<'_>,
+        skip: Option<IdentityId>,
+    ) -> Option<(IdentityId, f32, Option<f32>)> {
+        let allowed = |ident: &Identity| {
             let s = ident.similarity(q.embedding);
-            if self.excluded(ident, q, s).is_some() {
-                continue;
-            }
-            match best {
-                Some((_, b)) if s <= b => second = Some(second.map_or(s, |x: f32| x.max(s))),
-                _ => {
-                    if let Some((_, b)) = best {
-                        second = Some(second.map_or(b, |x: f32| x.max(b)));
-                    }
-                    best = Some((ident.id, s));
+            (Some(ident.id) != skip && self.excluded(ident, q, s).is_none()).then_some(s)
+        };
+        let mut best: Option<(usize, f32)> = None;
+        for (k, ident) in self.identities.iter().enumerate() {
+            if let Some(s) = allowed(ident) {
+                if best.is_none_or(|(_, b)| s > b) {
+                    best = Some((k, s));
                 }
             }
         }
-        best.map(|(id, s)| (id, s, second))
+        let (k, s) = best?;
+        let top = &self.identities[k];
+        let same_person = self.config.confident_threshold;
+        let second = self
+            .identities
+            .iter()
+            .filter(|i| i.id != top.id && i.embedding.cosine(&top.embedding) < same_person)
+            .filter_map(allowed)
+            .fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))));
+        Some((top.id, s, second))
+    }
+
+    /// The `n` identities most similar to `q`, most similar first, each with
+    /// why it may not be given to `q` (None: allowed): what a decision
+    /// weighed, for logs and diagnosis (not on the hot path).
+    pub fn candidates(
+        &self,
+        q: &TrackQuery<'_>,
+        n: usize,
+    ) -> Vec<(IdentityId, f32, Option<Excluded>)> {
+        let mut all: Vec<(IdentityId, f32, Option<Excluded>)> = self
+            .identities
+            .iter()
+            .map(|i| {
+                let s = i.similarity(q.embedding);
+                (i.id, s, self.excluded(i, q, s))
+            })
+            .collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1));
+        all.truncate(n);
+        all
     }
 
     /// Why identity `id` may not be given to `q` (None: allowed, or unknown id).

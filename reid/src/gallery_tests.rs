@@ -92,6 +92,30 @@ fn ambiguous_matches_mint_a_new_identity() {
 }
 
 #[test]
+fn one_person_minted_twice_does_not_make_a_match_ambiguous() {
+    let mut g = Gallery::new(small()).expect("gallery");
+    let (a, b) = (cam("a"), cam("b"));
+    // One person's track broken in two while the first still ran: the
+    // second could not take the first's identity (concurrent), so the same
+    // person holds two identities, their views confidently one (cos 0.999).
+    let (v1, v2) = (emb(&[1.0, 0.05, 0.0]), emb(&[1.0, 0.1, 0.0]));
+    let first = g
+        .assign_track(&track(&v1, &a, 1, 0, 1_000))
+        .expect("ok")
+        .id();
+    let second = g
+        .assign_track(&track(&v2, &a, 2, 900, 2_000))
+        .expect("ok")
+        .id();
+    assert_ne!(first, second);
+    // Seen on the other camera later: close to both, and not ambiguous.
+    let q = emb(&[1.0, 0.07, 0.0]);
+    let m = g.assign_track(&track(&q, &b, 3, 9_000, 9_500)).expect("ok");
+    assert!(matches!(m, Assignment::Matched { .. }), "{m:?}");
+    // Two different people that close stay ambiguous (the test above).
+}
+
+#[test]
 fn two_tracks_on_screen_together_never_share_an_identity() {
     let mut g = Gallery::new(small()).expect("gallery");
     let c = cam("a");

@@ -245,6 +245,7 @@ impl Analysis {
                 let entry = cam.open.entry(tr.id.0).or_insert_with(|| OpenTrack {
                     identity: None,
                     pending: false,
+                    settled: false,
                     first_ms: now,
                     last_ms: now,
                     path: Vec::with_capacity(64),
@@ -270,7 +271,7 @@ impl Analysis {
                     entry.crops_sent,
                     entry.best_sent,
                     entry.since_sent,
-                    entry.identity.is_some(),
+                    entry.identity.is_some() && entry.settled,
                 ) {
                     entry.pending = true;
                     entry.crops_sent += 1;
@@ -490,6 +491,7 @@ fn apply_identity(cameras: &mut [CameraSlot], r: crate::identify::Identified) {
     {
         if r.identity.is_some() {
             open.identity = r.identity;
+            open.settled = r.settled;
         }
         open.pending = false;
     }

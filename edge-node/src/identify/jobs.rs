@@ -39,6 +39,10 @@ pub struct Identified {
     pub track: u64,
     /// Identity assigned, when decided by this crop (None: more crops needed, or decided earlier).
     pub identity: Option<IdentityId>,
+    /// Whether that identity is final. A track whose decision minted a new
+    /// identity is not settled: its later views are embedded too, and it
+    /// joins a known identity when they match one clearly.
+    pub settled: bool,
 }
 
 /// Another node's crops to identify here, and how to answer.

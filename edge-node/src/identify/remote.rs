@@ -109,15 +109,12 @@ impl Worker {
                     .crops_remote
                     .fetch_add(reply.results.len() as u64, Ordering::Relaxed);
                 for t in &job.tracks {
-                    let identity = reply
-                        .results
-                        .iter()
-                        .find(|a| a.track.0 == t.track)
-                        .map(|a| a.identity);
+                    let answer = reply.results.iter().find(|a| a.track.0 == t.track);
                     let _ = out.send(Identified {
                         camera: job.camera,
                         track: t.track,
-                        identity,
+                        identity: answer.map(|a| a.identity),
+                        settled: answer.is_some_and(|a| !a.minted),
                     });
                 }
             }

@@ -39,6 +39,9 @@ pub(super) struct TrackState {
     pub(super) best: Option<(f32, u64, Vec<u8>)>,
     /// Quality of the snapshot written.
     pub(super) written: f32,
+    /// Its identity was minted by its own decision: later views may still
+    /// match a known identity ([`Worker::reconsider`]).
+    pub(super) minted: bool,
 }
 
 impl TrackState {
@@ -129,6 +132,7 @@ impl Worker {
                 camera: job.camera,
                 track: t.track,
                 identity: decided.map(|d| d.0),
+                settled: decided.is_some_and(|d| !d.2),
             });
         }
         self.embeddings = embeddings;
@@ -167,6 +171,7 @@ impl Worker {
                 last_ms: now,
                 best: None,
                 written: 0.0,
+                minted: false,
             });
         if state.sum.len() != emb.len() {
             return None;
@@ -185,7 +190,7 @@ impl Worker {
         if let Some(id) = state.identity {
             // Decided earlier: keep its appearance open (the final mean is
             // folded in when the track ends).
-            let q_first = state.first_ms;
+            let (q_first, minted) = (state.first_ms, state.minted);
             self.gallery.observe(
                 id,
                 &TrackQuery {
@@ -196,7 +201,7 @@ impl Worker {
                     last_ms: OPEN,
                 },
             );
-            return None;
+            return if minted { self.reconsider(&key) } else { None };
         }
         if state.crops < MIN_CROPS && !decide {
             return None;
@@ -215,6 +220,9 @@ impl Worker {
             first_ms: state.first_ms,
             last_ms: OPEN,
         };
+        // What the decision weighs, for diagnosis (debug logs only).
+        let weighed =
+            tracing::enabled!(tracing::Level::DEBUG).then(|| self.gallery.candidates(&q, 3));
         let assignment = match self.gallery.assign_track(&q) {
             Ok(a) => a,
             Err(e) => {
@@ -224,6 +232,10 @@ impl Worker {
             }
         };
         let id = assignment.id();
+        state.minted = matches!(assignment, Assignment::New { .. });
+        if let Some(w) = weighed {
+            tracing::debug!(camera = %state.camera, track = state.track, identity = %id, minted = matches!(assignment, Assignment::New { .. }), candidates = ?w, "track identity decided");
+        }
         state.identity = Some(id);
         state.crops_at_decision = state.crops;
         let (camera, first_ms) = (state.camera.clone(), state.first_ms);
@@ -253,6 +265,36 @@ impl Worker {
             }
         };
         Some((id, similarity, minted))
+    }
+
+    /// A track whose decision minted a new identity, seen again: when its
+    /// mean over every view so far now clearly matches a known identity
+    /// (threshold, margin, the hard rules), the minted identity joins that
+    /// one. Returns the identity when it changed.
+    pub(super) fn reconsider(&mut self, key: &TrackKey) -> Option<(IdentityId, f32, bool)> {
+        let state = self.tracks.get(key)?;
+        let own = state.identity?;
+        let mean = state.mean();
+        let q = TrackQuery {
+            embedding: &mean,
+            camera: &state.camera,
+            track: state.track,
+            first_ms: state.first_ms,
+            last_ms: OPEN,
+        };
+        let (known, similarity, second) = self.gallery.best_match_except(&q, Some(own))?;
+        let config = self.gallery.config();
+        let clear = second.is_none_or(|s| similarity - s >= config.ambiguity_margin);
+        if similarity < config.match_threshold || !clear {
+            return None;
+        }
+        self.gallery.merge(own, known);
+        let state = self.tracks.get_mut(key)?;
+        state.identity = Some(known);
+        state.minted = false;
+        self.metrics.reconsidered.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(camera = %state.camera, track = state.track, minted = %own, identity = %known, similarity, "a minted track's later views match a known identity");
+        Some((known, similarity, false))
     }
 
     /// The track `key` ended (at `last_ms` when known): closes its

@@ -207,6 +207,8 @@ pub struct NodeMetrics {
     pub records_submitted: AtomicU64,
     /// Identities minted.
     pub identities: AtomicU64,
+    /// Minted identities joined to a known one when the track's later views matched it.
+    pub reconsidered: AtomicU64,
     /// Crops embedded.
     pub crops: AtomicU64,
     /// Errors in analysis (a failed inference run, a failed write).

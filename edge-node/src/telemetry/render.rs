@@ -186,6 +186,11 @@ pub fn render_node(
             &nm.identities,
         ),
         (
+            "vidar_identities_reconsidered_total",
+            "Minted identities joined to a known one when the track's later views matched it.",
+            &nm.reconsidered,
+        ),
+        (
             "vidar_crops_embedded_total",
             "Person crops embedded.",
             &nm.crops,

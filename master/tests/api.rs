@@ -8,40 +8,36 @@ use std::time::Duration;
 use common::*;
 use vidar_master::Master;
 use vidar_protocol::IdentityId;
-use vidar_store::{IdentityMerge, Record, WriterConfig};
+use vidar_store::{IdentityMerge, Record};
 
 fn seeded_master() -> (tempfile::TempDir, Master) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = dir.path().join("global.db");
-    let w = WriterConfig::new(&db, node("edge-a"))
-        .build()
-        .expect("writer");
-    for r in [
-        sighting(1, "c1", 1_000, 2_000),
-        sighting(1, "c2", 5_000, 6_000),
-        sighting(2, "c1", 3_000, 3_500),
-        sighting(3, "c2", 10_000, 11_000),
-        identity(1, "c1", 1_000),
-        identity(2, "c1", 3_000),
-        snapshot(1, "c1", 1_500),
-        // 3 (merged into 1) on c2: the snapshot of 1's sighting on c2 at 10 s.
-        Record::Snapshot(vidar_store::Snapshot {
-            identity: IdentityId(3),
-            camera: cam("c2"),
-            t_ms: 10_200,
-            jpeg: vec![0xFF, 0xD8, 0xFF, 0xE0, 9, 9, 9],
-        }),
-        // 3 was merged into 1 (a master record in real life; the key's node
-        // does not matter to queries).
-        Record::Merge(IdentityMerge {
-            from: IdentityId(3),
-            into: IdentityId(1),
-            decided_ms: 12_000,
-        }),
-    ] {
-        w.write(r).expect("write");
-    }
-    w.shutdown().expect("shutdown");
+    let db = seed_database(
+        dir.path(),
+        vec![
+            sighting(1, "c1", 1_000, 2_000),
+            sighting(1, "c2", 5_000, 6_000),
+            sighting(2, "c1", 3_000, 3_500),
+            sighting(3, "c2", 10_000, 11_000),
+            identity(1, "c1", 1_000),
+            identity(2, "c1", 3_000),
+            snapshot(1, "c1", 1_500),
+            // 3 (merged into 1) on c2: the snapshot of 1's sighting on c2 at 10 s.
+            Record::Snapshot(vidar_store::Snapshot {
+                identity: IdentityId(3),
+                camera: cam("c2"),
+                t_ms: 10_200,
+                jpeg: vec![0xFF, 0xD8, 0xFF, 0xE0, 9, 9, 9],
+            }),
+            // 3 was merged into 1 (a master record in real life; the key's node
+            // does not matter to queries).
+            Record::Merge(IdentityMerge {
+                from: IdentityId(3),
+                into: IdentityId(1),
+                decided_ms: 12_000,
+            }),
+        ],
+    );
     let cfg = config(&db, &unique_site(), free_port(), "");
     let m = Master::start(&cfg).expect("master starts");
     (dir, m)

@@ -13,28 +13,23 @@ use vidar_link::{LinkSettings, Mode};
 use vidar_master::Master;
 use vidar_protocol::messages::{Merges, SplitAnnounce};
 use vidar_protocol::{Keys, MessageKind};
-use vidar_store::WriterConfig;
 
 /// Seqs 1..=4 of edge-a: 1 on c1 [1, 2] s, 1 on c2 [5, 6] s, 2 on c1
 /// [3, 3.5] s, 3 on c1 [1.5, 1.8] s (with 1 on screen); identity records.
 fn seeded(extra: &str) -> (tempfile::TempDir, Master, String, u16) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = dir.path().join("global.db");
-    let w = WriterConfig::new(&db, node("edge-a"))
-        .build()
-        .expect("writer");
-    for r in [
-        sighting(1, "c1", 1_000, 2_000),
-        sighting(1, "c2", 5_000, 6_000),
-        sighting(2, "c1", 3_000, 3_500),
-        sighting(3, "c1", 1_500, 1_800),
-        identity(1, "c1", 1_000),
-        identity(2, "c1", 3_000),
-        identity(3, "c1", 1_500),
-    ] {
-        w.write(r).expect("write");
-    }
-    w.shutdown().expect("shutdown");
+    let db = seed_database(
+        dir.path(),
+        vec![
+            sighting(1, "c1", 1_000, 2_000),
+            sighting(1, "c2", 5_000, 6_000),
+            sighting(2, "c1", 3_000, 3_500),
+            sighting(3, "c1", 1_500, 1_800),
+            identity(1, "c1", 1_000),
+            identity(2, "c1", 3_000),
+            identity(3, "c1", 1_500),
+        ],
+    );
     let (site, port) = (unique_site(), free_port());
     let m = Master::start(&config(&db, &site, port, extra)).expect("master starts");
     (dir, m, site, port)

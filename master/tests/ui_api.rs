@@ -12,7 +12,6 @@ use vidar_link::{LinkSettings, Mode};
 use vidar_master::Master;
 use vidar_protocol::messages::{CameraTile, TileBox};
 use vidar_protocol::{wire, BBox, IdentityId, Keys, StreamState, TrackId};
-use vidar_store::WriterConfig;
 use zenoh::Wait;
 
 struct Site {
@@ -26,20 +25,16 @@ struct Site {
 /// cameras `lobby` and `-dock` (a name a spreadsheet would take for a formula).
 fn site(extra: &str) -> Site {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = dir.path().join("global.db");
-    let w = WriterConfig::new(&db, node("edge-a"))
-        .build()
-        .expect("writer");
-    for r in [
-        sighting(1, "lobby", 1_000, 2_500),
-        sighting(1, "-dock", 5_000, 6_000),
-        sighting(2, "lobby", 3_000, 3_500),
-        identity(1, "lobby", 1_000),
-        snapshot(1, "lobby", 1_500),
-    ] {
-        w.write(r).expect("write");
-    }
-    w.shutdown().expect("shutdown");
+    let db = seed_database(
+        dir.path(),
+        vec![
+            sighting(1, "lobby", 1_000, 2_500),
+            sighting(1, "-dock", 5_000, 6_000),
+            sighting(2, "lobby", 3_000, 3_500),
+            identity(1, "lobby", 1_000),
+            snapshot(1, "lobby", 1_500),
+        ],
+    );
     let site = unique_site();
     let zenoh_port = free_port();
     let extra = format!("{extra}\n{}", users_toml());

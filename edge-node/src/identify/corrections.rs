@@ -127,16 +127,13 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant, SystemTime};
 
-    use vidar_pipeline::Frame;
-    use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
-    use vidar_reid::{Gallery, GalleryConfig};
+    use vidar_protocol::{CameraId, IdentityId, NodeId, TrackId};
+    use vidar_reid::GalleryConfig;
     use vidar_store::{Record, Sighting};
-    use vidar_testkit::fakes::{draw, ColorEmbedder, Figure};
 
     use super::*;
-    use crate::identify::{ClusterReid, Identified, Identifier, Job, RemoteDone, TrackCrop};
-    use crate::recorder::Recorder;
-    use crate::telemetry::NodeMetrics;
+    use crate::identify::testing::{answer, figure, job, spawn};
+    use crate::identify::{ClusterReid, Identifier, Job, RemoteDone};
 
     /// A cluster of one: records what the worker announces.
     struct Announced(NodeId, Arc<Mutex<Vec<IdentityAnnounce>>>);
@@ -167,64 +164,14 @@ mod tests {
         }
     }
 
-    fn figure(color: [u8; 3]) -> Figure {
-        Figure {
-            color,
-            bbox: BBox {
-                x: 60.0,
-                y: 20.0,
-                w: 50.0,
-                h: 120.0,
-            },
-        }
-    }
-
-    /// Track `track` alone in a frame captured at `at`, decided at once.
-    fn job(track: u64, f: Figure, at: SystemTime) -> Job {
-        let frame = Frame::from_rgb(
-            CameraId::new("c").expect("id"),
-            track,
-            at,
-            240,
-            160,
-            draw(240, 160, track as u32, &[f]),
-        )
-        .expect("frame");
-        Job {
-            camera: 0,
-            frame,
-            tracks: vec![TrackCrop {
-                track,
-                bbox: f.bbox,
-                quality: 0.9,
-                first_ms: crate::clock::ms_of(at),
-                decide: true,
-            }],
-        }
-    }
-
     fn identity_of(id: &mut Identifier, j: Job) -> IdentityId {
-        assert!(id.offer(j).is_none(), "taken");
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(Identified {
-                identity: Some(i), ..
-            }) = id.results().next()
-            {
-                return i;
-            }
-            assert!(Instant::now() < end, "no identity");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        answer(id, j).identity.expect("decided at once")
     }
 
     #[test]
     fn a_split_of_this_nodes_sighting_teaches_the_gallery_the_person() {
         let dir = tempfile::tempdir().expect("tmp");
         let node = NodeId::new("n1").expect("id");
-        let metrics = Arc::new(NodeMetrics::default());
-        let rec = Recorder::open(&dir.path().join("e.db"), &node, Arc::clone(&metrics))
-            .expect("recorder");
         // Loose enough that a blue person is wrongly taken for the red one
         // (cosine 0.37): the mistake an operator corrects.
         let cfg = GalleryConfig {
@@ -233,24 +180,19 @@ mod tests {
             node_prefix: 1,
             ..GalleryConfig::default()
         };
-        let gallery = Gallery::with_model(cfg, ColorEmbedder::TAG).expect("gallery");
         let heard = Arc::new(Mutex::new(Vec::new()));
-        let mut id = Identifier::spawn(
-            node.clone(),
-            Box::new(ColorEmbedder::default()),
-            gallery,
-            rec.share(),
-            metrics,
-            true,
-            Some(Box::new(Announced(node.clone(), heard.clone()))),
-        )
-        .expect("worker");
+        let cluster = Announced(node.clone(), heard.clone());
+        let (mut id, _metrics, rec) = spawn(dir.path(), cfg, true, Some(Box::new(cluster)));
         let (red, blue) = (figure([220, 40, 40]), figure([40, 40, 220]));
         let t0 = SystemTime::now() - Duration::from_secs(60);
-        let ann = identity_of(&mut id, job(1, red, t0));
+        let ann = identity_of(&mut id, job(1, red, t0, t0, true));
         id.ended(0, 1, 0);
         let t1 = t0 + Duration::from_secs(20);
-        assert_eq!(identity_of(&mut id, job(2, blue, t1)), ann, "the mistake");
+        assert_eq!(
+            identity_of(&mut id, job(2, blue, t1, t1, true)),
+            ann,
+            "the mistake"
+        );
         id.ended(0, 2, 0);
         // The sighting of track 2 the node recorded, and its snapshot.
         let ms = crate::clock::ms_of(t1) as i64;
@@ -294,10 +236,10 @@ mod tests {
         assert_eq!(r.identity_records(bob).expect("read").len(), 1);
         // ... and the blue person's next track is theirs, the red one's Ann's.
         let t2 = t1 + Duration::from_secs(20);
-        assert_eq!(identity_of(&mut id, job(3, blue, t2)), bob);
+        assert_eq!(identity_of(&mut id, job(3, blue, t2, t2, true)), bob);
         id.ended(0, 3, 0);
         let t3 = t2 + Duration::from_secs(20);
-        assert_eq!(identity_of(&mut id, job(4, red, t3)), ann);
+        assert_eq!(identity_of(&mut id, job(4, red, t3, t3, true)), ann);
         // Another node's sighting is not this node's to learn.
         let before = heard.lock().expect("lock").len();
         id.inbox().split(SplitAnnounce {

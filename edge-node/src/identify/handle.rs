@@ -370,11 +370,8 @@ mod tests {
     #[test]
     fn a_track_that_minted_for_want_of_a_clear_view_joins_the_known_identity_its_later_views_match()
     {
+        use crate::identify::testing::{answer, figure, job, spawn};
         let dir = tempfile::tempdir().expect("tmp");
-        let node = NodeId::new("n1").expect("id");
-        let metrics = Arc::new(NodeMetrics::default());
-        let rec = Recorder::open(&dir.path().join("e.db"), &node, Arc::clone(&metrics))
-            .expect("recorder");
         // Red and magenta are two people (cosine 0.90 < 0.92); a purple view
         // is close to both (0.97, 0.98): too close to call.
         let cfg = GalleryConfig {
@@ -383,64 +380,25 @@ mod tests {
             ambiguity_margin: 0.05,
             ..GalleryConfig::default()
         };
-        let gallery = Gallery::with_model(cfg, ColorEmbedder::TAG).expect("gallery");
-        let mut id = Identifier::spawn(
-            node,
-            Box::new(ColorEmbedder::default()),
-            gallery,
-            rec.share(),
-            Arc::clone(&metrics),
-            false,
-            None,
-        )
-        .expect("worker");
-        let fig = |color: [u8; 3]| Figure {
-            color,
-            bbox: BBox {
-                x: 60.0,
-                y: 20.0,
-                w: 50.0,
-                h: 120.0,
-            },
-        };
-        let (red, magenta, purple) = (fig([220, 40, 40]), fig([220, 40, 160]), fig([220, 40, 100]));
-        // Track `track`'s view at `s` seconds, first seen at `first_s`.
+        let (mut id, metrics, _rec) = spawn(dir.path(), cfg, false, None);
+        let (red, magenta, purple) = (
+            figure([220, 40, 40]),
+            figure([220, 40, 160]),
+            figure([220, 40, 100]),
+        );
         let t0 = SystemTime::now() - Duration::from_secs(600);
-        let at = |track: u64, f: Figure, first_s: u64, s: u64, decide: bool| {
-            let mut j = job(track, &[f], track, decide);
-            let when = t0 + Duration::from_secs(s);
-            j.frame = Frame::from_rgb(
-                CameraId::new("c").expect("id"),
-                s,
-                when,
-                240,
-                160,
-                draw(240, 160, s as u32, &[f]),
-            )
-            .expect("frame");
-            j.tracks[0].first_ms = crate::clock::ms_of(t0 + Duration::from_secs(first_s));
-            j
-        };
-        let next = |id: &mut Identifier, j: Job| -> Identified {
-            assert!(id.offer(j).is_none(), "taken");
-            let end = std::time::Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Some(r) = id.results().next() {
-                    return r;
-                }
-                assert!(std::time::Instant::now() < end, "no answer");
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        };
-        let ann = next(&mut id, at(1, red, 0, 0, true)).identity.expect("ann");
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        let ann = answer(&mut id, job(1, red, s(0), s(0), true))
+            .identity
+            .expect("ann");
         id.ended(0, 1, 0);
-        let bea = next(&mut id, at(2, magenta, 10, 10, true))
+        let bea = answer(&mut id, job(2, magenta, s(10), s(10), true))
             .identity
             .expect("bea");
         id.ended(0, 2, 0);
         assert_ne!(ann, bea);
         // Track 3 first shows only its ambiguous view: a new identity, not settled.
-        let first = next(&mut id, at(3, purple, 20, 20, true));
+        let first = answer(&mut id, job(3, purple, s(20), s(20), true));
         let minted = first.identity.expect("decided");
         assert!(
             minted != ann && minted != bea && !first.settled,
@@ -449,7 +407,7 @@ mod tests {
         // Its next views are red: once they outweigh the first, it is Ann.
         let mut last = first;
         for k in 0..3 {
-            let r = next(&mut id, at(3, red, 20, 21 + k, false));
+            let r = answer(&mut id, job(3, red, s(20), s(21 + k), false));
             if r.identity.is_some() {
                 last = r;
                 break;

@@ -11,7 +11,11 @@
 //! once a track has [`MIN_CROPS`] crops (or the analysis asks, for a track
 //! that has been on screen a while) decides its identity from that mean in the
 //! gallery (threshold, margin over the runner-up, never an identity held by a
-//! concurrent track on the camera, never a physically impossible one). It
+//! concurrent track on the camera, never a physically impossible one; a
+//! runner-up that is the best's own person minted twice does not count). A
+//! track whose decision minted a new identity is not settled: its later views
+//! are embedded too, and it joins a known identity when its mean matches one
+//! at the confident threshold ([`worker`]'s `reconsider`). It
 //! records new identities (with the model tag), keeps the track's best crop as
 //! its snapshot, sends each (camera, track, identity) back, and when the
 //! analysis reports the track ended, closes its appearance and folds its final
@@ -29,6 +33,8 @@ mod corrections;
 mod handle;
 mod jobs;
 mod remote;
+#[cfg(test)]
+pub(crate) mod testing;
 mod worker;
 
 pub use handle::{Identifier, Inbox};

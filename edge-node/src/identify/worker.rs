@@ -48,6 +48,18 @@ impl TrackState {
     pub(super) fn mean(&self) -> Embedding {
         Embedding::normalized(&self.sum)
     }
+
+    /// The track as the gallery sees it, with `mean` its mean embedding
+    /// (still on screen: its appearance is open).
+    pub(super) fn query<'a>(&'a self, mean: &'a Embedding) -> TrackQuery<'a> {
+        TrackQuery {
+            embedding: mean,
+            camera: &self.camera,
+            track: self.track,
+            first_ms: self.first_ms,
+            last_ms: OPEN,
+        }
+    }
 }
 
 pub(super) struct Worker {
@@ -213,13 +225,7 @@ impl Worker {
     pub(super) fn decide(&mut self, key: &TrackKey) -> Option<(IdentityId, f32, bool)> {
         let state = self.tracks.get_mut(key)?;
         let mean = state.mean();
-        let q = TrackQuery {
-            embedding: &mean,
-            camera: &state.camera,
-            track: state.track,
-            first_ms: state.first_ms,
-            last_ms: OPEN,
-        };
+        let q = state.query(&mean);
         // What the decision weighs, for diagnosis (debug logs only).
         let weighed =
             tracing::enabled!(tracing::Level::DEBUG).then(|| self.gallery.candidates(&q, 3));
@@ -282,13 +288,7 @@ impl Worker {
         let state = self.tracks.get(key)?;
         let own = state.identity?;
         let mean = state.mean();
-        let q = TrackQuery {
-            embedding: &mean,
-            camera: &state.camera,
-            track: state.track,
-            first_ms: state.first_ms,
-            last_ms: OPEN,
-        };
+        let q = state.query(&mean);
         let (known, similarity, second) = self.gallery.best_match_except(&q, Some(own))?;
         let config = self.gallery.config();
         let clear = second.is_none_or(|s| similarity - s >= config.ambiguity_margin);

@@ -312,3 +312,17 @@ pub fn snapshot(identity: u64, camera: &str, t_ms: i64) -> Record {
         jpeg: vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3],
     })
 }
+
+/// A global database at `dir/global.db` holding `records`, written as node
+/// `edge-a`'s.
+pub fn seed_database(dir: &Path, records: Vec<Record>) -> std::path::PathBuf {
+    let db = dir.join("global.db");
+    let w = vidar_store::WriterConfig::new(&db, node("edge-a"))
+        .build()
+        .expect("writer");
+    for r in records {
+        w.write(r).expect("write");
+    }
+    w.shutdown().expect("shutdown");
+    db
+}

@@ -1,0 +1,92 @@
+//! Test support for the re-ID worker: a worker on a real store with the fake
+//! colour embedder, jobs of one figure at a given time, and waiting for the
+//! answer.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use vidar_pipeline::Frame;
+use vidar_protocol::{BBox, CameraId, NodeId};
+use vidar_reid::{Gallery, GalleryConfig};
+use vidar_testkit::fakes::{draw, ColorEmbedder, Figure};
+
+use super::{ClusterReid, Identified, Identifier, Job, TrackCrop};
+use crate::recorder::Recorder;
+use crate::telemetry::NodeMetrics;
+
+/// A worker of node `n1` on a database in `dir`, with `cfg` and the colour
+/// embedder; its metrics and recorder.
+pub(crate) fn spawn(
+    dir: &Path,
+    cfg: GalleryConfig,
+    snapshots: bool,
+    cluster: Option<Box<dyn ClusterReid>>,
+) -> (Identifier, Arc<NodeMetrics>, Recorder) {
+    let node = NodeId::new("n1").expect("id");
+    let metrics = Arc::new(NodeMetrics::default());
+    let rec = Recorder::open(&dir.join("e.db"), &node, Arc::clone(&metrics)).expect("recorder");
+    let gallery = Gallery::with_model(cfg, ColorEmbedder::TAG).expect("gallery");
+    let id = Identifier::spawn(
+        node,
+        Box::new(ColorEmbedder::default()),
+        gallery,
+        rec.share(),
+        Arc::clone(&metrics),
+        snapshots,
+        cluster,
+    )
+    .expect("worker");
+    (id, metrics, rec)
+}
+
+/// A person of `color`, standing in the middle of the frame.
+pub(crate) fn figure(color: [u8; 3]) -> Figure {
+    Figure {
+        color,
+        bbox: BBox {
+            x: 60.0,
+            y: 20.0,
+            w: 50.0,
+            h: 120.0,
+        },
+    }
+}
+
+/// Track `track` (first seen at `first`) alone in a frame of camera `c`
+/// captured at `at`.
+pub(crate) fn job(track: u64, f: Figure, first: SystemTime, at: SystemTime, decide: bool) -> Job {
+    let frame = Frame::from_rgb(
+        CameraId::new("c").expect("id"),
+        track,
+        at,
+        240,
+        160,
+        draw(240, 160, track as u32, &[f]),
+    )
+    .expect("frame");
+    Job {
+        camera: 0,
+        frame,
+        tracks: vec![TrackCrop {
+            track,
+            bbox: f.bbox,
+            quality: 0.9,
+            first_ms: crate::clock::ms_of(first),
+            decide,
+        }],
+    }
+}
+
+/// Offers `j` and waits for the worker's answer.
+pub(crate) fn answer(id: &mut Identifier, j: Job) -> Identified {
+    assert!(id.offer(j).is_none(), "taken");
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(r) = id.results().next() {
+            return r;
+        }
+        assert!(Instant::now() < end, "no answer");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

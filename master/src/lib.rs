@@ -216,6 +216,8 @@ impl Master {
             threshold: config.merge_threshold,
             counters: merge_counters.clone(),
             operator: operator_rx,
+            membership: members.clone(),
+            database: config.database.clone(),
             stop: stop.clone(),
         }
         .spawn()?;

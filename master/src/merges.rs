@@ -36,6 +36,50 @@ pub const MAX_MERGED: usize = 100_000;
 pub const CONCURRENT_MS: u64 = 5_000;
 /// Announcements waiting for the merge thread before zenoh is slowed down.
 const QUEUE: usize = 4096;
+/// How often the merge thread looks for nodes that came (back).
+const CATCH_UP_EVERY: Duration = Duration::from_secs(2);
+/// Most splits sent again to a node that came (the newest).
+pub const MAX_CATCH_UP: usize = 1000;
+
+/// The splits in force of `node`'s sightings, newest `limit`, as announced:
+/// what a node that was down when they were made still has to learn.
+pub fn splits_of(
+    reader: &vidar_store::Reader,
+    node: &NodeId,
+    limit: usize,
+) -> Result<Vec<SplitAnnounce>, vidar_store::StoreError> {
+    let mut out = Vec::new();
+    // Reverts are in the trail too; ask for more than `limit` to have enough.
+    for a in reader.corrections(None, i64::MIN, i64::MAX, limit.saturating_mul(4))? {
+        if out.len() >= limit {
+            break;
+        }
+        let vidar_store::CorrectionAction::Split {
+            sighting,
+            from,
+            into,
+        } = &a.correction.action
+        else {
+            continue;
+        };
+        if a.reverted || &sighting.node != node {
+            continue;
+        }
+        if let Some(s) = reader.sighting(sighting)? {
+            out.push(SplitAnnounce {
+                sighting: sighting.clone(),
+                camera: s.value.camera,
+                track: s.value.track,
+                first_ms: s.value.first_ms,
+                last_ms: s.value.last_ms,
+                from: *from,
+                into: *into,
+                decided_ms: u64::try_from(a.correction.decided_ms).unwrap_or(0),
+            });
+        }
+    }
+    Ok(out)
+}
 
 #[derive(Debug, Clone)]
 struct Recent {
@@ -338,6 +382,12 @@ pub struct MergeService {
     pub counters: Arc<MergeCounters>,
     /// Operators' corrections, already stored, from the API.
     pub operator: std::sync::mpsc::Receiver<Operator>,
+    /// Who is reachable: a node that comes (back) is sent the splits of its
+    /// sightings in force, so one that was down when they were made learns
+    /// them ([`splits_of`]).
+    pub membership: crate::membership::Membership,
+    /// The global database (read for those splits).
+    pub database: std::path::PathBuf,
     /// Set to stop the service.
     pub stop: Arc<AtomicBool>,
 }
@@ -354,9 +404,20 @@ impl MergeService {
             .name("vidar-merges".into())
             .spawn(move || {
                 let mut book = MergeBook::new(self.threshold);
+                let mut reachable: BTreeSet<NodeId> = BTreeSet::new();
+                let mut looked = std::time::Instant::now();
                 while !self.stop.load(Ordering::Relaxed) {
                     while let Ok(op) = self.operator.try_recv() {
                         self.correct(&mut book, op, &publisher, &splits);
+                    }
+                    if looked.elapsed() >= CATCH_UP_EVERY {
+                        looked = std::time::Instant::now();
+                        let now: BTreeSet<NodeId> =
+                            self.membership.reachable().into_iter().collect();
+                        for node in now.difference(&reachable) {
+                            self.catch_up(node, &splits);
+                        }
+                        reachable = now;
                     }
                     // Short waits: an operator's correction waits at most this.
                     let a = match queue.recv_timeout(Duration::from_millis(100)) {
@@ -409,6 +470,28 @@ impl MergeService {
                 }
             }
             Operator::KeepApart(a, b) => book.keep_apart(a, b),
+        }
+    }
+
+    /// Sends `node` the splits in force of its sightings (newest
+    /// [`MAX_CATCH_UP`]); the node learns each once.
+    fn catch_up(&self, node: &NodeId, splits: &vidar_link::Publisher<SplitAnnounce>) {
+        let found = vidar_store::Reader::open(&self.database)
+            .and_then(|r| splits_of(&r, node, MAX_CATCH_UP));
+        match found {
+            Ok(list) => {
+                if !list.is_empty() {
+                    tracing::info!(node = %node, splits = list.len(), "a node came: its sightings' splits sent again");
+                }
+                for s in list {
+                    if let Err(e) = splits.put(&s) {
+                        tracing::warn!(error = %e, "publishing a split");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(node = %node, error = %e, "reading the splits of a node's sightings")
+            }
         }
     }
 

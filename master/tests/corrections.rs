@@ -289,3 +289,60 @@ fn only_admins_correct() {
     assert_eq!(v["actor"], "ops", "the token's name is the actor");
     m.shutdown().expect("clean shutdown");
 }
+
+#[test]
+fn a_node_that_comes_back_is_sent_the_splits_of_its_sightings() {
+    let (_dir, m, site, port) = seeded("");
+    // Two splits of edge-a's sightings while it is away; the second undone.
+    let (code, v) = post(
+        &m,
+        r#"{"action":"split","node":"edge-a","seq":2,"from":"1"}"#,
+        "",
+    );
+    assert_eq!(code, 201, "{v}");
+    let (code, v) = post(
+        &m,
+        r#"{"action":"split","node":"edge-a","seq":3,"from":"2"}"#,
+        "",
+    );
+    assert_eq!(code, 201, "{v}");
+    let undo = format!(
+        r#"{{"action":"revert","node":"master","seq":{}}}"#,
+        v["seq"]
+    );
+    let (code, v) = post(&m, &undo, "");
+    assert_eq!(code, 201, "{v}");
+    // edge-a comes: it listens, then shows its liveliness token.
+    let link = LinkSettings {
+        site: site.clone(),
+        mode: Some(Mode::Client),
+        connect: vec![format!("tcp/127.0.0.1:{port}")],
+        ..LinkSettings::default()
+    }
+    .open(Mode::Client)
+    .expect("node link");
+    let keys = Keys::new(&site).expect("site");
+    let heard: Arc<Mutex<Vec<String>>> = Arc::default();
+    let h = heard.clone();
+    let _sub = link
+        .subscribe::<SplitAnnounce>(&keys.merges(), move |_, s| {
+            let line = format!("{} {}->{}", s.sighting.seq, s.from, s.into);
+            h.lock().expect("lock").push(line);
+        })
+        .expect("subscribe");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(heard.lock().expect("lock").is_empty());
+    let _alive = link
+        .alive(&keys.node_alive(&node("edge-a")))
+        .expect("token");
+    assert!(
+        wait_for(Duration::from_secs(10), || !heard
+            .lock()
+            .expect("lock")
+            .is_empty()),
+        "the split was not sent again"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(*heard.lock().expect("lock"), ["2 p1->p4".to_string()]);
+    m.shutdown().expect("clean shutdown");
+}

@@ -8,7 +8,8 @@
 //! the old identity's views that look like the split-off person go, and the
 //! person is known from now on as the new identity, which is recorded and
 //! announced like one minted here (other nodes and the master learn it
-//! from that). Without a snapshot (snapshots off, or pruned) only the
+//! from that). A node that was down when a split was made is sent it again
+//! by the master when it comes back; each split is learned once. Without a snapshot (snapshots off, or pruned) only the
 //! appearance moves.
 
 use std::sync::atomic::Ordering;
@@ -21,6 +22,10 @@ use vidar_store::Reader;
 use super::worker::Worker;
 use crate::media::decode_crop;
 
+/// Splits remembered as learned (beyond, forgotten: learning one again
+/// changes little).
+const MAX_LEARNED: usize = 10_000;
+
 /// How far from the sighting's span its track's snapshot may be, ms.
 const SNAPSHOT_SLACK_MS: i64 = 2_000;
 
@@ -30,6 +35,12 @@ impl Worker {
     pub(super) fn learn_split(&mut self, s: SplitAnnounce) {
         if s.sighting.node != self.node {
             return;
+        }
+        if !self.learned_splits.insert((s.sighting.clone(), s.into)) {
+            return; // sent again (this node came back): learned already
+        }
+        if self.learned_splits.len() > MAX_LEARNED {
+            self.learned_splits.clear();
         }
         let view = match self.split_view(&s) {
             Ok(v) => v,
@@ -129,7 +140,7 @@ mod tests {
 
     use vidar_protocol::{CameraId, IdentityId, NodeId, TrackId};
     use vidar_reid::GalleryConfig;
-    use vidar_store::{Record, Sighting};
+    use vidar_store::{Record, RecordKey, Sighting};
 
     use super::*;
     use crate::identify::testing::{answer, figure, job, spawn};
@@ -182,7 +193,7 @@ mod tests {
         };
         let heard = Arc::new(Mutex::new(Vec::new()));
         let cluster = Announced(node.clone(), heard.clone());
-        let (mut id, _metrics, rec) = spawn(dir.path(), cfg, true, Some(Box::new(cluster)));
+        let (mut id, metrics, rec) = spawn(dir.path(), cfg, true, Some(Box::new(cluster)));
         let (red, blue) = (figure([220, 40, 40]), figure([40, 40, 220]));
         let t0 = SystemTime::now() - Duration::from_secs(60);
         let ann = identity_of(&mut id, job(1, red, t0, t0, true));
@@ -211,7 +222,7 @@ mod tests {
 
         let bob = IdentityId(7);
         id.inbox().split(SplitAnnounce {
-            sighting: key,
+            sighting: key.clone(),
             camera: CameraId::new("c").expect("id"),
             track: TrackId(2),
             first_ms: ms - 100,
@@ -234,16 +245,37 @@ mod tests {
         rec.writer().flush().expect("flush");
         let r = Reader::open(dir.path().join("e.db")).expect("reader");
         assert_eq!(r.identity_records(bob).expect("read").len(), 1);
+        // Sent again (this node came back to the master): learned once.
+        let again = SplitAnnounce {
+            sighting: RecordKey {
+                node: node.clone(),
+                seq: key.seq,
+            },
+            camera: CameraId::new("c").expect("id"),
+            track: TrackId(2),
+            first_ms: ms - 100,
+            last_ms: ms + 100,
+            from: ann,
+            into: bob,
+            decided_ms: 0,
+        };
+        let crops = metrics.crops.load(std::sync::atomic::Ordering::Relaxed);
+        id.inbox().split(again);
         // ... and the blue person's next track is theirs, the red one's Ann's.
         let t2 = t1 + Duration::from_secs(20);
         assert_eq!(identity_of(&mut id, job(3, blue, t2, t2, true)), bob);
+        assert_eq!(
+            metrics.crops.load(std::sync::atomic::Ordering::Relaxed),
+            crops + 1,
+            "the split sent again was not embedded again, the track's crop was"
+        );
         id.ended(0, 3, 0);
         let t3 = t2 + Duration::from_secs(20);
         assert_eq!(identity_of(&mut id, job(4, red, t3, t3, true)), ann);
         // Another node's sighting is not this node's to learn.
         let before = heard.lock().expect("lock").len();
         id.inbox().split(SplitAnnounce {
-            sighting: vidar_store::RecordKey {
+            sighting: RecordKey {
                 node: NodeId::new("n2").expect("id"),
                 seq: 1,
             },
@@ -257,5 +289,13 @@ mod tests {
         });
         id.finish();
         assert_eq!(heard.lock().expect("lock").len(), before);
+        let bobs = heard
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|a| a.identity == bob)
+            .count();
+        assert_eq!(bobs, 1, "a split sent again is learned once");
+        assert_eq!(r.identity_records(bob).expect("read").len(), 1);
     }
 }

@@ -143,6 +143,7 @@ impl Identifier {
             let _ = own.send(Input::RemoteReply { id, answer });
         });
         let mut worker = Worker {
+            learned_splits: Default::default(),
             remote: HashMap::new(),
             next_request: 0,
             post_reply,

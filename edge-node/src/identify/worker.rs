@@ -81,6 +81,9 @@ pub(super) struct Worker {
     pub(super) next_request: u64,
     /// Posts a remote answer back to this worker's inbox.
     pub(super) post_reply: PostReply,
+    /// Operators' splits learned (sighting, new identity): the master sends
+    /// them again when this node comes back, and each is learned once.
+    pub(super) learned_splits: std::collections::HashSet<(vidar_store::RecordKey, IdentityId)>,
 }
 
 /// Posts the answer to remote request `id` to the worker's inbox.

@@ -41,6 +41,26 @@ const CATCH_UP_EVERY: Duration = Duration::from_secs(2);
 /// Most splits sent again to a node that came (the newest).
 pub const MAX_CATCH_UP: usize = 1000;
 
+/// The pairs operators said are different people, from the corrections
+/// stored (splits in force, merges undone), newest [`MAX_APART`]: the merge
+/// book starts from them, so a restart never lets an automatic merge join
+/// what an operator separated.
+pub fn apart_pairs(
+    reader: &vidar_store::Reader,
+) -> Result<Vec<(IdentityId, IdentityId)>, vidar_store::StoreError> {
+    use vidar_store::CorrectionAction::{Merge, Split};
+    let trail = reader.corrections(None, i64::MIN, i64::MAX, MAX_APART)?;
+    Ok(trail
+        .iter()
+        .filter_map(|a| match (&a.correction.action, a.reverted) {
+            (Split { from, into, .. }, false) | (Merge { from, into }, true) => {
+                Some((*from, *into))
+            }
+            _ => None,
+        })
+        .collect())
+}
+
 /// The splits in force of `node`'s sightings, newest `limit`, as announced:
 /// what a node that was down when they were made still has to learn.
 pub fn splits_of(
@@ -404,6 +424,14 @@ impl MergeService {
             .name("vidar-merges".into())
             .spawn(move || {
                 let mut book = MergeBook::new(self.threshold);
+                match vidar_store::Reader::open(&self.database).and_then(|r| apart_pairs(&r)) {
+                    Ok(pairs) => {
+                        for (a, b) in pairs {
+                            book.keep_apart(a, b);
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "reading the operators' corrections: identities they separated may be merged again"),
+                }
                 let mut reachable: BTreeSet<NodeId> = BTreeSet::new();
                 let mut looked = std::time::Instant::now();
                 while !self.stop.load(Ordering::Relaxed) {

@@ -126,3 +126,57 @@ fn deterministic_and_ages_out() {
         .observe(&ann(4, "c", 0, &[1.0, 0.0]), MAX_AGE_MS + 3)
         .is_empty());
 }
+
+#[test]
+fn identities_operators_separated_stay_apart_after_a_restart() {
+    use vidar_store::{Correction, CorrectionAction, Record, RecordKey, WriterConfig};
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = dir.path().join("g.db");
+    let w = WriterConfig::new(&db, NodeId::new("master").expect("id"))
+        .build()
+        .expect("writer");
+    let c = |action| {
+        Record::Correction(Correction {
+            action,
+            actor: "ann".into(),
+            reason: String::new(),
+            decided_ms: 0,
+        })
+    };
+    let key = |seq| RecordKey {
+        node: NodeId::new("master").expect("id"),
+        seq,
+    };
+    let id = IdentityId;
+    for r in [
+        // 1: a split in force; 2: a split undone by 3; 4: a merge undone by 5;
+        // 6: a merge in force.
+        c(CorrectionAction::Split {
+            sighting: key(90),
+            from: id(1),
+            into: id(2),
+        }),
+        c(CorrectionAction::Split {
+            sighting: key(91),
+            from: id(3),
+            into: id(4),
+        }),
+        c(CorrectionAction::Revert { correction: key(2) }),
+        c(CorrectionAction::Merge {
+            from: id(5),
+            into: id(6),
+        }),
+        c(CorrectionAction::Revert { correction: key(4) }),
+        c(CorrectionAction::Merge {
+            from: id(7),
+            into: id(8),
+        }),
+    ] {
+        w.write(r).expect("write");
+    }
+    w.shutdown().expect("shutdown");
+    let reader = vidar_store::Reader::open(&db).expect("reader");
+    let mut pairs = apart_pairs(&reader).expect("read");
+    pairs.sort();
+    assert_eq!(pairs, [(id(1), id(2)), (id(5), id(6))]);
+}

@@ -464,27 +464,29 @@ impl Gallery {
         q: &TrackQuery<'_>,
         skip: Option<IdentityId>,
     ) -> Option<(IdentityId, f32, Option<f32>)> {
-        let allowed = |ident: &Identity| {
-            let s = ident.similarity(q.embedding);
-            (Some(ident.id) != skip && self.excluded(ident, q, s).is_none()).then_some(s)
-        };
-        let mut best: Option<(usize, f32)> = None;
-        for (k, ident) in self.identities.iter().enumerate() {
-            if let Some(s) = allowed(ident) {
-                if best.is_none_or(|(_, b)| s > b) {
-                    best = Some((k, s));
-                }
-            }
-        }
-        let (k, s) = best?;
-        let top = &self.identities[k];
-        let same_person = self.config.confident_threshold;
-        let second = self
+        // Similarity and rules once per identity; the runner-up is picked
+        // from the allowed ones.
+        let allowed: Vec<(usize, f32)> = self
             .identities
             .iter()
-            .filter(|i| i.id != top.id && i.embedding.cosine(&top.embedding) < same_person)
-            .filter_map(allowed)
-            .fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))));
+            .enumerate()
+            .filter_map(|(k, ident)| {
+                let s = ident.similarity(q.embedding);
+                (Some(ident.id) != skip && self.excluded(ident, q, s).is_none()).then_some((k, s))
+            })
+            .collect();
+        let &(k, s) = allowed
+            .iter()
+            .reduce(|b, x| if x.1 > b.1 { x } else { b })?;
+        let top = &self.identities[k];
+        let same_person = self.config.confident_threshold;
+        let second = allowed
+            .iter()
+            .filter(|&&(j, _)| {
+                j != k && self.identities[j].embedding.cosine(&top.embedding) < same_person
+            })
+            .map(|&(_, x)| x)
+            .reduce(f32::max);
         Some((top.id, s, second))
     }
 

@@ -9,8 +9,8 @@
 //! person is known from now on as the new identity, which is recorded and
 //! announced like one minted here (other nodes and the master learn it
 //! from that). A node that was down when a split was made is sent it again
-//! by the master when it comes back; each split is learned once. Without a snapshot (snapshots off, or pruned) only the
-//! appearance moves.
+//! by the master when it comes back; each split is learned once. Without a
+//! snapshot (snapshots off, or pruned) only the appearance moves.
 
 use std::sync::atomic::Ordering;
 
@@ -221,8 +221,8 @@ mod tests {
         rec.writer().flush().expect("flush");
 
         let bob = IdentityId(7);
-        id.inbox().split(SplitAnnounce {
-            sighting: key.clone(),
+        let split = SplitAnnounce {
+            sighting: key,
             camera: CameraId::new("c").expect("id"),
             track: TrackId(2),
             first_ms: ms - 100,
@@ -230,7 +230,8 @@ mod tests {
             from: ann,
             into: bob,
             decided_ms: 0,
-        });
+        };
+        id.inbox().split(split.clone());
         // The person is recorded and announced under the new identity ...
         let end = Instant::now() + Duration::from_secs(10);
         while !heard
@@ -246,21 +247,8 @@ mod tests {
         let r = Reader::open(dir.path().join("e.db")).expect("reader");
         assert_eq!(r.identity_records(bob).expect("read").len(), 1);
         // Sent again (this node came back to the master): learned once.
-        let again = SplitAnnounce {
-            sighting: RecordKey {
-                node: node.clone(),
-                seq: key.seq,
-            },
-            camera: CameraId::new("c").expect("id"),
-            track: TrackId(2),
-            first_ms: ms - 100,
-            last_ms: ms + 100,
-            from: ann,
-            into: bob,
-            decided_ms: 0,
-        };
         let crops = metrics.crops.load(std::sync::atomic::Ordering::Relaxed);
-        id.inbox().split(again);
+        id.inbox().split(split);
         // ... and the blue person's next track is theirs, the red one's Ann's.
         let t2 = t1 + Duration::from_secs(20);
         assert_eq!(identity_of(&mut id, job(3, blue, t2, t2, true)), bob);

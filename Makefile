@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 PY := $(CURDIR)/.cache/venv/bin/python
 
-.PHONY: setup models build build-release demo test check check-deploy attacks lint bench bench-ingest eval-tracker sim clean
+.PHONY: setup models build build-release demo test check check-deploy attacks soak lint bench bench-ingest eval-tracker sim clean
 
 ## Install system packages, the Python venv and the ONNX Runtime library (idempotent).
 setup:
@@ -48,6 +48,13 @@ attacks: setup models
 	$(CARGO) test --no-fail-fast -p vidar-store --test hostile
 	$(CARGO) test --no-fail-fast -p vidar-master --test cluster --test ui_api --test corrections
 	$(CARGO) test --no-fail-fast -p vidar-edge-node --test cluster
+
+## A site under faults, mutual TLS on: master, 2 nodes, 8 cameras for an hour; a
+## camera and a node SIGKILLed every 10 minutes. RSS, p99 per window, records
+## lost or duplicated (a benchmark, not in CI; docs/benchmarks.md). Shorter:
+## make soak SOAK_ARGS="--minutes 12 --event-every 120".
+soak: setup models build-release
+	$(PY) tools/soak.py $(SOAK_ARGS)
 
 ## Deployment files: systemd units, configs, compose, Kubernetes manifests (deploy/check.sh).
 check-deploy: setup

@@ -1,0 +1,500 @@
+#!/usr/bin/env python3
+"""`make soak`: a site under faults for an hour, with mutual TLS on.
+
+A master, NODES edge nodes and CAMERAS cameras (each its own `vidar-camera`
+process serving OpenCV's vtest.avi from its own offset) run on 127.0.0.1 with
+the site CA of `vidar-master ca init`: mutual TLS, signed plans, the master's
+access list. Every EVENT_EVERY seconds the soak SIGKILLs one camera (restarted
+30 s later, as a camera that reboots) and SIGKILLs one edge node (restarted
+10 s later, as a node that crashes and comes back), in turn.
+
+It reports, from what the processes themselves show:
+  - RSS per process over time (from /proc), and its growth after the first
+    10 minutes of each process's life;
+  - p99 capture-to-result latency per window (from the nodes' Prometheus
+    histograms, summed over cameras and nodes, restarts included);
+  - records lost or duplicated: after the end, every record key (node_id, seq)
+    in each node's own database must be in the master's global database with
+    the same content, and no sighting may be stored twice under two keys.
+
+Standard library only. Not part of CI (it is a benchmark): docs/benchmarks.md
+gives its figures and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+VTEST_SECONDS = 79  # vtest.avi is 795 frames at 10 fps
+HISTOGRAM = "vidar_capture_to_result_seconds_bucket"
+# Record tables an edge writes and the master synchronises (store/src/schema.rs),
+# with the columns that identify a record's content.
+RECORD_TABLES = {
+    "cameras": "camera_id, name, recorded_ms",
+    "tracks": "camera_id, track_id, first_ms, last_ms",
+    "sightings": "identity_id, camera_id, track_id, first_ms, last_ms, length(path)",
+    "identities": "identity_id, camera_id, first_seen_ms, dim, length(embedding)",
+    "snapshots": "identity_id, camera_id, t_ms, length(jpeg)",
+}
+
+MASTER_TOML = """config_version = 1
+master_id = "master"
+database = "{dir}/global.db"
+http_addr = "127.0.0.1:{http}"
+sync_every_s = 10
+node_timeout_s = 3
+metrics_public = true
+
+[[users]]
+name = "admin"
+role = "admin"
+password_hash = "pbkdf2-sha256$600000$RBefAysBS3+d63MBVuvM7Q==$RPzva2Y77kvRt0HjK8r2EtAjprqt6DJ2rMT38n7JK68="
+
+[cluster]
+site = "soak"
+listen = ["tls/127.0.0.1:{zenoh}"]
+bundle = "{dir}/ca/master"
+"""
+
+CAMERA_TOML = """
+[[cameras]]
+camera = "cam-{i}"
+source = "rtsp://127.0.0.1:{port}/cam-{i}"
+fps = 10
+width = 768
+height = 576
+"""
+
+EDGE_TOML = """config_version = 1
+node_id = "{node}"
+database = "{dir}/{node}.db"
+metrics_addr = "127.0.0.1:{metrics}"
+detection_interval = {interval}
+
+[models]
+dir = "{models}"
+
+[models.runtime]
+intra_threads = 1
+
+[detector]
+model = "ssd-mobilenet-v2-coco-raw"
+score_threshold = 0.5
+max_batch = 1
+
+[gallery]
+
+[cluster]
+site = "soak"
+connect = ["tls/127.0.0.1:{zenoh}"]
+bundle = "{dir}/ca/nodes/{node}"
+
+[sharing]
+reid_service = true
+
+[sharing.ingest]
+transport = "tcp"
+"""
+
+
+@dataclass
+class Proc:
+    """One role (master, edge-1, cam-3, ...) and the process now playing it."""
+
+    role: str
+    argv: list[str]
+    log: Path
+    popen: subprocess.Popen | None = None
+    lives: int = 0
+    started: float = 0.0
+    rss: list[tuple[float, int, int]] = field(default_factory=list)  # (t, life, kB)
+
+    def start(self) -> None:
+        out = open(self.log, "ab")
+        self.popen = subprocess.Popen(
+            self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT
+        )
+        out.close()
+        self.lives += 1
+        self.started = time.monotonic()
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self, sig: int) -> None:
+        if self.alive():
+            assert self.popen is not None
+            self.popen.send_signal(sig)
+
+    def wait(self, timeout: float) -> None:
+        if self.popen is None:
+            return
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+    def sample_rss(self, t: float) -> None:
+        if not self.alive():
+            return
+        assert self.popen is not None
+        try:
+            for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    self.rss.append((t, self.lives, int(line.split()[1])))
+        except OSError:
+            pass
+
+
+def wait_for(what: str, check, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    sys.exit(f"soak: {what} not ready after {timeout:.0f} s")
+
+
+def http_get(url: str, timeout: float = 2.0) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.read().decode()
+    except OSError:
+        return None
+
+
+def histogram(text: str) -> dict[float, float]:
+    """Cumulative bucket counts of the capture-to-result histogram, summed over cameras."""
+    out: dict[float, float] = {}
+    for line in text.splitlines():
+        if not line.startswith(HISTOGRAM + "{"):
+            continue
+        labels, _, value = line.rpartition(" ")
+        le = labels.split('le="', 1)[1].split('"', 1)[0]
+        bound = float("inf") if le == "+Inf" else float(le)
+        out[bound] = out.get(bound, 0.0) + float(value)
+    return out
+
+
+def quantile(buckets: dict[float, float], q: float) -> float | None:
+    """Prometheus' histogram_quantile over cumulative buckets (seconds)."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    rank = q * buckets[bounds[-1]]
+    prev_bound, prev_count = 0.0, 0.0
+    for b in bounds:
+        c = buckets[b]
+        if c >= rank:
+            if b == float("inf"):
+                return prev_bound
+            if c == prev_count:
+                return b
+            return prev_bound + (b - prev_bound) * (rank - prev_count) / (c - prev_count)
+        prev_bound, prev_count = b, c
+    return prev_bound
+
+
+def node_keys(db: Path) -> dict[tuple[str, str, int], tuple]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        out = {}
+        for table, cols in RECORD_TABLES.items():
+            for row in con.execute(f"SELECT node_id, seq, {cols} FROM {table}"):
+                out[(table, row[0], row[1])] = tuple(row[2:])
+        return out
+    finally:
+        con.close()
+
+
+def last_seq(db: Path, node: str) -> int:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return max(
+            con.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {t} WHERE node_id = ?", (node,)).fetchone()[0]
+            for t in RECORD_TABLES
+        )
+    finally:
+        con.close()
+
+
+def acked(global_db: Path, node: str) -> int:
+    try:
+        con = sqlite3.connect(f"file:{global_db}?mode=ro", uri=True)
+        try:
+            row = con.execute("SELECT acked_seq FROM sync_cursors WHERE peer = ?", (node,)).fetchone()
+            return row[0] if row else 0
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+def synced(out: Path, edges: list[Proc]) -> bool:
+    return all(acked(out / "global.db", e.role) >= last_seq(out / f"{e.role}.db", e.role) for e in edges)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=60)
+    ap.add_argument("--nodes", type=int, default=2)
+    ap.add_argument("--cameras", type=int, default=8)
+    ap.add_argument("--event-every", type=float, default=600, help="seconds between faults")
+    ap.add_argument("--window", type=float, default=300, help="seconds per latency window")
+    ap.add_argument("--sample-every", type=float, default=10)
+    ap.add_argument("--detection-interval", type=int, default=2)
+    ap.add_argument("--port-base", type=int, default=18000)
+    ap.add_argument("--out", type=Path, default=ROOT / ".cache/soak")
+    ap.add_argument("--bin", type=Path, default=ROOT / "target/release")
+    args = ap.parse_args()
+    if not VTEST.exists():
+        sys.exit(f"soak: {VTEST} missing (Debian package opencv-doc; `make setup` installs it)")
+    out: Path = args.out
+    if out.exists():
+        for p in out.glob("*"):
+            if p.is_file():
+                p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    models = os.environ.get("VIDAR_MODEL_DIR", str(ROOT / ".cache/models"))
+    http = args.port_base + 80
+    zenoh = args.port_base + 447
+    rtsp = [args.port_base + 554 + i for i in range(args.cameras)]
+    metrics = [args.port_base + 100 + n for n in range(args.nodes)]
+    nodes = [f"edge-{n + 1}" for n in range(args.nodes)]
+
+    enroll = [a for n in nodes for a in ("--enroll", n)]
+    subprocess.run(
+        [str(args.bin / "vidar-master"), "ca", "init", "--dir", str(out / "ca"), "--site", "soak", *enroll,
+         "--if-missing"],
+        check=True, stdout=subprocess.DEVNULL, cwd=ROOT,
+    )
+    master_toml = MASTER_TOML.format(dir=out, http=http, zenoh=zenoh) + "".join(
+        CAMERA_TOML.format(i=i, port=rtsp[i]) for i in range(args.cameras)
+    )
+    (out / "master.toml").write_text(master_toml)
+    for n, node in enumerate(nodes):
+        (out / f"{node}.toml").write_text(
+            EDGE_TOML.format(node=node, dir=out, metrics=metrics[n], zenoh=zenoh, models=models,
+                             interval=args.detection_interval)
+        )
+
+    cams = [
+        Proc(f"cam-{i}",
+             [str(args.bin / "vidar-camera"), "--port", str(rtsp[i]), "--mount",
+              f"cam-{i}={VTEST}#start={(i * 17) % VTEST_SECONDS}"],
+             out / f"cam-{i}.log")
+        for i in range(args.cameras)
+    ]
+    master = Proc("master", [str(args.bin / "vidar-master"), "run", "--config", str(out / "master.toml")],
+                  out / "master.log")
+    edges = [Proc(node, [str(args.bin / "vidar-edge"), "run", "--config", str(out / f"{node}.toml")],
+                  out / f"{node}.log") for node in nodes]
+    procs = [master, *edges, *cams]
+
+    def stop_all(*_):
+        for p in reversed(procs):
+            p.kill(signal.SIGINT)
+        for p in reversed(procs):
+            p.wait(20)
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(1)))
+    try:
+        for c in cams:
+            c.start()
+        for c in cams:
+            wait_for(c.role, lambda c=c: "ready" in c.log.read_text(errors="replace"), 60)
+        master.start()
+        wait_for("master", lambda: http_get(f"http://127.0.0.1:{http}/metrics") is not None, 60)
+        for e in edges:
+            e.start()
+        for n, e in enumerate(edges):
+            wait_for(e.role, lambda n=n: http_get(f"http://127.0.0.1:{metrics[n]}/metrics") is not None, 60)
+        print(f"soak: master, {len(edges)} nodes, {len(cams)} cameras up (mutual TLS); "
+              f"{args.minutes:.0f} min, a camera and a node SIGKILLed every {args.event_every:.0f} s; logs in {out}",
+              flush=True)
+        t0 = time.monotonic()
+        end = t0 + args.minutes * 60
+        # Latency histograms per (node, life): the last sample of each life.
+        hist: dict[tuple[str, int], list[tuple[float, dict[float, float]]]] = {}
+        restarts: list[tuple[float, Proc]] = []
+        events = []
+        next_event = t0 + args.event_every
+        k = 0
+        next_sample = t0
+        while time.monotonic() < end:
+            now = time.monotonic()
+            for when, p in list(restarts):
+                if now >= when:
+                    p.start()
+                    restarts.remove((when, p))
+            if now >= next_event:
+                cam = cams[k % len(cams)]
+                node = edges[k % len(edges)]
+                cam.kill(signal.SIGKILL)
+                node.kill(signal.SIGKILL)
+                cam.wait(5)
+                node.wait(5)
+                restarts += [(now + 30, cam), (now + 10, node)]
+                events.append({"t_s": round(now - t0), "killed": [cam.role, node.role]})
+                print(f"soak: t={now - t0:.0f} s SIGKILL {cam.role} and {node.role}", flush=True)
+                k += 1
+                next_event += args.event_every
+            if now >= next_sample:
+                t = now - t0
+                for p in procs:
+                    p.sample_rss(t)
+                for n, e in enumerate(edges):
+                    if e.alive():
+                        text = http_get(f"http://127.0.0.1:{metrics[n]}/metrics")
+                        if text:
+                            hist.setdefault((e.role, e.lives), []).append((t, histogram(text)))
+                for p in procs:
+                    if not p.alive() and not any(r[1] is p for r in restarts):
+                        sys.exit(f"soak: {p.role} stopped by itself at t={t:.0f} s (see {p.log})")
+                next_sample += args.sample_every
+            time.sleep(0.2)
+
+        # The end: cameras off, the nodes close their tracks, then every record
+        # a node holds must reach the master.
+        for p in restarts:
+            p[1].start()
+        for c in cams:
+            c.kill(signal.SIGINT)
+        for c in cams:
+            c.wait(20)
+        time.sleep(15)
+        # A node records what it still holds when it stops (open tracks): start
+        # it again so that the master pulls that too, until a stop adds nothing.
+        for attempt in range(4):
+            deadline = time.monotonic() + 180
+            while not synced(out, edges) and time.monotonic() < deadline:
+                time.sleep(2)
+            for e in edges:
+                e.kill(signal.SIGINT)
+            for e in edges:
+                e.wait(30)
+            if synced(out, edges) or attempt == 3:
+                break
+            print("soak: the nodes recorded more as they stopped; starting them again to sync it", flush=True)
+            for e in edges:
+                e.start()
+        master.kill(signal.SIGINT)
+        master.wait(30)
+    finally:
+        stop_all()
+
+    report = summarise(args, out, procs, edges, hist, events)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    print_report(report)
+    return 0 if report["records"]["lost"] == 0 and report["records"]["duplicated"] == 0 else 1
+
+
+def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, events) -> dict:
+    windows = []
+    n_windows = max(1, int(args.minutes * 60 // args.window))
+    for w in range(n_windows):
+        lo, hi = w * args.window, (w + 1) * args.window
+        total: dict[float, float] = {}
+        for series in hist.values():
+            inside = [(t, h) for t, h in series if lo <= t < hi]
+            if not inside:
+                continue
+            before = [h for t, h in series if t < lo]
+            base = before[-1] if before else {}
+            last = inside[-1][1]
+            for b, c in last.items():
+                total[b] = total.get(b, 0.0) + c - base.get(b, 0.0)
+        p99 = quantile(total, 0.99)
+        p50 = quantile(total, 0.50)
+        frames = total.get(float("inf"), 0.0)
+        windows.append({
+            "from_min": lo / 60, "to_min": hi / 60, "results": int(frames),
+            "p50_ms": None if p50 is None else round(p50 * 1000, 1),
+            "p99_ms": None if p99 is None else round(p99 * 1000, 1),
+        })
+    rss = []
+    for p in procs:
+        for life in sorted({l for _, l, _ in p.rss}):
+            s = [(t, kb) for t, l, kb in p.rss if l == life]
+            if not s:
+                continue
+            t_start = s[0][0]
+            settled = [kb for t, kb in s if t - t_start >= 600]
+            first10 = [kb for t, kb in s if t - t_start < 600]
+            entry = {
+                "role": p.role, "life": life, "from_min": round(t_start / 60, 1),
+                "minutes": round((s[-1][0] - t_start) / 60, 1),
+                "rss_mb_at_10min": None, "rss_mb_end": round(s[-1][1] / 1024, 1),
+                "rss_mb_max": round(max(kb for _, kb in s) / 1024, 1),
+                "growth_after_10min": None,
+            }
+            if settled and first10:
+                # Median of the first minute after minute 10 against the last minute.
+                ref = statistics.median(settled[: max(1, int(60 // args.sample_every))])
+                tail = statistics.median(settled[-max(1, int(60 // args.sample_every)):])
+                entry["rss_mb_at_10min"] = round(ref / 1024, 1)
+                entry["growth_after_10min"] = round(tail / ref - 1, 4)
+            rss.append(entry)
+    lost, mismatched, dup_sightings, per_node = 0, 0, 0, {}
+    gdb = out / "global.db"
+    global_keys = node_keys(gdb)
+    for e in edges:
+        mine = {k: v for k, v in node_keys(out / f"{e.role}.db").items() if k[1] == e.role}
+        missing = [k for k in mine if k not in global_keys]
+        differ = [k for k in mine if k in global_keys and global_keys[k] != mine[k]]
+        lost += len(missing)
+        mismatched += len(differ)
+        per_node[e.role] = {"records": len(mine), "lost": len(missing), "differ": len(differ),
+                            "examples": [list(k) for k in (missing + differ)[:5]]}
+    con = sqlite3.connect(f"file:{gdb}?mode=ro", uri=True)
+    try:
+        dup_sightings = con.execute(
+            "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM sightings "
+            "GROUP BY node_id, camera_id, track_id, first_ms HAVING n > 1)"
+        ).fetchone()[0]
+    finally:
+        con.close()
+    return {
+        "command": " ".join(sys.argv),
+        "minutes": args.minutes, "nodes": args.nodes, "cameras": args.cameras,
+        "detection_interval": args.detection_interval, "events": events,
+        "latency_windows": windows, "rss": rss,
+        "records": {"lost": lost, "duplicated": dup_sightings + mismatched, "per_node": per_node},
+    }
+
+
+def print_report(r: dict) -> None:
+    print(f"\nsoak: {r['minutes']:.0f} min, {r['nodes']} nodes, {r['cameras']} cameras, "
+          f"{len(r['events'])} fault rounds (a camera and a node SIGKILLed each)")
+    print("\n| window (min) | results | p50 ms | p99 ms |\n| --- | --- | --- | --- |")
+    for w in r["latency_windows"]:
+        print(f"| {w['from_min']:.0f}-{w['to_min']:.0f} | {w['results']} | {w['p50_ms']} | {w['p99_ms']} |")
+    print("\n| process (life) | from min | minutes | RSS MB at its min 10 | RSS MB end | max | growth after min 10 |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for e in r["rss"]:
+        g = "n/a (lived < 11 min)" if e["growth_after_10min"] is None else f"{e['growth_after_10min'] * 100:+.1f} %"
+        print(f"| {e['role']} ({e['life']}) | {e['from_min']} | {e['minutes']} | {e['rss_mb_at_10min']} | "
+              f"{e['rss_mb_end']} | {e['rss_mb_max']} | {g} |")
+    rec = r["records"]
+    print(f"\nrecords: lost {rec['lost']}, duplicated or changed {rec['duplicated']}")
+    for node, v in rec["per_node"].items():
+        print(f"  {node}: {v['records']} records in its database; lost {v['lost']}, differ {v['differ']} "
+              f"{v['examples'] if v['examples'] else ''}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -121,6 +121,8 @@ class Proc:
     lives: int = 0
     started: float = 0.0
     rss: list[tuple[float, int, int]] = field(default_factory=list)  # (t, life, kB)
+    # (t, life, SQLite heap bytes, gallery identities) from the process' /metrics
+    gauges: list[tuple[float, int, float, float]] = field(default_factory=list)
 
     def start(self) -> None:
         out = open(self.log, "ab")
@@ -177,16 +179,43 @@ def http_get(url: str, timeout: float = 2.0) -> str | None:
         return None
 
 
-def histogram(text: str) -> dict[float, float]:
-    """Cumulative bucket counts of the capture-to-result histogram, summed over cameras."""
-    out: dict[float, float] = {}
+def histogram(text: str) -> dict[tuple[str, float], float]:
+    """Cumulative bucket counts of the capture-to-result histogram, per (camera, bound)."""
+    out: dict[tuple[str, float], float] = {}
     for line in text.splitlines():
         if not line.startswith(HISTOGRAM + "{"):
             continue
         labels, _, value = line.rpartition(" ")
         le = labels.split('le="', 1)[1].split('"', 1)[0]
+        cam = labels.split('camera="', 1)[1].split('"', 1)[0] if 'camera="' in labels else ""
         bound = float("inf") if le == "+Inf" else float(le)
-        out[bound] = out.get(bound, 0.0) + float(value)
+        out[(cam, bound)] = float(value)
+    return out
+
+
+def gauge(text: str, name: str) -> float:
+    """The value of an unlabelled-but-`node` gauge, 0 if absent."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            return float(line.rpartition(" ")[2])
+    return 0.0
+
+
+def increase(series: list[tuple[float, dict]], lo: float, hi: float) -> dict[float, float]:
+    """What each bucket gained in [lo, hi), summed over cameras, as Prometheus'
+    increase(): a per-camera counter that went down was reset (the node started
+    that camera's pipeline again) and counts from zero."""
+    out: dict[float, float] = {}
+    prev: dict | None = None
+    for t, h in series:
+        if t >= hi:
+            break
+        if t >= lo:
+            for key, c in h.items():
+                before = (prev or {}).get(key, 0.0)
+                gained = c - before if c >= before else c
+                out[key[1]] = out.get(key[1], 0.0) + gained
+        prev = h
     return out
 
 
@@ -362,6 +391,11 @@ def main() -> int:
                         text = http_get(f"http://127.0.0.1:{metrics[n]}/metrics")
                         if text:
                             hist.setdefault((e.role, e.lives), []).append((t, histogram(text)))
+                            e.gauges.append((t, e.lives, gauge(text, "vidar_sqlite_memory_bytes"),
+                                             gauge(text, "vidar_gallery_identities")))
+                text = http_get(f"http://127.0.0.1:{http}/metrics") if master.alive() else None
+                if text:
+                    master.gauges.append((t, master.lives, gauge(text, "vidar_sqlite_memory_bytes"), 0.0))
                 for p in procs:
                     if not p.alive() and not any(r[1] is p for r in restarts):
                         sys.exit(f"soak: {p.role} stopped by itself at t={t:.0f} s (see {p.log})")
@@ -410,14 +444,8 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
         lo, hi = w * args.window, (w + 1) * args.window
         total: dict[float, float] = {}
         for series in hist.values():
-            inside = [(t, h) for t, h in series if lo <= t < hi]
-            if not inside:
-                continue
-            before = [h for t, h in series if t < lo]
-            base = before[-1] if before else {}
-            last = inside[-1][1]
-            for b, c in last.items():
-                total[b] = total.get(b, 0.0) + c - base.get(b, 0.0)
+            for b, c in increase(series, lo, hi).items():
+                total[b] = total.get(b, 0.0) + c
         p99 = quantile(total, 0.99)
         p50 = quantile(total, 0.50)
         frames = total.get(float("inf"), 0.0)
@@ -442,12 +470,26 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
                 "rss_mb_max": round(max(kb for _, kb in s) / 1024, 1),
                 "growth_after_10min": None,
             }
+            per_min = max(1, int(60 // args.sample_every))
             if settled and first10:
                 # Median of the first minute after minute 10 against the last minute.
-                ref = statistics.median(settled[: max(1, int(60 // args.sample_every))])
-                tail = statistics.median(settled[-max(1, int(60 // args.sample_every)):])
+                ref = statistics.median(settled[:per_min])
+                tail = statistics.median(settled[-per_min:])
                 entry["rss_mb_at_10min"] = round(ref / 1024, 1)
                 entry["growth_after_10min"] = round(tail / ref - 1, 4)
+                # The same, less SQLite's own heap (page caches, capped): what
+                # grows that is not a cache filling up to its bound.
+                g = [(t, sq, gal) for t, l, sq, gal in p.gauges if l == life and t - t_start >= 600]
+                if g:
+                    sq_ref = statistics.median(sq for _, sq, _ in g[:per_min]) / 1024
+                    sq_tail = statistics.median(sq for _, sq, _ in g[-per_min:]) / 1024
+                    entry["sqlite_mb_at_10min"] = round(sq_ref / 1024, 1)
+                    entry["sqlite_mb_end"] = round(sq_tail / 1024, 1)
+                    entry["growth_less_sqlite"] = round((tail - sq_tail) / (ref - sq_ref) - 1, 4)
+                    entry["gallery_at_10min"] = int(statistics.median(gal for _, _, gal in g[:per_min]))
+                    entry["gallery_end"] = int(statistics.median(gal for _, _, gal in g[-per_min:]))
+            # One point a minute, for a plot of RSS over the process's life.
+            entry["series_mb"] = [[round(t / 60, 1), round(kb / 1024, 1)] for t, kb in s[::per_min]]
             rss.append(entry)
     lost, mismatched, dup_sightings, per_node = 0, 0, 0, {}
     gdb = out / "global.db"
@@ -483,12 +525,16 @@ def print_report(r: dict) -> None:
     print("\n| window (min) | results | p50 ms | p99 ms |\n| --- | --- | --- | --- |")
     for w in r["latency_windows"]:
         print(f"| {w['from_min']:.0f}-{w['to_min']:.0f} | {w['results']} | {w['p50_ms']} | {w['p99_ms']} |")
-    print("\n| process (life) | from min | minutes | RSS MB at its min 10 | RSS MB end | max | growth after min 10 |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| process (life) | from min | minutes | RSS MB at its min 10 | RSS MB end | max "
+          "| growth after min 10 | SQLite MB min 10 / end | growth less SQLite | gallery min 10 / end |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    pct = lambda v: "n/a" if v is None else f"{v * 100:+.1f} %"
     for e in r["rss"]:
-        g = "n/a (lived < 11 min)" if e["growth_after_10min"] is None else f"{e['growth_after_10min'] * 100:+.1f} %"
+        g = "n/a (lived < 11 min)" if e["growth_after_10min"] is None else pct(e["growth_after_10min"])
+        sq = f"{e['sqlite_mb_at_10min']} / {e['sqlite_mb_end']}" if "sqlite_mb_end" in e else "n/a"
+        gal = f"{e['gallery_at_10min']} / {e['gallery_end']}" if e.get("gallery_end") else "-"
         print(f"| {e['role']} ({e['life']}) | {e['from_min']} | {e['minutes']} | {e['rss_mb_at_10min']} | "
-              f"{e['rss_mb_end']} | {e['rss_mb_max']} | {g} |")
+              f"{e['rss_mb_end']} | {e['rss_mb_max']} | {g} | {sq} | {pct(e.get('growth_less_sqlite'))} | {gal} |")
     rec = r["records"]
     print(f"\nrecords: lost {rec['lost']}, duplicated or changed {rec['duplicated']}")
     for node, v in rec["per_node"].items():

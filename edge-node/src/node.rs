@@ -12,11 +12,10 @@ use crate::identify::Identifier;
 use crate::recorder::Recorder;
 use crate::telemetry::CameraRegistry;
 use crate::telemetry::{
-    self as metrics, header, render_node, render_store, server, NodeMetrics, Render, StatusBoard,
+    self as metrics, exposition, render_node, render_store, server, NodeMetrics, StatusBoard,
     Summary,
 };
 use anyhow::{Context, Result};
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 use vidar_models::{Manifest, ModelStore, SessionFactory};
@@ -299,38 +298,33 @@ pub fn run(config: EdgeConfig, shutdown: Shutdown, status_every_s: u64) -> Resul
     let garbage = cluster
         .as_ref()
         .map(|c| (c.link.garbage(), c.link.refused_askers()));
-    let render: Render = Arc::new(move |out: &mut String| {
-        render_node(out, &node_id, &board, &reg.snapshot(), &nm);
-        render_store(out, &node_id, &render_store_handle);
+    let mut metrics_exposition = exposition(&node_id);
+    metrics_exposition.collect(move |f| {
+        render_node(f, &board, &reg.snapshot(), &nm)?;
+        render_store(f, &render_store_handle)?;
         if let Some((g, askers)) = &garbage {
-            header(
-                out,
-                "vidar_reid_requests_refused_total",
-                "counter",
+            f.counter(
+                "vidar_reid_requests_refused",
                 "Re-ID requests refused: from a node the plan does not pair with this one, or naming itself differently from its key.",
-            );
-            let _ = writeln!(
-                out,
-                "vidar_reid_requests_refused_total{{node=\"{node_id}\"}} {}",
-                askers.load(std::sync::atomic::Ordering::Relaxed)
-            );
-            header(
-                out,
-                "vidar_messages_refused_total",
-                "counter",
+                askers.load(std::sync::atomic::Ordering::Relaxed),
+            )?;
+            f.counter(
+                "vidar_messages_refused",
                 "Malformed, foreign or wrong-version messages refused on Vidar's keys.",
-            );
-            let _ = writeln!(
-                out,
-                "vidar_messages_refused_total{{node=\"{node_id}\"}} {}",
-                g.refused()
-            );
+                g.refused(),
+            )?;
         }
+        Ok(())
     });
     let health = Health::new(&shutdown);
     watch_health(&health, &store, &statuses, &registry);
-    let server = server::serve(&config.metrics_addr, render, health.clone(), &shutdown)
-        .with_context(|| format!("binding metrics_addr {}", config.metrics_addr))?;
+    let server = server::serve(
+        &config.metrics_addr,
+        Arc::new(metrics_exposition),
+        health.clone(),
+        &shutdown,
+    )
+    .with_context(|| format!("binding metrics_addr {}", config.metrics_addr))?;
     tracing::info!(node = %config.node_id, metrics = %server.addr(), cameras = config.cameras.len(),
         detector = %detector_name(&config), detector_threads, "edge node running");
     let publisher = Arc::clone(&statuses);
@@ -477,15 +471,16 @@ mod tests {
         let node = NodeId::new("n1").expect("id");
         let metrics = Arc::new(NodeMetrics::default());
         let rec = Recorder::open(&db, &node, Arc::clone(&metrics)).expect("open");
+        let mut expo = crate::telemetry::exposition(&node);
+        let (m, writer) = (Arc::clone(&metrics), rec.writer());
+        expo.collect(move |f| {
+            crate::telemetry::render_node(f, &StatusBoard::default(), &[], &m)?;
+            render_store(f, &writer)
+        });
         let value = |name: &str| -> u64 {
-            let mut out = String::new();
-            crate::telemetry::render_node(&mut out, &node, &StatusBoard::default(), &[], &metrics);
-            render_store(&mut out, &node, &rec.writer());
-            out.lines()
-                .find(|l| l.starts_with(&format!("{name}{{")))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(u64::MAX)
+            let text = expo.render();
+            vidar_runtime::metrics::value(&text, name, &[("node", "n1")])
+                .map_or(u64::MAX, |v| v as u64)
         };
         // The disk is busy (another process holds the lock): records are
         // submitted but not committed.

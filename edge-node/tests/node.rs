@@ -18,12 +18,7 @@ fn edge_bin() -> &'static str {
     env!("CARGO_BIN_EXE_vidar-edge")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use vidar_testkit::ports::free_port;
 
 fn require_env() {
     for var in ["ORT_DYLIB_PATH", "VIDAR_MODEL_DIR"] {
@@ -338,6 +333,11 @@ fn kill_9_loses_nothing_committed_and_duplicates_nothing() {
     let node = Node::start(dir.path(), &[("a", cam.urls()[0].clone())], "");
     node.wait_metric("vidar_identities_total", 2.0, Duration::from_secs(60));
     node.wait_metric("vidar_records_written_total", 8.0, Duration::from_secs(60));
+    // The gauges that tell a cache filling from a leak (`make soak` reads them).
+    let gallery = node.metric("vidar_gallery_identities{").unwrap_or(0.0);
+    assert!(gallery >= 1.0, "gallery identities {gallery}");
+    let sqlite = node.metric("vidar_sqlite_memory_bytes{").unwrap_or(0.0);
+    assert!(sqlite > 0.0, "SQLite heap {sqlite}");
     let log = node.log();
     assert!(node.terminate().success());
     let reader = Reader::open(node_db(dir.path())).expect("open");

@@ -16,12 +16,7 @@ fn id(s: &str) -> NodeId {
     NodeId::new(s).expect("id")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use vidar_testkit::ports::free_port;
 
 fn msg(n: u64) -> SyncRequest {
     SyncRequest {

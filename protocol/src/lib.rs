@@ -4,7 +4,7 @@
 //! status, stored records) and every message between Vidar processes: their
 //! shapes ([`messages`]), their encoding ([`wire::encode`], [`wire::decode`]) and
 //! the zenoh key expressions they travel on ([`keys::Keys`]). It depends on serde
-//! and postcard only, does no I/O and knows nothing of zenoh. Ids are newtypes
+//! and postcard only, does no I/O (it reads the wall clock, in [`time`]) and knows nothing of zenoh. Ids are newtypes
 //! that validate when deserialised, and every message is validated when decoded,
 //! so a hostile or malformed message cannot smuggle an empty or oversized id, a
 //! NaN or an unbounded buffer into the system.
@@ -33,6 +33,7 @@ pub mod messages;
 pub mod record;
 pub mod secret;
 pub mod stream;
+pub mod time;
 pub mod wire;
 
 pub use geometry::BBox;

@@ -63,6 +63,17 @@ pub struct GalleryConfig {
     pub transit_slack_ms: u64,
     /// This node's prefix in minted ids (the top 16 bits), so that nodes never mint the same id. Default 0.
     pub node_prefix: u16,
+    /// How far the match threshold rises per tenfold growth of the crowd a
+    /// track is compared with. With N allowed identities, the chance that
+    /// some stranger clears a fixed threshold grows about N-fold, so above
+    /// `crowd_reference` identities the threshold is `match_threshold +
+    /// crowd_step * log10(N / crowd_reference)`, capped at
+    /// `confident_threshold`; a decision looked at again (a minted track's
+    /// later views) takes `confident_threshold` raised the same way. 0 keeps
+    /// them fixed. Default 0.
+    pub crowd_step: f32,
+    /// Allowed identities up to which `match_threshold` applies as it is. Default 12.
+    pub crowd_reference: usize,
 }
 
 impl Default for GalleryConfig {
@@ -79,6 +90,8 @@ impl Default for GalleryConfig {
             transit_min_samples: 3,
             transit_slack_ms: 2000,
             node_prefix: 0,
+            crowd_step: 0.0,
+            crowd_reference: 12,
         }
     }
 }
@@ -107,6 +120,10 @@ impl GalleryConfig {
         );
         unit("update_weight", self.update_weight, 0.0, &mut problems);
         unit("prototype_merge", self.prototype_merge, -1.0, &mut problems);
+        unit("crowd_step", self.crowd_step, 0.0, &mut problems);
+        if self.crowd_reference == 0 {
+            problems.push("crowd_reference must be > 0".into());
+        }
         if self.confident_threshold < self.match_threshold {
             problems.push(format!(
                 "confident_threshold ({}) must be at least match_threshold ({})",
@@ -464,6 +481,36 @@ impl Gallery {
         q: &TrackQuery<'_>,
         skip: Option<IdentityId>,
     ) -> Option<(IdentityId, f32, Option<f32>)> {
+        self.closest(q, skip)
+            .map(|(id, s, second, _)| (id, s, second))
+    }
+
+    /// How much a crowd of `candidates` allowed identities raises the
+    /// thresholds (see [`GalleryConfig::crowd_step`]).
+    pub fn crowd_raise(&self, candidates: usize) -> f32 {
+        let c = &self.config;
+        if c.crowd_step <= 0.0 || candidates <= c.crowd_reference {
+            return 0.0;
+        }
+        c.crowd_step * (candidates as f32 / c.crowd_reference as f32).log10()
+    }
+
+    /// The match threshold for a track that `candidates` identities may be
+    /// given to: `match_threshold` raised by the crowd, at most
+    /// `confident_threshold`.
+    pub fn threshold(&self, candidates: usize) -> f32 {
+        let c = &self.config;
+        (c.match_threshold + self.crowd_raise(candidates))
+            .min(c.confident_threshold.max(c.match_threshold))
+    }
+
+    /// [`best_match_except`](Self::best_match_except), and how many
+    /// identities were allowed (the crowd the decision is made in).
+    pub fn closest(
+        &self,
+        q: &TrackQuery<'_>,
+        skip: Option<IdentityId>,
+    ) -> Option<(IdentityId, f32, Option<f32>, usize)> {
         // Similarity and rules once per identity; the runner-up is picked
         // from the allowed ones.
         let allowed: Vec<(usize, f32)> = self
@@ -487,7 +534,7 @@ impl Gallery {
             })
             .map(|&(_, x)| x)
             .reduce(f32::max);
-        Some((top.id, s, second))
+        Some((top.id, s, second, allowed.len()))
     }
 
     /// The `n` identities most similar to `q`, most similar first, each with
@@ -524,10 +571,10 @@ impl Gallery {
     pub fn assign_track(&mut self, q: &TrackQuery<'_>) -> Result<Assignment, ReidError> {
         let model = self.model.clone();
         self.check(q.embedding, &model)?;
-        let found = self.best_match(q);
-        if let Some((id, sim, second)) = found {
+        let found = self.closest(q, None);
+        if let Some((id, sim, second, candidates)) = found {
             let clear = second.is_none_or(|s| sim - s >= self.config.ambiguity_margin);
-            if sim >= self.config.match_threshold && clear {
+            if sim >= self.threshold(candidates) && clear {
                 if sim >= self.config.confident_threshold {
                     self.learn_transit(id, q);
                 }
@@ -558,7 +605,7 @@ impl Gallery {
         self.insert(ident);
         Ok(Assignment::New {
             id,
-            closest: found.map(|(_, s, _)| s),
+            closest: found.map(|(_, s, _, _)| s),
         })
     }
 

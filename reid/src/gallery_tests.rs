@@ -23,6 +23,8 @@ fn small() -> GalleryConfig {
         transit_min_samples: 2,
         transit_slack_ms: 100,
         node_prefix: 7,
+        crowd_step: 0.0,
+        crowd_reference: 12,
     }
 }
 
@@ -525,4 +527,70 @@ mod properties {
             }
         }
     }
+}
+
+#[test]
+fn the_threshold_rises_with_the_crowd_a_track_is_compared_with() {
+    let cfg = GalleryConfig {
+        match_threshold: 0.6,
+        confident_threshold: 0.9,
+        crowd_step: 0.1,
+        crowd_reference: 10,
+        max_identities: 1000,
+        ..GalleryConfig::default()
+    };
+    let g = Gallery::new(cfg.clone()).expect("gallery");
+    assert_eq!(g.threshold(0), 0.6);
+    assert_eq!(g.threshold(10), 0.6);
+    assert!(
+        (g.threshold(100) - 0.7).abs() < 1e-6,
+        "{}",
+        g.threshold(100)
+    );
+    assert_eq!(
+        g.threshold(1_000_000),
+        0.9,
+        "capped at the confident threshold"
+    );
+    let fixed = Gallery::new(GalleryConfig {
+        crowd_step: 0.0,
+        ..cfg.clone()
+    })
+    .expect("gallery");
+    assert_eq!(fixed.threshold(1_000_000), 0.6);
+
+    // 100 people, each on an axis of their own; a track whose similarity
+    // to person 0 is 0.65 joins them in a crowd of 10 but not of 100.
+    let dim = 128;
+    let axis = |k: usize, w: f32| {
+        let mut v = vec![0.0; dim];
+        v[k] = 1.0;
+        v[127] = w;
+        emb(&v)
+    };
+    let c = cam("c");
+    let decide = |crowd: usize| {
+        let mut g = Gallery::new(cfg.clone()).expect("gallery");
+        for k in 0..crowd {
+            let e = axis(k, 0.0);
+            g.assign_track(&track(
+                &e,
+                &c,
+                k as u64 + 1,
+                k as u64 * 10,
+                k as u64 * 10 + 5,
+            ))
+            .expect("assign");
+        }
+        assert_eq!(g.len(), crowd);
+        // cos = 1 / sqrt(1 + w^2) = 0.65
+        let w = (1.0f32 / (0.65 * 0.65) - 1.0).sqrt();
+        let q = axis(0, w);
+        let a = g
+            .assign_track(&track(&q, &c, 999, 100_000, 100_100))
+            .expect("assign");
+        matches!(a, Assignment::Matched { .. })
+    };
+    assert!(decide(10), "a crowd of 10 keeps the base threshold");
+    assert!(!decide(100), "a crowd of 100 asks for 0.7");
 }

@@ -13,6 +13,7 @@ use crate::error::{sqlite, StoreError};
 use crate::record::RecordKey;
 use crate::rows::{self, Prepared, TABLES};
 use crate::writer::{FlushReport, PruneReport, Shared, UpsertReport};
+use vidar_protocol::time::now_ms_i64 as now_ms;
 
 /// Attempts at committing one batch before the writer gives up.
 const COMMIT_ATTEMPTS: u32 = 5;
@@ -62,13 +63,6 @@ pub(crate) struct Worker {
     max_batch: usize,
     max_delay: Duration,
     batch: Vec<PendingWrite>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn transient(e: &rusqlite::Error) -> bool {

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
+use vidar_protocol::time::now_ms_i64 as now_ms;
 use vidar_protocol::{CameraId, IdentityId};
 use vidar_store::{Reader, TimeRange};
 
@@ -55,10 +56,6 @@ pub enum QueryWhat {
     },
     /// Number of records of each kind.
     Counts,
-}
-
-fn now_ms() -> i64 {
-    i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX)
 }
 
 fn fmt_time(ms: i64) -> String {

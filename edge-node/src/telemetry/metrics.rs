@@ -1,98 +1,14 @@
 //! Metric values of the edge node: named counters, gauges and latency
-//! histograms, rendered in the Prometheus text exposition format (served by
+//! histograms ([`vidar_runtime::metrics::Histogram`]), written at each scrape
+//! by [`super::render`] through the runtime's exposition (served by
 //! [`super::server`]).
 //!
 //! Updating a metric is a relaxed atomic operation: no lock, no allocation,
 //! so the per-frame path can afford it.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Histogram bucket upper bounds, seconds (1 ms .. 10 s).
-pub const LATENCY_BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// A latency histogram with fixed buckets.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    count: AtomicU64,
-    sum_us: AtomicU64,
-}
-
-impl Histogram {
-    /// Records one observation.
-    pub fn observe(&self, d: Duration) {
-        let s = d.as_secs_f64();
-        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-            if s <= *b {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-                break;
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    /// Mean observation, seconds (0 when empty).
-    pub fn mean(&self) -> f64 {
-        match self.count() {
-            0 => 0.0,
-            n => self.sum_us.load(Ordering::Relaxed) as f64 / 1e6 / n as f64,
-        }
-    }
-
-    /// Sum of the observations, seconds.
-    pub fn sum_seconds(&self) -> f64 {
-        self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
-    }
-
-    /// Observations so far.
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    /// Approximate quantile `q` (0..1) from the buckets (upper bound of the
-    /// bucket holding it), seconds.
-    pub fn quantile(&self, q: f64) -> f64 {
-        let total = self.count();
-        if total == 0 {
-            return 0.0;
-        }
-        let want = (total as f64 * q).ceil() as u64;
-        let mut acc = 0;
-        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-            acc += self.buckets[i].load(Ordering::Relaxed);
-            if acc >= want {
-                return *b;
-            }
-        }
-        f64::INFINITY
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut acc = 0;
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-            acc += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {acc}");
-        }
-        let count = self.count();
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {sum}");
-        let _ = writeln!(out, "{name}_count{braces} {count}");
-    }
-}
+pub use vidar_runtime::metrics::{Histogram, LATENCY_BUCKETS};
 
 /// Per-camera analysis metrics (ingest counters come from the stream status).
 #[derive(Debug, Default)]
@@ -223,43 +139,13 @@ pub struct NodeMetrics {
     pub crops_served: AtomicU64,
     /// Cluster inputs (announcements, requests) dropped because the re-ID worker was full.
     pub inputs_dropped: AtomicU64,
-}
-
-/// A source of the text exposition, called per scrape.
-pub type Render = Arc<dyn Fn(&mut String) + Send + Sync>;
-
-/// Writes a HELP/TYPE header.
-pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// Renders a histogram family with labels.
-pub fn render_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
-    h.render(out, name, labels);
+    /// Identities the re-ID gallery holds now (bounded by `max_identities`).
+    pub gallery_identities: AtomicU64,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histogram_buckets_and_quantiles() {
-        let h = Histogram::default();
-        for ms in [1u64, 2, 3, 40, 40, 40, 40, 40, 40, 900] {
-            h.observe(Duration::from_millis(ms));
-        }
-        assert_eq!(h.count(), 10);
-        assert_eq!(h.quantile(0.5), 0.05);
-        assert_eq!(h.quantile(1.0), 1.0);
-        let mut s = String::new();
-        render_histogram(&mut s, "x_seconds", "camera=\"a\"", &h);
-        assert!(
-            s.contains("x_seconds_bucket{camera=\"a\",le=\"+Inf\"} 10"),
-            "{s}"
-        );
-        assert!(s.contains("x_seconds_count{camera=\"a\"} 10"));
-    }
 
     #[test]
     fn sample_ring_keeps_the_newest_in_order() {

@@ -8,10 +8,7 @@ pub mod server;
 mod status;
 mod summary;
 
-pub use metrics::{
-    header, render_histogram, CameraMetrics, Histogram, NodeMetrics, Render, Sample, SampleRing,
-    LATENCY_BUCKETS,
-};
-pub use render::{render_node, render_store};
+pub use metrics::{CameraMetrics, Histogram, NodeMetrics, Sample, SampleRing, LATENCY_BUCKETS};
+pub use render::{exposition, render_node, render_store};
 pub use status::{CameraRegistry, StatusBoard};
 pub use summary::Summary;

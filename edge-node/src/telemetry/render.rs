@@ -1,232 +1,191 @@
-//! The node's Prometheus exposition: streams, cameras, node counters, store.
+//! The node's metric families: streams, cameras, node counters, store. Each
+//! is written once per scrape through the runtime's exposition, whose samples
+//! all carry the `node` label ([`exposition`]).
 
 use super::StatusBoard;
-use crate::telemetry::{header, render_histogram, CameraMetrics, NodeMetrics};
-use std::fmt::Write as _;
+use crate::telemetry::{CameraMetrics, NodeMetrics};
+use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use vidar_protocol::StreamStatus;
+use vidar_protocol::{CameraId, NodeId, StreamState, StreamStatus};
+use vidar_runtime::metrics::{Exposition, Families};
 
-pub fn render_store(
-    out: &mut String,
-    node: &vidar_protocol::NodeId,
-    store: &vidar_store::WriterHandle,
-) {
-    let st = store.stats();
-    for (name, kind, help, v) in [
-        (
-            "vidar_records_written_total",
-            "counter",
-            "Records committed to the local database.",
-            st.records,
-        ),
-        (
-            "vidar_store_records_committed_total",
-            "counter",
-            "Records committed by the database writer.",
-            st.records,
-        ),
-        (
-            "vidar_store_batches_total",
-            "counter",
-            "Write transactions committed.",
-            st.batches,
-        ),
-        (
-            "vidar_store_queue_depth",
-            "gauge",
-            "Records waiting for the database writer.",
-            st.queued,
-        ),
-        (
-            "vidar_store_last_seq",
-            "gauge",
-            "Highest record sequence number committed.",
-            st.last_seq,
-        ),
-    ] {
-        header(out, name, kind, help);
-        let _ = writeln!(out, "{name}{{node=\"{node}\"}} {v}");
-    }
+/// The node's exposition: every sample labelled `node="<id>"`.
+pub fn exposition(node: &NodeId) -> Exposition {
+    Exposition::new(&[("node", node.as_str())])
 }
 
-/// Reads one value of a camera's analysis metrics.
-type CameraValue = dyn Fn(&CameraMetrics) -> u64;
+/// The database writer's families.
+pub fn render_store(f: &mut Families<'_>, store: &vidar_store::WriterHandle) -> fmt::Result {
+    let st = store.stats();
+    f.counter(
+        "vidar_records_written",
+        "Records committed to the local database.",
+        st.records,
+    )?;
+    f.counter(
+        "vidar_store_records_committed",
+        "Records committed by the database writer.",
+        st.records,
+    )?;
+    f.counter(
+        "vidar_store_batches",
+        "Write transactions committed.",
+        st.batches,
+    )?;
+    f.gauge(
+        "vidar_store_queue_depth",
+        "Records waiting for the database writer.",
+        st.queued,
+    )?;
+    f.gauge(
+        "vidar_store_last_seq",
+        "Highest record sequence number committed.",
+        st.last_seq,
+    )?;
+    f.gauge(
+        "vidar_sqlite_memory_bytes",
+        "Heap SQLite holds in this process (page caches, statements; capped per connection).",
+        vidar_store::sqlite_memory_bytes(),
+    )
+}
 
+/// Streams (from their statuses), cameras' analysis and the node's counters.
 pub fn render_node(
-    out: &mut String,
-    node: &vidar_protocol::NodeId,
+    f: &mut Families<'_>,
     board: &StatusBoard,
-    cams: &[(vidar_protocol::CameraId, Arc<CameraMetrics>)],
+    cams: &[(CameraId, Arc<CameraMetrics>)],
     nm: &NodeMetrics,
-) {
+) -> fmt::Result {
     let statuses = board.snapshot();
-    let counter = |out: &mut String, name: &str, help: &str, f: &dyn Fn(&StreamStatus) -> u64| {
-        header(out, name, "counter", help);
-        for (cam, st) in &statuses {
-            let _ = writeln!(out, "{name}{{node=\"{node}\",camera=\"{cam}\"}} {}", f(st));
-        }
+    let streams = |get: fn(&StreamStatus) -> u64| {
+        statuses
+            .iter()
+            .map(move |(cam, st)| ([("camera", cam.as_str())], get(st)))
     };
-    counter(
-        out,
-        "vidar_frames_total",
+    f.counters(
+        "vidar_frames",
         "Frames decoded by ingest.",
-        &|s| s.counters.frames,
-    );
-    counter(
-        out,
-        "vidar_frames_dropped_total",
+        streams(|s| s.counters.frames),
+    )?;
+    f.counters(
+        "vidar_frames_dropped",
         "Frames dropped because analysis fell behind.",
-        &|s| s.counters.dropped,
-    );
-    counter(out, "vidar_reconnects_total", "Stream reconnects.", &|s| {
-        s.counters.reconnects
-    });
-    counter(
-        out,
-        "vidar_decode_errors_total",
+        streams(|s| s.counters.dropped),
+    )?;
+    f.counters(
+        "vidar_reconnects",
+        "Stream reconnects.",
+        streams(|s| s.counters.reconnects),
+    )?;
+    f.counters(
+        "vidar_decode_errors",
         "Corrupt or undecodable data events.",
-        &|s| s.counters.decode_errors,
-    );
-    header(
-        out,
+        streams(|s| s.counters.decode_errors),
+    )?;
+    f.gauges(
         "vidar_queue_depth",
-        "gauge",
         "Frames waiting in the stream queue.",
-    );
-    for (cam, st) in &statuses {
-        let _ = writeln!(
-            out,
-            "vidar_queue_depth{{node=\"{node}\",camera=\"{cam}\"}} {}",
-            st.queue_depth
-        );
-    }
-    header(
-        out,
+        streams(|s| s.queue_depth as u64),
+    )?;
+    f.gauges(
         "vidar_stream_up",
-        "gauge",
         "1 when the stream is delivering frames.",
-    );
-    for (cam, st) in &statuses {
-        let up = u8::from(st.state == vidar_protocol::StreamState::Streaming);
-        let _ = writeln!(
-            out,
-            "vidar_stream_up{{node=\"{node}\",camera=\"{cam}\",state=\"{}\"}} {up}",
-            st.state.as_str()
-        );
-    }
-    let per_camera: [(&str, &str, &str, &CameraValue); 2] = [
-        (
-            "vidar_frames_analysed_total",
-            "counter",
-            "Frames analysed (detected or tracked).",
-            &|m| m.analysed.load(Ordering::Relaxed),
-        ),
-        (
-            "vidar_tracks",
-            "gauge",
-            "Confirmed tracks in the latest analysed frame.",
-            &|m| m.tracks.load(Ordering::Relaxed),
-        ),
-    ];
-    for (name, kind, help, value) in per_camera {
-        header(out, name, kind, help);
-        for (cam, m) in cams {
-            let _ = writeln!(
-                out,
-                "{name}{{node=\"{node}\",camera=\"{cam}\"}} {}",
-                value(m)
-            );
-        }
-    }
-    header(
-        out,
+        statuses.iter().map(|(cam, st)| {
+            (
+                [("camera", cam.as_str()), ("state", st.state.as_str())],
+                u64::from(st.state == StreamState::Streaming),
+            )
+        }),
+    )?;
+    let cameras = |get: fn(&CameraMetrics) -> u64| {
+        cams.iter()
+            .map(move |(cam, m)| ([("camera", cam.as_str())], get(m)))
+    };
+    f.counters(
+        "vidar_frames_analysed",
+        "Frames analysed (detected or tracked).",
+        cameras(|m| m.analysed.load(Ordering::Relaxed)),
+    )?;
+    f.gauges(
+        "vidar_tracks",
+        "Confirmed tracks in the latest analysed frame.",
+        cameras(|m| m.tracks.load(Ordering::Relaxed)),
+    )?;
+    f.histograms(
         "vidar_capture_to_result_seconds",
-        "histogram",
         "Capture to analysis result latency.",
-    );
-    for (cam, m) in cams {
-        render_histogram(
-            out,
-            "vidar_capture_to_result_seconds",
-            &format!("node=\"{node}\",camera=\"{cam}\""),
-            &m.latency,
-        );
-    }
-    let labels = format!("node=\"{node}\"");
-    for (name, help, h) in [
-        (
-            "vidar_detector_inference_seconds",
-            "Detector inference time per run.",
-            &nm.inference,
-        ),
-        (
-            "vidar_detector_preprocess_seconds",
-            "Detector pre-processing time per run.",
-            &nm.preprocess,
-        ),
-        (
-            "vidar_reid_inference_seconds",
-            "Re-ID time per batch of crops.",
-            &nm.reid_inference,
-        ),
-    ] {
-        header(out, name, "histogram", help);
-        render_histogram(out, name, &labels, h);
-    }
+        cams.iter()
+            .map(|(cam, m)| ([("camera", cam.as_str())], &m.latency)),
+    )?;
+    f.histogram(
+        "vidar_detector_inference_seconds",
+        "Detector inference time per run.",
+        &nm.inference,
+    )?;
+    f.histogram(
+        "vidar_detector_preprocess_seconds",
+        "Detector pre-processing time per run.",
+        &nm.preprocess,
+    )?;
+    f.histogram(
+        "vidar_reid_inference_seconds",
+        "Re-ID time per batch of crops.",
+        &nm.reid_inference,
+    )?;
     for (name, help, v) in [
         (
-            "vidar_records_submitted_total",
+            "vidar_records_submitted",
             "Records handed to the database writer (committed: vidar_records_written_total).",
             &nm.records_submitted,
         ),
         (
-            "vidar_identities_total",
+            "vidar_identities",
             "Identities minted by this node.",
             &nm.identities,
         ),
         (
-            "vidar_identities_reconsidered_total",
+            "vidar_identities_reconsidered",
             "Minted identities joined to a known one when the track's later views matched it.",
             &nm.reconsidered,
         ),
+        ("vidar_crops_embedded", "Person crops embedded.", &nm.crops),
         (
-            "vidar_crops_embedded_total",
-            "Person crops embedded.",
-            &nm.crops,
-        ),
-        (
-            "vidar_analysis_errors_total",
+            "vidar_analysis_errors",
             "Failed inference runs or writes.",
             &nm.errors,
         ),
         (
-            "vidar_crops_remote_total",
+            "vidar_crops_remote",
             "Crops identified by another node's re-ID service.",
             &nm.crops_remote,
         ),
         (
-            "vidar_reid_remote_failures_total",
+            "vidar_reid_remote_failures",
             "Remote re-ID requests that failed and were done locally.",
             &nm.remote_failures,
         ),
         (
-            "vidar_crops_throttled_total",
+            "vidar_crops_throttled",
             "Crops kept local because the plan's bandwidth share was used up.",
             &nm.crops_throttled,
         ),
         (
-            "vidar_crops_served_total",
+            "vidar_crops_served",
             "Crops from other nodes identified here.",
             &nm.crops_served,
         ),
         (
-            "vidar_cluster_inputs_dropped_total",
+            "vidar_cluster_inputs_dropped",
             "Cluster inputs dropped because the re-ID worker was full.",
             &nm.inputs_dropped,
         ),
     ] {
-        header(out, name, "counter", help);
-        let _ = writeln!(out, "{name}{{{labels}}} {}", v.load(Ordering::Relaxed));
+        f.counter(name, help, v.load(Ordering::Relaxed))?;
     }
+    f.gauge(
+        "vidar_gallery_identities",
+        "Identities the re-ID gallery holds now.",
+        nm.gallery_identities.load(Ordering::Relaxed),
+    )
 }

@@ -3,12 +3,13 @@
 //! failed ones), served by `vidar-runtime` with a header timeout, a request
 //! deadline and a connection cap, so one slow client never blocks a probe.
 
-use super::Render;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use std::sync::Arc;
 use std::time::Duration;
+use vidar_runtime::metrics::{Exposition, CONTENT_TYPE};
 use vidar_runtime::{Health, HttpLimits, HttpServer, Shutdown};
 
 /// Limits of the telemetry endpoint: scrapes and probes, one request per
@@ -21,11 +22,11 @@ pub const LIMITS: HttpLimits = HttpLimits {
     keep_alive: false,
 };
 
-/// Binds `addr` and serves `/metrics` from `render` and `/healthz` from
+/// Binds `addr` and serves `/metrics` from `metrics` and `/healthz` from
 /// `health` until `shutdown` is triggered or the server is dropped.
 pub fn serve(
     addr: &str,
-    render: Render,
+    metrics: Arc<Exposition>,
     health: Health,
     shutdown: &Shutdown,
 ) -> std::io::Result<HttpServer> {
@@ -33,12 +34,8 @@ pub fn serve(
         .route(
             "/metrics",
             get(move || {
-                let render = render.clone();
-                async move {
-                    let mut out = String::with_capacity(16 * 1024);
-                    render(&mut out);
-                    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
-                }
+                let metrics = Arc::clone(&metrics);
+                async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render()) }
             }),
         )
         .route(
@@ -64,7 +61,7 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpStream;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
     use vidar_runtime::Policy;
 
     fn get(addr: std::net::SocketAddr, req: &[u8]) -> String {
@@ -90,12 +87,13 @@ mod tests {
                 Ok(())
             }
         });
-        let render: Render = Arc::new(|out: &mut String| out.push_str("vidar_up 1\n"));
-        let server = serve("127.0.0.1:0", render, health, &shutdown).expect("bind");
+        let mut metrics = Exposition::new(&[("node", "n1")]);
+        metrics.collect(|f| f.gauge("vidar_up", "1 while the node runs.", 1u64));
+        let server = serve("127.0.0.1:0", Arc::new(metrics), health, &shutdown).expect("bind");
         let addr = server.addr();
         let r = get(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(
-            r.starts_with("HTTP/1.1 200") && r.ends_with("vidar_up 1\n"),
+            r.starts_with("HTTP/1.1 200") && r.ends_with("vidar_up{node=\"n1\"} 1\n"),
             "{r}"
         );
         let r = get(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");

@@ -1,6 +1,7 @@
 //! `/metrics`: the master's metrics in the Prometheus text exposition,
 //! rendered from the services' counters at each scrape (nothing is kept here).
 
+use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -8,183 +9,143 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use vidar_protocol::NodeId;
+use vidar_runtime::metrics::{Exposition, Families, CONTENT_TYPE};
 
 use super::state::ApiContext;
 
 /// `GET /metrics`.
 pub(super) async fn metrics(State(ctx): State<Arc<ApiContext>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render_metrics(&ctx),
-    )
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render_metrics(&ctx))
 }
 
-/// The Prometheus text exposition of the master's metrics.
-pub fn render_metrics(ctx: &ApiContext) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, values: &[(Option<&NodeId>, f64)]| {
-        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (node, v) in values {
-            match node {
-                Some(n) => {
-                    let _ = writeln!(s, "{name}{{node=\"{n}\"}} {v}");
-                }
-                None => {
-                    let _ = writeln!(s, "{name} {v}");
-                }
-            }
-        }
-    };
+/// The Prometheus text exposition of the master's metrics now.
+pub fn render_metrics(ctx: &Arc<ApiContext>) -> String {
+    let mut expo = Exposition::default();
+    let ctx = Arc::clone(ctx);
+    expo.collect(move |f| families(f, &ctx));
+    expo.render()
+}
+
+/// Each family once: membership, plans, sync, refusals, merges, corrections
+/// and the global database's writer.
+fn families(f: &mut Families<'_>, ctx: &ApiContext) -> fmt::Result {
     let members = ctx.membership.snapshot();
     let live = members.iter().filter(|m| m.live).count();
     let plan = ctx.plans.counters();
     let version = ctx.plans.current().map_or(0, |c| c.plan.version);
-    metric(
+    f.gauge(
         "vidar_master_nodes_live",
-        "gauge",
         "Nodes with a liveliness token and a fresh status.",
-        &[(None, live as f64)],
-    );
-    metric(
+        live as u64,
+    )?;
+    f.gauge(
         "vidar_master_nodes_known",
-        "gauge",
         "Nodes in the membership table.",
-        &[(None, members.len() as f64)],
-    );
-    metric(
+        members.len() as u64,
+    )?;
+    f.gauge(
         "vidar_master_plan_version",
-        "gauge",
         "Version of the plan in force (0: none).",
-        &[(None, version as f64)],
-    );
-    metric(
-        "vidar_master_replans_total",
-        "counter",
+        version,
+    )?;
+    f.counter(
+        "vidar_master_replans",
         "Times the planner ran.",
-        &[(None, plan.replans as f64)],
-    );
-    metric(
-        "vidar_master_plan_versions_total",
-        "counter",
+        plan.replans,
+    )?;
+    f.counter(
+        "vidar_master_plan_versions",
         "Plan versions issued.",
-        &[(None, plan.versions as f64)],
-    );
-    metric(
-        "vidar_master_plan_failures_total",
-        "counter",
+        plan.versions,
+    )?;
+    f.counter(
+        "vidar_master_plan_failures",
         "Planner or encoding failures.",
-        &[(None, plan.failures as f64)],
-    );
-    metric(
-        "vidar_master_plan_publications_total",
-        "counter",
+        plan.failures,
+    )?;
+    f.counter(
+        "vidar_master_plan_publications",
         "Plan publications, repeats included.",
-        &[(None, plan.published as f64)],
-    );
-    metric(
-        "vidar_master_sync_records_total",
-        "counter",
+        plan.published,
+    )?;
+    f.counter(
+        "vidar_master_sync_records",
         "Edge records stored in the global database.",
-        &[(None, ctx.sync.records() as f64)],
-    );
-    metric(
+        ctx.sync.records(),
+    )?;
+    f.gauge(
         "vidar_master_sync_records_per_second",
-        "gauge",
         "Records per second of the last sync round.",
-        &[(None, ctx.sync.rate())],
-    );
-    metric(
-        "vidar_master_sync_rounds_total",
-        "counter",
+        ctx.sync.rate(),
+    )?;
+    f.counter(
+        "vidar_master_sync_rounds",
         "Sync rounds completed.",
-        &[(None, ctx.sync.rounds() as f64)],
-    );
+        ctx.sync.rounds(),
+    )?;
     let sync = ctx.sync.nodes();
-    let lag: Vec<_> = sync
-        .iter()
-        .filter_map(|(n, s)| s.lag_records.map(|l| (Some(n), l as f64)))
-        .collect();
-    metric(
+    let node = |n: &NodeId| [("node", n.as_str().to_owned())];
+    f.gauges(
         "vidar_master_sync_lag_records",
-        "gauge",
         "Records an edge holds beyond the master's cursor.",
-        &lag,
-    );
-    let since: Vec<_> = sync
-        .iter()
-        .filter_map(|(n, s)| s.since_success_s.map(|v| (Some(n), v)))
-        .collect();
-    metric(
+        sync.iter()
+            .filter_map(|(n, s)| s.lag_records.map(|l| (node(n), l))),
+    )?;
+    f.gauges(
         "vidar_master_sync_since_success_seconds",
-        "gauge",
         "Seconds since the last complete sync of an edge.",
-        &since,
-    );
-    let fails: Vec<_> = sync
-        .iter()
-        .map(|(n, s)| (Some(n), s.failures as f64))
-        .collect();
-    metric(
+        sync.iter()
+            .filter_map(|(n, s)| s.since_success_s.map(|v| (node(n), v))),
+    )?;
+    f.gauges(
         "vidar_master_sync_failures",
-        "gauge",
         "Consecutive failed sync rounds of an edge.",
-        &fails,
-    );
-    metric(
-        "vidar_master_refused_messages_total",
-        "counter",
+        sync.iter().map(|(n, s)| (node(n), s.failures)),
+    )?;
+    f.counter(
+        "vidar_master_refused_messages",
         "Messages refused on Vidar's keys (undecodable, wrong version, inconsistent).",
-        &[(None, ctx.refused() as f64)],
-    );
-    metric(
-        "vidar_master_unknown_nodes_total",
-        "counter",
+        ctx.refused(),
+    )?;
+    f.counter(
+        "vidar_master_unknown_nodes",
         "Liveliness tokens and statuses of node ids not on the site's roster, ignored.",
-        &[(None, ctx.membership.unknown() as f64)],
-    );
-    metric(
-        "vidar_master_identity_announcements_total",
-        "counter",
+        ctx.membership.unknown(),
+    )?;
+    f.counter(
+        "vidar_master_identity_announcements",
         "Identity announcements received.",
-        &[(
-            None,
-            ctx.merges.announcements.load(Ordering::Relaxed) as f64,
-        )],
-    );
-    metric(
-        "vidar_master_merges_total",
-        "counter",
+        ctx.merges.announcements.load(Ordering::Relaxed),
+    )?;
+    f.counter(
+        "vidar_master_merges",
         "Identity merges decided.",
-        &[(None, ctx.merges.merges.load(Ordering::Relaxed) as f64)],
-    );
-    metric(
-        "vidar_master_corrections_total",
-        "counter",
+        ctx.merges.merges.load(Ordering::Relaxed),
+    )?;
+    f.counter(
+        "vidar_master_corrections",
         "Operators' corrections stored since start.",
-        &[(
-            None,
-            ctx.corrections.recorded.load(Ordering::Relaxed) as f64,
-        )],
-    );
-    metric(
-        "vidar_master_corrections_refused_total",
-        "counter",
+        ctx.corrections.recorded.load(Ordering::Relaxed),
+    )?;
+    f.counter(
+        "vidar_master_corrections_refused",
         "Operators' corrections refused since start (bad, unknown or contradicting what is stored).",
-        &[(None, ctx.corrections.refused.load(Ordering::Relaxed) as f64)],
-    );
+        ctx.corrections.refused.load(Ordering::Relaxed),
+    )?;
     let w = ctx.writer.stats();
-    metric(
-        "vidar_master_db_records_total",
-        "counter",
+    f.counter(
+        "vidar_master_db_records",
         "Records committed to the global database since start.",
-        &[(None, w.records as f64)],
-    );
-    metric(
+        w.records,
+    )?;
+    f.gauge(
         "vidar_master_db_queued",
-        "gauge",
         "Messages waiting for the global database's writer.",
-        &[(None, w.queued as f64)],
-    );
-    s
+        w.queued,
+    )?;
+    f.gauge(
+        "vidar_sqlite_memory_bytes",
+        "Heap SQLite holds in this process (page caches, statements; capped per connection).",
+        vidar_store::sqlite_memory_bytes(),
+    )
 }

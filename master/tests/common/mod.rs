@@ -5,7 +5,7 @@
 pub mod webdriver;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -25,13 +25,7 @@ pub fn unique_site() -> String {
     )
 }
 
-/// A TCP port free right now on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+pub use vidar_testkit::ports::free_port;
 
 /// A master config on `db`, listening for zenoh on `zenoh_port`, HTTP on a free
 /// port; `auth = "none"` unless `extra` configures users, tokens or auth.

@@ -24,7 +24,7 @@ use gstreamer_video as gst_video;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use vidar_protocol::time::now_ms as unix_ms;
 
 /// Called with a message when a mount fails (e.g. ground truth cannot be written).
 pub type FailureHook = Arc<dyn Fn(String) + Send + Sync>;
@@ -201,13 +201,6 @@ pub fn serve(config: &CompositeServeConfig) -> Result<CompositeCamera, Composite
         address: config.address.clone(),
         names: config.mounts.iter().map(|m| m.name.clone()).collect(),
     })
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Feeds a new media's appsrc from the mount's scene, paced by the pipeline.

@@ -1,5 +1,5 @@
 //! Helpers for integration tests: a real `vidar-camera` process on 127.0.0.1.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -58,13 +58,7 @@ impl Drop for CameraProc {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+pub use vidar_testkit::ports::free_port;
 
 pub fn cam(id: &str) -> CameraId {
     CameraId::new(id).expect("camera id")

@@ -81,6 +81,10 @@ pub struct TrajectoriesBenchArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Extra gallery settings, `key=value` (TOML values), comma-separated,
+    /// e.g. `crowd_step=0.08,ambiguity_margin=0.05`.
+    #[arg(long, value_delimiter = ',')]
+    pub gallery: Vec<String>,
 }
 
 /// One model's run.
@@ -194,6 +198,12 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
         score = args.score_threshold,
         confident = threshold.max(vidar_reid::GalleryConfig::default().confident_threshold),
     );
+    for setting in &args.gallery {
+        let Some((key, value)) = setting.split_once('=') else {
+            bail!("--gallery {setting:?}: expected key=value");
+        };
+        toml.push_str(&format!("{} = {}\n", key.trim(), value.trim()));
+    }
     for k in 0..args.cameras {
         toml.push_str(&format!(
             "[[cameras]]\ncamera = \"c{k}\"\nsource = \"rtsp://127.0.0.1:{port}/c{k}\"\ntransport = \"tcp\"\n"

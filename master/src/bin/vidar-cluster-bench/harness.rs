@@ -18,11 +18,10 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// A TCP port free right now on 127.0.0.1.
+/// A TCP port free on 127.0.0.1, outside the ephemeral range and not handed
+/// out before (see `vidar_testkit::ports`).
 pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(vidar_testkit::ports::try_free_port()?)
 }
 
 /// A child process, killed when dropped; stderr goes to a file.

@@ -283,6 +283,7 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=2)
     ap.add_argument("--cameras", type=int, default=8)
     ap.add_argument("--event-every", type=float, default=600, help="seconds between faults")
+    ap.add_argument("--settle", type=float, default=600, help="seconds of a process life before RSS growth counts")
     ap.add_argument("--window", type=float, default=300, help="seconds per latency window")
     ap.add_argument("--sample-every", type=float, default=10)
     ap.add_argument("--detection-interval", type=int, default=2)
@@ -461,8 +462,8 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
             if not s:
                 continue
             t_start = s[0][0]
-            settled = [kb for t, kb in s if t - t_start >= 600]
-            first10 = [kb for t, kb in s if t - t_start < 600]
+            settled = [kb for t, kb in s if t - t_start >= args.settle]
+            first10 = [kb for t, kb in s if t - t_start < args.settle]
             entry = {
                 "role": p.role, "life": life, "from_min": round(t_start / 60, 1),
                 "minutes": round((s[-1][0] - t_start) / 60, 1),
@@ -479,7 +480,7 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
                 entry["growth_after_10min"] = round(tail / ref - 1, 4)
                 # The same, less SQLite's own heap (page caches, capped): what
                 # grows that is not a cache filling up to its bound.
-                g = [(t, sq, gal) for t, l, sq, gal in p.gauges if l == life and t - t_start >= 600]
+                g = [(t, sq, gal) for t, l, sq, gal in p.gauges if l == life and t - t_start >= args.settle]
                 if g:
                     sq_ref = statistics.median(sq for _, sq, _ in g[:per_min]) / 1024
                     sq_tail = statistics.median(sq for _, sq, _ in g[-per_min:]) / 1024

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::time::{Duration, Instant};
+use vidar_config::Config;
 
 use vidar_models::image::RgbFrame;
 use vidar_models::SessionFactory;

@@ -52,8 +52,8 @@ pub enum DetectError {
     #[error(transparent)]
     Image(#[from] vidar_models::ImageError),
     /// The detector config is invalid; every problem is listed.
-    #[error("detector config is invalid:\n  - {}", .0.join("\n  - "))]
-    Config(Vec<String>),
+    #[error("detector config is invalid: {0}")]
+    Config(#[from] vidar_config::Invalid),
 }
 
 /// A person detector: frames in (any size, one per camera), detections out.

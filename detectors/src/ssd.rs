@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use vidar_config::{Config, Invalid, Problem, Problems};
 use vidar_models::{Format, Model, SessionFactory, Task};
 
 use crate::postprocess::{decode_raw, Anchor, Candidate, DecodeParams, NormBox, RawSsd};
@@ -39,45 +40,44 @@ impl Default for SsdConfig {
     }
 }
 
-impl SsdConfig {
-    /// Every problem at once.
-    pub fn validate(&self) -> Result<(), DetectError> {
-        let mut problems = Vec::new();
-        if !(0.0..=1.0).contains(&self.score_threshold) {
-            problems.push(format!(
-                "score_threshold must be in 0..=1, got {}",
-                self.score_threshold
-            ));
+/// The model the `model` key names cannot detect: `message` says why.
+fn model_problem(message: String) -> DetectError {
+    DetectError::Config(Invalid {
+        problems: vec![Problem::new("model", message)],
+    })
+}
+
+impl Config for SsdConfig {
+    type Output = SsdDetector;
+    type Context = SessionFactory;
+    type Error = DetectError;
+
+    fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new();
+        if self.model.is_empty() {
+            p.push("model", "must name a manifest model");
         }
-        if !(0.0..=1.0).contains(&self.nms_iou) {
-            problems.push(format!("nms_iou must be in 0..=1, got {}", self.nms_iou));
-        }
+        p.within("score_threshold", self.score_threshold, 0.0, 1.0);
+        p.within("nms_iou", self.nms_iou, 0.0, 1.0);
         if self.max_detections == 0 {
-            problems.push("max_detections must be > 0".into());
+            p.push("max_detections", "must be > 0");
         }
         if self.max_batch == 0 || self.max_batch > 64 {
-            problems.push(format!(
-                "max_batch must be in 1..=64, got {}",
-                self.max_batch
-            ));
+            p.push(
+                "max_batch",
+                format!("must be in 1..=64, got {}", self.max_batch),
+            );
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(DetectError::Config(problems))
-        }
+        p.into_vec()
     }
 
     /// Loads the model through `factory` and builds the detector.
-    pub fn build(&self, factory: &SessionFactory) -> Result<SsdDetector, DetectError> {
-        self.validate()?;
+    fn build(&self, factory: &SessionFactory) -> Result<SsdDetector, DetectError> {
+        self.check()?;
         let model = factory.load(&self.model)?;
         let spec = model.spec().clone();
         if spec.task != Task::Detection {
-            return Err(DetectError::Config(vec![format!(
-                "model {} is not a detector",
-                spec.name
-            )]));
+            return Err(model_problem(format!("{} is not a detector", spec.name)));
         }
         let form = match spec.format {
             Format::SsdPostprocessed => Form::Postprocessed,
@@ -87,10 +87,10 @@ impl SsdConfig {
                 let (rows, cols, data) = vidar_models::read_npy_f32_2d(&path)?;
                 let want = spec.outputs[0].shape.get(1).copied().unwrap_or(-1);
                 if cols != 4 || rows as i64 != want {
-                    return Err(DetectError::Config(vec![format!(
+                    return Err(model_problem(format!(
                         "{}: anchors are {rows}x{cols}, the model has {want} boxes of 4",
                         path.display()
-                    )]));
+                    )));
                 }
                 let anchors = data
                     .chunks_exact(4)
@@ -106,16 +106,11 @@ impl SsdConfig {
                     scales: spec.box_scales.unwrap_or([10.0, 10.0, 5.0, 5.0]),
                 }
             }
-            Format::Embedding => {
-                return Err(DetectError::Config(vec![format!(
-                    "model {} is not an SSD",
-                    spec.name
-                )]))
-            }
+            Format::Embedding => return Err(model_problem(format!("{} is not an SSD", spec.name))),
         };
-        let (in_h, in_w) = spec.input_hw().ok_or_else(|| {
-            DetectError::Config(vec![format!("model {}: input size unknown", spec.name)])
-        })?;
+        let (in_h, in_w) = spec
+            .input_hw()
+            .ok_or_else(|| model_problem(format!("{}: input size unknown", spec.name)))?;
         let batch = self.max_batch.min(model.max_batch());
         Ok(SsdDetector {
             person_class: spec.person_class.unwrap_or(0),

@@ -6,6 +6,7 @@ mod common;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use vidar_config::Config;
 use vidar_detectors::{BBox, Detection, Detector, RgbFrame, SsdConfig};
 
 #[derive(Deserialize)]

@@ -16,6 +16,7 @@
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use vidar_config::{Config, Problem, Problems};
 use vidar_detectors::SsdConfig;
 use vidar_link::LinkSettings;
 use vidar_models::RuntimeConfig;
@@ -29,8 +30,8 @@ use vidar_tracker::TrackerConfig;
 #[serde(deny_unknown_fields)]
 pub struct EdgeConfig {
     /// The config format (default 1); a newer one than this build reads is
-    /// refused ([`vidar_runtime::config`]).
-    #[serde(default = "vidar_runtime::config::default_version")]
+    /// refused ([`vidar_config::version`]).
+    #[serde(default = "vidar_config::version::default_version")]
     pub config_version: u32,
     /// This node's id in the cluster (letters, digits, `_`, `.`, `-`). Required.
     pub node_id: NodeId,
@@ -252,12 +253,10 @@ impl EdgeConfig {
     pub fn parse(text: &str, origin: &str) -> Result<EdgeConfig> {
         let config: EdgeConfig =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("config {origin}: {e}"))?;
-        let problems = config.problems();
+        let problems = config.value_problems();
         if !problems.is_empty() {
-            anyhow::bail!(
-                "config {origin} is invalid:\n  - {}",
-                problems.join("\n  - ")
-            );
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            anyhow::bail!("config {origin} is invalid:\n  - {}", lines.join("\n  - "));
         }
         Ok(config)
     }
@@ -275,25 +274,27 @@ impl EdgeConfig {
         (cores / intra).clamp(1, self.cameras.len().max(1))
     }
 
-    /// Every problem, each naming its key.
-    pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        p.extend(vidar_runtime::config::version_problem(self.config_version));
+    /// Every problem, each naming its key: what the config contract's
+    /// `problems()` reports for an edge config (the contract's impl sits
+    /// with the node it builds, in `node`).
+    pub fn value_problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new();
+        p.extend(vidar_config::version::version_problem(self.config_version));
         match &self.cluster {
             None if self.cameras.is_empty() => {
-                p.push("cameras: at least one [[cameras]] entry is required (or a [cluster] table, where the master assigns cameras)".into());
+                p.push("cameras","at least one [[cameras]] entry is required (or a [cluster] table, where the master assigns cameras)");
             }
             Some(_) if !self.cameras.is_empty() => {
-                p.push("cameras: in a cluster the master assigns cameras; list them in the master's config, not here".into());
+                p.push("cameras","in a cluster the master assigns cameras; list them in the master's config, not here");
             }
             _ => {}
         }
         if let Some(cluster) = &self.cluster {
-            p.extend(cluster.problems());
+            p.nested("cluster", cluster.problems());
             if let Ok(Some(b)) = cluster.bundle() {
                 if b.role != vidar_link::Role::Node || b.name != self.node_id.as_str() {
-                    p.push(format!(
-                        "cluster.bundle: {} is {:?}'s bundle, this node is {:?}: copy the one `vidar-master enroll {}` wrote",
+                    p.push("cluster.bundle", format!(
+                        "{} is {:?}'s bundle, this node is {:?}: copy the one `vidar-master enroll {}` wrote",
                         b.dir.display(),
                         b.name,
                         self.node_id.as_str(),
@@ -303,90 +304,73 @@ impl EdgeConfig {
             }
             let s = &self.sharing;
             if !(10..=60_000).contains(&s.reid_timeout_ms) {
-                p.push(format!(
-                    "sharing.reid_timeout_ms: {} must be in 10..=60000",
-                    s.reid_timeout_ms
-                ));
+                p.push(
+                    "sharing.reid_timeout_ms",
+                    format!("{} must be in 10..=60000", s.reid_timeout_ms),
+                );
             }
             if !(100..=60_000).contains(&s.status_every_ms) {
-                p.push(format!(
-                    "sharing.status_every_ms: {} must be in 100..=60000",
-                    s.status_every_ms
-                ));
+                p.push(
+                    "sharing.status_every_ms",
+                    format!("{} must be in 100..=60000", s.status_every_ms),
+                );
             }
             for (key, v) in [
                 ("sharing.detect_fps", s.detect_fps),
                 ("sharing.reid_crops_per_s", s.reid_crops_per_s),
             ] {
                 if !v.is_finite() || v < 0.0 {
-                    p.push(format!("{key}: {v} must be 0 (measure) or a positive rate"));
+                    p.push(key, format!("{v} must be 0 (measure) or a positive rate"));
                 }
             }
             if let Ok(camera) = vidar_protocol::CameraId::new("template") {
                 if let Err(e) =
                     crate::cameras::ingest_config(&s.ingest, &camera, "rtsp://127.0.0.1/template")
                 {
-                    p.push(format!("sharing.ingest: {e:#}"));
+                    p.push("sharing.ingest", format!("{e:#}"));
                 }
             }
         }
         if !(1..=300).contains(&self.detection_interval) {
-            p.push(format!(
-                "detection_interval: {} must be in 1..=300",
-                self.detection_interval
-            ));
+            p.push(
+                "detection_interval",
+                format!("{} must be in 1..=300", self.detection_interval),
+            );
         }
         if self.inference_workers > 64 {
-            p.push(format!(
-                "inference_workers: {} must be in 0..=64 (0 = automatic)",
-                self.inference_workers
-            ));
+            p.push(
+                "inference_workers",
+                format!(
+                    "{} must be in 0..=64 (0 = automatic)",
+                    self.inference_workers
+                ),
+            );
         }
         if self.metrics_addr.parse::<std::net::SocketAddr>().is_err() {
-            p.push(format!(
-                "metrics_addr: {:?} is not an address like 127.0.0.1:9100",
-                self.metrics_addr
-            ));
+            p.push(
+                "metrics_addr",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:9100",
+                    self.metrics_addr
+                ),
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.cameras.iter().enumerate() {
             if !seen.insert(c.camera.clone()) {
-                p.push(format!("cameras[{i}].camera: {} is used twice", c.camera));
-            }
-            if let Err(errs) = c.validate() {
-                p.extend(
-                    errs.into_iter()
-                        .map(|e| format!("cameras[{i}] ({}): {e}", c.camera)),
+                p.push(
+                    format!("cameras[{i}].camera"),
+                    format!("{} is used twice", c.camera),
                 );
             }
+            p.nested(&format!("cameras[{i}]"), c.problems());
         }
-        for (key, r) in [
-            (
-                "detector",
-                self.detector.validate().map_err(|e| e.to_string()),
-            ),
-            (
-                "embedder",
-                self.embedder.validate().map_err(|e| e.to_string()),
-            ),
-            (
-                "gallery",
-                self.gallery.validate().map_err(|e| e.to_string()),
-            ),
-            (
-                "tracker",
-                self.tracker.validate().map_err(|e| e.to_string()),
-            ),
-            (
-                "models.runtime",
-                self.models.runtime.validate().map_err(|e| e.to_string()),
-            ),
-        ] {
-            if let Err(e) = r {
-                p.push(format!("{key}: {e}"));
-            }
-        }
-        p
+        p.nested("detector", self.detector.problems());
+        p.nested("embedder", self.embedder.problems());
+        p.nested("gallery", self.gallery.problems());
+        p.nested("tracker", self.tracker.problems());
+        p.nested("models.runtime", self.models.runtime.problems());
+        p.into_vec()
     }
 }
 
@@ -421,12 +405,44 @@ mod tests {
             "bad.toml",
             "detection_interval",
             "metrics_addr",
-            "cameras[0] (c1): source",
+            "cameras[0].source: ",
+            "cameras[1].camera: c1 is used twice",
+            "cameras[1].queue_capacity: 0 must be in 1..=256",
             "used twice",
             "queue_capacity",
         ] {
             assert!(err.contains(needle), "{needle}: {err}");
         }
+    }
+
+    /// The config contract: a nested table's problems carry its full key,
+    /// and the node refuses to build from a config that has any.
+    #[test]
+    fn nested_tables_report_full_keys() {
+        let c: EdgeConfig = toml::from_str(
+            "node_id = \"e\"\n[cluster]\nsite = \"a/b\"\n\
+             [gallery]\nmatch_threshold = 2.0\n[tracker]\nmin_hits = 0\n\
+             [detector]\nnms_iou = -1.0\n[embedder]\nmax_batch = 0\n\
+             [[models.runtime.providers]]\nkind = \"cuda\"\ndevice_id = -1\n",
+        )
+        .expect("parses");
+        let keys: Vec<String> = c.problems().into_iter().map(|p| p.key).collect();
+        for key in [
+            "cluster.site",
+            "detector.nms_iou",
+            "embedder.max_batch",
+            "gallery.match_threshold",
+            "tracker.min_hits",
+            "models.runtime.providers[0].device_id",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+        }
+        let err = c
+            .build(&vidar_runtime::Shutdown::new())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("gallery.match_threshold: "), "{err}");
     }
 
     #[test]

@@ -18,7 +18,8 @@ use crate::telemetry::{
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::time::Duration;
-use vidar_models::{Manifest, ModelStore, SessionFactory};
+use vidar_config::{Config, Problem};
+use vidar_models::{Manifest, ModelStore};
 use vidar_reid::{Embedder, Gallery};
 use vidar_runtime::{Health, Policy, Shutdown};
 
@@ -51,6 +52,23 @@ pub struct ClusterStart {
     tiles: Option<std::sync::mpsc::Receiver<crate::media::TileFrame>>,
 }
 
+impl Config for EdgeConfig {
+    type Output = Built;
+    /// Stops the build while it waits for the master's router.
+    type Context = Shutdown;
+    type Error = anyhow::Error;
+
+    fn problems(&self) -> Vec<Problem> {
+        self.value_problems()
+    }
+
+    /// [`build_until`], for a config without problems.
+    fn build(&self, stop: &Shutdown) -> Result<Built> {
+        self.check()?;
+        build_until(self, stop)
+    }
+}
+
 /// Builds every part, failing early, with the file and problem named, on a
 /// bad model, database or camera config.
 pub fn build(config: &EdgeConfig) -> Result<Built> {
@@ -66,7 +84,10 @@ pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
             ModelStore::from_env().context("locating models (set models.dir or VIDAR_MODEL_DIR)")?
         }
     };
-    let factory = SessionFactory::new(store, config.models.runtime.clone())
+    let factory = config
+        .models
+        .runtime
+        .build(&store)
         .context("starting ONNX Runtime")?;
     let mut detectors: Vec<Box<dyn vidar_detectors::Detector>> = Vec::new();
     for _ in 0..config.detector_threads() {

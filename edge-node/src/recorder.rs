@@ -6,6 +6,7 @@ use anyhow::Result;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use vidar_config::Config;
 use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
 use vidar_store::{
     BoxPoint, CameraRecord, IdentityRecord, Record, Sighting, Snapshot, TrackRecord, Writer,
@@ -52,7 +53,7 @@ impl Recorder {
         if let Some(dir) = config.path.parent() {
             vidar_store::create_private_dir(dir)?;
         }
-        let writer = config.build()?;
+        let writer = config.build(&())?;
         Ok(Recorder {
             handle: writer.handle(),
             writer: Some(writer),

@@ -7,6 +7,7 @@
 use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use vidar_config::{Config, Invalid, Problem, Problems};
 use vidar_protocol::wire::{self, Message};
 use vidar_protocol::Keys;
 use zenoh::Wait;
@@ -106,7 +107,10 @@ impl Default for LinkSettings {
 /// Why the link could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    /// A setting is invalid.
+    /// The settings have problems (keys relative to `[cluster]`).
+    #[error("{}", .0.clone().under("cluster"))]
+    Invalid(#[from] Invalid),
+    /// A setting is unusable.
     #[error("cluster.{key}: {reason}")]
     Setting {
         /// The key under `[cluster]`.
@@ -144,38 +148,52 @@ pub enum LinkError {
     Send(String),
 }
 
-impl LinkSettings {
-    /// Every problem, each naming its key (under `cluster.`).
-    pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
+impl Config for LinkSettings {
+    type Output = Link;
+    /// The mode when neither the settings nor a bundle decide it.
+    type Context = Mode;
+    type Error = LinkError;
+
+    /// Every problem, each naming its key (relative to the `[cluster]` table).
+    fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new();
         if let Err(e) = Keys::new(&self.site) {
-            p.push(format!("cluster.site: {:?}: {e}", self.site));
+            p.push("site", format!("{:?}: {e}", self.site));
         }
         for (key, list) in [("connect", &self.connect), ("listen", &self.listen)] {
             for (i, e) in list.iter().enumerate() {
                 if e.parse::<zenoh::config::EndPoint>().is_err() {
-                    p.push(format!(
-                        "cluster.{key}[{i}]: {e:?} is not a zenoh endpoint like tcp/127.0.0.1:7447"
-                    ));
+                    p.push(
+                        format!("{key}[{i}]"),
+                        format!("{e:?} is not a zenoh endpoint like tcp/127.0.0.1:7447"),
+                    );
                 }
             }
         }
         if let Some(path) = &self.zenoh_config {
             if !path.is_file() {
-                p.push(format!(
-                    "cluster.zenoh_config: {} is not a readable file",
-                    path.display()
-                ));
+                p.push(
+                    "zenoh_config",
+                    format!("{} is not a readable file", path.display()),
+                );
             }
         }
         match self.bundle() {
             Ok(Some(b)) => self.bundle_problems(&b, &mut p),
             Ok(None) => self.plaintext_problems(&mut p),
-            Err(e) => p.push(e.to_string()),
+            Err(LinkError::Setting { key, reason }) => p.push(key, reason),
+            Err(e) => p.push("bundle", e.to_string()),
         }
-        p
+        p.into_vec()
     }
 
+    /// Joins the site (see [`LinkSettings::open`]).
+    fn build(&self, default_mode: &Mode) -> Result<Link, LinkError> {
+        self.open(*default_mode)
+    }
+}
+
+impl LinkSettings {
     fn endpoints(&self) -> impl Iterator<Item = (&'static str, usize, &String)> {
         let c = self
             .connect
@@ -190,70 +208,98 @@ impl LinkSettings {
         c.chain(l)
     }
 
-    fn bundle_problems(&self, b: &Bundle, p: &mut Vec<String>) {
+    fn bundle_problems(&self, b: &Bundle, p: &mut Problems) {
         if b.site != self.site {
-            p.push(format!(
-                "cluster.bundle: {} is for site {:?}, this config joins {:?}",
-                b.dir.display(),
-                b.site,
-                self.site
-            ));
+            p.push(
+                "bundle",
+                format!(
+                    "{} is for site {:?}, this config joins {:?}",
+                    b.dir.display(),
+                    b.site,
+                    self.site
+                ),
+            );
         }
         for (key, i, e) in self.endpoints() {
             if secure::protocol(e) != "tls" {
-                p.push(format!(
-                    "cluster.{key}[{i}]: {e:?}: with a bundle every endpoint is tls/HOST:PORT (mutual TLS)"
-                ));
+                p.push(
+                    format!("{key}[{i}]"),
+                    format!("{e:?}: with a bundle every endpoint is tls/HOST:PORT (mutual TLS)"),
+                );
             }
         }
         match (b.role, self.mode) {
             (Role::Master, None | Some(Mode::Router)) => {
                 if self.listen.is_empty() {
-                    p.push("cluster.listen: the master routes the site: give the tls/ endpoint to listen on, e.g. [\"tls/0.0.0.0:7447\"]".into());
+                    p.push("listen", "the master routes the site: give the tls/ endpoint to listen on, e.g. [\"tls/0.0.0.0:7447\"]");
                 }
             }
             (Role::Node, None | Some(Mode::Client)) => {
                 if self.connect.is_empty() {
-                    p.push("cluster.connect: give the master's tls/ endpoint, e.g. [\"tls/10.0.0.2:7447\"]".into());
+                    p.push(
+                        "connect",
+                        "give the master's tls/ endpoint, e.g. [\"tls/10.0.0.2:7447\"]",
+                    );
                 }
                 if !self.listen.is_empty() {
-                    p.push("cluster.listen: a node with a bundle is a client of the master's router and listens on nothing; remove it".into());
+                    p.push("listen", "a node with a bundle is a client of the master's router and listens on nothing; remove it");
                 }
             }
-            (Role::Master, Some(m)) => p.push(format!(
-                "cluster.mode: {:?}: the master with a bundle is the site's router",
-                m.as_str()
-            )),
-            (Role::Node, Some(m)) => p.push(format!(
-                "cluster.mode: {:?}: a node with a bundle is a client of the master's router (its access list is enforced there)",
-                m.as_str()
-            )),
+            (Role::Master, Some(m)) => p.push(
+                "mode",
+                format!(
+                    "{:?}: the master with a bundle is the site's router",
+                    m.as_str()
+                ),
+            ),
+            (Role::Node, Some(m)) => p.push(
+                "mode",
+                format!(
+                    "{:?}: a node with a bundle is a client of the master's router (its access list is enforced there)",
+                    m.as_str()
+                ),
+            ),
         }
         if self.multicast_scouting {
-            p.push("cluster.multicast_scouting: off under a bundle: list the master's endpoint in connect".into());
+            p.push(
+                "multicast_scouting",
+                "off under a bundle: list the master's endpoint in connect",
+            );
         }
         if self.insecure_plaintext {
-            p.push("cluster.insecure_plaintext: contradicts cluster.bundle; remove one".into());
+            p.push(
+                "insecure_plaintext",
+                "contradicts cluster.bundle; remove one",
+            );
         }
     }
 
-    fn plaintext_problems(&self, p: &mut Vec<String>) {
+    fn plaintext_problems(&self, p: &mut Problems) {
         for (key, i, e) in self.endpoints() {
             if secure::protocol(e) == "tls" {
-                p.push(format!(
-                    "cluster.{key}[{i}]: {e:?}: tls/ needs cluster.bundle (from vidar-master ca init / enroll)"
-                ));
+                p.push(
+                    format!("{key}[{i}]"),
+                    format!(
+                        "{e:?}: tls/ needs cluster.bundle (from vidar-master ca init / enroll)"
+                    ),
+                );
             } else if !self.insecure_plaintext && !secure::is_loopback(e) {
-                p.push(format!(
-                    "cluster.{key}[{i}]: {e:?}: plain TCP off loopback lets anyone on the network steer, read and forge the cluster; set cluster.bundle (mutual TLS), or insecure_plaintext = true to accept that"
-                ));
+                p.push(
+                    format!("{key}[{i}]"),
+                    format!(
+                        "{e:?}: plain TCP off loopback lets anyone on the network steer, read and forge the cluster; set cluster.bundle (mutual TLS), or insecure_plaintext = true to accept that"
+                    ),
+                );
             }
         }
         if self.insecure_plaintext {
             return;
         }
         if self.multicast_scouting {
-            p.push("cluster.multicast_scouting: finds peers across the LAN in plain TCP; set cluster.bundle, or insecure_plaintext = true".into());
+            p.push(
+                "multicast_scouting",
+                "finds peers across the LAN in plain TCP; set cluster.bundle, or insecure_plaintext = true",
+            );
         }
     }
 
@@ -359,13 +405,7 @@ impl LinkSettings {
     /// problem of [`LinkSettings::problems`] is refused here too, so no
     /// caller can open what the checks forbid.
     pub fn open(&self, default_mode: Mode) -> Result<Link, LinkError> {
-        let problems = self.problems();
-        if !problems.is_empty() {
-            return Err(LinkError::Setting {
-                key: "(settings)",
-                reason: problems.join("; "),
-            });
-        }
+        self.check()?;
         let keys = self.keys()?;
         let bundle = self.bundle()?;
         let mut trust = sign::Trust {
@@ -587,10 +627,14 @@ mod tests {
             "site = \"a/b\"\nconnect = [\"nonsense\"]\nlisten = [\"tcp/127.0.0.1:0\"]\n",
         )
         .expect("parses");
-        let p = s.problems().join("\n");
-        assert!(p.contains("cluster.site"), "{p}");
-        assert!(p.contains("cluster.connect[0]"), "{p}");
-        assert!(!p.contains("cluster.listen"), "{p}");
+        let keys: Vec<String> = s.problems().into_iter().map(|p| p.key).collect();
+        // The bad endpoint is both unparsable and off loopback: two problems, one key.
+        assert_eq!(keys, ["site", "connect[0]", "connect[0]"]);
+        let err = s.open(Mode::Peer).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("cluster.site: ")),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::sync::mpsc;
 use std::time::Duration;
+use vidar_config::Config;
 use vidar_link::{Link, LinkSettings, Mode, Responder};
 use vidar_protocol::messages::{ReidRequest, SyncBatch, SyncRequest};
 use vidar_protocol::{Keys, NodeId};
@@ -239,7 +240,7 @@ fn enrolled_nodes_do_their_part_and_nothing_else_gets_through() {
         bundle: Some(other.ca.join("nodes").join("a")),
         ..LinkSettings::default()
     };
-    let p = foreign.problems().join("\n");
+    let p = said(&foreign);
     assert!(p.contains("cluster.bundle") && p.contains("site"), "{p}");
     // (As peers: a zenoh client would wait at open for a router that never
     // lets it in.)
@@ -285,7 +286,7 @@ fn a_bundle_demands_tls_endpoints_and_the_right_role() {
     let s = site(&["a"]);
     let mut tcp = s.node("a");
     tcp.connect = vec![format!("tcp/127.0.0.1:{}", s.port)];
-    let p = tcp.problems().join("\n");
+    let p = said(&tcp);
     assert!(
         p.contains("cluster.connect[0]") && p.contains("tls/"),
         "{p}"
@@ -296,26 +297,26 @@ fn a_bundle_demands_tls_endpoints_and_the_right_role() {
     );
     let mut peer = s.node("a");
     peer.mode = Some(Mode::Peer);
-    let p = peer.problems().join("\n");
+    let p = said(&peer);
     assert!(p.contains("cluster.mode"), "{p}");
     let mut listening = s.node("a");
     listening.listen = vec!["tls/127.0.0.1:0".into()];
-    assert!(listening.problems().join("\n").contains("cluster.listen"));
+    assert!(said(&listening).contains("cluster.listen"));
     // Plaintext: loopback only, unless said otherwise.
     let open = LinkSettings {
         listen: vec!["tcp/0.0.0.0:7447".into()],
         ..LinkSettings::default()
     };
-    let p = open.problems().join("\n");
+    let p = said(&open);
     assert!(
         p.contains("cluster.listen[0]") && p.contains("insecure_plaintext"),
         "{p}"
     );
-    let said = LinkSettings {
+    let accepted = LinkSettings {
         insecure_plaintext: true,
         ..open
     };
-    assert!(said.problems().is_empty(), "{:?}", said.problems());
+    assert!(accepted.problems().is_empty(), "{:?}", accepted.problems());
     // No listen given: loopback, not zenoh's every interface.
     let c = LinkSettings::default();
     assert!(c.problems().is_empty(), "{:?}", c.problems());
@@ -326,10 +327,7 @@ fn a_bundle_demands_tls_endpoints_and_the_right_role() {
         listen: vec!["tcp/127.0.0.1:0".into()],
         ..LinkSettings::default()
     };
-    assert!(tls_without
-        .problems()
-        .join("\n")
-        .contains("needs cluster.bundle"));
+    assert!(said(&tls_without).contains("needs cluster.bundle"));
 }
 
 /// Sessions opened and closed in turn in one process, plaintext then mTLS,
@@ -448,4 +446,13 @@ fn crops(request_id: u64) -> ReidRequest {
             })
             .collect(),
     }
+}
+
+/// Every problem of `s`, with its full key (`cluster.…`), one per line.
+fn said(s: &LinkSettings) -> String {
+    s.problems()
+        .into_iter()
+        .map(|p| p.under("cluster").to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }

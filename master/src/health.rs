@@ -52,6 +52,7 @@ pub fn watch(
 mod tests {
     use super::*;
     use std::time::Duration;
+    use vidar_config::Config;
     use vidar_runtime::Shutdown;
 
     #[test]
@@ -59,7 +60,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let node = vidar_protocol::NodeId::new("master").expect("id");
         let writer = vidar_store::WriterConfig::new(dir.path().join("g.db"), node)
-            .build()
+            .build(&())
             .expect("writer");
         let stopping = Arc::new(AtomicBool::new(false));
         let (exit_tx, exit_rx) = std::sync::mpsc::channel::<()>();

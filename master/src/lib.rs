@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
+use vidar_config::{Config, Problem};
 
 use vidar_link::Mode;
 use vidar_store::{Writer, WriterConfig};
@@ -59,6 +60,28 @@ pub enum MasterError {
         /// The error.
         source: std::io::Error,
     },
+}
+
+impl From<vidar_config::Invalid> for MasterError {
+    fn from(invalid: vidar_config::Invalid) -> Self {
+        MasterError::Config(invalid.to_string())
+    }
+}
+
+impl Config for MasterConfig {
+    type Output = Master;
+    /// Triggered (as a failure) when a service or the writer dies.
+    type Context = vidar_runtime::Shutdown;
+    type Error = MasterError;
+
+    fn problems(&self) -> Vec<Problem> {
+        self.value_problems()
+    }
+
+    /// Starts the master (see [`Master::start_with`]).
+    fn build(&self, shutdown: &vidar_runtime::Shutdown) -> Result<Master, MasterError> {
+        Master::start_with(self, shutdown)
+    }
 }
 
 fn ioerr(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> MasterError {
@@ -94,7 +117,7 @@ pub struct Master {
 
 impl Master {
     /// Opens the database and the zenoh session, starts every service and the
-    /// HTTP API. `config` must be valid ([`MasterConfig::problems`] empty).
+    /// HTTP API. Refuses a config with problems ([`MasterConfig::value_problems`]).
     pub fn start(config: &MasterConfig) -> Result<Master, MasterError> {
         Master::start_with(config, &vidar_runtime::Shutdown::new())
     }
@@ -105,10 +128,7 @@ impl Master {
         config: &MasterConfig,
         shutdown: &vidar_runtime::Shutdown,
     ) -> Result<Master, MasterError> {
-        let problems = config.problems();
-        if !problems.is_empty() {
-            return Err(MasterError::Config(problems.join("; ")));
-        }
+        vidar_config::result(config.value_problems())?;
         let master_id = config.master_node().map_err(MasterError::Config)?;
         let cameras = config.site_cameras().map_err(MasterError::Config)?;
         for c in &cameras {
@@ -138,7 +158,7 @@ impl Master {
             )),
             _ => None,
         };
-        let writer = WriterConfig::new(&config.database, master_id).build()?;
+        let writer = WriterConfig::new(&config.database, master_id).build(&())?;
         if config.check_database_at_start {
             // Damage found now is damage never built upon: stop and restore.
             let t0 = std::time::Instant::now();

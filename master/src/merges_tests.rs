@@ -129,11 +129,12 @@ fn deterministic_and_ages_out() {
 
 #[test]
 fn identities_operators_separated_stay_apart_after_a_restart() {
+    use vidar_config::Config;
     use vidar_store::{Correction, CorrectionAction, Record, RecordKey, WriterConfig};
     let dir = tempfile::tempdir().expect("tmp");
     let db = dir.path().join("g.db");
     let w = WriterConfig::new(&db, NodeId::new("master").expect("id"))
-        .build()
+        .build(&())
         .expect("writer");
     let c = |action| {
         Record::Correction(Correction {

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vidar_config::Config;
 
 use common::webdriver::{Driver, Session};
 use common::*;
@@ -58,7 +59,7 @@ fn seen(identity: u64, camera: &str, first_ms: i64, last_ms: i64) -> Record {
 /// The global database: p1 in the lobby then at the dock, p2 in the lobby.
 fn fill_database(db: &Path, now: i64) {
     let w = WriterConfig::new(db, node("edge-1"))
-        .build()
+        .build(&())
         .expect("writer");
     let min = 60_000;
     for r in [

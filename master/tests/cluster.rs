@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use vidar_config::Config;
 
 use common::*;
 use vidar_link::{LinkSettings, Mode};
@@ -207,7 +208,7 @@ impl Drop for FakeEdge {
 fn edge_db(dir: &Path, name: &str, records: Vec<Record>) -> PathBuf {
     let path = dir.join(format!("{name}.db"));
     let w = WriterConfig::new(&path, node(name))
-        .build()
+        .build(&())
         .expect("edge writer");
     for r in records {
         w.submit(r).expect("submit");
@@ -440,7 +441,7 @@ fn membership_plan_sync_and_failover() {
 
     // More records while the master is down; a new master resumes at the cursor.
     let w = WriterConfig::new(&db1, edge1.node.clone())
-        .build()
+        .build(&())
         .expect("writer");
     for r in edge_records(100, 12) {
         w.submit(r).expect("submit");

@@ -7,13 +7,14 @@ mod common;
 use common::{config, free_port, unique_site};
 use std::path::Path;
 use std::process::Command;
+use vidar_config::Config;
 use vidar_master::Master;
 use vidar_protocol::{CameraId, NodeId};
 use vidar_store::{CameraRecord, Record, WriterConfig};
 
 fn filled(db: &Path) {
     let w = WriterConfig::new(db, NodeId::new("edge-a").expect("id"))
-        .build()
+        .build(&())
         .expect("writer");
     let h = w.handle();
     for i in 0..3000i64 {

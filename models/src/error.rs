@@ -149,9 +149,6 @@ pub enum ModelError {
         message: String,
     },
     /// The runtime configuration is invalid; every problem is listed.
-    #[error("runtime config is invalid:\n  - {}", problems.join("\n  - "))]
-    InvalidConfig {
-        /// One line per problem.
-        problems: Vec<String>,
-    },
+    #[error("runtime config is invalid: {0}")]
+    InvalidConfig(#[from] vidar_config::Invalid),
 }

@@ -13,6 +13,7 @@ use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::{Session, SessionOutputs};
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use serde::Deserialize;
+use vidar_config::{Config, Problem, Problems};
 
 use crate::error::ModelError;
 use crate::manifest::{DType, ModelSpec, TensorSpec};
@@ -97,37 +98,49 @@ impl Default for RuntimeConfig {
     }
 }
 
-impl RuntimeConfig {
-    /// Every problem with the config, at once.
-    pub fn validate(&self) -> Result<(), ModelError> {
-        let mut problems = Vec::new();
-        for p in &self.providers {
-            if let ProviderConfig::TensorRt { max_batch, .. } = p {
+impl Config for RuntimeConfig {
+    type Output = SessionFactory;
+    /// Where the models come from.
+    type Context = ModelStore;
+    type Error = ModelError;
+
+    fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new();
+        for (i, provider) in self.providers.iter().enumerate() {
+            let key = format!("providers[{i}]");
+            if let ProviderConfig::TensorRt { max_batch, .. } = provider {
                 if *max_batch == 0 || *max_batch > 256 {
-                    problems.push(format!(
-                        "tensorrt.max_batch must be in 1..=256, got {max_batch}"
-                    ));
+                    p.push(
+                        format!("{key}.max_batch"),
+                        format!("must be in 1..=256, got {max_batch}"),
+                    );
                 }
             }
             if let ProviderConfig::Cuda { device_id } | ProviderConfig::TensorRt { device_id, .. } =
-                p
+                provider
             {
                 if *device_id < 0 {
-                    problems.push(format!(
-                        "{}: device_id must be >= 0, got {device_id}",
-                        p.name()
-                    ));
+                    p.push(
+                        format!("{key}.device_id"),
+                        format!("must be >= 0 ({}), got {device_id}", provider.name()),
+                    );
                 }
             }
         }
-        if self.intra_threads > 1024 || self.inter_threads > 1024 {
-            problems.push("thread counts above 1024 are not plausible".to_string());
+        for (key, n) in [
+            ("intra_threads", self.intra_threads),
+            ("inter_threads", self.inter_threads),
+        ] {
+            if n > 1024 {
+                p.push(key, format!("{n} threads is not plausible (at most 1024)"));
+            }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ModelError::InvalidConfig { problems })
-        }
+        p.into_vec()
+    }
+
+    /// A session factory for the models of `store`; loads the runtime library.
+    fn build(&self, store: &ModelStore) -> Result<SessionFactory, ModelError> {
+        SessionFactory::new(store.clone(), self.clone())
     }
 }
 
@@ -183,7 +196,7 @@ pub struct SessionFactory {
 impl SessionFactory {
     /// A factory; checks the config and loads the runtime library.
     pub fn new(store: ModelStore, config: RuntimeConfig) -> Result<Self, ModelError> {
-        config.validate()?;
+        config.check()?;
         environment()?;
         Ok(Self { store, config })
     }

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use vidar_config::Config;
 use vidar_models::{FileEntry, Manifest, ModelError, ModelStore, RuntimeConfig, SessionFactory};
 
 fn repo_cache() -> PathBuf {
@@ -225,7 +226,7 @@ fn runtime_config_parses_and_validates() {
         "#,
     )
     .expect("parse");
-    config.validate().expect("valid");
+    config.check().expect("valid");
     assert_eq!(config.providers.len(), 2);
     let bad: RuntimeConfig = toml::from_str(
         r#"
@@ -238,9 +239,9 @@ fn runtime_config_parses_and_validates() {
         "#,
     )
     .expect("parse");
-    let err = bad.validate().expect_err("invalid").to_string();
+    let err = bad.check().expect_err("invalid").to_string();
     assert!(
-        err.contains("max_batch") && err.contains("device_id"),
+        err.contains("providers[0].max_batch") && err.contains("providers[1].device_id"),
         "{err}"
     );
     assert!(toml::from_str::<RuntimeConfig>("threads = 3").is_err());

@@ -163,10 +163,7 @@ pub(crate) fn build(
 
 /// Builds the same pipeline ending in `fakesink` (the benchmark's bound).
 pub fn build_bound(config: &IngestConfig) -> Result<gst::Pipeline, IngestError> {
-    let source = config.validate().map_err(|p| IngestError::Config {
-        camera: config.camera.to_string(),
-        reason: p.join("; "),
-    })?;
+    let source = config.checked_source()?;
     gst::init().map_err(|e| IngestError::Init(e.to_string()))?;
     let sink = make("fakesink", None)?;
     sink.set_property("sync", config.realtime && !source.is_live());

@@ -3,8 +3,10 @@
 
 use crate::queue::DEFAULT_QUEUE_CAPACITY;
 use crate::source::Source;
+use crate::{Ingest, IngestError};
 use serde::Deserialize;
 use std::time::Duration;
+use vidar_config::{Config, Problem, Problems};
 use vidar_protocol::CameraId;
 
 /// RTSP lower transport.
@@ -151,41 +153,65 @@ impl IngestConfig {
         }
     }
 
-    /// Checks every field and reports all problems at once; returns the parsed
-    /// source on success.
-    pub fn validate(&self) -> Result<Source, Vec<String>> {
-        let mut problems = Vec::new();
+    /// The parsed source of a config without problems.
+    pub fn checked_source(&self) -> Result<Source, IngestError> {
+        let invalid = |reason: String| IngestError::Config {
+            camera: self.camera.to_string(),
+            reason,
+        };
+        self.check().map_err(|e| invalid(e.to_string()))?;
+        Source::parse(&self.source).map_err(|e| invalid(format!("source: {e}")))
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub(crate) fn stall_timeout(&self) -> Duration {
+        Duration::from_millis(self.stall_timeout_ms)
+    }
+}
+
+impl Config for IngestConfig {
+    type Output = Ingest;
+    type Context = ();
+    type Error = IngestError;
+
+    fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new();
         let source = match Source::parse(&self.source) {
             Ok(s) => Some(s),
             Err(e) => {
-                problems.push(format!("source: {e}"));
+                p.push("source", e.to_string());
                 None
             }
         };
         for (key, v) in [("width", self.width), ("height", self.height)] {
             if let Some(v) = v {
                 if !(16..=7680).contains(&v) || v % 2 != 0 {
-                    problems.push(format!("{key}: {v} must be an even number in 16..=7680"));
+                    p.push(key, format!("{v} must be an even number in 16..=7680"));
                 }
             }
         }
         if self.width.is_some() != self.height.is_some() {
-            problems.push("width and height must be set together (or neither)".into());
+            p.push(
+                "width",
+                "width and height must be set together (or neither)",
+            );
         }
         if !(1..=256).contains(&self.queue_capacity) {
-            problems.push(format!(
-                "queue_capacity: {} must be in 1..=256",
-                self.queue_capacity
-            ));
+            p.push(
+                "queue_capacity",
+                format!("{} must be in 1..=256", self.queue_capacity),
+            );
         }
         if self.queue_policy == QueuePolicy::Block && source.as_ref().is_some_and(|s| s.is_live()) {
-            problems.push(
-                "queue_policy: block would let latency build up on a live camera; use drop_oldest"
-                    .into(),
+            p.push(
+                "queue_policy",
+                "block would let latency build up on a live camera; use drop_oldest",
             );
         }
         if self.latency_ms > 10_000 {
-            problems.push(format!("latency_ms: {} is above 10000", self.latency_ms));
+            p.push("latency_ms", format!("{} is above 10000", self.latency_ms));
         }
         for (key, v) in [
             ("connect_timeout_ms", self.connect_timeout_ms),
@@ -194,32 +220,30 @@ impl IngestConfig {
             ("backoff_max_ms", self.backoff_max_ms),
         ] {
             if !(10..=3_600_000).contains(&v) {
-                problems.push(format!("{key}: {v} must be in 10..=3600000 ms"));
+                p.push(key, format!("{v} must be in 10..=3600000 ms"));
             }
         }
         if self.backoff_initial_ms > self.backoff_max_ms {
-            problems.push(format!(
-                "backoff_initial_ms ({}) exceeds backoff_max_ms ({})",
-                self.backoff_initial_ms, self.backoff_max_ms
-            ));
+            p.push(
+                "backoff_initial_ms",
+                format!(
+                    "{} exceeds backoff_max_ms ({})",
+                    self.backoff_initial_ms, self.backoff_max_ms
+                ),
+            );
         }
         if self.convert_threads > 64 {
-            problems.push(format!(
-                "convert_threads: {} is above 64",
-                self.convert_threads
-            ));
+            p.push(
+                "convert_threads",
+                format!("{} is above 64", self.convert_threads),
+            );
         }
-        match (problems.is_empty(), source) {
-            (true, Some(s)) => Ok(s),
-            _ => Err(problems),
-        }
+        p.into_vec()
     }
 
-    pub(crate) fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms)
-    }
-    pub(crate) fn stall_timeout(&self) -> Duration {
-        Duration::from_millis(self.stall_timeout_ms)
+    /// Starts ingesting (see [`Ingest::start`]).
+    fn build(&self, _: &()) -> Result<Ingest, IngestError> {
+        Ingest::start(self.clone())
     }
 }
 
@@ -233,9 +257,9 @@ mod tests {
 
     #[test]
     fn defaults_validate() {
-        assert!(IngestConfig::new(cam(), "rtsp://127.0.0.1:8554/cam")
-            .validate()
-            .is_ok());
+        let c = IngestConfig::new(cam(), "rtsp://127.0.0.1:8554/cam");
+        assert!(c.check().is_ok());
+        assert!(c.checked_source().is_ok());
     }
 
     #[test]
@@ -244,17 +268,21 @@ mod tests {
         c.width = Some(15);
         c.queue_capacity = 0;
         c.backoff_initial_ms = 50_000;
-        let problems = c.validate().err().unwrap_or_default();
-        let all = problems.join("\n");
-        for needle in [
-            "source",
-            "width",
-            "set together",
-            "queue_capacity",
-            "backoff_initial_ms",
-        ] {
-            assert!(all.contains(needle), "{all}");
-        }
+        let problems = c.problems();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "source",
+                "width",
+                "width",
+                "queue_capacity",
+                "backoff_initial_ms"
+            ]
+        );
+        let all = c.check().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(all.contains("set together"), "{all}");
+        assert!(c.checked_source().is_err());
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub enum IngestError {
         /// What is wrong.
         reason: String,
     },
+    /// The configuration has problems (no camera named: see `Config`).
+    #[error("invalid ingest config: {0}")]
+    Invalid(#[from] vidar_config::Invalid),
     /// GStreamer could not be initialised.
     #[error("GStreamer failed to initialise: {0} (run deploy/setup.sh to install it)")]
     Init(String),

@@ -123,10 +123,7 @@ impl Ingest {
     /// [`Ingest::status`] and are retried; only invalid configuration and
     /// missing GStreamer elements are errors.
     pub fn start(config: IngestConfig) -> Result<Ingest, IngestError> {
-        let source = config.validate().map_err(|problems| IngestError::Config {
-            camera: config.camera.to_string(),
-            reason: problems.join("; "),
-        })?;
+        let source = config.checked_source()?;
         gst::init().map_err(|e| IngestError::Init(e.to_string()))?;
         build::check_elements(&source)?;
         let shared = Arc::new(Shared {

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use vidar_config::{Config, Invalid, Problem, Problems};
 use vidar_models::image::{FrameResizer, Region, RgbFrame};
 use vidar_models::{Format, Model, SessionFactory};
 use vidar_protocol::BBox;
@@ -88,46 +89,45 @@ impl Default for EmbedderConfig {
     }
 }
 
-impl EmbedderConfig {
-    /// Every problem at once.
-    pub fn validate(&self) -> Result<(), ReidError> {
-        let mut problems = Vec::new();
+impl Config for EmbedderConfig {
+    type Output = OnnxEmbedder;
+    type Context = SessionFactory;
+    type Error = ReidError;
+
+    fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new();
         if self.model.is_empty() {
-            problems.push("model must name a manifest model".to_string());
+            p.push("model", "must name a manifest model");
         }
         if self.max_batch == 0 || self.max_batch > 256 {
-            problems.push(format!(
-                "max_batch must be in 1..=256, got {}",
-                self.max_batch
-            ));
+            p.push(
+                "max_batch",
+                format!("must be in 1..=256, got {}", self.max_batch),
+            );
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ReidError::Config(problems))
-        }
+        p.into_vec()
     }
 
     /// Loads the model through `factory` and builds the embedder.
-    pub fn build(&self, factory: &SessionFactory) -> Result<OnnxEmbedder, ReidError> {
-        self.validate()?;
+    fn build(&self, factory: &SessionFactory) -> Result<OnnxEmbedder, ReidError> {
+        self.check()?;
         let model = factory.load(&self.model)?;
         let spec = model.spec();
         if spec.format != Format::Embedding {
-            return Err(ReidError::Config(vec![format!(
-                "model {} has format {}, not an embedding model",
+            return Err(model_problem(format!(
+                "{} has format {}, not an embedding model",
                 spec.name, spec.format
-            )]));
+            )));
         }
-        let (h, w) = spec.input_hw().ok_or_else(|| {
-            ReidError::Config(vec![format!("model {}: input size unknown", spec.name)])
-        })?;
+        let (h, w) = spec
+            .input_hw()
+            .ok_or_else(|| model_problem(format!("{}: input size unknown", spec.name)))?;
         let dim = spec.outputs[0].shape[1];
         if dim <= 0 {
-            return Err(ReidError::Config(vec![format!(
-                "model {}: embedding size is dynamic",
+            return Err(model_problem(format!(
+                "{}: embedding size is dynamic",
                 spec.name
-            )]));
+            )));
         }
         let (mean, std) = (spec.mean.unwrap_or([0.0; 3]), spec.std.unwrap_or([1.0; 3]));
         // (pixel / 255 - mean) / std for every byte value, per channel.
@@ -159,6 +159,13 @@ impl EmbedderConfig {
             timings: EmbedTimings::default(),
         })
     }
+}
+
+/// The model the `model` key names cannot embed: `message` says why.
+fn model_problem(message: String) -> ReidError {
+    ReidError::Config(Invalid {
+        problems: vec![Problem::new("model", message)],
+    })
 }
 
 /// An embedder on one ONNX Runtime session (MobileNetV2 bottleneck, OSNet, ...).

@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
+use vidar_config::{Config, Problem, Problems};
 use vidar_protocol::{CameraId, IdentityId};
 
 use crate::{Embedding, ReidError};
@@ -96,57 +97,50 @@ impl Default for GalleryConfig {
     }
 }
 
-impl GalleryConfig {
-    /// Every problem at once.
-    pub fn validate(&self) -> Result<(), ReidError> {
-        let mut problems = Vec::new();
-        let unit = |name: &str, v: f32, lo: f32, problems: &mut Vec<String>| {
-            if !(lo..=1.0).contains(&v) {
-                problems.push(format!("{name} must be in {lo}..=1, got {v}"));
-            }
-        };
-        unit("match_threshold", self.match_threshold, -1.0, &mut problems);
-        unit(
-            "confident_threshold",
-            self.confident_threshold,
-            -1.0,
-            &mut problems,
-        );
-        unit(
-            "ambiguity_margin",
-            self.ambiguity_margin,
-            0.0,
-            &mut problems,
-        );
-        unit("update_weight", self.update_weight, 0.0, &mut problems);
-        unit("prototype_merge", self.prototype_merge, -1.0, &mut problems);
-        unit("crowd_step", self.crowd_step, 0.0, &mut problems);
+impl Config for GalleryConfig {
+    type Output = Gallery;
+    /// The tag of the model whose embeddings the gallery will hold.
+    type Context = str;
+    type Error = ReidError;
+
+    fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new();
+        p.within("match_threshold", self.match_threshold, -1.0, 1.0);
+        p.within("confident_threshold", self.confident_threshold, -1.0, 1.0);
+        p.within("ambiguity_margin", self.ambiguity_margin, 0.0, 1.0);
+        p.within("update_weight", self.update_weight, 0.0, 1.0);
+        p.within("prototype_merge", self.prototype_merge, -1.0, 1.0);
+        p.within("crowd_step", self.crowd_step, 0.0, 1.0);
         if self.crowd_reference == 0 {
-            problems.push("crowd_reference must be > 0".into());
+            p.push("crowd_reference", "must be > 0");
         }
         if self.confident_threshold < self.match_threshold {
-            problems.push(format!(
-                "confident_threshold ({}) must be at least match_threshold ({})",
-                self.confident_threshold, self.match_threshold
-            ));
+            p.push(
+                "confident_threshold",
+                format!(
+                    "{} must be at least match_threshold ({})",
+                    self.confident_threshold, self.match_threshold
+                ),
+            );
         }
         if self.max_identities == 0 {
-            problems.push("max_identities must be > 0".into());
+            p.push("max_identities", "must be > 0");
         }
         if self.max_age_s == 0 {
-            problems.push("max_age_s must be > 0".into());
+            p.push("max_age_s", "must be > 0");
         }
         if !(1..=16).contains(&self.max_prototypes) {
-            problems.push(format!(
-                "max_prototypes must be in 1..=16, got {}",
-                self.max_prototypes
-            ));
+            p.push(
+                "max_prototypes",
+                format!("must be in 1..=16, got {}", self.max_prototypes),
+            );
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ReidError::Config(problems))
-        }
+        p.into_vec()
+    }
+
+    /// An empty gallery for the embeddings of the model tagged `model`.
+    fn build(&self, model: &str) -> Result<Gallery, ReidError> {
+        Gallery::with_model(self.clone(), model)
     }
 }
 
@@ -346,7 +340,7 @@ impl Gallery {
 
     /// An empty gallery for embeddings made by the model tagged `model`.
     pub fn with_model(config: GalleryConfig, model: &str) -> Result<Self, ReidError> {
-        config.validate()?;
+        config.check()?;
         Ok(Self {
             config,
             model: model.to_owned(),

@@ -27,8 +27,8 @@ pub enum ReidError {
     #[error(transparent)]
     Image(#[from] vidar_models::ImageError),
     /// A config is invalid; every problem is listed.
-    #[error("re-ID config is invalid:\n  - {}", .0.join("\n  - "))]
-    Config(Vec<String>),
+    #[error("re-ID config is invalid: {0}")]
+    Config(#[from] vidar_config::Invalid),
     /// An embedding made by another model than the gallery's: never compared.
     #[error("embedding made by model {actual:?}, the gallery holds {expected:?}'s")]
     ModelMismatch {

@@ -3,6 +3,7 @@
 
 mod common;
 
+use vidar_config::Config;
 use vidar_models::RgbFrame;
 use vidar_protocol::{BBox, CameraId};
 use vidar_reid::{Assignment, Crop, Embedder, EmbedderConfig, Gallery, GalleryConfig, TrackQuery};

@@ -3,7 +3,6 @@
 //! red and restart or stop under a policy, HTTP serving with deadlines, and
 //! the metrics exposition.
 
-pub mod config;
 pub mod health;
 pub mod http;
 pub mod metrics;

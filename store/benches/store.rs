@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)] // a benchmark: a panic is the failure report
 
 use std::time::Duration;
+use vidar_config::Config;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
@@ -46,7 +47,7 @@ fn writer(path: &std::path::Path, max_batch: usize) -> Writer {
     c.tuning.max_batch = max_batch;
     c.tuning.max_delay_ms = 100;
     c.tuning.queue_capacity = 8192;
-    c.build().unwrap()
+    c.build(&()).unwrap()
 }
 
 fn writer_throughput(c: &mut Criterion) {

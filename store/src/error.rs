@@ -101,11 +101,8 @@ pub enum StoreError {
         capacity: usize,
     },
     /// The writer configuration is unusable; every problem is listed.
-    #[error("invalid store writer config: {}", problems.join("; "))]
-    Config {
-        /// One line per problem.
-        problems: Vec<String>,
-    },
+    #[error("invalid store writer config: {0}")]
+    Config(#[from] vidar_config::Invalid),
     /// SQLite's integrity check found damage.
     #[error("{}: damaged ({} problem(s), first: {}); restore it from a backup (docs/deploy.md)", path.display(), problems.len(), problems.first().map_or("", |p| p.as_str()))]
     Corrupt {

@@ -18,10 +18,11 @@
 //!
 //! ```no_run
 //! use vidar_protocol::{CameraId, NodeId};
+//! use vidar_config::Config;
 //! use vidar_store::{CameraRecord, Reader, Record, WriterConfig};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let writer = WriterConfig::new("/var/lib/vidar/edge.db", NodeId::new("edge-1")?).build()?;
+//! let writer = WriterConfig::new("/var/lib/vidar/edge.db", NodeId::new("edge-1")?).build(&())?;
 //! writer.submit(Record::Camera(CameraRecord {
 //!     camera: CameraId::new("lobby")?,
 //!     name: "Lobby, east door".into(),
@@ -94,10 +95,11 @@ mod tests {
     /// memory statistics off, and the exported gauge would lie.
     #[test]
     fn sqlite_memory_is_counted_while_a_database_is_open() {
+        use vidar_config::Config;
         let dir = tempfile::tempdir().unwrap();
         let node = vidar_protocol::NodeId::new("edge-1").unwrap();
         let writer = super::WriterConfig::new(dir.path().join("m.db"), node)
-            .build()
+            .build(&())
             .unwrap();
         let reader = super::Reader::open(dir.path().join("m.db")).unwrap();
         assert!(super::sqlite_memory_bytes() > 0);

@@ -388,8 +388,10 @@ mod tests {
 
     #[test]
     fn migrations_leave_version_and_application_id() -> Result<(), StoreError> {
-        let dir = tempfile::tempdir().map_err(|e| StoreError::Config {
-            problems: vec![e.to_string()],
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Io {
+            path: std::env::temp_dir(),
+            what: "creating a temporary directory",
+            source: e,
         })?;
         let path = dir.path().join("v.db");
         let conn = open_writable(&path, Duration::from_secs(1), Synchronous::Normal)?;

@@ -21,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use vidar_config::{Config, Problem, Problems};
 use vidar_protocol::NodeId;
 
 use crate::error::StoreError;
@@ -58,38 +59,34 @@ impl Default for WriterTuning {
 }
 
 impl WriterTuning {
-    /// Every problem at once.
-    pub fn validate(&self) -> Result<(), StoreError> {
-        let mut problems = Vec::new();
+    /// Everything wrong with these settings, keys relative to them.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new();
         if !(1..=100_000).contains(&self.max_batch) {
-            problems.push(format!(
-                "max_batch must be 1..=100000, got {}",
-                self.max_batch
-            ));
+            p.push(
+                "max_batch",
+                format!("must be 1..=100000, got {}", self.max_batch),
+            );
         }
         if self.max_delay_ms > 60_000 {
-            problems.push(format!(
-                "max_delay_ms must be at most 60000, got {}",
-                self.max_delay_ms
-            ));
+            p.push(
+                "max_delay_ms",
+                format!("must be at most 60000, got {}", self.max_delay_ms),
+            );
         }
         if !(1..=1_000_000).contains(&self.queue_capacity) {
-            problems.push(format!(
-                "queue_capacity must be 1..=1000000, got {}",
-                self.queue_capacity
-            ));
+            p.push(
+                "queue_capacity",
+                format!("must be 1..=1000000, got {}", self.queue_capacity),
+            );
         }
         if self.busy_timeout_ms > 600_000 {
-            problems.push(format!(
-                "busy_timeout_ms must be at most 600000, got {}",
-                self.busy_timeout_ms
-            ));
+            p.push(
+                "busy_timeout_ms",
+                format!("must be at most 600000, got {}", self.busy_timeout_ms),
+            );
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(StoreError::Config { problems })
-        }
+        p.into_vec()
     }
 }
 
@@ -113,9 +110,24 @@ impl WriterConfig {
             tuning: WriterTuning::default(),
         }
     }
+}
+
+impl Config for WriterConfig {
+    type Output = Writer;
+    type Context = ();
+    type Error = StoreError;
+
+    fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new();
+        if self.path.as_os_str().is_empty() {
+            p.push("path", "must name a database file");
+        }
+        p.nested("tuning", self.tuning.problems());
+        p.into_vec()
+    }
 
     /// Opens (creating and migrating) the database and starts the writer thread.
-    pub fn build(&self) -> Result<Writer, StoreError> {
+    fn build(&self, _: &()) -> Result<Writer, StoreError> {
         Writer::open(self)
     }
 }
@@ -228,7 +240,7 @@ pub struct Writer {
 impl Writer {
     /// Opens (creating and migrating) `config.path` and starts the writer thread.
     pub fn open(config: &WriterConfig) -> Result<Writer, StoreError> {
-        config.tuning.validate()?;
+        config.check()?;
         let t = &config.tuning;
         let conn = crate::schema::open_writable(
             &config.path,

@@ -15,6 +15,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use vidar_config::Config;
 
 use common::*;
 use vidar_protocol::{IdentityId, TrackId};
@@ -72,7 +73,7 @@ fn kill_child_writer() {
     let mut c = WriterConfig::new(&path, node("edge-1"));
     c.tuning.max_batch = 32;
     c.tuning.max_delay_ms = 2;
-    let w = c.build().unwrap();
+    let w = c.build(&()).unwrap();
     let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, vidar_store::PendingKey)>(10_000);
     let printer = std::thread::spawn(move || {
         for (index, pending) in rx {

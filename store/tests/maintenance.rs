@@ -4,6 +4,7 @@
 #![cfg(unix)]
 
 use std::os::unix::fs::PermissionsExt;
+use vidar_config::Config;
 use vidar_protocol::{CameraId, NodeId};
 use vidar_store::maintenance::{backup, check, Check};
 use vidar_store::{CameraRecord, Reader, Record, StoreError, WriterConfig};
@@ -30,7 +31,7 @@ fn a_backup_taken_while_the_writer_commits_is_a_consistent_checked_copy() {
     let db = tmp.path().join("global.db");
     let node = NodeId::new("m").expect("id");
     let w = WriterConfig::new(&db, node.clone())
-        .build()
+        .build(&())
         .expect("writer");
     let h = w.handle();
     cameras(&h, 0..2000);
@@ -81,7 +82,7 @@ fn the_check_names_a_damaged_file() {
     let tmp = tempfile::tempdir().expect("tmp");
     let db = tmp.path().join("edge.db");
     let w = WriterConfig::new(&db, NodeId::new("n").expect("id"))
-        .build()
+        .build(&())
         .expect("writer");
     let h = w.handle();
     cameras(&h, 0..3000);

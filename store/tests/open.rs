@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use vidar_config::Config;
 use vidar_store::{Reader, StoreError, WriterConfig, SCHEMA_VERSION};
 
 fn raw(path: &std::path::Path) -> rusqlite::Connection {
@@ -63,7 +64,7 @@ fn newer_schema_is_refused_by_writer_and_reader() -> TestResult {
     raw(&path).execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))?;
 
     let e = WriterConfig::new(&path, node("edge-1"))
-        .build()
+        .build(&())
         .unwrap_err();
     assert!(
         matches!(e, StoreError::TooNew { found, .. } if found == SCHEMA_VERSION + 1),
@@ -101,7 +102,7 @@ fn non_sqlite_file_gives_clear_error_naming_the_path() -> TestResult {
     std::fs::write(&path, b"this is a JPEG, honest\n".repeat(300))?;
     for e in [
         WriterConfig::new(&path, node("edge-1"))
-            .build()
+            .build(&())
             .unwrap_err(),
         Reader::open(&path).unwrap_err(),
     ] {
@@ -146,7 +147,7 @@ fn someone_elses_sqlite_database_is_left_alone() -> TestResult {
     let path = db(&dir, "other.db");
     raw(&path).execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")?;
     let e = WriterConfig::new(&path, node("edge-1"))
-        .build()
+        .build(&())
         .unwrap_err();
     assert!(matches!(e, StoreError::Foreign { .. }), "{e}");
     assert!(e.to_string().contains("other.db"));
@@ -156,7 +157,7 @@ fn someone_elses_sqlite_database_is_left_alone() -> TestResult {
     let path2 = db(&dir, "other2.db");
     raw(&path2).execute_batch("PRAGMA user_version = 1; CREATE TABLE t (x)")?;
     let e = WriterConfig::new(&path2, node("edge-1"))
-        .build()
+        .build(&())
         .unwrap_err();
     assert!(e.to_string().contains("application_id"), "{e}");
     Ok(())
@@ -168,7 +169,7 @@ fn bad_tuning_reports_every_problem() {
     c.tuning.max_batch = 0;
     c.tuning.queue_capacity = 0;
     c.tuning.max_delay_ms = 120_000;
-    let msg = c.build().unwrap_err().to_string();
+    let msg = c.build(&()).unwrap_err().to_string();
     for key in ["max_batch", "queue_capacity", "max_delay_ms"] {
         assert!(msg.contains(key), "{msg}");
     }

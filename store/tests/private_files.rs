@@ -4,6 +4,7 @@
 #![cfg(unix)]
 
 use std::os::unix::fs::PermissionsExt;
+use vidar_config::Config;
 use vidar_protocol::{CameraId, NodeId};
 use vidar_store::{create_private_dir, WriterConfig};
 use vidar_store::{CameraRecord, Record};
@@ -21,7 +22,7 @@ fn databases_and_their_folders_are_private() {
     assert_eq!(mode(&tmp.path().join("state")), 0o700, "parents too");
     let db = dir.join("edge.db");
     let w = WriterConfig::new(&db, NodeId::new("n1").expect("id"))
-        .build()
+        .build(&())
         .expect("writer");
     w.handle()
         .write(Record::Camera(CameraRecord {

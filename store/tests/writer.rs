@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+use vidar_config::Config;
 
 use common::*;
 use vidar_store::{Reader, Record, StoreError, TimeRange};
@@ -193,7 +194,7 @@ fn try_submit_reports_a_full_queue_and_submit_waits_out_a_locked_database() -> T
     c.tuning.max_delay_ms = 0;
     c.tuning.queue_capacity = 2;
     c.tuning.busy_timeout_ms = 100;
-    let w = c.build()?;
+    let w = c.build(&())?;
     w.write(camera("cam-a", "before", 0))?;
 
     // Another process holds the write lock for a while.
@@ -234,7 +235,7 @@ fn a_writer_that_cannot_commit_stops_and_says_why() -> TestResult {
     let mut c = vidar_store::WriterConfig::new(&path, node("edge-1"));
     c.tuning.busy_timeout_ms = 20;
     c.tuning.max_delay_ms = 0;
-    let w = c.build()?;
+    let w = c.build(&())?;
     let blocker = rusqlite::Connection::open(&path)?;
     blocker.execute_batch("BEGIN IMMEDIATE; INSERT INTO sync_cursors VALUES ('x', 0, 0);")?;
     let e = w.write(camera("cam-a", "blocked", 0)).unwrap_err();

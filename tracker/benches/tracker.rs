@@ -10,6 +10,7 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use vidar_config::Config;
 use vidar_tracker::assignment::{solve_gated, CostMatrix};
 use vidar_tracker::{BBox, BoxExt, Detection, FrameSize, TrackerConfig};
 
@@ -107,7 +108,7 @@ fn bench_tracker(c: &mut Criterion) {
             let label = if appearance { "appearance" } else { "iou" };
             group.bench_with_input(BenchmarkId::new(label, objects), &frames, |b, frames| {
                 b.iter(|| {
-                    let mut tracker = config.build().expect("valid config");
+                    let mut tracker = config.build(&()).expect("valid config");
                     let mut reported = 0usize;
                     for (f, dets) in frames.iter().enumerate() {
                         let out = tracker.update(f as u64 + 1, dets).expect("frames in order");

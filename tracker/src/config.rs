@@ -1,11 +1,13 @@
 //! Tracker configuration: every parameter, its unit and its default.
 //!
-//! Kept apart from the running tracker: `TrackerConfig::build()` validates
-//! and returns a [`Tracker`]. Defaults follow ByteTrack's
+//! Kept apart from the running tracker: it follows the config contract
+//! (`vidar_config::Config`): `problems()` names every bad key, `build(&())`
+//! refuses a config with problems and returns a [`Tracker`]. Defaults follow ByteTrack's
 //! published settings where they exist, and were checked on the TUD
 //! evaluation (`tracker/eval/`).
 
 use serde::{Deserialize, Serialize};
+use vidar_config::{Config, Problem, Problems};
 
 use crate::error::ConfigError;
 use crate::kalman::MotionConfig;
@@ -146,91 +148,101 @@ impl Default for AppearanceConfig {
     }
 }
 
-impl TrackerConfig {
-    /// Checks every field and reports all problems at once.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut problems = Vec::new();
-        let mut unit = |name: &str, v: f32| {
-            if !(0.0..=1.0).contains(&v) {
-                problems.push(format!("{name} must be in [0, 1], got {v}"));
-            }
-        };
-        unit("high_score_threshold", self.high_score_threshold);
-        unit("low_score_threshold", self.low_score_threshold);
-        unit("new_track_threshold", self.new_track_threshold);
-        unit("match_threshold_high", self.match_threshold_high);
-        unit("match_threshold_low", self.match_threshold_low);
-        unit("match_threshold_tentative", self.match_threshold_tentative);
-        unit("appearance.weight", self.appearance.weight);
+impl Config for TrackerConfig {
+    type Output = Tracker;
+    type Context = ();
+    type Error = ConfigError;
+
+    fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new();
+        for (key, v) in [
+            ("high_score_threshold", self.high_score_threshold),
+            ("low_score_threshold", self.low_score_threshold),
+            ("new_track_threshold", self.new_track_threshold),
+            ("match_threshold_high", self.match_threshold_high),
+            ("match_threshold_low", self.match_threshold_low),
+            ("match_threshold_tentative", self.match_threshold_tentative),
+            ("appearance.weight", self.appearance.weight),
+        ] {
+            p.within(key, v, 0.0, 1.0);
+        }
         if self.low_score_threshold > self.high_score_threshold {
-            problems.push(format!(
-                "low_score_threshold ({}) must not exceed high_score_threshold ({})",
-                self.low_score_threshold, self.high_score_threshold
-            ));
+            p.push(
+                "low_score_threshold",
+                format!(
+                    "{} must not exceed high_score_threshold ({})",
+                    self.low_score_threshold, self.high_score_threshold
+                ),
+            );
         }
         if self.new_track_threshold < self.high_score_threshold {
-            problems.push(format!(
-                "new_track_threshold ({}) must be at least high_score_threshold ({}): only high detections start tracks",
-                self.new_track_threshold, self.high_score_threshold
-            ));
+            p.push(
+                "new_track_threshold",
+                format!(
+                    "{} must be at least high_score_threshold ({}): only high detections start tracks",
+                    self.new_track_threshold, self.high_score_threshold
+                ),
+            );
         }
         if !(self.report_lost_hit_ratio.is_finite() && self.report_lost_hit_ratio >= 0.0) {
-            problems.push(format!(
-                "report_lost_hit_ratio must be a non-negative number, got {}",
-                self.report_lost_hit_ratio
-            ));
+            p.push(
+                "report_lost_hit_ratio",
+                format!(
+                    "must be a non-negative number, got {}",
+                    self.report_lost_hit_ratio
+                ),
+            );
         }
         if self.min_hits == 0 {
-            problems.push("min_hits must be at least 1, got 0".to_owned());
+            p.push("min_hits", "must be at least 1, got 0");
         }
         if self.report_lost_frames > self.max_lost_frames {
-            problems.push(format!(
-                "report_lost_frames ({}) must not exceed max_lost_frames ({})",
-                self.report_lost_frames, self.max_lost_frames
-            ));
+            p.push(
+                "report_lost_frames",
+                format!(
+                    "{} must not exceed max_lost_frames ({})",
+                    self.report_lost_frames, self.max_lost_frames
+                ),
+            );
         }
         if let Some(fs) = &self.frame_size {
             if fs.width == 0 || fs.height == 0 {
-                problems.push(format!(
-                    "frame_size must be positive, got {}x{}",
-                    fs.width, fs.height
-                ));
+                p.push(
+                    "frame_size",
+                    format!("must be positive, got {}x{}", fs.width, fs.height),
+                );
             }
         }
         let a = &self.appearance;
-        if !(0.0..=2.0).contains(&a.max_cosine_distance) {
-            problems.push(format!(
-                "appearance.max_cosine_distance must be in [0, 2], got {}",
-                a.max_cosine_distance
-            ));
-        }
+        p.within(
+            "appearance.max_cosine_distance",
+            a.max_cosine_distance,
+            0.0,
+            2.0,
+        );
         if !(0.0..1.0).contains(&a.momentum) {
-            problems.push(format!(
-                "appearance.momentum must be in [0, 1), got {}",
-                a.momentum
-            ));
+            p.push(
+                "appearance.momentum",
+                format!("must be in [0, 1), got {}", a.momentum),
+            );
         }
         let m = &self.motion;
-        for (name, v) in [
+        for (key, v) in [
             ("motion.std_weight_position", m.std_weight_position),
             ("motion.std_weight_velocity", m.std_weight_velocity),
             ("motion.std_weight_measurement", m.std_weight_measurement),
             ("motion.gating_threshold", m.gating_threshold),
         ] {
             if !(v.is_finite() && v > 0.0) {
-                problems.push(format!("{name} must be a positive number, got {v}"));
+                p.push(key, format!("must be a positive number, got {v}"));
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError { problems })
-        }
+        p.into_vec()
     }
 
-    /// Validates the config and builds a tracker for one camera.
-    pub fn build(&self) -> Result<Tracker, ConfigError> {
-        self.validate()?;
+    /// A tracker for one camera.
+    fn build(&self, _: &()) -> Result<Tracker, ConfigError> {
+        self.check()?;
         Ok(Tracker::new_unchecked(self.clone()))
     }
 }
@@ -259,7 +271,7 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        assert_eq!(TrackerConfig::default().validate(), Ok(()));
+        assert_eq!(TrackerConfig::default().check(), Ok(()));
     }
 
     #[test]
@@ -274,10 +286,21 @@ mod tests {
             },
             ..TrackerConfig::default()
         };
-        let err = cfg.validate().expect_err("invalid");
+        let err = cfg.build(&()).expect_err("invalid");
+        let keys: Vec<&str> = err.0.keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "high_score_threshold",
+                "new_track_threshold",
+                "min_hits",
+                "report_lost_frames",
+                "appearance.momentum"
+            ]
+        );
         let text = err.to_string();
         for needle in [
-            "high_score_threshold must be in [0, 1], got 1.5",
+            "high_score_threshold: must be in 0..=1, got 1.5",
             "min_hits",
             "report_lost_frames",
             "appearance.momentum",

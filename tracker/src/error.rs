@@ -2,12 +2,15 @@
 
 use thiserror::Error;
 
-/// A tracker configuration that failed validation; lists every problem.
+/// A tracker configuration with problems; lists every one, each naming its key.
 #[derive(Debug, Clone, PartialEq, Error)]
-#[error("invalid tracker config: {}", problems.join("; "))]
-pub struct ConfigError {
-    /// One line per invalid field, naming the field and the bad value.
-    pub problems: Vec<String>,
+#[error("invalid tracker config: {0}")]
+pub struct ConfigError(pub vidar_config::Invalid);
+
+impl From<vidar_config::Invalid> for ConfigError {
+    fn from(invalid: vidar_config::Invalid) -> Self {
+        ConfigError(invalid)
+    }
 }
 
 /// Misuse of a running tracker.

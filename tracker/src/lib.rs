@@ -15,9 +15,10 @@
 //!   evaluate on real ground truth.
 //!
 //! ```
+//! use vidar_config::Config;
 //! use vidar_tracker::{BBox, BoxExt, Detection, TrackerConfig};
 //!
-//! let mut tracker = TrackerConfig::default().build()?;
+//! let mut tracker = TrackerConfig::default().build(&())?;
 //! for frame in 1..=3u64 {
 //!     let x = 100.0 + 5.0 * frame as f32;
 //!     let dets = [Detection::new(BBox::new(x, 50.0, 40.0, 100.0), 0.9)];

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use vidar_config::Config;
 
 use crate::config::TrackerConfig;
 use crate::error::{ConfigError, TrackError};
@@ -22,7 +23,7 @@ pub struct MultiCameraTracker<C> {
 impl<C: Eq + Hash + Clone> MultiCameraTracker<C> {
     /// Validates the config; trackers are created lazily per camera.
     pub fn new(config: TrackerConfig) -> Result<Self, ConfigError> {
-        config.validate()?;
+        config.check()?;
         Ok(Self {
             config,
             trackers: HashMap::new(),

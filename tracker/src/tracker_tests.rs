@@ -2,6 +2,7 @@
 
 use super::*;
 use proptest::prelude::*;
+use vidar_config::Config;
 
 fn person(x: f32) -> Detection {
     Detection::new(BBox::new(x, 100.0, 40.0, 100.0), 0.9)
@@ -21,7 +22,7 @@ fn ids(r: &FrameResult) -> Vec<u64> {
 
 #[test]
 fn track_missed_for_fewer_than_m_frames_keeps_its_id() {
-    let mut tr = config().build().expect("valid");
+    let mut tr = config().build(&()).expect("valid");
     let mut frame = 0;
     let mut step = |tr: &mut Tracker, dets: &[Detection]| {
         frame += 1;
@@ -47,7 +48,7 @@ fn track_missed_for_fewer_than_m_frames_keeps_its_id() {
 
 #[test]
 fn track_missed_for_more_than_m_frames_ends_and_a_new_id_follows() {
-    let mut tr = config().build().expect("valid");
+    let mut tr = config().build(&()).expect("valid");
     for f in 1..=10 {
         tr.update(f, &[person(100.0)]).expect("in order");
     }
@@ -80,7 +81,7 @@ fn tentative_tracks_need_min_hits_and_die_on_a_miss() {
         min_hits: 3,
         ..config()
     }
-    .build()
+    .build(&())
     .expect("valid");
     // First frame empty so the first-frame shortcut does not apply.
     tr.update(1, &[]).expect("in order");
@@ -99,7 +100,7 @@ fn tentative_tracks_need_min_hits_and_die_on_a_miss() {
 
 #[test]
 fn low_score_detections_continue_tracks_but_never_start_them() {
-    let mut tr = config().build().expect("valid");
+    let mut tr = config().build(&()).expect("valid");
     tr.update(1, &[person(100.0)]).expect("ok");
     let low = Detection {
         score: 0.3,
@@ -119,7 +120,7 @@ fn low_score_detections_continue_tracks_but_never_start_them() {
 
 #[test]
 fn frame_gaps_are_predicted_through() {
-    let mut tr = config().build().expect("valid");
+    let mut tr = config().build(&()).expect("valid");
     for f in 1..=8u64 {
         tr.update(f, &[person(10.0 * f as f32)]).expect("ok");
     }
@@ -138,7 +139,7 @@ fn frame_gaps_are_predicted_through() {
 
 #[test]
 fn crossing_people_keep_their_ids() {
-    let mut tr = config().build().expect("valid");
+    let mut tr = config().build(&()).expect("valid");
     let mut last = Vec::new();
     for f in 1..=40u64 {
         let t = f as f32;
@@ -154,7 +155,7 @@ fn crossing_people_keep_their_ids() {
 #[test]
 fn appearance_prevents_a_stranger_taking_a_lost_id() {
     let run = |with_embedding: bool| {
-        let mut tr = config().build().expect("valid");
+        let mut tr = config().build(&()).expect("valid");
         let emb = |v: [f32; 3], d: Detection| {
             if with_embedding {
                 d.with_embedding(v.to_vec())
@@ -190,7 +191,7 @@ fn appearance_picks_the_right_detection_for_a_lost_track() {
     // A person is lost for two frames; then a stranger stands exactly where
     // they were and the person is re-detected 18 px away.
     let run = |with_embedding: bool| {
-        let mut tr = config().build().expect("valid");
+        let mut tr = config().build(&()).expect("valid");
         let emb = |v: [f32; 2], d: Detection| {
             if with_embedding {
                 d.with_embedding(v.to_vec())
@@ -217,7 +218,7 @@ fn appearance_picks_the_right_detection_for_a_lost_track() {
 
 #[test]
 fn invalid_detections_are_counted_not_tracked() {
-    let mut tr = config().build().expect("valid");
+    let mut tr = config().build(&()).expect("valid");
     let bad = [
         Detection::new(BBox::new(f32::NAN, 0.0, 10.0, 10.0), 0.9),
         Detection::new(BBox::new(0.0, 0.0, -1.0, 10.0), 0.9),
@@ -232,7 +233,7 @@ fn invalid_detections_are_counted_not_tracked() {
 
 #[test]
 fn flush_hands_over_confirmed_tracks_only() {
-    let mut tr = config().build().expect("valid");
+    let mut tr = config().build(&()).expect("valid");
     tr.update(1, &[person(10.0)]).expect("ok");
     tr.update(2, &[person(10.0), person(300.0)]).expect("ok");
     assert_eq!(tr.live_tracks(), 2);
@@ -250,7 +251,7 @@ fn reported_lost_tracks_carry_predicted_boxes() {
         report_lost_frames: 2,
         ..config()
     }
-    .build()
+    .build(&())
     .expect("valid");
     for f in 1..=10u64 {
         tr.update(f, &[person(10.0 * f as f32)]).expect("ok");
@@ -271,7 +272,7 @@ fn reported_lost_tracks_carry_predicted_boxes() {
 #[test]
 fn young_lost_tracks_are_reported_for_fewer_frames() {
     // Defaults: report_lost_frames 8, report_lost_hit_ratio 0.5.
-    let mut tr = TrackerConfig::default().build().expect("valid");
+    let mut tr = TrackerConfig::default().build(&()).expect("valid");
     // Track 1 (x = 0) is matched in frames 1-30; track 2 (x = 300) is born
     // in frame 27 and matched four times. Both are missed from frame 31 on.
     for f in 1..=30u64 {
@@ -304,7 +305,7 @@ fn default_gate_keeps_true_matches_at_twelve_percent_jitter() {
         let u2: f64 = rng.gen::<f64>();
         ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
     };
-    let mut tr = TrackerConfig::default().build().expect("valid");
+    let mut tr = TrackerConfig::default().build(&()).expect("valid");
     let (frames, j) = (2000u64, 0.12_f32);
     let (mut matched, mut seen_ids) = (0, std::collections::BTreeSet::new());
     for f in 1..=frames {
@@ -330,7 +331,7 @@ proptest! {
             prop::collection::vec((0f32..600.0, 0f32..400.0, 5f32..120.0, 5f32..200.0, 0f32..1.0), 0..12),
             1..25)
     ) {
-        let mut tr = TrackerConfig::default().build().expect("valid");
+        let mut tr = TrackerConfig::default().build(&()).expect("valid");
         for (f, dets) in frames.iter().enumerate() {
             let dets: Vec<Detection> = dets.iter()
                 .map(|&(x, y, w, h, s)| Detection::new(BBox::new(x, y, w, h), s))
@@ -362,7 +363,7 @@ fn tracks_leaving_the_frame_end_at_once() {
         report_lost_frames: 5,
         ..config()
     }
-    .build()
+    .build(&())
     .expect("valid");
     // Walks right at 10 px/frame towards the edge of the 640 px wide view.
     for f in 1..=60u64 {

@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
+use vidar_config::Config;
 
 use vidar_tracker::degrade::{degrade, Difficulty};
 use vidar_tracker::eval::{evaluate, Scores};
@@ -38,7 +39,7 @@ fn track_and_score(sequence: &str, level: Difficulty, seed: u64) -> Scores {
         }),
         ..TrackerConfig::default()
     };
-    let mut tracker = config.build().expect("default config is valid");
+    let mut tracker = config.build(&()).expect("default config is valid");
     let frames = by_frame(&detections);
     let last = gt
         .iter()
@@ -197,7 +198,7 @@ fn perfect_detections_give_near_perfect_tracking() {
             report_lost_frames: 0,
             ..TrackerConfig::default()
         };
-        let mut tracker = config.build().expect("valid");
+        let mut tracker = config.build(&()).expect("valid");
         let mut results = Vec::new();
         for (frame, recs) in by_frame(&gt) {
             let dets: Vec<Detection> = recs.iter().map(|r| Detection::new(r.bbox, 0.9)).collect();
@@ -236,7 +237,7 @@ fn config_cases_parse_and_validate_as_named() {
         let text = std::fs::read_to_string(&path).expect("readable file");
         let parsed = toml::from_str::<TrackerConfig>(&text)
             .map_err(|e| e.to_string())
-            .and_then(|c| c.validate().map_err(|e| e.to_string()));
+            .and_then(|c| c.check().map_err(|e| e.to_string()));
         if name.starts_with("valid-") {
             assert!(parsed.is_ok(), "{name}: {parsed:?}");
         } else if name.starts_with("invalid-") {

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Mutex;
 use std::time::SystemTime;
+use vidar_config::Config;
 use vidar_protocol::{CameraId, IdentityId, NodeId, StreamState, StreamStatus};
 use vidar_reid::{Gallery, GalleryConfig};
 use vidar_testkit::fakes::{draw, ColorBlobDetector, ColorEmbedder, DetectorLog, Figure, Gate};
@@ -82,7 +83,7 @@ impl Cam {
             dropped: Arc::clone(&dropped),
         };
         let tracker = vidar_tracker::TrackerConfig::default()
-            .build()
+            .build(&())
             .expect("tracker");
         let slot = CameraSlot::new(Box::new(source), tracker);
         (

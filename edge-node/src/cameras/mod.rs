@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
+use vidar_config::Config;
 use vidar_pipeline::{Frame, Ingest, IngestConfig};
 use vidar_protocol::{CameraId, StreamStatus};
 use vidar_tracker::{Tracker, TrackerConfig};
@@ -64,7 +65,7 @@ impl CameraSlot {
     /// Starts ingesting the camera `config` describes, with a tracker built
     /// from `tracker`: the one way a node starts a camera.
     pub fn start(config: IngestConfig, tracker: &TrackerConfig) -> Result<Self> {
-        let tracker = tracker.build()?;
+        let tracker = tracker.build(&())?;
         let camera = config.camera.clone();
         let ingest = Ingest::start(config).with_context(|| format!("starting camera {camera}"))?;
         Ok(CameraSlot::new(Box::new(ingest), tracker))
@@ -114,8 +115,8 @@ pub fn ingest_config(
     let cfg: IngestConfig = toml::Value::Table(table)
         .try_into()
         .context("sharing.ingest is not a valid camera template")?;
-    if let Err(errs) = cfg.validate() {
-        anyhow::bail!("camera {camera} from the plan: {}", errs.join("; "));
+    if let Err(invalid) = cfg.check() {
+        anyhow::bail!("camera {camera} from the plan: {invalid}");
     }
     Ok(cfg)
 }

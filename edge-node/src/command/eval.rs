@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::time::Instant;
+use vidar_config::Config;
 use vidar_models::image::RgbFrame;
 use vidar_models::{ModelStore, RuntimeConfig, SessionFactory};
 use vidar_protocol::BBox;

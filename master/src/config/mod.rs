@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use vidar_config::{Config, Problem, Problems};
 use vidar_link::LinkSettings;
 use vidar_protocol::{CameraId, NodeId};
 
@@ -26,8 +27,8 @@ const MAX_SYNC_BATCH: u32 = vidar_protocol::messages::MAX_BATCH_RECORDS as u32;
 #[serde(deny_unknown_fields)]
 pub struct MasterConfig {
     /// The config format (default 1); a newer one than this build reads is
-    /// refused (`vidar_runtime::config`).
-    #[serde(default = "vidar_runtime::config::default_version")]
+    /// refused (`vidar_config::version`).
+    #[serde(default = "vidar_config::version::default_version")]
     pub config_version: u32,
     /// The master's node id: the writer id of the global database, so it must
     /// differ from every edge's id. Default `master`.
@@ -189,12 +190,12 @@ pub enum ConfigError {
         message: String,
     },
     /// The values are unusable; every problem is listed.
-    #[error("{}: invalid configuration:\n  {}", path.display(), problems.join("\n  "))]
+    #[error("{}: invalid configuration:\n  {}", path.display(), problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
     Invalid {
         /// The file.
         path: PathBuf,
-        /// One line per problem, each starting with its key.
-        problems: Vec<String>,
+        /// Every problem, each naming its key.
+        problems: Vec<Problem>,
     },
 }
 
@@ -218,7 +219,7 @@ impl MasterConfig {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        let problems = config.problems();
+        let problems = config.value_problems();
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -229,32 +230,37 @@ impl MasterConfig {
         }
     }
 
-    /// Every problem of the values, each starting with its key.
-    pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        p.extend(vidar_runtime::config::version_problem(self.config_version));
+    /// Every problem of the values, each naming its key: what the config
+    /// contract's `problems()` reports for a master config (the contract's
+    /// impl sits with the [`crate::Master`] it builds).
+    pub fn value_problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new();
+        p.extend(vidar_config::version::version_problem(self.config_version));
         if let Err(e) = NodeId::new(&self.master_id) {
-            p.push(format!("master_id: {:?}: {e}", self.master_id));
+            p.push("master_id", format!("{:?}: {e}", self.master_id));
         }
         if self.database.as_os_str().is_empty() {
-            p.push("database: empty path".into());
+            p.push("database", "empty path");
         } else if self.database.is_dir() {
-            p.push(format!(
-                "database: {} is a directory, not a database file",
-                self.database.display()
-            ));
+            p.push(
+                "database",
+                format!(
+                    "{} is a directory, not a database file",
+                    self.database.display()
+                ),
+            );
         }
         if self.http_addr.parse::<SocketAddr>().is_err() {
-            p.push(format!(
-                "http_addr: {:?} is not an address like 127.0.0.1:8080",
-                self.http_addr
-            ));
+            p.push(
+                "http_addr",
+                format!("{:?} is not an address like 127.0.0.1:8080", self.http_addr),
+            );
         }
-        p.extend(self.cluster.problems());
+        p.nested("cluster", self.cluster.problems());
         if let Ok(Some(b)) = self.cluster.bundle() {
             if b.role != vidar_link::Role::Master {
-                p.push(format!(
-                    "cluster.bundle: {} is node {:?}'s bundle; the master uses the master/ bundle that `vidar-master ca init` wrote",
+                p.push("cluster.bundle", format!(
+                    "{} is node {:?}'s bundle; the master uses the master/ bundle that `vidar-master ca init` wrote",
                     b.dir.display(),
                     b.name
                 ));
@@ -266,23 +272,26 @@ impl MasterConfig {
             ("node_timeout_s", self.node_timeout_s, 0.5),
         ] {
             if !(v.is_finite() && (min..=MAX_PERIOD_S).contains(&v)) {
-                p.push(format!("{key}: {v} s, {min}..={MAX_PERIOD_S} allowed"));
+                p.push(key, format!("{v} s, {min}..={MAX_PERIOD_S} allowed"));
             }
         }
         if !(1..=MAX_SYNC_BATCH).contains(&self.sync_batch) {
-            p.push(format!(
-                "sync_batch: {}, 1..={MAX_SYNC_BATCH} allowed",
-                self.sync_batch
-            ));
+            p.push(
+                "sync_batch",
+                format!("{}, 1..={MAX_SYNC_BATCH} allowed", self.sync_batch),
+            );
         }
         if !(self.merge_threshold.is_finite()
             && self.merge_threshold > 0.0
             && self.merge_threshold <= 1.0)
         {
-            p.push(format!(
-                "merge_threshold: {}, a cosine similarity in (0, 1] expected",
-                self.merge_threshold
-            ));
+            p.push(
+                "merge_threshold",
+                format!(
+                    "{}, a cosine similarity in (0, 1] expected",
+                    self.merge_threshold
+                ),
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.cameras.iter().enumerate() {
@@ -290,66 +299,58 @@ impl MasterConfig {
             match CameraId::new(&c.camera) {
                 Ok(id) => {
                     if !seen.insert(id) {
-                        p.push(format!(
-                            "{}: {:?} is listed more than once",
+                        p.push(
                             key("camera"),
-                            c.camera
-                        ));
+                            format!("{:?} is listed more than once", c.camera),
+                        );
                     }
                 }
-                Err(e) => p.push(format!("{}: {:?}: {e}", key("camera"), c.camera)),
+                Err(e) => p.push(key("camera"), format!("{:?}: {e}", c.camera)),
             }
             if c.source.trim().is_empty() {
-                p.push(format!("{}: empty", key("source")));
+                p.push(key("source"), "empty");
             } else if !c.source.contains("://") {
-                p.push(format!(
-                    "{}: {:?} is not a URL like rtsp://host/path",
+                p.push(
                     key("source"),
-                    c.source
-                ));
+                    format!("{:?} is not a URL like rtsp://host/path", c.source),
+                );
             } else if c.source.len() > vidar_protocol::messages::MAX_SOURCE_LEN {
-                p.push(format!(
-                    "{}: {} bytes, at most {} allowed",
+                p.push(
                     key("source"),
-                    c.source.len(),
-                    vidar_protocol::messages::MAX_SOURCE_LEN
-                ));
+                    format!(
+                        "{} bytes, at most {} allowed",
+                        c.source.len(),
+                        vidar_protocol::messages::MAX_SOURCE_LEN
+                    ),
+                );
             }
             if !(c.fps.is_finite() && c.fps > 0.0 && c.fps <= 1000.0) {
-                p.push(format!(
-                    "{}: {}, 0 < fps <= 1000 expected",
-                    key("fps"),
-                    c.fps
-                ));
+                p.push(key("fps"), format!("{}, 0 < fps <= 1000 expected", c.fps));
             }
             if !(c.persons.is_finite() && (0.0..=10_000.0).contains(&c.persons)) {
-                p.push(format!(
-                    "{}: {}, 0..=10000 expected",
-                    key("persons"),
-                    c.persons
-                ));
+                p.push(key("persons"), format!("{}, 0..=10000 expected", c.persons));
             }
             for (field, v) in [("width", c.width), ("height", c.height)] {
                 if !(1..=16_384).contains(&v) {
-                    p.push(format!("{}: {v} pixels, 1..=16384 expected", key(field)));
+                    p.push(key(field), format!("{v} pixels, 1..=16384 expected"));
                 }
             }
             if let Some(n) = &c.node {
                 if let Err(e) = NodeId::new(n) {
-                    p.push(format!("{}: {n:?}: {e}", key("node")));
+                    p.push(key("node"), format!("{n:?}: {e}"));
                 }
             }
         }
         p.extend(web::problems(self));
-        p
+        p.into_vec()
     }
 
-    /// The master's node id (valid after [`problems`](Self::problems) is empty).
+    /// The master's node id (valid after [`value_problems`](Self::value_problems) is empty).
     pub fn master_node(&self) -> Result<NodeId, String> {
         NodeId::new(&self.master_id).map_err(|e| format!("master_id: {e}"))
     }
 
-    /// The cameras in the planner's form (valid after [`problems`](Self::problems) is empty).
+    /// The cameras in the planner's form (valid after [`value_problems`](Self::value_problems) is empty).
     pub fn site_cameras(&self) -> Result<Vec<SiteCamera>, String> {
         self.cameras
             .iter()

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use vidar_config::{Problem, Problems};
 use vidar_protocol::CameraId;
 
 use super::MasterConfig;
@@ -110,8 +111,8 @@ pub(crate) fn default_session_idle_s() -> f64 {
 }
 
 /// Every problem of the UI keys of `c`, each starting with its key.
-pub fn problems(c: &MasterConfig) -> Vec<String> {
-    let mut p = Vec::new();
+pub fn problems(c: &MasterConfig) -> Vec<Problem> {
+    let mut p = Problems::new();
     let loopback = c
         .http_addr
         .parse::<SocketAddr>()
@@ -119,24 +120,27 @@ pub fn problems(c: &MasterConfig) -> Vec<String> {
     match c.auth {
         AuthMode::None => {
             if !loopback {
-                p.push(format!(
-                    "auth: \"none\" is only allowed with a loopback http_addr (127.0.0.1:PORT), not {:?}",
+                p.push(
+                    "auth",
+                    format!(
+                    "\"none\" is only allowed with a loopback http_addr (127.0.0.1:PORT), not {:?}",
                     c.http_addr
-                ));
+                ),
+                );
             }
             if !c.users.is_empty() || !c.tokens.is_empty() {
                 p.push(
-                    "auth: \"none\" with [[users]] or [[tokens]]: remove them or the auth key"
-                        .into(),
+                    "auth",
+                    "\"none\" with [[users]] or [[tokens]]: remove them or the auth key",
                 );
             }
         }
         AuthMode::Password => {
             if c.users.is_empty() && c.tokens.is_empty() {
                 p.push(
-                    "users: none configured; add [[users]] (see `vidar-master hash-password`) \
-                     or [[tokens]], or set auth = \"none\" (loopback http_addr only)"
-                        .into(),
+                    "users",
+                    "none configured; add [[users]] (see `vidar-master hash-password`) \
+                     or [[tokens]], or set auth = \"none\" (loopback http_addr only)",
                 );
             }
         }
@@ -145,38 +149,45 @@ pub fn problems(c: &MasterConfig) -> Vec<String> {
     for (i, u) in c.users.iter().enumerate() {
         if u.name.is_empty() || u.name.chars().count() > 64 || u.name.chars().any(char::is_control)
         {
-            p.push(format!(
-                "users[{i}].name: {:?}: 1..=64 characters without control characters expected",
-                u.name
-            ));
+            p.push(
+                format!("users[{i}].name"),
+                format!(
+                    "{:?}: 1..=64 characters without control characters expected",
+                    u.name
+                ),
+            );
         } else if !names.insert(u.name.as_str()) {
-            p.push(format!(
-                "users[{i}].name: {:?} is listed more than once",
-                u.name
-            ));
+            p.push(
+                format!("users[{i}].name"),
+                format!("{:?} is listed more than once", u.name),
+            );
         }
         if let Err(e) = PasswordHash::parse(&u.password_hash) {
-            p.push(format!("users[{i}].password_hash: {e}"));
+            p.push(format!("users[{i}].password_hash"), e.to_string());
         }
     }
     let mut digests = std::collections::HashSet::new();
     for (i, t) in c.tokens.iter().enumerate() {
         if t.name.is_empty() || t.name.chars().any(char::is_control) {
-            p.push(format!(
-                "tokens[{i}].name: {:?}: a non-empty name expected",
-                t.name
-            ));
+            p.push(
+                format!("tokens[{i}].name"),
+                format!("{:?}: a non-empty name expected", t.name),
+            );
         }
         let d = t.token_sha256.to_ascii_lowercase();
         if d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
-            p.push(format!(
-                "tokens[{i}].token_sha256: 64 hex digits expected (printf %s TOKEN | sha256sum), got {} characters",
-                t.token_sha256.len()
-            ));
+            p.push(
+                format!("tokens[{i}].token_sha256"),
+                format!(
+                    "64 hex digits expected (printf %s TOKEN | sha256sum), got {} characters",
+                    t.token_sha256.len()
+                ),
+            );
         } else if !digests.insert(d) {
-            p.push(format!(
-                "tokens[{i}].token_sha256: the same token is listed more than once"
-            ));
+            p.push(
+                format!("tokens[{i}].token_sha256"),
+                "the same token is listed more than once",
+            );
         }
     }
     for (key, v) in [
@@ -184,58 +195,63 @@ pub fn problems(c: &MasterConfig) -> Vec<String> {
         ("session_idle_s", c.session_idle_s),
     ] {
         if !(v.is_finite() && (MIN_SESSION_S..=MAX_SESSION_S).contains(&v)) {
-            p.push(format!(
-                "{key}: {v} s, {MIN_SESSION_S}..={MAX_SESSION_S} allowed"
-            ));
+            p.push(
+                key,
+                format!("{v} s, {MIN_SESSION_S}..={MAX_SESSION_S} allowed"),
+            );
         }
     }
     for (k, f) in [("tls_cert", &c.tls_cert), ("tls_key", &c.tls_key)] {
         if let Some(f) = f.as_ref().filter(|f| !f.is_file()) {
-            p.push(format!("{k}: {} is not a readable file", f.display()));
+            p.push(k, format!("{} is not a readable file", f.display()));
         }
     }
     match (&c.tls_cert, &c.tls_key) {
-        (Some(_), None) => p.push("tls_key: required with tls_cert".into()),
-        (None, Some(_)) => p.push("tls_cert: required with tls_key".into()),
+        (Some(_), None) => p.push("tls_key", "required with tls_cert"),
+        (None, Some(_)) => p.push("tls_cert", "required with tls_key"),
         _ => {}
     }
     if let Some(fp) = &c.floor_plan {
         match std::fs::metadata(&fp.image) {
             Ok(m) if m.is_file() && m.len() <= MAX_FLOOR_PLAN_BYTES => {}
-            Ok(m) if m.is_file() => p.push(format!(
-                "floor_plan.image: {} is {} bytes, at most {MAX_FLOOR_PLAN_BYTES} allowed",
-                fp.image.display(),
-                m.len()
-            )),
-            _ => p.push(format!(
-                "floor_plan.image: {} is not a readable file",
-                fp.image.display()
-            )),
+            Ok(m) if m.is_file() => p.push(
+                "floor_plan.image",
+                format!(
+                    "{} is {} bytes, at most {MAX_FLOOR_PLAN_BYTES} allowed",
+                    fp.image.display(),
+                    m.len()
+                ),
+            ),
+            _ => p.push(
+                "floor_plan.image",
+                format!("{} is not a readable file", fp.image.display()),
+            ),
         }
         let mut seen = std::collections::HashSet::new();
         for (i, fc) in fp.cameras.iter().enumerate() {
             match CameraId::new(&fc.camera) {
                 Ok(id) => {
                     if !seen.insert(id) {
-                        p.push(format!(
-                            "floor_plan.cameras[{i}].camera: {:?} is listed more than once",
-                            fc.camera
-                        ));
+                        p.push(
+                            format!("floor_plan.cameras[{i}].camera"),
+                            format!("{:?} is listed more than once", fc.camera),
+                        );
                     }
                 }
-                Err(e) => p.push(format!(
-                    "floor_plan.cameras[{i}].camera: {:?}: {e}",
-                    fc.camera
-                )),
+                Err(e) => p.push(
+                    format!("floor_plan.cameras[{i}].camera"),
+                    format!("{:?}: {e}", fc.camera),
+                ),
             }
             for (k, v) in [("x", fc.x), ("y", fc.y)] {
                 if !(v.is_finite() && (0.0..=100_000.0).contains(&v)) {
-                    p.push(format!(
-                        "floor_plan.cameras[{i}].{k}: {v}, image pixels 0..=100000 expected"
-                    ));
+                    p.push(
+                        format!("floor_plan.cameras[{i}].{k}"),
+                        format!("{v}, image pixels 0..=100000 expected"),
+                    );
                 }
             }
         }
     }
-    p
+    p.into_vec()
 }

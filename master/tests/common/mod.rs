@@ -9,6 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+use vidar_config::Config;
 
 use vidar_master::MasterConfig;
 use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
@@ -312,7 +313,7 @@ pub fn snapshot(identity: u64, camera: &str, t_ms: i64) -> Record {
 pub fn seed_database(dir: &Path, records: Vec<Record>) -> std::path::PathBuf {
     let db = dir.join("global.db");
     let w = vidar_store::WriterConfig::new(&db, node("edge-a"))
-        .build()
+        .build(&())
         .expect("writer");
     for r in records {
         w.write(r).expect("write");

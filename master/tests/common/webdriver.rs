@@ -1,16 +1,19 @@
-//! A minimal W3C WebDriver client over HTTP/1.1 (std TcpStream + serde_json),
-//! and a chromedriver child process driving headless Chromium.
+//! A chromedriver child process driving headless Chromium, and a blocking
+//! face over fantoccini's WebDriver client (the W3C protocol is
+//! fantoccini's; this file only starts the driver and keeps the browser test
+//! synchronous: one current-thread runtime per session).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
+use fantoccini::elements::Element as WdElement;
+use fantoccini::error::CmdError;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
-
-/// The W3C key of an element reference.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A chromedriver process, killed on drop.
 #[derive(Debug)]
@@ -40,10 +43,10 @@ impl Driver {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         };
         let ready = super::wait_for(Duration::from_secs(15), || {
-            std::net::TcpStream::connect(d.addr).is_ok()
-                && call(d.addr, "GET", "/status", None)
-                    .ok()
-                    .is_some_and(|v| v["value"]["ready"] == true)
+            std::net::TcpStream::connect(d.addr).is_ok() && {
+                let r = super::request(d.addr, "GET", "/status", &[], b"");
+                serde_json::from_slice::<Value>(&r.body).is_ok_and(|v| v["value"]["ready"] == true)
+            }
         });
         assert!(ready, "chromedriver did not become ready on {}", d.addr);
         Some(d)
@@ -51,7 +54,7 @@ impl Driver {
 
     /// Opens a headless Chromium window of `width` x `height`.
     pub fn session(&self, width: u32, height: u32) -> Session {
-        let caps = json!({ "capabilities": { "alwaysMatch": {
+        let caps = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": chromium(),
@@ -59,17 +62,25 @@ impl Driver {
                          "--disable-dev-shm-usage", "--disable-extensions",
                          format!("--window-size={width},{height}")],
             },
-        }}});
-        let v = call(self.addr, "POST", "/session", Some(&caps))
-            .unwrap_or_else(|e| panic!("new WebDriver session: {e}"));
-        let id = v["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session id in {v}"))
-            .to_string();
+        });
+        let Value::Object(caps) = caps else {
+            unreachable!("capabilities are an object")
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let url = format!("http://{}", self.addr);
+        let client = rt
+            .block_on(
+                ClientBuilder::new(HttpConnector::new())
+                    .capabilities(caps)
+                    .connect(&url),
+            )
+            .unwrap_or_else(|e| panic!("new WebDriver session on {url}: {e}"));
         Session {
-            addr: self.addr,
-            id,
-            open: true,
+            rt,
+            client: Some(client),
         }
     }
 }
@@ -85,128 +96,90 @@ fn chromium() -> String {
     std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
 }
 
-/// One WebDriver command; `Err` carries WebDriver's error.
-fn call(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut headers = vec![("Accept", "application/json")];
-    if !body.is_empty() {
-        headers.push(("Content-Type", "application/json; charset=utf-8"));
-    }
-    let r = super::request(addr, method, path, &headers, body.as_bytes());
-    let v: Value = serde_json::from_slice(&r.body)
-        .map_err(|e| format!("{method} {path}: {} not JSON ({e}): {}", r.status, r.text()))?;
-    if r.status != 200 {
-        return Err(format!(
-            "{method} {path}: {} {}: {}",
-            r.status, v["value"]["error"], v["value"]["message"]
-        ));
-    }
-    Ok(v)
-}
-
-/// A browser session.
+/// A browser session; every call blocks until the browser answered.
 #[derive(Debug)]
 pub struct Session {
-    addr: SocketAddr,
-    id: String,
-    open: bool,
+    rt: tokio::runtime::Runtime,
+    client: Option<Client>,
 }
 
 /// An element reference.
 #[derive(Debug, Clone)]
-pub struct Element(String);
+pub struct Element(WdElement);
 
 impl Session {
-    fn cmd(&self, method: &str, what: &str, body: Option<Value>) -> Result<Value, String> {
-        let path = format!("/session/{}{what}", self.id);
-        call(self.addr, method, &path, body.as_ref()).map(|v| v["value"].clone())
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("session open")
     }
 
-    fn must(&self, method: &str, what: &str, body: Option<Value>) -> Value {
-        self.cmd(method, what, body)
-            .unwrap_or_else(|e| panic!("WebDriver: {e}"))
+    /// Runs one WebDriver command; a failure fails the test, naming `what`.
+    fn must<T>(&self, what: &str, command: impl Future<Output = Result<T, CmdError>>) -> T {
+        self.rt
+            .block_on(command)
+            .unwrap_or_else(|e| panic!("WebDriver {what}: {e}"))
     }
 
     /// Navigates to `url` and waits for the page to load.
     pub fn goto(&self, url: &str) {
-        self.must("POST", "/url", Some(json!({ "url": url })));
+        self.must(url, self.client().goto(url));
     }
 
     /// The current URL.
     pub fn url(&self) -> String {
-        self.must("GET", "/url", None)
-            .as_str()
-            .unwrap_or_default()
+        self.must("current URL", self.client().current_url())
             .to_string()
     }
 
     /// The first element matching `css`, if any.
     pub fn find(&self, css: &str) -> Option<Element> {
-        let v = self
-            .cmd(
-                "POST",
-                "/element",
-                Some(json!({ "using": "css selector", "value": css })),
-            )
-            .ok()?;
-        v[ELEMENT].as_str().map(|s| Element(s.to_string()))
+        self.rt
+            .block_on(self.client().find(Locator::Css(css)))
+            .ok()
+            .map(Element)
     }
 
     /// The first element matching `css`, waiting up to `limit` for it.
     pub fn wait_find(&self, css: &str, limit: Duration) -> Element {
-        let end = Instant::now() + limit;
-        loop {
-            if let Some(e) = self.find(css) {
-                return e;
-            }
-            assert!(Instant::now() < end, "no element {css:?} within {limit:?}");
-            std::thread::sleep(Duration::from_millis(100));
+        let wait = self
+            .client()
+            .wait()
+            .at_most(limit)
+            .every(Duration::from_millis(100))
+            .for_element(Locator::Css(css));
+        match self.rt.block_on(wait) {
+            Ok(e) => Element(e),
+            Err(e) => panic!("no element {css:?} within {limit:?}: {e}"),
         }
     }
 
     /// Types `text` into `e`.
     pub fn send_keys(&self, e: &Element, text: &str) {
-        self.must(
-            "POST",
-            &format!("/element/{}/value", e.0),
-            Some(json!({ "text": text })),
-        );
+        self.must("send keys", e.0.send_keys(text));
     }
 
     /// Clears the input `e`.
     pub fn clear(&self, e: &Element) {
-        self.must("POST", &format!("/element/{}/clear", e.0), Some(json!({})));
+        self.must("clear", e.0.clear());
     }
 
     /// Clicks the middle of `e`.
     pub fn click(&self, e: &Element) {
-        self.must("POST", &format!("/element/{}/click", e.0), Some(json!({})));
+        self.must("click", e.0.click());
     }
 
     /// The rendered text of `e`.
     pub fn text(&self, e: &Element) -> String {
-        self.must("GET", &format!("/element/{}/text", e.0), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.must("text", e.0.text())
     }
 
-    /// Runs `script` (a function body; `arguments` are `args`) and returns its value.
+    /// Runs `script` (a function body; `arguments` are `args`, an array) and returns its value.
     pub fn execute(&self, script: &str, args: Value) -> Value {
-        self.must(
-            "POST",
-            "/execute/sync",
-            Some(json!({ "script": script, "args": args })),
-        )
+        self.must(script, self.client().execute(script, arguments(args)))
     }
 
     /// Runs `script`, which calls `arguments[arguments.length - 1](value)` when done.
     pub fn execute_async(&self, script: &str, args: Value) -> Value {
-        self.must(
-            "POST",
-            "/execute/async",
-            Some(json!({ "script": script, "args": args })),
-        )
+        self.must(script, self.client().execute_async(script, arguments(args)))
     }
 
     /// Waits up to `limit` for `script` to return a truthy value; returns it.
@@ -233,23 +206,29 @@ impl Session {
 
     /// A PNG of the viewport.
     pub fn screenshot(&self) -> Vec<u8> {
-        let v = self.must("GET", "/screenshot", None);
-        base64::engine::general_purpose::STANDARD
-            .decode(v.as_str().unwrap_or_default())
-            .expect("screenshot is base64")
+        self.must("screenshot", self.client().screenshot())
     }
 
     /// Closes the browser.
     pub fn close(mut self) {
-        self.open = false;
-        let _ = self.cmd("DELETE", "", None);
+        if let Some(c) = self.client.take() {
+            self.must("close", c.close());
+        }
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if self.open {
-            let _ = self.cmd("DELETE", "", None);
+        if let Some(c) = self.client.take() {
+            let _ = self.rt.block_on(c.close());
         }
+    }
+}
+
+fn arguments(args: Value) -> Vec<Value> {
+    match args {
+        Value::Array(a) => a,
+        Value::Null => Vec::new(),
+        other => vec![other],
     }
 }

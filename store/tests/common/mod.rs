@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use vidar_config::Config;
 
 use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
 use vidar_store::{
@@ -31,14 +32,14 @@ pub fn writer(path: &Path, node_id: &str) -> Writer {
         max_delay_ms: 5,
         ..WriterTuning::default()
     };
-    c.build().expect("writer opens")
+    c.build(&()).expect("writer opens")
 }
 
 pub fn writer_with(path: &Path, node_id: &str, max_batch: usize, max_delay: Duration) -> Writer {
     let mut c = WriterConfig::new(path, node(node_id));
     c.tuning.max_batch = max_batch;
     c.tuning.max_delay_ms = max_delay.as_millis() as u64;
-    c.build().expect("writer opens")
+    c.build(&()).expect("writer opens")
 }
 
 /// A sighting with `points` boxes spread evenly over `[first_ms, last_ms]`.

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use vidar_config::Config;
 use vidar_tracker::degrade::{degrade, Difficulty};
 use vidar_tracker::eval::evaluate;
 use vidar_tracker::mot::{by_frame, read_mot, write_mot, MotRecord};
@@ -116,7 +117,7 @@ fn load_config(path: Option<&Path>) -> Result<TrackerConfig> {
     let config: TrackerConfig = toml::from_str(&text)
         .with_context(|| format!("parsing tracker config {}", path.display()))?;
     config
-        .validate()
+        .check()
         .with_context(|| format!("tracker config {}", path.display()))?;
     Ok(config)
 }
@@ -126,7 +127,7 @@ fn track(
     frames: &[(u64, Vec<Detection>)],
     config: &TrackerConfig,
 ) -> Result<(Vec<MotRecord>, Duration)> {
-    let mut tracker = config.build()?;
+    let mut tracker = config.build(&())?;
     let mut out = Vec::new();
     let mut busy = Duration::ZERO;
     let last = frames.last().map_or(0, |(f, _)| *f);

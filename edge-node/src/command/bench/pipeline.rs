@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vidar_config::Config;
 use vidar_models::{ModelStore, RuntimeConfig, SessionFactory};
 use vidar_protocol::StreamState;
 

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::time::{Duration, Instant};
+use vidar_config::Config;
 
 use anyhow::Result;
 use vidar_protocol::record::{BoxPoint, IdentityRecord, Record, Sighting};
@@ -37,7 +38,7 @@ pub fn measure(records: usize, dir: &Path, secure: bool) -> Result<(f64, f64)> {
     let node = NodeId::new("bench-edge")?;
     let db = dir.join("bench-edge.db");
     {
-        let writer = vidar_store::WriterConfig::new(&db, node.clone()).build()?;
+        let writer = vidar_store::WriterConfig::new(&db, node.clone()).build(&())?;
         let h = writer.handle();
         let camera = CameraId::new("cam")?;
         let t0 = 1_700_000_000_000i64;

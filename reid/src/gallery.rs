@@ -961,11 +961,16 @@ impl Gallery {
     }
 
     /// Drops identities unseen for more than `max_age_s`; returns how many.
+    /// An identity whose track is still open (on screen now) stays, however
+    /// long ago that track began: dropping it would lose the rule that no
+    /// other track on that camera may take it meanwhile.
     pub fn expire(&mut self, now_ms: u64) -> usize {
         let max_age_ms = self.config.max_age_s.saturating_mul(1000);
         let before = self.identities.len();
-        self.identities
-            .retain(|i| now_ms.saturating_sub(i.last_seen_ms) <= max_age_ms);
+        self.identities.retain(|i| {
+            now_ms.saturating_sub(i.last_seen_ms) <= max_age_ms
+                || i.appearances.iter().any(|a| a.last_ms >= OPEN)
+        });
         if self.identities.len() != before {
             self.index = self
                 .identities

@@ -301,6 +301,30 @@ fn bounded_size_evicts_least_recently_seen_and_ageing_expires() {
     assert!(g.is_empty());
 }
 
+/// A person on screen for longer than `max_age_s` keeps their identity:
+/// only identities unseen that long age out.
+#[test]
+fn an_identity_on_screen_does_not_age_out() {
+    let mut g = Gallery::new(small()).expect("gallery");
+    let (a, e) = (cam("a"), emb(&[1.0, 0.0, 0.0]));
+    let open = g
+        .assign_track(&track(&e, &a, 7, 1_000, OPEN))
+        .expect("assign")
+        .id();
+    let gone = g
+        .assign(&emb(&[0.0, 1.0, 0.0]), &a, 1_000)
+        .expect("assign")
+        .id();
+    // max_age 10 s; 60 s later only the one seen once is dropped.
+    assert_eq!(g.expire(61_000), 1);
+    assert!(g.get(open).is_some() && g.get(gone).is_none());
+    // Once its track closes, it ages like any other.
+    g.close_track(open, &a, 7, 61_000);
+    assert_eq!(g.expire(70_000), 0);
+    assert_eq!(g.expire(72_000), 1);
+    assert!(g.is_empty());
+}
+
 #[test]
 fn an_operators_split_moves_the_person_off_and_the_gallery_learns_them() {
     let mut g = Gallery::new(GalleryConfig {

@@ -2,8 +2,8 @@
 //! callbacks queue into.
 
 use super::jobs::{ClusterReid, Identified, Job, RemoteJob, TrackCrop};
-use super::jobs::{INBOX, QUEUE};
-use super::worker::{PostReply, TrackKey, Worker};
+use super::jobs::{CHORES_EVERY, INBOX, QUEUE};
+use super::worker::{PostReply, Worker};
 use crate::recorder::Recorder;
 use crate::telemetry::NodeMetrics;
 use std::collections::HashMap;
@@ -162,46 +162,55 @@ impl Identifier {
         let waiting = Arc::clone(&crops);
         let thread = std::thread::Builder::new()
             .name("reid".into())
-            .spawn(move || loop {
-                // Wakes now and then to give up on overdue remote answers.
-                let input = match rx.recv_timeout(std::time::Duration::from_millis(100)) {
-                    Ok(i) => i,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        worker.expire_remote(&out);
-                        continue;
+            .spawn(move || {
+                let mut chores_at = std::time::Instant::now() + CHORES_EVERY;
+                loop {
+                    if std::time::Instant::now() >= chores_at {
+                        worker.chores(vidar_protocol::time::now_ms());
+                        chores_at = std::time::Instant::now() + CHORES_EVERY;
                     }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                };
-                {
-                    let n = crops_in(&input);
-                    match input {
-                        Input::Local(job) => {
-                            worker.identify(job, &out);
-                            worker.pending.fetch_sub(1, Ordering::Relaxed);
+                    // Wakes now and then to give up on overdue remote answers.
+                    let input = match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                        Ok(i) => i,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            worker.expire_remote(&out);
+                            continue;
                         }
-                        Input::Ended {
-                            camera,
-                            track,
-                            last_ms,
-                        } => worker.ended(TrackKey::Local(camera, track), Some(last_ms)),
-                        Input::Remote(job) => worker.serve(job),
-                        Input::RemoteReply { id, answer } => worker.remote_reply(id, answer, &out),
-                        Input::Announce(a) => worker.replica(a),
-                        Input::Merge(m) => {
-                            worker.gallery.merge(m.from, m.into);
-                        }
-                        Input::Split(s) => worker.learn_split(s),
-                        Input::Stop => {
-                            // Parked jobs are identified here: nothing waits on a reply.
-                            let ids: Vec<u64> = worker.remote.keys().copied().collect();
-                            for id in ids {
-                                worker.remote_reply(id, Err("stopping".into()), &out);
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    };
+                    {
+                        let n = crops_in(&input);
+                        match input {
+                            Input::Local(job) => {
+                                worker.identify(job, &out);
+                                worker.pending.fetch_sub(1, Ordering::Relaxed);
                             }
-                            break;
+                            Input::Ended {
+                                camera,
+                                track,
+                                last_ms,
+                            } => worker.local_ended(camera, track, last_ms),
+                            Input::Remote(job) => worker.serve(job),
+                            Input::RemoteReply { id, answer } => {
+                                worker.remote_reply(id, answer, &out)
+                            }
+                            Input::Announce(a) => worker.replica(a),
+                            Input::Merge(m) => {
+                                worker.gallery.merge(m.from, m.into);
+                            }
+                            Input::Split(s) => worker.learn_split(s),
+                            Input::Stop => {
+                                // Parked jobs are identified here: nothing waits on a reply.
+                                let ids: Vec<u64> = worker.remote.keys().copied().collect();
+                                for id in ids {
+                                    worker.remote_reply(id, Err("stopping".into()), &out);
+                                }
+                                break;
+                            }
                         }
+                        waiting.fetch_sub(n, Ordering::Relaxed);
+                        worker.expire_remote(&out);
                     }
-                    waiting.fetch_sub(n, Ordering::Relaxed);
-                    worker.expire_remote(&out);
                 }
             })?;
         Ok(Identifier {

@@ -98,6 +98,8 @@ pub const MIN_CROPS: u32 = 2;
 pub(super) const MAX_TRACKS: usize = 4096;
 /// A remote track not heard of for this long is closed, ms.
 pub(super) const REMOTE_TRACK_IDLE_MS: u64 = 10_000;
+/// How often the re-ID worker ages out identities and idle remote tracks.
+pub(super) const CHORES_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// A remote track this old (capture time) is decided with one crop, ms.
 pub(super) const REMOTE_DECIDE_AFTER_MS: u64 = 1_000;
 /// A better snapshot is written when its quality beats the written one by this factor.

@@ -82,7 +82,15 @@ impl Worker {
         let deadline = Instant::now() + cluster.reply_within() + Duration::from_secs(1);
         match cluster.send_remote(&to, &request, done) {
             Ok(()) => {
-                self.remote.insert(id, Parked { job, to, deadline });
+                self.remote.insert(
+                    id,
+                    Parked {
+                        job,
+                        to,
+                        deadline,
+                        ended: Vec::new(),
+                    },
+                );
                 Ok(())
             }
             Err(e) => {
@@ -100,7 +108,7 @@ impl Worker {
         answer: Result<ReidReply, String>,
         out: &mpsc::Sender<Identified>,
     ) {
-        let Some(Parked { job, to, .. }) = self.remote.remove(&id) else {
+        let Some(Parked { job, to, ended, .. }) = self.remote.remove(&id) else {
             return; // expired already
         };
         match answer {
@@ -120,13 +128,53 @@ impl Worker {
             }
             Ok(reply) => {
                 self.remote_failed(&to, reply.error.as_deref().unwrap_or("refused"));
-                self.identify_here(job, out);
+                self.identify_parked_here(job, &ended, out);
             }
             Err(e) => {
                 self.remote_failed(&to, &e);
-                self.identify_here(job, out);
+                self.identify_parked_here(job, &ended, out);
             }
         }
+    }
+
+    /// A parked job identified here after all; its tracks that ended
+    /// meanwhile are closed at once (else their state would wait for an
+    /// end that has already come).
+    fn identify_parked_here(
+        &mut self,
+        job: Job,
+        ended: &[(u64, u64)],
+        out: &mpsc::Sender<Identified>,
+    ) {
+        let camera = job.camera;
+        self.identify_here(job, out);
+        for &(track, last_ms) in ended {
+            self.ended(TrackKey::Local(camera, track), Some(last_ms));
+        }
+    }
+
+    /// Local track `track` of camera `camera` ended at `last_ms`: closes its
+    /// state, and tells the parked jobs that carry it.
+    pub(super) fn local_ended(&mut self, camera: usize, track: u64, last_ms: u64) {
+        for p in self.remote.values_mut() {
+            if p.job.camera == camera && p.job.tracks.iter().any(|t| t.track == track) {
+                p.ended.push((track, last_ms));
+            }
+        }
+        self.ended(TrackKey::Local(camera, track), Some(last_ms));
+    }
+
+    /// Every [`CHORES_EVERY`](super::jobs::CHORES_EVERY): drops identities
+    /// unseen for the gallery's `max_age_s` (those on screen stay) and
+    /// closes remote tracks whose node went quiet (a node that died sends no
+    /// more crops, so [`serve`](Self::serve) never looks at its tracks
+    /// again). `now_ms` is wall-clock time.
+    pub(super) fn chores(&mut self, now_ms: u64) {
+        let dropped = self.gallery.expire(now_ms);
+        if dropped > 0 {
+            tracing::debug!(dropped, left = self.gallery.len(), "identities aged out");
+        }
+        self.close_idle_remote(now_ms);
     }
 
     /// Identifies here the parked jobs whose answer is overdue.
@@ -283,5 +331,81 @@ impl Worker {
         if let Err(e) = self.gallery.upsert_remote(ident) {
             tracing::debug!(identity = %a.identity, error = %e, "announced identity not kept");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::jobs::REMOTE_TRACK_IDLE_MS;
+    use super::*;
+    use crate::identify::testing::{bare_worker, figure, job};
+    use std::time::SystemTime;
+    use vidar_protocol::CameraId;
+    use vidar_reid::GalleryConfig;
+
+    /// A job parked at another node whose track ends meanwhile, then is
+    /// identified here when the other node fails: its track state is closed
+    /// with it (it used to stay until the table of 4,096 tracks was full,
+    /// since the track's end had already come and gone).
+    #[test]
+    fn a_parked_job_identified_here_after_its_track_ended_leaves_no_state() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut w = bare_worker(dir.path(), GalleryConfig::default());
+        let (out, results) = mpsc::channel();
+        let now = SystemTime::now();
+        w.remote.insert(
+            1,
+            Parked {
+                job: job(5, figure([200, 30, 30]), now, now, true),
+                to: NodeId::new("n2").expect("id"),
+                deadline: Instant::now() + Duration::from_secs(60),
+                ended: Vec::new(),
+            },
+        );
+        let last = crate::clock::ms_of(now) + 40;
+        w.local_ended(0, 5, last);
+        w.remote_reply(1, Err("n2 is gone".into()), &out);
+        let answer = results.try_recv().expect("identified here");
+        assert_eq!(answer.track, 5);
+        assert!(answer.identity.is_some(), "decided here");
+        assert!(w.tracks.is_empty(), "no state outlives its track");
+        // The identity's appearance is closed at the track's end.
+        let id = answer.identity.expect("identity");
+        let appearance = w.gallery.get(id).expect("known").appearances[0].clone();
+        assert_eq!(appearance.last_ms, last);
+    }
+
+    /// A node that died sends no more crops: its tracks here are closed by
+    /// the worker's chores, and identities unseen for max_age_s age out.
+    #[test]
+    fn chores_close_a_dead_nodes_tracks_and_age_out_identities() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = GalleryConfig {
+            max_age_s: 60,
+            ..GalleryConfig::default()
+        };
+        let mut w = bare_worker(dir.path(), cfg);
+        let cam = CameraId::new("far").expect("id");
+        let e = vidar_reid::Embedding::normalized(&[1.0, 0.0, 0.0, 0.0]);
+        let decided = w.add_crop(
+            TrackKey::Remote(cam.clone(), 9),
+            &cam,
+            9,
+            1_000,
+            1_000,
+            &e,
+            0.9,
+            true,
+            &|| None,
+        );
+        assert!(decided.is_some(), "decided on its first crop");
+        assert_eq!((w.tracks.len(), w.gallery.len()), (1, 1));
+        w.chores(1_000 + REMOTE_TRACK_IDLE_MS / 2);
+        assert_eq!(w.tracks.len(), 1, "not idle yet");
+        w.chores(1_000 + REMOTE_TRACK_IDLE_MS + 1);
+        assert!(w.tracks.is_empty(), "closed once idle");
+        assert_eq!(w.gallery.len(), 1, "seen 10 s ago: kept");
+        w.chores(1_000 + 61_000);
+        assert!(w.gallery.is_empty(), "unseen for over max_age_s");
     }
 }

@@ -90,3 +90,31 @@ pub(crate) fn answer(id: &mut Identifier, j: Job) -> Identified {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// A worker driven by hand (no thread): node `n1`, the colour embedder, a
+/// real store in `dir`, no cluster; remote answers are posted nowhere.
+pub(super) fn bare_worker(dir: &Path, cfg: GalleryConfig) -> super::worker::Worker {
+    use std::collections::HashMap;
+    let node = NodeId::new("n1").expect("id");
+    let metrics = Arc::new(NodeMetrics::default());
+    let recorder =
+        Recorder::open(&dir.join("w.db"), &node, Arc::clone(&metrics)).expect("recorder");
+    let gallery = Gallery::with_model(cfg, ColorEmbedder::TAG).expect("gallery");
+    super::worker::Worker {
+        embedder: Box::new(ColorEmbedder::default()),
+        model: ColorEmbedder::TAG.to_owned(),
+        tracks: HashMap::new(),
+        gallery,
+        recorder,
+        metrics,
+        snapshots: false,
+        embeddings: Vec::new(),
+        cluster: None,
+        pending: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        node,
+        remote: HashMap::new(),
+        next_request: 0,
+        post_reply: Arc::new(|_, _| {}),
+        learned_splits: Default::default(),
+    }
+}

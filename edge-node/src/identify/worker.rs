@@ -98,6 +98,10 @@ pub(super) struct Parked {
     pub(super) to: NodeId,
     /// When to stop waiting.
     pub(super) deadline: std::time::Instant,
+    /// Its tracks that ended while it was away (track, last seen ms): if
+    /// the job is identified here after all, they are closed right after,
+    /// so no track state outlives its track.
+    pub(super) ended: Vec<(u64, u64)>,
 }
 
 impl Worker {

@@ -19,7 +19,7 @@ pub struct SightingOut {
     /// Camera.
     pub camera: CameraId,
     /// Track id within the camera's tracker.
-    pub track: u64,
+    pub track: TrackId,
     /// Identity assigned by re-ID, if any.
     pub identity: Option<IdentityId>,
     /// First time, ms since the Unix epoch.
@@ -103,7 +103,7 @@ impl Recorder {
     /// Records a sighting; one without an identity (re-ID never ran, e.g. a
     /// box too small to embed) is kept as a track record only.
     pub fn sighting(&self, s: SightingOut) {
-        let track = TrackId(s.track);
+        let track = s.track;
         let (first_ms, last_ms) = (s.first_ms as i64, s.last_ms.max(s.first_ms) as i64);
         match s.identity {
             Some(identity) => self.submit(Record::Sighting(Sighting {

@@ -3,7 +3,7 @@
 
 use crate::recorder::SightingOut;
 use std::time::Duration;
-use vidar_protocol::{BBox, CameraId, IdentityId};
+use vidar_protocol::{BBox, CameraId, IdentityId, TrackId};
 
 /// A sighting longer than this is split, so a crash loses at most this much of
 /// a track that is still open.
@@ -32,7 +32,7 @@ pub(crate) struct OpenTrack {
 
 impl OpenTrack {
     /// The sighting so far, taking the box path; the track continues from its last time.
-    pub(crate) fn take_sighting(&mut self, camera: &CameraId, track: u64) -> SightingOut {
+    pub(crate) fn take_sighting(&mut self, camera: &CameraId, track: TrackId) -> SightingOut {
         let out = SightingOut {
             camera: camera.clone(),
             track,

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 use vidar_config::{Config, Problem, Problems};
-use vidar_protocol::{CameraId, IdentityId};
+use vidar_protocol::{CameraId, IdentityId, TrackId};
 
 use crate::{Embedding, ReidError};
 
@@ -158,8 +158,8 @@ pub enum Origin {
 pub struct Appearance {
     /// Camera.
     pub camera: CameraId,
-    /// Track id on that camera (0 when unknown, e.g. a restored identity).
-    pub track: u64,
+    /// Track id on that camera (None when unknown, e.g. a restored identity).
+    pub track: Option<TrackId>,
     /// First time seen, ms.
     pub first_ms: u64,
     /// Last time seen, ms.
@@ -217,7 +217,7 @@ impl Identity {
             model: model.to_owned(),
             appearances: vec![Appearance {
                 camera: camera.clone(),
-                track: 0,
+                track: None,
                 first_ms: seen_ms,
                 last_ms: seen_ms,
             }],
@@ -245,8 +245,9 @@ pub struct TrackQuery<'a> {
     pub embedding: &'a Embedding,
     /// The track's camera.
     pub camera: &'a CameraId,
-    /// The track's id on that camera (tracks are told apart by it).
-    pub track: u64,
+    /// The track's id on that camera (tracks are told apart by it); None for
+    /// a one-crop query that is its own track ([`Gallery::assign`]).
+    pub track: Option<TrackId>,
     /// First time the track was seen, ms.
     pub first_ms: u64,
     /// Latest time the track was seen, ms.
@@ -613,7 +614,7 @@ impl Gallery {
         self.assign_track(&TrackQuery {
             embedding: e,
             camera,
-            track: 0,
+            track: None,
             first_ms: now_ms,
             last_ms: now_ms,
         })
@@ -637,7 +638,7 @@ impl Gallery {
         if let Some(a) = ident
             .appearances
             .iter_mut()
-            .find(|a| a.camera == *q.camera && a.track == q.track && q.track != 0)
+            .find(|a| a.camera == *q.camera && a.track == q.track && q.track.is_some())
         {
             a.last_ms = a.last_ms.max(q.last_ms);
             return;
@@ -661,7 +662,7 @@ impl Gallery {
 
     /// The track `track` on `camera`, which carried `id`, ended at `last_ms`
     /// (its appearance was open until now).
-    pub fn close_track(&mut self, id: IdentityId, camera: &CameraId, track: u64, last_ms: u64) {
+    pub fn close_track(&mut self, id: IdentityId, camera: &CameraId, track: TrackId, last_ms: u64) {
         let Some(&k) = self.index.get(&id) else {
             return;
         };
@@ -669,7 +670,7 @@ impl Gallery {
         if let Some(a) = ident
             .appearances
             .iter_mut()
-            .find(|a| a.camera == *camera && a.track == track)
+            .find(|a| a.camera == *camera && a.track == Some(track))
         {
             a.last_ms = last_ms.max(a.first_ms);
         }
@@ -910,7 +911,7 @@ impl Gallery {
             let ident = &mut self.identities[k];
             ident
                 .appearances
-                .retain(|x| !(x.camera == a.camera && x.track == a.track && a.track != 0));
+                .retain(|x| !(x.camera == a.camera && x.track == a.track && a.track.is_some()));
             if let Some(e) = e {
                 let least = ident
                     .prototypes

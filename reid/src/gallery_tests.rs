@@ -32,7 +32,7 @@ fn track<'a>(e: &'a Embedding, c: &'a CameraId, track: u64, from: u64, to: u64) 
     TrackQuery {
         embedding: e,
         camera: c,
-        track,
+        track: Some(TrackId(track)),
         first_ms: from,
         last_ms: to,
     }
@@ -319,7 +319,7 @@ fn an_identity_on_screen_does_not_age_out() {
     assert_eq!(g.expire(61_000), 1);
     assert!(g.get(open).is_some() && g.get(gone).is_none());
     // Once its track closes, it ages like any other.
-    g.close_track(open, &a, 7, 61_000);
+    g.close_track(open, &a, TrackId(7), 61_000);
     assert_eq!(g.expire(70_000), 0);
     assert_eq!(g.expire(72_000), 1);
     assert!(g.is_empty());
@@ -352,14 +352,14 @@ fn an_operators_split_moves_the_person_off_and_the_gallery_learns_them() {
     let bob_id = IdentityId(42);
     let seen = Appearance {
         camera: c2.clone(),
-        track: 2,
+        track: Some(TrackId(2)),
         first_ms: 500,
         last_ms: 600,
     };
     assert!(g.split_off(ann_id, bob_id, &seen, Some(&bob)).expect("ok"));
     let a = g.get(ann_id).expect("Ann stays");
     assert_eq!(a.prototypes.len(), 1, "Bob's view left Ann");
-    assert!(a.appearances.iter().all(|x| x.track != 2));
+    assert!(a.appearances.iter().all(|x| x.track != Some(TrackId(2))));
     assert!(a.embedding.cosine(&ann) > 0.99);
     // Bob is known now: his next track matches him, not Ann.
     let m = g.assign_track(&track(&bob, &c1, 3, 900, 950)).expect("ok");
@@ -370,7 +370,7 @@ fn an_operators_split_moves_the_person_off_and_the_gallery_learns_them() {
     assert_eq!(ann_again.id(), ann_id);
     // A split never leaves an identity without a view.
     let only = Appearance {
-        track: 4,
+        track: Some(TrackId(4)),
         ..seen.clone()
     };
     assert!(!g.split_off(ann_id, bob_id, &only, Some(&ann)).expect("ok"));
@@ -518,7 +518,7 @@ mod properties {
                         // Tracks are decided roughly in time order, as on a node.
                         let t = n as u64 * 500 + t;
                         let e = look(p, t);
-                        let q = TrackQuery { embedding: &e, camera: &cams[c], track: n as u64 + 1, first_ms: t, last_ms: t + d };
+                        let q = TrackQuery { embedding: &e, camera: &cams[c], track: Some(TrackId(n as u64 + 1)), first_ms: t, last_ms: t + d };
                         let id = g.assign_track(&q).expect("assign").id();
                         decided.push((c, t, t + d, id));
                         ids.push(id);

@@ -5,7 +5,7 @@ mod common;
 
 use vidar_config::Config;
 use vidar_models::RgbFrame;
-use vidar_protocol::{BBox, CameraId};
+use vidar_protocol::{BBox, CameraId, TrackId};
 use vidar_reid::{Assignment, Crop, Embedder, EmbedderConfig, Gallery, GalleryConfig, TrackQuery};
 
 struct Sighting {
@@ -170,7 +170,7 @@ fn gallery_keeps_one_identity_per_person_across_frames() {
                 let q = TrackQuery {
                     embedding: e,
                     camera: &camera,
-                    track: (t * 100 + k) as u64 + 1,
+                    track: Some(TrackId((t * 100 + k) as u64 + 1)),
                     first_ms: now,
                     last_ms: now + 100,
                 };

@@ -242,7 +242,7 @@ impl Analysis {
                 };
                 confirmed += 1;
                 let bbox = tr.bbox.clip(fw, fh);
-                let entry = cam.open.entry(tr.id.0).or_insert_with(|| OpenTrack {
+                let entry = cam.open.entry(tr.id).or_insert_with(|| OpenTrack {
                     identity: None,
                     pending: false,
                     settled: false,
@@ -283,7 +283,7 @@ impl Analysis {
                         k,
                         *ci,
                         TrackCrop {
-                            track: tr.id.0,
+                            track: tr.id,
                             bbox: dbox,
                             quality: q,
                             first_ms: entry.born_ms,
@@ -295,12 +295,12 @@ impl Analysis {
             cam.metrics.tracks.store(confirmed, Ordering::Relaxed);
             for ended in &res.ended {
                 let camera = cam.source.camera().clone();
-                if let Some(mut open) = cam.open.remove(&ended.id.0) {
+                if let Some(mut open) = cam.open.remove(&ended.id) {
                     if open.crops_sent > 0 {
-                        self.identifier.ended(*ci, ended.id.0, open.last_ms);
+                        self.identifier.ended(*ci, ended.id, open.last_ms);
                     }
                     self.recorder
-                        .sighting(open.take_sighting(&camera, ended.id.0));
+                        .sighting(open.take_sighting(&camera, ended.id));
                 }
             }
             cam.metrics.analysed.fetch_add(1, Ordering::Relaxed);

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use vidar_config::Config;
 use vidar_pipeline::{Frame, Ingest, IngestConfig};
-use vidar_protocol::{CameraId, StreamStatus};
+use vidar_protocol::{CameraId, StreamStatus, TrackId};
 use vidar_tracker::{Tracker, TrackerConfig};
 
 /// Where a camera's frames come from. Dropping it stops the source.
@@ -58,7 +58,7 @@ pub struct CameraSlot {
     pub(crate) in_flight: bool,
     /// When this camera's last live tile was taken.
     pub(crate) last_tile: Option<Instant>,
-    pub(crate) open: HashMap<u64, OpenTrack>,
+    pub(crate) open: HashMap<TrackId, OpenTrack>,
 }
 
 impl CameraSlot {

@@ -76,7 +76,7 @@ pub(super) fn publish_tiles(
                         w: b.w * sx,
                         h: b.h * sy,
                     },
-                    track: vidar_protocol::TrackId(*track),
+                    track: *track,
                     identity: *identity,
                 })
                 .collect(),

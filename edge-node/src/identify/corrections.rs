@@ -51,7 +51,7 @@ impl Worker {
         };
         let seen = Appearance {
             camera: s.camera.clone(),
-            track: s.track.0,
+            track: Some(s.track),
             first_ms: u64::try_from(s.first_ms).unwrap_or(0),
             last_ms: u64::try_from(s.last_ms).unwrap_or(0),
         };
@@ -197,14 +197,14 @@ mod tests {
         let (red, blue) = (figure([220, 40, 40]), figure([40, 40, 220]));
         let t0 = SystemTime::now() - Duration::from_secs(60);
         let ann = identity_of(&mut id, job(1, red, t0, t0, true));
-        id.ended(0, 1, 0);
+        id.ended(0, TrackId(1), 0);
         let t1 = t0 + Duration::from_secs(20);
         assert_eq!(
             identity_of(&mut id, job(2, blue, t1, t1, true)),
             ann,
             "the mistake"
         );
-        id.ended(0, 2, 0);
+        id.ended(0, TrackId(2), 0);
         // The sighting of track 2 the node recorded, and its snapshot.
         let ms = crate::clock::ms_of(t1) as i64;
         let key = rec
@@ -257,7 +257,7 @@ mod tests {
             crops + 1,
             "the split sent again was not embedded again, the track's crop was"
         );
-        id.ended(0, 3, 0);
+        id.ended(0, TrackId(3), 0);
         let t3 = t2 + Duration::from_secs(20);
         assert_eq!(identity_of(&mut id, job(4, red, t3, t3, true)), ann);
         // Another node's sighting is not this node's to learn.

@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce, ReidReply, SplitAnnounce};
-use vidar_protocol::NodeId;
+use vidar_protocol::{NodeId, TrackId};
 use vidar_reid::{Embedder, Gallery};
 
 pub(super) enum Input {
@@ -20,7 +20,7 @@ pub(super) enum Input {
     /// A local track ended at `last_ms`.
     Ended {
         camera: usize,
-        track: u64,
+        track: TrackId,
         last_ms: u64,
     },
     Remote(RemoteJob),
@@ -111,7 +111,7 @@ pub struct Identifier {
     results: Receiver<Identified>,
     thread: Option<JoinHandle<()>>,
     /// Track ends not yet taken by a full inbox: (camera key, track, last ms).
-    ended: Vec<(usize, u64, u64)>,
+    ended: Vec<(usize, TrackId, u64)>,
 }
 
 impl Identifier {
@@ -230,7 +230,7 @@ impl Identifier {
     /// Tells the worker a local track ended (so its identity's appearance
     /// closes). Never blocks: when the inbox is full the end is kept and
     /// handed over by a later call or [`Identifier::flush_ended`].
-    pub fn ended(&mut self, camera: usize, track: u64, last_ms: u64) {
+    pub fn ended(&mut self, camera: usize, track: TrackId, last_ms: u64) {
         self.ended.push((camera, track, last_ms));
         self.flush_ended();
     }
@@ -312,7 +312,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(t, fig)| TrackCrop {
-                track: first_track + t as u64,
+                track: TrackId(first_track + t as u64),
                 bbox: fig.bbox,
                 quality: 0.9,
                 first_ms: 0,
@@ -401,11 +401,11 @@ mod tests {
         let ann = answer(&mut id, job(1, red, s(0), s(0), true))
             .identity
             .expect("ann");
-        id.ended(0, 1, 0);
+        id.ended(0, TrackId(1), 0);
         let bea = answer(&mut id, job(2, magenta, s(10), s(10), true))
             .identity
             .expect("bea");
-        id.ended(0, 2, 0);
+        id.ended(0, TrackId(2), 0);
         assert_ne!(ann, bea);
         // Track 3 first shows only its ambiguous view: a new identity, not settled.
         let first = answer(&mut id, job(3, purple, s(20), s(20), true));

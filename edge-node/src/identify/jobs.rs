@@ -2,13 +2,13 @@
 
 use vidar_pipeline::Frame;
 use vidar_protocol::messages::{IdentityAnnounce, ReidReply, ReidRequest};
-use vidar_protocol::{BBox, CameraId, IdentityId, NodeId};
+use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
 
 /// One track's crop in a frame.
 #[derive(Debug, Clone, Copy)]
 pub struct TrackCrop {
     /// Track id.
-    pub track: u64,
+    pub track: TrackId,
     /// Its box in the frame.
     pub bbox: BBox,
     /// Crop quality, 0..1 (the weight of its embedding in the track's mean).
@@ -36,7 +36,7 @@ pub struct Identified {
     /// Key of the camera's slot in the analysis.
     pub camera: usize,
     /// Track id.
-    pub track: u64,
+    pub track: TrackId,
     /// Identity assigned, when decided by this crop (None: more crops needed, or decided earlier).
     pub identity: Option<IdentityId>,
     /// Whether that identity is final. A track whose decision minted a new

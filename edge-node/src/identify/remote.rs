@@ -50,7 +50,7 @@ impl Worker {
             };
             crops.push(WireCrop {
                 camera: camera.clone(),
-                track: TrackId(t.track),
+                track: t.track,
                 capture_ms: now,
                 width: w,
                 height: h,
@@ -117,7 +117,7 @@ impl Worker {
                     .crops_remote
                     .fetch_add(reply.results.len() as u64, Ordering::Relaxed);
                 for t in &job.tracks {
-                    let answer = reply.results.iter().find(|a| a.track.0 == t.track);
+                    let answer = reply.results.iter().find(|a| a.track == t.track);
                     let _ = out.send(Identified {
                         camera: job.camera,
                         track: t.track,
@@ -143,7 +143,7 @@ impl Worker {
     fn identify_parked_here(
         &mut self,
         job: Job,
-        ended: &[(u64, u64)],
+        ended: &[(TrackId, u64)],
         out: &mpsc::Sender<Identified>,
     ) {
         let camera = job.camera;
@@ -155,7 +155,7 @@ impl Worker {
 
     /// Local track `track` of camera `camera` ended at `last_ms`: closes its
     /// state, and tells the parked jobs that carry it.
-    pub(super) fn local_ended(&mut self, camera: usize, track: u64, last_ms: u64) {
+    pub(super) fn local_ended(&mut self, camera: usize, track: TrackId, last_ms: u64) {
         for p in self.remote.values_mut() {
             if p.job.camera == camera && p.job.tracks.iter().any(|t| t.track == track) {
                 p.ended.push((track, last_ms));
@@ -272,7 +272,7 @@ impl Worker {
             // Another node's tracks: the same per-track decision, keyed by
             // camera and track; a track on screen for a while is decided
             // with the crops it has.
-            let key = TrackKey::Remote(c.camera.clone(), c.track.0);
+            let key = TrackKey::Remote(c.camera.clone(), c.track);
             let old = self
                 .tracks
                 .get(&key)
@@ -281,7 +281,7 @@ impl Worker {
             let decided = self.add_crop(
                 key,
                 &c.camera,
-                c.track.0,
+                c.track,
                 c.capture_ms,
                 c.capture_ms,
                 emb,
@@ -363,10 +363,10 @@ mod tests {
             },
         );
         let last = crate::clock::ms_of(now) + 40;
-        w.local_ended(0, 5, last);
+        w.local_ended(0, TrackId(5), last);
         w.remote_reply(1, Err("n2 is gone".into()), &out);
         let answer = results.try_recv().expect("identified here");
-        assert_eq!(answer.track, 5);
+        assert_eq!(answer.track, TrackId(5));
         assert!(answer.identity.is_some(), "decided here");
         assert!(w.tracks.is_empty(), "no state outlives its track");
         // The identity's appearance is closed at the track's end.
@@ -388,9 +388,9 @@ mod tests {
         let cam = CameraId::new("far").expect("id");
         let e = vidar_reid::Embedding::normalized(&[1.0, 0.0, 0.0, 0.0]);
         let decided = w.add_crop(
-            TrackKey::Remote(cam.clone(), 9),
+            TrackKey::Remote(cam.clone(), TrackId(9)),
             &cam,
-            9,
+            TrackId(9),
             1_000,
             1_000,
             &e,

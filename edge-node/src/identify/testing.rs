@@ -69,7 +69,7 @@ pub(crate) fn job(track: u64, f: Figure, first: SystemTime, at: SystemTime, deci
         camera: 0,
         frame,
         tracks: vec![TrackCrop {
-            track,
+            track: vidar_protocol::TrackId(track),
             bbox: f.bbox,
             quality: 0.9,
             first_ms: crate::clock::ms_of(first),

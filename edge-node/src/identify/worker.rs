@@ -12,21 +12,21 @@ use std::sync::Arc;
 use std::time::Instant;
 use vidar_detectors::RgbFrame;
 use vidar_protocol::messages::IdentityAnnounce;
-use vidar_protocol::{CameraId, IdentityId, NodeId};
+use vidar_protocol::{CameraId, IdentityId, NodeId, TrackId};
 use vidar_reid::{Assignment, Crop, Embedder, Embedding, Gallery, TrackQuery, OPEN};
 
 /// Which track: a local one (camera slot key, track id) or another node's
 /// (its camera and track id).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) enum TrackKey {
-    Local(usize, u64),
-    Remote(CameraId, u64),
+    Local(usize, TrackId),
+    Remote(CameraId, TrackId),
 }
 
 /// What the worker knows of a track.
 pub(super) struct TrackState {
     pub(super) camera: CameraId,
-    pub(super) track: u64,
+    pub(super) track: TrackId,
     /// Quality-weighted sum of its crops' embeddings.
     pub(super) sum: Vec<f32>,
     pub(super) crops: u32,
@@ -55,7 +55,7 @@ impl TrackState {
         TrackQuery {
             embedding: mean,
             camera: &self.camera,
-            track: self.track,
+            track: Some(self.track),
             first_ms: self.first_ms,
             last_ms: OPEN,
         }
@@ -101,7 +101,7 @@ pub(super) struct Parked {
     /// Its tracks that ended while it was away (track, last seen ms): if
     /// the job is identified here after all, they are closed right after,
     /// so no track state outlives its track.
-    pub(super) ended: Vec<(u64, u64)>,
+    pub(super) ended: Vec<(TrackId, u64)>,
 }
 
 impl Worker {
@@ -165,7 +165,7 @@ impl Worker {
         &mut self,
         key: TrackKey,
         camera: &CameraId,
-        track: u64,
+        track: TrackId,
         first_ms: u64,
         now: u64,
         emb: &Embedding,
@@ -215,7 +215,7 @@ impl Worker {
                 &TrackQuery {
                     embedding: emb,
                     camera,
-                    track,
+                    track: Some(track),
                     first_ms: q_first,
                     last_ms: OPEN,
                 },
@@ -250,7 +250,7 @@ impl Worker {
         let id = assignment.id();
         state.minted = matches!(assignment, Assignment::New { .. });
         if let Some(w) = weighed {
-            tracing::debug!(camera = %state.camera, track = state.track, identity = %id, minted = matches!(assignment, Assignment::New { .. }), candidates = ?w, "track identity decided");
+            tracing::debug!(camera = %state.camera, track = %state.track, identity = %id, minted = matches!(assignment, Assignment::New { .. }), candidates = ?w, "track identity decided");
         }
         state.identity = Some(id);
         state.crops_at_decision = state.crops;
@@ -313,7 +313,7 @@ impl Worker {
         state.identity = Some(known);
         state.minted = false;
         self.metrics.reconsidered.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(camera = %state.camera, track = state.track, minted = %own, identity = %known, similarity, "a minted track's later views match a known identity");
+        tracing::debug!(camera = %state.camera, track = %state.track, minted = %own, identity = %known, similarity, "a minted track's later views match a known identity");
         Some((known, similarity, false))
     }
 

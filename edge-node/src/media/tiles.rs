@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 use vidar_pipeline::Frame;
-use vidar_protocol::{BBox, IdentityId};
+use vidar_protocol::{BBox, IdentityId, TrackId};
 
 /// A frame with its boxes, for a live tile.
 #[derive(Debug)]
@@ -11,7 +11,7 @@ pub struct TileFrame {
     /// The frame (moved, not copied).
     pub frame: Frame,
     /// Confirmed tracks in it: box, track id, identity when known.
-    pub boxes: Vec<(BBox, u64, Option<IdentityId>)>,
+    pub boxes: Vec<(BBox, TrackId, Option<IdentityId>)>,
 }
 
 /// Where frames for live tiles go, and how often.

@@ -206,6 +206,79 @@ fn impossible_transits_are_refused_and_confident_ones_learned() {
     assert_eq!(g.assign_track(&ok).expect("assign").id(), pid);
 }
 
+/// Two cameras whose views overlap: one person on both at once. A single
+/// match, however confident, does not give one identity to two tracks on
+/// screen at once (a false one would merge two people); it witnesses the
+/// overlap, and once `transit_min_samples` witnesses make up at least half
+/// of what the pair taught, people on both at once are matched.
+#[test]
+fn overlapping_views_are_learned_from_witnesses_never_from_one_match() {
+    let mut g = Gallery::new(small()).expect("gallery"); // transit_min_samples 2
+    let (a, b) = (cam("a"), cam("b"));
+    let looks = [
+        emb(&[1.0, 0.0, 0.0, 0.0]),
+        emb(&[0.0, 1.0, 0.0, 0.0]),
+        emb(&[0.0, 0.0, 1.0, 0.0]),
+    ];
+    let mut t = 0u64;
+    let mut outcome = Vec::new();
+    for (k, e) in looks.iter().enumerate() {
+        let on_a = g
+            .assign_track(&track(e, &a, 10 + k as u64, t, OPEN))
+            .expect("assign")
+            .id();
+        // The same look on b while still on a (similarity 1.0 > confident 0.97).
+        let on_b = g
+            .assign_track(&track(e, &b, 20 + k as u64, t + 500, t + 900))
+            .expect("assign")
+            .id();
+        outcome.push((on_a == on_b, g.overlap_known(&a, &b)));
+        t += 10_000;
+    }
+    assert_eq!(
+        outcome,
+        [(false, false), (false, true), (true, true)],
+        "refused twice (each a witness), matched once the overlap is known"
+    );
+
+    // A pair whose views do not overlap: true transits outnumber a false
+    // witness, which then cannot open it.
+    let (c, d) = (cam("c"), cam("d"));
+    let mut t = 100_000u64;
+    for k in 0..3u64 {
+        let e = emb(&[1.0, 1.0, k as f32, 0.0]);
+        let first = g
+            .assign_track(&track(&e, &c, 30 + k, t, t + 1000))
+            .expect("assign")
+            .id();
+        let later = g
+            .assign_track(&track(&e, &d, 40 + k, t + 6000, t + 7000))
+            .expect("assign")
+            .id();
+        assert_eq!(first, later, "confident transit c -> d");
+        t += 20_000;
+    }
+    let e = emb(&[1.0, 1.0, 0.0, 5.0]);
+    for k in 0..2u64 {
+        let on_c = g
+            .assign_track(&track(&e, &c, 50 + k, t, OPEN))
+            .expect("assign")
+            .id();
+        let on_d = g
+            .assign_track(&track(&e, &d, 60 + k, t + 100, t + 200))
+            .expect("assign")
+            .id();
+        assert_ne!(
+            on_c, on_d,
+            "two witnesses against three transits: still refused"
+        );
+        g.close_track(on_c, &c, TrackId(50 + k), t + 300);
+        t += 20_000;
+    }
+    assert!(!g.overlap_known(&c, &d));
+    assert_eq!(g.transit(&c, &d), Some((5000, 3)));
+}
+
 #[test]
 fn prototypes_are_bounded_and_keep_distinct_views() {
     let mut g = Gallery::new(small()).expect("gallery");

@@ -25,6 +25,7 @@ fn small() -> GalleryConfig {
         node_prefix: 7,
         crowd_step: 0.0,
         crowd_reference: 12,
+        overlap_on_confident: false,
     }
 }
 
@@ -277,6 +278,23 @@ fn overlapping_views_are_learned_from_witnesses_never_from_one_match() {
     }
     assert!(!g.overlap_known(&c, &d));
     assert_eq!(g.transit(&c, &d), Some((5000, 3)));
+
+    // The old rule, by choice: one confident match joins them at once.
+    let mut old = Gallery::new(GalleryConfig {
+        overlap_on_confident: true,
+        ..small()
+    })
+    .expect("gallery");
+    let e = emb(&[1.0, 0.0, 0.0, 0.0]);
+    let on_a = old
+        .assign_track(&track(&e, &a, 1, 0, OPEN))
+        .expect("assign")
+        .id();
+    let on_b = old
+        .assign_track(&track(&e, &b, 2, 500, 900))
+        .expect("assign")
+        .id();
+    assert_eq!(on_a, on_b);
 }
 
 #[test]

@@ -514,6 +514,7 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
     return {
         "command": " ".join(sys.argv),
         "minutes": args.minutes, "nodes": args.nodes, "cameras": args.cameras,
+        "settle_min": args.settle / 60,
         "detection_interval": args.detection_interval, "events": events,
         "latency_windows": windows, "rss": rss,
         "records": {"lost": lost, "duplicated": dup_sightings + mismatched, "per_node": per_node},
@@ -526,12 +527,13 @@ def print_report(r: dict) -> None:
     print("\n| window (min) | results | p50 ms | p99 ms |\n| --- | --- | --- | --- |")
     for w in r["latency_windows"]:
         print(f"| {w['from_min']:.0f}-{w['to_min']:.0f} | {w['results']} | {w['p50_ms']} | {w['p99_ms']} |")
-    print("\n| process (life) | from min | minutes | RSS MB at its min 10 | RSS MB end | max "
-          "| growth after min 10 | SQLite MB min 10 / end | growth less SQLite | gallery min 10 / end |")
+    m = f"min {r.get('settle_min', 10):g}"
+    print(f"\n| process (life) | from min | minutes | RSS MB at its {m} | RSS MB end | max "
+          f"| growth after {m} | SQLite MB {m} / end | growth less SQLite | gallery {m} / end |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     pct = lambda v: "n/a" if v is None else f"{v * 100:+.1f} %"
     for e in r["rss"]:
-        g = "n/a (lived < 11 min)" if e["growth_after_10min"] is None else pct(e["growth_after_10min"])
+        g = f"n/a (lived < {m} + 1)" if e["growth_after_10min"] is None else pct(e["growth_after_10min"])
         sq = f"{e['sqlite_mb_at_10min']} / {e['sqlite_mb_end']}" if "sqlite_mb_end" in e else "n/a"
         gal = f"{e['gallery_at_10min']} / {e['gallery_end']}" if e.get("gallery_end") else "-"
         print(f"| {e['role']} ({e['life']}) | {e['from_min']} | {e['minutes']} | {e['rss_mb_at_10min']} | "

@@ -472,7 +472,7 @@ impl Gallery {
         if dt < 0 {
             // Seen on both cameras at once: only where the views are known to
             // overlap, however similar (confident matches witness an
-            // overlap, see `witness_overlap`, but never decide one alone).
+            // overlap, see `assign_track`, but never decide one alone).
             let known = learned.is_some_and(|t| t.overlap_known(self.config.transit_min_samples))
                 || (self.config.overlap_on_confident
                     && similarity >= self.config.confident_threshold);
@@ -537,20 +537,50 @@ impl Gallery {
         q: &TrackQuery<'_>,
         skip: Option<IdentityId>,
     ) -> Option<(IdentityId, f32, Option<f32>, usize)> {
-        // Similarity and rules once per identity; the runner-up is picked
-        // from the allowed ones.
+        self.scan(q, skip).0
+    }
+
+    /// [`closest`](Self::closest), and the identity `q` matches best at or
+    /// above `confident_threshold` among those refused only for being on
+    /// another camera at the same time (a witness that the views overlap,
+    /// see [`GalleryConfig::confident_threshold`]). One pass: similarity
+    /// and rules once per identity; the runner-up is picked from the
+    /// allowed ones.
+    #[allow(clippy::type_complexity)]
+    fn scan(
+        &self,
+        q: &TrackQuery<'_>,
+        skip: Option<IdentityId>,
+    ) -> (
+        Option<(IdentityId, f32, Option<f32>, usize)>,
+        Option<(IdentityId, f32)>,
+    ) {
+        let confident = self.config.confident_threshold;
+        let mut witness: Option<(IdentityId, f32)> = None;
         let allowed: Vec<(usize, f32)> = self
             .identities
             .iter()
             .enumerate()
             .filter_map(|(k, ident)| {
+                if Some(ident.id) == skip {
+                    return None;
+                }
                 let s = ident.similarity(q.embedding);
-                (Some(ident.id) != skip && self.excluded(ident, q, s).is_none()).then_some((k, s))
+                match self.excluded(ident, q, s) {
+                    None => Some((k, s)),
+                    Some(Excluded::Elsewhere) if s >= confident => {
+                        if witness.is_none_or(|w| s > w.1) {
+                            witness = Some((ident.id, s));
+                        }
+                        None
+                    }
+                    Some(_) => None,
+                }
             })
             .collect();
-        let &(k, s) = allowed
-            .iter()
-            .reduce(|b, x| if x.1 > b.1 { x } else { b })?;
+        let Some(&(k, s)) = allowed.iter().reduce(|b, x| if x.1 > b.1 { x } else { b }) else {
+            return (None, witness);
+        };
         let top = &self.identities[k];
         let same_person = self.config.confident_threshold;
         let second = allowed
@@ -560,7 +590,7 @@ impl Gallery {
             })
             .map(|&(_, x)| x)
             .reduce(f32::max);
-        Some((top.id, s, second, allowed.len()))
+        (Some((top.id, s, second, allowed.len())), witness)
     }
 
     /// The `n` identities most similar to `q`, most similar first, each with
@@ -597,7 +627,7 @@ impl Gallery {
     pub fn assign_track(&mut self, q: &TrackQuery<'_>) -> Result<Assignment, ReidError> {
         let model = self.model.clone();
         self.check(q.embedding, &model)?;
-        let found = self.closest(q, None);
+        let (found, witness) = self.scan(q, None);
         if let Some((id, sim, second, candidates)) = found {
             let clear = second.is_none_or(|s| sim - s >= self.config.ambiguity_margin);
             if sim >= self.threshold(candidates) && clear {
@@ -612,7 +642,14 @@ impl Gallery {
                 });
             }
         }
-        self.witness_overlap(q, found.map(|(_, s, _, _)| s));
+        // Refused only for being on another camera at once, yet confident
+        // and clearly better than any allowed identity: a witness that the
+        // two views overlap.
+        if let Some((w, ws)) = witness {
+            if found.is_none_or(|(_, a, _, _)| ws - a >= self.config.ambiguity_margin) {
+                self.learn_transit(w, q);
+            }
+        }
         let id = self.mint();
         let mut ident = Identity::single(
             id,
@@ -786,29 +823,6 @@ impl Gallery {
             .get(from)
             .and_then(|m| m.get(to))
             .is_some_and(|t| t.overlap_known(self.config.transit_min_samples))
-    }
-
-    /// A track about to get a new identity: if the identity it matches
-    /// confidently, and clearly better than any allowed one (`allowed`, the
-    /// best allowed similarity), was refused only because it is on another
-    /// camera at the same time, that is a witness that the two views
-    /// overlap; it is recorded as a (negative) transit of the pair.
-    fn witness_overlap(&mut self, q: &TrackQuery<'_>, allowed: Option<f32>) {
-        let c = &self.config;
-        let witness = self
-            .identities
-            .iter()
-            .filter_map(|i| {
-                let s = i.similarity(q.embedding);
-                (s >= c.confident_threshold
-                    && allowed.is_none_or(|a| s - a >= c.ambiguity_margin)
-                    && self.excluded(i, q, s) == Some(Excluded::Elsewhere))
-                .then_some((i.id, s))
-            })
-            .reduce(|b, x| if x.1 > b.1 { x } else { b });
-        if let Some((id, _)) = witness {
-            self.learn_transit(id, q);
-        }
     }
 
     /// The range of ids this gallery mints (its node prefix), inclusive.

@@ -4,7 +4,6 @@
 //! One module per concern, layered bottom-up (no module imports one above
 //! it; `tools/check-modules` checks there are no circles):
 //!
-//! - [`clock`]: wall-clock milliseconds;
 //! - [`telemetry`]: metric values, stream statuses, the Prometheus endpoint;
 //! - [`media`]: JPEG crops, snapshots, live tiles;
 //! - [`recorder`]: everything recorded goes through the one database writer;
@@ -21,7 +20,6 @@
 
 pub mod analysis;
 pub mod cameras;
-pub mod clock;
 pub mod cluster;
 pub mod command;
 pub mod config;

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use vidar_config::{Config, Problem};
 use vidar_models::{Manifest, ModelStore};
+use vidar_protocol::UnixMs;
 use vidar_reid::{Embedder, Gallery};
 use vidar_runtime::{Health, Policy, Shutdown};
 
@@ -226,10 +227,9 @@ pub fn node_prefix(node: &vidar_protocol::NodeId) -> u16 {
 /// back into the gallery, so people seen before a restart keep their identity.
 fn restore_gallery(gallery: &mut Gallery, config: &EdgeConfig) -> Result<usize> {
     let reader = vidar_store::Reader::open(&config.database)?;
-    let now = i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX);
-    let since = now.saturating_sub(config.gallery.max_age_s.saturating_mul(1000) as i64);
+    let since = UnixMs::now().minus(Duration::from_secs(config.gallery.max_age_s));
     let seen = reader.identities_in_range(
-        vidar_store::TimeRange::new(since, i64::MAX),
+        vidar_store::TimeRange::new(since, UnixMs::MAX),
         config.gallery.max_identities,
     )?;
     let mut restored = 0;
@@ -243,10 +243,10 @@ fn restore_gallery(gallery: &mut Gallery, config: &EdgeConfig) -> Result<usize> 
             vidar_reid::Embedding::normalized(&r.embedding),
             &r.model,
             r.camera,
-            r.first_seen_ms.max(0) as u64,
+            r.first_seen_ms,
             vidar_reid::Origin::Local,
         );
-        ident.last_seen_ms = s.last_ms.max(0) as u64;
+        ident.last_seen_ms = s.last_ms;
         ident.sightings = s.sightings;
         if let Some(a) = ident.appearances.first_mut() {
             a.last_ms = ident.last_seen_ms;

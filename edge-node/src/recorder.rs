@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use vidar_config::Config;
+use vidar_protocol::UnixMs;
 use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
 use vidar_store::{
     BoxPoint, CameraRecord, IdentityRecord, Record, Sighting, Snapshot, TrackRecord, Writer,
@@ -23,11 +24,11 @@ pub struct SightingOut {
     /// Identity assigned by re-ID, if any.
     pub identity: Option<IdentityId>,
     /// First time, ms since the Unix epoch.
-    pub first_ms: u64,
+    pub first_ms: UnixMs,
     /// Last time, ms since the Unix epoch.
-    pub last_ms: u64,
-    /// Box path: (time ms, box).
-    pub path: Vec<(u64, BBox)>,
+    pub last_ms: UnixMs,
+    /// Box path: (capture time, box).
+    pub path: Vec<(UnixMs, BBox)>,
 }
 
 /// Writes records through the store's single writer thread (batched
@@ -96,7 +97,7 @@ impl Recorder {
         self.submit(Record::Camera(CameraRecord {
             camera: camera.clone(),
             name: name.chars().take(200).collect(),
-            recorded_ms: crate::clock::now_ms() as i64,
+            recorded_ms: UnixMs::now(),
         }));
     }
 
@@ -104,7 +105,7 @@ impl Recorder {
     /// box too small to embed) is kept as a track record only.
     pub fn sighting(&self, s: SightingOut) {
         let track = s.track;
-        let (first_ms, last_ms) = (s.first_ms as i64, s.last_ms.max(s.first_ms) as i64);
+        let (first_ms, last_ms) = (s.first_ms, s.last_ms.max(s.first_ms));
         match s.identity {
             Some(identity) => self.submit(Record::Sighting(Sighting {
                 identity,
@@ -115,10 +116,7 @@ impl Recorder {
                 path: s
                     .path
                     .into_iter()
-                    .map(|(t, bbox)| BoxPoint {
-                        t_ms: t as i64,
-                        bbox,
-                    })
+                    .map(|(t_ms, bbox)| BoxPoint { t_ms, bbox })
                     .collect(),
             })),
             None => self.submit(Record::Track(TrackRecord {
@@ -136,25 +134,25 @@ impl Recorder {
         &self,
         id: IdentityId,
         camera: &CameraId,
-        ms: u64,
+        ms: UnixMs,
         embedding: &[f32],
         model: &str,
     ) {
         self.submit(Record::Identity(IdentityRecord {
             identity: id,
             camera: camera.clone(),
-            first_seen_ms: ms as i64,
+            first_seen_ms: ms,
             embedding: embedding.to_vec(),
             model: model.to_owned(),
         }));
     }
 
     /// Records a snapshot (JPEG) of an identity.
-    pub fn snapshot(&self, id: IdentityId, camera: &CameraId, ms: u64, jpeg: Vec<u8>) {
+    pub fn snapshot(&self, id: IdentityId, camera: &CameraId, ms: UnixMs, jpeg: Vec<u8>) {
         self.submit(Record::Snapshot(Snapshot {
             identity: id,
             camera: camera.clone(),
-            t_ms: ms as i64,
+            t_ms: ms,
             jpeg,
         }));
     }

@@ -3,7 +3,7 @@
 
 use crate::recorder::SightingOut;
 use std::time::Duration;
-use vidar_protocol::{BBox, CameraId, IdentityId, TrackId};
+use vidar_protocol::{BBox, CameraId, IdentityId, TrackId, UnixMs};
 
 /// A sighting longer than this is split, so a crash loses at most this much of
 /// a track that is still open.
@@ -17,11 +17,11 @@ pub(crate) struct OpenTrack {
     pub(crate) pending: bool,
     /// Its identity is final (see `Identified::settled`).
     pub(crate) settled: bool,
-    pub(crate) first_ms: u64,
-    pub(crate) last_ms: u64,
-    pub(crate) path: Vec<(u64, BBox)>,
+    pub(crate) first_ms: UnixMs,
+    pub(crate) last_ms: UnixMs,
+    pub(crate) path: Vec<(UnixMs, BBox)>,
     /// When the track was first seen (sightings split, this does not move).
-    pub(crate) born_ms: u64,
+    pub(crate) born_ms: UnixMs,
     /// Crops handed to re-ID so far.
     pub(crate) crops_sent: u32,
     /// Best quality handed to re-ID so far.

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vidar_pipeline::camera::{self, CameraConfig, Mount, MountSource};
 use vidar_protocol::messages::Plan;
+use vidar_protocol::UnixMs;
 use vidar_protocol::{Keys, NodeId};
 use vidar_store::Reader;
 use zenoh::Wait;
@@ -460,7 +461,7 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
         let rogue = NodeId::new("rogue").expect("id");
         let plan = Plan {
             version: u64::MAX / 2,
-            issued_ms: 0,
+            issued_ms: UnixMs(0),
             reason: "forged".into(),
             streams: Vec::new(),
             bandwidth: Vec::new(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use vidar_config::Config;
 use vidar_link::{Link, LinkSettings, Mode, Responder};
 use vidar_protocol::messages::{ReidRequest, SyncBatch, SyncRequest};
+use vidar_protocol::UnixMs;
 use vidar_protocol::{Keys, NodeId};
 use zenoh::Wait;
 
@@ -438,7 +439,7 @@ fn crops(request_id: u64) -> ReidRequest {
             .map(|k| Crop {
                 camera: vidar_protocol::CameraId::new("c").expect("id"),
                 track: vidar_protocol::TrackId(k),
-                capture_ms: 0,
+                capture_ms: UnixMs(0),
                 width: 40,
                 height: 50,
                 encoding: CropEncoding::Rgb8,

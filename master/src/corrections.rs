@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
+use vidar_protocol::UnixMs;
 
 use serde::Deserialize;
 use vidar_protocol::messages::SplitAnnounce;
@@ -27,7 +28,6 @@ use vidar_store::{
     WriterHandle, MAX_QUERY_ROWS,
 };
 
-use crate::clock::now_ms;
 use crate::merges::Operator;
 
 /// Identities the master mints for split-off people: node prefix 0, which no
@@ -111,7 +111,12 @@ pub struct Decided {
 }
 
 /// Checks `req` from `actor` against the database and decides it at `now`.
-pub fn decide(reader: &Reader, req: &Request, actor: &str, now: i64) -> Result<Decided, Refusal> {
+pub fn decide(
+    reader: &Reader,
+    req: &Request,
+    actor: &str,
+    now: UnixMs,
+) -> Result<Decided, Refusal> {
     let (action, operator, reason) = match req {
         Request::Split {
             node,
@@ -190,7 +195,7 @@ fn split(
     seq: u64,
     from: IdentityId,
     into: Option<IdentityId>,
-    now: i64,
+    now: UnixMs,
 ) -> Result<(CorrectionAction, SplitAnnounce), Refusal> {
     let key = RecordKey {
         node: node.clone(),
@@ -227,7 +232,7 @@ fn split(
                 )));
             }
             let cluster: HashSet<IdentityId> = cluster.into_iter().collect();
-            let range = TimeRange::new(s.value.first_ms, s.value.last_ms.saturating_add(1));
+            let range = TimeRange::new(s.value.first_ms, s.value.last_ms + 1);
             let there = reader.sightings_by_camera(&s.value.camera, range, MAX_QUERY_ROWS)?;
             if let Some(o) = there.iter().find(|o| {
                 o.key != key && cluster.contains(&corrections.identity_of(&o.key, o.value.identity))
@@ -250,7 +255,7 @@ fn split(
         last_ms: s.value.last_ms,
         from: shown,
         into,
-        decided_ms: u64::try_from(now).unwrap_or(0),
+        decided_ms: now,
     };
     let action = CorrectionAction::Split {
         sighting: key,
@@ -385,7 +390,7 @@ impl Desk {
 
     fn correct_now(&self, req: &Request, actor: &str) -> Result<(RecordKey, Correction), Refusal> {
         let reader = Reader::open(&self.database)?;
-        let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
+        let now = UnixMs::now();
         let d = decide(&reader, req, actor, now)?;
         drop(reader);
         let key = self
@@ -420,8 +425,8 @@ mod tests {
             },
             identity: IdentityId(1),
             camera: CameraId::new(camera).expect("id"),
-            first_ms: first,
-            last_ms: last,
+            first_ms: UnixMs(first),
+            last_ms: UnixMs(last),
         }
     }
 

@@ -10,7 +10,6 @@
 //! an edge's database (only its queryables) nor compute placements itself
 //! (that is [`planner`]'s).
 
-pub mod clock;
 pub mod config;
 pub mod corrections;
 pub mod health;
@@ -34,7 +33,6 @@ use vidar_config::{Config, Problem};
 use vidar_link::Mode;
 use vidar_store::{Writer, WriterConfig};
 
-pub use clock::now_ms;
 pub use config::{ConfigError, MasterConfig};
 
 /// Why the master could not start or stop cleanly.

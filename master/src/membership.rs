@@ -14,13 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use vidar_protocol::UnixMs;
 
 use serde::Serialize;
 use vidar_link::{Link, LinkError};
 use vidar_protocol::messages::NodeStatus;
 use vidar_protocol::{Keys, NodeId, NodeKey};
-
-use crate::clock::now_ms;
 
 /// How long the start-up liveliness query waits for tokens already declared.
 const LIVELINESS_GET_TIMEOUT: Duration = Duration::from_secs(1);
@@ -44,7 +43,7 @@ struct Entry {
     status_at: Option<Instant>,
     live: bool,
     /// Wall-clock ms of the last join or leave.
-    changed_ms: u64,
+    changed_ms: UnixMs,
 }
 
 impl Entry {
@@ -72,7 +71,7 @@ pub struct NodeInfo {
     /// Seconds since its last status arrived, if any did.
     pub status_age_s: Option<f64>,
     /// Wall-clock ms of its last join or leave.
-    pub changed_ms: u64,
+    pub changed_ms: UnixMs,
     /// Its last status report.
     pub status: Option<NodeStatus>,
 }
@@ -224,12 +223,12 @@ impl Membership {
             match (e.live, verdict) {
                 (false, Ok(())) => {
                     e.live = true;
-                    e.changed_ms = now_ms();
+                    e.changed_ms = UnixMs::now();
                     events.push(MemberEvent::Join(node.clone()));
                 }
                 (true, Err(why)) => {
                     e.live = false;
-                    e.changed_ms = now_ms();
+                    e.changed_ms = UnixMs::now();
                     events.push(MemberEvent::Leave(node.clone(), why));
                 }
                 _ => {}
@@ -356,8 +355,8 @@ mod tests {
     fn status(node: &str) -> NodeStatus {
         NodeStatus {
             node: id(node),
-            sent_ms: 1,
-            started_ms: 1,
+            sent_ms: UnixMs(1),
+            started_ms: UnixMs(1),
             plan_version: 0,
             capacity: NodeCapacity {
                 cores: 4,

@@ -17,18 +17,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+use vidar_protocol::UnixMs;
 
 use vidar_link::{LinkError, QueueError};
 use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce, Merges, SplitAnnounce};
 use vidar_protocol::{IdentityId, Keys, NodeId};
 use vidar_store::{IdentityMerge, Record, WriterHandle};
 
-use crate::clock::now_ms;
-
 /// Most recent identities compared against.
 pub const MAX_RECENT: usize = 10_000;
 /// Identities older than this (since last announced) are no longer compared, ms.
-pub const MAX_AGE_MS: u64 = 3_600_000;
+pub const MAX_AGE_MS: i64 = 3_600_000;
 /// Most merged-away identities remembered for re-pointing (oldest forgotten first).
 pub const MAX_MERGED: usize = 100_000;
 /// Two identities first seen on one camera closer in time than this were two
@@ -49,7 +48,7 @@ pub fn apart_pairs(
     reader: &vidar_store::Reader,
 ) -> Result<Vec<(IdentityId, IdentityId)>, vidar_store::StoreError> {
     use vidar_store::CorrectionAction::{Merge, Split};
-    let trail = reader.corrections(None, i64::MIN, i64::MAX, MAX_APART)?;
+    let trail = reader.corrections(None, UnixMs(i64::MIN), UnixMs(i64::MAX), MAX_APART)?;
     Ok(trail
         .iter()
         .filter_map(|a| match (&a.correction.action, a.reverted) {
@@ -70,7 +69,12 @@ pub fn splits_of(
 ) -> Result<Vec<SplitAnnounce>, vidar_store::StoreError> {
     let mut out = Vec::new();
     // Reverts are in the trail too; ask for more than `limit` to have enough.
-    for a in reader.corrections(None, i64::MIN, i64::MAX, limit.saturating_mul(4))? {
+    for a in reader.corrections(
+        None,
+        UnixMs(i64::MIN),
+        UnixMs(i64::MAX),
+        limit.saturating_mul(4),
+    )? {
         if out.len() >= limit {
             break;
         }
@@ -94,7 +98,7 @@ pub fn splits_of(
                 last_ms: s.value.last_ms,
                 from: *from,
                 into: *into,
-                decided_ms: u64::try_from(a.correction.decided_ms).unwrap_or(0),
+                decided_ms: a.correction.decided_ms,
             });
         }
     }
@@ -109,10 +113,10 @@ struct Recent {
     model: String,
     /// Where and when it was first seen (announced).
     camera: vidar_protocol::CameraId,
-    seen_ms: u64,
+    seen_ms: UnixMs,
     /// L2-normalised.
     embedding: Vec<f32>,
-    received_ms: u64,
+    received_ms: UnixMs,
 }
 
 /// The merge decisions, pure and deterministic.
@@ -125,7 +129,7 @@ pub struct MergeBook {
     /// Merged-away identities in merge order, to bound `merged`.
     merged_order: VecDeque<IdentityId>,
     /// Earliest time each identity was seen (ms), to pick the merge target.
-    first_seen: HashMap<IdentityId, u64>,
+    first_seen: HashMap<IdentityId, UnixMs>,
     /// The nodes that minted the identities of each root's cluster.
     minted_by: HashMap<IdentityId, BTreeSet<NodeId>>,
     /// Roots an operator said are different people, both ways.
@@ -212,7 +216,7 @@ impl MergeBook {
         &mut self,
         from: IdentityId,
         into: IdentityId,
-        now_ms: u64,
+        now_ms: UnixMs,
     ) -> Vec<MergeAnnounce> {
         let (from, into) = (self.root(from), self.root(into));
         if from == into {
@@ -232,15 +236,13 @@ impl MergeBook {
         self.merged.get(&id).copied().unwrap_or(id)
     }
 
-    fn first(&self, id: IdentityId) -> u64 {
-        self.first_seen.get(&id).copied().unwrap_or(u64::MAX)
+    fn first(&self, id: IdentityId) -> UnixMs {
+        self.first_seen.get(&id).copied().unwrap_or(UnixMs::MAX)
     }
 
-    fn age_out(&mut self, now_ms: u64) {
+    fn age_out(&mut self, now_ms: UnixMs) {
         while let Some(front) = self.recent.front() {
-            if self.recent.len() > MAX_RECENT
-                || now_ms.saturating_sub(front.received_ms) > MAX_AGE_MS
-            {
+            if self.recent.len() > MAX_RECENT || now_ms - front.received_ms > MAX_AGE_MS {
                 if let Some(old) = self.recent.pop_front() {
                     if !self.merged.contains_key(&old.identity)
                         && !self.recent.iter().any(|r| r.identity == old.identity)
@@ -259,7 +261,7 @@ impl MergeBook {
 
     /// Takes in an announcement received at `now_ms`; returns the merges it
     /// decides (empty, or the main merge followed by re-pointed ones).
-    pub fn observe(&mut self, a: &IdentityAnnounce, now_ms: u64) -> Vec<MergeAnnounce> {
+    pub fn observe(&mut self, a: &IdentityAnnounce, now_ms: UnixMs) -> Vec<MergeAnnounce> {
         self.age_out(now_ms);
         let Some(embedding) = normalise(&a.embedding) else {
             return Vec::new();
@@ -318,7 +320,7 @@ impl MergeBook {
     }
 
     /// Merges roots `x` and `y`: the later-minted into the earlier.
-    fn merge(&mut self, x: IdentityId, y: IdentityId, now_ms: u64) -> Vec<MergeAnnounce> {
+    fn merge(&mut self, x: IdentityId, y: IdentityId, now_ms: UnixMs) -> Vec<MergeAnnounce> {
         let key = |id: IdentityId| (self.first(id), id);
         let (into, from) = if key(x) <= key(y) { (x, y) } else { (y, x) };
         self.join(into, from, now_ms)
@@ -326,7 +328,7 @@ impl MergeBook {
 
     /// Root `from` joins root `into`; every identity pointing at `from` is
     /// re-pointed (the main merge first, then those, for the nodes).
-    fn join(&mut self, into: IdentityId, from: IdentityId, now_ms: u64) -> Vec<MergeAnnounce> {
+    fn join(&mut self, into: IdentityId, from: IdentityId, now_ms: UnixMs) -> Vec<MergeAnnounce> {
         let decided_ms = now_ms;
         let mut out = vec![MergeAnnounce {
             from,
@@ -462,7 +464,7 @@ impl MergeService {
                         Err(QueueError::Closed) => break,
                     };
                     self.counters.announcements.fetch_add(1, Ordering::Relaxed);
-                    let merges = book.observe(&a, now_ms());
+                    let merges = book.observe(&a, UnixMs::now());
                     if !merges.is_empty() {
                         self.apply(&publisher, merges);
                     }
@@ -485,7 +487,7 @@ impl MergeService {
     ) {
         match op {
             Operator::Merge { from, into } => {
-                let merges = book.operator_merge(from, into, now_ms());
+                let merges = book.operator_merge(from, into, UnixMs::now());
                 if !merges.is_empty() {
                     self.publish(publisher, merges);
                 }
@@ -539,7 +541,7 @@ impl MergeService {
             let record = Record::Merge(IdentityMerge {
                 from: m.from,
                 into: m.into,
-                decided_ms: i64::try_from(m.decided_ms).unwrap_or(i64::MAX),
+                decided_ms: m.decided_ms,
             });
             if let Err(e) = self.writer.write(record) {
                 self.counters.failures.fetch_add(1, Ordering::Relaxed);

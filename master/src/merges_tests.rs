@@ -2,14 +2,15 @@
 
 use super::*;
 use vidar_protocol::CameraId;
+use vidar_protocol::UnixMs;
 
-fn ann(id: u64, node: &str, seen_ms: u64, e: &[f32]) -> IdentityAnnounce {
+fn ann(id: u64, node: &str, seen_ms: i64, e: &[f32]) -> IdentityAnnounce {
     IdentityAnnounce {
         identity: IdentityId(id),
         node: NodeId::new(node).expect("id"),
         // Each node has its own camera here.
         camera: CameraId::new(&format!("cam-{node}")).expect("id"),
-        seen_ms,
+        seen_ms: UnixMs(seen_ms),
         embedding: e.to_vec(),
         model: "test-model".into(),
     }
@@ -19,21 +20,23 @@ fn ann(id: u64, node: &str, seen_ms: u64, e: &[f32]) -> IdentityAnnounce {
 fn never_merges_across_models_or_people_on_one_camera_at_once() {
     let mut book = MergeBook::new(0.9);
     let e = [1.0, 0.0, 0.0];
-    assert!(book.observe(&ann(1, "a", 1000, &e), 1000).is_empty());
+    assert!(book
+        .observe(&ann(1, "a", 1000, &e), UnixMs(1000))
+        .is_empty());
     // Another model's vector of the same length: not compared.
     let other_model = IdentityAnnounce {
         model: "other-model".into(),
         ..ann(2, "b", 2000, &e)
     };
-    assert!(book.observe(&other_model, 2000).is_empty());
+    assert!(book.observe(&other_model, UnixMs(2000)).is_empty());
     // Same camera, 1 s apart: two people on screen together.
     let same_camera = IdentityAnnounce {
         camera: CameraId::new("cam-a").expect("id"),
         ..ann(3, "c", 2000, &e)
     };
-    assert!(book.observe(&same_camera, 2000).is_empty());
+    assert!(book.observe(&same_camera, UnixMs(2000)).is_empty());
     // The same look on another camera later: merged.
-    let m = book.observe(&ann(4, "d", 30_000, &e), 30_000);
+    let m = book.observe(&ann(4, "d", 30_000, &e), UnixMs(30_000));
     assert!(!m.is_empty(), "{m:?}");
 }
 
@@ -44,55 +47,73 @@ fn pairs(m: &[MergeAnnounce]) -> Vec<(u64, u64)> {
 #[test]
 fn merges_later_into_earlier_across_nodes_only() {
     let mut b = MergeBook::new(0.8);
-    assert!(b.observe(&ann(10, "a", 100, &[1.0, 0.0]), 1000).is_empty());
+    assert!(b
+        .observe(&ann(10, "a", 100, &[1.0, 0.0]), UnixMs(1000))
+        .is_empty());
     // Same node, same look: not merged (the node's own gallery decides).
-    assert!(b.observe(&ann(11, "a", 50, &[1.0, 0.01]), 1001).is_empty());
+    assert!(b
+        .observe(&ann(11, "a", 50, &[1.0, 0.01]), UnixMs(1001))
+        .is_empty());
     // Other node, dissimilar: nothing.
-    assert!(b.observe(&ann(20, "b", 90, &[0.0, 1.0]), 1002).is_empty());
+    assert!(b
+        .observe(&ann(20, "b", 90, &[0.0, 1.0]), UnixMs(1002))
+        .is_empty());
     // Other node, similar to 10 and 11 (11 is more similar, and earlier): into 11.
-    let m = b.observe(&ann(21, "b", 200, &[2.0, 0.02]), 1003);
+    let m = b.observe(&ann(21, "b", 200, &[2.0, 0.02]), UnixMs(1003));
     assert_eq!(pairs(&m), vec![(21, 11)]);
     assert_eq!(b.root(IdentityId(21)), IdentityId(11));
     // Announced again: already one with 11, and never joined to 10, which
     // node a (11's minter) keeps apart from 11.
-    assert!(b.observe(&ann(21, "b", 200, &[2.0, 0.02]), 1004).is_empty());
-    assert!(b.observe(&ann(22, "c", 300, &[1.0, 0.0]), 1005).len() == 1);
+    assert!(b
+        .observe(&ann(21, "b", 200, &[2.0, 0.02]), UnixMs(1004))
+        .is_empty());
+    assert!(
+        b.observe(&ann(22, "c", 300, &[1.0, 0.0]), UnixMs(1005))
+            .len()
+            == 1
+    );
     assert_ne!(b.root(IdentityId(10)), b.root(IdentityId(11)));
 }
 
 #[test]
 fn identities_kept_apart_by_an_operator_are_never_merged_again() {
     let mut b = MergeBook::new(0.8);
-    b.observe(&ann(1, "a", 100, &[1.0, 0.0]), 0);
+    b.observe(&ann(1, "a", 100, &[1.0, 0.0]), UnixMs(0));
     b.keep_apart(IdentityId(1), IdentityId(2));
     // The same look from another node: kept apart, not merged.
-    assert!(b.observe(&ann(2, "b", 200, &[1.0, 0.0]), 1).is_empty());
+    assert!(b
+        .observe(&ann(2, "b", 200, &[1.0, 0.0]), UnixMs(1))
+        .is_empty());
     // 3 joins 1 (minted earlier); 2 stays apart from the joined root too.
     assert_eq!(
-        pairs(&b.observe(&ann(3, "c", 50, &[1.0, 0.0]), 2)),
+        pairs(&b.observe(&ann(3, "c", 50, &[1.0, 0.0]), UnixMs(2))),
         [(1, 3)]
     );
     assert!(b.kept_apart(IdentityId(3), IdentityId(2)));
-    assert!(b.observe(&ann(2, "b", 200, &[1.0, 0.0]), 3).is_empty());
+    assert!(b
+        .observe(&ann(2, "b", 200, &[1.0, 0.0]), UnixMs(3))
+        .is_empty());
     // An operator's merge wins over both, in the operator's direction.
     assert_eq!(
-        pairs(&b.operator_merge(IdentityId(3), IdentityId(2), 4)),
+        pairs(&b.operator_merge(IdentityId(3), IdentityId(2), UnixMs(4))),
         [(3, 2), (1, 2)]
     );
     assert_eq!(b.root(IdentityId(1)), IdentityId(2));
-    assert!(b.operator_merge(IdentityId(1), IdentityId(2), 5).is_empty());
+    assert!(b
+        .operator_merge(IdentityId(1), IdentityId(2), UnixMs(5))
+        .is_empty());
 }
 
 #[test]
 fn no_chains_when_a_root_is_merged_away() {
     let mut b = MergeBook::new(0.9);
-    b.observe(&ann(1, "a", 500, &[1.0, 0.0, 0.0]), 0);
+    b.observe(&ann(1, "a", 500, &[1.0, 0.0, 0.0]), UnixMs(0));
     assert_eq!(
-        pairs(&b.observe(&ann(2, "b", 600, &[1.0, 0.0, 0.0]), 1)),
+        pairs(&b.observe(&ann(2, "b", 600, &[1.0, 0.0, 0.0]), UnixMs(1))),
         vec![(2, 1)]
     );
     // 3 from node c was minted before 1: 1 joins 3, and 2 is re-pointed to 3.
-    let m = b.observe(&ann(3, "c", 100, &[1.0, 0.01, 0.0]), 2);
+    let m = b.observe(&ann(3, "c", 100, &[1.0, 0.01, 0.0]), UnixMs(2));
     assert_eq!(pairs(&m), vec![(1, 3), (2, 3)]);
     assert_eq!(b.root(IdentityId(2)), IdentityId(3));
     assert_eq!(b.root(IdentityId(1)), IdentityId(3));
@@ -107,23 +128,25 @@ fn deterministic_and_ages_out() {
             .iter()
             .enumerate()
         {
-            all.extend(pairs(&b.observe(&ann(k as u64 + 1, node, 100, e), 0)));
+            all.extend(pairs(
+                &b.observe(&ann(k as u64 + 1, node, 100, e), UnixMs(0)),
+            ));
         }
         all
     };
     assert_eq!(run(), run());
     assert_eq!(run(), vec![(2, 1), (3, 1)]);
     let mut b = MergeBook::new(0.8);
-    b.observe(&ann(1, "a", 0, &[1.0]), 0);
+    b.observe(&ann(1, "a", 0, &[1.0]), UnixMs(0));
     assert!(b
-        .observe(&ann(2, "b", 0, &[1.0]), MAX_AGE_MS + 1)
+        .observe(&ann(2, "b", 0, &[1.0]), UnixMs(MAX_AGE_MS + 1))
         .is_empty());
     // Zero or mismatched embeddings are never merged.
     assert!(b
-        .observe(&ann(3, "c", 0, &[0.0]), MAX_AGE_MS + 2)
+        .observe(&ann(3, "c", 0, &[0.0]), UnixMs(MAX_AGE_MS + 2))
         .is_empty());
     assert!(b
-        .observe(&ann(4, "c", 0, &[1.0, 0.0]), MAX_AGE_MS + 3)
+        .observe(&ann(4, "c", 0, &[1.0, 0.0]), UnixMs(MAX_AGE_MS + 3))
         .is_empty());
 }
 
@@ -141,7 +164,7 @@ fn identities_operators_separated_stay_apart_after_a_restart() {
             action,
             actor: "ann".into(),
             reason: String::new(),
-            decided_ms: 0,
+            decided_ms: UnixMs(0),
         })
     };
     let key = |seq| RecordKey {

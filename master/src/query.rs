@@ -221,6 +221,7 @@ pub fn merge_identities(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vidar_protocol::UnixMs;
     use vidar_protocol::{CameraId, TrackId};
     use vidar_store::IdentityRecord;
 
@@ -236,8 +237,8 @@ mod tests {
             identity: IdentityId(identity),
             camera: CameraId::new("lobby").expect("id"),
             track: TrackId(1),
-            first_ms,
-            last_ms: first_ms + 500,
+            first_ms: UnixMs(first_ms),
+            last_ms: UnixMs(first_ms + 500),
             path: Vec::new(),
         }
     }
@@ -255,7 +256,7 @@ mod tests {
             record: Record::Identity(IdentityRecord {
                 identity: IdentityId(identity),
                 camera: CameraId::new("lobby").expect("id"),
-                first_seen_ms,
+                first_seen_ms: UnixMs(first_seen_ms),
                 embedding: vec![1.0],
                 model: "m".into(),
             }),
@@ -296,7 +297,7 @@ mod tests {
             },
             actor: "ann".into(),
             reason: String::new(),
-            decided_ms: 0,
+            decided_ms: UnixMs(0),
         };
         let c = Corrections::from_in_force(&[
             split(key("a", 1), 7, 9),
@@ -342,18 +343,18 @@ mod tests {
     #[test]
     fn overlap_is_half_open() {
         let s = sighting(1, 1_000); // [1000, 1500]
-        assert!(overlaps(&s, TimeRange::new(1_500, 2_000)));
-        assert!(!overlaps(&s, TimeRange::new(1_501, 2_000)));
-        assert!(!overlaps(&s, TimeRange::new(0, 1_000)));
-        assert!(overlaps(&s, TimeRange::new(0, 1_001)));
+        assert!(overlaps(&s, TimeRange::new(UnixMs(1_500), UnixMs(2_000))));
+        assert!(!overlaps(&s, TimeRange::new(UnixMs(1_501), UnixMs(2_000))));
+        assert!(!overlaps(&s, TimeRange::new(UnixMs(0), UnixMs(1_000))));
+        assert!(overlaps(&s, TimeRange::new(UnixMs(0), UnixMs(1_001))));
     }
 
     #[test]
     fn identities_only_an_edge_knows_are_added_once_within_the_range() {
         let db = vec![IdentitySeen {
             identity: IdentityId(1),
-            first_ms: 5_000,
-            last_ms: 6_000,
+            first_ms: UnixMs(5_000),
+            last_ms: UnixMs(6_000),
             sightings: 3,
             cameras: 2,
         }];
@@ -364,7 +365,8 @@ mod tests {
             edge_identity("c", 10, 3, 9_999), // outside the range
             edge_sighting("c", 11, 4, 400),   // not an identity record
         ];
-        let (out, truncated) = merge_identities(db, edge, TimeRange::new(0, 9_000), 10);
+        let (out, truncated) =
+            merge_identities(db, edge, TimeRange::new(UnixMs(0), UnixMs(9_000)), 10);
         assert!(!truncated);
         let got: Vec<_> = out
             .iter()
@@ -377,11 +379,14 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(got, [(2, 200, 0, false), (1, 5_000, 3, true)]);
+        assert_eq!(
+            got,
+            [(2, UnixMs(200), 0, false), (1, UnixMs(5_000), 3, true)]
+        );
         let (out, truncated) = merge_identities(
             Vec::new(),
             vec![edge_identity("b", 1, 1, 1), edge_identity("b", 2, 2, 2)],
-            TimeRange::new(0, 9_000),
+            TimeRange::new(UnixMs(0), UnixMs(9_000)),
             1,
         );
         assert!(truncated);

@@ -18,13 +18,13 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use vidar_protocol::UnixMs;
 
 use serde::Serialize;
 use vidar_protocol::messages::{SyncBatch, SyncRequest};
 use vidar_protocol::{Keys, NodeId};
 use vidar_store::{Reader, WriterHandle};
 
-use crate::clock::now_ms;
 use crate::membership::Membership;
 
 /// How long one sync request waits for its batch.
@@ -45,7 +45,7 @@ pub struct NodeSync {
     /// Records the node holds beyond the cursor, at its last answer.
     pub lag_records: Option<u64>,
     /// Wall-clock ms of the last round that reached the node's end.
-    pub last_success_ms: Option<u64>,
+    pub last_success_ms: Option<UnixMs>,
     /// Seconds since then (filled when read).
     pub since_success_s: Option<f64>,
     /// Records stored from this node since the master started.
@@ -418,7 +418,7 @@ impl Puller<'_> {
                     cursor = self.writer.advance_cursor(node, last.key.seq)?;
                 }
             }
-            let ok_now = now_ms();
+            let ok_now = UnixMs::now();
             let at = Instant::now();
             self.sync.update(node, |s| {
                 s.cursor = cursor;

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use vidar_protocol::UnixMs;
 
 use axum::body::Bytes;
 use serde::Serialize;
@@ -20,8 +21,6 @@ use tokio::sync::{broadcast, watch};
 use vidar_link::{Link, LinkError, Subscription};
 use vidar_protocol::messages::CameraTile;
 use vidar_protocol::{BBox, CameraId, IdentityId, Keys, NodeId, StreamState, TrackId};
-
-use crate::clock::now_ms;
 
 /// A camera without a tile for this long is stale (shown greyed, no JPEG).
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
@@ -57,7 +56,7 @@ pub struct TileMeta {
     /// Frames dropped since ingest started.
     pub dropped: u64,
     /// Capture time of the frame, ms since the epoch.
-    pub captured_ms: u64,
+    pub captured_ms: UnixMs,
     /// JPEG width, pixels.
     pub width: u32,
     /// JPEG height, pixels.
@@ -65,7 +64,7 @@ pub struct TileMeta {
     /// The people in the frame.
     pub boxes: Vec<TileBoxOut>,
     /// When the master received it, ms since the epoch.
-    pub received_ms: u64,
+    pub received_ms: UnixMs,
     /// Increases with every tile of this camera (cache-busting for the JPEG).
     pub seq: u64,
     /// No tile for [`STALE_AFTER`]: the view is not live.
@@ -132,7 +131,7 @@ impl Tiles {
                     identity: b.identity,
                 })
                 .collect(),
-            received_ms: now_ms(),
+            received_ms: UnixMs::now(),
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             stale: false,
             has_image: !tile.jpeg.is_empty(),

@@ -4,6 +4,7 @@
 mod common;
 
 use std::time::Duration;
+use vidar_protocol::UnixMs;
 
 use common::*;
 use vidar_master::Master;
@@ -26,7 +27,7 @@ fn seeded_master() -> (tempfile::TempDir, Master) {
             Record::Snapshot(vidar_store::Snapshot {
                 identity: IdentityId(3),
                 camera: cam("c2"),
-                t_ms: 10_200,
+                t_ms: UnixMs(10_200),
                 jpeg: vec![0xFF, 0xD8, 0xFF, 0xE0, 9, 9, 9],
             }),
             // 3 was merged into 1 (a master record in real life; the key's node
@@ -34,7 +35,7 @@ fn seeded_master() -> (tempfile::TempDir, Master) {
             Record::Merge(IdentityMerge {
                 from: IdentityId(3),
                 into: IdentityId(1),
-                decided_ms: 12_000,
+                decided_ms: UnixMs(12_000),
             }),
         ],
     );

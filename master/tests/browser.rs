@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vidar_config::Config;
+use vidar_protocol::UnixMs;
 
 use common::webdriver::{Driver, Session};
 use common::*;
@@ -42,10 +43,10 @@ fn seen(identity: u64, camera: &str, first_ms: i64, last_ms: i64) -> Record {
         identity: IdentityId(identity),
         camera: cam(camera),
         track: TrackId(identity),
-        first_ms,
-        last_ms,
+        first_ms: UnixMs(first_ms),
+        last_ms: UnixMs(last_ms),
         path: vec![BoxPoint {
-            t_ms: first_ms,
+            t_ms: UnixMs(first_ms),
             bbox: BBox {
                 x: 130.0,
                 y: 40.0,
@@ -70,7 +71,7 @@ fn fill_database(db: &Path, now: i64) {
         Record::Snapshot(Snapshot {
             identity: IdentityId(P1),
             camera: cam("lobby"),
-            t_ms: now - 9 * min,
+            t_ms: UnixMs(now - 9 * min),
             jpeg: jpeg(64, 128, (16, 8, 32, 112), 200),
         }),
     ] {
@@ -97,8 +98,8 @@ fn floor_plan(path: &Path) {
 fn status_of(node: &NodeId, busy: f64) -> NodeStatus {
     NodeStatus {
         node: node.clone(),
-        sent_ms: vidar_master::now_ms(),
-        started_ms: 1,
+        sent_ms: UnixMs::now(),
+        started_ms: UnixMs(1),
         plan_version: 0,
         capacity: NodeCapacity {
             cores: 4,
@@ -196,7 +197,7 @@ fn fake_edge(site: &str, zenoh_port: u16, stop: Arc<AtomicBool>) -> std::thread:
                 let tile = CameraTile {
                     camera: cam(camera),
                     node: node("edge-1"),
-                    captured_ms: vidar_master::now_ms(),
+                    captured_ms: UnixMs::now(),
                     state: StreamState::Streaming,
                     fps: 10.0,
                     dropped: 2,
@@ -254,7 +255,7 @@ fn operator_logs_in_sees_tiles_and_follows_a_person() {
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("global.db");
-    let now = vidar_master::now_ms() as i64;
+    let now = UnixMs::now().ms();
     fill_database(&db, now);
     let plan = dir.path().join("floor.png");
     floor_plan(&plan);

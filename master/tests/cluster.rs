@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vidar_config::Config;
+use vidar_protocol::UnixMs;
 
 use common::*;
 use vidar_link::{LinkSettings, Mode};
@@ -41,8 +42,8 @@ struct FakeEdge {
 fn status_of(node: &NodeId, records_last_seq: u64) -> NodeStatus {
     NodeStatus {
         node: node.clone(),
-        sent_ms: vidar_master::now_ms(),
-        started_ms: 1,
+        sent_ms: UnixMs::now(),
+        started_ms: UnixMs(1),
         plan_version: 0,
         capacity: NodeCapacity {
             cores: 4,
@@ -517,7 +518,7 @@ fn merges_and_corrections_from_an_edge_are_never_stored() {
         Record::Merge(vidar_store::IdentityMerge {
             from: IdentityId(1),
             into: IdentityId(2),
-            decided_ms: 0,
+            decided_ms: UnixMs(0),
         }),
     );
     records.push(Record::Correction(vidar_store::Correction {
@@ -527,7 +528,7 @@ fn merges_and_corrections_from_an_edge_are_never_stored() {
         },
         actor: "edge".into(),
         reason: String::new(),
-        decided_ms: 0,
+        decided_ms: UnixMs(0),
     }));
     let db = edge_db(dir.path(), "edge-7", records);
     let port = free_port();

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use vidar_config::Config;
 use vidar_master::Master;
+use vidar_protocol::UnixMs;
 use vidar_protocol::{CameraId, NodeId};
 use vidar_store::{CameraRecord, Record, WriterConfig};
 
@@ -21,7 +22,7 @@ fn filled(db: &Path) {
         h.submit(Record::Camera(CameraRecord {
             camera: CameraId::new(&format!("c{i}")).expect("id"),
             name: format!("camera {i}, a name long enough to fill a few pages"),
-            recorded_ms: i,
+            recorded_ms: UnixMs(i),
         }))
         .expect("submit");
     }

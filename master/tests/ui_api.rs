@@ -6,6 +6,7 @@
 mod common;
 
 use std::time::Duration;
+use vidar_protocol::UnixMs;
 
 use common::*;
 use vidar_link::{LinkSettings, Mode};
@@ -332,7 +333,7 @@ fn tiles_from_zenoh_are_served_and_garbage_is_counted() {
     .expect("edge session");
     let keys = Keys::new(&s.site).expect("keys");
     let jpeg = jpeg(160, 120, (60, 20, 40, 90), 120);
-    let tile = |captured_ms: u64| CameraTile {
+    let tile = |captured_ms: UnixMs| CameraTile {
         camera: cam("lobby"),
         node: node("edge-a"),
         captured_ms,
@@ -354,10 +355,10 @@ fn tiles_from_zenoh_are_served_and_garbage_is_counted() {
         }],
     };
     let key = keys.tile(&node("edge-a"), &cam("lobby"));
-    let mut n = 0u64;
+    let mut n = 0i64;
     let seen = wait_for(Duration::from_secs(10), || {
         n += 1;
-        let bytes = wire::encode(&tile(1_000 + n)).expect("encode");
+        let bytes = wire::encode(&tile(UnixMs(1_000 + n))).expect("encode");
         edge.put(&key, bytes).wait().expect("put");
         std::thread::sleep(Duration::from_millis(100));
         get(a, "/api/tiles", &t).json()["tiles"]
@@ -384,7 +385,7 @@ fn tiles_from_zenoh_are_served_and_garbage_is_counted() {
     let before = s.master.context().link.garbage().refused();
     edge.put(&key, vec![1u8, 2, 3]).wait().expect("put");
     let other = keys.tile(&node("edge-a"), &cam("dock"));
-    edge.put(&other, wire::encode(&tile(99)).expect("encode"))
+    edge.put(&other, wire::encode(&tile(UnixMs(99))).expect("encode"))
         .wait()
         .expect("put");
     assert!(wait_for(Duration::from_secs(5), || {

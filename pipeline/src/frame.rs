@@ -99,6 +99,11 @@ impl Frame {
         })
     }
 
+    /// The capture time as records carry it (milliseconds since the epoch).
+    pub fn captured_ms(&self) -> vidar_protocol::UnixMs {
+        vidar_protocol::UnixMs::of(self.capture_time)
+    }
+
     /// Time from capture to now, saturating at zero.
     pub fn age(&self) -> Duration {
         SystemTime::now()

@@ -16,6 +16,7 @@ use vidar_pipeline::composite::{
 };
 use vidar_pipeline::Ingest;
 use vidar_protocol::StreamState;
+use vidar_protocol::UnixMs;
 
 const W: u32 = 320;
 const H: u32 = 240;
@@ -263,8 +264,8 @@ fn writes_mot_and_live_ground_truth_files() {
     let n = (0..200)
         .find(|&n| !sc.truth(n).is_empty())
         .expect("someone");
-    w.record(0, 1_000, &[]).expect("record");
-    w.record(n, 2_000, &sc.truth(n)).expect("record");
+    w.record(0, UnixMs(1_000), &[]).expect("record");
+    w.record(n, UnixMs(2_000), &sc.truth(n)).expect("record");
     w.flush().expect("flush");
     let gt = std::fs::read_to_string(tmp.path().join("cam.gt.csv")).expect("gt");
     let frames = std::fs::read_to_string(tmp.path().join("cam.frames.csv")).expect("frames");

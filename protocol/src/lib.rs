@@ -13,11 +13,11 @@
 //! use vidar_protocol::keys::Keys;
 //! use vidar_protocol::messages::MergeAnnounce;
 //! use vidar_protocol::wire::{decode, encode};
-//! use vidar_protocol::IdentityId;
+//! use vidar_protocol::{IdentityId, UnixMs};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let keys = Keys::new("plant-3")?;
-//! let merge = MergeAnnounce { from: IdentityId(7), into: IdentityId(2), decided_ms: 1 };
+//! let merge = MergeAnnounce { from: IdentityId(7), into: IdentityId(2), decided_ms: UnixMs(1) };
 //! let payload = encode(&merge)?; // published on keys.merges()
 //! assert_eq!(keys.merges(), "vidar/plant-3/merges");
 //! assert_eq!(decode::<MergeAnnounce>(&payload)?, merge);
@@ -40,4 +40,5 @@ pub use geometry::BBox;
 pub use ids::{CameraId, IdError, IdentityId, NodeId, TrackId};
 pub use keys::{Keys, NodeKey};
 pub use stream::{StreamCounters, StreamState, StreamStatus};
+pub use time::UnixMs;
 pub use wire::{decode, encode, peek, DecodeError, EncodeError, Message, MessageKind};

@@ -10,6 +10,7 @@
 //! Times are milliseconds since the Unix epoch (UTC), of capture time where the
 //! record comes from video.
 
+use crate::time::UnixMs;
 use serde::{Deserialize, Serialize};
 
 use crate::{BBox, CameraId, IdentityId, NodeId, TrackId};
@@ -57,22 +58,22 @@ pub struct RecordKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeRange {
     /// First millisecond included.
-    pub start_ms: i64,
+    pub start_ms: UnixMs,
     /// First millisecond excluded.
-    pub end_ms: i64,
+    pub end_ms: UnixMs,
 }
 
 impl TimeRange {
     /// The interval `[start_ms, end_ms)`.
-    pub fn new(start_ms: i64, end_ms: i64) -> Self {
+    pub fn new(start_ms: UnixMs, end_ms: UnixMs) -> Self {
         TimeRange { start_ms, end_ms }
     }
 
     /// All representable time.
     pub fn all() -> Self {
         TimeRange {
-            start_ms: i64::MIN,
-            end_ms: i64::MAX,
+            start_ms: UnixMs::MIN,
+            end_ms: UnixMs::MAX,
         }
     }
 }
@@ -85,7 +86,7 @@ pub struct CameraRecord {
     /// Human-readable name, stored verbatim (at most [`MAX_NAME_LEN`] bytes).
     pub name: String,
     /// When the node registered the camera.
-    pub recorded_ms: i64,
+    pub recorded_ms: UnixMs,
 }
 
 /// A closed tracker track: one person followed on one camera.
@@ -96,9 +97,9 @@ pub struct TrackRecord {
     /// The tracker's id for it.
     pub track: TrackId,
     /// First frame time of the track.
-    pub first_ms: i64,
+    pub first_ms: UnixMs,
     /// Last frame time of the track.
-    pub last_ms: i64,
+    pub last_ms: UnixMs,
     /// The identity re-ID gave it, if any.
     pub identity: Option<IdentityId>,
 }
@@ -107,7 +108,7 @@ pub struct TrackRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BoxPoint {
     /// Capture time of the frame, within the sighting's `[first_ms, last_ms]`.
-    pub t_ms: i64,
+    pub t_ms: UnixMs,
     /// The person's box in that frame, pixels.
     pub bbox: BBox,
 }
@@ -122,9 +123,9 @@ pub struct Sighting {
     /// The track on that camera.
     pub track: TrackId,
     /// Start of the span.
-    pub first_ms: i64,
+    pub first_ms: UnixMs,
     /// End of the span (inclusive), at most [`MAX_SIGHTING_SPAN_MS`] after `first_ms`.
-    pub last_ms: i64,
+    pub last_ms: UnixMs,
     /// Boxes in time order (the store keeps them delta-encoded, see `vidar_store::boxpath`).
     pub path: Vec<BoxPoint>,
 }
@@ -137,7 +138,7 @@ pub struct IdentityRecord {
     /// The camera it was first seen on.
     pub camera: CameraId,
     /// When it was first seen.
-    pub first_seen_ms: i64,
+    pub first_seen_ms: UnixMs,
     /// The embedding (usually L2-normalised), 1..=[`MAX_EMBEDDING_DIM`] finite values.
     pub embedding: Vec<f32>,
     /// Tag of the model that made the embedding (`name@sha256-prefix`, at
@@ -154,7 +155,7 @@ pub struct Snapshot {
     /// The camera it was cut from.
     pub camera: CameraId,
     /// Capture time of the frame.
-    pub t_ms: i64,
+    pub t_ms: UnixMs,
     /// JPEG bytes (starting with the SOI marker), at most [`MAX_SNAPSHOT_BYTES`].
     #[serde(with = "crate::bytes")]
     pub jpeg: Vec<u8>,
@@ -168,7 +169,7 @@ pub struct IdentityMerge {
     /// The identity it joins.
     pub into: IdentityId,
     /// When the merge was decided.
-    pub decided_ms: i64,
+    pub decided_ms: UnixMs,
 }
 
 /// What an operator corrected (see [`Correction`]).
@@ -213,7 +214,7 @@ pub struct Correction {
     /// Why, as the operator wrote it (at most [`MAX_REASON_LEN`] bytes; may be empty).
     pub reason: String,
     /// When it was decided.
-    pub decided_ms: i64,
+    pub decided_ms: UnixMs,
 }
 
 /// Any record the store keeps, without its key.
@@ -332,7 +333,7 @@ impl Record {
     }
 
     /// The time the record is about, used for retention: the end of a span, or its instant.
-    pub fn time_ms(&self) -> i64 {
+    pub fn time_ms(&self) -> UnixMs {
         match self {
             Record::Camera(c) => c.recorded_ms,
             Record::Track(t) => t.last_ms,
@@ -389,7 +390,7 @@ fn validate_sighting(s: &Sighting) -> Result<(), String> {
             s.last_ms, s.first_ms
         ));
     }
-    let span = s.last_ms.saturating_sub(s.first_ms);
+    let span = s.last_ms.since(s.first_ms);
     if span > MAX_SIGHTING_SPAN_MS {
         return Err(format!(
             "spans {span} ms, at most {MAX_SIGHTING_SPAN_MS} allowed; split it"
@@ -431,7 +432,7 @@ mod tests {
         let too_long = Record::Camera(CameraRecord {
             camera: cam(),
             name: "x".repeat(MAX_NAME_LEN + 1),
-            recorded_ms: 0,
+            recorded_ms: UnixMs(0),
         });
         assert_eq!(
             too_long.validate().map_err(|e| e.to_string()),
@@ -440,7 +441,7 @@ mod tests {
         let nan = Record::Identity(IdentityRecord {
             identity: IdentityId(1),
             camera: cam(),
-            first_seen_ms: 0,
+            first_seen_ms: UnixMs(0),
             embedding: vec![0.0, f32::NAN],
             model: "test-model".into(),
         });
@@ -451,7 +452,7 @@ mod tests {
         let not_jpeg = Record::Snapshot(Snapshot {
             identity: IdentityId(1),
             camera: cam(),
-            t_ms: 0,
+            t_ms: UnixMs(0),
             jpeg: b"GIF89a".to_vec(),
         });
         assert!(not_jpeg.validate().is_err());
@@ -459,10 +460,10 @@ mod tests {
             identity: IdentityId(1),
             camera: cam(),
             track: TrackId(1),
-            first_ms: 10,
-            last_ms: 20,
+            first_ms: UnixMs(10),
+            last_ms: UnixMs(20),
             path: vec![BoxPoint {
-                t_ms: 21,
+                t_ms: UnixMs(21),
                 bbox: BBox::default(),
             }],
         });
@@ -470,7 +471,7 @@ mod tests {
         let self_merge = Record::Merge(IdentityMerge {
             from: IdentityId(3),
             into: IdentityId(3),
-            decided_ms: 0,
+            decided_ms: UnixMs(0),
         });
         assert_eq!(
             self_merge.validate().map_err(|e| e.to_string()),

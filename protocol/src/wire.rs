@@ -29,7 +29,7 @@ use serde::Serialize;
 use std::fmt;
 
 /// The version of the wire format this build speaks, carried in every header.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The two bytes every Vidar payload starts with.
 pub const MAGIC: [u8; 2] = *b"VD";
 /// Length of the header in front of the postcard body, in bytes.
@@ -291,12 +291,13 @@ mod tests {
         Crop, CropEncoding, MergeAnnounce, NodeStatus, Plan, ReidRequest, SyncBatch,
     };
     use crate::record::{CameraRecord, KeyedRecord, Record, RecordKey};
+    use crate::UnixMs;
     use crate::{CameraId, IdentityId, NodeId, TrackId};
 
     fn plan() -> Plan {
         Plan {
             version: 3,
-            issued_ms: 1_700_000_000_000,
+            issued_ms: UnixMs(1_700_000_000_000),
             reason: "node edge-2 joined".into(),
             streams: Vec::new(),
             bandwidth: Vec::new(),
@@ -313,8 +314,8 @@ mod tests {
     #[test]
     fn header_layout() {
         let bytes = encode(&plan()).expect("encodes");
-        assert_eq!(&bytes[..HEADER_LEN], &[b'V', b'D', 2, 0, 2]);
-        assert_eq!(peek(&bytes), Ok((2, MessageKind::Plan)));
+        assert_eq!(&bytes[..HEADER_LEN], &[b'V', b'D', 3, 0, 2]);
+        assert_eq!(peek(&bytes), Ok((3, MessageKind::Plan)));
     }
 
     #[test]
@@ -354,12 +355,12 @@ mod tests {
             e,
             DecodeError::UnsupportedVersion {
                 got: 1,
-                supported: 2
+                supported: 3
             }
         );
         assert_eq!(
             e.to_string(),
-            "protocol version 1 is not supported (this build speaks version 2); run the same Vidar release on every node"
+            "protocol version 1 is not supported (this build speaks version 3); run the same Vidar release on every node"
         );
         assert_eq!(peek(&bytes), Err(e));
     }
@@ -417,7 +418,7 @@ mod tests {
             crops: vec![Crop {
                 camera: CameraId::new("c").expect("id"),
                 track: TrackId(1),
-                capture_ms: 0,
+                capture_ms: UnixMs(0),
                 width: side,
                 height: side,
                 encoding: CropEncoding::Rgb8,
@@ -454,7 +455,7 @@ mod tests {
     #[test]
     fn huge_length_prefix_fails_without_allocating() {
         // A SyncBatch whose record vector claims u64::MAX / 2 elements.
-        let mut bytes = vec![b'V', b'D', 2, 0, MessageKind::SyncBatch as u8];
+        let mut bytes = vec![b'V', b'D', 3, 0, MessageKind::SyncBatch as u8];
         bytes.extend_from_slice(&[1, b'n']); // node "n"
         bytes.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]);
         assert!(matches!(err_of::<SyncBatch>(&bytes), DecodeError::Body(_)));
@@ -467,7 +468,7 @@ mod tests {
             &MergeAnnounce {
                 from: IdentityId(4),
                 into: IdentityId(4),
-                decided_ms: 1,
+                decided_ms: UnixMs(1),
             },
         );
         let e = err_of::<MergeAnnounce>(&bytes);
@@ -487,7 +488,7 @@ mod tests {
                 record: Record::Camera(CameraRecord {
                     camera: CameraId::new("c").expect("id"),
                     name: String::new(),
-                    recorded_ms: 0,
+                    recorded_ms: UnixMs(0),
                 }),
             }],
             last_seq: 1,
@@ -507,7 +508,7 @@ mod tests {
         let m = MergeAnnounce {
             from: IdentityId(1),
             into: IdentityId(2),
-            decided_ms: 0,
+            decided_ms: UnixMs(0),
         };
         let merges = Merges {
             merges: vec![m; MAX_MERGES + 1],
@@ -523,7 +524,7 @@ mod tests {
 
     /// A payload that skips `encode`'s validation, as a hostile sender would.
     fn postcard_with_header<T: Serialize>(kind: MessageKind, m: &T) -> Vec<u8> {
-        let mut out = vec![b'V', b'D', 2, 0, kind as u8];
+        let mut out = vec![b'V', b'D', 3, 0, kind as u8];
         out.extend(postcard::to_stdvec(m).expect("serialises"));
         out
     }

@@ -5,6 +5,7 @@ use proptest::prelude::*;
 use vidar_protocol::messages::*;
 use vidar_protocol::record::*;
 use vidar_protocol::wire::{decode, encode, peek, DecodeError, Message, MessageKind};
+use vidar_protocol::UnixMs;
 use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, StreamState, TrackId};
 
 fn node(s: &str) -> NodeId {
@@ -25,8 +26,8 @@ const BOX: BBox = BBox {
 fn node_status() -> NodeStatus {
     NodeStatus {
         node: node("edge-1"),
-        sent_ms: 1_700_000_001_000,
-        started_ms: 1_700_000_000_000,
+        sent_ms: UnixMs(1_700_000_001_000),
+        started_ms: UnixMs(1_700_000_000_000),
         plan_version: 4,
         capacity: NodeCapacity {
             cores: 8,
@@ -74,7 +75,7 @@ fn node_status() -> NodeStatus {
 fn plan() -> Plan {
     Plan {
         version: 5,
-        issued_ms: 1_700_000_002_000,
+        issued_ms: UnixMs(1_700_000_002_000),
         reason: "edge-3 left".into(),
         streams: vec![
             StreamAssignment {
@@ -106,7 +107,7 @@ fn reid_request() -> ReidRequest {
             Crop {
                 camera: cam("dock"),
                 track: TrackId(3),
-                capture_ms: 1_700_000_001_500,
+                capture_ms: UnixMs(1_700_000_001_500),
                 width: 2,
                 height: 3,
                 encoding: CropEncoding::Rgb8,
@@ -115,7 +116,7 @@ fn reid_request() -> ReidRequest {
             Crop {
                 camera: cam("dock"),
                 track: TrackId(4),
-                capture_ms: 1_700_000_001_500,
+                capture_ms: UnixMs(1_700_000_001_500),
                 width: 64,
                 height: 128,
                 encoding: CropEncoding::Jpeg,
@@ -145,7 +146,7 @@ fn identity_announce() -> IdentityAnnounce {
         identity: IdentityId(10),
         node: node("edge-1"),
         camera: cam("lobby"),
-        seen_ms: 1_700_000_001_600,
+        seen_ms: UnixMs(1_700_000_001_600),
         embedding: vec![0.5, -0.25, 0.125, 0.0],
         model: "test-model".into(),
     }
@@ -162,7 +163,7 @@ fn records(n: &NodeId) -> Vec<KeyedRecord> {
             record: Record::Camera(CameraRecord {
                 camera: cam("lobby"),
                 name: "Lobby, east door".into(),
-                recorded_ms: 1_700_000_000_000,
+                recorded_ms: UnixMs(1_700_000_000_000),
             }),
         },
         KeyedRecord {
@@ -171,15 +172,15 @@ fn records(n: &NodeId) -> Vec<KeyedRecord> {
                 identity: IdentityId(9),
                 camera: cam("lobby"),
                 track: TrackId(3),
-                first_ms: 1_700_000_000_100,
-                last_ms: 1_700_000_000_300,
+                first_ms: UnixMs(1_700_000_000_100),
+                last_ms: UnixMs(1_700_000_000_300),
                 path: vec![
                     BoxPoint {
-                        t_ms: 1_700_000_000_100,
+                        t_ms: UnixMs(1_700_000_000_100),
                         bbox: BOX,
                     },
                     BoxPoint {
-                        t_ms: 1_700_000_000_300,
+                        t_ms: UnixMs(1_700_000_000_300),
                         bbox: BOX,
                     },
                 ],
@@ -190,7 +191,7 @@ fn records(n: &NodeId) -> Vec<KeyedRecord> {
             record: Record::Identity(IdentityRecord {
                 identity: IdentityId(9),
                 camera: cam("lobby"),
-                first_seen_ms: 1_700_000_000_100,
+                first_seen_ms: UnixMs(1_700_000_000_100),
                 embedding: vec![1.0, 0.0],
                 model: "test-model".into(),
             }),
@@ -200,7 +201,7 @@ fn records(n: &NodeId) -> Vec<KeyedRecord> {
             record: Record::Snapshot(Snapshot {
                 identity: IdentityId(9),
                 camera: cam("lobby"),
-                t_ms: 1_700_000_000_200,
+                t_ms: UnixMs(1_700_000_000_200),
                 jpeg: vec![0xFF, 0xD8, 0xFF, 0xD9],
             }),
         },
@@ -209,8 +210,8 @@ fn records(n: &NodeId) -> Vec<KeyedRecord> {
             record: Record::Track(TrackRecord {
                 camera: cam("lobby"),
                 track: TrackId(3),
-                first_ms: 1_700_000_000_100,
-                last_ms: 1_700_000_000_300,
+                first_ms: UnixMs(1_700_000_000_100),
+                last_ms: UnixMs(1_700_000_000_300),
                 identity: None,
             }),
         },
@@ -219,7 +220,7 @@ fn records(n: &NodeId) -> Vec<KeyedRecord> {
             record: Record::Merge(IdentityMerge {
                 from: IdentityId(9),
                 into: IdentityId(2),
-                decided_ms: 1_700_000_000_400,
+                decided_ms: UnixMs(1_700_000_000_400),
             }),
         },
         KeyedRecord {
@@ -232,7 +233,7 @@ fn records(n: &NodeId) -> Vec<KeyedRecord> {
                 },
                 actor: "ann".into(),
                 reason: "two people".into(),
-                decided_ms: 1_700_000_000_500,
+                decided_ms: UnixMs(1_700_000_000_500),
             }),
         },
     ]
@@ -292,7 +293,7 @@ fn camera_tile() -> CameraTile {
     CameraTile {
         camera: cam("lobby"),
         node: node("edge-1"),
-        captured_ms: 1_700_000_001_000,
+        captured_ms: UnixMs(1_700_000_001_000),
         state: StreamState::Streaming,
         fps: 25.0,
         dropped: 3,
@@ -319,7 +320,7 @@ fn all_encoded() -> Vec<(MessageKind, Vec<u8>)> {
     fn enc<M: Message>(m: &M) -> (MessageKind, Vec<u8>) {
         (M::KIND, encode(m).expect("sample encodes"))
     }
-    let range = TimeRange::new(1_700_000_000_000, 1_700_000_100_000);
+    let range = TimeRange::new(UnixMs(1_700_000_000_000), UnixMs(1_700_000_100_000));
     vec![
         enc(&node_status()),
         enc(&plan()),
@@ -329,13 +330,13 @@ fn all_encoded() -> Vec<(MessageKind, Vec<u8>)> {
         enc(&MergeAnnounce {
             from: IdentityId(9),
             into: IdentityId(2),
-            decided_ms: 5,
+            decided_ms: UnixMs(5),
         }),
         enc(&Merges {
             merges: vec![MergeAnnounce {
                 from: IdentityId(8),
                 into: IdentityId(2),
-                decided_ms: 6,
+                decided_ms: UnixMs(6),
             }],
         }),
         enc(&SyncRequest {
@@ -364,11 +365,11 @@ fn split_announce() -> SplitAnnounce {
         },
         camera: cam("lobby"),
         track: TrackId(3),
-        first_ms: 1_700_000_000_100,
-        last_ms: 1_700_000_000_300,
+        first_ms: UnixMs(1_700_000_000_100),
+        last_ms: UnixMs(1_700_000_000_300),
         from: IdentityId(9),
         into: IdentityId(10),
-        decided_ms: 7,
+        decided_ms: UnixMs(7),
     }
 }
 
@@ -397,7 +398,7 @@ fn every_message_round_trips() {
     round_trip(MergeAnnounce {
         from: IdentityId(9),
         into: IdentityId(2),
-        decided_ms: 5,
+        decided_ms: UnixMs(5),
     });
     round_trip(Merges { merges: Vec::new() });
     round_trip(SyncRequest {
@@ -419,7 +420,7 @@ fn every_message_round_trips() {
         state: StreamState::Connecting,
         ..camera_tile()
     });
-    let range = TimeRange::new(1, 2);
+    let range = TimeRange::new(UnixMs(1), UnixMs(2));
     round_trip(QueryRequest::Trajectory {
         identity: IdentityId(9),
         range,
@@ -513,7 +514,7 @@ fn invalid_messages_refused_with_the_field() {
             {
                 let mut m = sync_batch();
                 if let Record::Track(t) = &mut m.records[4].record {
-                    t.last_ms = 0;
+                    t.last_ms = UnixMs(0);
                 }
                 encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
             },
@@ -581,7 +582,7 @@ proptest! {
         kind in proptest::sample::select(MessageKind::ALL.to_vec()),
         body in proptest::collection::vec(any::<u8>(), 0..512),
     ) {
-        let mut bytes = vec![b'V', b'D', 2, 0, kind as u8];
+        let mut bytes = vec![b'V', b'D', 3, 0, kind as u8];
         bytes.extend(body);
         let _ = decode_as_everything(&bytes);
     }

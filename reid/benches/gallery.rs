@@ -2,6 +2,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use vidar_protocol::CameraId;
+use vidar_protocol::UnixMs;
 use vidar_reid::{Embedding, Gallery, GalleryConfig};
 
 fn pseudo_random(seed: u64, dim: usize) -> Embedding {
@@ -30,14 +31,14 @@ fn assign(c: &mut Criterion) {
         .expect("gallery");
         for i in 0..size as u64 {
             gallery
-                .assign(&pseudo_random(i, 1280), &camera, i)
+                .assign(&pseudo_random(i, 1280), &camera, UnixMs(i as i64))
                 .expect("fill");
         }
         let probe = pseudo_random(u64::MAX, 1280);
-        let mut t = size as u64;
+        let mut t = UnixMs(size as i64);
         group.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| {
             b.iter(|| {
-                t += 1;
+                t = t.add_ms(1);
                 gallery.assign(&probe, &camera, t).expect("assign")
             })
         });

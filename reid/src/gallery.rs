@@ -23,7 +23,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 use vidar_config::{Config, Problem, Problems};
-use vidar_protocol::{CameraId, IdentityId, TrackId};
+use vidar_protocol::{CameraId, IdentityId, TrackId, UnixMs};
 
 use crate::{Embedding, ReidError};
 
@@ -179,13 +179,13 @@ pub struct Appearance {
     /// Track id on that camera (None when unknown, e.g. a restored identity).
     pub track: Option<TrackId>,
     /// First time seen, ms.
-    pub first_ms: u64,
+    pub first_ms: UnixMs,
     /// Last time seen, ms.
-    pub last_ms: u64,
+    pub last_ms: UnixMs,
 }
 
 /// `last_ms` of an appearance whose track is still open (on screen now).
-pub const OPEN: u64 = i64::MAX as u64;
+pub const OPEN: UnixMs = UnixMs::MAX;
 
 /// Appearances kept per identity (the most recent).
 const MAX_APPEARANCES: usize = 16;
@@ -207,9 +207,9 @@ pub struct Identity {
     /// Camera of the latest sighting.
     pub camera: CameraId,
     /// First sighting, ms.
-    pub first_seen_ms: u64,
+    pub first_seen_ms: UnixMs,
     /// Latest sighting, ms.
-    pub last_seen_ms: u64,
+    pub last_seen_ms: UnixMs,
     /// Number of tracks (sightings) folded in.
     pub sightings: u64,
     /// Minted here or elsewhere.
@@ -225,7 +225,7 @@ impl Identity {
         embedding: Embedding,
         model: &str,
         camera: CameraId,
-        seen_ms: u64,
+        seen_ms: UnixMs,
         origin: Origin,
     ) -> Identity {
         Identity {
@@ -267,9 +267,9 @@ pub struct TrackQuery<'a> {
     /// a one-crop query that is its own track ([`Gallery::assign`]).
     pub track: Option<TrackId>,
     /// First time the track was seen, ms.
-    pub first_ms: u64,
+    pub first_ms: UnixMs,
     /// Latest time the track was seen, ms.
-    pub last_ms: u64,
+    pub last_ms: UnixMs,
 }
 
 /// Why a known identity was not given to a track.
@@ -444,11 +444,11 @@ impl Gallery {
                 continue;
             }
             // Transit from the appearance's camera to the query's.
-            let dt = q.first_ms as i64 - a.last_ms as i64;
+            let dt = q.first_ms.since(a.last_ms);
             if q.last_ms < a.first_ms {
                 // The query ended before this appearance began: the reverse
                 // transit applies; without it, only overlap rules below.
-                let back = a.first_ms as i64 - q.last_ms as i64;
+                let back = a.first_ms.since(q.last_ms);
                 if let Some(why) = self.transit_rule(q.camera, &a.camera, back, similarity) {
                     return Some(why);
                 }
@@ -678,7 +678,7 @@ impl Gallery {
         &mut self,
         e: &Embedding,
         camera: &CameraId,
-        now_ms: u64,
+        now_ms: UnixMs,
     ) -> Result<Assignment, ReidError> {
         self.assign_track(&TrackQuery {
             embedding: e,
@@ -731,7 +731,13 @@ impl Gallery {
 
     /// The track `track` on `camera`, which carried `id`, ended at `last_ms`
     /// (its appearance was open until now).
-    pub fn close_track(&mut self, id: IdentityId, camera: &CameraId, track: TrackId, last_ms: u64) {
+    pub fn close_track(
+        &mut self,
+        id: IdentityId,
+        camera: &CameraId,
+        track: TrackId,
+        last_ms: UnixMs,
+    ) {
         let Some(&k) = self.index.get(&id) else {
             return;
         };
@@ -801,7 +807,7 @@ impl Gallery {
             return;
         };
         // Still open there: seen on both at once (the views overlap).
-        let dt = (q.first_ms as i64 - prev.last_ms.min(OPEN) as i64).max(-3_600_000);
+        let dt = q.first_ms.since(prev.last_ms).max(-3_600_000);
         let from = prev.camera.clone();
         self.transits
             .entry(from)
@@ -1008,7 +1014,7 @@ impl Gallery {
         let Some(e) = e else {
             return Ok(false);
         };
-        let seen = a.last_ms.min(OPEN - 1).max(a.first_ms);
+        let seen = a.last_ms.min(OPEN.add_ms(-1)).max(a.first_ms);
         if self.index.contains_key(&into) {
             self.fold(into, e);
             self.observe(
@@ -1042,11 +1048,12 @@ impl Gallery {
     /// An identity whose track is still open (on screen now) stays, however
     /// long ago that track began: dropping it would lose the rule that no
     /// other track on that camera may take it meanwhile.
-    pub fn expire(&mut self, now_ms: u64) -> usize {
-        let max_age_ms = self.config.max_age_s.saturating_mul(1000);
+    pub fn expire(&mut self, now_ms: UnixMs) -> usize {
+        let max_age_ms =
+            i64::try_from(self.config.max_age_s.saturating_mul(1000)).unwrap_or(i64::MAX);
         let before = self.identities.len();
         self.identities.retain(|i| {
-            now_ms.saturating_sub(i.last_seen_ms) <= max_age_ms
+            now_ms.since(i.last_seen_ms) <= max_age_ms
                 || i.appearances.iter().any(|a| a.last_ms >= OPEN)
         });
         if self.identities.len() != before {

@@ -29,7 +29,13 @@ fn small() -> GalleryConfig {
     }
 }
 
-fn track<'a>(e: &'a Embedding, c: &'a CameraId, track: u64, from: u64, to: u64) -> TrackQuery<'a> {
+fn track<'a>(
+    e: &'a Embedding,
+    c: &'a CameraId,
+    track: u64,
+    from: UnixMs,
+    to: UnixMs,
+) -> TrackQuery<'a> {
     TrackQuery {
         embedding: e,
         camera: c,
@@ -43,7 +49,7 @@ fn track<'a>(e: &'a Embedding, c: &'a CameraId, track: u64, from: u64, to: u64) 
 fn matches_same_person_and_mints_for_new_ones() {
     let mut g = Gallery::new(small()).expect("gallery");
     let a = g
-        .assign(&emb(&[1.0, 0.0, 0.0]), &cam("a"), 0)
+        .assign(&emb(&[1.0, 0.0, 0.0]), &cam("a"), UnixMs(0))
         .expect("assign");
     let Assignment::New {
         id: first,
@@ -54,7 +60,7 @@ fn matches_same_person_and_mints_for_new_ones() {
     };
     assert_eq!(first.0 >> 48, 7, "node prefix in the id");
     let b = g
-        .assign(&emb(&[0.99, 0.1, 0.0]), &cam("b"), 100)
+        .assign(&emb(&[0.99, 0.1, 0.0]), &cam("b"), UnixMs(100))
         .expect("assign");
     assert!(
         matches!(b, Assignment::Matched { id, similarity } if id == first && similarity > 0.99)
@@ -64,12 +70,12 @@ fn matches_same_person_and_mints_for_new_ones() {
         Some((2, "b"))
     );
     let c = g
-        .assign(&emb(&[0.0, 1.0, 0.0]), &cam("a"), 200)
+        .assign(&emb(&[0.0, 1.0, 0.0]), &cam("a"), UnixMs(200))
         .expect("assign");
     assert!(matches!(c, Assignment::New { closest: Some(s), .. } if s < 0.2));
     assert_ne!(c.id(), first);
     assert!(
-        g.assign(&emb(&[1.0, 0.0]), &cam("a"), 0).is_err(),
+        g.assign(&emb(&[1.0, 0.0]), &cam("a"), UnixMs(0)).is_err(),
         "dimension mismatch"
     );
 }
@@ -79,17 +85,17 @@ fn ambiguous_matches_mint_a_new_identity() {
     let mut g = Gallery::new(small()).expect("gallery");
     // cos(x, y) ~0.83: two people.
     let x = g
-        .assign(&emb(&[1.0, 0.3, 0.0]), &cam("a"), 0)
+        .assign(&emb(&[1.0, 0.3, 0.0]), &cam("a"), UnixMs(0))
         .expect("assign")
         .id();
     let y = g
-        .assign(&emb(&[1.0, -0.3, 0.0]), &cam("a"), 0)
+        .assign(&emb(&[1.0, -0.3, 0.0]), &cam("a"), UnixMs(0))
         .expect("assign")
         .id();
     assert_ne!(x, y);
     // ~0.958 to both: above threshold, but too close to call.
     let z = g
-        .assign(&emb(&[1.0, 0.0, 0.0]), &cam("a"), 0)
+        .assign(&emb(&[1.0, 0.0, 0.0]), &cam("a"), UnixMs(0))
         .expect("assign");
     assert!(matches!(z, Assignment::New { .. }), "{z:?}");
 }
@@ -103,17 +109,19 @@ fn one_person_minted_twice_does_not_make_a_match_ambiguous() {
     // person holds two identities, their views confidently one (cos 0.999).
     let (v1, v2) = (emb(&[1.0, 0.05, 0.0]), emb(&[1.0, 0.1, 0.0]));
     let first = g
-        .assign_track(&track(&v1, &a, 1, 0, 1_000))
+        .assign_track(&track(&v1, &a, 1, UnixMs(0), UnixMs(1_000)))
         .expect("ok")
         .id();
     let second = g
-        .assign_track(&track(&v2, &a, 2, 900, 2_000))
+        .assign_track(&track(&v2, &a, 2, UnixMs(900), UnixMs(2_000)))
         .expect("ok")
         .id();
     assert_ne!(first, second);
     // Seen on the other camera later: close to both, and not ambiguous.
     let q = emb(&[1.0, 0.07, 0.0]);
-    let m = g.assign_track(&track(&q, &b, 3, 9_000, 9_500)).expect("ok");
+    let m = g
+        .assign_track(&track(&q, &b, 3, UnixMs(9_000), UnixMs(9_500)))
+        .expect("ok");
     assert!(matches!(m, Assignment::Matched { .. }), "{m:?}");
     // Two different people that close stay ambiguous (the test above).
 }
@@ -123,31 +131,36 @@ fn two_tracks_on_screen_together_never_share_an_identity() {
     let mut g = Gallery::new(small()).expect("gallery");
     let c = cam("a");
     let e = emb(&[1.0, 0.0, 0.0]);
-    let first = g.assign_track(&track(&e, &c, 1, 0, 1000)).expect("assign");
+    let first = g
+        .assign_track(&track(&e, &c, 1, UnixMs(0), UnixMs(1000)))
+        .expect("assign");
     // The same look, another track on the same camera at the same time: a second person.
     let twin = emb(&[1.0, 0.01, 0.0]);
     let second = g
-        .assign_track(&track(&twin, &c, 2, 500, 1500))
+        .assign_track(&track(&twin, &c, 2, UnixMs(500), UnixMs(1500)))
         .expect("assign");
     assert!(matches!(second, Assignment::New { .. }), "{second:?}");
     assert_ne!(first.id(), second.id());
     assert_eq!(
-        g.exclusion(first.id(), &track(&twin, &c, 2, 500, 1500)),
+        g.exclusion(first.id(), &track(&twin, &c, 2, UnixMs(500), UnixMs(1500))),
         Some(Excluded::Concurrent)
     );
     // Track 1 goes on until 3 s (observe extends its appearance) ...
-    g.observe(first.id(), &track(&e, &c, 1, 0, 3000));
+    g.observe(first.id(), &track(&e, &c, 1, UnixMs(0), UnixMs(3000)));
     // ... so a third track at 2-2.5 s cannot take it either; the twin identity is
     // free again once track 2 ended at 1.5 s.
     let third = g
-        .assign_track(&track(&e, &c, 3, 2000, 2500))
+        .assign_track(&track(&e, &c, 3, UnixMs(2000), UnixMs(2500)))
         .expect("assign");
     assert_ne!(third.id(), first.id());
     // After track 1 ended, a later track may have its identity again
     // (here three identities share one look, so the margin rule mints).
-    assert_eq!(g.exclusion(first.id(), &track(&e, &c, 4, 3500, 4000)), None);
     assert_eq!(
-        g.exclusion(first.id(), &track(&e, &c, 4, 2900, 4000)),
+        g.exclusion(first.id(), &track(&e, &c, 4, UnixMs(3500), UnixMs(4000))),
+        None
+    );
+    assert_eq!(
+        g.exclusion(first.id(), &track(&e, &c, 4, UnixMs(2900), UnixMs(4000))),
         Some(Excluded::Concurrent)
     );
 }
@@ -160,22 +173,28 @@ fn impossible_transits_are_refused_and_confident_ones_learned() {
     let (a, b) = (cam("a"), cam("b"));
     let e = emb(&[1.0, 0.0, 0.0, 0.0]);
     let id = g
-        .assign_track(&track(&e, &a, 1, 0, 1000))
+        .assign_track(&track(&e, &a, 1, UnixMs(0), UnixMs(1000)))
         .expect("assign")
         .id();
     // Similar (0.95 < confident 0.97) on camera b while still on camera a: refused.
     let near = emb(&[1.0, 0.33, 0.0, 0.0]);
     assert!(near.cosine(&e) > 0.9 && near.cosine(&e) < 0.97);
-    let q = track(&near, &b, 9, 500, 800);
+    let q = track(&near, &b, 9, UnixMs(500), UnixMs(800));
     assert_eq!(g.exclusion(id, &q), Some(Excluded::Elsewhere));
     assert_ne!(g.assign_track(&q).expect("assign").id(), id);
     // Confident matches teach the a -> b transit: 5 s, then 6 s.
-    let mut t = 10_000u64;
+    let mut t = 10_000i64;
     let mut learned = Vec::new();
-    for (k, gap) in [5000u64, 6000].iter().enumerate() {
+    for (k, gap) in [5000i64, 6000].iter().enumerate() {
         let e_k = emb(&[0.0, 0.0, 1.0 + k as f32, 1.0]);
         let person = g
-            .assign_track(&track(&e_k, &a, 100 + k as u64, t, t + 1000))
+            .assign_track(&track(
+                &e_k,
+                &a,
+                100 + k as u64,
+                UnixMs(t),
+                UnixMs(t + 1000),
+            ))
             .expect("assign")
             .id();
         let again = g
@@ -183,8 +202,8 @@ fn impossible_transits_are_refused_and_confident_ones_learned() {
                 &e_k,
                 &b,
                 200 + k as u64,
-                t + 1000 + gap,
-                t + 2000 + gap,
+                UnixMs(t + 1000 + gap),
+                UnixMs(t + 2000 + gap),
             ))
             .expect("assign");
         assert_eq!(again.id(), person, "confident match across cameras");
@@ -195,14 +214,14 @@ fn impossible_transits_are_refused_and_confident_ones_learned() {
     // Now a non-confident match 1 s after leaving a is too soon for a -> b.
     let p = emb(&[0.0, 1.0, 0.0, 0.0]);
     let pid = g
-        .assign_track(&track(&p, &a, 300, 100_000, 101_000))
+        .assign_track(&track(&p, &a, 300, UnixMs(100_000), UnixMs(101_000)))
         .expect("assign")
         .id();
     let p_near = emb(&[0.0, 1.0, 0.33, 0.0]);
-    let soon = track(&p_near, &b, 301, 102_000, 103_000);
+    let soon = track(&p_near, &b, 301, UnixMs(102_000), UnixMs(103_000));
     assert_eq!(g.exclusion(pid, &soon), Some(Excluded::TooSoon));
     // ... but 4.95 s later is within the slack of the learned minimum.
-    let ok = track(&p_near, &b, 302, 105_950, 106_500);
+    let ok = track(&p_near, &b, 302, UnixMs(105_950), UnixMs(106_500));
     assert_eq!(g.exclusion(pid, &ok), None);
     assert_eq!(g.assign_track(&ok).expect("assign").id(), pid);
 }
@@ -221,16 +240,22 @@ fn overlapping_views_are_learned_from_witnesses_never_from_one_match() {
         emb(&[0.0, 1.0, 0.0, 0.0]),
         emb(&[0.0, 0.0, 1.0, 0.0]),
     ];
-    let mut t = 0u64;
+    let mut t = 0i64;
     let mut outcome = Vec::new();
     for (k, e) in looks.iter().enumerate() {
         let on_a = g
-            .assign_track(&track(e, &a, 10 + k as u64, t, OPEN))
+            .assign_track(&track(e, &a, 10 + k as u64, UnixMs(t), OPEN))
             .expect("assign")
             .id();
         // The same look on b while still on a (similarity 1.0 > confident 0.97).
         let on_b = g
-            .assign_track(&track(e, &b, 20 + k as u64, t + 500, t + 900))
+            .assign_track(&track(
+                e,
+                &b,
+                20 + k as u64,
+                UnixMs(t + 500),
+                UnixMs(t + 900),
+            ))
             .expect("assign")
             .id();
         outcome.push((on_a == on_b, g.overlap_known(&a, &b)));
@@ -245,15 +270,15 @@ fn overlapping_views_are_learned_from_witnesses_never_from_one_match() {
     // A pair whose views do not overlap: true transits outnumber a false
     // witness, which then cannot open it.
     let (c, d) = (cam("c"), cam("d"));
-    let mut t = 100_000u64;
+    let mut t = 100_000i64;
     for k in 0..3u64 {
         let e = emb(&[1.0, 1.0, k as f32, 0.0]);
         let first = g
-            .assign_track(&track(&e, &c, 30 + k, t, t + 1000))
+            .assign_track(&track(&e, &c, 30 + k, UnixMs(t), UnixMs(t + 1000)))
             .expect("assign")
             .id();
         let later = g
-            .assign_track(&track(&e, &d, 40 + k, t + 6000, t + 7000))
+            .assign_track(&track(&e, &d, 40 + k, UnixMs(t + 6000), UnixMs(t + 7000)))
             .expect("assign")
             .id();
         assert_eq!(first, later, "confident transit c -> d");
@@ -262,18 +287,18 @@ fn overlapping_views_are_learned_from_witnesses_never_from_one_match() {
     let e = emb(&[1.0, 1.0, 0.0, 5.0]);
     for k in 0..2u64 {
         let on_c = g
-            .assign_track(&track(&e, &c, 50 + k, t, OPEN))
+            .assign_track(&track(&e, &c, 50 + k, UnixMs(t), OPEN))
             .expect("assign")
             .id();
         let on_d = g
-            .assign_track(&track(&e, &d, 60 + k, t + 100, t + 200))
+            .assign_track(&track(&e, &d, 60 + k, UnixMs(t + 100), UnixMs(t + 200)))
             .expect("assign")
             .id();
         assert_ne!(
             on_c, on_d,
             "two witnesses against three transits: still refused"
         );
-        g.close_track(on_c, &c, TrackId(50 + k), t + 300);
+        g.close_track(on_c, &c, TrackId(50 + k), UnixMs(t + 300));
         t += 20_000;
     }
     assert!(!g.overlap_known(&c, &d));
@@ -287,11 +312,11 @@ fn overlapping_views_are_learned_from_witnesses_never_from_one_match() {
     .expect("gallery");
     let e = emb(&[1.0, 0.0, 0.0, 0.0]);
     let on_a = old
-        .assign_track(&track(&e, &a, 1, 0, OPEN))
+        .assign_track(&track(&e, &a, 1, UnixMs(0), OPEN))
         .expect("assign")
         .id();
     let on_b = old
-        .assign_track(&track(&e, &b, 2, 500, 900))
+        .assign_track(&track(&e, &b, 2, UnixMs(500), UnixMs(900)))
         .expect("assign")
         .id();
     assert_eq!(on_a, on_b);
@@ -303,7 +328,7 @@ fn prototypes_are_bounded_and_keep_distinct_views() {
     let c = cam("a");
     let front = emb(&[1.0, 0.0, 0.0, 0.0]);
     let id = g
-        .assign_track(&track(&front, &c, 1, 0, 10))
+        .assign_track(&track(&front, &c, 1, UnixMs(0), UnixMs(10)))
         .expect("assign")
         .id();
     // Views close enough to match (> 0.9) but distinct (< prototype_merge 0.99).
@@ -316,9 +341,9 @@ fn prototypes_are_bounded_and_keep_distinct_views() {
     .enumerate()
     {
         let e = emb(v);
-        let t = 1000 * (k as u64 + 1);
+        let t = 1000 * (k as i64 + 1);
         let got = g
-            .assign_track(&track(&e, &c, 2 + k as u64, t, t + 10))
+            .assign_track(&track(&e, &c, 2 + k as u64, UnixMs(t), UnixMs(t + 10)))
             .expect("assign");
         assert_eq!(got.id(), id);
     }
@@ -343,14 +368,14 @@ fn another_models_vectors_are_never_compared() {
     let mut g = Gallery::with_model(small(), "osnet@5a73fd97").expect("gallery");
     let c = cam("a");
     let e = emb(&[1.0, 0.0, 0.0]);
-    let id = g.assign(&e, &c, 0).expect("assign").id();
+    let id = g.assign(&e, &c, UnixMs(0)).expect("assign").id();
     assert_eq!(g.get(id).map(|i| i.model.as_str()), Some("osnet@5a73fd97"));
     let foreign = Identity::single(
         IdentityId(99),
         e.clone(),
         "mobilenet@672d8c82",
         c.clone(),
-        5,
+        UnixMs(5),
         Origin::Remote,
     );
     assert!(matches!(
@@ -371,24 +396,24 @@ fn bounded_size_evicts_least_recently_seen_and_ageing_expires() {
         .iter()
         .enumerate()
         .map(|(t, v)| {
-            g.assign(&emb(v), &cam("a"), t as u64 * 1000)
+            g.assign(&emb(v), &cam("a"), UnixMs(t as i64 * 1000))
                 .expect("assign")
                 .id()
         })
         .collect();
     // See the first again so the second is the oldest.
-    g.assign(&emb(&[1.0, 0.0, 0.0]), &cam("a"), 5000)
+    g.assign(&emb(&[1.0, 0.0, 0.0]), &cam("a"), UnixMs(5000))
         .expect("assign");
     let fourth = g
-        .assign(&emb(&[1.0, 1.0, 1.0]), &cam("a"), 6000)
+        .assign(&emb(&[1.0, 1.0, 1.0]), &cam("a"), UnixMs(6000))
         .expect("assign")
         .id();
     assert_eq!(g.len(), 3);
     assert!(g.get(ids[1]).is_none() && g.get(ids[0]).is_some() && g.get(fourth).is_some());
     // max_age 10 s: at 14.5 s the third (seen at 2 s) is too old.
-    assert_eq!(g.expire(14_500), 1);
+    assert_eq!(g.expire(UnixMs(14_500)), 1);
     assert!(g.get(ids[2]).is_none() && g.get(ids[0]).is_some());
-    assert_eq!(g.expire(100_000), 2);
+    assert_eq!(g.expire(UnixMs(100_000)), 2);
     assert!(g.is_empty());
 }
 
@@ -399,20 +424,20 @@ fn an_identity_on_screen_does_not_age_out() {
     let mut g = Gallery::new(small()).expect("gallery");
     let (a, e) = (cam("a"), emb(&[1.0, 0.0, 0.0]));
     let open = g
-        .assign_track(&track(&e, &a, 7, 1_000, OPEN))
+        .assign_track(&track(&e, &a, 7, UnixMs(1_000), OPEN))
         .expect("assign")
         .id();
     let gone = g
-        .assign(&emb(&[0.0, 1.0, 0.0]), &a, 1_000)
+        .assign(&emb(&[0.0, 1.0, 0.0]), &a, UnixMs(1_000))
         .expect("assign")
         .id();
     // max_age 10 s; 60 s later only the one seen once is dropped.
-    assert_eq!(g.expire(61_000), 1);
+    assert_eq!(g.expire(UnixMs(61_000)), 1);
     assert!(g.get(open).is_some() && g.get(gone).is_none());
     // Once its track closes, it ages like any other.
-    g.close_track(open, &a, TrackId(7), 61_000);
-    assert_eq!(g.expire(70_000), 0);
-    assert_eq!(g.expire(72_000), 1);
+    g.close_track(open, &a, TrackId(7), UnixMs(61_000));
+    assert_eq!(g.expire(UnixMs(70_000)), 0);
+    assert_eq!(g.expire(UnixMs(72_000)), 1);
     assert!(g.is_empty());
 }
 
@@ -426,17 +451,18 @@ fn an_operators_split_moves_the_person_off_and_the_gallery_learns_them() {
     let (c1, c2) = (cam("c1"), cam("c2"));
     let (ann, bob) = (emb(&[1.0, 0.0, 0.0]), emb(&[0.0, 1.0, 0.0]));
     let ann_id = g
-        .assign_track(&track(&ann, &c1, 1, 0, 100))
+        .assign_track(&track(&ann, &c1, 1, UnixMs(0), UnixMs(100)))
         .expect("ok")
         .id();
     // Bob was wrongly given Ann's identity (say, through a loose threshold):
     // his view is one of her prototypes now, and his track her appearance.
-    g.observe(ann_id, &track(&bob, &c2, 2, 500, 600));
+    g.observe(ann_id, &track(&bob, &c2, 2, UnixMs(500), UnixMs(600)));
     g.refine(ann_id, &bob).expect("same model");
     assert_eq!(g.get(ann_id).map(|i| i.prototypes.len()), Some(2));
     // Before the split, Bob's next track matches Ann.
     assert_eq!(
-        g.best_match(&track(&bob, &c1, 3, 900, 950)).map(|m| m.0),
+        g.best_match(&track(&bob, &c1, 3, UnixMs(900), UnixMs(950)))
+            .map(|m| m.0),
         Some(ann_id)
     );
 
@@ -444,8 +470,8 @@ fn an_operators_split_moves_the_person_off_and_the_gallery_learns_them() {
     let seen = Appearance {
         camera: c2.clone(),
         track: Some(TrackId(2)),
-        first_ms: 500,
-        last_ms: 600,
+        first_ms: UnixMs(500),
+        last_ms: UnixMs(600),
     };
     assert!(g.split_off(ann_id, bob_id, &seen, Some(&bob)).expect("ok"));
     let a = g.get(ann_id).expect("Ann stays");
@@ -453,10 +479,12 @@ fn an_operators_split_moves_the_person_off_and_the_gallery_learns_them() {
     assert!(a.appearances.iter().all(|x| x.track != Some(TrackId(2))));
     assert!(a.embedding.cosine(&ann) > 0.99);
     // Bob is known now: his next track matches him, not Ann.
-    let m = g.assign_track(&track(&bob, &c1, 3, 900, 950)).expect("ok");
+    let m = g
+        .assign_track(&track(&bob, &c1, 3, UnixMs(900), UnixMs(950)))
+        .expect("ok");
     assert_eq!(m.id(), bob_id);
     let ann_again = g
-        .assign_track(&track(&ann, &c1, 4, 2_000, 2_100))
+        .assign_track(&track(&ann, &c1, 4, UnixMs(2_000), UnixMs(2_100)))
         .expect("ok");
     assert_eq!(ann_again.id(), ann_id);
     // A split never leaves an identity without a view.
@@ -479,7 +507,7 @@ fn an_operators_split_moves_the_person_off_and_the_gallery_learns_them() {
 fn remote_replicas_and_merges() {
     let mut g = Gallery::new(small()).expect("gallery");
     let local = g
-        .assign(&emb(&[1.0, 0.0, 0.0]), &cam("a"), 0)
+        .assign(&emb(&[1.0, 0.0, 0.0]), &cam("a"), UnixMs(0))
         .expect("assign")
         .id();
     let mut remote = Identity::single(
@@ -487,31 +515,31 @@ fn remote_replicas_and_merges() {
         emb(&[0.0, 1.0, 0.0]),
         "",
         cam("b"),
-        10,
+        UnixMs(10),
         Origin::Local,
     );
-    remote.last_seen_ms = 20;
-    remote.appearances[0].last_ms = 20;
+    remote.last_seen_ms = UnixMs(20);
+    remote.appearances[0].last_ms = UnixMs(20);
     remote.sightings = 4;
     g.upsert_remote(remote.clone()).expect("upsert");
     assert_eq!(g.get(remote.id).map(|i| i.origin), Some(Origin::Remote));
     // A sighting on this node of the remote person keeps the remote id.
     let m = g
-        .assign(&emb(&[0.05, 1.0, 0.0]), &cam("a"), 30)
+        .assign(&emb(&[0.05, 1.0, 0.0]), &cam("a"), UnixMs(30))
         .expect("assign");
     assert_eq!(m.id(), remote.id);
     // An older replica does not overwrite newer local knowledge.
     g.upsert_remote(Identity {
-        last_seen_ms: 5,
+        last_seen_ms: UnixMs(5),
         ..remote.clone()
     })
     .expect("upsert");
-    assert_eq!(g.get(remote.id).map(|i| i.last_seen_ms), Some(30));
+    assert_eq!(g.get(remote.id).map(|i| i.last_seen_ms), Some(UnixMs(30)));
     assert!(g.merge(local, remote.id));
     assert!(g.get(local).is_none());
     let merged = g.get(remote.id).expect("merged");
     assert_eq!(merged.sightings, 6);
-    assert_eq!(merged.first_seen_ms, 0);
+    assert_eq!(merged.first_seen_ms, UnixMs(0));
     assert!(merged.prototypes.len() <= 2);
     assert!(!g.merge(local, remote.id), "already merged");
 }
@@ -557,7 +585,7 @@ fn resumes_minting_after_a_stored_id() {
     g.resume_after(IdentityId(5)); // another node's id: ignored
     let e = Embedding::normalized(&[1.0, 0.0, 0.0]);
     let cam = CameraId::new("c").expect("cam");
-    let id = g.assign(&e, &cam, 0).expect("assign").id();
+    let id = g.assign(&e, &cam, UnixMs(0)).expect("assign").id();
     assert_eq!(id, IdentityId(lo.0 + 42));
 }
 
@@ -568,23 +596,23 @@ mod properties {
     #[derive(Debug, Clone)]
     enum Op {
         /// A track: look (one of a few people), camera, start, length.
-        Track(usize, usize, u64, u64),
+        Track(usize, usize, i64, i64),
         /// A replica from another node, possibly of another model.
-        Remote(usize, usize, u64, bool),
+        Remote(usize, usize, i64, bool),
         Merge(usize, usize),
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0usize..4, 0usize..3, 0u64..1_000, 0u64..3_000)
+            4 => (0usize..4, 0usize..3, 0i64..1_000, 0i64..3_000)
                 .prop_map(|(p, c, t, d)| Op::Track(p, c, t, d)),
-            1 => (0usize..4, 0usize..3, 0u64..20_000, any::<bool>())
+            1 => (0usize..4, 0usize..3, 0i64..20_000, any::<bool>())
                 .prop_map(|(p, c, t, m)| Op::Remote(p, c, t, m)),
             1 => (0usize..8, 0usize..8).prop_map(|(a, b)| Op::Merge(a, b)),
         ]
     }
 
-    fn look(p: usize, jitter: u64) -> Embedding {
+    fn look(p: usize, jitter: i64) -> Embedding {
         let mut v = [0.05f32; 6];
         v[p] = 1.0;
         v[5] = (jitter % 7) as f32 * 0.02;
@@ -601,22 +629,22 @@ mod properties {
             let mut g = Gallery::with_model(cfg, "m1").expect("gallery");
             let cams = [CameraId::new("c0").expect("c"), CameraId::new("c1").expect("c"), CameraId::new("c2").expect("c")];
             // (camera, start, end, identity) of every decided track.
-            let mut decided: Vec<(usize, u64, u64, IdentityId)> = Vec::new();
+            let mut decided: Vec<(usize, i64, i64, IdentityId)> = Vec::new();
             let mut ids: Vec<IdentityId> = Vec::new();
             for (n, o) in ops.iter().enumerate() {
                 match *o {
                     Op::Track(p, c, t, d) => {
                         // Tracks are decided roughly in time order, as on a node.
-                        let t = n as u64 * 500 + t;
+                        let t = n as i64 * 500 + t;
                         let e = look(p, t);
-                        let q = TrackQuery { embedding: &e, camera: &cams[c], track: Some(TrackId(n as u64 + 1)), first_ms: t, last_ms: t + d };
+                        let q = TrackQuery { embedding: &e, camera: &cams[c], track: Some(TrackId(n as u64 + 1)), first_ms: UnixMs(t), last_ms: UnixMs(t + d) };
                         let id = g.assign_track(&q).expect("assign").id();
                         decided.push((c, t, t + d, id));
                         ids.push(id);
                     }
                     Op::Remote(p, c, t, other_model) => {
                         let model = if other_model { "m2" } else { "m1" };
-                        let ident = Identity::single(IdentityId(1 << 60 | n as u64), look(p, t), model, cams[c].clone(), t, Origin::Remote);
+                        let ident = Identity::single(IdentityId(1 << 60 | n as u64), look(p, t), model, cams[c].clone(), UnixMs(t), Origin::Remote);
                         let r = g.upsert_remote(ident);
                         prop_assert_eq!(r.is_ok(), !other_model);
                     }
@@ -692,8 +720,8 @@ fn the_threshold_rises_with_the_crowd_a_track_is_compared_with() {
                 &e,
                 &c,
                 k as u64 + 1,
-                k as u64 * 10,
-                k as u64 * 10 + 5,
+                UnixMs(k as i64 * 10),
+                UnixMs(k as i64 * 10 + 5),
             ))
             .expect("assign");
         }
@@ -702,7 +730,7 @@ fn the_threshold_rises_with_the_crowd_a_track_is_compared_with() {
         let w = (1.0f32 / (0.65 * 0.65) - 1.0).sqrt();
         let q = axis(0, w);
         let a = g
-            .assign_track(&track(&q, &c, 999, 100_000, 100_100))
+            .assign_track(&track(&q, &c, 999, UnixMs(100_000), UnixMs(100_100)))
             .expect("assign");
         matches!(a, Assignment::Matched { .. })
     };

@@ -5,6 +5,7 @@ mod common;
 
 use vidar_config::Config;
 use vidar_models::RgbFrame;
+use vidar_protocol::UnixMs;
 use vidar_protocol::{BBox, CameraId, TrackId};
 use vidar_reid::{Assignment, Crop, Embedder, EmbedderConfig, Gallery, GalleryConfig, TrackQuery};
 
@@ -161,7 +162,7 @@ fn gallery_keeps_one_identity_per_person_across_frames() {
         // Each box of frame 0 is a track of its own, all on screen at once;
         // in later frames each box is a new, short track (as after a tracker
         // loss), so that only appearance can carry the identity over.
-        let now = t as u64 * 400;
+        let now = t as i64 * 400;
         let ids: Vec<(BBox, Assignment)> = boxes
             .iter()
             .zip(&emb)
@@ -171,8 +172,8 @@ fn gallery_keeps_one_identity_per_person_across_frames() {
                     embedding: e,
                     camera: &camera,
                     track: Some(TrackId((t * 100 + k) as u64 + 1)),
-                    first_ms: now,
-                    last_ms: now + 100,
+                    first_ms: UnixMs(now),
+                    last_ms: UnixMs(now + 100),
                 };
                 (*b, gallery.assign_track(&q).expect("assign"))
             })

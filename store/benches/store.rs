@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 use vidar_config::Config;
+use vidar_protocol::UnixMs;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
@@ -26,11 +27,11 @@ fn sighting(identity: u64, camera: u64, track: u64, first_ms: i64, points: usize
         identity: IdentityId(identity),
         camera: CameraId::new(&format!("cam-{camera}")).unwrap(),
         track: TrackId(track),
-        first_ms,
-        last_ms: first_ms + 2_000,
+        first_ms: UnixMs(first_ms),
+        last_ms: UnixMs(first_ms + 2_000),
         path: (0..points)
             .map(|k| BoxPoint {
-                t_ms: first_ms + 100 * k as i64,
+                t_ms: UnixMs(first_ms + 100 * k as i64),
                 bbox: BBox {
                     x: k as f32,
                     y: 10.0,
@@ -125,7 +126,7 @@ fn query_db(dir: &tempfile::TempDir) -> std::path::PathBuf {
         w.submit(Record::Merge(IdentityMerge {
             from: IdentityId(i),
             into: IdentityId(i + 1),
-            decided_ms: 0,
+            decided_ms: UnixMs(0),
         }))
         .unwrap();
     }
@@ -161,7 +162,7 @@ fn queries(c: &mut Criterion) {
                 .unwrap()
         })
     });
-    let hour = TimeRange::new(50_000_000, 53_600_000);
+    let hour = TimeRange::new(UnixMs(50_000_000), UnixMs(53_600_000));
     assert_eq!(
         r.sightings_by_camera(&CameraId::new("cam-3").unwrap(), hour, 10_000)
             .unwrap()

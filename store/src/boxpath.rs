@@ -13,7 +13,7 @@
 //! `u32` because a sighting spans at most [`crate::MAX_SIGHTING_SPAN_MS`]. A blob
 //! of another length or version is refused, never guessed at.
 
-use vidar_protocol::BBox;
+use vidar_protocol::{BBox, UnixMs};
 
 use crate::record::BoxPoint;
 
@@ -25,14 +25,11 @@ pub const POINT_BYTES: usize = 20;
 /// Encodes `path` relative to `first_ms`. The caller has validated the sighting
 /// (points in `[first_ms, first_ms + MAX_SIGHTING_SPAN_MS]`); offsets outside
 /// `u32` are clamped rather than wrapped.
-pub fn encode(first_ms: i64, path: &[BoxPoint]) -> Vec<u8> {
+pub fn encode(first_ms: UnixMs, path: &[BoxPoint]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + path.len() * POINT_BYTES);
     out.push(FORMAT_VERSION);
     for p in path {
-        let dt = p
-            .t_ms
-            .saturating_sub(first_ms)
-            .clamp(0, i64::from(u32::MAX));
+        let dt = p.t_ms.since(first_ms).clamp(0, i64::from(u32::MAX));
         let dt = u32::try_from(dt).unwrap_or(u32::MAX);
         out.extend_from_slice(&dt.to_le_bytes());
         for v in [p.bbox.x, p.bbox.y, p.bbox.w, p.bbox.h] {
@@ -43,7 +40,7 @@ pub fn encode(first_ms: i64, path: &[BoxPoint]) -> Vec<u8> {
 }
 
 /// Decodes a blob written by [`encode`]; the error says what is wrong with it.
-pub fn decode(first_ms: i64, blob: &[u8]) -> Result<Vec<BoxPoint>, String> {
+pub fn decode(first_ms: UnixMs, blob: &[u8]) -> Result<Vec<BoxPoint>, String> {
     let Some((&version, body)) = blob.split_first() else {
         return Err("empty box path blob".to_string());
     };
@@ -66,7 +63,7 @@ pub fn decode(first_ms: i64, blob: &[u8]) -> Result<Vec<BoxPoint>, String> {
     Ok(body
         .chunks_exact(POINT_BYTES)
         .map(|c| BoxPoint {
-            t_ms: first_ms.saturating_add(i64::from(u32::from_le_bytes(word(c, 0)))),
+            t_ms: first_ms.add_ms(i64::from(u32::from_le_bytes(word(c, 0)))),
             bbox: BBox {
                 x: f32::from_le_bytes(word(c, 1)),
                 y: f32::from_le_bytes(word(c, 2)),
@@ -104,7 +101,7 @@ mod tests {
 
     fn point(t_ms: i64, x: f32) -> BoxPoint {
         BoxPoint {
-            t_ms,
+            t_ms: UnixMs(t_ms),
             bbox: BBox {
                 x,
                 y: x + 1.0,
@@ -116,7 +113,7 @@ mod tests {
 
     #[test]
     fn layout_is_as_documented() {
-        let blob = encode(1_000, &[point(1_000, 1.0), point(1_040, 2.0)]);
+        let blob = encode(UnixMs(1_000), &[point(1_000, 1.0), point(1_040, 2.0)]);
         assert_eq!(blob.len(), 1 + 2 * POINT_BYTES);
         assert_eq!(blob[0], 1);
         assert_eq!(&blob[21..25], &40u32.to_le_bytes());
@@ -125,9 +122,9 @@ mod tests {
 
     #[test]
     fn refuses_bad_blobs() {
-        assert!(decode(0, &[]).is_err());
-        assert!(decode(0, &[2]).unwrap_err().contains("version 2"));
-        assert!(decode(0, &[1, 0, 0])
+        assert!(decode(UnixMs(0), &[]).is_err());
+        assert!(decode(UnixMs(0), &[2]).unwrap_err().contains("version 2"));
+        assert!(decode(UnixMs(0), &[1, 0, 0])
             .unwrap_err()
             .contains("multiple of 20"));
         assert!(decode_f32s(&[0; 7], 2).is_err());
@@ -140,7 +137,7 @@ mod tests {
             let mut pts = pts;
             pts.sort_by_key(|p| p.0);
             let path: Vec<BoxPoint> = pts.iter().map(|&(dt, x)| point(first + dt, x)).collect();
-            prop_assert_eq!(decode(first, &encode(first, &path)), Ok(path));
+            prop_assert_eq!(decode(UnixMs(first), &encode(UnixMs(first), &path)), Ok(path));
         }
 
         #[test]

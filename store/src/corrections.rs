@@ -14,6 +14,7 @@
 //! database's rows and to the edges' not yet synchronised ones alike.
 
 use std::collections::HashMap;
+use vidar_protocol::UnixMs;
 
 use rusqlite::params;
 use vidar_protocol::IdentityId;
@@ -98,8 +99,8 @@ impl Reader {
     pub fn corrections(
         &self,
         identity: Option<IdentityId>,
-        from_ms: i64,
-        to_ms: i64,
+        from_ms: UnixMs,
+        to_ms: UnixMs,
         limit: usize,
     ) -> Result<Vec<Audited>, StoreError> {
         let sql = format!(
@@ -249,7 +250,7 @@ mod tests {
             },
             actor: "ann".into(),
             reason: String::new(),
-            decided_ms: 0,
+            decided_ms: UnixMs(0),
         }
     }
 

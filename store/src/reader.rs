@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use vidar_protocol::{CameraId, IdentityId, NodeId};
+use vidar_protocol::{CameraId, IdentityId, NodeId, UnixMs};
 
 use crate::error::StoreError;
 use crate::record::{
@@ -55,9 +55,9 @@ pub struct IdentitySeen {
     /// The identity (as recorded, merges not applied).
     pub identity: IdentityId,
     /// Start of its earliest sighting overlapping the range.
-    pub first_ms: i64,
+    pub first_ms: UnixMs,
     /// End of its latest sighting overlapping the range.
-    pub last_ms: i64,
+    pub last_ms: UnixMs,
     /// Sightings overlapping the range.
     pub sightings: u64,
     /// Distinct cameras among them.
@@ -73,10 +73,10 @@ pub struct Span {
     pub identity: IdentityId,
     /// Its camera.
     pub camera: CameraId,
-    /// Start, ms.
-    pub first_ms: i64,
-    /// End (inclusive), ms.
-    pub last_ms: i64,
+    /// Start.
+    pub first_ms: UnixMs,
+    /// End (inclusive).
+    pub last_ms: UnixMs,
 }
 
 /// A read-only connection to a store database.
@@ -91,8 +91,8 @@ fn limit_sql(limit: usize) -> i64 {
 }
 
 /// The lowest `first_ms` a sighting overlapping `range` can have.
-fn lowest_first(range: TimeRange) -> i64 {
-    range.start_ms.saturating_sub(MAX_SIGHTING_SPAN_MS)
+fn lowest_first(range: TimeRange) -> UnixMs {
+    range.start_ms.add_ms(-MAX_SIGHTING_SPAN_MS)
 }
 
 impl Reader {
@@ -368,7 +368,7 @@ impl Reader {
         &self,
         identity: IdentityId,
         camera: Option<&CameraId>,
-        t_ms: Option<i64>,
+        t_ms: Option<UnixMs>,
     ) -> Result<Option<Stored<Snapshot>>, StoreError> {
         let sql = format!(
             "{CLUSTER_CTE} SELECT {} FROM snapshots
@@ -385,7 +385,7 @@ impl Reader {
                 params![
                     id_to_sql(identity.0),
                     camera.map(|c| c.as_str().to_owned()),
-                    t_ms.unwrap_or(0)
+                    t_ms.unwrap_or(UnixMs(0))
                 ],
                 rows::snapshot_row,
             )

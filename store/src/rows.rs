@@ -6,7 +6,7 @@
 
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, Row};
-use vidar_protocol::{CameraId, IdentityId, NodeId, TrackId};
+use vidar_protocol::{CameraId, IdentityId, NodeId, TrackId, UnixMs};
 
 use crate::boxpath;
 use crate::error::InvalidRecord;
@@ -381,7 +381,7 @@ pub(crate) fn correction_row(row: &Row<'_>) -> rusqlite::Result<Stored<Correctio
 }
 
 fn sighting(row: &Row<'_>) -> rusqlite::Result<Sighting> {
-    let first_ms: i64 = row.get(5)?;
+    let first_ms: UnixMs = row.get(5)?;
     let blob: Vec<u8> = row.get(7)?;
     Ok(Sighting {
         identity: IdentityId(id_at(row, 2)?),

@@ -13,7 +13,7 @@ use crate::error::{sqlite, StoreError};
 use crate::record::RecordKey;
 use crate::rows::{self, Prepared, TABLES};
 use crate::writer::{FlushReport, PruneReport, Shared, UpsertReport};
-use vidar_protocol::time::now_ms_i64 as now_ms;
+use vidar_protocol::UnixMs;
 
 /// Attempts at committing one batch before the writer gives up.
 const COMMIT_ATTEMPTS: u32 = 5;
@@ -44,7 +44,7 @@ pub(crate) enum Msg {
     },
     Prune {
         up_to: i64,
-        cutoff_ms: i64,
+        cutoff_ms: UnixMs,
         reply: Reply<PruneReport>,
     },
     Shutdown {
@@ -350,7 +350,7 @@ impl Worker {
         Ok(cursor)
     }
 
-    fn prune(&mut self, up_to: i64, cutoff_ms: i64) -> rusqlite::Result<PruneReport> {
+    fn prune(&mut self, up_to: i64, cutoff_ms: UnixMs) -> rusqlite::Result<PruneReport> {
         let node = self.shared.node.as_str();
         let tx = self
             .conn
@@ -383,7 +383,7 @@ fn advance_in(conn: &Connection, peer: &NodeId, seq: u64) -> rusqlite::Result<u6
          ON CONFLICT (peer) DO UPDATE SET acked_seq = excluded.acked_seq, updated_ms = excluded.updated_ms
          WHERE excluded.acked_seq > sync_cursors.acked_seq",
     )?
-    .execute(params![peer.as_str(), s, now_ms()])?;
+    .execute(params![peer.as_str(), s, UnixMs::now()])?;
     let cursor: Option<i64> = conn
         .prepare_cached("SELECT acked_seq FROM sync_cursors WHERE peer = ?1")?
         .query_row([peer.as_str()], |r| r.get(0))

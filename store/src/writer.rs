@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use vidar_config::{Config, Problem, Problems};
-use vidar_protocol::NodeId;
+use vidar_protocol::{NodeId, UnixMs};
 
 use crate::error::StoreError;
 use crate::record::{KeyedRecord, Record, RecordKey};
@@ -509,22 +509,17 @@ impl WriterHandle {
         up_to_seq: u64,
         retention: Duration,
     ) -> Result<PruneReport, StoreError> {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        self.prune_acknowledged_at(up_to_seq, retention, now_ms)
+        self.prune_acknowledged_at(up_to_seq, retention, UnixMs::now())
     }
 
-    /// [`prune_acknowledged`](Self::prune_acknowledged) with an explicit "now" (ms since the epoch).
+    /// [`prune_acknowledged`](Self::prune_acknowledged) with an explicit "now".
     pub fn prune_acknowledged_at(
         &self,
         up_to_seq: u64,
         retention: Duration,
-        now_ms: i64,
+        now: UnixMs,
     ) -> Result<PruneReport, StoreError> {
-        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-        let cutoff_ms = now_ms.saturating_sub(retention_ms);
+        let cutoff_ms = now.minus(retention);
         let up_to = seq_to_sql(up_to_seq).unwrap_or(i64::MAX);
         self.request(|reply| Msg::Prune {
             up_to,

@@ -6,6 +6,7 @@
 mod common;
 
 use std::time::Duration;
+use vidar_protocol::UnixMs;
 
 use common::*;
 use vidar_protocol::IdentityId;
@@ -28,7 +29,7 @@ fn correction(action: CorrectionAction, t: i64) -> Record {
         action,
         actor: "ann".into(),
         reason: "two people in one identity".into(),
-        decided_ms: t,
+        decided_ms: UnixMs(t),
     })
 }
 
@@ -72,7 +73,7 @@ fn firsts(r: &Reader, who: u64) -> Vec<i64> {
     r.trajectory(IdentityId(who), TimeRange::all(), 100)
         .unwrap()
         .iter()
-        .map(|s| s.value.first_ms)
+        .map(|s| s.value.first_ms.ms())
         .collect()
 }
 
@@ -124,7 +125,7 @@ fn the_newest_split_wins_and_a_revert_undoes_one() -> TestResult {
     assert!(!r.correction(&key(7))?.unwrap().1);
     assert!(r.correction(&key(99))?.is_none());
     // The audit trail: everything, reverts included, newest first.
-    let all = r.corrections(None, i64::MIN, i64::MAX, 100)?;
+    let all = r.corrections(None, UnixMs(i64::MIN), UnixMs(i64::MAX), 100)?;
     assert_eq!(
         all.iter()
             .map(|c| (c.key.seq, c.reverted))
@@ -132,7 +133,7 @@ fn the_newest_split_wins_and_a_revert_undoes_one() -> TestResult {
         [(9, false), (8, true), (7, false)]
     );
     assert_eq!(all[2].correction.actor, "ann");
-    let of_d = r.corrections(Some(IdentityId(D)), i64::MIN, i64::MAX, 100)?;
+    let of_d = r.corrections(Some(IdentityId(D)), UnixMs(i64::MIN), UnixMs(i64::MAX), 100)?;
     assert_eq!(
         of_d.iter().map(|c| c.key.seq).collect::<Vec<_>>(),
         [9, 8],
@@ -177,7 +178,7 @@ fn corrections_are_never_pruned_and_travel_as_records() -> TestResult {
     let path = fixture(&dir, vec![split(4, A, E, 1)]);
     let w = writer(&path, "edge-1");
     let acked = w.advance_cursor(&node("master"), 7)?;
-    let report = w.prune_acknowledged_at(acked, Duration::from_secs(1), 1_000_000)?;
+    let report = w.prune_acknowledged_at(acked, Duration::from_secs(1), UnixMs(1_000_000))?;
     assert_eq!(report.deleted, 6, "all but the correction");
     w.shutdown()?;
     let r = Reader::open(&path)?;

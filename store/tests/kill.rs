@@ -16,6 +16,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vidar_config::Config;
+use vidar_protocol::UnixMs;
 
 use common::*;
 use vidar_protocol::{IdentityId, TrackId};
@@ -39,8 +40,8 @@ fn record(index: u64) -> Record {
         1 => Record::Track(TrackRecord {
             camera: cam("cam-b"),
             track: TrackId(index),
-            first_ms: 0,
-            last_ms: 1,
+            first_ms: UnixMs(0),
+            last_ms: UnixMs(1),
             identity: None,
         }),
         _ => {

@@ -5,6 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use vidar_config::Config;
+use vidar_protocol::UnixMs;
 use vidar_protocol::{CameraId, NodeId};
 use vidar_store::maintenance::{backup, check, Check};
 use vidar_store::{CameraRecord, Reader, Record, StoreError, WriterConfig};
@@ -13,7 +14,7 @@ fn camera(i: u64) -> Record {
     Record::Camera(CameraRecord {
         camera: CameraId::new(&format!("c{i}")).expect("id"),
         name: format!("camera number {i} with a name long enough to fill pages"),
-        recorded_ms: i as i64,
+        recorded_ms: UnixMs(i as i64),
     })
 }
 

@@ -5,6 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use vidar_config::Config;
+use vidar_protocol::UnixMs;
 use vidar_protocol::{CameraId, NodeId};
 use vidar_store::{create_private_dir, WriterConfig};
 use vidar_store::{CameraRecord, Record};
@@ -28,7 +29,7 @@ fn databases_and_their_folders_are_private() {
         .write(Record::Camera(CameraRecord {
             camera: CameraId::new("c1").expect("id"),
             name: "rtsp://cam/1".into(),
-            recorded_ms: 1,
+            recorded_ms: UnixMs(1),
         }))
         .expect("written");
     assert_eq!(mode(&db), 0o600, "the database");

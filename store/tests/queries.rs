@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use vidar_protocol::IdentityId;
+use vidar_protocol::UnixMs;
 use vidar_store::{Reader, Record, TimeRange};
 
 const A: u64 = 1 << 63 | 11; // an id with the top bit set, as minted with a high node prefix
@@ -45,7 +46,7 @@ fn fixture(dir: &tempfile::TempDir) -> std::path::PathBuf {
 
 fn spans(v: &[vidar_store::Stored<vidar_store::Sighting>]) -> Vec<(u64, i64)> {
     v.iter()
-        .map(|s| (s.value.identity.0, s.value.first_ms))
+        .map(|s| (s.value.identity.0, s.value.first_ms.ms()))
         .collect()
 }
 
@@ -83,14 +84,22 @@ fn trajectory_range_is_by_overlap_and_limit_holds() -> TestResult {
     let dir = tempfile::tempdir()?;
     let r = Reader::open(fixture(&dir))?;
     // [1900, 3001) overlaps A's first sighting (ends 2000) and B's (starts 3000).
-    let t = r.trajectory(IdentityId(A), TimeRange::new(1_900, 3_001), 100)?;
+    let t = r.trajectory(
+        IdentityId(A),
+        TimeRange::new(UnixMs(1_900), UnixMs(3_001)),
+        100,
+    )?;
     assert_eq!(spans(&t), vec![(A, 1_000), (B, 3_000)]);
     // End is exclusive, and a sighting that ended before the start is out.
-    let t = r.trajectory(IdentityId(A), TimeRange::new(2_001, 3_000), 100)?;
+    let t = r.trajectory(
+        IdentityId(A),
+        TimeRange::new(UnixMs(2_001), UnixMs(3_000)),
+        100,
+    )?;
     assert!(t.is_empty(), "{t:?}");
     assert_eq!(r.trajectory(IdentityId(A), TimeRange::all(), 2)?.len(), 2);
     // The box path comes back as written.
-    let full = r.trajectory(IdentityId(A), TimeRange::new(0, 1_001), 1)?;
+    let full = r.trajectory(IdentityId(A), TimeRange::new(UnixMs(0), UnixMs(1_001)), 1)?;
     assert_eq!(full[0].value, sighting(A, "cam-a", 1, 1_000, 2_000, 4));
     Ok(())
 }
@@ -101,12 +110,16 @@ fn sightings_by_camera_and_time() -> TestResult {
     let r = Reader::open(fixture(&dir))?;
     let a = r.sightings_by_camera(&cam("cam-a"), TimeRange::all(), 100)?;
     assert_eq!(spans(&a), vec![(A, 1_000), (D, 1_500), (A, 7_000)]);
-    let a = r.sightings_by_camera(&cam("cam-a"), TimeRange::new(2_100, 7_000), 100)?;
+    let a = r.sightings_by_camera(
+        &cam("cam-a"),
+        TimeRange::new(UnixMs(2_100), UnixMs(7_000)),
+        100,
+    )?;
     assert_eq!(spans(&a), vec![(D, 1_500)]);
     assert!(r
         .sightings_by_camera(&cam("cam-z"), TimeRange::all(), 100)?
         .is_empty());
-    let any = r.sightings_in_range(TimeRange::new(1_600, 5_000), 100)?;
+    let any = r.sightings_in_range(TimeRange::new(UnixMs(1_600), UnixMs(5_000)), 100)?;
     assert_eq!(spans(&any), vec![(A, 1_000), (D, 1_500), (B, 3_000)]);
     assert_eq!(r.sightings_in_range(TimeRange::all(), 4)?.len(), 4);
     Ok(())
@@ -116,19 +129,19 @@ fn sightings_by_camera_and_time() -> TestResult {
 fn identities_seen_in_a_range() -> TestResult {
     let dir = tempfile::tempdir()?;
     let r = Reader::open(fixture(&dir))?;
-    let seen = r.identities_in_range(TimeRange::new(1_000, 5_000), 100)?;
+    let seen = r.identities_in_range(TimeRange::new(UnixMs(1_000), UnixMs(5_000)), 100)?;
     let ids: Vec<u64> = seen.iter().map(|s| s.identity.0).collect();
     assert_eq!(ids, vec![A, D, B]);
     let all = r.identities_in_range(TimeRange::all(), 100)?;
     let d = all.iter().find(|s| s.identity.0 == D).ok_or("D missing")?;
     assert_eq!(
         (d.first_ms, d.last_ms, d.sightings, d.cameras),
-        (1_500, 9_500, 2, 2)
+        (UnixMs(1_500), UnixMs(9_500), 2, 2)
     );
     let a = all.iter().find(|s| s.identity.0 == A).ok_or("A missing")?;
     assert_eq!((a.sightings, a.cameras), (2, 1));
     assert!(r
-        .identities_in_range(TimeRange::new(20_000, 30_000), 100)?
+        .identities_in_range(TimeRange::new(UnixMs(20_000), UnixMs(30_000)), 100)?
         .is_empty());
     Ok(())
 }
@@ -139,7 +152,7 @@ fn snapshots_cameras_and_embeddings() -> TestResult {
     let r = Reader::open(fixture(&dir))?;
     let snaps = r.snapshots(IdentityId(B), 10)?;
     assert_eq!(
-        snaps.iter().map(|s| s.value.t_ms).collect::<Vec<_>>(),
+        snaps.iter().map(|s| s.value.t_ms.ms()).collect::<Vec<_>>(),
         vec![1_200, 5_100]
     );
     assert_eq!(

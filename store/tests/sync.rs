@@ -5,6 +5,7 @@
 mod common;
 
 use std::time::Duration;
+use vidar_protocol::UnixMs;
 
 use common::*;
 use vidar_store::{KeyedRecord, Reader, Record, RecordKey, StoreError};
@@ -203,7 +204,7 @@ fn prune_deletes_only_acknowledged_and_expired_records() -> TestResult {
     w.flush()?;
     let acked = w.advance_cursor(&node("master"), 12)?;
     let now = 101_000;
-    let report = w.prune_acknowledged_at(acked, Duration::from_secs(50), now)?;
+    let report = w.prune_acknowledged_at(acked, Duration::from_secs(50), UnixMs(now))?;
     // Old and acknowledged: seqs 2..=6 (seq 1 is a camera, kept).
     assert_eq!(report.deleted, 5);
     let r = Reader::open(&path)?;
@@ -215,17 +216,17 @@ fn prune_deletes_only_acknowledged_and_expired_records() -> TestResult {
     assert_eq!(left, [1].into_iter().chain(7..=18).collect::<Vec<_>>());
     // Pruning again changes nothing; a retention of zero then takes the recent acknowledged ones too.
     assert_eq!(
-        w.prune_acknowledged_at(acked, Duration::from_secs(50), now)?
+        w.prune_acknowledged_at(acked, Duration::from_secs(50), UnixMs(now))?
             .deleted,
         0
     );
     assert_eq!(
-        w.prune_acknowledged_at(acked, Duration::ZERO, 200_000)?
+        w.prune_acknowledged_at(acked, Duration::ZERO, UnixMs(200_000))?
             .deleted,
         5
     );
     // The counter does not fall back to the highest remaining seq.
-    w.prune_acknowledged_at(u64::MAX, Duration::ZERO, i64::MAX)?;
+    w.prune_acknowledged_at(u64::MAX, Duration::ZERO, UnixMs(i64::MAX))?;
     assert_eq!(
         r.records_after(&node("edge-1"), 0, 100)?.len(),
         3,

@@ -5,7 +5,7 @@
 //!
 //! A sighting without an identity counts as an identity of its own.
 
-use crate::{ratio, Sighting};
+use crate::{ratio, Sighting, UnixMs};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -254,7 +254,7 @@ pub(crate) fn score(sightings: &[Sighting], persons: &[Option<u64>]) -> Identity
                         sighting_a: label(sa),
                         person_b: pb,
                         sighting_b: label(sb),
-                        overlap_ms: hi - lo,
+                        overlap_ms: hi.abs_diff(lo),
                     });
                 }
             }
@@ -276,7 +276,7 @@ pub(crate) fn score(sightings: &[Sighting], persons: &[Option<u64>]) -> Identity
 }
 
 /// First and last time of a sighting's path.
-fn span(s: &Sighting) -> Option<(u64, u64)> {
+fn span(s: &Sighting) -> Option<(UnixMs, UnixMs)> {
     let lo = s.path.iter().map(|p| p.0).min()?;
     let hi = s.path.iter().map(|p| p.0).max()?;
     Some((lo, hi))

@@ -25,6 +25,7 @@ pub use matching::{CameraScores, DetectionScores};
 
 use serde::{Deserialize, Serialize};
 pub use vidar_protocol::BBox;
+pub use vidar_protocol::UnixMs;
 
 /// One ground-truth box.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -44,8 +45,8 @@ pub struct GtFrame {
     pub camera: String,
     /// Frame number on that camera.
     pub frame: u64,
-    /// Wall-clock time the frame was sent, ms since the Unix epoch.
-    pub unix_ms: u64,
+    /// Wall-clock time the frame was sent.
+    pub unix_ms: UnixMs,
     /// People in the frame.
     pub boxes: Vec<GtBox>,
 }
@@ -60,7 +61,7 @@ pub struct Sighting {
     /// Global identity the system gave it, if any.
     pub identity: Option<u64>,
     /// Boxes with their capture times, ms since the Unix epoch.
-    pub path: Vec<(u64, BBox)>,
+    pub path: Vec<(UnixMs, BBox)>,
 }
 
 /// Scoring settings.
@@ -151,7 +152,7 @@ pub enum EvalError {
 pub fn evaluate(
     gt: &[GtFrame],
     sightings: &[Sighting],
-    processed: Option<&[(String, u64)]>,
+    processed: Option<&[(String, UnixMs)]>,
     config: &EvalConfig,
 ) -> Result<Report, EvalError> {
     if !(config.iou_threshold > 0.0 && config.iou_threshold <= 1.0) {

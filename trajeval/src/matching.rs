@@ -3,7 +3,7 @@
 //! CLEAR-MOT / identity scores of each camera (via `vidar-tracker`'s scorer,
 //! which mirrors `motmetrics`).
 
-use crate::{ratio, BBox, EvalConfig, EvalError, GtFrame, Sighting};
+use crate::{ratio, BBox, EvalConfig, EvalError, GtFrame, Sighting, UnixMs};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use vidar_tracker::assignment::{solve_gated, CostMatrix};
@@ -93,10 +93,10 @@ pub(crate) struct Matched {
 }
 
 /// Half the median frame period of sorted times, at least 1 ms.
-fn default_tolerance(times: &[u64]) -> u64 {
+fn default_tolerance(times: &[UnixMs]) -> u64 {
     let mut d: Vec<u64> = times
         .windows(2)
-        .map(|w| w[1] - w[0])
+        .map(|w| w[1].abs_diff(w[0]))
         .filter(|d| *d > 0)
         .collect();
     if d.is_empty() {
@@ -114,15 +114,15 @@ const OFFSET_SAMPLE: usize = 4000;
 /// their nearest frame; ties go to the smallest offset in magnitude.
 fn estimate_offset(
     frames: &[&GtFrame],
-    times: &[u64],
+    times: &[UnixMs],
     tol: u64,
-    boxes: &[(u64, BBox)],
+    boxes: &[(UnixMs, BBox)],
     config: &EvalConfig,
 ) -> i64 {
-    let max = config.max_offset_ms as i64;
-    let step = (tol as i64 / 2).max(1);
+    let max = i64::try_from(config.max_offset_ms).unwrap_or(i64::MAX);
+    let step = i64::try_from(tol / 2).unwrap_or(i64::MAX).max(1);
     let every = boxes.len().div_ceil(OFFSET_SAMPLE).max(1);
-    let sample: Vec<&(u64, BBox)> = boxes.iter().step_by(every).collect();
+    let sample: Vec<&(UnixMs, BBox)> = boxes.iter().step_by(every).collect();
     let mut best = (0.0f64, 0i64);
     let mut candidates: Vec<i64> = (0..=max / step)
         .flat_map(|k| [k * step, -k * step])
@@ -131,7 +131,7 @@ fn estimate_offset(
     for off in candidates {
         let mut score = 0.0;
         for (t, b) in &sample {
-            let Some(j) = nearest(times, shift(*t, off), tol) else {
+            let Some(j) = nearest(times, t.add_ms(-off), tol) else {
                 continue;
             };
             let iou = frames[j]
@@ -150,13 +150,8 @@ fn estimate_offset(
     best.1
 }
 
-/// `t - offset`, saturating at zero.
-fn shift(t: u64, offset: i64) -> u64 {
-    (t as i64).saturating_sub(offset).max(0) as u64
-}
-
 /// Index of the frame nearest `t` in sorted `times`, if within `tol`.
-fn nearest(times: &[u64], t: u64, tol: u64) -> Option<usize> {
+fn nearest(times: &[UnixMs], t: UnixMs, tol: u64) -> Option<usize> {
     let i = times.partition_point(|&x| x < t);
     let best = [i.checked_sub(1), (i < times.len()).then_some(i)]
         .into_iter()
@@ -168,7 +163,7 @@ fn nearest(times: &[u64], t: u64, tol: u64) -> Option<usize> {
 pub(crate) fn match_all(
     gt: &[GtFrame],
     sightings: &[Sighting],
-    processed: Option<&[(String, u64)]>,
+    processed: Option<&[(String, UnixMs)]>,
     config: &EvalConfig,
 ) -> Result<Matched, EvalError> {
     let mut by_camera: BTreeMap<&str, Vec<&GtFrame>> = BTreeMap::new();
@@ -189,14 +184,14 @@ pub(crate) fn match_all(
     let gate = (1.0 - config.iou_threshold) + 1e-9;
     for (camera, mut frames) in by_camera {
         frames.sort_by_key(|f| (f.unix_ms, f.frame));
-        let times: Vec<u64> = frames.iter().map(|f| f.unix_ms).collect();
+        let times: Vec<UnixMs> = frames.iter().map(|f| f.unix_ms).collect();
         let tol = config
             .time_tolerance_ms
             .unwrap_or_else(|| default_tolerance(&times));
         let offset = match config.time_offset_ms {
             Some(o) => o,
             None => {
-                let boxes: Vec<(u64, BBox)> = sightings
+                let boxes: Vec<(UnixMs, BBox)> = sightings
                     .iter()
                     .filter(|s| s.camera == camera)
                     .flat_map(|s| s.path.iter().copied())
@@ -218,7 +213,7 @@ pub(crate) fn match_all(
             }
             tracks += 1;
             for (bi, (t, _)) in s.path.iter().enumerate() {
-                let t = shift(*t, offset);
+                let t = t.add_ms(-offset);
                 let Some(j) = nearest(&times, t, tol) else {
                     det.off_frame_boxes += 1;
                     continue;
@@ -237,7 +232,7 @@ pub(crate) fn match_all(
         }
         for (c, t) in processed.unwrap_or(&[]) {
             if c == camera {
-                if let Some(j) = nearest(&times, shift(*t, offset), tol) {
+                if let Some(j) = nearest(&times, t.add_ms(-offset), tol) {
                     scored[j] = true;
                 }
             }
@@ -334,12 +329,15 @@ mod tests {
 
     #[test]
     fn nearest_frame_within_tolerance() {
-        let t = [100, 200, 300];
-        assert_eq!(nearest(&t, 149, 50), Some(0));
-        assert_eq!(nearest(&t, 151, 50), Some(1));
-        assert_eq!(nearest(&t, 360, 50), None);
-        assert_eq!(nearest(&t, 40, 50), None);
-        assert_eq!(nearest(&[], 40, 50), None);
-        assert_eq!(default_tolerance(&[0, 100, 200, 300]), 50);
+        let t = [UnixMs(100), UnixMs(200), UnixMs(300)];
+        assert_eq!(nearest(&t, UnixMs(149), 50), Some(0));
+        assert_eq!(nearest(&t, UnixMs(151), 50), Some(1));
+        assert_eq!(nearest(&t, UnixMs(360), 50), None);
+        assert_eq!(nearest(&t, UnixMs(40), 50), None);
+        assert_eq!(nearest(&[], UnixMs(40), 50), None);
+        assert_eq!(
+            default_tolerance(&[UnixMs(0), UnixMs(100), UnixMs(200), UnixMs(300)]),
+            50
+        );
     }
 }

@@ -6,12 +6,12 @@ use super::*;
 /// side on camera "a" (t = 1000..1900) and later on camera "b" (5000..5900).
 fn gt() -> Vec<GtFrame> {
     let mut v = Vec::new();
-    for (cam, t0) in [("a", 1000u64), ("b", 5000)] {
+    for (cam, t0) in [("a", UnixMs(1000)), ("b", UnixMs(5000))] {
         for k in 0..10u64 {
             v.push(GtFrame {
                 camera: cam.into(),
                 frame: k,
-                unix_ms: t0 + 100 * k,
+                unix_ms: t0 + 100 * k as i64,
                 boxes: [1u64, 2]
                     .iter()
                     .map(|&p| GtBox {
@@ -37,14 +37,14 @@ fn person_box(p: u64, k: u64) -> BBox {
 
 /// A sighting that follows person `p` exactly on the frames `k` with `keep(k)`.
 fn follow(cam: &str, track: u64, identity: Option<u64>, p: u64, keep: fn(u64) -> bool) -> Sighting {
-    let t0 = if cam == "a" { 1000 } else { 5000 };
+    let t0 = UnixMs(if cam == "a" { 1000 } else { 5000 });
     Sighting {
         camera: cam.into(),
         track_id: track,
         identity,
         path: (0..10u64)
             .filter(|&k| keep(k))
-            .map(|k| (t0 + 100 * k + 20, person_box(p, k)))
+            .map(|k| (t0 + 100 * k as i64 + 20, person_box(p, k)))
             .collect(),
     }
 }
@@ -137,8 +137,9 @@ fn subsampled_recording_scores_only_recorded_frames() {
     assert_eq!(r.cameras[1].detection.scored_frames, 0);
     assert_eq!(r.detection.recall, Some(1.0));
     // Declaring every frame of "b" processed turns its people into misses.
-    let processed: Vec<(String, u64)> =
-        (0..10).map(|k| ("b".to_string(), 5000 + 100 * k)).collect();
+    let processed: Vec<(String, UnixMs)> = (0..10)
+        .map(|k| ("b".to_string(), UnixMs(5000 + 100 * k)))
+        .collect();
     let s = [
         follow("a", 1, Some(1), 1, |k| k % 3 == 0),
         follow("a", 2, Some(2), 2, |k| k % 3 == 0),

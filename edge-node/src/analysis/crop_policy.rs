@@ -11,7 +11,7 @@ pub const MIN_QUALITY: f32 = 0.15;
 /// After the decision, a crop is embedded only when it beats the best so far by this factor.
 pub const IMPROVE: f32 = 1.3;
 /// A track on screen this long without a decision is decided with the crops it has, ms.
-pub const DECIDE_AFTER_MS: u64 = 1000;
+pub const DECIDE_AFTER_MS: i64 = 1000;
 /// Box height at which size stops adding quality, pixels (half the embedder's input).
 pub const FULL_HEIGHT: f32 = 128.0;
 

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vidar_pipeline::Frame;
 use vidar_protocol::BBox;
+use vidar_protocol::UnixMs;
 
 /// Settings of the loop.
 #[derive(Debug, Clone)]
@@ -230,7 +231,7 @@ impl Analysis {
                     continue;
                 }
             };
-            let now = crate::clock::ms_of(frame.capture_time);
+            let now = UnixMs::of(frame.capture_time);
             let (fw, fh) = (frame.width as f32, frame.height as f32);
             s.frame_boxes.clear();
             s.frame_boxes
@@ -278,7 +279,7 @@ impl Analysis {
                     entry.best_sent = entry.best_sent.max(q);
                     entry.since_sent = 0;
                     let decide = entry.identity.is_none()
-                        && now.saturating_sub(entry.born_ms) >= crop_policy::DECIDE_AFTER_MS;
+                        && now - entry.born_ms >= crop_policy::DECIDE_AFTER_MS;
                     s.new_tracks.push((
                         k,
                         *ci,
@@ -327,7 +328,7 @@ impl Analysis {
         if cam.last_tile.is_some_and(|t| t.elapsed() < sink.every) {
             return;
         }
-        let now = crate::clock::ms_of(frame.capture_time);
+        let now = UnixMs::of(frame.capture_time);
         let boxes = cam
             .open
             .iter()
@@ -451,11 +452,11 @@ impl Analysis {
 
     /// Splits open tracks longer than [`MAX_SIGHTING`] into a recorded sighting.
     fn expire_long_tracks(&mut self) {
-        let limit = MAX_SIGHTING.as_millis() as u64;
+        let limit = i64::try_from(MAX_SIGHTING.as_millis()).unwrap_or(i64::MAX);
         for cam in &mut self.cameras {
             let camera = cam.source.camera().clone();
             for (track, open) in cam.open.iter_mut() {
-                if open.identity.is_some() && open.last_ms.saturating_sub(open.first_ms) >= limit {
+                if open.identity.is_some() && open.last_ms - open.first_ms >= limit {
                     self.recorder.sighting(open.take_sighting(&camera, *track));
                 }
             }

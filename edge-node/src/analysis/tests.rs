@@ -206,7 +206,10 @@ impl Loop {
 fn all_sightings(db: &Path) -> Vec<vidar_store::Sighting> {
     vidar_store::Reader::open(db)
         .expect("reader")
-        .sightings_in_range(vidar_store::TimeRange::new(0, i64::MAX), 10_000)
+        .sightings_in_range(
+            vidar_store::TimeRange::new(UnixMs(0), UnixMs(i64::MAX)),
+            10_000,
+        )
         .expect("sightings")
         .into_iter()
         .map(|s| s.value)

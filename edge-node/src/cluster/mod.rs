@@ -53,6 +53,7 @@ use vidar_protocol::messages::{
     IdentityAnnounce, MergeAnnounce, Merges, NodeCapacity, Plan, QueryReply, QueryRequest,
     ReidReply, ReidRequest, SplitAnnounce, SyncBatch, SyncRequest,
 };
+use vidar_protocol::UnixMs;
 use vidar_store::{Reader, WriterHandle};
 
 /// What [`start`] needs from the node.
@@ -267,7 +268,7 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
             metrics: Arc::clone(&parts.metrics),
             store: parts.store.clone(),
             metrics_addr: parts.metrics_addr.clone(),
-            started_ms: crate::clock::now_ms(),
+            started_ms: UnixMs::now(),
             every: Duration::from_millis(parts.config.sharing.status_every_ms),
             last: HashMap::new(),
         };

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vidar_protocol::messages::Plan;
 use vidar_protocol::CameraId;
+use vidar_protocol::UnixMs;
 
 /// Follows the newest plan: the cameras this node ingests, and where their
 /// crops go.
@@ -58,7 +59,7 @@ impl PlanFollower {
 
     pub(super) fn apply(&mut self, plan: Plan) {
         let current = self.shared.plan_version.load(Ordering::Relaxed);
-        match newer(plan.version, current, crate::clock::now_ms()) {
+        match newer(plan.version, current, UnixMs::now()) {
             Ok(true) => {}
             Ok(false) => return,
             Err(why) => {
@@ -145,12 +146,15 @@ impl PlanFollower {
 /// How far a plan's version (the master's clock, ms) may be ahead of this
 /// node's clock: clock skew, not more. A version far ahead would make every
 /// real plan after it look old.
-pub const MAX_PLAN_AHEAD_MS: u64 = 10 * 60 * 1000;
+pub const MAX_PLAN_AHEAD_MS: i64 = 10 * 60 * 1000;
 
 /// Whether a plan of `version` replaces the one of `current`, at `now_ms`:
 /// Ok(true) newer, Ok(false) not newer, Err when its version is implausible.
-fn newer(version: u64, current: u64, now_ms: u64) -> Result<bool, &'static str> {
-    if version > now_ms.saturating_add(MAX_PLAN_AHEAD_MS) {
+/// A version is the master's clock when it made the plan (or one more than
+/// the last version, whichever is larger).
+fn newer(version: u64, current: u64, now: UnixMs) -> Result<bool, &'static str> {
+    let latest = u64::try_from((now + MAX_PLAN_AHEAD_MS).ms()).unwrap_or(0);
+    if version > latest {
         return Err("its version is more than 10 minutes ahead of this node's clock");
     }
     Ok(version > current)
@@ -162,14 +166,16 @@ mod tests {
 
     #[test]
     fn only_newer_plausible_versions_replace_the_plan() {
-        let now = 1_800_000_000_000;
-        assert_eq!(newer(now, now - 5, now), Ok(true));
-        assert_eq!(newer(now - 10, now - 5, now), Ok(false));
-        assert_eq!(newer(now - 5, now - 5, now), Ok(false));
+        let v = 1_800_000_000_000u64;
+        let now = UnixMs(1_800_000_000_000);
+        assert_eq!(newer(v, v - 5, now), Ok(true));
+        assert_eq!(newer(v - 10, v - 5, now), Ok(false));
+        assert_eq!(newer(v - 5, v - 5, now), Ok(false));
         // The master's clock a few minutes ahead: fine.
-        assert_eq!(newer(now + 60_000, now, now), Ok(true));
+        assert_eq!(newer(v + 60_000, v, now), Ok(true));
+        assert_eq!(newer(v + 10 * 60 * 1000, v, now), Ok(true));
         // A forged u64::MAX (issue 16) would freeze the node: refused.
-        assert!(newer(u64::MAX, now, now).is_err());
-        assert!(newer(now + MAX_PLAN_AHEAD_MS + 1, now, now).is_err());
+        assert!(newer(u64::MAX, v, now).is_err());
+        assert!(newer(v + 10 * 60 * 1000 + 1, v, now).is_err());
     }
 }

@@ -204,6 +204,7 @@ impl Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vidar_protocol::UnixMs;
     use vidar_protocol::{CameraId, TrackId};
 
     fn id(s: &str) -> NodeId {
@@ -236,7 +237,7 @@ mod tests {
             crops: vec![vidar_protocol::messages::Crop {
                 camera: CameraId::new("c").expect("id"),
                 track: TrackId(1),
-                capture_ms: 0,
+                capture_ms: UnixMs(0),
                 width: 1,
                 height: 1,
                 encoding: vidar_protocol::messages::CropEncoding::Rgb8,

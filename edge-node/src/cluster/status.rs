@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vidar_protocol::messages::{CameraLoad, NodeCapacity, NodeLoad, NodeStatus};
+use vidar_protocol::UnixMs;
 use vidar_protocol::{CameraId, StreamState};
 use vidar_store::WriterHandle;
 
@@ -22,7 +23,7 @@ pub(super) struct Reporter {
     pub(super) metrics: Arc<NodeMetrics>,
     pub(super) store: WriterHandle,
     pub(super) metrics_addr: String,
-    pub(super) started_ms: u64,
+    pub(super) started_ms: UnixMs,
     pub(super) every: Duration,
     /// camera -> (frames, analysed) at the last report.
     pub(super) last: HashMap<CameraId, (u64, u64, Instant)>,
@@ -105,7 +106,7 @@ impl Reporter {
         let st = self.store.stats();
         NodeStatus {
             node: self.shared.node.clone(),
-            sent_ms: crate::clock::now_ms(),
+            sent_ms: UnixMs::now(),
             started_ms: self.started_ms,
             plan_version: self.shared.plan_version.load(Ordering::Relaxed),
             capacity: self.capacity.clone(),

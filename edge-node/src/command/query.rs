@@ -6,7 +6,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
-use vidar_protocol::time::now_ms_i64 as now_ms;
+use std::time::Duration;
+use vidar_protocol::UnixMs;
 use vidar_protocol::{CameraId, IdentityId};
 use vidar_store::{Reader, TimeRange};
 
@@ -58,7 +59,8 @@ pub enum QueryWhat {
     Counts,
 }
 
-fn fmt_time(ms: i64) -> String {
+fn fmt_time(t: UnixMs) -> String {
+    let ms = t.ms();
     let secs = ms.div_euclid(1000);
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
     format!("{h:02}:{m:02}:{s:02}.{:03}Z", ms.rem_euclid(1000))
@@ -107,7 +109,10 @@ pub fn run(args: QueryArgs) -> Result<()> {
         } => {
             let camera =
                 CameraId::new(&camera).map_err(|e| anyhow::anyhow!("camera {camera:?}: {e}"))?;
-            let range = TimeRange::new(now_ms() - since_s as i64 * 1000, i64::MAX);
+            let range = TimeRange::new(
+                UnixMs::now().minus(Duration::from_secs(since_s)),
+                UnixMs::MAX,
+            );
             let rows = reader.sightings_by_camera(&camera, range, limit)?;
             if args.json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
@@ -132,7 +137,10 @@ pub fn run(args: QueryArgs) -> Result<()> {
             }
         }
         QueryWhat::Identities { since_s, limit } => {
-            let range = TimeRange::new(now_ms() - since_s as i64 * 1000, i64::MAX);
+            let range = TimeRange::new(
+                UnixMs::now().minus(Duration::from_secs(since_s)),
+                UnixMs::MAX,
+            );
             let rows = reader.identities_in_range(range, limit)?;
             if args.json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;

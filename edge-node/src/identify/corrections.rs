@@ -52,8 +52,8 @@ impl Worker {
         let seen = Appearance {
             camera: s.camera.clone(),
             track: Some(s.track),
-            first_ms: u64::try_from(s.first_ms).unwrap_or(0),
-            last_ms: u64::try_from(s.last_ms).unwrap_or(0),
+            first_ms: s.first_ms,
+            last_ms: s.last_ms,
         };
         match self.gallery.split_off(s.from, s.into, &seen, view.as_ref()) {
             Ok(true) => {
@@ -108,7 +108,7 @@ impl Worker {
         let image = decode_crop(&vidar_protocol::messages::Crop {
             camera: v.camera.clone(),
             track: v.track,
-            capture_ms: u64::try_from(shot.value.t_ms).unwrap_or(0),
+            capture_ms: shot.value.t_ms,
             width,
             height,
             encoding: CropEncoding::Jpeg,
@@ -145,6 +145,7 @@ mod tests {
     use super::*;
     use crate::identify::testing::{answer, figure, job, spawn};
     use crate::identify::{ClusterReid, Identifier, Job, RemoteDone};
+    use vidar_protocol::UnixMs;
 
     /// A cluster of one: records what the worker announces.
     struct Announced(NodeId, Arc<Mutex<Vec<IdentityAnnounce>>>);
@@ -197,16 +198,16 @@ mod tests {
         let (red, blue) = (figure([220, 40, 40]), figure([40, 40, 220]));
         let t0 = SystemTime::now() - Duration::from_secs(60);
         let ann = identity_of(&mut id, job(1, red, t0, t0, true));
-        id.ended(0, TrackId(1), 0);
+        id.ended(0, TrackId(1), UnixMs(0));
         let t1 = t0 + Duration::from_secs(20);
         assert_eq!(
             identity_of(&mut id, job(2, blue, t1, t1, true)),
             ann,
             "the mistake"
         );
-        id.ended(0, TrackId(2), 0);
+        id.ended(0, TrackId(2), UnixMs(0));
         // The sighting of track 2 the node recorded, and its snapshot.
-        let ms = crate::clock::ms_of(t1) as i64;
+        let ms = UnixMs::of(t1);
         let key = rec
             .writer()
             .write(Record::Sighting(Sighting {
@@ -229,7 +230,7 @@ mod tests {
             last_ms: ms + 100,
             from: ann,
             into: bob,
-            decided_ms: 0,
+            decided_ms: UnixMs(0),
         };
         id.inbox().split(split.clone());
         // The person is recorded and announced under the new identity ...
@@ -257,7 +258,7 @@ mod tests {
             crops + 1,
             "the split sent again was not embedded again, the track's crop was"
         );
-        id.ended(0, TrackId(3), 0);
+        id.ended(0, TrackId(3), UnixMs(0));
         let t3 = t2 + Duration::from_secs(20);
         assert_eq!(identity_of(&mut id, job(4, red, t3, t3, true)), ann);
         // Another node's sighting is not this node's to learn.
@@ -269,11 +270,11 @@ mod tests {
             },
             camera: CameraId::new("c").expect("id"),
             track: TrackId(9),
-            first_ms: 0,
-            last_ms: 1,
+            first_ms: UnixMs(0),
+            last_ms: UnixMs(1),
             from: ann,
             into: IdentityId(8),
-            decided_ms: 0,
+            decided_ms: UnixMs(0),
         });
         id.finish();
         assert_eq!(heard.lock().expect("lock").len(), before);

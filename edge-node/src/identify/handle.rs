@@ -12,6 +12,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce, ReidReply, SplitAnnounce};
+use vidar_protocol::UnixMs;
 use vidar_protocol::{NodeId, TrackId};
 use vidar_reid::{Embedder, Gallery};
 
@@ -21,7 +22,7 @@ pub(super) enum Input {
     Ended {
         camera: usize,
         track: TrackId,
-        last_ms: u64,
+        last_ms: UnixMs,
     },
     Remote(RemoteJob),
     /// The answer to this worker's remote request `id`.
@@ -111,7 +112,7 @@ pub struct Identifier {
     results: Receiver<Identified>,
     thread: Option<JoinHandle<()>>,
     /// Track ends not yet taken by a full inbox: (camera key, track, last ms).
-    ended: Vec<(usize, TrackId, u64)>,
+    ended: Vec<(usize, TrackId, UnixMs)>,
 }
 
 impl Identifier {
@@ -166,7 +167,7 @@ impl Identifier {
                 let mut chores_at = std::time::Instant::now() + CHORES_EVERY;
                 loop {
                     if std::time::Instant::now() >= chores_at {
-                        worker.chores(vidar_protocol::time::now_ms());
+                        worker.chores(UnixMs::now());
                         chores_at = std::time::Instant::now() + CHORES_EVERY;
                     }
                     // Wakes now and then to give up on overdue remote answers.
@@ -230,7 +231,7 @@ impl Identifier {
     /// Tells the worker a local track ended (so its identity's appearance
     /// closes). Never blocks: when the inbox is full the end is kept and
     /// handed over by a later call or [`Identifier::flush_ended`].
-    pub fn ended(&mut self, camera: usize, track: TrackId, last_ms: u64) {
+    pub fn ended(&mut self, camera: usize, track: TrackId, last_ms: UnixMs) {
         self.ended.push((camera, track, last_ms));
         self.flush_ended();
     }
@@ -315,7 +316,7 @@ mod tests {
                 track: TrackId(first_track + t as u64),
                 bbox: fig.bbox,
                 quality: 0.9,
-                first_ms: 0,
+                first_ms: UnixMs(0),
                 decide,
             })
             .collect();
@@ -401,11 +402,11 @@ mod tests {
         let ann = answer(&mut id, job(1, red, s(0), s(0), true))
             .identity
             .expect("ann");
-        id.ended(0, TrackId(1), 0);
+        id.ended(0, TrackId(1), UnixMs(0));
         let bea = answer(&mut id, job(2, magenta, s(10), s(10), true))
             .identity
             .expect("bea");
-        id.ended(0, TrackId(2), 0);
+        id.ended(0, TrackId(2), UnixMs(0));
         assert_ne!(ann, bea);
         // Track 3 first shows only its ambiguous view: a new identity, not settled.
         let first = answer(&mut id, job(3, purple, s(20), s(20), true));

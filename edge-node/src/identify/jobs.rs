@@ -2,6 +2,7 @@
 
 use vidar_pipeline::Frame;
 use vidar_protocol::messages::{IdentityAnnounce, ReidReply, ReidRequest};
+use vidar_protocol::UnixMs;
 use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
 
 /// One track's crop in a frame.
@@ -14,7 +15,7 @@ pub struct TrackCrop {
     /// Crop quality, 0..1 (the weight of its embedding in the track's mean).
     pub quality: f32,
     /// When the track was first seen, ms.
-    pub first_ms: u64,
+    pub first_ms: UnixMs,
     /// Decide the identity now even with fewer than [`MIN_CROPS`] crops.
     pub decide: bool,
 }
@@ -97,11 +98,11 @@ pub const MIN_CROPS: u32 = 2;
 /// Tracks followed at once by the worker (local and remote); the stalest goes.
 pub(super) const MAX_TRACKS: usize = 4096;
 /// A remote track not heard of for this long is closed, ms.
-pub(super) const REMOTE_TRACK_IDLE_MS: u64 = 10_000;
+pub(super) const REMOTE_TRACK_IDLE_MS: i64 = 10_000;
 /// How often the re-ID worker ages out identities and idle remote tracks.
 pub(super) const CHORES_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// A remote track this old (capture time) is decided with one crop, ms.
-pub(super) const REMOTE_DECIDE_AFTER_MS: u64 = 1_000;
+pub(super) const REMOTE_DECIDE_AFTER_MS: i64 = 1_000;
 /// A better snapshot is written when its quality beats the written one by this factor.
 pub(super) const SNAPSHOT_GAIN: f32 = 1.25;
 /// Inputs of every kind waiting for the worker.

@@ -12,6 +12,7 @@ use vidar_detectors::RgbFrame;
 use vidar_protocol::messages::{
     Crop as WireCrop, CropEncoding, IdentityAnnounce, ReidAnswer, ReidReply, ReidRequest,
 };
+use vidar_protocol::UnixMs;
 use vidar_protocol::{BBox, NodeId, TrackId};
 use vidar_reid::{Crop, Embedding, Identity, Origin};
 
@@ -37,7 +38,7 @@ impl Worker {
         let Ok(frame) = RgbFrame::new(f.width, f.height, f.stride, f.pixels()) else {
             return Err(job);
         };
-        let now = crate::clock::ms_of(f.capture_time);
+        let now = UnixMs::of(f.capture_time);
         let mut crops = Vec::with_capacity(job.tracks.len());
         for t in &job.tracks {
             let Some(jpeg) = crop_jpeg(&frame, &t.bbox, REMOTE_CROP_SIDE, 90) else {
@@ -143,7 +144,7 @@ impl Worker {
     fn identify_parked_here(
         &mut self,
         job: Job,
-        ended: &[(TrackId, u64)],
+        ended: &[(TrackId, UnixMs)],
         out: &mpsc::Sender<Identified>,
     ) {
         let camera = job.camera;
@@ -155,7 +156,7 @@ impl Worker {
 
     /// Local track `track` of camera `camera` ended at `last_ms`: closes its
     /// state, and tells the parked jobs that carry it.
-    pub(super) fn local_ended(&mut self, camera: usize, track: TrackId, last_ms: u64) {
+    pub(super) fn local_ended(&mut self, camera: usize, track: TrackId, last_ms: UnixMs) {
         for p in self.remote.values_mut() {
             if p.job.camera == camera && p.job.tracks.iter().any(|t| t.track == track) {
                 p.ended.push((track, last_ms));
@@ -169,7 +170,7 @@ impl Worker {
     /// closes remote tracks whose node went quiet (a node that died sends no
     /// more crops, so [`serve`](Self::serve) never looks at its tracks
     /// again). `now_ms` is wall-clock time.
-    pub(super) fn chores(&mut self, now_ms: u64) {
+    pub(super) fn chores(&mut self, now_ms: UnixMs) {
         let dropped = self.gallery.expire(now_ms);
         if dropped > 0 {
             tracing::debug!(dropped, left = self.gallery.len(), "identities aged out");
@@ -257,7 +258,7 @@ impl Worker {
             .fetch_add(crops.len() as u64, Ordering::Relaxed);
         let mut results = Vec::with_capacity(crops.len());
         let embeddings = std::mem::take(&mut self.embeddings);
-        let mut latest = 0;
+        let mut latest = UnixMs::MIN;
         for (i, (c, emb)) in request.crops.iter().zip(&embeddings).enumerate() {
             let frame = frames[i];
             let full = crops[i].bbox;
@@ -276,7 +277,7 @@ impl Worker {
             let old = self
                 .tracks
                 .get(&key)
-                .is_some_and(|s| c.capture_ms.saturating_sub(s.first_ms) >= REMOTE_DECIDE_AFTER_MS);
+                .is_some_and(|s| c.capture_ms - s.first_ms >= REMOTE_DECIDE_AFTER_MS);
             let known = self.tracks.get(&key).and_then(|s| s.identity);
             let decided = self.add_crop(
                 key,
@@ -362,7 +363,7 @@ mod tests {
                 ended: Vec::new(),
             },
         );
-        let last = crate::clock::ms_of(now) + 40;
+        let last = UnixMs::of(now) + 40;
         w.local_ended(0, TrackId(5), last);
         w.remote_reply(1, Err("n2 is gone".into()), &out);
         let answer = results.try_recv().expect("identified here");
@@ -391,8 +392,8 @@ mod tests {
             TrackKey::Remote(cam.clone(), TrackId(9)),
             &cam,
             TrackId(9),
-            1_000,
-            1_000,
+            UnixMs(1_000),
+            UnixMs(1_000),
             &e,
             0.9,
             true,
@@ -400,12 +401,12 @@ mod tests {
         );
         assert!(decided.is_some(), "decided on its first crop");
         assert_eq!((w.tracks.len(), w.gallery.len()), (1, 1));
-        w.chores(1_000 + REMOTE_TRACK_IDLE_MS / 2);
+        w.chores(UnixMs(1_000 + REMOTE_TRACK_IDLE_MS / 2));
         assert_eq!(w.tracks.len(), 1, "not idle yet");
-        w.chores(1_000 + REMOTE_TRACK_IDLE_MS + 1);
+        w.chores(UnixMs(1_000 + REMOTE_TRACK_IDLE_MS + 1));
         assert!(w.tracks.is_empty(), "closed once idle");
         assert_eq!(w.gallery.len(), 1, "seen 10 s ago: kept");
-        w.chores(1_000 + 61_000);
+        w.chores(UnixMs(1_000 + 61_000));
         assert!(w.gallery.is_empty(), "unseen for over max_age_s");
     }
 }

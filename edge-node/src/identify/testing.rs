@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use vidar_protocol::UnixMs;
 
 use vidar_pipeline::Frame;
 use vidar_protocol::{BBox, CameraId, NodeId};
@@ -72,7 +73,7 @@ pub(crate) fn job(track: u64, f: Figure, first: SystemTime, at: SystemTime, deci
             track: vidar_protocol::TrackId(track),
             bbox: f.bbox,
             quality: 0.9,
-            first_ms: crate::clock::ms_of(first),
+            first_ms: UnixMs::of(first),
             decide,
         }],
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use vidar_detectors::RgbFrame;
 use vidar_protocol::messages::IdentityAnnounce;
+use vidar_protocol::UnixMs;
 use vidar_protocol::{CameraId, IdentityId, NodeId, TrackId};
 use vidar_reid::{Assignment, Crop, Embedder, Embedding, Gallery, TrackQuery, OPEN};
 
@@ -33,10 +34,10 @@ pub(super) struct TrackState {
     /// Crops when the identity was decided.
     pub(super) crops_at_decision: u32,
     pub(super) identity: Option<IdentityId>,
-    pub(super) first_ms: u64,
-    pub(super) last_ms: u64,
+    pub(super) first_ms: UnixMs,
+    pub(super) last_ms: UnixMs,
     /// Best crop so far: quality, capture time, JPEG.
-    pub(super) best: Option<(f32, u64, Vec<u8>)>,
+    pub(super) best: Option<(f32, UnixMs, Vec<u8>)>,
     /// Quality of the snapshot written.
     pub(super) written: f32,
     /// Its identity was minted by its own decision: later views may still
@@ -101,7 +102,7 @@ pub(super) struct Parked {
     /// Its tracks that ended while it was away (track, last seen ms): if
     /// the job is identified here after all, they are closed right after,
     /// so no track state outlives its track.
-    pub(super) ended: Vec<(TrackId, u64)>,
+    pub(super) ended: Vec<(TrackId, UnixMs)>,
 }
 
 impl Worker {
@@ -120,7 +121,7 @@ impl Worker {
             return;
         };
         let camera = f.camera.clone();
-        let now = crate::clock::ms_of(f.capture_time);
+        let now = UnixMs::of(f.capture_time);
         let crops: Vec<Crop<'_>> = job
             .tracks
             .iter()
@@ -166,8 +167,8 @@ impl Worker {
         key: TrackKey,
         camera: &CameraId,
         track: TrackId,
-        first_ms: u64,
-        now: u64,
+        first_ms: UnixMs,
+        now: UnixMs,
         emb: &Embedding,
         quality: f32,
         decide: bool,
@@ -320,7 +321,7 @@ impl Worker {
     /// The track `key` ended (at `last_ms` when known): closes its
     /// appearance, folds its final mean into the identity, writes a better
     /// snapshot when the view improved.
-    pub(super) fn ended(&mut self, key: TrackKey, last_ms: Option<u64>) {
+    pub(super) fn ended(&mut self, key: TrackKey, last_ms: Option<UnixMs>) {
         let Some(state) = self.tracks.remove(&key) else {
             return;
         };
@@ -355,13 +356,12 @@ impl Worker {
     }
 
     /// Closes remote tracks not heard of for [`REMOTE_TRACK_IDLE_MS`].
-    pub(super) fn close_idle_remote(&mut self, now: u64) {
+    pub(super) fn close_idle_remote(&mut self, now: UnixMs) {
         let idle: Vec<TrackKey> = self
             .tracks
             .iter()
             .filter(|(k, s)| {
-                matches!(k, TrackKey::Remote(..))
-                    && now.saturating_sub(s.last_ms) > REMOTE_TRACK_IDLE_MS
+                matches!(k, TrackKey::Remote(..)) && now - s.last_ms > REMOTE_TRACK_IDLE_MS
             })
             .map(|(k, _)| k.clone())
             .collect();

@@ -106,13 +106,14 @@ pub fn decode_crop(c: &WireCrop) -> Result<image::RgbImage, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vidar_protocol::UnixMs;
     use vidar_protocol::{CameraId, TrackId};
 
     fn crop(data: Vec<u8>, width: u32, height: u32) -> WireCrop {
         WireCrop {
             camera: CameraId::new("c").expect("id"),
             track: TrackId(1),
-            capture_ms: 0,
+            capture_ms: UnixMs(0),
             width,
             height,
             encoding: CropEncoding::Jpeg,

@@ -7,6 +7,7 @@
 //! starting with `=`, `+`, `-`, `@`, tab or carriage return gets a leading `'`.
 
 use std::sync::Arc;
+use vidar_protocol::UnixMs;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -35,8 +36,9 @@ pub fn csv_field(s: &str) -> String {
     }
 }
 
-/// `ms` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
-pub fn iso8601(ms: i64) -> String {
+/// `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
+pub fn iso8601(t: UnixMs) -> String {
+    let ms = t.ms();
     let secs = ms.div_euclid(1000);
     let milli = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);
@@ -173,8 +175,11 @@ mod tests {
 
     #[test]
     fn iso8601_formats_utc() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso8601(UnixMs(0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            iso8601(UnixMs(1_700_000_000_123)),
+            "2023-11-14T22:13:20.123Z"
+        );
+        assert_eq!(iso8601(UnixMs(951_782_400_000)), "2000-02-29T00:00:00.000Z");
     }
 }

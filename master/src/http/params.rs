@@ -3,6 +3,7 @@
 //! value shown (at most 64 characters, quoted).
 
 use std::collections::HashMap;
+use vidar_protocol::UnixMs;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::Query;
@@ -39,12 +40,12 @@ fn shown(v: &str) -> String {
 pub(super) fn time(
     p: &HashMap<String, String>,
     name: &'static str,
-    default: i64,
-) -> Result<i64, ApiError> {
+    default: UnixMs,
+) -> Result<UnixMs, ApiError> {
     match p.get(name) {
         None => Ok(default),
         Some(v) => match v.parse::<i64>() {
-            Ok(t) if t >= 0 => Ok(t),
+            Ok(t) if t >= 0 => Ok(UnixMs(t)),
             _ => Err(ApiError::bad(
                 name,
                 format!(
@@ -59,8 +60,8 @@ pub(super) fn time(
 
 /// `[from, to)`; both optional (all time).
 pub(super) fn range(p: &HashMap<String, String>) -> Result<TimeRange, ApiError> {
-    let from = time(p, "from", 0)?;
-    let to = time(p, "to", i64::MAX)?;
+    let from = time(p, "from", UnixMs::EPOCH)?;
+    let to = time(p, "to", UnixMs::MAX)?;
     if to < from {
         return Err(ApiError::bad("to", format!("{to} is before from ({from})")));
     }
@@ -144,10 +145,10 @@ mod tests {
             assert!(identity("identity", v(bad).as_ref()).is_err(), "{bad}");
         }
         assert!(identity("identity", None).is_err());
-        assert_eq!(time(&p(&[]), "t", 5).ok(), Some(5));
-        assert!(time(&p(&[("t", "-1")]), "t", 0).is_err());
+        assert_eq!(time(&p(&[]), "t", UnixMs(5)).ok(), Some(UnixMs(5)));
+        assert!(time(&p(&[("t", "-1")]), "t", UnixMs::EPOCH).is_err());
         let r = range(&p(&[("from", "10")])).ok();
-        assert_eq!(r, Some(TimeRange::new(10, i64::MAX)));
+        assert_eq!(r, Some(TimeRange::new(UnixMs(10), UnixMs(i64::MAX))));
         assert!(range(&p(&[("from", "10"), ("to", "9")])).is_err());
         assert_eq!(limit(&p(&[])).ok(), Some(DEFAULT_LIMIT));
         assert!(limit(&p(&[("limit", "0")])).is_err());

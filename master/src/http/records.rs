@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use vidar_protocol::UnixMs;
 
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -164,7 +165,7 @@ pub(super) async fn snapshot(
         None => None,
     };
     let t = match p.get("t") {
-        Some(_) => Some(time(&p, "t", 0)?),
+        Some(_) => Some(time(&p, "t", UnixMs::EPOCH)?),
         None => None,
     };
     let shot = read_db(&ctx, move |reader| {

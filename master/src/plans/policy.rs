@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+use vidar_protocol::UnixMs;
 
 use vidar_protocol::messages::{BandwidthShare, NodeStatus, Plan, StreamAssignment};
 use vidar_protocol::StreamState;
@@ -43,7 +44,7 @@ pub fn node_view(s: &NodeStatus) -> NodeView {
 }
 
 /// The wire plan for a planner output, issued at `issued_ms`.
-pub(super) fn to_plan(out: &PlanOutput, version: u64, issued_ms: u64) -> Plan {
+pub(super) fn to_plan(out: &PlanOutput, version: u64, issued_ms: UnixMs) -> Plan {
     Plan {
         version,
         issued_ms,
@@ -141,8 +142,8 @@ mod tests {
     fn status(node: &str, busy: f64) -> NodeStatus {
         NodeStatus {
             node: id(node),
-            sent_ms: 1,
-            started_ms: 1,
+            sent_ms: UnixMs(1),
+            started_ms: UnixMs(1),
             plan_version: 7,
             capacity: NodeCapacity {
                 cores: 4,
@@ -196,7 +197,7 @@ mod tests {
     fn plan(streams: &[(&str, &str)], shares: &[u64]) -> Plan {
         Plan {
             version: 7,
-            issued_ms: 0,
+            issued_ms: UnixMs(0),
             reason: String::new(),
             streams: streams
                 .iter()
@@ -270,7 +271,7 @@ mod tests {
             cost: 0.0,
             reason: "test".into(),
         };
-        let plan = to_plan(&out, 1, 0);
+        let plan = to_plan(&out, 1, UnixMs(0));
         assert_eq!(plan.streams[0].source, "rtsp://10.0.0.5:554/s1");
     }
 }

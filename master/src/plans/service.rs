@@ -9,6 +9,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use vidar_protocol::UnixMs;
 
 use vidar_link::LinkError;
 use vidar_protocol::messages::{NodeStatus, Plan};
@@ -16,7 +17,6 @@ use vidar_protocol::{Keys, NodeId};
 
 use super::policy::{load_shift, node_view, placement_changed, to_plan};
 use super::{Current, Plans};
-use crate::clock::now_ms;
 use crate::membership::Membership;
 use crate::planner::{self, NodeView, PlanOutput};
 
@@ -223,7 +223,8 @@ impl Loop {
         };
         let current = self.svc.plans.current();
         let prev_version = current.as_ref().map_or(0, |c| c.plan.version);
-        let candidate = to_plan(&out, prev_version, now_ms());
+        let clock = UnixMs::now();
+        let candidate = to_plan(&out, prev_version, clock);
         let changed = current
             .as_ref()
             .is_none_or(|c| placement_changed(&c.plan, &candidate));
@@ -236,7 +237,10 @@ impl Loop {
             );
             return;
         }
-        let version = (prev_version + 1).max(now_ms());
+        // A version is the clock when the plan was made (so a restarted
+        // master's plans are newer than its previous life's), or one more
+        // than the last.
+        let version = (prev_version + 1).max(u64::try_from(clock.ms()).unwrap_or(0));
         let mut plan = candidate;
         plan.version = version;
         plan.reason = format!("{}: {}", trigger, out.reason);

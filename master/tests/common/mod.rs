@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use vidar_config::Config;
+use vidar_protocol::UnixMs;
 
 use vidar_master::MasterConfig;
 use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
@@ -275,10 +276,10 @@ pub fn sighting(identity: u64, camera: &str, first_ms: i64, last_ms: i64) -> Rec
         identity: IdentityId(identity),
         camera: cam(camera),
         track: TrackId(identity),
-        first_ms,
-        last_ms,
+        first_ms: UnixMs(first_ms),
+        last_ms: UnixMs(last_ms),
         path: vec![BoxPoint {
-            t_ms: first_ms,
+            t_ms: UnixMs(first_ms),
             bbox: BBox {
                 x: 1.0,
                 y: 2.0,
@@ -293,7 +294,7 @@ pub fn identity(identity: u64, camera: &str, first_seen_ms: i64) -> Record {
     Record::Identity(IdentityRecord {
         identity: IdentityId(identity),
         camera: cam(camera),
-        first_seen_ms,
+        first_seen_ms: UnixMs(first_seen_ms),
         embedding: vec![1.0, 0.0, 0.0],
         model: "test-model".into(),
     })
@@ -303,7 +304,7 @@ pub fn snapshot(identity: u64, camera: &str, t_ms: i64) -> Record {
     Record::Snapshot(Snapshot {
         identity: IdentityId(identity),
         camera: cam(camera),
-        t_ms,
+        t_ms: UnixMs(t_ms),
         jpeg: vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3],
     })
 }

@@ -24,7 +24,7 @@ use gstreamer_video as gst_video;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use vidar_protocol::time::now_ms as unix_ms;
+use vidar_protocol::UnixMs;
 
 /// Called with a message when a mount fails (e.g. ground truth cannot be written).
 pub type FailureHook = Arc<dyn Fn(String) + Send + Sync>;
@@ -228,7 +228,7 @@ fn install(src: &gst_app::AppSrc, state: Arc<MountState>) -> Result<(), Composit
             .need_data(move |src, _| {
                 // Stamped when the pipeline asks for the frame (the previous
                 // one was taken), before rendering adds its variable delay.
-                let pushed_at = unix_ms();
+                let pushed_at = UnixMs::now();
                 let Ok(mut buffer) = gst::Buffer::with_size(size) else {
                     let _ = src.end_of_stream();
                     return;

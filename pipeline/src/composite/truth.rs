@@ -19,6 +19,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use vidar_protocol::UnixMs;
 
 /// Longest time rows stay buffered before they reach the file.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -127,7 +128,7 @@ impl GroundTruthWriter {
     pub fn record(
         &mut self,
         frame: u64,
-        unix_ms: u64,
+        unix_ms: UnixMs,
         boxes: &[TruthBox],
     ) -> Result<(), CompositeError> {
         let r = writeln!(self.frames, "{frame},{unix_ms}");

@@ -1,6 +1,7 @@
 //! What edges exchange among themselves: re-identification served by one node
 //! for another's cameras, and newly minted identities (the master listens too).
 
+use crate::time::UnixMs;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -31,7 +32,7 @@ pub struct Crop {
     /// The track it shows.
     pub track: TrackId,
     /// Capture time of the frame, ms since the epoch.
-    pub capture_ms: u64,
+    pub capture_ms: UnixMs,
     /// Width, pixels, 1..=[`MAX_CROP_SIDE`](super::MAX_CROP_SIDE).
     pub width: u32,
     /// Height, pixels, 1..=[`MAX_CROP_SIDE`](super::MAX_CROP_SIDE).
@@ -156,7 +157,7 @@ pub struct IdentityAnnounce {
     /// The camera it was seen on.
     pub camera: CameraId,
     /// When it was seen, ms since the epoch.
-    pub seen_ms: u64,
+    pub seen_ms: UnixMs,
     /// Its embedding, 1..=[`MAX_EMBEDDING_DIM`](crate::record::MAX_EMBEDDING_DIM)
     /// finite values.
     pub embedding: Vec<f32>,

@@ -1,6 +1,7 @@
 //! What an edge node tells the master: its status, its records (sync and ad hoc
 //! queries) and annotated snapshots of its cameras for the UI.
 
+use crate::time::UnixMs;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
@@ -20,9 +21,9 @@ pub struct NodeStatus {
     /// The reporting node.
     pub node: NodeId,
     /// When this report was sent, ms since the epoch (the node's clock).
-    pub sent_ms: u64,
+    pub sent_ms: UnixMs,
     /// When the node process started, ms since the epoch.
-    pub started_ms: u64,
+    pub started_ms: UnixMs,
     /// The [`Plan::version`](super::Plan::version) the node is running (0: none yet).
     pub plan_version: u64,
     /// What the node can do, measured at start-up.
@@ -205,7 +206,7 @@ pub struct CameraTile {
     /// The node ingesting it.
     pub node: NodeId,
     /// Capture time of the frame, ms since the epoch.
-    pub captured_ms: u64,
+    pub captured_ms: UnixMs,
     /// Its ingest state.
     pub state: StreamState,
     /// Frames per second arriving from the source.

@@ -2,6 +2,7 @@
 //! re-ID for whom, how bandwidth is shared), identity merges, and its requests
 //! for records.
 
+use crate::time::UnixMs;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
@@ -20,7 +21,7 @@ pub struct Plan {
     /// Increases with every plan the master issues.
     pub version: u64,
     /// When it was issued, ms since the epoch.
-    pub issued_ms: u64,
+    pub issued_ms: UnixMs,
     /// Why it was issued (a node joined, left, overloaded...), for logs and the UI.
     pub reason: String,
     /// Who ingests each camera; each camera at most once.
@@ -123,7 +124,7 @@ pub struct MergeAnnounce {
     /// The identity it joins.
     pub into: IdentityId,
     /// When the merge was decided, ms since the epoch.
-    pub decided_ms: u64,
+    pub decided_ms: UnixMs,
 }
 
 impl MergeAnnounce {
@@ -159,15 +160,15 @@ pub struct SplitAnnounce {
     /// Its track on that camera.
     pub track: TrackId,
     /// Its first time, ms since the epoch.
-    pub first_ms: i64,
+    pub first_ms: UnixMs,
     /// Its last time, ms since the epoch.
-    pub last_ms: i64,
+    pub last_ms: UnixMs,
     /// The identity it was shown under.
     pub from: IdentityId,
     /// The identity it belongs to now.
     pub into: IdentityId,
     /// When the operator decided, ms since the epoch.
-    pub decided_ms: u64,
+    pub decided_ms: UnixMs,
 }
 
 impl Message for SplitAnnounce {

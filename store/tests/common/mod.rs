@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vidar_config::Config;
+use vidar_protocol::UnixMs;
 
 use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
 use vidar_store::{
@@ -54,12 +55,14 @@ pub fn sighting(
     let span = last_ms - first_ms;
     let path = (0..points)
         .map(|k| BoxPoint {
-            t_ms: first_ms
-                + if points > 1 {
-                    span * k as i64 / (points as i64 - 1)
-                } else {
-                    0
-                },
+            t_ms: UnixMs(
+                first_ms
+                    + if points > 1 {
+                        span * k as i64 / (points as i64 - 1)
+                    } else {
+                        0
+                    },
+            ),
             bbox: BBox {
                 x: k as f32,
                 y: 2.0 * k as f32,
@@ -72,8 +75,8 @@ pub fn sighting(
         identity: IdentityId(identity),
         camera: cam(camera),
         track: TrackId(track),
-        first_ms,
-        last_ms,
+        first_ms: UnixMs(first_ms),
+        last_ms: UnixMs(last_ms),
         path,
     }
 }
@@ -82,7 +85,7 @@ pub fn camera(id: &str, name: &str, t: i64) -> Record {
     Record::Camera(CameraRecord {
         camera: cam(id),
         name: name.to_string(),
-        recorded_ms: t,
+        recorded_ms: UnixMs(t),
     })
 }
 
@@ -90,8 +93,8 @@ pub fn track(camera: &str, track: u64, first_ms: i64, last_ms: i64) -> Record {
     Record::Track(TrackRecord {
         camera: cam(camera),
         track: TrackId(track),
-        first_ms,
-        last_ms,
+        first_ms: UnixMs(first_ms),
+        last_ms: UnixMs(last_ms),
         identity: Some(IdentityId(u64::MAX - track)),
     })
 }
@@ -100,7 +103,7 @@ pub fn identity(id: u64, camera: &str, t: i64, dim: usize) -> Record {
     Record::Identity(IdentityRecord {
         identity: IdentityId(id),
         camera: cam(camera),
-        first_seen_ms: t,
+        first_seen_ms: UnixMs(t),
         embedding: (0..dim).map(|k| (k as f32 * 0.01).sin()).collect(),
         model: "test-model".into(),
     })
@@ -113,7 +116,7 @@ pub fn snapshot(id: u64, camera: &str, t: i64) -> Record {
     Record::Snapshot(Snapshot {
         identity: IdentityId(id),
         camera: cam(camera),
-        t_ms: t,
+        t_ms: UnixMs(t),
         jpeg,
     })
 }
@@ -122,7 +125,7 @@ pub fn merge(from: u64, into: u64, t: i64) -> Record {
     Record::Merge(IdentityMerge {
         from: IdentityId(from),
         into: IdentityId(into),
-        decided_ms: t,
+        decided_ms: UnixMs(t),
     })
 }
 

@@ -23,6 +23,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use vidar_protocol::CameraId;
+use vidar_protocol::UnixMs;
 use vidar_store::{Reader, TimeRange};
 use vidar_trajeval::{EvalConfig, GtFrame, Report, Sighting};
 
@@ -154,8 +155,8 @@ pub fn trajectories(args: TrajectoriesBenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn ms(t: SystemTime) -> u64 {
-    crate::clock::ms_of(t)
+fn ms(t: SystemTime) -> UnixMs {
+    UnixMs::of(t)
 }
 
 fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run> {
@@ -235,7 +236,7 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
     // Ground truth, and the frames scored: every frame sent after the
     // warm-up while the node ran (the node analyses every frame it can; a
     // frame it saw nobody in must still count its misses).
-    let from = start_ms + args.warmup * 1000;
+    let from = start_ms.plus(Duration::from_secs(args.warmup));
     let mut gt: Vec<GtFrame> = Vec::new();
     for k in 0..args.cameras {
         let cam = format!("c{k}");
@@ -252,7 +253,8 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
                 .filter(|f| f.unix_ms >= from && f.unix_ms <= end_ms),
         );
     }
-    let processed: Vec<(String, u64)> = gt.iter().map(|f| (f.camera.clone(), f.unix_ms)).collect();
+    let processed: Vec<(String, UnixMs)> =
+        gt.iter().map(|f| (f.camera.clone(), f.unix_ms)).collect();
 
     let reader = Reader::open(&db).with_context(|| format!("opening {}", db.display()))?;
     let mut sightings = Vec::new();
@@ -264,8 +266,8 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
             let path: Vec<_> = s
                 .path
                 .iter()
-                .filter(|p| p.t_ms as u64 >= from)
-                .map(|p| (p.t_ms as u64, p.bbox))
+                .filter(|p| p.t_ms >= from)
+                .map(|p| (p.t_ms, p.bbox))
                 .collect();
             if path.is_empty() {
                 continue;

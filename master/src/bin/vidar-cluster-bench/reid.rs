@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vidar_protocol::UnixMs;
 
 use anyhow::{bail, Result};
 use vidar_link::{LinkSettings, Mode, Responder};
@@ -166,7 +167,7 @@ pub fn measure(
             .map(|t| Crop {
                 camera: camera.clone(),
                 track: TrackId(t),
-                capture_ms: 0,
+                capture_ms: UnixMs(0),
                 width: 64,
                 height: 160,
                 encoding: CropEncoding::Jpeg,

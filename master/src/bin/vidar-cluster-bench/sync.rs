@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 use vidar_config::Config;
+use vidar_protocol::UnixMs;
 
 use anyhow::Result;
 use vidar_protocol::record::{BoxPoint, IdentityRecord, Record, Sighting};
@@ -47,7 +48,7 @@ pub fn measure(records: usize, dir: &Path, secure: bool) -> Result<(f64, f64)> {
                 Record::Identity(IdentityRecord {
                     identity: IdentityId(i as u64),
                     camera: camera.clone(),
-                    first_seen_ms: t0 + i as i64 * 100,
+                    first_seen_ms: UnixMs(t0 + i as i64 * 100),
                     embedding: (0..512).map(|k| ((k + i) % 7) as f32 / 7.0).collect(),
                     model: "bench-model".into(),
                 })
@@ -56,11 +57,11 @@ pub fn measure(records: usize, dir: &Path, secure: bool) -> Result<(f64, f64)> {
                     identity: IdentityId((i / 10 * 10) as u64),
                     camera: camera.clone(),
                     track: TrackId(i as u64),
-                    first_ms: t0 + i as i64 * 100,
-                    last_ms: t0 + i as i64 * 100 + 2000,
+                    first_ms: UnixMs(t0 + i as i64 * 100),
+                    last_ms: UnixMs(t0 + i as i64 * 100 + 2000),
                     path: (0..20)
                         .map(|k| BoxPoint {
-                            t_ms: t0 + i as i64 * 100 + k * 100,
+                            t_ms: UnixMs(t0 + i as i64 * 100 + k * 100),
                             bbox: BBox {
                                 x: 10.0 + k as f32,
                                 y: 20.0,

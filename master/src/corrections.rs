@@ -17,18 +17,18 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Mutex};
-use vidar_protocol::UnixMs;
+use std::sync::mpsc::SyncSender;
+use std::sync::Mutex;
 
 use serde::Deserialize;
 use vidar_protocol::messages::SplitAnnounce;
-use vidar_protocol::{IdentityId, NodeId};
+use vidar_protocol::{IdentityId, NodeId, UnixMs};
 use vidar_store::{
     Correction, CorrectionAction, Reader, Record, RecordKey, Span, StoreError, TimeRange,
     WriterHandle, MAX_QUERY_ROWS,
 };
 
-use crate::merges::Operator;
+use crate::merges::{Input, Operator};
 
 /// Identities the master mints for split-off people: node prefix 0, which no
 /// edge of a cluster mints in (they derive a prefix in 1..=65535).
@@ -349,7 +349,7 @@ fn together<'a>(a: &'a [Span], b: &'a [Span]) -> Option<(&'a Span, &'a Span)> {
 #[derive(Debug)]
 pub struct Desk {
     one_at_a_time: Mutex<()>,
-    operator: Mutex<mpsc::Sender<Operator>>,
+    operator: Mutex<SyncSender<Input>>,
     writer: WriterHandle,
     database: PathBuf,
     /// Corrections stored since start.
@@ -360,7 +360,7 @@ pub struct Desk {
 
 impl Desk {
     /// A desk storing through `writer` into `database`, telling `operator`.
-    pub fn new(writer: WriterHandle, database: PathBuf, operator: mpsc::Sender<Operator>) -> Desk {
+    pub fn new(writer: WriterHandle, database: PathBuf, operator: SyncSender<Input>) -> Desk {
         Desk {
             one_at_a_time: Mutex::new(()),
             operator: Mutex::new(operator),
@@ -402,7 +402,7 @@ impl Desk {
                 .operator
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if tx.send(op).is_err() {
+            if tx.send(Input::Operator(op)).is_err() {
                 tracing::warn!(
                     "the merge thread is gone: the correction is stored, the nodes not told"
                 );

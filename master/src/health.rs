@@ -5,23 +5,17 @@
 //! with a failure (policy `Stop`), so its supervisor (systemd, Kubernetes)
 //! restarts it instead of it serving stale answers.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use vidar_runtime::{Health, Policy};
+use vidar_runtime::{Health, Policy, Shutdown};
 use vidar_store::WriterHandle;
 
 /// The service threads, by name; `Master` joins them at shutdown.
 pub type Threads = Arc<Mutex<Vec<(&'static str, JoinHandle<()>)>>>;
 
 /// Registers the master's checks: the writer, and every thread in `threads`
-/// (one check per name) that must run until `stopping` is set.
-pub fn watch(
-    health: &Health,
-    writer: &WriterHandle,
-    threads: &Threads,
-    stopping: &Arc<AtomicBool>,
-) {
+/// (one check per name) that must run until `stopping` is triggered.
+pub fn watch(health: &Health, writer: &WriterHandle, threads: &Threads, stopping: &Shutdown) {
     let w = writer.clone();
     health.check("database writer", Policy::Stop, move || match w.stopped() {
         Some(why) => Err(format!("stopped: {why}")),
@@ -34,9 +28,9 @@ pub fn watch(
         .map(|(n, _)| *n)
         .collect();
     for name in names {
-        let (threads, stopping) = (Arc::clone(threads), Arc::clone(stopping));
+        let (threads, stopping) = (Arc::clone(threads), stopping.clone());
         health.check(name, Policy::Stop, move || {
-            if stopping.load(Ordering::Relaxed) {
+            if stopping.is_triggered() {
                 return Ok(());
             }
             let g = threads.lock().unwrap_or_else(|p| p.into_inner());
@@ -53,7 +47,6 @@ mod tests {
     use super::*;
     use std::time::Duration;
     use vidar_config::Config;
-    use vidar_runtime::Shutdown;
 
     #[test]
     fn a_service_thread_that_exits_turns_healthz_red_and_stops_the_master() {
@@ -62,18 +55,14 @@ mod tests {
         let writer = vidar_store::WriterConfig::new(dir.path().join("g.db"), node)
             .build(&())
             .expect("writer");
-        let stopping = Arc::new(AtomicBool::new(false));
+        let stopping = Shutdown::new();
         let (exit_tx, exit_rx) = std::sync::mpsc::channel::<()>();
         let sync = std::thread::spawn(move || {
             // Runs until told to exit, as the sync thread does until it fails.
             let _ = exit_rx.recv();
         });
-        let stop = Arc::clone(&stopping);
-        let plans = std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
+        let stop = stopping.clone();
+        let plans = std::thread::spawn(move || stop.wait());
         let threads: Threads = Arc::new(Mutex::new(vec![("plans", plans), ("sync", sync)]));
         let shutdown = Shutdown::new();
         let health = Health::new(&shutdown);
@@ -103,7 +92,7 @@ mod tests {
         let reason = shutdown.reason().expect("the master stops");
         assert!(reason.failure && reason.why.contains("sync"), "{reason:?}");
         // An orderly stop is not a failure of the threads.
-        stopping.store(true, Ordering::Relaxed);
+        stopping.trigger("test");
         let healthy_again = health.report();
         assert!(
             healthy_again.subsystems.iter().all(|(_, f)| f.is_none()),

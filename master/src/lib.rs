@@ -25,7 +25,6 @@ pub mod tiles;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use vidar_config::{Config, Problem};
@@ -88,12 +87,34 @@ fn ioerr(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> MasterError 
 }
 
 /// Stops the services if start-up fails half way.
-struct StopOnDrop(Arc<AtomicBool>, bool);
+/// Stops the service threads: triggers their token, then wakes each from
+/// the wait it is in, so none notices the stop only when its timer fires.
+#[derive(Debug, Clone)]
+struct Stopper {
+    token: vidar_runtime::Shutdown,
+    plans: plans::Plans,
+    sync: sync::Sync,
+    merges: mpsc::SyncSender<merges::Input>,
+}
+
+impl Stopper {
+    fn stop(&self) {
+        self.token.trigger("the master is stopping");
+        self.plans.wake();
+        self.sync.trigger();
+        // A full inbox means the thread is busy: it sees the token after
+        // the message it is on.
+        let _ = self.merges.try_send(merges::Input::Stop);
+    }
+}
+
+/// Stops the threads started so far when `start` fails half way.
+struct StopOnDrop(Option<Stopper>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        if !self.1 {
-            self.0.store(true, Ordering::Relaxed);
+        if let Some(s) = self.0.take() {
+            s.stop();
         }
     }
 }
@@ -101,7 +122,7 @@ impl Drop for StopOnDrop {
 /// A running master.
 #[derive(Debug)]
 pub struct Master {
-    stop: Arc<AtomicBool>,
+    stopper: Stopper,
     threads: health::Threads,
     feed: Option<membership::Feed>,
     plan_queryable: Option<vidar_link::Service>,
@@ -170,9 +191,7 @@ impl Master {
             );
         }
         let link = config.cluster.open(Mode::Router)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut guard = StopOnDrop(stop.clone(), false);
-
+        let stop = vidar_runtime::Shutdown::new();
         let (plan_wake, plan_wake_rx) = mpsc::sync_channel(1);
         let timeout = Duration::from_secs_f64(config.node_timeout_s);
         let members = match config.cluster.bundle()? {
@@ -192,6 +211,14 @@ impl Master {
         let (sync_wake, sync_wake_rx) = mpsc::sync_channel(1);
         let sync = sync::Sync::new(sync_wake);
         let merge_counters = Arc::new(merges::MergeCounters::default());
+        let (merge_tx, merge_rx) = merges::inbox();
+        let stopper = Stopper {
+            token: stop.clone(),
+            plans: plans.clone(),
+            sync: sync.clone(),
+            merges: merge_tx.clone(),
+        };
+        let mut guard = StopOnDrop(Some(stopper.clone()));
 
         let feed = membership::attach(&link, &keys, &members)?;
         let mut threads = Vec::new();
@@ -221,11 +248,10 @@ impl Master {
         .spawn()
         .map_err(ioerr("starting the sync thread"))?;
         threads.push(("sync", sync_thread));
-        let (operator_tx, operator_rx) = mpsc::channel();
         let desk = Arc::new(corrections::Desk::new(
             writer.handle(),
             config.database.clone(),
-            operator_tx,
+            merge_tx.clone(),
         ));
         let merge_thread = merges::MergeService {
             link: link.clone(),
@@ -233,12 +259,11 @@ impl Master {
             writer: writer.handle(),
             threshold: config.merge_threshold,
             counters: merge_counters.clone(),
-            operator: operator_rx,
             membership: members.clone(),
             database: config.database.clone(),
             stop: stop.clone(),
         }
-        .spawn()?;
+        .spawn((merge_tx, merge_rx))?;
         threads.push(("merges", merge_thread));
 
         let tiles_feed = tiles::attach(&link, &keys, &ui.tiles)?;
@@ -276,9 +301,9 @@ impl Master {
             "http"
         };
         tracing::info!(http = %bound, ui = %format!("{scheme}://{bound}/"), database = %config.database.display(), site = %config.cluster.site, "master started");
-        guard.1 = true;
+        guard.0 = None;
         Ok(Master {
-            stop,
+            stopper,
             threads,
             feed: Some(feed),
             plan_queryable: Some(plan_queryable),
@@ -316,7 +341,7 @@ impl Master {
         self.context.ui.tiles.close();
         // Dropping the server stops accepting and ends every connection.
         self.http.take();
-        self.stop.store(true, Ordering::Relaxed);
+        self.stopper.stop();
         let threads: Vec<_> = self
             .threads
             .lock()

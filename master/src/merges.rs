@@ -13,15 +13,16 @@
 //! publishes it on `keys.merges()`.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
-use vidar_protocol::UnixMs;
+use std::time::{Duration, Instant};
 
-use vidar_link::{LinkError, QueueError};
+use vidar_link::LinkError;
 use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce, Merges, SplitAnnounce};
-use vidar_protocol::{IdentityId, Keys, NodeId};
+use vidar_protocol::{IdentityId, Keys, NodeId, UnixMs};
+use vidar_runtime::Shutdown;
 use vidar_store::{IdentityMerge, Record, WriterHandle};
 
 /// Most recent identities compared against.
@@ -402,24 +403,50 @@ pub struct MergeService {
     pub threshold: f64,
     /// Counters shared with the API.
     pub counters: Arc<MergeCounters>,
-    /// Operators' corrections, already stored, from the API.
-    pub operator: std::sync::mpsc::Receiver<Operator>,
     /// Who is reachable: a node that comes (back) is sent the splits of its
     /// sightings in force, so one that was down when they were made learns
     /// them ([`splits_of`]).
     pub membership: crate::membership::Membership,
     /// The global database (read for those splits).
     pub database: std::path::PathBuf,
-    /// Set to stop the service.
-    pub stop: Arc<AtomicBool>,
+    /// Triggered to stop the service (with an [`Input::Stop`] to wake it).
+    pub stop: Shutdown,
+}
+
+/// What the merge thread takes in, one at a time, in arrival order.
+#[derive(Debug)]
+pub enum Input {
+    /// A node announced an identity it minted, under this key.
+    Announce(String, IdentityAnnounce),
+    /// An operator's correction, already stored.
+    Operator(Operator),
+    /// The master is stopping.
+    Stop,
+}
+
+/// The merge thread's inbox. Bounded: announcements that arrive faster than
+/// the book takes them wait in zenoh's delivery (as its FIFO handler did),
+/// and a correction waits for room; nothing is dropped.
+pub fn inbox() -> (SyncSender<Input>, Receiver<Input>) {
+    mpsc::sync_channel(QUEUE)
 }
 
 impl MergeService {
-    /// Subscribes to identity announcements and runs the service on its own thread.
-    pub fn spawn(self) -> Result<JoinHandle<()>, LinkError> {
-        let queue = self
-            .link
-            .subscribe_queue::<IdentityAnnounce>(&self.keys.identities_all(), QUEUE)?;
+    /// Subscribes to identity announcements and runs the service on its own
+    /// thread, taking [`inbox`]'s receiver: operators' corrections (already
+    /// stored, from the API) and the master's stop come through its sender,
+    /// nodes' announcements through the subscription, in arrival order.
+    pub fn spawn(
+        self,
+        (tx, inbox): (SyncSender<Input>, Receiver<Input>),
+    ) -> Result<JoinHandle<()>, LinkError> {
+        let subscription = self.link.subscribe::<IdentityAnnounce>(
+            &self.keys.identities_all(),
+            move |key, a| {
+                // Fails only once the thread is gone (the master stopping).
+                let _ = tx.send(Input::Announce(key.to_owned(), a));
+            },
+        )?;
         let publisher = self.link.publisher::<Merges>(&self.keys.merges())?;
         let splits = self.link.publisher::<SplitAnnounce>(&self.keys.merges())?;
         let thread = std::thread::Builder::new()
@@ -435,13 +462,10 @@ impl MergeService {
                     Err(e) => tracing::error!(error = %e, "reading the operators' corrections: identities they separated may be merged again"),
                 }
                 let mut reachable: BTreeSet<NodeId> = BTreeSet::new();
-                let mut looked = std::time::Instant::now();
-                while !self.stop.load(Ordering::Relaxed) {
-                    while let Ok(op) = self.operator.try_recv() {
-                        self.correct(&mut book, op, &publisher, &splits);
-                    }
+                let mut looked = Instant::now();
+                while !self.stop.is_triggered() {
                     if looked.elapsed() >= CATCH_UP_EVERY {
-                        looked = std::time::Instant::now();
+                        looked = Instant::now();
                         let now: BTreeSet<NodeId> =
                             self.membership.reachable().into_iter().collect();
                         for node in now.difference(&reachable) {
@@ -449,26 +473,33 @@ impl MergeService {
                         }
                         reachable = now;
                     }
-                    // Short waits: an operator's correction waits at most this.
-                    let a = match queue.recv_timeout(Duration::from_millis(100)) {
-                        // Only the node the key names announces its mints
-                        // (under a bundle, the ACL lets a node put only
-                        // under its own name).
-                        Ok((key, a)) if self.keys.identities_of(&key, &a.node) => a,
-                        Ok((key, a)) => {
-                            self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(key, node = %a.node, "identity announced under another node's key");
+                    // Sleeps until something arrives, the stop included, or
+                    // the next look for nodes that came.
+                    let wait = CATCH_UP_EVERY.saturating_sub(looked.elapsed());
+                    let (key, a) = match inbox.recv_timeout(wait) {
+                        Ok(Input::Announce(key, a)) => (key, a),
+                        Ok(Input::Operator(op)) => {
+                            self.correct(&mut book, op, &publisher, &splits);
                             continue;
                         }
-                        Err(QueueError::Empty) => continue,
-                        Err(QueueError::Closed) => break,
+                        Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                        Err(RecvTimeoutError::Timeout) => continue,
                     };
+                    // Only the node the key names announces its mints (under
+                    // a bundle, the ACL lets a node put only under its own
+                    // name).
+                    if !self.keys.identities_of(&key, &a.node) {
+                        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(key, node = %a.node, "identity announced under another node's key");
+                        continue;
+                    }
                     self.counters.announcements.fetch_add(1, Ordering::Relaxed);
                     let merges = book.observe(&a, UnixMs::now());
                     if !merges.is_empty() {
                         self.apply(&publisher, merges);
                     }
                 }
+                drop(subscription);
             })
             .map_err(|e| LinkError::Declare {
                 what: "the merge thread".into(),

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -194,8 +194,9 @@ pub struct SyncService {
     pub every: Duration,
     /// Records asked for per request.
     pub batch: u32,
-    /// Set to stop the service (after one final round).
-    pub stop: Arc<AtomicBool>,
+    /// Triggered to stop the service, after one final round (with a wake,
+    /// see [`Sync::trigger`]).
+    pub stop: vidar_runtime::Shutdown,
 }
 
 impl SyncService {
@@ -218,19 +219,19 @@ impl SyncService {
         let mut next = Instant::now();
         loop {
             let wait = next.saturating_duration_since(Instant::now());
-            let stop = self.stop.load(Ordering::Relaxed);
-            if !stop && !wait.is_zero() {
-                match self.wake.recv_timeout(wait.min(Duration::from_millis(200))) {
-                    Ok(()) => {} // "sync now"
+            if !self.stop.is_triggered() && !wait.is_zero() {
+                // Sleeps until the round is due, "sync now" or the stop.
+                match self.wake.recv_timeout(wait) {
+                    Ok(()) => {}
                     Err(RecvTimeoutError::Timeout) => continue,
                     Err(RecvTimeoutError::Disconnected) => {
-                        std::thread::sleep(Duration::from_millis(200));
+                        self.stop.wait_timeout(wait);
                         continue;
                     }
                 }
             }
             self.round(&reader);
-            if stop {
+            if self.stop.is_triggered() {
                 tracing::info!("final sync round done");
                 return;
             }

@@ -136,6 +136,11 @@ impl Plans {
         self.request_replan("camera list changed");
     }
 
+    /// Wakes the plan thread (to see the master's stop at once).
+    pub fn wake(&self) {
+        let _ = self.shared.wake.try_send(());
+    }
+
     /// Asks for a replan as soon as possible, for `reason`.
     pub fn request_replan(&self, reason: &str) {
         *self

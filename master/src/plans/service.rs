@@ -4,7 +4,7 @@
 //! it. When to replan and what changed are [`super::policy`]'s decisions.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -44,8 +44,8 @@ pub struct PlanService {
     pub wake: Receiver<()>,
     /// Periodic replan interval.
     pub every: Duration,
-    /// Set to stop the service.
-    pub stop: Arc<AtomicBool>,
+    /// Triggered to stop the service (with a wake, see [`Plans::wake`]).
+    pub stop: vidar_runtime::Shutdown,
 }
 
 struct Loop {
@@ -99,10 +99,17 @@ impl PlanService {
 
 impl Loop {
     fn run(&mut self) {
-        while !self.svc.stop.load(Ordering::Relaxed) {
+        // TICK paces the membership sweep; a wake (a status, a replan
+        // request, the stop) ends the wait at once.
+        while !self.svc.stop.is_triggered() {
             match self.svc.wake.recv_timeout(TICK) {
                 Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(TICK),
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.svc.stop.wait_timeout(TICK);
+                }
+            }
+            if self.svc.stop.is_triggered() {
+                break;
             }
             self.tick(Instant::now());
         }

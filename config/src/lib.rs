@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+pub mod ready;
 pub mod version;
 
 /// One thing wrong with a config: the key (a dotted path as the user writes

@@ -364,6 +364,14 @@ pub fn run(config: EdgeConfig, shutdown: Shutdown, status_every_s: u64) -> Resul
                 analysis_health.failed("the analysis thread panicked");
             }
         })?;
+    let ready = vidar_config::ready::Ready {
+        http: Some(server.addr()),
+        zenoh: cluster
+            .as_ref()
+            .map(|c| c.link.locators())
+            .unwrap_or_default(),
+        ..vidar_config::ready::Ready::this_process()
+    };
     let running = match cluster {
         Some(c) => Some(cluster::start(
             c.link,
@@ -383,6 +391,11 @@ pub fn run(config: EdgeConfig, shutdown: Shutdown, status_every_s: u64) -> Resul
         )?),
         None => None,
     };
+    match ready.announce() {
+        Ok(Some(path)) => tracing::debug!(file = %path.display(), "ready file written"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "writing the ready file (VIDAR_READY_FILE)"),
+    }
     let mut summary = Summary::new(
         Arc::clone(&registry),
         Arc::clone(&statuses),

@@ -12,10 +12,8 @@
 //! (`make test` does all three).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vidar_pipeline::camera::{self, CameraConfig, Mount, MountSource};
 use vidar_protocol::messages::Plan;
@@ -36,7 +34,19 @@ fn bin(name: &str) -> PathBuf {
     p
 }
 
-use vidar_testkit::ports::free_port;
+use vidar_testkit::process::{Proc, Ready};
+
+/// How long a process may take to start serving.
+const START: Duration = Duration::from_secs(120);
+
+/// The port of a `tls/127.0.0.1:PORT` locator.
+fn locator_port(ready: &Ready) -> u16 {
+    ready
+        .zenoh
+        .iter()
+        .find_map(|l| l.rsplit(':').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no zenoh locator in {ready:?}"))
+}
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -51,63 +61,6 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let status = body.split_whitespace().nth(1)?.parse().ok()?;
     let payload = body.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
     Some((status, payload))
-}
-
-/// A child process with its stderr captured (printed when a check fails).
-struct Proc {
-    name: String,
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    fn spawn(name: &str, program: &Path, args: &[&str]) -> Proc {
-        let mut child = Command::new(program)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env("RUST_BACKTRACE", "0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        let pipe = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
-                if s.len() < 4 << 20 {
-                    s.push_str(&line);
-                    s.push('\n');
-                }
-            }
-        });
-        Proc {
-            name: name.into(),
-            child,
-            log,
-        }
-    }
-
-    fn tail(&self) -> String {
-        let s = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        let start = s.len().saturating_sub(3000);
-        let start = (start..s.len())
-            .find(|&i| s.is_char_boundary(i))
-            .unwrap_or(s.len());
-        format!("--- {} ---\n{}", self.name, &s[start..])
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 struct Edge {
@@ -151,6 +104,8 @@ impl Edge {
 struct Site {
     dir: tempfile::TempDir,
     site: String,
+    /// The master's config, `{http}` and `{zport}` to fill (0 at first).
+    master_toml: String,
     zport: u16,
     http: u16,
     master: Option<Proc>,
@@ -181,9 +136,8 @@ impl Site {
             "{VTEST} missing: run deploy/setup.sh"
         );
         let dir = tempfile::tempdir().expect("tempdir");
-        let cport = free_port();
         let camera = camera::serve(&CameraConfig {
-            port: cport,
+            port: 0,
             mounts: CAMERAS
                 .iter()
                 .map(|(n, s, _)| Mount {
@@ -194,9 +148,8 @@ impl Site {
             ..Default::default()
         })
         .expect("camera");
+        let cport = camera.port();
         let site = format!("t{}", std::process::id());
-        let zport = free_port();
-        let http = free_port();
         // The site runs as in production: mutual TLS from a site CA, the
         // master's access list; "rogue" is enrolled too, and attacks in 4.
         let ca = dir.path().join("ca");
@@ -204,10 +157,12 @@ impl Site {
         for n in ["edge-1", "edge-2", "edge-3", "rogue"] {
             vidar_link::pki::enroll(&ca, &NodeId::new(n).expect("id"), 30).expect("enroll");
         }
+        // Ports are the kernel's pick (port 0) and read from the ready
+        // file; a restarted master takes the ports its first life had.
         let mut toml = format!(
-            "master_id = \"master\"\ndatabase = \"{db}\"\nhttp_addr = \"127.0.0.1:{http}\"\n\
+            "master_id = \"master\"\ndatabase = \"{db}\"\nhttp_addr = \"127.0.0.1:{{http}}\"\n\
              sync_every_s = 2\nplan_every_s = 60\nnode_timeout_s = 3\nauth = \"none\"\n\
-             [cluster]\nsite = \"{site}\"\nlisten = [\"tls/127.0.0.1:{zport}\"]\nbundle = \"{bundle}\"\n",
+             [cluster]\nsite = \"{site}\"\nlisten = [\"tls/127.0.0.1:{{zport}}\"]\nbundle = \"{bundle}\"\n",
             db = dir.path().join("global.db").display(),
             bundle = ca.join("master").display()
         );
@@ -219,12 +174,12 @@ impl Site {
                 toml.push_str(&format!("node = \"{node}\"\n"));
             }
         }
-        std::fs::write(dir.path().join("master.toml"), toml).expect("master config");
         let mut s = Site {
             dir,
             site,
-            zport,
-            http,
+            master_toml: toml,
+            zport: 0,
+            http: 0,
             master: None,
             edges: Vec::new(),
             _camera: camera,
@@ -233,22 +188,36 @@ impl Site {
         for (i, slow) in [(1, false), (2, false), (3, true)] {
             s.start_edge(i, slow);
         }
+        for e in &mut s.edges {
+            let ready = e.proc.wait_ready(START).unwrap_or_else(|e| panic!("{e}"));
+            e.metrics = ready.http.expect("an edge announces /metrics").port();
+        }
         s
     }
 
     fn start_master(&mut self) {
+        let toml = self
+            .master_toml
+            .replace("{http}", &self.http.to_string())
+            .replace("{zport}", &self.zport.to_string());
         let cfg = self.dir.path().join("master.toml");
+        std::fs::write(&cfg, toml).expect("master config");
         let cfg = cfg.to_string_lossy().to_string();
-        self.master = Some(Proc::spawn(
+        let mut master = Proc::spawn(
+            self.dir.path(),
             "master",
             &bin("vidar-master"),
             &["run", "--config", &cfg],
-        ));
+        )
+        .expect("spawn the master");
+        let ready = master.wait_ready(START).unwrap_or_else(|e| panic!("{e}"));
+        self.http = ready.http.expect("the master announces its API").port();
+        self.zport = locator_port(&ready);
+        self.master = Some(master);
     }
 
     fn start_edge(&mut self, i: usize, slow: bool) {
         let id = format!("edge-{i}");
-        let metrics = free_port();
         let db = self.dir.path().join(format!("{id}.db"));
         // The slow node says so (as a small box's start-up profile would).
         let capacity = if slow {
@@ -257,7 +226,7 @@ impl Site {
             "detect_fps = 60.0\nreid_crops_per_s = 60.0\n"
         };
         let toml = format!(
-            "node_id = \"{id}\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:{metrics}\"\n\
+            "node_id = \"{id}\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
              inference_workers = 1\n[models.runtime]\nintra_threads = 1\n[detector]\nmax_batch = 1\n\
              [cluster]\nsite = \"{site}\"\nconnect = [\"tls/127.0.0.1:{zport}\"]\nbundle = \"{bundle}\"\n\
              [sharing]\nstatus_every_ms = 500\nreid_timeout_ms = 2000\n{capacity}\
@@ -270,19 +239,25 @@ impl Site {
         let cfg = self.dir.path().join(format!("{id}.toml"));
         std::fs::write(&cfg, toml).expect("edge config");
         let cfg = cfg.to_string_lossy().to_string();
-        let proc = Proc::spawn(&id, &bin("vidar-edge"), &["run", "--config", &cfg]);
+        let proc = Proc::spawn(
+            self.dir.path(),
+            &id,
+            &bin("vidar-edge"),
+            &["run", "--config", &cfg],
+        )
+        .expect("spawn an edge");
         self.edges.push(Edge {
             id,
             proc,
-            metrics,
+            metrics: 0,
             db,
         });
     }
 
     fn logs(&self) -> String {
-        let mut out: Vec<String> = self.edges.iter().map(|e| e.proc.tail()).collect();
+        let mut out: Vec<String> = self.edges.iter().map(|e| e.proc.tail(3000)).collect();
         if let Some(m) = &self.master {
-            out.push(m.tail());
+            out.push(m.tail(3000));
         }
         out.join("\n")
     }
@@ -546,7 +521,7 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
     // more records (and at least 5 s); after it comes back every record is
     // in the global database exactly once.
     if let Some(mut m) = site.master.take() {
-        m.kill9();
+        m.kill();
     }
     let last_seqs = || -> Vec<(NodeId, u64)> {
         site.edges
@@ -602,7 +577,7 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
         .map(|(c, _)| c.clone())
         .collect();
     assert!(!moved.is_empty());
-    site.edges[victim].proc.kill9();
+    site.edges[victim].proc.kill();
     let t0 = Instant::now();
     let survivors: Vec<&Edge> = site
         .edges

@@ -4,9 +4,9 @@
 //! both after `deploy/setup.sh` and `make models`).
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use vidar_pipeline::camera::{self, CameraConfig, Mount, MountSource};
 use vidar_protocol::{IdentityId, NodeId};
@@ -18,7 +18,8 @@ fn edge_bin() -> &'static str {
     env!("CARGO_BIN_EXE_vidar-edge")
 }
 
-use vidar_testkit::ports::free_port;
+use vidar_testkit::ports::unused_port;
+use vidar_testkit::process::Proc;
 
 fn require_env() {
     for var in ["ORT_DYLIB_PATH", "VIDAR_MODEL_DIR"] {
@@ -50,18 +51,30 @@ fn vtest_camera(port: u16, mounts: &[(&str, f64)]) -> camera::Camera {
 }
 
 struct Node {
-    child: Child,
+    proc: Proc,
+    /// The `/metrics` port (0 until the node is ready).
     metrics: u16,
     db: PathBuf,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Node {
+    /// Starts a node and waits until it serves (its ready file).
     fn start(dir: &Path, cameras: &[(&str, String)], extra: &str) -> Node {
-        let metrics = free_port();
+        let mut n = Node::spawn(dir, cameras, extra);
+        let ready = n
+            .proc
+            .wait_ready(Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("{e}"));
+        n.metrics = ready.http.expect("the node announces /metrics").port();
+        n
+    }
+
+    /// Starts a node without waiting for it (metrics at port 0: the
+    /// kernel's pick, in the ready file).
+    fn spawn(dir: &Path, cameras: &[(&str, String)], extra: &str) -> Node {
         let db = dir.join("edge.db");
         let mut toml = format!(
-            "node_id = \"edge-t\"\ndatabase = \"{}\"\nmetrics_addr = \"127.0.0.1:{metrics}\"\n{extra}\n",
+            "node_id = \"edge-t\"\ndatabase = \"{}\"\nmetrics_addr = \"127.0.0.1:0\"\n{extra}\n",
             db.display()
         );
         for (name, url) in cameras {
@@ -71,38 +84,23 @@ impl Node {
         }
         let cfg = dir.join("edge.toml");
         std::fs::write(&cfg, toml).expect("config");
-        let mut child = Command::new(edge_bin())
-            .arg("run")
-            .arg("--config")
-            .arg(&cfg)
-            .env("RUST_BACKTRACE", "0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn vidar-edge");
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let sink = std::sync::Arc::clone(&stderr);
-        let pipe = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
+        let cfg = cfg.to_string_lossy().to_string();
+        let proc = Proc::spawn(
+            dir,
+            "edge-t",
+            Path::new(edge_bin()),
+            &["run", "--config", &cfg],
+        )
+        .expect("spawn vidar-edge");
         Node {
-            child,
-            metrics,
+            proc,
+            metrics: 0,
             db,
-            stderr,
         }
     }
 
     fn log(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.proc.log()
     }
 
     /// Value of the first metric line starting with `prefix`.
@@ -126,25 +124,14 @@ impl Node {
     }
 
     fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").arg("-TERM").arg(&pid).status();
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "node did not stop on SIGTERM:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        match self.proc.terminate(Duration::from_secs(20)) {
+            Some(st) => st,
+            None => panic!("node did not stop on SIGTERM:\n{}", self.log()),
         }
     }
 
     fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill();
     }
 }
 
@@ -378,34 +365,34 @@ fn a_dead_camera_does_not_stall_the_others_and_comes_back() {
     require_env();
     let dir = tempfile::tempdir().expect("tmp");
     let steady = vtest_camera(0, &[("steady", 0.0)]);
-    let port = free_port();
     let flaky_bin = Path::new(edge_bin()).with_file_name("vidar-camera");
     assert!(
         flaky_bin.is_file(),
         "{} missing: build the workspace bins (make test does)",
         flaky_bin.display()
     );
-    let spawn_flaky = || {
-        let mut c = Command::new(&flaky_bin)
-            .args([
+    // The kernel picks its port; it comes back on the same one.
+    let spawn_flaky = |port: u16| {
+        let port = port.to_string();
+        let mut c = Proc::spawn(
+            dir.path(),
+            "flaky",
+            &flaky_bin,
+            &[
                 "--port",
-                &port.to_string(),
+                &port,
                 "--mount",
                 "flaky=synthetic:?width=320&height=240&fps=15",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("camera");
-        let out = c.stdout.take().expect("stdout");
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.starts_with("ready") {
-                break;
-            }
-        }
-        c
+            ],
+        )
+        .expect("camera");
+        let ready = c
+            .wait_ready(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = ready.rtsp.expect("the camera announces its server").port();
+        (c, port)
     };
-    let mut flaky = spawn_flaky();
+    let (mut flaky, port) = spawn_flaky(0);
     let node = Node::start(
         dir.path(),
         &[
@@ -421,8 +408,7 @@ fn a_dead_camera_does_not_stall_the_others_and_comes_back() {
         "{}",
         node.log()
     );
-    let _ = flaky.kill();
-    let _ = flaky.wait();
+    flaky.kill();
     std::thread::sleep(Duration::from_secs(1));
     let s0 = node.metric(p_steady).unwrap_or(0.0);
     std::thread::sleep(Duration::from_secs(5));
@@ -436,7 +422,7 @@ fn a_dead_camera_does_not_stall_the_others_and_comes_back() {
         .unwrap_or(1.0);
     assert_eq!(up, 0.0, "the dead camera is reported down");
     let f0 = node.metric(p_flaky).unwrap_or(0.0);
-    let mut flaky = spawn_flaky();
+    let (mut flaky, _) = spawn_flaky(port);
     let f1 = node.wait_metric(p_flaky, f0 + 20.0, Duration::from_secs(30));
     assert!(
         f1 >= f0 + 20.0,
@@ -448,8 +434,7 @@ fn a_dead_camera_does_not_stall_the_others_and_comes_back() {
         .unwrap_or(0.0);
     assert!(reconnects >= 1.0);
     assert!(node.terminate().success());
-    let _ = flaky.kill();
-    let _ = flaky.wait();
+    flaky.kill();
 }
 
 fn run_expect_failure(config: &Path) -> String {
@@ -485,8 +470,7 @@ fn bad_config_missing_and_wrong_models_fail_at_start_with_clear_errors() {
     let empty = dir.path().join("models");
     std::fs::create_dir_all(&empty).expect("mkdir");
     let base = format!(
-        "node_id = \"e\"\nmetrics_addr = \"127.0.0.1:{}\"\ndatabase = \"{}\"\n[models]\ndir = \"{}\"\n[[cameras]]\ncamera = \"c\"\nsource = \"synthetic:\"\n",
-        free_port(),
+        "node_id = \"e\"\nmetrics_addr = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[models]\ndir = \"{}\"\n[[cameras]]\ncamera = \"c\"\nsource = \"synthetic:\"\n",
         dir.path().join("e.db").display(),
         empty.display()
     );
@@ -639,10 +623,10 @@ fn a_node_waiting_for_its_master_says_so_and_stops_on_sigterm() {
     // Nobody listens on this port: the master is down.
     let extra = format!(
         "[cluster]\nsite = \"waiting\"\nconnect = [\"tls/127.0.0.1:{}\"]\nbundle = \"{}\"\n",
-        free_port(),
+        unused_port(),
         bundle.display()
     );
-    let node = Node::start(dir.path(), &[], &extra);
+    let node = Node::spawn(dir.path(), &[], &extra);
     let start = Instant::now();
     while !node.log().contains("waiting for the master's router") {
         assert!(

@@ -272,6 +272,18 @@ impl Link {
         &self.garbage
     }
 
+    /// The locators this session listens on (`tls/127.0.0.1:39517`), with
+    /// the ports the kernel picked for a `:0` in `listen`.
+    pub fn locators(&self) -> Vec<String> {
+        self.session
+            .info()
+            .locators()
+            .wait()
+            .into_iter()
+            .map(|l| l.to_string())
+            .collect()
+    }
+
     /// Closes the session (declarations still held stop working).
     pub fn close(&self) {
         if let Err(e) = self.session.close().wait() {

@@ -18,7 +18,7 @@ fn id(s: &str) -> NodeId {
     NodeId::new(s).expect("id")
 }
 
-use vidar_testkit::ports::free_port;
+use vidar_testkit::ports::unused_port;
 
 fn msg(n: u64) -> SyncRequest {
     SyncRequest {
@@ -32,34 +32,52 @@ struct Site {
     _tmp: tempfile::TempDir,
     ca: std::path::PathBuf,
     site: String,
-    port: u16,
+    /// The master's port: one nothing listens on until [`Site::master`]
+    /// opens (port 0, the kernel's pick) and sets it.
+    port: std::cell::Cell<u16>,
+}
+
+/// The port of `link`'s loopback locator of `scheme` (`tls` or `tcp`).
+fn port_of(link: &Link, scheme: &str) -> u16 {
+    link.locators()
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{scheme}/127.0.0.1:"))?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {scheme} loopback locator in {:?}", link.locators()))
 }
 
 impl Site {
     fn node(&self, name: &str) -> LinkSettings {
         LinkSettings {
             site: self.site.clone(),
-            connect: vec![format!("tls/127.0.0.1:{}", self.port)],
+            connect: vec![format!("tls/127.0.0.1:{}", self.port.get())],
             bundle: Some(self.ca.join("nodes").join(name)),
             ..LinkSettings::default()
         }
     }
 
     fn master(&self) -> Link {
-        LinkSettings {
+        let link = LinkSettings {
             site: self.site.clone(),
-            listen: vec![format!("tls/127.0.0.1:{}", self.port)],
+            listen: vec!["tls/127.0.0.1:0".into()],
             bundle: Some(self.ca.join("master")),
             ..LinkSettings::default()
         }
         .open(Mode::Router)
-        .expect("master link")
+        .expect("master link");
+        self.port.set(port_of(&link, "tls"));
+        link
     }
 }
 
 fn site(nodes: &[&str]) -> Site {
     let tmp = tempfile::tempdir().expect("tmp");
-    let site = format!("sec{}x{}", std::process::id(), free_port());
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let site = format!("sec{}x{n}", std::process::id());
     let ca = tmp.path().join("ca");
     vidar_link::pki::init_ca(&ca, &site, 30).expect("ca init");
     for n in nodes {
@@ -69,7 +87,7 @@ fn site(nodes: &[&str]) -> Site {
         _tmp: tmp,
         ca,
         site,
-        port: free_port(),
+        port: std::cell::Cell::new(unused_port()),
     }
 }
 
@@ -237,7 +255,7 @@ fn enrolled_nodes_do_their_part_and_nothing_else_gets_through() {
     let other = site(&["a"]);
     let foreign = LinkSettings {
         site: s.site.clone(),
-        connect: vec![format!("tls/127.0.0.1:{}", s.port)],
+        connect: vec![format!("tls/127.0.0.1:{}", s.port.get())],
         bundle: Some(other.ca.join("nodes").join("a")),
         ..LinkSettings::default()
     };
@@ -256,7 +274,7 @@ fn enrolled_nodes_do_their_part_and_nothing_else_gets_through() {
     );
     let plain = LinkSettings {
         site: s.site.clone(),
-        connect: vec![format!("tcp/127.0.0.1:{}", s.port)],
+        connect: vec![format!("tcp/127.0.0.1:{}", s.port.get())],
         mode: Some(Mode::Peer),
         ..LinkSettings::default()
     }
@@ -286,7 +304,7 @@ fn enrolled_nodes_do_their_part_and_nothing_else_gets_through() {
 fn a_bundle_demands_tls_endpoints_and_the_right_role() {
     let s = site(&["a"]);
     let mut tcp = s.node("a");
-    tcp.connect = vec![format!("tcp/127.0.0.1:{}", s.port)];
+    tcp.connect = vec![format!("tcp/127.0.0.1:{}", s.port.get())];
     let p = said(&tcp);
     assert!(
         p.contains("cluster.connect[0]") && p.contains("tls/"),
@@ -343,16 +361,9 @@ fn sessions_opened_and_closed_in_turn_over_tls() {
     let keys = Keys::new(&s.site).expect("keys");
     for round in 0..8 {
         for tls in [false, true] {
-            let port = free_port();
             let (master, a, b) = if tls {
-                let master = LinkSettings {
-                    site: s.site.clone(),
-                    listen: vec![format!("tls/127.0.0.1:{port}")],
-                    bundle: Some(s.ca.join("master")),
-                    ..LinkSettings::default()
-                }
-                .open(Mode::Router)
-                .expect("router");
+                let master = s.master();
+                let port = s.port.get();
                 let node = |n: &str| {
                     LinkSettings {
                         connect: vec![format!("tls/127.0.0.1:{port}")],
@@ -363,31 +374,26 @@ fn sessions_opened_and_closed_in_turn_over_tls() {
                 };
                 (master, node("a"), node("b"))
             } else {
-                let plain = |mode: Mode, listen: bool| {
+                let master = LinkSettings {
+                    site: s.site.clone(),
+                    listen: vec!["tcp/127.0.0.1:0".into()],
+                    mode: Some(Mode::Router),
+                    ..LinkSettings::default()
+                }
+                .open(Mode::Router)
+                .expect("plain router");
+                let port = port_of(&master, "tcp");
+                let client = || {
                     LinkSettings {
                         site: s.site.clone(),
-                        listen: if listen {
-                            vec![format!("tcp/127.0.0.1:{port}")]
-                        } else {
-                            Vec::new()
-                        },
-                        connect: if listen {
-                            Vec::new()
-                        } else {
-                            vec![format!("tcp/127.0.0.1:{port}")]
-                        },
-                        mode: Some(mode),
+                        connect: vec![format!("tcp/127.0.0.1:{port}")],
+                        mode: Some(Mode::Client),
                         ..LinkSettings::default()
                     }
-                    .open(mode)
+                    .open(Mode::Client)
                     .expect("plain")
                 };
-                let master = plain(Mode::Router, true);
-                (
-                    master,
-                    plain(Mode::Client, false),
-                    plain(Mode::Client, false),
-                )
+                (master, client(), client())
             };
             // Requests of 8 crops of 6,000 bytes, as remote re-ID sends.
             let _svc = a

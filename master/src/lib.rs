@@ -321,6 +321,12 @@ impl Master {
         self.http_addr
     }
 
+    /// The locators the cluster session listens on, with the ports the
+    /// kernel picked for a `:0` in `cluster.listen`.
+    pub fn zenoh_locators(&self) -> Vec<String> {
+        self.link.locators()
+    }
+
     /// The state the API serves (membership, plans, sync...).
     pub fn context(&self) -> &Arc<http::ApiContext> {
         &self.context
@@ -386,6 +392,16 @@ impl Drop for Master {
 /// the process exits non-zero and its supervisor restarts it.
 pub fn run(config: &MasterConfig, shutdown: vidar_runtime::Shutdown) -> Result<(), MasterError> {
     let master = Master::start_with(config, &shutdown)?;
+    let ready = vidar_config::ready::Ready {
+        http: Some(master.http_addr()),
+        zenoh: master.zenoh_locators(),
+        ..vidar_config::ready::Ready::this_process()
+    };
+    match ready.announce() {
+        Ok(Some(path)) => tracing::debug!(file = %path.display(), "ready file written"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "writing the ready file (VIDAR_READY_FILE)"),
+    }
     shutdown.wait();
     tracing::info!("shutting down");
     master.shutdown()?;

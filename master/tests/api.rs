@@ -39,7 +39,7 @@ fn seeded_master() -> (tempfile::TempDir, Master) {
             }),
         ],
     );
-    let cfg = config(&db, &unique_site(), free_port(), "");
+    let cfg = config(&db, &unique_site(), "");
     let m = Master::start(&cfg).expect("master starts");
     (dir, m)
 }
@@ -197,7 +197,7 @@ fn the_stop_wakes_every_service_instead_of_waiting_for_a_timer() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = seed_database(dir.path(), vec![sighting(1, "c1", 1_000, 2_000)]);
     let extra = "sync_every_s = 3600.0\nplan_every_s = 3600.0";
-    let cfg = config(&db, &unique_site(), free_port(), extra);
+    let cfg = config(&db, &unique_site(), extra);
     let m = Master::start(&cfg).expect("master starts");
     // Every service is past its first round and waiting.
     std::thread::sleep(Duration::from_millis(500));

@@ -125,12 +125,12 @@ fn status_of(node: &NodeId, busy: f64) -> NodeStatus {
 /// Two edge nodes in one zenoh session: alive, reporting status, answering
 /// sync (nothing new) and queries (nothing unsynced), and publishing a tile per
 /// camera every 300 ms until `stop`.
-fn fake_edge(site: &str, zenoh_port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    let site = site.to_string();
+fn fake_edge(site: &str, zenoh: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let (site, zenoh) = (site.to_string(), zenoh.to_string());
     std::thread::spawn(move || {
         let edge = LinkSettings {
             site: site.clone(),
-            connect: vec![format!("tcp/127.0.0.1:{zenoh_port}")],
+            connect: vec![zenoh],
             ..LinkSettings::default()
         }
         .open_session(Mode::Peer)
@@ -260,7 +260,6 @@ fn operator_logs_in_sees_tiles_and_follows_a_person() {
     let plan = dir.path().join("floor.png");
     floor_plan(&plan);
     let site = unique_site();
-    let zenoh_port = free_port();
     let extra = format!(
         "{users}\n[floor_plan]\nimage = {plan:?}\n\
          [[floor_plan.cameras]]\ncamera = \"lobby\"\nx = 150\ny = 130\n\
@@ -270,10 +269,10 @@ fn operator_logs_in_sees_tiles_and_follows_a_person() {
         users = users_toml(),
         plan = plan.display().to_string(),
     );
-    let master = Master::start(&config(&db, &site, zenoh_port, &extra)).expect("master starts");
+    let master = Master::start(&config(&db, &site, &extra)).expect("master starts");
     let base = format!("http://{}", master.http_addr());
     let stop = Arc::new(AtomicBool::new(false));
-    let edge = fake_edge(&site, zenoh_port, stop.clone());
+    let edge = fake_edge(&site, &zenoh_endpoint(&master), stop.clone());
     let mut shots = Shots {
         dirs: vec![dir.path().join("screenshots")],
     };

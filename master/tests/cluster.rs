@@ -23,7 +23,8 @@ use vidar_protocol::{wire, IdentityId, Keys, NodeId};
 use vidar_store::{Reader, Record, WriterConfig};
 use zenoh::Wait;
 
-/// A fake edge node: a zenoh peer listening on its own port, with a liveliness
+/// A fake edge node: a zenoh peer listening on a port the kernel picks
+/// ([`FakeEdge::endpoint`]), with a liveliness
 /// token, a status publisher, and sync/query queryables over a real store file.
 struct FakeEdge {
     node: NodeId,
@@ -66,8 +67,20 @@ fn status_of(node: &NodeId, records_last_seq: u64) -> NodeStatus {
 }
 
 impl FakeEdge {
-    fn start(site: &str, name: &str, port: u16, db: &Path, serve_queries: bool) -> FakeEdge {
-        FakeEdge::start_forging(site, name, port, db, serve_queries, None)
+    fn start(site: &str, name: &str, db: &Path, serve_queries: bool) -> FakeEdge {
+        FakeEdge::start_forging(site, name, db, serve_queries, None)
+    }
+
+    /// Where the master connects to it (`tcp/127.0.0.1:PORT`).
+    fn endpoint(&self) -> String {
+        self.session
+            .info()
+            .locators()
+            .wait()
+            .into_iter()
+            .map(|l| l.to_string())
+            .find(|l| l.starts_with("tcp/127.0.0.1:"))
+            .expect("a loopback locator")
     }
 
     /// Like [`FakeEdge::start`]; with `forge = Some(seq)` its sync replies
@@ -77,7 +90,6 @@ impl FakeEdge {
     fn start_forging(
         site: &str,
         name: &str,
-        port: u16,
         db: &Path,
         serve_queries: bool,
         forge: Option<u64>,
@@ -87,7 +99,7 @@ impl FakeEdge {
         let settings = LinkSettings {
             site: site.into(),
             mode: Some(Mode::Peer),
-            listen: vec![format!("tcp/127.0.0.1:{port}")],
+            listen: vec!["tcp/127.0.0.1:0".into()],
             ..LinkSettings::default()
         };
         let session = settings.open_session(Mode::Peer).expect("edge session");
@@ -233,11 +245,9 @@ fn edge_records(from: i64, n: i64) -> Vec<Record> {
         .collect()
 }
 
-fn master_config(db: &Path, site: &str, edges: &[u16]) -> MasterConfig {
-    let connect: Vec<String> = edges
-        .iter()
-        .map(|p| format!("\"tcp/127.0.0.1:{p}\""))
-        .collect();
+/// A master connecting to the fake edges at `edges` (their endpoints).
+fn master_config(db: &Path, site: &str, edges: &[String]) -> MasterConfig {
+    let connect: Vec<String> = edges.iter().map(|e| format!("{e:?}")).collect();
     let text = format!(
         r#"
 database = {db:?}
@@ -250,7 +260,7 @@ plan_every_s = 30
 
 [cluster]
 site = "{site}"
-listen = ["tcp/127.0.0.1:{port}"]
+listen = ["tcp/127.0.0.1:0"]
 connect = [{connect}]
 
 [[cameras]]
@@ -266,7 +276,6 @@ camera = "c3"
 source = "rtsp://127.0.0.1/c3"
 "#,
         db = db.display().to_string(),
-        port = free_port(),
         connect = connect.join(", "),
     );
     MasterConfig::parse(&text, Path::new("cluster-test.toml")).expect("valid config")
@@ -286,11 +295,11 @@ fn membership_plan_sync_and_failover() {
     let keys = Keys::new(&site).expect("site");
     let db1 = edge_db(dir.path(), "edge-1", edge_records(1, 30));
     let db2 = edge_db(dir.path(), "edge-2", Vec::new());
-    let (p1, p2) = (free_port(), free_port());
-    let edge1 = FakeEdge::start(&site, "edge-1", p1, &db1, true);
-    let mut edge2 = FakeEdge::start(&site, "edge-2", p2, &db2, false);
+    let edge1 = FakeEdge::start(&site, "edge-1", &db1, true);
+    let mut edge2 = FakeEdge::start(&site, "edge-2", &db2, false);
+    let (p1, p2) = (edge1.endpoint(), edge2.endpoint());
     let global = dir.path().join("global.db");
-    let cfg = master_config(&global, &site, &[p1, p2]);
+    let cfg = master_config(&global, &site, &[p1.clone(), p2]);
     let master = Master::start(&cfg).expect("master starts");
     let ctx = master.context().clone();
 
@@ -475,11 +484,10 @@ fn a_forged_sync_reply_never_moves_the_cursor_past_the_nodes_own_last_seq() {
     let dir = tempfile::tempdir().expect("temp dir");
     let site = unique_site();
     let db = edge_db(dir.path(), "edge-9", edge_records(1, 12));
-    let port = free_port();
     let forged = 1u64 << 62;
-    let _edge = FakeEdge::start_forging(&site, "edge-9", port, &db, false, Some(forged));
+    let edge = FakeEdge::start_forging(&site, "edge-9", &db, false, Some(forged));
     let global = dir.path().join("global.db");
-    let cfg = master_config(&global, &site, &[port]);
+    let cfg = master_config(&global, &site, &[edge.endpoint()]);
     let master = Master::start(&cfg).expect("master starts");
     let ctx = master.context().clone();
     let n = node("edge-9");
@@ -531,10 +539,10 @@ fn merges_and_corrections_from_an_edge_are_never_stored() {
         decided_ms: UnixMs(0),
     }));
     let db = edge_db(dir.path(), "edge-7", records);
-    let port = free_port();
-    let _edge = FakeEdge::start(&site, "edge-7", port, &db, false);
+    let edge = FakeEdge::start(&site, "edge-7", &db, false);
     let global = dir.path().join("global.db");
-    let master = Master::start(&master_config(&global, &site, &[port])).expect("master starts");
+    let master =
+        Master::start(&master_config(&global, &site, &[edge.endpoint()])).expect("master starts");
     let ctx = master.context().clone();
     let n = node("edge-7");
     assert!(
@@ -567,8 +575,7 @@ fn silent_nodes_do_not_hold_up_the_others_sync() {
     let site = unique_site();
     let keys = Keys::new(&site).expect("site");
     let db = edge_db(dir.path(), "edge-1", edge_records(1, 20));
-    let port = free_port();
-    let edge = FakeEdge::start(&site, "edge-1", port, &db, false);
+    let edge = FakeEdge::start(&site, "edge-1", &db, false);
     // Four nodes that are alive but never answer a sync request (issue 16:
     // silent queryables and ghost tokens froze sync rounds for everyone).
     // Their names sort before edge-1, so a sequential round asks them first.
@@ -592,7 +599,7 @@ fn silent_nodes_do_not_hold_up_the_others_sync() {
         ghosts.push((q, t));
     }
     let global = dir.path().join("global.db");
-    let cfg = master_config(&global, &site, &[port]);
+    let cfg = master_config(&global, &site, &[edge.endpoint()]);
     let started = Instant::now();
     let master = Master::start(&cfg).expect("master starts");
     let n = node("edge-1");

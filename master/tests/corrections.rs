@@ -16,7 +16,7 @@ use vidar_protocol::{Keys, MessageKind};
 
 /// Seqs 1..=4 of edge-a: 1 on c1 [1, 2] s, 1 on c2 [5, 6] s, 2 on c1
 /// [3, 3.5] s, 3 on c1 [1.5, 1.8] s (with 1 on screen); identity records.
-fn seeded(extra: &str) -> (tempfile::TempDir, Master, String, u16) {
+fn seeded(extra: &str) -> (tempfile::TempDir, Master, String, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = seed_database(
         dir.path(),
@@ -30,9 +30,10 @@ fn seeded(extra: &str) -> (tempfile::TempDir, Master, String, u16) {
             identity(3, "c1", 1_500),
         ],
     );
-    let (site, port) = (unique_site(), free_port());
-    let m = Master::start(&config(&db, &site, port, extra)).expect("master starts");
-    (dir, m, site, port)
+    let site = unique_site();
+    let m = Master::start(&config(&db, &site, extra)).expect("master starts");
+    let zenoh = zenoh_endpoint(&m);
+    (dir, m, site, zenoh)
 }
 
 fn post(m: &Master, body: &str, auth: &str) -> (u16, serde_json::Value) {
@@ -69,13 +70,13 @@ fn trajectory(m: &Master, who: &str) -> Vec<(u64, String)> {
 
 #[test]
 fn split_merge_and_revert_change_answers_and_are_audited() {
-    let (_dir, m, site, port) = seeded("");
+    let (_dir, m, site, zenoh) = seeded("");
     // A node listening for what the master tells the nodes.
     let heard: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
     let link = LinkSettings {
         site: site.clone(),
         mode: Some(Mode::Client),
-        connect: vec![format!("tcp/127.0.0.1:{port}")],
+        connect: vec![zenoh.clone()],
         ..LinkSettings::default()
     }
     .open(Mode::Client)
@@ -276,7 +277,7 @@ fn split_merge_and_revert_change_answers_and_are_audited() {
 
 #[test]
 fn only_admins_correct() {
-    let (_dir, m, _site, _port) = seeded(&users_toml());
+    let (_dir, m, _site, _zenoh) = seeded(&users_toml());
     let body = r#"{"action":"merge","from":"2","into":"1"}"#;
     let (code, _) = post(&m, body, "");
     assert_eq!(code, 401);
@@ -292,7 +293,7 @@ fn only_admins_correct() {
 
 #[test]
 fn a_node_that_comes_back_is_sent_the_splits_of_its_sightings() {
-    let (_dir, m, site, port) = seeded("");
+    let (_dir, m, site, zenoh) = seeded("");
     // Two splits of edge-a's sightings while it is away; the second undone.
     let (code, v) = post(
         &m,
@@ -316,7 +317,7 @@ fn a_node_that_comes_back_is_sent_the_splits_of_its_sightings() {
     let link = LinkSettings {
         site: site.clone(),
         mode: Some(Mode::Client),
-        connect: vec![format!("tcp/127.0.0.1:{port}")],
+        connect: vec![zenoh.clone()],
         ..LinkSettings::default()
     }
     .open(Mode::Client)

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{config, free_port, unique_site};
+use common::{config, unique_site};
 use std::path::Path;
 use std::process::Command;
 use vidar_config::Config;
@@ -76,7 +76,7 @@ fn a_damaged_database_stops_the_master_at_start() {
         *b = 0x5a;
     }
     std::fs::write(&db, &bytes).expect("write");
-    let cfg = config(&db, &unique_site(), free_port(), "");
+    let cfg = config(&db, &unique_site(), "");
     let err = Master::start(&cfg).expect_err("a damaged database is refused");
     let text = format!("{err:#}");
     assert!(text.contains("global.db"), "{text}");

@@ -19,7 +19,7 @@ struct Site {
     _dir: tempfile::TempDir,
     master: Master,
     site: String,
-    zenoh_port: u16,
+    zenoh: String,
 }
 
 /// A master with users and tokens on a database holding identity 1 on
@@ -37,15 +37,15 @@ fn site(extra: &str) -> Site {
         ],
     );
     let site = unique_site();
-    let zenoh_port = free_port();
     let extra = format!("{extra}\n{}", users_toml());
-    let cfg = config(&db, &site, zenoh_port, &extra);
+    let cfg = config(&db, &site, &extra);
     let master = Master::start(&cfg).expect("master starts");
+    let zenoh = zenoh_endpoint(&master);
     Site {
         _dir: dir,
         master,
         site,
-        zenoh_port,
+        zenoh,
     }
 }
 
@@ -326,7 +326,7 @@ fn tiles_from_zenoh_are_served_and_garbage_is_counted() {
     let t = [("Authorization", "Bearer viewer-token")];
     let edge = LinkSettings {
         site: s.site.clone(),
-        connect: vec![format!("tcp/127.0.0.1:{}", s.zenoh_port)],
+        connect: vec![s.zenoh.clone()],
         ..LinkSettings::default()
     }
     .open_session(Mode::Peer)

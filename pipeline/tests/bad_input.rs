@@ -31,7 +31,7 @@ fn unparseable_urls_are_refused_at_start() {
 
 #[test]
 fn refused_connection_is_reported_and_retried() {
-    let port = free_port(); // nothing listens there
+    let port = unused_port(); // nothing listens there
     let ingest = Ingest::start(fast_config(
         "crefuse",
         &format!("rtsp://127.0.0.1:{port}/x"),

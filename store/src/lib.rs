@@ -17,7 +17,7 @@
 //!   with [`WriterHandle::prune_acknowledged`].
 //!
 //! ```no_run
-//! use vidar_protocol::{CameraId, NodeId};
+//! use vidar_protocol::{CameraId, NodeId, UnixMs};
 //! use vidar_config::Config;
 //! use vidar_store::{CameraRecord, Reader, Record, WriterConfig};
 //!
@@ -26,7 +26,7 @@
 //! writer.submit(Record::Camera(CameraRecord {
 //!     camera: CameraId::new("lobby")?,
 //!     name: "Lobby, east door".into(),
-//!     recorded_ms: 1_700_000_000_000,
+//!     recorded_ms: UnixMs(1_700_000_000_000),
 //! }))?;
 //! writer.flush()?;
 //! let reader = Reader::open("/var/lib/vidar/edge.db")?;

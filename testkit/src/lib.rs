@@ -1,7 +1,14 @@
 //! Test support shared by Vidar's tests and benchmarks.
 //!
-//! [`ports`]: TCP ports for child processes without the bind-close-rebind
-//! race (no dependencies: the benchmark binaries use it too).
+//! [`process`]: child processes with their output in a log file, found by
+//! the ready file they write once they serve: every listener binds port 0
+//! and the child reports the port the kernel gave it, so no port is chosen
+//! by one process for another to bind (used by tests and by
+//! `vidar-cluster-bench`).
+//!
+//! [`ports`]: a port nothing listens on (for "connection refused" tests) and
+//! the one case [`process`] cannot cover, a process restarted on the port it
+//! had.
 //!
 //! [`fakes`] (feature `fakes`): a detector and an embedder that run on synthetic frames without
 //! ONNX Runtime, so the edge node's core (analysis loop, re-ID worker,
@@ -13,3 +20,4 @@
 #[cfg(feature = "fakes")]
 pub mod fakes;
 pub mod ports;
+pub mod process;

@@ -1,18 +1,18 @@
-//! TCP ports for the processes a test or benchmark starts, without the usual
-//! race.
+//! A TCP port nothing listens on, for the tests that need one.
 //!
-//! The usual way (bind port 0, read the port, close, let a child bind it)
-//! leaves a gap in which the kernel may give the port to someone else, and
-//! its most likely taker is an outgoing connection on the same machine: every
-//! `connect` is given a port from the ephemeral range
-//! (`/proc/sys/net/ipv4/ip_local_port_range`, 32768-60999 by default), the
-//! very range `bind(0)` draws from. With zenoh sessions, RTSP clients and
-//! HTTP probes connecting all the time, a test's port could be taken between
-//! its probe and its child's bind. So ports come from *below* the ephemeral
-//! range, where the kernel never assigns one by itself; each is handed out at
-//! most once per process (tests in one binary run on parallel threads); and
-//! each process starts at its own offset (from its pid) and takes the next
-//! port that binds.
+//! Listeners take port 0 and their process reports the port the kernel
+//! gave it ([`crate::process`]); nothing here is for them. Two kinds of test
+//! still need a port chosen in advance: one that connects where nothing
+//! listens ("connection refused", a master that is down), and one that
+//! restarts a process on the port its first life had (a camera that comes
+//! back). Such a port is still open to the usual race (chosen here, bound
+//! by someone else before use), whose most likely winner is an outgoing
+//! connection on the same machine: every `connect` gets a port from the
+//! ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`, 32768-60999 by
+//! default). So ports come from *below* that range, where the kernel never
+//! assigns one by itself; each is handed out at most once per process (tests
+//! in one binary run on parallel threads); and each process starts at its
+//! own offset (from its pid) and takes the next port that binds.
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -32,17 +32,17 @@ fn ephemeral_start() -> u32 {
         .unwrap_or(32_768)
 }
 
-/// A TCP port free on 127.0.0.1 now, outside the ephemeral range, and never
-/// returned before by this process.
+/// A TCP port nothing listens on on 127.0.0.1 now, outside the ephemeral
+/// range, and never returned before by this process.
 ///
 /// # Panics
 /// When no port in the range binds (the machine is out of ports).
-pub fn free_port() -> u16 {
-    try_free_port().expect("a free TCP port on 127.0.0.1 below the ephemeral range")
+pub fn unused_port() -> u16 {
+    try_unused_port().expect("an unused TCP port on 127.0.0.1 below the ephemeral range")
 }
 
-/// [`free_port`], or an error when no port binds.
-pub fn try_free_port() -> std::io::Result<u16> {
+/// [`unused_port`], or an error when no port binds.
+pub fn try_unused_port() -> std::io::Result<u16> {
     let span = ephemeral_start() - FIRST;
     let offset = std::process::id().wrapping_mul(7919) % span;
     for _ in 0..span {
@@ -71,7 +71,7 @@ mod tests {
         let end = ephemeral_start();
         let mut seen = HashSet::new();
         let handles: Vec<_> = (0..4)
-            .map(|_| std::thread::spawn(|| (0..50).map(|_| free_port()).collect::<Vec<_>>()))
+            .map(|_| std::thread::spawn(|| (0..50).map(|_| unused_port()).collect::<Vec<_>>()))
             .collect();
         for h in handles {
             for p in h.join().expect("thread") {

@@ -132,6 +132,11 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
+    /// The locators the session listens on (ports picked for `:0` included).
+    pub fn locators(&self) -> Vec<String> {
+        self.shared.link.locators()
+    }
+
     /// Opens the session described by the config's `[cluster]` table. A
     /// node with a bundle is a zenoh client, which opens only once the
     /// master's router answers: this waits for it (saying so after a few

@@ -27,11 +27,10 @@ pub fn unique_site() -> String {
     )
 }
 
-pub use vidar_testkit::ports::free_port;
-
-/// A master config on `db`, listening for zenoh on `zenoh_port`, HTTP on a free
-/// port; `auth = "none"` unless `extra` configures users, tokens or auth.
-pub fn config(db: &Path, site: &str, zenoh_port: u16, extra: &str) -> MasterConfig {
+/// A master config on `db`, zenoh and HTTP on ports the kernel picks (see
+/// [`zenoh_endpoint`] and `Master::http_addr`); `auth = "none"` unless
+/// `extra` configures users, tokens or auth.
+pub fn config(db: &Path, site: &str, extra: &str) -> MasterConfig {
     let open = if ["auth =", "[[users]]", "[[tokens]]"]
         .iter()
         .any(|k| extra.contains(k))
@@ -48,11 +47,19 @@ http_addr = "127.0.0.1:0"
 {extra}
 [cluster]
 site = "{site}"
-listen = ["tcp/127.0.0.1:{zenoh_port}"]
+listen = ["tcp/127.0.0.1:0"]
 "#,
         db = db.display().to_string(),
     );
     MasterConfig::parse(&text, Path::new("test.toml")).expect("valid test config")
+}
+
+/// Where a peer connects to `m`'s zenoh router (`tcp/127.0.0.1:PORT`).
+pub fn zenoh_endpoint(m: &vidar_master::Master) -> String {
+    m.zenoh_locators()
+        .into_iter()
+        .find(|l| l.starts_with("tcp/127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no loopback locator in {:?}", m.zenoh_locators()))
 }
 
 /// GET (or POST) `path`; returns the status code and the body.

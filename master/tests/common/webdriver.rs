@@ -4,6 +4,7 @@
 //! synchronous: one current-thread runtime per session).
 
 use std::future::Future;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -30,14 +31,35 @@ impl Driver {
         if !Path::new(&exe).exists() || !Path::new(&chromium()).exists() {
             return None;
         }
-        let port = super::free_port();
-        let child = Command::new(&exe)
-            .arg(format!("--port={port}"))
+        // Port 0: chromedriver binds a port the kernel picks and says which.
+        let mut child = Command::new(&exe)
+            .arg("--port=0")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
+        let out = child.stdout.take().expect("chromedriver stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            // Keeps reading, so chromedriver never blocks on a full pipe.
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let port = line
+                    .split("started successfully on port ")
+                    .nth(1)
+                    .and_then(|p| p.trim_end_matches('.').trim().parse::<u16>().ok());
+                if let Some(port) = port {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(port);
+                    }
+                }
+            }
+        });
+        let Ok(port) = rx.recv_timeout(Duration::from_secs(15)) else {
+            let _ = child.kill();
+            panic!("chromedriver did not say which port it listens on");
+        };
         let d = Driver {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),

@@ -224,8 +224,7 @@ fn main() -> Result<()> {
         };
         writeln!(out, "serving {url} ({what})")?;
     }
-    writeln!(out, "ready port={}", cam.port())?;
-    out.flush()?;
+    ready(&mut out, &config.address, cam.port())?;
     drop(out);
     let (tx, rx) = sync_channel(4);
     watch_signals(tx)?;
@@ -349,8 +348,7 @@ fn serve_composites(
             m.scene.period_frames()
         )?;
     }
-    writeln!(out, "ready port={}", cam.port())?;
-    out.flush()?;
+    ready(&mut out, &config.address, cam.port())?;
     drop(out);
     watch_signals(tx)?;
     let stop = rx.recv().unwrap_or(Stop::Signal);
@@ -373,5 +371,21 @@ fn watch_signals(tx: SyncSender<Stop>) -> Result<()> {
             }
         })
         .context("starting the signal thread")?;
+    Ok(())
+}
+
+/// Tells whoever started this camera where it serves: `ready port=N` on
+/// stdout, and the ready file when `VIDAR_READY_FILE` is set (see
+/// `vidar_config::ready`).
+fn ready(out: &mut impl Write, address: &str, port: u16) -> Result<()> {
+    writeln!(out, "ready port={port}")?;
+    out.flush()?;
+    let ip: Option<std::net::IpAddr> = address.parse().ok();
+    vidar_config::ready::Ready {
+        rtsp: ip.map(|ip| std::net::SocketAddr::new(ip, port)),
+        ..vidar_config::ready::Ready::this_process()
+    }
+    .announce()
+    .context("writing the ready file (VIDAR_READY_FILE)")?;
     Ok(())
 }

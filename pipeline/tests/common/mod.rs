@@ -58,7 +58,7 @@ impl Drop for CameraProc {
     }
 }
 
-pub use vidar_testkit::ports::free_port;
+pub use vidar_testkit::ports::unused_port;
 
 pub fn cam(id: &str) -> CameraId {
     CameraId::new(id).expect("camera id")

@@ -1,10 +1,11 @@
-//! What every measurement needs: free ports, percentiles, child processes
-//! killed when dropped (stderr to a log file), a site of one master and its
-//! edges on loopback, a tiny HTTP GET, metric lookup and polling.
+//! What every measurement needs: percentiles, child processes (the shared
+//! `vidar_testkit::process` harness: ports picked by the kernel and read from
+//! each child's ready file, output in a log file, killed when dropped), a
+//! site of one master and its edges on loopback, a tiny HTTP GET, metric
+//! lookup and polling.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -18,49 +19,27 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// A TCP port free on 127.0.0.1, outside the ephemeral range and not handed
-/// out before (see `vidar_testkit::ports`).
-pub fn free_port() -> Result<u16> {
-    Ok(vidar_testkit::ports::try_free_port()?)
+pub use vidar_testkit::process::Proc;
+
+/// How long a process may take to start serving.
+const START: Duration = Duration::from_secs(120);
+
+/// Starts `bin` from next to this binary (`vidar_testkit::process`: output
+/// in `dir/name.log`, found by its ready file).
+pub fn spawn(dir: &Path, name: &str, bin: &str, args: &[&str]) -> Result<Proc> {
+    let exe = std::env::current_exe()?.with_file_name(bin);
+    if !exe.is_file() {
+        bail!(
+            "{} not found: build every binary (`cargo build --release --workspace --bins`)",
+            exe.display()
+        );
+    }
+    Ok(Proc::spawn(dir, name, &exe, args)?)
 }
 
-/// A child process, killed when dropped; stderr goes to a file.
-pub struct Proc {
-    child: Child,
-}
-
-impl Proc {
-    /// Starts `bin` from next to this binary, its stderr in `dir/name.log`.
-    pub fn spawn(dir: &Path, name: &str, bin: &str, args: &[&str]) -> Result<Proc> {
-        let exe = std::env::current_exe()?.with_file_name(bin);
-        if !exe.is_file() {
-            bail!(
-                "{} not found: build every binary (`cargo build --release --workspace --bins`)",
-                exe.display()
-            );
-        }
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(&exe)
-            .args(args)
-            .env("RUST_BACKTRACE", "0")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .with_context(|| format!("starting {}", exe.display()))?;
-        Ok(Proc { child })
-    }
-
-    /// Kills it (SIGKILL) and reaps it.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Waits for `p`'s ready file.
+pub fn ready(p: &mut Proc) -> Result<vidar_testkit::process::Ready> {
+    p.wait_ready(START).map_err(anyhow::Error::msg)
 }
 
 /// The body of `GET path` on 127.0.0.1:`port`, if it answered.
@@ -103,21 +82,23 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
 pub struct Site {
     /// The zenoh site name.
     pub site: String,
-    /// The master's zenoh port.
+    /// The master's zenoh port (0 until [`Site::master`] started it).
     pub zport: u16,
-    /// The master's HTTP port.
+    /// The master's HTTP port (0 until [`Site::master`] started it).
     pub http: u16,
     /// The site CA directory, when the site runs over mutual TLS.
     pub ca: Option<PathBuf>,
 }
 
 impl Site {
-    /// A fresh site name and free ports.
+    /// A fresh site name.
     pub fn new() -> Result<Site> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Site {
-            site: format!("b{}x{}", std::process::id(), free_port()?),
-            zport: free_port()?,
-            http: free_port()?,
+            site: format!("b{}x{n}", std::process::id()),
+            zport: 0,
+            http: 0,
             ca: None,
         })
     }
@@ -150,9 +131,8 @@ impl Site {
     fn edge_cluster(&self, id: &str) -> Result<String> {
         Ok(match &self.ca {
             None => format!(
-                "connect = [\"tcp/127.0.0.1:{}\"]\nlisten = [\"tcp/127.0.0.1:{}\"]\n",
-                self.zport,
-                free_port()?
+                "connect = [\"tcp/127.0.0.1:{}\"]\nlisten = [\"tcp/127.0.0.1:0\"]\n",
+                self.zport
             ),
             Some(ca) => format!(
                 "connect = [\"tls/127.0.0.1:{}\"]\nbundle = \"{}\"\n",
@@ -162,9 +142,10 @@ impl Site {
         })
     }
 
-    /// Starts a `vidar-master` for `cameras` (`(id, url)`), syncing every `sync_every` s.
+    /// Starts a `vidar-master` for `cameras` (`(id, url)`), syncing every
+    /// `sync_every` s, on ports the kernel picks; waits until it serves.
     pub fn master(
-        &self,
+        &mut self,
         dir: &Path,
         cameras: &[(String, String)],
         sync_every: f64,
@@ -185,16 +166,29 @@ impl Site {
         let cfg = dir.join(format!("master-{}.toml", self.site));
         std::fs::write(&cfg, toml)?;
         let cfg = cfg.to_string_lossy().to_string();
-        Proc::spawn(
+        let mut p = spawn(
             dir,
             &format!("master-{}", self.site),
             "vidar-master",
             &["run", "--config", &cfg],
-        )
+        )?;
+        let r = ready(&mut p)?;
+        self.http = r
+            .http
+            .context("the master announced no HTTP address")?
+            .port();
+        self.zport = r
+            .zenoh
+            .iter()
+            .find_map(|l| l.rsplit(':').next()?.parse().ok())
+            .context("the master announced no zenoh locator")?;
+        Ok(p)
     }
 
-    /// Starts a `vidar-edge` `id` on database `db`, metrics on port `metrics`.
-    pub fn edge(&self, dir: &Path, id: &str, db: &Path, metrics: u16) -> Result<Proc> {
+    /// Starts a `vidar-edge` `id` on database `db`, metrics on port `metrics`
+    /// (0: the kernel's pick; a restarted node passes the one it had); waits
+    /// until it serves and returns it with its metrics port.
+    pub fn edge(&self, dir: &Path, id: &str, db: &Path, metrics: u16) -> Result<(Proc, u16)> {
         let toml = format!(
             "node_id = \"{id}\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:{metrics}\"\n\
              inference_workers = 1\n[models.runtime]\nintra_threads = 1\n[detector]\nmax_batch = 1\n\
@@ -208,11 +202,17 @@ impl Site {
         let cfg = dir.join(format!("{id}-{}.toml", self.site));
         std::fs::write(&cfg, toml)?;
         let cfg = cfg.to_string_lossy().to_string();
-        Proc::spawn(
+        let mut p = spawn(
             dir,
             &format!("{id}-{}", self.site),
             "vidar-edge",
             &["run", "--config", &cfg],
-        )
+        )?;
+        let r = ready(&mut p)?;
+        let port = r
+            .http
+            .context("the edge announced no /metrics address")?
+            .port();
+        Ok((p, port))
     }
 }

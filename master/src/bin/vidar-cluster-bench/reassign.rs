@@ -4,14 +4,12 @@
 //! (SIGKILL) and the time until the plan moves its camera and until the other
 //! node reports it streaming is measured, several times.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
-use crate::harness::{free_port, http_get, percentile, wait_for, Proc, Site};
+use crate::harness::{http_get, percentile, ready, spawn, wait_for, Proc, Site};
 
 /// Lag sampled for `lag_seconds`, then `kills` node kills.
 pub fn lag_and_reassignment(
@@ -20,44 +18,37 @@ pub fn lag_and_reassignment(
     dir: &Path,
     rows: &mut Vec<(String, String, String)>,
 ) -> Result<()> {
-    let exe = std::env::current_exe()?.with_file_name("vidar-camera");
-    let mut cam = Command::new(&exe)
-        .args([
+    let mut cam = spawn(
+        dir,
+        "camera",
+        "vidar-camera",
+        &[
             "--port",
             "0",
             "--mount",
             "c0=synthetic:?width=640&height=360&fps=10&seed=1&people=3",
             "--mount",
             "c1=synthetic:?width=640&height=360&fps=10&seed=2&people=3",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", exe.display()))?;
-    let out = cam.stdout.take().context("camera stdout")?;
-    let mut port = 0u16;
-    for line in BufReader::new(out).lines() {
-        let line = line?;
-        if let Some(p) = line.strip_prefix("ready port=") {
-            port = p.trim().parse()?;
-            break;
-        }
-    }
-    if port == 0 {
-        bail!("vidar-camera did not start");
-    }
+        ],
+    )?;
+    let port = ready(&mut cam)?
+        .rtsp
+        .context("vidar-camera announced no RTSP address")?
+        .port();
     let result = (|| -> Result<()> {
-        let site = Site::new()?;
+        let mut site = Site::new()?;
         let cameras: Vec<(String, String)> = ["c0", "c1"]
             .iter()
             .map(|c| (c.to_string(), format!("rtsp://127.0.0.1:{port}/{c}")))
             .collect();
         let _master = site.master(dir, &cameras, 10.0)?;
         let ids = ["edge-a", "edge-b"];
-        let ports = [free_port()?, free_port()?];
+        let mut ports = [0u16; 2];
         let mut edges: Vec<Proc> = Vec::new();
-        for (id, p) in ids.iter().zip(ports) {
-            edges.push(site.edge(dir, id, &dir.join(format!("{id}.db")), p)?);
+        for (id, p) in ids.iter().zip(&mut ports) {
+            let (proc, metrics) = site.edge(dir, id, &dir.join(format!("{id}.db")), 0)?;
+            edges.push(proc);
+            *p = metrics;
         }
         let streaming = |p: u16| -> Vec<String> {
             http_get(p, "/metrics")
@@ -154,12 +145,15 @@ pub fn lag_and_reassignment(
             })?;
             stream_times.push(t.elapsed().as_secs_f64());
             // Bring the node back for the next round.
-            edges[victim] = site.edge(
-                dir,
-                ids[victim],
-                &dir.join(format!("{}.db", ids[victim])),
-                ports[victim],
-            )?;
+            // (On the port it had: the one port a test cannot leave to the kernel.)
+            edges[victim] = site
+                .edge(
+                    dir,
+                    ids[victim],
+                    &dir.join(format!("{}.db", ids[victim])),
+                    ports[victim],
+                )?
+                .0;
             std::thread::sleep(Duration::from_secs(8));
         }
         let fmt = |v: &[f64]| {
@@ -182,8 +176,7 @@ pub fn lag_and_reassignment(
         let _ = edges;
         Ok(())
     })();
-    let _ = cam.kill();
-    let _ = cam.wait();
+    cam.kill();
     if result.is_err() {
         for entry in std::fs::read_dir(dir)?.flatten() {
             let p = entry.path();

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vidar_protocol::UnixMs;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use vidar_link::{LinkSettings, Mode, Responder};
 use vidar_protocol::messages::{Crop, CropEncoding, ReidAnswer, ReidReply, ReidRequest};
 use vidar_protocol::{wire, CameraId, IdentityId, Keys, NodeId, TrackId};
 
-use crate::harness::{free_port, percentile};
+use crate::harness::percentile;
 
 /// One run's numbers.
 #[derive(Debug, Clone, Copy)]
@@ -68,13 +68,15 @@ pub fn measure(
     ca: Option<&Path>,
     clients: bool,
 ) -> Result<RoundTrip> {
-    let port = free_port()?;
+    // The router listens on a port the kernel picks; the others connect to it.
     let (site, router) = match ca {
         None => {
-            let site = format!("bench{}x{port}", std::process::id());
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let site = format!("bench{}x{n}", std::process::id());
             let router = LinkSettings {
                 site: site.clone(),
-                listen: vec![format!("tcp/127.0.0.1:{port}")],
+                listen: vec!["tcp/127.0.0.1:0".into()],
                 ..Default::default()
             }
             .open(Mode::Router)?;
@@ -84,7 +86,7 @@ pub fn measure(
             let master = vidar_link::Bundle::load(&ca.join("master"))?;
             let router = LinkSettings {
                 site: master.site.clone(),
-                listen: vec![format!("tls/127.0.0.1:{port}")],
+                listen: vec!["tls/127.0.0.1:0".into()],
                 bundle: Some(master.dir.clone()),
                 ..Default::default()
             }
@@ -92,6 +94,11 @@ pub fn measure(
             (master.site, router)
         }
     };
+    let port: u16 = router
+        .locators()
+        .iter()
+        .find_map(|l| l.rsplit(':').next()?.parse().ok())
+        .context("the router listens nowhere")?;
     let peer = |name: &str| -> Result<vidar_link::Link> {
         Ok(match ca {
             None if clients => LinkSettings {

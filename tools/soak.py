@@ -53,7 +53,7 @@ RECORD_TABLES = {
 MASTER_TOML = """config_version = 1
 master_id = "master"
 database = "{dir}/global.db"
-http_addr = "127.0.0.1:{http}"
+http_addr = "127.0.0.1:0"
 sync_every_s = 10
 node_timeout_s = 3
 metrics_public = true
@@ -65,7 +65,7 @@ password_hash = "pbkdf2-sha256$600000$RBefAysBS3+d63MBVuvM7Q==$RPzva2Y77kvRt0HjK
 
 [cluster]
 site = "soak"
-listen = ["tls/127.0.0.1:{zenoh}"]
+listen = ["tls/127.0.0.1:0"]
 bundle = "{dir}/ca/master"
 """
 
@@ -81,7 +81,7 @@ height = 576
 EDGE_TOML = """config_version = 1
 node_id = "{node}"
 database = "{dir}/{node}.db"
-metrics_addr = "127.0.0.1:{metrics}"
+metrics_addr = "127.0.0.1:0"
 detection_interval = {interval}
 
 [models]
@@ -121,17 +121,41 @@ class Proc:
     lives: int = 0
     started: float = 0.0
     rss: list[tuple[float, int, int]] = field(default_factory=list)  # (t, life, kB)
-    # (t, life, SQLite heap bytes, gallery identities) from the process' /metrics
-    gauges: list[tuple[float, int, float, float]] = field(default_factory=list)
+    # (t, life, SQLite heap bytes, gallery identities, merge window bytes)
+    # from the process' /metrics
+    gauges: list[tuple[float, int, float, float, float]] = field(default_factory=list)
+
+    @property
+    def ready_file(self) -> Path:
+        return self.log.with_suffix(".ready")
 
     def start(self) -> None:
         out = open(self.log, "ab")
+        self.ready_file.unlink(missing_ok=True)
+        env = dict(os.environ, VIDAR_READY_FILE=str(self.ready_file))
         self.popen = subprocess.Popen(
-            self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT
+            self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env
         )
         out.close()
         self.lives += 1
         self.started = time.monotonic()
+
+    def ready(self) -> dict[str, list[str]] | None:
+        """What this life announced it listens on (its ready file), once it serves."""
+        try:
+            text = self.ready_file.read_text()
+        except OSError:
+            return None
+        got: dict[str, list[str]] = {}
+        for line in text.splitlines():
+            k, _, v = line.partition("=")
+            got.setdefault(k, []).append(v)
+        return got
+
+    def port(self, key: str) -> int | None:
+        """The port of the first `key` address (http, zenoh, rtsp) this life announced."""
+        r = self.ready()
+        return int(r[key][0].rsplit(":", 1)[1]) if r and key in r else None
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
@@ -287,7 +311,6 @@ def main() -> int:
     ap.add_argument("--window", type=float, default=300, help="seconds per latency window")
     ap.add_argument("--sample-every", type=float, default=10)
     ap.add_argument("--detection-interval", type=int, default=2)
-    ap.add_argument("--port-base", type=int, default=18000)
     ap.add_argument("--out", type=Path, default=ROOT / ".cache/soak")
     ap.add_argument("--bin", type=Path, default=ROOT / "target/release")
     args = ap.parse_args()
@@ -300,10 +323,8 @@ def main() -> int:
                 p.unlink()
     out.mkdir(parents=True, exist_ok=True)
     models = os.environ.get("VIDAR_MODEL_DIR", str(ROOT / ".cache/models"))
-    http = args.port_base + 80
-    zenoh = args.port_base + 447
-    rtsp = [args.port_base + 554 + i for i in range(args.cameras)]
-    metrics = [args.port_base + 100 + n for n in range(args.nodes)]
+    # Every listener takes port 0 and each process announces what it bound
+    # in its ready file (VIDAR_READY_FILE); a camera restarts on its port.
     nodes = [f"edge-{n + 1}" for n in range(args.nodes)]
 
     enroll = [a for n in nodes for a in ("--enroll", n)]
@@ -312,19 +333,9 @@ def main() -> int:
          "--if-missing"],
         check=True, stdout=subprocess.DEVNULL, cwd=ROOT,
     )
-    master_toml = MASTER_TOML.format(dir=out, http=http, zenoh=zenoh) + "".join(
-        CAMERA_TOML.format(i=i, port=rtsp[i]) for i in range(args.cameras)
-    )
-    (out / "master.toml").write_text(master_toml)
-    for n, node in enumerate(nodes):
-        (out / f"{node}.toml").write_text(
-            EDGE_TOML.format(node=node, dir=out, metrics=metrics[n], zenoh=zenoh, models=models,
-                             interval=args.detection_interval)
-        )
-
     cams = [
         Proc(f"cam-{i}",
-             [str(args.bin / "vidar-camera"), "--port", str(rtsp[i]), "--mount",
+             [str(args.bin / "vidar-camera"), "--port", "0", "--mount",
               f"cam-{i}={VTEST}#start={(i * 17) % VTEST_SECONDS}"],
              out / f"cam-{i}.log")
         for i in range(args.cameras)
@@ -345,14 +356,26 @@ def main() -> int:
     try:
         for c in cams:
             c.start()
+        rtsp = []
         for c in cams:
-            wait_for(c.role, lambda c=c: "ready" in c.log.read_text(errors="replace"), 60)
+            wait_for(c.role, lambda c=c: c.port("rtsp") is not None, 60)
+            rtsp.append(c.port("rtsp"))
+            c.argv[c.argv.index("--port") + 1] = str(rtsp[-1])
+        (out / "master.toml").write_text(MASTER_TOML.format(dir=out) + "".join(
+            CAMERA_TOML.format(i=i, port=rtsp[i]) for i in range(args.cameras)
+        ))
         master.start()
-        wait_for("master", lambda: http_get(f"http://127.0.0.1:{http}/metrics") is not None, 60)
+        wait_for("master", lambda: master.port("http") is not None, 60)
+        http, zenoh = master.port("http"), master.port("zenoh")
+        for node in nodes:
+            (out / f"{node}.toml").write_text(
+                EDGE_TOML.format(node=node, dir=out, zenoh=zenoh, models=models,
+                                 interval=args.detection_interval)
+            )
         for e in edges:
             e.start()
-        for n, e in enumerate(edges):
-            wait_for(e.role, lambda n=n: http_get(f"http://127.0.0.1:{metrics[n]}/metrics") is not None, 60)
+        for e in edges:
+            wait_for(e.role, lambda e=e: e.port("http") is not None, 60)
         print(f"soak: master, {len(edges)} nodes, {len(cams)} cameras up (mutual TLS); "
               f"{args.minutes:.0f} min, a camera and a node SIGKILLed every {args.event_every:.0f} s; logs in {out}",
               flush=True)
@@ -389,14 +412,16 @@ def main() -> int:
                     p.sample_rss(t)
                 for n, e in enumerate(edges):
                     if e.alive():
-                        text = http_get(f"http://127.0.0.1:{metrics[n]}/metrics")
+                        port = e.port("http")
+                        text = http_get(f"http://127.0.0.1:{port}/metrics") if port else None
                         if text:
                             hist.setdefault((e.role, e.lives), []).append((t, histogram(text)))
                             e.gauges.append((t, e.lives, gauge(text, "vidar_sqlite_memory_bytes"),
-                                             gauge(text, "vidar_gallery_identities")))
+                                             gauge(text, "vidar_gallery_identities"), 0.0))
                 text = http_get(f"http://127.0.0.1:{http}/metrics") if master.alive() else None
                 if text:
-                    master.gauges.append((t, master.lives, gauge(text, "vidar_sqlite_memory_bytes"), 0.0))
+                    master.gauges.append((t, master.lives, gauge(text, "vidar_sqlite_memory_bytes"), 0.0,
+                                          gauge(text, "vidar_master_merge_window_bytes")))
                 for p in procs:
                     if not p.alive() and not any(r[1] is p for r in restarts):
                         sys.exit(f"soak: {p.role} stopped by itself at t={t:.0f} s (see {p.log})")
@@ -480,15 +505,24 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
                 entry["growth_after_10min"] = round(tail / ref - 1, 4)
                 # The same, less SQLite's own heap (page caches, capped): what
                 # grows that is not a cache filling up to its bound.
-                g = [(t, sq, gal) for t, l, sq, gal in p.gauges if l == life and t - t_start >= args.settle]
+                g = [(t, sq, gal, mw) for t, l, sq, gal, mw in p.gauges if l == life and t - t_start >= args.settle]
                 if g:
-                    sq_ref = statistics.median(sq for _, sq, _ in g[:per_min]) / 1024
-                    sq_tail = statistics.median(sq for _, sq, _ in g[-per_min:]) / 1024
+                    sq_ref = statistics.median(x[1] for x in g[:per_min]) / 1024
+                    sq_tail = statistics.median(x[1] for x in g[-per_min:]) / 1024
                     entry["sqlite_mb_at_10min"] = round(sq_ref / 1024, 1)
                     entry["sqlite_mb_end"] = round(sq_tail / 1024, 1)
                     entry["growth_less_sqlite"] = round((tail - sq_tail) / (ref - sq_ref) - 1, 4)
-                    entry["gallery_at_10min"] = int(statistics.median(gal for _, _, gal in g[:per_min]))
-                    entry["gallery_end"] = int(statistics.median(gal for _, _, gal in g[-per_min:]))
+                    # The master's merge window (identities of the last hour,
+                    # at most 10,000) is the other bounded cache.
+                    mw_ref = statistics.median(x[3] for x in g[:per_min]) / 1024
+                    mw_tail = statistics.median(x[3] for x in g[-per_min:]) / 1024
+                    if mw_ref or mw_tail:
+                        entry["merge_window_mb_at_10min"] = round(mw_ref / 1024, 1)
+                        entry["merge_window_mb_end"] = round(mw_tail / 1024, 1)
+                        entry["growth_less_caches"] = round(
+                            (tail - sq_tail - mw_tail) / (ref - sq_ref - mw_ref) - 1, 4)
+                    entry["gallery_at_10min"] = int(statistics.median(x[2] for x in g[:per_min]))
+                    entry["gallery_end"] = int(statistics.median(x[2] for x in g[-per_min:]))
             # One point a minute, for a plot of RSS over the process's life.
             entry["series_mb"] = [[round(t / 60, 1), round(kb / 1024, 1)] for t, kb in s[::per_min]]
             rss.append(entry)
@@ -538,6 +572,11 @@ def print_report(r: dict) -> None:
         gal = f"{e['gallery_at_10min']} / {e['gallery_end']}" if e.get("gallery_end") else "-"
         print(f"| {e['role']} ({e['life']}) | {e['from_min']} | {e['minutes']} | {e['rss_mb_at_10min']} | "
               f"{e['rss_mb_end']} | {e['rss_mb_max']} | {g} | {sq} | {pct(e.get('growth_less_sqlite'))} | {gal} |")
+    for e in r["rss"]:
+        if "growth_less_caches" in e:
+            print(f"{e['role']} ({e['life']}): merge window {e['merge_window_mb_at_10min']} -> "
+                  f"{e['merge_window_mb_end']} MB; growth less SQLite and merge window "
+                  f"{pct(e['growth_less_caches'])}")
     rec = r["records"]
     print(f"\nrecords: lost {rec['lost']}, duplicated or changed {rec['duplicated']}")
     for node, v in rec["per_node"].items():

@@ -241,6 +241,25 @@ impl MergeBook {
         self.first_seen.get(&id).copied().unwrap_or(UnixMs::MAX)
     }
 
+    /// The comparison window: identities held (at most [`MAX_RECENT`], none
+    /// older than [`MAX_AGE_MS`]) and the heap their entries take, bytes
+    /// (embeddings, names and the entry itself). It fills for an hour after
+    /// start, then stays.
+    pub fn window(&self) -> (usize, usize) {
+        let bytes = self
+            .recent
+            .iter()
+            .map(|r| {
+                std::mem::size_of::<Recent>()
+                    + r.embedding.capacity() * std::mem::size_of::<f32>()
+                    + r.model.capacity()
+                    + r.node.as_str().len()
+                    + r.camera.as_str().len()
+            })
+            .sum();
+        (self.recent.len(), bytes)
+    }
+
     fn age_out(&mut self, now_ms: UnixMs) {
         while let Some(front) = self.recent.front() {
             if self.recent.len() > MAX_RECENT || now_ms - front.received_ms > MAX_AGE_MS {
@@ -388,6 +407,10 @@ pub struct MergeCounters {
     pub failures: AtomicU64,
     /// Announcements refused: put under another node's key.
     pub refused: AtomicU64,
+    /// Identities in the comparison window now ([`MergeBook::window`]).
+    pub window: AtomicU64,
+    /// Heap the window's entries hold, bytes (approximate).
+    pub window_bytes: AtomicU64,
 }
 
 /// What the merge service needs to run.
@@ -495,6 +518,9 @@ impl MergeService {
                     }
                     self.counters.announcements.fetch_add(1, Ordering::Relaxed);
                     let merges = book.observe(&a, UnixMs::now());
+                    let (held, bytes) = book.window();
+                    self.counters.window.store(held as u64, Ordering::Relaxed);
+                    self.counters.window_bytes.store(bytes as u64, Ordering::Relaxed);
                     if !merges.is_empty() {
                         self.apply(&publisher, merges);
                     }

@@ -122,6 +122,16 @@ fn families(f: &mut Families<'_>, ctx: &ApiContext) -> fmt::Result {
         "Identity merges decided.",
         ctx.merges.merges.load(Ordering::Relaxed),
     )?;
+    f.gauge(
+        "vidar_master_merge_window_identities",
+        "Identities the merge book compares new ones against (at most 10,000, none older than an hour).",
+        ctx.merges.window.load(Ordering::Relaxed),
+    )?;
+    f.gauge(
+        "vidar_master_merge_window_bytes",
+        "Heap those identities hold (embeddings included), bytes: fills for the first hour, then stays.",
+        ctx.merges.window_bytes.load(Ordering::Relaxed),
+    )?;
     f.counter(
         "vidar_master_corrections",
         "Operators' corrections stored since start.",

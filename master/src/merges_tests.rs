@@ -204,3 +204,22 @@ fn identities_operators_separated_stay_apart_after_a_restart() {
     pairs.sort();
     assert_eq!(pairs, [(id(1), id(2)), (id(5), id(6))]);
 }
+
+#[test]
+fn the_window_counts_what_it_holds_and_empties_with_age() {
+    let mut b = MergeBook::new(0.99);
+    assert_eq!(b.window(), (0, 0));
+    let e: Vec<f32> = (0..512).map(|i| (i as f32).sin()).collect();
+    for i in 0..10 {
+        let mut v = e.clone();
+        v[i] += 5.0; // ten different people
+        b.observe(&ann(i as u64 + 1, "a", i as i64 * 10_000, &v), UnixMs(0));
+    }
+    let (held, bytes) = b.window();
+    assert_eq!(held, 10);
+    assert!(bytes >= 10 * 512 * 4, "{bytes}");
+    assert!(bytes < 10 * 512 * 4 * 2, "{bytes}");
+    // An hour later every one of them has aged out.
+    b.observe(&ann(99, "a", 0, &e), UnixMs(MAX_AGE_MS + 1));
+    assert_eq!(b.window().0, 1);
+}

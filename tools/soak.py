@@ -121,9 +121,9 @@ class Proc:
     lives: int = 0
     started: float = 0.0
     rss: list[tuple[float, int, int]] = field(default_factory=list)  # (t, life, kB)
-    # (t, life, SQLite heap bytes, gallery identities, merge window bytes)
-    # from the process' /metrics
-    gauges: list[tuple[float, int, float, float, float]] = field(default_factory=list)
+    # (t, life, SQLite heap bytes, gallery identities, merge window bytes,
+    # streams up) from the process' /metrics
+    gauges: list[tuple[float, int, float, float, float, float]] = field(default_factory=list)
 
     @property
     def ready_file(self) -> Path:
@@ -417,11 +417,14 @@ def main() -> int:
                         if text:
                             hist.setdefault((e.role, e.lives), []).append((t, histogram(text)))
                             e.gauges.append((t, e.lives, gauge(text, "vidar_sqlite_memory_bytes"),
-                                             gauge(text, "vidar_gallery_identities"), 0.0))
+                                             gauge(text, "vidar_gallery_identities"), 0.0,
+                                             float(sum(1 for line in text.splitlines()
+                                                       if line.startswith("vidar_stream_up{")
+                                                       and line.endswith(" 1")))))
                 text = http_get(f"http://127.0.0.1:{http}/metrics") if master.alive() else None
                 if text:
                     master.gauges.append((t, master.lives, gauge(text, "vidar_sqlite_memory_bytes"), 0.0,
-                                          gauge(text, "vidar_master_merge_window_bytes")))
+                                          gauge(text, "vidar_master_merge_window_bytes"), 0.0))
                 for p in procs:
                     if not p.alive() and not any(r[1] is p for r in restarts):
                         sys.exit(f"soak: {p.role} stopped by itself at t={t:.0f} s (see {p.log})")
@@ -505,7 +508,8 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
                 entry["growth_after_10min"] = round(tail / ref - 1, 4)
                 # The same, less SQLite's own heap (page caches, capped): what
                 # grows that is not a cache filling up to its bound.
-                g = [(t, sq, gal, mw) for t, l, sq, gal, mw in p.gauges if l == life and t - t_start >= args.settle]
+                g = [(t, sq, gal, mw, up) for t, l, sq, gal, mw, up in p.gauges
+                     if l == life and t - t_start >= args.settle]
                 if g:
                     sq_ref = statistics.median(x[1] for x in g[:per_min]) / 1024
                     sq_tail = statistics.median(x[1] for x in g[-per_min:]) / 1024
@@ -523,6 +527,10 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
                             (tail - sq_tail - mw_tail) / (ref - sq_ref - mw_ref) - 1, 4)
                     entry["gallery_at_10min"] = int(statistics.median(x[2] for x in g[:per_min]))
                     entry["gallery_end"] = int(statistics.median(x[2] for x in g[-per_min:]))
+                    # Growth means something only at the same load: a node
+                    # that took a dead node's cameras holds more streams.
+                    entry["streams_at_10min"] = int(statistics.median(x[4] for x in g[:per_min]))
+                    entry["streams_end"] = int(statistics.median(x[4] for x in g[-per_min:]))
             # One point a minute, for a plot of RSS over the process's life.
             entry["series_mb"] = [[round(t / 60, 1), round(kb / 1024, 1)] for t, kb in s[::per_min]]
             rss.append(entry)
@@ -563,15 +571,17 @@ def print_report(r: dict) -> None:
         print(f"| {w['from_min']:.0f}-{w['to_min']:.0f} | {w['results']} | {w['p50_ms']} | {w['p99_ms']} |")
     m = f"min {r.get('settle_min', 10):g}"
     print(f"\n| process (life) | from min | minutes | RSS MB at its {m} | RSS MB end | max "
-          f"| growth after {m} | SQLite MB {m} / end | growth less SQLite | gallery {m} / end |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          f"| growth after {m} | SQLite MB {m} / end | growth less SQLite | gallery {m} / end "
+          f"| streams {m} / end |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     pct = lambda v: "n/a" if v is None else f"{v * 100:+.1f} %"
     for e in r["rss"]:
         g = f"n/a (lived < {m} + 1)" if e["growth_after_10min"] is None else pct(e["growth_after_10min"])
         sq = f"{e['sqlite_mb_at_10min']} / {e['sqlite_mb_end']}" if "sqlite_mb_end" in e else "n/a"
         gal = f"{e['gallery_at_10min']} / {e['gallery_end']}" if e.get("gallery_end") else "-"
+        up = f"{e['streams_at_10min']} / {e['streams_end']}" if e.get("streams_end") else "-"
         print(f"| {e['role']} ({e['life']}) | {e['from_min']} | {e['minutes']} | {e['rss_mb_at_10min']} | "
-              f"{e['rss_mb_end']} | {e['rss_mb_max']} | {g} | {sq} | {pct(e.get('growth_less_sqlite'))} | {gal} |")
+              f"{e['rss_mb_end']} | {e['rss_mb_max']} | {g} | {sq} | {pct(e.get('growth_less_sqlite'))} | {gal} | {up} |")
     for e in r["rss"]:
         if "growth_less_caches" in e:
             print(f"{e['role']} ({e['life']}): merge window {e['merge_window_mb_at_10min']} -> "

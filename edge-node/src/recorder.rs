@@ -7,8 +7,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use vidar_config::Config;
-use vidar_protocol::UnixMs;
-use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
+use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId, UnixMs};
 use vidar_store::{
     BoxPoint, CameraRecord, IdentityRecord, Record, Sighting, Snapshot, TrackRecord, Writer,
     WriterConfig, WriterHandle,

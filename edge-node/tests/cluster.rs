@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use vidar_pipeline::camera::{self, CameraConfig, Mount, MountSource};
 use vidar_protocol::messages::Plan;
-use vidar_protocol::UnixMs;
-use vidar_protocol::{Keys, NodeId};
+use vidar_protocol::{Keys, NodeId, UnixMs};
 use vidar_store::Reader;
 use zenoh::Wait;
 

@@ -8,8 +8,7 @@ use std::time::Duration;
 use vidar_config::Config;
 use vidar_link::{Link, LinkSettings, Mode, Responder};
 use vidar_protocol::messages::{ReidRequest, SyncBatch, SyncRequest};
-use vidar_protocol::UnixMs;
-use vidar_protocol::{Keys, NodeId};
+use vidar_protocol::{Keys, NodeId, UnixMs};
 use zenoh::Wait;
 
 const QUIET: Duration = Duration::from_millis(1500);

@@ -14,12 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use vidar_protocol::UnixMs;
 
 use serde::Serialize;
 use vidar_link::{Link, LinkError};
 use vidar_protocol::messages::NodeStatus;
-use vidar_protocol::{Keys, NodeId, NodeKey};
+use vidar_protocol::{Keys, NodeId, NodeKey, UnixMs};
 
 /// How long the start-up liveliness query waits for tokens already declared.
 const LIVELINESS_GET_TIMEOUT: Duration = Duration::from_secs(1);

@@ -1,8 +1,7 @@
 //! Tests of the merge decisions.
 
 use super::*;
-use vidar_protocol::CameraId;
-use vidar_protocol::UnixMs;
+use vidar_protocol::{CameraId, UnixMs};
 
 fn ann(id: u64, node: &str, seen_ms: i64, e: &[f32]) -> IdentityAnnounce {
     IdentityAnnounce {

@@ -18,11 +18,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use vidar_protocol::UnixMs;
 
 use serde::Serialize;
 use vidar_protocol::messages::{SyncBatch, SyncRequest};
-use vidar_protocol::{Keys, NodeId};
+use vidar_protocol::{Keys, NodeId, UnixMs};
 use vidar_store::{Reader, WriterHandle};
 
 use crate::membership::Membership;

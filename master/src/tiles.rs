@@ -13,14 +13,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vidar_protocol::UnixMs;
 
 use axum::body::Bytes;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 use vidar_link::{Link, LinkError, Subscription};
 use vidar_protocol::messages::CameraTile;
-use vidar_protocol::{BBox, CameraId, IdentityId, Keys, NodeId, StreamState, TrackId};
+use vidar_protocol::{BBox, CameraId, IdentityId, Keys, NodeId, StreamState, TrackId, UnixMs};
 
 /// A camera without a tile for this long is stale (shown greyed, no JPEG).
 pub const STALE_AFTER: Duration = Duration::from_secs(60);

@@ -4,11 +4,10 @@
 mod common;
 
 use std::time::Duration;
-use vidar_protocol::UnixMs;
 
 use common::*;
 use vidar_master::Master;
-use vidar_protocol::IdentityId;
+use vidar_protocol::{IdentityId, UnixMs};
 use vidar_store::{IdentityMerge, Record};
 
 fn seeded_master() -> (tempfile::TempDir, Master) {

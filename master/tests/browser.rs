@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vidar_config::Config;
-use vidar_protocol::UnixMs;
 
 use common::webdriver::{Driver, Session};
 use common::*;
@@ -26,7 +25,7 @@ use vidar_master::Master;
 use vidar_protocol::messages::{
     CameraTile, NodeCapacity, NodeLoad, NodeStatus, QueryReply, SyncBatch, TileBox,
 };
-use vidar_protocol::{wire, BBox, IdentityId, Keys, NodeId, StreamState, TrackId};
+use vidar_protocol::{wire, BBox, IdentityId, Keys, NodeId, StreamState, TrackId, UnixMs};
 use vidar_store::{BoxPoint, Record, Sighting, Snapshot, WriterConfig};
 use zenoh::Wait;
 

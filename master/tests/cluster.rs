@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vidar_config::Config;
-use vidar_protocol::UnixMs;
 
 use common::*;
 use vidar_link::{LinkSettings, Mode};
@@ -19,7 +18,7 @@ use vidar_master::{Master, MasterConfig};
 use vidar_protocol::messages::{
     NodeCapacity, NodeLoad, NodeStatus, Plan, QueryReply, QueryRequest, SyncBatch, SyncRequest,
 };
-use vidar_protocol::{wire, IdentityId, Keys, NodeId};
+use vidar_protocol::{wire, IdentityId, Keys, NodeId, UnixMs};
 use vidar_store::{Reader, Record, WriterConfig};
 use zenoh::Wait;
 

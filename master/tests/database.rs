@@ -9,8 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use vidar_config::Config;
 use vidar_master::Master;
-use vidar_protocol::UnixMs;
-use vidar_protocol::{CameraId, NodeId};
+use vidar_protocol::{CameraId, NodeId, UnixMs};
 use vidar_store::{CameraRecord, Record, WriterConfig};
 
 fn filled(db: &Path) {

@@ -6,13 +6,12 @@
 mod common;
 
 use std::time::Duration;
-use vidar_protocol::UnixMs;
 
 use common::*;
 use vidar_link::{LinkSettings, Mode};
 use vidar_master::Master;
 use vidar_protocol::messages::{CameraTile, TileBox};
-use vidar_protocol::{wire, BBox, IdentityId, Keys, StreamState, TrackId};
+use vidar_protocol::{wire, BBox, IdentityId, Keys, StreamState, TrackId, UnixMs};
 use zenoh::Wait;
 
 struct Site {

@@ -15,8 +15,7 @@ use vidar_pipeline::composite::{
     CompositeSpec, GroundTruthWriter, TruthBox,
 };
 use vidar_pipeline::Ingest;
-use vidar_protocol::StreamState;
-use vidar_protocol::UnixMs;
+use vidar_protocol::{StreamState, UnixMs};
 
 const W: u32 = 320;
 const H: u32 = 240;

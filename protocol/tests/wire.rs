@@ -5,8 +5,7 @@ use proptest::prelude::*;
 use vidar_protocol::messages::*;
 use vidar_protocol::record::*;
 use vidar_protocol::wire::{decode, encode, peek, DecodeError, Message, MessageKind};
-use vidar_protocol::UnixMs;
-use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, StreamState, TrackId};
+use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, StreamState, TrackId, UnixMs};
 
 fn node(s: &str) -> NodeId {
     NodeId::new(s).expect("valid id")

@@ -1,8 +1,7 @@
 //! Micro-benchmark of identity assignment: a linear cosine scan over the gallery.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use vidar_protocol::CameraId;
-use vidar_protocol::UnixMs;
+use vidar_protocol::{CameraId, UnixMs};
 use vidar_reid::{Embedding, Gallery, GalleryConfig};
 
 fn pseudo_random(seed: u64, dim: usize) -> Embedding {

@@ -5,8 +5,7 @@ mod common;
 
 use vidar_config::Config;
 use vidar_models::RgbFrame;
-use vidar_protocol::UnixMs;
-use vidar_protocol::{BBox, CameraId, TrackId};
+use vidar_protocol::{BBox, CameraId, TrackId, UnixMs};
 use vidar_reid::{Assignment, Crop, Embedder, EmbedderConfig, Gallery, GalleryConfig, TrackQuery};
 
 struct Sighting {

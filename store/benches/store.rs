@@ -7,10 +7,9 @@
 
 use std::time::Duration;
 use vidar_config::Config;
-use vidar_protocol::UnixMs;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
+use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId, UnixMs};
 use vidar_store::{
     BoxPoint, IdentityMerge, Reader, Record, Sighting, TimeRange, Writer, WriterConfig,
 };

@@ -14,10 +14,9 @@
 //! database's rows and to the edges' not yet synchronised ones alike.
 
 use std::collections::HashMap;
-use vidar_protocol::UnixMs;
 
 use rusqlite::params;
-use vidar_protocol::IdentityId;
+use vidar_protocol::{IdentityId, UnixMs};
 
 use crate::error::StoreError;
 use crate::reader::Reader;

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
-use vidar_protocol::NodeId;
+use vidar_protocol::{NodeId, UnixMs};
 
 use crate::error::{sqlite, StoreError};
 use crate::record::RecordKey;
 use crate::rows::{self, Prepared, TABLES};
 use crate::writer::{FlushReport, PruneReport, Shared, UpsertReport};
-use vidar_protocol::UnixMs;
 
 /// Attempts at committing one batch before the writer gives up.
 const COMMIT_ATTEMPTS: u32 = 5;

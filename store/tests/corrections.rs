@@ -6,10 +6,9 @@
 mod common;
 
 use std::time::Duration;
-use vidar_protocol::UnixMs;
 
 use common::*;
-use vidar_protocol::IdentityId;
+use vidar_protocol::{IdentityId, UnixMs};
 use vidar_store::{Correction, CorrectionAction, Reader, Record, RecordKey, TimeRange};
 
 const A: u64 = 11;

@@ -16,10 +16,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vidar_config::Config;
-use vidar_protocol::UnixMs;
 
 use common::*;
-use vidar_protocol::{IdentityId, TrackId};
+use vidar_protocol::{IdentityId, TrackId, UnixMs};
 use vidar_store::{Reader, Record, TrackRecord, WriterConfig};
 
 const CHILD_DB: &str = "VIDAR_STORE_KILL_CHILD_DB";

@@ -5,8 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use vidar_config::Config;
-use vidar_protocol::UnixMs;
-use vidar_protocol::{CameraId, NodeId};
+use vidar_protocol::{CameraId, NodeId, UnixMs};
 use vidar_store::maintenance::{backup, check, Check};
 use vidar_store::{CameraRecord, Reader, Record, StoreError, WriterConfig};
 

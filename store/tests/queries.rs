@@ -5,8 +5,7 @@
 mod common;
 
 use common::*;
-use vidar_protocol::IdentityId;
-use vidar_protocol::UnixMs;
+use vidar_protocol::{IdentityId, UnixMs};
 use vidar_store::{Reader, Record, TimeRange};
 
 const A: u64 = 1 << 63 | 11; // an id with the top bit set, as minted with a high node prefix

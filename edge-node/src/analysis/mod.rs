@@ -25,8 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vidar_pipeline::Frame;
-use vidar_protocol::BBox;
-use vidar_protocol::UnixMs;
+use vidar_protocol::{BBox, UnixMs};
 
 /// Settings of the loop.
 #[derive(Debug, Clone)]

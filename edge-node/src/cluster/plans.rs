@@ -13,8 +13,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vidar_protocol::messages::Plan;
-use vidar_protocol::CameraId;
-use vidar_protocol::UnixMs;
+use vidar_protocol::{CameraId, UnixMs};
 
 /// Follows the newest plan: the cameras this node ingests, and where their
 /// crops go.

@@ -8,8 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vidar_protocol::messages::{CameraLoad, NodeCapacity, NodeLoad, NodeStatus};
-use vidar_protocol::UnixMs;
-use vidar_protocol::{CameraId, StreamState};
+use vidar_protocol::{CameraId, StreamState, UnixMs};
 use vidar_store::WriterHandle;
 
 /// Publishes the node's status.

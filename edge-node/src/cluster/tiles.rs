@@ -5,8 +5,7 @@ use crate::media::TILE_MAX_SIDE;
 use crate::telemetry::StatusBoard;
 use std::collections::HashMap;
 use std::time::Instant;
-use vidar_protocol::UnixMs;
-use vidar_protocol::{CameraId, StreamState};
+use vidar_protocol::{CameraId, StreamState, UnixMs};
 
 /// Encodes and publishes live tiles until the analysis side hangs up.
 pub(super) fn publish_tiles(

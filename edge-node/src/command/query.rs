@@ -7,8 +7,7 @@ use clap::{Args, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
-use vidar_protocol::UnixMs;
-use vidar_protocol::{CameraId, IdentityId};
+use vidar_protocol::{CameraId, IdentityId, UnixMs};
 use vidar_store::{Reader, TimeRange};
 
 /// Arguments of `query`.

@@ -12,8 +12,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce, ReidReply, SplitAnnounce};
-use vidar_protocol::UnixMs;
-use vidar_protocol::{NodeId, TrackId};
+use vidar_protocol::{NodeId, TrackId, UnixMs};
 use vidar_reid::{Embedder, Gallery};
 
 pub(super) enum Input {

@@ -2,8 +2,7 @@
 
 use vidar_pipeline::Frame;
 use vidar_protocol::messages::{IdentityAnnounce, ReidReply, ReidRequest};
-use vidar_protocol::UnixMs;
-use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
+use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId, UnixMs};
 
 /// One track's crop in a frame.
 #[derive(Debug, Clone, Copy)]

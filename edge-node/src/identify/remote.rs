@@ -12,8 +12,7 @@ use vidar_detectors::RgbFrame;
 use vidar_protocol::messages::{
     Crop as WireCrop, CropEncoding, IdentityAnnounce, ReidAnswer, ReidReply, ReidRequest,
 };
-use vidar_protocol::UnixMs;
-use vidar_protocol::{BBox, NodeId, TrackId};
+use vidar_protocol::{BBox, NodeId, TrackId, UnixMs};
 use vidar_reid::{Crop, Embedding, Identity, Origin};
 
 impl Worker {

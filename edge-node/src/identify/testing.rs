@@ -5,10 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use vidar_protocol::UnixMs;
 
 use vidar_pipeline::Frame;
-use vidar_protocol::{BBox, CameraId, NodeId};
+use vidar_protocol::{BBox, CameraId, NodeId, UnixMs};
 use vidar_reid::{Gallery, GalleryConfig};
 use vidar_testkit::fakes::{draw, ColorEmbedder, Figure};
 

@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use vidar_detectors::RgbFrame;
 use vidar_protocol::messages::IdentityAnnounce;
-use vidar_protocol::UnixMs;
-use vidar_protocol::{CameraId, IdentityId, NodeId, TrackId};
+use vidar_protocol::{CameraId, IdentityId, NodeId, TrackId, UnixMs};
 use vidar_reid::{Assignment, Crop, Embedder, Embedding, Gallery, TrackQuery, OPEN};
 
 /// Which track: a local one (camera slot key, track id) or another node's

@@ -3,11 +3,10 @@
 //! value shown (at most 64 characters, quoted).
 
 use std::collections::HashMap;
-use vidar_protocol::UnixMs;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::Query;
-use vidar_protocol::{CameraId, IdentityId};
+use vidar_protocol::{CameraId, IdentityId, UnixMs};
 use vidar_store::{TimeRange, MAX_QUERY_ROWS};
 
 use super::error::ApiError;

@@ -9,7 +9,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use vidar_protocol::UnixMs;
 
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -17,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 use vidar_protocol::messages::QueryRequest;
-use vidar_protocol::IdentityId;
+use vidar_protocol::{IdentityId, UnixMs};
 use vidar_store::{Reader, Sighting, StoreError};
 
 use super::error::ApiError;

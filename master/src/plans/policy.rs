@@ -5,10 +5,9 @@
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
-use vidar_protocol::UnixMs;
 
 use vidar_protocol::messages::{BandwidthShare, NodeStatus, Plan, StreamAssignment};
-use vidar_protocol::StreamState;
+use vidar_protocol::{StreamState, UnixMs};
 
 use super::Current;
 use crate::planner::{NodeView, PlanOutput};

@@ -9,11 +9,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use vidar_protocol::UnixMs;
 
 use vidar_link::LinkError;
 use vidar_protocol::messages::{NodeStatus, Plan};
-use vidar_protocol::{Keys, NodeId};
+use vidar_protocol::{Keys, NodeId, UnixMs};
 
 use super::policy::{load_shift, node_view, placement_changed, to_plan};
 use super::{Current, Plans};

@@ -10,10 +10,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use vidar_config::Config;
-use vidar_protocol::UnixMs;
 
 use vidar_master::MasterConfig;
-use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
+use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId, UnixMs};
 use vidar_store::{BoxPoint, IdentityRecord, Record, Sighting, Snapshot};
 
 static N: AtomicU32 = AtomicU32::new(0);

@@ -4,9 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vidar_config::Config;
-use vidar_protocol::UnixMs;
 
-use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
+use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId, UnixMs};
 use vidar_store::{
     BoxPoint, CameraRecord, IdentityMerge, IdentityRecord, Record, Sighting, Snapshot, TrackRecord,
     Writer, WriterConfig, WriterTuning,

@@ -22,8 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use vidar_protocol::CameraId;
-use vidar_protocol::UnixMs;
+use vidar_protocol::{CameraId, UnixMs};
 use vidar_store::{Reader, TimeRange};
 use vidar_trajeval::{EvalConfig, GtFrame, Report, Sighting};
 

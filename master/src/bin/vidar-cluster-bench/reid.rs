@@ -9,12 +9,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vidar_protocol::UnixMs;
 
 use anyhow::{bail, Context, Result};
 use vidar_link::{LinkSettings, Mode, Responder};
 use vidar_protocol::messages::{Crop, CropEncoding, ReidAnswer, ReidReply, ReidRequest};
-use vidar_protocol::{wire, CameraId, IdentityId, Keys, NodeId, TrackId};
+use vidar_protocol::{wire, CameraId, IdentityId, Keys, NodeId, TrackId, UnixMs};
 
 use crate::harness::percentile;
 

@@ -6,11 +6,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 use vidar_config::Config;
-use vidar_protocol::UnixMs;
 
 use anyhow::Result;
 use vidar_protocol::record::{BoxPoint, IdentityRecord, Record, Sighting};
-use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId};
+use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId, UnixMs};
 
 use crate::harness::{http_get, metric, wait_for, Site};
 

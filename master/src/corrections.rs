@@ -28,7 +28,8 @@ use vidar_store::{
     WriterHandle, MAX_QUERY_ROWS,
 };
 
-use crate::merges::{Input, Operator};
+use crate::merge_service::Input;
+use crate::merges::Operator;
 
 /// Identities the master mints for split-off people: node prefix 0, which no
 /// edge of a cluster mints in (they derive a prefix in 1..=65535).

@@ -15,6 +15,7 @@ pub mod corrections;
 pub mod health;
 pub mod http;
 pub mod membership;
+pub mod merge_service;
 pub mod merges;
 pub mod password;
 pub mod planner;
@@ -94,7 +95,7 @@ struct Stopper {
     token: vidar_runtime::Shutdown,
     plans: plans::Plans,
     sync: sync::Sync,
-    merges: mpsc::SyncSender<merges::Input>,
+    merges: mpsc::SyncSender<merge_service::Input>,
 }
 
 impl Stopper {
@@ -104,7 +105,7 @@ impl Stopper {
         self.sync.trigger();
         // A full inbox means the thread is busy: it sees the token after
         // the message it is on.
-        let _ = self.merges.try_send(merges::Input::Stop);
+        let _ = self.merges.try_send(merge_service::Input::Stop);
     }
 }
 
@@ -210,8 +211,8 @@ impl Master {
         let plans = plans::Plans::new(cameras, plan_wake);
         let (sync_wake, sync_wake_rx) = mpsc::sync_channel(1);
         let sync = sync::Sync::new(sync_wake);
-        let merge_counters = Arc::new(merges::MergeCounters::default());
-        let (merge_tx, merge_rx) = merges::inbox();
+        let merge_counters = Arc::new(merge_service::MergeCounters::default());
+        let (merge_tx, merge_rx) = merge_service::inbox();
         let stopper = Stopper {
             token: stop.clone(),
             plans: plans.clone(),
@@ -253,7 +254,7 @@ impl Master {
             config.database.clone(),
             merge_tx.clone(),
         ));
-        let merge_thread = merges::MergeService {
+        let merge_thread = merge_service::MergeService {
             link: link.clone(),
             keys: keys.clone(),
             writer: writer.handle(),

@@ -16,7 +16,7 @@ use super::auth::Auth;
 use super::floor_plan::FloorPlan;
 use crate::config::MasterConfig;
 use crate::membership::Membership;
-use crate::merges::MergeCounters;
+use crate::merge_service::MergeCounters;
 use crate::plans::Plans;
 use crate::sync::Sync;
 use crate::tiles::Tiles;

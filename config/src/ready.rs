@@ -94,6 +94,11 @@ impl Ready {
         Ok(r)
     }
 
+    /// The port of the first zenoh locator announced.
+    pub fn zenoh_port(&self) -> Option<u16> {
+        self.zenoh.iter().find_map(|l| locator_port(l))
+    }
+
     /// Writes the file named by [`READY_FILE_ENV`], if set; returns its path.
     pub fn announce(&self) -> std::io::Result<Option<PathBuf>> {
         match std::env::var_os(READY_FILE_ENV) {
@@ -116,6 +121,11 @@ impl Ready {
     }
 }
 
+/// The port of a zenoh locator (`tls/127.0.0.1:7447`, `tcp/[::1]:7448`).
+pub fn locator_port(locator: &str) -> Option<u16> {
+    locator.rsplit_once(':')?.1.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +139,9 @@ mod tests {
             rtsp: None,
         };
         assert_eq!(Ready::parse(&r.render()), Ok(r.clone()));
+        assert_eq!(r.zenoh_port(), Some(7447));
+        assert_eq!(locator_port("tcp/[::1]:7448"), Some(7448));
+        assert_eq!(locator_port("tcp/nowhere"), None);
         let dir = std::env::temp_dir().join(format!("vidar-ready-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("x.ready");

@@ -33,19 +33,10 @@ fn bin(name: &str) -> PathBuf {
     p
 }
 
-use vidar_testkit::process::{Proc, Ready};
+use vidar_testkit::process::Proc;
 
 /// How long a process may take to start serving.
 const START: Duration = Duration::from_secs(120);
-
-/// The port of a `tls/127.0.0.1:PORT` locator.
-fn locator_port(ready: &Ready) -> u16 {
-    ready
-        .zenoh
-        .iter()
-        .find_map(|l| l.rsplit(':').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no zenoh locator in {ready:?}"))
-}
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -211,7 +202,9 @@ impl Site {
         .expect("spawn the master");
         let ready = master.wait_ready(START).unwrap_or_else(|e| panic!("{e}"));
         self.http = ready.http.expect("the master announces its API").port();
-        self.zport = locator_port(&ready);
+        self.zport = ready
+            .zenoh_port()
+            .unwrap_or_else(|| panic!("no zenoh locator in {ready:?}"));
         self.master = Some(master);
     }
 

@@ -37,7 +37,7 @@ pub fn apart_pairs(
     reader: &vidar_store::Reader,
 ) -> Result<Vec<(IdentityId, IdentityId)>, vidar_store::StoreError> {
     use vidar_store::CorrectionAction::{Merge, Split};
-    let trail = reader.corrections(None, UnixMs(i64::MIN), UnixMs(i64::MAX), MAX_APART)?;
+    let trail = reader.corrections(None, UnixMs::MIN, UnixMs::MAX, MAX_APART)?;
     Ok(trail
         .iter()
         .filter_map(|a| match (&a.correction.action, a.reverted) {
@@ -58,12 +58,7 @@ pub fn splits_of(
 ) -> Result<Vec<SplitAnnounce>, vidar_store::StoreError> {
     let mut out = Vec::new();
     // Reverts are in the trail too; ask for more than `limit` to have enough.
-    for a in reader.corrections(
-        None,
-        UnixMs(i64::MIN),
-        UnixMs(i64::MAX),
-        limit.saturating_mul(4),
-    )? {
+    for a in reader.corrections(None, UnixMs::MIN, UnixMs::MAX, limit.saturating_mul(4))? {
         if out.len() >= limit {
             break;
         }

@@ -131,12 +131,6 @@ impl std::str::FromStr for UnixMs {
     }
 }
 
-impl From<SystemTime> for UnixMs {
-    fn from(t: SystemTime) -> UnixMs {
-        UnixMs::of(t)
-    }
-}
-
 /// SQLite keeps an instant as its integer milliseconds.
 #[cfg(feature = "sqlite")]
 impl rusqlite::ToSql for UnixMs {

@@ -124,7 +124,7 @@ fn the_newest_split_wins_and_a_revert_undoes_one() -> TestResult {
     assert!(!r.correction(&key(7))?.unwrap().1);
     assert!(r.correction(&key(99))?.is_none());
     // The audit trail: everything, reverts included, newest first.
-    let all = r.corrections(None, UnixMs(i64::MIN), UnixMs(i64::MAX), 100)?;
+    let all = r.corrections(None, UnixMs::MIN, UnixMs::MAX, 100)?;
     assert_eq!(
         all.iter()
             .map(|c| (c.key.seq, c.reverted))
@@ -132,7 +132,7 @@ fn the_newest_split_wins_and_a_revert_undoes_one() -> TestResult {
         [(9, false), (8, true), (7, false)]
     );
     assert_eq!(all[2].correction.actor, "ann");
-    let of_d = r.corrections(Some(IdentityId(D)), UnixMs(i64::MIN), UnixMs(i64::MAX), 100)?;
+    let of_d = r.corrections(Some(IdentityId(D)), UnixMs::MIN, UnixMs::MAX, 100)?;
     assert_eq!(
         of_d.iter().map(|c| c.key.seq).collect::<Vec<_>>(),
         [9, 8],

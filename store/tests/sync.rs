@@ -226,7 +226,7 @@ fn prune_deletes_only_acknowledged_and_expired_records() -> TestResult {
         5
     );
     // The counter does not fall back to the highest remaining seq.
-    w.prune_acknowledged_at(u64::MAX, Duration::ZERO, UnixMs(i64::MAX))?;
+    w.prune_acknowledged_at(u64::MAX, Duration::ZERO, UnixMs::MAX)?;
     assert_eq!(
         r.records_after(&node("edge-1"), 0, 100)?.len(),
         3,

@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vidar_pipeline::Frame;
-use vidar_protocol::{BBox, UnixMs};
+use vidar_protocol::BBox;
 
 /// Settings of the loop.
 #[derive(Debug, Clone)]
@@ -230,7 +230,7 @@ impl Analysis {
                     continue;
                 }
             };
-            let now = UnixMs::of(frame.capture_time);
+            let now = frame.captured_ms();
             let (fw, fh) = (frame.width as f32, frame.height as f32);
             s.frame_boxes.clear();
             s.frame_boxes
@@ -327,7 +327,7 @@ impl Analysis {
         if cam.last_tile.is_some_and(|t| t.elapsed() < sink.every) {
             return;
         }
-        let now = UnixMs::of(frame.capture_time);
+        let now = frame.captured_ms();
         let boxes = cam
             .open
             .iter()

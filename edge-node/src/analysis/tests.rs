@@ -207,7 +207,7 @@ fn all_sightings(db: &Path) -> Vec<vidar_store::Sighting> {
     vidar_store::Reader::open(db)
         .expect("reader")
         .sightings_in_range(
-            vidar_store::TimeRange::new(UnixMs(0), UnixMs(i64::MAX)),
+            vidar_store::TimeRange::new(vidar_protocol::UnixMs::EPOCH, vidar_protocol::UnixMs::MAX),
             10_000,
         )
         .expect("sightings")

@@ -5,7 +5,7 @@ use crate::media::TILE_MAX_SIDE;
 use crate::telemetry::StatusBoard;
 use std::collections::HashMap;
 use std::time::Instant;
-use vidar_protocol::{CameraId, StreamState, UnixMs};
+use vidar_protocol::{CameraId, StreamState};
 
 /// Encodes and publishes live tiles until the analysis side hangs up.
 pub(super) fn publish_tiles(
@@ -59,7 +59,7 @@ pub(super) fn publish_tiles(
         let tile = CameraTile {
             camera: f.camera.clone(),
             node: shared.node.clone(),
-            captured_ms: UnixMs::of(f.capture_time),
+            captured_ms: f.captured_ms(),
             state: status.as_ref().map_or(StreamState::Streaming, |s| s.state),
             fps,
             dropped: status.as_ref().map_or(0, |s| s.counters.dropped),

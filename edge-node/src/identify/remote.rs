@@ -37,7 +37,7 @@ impl Worker {
         let Ok(frame) = RgbFrame::new(f.width, f.height, f.stride, f.pixels()) else {
             return Err(job);
         };
-        let now = UnixMs::of(f.capture_time);
+        let now = f.captured_ms();
         let mut crops = Vec::with_capacity(job.tracks.len());
         for t in &job.tracks {
             let Some(jpeg) = crop_jpeg(&frame, &t.bbox, REMOTE_CROP_SIDE, 90) else {

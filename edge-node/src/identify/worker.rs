@@ -120,7 +120,7 @@ impl Worker {
             return;
         };
         let camera = f.camera.clone();
-        let now = UnixMs::of(f.capture_time);
+        let now = f.captured_ms();
         let crops: Vec<Crop<'_>> = job
             .tracks
             .iter()

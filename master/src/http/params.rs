@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(time(&p(&[]), "t", UnixMs(5)).ok(), Some(UnixMs(5)));
         assert!(time(&p(&[("t", "-1")]), "t", UnixMs::EPOCH).is_err());
         let r = range(&p(&[("from", "10")])).ok();
-        assert_eq!(r, Some(TimeRange::new(UnixMs(10), UnixMs(i64::MAX))));
+        assert_eq!(r, Some(TimeRange::new(UnixMs(10), UnixMs::MAX)));
         assert!(range(&p(&[("from", "10"), ("to", "9")])).is_err());
         assert_eq!(limit(&p(&[])).ok(), Some(DEFAULT_LIMIT));
         assert!(limit(&p(&[("limit", "0")])).is_err());

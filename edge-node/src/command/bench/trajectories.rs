@@ -21,7 +21,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use vidar_protocol::{CameraId, UnixMs};
 use vidar_store::{Reader, TimeRange};
 use vidar_trajeval::{EvalConfig, GtFrame, Report, Sighting};
@@ -154,10 +154,6 @@ pub fn trajectories(args: TrajectoriesBenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn ms(t: SystemTime) -> UnixMs {
-    UnixMs::of(t)
-}
-
 fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run> {
     let gt_dir = dir.join("gt");
     let people = args
@@ -216,7 +212,7 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
     let stop = vidar_runtime::Shutdown::new();
     let st = stop.clone();
     let analysis = built.analysis;
-    let start_ms = ms(SystemTime::now());
+    let start_ms = UnixMs::now();
     let worker = std::thread::Builder::new()
         .name("analysis".into())
         .spawn(move || analysis.run_with_status(&st, &statuses))?;
@@ -224,7 +220,7 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
     while started.elapsed() < Duration::from_secs(args.seconds) {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let end_ms = ms(SystemTime::now());
+    let end_ms = UnixMs::now();
     stop.trigger("benchmark done");
     worker
         .join()

@@ -78,6 +78,14 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
     }
 }
 
+/// A site name no other run of this process or another uses: `prefix`, the
+/// pid and a counter.
+pub fn site_name(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}{}x{n}", std::process::id())
+}
+
 /// A site of one master (and its edges) on loopback.
 pub struct Site {
     /// The zenoh site name.
@@ -93,10 +101,8 @@ pub struct Site {
 impl Site {
     /// A fresh site name.
     pub fn new() -> Result<Site> {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Site {
-            site: format!("b{}x{n}", std::process::id()),
+            site: site_name("b"),
             zport: 0,
             http: 0,
             ca: None,
@@ -178,9 +184,7 @@ impl Site {
             .context("the master announced no HTTP address")?
             .port();
         self.zport = r
-            .zenoh
-            .iter()
-            .find_map(|l| l.rsplit(':').next()?.parse().ok())
+            .zenoh_port()
             .context("the master announced no zenoh locator")?;
         Ok(p)
     }

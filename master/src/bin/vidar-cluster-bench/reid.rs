@@ -15,7 +15,7 @@ use vidar_link::{LinkSettings, Mode, Responder};
 use vidar_protocol::messages::{Crop, CropEncoding, ReidAnswer, ReidReply, ReidRequest};
 use vidar_protocol::{wire, CameraId, IdentityId, Keys, NodeId, TrackId, UnixMs};
 
-use crate::harness::percentile;
+use crate::harness::{percentile, site_name};
 
 /// One run's numbers.
 #[derive(Debug, Clone, Copy)]
@@ -70,9 +70,7 @@ pub fn measure(
     // The router listens on a port the kernel picks; the others connect to it.
     let (site, router) = match ca {
         None => {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let site = format!("bench{}x{n}", std::process::id());
+            let site = site_name("bench");
             let router = LinkSettings {
                 site: site.clone(),
                 listen: vec!["tcp/127.0.0.1:0".into()],
@@ -96,7 +94,7 @@ pub fn measure(
     let port: u16 = router
         .locators()
         .iter()
-        .find_map(|l| l.rsplit(':').next()?.parse().ok())
+        .find_map(|l| vidar_config::ready::locator_port(l))
         .context("the router listens nowhere")?;
     let peer = |name: &str| -> Result<vidar_link::Link> {
         Ok(match ca {

@@ -179,9 +179,16 @@ class Proc:
             return
         assert self.popen is not None
         try:
+            # VmRSS, and its anonymous part (heap, stacks): the rest is
+            # files mapped (the binary's pages as code paths first run,
+            # SQLite's shared WAL index), which is no leak.
+            kb = {}
             for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    self.rss.append((t, self.lives, int(line.split()[1])))
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "RssAnon"):
+                    kb[key] = int(rest.split()[0])
+            if "VmRSS" in kb:
+                self.rss.append((t, self.lives, kb["VmRSS"], kb.get("RssAnon", 0)))
         except OSError:
             pass
 
@@ -217,12 +224,19 @@ def histogram(text: str) -> dict[tuple[str, float], float]:
     return out
 
 
-def gauge(text: str, name: str) -> float:
-    """The value of an unlabelled-but-`node` gauge, 0 if absent."""
+def gauge(text: str, name: str, label: str = "") -> float:
+    """The value of a gauge (the first member carrying `label`, e.g.
+    'state="in_use"', when given), 0 if absent."""
     for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
+        if (line.startswith(name + "{") or line.startswith(name + " ")) and label in line:
             return float(line.rpartition(" ")[2])
     return 0.0
+
+
+def heap(text: str) -> tuple[float, float]:
+    """vidar_process_heap_bytes: (in use, free in the allocator)."""
+    return (gauge(text, "vidar_process_heap_bytes", 'state="in_use"'),
+            gauge(text, "vidar_process_heap_bytes", 'state="free"'))
 
 
 def increase(series: list[tuple[float, dict]], lo: float, hi: float) -> dict[float, float]:
@@ -420,11 +434,13 @@ def main() -> int:
                                              gauge(text, "vidar_gallery_identities"), 0.0,
                                              float(sum(1 for line in text.splitlines()
                                                        if line.startswith("vidar_stream_up{")
-                                                       and line.endswith(" 1")))))
+                                                       and line.endswith(" 1"))),
+                                             *heap(text)))
                 text = http_get(f"http://127.0.0.1:{http}/metrics") if master.alive() else None
                 if text:
                     master.gauges.append((t, master.lives, gauge(text, "vidar_sqlite_memory_bytes"), 0.0,
-                                          gauge(text, "vidar_master_merge_window_bytes"), 0.0))
+                                          gauge(text, "vidar_master_merge_window_bytes"), 0.0,
+                                          *heap(text)))
                 for p in procs:
                     if not p.alive() and not any(r[1] is p for r in restarts):
                         sys.exit(f"soak: {p.role} stopped by itself at t={t:.0f} s (see {p.log})")
@@ -485,8 +501,9 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
         })
     rss = []
     for p in procs:
-        for life in sorted({l for _, l, _ in p.rss}):
-            s = [(t, kb) for t, l, kb in p.rss if l == life]
+        for life in sorted({x[1] for x in p.rss}):
+            s = [(t, kb) for t, l, kb, _ in p.rss if l == life]
+            anon = [(t, kb) for t, l, _, kb in p.rss if l == life]
             if not s:
                 continue
             t_start = s[0][0]
@@ -506,9 +523,16 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
                 tail = statistics.median(settled[-per_min:])
                 entry["rss_mb_at_10min"] = round(ref / 1024, 1)
                 entry["growth_after_10min"] = round(tail / ref - 1, 4)
+                a_settled = [kb for t, kb in anon if t - t_start >= args.settle]
+                a_ref = statistics.median(a_settled[:per_min])
+                a_tail = statistics.median(a_settled[-per_min:])
+                if a_ref:
+                    entry["anon_mb_at_10min"] = round(a_ref / 1024, 1)
+                    entry["anon_mb_end"] = round(a_tail / 1024, 1)
+                    entry["anon_growth_after_10min"] = round(a_tail / a_ref - 1, 4)
                 # The same, less SQLite's own heap (page caches, capped): what
                 # grows that is not a cache filling up to its bound.
-                g = [(t, sq, gal, mw, up) for t, l, sq, gal, mw, up in p.gauges
+                g = [(t, sq, gal, mw, up, hu, hf) for t, l, sq, gal, mw, up, hu, hf in p.gauges
                      if l == life and t - t_start >= args.settle]
                 if g:
                     sq_ref = statistics.median(x[1] for x in g[:per_min]) / 1024
@@ -531,6 +555,21 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
                     # that took a dead node's cameras holds more streams.
                     entry["streams_at_10min"] = int(statistics.median(x[4] for x in g[:per_min]))
                     entry["streams_end"] = int(statistics.median(x[4] for x in g[-per_min:]))
+                    # The allocator's books: what the program holds (less
+                    # SQLite's share) grows with a leak; what the allocator
+                    # keeps free grows with fragmentation.
+                    hu_ref = statistics.median(x[5] for x in g[:per_min]) / 2**20
+                    hu_tail = statistics.median(x[5] for x in g[-per_min:]) / 2**20
+                    if hu_ref:
+                        hf_ref = statistics.median(x[6] for x in g[:per_min]) / 2**20
+                        hf_tail = statistics.median(x[6] for x in g[-per_min:]) / 2**20
+                        entry["heap_in_use_mb_at_10min"] = round(hu_ref, 1)
+                        entry["heap_in_use_mb_end"] = round(hu_tail, 1)
+                        entry["heap_free_mb_at_10min"] = round(hf_ref, 1)
+                        entry["heap_free_mb_end"] = round(hf_tail, 1)
+                        sq_mb = (sq_ref / 1024, sq_tail / 1024)
+                        entry["heap_in_use_less_sqlite_growth"] = round(
+                            (hu_tail - sq_mb[1]) / max(hu_ref - sq_mb[0], 1e-9) - 1, 4)
             # One point a minute, for a plot of RSS over the process's life.
             entry["series_mb"] = [[round(t / 60, 1), round(kb / 1024, 1)] for t, kb in s[::per_min]]
             rss.append(entry)
@@ -582,6 +621,15 @@ def print_report(r: dict) -> None:
         up = f"{e['streams_at_10min']} / {e['streams_end']}" if e.get("streams_end") else "-"
         print(f"| {e['role']} ({e['life']}) | {e['from_min']} | {e['minutes']} | {e['rss_mb_at_10min']} | "
               f"{e['rss_mb_end']} | {e['rss_mb_max']} | {g} | {sq} | {pct(e.get('growth_less_sqlite'))} | {gal} | {up} |")
+    for e in r["rss"]:
+        if "anon_mb_end" in e:
+            print(f"{e['role']} ({e['life']}): anonymous RSS {e['anon_mb_at_10min']} -> {e['anon_mb_end']} MB "
+                  f"({pct(e['anon_growth_after_10min'])}; the rest is mapped files)")
+    for e in r["rss"]:
+        if "heap_in_use_mb_end" in e:
+            print(f"{e['role']} ({e['life']}): heap in use {e['heap_in_use_mb_at_10min']} -> "
+                  f"{e['heap_in_use_mb_end']} MB (less SQLite {pct(e['heap_in_use_less_sqlite_growth'])}), "
+                  f"free in the allocator {e['heap_free_mb_at_10min']} -> {e['heap_free_mb_end']} MB")
     for e in r["rss"]:
         if "growth_less_caches" in e:
             print(f"{e['role']} ({e['life']}): merge window {e['merge_window_mb_at_10min']} -> "

@@ -7,7 +7,8 @@
 //! no I/O under it), the planner sweeps it for status timeouts, the API reads
 //! snapshots. Garbage on the status keys is counted by the shared
 //! [`vidar_link::Garbage`] and ignored. This module must not plan or sync: it only tells
-//! others, through a wake-up channel, that membership changed.
+//! others, through a wake-up channel, that membership changed or a status
+//! arrived, and when the next status timeout falls due ([`Membership::next_expiry`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -201,7 +202,26 @@ impl Membership {
             entry.status_at = Some(Instant::now());
             self.recompute(&mut table, Instant::now())
         };
+        if events.is_empty() {
+            // A fresh status moves the node's expiry and may show a load
+            // shift: the planner looks again (coalesced with pending wakes).
+            let _ = self.shared.wake.try_send(());
+        }
         self.announce(events);
+    }
+
+    /// When the first live node's status times out if no newer one arrives
+    /// (the next [`Membership::sweep`] that can change anything), or `None`
+    /// while no node is live.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        let timeout = self.shared.timeout;
+        self.table()
+            .values()
+            .filter(|e| e.live)
+            .filter_map(|e| e.status_at)
+            .min()
+            // `should_be_live` times out strictly after `timeout`.
+            .map(|at| at + timeout + Duration::from_millis(1))
     }
 
     /// Re-evaluates status timeouts at `now`; returns (and logs) the changes.

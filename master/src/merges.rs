@@ -107,6 +107,9 @@ struct Recent {
 #[derive(Debug)]
 pub struct MergeBook {
     threshold: f32,
+    /// [`MAX_RECENT`] and [`MAX_MERGED`] (smaller in tests).
+    max_recent: usize,
+    max_merged: usize,
     recent: VecDeque<Recent>,
     /// Merged-away identity -> its root.
     merged: HashMap<IdentityId, IdentityId>,
@@ -161,8 +164,15 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 impl MergeBook {
     /// A book merging at cosine similarity `threshold` or above.
     pub fn new(threshold: f64) -> MergeBook {
+        MergeBook::with_limits(threshold, MAX_RECENT, MAX_MERGED)
+    }
+
+    /// [`MergeBook::new`] with other bounds on the window and the merged map.
+    pub(crate) fn with_limits(threshold: f64, max_recent: usize, max_merged: usize) -> MergeBook {
         MergeBook {
             threshold: threshold as f32,
+            max_recent,
+            max_merged,
             recent: VecDeque::new(),
             merged: HashMap::new(),
             merged_order: VecDeque::new(),
@@ -245,7 +255,7 @@ impl MergeBook {
 
     fn age_out(&mut self, now_ms: UnixMs) {
         while let Some(front) = self.recent.front() {
-            if self.recent.len() > MAX_RECENT || now_ms - front.received_ms > MAX_AGE_MS {
+            if self.recent.len() > self.max_recent || now_ms - front.received_ms > MAX_AGE_MS {
                 if let Some(old) = self.recent.pop_front() {
                     if !self.merged.contains_key(&old.identity)
                         && !self.recent.iter().any(|r| r.identity == old.identity)
@@ -260,6 +270,7 @@ impl MergeBook {
                 break;
             }
         }
+        self.sweep_if_due();
     }
 
     /// Takes in an announcement received at `now_ms`; returns the merges it
@@ -370,12 +381,42 @@ impl MergeBook {
         }
         let first = self.first(from).min(self.first(into));
         self.first_seen.insert(into, first);
-        while self.merged_order.len() > MAX_MERGED {
+        while self.merged_order.len() > self.max_merged {
             if let Some(old) = self.merged_order.pop_front() {
                 self.merged.remove(&old);
             }
         }
+        self.sweep_if_due();
         out
+    }
+
+    /// Entries of `first_seen` and `minted_by`: they stay bounded by what
+    /// the window and the merged map hold.
+    pub fn held(&self) -> (usize, usize) {
+        (self.first_seen.len(), self.minted_by.len())
+    }
+
+    /// Forgets the first-seen times and minting nodes of identities that
+    /// are in neither the window nor the merged map (in either role): an
+    /// identity merged away whose window entry aged out is forgotten here
+    /// once the merged map drops it, which `age_out` alone never saw. Runs
+    /// when the two maps hold twice what is alive, so its cost per call is
+    /// constant on average.
+    fn sweep_if_due(&mut self) {
+        let alive = self.recent.len() + 2 * self.merged.len();
+        let due = 2 * alive + 64;
+        if self.first_seen.len() <= due && self.minted_by.len() <= due {
+            return;
+        }
+        let mut keep: std::collections::HashSet<IdentityId> =
+            std::collections::HashSet::with_capacity(alive);
+        keep.extend(self.recent.iter().map(|r| r.identity));
+        for (from, into) in &self.merged {
+            keep.insert(*from);
+            keep.insert(*into);
+        }
+        self.first_seen.retain(|id, _| keep.contains(id));
+        self.minted_by.retain(|id, _| keep.contains(id));
     }
 }
 

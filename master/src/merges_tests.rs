@@ -222,3 +222,36 @@ fn the_window_counts_what_it_holds_and_empties_with_age() {
     b.observe(&ann(99, "a", 0, &e), UnixMs(MAX_AGE_MS + 1));
     assert_eq!(b.window().0, 1);
 }
+
+/// The first-seen times and minting nodes stay bounded by the window and
+/// the merged map: an identity merged away, aged out of the window, then
+/// dropped from the merged map is forgotten (it stayed forever before).
+#[test]
+fn what_the_book_remembers_stays_bounded_over_many_merges() {
+    let (window, merged) = (4, 8);
+    let mut b = MergeBook::with_limits(0.9, window, merged);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let mut merges = 0;
+    for k in 0..2000u64 {
+        // One person seen by node a, then by node b: one merge per pair.
+        let e: Vec<f32> = (0..32).map(|_| next()).collect();
+        let t = 10_000 * k as i64;
+        b.observe(&ann(2 * k + 1, "a", t, &e), UnixMs(t));
+        merges += b
+            .observe(&ann(2 * k + 2, "b", t + 100, &e), UnixMs(t + 100))
+            .len();
+    }
+    assert!(merges >= 1900, "pairs merged: {merges}");
+    let (first_seen, minted_by) = b.held();
+    let bound = 2 * (window + 1 + 2 * merged) + 64;
+    assert!(
+        first_seen <= bound && minted_by <= bound,
+        "first_seen {first_seen}, minted_by {minted_by} (bound {bound}) after 4000 identities"
+    );
+}

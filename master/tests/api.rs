@@ -187,21 +187,3 @@ fn malformed_parameters_are_400_naming_the_parameter() {
     std::thread::sleep(Duration::from_millis(10));
     m.shutdown().expect("clean shutdown");
 }
-
-/// The service threads (plans, sync, merges) sleep on their channels and the
-/// stop wakes each of them: the master stops at once even when every timer
-/// it has is an hour away (they used to poll a stop flag every 100-200 ms).
-#[test]
-fn the_stop_wakes_every_service_instead_of_waiting_for_a_timer() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = seed_database(dir.path(), vec![sighting(1, "c1", 1_000, 2_000)]);
-    let extra = "sync_every_s = 3600.0\nplan_every_s = 3600.0";
-    let cfg = config(&db, &unique_site(), extra);
-    let m = Master::start(&cfg).expect("master starts");
-    // Every service is past its first round and waiting.
-    std::thread::sleep(Duration::from_millis(500));
-    let t0 = std::time::Instant::now();
-    m.shutdown().expect("a clean stop");
-    let took = t0.elapsed();
-    assert!(took < Duration::from_secs(2), "stopping took {took:?}");
-}

@@ -4,6 +4,7 @@
 //! the metrics exposition.
 
 pub mod health;
+pub mod heap;
 pub mod http;
 pub mod metrics;
 pub mod shutdown;

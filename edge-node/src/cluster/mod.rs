@@ -92,6 +92,8 @@ pub struct Running {
     _token: vidar_link::AliveToken,
     _services: Vec<vidar_link::Service>,
     _subscriptions: Vec<vidar_link::Subscription>,
+    /// The plan thread's inbox: `None` wakes it to stop.
+    plan_inbox: std::sync::mpsc::SyncSender<Option<Plan>>,
     link: Link,
 }
 
@@ -105,6 +107,9 @@ impl Running {
     /// Leaves the cluster: stops the threads, undeclares everything, closes the session.
     pub fn stop(mut self) {
         self.stop.trigger("leaving the cluster");
+        // The plan thread sleeps on its inbox: wake it (an error means it
+        // has ended already).
+        let _ = self.plan_inbox.send(None);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -230,11 +235,11 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
 
     // Plans: newest version wins; handled on the plan thread (starting an
     // ingest takes a while and must not block zenoh's callback threads).
-    let (plan_tx, plan_rx) = std::sync::mpsc::sync_channel::<Plan>(8);
+    let (plan_tx, plan_rx) = std::sync::mpsc::sync_channel::<Option<Plan>>(8);
     {
         let tx = plan_tx.clone();
         subscriptions.push(net.subscribe(&keys.plan(), move |_key, p: Plan| {
-            let _ = tx.try_send(p);
+            let _ = tx.try_send(Some(p));
         })?);
     }
 
@@ -294,6 +299,7 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
         _token: token,
         _services: services,
         _subscriptions: subscriptions,
+        plan_inbox: plan_tx,
         link,
     })
 }

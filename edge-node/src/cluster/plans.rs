@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use vidar_protocol::messages::Plan;
 use vidar_protocol::{CameraId, UnixMs};
 
+/// How often a node with no plan yet asks the master for the current one.
+const ASK_EVERY: Duration = Duration::from_secs(2);
+
 /// Follows the newest plan: the cameras this node ingests, and where their
 /// crops go.
 pub(super) struct PlanFollower {
@@ -27,24 +30,33 @@ pub(super) struct PlanFollower {
 }
 
 impl PlanFollower {
+    /// Applies the plans that arrive on `rx` until a `None` (the stop) or
+    /// `stop`. Until the first plan, it asks the master for the current one
+    /// every [`ASK_EVERY`]; after that it sleeps until a plan or the stop
+    /// wakes it.
     pub(super) fn run(
         mut self,
-        rx: std::sync::mpsc::Receiver<Plan>,
+        rx: std::sync::mpsc::Receiver<Option<Plan>>,
         stop: &vidar_runtime::Shutdown,
     ) {
-        let mut asked = Instant::now() - Duration::from_secs(10);
+        use std::sync::mpsc::RecvTimeoutError;
+        let mut asked: Option<Instant> = None;
         while !stop.is_triggered() {
-            // Until a plan arrives, ask the master for the current one now and then.
-            if self.shared.plan_version.load(Ordering::Relaxed) == 0
-                && asked.elapsed() >= Duration::from_secs(2)
-            {
-                asked = Instant::now();
-                self.ask_for_plan();
-            }
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(plan) => self.apply(plan),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            let got = if self.shared.plan_version.load(Ordering::Relaxed) == 0 {
+                if asked.is_none_or(|at| at.elapsed() >= ASK_EVERY) {
+                    asked = Some(Instant::now());
+                    self.ask_for_plan();
+                }
+                let next =
+                    asked.map_or(Duration::ZERO, |at| ASK_EVERY.saturating_sub(at.elapsed()));
+                rx.recv_timeout(next)
+            } else {
+                rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            };
+            match got {
+                Ok(Some(plan)) => self.apply(plan),
+                Ok(None) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
             }
         }
     }

@@ -165,17 +165,25 @@ impl Identifier {
             .spawn(move || {
                 let mut chores_at = std::time::Instant::now() + CHORES_EVERY;
                 loop {
-                    if std::time::Instant::now() >= chores_at {
+                    let now = std::time::Instant::now();
+                    if now >= chores_at {
                         worker.chores(UnixMs::now());
-                        chores_at = std::time::Instant::now() + CHORES_EVERY;
+                        chores_at = now + CHORES_EVERY;
                     }
-                    // Wakes now and then to give up on overdue remote answers.
-                    let input = match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                    // Overdue remote answers are given up (and identified
+                    // here) when due, whether or not inputs keep coming.
+                    let remote_due = worker.next_remote_deadline();
+                    if remote_due.is_some_and(|d| d <= now) {
+                        worker.expire_remote(&out);
+                    }
+                    // Sleeps until an input, the next remote deadline or
+                    // the chores: no polling.
+                    let until = worker
+                        .next_remote_deadline()
+                        .map_or(chores_at, |d| d.min(chores_at));
+                    let input = match rx.recv_timeout(until.saturating_duration_since(now)) {
                         Ok(i) => i,
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            worker.expire_remote(&out);
-                            continue;
-                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => continue,
                         Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     };
                     {

@@ -178,6 +178,11 @@ impl Worker {
     }
 
     /// Identifies here the parked jobs whose answer is overdue.
+    /// When the first parked remote job's answer is overdue, if any is parked.
+    pub(super) fn next_remote_deadline(&self) -> Option<Instant> {
+        self.remote.values().map(|p| p.deadline).min()
+    }
+
     pub(super) fn expire_remote(&mut self, out: &mpsc::Sender<Identified>) {
         if self.remote.is_empty() {
             return;

@@ -47,7 +47,8 @@ pub fn render_store(f: &mut Families<'_>, store: &vidar_store::WriterHandle) -> 
         "vidar_sqlite_memory_bytes",
         "Heap SQLite holds in this process (page caches, statements; capped per connection).",
         vidar_store::sqlite_memory_bytes(),
-    )
+    )?;
+    vidar_runtime::heap::encode(f)
 }
 
 /// Streams (from their statuses), cameras' analysis and the node's counters.

@@ -157,5 +157,6 @@ fn families(f: &mut Families<'_>, ctx: &ApiContext) -> fmt::Result {
         "vidar_sqlite_memory_bytes",
         "Heap SQLite holds in this process (page caches, statements; capped per connection).",
         vidar_store::sqlite_memory_bytes(),
-    )
+    )?;
+    vidar_runtime::heap::encode(f)
 }

@@ -25,8 +25,6 @@ pub const DEBOUNCE: Duration = Duration::from_millis(300);
 pub const REPUBLISH: Duration = Duration::from_secs(2);
 /// Least time between two replans caused by load.
 pub const LOAD_REPLAN_MIN: Duration = Duration::from_secs(15);
-/// How often the service looks at membership and load.
-const TICK: Duration = Duration::from_millis(100);
 
 /// What the plan service needs to run.
 #[derive(Debug)]
@@ -97,21 +95,61 @@ impl PlanService {
 }
 
 impl Loop {
+    /// Looks, then sleeps until the next thing falls due (a debounced
+    /// replan, the periodic one, a republish, a node's status timing out,
+    /// the end of the load cooldown) or a wake arrives (a status, a join or
+    /// leave, a replan request, the stop). Nothing polls.
     fn run(&mut self) {
-        // TICK paces the membership sweep; a wake (a status, a replan
-        // request, the stop) ends the wait at once.
         while !self.svc.stop.is_triggered() {
-            match self.svc.wake.recv_timeout(TICK) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.svc.stop.wait_timeout(TICK);
+            let now = Instant::now();
+            self.tick(now);
+            let wait = self
+                .next_due(now)
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            let woken = match wait {
+                Some(w) => self.svc.wake.recv_timeout(w),
+                None => self
+                    .svc
+                    .wake
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            if let Err(RecvTimeoutError::Disconnected) = woken {
+                // Nobody can wake us any more: only deadlines and the stop.
+                match wait {
+                    Some(w) => {
+                        self.svc.stop.wait_timeout(w);
+                    }
+                    None => self.svc.stop.wait(),
                 }
             }
-            if self.svc.stop.is_triggered() {
-                break;
-            }
-            self.tick(Instant::now());
         }
+    }
+
+    /// The earliest time at which [`Loop::tick`] has something to do with
+    /// no wake, or `None` when only a wake can give it work.
+    fn next_due(&self, now: Instant) -> Option<Instant> {
+        let periodic = Some(self.last_plan.map_or(now, |at| at + self.svc.every));
+        let pending = self.pending.as_ref().map(|(at, _)| *at);
+        let republish = self
+            .svc
+            .plans
+            .current()
+            .map(|_| self.last_publish.map_or(now, |at| at + REPUBLISH));
+        let cooldown = self
+            .last_load_replan
+            .map(|at| at + LOAD_REPLAN_MIN)
+            .filter(|at| *at > now);
+        [
+            periodic,
+            pending,
+            republish,
+            cooldown,
+            self.svc.membership.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn schedule(&mut self, now: Instant, delay: Duration, reason: String) {

@@ -93,6 +93,9 @@ struct Figures {
     rss_bytes: u64,
     peak_rss_bytes: u64,
     persons: Option<u64>,
+    /// Crops the re-ID worker embedded in the window (Vidar only): the re-ID
+    /// work, which the identity policy sets, read beside the CPU.
+    crops: Option<u64>,
 }
 
 impl Figures {
@@ -180,13 +183,14 @@ fn run_vidar(args: &CamerasBenchArgs, port: u16, interval: u32) -> Result<Figure
             .push((slot.source.camera().clone(), Arc::clone(&slot.metrics)));
     }
     let (statuses, cams) = (Arc::clone(&built.statuses), built.cameras.clone());
+    let node_metrics = Arc::clone(&built.metrics);
     let stop = vidar_runtime::Shutdown::new();
     let (st, board) = (stop.clone(), Arc::clone(&statuses));
     let analysis = built.analysis;
     let worker = std::thread::Builder::new()
         .name("analysis".into())
         .spawn(move || analysis.run_with_status(&st, &board))?;
-    let result = measure_vidar(args, &statuses, &cams);
+    let result = measure_vidar(args, &statuses, &cams, &node_metrics);
     stop.trigger("benchmark done");
     worker
         .join()
@@ -229,6 +233,7 @@ fn measure_vidar(
     args: &CamerasBenchArgs,
     statuses: &crate::telemetry::StatusBoard,
     cams: &Cams,
+    node: &crate::telemetry::NodeMetrics,
 ) -> Result<((Instant, Instant), Figures)> {
     let t = Instant::now();
     loop {
@@ -260,9 +265,10 @@ fn measure_vidar(
         counters(&|s| s.counters.dropped),
         counters(&|s| s.counters.reconnects),
     );
-    let (t0, c0, a0) = (Instant::now(), cpu_seconds(), analysed());
+    let crops = || node.crops.load(Ordering::Relaxed);
+    let (t0, c0, a0, e0) = (Instant::now(), cpu_seconds(), analysed(), crops());
     std::thread::sleep(Duration::from_secs(args.seconds));
-    let (t1, c1, a1) = (Instant::now(), cpu_seconds(), analysed());
+    let (t1, c1, a1, e1) = (Instant::now(), cpu_seconds(), analysed(), crops());
     let (rss_bytes, peak_rss_bytes) = rss();
     let dropped = counters(&|s| s.counters.dropped).saturating_sub(dropped0);
     let reconnects = counters(&|s| s.counters.reconnects).saturating_sub(reconnects0);
@@ -278,6 +284,7 @@ fn measure_vidar(
             cpu_seconds: c1 - c0,
             rss_bytes,
             peak_rss_bytes,
+            crops: Some(e1.saturating_sub(e0)),
             ..Figures::default()
         },
     ))
@@ -393,6 +400,7 @@ fn read_report(path: &Path, fps: f64) -> Result<Figures> {
         rss_bytes: num("rss_bytes").unwrap_or(0.0) as u64,
         peak_rss_bytes: num("peak_rss_bytes")? as u64,
         persons: num("persons_detected").ok().map(|p| p as u64),
+        crops: None,
     })
 }
 
@@ -517,6 +525,12 @@ fn print_table(
             windows.push(format!(
                 "{name}: p99 latency per 30 s of the window, ms: {}",
                 p99s.join(" / ")
+            ));
+        }
+        if let Some(c) = f.crops {
+            windows.push(format!(
+                "{name}: re-ID crops embedded in the window: {c} ({:.1}/s)",
+                c as f64 / f.seconds.max(1e-9)
             ));
         }
     }

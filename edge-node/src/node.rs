@@ -319,6 +319,7 @@ pub fn run(config: EdgeConfig, shutdown: Shutdown, status_every_s: u64) -> Resul
     let garbage = cluster
         .as_ref()
         .map(|c| (c.link.garbage(), c.link.refused_askers()));
+    let certificate = cluster.as_ref().and_then(|c| c.link.certificate_expires());
     let mut metrics_exposition = exposition(&node_id);
     metrics_exposition.collect(move |f| {
         render_node(f, &board, &reg.snapshot(), &nm)?;
@@ -335,7 +336,7 @@ pub fn run(config: EdgeConfig, shutdown: Shutdown, status_every_s: u64) -> Resul
                 g.refused(),
             )?;
         }
-        Ok(())
+        vidar_runtime::metrics::certificate_expiry(f, certificate.map(|t| t.0 / 1000))
     });
     let health = Health::new(&shutdown);
     watch_health(&health, &store, &statuses, &registry);

@@ -490,6 +490,21 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
         refused > 0.0,
         "the master did not count the garbage:\n{master_metrics}"
     );
+    // Every process exports when its certificate (30 days here) expires.
+    let expiry = |text: &str| {
+        vidar_runtime::metrics::value(text, "vidar_certificate_expiry_timestamp_seconds", &[])
+            .unwrap_or(0.0)
+    };
+    let in_30_days = (UnixMs::now().0 / 1000 + 30 * 86_400) as f64;
+    for (who, text) in std::iter::once(("master", master_metrics.clone()))
+        .chain(site.edges.iter().map(|e| ("an edge", e.metrics_text())))
+    {
+        let at = expiry(&text);
+        assert!(
+            (at - in_30_days).abs() < 86_400.0,
+            "{who}'s certificate expiry {at}, expected about {in_30_days}"
+        );
+    }
     assert_eq!(
         site.plan().and_then(|p| p.get("version").cloned()),
         plan_before,

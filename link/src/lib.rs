@@ -425,7 +425,8 @@ impl LinkSettings {
             );
         }
         let session = self.open_with(default_mode, bundle.as_ref())?;
-        Ok(Link::with_trust(session, keys, trust))
+        Ok(Link::with_trust(session, keys, trust)
+            .with_certificate_expiry(bundle.as_ref().map(|b| b.not_after)))
     }
 
     /// Opens a raw zenoh session with these settings: for tests and tools

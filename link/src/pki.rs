@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use vidar_protocol::{Keys, NodeId};
+use vidar_protocol::{Keys, NodeId, UnixMs};
 
 /// The common name of the master's certificate (no node may take it).
 pub const MASTER_NAME: &str = "master";
@@ -37,6 +37,8 @@ pub const DEFAULT_DAYS: u32 = 730;
 const CA_DAYS: u32 = 3650;
 /// The master's roster file in its bundle.
 const ENROLLED: &str = "enrolled";
+/// A certificate expiring sooner than this is warned about at start, days.
+pub const WARN_DAYS: i64 = 30;
 
 /// Why keys could not be made or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +93,8 @@ pub struct Bundle {
     pub name: String,
     /// Master or node.
     pub role: Role,
+    /// When its certificate expires.
+    pub not_after: UnixMs,
     master_public_key: [u8; 32],
 }
 
@@ -112,15 +116,34 @@ impl Bundle {
         if f.role == Role::Node && f.name == MASTER_NAME {
             return Err(file_err(&toml_path, "a node bundle cannot be named master"));
         }
+        let cert = dir.join("cert.pem");
+        let (not_after, when) = not_after(&cert)?;
         let b = Bundle {
             dir: dir.to_path_buf(),
             site: f.site,
             name: f.name,
             role: f.role,
+            not_after,
             master_public_key: key,
         };
-        for p in [b.ca_file(), b.cert_file()] {
-            std::fs::metadata(&p).map_err(|e| file_err(&p, e))?;
+        std::fs::metadata(b.ca_file()).map_err(|e| file_err(&b.ca_file(), e))?;
+        let renew = match b.role {
+            Role::Master => "`vidar-master ca renew-master`".to_string(),
+            Role::Node => format!("`vidar-master enroll {}`", b.name),
+        };
+        let left_ms = not_after - UnixMs::now();
+        if left_ms <= 0 {
+            return Err(file_err(
+                &cert,
+                format!("the certificate expired on {when}; renew it with {renew} and install the new bundle"),
+            ));
+        }
+        if left_ms < WARN_DAYS * 86_400_000 {
+            tracing::warn!(
+                certificate = %cert.display(),
+                days_left = left_ms / 86_400_000,
+                "the certificate expires on {when}; renew it with {renew}"
+            );
         }
         let mut private = vec![b.key_file()];
         if b.role == Role::Master {
@@ -310,6 +333,31 @@ pub fn init_ca(dir: &Path, site: &str, days: u32) -> Result<PathBuf, PkiError> {
     let master = issue(dir, &issuer, MASTER_NAME, Role::Master, days)?;
     write_roster(&master.join(ENROLLED), &[])?;
     Ok(master)
+}
+
+/// When the PEM certificate in `path` expires, and that time as a date.
+fn not_after(path: &Path) -> Result<(UnixMs, String), PkiError> {
+    let pem = std::fs::read(path).map_err(|e| file_err(path, e))?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem)
+        .map_err(|e| file_err(path, format!("not a PEM certificate: {e}")))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| file_err(path, format!("not an X.509 certificate: {e}")))?;
+    let t = cert.validity().not_after;
+    Ok((UnixMs(t.timestamp().saturating_mul(1000)), t.to_string()))
+}
+
+/// Renews the master's certificate (a new key, `days` of validity) in
+/// `dir/master`, keeping the site's signing key (which nodes pin) and the
+/// roster. Nodes need nothing new: they trust the CA, not the certificate.
+/// Returns the bundle directory; restart the master to use it.
+pub fn renew_master(dir: &Path, days: u32) -> Result<PathBuf, PkiError> {
+    let issuer = load_issuer(dir)?;
+    let roster = dir.join(MASTER_NAME).join(ENROLLED);
+    let ids = read_roster(&roster)?;
+    let bundle = issue(dir, &issuer, MASTER_NAME, Role::Master, days)?;
+    write_roster(&roster, &ids)?;
+    Ok(bundle)
 }
 
 /// The site of the CA in `dir`.
@@ -528,5 +576,68 @@ mod tests {
             init_ca(&tmp.path().join("x"), "a/b", 30).is_err(),
             "bad site"
         );
+    }
+
+    #[test]
+    fn the_master_certificate_is_renewed_keeping_the_roster_and_the_pinned_key() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("ca");
+        let master = init_ca(&dir, "plant", 20).expect("ca init");
+        let node = enroll(&dir, &id("edge-1"), 400).expect("enroll");
+        let old = Bundle::load(&master).expect("master bundle");
+        let old_key = std::fs::read(master.join("key.pem")).expect("key");
+        let day = 86_400_000;
+        assert!(
+            (old.not_after - UnixMs::now() - 20 * day).abs() < day,
+            "{old:?}"
+        );
+
+        assert_eq!(renew_master(&dir, 400).expect("renewed"), master);
+        let new = Bundle::load(&master).expect("renewed bundle");
+        assert!(
+            (new.not_after - UnixMs::now() - 400 * day).abs() < day,
+            "{new:?}"
+        );
+        assert_ne!(
+            std::fs::read(master.join("key.pem")).expect("key"),
+            old_key,
+            "a new key"
+        );
+        assert_eq!(new.enrolled().expect("roster"), vec![id("edge-1")]);
+        // Nodes keep their bundles: the master's seal still opens with the pinned key.
+        let sealed = new
+            .signer()
+            .expect("loads")
+            .expect("signs")
+            .seal("vidar/plant/plan", b"VDx");
+        let n = Bundle::load(&node).expect("node bundle");
+        assert_eq!(
+            n.authority().open("vidar/plant/plan", &sealed),
+            Ok(&b"VDx"[..])
+        );
+        assert!(
+            renew_master(&tmp.path().join("none"), 30).is_err(),
+            "no CA there"
+        );
+    }
+
+    #[test]
+    fn an_expired_certificate_is_refused_naming_how_to_renew_it() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("ca");
+        init_ca(&dir, "plant", 30).expect("ca init");
+        // Valid for 0 days: expired once the second it was issued in is over.
+        let b = enroll(&dir, &id("edge-1"), 0).expect("enroll");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let e = Bundle::load(&b).expect_err("expired");
+        let text = e.to_string();
+        assert!(
+            text.contains("cert.pem")
+                && text.contains("expired on")
+                && text.contains("vidar-master enroll edge-1"),
+            "{text}"
+        );
+        enroll(&dir, &id("edge-1"), 30).expect("renewed");
+        assert!(Bundle::load(&b).is_ok(), "a renewed bundle loads");
     }
 }

@@ -30,6 +30,8 @@ pub struct Link {
     keys: Keys,
     garbage: Arc<Garbage>,
     trust: Arc<Trust>,
+    /// When this process's certificate expires (under a bundle).
+    certificate_expires: Option<vidar_protocol::UnixMs>,
 }
 
 impl std::fmt::Debug for Link {
@@ -249,7 +251,20 @@ impl Link {
             keys,
             garbage: Arc::new(Garbage::default()),
             trust: Arc::new(trust),
+            certificate_expires: None,
         }
+    }
+
+    /// The same link, knowing when its certificate expires.
+    pub(crate) fn with_certificate_expiry(mut self, at: Option<vidar_protocol::UnixMs>) -> Link {
+        self.certificate_expires = at;
+        self
+    }
+
+    /// When this process's certificate expires, under a bundle (exported by
+    /// both binaries as `vidar_certificate_expiry_timestamp_seconds`).
+    pub fn certificate_expires(&self) -> Option<vidar_protocol::UnixMs> {
+        self.certificate_expires
     }
 
     /// Whether this link checks the master's signature on plans and merges.

@@ -120,6 +120,18 @@ enum CaCommand {
         #[arg(long)]
         if_missing: bool,
     },
+    /// Renews the master's certificate (a new key and certificate in
+    /// DIR/master) keeping the site's signing key and the roster: nodes need
+    /// nothing new. Restart the master to use it. (A node's certificate is
+    /// renewed by enrolling it again.)
+    RenewMaster {
+        /// The CA directory written by `ca init`.
+        #[arg(long, default_value = "vidar-ca")]
+        dir: PathBuf,
+        /// Certificate validity, days.
+        #[arg(long, default_value_t = vidar_link::pki::DEFAULT_DAYS)]
+        days: u32,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -209,6 +221,18 @@ fn main() -> anyhow::Result<()> {
                 master.display(),
                 master.display().to_string(),
                 dir.display()
+            );
+            Ok(())
+        }
+        Command::Ca {
+            command: CaCommand::RenewMaster { dir, days },
+        } => {
+            let master = vidar_link::pki::renew_master(&dir, days)?;
+            // Loads as the master will (and says so if it does not).
+            vidar_link::Bundle::load(&master)?;
+            println!(
+                "master: certificate renewed in {} for {days} days; restart the master to use it                  (nodes keep their bundles)",
+                master.display()
             );
             Ok(())
         }

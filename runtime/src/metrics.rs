@@ -261,6 +261,20 @@ impl Exposition {
     }
 }
 
+/// `vidar_certificate_expiry_timestamp_seconds`: when the process's
+/// certificate expires (`at`, seconds since 1970; nothing without one).
+/// Alert on `vidar_certificate_expiry_timestamp_seconds - time() < 30 * 86400`.
+pub fn certificate_expiry(f: &mut Families<'_>, at: Option<i64>) -> fmt::Result {
+    match at {
+        Some(t) => f.gauge(
+            "vidar_certificate_expiry_timestamp_seconds",
+            "When this process's certificate (its bundle's cert.pem) expires, seconds since 1970.",
+            t,
+        ),
+        None => Ok(()),
+    }
+}
+
 /// The value of one sample in an exposition's text, by its name and labels
 /// as written (`value(text, "vidar_frames_total", &[("camera", "a")])`), for
 /// tests and tools that read metrics.

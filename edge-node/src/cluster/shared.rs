@@ -194,6 +194,11 @@ impl Link {
         Arc::clone(self.shared.link.garbage())
     }
 
+    /// When this node's certificate expires (under a bundle).
+    pub fn certificate_expires(&self) -> Option<vidar_protocol::UnixMs> {
+        self.shared.link.certificate_expires()
+    }
+
     /// Re-ID requests refused (an asker the plan does not pair with this
     /// node, or one naming itself differently from its key).
     pub fn refused_askers(&self) -> Arc<AtomicU64> {

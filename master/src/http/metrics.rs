@@ -158,5 +158,9 @@ fn families(f: &mut Families<'_>, ctx: &ApiContext) -> fmt::Result {
         "Heap SQLite holds in this process (page caches, statements; capped per connection).",
         vidar_store::sqlite_memory_bytes(),
     )?;
-    vidar_runtime::heap::encode(f)
+    vidar_runtime::heap::encode(f)?;
+    vidar_runtime::metrics::certificate_expiry(
+        f,
+        ctx.link.certificate_expires().map(|t| t.0 / 1000),
+    )
 }

@@ -7,8 +7,8 @@
 //! no I/O under it), the planner sweeps it for status timeouts, the API reads
 //! snapshots. Garbage on the status keys is counted by the shared
 //! [`vidar_link::Garbage`] and ignored. This module must not plan or sync: it only tells
-//! others, through a wake-up channel, that membership changed or a status
-//! arrived, and when the next status timeout falls due ([`Membership::next_expiry`]).
+//! others, through a wake-up channel, that membership changed, and when the
+//! next status timeout falls due ([`Membership::next_expiry`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -202,11 +202,6 @@ impl Membership {
             entry.status_at = Some(Instant::now());
             self.recompute(&mut table, Instant::now())
         };
-        if events.is_empty() {
-            // A fresh status moves the node's expiry and may show a load
-            // shift: the planner looks again (coalesced with pending wakes).
-            let _ = self.shared.wake.try_send(());
-        }
         self.announce(events);
     }
 

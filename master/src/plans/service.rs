@@ -97,8 +97,12 @@ impl PlanService {
 impl Loop {
     /// Looks, then sleeps until the next thing falls due (a debounced
     /// replan, the periodic one, a republish, a node's status timing out,
-    /// the end of the load cooldown) or a wake arrives (a status, a join or
-    /// leave, a replan request, the stop). Nothing polls.
+    /// the end of the load cooldown) or a wake arrives (a join or leave, a
+    /// replan request, the stop). Nothing polls. Load is judged from the
+    /// statuses at each look: at least every [`REPUBLISH`] while a plan
+    /// exists, well within [`LOAD_REPLAN_MIN`]; a status alone does not wake
+    /// the thread (hundreds of nodes would wake it hundreds of times a
+    /// second).
     fn run(&mut self) {
         while !self.svc.stop.is_triggered() {
             let now = Instant::now();

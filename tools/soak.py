@@ -120,10 +120,12 @@ class Proc:
     popen: subprocess.Popen | None = None
     lives: int = 0
     started: float = 0.0
-    rss: list[tuple[float, int, int]] = field(default_factory=list)  # (t, life, kB)
+    # (t, life, VmRSS kB, RssAnon kB)
+    rss: list[tuple[float, int, int, int]] = field(default_factory=list)
     # (t, life, SQLite heap bytes, gallery identities, merge window bytes,
-    # streams up) from the process' /metrics
-    gauges: list[tuple[float, int, float, float, float, float]] = field(default_factory=list)
+    # streams up, heap in use bytes, heap free bytes) from the process' /metrics
+    gauges: list[tuple[float, int, float, float, float, float, float, float]] = field(
+        default_factory=list)
 
     @property
     def ready_file(self) -> Path:

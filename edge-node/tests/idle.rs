@@ -11,27 +11,7 @@ use vidar_edge_node::telemetry::NodeMetrics;
 use vidar_protocol::NodeId;
 use vidar_reid::{Gallery, GalleryConfig};
 use vidar_testkit::fakes::ColorEmbedder;
-
-/// Voluntary context switches of each thread of this process named `name`.
-fn switches(name: &str) -> Vec<u64> {
-    let mut out = Vec::new();
-    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
-    for t in tasks.flatten() {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
-            continue;
-        }
-        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
-        if let Some(n) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-            .and_then(|v| v.trim().parse().ok())
-        {
-            out.push(n);
-        }
-    }
-    out
-}
+use vidar_testkit::process::voluntary_switches as switches;
 
 /// An idle re-ID worker sleeps through three seconds (its chores are 10 s
 /// apart): it used to wake every 100 ms to look for overdue remote answers.

@@ -9,31 +9,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use vidar_master::Master;
+use vidar_testkit::process::voluntary_switches as switches;
 
 /// The service threads the master starts, by name.
 const SERVICES: [&str; 3] = ["vidar-plans", "vidar-sync", "vidar-merges"];
-
-/// Voluntary context switches of each thread of this process named `name`
-/// (a thread that sleeps and wakes switches once per wake).
-fn switches(name: &str) -> Vec<u64> {
-    let mut out = Vec::new();
-    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
-    for t in tasks.flatten() {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
-            continue;
-        }
-        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
-        if let Some(n) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-            .and_then(|v| v.trim().parse().ok())
-        {
-            out.push(n);
-        }
-    }
-    out
-}
 
 /// With every timer an hour away, the plans, sync and merge threads sleep
 /// through three seconds (the merge thread's 2 s catch-up look wakes it at

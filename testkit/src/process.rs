@@ -165,12 +165,65 @@ impl Drop for Proc {
     }
 }
 
+/// Voluntary context switches of each thread of this process named `name`
+/// (from `/proc/self/task/*/status`): a thread that sleeps and is woken
+/// switches once per wake, so the difference over an idle interval counts
+/// its wake-ups. Tests use it to tell a thread that polls from one that
+/// sleeps until woken. Empty where no thread has that name.
+pub fn voluntary_switches(name: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        if let Some(n) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+        {
+            out.push(n);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn sh(dir: &Path, name: &str, script: &str) -> Proc {
         Proc::spawn(dir, name, Path::new("/bin/sh"), &["-c", script]).expect("spawn sh")
+    }
+
+    /// A thread woken 20 times through a channel counts at least 20 switches
+    /// more; one asleep counts none.
+    #[test]
+    fn voluntary_switches_count_a_named_threads_wakes() {
+        let (tx, rx) = std::sync::mpsc::channel::<bool>();
+        let t = std::thread::Builder::new()
+            .name("vk-sleeper".into())
+            .spawn(move || while rx.recv().unwrap_or(false) {})
+            .expect("thread");
+        std::thread::sleep(Duration::from_millis(100));
+        let before = voluntary_switches("vk-sleeper");
+        assert_eq!(before.len(), 1, "{before:?}");
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(voluntary_switches("vk-sleeper"), before, "asleep: no wakes");
+        for _ in 0..20 {
+            tx.send(true).expect("send");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let after = voluntary_switches("vk-sleeper");
+        assert!(after[0] >= before[0] + 20, "{before:?} -> {after:?}");
+        tx.send(false).expect("send");
+        t.join().expect("join");
+        assert!(voluntary_switches("vk-sleeper").is_empty());
+        assert!(voluntary_switches("no-such-thread").is_empty());
     }
 
     #[test]

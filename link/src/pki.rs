@@ -352,12 +352,8 @@ fn not_after(path: &Path) -> Result<(UnixMs, String), PkiError> {
 /// roster. Nodes need nothing new: they trust the CA, not the certificate.
 /// Returns the bundle directory; restart the master to use it.
 pub fn renew_master(dir: &Path, days: u32) -> Result<PathBuf, PkiError> {
-    let issuer = load_issuer(dir)?;
-    let roster = dir.join(MASTER_NAME).join(ENROLLED);
-    let ids = read_roster(&roster)?;
-    let bundle = issue(dir, &issuer, MASTER_NAME, Role::Master, days)?;
-    write_roster(&roster, &ids)?;
-    Ok(bundle)
+    // `issue` rewrites the certificate, key and bundle files, never the roster.
+    issue(dir, &load_issuer(dir)?, MASTER_NAME, Role::Master, days)
 }
 
 /// The site of the CA in `dir`.

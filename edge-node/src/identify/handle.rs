@@ -172,15 +172,14 @@ impl Identifier {
                     }
                     // Overdue remote answers are given up (and identified
                     // here) when due, whether or not inputs keep coming.
-                    let remote_due = worker.next_remote_deadline();
+                    let mut remote_due = worker.next_remote_deadline();
                     if remote_due.is_some_and(|d| d <= now) {
                         worker.expire_remote(&out);
+                        remote_due = worker.next_remote_deadline();
                     }
                     // Sleeps until an input, the next remote deadline or
                     // the chores: no polling.
-                    let until = worker
-                        .next_remote_deadline()
-                        .map_or(chores_at, |d| d.min(chores_at));
+                    let until = remote_due.map_or(chores_at, |d| d.min(chores_at));
                     let input = match rx.recv_timeout(until.saturating_duration_since(now)) {
                         Ok(i) => i,
                         Err(mpsc::RecvTimeoutError::Timeout) => continue,

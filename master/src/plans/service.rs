@@ -107,33 +107,18 @@ impl Loop {
         while !self.svc.stop.is_triggered() {
             let now = Instant::now();
             self.tick(now);
-            let wait = self
-                .next_due(now)
-                .map(|at| at.saturating_duration_since(Instant::now()));
-            let woken = match wait {
-                Some(w) => self.svc.wake.recv_timeout(w),
-                None => self
-                    .svc
-                    .wake
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            if let Err(RecvTimeoutError::Disconnected) = woken {
+            let wait = self.next_due(now).saturating_duration_since(Instant::now());
+            if let Err(RecvTimeoutError::Disconnected) = self.svc.wake.recv_timeout(wait) {
                 // Nobody can wake us any more: only deadlines and the stop.
-                match wait {
-                    Some(w) => {
-                        self.svc.stop.wait_timeout(w);
-                    }
-                    None => self.svc.stop.wait(),
-                }
+                self.svc.stop.wait_timeout(wait);
             }
         }
     }
 
     /// The earliest time at which [`Loop::tick`] has something to do with
-    /// no wake, or `None` when only a wake can give it work.
-    fn next_due(&self, now: Instant) -> Option<Instant> {
-        let periodic = Some(self.last_plan.map_or(now, |at| at + self.svc.every));
+    /// no wake (the periodic replan at the latest).
+    fn next_due(&self, now: Instant) -> Instant {
+        let periodic = self.last_plan.map_or(now, |at| at + self.svc.every);
         let pending = self.pending.as_ref().map(|(at, _)| *at);
         let republish = self
             .svc
@@ -145,7 +130,6 @@ impl Loop {
             .map(|at| at + LOAD_REPLAN_MIN)
             .filter(|at| *at > now);
         [
-            periodic,
             pending,
             republish,
             cooldown,
@@ -153,7 +137,7 @@ impl Loop {
         ]
         .into_iter()
         .flatten()
-        .min()
+        .fold(periodic, Instant::min)
     }
 
     fn schedule(&mut self, now: Instant, delay: Duration, reason: String) {

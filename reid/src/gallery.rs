@@ -39,7 +39,8 @@ pub struct GalleryConfig {
     /// `vidar-edge eval reid` (docs/benchmarks.md, "Re-ID accuracy").
     pub match_threshold: f32,
     /// Similarity at or above which a match is *confident*: only those teach
-    /// the transit times between cameras, and only those witness that two
+    /// the hard transit rules (the shortest transit between two cameras,
+    /// see `transit_min_samples`), and only those witness that two
     /// cameras' views overlap (a person on both at once): such a match is
     /// still refused until `transit_min_samples` witnesses make up at least
     /// half of what the pair has taught, so one false match never gives an
@@ -92,6 +93,26 @@ pub struct GalleryConfig {
     /// 0.783; mean 0.735 against 0.762), since a track that lingers on one
     /// camera while its person appears on the next also counts as overlap.
     pub overlap_on_confident: bool,
+    /// How far a camera pair's learned transit times move a candidate's
+    /// score, in similarity per tenfold odds (the scale of `crowd_step`).
+    /// A track that begins on one camera when the pair's learned transits
+    /// say people arrive from where a candidate was last seen is up to
+    /// tenfold likelier that person (+`transit_weight`); one that begins
+    /// far from every learned transit, up to tenfold less likely
+    /// (-`transit_weight`). The odds are the learned transit density (a
+    /// kernel estimate over the pair's transits from matches whose
+    /// similarity alone cleared `match_threshold`) against a stranger's,
+    /// taken as even over `transit_horizon_s`. Only pairs with at least
+    /// `transit_min_samples` such transits weigh in; a candidate last seen
+    /// on the track's own camera is not moved. A match the prior tipped
+    /// teaches nothing, so the prior never teaches itself. 0 turns it off. Default 0.082 (the default model's
+    /// calibration, as `crowd_step`); measured in docs/benchmarks.md
+    /// ("Transit times as a prior").
+    pub transit_weight: f32,
+    /// Span over which a stranger's last sighting is taken as equally
+    /// likely at any time, seconds (the prior's reference density is one
+    /// over it). Default 60.
+    pub transit_horizon_s: u64,
 }
 
 impl Default for GalleryConfig {
@@ -111,6 +132,8 @@ impl Default for GalleryConfig {
             crowd_step: 0.082,
             crowd_reference: 12,
             overlap_on_confident: false,
+            transit_weight: 0.082,
+            transit_horizon_s: 60,
         }
     }
 }
@@ -129,6 +152,10 @@ impl Config for GalleryConfig {
         p.within("update_weight", self.update_weight, 0.0, 1.0);
         p.within("prototype_merge", self.prototype_merge, -1.0, 1.0);
         p.within("crowd_step", self.crowd_step, 0.0, 1.0);
+        p.within("transit_weight", self.transit_weight, 0.0, 1.0);
+        if self.transit_horizon_s == 0 {
+            p.push("transit_horizon_s", "must be > 0");
+        }
         if self.crowd_reference == 0 {
             p.push("crowd_reference", "must be > 0");
         }
@@ -191,6 +218,8 @@ pub const OPEN: UnixMs = UnixMs::MAX;
 const MAX_APPEARANCES: usize = 16;
 /// Transit samples kept per ordered camera pair.
 const MAX_TRANSITS: usize = 64;
+/// Smallest kernel width of the transit prior, ms.
+const MIN_BANDWIDTH_MS: f64 = 1000.0;
 
 /// A known person.
 #[derive(Debug, Clone, PartialEq)]
@@ -298,7 +327,8 @@ pub enum Assignment {
     New {
         /// The new id.
         id: IdentityId,
-        /// Similarity of the closest allowed identity, if any (below threshold or ambiguous).
+        /// Score of the closest allowed identity, if any (below threshold or
+        /// ambiguous): its similarity moved by the transit prior.
         closest: Option<f32>,
     },
 }
@@ -312,16 +342,16 @@ impl Assignment {
     }
 }
 
-/// Learned transit times of one ordered camera pair.
+/// The most recent transit samples, ms (negative: the views overlapped in
+/// time), at most [`MAX_TRANSITS`].
 #[derive(Debug, Default, Clone)]
-struct Transits {
-    /// Recent confident transits, ms (negative: the views overlap in time).
+struct Ring {
     samples: Vec<i64>,
     /// Next slot to overwrite once full.
     next: usize,
 }
 
-impl Transits {
+impl Ring {
     fn add(&mut self, dt: i64) {
         if self.samples.len() < MAX_TRANSITS {
             self.samples.push(dt);
@@ -330,22 +360,107 @@ impl Transits {
             self.next = (self.next + 1) % MAX_TRANSITS;
         }
     }
-    /// Shortest transit (samples where the views did not overlap).
-    fn min_transit(&self) -> Option<i64> {
-        self.samples.iter().copied().filter(|&d| d >= 0).min()
-    }
     /// Samples where the views did not overlap.
+    fn transits(&self) -> impl Iterator<Item = i64> + '_ {
+        self.samples.iter().copied().filter(|&d| d >= 0)
+    }
+}
+
+/// Learned transit times of one ordered camera pair.
+#[derive(Debug, Default, Clone)]
+struct Transits {
+    /// From confident matches only: the hard rules (shortest transit,
+    /// overlapping views) rest on these.
+    confident: Ring,
+    /// From every match that cleared the match threshold on appearance
+    /// alone (confident ones included): the prior's density rests on these.
+    matched: Ring,
+}
+
+impl Transits {
+    fn add(&mut self, dt: i64, confident: bool) {
+        if confident {
+            self.confident.add(dt);
+        }
+        self.matched.add(dt);
+    }
+    /// Shortest confident transit (samples where the views did not overlap).
+    fn min_transit(&self) -> Option<i64> {
+        self.confident.transits().min()
+    }
+    /// Confident samples where the views did not overlap.
     fn transits(&self) -> usize {
-        self.samples.iter().filter(|&&d| d >= 0).count()
+        self.confident.transits().count()
+    }
+    /// Density of the pair's transits at `dt` (per ms), a Gaussian kernel
+    /// estimate over the matched samples where the views did not overlap;
+    /// `None` with fewer than `need` of them. Bandwidth: Silverman's rule,
+    /// at least [`MIN_BANDWIDTH_MS`] (capture times jitter by frames and
+    /// detections).
+    fn density(&self, dt: i64, need: usize) -> Option<f64> {
+        let n = self.matched.transits().count();
+        if n < need.max(1) {
+            return None;
+        }
+        let xs = || self.matched.transits().map(|d| d as f64);
+        let mean = xs().sum::<f64>() / n as f64;
+        let var = xs().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
+        let h = (1.06 * var.sqrt() * (n as f64).powf(-0.2)).max(MIN_BANDWIDTH_MS);
+        let k: f64 = xs()
+            .map(|x| {
+                let z = (dt as f64 - x) / h;
+                (-0.5 * z * z).exp()
+            })
+            .sum();
+        Some(k / (n as f64 * h * (2.0 * std::f64::consts::PI).sqrt()))
     }
     /// The views are known to overlap: at least `need` confident witnesses of
     /// a person on both cameras at once, and at least half of all samples
     /// (a pair whose views do not overlap collects true transits far faster
     /// than false witnesses).
     fn overlap_known(&self, need: usize) -> bool {
-        let overlaps = self.samples.len() - self.transits();
-        overlaps >= need && 2 * overlaps >= self.samples.len()
+        let all = self.confident.samples.len();
+        let overlaps = all - self.transits();
+        overlaps >= need && 2 * overlaps >= all
     }
+}
+
+/// One identity a decision weighed ([`Gallery::candidates`]).
+#[derive(Clone, Copy, PartialEq)]
+pub struct Candidate {
+    /// The identity.
+    pub id: IdentityId,
+    /// Cosine similarity to its closest prototype.
+    pub similarity: f32,
+    /// What the transit prior adds to it.
+    pub prior: f32,
+    /// Why it may not be given to the track (None: allowed).
+    pub excluded: Option<Excluded>,
+}
+
+/// Compact: `id:similarity+prior` and the exclusion, for decision logs.
+impl std::fmt::Debug for Candidate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{:.3}{:+.3}", self.id.0, self.similarity, self.prior)?;
+        match self.excluded {
+            Some(e) => write!(f, ":{e:?}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The closest allowed identity of a track, as [`Gallery::scan`] finds it.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    id: IdentityId,
+    /// Its similarity moved by the transit prior: what decides.
+    score: f32,
+    /// Cosine similarity to its closest prototype.
+    similarity: f32,
+    /// Score of the closest allowed identity of another person.
+    second: Option<f32>,
+    /// Identities allowed (the crowd).
+    crowd: usize,
 }
 
 /// A bounded set of identities with track-level matching.
@@ -531,33 +646,73 @@ impl Gallery {
     }
 
     /// [`best_match_except`](Self::best_match_except), and how many
-    /// identities were allowed (the crowd the decision is made in).
+    /// identities were allowed (the crowd the decision is made in). The
+    /// scores are similarities moved by the transit prior
+    /// ([`transit_prior`](Self::transit_prior)): what decisions compare.
     pub fn closest(
         &self,
         q: &TrackQuery<'_>,
         skip: Option<IdentityId>,
     ) -> Option<(IdentityId, f32, Option<f32>, usize)> {
-        self.scan(q, skip).0
+        self.scan(q, skip)
+            .0
+            .map(|f| (f.id, f.score, f.second, f.crowd))
     }
 
-    /// [`closest`](Self::closest), and the identity `q` matches best at or
-    /// above `confident_threshold` among those refused only for being on
-    /// another camera at the same time (a witness that the views overlap,
-    /// see [`GalleryConfig::confident_threshold`]). One pass: similarity
-    /// and rules once per identity; the runner-up is picked from the
-    /// allowed ones.
-    #[allow(clippy::type_complexity)]
+    /// How the learned transit times move `ident`'s score for the track
+    /// `q`, in similarity, within +-`transit_weight` (see
+    /// [`GalleryConfig::transit_weight`]). 0 when the prior is off, when the
+    /// identity was last seen on `q`'s camera or is still on screen, and
+    /// when that camera pair has learned fewer than `transit_min_samples`
+    /// transits.
+    pub fn transit_prior(&self, ident: &Identity, q: &TrackQuery<'_>) -> f32 {
+        let w = self.config.transit_weight;
+        if w <= 0.0 {
+            return 0.0;
+        }
+        let Some(last) = ident.appearances.iter().max_by_key(|a| a.last_ms) else {
+            return 0.0;
+        };
+        if last.last_ms >= OPEN || last.camera == *q.camera {
+            return 0.0;
+        }
+        let dt = q.first_ms.since(last.last_ms);
+        if dt < 0 {
+            return 0.0;
+        }
+        let Some(density) = self
+            .transits
+            .get(&last.camera)
+            .and_then(|m| m.get(q.camera))
+            .and_then(|t| t.density(dt, self.config.transit_min_samples))
+        else {
+            return 0.0;
+        };
+        let horizon_ms = self.config.transit_horizon_s as f64 * 1000.0;
+        let decades = (density * horizon_ms).max(1e-12).log10().clamp(-1.0, 1.0);
+        w * decades as f32
+    }
+
+    /// The closest allowed identity (see [`Found`]), and the identity `q`
+    /// matches best at or above `confident_threshold` among those refused
+    /// only for being on another camera at the same time (a witness that
+    /// the views overlap, see [`GalleryConfig::confident_threshold`]). One
+    /// pass: similarity and rules once per identity; the runner-up is
+    /// picked from the allowed ones. The transit prior is weighed only for
+    /// identities it could lift into a decision (similarity at least
+    /// `match_threshold - ambiguity_margin - transit_weight`); below that
+    /// the score is the similarity.
     fn scan(
         &self,
         q: &TrackQuery<'_>,
         skip: Option<IdentityId>,
-    ) -> (
-        Option<(IdentityId, f32, Option<f32>, usize)>,
-        Option<(IdentityId, f32)>,
-    ) {
+    ) -> (Option<Found>, Option<(IdentityId, f32)>) {
         let confident = self.config.confident_threshold;
+        let relevant =
+            self.config.match_threshold - self.config.ambiguity_margin - self.config.transit_weight;
         let mut witness: Option<(IdentityId, f32)> = None;
-        let allowed: Vec<(usize, f32)> = self
+        // (index, score, similarity)
+        let allowed: Vec<(usize, f32, f32)> = self
             .identities
             .iter()
             .enumerate()
@@ -567,7 +722,8 @@ impl Gallery {
                 }
                 let s = ident.similarity(q.embedding);
                 match self.excluded(ident, q, s) {
-                    None => Some((k, s)),
+                    None if s >= relevant => Some((k, s + self.transit_prior(ident, q), s)),
+                    None => Some((k, s, s)),
                     Some(Excluded::Elsewhere) if s >= confident => {
                         if witness.is_none_or(|w| s > w.1) {
                             witness = Some((ident.id, s));
@@ -578,38 +734,49 @@ impl Gallery {
                 }
             })
             .collect();
-        let Some(&(k, s)) = allowed.iter().reduce(|b, x| if x.1 > b.1 { x } else { b }) else {
+        let Some(&(k, score, similarity)) =
+            allowed.iter().reduce(|b, x| if x.1 > b.1 { x } else { b })
+        else {
             return (None, witness);
         };
         let top = &self.identities[k];
         let same_person = self.config.confident_threshold;
         let second = allowed
             .iter()
-            .filter(|&&(j, _)| {
+            .filter(|&&(j, _, _)| {
                 j != k && self.identities[j].embedding.cosine(&top.embedding) < same_person
             })
-            .map(|&(_, x)| x)
+            .map(|&(_, x, _)| x)
             .reduce(f32::max);
-        (Some((top.id, s, second, allowed.len())), witness)
+        let found = Found {
+            id: top.id,
+            score,
+            similarity,
+            second,
+            crowd: allowed.len(),
+        };
+        (Some(found), witness)
     }
 
     /// The `n` identities most similar to `q`, most similar first, each with
-    /// why it may not be given to `q` (None: allowed): what a decision
-    /// weighed, for logs and diagnosis (not on the hot path).
-    pub fn candidates(
-        &self,
-        q: &TrackQuery<'_>,
-        n: usize,
-    ) -> Vec<(IdentityId, f32, Option<Excluded>)> {
-        let mut all: Vec<(IdentityId, f32, Option<Excluded>)> = self
+    /// its similarity, what the transit prior adds to it, and why it may not
+    /// be given to `q` (None: allowed): what a decision weighed, for logs
+    /// and diagnosis (not on the hot path).
+    pub fn candidates(&self, q: &TrackQuery<'_>, n: usize) -> Vec<Candidate> {
+        let mut all: Vec<Candidate> = self
             .identities
             .iter()
             .map(|i| {
                 let s = i.similarity(q.embedding);
-                (i.id, s, self.excluded(i, q, s))
+                Candidate {
+                    id: i.id,
+                    similarity: s,
+                    prior: self.transit_prior(i, q),
+                    excluded: self.excluded(i, q, s),
+                }
             })
             .collect();
-        all.sort_by(|a, b| b.1.total_cmp(&a.1));
+        all.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
         all.truncate(n);
         all
     }
@@ -628,17 +795,22 @@ impl Gallery {
         let model = self.model.clone();
         self.check(q.embedding, &model)?;
         let (found, witness) = self.scan(q, None);
-        if let Some((id, sim, second, candidates)) = found {
-            let clear = second.is_none_or(|s| sim - s >= self.config.ambiguity_margin);
-            if sim >= self.threshold(candidates) && clear {
-                if sim >= self.config.confident_threshold {
-                    self.learn_transit(id, q);
+        if let Some(f) = found {
+            let clear = f
+                .second
+                .is_none_or(|s| f.score - s >= self.config.ambiguity_margin);
+            if f.score >= self.threshold(f.crowd) && clear {
+                // Learned from appearance alone: the prior never teaches
+                // itself. Confident matches also teach the hard rules.
+                if f.similarity >= self.config.match_threshold {
+                    let confident = f.similarity >= self.config.confident_threshold;
+                    self.learn_transit(f.id, q, confident);
                 }
-                self.observe(id, q);
-                self.fold(id, q.embedding);
+                self.observe(f.id, q);
+                self.fold(f.id, q.embedding);
                 return Ok(Assignment::Matched {
-                    id,
-                    similarity: sim,
+                    id: f.id,
+                    similarity: f.similarity,
                 });
             }
         }
@@ -646,8 +818,8 @@ impl Gallery {
         // and clearly better than any allowed identity: a witness that the
         // two views overlap.
         if let Some((w, ws)) = witness {
-            if found.is_none_or(|(_, a, _, _)| ws - a >= self.config.ambiguity_margin) {
-                self.learn_transit(w, q);
+            if found.is_none_or(|f| ws - f.score >= self.config.ambiguity_margin) {
+                self.learn_transit(w, q, true);
             }
         }
         let id = self.mint();
@@ -669,7 +841,7 @@ impl Gallery {
         self.insert(ident);
         Ok(Assignment::New {
             id,
-            closest: found.map(|(_, s, _, _)| s),
+            closest: found.map(|f| f.score),
         })
     }
 
@@ -793,7 +965,7 @@ impl Gallery {
         ident.embedding = mean(&ident.prototypes);
     }
 
-    fn learn_transit(&mut self, id: IdentityId, q: &TrackQuery<'_>) {
+    fn learn_transit(&mut self, id: IdentityId, q: &TrackQuery<'_>, confident: bool) {
         let Some(ident) = self.get(id) else {
             return;
         };
@@ -814,7 +986,7 @@ impl Gallery {
             .or_default()
             .entry(q.camera.clone())
             .or_default()
-            .add(dt);
+            .add(dt, confident);
     }
 
     /// Shortest learned transit from `from` to `to` and how many samples it rests on.

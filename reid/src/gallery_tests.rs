@@ -26,6 +26,8 @@ fn small() -> GalleryConfig {
         crowd_step: 0.0,
         crowd_reference: 12,
         overlap_on_confident: false,
+        transit_weight: 0.0,
+        transit_horizon_s: 60,
     }
 }
 
@@ -736,4 +738,193 @@ fn the_threshold_rises_with_the_crowd_a_track_is_compared_with() {
     };
     assert!(decide(10), "a crowd of 10 keeps the base threshold");
     assert!(!decide(100), "a crowd of 100 asks for 0.7");
+}
+
+/// A gallery that learned the a -> b transit (7, 8 and 9 s, three confident
+/// people), then saw P leave a at 101 s and Q leave a at 61 s.
+fn taught(weight: f32) -> (Gallery, IdentityId, IdentityId) {
+    let cfg = GalleryConfig {
+        match_threshold: 0.6,
+        confident_threshold: 0.9,
+        ambiguity_margin: 0.05,
+        max_identities: 100,
+        transit_min_samples: 3,
+        transit_slack_ms: 1000,
+        crowd_step: 0.0,
+        transit_weight: weight,
+        transit_horizon_s: 60,
+        ..GalleryConfig::default()
+    };
+    let mut g = Gallery::new(cfg).expect("gallery");
+    let (a, b) = (cam("a"), cam("b"));
+    for (k, gap) in [7000i64, 8000, 9000].into_iter().enumerate() {
+        let e = axis(3 + k, 0.0);
+        let t = 20_000 * k as i64;
+        let id = g
+            .assign_track(&track(&e, &a, 10 + k as u64, UnixMs(t), UnixMs(t + 1000)))
+            .expect("assign")
+            .id();
+        let again = g
+            .assign_track(&track(
+                &e,
+                &b,
+                20 + k as u64,
+                UnixMs(t + 1000 + gap),
+                UnixMs(t + 2000 + gap),
+            ))
+            .expect("assign");
+        assert_eq!(again.id(), id, "confident match teaches a -> b");
+    }
+    let p = g
+        .assign_track(&track(
+            &axis(0, 0.0),
+            &a,
+            1,
+            UnixMs(100_000),
+            UnixMs(101_000),
+        ))
+        .expect("assign")
+        .id();
+    let q = g
+        .assign_track(&track(&axis(1, 0.0), &a, 2, UnixMs(60_000), UnixMs(61_000)))
+        .expect("assign")
+        .id();
+    (g, p, q)
+}
+
+/// Unit vector along `k` with `w` on the last axis (16 dimensions).
+fn axis(k: usize, w: f32) -> Embedding {
+    let mut v = vec![0.0; 16];
+    v[k] = 1.0;
+    v[15] = w;
+    emb(&v)
+}
+
+/// A track on camera `b` that began at 109 s (8 s after P left a).
+fn at_109<'a>(e: &'a Embedding, b: &'a CameraId) -> TrackQuery<'a> {
+    track(e, b, 99, UnixMs(109_000), OPEN)
+}
+
+#[test]
+fn a_learned_transit_time_tips_a_close_call_and_an_unlikely_one_needs_more() {
+    let b = cam("b");
+    // Equally like P and Q (0.66 each), on b 8 s after P left a: P arrives
+    // when the learned transits say people do, Q 48 s after leaving.
+    let mut v = vec![0.0; 16];
+    (v[0], v[1], v[15]) = (1.0, 1.0, 0.544);
+    let both = emb(&v);
+    let (g, p, q) = taught(0.1);
+    let (pi, qi) = (g.get(p).expect("p"), g.get(q).expect("q"));
+    let similarity = pi.similarity(&both);
+    assert!((similarity - 0.66).abs() < 0.005 && (qi.similarity(&both) - 0.66).abs() < 0.005);
+    let tenfold = |x: f32| (x - 0.1).abs() < 1e-6;
+    assert!(
+        tenfold(g.transit_prior(pi, &at_109(&both, &b))),
+        "likelier, capped"
+    );
+    assert!(
+        tenfold(-g.transit_prior(qi, &at_109(&both, &b))),
+        "less likely, capped"
+    );
+    let (mut g, ..) = taught(0.1);
+    assert_eq!(
+        g.assign_track(&at_109(&both, &b)).expect("assign"),
+        Assignment::Matched { id: p, similarity },
+        "the prior tips a tie; the similarity reported is the appearance's"
+    );
+    let (mut off, ..) = taught(0.0);
+    let tie = off.assign_track(&at_109(&both, &b)).expect("assign");
+    assert!(
+        matches!(tie, Assignment::New { .. }),
+        "without the prior the tie mints: {tie:?}"
+    );
+
+    // Like Q alone (0.66, over the 0.6 threshold), but 48 s after Q left:
+    // tenfold less likely, so 0.66 is not enough.
+    let like_q = axis(1, 1.14);
+    let (mut g, _, q) = taught(0.1);
+    assert!((g.get(q).expect("q").similarity(&like_q) - 0.66).abs() < 0.005);
+    let late = g.assign_track(&at_109(&like_q, &b)).expect("assign");
+    assert!(matches!(late, Assignment::New { .. }), "{late:?}");
+    let (mut off, _, q) = taught(0.0);
+    assert_eq!(
+        off.assign_track(&at_109(&like_q, &b)).expect("assign").id(),
+        q
+    );
+
+    // Last seen on the track's own camera: the prior does not apply.
+    let (g, ..) = taught(0.1);
+    let seen_on_b = g
+        .iter()
+        .find(|i| i.camera == b)
+        .expect("a person last seen on b");
+    assert_eq!(g.transit_prior(seen_on_b, &at_109(&both, &b)), 0.0);
+}
+
+#[test]
+fn matches_below_confident_teach_the_prior_but_not_the_hard_rules() {
+    let cfg = GalleryConfig {
+        match_threshold: 0.6,
+        confident_threshold: 0.9,
+        ambiguity_margin: 0.05,
+        max_identities: 100,
+        transit_min_samples: 3,
+        crowd_step: 0.0,
+        transit_weight: 0.1,
+        ..GalleryConfig::default()
+    };
+    let mut g = Gallery::new(cfg).expect("gallery");
+    let (a, b) = (cam("a"), cam("b"));
+    // Three people matched a -> b at 0.8: over the threshold, not confident.
+    for (k, gap) in [7000i64, 8000, 9000].into_iter().enumerate() {
+        let t = 20_000 * k as i64;
+        let id = g
+            .assign_track(&track(
+                &axis(3 + k, 0.0),
+                &a,
+                10 + k as u64,
+                UnixMs(t),
+                UnixMs(t + 1000),
+            ))
+            .expect("assign")
+            .id();
+        let seen = axis(3 + k, 0.75);
+        let again = g
+            .assign_track(&track(
+                &seen,
+                &b,
+                20 + k as u64,
+                UnixMs(t + 1000 + gap),
+                OPEN,
+            ))
+            .expect("assign");
+        assert!(
+            matches!(again, Assignment::Matched { id: m, similarity } if m == id && similarity < 0.9),
+            "{again:?}"
+        );
+    }
+    assert_eq!(
+        g.transit(&a, &b),
+        None,
+        "the hard rules learn from confident matches only"
+    );
+    let p = g
+        .assign_track(&track(
+            &axis(0, 0.0),
+            &a,
+            1,
+            UnixMs(100_000),
+            UnixMs(101_000),
+        ))
+        .expect("assign")
+        .id();
+    let like_p = axis(0, 1.0);
+    let prior = g.transit_prior(g.get(p).expect("p"), &at_109(&like_p, &b));
+    assert!(
+        (prior - 0.1).abs() < 1e-6,
+        "the prior learned from them: {prior}"
+    );
+    // Nothing is too soon: 1 s after leaving is allowed by the hard rules.
+    let soon = track(&like_p, &b, 98, UnixMs(102_000), OPEN);
+    assert_eq!(g.exclusion(p, &soon), None);
 }

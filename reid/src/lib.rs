@@ -14,7 +14,8 @@ pub mod gallery;
 
 pub use embedder::{Crop, EmbedTimings, Embedder, EmbedderConfig, OnnxEmbedder};
 pub use gallery::{
-    Appearance, Assignment, Excluded, Gallery, GalleryConfig, Identity, Origin, TrackQuery, OPEN,
+    Appearance, Assignment, Candidate, Excluded, Gallery, GalleryConfig, Identity, Origin,
+    TrackQuery, OPEN,
 };
 
 /// Errors of embedders and the gallery.

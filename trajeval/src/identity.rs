@@ -43,6 +43,23 @@ pub struct PersonScore {
     pub identities: usize,
     /// Share of their sightings under the majority identity.
     pub completeness: f64,
+    /// Each of their sightings, in time order: where a trajectory broke.
+    pub trail: Vec<TrailEntry>,
+}
+
+/// One sighting of a true person: its camera, track, identity and span.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrailEntry {
+    /// Camera.
+    pub camera: String,
+    /// Track id on that camera.
+    pub track_id: u64,
+    /// Identity it carries (`None`: none).
+    pub identity: Option<u64>,
+    /// First time of its path, ms (`None`: empty path).
+    pub first_ms: Option<UnixMs>,
+    /// Last time of its path, ms.
+    pub last_ms: Option<UnixMs>,
 }
 
 /// Who one identity was given to.
@@ -170,15 +187,15 @@ pub(crate) fn score(sightings: &[Sighting], persons: &[Option<u64>]) -> Identity
     let cross_camera = finish(pairs(n) - same_cam_pairs, sp_cross, si_cross, tp_cross);
 
     // Completeness per person.
-    let mut by_person: BTreeMap<u64, Vec<(Key, usize)>> = BTreeMap::new();
+    let mut by_person: BTreeMap<u64, Vec<(Key, usize, usize)>> = BTreeMap::new();
     for x in &items {
-        by_person.entry(x.1).or_default().push((x.2, x.3));
+        by_person.entry(x.1).or_default().push((x.2, x.3, x.0));
     }
     let people = by_person
         .into_iter()
         .map(|(person_id, v)| {
             let mut counts: BTreeMap<Key, usize> = BTreeMap::new();
-            for (k, _) in &v {
+            for (k, _, _) in &v {
                 *counts.entry(*k).or_default() += 1;
             }
             let (major, top) = counts
@@ -189,6 +206,21 @@ pub(crate) fn score(sightings: &[Sighting], persons: &[Option<u64>]) -> Identity
             let mut c: Vec<usize> = v.iter().map(|x| x.1).collect();
             c.sort_unstable();
             c.dedup();
+            let mut trail: Vec<TrailEntry> = v
+                .iter()
+                .map(|x| {
+                    let s = &sightings[x.2];
+                    let span = span(s);
+                    TrailEntry {
+                        camera: s.camera.clone(),
+                        track_id: s.track_id,
+                        identity: s.identity,
+                        first_ms: span.map(|r| r.0),
+                        last_ms: span.map(|r| r.1),
+                    }
+                })
+                .collect();
+            trail.sort_by_key(|t| t.first_ms);
             PersonScore {
                 person_id,
                 sightings: v.len(),
@@ -199,6 +231,7 @@ pub(crate) fn score(sightings: &[Sighting], persons: &[Option<u64>]) -> Identity
                 },
                 identities: counts.len(),
                 completeness: top as f64 / v.len() as f64,
+                trail,
             }
         })
         .collect();

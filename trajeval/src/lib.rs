@@ -19,7 +19,7 @@ pub mod identity;
 pub mod input;
 pub mod matching;
 
-pub use identity::{Conflict, IdentityScore, PairScores, PersonScore};
+pub use identity::{Conflict, IdentityScore, PairScores, PersonScore, TrailEntry};
 pub use input::{parse_ground_truth, InputError};
 pub use matching::{CameraScores, DetectionScores};
 

@@ -124,7 +124,11 @@ fn split_identities_lower_recall_and_completeness() {
     // Within a camera the tracks themselves are perfect.
     assert!(r.cameras.iter().all(|c| c.idf1 == Some(1.0)));
     // Each person's trail shows where their trajectory broke, in time order.
-    let p1 = r.people.iter().find(|p| p.person_id == 1).expect("person 1");
+    let p1 = r
+        .people
+        .iter()
+        .find(|p| p.person_id == 1)
+        .expect("person 1");
     let trail: Vec<(&str, u64, Option<u64>)> = p1
         .trail
         .iter()
@@ -133,7 +137,11 @@ fn split_identities_lower_recall_and_completeness() {
     assert_eq!(trail, [("a", 1, Some(100)), ("b", 1, Some(300))]);
     assert_eq!(p1.trail[0].first_ms, Some(UnixMs(1020)));
     assert_eq!(p1.trail[1].last_ms, Some(UnixMs(5920)));
-    let p2 = r.people.iter().find(|p| p.person_id == 2).expect("person 2");
+    let p2 = r
+        .people
+        .iter()
+        .find(|p| p.person_id == 2)
+        .expect("person 2");
     assert_eq!(p2.trail[1].identity, None);
 }
 

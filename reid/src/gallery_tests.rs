@@ -189,25 +189,7 @@ fn impossible_transits_are_refused_and_confident_ones_learned() {
     let mut learned = Vec::new();
     for (k, gap) in [5000i64, 6000].iter().enumerate() {
         let e_k = emb(&[0.0, 0.0, 1.0 + k as f32, 1.0]);
-        let person = g
-            .assign_track(&track(
-                &e_k,
-                &a,
-                100 + k as u64,
-                UnixMs(t),
-                UnixMs(t + 1000),
-            ))
-            .expect("assign")
-            .id();
-        let again = g
-            .assign_track(&track(
-                &e_k,
-                &b,
-                200 + k as u64,
-                UnixMs(t + 1000 + gap),
-                UnixMs(t + 2000 + gap),
-            ))
-            .expect("assign");
+        let (person, again) = walk(&mut g, (&a, &b), (&e_k, &e_k), 100 + k as u64, t, *gap);
         assert_eq!(again.id(), person, "confident match across cameras");
         learned.push(person);
         t += 20_000;
@@ -743,52 +725,14 @@ fn the_threshold_rises_with_the_crowd_a_track_is_compared_with() {
 /// A gallery that learned the a -> b transit (7, 8 and 9 s, three confident
 /// people), then saw P leave a at 101 s and Q leave a at 61 s.
 fn taught(weight: f32) -> (Gallery, IdentityId, IdentityId) {
-    let cfg = GalleryConfig {
-        match_threshold: 0.6,
-        confident_threshold: 0.9,
-        ambiguity_margin: 0.05,
-        max_identities: 100,
-        transit_min_samples: 3,
-        transit_slack_ms: 1000,
-        crowd_step: 0.0,
-        transit_weight: weight,
-        transit_horizon_s: 60,
-        ..GalleryConfig::default()
-    };
+    let cfg = prior_config(weight);
     let mut g = Gallery::new(cfg).expect("gallery");
     let (a, b) = (cam("a"), cam("b"));
-    for (k, gap) in [7000i64, 8000, 9000].into_iter().enumerate() {
-        let e = axis(3 + k, 0.0);
-        let t = 20_000 * k as i64;
-        let id = g
-            .assign_track(&track(&e, &a, 10 + k as u64, UnixMs(t), UnixMs(t + 1000)))
-            .expect("assign")
-            .id();
-        let again = g
-            .assign_track(&track(
-                &e,
-                &b,
-                20 + k as u64,
-                UnixMs(t + 1000 + gap),
-                UnixMs(t + 2000 + gap),
-            ))
-            .expect("assign");
+    for (id, again) in three_walk_a_to_b(&mut g, (&a, &b), 0.0) {
         assert_eq!(again.id(), id, "confident match teaches a -> b");
     }
-    let p = g
-        .assign_track(&track(
-            &axis(0, 0.0),
-            &a,
-            1,
-            UnixMs(100_000),
-            UnixMs(101_000),
-        ))
-        .expect("assign")
-        .id();
-    let q = g
-        .assign_track(&track(&axis(1, 0.0), &a, 2, UnixMs(60_000), UnixMs(61_000)))
-        .expect("assign")
-        .id();
+    let p = seen(&mut g, &axis(0, 0.0), &a, 1, 100_000);
+    let q = seen(&mut g, &axis(1, 0.0), &a, 2, 60_000);
     (g, p, q)
 }
 
@@ -863,41 +807,11 @@ fn a_learned_transit_time_tips_a_close_call_and_an_unlikely_one_needs_more() {
 
 #[test]
 fn matches_below_confident_teach_the_prior_but_not_the_hard_rules() {
-    let cfg = GalleryConfig {
-        match_threshold: 0.6,
-        confident_threshold: 0.9,
-        ambiguity_margin: 0.05,
-        max_identities: 100,
-        transit_min_samples: 3,
-        crowd_step: 0.0,
-        transit_weight: 0.1,
-        ..GalleryConfig::default()
-    };
+    let cfg = prior_config(0.1);
     let mut g = Gallery::new(cfg).expect("gallery");
     let (a, b) = (cam("a"), cam("b"));
     // Three people matched a -> b at 0.8: over the threshold, not confident.
-    for (k, gap) in [7000i64, 8000, 9000].into_iter().enumerate() {
-        let t = 20_000 * k as i64;
-        let id = g
-            .assign_track(&track(
-                &axis(3 + k, 0.0),
-                &a,
-                10 + k as u64,
-                UnixMs(t),
-                UnixMs(t + 1000),
-            ))
-            .expect("assign")
-            .id();
-        let seen = axis(3 + k, 0.75);
-        let again = g
-            .assign_track(&track(
-                &seen,
-                &b,
-                20 + k as u64,
-                UnixMs(t + 1000 + gap),
-                OPEN,
-            ))
-            .expect("assign");
+    for (id, again) in three_walk_a_to_b(&mut g, (&a, &b), 0.75) {
         assert!(
             matches!(again, Assignment::Matched { id: m, similarity } if m == id && similarity < 0.9),
             "{again:?}"
@@ -908,16 +822,7 @@ fn matches_below_confident_teach_the_prior_but_not_the_hard_rules() {
         None,
         "the hard rules learn from confident matches only"
     );
-    let p = g
-        .assign_track(&track(
-            &axis(0, 0.0),
-            &a,
-            1,
-            UnixMs(100_000),
-            UnixMs(101_000),
-        ))
-        .expect("assign")
-        .id();
+    let p = seen(&mut g, &axis(0, 0.0), &a, 1, 100_000);
     let like_p = axis(0, 1.0);
     let prior = g.transit_prior(g.get(p).expect("p"), &at_109(&like_p, &b));
     assert!(
@@ -927,4 +832,78 @@ fn matches_below_confident_teach_the_prior_but_not_the_hard_rules() {
     // Nothing is too soon: 1 s after leaving is allowed by the hard rules.
     let soon = track(&like_p, &b, 98, UnixMs(102_000), OPEN);
     assert_eq!(g.exclusion(p, &soon), None);
+}
+
+/// A person seen as `first` on `a` for 1 s from `t` ms (track `k`), then as
+/// `then` on `b` for 1 s from `gap` ms after leaving (track `k + 100`): the
+/// identity given on `a`, and what the track on `b` was given.
+fn walk(
+    g: &mut Gallery,
+    (a, b): (&CameraId, &CameraId),
+    (first, then): (&Embedding, &Embedding),
+    k: u64,
+    t: i64,
+    gap: i64,
+) -> (IdentityId, Assignment) {
+    let id = seen(g, first, a, k, t);
+    let leave = t + 1000;
+    let again = g
+        .assign_track(&track(
+            then,
+            b,
+            k + 100,
+            UnixMs(leave + gap),
+            UnixMs(leave + gap + 1000),
+        ))
+        .expect("assign");
+    (id, again)
+}
+
+/// The identity given to `e`, seen on `c` (track `k`) for 1 s from `t` ms.
+fn seen(g: &mut Gallery, e: &Embedding, c: &CameraId, k: u64, t: i64) -> IdentityId {
+    g.assign_track(&track(e, c, k, UnixMs(t), UnixMs(t + 1000)))
+        .expect("assign")
+        .id()
+}
+
+/// People 3, 4 and 5 ([`axis`]) walk from `a` (at 0, 20 and 40 s) to `b`,
+/// 7, 8 and 9 s after leaving, seen there with `w` on the last axis: what
+/// [`walk`] returns for each.
+fn three_walk_a_to_b(
+    g: &mut Gallery,
+    cams: (&CameraId, &CameraId),
+    w: f32,
+) -> Vec<(IdentityId, Assignment)> {
+    [7000i64, 8000, 9000]
+        .into_iter()
+        .enumerate()
+        .map(|(k, gap)| {
+            let (here, there) = (axis(3 + k, 0.0), axis(3 + k, w));
+            walk(
+                g,
+                cams,
+                (&here, &there),
+                10 + k as u64,
+                20_000 * k as i64,
+                gap,
+            )
+        })
+        .collect()
+}
+
+/// Thresholds 0.6 / 0.9, margin 0.05, three transits before any rule, the
+/// transit prior at `weight`, no crowd rule.
+fn prior_config(weight: f32) -> GalleryConfig {
+    GalleryConfig {
+        match_threshold: 0.6,
+        confident_threshold: 0.9,
+        ambiguity_margin: 0.05,
+        max_identities: 100,
+        transit_min_samples: 3,
+        transit_slack_ms: 1000,
+        crowd_step: 0.0,
+        transit_weight: weight,
+        transit_horizon_s: 60,
+        ..GalleryConfig::default()
+    }
 }

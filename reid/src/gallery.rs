@@ -98,8 +98,10 @@ pub struct GalleryConfig {
     /// A track that begins on one camera when the pair's learned transits
     /// say people arrive from where a candidate was last seen is up to
     /// tenfold likelier that person (+`transit_weight`); one that begins
-    /// far from every learned transit, up to tenfold less likely
-    /// (-`transit_weight`). The odds are the learned transit density (a
+    /// far from every learned transit, up to about three times less likely
+    /// (-`transit_weight / 2`: a stop, a detour or a late detection makes
+    /// an unusual transit weaker evidence against a person than a usual
+    /// one is for them). The odds are the learned transit density (a
     /// kernel estimate over the pair's transits from matches whose
     /// similarity alone cleared `match_threshold`) against a stranger's,
     /// taken as even over `transit_horizon_s`. Only pairs with at least
@@ -220,6 +222,14 @@ const MAX_APPEARANCES: usize = 16;
 const MAX_TRANSITS: usize = 64;
 /// Smallest kernel width of the transit prior, ms.
 const MIN_BANDWIDTH_MS: f64 = 1000.0;
+/// Smallest kernel width of the transit prior as a share of the mean
+/// learned transit: walking speeds vary by about a quarter, and transits are
+/// measured between detections, which lag a person's entering the view.
+const RELATIVE_BANDWIDTH: f64 = 0.25;
+/// Most the transit prior takes away, in tenfold odds (it gives at most 1):
+/// an unusual transit (a stop, a detour, a late detection) is weaker
+/// evidence against a person than a usual one is for them.
+const MAX_PENALTY_DECADES: f64 = 0.5;
 
 /// A known person.
 #[derive(Debug, Clone, PartialEq)]
@@ -396,7 +406,7 @@ impl Transits {
     /// estimate over the matched samples where the views did not overlap;
     /// `None` with fewer than `need` of them. Bandwidth: Silverman's rule,
     /// at least [`MIN_BANDWIDTH_MS`] (capture times jitter by frames and
-    /// detections).
+    /// detections) and [`RELATIVE_BANDWIDTH`] of the mean transit.
     fn density(&self, dt: i64, need: usize) -> Option<f64> {
         let n = self.matched.transits().count();
         if n < need.max(1) {
@@ -405,7 +415,9 @@ impl Transits {
         let xs = || self.matched.transits().map(|d| d as f64);
         let mean = xs().sum::<f64>() / n as f64;
         let var = xs().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
-        let h = (1.06 * var.sqrt() * (n as f64).powf(-0.2)).max(MIN_BANDWIDTH_MS);
+        let h = (1.06 * var.sqrt() * (n as f64).powf(-0.2))
+            .max(MIN_BANDWIDTH_MS)
+            .max(RELATIVE_BANDWIDTH * mean);
         let k: f64 = xs()
             .map(|x| {
                 let z = (dt as f64 - x) / h;
@@ -660,7 +672,7 @@ impl Gallery {
     }
 
     /// How the learned transit times move `ident`'s score for the track
-    /// `q`, in similarity, within +-`transit_weight` (see
+    /// `q`, in similarity, from -`transit_weight / 2` to +`transit_weight` (see
     /// [`GalleryConfig::transit_weight`]). 0 when the prior is off, when the
     /// identity was last seen on `q`'s camera or is still on screen, and
     /// when that camera pair has learned fewer than `transit_min_samples`
@@ -689,7 +701,10 @@ impl Gallery {
             return 0.0;
         };
         let horizon_ms = self.config.transit_horizon_s as f64 * 1000.0;
-        let decades = (density * horizon_ms).max(1e-12).log10().clamp(-1.0, 1.0);
+        let decades = (density * horizon_ms)
+            .max(1e-12)
+            .log10()
+            .clamp(-MAX_PENALTY_DECADES, 1.0);
         w * decades as f32
     }
 

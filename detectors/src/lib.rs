@@ -12,7 +12,7 @@ pub mod ssd;
 
 use std::time::Duration;
 
-pub use ssd::{SsdConfig, SsdDetector};
+pub use ssd::{SsdConfig, SsdDetector, SsdPreparer};
 pub use vidar_models::image::{FrameResizer, ImageError, Region, RgbFrame};
 pub use vidar_protocol::BBox;
 
@@ -54,6 +54,34 @@ pub enum DetectError {
     /// The detector config is invalid; every problem is listed.
     #[error("detector config is invalid: {0}")]
     Config(#[from] vidar_config::Invalid),
+    /// A prepared input does not fit this detector (see [`Detector::detect_prepared`]).
+    #[error("prepared input does not fit detector {detector}: {why}")]
+    Prepared {
+        /// The detector.
+        detector: String,
+        /// What does not fit.
+        why: String,
+    },
+}
+
+/// A detector's input prepared from frames (resized into the model's input
+/// tensor), possibly on another thread than the one that runs the model.
+/// Buffers are kept between uses: preparing allocates only while growing.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// The input tensor of every frame, one after another.
+    pub data: Vec<u8>,
+    /// Each frame's width and height, to map boxes back to its pixels.
+    pub sizes: Vec<(u32, u32)>,
+    /// Time spent preparing (reported as the pre-processing stage).
+    pub took: Duration,
+}
+
+/// Prepares frames into a detector's input. It runs on any thread, so the
+/// next frames are prepared while the detector runs the model on the last.
+pub trait Preparer: Send {
+    /// Fills `into` with the input of `frames` (replacing what it held).
+    fn prepare(&mut self, frames: &[RgbFrame<'_>], into: &mut Prepared) -> Result<(), DetectError>;
 }
 
 /// A person detector: frames in (any size, one per camera), detections out.
@@ -80,4 +108,26 @@ pub trait Detector: Send {
 
     /// Stage timings accumulated since the last call, then reset.
     fn take_timings(&mut self) -> StageTimings;
+
+    /// A preparer of this detector's input, when preparing is separable from
+    /// running the model: a caller may then run [`Preparer::prepare`] on
+    /// another thread and [`Detector::detect_prepared`] here, instead of
+    /// [`Detector::detect_into`]. `None` (the default): only `detect_into`.
+    fn preparer(&self) -> Option<Box<dyn Preparer>> {
+        None
+    }
+
+    /// Detects persons in the frames `input` was prepared from (by this
+    /// detector's [`Detector::preparer`]); `out[i]` gets frame `i`'s detections.
+    fn detect_prepared(
+        &mut self,
+        input: &Prepared,
+        out: &mut Vec<Vec<Detection>>,
+    ) -> Result<(), DetectError> {
+        let _ = (input, out);
+        Err(DetectError::Prepared {
+            detector: self.name().to_string(),
+            why: "this detector has no preparer".into(),
+        })
+    }
 }

@@ -9,7 +9,7 @@ use vidar_config::{Config, Invalid, Problem, Problems};
 use vidar_models::{Format, Model, SessionFactory, Task};
 
 use crate::postprocess::{decode_raw, Anchor, Candidate, DecodeParams, NormBox, RawSsd};
-use crate::{DetectError, Detection, Detector, StageTimings};
+use crate::{DetectError, Detection, Detector, Prepared, Preparer, StageTimings};
 use vidar_models::image::{FrameResizer, RgbFrame};
 
 /// Settings of an SSD detector.
@@ -112,16 +112,18 @@ impl Config for SsdConfig {
             .input_hw()
             .ok_or_else(|| model_problem(format!("{}: input size unknown", spec.name)))?;
         let batch = self.max_batch.min(model.max_batch());
+        let mut input = Prepared::default();
+        input.data.resize(batch * in_h * in_w * 3, 0);
         Ok(SsdDetector {
             person_class: spec.person_class.unwrap_or(0),
-            input: vec![0u8; batch * in_h * in_w * 3],
+            input,
             batch,
             in_h,
             in_w,
             model,
             form,
             config: self.clone(),
-            resizer: FrameResizer::new(),
+            own: SsdPreparer::new(in_w, in_h),
             scratch: Vec::new(),
             timings: StageTimings::default(),
         })
@@ -147,10 +149,45 @@ pub struct SsdDetector {
     batch: usize,
     in_h: usize,
     in_w: usize,
-    input: Vec<u8>,
-    resizer: FrameResizer,
+    /// The input `detect_into` prepares (with `own`) and runs.
+    input: Prepared,
+    own: SsdPreparer,
     scratch: Vec<Candidate>,
     timings: StageTimings,
+}
+
+/// Resizes frames into an SSD's input tensor (RGB8, NHWC), on any thread.
+#[derive(Debug)]
+pub struct SsdPreparer {
+    in_w: usize,
+    in_h: usize,
+    resizer: FrameResizer,
+}
+
+impl SsdPreparer {
+    fn new(in_w: usize, in_h: usize) -> Self {
+        Self {
+            in_w,
+            in_h,
+            resizer: FrameResizer::new(),
+        }
+    }
+}
+
+impl Preparer for SsdPreparer {
+    fn prepare(&mut self, frames: &[RgbFrame<'_>], into: &mut Prepared) -> Result<(), DetectError> {
+        let t0 = Instant::now();
+        let size = self.in_h * self.in_w * 3;
+        into.data.resize(frames.len() * size, 0);
+        into.sizes.clear();
+        for (frame, dst) in frames.iter().zip(into.data.chunks_exact_mut(size)) {
+            self.resizer
+                .resize(frame, None, dst, self.in_w as u32, self.in_h as u32)?;
+            into.sizes.push((frame.width(), frame.height()));
+        }
+        into.took = t0.elapsed();
+        Ok(())
+    }
 }
 
 impl SsdDetector {
@@ -164,24 +201,24 @@ impl SsdDetector {
         let n = n.min(self.batch);
         let shape = [n, self.in_h, self.in_w, 3];
         let len = n * self.in_h * self.in_w * 3;
+        if self.input.data.len() < len {
+            self.input.data.resize(len, 0);
+        }
         let start = Instant::now();
-        self.model.run(&shape, &self.input[..len], |_| Ok(()))?;
+        self.model
+            .run(&shape, &self.input.data[..len], |_| Ok(()))?;
         Ok(start.elapsed())
     }
 
+    /// Runs the model on `data` (the input of the frames of `sizes`, at most
+    /// one batch) and decodes each frame's persons into `out`.
     fn run_chunk(
         &mut self,
-        frames: &[RgbFrame<'_>],
+        data: &[u8],
+        sizes: &[(u32, u32)],
         out: &mut [Vec<Detection>],
     ) -> Result<(), DetectError> {
-        let n = frames.len();
-        let size = self.in_h * self.in_w * 3;
-        let t0 = Instant::now();
-        for (i, frame) in frames.iter().enumerate() {
-            let dst = &mut self.input[i * size..(i + 1) * size];
-            self.resizer
-                .resize(frame, None, dst, self.in_w as u32, self.in_h as u32)?;
-        }
+        let n = sizes.len();
         let t1 = Instant::now();
         let shape = [n, self.in_h, self.in_w, 3];
         let (form, config, scratch, person) = (
@@ -190,7 +227,7 @@ impl SsdDetector {
             &mut self.scratch,
             self.person_class,
         );
-        let post = self.model.run(&shape, &self.input[..n * size], |outputs| {
+        let post = self.model.run(&shape, data, |outputs| {
             let p0 = Instant::now();
             match form {
                 Form::Postprocessed => {
@@ -199,7 +236,7 @@ impl SsdDetector {
                     let (_, scores) = outputs.f32(2)?;
                     let (_, count) = outputs.f32(3)?;
                     let per = scores.len() / n;
-                    for (b, (frame, dets)) in frames.iter().zip(out.iter_mut()).enumerate() {
+                    for (b, (&(fw, fh), dets)) in sizes.iter().zip(out.iter_mut()).enumerate() {
                         let count = (count[b].max(0.0) as usize).min(per);
                         for i in b * per..b * per + count {
                             if classes[i] as u32 != person || scores[i] < config.score_threshold {
@@ -213,7 +250,7 @@ impl SsdDetector {
                                 xmax: bx[3],
                             };
                             dets.push(Detection {
-                                bbox: nb.to_pixels(frame.width(), frame.height()),
+                                bbox: nb.to_pixels(fw, fh),
                                 score: scores[i],
                                 class_id: person,
                             });
@@ -232,28 +269,19 @@ impl SsdDetector {
                         max_detections: config.max_detections,
                         scales: *scales,
                     };
-                    for (b, (frame, dets)) in frames.iter().zip(out.iter_mut()).enumerate() {
+                    for (b, (&(fw, fh), dets)) in sizes.iter().zip(out.iter_mut()).enumerate() {
                         let raw = RawSsd {
                             encodings: &encodings[b * boxes * 4..(b + 1) * boxes * 4],
                             scores: &scores[b * boxes * classes..(b + 1) * boxes * classes],
                             classes,
                         };
-                        decode_raw(
-                            raw,
-                            anchors,
-                            &params,
-                            frame.width(),
-                            frame.height(),
-                            scratch,
-                            dets,
-                        );
+                        decode_raw(raw, anchors, &params, fw, fh, scratch, dets);
                     }
                 }
             }
             Ok(p0.elapsed())
         })?;
         let total = t1.elapsed();
-        self.timings.preprocess += t1 - t0;
         self.timings.inference += total.saturating_sub(post);
         self.timings.postprocess += post;
         self.timings.frames += n;
@@ -276,10 +304,46 @@ impl Detector for SsdDetector {
         frames: &[RgbFrame<'_>],
         out: &mut Vec<Vec<Detection>>,
     ) -> Result<(), DetectError> {
-        out.resize_with(frames.len(), Vec::new);
+        let mut input = std::mem::take(&mut self.input);
+        let result = self
+            .own
+            .prepare(frames, &mut input)
+            .and_then(|()| self.detect_prepared(&input, out));
+        self.input = input;
+        result
+    }
+
+    fn preparer(&self) -> Option<Box<dyn Preparer>> {
+        Some(Box::new(SsdPreparer::new(self.in_w, self.in_h)))
+    }
+
+    fn detect_prepared(
+        &mut self,
+        input: &Prepared,
+        out: &mut Vec<Vec<Detection>>,
+    ) -> Result<(), DetectError> {
+        let size = self.in_h * self.in_w * 3;
+        if input.data.len() < input.sizes.len() * size {
+            return Err(DetectError::Prepared {
+                detector: self.model.spec().name.clone(),
+                why: format!(
+                    "{} bytes for {} frames of {}x{}x3",
+                    input.data.len(),
+                    input.sizes.len(),
+                    self.in_w,
+                    self.in_h
+                ),
+            });
+        }
+        let n = input.sizes.len();
+        out.resize_with(n, Vec::new);
         out.iter_mut().for_each(Vec::clear);
-        for (chunk, dets) in frames.chunks(self.batch).zip(out.chunks_mut(self.batch)) {
-            self.run_chunk(chunk, dets)?;
+        self.timings.preprocess += input.took;
+        for (k, dets) in out.chunks_mut(self.batch).enumerate() {
+            let first = k * self.batch;
+            let sizes = &input.sizes[first..first + dets.len()];
+            let data = &input.data[first * size..(first + dets.len()) * size];
+            self.run_chunk(data, sizes, dets)?;
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ mod common;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use vidar_config::Config;
-use vidar_detectors::{BBox, Detection, Detector, RgbFrame, SsdConfig};
+use vidar_detectors::{BBox, DetectError, Detection, Detector, Prepared, RgbFrame, SsdConfig};
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -194,6 +194,65 @@ fn batching_and_row_stride_do_not_change_results() {
         .iter()
         .all(|d| d.bbox.x + d.bbox.w <= 320.0 && d.bbox.y + d.bbox.h <= 240.0));
     assert_eq!(out[1].len(), alone[0].len());
+}
+
+#[test]
+fn input_prepared_on_another_thread_detects_the_same_and_a_misfit_is_refused() {
+    let fixture: Fixture = serde_json::from_str(FIXTURE).expect("fixture");
+    let factory = common::factory();
+    let mut raw = SsdConfig {
+        max_batch: 2,
+        ..config("ssd-mobilenet-v2-coco-raw", &fixture)
+    }
+    .build(&factory)
+    .expect("raw");
+    let (w, h, rgb) = common::load_frame("frame_0030.png");
+    let (w2, h2, rgb2) = common::load_frame("frame_0090.png");
+    // Three frames: more than one batch of 2, so the prepared input is split.
+    let frames = [
+        RgbFrame::packed(w, h, &rgb).expect("frame"),
+        RgbFrame::packed(w2, h2, &rgb2).expect("frame"),
+        RgbFrame::packed(w, h, &rgb).expect("frame"),
+    ];
+    let direct = raw.detect(&frames).expect("detect");
+    assert!(direct.iter().all(|d| !d.is_empty()), "{direct:?}");
+    raw.take_timings();
+
+    let mut preparer = raw.preparer().expect("the SSD has a preparer");
+    let (rgb_a, rgb_b) = (rgb.clone(), rgb2.clone());
+    let input = std::thread::spawn(move || {
+        let frames = [
+            RgbFrame::packed(w, h, &rgb_a).expect("frame"),
+            RgbFrame::packed(w2, h2, &rgb_b).expect("frame"),
+            RgbFrame::packed(w, h, &rgb_a).expect("frame"),
+        ];
+        let mut input = Prepared::default();
+        preparer.prepare(&frames, &mut input).expect("prepare");
+        input
+    })
+    .join()
+    .expect("preparer thread");
+    assert_eq!(input.sizes, vec![(w, h), (w2, h2), (w, h)]);
+    let mut out = vec![vec![]; 7];
+    raw.detect_prepared(&input, &mut out)
+        .expect("detect prepared");
+    assert_eq!(out, direct, "prepared elsewhere, detected the same");
+    let t = raw.take_timings();
+    assert_eq!((t.frames, t.runs), (3, 2));
+    assert_eq!(
+        t.preprocess, input.took,
+        "the preparation counts as pre-processing"
+    );
+
+    // An input too short for the frames it names is refused, naming the detector.
+    let short = Prepared {
+        data: vec![0; 10],
+        sizes: vec![(w, h)],
+        ..Prepared::default()
+    };
+    let e = raw.detect_prepared(&short, &mut out).expect_err("misfit");
+    assert!(matches!(e, DetectError::Prepared { .. }), "{e}");
+    assert!(e.to_string().contains("ssd-mobilenet-v2-coco-raw"), "{e}");
 }
 
 #[test]

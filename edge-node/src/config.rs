@@ -53,6 +53,12 @@ pub struct EdgeConfig {
     /// camera.
     #[serde(default)]
     pub inference_workers: usize,
+    /// Batches each detector thread takes at once: 2 (default) lets a camera's
+    /// next frames be prepared (resized) while the model runs on the last, and
+    /// the model start on them the moment it is done; 1 hands a thread its
+    /// next batch only when it is done.
+    #[serde(default = "defaults::two")]
+    pub inference_depth: usize,
     /// Save a small JPEG of each new identity. Default true.
     #[serde(default = "defaults::yes")]
     pub snapshots: bool,
@@ -224,6 +230,9 @@ mod defaults {
     pub fn metrics_addr() -> String {
         "127.0.0.1:9100".into()
     }
+    pub fn two() -> usize {
+        2
+    }
     pub fn one() -> u32 {
         1
     }
@@ -335,6 +344,12 @@ impl EdgeConfig {
             p.push(
                 "detection_interval",
                 format!("{} must be in 1..=300", self.detection_interval),
+            );
+        }
+        if !(1..=2).contains(&self.inference_depth) {
+            p.push(
+                "inference_depth",
+                format!("{} must be 1 or 2", self.inference_depth),
             );
         }
         if self.inference_workers > 64 {

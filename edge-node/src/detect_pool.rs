@@ -4,15 +4,23 @@
 //! batch of frames (frames move, pixels are not copied) and gets the batch back
 //! with its detections; each worker reuses its detection vectors.
 //!
-//! The pool never queues: a batch is handed only to an idle worker, so a slow
-//! detector shows up as frames dropped (and counted) at the ingest queues, not
-//! as latency.
+//! A worker whose detector can prepare its input elsewhere
+//! ([`vidar_detectors::Detector::preparer`]) has a second thread that
+//! prepares (resizes) each batch, so with a second batch queued the next
+//! frames are prepared while the model runs on the last, and the model starts
+//! on them the moment it is done: the inference thread runs the model and
+//! nothing else. A worker takes at most `depth` batches at once (one running,
+//! the rest prepared and waiting); nothing else queues, so a slow detector
+//! shows up as frames dropped (and counted) at the ingest queues, not as
+//! latency.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use vidar_detectors::{DetectError, Detection, Detector, RgbFrame, StageTimings};
+use vidar_detectors::{
+    DetectError, Detection, Detector, Prepared, Preparer, RgbFrame, StageTimings,
+};
 use vidar_pipeline::Frame;
 
 /// Frames of one or more cameras detected together: `(camera slot key, frame)`.
@@ -22,6 +30,8 @@ pub struct Batch {
     pub frames: Vec<(usize, Frame)>,
     /// `detections[i]` are the detections of `frames[i]` once done.
     pub detections: Vec<Vec<Detection>>,
+    /// The detector's input, when a preparer thread fills it (kept for reuse).
+    input: Prepared,
 }
 
 /// A batch back from a worker.
@@ -33,15 +43,23 @@ pub struct Done {
     pub result: Result<(), String>,
     /// Stage timings of this batch.
     pub timings: StageTimings,
-    worker: usize,
+    /// The worker that detected it (as [`DetectPool::submit`] returned).
+    pub worker: usize,
     /// The worker's thread has ended (its detector panicked).
     fatal: bool,
 }
 
 struct Worker {
     jobs: Option<Sender<Batch>>,
-    thread: Option<JoinHandle<()>>,
-    idle: bool,
+    threads: Vec<JoinHandle<()>>,
+    /// Batches handed to it and not back yet.
+    busy: usize,
+}
+
+impl Worker {
+    fn alive(&self) -> bool {
+        self.jobs.is_some()
+    }
 }
 
 /// A pool of detector threads.
@@ -49,6 +67,7 @@ pub struct DetectPool {
     workers: Vec<Worker>,
     done: Receiver<Done>,
     max_batch: usize,
+    depth: usize,
     /// Spare batches (vectors kept for reuse).
     spare: Vec<Batch>,
 }
@@ -59,13 +78,15 @@ impl std::fmt::Debug for DetectPool {
             .field("workers", &self.workers.len())
             .field("idle", &self.idle())
             .field("max_batch", &self.max_batch)
+            .field("depth", &self.depth)
             .finish()
     }
 }
 
 impl DetectPool {
-    /// Starts one thread per detector. Every detector must be the same model.
-    pub fn spawn(detectors: Vec<Box<dyn Detector>>) -> std::io::Result<DetectPool> {
+    /// Starts one worker per detector (every detector the same model), each
+    /// taking up to `depth` batches at once (at least 1).
+    pub fn spawn(detectors: Vec<Box<dyn Detector>>, depth: usize) -> std::io::Result<DetectPool> {
         let max_batch = detectors
             .iter()
             .map(|d| d.max_batch())
@@ -76,20 +97,39 @@ impl DetectPool {
         let mut workers = Vec::with_capacity(detectors.len());
         for (i, detector) in detectors.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel::<Batch>();
+            let mut threads = Vec::with_capacity(2);
+            let prepared = detector.preparer();
+            let has_preparer = prepared.is_some();
+            let jobs = match prepared {
+                Some(preparer) => {
+                    let (ptx, prx) = mpsc::channel::<Batch>();
+                    let done_tx = done_tx.clone();
+                    threads.push(
+                        std::thread::Builder::new()
+                            .name(format!("vidar-prep-{i}"))
+                            .spawn(move || prepare(i, preparer, rx, ptx, done_tx))?,
+                    );
+                    prx
+                }
+                None => rx,
+            };
             let done_tx = done_tx.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("vidar-detect-{i}"))
-                .spawn(move || work(i, detector, rx, done_tx))?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("vidar-detect-{i}"))
+                    .spawn(move || work(i, detector, has_preparer, jobs, done_tx))?,
+            );
             workers.push(Worker {
                 jobs: Some(tx),
-                thread: Some(thread),
-                idle: true,
+                threads,
+                busy: 0,
             });
         }
         Ok(DetectPool {
             workers,
             done,
             max_batch,
+            depth: depth.max(1),
             spare: Vec::new(),
         })
     }
@@ -106,7 +146,23 @@ impl DetectPool {
 
     /// Workers waiting for a batch.
     pub fn idle(&self) -> usize {
-        self.workers.iter().filter(|w| w.idle).count()
+        self.workers
+            .iter()
+            .filter(|w| w.alive() && w.busy == 0)
+            .count()
+    }
+
+    /// Whether worker `w` is running a batch and would take another now (to
+    /// prepare it while the model runs): see [`DetectPool::submit_to`].
+    pub fn can_queue(&self, w: usize) -> bool {
+        self.workers
+            .get(w)
+            .is_some_and(|x| x.alive() && x.busy > 0 && x.busy < self.depth)
+    }
+
+    /// Batches a worker takes at once.
+    pub fn depth(&self) -> usize {
+        self.depth
     }
 
     /// An empty batch (reused vectors when available).
@@ -114,6 +170,7 @@ impl DetectPool {
         self.spare.pop().unwrap_or_else(|| Batch {
             frames: Vec::with_capacity(self.max_batch),
             detections: Vec::with_capacity(self.max_batch),
+            input: Prepared::default(),
         })
     }
 
@@ -123,24 +180,41 @@ impl DetectPool {
         self.spare.push(batch);
     }
 
-    /// Hands `batch` to an idle worker; gives it back when none is idle or the
-    /// worker has gone.
-    pub fn submit(&mut self, batch: Batch) -> Result<(), Batch> {
-        let Some(w) = self.workers.iter_mut().find(|w| w.idle) else {
+    /// Hands `batch` to an idle worker and says which; gives it back when none
+    /// is idle or the worker has gone.
+    pub fn submit(&mut self, batch: Batch) -> Result<usize, Batch> {
+        let Some(w) = self.workers.iter().position(|w| w.alive() && w.busy == 0) else {
             return Err(batch);
         };
-        let Some(tx) = &w.jobs else {
+        self.send(w, batch).map(|()| w)
+    }
+
+    /// Queues `batch` behind the one worker `w` is running (frames of a
+    /// camera that already has a frame there stay in order: a worker finishes
+    /// its batches in the order it took them); gives it back when `w` cannot
+    /// take it ([`DetectPool::can_queue`]).
+    pub fn submit_to(&mut self, w: usize, batch: Batch) -> Result<(), Batch> {
+        if !self.can_queue(w) {
+            return Err(batch);
+        }
+        self.send(w, batch)
+    }
+
+    fn send(&mut self, w: usize, batch: Batch) -> Result<(), Batch> {
+        let Some(worker) = self.workers.get_mut(w) else {
+            return Err(batch);
+        };
+        let Some(tx) = &worker.jobs else {
             return Err(batch);
         };
         match tx.send(batch) {
             Ok(()) => {
-                w.idle = false;
+                worker.busy += 1;
                 Ok(())
             }
             Err(mpsc::SendError(batch)) => {
-                // The worker thread ended (it panicked): never offer it again.
-                w.jobs = None;
-                w.idle = false;
+                // The worker's threads ended (its detector panicked): never offer it again.
+                worker.jobs = None;
                 tracing::error!("a detector thread has ended; continuing with the others");
                 Err(batch)
             }
@@ -162,7 +236,7 @@ impl DetectPool {
                     "a detector thread has ended; continuing with the others"
                 );
             }
-            w.idle = w.jobs.is_some();
+            w.busy = w.busy.saturating_sub(1);
         }
         Some(done)
     }
@@ -170,7 +244,7 @@ impl DetectPool {
     /// Waits for every batch in flight and returns them (shutdown).
     pub fn drain(&mut self) -> Vec<Done> {
         let mut out = Vec::new();
-        while self.workers.iter().any(|w| !w.idle && w.jobs.is_some()) {
+        while self.workers.iter().any(|w| w.busy > 0 && w.alive()) {
             match self.next_done(Duration::from_secs(30)) {
                 Some(d) => out.push(d),
                 None => break,
@@ -186,34 +260,114 @@ impl Drop for DetectPool {
             w.jobs = None;
         }
         for w in &mut self.workers {
-            if let Some(t) = w.thread.take() {
+            for t in w.threads.drain(..) {
                 let _ = t.join();
             }
         }
     }
 }
 
-fn work(index: usize, mut detector: Box<dyn Detector>, jobs: Receiver<Batch>, done: Sender<Done>) {
+/// A worker's preparer thread: prepares each batch's input and passes it on
+/// to the inference thread (or back as failed). Once either thread has died,
+/// every batch still coming is handed back as failed, so none is lost.
+fn prepare(
+    index: usize,
+    mut preparer: Box<dyn Preparer>,
+    jobs: Receiver<Batch>,
+    ready: Sender<Batch>,
+    done: Sender<Done>,
+) {
+    let mut dead = false;
     while let Ok(mut batch) = jobs.recv() {
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let rgb: Result<Vec<RgbFrame<'_>>, _> = batch
-                .frames
-                .iter()
-                .map(|(_, f)| RgbFrame::new(f.width, f.height, f.stride, f.pixels()))
-                .collect();
-            rgb.map_err(DetectError::from)
-                .and_then(|rgb| detector.detect_into(&rgb, &mut batch.detections))
-                .map_err(|e| e.to_string())
-        }));
-        let (result, fatal) = match outcome {
-            Ok(r) => (r, false),
-            Err(_) => (Err("the detector panicked".to_string()), true),
+        let (result, fatal) = if dead {
+            (Err(ENDED.to_string()), true)
+        } else {
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                let rgb: Result<Vec<RgbFrame<'_>>, _> = batch
+                    .frames
+                    .iter()
+                    .map(|(_, f)| RgbFrame::new(f.width, f.height, f.stride, f.pixels()))
+                    .collect();
+                rgb.map_err(DetectError::from)
+                    .and_then(|rgb| preparer.prepare(&rgb, &mut batch.input))
+                    .map_err(|e| e.to_string())
+            }));
+            match outcome {
+                Ok(Ok(())) => match ready.send(batch) {
+                    Ok(()) => continue,
+                    Err(mpsc::SendError(back)) => {
+                        // The inference thread has ended (it reported why).
+                        batch = back;
+                        (Err(ENDED.to_string()), true)
+                    }
+                },
+                Ok(Err(e)) => (Err(e), false),
+                Err(_) => (Err("the detector's preparer panicked".to_string()), true),
+            }
         };
-        let timings = if fatal {
+        dead |= fatal;
+        let sent = done.send(Done {
+            batch,
+            result,
+            timings: StageTimings::default(),
+            worker: index,
+            fatal,
+        });
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+/// Why a batch given to a worker whose threads have died comes back.
+const ENDED: &str = "the detector thread has ended";
+
+/// A worker's inference thread: detects each batch (from prepared input when
+/// the worker has a preparer thread) and hands it back. After its detector
+/// panicked it hands back every batch still coming as failed, until the pool
+/// closes its channel, so none is lost.
+fn work(
+    index: usize,
+    mut detector: Box<dyn Detector>,
+    prepared: bool,
+    jobs: Receiver<Batch>,
+    done: Sender<Done>,
+) {
+    let mut dead = false;
+    while let Ok(mut batch) = jobs.recv() {
+        let (result, fatal) = if dead {
+            (Err(ENDED.to_string()), true)
+        } else {
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                let Batch {
+                    frames,
+                    detections,
+                    input,
+                } = &mut batch;
+                if prepared {
+                    return detector
+                        .detect_prepared(input, detections)
+                        .map_err(|e| e.to_string());
+                }
+                let rgb: Result<Vec<RgbFrame<'_>>, _> = frames
+                    .iter()
+                    .map(|(_, f)| RgbFrame::new(f.width, f.height, f.stride, f.pixels()))
+                    .collect();
+                rgb.map_err(DetectError::from)
+                    .and_then(|rgb| detector.detect_into(&rgb, detections))
+                    .map_err(|e| e.to_string())
+            }));
+            match outcome {
+                Ok(r) => (r, false),
+                Err(_) => (Err("the detector panicked".to_string()), true),
+            }
+        };
+        let timings = if fatal || dead {
             StageTimings::default()
         } else {
             detector.take_timings()
         };
+        dead |= fatal;
         let sent = done.send(Done {
             batch,
             result,
@@ -221,8 +375,206 @@ fn work(index: usize, mut detector: Box<dyn Detector>, jobs: Receiver<Batch>, do
             worker: index,
             fatal,
         });
-        if sent.is_err() || fatal {
+        if sent.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Instant, SystemTime};
+    use vidar_protocol::{BBox, CameraId};
+
+    /// What the staged detector's threads did, in order: `(thread name, step, frame tag)`.
+    type Log = Arc<Mutex<Vec<(String, &'static str, u8)>>>;
+
+    fn note(log: &Log, step: &'static str, tag: u8) {
+        let name = std::thread::current().name().unwrap_or("?").to_string();
+        log.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name, step, tag));
+    }
+
+    /// Prepares a frame as its tag (the first byte of its pixels).
+    struct TagPreparer(Log);
+
+    impl Preparer for TagPreparer {
+        fn prepare(
+            &mut self,
+            frames: &[RgbFrame<'_>],
+            into: &mut Prepared,
+        ) -> Result<(), DetectError> {
+            into.data.clear();
+            into.sizes.clear();
+            for f in frames {
+                let tag = f.data()[0];
+                note(&self.0, "prepare", tag);
+                into.data.push(tag);
+                into.sizes.push((f.width(), f.height()));
+            }
+            Ok(())
+        }
+    }
+
+    /// Detects one person per frame, scored by the frame's tag, from prepared
+    /// input only; waits for a token before each run, and panics on tag 99.
+    struct Staged {
+        log: Log,
+        tokens: Arc<Mutex<Receiver<()>>>,
+    }
+
+    impl Detector for Staged {
+        fn name(&self) -> &str {
+            "staged"
+        }
+        fn max_batch(&self) -> usize {
+            4
+        }
+        fn detect_into(
+            &mut self,
+            _: &[RgbFrame<'_>],
+            _: &mut Vec<Vec<Detection>>,
+        ) -> Result<(), DetectError> {
+            panic!("a worker with a preparer detects from prepared input");
+        }
+        fn take_timings(&mut self) -> StageTimings {
+            StageTimings::default()
+        }
+        fn preparer(&self) -> Option<Box<dyn Preparer>> {
+            Some(Box::new(TagPreparer(Arc::clone(&self.log))))
+        }
+        fn detect_prepared(
+            &mut self,
+            input: &Prepared,
+            out: &mut Vec<Vec<Detection>>,
+        ) -> Result<(), DetectError> {
+            let first = input.data.first().copied().unwrap_or(0);
+            note(&self.log, "waiting", first);
+            let _ = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).recv();
+            assert_ne!(first, 99, "the detector panics on tag 99");
+            out.clear();
+            for &tag in &input.data {
+                note(&self.log, "detect", tag);
+                out.push(vec![Detection {
+                    bbox: BBox::from_corners(0.0, 0.0, 4.0, 8.0),
+                    score: f32::from(tag),
+                    class_id: 0,
+                }]);
+            }
+            Ok(())
+        }
+    }
+
+    fn frame(tag: u8) -> (usize, Frame) {
+        let mut px = vec![0u8; 8 * 8 * 3];
+        px[0] = tag;
+        let camera = CameraId::new("c").expect("camera id");
+        let f =
+            Frame::from_rgb(camera, u64::from(tag), SystemTime::now(), 8, 8, px).expect("frame");
+        (0, f)
+    }
+
+    fn pool() -> (DetectPool, Log, Sender<()>) {
+        let log: Log = Arc::default();
+        let (tokens, rx) = mpsc::channel();
+        let detector = Staged {
+            log: Arc::clone(&log),
+            tokens: Arc::new(Mutex::new(rx)),
+        };
+        let pool = DetectPool::spawn(vec![Box::new(detector)], 2).expect("pool");
+        (pool, log, tokens)
+    }
+
+    fn submit(pool: &mut DetectPool, to: Option<usize>, tag: u8) {
+        let mut batch = pool.batch();
+        batch.frames.push(frame(tag));
+        match to {
+            None => assert_eq!(pool.submit(batch).ok(), Some(0)),
+            Some(w) => assert!(pool.submit_to(w, batch).is_ok()),
+        }
+    }
+
+    fn until(log: &Log, what: (&'static str, u8)) {
+        let t0 = Instant::now();
+        while !log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(_, s, t)| (*s, *t) == what)
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no {what:?}: {log:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn the_next_batch_is_prepared_on_its_own_thread_while_the_model_runs_and_comes_back_in_order() {
+        let (mut pool, log, tokens) = pool();
+        assert!(!pool.can_queue(0), "nothing to queue behind");
+        submit(&mut pool, None, 1);
+        assert_eq!(pool.idle(), 0);
+        assert!(pool.can_queue(0));
+        submit(&mut pool, Some(0), 2);
+        assert!(!pool.can_queue(0), "depth 2: one running, one prepared");
+        let mut refused = pool.batch();
+        refused.frames.push(frame(3));
+        assert!(pool.submit_to(0, refused).is_err());
+        // Batch 2 is prepared while batch 1 waits in the model.
+        until(&log, ("prepare", 2));
+        assert!(!log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|(_, s, _)| *s == "detect"));
+        tokens.send(()).expect("token");
+        tokens.send(()).expect("token");
+        let first = pool.next_done(Duration::from_secs(10)).expect("batch 1");
+        let second = pool.next_done(Duration::from_secs(10)).expect("batch 2");
+        for (done, tag) in [(&first, 1.0), (&second, 2.0)] {
+            assert_eq!(done.result, Ok(()));
+            assert_eq!(done.batch.detections[0][0].score, tag, "in the order taken");
+        }
+        assert_eq!(pool.idle(), 1);
+        for (thread, step, _) in log.lock().expect("log").iter() {
+            let want = if *step == "prepare" {
+                "vidar-prep-0"
+            } else {
+                "vidar-detect-0"
+            };
+            assert_eq!(thread, want, "{step}");
+        }
+    }
+
+    #[test]
+    fn a_worker_whose_model_panics_hands_back_every_batch_it_held() {
+        let (mut pool, log, tokens) = pool();
+        submit(&mut pool, None, 99);
+        submit(&mut pool, Some(0), 4);
+        until(&log, ("prepare", 4));
+        tokens.send(()).expect("token");
+        let mut back = Vec::new();
+        while let Some(done) = pool.next_done(Duration::from_secs(10)) {
+            back.push(done);
+            if back.len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(back.len(), 2, "both batches came back");
+        assert!(
+            back.iter().all(|d| d.result.is_err()),
+            "{:?}",
+            back.iter().map(|d| &d.result).collect::<Vec<_>>()
+        );
+        assert_eq!(pool.idle(), 0, "the worker is gone");
+        let mut batch = pool.batch();
+        batch.frames.push(frame(5));
+        assert!(pool.submit(batch).is_err());
+        assert!(pool.drain().is_empty());
     }
 }

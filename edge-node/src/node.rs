@@ -196,7 +196,8 @@ pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
         store,
         analysis: Analysis {
             cameras,
-            detectors: DetectPool::spawn(detectors).context("starting detector threads")?,
+            detectors: DetectPool::spawn(detectors, config.inference_depth)
+                .context("starting detector threads")?,
             identifier,
             recorder,
             metrics: Arc::clone(&node_metrics),

@@ -170,6 +170,11 @@ impl Ingest {
         self.shared.queue.try_pop()
     }
 
+    /// Frames waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.shared.queue.len()
+    }
+
     /// A snapshot of state and counters.
     pub fn status(&self) -> StreamStatus {
         let s = &self.shared;

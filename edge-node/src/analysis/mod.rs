@@ -14,7 +14,7 @@ pub mod crop_policy;
 mod tests;
 
 use crate::cameras::{CameraSlot, Control};
-use crate::detect_pool::{DetectPool, Done};
+use crate::detect_pool::{self, DetectPool, Done};
 use crate::identify::{Identifier, Job, TrackCrop};
 use crate::media::{TileFrame, TileSink};
 use crate::recorder::Recorder;
@@ -69,6 +69,8 @@ struct Scratch {
     new_tracks: Vec<(usize, usize, TrackCrop)>,
     /// Boxes of the frame being tracked (for crop quality).
     frame_boxes: Vec<BBox>,
+    /// Camera keys of the batch being handed out.
+    keys: Vec<usize>,
     /// The camera the next round starts with (fairness when workers are few).
     next_camera: usize,
     /// Detector failures in a row.
@@ -101,7 +103,7 @@ impl Analysis {
             let mut wait = if dispatched { Duration::ZERO } else { POLL };
             while let Some(done) = self.detectors.next_done(wait) {
                 wait = Duration::ZERO;
-                self.finish_batch(done, &mut s);
+                self.finish_batch(done, &mut s, true);
             }
             self.collect_identities();
             self.expire_long_tracks();
@@ -109,10 +111,20 @@ impl Analysis {
         self.finish(&mut s);
     }
 
-    /// Takes the oldest waiting frame of every camera that has no frame at a
-    /// detector, and hands the due ones to the idle detector threads, spread
-    /// evenly; false when nothing was handed out.
+    /// Hands the detectors what they can take now: the next due frame of every
+    /// camera with no frame at a detector, to the idle workers
+    /// ([`Analysis::dispatch_idle`]), and a busy worker's cameras' next frames
+    /// behind its batch ([`Analysis::queue_ahead`]); false when nothing was
+    /// handed out.
     fn dispatch(&mut self, s: &mut Scratch) -> bool {
+        let handed = self.dispatch_idle(s);
+        let queued = self.detectors.depth() > 1 && self.queue_ahead(s);
+        handed || queued
+    }
+
+    /// Takes the next due frame of every camera that has no frame at a
+    /// detector, and hands them to the idle detector threads, spread evenly.
+    fn dispatch_idle(&mut self, s: &mut Scratch) -> bool {
         let idle = self.detectors.idle();
         if idle == 0 {
             return false;
@@ -125,27 +137,17 @@ impl Analysis {
         for k in 0..n {
             let i = (s.next_camera + k) % n;
             let cam = &mut self.cameras[i];
-            // At most one frame per camera at a detector, so a camera's frames
-            // are tracked in order. The ingest queue is small and drops (and
-            // counts) the oldest while the camera waits: every frame is either
-            // analysed or counted as dropped.
-            if cam.in_flight {
+            // A camera's frames at the detectors are all at one worker, which
+            // finishes them in order, so they are tracked in order. The ingest
+            // queue is small and drops (and counts) the oldest while the camera
+            // waits: every frame is either analysed or counted as dropped.
+            if cam.in_flight > 0 {
                 continue;
             }
-            let key = cam.key;
-            let Some(f) = cam.source.try_recv() else {
+            let Some(f) = cam.take_due(interval) else {
                 continue;
             };
-            cam.taken += 1;
-            if (cam.taken - 1).is_multiple_of(interval) {
-                cam.in_flight = true;
-                s.ready.push((key, f));
-            } else {
-                // Between detections the tracker predicts; the frame counts as analysed.
-                cam.metrics.analysed.fetch_add(1, Ordering::Relaxed);
-                cam.metrics.latency.observe(f.age());
-                cam.metrics.samples.record(f.pts);
-            }
+            s.ready.push((cam.key, f));
             if s.ready.len() >= capacity {
                 s.next_camera = (i + 1) % n;
                 break;
@@ -159,22 +161,84 @@ impl Analysis {
             let mut batch = self.detectors.batch();
             let take = per.min(s.ready.len());
             batch.frames.extend(s.ready.drain(..take));
-            if let Err(mut refused) = self.detectors.submit(batch) {
-                // No detector thread left to take it: count the frames as dropped.
-                for (ci, _) in refused.frames.drain(..) {
-                    if let Some(cam) = self.cameras.iter_mut().find(|c| c.key == ci) {
-                        cam.in_flight = false;
-                    }
-                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                }
-                self.detectors.recycle(refused);
-            }
+            self.hand(None, batch, s);
         }
         true
     }
 
-    /// Tracks the frames of a finished batch and hands new tracks to re-ID.
-    fn finish_batch(&mut self, done: Done, s: &mut Scratch) {
+    /// Queues behind the batch a busy worker runs the next frames of that
+    /// batch's cameras, once each of them has a due frame waiting (the batch
+    /// the worker would get when done, and no fuller for waiting longer): the
+    /// worker prepares them while its model runs, and starts on them the
+    /// moment it is done. A camera's frames stay at one worker, in order.
+    fn queue_ahead(&mut self, s: &mut Scratch) -> bool {
+        let interval = u64::from(self.settings.detection_interval.max(1));
+        let max = self.detectors.max_batch();
+        let mut any = false;
+        for w in 0..self.detectors.threads() {
+            if !self.detectors.can_queue(w) {
+                continue;
+            }
+            let (mut pinned, mut ready) = (0, true);
+            for cam in &mut self.cameras {
+                if cam.in_flight == 1 && cam.at_worker == w {
+                    pinned += 1;
+                    ready &= cam.skip_to_due(interval);
+                }
+            }
+            if pinned == 0 || pinned > max || !ready {
+                continue;
+            }
+            let mut batch = self.detectors.batch();
+            for cam in &mut self.cameras {
+                if cam.in_flight == 1 && cam.at_worker == w {
+                    if let Some(f) = cam.take_due(interval) {
+                        batch.frames.push((cam.key, f));
+                    }
+                }
+            }
+            if batch.frames.is_empty() {
+                self.detectors.recycle(batch);
+                continue;
+            }
+            self.hand(Some(w), batch, s);
+            any = true;
+        }
+        any
+    }
+
+    /// Hands `batch` to an idle worker (`to` = `None`) or queues it at worker
+    /// `to`, and notes where its cameras' frames are; a batch no worker can
+    /// take has its frames counted as dropped.
+    fn hand(&mut self, to: Option<usize>, batch: detect_pool::Batch, s: &mut Scratch) {
+        s.keys.clear();
+        s.keys.extend(batch.frames.iter().map(|(k, _)| *k));
+        let outcome = match to {
+            None => self.detectors.submit(batch),
+            Some(w) => self.detectors.submit_to(w, batch).map(|()| w),
+        };
+        match outcome {
+            Ok(w) => {
+                for key in &s.keys {
+                    if let Some(cam) = self.cameras.iter_mut().find(|c| c.key == *key) {
+                        cam.in_flight += 1;
+                        cam.at_worker = w;
+                    }
+                }
+            }
+            Err(refused) => {
+                // No detector thread left to take it: count the frames as dropped.
+                self.metrics
+                    .errors
+                    .fetch_add(refused.frames.len() as u64, Ordering::Relaxed);
+                self.detectors.recycle(refused);
+            }
+        }
+    }
+
+    /// Tracks the frames of a finished batch and hands new tracks to re-ID;
+    /// when `more`, first hands the detectors the next frames.
+    fn finish_batch(&mut self, done: Done, s: &mut Scratch, more: bool) {
         let Done {
             mut batch,
             result,
@@ -183,8 +247,15 @@ impl Analysis {
         } = done;
         for (ci, _) in &batch.frames {
             if let Some(cam) = self.cameras.iter_mut().find(|c| c.key == *ci) {
-                cam.in_flight = false;
+                cam.in_flight = cam.in_flight.saturating_sub(1);
             }
+        }
+        // Hand these cameras' next frames to the now idle detector before
+        // tracking this batch: the detector works while this thread tracks.
+        // Order holds, since the next batch comes back through this thread
+        // only after this one is tracked.
+        if more {
+            self.dispatch(s);
         }
         if let Err(e) = result {
             // Counted every time; logged on the 1st, 2nd, 4th, 8th... failure in
@@ -208,6 +279,9 @@ impl Analysis {
             self.metrics
                 .preprocess
                 .observe(timings.preprocess / timings.runs as u32);
+            self.metrics
+                .postprocess
+                .observe(timings.postprocess / timings.runs as u32);
         }
         s.new_tracks.clear();
         for (k, (ci, frame)) in batch.frames.iter().enumerate() {
@@ -465,7 +539,7 @@ impl Analysis {
     /// Ends every open track and records it (shutdown).
     fn finish(mut self, s: &mut Scratch) {
         for done in self.detectors.drain() {
-            self.finish_batch(done, s);
+            self.finish_batch(done, s, false);
         }
         for r in self.identifier.finish() {
             apply_identity(&mut self.cameras, r);

@@ -27,6 +27,7 @@ const STEP_MS: u64 = 100;
 struct Script {
     camera: CameraId,
     rx: Mutex<Receiver<Frame>>,
+    sent: Arc<AtomicU64>,
     taken: Arc<AtomicU64>,
     dropped: Arc<AtomicBool>,
 }
@@ -39,6 +40,10 @@ impl FrameSource for Script {
         let f = self.rx.lock().ok()?.try_recv().ok()?;
         self.taken.fetch_add(1, Ordering::SeqCst);
         Some(f)
+    }
+    fn waiting(&self) -> usize {
+        let sent = self.sent.load(Ordering::SeqCst);
+        sent.saturating_sub(self.taken.load(Ordering::SeqCst)) as usize
     }
     fn status(&self) -> StreamStatus {
         StreamStatus {
@@ -65,7 +70,7 @@ struct Cam {
     tx: Sender<Frame>,
     taken: Arc<AtomicU64>,
     dropped: Arc<AtomicBool>,
-    sent: u64,
+    sent: Arc<AtomicU64>,
     /// Added to the sequence number in each frame's tag.
     tag_base: u32,
 }
@@ -76,9 +81,11 @@ impl Cam {
         let (tx, rx) = mpsc::channel();
         let taken = Arc::new(AtomicU64::new(0));
         let dropped = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
         let source = Script {
             camera: id.clone(),
             rx: Mutex::new(rx),
+            sent: Arc::clone(&sent),
             taken: Arc::clone(&taken),
             dropped: Arc::clone(&dropped),
         };
@@ -92,22 +99,27 @@ impl Cam {
                 tx,
                 taken,
                 dropped,
-                sent: 0,
+                sent,
                 tag_base: 0,
             },
             slot,
         )
     }
 
+    /// Frames sent so far.
+    fn sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
+
     /// Sends the next frame (tagged with its sequence number) showing `figures`,
     /// captured at `t0 + seq * STEP_MS`.
     fn send(&mut self, t0: SystemTime, figures: &[Figure]) {
-        let seq = self.sent;
+        let seq = self.sent.load(Ordering::SeqCst);
         let px = draw(W, H, self.tag_base + seq as u32, figures);
         let at = t0 + Duration::from_millis(seq * STEP_MS);
         let f = Frame::from_rgb(self.id.clone(), seq, at, W, H, px).expect("frame");
         self.tx.send(f).expect("the loop holds the source");
-        self.sent += 1;
+        self.sent.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -123,6 +135,15 @@ struct Loop {
 }
 
 fn start(cams: Vec<CameraSlot>, interval: u32, gate: Option<Arc<Gate>>) -> Loop {
+    start_with_depth(cams, interval, gate, 2)
+}
+
+fn start_with_depth(
+    cams: Vec<CameraSlot>,
+    interval: u32,
+    gate: Option<Arc<Gate>>,
+    depth: usize,
+) -> Loop {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("edge.db");
     let node = NodeId::new("edge-test").expect("node id");
@@ -155,7 +176,7 @@ fn start(cams: Vec<CameraSlot>, interval: u32, gate: Option<Arc<Gate>>) -> Loop 
     let registry = Arc::new(CameraRegistry::default());
     let analysis = Analysis {
         cameras: cams,
-        detectors: DetectPool::spawn(detectors).expect("detector threads"),
+        detectors: DetectPool::spawn(detectors, depth).expect("detector threads"),
         identifier,
         recorder,
         metrics,
@@ -260,25 +281,32 @@ fn the_detector_runs_on_every_nth_frame_and_every_frame_counts_as_analysed() {
     let _ = lp.finish();
 }
 
-#[test]
-fn a_camera_has_at_most_one_frame_at_a_detector_and_its_frames_stay_in_order() {
+/// Two cameras, 2 detector threads taking `depth` batches each, blocked:
+/// each camera has `depth` frames at its detector and no more; once
+/// unblocked, every frame is analysed in order.
+fn frames_at_a_detector_stay_bounded_and_in_order(depth: usize) {
     let gate = Gate::closed();
     let (mut a, slot_a) = Cam::new("a");
     let (mut b, slot_b) = Cam::new("b");
     b.tag_base = 1000;
-    let lp = start(vec![slot_a, slot_b], 1, Some(Arc::clone(&gate)));
+    let lp = start_with_depth(vec![slot_a, slot_b], 1, Some(Arc::clone(&gate)), depth);
     let t0 = t0();
     for _ in 0..5 {
         a.send(t0, &[person(RED, 30.0, 60.0)]);
         b.send(t0, &[person(GREEN, 30.0, 60.0)]);
     }
-    // Both cameras have a frame at the (blocked) detectors; nothing more is taken.
+    // Both cameras have a frame at the (blocked) detectors, and with depth 2
+    // another queued behind it; nothing more is taken.
     until("a frame of each camera at a detector", || {
         lp.log.waiting.load(Ordering::SeqCst) == 2
     });
+    until("the queued frames taken", || {
+        a.taken.load(Ordering::SeqCst) == depth as u64
+            && b.taken.load(Ordering::SeqCst) == depth as u64
+    });
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(a.taken.load(Ordering::SeqCst), 1);
-    assert_eq!(b.taken.load(Ordering::SeqCst), 1);
+    assert_eq!(a.taken.load(Ordering::SeqCst), depth as u64);
+    assert_eq!(b.taken.load(Ordering::SeqCst), depth as u64);
     gate.open();
     until("every frame analysed", || {
         lp.analysed(&a.id) == 5 && lp.analysed(&b.id) == 5
@@ -297,6 +325,16 @@ fn a_camera_has_at_most_one_frame_at_a_detector_and_its_frames_stay_in_order() {
 }
 
 #[test]
+fn a_camera_has_at_most_one_frame_at_a_detector_of_depth_1_and_its_frames_stay_in_order() {
+    frames_at_a_detector_stay_bounded_and_in_order(1);
+}
+
+#[test]
+fn a_camera_has_at_most_two_frames_at_a_detector_of_depth_2_and_its_frames_stay_in_order() {
+    frames_at_a_detector_stay_bounded_and_in_order(2);
+}
+
+#[test]
 fn a_person_keeps_one_identity_across_cameras_and_two_people_on_screen_get_two() {
     let (mut c1, s1) = Cam::new("hall");
     let (mut c2, s2) = Cam::new("yard");
@@ -306,11 +344,11 @@ fn a_person_keeps_one_identity_across_cameras_and_two_people_on_screen_get_two()
     // for the track to end.
     for i in 0..30 {
         c1.send(t0, &[person(RED, 20.0 + 4.0 * i as f32, 60.0)]);
-        until("hall frame analysed", || lp.analysed(&c1.id) == c1.sent);
+        until("hall frame analysed", || lp.analysed(&c1.id) == c1.sent());
     }
     for _ in 0..40 {
         c1.send(t0, &[]);
-        until("hall frame analysed", || lp.analysed(&c1.id) == c1.sent);
+        until("hall frame analysed", || lp.analysed(&c1.id) == c1.sent());
     }
     // Then red and green are in the yard together.
     for _ in 0..70 {
@@ -325,7 +363,7 @@ fn a_person_keeps_one_identity_across_cameras_and_two_people_on_screen_get_two()
                 person(GREEN, 200.0, 60.0 + i as f32),
             ],
         );
-        until("yard frame analysed", || lp.analysed(&c2.id) == c2.sent);
+        until("yard frame analysed", || lp.analysed(&c2.id) == c2.sent());
     }
     let (sightings, _, _dir) = lp.finish();
     let of = |cam: &CameraId| -> Vec<IdentityId> {
@@ -360,7 +398,7 @@ fn a_removed_camera_records_its_open_tracks_and_stops_its_source() {
         c1.send(t0, &[person(RED, 20.0 + 2.0 * i as f32, 60.0)]);
         c2.send(t0, &[]);
         until("frames analysed", || {
-            lp.analysed(&c1.id) == c1.sent && lp.analysed(&c2.id) == c2.sent
+            lp.analysed(&c1.id) == c1.sent() && lp.analysed(&c2.id) == c2.sent()
         });
     }
     lp.control
@@ -373,7 +411,7 @@ fn a_removed_camera_records_its_open_tracks_and_stops_its_source() {
     // The loop goes on with the other camera.
     c2.send(t0, &[]);
     until("the other camera still analysed", || {
-        lp.analysed(&c2.id) == c2.sent
+        lp.analysed(&c2.id) == c2.sent()
     });
     let (sightings, _, _dir) = lp.finish();
     let gate: Vec<_> = sightings.iter().filter(|s| s.camera == c1.id).collect();
@@ -389,7 +427,7 @@ fn a_long_track_is_split_into_contiguous_sightings() {
     // 13 s of capture time: one split at 10 s, the rest at the end.
     for i in 0..130 {
         c.send(t0, &[person(RED, 20.0 + 1.5 * i as f32, 60.0)]);
-        until("frame analysed", || lp.analysed(&c.id) == c.sent);
+        until("frame analysed", || lp.analysed(&c.id) == c.sent());
     }
     let (mut sightings, _, _dir) = lp.finish();
     sightings.sort_by_key(|s| s.first_ms);

@@ -24,6 +24,8 @@ pub trait FrameSource: Send + std::fmt::Debug {
     fn camera(&self) -> &CameraId;
     /// The oldest waiting frame, without blocking.
     fn try_recv(&self) -> Option<Frame>;
+    /// Frames waiting.
+    fn waiting(&self) -> usize;
     /// The stream's state and counters.
     fn status(&self) -> StreamStatus;
 }
@@ -34,6 +36,9 @@ impl FrameSource for Ingest {
     }
     fn try_recv(&self) -> Option<Frame> {
         Ingest::try_recv(self)
+    }
+    fn waiting(&self) -> usize {
+        Ingest::queued(self)
     }
     fn status(&self) -> StreamStatus {
         Ingest::status(self)
@@ -54,8 +59,10 @@ pub struct CameraSlot {
     pub metrics: Arc<CameraMetrics>,
     /// Frames taken from the queue (for the detection interval).
     pub(crate) taken: u64,
-    /// A frame of this camera is at a detector.
-    pub(crate) in_flight: bool,
+    /// Frames of this camera at a detector (all at one worker).
+    pub(crate) in_flight: usize,
+    /// The worker they are at.
+    pub(crate) at_worker: usize,
     /// When this camera's last live tile was taken.
     pub(crate) last_tile: Option<Instant>,
     pub(crate) open: HashMap<TrackId, OpenTrack>,
@@ -80,10 +87,44 @@ impl CameraSlot {
             tracker,
             metrics: Arc::new(CameraMetrics::default()),
             taken: 0,
-            in_flight: false,
+            in_flight: 0,
+            at_worker: 0,
             last_tile: None,
             open: HashMap::new(),
         }
+    }
+}
+
+impl CameraSlot {
+    /// Takes the waiting frames the detector skips (all but every
+    /// `interval`th: they count as analysed, the tracker predicts over them),
+    /// and says whether the next waiting frame is due for detection.
+    pub(crate) fn skip_to_due(&mut self, interval: u64) -> bool {
+        loop {
+            if self.source.waiting() == 0 {
+                return false;
+            }
+            if self.taken.is_multiple_of(interval) {
+                return true;
+            }
+            let Some(f) = self.source.try_recv() else {
+                return false;
+            };
+            self.taken += 1;
+            self.metrics.analysed.fetch_add(1, Ordering::Relaxed);
+            self.metrics.latency.observe(f.age());
+            self.metrics.samples.record(f.pts);
+        }
+    }
+
+    /// The next frame due for detection, taking the skipped ones before it.
+    pub(crate) fn take_due(&mut self, interval: u64) -> Option<Frame> {
+        if !self.skip_to_due(interval) {
+            return None;
+        }
+        let f = self.source.try_recv()?;
+        self.taken += 1;
+        Some(f)
     }
 }
 

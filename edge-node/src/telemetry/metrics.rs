@@ -119,6 +119,8 @@ pub struct NodeMetrics {
     pub reid_inference: Histogram,
     /// Pre-processing time per detector run.
     pub preprocess: Histogram,
+    /// Post-processing time (decode, thresholds, NMS) per detector run.
+    pub postprocess: Histogram,
     /// Records committed to the local database.
     pub records_submitted: AtomicU64,
     /// Identities minted.

@@ -130,6 +130,11 @@ pub fn render_node(
         &nm.preprocess,
     )?;
     f.histogram(
+        "vidar_detector_postprocess_seconds",
+        "Detector post-processing (decode, NMS) time per run.",
+        &nm.postprocess,
+    )?;
+    f.histogram(
         "vidar_reid_inference_seconds",
         "Re-ID time per batch of crops.",
         &nm.reid_inference,

@@ -3,7 +3,7 @@
 //! `pipeline` runs one video through the real node (ingest with back-pressure,
 //! batched detection, tracking, re-ID, gallery, SQLite recording) as fast as it
 //! goes, and in the same run measures the detector's inference-only rate on the
-//! same model file: the ratio is the node's overhead.
+//! same model file, in interleaved rounds: the ratio is the node's overhead.
 
 use crate::config::EdgeConfig;
 use crate::node;
@@ -35,6 +35,12 @@ pub struct PipelineBenchArgs {
     /// Inference-only runs for the bound.
     #[arg(long, default_value_t = 200)]
     pub iterations: usize,
+    /// Rounds of pipeline and bound, interleaved; the ratio's median and spread are reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Batches each detector thread takes at once (the node's `inference_depth`).
+    #[arg(long, default_value_t = 2)]
+    pub depth: usize,
 }
 
 /// Arguments of `bench detect|reid`.
@@ -93,21 +99,31 @@ pub fn reid(args: ModelBenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// `bench pipeline`.
-pub fn pipeline(args: PipelineBenchArgs) -> Result<()> {
-    if !args.video.is_file() {
-        anyhow::bail!(
-            "no video at {} (install opencv-doc or pass --video)",
-            args.video.display()
-        );
-    }
+/// One pass of the video through the node.
+struct PipelineRun {
+    fps: f64,
+    frames: u64,
+    dropped: u64,
+    /// Mean detector inference, pre- and post-processing inside the pipeline, s.
+    inference: f64,
+    preprocess: f64,
+    postprocess: f64,
+    identities: u64,
+    crops: u64,
+    records: u64,
+}
+
+/// Runs the video once through a node built from `args` (and `depth`).
+fn run_pipeline(args: &PipelineBenchArgs) -> Result<PipelineRun> {
     let db = std::env::temp_dir().join(format!("vidar-bench-{}.db", std::process::id()));
     let toml = format!(
         "node_id = \"bench\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
+         inference_depth = {depth}\n\
          [models.runtime]\nintra_threads = {threads}\n[detector]\nmodel = \"{model}\"\n\
          [[cameras]]\ncamera = \"bench\"\nsource = \"{video}\"\nrealtime = false\nloop_file = false\n\
          queue_policy = \"block\"\nqueue_capacity = 4\n",
         db = db.display(),
+        depth = args.depth,
         threads = args.threads,
         model = args.model,
         video = args.video.display()
@@ -151,13 +167,58 @@ pub fn pipeline(args: PipelineBenchArgs) -> Result<()> {
         .first()
         .map(|(_, s)| s.counters.dropped)
         .unwrap_or(0);
-    let mean_inf = metrics.inference.mean();
     let _ = std::fs::remove_file(&db);
     for ext in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
     }
+    Ok(PipelineRun {
+        fps: frames as f64 / wall.as_secs_f64(),
+        frames,
+        dropped,
+        inference: metrics.inference.mean(),
+        preprocess: metrics.preprocess.mean(),
+        postprocess: metrics.postprocess.mean(),
+        identities: metrics.identities.load(Ordering::Relaxed),
+        crops: metrics.crops.load(Ordering::Relaxed),
+        records: metrics.records_submitted.load(Ordering::Relaxed),
+    })
+}
 
-    // The bound: the same model file, inference only, batch 1, same threads.
+/// The bound: the same model file, inference only, batch 1, same threads.
+fn run_bound(det: &mut vidar_detectors::SsdDetector, iterations: usize) -> Result<f64> {
+    for _ in 0..5 {
+        det.run_inference_only(1)?;
+    }
+    let mut total = Duration::ZERO;
+    for _ in 0..iterations {
+        total += det.run_inference_only(1)?;
+    }
+    Ok(iterations as f64 / total.as_secs_f64())
+}
+
+/// Median, least and greatest of `v` (not empty).
+fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    (median, v[0], v[n - 1])
+}
+
+/// `bench pipeline`: `rounds` rounds, each the pipeline and the bound one
+/// after the other, in alternating order (pipeline first in odd rounds), so
+/// drift of a shared machine falls on both sides; the ratio is reported per
+/// round and as the median with its spread.
+pub fn pipeline(args: PipelineBenchArgs) -> Result<()> {
+    if !args.video.is_file() {
+        anyhow::bail!(
+            "no video at {} (install opencv-doc or pass --video)",
+            args.video.display()
+        );
+    }
     let factory = factory(args.threads)?;
     let mut det = vidar_detectors::SsdConfig {
         model: args.model.clone(),
@@ -165,49 +226,69 @@ pub fn pipeline(args: PipelineBenchArgs) -> Result<()> {
     }
     .build(&factory)
     .context("building the detector for the bound")?;
-    for _ in 0..5 {
-        det.run_inference_only(1)?;
+    let rounds = args.rounds.max(1);
+    let mut runs = Vec::with_capacity(rounds);
+    let mut bounds = Vec::with_capacity(rounds);
+    for r in 0..rounds {
+        if r % 2 == 0 {
+            runs.push(run_pipeline(&args)?);
+            bounds.push(run_bound(&mut det, args.iterations)?);
+        } else {
+            bounds.push(run_bound(&mut det, args.iterations)?);
+            runs.push(run_pipeline(&args)?);
+        }
     }
-    let mut total = Duration::ZERO;
-    for _ in 0..args.iterations {
-        total += det.run_inference_only(1)?;
-    }
-    let bound_fps = args.iterations as f64 / total.as_secs_f64();
-    let fps = frames as f64 / wall.as_secs_f64();
+    let ratios: Vec<f64> = runs.iter().zip(&bounds).map(|(p, b)| p.fps / b).collect();
+    let beyond: Vec<f64> = runs
+        .iter()
+        .map(|p| (1.0 / p.fps - p.inference) * 1000.0)
+        .collect();
     println!();
     println!("## Pipeline benchmark: one stream as fast as it goes (`vidar-edge bench pipeline`)");
+    println!();
+    println!("| round | order | pipeline frames/s | bound frames/s | ratio | inference / pre / post in the pipeline, ms | per frame beyond inference, ms |");
+    println!("|---|---|---:|---:|---:|---|---:|");
+    for (r, ((p, b), x)) in runs.iter().zip(&bounds).zip(&beyond).enumerate() {
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.3} | {:.2} / {:.2} / {:.2} | {:.2} |",
+            r + 1,
+            if r % 2 == 0 { "pipeline, bound" } else { "bound, pipeline" },
+            p.fps,
+            b,
+            p.fps / b,
+            p.inference * 1000.0,
+            p.preprocess * 1000.0,
+            p.postprocess * 1000.0,
+            x
+        );
+    }
+    let last = runs.last().context("no round ran")?;
+    let (fps, _, _) = spread(runs.iter().map(|p| p.fps).collect());
+    let (bound, _, _) = spread(bounds.clone());
+    let (ratio, rmin, rmax) = spread(ratios);
+    let (extra, xmin, xmax) = spread(beyond);
     println!();
     println!("| measure | value |");
     println!("|---|---|");
     println!(
-        "| video | {} ({frames} frames, {dropped} dropped) |",
-        args.video.display()
+        "| video | {} ({} frames, {} dropped) |",
+        args.video.display(),
+        last.frames,
+        last.dropped
     );
     println!(
-        "| model | {} (ONNX Runtime CPU, intra threads {}) |",
-        args.model, args.threads
+        "| model | {} (ONNX Runtime CPU, intra threads {}, inference depth {}) |",
+        args.model, args.threads, args.depth
     );
     println!("| pipeline frames/s (ingest + detect + track + re-ID + SQLite) | {fps:.1} |");
-    println!("| inference-only frames/s, batch 1 (bound) | {bound_fps:.1} |");
+    println!("| inference-only frames/s, batch 1 (bound) | {bound:.1} |");
+    println!("| **ratio pipeline / inference-only** | **{ratio:.3}** |");
+    println!("| ratio spread over {rounds} rounds (least - greatest) | {rmin:.3} - {rmax:.3} |");
     println!(
-        "| **ratio pipeline / inference-only** | **{:.3}** |",
-        fps / bound_fps
+        "| pipeline time per frame beyond inference, ms (median, least - greatest) | {extra:.2} ({xmin:.2} - {xmax:.2}) |"
     );
-    println!(
-        "| mean detector inference inside the pipeline, ms | {:.2} |",
-        mean_inf * 1000.0
-    );
-    println!(
-        "| identities minted | {} |",
-        metrics.identities.load(Ordering::Relaxed)
-    );
-    println!(
-        "| crops embedded | {} |",
-        metrics.crops.load(Ordering::Relaxed)
-    );
-    println!(
-        "| records submitted | {} |",
-        metrics.records_submitted.load(Ordering::Relaxed)
-    );
+    println!("| identities minted | {} |", last.identities);
+    println!("| crops embedded | {} |", last.crops);
+    println!("| records submitted | {} |", last.records);
     Ok(())
 }

@@ -53,11 +53,15 @@ pub struct EdgeConfig {
     /// camera.
     #[serde(default)]
     pub inference_workers: usize,
-    /// Batches each detector thread takes at once: 2 (default) lets a camera's
-    /// next frames be prepared (resized) while the model runs on the last, and
-    /// the model start on them the moment it is done; 1 hands a thread its
-    /// next batch only when it is done.
-    #[serde(default = "defaults::two")]
+    /// Batches each detector thread takes at once. 2: a camera's next frames
+    /// are prepared (resized) on the thread's own preparer while the model
+    /// runs on the last, and the model starts on them the moment it is done;
+    /// this pays where inference leaves a core free (or runs on a GPU), and
+    /// only contends with the model where it already uses every core. 1: a
+    /// thread gets its next batch when done. 0 = automatic (default): 2 with a
+    /// GPU provider, or when the detector threads times
+    /// `models.runtime.intra_threads` (> 0) leave a core; 1 otherwise.
+    #[serde(default)]
     pub inference_depth: usize,
     /// Save a small JPEG of each new identity. Default true.
     #[serde(default = "defaults::yes")]
@@ -230,9 +234,6 @@ mod defaults {
     pub fn metrics_addr() -> String {
         "127.0.0.1:9100".into()
     }
-    pub fn two() -> usize {
-        2
-    }
     pub fn one() -> u32 {
         1
     }
@@ -281,6 +282,26 @@ impl EdgeConfig {
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         (cores / intra).clamp(1, self.cameras.len().max(1))
+    }
+
+    /// Batches each detector thread takes at once (see [`EdgeConfig::inference_depth`]).
+    pub fn detector_depth(&self) -> usize {
+        if self.inference_depth > 0 {
+            return self.inference_depth;
+        }
+        let runtime = &self.models.runtime;
+        let gpu = runtime
+            .providers
+            .iter()
+            .any(|p| !matches!(p, vidar_models::ProviderConfig::Cpu));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let spare =
+            runtime.intra_threads > 0 && self.detector_threads() * runtime.intra_threads < cores;
+        if gpu || spare {
+            2
+        } else {
+            1
+        }
     }
 
     /// Every problem, each naming its key: what the config contract's
@@ -346,10 +367,10 @@ impl EdgeConfig {
                 format!("{} must be in 1..=300", self.detection_interval),
             );
         }
-        if !(1..=2).contains(&self.inference_depth) {
+        if self.inference_depth > 2 {
             p.push(
                 "inference_depth",
-                format!("{} must be 1 or 2", self.inference_depth),
+                format!("{} must be 0 (automatic), 1 or 2", self.inference_depth),
             );
         }
         if self.inference_workers > 64 {
@@ -403,6 +424,40 @@ mod tests {
         assert_eq!(c.detection_interval, 1);
         assert_eq!(c.database, PathBuf::from("vidar-edge.db"));
         assert_eq!(c.cameras.len(), 1);
+    }
+
+    /// Depth 2 where inference leaves a core (or runs on a GPU), 1 where
+    /// ONNX Runtime spreads each run over every core; an explicit depth wins.
+    #[test]
+    fn the_automatic_inference_depth_follows_what_inference_leaves_free() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let config = |extra: &str| {
+            EdgeConfig::parse(
+                &format!(
+                    "node_id = \"edge-1\"\n{extra}\n[[cameras]]\ncamera = \"c1\"\nsource = \"rtsp://127.0.0.1:8554/c\"\n"
+                ),
+                "test.toml",
+            )
+            .expect("valid")
+        };
+        assert_eq!(config("").detector_depth(), 1, "intra_threads 0: every core");
+        let one = config("[models.runtime]\nintra_threads = 1");
+        assert_eq!(one.detector_threads(), 1, "one camera, one thread");
+        assert_eq!(one.detector_depth(), if cores > 1 { 2 } else { 1 });
+        let all = config(&format!("[models.runtime]\nintra_threads = {cores}"));
+        assert_eq!(all.detector_depth(), 1, "{cores} intra threads");
+        let gpu = config("[[models.runtime.providers]]\nkind = \"cuda\"");
+        assert_eq!(gpu.detector_depth(), 2, "a GPU runs the model");
+        assert_eq!(config("inference_depth = 1").detector_depth(), 1);
+        assert_eq!(config("inference_depth = 2").detector_depth(), 2);
+        let err = EdgeConfig::parse(
+            "node_id = \"e\"\ninference_depth = 3\n[[cameras]]\ncamera = \"c1\"\nsource = \"x.mp4\"\n",
+            "bad.toml",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("inference_depth: 3 must be 0 (automatic), 1 or 2"), "{err}");
     }
 
     #[test]

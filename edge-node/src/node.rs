@@ -196,7 +196,7 @@ pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
         store,
         analysis: Analysis {
             cameras,
-            detectors: DetectPool::spawn(detectors, config.inference_depth)
+            detectors: DetectPool::spawn(detectors, config.detector_depth())
                 .context("starting detector threads")?,
             identifier,
             recorder,

@@ -198,6 +198,12 @@ pub struct SyncService {
     pub stop: vidar_runtime::Shutdown,
 }
 
+/// Least time between two trims of the heap after sync rounds. The master's
+/// memory comes and goes in rounds, queries and merges (SQLite page caches of
+/// short-lived readers, decoded batches); without handing the free memory
+/// back, glibc keeps each arena's high-water mark as RSS.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+
 impl SyncService {
     /// Runs the service on its own thread.
     pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
@@ -216,6 +222,7 @@ impl SyncService {
         };
         let Some(reader) = reader else { return };
         let mut next = Instant::now();
+        let mut trimmed = Instant::now();
         loop {
             let wait = next.saturating_duration_since(Instant::now());
             if !self.stop.is_triggered() && !wait.is_zero() {
@@ -230,6 +237,11 @@ impl SyncService {
                 }
             }
             self.round(&reader);
+            if trimmed.elapsed() >= TRIM_EVERY {
+                trimmed = Instant::now();
+                let released = vidar_runtime::heap::trim();
+                tracing::debug!(?released, took = ?trimmed.elapsed(), "free heap memory handed back");
+            }
             if self.stop.is_triggered() {
                 tracing::info!("final sync round done");
                 return;

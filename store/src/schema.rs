@@ -32,9 +32,9 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 /// `PRAGMA application_id` of a Vidar database: "VIDR".
 pub const APPLICATION_ID: i32 = 0x5649_4452;
 
-/// Page cache of the writer's connection, KiB: holds the hot index pages of a
-/// busy edge (SQLite's default is 2 MiB).
-const WRITER_CACHE_KIB: u32 = 32 * 1024;
+/// Page cache of the writer's connection by default, KiB: holds the hot index
+/// pages of a busy edge (SQLite's default is 2 MiB); `WriterTuning::cache_kib`.
+pub(crate) const WRITER_CACHE_KIB: u32 = 32 * 1024;
 /// WAL pages before an automatic checkpoint (SQLite's default is 1000): fewer,
 /// larger checkpoints write a hot index page back once instead of several times.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 4000;
@@ -266,6 +266,7 @@ pub(crate) fn open_writable(
     path: &Path,
     busy_timeout: Duration,
     synchronous: Synchronous,
+    cache_kib: u32,
 ) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -303,7 +304,7 @@ pub(crate) fn open_writable(
         Synchronous::Full => "FULL",
     };
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA cache_size = -{WRITER_CACHE_KIB}; \
+        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA cache_size = -{cache_kib}; \
          PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
     ))
     .map_err(|e| classify(e, path, "setting pragmas"))?;
@@ -394,7 +395,12 @@ mod tests {
             source: e,
         })?;
         let path = dir.path().join("v.db");
-        let conn = open_writable(&path, Duration::from_secs(1), Synchronous::Normal)?;
+        let conn = open_writable(
+            &path,
+            Duration::from_secs(1),
+            Synchronous::Normal,
+            WRITER_CACHE_KIB,
+        )?;
         assert_eq!(user_version(&conn, &path)?, SCHEMA_VERSION);
         let app: i32 = conn
             .query_row("PRAGMA application_id", [], |r| r.get(0))

@@ -65,6 +65,9 @@ pub struct CamerasBenchArgs {
     /// Vidar's detector threads (0 = automatic: cores / --threads, one when --threads is 0).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
+    /// Batches each detector thread takes at once (the node's `inference_depth`; default: the node's).
+    #[arg(long)]
+    pub depth: Option<usize>,
     /// The reference's onnxruntime intra-op threads per process (0 = its default).
     #[arg(long, default_value_t = 0)]
     pub reference_threads: usize,
@@ -156,12 +159,16 @@ fn run_vidar(args: &CamerasBenchArgs, port: u16, interval: u32) -> Result<Figure
     ));
     let mut toml = format!(
         "node_id = \"bench\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
-         detection_interval = {interval}\ninference_workers = {workers}\n[models.runtime]\nintra_threads = {threads}\n\
+         detection_interval = {interval}\ninference_workers = {workers}\n{depth}[models.runtime]\nintra_threads = {threads}\n\
          [detector]\nmax_batch = {max_batch}\n",
         db = db.display(),
         threads = args.threads,
         max_batch = args.max_batch,
         workers = args.workers,
+        depth = args
+            .depth
+            .map(|d| format!("inference_depth = {d}\n"))
+            .unwrap_or_default(),
     );
     for i in 0..args.cameras {
         toml.push_str(&format!(

@@ -38,8 +38,8 @@ pub struct PipelineBenchArgs {
     /// Rounds of pipeline and bound, interleaved; the ratio's median and spread are reported.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    /// Batches each detector thread takes at once (the node's `inference_depth`).
-    #[arg(long, default_value_t = 2)]
+    /// Batches each detector thread takes at once (the node's `inference_depth`; 0 = automatic).
+    #[arg(long, default_value_t = 0)]
     pub depth: usize,
 }
 
@@ -104,6 +104,8 @@ struct PipelineRun {
     fps: f64,
     frames: u64,
     dropped: u64,
+    /// The node's inference depth.
+    depth: usize,
     /// Mean detector inference, pre- and post-processing inside the pipeline, s.
     inference: f64,
     preprocess: f64,
@@ -129,6 +131,7 @@ fn run_pipeline(args: &PipelineBenchArgs) -> Result<PipelineRun> {
         video = args.video.display()
     );
     let config = EdgeConfig::parse(&toml, "bench pipeline")?;
+    let depth = config.detector_depth();
     let built = node::build(&config)?;
     let (statuses, cams, metrics) = (
         Arc::clone(&built.statuses),
@@ -175,6 +178,7 @@ fn run_pipeline(args: &PipelineBenchArgs) -> Result<PipelineRun> {
         fps: frames as f64 / wall.as_secs_f64(),
         frames,
         dropped,
+        depth,
         inference: metrics.inference.mean(),
         preprocess: metrics.preprocess.mean(),
         postprocess: metrics.postprocess.mean(),
@@ -252,7 +256,11 @@ pub fn pipeline(args: PipelineBenchArgs) -> Result<()> {
         println!(
             "| {} | {} | {:.1} | {:.1} | {:.3} | {:.2} / {:.2} / {:.2} | {:.2} |",
             r + 1,
-            if r % 2 == 0 { "pipeline, bound" } else { "bound, pipeline" },
+            if r % 2 == 0 {
+                "pipeline, bound"
+            } else {
+                "bound, pipeline"
+            },
             p.fps,
             b,
             p.fps / b,
@@ -278,7 +286,7 @@ pub fn pipeline(args: PipelineBenchArgs) -> Result<()> {
     );
     println!(
         "| model | {} (ONNX Runtime CPU, intra threads {}, inference depth {}) |",
-        args.model, args.threads, args.depth
+        args.model, args.threads, last.depth
     );
     println!("| pipeline frames/s (ingest + detect + track + re-ID + SQLite) | {fps:.1} |");
     println!("| inference-only frames/s, batch 1 (bound) | {bound:.1} |");

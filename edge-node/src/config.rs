@@ -440,7 +440,11 @@ mod tests {
             )
             .expect("valid")
         };
-        assert_eq!(config("").detector_depth(), 1, "intra_threads 0: every core");
+        assert_eq!(
+            config("").detector_depth(),
+            1,
+            "intra_threads 0: every core"
+        );
         let one = config("[models.runtime]\nintra_threads = 1");
         assert_eq!(one.detector_threads(), 1, "one camera, one thread");
         assert_eq!(one.detector_depth(), if cores > 1 { 2 } else { 1 });
@@ -457,7 +461,10 @@ mod tests {
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-        assert!(err.contains("inference_depth: 3 must be 0 (automatic), 1 or 2"), "{err}");
+        assert!(
+            err.contains("inference_depth: 3 must be 0 (automatic), 1 or 2"),
+            "{err}"
+        );
     }
 
     #[test]

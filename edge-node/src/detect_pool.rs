@@ -283,12 +283,7 @@ fn prepare(
             (Err(ENDED.to_string()), true)
         } else {
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                let rgb: Result<Vec<RgbFrame<'_>>, _> = batch
-                    .frames
-                    .iter()
-                    .map(|(_, f)| RgbFrame::new(f.width, f.height, f.stride, f.pixels()))
-                    .collect();
-                rgb.map_err(DetectError::from)
+                rgb_of(&batch.frames)
                     .and_then(|rgb| preparer.prepare(&rgb, &mut batch.input))
                     .map_err(|e| e.to_string())
             }));
@@ -317,6 +312,15 @@ fn prepare(
             return;
         }
     }
+}
+
+/// The frames' pixels as the detector reads them.
+fn rgb_of(frames: &[(usize, Frame)]) -> Result<Vec<RgbFrame<'_>>, DetectError> {
+    frames
+        .iter()
+        .map(|(_, f)| RgbFrame::new(f.width, f.height, f.stride, f.pixels()))
+        .collect::<Result<_, _>>()
+        .map_err(DetectError::from)
 }
 
 /// Why a batch given to a worker whose threads have died comes back.
@@ -349,11 +353,7 @@ fn work(
                         .detect_prepared(input, detections)
                         .map_err(|e| e.to_string());
                 }
-                let rgb: Result<Vec<RgbFrame<'_>>, _> = frames
-                    .iter()
-                    .map(|(_, f)| RgbFrame::new(f.width, f.height, f.stride, f.pixels()))
-                    .collect();
-                rgb.map_err(DetectError::from)
+                rgb_of(frames)
                     .and_then(|rgb| detector.detect_into(&rgb, detections))
                     .map_err(|e| e.to_string())
             }));

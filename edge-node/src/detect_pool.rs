@@ -301,17 +301,35 @@ fn prepare(
             }
         };
         dead |= fatal;
-        let sent = done.send(Done {
+        if !reply(
+            &done,
+            index,
             batch,
-            result,
-            timings: StageTimings::default(),
-            worker: index,
-            fatal,
-        });
-        if sent.is_err() {
+            (result, fatal),
+            StageTimings::default(),
+        ) {
             return;
         }
     }
+}
+
+/// Hands `batch` back to the pool with its outcome (`result`, and whether
+/// the thread that made it has died); false once the pool is gone.
+fn reply(
+    done: &Sender<Done>,
+    worker: usize,
+    batch: Batch,
+    (result, fatal): (Result<(), String>, bool),
+    timings: StageTimings,
+) -> bool {
+    done.send(Done {
+        batch,
+        result,
+        timings,
+        worker,
+        fatal,
+    })
+    .is_ok()
 }
 
 /// The frames' pixels as the detector reads them.
@@ -362,20 +380,13 @@ fn work(
                 Err(_) => (Err("the detector panicked".to_string()), true),
             }
         };
-        let timings = if fatal || dead {
+        let timings = if fatal {
             StageTimings::default()
         } else {
             detector.take_timings()
         };
         dead |= fatal;
-        let sent = done.send(Done {
-            batch,
-            result,
-            timings,
-            worker: index,
-            fatal,
-        });
-        if sent.is_err() {
+        if !reply(&done, index, batch, (result, fatal), timings) {
             return;
         }
     }

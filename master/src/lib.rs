@@ -39,8 +39,8 @@ pub use config::{ConfigError, MasterConfig};
 /// The master's writer commits synced batches: its hot pages are the tables'
 /// right edges and the identity index; queries read through their own
 /// connections, and the file stays in the system's page cache besides. A
-/// smaller cap is reached within minutes, after which the master's memory is
-/// flat (`make soak`).
+/// smaller cap is reached within minutes, after which SQLite's share of the
+/// master's memory is flat (`make soak`, docs/benchmarks.md).
 const WRITER_CACHE_KIB: u32 = 8 * 1024;
 
 /// Why the master could not start or stop cleanly.

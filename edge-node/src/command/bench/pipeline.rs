@@ -5,6 +5,7 @@
 //! goes, and in the same run measures the detector's inference-only rate on the
 //! same model file, in interleaved rounds: the ratio is the node's overhead.
 
+use super::harness::percentile;
 use crate::config::EdgeConfig;
 use crate::node;
 use anyhow::{Context, Result};
@@ -200,16 +201,13 @@ fn run_bound(det: &mut vidar_detectors::SsdDetector, iterations: usize) -> Resul
     Ok(iterations as f64 / total.as_secs_f64())
 }
 
-/// Median, least and greatest of `v` (not empty).
+/// Median, least and greatest of `v`.
 fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    (median, v[0], v[n - 1])
+    (
+        percentile(&mut v, 0.5),
+        percentile(&mut v, 0.0),
+        percentile(&mut v, 1.0),
+    )
 }
 
 /// `bench pipeline`: `rounds` rounds, each the pipeline and the bound one

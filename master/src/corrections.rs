@@ -24,8 +24,8 @@ use serde::Deserialize;
 use vidar_protocol::messages::SplitAnnounce;
 use vidar_protocol::{IdentityId, NodeId, UnixMs};
 use vidar_store::{
-    Correction, CorrectionAction, Reader, Record, RecordKey, Span, StoreError, TimeRange,
-    WriterHandle, MAX_QUERY_ROWS,
+    Correction, CorrectionAction, Reader, Record, RecordKey, Span, SplitScope, StoreError,
+    TimeRange, WriterHandle, MAX_QUERY_ROWS,
 };
 
 use crate::merge_service::Input;
@@ -51,6 +51,11 @@ pub enum Request {
         /// The identity it belongs to; a new one when absent.
         #[serde(default)]
         into: Option<IdentityId>,
+        /// The sighting's whole track (the default: a track longer than ten
+        /// seconds is recorded in pieces, and the operator means the person),
+        /// or `sighting` for that piece alone.
+        #[serde(default = "whole_track")]
+        scope: SplitScope,
         /// Why.
         #[serde(default)]
         reason: String,
@@ -75,6 +80,10 @@ pub enum Request {
         #[serde(default)]
         reason: String,
     },
+}
+
+fn whole_track() -> SplitScope {
+    SplitScope::Track
 }
 
 /// Why a correction was refused.
@@ -124,9 +133,10 @@ pub fn decide(
             seq,
             from,
             into,
+            scope,
             reason,
         } => {
-            let (action, announce) = split(reader, node, *seq, *from, *into, now)?;
+            let (action, announce) = split(reader, node, *seq, *from, *into, *scope, now)?;
             (action, Some(Operator::Split(announce)), reason)
         }
         Request::Merge { from, into, reason } => {
@@ -196,6 +206,7 @@ fn split(
     seq: u64,
     from: IdentityId,
     into: Option<IdentityId>,
+    scope: SplitScope,
     now: UnixMs,
 ) -> Result<(CorrectionAction, SplitAnnounce), Refusal> {
     let key = RecordKey {
@@ -215,6 +226,23 @@ fn split(
             "sighting {node}/{seq} is shown under {shown}, not {from}: reload and try again"
         )));
     }
+    // What moves: the sighting, or every piece of its track recorded so far
+    // (pieces recorded later follow by the same rule, `split_pieces`).
+    let moved = match scope {
+        SplitScope::Sighting => vec![Span {
+            key: key.clone(),
+            identity: s.value.identity,
+            camera: s.value.camera.clone(),
+            first_ms: s.value.first_ms,
+            last_ms: s.value.last_ms,
+        }],
+        SplitScope::Track => reader.track_pieces(&key)?,
+    };
+    let (first_ms, last_ms) = moved
+        .iter()
+        .fold((s.value.first_ms, s.value.last_ms), |(a, b), p| {
+            (a.min(p.first_ms), b.max(p.last_ms))
+        });
     let into = match into {
         Some(i) if i == shown => {
             return Err(Refusal::Bad {
@@ -233,10 +261,15 @@ fn split(
                 )));
             }
             let cluster: HashSet<IdentityId> = cluster.into_iter().collect();
-            let range = TimeRange::new(s.value.first_ms, s.value.last_ms + 1);
+            let range = TimeRange::new(first_ms, last_ms + 1);
             let there = reader.sightings_by_camera(&s.value.camera, range, MAX_QUERY_ROWS)?;
+            let is_moved = |k: &RecordKey| moved.iter().any(|m| &m.key == k);
             if let Some(o) = there.iter().find(|o| {
-                o.key != key && cluster.contains(&corrections.identity_of(&o.key, o.value.identity))
+                !is_moved(&o.key)
+                    && cluster.contains(&corrections.identity_of(&o.key, o.value.identity))
+                    && moved
+                        .iter()
+                        .any(|m| m.first_ms <= o.value.last_ms && o.value.first_ms <= m.last_ms)
             }) {
                 return Err(Refusal::Conflict(format!(
                     "{i} is on camera {} at the same time (sighting {}/{}): \
@@ -252,8 +285,8 @@ fn split(
         sighting: key.clone(),
         camera: s.value.camera.clone(),
         track: s.value.track,
-        first_ms: s.value.first_ms,
-        last_ms: s.value.last_ms,
+        first_ms,
+        last_ms,
         from: shown,
         into,
         decided_ms: now,
@@ -262,6 +295,7 @@ fn split(
         sighting: key,
         from: shown,
         into,
+        scope,
     };
     Ok((action, announce))
 }

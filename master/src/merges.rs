@@ -66,6 +66,7 @@ pub fn splits_of(
             sighting,
             from,
             into,
+            scope,
         } = &a.correction.action
         else {
             continue;
@@ -74,12 +75,19 @@ pub fn splits_of(
             continue;
         }
         if let Some(s) = reader.sighting(sighting)? {
+            let (mut first_ms, mut last_ms) = (s.value.first_ms, s.value.last_ms);
+            if *scope == vidar_store::SplitScope::Track {
+                for p in reader.track_pieces(sighting)? {
+                    first_ms = first_ms.min(p.first_ms);
+                    last_ms = last_ms.max(p.last_ms);
+                }
+            }
             out.push(SplitAnnounce {
                 sighting: sighting.clone(),
                 camera: s.value.camera,
                 track: s.value.track,
-                first_ms: s.value.first_ms,
-                last_ms: s.value.last_ms,
+                first_ms,
+                last_ms,
                 from: *from,
                 into: *into,
                 decided_ms: a.correction.decided_ms,

@@ -178,11 +178,13 @@ fn identities_operators_separated_stay_apart_after_a_restart() {
             sighting: key(90),
             from: id(1),
             into: id(2),
+            scope: vidar_store::SplitScope::Track,
         }),
         c(CorrectionAction::Split {
             sighting: key(91),
             from: id(3),
             into: id(4),
+            scope: vidar_store::SplitScope::Sighting,
         }),
         c(CorrectionAction::Revert { correction: key(2) }),
         c(CorrectionAction::Merge {

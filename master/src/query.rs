@@ -289,20 +289,10 @@ mod tests {
 
     #[test]
     fn sightings_are_shown_and_filtered_as_corrected() {
-        let split = |k: RecordKey, from: u64, into: u64| vidar_store::Correction {
-            action: vidar_store::CorrectionAction::Split {
-                sighting: k,
-                from: IdentityId(from),
-                into: IdentityId(into),
-            },
-            actor: "ann".into(),
-            reason: String::new(),
-            decided_ms: UnixMs(0),
-        };
-        let c = Corrections::from_in_force(&[
-            split(key("a", 1), 7, 9),
-            split(key("b", 4), 8, 7),
-            split(key("b", 6), 7, 9),
+        let c = Corrections::from_moves([
+            (key("a", 1), IdentityId(9)),
+            (key("b", 4), IdentityId(7)),
+            (key("b", 6), IdentityId(9)),
         ]);
         let db = vec![Stored {
             key: key("a", 1),

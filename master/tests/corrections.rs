@@ -347,3 +347,69 @@ fn a_node_that_comes_back_is_sent_the_splits_of_its_sightings() {
     assert_eq!(*heard.lock().expect("lock"), ["2 p1->p4".to_string()]);
     m.shutdown().expect("clean shutdown");
 }
+
+#[test]
+fn a_split_moves_the_whole_track_unless_asked_for_one_piece() {
+    // Seqs 1..=3 of edge-a: one track of 5 on c3 recorded in pieces;
+    // seq 4: 7 on c3 while the track's last piece is.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = seed_database(
+        dir.path(),
+        vec![
+            sighting(5, "c3", 10_000, 20_000),
+            sighting(5, "c3", 20_000, 30_000),
+            sighting(5, "c3", 30_000, 32_000),
+            sighting(7, "c3", 31_000, 31_500),
+            identity(5, "c3", 10_000),
+            identity(7, "c3", 31_000),
+        ],
+    );
+    let m = Master::start(&config(&db, &unique_site(), "")).expect("master starts");
+    let piece = |seq: u64, who: &str| (seq, who.to_string());
+    // Into 7: the track's last piece is on screen with 7, so refused; the
+    // first piece alone is not.
+    let (code, v) = post(
+        &m,
+        r#"{"action":"split","node":"edge-a","seq":2,"from":"5","into":"7"}"#,
+        "",
+    );
+    assert_eq!(code, 409, "{v}");
+    assert!(v.to_string().contains("same time"), "{v}");
+    // No scope: the whole track, named by its middle piece.
+    let (code, v) = post(
+        &m,
+        r#"{"action":"split","node":"edge-a","seq":2,"from":"5"}"#,
+        "",
+    );
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["scope"], "track");
+    let into = v["into"].as_str().expect("into").to_string();
+    assert_eq!(
+        trajectory(&m, &into),
+        [piece(1, &into), piece(2, &into), piece(3, &into)]
+    );
+    assert!(trajectory(&m, "5").is_empty());
+    let undo = format!(
+        r#"{{"action":"revert","node":"master","seq":{}}}"#,
+        v["seq"]
+    );
+    assert_eq!(post(&m, &undo, "").0, 201);
+    assert_eq!(trajectory(&m, "5").len(), 3);
+    // One piece, asked for.
+    let (code, v) = post(
+        &m,
+        r#"{"action":"split","node":"edge-a","seq":1,"from":"5","into":"7","scope":"sighting"}"#,
+        "",
+    );
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["scope"], "sighting");
+    assert_eq!(trajectory(&m, "5"), [piece(2, "5"), piece(3, "5")]);
+    assert_eq!(trajectory(&m, "7"), [piece(1, "7"), piece(4, "7")]);
+    let (code, v) = post(
+        &m,
+        r#"{"action":"split","node":"edge-a","seq":1,"from":"7","scope":"piece"}"#,
+        "",
+    );
+    assert_eq!(code, 400, "{v}");
+    m.shutdown().expect("clean shutdown");
+}

@@ -198,7 +198,7 @@
   }
 
   function splitButton(s) {
-    return el('button', { type: 'button', class: 'split', title: 'This sighting is someone else: give it its own identity',
+    return el('button', { type: 'button', class: 'split', title: 'This person is someone else: give their whole track on this camera its own identity',
       onclick: () => correct({ action: 'split', node: s.node, seq: s.seq, from: s.identity, reason: 'split in the UI' },
         (c) => 'Split off as ' + idText(c.into) + '.') }, 'Not this person');
   }
@@ -209,7 +209,7 @@
       const j = await api('/api/corrections?identity=' + encodeURIComponent(id) + '&limit=50');
       $('corrections-count').textContent = '(' + j.corrections.length + ')';
       $('correction-list').replaceChildren(...j.corrections.map((c) => {
-        const what = c.action === 'split' ? 'split sighting ' + c.sighting.node + '/' + c.sighting.seq + ' from ' + idText(c.from) + ' to ' + idText(c.into)
+        const what = c.action === 'split' ? 'split ' + (c.scope === 'track' ? 'the track of sighting ' : 'sighting ') + c.sighting.node + '/' + c.sighting.seq + ' from ' + idText(c.from) + ' to ' + idText(c.into)
           : c.action === 'merge' ? 'merged ' + idText(c.from) + ' into ' + idText(c.into) : 'reverted ' + c.correction.node + '/' + c.correction.seq;
         const undo = isAdmin && c.action !== 'revert' && !c.reverted
           ? el('button', { type: 'button', class: 'undo', onclick: () => correct({ action: 'revert', node: c.node, seq: c.seq, reason: 'undone in the UI' }, () => 'Undone.') }, 'Undo') : null;
@@ -275,7 +275,7 @@
   function renderTimeline(sightings, numbered) {
     const items = sightings.map((s, i) => {
       // The sighting's own snapshot: its identity on its camera, closest in
-      // time (as recorded: a split moves the sighting, not its snapshot).
+      // time (as recorded: a split moves sightings, not their snapshots).
       const src = '/api/snapshot/' + encodeURIComponent(s.recorded_identity || s.identity) + '?camera=' + encodeURIComponent(s.camera) + '&t=' + encodeURIComponent(String(s.first_ms));
       const thumb = el('img', { alt: idText(s.identity), loading: 'lazy', src });
       thumb.addEventListener('error', () => { thumb.style.visibility = 'hidden'; });

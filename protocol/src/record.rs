@@ -172,6 +172,33 @@ pub struct IdentityMerge {
     pub decided_ms: UnixMs,
 }
 
+/// What an operator's split moves.
+///
+/// A track longer than ten seconds is recorded as several sightings, each
+/// starting where the one before ended (same node, camera and track id). An
+/// operator who says "this is someone else" means the person, so the whole
+/// track; a tracker that switched people within one track needs the piece.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitScope {
+    /// The one sighting named.
+    #[default]
+    Sighting,
+    /// Every piece of the sighting's track: those recorded before it and
+    /// after it, including pieces recorded after the split was made.
+    Track,
+}
+
+impl SplitScope {
+    /// The name stored and shown (`sighting`, `track`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SplitScope::Sighting => "sighting",
+            SplitScope::Track => "track",
+        }
+    }
+}
+
 /// What an operator corrected (see [`Correction`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -186,6 +213,10 @@ pub enum CorrectionAction {
         from: IdentityId,
         /// The identity it belongs to now.
         into: IdentityId,
+        /// Whether the sighting alone moves, or the whole track it is a
+        /// piece of (records written before scopes existed: the sighting).
+        #[serde(default)]
+        scope: SplitScope,
     },
     /// Identities `from` and `into` are one person (as a merge by the master,
     /// decided by an operator).

@@ -229,6 +229,7 @@ fn records(n: &NodeId) -> Vec<KeyedRecord> {
                     sighting: key(12),
                     from: IdentityId(9),
                     into: IdentityId(10),
+                    scope: SplitScope::Track,
                 },
                 actor: "ann".into(),
                 reason: "two people".into(),

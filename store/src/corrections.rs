@@ -20,7 +20,8 @@ use vidar_protocol::{IdentityId, UnixMs};
 
 use crate::error::StoreError;
 use crate::reader::Reader;
-use crate::record::{Correction, CorrectionAction, RecordKey, Sighting, Stored};
+use crate::reader::Span;
+use crate::record::{Correction, RecordKey, Sighting, Stored};
 use crate::rows::{self, id_to_sql, seq_to_sql};
 
 /// Most corrections in force that queries follow (the newest win).
@@ -34,16 +35,14 @@ pub struct Corrections {
 }
 
 impl Corrections {
-    /// Builds the view from corrections in force, oldest first (later splits
-    /// of one sighting override earlier ones).
-    pub fn from_in_force<'a>(in_force: impl IntoIterator<Item = &'a Correction>) -> Corrections {
-        let mut splits = HashMap::new();
-        for c in in_force {
-            if let CorrectionAction::Split { sighting, into, .. } = &c.action {
-                splits.insert(sighting.clone(), *into);
-            }
+    /// Builds the view from the sightings splits moved, oldest split first
+    /// (a later split of a sighting overrides an earlier one). A split of a
+    /// whole track names each of its pieces ([`Reader::corrections_in_force`]
+    /// finds them).
+    pub fn from_moves(moves: impl IntoIterator<Item = (RecordKey, IdentityId)>) -> Corrections {
+        Corrections {
+            splits: moves.into_iter().collect(),
         }
-        Corrections { splits }
     }
 
     /// Whom the sighting keyed `key`, recorded under `recorded`, belongs to now.
@@ -79,16 +78,57 @@ pub struct Audited {
 }
 
 impl Reader {
-    /// The corrections in force, applied by every query of sightings.
+    /// The corrections in force, applied by every query of sightings: each
+    /// sighting a split moved (every piece of a split track, view
+    /// `split_pieces`), newest splits first up to [`MAX_IN_FORCE`] sightings.
     pub fn corrections_in_force(&self) -> Result<Corrections, StoreError> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(&format!(
+                "SELECT node_id, seq, into_identity FROM split_pieces
+                 ORDER BY decided_ms DESC, cnode DESC, cseq DESC LIMIT {MAX_IN_FORCE}"
+            ))
+            .map_err(self.err("preparing split_pieces"))?;
+        let mut moves = stmt
+            .query_map([], |r| {
+                let seq: i64 = r.get(1)?;
+                let key = RecordKey {
+                    node: rows::node_at(r, 0)?,
+                    seq: u64::try_from(seq)
+                        .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(1, seq))?,
+                };
+                Ok((key, IdentityId(rows::id_at(r, 2)?)))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err("querying split_pieces"))?;
+        moves.reverse();
+        Ok(Corrections::from_moves(moves))
+    }
+
+    /// The pieces of the track the sighting keyed `key` belongs to (itself
+    /// included), in time order: the sightings of its node, camera and track
+    /// id joined to it seam to seam (see [`crate::SplitScope::Track`]).
+    /// Empty when the sighting is not stored.
+    pub fn track_pieces(&self, key: &RecordKey) -> Result<Vec<Span>, StoreError> {
+        let Some(seq) = seq_to_sql(key.seq) else {
+            return Ok(Vec::new());
+        };
         let sql = format!(
-            "SELECT {} FROM corrections_in_force WHERE action = 'split'
-             ORDER BY decided_ms DESC, node_id DESC, seq DESC LIMIT {MAX_IN_FORCE}",
-            rows::CORRECTION_COLUMNS
+            "SELECT {cols} FROM sightings s WHERE EXISTS (SELECT 1 FROM sightings t
+                 WHERE t.node_id = ?1 AND t.seq = ?2 AND s.node_id = t.node_id
+                   AND s.camera_id = t.camera_id AND s.track_id = t.track_id)
+             ORDER BY s.seq",
+            cols = rows::SPAN_COLUMNS
         );
-        let mut rows = self.correction_rows(&sql, params![], "corrections_in_force")?;
-        rows.reverse();
-        Ok(Corrections::from_in_force(rows.iter().map(|s| &s.value)))
+        let mut stmt = self
+            .conn()
+            .prepare_cached(&sql)
+            .map_err(self.err("preparing track_pieces"))?;
+        let same_id: Vec<Span> = stmt
+            .query_map(params![key.node.as_str(), seq], rows::span_row)
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("querying track_pieces"))?;
+        Ok(seamed(same_id, key))
     }
 
     /// The audit trail: corrections (reverts included) decided in
@@ -127,7 +167,7 @@ impl Reader {
                     Ok(Audited {
                         key: c.key,
                         correction: c.value,
-                        reverted: r.get(10)?,
+                        reverted: r.get(11)?,
                     })
                 },
             )
@@ -153,7 +193,7 @@ impl Reader {
             .map_err(self.err("preparing correction"))?;
         let mut found = stmt
             .query_map(params![key.node.as_str(), seq], |r| {
-                Ok((rows::correction_row(r)?.value, r.get::<_, bool>(10)?))
+                Ok((rows::correction_row(r)?.value, r.get::<_, bool>(11)?))
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(self.err("querying correction"))?;
@@ -212,20 +252,35 @@ impl Reader {
             .map_err(self.err("finding the highest corrected identity"))?;
         Ok(v.and_then(|v| u64::try_from(v).ok()).map(IdentityId))
     }
+}
 
-    fn correction_rows(
-        &self,
-        sql: &str,
-        p: impl rusqlite::Params,
-        what: &'static str,
-    ) -> Result<Vec<Stored<Correction>>, StoreError> {
-        let mut stmt = self.conn().prepare_cached(sql).map_err(self.err(what))?;
-        let rows = stmt
-            .query_map(p, rows::correction_row)
-            .and_then(|rows| rows.collect())
-            .map_err(self.err(what))?;
-        Ok(rows)
+/// Of `same_id` (one node's sightings of one camera and track id, by seq),
+/// the run joined seam to seam to the one keyed `key`, in time order.
+fn seamed(same_id: Vec<Span>, key: &RecordKey) -> Vec<Span> {
+    let Some(at) = same_id.iter().position(|s| &s.key == key) else {
+        return Vec::new();
+    };
+    // Walk back, then forward, from the named piece: each step takes the
+    // nearest piece in seq order that starts where the current one ended.
+    let mut before = Vec::new();
+    let mut cur = &same_id[at];
+    for s in same_id[..at].iter().rev() {
+        if s.last_ms == cur.first_ms {
+            before.push(s.clone());
+            cur = s;
+        }
     }
+    before.reverse();
+    let mut out = before;
+    out.push(same_id[at].clone());
+    let mut cur = &same_id[at];
+    for s in &same_id[at + 1..] {
+        if s.first_ms == cur.last_ms {
+            out.push(s.clone());
+            cur = s;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -240,32 +295,45 @@ mod tests {
         }
     }
 
-    fn split(seq: u64, from: u64, into: u64) -> Correction {
-        Correction {
-            action: CorrectionAction::Split {
-                sighting: key(seq),
-                from: IdentityId(from),
-                into: IdentityId(into),
-            },
-            actor: "ann".into(),
-            reason: String::new(),
-            decided_ms: UnixMs(0),
+    #[test]
+    fn the_newest_split_of_a_sighting_wins_and_others_keep_their_identity() {
+        let c = Corrections::from_moves([
+            (key(5), IdentityId(7)),
+            (key(4), IdentityId(7)),
+            (key(5), IdentityId(9)),
+        ]);
+        assert_eq!(c.identity_of(&key(5), IdentityId(1)), IdentityId(9));
+        assert_eq!(c.identity_of(&key(4), IdentityId(1)), IdentityId(7));
+        assert_eq!(c.identity_of(&key(6), IdentityId(1)), IdentityId(1));
+        assert!(c.is_split(&key(5)) && !c.is_split(&key(6)));
+        assert_eq!(c.split_count(), 2);
+    }
+
+    fn span(seq: u64, first: i64, last: i64) -> Span {
+        Span {
+            key: key(seq),
+            identity: IdentityId(1),
+            camera: vidar_protocol::CameraId::new("c").expect("valid"),
+            first_ms: UnixMs(first),
+            last_ms: UnixMs(last),
         }
     }
 
     #[test]
-    fn the_newest_split_of_a_sighting_wins_and_others_keep_their_identity() {
-        let merge = Correction {
-            action: CorrectionAction::Merge {
-                from: IdentityId(1),
-                into: IdentityId(2),
-            },
-            ..split(0, 0, 1)
-        };
-        let c = Corrections::from_in_force(&[split(5, 1, 7), merge, split(5, 7, 9)]);
-        assert_eq!(c.identity_of(&key(5), IdentityId(1)), IdentityId(9));
-        assert_eq!(c.identity_of(&key(6), IdentityId(1)), IdentityId(1));
-        assert!(c.is_split(&key(5)) && !c.is_split(&key(6)));
-        assert_eq!(c.split_count(), 1);
+    fn a_tracks_pieces_are_joined_seam_to_seam_and_a_reused_id_is_not() {
+        // Seqs 1-3: one track cut at 10 s; seq 4: the same id after a
+        // restart; seq 5: the first track's last piece (recorded late).
+        let all = vec![
+            span(1, 0, 10_000),
+            span(2, 10_000, 20_000),
+            span(3, 50_000, 51_000),
+            span(4, 20_000, 25_000),
+        ];
+        let seqs = |v: Vec<Span>| v.iter().map(|s| s.key.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(seamed(all.clone(), &key(2))), [1, 2, 4]);
+        assert_eq!(seqs(seamed(all.clone(), &key(1))), [1, 2, 4]);
+        assert_eq!(seqs(seamed(all.clone(), &key(4))), [1, 2, 4]);
+        assert_eq!(seqs(seamed(all.clone(), &key(3))), [3]);
+        assert!(seamed(all, &key(9)).is_empty());
     }
 }

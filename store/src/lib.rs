@@ -55,9 +55,9 @@ pub use record::Stored;
 pub use schema::{create_private_dir, Synchronous, APPLICATION_ID, SCHEMA_VERSION};
 pub use vidar_protocol::record::{
     BoxPoint, CameraRecord, Correction, CorrectionAction, IdentityMerge, IdentityRecord,
-    KeyedRecord, Record, RecordKey, Sighting, Snapshot, TimeRange, TrackRecord, MAX_ACTOR_LEN,
-    MAX_EMBEDDING_DIM, MAX_NAME_LEN, MAX_PATH_POINTS, MAX_REASON_LEN, MAX_SIGHTING_SPAN_MS,
-    MAX_SNAPSHOT_BYTES,
+    KeyedRecord, Record, RecordKey, Sighting, Snapshot, SplitScope, TimeRange, TrackRecord,
+    MAX_ACTOR_LEN, MAX_EMBEDDING_DIM, MAX_NAME_LEN, MAX_PATH_POINTS, MAX_REASON_LEN,
+    MAX_SIGHTING_SPAN_MS, MAX_SNAPSHOT_BYTES,
 };
 pub use writer::{
     FlushReport, PendingKey, PruneReport, UpsertReport, Writer, WriterConfig, WriterHandle,

@@ -42,10 +42,10 @@ const CLUSTER_CTE: &str = "WITH RECURSIVE cluster(id) AS (
 /// Each sighting moved by a split in force, and the identity it belongs to
 /// now (its newest split wins, as in [`crate::Corrections`]).
 const MOVED_CTE: &str = "moved(node_id, seq, into_identity) AS MATERIALIZED (
-    SELECT target_node, target_seq, into_identity FROM (
-        SELECT target_node, target_seq, into_identity, row_number() OVER (
-            PARTITION BY target_node, target_seq ORDER BY decided_ms DESC, node_id DESC, seq DESC) AS newest
-        FROM corrections_in_force WHERE action = 'split')
+    SELECT node_id, seq, into_identity FROM (
+        SELECT node_id, seq, into_identity, row_number() OVER (
+            PARTITION BY node_id, seq ORDER BY decided_ms DESC, cnode DESC, cseq DESC) AS newest
+        FROM split_pieces)
     WHERE newest = 1
 )";
 
@@ -192,8 +192,8 @@ impl Reader {
              WHERE identity_id IN (SELECT id FROM cluster)
                AND first_ms >= ?2 AND first_ms < ?3 AND last_ms >= ?4
              UNION ALL SELECT {cols} FROM sightings
-             WHERE (node_id, seq) IN (SELECT target_node, target_seq FROM corrections_in_force
-                    WHERE action = 'split' AND into_identity IN (SELECT id FROM cluster))
+             WHERE (node_id, seq) IN (SELECT node_id, seq FROM split_pieces
+                    WHERE into_identity IN (SELECT id FROM cluster))
                AND first_ms >= ?2 AND first_ms < ?3 AND last_ms >= ?4
              ORDER BY first_ms, node_id, seq LIMIT ?5"
         );

@@ -12,7 +12,7 @@ use crate::boxpath;
 use crate::error::InvalidRecord;
 use crate::record::{
     CameraRecord, Correction, CorrectionAction, IdentityMerge, IdentityRecord, KeyedRecord, Record,
-    RecordKey, Sighting, Snapshot, Stored, TrackRecord,
+    RecordKey, Sighting, Snapshot, SplitScope, Stored, TrackRecord,
 };
 
 /// A validated record with its blob (box path or embedding) already encoded,
@@ -135,14 +135,19 @@ pub(crate) fn insert(
                 m.decided_ms,
             ]),
         Record::Correction(c) => {
-            let (action, target, from, into) = match &c.action {
+            let (action, target, from, into, scope) = match &c.action {
                 CorrectionAction::Split {
                     sighting,
                     from,
                     into,
-                } => ("split", Some(sighting), Some(*from), Some(*into)),
-                CorrectionAction::Merge { from, into } => ("merge", None, Some(*from), Some(*into)),
-                CorrectionAction::Revert { correction } => ("revert", Some(correction), None, None),
+                    scope,
+                } => ("split", Some(sighting), Some(*from), Some(*into), *scope),
+                CorrectionAction::Merge { from, into } => {
+                    ("merge", None, Some(*from), Some(*into), SplitScope::Sighting)
+                }
+                CorrectionAction::Revert { correction } => {
+                    ("revert", Some(correction), None, None, SplitScope::Sighting)
+                }
             };
             let target_seq = match target {
                 Some(k) => Some(seq_to_sql(k.seq).ok_or(rusqlite::Error::IntegralValueOutOfRange(
@@ -152,8 +157,8 @@ pub(crate) fn insert(
                 None => None,
             };
             conn.prepare_cached(
-                "INSERT INTO corrections (node_id, seq, action, target_node, target_seq, from_identity, into_identity, actor, reason, decided_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (node_id, seq) DO NOTHING",
+                "INSERT INTO corrections (node_id, seq, action, target_node, target_seq, from_identity, into_identity, actor, reason, decided_ms, scope)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (node_id, seq) DO NOTHING",
             )?
             .execute(params![
                 n,
@@ -166,6 +171,7 @@ pub(crate) fn insert(
                 c.actor,
                 c.reason,
                 c.decided_ms,
+                scope.as_str(),
             ])
         }
     }
@@ -231,7 +237,7 @@ pub(crate) const TABLES: [Table; 7] = [
     Table {
         name: "corrections",
         size_expr: "length(actor) + length(reason)",
-        columns: "node_id, seq, action, target_node, target_seq, from_identity, into_identity, actor, reason, decided_ms",
+        columns: "node_id, seq, action, target_node, target_seq, from_identity, into_identity, actor, reason, decided_ms, scope",
         time_column: "decided_ms",
         // The audit trail of who changed what: kept for good.
         prunable: false,
@@ -267,7 +273,7 @@ fn bad(col: usize, ty: Type, msg: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(col, ty, msg.into())
 }
 
-fn node_at(row: &Row<'_>, col: usize) -> rusqlite::Result<NodeId> {
+pub(crate) fn node_at(row: &Row<'_>, col: usize) -> rusqlite::Result<NodeId> {
     let s: String = row.get(col)?;
     NodeId::new(&s).map_err(|e| bad(col, Type::Text, format!("node id {s:?}: {e}")))
 }
@@ -277,7 +283,7 @@ fn camera_at(row: &Row<'_>, col: usize) -> rusqlite::Result<CameraId> {
     CameraId::new(&s).map_err(|e| bad(col, Type::Text, format!("camera id {s:?}: {e}")))
 }
 
-fn id_at(row: &Row<'_>, col: usize) -> rusqlite::Result<u64> {
+pub(crate) fn id_at(row: &Row<'_>, col: usize) -> rusqlite::Result<u64> {
     Ok(id_from_sql(row.get(col)?))
 }
 
@@ -354,6 +360,11 @@ fn correction(row: &Row<'_>) -> rusqlite::Result<Correction> {
             sighting: target()?,
             from: ident(5)?,
             into: ident(6)?,
+            scope: match row.get::<_, String>(10)?.as_str() {
+                "sighting" => SplitScope::Sighting,
+                "track" => SplitScope::Track,
+                other => return Err(bad(10, Type::Text, format!("split scope {other:?}"))),
+            },
         },
         "merge" => CorrectionAction::Merge {
             from: ident(5)?,

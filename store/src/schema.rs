@@ -44,7 +44,46 @@ const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 const READER_CACHE_KIB: u32 = 8 * 1024;
 
 /// `MIGRATIONS[k]` takes the schema from version `k` to `k + 1`. Append only.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
+
+/// Version 4: a split moves one sighting or its whole track (`scope`); the
+/// view `split_pieces` lists, for every split in force, each sighting it
+/// moves. A track's pieces are found from the split sighting by following
+/// the recorder's seam: a track longer than ten seconds is recorded as
+/// sightings of one node, camera and track id, each starting at the instant
+/// the one before it ended (`first_ms` = the previous `last_ms`, later seq).
+/// A track id used again after a restart starts no such seam, so another
+/// track never joins. Pieces recorded after the split join once synchronised.
+const MIGRATION_4: &str = "
+ALTER TABLE corrections ADD COLUMN scope TEXT NOT NULL DEFAULT 'sighting'
+    CHECK (scope IN ('sighting', 'track'));
+CREATE INDEX sightings_by_track ON sightings (node_id, camera_id, track_id);
+CREATE VIEW split_pieces AS
+WITH RECURSIVE piece(cnode, cseq, decided_ms, into_identity, dir,
+                     node_id, seq, camera_id, track_id, first_ms, last_ms) AS (
+    SELECT c.node_id, c.seq, c.decided_ms, c.into_identity,
+           CASE c.scope WHEN 'track' THEN 0 ELSE 2 END,
+           s.node_id, s.seq, s.camera_id, s.track_id, s.first_ms, s.last_ms
+    FROM corrections_in_force c
+    JOIN sightings s ON s.node_id = c.target_node AND s.seq = c.target_seq
+    WHERE c.action = 'split'
+    UNION ALL
+    SELECT p.cnode, p.cseq, p.decided_ms, p.into_identity, 1,
+           s.node_id, s.seq, s.camera_id, s.track_id, s.first_ms, s.last_ms
+    FROM piece p JOIN sightings s
+      ON s.node_id = p.node_id AND s.camera_id = p.camera_id AND s.track_id = p.track_id
+     AND s.first_ms = p.last_ms AND s.seq > p.seq
+    WHERE p.dir IN (0, 1)
+    UNION ALL
+    SELECT p.cnode, p.cseq, p.decided_ms, p.into_identity, -1,
+           s.node_id, s.seq, s.camera_id, s.track_id, s.first_ms, s.last_ms
+    FROM piece p JOIN sightings s
+      ON s.node_id = p.node_id AND s.camera_id = p.camera_id AND s.track_id = p.track_id
+     AND s.last_ms = p.first_ms AND s.seq < p.seq
+    WHERE p.dir IN (0, -1)
+)
+SELECT cnode, cseq, decided_ms, into_identity, node_id, seq FROM piece;
+";
 
 /// Version 3: operators' corrections (audited, never pruned), and the view of
 /// those still in force (not reverted).

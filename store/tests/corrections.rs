@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use vidar_protocol::{IdentityId, UnixMs};
-use vidar_store::{Correction, CorrectionAction, Reader, Record, RecordKey, TimeRange};
+use vidar_store::{Correction, CorrectionAction, Reader, Record, RecordKey, SplitScope, TimeRange};
 
 const A: u64 = 11;
 const B: u64 = 22;
@@ -38,6 +38,19 @@ fn split(seq: u64, from: u64, into: u64, t: i64) -> Record {
             sighting: key(seq),
             from: IdentityId(from),
             into: IdentityId(into),
+            scope: SplitScope::Sighting,
+        },
+        t,
+    )
+}
+
+fn split_track(seq: u64, from: u64, into: u64, t: i64) -> Record {
+    correction(
+        CorrectionAction::Split {
+            sighting: key(seq),
+            from: IdentityId(from),
+            into: IdentityId(into),
+            scope: SplitScope::Track,
         },
         t,
     )
@@ -211,5 +224,88 @@ fn malformed_corrections_are_refused_by_name() -> TestResult {
     }
     assert!(w.write(control).is_err());
     w.shutdown()?;
+    Ok(())
+}
+
+/// Seqs 7-9: one track of A on cam-c (id 9) recorded in 10-s pieces; seq 10
+/// the same track id after a restart, also A. Then `more`, then a piece that
+/// ends the first track, recorded after them.
+fn pieces(dir: &tempfile::TempDir, more: Vec<Record>) -> std::path::PathBuf {
+    let s = |first, last| Record::Sighting(sighting(A, "cam-c", 9, first, last, 3));
+    let mut all = vec![
+        s(20_000, 30_000),
+        s(30_000, 40_000),
+        s(40_000, 50_000),
+        s(70_000, 71_000),
+    ];
+    all.extend(more);
+    all.push(s(50_000, 54_000));
+    fixture(dir, all)
+}
+
+fn in_trajectory(r: &Reader, who: u64) -> Vec<u64> {
+    r.trajectory(IdentityId(who), TimeRange::all(), 100)
+        .unwrap()
+        .iter()
+        .map(|s| s.key.seq)
+        .collect()
+}
+
+#[test]
+fn a_track_split_moves_every_piece_of_the_track_and_only_that_track() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    // Seq 11 splits the middle piece's track off A into E; seq 12, the
+    // track's last piece, is recorded after the split.
+    let r = Reader::open(pieces(&dir, vec![split_track(8, A, E, 60_000)]))?;
+    assert_eq!(in_trajectory(&r, E), [7, 8, 9, 12], "the whole track");
+    assert_eq!(
+        in_trajectory(&r, A),
+        [1, 3, 4, 10],
+        "B's via the merge, the reused id stays"
+    );
+    let c = r.corrections_in_force()?;
+    for seq in [7, 8, 9, 12] {
+        assert_eq!(c.identity_of(&key(seq), IdentityId(A)), IdentityId(E));
+    }
+    assert!(!c.is_split(&key(10)));
+    assert_eq!(c.split_count(), 4);
+    let seen = seen(&r);
+    assert!(seen.contains(&(E, 4)), "{seen:?}");
+    let pieces: Vec<u64> = r
+        .track_pieces(&key(12))?
+        .iter()
+        .map(|s| s.key.seq)
+        .collect();
+    assert_eq!(pieces, [7, 8, 9, 12]);
+    assert!(r.track_pieces(&key(99))?.is_empty());
+    let (stored, _) = r.correction(&key(11))?.unwrap();
+    assert!(matches!(
+        stored.action,
+        CorrectionAction::Split {
+            scope: SplitScope::Track,
+            ..
+        }
+    ));
+    Ok(())
+}
+
+#[test]
+fn a_sighting_split_moves_one_piece_and_a_later_track_split_wins() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    // 11: piece 8 alone into D; 12: the track (named by piece 7) into E,
+    // newer, so piece 8 follows it; 13: revert 12, piece 8 is D's again.
+    let revert = correction(
+        CorrectionAction::Revert {
+            correction: key(12),
+        },
+        80_000,
+    );
+    let r = Reader::open(pieces(
+        &dir,
+        vec![split(8, A, D, 60_000), split_track(7, A, E, 70_000), revert],
+    ))?;
+    assert!(in_trajectory(&r, E).is_empty());
+    assert_eq!(in_trajectory(&r, D), [2, 5, 8]);
+    assert_eq!(in_trajectory(&r, A), [1, 3, 4, 7, 9, 14, 10], "time order");
     Ok(())
 }

@@ -38,9 +38,10 @@ fn view(key: &RecordKey, c: &Correction, reverted: bool) -> serde_json::Value {
             sighting,
             from,
             into,
+            scope,
         } => json!({
             "action": "split", "sighting": { "node": sighting.node, "seq": sighting.seq },
-            "from": from, "into": into,
+            "from": from, "into": into, "scope": scope.as_str(),
         }),
         CorrectionAction::Merge { from, into } => {
             json!({ "action": "merge", "from": from, "into": into })

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use vidar_link::LinkError;
-use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce, Merges, SplitAnnounce};
+use vidar_protocol::messages::{IdentityAnnounce, KeepApart, MergeAnnounce, Merges, SplitAnnounce};
 use vidar_protocol::{Keys, NodeId, UnixMs};
 use vidar_runtime::Shutdown;
 use vidar_store::{IdentityMerge, Record, WriterHandle};
@@ -99,6 +99,7 @@ impl MergeService {
         )?;
         let publisher = self.link.publisher::<Merges>(&self.keys.merges())?;
         let splits = self.link.publisher::<SplitAnnounce>(&self.keys.merges())?;
+        let apart = self.link.publisher::<KeepApart>(&self.keys.merges())?;
         let thread = std::thread::Builder::new()
             .name("vidar-merges".into())
             .spawn(move || {
@@ -129,7 +130,7 @@ impl MergeService {
                     let (key, a) = match inbox.recv_timeout(wait) {
                         Ok(Input::Announce(key, a)) => (key, a),
                         Ok(Input::Operator(op)) => {
-                            self.correct(&mut book, op, &publisher, &splits);
+                            self.correct(&mut book, op, &publisher, &splits, &apart);
                             continue;
                         }
                         Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
@@ -168,6 +169,7 @@ impl MergeService {
         op: Operator,
         publisher: &vidar_link::Publisher<Merges>,
         splits: &vidar_link::Publisher<SplitAnnounce>,
+        apart: &vidar_link::Publisher<KeepApart>,
     ) {
         match op {
             Operator::Merge { from, into } => {
@@ -183,7 +185,37 @@ impl MergeService {
                     tracing::warn!(error = %e, "publishing a split");
                 }
             }
-            Operator::KeepApart(a, b) => book.keep_apart(a, b),
+            Operator::KeepApart(from, into) => {
+                book.keep_apart(from, into);
+                // The nodes' galleries joined them when the merge was made:
+                // they take `from` apart again, from its last recorded view.
+                let view = vidar_store::Reader::open(&self.database)
+                    .and_then(|r| r.identity_records(from))
+                    .map(|mut records| {
+                        records.pop().map(|r| IdentityAnnounce {
+                            identity: from,
+                            node: r.key.node,
+                            camera: r.value.camera,
+                            seen_ms: r.value.first_seen_ms,
+                            embedding: r.value.embedding,
+                            model: r.value.model,
+                        })
+                    })
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(identity = %from, error = %e, "reading the view of an identity kept apart: the nodes only forget the merge");
+                        None
+                    });
+                let k = KeepApart {
+                    from,
+                    into,
+                    view,
+                    decided_ms: UnixMs::now(),
+                };
+                if let Err(e) = apart.put(&k) {
+                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "publishing an undone merge");
+                }
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use vidar_link::{LinkSettings, Mode};
 use vidar_master::Master;
-use vidar_protocol::messages::{Merges, SplitAnnounce};
+use vidar_protocol::messages::{KeepApart, Merges, SplitAnnounce};
 use vidar_protocol::{Keys, MessageKind};
 
 /// Seqs 1..=4 of edge-a: 1 on c1 [1, 2] s, 1 on c2 [5, 6] s, 2 on c1
@@ -88,6 +88,13 @@ fn split_merge_and_revert_change_answers_and_are_audited() {
             Some(MessageKind::SplitAnnounce) => {
                 if let Some(s) = p.decode::<SplitAnnounce>() {
                     let line = format!("split {} {}->{}", s.sighting.seq, s.from, s.into);
+                    h.lock().expect("lock").push(line);
+                }
+            }
+            Some(MessageKind::KeepApart) => {
+                if let Some(k) = p.decode::<KeepApart>() {
+                    let view = k.view.map(|v| format!("{} from {}", v.identity, v.node));
+                    let line = format!("apart {}->{} view {view:?}", k.from, k.into);
                     h.lock().expect("lock").push(line);
                 }
             }
@@ -271,6 +278,23 @@ fn split_merge_and_revert_change_answers_and_are_audited() {
     assert!(
         text.contains("vidar_master_corrections_refused_total 11"),
         "{text}"
+    );
+
+    // Undoing the merge: the nodes hear to take 2 apart again, with 2's
+    // last recorded view (from edge-a's identity record).
+    let undo = format!(r#"{{"action":"revert","node":"master","seq":{merge_seq}}}"#);
+    let (code, v) = post(&m, &undo, "");
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(trajectory(&m, "4"), Vec::<(u64, String)>::new());
+    assert!(
+        wait_for(Duration::from_secs(5), || heard.lock().expect("lock").len()
+            >= 3),
+        "{:?}",
+        heard.lock().expect("lock")
+    );
+    assert_eq!(
+        heard.lock().expect("lock")[2],
+        r#"apart p2->p4 view Some("p2 from edge-a")"#
     );
     m.shutdown().expect("clean shutdown");
 }

@@ -12,6 +12,7 @@
 //! | [`MergeAnnounce`]    | master -> all      | `merges()`                   | put, signed        |
 //! | [`Merges`]           | master -> all      | `merges()`                   | put (several), signed |
 //! | [`SplitAnnounce`]    | master -> all      | `merges()`                   | put, signed        |
+//! | [`KeepApart`]        | master -> all      | `merges()`                   | put, signed        |
 //! | [`SyncRequest`]      | master -> edge     | `sync(node)`                 | query              |
 //! | [`SyncBatch`]        | edge -> master     | `sync(node)`                 | reply              |
 //! | [`QueryRequest`]     | master -> edge     | `query(node)`                | query              |
@@ -31,8 +32,8 @@ pub use edge_to_master::{
     TileBox,
 };
 pub use master_to_edge::{
-    BandwidthShare, MergeAnnounce, Merges, Plan, QueryRequest, SplitAnnounce, StreamAssignment,
-    SyncRequest,
+    BandwidthShare, KeepApart, MergeAnnounce, Merges, Plan, QueryRequest, SplitAnnounce,
+    StreamAssignment, SyncRequest,
 };
 
 use crate::record::{KeyedRecord, MAX_EMBEDDING_DIM};

@@ -67,11 +67,13 @@ pub enum MessageKind {
     QueryReply = 12,
     /// [`crate::messages::SplitAnnounce`].
     SplitAnnounce = 13,
+    /// [`crate::messages::KeepApart`].
+    KeepApart = 14,
 }
 
 impl MessageKind {
     /// Every kind, in byte order.
-    pub const ALL: [MessageKind; 13] = [
+    pub const ALL: [MessageKind; 14] = [
         MessageKind::NodeStatus,
         MessageKind::Plan,
         MessageKind::ReidRequest,
@@ -85,6 +87,7 @@ impl MessageKind {
         MessageKind::QueryRequest,
         MessageKind::QueryReply,
         MessageKind::SplitAnnounce,
+        MessageKind::KeepApart,
     ];
 
     /// Stable name, for errors, logs and metrics labels.
@@ -103,6 +106,7 @@ impl MessageKind {
             MessageKind::QueryRequest => "QueryRequest",
             MessageKind::QueryReply => "QueryReply",
             MessageKind::SplitAnnounce => "SplitAnnounce",
+            MessageKind::KeepApart => "KeepApart",
         }
     }
 }

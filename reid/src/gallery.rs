@@ -1183,18 +1183,7 @@ impl Gallery {
                 .appearances
                 .retain(|x| !(x.camera == a.camera && x.track == a.track && a.track.is_some()));
             if let Some(e) = e {
-                let least = ident
-                    .prototypes
-                    .iter()
-                    .enumerate()
-                    .min_by(|x, y| x.1.cosine(e).total_cmp(&y.1.cosine(e)))
-                    .map(|(i, _)| i);
-                let mut i = 0;
-                ident.prototypes.retain(|p| {
-                    let keep = Some(i) == least || p.cosine(e) < threshold;
-                    i += 1;
-                    keep
-                });
+                keep_unlike(&mut ident.prototypes, e, threshold);
                 ident.embedding = mean(&ident.prototypes);
             }
         }
@@ -1228,6 +1217,38 @@ impl Gallery {
         ident.appearances[0].last_ms = seen;
         ident.last_seen_ms = seen;
         self.insert(ident);
+        Ok(true)
+    }
+
+    /// Undoes an operator's merge of `from` into `into` that this gallery
+    /// applied ([`Gallery::merge`]): `into`'s views that look like `view`
+    /// (at least `match_threshold`) go, one view always staying, and `from`
+    /// is known again by `view`. Returns whether `from` came back. Nothing
+    /// changes when `from` is known here already (the merge never reached
+    /// this gallery, or was undone), or when there is no view; a view of
+    /// another model or size is refused before anything changes.
+    pub fn keep_apart(
+        &mut self,
+        from: IdentityId,
+        into: IdentityId,
+        view: Option<Identity>,
+    ) -> Result<bool, ReidError> {
+        let Some(mut view) = view else {
+            return Ok(false);
+        };
+        if from == into || view.id != from || self.index.contains_key(&from) {
+            return Ok(false);
+        }
+        self.check(&view.embedding, &view.model.clone())?;
+        self.sanitize(&mut view);
+        if let Some(&k) = self.index.get(&into) {
+            let threshold = self.config.match_threshold;
+            let e = view.embedding.clone();
+            let target = &mut self.identities[k];
+            keep_unlike(&mut target.prototypes, &e, threshold);
+            target.embedding = mean(&target.prototypes);
+        }
+        self.insert(view);
         Ok(true)
     }
 
@@ -1265,6 +1286,22 @@ fn mean(v: &[Embedding]) -> Embedding {
         }
     }
     Embedding::normalized(&sum)
+}
+
+/// Drops the views at least `threshold` alike to `e`, the least alike always
+/// staying (an identity keeps one view).
+fn keep_unlike(prototypes: &mut Vec<Embedding>, e: &Embedding, threshold: f32) {
+    let least = prototypes
+        .iter()
+        .enumerate()
+        .min_by(|x, y| x.1.cosine(e).total_cmp(&y.1.cosine(e)))
+        .map(|(i, _)| i);
+    let mut i = 0;
+    prototypes.retain(|p| {
+        let keep = Some(i) == least || p.cosine(e) < threshold;
+        i += 1;
+        keep
+    });
 }
 
 /// Replaces the two most similar prototypes by their mean (keeps views diverse).

@@ -529,6 +529,55 @@ fn remote_replicas_and_merges() {
 }
 
 #[test]
+fn an_undone_merge_takes_the_person_apart_again() {
+    let mut g = Gallery::new(small()).expect("gallery");
+    let (ann, bob) = (emb(&[1.0, 0.0, 0.0]), emb(&[0.0, 1.0, 0.0]));
+    let ann_id = g.assign(&ann, &cam("a"), UnixMs(0)).expect("assign").id();
+    let bob_id = g.assign(&bob, &cam("b"), UnixMs(10)).expect("assign").id();
+    assert_ne!(ann_id, bob_id);
+    let bob_view = g.get(bob_id).cloned().expect("Bob");
+    // The wrong merge: Bob's views join Ann, and Bob matches Ann now.
+    assert!(g.merge(bob_id, ann_id));
+    let m = g.assign(&bob, &cam("b"), UnixMs(20)).expect("assign");
+    assert_eq!(m.id(), ann_id);
+    // Undone: Bob is back, Ann lost his views, each matches their own.
+    assert!(g
+        .keep_apart(bob_id, ann_id, Some(bob_view.clone()))
+        .expect("ok"));
+    assert!(g.get(ann_id).expect("Ann").embedding.cosine(&ann) > 0.99);
+    assert_eq!(
+        g.assign(&bob, &cam("b"), UnixMs(30)).expect("assign").id(),
+        bob_id
+    );
+    assert_eq!(
+        g.assign(&ann, &cam("a"), UnixMs(40)).expect("assign").id(),
+        ann_id
+    );
+    // Once only: Bob is known, so a second undo changes nothing.
+    let before = g.get(ann_id).cloned();
+    assert!(!g
+        .keep_apart(bob_id, ann_id, Some(bob_view.clone()))
+        .expect("ok"));
+    assert_eq!(g.get(ann_id).cloned(), before);
+    // Without a view, or with another person's, nothing moves.
+    assert!(!g.keep_apart(IdentityId(77), ann_id, None).expect("ok"));
+    assert!(!g
+        .keep_apart(IdentityId(77), ann_id, Some(bob_view))
+        .expect("ok"));
+    // A view of another size is refused.
+    let odd = Identity::single(
+        IdentityId(78),
+        emb(&[1.0, 0.0]),
+        "",
+        cam("a"),
+        UnixMs(0),
+        Origin::Remote,
+    );
+    assert!(g.keep_apart(IdentityId(78), ann_id, Some(odd)).is_err());
+    assert!(g.get(IdentityId(78)).is_none());
+}
+
+#[test]
 fn invalid_config_lists_every_problem() {
     let err = Gallery::new(GalleryConfig {
         match_threshold: 2.0,

@@ -50,8 +50,8 @@ use std::time::Duration;
 use tiles::publish_tiles;
 use vidar_link::Responder;
 use vidar_protocol::messages::{
-    IdentityAnnounce, MergeAnnounce, Merges, NodeCapacity, Plan, QueryReply, QueryRequest,
-    ReidReply, ReidRequest, SplitAnnounce, SyncBatch, SyncRequest,
+    IdentityAnnounce, KeepApart, MergeAnnounce, Merges, NodeCapacity, Plan, QueryReply,
+    QueryRequest, ReidReply, ReidRequest, SplitAnnounce, SyncBatch, SyncRequest,
 };
 use vidar_protocol::UnixMs;
 use vidar_store::{Reader, WriterHandle};
@@ -221,6 +221,11 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
                 Some(vidar_protocol::MessageKind::SplitAnnounce) => {
                     if let Some(s) = payload.decode::<SplitAnnounce>() {
                         inbox.split(s);
+                    }
+                }
+                Some(vidar_protocol::MessageKind::KeepApart) => {
+                    if let Some(k) = payload.decode::<KeepApart>() {
+                        inbox.keep_apart(k);
                     }
                 }
                 Some(_) => {

@@ -11,12 +11,17 @@
 //! from that). A node that was down when a split was made is sent it again
 //! by the master when it comes back; each split is learned once. Without a
 //! snapshot (snapshots off, or pruned) only the appearance moves.
+//!
+//! An operator who undoes their merge ([`KeepApart`]) has the two taken
+//! apart again here: the merged identity loses the views that look like the
+//! other person's last recorded appearance, and that person is known again
+//! by it (`Gallery::keep_apart`).
 
 use std::sync::atomic::Ordering;
 
 use vidar_detectors::RgbFrame;
-use vidar_protocol::messages::{CropEncoding, IdentityAnnounce, SplitAnnounce};
-use vidar_reid::{Appearance, Crop, Embedding};
+use vidar_protocol::messages::{CropEncoding, IdentityAnnounce, KeepApart, SplitAnnounce};
+use vidar_reid::{Appearance, Crop, Embedding, Identity, Origin};
 use vidar_store::Reader;
 
 use super::worker::Worker;
@@ -78,6 +83,38 @@ impl Worker {
             Err(e) => {
                 self.metrics.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "the gallery refused the split's view");
+            }
+        }
+    }
+
+    /// Learns an operator's undone merge: `from` is taken out of `into`
+    /// again (when this gallery had joined them).
+    pub(super) fn learn_keep_apart(&mut self, k: KeepApart) {
+        let view = k.view.map(|a| {
+            let origin = if a.node == self.node {
+                Origin::Local
+            } else {
+                Origin::Remote
+            };
+            Identity::single(
+                a.identity,
+                Embedding::normalized(&a.embedding),
+                &a.model,
+                a.camera,
+                a.seen_ms,
+                origin,
+            )
+        });
+        match self.gallery.keep_apart(k.from, k.into, view) {
+            Ok(true) => {
+                tracing::info!(from = %k.from, into = %k.into, "an operator's undone merge learned: the two are apart again");
+            }
+            Ok(false) => {
+                tracing::debug!(from = %k.from, into = %k.into, "an undone merge: nothing joined here");
+            }
+            Err(e) => {
+                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "the gallery refused the undone merge's view");
             }
         }
     }
@@ -286,5 +323,62 @@ mod tests {
             .count();
         assert_eq!(bobs, 1, "a split sent again is learned once");
         assert_eq!(r.identity_records(bob).expect("read").len(), 1);
+    }
+
+    #[test]
+    fn an_undone_merge_takes_the_person_apart_in_this_gallery() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = GalleryConfig {
+            node_prefix: 1,
+            ..GalleryConfig::default()
+        };
+        let (mut id, _metrics, rec) = spawn(dir.path(), cfg, false, None);
+        let (red, blue) = (figure([220, 40, 40]), figure([40, 40, 220]));
+        let t0 = SystemTime::now() - Duration::from_secs(120);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let ann = identity_of(&mut id, job(1, red, at(0), at(0), true));
+        id.ended(0, TrackId(1), UnixMs(0));
+        let bob = identity_of(&mut id, job(2, blue, at(20), at(20), true));
+        id.ended(0, TrackId(2), UnixMs(0));
+        assert_ne!(ann, bob);
+        // An operator's wrong merge: Bob's next track is Ann's.
+        id.inbox().merge(vidar_protocol::messages::MergeAnnounce {
+            from: bob,
+            into: ann,
+            decided_ms: UnixMs(0),
+        });
+        assert_eq!(
+            identity_of(&mut id, job(3, blue, at(40), at(40), true)),
+            ann
+        );
+        id.ended(0, TrackId(3), UnixMs(0));
+        // Undone, with Bob's view as the master read it from the records.
+        rec.writer().flush().expect("flush");
+        let r = Reader::open(dir.path().join("e.db")).expect("reader");
+        let last = r
+            .identity_records(bob)
+            .expect("read")
+            .pop()
+            .expect("Bob was recorded");
+        id.inbox().keep_apart(KeepApart {
+            from: bob,
+            into: ann,
+            view: Some(IdentityAnnounce {
+                identity: bob,
+                node: last.key.node,
+                camera: last.value.camera,
+                seen_ms: last.value.first_seen_ms,
+                embedding: last.value.embedding,
+                model: last.value.model,
+            }),
+            decided_ms: UnixMs(0),
+        });
+        assert_eq!(
+            identity_of(&mut id, job(4, blue, at(60), at(60), true)),
+            bob
+        );
+        id.ended(0, TrackId(4), UnixMs(0));
+        assert_eq!(identity_of(&mut id, job(5, red, at(80), at(80), true)), ann);
+        id.finish();
     }
 }

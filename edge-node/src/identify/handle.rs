@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce, ReidReply, SplitAnnounce};
+use vidar_protocol::messages::{
+    IdentityAnnounce, KeepApart, MergeAnnounce, ReidReply, SplitAnnounce,
+};
 use vidar_protocol::{NodeId, TrackId, UnixMs};
 use vidar_reid::{Embedder, Gallery};
 
@@ -32,6 +34,7 @@ pub(super) enum Input {
     Announce(IdentityAnnounce),
     Merge(MergeAnnounce),
     Split(SplitAnnounce),
+    KeepApart(KeepApart),
     Stop,
 }
 
@@ -100,6 +103,10 @@ impl Inbox {
     /// Queues an operator's split (dropped, counted, when full).
     pub fn split(&self, s: SplitAnnounce) {
         let _ = self.send(Input::Split(s));
+    }
+    /// Queues an operator's undone merge (dropped, counted, when full).
+    pub fn keep_apart(&self, k: KeepApart) {
+        let _ = self.send(Input::KeepApart(k));
     }
 }
 
@@ -206,6 +213,7 @@ impl Identifier {
                                 worker.gallery.merge(m.from, m.into);
                             }
                             Input::Split(s) => worker.learn_split(s),
+                            Input::KeepApart(k) => worker.learn_keep_apart(k),
                             Input::Stop => {
                                 // Parked jobs are identified here: nothing waits on a reply.
                                 let ids: Vec<u64> = worker.remote.keys().copied().collect();

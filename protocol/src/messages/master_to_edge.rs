@@ -191,6 +191,46 @@ impl Message for SplitAnnounce {
     }
 }
 
+/// An operator undid their merge of `from` into `into`: the two are two
+/// people again. Nodes whose galleries joined them take `from` apart again:
+/// `into` loses the views that look like `from`'s, and `from` is known again
+/// by `view`, its appearance as the global database last recorded it (none
+/// when it holds no embedding for it: then only the merge is forgotten).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeepApart {
+    /// The identity the undone merge had joined to `into`.
+    pub from: IdentityId,
+    /// The identity it had joined.
+    pub into: IdentityId,
+    /// `from`'s last recorded appearance (its `identity` is `from`).
+    pub view: Option<super::IdentityAnnounce>,
+    /// When the operator undid the merge, ms since the epoch.
+    pub decided_ms: UnixMs,
+}
+
+impl Message for KeepApart {
+    const KIND: MessageKind = MessageKind::KeepApart;
+
+    fn validate(&self) -> Result<(), String> {
+        if self.from == self.into {
+            return Err(format!(
+                "into: {} is the identity kept apart (from)",
+                self.into
+            ));
+        }
+        if let Some(v) = &self.view {
+            if v.identity != self.from {
+                return Err(format!(
+                    "view.identity: {} is not the identity kept apart ({})",
+                    v.identity, self.from
+                ));
+            }
+            v.validate().map_err(|e| format!("view.{e}"))?;
+        }
+        Ok(())
+    }
+}
+
 /// Several merges at once (a node catching up, or one decision joining many).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Merges {

@@ -17,9 +17,7 @@ use vidar_protocol::{Keys, MessageKind};
 /// Seqs 1..=4 of edge-a: 1 on c1 [1, 2] s, 1 on c2 [5, 6] s, 2 on c1
 /// [3, 3.5] s, 3 on c1 [1.5, 1.8] s (with 1 on screen); identity records.
 fn seeded(extra: &str) -> (tempfile::TempDir, Master, String, String) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = seed_database(
-        dir.path(),
+    seeded_with(
         vec![
             sighting(1, "c1", 1_000, 2_000),
             sighting(1, "c2", 5_000, 6_000),
@@ -29,7 +27,17 @@ fn seeded(extra: &str) -> (tempfile::TempDir, Master, String, String) {
             identity(2, "c1", 3_000),
             identity(3, "c1", 1_500),
         ],
-    );
+        extra,
+    )
+}
+
+/// A master on a global database holding `records` (edge-a's, from seq 1).
+fn seeded_with(
+    records: Vec<vidar_store::Record>,
+    extra: &str,
+) -> (tempfile::TempDir, Master, String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = seed_database(dir.path(), records);
     let site = unique_site();
     let m = Master::start(&config(&db, &site, extra)).expect("master starts");
     let zenoh = zenoh_endpoint(&m);
@@ -66,6 +74,16 @@ fn trajectory(m: &Master, who: &str) -> Vec<(u64, String)> {
             )
         })
         .collect()
+}
+
+/// Waits (5 s at most) until `heard` holds `n` lines.
+fn wait_to_hear(heard: &Mutex<Vec<String>>, n: usize) {
+    let count = || heard.lock().expect("lock").len();
+    assert!(
+        wait_for(Duration::from_secs(5), || count() >= n),
+        "{:?}",
+        heard.lock().expect("lock")
+    );
 }
 
 #[test]
@@ -262,12 +280,7 @@ fn split_merge_and_revert_change_answers_and_are_audited() {
     assert_eq!(code, 400);
 
     // The nodes heard the split and the merge (signed key, real session).
-    assert!(
-        wait_for(Duration::from_secs(5), || heard.lock().expect("lock").len()
-            >= 2),
-        "{:?}",
-        heard.lock().expect("lock")
-    );
+    wait_to_hear(&heard, 2);
     assert_eq!(
         *heard.lock().expect("lock"),
         ["split 2 p1->p4".to_string(), "merge p2->p4".to_string()]
@@ -286,12 +299,7 @@ fn split_merge_and_revert_change_answers_and_are_audited() {
     let (code, v) = post(&m, &undo, "");
     assert_eq!(code, 201, "{v}");
     assert_eq!(trajectory(&m, "4"), Vec::<(u64, String)>::new());
-    assert!(
-        wait_for(Duration::from_secs(5), || heard.lock().expect("lock").len()
-            >= 3),
-        "{:?}",
-        heard.lock().expect("lock")
-    );
+    wait_to_hear(&heard, 3);
     assert_eq!(
         heard.lock().expect("lock")[2],
         r#"apart p2->p4 view Some("p2 from edge-a")"#
@@ -376,9 +384,7 @@ fn a_node_that_comes_back_is_sent_the_splits_of_its_sightings() {
 fn a_split_moves_the_whole_track_unless_asked_for_one_piece() {
     // Seqs 1..=3 of edge-a: one track of 5 on c3 recorded in pieces;
     // seq 4: 7 on c3 while the track's last piece is.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = seed_database(
-        dir.path(),
+    let (_dir, m, _site, _zenoh) = seeded_with(
         vec![
             sighting(5, "c3", 10_000, 20_000),
             sighting(5, "c3", 20_000, 30_000),
@@ -387,8 +393,8 @@ fn a_split_moves_the_whole_track_unless_asked_for_one_piece() {
             identity(5, "c3", 10_000),
             identity(7, "c3", 31_000),
         ],
+        "",
     );
-    let m = Master::start(&config(&db, &unique_site(), "")).expect("master starts");
     let piece = |seq: u64, who: &str| (seq, who.to_string());
     // Into 7: the track's last piece is on screen with 7, so refused; the
     // first piece alone is not.

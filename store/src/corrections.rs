@@ -321,8 +321,8 @@ mod tests {
 
     #[test]
     fn a_tracks_pieces_are_joined_seam_to_seam_and_a_reused_id_is_not() {
-        // Seqs 1-3: one track cut at 10 s; seq 4: the same id after a
-        // restart; seq 5: the first track's last piece (recorded late).
+        // Seqs 1, 2 and 4: one track cut at 10 s, its last piece recorded
+        // after seq 3, the same track id used again after a restart.
         let all = vec![
             span(1, 0, 10_000),
             span(2, 10_000, 20_000),

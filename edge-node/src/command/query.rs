@@ -1,6 +1,8 @@
-//! `vidar-edge query ...`: read the local database (until the master's UI
-//! exists): an identity's trajectory, recent sightings of a camera, identities
-//! seen in a time range, record counts.
+//! `vidar-edge query ...`: read a store database (an edge's own, or the
+//! master's global one): an identity's trajectory, recent sightings of a
+//! camera, identities seen in a time range, record counts. Sightings are
+//! shown under the identity operators' corrections in force give them (a
+//! global database holds them), as the master's API shows them.
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -8,7 +10,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 use vidar_protocol::{CameraId, IdentityId, UnixMs};
-use vidar_store::{Reader, TimeRange};
+use vidar_store::{Corrections, Reader, Sighting, Stored, TimeRange};
 
 /// Arguments of `query`.
 #[derive(Args, Debug)]
@@ -65,6 +67,14 @@ fn fmt_time(t: UnixMs) -> String {
     format!("{h:02}:{m:02}:{s:02}.{:03}Z", ms.rem_euclid(1000))
 }
 
+/// `rows` with each sighting's identity as the corrections `c` say.
+fn corrected(mut rows: Vec<Stored<Sighting>>, c: &Corrections) -> Vec<Stored<Sighting>> {
+    for r in &mut rows {
+        r.value.identity = c.identity_of(&r.key, r.value.identity);
+    }
+    rows
+}
+
 /// Runs the query and prints the result.
 pub fn run(args: QueryArgs) -> Result<()> {
     if !args.db.is_file() {
@@ -76,6 +86,7 @@ pub fn run(args: QueryArgs) -> Result<()> {
     match args.what {
         QueryWhat::Trajectory { identity, limit } => {
             let rows = reader.trajectory(IdentityId(identity), TimeRange::all(), limit)?;
+            let rows = corrected(rows, &reader.corrections_in_force()?);
             if args.json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
             } else {
@@ -113,6 +124,7 @@ pub fn run(args: QueryArgs) -> Result<()> {
                 UnixMs::MAX,
             );
             let rows = reader.sightings_by_camera(&camera, range, limit)?;
+            let rows = corrected(rows, &reader.corrections_in_force()?);
             if args.json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
             } else {
@@ -174,4 +186,55 @@ pub fn run(args: QueryArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vidar_protocol::{NodeId, TrackId};
+    use vidar_store::{Correction, CorrectionAction, Record, SplitScope, WriterConfig};
+
+    #[test]
+    fn sightings_are_printed_as_corrected() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("g.db");
+        let node = NodeId::new("edge-1").expect("id");
+        let w = vidar_store::Writer::open(&WriterConfig::new(&path, node)).expect("writer");
+        let cam = CameraId::new("c").expect("id");
+        let piece = |first: i64, last: i64| {
+            Record::Sighting(Sighting {
+                identity: IdentityId(1),
+                camera: cam.clone(),
+                track: TrackId(4),
+                first_ms: UnixMs(first),
+                last_ms: UnixMs(last),
+                path: Vec::new(),
+            })
+        };
+        let first = w.write(piece(0, 10_000)).expect("write");
+        w.write(piece(10_000, 12_000)).expect("write");
+        w.write(Record::Correction(Correction {
+            action: CorrectionAction::Split {
+                sighting: first,
+                from: IdentityId(1),
+                into: IdentityId(9),
+                scope: SplitScope::Track,
+            },
+            actor: "ann".into(),
+            reason: String::new(),
+            decided_ms: UnixMs(20_000),
+        }))
+        .expect("write");
+        w.shutdown().expect("closes");
+        let r = Reader::open(&path).expect("reader");
+        let rows = r
+            .sightings_by_camera(&cam, TimeRange::all(), 10)
+            .expect("read");
+        assert!(rows.iter().all(|s| s.value.identity == IdentityId(1)));
+        let shown = corrected(rows, &r.corrections_in_force().expect("read"));
+        assert!(
+            shown.len() == 2 && shown.iter().all(|s| s.value.identity == IdentityId(9)),
+            "{shown:?}"
+        );
+    }
 }

@@ -354,7 +354,17 @@ fn all_encoded() -> Vec<(MessageKind, Vec<u8>)> {
             records: records(&node("edge-1")),
         }),
         enc(&split_announce()),
+        enc(&keep_apart()),
     ]
+}
+
+fn keep_apart() -> KeepApart {
+    KeepApart {
+        from: IdentityId(10),
+        into: IdentityId(2),
+        view: Some(identity_announce()),
+        decided_ms: UnixMs(8),
+    }
 }
 
 fn split_announce() -> SplitAnnounce {
@@ -439,6 +449,31 @@ fn every_message_round_trips() {
         ..split_announce()
     })
     .is_err());
+    round_trip(keep_apart());
+    round_trip(KeepApart {
+        view: None,
+        ..keep_apart()
+    });
+    // The view must be of the identity kept apart, and valid itself.
+    for bad in [
+        KeepApart {
+            into: IdentityId(10),
+            ..keep_apart()
+        },
+        KeepApart {
+            from: IdentityId(11),
+            ..keep_apart()
+        },
+        KeepApart {
+            view: Some(IdentityAnnounce {
+                embedding: vec![f32::NAN],
+                ..identity_announce()
+            }),
+            ..keep_apart()
+        },
+    ] {
+        assert!(encode(&bad).is_err(), "{bad:?}");
+    }
     // Every kind is covered once.
     let kinds: Vec<MessageKind> = all_encoded().into_iter().map(|(k, _)| k).collect();
     assert_eq!(kinds, MessageKind::ALL);

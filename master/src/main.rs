@@ -135,9 +135,6 @@ enum CaCommand {
 }
 
 fn main() -> anyhow::Result<()> {
-    // Before any thread starts: a flat RSS over months matters more to the
-    // master than allocation speed (`vidar_runtime::heap::steady`).
-    let steady = vidar_runtime::heap::steady();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -147,9 +144,6 @@ fn main() -> anyhow::Result<()> {
             .json()
             .with_env_filter(filter)
             .init(),
-    }
-    if steady == Some(false) {
-        tracing::warn!("the allocator refused the steady-RSS settings: running with its defaults");
     }
     match cli.command {
         Command::HashPassword { iterations } => hash_password(iterations),

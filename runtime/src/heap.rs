@@ -76,8 +76,12 @@ pub const STEADY_ARENAS: i32 = 2;
 pub const STEADY_MMAP_THRESHOLD: i32 = 256 * 1024;
 
 /// Sets glibc's allocator for a process that should hold a flat RSS for
-/// months rather than allocate fast from many threads (the master). Call it
-/// first thing in `main`, before any thread starts. True when both settings
+/// months rather than allocate fast from many threads. Call it first thing
+/// in `main`, before any thread starts. Not called by the binaries yet: with
+/// it, the master's one-hour soak held its RSS flat (+0.3 % after minute 10,
+/// docs/benchmarks.md), but the three-node cluster test passed 3 times in 10
+/// against 3 in 4 without it (the master routes every node's traffic; two
+/// arenas may serialise its router's allocations). True when both settings
 /// took; `None` where the allocator is not glibc's.
 ///
 /// - At most [`STEADY_ARENAS`] arenas (glibc's default is eight per core):

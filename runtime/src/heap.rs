@@ -80,8 +80,9 @@ pub const STEADY_MMAP_THRESHOLD: i32 = 256 * 1024;
 /// in `main`, before any thread starts. Not called by the binaries yet: with
 /// it, the master's one-hour soak held its RSS flat (+0.3 % after minute 10,
 /// docs/benchmarks.md), but the three-node cluster test passed 3 times in 10
-/// against 3 in 4 without it (the master routes every node's traffic; two
-/// arenas may serialise its router's allocations). True when both settings
+/// against 4 in 7 without it (flaky either way, not conclusive; the master
+/// routes every node's traffic, and two arenas may serialise its router's
+/// allocations). True when both settings
 /// took; `None` where the allocator is not glibc's.
 ///
 /// - At most [`STEADY_ARENAS`] arenas (glibc's default is eight per core):

@@ -226,23 +226,8 @@ fn split(
             "sighting {node}/{seq} is shown under {shown}, not {from}: reload and try again"
         )));
     }
-    // What moves: the sighting, or every piece of its track recorded so far
-    // (pieces recorded later follow by the same rule, `split_pieces`).
-    let moved = match scope {
-        SplitScope::Sighting => vec![Span {
-            key: key.clone(),
-            identity: s.value.identity,
-            camera: s.value.camera.clone(),
-            first_ms: s.value.first_ms,
-            last_ms: s.value.last_ms,
-        }],
-        SplitScope::Track => reader.track_pieces(&key)?,
-    };
-    let (first_ms, last_ms) = moved
-        .iter()
-        .fold((s.value.first_ms, s.value.last_ms), |(a, b), p| {
-            (a.min(p.first_ms), b.max(p.last_ms))
-        });
+    let moved = crate::merges::moved_by(reader, &s, scope)?;
+    let (first_ms, last_ms) = crate::merges::extent(&s, &moved);
     let into = match into {
         Some(i) if i == shown => {
             return Err(Refusal::Bad {

@@ -75,13 +75,8 @@ pub fn splits_of(
             continue;
         }
         if let Some(s) = reader.sighting(sighting)? {
-            let (mut first_ms, mut last_ms) = (s.value.first_ms, s.value.last_ms);
-            if *scope == vidar_store::SplitScope::Track {
-                for p in reader.track_pieces(sighting)? {
-                    first_ms = first_ms.min(p.first_ms);
-                    last_ms = last_ms.max(p.last_ms);
-                }
-            }
+            let moved = moved_by(reader, &s, *scope)?;
+            let (first_ms, last_ms) = extent(&s, &moved);
             out.push(SplitAnnounce {
                 sighting: sighting.clone(),
                 camera: s.value.camera,
@@ -95,6 +90,38 @@ pub fn splits_of(
         }
     }
     Ok(out)
+}
+
+/// What a split of the sighting `s` with `scope` moves: the sighting, or
+/// every piece of its track recorded so far (pieces recorded later follow
+/// by the same rule, the store's `split_pieces`).
+pub(crate) fn moved_by(
+    reader: &vidar_store::Reader,
+    s: &vidar_store::Stored<vidar_store::Sighting>,
+    scope: vidar_store::SplitScope,
+) -> Result<Vec<vidar_store::Span>, vidar_store::StoreError> {
+    Ok(match scope {
+        vidar_store::SplitScope::Sighting => vec![vidar_store::Span {
+            key: s.key.clone(),
+            identity: s.value.identity,
+            camera: s.value.camera.clone(),
+            first_ms: s.value.first_ms,
+            last_ms: s.value.last_ms,
+        }],
+        vidar_store::SplitScope::Track => reader.track_pieces(&s.key)?,
+    })
+}
+
+/// First and last instant of `s` and the `moved` pieces together.
+pub(crate) fn extent(
+    s: &vidar_store::Stored<vidar_store::Sighting>,
+    moved: &[vidar_store::Span],
+) -> (UnixMs, UnixMs) {
+    moved
+        .iter()
+        .fold((s.value.first_ms, s.value.last_ms), |(a, b), p| {
+            (a.min(p.first_ms), b.max(p.last_ms))
+        })
 }
 
 #[derive(Debug, Clone)]

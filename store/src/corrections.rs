@@ -91,13 +91,7 @@ impl Reader {
             .map_err(self.err("preparing split_pieces"))?;
         let mut moves = stmt
             .query_map([], |r| {
-                let seq: i64 = r.get(1)?;
-                let key = RecordKey {
-                    node: rows::node_at(r, 0)?,
-                    seq: u64::try_from(seq)
-                        .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(1, seq))?,
-                };
-                Ok((key, IdentityId(rows::id_at(r, 2)?)))
+                Ok((rows::key_at(r)?, IdentityId(rows::id_at(r, 2)?)))
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(self.err("querying split_pieces"))?;

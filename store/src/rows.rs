@@ -273,7 +273,7 @@ fn bad(col: usize, ty: Type, msg: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(col, ty, msg.into())
 }
 
-pub(crate) fn node_at(row: &Row<'_>, col: usize) -> rusqlite::Result<NodeId> {
+fn node_at(row: &Row<'_>, col: usize) -> rusqlite::Result<NodeId> {
     let s: String = row.get(col)?;
     NodeId::new(&s).map_err(|e| bad(col, Type::Text, format!("node id {s:?}: {e}")))
 }
@@ -287,7 +287,7 @@ pub(crate) fn id_at(row: &Row<'_>, col: usize) -> rusqlite::Result<u64> {
     Ok(id_from_sql(row.get(col)?))
 }
 
-fn key_at(row: &Row<'_>) -> rusqlite::Result<RecordKey> {
+pub(crate) fn key_at(row: &Row<'_>) -> rusqlite::Result<RecordKey> {
     let seq: i64 = row.get(1)?;
     let seq = u64::try_from(seq).map_err(|_| bad(1, Type::Integer, format!("seq {seq}")))?;
     Ok(RecordKey {

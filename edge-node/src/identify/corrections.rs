@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 
 use vidar_detectors::RgbFrame;
 use vidar_protocol::messages::{CropEncoding, IdentityAnnounce, KeepApart, SplitAnnounce};
-use vidar_reid::{Appearance, Crop, Embedding, Identity, Origin};
+use vidar_reid::{Appearance, Crop, Embedding, Origin};
 use vidar_store::Reader;
 
 use super::worker::Worker;
@@ -96,14 +96,7 @@ impl Worker {
             } else {
                 Origin::Remote
             };
-            Identity::single(
-                a.identity,
-                Embedding::normalized(&a.embedding),
-                &a.model,
-                a.camera,
-                a.seen_ms,
-                origin,
-            )
+            super::remote::announced(a, origin)
         });
         match self.gallery.keep_apart(k.from, k.into, view) {
             Ok(true) => {

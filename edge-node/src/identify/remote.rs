@@ -325,18 +325,23 @@ impl Worker {
         if self.cluster.as_ref().is_some_and(|c| *c.node() == a.node) {
             return;
         }
-        let ident = Identity::single(
-            a.identity,
-            Embedding::normalized(&a.embedding),
-            &a.model,
-            a.camera,
-            a.seen_ms,
-            Origin::Remote,
-        );
-        if let Err(e) = self.gallery.upsert_remote(ident) {
-            tracing::debug!(identity = %a.identity, error = %e, "announced identity not kept");
+        let identity = a.identity;
+        if let Err(e) = self.gallery.upsert_remote(announced(a, Origin::Remote)) {
+            tracing::debug!(identity = %identity, error = %e, "announced identity not kept");
         }
     }
+}
+
+/// The gallery's identity for an announced one (`origin`: whose it is here).
+pub(super) fn announced(a: IdentityAnnounce, origin: Origin) -> Identity {
+    Identity::single(
+        a.identity,
+        Embedding::normalized(&a.embedding),
+        &a.model,
+        a.camera,
+        a.seen_ms,
+        origin,
+    )
 }
 
 #[cfg(test)]

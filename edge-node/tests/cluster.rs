@@ -81,6 +81,16 @@ impl Edge {
             .collect()
     }
 
+    /// Frames this node has analysed of `camera`.
+    fn analysed(&self, camera: &str) -> f64 {
+        let label = format!("camera=\"{camera}\"");
+        self.metrics_text()
+            .lines()
+            .filter(|l| l.starts_with("vidar_frames_analysed_total{") && l.contains(&label))
+            .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     fn counter(&self, name: &str) -> f64 {
         self.metrics_text()
             .lines()
@@ -363,6 +373,23 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
     eprintln!("plan: {placement:?}");
     assert_eq!(placement["c0"].0, "edge-1", "pinned camera");
     assert_eq!(placement["c3"].0, "edge-3", "pinned camera");
+    // ... and analyses every one of them, not only some: edge-1 has two
+    // cameras at its one detector thread, which queues a batch behind the
+    // running one (once one camera kept it).
+    site.wait(
+        "every stream analysed (50 frames) by its node",
+        Duration::from_secs(60),
+        || {
+            placement
+                .iter()
+                .all(|(cam, (node, _))| {
+                    site.edges
+                        .iter()
+                        .any(|e| e.id == *node && e.analysed(cam) >= 50.0)
+                })
+                .then_some(())
+        },
+    );
 
     // 2. The slow node's re-ID is offloaded, and crops really go there.
     let (_, reid3) = &placement["c3"];

@@ -166,34 +166,53 @@ impl Analysis {
         true
     }
 
-    /// Queues behind the batch a busy worker runs the next frames of that
-    /// batch's cameras, once each of them has a due frame waiting (the batch
-    /// the worker would get when done, and no fuller for waiting longer): the
-    /// worker prepares them while its model runs, and starts on them the
-    /// moment it is done. A camera's frames stay at one worker, in order.
+    /// Queues a batch behind the one a busy worker runs, taken as an idle
+    /// worker would take it: round robin from where the last batch stopped,
+    /// over the cameras whose frames are at that worker and those with no
+    /// frame at any detector, at most a batch's worth. It waits while one of
+    /// that worker's cameras has no due frame yet and the batch would not be
+    /// full (the batch the worker would get when done, no fuller for waiting
+    /// longer). The worker prepares it while its model runs and starts on it
+    /// the moment it is done; a camera's frames stay at one worker, in order.
+    /// Cameras take turns: the queued batch is not its running batch's
+    /// cameras' by right, or one camera would keep a lone worker forever.
     fn queue_ahead(&mut self, s: &mut Scratch) -> bool {
         let interval = u64::from(self.settings.detection_interval.max(1));
         let max = self.detectors.max_batch();
+        let n = self.cameras.len();
         let mut any = false;
         for w in 0..self.detectors.threads() {
             if !self.detectors.can_queue(w) {
                 continue;
             }
-            let (mut pinned, mut ready) = (0, true);
+            let (mut due, mut behind) = (0, false);
             for cam in &mut self.cameras {
-                if cam.in_flight == 1 && cam.at_worker == w {
-                    pinned += 1;
-                    ready &= cam.skip_to_due(interval);
+                let mine = cam.in_flight == 1 && cam.at_worker == w;
+                if !(mine || cam.in_flight == 0) {
+                    continue;
+                }
+                if cam.skip_to_due(interval) {
+                    due += 1;
+                } else if mine {
+                    behind = true;
                 }
             }
-            if pinned == 0 || pinned > max || !ready {
+            if due == 0 || (behind && due < max) {
                 continue;
             }
             let mut batch = self.detectors.batch();
-            for cam in &mut self.cameras {
-                if cam.in_flight == 1 && cam.at_worker == w {
-                    if let Some(f) = cam.take_due(interval) {
-                        batch.frames.push((cam.key, f));
+            for k in 0..n {
+                let i = (s.next_camera + k) % n;
+                let cam = &mut self.cameras[i];
+                let mine = cam.in_flight == 1 && cam.at_worker == w;
+                if !(mine || cam.in_flight == 0) {
+                    continue;
+                }
+                if let Some(f) = cam.take_due(interval) {
+                    batch.frames.push((cam.key, f));
+                    if batch.frames.len() >= max {
+                        s.next_camera = (i + 1) % n;
+                        break;
                     }
                 }
             }

@@ -144,15 +144,28 @@ fn start_with_depth(
     gate: Option<Arc<Gate>>,
     depth: usize,
 ) -> Loop {
+    start_pool(cams, interval, gate, depth, 2, 4)
+}
+
+/// A loop with `workers` detector threads of batch size `max_batch`, taking
+/// `depth` batches each.
+fn start_pool(
+    cams: Vec<CameraSlot>,
+    interval: u32,
+    gate: Option<Arc<Gate>>,
+    depth: usize,
+    workers: usize,
+    max_batch: usize,
+) -> Loop {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("edge.db");
     let node = NodeId::new("edge-test").expect("node id");
     let metrics = Arc::new(NodeMetrics::default());
     let recorder = Recorder::open(&db, &node, Arc::clone(&metrics)).expect("recorder");
     let log = Arc::new(DetectorLog::default());
-    let detectors: Vec<Box<dyn vidar_detectors::Detector>> = (0..2)
+    let detectors: Vec<Box<dyn vidar_detectors::Detector>> = (0..workers)
         .map(|_| {
-            let d = ColorBlobDetector::new(Arc::clone(&log), 4);
+            let d = ColorBlobDetector::new(Arc::clone(&log), max_batch);
             let d = match &gate {
                 Some(g) => d.with_gate(Arc::clone(g)),
                 None => d,
@@ -332,6 +345,49 @@ fn a_camera_has_at_most_one_frame_at_a_detector_of_depth_1_and_its_frames_stay_i
 #[test]
 fn a_camera_has_at_most_two_frames_at_a_detector_of_depth_2_and_its_frames_stay_in_order() {
     frames_at_a_detector_stay_bounded_and_in_order(2);
+}
+
+/// One detector thread taking one frame at a time, with a batch queued behind
+/// the running one, and three cameras whose frames are always waiting: the
+/// cameras take turns. (The queued batch once went to the running batch's
+/// camera every time, so one camera had the detector and the others none.)
+#[test]
+fn cameras_take_turns_at_a_single_detector_that_queues_the_next_batch() {
+    let mut cams = Vec::new();
+    let mut slots = Vec::new();
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        let (mut cam, slot) = Cam::new(name);
+        cam.tag_base = 1000 * i as u32;
+        cams.push(cam);
+        slots.push(slot);
+    }
+    // Every frame waits before the loop starts, so no camera is ever short
+    // of a due frame.
+    let t0 = t0();
+    for _ in 0..12 {
+        for (i, cam) in cams.iter_mut().enumerate() {
+            cam.send(t0, &[person(RED, 30.0 + 60.0 * i as f32, 60.0)]);
+        }
+    }
+    let lp = start_pool(slots, 1, None, 2, 1, 1);
+    until("every frame analysed", || {
+        cams.iter().all(|c| lp.analysed(&c.id) == 12)
+    });
+    let tags = lp.log.tags();
+    let _ = lp.finish();
+    assert_eq!(tags.len(), 36, "{tags:?}");
+    // Every window of 6 detections holds 2 of each camera (turns, in order).
+    for w in tags.windows(6) {
+        for i in 0..3u32 {
+            let of = w.iter().filter(|t| **t / 1000 == i).count();
+            assert_eq!(of, 2, "camera {i} in {w:?}; all: {tags:?}");
+        }
+    }
+    for i in 0..3u32 {
+        let of: Vec<u32> = tags.iter().copied().filter(|t| *t / 1000 == i).collect();
+        let want: Vec<u32> = (0..12).map(|s| 1000 * i + s).collect();
+        assert_eq!(of, want, "camera {i} in order");
+    }
 }
 
 #[test]

@@ -135,6 +135,10 @@ enum CaCommand {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before any thread starts: a flat RSS for months (two malloc arenas, a
+    // fixed mmap threshold; see `vidar_runtime::heap::steady` and the soak in
+    // docs/benchmarks.md). Measured at no cost to re-ID round trips or sync.
+    let steady = vidar_runtime::heap::steady();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -144,6 +148,12 @@ fn main() -> anyhow::Result<()> {
             .json()
             .with_env_filter(filter)
             .init(),
+    }
+    if steady != Some(true) {
+        tracing::debug!(
+            ?steady,
+            "the allocator's steady settings did not take (not glibc?)"
+        );
     }
     match cli.command {
         Command::HashPassword { iterations } => hash_password(iterations),

@@ -138,6 +138,11 @@ pub struct Payload<'a> {
 }
 
 impl Payload<'_> {
+    /// The key it was put under.
+    pub fn key(&self) -> &str {
+        self.key
+    }
+
     /// The message kind its header announces (None: no valid header; the
     /// payload is counted as refused).
     pub fn kind(&self) -> Option<MessageKind> {

@@ -11,7 +11,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use vidar_link::LinkError;
-use vidar_protocol::messages::{IdentityAnnounce, KeepApart, MergeAnnounce, Merges, SplitAnnounce};
+use vidar_protocol::messages::{
+    IdentityAnnounce, IdentityJoined, KeepApart, MergeAnnounce, Merges, SplitAnnounce,
+};
+use vidar_protocol::MessageKind;
 use vidar_protocol::{Keys, NodeId, UnixMs};
 use vidar_runtime::Shutdown;
 use vidar_store::{IdentityMerge, Record, WriterHandle};
@@ -32,8 +35,11 @@ pub struct MergeCounters {
     pub merges: AtomicU64,
     /// Merges that could not be stored or published.
     pub failures: AtomicU64,
-    /// Announcements refused: put under another node's key.
+    /// Announcements and joins refused: put under another node's key, or a
+    /// join of an identity the node did not mint or an operator separated.
     pub refused: AtomicU64,
+    /// Nodes' joins of their own mints to known identities, taken.
+    pub joins: AtomicU64,
     /// Identities in the comparison window now ([`MergeBook::window`]).
     pub window: AtomicU64,
     /// Heap the window's entries hold, bytes (approximate).
@@ -68,6 +74,8 @@ pub struct MergeService {
 pub enum Input {
     /// A node announced an identity it minted, under this key.
     Announce(String, IdentityAnnounce),
+    /// A node joined an identity it minted to a known one, under this key.
+    Joined(String, IdentityJoined),
     /// An operator's correction, already stored.
     Operator(Operator),
     /// The master is stopping.
@@ -90,13 +98,19 @@ impl MergeService {
         self,
         (tx, inbox): (SyncSender<Input>, Receiver<Input>),
     ) -> Result<JoinHandle<()>, LinkError> {
-        let subscription = self.link.subscribe::<IdentityAnnounce>(
-            &self.keys.identities_all(),
-            move |key, a| {
-                // Fails only once the thread is gone (the master stopping).
-                let _ = tx.send(Input::Announce(key.to_owned(), a));
-            },
-        )?;
+        let subscription =
+            self.link
+                .subscribe_any(&self.keys.identities_all(), move |payload| {
+                    // A send fails only once the thread is gone (the master stopping).
+                    let key = payload.key().to_owned();
+                    if payload.kind() == Some(MessageKind::IdentityJoined) {
+                        if let Some(j) = payload.decode::<IdentityJoined>() {
+                            let _ = tx.send(Input::Joined(key, j));
+                        }
+                    } else if let Some(a) = payload.decode::<IdentityAnnounce>() {
+                        let _ = tx.send(Input::Announce(key, a));
+                    }
+                })?;
         let publisher = self.link.publisher::<Merges>(&self.keys.merges())?;
         let splits = self.link.publisher::<SplitAnnounce>(&self.keys.merges())?;
         let apart = self.link.publisher::<KeepApart>(&self.keys.merges())?;
@@ -133,6 +147,10 @@ impl MergeService {
                             self.correct(&mut book, op, &publisher, &splits, &apart);
                             continue;
                         }
+                        Ok(Input::Joined(key, j)) => {
+                            self.joined(&mut book, &key, &j, &publisher);
+                            continue;
+                        }
                         Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                         Err(RecvTimeoutError::Timeout) => continue,
                     };
@@ -160,6 +178,35 @@ impl MergeService {
                 reason: e.to_string(),
             })?;
         Ok(thread)
+    }
+
+    /// Takes a node's join of its own mint (only under its own key), stores
+    /// and publishes the merges it makes.
+    fn joined(
+        &self,
+        book: &mut MergeBook,
+        key: &str,
+        j: &IdentityJoined,
+        publisher: &vidar_link::Publisher<Merges>,
+    ) {
+        if !self.keys.identities_of(key, &j.node) {
+            self.counters.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(key, node = %j.node, "a join put under another node's key");
+            return;
+        }
+        match book.node_join(j, UnixMs::now()) {
+            Ok(merges) => {
+                self.counters.joins.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(node = %j.node, from = %j.from, into = %j.into, merges = merges.len(), "a node joined its mint to a known identity");
+                if !merges.is_empty() {
+                    self.apply(publisher, merges);
+                }
+            }
+            Err(why) => {
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(node = %j.node, from = %j.from, into = %j.into, %why, "a node's join not taken");
+            }
+        }
     }
 
     /// Applies an operator's correction to the book and tells the nodes.

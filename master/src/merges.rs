@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use vidar_protocol::messages::{IdentityAnnounce, MergeAnnounce, SplitAnnounce};
+use vidar_protocol::messages::{IdentityAnnounce, IdentityJoined, MergeAnnounce, SplitAnnounce};
 use vidar_protocol::{IdentityId, NodeId, UnixMs};
 
 /// Most recent identities compared against.
@@ -161,6 +161,25 @@ pub struct MergeBook {
 /// Most identities kept apart by operators' corrections.
 pub const MAX_APART: usize = 100_000;
 
+/// Why a node's [`IdentityJoined`] was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinRefused {
+    /// `from` is not an identity this node announced (within the window):
+    /// a node joins away only what it minted.
+    NotItsMint,
+    /// An operator said the two are different people.
+    KeptApart,
+}
+
+impl std::fmt::Display for JoinRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JoinRefused::NotItsMint => "the identity joining was not announced by this node",
+            JoinRefused::KeptApart => "an operator kept the two apart",
+        })
+    }
+}
+
 /// An operator's correction, handed to the merge thread by the API (the
 /// correction itself is already stored).
 #[derive(Debug, Clone)]
@@ -258,6 +277,35 @@ impl MergeBook {
             s.remove(&from);
         }
         self.join(into, from, now_ms)
+    }
+
+    /// A node's word that `j.from`, an identity it minted, is `j.into` (its
+    /// own gallery joined them on a track's later views): their roots join,
+    /// `from`'s into `into`'s. This overrides the book's own rule of never
+    /// joining two clusters one node minted (that node has now judged them
+    /// one person), never an operator's separation. Returns the merges for
+    /// the nodes (empty when they were one already).
+    pub fn node_join(
+        &mut self,
+        j: &IdentityJoined,
+        now_ms: UnixMs,
+    ) -> Result<Vec<MergeAnnounce>, JoinRefused> {
+        self.age_out(now_ms);
+        if !self
+            .recent
+            .iter()
+            .any(|r| r.identity == j.from && r.node == j.node)
+        {
+            return Err(JoinRefused::NotItsMint);
+        }
+        let (from, into) = (self.root(j.from), self.root(j.into));
+        if from == into {
+            return Ok(Vec::new());
+        }
+        if self.kept_apart(from, into) {
+            return Err(JoinRefused::KeptApart);
+        }
+        Ok(self.join(into, from, now_ms))
     }
 
     /// The identity `id` is now known as (itself unless merged away).

@@ -103,6 +103,71 @@ fn identities_kept_apart_by_an_operator_are_never_merged_again() {
         .is_empty());
 }
 
+fn joined(from: u64, into: u64, node: &str) -> IdentityJoined {
+    IdentityJoined {
+        from: IdentityId(from),
+        into: IdentityId(into),
+        node: NodeId::new(node).expect("id"),
+        decided_ms: UnixMs(0),
+    }
+}
+
+#[test]
+fn a_node_joins_away_only_what_it_minted_and_never_what_an_operator_separated() {
+    let mut b = MergeBook::new(0.9);
+    // Node a minted 1, then 2 (unlike 1: the book would never join them,
+    // one node minted both); node b minted 3, like 2: merged into 2.
+    b.observe(&ann(1, "a", 100, &[1.0, 0.0, 0.0]), UnixMs(0));
+    b.observe(&ann(2, "a", 200, &[0.0, 1.0, 0.0]), UnixMs(1));
+    assert_eq!(
+        pairs(&b.observe(&ann(3, "b", 300, &[0.0, 1.0, 0.0]), UnixMs(2))),
+        [(3, 2)]
+    );
+    // Node a's gallery joined its mint 2 to 1 (a track's later views):
+    // 2's cluster, 3 included, joins 1, against the one-minter rule.
+    assert_eq!(
+        b.node_join(&joined(2, 1, "a"), UnixMs(3)),
+        Ok(vec![
+            MergeAnnounce {
+                from: IdentityId(2),
+                into: IdentityId(1),
+                decided_ms: UnixMs(3)
+            },
+            MergeAnnounce {
+                from: IdentityId(3),
+                into: IdentityId(1),
+                decided_ms: UnixMs(3)
+            }
+        ])
+    );
+    assert_eq!(b.root(IdentityId(3)), IdentityId(1));
+    // Said again: one already.
+    assert_eq!(b.node_join(&joined(2, 1, "a"), UnixMs(4)), Ok(Vec::new()));
+    // Node b may not join away a's mint, nor one nobody announced.
+    b.observe(&ann(4, "a", 400, &[0.0, 0.0, 1.0]), UnixMs(5));
+    assert_eq!(
+        b.node_join(&joined(4, 1, "b"), UnixMs(6)),
+        Err(JoinRefused::NotItsMint)
+    );
+    assert_eq!(
+        b.node_join(&joined(99, 1, "b"), UnixMs(6)),
+        Err(JoinRefused::NotItsMint)
+    );
+    // An operator separated 4 from 1: node a's word does not undo it.
+    b.keep_apart(IdentityId(4), IdentityId(1));
+    assert_eq!(
+        b.node_join(&joined(4, 3, "a"), UnixMs(7)),
+        Err(JoinRefused::KeptApart)
+    );
+    assert_ne!(b.root(IdentityId(4)), b.root(IdentityId(1)));
+    // Aged out of the window: no longer known as a's mint.
+    let later = UnixMs(5 + MAX_AGE_MS + 1);
+    assert_eq!(
+        b.node_join(&joined(4, 2, "a"), later),
+        Err(JoinRefused::NotItsMint)
+    );
+}
+
 #[test]
 fn no_chains_when_a_root_is_merged_away() {
     let mut b = MergeBook::new(0.9);

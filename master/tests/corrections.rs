@@ -443,3 +443,100 @@ fn a_split_moves_the_whole_track_unless_asked_for_one_piece() {
     assert_eq!(code, 400, "{v}");
     m.shutdown().expect("clean shutdown");
 }
+
+/// A node whose gallery joined an identity it minted to a known one (a
+/// track's later views) says so: the master stores the merge, sends it to
+/// the nodes, and its queries answer with one person. A join of another
+/// node's mint, or put under another node's key, is refused and counted.
+#[test]
+fn a_nodes_join_of_its_own_mint_is_stored_sent_and_followed_by_queries() {
+    use vidar_protocol::messages::{IdentityAnnounce, IdentityJoined};
+    use vidar_protocol::{IdentityId, UnixMs};
+    // edge-a's records: identity 1 on c1; later, its mint 7 on c2.
+    let (_dir, m, site, zenoh) = seeded_with(
+        vec![
+            sighting(1, "c1", 1_000, 2_000),
+            identity(1, "c1", 1_000),
+            sighting(7, "c2", 9_000, 9_500),
+            identity(7, "c2", 9_000),
+        ],
+        "",
+    );
+    let link = LinkSettings {
+        site: site.clone(),
+        mode: Some(Mode::Client),
+        connect: vec![zenoh.clone()],
+        ..LinkSettings::default()
+    }
+    .open(Mode::Client)
+    .expect("node link");
+    let keys = Keys::new(&site).expect("site");
+    let heard: Arc<Mutex<Vec<String>>> = Arc::default();
+    let h = heard.clone();
+    let _sub = link
+        .subscribe::<Merges>(&keys.merges(), move |_, ms| {
+            for x in ms.merges {
+                h.lock()
+                    .expect("lock")
+                    .push(format!("merge {}->{}", x.from, x.into));
+            }
+        })
+        .expect("subscribe");
+    let (a, b) = (node("edge-a"), node("edge-b"));
+    let announce = link
+        .publisher::<IdentityAnnounce>(&keys.identities(&a))
+        .expect("publisher");
+    let joins_a = link
+        .publisher::<IdentityJoined>(&keys.identities(&a))
+        .expect("publisher");
+    let joins_b = link
+        .publisher::<IdentityJoined>(&keys.identities(&b))
+        .expect("publisher");
+    std::thread::sleep(Duration::from_millis(500));
+    let metric = |name: &str| -> u64 {
+        let (_, body) = http(m.http_addr(), "GET", "/metrics");
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    // edge-a announces its mint 7 (as it does at once), unlike anyone.
+    announce
+        .put(&IdentityAnnounce {
+            identity: IdentityId(7),
+            node: a.clone(),
+            camera: cam("c2"),
+            seen_ms: UnixMs(9_000),
+            embedding: vec![0.0, 1.0, 0.0],
+            model: "test-model".into(),
+        })
+        .expect("put");
+    assert!(wait_for(Duration::from_secs(5), || metric(
+        "vidar_master_identity_announcements_total"
+    ) == 1));
+    let join = |node: &vidar_protocol::NodeId| IdentityJoined {
+        from: IdentityId(7),
+        into: IdentityId(1),
+        node: node.clone(),
+        decided_ms: UnixMs(10_000),
+    };
+    // edge-b may not join a's mint, under its own key or under a's.
+    joins_b.put(&join(&b)).expect("put");
+    joins_a.put(&join(&b)).expect("put");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(heard.lock().expect("lock").is_empty());
+    assert_eq!(metric("vidar_master_identity_joins_total"), 0);
+    assert_eq!(trajectory(&m, "1"), [(1, "1".to_string())]);
+    // edge-a's own word is taken: stored, sent, followed (the sighting keeps
+    // the identity it was recorded under, and is in 1's trajectory).
+    joins_a.put(&join(&a)).expect("put");
+    wait_to_hear(&heard, 1);
+    assert_eq!(*heard.lock().expect("lock"), ["merge p7->p1".to_string()]);
+    assert_eq!(metric("vidar_master_identity_joins_total"), 1);
+    assert_eq!(
+        trajectory(&m, "1"),
+        [(1, "1".to_string()), (3, "7".to_string())]
+    );
+    m.shutdown().expect("clean shutdown");
+}

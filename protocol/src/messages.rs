@@ -9,6 +9,7 @@
 //! | [`ReidRequest`]      | edge -> re-ID node | `reid(node, asker)`          | query              |
 //! | [`ReidReply`]        | re-ID node -> edge | `reid(node, asker)`          | reply              |
 //! | [`IdentityAnnounce`] | edge -> all        | `identities(node)`           | put, once a mint   |
+//! | [`IdentityJoined`]   | edge -> master     | `identities(node)`           | put, once a join   |
 //! | [`MergeAnnounce`]    | master -> all      | `merges()`                   | put, signed        |
 //! | [`Merges`]           | master -> all      | `merges()`                   | put (several), signed |
 //! | [`SplitAnnounce`]    | master -> all      | `merges()`                   | put, signed        |
@@ -26,7 +27,9 @@ mod edge_to_edge;
 mod edge_to_master;
 mod master_to_edge;
 
-pub use edge_to_edge::{Crop, CropEncoding, IdentityAnnounce, ReidAnswer, ReidReply, ReidRequest};
+pub use edge_to_edge::{
+    Crop, CropEncoding, IdentityAnnounce, IdentityJoined, ReidAnswer, ReidReply, ReidRequest,
+};
 pub use edge_to_master::{
     CameraLoad, CameraTile, LinkRate, NodeCapacity, NodeLoad, NodeStatus, QueryReply, SyncBatch,
     TileBox,

@@ -69,11 +69,13 @@ pub enum MessageKind {
     SplitAnnounce = 13,
     /// [`crate::messages::KeepApart`].
     KeepApart = 14,
+    /// [`crate::messages::IdentityJoined`].
+    IdentityJoined = 15,
 }
 
 impl MessageKind {
     /// Every kind, in byte order.
-    pub const ALL: [MessageKind; 14] = [
+    pub const ALL: [MessageKind; 15] = [
         MessageKind::NodeStatus,
         MessageKind::Plan,
         MessageKind::ReidRequest,
@@ -88,6 +90,7 @@ impl MessageKind {
         MessageKind::QueryReply,
         MessageKind::SplitAnnounce,
         MessageKind::KeepApart,
+        MessageKind::IdentityJoined,
     ];
 
     /// Stable name, for errors, logs and metrics labels.
@@ -107,6 +110,7 @@ impl MessageKind {
             MessageKind::QueryReply => "QueryReply",
             MessageKind::SplitAnnounce => "SplitAnnounce",
             MessageKind::KeepApart => "KeepApart",
+            MessageKind::IdentityJoined => "IdentityJoined",
         }
     }
 }

@@ -355,7 +355,17 @@ fn all_encoded() -> Vec<(MessageKind, Vec<u8>)> {
         }),
         enc(&split_announce()),
         enc(&keep_apart()),
+        enc(&identity_joined()),
     ]
+}
+
+fn identity_joined() -> IdentityJoined {
+    IdentityJoined {
+        from: IdentityId(10),
+        into: IdentityId(2),
+        node: node("edge-1"),
+        decided_ms: UnixMs(9),
+    }
 }
 
 fn keep_apart() -> KeepApart {
@@ -474,6 +484,13 @@ fn every_message_round_trips() {
     ] {
         assert!(encode(&bad).is_err(), "{bad:?}");
     }
+    round_trip(identity_joined());
+    // An identity does not join itself.
+    assert!(encode(&IdentityJoined {
+        into: IdentityId(10),
+        ..identity_joined()
+    })
+    .is_err());
     // Every kind is covered once.
     let kinds: Vec<MessageKind> = all_encoded().into_iter().map(|(k, _)| k).collect();
     assert_eq!(kinds, MessageKind::ALL);

@@ -118,6 +118,11 @@ fn families(f: &mut Families<'_>, ctx: &ApiContext) -> fmt::Result {
         ctx.merges.announcements.load(Ordering::Relaxed),
     )?;
     f.counter(
+        "vidar_master_identity_joins",
+        "Nodes' joins of an identity they minted to a known one, taken (each stored and sent as a merge).",
+        ctx.merges.joins.load(Ordering::Relaxed),
+    )?;
+    f.counter(
         "vidar_master_merges",
         "Identity merges decided.",
         ctx.merges.merges.load(Ordering::Relaxed),

@@ -180,3 +180,36 @@ impl Message for IdentityAnnounce {
         check_embedding("embedding", &self.embedding)
     }
 }
+
+/// A node's word that an identity it minted is one it already knew: a track
+/// whose decision minted `from` matched `into` on later, better views (the
+/// node's own gallery joined them). `from` was announced at once (an
+/// [`IdentityAnnounce`]), so other nodes may already name the person by it;
+/// the master records the merge and sends it to every node. Put under the
+/// node's own `identities(node)` key, like its announcements, and taken from
+/// no one else: a node may join away only what it minted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityJoined {
+    /// The identity the node minted, joining `into`.
+    pub from: IdentityId,
+    /// The identity it is.
+    pub into: IdentityId,
+    /// The node that minted `from` and joined it.
+    pub node: NodeId,
+    /// When the node decided, ms since the epoch.
+    pub decided_ms: UnixMs,
+}
+
+impl Message for IdentityJoined {
+    const KIND: MessageKind = MessageKind::IdentityJoined;
+
+    fn validate(&self) -> Result<(), String> {
+        if self.from == self.into {
+            return Err(format!(
+                "into: {} is the identity joining (from)",
+                self.into
+            ));
+        }
+        Ok(())
+    }
+}

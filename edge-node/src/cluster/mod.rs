@@ -198,15 +198,19 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
     {
         let inbox = parts.inbox.clone();
         let k = keys.clone();
-        subscriptions.push(net.subscribe(
-            &keys.identities_all(),
-            move |key, a: IdentityAnnounce| {
+        subscriptions.push(net.subscribe_any(&keys.identities_all(), move |payload| {
+            // A node's join of its own mint is for the master, which sends
+            // the merge it makes to every node (signed).
+            if payload.kind() == Some(vidar_protocol::MessageKind::IdentityJoined) {
+                return;
+            }
+            if let Some(a) = payload.decode::<IdentityAnnounce>() {
                 // Only the node named by the key announces its identities.
-                if k.identities_of(key, &a.node) {
+                if k.identities_of(payload.key(), &a.node) {
                     inbox.announce(a)
                 }
-            },
-        )?);
+            }
+        })?);
         let inbox = parts.inbox.clone();
         subscriptions.push(net.subscribe_any(
             &keys.merges(),

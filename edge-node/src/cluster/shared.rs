@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vidar_link::{Garbage, Mode};
-use vidar_protocol::messages::{IdentityAnnounce, ReidReply, ReidRequest};
+use vidar_protocol::messages::{IdentityAnnounce, IdentityJoined, ReidReply, ReidRequest};
 use vidar_protocol::{CameraId, NodeId};
 
 /// What the newest plan says this node must do with its crops.
@@ -113,6 +113,15 @@ impl ClusterReid for ReidLink {
         let key = self.0.link.keys().identities(&self.0.node);
         if let Err(e) = self.0.link.put(&key, identity) {
             tracing::debug!(error = %e, "identity announcement not sent");
+        }
+    }
+
+    fn joined(&self, join: &IdentityJoined) {
+        // Under the node's own key, like its announcements: the master
+        // takes a join only from the node that minted the identity.
+        let key = self.0.link.keys().identities(&self.0.node);
+        if let Err(e) = self.0.link.put(&key, join) {
+            tracing::warn!(from = %join.from, into = %join.into, error = %e, "a join of a minted identity not sent: the master will not merge them");
         }
     }
 }

@@ -173,38 +173,9 @@ mod tests {
     use vidar_store::{Record, RecordKey, Sighting};
 
     use super::*;
-    use crate::identify::testing::{answer, figure, job, spawn};
-    use crate::identify::{ClusterReid, Identifier, Job, RemoteDone};
+    use crate::identify::testing::{answer, figure, job, spawn, Alone};
+    use crate::identify::{Identifier, Job};
     use vidar_protocol::UnixMs;
-
-    /// A cluster of one: records what the worker announces.
-    struct Announced(NodeId, Arc<Mutex<Vec<IdentityAnnounce>>>);
-
-    impl ClusterReid for Announced {
-        fn node(&self) -> &NodeId {
-            &self.0
-        }
-        fn remote_for(&self, _camera: &CameraId) -> Option<NodeId> {
-            None
-        }
-        fn take_bandwidth(&self, _to: &NodeId, _bytes: usize) -> bool {
-            true
-        }
-        fn send_remote(
-            &self,
-            _to: &NodeId,
-            _r: &vidar_protocol::messages::ReidRequest,
-            _done: RemoteDone,
-        ) -> Result<(), String> {
-            Err("no peers".into())
-        }
-        fn reply_within(&self) -> Duration {
-            Duration::from_secs(1)
-        }
-        fn announce(&self, a: &IdentityAnnounce) {
-            self.1.lock().expect("lock").push(a.clone());
-        }
-    }
 
     fn identity_of(id: &mut Identifier, j: Job) -> IdentityId {
         answer(id, j).identity.expect("decided at once")
@@ -223,7 +194,7 @@ mod tests {
             ..GalleryConfig::default()
         };
         let heard = Arc::new(Mutex::new(Vec::new()));
-        let cluster = Announced(node.clone(), heard.clone());
+        let cluster = Alone::new(node.clone(), heard.clone());
         let (mut id, metrics, rec) = spawn(dir.path(), cfg, true, Some(Box::new(cluster)));
         let (red, blue) = (figure([220, 40, 40]), figure([40, 40, 220]));
         let t0 = SystemTime::now() - Duration::from_secs(60);

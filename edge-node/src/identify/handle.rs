@@ -395,8 +395,10 @@ mod tests {
     #[test]
     fn a_track_that_minted_for_want_of_a_clear_view_joins_the_known_identity_its_later_views_match()
     {
-        use crate::identify::testing::{answer, figure, job, spawn};
+        use crate::identify::testing::{answer, figure, job, spawn, Alone};
         let dir = tempfile::tempdir().expect("tmp");
+        let cluster = Alone::new(NodeId::new("n1").expect("id"), Arc::default());
+        let joins = Arc::clone(&cluster.joined);
         // Red and magenta are two people (cosine 0.90 < 0.92); a purple view
         // is close to both (0.97, 0.98): too close to call.
         let cfg = GalleryConfig {
@@ -405,7 +407,7 @@ mod tests {
             ambiguity_margin: 0.05,
             ..GalleryConfig::default()
         };
-        let (mut id, metrics, _rec) = spawn(dir.path(), cfg, false, None);
+        let (mut id, metrics, _rec) = spawn(dir.path(), cfg, false, Some(Box::new(cluster)));
         let (red, magenta, purple) = (
             figure([220, 40, 40]),
             figure([220, 40, 160]),
@@ -440,6 +442,18 @@ mod tests {
         }
         assert_eq!((last.identity, last.settled), (Some(ann), true), "{last:?}");
         assert_eq!(metrics.reconsidered.load(Ordering::Relaxed), 1);
+        // The master is told, so it joins the minted identity for everyone.
+        let told: Vec<(
+            vidar_protocol::IdentityId,
+            vidar_protocol::IdentityId,
+            String,
+        )> = joins
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|j| (j.from, j.into, j.node.to_string()))
+            .collect();
+        assert_eq!(told, [(minted, ann, "n1".to_string())]);
         id.finish();
     }
 
@@ -483,6 +497,7 @@ mod tests {
             Duration::from_secs(5)
         }
         fn announce(&self, _identity: &vidar_protocol::messages::IdentityAnnounce) {}
+        fn joined(&self, _join: &vidar_protocol::messages::IdentityJoined) {}
     }
 
     fn worker(

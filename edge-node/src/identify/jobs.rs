@@ -1,7 +1,7 @@
 //! What goes to the re-ID worker and what comes back.
 
 use vidar_pipeline::Frame;
-use vidar_protocol::messages::{IdentityAnnounce, ReidReply, ReidRequest};
+use vidar_protocol::messages::{IdentityAnnounce, IdentityJoined, ReidReply, ReidRequest};
 use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId, UnixMs};
 
 /// One track's crop in a frame.
@@ -88,6 +88,9 @@ pub trait ClusterReid: Send {
     fn reply_within(&self) -> std::time::Duration;
     /// Tells every node about an identity minted here.
     fn announce(&self, identity: &IdentityAnnounce);
+    /// Tells the master that an identity minted here is a known one (it
+    /// records and sends the merge).
+    fn joined(&self, join: &IdentityJoined);
 }
 
 /// Local jobs waiting for the worker before new ones are refused.

@@ -3,15 +3,16 @@
 //! answer.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use vidar_pipeline::Frame;
+use vidar_protocol::messages::{IdentityAnnounce, IdentityJoined, ReidRequest};
 use vidar_protocol::{BBox, CameraId, NodeId, UnixMs};
 use vidar_reid::{Gallery, GalleryConfig};
 use vidar_testkit::fakes::{draw, ColorEmbedder, Figure};
 
-use super::{ClusterReid, Identified, Identifier, Job, TrackCrop};
+use super::{ClusterReid, Identified, Identifier, Job, RemoteDone, TrackCrop};
 use crate::recorder::Recorder;
 use crate::telemetry::NodeMetrics;
 
@@ -38,6 +39,49 @@ pub(crate) fn spawn(
     )
     .expect("worker");
     (id, metrics, rec)
+}
+
+/// A cluster of one node: records what the worker announces and joins.
+pub(crate) struct Alone {
+    node: NodeId,
+    announced: Arc<Mutex<Vec<IdentityAnnounce>>>,
+    /// The joins of minted identities it told the master of.
+    pub(crate) joined: Arc<Mutex<Vec<IdentityJoined>>>,
+}
+
+impl Alone {
+    /// Node `node`, whose announcements go to `announced`.
+    pub(crate) fn new(node: NodeId, announced: Arc<Mutex<Vec<IdentityAnnounce>>>) -> Alone {
+        Alone {
+            node,
+            announced,
+            joined: Arc::default(),
+        }
+    }
+}
+
+impl ClusterReid for Alone {
+    fn node(&self) -> &NodeId {
+        &self.node
+    }
+    fn remote_for(&self, _camera: &CameraId) -> Option<NodeId> {
+        None
+    }
+    fn take_bandwidth(&self, _to: &NodeId, _bytes: usize) -> bool {
+        true
+    }
+    fn send_remote(&self, _to: &NodeId, _r: &ReidRequest, _done: RemoteDone) -> Result<(), String> {
+        Err("no peers".into())
+    }
+    fn reply_within(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn announce(&self, a: &IdentityAnnounce) {
+        self.announced.lock().expect("lock").push(a.clone());
+    }
+    fn joined(&self, j: &IdentityJoined) {
+        self.joined.lock().expect("lock").push(j.clone());
+    }
 }
 
 /// A person of `color`, standing in the middle of the frame.

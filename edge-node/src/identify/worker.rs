@@ -11,7 +11,7 @@ use std::sync::mpsc::{self};
 use std::sync::Arc;
 use std::time::Instant;
 use vidar_detectors::RgbFrame;
-use vidar_protocol::messages::IdentityAnnounce;
+use vidar_protocol::messages::{IdentityAnnounce, IdentityJoined};
 use vidar_protocol::{CameraId, IdentityId, NodeId, TrackId, UnixMs};
 use vidar_reid::{Assignment, Crop, Embedder, Embedding, Gallery, TrackQuery, OPEN};
 
@@ -309,6 +309,16 @@ impl Worker {
             return None;
         }
         self.gallery.merge(own, known);
+        // `own` was announced when minted, and other nodes may already name
+        // the person by it: the master joins it for everyone.
+        if let Some(cluster) = &self.cluster {
+            cluster.joined(&IdentityJoined {
+                from: own,
+                into: known,
+                node: cluster.node().clone(),
+                decided_ms: UnixMs::now(),
+            });
+        }
         let state = self.tracks.get_mut(key)?;
         state.identity = Some(known);
         state.minted = false;

@@ -9,6 +9,13 @@ use vidar_protocol::{BBox, CameraId, IdentityId, TrackId, UnixMs};
 /// a track that is still open.
 pub const MAX_SIGHTING: Duration = Duration::from_secs(10);
 
+/// A track whose identity was minted and may still join a known one
+/// (`Worker::reconsider`) is not cut before it is this old: a piece recorded
+/// under the minted identity would stay there when the track joins, a
+/// stretch of the person's trajectory under an identity nobody else has.
+/// Bounds what a crash can lose of such a track.
+pub const MAX_UNSETTLED_HOLD: Duration = Duration::from_secs(30);
+
 /// A confirmed track being followed: its identity and box path so far.
 #[derive(Debug)]
 pub(crate) struct OpenTrack {
@@ -31,6 +38,24 @@ pub(crate) struct OpenTrack {
 }
 
 impl OpenTrack {
+    /// Whether its identity may still change: minted, and re-ID may still
+    /// look at views of it (one in flight, or fewer than it looks at).
+    pub(crate) fn may_still_join(&self) -> bool {
+        self.identity.is_some()
+            && !self.settled
+            && (self.pending || self.crops_sent < crate::analysis::crop_policy::MAX_CROPS)
+    }
+
+    /// Whether the sighting so far is due to be recorded (the track goes
+    /// on): it has an identity and spans `limit_ms`, and its identity is
+    /// final or it has been held [`MAX_UNSETTLED_HOLD`] already.
+    pub(crate) fn due(&self, limit_ms: i64) -> bool {
+        let hold = i64::try_from(MAX_UNSETTLED_HOLD.as_millis()).unwrap_or(i64::MAX);
+        self.identity.is_some()
+            && self.last_ms - self.first_ms >= limit_ms
+            && (!self.may_still_join() || self.last_ms - self.born_ms >= hold)
+    }
+
     /// The sighting so far, taking the box path; the track continues from its last time.
     pub(crate) fn take_sighting(&mut self, camera: &CameraId, track: TrackId) -> SightingOut {
         let out = SightingOut {
@@ -43,5 +68,50 @@ impl OpenTrack {
         };
         self.first_ms = self.last_ms;
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(settled: bool, crops_sent: u32, born: i64, first: i64, last: i64) -> OpenTrack {
+        OpenTrack {
+            identity: Some(IdentityId(5)),
+            pending: false,
+            settled,
+            first_ms: UnixMs(first),
+            last_ms: UnixMs(last),
+            path: Vec::new(),
+            born_ms: UnixMs(born),
+            crops_sent,
+            best_sent: 0.5,
+            since_sent: 0,
+        }
+    }
+
+    #[test]
+    fn a_minted_track_that_may_still_join_is_held_and_not_for_ever() {
+        let limit = 10_000;
+        // Settled (a known identity, or joined): cut at the limit.
+        assert!(!open(true, 3, 0, 0, 9_999).due(limit));
+        assert!(open(true, 3, 0, 0, 10_000).due(limit));
+        // Minted, still looked at: held past the limit ...
+        let mut t = open(false, 3, 0, 0, 12_000);
+        assert!(t.may_still_join() && !t.due(limit));
+        // ... until re-ID has seen all the views it looks at ...
+        t.crops_sent = crate::analysis::crop_policy::MAX_CROPS;
+        assert!(t.due(limit));
+        t.pending = true;
+        assert!(!t.due(limit), "its last view is still in flight");
+        // ... or the hold is over.
+        let held = i64::try_from(MAX_UNSETTLED_HOLD.as_millis()).expect("ms");
+        assert!(open(false, 3, 0, 0, held).due(limit));
+        // Later pieces of a long track follow the same rule.
+        assert!(!open(false, 3, 0, held - 10_000, held - 1).due(limit));
+        // No identity yet: nothing to record.
+        let mut none = open(true, 3, 0, 0, held);
+        none.identity = None;
+        assert!(!none.due(limit));
     }
 }

@@ -542,13 +542,15 @@ impl Analysis {
         self.identifier.flush_ended();
     }
 
-    /// Splits open tracks longer than [`MAX_SIGHTING`] into a recorded sighting.
+    /// Splits open tracks longer than [`MAX_SIGHTING`] into a recorded
+    /// sighting (a minted identity that may still join waits, see
+    /// `OpenTrack::due`).
     fn expire_long_tracks(&mut self) {
         let limit = i64::try_from(MAX_SIGHTING.as_millis()).unwrap_or(i64::MAX);
         for cam in &mut self.cameras {
             let camera = cam.source.camera().clone();
             for (track, open) in cam.open.iter_mut() {
-                if open.identity.is_some() && open.last_ms - open.first_ms >= limit {
+                if open.due(limit) {
                     self.recorder.sighting(open.take_sighting(&camera, *track));
                 }
             }

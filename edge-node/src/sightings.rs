@@ -39,21 +39,20 @@ pub(crate) struct OpenTrack {
 
 impl OpenTrack {
     /// Whether its identity may still change: minted, and re-ID may still
-    /// look at views of it (one in flight, or fewer than it looks at).
-    pub(crate) fn may_still_join(&self) -> bool {
-        self.identity.is_some()
-            && !self.settled
-            && (self.pending || self.crops_sent < crate::analysis::crop_policy::MAX_CROPS)
+    /// look at views of it (one in flight, or fewer than the `looks` it
+    /// takes of a track).
+    pub(crate) fn may_still_join(&self, looks: u32) -> bool {
+        self.identity.is_some() && !self.settled && (self.pending || self.crops_sent < looks)
     }
 
     /// Whether the sighting so far is due to be recorded (the track goes
     /// on): it has an identity and spans `limit_ms`, and its identity is
     /// final or it has been held [`MAX_UNSETTLED_HOLD`] already.
-    pub(crate) fn due(&self, limit_ms: i64) -> bool {
+    pub(crate) fn due(&self, limit_ms: i64, looks: u32) -> bool {
         let hold = i64::try_from(MAX_UNSETTLED_HOLD.as_millis()).unwrap_or(i64::MAX);
         self.identity.is_some()
             && self.last_ms - self.first_ms >= limit_ms
-            && (!self.may_still_join() || self.last_ms - self.born_ms >= hold)
+            && (!self.may_still_join(looks) || self.last_ms - self.born_ms >= hold)
     }
 
     /// The sighting so far, taking the box path; the track continues from its last time.
@@ -75,6 +74,9 @@ impl OpenTrack {
 mod tests {
     use super::*;
 
+    /// Views re-ID takes of a track here.
+    const LOOKS: u32 = 4;
+
     fn open(settled: bool, crops_sent: u32, born: i64, first: i64, last: i64) -> OpenTrack {
         OpenTrack {
             identity: Some(IdentityId(5)),
@@ -94,24 +96,24 @@ mod tests {
     fn a_minted_track_that_may_still_join_is_held_and_not_for_ever() {
         let limit = 10_000;
         // Settled (a known identity, or joined): cut at the limit.
-        assert!(!open(true, 3, 0, 0, 9_999).due(limit));
-        assert!(open(true, 3, 0, 0, 10_000).due(limit));
+        assert!(!open(true, 3, 0, 0, 9_999).due(limit, LOOKS));
+        assert!(open(true, 3, 0, 0, 10_000).due(limit, LOOKS));
         // Minted, still looked at: held past the limit ...
         let mut t = open(false, 3, 0, 0, 12_000);
-        assert!(t.may_still_join() && !t.due(limit));
+        assert!(t.may_still_join(LOOKS) && !t.due(limit, LOOKS));
         // ... until re-ID has seen all the views it looks at ...
-        t.crops_sent = crate::analysis::crop_policy::MAX_CROPS;
-        assert!(t.due(limit));
+        t.crops_sent = LOOKS;
+        assert!(t.due(limit, LOOKS));
         t.pending = true;
-        assert!(!t.due(limit), "its last view is still in flight");
+        assert!(!t.due(limit, LOOKS), "its last view is still in flight");
         // ... or the hold is over.
         let held = i64::try_from(MAX_UNSETTLED_HOLD.as_millis()).expect("ms");
-        assert!(open(false, 3, 0, 0, held).due(limit));
+        assert!(open(false, 3, 0, 0, held).due(limit, LOOKS));
         // Later pieces of a long track follow the same rule.
-        assert!(!open(false, 3, 0, held - 10_000, held - 1).due(limit));
+        assert!(!open(false, 3, 0, held - 10_000, held - 1).due(limit, LOOKS));
         // No identity yet: nothing to record.
         let mut none = open(true, 3, 0, 0, held);
         none.identity = None;
-        assert!(!none.due(limit));
+        assert!(!none.due(limit, LOOKS));
     }
 }

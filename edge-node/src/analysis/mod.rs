@@ -550,7 +550,7 @@ impl Analysis {
         for cam in &mut self.cameras {
             let camera = cam.source.camera().clone();
             for (track, open) in cam.open.iter_mut() {
-                if open.due(limit) {
+                if open.due(limit, crop_policy::MAX_CROPS) {
                     self.recorder.sighting(open.take_sighting(&camera, *track));
                 }
             }

@@ -304,6 +304,7 @@ impl Identifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identify::testing::Loopback;
     use crate::identify::{Job, TrackCrop};
     use std::time::{Duration, SystemTime};
     use vidar_pipeline::Frame;
@@ -455,49 +456,6 @@ mod tests {
             .collect();
         assert_eq!(told, [(minted, ann, "n1".to_string())]);
         id.finish();
-    }
-
-    /// A cluster of two workers in one process: each sends its crops to the
-    /// other's service, the way the zenoh queryable hands them over.
-    struct Loopback {
-        node: NodeId,
-        to: NodeId,
-        peer: Arc<std::sync::Mutex<Option<Inbox>>>,
-    }
-
-    impl ClusterReid for Loopback {
-        fn node(&self) -> &NodeId {
-            &self.node
-        }
-        fn remote_for(&self, _camera: &CameraId) -> Option<NodeId> {
-            Some(self.to.clone())
-        }
-        fn take_bandwidth(&self, _to: &NodeId, _bytes: usize) -> bool {
-            true
-        }
-        fn send_remote(
-            &self,
-            _to: &NodeId,
-            request: &vidar_protocol::messages::ReidRequest,
-            done: crate::identify::RemoteDone,
-        ) -> Result<(), String> {
-            let inbox = self
-                .peer
-                .lock()
-                .unwrap()
-                .clone()
-                .ok_or_else(|| "no peer".to_string())?;
-            let job = RemoteJob {
-                request: request.clone(),
-                reply: Box::new(move |r| done(Ok(r))),
-            };
-            inbox.remote(job).map_err(|_| "peer busy".to_string())
-        }
-        fn reply_within(&self) -> Duration {
-            Duration::from_secs(5)
-        }
-        fn announce(&self, _identity: &vidar_protocol::messages::IdentityAnnounce) {}
-        fn joined(&self, _join: &vidar_protocol::messages::IdentityJoined) {}
     }
 
     fn worker(

@@ -6,6 +6,8 @@
 //! by one process for another to bind (used by tests and by
 //! `vidar-cluster-bench`).
 //!
+//! [`http`]: `GET` on a child's port and a metric from its text.
+//!
 //! [`ports`]: a port nothing listens on (for "connection refused" tests) and
 //! the one case [`process`] cannot cover, a process restarted on the port it
 //! had.
@@ -19,5 +21,6 @@
 
 #[cfg(feature = "fakes")]
 pub mod fakes;
+pub mod http;
 pub mod ports;
 pub mod process;

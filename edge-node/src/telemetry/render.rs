@@ -108,6 +108,11 @@ pub fn render_node(
         "Frames analysed (detected or tracked).",
         cameras(|m| m.analysed.load(Ordering::Relaxed)),
     )?;
+    f.counters(
+        "vidar_frames_detected",
+        "Frames the detector ran on.",
+        cameras(|m| m.detected.load(Ordering::Relaxed)),
+    )?;
     f.gauges(
         "vidar_tracks",
         "Confirmed tracks in the latest analysed frame.",

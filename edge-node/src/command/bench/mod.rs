@@ -4,6 +4,7 @@ pub mod cameras;
 pub mod harness;
 pub mod ingest;
 pub mod pipeline;
+mod site;
 pub mod trajectories;
 
 use anyhow::Result;

@@ -22,8 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vidar_protocol::{CameraId, UnixMs};
-use vidar_store::{Reader, TimeRange};
+use vidar_protocol::UnixMs;
 use vidar_trajeval::{EvalConfig, GtFrame, Report, Sighting};
 
 use crate::config::EdgeConfig;
@@ -41,6 +40,12 @@ pub struct TrajectoriesBenchArgs {
     /// Seconds the node runs per model.
     #[arg(long, default_value_t = 90)]
     pub seconds: u64,
+    /// Edge nodes: 1 runs the node in this process; more run a real site (a
+    /// `vidar-master` and that many `vidar-edge` processes over zenoh on
+    /// loopback, camera k at node k mod N), scored as the global database
+    /// answers (every node's records, identities as the master merged them).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: u32,
     /// Seconds at the start not scored (streams connecting).
     #[arg(long, default_value_t = 5)]
     pub warmup: u64,
@@ -91,6 +96,10 @@ pub struct TrajectoriesBenchArgs {
 #[derive(Debug, Serialize)]
 struct Run {
     model: String,
+    /// Edge nodes (more than one: a site with a master).
+    nodes: u32,
+    /// Merges the master decided (a site only).
+    merges: Option<u64>,
     match_threshold: f32,
     seconds: u64,
     /// Tracks the node recorded without an identity (too short to decide).
@@ -119,8 +128,8 @@ pub fn trajectories(args: TrajectoriesBenchArgs) -> Result<()> {
             args.people.display()
         );
     }
-    if args.cameras == 0 || args.seconds <= args.warmup {
-        bail!("--cameras must be > 0 and --seconds above --warmup");
+    if args.cameras == 0 || args.seconds <= args.warmup || args.nodes == 0 {
+        bail!("--cameras and --nodes must be > 0 and --seconds above --warmup");
     }
     let tmp;
     let work = match &args.keep {
@@ -183,13 +192,10 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
         mounts,
     )?;
     let port = camera.1;
-    let db = dir.join("edge.db");
     let threshold = threshold_for(model);
-    let mut toml = format!(
-        "node_id = \"bench\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
-         [models.runtime]\nintra_threads = {threads}\n[detector]\nmax_batch = 1\nscore_threshold = {score}\n\
+    let mut node_toml = format!(
+        "[models.runtime]\nintra_threads = {threads}\n[detector]\nmax_batch = 1\nscore_threshold = {score}\n\
          [embedder]\nmodel = \"{model}\"\n[gallery]\nmatch_threshold = {threshold}\nconfident_threshold = {confident}\n",
-        db = db.display(),
         threads = args.threads,
         score = args.score_threshold,
         confident = threshold.max(vidar_reid::GalleryConfig::default().confident_threshold),
@@ -198,8 +204,90 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
         let Some((key, value)) = setting.split_once('=') else {
             bail!("--gallery {setting:?}: expected key=value");
         };
-        toml.push_str(&format!("{} = {}\n", key.trim(), value.trim()));
+        node_toml.push_str(&format!("{} = {}\n", key.trim(), value.trim()));
     }
+    let (start_ms, end_ms, detected_frames, recorded, unidentified, merges) = if args.nodes > 1 {
+        let r = super::site::run(
+            dir,
+            port,
+            args.cameras,
+            args.nodes,
+            args.seconds,
+            &node_toml,
+        )?;
+        drop(camera);
+        (
+            r.start_ms,
+            r.end_ms,
+            r.detected,
+            r.sightings,
+            r.unidentified,
+            Some(r.merges),
+        )
+    } else {
+        let db = dir.join("edge.db");
+        let (start_ms, end_ms, detected) = run_here(args, port, &db, &node_toml)?;
+        drop(camera);
+        let (recorded, unidentified) = super::site::sightings_of(&db, args.cameras, Ok)?;
+        (start_ms, end_ms, detected, recorded, unidentified, None)
+    };
+
+    // Ground truth, and the frames scored: every frame sent after the
+    // warm-up while the node ran (the node analyses every frame it can; a
+    // frame it saw nobody in must still count its misses).
+    let from = start_ms.plus(Duration::from_secs(args.warmup));
+    let mut gt: Vec<GtFrame> = Vec::new();
+    for k in 0..args.cameras {
+        let cam = format!("c{k}");
+        let read = |ext: &str| {
+            let p = gt_dir.join(format!("{cam}.{ext}"));
+            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+        };
+        let frames =
+            vidar_trajeval::parse_ground_truth(&cam, &read("frames.csv")?, &read("gt.csv")?)
+                .with_context(|| format!("ground truth of {cam}"))?;
+        gt.extend(
+            frames
+                .into_iter()
+                .filter(|f| f.unix_ms >= from && f.unix_ms <= end_ms),
+        );
+    }
+    let processed: Vec<(String, UnixMs)> =
+        gt.iter().map(|f| (f.camera.clone(), f.unix_ms)).collect();
+    let sightings: Vec<Sighting> = recorded
+        .into_iter()
+        .filter_map(|mut s| {
+            s.path.retain(|p| p.0 >= from);
+            (!s.path.is_empty()).then_some(s)
+        })
+        .collect();
+    let report =
+        vidar_trajeval::evaluate(&gt, &sightings, Some(&processed), &EvalConfig::default())?;
+    Ok(Run {
+        model: model.to_owned(),
+        nodes: args.nodes,
+        merges,
+        match_threshold: threshold,
+        seconds: args.seconds - args.warmup,
+        unidentified_tracks: unidentified,
+        detected_frames,
+        report,
+    })
+}
+
+/// Runs the node in this process on the cameras at RTSP `port` for
+/// `--seconds`, recording to `db`: when it started and stopped, and the
+/// frames each camera's detector ran on.
+fn run_here(
+    args: &TrajectoriesBenchArgs,
+    port: u16,
+    db: &Path,
+    node_toml: &str,
+) -> Result<(UnixMs, UnixMs, Vec<(String, u64)>)> {
+    let mut toml = format!(
+        "node_id = \"bench\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n{node_toml}",
+        db = db.display(),
+    );
     for k in 0..args.cameras {
         toml.push_str(&format!(
             "[[cameras]]\ncamera = \"c{k}\"\nsource = \"rtsp://127.0.0.1:{port}/c{k}\"\ntransport = \"tcp\"\n"
@@ -226,73 +314,13 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
         .join()
         .map_err(|_| anyhow::anyhow!("analysis panicked"))?;
     drop(built.store);
-    drop(camera);
-
-    // Ground truth, and the frames scored: every frame sent after the
-    // warm-up while the node ran (the node analyses every frame it can; a
-    // frame it saw nobody in must still count its misses).
-    let from = start_ms.plus(Duration::from_secs(args.warmup));
-    let mut gt: Vec<GtFrame> = Vec::new();
-    for k in 0..args.cameras {
-        let cam = format!("c{k}");
-        let read = |ext: &str| {
-            let p = gt_dir.join(format!("{cam}.{ext}"));
-            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
-        };
-        let frames =
-            vidar_trajeval::parse_ground_truth(&cam, &read("frames.csv")?, &read("gt.csv")?)
-                .with_context(|| format!("ground truth of {cam}"))?;
-        gt.extend(
-            frames
-                .into_iter()
-                .filter(|f| f.unix_ms >= from && f.unix_ms <= end_ms),
-        );
-    }
-    let processed: Vec<(String, UnixMs)> =
-        gt.iter().map(|f| (f.camera.clone(), f.unix_ms)).collect();
-
-    let reader = Reader::open(&db).with_context(|| format!("opening {}", db.display()))?;
-    let mut sightings = Vec::new();
-    let mut unidentified = 0;
-    for k in 0..args.cameras {
-        let cam = CameraId::new(&format!("c{k}"))?;
-        for s in reader.sightings_by_camera(&cam, TimeRange::all(), 1_000_000)? {
-            let s = s.value;
-            let path: Vec<_> = s
-                .path
-                .iter()
-                .filter(|p| p.t_ms >= from)
-                .map(|p| (p.t_ms, p.bbox))
-                .collect();
-            if path.is_empty() {
-                continue;
-            }
-            sightings.push(Sighting {
-                camera: s.camera.to_string(),
-                track_id: s.track.0,
-                identity: Some(s.identity.0),
-                path,
-            });
-        }
-    }
-    for (table, n) in reader.counts()? {
-        if table == "tracks" {
-            unidentified = n as usize;
-        }
-    }
-    let report =
-        vidar_trajeval::evaluate(&gt, &sightings, Some(&processed), &EvalConfig::default())?;
-    Ok(Run {
-        model: model.to_owned(),
-        match_threshold: threshold,
-        seconds: args.seconds - args.warmup,
-        unidentified_tracks: unidentified,
-        detected_frames: cams
-            .iter()
+    Ok((
+        start_ms,
+        end_ms,
+        cams.iter()
             .map(|(c, m)| (c.to_string(), m.detected.load(Ordering::Relaxed)))
             .collect(),
-        report,
-    })
+    ))
 }
 
 fn f(v: Option<f64>) -> String {
@@ -302,7 +330,7 @@ fn f(v: Option<f64>) -> String {
 fn print_tables(args: &TrajectoriesBenchArgs, runs: &[Run]) {
     println!(
         "Trajectories: {} cameras of a composite scene of {} (seed {}, {} people, transit {} s, gap {} s, {}), \
-         detector score threshold {}, {} s scored per model after {} s warm-up; the whole node over RTSP, \
+         detector score threshold {}, {} s scored per model after {} s warm-up; {} over RTSP, \
          one ONNX Runtime thread per session.\n",
         args.cameras,
         args.people.display(),
@@ -313,7 +341,15 @@ fn print_tables(args: &TrajectoriesBenchArgs, runs: &[Run]) {
         args.scene,
         args.score_threshold,
         args.seconds - args.warmup,
-        args.warmup
+        args.warmup,
+        if args.nodes > 1 {
+            format!(
+                "a site of a vidar-master and {} vidar-edge processes over zenoh (camera k at node k mod {}), scored as the global database answers",
+                args.nodes, args.nodes
+            )
+        } else {
+            "the whole node".to_string()
+        }
     );
     println!("| re-ID model (threshold) | det. recall | det. precision | cross-camera identity P / R / F1 | completeness | purity | concurrent conflicts | sightings | no identity |");
     println!("|---|---|---|---|---|---|---|---|---|");
@@ -334,6 +370,14 @@ fn print_tables(args: &TrajectoriesBenchArgs, runs: &[Run]) {
             p.sightings,
             r.unidentified_tracks
         );
+    }
+    for r in runs {
+        if let Some(m) = r.merges {
+            println!(
+                "\n{}: the master decided {m} merges (its own and nodes' joins).",
+                r.model
+            );
+        }
     }
     println!();
     println!("| re-ID model | camera | frames detected (whole run) / scored | MOTA | IDF1 | ID switches | tracks | time offset ms |");

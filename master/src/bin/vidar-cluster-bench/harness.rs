@@ -1,10 +1,9 @@
 //! What every measurement needs: percentiles, child processes (the shared
 //! `vidar_testkit::process` harness: ports picked by the kernel and read from
 //! each child's ready file, output in a log file, killed when dropped), a
-//! site of one master and its edges on loopback, a tiny HTTP GET, metric
+//! site of one master and its edges on loopback, a tiny HTTP GET and metric
 //! lookup and polling.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -42,27 +41,7 @@ pub fn ready(p: &mut Proc) -> Result<vidar_testkit::process::Ready> {
     p.wait_ready(START).map_err(anyhow::Error::msg)
 }
 
-/// The body of `GET path` on 127.0.0.1:`port`, if it answered.
-pub fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
-}
-
-/// The largest value of the metric lines starting with `prefix`.
-pub fn metric(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .reduce(f64::max)
-}
+pub use vidar_testkit::http::{get as http_get, metric};
 
 /// Polls `f` every 20 ms until it gives a value, at most `limit`.
 pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {

@@ -1,0 +1,46 @@
+//! Plain HTTP/1.1 for tests and benchmarks that read a child's `/metrics`
+//! or API on 127.0.0.1 (no TLS, no authentication).
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+/// The body of `GET path` on 127.0.0.1:`port`, if it answered within 5 s.
+pub fn get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// The largest value of the metric lines (Prometheus text) starting with
+/// `prefix`.
+pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .reduce(f64::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_value_of_the_lines_with_the_prefix() {
+        let text = "# HELP x\nvidar_a{camera=\"c0\"} 3\nvidar_a{camera=\"c1\"} 7.5\nvidar_b 9\n";
+        assert_eq!(metric(text, "vidar_a{"), Some(7.5));
+        assert_eq!(metric(text, "vidar_a{camera=\"c0\"}"), Some(3.0));
+        assert_eq!(metric(text, "vidar_c"), None);
+    }
+
+    #[test]
+    fn nothing_from_a_port_where_nobody_listens() {
+        assert_eq!(get(crate::ports::unused_port(), "/metrics"), None);
+    }
+}

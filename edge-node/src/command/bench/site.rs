@@ -240,3 +240,24 @@ pub(super) fn sightings_of(
         .map_or(0, |(_, n)| n as usize);
     Ok((out, unidentified))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cameras_metric_is_found_whatever_the_order_of_its_labels() {
+        let text = "# TYPE vidar_stream_up gauge\n\
+                    vidar_stream_up{node=\"edge-1\",camera=\"c0\",state=\"streaming\"} 1\n\
+                    vidar_stream_up{node=\"edge-1\",camera=\"c10\",state=\"retrying\"} 0\n\
+                    vidar_frames_detected_total{camera=\"c1\",node=\"edge-1\"} 42\n";
+        assert_eq!(of_camera(text, "vidar_stream_up", "c0"), Some(1.0));
+        assert_eq!(of_camera(text, "vidar_stream_up", "c10"), Some(0.0));
+        assert_eq!(of_camera(text, "vidar_stream_up", "c1"), None);
+        assert_eq!(
+            of_camera(text, "vidar_frames_detected_total", "c1"),
+            Some(42.0)
+        );
+        assert_eq!(of_camera(text, "vidar_frames", "c1"), None, "a longer name");
+    }
+}

@@ -330,7 +330,7 @@ fn f(v: Option<f64>) -> String {
 fn print_tables(args: &TrajectoriesBenchArgs, runs: &[Run]) {
     println!(
         "Trajectories: {} cameras of a composite scene of {} (seed {}, {} people, transit {} s, gap {} s, {}), \
-         detector score threshold {}, {} s scored per model after {} s warm-up; {} over RTSP, \
+         detector score threshold {}, {} s scored per model after {} s warm-up; {}, \
          one ONNX Runtime thread per session.\n",
         args.cameras,
         args.people.display(),
@@ -344,11 +344,11 @@ fn print_tables(args: &TrajectoriesBenchArgs, runs: &[Run]) {
         args.warmup,
         if args.nodes > 1 {
             format!(
-                "a site of a vidar-master and {} vidar-edge processes over zenoh (camera k at node k mod {}), scored as the global database answers",
+                "a site of a vidar-master and {} vidar-edge processes over zenoh (camera k at node k mod {}) on RTSP, scored as the global database answers",
                 args.nodes, args.nodes
             )
         } else {
-            "the whole node".to_string()
+            "the whole node over RTSP".to_string()
         }
     );
     println!("| re-ID model (threshold) | det. recall | det. precision | cross-camera identity P / R / F1 | completeness | purity | concurrent conflicts | sightings | no identity |");

@@ -35,13 +35,6 @@ use vidar_store::{Writer, WriterConfig};
 
 pub use config::{ConfigError, MasterConfig};
 
-/// Page cache of the global database's writer, KiB (an edge's is 32 MiB).
-/// The master's writer commits synced batches: its hot pages are the tables'
-/// right edges and the identity index; queries read through their own
-/// connections, and the file stays in the system's page cache besides. A
-/// smaller cap is reached within minutes, after which SQLite's share of the
-/// master's memory is flat (`make soak`, docs/benchmarks.md).
-const WRITER_CACHE_KIB: u32 = 8 * 1024;
 
 /// Why the master could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -187,7 +180,6 @@ impl Master {
             _ => None,
         };
         let mut writer = WriterConfig::new(&config.database, master_id);
-        writer.tuning.cache_kib = WRITER_CACHE_KIB;
         let writer = writer.build(&())?;
         if config.check_database_at_start {
             // Damage found now is damage never built upon: stop and restore.

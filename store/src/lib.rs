@@ -65,7 +65,7 @@ pub use writer::{
 };
 
 /// Bytes SQLite holds on the heap in this process: every connection's page
-/// cache, prepared statements and schema. Each cache is capped (32 MiB for a
+/// cache, prepared statements and schema. Each cache is capped (8 MiB for a
 /// writer, 8 MiB for a reader), so this rises while a database grows past the
 /// caps and then stays; exported as a gauge so that a process' memory can be
 /// told apart from a leak.

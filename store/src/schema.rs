@@ -32,9 +32,15 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 /// `PRAGMA application_id` of a Vidar database: "VIDR".
 pub const APPLICATION_ID: i32 = 0x5649_4452;
 
-/// Page cache of the writer's connection by default, KiB: holds the hot index
-/// pages of a busy edge (SQLite's default is 2 MiB); `WriterTuning::cache_kib`.
-pub(crate) const WRITER_CACHE_KIB: u32 = 32 * 1024;
+/// Page cache of the writer's connection by default, KiB (SQLite's default
+/// is 2 MiB); `WriterTuning::cache_kib`. A writer's hot pages are the
+/// tables' right edges and the indexes' recent entries; readers have their
+/// own connections, and the file stays in the system's page cache besides.
+/// 8 MiB holds a whole site's writes at the master, and is reached within
+/// minutes of a start, after which SQLite's share of a process's memory is
+/// flat (`make soak`, docs/benchmarks.md: an edge's 32 MiB cache, the
+/// default before, still filled 20 minutes into a life).
+pub(crate) const WRITER_CACHE_KIB: u32 = 8 * 1024;
 /// WAL pages before an automatic checkpoint (SQLite's default is 1000): fewer,
 /// larger checkpoints write a hot index page back once instead of several times.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 4000;

@@ -45,8 +45,9 @@ pub struct WriterTuning {
     /// Disk sync at commit: `normal` (default) or `full`; see the `schema` module docs.
     pub synchronous: Synchronous,
     /// Most page cache the writer's connection keeps, KiB, 256..=4194304.
-    /// Default 32768 (32 MiB: a busy edge's hot index pages). The file's pages
-    /// stay in the system's page cache besides; this cache saves the copies.
+    /// Default 8192 (8 MiB: the hot pages of a whole site's writes). The
+    /// file's pages stay in the system's page cache besides; this cache saves
+    /// the copies.
     pub cache_kib: u32,
 }
 

@@ -35,7 +35,6 @@ use vidar_store::{Writer, WriterConfig};
 
 pub use config::{ConfigError, MasterConfig};
 
-
 /// Why the master could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum MasterError {
@@ -179,7 +178,7 @@ impl Master {
             )),
             _ => None,
         };
-        let mut writer = WriterConfig::new(&config.database, master_id);
+        let writer = WriterConfig::new(&config.database, master_id);
         let writer = writer.build(&())?;
         if config.check_database_at_start {
             // Damage found now is damage never built upon: stop and restore.

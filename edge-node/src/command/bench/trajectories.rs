@@ -226,10 +226,17 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
         )
     } else {
         let db = dir.join("edge.db");
-        let (start_ms, end_ms, detected) = run_here(args, port, &db, &node_toml)?;
+        let ran = run_here(args, port, &db, &node_toml)?;
         drop(camera);
         let (recorded, unidentified) = super::site::sightings_of(&db, args.cameras, Ok)?;
-        (start_ms, end_ms, detected, recorded, unidentified, None)
+        (
+            ran.start_ms,
+            ran.end_ms,
+            ran.detected,
+            recorded,
+            unidentified,
+            None,
+        )
     };
 
     // Ground truth, and the frames scored: every frame sent after the
@@ -278,12 +285,7 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
 /// Runs the node in this process on the cameras at RTSP `port` for
 /// `--seconds`, recording to `db`: when it started and stopped, and the
 /// frames each camera's detector ran on.
-fn run_here(
-    args: &TrajectoriesBenchArgs,
-    port: u16,
-    db: &Path,
-    node_toml: &str,
-) -> Result<(UnixMs, UnixMs, Vec<(String, u64)>)> {
+fn run_here(args: &TrajectoriesBenchArgs, port: u16, db: &Path, node_toml: &str) -> Result<Ran> {
     let mut toml = format!(
         "node_id = \"bench\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n{node_toml}",
         db = db.display(),
@@ -314,13 +316,22 @@ fn run_here(
         .join()
         .map_err(|_| anyhow::anyhow!("analysis panicked"))?;
     drop(built.store);
-    Ok((
+    Ok(Ran {
         start_ms,
         end_ms,
-        cams.iter()
+        detected: cams
+            .iter()
             .map(|(c, m)| (c.to_string(), m.detected.load(Ordering::Relaxed)))
             .collect(),
-    ))
+    })
+}
+
+/// When the node in this process ran, and the frames each camera's
+/// detector ran on.
+struct Ran {
+    start_ms: UnixMs,
+    end_ms: UnixMs,
+    detected: Vec<(String, u64)>,
 }
 
 fn f(v: Option<f64>) -> String {

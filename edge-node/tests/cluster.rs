@@ -12,7 +12,6 @@
 //! (`make test` does all three).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use vidar_pipeline::camera::{self, CameraConfig, Mount, MountSource};
@@ -38,20 +37,7 @@ use vidar_testkit::process::Proc;
 /// How long a process may take to start serving.
 const START: Duration = Duration::from_secs(120);
 
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    let status = body.split_whitespace().nth(1)?.parse().ok()?;
-    let payload = body.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((status, payload))
-}
+use vidar_testkit::http::get_status as http_get;
 
 struct Edge {
     id: String,

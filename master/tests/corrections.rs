@@ -44,6 +44,18 @@ fn seeded_with(
     (dir, m, site, zenoh)
 }
 
+/// A node's session with the master's router (plaintext on loopback).
+fn node_link(site: &str, zenoh: &str) -> vidar_link::Link {
+    LinkSettings {
+        site: site.to_string(),
+        mode: Some(Mode::Client),
+        connect: vec![zenoh.to_string()],
+        ..LinkSettings::default()
+    }
+    .open(Mode::Client)
+    .expect("node link")
+}
+
 fn post(m: &Master, body: &str, auth: &str) -> (u16, serde_json::Value) {
     let mut headers = vec![("Content-Type", "application/json")];
     if !auth.is_empty() {
@@ -91,14 +103,7 @@ fn split_merge_and_revert_change_answers_and_are_audited() {
     let (_dir, m, site, zenoh) = seeded("");
     // A node listening for what the master tells the nodes.
     let heard: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
-    let link = LinkSettings {
-        site: site.clone(),
-        mode: Some(Mode::Client),
-        connect: vec![zenoh.clone()],
-        ..LinkSettings::default()
-    }
-    .open(Mode::Client)
-    .expect("node link");
+    let link = node_link(&site, &zenoh);
     let keys = Keys::new(&site).expect("site");
     let h = heard.clone();
     let _sub = link
@@ -346,14 +351,7 @@ fn a_node_that_comes_back_is_sent_the_splits_of_its_sightings() {
     let (code, v) = post(&m, &undo, "");
     assert_eq!(code, 201, "{v}");
     // edge-a comes: it listens, then shows its liveliness token.
-    let link = LinkSettings {
-        site: site.clone(),
-        mode: Some(Mode::Client),
-        connect: vec![zenoh.clone()],
-        ..LinkSettings::default()
-    }
-    .open(Mode::Client)
-    .expect("node link");
+    let link = node_link(&site, &zenoh);
     let keys = Keys::new(&site).expect("site");
     let heard: Arc<Mutex<Vec<String>>> = Arc::default();
     let h = heard.clone();
@@ -462,14 +460,7 @@ fn a_nodes_join_of_its_own_mint_is_stored_sent_and_followed_by_queries() {
         ],
         "",
     );
-    let link = LinkSettings {
-        site: site.clone(),
-        mode: Some(Mode::Client),
-        connect: vec![zenoh.clone()],
-        ..LinkSettings::default()
-    }
-    .open(Mode::Client)
-    .expect("node link");
+    let link = node_link(&site, &zenoh);
     let keys = Keys::new(&site).expect("site");
     let heard: Arc<Mutex<Vec<String>>> = Arc::default();
     let h = heard.clone();

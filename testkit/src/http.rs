@@ -6,6 +6,12 @@ use std::time::Duration;
 
 /// The body of `GET path` on 127.0.0.1:`port`, if it answered within 5 s.
 pub fn get(port: u16, path: &str) -> Option<String> {
+    get_status(port, path).map(|(_, body)| body)
+}
+
+/// The status and body of `GET path` on 127.0.0.1:`port`, if it answered
+/// within 5 s.
+pub fn get_status(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
@@ -13,9 +19,11 @@ pub fn get(port: u16, path: &str) -> Option<String> {
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    Some((status, body.to_string()))
 }
 
 /// The largest value of the metric lines (Prometheus text) starting with

@@ -69,12 +69,12 @@ impl Edge {
 
     /// Frames this node has analysed of `camera`.
     fn analysed(&self, camera: &str) -> f64 {
-        let label = format!("camera=\"{camera}\"");
-        self.metrics_text()
-            .lines()
-            .filter(|l| l.starts_with("vidar_frames_analysed_total{") && l.contains(&label))
-            .find_map(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0.0)
+        vidar_testkit::http::camera_metric(
+            &self.metrics_text(),
+            "vidar_frames_analysed_total",
+            camera,
+        )
+        .unwrap_or(0.0)
     }
 
     fn counter(&self, name: &str) -> f64 {

@@ -35,9 +35,39 @@ pub fn metric(text: &str, prefix: &str) -> Option<f64> {
         .reduce(f64::max)
 }
 
+/// The value of metric `name` of camera `camera` in `/metrics` text, its
+/// labels in any order (`name{node="edge-1",camera="c0"} 3`).
+pub fn camera_metric(text: &str, name: &str, camera: &str) -> Option<f64> {
+    let head = format!("{name}{{");
+    let label = format!("camera=\"{camera}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&head) && l.contains(&label))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cameras_metric_is_found_whatever_the_order_of_its_labels() {
+        let text = "# TYPE vidar_stream_up gauge\n\
+                    vidar_stream_up{node=\"edge-1\",camera=\"c0\",state=\"streaming\"} 1\n\
+                    vidar_stream_up{node=\"edge-1\",camera=\"c10\",state=\"retrying\"} 0\n\
+                    vidar_frames_detected_total{camera=\"c1\",node=\"edge-1\"} 42\n";
+        assert_eq!(camera_metric(text, "vidar_stream_up", "c0"), Some(1.0));
+        assert_eq!(camera_metric(text, "vidar_stream_up", "c10"), Some(0.0));
+        assert_eq!(camera_metric(text, "vidar_stream_up", "c1"), None);
+        assert_eq!(
+            camera_metric(text, "vidar_frames_detected_total", "c1"),
+            Some(42.0)
+        );
+        assert_eq!(
+            camera_metric(text, "vidar_frames", "c1"),
+            None,
+            "a longer name"
+        );
+    }
 
     #[test]
     fn the_largest_value_of_the_lines_with_the_prefix() {

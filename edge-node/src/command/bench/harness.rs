@@ -45,19 +45,24 @@ pub fn spawn_camera(mounts: impl IntoIterator<Item = String>) -> Result<CameraCh
     spawn_camera_with(&[], mounts)
 }
 
+/// The binary `name` next to this one (benchmarks start the others).
+pub fn sibling(name: &str) -> Result<std::path::PathBuf> {
+    let p = std::env::current_exe()?.with_file_name(name);
+    if !p.is_file() {
+        bail!(
+            "{} not found: build every binary (`cargo build --release --bins`)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
 /// [`spawn_camera`] with extra arguments before the mounts.
 pub fn spawn_camera_with(
     extra: &[String],
     mounts: impl IntoIterator<Item = String>,
 ) -> Result<CameraChild> {
-    let exe = std::env::current_exe()?;
-    let cam = exe.with_file_name("vidar-camera");
-    if !cam.is_file() {
-        bail!(
-            "{} not found: build it with `cargo build --release -p vidar-pipeline --bins`",
-            cam.display()
-        );
-    }
+    let cam = sibling("vidar-camera")?;
     let mut cmd = Command::new(&cam);
     cmd.arg("--port").arg("0").args(extra);
     for m in mounts {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use vidar_protocol::{CameraId, IdentityId, UnixMs};
 use vidar_store::{Reader, TimeRange};
-use vidar_testkit::http::{get, metric};
+use vidar_testkit::http::{camera_metric, get, metric};
 use vidar_testkit::process::Proc;
 use vidar_trajeval::Sighting;
 
@@ -37,27 +37,6 @@ pub(super) struct SiteRun {
     pub unidentified: usize,
     /// Merges the master decided (its own, nodes' joins included).
     pub merges: u64,
-}
-
-/// The binary `name` next to this one.
-fn sibling(name: &str) -> Result<PathBuf> {
-    let p = std::env::current_exe()?.with_file_name(name);
-    if !p.is_file() {
-        bail!(
-            "{} not found: build every binary (`cargo build --release --bins`)",
-            p.display()
-        );
-    }
-    Ok(p)
-}
-
-/// The value of metric `name` of camera `camera` in `/metrics` text (its
-/// labels in any order).
-fn of_camera(text: &str, name: &str, camera: &str) -> Option<f64> {
-    let label = format!("camera=\"{camera}\"");
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&label))
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 fn ready_port(p: &mut Proc, what: &str) -> Result<vidar_testkit::process::Ready> {
@@ -98,7 +77,7 @@ pub(super) fn run(
     let mut master = Proc::spawn(
         dir,
         "master",
-        &sibling("vidar-master")?,
+        &super::harness::sibling("vidar-master")?,
         &["run", "--config", &cfg.to_string_lossy()],
     )?;
     let ready = ready_port(&mut master, "vidar-master")?;
@@ -122,7 +101,7 @@ pub(super) fn run(
         let p = Proc::spawn(
             dir,
             &id,
-            &sibling("vidar-edge")?,
+            &super::harness::sibling("vidar-edge")?,
             &["run", "--config", &cfg.to_string_lossy()],
         )?;
         edges.push((id, p, 0, db));
@@ -140,7 +119,7 @@ pub(super) fn run(
             edges.iter().any(|(id, _, m, _)| {
                 *id == node
                     && get(*m, "/metrics").is_some_and(|t| {
-                        of_camera(&t, "vidar_stream_up", &format!("c{k}")) == Some(1.0)
+                        camera_metric(&t, "vidar_stream_up", &format!("c{k}")) == Some(1.0)
                     })
             })
         });
@@ -167,7 +146,7 @@ pub(super) fn run(
             .iter()
             .find(|e| e.0 == node)
             .and_then(|e| get(e.2, "/metrics"))
-            .and_then(|t| of_camera(&t, "vidar_frames_detected_total", &format!("c{k}")))
+            .and_then(|t| camera_metric(&t, "vidar_frames_detected_total", &format!("c{k}")))
             .unwrap_or(0.0);
         detected.push((format!("c{k}"), n as u64));
     }
@@ -239,25 +218,4 @@ pub(super) fn sightings_of(
         .find(|(table, _)| *table == "tracks")
         .map_or(0, |(_, n)| n as usize);
     Ok((out, unidentified))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cameras_metric_is_found_whatever_the_order_of_its_labels() {
-        let text = "# TYPE vidar_stream_up gauge\n\
-                    vidar_stream_up{node=\"edge-1\",camera=\"c0\",state=\"streaming\"} 1\n\
-                    vidar_stream_up{node=\"edge-1\",camera=\"c10\",state=\"retrying\"} 0\n\
-                    vidar_frames_detected_total{camera=\"c1\",node=\"edge-1\"} 42\n";
-        assert_eq!(of_camera(text, "vidar_stream_up", "c0"), Some(1.0));
-        assert_eq!(of_camera(text, "vidar_stream_up", "c10"), Some(0.0));
-        assert_eq!(of_camera(text, "vidar_stream_up", "c1"), None);
-        assert_eq!(
-            of_camera(text, "vidar_frames_detected_total", "c1"),
-            Some(42.0)
-        );
-        assert_eq!(of_camera(text, "vidar_frames", "c1"), None, "a longer name");
-    }
 }

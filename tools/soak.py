@@ -259,6 +259,10 @@ def increase(series: list[tuple[float, dict]], lo: float, hi: float) -> dict[flo
     return out
 
 
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
 def quantile(buckets: dict[float, float], q: float) -> float | None:
     """Prometheus' histogram_quantile over cumulative buckets (seconds)."""
     bounds = sorted(buckets)
@@ -490,9 +494,12 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
     for w in range(n_windows):
         lo, hi = w * args.window, (w + 1) * args.window
         total: dict[float, float] = {}
-        for series in hist.values():
+        per_node: dict[str, dict[float, float]] = {}
+        for (role, _life), series in hist.items():
+            mine = per_node.setdefault(role, {})
             for b, c in increase(series, lo, hi).items():
                 total[b] = total.get(b, 0.0) + c
+                mine[b] = mine.get(b, 0.0) + c
         p99 = quantile(total, 0.99)
         p50 = quantile(total, 0.50)
         frames = total.get(float("inf"), 0.0)
@@ -500,6 +507,12 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
             "from_min": lo / 60, "to_min": hi / 60, "results": int(frames),
             "p50_ms": None if p50 is None else round(p50 * 1000, 1),
             "p99_ms": None if p99 is None else round(p99 * 1000, 1),
+            # Which node the tail comes from (a node with more streams than
+            # the others is behind first).
+            "nodes": {
+                role: {"results": int(b.get(float("inf"), 0.0)), "p99_ms": ms(quantile(b, 0.99))}
+                for role, b in sorted(per_node.items())
+            },
         })
     rss = []
     for p in procs:
@@ -607,9 +620,10 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
 def print_report(r: dict) -> None:
     print(f"\nsoak: {r['minutes']:.0f} min, {r['nodes']} nodes, {r['cameras']} cameras, "
           f"{len(r['events'])} fault rounds (a camera and a node SIGKILLed each)")
-    print("\n| window (min) | results | p50 ms | p99 ms |\n| --- | --- | --- | --- |")
+    print("\n| window (min) | results | p50 ms | p99 ms | per node: results, p99 ms |\n| --- | --- | --- | --- | --- |")
     for w in r["latency_windows"]:
-        print(f"| {w['from_min']:.0f}-{w['to_min']:.0f} | {w['results']} | {w['p50_ms']} | {w['p99_ms']} |")
+        nodes = "; ".join(f"{k} {v['results']}, {v['p99_ms']}" for k, v in w.get("nodes", {}).items())
+        print(f"| {w['from_min']:.0f}-{w['to_min']:.0f} | {w['results']} | {w['p50_ms']} | {w['p99_ms']} | {nodes} |")
     m = f"min {r.get('settle_min', 10):g}"
     print(f"\n| process (life) | from min | minutes | RSS MB at its {m} | RSS MB end | max "
           f"| growth after {m} | SQLite MB {m} / end | growth less SQLite | gallery {m} / end "

@@ -122,6 +122,8 @@ class Proc:
     started: float = 0.0
     # (t, life, VmRSS kB, RssAnon kB)
     rss: list[tuple[float, int, int, int]] = field(default_factory=list)
+    # (t, life, CPU seconds used so far: user + system, all threads).
+    cpu: list[tuple[float, int, float]] = field(default_factory=list)
     # (t, life, SQLite heap bytes, gallery identities, merge window bytes,
     # streams up, heap in use bytes, heap free bytes) from the process' /metrics
     gauges: list[tuple[float, int, float, float, float, float, float, float]] = field(
@@ -191,7 +193,12 @@ class Proc:
                     kb[key] = int(rest.split()[0])
             if "VmRSS" in kb:
                 self.rss.append((t, self.lives, kb["VmRSS"], kb.get("RssAnon", 0)))
-        except OSError:
+            # Fields 14 and 15 of stat (utime, stime), after the name in
+            # parentheses (which may hold spaces).
+            stat = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks = int(stat[11]) + int(stat[12])
+            self.cpu.append((t, self.lives, ticks / os.sysconf("SC_CLK_TCK")))
+        except (OSError, ValueError, IndexError):
             pass
 
 
@@ -507,6 +514,9 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
             "from_min": lo / 60, "to_min": hi / 60, "results": int(frames),
             "p50_ms": None if p50 is None else round(p50 * 1000, 1),
             "p99_ms": None if p99 is None else round(p99 * 1000, 1),
+            # The buckets are coarse (0.1, 0.25, 0.5 s): a p99 inside one is
+            # interpolated, so also the share of results slower than 250 ms.
+            "over_250ms": None if not frames else round(1.0 - total.get(0.25, 0.0) / frames, 4),
             # Which node the tail comes from (a node with more streams than
             # the others is behind first).
             "nodes": {
@@ -585,6 +595,11 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
                         sq_mb = (sq_ref / 1024, sq_tail / 1024)
                         entry["heap_in_use_less_sqlite_growth"] = round(
                             (hu_tail - sq_mb[1]) / max(hu_ref - sq_mb[0], 1e-9) - 1, 4)
+            # CPU cores used on average after the settling time (at the same
+            # load, more CPU per result is what makes latency grow).
+            c = [(t, sec) for t, l, sec in p.cpu if l == life and t - t_start >= args.settle]
+            if len(c) >= 2 and c[-1][0] > c[0][0]:
+                entry["cpu_cores"] = round((c[-1][1] - c[0][1]) / (c[-1][0] - c[0][0]), 3)
             # One point a minute, for a plot of RSS over the process's life.
             entry["series_mb"] = [[round(t / 60, 1), round(kb / 1024, 1)] for t, kb in s[::per_min]]
             rss.append(entry)
@@ -620,15 +635,16 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
 def print_report(r: dict) -> None:
     print(f"\nsoak: {r['minutes']:.0f} min, {r['nodes']} nodes, {r['cameras']} cameras, "
           f"{len(r['events'])} fault rounds (a camera and a node SIGKILLed each)")
-    print("\n| window (min) | results | p50 ms | p99 ms | per node: results, p99 ms |\n| --- | --- | --- | --- | --- |")
+    print("\n| window (min) | results | p50 ms | p99 ms | over 250 ms | per node: results, p99 ms |\n| --- | --- | --- | --- | --- | --- |")
     for w in r["latency_windows"]:
         nodes = "; ".join(f"{k} {v['results']}, {v['p99_ms']}" for k, v in w.get("nodes", {}).items())
-        print(f"| {w['from_min']:.0f}-{w['to_min']:.0f} | {w['results']} | {w['p50_ms']} | {w['p99_ms']} | {nodes} |")
+        over = "-" if w.get("over_250ms") is None else f"{100 * w['over_250ms']:.2f} %"
+        print(f"| {w['from_min']:.0f}-{w['to_min']:.0f} | {w['results']} | {w['p50_ms']} | {w['p99_ms']} | {over} | {nodes} |")
     m = f"min {r.get('settle_min', 10):g}"
     print(f"\n| process (life) | from min | minutes | RSS MB at its {m} | RSS MB end | max "
           f"| growth after {m} | SQLite MB {m} / end | growth less SQLite | gallery {m} / end "
-          f"| streams {m} / end |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          f"| streams {m} / end | CPU cores after {m} |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     pct = lambda v: "n/a" if v is None else f"{v * 100:+.1f} %"
     for e in r["rss"]:
         g = f"n/a (lived < {m} + 1)" if e["growth_after_10min"] is None else pct(e["growth_after_10min"])
@@ -636,7 +652,7 @@ def print_report(r: dict) -> None:
         gal = f"{e['gallery_at_10min']} / {e['gallery_end']}" if e.get("gallery_end") else "-"
         up = f"{e['streams_at_10min']} / {e['streams_end']}" if e.get("streams_end") else "-"
         print(f"| {e['role']} ({e['life']}) | {e['from_min']} | {e['minutes']} | {e['rss_mb_at_10min']} | "
-              f"{e['rss_mb_end']} | {e['rss_mb_max']} | {g} | {sq} | {pct(e.get('growth_less_sqlite'))} | {gal} | {up} |")
+              f"{e['rss_mb_end']} | {e['rss_mb_max']} | {g} | {sq} | {pct(e.get('growth_less_sqlite'))} | {gal} | {up} | {e.get('cpu_cores', '-')} |")
     for e in r["rss"]:
         if "anon_mb_end" in e:
             print(f"{e['role']} ({e['life']}): anonymous RSS {e['anon_mb_at_10min']} -> {e['anon_mb_end']} MB "

@@ -267,6 +267,7 @@ def increase(series: list[tuple[float, dict]], lo: float, hi: float) -> dict[flo
 
 
 def ms(seconds: float | None) -> float | None:
+    """Seconds as milliseconds to 0.1 ms (None stays None)."""
     return None if seconds is None else round(seconds * 1000, 1)
 
 
@@ -512,8 +513,8 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
         frames = total.get(float("inf"), 0.0)
         windows.append({
             "from_min": lo / 60, "to_min": hi / 60, "results": int(frames),
-            "p50_ms": None if p50 is None else round(p50 * 1000, 1),
-            "p99_ms": None if p99 is None else round(p99 * 1000, 1),
+            "p50_ms": ms(p50),
+            "p99_ms": ms(p99),
             # The buckets are coarse (0.1, 0.25, 0.5 s): a p99 inside one is
             # interpolated, so also the share of results slower than 250 ms.
             "over_250ms": None if not frames else round(1.0 - total.get(0.25, 0.0) / frames, 4),

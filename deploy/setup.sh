@@ -34,6 +34,8 @@ APT_PACKAGES=(
   python3-venv
   # browser for UI tests
   chromium chromium-driver
+  # network namespaces and shaped links for the link-probe test (ip, tc)
+  iproute2
 )
 
 missing=()

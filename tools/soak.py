@@ -515,8 +515,9 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
             "from_min": lo / 60, "to_min": hi / 60, "results": int(frames),
             "p50_ms": ms(p50),
             "p99_ms": ms(p99),
-            # The buckets are coarse (0.1, 0.25, 0.5 s): a p99 inside one is
-            # interpolated, so also the share of results slower than 250 ms.
+            # A p99 inside a bucket is interpolated (edges built before
+            # session 16 had only 0.1, 0.25, 0.5 s there), so also the share
+            # of results slower than 250 ms, a bound on both.
             "over_250ms": None if not frames else round(1.0 - total.get(0.25, 0.0) / frames, 4),
             # Which node the tail comes from (a node with more streams than
             # the others is behind first).

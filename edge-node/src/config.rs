@@ -106,6 +106,11 @@ pub struct SharingConfig {
     /// locally, ms. Default 500.
     #[serde(default = "defaults::reid_timeout_ms")]
     pub reid_timeout_ms: u64,
+    /// Probe the links to the other nodes of the plan and report their
+    /// measured rates and round trips to the master, which plans with them
+    /// (at most half a percent of each measured rate). Default true.
+    #[serde(default = "defaults::yes")]
+    pub probe_links: bool,
     /// Status report period, ms. Default 1000.
     #[serde(default = "defaults::status_every_ms")]
     pub status_every_ms: u64,
@@ -202,6 +207,7 @@ impl Default for SharingConfig {
         SharingConfig {
             reid_service: true,
             reid_timeout_ms: defaults::reid_timeout_ms(),
+            probe_links: true,
             status_every_ms: defaults::status_every_ms(),
             tile_every_ms: defaults::status_every_ms(),
             retention_s: defaults::retention_s(),

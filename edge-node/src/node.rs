@@ -319,13 +319,24 @@ pub fn run(config: EdgeConfig, shutdown: Shutdown, status_every_s: u64) -> Resul
     let render_store_handle = store.clone();
     let garbage = cluster
         .as_ref()
-        .map(|c| (c.link.garbage(), c.link.refused_askers()));
+        .map(|c| (c.link.garbage(), c.link.refused_askers(), c.link.links()));
     let certificate = cluster.as_ref().and_then(|c| c.link.certificate_expires());
     let mut metrics_exposition = exposition(&node_id);
     metrics_exposition.collect(move |f| {
         render_node(f, &board, &reg.snapshot(), &nm)?;
         render_store(f, &render_store_handle)?;
-        if let Some((g, askers)) = &garbage {
+        if let Some((g, askers, links)) = &garbage {
+            let links = links.rates();
+            f.gauges(
+                "vidar_link_rate_mbit_s",
+                "Rate to a peer node, as this node's link probes measure it (smoothed), Mbit/s.",
+                links.iter().map(|l| ([("peer", l.to.as_str())], l.mbit_s)),
+            )?;
+            f.gauges(
+                "vidar_link_rtt_ms",
+                "Round trip to a peer node, as this node's link probes measure it (smoothed), ms.",
+                links.iter().map(|l| ([("peer", l.to.as_str())], l.rtt_ms)),
+            )?;
             f.counter(
                 "vidar_reid_requests_refused",
                 "Re-ID requests refused: from a node the plan does not pair with this one, or naming itself differently from its key.",

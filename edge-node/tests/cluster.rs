@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use vidar_pipeline::camera::{self, CameraConfig, Mount, MountSource};
-use vidar_protocol::messages::Plan;
+use vidar_protocol::messages::{LinkProbe, Plan};
 use vidar_protocol::{Keys, NodeId, UnixMs};
 use vidar_store::Reader;
 use zenoh::Wait;
@@ -395,6 +395,45 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
         .sum();
     assert!(served > 0.0, "no node served edge-3's crops");
 
+    // 2b. Each node probes its links to the others through the master's
+    // router (mutual TLS, the access list) and reports rate and round trip:
+    // in its metrics and in the status the master plans with.
+    let others = |e: &Edge| -> Vec<String> {
+        all.iter()
+            .filter(|o| o.id != e.id)
+            .map(|o| o.id.clone())
+            .collect()
+    };
+    site.wait(
+        "every node's measured links to the others, in its metrics and at the master",
+        Duration::from_secs(60),
+        || {
+            let (_, body) = http_get(site.http, "/api/nodes")?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let nodes = v["nodes"].as_array()?;
+            for e in &all {
+                let text = e.metrics_text();
+                let status = nodes.iter().find(|n| n["node"] == e.id.as_str())?;
+                let links = status["status"]["links"].as_array()?;
+                for peer in others(e) {
+                    let labels = [("peer", peer.as_str())];
+                    let rate =
+                        vidar_runtime::metrics::value(&text, "vidar_link_rate_mbit_s", &labels)?;
+                    let rtt = vidar_runtime::metrics::value(&text, "vidar_link_rtt_ms", &labels)?;
+                    let reported = links.iter().find(|l| l["to"] == peer.as_str())?;
+                    let ok = rate > 0.0
+                        && rtt > 0.0
+                        && reported["mbit_s"].as_f64()? > 0.0
+                        && reported["rtt_ms"].as_f64()? > 0.0;
+                    if !ok {
+                        return None;
+                    }
+                }
+            }
+            Some(())
+        },
+    );
+
     // 3. A person seen on c0 (edge-1) and then c1 (edge-2) keeps one identity.
     let (e1, e2) = (&site.edges[0], &site.edges[1]);
     let shared = site.wait(
@@ -479,6 +518,35 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        // A link probe under another node's name is dropped by the access
+        // list (no answer at all); under its own name, edge-1 answers.
+        let answers = |asker: &str, from: &str| -> usize {
+            let probe = vidar_protocol::encode(&LinkProbe {
+                from: NodeId::new(from).expect("id"),
+                seq: 1,
+                pad: vec![0; 16],
+            })
+            .expect("encode");
+            let replies = session
+                .get(keys.probe(&node, &NodeId::new(asker).expect("id")))
+                .payload(probe)
+                .timeout(Duration::from_secs(3))
+                .wait()
+                .expect("get");
+            std::iter::from_fn(|| replies.recv().ok())
+                .filter(|r| r.result().is_ok())
+                .count()
+        };
+        assert_eq!(
+            answers("edge-2", "edge-2"),
+            0,
+            "a probe as edge-2 was answered"
+        );
+        assert_eq!(
+            answers("rogue", "rogue"),
+            1,
+            "edge-1 does not answer probes"
+        );
         let _ = session.close().wait();
     }
     site.wait(

@@ -7,8 +7,8 @@
 //!
 //! - a node publishes only its own status, tiles and identities, holds only
 //!   its own liveliness token, serves (and replies) only under its own id, and
-//!   asks re-ID only under keys that name it as the asker
-//!   (`reid/<server>/<asker>`);
+//!   asks re-ID and probes links only under keys that name it as the asker
+//!   (`reid/<server>/<asker>`, `probe/<target>/<asker>`);
 //! - it may listen to plans, merges and identities, and fetch the plan;
 //! - nothing else: no plans, merges, sync or record queries, no wildcard
 //!   queryables, no deletes. The master's own session is local to the router
@@ -97,11 +97,13 @@ pub(crate) fn master_acl(keys: &Keys, enrolled: &[NodeId]) -> Value {
         rules.push(
             json!({"id": r("serve"), "messages": ["declare_queryable", "reply"],
             "flows": ["ingress"], "permission": "allow",
-            "key_exprs": [keys.sync(n), keys.query(n), keys.reid_served_by(n)]}),
+            "key_exprs": [keys.sync(n), keys.query(n), keys.reid_served_by(n),
+                          keys.probe_served_by(n)]}),
         );
         rules.push(
             json!({"id": r("ask"), "messages": ["query"], "flows": ["ingress"],
-            "permission": "allow", "key_exprs": [keys.plan(), keys.reid_asked_by(n)]}),
+            "permission": "allow",
+            "key_exprs": [keys.plan(), keys.reid_asked_by(n), keys.probe_asked_by(n)]}),
         );
         rules.push(json!({"id": r("alive"), "messages": ["liveliness_token"],
             "flows": ["ingress"], "permission": "allow", "key_exprs": [keys.node_alive(n)]}));

@@ -13,6 +13,7 @@
 //! | `vidar/<site>/status/*`           | [`Keys::status_all`]    | subscription (master)            |                                     |
 //! | `vidar/<site>/plan`               | [`Keys::plan`]          | put by the master on change      | [`Plan`](crate::messages::Plan)     |
 //! | `vidar/<site>/reid/<node>/<asker>` | [`Keys::reid`]         | a re-ID node's queryable is `reid/<node>/*`; the asker names itself in the last chunk (the master's ACL checks it) | [`ReidRequest`](crate::messages::ReidRequest) -> [`ReidReply`](crate::messages::ReidReply) |
+//! | `vidar/<site>/probe/<node>/<asker>` | [`Keys::probe`]       | each node's link-probe queryable is `probe/<node>/*`; the prober names itself in the last chunk (the master's ACL checks it) | [`LinkProbe`](crate::messages::LinkProbe) -> [`LinkProbeReply`](crate::messages::LinkProbeReply) |
 //! | `vidar/<site>/sync/<node>`        | [`Keys::sync`]          | queryable of each edge           | [`SyncRequest`](crate::messages::SyncRequest) -> [`SyncBatch`](crate::messages::SyncBatch) |
 //! | `vidar/<site>/query/<node>`       | [`Keys::query`]         | queryable of each edge           | [`QueryRequest`](crate::messages::QueryRequest) -> [`QueryReply`](crate::messages::QueryReply) |
 //! | `vidar/<site>/identities/<node>`  | [`Keys::identities`]    | put by the minting node          | [`IdentityAnnounce`](crate::messages::IdentityAnnounce) |
@@ -141,11 +142,39 @@ impl Keys {
 
     /// The server and asker named by a [`reid`](Self::reid) key of this site.
     pub fn reid_from_key(&self, key: &str) -> Option<(NodeId, NodeId)> {
+        self.pair_from_key(key, "reid")
+    }
+
+    /// The two nodes named by `vidar/<site>/<family>/<a>/<b>`.
+    fn pair_from_key(&self, key: &str, family: &str) -> Option<(NodeId, NodeId)> {
         let rest = key
             .strip_prefix(self.prefix.as_str())?
-            .strip_prefix("/reid/")?;
-        let (server, asker) = rest.split_once('/')?;
-        Some((NodeId::new(server).ok()?, NodeId::new(asker).ok()?))
+            .strip_prefix('/')?
+            .strip_prefix(family)?
+            .strip_prefix('/')?;
+        let (a, b) = rest.split_once('/')?;
+        Some((NodeId::new(a).ok()?, NodeId::new(b).ok()?))
+    }
+
+    /// `vidar/<site>/probe/<target>/<asker>`: where `asker` times its link
+    /// to `target`.
+    pub fn probe(&self, target: &NodeId, asker: &NodeId) -> String {
+        format!("{}/probe/{target}/{asker}", self.prefix)
+    }
+
+    /// `vidar/<site>/probe/<target>/*`: the link-probe queryable of `target`.
+    pub fn probe_served_by(&self, target: &NodeId) -> String {
+        format!("{}/probe/{target}/*", self.prefix)
+    }
+
+    /// `vidar/<site>/probe/*/<asker>`: every probe `asker` may send.
+    pub fn probe_asked_by(&self, asker: &NodeId) -> String {
+        format!("{}/probe/*/{asker}", self.prefix)
+    }
+
+    /// The target and asker named by a [`probe`](Self::probe) key of this site.
+    pub fn probe_from_key(&self, key: &str) -> Option<(NodeId, NodeId)> {
+        self.pair_from_key(key, "probe")
     }
 
     /// `vidar/<site>/sync/<node>`: the node's record sync queryable.
@@ -247,6 +276,18 @@ mod tests {
             Some((n.clone(), m.clone()))
         );
         assert_eq!(k.reid_from_key(&k.reid_served_by(&n)), None);
+        assert_eq!(k.probe(&n, &m), "vidar/plant-3/probe/edge-1/edge-2");
+        assert_eq!(k.probe_served_by(&n), "vidar/plant-3/probe/edge-1/*");
+        assert_eq!(k.probe_asked_by(&m), "vidar/plant-3/probe/*/edge-2");
+        assert_eq!(
+            k.probe_from_key(&k.probe(&n, &m)),
+            Some((n.clone(), m.clone()))
+        );
+        // Another family's key, a wildcard, a longer family name: not a probe key.
+        assert_eq!(k.probe_from_key(&k.reid(&n, &m)), None);
+        assert_eq!(k.reid_from_key(&k.probe(&n, &m)), None);
+        assert_eq!(k.probe_from_key(&k.probe_served_by(&n)), None);
+        assert_eq!(k.probe_from_key("vidar/plant-3/probes/edge-1/edge-2"), None);
         assert!(k.identities_of(&k.identities(&m), &m));
         assert!(!k.identities_of(&k.identities(&n), &m));
         assert!(!k.identities_of(&k.identities_all(), &m));

@@ -28,7 +28,8 @@ mod edge_to_master;
 mod master_to_edge;
 
 pub use edge_to_edge::{
-    Crop, CropEncoding, IdentityAnnounce, IdentityJoined, ReidAnswer, ReidReply, ReidRequest,
+    Crop, CropEncoding, IdentityAnnounce, IdentityJoined, LinkProbe, LinkProbeReply, ReidAnswer,
+    ReidReply, ReidRequest,
 };
 pub use edge_to_master::{
     CameraLoad, CameraTile, LinkRate, NodeCapacity, NodeLoad, NodeStatus, QueryReply, SyncBatch,
@@ -46,6 +47,8 @@ use crate::BBox;
 pub const MAX_CAMERAS_PER_NODE: usize = 1024;
 /// Most peer links one node reports in a [`NodeStatus`].
 pub const MAX_LINKS: usize = 1024;
+/// Most filler bytes in one [`LinkProbe`] (the largest probe a node times).
+pub const MAX_PROBE_BYTES: usize = 1024 * 1024;
 /// Longest address string (`metrics_addr`), in bytes.
 pub const MAX_ADDR_LEN: usize = 256;
 /// Most stream assignments in one [`Plan`].

@@ -71,11 +71,15 @@ pub enum MessageKind {
     KeepApart = 14,
     /// [`crate::messages::IdentityJoined`].
     IdentityJoined = 15,
+    /// [`crate::messages::LinkProbe`].
+    LinkProbe = 16,
+    /// [`crate::messages::LinkProbeReply`].
+    LinkProbeReply = 17,
 }
 
 impl MessageKind {
     /// Every kind, in byte order.
-    pub const ALL: [MessageKind; 15] = [
+    pub const ALL: [MessageKind; 17] = [
         MessageKind::NodeStatus,
         MessageKind::Plan,
         MessageKind::ReidRequest,
@@ -91,6 +95,8 @@ impl MessageKind {
         MessageKind::SplitAnnounce,
         MessageKind::KeepApart,
         MessageKind::IdentityJoined,
+        MessageKind::LinkProbe,
+        MessageKind::LinkProbeReply,
     ];
 
     /// Stable name, for errors, logs and metrics labels.
@@ -111,6 +117,8 @@ impl MessageKind {
             MessageKind::SplitAnnounce => "SplitAnnounce",
             MessageKind::KeepApart => "KeepApart",
             MessageKind::IdentityJoined => "IdentityJoined",
+            MessageKind::LinkProbe => "LinkProbe",
+            MessageKind::LinkProbeReply => "LinkProbeReply",
         }
     }
 }

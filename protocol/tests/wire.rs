@@ -356,7 +356,20 @@ fn all_encoded() -> Vec<(MessageKind, Vec<u8>)> {
         enc(&split_announce()),
         enc(&keep_apart()),
         enc(&identity_joined()),
+        enc(&link_probe()),
+        enc(&LinkProbeReply {
+            seq: 4,
+            received: 3,
+        }),
     ]
+}
+
+fn link_probe() -> LinkProbe {
+    LinkProbe {
+        from: node("edge-2"),
+        seq: 4,
+        pad: vec![7; 3],
+    }
 }
 
 fn identity_joined() -> IdentityJoined {
@@ -491,6 +504,17 @@ fn every_message_round_trips() {
         ..identity_joined()
     })
     .is_err());
+    round_trip(link_probe());
+    // A probe's filler is bounded.
+    let big = LinkProbe {
+        pad: vec![0; MAX_PROBE_BYTES + 1],
+        ..link_probe()
+    };
+    assert!(encode(&big).is_err());
+    round_trip(LinkProbe {
+        pad: vec![0; MAX_PROBE_BYTES],
+        ..link_probe()
+    });
     // Every kind is covered once.
     let kinds: Vec<MessageKind> = all_encoded().into_iter().map(|(k, _)| k).collect();
     assert_eq!(kinds, MessageKind::ALL);
@@ -604,6 +628,11 @@ fn decode_as_everything(bytes: &[u8]) -> Vec<Result<(), DecodeError>> {
         decode::<CameraTile>(bytes).map(drop),
         decode::<QueryRequest>(bytes).map(drop),
         decode::<QueryReply>(bytes).map(drop),
+        decode::<SplitAnnounce>(bytes).map(drop),
+        decode::<KeepApart>(bytes).map(drop),
+        decode::<IdentityJoined>(bytes).map(drop),
+        decode::<LinkProbe>(bytes).map(drop),
+        decode::<LinkProbeReply>(bytes).map(drop),
     ]
 }
 

@@ -26,9 +26,12 @@ use prometheus_client::registry::Registry;
 /// The `Content-Type` of what [`Exposition::render`] writes.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
-/// Histogram bucket upper bounds, seconds (1 ms .. 10 s).
-pub const LATENCY_BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+/// Histogram bucket upper bounds, seconds (1 ms .. 10 s). Finer between
+/// 0.1 and 1 s, where a loaded node's p99 lies: a p99 read inside one wide
+/// bucket is only interpolated.
+pub const LATENCY_BUCKETS: [f64; 19] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0,
+    2.5, 5.0, 10.0,
 ];
 
 /// A latency histogram with fixed buckets ([`LATENCY_BUCKETS`]). Observing is

@@ -24,12 +24,14 @@
 
 mod bandwidth;
 mod plans;
+mod probe;
 mod services;
 mod shared;
 mod status;
 mod tiles;
 
 pub use bandwidth::TokenBucket;
+pub use probe::{LinkTable, PeerLink};
 pub use shared::Link;
 
 use crate::cameras::Control;
@@ -50,8 +52,8 @@ use std::time::Duration;
 use tiles::publish_tiles;
 use vidar_link::Responder;
 use vidar_protocol::messages::{
-    IdentityAnnounce, KeepApart, MergeAnnounce, Merges, NodeCapacity, Plan, QueryReply,
-    QueryRequest, ReidReply, ReidRequest, SplitAnnounce, SyncBatch, SyncRequest,
+    IdentityAnnounce, KeepApart, LinkProbe, LinkProbeReply, MergeAnnounce, Merges, NodeCapacity,
+    Plan, QueryReply, QueryRequest, ReidReply, ReidRequest, SplitAnnounce, SyncBatch, SyncRequest,
 };
 use vidar_protocol::UnixMs;
 use vidar_store::{Reader, WriterHandle};
@@ -194,6 +196,17 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
         )?);
     }
 
+    // Link probes from other nodes: answered at once, from the node the key names.
+    {
+        let sh = Arc::clone(&shared);
+        services.push(net.serve(
+            &keys.probe_served_by(&node),
+            move |req: LinkProbe, answer: Responder<LinkProbeReply>| {
+                probe::answer(&sh, req, answer)
+            },
+        )?);
+    }
+
     // Identities announced by other nodes, merges from the master.
     {
         let inbox = parts.inbox.clone();
@@ -290,6 +303,15 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
             std::thread::Builder::new()
                 .name("status".into())
                 .spawn(move || reporter.run(&stop))?,
+        );
+    }
+    if parts.config.sharing.probe_links {
+        let sh = Arc::clone(&shared);
+        let stop = stop.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("probe".into())
+                .spawn(move || probe::run(&sh, &stop))?,
         );
     }
     if let Some(rx) = parts.tiles {

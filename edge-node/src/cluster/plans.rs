@@ -123,6 +123,14 @@ impl PlanFollower {
                 .filter(|s| s.reid_node == me && s.node != me)
                 .map(|s| s.node.clone())
                 .collect();
+            routes.peers = plan
+                .streams
+                .iter()
+                .flat_map(|s| [&s.node, &s.reid_node])
+                .chain(plan.bandwidth.iter().flat_map(|b| [&b.from, &b.to]))
+                .filter(|n| **n != me)
+                .cloned()
+                .collect();
             let mut buckets = std::mem::take(&mut routes.buckets);
             routes.buckets = plan
                 .bandwidth

@@ -1,6 +1,7 @@
 //! The node's zenoh session and the state its cluster threads share.
 
 use super::bandwidth::TokenBucket;
+use super::probe::LinkTable;
 use crate::config::EdgeConfig;
 use crate::identify::ClusterReid;
 use anyhow::{Context, Result};
@@ -22,6 +23,8 @@ pub(super) struct Routes {
     pub(super) askers: std::collections::HashSet<NodeId>,
     /// Bandwidth buckets towards each node (plan shares from this node).
     pub(super) buckets: HashMap<NodeId, TokenBucket>,
+    /// Every other node the plan names: the peers whose links are probed.
+    pub(super) peers: std::collections::BTreeSet<NodeId>,
 }
 
 /// State shared by the zenoh callbacks and the node's threads.
@@ -37,6 +40,8 @@ pub(super) struct Shared {
     /// Re-ID requests refused: an asker the plan does not pair with us, or
     /// one that names itself differently from its key.
     pub(super) refused_askers: Arc<AtomicU64>,
+    /// What the link probes found, per peer.
+    pub(super) links: Arc<LinkTable>,
 }
 
 impl Shared {
@@ -193,6 +198,7 @@ impl Link {
                 plan_version: AtomicU64::new(0),
                 acked: AtomicU64::new(0),
                 refused_askers: Arc::new(AtomicU64::new(0)),
+                links: Arc::default(),
                 reid_timeout: Duration::from_millis(config.sharing.reid_timeout_ms),
             }),
         })
@@ -212,6 +218,12 @@ impl Link {
     /// node, or one naming itself differently from its key).
     pub fn refused_askers(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.shared.refused_askers)
+    }
+
+    /// What the link probes found, per peer (reported in the status and as
+    /// metrics).
+    pub fn links(&self) -> Arc<LinkTable> {
+        Arc::clone(&self.shared.links)
     }
 
     /// The re-ID worker's cluster handle.
@@ -246,6 +258,7 @@ mod tests {
             reid_timeout: Duration::from_secs(1),
             acked: AtomicU64::new(0),
             refused_askers: Arc::new(AtomicU64::new(0)),
+            links: Arc::default(),
         }
     }
 

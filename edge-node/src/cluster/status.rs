@@ -119,7 +119,7 @@ impl Reporter {
                     .last_seq
                     .saturating_sub(self.shared.acked.load(Ordering::Relaxed)),
             },
-            links: Vec::new(),
+            links: self.shared.links.rates(),
             metrics_addr: Some(self.metrics_addr.clone()),
         }
     }

@@ -26,8 +26,12 @@
 //! - **Frames**: `frame_bytes = width * height * BITS_PER_PIXEL / 8` (an H.264
 //!   frame); cameras reach every node at [`DEFAULT_LINK_MBIT_S`], a pinned
 //!   camera only its node. Crops: `D = c * CROP_BYTES` bytes per frame.
-//! - **Links**: every pair of nodes is linked at the measured rate (the lower of
-//!   the two ends' reports), [`DEFAULT_LINK_MBIT_S`] when neither measured it.
+//! - **Links**: every pair of nodes gets the direct rate measured between them
+//!   (the lower of the two ends' reports), [`DEFAULT_LINK_MBIT_S`] when neither
+//!   measured it. They go to the scheduler as its `rates` (end-to-end, used as
+//!   given), not as links: crops go straight from one node to another, never
+//!   relayed through a third, so the widest path over links would overrate a
+//!   pair.
 //! - **No re-ID service**: a node with `reid_service = false` (or no re-ID
 //!   model) is unreachable for other nodes' crops (`R_ji = 0`), so JSTSH never
 //!   offloads to it; a stream detected on a node without a re-ID model has its
@@ -36,8 +40,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use vidar_protocol::{CameraId, NodeId};
-use vidar_scheduler::jstsh::{CameraStream, CostModel, ModelMemory, Problem, StreamInstance};
-use vidar_scheduler::{Cluster, Link, Node};
+use vidar_scheduler::jstsh::{
+    CameraStream, CostModel, DirectRates, ModelMemory, Problem, StreamInstance,
+};
+use vidar_scheduler::{Cluster, Node};
 
 use super::{NodeView, PlanError, SiteCamera};
 
@@ -158,7 +164,9 @@ impl Mapped {
         }
         let mm = usable.len();
         let mut link = vec![vec![f64::INFINITY; mm]; mm];
-        let mut links = Vec::new();
+        // Direct rates, not links: crops go straight from one node to the
+        // other (through the router), never relayed by a third node.
+        let mut rates = DirectRates::new();
         for a in 0..mm {
             for b in a + 1..mm {
                 let r = measured
@@ -168,11 +176,10 @@ impl Mapped {
                     * MBIT;
                 link[a][b] = r;
                 link[b][a] = r;
-                links.push(Link {
-                    a: sched_nodes[a].id.clone(),
-                    b: sched_nodes[b].id.clone(),
-                    bandwidth: r,
-                });
+                rates
+                    .entry(sched_nodes[a].id.clone())
+                    .or_default()
+                    .insert(sched_nodes[b].id.clone(), r);
             }
         }
 
@@ -211,8 +218,9 @@ impl Mapped {
         let inst = StreamInstance {
             cluster: Cluster {
                 nodes: sched_nodes,
-                links,
+                links: Vec::new(),
             },
+            rates: Some(rates),
             models: ModelMemory {
                 detector: DETECTOR_MEMORY_MB * MIB,
                 reid: REID_MEMORY_MB * MIB,

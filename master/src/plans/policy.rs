@@ -3,11 +3,11 @@
 //! differently from the one in force, and whether the load calls for a
 //! replan. No clock is read here: callers pass the time.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use vidar_protocol::messages::{BandwidthShare, NodeStatus, Plan, StreamAssignment};
-use vidar_protocol::{StreamState, UnixMs};
+use vidar_protocol::{NodeId, StreamState, UnixMs};
 
 use super::Current;
 use crate::planner::{NodeView, PlanOutput};
@@ -19,6 +19,58 @@ pub const BUSY_THRESHOLD: f64 = 0.9;
 pub const STREAM_GRACE: Duration = Duration::from_secs(20);
 /// A bandwidth share that moves by more than this fraction makes a new version.
 const SHARE_CHANGE: f64 = 0.2;
+
+/// A link whose measured rate moves by more than this fraction since the
+/// plan in force was made triggers a replan.
+pub const LINK_CHANGE: f64 = 0.3;
+/// Above this rate (Mbit/s, the planner's default for an unmeasured link) a
+/// link's crops cost a few ms at most: its probes' jitter triggers nothing.
+pub const LINK_AMPLE_MBIT_S: f64 = crate::planner::DEFAULT_LINK_MBIT_S;
+
+/// Rates between live nodes (Mbit/s, by pair in name order) as the planner
+/// takes them: the lower of the two ends' measurements.
+pub(super) fn pair_rates(live: &[NodeStatus]) -> BTreeMap<(NodeId, NodeId), f64> {
+    let alive: BTreeSet<&NodeId> = live.iter().map(|s| &s.node).collect();
+    let mut out = BTreeMap::new();
+    for s in live {
+        for (to, r) in node_view(s).links {
+            if !alive.contains(&to) {
+                continue;
+            }
+            let pair = if s.node < to {
+                (s.node.clone(), to)
+            } else {
+                (to, s.node.clone())
+            };
+            let e = out.entry(pair).or_insert(f64::INFINITY);
+            *e = r.min(*e);
+        }
+    }
+    out
+}
+
+/// Why the measured links call for a replan, if they do: a link measured
+/// now that was not when the plan in force was made, or one whose rate moved
+/// by more than [`LINK_CHANGE`] (unless it stayed above
+/// [`LINK_AMPLE_MBIT_S`]). A link no longer measured changes nothing by
+/// itself (a node that left replans anyway).
+pub(super) fn link_shift(
+    planned: &BTreeMap<(NodeId, NodeId), f64>,
+    now: &BTreeMap<(NodeId, NodeId), f64>,
+) -> Option<String> {
+    for ((a, b), &r) in now {
+        match planned.get(&(a.clone(), b.clone())) {
+            None => return Some(format!("link {a}-{b} measured: {r:.1} Mbit/s")),
+            Some(&p) => {
+                let ample = p.min(r) > LINK_AMPLE_MBIT_S;
+                if !ample && (r - p).abs() > LINK_CHANGE * p.max(r) {
+                    return Some(format!("link {a}-{b} {p:.1} -> {r:.1} Mbit/s"));
+                }
+            }
+        }
+    }
+    None
+}
 
 /// The planner's view of a node, from its last status. Links that the planner
 /// would refuse (to itself, not positive, repeated) are left out.
@@ -272,5 +324,93 @@ mod tests {
         };
         let plan = to_plan(&out, 1, UnixMs(0));
         assert_eq!(plan.streams[0].source, "rtsp://10.0.0.5:554/s1");
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+    use vidar_protocol::messages::LinkRate;
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).expect("valid id")
+    }
+
+    /// A status of `node` reporting `links` (peer, Mbit/s).
+    fn reporting(node: &str, links: &[(&str, f64)]) -> NodeStatus {
+        let mut s = tests_status(node);
+        s.links = links
+            .iter()
+            .map(|(to, r)| LinkRate {
+                to: id(to),
+                mbit_s: *r,
+                rtt_ms: 1.0,
+            })
+            .collect();
+        s
+    }
+
+    fn tests_status(node: &str) -> NodeStatus {
+        use vidar_protocol::messages::{NodeCapacity, NodeLoad};
+        NodeStatus {
+            node: id(node),
+            sent_ms: UnixMs(1),
+            started_ms: UnixMs(1),
+            plan_version: 1,
+            capacity: NodeCapacity {
+                cores: 2,
+                memory_mb: 1024,
+                detect_fps: 10.0,
+                reid_crops_per_s: 10.0,
+                reid_service: true,
+            },
+            load: NodeLoad {
+                cameras: Vec::new(),
+                detect_busy: 0.0,
+                reid_busy: 0.0,
+                reid_queue: 0,
+                records_last_seq: 0,
+                unsynced: 0,
+            },
+            links: Vec::new(),
+            metrics_addr: None,
+        }
+    }
+
+    #[test]
+    fn a_pair_is_rated_at_the_lower_of_its_two_ends_among_live_nodes() {
+        let live = [
+            reporting("b", &[("a", 8.0), ("c", 20.0), ("gone", 5.0)]),
+            reporting("a", &[("b", 6.0)]),
+            reporting("c", &[]),
+        ];
+        let r = pair_rates(&live);
+        let want: BTreeMap<(NodeId, NodeId), f64> =
+            [((id("a"), id("b")), 6.0), ((id("b"), id("c")), 20.0)]
+                .into_iter()
+                .collect();
+        assert_eq!(r, want, "a node that is not live is no pair");
+    }
+
+    #[test]
+    fn a_link_that_moves_past_the_threshold_or_appears_calls_for_a_replan() {
+        let pair = |r: f64| -> BTreeMap<(NodeId, NodeId), f64> {
+            [((id("a"), id("b")), r)].into_iter().collect()
+        };
+        let planned = pair(10.0);
+        assert_eq!(link_shift(&planned, &pair(10.0)), None);
+        assert_eq!(link_shift(&planned, &pair(7.5)), None, "within 30 %");
+        assert_eq!(link_shift(&planned, &pair(13.0)), None, "within 30 %");
+        let down = link_shift(&planned, &pair(5.0)).expect("halved");
+        assert!(down.contains("a-b 10.0 -> 5.0"), "{down}");
+        assert!(link_shift(&planned, &pair(20.0)).is_some(), "doubled");
+        let new = link_shift(&BTreeMap::new(), &pair(5.0)).expect("new link");
+        assert!(new.contains("a-b measured"), "{new}");
+        // A link no longer measured: nothing by itself.
+        assert_eq!(link_shift(&planned, &BTreeMap::new()), None);
+        // Jitter on links far faster than crops need: nothing.
+        let fast = pair(4.0 * LINK_AMPLE_MBIT_S);
+        assert_eq!(link_shift(&fast, &pair(2.0 * LINK_AMPLE_MBIT_S)), None);
+        assert!(link_shift(&fast, &pair(0.5 * LINK_AMPLE_MBIT_S)).is_some());
     }
 }

@@ -3,7 +3,7 @@
 //! `keys.plan()`, republishes it every [`REPUBLISH`], and answers queries for
 //! it. When to replan and what changed are [`super::policy`]'s decisions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use vidar_link::LinkError;
 use vidar_protocol::messages::{NodeStatus, Plan};
 use vidar_protocol::{Keys, NodeId, UnixMs};
 
-use super::policy::{load_shift, node_view, placement_changed, to_plan};
+use super::policy::{link_shift, load_shift, node_view, pair_rates, placement_changed, to_plan};
 use super::{Current, Plans};
 use crate::membership::Membership;
 use crate::planner::{self, NodeView, PlanOutput};
@@ -49,6 +49,8 @@ struct Loop {
     svc: PlanService,
     publisher: vidar_link::Publisher<Plan>,
     planned_nodes: BTreeSet<NodeId>,
+    /// The measured links the last plan was made with (Mbit/s by pair).
+    planned_links: BTreeMap<(NodeId, NodeId), f64>,
     previous: Option<PlanOutput>,
     pending: Option<(Instant, String)>,
     last_plan: Option<Instant>,
@@ -75,6 +77,7 @@ impl PlanService {
             svc: self,
             publisher,
             planned_nodes: BTreeSet::new(),
+            planned_links: BTreeMap::new(),
             previous: None,
             pending: None,
             last_plan: None,
@@ -189,6 +192,13 @@ impl Loop {
             if let Some(reason) = load_shift(current.as_deref(), &live, now) {
                 self.last_load_replan = Some(now);
                 self.schedule(now, Duration::ZERO, format!("load shift: {reason}"));
+            } else if let Some(reason) = current
+                .is_some()
+                .then(|| link_shift(&self.planned_links, &pair_rates(&live)))
+                .flatten()
+            {
+                self.last_load_replan = Some(now);
+                self.schedule(now, Duration::ZERO, format!("link shift: {reason}"));
             }
         }
         if let Some((at, _)) = &self.pending {
@@ -231,6 +241,7 @@ impl Loop {
     ) {
         self.last_plan = Some(now);
         self.planned_nodes = live_set.clone();
+        self.planned_links = pair_rates(&live);
         let shared = &self.svc.plans.shared;
         if live.is_empty() {
             if self.svc.plans.current().is_some() || !self.warned_no_nodes {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     check_embedding, check_jpeg, check_len, check_text, MAX_CROPS_PER_REQUEST, MAX_CROP_SIDE,
-    MAX_TEXT_LEN,
+    MAX_PROBE_BYTES, MAX_TEXT_LEN,
 };
 use crate::wire::{Message, MessageKind};
 use crate::{CameraId, IdentityId, NodeId, TrackId};
@@ -212,4 +212,41 @@ impl Message for IdentityJoined {
         }
         Ok(())
     }
+}
+
+/// A link probe: `from` times how long its bytes take to reach the node its
+/// key names (`probe/<target>/<from>`, see `Keys::probe`) and the answer to
+/// come back. An empty `pad` times the round trip; a padded one adds the
+/// transfer of `pad.len()` bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkProbe {
+    /// The probing node.
+    pub from: NodeId,
+    /// Chosen by the prober, echoed in the reply.
+    pub seq: u64,
+    /// Filler, at most [`MAX_PROBE_BYTES`](super::MAX_PROBE_BYTES).
+    #[serde(with = "crate::bytes")]
+    pub pad: Vec<u8>,
+}
+
+impl Message for LinkProbe {
+    const KIND: MessageKind = MessageKind::LinkProbe;
+
+    fn validate(&self) -> Result<(), String> {
+        check_len("pad", self.pad.len(), MAX_PROBE_BYTES)
+    }
+}
+
+/// The probed node's answer: the probe's `seq` and how many filler bytes
+/// arrived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkProbeReply {
+    /// The probe's `seq`.
+    pub seq: u64,
+    /// `pad.len()` of the probe as received.
+    pub received: u32,
+}
+
+impl Message for LinkProbeReply {
+    const KIND: MessageKind = MessageKind::LinkProbeReply;
 }

@@ -47,6 +47,13 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// JSTSH's gap to the exact optimum on small instances (links read as
+    /// the widest path, and direct rates) as markdown tables.
+    Optimality {
+        /// Seeded instances per cost model.
+        #[arg(long, default_value_t = 300)]
+        seeds: u64,
+    },
     /// Time the solvers at the sizes and print a markdown table.
     Bench {
         /// Fewer repetitions.
@@ -63,6 +70,10 @@ fn main() -> anyhow::Result<()> {
             seed,
         } => solve::run(&algorithm, &instance, seed),
         Command::All { out, quick } => experiments::run_all(&out, quick),
+        Command::Optimality { seeds } => {
+            print!("{}", measured::optimality_tables(seeds)?);
+            Ok(())
+        }
         Command::Bench { quick } => {
             print!("{}", timing::run(quick)?);
             Ok(())

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{Cluster, NodeId};
+use crate::cluster::{Cluster, Graph, NodeId};
 use crate::error::{Result, SchedError};
 
 pub use eval::{Loads, Objective};
@@ -80,8 +80,18 @@ pub struct CameraStream {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamInstance {
-    /// Nodes and links (`R_ij` is the bottleneck of the widest path).
+    /// Nodes and links. Without `rates`, `R_ij` is the bottleneck of the
+    /// widest path over the links: it assumes crops are relayed through the
+    /// best third node, which the running system never does.
     pub cluster: Cluster,
+    /// Direct end-to-end rates between nodes, bytes/s: `rates[a][b]` is what
+    /// `a` sends to `b` along the path its bytes really take (through the
+    /// zenoh router, say), as the nodes measure it. When given, `R_ij` is
+    /// exactly these rates and `links` do not enter it. A pair given one way
+    /// only holds both ways; a pair given neither way, or as 0, is
+    /// unreachable (no crops cross it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rates: Option<DirectRates>,
     /// Model memory footprints.
     pub models: ModelMemory,
     /// The camera streams.
@@ -89,6 +99,50 @@ pub struct StreamInstance {
     /// Cost to minimise; default `load_aware`.
     #[serde(default)]
     pub cost: CostModel,
+}
+
+/// Direct rates by sending node, then receiving node (bytes/s).
+pub type DirectRates = BTreeMap<NodeId, BTreeMap<NodeId, f64>>;
+
+/// `rates` in index form (`INFINITY` on the diagonal, 0 where unreachable);
+/// every problem with them goes to `problems`, naming the pair.
+fn direct_rates(g: &Graph, rates: &DirectRates, problems: &mut Vec<String>) -> Vec<Vec<f64>> {
+    let n = g.len();
+    let mut given: Vec<Vec<Option<f64>>> = vec![vec![None; n]; n];
+    for (a, row) in rates {
+        let Some(&i) = g.index.get(a) else {
+            problems.push(format!("rates: unknown node {a}"));
+            continue;
+        };
+        for (b, &r) in row {
+            let Some(&j) = g.index.get(b) else {
+                problems.push(format!("rates {a} -> {b}: unknown node {b}"));
+                continue;
+            };
+            if i == j {
+                problems.push(format!(
+                    "rates {a} -> {b}: a node's rate to itself is not a link"
+                ));
+            } else if !(r.is_finite() && r >= 0.0) {
+                problems.push(format!("rates {a} -> {b}: {r} must be finite and >= 0"));
+            } else {
+                given[i][j] = Some(r);
+            }
+        }
+    }
+    (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| {
+                    if i == j {
+                        f64::INFINITY
+                    } else {
+                        given[i][j].or(given[j][i]).unwrap_or(0.0)
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The algorithms that place streams.
@@ -240,13 +294,17 @@ impl Problem {
             }
             t.push(row);
         }
+        let rate = match (&graph, &inst.rates) {
+            (Some(g), Some(r)) => Some(direct_rates(g, r, &mut problems)),
+            _ => None,
+        };
         let Some(g) = graph.filter(|_| problems.is_empty()) else {
             return Err(SchedError::Invalid(problems));
         };
         Ok(Self {
             m,
             t,
-            rate: g.widest_rates(),
+            rate: rate.unwrap_or_else(|| g.widest_rates()),
             ps: g.capacity.clone(),
             mem: g.memory.clone(),
             fps: inst.streams.iter().map(|s| s.fps).collect(),

@@ -4,15 +4,19 @@ use proptest::prelude::*;
 
 use super::eval::{feasible, total, Loads};
 use super::*;
-use crate::sim::dcei::random_instance;
+use crate::cluster::Link;
+use crate::sim::dcei::{random_direct_instance, random_instance};
+
+/// Builds a small random instance: `(seed, nodes, streams, cost)`.
+type Make = fn(u64, usize, usize, CostModel) -> StreamInstance;
 
 /// Gaps `algo / exact - 1` of the cost minimised over small random instances
 /// (3-4 nodes, 3-5 streams) for the greedy, the iterated local search alone
 /// (no exact polish) and JSTSH; instances with no feasible plan are skipped.
-fn gaps(cost: CostModel, seeds: std::ops::Range<u64>) -> [Vec<f64>; 3] {
+fn gaps(make: Make, cost: CostModel, seeds: std::ops::Range<u64>) -> [Vec<f64>; 3] {
     let mut out: [Vec<f64>; 3] = Default::default();
     for seed in seeds {
-        let inst = random_instance(seed, 3 + (seed % 2) as usize, 3 + (seed % 3) as usize, cost);
+        let inst = make(seed, 3 + (seed % 2) as usize, 3 + (seed % 3) as usize, cost);
         let p = Problem::new(&inst).expect("generated instances are valid");
         let Ok(g) = greedy::greedy(&p) else {
             continue; // no feasible plan (the exact search confirms it in the runner's report)
@@ -38,13 +42,22 @@ fn plan_cost(plan: &StreamPlan, cost: CostModel) -> f64 {
 
 #[test]
 fn jstsh_is_within_2_percent_of_the_exact_optimum_on_every_small_instance() {
+    within_2_percent(random_instance);
+}
+
+#[test]
+fn jstsh_is_within_2_percent_of_the_exact_optimum_with_direct_rates() {
+    within_2_percent(random_direct_instance);
+}
+
+fn within_2_percent(make: Make) {
     let seeds = if cfg!(debug_assertions) {
         0..60
     } else {
         0..300
     };
     for cost in [CostModel::Published, CostModel::LoadAware] {
-        let [greedy, ils, ours] = gaps(cost, seeds.clone());
+        let [greedy, ils, ours] = gaps(make, cost, seeds.clone());
         let mean = |g: &[f64]| g.iter().sum::<f64>() / g.len() as f64;
         let worst = |g: &[f64]| g.iter().copied().fold(0.0, f64::max);
         eprintln!(
@@ -127,6 +140,76 @@ fn json_round_trip_and_validation() {
     };
     assert_eq!(problems.len(), 4, "{problems:?}"); // fps twice (finite/ > 0), bandwidth, duplicate id
     assert!(serde_json::from_str::<NodeId>("\"no spaces\"").is_err());
+}
+
+#[test]
+fn direct_rates_are_taken_as_given_one_way_for_both_and_checked() {
+    // a-b is slow, a-c and c-b fast: the widest path rates a-b at c's detour.
+    let mut inst = random_instance(3, 3, 3, CostModel::LoadAware);
+    let id = |i: usize| inst.cluster.nodes[i].id.clone();
+    let (a, b, c) = (id(0), id(1), id(2));
+    inst.cluster.links = vec![
+        Link {
+            a: a.clone(),
+            b: b.clone(),
+            bandwidth: 1e6,
+        },
+        Link {
+            a: a.clone(),
+            b: c.clone(),
+            bandwidth: 9e6,
+        },
+        Link {
+            a: c.clone(),
+            b: b.clone(),
+            bandwidth: 8e6,
+        },
+    ];
+    let widest = Problem::new(&inst).expect("valid");
+    assert_eq!(
+        widest.rate[0][1], 8e6,
+        "the widest path goes round through c"
+    );
+    let mut rates = DirectRates::new();
+    rates.entry(a.clone()).or_default().insert(b.clone(), 1e6);
+    rates.entry(a.clone()).or_default().insert(c.clone(), 9e6);
+    rates.entry(c.clone()).or_default().insert(a.clone(), 3e6);
+    inst.rates = Some(rates);
+    let direct = Problem::new(&inst).expect("valid");
+    let inf = f64::INFINITY;
+    assert_eq!(
+        direct.rate,
+        [[inf, 1e6, 9e6], [1e6, inf, 0.0], [3e6, 0.0, inf]],
+        "as given; a -> b holds both ways; c -> a is its own; b-c given neither way is unreachable"
+    );
+    // The JSON field round-trips.
+    let back: StreamInstance =
+        serde_json::from_str(&serde_json::to_string(&inst).expect("serialises")).expect("parses");
+    assert_eq!(back.rates, inst.rates);
+    // Every bad entry is named, all at once.
+    let mut bad = inst.clone();
+    let r = bad.rates.as_mut().expect("set");
+    r.entry(a.clone()).or_default().insert(a.clone(), 5e6);
+    r.entry(b.clone()).or_default().insert(c.clone(), -1.0);
+    r.entry(b.clone())
+        .or_default()
+        .insert(NodeId::new("ghost").expect("id"), 5e6);
+    r.entry(NodeId::new("nowhere").expect("id"))
+        .or_default()
+        .insert(a.clone(), 5e6);
+    let Err(SchedError::Invalid(problems)) = Problem::new(&bad) else {
+        panic!("bad rates accepted")
+    };
+    let want = [
+        format!("rates {a} -> {a}: a node's rate to itself is not a link"),
+        format!("rates {b} -> {c}: -1 must be finite and >= 0"),
+        format!("rates {b} -> ghost: unknown node ghost"),
+        "rates: unknown node nowhere".to_string(),
+    ];
+    for w in &want {
+        assert!(problems.contains(w), "{w:?} not in {problems:?}");
+    }
+    assert_eq!(problems.len(), want.len(), "{problems:?}");
 }
 
 proptest! {

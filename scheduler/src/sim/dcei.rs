@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{gib, mbit, vary};
 use crate::cluster::{Cluster, Link, Node, NodeId};
-use crate::jstsh::{CameraStream, CostModel, ModelMemory, StreamInstance};
+use crate::jstsh::{CameraStream, CostModel, DirectRates, ModelMemory, StreamInstance};
 
 /// Capacity of the strong device class (wu/s; 1 wu ~ 1 GFLOP of inference).
 pub const STRONG_CAPACITY: f64 = 40.0;
@@ -98,6 +98,7 @@ pub fn testbed(
         },
         streams,
         cost,
+        rates: None,
     }
 }
 
@@ -143,5 +144,21 @@ pub fn random_instance(seed: u64, m: usize, k: usize, cost: CostModel) -> Stream
         },
         streams,
         cost,
+        rates: None,
     }
+}
+
+/// [`random_instance`] with its node-to-node numbers read as direct
+/// end-to-end rates (`rates`, each pair given once, so the same both ways)
+/// instead of links: what each pair really gets when no node relays crops
+/// for another (the widest-path model of the links overrates a pair whose
+/// detour through a third node is wider).
+pub fn random_direct_instance(seed: u64, m: usize, k: usize, cost: CostModel) -> StreamInstance {
+    let mut inst = random_instance(seed, m, k, cost);
+    let mut rates = DirectRates::new();
+    for l in std::mem::take(&mut inst.cluster.links) {
+        rates.entry(l.a).or_default().insert(l.b, l.bandwidth);
+    }
+    inst.rates = Some(rates);
+    inst
 }

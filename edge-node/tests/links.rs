@@ -1,0 +1,309 @@
+//! Measured links on real processes and a real shaped link: one node in a
+//! network namespace behind a veth pair that `tc tbf` limits to 8 Mbit/s each
+//! way, one node on the host, and the master on the host (mutual TLS, its
+//! access list). Each node probes the other through the master's router,
+//! the path crops take, so the pair must come out near the shaped rate (not
+//! the Gbit/s of loopback), at both ends, in the status the master plans
+//! with.
+//!
+//! Needs root for `ip netns` and `tc` (CI runs as root; `deploy/setup.sh`
+//! installs iproute2), plus `ORT_DYLIB_PATH`, `VIDAR_MODEL_DIR` and every
+//! binary built (`make test` does all three).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use vidar_protocol::NodeId;
+use vidar_testkit::http::get_status as http_get;
+use vidar_testkit::process::Proc;
+
+const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
+/// The shaped rate, each way.
+const RATE_MBIT: f64 = 8.0;
+/// How long a process may take to start serving.
+const START: Duration = Duration::from_secs(120);
+
+fn bin(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_vidar-edge")).with_file_name(name);
+    assert!(
+        p.is_file(),
+        "{} missing: build every binary first (`cargo build --workspace --bins`, as `make test` does)",
+        p.display()
+    );
+    p
+}
+
+/// Runs a command that must succeed.
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e} (iproute2 missing? run deploy/setup.sh)"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace joined to the host by a shaped veth pair; deleted
+/// (with its end of the pair) when dropped.
+struct Namespace {
+    name: String,
+    host_if: String,
+}
+
+impl Namespace {
+    fn create(tag: u32, host_ip: &str, ns_ip: &str, rate_mbit: f64) -> Namespace {
+        let name = format!("vidar-links-{tag}");
+        let ns = Namespace {
+            name: name.clone(),
+            host_if: format!("vl{tag}h"),
+        };
+        let ns_if = format!("vl{tag}n");
+        sh(&["ip", "netns", "add", &name]);
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &ns.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ns_if,
+        ]);
+        sh(&["ip", "link", "set", &ns_if, "netns", &name]);
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{host_ip}/30"),
+            "dev",
+            &ns.host_if,
+        ]);
+        sh(&["ip", "link", "set", &ns.host_if, "up"]);
+        let inside = |args: &[&str]| {
+            let mut all = vec!["ip", "netns", "exec", name.as_str()];
+            all.extend_from_slice(args);
+            sh(&all);
+        };
+        inside(&["ip", "addr", "add", &format!("{ns_ip}/30"), "dev", &ns_if]);
+        inside(&["ip", "link", "set", &ns_if, "up"]);
+        inside(&["ip", "link", "set", "lo", "up"]);
+        // Each way: a small bucket (one burst barely lifts a 64 KiB probe),
+        // and queueing rather than drops.
+        let rate = format!("{rate_mbit}mbit");
+        let tbf = [
+            "tbf",
+            "rate",
+            rate.as_str(),
+            "burst",
+            "5kb",
+            "latency",
+            "1s",
+        ];
+        let mut out = vec!["tc", "qdisc", "add", "dev", ns.host_if.as_str(), "root"];
+        out.extend_from_slice(&tbf);
+        sh(&out);
+        let mut back = vec!["tc", "qdisc", "add", "dev", ns_if.as_str(), "root"];
+        back.extend_from_slice(&tbf);
+        inside(&back);
+        ns
+    }
+
+    /// `program args...` run inside the namespace.
+    fn command(&self, program: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name])
+            .arg(program)
+            .args(args);
+        c
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn edge_toml(id: &str, dir: &Path, metrics: &str, master: &str, site: &str) -> String {
+    format!(
+        "node_id = \"{id}\"\ndatabase = \"{db}\"\nmetrics_addr = \"{metrics}:0\"\n\
+         detection_interval = 5\ninference_workers = 1\n[models.runtime]\nintra_threads = 1\n\
+         [detector]\nmax_batch = 1\n\
+         [cluster]\nsite = \"{site}\"\nconnect = [\"tls/{master}\"]\nbundle = \"{bundle}\"\n\
+         [sharing]\nstatus_every_ms = 500\ntile_every_ms = 0\n\
+         detect_fps = 30.0\nreid_crops_per_s = 30.0\n\
+         [sharing.ingest]\ntransport = \"tcp\"\nbackoff_initial_ms = 200\nbackoff_max_ms = 1000\n",
+        db = dir.join(format!("{id}.db")).display(),
+        bundle = dir.join("ca").join("nodes").join(id).display(),
+    )
+}
+
+#[test]
+fn probes_measure_a_shaped_link_through_the_router_and_the_master_plans_with_it() {
+    assert!(
+        is_root(),
+        "this test shapes a link in a network namespace (ip netns, tc): run it as root, as CI does"
+    );
+    for var in ["ORT_DYLIB_PATH", "VIDAR_MODEL_DIR"] {
+        assert!(
+            std::env::var_os(var).is_some(),
+            "{var} is not set: run with `make test`"
+        );
+    }
+    assert!(
+        Path::new(VTEST).is_file(),
+        "{VTEST} missing: run deploy/setup.sh"
+    );
+    let tag = std::process::id() % 10_000;
+    let subnet = format!("10.213.{}", tag % 64 * 4);
+    let (host_ip, ns_ip) = (format!("{subnet}.1"), format!("{subnet}.2"));
+    let ns = Namespace::create(tag, &host_ip, &ns_ip, RATE_MBIT);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = format!("l{tag}");
+    let ca = dir.path().join("ca");
+    vidar_link::pki::init_ca(&ca, &site, 30).expect("ca init");
+    for n in ["edge-a", "edge-b"] {
+        vidar_link::pki::enroll(&ca, &NodeId::new(n).expect("id"), 30).expect("enroll");
+    }
+
+    // A camera beside each node (the namespace's on its own loopback), so
+    // no video crosses the shaped link.
+    let camera = |name: &str, inside: bool| -> (Proc, u16) {
+        let program = bin("vidar-camera");
+        let mount = format!("{name}={VTEST}");
+        let args = ["--port", "0", "--mount", mount.as_str()];
+        let cmd = if inside {
+            ns.command(&program, &args)
+        } else {
+            let mut c = Command::new(&program);
+            c.args(args);
+            c
+        };
+        let mut p = Proc::spawn_command(dir.path(), name, cmd).expect("spawn a camera");
+        let ready = p.wait_ready(START).unwrap_or_else(|e| panic!("{e}"));
+        let port = ready.rtsp.expect("a camera announces its RTSP port").port();
+        (p, port)
+    };
+    let (_cam_a, port_a) = camera("ca", true);
+    let (_cam_b, port_b) = camera("cb", false);
+
+    let master_toml = format!(
+        "master_id = \"master\"\ndatabase = \"{db}\"\nhttp_addr = \"127.0.0.1:0\"\n\
+         sync_every_s = 2\nplan_every_s = 60\nnode_timeout_s = 5\nauth = \"none\"\n\
+         [cluster]\nsite = \"{site}\"\nlisten = [\"tls/{host_ip}:0\"]\nbundle = \"{bundle}\"\n\
+         [[cameras]]\ncamera = \"ca\"\nsource = \"rtsp://127.0.0.1:{port_a}/ca\"\nfps = 10\nnode = \"edge-a\"\n\
+         [[cameras]]\ncamera = \"cb\"\nsource = \"rtsp://127.0.0.1:{port_b}/cb\"\nfps = 10\nnode = \"edge-b\"\n",
+        db = dir.path().join("global.db").display(),
+        bundle = ca.join("master").display(),
+    );
+    let cfg = dir.path().join("master.toml");
+    std::fs::write(&cfg, master_toml).expect("master config");
+    let mut master = Proc::spawn(
+        dir.path(),
+        "master",
+        &bin("vidar-master"),
+        &["run", "--config", &cfg.to_string_lossy()],
+    )
+    .expect("spawn the master");
+    let ready = master.wait_ready(START).unwrap_or_else(|e| panic!("{e}"));
+    let http = ready.http.expect("the master announces its API").port();
+    let zport = ready
+        .zenoh_port()
+        .unwrap_or_else(|| panic!("no zenoh locator in {ready:?}"));
+    let router = format!("{host_ip}:{zport}");
+
+    let mut edges = Vec::new();
+    for (id, inside) in [("edge-a", true), ("edge-b", false)] {
+        let metrics = if inside { ns_ip.as_str() } else { "127.0.0.1" };
+        let toml = edge_toml(id, dir.path(), metrics, &router, &site);
+        let cfg = dir.path().join(format!("{id}.toml"));
+        std::fs::write(&cfg, toml).expect("edge config");
+        let cfg = cfg.to_string_lossy().to_string();
+        let args = ["run", "--config", cfg.as_str()];
+        let cmd = if inside {
+            ns.command(&bin("vidar-edge"), &args)
+        } else {
+            let mut c = Command::new(bin("vidar-edge"));
+            c.args(args);
+            c
+        };
+        edges.push(Proc::spawn_command(dir.path(), id, cmd).expect("spawn an edge"));
+    }
+    for e in &mut edges {
+        e.wait_ready(START).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    // Both nodes' reports of the pair, as the master has them.
+    let logs = || {
+        let mut out: Vec<String> = edges.iter().map(|e| e.tail(3000)).collect();
+        out.push(master.tail(3000));
+        out.join("\n")
+    };
+    let reported = || -> Option<[(f64, f64); 2]> {
+        let (_, body) = http_get(http, "/api/nodes")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let nodes = v["nodes"].as_array()?;
+        let link = |from: &str, to: &str| -> Option<(f64, f64)> {
+            let n = nodes.iter().find(|n| n["node"] == from)?;
+            let l = n["status"]["links"]
+                .as_array()?
+                .iter()
+                .find(|l| l["to"] == to)?;
+            Some((l["mbit_s"].as_f64()?, l["rtt_ms"].as_f64()?))
+        };
+        Some([link("edge-a", "edge-b")?, link("edge-b", "edge-a")?])
+    };
+    // The first rounds run while the nodes start their streams and sync
+    // (other traffic on the shaped link lowers what a probe gets); the
+    // estimate must settle near the shaped rate, and never read above it
+    // by more than the bucket's burst allows.
+    let within = |mbit: f64| (0.6 * RATE_MBIT..=1.25 * RATE_MBIT).contains(&mbit);
+    let t0 = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        if let Some(l) = reported() {
+            if seen.last() != Some(&l) {
+                eprintln!(
+                    "measured (Mbit/s, RTT ms): edge-a -> edge-b {:?}, edge-b -> edge-a {:?}",
+                    l[0], l[1]
+                );
+                seen.push(l);
+            }
+            for (who, (mbit, _)) in ["edge-a -> edge-b", "edge-b -> edge-a"].iter().zip(l) {
+                assert!(
+                    mbit <= 1.25 * RATE_MBIT,
+                    "{who}: {mbit:.2} Mbit/s measured over a link shaped to {RATE_MBIT} Mbit/s\n{}",
+                    logs()
+                );
+            }
+            if l.iter()
+                .all(|(mbit, rtt)| within(*mbit) && *rtt > 0.0 && *rtt < 1000.0)
+            {
+                break;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(150),
+            "the measured link did not settle within 0.6-1.25 x {RATE_MBIT} Mbit/s in 150 s: {seen:?}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

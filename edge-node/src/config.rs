@@ -45,12 +45,10 @@ pub struct EdgeConfig {
     /// between. 1 = every frame (default). Raise it when the box cannot keep up.
     #[serde(default = "defaults::one")]
     pub detection_interval: u32,
-    /// Detector threads, each with its own ONNX Runtime session, so frames that
-    /// arrive together from several cameras are detected in parallel rather than
-    /// one after another. 0 = automatic (default): one when
-    /// `models.runtime.intra_threads` is 0 (ONNX Runtime then spreads one run
-    /// over every core itself), otherwise cores / intra_threads, at most one per
-    /// camera.
+    /// Detector threads, each with its own ONNX Runtime session, so frames of
+    /// several cameras are detected in parallel. 0 = automatic (default): one
+    /// when `models.runtime.intra_threads` is 0 (ONNX Runtime then spreads a
+    /// run over every core), else cores / intra_threads, at most one a camera.
     #[serde(default)]
     pub inference_workers: usize,
     /// Batches each detector thread takes at once. 2: a camera's next frames
@@ -106,9 +104,8 @@ pub struct SharingConfig {
     /// locally, ms. Default 500.
     #[serde(default = "defaults::reid_timeout_ms")]
     pub reid_timeout_ms: u64,
-    /// Probe the links to the other nodes of the plan and report their
-    /// measured rates and round trips to the master, which plans with them
-    /// (at most half a percent of each measured rate). Default true.
+    /// Probe the links to the plan's other nodes (for 0.5 % of each rate) and
+    /// report rates and round trips to the master's planner. Default true.
     #[serde(default = "defaults::yes")]
     pub probe_links: bool,
     /// Status report period, ms. Default 1000.

@@ -23,6 +23,7 @@
 //! wrong-version messages are counted and logged, never trusted.
 
 mod bandwidth;
+mod links;
 mod plans;
 mod probe;
 mod services;
@@ -31,7 +32,7 @@ mod status;
 mod tiles;
 
 pub use bandwidth::TokenBucket;
-pub use probe::{LinkTable, PeerLink};
+pub use links::{LinkTable, PeerLink};
 pub use shared::Link;
 
 use crate::cameras::Control;

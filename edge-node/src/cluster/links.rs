@@ -1,0 +1,297 @@
+//! Link probes: how fast this node's bytes reach each peer, measured along
+//! the path they really take (through the master's zenoh router when the
+//! nodes are its clients, straight across when peers connect directly).
+//!
+//! A round times requests to one peer's probe queryable
+//! (`probe/<peer>/<self>`): an empty one (the round trip), one padded to the
+//! peer's probe size (the round trip plus the transfer of the padding), and
+//! an empty one again. The rate is `size / (t_padded - base)`, where the
+//! base is the least round trip seen (see [`PeerLink::observe`]). Rate and
+//! round trip are smoothed per peer ([`ALPHA`]) and reported in the status
+//! (`NodeStatus::links`); the master plans with them as the direct rate
+//! between the two nodes.
+//!
+//! Bounded traffic: rounds go to one peer at a time (the peers are the nodes
+//! the plan in force names), and after a round of `b` bytes to a peer
+//! measured at `r` bytes/s the prober waits `b / (BUDGET * r)`, within
+//! [`MIN_GAP`]..[`MAX_GAP`]; so probes take at most [`BUDGET`] of the rate
+//! they measure. The padding adapts per peer: within a round it doubles
+//! while the transfer takes under [`SHORT`] (up to [`MAX_PROBE`]), and the
+//! next round's halves when it took over [`LONG`] (down to [`MIN_PROBE`]):
+//! large enough that the transfer is not lost in the round trip's jitter on
+//! a fast link, small enough to stay cheap on a slow one.
+//!
+//! This module is the bookkeeping (pure); `probe` does the rounds.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use vidar_protocol::messages::{LinkRate, MAX_PROBE_BYTES};
+use vidar_protocol::NodeId;
+
+/// Share of a link's measured rate that probes may take.
+pub const BUDGET: f64 = 0.005;
+/// Least time between two probe rounds (to any peer).
+pub const MIN_GAP: Duration = Duration::from_secs(2);
+/// Most time between two probe rounds while the plan names peers.
+pub const MAX_GAP: Duration = Duration::from_secs(60);
+/// Time after a round to a peer whose rate is not known yet.
+const UNKNOWN_GAP: Duration = Duration::from_secs(10);
+/// Smallest padding, bytes.
+pub const MIN_PROBE: usize = 16 * 1024;
+/// Padding of a peer's first round, bytes.
+pub const FIRST_PROBE: usize = 64 * 1024;
+/// Largest padding, bytes.
+pub const MAX_PROBE: usize = MAX_PROBE_BYTES;
+/// A transfer shorter than this is mostly jitter: the next probe doubles.
+pub const SHORT: Duration = Duration::from_millis(20);
+/// A transfer longer than this costs more than it tells: the next probe halves.
+pub const LONG: Duration = Duration::from_millis(200);
+/// Weight of a new sample in the smoothed rate and round trip.
+pub const ALPHA: f64 = 0.3;
+/// How much the base round trip may rise a round (a changed route).
+pub const BASE_DRIFT: f64 = 1.1;
+/// Rounds in a row that fail before a peer's link is no longer reported.
+const FORGET_AFTER: u32 = 3;
+
+/// What the probes know of the link to one peer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerLink {
+    /// Smoothed rate, bytes/s (`None` until a round measured it).
+    pub rate: Option<f64>,
+    /// Smoothed round trip, ms.
+    pub rtt_ms: Option<f64>,
+    /// The round trip with no queue on the path: the least seen, allowed
+    /// to creep up by [`BASE_DRIFT`] a round so that it follows a slower
+    /// route.
+    pub base_rtt: Option<Duration>,
+    /// Padding of the next round, bytes.
+    pub size: usize,
+    /// Rounds in a row that failed.
+    pub failures: u32,
+}
+
+impl Default for PeerLink {
+    fn default() -> Self {
+        PeerLink {
+            rate: None,
+            rtt_ms: None,
+            base_rtt: None,
+            size: FIRST_PROBE,
+            failures: 0,
+        }
+    }
+}
+
+fn smooth(old: Option<f64>, sample: f64) -> f64 {
+    old.map_or(sample, |o| o + ALPHA * (sample - o))
+}
+
+impl PeerLink {
+    /// Takes one round: the empty probe's round trip `rtt`, and the padded
+    /// one's `padded` for `bytes` of padding. The transfer is `padded` less
+    /// the base round trip, not less this round's: a queue that came or went
+    /// between the two probes (other traffic) would otherwise make the rate
+    /// anything; measured from the base, traffic queued ahead of the padding
+    /// only lowers the rate, as it lowers what crops get. A transfer under a
+    /// quarter of [`SHORT`] is jitter, not time: it counts as that quarter,
+    /// so a link faster than [`MAX_PROBE`] bytes in it is reported at that
+    /// floor (about 1.7 Gbit/s), ample for any plan.
+    pub fn observe(&mut self, rtt: Duration, padded: Duration, bytes: usize) {
+        self.failures = 0;
+        self.rtt_ms = Some(smooth(self.rtt_ms, rtt.as_secs_f64() * 1000.0));
+        let base = self
+            .base_rtt
+            .map_or(rtt, |b| rtt.min(b.mul_f64(BASE_DRIFT)));
+        self.base_rtt = Some(base);
+        let transfer = padded.saturating_sub(base).max(SHORT / 4);
+        let sample = bytes as f64 / transfer.as_secs_f64();
+        self.rate = Some(smooth(self.rate, sample));
+        self.size = if transfer > LONG {
+            (bytes / 2).max(MIN_PROBE)
+        } else {
+            bytes.clamp(MIN_PROBE, MAX_PROBE)
+        };
+    }
+
+    /// The padding to time next within the same round, when `bytes` went
+    /// across in too short a time to tell from the round trip's jitter
+    /// (doubled, up to [`MAX_PROBE`]); `None` when the round is done.
+    pub fn grow(rtt: Duration, padded: Duration, bytes: usize) -> Option<usize> {
+        (padded.saturating_sub(rtt) < SHORT && bytes < MAX_PROBE)
+            .then(|| (bytes * 2).min(MAX_PROBE))
+    }
+
+    /// Notes a failed round.
+    pub fn failed(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+    }
+
+    /// The link as reported, when the probes know its rate and it answers.
+    pub fn report(&self, to: &NodeId) -> Option<LinkRate> {
+        if self.failures >= FORGET_AFTER {
+            return None;
+        }
+        Some(LinkRate {
+            to: to.clone(),
+            mbit_s: self.rate? * 8.0 / 1e6,
+            rtt_ms: self.rtt_ms?,
+        })
+    }
+
+    /// How long to wait after a round of `bytes` to this peer.
+    pub fn gap_after(&self, bytes: usize) -> Duration {
+        match self.rate {
+            Some(r) if r > 0.0 && self.failures == 0 => {
+                Duration::from_secs_f64(bytes as f64 / (BUDGET * r)).clamp(MIN_GAP, MAX_GAP)
+            }
+            _ => UNKNOWN_GAP,
+        }
+    }
+}
+
+/// The probes' findings per peer, shared with the status reporter.
+#[derive(Debug, Default)]
+pub struct LinkTable {
+    peers: Mutex<BTreeMap<NodeId, PeerLink>>,
+}
+
+impl LinkTable {
+    pub(super) fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<NodeId, PeerLink>) -> T) -> T {
+        f(&mut self.peers.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The links to report: every peer whose rate is known and that answers.
+    pub fn rates(&self) -> Vec<LinkRate> {
+        self.with(|m| m.iter().filter_map(|(to, l)| l.report(to)).collect())
+    }
+
+    /// A peer's link as known now.
+    pub fn peer(&self, to: &NodeId) -> Option<PeerLink> {
+        self.with(|m| m.get(to).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    #[test]
+    fn a_round_reads_the_rate_from_the_padded_probe_less_the_round_trip() {
+        let mut l = PeerLink::default();
+        // 64 KiB in 100 ms more than the 20 ms round trip: 655,360 B/s.
+        l.observe(ms(20), ms(120), FIRST_PROBE);
+        assert_eq!(l.rate, Some(655_360.0));
+        assert_eq!(l.rtt_ms, Some(20.0));
+        assert_eq!(l.size, FIRST_PROBE, "a 100 ms transfer keeps its size");
+        let r = l.report(&NodeId::new("b").expect("id")).expect("known");
+        assert!((r.mbit_s - 5.24288).abs() < 1e-9, "{r:?}");
+        // The next sample moves the estimate by ALPHA of the difference
+        // (its transfer counted from the base round trip, 22 ms: the least
+        // seen, 20 ms, risen by a tenth).
+        l.observe(ms(30), ms(30 + 200), FIRST_PROBE);
+        let want = 655_360.0 + ALPHA * (65_536.0 / 0.208 - 655_360.0);
+        assert!((l.rate.expect("rate") - want).abs() < 1e-6);
+        assert!((l.rtt_ms.expect("rtt") - 23.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_queue_on_the_path_lowers_the_rate_and_never_raises_it() {
+        let mut l = PeerLink::default();
+        // 64 KiB in 100 ms over a 10 ms path.
+        l.observe(ms(10), ms(110), FIRST_PROBE);
+        assert_eq!(l.base_rtt, Some(ms(10)));
+        let clear = l.rate.expect("rate");
+        // The empty probe waited 60 ms behind other traffic that was gone
+        // by the time the padded one went: read from this round's round
+        // trip that would be 64 KiB in 50 ms, twice the link. From the base
+        // it is what it was.
+        let mut queued = l.clone();
+        queued.observe(ms(70), ms(120), FIRST_PROBE);
+        assert!(queued.rate.expect("rate") <= clear, "{queued:?}");
+        assert_eq!(
+            queued.base_rtt,
+            Some(ms(11)),
+            "risen by a tenth, not to 70 ms"
+        );
+        // Traffic ahead of the padding: a lower rate.
+        let mut busy = l.clone();
+        busy.observe(ms(10), ms(210), FIRST_PROBE);
+        assert!(busy.rate.expect("rate") < clear);
+        // A slower route: the base follows, a tenth a round at most.
+        let mut moved = l.clone();
+        moved.observe(ms(40), ms(140), FIRST_PROBE);
+        assert_eq!(moved.base_rtt, Some(ms(11)));
+    }
+
+    #[test]
+    fn the_probe_grows_on_a_fast_link_and_shrinks_on_a_slow_one() {
+        // Too quick to time: the round goes on with twice the padding, up to the cap.
+        assert_eq!(
+            PeerLink::grow(ms(5), ms(10), FIRST_PROBE),
+            Some(2 * FIRST_PROBE)
+        );
+        assert_eq!(
+            PeerLink::grow(ms(5), ms(10), MAX_PROBE - 1),
+            Some(MAX_PROBE)
+        );
+        assert_eq!(PeerLink::grow(ms(5), ms(10), MAX_PROBE), None);
+        assert_eq!(PeerLink::grow(ms(5), ms(40), FIRST_PROBE), None, "timed");
+        // Faster than the largest probe can time: reported at the floor.
+        let mut fast = PeerLink::default();
+        fast.observe(ms(1), ms(1), MAX_PROBE);
+        let floor = MAX_PROBE as f64 / (SHORT / 4).as_secs_f64();
+        assert_eq!(fast.rate, Some(floor));
+        assert_eq!(fast.size, MAX_PROBE, "the next round starts large");
+        assert!(floor * 8.0 / 1e6 > 1000.0, "the floor is over 1 Gbit/s");
+        // Slow: the padding halves down to the least.
+        let mut slow = PeerLink::default();
+        for _ in 0..10 {
+            slow.observe(ms(5), ms(5 + 900), slow.size);
+        }
+        assert_eq!(slow.size, MIN_PROBE);
+        let rate = slow.rate.expect("rate");
+        assert!((rate - MIN_PROBE as f64 / 0.9).abs() / rate < 0.5, "{rate}");
+    }
+
+    #[test]
+    fn probes_take_at_most_the_budget_of_the_rate_they_measure() {
+        let mut l = PeerLink::default();
+        // No rate yet: a fixed, modest gap.
+        assert_eq!(l.gap_after(FIRST_PROBE), UNKNOWN_GAP);
+        // 5 Mbit/s: 64 KiB every ~21 s is 0.5 % of it.
+        l.observe(ms(10), ms(10 + 105), FIRST_PROBE);
+        let rate = l.rate.expect("rate");
+        let gap = l.gap_after(FIRST_PROBE);
+        let share = FIRST_PROBE as f64 / gap.as_secs_f64() / rate;
+        assert!((share - BUDGET).abs() < 1e-9, "{share}");
+        // A fast link is still probed at most every MIN_GAP; a very slow one
+        // at least every MAX_GAP.
+        l.rate = Some(1e9);
+        assert_eq!(l.gap_after(FIRST_PROBE), MIN_GAP);
+        l.rate = Some(10.0);
+        assert_eq!(l.gap_after(FIRST_PROBE), MAX_GAP);
+    }
+
+    #[test]
+    fn a_peer_that_stops_answering_is_no_longer_reported() {
+        let b = NodeId::new("b").expect("id");
+        let mut l = PeerLink::default();
+        assert_eq!(l.report(&b), None, "nothing measured yet");
+        l.observe(ms(10), ms(110), FIRST_PROBE);
+        for _ in 0..FORGET_AFTER - 1 {
+            l.failed();
+            assert!(l.report(&b).is_some());
+        }
+        l.failed();
+        assert_eq!(l.report(&b), None);
+        assert_eq!(l.gap_after(FIRST_PROBE), UNKNOWN_GAP);
+        // One answered round brings it back.
+        l.observe(ms(10), ms(110), FIRST_PROBE);
+        assert!(l.report(&b).is_some());
+    }
+}

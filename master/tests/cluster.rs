@@ -16,7 +16,8 @@ use common::*;
 use vidar_link::{LinkSettings, Mode};
 use vidar_master::{Master, MasterConfig};
 use vidar_protocol::messages::{
-    NodeCapacity, NodeLoad, NodeStatus, Plan, QueryReply, QueryRequest, SyncBatch, SyncRequest,
+    LinkRate, NodeCapacity, NodeLoad, NodeStatus, Plan, QueryReply, QueryRequest, SyncBatch,
+    SyncRequest,
 };
 use vidar_protocol::{wire, IdentityId, Keys, NodeId, UnixMs};
 use vidar_store::{Reader, Record, WriterConfig};
@@ -37,6 +38,8 @@ struct FakeEdge {
     afters: Arc<Mutex<Vec<u64>>>,
     /// Highest `ack_through` received.
     acked: Arc<Mutex<u64>>,
+    /// The links its status reports (what its probes would measure).
+    links: Arc<Mutex<Vec<LinkRate>>>,
 }
 
 fn status_of(node: &NodeId, records_last_seq: u64) -> NodeStatus {
@@ -177,10 +180,14 @@ impl FakeEdge {
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st, n, k) = (session.clone(), stop.clone(), node.clone(), keys.clone());
         let status_reader = Reader::open(db).expect("edge reader");
+        let links: Arc<Mutex<Vec<LinkRate>>> = Arc::default();
+        let l = links.clone();
         let status = std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 let last = status_reader.last_seq(&n).expect("last seq");
-                let bytes = wire::encode(&status_of(&n, last)).expect("encode");
+                let mut status = status_of(&n, last);
+                status.links = l.lock().expect("lock").clone();
+                let bytes = wire::encode(&status).expect("encode");
                 let _ = s.put(k.status(&n), bytes).wait();
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -195,7 +202,20 @@ impl FakeEdge {
             _query: query,
             afters,
             acked,
+            links,
         }
+    }
+
+    /// From now on its status reports `mbit_s` to each of `peers`.
+    fn report_links(&self, peers: &[&FakeEdge], mbit_s: f64) {
+        *self.links.lock().expect("lock") = peers
+            .iter()
+            .map(|p| LinkRate {
+                to: p.node.clone(),
+                mbit_s,
+                rtt_ms: 2.0,
+            })
+            .collect();
     }
 
     /// The node dies: token gone, no more status.
@@ -616,4 +636,60 @@ fn silent_nodes_do_not_hold_up_the_others_sync() {
     );
     master.shutdown().expect("clean shutdown");
     drop(ghosts);
+}
+
+#[test]
+fn a_link_that_slows_down_replans_and_a_steady_one_does_not() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let site = unique_site();
+    let db1 = edge_db(dir.path(), "edge-1", Vec::new());
+    let db2 = edge_db(dir.path(), "edge-2", Vec::new());
+    let edge1 = FakeEdge::start(&site, "edge-1", &db1, true);
+    let edge2 = FakeEdge::start(&site, "edge-2", &db2, true);
+    edge1.report_links(&[&edge2], 50.0);
+    edge2.report_links(&[&edge1], 40.0);
+    let cfg = master_config(
+        &dir.path().join("global.db"),
+        &site,
+        &[edge1.endpoint(), edge2.endpoint()],
+    );
+    let master = Master::start(&cfg).expect("master starts");
+    let ctx = master.context().clone();
+    assert!(
+        wait_for(Duration::from_secs(15), || ctx
+            .plans
+            .current()
+            .is_some_and(|c| c.nodes.len() == 2)),
+        "no plan over both nodes"
+    );
+    // Settled: the measured pair (at the lower report, 40 Mbit/s) is what
+    // the plan was made with; 4 s of steady links replan nothing (the
+    // periodic replan is 30 s away, the load triggers quiet).
+    std::thread::sleep(Duration::from_secs(2));
+    let steady = ctx.plans.counters().replans;
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        ctx.plans.counters().replans,
+        steady,
+        "a steady link replanned"
+    );
+    // The link drops to a tenth at one end: a replan within seconds.
+    edge2.report_links(&[&edge1], 4.0);
+    assert!(
+        wait_for(Duration::from_secs(10), || ctx.plans.counters().replans
+            > steady),
+        "no replan after the link fell from 40 to 4 Mbit/s: {:?}",
+        ctx.plans.counters()
+    );
+    // The nodes' reports reach the API as sent.
+    let (code, v) = get_json(master.http_addr(), "/api/nodes");
+    assert_eq!(code, 200);
+    let links: Vec<f64> = v["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|n| n["status"]["links"][0]["mbit_s"].as_f64())
+        .collect();
+    assert!(links.contains(&4.0) && links.contains(&50.0), "{v}");
+    master.shutdown().expect("clean shutdown");
 }

@@ -326,6 +326,11 @@ pub fn run(config: EdgeConfig, shutdown: Shutdown, status_every_s: u64) -> Resul
         render_node(f, &board, &reg.snapshot(), &nm)?;
         render_store(f, &render_store_handle)?;
         if let Some((g, askers, links)) = &garbage {
+            f.counter(
+                "vidar_link_probe_bytes",
+                "Bytes of link probes this node sent (padding plus 64 a probe).",
+                links.probe_bytes(),
+            )?;
             let links = links.rates();
             f.gauges(
                 "vidar_link_rate_mbit_s",

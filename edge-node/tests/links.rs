@@ -246,8 +246,10 @@ fn probes_measure_a_shaped_link_through_the_router_and_the_master_plans_with_it(
         };
         edges.push(Proc::spawn_command(dir.path(), id, cmd).expect("spawn an edge"));
     }
+    let mut metrics = Vec::new();
     for e in &mut edges {
-        e.wait_ready(START).unwrap_or_else(|e| panic!("{e}"));
+        let ready = e.wait_ready(START).unwrap_or_else(|e| panic!("{e}"));
+        metrics.push(ready.http.expect("an edge announces /metrics"));
     }
 
     // Both nodes' reports of the pair, as the master has them.
@@ -306,4 +308,27 @@ fn probes_measure_a_shaped_link_through_the_router_and_the_master_plans_with_it(
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+
+    // What the probes cost: bytes edge-a sent over 45 s, against the link.
+    let probe_bytes = || -> f64 {
+        let (_, text) = vidar_testkit::http::get_status_at(metrics[0], "/metrics")
+            .unwrap_or_else(|| panic!("edge-a's /metrics at {} did not answer", metrics[0]));
+        vidar_runtime::metrics::value(&text, "vidar_link_probe_bytes_total", &[])
+            .unwrap_or_else(|| panic!("no vidar_link_probe_bytes_total in\n{text}"))
+    };
+    let (b0, t) = (probe_bytes(), Instant::now());
+    std::thread::sleep(Duration::from_secs(45));
+    let bits = (probe_bytes() - b0) * 8.0;
+    let share = bits / t.elapsed().as_secs_f64() / (RATE_MBIT * 1e6);
+    eprintln!(
+        "probes from edge-a: {:.0} bit/s, {:.3} % of the shaped link",
+        bits / t.elapsed().as_secs_f64(),
+        100.0 * share
+    );
+    assert!(bits > 0.0, "edge-a sent no probe in 45 s");
+    assert!(
+        share <= 0.01,
+        "probes took {:.2} % of the link (goal: at most 1 %)",
+        100.0 * share
+    );
 }

@@ -1,5 +1,6 @@
 //! Plain HTTP/1.1 for tests and benchmarks that read a child's `/metrics`
-//! or API on 127.0.0.1 (no TLS, no authentication).
+//! or API (on 127.0.0.1 unless an address is given; no TLS, no
+//! authentication).
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -12,11 +13,17 @@ pub fn get(port: u16, path: &str) -> Option<String> {
 /// The status and body of `GET path` on 127.0.0.1:`port`, if it answered
 /// within 5 s.
 pub fn get_status(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    get_status_at(std::net::SocketAddr::from(([127, 0, 0, 1], port)), path)
+}
+
+/// The status and body of `GET path` at `addr`, if it answered within 5 s.
+pub fn get_status_at(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        addr.ip()
     )
     .ok()?;
     let mut text = String::new();

@@ -14,8 +14,8 @@
 //! Bounded traffic: rounds go to one peer at a time (the peers are the nodes
 //! the plan in force names), and after a round of `b` bytes to a peer
 //! measured at `r` bytes/s the prober waits `b / (BUDGET * r)`, within
-//! [`MIN_GAP`]..[`MAX_GAP`]; so probes take at most [`BUDGET`] of the rate
-//! they measure. The padding adapts per peer: within a round it doubles
+//! [`MIN_GAP`]..[`MAX_GAP`], and never sends more than [`MAX_PROBE_RATE`]
+//! on average; so probes take at most [`BUDGET`] of the rate they measure. The padding adapts per peer: within a round it doubles
 //! while the transfer takes under [`SHORT`] (up to [`MAX_PROBE`]), and the
 //! next round's halves when it took over [`LONG`] (down to [`MIN_PROBE`]):
 //! large enough that the transfer is not lost in the round trip's jitter on
@@ -24,6 +24,7 @@
 //! This module is the bookkeeping (pure); `probe` does the rounds.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use vidar_protocol::messages::{LinkRate, MAX_PROBE_BYTES};
@@ -31,6 +32,9 @@ use vidar_protocol::NodeId;
 
 /// Share of a link's measured rate that probes may take.
 pub const BUDGET: f64 = 0.005;
+/// Most probe traffic, bytes/s, however fast the link: a LAN's 0.5 % would
+/// be megabits of TLS work a second for a figure no plan needs exactly.
+pub const MAX_PROBE_RATE: f64 = 32.0 * 1024.0;
 /// Least time between two probe rounds (to any peer).
 pub const MIN_GAP: Duration = Duration::from_secs(2);
 /// Most time between two probe rounds while the plan names peers.
@@ -143,7 +147,9 @@ impl PeerLink {
     pub fn gap_after(&self, bytes: usize) -> Duration {
         match self.rate {
             Some(r) if r > 0.0 && self.failures == 0 => {
-                Duration::from_secs_f64(bytes as f64 / (BUDGET * r)).clamp(MIN_GAP, MAX_GAP)
+                let b = bytes as f64;
+                Duration::from_secs_f64((b / (BUDGET * r)).max(b / MAX_PROBE_RATE))
+                    .clamp(MIN_GAP, MAX_GAP)
             }
             _ => UNKNOWN_GAP,
         }
@@ -154,7 +160,13 @@ impl PeerLink {
 #[derive(Debug, Default)]
 pub struct LinkTable {
     peers: Mutex<BTreeMap<NodeId, PeerLink>>,
+    /// Bytes of probes sent: padding plus [`PROBE_OVERHEAD`] a probe.
+    sent: AtomicU64,
 }
+
+/// Bytes a probe is counted for besides its padding (header, ids, seq:
+/// about 30 on the wire, rounded up).
+pub const PROBE_OVERHEAD: u64 = 64;
 
 impl LinkTable {
     pub(super) fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<NodeId, PeerLink>) -> T) -> T {
@@ -164,6 +176,19 @@ impl LinkTable {
     /// The links to report: every peer whose rate is known and that answers.
     pub fn rates(&self) -> Vec<LinkRate> {
         self.with(|m| m.iter().filter_map(|(to, l)| l.report(to)).collect())
+    }
+
+    /// Counts one probe of `pad` bytes of padding sent.
+    pub(super) fn sent(&self, pad: usize) {
+        let bytes = u64::try_from(pad)
+            .unwrap_or(u64::MAX)
+            .saturating_add(PROBE_OVERHEAD);
+        self.sent.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes of probes sent so far (see [`PROBE_OVERHEAD`]).
+    pub fn probe_bytes(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// A peer's link as known now.
@@ -269,10 +294,14 @@ mod tests {
         let gap = l.gap_after(FIRST_PROBE);
         let share = FIRST_PROBE as f64 / gap.as_secs_f64() / rate;
         assert!((share - BUDGET).abs() < 1e-9, "{share}");
-        // A fast link is still probed at most every MIN_GAP; a very slow one
-        // at least every MAX_GAP.
+        // A fast link is still probed at most every MIN_GAP, and with no
+        // more than MAX_PROBE_RATE; a very slow one at least every MAX_GAP.
         l.rate = Some(1e9);
         assert_eq!(l.gap_after(FIRST_PROBE), MIN_GAP);
+        assert_eq!(
+            l.gap_after(MAX_PROBE),
+            Duration::from_secs_f64(MAX_PROBE as f64 / MAX_PROBE_RATE)
+        );
         l.rate = Some(10.0);
         assert_eq!(l.gap_after(FIRST_PROBE), MAX_GAP);
     }

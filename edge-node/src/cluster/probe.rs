@@ -72,6 +72,7 @@ pub(super) fn run(sh: &Shared, stop: &vidar_runtime::Shutdown) {
             }
             probe.seq = probe.seq.wrapping_add(1);
             probe.pad.resize(pad, 0);
+            sh.links.sent(pad);
             let t0 = Instant::now();
             let r: LinkProbeReply = sh
                 .link

@@ -20,7 +20,7 @@ use vidar_protocol::{Keys, NodeId, UnixMs};
 use vidar_store::Reader;
 use zenoh::Wait;
 
-const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
+use vidar_testkit::VTEST;
 
 fn bin(name: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_BIN_EXE_vidar-edge")).with_file_name(name);
@@ -111,16 +111,7 @@ const CAMERAS: [(&str, f64, Option<&str>); 4] = [
 
 impl Site {
     fn start() -> Site {
-        for var in ["ORT_DYLIB_PATH", "VIDAR_MODEL_DIR"] {
-            assert!(
-                std::env::var_os(var).is_some(),
-                "{var} is not set: run with `make test`"
-            );
-        }
-        assert!(
-            Path::new(VTEST).is_file(),
-            "{VTEST} missing: run deploy/setup.sh"
-        );
+        vidar_testkit::require_node_env();
         let dir = tempfile::tempdir().expect("tempdir");
         let camera = camera::serve(&CameraConfig {
             port: 0,

@@ -17,7 +17,7 @@ use vidar_protocol::NodeId;
 use vidar_testkit::http::get_status as http_get;
 use vidar_testkit::process::Proc;
 
-const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
+use vidar_testkit::VTEST;
 /// The shaped rate, each way.
 const RATE_MBIT: f64 = 8.0;
 /// How long a process may take to start serving.
@@ -161,16 +161,7 @@ fn probes_measure_a_shaped_link_through_the_router_and_the_master_plans_with_it(
         is_root(),
         "this test shapes a link in a network namespace (ip netns, tc): run it as root, as CI does"
     );
-    for var in ["ORT_DYLIB_PATH", "VIDAR_MODEL_DIR"] {
-        assert!(
-            std::env::var_os(var).is_some(),
-            "{var} is not set: run with `make test`"
-        );
-    }
-    assert!(
-        Path::new(VTEST).is_file(),
-        "{VTEST} missing: run deploy/setup.sh"
-    );
+    vidar_testkit::require_node_env();
     let tag = std::process::id() % 10_000;
     let subnet = format!("10.213.{}", tag % 64 * 4);
     let (host_ip, ns_ip) = (format!("{subnet}.1"), format!("{subnet}.2"));

@@ -12,7 +12,7 @@ use vidar_pipeline::camera::{self, CameraConfig, Mount, MountSource};
 use vidar_protocol::{IdentityId, NodeId};
 use vidar_store::{Reader, TimeRange};
 
-const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
+use vidar_testkit::VTEST;
 
 fn edge_bin() -> &'static str {
     env!("CARGO_BIN_EXE_vidar-edge")
@@ -21,18 +21,7 @@ fn edge_bin() -> &'static str {
 use vidar_testkit::ports::unused_port;
 use vidar_testkit::process::Proc;
 
-fn require_env() {
-    for var in ["ORT_DYLIB_PATH", "VIDAR_MODEL_DIR"] {
-        assert!(
-            std::env::var_os(var).is_some(),
-            "{var} is not set: run these tests with `make test` (or export it as the Makefile does)"
-        );
-    }
-    assert!(
-        Path::new(VTEST).is_file(),
-        "{VTEST} missing: run deploy/setup.sh"
-    );
-}
+use vidar_testkit::require_node_env as require_env;
 
 /// An in-process RTSP camera serving vtest.avi on `mounts` (name, start s).
 fn vtest_camera(port: u16, mounts: &[(&str, f64)]) -> camera::Camera {

@@ -21,6 +21,25 @@
 
 #[cfg(feature = "fakes")]
 pub mod fakes;
+
+/// OpenCV's sample street video (Debian package opencv-doc), the real scene
+/// the multi-process tests stream.
+pub const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
+
+/// Asserts what a test that runs real nodes needs: `ORT_DYLIB_PATH` and
+/// `VIDAR_MODEL_DIR` set (as `make test` does) and [`VTEST`] installed.
+pub fn require_node_env() {
+    for var in ["ORT_DYLIB_PATH", "VIDAR_MODEL_DIR"] {
+        assert!(
+            std::env::var_os(var).is_some(),
+            "{var} is not set: run these tests with `make test` (or export it as the Makefile does)"
+        );
+    }
+    assert!(
+        std::path::Path::new(VTEST).is_file(),
+        "{VTEST} missing: run deploy/setup.sh"
+    );
+}
 pub mod http;
 pub mod ports;
 pub mod process;

@@ -325,20 +325,10 @@ mod tests {
         let plan = to_plan(&out, 1, UnixMs(0));
         assert_eq!(plan.streams[0].source, "rtsp://10.0.0.5:554/s1");
     }
-}
-
-#[cfg(test)]
-mod link_tests {
-    use super::*;
-    use vidar_protocol::messages::LinkRate;
-
-    fn id(s: &str) -> NodeId {
-        NodeId::new(s).expect("valid id")
-    }
 
     /// A status of `node` reporting `links` (peer, Mbit/s).
     fn reporting(node: &str, links: &[(&str, f64)]) -> NodeStatus {
-        let mut s = tests_status(node);
+        let mut s = status(node, 0.1);
         s.links = links
             .iter()
             .map(|(to, r)| LinkRate {
@@ -348,33 +338,6 @@ mod link_tests {
             })
             .collect();
         s
-    }
-
-    fn tests_status(node: &str) -> NodeStatus {
-        use vidar_protocol::messages::{NodeCapacity, NodeLoad};
-        NodeStatus {
-            node: id(node),
-            sent_ms: UnixMs(1),
-            started_ms: UnixMs(1),
-            plan_version: 1,
-            capacity: NodeCapacity {
-                cores: 2,
-                memory_mb: 1024,
-                detect_fps: 10.0,
-                reid_crops_per_s: 10.0,
-                reid_service: true,
-            },
-            load: NodeLoad {
-                cameras: Vec::new(),
-                detect_busy: 0.0,
-                reid_busy: 0.0,
-                reid_queue: 0,
-                records_last_seq: 0,
-                unsynced: 0,
-            },
-            links: Vec::new(),
-            metrics_addr: None,
-        }
     }
 
     #[test]

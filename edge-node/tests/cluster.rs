@@ -577,10 +577,15 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
             "{who}'s certificate expiry {at}, expected about {in_30_days}"
         );
     }
-    assert_eq!(
-        site.plan().and_then(|p| p.get("version").cloned()),
-        plan_before,
-        "a forged plan changed the master's plan"
+    // The master's plan is still its own: a replan of its own may have come
+    // (the nodes' link probes settle meanwhile), never the forged versions.
+    let version = site
+        .plan()
+        .and_then(|p| p.get("version").and_then(|v| v.as_u64()));
+    let before = plan_before.and_then(|v| v.as_u64());
+    assert!(
+        version.is_some_and(|v| Some(v) >= before && v < u64::MAX / 2),
+        "a forged plan changed the master's plan: {before:?} -> {version:?}"
     );
     site.wait(
         "nodes still obeying after the garbage",

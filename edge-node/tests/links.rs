@@ -24,13 +24,7 @@ const RATE_MBIT: f64 = 8.0;
 const START: Duration = Duration::from_secs(120);
 
 fn bin(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_vidar-edge")).with_file_name(name);
-    assert!(
-        p.is_file(),
-        "{} missing: build every binary first (`cargo build --workspace --bins`, as `make test` does)",
-        p.display()
-    );
-    p
+    vidar_testkit::process::sibling_bin(env!("CARGO_BIN_EXE_vidar-edge"), name)
 }
 
 /// Runs a command that must succeed.

@@ -19,6 +19,19 @@ use std::time::{Duration, Instant};
 pub use vidar_config::ready::Ready;
 use vidar_config::ready::READY_FILE_ENV;
 
+/// The binary `name` built beside `anchor` (a test's
+/// `env!("CARGO_BIN_EXE_...")`: every binary of the workspace lands in one
+/// folder); panics, saying how to build it, when it is not there.
+pub fn sibling_bin(anchor: &str, name: &str) -> PathBuf {
+    let p = Path::new(anchor).with_file_name(name);
+    assert!(
+        p.is_file(),
+        "{} missing: build every binary first (`cargo build --workspace --bins`, as `make test` does)",
+        p.display()
+    );
+    p
+}
+
 /// A child process, killed (SIGKILL) when dropped.
 #[derive(Debug)]
 pub struct Proc {

@@ -49,24 +49,24 @@ pub(super) fn pair_rates(live: &[NodeStatus]) -> BTreeMap<(NodeId, NodeId), f64>
     out
 }
 
-/// Why the measured links call for a replan, if they do: a link measured
-/// now that was not when the plan in force was made, or one whose rate moved
-/// by more than [`LINK_CHANGE`] (unless it stayed above
-/// [`LINK_AMPLE_MBIT_S`]). A link no longer measured changes nothing by
-/// itself (a node that left replans anyway).
+/// Why the measured links call for a replan, if they do: a link whose rate
+/// moved by more than [`LINK_CHANGE`] from the one the plan in force was
+/// made with (the planner's default, [`LINK_AMPLE_MBIT_S`], for a link not
+/// measured then), unless both are at least [`LINK_AMPLE_MBIT_S`]. A link
+/// no longer measured changes nothing by itself (a node that left replans
+/// anyway).
 pub(super) fn link_shift(
     planned: &BTreeMap<(NodeId, NodeId), f64>,
     now: &BTreeMap<(NodeId, NodeId), f64>,
 ) -> Option<String> {
     for ((a, b), &r) in now {
-        match planned.get(&(a.clone(), b.clone())) {
-            None => return Some(format!("link {a}-{b} measured: {r:.1} Mbit/s")),
-            Some(&p) => {
-                let ample = p.min(r) > LINK_AMPLE_MBIT_S;
-                if !ample && (r - p).abs() > LINK_CHANGE * p.max(r) {
-                    return Some(format!("link {a}-{b} {p:.1} -> {r:.1} Mbit/s"));
-                }
-            }
+        let p = planned
+            .get(&(a.clone(), b.clone()))
+            .copied()
+            .unwrap_or(LINK_AMPLE_MBIT_S);
+        let ample = p.min(r) >= LINK_AMPLE_MBIT_S;
+        if !ample && (r - p).abs() > LINK_CHANGE * p.max(r) {
+            return Some(format!("link {a}-{b} {p:.1} -> {r:.1} Mbit/s"));
         }
     }
     None
@@ -367,8 +367,15 @@ mod tests {
         let down = link_shift(&planned, &pair(5.0)).expect("halved");
         assert!(down.contains("a-b 10.0 -> 5.0"), "{down}");
         assert!(link_shift(&planned, &pair(20.0)).is_some(), "doubled");
+        // A first measurement is taken against the default it replaces.
         let new = link_shift(&BTreeMap::new(), &pair(5.0)).expect("new link");
-        assert!(new.contains("a-b measured"), "{new}");
+        assert!(new.contains("a-b 100.0 -> 5.0"), "{new}");
+        assert_eq!(
+            link_shift(&BTreeMap::new(), &pair(80.0)),
+            None,
+            "within 30 %"
+        );
+        assert_eq!(link_shift(&BTreeMap::new(), &pair(900.0)), None, "ample");
         // A link no longer measured: nothing by itself.
         assert_eq!(link_shift(&planned, &BTreeMap::new()), None);
         // Jitter on links far faster than crops need: nothing.

@@ -15,9 +15,10 @@
 //! the plan in force names), and after a round of `b` bytes to a peer
 //! measured at `r` bytes/s the prober waits `b / (BUDGET * r)`, within
 //! [`MIN_GAP`]..[`MAX_GAP`], and never sends more than [`MAX_PROBE_RATE`]
-//! on average; so probes take at most [`BUDGET`] of the rate they measure. The padding adapts per peer: within a round it doubles
-//! while the transfer takes under [`SHORT`] (up to [`MAX_PROBE`]), and the
-//! next round's halves when it took over [`LONG`] (down to [`MIN_PROBE`]):
+//! on average; so probes take at most [`BUDGET`] of the rate they measure.
+//! The padding adapts per peer: within a round it doubles while the
+//! transfer takes under [`SHORT`] (up to [`MAX_PROBE`]), and the next
+//! round's halves when it took over [`LONG`] (down to [`MIN_PROBE`]):
 //! large enough that the transfer is not lost in the round trip's jitter on
 //! a fast link, small enough to stay cheap on a slow one.
 //!
@@ -193,11 +194,6 @@ impl LinkTable {
     /// Bytes of probes sent so far (see [`PROBE_OVERHEAD`]).
     pub fn probe_bytes(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
-    }
-
-    /// A peer's link as known now.
-    pub fn peer(&self, to: &NodeId) -> Option<PeerLink> {
-        self.with(|m| m.get(to).cloned())
     }
 }
 

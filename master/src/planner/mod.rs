@@ -43,8 +43,8 @@ use vidar_scheduler::SchedError;
 
 use model::Mapped;
 pub use model::{
-    BITS_PER_PIXEL, CROP_BYTES, DEFAULT_LINK_MBIT_S, DETECTOR_MEMORY_MB, REID_CROPS_PER_PERSON_S,
-    REID_MEMORY_MB,
+    pair_rates, BITS_PER_PIXEL, CROP_BYTES, DEFAULT_LINK_MBIT_S, DETECTOR_MEMORY_MB,
+    REID_CROPS_PER_PERSON_S, REID_MEMORY_MB,
 };
 
 /// A fresh plan replaces the previous one only when cheaper by more than this fraction.

@@ -49,6 +49,37 @@ use super::{NodeView, PlanError, SiteCamera};
 
 /// Link rate assumed between nodes (and from cameras) nobody measured, Mbit/s.
 pub const DEFAULT_LINK_MBIT_S: f64 = 100.0;
+/// A pair of nodes in name order (the key of [`pair_rates`]).
+fn ordered(a: &NodeId, b: &NodeId) -> (NodeId, NodeId) {
+    if a < b {
+        (a.clone(), b.clone())
+    } else {
+        (b.clone(), a.clone())
+    }
+}
+
+/// The measured rate of every pair among `views` (Mbit/s, by pair in name
+/// order): the lower of the two ends' reports. Reports about nodes outside
+/// `views` are left out. The planner plans with these, and the plan service
+/// replans when they move (`plans::policy::link_shift`).
+pub fn pair_rates<'a>(
+    views: impl IntoIterator<Item = &'a NodeView> + Clone,
+) -> BTreeMap<(NodeId, NodeId), f64> {
+    let known: std::collections::BTreeSet<&NodeId> =
+        views.clone().into_iter().map(|v| &v.node).collect();
+    let mut out = BTreeMap::new();
+    for v in views {
+        for (to, r) in &v.links {
+            if *to == v.node || !known.contains(to) {
+                continue;
+            }
+            let e = out.entry(ordered(&v.node, to)).or_insert(f64::INFINITY);
+            *e = r.min(*e);
+        }
+    }
+    out
+}
+
 /// Re-ID crops per second per person in view (new and uncertain tracks).
 pub const REID_CROPS_PER_PERSON_S: f64 = 0.5;
 /// Bytes of one person crop sent for re-ID (a JPEG of about 100x250 pixels).
@@ -151,17 +182,7 @@ impl Mapped {
         }
 
         // Full mesh: the lower of the two ends' measurements, else the default.
-        let mut measured: BTreeMap<(usize, usize), f64> = BTreeMap::new();
-        for (a, n) in usable.iter().enumerate() {
-            for (peer, r) in &n.links {
-                if let Some(&b) = index.get(peer).filter(|&&b| b != a) {
-                    let e = measured
-                        .entry((a.min(b), a.max(b)))
-                        .or_insert(f64::INFINITY);
-                    *e = e.min(*r);
-                }
-            }
-        }
+        let measured = pair_rates(usable.iter().copied());
         let mm = usable.len();
         let mut link = vec![vec![f64::INFINITY; mm]; mm];
         // Direct rates, not links: crops go straight from one node to the
@@ -170,7 +191,7 @@ impl Mapped {
         for a in 0..mm {
             for b in a + 1..mm {
                 let r = measured
-                    .get(&(a, b))
+                    .get(&ordered(&ids[a], &ids[b]))
                     .copied()
                     .unwrap_or(DEFAULT_LINK_MBIT_S)
                     * MBIT;

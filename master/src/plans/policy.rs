@@ -28,25 +28,10 @@ pub const LINK_CHANGE: f64 = 0.3;
 pub const LINK_AMPLE_MBIT_S: f64 = crate::planner::DEFAULT_LINK_MBIT_S;
 
 /// Rates between live nodes (Mbit/s, by pair in name order) as the planner
-/// takes them: the lower of the two ends' measurements.
+/// takes them ([`crate::planner::pair_rates`] of their views).
 pub(super) fn pair_rates(live: &[NodeStatus]) -> BTreeMap<(NodeId, NodeId), f64> {
-    let alive: BTreeSet<&NodeId> = live.iter().map(|s| &s.node).collect();
-    let mut out = BTreeMap::new();
-    for s in live {
-        for (to, r) in node_view(s).links {
-            if !alive.contains(&to) {
-                continue;
-            }
-            let pair = if s.node < to {
-                (s.node.clone(), to)
-            } else {
-                (to, s.node.clone())
-            };
-            let e = out.entry(pair).or_insert(f64::INFINITY);
-            *e = r.min(*e);
-        }
-    }
-    out
+    let views: Vec<NodeView> = live.iter().map(node_view).collect();
+    crate::planner::pair_rates(&views)
 }
 
 /// Why the measured links call for a replan, if they do: a link whose rate

@@ -117,6 +117,38 @@ pub(crate) fn master_acl(keys: &Keys, enrolled: &[NodeId]) -> Value {
            "rules": rules, "subjects": subjects, "policies": policies})
 }
 
+impl crate::Link {
+    /// The master's router takes `enrolled` as the site's roster, now: its
+    /// access list is rebuilt and applied at once to every open transport,
+    /// so a node taken off the roster can do nothing more. The transports
+    /// of the nodes in `reconnect` (those whose standing changed) are then
+    /// closed, with all they declared (subscribers, queryables, liveliness
+    /// tokens); one that connects again does so under the new list, and an
+    /// enrolled one declares afresh what the old list had dropped. Returns
+    /// how many transports were closed. Only the master, under its bundle,
+    /// has such a list.
+    pub fn replace_roster(
+        &self,
+        enrolled: &[NodeId],
+        reconnect: &[NodeId],
+    ) -> Result<usize, LinkError> {
+        if !self.signs() {
+            return Err(LinkError::Setting {
+                key: "bundle",
+                reason: "only the master's router, under its bundle, has a roster".into(),
+            });
+        }
+        let acl = master_acl(self.keys(), enrolled).to_string();
+        let names: Vec<String> = reconnect.iter().map(|n| n.as_str().to_string()).collect();
+        self.session()
+            .vidar_replace_access_control(&acl, &names)
+            .map_err(|e| LinkError::Setting {
+                key: "bundle",
+                reason: format!("replacing the router's access list: {e}"),
+            })
+    }
+}
+
 /// A node's ACL: everything of its site from the master's certificate, and
 /// nothing from anyone else.
 pub(crate) fn node_acl(keys: &Keys) -> Value {

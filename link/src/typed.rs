@@ -261,6 +261,11 @@ impl Link {
     }
 
     /// The same link, knowing when its certificate expires.
+    /// The zenoh session underneath.
+    pub(crate) fn session(&self) -> &zenoh::Session {
+        &self.session
+    }
+
     pub(crate) fn with_certificate_expiry(mut self, at: Option<vidar_protocol::UnixMs>) -> Link {
         self.certificate_expires = at;
         self

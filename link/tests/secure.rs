@@ -299,6 +299,96 @@ fn enrolled_nodes_do_their_part_and_nothing_else_gets_through() {
     );
 }
 
+/// Puts for a while and asserts that nothing arrives.
+fn stays_out(put: impl Fn(), rx: &mpsc::Receiver<u64>, what: &str) {
+    for _ in 0..5 {
+        put();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(QUIET);
+    assert!(rx.try_recv().is_err(), "{what}");
+}
+
+#[test]
+fn the_roster_changes_while_the_master_runs() {
+    let s = site(&["a"]);
+    let keys = Keys::new(&s.site).expect("keys");
+    let master = s.master();
+    let (_ms, status_rx) = listen(&master, &keys.status_all());
+    let a = s.node("a").open(Mode::Peer).expect("node a");
+    arrives(
+        || a.put(&keys.status(&id("a")), &msg(1)).expect("put"),
+        &status_rx,
+        1,
+        "a's status",
+    );
+
+    // Enrolled after the master started: nothing gets through yet.
+    vidar_link::pki::enroll(&s.ca, &id("late"), 30).expect("enroll");
+    let late = s.node("late").open(Mode::Peer).expect("late node");
+    let (_lp, late_plan) = listen(&late, &keys.plan());
+    stays_out(
+        || late.put(&keys.status(&id("late")), &msg(2)).expect("put"),
+        &status_rx,
+        "a node not on the master's roster got a status through",
+    );
+    // The master takes the new roster: late reconnects, declares its
+    // subscription afresh, and is let in; a is untouched.
+    let closed = master
+        .replace_roster(&[id("a"), id("late")], &[id("late")])
+        .expect("replace");
+    assert_eq!(closed, 1, "late's transport is closed once");
+    arrives(
+        || late.put(&keys.status(&id("late")), &msg(3)).expect("put"),
+        &status_rx,
+        3,
+        "late's status once enrolled",
+    );
+    arrives(
+        || master.put(&keys.plan(), &msg(4)).expect("put"),
+        &late_plan,
+        4,
+        "the plan at late once enrolled",
+    );
+
+    // Revoked: late is cut off at once, both ways; a still works.
+    let closed = master
+        .replace_roster(&[id("a")], &[id("late")])
+        .expect("replace");
+    assert_eq!(closed, 1, "late's transport is closed");
+    stays_out(
+        || {
+            late.put(&keys.status(&id("late")), &msg(5)).expect("put");
+            master.put(&keys.plan(), &msg(6)).expect("put");
+        },
+        &status_rx,
+        "a revoked node's status arrived",
+    );
+    assert!(
+        late_plan.try_recv().is_err(),
+        "a revoked node still received the plan"
+    );
+    arrives(
+        || a.put(&keys.status(&id("a")), &msg(7)).expect("put"),
+        &status_rx,
+        7,
+        "a's status after late was revoked",
+    );
+    // The master's own session is local to the router: not filtered.
+    let (_mp, own_plan) = listen(&master, &keys.plan());
+    arrives(
+        || master.put(&keys.plan(), &msg(8)).expect("put"),
+        &own_plan,
+        8,
+        "the master's own subscription",
+    );
+    // Only a master under its bundle has a roster to replace.
+    let err = a
+        .replace_roster(&[id("a")], &[])
+        .expect_err("a node has no roster");
+    assert!(err.to_string().contains("roster"), "{err}");
+}
+
 #[test]
 fn a_bundle_demands_tls_endpoints_and_the_right_role() {
     let s = site(&["a"]);

@@ -21,6 +21,7 @@ pub mod password;
 pub mod planner;
 pub mod plans;
 pub mod query;
+pub mod roster;
 pub mod sync;
 pub mod tiles;
 
@@ -196,7 +197,8 @@ impl Master {
         let stop = vidar_runtime::Shutdown::new();
         let (plan_wake, plan_wake_rx) = mpsc::sync_channel(1);
         let timeout = Duration::from_secs_f64(config.node_timeout_s);
-        let members = match config.cluster.bundle()? {
+        let bundle = config.cluster.bundle()?;
+        let (members, start_roster) = match &bundle {
             Some(b) => {
                 let enrolled = b
                     .enrolled()
@@ -205,9 +207,13 @@ impl Master {
                     nodes = enrolled.len(),
                     "mutual TLS with the site CA; only enrolled nodes are taken in"
                 );
-                membership::Membership::enrolled(timeout, plan_wake.clone(), &enrolled)
+                let m = membership::Membership::enrolled(timeout, plan_wake.clone(), &enrolled);
+                (m, enrolled)
             }
-            None => membership::Membership::new(timeout, plan_wake.clone()),
+            None => (
+                membership::Membership::new(timeout, plan_wake.clone()),
+                Vec::new(),
+            ),
         };
         let plans = plans::Plans::new(cameras, plan_wake);
         let (sync_wake, sync_wake_rx) = mpsc::sync_channel(1);
@@ -267,6 +273,18 @@ impl Master {
         }
         .spawn((merge_tx, merge_rx))?;
         threads.push(("merges", merge_thread));
+        if let Some(bundle) = bundle {
+            let roster_thread = roster::RosterWatch {
+                link: link.clone(),
+                membership: members.clone(),
+                bundle,
+                start: start_roster,
+                stop: stop.clone(),
+            }
+            .spawn()
+            .map_err(ioerr("starting the roster thread"))?;
+            threads.push(("roster", roster_thread));
+        }
 
         let tiles_feed = tiles::attach(&link, &keys, &ui.tiles)?;
         let threads: health::Threads = Arc::new(std::sync::Mutex::new(threads));

@@ -76,7 +76,7 @@ enum Command {
     },
     /// Issues (or renews) a node's bundle: its key and certificate from the
     /// site CA, the CA, and the master's public key. Adds it to the roster;
-    /// restart the master to let it in.
+    /// a running master whose bundle is DIR/master lets it in within 2 s.
     Enroll {
         /// The node id (its `node_id`, and its certificate's name).
         node: String,
@@ -88,7 +88,8 @@ enum Command {
         days: u32,
     },
     /// Takes a node off the roster and deletes its bundle from the CA
-    /// directory; restart the master to shut it out.
+    /// directory; a running master whose bundle is DIR/master cuts it off
+    /// within 2 s.
     Revoke {
         /// The node id.
         node: String,
@@ -241,7 +242,7 @@ fn main() -> anyhow::Result<()> {
             // Loads as the master will (and says so if it does not).
             vidar_link::Bundle::load(&master)?;
             println!(
-                "master: certificate renewed in {} for {days} days; restart the master to use it                  (nodes keep their bundles)",
+                "master: certificate renewed in {} for {days} days; restart the master to use it (nodes keep their bundles)",
                 master.display()
             );
             Ok(())
@@ -253,8 +254,9 @@ fn main() -> anyhow::Result<()> {
             println!(
                 "{node}: bundle in {}\n\
                  copy it to the node (e.g. /etc/vidar/bundle, key.pem mode 600), set [cluster] bundle to it and\n\
-                 connect = [\"tls/MASTER:7447\"]; then restart the master so its access list lets {node} in",
-                bundle.display()
+                 connect = [\"tls/MASTER:7447\"]; a running master whose bundle is {} lets {node} in within 2 s",
+                bundle.display(),
+                dir.join("master").display()
             );
             Ok(())
         }
@@ -262,7 +264,10 @@ fn main() -> anyhow::Result<()> {
             let id =
                 vidar_protocol::NodeId::new(&node).with_context(|| format!("node id {node:?}"))?;
             if vidar_link::pki::revoke(&dir, &id)? {
-                println!("{node}: off the roster; restart the master to shut it out");
+                println!(
+                    "{node}: off the roster; a running master whose bundle is {} cuts it off within 2 s",
+                    dir.join("master").display()
+                );
             } else {
                 println!("{node}: was not enrolled");
             }

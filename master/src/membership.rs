@@ -83,8 +83,9 @@ struct Shared {
     wake: SyncSender<()>,
     /// Statuses decoded fine but refused (published under another node's key, table full).
     refused: AtomicU64,
-    /// The enrolled nodes, when the site has a bundle.
-    roster: Option<std::collections::HashSet<NodeId>>,
+    /// The enrolled nodes, when the site has a bundle (replaced while the
+    /// master runs: [`Membership::set_roster`]).
+    roster: Option<Mutex<std::collections::HashSet<NodeId>>>,
     /// Tokens and statuses of nodes not enrolled.
     unknown: AtomicU64,
 }
@@ -118,7 +119,7 @@ impl Membership {
                 timeout,
                 wake,
                 refused: AtomicU64::new(0),
-                roster,
+                roster: roster.map(Mutex::new),
                 unknown: AtomicU64::new(0),
             }),
         }
@@ -126,14 +127,53 @@ impl Membership {
 
     /// Whether `node` may join: enrolled, or no roster. Counts the others.
     fn admitted(&self, node: &NodeId) -> bool {
-        match &self.shared.roster {
-            Some(r) if !r.contains(node) => {
-                self.shared.unknown.fetch_add(1, Ordering::Relaxed);
-                self.refuse("not enrolled", node);
-                false
-            }
-            _ => true,
+        let enrolled = self.shared.roster.as_ref().is_none_or(|r| {
+            r.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .contains(node)
+        });
+        if !enrolled {
+            self.shared.unknown.fetch_add(1, Ordering::Relaxed);
+            self.refuse("not enrolled", node);
         }
+        enrolled
+    }
+
+    /// Takes `enrolled` as the site's roster from now on (a table made by
+    /// [`Membership::new`], with no roster, is left as it is). Nodes off
+    /// the new roster are forgotten at once: a live one leaves ("revoked"),
+    /// which wakes the planner. Returns the nodes forgotten.
+    pub fn set_roster(&self, enrolled: &[NodeId]) -> Vec<NodeId> {
+        let Some(roster) = &self.shared.roster else {
+            return Vec::new();
+        };
+        let enrolled: std::collections::HashSet<NodeId> = enrolled.iter().cloned().collect();
+        let (gone, events) = {
+            let mut table = self.table();
+            *roster
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = enrolled.clone();
+            let gone: Vec<NodeId> = table
+                .keys()
+                .filter(|n| !enrolled.contains(*n))
+                .cloned()
+                .collect();
+            let mut events = Vec::new();
+            for n in &gone {
+                if table.remove(n).is_some_and(|e| e.live) {
+                    events.push(MemberEvent::Leave(n.clone(), "revoked"));
+                }
+            }
+            (gone, events)
+        };
+        self.announce(events);
+        gone
+    }
+
+    /// How many nodes are enrolled, when the site has a roster.
+    pub fn enrolled_count(&self) -> Option<usize> {
+        let r = self.shared.roster.as_ref()?;
+        Some(r.lock().unwrap_or_else(|p| p.into_inner()).len())
     }
 
     /// Tokens and statuses of node ids that are not enrolled, ignored.
@@ -442,5 +482,35 @@ mod tests {
         assert_eq!(m.live().len(), 1);
         assert_eq!(m.unknown(), 2, "the ghost's token and status");
         assert!(m.snapshot().iter().all(|n| n.node == id("a")));
+    }
+
+    #[test]
+    fn a_new_roster_lets_enrolled_nodes_in_and_forgets_revoked_ones() {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let m = Membership::enrolled(Duration::from_secs(5), tx, &[id("a"), id("b")]);
+        for n in ["a", "b", "late"] {
+            m.token(id(n), true);
+            m.status(&id(n), status(n));
+        }
+        assert_eq!(m.reachable(), vec![id("a"), id("b")]);
+        while rx.try_recv().is_ok() {}
+        // late enrolled, b revoked.
+        assert_eq!(m.set_roster(&[id("a"), id("late")]), vec![id("b")]);
+        assert!(rx.try_recv().is_ok(), "b's leave wakes the planner");
+        assert_eq!(m.reachable(), vec![id("a")], "b is forgotten at once");
+        // b's later reports are ignored and counted; late's now count.
+        let unknown = m.unknown();
+        m.status(&id("b"), status("b"));
+        assert_eq!(m.unknown(), unknown + 1);
+        m.token(id("late"), true);
+        m.status(&id("late"), status("late"));
+        let live: Vec<NodeId> = m.live().into_iter().map(|s| s.node).collect();
+        assert_eq!(live, vec![id("a"), id("late")]);
+        // A table with no roster (no bundle) has none to replace.
+        let (tx, _rx) = mpsc::sync_channel(1);
+        let open = Membership::new(Duration::from_secs(5), tx);
+        open.token(id("x"), true);
+        assert!(open.set_roster(&[]).is_empty());
+        assert_eq!(open.reachable(), vec![id("x")]);
     }
 }

@@ -15,10 +15,7 @@ use vidar_config::Config;
 use common::*;
 use vidar_link::{LinkSettings, Mode};
 use vidar_master::{Master, MasterConfig};
-use vidar_protocol::messages::{
-    LinkRate, NodeCapacity, NodeLoad, NodeStatus, Plan, QueryReply, QueryRequest, SyncBatch,
-    SyncRequest,
-};
+use vidar_protocol::messages::{LinkRate, Plan, QueryReply, QueryRequest, SyncBatch, SyncRequest};
 use vidar_protocol::{wire, IdentityId, Keys, NodeId, UnixMs};
 use vidar_store::{Reader, Record, WriterConfig};
 use zenoh::Wait;
@@ -40,32 +37,6 @@ struct FakeEdge {
     acked: Arc<Mutex<u64>>,
     /// The links its status reports (what its probes would measure).
     links: Arc<Mutex<Vec<LinkRate>>>,
-}
-
-fn status_of(node: &NodeId, records_last_seq: u64) -> NodeStatus {
-    NodeStatus {
-        node: node.clone(),
-        sent_ms: UnixMs::now(),
-        started_ms: UnixMs(1),
-        plan_version: 0,
-        capacity: NodeCapacity {
-            cores: 4,
-            memory_mb: 8192,
-            detect_fps: 60.0,
-            reid_crops_per_s: 100.0,
-            reid_service: true,
-        },
-        load: NodeLoad {
-            cameras: Vec::new(),
-            detect_busy: 0.2,
-            reid_busy: 0.1,
-            reid_queue: 0,
-            records_last_seq,
-            unsynced: 0,
-        },
-        links: Vec::new(),
-        metrics_addr: None,
-    }
 }
 
 impl FakeEdge {

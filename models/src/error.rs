@@ -49,6 +49,26 @@ pub enum ModelError {
         /// The names the manifest has.
         known: Vec<String>,
     },
+    /// The model has no variant of the requested precision.
+    #[error("model {name:?} has no {precision} variant in the manifest (it has: {})", known.join(", "))]
+    NoVariant {
+        /// The float model's name.
+        name: String,
+        /// The precision asked for.
+        precision: String,
+        /// The precisions it has.
+        known: Vec<String>,
+    },
+    /// The precision asked for cannot run with these providers.
+    #[error("model {model:?} at {precision}: {reason}")]
+    PrecisionUnavailable {
+        /// The model.
+        model: String,
+        /// The precision asked for.
+        precision: String,
+        /// Why not.
+        reason: String,
+    },
     /// The model's task or format is not what the caller can use.
     #[error("model {model:?} has format {actual}, expected {expected}")]
     WrongFormat {

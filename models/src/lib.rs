@@ -15,7 +15,9 @@ pub mod store;
 
 pub use error::ModelError;
 pub use image::{FrameResizer, ImageError, Region, RgbFrame};
-pub use manifest::{DType, FileEntry, Format, Layout, Manifest, ModelSpec, Task, TensorSpec};
+pub use manifest::{
+    DType, FileEntry, Format, Layout, Manifest, ModelSpec, Precision, Task, TensorSpec,
+};
 pub use runtime::{
     environment, environment_from, Model, Outputs, ProviderConfig, RuntimeConfig, SessionFactory,
     ORT_DYLIB_ENV,

@@ -56,6 +56,29 @@ pub enum Task {
     Embedding,
 }
 
+/// The numeric precision a model computes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit float (the models as trained).
+    #[default]
+    Fp32,
+    /// 16-bit float: the float model, built as an fp16 engine by TensorRT.
+    Fp16,
+    /// 8-bit integers: a quantised (QDQ) variant of a float model.
+    Int8,
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+            Precision::Int8 => "int8",
+        })
+    }
+}
+
 /// How to read a model's outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -99,7 +122,7 @@ pub enum Layout {
 }
 
 /// Name, type and shape of one tensor; `-1` marks a dynamic dimension.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TensorSpec {
     /// Tensor name in the ONNX graph.
@@ -171,6 +194,13 @@ pub struct ModelSpec {
     /// (height, width) crops are resized to, when the input shape leaves it dynamic.
     #[serde(default)]
     pub input_size: Option<[usize; 2]>,
+    /// The float model this one is a reduced-precision variant of: the
+    /// same inputs, outputs and pre-processing (`precision` says which).
+    #[serde(default)]
+    pub variant_of: Option<String>,
+    /// What the model computes in. Default fp32.
+    #[serde(default)]
+    pub precision: Precision,
     /// The single input tensor.
     pub input: TensorSpec,
     /// Output tensors, in the order the code reads them.
@@ -349,7 +379,55 @@ impl Manifest {
             }
             m.problems(&files, &mut out);
         }
+        self.variant_problems(&mut out);
         out
+    }
+
+    /// A variant names a float model it can stand in for: the same task,
+    /// format, tensors and pre-processing, one variant per precision.
+    fn variant_problems(&self, out: &mut Vec<String>) {
+        let mut seen = BTreeSet::new();
+        for m in &self.models {
+            let Some(base_name) = &m.variant_of else {
+                continue;
+            };
+            let n = &m.name;
+            let Some(base) = self.models.iter().find(|b| &b.name == base_name) else {
+                out.push(format!(
+                    "model {n}: variant_of {base_name:?} names no model"
+                ));
+                continue;
+            };
+            if base.variant_of.is_some() || base.precision != Precision::Fp32 {
+                out.push(format!(
+                    "model {n}: variant_of {base_name:?} must name an fp32 model"
+                ));
+            }
+            if m.precision != Precision::Int8 {
+                out.push(format!(
+                    "model {n}: a variant must be int8 (fp16 is the fp32 model built by TensorRT), not {}",
+                    m.precision
+                ));
+            }
+            if !seen.insert((base_name.as_str(), m.precision.to_string())) {
+                out.push(format!("model {base_name}: two {} variants", m.precision));
+            }
+            let same = m.task == base.task
+                && m.format == base.format
+                && m.input == base.input
+                && m.outputs == base.outputs
+                && m.anchors == base.anchors
+                && m.person_class == base.person_class
+                && m.box_scales == base.box_scales
+                && m.mean == base.mean
+                && m.std == base.std
+                && m.input_size == base.input_size;
+            if !same {
+                out.push(format!(
+                    "model {n}: a variant of {base_name} must have its task, format, tensors and pre-processing"
+                ));
+            }
+        }
     }
 
     /// The model called `name`.
@@ -360,6 +438,30 @@ impl Manifest {
             .ok_or_else(|| ModelError::UnknownModel {
                 name: name.to_owned(),
                 known: self.models.iter().map(|m| m.name.clone()).collect(),
+            })
+    }
+
+    /// The model to load for `name` at `precision`: `name` itself for fp32
+    /// (and for fp16, which TensorRT builds from the float model), or the
+    /// manifest's `variant_of = name` model of that precision.
+    pub fn variant(&self, name: &str, precision: Precision) -> Result<&ModelSpec, ModelError> {
+        let base = self.model(name)?;
+        if matches!(precision, Precision::Fp32 | Precision::Fp16) || base.precision == precision {
+            return Ok(base);
+        }
+        let variants = || {
+            self.models
+                .iter()
+                .filter(move |m| m.variant_of.as_deref() == Some(name))
+        };
+        variants()
+            .find(|m| m.precision == precision)
+            .ok_or_else(|| ModelError::NoVariant {
+                name: name.to_owned(),
+                precision: precision.to_string(),
+                known: std::iter::once("fp32".to_string())
+                    .chain(variants().map(|m| m.precision.to_string()))
+                    .collect(),
             })
     }
 
@@ -410,6 +512,51 @@ mod tests {
         assert!(err.contains("schema 2"), "{err}");
         assert!(err.contains("\"nope.onnx\" is not listed"), "{err}");
         assert!(err.contains("detectors need person_class"), "{err}");
+    }
+
+    #[test]
+    fn a_variant_stands_in_for_its_float_model_only() {
+        let m = Manifest::builtin().expect("built-in manifest");
+        let raw = "ssd-mobilenet-v2-coco-raw";
+        assert_eq!(m.variant(raw, Precision::Fp32).expect("fp32").name, raw);
+        assert_eq!(m.variant(raw, Precision::Fp16).expect("fp16").name, raw);
+        let int8 = m.variant(raw, Precision::Int8).expect("int8");
+        assert_eq!(int8.name, "ssd-mobilenet-v2-coco-raw-int8");
+        let err = m
+            .variant("osnet-x0-25-msmt17", Precision::Int8)
+            .expect_err("none")
+            .to_string();
+        assert!(
+            err.contains("no int8 variant") && err.contains("fp32"),
+            "{err}"
+        );
+        // A variant that differs from its model, names none, or is not int8.
+        let int8_entry = "name = \"ssd-mobilenet-v2-coco-raw-int8\"\nvariant_of = \"ssd-mobilenet-v2-coco-raw\"\nprecision = \"int8\"";
+        for (bad, says) in [
+            (
+                int8_entry.replace(
+                    "variant_of = \"ssd-mobilenet-v2-coco-raw\"",
+                    "variant_of = \"ssd-mobilenet-v2-coco\"",
+                ),
+                "must have its task, format, tensors",
+            ),
+            (
+                int8_entry.replace(
+                    "variant_of = \"ssd-mobilenet-v2-coco-raw\"",
+                    "variant_of = \"nope\"",
+                ),
+                "names no model",
+            ),
+            (
+                int8_entry.replace("precision = \"int8\"", "precision = \"fp16\""),
+                "must be int8",
+            ),
+        ] {
+            let text = BUILTIN_MANIFEST.replacen(int8_entry, &bad, 1);
+            assert_ne!(text, BUILTIN_MANIFEST);
+            let err = Manifest::parse(&text, "test").expect_err(says).to_string();
+            assert!(err.contains(says), "{says}: {err}");
+        }
     }
 
     #[test]

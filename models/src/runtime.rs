@@ -16,7 +16,7 @@ use serde::Deserialize;
 use vidar_config::{Config, Problem, Problems};
 
 use crate::error::ModelError;
-use crate::manifest::{DType, ModelSpec, TensorSpec};
+use crate::manifest::{DType, ModelSpec, Precision, TensorSpec};
 use crate::store::{verify_bytes, ModelStore};
 
 /// Environment variable naming the ONNX Runtime shared library.
@@ -214,7 +214,41 @@ impl SessionFactory {
     /// Loads model `name`: verifies its file, builds the session on the best
     /// available provider and checks the session against the manifest.
     pub fn load(&self, name: &str) -> Result<Model, ModelError> {
-        let spec = self.store.manifest().model(name)?.clone();
+        self.load_spec(self.store.manifest().model(name)?.clone(), None)
+    }
+
+    /// Loads model `name` at `precision` (`None`: as the model is, with the
+    /// providers' own settings). int8 loads the manifest's int8 variant of
+    /// `name` (and lets TensorRT build int8 engines from its QDQ nodes);
+    /// fp16 and fp32 load `name` and turn TensorRT's fp16 engines on or off.
+    /// fp16 needs the TensorRT provider: on CPU it is refused, naming why.
+    pub fn load_at(&self, name: &str, precision: Option<Precision>) -> Result<Model, ModelError> {
+        let Some(p) = precision else {
+            return self.load(name);
+        };
+        let tensorrt = self
+            .config
+            .providers
+            .iter()
+            .any(|p| matches!(p, ProviderConfig::TensorRt { .. }));
+        if p == Precision::Fp16 && !tensorrt {
+            return Err(ModelError::PrecisionUnavailable {
+                model: name.to_owned(),
+                precision: p.to_string(),
+                reason: "fp16 runs only through the TensorRT provider (models.runtime.providers = [{ kind = \"tensorrt\" }])".into(),
+            });
+        }
+        let spec = self.store.manifest().variant(name, p)?.clone();
+        let fp16 = match p {
+            Precision::Fp32 => Some(false),
+            Precision::Fp16 => Some(true),
+            Precision::Int8 => None,
+        };
+        self.load_spec(spec, fp16)
+    }
+
+    /// Loads `spec`; `fp16` overrides TensorRT's fp16 setting when given.
+    fn load_spec(&self, spec: ModelSpec, fp16: Option<bool>) -> Result<Model, ModelError> {
         let path = self.store.dir().join(&spec.file);
         let entry =
             self.store
@@ -247,7 +281,7 @@ impl SessionFactory {
                 .with_inter_threads(self.config.inter_threads)
                 .map_err(|e| session_err(e.into()))?;
         }
-        let (mut builder, provider) = self.register_providers(builder, &spec)?;
+        let (mut builder, provider) = self.register_providers(builder, &spec, fp16)?;
         let session = builder.commit_from_memory(&bytes).map_err(session_err)?;
         check_session(&session, &spec)?;
         tracing::info!(model = %spec.name, provider, file = %path.display(), "model loaded");
@@ -262,6 +296,7 @@ impl SessionFactory {
         &self,
         mut builder: SessionBuilder,
         spec: &ModelSpec,
+        fp16_override: Option<bool>,
     ) -> Result<(SessionBuilder, &'static str), ModelError> {
         for p in &self.config.providers {
             let attempt = match p {
@@ -278,7 +313,10 @@ impl SessionFactory {
                 } => {
                     let mut trt = ep::TensorRT::default()
                         .with_device_id(*device_id)
-                        .with_fp16(*fp16);
+                        .with_fp16(fp16_override.unwrap_or(*fp16))
+                        // A QDQ model carries its own scales (explicit
+                        // quantisation): no calibration table.
+                        .with_int8(spec.precision == Precision::Int8);
                     if let Some(dir) = engine_cache_dir {
                         trt = trt
                             .with_engine_cache(true)

@@ -68,6 +68,10 @@ pub struct CamerasBenchArgs {
     /// Batches each detector thread takes at once (the node's `inference_depth`; default: the node's).
     #[arg(long)]
     pub depth: Option<usize>,
+    /// Vidar's detector precision (`[detector] precision`: fp32, int8, or
+    /// fp16 with TensorRT; default: the float model).
+    #[arg(long)]
+    pub precision: Option<String>,
     /// The reference's onnxruntime intra-op threads per process (0 = its default).
     #[arg(long, default_value_t = 0)]
     pub reference_threads: usize,
@@ -160,8 +164,13 @@ fn run_vidar(args: &CamerasBenchArgs, port: u16, interval: u32) -> Result<Figure
     let mut toml = format!(
         "node_id = \"bench\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
          detection_interval = {interval}\ninference_workers = {workers}\n{depth}[models.runtime]\nintra_threads = {threads}\n\
-         [detector]\nmax_batch = {max_batch}\n",
+         [detector]\nmax_batch = {max_batch}\n{precision}",
         db = db.display(),
+        precision = args
+            .precision
+            .as_ref()
+            .map(|p| format!("precision = {p:?}\n"))
+            .unwrap_or_default(),
         threads = args.threads,
         max_batch = args.max_batch,
         workers = args.workers,

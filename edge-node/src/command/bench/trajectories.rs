@@ -80,6 +80,10 @@ pub struct TrajectoriesBenchArgs {
     /// ONNX Runtime intra-op threads per session (0 = one per core).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// The detector's precision (`[detector] precision`: fp32, int8, or fp16
+    /// with TensorRT; default: the float model).
+    #[arg(long)]
+    pub precision: Option<String>,
     /// Keep the work folder (databases, ground truth) here instead of a temporary one.
     #[arg(long)]
     pub keep: Option<PathBuf>,
@@ -194,10 +198,15 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
     let port = camera.1;
     let threshold = threshold_for(model);
     let mut node_toml = format!(
-        "[models.runtime]\nintra_threads = {threads}\n[detector]\nmax_batch = 1\nscore_threshold = {score}\n\
+        "[models.runtime]\nintra_threads = {threads}\n[detector]\nmax_batch = 1\nscore_threshold = {score}\n{precision}\
          [embedder]\nmodel = \"{model}\"\n[gallery]\nmatch_threshold = {threshold}\nconfident_threshold = {confident}\n",
         threads = args.threads,
         score = args.score_threshold,
+        precision = args
+            .precision
+            .as_ref()
+            .map(|p| format!("precision = {p:?}\n"))
+            .unwrap_or_default(),
         confident = threshold.max(vidar_reid::GalleryConfig::default().confident_threshold),
     );
     for setting in &args.gallery {

@@ -94,31 +94,13 @@ fn floor_plan(path: &Path) {
     img.save(path).expect("floor plan PNG");
 }
 
-fn status_of(node: &NodeId, busy: f64) -> NodeStatus {
-    NodeStatus {
-        node: node.clone(),
-        sent_ms: UnixMs::now(),
-        started_ms: UnixMs(1),
-        plan_version: 0,
-        capacity: NodeCapacity {
-            cores: 4,
-            memory_mb: 8192,
-            detect_fps: 60.0,
-            reid_crops_per_s: 100.0,
-            reid_service: true,
-        },
-        load: NodeLoad {
-            cameras: Vec::new(),
-            detect_busy: busy,
-            reid_busy: busy / 2.0,
-            reid_queue: 0,
-            // As the fake sync queryable says: edge-1 has written 5 records.
-            records_last_seq: if node.as_str() == "edge-1" { 5 } else { 0 },
-            unsynced: 0,
-        },
-        links: Vec::new(),
-        metrics_addr: None,
-    }
+/// A fake node's status at `busy`; edge-1 reports 5 records written, as its
+/// fake sync queryable says.
+fn busy_status(node: &NodeId, busy: f64) -> NodeStatus {
+    let mut s = status_of(node, if node.as_str() == "edge-1" { 5 } else { 0 });
+    s.load.detect_busy = busy;
+    s.load.reid_busy = busy / 2.0;
+    s
 }
 
 /// Two edge nodes in one zenoh session: alive, reporting status, answering
@@ -187,7 +169,7 @@ fn fake_edge(site: &str, zenoh: &str, stop: Arc<AtomicBool>) -> std::thread::Joi
         ];
         while !stop.load(Ordering::Relaxed) {
             for (i, n) in nodes.iter().enumerate() {
-                let status = status_of(n, 0.3 + 0.2 * i as f64);
+                let status = busy_status(n, 0.3 + 0.2 * i as f64);
                 let _ = edge
                     .put(keys.status(n), wire::encode(&status).expect("encode"))
                     .wait();

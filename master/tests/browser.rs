@@ -22,9 +22,7 @@ use common::*;
 use serde_json::json;
 use vidar_link::{LinkSettings, Mode};
 use vidar_master::Master;
-use vidar_protocol::messages::{
-    CameraTile, NodeCapacity, NodeLoad, NodeStatus, QueryReply, SyncBatch, TileBox,
-};
+use vidar_protocol::messages::{CameraTile, NodeStatus, QueryReply, SyncBatch, TileBox};
 use vidar_protocol::{wire, BBox, IdentityId, Keys, NodeId, StreamState, TrackId, UnixMs};
 use vidar_store::{BoxPoint, Record, Sighting, Snapshot, WriterConfig};
 use zenoh::Wait;

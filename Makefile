@@ -40,13 +40,14 @@ check: setup
 
 ## The attack suite of docs/security.md on its own (part of `make test`):
 ## hostile peers on the cluster link, forged sync and records, hostile
-## payloads, the UI's authentication and throttling, operators' corrections.
+## payloads, the UI's authentication and throttling, operators' corrections,
+## enrolment and revocation while the master runs.
 attacks: setup models
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --no-fail-fast -p vidar-link --test secure
 	$(CARGO) test --no-fail-fast -p vidar-protocol --test wire
 	$(CARGO) test --no-fail-fast -p vidar-store --test hostile
-	$(CARGO) test --no-fail-fast -p vidar-master --test cluster --test ui_api --test corrections
+	$(CARGO) test --no-fail-fast -p vidar-master --test cluster --test roster --test ui_api --test corrections
 	$(CARGO) test --no-fail-fast -p vidar-edge-node --test cluster
 
 ## A site under faults, mutual TLS on: master, 2 nodes, 8 cameras for an hour; a

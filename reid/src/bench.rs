@@ -109,6 +109,7 @@ pub fn run(factory: &SessionFactory, config: &BenchConfig) -> Result<BenchReport
         let mut embedder = EmbedderConfig {
             model: model.clone(),
             max_batch,
+            ..EmbedderConfig::default()
         }
         .build(factory)?;
         provider = embedder.model().provider().to_owned();

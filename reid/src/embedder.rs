@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use vidar_config::{Config, Invalid, Problem, Problems};
 use vidar_models::image::{FrameResizer, Region, RgbFrame};
-use vidar_models::{Format, Model, SessionFactory};
+use vidar_models::{Format, Model, Precision, SessionFactory};
 use vidar_protocol::BBox;
 
 use crate::{Embedding, ReidError};
@@ -78,6 +78,11 @@ pub struct EmbedderConfig {
     pub model: String,
     /// Crops per inference run; more are split. Default 16.
     pub max_batch: usize,
+    /// Numeric precision, as the detector's: `"int8"` runs the manifest's
+    /// int8 variant of `model` (its embeddings carry their own model tag, so
+    /// every node of a site must use the same precision to share
+    /// identities), `"fp16"` TensorRT fp16 engines. Default: the float model.
+    pub precision: Option<Precision>,
 }
 
 impl Default for EmbedderConfig {
@@ -85,6 +90,7 @@ impl Default for EmbedderConfig {
         Self {
             model: DEFAULT_MODEL.into(),
             max_batch: 16,
+            precision: None,
         }
     }
 }
@@ -111,7 +117,7 @@ impl Config for EmbedderConfig {
     /// Loads the model through `factory` and builds the embedder.
     fn build(&self, factory: &SessionFactory) -> Result<OnnxEmbedder, ReidError> {
         self.check()?;
-        let model = factory.load(&self.model)?;
+        let model = factory.load_at(&self.model, self.precision)?;
         let spec = model.spec();
         if spec.format != Format::Embedding {
             return Err(model_problem(format!(

@@ -81,6 +81,7 @@ fn reid(args: ReidEvalArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| EmbedderConfig::default().model),
         max_batch: args.batch,
+        ..EmbedderConfig::default()
     };
     let runtime = RuntimeConfig {
         intra_threads: args.threads,

@@ -385,15 +385,15 @@ fn the_int8_detector_agrees_with_the_float_one_and_impossible_precisions_are_nam
     );
 
     // fp16 needs TensorRT; a model with no int8 variant says which it has.
-    let err = build("ssd-mobilenet-v2-coco-raw", Some(Precision::Fp16))
-        .err()
-        .expect("fp16 on CPU refused")
-        .to_string();
+    let Err(err) = build("ssd-mobilenet-v2-coco-raw", Some(Precision::Fp16)) else {
+        panic!("fp16 on CPU accepted");
+    };
+    let err = err.to_string();
     assert!(err.contains("fp16") && err.contains("TensorRT"), "{err}");
-    let err = build("ssd-mobilenet-v2-coco", Some(Precision::Int8))
-        .err()
-        .expect("no int8 variant")
-        .to_string();
+    let Err(err) = build("ssd-mobilenet-v2-coco", Some(Precision::Int8)) else {
+        panic!("an int8 variant of the post-processed SSD");
+    };
+    let err = err.to_string();
     assert!(
         err.contains("no int8 variant") && err.contains("fp32"),
         "{err}"

@@ -15,7 +15,7 @@
 //! stream clock, first = the camera's first frame of the measured window. It
 //! stays flat when a system keeps up and grows when frames queue.
 
-use super::harness::{cpu_seconds, percentile, spawn_camera, CameraChild};
+use super::harness::{cpu_seconds, percentile, precision_line, spawn_camera, CameraChild};
 use crate::config::EdgeConfig;
 use crate::node;
 use crate::telemetry::CameraMetrics;
@@ -68,8 +68,7 @@ pub struct CamerasBenchArgs {
     /// Batches each detector thread takes at once (the node's `inference_depth`; default: the node's).
     #[arg(long)]
     pub depth: Option<usize>,
-    /// Vidar's detector precision (`[detector] precision`: fp32, int8, or
-    /// fp16 with TensorRT; default: the float model).
+    /// Vidar's detector precision (fp32, int8, fp16 with TensorRT; default: the float model).
     #[arg(long)]
     pub precision: Option<String>,
     /// The reference's onnxruntime intra-op threads per process (0 = its default).
@@ -166,11 +165,7 @@ fn run_vidar(args: &CamerasBenchArgs, port: u16, interval: u32) -> Result<Figure
          detection_interval = {interval}\ninference_workers = {workers}\n{depth}[models.runtime]\nintra_threads = {threads}\n\
          [detector]\nmax_batch = {max_batch}\n{precision}",
         db = db.display(),
-        precision = args
-            .precision
-            .as_ref()
-            .map(|p| format!("precision = {p:?}\n"))
-            .unwrap_or_default(),
+        precision = precision_line(args.precision.as_ref()),
         threads = args.threads,
         max_batch = args.max_batch,
         workers = args.workers,

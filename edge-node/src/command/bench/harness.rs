@@ -87,3 +87,10 @@ pub fn spawn_camera_with(
     }
     bail!("vidar-camera exited before it was ready")
 }
+
+/// The `[detector]` line for a bench's `--precision`, or nothing.
+pub fn precision_line(precision: Option<&String>) -> String {
+    precision
+        .map(|p| format!("precision = {p:?}\n"))
+        .unwrap_or_default()
+}

@@ -202,11 +202,7 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
          [embedder]\nmodel = \"{model}\"\n[gallery]\nmatch_threshold = {threshold}\nconfident_threshold = {confident}\n",
         threads = args.threads,
         score = args.score_threshold,
-        precision = args
-            .precision
-            .as_ref()
-            .map(|p| format!("precision = {p:?}\n"))
-            .unwrap_or_default(),
+        precision = super::harness::precision_line(args.precision.as_ref()),
         confident = threshold.max(vidar_reid::GalleryConfig::default().confident_threshold),
     );
     for setting in &args.gallery {

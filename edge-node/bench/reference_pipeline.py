@@ -3,7 +3,10 @@
 reference for `vidar-edge bench cameras` (issue 5): one process per camera,
 OpenCV (FFmpeg backend, RTSP over TCP) capture, onnxruntime on the same SSD
 model file Vidar ships (its post-processed form, NMS in the graph), persons
-above score 0.5, and a norfair tracker.
+above score 0.5, and a norfair tracker. With --int8, the int8 model Vidar
+runs at `precision = "int8"` (the raw form: boxes decoded against the
+anchors and NMS at IoU 0.6 with OpenCV, as Vidar does in Rust), for a
+comparison at equal tuning.
 
 It analyses frames for --warmup seconds (not recorded), then for --seconds,
 and writes a JSON report:
@@ -62,11 +65,18 @@ def parse_args():
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = its default)")
     p.add_argument("--score", type=float, default=0.5)
     p.add_argument("--fps", type=float, default=10.0, help="nominal stream rate, for dropped frames")
+    p.add_argument("--int8", action="store_true", help="the int8 raw SSD (decode + NMS here)")
     return p.parse_args()
 
 
-def session(model_dir, threads):
-    path = os.path.join(model_dir, MODEL_FILE)
+INT8_FILE = "ssd_mobilenet_v2_coco_raw_int8.onnx"
+ANCHORS_FILE = "ssd_anchors_ycxchw.npy"  # (1917, 4): yc, xc, h, w
+RAW_OUTPUTS = ["Squeeze_prequant", "convert_scores_prequant"]
+PERSON_RAW = 1  # class index in the raw score tensor (0 is background)
+
+
+def session(model_dir, threads, model_file=MODEL_FILE):
+    path = os.path.join(model_dir, model_file)
     if not os.path.isfile(path):
         sys.exit(f"no model at {path} (set VIDAR_MODEL_DIR)")
     opts = ort.SessionOptions()
@@ -90,6 +100,29 @@ def detect(sess, frame, score):
     return dets
 
 
+def detect_raw(sess, anchors, frame, score):
+    """The raw form: SSD box decoding (scales 10, 10, 5, 5) and NMS."""
+    h, w = frame.shape[:2]
+    x = cv2.cvtColor(cv2.resize(frame, (300, 300)), cv2.COLOR_BGR2RGB)[np.newaxis]
+    loc, scores = sess.run(RAW_OUTPUTS, {INPUT: x})
+    s = scores[0][:, PERSON_RAW]
+    keep = np.nonzero(s >= score)[0]
+    if keep.size == 0:
+        return []
+    loc, a, s = loc[0][keep], anchors[keep], s[keep]
+    yc = loc[:, 0] / 10 * a[:, 2] + a[:, 0]
+    xc = loc[:, 1] / 10 * a[:, 3] + a[:, 1]
+    bh = np.exp(loc[:, 2] / 5) * a[:, 2]
+    bw = np.exp(loc[:, 3] / 5) * a[:, 3]
+    rects = np.stack([(xc - bw / 2) * w, (yc - bh / 2) * h, bw * w, bh * h], 1)
+    dets = []
+    for i in np.array(cv2.dnn.NMSBoxes(rects.tolist(), s.tolist(), score, 0.6)).reshape(-1)[:50]:
+        x1, y1, bw_, bh_ = rects[i]
+        pts = np.array([[x1, y1], [x1 + bw_, y1 + bh_]], dtype=np.float64)
+        dets.append(norfair.Detection(points=pts, scores=np.array([s[i], s[i]])))
+    return dets
+
+
 def current_rss():
     try:
         with open("/proc/self/status") as f:
@@ -103,9 +136,14 @@ def current_rss():
 
 def main():
     args = parse_args()
-    sess = session(args.model_dir, args.threads)
+    if args.int8:
+        sess = session(args.model_dir, args.threads, INT8_FILE)
+        anchors = np.load(os.path.join(args.model_dir, ANCHORS_FILE))
+        outputs = RAW_OUTPUTS
+    else:
+        sess, outputs = session(args.model_dir, args.threads), OUTPUTS
     # One inference before the stream opens, so model start-up is not latency.
-    sess.run(OUTPUTS, {INPUT: np.zeros((1, 300, 300, 3), np.uint8)})
+    sess.run(outputs, {INPUT: np.zeros((1, 300, 300, 3), np.uint8)})
     tracker = norfair.Tracker(distance_function="iou", distance_threshold=0.7)
 
     cap = cv2.VideoCapture(args.url, cv2.CAP_FFMPEG)
@@ -126,7 +164,10 @@ def main():
             time.sleep(0.02)
             continue
         pts = cap.get(cv2.CAP_PROP_POS_MSEC)
-        dets = detect(sess, frame, args.score)
+        if args.int8:
+            dets = detect_raw(sess, anchors, frame, args.score)
+        else:
+            dets = detect(sess, frame, args.score)
         tracker.update(detections=dets)
         now = time.monotonic()
         if now - started < args.warmup:

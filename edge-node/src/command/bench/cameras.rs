@@ -68,7 +68,7 @@ pub struct CamerasBenchArgs {
     /// Batches each detector thread takes at once (the node's `inference_depth`; default: the node's).
     #[arg(long)]
     pub depth: Option<usize>,
-    /// Vidar's detector precision (fp32, int8, fp16 with TensorRT; default: the float model).
+    /// Detector precision (fp32, int8: the reference too; fp16 with TensorRT; default: float).
     #[arg(long)]
     pub precision: Option<String>,
     /// The reference's onnxruntime intra-op threads per process (0 = its default).
@@ -315,6 +315,7 @@ fn run_reference(args: &CamerasBenchArgs, port: u16) -> Result<Figures> {
             .args(["--warmup", &args.warmup.to_string()])
             .args(["--threads", &args.reference_threads.to_string()])
             .args(["--fps", &args.fps.to_string()])
+            .args((args.precision.as_deref() == Some("int8")).then_some("--int8"))
             .arg("--out")
             .arg(&out)
             .stdin(Stdio::null())

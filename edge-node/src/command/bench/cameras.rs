@@ -15,7 +15,7 @@
 //! stream clock, first = the camera's first frame of the measured window. It
 //! stays flat when a system keeps up and grows when frames queue.
 
-use super::harness::{cpu_seconds, percentile, precision_line, spawn_camera, CameraChild};
+use super::harness::{cpu_seconds, percentile, precision_line, rss, spawn_camera, CameraChild};
 use crate::config::EdgeConfig;
 use crate::node;
 use crate::telemetry::CameraMetrics;
@@ -71,6 +71,9 @@ pub struct CamerasBenchArgs {
     /// Detector precision (fp32, int8: the reference too; fp16 with TensorRT; default: float).
     #[arg(long)]
     pub precision: Option<String>,
+    /// Vidar's re-ID precision (fp32, int8; default: float; the reference has no re-ID).
+    #[arg(long)]
+    pub reid_precision: Option<String>,
     /// The reference's onnxruntime intra-op threads per process (0 = its default).
     #[arg(long, default_value_t = 0)]
     pub reference_threads: usize,
@@ -114,20 +117,6 @@ impl Figures {
 }
 
 /// Kills the camera on every exit path.
-/// `VmRSS` and `VmHWM` (peak) of this process, bytes.
-fn rss() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// Frames missing between consecutive presentation times at `fps`.
 fn pts_gaps(pts_ms: &[f64], fps: f64) -> u64 {
     let step = 1000.0 / fps;
@@ -163,9 +152,10 @@ fn run_vidar(args: &CamerasBenchArgs, port: u16, interval: u32) -> Result<Figure
     let mut toml = format!(
         "node_id = \"bench\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
          detection_interval = {interval}\ninference_workers = {workers}\n{depth}[models.runtime]\nintra_threads = {threads}\n\
-         [detector]\nmax_batch = {max_batch}\n{precision}",
+         [detector]\nmax_batch = {max_batch}\n{precision}[embedder]\n{reid}",
         db = db.display(),
         precision = precision_line(args.precision.as_ref()),
+        reid = precision_line(args.reid_precision.as_ref()),
         threads = args.threads,
         max_batch = args.max_batch,
         workers = args.workers,

@@ -94,3 +94,17 @@ pub fn precision_line(precision: Option<&String>) -> String {
         .map(|p| format!("precision = {p:?}\n"))
         .unwrap_or_default()
 }
+
+/// `VmRSS` and `VmHWM` (peak) of this process, bytes.
+pub fn rss() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}

@@ -23,13 +23,7 @@ use zenoh::Wait;
 use vidar_testkit::VTEST;
 
 fn bin(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_vidar-edge")).with_file_name(name);
-    assert!(
-        p.is_file(),
-        "{} missing: build every binary first (`cargo build --workspace --bins`, as `make test` does)",
-        p.display()
-    );
-    p
+    vidar_testkit::process::sibling_bin(env!("CARGO_BIN_EXE_vidar-edge"), name)
 }
 
 use vidar_testkit::process::Proc;

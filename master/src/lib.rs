@@ -198,7 +198,7 @@ impl Master {
         let (plan_wake, plan_wake_rx) = mpsc::sync_channel(1);
         let timeout = Duration::from_secs_f64(config.node_timeout_s);
         let bundle = config.cluster.bundle()?;
-        let (members, start_roster) = match &bundle {
+        let members = match &bundle {
             Some(b) => {
                 let enrolled = b
                     .enrolled()
@@ -207,13 +207,9 @@ impl Master {
                     nodes = enrolled.len(),
                     "mutual TLS with the site CA; only enrolled nodes are taken in"
                 );
-                let m = membership::Membership::enrolled(timeout, plan_wake.clone(), &enrolled);
-                (m, enrolled)
+                membership::Membership::enrolled(timeout, plan_wake.clone(), &enrolled)
             }
-            None => (
-                membership::Membership::new(timeout, plan_wake.clone()),
-                Vec::new(),
-            ),
+            None => membership::Membership::new(timeout, plan_wake.clone()),
         };
         let plans = plans::Plans::new(cameras, plan_wake);
         let (sync_wake, sync_wake_rx) = mpsc::sync_channel(1);
@@ -278,7 +274,6 @@ impl Master {
                 link: link.clone(),
                 membership: members.clone(),
                 bundle,
-                start: start_roster,
                 stop: stop.clone(),
             }
             .spawn()

@@ -125,13 +125,16 @@ impl Membership {
         }
     }
 
+    /// The roster, locked (`None` without a bundle).
+    fn roster_guard(&self) -> Option<MutexGuard<'_, std::collections::HashSet<NodeId>>> {
+        let r = self.shared.roster.as_ref()?;
+        // A panic while holding the lock leaves plain data behind; keep going.
+        Some(r.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
     /// Whether `node` may join: enrolled, or no roster. Counts the others.
     fn admitted(&self, node: &NodeId) -> bool {
-        let enrolled = self.shared.roster.as_ref().is_none_or(|r| {
-            r.lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .contains(node)
-        });
+        let enrolled = self.roster_guard().is_none_or(|r| r.contains(node));
         if !enrolled {
             self.shared.unknown.fetch_add(1, Ordering::Relaxed);
             self.refuse("not enrolled", node);
@@ -144,15 +147,15 @@ impl Membership {
     /// the new roster are forgotten at once: a live one leaves ("revoked"),
     /// which wakes the planner. Returns the nodes forgotten.
     pub fn set_roster(&self, enrolled: &[NodeId]) -> Vec<NodeId> {
-        let Some(roster) = &self.shared.roster else {
+        if self.shared.roster.is_none() {
             return Vec::new();
-        };
+        }
         let enrolled: std::collections::HashSet<NodeId> = enrolled.iter().cloned().collect();
         let (gone, events) = {
             let mut table = self.table();
-            *roster
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = enrolled.clone();
+            if let Some(mut r) = self.roster_guard() {
+                r.clone_from(&enrolled);
+            }
             let gone: Vec<NodeId> = table
                 .keys()
                 .filter(|n| !enrolled.contains(*n))
@@ -170,10 +173,14 @@ impl Membership {
         gone
     }
 
+    /// The enrolled nodes, in name order, when the site has a roster.
+    pub fn roster(&self) -> Option<std::collections::BTreeSet<NodeId>> {
+        Some(self.roster_guard()?.iter().cloned().collect())
+    }
+
     /// How many nodes are enrolled, when the site has a roster.
     pub fn enrolled_count(&self) -> Option<usize> {
-        let r = self.shared.roster.as_ref()?;
-        Some(r.lock().unwrap_or_else(|p| p.into_inner()).len())
+        Some(self.roster_guard()?.len())
     }
 
     /// Tokens and statuses of node ids that are not enrolled, ignored.

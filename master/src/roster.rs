@@ -53,8 +53,6 @@ pub struct RosterWatch {
     pub membership: Membership,
     /// The master's bundle, whose roster file is read.
     pub bundle: Bundle,
-    /// The roster the master started with.
-    pub start: Vec<NodeId>,
     /// Stops the thread.
     pub stop: Shutdown,
 }
@@ -68,7 +66,6 @@ impl RosterWatch {
     }
 
     fn run(self) {
-        let mut current: BTreeSet<NodeId> = self.start.iter().cloned().collect();
         let mut last_error: Option<String> = None;
         while !self.stop.wait_timeout(EVERY) {
             let read = match self.bundle.enrolled() {
@@ -83,19 +80,19 @@ impl RosterWatch {
                 }
             };
             last_error = None;
+            // The roster in force is membership's: it changes only once the
+            // router took a new one, so a refused one is tried again.
+            let current = self.membership.roster().unwrap_or_default();
             let change = Change::between(&current, &read);
-            if change.is_empty() {
-                continue;
-            }
-            if self.apply(&read, &change) {
-                current = read;
+            if !change.is_empty() {
+                self.apply(&read, &change);
             }
         }
     }
 
-    /// Applies a new roster; false (and tried again at the next read) when
-    /// the router refused it.
-    fn apply(&self, roster: &BTreeSet<NodeId>, change: &Change) -> bool {
+    /// Applies a new roster: the router's access list first, then
+    /// membership; neither when the router refuses it.
+    fn apply(&self, roster: &BTreeSet<NodeId>, change: &Change) {
         let list: Vec<NodeId> = roster.iter().cloned().collect();
         let standing: Vec<NodeId> = change
             .enrolled
@@ -118,11 +115,9 @@ impl RosterWatch {
                     forgotten = forgotten.len(),
                     "roster replaced"
                 );
-                true
             }
             Err(e) => {
                 tracing::error!(error = %e, "the router refused the new roster; the roster in force is kept");
-                false
             }
         }
     }

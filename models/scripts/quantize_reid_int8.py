@@ -20,31 +20,20 @@ measured with `vidar-edge eval reid --model osnet-x0-25-msmt17-combineall-int8`
 """
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from int8 import build, calibrate, session
 
 MODELS = Path(os.environ.get("VIDAR_MODEL_DIR", Path(__file__).resolve().parents[2] / ".cache/models"))
 SRC = str(MODELS / "reid_osnet_x0_25_msmt17_combineall.onnx")
 DETECTOR = str(MODELS / "ssd_mobilenet_v2_coco_quant.onnx")
 CALIBRATION = Path(__file__).resolve().parents[1] / "reid_int8_calibration.json"
 VIDEO = os.environ.get("VIDAR_VTEST", "/usr/share/doc/opencv-doc/examples/data/vtest.avi")
-SETTINGS = dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8, per_channel=True)
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
-
-
-def session(path):
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
 def crops(first, step, limit, most):
@@ -77,25 +66,14 @@ def crops(first, step, limit, most):
     return out[:most]
 
 
-class Reader(CalibrationDataReader):
-    def __init__(self, xs):
-        self.it = iter([{"input": x} for x in xs])
-
-    def get_next(self):
-        return next(self.it, None)
-
-
 if sys.argv[1] == "calibrate":
     xs = crops(0, 10, 800, 300)
     if len(xs) < 100:
         raise SystemExit(f"{VIDEO}: only {len(xs)} calibration crops")
-    if CALIBRATION.exists():
-        CALIBRATION.unlink()
-    with tempfile.TemporaryDirectory() as tmp:
-        quantize_static(SRC, f"{tmp}/q.onnx", Reader(xs), calibration_cache_path=CALIBRATION, **SETTINGS)
+    calibrate(SRC, "input", xs, CALIBRATION)
     print(f"written {CALIBRATION} from {len(xs)} crops")
 elif sys.argv[1] == "build":
-    quantize_static(sys.argv[2], sys.argv[3], None, calibration_cache_path=CALIBRATION, **SETTINGS)
+    build(sys.argv[2], sys.argv[3], CALIBRATION)
     print("written", sys.argv[3])
 else:
     out = os.environ.get("INT8", str(MODELS / "reid_osnet_x0_25_msmt17_combineall_int8.onnx"))

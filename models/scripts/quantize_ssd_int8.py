@@ -22,8 +22,8 @@ Evaluation: 150 other frames (every 5th from frame 7): person boxes at score
 >= 0.5 after NMS, int8 against float at IoU 0.5; then fp32 and int8 on one
 thread, interleaved, 30 runs per round. Numbers: docs/benchmarks.md.
 """
-import sys, time, numpy as np, cv2, onnxruntime as ort
-from onnxruntime.quantization import quantize_static, CalibrationDataReader, QuantFormat, QuantType
+import sys, time, numpy as np, cv2
+from int8 import build, calibrate, session
 
 import os
 from pathlib import Path
@@ -33,8 +33,6 @@ SRC = str(MODELS / "ssd_mobilenet_v2_coco_raw_batch.onnx")
 CALIBRATION = Path(__file__).resolve().parents[1] / "ssd_int8_calibration.json"
 VIDEO = os.environ.get("VIDAR_VTEST", "/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 INPUT = "normalized_input_image_tensor"
-SETTINGS = dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8, per_channel=True)
 
 def frames(start, n, step):
     cap = cv2.VideoCapture(VIDEO)
@@ -49,25 +47,14 @@ def frames(start, n, step):
         i += 1
     return out
 
-class Reader(CalibrationDataReader):
-    def __init__(self, fs): self.it = iter([{INPUT: f} for f in fs])
-    def get_next(self): return next(self.it, None)
-
-def build(src, dst):
-    quantize_static(src, dst, None, calibration_cache_path=CALIBRATION, **SETTINGS)
-
 if sys.argv[1] == "calibrate":
-    import tempfile
     calib = frames(0, 40, 19)  # 40 frames over the video
     if len(calib) != 40:
         raise SystemExit(f"{VIDEO}: only {len(calib)} calibration frames")
-    if CALIBRATION.exists():
-        CALIBRATION.unlink()
-    with tempfile.TemporaryDirectory() as tmp:
-        quantize_static(SRC, f"{tmp}/q.onnx", Reader(calib), calibration_cache_path=CALIBRATION, **SETTINGS)
+    calibrate(SRC, INPUT, calib, CALIBRATION)
     print("written", CALIBRATION)
 elif sys.argv[1] == "build":
-    build(sys.argv[2], sys.argv[3])
+    build(sys.argv[2], sys.argv[3], CALIBRATION)
     print("written", sys.argv[3])
 else:
     anchors = np.load(MODELS / "ssd_anchors_ycxchw.npy")  # (1917, 4) yc xc h w
@@ -91,10 +78,8 @@ else:
         inter = ix * iy
         u = (a[2]-a[0])*(a[3]-a[1]) + (b[2]-b[0])*(b[3]-b[1]) - inter
         return inter / u if u > 0 else 0
-    opts = ort.SessionOptions(); opts.intra_op_num_threads = 1; opts.inter_op_num_threads = 1
-    fp = ort.InferenceSession(SRC, opts, providers=["CPUExecutionProvider"])
     out = os.environ.get("INT8", str(MODELS / "ssd_mobilenet_v2_coco_raw_int8.onnx"))
-    q = ort.InferenceSession(out, opts, providers=["CPUExecutionProvider"])
+    fp, q = session(SRC), session(out)
     test = frames(7, 150, 5)  # other frames than the calibration ones
     tp = fn = fpos = 0
     for f in test:

@@ -230,7 +230,7 @@ impl SessionFactory {
             .config
             .providers
             .iter()
-            .any(|p| matches!(p, ProviderConfig::TensorRt { .. }));
+            .any(|provider| matches!(provider, ProviderConfig::TensorRt { .. }));
         if p == Precision::Fp16 && !tensorrt {
             return Err(ModelError::PrecisionUnavailable {
                 model: name.to_owned(),

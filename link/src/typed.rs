@@ -159,6 +159,12 @@ impl Payload<'_> {
     pub fn decode<M: Message>(&self) -> Option<M> {
         self.garbage.decode::<M>(self.key, self.bytes)
     }
+
+    /// Counts it as refused, for `why` (well-formed, but not to be believed
+    /// from whoever sent it).
+    pub fn refuse(&self, why: &dyn std::fmt::Display) {
+        self.garbage.refuse(self.key, why);
+    }
 }
 
 /// Answers one request; may be moved to another thread and answered later.

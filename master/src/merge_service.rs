@@ -103,12 +103,19 @@ impl MergeService {
                 .subscribe_any(&self.keys.identities_all(), move |payload| {
                     // A send fails only once the thread is gone (the master stopping).
                     let key = payload.key().to_owned();
-                    if payload.kind() == Some(MessageKind::IdentityJoined) {
-                        if let Some(j) = payload.decode::<IdentityJoined>() {
-                            let _ = tx.send(Input::Joined(key, j));
+                    match payload.kind() {
+                        Some(MessageKind::IdentityJoined) => {
+                            if let Some(j) = payload.decode::<IdentityJoined>() {
+                                let _ = tx.send(Input::Joined(key, j));
+                            }
                         }
-                    } else if let Some(a) = payload.decode::<IdentityAnnounce>() {
-                        let _ = tx.send(Input::Announce(key, a));
+                        // Where an identity is seen is for the other nodes.
+                        Some(MessageKind::IdentitySeen) | None => {}
+                        Some(_) => {
+                            if let Some(a) = payload.decode::<IdentityAnnounce>() {
+                                let _ = tx.send(Input::Announce(key, a));
+                            }
+                        }
                     }
                 })?;
         let publisher = self.link.publisher::<Merges>(&self.keys.merges())?;

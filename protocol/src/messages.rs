@@ -10,6 +10,7 @@
 //! | [`ReidReply`]        | re-ID node -> edge | `reid(node, asker)`          | reply              |
 //! | [`IdentityAnnounce`] | edge -> all        | `identities(node)`           | put, once a mint   |
 //! | [`IdentityJoined`]   | edge -> master     | `identities(node)`           | put, once a join   |
+//! | [`IdentitySeen`]     | edge -> all        | `identities(node)`           | put, a track's decision, every 10 s while open, its end |
 //! | [`MergeAnnounce`]    | master -> all      | `merges()`                   | put, signed        |
 //! | [`Merges`]           | master -> all      | `merges()`                   | put (several), signed |
 //! | [`SplitAnnounce`]    | master -> all      | `merges()`                   | put, signed        |
@@ -28,8 +29,8 @@ mod edge_to_master;
 mod master_to_edge;
 
 pub use edge_to_edge::{
-    Crop, CropEncoding, IdentityAnnounce, IdentityJoined, LinkProbe, LinkProbeReply, ReidAnswer,
-    ReidReply, ReidRequest,
+    Crop, CropEncoding, IdentityAnnounce, IdentityJoined, IdentitySeen, LinkProbe, LinkProbeReply,
+    ReidAnswer, ReidReply, ReidRequest,
 };
 pub use edge_to_master::{
     CameraLoad, CameraTile, LinkRate, NodeCapacity, NodeLoad, NodeStatus, QueryReply, SyncBatch,

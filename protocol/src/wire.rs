@@ -75,11 +75,13 @@ pub enum MessageKind {
     LinkProbe = 16,
     /// [`crate::messages::LinkProbeReply`].
     LinkProbeReply = 17,
+    /// [`crate::messages::IdentitySeen`].
+    IdentitySeen = 18,
 }
 
 impl MessageKind {
     /// Every kind, in byte order.
-    pub const ALL: [MessageKind; 17] = [
+    pub const ALL: [MessageKind; 18] = [
         MessageKind::NodeStatus,
         MessageKind::Plan,
         MessageKind::ReidRequest,
@@ -97,6 +99,7 @@ impl MessageKind {
         MessageKind::IdentityJoined,
         MessageKind::LinkProbe,
         MessageKind::LinkProbeReply,
+        MessageKind::IdentitySeen,
     ];
 
     /// Stable name, for errors, logs and metrics labels.
@@ -119,6 +122,7 @@ impl MessageKind {
             MessageKind::IdentityJoined => "IdentityJoined",
             MessageKind::LinkProbe => "LinkProbe",
             MessageKind::LinkProbeReply => "LinkProbeReply",
+            MessageKind::IdentitySeen => "IdentitySeen",
         }
     }
 }

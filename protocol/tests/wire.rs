@@ -361,7 +361,19 @@ fn all_encoded() -> Vec<(MessageKind, Vec<u8>)> {
             seq: 4,
             received: 3,
         }),
+        enc(&identity_seen()),
     ]
+}
+
+fn identity_seen() -> IdentitySeen {
+    IdentitySeen {
+        identity: IdentityId(10),
+        node: node("edge-1"),
+        camera: cam("lobby"),
+        track: TrackId(4),
+        first_ms: UnixMs(1_700_000_001_600),
+        last_ms: Some(UnixMs(1_700_000_004_000)),
+    }
 }
 
 fn link_probe() -> LinkProbe {
@@ -515,6 +527,17 @@ fn every_message_round_trips() {
         pad: vec![0; MAX_PROBE_BYTES],
         ..link_probe()
     });
+    round_trip(identity_seen());
+    round_trip(IdentitySeen {
+        last_ms: None,
+        ..identity_seen()
+    });
+    // A track does not end before it began.
+    assert!(encode(&IdentitySeen {
+        last_ms: Some(UnixMs(1_700_000_001_599)),
+        ..identity_seen()
+    })
+    .is_err());
     // Every kind is covered once.
     let kinds: Vec<MessageKind> = all_encoded().into_iter().map(|(k, _)| k).collect();
     assert_eq!(kinds, MessageKind::ALL);
@@ -633,6 +656,7 @@ fn decode_as_everything(bytes: &[u8]) -> Vec<Result<(), DecodeError>> {
         decode::<IdentityJoined>(bytes).map(drop),
         decode::<LinkProbe>(bytes).map(drop),
         decode::<LinkProbeReply>(bytes).map(drop),
+        decode::<IdentitySeen>(bytes).map(drop),
     ]
 }
 

@@ -900,20 +900,15 @@ impl Gallery {
             return;
         }
         ident.sightings += 1;
-        if ident.appearances.len() >= MAX_APPEARANCES {
-            // The one that ended first goes.
-            if let Some(k) =
-                (0..ident.appearances.len()).min_by_key(|&k| ident.appearances[k].last_ms)
-            {
-                ident.appearances.remove(k);
-            }
-        }
-        ident.appearances.push(Appearance {
-            camera: q.camera.clone(),
-            track: q.track,
-            first_ms: q.first_ms,
-            last_ms: q.last_ms,
-        });
+        push_appearance(
+            &mut ident.appearances,
+            Appearance {
+                camera: q.camera.clone(),
+                track: q.track,
+                first_ms: q.first_ms,
+                last_ms: q.last_ms,
+            },
+        );
     }
 
     /// The track `track` on `camera`, which carried `id`, ended at `last_ms`
@@ -939,6 +934,48 @@ impl Gallery {
         if ident.last_seen_ms >= OPEN || ident.last_seen_ms < last_ms {
             ident.last_seen_ms = last_ms;
         }
+    }
+
+    /// Another node's track `track` on `camera`, which that node's re-ID gave
+    /// `id`, is on screen from `first_ms` until `last_ms` (its end, or for
+    /// a track still open, until when it counts as on screen unless heard
+    /// of again). Kept as an appearance of `id`, so that the hard rules and
+    /// the transit prior know where the person is now; nothing is folded
+    /// into the embedding and nothing is learned. A later word on the same
+    /// track replaces `last_ms` (a closed track ends before its lease did).
+    /// False when `id` is not known here.
+    pub fn seen_elsewhere(
+        &mut self,
+        id: IdentityId,
+        camera: &CameraId,
+        track: TrackId,
+        first_ms: UnixMs,
+        last_ms: UnixMs,
+    ) -> bool {
+        let Some(&k) = self.index.get(&id) else {
+            return false;
+        };
+        let ident = &mut self.identities[k];
+        let last_ms = last_ms.max(first_ms);
+        if let Some(a) = ident
+            .appearances
+            .iter_mut()
+            .find(|a| a.camera == *camera && a.track == Some(track))
+        {
+            a.first_ms = a.first_ms.min(first_ms);
+            a.last_ms = last_ms;
+            return true;
+        }
+        push_appearance(
+            &mut ident.appearances,
+            Appearance {
+                camera: camera.clone(),
+                track: Some(track),
+                first_ms,
+                last_ms,
+            },
+        );
+        true
     }
 
     /// Folds a track's final embedding into identity `id`'s prototypes (the
@@ -1274,6 +1311,17 @@ impl Gallery {
         }
         before - self.identities.len()
     }
+}
+
+/// Adds `a` to an identity's appearances; when they are full, the one that
+/// ended first goes.
+fn push_appearance(appearances: &mut Vec<Appearance>, a: Appearance) {
+    if appearances.len() >= MAX_APPEARANCES {
+        if let Some(k) = (0..appearances.len()).min_by_key(|&k| appearances[k].last_ms) {
+            appearances.remove(k);
+        }
+    }
+    appearances.push(a);
 }
 
 /// Normalised mean of `v` (non-empty).

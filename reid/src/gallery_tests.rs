@@ -956,3 +956,58 @@ fn prior_config(weight: f32) -> GalleryConfig {
         ..GalleryConfig::default()
     }
 }
+
+/// Another node's word of where one of its identities is: while its track
+/// is open there, a look-alike on this node's camera is not given it; once
+/// the track has ended, the transit is measured from its end, not from when
+/// the identity was announced.
+#[test]
+fn where_another_node_sees_an_identity_holds_it_and_times_its_transit() {
+    let mut g = Gallery::new(small()).expect("gallery");
+    let (a, b) = (cam("a"), cam("b"));
+    let e = emb(&[1.0, 0.0, 0.0, 0.0]);
+    let remote = IdentityId(9 << SEQ_BITS | 1);
+    // Announced when minted at t = 0 on the other node's camera a.
+    g.upsert_remote(Identity::single(
+        remote,
+        e.clone(),
+        "",
+        a.clone(),
+        UnixMs(0),
+        Origin::Remote,
+    ))
+    .expect("upsert");
+    assert!(!g.seen_elsewhere(IdentityId(5), &a, TrackId(3), UnixMs(0), UnixMs(10)));
+    // Its track on a is open, leased until t = 30 s.
+    assert!(g.seen_elsewhere(remote, &a, TrackId(3), UnixMs(0), UnixMs(30_000)));
+    let held = g
+        .assign_track(&track(&e, &b, 1, UnixMs(4_000), OPEN))
+        .expect("assign");
+    assert_ne!(held.id(), remote, "on screen at a: not given at b at once");
+    assert_eq!(
+        g.exclusion(remote, &track(&e, &b, 1, UnixMs(4_000), OPEN)),
+        Some(Excluded::Elsewhere)
+    );
+    // The track ends at 5 s: the lease gives way to its end.
+    assert!(g.seen_elsewhere(remote, &a, TrackId(3), UnixMs(0), UnixMs(5_000)));
+    let ident = g.get(remote).expect("kept");
+    assert_eq!(
+        ident
+            .appearances
+            .iter()
+            .filter(|x| x.track == Some(TrackId(3)))
+            .map(|x| (x.first_ms, x.last_ms))
+            .collect::<Vec<_>>(),
+        [(UnixMs(0), UnixMs(5_000))],
+        "one appearance per track, its end replaced"
+    );
+    let later = g
+        .assign_track(&track(&e, &b, 2, UnixMs(11_000), UnixMs(12_000)))
+        .expect("assign");
+    assert_eq!(later.id(), remote, "after its end, the same person at b");
+    assert_eq!(
+        g.transit(&a, &b).map(|t| t.0),
+        Some(6_000),
+        "the transit runs from the end on a (5 s), not the announcement (0 s)"
+    );
+}

@@ -12,7 +12,9 @@
 //! - re-ID service: a queryable at `reid/<node>` answering other nodes' crops
 //!   through this node's gallery (when `sharing.reid_service`);
 //! - shared identities: announces the identities it mints on `identities`,
-//!   keeps a replica of the others', applies the master's `merges`;
+//!   and where the identities it decides are seen (believed only from a
+//!   node the plan has ingest or decide that camera); keeps a replica of the
+//!   others', applies the master's `merges`;
 //! - sync: a queryable at `sync/<node>` serving record batches after the
 //!   master's cursor, pruning only what the master acknowledged (and only
 //!   once older than `sharing.retention_s`);
@@ -53,8 +55,9 @@ use std::time::Duration;
 use tiles::publish_tiles;
 use vidar_link::Responder;
 use vidar_protocol::messages::{
-    IdentityAnnounce, KeepApart, LinkProbe, LinkProbeReply, MergeAnnounce, Merges, NodeCapacity,
-    Plan, QueryReply, QueryRequest, ReidReply, ReidRequest, SplitAnnounce, SyncBatch, SyncRequest,
+    IdentityAnnounce, IdentitySeen, KeepApart, LinkProbe, LinkProbeReply, MergeAnnounce, Merges,
+    NodeCapacity, Plan, QueryReply, QueryRequest, ReidReply, ReidRequest, SplitAnnounce, SyncBatch,
+    SyncRequest,
 };
 use vidar_protocol::UnixMs;
 use vidar_store::{Reader, WriterHandle};
@@ -208,15 +211,35 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
         )?);
     }
 
-    // Identities announced by other nodes, merges from the master.
+    // Identities announced by other nodes, where they are seen, merges
+    // from the master.
     {
         let inbox = parts.inbox.clone();
         let k = keys.clone();
+        let sh = Arc::clone(&shared);
         subscriptions.push(net.subscribe_any(&keys.identities_all(), move |payload| {
-            // A node's join of its own mint is for the master, which sends
-            // the merge it makes to every node (signed).
-            if payload.kind() == Some(vidar_protocol::MessageKind::IdentityJoined) {
-                return;
+            match payload.kind() {
+                // A node's join of its own mint is for the master, which
+                // sends the merge it makes to every node (signed).
+                Some(vidar_protocol::MessageKind::IdentityJoined) => return,
+                Some(vidar_protocol::MessageKind::IdentitySeen) => {
+                    if let Some(s) = payload.decode::<IdentitySeen>() {
+                        // Only from the node named by the key, and only for
+                        // a camera the plan has it ingest or decide.
+                        if !k.identities_of(payload.key(), &s.node) {
+                            payload.refuse(&format_args!("IdentitySeen from {}", s.node));
+                        } else if !sh.decides(&s.camera, &s.node) {
+                            payload.refuse(&format_args!(
+                                "IdentitySeen: the plan has {} neither ingest nor decide {}",
+                                s.node, s.camera
+                            ));
+                        } else {
+                            inbox.seen(s)
+                        }
+                    }
+                    return;
+                }
+                _ => {}
             }
             if let Some(a) = payload.decode::<IdentityAnnounce>() {
                 // Only the node named by the key announces its identities.

@@ -123,6 +123,11 @@ impl PlanFollower {
                 .filter(|s| s.reid_node == me && s.node != me)
                 .map(|s| s.node.clone())
                 .collect();
+            routes.deciders = plan
+                .streams
+                .iter()
+                .map(|s| (s.camera.clone(), (s.node.clone(), s.reid_node.clone())))
+                .collect();
             routes.peers = plan
                 .streams
                 .iter()

@@ -10,7 +10,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vidar_link::{Garbage, Mode};
-use vidar_protocol::messages::{IdentityAnnounce, IdentityJoined, ReidReply, ReidRequest};
+use vidar_protocol::messages::{
+    IdentityAnnounce, IdentityJoined, IdentitySeen, ReidReply, ReidRequest,
+};
 use vidar_protocol::{CameraId, NodeId};
 
 /// What the newest plan says this node must do with its crops.
@@ -25,6 +27,10 @@ pub(super) struct Routes {
     pub(super) buckets: HashMap<NodeId, TokenBucket>,
     /// Every other node the plan names: the peers whose links are probed.
     pub(super) peers: std::collections::BTreeSet<NodeId>,
+    /// Every camera of the plan: the node that ingests it and the node
+    /// whose re-ID decides its tracks (the only nodes believed about where
+    /// its tracks' identities are seen).
+    pub(super) deciders: HashMap<CameraId, (NodeId, NodeId)>,
 }
 
 /// State shared by the zenoh callbacks and the node's threads.
@@ -70,6 +76,18 @@ impl Shared {
             ));
         }
         Ok(())
+    }
+}
+
+impl Shared {
+    /// Whether `node` may say what identities are seen on `camera`: the
+    /// newest plan has it ingest the camera or decide its tracks.
+    pub(super) fn decides(&self, camera: &CameraId, node: &NodeId) -> bool {
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        routes
+            .deciders
+            .get(camera)
+            .is_some_and(|(ingest, reid)| ingest == node || reid == node)
     }
 }
 
@@ -127,6 +145,13 @@ impl ClusterReid for ReidLink {
         let key = self.0.link.keys().identities(&self.0.node);
         if let Err(e) = self.0.link.put(&key, join) {
             tracing::warn!(from = %join.from, into = %join.into, error = %e, "a join of a minted identity not sent: the master will not merge them");
+        }
+    }
+
+    fn seen(&self, seen: &IdentitySeen) {
+        let key = self.0.link.keys().identities(&self.0.node);
+        if let Err(e) = self.0.link.put(&key, seen) {
+            tracing::debug!(error = %e, "where an identity is seen not sent");
         }
     }
 }

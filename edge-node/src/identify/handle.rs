@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use vidar_protocol::messages::{
-    IdentityAnnounce, KeepApart, MergeAnnounce, ReidReply, SplitAnnounce,
+    IdentityAnnounce, IdentitySeen, KeepApart, MergeAnnounce, ReidReply, SplitAnnounce,
 };
 use vidar_protocol::{NodeId, TrackId, UnixMs};
 use vidar_reid::{Embedder, Gallery};
@@ -32,6 +32,7 @@ pub(super) enum Input {
         answer: Result<ReidReply, String>,
     },
     Announce(IdentityAnnounce),
+    Seen(IdentitySeen),
     Merge(MergeAnnounce),
     Split(SplitAnnounce),
     KeepApart(KeepApart),
@@ -95,6 +96,11 @@ impl Inbox {
     /// Queues an identity another node announced (dropped, counted, when full).
     pub fn announce(&self, a: IdentityAnnounce) {
         let _ = self.send(Input::Announce(a));
+    }
+    /// Queues another node's word of where an identity is seen (dropped,
+    /// counted, when full).
+    pub fn seen(&self, s: IdentitySeen) {
+        let _ = self.send(Input::Seen(s));
     }
     /// Queues a merge decided by the master (dropped, counted, when full).
     pub fn merge(&self, m: MergeAnnounce) {
@@ -209,6 +215,7 @@ impl Identifier {
                                 worker.remote_reply(id, answer, &out)
                             }
                             Input::Announce(a) => worker.replica(a),
+                            Input::Seen(s) => worker.seen_elsewhere(s, UnixMs::now()),
                             Input::Merge(m) => {
                                 worker.gallery.merge(m.from, m.into);
                             }

@@ -1,7 +1,9 @@
 //! What goes to the re-ID worker and what comes back.
 
 use vidar_pipeline::Frame;
-use vidar_protocol::messages::{IdentityAnnounce, IdentityJoined, ReidReply, ReidRequest};
+use vidar_protocol::messages::{
+    IdentityAnnounce, IdentityJoined, IdentitySeen, ReidReply, ReidRequest,
+};
 use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, TrackId, UnixMs};
 
 /// One track's crop in a frame.
@@ -91,6 +93,9 @@ pub trait ClusterReid: Send {
     /// Tells the master that an identity minted here is a known one (it
     /// records and sends the merge).
     fn joined(&self, join: &IdentityJoined);
+    /// Tells every node where an identity is seen: a track decided here
+    /// is on screen (`last_ms` None) or ended.
+    fn seen(&self, seen: &IdentitySeen);
 }
 
 /// Local jobs waiting for the worker before new ones are refused.
@@ -101,6 +106,10 @@ pub const MIN_CROPS: u32 = 2;
 pub(super) const MAX_TRACKS: usize = 4096;
 /// A remote track not heard of for this long is closed, ms.
 pub(super) const REMOTE_TRACK_IDLE_MS: i64 = 10_000;
+/// How long another node's open track counts as on screen after its last
+/// word, ms: its node repeats the word every [`CHORES_EVERY`] while the track
+/// is open, so a node that died or was cut off holds no identity for longer.
+pub(super) const SEEN_LEASE_MS: i64 = 30_000;
 /// How often the re-ID worker ages out identities and idle remote tracks.
 pub(super) const CHORES_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// A remote track this old (capture time) is decided with one crop, ms.

@@ -2,7 +2,7 @@
 //! other nodes' crops served here, and the replica of their identities.
 
 use super::jobs::{Identified, Job, RemoteDone, RemoteJob, MAX_REMOTE_IN_FLIGHT};
-use super::jobs::{REMOTE_CROP_SIDE, REMOTE_DECIDE_AFTER_MS};
+use super::jobs::{REMOTE_CROP_SIDE, REMOTE_DECIDE_AFTER_MS, SEEN_LEASE_MS};
 use super::worker::{Parked, TrackKey, Worker};
 use crate::media::{crop_jpeg, decode_crop, snapshot_jpeg};
 use std::sync::atomic::Ordering;
@@ -10,7 +10,8 @@ use std::sync::mpsc::{self};
 use std::time::{Duration, Instant};
 use vidar_detectors::RgbFrame;
 use vidar_protocol::messages::{
-    Crop as WireCrop, CropEncoding, IdentityAnnounce, ReidAnswer, ReidReply, ReidRequest,
+    Crop as WireCrop, CropEncoding, IdentityAnnounce, IdentitySeen, ReidAnswer, ReidReply,
+    ReidRequest,
 };
 use vidar_protocol::{BBox, NodeId, TrackId, UnixMs};
 use vidar_reid::{Crop, Embedding, Identity, Origin};
@@ -169,12 +170,40 @@ impl Worker {
     /// closes remote tracks whose node went quiet (a node that died sends no
     /// more crops, so [`serve`](Self::serve) never looks at its tracks
     /// again). `now_ms` is wall-clock time.
+    /// Also repeats to the other nodes where this node's open tracks'
+    /// identities are seen, so their word does not lapse
+    /// ([`SEEN_LEASE_MS`]).
     pub(super) fn chores(&mut self, now_ms: UnixMs) {
         let dropped = self.gallery.expire(now_ms);
         if dropped > 0 {
             tracing::debug!(dropped, left = self.gallery.len(), "identities aged out");
         }
         self.close_idle_remote(now_ms);
+        if self.cluster.is_some() {
+            for s in self.tracks.values() {
+                if let Some(id) = s.identity {
+                    self.tell_seen(id, s, None);
+                }
+            }
+        }
+    }
+
+    /// Another node's word of where an identity is seen, heard at `now`: an
+    /// open track counts as on screen until [`SEEN_LEASE_MS`] after `now`
+    /// (or after it began, if that is later), unless heard of again.
+    pub(super) fn seen_elsewhere(&mut self, s: IdentitySeen, now: UnixMs) {
+        if self.cluster.as_ref().is_some_and(|c| *c.node() == s.node) {
+            return;
+        }
+        let last = s
+            .last_ms
+            .unwrap_or_else(|| now.max(s.first_ms) + SEEN_LEASE_MS);
+        if !self
+            .gallery
+            .seen_elsewhere(s.identity, &s.camera, s.track, s.first_ms, last)
+        {
+            tracing::trace!(identity = %s.identity, "seen elsewhere: not known here");
+        }
     }
 
     /// Identifies here the parked jobs whose answer is overdue.
@@ -417,5 +446,101 @@ mod tests {
         assert_eq!(w.gallery.len(), 1, "seen 10 s ago: kept");
         w.chores(UnixMs(1_000 + 61_000));
         assert!(w.gallery.is_empty(), "unseen for over max_age_s");
+    }
+    /// A node tells the others where the identities it decides are seen: on
+    /// the decision, again at its chores while the track is open, and at
+    /// the track's end; and it holds another node's identity while that
+    /// node's track is open (for a lease), never its own word.
+    #[test]
+    fn where_identities_are_seen_is_told_and_heard() {
+        use crate::identify::testing::Alone;
+        use vidar_protocol::IdentityId;
+        use vidar_reid::TrackQuery;
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut w = bare_worker(dir.path(), GalleryConfig::default());
+        let cluster = Alone::new(NodeId::new("n1").expect("id"), Default::default());
+        let told = std::sync::Arc::clone(&cluster.seen);
+        w.cluster = Some(Box::new(cluster));
+        let cam = CameraId::new("here").expect("id");
+        let red = vidar_reid::Embedding::normalized(&[1.0, 0.0, 0.0, 0.0]);
+        let decided = w
+            .add_crop(
+                TrackKey::Remote(cam.clone(), TrackId(4)),
+                &cam,
+                TrackId(4),
+                UnixMs(1_000),
+                UnixMs(1_000),
+                &red,
+                0.9,
+                true,
+                &|| None,
+            )
+            .expect("decided");
+        w.chores(UnixMs(2_000));
+        w.ended(
+            TrackKey::Remote(cam.clone(), TrackId(4)),
+            Some(UnixMs(3_000)),
+        );
+        let words: Vec<(IdentityId, u64, UnixMs, Option<UnixMs>)> = told
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|s| (s.identity, s.track.0, s.first_ms, s.last_ms))
+            .collect();
+        let mine = decided.0;
+        assert_eq!(
+            words,
+            [
+                (mine, 4, UnixMs(1_000), None),
+                (mine, 4, UnixMs(1_000), None),
+                (mine, 4, UnixMs(1_000), Some(UnixMs(3_000))),
+            ]
+        );
+
+        // Another node's track on its camera carries this identity, open:
+        // a look-alike here at once is someone else; its own word is ignored.
+        let far = CameraId::new("far").expect("id");
+        let from = |node: &str, last_ms| IdentitySeen {
+            identity: mine,
+            node: NodeId::new(node).expect("id"),
+            camera: far.clone(),
+            track: TrackId(8),
+            first_ms: UnixMs(10_000),
+            last_ms,
+        };
+        w.seen_elsewhere(from("n1", None), UnixMs(10_500));
+        assert!(
+            !w.gallery
+                .get(mine)
+                .expect("known")
+                .appearances
+                .iter()
+                .any(|a| a.camera == far),
+            "its own word is not news"
+        );
+        w.seen_elsewhere(from("n2", None), UnixMs(10_500));
+        let q = |t: i64| TrackQuery {
+            embedding: &red,
+            camera: &cam,
+            track: Some(TrackId(5)),
+            first_ms: UnixMs(t),
+            last_ms: vidar_reid::OPEN,
+        };
+        assert_eq!(
+            w.gallery.exclusion(mine, &q(12_000)),
+            Some(vidar_reid::Excluded::Elsewhere),
+            "on screen at the other node"
+        );
+        assert_eq!(
+            w.gallery.exclusion(mine, &q(10_500 + SEEN_LEASE_MS + 1)),
+            None,
+            "not beyond the lease when the other node falls silent"
+        );
+        w.seen_elsewhere(from("n2", Some(UnixMs(11_000))), UnixMs(11_500));
+        assert_eq!(
+            w.gallery.exclusion(mine, &q(12_000)),
+            None,
+            "gone from there"
+        );
     }
 }

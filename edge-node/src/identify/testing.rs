@@ -47,6 +47,8 @@ pub(crate) struct Alone {
     announced: Arc<Mutex<Vec<IdentityAnnounce>>>,
     /// The joins of minted identities it told the master of.
     pub(crate) joined: Arc<Mutex<Vec<IdentityJoined>>>,
+    /// Where it told the other nodes its identities are seen.
+    pub(crate) seen: Arc<Mutex<Vec<vidar_protocol::messages::IdentitySeen>>>,
 }
 
 impl Alone {
@@ -56,6 +58,7 @@ impl Alone {
             node,
             announced,
             joined: Arc::default(),
+            seen: Arc::default(),
         }
     }
 }
@@ -81,6 +84,9 @@ impl ClusterReid for Alone {
     }
     fn joined(&self, j: &IdentityJoined) {
         self.joined.lock().expect("lock").push(j.clone());
+    }
+    fn seen(&self, s: &vidar_protocol::messages::IdentitySeen) {
+        self.seen.lock().expect("lock").push(s.clone());
     }
 }
 
@@ -125,6 +131,7 @@ impl ClusterReid for Loopback {
     }
     fn announce(&self, _identity: &vidar_protocol::messages::IdentityAnnounce) {}
     fn joined(&self, _join: &vidar_protocol::messages::IdentityJoined) {}
+    fn seen(&self, _seen: &vidar_protocol::messages::IdentitySeen) {}
 }
 
 /// A person of `color`, standing in the middle of the frame.

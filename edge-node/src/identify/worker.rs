@@ -11,7 +11,7 @@ use std::sync::mpsc::{self};
 use std::sync::Arc;
 use std::time::Instant;
 use vidar_detectors::RgbFrame;
-use vidar_protocol::messages::{IdentityAnnounce, IdentityJoined};
+use vidar_protocol::messages::{IdentityAnnounce, IdentityJoined, IdentitySeen};
 use vidar_protocol::{CameraId, IdentityId, NodeId, TrackId, UnixMs};
 use vidar_reid::{Assignment, Crop, Embedder, Embedding, Gallery, TrackQuery, OPEN};
 
@@ -280,7 +280,25 @@ impl Worker {
                 (1.0, true)
             }
         };
+        if let Some(state) = self.tracks.get(key) {
+            self.tell_seen(id, state, None);
+        }
         Some((id, similarity, minted))
+    }
+
+    /// Tells the other nodes that the track `state` carries `id`: on screen
+    /// (`last_ms` None) or ended at `last_ms`.
+    pub(super) fn tell_seen(&self, id: IdentityId, state: &TrackState, last_ms: Option<UnixMs>) {
+        if let Some(cluster) = &self.cluster {
+            cluster.seen(&IdentitySeen {
+                identity: id,
+                node: cluster.node().clone(),
+                camera: state.camera.clone(),
+                track: state.track,
+                first_ms: state.first_ms,
+                last_ms: last_ms.map(|l| l.max(state.first_ms)),
+            });
+        }
     }
 
     /// A track whose decision minted a new identity, seen again: when its
@@ -322,6 +340,8 @@ impl Worker {
         let state = self.tracks.get_mut(key)?;
         state.identity = Some(known);
         state.minted = false;
+        let state = self.tracks.get(key)?;
+        self.tell_seen(known, state, None);
         self.metrics.reconsidered.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(camera = %state.camera, track = %state.track, minted = %own, identity = %known, similarity, "a minted track's later views match a known identity");
         Some((known, similarity, false))
@@ -340,6 +360,7 @@ impl Worker {
         let last = last_ms.unwrap_or(state.last_ms).max(state.last_ms);
         self.gallery
             .close_track(id, &state.camera, state.track, last);
+        self.tell_seen(id, &state, Some(last));
         if state.crops > state.crops_at_decision {
             if let Err(e) = self.gallery.refine(id, &state.mean()) {
                 tracing::debug!(identity = %id, error = %e, "track mean not folded in");

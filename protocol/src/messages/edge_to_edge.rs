@@ -214,6 +214,46 @@ impl Message for IdentityJoined {
     }
 }
 
+/// Where an identity is being seen: a track that the sending node's re-ID
+/// decided carries `identity`, on screen since `first_ms` and still open
+/// (`last_ms` None) or ended at `last_ms`. Put under the deciding node's own
+/// `identities(node)` key when the decision is made, again about every
+/// 10 s while the track stays open, and once when it ends, so that every
+/// node's gallery knows where each identity is now: an identity on screen at
+/// one node's camera is not given to another person at another node's at the
+/// same time, and transits between cameras of different nodes are measured
+/// from where the person was last seen, not from when they were first
+/// announced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentitySeen {
+    /// The identity the track carries.
+    pub identity: IdentityId,
+    /// The node whose re-ID decided it.
+    pub node: NodeId,
+    /// The track's camera.
+    pub camera: CameraId,
+    /// The track on that camera.
+    pub track: TrackId,
+    /// When the track began, ms since the epoch.
+    pub first_ms: UnixMs,
+    /// When it ended; None while it is on screen.
+    pub last_ms: Option<UnixMs>,
+}
+
+impl Message for IdentitySeen {
+    const KIND: MessageKind = MessageKind::IdentitySeen;
+
+    fn validate(&self) -> Result<(), String> {
+        match self.last_ms {
+            Some(last) if last < self.first_ms => Err(format!(
+                "last_ms: {} is before first_ms {}",
+                last.0, self.first_ms.0
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A link probe: `from` times how long its bytes take to reach the node its
 /// key names (`probe/<target>/<from>`, see `Keys::probe`) and the answer to
 /// come back. An empty `pad` times the round trip; a padded one adds the

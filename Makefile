@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 PY := $(CURDIR)/.cache/venv/bin/python
 
-.PHONY: setup models build build-release demo test check check-deploy attacks soak lint bench bench-ingest eval-tracker sim clean
+.PHONY: setup models build build-release demo test check check-deploy attacks soak testbed lint bench bench-ingest eval-tracker sim clean
 
 ## Install system packages, the Python venv and the ONNX Runtime library (idempotent).
 setup:
@@ -56,6 +56,14 @@ attacks: setup models
 ## make soak SOAK_ARGS="--minutes 12 --event-every 120".
 soak: setup models build-release
 	$(PY) tools/soak.py $(SOAK_ARGS)
+
+## A site on a real network, as root: one network namespace per process, links
+## rate-limited with tc; measured link rates against the tc rates, a node cut
+## off for 2 minutes twice (the second time with the master SIGKILLed),
+## records lost or duplicated (a benchmark, not in CI; docs/benchmarks.md).
+## make testbed TESTBED_ARGS="--rates 30,10,5 --partition-s 120".
+testbed: setup models build-release
+	$(PY) deploy/testbed/testbed.py $(TESTBED_ARGS)
 
 ## Deployment files: systemd units, configs, compose, Kubernetes manifests (deploy/check.sh).
 check-deploy: setup

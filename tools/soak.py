@@ -605,18 +605,32 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
             # One point a minute, for a plot of RSS over the process's life.
             entry["series_mb"] = [[round(t / 60, 1), round(kb / 1024, 1)] for t, kb in s[::per_min]]
             rss.append(entry)
-    lost, mismatched, dup_sightings, per_node = 0, 0, 0, {}
-    gdb = out / "global.db"
-    global_keys = node_keys(gdb)
-    for e in edges:
-        mine = {k: v for k, v in node_keys(out / f"{e.role}.db").items() if k[1] == e.role}
+    records = records_check(out / "global.db", {e.role: out / f"{e.role}.db" for e in edges})
+    return {
+        "command": " ".join(sys.argv),
+        "minutes": args.minutes, "nodes": args.nodes, "cameras": args.cameras,
+        "settle_min": args.settle / 60,
+        "detection_interval": args.detection_interval, "events": events,
+        "latency_windows": windows, "rss": rss,
+        "records": records,
+    }
+
+
+def records_check(global_db: Path, node_dbs: dict[str, Path]) -> dict:
+    """Every record key (node, seq) in each node's own database must be in the
+    global database with the same content ("lost" / "differ"), and no sighting
+    may be stored twice under two keys ("duplicated" counts both)."""
+    lost, mismatched, per_node = 0, 0, {}
+    global_keys = node_keys(global_db)
+    for role, db in node_dbs.items():
+        mine = {k: v for k, v in node_keys(db).items() if k[1] == role}
         missing = [k for k in mine if k not in global_keys]
         differ = [k for k in mine if k in global_keys and global_keys[k] != mine[k]]
         lost += len(missing)
         mismatched += len(differ)
-        per_node[e.role] = {"records": len(mine), "lost": len(missing), "differ": len(differ),
-                            "examples": [list(k) for k in (missing + differ)[:5]]}
-    con = sqlite3.connect(f"file:{gdb}?mode=ro", uri=True)
+        per_node[role] = {"records": len(mine), "lost": len(missing), "differ": len(differ),
+                          "examples": [list(k) for k in (missing + differ)[:5]]}
+    con = sqlite3.connect(f"file:{global_db}?mode=ro", uri=True)
     try:
         dup_sightings = con.execute(
             "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM sightings "
@@ -624,14 +638,7 @@ def summarise(args, out: Path, procs: list[Proc], edges: list[Proc], hist, event
         ).fetchone()[0]
     finally:
         con.close()
-    return {
-        "command": " ".join(sys.argv),
-        "minutes": args.minutes, "nodes": args.nodes, "cameras": args.cameras,
-        "settle_min": args.settle / 60,
-        "detection_interval": args.detection_interval, "events": events,
-        "latency_windows": windows, "rss": rss,
-        "records": {"lost": lost, "duplicated": dup_sightings + mismatched, "per_node": per_node},
-    }
+    return {"lost": lost, "duplicated": dup_sightings + mismatched, "per_node": per_node}
 
 
 def print_report(r: dict) -> None:

@@ -297,6 +297,7 @@ impl Master {
             corrections: desk,
             writer: writer.handle(),
             edge_timeout: http::EDGE_TIMEOUT,
+            edge_silence: Default::default(),
             ui,
         });
         let listener = std::net::TcpListener::bind(http_addr)

@@ -6,11 +6,15 @@
 //! records, and the merges are pure functions over store rows, so they test
 //! without a server. Edges are asked in parallel, each on the blocking pool
 //! (zenoh's synchronous API) for the timeout at most; one that does not answer
-//! is listed in [`EdgeAnswers::unanswered`], never waited for longer. Records
-//! are merged by their key `(node, seq)`: the global database's copy wins.
+//! is listed in [`EdgeAnswers::unanswered`], never waited for longer, and is
+//! not asked again until its back-off ends ([`Silence`]): a node that holds
+//! its queryable but never answers costs the API one timeout per back-off,
+//! not one per query. Records are merged by their key `(node, seq)`: the
+//! global database's copy wins.
 
-use std::collections::HashSet;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -29,6 +33,8 @@ pub struct Edges<'a> {
     pub keys: &'a Keys,
     /// How long to wait for each edge.
     pub timeout: Duration,
+    /// The edges that did not answer lately.
+    pub silence: &'a Silence,
 }
 
 /// An edge that did not answer, and why.
@@ -36,8 +42,49 @@ pub struct Edges<'a> {
 pub struct Unanswered {
     /// The node.
     pub node: NodeId,
+    /// Whether it was asked this time (false: it did not answer lately and
+    /// its back-off has not ended).
+    pub asked: bool,
     /// What happened.
     pub error: String,
+}
+
+/// The first back-off of an edge that did not answer.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+/// The longest back-off: an edge that stays silent is tried this often.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The edges that did not answer a query lately, each with when it may be
+/// asked again: the back-off starts at [`FIRST_BACKOFF`] and doubles with
+/// each failure to [`MAX_BACKOFF`]; an answer forgets it.
+#[derive(Debug, Default)]
+pub struct Silence(Mutex<HashMap<NodeId, (Instant, Duration)>>);
+
+impl Silence {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, (Instant, Duration)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long until `node` may be asked again (None: now).
+    pub fn wait(&self, node: &NodeId, now: Instant) -> Option<Duration> {
+        let (until, _) = *self.map().get(node)?;
+        (until > now).then(|| until - now)
+    }
+
+    /// `node` did not answer at `now`.
+    pub fn failed(&self, node: &NodeId, now: Instant) {
+        let mut map = self.map();
+        let backoff = match map.get(node) {
+            Some(&(_, b)) => (b * 2).min(MAX_BACKOFF),
+            None => FIRST_BACKOFF,
+        };
+        map.insert(node.clone(), (now + backoff, backoff));
+    }
+
+    /// `node` answered.
+    pub fn answered(&self, node: &NodeId) {
+        self.map().remove(node);
+    }
 }
 
 /// The edges' answers to one query.
@@ -52,10 +99,24 @@ pub struct EdgeAnswers {
 }
 
 impl Edges<'_> {
-    /// Asks every node of `nodes`, in parallel, for `q`.
+    /// Asks every node of `nodes` whose back-off is over, in parallel, for `q`.
     pub async fn ask(&self, nodes: Vec<NodeId>, q: QueryRequest) -> EdgeAnswers {
         let mut tasks = Vec::new();
+        let mut out = EdgeAnswers::default();
+        let now = Instant::now();
         for node in nodes {
+            if let Some(wait) = self.silence.wait(&node, now) {
+                out.asked.push(node.clone());
+                out.unanswered.push(Unanswered {
+                    node,
+                    asked: false,
+                    error: format!(
+                        "did not answer lately; not asked again for {:.1} s",
+                        wait.as_secs_f64()
+                    ),
+                });
+                continue;
+            }
             let (link, q) = (self.link.clone(), q.clone());
             let (key, timeout) = (self.keys.query(&node), self.timeout);
             let task = tokio::task::spawn_blocking(move || {
@@ -63,10 +124,14 @@ impl Edges<'_> {
             });
             tasks.push((node, task));
         }
-        let mut out = EdgeAnswers::default();
         for (node, task) in tasks {
             out.asked.push(node.clone());
-            match task.await {
+            let answer = task.await;
+            match &answer {
+                Ok(Ok(_)) => self.silence.answered(&node),
+                _ => self.silence.failed(&node, Instant::now()),
+            }
+            match answer {
                 Ok(Ok(reply)) => {
                     // A reply is trusted for its own node's records only
                     // (under a bundle, only that node may answer on its key).
@@ -79,10 +144,12 @@ impl Edges<'_> {
                 }
                 Ok(Err(e)) => out.unanswered.push(Unanswered {
                     node,
+                    asked: true,
                     error: e.to_string(),
                 }),
                 Err(e) => out.unanswered.push(Unanswered {
                     node,
+                    asked: true,
                     error: format!("query task: {e}"),
                 }),
             }
@@ -224,6 +291,29 @@ mod tests {
     use vidar_protocol::UnixMs;
     use vidar_protocol::{CameraId, TrackId};
     use vidar_store::IdentityRecord;
+
+    #[test]
+    fn a_silent_edge_is_asked_again_after_a_doubling_back_off_and_forgotten_once_it_answers() {
+        let silence = Silence::default();
+        let (n, other) = (NodeId::new("n").expect("id"), NodeId::new("o").expect("id"));
+        let t0 = Instant::now();
+        assert_eq!(silence.wait(&n, t0), None, "asked at first");
+        let mut at = t0;
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            silence.failed(&n, at);
+            let w = silence.wait(&n, at).expect("backing off");
+            waits.push(w.as_secs());
+            assert_eq!(silence.wait(&n, at + w), None, "asked again when it ends");
+            at += w;
+        }
+        assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(silence.wait(&other, at), None, "another edge is not held");
+        silence.answered(&n);
+        assert_eq!(silence.wait(&n, at), None);
+        silence.failed(&n, at);
+        assert_eq!(silence.wait(&n, at), Some(FIRST_BACKOFF), "starts afresh");
+    }
 
     fn key(node: &str, seq: u64) -> RecordKey {
         RecordKey {

@@ -560,15 +560,16 @@ fn merges_and_corrections_from_an_edge_are_never_stored() {
 }
 
 #[test]
-fn silent_nodes_do_not_hold_up_the_others_sync() {
+fn silent_nodes_hold_up_neither_sync_nor_queries() {
     let dir = tempfile::tempdir().expect("temp dir");
     let site = unique_site();
     let keys = Keys::new(&site).expect("site");
     let db = edge_db(dir.path(), "edge-1", edge_records(1, 20));
-    let edge = FakeEdge::start(&site, "edge-1", &db, false);
-    // Four nodes that are alive but never answer a sync request (issue 16:
-    // silent queryables and ghost tokens froze sync rounds for everyone).
-    // Their names sort before edge-1, so a sequential round asks them first.
+    let edge = FakeEdge::start(&site, "edge-1", &db, true);
+    // Four nodes that are alive but never answer a sync request or a query
+    // (issue 16: silent queryables and ghost tokens froze sync rounds and
+    // API queries for everyone). Their names sort before edge-1, so a
+    // sequential round asks them first.
     let held: Arc<Mutex<Vec<zenoh::query::Query>>> = Arc::default();
     let mut ghosts = Vec::new();
     for i in 0..4 {
@@ -580,13 +581,20 @@ fn silent_nodes_do_not_hold_up_the_others_sync() {
             .callback(move |q| h.lock().expect("lock").push(q))
             .wait()
             .expect("silent queryable");
+        let h = held.clone();
+        let api = edge
+            .session
+            .declare_queryable(keys.query(&ghost))
+            .callback(move |q| h.lock().expect("lock").push(q))
+            .wait()
+            .expect("silent queryable");
         let t = edge
             .session
             .liveliness()
             .declare_token(keys.node_alive(&ghost))
             .wait()
             .expect("token");
-        ghosts.push((q, t));
+        ghosts.push((q, api, t));
     }
     let global = dir.path().join("global.db");
     let cfg = master_config(&global, &site, &[edge.endpoint()]);
@@ -604,6 +612,44 @@ fn silent_nodes_do_not_hold_up_the_others_sync() {
     assert!(
         took < Duration::from_secs(12),
         "edge-1 synced only after {took:?}"
+    );
+
+    // API queries: the ghosts are asked once and time out (listed as asked
+    // and unanswered), then left alone for their back-off (listed as not
+    // asked), so a query no longer waits a timeout for them each time;
+    // edge-1 is asked every time.
+    let unanswered = |v: &serde_json::Value| -> Vec<(String, bool)> {
+        v["edges_unanswered"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|u| {
+                (
+                    u["node"].as_str().unwrap_or("?").to_owned(),
+                    u["asked"].as_bool().expect("asked"),
+                )
+            })
+            .collect()
+    };
+    let ghost_names: Vec<String> = (0..4).map(|i| format!("a-ghost-{i}")).collect();
+    let (code, first) = get_json(master.http_addr(), "/api/sightings?camera=c1");
+    assert_eq!(code, 200, "{first}");
+    let mut got = unanswered(&first);
+    got.sort();
+    let want: Vec<(String, bool)> = ghost_names.iter().map(|g| (g.clone(), true)).collect();
+    assert_eq!(got, want, "{first}");
+    let (code, second) = get_json(master.http_addr(), "/api/sightings?camera=c1");
+    assert_eq!(code, 200, "{second}");
+    let mut got = unanswered(&second);
+    got.sort();
+    let want: Vec<(String, bool)> = ghost_names.iter().map(|g| (g.clone(), false)).collect();
+    assert_eq!(got, want, "{second}");
+    let asked = |v: &serde_json::Value| v["edges_asked"].as_array().expect("asked").len();
+    assert_eq!((asked(&first), asked(&second)), (5, 5));
+    assert_eq!(
+        second["sightings"].as_array().map(Vec::len),
+        first["sightings"].as_array().map(Vec::len),
+        "the same answer from the database and edge-1"
     );
     master.shutdown().expect("clean shutdown");
     drop(ghosts);

@@ -323,4 +323,21 @@ mod tests {
         assert!(sh.asker_allowed(&keys.plan(), &request("a")).is_err());
         sh.link.close();
     }
+    #[test]
+    fn where_an_identity_is_seen_is_believed_only_from_the_cameras_nodes() {
+        let sh = shared();
+        let cam = CameraId::new("c").expect("id");
+        // No plan yet: no node speaks for any camera.
+        assert!(!sh.decides(&cam, &id("a")));
+        sh.routes
+            .lock()
+            .expect("lock")
+            .deciders
+            .insert(cam.clone(), (id("a"), id("b")));
+        assert!(sh.decides(&cam, &id("a")), "ingests it");
+        assert!(sh.decides(&cam, &id("b")), "decides its tracks");
+        assert!(!sh.decides(&cam, &id("rogue")), "neither");
+        assert!(!sh.decides(&CameraId::new("d").expect("id"), &id("a")));
+        sh.link.close();
+    }
 }

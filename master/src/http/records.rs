@@ -47,6 +47,7 @@ async fn ask_edges(ctx: &ApiContext, q: QueryRequest) -> EdgeAnswers {
         link: &ctx.link,
         keys: &ctx.keys,
         timeout: ctx.edge_timeout,
+        silence: &ctx.edge_silence,
     };
     edges.ask(ctx.membership.reachable(), q).await
 }

@@ -51,6 +51,8 @@ pub struct ApiContext {
     pub writer: WriterHandle,
     /// How long to wait for each edge.
     pub edge_timeout: Duration,
+    /// The edges that did not answer lately (not asked until their back-off ends).
+    pub edge_silence: crate::query::Silence,
     /// The web UI's state (authentication, live tiles, floor plan).
     pub ui: UiState,
 }

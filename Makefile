@@ -32,6 +32,9 @@ test: setup models
 	$(CARGO) build --workspace --bins
 	deploy/check.sh
 	$(CARGO) test --workspace --no-fail-fast
+	# A site in network namespaces (root; said and skipped otherwise): a node
+	# cut off twice, the master SIGKILLed once, failover and nothing lost.
+	$(PY) deploy/testbed/testbed.py --smoke --bin target/debug --out .cache/testbed-smoke
 
 ## The inner loop: module structure and every crate's unit tests (no processes, cameras or browser).
 check: setup

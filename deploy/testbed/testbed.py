@@ -84,7 +84,8 @@ def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
 class Net:
     """The namespaces, veth pairs, bridge and rate limits of one run."""
 
-    def __init__(self) -> None:
+    def __init__(self, burst: int = 0) -> None:
+        self.burst = burst
         self.bridge = f"{PREFIX}-br"
         self.roles: dict[str, tuple[str, str]] = {}  # role -> (namespace, host-side veth)
 
@@ -126,9 +127,11 @@ class Net:
         """Limits `role`'s link to `mbit` both ways: its own egress (upload)
         and the host side's egress towards it (download)."""
         ns, host = self.roles[role]
-        # A burst of at least 10 ms of the rate (tbf needs more than one
-        # timer tick's worth), a queue of 200 ms.
-        burst = max(32_000, int(mbit * 1e6 / 8 / 100))
+        # By default a strict shaper: a burst of 1 ms of the rate, at least
+        # two full frames; a queue of 200 ms. (A bigger burst passes that
+        # much of every transfer at line speed: short transfers, link probes
+        # among them, then see more than the rate.)
+        burst = self.burst or max(3028, int(mbit * 1e6 / 8 / 1000))
         tbf = ["root", "tbf", "rate", f"{mbit}mbit", "burst", str(burst), "latency", "200ms"]
         run("tc", "qdisc", "replace", "dev", host, *tbf)
         run("ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", "eth0", *tbf)
@@ -205,7 +208,7 @@ transport = "tcp"
 class Site:
     def __init__(self, args, out: Path) -> None:
         self.args, self.out = args, out
-        self.net = Net()
+        self.net = Net(args.burst)
         self.nodes = [f"edge-{k + 1}" for k in range(len(args.rates))]
         self.token = secrets.token_hex(16)
         self.procs: list[Proc] = []
@@ -298,21 +301,50 @@ def wait_until(check, timeout: float, every: float = 0.5) -> float | None:
     return None
 
 
+def link_bytes(site: Site) -> dict[str, tuple[int, int]]:
+    """node -> (bytes it received, bytes it sent) so far, from the host side
+    of its veth pair (the host side sends what the node receives)."""
+    out = {}
+    for node in site.nodes:
+        host = site.net.roles[node][1]
+        stats = Path(f"/sys/class/net/{host}/statistics")
+        out[node] = (int((stats / "tx_bytes").read_text()), int((stats / "rx_bytes").read_text()))
+    return out
+
+
 def links(site: Site, settle: float) -> list[dict]:
     print(f"testbed: links: probes settle for {settle:.0f} s", flush=True)
-    time.sleep(settle)
+    half = settle / 2
+    time.sleep(half)
+    # What else uses each link (camera streams in, crops and records out),
+    # over the second half of the settling time.
+    b0, t0 = link_bytes(site), time.monotonic()
+    time.sleep(settle - half)
+    b1, t1 = link_bytes(site), time.monotonic()
+    load = {n: tuple((b1[n][i] - b0[n][i]) * 8 / 1e6 / (t1 - t0) for i in (0, 1)) for n in site.nodes}
     measured = site.rates()
     rate = dict(zip(site.nodes, site.args.rates))
+    plan = {s["camera"]: s["node"] for s in site.plan().get("streams", [])}
     rows = []
     for (node, peer), mbit in sorted(measured.items()):
         bound = min(rate[node], rate.get(peer, float("inf")))
-        rows.append({"from": node, "to": peer, "tc_bound_mbit_s": bound, "measured_mbit_s": round(mbit, 2),
-                     "measured_over_bound": round(mbit / bound, 3)})
-    print("\n| from | to | tc bound, Mbit/s (min of both ends) | measured, Mbit/s | measured / bound |")
-    print("|---|---|---:|---:|---:|")
+        # Left for the probe: the sender's rate less what it sends, the
+        # receiver's less what it receives.
+        free = min(rate[node] - load[node][1], rate.get(peer, float("inf")) - load.get(peer, (0, 0))[0])
+        rows.append({"from": node, "to": peer, "tc_bound_mbit_s": bound, "free_mbit_s": round(free, 2),
+                     "measured_mbit_s": round(mbit, 2), "measured_over_bound": round(mbit / bound, 3),
+                     "measured_over_free": round(mbit / free, 3) if free > 0 else None})
+    print("\n| node | tc rate, Mbit/s | cameras it ingests | other traffic in / out, Mbit/s |")
+    print("|---|---:|---|---|")
+    for n in site.nodes:
+        cams = ", ".join(sorted(c for c, m in plan.items() if m == n)) or "-"
+        print(f"| {n} | {rate[n]:g} | {cams} | {load[n][0]:.2f} / {load[n][1]:.2f} |")
+    print("\n| from | to | tc bound (min of both ends), Mbit/s | left by other traffic, Mbit/s | measured, Mbit/s "
+          "| measured / bound | measured / left |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['from']} | {r['to']} | {r['tc_bound_mbit_s']:g} | {r['measured_mbit_s']} | "
-              f"{r['measured_over_bound']} |")
+        print(f"| {r['from']} | {r['to']} | {r['tc_bound_mbit_s']:g} | {r['free_mbit_s']} | {r['measured_mbit_s']} | "
+              f"{r['measured_over_bound']} | {r['measured_over_free']} |")
     if not rows:
         print("(no link measured: the plan pairs no nodes, or probes are off)")
     return rows
@@ -320,6 +352,10 @@ def links(site: Site, settle: float) -> list[dict]:
 
 def partition(site: Site, victim: str, seconds: float, restart_after: float | None) -> dict:
     before = site.streaming()
+    if victim == "auto":
+        # The node streaming the most cameras now (the first such by name).
+        counts = {n: sum(1 for m in before.values() if m == n) for n in site.nodes}
+        victim = max(site.nodes, key=lambda n: (counts[n], -site.nodes.index(n)))
     mine = sorted(c for c, n in before.items() if n == victim)
     what = "partition" + (" with a master restart" if restart_after is not None else "")
     print(f"\ntestbed: {what}: {victim} (streaming {', '.join(mine) or 'nothing'}) cut off for "
@@ -363,17 +399,30 @@ def main() -> int:
     ap.add_argument("--rates", default="30,10,5",
                     help="each edge node's link rate, Mbit/s, comma-separated (one node per rate)")
     ap.add_argument("--cameras", type=int, default=4)
+    ap.add_argument("--burst", type=int, default=0,
+                    help="tbf burst of every shaped link, bytes (0: 1 ms of its rate, at least 3028)")
     ap.add_argument("--detection-interval", type=int, default=2)
     ap.add_argument("--settle", type=float, default=90, help="seconds for the site and its probes to settle")
     ap.add_argument("--partition-s", type=float, default=120)
     ap.add_argument("--restart-after", type=float, default=30,
                     help="seconds into the second partition when the master is SIGKILLed")
-    ap.add_argument("--victim", default="edge-2", help="the node cut off")
+    ap.add_argument("--victim", default="auto",
+                    help="the node cut off (auto: the one streaming the most cameras when it is cut)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="the short check `make test` runs: 2 nodes (20 and 10 Mbit/s), 2 cameras, 25 s "
+                         "partitions; fails unless both partitions fail over and nothing is lost; skipped "
+                         "(exit 0, said so) without root")
     ap.add_argument("--out", type=Path, default=ROOT / ".cache/testbed")
     ap.add_argument("--bin", type=Path, default=ROOT / "target/release")
     args = ap.parse_args()
+    if args.smoke:
+        args.rates, args.cameras, args.settle = "20,10", 2, 20
+        args.partition_s, args.restart_after = 25, 8
     args.rates = [float(x) for x in args.rates.split(",") if x]
     if os.geteuid() != 0:
+        if args.smoke:
+            print("testbed smoke: SKIPPED: needs root (network namespaces, veth pairs, tc)")
+            return 0
         sys.exit("testbed: needs root (network namespaces, veth pairs, tc)")
     for tool in ("ip", "tc"):
         if run("which", tool, check=False).returncode != 0:
@@ -385,7 +434,7 @@ def main() -> int:
         subprocess.run(["rm", "-rf", str(out)], check=True)
     out.mkdir(parents=True)
     site = Site(args, out)
-    if args.victim not in site.nodes:
+    if args.victim != "auto" and args.victim not in site.nodes:
         sys.exit(f"testbed: --victim {args.victim}: not one of {', '.join(site.nodes)}")
 
     done = False
@@ -402,7 +451,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(1))
     report: dict = {"command": " ".join(sys.argv), "rates_mbit_s": dict(zip(site.nodes, args.rates)),
-                    "cameras": args.cameras}
+                    "cameras": args.cameras, "burst_bytes": args.burst}
     site.start()
     print(f"testbed: master {MASTER_IP}, {len(site.nodes)} nodes "
           f"({', '.join(f'{n} {r:g} Mbit/s' for n, r in zip(site.nodes, args.rates))}), "
@@ -443,7 +492,15 @@ def main() -> int:
         print(f"  {node}: {v['records']} records in its database; lost {v['lost']}, differ {v['differ']} "
               f"{v['examples'] if v['examples'] else ''}")
     print(f"report: {out / 'report.json'}")
-    return 0 if rec["lost"] == 0 and rec["duplicated"] == 0 else 1
+    ok = rec["lost"] == 0 and rec["duplicated"] == 0
+    if args.smoke:
+        for p in report["partitions"]:
+            if not p["cameras"] or p["failover_s"] is None:
+                print(f"testbed smoke: FAILED: {p['scenario']}: {p['node']}'s cameras {p['cameras']} "
+                      f"did not fail over within {p['down_s']} s")
+                ok = False
+        print("testbed smoke: " + ("passed" if ok else "FAILED"))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

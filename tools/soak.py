@@ -72,7 +72,7 @@ bundle = "{dir}/ca/master"
 CAMERA_TOML = """
 [[cameras]]
 camera = "cam-{i}"
-source = "rtsp://127.0.0.1:{port}/cam-{i}"
+source = "rtsp://{host}:{port}/cam-{i}"
 fps = 10
 width = 768
 height = 576
@@ -81,7 +81,7 @@ height = 576
 EDGE_TOML = """config_version = 1
 node_id = "{node}"
 database = "{dir}/{node}.db"
-metrics_addr = "127.0.0.1:0"
+metrics_addr = "{metrics_addr}"
 detection_interval = {interval}
 
 [models]
@@ -98,8 +98,8 @@ max_batch = 1
 [gallery]
 
 [cluster]
-site = "soak"
-connect = ["tls/127.0.0.1:{zenoh}"]
+site = "{site}"
+connect = ["tls/{master}:{zenoh}"]
 bundle = "{dir}/ca/nodes/{node}"
 
 [sharing]
@@ -390,15 +390,15 @@ def main() -> int:
             rtsp.append(c.port("rtsp"))
             c.argv[c.argv.index("--port") + 1] = str(rtsp[-1])
         (out / "master.toml").write_text(MASTER_TOML.format(dir=out) + "".join(
-            CAMERA_TOML.format(i=i, port=rtsp[i]) for i in range(args.cameras)
+            CAMERA_TOML.format(i=i, host="127.0.0.1", port=rtsp[i]) for i in range(args.cameras)
         ))
         master.start()
         wait_for("master", lambda: master.port("http") is not None, 60)
         http, zenoh = master.port("http"), master.port("zenoh")
         for node in nodes:
             (out / f"{node}.toml").write_text(
-                EDGE_TOML.format(node=node, dir=out, zenoh=zenoh, models=models,
-                                 interval=args.detection_interval)
+                EDGE_TOML.format(node=node, dir=out, site="soak", master="127.0.0.1", zenoh=zenoh,
+                                 metrics_addr="127.0.0.1:0", models=models, interval=args.detection_interval)
             )
         for e in edges:
             e.start()

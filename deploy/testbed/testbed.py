@@ -166,45 +166,6 @@ listen = ["tls/{ip}:{zenoh}"]
 bundle = "{dir}/ca/master"
 """
 
-CAMERA_TOML = """
-[[cameras]]
-camera = "cam-{i}"
-source = "rtsp://{ip}:{port}/cam-{i}"
-fps = 10
-width = 768
-height = 576
-"""
-
-EDGE_TOML = """config_version = 1
-node_id = "{node}"
-database = "{dir}/{node}.db"
-metrics_addr = "0.0.0.0:{metrics}"
-detection_interval = {interval}
-
-[models]
-dir = "{models}"
-
-[models.runtime]
-intra_threads = 1
-
-[detector]
-model = "ssd-mobilenet-v2-coco-raw"
-score_threshold = 0.5
-max_batch = 1
-
-[cluster]
-site = "testbed"
-connect = ["tls/{master}:{zenoh}"]
-bundle = "{dir}/ca/nodes/{node}"
-
-[sharing]
-reid_service = true
-
-[sharing.ingest]
-transport = "tcp"
-"""
-
-
 class Site:
     def __init__(self, args, out: Path) -> None:
         self.args, self.out = args, out
@@ -234,13 +195,13 @@ class Site:
         (out / "master.toml").write_text(MASTER_TOML.format(
             dir=out, ip=MASTER_IP, http=HTTP_PORT, zenoh=ZENOH_PORT,
             token_sha256=hashlib.sha256(self.token.encode()).hexdigest(),
-        ) + "".join(CAMERA_TOML.format(i=i, ip=CAMERAS_IP, port=RTSP_PORT) for i in range(a.cameras)))
+        ) + "".join(soak.CAMERA_TOML.format(i=i, host=CAMERAS_IP, port=RTSP_PORT) for i in range(a.cameras)))
         self.master = Proc("master", self.net.argv("master", [str(bin_ / "vidar-master"), "run", "--config",
                                                               str(out / "master.toml")]), out / "master.log")
         for node in self.nodes:
-            (out / f"{node}.toml").write_text(EDGE_TOML.format(
-                node=node, dir=out, metrics=METRICS_PORT, interval=a.detection_interval, models=models,
-                master=MASTER_IP, zenoh=ZENOH_PORT))
+            (out / f"{node}.toml").write_text(soak.EDGE_TOML.format(
+                node=node, dir=out, site="testbed", metrics_addr=f"0.0.0.0:{METRICS_PORT}",
+                interval=a.detection_interval, models=models, master=MASTER_IP, zenoh=ZENOH_PORT))
         self.edges = [Proc(n, self.net.argv(n, [str(bin_ / "vidar-edge"), "run", "--config", str(out / f"{n}.toml")]),
                            out / f"{n}.log") for n in self.nodes]
         self.procs = [cams, self.master, *self.edges]

@@ -225,14 +225,12 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
                 Some(vidar_protocol::MessageKind::IdentitySeen) => {
                     if let Some(s) = payload.decode::<IdentitySeen>() {
                         // Only from the node named by the key, and only for
-                        // a camera the plan has it ingest or decide.
+                        // a camera the plan has it ingest or decide, and
+                        // not dated ahead of this clock.
                         if !k.identities_of(payload.key(), &s.node) {
                             payload.refuse(&format_args!("IdentitySeen from {}", s.node));
-                        } else if !sh.decides(&s.camera, &s.node) {
-                            payload.refuse(&format_args!(
-                                "IdentitySeen: the plan has {} neither ingest nor decide {}",
-                                s.node, s.camera
-                            ));
+                        } else if let Err(why) = sh.believe_seen(&s, UnixMs::now()) {
+                            payload.refuse(&why);
                         } else {
                             inbox.seen(s)
                         }

@@ -13,7 +13,7 @@ use vidar_link::{Garbage, Mode};
 use vidar_protocol::messages::{
     IdentityAnnounce, IdentityJoined, IdentitySeen, ReidReply, ReidRequest,
 };
-use vidar_protocol::{CameraId, NodeId};
+use vidar_protocol::{CameraId, NodeId, UnixMs};
 
 /// What the newest plan says this node must do with its crops.
 #[derive(Debug, Default)]
@@ -79,15 +79,40 @@ impl Shared {
     }
 }
 
+/// How far ahead of this node's clock another node's word of where an
+/// identity is seen may be dated, ms: clocks differ a little, but a word
+/// from further ahead would hold an identity until then.
+pub(super) const SEEN_MAX_AHEAD_MS: i64 = 60_000;
+
 impl Shared {
-    /// Whether `node` may say what identities are seen on `camera`: the
-    /// newest plan has it ingest the camera or decide its tracks.
-    pub(super) fn decides(&self, camera: &CameraId, node: &NodeId) -> bool {
-        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        routes
-            .deciders
-            .get(camera)
-            .is_some_and(|(ingest, reid)| ingest == node || reid == node)
+    /// Why another node's word of where an identity is seen, heard at `now`,
+    /// is not believed, if it is not: the newest plan must have its node
+    /// ingest the camera or decide its tracks, and it must not be dated more
+    /// than [`SEEN_MAX_AHEAD_MS`] ahead of `now`.
+    pub(super) fn believe_seen(&self, s: &IdentitySeen, now: UnixMs) -> Result<(), String> {
+        let decides = {
+            let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+            routes
+                .deciders
+                .get(&s.camera)
+                .is_some_and(|(ingest, reid)| *ingest == s.node || *reid == s.node)
+        };
+        if !decides {
+            return Err(format!(
+                "IdentitySeen: the plan has {} neither ingest nor decide {}",
+                s.node, s.camera
+            ));
+        }
+        let ahead = now + SEEN_MAX_AHEAD_MS;
+        if s.first_ms > ahead || s.last_ms.is_some_and(|l| l > ahead) {
+            return Err(format!(
+                "IdentitySeen from {}: dated {} ms, more than {SEEN_MAX_AHEAD_MS} ms ahead of this clock ({})",
+                s.node,
+                s.last_ms.unwrap_or(s.first_ms).max(s.first_ms).0,
+                now.0
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -324,20 +349,52 @@ mod tests {
         sh.link.close();
     }
     #[test]
-    fn where_an_identity_is_seen_is_believed_only_from_the_cameras_nodes() {
+    fn where_an_identity_is_seen_is_believed_only_from_the_cameras_nodes_and_not_from_the_future() {
         let sh = shared();
         let cam = CameraId::new("c").expect("id");
+        let now = UnixMs(1_000_000);
+        let word =
+            |node: &str, camera: &CameraId, first_ms: i64, last_ms: Option<i64>| IdentitySeen {
+                identity: vidar_protocol::IdentityId(7),
+                node: id(node),
+                camera: camera.clone(),
+                track: TrackId(1),
+                first_ms: UnixMs(first_ms),
+                last_ms: last_ms.map(UnixMs),
+            };
         // No plan yet: no node speaks for any camera.
-        assert!(!sh.decides(&cam, &id("a")));
+        assert!(sh.believe_seen(&word("a", &cam, 0, None), now).is_err());
         sh.routes
             .lock()
             .expect("lock")
             .deciders
             .insert(cam.clone(), (id("a"), id("b")));
-        assert!(sh.decides(&cam, &id("a")), "ingests it");
-        assert!(sh.decides(&cam, &id("b")), "decides its tracks");
-        assert!(!sh.decides(&cam, &id("rogue")), "neither");
-        assert!(!sh.decides(&CameraId::new("d").expect("id"), &id("a")));
+        assert_eq!(
+            sh.believe_seen(&word("a", &cam, 0, None), now),
+            Ok(()),
+            "ingests it"
+        );
+        assert_eq!(
+            sh.believe_seen(&word("b", &cam, 0, Some(5)), now),
+            Ok(()),
+            "decides its tracks"
+        );
+        let e = sh
+            .believe_seen(&word("rogue", &cam, 0, None), now)
+            .expect_err("neither");
+        assert!(e.contains("rogue") && e.contains("neither"), "{e}");
+        let d = CameraId::new("d").expect("id");
+        assert!(sh.believe_seen(&word("a", &d, 0, None), now).is_err());
+        // Clocks may differ a little, not by more.
+        let edge = now.0 + SEEN_MAX_AHEAD_MS;
+        assert_eq!(sh.believe_seen(&word("a", &cam, edge, None), now), Ok(()));
+        let e = sh
+            .believe_seen(&word("a", &cam, edge + 1, None), now)
+            .expect_err("from the future");
+        assert!(e.contains("ahead"), "{e}");
+        assert!(sh
+            .believe_seen(&word("a", &cam, 0, Some(edge + 1)), now)
+            .is_err());
         sh.link.close();
     }
 }

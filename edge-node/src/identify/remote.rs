@@ -190,7 +190,9 @@ impl Worker {
 
     /// Another node's word of where an identity is seen, heard at `now`: an
     /// open track counts as on screen until [`SEEN_LEASE_MS`] after `now`
-    /// (or after it began, if that is later), unless heard of again.
+    /// (or after it began, if that is later), unless heard of again. (The
+    /// cluster believes a word only from the camera's nodes, and not dated
+    /// ahead of this clock: `cluster::Shared::believe_seen`.)
     pub(super) fn seen_elsewhere(&mut self, s: IdentitySeen, now: UnixMs) {
         if self.cluster.as_ref().is_some_and(|c| *c.node() == s.node) {
             return;

@@ -208,7 +208,7 @@ def wait_for(what: str, check, timeout: float) -> None:
         if check():
             return
         time.sleep(0.2)
-    sys.exit(f"soak: {what} not ready after {timeout:.0f} s")
+    sys.exit(f"{Path(sys.argv[0]).stem}: {what} not ready after {timeout:.0f} s")
 
 
 def http_get(url: str, timeout: float = 2.0) -> str | None:

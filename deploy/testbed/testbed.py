@@ -46,15 +46,16 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import hashlib
 import json
 import os
 import re
 import secrets
-import hashlib
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -241,7 +242,6 @@ class Site:
         return out
 
     def plan(self) -> dict:
-        import urllib.request
         req = urllib.request.Request(f"http://{MASTER_IP}:{HTTP_PORT}/api/plan",
                                      headers={"Authorization": f"Bearer {self.token}"})
         try:

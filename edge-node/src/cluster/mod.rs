@@ -220,29 +220,24 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
         subscriptions.push(net.subscribe_any(&keys.identities_all(), move |payload| {
             match payload.kind() {
                 // A node's join of its own mint is for the master, which
-                // sends the merge it makes to every node (signed).
-                Some(vidar_protocol::MessageKind::IdentityJoined) => return,
+                // sends the merge it makes to every node (signed); a payload
+                // without a valid header is already counted as refused.
+                Some(vidar_protocol::MessageKind::IdentityJoined) | None => {}
                 Some(vidar_protocol::MessageKind::IdentitySeen) => {
                     if let Some(s) = payload.decode::<IdentitySeen>() {
-                        // Only from the node named by the key, and only for
-                        // a camera the plan has it ingest or decide, and
-                        // not dated ahead of this clock.
-                        if !k.identities_of(payload.key(), &s.node) {
-                            payload.refuse(&format_args!("IdentitySeen from {}", s.node));
-                        } else if let Err(why) = sh.believe_seen(&s, UnixMs::now()) {
-                            payload.refuse(&why);
-                        } else {
-                            inbox.seen(s)
+                        match sh.believe_seen(payload.key(), &s, UnixMs::now()) {
+                            Ok(()) => inbox.seen(s),
+                            Err(why) => payload.refuse(&why),
                         }
                     }
-                    return;
                 }
-                _ => {}
-            }
-            if let Some(a) = payload.decode::<IdentityAnnounce>() {
-                // Only the node named by the key announces its identities.
-                if k.identities_of(payload.key(), &a.node) {
-                    inbox.announce(a)
+                Some(_) => {
+                    if let Some(a) = payload.decode::<IdentityAnnounce>() {
+                        // Only the node named by the key announces its identities.
+                        if k.identities_of(payload.key(), &a.node) {
+                            inbox.announce(a)
+                        }
+                    }
                 }
             }
         })?);

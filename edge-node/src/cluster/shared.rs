@@ -85,11 +85,20 @@ impl Shared {
 pub(super) const SEEN_MAX_AHEAD_MS: i64 = 60_000;
 
 impl Shared {
-    /// Why another node's word of where an identity is seen, heard at `now`,
-    /// is not believed, if it is not: the newest plan must have its node
-    /// ingest the camera or decide its tracks, and it must not be dated more
-    /// than [`SEEN_MAX_AHEAD_MS`] ahead of `now`.
-    pub(super) fn believe_seen(&self, s: &IdentitySeen, now: UnixMs) -> Result<(), String> {
+    /// Why another node's word of where an identity is seen, put under `key`
+    /// and heard at `now`, is not believed, if it is not: it must come under
+    /// its own node's key, the newest plan must have that node ingest the
+    /// camera or decide its tracks, and it must not be dated more than
+    /// [`SEEN_MAX_AHEAD_MS`] ahead of `now`.
+    pub(super) fn believe_seen(
+        &self,
+        key: &str,
+        s: &IdentitySeen,
+        now: UnixMs,
+    ) -> Result<(), String> {
+        if !self.link.keys().identities_of(key, &s.node) {
+            return Err(format!("IdentitySeen from {} put under {key}", s.node));
+        }
         let decides = {
             let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
             routes
@@ -349,7 +358,8 @@ mod tests {
         sh.link.close();
     }
     #[test]
-    fn where_an_identity_is_seen_is_believed_only_from_the_cameras_nodes_and_not_from_the_future() {
+    fn where_an_identity_is_seen_is_believed_only_from_its_node_for_its_cameras_and_not_from_the_future(
+    ) {
         let sh = shared();
         let cam = CameraId::new("c").expect("id");
         let now = UnixMs(1_000_000);
@@ -362,39 +372,36 @@ mod tests {
                 first_ms: UnixMs(first_ms),
                 last_ms: last_ms.map(UnixMs),
             };
+        let keys = sh.link.keys().clone();
+        let believe = |w: &IdentitySeen| sh.believe_seen(&keys.identities(&w.node), w, now);
         // No plan yet: no node speaks for any camera.
-        assert!(sh.believe_seen(&word("a", &cam, 0, None), now).is_err());
+        assert!(believe(&word("a", &cam, 0, None)).is_err());
         sh.routes
             .lock()
             .expect("lock")
             .deciders
             .insert(cam.clone(), (id("a"), id("b")));
+        assert_eq!(believe(&word("a", &cam, 0, None)), Ok(()), "ingests it");
         assert_eq!(
-            sh.believe_seen(&word("a", &cam, 0, None), now),
-            Ok(()),
-            "ingests it"
-        );
-        assert_eq!(
-            sh.believe_seen(&word("b", &cam, 0, Some(5)), now),
+            believe(&word("b", &cam, 0, Some(5))),
             Ok(()),
             "decides its tracks"
         );
-        let e = sh
-            .believe_seen(&word("rogue", &cam, 0, None), now)
-            .expect_err("neither");
+        let e = believe(&word("rogue", &cam, 0, None)).expect_err("neither");
         assert!(e.contains("rogue") && e.contains("neither"), "{e}");
         let d = CameraId::new("d").expect("id");
-        assert!(sh.believe_seen(&word("a", &d, 0, None), now).is_err());
+        assert!(believe(&word("a", &d, 0, None)).is_err());
+        // Only under its own node's key.
+        let e = sh
+            .believe_seen(&keys.identities(&id("b")), &word("a", &cam, 0, None), now)
+            .expect_err("under b's key");
+        assert!(e.contains("put under"), "{e}");
         // Clocks may differ a little, not by more.
         let edge = now.0 + SEEN_MAX_AHEAD_MS;
-        assert_eq!(sh.believe_seen(&word("a", &cam, edge, None), now), Ok(()));
-        let e = sh
-            .believe_seen(&word("a", &cam, edge + 1, None), now)
-            .expect_err("from the future");
+        assert_eq!(believe(&word("a", &cam, edge, None)), Ok(()));
+        let e = believe(&word("a", &cam, edge + 1, None)).expect_err("from the future");
         assert!(e.contains("ahead"), "{e}");
-        assert!(sh
-            .believe_seen(&word("a", &cam, 0, Some(edge + 1)), now)
-            .is_err());
+        assert!(believe(&word("a", &cam, 0, Some(edge + 1))).is_err());
         sh.link.close();
     }
 }

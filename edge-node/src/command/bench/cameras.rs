@@ -116,7 +116,6 @@ impl Figures {
     }
 }
 
-/// Kills the camera on every exit path.
 /// Frames missing between consecutive presentation times at `fps`.
 fn pts_gaps(pts_ms: &[f64], fps: f64) -> u64 {
     let step = 1000.0 / fps;

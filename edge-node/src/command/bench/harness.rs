@@ -88,7 +88,8 @@ pub fn spawn_camera_with(
     bail!("vidar-camera exited before it was ready")
 }
 
-/// The `[detector]` line for a bench's `--precision`, or nothing.
+/// The `precision = ...` line of a config table (`[detector]`, `[embedder]`)
+/// for a bench's precision option, or nothing.
 pub fn precision_line(precision: Option<&String>) -> String {
     precision
         .map(|p| format!("precision = {p:?}\n"))

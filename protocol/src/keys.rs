@@ -206,10 +206,21 @@ impl Keys {
             == Some(node.as_str())
     }
 
-    /// The keys whose payloads only the master sends, signed: the plan and
-    /// the merges.
+    /// The keys whose payloads only the master sends, signed: the plan, the
+    /// merges and the model refreshes.
     pub fn signed(&self) -> Vec<String> {
-        vec![self.plan(), self.merges()]
+        vec![self.plan(), self.merges(), self.models()]
+    }
+
+    /// `vidar/<site>/models`: the model refresh in force, put by the master
+    /// (signed) and served to a node that asks at start.
+    pub fn models(&self) -> String {
+        format!("{}/models", self.prefix)
+    }
+
+    /// `vidar/<site>/model-files`: where the master serves model files in chunks.
+    pub fn model_files(&self) -> String {
+        format!("{}/model-files", self.prefix)
     }
 
     /// `vidar/<site>/merges`: where the master announces identity merges.
@@ -292,7 +303,9 @@ mod tests {
         assert!(!k.identities_of(&k.identities(&n), &m));
         assert!(!k.identities_of(&k.identities_all(), &m));
         assert!(!k.identities_of(&Keys::new("other").expect("site").identities(&m), &m));
-        assert_eq!(k.signed(), vec![k.plan(), k.merges()]);
+        assert_eq!(k.signed(), vec![k.plan(), k.merges(), k.models()]);
+        assert_eq!(k.models(), "vidar/plant-3/models");
+        assert_eq!(k.model_files(), "vidar/plant-3/model-files");
         assert_eq!(k.sync(&n), "vidar/plant-3/sync/edge-1");
         assert_eq!(k.query(&n), "vidar/plant-3/query/edge-1");
         assert_eq!(k.identities(&n), "vidar/plant-3/identities/edge-1");

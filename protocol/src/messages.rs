@@ -20,6 +20,9 @@
 //! | [`QueryRequest`]     | master -> edge     | `query(node)`                | query              |
 //! | [`QueryReply`]       | edge -> master     | `query(node)`                | reply              |
 //! | [`CameraTile`]       | edge -> master UI  | `tile(node, camera)`         | put, low rate      |
+//! | [`ModelRefresh`]     | master -> all      | `models()`                   | put on deploy and every 30 s, and get; signed |
+//! | [`ModelChunkRequest`]| edge -> master     | `model_files()`              | query              |
+//! | [`ModelChunk`]       | master -> edge     | `model_files()`              | reply              |
 //!
 //! Times are milliseconds since the Unix epoch (UTC). This module owns the shapes
 //! and bounds of messages; it must not do I/O or know about zenoh.
@@ -27,6 +30,7 @@
 mod edge_to_edge;
 mod edge_to_master;
 mod master_to_edge;
+mod models;
 
 pub use edge_to_edge::{
     Crop, CropEncoding, IdentityAnnounce, IdentityJoined, IdentitySeen, LinkProbe, LinkProbeReply,
@@ -35,6 +39,10 @@ pub use edge_to_edge::{
 pub use edge_to_master::{
     CameraLoad, CameraTile, LinkRate, NodeCapacity, NodeLoad, NodeStatus, QueryReply, SyncBatch,
     TileBox,
+};
+pub use models::{
+    is_sha256_hex, ModelChunk, ModelChunkRequest, ModelRefresh, MAX_MODEL_BYTES, MAX_MODEL_CHUNK,
+    MAX_MODEL_NAME,
 };
 pub use master_to_edge::{
     BandwidthShare, KeepApart, MergeAnnounce, Merges, Plan, QueryRequest, SplitAnnounce,

@@ -77,11 +77,17 @@ pub enum MessageKind {
     LinkProbeReply = 17,
     /// [`crate::messages::IdentitySeen`].
     IdentitySeen = 18,
+    /// [`crate::messages::ModelRefresh`].
+    ModelRefresh = 19,
+    /// [`crate::messages::ModelChunkRequest`].
+    ModelChunkRequest = 20,
+    /// [`crate::messages::ModelChunk`].
+    ModelChunk = 21,
 }
 
 impl MessageKind {
     /// Every kind, in byte order.
-    pub const ALL: [MessageKind; 18] = [
+    pub const ALL: [MessageKind; 21] = [
         MessageKind::NodeStatus,
         MessageKind::Plan,
         MessageKind::ReidRequest,
@@ -100,6 +106,9 @@ impl MessageKind {
         MessageKind::LinkProbe,
         MessageKind::LinkProbeReply,
         MessageKind::IdentitySeen,
+        MessageKind::ModelRefresh,
+        MessageKind::ModelChunkRequest,
+        MessageKind::ModelChunk,
     ];
 
     /// Stable name, for errors, logs and metrics labels.
@@ -123,6 +132,9 @@ impl MessageKind {
             MessageKind::LinkProbe => "LinkProbe",
             MessageKind::LinkProbeReply => "LinkProbeReply",
             MessageKind::IdentitySeen => "IdentitySeen",
+            MessageKind::ModelRefresh => "ModelRefresh",
+            MessageKind::ModelChunkRequest => "ModelChunkRequest",
+            MessageKind::ModelChunk => "ModelChunk",
         }
     }
 }

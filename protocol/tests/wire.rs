@@ -362,7 +362,39 @@ fn all_encoded() -> Vec<(MessageKind, Vec<u8>)> {
             received: 3,
         }),
         enc(&identity_seen()),
+        enc(&model_refresh()),
+        enc(&model_chunk_request()),
+        enc(&model_chunk()),
     ]
+}
+
+fn model_refresh() -> ModelRefresh {
+    ModelRefresh {
+        serial: 3,
+        model: "osnet-x0-25-msmt17-combineall".into(),
+        version: "site-2".into(),
+        parent: Some("site-1".into()),
+        sha256: "ab".repeat(32),
+        size: 920_270,
+        issued_ms: UnixMs(1_700_000_000_000),
+    }
+}
+
+fn model_chunk_request() -> ModelChunkRequest {
+    ModelChunkRequest {
+        sha256: "ab".repeat(32),
+        offset: 1 << 20,
+        len: 1 << 20,
+    }
+}
+
+fn model_chunk() -> ModelChunk {
+    ModelChunk {
+        sha256: "ab".repeat(32),
+        offset: 4,
+        total: 10,
+        bytes: vec![1, 2, 3, 4, 5, 6],
+    }
 }
 
 fn identity_seen() -> IdentitySeen {
@@ -538,6 +570,99 @@ fn every_message_round_trips() {
         ..identity_seen()
     })
     .is_err());
+    round_trip(model_refresh());
+    round_trip(ModelRefresh {
+        parent: None,
+        ..model_refresh()
+    });
+    round_trip(model_chunk_request());
+    round_trip(model_chunk());
+    round_trip(ModelChunk {
+        offset: 0,
+        total: MAX_MODEL_CHUNK as u64,
+        bytes: vec![7; MAX_MODEL_CHUNK],
+        ..model_chunk()
+    });
+    // Refused, each naming its field.
+    for (m, want) in [
+        (
+            ModelRefresh {
+                sha256: "AB".repeat(32),
+                ..model_refresh()
+            },
+            "sha256",
+        ),
+        (
+            ModelRefresh {
+                sha256: "ab".into(),
+                ..model_refresh()
+            },
+            "sha256",
+        ),
+        (
+            ModelRefresh {
+                size: 0,
+                ..model_refresh()
+            },
+            "size",
+        ),
+        (
+            ModelRefresh {
+                size: MAX_MODEL_BYTES + 1,
+                ..model_refresh()
+            },
+            "size",
+        ),
+        (
+            ModelRefresh {
+                version: String::new(),
+                ..model_refresh()
+            },
+            "version",
+        ),
+        (
+            ModelRefresh {
+                model: "m".repeat(MAX_MODEL_NAME + 1),
+                ..model_refresh()
+            },
+            "model",
+        ),
+    ] {
+        let e = encode(&m).expect_err("invalid refresh").to_string();
+        assert!(e.contains(want), "{e}");
+    }
+    for (m, want) in [
+        (
+            ModelChunkRequest {
+                len: 0,
+                ..model_chunk_request()
+            },
+            "len",
+        ),
+        (
+            ModelChunkRequest {
+                len: MAX_MODEL_CHUNK as u32 + 1,
+                ..model_chunk_request()
+            },
+            "len",
+        ),
+        (
+            ModelChunkRequest {
+                offset: MAX_MODEL_BYTES,
+                ..model_chunk_request()
+            },
+            "offset",
+        ),
+    ] {
+        let e = encode(&m).expect_err("invalid request").to_string();
+        assert!(e.contains(want), "{e}");
+    }
+    let past_end = ModelChunk {
+        offset: 5,
+        ..model_chunk()
+    };
+    let e = encode(&past_end).expect_err("past the end").to_string();
+    assert!(e.contains("ends past the file"), "{e}");
     // Every kind is covered once.
     let kinds: Vec<MessageKind> = all_encoded().into_iter().map(|(k, _)| k).collect();
     assert_eq!(kinds, MessageKind::ALL);
@@ -657,6 +782,9 @@ fn decode_as_everything(bytes: &[u8]) -> Vec<Result<(), DecodeError>> {
         decode::<LinkProbe>(bytes).map(drop),
         decode::<LinkProbeReply>(bytes).map(drop),
         decode::<IdentitySeen>(bytes).map(drop),
+        decode::<ModelRefresh>(bytes).map(drop),
+        decode::<ModelChunkRequest>(bytes).map(drop),
+        decode::<ModelChunk>(bytes).map(drop),
     ]
 }
 

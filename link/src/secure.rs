@@ -9,7 +9,8 @@
 //!   its own liveliness token, serves (and replies) only under its own id, and
 //!   asks re-ID and probes links only under keys that name it as the asker
 //!   (`reid/<server>/<asker>`, `probe/<target>/<asker>`);
-//! - it may listen to plans, merges and identities, and fetch the plan;
+//! - it may listen to plans, merges, identities and model refreshes, fetch
+//!   the plan and the refresh in force, and fetch model files;
 //! - nothing else: no plans, merges, sync or record queries, no wildcard
 //!   queryables, no deletes. The master's own session is local to the router
 //!   and is not filtered.
@@ -81,7 +82,7 @@ pub(crate) fn master_acl(keys: &Keys, enrolled: &[NodeId]) -> Value {
     let mut rules = vec![
         json!({"id": "node-listen", "messages": ["declare_subscriber"], "flows": ["ingress"],
                "permission": "allow",
-               "key_exprs": [keys.plan(), keys.merges(), keys.identities_all()]}),
+               "key_exprs": [keys.plan(), keys.merges(), keys.identities_all(), keys.models()]}),
         json!({"id": "to-nodes", "messages": ALL_MESSAGES, "flows": ["egress"],
                "permission": "allow", "key_exprs": [format!("{p}/**")]}),
     ];
@@ -103,7 +104,8 @@ pub(crate) fn master_acl(keys: &Keys, enrolled: &[NodeId]) -> Value {
         rules.push(
             json!({"id": r("ask"), "messages": ["query"], "flows": ["ingress"],
             "permission": "allow",
-            "key_exprs": [keys.plan(), keys.reid_asked_by(n), keys.probe_asked_by(n)]}),
+            "key_exprs": [keys.plan(), keys.models(), keys.model_files(),
+                          keys.reid_asked_by(n), keys.probe_asked_by(n)]}),
         );
         rules.push(json!({"id": r("alive"), "messages": ["liveliness_token"],
             "flows": ["ingress"], "permission": "allow", "key_exprs": [keys.node_alive(n)]}));

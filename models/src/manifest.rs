@@ -469,6 +469,62 @@ impl Manifest {
     pub fn file(&self, file: &str) -> Option<&FileEntry> {
         self.files.iter().find(|f| f.file == file)
     }
+
+    /// This manifest with `model`'s weights in `file` instead (a model
+    /// refresh: new weights for the same graph, so the same inputs, outputs
+    /// and pre-processing; a session built from it is checked against the
+    /// model's spec like any other). Only a float model can be refreshed:
+    /// its reduced-precision variants are other files of their own.
+    pub fn refreshed(
+        &self,
+        model: &str,
+        file: &str,
+        sha256: &str,
+        size: u64,
+    ) -> Result<Manifest, ModelError> {
+        let spec = self.model(model)?;
+        let mut problems = Vec::new();
+        if spec.variant_of.is_some() || spec.precision != Precision::Fp32 {
+            problems.push(format!(
+                "model {model} is a {} variant; a refresh replaces float weights",
+                spec.precision
+            ));
+        }
+        if file.is_empty() || file.contains("..") || file.starts_with('/') {
+            problems.push(format!(
+                "refresh file {file:?} must be a plain path inside the model directory"
+            ));
+        }
+        if self.file(file).is_some() {
+            problems.push(format!("refresh file {file:?} is already listed"));
+        }
+        if !problems.is_empty() {
+            return Err(ModelError::ManifestInvalid {
+                origin: format!("refresh of {model}"),
+                problems,
+            });
+        }
+        let mut out = self.clone();
+        out.files.push(FileEntry {
+            file: file.to_owned(),
+            sha256: sha256.to_owned(),
+            size,
+            source_sha256: None,
+            recipe: "a model refresh from the site's master".into(),
+        });
+        if let Some(m) = out.models.iter_mut().find(|m| m.name == model) {
+            m.file = file.to_owned();
+        }
+        let problems = out.problems();
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(ModelError::ManifestInvalid {
+                origin: format!("refresh of {model}"),
+                problems,
+            })
+        }
+    }
 }
 
 #[cfg(test)]

@@ -246,3 +246,89 @@ fn runtime_config_parses_and_validates() {
     );
     assert!(toml::from_str::<RuntimeConfig>("threads = 3").is_err());
 }
+
+/// A refresh: new weights for a manifest model in a file of their own.
+/// The same graph loads as the model; another graph is refused, naming
+/// what differs; a quantised variant and a path outside the directory are
+/// refused before anything is read.
+#[test]
+fn refreshed_weights_load_as_the_model_and_another_graph_is_refused() {
+    let base = store();
+    let manifest = base.manifest().clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = "osnet-x0-25-msmt17-combineall";
+    // The same network, other weights: the market1501 OSNet has the same
+    // graph (a stand-in for weights trained on the site).
+    let other = base
+        .verified_path(&manifest.model("osnet-x0-25-market1501").expect("spec").file)
+        .expect("osnet market file");
+    let bytes = std::fs::read(&other).expect("read");
+    let sha = vidar_models::store::hex(&sha2_digest(&bytes));
+    std::fs::write(dir.path().join("refresh-a.onnx"), &bytes).expect("write");
+    let refreshed = manifest
+        .refreshed(model, "refresh-a.onnx", &sha, bytes.len() as u64)
+        .expect("refreshed manifest");
+    let factory = SessionFactory::new(
+        ModelStore::new(dir.path(), refreshed),
+        RuntimeConfig::default(),
+    )
+    .expect("factory");
+    let loaded = factory.load(model).expect("refreshed weights load");
+    assert_eq!(loaded.spec().file, "refresh-a.onnx");
+    assert_eq!(loaded.spec().name, model);
+
+    // A detector's file as the re-ID model's refresh: checksum right, graph wrong.
+    let ssd = base
+        .verified_path(&manifest.model("ssd-mobilenet-v2-coco").expect("spec").file)
+        .expect("ssd file");
+    let bytes = std::fs::read(&ssd).expect("read");
+    let sha = vidar_models::store::hex(&sha2_digest(&bytes));
+    std::fs::write(dir.path().join("refresh-b.onnx"), &bytes).expect("write");
+    let wrong = manifest
+        .refreshed(model, "refresh-b.onnx", &sha, bytes.len() as u64)
+        .expect("manifest");
+    let factory =
+        SessionFactory::new(ModelStore::new(dir.path(), wrong), RuntimeConfig::default())
+            .expect("factory");
+    let e = factory.load(model).expect_err("another graph").to_string();
+    assert!(e.contains(model) && e.contains("input"), "{e}");
+
+    // Bytes that are not what the refresh names: refused before ONNX Runtime sees them.
+    let tampered = manifest
+        .refreshed(model, "refresh-a.onnx", &"0".repeat(64), 920_270)
+        .expect("manifest");
+    let factory = SessionFactory::new(
+        ModelStore::new(dir.path(), tampered),
+        RuntimeConfig::default(),
+    )
+    .expect("factory");
+    let e = factory.load(model).expect_err("tampered").to_string();
+    assert!(e.contains("refresh-a.onnx"), "{e}");
+
+    for (m, file, want) in [
+        (
+            "osnet-x0-25-msmt17-combineall-int8",
+            "x.onnx",
+            "variant",
+        ),
+        (model, "../x.onnx", "plain path"),
+        (model, "/etc/x.onnx", "plain path"),
+        (
+            model,
+            manifest.model(model).expect("spec").file.as_str(),
+            "already listed",
+        ),
+        ("no-such-model", "x.onnx", "no-such-model"),
+    ] {
+        let e = manifest
+            .refreshed(m, file, &"a".repeat(64), 1)
+            .expect_err(file)
+            .to_string();
+        assert!(e.contains(want), "{m} {file}: {e}");
+    }
+}
+
+fn sha2_digest(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).to_vec()
+}

@@ -521,6 +521,25 @@ impl Gallery {
         &self.model
     }
 
+    /// The embedder now runs the model tagged `model` (a model refresh).
+    /// Vectors of two models are never compared, so every identity here
+    /// (made of the old model's vectors) is retired: a person seen again gets
+    /// a new identity, which the master's merges and the operators may join
+    /// to the old one. What is not about appearance stays: the learned
+    /// transits between cameras, and the id sequence (no id is reused).
+    /// Returns how many identities were retired (0 if the tag is unchanged).
+    pub fn remodel(&mut self, model: &str) -> usize {
+        if model == self.model {
+            return 0;
+        }
+        let retired = self.identities.len();
+        self.identities.clear();
+        self.index.clear();
+        self.dim = None;
+        self.model = model.to_owned();
+        retired
+    }
+
     /// Number of identities.
     pub fn len(&self) -> usize {
         self.identities.len()

@@ -348,6 +348,48 @@ fn prototypes_are_bounded_and_keep_distinct_views() {
 }
 
 #[test]
+fn a_new_model_retires_the_old_vectors_and_keeps_transits_and_ids() {
+    let mut g = Gallery::with_model(small(), "osnet@aaaa").expect("gallery");
+    let (a, b) = (cam("a"), cam("b"));
+    let e = emb(&[1.0, 0.0, 0.0]);
+    let id = g.assign(&e, &a, UnixMs(0)).expect("assign").id();
+    // Two transits a -> b teach the pair.
+    for k in 0..2u64 {
+        let t = 1_000 + k as i64 * 10_000;
+        g.assign_track(&track(&e, &b, k + 10, UnixMs(t + 500), UnixMs(t + 900)))
+            .expect("assign");
+        g.assign_track(&track(&e, &a, k + 20, UnixMs(t + 5_000), UnixMs(t + 5_100)))
+            .expect("assign");
+    }
+    let transits = g.transit(&a, &b);
+    assert!(transits.is_some(), "the pair learned its transits");
+    assert!(g.remodel("osnet@aaaa") == 0 && g.len() == 1, "same tag: nothing changes");
+    assert_eq!(g.remodel("osnet@bbbb"), 1);
+    assert!(g.is_empty() && g.get(id).is_none());
+    assert_eq!(g.model(), "osnet@bbbb");
+    assert_eq!(g.transit(&a, &b), transits, "transits are not appearance");
+    // The old model's vectors are refused; the same look is a new person
+    // under a new id; a vector of another size is fine for a new model.
+    let old = Identity::single(
+        IdentityId(99),
+        e.clone(),
+        "osnet@aaaa",
+        a.clone(),
+        UnixMs(5),
+        Origin::Remote,
+    );
+    assert!(matches!(
+        g.upsert_remote(old),
+        Err(ReidError::ModelMismatch { .. })
+    ));
+    let next = g
+        .assign(&emb(&[1.0, 0.0, 0.0, 0.0]), &a, UnixMs(60_000))
+        .expect("assign");
+    assert!(matches!(next, Assignment::New { closest: None, .. }), "{next:?}");
+    assert!(next.id().0 > id.0, "ids are never reused");
+}
+
+#[test]
 fn another_models_vectors_are_never_compared() {
     let mut g = Gallery::with_model(small(), "osnet@5a73fd97").expect("gallery");
     let c = cam("a");

@@ -36,6 +36,8 @@ pub(super) enum Input {
     Merge(MergeAnnounce),
     Split(SplitAnnounce),
     KeepApart(KeepApart),
+    /// A refreshed model's embedder, built and checked elsewhere.
+    Model(Box<dyn Embedder>),
     Stop,
 }
 
@@ -113,6 +115,19 @@ impl Inbox {
     /// Queues an operator's undone merge (dropped, counted, when full).
     pub fn keep_apart(&self, k: KeepApart) {
         let _ = self.send(Input::KeepApart(k));
+    }
+    /// Hands a refreshed model's embedder to the worker, which swaps to it
+    /// between two jobs; gives it back when the inbox is full (to be
+    /// offered again) or the worker is gone.
+    pub fn model(&self, embedder: Box<dyn Embedder>) -> Result<(), Box<dyn Embedder>> {
+        match self.try_put(Input::Model(embedder)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(Input::Model(e)) | TrySendError::Disconnected(Input::Model(e))) => {
+                Err(e)
+            }
+            // `try_put` gives back what it was given.
+            Err(_) => Ok(()),
+        }
     }
 }
 
@@ -221,6 +236,7 @@ impl Identifier {
                             }
                             Input::Split(s) => worker.learn_split(s),
                             Input::KeepApart(k) => worker.learn_keep_apart(k),
+                            Input::Model(e) => worker.swap_model(e),
                             Input::Stop => {
                                 // Parked jobs are identified here: nothing waits on a reply.
                                 let ids: Vec<u64> = worker.remote.keys().copied().collect();
@@ -572,5 +588,82 @@ mod tests {
         assert!(took < Duration::from_secs(5), "{took:?}");
         a.finish();
         b.finish();
+    }
+
+    /// The colour embedder under another model tag, its vectors rotated: a
+    /// refreshed model whose space is not the old one's (blue under it
+    /// points where red did under the old model).
+    struct Rotated(ColorEmbedder);
+
+    impl Embedder for Rotated {
+        fn name(&self) -> &str {
+            "fake-color"
+        }
+        fn model_tag(&self) -> &str {
+            "fake-color@rotated00000"
+        }
+        fn dim(&self) -> usize {
+            3
+        }
+        fn max_batch(&self) -> usize {
+            8
+        }
+        fn embed_into(
+            &mut self,
+            crops: &[vidar_reid::Crop<'_>],
+            out: &mut Vec<vidar_reid::Embedding>,
+        ) -> Result<(), vidar_reid::ReidError> {
+            self.0.embed_into(crops, out)?;
+            for e in out.iter_mut() {
+                let v = e.as_slice();
+                *e = vidar_reid::Embedding::normalized(&[v[2], v[0], v[1]]);
+            }
+            Ok(())
+        }
+        fn take_timings(&mut self) -> vidar_reid::EmbedTimings {
+            self.0.take_timings()
+        }
+    }
+
+    #[test]
+    fn a_model_swap_between_jobs_keeps_the_people_on_screen_and_never_mixes_models() {
+        use crate::identify::testing::{answer, figure, job as one, spawn};
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = GalleryConfig {
+            node_prefix: 1,
+            ..GalleryConfig::default()
+        };
+        let (mut id, metrics, _rec) = spawn(dir.path(), cfg, false, None);
+        let (red, blue) = (figure([220, 40, 40]), figure([40, 40, 220]));
+        let t0 = SystemTime::now() - Duration::from_secs(120);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let decided = |id: &mut Identifier, j: Job| answer(id, j).identity.expect("decided");
+        // Bob (blue) came and went; Ann (red) is on screen at the swap.
+        let bob = decided(&mut id, one(1, blue, at(0), at(0), true));
+        id.ended(0, TrackId(1), UnixMs(0));
+        let ann = decided(&mut id, one(2, red, at(10), at(10), true));
+        let mut refreshed: Box<dyn Embedder> = Box::new(Rotated(ColorEmbedder::default()));
+        while let Err(back) = id.inbox().model(refreshed) {
+            refreshed = back;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Ann's track goes on under the new model: views enough to put her back.
+        for s in 11..14 {
+            let r = answer(&mut id, one(2, red, at(10), at(s), false));
+            assert_eq!(r.identity, None, "decided before the swap: not again");
+        }
+        id.ended(0, TrackId(2), UnixMs(0));
+        // Red again: still Ann, known now by the new model's view of her.
+        assert_eq!(decided(&mut id, one(3, red, at(30), at(30), true)), ann);
+        id.ended(0, TrackId(3), UnixMs(0));
+        // Blue again: under the new model blue looks like the old red, so a
+        // gallery that mixed models would call him Ann; and Bob's old vectors
+        // are retired, so he is someone new.
+        let bob_again = decided(&mut id, one(4, blue, at(40), at(40), true));
+        assert!(bob_again != ann && bob_again != bob, "{bob_again} (Ann {ann}, Bob {bob})");
+        assert!(bob_again.0 > ann.0, "ids are never reused");
+        id.finish();
+        assert_eq!(metrics.model_swaps.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.identities_retired.load(Ordering::Relaxed), 2);
     }
 }

@@ -42,6 +42,10 @@ pub(super) struct TrackState {
     /// Its identity was minted by its own decision: later views may still
     /// match a known identity ([`Worker::reconsider`]).
     pub(super) minted: bool,
+    /// Decided before a model refresh retired its identity from the
+    /// gallery: the identity is put back, from this track's views under
+    /// the new model, once it has enough of them ([`Worker::reseed`]).
+    pub(super) reseed: Option<vidar_reid::Origin>,
 }
 
 impl TrackState {
@@ -191,7 +195,12 @@ impl Worker {
                 best: None,
                 written: 0.0,
                 minted: false,
+                reseed: None,
             });
+        if state.sum.is_empty() {
+            // Views before a model refresh were dropped: start again.
+            state.sum.resize(emb.len(), 0.0);
+        }
         if state.sum.len() != emb.len() {
             return None;
         }
@@ -206,6 +215,10 @@ impl Worker {
                 state.best = Some((quality, now, jpeg));
             }
         }
+        if state.reseed.is_some() && state.crops >= MIN_CROPS {
+            self.reseed(&key);
+        }
+        let state = self.tracks.get(&key)?;
         if let Some(id) = state.identity {
             // Decided earlier: keep its appearance open (the final mean is
             // folded in when the track ends).
@@ -347,10 +360,75 @@ impl Worker {
         Some((known, similarity, false))
     }
 
+    /// The embedder now runs another model (a model refresh, built and
+    /// checked off this thread): taken between two jobs, so no crop is
+    /// embedded half by one model and half by the other. The gallery
+    /// retires the old model's identities ([`vidar_reid::Gallery::remodel`]);
+    /// tracks on screen drop their old views, and those already decided
+    /// keep their identity, put back in the gallery from their new views
+    /// ([`Worker::reseed`]).
+    pub(super) fn swap_model(&mut self, embedder: Box<dyn Embedder>) {
+        let tag = embedder.model_tag().to_owned();
+        if tag == self.model {
+            return;
+        }
+        for state in self.tracks.values_mut() {
+            state.reseed = state
+                .identity
+                .and_then(|id| self.gallery.get(id))
+                .map(|i| i.origin)
+                .or(state.reseed);
+            state.sum.clear();
+            state.crops = 0;
+            state.crops_at_decision = 0;
+        }
+        let retired = self.gallery.remodel(&tag);
+        tracing::info!(from = %self.model, to = %tag, retired, "re-ID model swapped");
+        self.embedder = embedder;
+        self.model = tag;
+        self.metrics
+            .identities_retired
+            .fetch_add(retired as u64, Ordering::Relaxed);
+        self.metrics.model_swaps.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .gallery_identities
+            .store(self.gallery.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Puts the identity of the track `key`, decided before a model
+    /// refresh, back into the gallery from the track's views under the new
+    /// model (the people on screen at the swap keep their identities).
+    pub(super) fn reseed(&mut self, key: &TrackKey) {
+        let Some(state) = self.tracks.get_mut(key) else {
+            return;
+        };
+        let (Some(origin), Some(id)) = (state.reseed.take(), state.identity) else {
+            return;
+        };
+        if state.crops == 0 {
+            return;
+        }
+        state.crops_at_decision = state.crops;
+        let ident = vidar_reid::Identity::single(
+            id,
+            state.mean(),
+            &self.model,
+            state.camera.clone(),
+            state.first_ms,
+            origin,
+        );
+        if let Err(e) = self.gallery.restore(ident) {
+            tracing::debug!(identity = %id, error = %e, "identity not put back after a model refresh");
+        }
+    }
+
     /// The track `key` ended (at `last_ms` when known): closes its
     /// appearance, folds its final mean into the identity, writes a better
     /// snapshot when the view improved.
     pub(super) fn ended(&mut self, key: TrackKey, last_ms: Option<UnixMs>) {
+        if self.tracks.get(&key).is_some_and(|s| s.reseed.is_some()) {
+            self.reseed(&key);
+        }
         let Some(state) = self.tracks.remove(&key) else {
             return;
         };

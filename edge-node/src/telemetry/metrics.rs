@@ -143,6 +143,20 @@ pub struct NodeMetrics {
     pub inputs_dropped: AtomicU64,
     /// Identities the re-ID gallery holds now (bounded by `max_identities`).
     pub gallery_identities: AtomicU64,
+    /// Times the re-ID worker swapped to a refreshed model.
+    pub model_swaps: AtomicU64,
+    /// Identities retired from the gallery by model swaps (another model's vectors).
+    pub identities_retired: AtomicU64,
+    /// Model refreshes applied (verified, built and handed to the worker).
+    pub model_refreshes_applied: AtomicU64,
+    /// Model refreshes refused: not for this node's model or precision, a
+    /// file that is not what the master signed, or a graph unlike the model's.
+    pub model_refreshes_refused: AtomicU64,
+    /// Model refreshes that failed for now (the file could not be fetched or
+    /// written); tried again when the master repeats the refresh.
+    pub model_refreshes_failed: AtomicU64,
+    /// Serial of the last model refresh applied (0: none).
+    pub model_refresh_serial: AtomicU64,
 }
 
 #[cfg(test)]

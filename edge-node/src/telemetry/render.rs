@@ -191,6 +191,31 @@ pub fn render_node(
             "Cluster inputs dropped because the re-ID worker was full.",
             &nm.inputs_dropped,
         ),
+        (
+            "vidar_model_swaps",
+            "Times the re-ID worker swapped to a refreshed model.",
+            &nm.model_swaps,
+        ),
+        (
+            "vidar_identities_retired",
+            "Identities retired from the gallery by model swaps (vectors of the old model).",
+            &nm.identities_retired,
+        ),
+        (
+            "vidar_model_refreshes_applied",
+            "Model refreshes verified, built and swapped in.",
+            &nm.model_refreshes_applied,
+        ),
+        (
+            "vidar_model_refreshes_refused",
+            "Model refreshes refused (another model, a file unlike the signed one, another graph).",
+            &nm.model_refreshes_refused,
+        ),
+        (
+            "vidar_model_refreshes_failed",
+            "Model refreshes that failed for now (fetch or write) and wait for the master's repeat.",
+            &nm.model_refreshes_failed,
+        ),
     ] {
         f.counter(name, help, v.load(Ordering::Relaxed))?;
     }
@@ -198,5 +223,10 @@ pub fn render_node(
         "vidar_gallery_identities",
         "Identities the re-ID gallery holds now.",
         nm.gallery_identities.load(Ordering::Relaxed),
+    )?;
+    f.gauge(
+        "vidar_model_refresh_serial",
+        "Serial of the last model refresh applied (0: none).",
+        nm.model_refresh_serial.load(Ordering::Relaxed),
     )
 }

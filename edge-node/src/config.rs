@@ -227,6 +227,10 @@ pub struct ModelsConfig {
     /// Execution providers and threads.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// Where model refreshes from the master are kept (their files and the
+    /// one applied); default `model-refresh` beside the database.
+    #[serde(default)]
+    pub refresh_dir: Option<PathBuf>,
 }
 
 mod defaults {
@@ -272,6 +276,18 @@ impl EdgeConfig {
             anyhow::bail!("config {origin} is invalid:\n  - {}", lines.join("\n  - "));
         }
         Ok(config)
+    }
+
+    /// Where model refreshes are kept: `models.refresh_dir`, or
+    /// `model-refresh` beside the database.
+    pub fn refresh_dir(&self) -> PathBuf {
+        self.models.refresh_dir.clone().unwrap_or_else(|| {
+            self.database
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| std::path::Path::new("."))
+                .join("model-refresh")
+        })
     }
 
     /// Detector threads to start (see [`EdgeConfig::inference_workers`]).

@@ -29,5 +29,6 @@ pub mod media;
 pub mod node;
 pub mod profiling;
 pub mod recorder;
+pub mod refresh;
 pub mod sightings;
 pub mod telemetry;

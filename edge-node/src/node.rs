@@ -51,6 +51,8 @@ pub struct ClusterStart {
     control: std::sync::mpsc::Sender<crate::cameras::Control>,
     inbox: crate::identify::Inbox,
     tiles: Option<std::sync::mpsc::Receiver<crate::media::TileFrame>>,
+    refresher: crate::refresh::Refresher,
+    refresh: Option<vidar_protocol::messages::ModelRefresh>,
 }
 
 impl Config for EdgeConfig {
@@ -98,10 +100,22 @@ pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
             .with_context(|| format!("loading detector model {:?}", config.detector.model))?;
         detectors.push(Box::new(detector));
     }
-    let mut embedder = config
-        .embedder
-        .build(&factory)
-        .with_context(|| format!("loading re-ID model {:?}", config.embedder.model))?;
+    // The model refresh applied before a restart runs again (its
+    // identities are restored below); else the configured model.
+    let refresher = crate::refresh::Refresher::new(config, store.clone());
+    let (refresh, mut embedder) = match refresher.restore() {
+        Some((r, e)) => {
+            tracing::info!(serial = r.serial, model = %r.model, version = %r.version, "running the model refresh applied before this start");
+            (Some(r), e)
+        }
+        None => (
+            None,
+            config
+                .embedder
+                .build(&factory)
+                .with_context(|| format!("loading re-ID model {:?}", config.embedder.model))?,
+        ),
+    };
     // In a cluster: join it, and measure what this node can do for the master's plans.
     let link = match &config.cluster {
         Some(settings) => {
@@ -188,6 +202,8 @@ pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
         control: control_tx,
         inbox: identifier.inbox(),
         tiles: tile_rx,
+        refresher,
+        refresh,
     });
     let registry = Arc::new(CameraRegistry::default());
     Ok(Built {
@@ -405,6 +421,8 @@ pub fn run(config: EdgeConfig, shutdown: Shutdown, status_every_s: u64) -> Resul
                 recorder,
                 store: store.clone(),
                 metrics_addr: server.addr().to_string(),
+                refresher: c.refresher,
+                refresh: c.refresh,
             },
         )?),
         None => None,

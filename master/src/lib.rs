@@ -17,6 +17,7 @@ pub mod http;
 pub mod membership;
 pub mod merge_service;
 pub mod merges;
+pub mod models;
 pub mod password;
 pub mod planner;
 pub mod plans;
@@ -128,6 +129,7 @@ pub struct Master {
     threads: health::Threads,
     feed: Option<membership::Feed>,
     plan_queryable: Option<vidar_link::Service>,
+    model_services: Vec<vidar_link::Service>,
     tiles_feed: Option<vidar_link::Subscription>,
     http: Option<vidar_runtime::HttpServer>,
     http_addr: SocketAddr,
@@ -269,6 +271,14 @@ impl Master {
         }
         .spawn((merge_tx, merge_rx))?;
         threads.push(("merges", merge_thread));
+        let (model_thread, model_services) = models::ModelService {
+            link: link.clone(),
+            keys: keys.clone(),
+            dir: config.models_dir(),
+            stop: stop.clone(),
+        }
+        .spawn()?;
+        threads.push(("models", model_thread));
         if let Some(bundle) = bundle {
             let roster_thread = roster::RosterWatch {
                 link: link.clone(),
@@ -323,6 +333,7 @@ impl Master {
             threads,
             feed: Some(feed),
             plan_queryable: Some(plan_queryable),
+            model_services,
             tiles_feed: Some(tiles_feed),
             http: Some(server),
             http_addr: bound,
@@ -376,6 +387,7 @@ impl Master {
             }
         }
         self.plan_queryable.take();
+        self.model_services.clear();
         self.tiles_feed.take();
         self.feed.take();
         let mut result = Ok(());

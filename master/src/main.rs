@@ -4,6 +4,8 @@
 //! entry for a password read from stdin.
 //! `vidar-master ca init`, `enroll NODE`, `revoke NODE`: the site's keys
 //! (see `vidar_link::pki`).
+//! `vidar-master model add|list|promote|rollback`: the re-ID weights the
+//! nodes run (see `vidar_master::models`).
 
 use std::path::PathBuf;
 
@@ -69,6 +71,11 @@ enum Command {
         /// The database file.
         database: PathBuf,
     },
+    /// The model registry: the re-ID weights every node runs.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
     /// The site certificate authority.
     Ca {
         #[command(subcommand)]
@@ -96,6 +103,73 @@ enum Command {
         /// The CA directory written by `ca init`.
         #[arg(long, default_value = "vidar-ca")]
         dir: PathBuf,
+    },
+}
+
+/// Where the model registry is: the master's config, or the folder itself.
+#[derive(Debug, clap::Args)]
+struct RegistryArgs {
+    /// The master's config (its `models_dir`, default `models` beside the database).
+    #[arg(long, conflicts_with = "dir", required_unless_present = "dir")]
+    config: Option<PathBuf>,
+    /// Or the registry folder itself.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    fn dir(&self) -> anyhow::Result<PathBuf> {
+        match (&self.config, &self.dir) {
+            (_, Some(d)) => Ok(d.clone()),
+            (Some(c), None) => Ok(MasterConfig::load(c)?.models_dir()),
+            (None, None) => anyhow::bail!("--config or --dir is required"),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelCommand {
+    /// Adds an ONNX file as a new version of a manifest model's weights
+    /// (copied into the registry under its sha256; nothing is deployed).
+    Add {
+        /// The ONNX file: the model's graph with new weights.
+        file: PathBuf,
+        /// The manifest model it is weights for.
+        #[arg(long, default_value = "osnet-x0-25-msmt17-combineall")]
+        model: String,
+        /// The version's name (unique; never replaced).
+        #[arg(long)]
+        version: String,
+        /// The version it was trained from.
+        #[arg(long)]
+        parent: Option<String>,
+        /// A measurement that comes with it, `NAME=VALUE` (repeatable), e.g.
+        /// `rank1=0.91` from `vidar-edge eval reid`.
+        #[arg(long = "metric", value_name = "NAME=VALUE")]
+        metrics: Vec<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Lists the versions and the deployments, the one in force last.
+    List {
+        /// As JSON (the registry file).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Deploys a version to every node: a running master publishes it,
+    /// signed, within 2 s; each node checks and swaps it in without a restart.
+    Promote {
+        /// The version.
+        version: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Deploys again the version in force before the current one.
+    Rollback {
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
 }
 
@@ -178,6 +252,7 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Model { command } => model(command),
         Command::CheckDatabase { database } => {
             vidar_store::maintenance::check(&database, vidar_store::maintenance::Check::Full)?;
             println!("{}: ok", database.display());
@@ -285,6 +360,104 @@ fn main() -> anyhow::Result<()> {
                 .context("watching SIGINT and SIGTERM")?;
             vidar_master::run(&cfg, shutdown)
                 .with_context(|| format!("running the master of {}", config.display()))
+        }
+    }
+}
+
+fn model(command: ModelCommand) -> anyhow::Result<()> {
+    use vidar_master::models::Registry;
+    let print = |r: &Registry| {
+        for v in &r.versions {
+            let metrics: Vec<String> = v.metrics.iter().map(|(k, x)| format!("{k}={x}")).collect();
+            println!(
+                "version {}  model {}  parent {}  sha256 {}  {} bytes  {}",
+                v.version,
+                v.model,
+                v.parent.as_deref().unwrap_or("-"),
+                v.sha256,
+                v.size,
+                metrics.join(" ")
+            );
+        }
+        for d in &r.deployments {
+            println!(
+                "deployment {}  {}  {}  at {}",
+                d.serial, d.how, d.version, d.issued_ms
+            );
+        }
+        match r.deployed() {
+            Some((d, v)) => println!("in force: {} ({}), serial {}", v.version, v.model, d.serial),
+            None => println!("in force: none (nodes run the weights they ship with)"),
+        }
+    };
+    match command {
+        ModelCommand::Add {
+            file,
+            model,
+            version,
+            parent,
+            metrics,
+            registry,
+        } => {
+            let dir = registry.dir()?;
+            let mut parsed = std::collections::BTreeMap::new();
+            for m in &metrics {
+                let (k, v) = m
+                    .split_once('=')
+                    .with_context(|| format!("--metric {m:?}: NAME=VALUE expected"))?;
+                let x: f64 = v
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("--metric {m:?}: {v:?} is not a number"))?;
+                parsed.insert(k.trim().to_owned(), x);
+            }
+            let mut r = Registry::load(&dir)?;
+            let v = r
+                .add(&dir, &file, &model, &version, parent.as_deref(), parsed)?
+                .clone();
+            r.save(&dir)?;
+            println!(
+                "{}: version {} of {} ({} bytes, sha256 {}) added to {}; deploy it with `vidar-master model promote {}`",
+                file.display(),
+                v.version,
+                v.model,
+                v.size,
+                v.sha256,
+                dir.display(),
+                v.version
+            );
+            Ok(())
+        }
+        ModelCommand::List { json, registry } => {
+            let r = Registry::load(&registry.dir()?)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print(&r);
+            }
+            Ok(())
+        }
+        ModelCommand::Promote { version, registry } => {
+            let dir = registry.dir()?;
+            let mut r = Registry::load(&dir)?;
+            let d = r.promote(&version)?.clone();
+            r.save(&dir)?;
+            println!(
+                "version {} deployed (serial {}): a running master publishes it within 2 s",
+                d.version, d.serial
+            );
+            Ok(())
+        }
+        ModelCommand::Rollback { registry } => {
+            let dir = registry.dir()?;
+            let mut r = Registry::load(&dir)?;
+            let d = r.rollback()?.clone();
+            r.save(&dir)?;
+            println!(
+                "rolled back to version {} (serial {}): a running master publishes it within 2 s",
+                d.version, d.serial
+            );
+            Ok(())
         }
     }
 }

@@ -263,7 +263,7 @@ fn refreshed_weights_load_as_the_model_and_another_graph_is_refused() {
         .verified_path(&manifest.model("osnet-x0-25-market1501").expect("spec").file)
         .expect("osnet market file");
     let bytes = std::fs::read(&other).expect("read");
-    let sha = vidar_models::store::hex(&sha2_digest(&bytes));
+    let sha = vidar_models::store::sha256_bytes(&bytes);
     std::fs::write(dir.path().join("refresh-a.onnx"), &bytes).expect("write");
     let refreshed = manifest
         .refreshed(model, "refresh-a.onnx", &sha, bytes.len() as u64)
@@ -282,7 +282,7 @@ fn refreshed_weights_load_as_the_model_and_another_graph_is_refused() {
         .verified_path(&manifest.model("ssd-mobilenet-v2-coco").expect("spec").file)
         .expect("ssd file");
     let bytes = std::fs::read(&ssd).expect("read");
-    let sha = vidar_models::store::hex(&sha2_digest(&bytes));
+    let sha = vidar_models::store::sha256_bytes(&bytes);
     std::fs::write(dir.path().join("refresh-b.onnx"), &bytes).expect("write");
     let wrong = manifest
         .refreshed(model, "refresh-b.onnx", &sha, bytes.len() as u64)
@@ -326,9 +326,4 @@ fn refreshed_weights_load_as_the_model_and_another_graph_is_refused() {
             .to_string();
         assert!(e.contains(want), "{m} {file}: {e}");
     }
-}
-
-fn sha2_digest(bytes: &[u8]) -> Vec<u8> {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).to_vec()
 }

@@ -19,13 +19,18 @@
 //!   master's cursor, pruning only what the master acknowledged (and only
 //!   once older than `sharing.retention_s`);
 //! - queries: a queryable at `query/<node>` answering from the local database
-//!   what the master has not synchronised yet.
+//!   what the master has not synchronised yet;
+//! - model refreshes: the master's signed refresh on `models` (subscribed,
+//!   and asked for at start); its file fetched from `model-files`, checked
+//!   against the signed sha256, built off the hot path and swapped into the
+//!   re-ID worker between jobs (see [`crate::refresh`]).
 //!
 //! Every payload received is decoded through [`Garbage`]: malformed or
 //! wrong-version messages are counted and logged, never trusted.
 
 mod bandwidth;
 mod links;
+mod models;
 mod plans;
 mod probe;
 mod services;
@@ -56,7 +61,7 @@ use tiles::publish_tiles;
 use vidar_link::Responder;
 use vidar_protocol::messages::{
     IdentityAnnounce, IdentitySeen, KeepApart, LinkProbe, LinkProbeReply, MergeAnnounce, Merges,
-    NodeCapacity, Plan, QueryReply, QueryRequest, ReidReply, ReidRequest, SplitAnnounce, SyncBatch,
+    ModelRefresh, NodeCapacity, Plan, QueryReply, QueryRequest, ReidReply, ReidRequest, SplitAnnounce, SyncBatch,
     SyncRequest,
 };
 use vidar_protocol::UnixMs;
@@ -87,6 +92,10 @@ pub struct Parts {
     pub metrics_addr: String,
     /// Frames for live tiles.
     pub tiles: Option<std::sync::mpsc::Receiver<crate::media::TileFrame>>,
+    /// Builds refreshed re-ID models.
+    pub refresher: crate::refresh::Refresher,
+    /// The refresh running since start (restored), if any.
+    pub refresh: Option<vidar_protocol::messages::ModelRefresh>,
 }
 
 /// The running cluster side; dropping it leaves the cluster (the liveliness
@@ -100,6 +109,8 @@ pub struct Running {
     _subscriptions: Vec<vidar_link::Subscription>,
     /// The plan thread's inbox: `None` wakes it to stop.
     plan_inbox: std::sync::mpsc::SyncSender<Option<Plan>>,
+    /// The model thread's inbox: `None` wakes it to stop.
+    model_inbox: std::sync::mpsc::SyncSender<Option<ModelRefresh>>,
     link: Link,
 }
 
@@ -116,6 +127,7 @@ impl Running {
         // The plan thread sleeps on its inbox: wake it (an error means it
         // has ended already).
         let _ = self.plan_inbox.send(None);
+        let _ = self.model_inbox.send(None);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -282,8 +294,45 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
         })?);
     }
 
+    // Model refreshes: built on their own thread (loading a session takes
+    // a while), newest serial wins.
+    let (model_tx, model_rx) = std::sync::mpsc::sync_channel::<Option<ModelRefresh>>(8);
+    {
+        let tx = model_tx.clone();
+        subscriptions.push(net.subscribe(&keys.models(), move |_key, r: ModelRefresh| {
+            let _ = tx.try_send(Some(r));
+        })?);
+    }
+
     let stop = vidar_runtime::Shutdown::new();
     let mut threads = Vec::new();
+    {
+        let follower = models::ModelFollower {
+            shared: Arc::clone(&shared),
+            inbox: parts.inbox.clone(),
+            metrics: Arc::clone(&parts.metrics),
+            running: parts
+                .refresh
+                .as_ref()
+                .map(|r| r.sha256.clone())
+                .or_else(|| parts.refresher.shipped_sha256()),
+            applied: parts.refresh.as_ref().map_or(0, |r| r.serial),
+            refresher: parts.refresher.clone(),
+            refused: Default::default(),
+        };
+        if let Some(r) = &parts.refresh {
+            parts
+                .metrics
+                .model_refresh_serial
+                .store(r.serial, Ordering::Relaxed);
+        }
+        let stop = stop.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("models".into())
+                .spawn(move || follower.run(model_rx, &stop))?,
+        );
+    }
     {
         let sh = Arc::clone(&shared);
         let stop = stop.clone();
@@ -348,6 +397,7 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
         _services: services,
         _subscriptions: subscriptions,
         plan_inbox: plan_tx,
+        model_inbox: model_tx,
         link,
     })
 }

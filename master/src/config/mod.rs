@@ -96,6 +96,11 @@ pub struct MasterConfig {
     /// damaged file. Default true.
     #[serde(default = "yes")]
     pub check_database_at_start: bool,
+    /// The model registry (`vidar-master model ...`): versions of the
+    /// nodes' re-ID weights and their deployment. Default `models` beside
+    /// the database.
+    #[serde(default)]
+    pub models_dir: Option<PathBuf>,
     /// PEM certificate chain: with `tls_key`, the HTTP API and UI are served
     /// over HTTPS only. Default none (plain HTTP).
     #[serde(default)]
@@ -204,6 +209,17 @@ fn yes() -> bool {
 }
 
 impl MasterConfig {
+    /// The model registry's folder: `models_dir`, or `models` beside the database.
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir.clone().unwrap_or_else(|| {
+            self.database
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| std::path::Path::new("."))
+                .join("models")
+        })
+    }
+
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<MasterConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

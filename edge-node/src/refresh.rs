@@ -1,0 +1,236 @@
+//! Model refreshes on a node: what a [`ModelRefresh`] from the master may
+//! change, where its file is kept, and building the refreshed re-ID model.
+//!
+//! A refresh names a manifest model, a size and a sha256, signed by the
+//! master (the link checks the signature before anything here sees it).
+//! The file itself comes from the master's file service in chunks and is
+//! trusted only once its size and sha256 are the signed ones. It is kept
+//! as `<refresh_dir>/<sha256>.onnx` (0600, written whole then renamed),
+//! and the refresh applied last as `<refresh_dir>/applied.json`, so a node
+//! that restarts runs the same weights (and restores the identities made
+//! by them) before the master is reachable again.
+//!
+//! A refresh is built exactly as the configured model is (the same
+//! [`EmbedderConfig`], the manifest with the model's file replaced, see
+//! [`vidar_models::Manifest::refreshed`]), so a file whose graph is not the
+//! model's (other inputs, outputs or sizes) is refused with what differs.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use vidar_config::Config;
+use vidar_models::{ModelStore, Precision, RuntimeConfig, SessionFactory};
+use vidar_protocol::messages::ModelRefresh;
+use vidar_reid::{EmbedderConfig, OnnxEmbedder};
+
+use crate::config::EdgeConfig;
+
+/// Name of the record of the refresh applied last, in the refresh directory.
+const APPLIED: &str = "applied.json";
+
+/// Why a refresh was not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Never to be applied: not this node's model, a file that is not the
+    /// signed one, a graph unlike the model's. The same refresh is not
+    /// tried again.
+    Refused(String),
+    /// Not now: the file could not be fetched or written. Tried again when
+    /// the master repeats the refresh.
+    Failed(String),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Refused(why) => write!(f, "refused: {why}"),
+            Outcome::Failed(why) => write!(f, "failed for now: {why}"),
+        }
+    }
+}
+
+/// Builds refreshed re-ID models for one node.
+#[derive(Debug, Clone)]
+pub struct Refresher {
+    embedder: EmbedderConfig,
+    runtime: RuntimeConfig,
+    base: ModelStore,
+    dir: PathBuf,
+}
+
+impl Refresher {
+    /// For the node configured by `config`, whose shipped models are in `base`.
+    pub fn new(config: &EdgeConfig, base: ModelStore) -> Refresher {
+        Refresher {
+            embedder: config.embedder.clone(),
+            runtime: config.models.runtime.clone(),
+            base,
+            dir: config.refresh_dir(),
+        }
+    }
+
+    /// Where refreshed files and the applied record are kept.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The sha256 of the shipped file the configured re-ID model loads.
+    pub fn shipped_sha256(&self) -> Option<String> {
+        let manifest = self.base.manifest();
+        let spec = manifest.model(&self.embedder.model).ok()?;
+        manifest.file(&spec.file).map(|f| f.sha256.clone())
+    }
+
+    /// Whether `r` is for this node's re-ID model, as configured.
+    pub fn check(&self, r: &ModelRefresh) -> Result<(), Outcome> {
+        if r.model != self.embedder.model {
+            return Err(Outcome::Refused(format!(
+                "the refresh is for model {:?}; this node's re-ID model is {:?}",
+                r.model, self.embedder.model
+            )));
+        }
+        if self.embedder.precision == Some(Precision::Int8) {
+            return Err(Outcome::Refused(format!(
+                "this node runs the int8 variant of {}; a refresh carries float weights (set embedder.precision to fp32 to take refreshes)",
+                r.model
+            )));
+        }
+        Ok(())
+    }
+
+    /// The path a refresh's file is kept at.
+    pub fn file_of(&self, r: &ModelRefresh) -> PathBuf {
+        self.dir.join(format!("{}.onnx", r.sha256))
+    }
+
+    /// The embedder for `r` from a file already on this node (the shipped
+    /// model, or a kept refresh whose size and sha256 check out); `None`
+    /// when the file must be fetched.
+    pub fn build_local(&self, r: &ModelRefresh) -> Result<Option<OnnxEmbedder>, Outcome> {
+        self.check(r)?;
+        if self.shipped_sha256().as_deref() == Some(r.sha256.as_str()) {
+            // A rollback to the weights this node ships with.
+            let factory = SessionFactory::new(self.base.clone(), self.runtime.clone())
+                .map_err(|e| Outcome::Failed(format!("starting ONNX Runtime: {e}")))?;
+            return self
+                .embedder
+                .build(&factory)
+                .map(Some)
+                .map_err(|e| Outcome::Failed(format!("loading the shipped model: {e}")));
+        }
+        let path = self.file_of(r);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        match vidar_models::store::sha256_file(&path) {
+            Ok(sha) if sha == r.sha256 => self.build(r).map(Some),
+            // A damaged or foreign copy: fetched again over it.
+            Ok(_) | Err(_) => Ok(None),
+        }
+    }
+
+    /// Checks fetched `bytes` against the signed size and sha256 of `r`,
+    /// keeps them (0600, written whole and renamed) and builds the embedder.
+    pub fn accept(&self, r: &ModelRefresh, bytes: &[u8]) -> Result<OnnxEmbedder, Outcome> {
+        self.check(r)?;
+        if bytes.len() as u64 != r.size {
+            return Err(Outcome::Refused(format!(
+                "the file from the master is {} bytes; the signed refresh says {}",
+                bytes.len(),
+                r.size
+            )));
+        }
+        let sha = vidar_models::store::sha256_bytes(bytes);
+        if sha != r.sha256 {
+            return Err(Outcome::Refused(format!(
+                "the file from the master has sha256 {sha}; the signed refresh says {}",
+                r.sha256
+            )));
+        }
+        write_private(&self.dir, &self.file_of(r), bytes)
+            .map_err(|e| Outcome::Failed(format!("keeping {}: {e}", self.file_of(r).display())))?;
+        self.build(r)
+    }
+
+    /// Builds the embedder from the kept file of `r` (checked again by the
+    /// model store as it reads it).
+    fn build(&self, r: &ModelRefresh) -> Result<OnnxEmbedder, Outcome> {
+        let file = format!("{}.onnx", r.sha256);
+        let manifest = self
+            .base
+            .manifest()
+            .refreshed(&r.model, &file, &r.sha256, r.size)
+            .map_err(|e| Outcome::Refused(e.to_string()))?;
+        let factory = SessionFactory::new(ModelStore::new(&self.dir, manifest), self.runtime.clone())
+            .map_err(|e| Outcome::Failed(format!("starting ONNX Runtime: {e}")))?;
+        self.embedder.build(&factory).map_err(|e| {
+            Outcome::Refused(format!(
+                "version {} is not a {} model: {e}",
+                r.version, r.model
+            ))
+        })
+    }
+
+    /// Records `r` as the refresh this node runs.
+    pub fn remember(&self, r: &ModelRefresh) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
+        write_private(&self.dir, &self.dir.join(APPLIED), &json)
+    }
+
+    /// The refresh applied before this start, with its embedder; `None` (a
+    /// warning logged) when there is none, it is not for this node's model
+    /// as configured now, or its file is gone or damaged: then the
+    /// configured model runs until the master sends the refresh again.
+    pub fn restore(&self) -> Option<(ModelRefresh, OnnxEmbedder)> {
+        let path = self.dir.join(APPLIED);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "applied model refresh not read; running the configured model");
+                return None;
+            }
+        };
+        let r: ModelRefresh = match serde_json::from_slice(&bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "applied model refresh unreadable; running the configured model");
+                return None;
+            }
+        };
+        match self.build_local(&r) {
+            Ok(Some(e)) => Some((r, e)),
+            Ok(None) => {
+                tracing::warn!(version = %r.version, path = %self.file_of(&r).display(), "the applied model refresh's file is gone or damaged; running the configured model until the master sends it again");
+                None
+            }
+            Err(why) => {
+                tracing::warn!(version = %r.version, %why, "the applied model refresh is not used; running the configured model");
+                None
+            }
+        }
+    }
+}
+
+/// Writes `bytes` to `path` in `dir` (created 0700): a 0600 temporary
+/// file, synced, then renamed over `path`.
+fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let tmp = path.with_extension("part");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

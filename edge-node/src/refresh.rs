@@ -162,8 +162,9 @@ impl Refresher {
             .manifest()
             .refreshed(&r.model, &file, &r.sha256, r.size)
             .map_err(|e| Outcome::Refused(e.to_string()))?;
-        let factory = SessionFactory::new(ModelStore::new(&self.dir, manifest), self.runtime.clone())
-            .map_err(|e| Outcome::Failed(format!("starting ONNX Runtime: {e}")))?;
+        let factory =
+            SessionFactory::new(ModelStore::new(&self.dir, manifest), self.runtime.clone())
+                .map_err(|e| Outcome::Failed(format!("starting ONNX Runtime: {e}")))?;
         self.embedder.build(&factory).map_err(|e| {
             Outcome::Refused(format!(
                 "version {} is not a {} model: {e}",
@@ -218,7 +219,13 @@ impl Refresher {
 fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    let tmp = path.with_extension("part");
+    // A name of its own per writer: two processes may share the folder.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let tmp = path.with_extension(format!(
+        "{}.{}.part",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -233,4 +240,135 @@ fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vidar_models::Manifest;
+    use vidar_protocol::UnixMs;
+    use vidar_reid::Embedder;
+
+    const MODEL: &str = "osnet-x0-25-msmt17-combineall";
+
+    /// A refresher for a node whose database is in `dir`, on the real model
+    /// files (`make test` sets `VIDAR_MODEL_DIR` and `ORT_DYLIB_PATH`).
+    fn refresher(dir: &Path, extra: &str) -> Refresher {
+        vidar_testkit::require_node_env();
+        let config = EdgeConfig::parse(
+            &format!(
+                "node_id = \"n1\"\ndatabase = \"{}\"\n{extra}\n[[cameras]]\ncamera = \"c\"\nsource = \"file:///dev/null\"\n",
+                dir.join("e.db").display()
+            ),
+            "test",
+        )
+        .expect("config");
+        Refresher::new(&config, ModelStore::from_env().expect("models"))
+    }
+
+    fn refresh_of(bytes: &[u8], serial: u64) -> ModelRefresh {
+        ModelRefresh {
+            serial,
+            model: MODEL.into(),
+            version: format!("v{serial}"),
+            parent: None,
+            sha256: vidar_models::store::sha256_bytes(bytes),
+            size: bytes.len() as u64,
+            issued_ms: UnixMs(0),
+        }
+    }
+
+    fn model_bytes(file: &str) -> Vec<u8> {
+        let dir = std::env::var_os("VIDAR_MODEL_DIR").expect("VIDAR_MODEL_DIR");
+        std::fs::read(Path::new(&dir).join(file)).expect("model file")
+    }
+
+    #[test]
+    fn a_refresh_is_kept_built_and_restored_and_bad_ones_are_refused() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let r = refresher(tmp.path(), "");
+        assert_eq!(r.dir(), tmp.path().join("model-refresh"));
+        let shipped = r.shipped_sha256().expect("shipped sha");
+        assert_eq!(
+            Some(&shipped),
+            Manifest::builtin()
+                .expect("manifest")
+                .file("reid_osnet_x0_25_msmt17_combineall.onnx")
+                .map(|f| &f.sha256)
+        );
+        // Other weights for the same graph: not here yet, then kept and built.
+        let weights = model_bytes("reid_osnet_x0_25_market1501.onnx");
+        let good = refresh_of(&weights, 7);
+        assert!(
+            r.build_local(&good).expect("no error").is_none(),
+            "not here yet"
+        );
+        let e = r.accept(&good, &weights).expect("accepted");
+        assert!(
+            e.model_tag()
+                .starts_with(&format!("{MODEL}@{}", &good.sha256[..12])),
+            "{}",
+            e.model_tag()
+        );
+        let kept = r.file_of(&good);
+        let mode = std::fs::metadata(&kept).expect("kept").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        r.remember(&good).expect("remembered");
+        // After a restart: the same weights, before the master is heard.
+        let (again, e) = r.restore().expect("restored");
+        assert_eq!(again, good);
+        assert!(e.model_tag().contains(&good.sha256[..12]));
+        // A kept file damaged on disk is not used; fetched again instead.
+        let mut damaged = weights.clone();
+        damaged[100] ^= 1;
+        std::fs::write(&kept, &damaged).expect("damage");
+        assert!(r.build_local(&good).expect("no error").is_none());
+        assert!(r.restore().is_none(), "the configured model runs instead");
+
+        // Bytes that are not the signed ones.
+        let Err(Outcome::Refused(why)) = r.accept(&good, &damaged) else {
+            panic!("tampered bytes accepted")
+        };
+        assert!(
+            why.contains("sha256") && why.contains(&good.sha256),
+            "{why}"
+        );
+        let Err(Outcome::Refused(why)) = r.accept(&good, &weights[..1000]) else {
+            panic!("short bytes accepted")
+        };
+        assert!(why.contains("1000 bytes"), "{why}");
+        // The right bytes of the wrong graph: a detector as the re-ID model.
+        let ssd = model_bytes("ssd_mobilenet_v2_coco_quant.onnx");
+        let Err(Outcome::Refused(why)) = r.accept(&refresh_of(&ssd, 8), &ssd) else {
+            panic!("another graph accepted")
+        };
+        assert!(why.contains("v8") && why.contains(MODEL), "{why}");
+        // Another model's refresh, and a node on int8.
+        let other = ModelRefresh {
+            model: "mobilenetv2-deepsort".into(),
+            ..good.clone()
+        };
+        assert!(
+            matches!(r.check(&other), Err(Outcome::Refused(w)) if w.contains("mobilenetv2-deepsort"))
+        );
+        let int8 = refresher(tmp.path(), "[embedder]\nprecision = \"int8\"\n");
+        assert!(matches!(int8.check(&good), Err(Outcome::Refused(w)) if w.contains("int8")));
+        // A rollback to the shipped weights needs no file.
+        let shipped_bytes = model_bytes("reid_osnet_x0_25_msmt17_combineall.onnx");
+        let back = r
+            .build_local(&refresh_of(&shipped_bytes, 9))
+            .expect("no error")
+            .expect("built from the shipped file");
+        assert!(back.model_tag().contains(&shipped[..12]));
+    }
+
+    #[test]
+    fn an_unreadable_applied_record_runs_the_configured_model() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let r = refresher(tmp.path(), "");
+        assert!(r.restore().is_none(), "nothing applied");
+        std::fs::create_dir_all(r.dir()).expect("dir");
+        std::fs::write(r.dir().join(APPLIED), b"{not json").expect("write");
+        assert!(r.restore().is_none());
+    }
 }

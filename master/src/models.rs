@@ -139,7 +139,8 @@ impl Registry {
             path: path.clone(),
             why: e.to_string(),
         })?;
-        r.check().map_err(|why| RegistryError::Invalid { path, why })?;
+        r.check()
+            .map_err(|why| RegistryError::Invalid { path, why })?;
         Ok(r)
     }
 
@@ -159,10 +160,16 @@ impl Registry {
                 return Err(format!("version {:?} is listed twice", v.version));
             }
             if !is_sha256_hex(&v.sha256) {
-                return Err(format!("version {:?}: sha256 is not 64 lower-case hex digits", v.version));
+                return Err(format!(
+                    "version {:?}: sha256 is not 64 lower-case hex digits",
+                    v.version
+                ));
             }
             if v.size == 0 || v.size > MAX_MODEL_BYTES {
-                return Err(format!("version {:?}: size {} out of 1..={MAX_MODEL_BYTES}", v.version, v.size));
+                return Err(format!(
+                    "version {:?}: size {} out of 1..={MAX_MODEL_BYTES}",
+                    v.version, v.size
+                ));
             }
         }
         let mut serial = 0;
@@ -172,7 +179,10 @@ impl Registry {
             }
             serial = d.serial;
             if self.version(&d.version).is_none() {
-                return Err(format!("deployment {} names unknown version {:?}", d.serial, d.version));
+                return Err(format!(
+                    "deployment {} names unknown version {:?}",
+                    d.serial, d.version
+                ));
             }
         }
         Ok(())
@@ -206,7 +216,8 @@ impl Registry {
     /// Writes the registry into `dir`: a new file, synced, renamed over.
     pub fn save(&self, dir: &Path) -> Result<(), RegistryError> {
         self.check().map_err(RegistryError::Refused)?;
-        let json = serde_json::to_vec_pretty(self).map_err(|e| RegistryError::Refused(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(self).map_err(|e| RegistryError::Refused(e.to_string()))?;
         write_private(dir, &dir.join(REGISTRY), &json)
     }
 
@@ -240,7 +251,9 @@ impl Registry {
             }
         }
         if let Some((k, v)) = metrics.iter().find(|(_, v)| !v.is_finite()) {
-            return Err(RegistryError::Refused(format!("metric {k}: {v} is not finite")));
+            return Err(RegistryError::Refused(format!(
+                "metric {k}: {v} is not finite"
+            )));
         }
         let io = |what, source| RegistryError::Io {
             what,
@@ -353,7 +366,13 @@ fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), RegistryEr
     std::fs::create_dir_all(dir).map_err(|e| io("creating the folder of", e))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| io("restricting the folder of", e))?;
-    let tmp = path.with_extension("part");
+    // A name of its own per writer: two processes may share the folder.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let tmp = path.with_extension(format!(
+        "{}.{}.part",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -406,14 +425,14 @@ impl ModelService {
         let mut services = Vec::new();
         {
             let f = in_force.clone();
-            services.push(
-                self.link
-                    .serve_get::<ModelRefresh>(&self.keys.models(), move |answer| {
-                        if let Some(r) = f.get() {
-                            answer.reply(Ok(r));
-                        }
-                    })?,
-            );
+            services.push(self.link.serve_get::<ModelRefresh>(
+                &self.keys.models(),
+                move |answer| {
+                    if let Some(r) = f.get() {
+                        answer.reply(Ok(r));
+                    }
+                },
+            )?);
         }
         {
             let f = in_force.clone();
@@ -548,7 +567,11 @@ mod tests {
         assert!(s2 > s1);
         let refresh = r.refresh().expect("deployed");
         assert_eq!(
-            (refresh.version.as_str(), refresh.sha256.clone(), refresh.size),
+            (
+                refresh.version.as_str(),
+                refresh.sha256.clone(),
+                refresh.size
+            ),
             ("v2", sha256_hex(b"two"), 3)
         );
         let back = r.rollback().expect("rollback");
@@ -592,7 +615,13 @@ mod tests {
         for (bad, want) in [
             ("{not json".to_string(), "registry.json"),
             (good.replace("\"format\": 1", "\"format\": 9"), "format 9"),
-            (good.replace("\"version\": \"a\",\n      \"model\"", "\"version\": \"z\",\n      \"model\""), "unknown version"),
+            (
+                good.replace(
+                    "\"version\": \"a\",\n      \"model\"",
+                    "\"version\": \"z\",\n      \"model\"",
+                ),
+                "unknown version",
+            ),
             (good.replace(&sha256_hex(b"a"), "xyz"), "sha256"),
         ] {
             std::fs::write(&path, &bad).expect("write");
@@ -615,7 +644,10 @@ mod tests {
             len,
         };
         let c = chunk(dir, deployed.as_ref(), &ask(0, 1000)).expect("first");
-        assert_eq!((c.offset, c.total, c.bytes.as_slice()), (0, 2500, &big[..1000]));
+        assert_eq!(
+            (c.offset, c.total, c.bytes.as_slice()),
+            (0, 2500, &big[..1000])
+        );
         let c = chunk(dir, deployed.as_ref(), &ask(2000, 1000)).expect("last");
         assert_eq!(c.bytes.as_slice(), &big[2000..], "cut at the end");
         let e = chunk(dir, deployed.as_ref(), &ask(2500, 10)).expect_err("past");

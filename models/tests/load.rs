@@ -287,9 +287,8 @@ fn refreshed_weights_load_as_the_model_and_another_graph_is_refused() {
     let wrong = manifest
         .refreshed(model, "refresh-b.onnx", &sha, bytes.len() as u64)
         .expect("manifest");
-    let factory =
-        SessionFactory::new(ModelStore::new(dir.path(), wrong), RuntimeConfig::default())
-            .expect("factory");
+    let factory = SessionFactory::new(ModelStore::new(dir.path(), wrong), RuntimeConfig::default())
+        .expect("factory");
     let e = factory.load(model).expect_err("another graph").to_string();
     assert!(e.contains(model) && e.contains("input"), "{e}");
 
@@ -306,11 +305,7 @@ fn refreshed_weights_load_as_the_model_and_another_graph_is_refused() {
     assert!(e.contains("refresh-a.onnx"), "{e}");
 
     for (m, file, want) in [
-        (
-            "osnet-x0-25-msmt17-combineall-int8",
-            "x.onnx",
-            "variant",
-        ),
+        ("osnet-x0-25-msmt17-combineall-int8", "x.onnx", "variant"),
         (model, "../x.onnx", "plain path"),
         (model, "/etc/x.onnx", "plain path"),
         (

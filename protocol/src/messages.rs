@@ -40,13 +40,13 @@ pub use edge_to_master::{
     CameraLoad, CameraTile, LinkRate, NodeCapacity, NodeLoad, NodeStatus, QueryReply, SyncBatch,
     TileBox,
 };
-pub use models::{
-    is_sha256_hex, ModelChunk, ModelChunkRequest, ModelRefresh, MAX_MODEL_BYTES, MAX_MODEL_CHUNK,
-    MAX_MODEL_NAME,
-};
 pub use master_to_edge::{
     BandwidthShare, KeepApart, MergeAnnounce, Merges, Plan, QueryRequest, SplitAnnounce,
     StreamAssignment, SyncRequest,
+};
+pub use models::{
+    is_sha256_hex, ModelChunk, ModelChunkRequest, ModelRefresh, MAX_MODEL_BYTES, MAX_MODEL_CHUNK,
+    MAX_MODEL_NAME,
 };
 
 use crate::record::{KeyedRecord, MAX_EMBEDDING_DIM};

@@ -363,7 +363,10 @@ fn a_new_model_retires_the_old_vectors_and_keeps_transits_and_ids() {
     }
     let transits = g.transit(&a, &b);
     assert!(transits.is_some(), "the pair learned its transits");
-    assert!(g.remodel("osnet@aaaa") == 0 && g.len() == 1, "same tag: nothing changes");
+    assert!(
+        g.remodel("osnet@aaaa") == 0 && g.len() == 1,
+        "same tag: nothing changes"
+    );
     assert_eq!(g.remodel("osnet@bbbb"), 1);
     assert!(g.is_empty() && g.get(id).is_none());
     assert_eq!(g.model(), "osnet@bbbb");
@@ -385,7 +388,10 @@ fn a_new_model_retires_the_old_vectors_and_keeps_transits_and_ids() {
     let next = g
         .assign(&emb(&[1.0, 0.0, 0.0, 0.0]), &a, UnixMs(60_000))
         .expect("assign");
-    assert!(matches!(next, Assignment::New { closest: None, .. }), "{next:?}");
+    assert!(
+        matches!(next, Assignment::New { closest: None, .. }),
+        "{next:?}"
+    );
     assert!(next.id().0 > id.0, "ids are never reused");
 }
 

@@ -61,8 +61,8 @@ use tiles::publish_tiles;
 use vidar_link::Responder;
 use vidar_protocol::messages::{
     IdentityAnnounce, IdentitySeen, KeepApart, LinkProbe, LinkProbeReply, MergeAnnounce, Merges,
-    ModelRefresh, NodeCapacity, Plan, QueryReply, QueryRequest, ReidReply, ReidRequest, SplitAnnounce, SyncBatch,
-    SyncRequest,
+    ModelRefresh, NodeCapacity, Plan, QueryReply, QueryRequest, ReidReply, ReidRequest,
+    SplitAnnounce, SyncBatch, SyncRequest,
 };
 use vidar_protocol::UnixMs;
 use vidar_store::{Reader, WriterHandle};

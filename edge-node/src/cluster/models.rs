@@ -14,9 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vidar_protocol::messages::{
-    ModelChunk, ModelChunkRequest, ModelRefresh, MAX_MODEL_CHUNK,
-};
+use vidar_protocol::messages::{ModelChunk, ModelChunkRequest, ModelRefresh, MAX_MODEL_CHUNK};
 use vidar_reid::Embedder;
 
 /// How often a node asks the master for the refresh in force until it has
@@ -173,11 +171,11 @@ impl ModelFollower {
             let mut last = String::new();
             let mut got = None;
             for _ in 0..CHUNK_TRIES {
-                match self
-                    .shared
-                    .link
-                    .request::<ModelChunkRequest, ModelChunk>(&key, &ask, CHUNK_TIMEOUT)
-                {
+                match self.shared.link.request::<ModelChunkRequest, ModelChunk>(
+                    &key,
+                    &ask,
+                    CHUNK_TIMEOUT,
+                ) {
                     Ok(c) => {
                         got = Some(c);
                         break;

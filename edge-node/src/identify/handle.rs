@@ -122,9 +122,9 @@ impl Inbox {
     pub fn model(&self, embedder: Box<dyn Embedder>) -> Result<(), Box<dyn Embedder>> {
         match self.try_put(Input::Model(embedder)) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(Input::Model(e)) | TrySendError::Disconnected(Input::Model(e))) => {
-                Err(e)
-            }
+            Err(
+                TrySendError::Full(Input::Model(e)) | TrySendError::Disconnected(Input::Model(e)),
+            ) => Err(e),
             // `try_put` gives back what it was given.
             Err(_) => Ok(()),
         }
@@ -660,7 +660,10 @@ mod tests {
         // gallery that mixed models would call him Ann; and Bob's old vectors
         // are retired, so he is someone new.
         let bob_again = decided(&mut id, one(4, blue, at(40), at(40), true));
-        assert!(bob_again != ann && bob_again != bob, "{bob_again} (Ann {ann}, Bob {bob})");
+        assert!(
+            bob_again != ann && bob_again != bob,
+            "{bob_again} (Ann {ann}, Bob {bob})"
+        );
         assert!(bob_again.0 > ann.0, "ids are never reused");
         id.finish();
         assert_eq!(metrics.model_swaps.load(Ordering::Relaxed), 1);

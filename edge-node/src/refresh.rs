@@ -21,8 +21,9 @@ use std::path::{Path, PathBuf};
 
 use vidar_config::Config;
 use vidar_models::{ModelStore, Precision, RuntimeConfig, SessionFactory};
-use vidar_protocol::messages::ModelRefresh;
-use vidar_reid::{EmbedderConfig, OnnxEmbedder};
+use vidar_protocol::messages::{Crop as WireCrop, CropEncoding, ModelRefresh};
+use vidar_protocol::{BBox, IdentityId, TrackId, UnixMs};
+use vidar_reid::{Crop, Embedder, EmbedderConfig, Embedding, OnnxEmbedder};
 
 use crate::config::EdgeConfig;
 
@@ -57,6 +58,9 @@ pub struct Refresher {
     runtime: RuntimeConfig,
     base: ModelStore,
     dir: PathBuf,
+    database: PathBuf,
+    max_age_s: u64,
+    max_identities: usize,
 }
 
 impl Refresher {
@@ -67,6 +71,27 @@ impl Refresher {
             runtime: config.models.runtime.clone(),
             base,
             dir: config.refresh_dir(),
+            database: config.database.clone(),
+            max_age_s: config.gallery.max_age_s,
+            max_identities: config.gallery.max_identities,
+        }
+    }
+
+    /// This node's recent identities seen through `embedder` (the new
+    /// model), from their snapshots: see [`reembed`].
+    pub fn reembed(&self, embedder: &mut dyn Embedder) -> Vec<(IdentityId, Embedding)> {
+        match reembed(
+            embedder,
+            &self.database,
+            self.max_age_s,
+            self.max_identities,
+            UnixMs::now(),
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "identities not re-embedded for the new model: they are retired at the swap");
+                Vec::new()
+            }
         }
     }
 
@@ -212,6 +237,78 @@ impl Refresher {
             }
         }
     }
+}
+
+/// The identities this node took a snapshot of within `max_age_s` before
+/// `now` (at most `max_identities`, the newest), each seen through
+/// `embedder` in its newest snapshot:
+/// the person's box inside the snapshot's margin (see
+/// [`crate::media::snapshot_jpeg`]). What a gallery needs to know them
+/// again under a new model (vectors of two models are never compared). An
+/// identity without a readable snapshot is left out.
+pub fn reembed(
+    embedder: &mut dyn Embedder,
+    db: &Path,
+    max_age_s: u64,
+    max_identities: usize,
+    now: UnixMs,
+) -> Result<Vec<(IdentityId, Embedding)>, String> {
+    let reader = vidar_store::Reader::open(db).map_err(|e| e.to_string())?;
+    let since = now.minus(std::time::Duration::from_secs(max_age_s));
+    let snapshots = reader
+        .latest_snapshots(since, max_identities)
+        .map_err(|e| e.to_string())?;
+    let mut images = Vec::with_capacity(snapshots.len());
+    for snap in snapshots {
+        let id = snap.value.identity;
+        let Some((width, height)) = vidar_protocol::messages::jpeg_size(&snap.value.jpeg) else {
+            continue;
+        };
+        let crop = WireCrop {
+            camera: snap.value.camera,
+            track: TrackId(0),
+            capture_ms: snap.value.t_ms,
+            width,
+            height,
+            encoding: CropEncoding::Jpeg,
+            data: snap.value.jpeg,
+        };
+        match crate::media::decode_crop(&crop) {
+            Ok(img) => images.push((id, img)),
+            Err(e) => tracing::debug!(identity = %id, error = %e, "snapshot not decoded"),
+        }
+    }
+    let mut out = Vec::with_capacity(images.len());
+    let mut embedded = Vec::new();
+    for chunk in images.chunks(embedder.max_batch().max(1)) {
+        let mut crops = Vec::with_capacity(chunk.len());
+        for (_, img) in chunk {
+            let (w, h) = (img.width() as f32, img.height() as f32);
+            let frame = vidar_detectors::RgbFrame::new(
+                img.width(),
+                img.height(),
+                img.width() as usize * 3,
+                img.as_raw(),
+            )
+            .map_err(|e| e.to_string())?;
+            // The snapshot adds 10 % of the box's width on each side and 5 %
+            // of its height above and below: the box is the middle 10/12 by 20/22.
+            crops.push(Crop {
+                frame,
+                bbox: BBox {
+                    x: w / 12.0,
+                    y: h / 22.0,
+                    w: w * 10.0 / 12.0,
+                    h: h * 20.0 / 22.0,
+                },
+            });
+        }
+        embedder
+            .embed_into(&crops, &mut embedded)
+            .map_err(|e| e.to_string())?;
+        out.extend(chunk.iter().map(|(id, _)| *id).zip(embedded.drain(..)));
+    }
+    Ok(out)
 }
 
 /// Writes `bytes` to `path` in `dir` (created 0700): a 0600 temporary

@@ -361,6 +361,38 @@ impl Reader {
         Ok(rows)
     }
 
+    /// The newest snapshot of every identity with one taken at or after
+    /// `since`, newest first (at most `limit`; merges not followed).
+    pub fn latest_snapshots(
+        &self,
+        since: UnixMs,
+        limit: usize,
+    ) -> Result<Vec<Stored<Snapshot>>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM snapshots s
+             JOIN (SELECT identity_id AS id, max(t_ms) AS t FROM snapshots
+                   WHERE t_ms >= ?1 GROUP BY identity_id) newest
+               ON s.identity_id = newest.id AND s.t_ms = newest.t
+             ORDER BY s.t_ms DESC, s.identity_id, s.node_id, s.seq",
+            rows::SNAPSHOT_COLUMNS
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(self.err("preparing latest_snapshots"))?;
+        let rows: Vec<Stored<Snapshot>> = stmt
+            .query_map(params![since], rows::snapshot_row)
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("querying latest_snapshots"))?;
+        // One per identity (two taken in the same millisecond: the first).
+        let mut seen = std::collections::HashSet::new();
+        Ok(rows
+            .into_iter()
+            .filter(|r| seen.insert(r.value.identity))
+            .take(limit)
+            .collect())
+    }
+
     /// The snapshot of `identity` (or an identity merged with it) best for a
     /// sighting on `camera` at `t_ms`: on that camera, closest in time; on any
     /// camera when that one has none; the oldest when neither is given.

@@ -177,6 +177,35 @@ fn snapshots_cameras_and_embeddings() -> TestResult {
 }
 
 #[test]
+fn the_newest_snapshot_of_each_identity_since_a_time() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = db(&dir, "snaps.db");
+    let w = writer(&path, "edge-1");
+    for r in [
+        snapshot(A, "cam-a", 1_200),
+        snapshot(A, "cam-b", 4_000),
+        snapshot(D, "cam-a", 1_600),
+        snapshot(C, "cam-c", 500),
+    ] {
+        w.submit(r)?;
+    }
+    w.shutdown()?;
+    let r = Reader::open(&path)?;
+    let got = |since, limit| -> Result<Vec<(u64, i64)>, vidar_store::StoreError> {
+        Ok(r.latest_snapshots(UnixMs(since), limit)?
+            .iter()
+            .map(|s| (s.value.identity.0, s.value.t_ms.ms()))
+            .collect())
+    };
+    // Newest first, one per identity; C's only one is older than `since`.
+    assert_eq!(got(1_000, 10)?, vec![(A, 4_000), (D, 1_600)]);
+    assert_eq!(got(1_000, 1)?, vec![(A, 4_000)]);
+    assert_eq!(got(0, 10)?.len(), 3);
+    assert!(got(5_000, 10)?.is_empty());
+    Ok(())
+}
+
+#[test]
 fn merge_cycles_terminate() -> TestResult {
     let dir = tempfile::tempdir()?;
     let path = db(&dir, "cyc.db");

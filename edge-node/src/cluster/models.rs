@@ -120,15 +120,22 @@ impl ModelFollower {
             }
         };
         let mut offered: Box<dyn Embedder> = Box::new(embedder);
+        // This node's recent identities as the new model sees them (from
+        // their snapshots), so the gallery knows them again after the swap.
+        let views = self.refresher.reembed(offered.as_mut());
+        let mut swap = crate::identify::ModelSwap {
+            embedder: offered,
+            views,
+        };
         // The worker's inbox may be full for a moment: offer it until taken.
         loop {
-            match self.inbox.model(offered) {
+            match self.inbox.model(swap) {
                 Ok(()) => break,
                 Err(back) => {
                     if stop.wait_timeout(Duration::from_millis(50)) {
                         return;
                     }
-                    offered = back;
+                    swap = back;
                 }
             }
         }

@@ -17,6 +17,24 @@ use vidar_protocol::messages::{
 use vidar_protocol::{NodeId, TrackId, UnixMs};
 use vidar_reid::{Embedder, Gallery};
 
+/// A refreshed model for the re-ID worker: its embedder, and this node's
+/// recent identities as it sees them ([`crate::refresh::reembed`]).
+pub struct ModelSwap {
+    /// The new model's embedder.
+    pub embedder: Box<dyn Embedder>,
+    /// Identities re-embedded by it: kept across the swap.
+    pub views: Vec<(vidar_protocol::IdentityId, vidar_reid::Embedding)>,
+}
+
+impl std::fmt::Debug for ModelSwap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelSwap")
+            .field("model", &self.embedder.model_tag())
+            .field("views", &self.views.len())
+            .finish()
+    }
+}
+
 pub(super) enum Input {
     Local(Job),
     /// A local track ended at `last_ms`.
@@ -37,7 +55,7 @@ pub(super) enum Input {
     Split(SplitAnnounce),
     KeepApart(KeepApart),
     /// A refreshed model's embedder, built and checked elsewhere.
-    Model(Box<dyn Embedder>),
+    Model(ModelSwap),
     Stop,
 }
 
@@ -119,8 +137,9 @@ impl Inbox {
     /// Hands a refreshed model's embedder to the worker, which swaps to it
     /// between two jobs; gives it back when the inbox is full (to be
     /// offered again) or the worker is gone.
-    pub fn model(&self, embedder: Box<dyn Embedder>) -> Result<(), Box<dyn Embedder>> {
-        match self.try_put(Input::Model(embedder)) {
+    #[allow(clippy::result_large_err)]
+    pub fn model(&self, swap: ModelSwap) -> Result<(), ModelSwap> {
+        match self.try_put(Input::Model(swap)) {
             Ok(()) => Ok(()),
             Err(
                 TrySendError::Full(Input::Model(e)) | TrySendError::Disconnected(Input::Model(e)),
@@ -236,7 +255,7 @@ impl Identifier {
                             }
                             Input::Split(s) => worker.learn_split(s),
                             Input::KeepApart(k) => worker.learn_keep_apart(k),
-                            Input::Model(e) => worker.swap_model(e),
+                            Input::Model(m) => worker.swap_model(m.embedder, m.views),
                             Input::Stop => {
                                 // Parked jobs are identified here: nothing waits on a reply.
                                 let ids: Vec<u64> = worker.remote.keys().copied().collect();
@@ -642,7 +661,10 @@ mod tests {
         let bob = decided(&mut id, one(1, blue, at(0), at(0), true));
         id.ended(0, TrackId(1), UnixMs(0));
         let ann = decided(&mut id, one(2, red, at(10), at(10), true));
-        let mut refreshed: Box<dyn Embedder> = Box::new(Rotated(ColorEmbedder::default()));
+        let mut refreshed = ModelSwap {
+            embedder: Box::new(Rotated(ColorEmbedder::default())),
+            views: Vec::new(),
+        };
         while let Err(back) = id.inbox().model(refreshed) {
             refreshed = back;
             std::thread::sleep(Duration::from_millis(5));
@@ -668,5 +690,60 @@ mod tests {
         id.finish();
         assert_eq!(metrics.model_swaps.load(Ordering::Relaxed), 1);
         assert_eq!(metrics.identities_retired.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn identities_seen_before_a_model_swap_are_known_again_from_their_snapshots() {
+        use crate::identify::testing::{answer, figure, job as one, spawn};
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = GalleryConfig {
+            node_prefix: 1,
+            ..GalleryConfig::default()
+        };
+        let (mut id, metrics, rec) = spawn(dir.path(), cfg.clone(), true, None);
+        let (red, blue) = (figure([220, 40, 40]), figure([40, 40, 220]));
+        let t0 = SystemTime::now() - Duration::from_secs(120);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let decided = |id: &mut Identifier, j: Job| answer(id, j).identity.expect("decided");
+        let bob = decided(&mut id, one(1, blue, at(0), at(0), true));
+        id.ended(0, TrackId(1), UnixMs(0));
+        let ann = decided(&mut id, one(2, red, at(10), at(10), true));
+        id.ended(0, TrackId(2), UnixMs(0));
+        // The new model sees this node's identities in their snapshots.
+        rec.writer().flush().expect("flush");
+        let mut embedder: Box<dyn Embedder> = Box::new(Rotated(ColorEmbedder::default()));
+        let views = crate::refresh::reembed(
+            embedder.as_mut(),
+            &dir.path().join("e.db"),
+            cfg.max_age_s,
+            cfg.max_identities,
+            UnixMs::now(),
+        )
+        .expect("re-embedded");
+        let mut got: Vec<_> = views.iter().map(|(i, _)| *i).collect();
+        got.sort();
+        assert_eq!(got, vec![bob, ann]);
+        let mut swap = ModelSwap { embedder, views };
+        while let Err(back) = id.inbox().model(swap) {
+            swap = back;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Both are known again under the new model, though no track of
+        // theirs was on screen at the swap.
+        assert_eq!(decided(&mut id, one(3, blue, at(30), at(30), true)), bob);
+        id.ended(0, TrackId(3), UnixMs(0));
+        assert_eq!(decided(&mut id, one(4, red, at(40), at(40), true)), ann);
+        id.finish();
+        assert_eq!(metrics.identities_reembedded.load(Ordering::Relaxed), 2);
+        assert_eq!(metrics.identities_retired.load(Ordering::Relaxed), 0);
+        // Their records under the new model are written (a restart restores them).
+        rec.writer().flush().expect("flush");
+        let r = vidar_store::Reader::open(dir.path().join("e.db")).expect("reader");
+        let last = r
+            .identity_records(bob)
+            .expect("read")
+            .pop()
+            .expect("a record");
+        assert_eq!(last.value.model, "fake-color@rotated00000");
     }
 }

@@ -37,7 +37,7 @@ mod remote;
 pub(crate) mod testing;
 mod worker;
 
-pub use handle::{Identifier, Inbox};
+pub use handle::{Identifier, Inbox, ModelSwap};
 pub use jobs::{ClusterReid, Identified, Job, RemoteDone, RemoteJob, TrackCrop};
 
 pub use jobs::{MIN_CROPS, QUEUE, REMOTE_CROP_SIDE};

@@ -362,12 +362,19 @@ impl Worker {
 
     /// The embedder now runs another model (a model refresh, built and
     /// checked off this thread): taken between two jobs, so no crop is
-    /// embedded half by one model and half by the other. The gallery
-    /// retires the old model's identities ([`vidar_reid::Gallery::remodel`]);
-    /// tracks on screen drop their old views, and those already decided
-    /// keep their identity, put back in the gallery from their new views
-    /// ([`Worker::reseed`]).
-    pub(super) fn swap_model(&mut self, embedder: Box<dyn Embedder>) {
+    /// embedded half by one model and half by the other. The gallery drops
+    /// the old model's vectors ([`vidar_reid::Gallery::remodel`]); the
+    /// identities in `views` (this node's recent ones, seen through the new
+    /// model in their snapshots) are kept with those views, recorded and,
+    /// when minted here, announced again; tracks on screen drop their old
+    /// views, and those already decided keep their identity, put back from
+    /// their new views if it was not kept ([`Worker::reseed`]). Any other
+    /// identity is retired.
+    pub(super) fn swap_model(
+        &mut self,
+        embedder: Box<dyn Embedder>,
+        views: Vec<(IdentityId, vidar_reid::Embedding)>,
+    ) {
         let tag = embedder.model_tag().to_owned();
         if tag == self.model {
             return;
@@ -382,13 +389,57 @@ impl Worker {
             state.crops = 0;
             state.crops_at_decision = 0;
         }
-        let retired = self.gallery.remodel(&tag);
-        tracing::info!(from = %self.model, to = %tag, retired, "re-ID model swapped");
+        let mut old: HashMap<IdentityId, vidar_reid::Identity> = views
+            .iter()
+            .filter_map(|(id, _)| self.gallery.get(*id).map(|i| (*id, i.clone())))
+            .collect();
+        let dropped = self.gallery.remodel(&tag);
         self.embedder = embedder;
         self.model = tag;
+        let mut kept = 0usize;
+        for (id, view) in views {
+            let Some(mut ident) = old.remove(&id) else {
+                continue; // aged out of the gallery meanwhile
+            };
+            ident.prototypes = vec![view.clone()];
+            ident.embedding = view;
+            ident.model = self.model.clone();
+            if let Err(e) = self.gallery.restore(ident.clone()) {
+                tracing::debug!(identity = %id, error = %e, "re-embedded identity not kept");
+                continue;
+            }
+            kept += 1;
+            if ident.origin == vidar_reid::Origin::Local {
+                // Its record under the new model (restored after a restart)
+                // and its announcement (other nodes' galleries dropped the
+                // old one at their own swap).
+                self.recorder.identity(
+                    id,
+                    &ident.camera,
+                    ident.first_seen_ms,
+                    ident.embedding.as_slice(),
+                    &self.model,
+                );
+                if let Some(cluster) = &self.cluster {
+                    cluster.announce(&IdentityAnnounce {
+                        identity: id,
+                        node: cluster.node().clone(),
+                        camera: ident.camera.clone(),
+                        seen_ms: ident.first_seen_ms,
+                        embedding: ident.embedding.as_slice().to_vec(),
+                        model: self.model.clone(),
+                    });
+                }
+            }
+        }
+        let retired = dropped.saturating_sub(kept);
+        tracing::info!(to = %self.model, kept, retired, "re-ID model swapped");
         self.metrics
             .identities_retired
             .fetch_add(retired as u64, Ordering::Relaxed);
+        self.metrics
+            .identities_reembedded
+            .fetch_add(kept as u64, Ordering::Relaxed);
         self.metrics.model_swaps.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .gallery_identities

@@ -145,8 +145,11 @@ pub struct NodeMetrics {
     pub gallery_identities: AtomicU64,
     /// Times the re-ID worker swapped to a refreshed model.
     pub model_swaps: AtomicU64,
-    /// Identities retired from the gallery by model swaps (another model's vectors).
+    /// Identities retired from the gallery by model swaps (another model's
+    /// vectors, and no snapshot to see them again through the new one).
     pub identities_retired: AtomicU64,
+    /// Identities kept across model swaps, re-embedded from their snapshots.
+    pub identities_reembedded: AtomicU64,
     /// Model refreshes applied (verified, built and handed to the worker).
     pub model_refreshes_applied: AtomicU64,
     /// Model refreshes refused: not for this node's model or precision, a

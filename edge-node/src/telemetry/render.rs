@@ -198,8 +198,13 @@ pub fn render_node(
         ),
         (
             "vidar_identities_retired",
-            "Identities retired from the gallery by model swaps (vectors of the old model).",
+            "Identities retired from the gallery by model swaps (vectors of the old model, no snapshot to re-embed).",
             &nm.identities_retired,
+        ),
+        (
+            "vidar_identities_reembedded",
+            "Identities kept across model swaps, re-embedded from their snapshots.",
+            &nm.identities_reembedded,
         ),
         (
             "vidar_model_refreshes_applied",

@@ -91,6 +91,9 @@ pub struct EdgeConfig {
     /// How this node takes part in the cluster.
     #[serde(default)]
     pub sharing: SharingConfig,
+    /// Training samples for the site's model adaptation (off by default).
+    #[serde(default)]
+    pub training: crate::training::TrainingConfig,
 }
 
 /// How a node takes part in a cluster.
@@ -425,6 +428,7 @@ impl EdgeConfig {
         p.nested("gallery", self.gallery.problems());
         p.nested("tracker", self.tracker.problems());
         p.nested("models.runtime", self.models.runtime.problems());
+        p.nested("training", self.training.problems());
         p.into_vec()
     }
 }

@@ -32,3 +32,4 @@ pub mod recorder;
 pub mod refresh;
 pub mod sightings;
 pub mod telemetry;
+pub mod training;

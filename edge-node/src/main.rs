@@ -32,6 +32,28 @@ enum Command {
     Bench(command::bench::BenchArgs),
     /// Accuracy evaluations on labelled data (re-ID).
     Eval(command::eval::EvalArgs),
+    /// The training samples a node collected (`[training] collect`).
+    Training(TrainingArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TrainingArgs {
+    #[command(subcommand)]
+    command: TrainingCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum TrainingCommand {
+    /// Writes the samples as JPEGs and a labels.csv (a person is a
+    /// tracklet; `vidar-edge eval reid --data OUT` reads the layout).
+    Export {
+        /// The samples' file (`[training] path`, default `training.db` beside the database).
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// The folder to write (created 0700).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -43,5 +65,16 @@ fn main() -> Result<()> {
         Command::Query(args) => command::query::run(args),
         Command::Bench(args) => command::bench::run(args),
         Command::Eval(args) => command::eval::run(args),
+        Command::Training(TrainingArgs {
+            command: TrainingCommand::Export { file, out },
+        }) => {
+            let (tracklets, images) = vidar_edge_node::training::export(&file, &out)?;
+            println!(
+                "{}: {tracklets} tracklets, {images} images written to {}",
+                file.display(),
+                out.display()
+            );
+            Ok(())
+        }
     }
 }

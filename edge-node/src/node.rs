@@ -161,7 +161,7 @@ pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
     if restored > 0 {
         tracing::info!(restored, "restored identities from the database");
     }
-    let identifier = Identifier::spawn(
+    let mut identifier = Identifier::spawn(
         config.node_id.clone(),
         Box::new(embedder),
         gallery,
@@ -170,6 +170,15 @@ pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
         config.snapshots,
         link.as_ref().map(|(l, _)| l.reid()),
     )?;
+    if config.training.collect {
+        let (collector, thread) = crate::training::Collector::start(
+            &config.training,
+            &config.database,
+            Arc::clone(&node_metrics),
+        )
+        .context("opening the training samples' file")?;
+        identifier.collect_training(collector, thread)?;
+    }
     let mut cameras = Vec::with_capacity(config.cameras.len());
     for cam in &config.cameras {
         let slot = CameraSlot::start(cam.clone(), &config.tracker)?;

@@ -43,6 +43,7 @@ mod reader;
 mod record;
 mod rows;
 mod schema;
+pub mod training;
 mod worker;
 mod writer;
 

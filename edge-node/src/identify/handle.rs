@@ -56,6 +56,8 @@ pub(super) enum Input {
     KeepApart(KeepApart),
     /// A refreshed model's embedder, built and checked elsewhere.
     Model(ModelSwap),
+    /// Start collecting training samples.
+    Training(crate::training::Collector),
     Stop,
 }
 
@@ -159,6 +161,8 @@ pub struct Identifier {
     thread: Option<JoinHandle<()>>,
     /// Track ends not yet taken by a full inbox: (camera key, track, last ms).
     ended: Vec<(usize, TrackId, UnixMs)>,
+    /// The training samples' writer, joined after the worker.
+    training: Option<JoinHandle<()>>,
 }
 
 impl Identifier {
@@ -205,6 +209,7 @@ impl Identifier {
             cluster,
             pending: Arc::clone(&pending),
             node,
+            training: None,
         };
         let waiting = Arc::clone(&crops);
         let thread = std::thread::Builder::new()
@@ -256,6 +261,7 @@ impl Identifier {
                             Input::Split(s) => worker.learn_split(s),
                             Input::KeepApart(k) => worker.learn_keep_apart(k),
                             Input::Model(m) => worker.swap_model(m.embedder, m.views),
+                            Input::Training(c) => worker.training = Some(c),
                             Input::Stop => {
                                 // Parked jobs are identified here: nothing waits on a reply.
                                 let ids: Vec<u64> = worker.remote.keys().copied().collect();
@@ -276,7 +282,23 @@ impl Identifier {
             results,
             thread: Some(thread),
             ended: Vec::new(),
+            training: None,
         })
+    }
+
+    /// Has the worker collect training samples from local tracks from now
+    /// on; `writer` (the samples' writer thread) is joined by
+    /// [`Identifier::finish`] once the worker, and with it the collector, is gone.
+    pub fn collect_training(
+        &mut self,
+        c: crate::training::Collector,
+        writer: JoinHandle<()>,
+    ) -> std::io::Result<()> {
+        self.training = Some(writer);
+        self.inbox
+            .tx
+            .send(Input::Training(c))
+            .map_err(|_| std::io::Error::other("the re-ID worker has stopped"))
     }
 
     /// Where cluster inputs go.
@@ -337,6 +359,11 @@ impl Identifier {
             let _ = self.inbox.tx.send(Input::Stop);
             if t.join().is_err() {
                 tracing::error!("re-ID worker panicked");
+            }
+        }
+        if let Some(t) = self.training.take() {
+            if t.join().is_err() {
+                tracing::error!("training samples' writer panicked");
             }
         }
         self.results.try_iter().collect()

@@ -210,5 +210,6 @@ pub(super) fn bare_worker(dir: &Path, cfg: GalleryConfig) -> super::worker::Work
         next_request: 0,
         post_reply: Arc::new(|_, _| {}),
         learned_splits: Default::default(),
+        training: None,
     }
 }

@@ -46,6 +46,10 @@ pub(super) struct TrackState {
     /// gallery: the identity is put back, from this track's views under
     /// the new model, once it has enough of them ([`Worker::reseed`]).
     pub(super) reseed: Option<vidar_reid::Origin>,
+    /// Similarity of the decision (1 for a mint).
+    pub(super) similarity: f32,
+    /// Its best crops for training (only with `[training] collect`).
+    pub(super) samples: Vec<vidar_store::training::Sample>,
 }
 
 impl TrackState {
@@ -88,6 +92,8 @@ pub(super) struct Worker {
     /// Operators' splits learned (sighting, new identity): the master sends
     /// them again when this node comes back, and each is learned once.
     pub(super) learned_splits: std::collections::HashSet<(vidar_store::RecordKey, IdentityId)>,
+    /// Collects training samples from local tracks, when configured.
+    pub(super) training: Option<crate::training::Collector>,
 }
 
 /// Posts the answer to remote request `id` to the worker's inbox.
@@ -149,8 +155,36 @@ impl Worker {
                 }
             };
             let decided = self.add_crop(
-                key, &camera, t.track, t.first_ms, now, emb, t.quality, t.decide, &snapshot,
+                key.clone(),
+                &camera,
+                t.track,
+                t.first_ms,
+                now,
+                emb,
+                t.quality,
+                t.decide,
+                &snapshot,
             );
+            if let (Some(c), Some(state)) = (&self.training, self.tracks.get_mut(&key)) {
+                // Encoded only when it is among the track's best so far.
+                if c.wants(&state.samples, t.quality) {
+                    if let Some(jpeg) = crate::media::crop_jpeg(
+                        &frame,
+                        &t.bbox,
+                        crate::training::SAMPLE_MAX_SIDE,
+                        crate::training::SAMPLE_QUALITY,
+                    ) {
+                        c.keep(
+                            &mut state.samples,
+                            vidar_store::training::Sample {
+                                t_ms: now,
+                                quality: t.quality,
+                                jpeg,
+                            },
+                        );
+                    }
+                }
+            }
             let _ = out.send(Identified {
                 camera: job.camera,
                 track: t.track,
@@ -196,6 +230,8 @@ impl Worker {
                 written: 0.0,
                 minted: false,
                 reseed: None,
+                similarity: 0.0,
+                samples: Vec::new(),
             });
         if state.sum.is_empty() {
             // Views before a model refresh were dropped: start again.
@@ -266,6 +302,10 @@ impl Worker {
             tracing::debug!(camera = %state.camera, track = %state.track, identity = %id, minted = matches!(assignment, Assignment::New { .. }), candidates = ?w, "track identity decided");
         }
         state.identity = Some(id);
+        state.similarity = match assignment {
+            Assignment::Matched { similarity, .. } => similarity,
+            Assignment::New { .. } => 1.0,
+        };
         state.crops_at_decision = state.crops;
         let (camera, first_ms) = (state.camera.clone(), state.first_ms);
         let snapshot = state.best.as_ref().map(|b| (b.0, b.1, b.2.clone()));
@@ -480,9 +520,21 @@ impl Worker {
         if self.tracks.get(&key).is_some_and(|s| s.reseed.is_some()) {
             self.reseed(&key);
         }
-        let Some(state) = self.tracks.remove(&key) else {
+        let Some(mut state) = self.tracks.remove(&key) else {
             return;
         };
+        if let (Some(c), TrackKey::Local(..)) = (&self.training, &key) {
+            c.finish(vidar_store::training::Tracklet {
+                id: 0,
+                camera: state.camera.clone(),
+                track: state.track,
+                identity: state.identity.map(|i| (i, state.similarity)),
+                first_ms: state.first_ms,
+                last_ms: last_ms.unwrap_or(state.last_ms).max(state.last_ms),
+                crops: state.crops,
+                samples: std::mem::take(&mut state.samples),
+            });
+        }
         let Some(id) = state.identity else {
             return;
         };

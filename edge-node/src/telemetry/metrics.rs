@@ -160,6 +160,12 @@ pub struct NodeMetrics {
     pub model_refreshes_failed: AtomicU64,
     /// Serial of the last model refresh applied (0: none).
     pub model_refresh_serial: AtomicU64,
+    /// Confirmed tracks stored as training samples.
+    pub training_tracklets: AtomicU64,
+    /// Crops stored as training samples.
+    pub training_samples: AtomicU64,
+    /// Tracks not stored as training samples (writer queue full, or a write failed).
+    pub training_dropped: AtomicU64,
 }
 
 #[cfg(test)]

@@ -217,6 +217,21 @@ pub fn render_node(
             &nm.model_refreshes_refused,
         ),
         (
+            "vidar_training_tracklets",
+            "Confirmed tracks stored as training samples.",
+            &nm.training_tracklets,
+        ),
+        (
+            "vidar_training_samples",
+            "Crops stored as training samples.",
+            &nm.training_samples,
+        ),
+        (
+            "vidar_training_dropped",
+            "Tracks not stored as training samples (queue full or a failed write).",
+            &nm.training_dropped,
+        ),
+        (
             "vidar_model_refreshes_failed",
             "Model refreshes that failed for now (fetch or write) and wait for the master's repeat.",
             &nm.model_refreshes_failed,

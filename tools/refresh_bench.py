@@ -161,7 +161,7 @@ def main() -> int:
             for side in order:
                 before = sample(url)
                 if side == "swap":
-                    registry("promote", names[promoted % 2])
+                    registry("promote", names[promoted % 2], "--force")
                     promoted += 1
                 time.sleep(args.window)
                 w = {"round": r + 1, "side": side, **window(before, sample(url))}

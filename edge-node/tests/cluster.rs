@@ -647,7 +647,7 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
     let mid = bad.len() / 2;
     bad[mid] ^= 0xff;
     std::fs::write(&stored, &bad).expect("tamper");
-    registry(&["promote", "site-1"]);
+    registry(&["promote", "site-1", "--force"]);
     site.wait(
         "every node refuses the tampered file",
         Duration::from_secs(60),
@@ -666,7 +666,7 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
-    registry(&["promote", "site-1"]);
+    registry(&["promote", "site-1", "--force"]);
     site.wait(
         "every node swaps to the refreshed weights",
         Duration::from_secs(60),

@@ -163,6 +163,14 @@ enum ModelCommand {
     Promote {
         /// The version.
         version: String,
+        /// The metric the version must beat the deployed one on (as added
+        /// with --metric, measured on your held-out set).
+        #[arg(long, default_value = "rank1")]
+        gate: String,
+        /// Deploy without comparing (a version with no measurement, or a
+        /// deliberate step back).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         registry: RegistryArgs,
     },
@@ -437,10 +445,17 @@ fn model(command: ModelCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ModelCommand::Promote { version, registry } => {
+        ModelCommand::Promote {
+            version,
+            gate,
+            force,
+            registry,
+        } => {
             let dir = registry.dir()?;
             let mut r = Registry::load(&dir)?;
-            let d = r.promote(&version)?.clone();
+            let d = r
+                .promote(&version, (!force).then_some(gate.as_str()))?
+                .clone();
             r.save(&dir)?;
             println!(
                 "version {} deployed (serial {}): a running master publishes it within 2 s",

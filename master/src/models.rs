@@ -282,12 +282,36 @@ impl Registry {
         Ok(&self.versions[self.versions.len() - 1])
     }
 
-    /// Deploys `version` to every node.
-    pub fn promote(&mut self, version: &str) -> Result<&Deployment, RegistryError> {
-        if self.version(version).is_none() {
+    /// Deploys `version` to every node. With a `gate` (a metric name, e.g.
+    /// `rank1`, measured on the operator's held-out set), only if the
+    /// version has that metric and beats the deployed version's (when the
+    /// deployed one has it); the refusal says why.
+    pub fn promote(
+        &mut self,
+        version: &str,
+        gate: Option<&str>,
+    ) -> Result<&Deployment, RegistryError> {
+        let Some(candidate) = self.version(version) else {
             return Err(RegistryError::Refused(format!(
                 "no version {version:?} in the registry (`vidar-master model list`)"
             )));
+        };
+        if let Some(metric) = gate {
+            let Some(&mine) = candidate.metrics.get(metric) else {
+                return Err(RegistryError::Refused(format!(
+                    "version {version:?} has no {metric} to judge it by: measure it on your held-out set (`vidar-edge eval reid --data DIR --weights FILE`), add it under a new version with --metric {metric}=VALUE, or promote with --force"
+                )));
+            };
+            if let Some((_, deployed)) = self.deployed() {
+                if let Some(&theirs) = deployed.metrics.get(metric) {
+                    if mine <= theirs {
+                        return Err(RegistryError::Refused(format!(
+                            "version {version:?} ({metric} {mine}) does not beat the deployed {:?} ({metric} {theirs}); not deployed (--force deploys it anyway)",
+                            deployed.version
+                        )));
+                    }
+                }
+            }
         }
         self.deploy(version, "promote")
     }
@@ -557,13 +581,13 @@ mod tests {
             .expect_err("twice")
             .to_string();
         assert!(e.contains("exists already"), "{e}");
-        let e = r.promote("v9").expect_err("unknown").to_string();
+        let e = r.promote("v9", None).expect_err("unknown").to_string();
         assert!(e.contains("v9"), "{e}");
 
-        let s1 = r.promote("v1").expect("promote").serial;
+        let s1 = r.promote("v1", None).expect("promote").serial;
         let e = r.rollback().expect_err("only one").to_string();
         assert!(e.contains("nothing to roll back to"), "{e}");
-        let s2 = r.promote("v2").expect("promote").serial;
+        let s2 = r.promote("v2", None).expect("promote").serial;
         assert!(s2 > s1);
         let refresh = r.refresh().expect("deployed");
         assert_eq!(
@@ -590,12 +614,56 @@ mod tests {
     }
 
     #[test]
+    fn a_gated_promotion_needs_the_metric_and_a_better_value() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().to_path_buf();
+        let mut r = registry_with(&dir, &[("plain", b"p")]);
+        let add = |r: &mut Registry, v: &str, rank1: f64| {
+            let f = dir.join(format!("{v}.in"));
+            std::fs::write(&f, v.as_bytes()).expect("write");
+            r.add(
+                &dir,
+                &f,
+                "osnet",
+                v,
+                None,
+                BTreeMap::from([("rank1".to_string(), rank1)]),
+            )
+            .expect("added");
+        };
+        add(&mut r, "good", 0.85);
+        add(&mut r, "worse", 0.80);
+        add(&mut r, "better", 0.90);
+        let e = r
+            .promote("plain", Some("rank1"))
+            .expect_err("no metric")
+            .to_string();
+        assert!(e.contains("no rank1") && e.contains("--weights"), "{e}");
+        // Nothing deployed yet: nothing to beat.
+        r.promote("good", Some("rank1")).expect("first");
+        let e = r
+            .promote("worse", Some("rank1"))
+            .expect_err("worse")
+            .to_string();
+        assert!(e.contains("does not beat") && e.contains("0.85"), "{e}");
+        let e = r
+            .promote("good", Some("rank1"))
+            .expect_err("equal")
+            .to_string();
+        assert!(e.contains("does not beat"), "{e}");
+        assert_eq!(r.refresh().map(|x| x.version), Some("good".into()));
+        r.promote("better", Some("rank1")).expect("better");
+        r.promote("worse", None).expect("forced");
+        assert_eq!(r.refresh().map(|x| x.version), Some("worse".into()));
+    }
+
+    #[test]
     fn a_rollback_after_a_rollback_goes_further_back() {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = tmp.path().to_path_buf();
         let mut r = registry_with(&dir, &[("a", b"a"), ("b", b"b"), ("c", b"c")]);
         for v in ["a", "b", "c"] {
-            r.promote(v).expect("promote");
+            r.promote(v, None).expect("promote");
         }
         assert_eq!(r.rollback().expect("back").version, "b");
         assert_eq!(r.rollback().expect("back").version, "a");
@@ -608,7 +676,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = tmp.path();
         let mut r = registry_with(dir, &[("a", b"a")]);
-        r.promote("a").expect("promote");
+        r.promote("a", None).expect("promote");
         r.save(dir).expect("save");
         let path = dir.join(REGISTRY);
         let good = std::fs::read_to_string(&path).expect("read");
@@ -636,7 +704,7 @@ mod tests {
         let dir = tmp.path();
         let big: Vec<u8> = (0..2_500u32).map(|i| (i % 251) as u8).collect();
         let mut r = registry_with(dir, &[("a", &big), ("b", b"other")]);
-        r.promote("a").expect("promote");
+        r.promote("a", None).expect("promote");
         let deployed = r.refresh();
         let ask = |offset, len| ModelChunkRequest {
             sha256: sha256_hex(&big),

@@ -38,6 +38,11 @@ pub struct ReidEvalArgs {
     /// Manifest embedding model (default: the node's default re-ID model).
     #[arg(long)]
     pub model: Option<String>,
+    /// Other weights for that model: an ONNX file of the same graph (a
+    /// candidate for `vidar-master model add`, measured before it is
+    /// promoted). Its graph is checked against the model's.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
     /// Only these person ids, `A-B` inclusive.
     #[arg(long)]
     pub ids: Option<IdRange>,
@@ -87,7 +92,27 @@ fn reid(args: ReidEvalArgs) -> Result<()> {
         intra_threads: args.threads,
         ..RuntimeConfig::default()
     };
-    let factory = SessionFactory::new(ModelStore::from_env()?, runtime)?;
+    let mut store = ModelStore::from_env()?;
+    // Weights of our own: a store in a private temporary folder whose
+    // manifest has the model's file replaced by them.
+    let _weights_dir;
+    if let Some(w) = &args.weights {
+        let bytes =
+            std::fs::read(w).with_context(|| format!("reading --weights {}", w.display()))?;
+        let dir = tempfile::tempdir().context("a temporary folder for --weights")?;
+        let file = "weights.onnx";
+        std::fs::write(dir.path().join(file), &bytes)
+            .with_context(|| format!("copying --weights {}", w.display()))?;
+        let manifest = store.manifest().refreshed(
+            &config.model,
+            file,
+            &vidar_models::store::sha256_bytes(&bytes),
+            bytes.len() as u64,
+        )?;
+        store = ModelStore::new(dir.path(), manifest);
+        _weights_dir = dir;
+    }
+    let factory = SessionFactory::new(store, runtime)?;
     let mut embedder = config
         .build(&factory)
         .with_context(|| format!("loading re-ID model {}", config.model))?;
@@ -141,6 +166,8 @@ fn reid(args: ReidEvalArgs) -> Result<()> {
         let value = serde_json::json!({
             "data": args.data.display().to_string(),
             "model": embedder.name(),
+            "model_tag": embedder.model_tag(),
+            "weights": args.weights.as_ref().map(|w| w.display().to_string()),
             "ids": args.ids.map(|r| format!("{}-{}", r.lo, r.hi)),
             "query_camera": args.query_camera,
             "crops_per_s": crops_per_s,
@@ -149,8 +176,12 @@ fn reid(args: ReidEvalArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         println!(
-            "re-ID evaluation of {} on {}{} ({} crops/s end to end, decode included)\n",
+            "re-ID evaluation of {}{} on {}{} ({} crops/s end to end, decode included)\n",
             embedder.name(),
+            args.weights
+                .as_ref()
+                .map(|w| format!(" with the weights of {}", w.display()))
+                .unwrap_or_default(),
             args.data.display(),
             args.ids
                 .map(|r| format!(", ids {}-{}", r.lo, r.hi))
@@ -160,4 +191,58 @@ fn reid(args: ReidEvalArgs) -> Result<()> {
         println!("{metrics}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A made-up folder: 2 people x 2 cameras, solid colours.
+    fn folder(dir: &std::path::Path) {
+        let mut csv = String::from("file,person_id,camera\n");
+        for (p, colour) in [(1u8, [200u8, 30, 30]), (2, [30, 30, 200])] {
+            for cam in 0..2u8 {
+                let name = format!("{p}_{cam}.png");
+                let img = image::RgbImage::from_pixel(64, 128, image::Rgb(colour));
+                img.save(dir.join(&name)).expect("png");
+                csv.push_str(&format!("{name},{p},{cam}\n"));
+            }
+        }
+        std::fs::write(dir.join("labels.csv"), csv).expect("labels");
+    }
+
+    fn args(dir: &std::path::Path, weights: Option<PathBuf>) -> ReidEvalArgs {
+        ReidEvalArgs {
+            data: dir.to_path_buf(),
+            model: None,
+            weights,
+            ids: None,
+            query_camera: None,
+            batch: 4,
+            threads: 1,
+            json: true,
+        }
+    }
+
+    #[test]
+    fn candidate_weights_are_evaluated_as_the_model_and_another_graph_is_refused() {
+        vidar_testkit::require_node_env();
+        let tmp = tempfile::tempdir().expect("tmp");
+        folder(tmp.path());
+        let models = PathBuf::from(std::env::var_os("VIDAR_MODEL_DIR").expect("models"));
+        reid(args(
+            tmp.path(),
+            Some(models.join("reid_osnet_x0_25_market1501.onnx")),
+        ))
+        .expect("the same graph, other weights");
+        let e = reid(args(
+            tmp.path(),
+            Some(models.join("ssd_mobilenet_v2_coco_quant.onnx")),
+        ))
+        .expect_err("a detector as re-ID weights");
+        let e = format!("{e:#}");
+        assert!(e.contains("osnet-x0-25-msmt17-combineall"), "{e}");
+        let e = reid(args(tmp.path(), Some(tmp.path().join("missing.onnx")))).expect_err("no file");
+        assert!(format!("{e:#}").contains("missing.onnx"), "{e:#}");
+    }
 }

@@ -264,6 +264,20 @@ fn rtsp_head(
             Ok(decoder) => {
                 if let Some(sh) = &shared {
                     *sh.decoder.lock().unwrap_or_else(|p| p.into_inner()) = Some(decoder);
+                    // What the stream costs the link: the RTP bytes of the video.
+                    let sh = Arc::clone(sh);
+                    pad.add_probe(
+                        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+                        move |_, info| {
+                            let n = match &info.data {
+                                Some(gst::PadProbeData::Buffer(b)) => b.size(),
+                                Some(gst::PadProbeData::BufferList(l)) => l.calculate_size(),
+                                _ => 0,
+                            };
+                            sh.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                            gst::PadProbeReturn::Ok
+                        },
+                    );
                 }
             }
             Err(e) => {

@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) next_seq: AtomicU64,
     reconnects: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
+    /// Encoded video bytes received (RTP), across reconnects.
+    pub(crate) bytes: AtomicU64,
     pub(crate) width: AtomicU32,
     pub(crate) height: AtomicU32,
     /// Nanoseconds since `epoch` of the last delivered frame (0 = none yet).
@@ -134,6 +136,7 @@ impl Ingest {
             next_seq: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             decode_errors: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
             width: AtomicU32::new(0),
             height: AtomicU32::new(0),
             last_frame_ns: AtomicU64::new(0),
@@ -185,6 +188,7 @@ impl Ingest {
                 dropped: s.queue.dropped(),
                 reconnects: s.reconnects.load(Ordering::Relaxed),
                 decode_errors: s.decode_errors.load(Ordering::Relaxed),
+                bytes: s.bytes.load(Ordering::Relaxed),
             },
             width: s.width.load(Ordering::Relaxed),
             height: s.height.load(Ordering::Relaxed),

@@ -21,6 +21,7 @@ fn ingests_720p30_with_right_count_and_timestamps() {
     assert_eq!(st.state, StreamState::Streaming, "{st:?}");
     // Skip the start-up burst, then measure 4 s of steady streaming.
     collect_for(&ingest, Duration::from_millis(500), |_| ());
+    let bytes_before = ingest.status().counters.bytes;
     let frames = collect_for(&ingest, Duration::from_secs(4), |f| {
         (
             f.seq,
@@ -36,6 +37,14 @@ fn ingests_720p30_with_right_count_and_timestamps() {
     assert!(
         (100.0..=130.0).contains(&n),
         "expected ~120 frames in 4 s at 30 fps, got {n}"
+    );
+    // The encoded stream's bytes (RTP) are counted as they arrive: at
+    // least a small packet per frame, at most five times the camera's 4
+    // Mbit/s target.
+    let bytes = ingest.status().counters.bytes - bytes_before;
+    assert!(
+        bytes as f64 > n * 100.0 && (bytes as f64) < 4.0 * 5.0 * 4e6 / 8.0,
+        "{bytes} bytes in 4 s"
     );
     for w in frames.windows(2) {
         assert_eq!(

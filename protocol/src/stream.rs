@@ -42,6 +42,10 @@ pub struct StreamCounters {
     pub reconnects: u64,
     /// Decoder or demuxer warnings/errors about corrupt data.
     pub decode_errors: u64,
+    /// Encoded bytes received (RTP packets of the video, network sources
+    /// only; 0 for files and synthetic sources).
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// A point-in-time view of one stream.

@@ -29,7 +29,7 @@ use serde::Serialize;
 use std::fmt;
 
 /// The version of the wire format this build speaks, carried in every header.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 /// The two bytes every Vidar payload starts with.
 pub const MAGIC: [u8; 2] = *b"VD";
 /// Length of the header in front of the postcard body, in bytes.
@@ -346,7 +346,7 @@ mod tests {
     #[test]
     fn header_layout() {
         let bytes = encode(&plan()).expect("encodes");
-        assert_eq!(&bytes[..HEADER_LEN], &[b'V', b'D', 3, 0, 2]);
+        assert_eq!(&bytes[..HEADER_LEN], &[b'V', b'D', 4, 0, 2]);
         assert_eq!(peek(&bytes), Ok((3, MessageKind::Plan)));
     }
 
@@ -392,7 +392,7 @@ mod tests {
         );
         assert_eq!(
             e.to_string(),
-            "protocol version 1 is not supported (this build speaks version 3); run the same Vidar release on every node"
+            "protocol version 1 is not supported (this build speaks version 4); run the same Vidar release on every node"
         );
         assert_eq!(peek(&bytes), Err(e));
     }
@@ -487,7 +487,7 @@ mod tests {
     #[test]
     fn huge_length_prefix_fails_without_allocating() {
         // A SyncBatch whose record vector claims u64::MAX / 2 elements.
-        let mut bytes = vec![b'V', b'D', 3, 0, MessageKind::SyncBatch as u8];
+        let mut bytes = vec![b'V', b'D', 4, 0, MessageKind::SyncBatch as u8];
         bytes.extend_from_slice(&[1, b'n']); // node "n"
         bytes.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]);
         assert!(matches!(err_of::<SyncBatch>(&bytes), DecodeError::Body(_)));
@@ -556,7 +556,7 @@ mod tests {
 
     /// A payload that skips `encode`'s validation, as a hostile sender would.
     fn postcard_with_header<T: Serialize>(kind: MessageKind, m: &T) -> Vec<u8> {
-        let mut out = vec![b'V', b'D', 3, 0, kind as u8];
+        let mut out = vec![b'V', b'D', 4, 0, kind as u8];
         out.extend(postcard::to_stdvec(m).expect("serialises"));
         out
     }

@@ -45,6 +45,7 @@ fn node_status() -> NodeStatus {
                     dropped: 3,
                     reconnects: 1,
                     tracks: 2,
+                    bitrate_bps: 2_200_000.0,
                 },
                 CameraLoad {
                     camera: cam("dock"),
@@ -54,6 +55,7 @@ fn node_status() -> NodeStatus {
                     dropped: 0,
                     reconnects: 7,
                     tracks: 0,
+                    bitrate_bps: 0.0,
                 },
             ],
             detect_busy: 0.7,
@@ -815,7 +817,7 @@ proptest! {
         kind in proptest::sample::select(MessageKind::ALL.to_vec()),
         body in proptest::collection::vec(any::<u8>(), 0..512),
     ) {
-        let mut bytes = vec![b'V', b'D', 3, 0, kind as u8];
+        let mut bytes = vec![b'V', b'D', 4, 0, kind as u8];
         bytes.extend(body);
         let _ = decode_as_everything(&bytes);
     }

@@ -24,9 +24,24 @@ pub(super) struct Reporter {
     pub(super) metrics_addr: String,
     pub(super) started_ms: UnixMs,
     pub(super) every: Duration,
-    /// camera -> (frames, analysed) at the last report.
-    pub(super) last: HashMap<CameraId, (u64, u64, Instant)>,
+    /// camera -> counters at the last report.
+    pub(super) last: HashMap<CameraId, Last>,
 }
+
+/// A camera's counters at the last report, and its smoothed bitrate.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Last {
+    frames: u64,
+    analysed: u64,
+    bytes: u64,
+    at: Instant,
+    /// Bits per second, averaged over about [`BITRATE_WINDOW_S`].
+    bitrate_bps: f64,
+}
+
+/// Seconds over which a camera's bitrate is averaged (a key frame every
+/// second or two makes one status period's figure jump).
+const BITRATE_WINDOW_S: f64 = 10.0;
 
 impl Reporter {
     pub(super) fn run(mut self, stop: &vidar_runtime::Shutdown) {
@@ -62,13 +77,16 @@ impl Reporter {
         for (camera, m) in self.registry.snapshot() {
             let st = states.get(camera.as_str());
             let frames = st.map_or(0, |s| s.counters.frames);
+            let bytes = st.map_or(0, |s| s.counters.bytes);
             let analysed = m.analysed.load(Ordering::Relaxed);
-            let (f0, a0, t0) = self
-                .last
-                .get(&camera)
-                .copied()
-                .unwrap_or((frames, analysed, now));
-            let dt = now.saturating_duration_since(t0).as_secs_f64();
+            let last = self.last.get(&camera).copied().unwrap_or(Last {
+                frames,
+                analysed,
+                bytes,
+                at: now,
+                bitrate_bps: 0.0,
+            });
+            let dt = now.saturating_duration_since(last.at).as_secs_f64();
             let rate = |a: u64, b: u64| {
                 if dt > 0.0 {
                     a.saturating_sub(b) as f64 / dt
@@ -76,16 +94,39 @@ impl Reporter {
                     0.0
                 }
             };
+            // Counters that went down were restarted (a new stream): the
+            // figure waits for the next period.
+            let bitrate_bps = if dt > 0.0 && bytes >= last.bytes {
+                let now_bps = rate(bytes, last.bytes) * 8.0;
+                if last.bitrate_bps == 0.0 {
+                    now_bps
+                } else {
+                    let w = (dt / BITRATE_WINDOW_S).min(1.0);
+                    last.bitrate_bps + w * (now_bps - last.bitrate_bps)
+                }
+            } else {
+                last.bitrate_bps
+            };
             cameras.push(CameraLoad {
                 camera: camera.clone(),
                 state: st.map_or(StreamState::Connecting, |s| s.state),
-                fps: rate(frames, f0),
-                analysed_fps: rate(analysed, a0),
+                fps: rate(frames, last.frames),
+                analysed_fps: rate(analysed, last.analysed),
                 dropped: st.map_or(0, |s| s.counters.dropped),
                 reconnects: st.map_or(0, |s| s.counters.reconnects),
                 tracks: m.tracks.load(Ordering::Relaxed) as u32,
+                bitrate_bps,
             });
-            self.last.insert(camera, (frames, analysed, now));
+            self.last.insert(
+                camera,
+                Last {
+                    frames,
+                    analysed,
+                    bytes,
+                    at: now,
+                    bitrate_bps,
+                },
+            );
         }
         let busy_now = self.metrics.inference.sum_seconds();
         let reid_now = self.metrics.reid_inference.sum_seconds();

@@ -84,6 +84,11 @@ pub fn render_node(
         "Corrupt or undecodable data events.",
         streams(|s| s.counters.decode_errors),
     )?;
+    f.counters(
+        "vidar_stream_bytes",
+        "Encoded video bytes received (RTP; network sources only).",
+        streams(|s| s.counters.bytes),
+    )?;
     f.gauges(
         "vidar_queue_depth",
         "Frames waiting in the stream queue.",

@@ -95,6 +95,9 @@ pub struct NodeView {
     /// Measured rates to peers, Mbit/s; a missing peer is assumed at [`DEFAULT_LINK_MBIT_S`].
     #[serde(default)]
     pub links: Vec<(NodeId, f64)>,
+    /// The measured bitrate of each camera it ingests, bits/s.
+    #[serde(default)]
+    pub camera_bitrates: Vec<(CameraId, f64)>,
 }
 
 /// One camera's placement.

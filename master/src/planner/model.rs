@@ -23,9 +23,16 @@
 //!   informational: the profiled rates already reflect it.
 //! - **Memory** `memory_mb` MiB; a detector + tracker takes [`DETECTOR_MEMORY_MB`],
 //!   a re-ID model [`REID_MEMORY_MB`].
-//! - **Frames**: `frame_bytes = width * height * BITS_PER_PIXEL / 8` (an H.264
-//!   frame); cameras reach every node at [`DEFAULT_LINK_MBIT_S`], a pinned
-//!   camera only its node. Crops: `D = c * CROP_BYTES` bytes per frame.
+//! - **Frames**: `frame_bytes` is the camera's measured bitrate (reported by
+//!   the node that ingests it) / 8 / fps; until one is measured, `width *
+//!   height * BITS_PER_PIXEL / 8` (an H.264 frame; low for busy scenes: the
+//!   testbed's 768x576 cameras send 2.2 Mbit/s where it says 0.44). An
+//!   unpinned camera is reachable by every node over the site network, so
+//!   it reaches node `i` at most at `i`'s own link: the fastest rate
+//!   measured from `i` to any peer (its access link, when a peer is as fast),
+//!   [`DEFAULT_LINK_MBIT_S`] while `i` measured none. A pinned camera
+//!   (e.g. on its node's LAN) reaches only its node. Crops: `D = c *
+//!   CROP_BYTES` bytes per frame.
 //! - **Links**: every pair of nodes gets the direct rate measured between them
 //!   (the lower of the two ends' reports), [`DEFAULT_LINK_MBIT_S`] when neither
 //!   measured it. They go to the scheduler as its `rates` (end-to-end, used as
@@ -210,6 +217,27 @@ impl Mapped {
                 "no node reports detector throughput".into(),
             ]));
         }
+        // Each node's own link: the fastest rate it measured to a peer.
+        let access: Vec<f64> = usable
+            .iter()
+            .map(|n| {
+                n.links
+                    .iter()
+                    .filter(|(to, r)| index.contains_key(to) && r.is_finite() && *r > 0.0)
+                    .map(|(_, r)| *r)
+                    .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))
+                    .unwrap_or(DEFAULT_LINK_MBIT_S)
+            })
+            .collect();
+        // A camera's bitrate as its node measures it (the highest report
+        // while two nodes both ingest it, in a hand-over).
+        let mut bitrate: HashMap<&CameraId, f64> = HashMap::new();
+        for n in &usable {
+            for (c, b) in &n.camera_bitrates {
+                let e = bitrate.entry(c).or_insert(0.0);
+                *e = e.max(*b);
+            }
+        }
         let mut streams = Vec::with_capacity(cameras.len());
         for (c, x) in cameras.iter().zip(&crops) {
             let pin = c.pinned.as_ref().and_then(|p| index.get(p).copied());
@@ -225,10 +253,20 @@ impl Mapped {
             streams.push(CameraStream {
                 id: c.camera.as_str().to_string(),
                 fps: c.fps,
-                frame_bytes: f64::from(c.width) * f64::from(c.height) * BITS_PER_PIXEL / 8.0,
+                frame_bytes: match bitrate.get(&c.camera) {
+                    Some(&b) if b > 0.0 => b / 8.0 / c.fps,
+                    _ => f64::from(c.width) * f64::from(c.height) * BITS_PER_PIXEL / 8.0,
+                },
                 camera_rates: reach
                     .into_iter()
-                    .map(|i| (sched_nodes[i].id.clone(), DEFAULT_LINK_MBIT_S * MBIT))
+                    .map(|i| {
+                        let mbit = if pin.is_some() {
+                            DEFAULT_LINK_MBIT_S
+                        } else {
+                            access[i]
+                        };
+                        (sched_nodes[i].id.clone(), mbit * MBIT)
+                    })
                     .collect(),
                 detect_work: 1.0,
                 reid_work: x * rho,

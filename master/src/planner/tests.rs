@@ -13,6 +13,7 @@ fn node(name: &str, detect: f64, reid: f64) -> NodeView {
         reid_crops_per_s: reid,
         reid_service: true,
         links: Vec::new(),
+        camera_bitrates: Vec::new(),
     }
 }
 
@@ -283,4 +284,52 @@ fn plan_output_round_trips_through_json() {
     .unwrap();
     assert_eq!(c.persons, 2.0);
     assert_eq!(c.pinned, None);
+}
+
+/// Cameras reachable by every node come in over the nodes' own links: with
+/// the cameras' measured bitrate and the nodes' measured links, the planner
+/// keeps them off the node whose link is slowest (the testbed's finding:
+/// with the default camera rates and the 0.1 bit/px model it put cameras on
+/// a 5 Mbit/s node while 20 Mbit/s ones idled). A pinned camera stays put.
+#[test]
+fn unpinned_cameras_go_to_nodes_whose_links_carry_them() {
+    let id = |s: &str| NodeId::new(s).unwrap();
+    let linked = |name: &str, fps: f64, links: &[(&str, f64)]| NodeView {
+        links: links.iter().map(|(n, r)| (id(n), *r)).collect(),
+        ..node(name, fps, fps)
+    };
+    // The slow-linked node computes fastest: on compute alone it would
+    // take the cameras.
+    let mut nodes = vec![
+        linked("fast-a", 60.0, &[("fast-b", 20.0), ("slow", 5.0)]),
+        linked("fast-b", 60.0, &[("fast-a", 20.0), ("slow", 5.0)]),
+        linked("slow", 90.0, &[("fast-a", 5.0), ("fast-b", 5.0)]),
+    ];
+    let cameras: Vec<SiteCamera> = (0..2)
+        .map(|i| SiteCamera {
+            width: 768,
+            height: 576,
+            ..cam(&format!("cam{i}"), 10.0)
+        })
+        .collect();
+    // The slow node ingests both now and measures them at 2.2 Mbit/s.
+    nodes[2].camera_bitrates = cameras
+        .iter()
+        .map(|c| (c.camera.clone(), 2_200_000.0))
+        .collect();
+    for seed in 1..=5 {
+        let out = plan(&cameras, &nodes, None, seed).unwrap();
+        assert_each_once(&out, &cameras);
+        assert_eq!(count_on(&out, "slow"), 0, "seed {seed}: {:?}", out.streams);
+    }
+    // Pinned to the slow node: it stays there.
+    let mut pinned = cameras.clone();
+    pinned[0].pinned = Some(id("slow"));
+    let out = plan(&pinned, &nodes, None, 1).unwrap();
+    let p0 = out
+        .streams
+        .iter()
+        .find(|p| p.camera == pinned[0].camera)
+        .unwrap();
+    assert_eq!(p0.node, id("slow"));
 }

@@ -76,6 +76,13 @@ pub fn node_view(s: &NodeStatus) -> NodeView {
         reid_crops_per_s: s.capacity.reid_crops_per_s,
         reid_service: s.capacity.reid_service,
         links,
+        camera_bitrates: s
+            .load
+            .cameras
+            .iter()
+            .filter(|c| c.bitrate_bps.is_finite() && c.bitrate_bps > 0.0)
+            .map(|c| (c.camera.clone(), c.bitrate_bps))
+            .collect(),
     }
 }
 
@@ -197,6 +204,7 @@ mod tests {
                     dropped: 0,
                     reconnects: 0,
                     tracks: 0,
+                    bitrate_bps: 0.0,
                 }],
                 detect_busy: busy,
                 reid_busy: 0.1,

@@ -87,6 +87,10 @@ pub struct CameraLoad {
     pub reconnects: u64,
     /// Tracks alive now.
     pub tracks: u32,
+    /// The encoded stream's rate as it arrives (RTP bytes over the last
+    /// status period), bits per second; 0 when not measured (a file source,
+    /// or no data yet). What the camera costs the node's link.
+    pub bitrate_bps: f64,
 }
 
 /// A measured link from the reporting node to a peer.
@@ -118,6 +122,7 @@ impl Message for NodeStatus {
             }
             check_rate(&format!("load.cameras[{k}].fps"), c.fps)?;
             check_rate(&format!("load.cameras[{k}].analysed_fps"), c.analysed_fps)?;
+            check_rate(&format!("load.cameras[{k}].bitrate_bps"), c.bitrate_bps)?;
         }
         check_fraction("load.detect_busy", l.detect_busy)?;
         check_fraction("load.reid_busy", l.reid_busy)?;

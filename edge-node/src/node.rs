@@ -102,7 +102,14 @@ pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
     }
     // The model refresh applied before a restart runs again (its
     // identities are restored below); else the configured model.
-    let refresher = crate::refresh::Refresher::new(config, store.clone());
+    let refresher = crate::refresh::Refresher::new(
+        config.embedder.clone(),
+        config.models.runtime.clone(),
+        store.clone(),
+        config.refresh_dir(),
+        config.database.clone(),
+        &config.gallery,
+    );
     let (refresh, mut embedder) = match refresher.restore() {
         Some((r, e)) => {
             tracing::info!(serial = r.serial, model = %r.model, version = %r.version, "running the model refresh applied before this start");

@@ -25,8 +25,6 @@ use vidar_protocol::messages::{Crop as WireCrop, CropEncoding, ModelRefresh};
 use vidar_protocol::{BBox, IdentityId, TrackId, UnixMs};
 use vidar_reid::{Crop, Embedder, EmbedderConfig, Embedding, OnnxEmbedder};
 
-use crate::config::EdgeConfig;
-
 /// Name of the record of the refresh applied last, in the refresh directory.
 const APPLIED: &str = "applied.json";
 
@@ -64,16 +62,25 @@ pub struct Refresher {
 }
 
 impl Refresher {
-    /// For the node configured by `config`, whose shipped models are in `base`.
-    pub fn new(config: &EdgeConfig, base: ModelStore) -> Refresher {
+    /// For a node running `embedder` on `runtime`, whose shipped models are
+    /// in `base`; refreshes are kept in `dir`; identities are re-embedded
+    /// from the snapshots in `database` within `gallery`'s age and size.
+    pub fn new(
+        embedder: EmbedderConfig,
+        runtime: RuntimeConfig,
+        base: ModelStore,
+        dir: PathBuf,
+        database: PathBuf,
+        gallery: &vidar_reid::GalleryConfig,
+    ) -> Refresher {
         Refresher {
-            embedder: config.embedder.clone(),
-            runtime: config.models.runtime.clone(),
+            embedder,
+            runtime,
             base,
-            dir: config.refresh_dir(),
-            database: config.database.clone(),
-            max_age_s: config.gallery.max_age_s,
-            max_identities: config.gallery.max_identities,
+            dir,
+            database,
+            max_age_s: gallery.max_age_s,
+            max_identities: gallery.max_identities,
         }
     }
 
@@ -350,17 +357,19 @@ mod tests {
 
     /// A refresher for a node whose database is in `dir`, on the real model
     /// files (`make test` sets `VIDAR_MODEL_DIR` and `ORT_DYLIB_PATH`).
-    fn refresher(dir: &Path, extra: &str) -> Refresher {
+    fn refresher(dir: &Path, precision: Option<Precision>) -> Refresher {
         vidar_testkit::require_node_env();
-        let config = EdgeConfig::parse(
-            &format!(
-                "node_id = \"n1\"\ndatabase = \"{}\"\n{extra}\n[[cameras]]\ncamera = \"c\"\nsource = \"file:///dev/null\"\n",
-                dir.join("e.db").display()
-            ),
-            "test",
+        Refresher::new(
+            EmbedderConfig {
+                precision,
+                ..EmbedderConfig::default()
+            },
+            RuntimeConfig::default(),
+            ModelStore::from_env().expect("models"),
+            dir.join("model-refresh"),
+            dir.join("e.db"),
+            &vidar_reid::GalleryConfig::default(),
         )
-        .expect("config");
-        Refresher::new(&config, ModelStore::from_env().expect("models"))
     }
 
     fn refresh_of(bytes: &[u8], serial: u64) -> ModelRefresh {
@@ -383,7 +392,7 @@ mod tests {
     #[test]
     fn a_refresh_is_kept_built_and_restored_and_bad_ones_are_refused() {
         let tmp = tempfile::tempdir().expect("tmp");
-        let r = refresher(tmp.path(), "");
+        let r = refresher(tmp.path(), None);
         assert_eq!(r.dir(), tmp.path().join("model-refresh"));
         let shipped = r.shipped_sha256().expect("shipped sha");
         assert_eq!(
@@ -448,7 +457,7 @@ mod tests {
         assert!(
             matches!(r.check(&other), Err(Outcome::Refused(w)) if w.contains("mobilenetv2-deepsort"))
         );
-        let int8 = refresher(tmp.path(), "[embedder]\nprecision = \"int8\"\n");
+        let int8 = refresher(tmp.path(), Some(Precision::Int8));
         assert!(matches!(int8.check(&good), Err(Outcome::Refused(w)) if w.contains("int8")));
         // A rollback to the shipped weights needs no file.
         let shipped_bytes = model_bytes("reid_osnet_x0_25_msmt17_combineall.onnx");
@@ -462,7 +471,7 @@ mod tests {
     #[test]
     fn an_unreadable_applied_record_runs_the_configured_model() {
         let tmp = tempfile::tempdir().expect("tmp");
-        let r = refresher(tmp.path(), "");
+        let r = refresher(tmp.path(), None);
         assert!(r.restore().is_none(), "nothing applied");
         std::fs::create_dir_all(r.dir()).expect("dir");
         std::fs::write(r.dir().join(APPLIED), b"{not json").expect("write");

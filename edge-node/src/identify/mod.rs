@@ -29,6 +29,8 @@
 //! of its own sightings ([`corrections`]); and announces the identities it
 //! mints. The gallery has one owner, this thread, so none of this locks.
 
+#[cfg(test)]
+mod collect_tests;
 mod corrections;
 mod handle;
 mod jobs;

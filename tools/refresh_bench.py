@@ -80,12 +80,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--window", type=float, default=20.0, help="seconds per window")
     ap.add_argument("--warmup", type=float, default=30.0)
-    ap.add_argument("--detection-interval", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=ROOT / ".cache/refresh-bench")
-    ap.add_argument("--bin", type=Path, default=ROOT / "target/release")
+    soak.add_site_args(ap, out=".cache/refresh-bench", interval=1)
     args = ap.parse_args()
-    if not soak.VTEST.exists():
-        sys.exit(f"refresh_bench: {soak.VTEST} missing (Debian package opencv-doc)")
+    soak.require_vtest("refresh_bench")
     out: Path = args.out
     if out.exists():
         subprocess.run(["rm", "-rf", str(out)], check=True)
@@ -125,12 +122,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(1)))
     try:
-        for c in cams:
-            c.start()
-        rtsp = []
-        for c in cams:
-            soak.wait_for(c.role, lambda c=c: c.port("rtsp") is not None, 60)
-            rtsp.append(c.port("rtsp"))
+        rtsp = soak.start_cameras(cams)
         (out / "master.toml").write_text(soak.MASTER_TOML.format(dir=out) + "".join(
             soak.CAMERA_TOML.format(i=i, host="127.0.0.1", port=rtsp[i]) for i in range(args.cameras)
         ))

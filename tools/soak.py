@@ -202,6 +202,32 @@ class Proc:
             pass
 
 
+def add_site_args(ap: argparse.ArgumentParser, out: str, interval: int) -> None:
+    """The options every site harness takes: detection interval, output folder, binaries."""
+    ap.add_argument("--detection-interval", type=int, default=interval)
+    ap.add_argument("--out", type=Path, default=ROOT / out)
+    ap.add_argument("--bin", type=Path, default=ROOT / "target/release")
+
+
+def require_vtest(who: str) -> None:
+    """Exits naming what is missing when the cameras' video is not installed."""
+    if not VTEST.exists():
+        sys.exit(f"{who}: {VTEST} missing (Debian package opencv-doc; `make setup` installs it)")
+
+
+def start_cameras(cams: list[Proc]) -> list[int]:
+    """Starts every camera, waits for the RTSP port each bound, and pins it
+    there (a camera restarted later comes back on the same port)."""
+    for c in cams:
+        c.start()
+    rtsp = []
+    for c in cams:
+        wait_for(c.role, lambda c=c: c.port("rtsp") is not None, 60)
+        rtsp.append(c.port("rtsp"))
+        c.argv[c.argv.index("--port") + 1] = str(rtsp[-1])
+    return rtsp
+
+
 def wait_for(what: str, check, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -338,12 +364,9 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=600, help="seconds of a process life before RSS growth counts")
     ap.add_argument("--window", type=float, default=300, help="seconds per latency window")
     ap.add_argument("--sample-every", type=float, default=10)
-    ap.add_argument("--detection-interval", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=ROOT / ".cache/soak")
-    ap.add_argument("--bin", type=Path, default=ROOT / "target/release")
+    add_site_args(ap, out=".cache/soak", interval=2)
     args = ap.parse_args()
-    if not VTEST.exists():
-        sys.exit(f"soak: {VTEST} missing (Debian package opencv-doc; `make setup` installs it)")
+    require_vtest("soak")
     out: Path = args.out
     if out.exists():
         for p in out.glob("*"):
@@ -382,13 +405,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(1)))
     try:
-        for c in cams:
-            c.start()
-        rtsp = []
-        for c in cams:
-            wait_for(c.role, lambda c=c: c.port("rtsp") is not None, 60)
-            rtsp.append(c.port("rtsp"))
-            c.argv[c.argv.index("--port") + 1] = str(rtsp[-1])
+        rtsp = start_cameras(cams)
         (out / "master.toml").write_text(MASTER_TOML.format(dir=out) + "".join(
             CAMERA_TOML.format(i=i, host="127.0.0.1", port=rtsp[i]) for i in range(args.cameras)
         ))

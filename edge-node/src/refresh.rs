@@ -15,8 +15,6 @@
 //! [`vidar_models::Manifest::refreshed`]), so a file whose graph is not the
 //! model's (other inputs, outputs or sizes) is refused with what differs.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use vidar_config::Config;
@@ -24,6 +22,7 @@ use vidar_models::{ModelStore, Precision, RuntimeConfig, SessionFactory};
 use vidar_protocol::messages::{Crop as WireCrop, CropEncoding, ModelRefresh};
 use vidar_protocol::{BBox, IdentityId, TrackId, UnixMs};
 use vidar_reid::{Crop, Embedder, EmbedderConfig, Embedding, OnnxEmbedder};
+use vidar_runtime::files::write_private;
 
 /// Name of the record of the refresh applied last, in the refresh directory.
 const APPLIED: &str = "applied.json";
@@ -318,37 +317,10 @@ pub fn reembed(
     Ok(out)
 }
 
-/// Writes `bytes` to `path` in `dir` (created 0700): a 0600 temporary
-/// file, synced, then renamed over `path`.
-fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    // A name of its own per writer: two processes may share the folder.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let tmp = path.with_extension(format!(
-        "{}.{}.part",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
     use vidar_models::Manifest;
     use vidar_protocol::UnixMs;
     use vidar_reid::Embedder;

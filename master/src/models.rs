@@ -19,8 +19,7 @@
 //! must not roll every node back).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -379,39 +378,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// `bytes` into `path` inside `dir` (created 0700): a 0600 temporary file,
-/// synced, renamed over `path`.
+/// [`vidar_runtime::files::write_private`], naming the file on failure.
 fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    let io = |what, source| RegistryError::Io {
-        what,
+    vidar_runtime::files::write_private(dir, path, bytes).map_err(|source| RegistryError::Io {
+        what: "writing",
         path: path.to_owned(),
         source,
-    };
-    std::fs::create_dir_all(dir).map_err(|e| io("creating the folder of", e))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| io("restricting the folder of", e))?;
-    // A name of its own per writer: two processes may share the folder.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let tmp = path.with_extension(format!(
-        "{}.{}.part",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io("writing", e))?;
-    f.write_all(bytes).map_err(|e| io("writing", e))?;
-    f.sync_all().map_err(|e| io("syncing", e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| io("renaming into", e))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    })
 }
 
 /// The deployment in force, shared by the watch thread and the queryables.

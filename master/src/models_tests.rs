@@ -1,5 +1,6 @@
 //! Tests of `models`.
 use super::*;
+use std::os::unix::fs::PermissionsExt;
 
 fn registry_with(dir: &Path, files: &[(&str, &[u8])]) -> Registry {
     std::fs::create_dir_all(dir).expect("dir");

@@ -3,6 +3,7 @@
 //! red and restart or stop under a policy, HTTP serving with deadlines, and
 //! the metrics exposition.
 
+pub mod files;
 pub mod health;
 pub mod heap;
 pub mod http;

@@ -297,77 +297,115 @@ impl Embedder for Rotated {
     }
 }
 
+/// Bob (blue) and Ann (red) seen by a worker before a model swap; Bob's
+/// track has ended, Ann's is still on screen.
+struct BeforeSwap {
+    id: Identifier,
+    metrics: Arc<NodeMetrics>,
+    rec: Recorder,
+    dir: tempfile::TempDir,
+    red: Figure,
+    blue: Figure,
+    t0: SystemTime,
+    ann: vidar_protocol::IdentityId,
+    bob: vidar_protocol::IdentityId,
+}
+
+impl BeforeSwap {
+    fn new(snapshots: bool) -> BeforeSwap {
+        use crate::identify::testing::{figure, spawn};
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = GalleryConfig {
+            node_prefix: 1,
+            ..GalleryConfig::default()
+        };
+        let (id, metrics, rec) = spawn(dir.path(), cfg, snapshots, None);
+        let mut s = BeforeSwap {
+            id,
+            metrics,
+            rec,
+            dir,
+            red: figure([220, 40, 40]),
+            blue: figure([40, 40, 220]),
+            t0: SystemTime::now() - Duration::from_secs(120),
+            ann: vidar_protocol::IdentityId(0),
+            bob: vidar_protocol::IdentityId(0),
+        };
+        s.bob = s.decided(1, s.blue, 0, 0);
+        s.id.ended(0, TrackId(1), UnixMs(0));
+        s.ann = s.decided(2, s.red, 10, 10);
+        s
+    }
+
+    fn at(&self, s: u64) -> SystemTime {
+        self.t0 + Duration::from_secs(s)
+    }
+
+    /// Track `track` of figure `f` (first seen at second `first`) at second `s`.
+    fn job(&self, track: u64, f: Figure, first: u64, s: u64, decide: bool) -> Job {
+        crate::identify::testing::job(track, f, self.at(first), self.at(s), decide)
+    }
+
+    /// The identity decided for that track at once.
+    fn decided(&mut self, track: u64, f: Figure, first: u64, s: u64) -> vidar_protocol::IdentityId {
+        let j = self.job(track, f, first, s, true);
+        crate::identify::testing::answer(&mut self.id, j)
+            .identity
+            .expect("decided")
+    }
+
+    fn swap(&self, mut swap: ModelSwap) {
+        while let Err(back) = self.id.inbox().model(swap) {
+            swap = back;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
 #[test]
 fn a_model_swap_between_jobs_keeps_the_people_on_screen_and_never_mixes_models() {
-    use crate::identify::testing::{answer, figure, job as one, spawn};
-    let dir = tempfile::tempdir().expect("tmp");
-    let cfg = GalleryConfig {
-        node_prefix: 1,
-        ..GalleryConfig::default()
-    };
-    let (mut id, metrics, _rec) = spawn(dir.path(), cfg, false, None);
-    let (red, blue) = (figure([220, 40, 40]), figure([40, 40, 220]));
-    let t0 = SystemTime::now() - Duration::from_secs(120);
-    let at = |s: u64| t0 + Duration::from_secs(s);
-    let decided = |id: &mut Identifier, j: Job| answer(id, j).identity.expect("decided");
-    // Bob (blue) came and went; Ann (red) is on screen at the swap.
-    let bob = decided(&mut id, one(1, blue, at(0), at(0), true));
-    id.ended(0, TrackId(1), UnixMs(0));
-    let ann = decided(&mut id, one(2, red, at(10), at(10), true));
-    let mut refreshed = ModelSwap {
+    let mut w = BeforeSwap::new(false);
+    let (ann, bob, red, blue) = (w.ann, w.bob, w.red, w.blue);
+    w.swap(ModelSwap {
         embedder: Box::new(Rotated(ColorEmbedder::default())),
         views: Vec::new(),
-    };
-    while let Err(back) = id.inbox().model(refreshed) {
-        refreshed = back;
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    });
     // Ann's track goes on under the new model: views enough to put her back.
     for s in 11..14 {
-        let r = answer(&mut id, one(2, red, at(10), at(s), false));
+        let j = w.job(2, red, 10, s, false);
+        let r = crate::identify::testing::answer(&mut w.id, j);
         assert_eq!(r.identity, None, "decided before the swap: not again");
     }
-    id.ended(0, TrackId(2), UnixMs(0));
+    w.id.ended(0, TrackId(2), UnixMs(0));
     // Red again: still Ann, known now by the new model's view of her.
-    assert_eq!(decided(&mut id, one(3, red, at(30), at(30), true)), ann);
-    id.ended(0, TrackId(3), UnixMs(0));
+    assert_eq!(w.decided(3, red, 30, 30), ann);
+    w.id.ended(0, TrackId(3), UnixMs(0));
     // Blue again: under the new model blue looks like the old red, so a
     // gallery that mixed models would call him Ann; and Bob's old vectors
     // are retired, so he is someone new.
-    let bob_again = decided(&mut id, one(4, blue, at(40), at(40), true));
+    let bob_again = w.decided(4, blue, 40, 40);
     assert!(
         bob_again != ann && bob_again != bob,
         "{bob_again} (Ann {ann}, Bob {bob})"
     );
     assert!(bob_again.0 > ann.0, "ids are never reused");
-    id.finish();
-    assert_eq!(metrics.model_swaps.load(Ordering::Relaxed), 1);
-    assert_eq!(metrics.identities_retired.load(Ordering::Relaxed), 2);
+    w.id.finish();
+    assert_eq!(w.metrics.model_swaps.load(Ordering::Relaxed), 1);
+    assert_eq!(w.metrics.identities_retired.load(Ordering::Relaxed), 2);
 }
 
 #[test]
 fn identities_seen_before_a_model_swap_are_known_again_from_their_snapshots() {
-    use crate::identify::testing::{answer, figure, job as one, spawn};
-    let dir = tempfile::tempdir().expect("tmp");
-    let cfg = GalleryConfig {
-        node_prefix: 1,
-        ..GalleryConfig::default()
-    };
-    let (mut id, metrics, rec) = spawn(dir.path(), cfg.clone(), true, None);
-    let (red, blue) = (figure([220, 40, 40]), figure([40, 40, 220]));
-    let t0 = SystemTime::now() - Duration::from_secs(120);
-    let at = |s: u64| t0 + Duration::from_secs(s);
-    let decided = |id: &mut Identifier, j: Job| answer(id, j).identity.expect("decided");
-    let bob = decided(&mut id, one(1, blue, at(0), at(0), true));
-    id.ended(0, TrackId(1), UnixMs(0));
-    let ann = decided(&mut id, one(2, red, at(10), at(10), true));
-    id.ended(0, TrackId(2), UnixMs(0));
+    let mut w = BeforeSwap::new(true);
+    let (ann, bob, red, blue) = (w.ann, w.bob, w.red, w.blue);
+    w.id.ended(0, TrackId(2), UnixMs(0));
     // The new model sees this node's identities in their snapshots.
-    rec.writer().flush().expect("flush");
+    w.rec.writer().flush().expect("flush");
+    let cfg = GalleryConfig::default();
     let mut embedder: Box<dyn Embedder> = Box::new(Rotated(ColorEmbedder::default()));
     let views = crate::refresh::reembed(
         embedder.as_mut(),
-        &dir.path().join("e.db"),
+        &w.dir.path().join("e.db"),
         cfg.max_age_s,
         cfg.max_identities,
         UnixMs::now(),
@@ -376,22 +414,18 @@ fn identities_seen_before_a_model_swap_are_known_again_from_their_snapshots() {
     let mut got: Vec<_> = views.iter().map(|(i, _)| *i).collect();
     got.sort();
     assert_eq!(got, vec![bob, ann]);
-    let mut swap = ModelSwap { embedder, views };
-    while let Err(back) = id.inbox().model(swap) {
-        swap = back;
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    w.swap(ModelSwap { embedder, views });
     // Both are known again under the new model, though no track of
     // theirs was on screen at the swap.
-    assert_eq!(decided(&mut id, one(3, blue, at(30), at(30), true)), bob);
-    id.ended(0, TrackId(3), UnixMs(0));
-    assert_eq!(decided(&mut id, one(4, red, at(40), at(40), true)), ann);
-    id.finish();
-    assert_eq!(metrics.identities_reembedded.load(Ordering::Relaxed), 2);
-    assert_eq!(metrics.identities_retired.load(Ordering::Relaxed), 0);
+    assert_eq!(w.decided(3, blue, 30, 30), bob);
+    w.id.ended(0, TrackId(3), UnixMs(0));
+    assert_eq!(w.decided(4, red, 40, 40), ann);
+    w.id.finish();
+    assert_eq!(w.metrics.identities_reembedded.load(Ordering::Relaxed), 2);
+    assert_eq!(w.metrics.identities_retired.load(Ordering::Relaxed), 0);
     // Their records under the new model are written (a restart restores them).
-    rec.writer().flush().expect("flush");
-    let r = vidar_store::Reader::open(dir.path().join("e.db")).expect("reader");
+    w.rec.writer().flush().expect("flush");
+    let r = vidar_store::Reader::open(w.dir.path().join("e.db")).expect("reader");
     let last = r
         .identity_records(bob)
         .expect("read")

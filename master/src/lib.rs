@@ -309,6 +309,7 @@ impl Master {
             edge_timeout: http::EDGE_TIMEOUT,
             edge_silence: Default::default(),
             ui,
+            models_dir: config.models_dir(),
         });
         let listener = std::net::TcpListener::bind(http_addr)
             .map_err(ioerr(format!("listening on http_addr {http_addr}")))?;

@@ -45,7 +45,7 @@ fn seeded_master() -> (tempfile::TempDir, Master) {
 
 #[test]
 fn queries_read_the_global_database() {
-    let (_dir, m) = seeded_master();
+    let (dir, m) = seeded_master();
     let a = m.http_addr();
 
     let (code, v) = get_json(a, "/api/trajectory?identity=1&from=0&to=100000");
@@ -117,6 +117,30 @@ fn queries_read_the_global_database() {
     let (code, v) = get_json(a, "/api/nodes");
     assert_eq!(code, 200);
     assert_eq!(v["nodes"].as_array().map(|x| x.len()), Some(0));
+    // The model registry: nothing deployed, then a version promoted as
+    // `vidar-master model` would (the registry beside the database).
+    let (code, v) = get_json(a, "/api/models");
+    assert_eq!(code, 200);
+    assert!(v["in_force"].is_null(), "{v}");
+    let models = dir.path().join("models");
+    let weights = dir.path().join("w.onnx");
+    std::fs::write(&weights, b"not really a model").expect("weights");
+    let mut r = vidar_master::models::Registry::load(&models).expect("registry");
+    r.add(
+        &models,
+        &weights,
+        "osnet-x0-25-msmt17-combineall",
+        "site-1",
+        None,
+        Default::default(),
+    )
+    .expect("add");
+    r.promote("site-1", None).expect("promote");
+    r.save(&models).expect("save");
+    let (code, v) = get_json(a, "/api/models");
+    assert_eq!(code, 200);
+    assert_eq!(v["in_force"]["version"], "site-1", "{v}");
+    assert_eq!(v["versions"].as_array().map(|x| x.len()), Some(1));
     let (code, v) = get_json(a, "/healthz");
     assert_eq!((code, v["status"].as_str()), (200, Some("ok")));
     let (code, _) = http(a, "POST", "/api/sync");

@@ -52,6 +52,21 @@ pub(super) async fn nodes(State(ctx): Ctx) -> impl IntoResponse {
 /// The plan in force with its fields at the top level (`version`, `streams`,
 /// `bandwidth`, ...; `version` null while there is none), plus its cost, the
 /// nodes it was made for, the site's cameras and the plan counters.
+/// The model registry: its versions, every deployment, and the refresh in
+/// force (what every node is told to run; `null`: the weights they ship with).
+pub(super) async fn models(State(ctx): Ctx) -> Result<Json<serde_json::Value>, ApiError> {
+    let dir = ctx.models_dir.clone();
+    let r = tokio::task::spawn_blocking(move || crate::models::Registry::load(&dir))
+        .await
+        .map_err(|e| ApiError::internal(format!("reading the model registry: {e}")))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(json!({
+        "versions": r.versions,
+        "deployments": r.deployments,
+        "in_force": r.refresh(),
+    })))
+}
+
 pub(super) async fn plan(State(ctx): Ctx) -> Result<Json<serde_json::Value>, ApiError> {
     let mut v = match ctx.plans.current() {
         Some(c) => {

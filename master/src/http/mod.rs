@@ -76,6 +76,7 @@ pub fn app(state: Arc<ApiContext>) -> Router {
         )
         .route("/api/nodes", get(cluster::nodes))
         .route("/api/plan", get(cluster::plan))
+        .route("/api/models", get(cluster::models))
         .route("/api/sync", post(cluster::sync_now))
         .route("/api/me", get(pages::me))
         .route("/api/tiles", get(tiles::list))

@@ -55,6 +55,8 @@ pub struct ApiContext {
     pub edge_silence: crate::query::Silence,
     /// The web UI's state (authentication, live tiles, floor plan).
     pub ui: UiState,
+    /// The model registry's folder (`/api/models`).
+    pub models_dir: PathBuf,
 }
 
 impl ApiContext {

@@ -29,8 +29,10 @@
 //!   testbed's 768x576 cameras send 2.2 Mbit/s where it says 0.44). An
 //!   unpinned camera is reachable by every node over the site network, so
 //!   it reaches node `i` at most at `i`'s own link: the fastest rate
-//!   measured from `i` to any peer (its access link, when a peer is as fast),
-//!   [`DEFAULT_LINK_MBIT_S`] while `i` measured none. A pinned camera
+//!   measured from `i` to any peer (its access link, when a peer is as fast);
+//!   while `i` measured none, the median of the other nodes' (so a node back
+//!   from a partition does not look fastest), [`DEFAULT_LINK_MBIT_S`] while
+//!   no node measured any. A pinned camera
 //!   (e.g. on its node's LAN) reaches only its node. Crops: `D = c *
 //!   CROP_BYTES` bytes per frame.
 //! - **Links**: every pair of nodes gets the direct rate measured between them
@@ -217,8 +219,11 @@ impl Mapped {
                 "no node reports detector throughput".into(),
             ]));
         }
-        // Each node's own link: the fastest rate it measured to a peer.
-        let access: Vec<f64> = usable
+        // Each node's own link: the fastest rate it measured to a peer. A
+        // node that measured none yet (it just joined, or came back from a
+        // partition) is taken at the median of the others, not at the
+        // default: an unmeasured link must not look like the best one.
+        let measured_access: Vec<Option<f64>> = usable
             .iter()
             .map(|n| {
                 n.links
@@ -226,8 +231,18 @@ impl Mapped {
                     .filter(|(to, r)| index.contains_key(to) && r.is_finite() && *r > 0.0)
                     .map(|(_, r)| *r)
                     .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))
-                    .unwrap_or(DEFAULT_LINK_MBIT_S)
             })
+            .collect();
+        let mut known: Vec<f64> = measured_access.iter().flatten().copied().collect();
+        known.sort_by(f64::total_cmp);
+        let typical = if known.is_empty() {
+            DEFAULT_LINK_MBIT_S
+        } else {
+            known[known.len() / 2]
+        };
+        let access: Vec<f64> = measured_access
+            .iter()
+            .map(|a| a.unwrap_or(typical))
             .collect();
         // A camera's bitrate as its node measures it (the highest report
         // while two nodes both ingest it, in a hand-over).

@@ -322,6 +322,22 @@ fn unpinned_cameras_go_to_nodes_whose_links_carry_them() {
         assert_each_once(&out, &cameras);
         assert_eq!(count_on(&out, "slow"), 0, "seed {seed}: {:?}", out.streams);
     }
+    // A node that measured nothing yet (back from a partition) is taken at
+    // the others' median, not at the 100 Mbit/s default: it does not draw
+    // the cameras from the measured fast ones.
+    // Most of the measured links are slow here, so the median is slow.
+    let mut back = nodes.clone();
+    back.push(linked("slow-2", 90.0, &[("fast-a", 5.0)]));
+    back.push(linked("slow-3", 90.0, &[("fast-b", 5.0)]));
+    back.push(NodeView {
+        links: Vec::new(),
+        ..node("returned", 90.0, 90.0)
+    });
+    for seed in 1..=3 {
+        let out = plan(&cameras, &back, None, seed).unwrap();
+        let on_fast = count_on(&out, "fast-a") + count_on(&out, "fast-b");
+        assert_eq!(on_fast, 2, "seed {seed}: {:?}", out.streams);
+    }
     // Pinned to the slow node: it stays there.
     let mut pinned = cameras.clone();
     pinned[0].pinned = Some(id("slow"));

@@ -347,7 +347,7 @@ mod tests {
     fn header_layout() {
         let bytes = encode(&plan()).expect("encodes");
         assert_eq!(&bytes[..HEADER_LEN], &[b'V', b'D', 4, 0, 2]);
-        assert_eq!(peek(&bytes), Ok((3, MessageKind::Plan)));
+        assert_eq!(peek(&bytes), Ok((4, MessageKind::Plan)));
     }
 
     #[test]
@@ -387,7 +387,7 @@ mod tests {
             e,
             DecodeError::UnsupportedVersion {
                 got: 1,
-                supported: 3
+                supported: 4
             }
         );
         assert_eq!(

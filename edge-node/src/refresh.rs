@@ -157,7 +157,14 @@ impl Refresher {
         match vidar_models::store::sha256_file(&path) {
             Ok(sha) if sha == r.sha256 => self.build(r).map(Some),
             // A damaged or foreign copy: fetched again over it.
-            Ok(_) | Err(_) => Ok(None),
+            Ok(sha) => {
+                tracing::warn!(path = %path.display(), %sha, want = %r.sha256, "a kept model file is not the one signed; fetching it again");
+                Ok(None)
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "a kept model file cannot be read; fetching it again");
+                Ok(None)
+            }
         }
     }
 

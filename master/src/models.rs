@@ -72,8 +72,27 @@ pub struct Deployment {
     pub version: String,
     /// When.
     pub issued_ms: UnixMs,
-    /// `promote` or `rollback`.
-    pub how: String,
+    /// How it came about.
+    pub how: How,
+}
+
+/// How a deployment came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum How {
+    /// `vidar-master model promote`.
+    Promote,
+    /// `vidar-master model rollback`.
+    Rollback,
+}
+
+impl std::fmt::Display for How {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            How::Promote => "promote",
+            How::Rollback => "rollback",
+        })
+    }
 }
 
 /// The registry file.
@@ -312,7 +331,7 @@ impl Registry {
                 }
             }
         }
-        self.deploy(version, "promote")
+        self.deploy(version, How::Promote)
     }
 
     /// Deploys again the version in force before the current one.
@@ -326,7 +345,7 @@ impl Registry {
         // rollback after a rollback goes one step further back, not forth.
         let mut stack: Vec<&str> = Vec::new();
         for d in &self.deployments {
-            if d.how == "rollback" {
+            if d.how == How::Rollback {
                 stack.pop();
             } else if stack.last() != Some(&d.version.as_str()) {
                 stack.push(&d.version);
@@ -340,10 +359,10 @@ impl Registry {
                 )))
             }
         };
-        self.deploy(&previous, "rollback")
+        self.deploy(&previous, How::Rollback)
     }
 
-    fn deploy(&mut self, version: &str, how: &str) -> Result<&Deployment, RegistryError> {
+    fn deploy(&mut self, version: &str, how: How) -> Result<&Deployment, RegistryError> {
         let now = UnixMs::now();
         // Serials are milliseconds when they can be, so a registry rebuilt
         // from scratch still outnumbers what nodes applied before.
@@ -353,7 +372,7 @@ impl Registry {
             serial,
             version: version.to_owned(),
             issued_ms: now,
-            how: how.to_owned(),
+            how,
         });
         Ok(&self.deployments[self.deployments.len() - 1])
     }

@@ -257,52 +257,52 @@ fn refreshed_weights_load_as_the_model_and_another_graph_is_refused() {
     let manifest = base.manifest().clone();
     let dir = tempfile::tempdir().expect("tempdir");
     let model = "osnet-x0-25-msmt17-combineall";
+    // `source`'s file copied in as `file` and named the model's weights,
+    // with the sha256 and size given (those of the copy when `None`), loaded.
+    let load_as = |source: &str, file: &str, named: Option<(String, u64)>| {
+        let path = base
+            .verified_path(&manifest.model(source).expect("spec").file)
+            .expect("model file");
+        let bytes = std::fs::read(&path).expect("read");
+        std::fs::write(dir.path().join(file), &bytes).expect("write");
+        let (sha, size) = named.unwrap_or_else(|| {
+            (
+                vidar_models::store::sha256_bytes(&bytes),
+                bytes.len() as u64,
+            )
+        });
+        let refreshed = manifest
+            .refreshed(model, file, &sha, size)
+            .expect("refreshed manifest");
+        SessionFactory::new(
+            ModelStore::new(dir.path(), refreshed),
+            RuntimeConfig::default(),
+        )
+        .expect("factory")
+        .load(model)
+    };
     // The same network, other weights: the market1501 OSNet has the same
     // graph (a stand-in for weights trained on the site).
-    let other = base
-        .verified_path(&manifest.model("osnet-x0-25-market1501").expect("spec").file)
-        .expect("osnet market file");
-    let bytes = std::fs::read(&other).expect("read");
-    let sha = vidar_models::store::sha256_bytes(&bytes);
-    std::fs::write(dir.path().join("refresh-a.onnx"), &bytes).expect("write");
-    let refreshed = manifest
-        .refreshed(model, "refresh-a.onnx", &sha, bytes.len() as u64)
-        .expect("refreshed manifest");
-    let factory = SessionFactory::new(
-        ModelStore::new(dir.path(), refreshed),
-        RuntimeConfig::default(),
-    )
-    .expect("factory");
-    let loaded = factory.load(model).expect("refreshed weights load");
+    let loaded =
+        load_as("osnet-x0-25-market1501", "refresh-a.onnx", None).expect("refreshed weights load");
     assert_eq!(loaded.spec().file, "refresh-a.onnx");
     assert_eq!(loaded.spec().name, model);
 
     // A detector's file as the re-ID model's refresh: checksum right, graph wrong.
-    let ssd = base
-        .verified_path(&manifest.model("ssd-mobilenet-v2-coco").expect("spec").file)
-        .expect("ssd file");
-    let bytes = std::fs::read(&ssd).expect("read");
-    let sha = vidar_models::store::sha256_bytes(&bytes);
-    std::fs::write(dir.path().join("refresh-b.onnx"), &bytes).expect("write");
-    let wrong = manifest
-        .refreshed(model, "refresh-b.onnx", &sha, bytes.len() as u64)
-        .expect("manifest");
-    let factory = SessionFactory::new(ModelStore::new(dir.path(), wrong), RuntimeConfig::default())
-        .expect("factory");
-    let e = factory.load(model).expect_err("another graph").to_string();
+    let e = load_as("ssd-mobilenet-v2-coco", "refresh-b.onnx", None)
+        .expect_err("another graph")
+        .to_string();
     assert!(e.contains(model) && e.contains("input"), "{e}");
 
     // Bytes that are not what the refresh names: refused before ONNX Runtime sees them.
-    let tampered = manifest
-        .refreshed(model, "refresh-a.onnx", &"0".repeat(64), 920_270)
-        .expect("manifest");
-    let factory = SessionFactory::new(
-        ModelStore::new(dir.path(), tampered),
-        RuntimeConfig::default(),
+    let e = load_as(
+        "osnet-x0-25-market1501",
+        "refresh-c.onnx",
+        Some(("0".repeat(64), 920_270)),
     )
-    .expect("factory");
-    let e = factory.load(model).expect_err("tampered").to_string();
-    assert!(e.contains("refresh-a.onnx"), "{e}");
+    .expect_err("tampered")
+    .to_string();
+    assert!(e.contains("refresh-c.onnx"), "{e}");
 
     for (m, file, want) in [
         ("osnet-x0-25-msmt17-combineall-int8", "x.onnx", "variant"),

@@ -44,7 +44,7 @@ pub(super) struct TrackState {
     pub(super) minted: bool,
     /// Decided before a model refresh retired its identity from the
     /// gallery: the identity is put back, from this track's views under
-    /// the new model, once it has enough of them ([`Worker::reseed`]).
+    /// the new model, once it has enough of them ([`TrackState::reseed`]).
     pub(super) reseed: Option<vidar_reid::Origin>,
     /// Similarity of the decision (1 for a mint).
     pub(super) similarity: f32,
@@ -53,6 +53,31 @@ pub(super) struct TrackState {
 }
 
 impl TrackState {
+    /// Puts this track's identity, decided before a model refresh, back
+    /// into `gallery` (of the model tagged `model`) from the track's views
+    /// under the new model: the people on screen at the swap keep their
+    /// identities.
+    pub(super) fn reseed(&mut self, gallery: &mut vidar_reid::Gallery, model: &str) {
+        let (Some(origin), Some(id)) = (self.reseed.take(), self.identity) else {
+            return;
+        };
+        if self.crops == 0 {
+            return;
+        }
+        self.crops_at_decision = self.crops;
+        let ident = vidar_reid::Identity::single(
+            id,
+            self.mean(),
+            model,
+            self.camera.clone(),
+            self.first_ms,
+            origin,
+        );
+        if let Err(e) = gallery.restore(ident) {
+            tracing::debug!(identity = %id, error = %e, "identity not put back after a model refresh");
+        }
+    }
+
     pub(super) fn mean(&self) -> Embedding {
         Embedding::normalized(&self.sum)
     }
@@ -155,19 +180,17 @@ impl Worker {
                 }
             };
             let decided = self.add_crop(
-                key.clone(),
-                &camera,
-                t.track,
-                t.first_ms,
-                now,
-                emb,
-                t.quality,
-                t.decide,
-                &snapshot,
+                key, &camera, t.track, t.first_ms, now, emb, t.quality, t.decide, &snapshot,
             );
-            if let (Some(c), Some(state)) = (&self.training, self.tracks.get_mut(&key)) {
-                // Encoded only when it is among the track's best so far.
-                if c.wants(&state.samples, t.quality) {
+            // Encoded only when it is among the track's best so far (and
+            // the track looked up only when samples are collected).
+            if let Some(c) = &self.training {
+                let key = TrackKey::Local(job.camera, t.track);
+                if let Some(state) = self
+                    .tracks
+                    .get_mut(&key)
+                    .filter(|s| c.wants(&s.samples, t.quality))
+                {
                     if let Some(jpeg) = crate::media::crop_jpeg(
                         &frame,
                         &t.bbox,
@@ -252,9 +275,8 @@ impl Worker {
             }
         }
         if state.reseed.is_some() && state.crops >= MIN_CROPS {
-            self.reseed(&key);
+            state.reseed(&mut self.gallery, &self.model);
         }
-        let state = self.tracks.get(&key)?;
         if let Some(id) = state.identity {
             // Decided earlier: keep its appearance open (the final mean is
             // folded in when the track ends).
@@ -408,7 +430,7 @@ impl Worker {
     /// model in their snapshots) are kept with those views, recorded and,
     /// when minted here, announced again; tracks on screen drop their old
     /// views, and those already decided keep their identity, put back from
-    /// their new views if it was not kept ([`Worker::reseed`]). Any other
+    /// their new views if it was not kept ([`TrackState::reseed`]). Any other
     /// identity is retired.
     pub(super) fn swap_model(
         &mut self,
@@ -486,43 +508,15 @@ impl Worker {
             .store(self.gallery.len() as u64, Ordering::Relaxed);
     }
 
-    /// Puts the identity of the track `key`, decided before a model
-    /// refresh, back into the gallery from the track's views under the new
-    /// model (the people on screen at the swap keep their identities).
-    pub(super) fn reseed(&mut self, key: &TrackKey) {
-        let Some(state) = self.tracks.get_mut(key) else {
-            return;
-        };
-        let (Some(origin), Some(id)) = (state.reseed.take(), state.identity) else {
-            return;
-        };
-        if state.crops == 0 {
-            return;
-        }
-        state.crops_at_decision = state.crops;
-        let ident = vidar_reid::Identity::single(
-            id,
-            state.mean(),
-            &self.model,
-            state.camera.clone(),
-            state.first_ms,
-            origin,
-        );
-        if let Err(e) = self.gallery.restore(ident) {
-            tracing::debug!(identity = %id, error = %e, "identity not put back after a model refresh");
-        }
-    }
-
     /// The track `key` ended (at `last_ms` when known): closes its
     /// appearance, folds its final mean into the identity, writes a better
     /// snapshot when the view improved.
     pub(super) fn ended(&mut self, key: TrackKey, last_ms: Option<UnixMs>) {
-        if self.tracks.get(&key).is_some_and(|s| s.reseed.is_some()) {
-            self.reseed(&key);
-        }
         let Some(mut state) = self.tracks.remove(&key) else {
             return;
         };
+        state.reseed(&mut self.gallery, &self.model);
+        let last = last_ms.unwrap_or(state.last_ms).max(state.last_ms);
         if let (Some(c), TrackKey::Local(..)) = (&self.training, &key) {
             c.finish(vidar_store::training::Tracklet {
                 id: 0,
@@ -530,7 +524,7 @@ impl Worker {
                 track: state.track,
                 identity: state.identity.map(|i| (i, state.similarity)),
                 first_ms: state.first_ms,
-                last_ms: last_ms.unwrap_or(state.last_ms).max(state.last_ms),
+                last_ms: last,
                 crops: state.crops,
                 samples: std::mem::take(&mut state.samples),
             });
@@ -538,7 +532,6 @@ impl Worker {
         let Some(id) = state.identity else {
             return;
         };
-        let last = last_ms.unwrap_or(state.last_ms).max(state.last_ms);
         self.gallery
             .close_track(id, &state.camera, state.track, last);
         self.tell_seen(id, &state, Some(last));

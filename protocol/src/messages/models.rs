@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_text, MAX_TEXT_LEN};
+use super::check_text;
 use crate::time::UnixMs;
 use crate::wire::{Message, MessageKind};
 
@@ -156,6 +156,3 @@ impl Message for ModelChunk {
         Ok(())
     }
 }
-
-// A model's free-text notes never travel; names are bounded well under this.
-const _: () = assert!(MAX_MODEL_NAME < MAX_TEXT_LEN);

@@ -22,7 +22,8 @@
 //!   every camera whose nodes are still live and allowed is kept; cameras without
 //!   one are placed one by one at their cheapest spot. That plan is returned
 //!   (reason `kept` when nothing moved) unless it is infeasible, or overloaded
-//!   (a node above utilisation 1) while the fresh plan is cheaper, or the fresh
+//!   (a node above utilisation 1) while the fresh plan is cheaper and ends the
+//!   overload or lowers it by more than [`OVERLOAD_MARGIN`], or the fresh
 //!   JSTSH plan is cheaper by more than [`CHURN_THRESHOLD`].
 //!
 //! How rates, capacities and links are derived is in [`model`].
@@ -49,6 +50,20 @@ pub use model::{
 
 /// A fresh plan replaces the previous one only when cheaper by more than this fraction.
 pub const CHURN_THRESHOLD: f64 = 0.15;
+
+/// An overloaded previous plan is replaced by a cheaper fresh one only when
+/// the fresh plan ends the overload or lowers the highest utilisation by more
+/// than this fraction.
+pub const OVERLOAD_MARGIN: f64 = 0.10;
+
+/// Whether moving from a plan whose busiest node is at `old` to one at `new`
+/// is worth the reconnects: when a site has more work than capacity every
+/// plan overloads some node, and trading one overloaded node for another
+/// about as loaded only moves cameras back and forth (each move costs the
+/// camera a reconnect and its tracks).
+fn relieves_overload(old: f64, new: f64) -> bool {
+    old > 1.0 && (new <= 1.0 || new < (1.0 - OVERLOAD_MARGIN) * old)
+}
 
 fn default_persons() -> f64 {
     2.0
@@ -186,7 +201,8 @@ pub fn plan(
             let (old, new) = (obj.load_aware_cost, fresh_obj.load_aware_cost);
             if !m.feasible(&sticky) {
                 (fresh, "replanned: previous plan is infeasible".to_string())
-            } else if obj.max_utilisation > 1.0 && new < old {
+            } else if relieves_overload(obj.max_utilisation, fresh_obj.max_utilisation) && new < old
+            {
                 (
                     fresh,
                     format!(

@@ -52,6 +52,9 @@ pub struct ReidEvalArgs {
     /// Crops per inference run.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
+    /// Embed each image and its mirror image (the node's `[embedder] flip`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub flip: bool,
     /// ONNX Runtime intra-op threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -86,6 +89,7 @@ fn reid(args: ReidEvalArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| EmbedderConfig::default().model),
         max_batch: args.batch,
+        flip: args.flip,
         ..EmbedderConfig::default()
     };
     let runtime = RuntimeConfig {

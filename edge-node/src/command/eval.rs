@@ -52,8 +52,9 @@ pub struct ReidEvalArgs {
     /// Crops per inference run.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
-    /// Embed each image and its mirror image (the node's `[embedder] flip`).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    /// Embed each image and its mirror image (the node's `[embedder] flip`,
+    /// off by default): `--flip true`.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub flip: bool,
     /// ONNX Runtime intra-op threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
@@ -223,6 +224,7 @@ mod tests {
             ids: None,
             query_camera: None,
             batch: 4,
+            flip: false,
             threads: 1,
             json: true,
         }

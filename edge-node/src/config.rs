@@ -79,6 +79,10 @@ pub struct EdgeConfig {
     /// Tracker, one per camera.
     #[serde(default)]
     pub tracker: TrackerConfig,
+    /// Motion-gated detection: the detector sees a camera's frame only when
+    /// something in it moves (and at least every `full_every_ms`).
+    #[serde(default)]
+    pub motion: crate::cameras::motion::MotionConfig,
     /// Cameras to ingest. At least one on a single node; none in a cluster
     /// (the master's plan assigns them).
     #[serde(default)]
@@ -429,6 +433,7 @@ impl EdgeConfig {
         p.nested("tracker", self.tracker.problems());
         p.nested("models.runtime", self.models.runtime.problems());
         p.nested("training", self.training.problems());
+        p.nested("motion", self.motion.problems());
         p.into_vec()
     }
 }

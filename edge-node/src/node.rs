@@ -188,7 +188,7 @@ pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
     }
     let mut cameras = Vec::with_capacity(config.cameras.len());
     for cam in &config.cameras {
-        let slot = CameraSlot::start(cam.clone(), &config.tracker)?;
+        let slot = CameraSlot::start(cam.clone(), &config.tracker, &config.motion)?;
         recorder.camera(&cam.camera, &crate::cameras::source_name(&cam.source));
         cameras.push(slot);
     }

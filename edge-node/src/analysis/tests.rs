@@ -495,3 +495,40 @@ fn a_long_track_is_split_into_contiguous_sightings() {
     assert_eq!(a.last_ms, b.first_ms, "contiguous");
     assert!(b.last_ms - a.first_ms >= 12_000, "{a:?} {b:?}");
 }
+
+/// With `[motion]` on, the detector sees the first frame, every frame where
+/// the person walks, and a still scene once a second; every frame counts as
+/// analysed, the skipped ones as calls saved, and the person who stood,
+/// walked and stood again is one track, not three.
+#[test]
+fn motion_gating_detects_where_something_moves_and_keeps_still_people_tracked() {
+    let (mut cam, mut slot) = Cam::new("hall");
+    slot.gate = crate::cameras::motion::MotionConfig {
+        enabled: true,
+        ..Default::default()
+    }
+    .gate("hall");
+    let metrics = Arc::clone(&slot.metrics);
+    let lp = start(vec![slot], 1, None);
+    let t0 = t0();
+    // 0-14 standing at x 40, 15-19 walking 8 px a frame, 20-39 standing.
+    let x_at = |i: u64| 40.0 + 8.0 * (i.clamp(14, 19) - 14) as f32;
+    for i in 0..40u64 {
+        cam.send(t0, &[person(RED, x_at(i), 60.0)]);
+        until("the frame taken", || cam.taken.load(Ordering::SeqCst) > i);
+    }
+    until("40 frames analysed", || lp.analysed(&cam.id) == 40);
+    let tags = lp.log.tags();
+    // Frame 0 (start), 10 (a second later), the walk 15-19 (and the
+    // background catching up behind it), then a second after the last.
+    for want in [0, 10, 15, 16, 17, 18, 19] {
+        assert!(tags.contains(&want), "frame {want} not detected: {tags:?}");
+    }
+    assert!(!tags.iter().any(|t| (1..10).contains(t)), "{tags:?}");
+    let saved = metrics.motion_skipped.load(Ordering::SeqCst);
+    assert_eq!(saved + tags.len() as u64, 40, "{tags:?}");
+    assert!(saved >= 20, "only {saved} calls saved: {tags:?}");
+    let (sightings, _, _dir) = lp.finish();
+    let tracks: std::collections::BTreeSet<_> = sightings.iter().map(|s| s.track).collect();
+    assert_eq!(tracks.len(), 1, "{sightings:?}");
+}

@@ -6,6 +6,8 @@
 //! The analysis loop sees a camera only through [`FrameSource`]: an RTSP or
 //! file [`Ingest`] in a node, frames built in memory in tests.
 
+pub mod motion;
+
 use crate::sightings::OpenTrack;
 use crate::telemetry::CameraMetrics;
 use anyhow::{Context, Result};
@@ -66,16 +68,27 @@ pub struct CameraSlot {
     /// When this camera's last live tile was taken.
     pub(crate) last_tile: Option<Instant>,
     pub(crate) open: HashMap<TrackId, OpenTrack>,
+    /// Motion gating (`[motion]`), when on.
+    pub(crate) gate: Option<motion::MotionGate>,
+    /// A frame taken from the source and found due (and moving), not yet
+    /// handed to a detector.
+    pub(crate) due: Option<Frame>,
 }
 
 impl CameraSlot {
     /// Starts ingesting the camera `config` describes, with a tracker built
     /// from `tracker`: the one way a node starts a camera.
-    pub fn start(config: IngestConfig, tracker: &TrackerConfig) -> Result<Self> {
+    pub fn start(
+        config: IngestConfig,
+        tracker: &TrackerConfig,
+        motion: &motion::MotionConfig,
+    ) -> Result<Self> {
         let tracker = tracker.build(&())?;
         let camera = config.camera.clone();
         let ingest = Ingest::start(config).with_context(|| format!("starting camera {camera}"))?;
-        Ok(CameraSlot::new(Box::new(ingest), tracker))
+        let mut slot = CameraSlot::new(Box::new(ingest), tracker);
+        slot.gate = motion.gate(camera.as_str());
+        Ok(slot)
     }
 
     /// A slot for `source` with its own `tracker`.
@@ -91,26 +104,45 @@ impl CameraSlot {
             at_worker: 0,
             last_tile: None,
             open: HashMap::new(),
+            gate: None,
+            due: None,
         }
     }
 }
 
 impl CameraSlot {
     /// Takes the waiting frames the detector skips (all but every
-    /// `interval`th: they count as analysed, the tracker predicts over them),
-    /// and says whether the next waiting frame is due for detection.
+    /// `interval`th, and with motion gating those where nothing moves: they
+    /// count as analysed, the tracker predicts over them), and says whether
+    /// a frame is due for detection.
     pub(crate) fn skip_to_due(&mut self, interval: u64) -> bool {
         loop {
+            if self.due.is_some() {
+                return true;
+            }
             if self.source.waiting() == 0 {
                 return false;
             }
-            if self.taken.is_multiple_of(interval) {
+            let nth = self.taken.is_multiple_of(interval);
+            // Without a gate a due frame stays queued until a detector takes
+            // it (the queue may still drop it for a newer one); the gate must
+            // see it first, and holds it once it moves.
+            if nth && self.gate.is_none() {
                 return true;
             }
             let Some(f) = self.source.try_recv() else {
                 return false;
             };
             self.taken += 1;
+            if let (true, Some(gate)) = (nth, &mut self.gate) {
+                let v = gate.judge(f.pixels(), f.width, f.height, f.stride, f.captured_ms().0);
+                self.metrics.motion_share.set(f64::from(v.share));
+                if v.detect() {
+                    self.due = Some(f);
+                    return true;
+                }
+                self.metrics.motion_skipped.fetch_add(1, Ordering::Relaxed);
+            }
             self.metrics.analysed.fetch_add(1, Ordering::Relaxed);
             self.metrics.latency.observe(f.age());
             self.metrics.samples.record(f.pts);
@@ -121,6 +153,9 @@ impl CameraSlot {
     pub(crate) fn take_due(&mut self, interval: u64) -> Option<Frame> {
         if !self.skip_to_due(interval) {
             return None;
+        }
+        if let Some(f) = self.due.take() {
+            return Some(f);
         }
         let f = self.source.try_recv()?;
         self.taken += 1;

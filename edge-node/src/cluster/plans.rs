@@ -163,7 +163,7 @@ impl PlanFollower {
     pub(super) fn slot(&self, camera: &CameraId, source: &str) -> Result<CameraSlot> {
         let source = self.config.sharing.source_for(camera, source)?;
         let cfg = ingest_config(&self.config.sharing.ingest, camera, &source)?;
-        CameraSlot::start(cfg, &self.config.tracker)
+        CameraSlot::start(cfg, &self.config.tracker, &self.config.motion)
     }
 }
 

@@ -17,6 +17,10 @@ pub struct CameraMetrics {
     pub analysed: AtomicU64,
     /// Frames the detector ran on.
     pub detected: AtomicU64,
+    /// Due frames the motion gate kept from the detector (nothing moved).
+    pub motion_skipped: AtomicU64,
+    /// Share of the frame that moved in the last frame the gate judged.
+    pub motion_share: F64Gauge,
     /// Confirmed tracks now.
     pub tracks: AtomicU64,
     /// Capture-to-result latency.
@@ -33,6 +37,22 @@ impl CameraMetrics {
             samples: SampleRing::new(capacity),
             ..CameraMetrics::default()
         }
+    }
+}
+
+/// An `f64` gauge set and read without a lock.
+#[derive(Debug, Default)]
+pub struct F64Gauge(AtomicU64);
+
+impl F64Gauge {
+    /// Sets it.
+    pub fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Reads it (0 until set).
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
     }
 }
 

@@ -118,6 +118,17 @@ pub fn render_node(
         "Frames the detector ran on.",
         cameras(|m| m.detected.load(Ordering::Relaxed)),
     )?;
+    f.counters(
+        "vidar_detector_calls_saved",
+        "Due frames the motion gate kept from the detector (nothing moved; the tracker predicted).",
+        cameras(|m| m.motion_skipped.load(Ordering::Relaxed)),
+    )?;
+    f.gauges(
+        "vidar_motion_share",
+        "Share of the frame moving in the last frame the motion gate judged (0-1).",
+        cams.iter()
+            .map(|(cam, m)| ([("camera", cam.as_str())], m.motion_share.get())),
+    )?;
     f.gauges(
         "vidar_tracks",
         "Confirmed tracks in the latest analysed frame.",

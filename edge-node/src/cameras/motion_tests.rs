@@ -1,0 +1,175 @@
+//! The motion gate on frames drawn in memory: a static scene, a person
+//! walking in, masks, noise, and bad settings.
+
+use super::*;
+
+const W: u32 = 640;
+const H: u32 = 480;
+
+/// A textured street (so a grey person differs from it), with `noise`
+/// grey levels of per-pixel jitter drawn from `seed`, and dark people at
+/// the given boxes `(x, y, w, h)`.
+fn frame(people: &[(usize, usize, usize, usize)], noise: u8, seed: u64) -> Vec<u8> {
+    let mut px = vec![0u8; (W * H * 3) as usize];
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    for y in 0..H as usize {
+        for x in 0..W as usize {
+            let base = 120 + ((x / 40 + y / 40) % 2) as i32 * 60;
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let j = if noise == 0 {
+                0
+            } else {
+                ((s >> 33) % (2 * u64::from(noise) + 1)) as i32 - i32::from(noise)
+            };
+            let v = (base + j).clamp(0, 255) as u8;
+            let at = (y * W as usize + x) * 3;
+            px[at..at + 3].copy_from_slice(&[v, v, v]);
+        }
+    }
+    for &(bx, by, bw, bh) in people {
+        for y in by..(by + bh).min(H as usize) {
+            for x in bx..(bx + bw).min(W as usize) {
+                let at = (y * W as usize + x) * 3;
+                px[at..at + 3].copy_from_slice(&[30, 40, 50]);
+            }
+        }
+    }
+    px
+}
+
+fn on() -> MotionConfig {
+    MotionConfig {
+        enabled: true,
+        ..MotionConfig::default()
+    }
+}
+
+fn judge(g: &mut MotionGate, px: &[u8], ms: i64) -> Verdict {
+    g.judge(px, W, H, W as usize * 3, ms)
+}
+
+#[test]
+fn a_static_scene_calls_the_detector_only_periodically() {
+    let mut g = on().gate("c1").unwrap();
+    let mut detected = Vec::new();
+    // 10 fps for 5 s, sensor noise of +-4 grey levels.
+    for i in 0..50 {
+        let v = judge(&mut g, &frame(&[], 4, i), i as i64 * 100);
+        if i == 0 {
+            assert_eq!(v.why, Why::Start);
+        }
+        if v.detect() {
+            detected.push((i, v.why));
+        }
+        assert!(v.share < 0.01, "frame {i}: share {}", v.share);
+    }
+    // Frame 0 (the background), then every 1000 ms.
+    assert_eq!(
+        detected,
+        vec![
+            (0, Why::Start),
+            (10, Why::Periodic),
+            (20, Why::Periodic),
+            (30, Why::Periodic),
+            (40, Why::Periodic)
+        ]
+    );
+}
+
+#[test]
+fn a_person_walking_in_is_detected_on_the_first_frame_they_show() {
+    let mut g = on().gate("c1").unwrap();
+    for i in 0..5 {
+        assert!(
+            !judge(&mut g, &frame(&[], 3, i), 100 + i as i64 * 100).detect() || i == 0,
+            "frame {i}"
+        );
+    }
+    // A 24 x 64 person steps in from the left edge, 12 px a frame.
+    for step in 0..10usize {
+        let x = step * 12;
+        let v = judge(
+            &mut g,
+            &frame(&[(x, 200, 24, 64)], 3, 10 + step as u64),
+            600 + step as i64 * 100,
+        );
+        assert_eq!(v.why, Why::Motion, "step {step}: {v:?}");
+        assert!(v.regions >= 1 && v.share > 0.0);
+    }
+}
+
+#[test]
+fn motion_under_a_mask_is_ignored_and_elsewhere_is_not() {
+    let mut cfg = on();
+    // The left quarter of the frame: a tree in the wind.
+    cfg.masks.insert("c1".into(), vec![[0.0, 0.0, 0.25, 1.0]]);
+    let mut g = cfg.gate("c1").unwrap();
+    let mut other = cfg.gate("c2").unwrap();
+    judge(&mut g, &frame(&[], 0, 0), 0);
+    judge(&mut other, &frame(&[], 0, 0), 0);
+    for step in 1..6usize {
+        let px = frame(&[(20 + step * 10, 100, 60, 120)], 0, 0);
+        let v = judge(&mut g, &px, step as i64 * 100);
+        assert_eq!(v.why, Why::Still, "masked step {step}: {v:?}");
+        // The mask is c1's: c2 sees the same motion.
+        assert_eq!(judge(&mut other, &px, step as i64 * 100).why, Why::Motion);
+    }
+    // The same shape right of the mask moves.
+    let v = judge(&mut g, &frame(&[(400, 100, 60, 120)], 0, 0), 600);
+    assert_eq!(v.why, Why::Motion, "{v:?}");
+}
+
+#[test]
+fn one_noisy_cell_is_not_motion() {
+    let mut g = on().gate("c1").unwrap();
+    judge(&mut g, &frame(&[], 0, 0), 0);
+    // A 2 x 2 pixel speck on one sample of one cell (cells of 6 px here,
+    // sampled at 1 and 4): that cell moves, alone.
+    let v = judge(&mut g, &frame(&[(322, 244, 2, 2)], 0, 0), 100);
+    assert_eq!((v.why, v.share * 8480.0), (Why::Still, 1.0), "{v:?}");
+    // Two people are two regions.
+    let v = judge(
+        &mut g,
+        &frame(&[(50, 50, 30, 80), (400, 300, 30, 80)], 0, 0),
+        200,
+    );
+    assert_eq!((v.why, v.regions), (Why::Motion, 2), "{v:?}");
+}
+
+#[test]
+fn a_new_resolution_starts_over_and_off_means_no_gate() {
+    let mut g = on().gate("c1").unwrap();
+    judge(&mut g, &frame(&[], 0, 0), 0);
+    assert_eq!(judge(&mut g, &frame(&[], 0, 0), 100).why, Why::Still);
+    let small = vec![128u8; 320 * 240 * 3];
+    assert_eq!(g.judge(&small, 320, 240, 320 * 3, 200).why, Why::Start);
+    assert!(MotionConfig::default().gate("c1").is_none());
+    // A short buffer reads as black, never out of bounds.
+    let v = g.judge(&small[..100], 320, 240, 320 * 3, 300);
+    assert!(v.detect());
+}
+
+#[test]
+fn bad_settings_are_named() {
+    let mut cfg = on();
+    cfg.grid_width = 2;
+    cfg.threshold = 0;
+    cfg.min_cells = 0;
+    cfg.learn_rate = 1.5;
+    cfg.full_every_ms = 10;
+    cfg.masks.insert("door".into(), vec![[0.5, 0.0, 0.2, 1.0]]);
+    let keys: Vec<String> = cfg.problems().iter().map(|p| p.key.clone()).collect();
+    for want in [
+        "grid_width",
+        "threshold",
+        "min_cells",
+        "learn_rate",
+        "full_every_ms",
+        "masks.door[0]",
+    ] {
+        assert!(keys.iter().any(|k| k == want), "{want} not in {keys:?}");
+    }
+    assert!(on().problems().is_empty());
+}

@@ -55,6 +55,10 @@ pub struct CamerasBenchArgs {
     /// Vidar runs, one per detection interval (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub intervals: Vec<u32>,
+    /// Vidar runs with motion-gated detection off and/or on (`off,on`: both,
+    /// in that order, for each interval).
+    #[arg(long, value_delimiter = ',', default_value = "off")]
+    pub motion: Vec<Toggle>,
     /// Vidar's ONNX Runtime intra-op threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -105,6 +109,17 @@ struct Figures {
     /// Crops the re-ID worker embedded in the window (Vidar only): the re-ID
     /// work, which the identity policy sets, read beside the CPU.
     crops: Option<u64>,
+    /// Frames the detector ran on in the window (Vidar only).
+    detected: Option<u64>,
+}
+
+/// `off` or `on`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Toggle {
+    /// Off.
+    Off,
+    /// On.
+    On,
 }
 
 impl Figures {
@@ -143,7 +158,7 @@ fn url(port: u16, i: usize) -> String {
 }
 
 /// Vidar, in this process, for the warm-up and the measured window.
-fn run_vidar(args: &CamerasBenchArgs, port: u16, interval: u32) -> Result<Figures> {
+fn run_vidar(args: &CamerasBenchArgs, port: u16, interval: u32, motion: Toggle) -> Result<Figures> {
     let db = std::env::temp_dir().join(format!(
         "vidar-bench-cameras-{}-{interval}.db",
         std::process::id()
@@ -151,7 +166,8 @@ fn run_vidar(args: &CamerasBenchArgs, port: u16, interval: u32) -> Result<Figure
     let mut toml = format!(
         "node_id = \"bench\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
          detection_interval = {interval}\ninference_workers = {workers}\n{depth}[models.runtime]\nintra_threads = {threads}\n\
-         [detector]\nmax_batch = {max_batch}\n{precision}[embedder]\n{reid}",
+         [detector]\nmax_batch = {max_batch}\n{precision}[embedder]\n{reid}[motion]\nenabled = {motion}\n",
+        motion = motion == Toggle::On,
         db = db.display(),
         precision = precision_line(args.precision.as_ref()),
         reid = precision_line(args.reid_precision.as_ref()),
@@ -261,14 +277,31 @@ fn measure_vidar(
             .map(|(_, m)| m.analysed.load(Ordering::Relaxed))
             .sum()
     };
+    let detected = || -> u64 {
+        cams.iter()
+            .map(|(_, m)| m.detected.load(Ordering::Relaxed))
+            .sum()
+    };
     let (dropped0, reconnects0) = (
         counters(&|s| s.counters.dropped),
         counters(&|s| s.counters.reconnects),
     );
     let crops = || node.crops.load(Ordering::Relaxed);
-    let (t0, c0, a0, e0) = (Instant::now(), cpu_seconds(), analysed(), crops());
+    let (t0, c0, a0, e0, d0) = (
+        Instant::now(),
+        cpu_seconds(),
+        analysed(),
+        crops(),
+        detected(),
+    );
     std::thread::sleep(Duration::from_secs(args.seconds));
-    let (t1, c1, a1, e1) = (Instant::now(), cpu_seconds(), analysed(), crops());
+    let (t1, c1, a1, e1, d1) = (
+        Instant::now(),
+        cpu_seconds(),
+        analysed(),
+        crops(),
+        detected(),
+    );
     let (rss_bytes, peak_rss_bytes) = rss();
     let dropped = counters(&|s| s.counters.dropped).saturating_sub(dropped0);
     let reconnects = counters(&|s| s.counters.reconnects).saturating_sub(reconnects0);
@@ -285,6 +318,7 @@ fn measure_vidar(
             rss_bytes,
             peak_rss_bytes,
             crops: Some(e1.saturating_sub(e0)),
+            detected: Some(d1.saturating_sub(d0)),
             ..Figures::default()
         },
     ))
@@ -402,6 +436,7 @@ fn read_report(path: &Path, fps: f64) -> Result<Figures> {
         peak_rss_bytes: num("peak_rss_bytes")? as u64,
         persons: num("persons_detected").ok().map(|p| p as u64),
         crops: None,
+        detected: None,
     })
 }
 
@@ -429,17 +464,24 @@ pub fn cameras(args: CamerasBenchArgs) -> Result<()> {
     let (camera, port) = start_camera(&args)?;
     let mut rows = Vec::new();
     for &interval in &args.intervals {
-        eprintln!(
-            "Vidar, detection interval {interval}: {} s warm-up + {} s ...",
-            args.warmup, args.seconds
-        );
-        let f = run_vidar(&args, port, interval)?;
-        eprintln!("  {:.1} frames/s, {} dropped", f.fps(), f.dropped);
-        rows.push((
-            format!("Vidar, one node, detection every {}", nth(interval)),
-            f,
-        ));
-        std::thread::sleep(Duration::from_secs(2));
+        for &motion in &args.motion {
+            eprintln!(
+                "Vidar, detection interval {interval}, motion gating {motion:?}: {} s warm-up + {} s ...",
+                args.warmup, args.seconds
+            );
+            let f = run_vidar(&args, port, interval, motion)?;
+            eprintln!("  {:.1} frames/s, {} dropped", f.fps(), f.dropped);
+            let gated = if motion == Toggle::On {
+                ", motion-gated"
+            } else {
+                ""
+            };
+            rows.push((
+                format!("Vidar, one node, detection every {}{gated}", nth(interval)),
+                f,
+            ));
+            std::thread::sleep(Duration::from_secs(2));
+        }
     }
     let reference = if args.no_reference {
         None
@@ -526,6 +568,13 @@ fn print_table(
             windows.push(format!(
                 "{name}: p99 latency per 30 s of the window, ms: {}",
                 p99s.join(" / ")
+            ));
+        }
+        if let Some(d) = f.detected {
+            windows.push(format!(
+                "{name}: detector calls in the window: {d} ({:.1}/s, {:.1} % of the frames analysed)",
+                d as f64 / f.seconds.max(1e-9),
+                100.0 * d as f64 / f.frames.max(1) as f64
             ));
         }
         if let Some(c) = f.crops {

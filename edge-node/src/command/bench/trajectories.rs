@@ -94,6 +94,9 @@ pub struct TrajectoriesBenchArgs {
     /// e.g. `crowd_step=0.08,ambiguity_margin=0.05`.
     #[arg(long, value_delimiter = ',')]
     pub gallery: Vec<String>,
+    /// Motion-gated detection (`[motion] enabled = true`).
+    #[arg(long)]
+    pub motion: bool,
 }
 
 /// One model's run.
@@ -210,6 +213,9 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
             bail!("--gallery {setting:?}: expected key=value");
         };
         node_toml.push_str(&format!("{} = {}\n", key.trim(), value.trim()));
+    }
+    if args.motion {
+        node_toml.push_str("[motion]\nenabled = true\n");
     }
     let (start_ms, end_ms, detected_frames, recorded, unidentified, merges) = if args.nodes > 1 {
         let r = super::site::run(

@@ -86,7 +86,7 @@ fn nested_tables_report_full_keys() {
     let c: EdgeConfig = toml::from_str(
         "node_id = \"e\"\n[cluster]\nsite = \"a/b\"\n\
          [gallery]\nmatch_threshold = 2.0\n[tracker]\nmin_hits = 0\n\
-         [detector]\nnms_iou = -1.0\n[embedder]\nmax_batch = 0\n\
+         [detector]\nnms_iou = -1.0\n[embedder]\nmax_batch = 0\n[motion]\nthreshold = 0\n\
          [[models.runtime.providers]]\nkind = \"cuda\"\ndevice_id = -1\n",
     )
     .expect("parses");
@@ -95,6 +95,7 @@ fn nested_tables_report_full_keys() {
         "cluster.site",
         "detector.nms_iou",
         "embedder.max_batch",
+        "motion.threshold",
         "gallery.match_threshold",
         "tracker.min_hits",
         "models.runtime.providers[0].device_id",

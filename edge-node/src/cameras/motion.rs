@@ -36,7 +36,8 @@ use vidar_config::{Problem, Problems};
 #[serde(deny_unknown_fields, default)]
 pub struct MotionConfig {
     /// Run the detector only on frames where something moves (and at least
-    /// every `full_every_ms`). Default false.
+    /// every `full_every_ms`). Default true: on composite scenes it saved
+    /// 17-39 % of the detector's calls at equal MOTA (docs/benchmarks.md).
     pub enabled: bool,
     /// Grid cells across the frame (the cell is width / this, at least 2
     /// pixels). Default 96.
@@ -60,7 +61,7 @@ pub struct MotionConfig {
 impl Default for MotionConfig {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: true,
             grid_width: 96,
             threshold: 16,
             min_cells: 2,

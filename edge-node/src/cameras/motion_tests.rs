@@ -145,7 +145,11 @@ fn a_new_resolution_starts_over_and_off_means_no_gate() {
     assert_eq!(judge(&mut g, &frame(&[], 0, 0), 100).why, Why::Still);
     let small = vec![128u8; 320 * 240 * 3];
     assert_eq!(g.judge(&small, 320, 240, 320 * 3, 200).why, Why::Start);
-    assert!(MotionConfig::default().gate("c1").is_none());
+    let off = MotionConfig {
+        enabled: false,
+        ..MotionConfig::default()
+    };
+    assert!(off.gate("c1").is_none());
     // A short buffer reads as black, never out of bounds.
     let v = g.judge(&small[..100], 320, 240, 320 * 3, 300);
     assert!(v.detect());

@@ -16,131 +16,18 @@
 //! stays flat when a system keeps up and grows when frames queue.
 
 use super::harness::{cpu_seconds, percentile, precision_line, rss, spawn_camera, CameraChild};
+use super::load::{pts_gaps, run_reference, url, Figures};
+pub use super::load::{CamerasBenchArgs, Toggle};
 use crate::config::EdgeConfig;
 use crate::node;
 use crate::telemetry::CameraMetrics;
-use anyhow::{bail, Context, Result};
-use clap::Args;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use anyhow::{bail, Result};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vidar_protocol::StreamState;
 
-/// Arguments of `bench cameras`.
-#[derive(Args, Debug)]
-pub struct CamerasBenchArgs {
-    /// The video every camera plays (default: OpenCV's street video, 10 fps).
-    #[arg(
-        long,
-        default_value = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
-    )]
-    pub video: PathBuf,
-    /// Cameras (mounts of the video at different offsets).
-    #[arg(long, default_value_t = 4)]
-    pub cameras: usize,
-    /// Seconds between two cameras' start offsets in the video.
-    #[arg(long, default_value_t = 19.0)]
-    pub offset: f64,
-    /// Nominal frame rate of the video (for frames dropped from pts gaps).
-    #[arg(long, default_value_t = 10.0)]
-    pub fps: f64,
-    /// Measured seconds, per system.
-    #[arg(long, default_value_t = 60)]
-    pub seconds: u64,
-    /// Seconds each system runs before measuring.
-    #[arg(long, default_value_t = 10)]
-    pub warmup: u64,
-    /// Vidar runs, one per detection interval (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
-    pub intervals: Vec<u32>,
-    /// Vidar runs with motion-gated detection off and/or on (`off,on`: both,
-    /// in that order, for each interval).
-    #[arg(long, value_delimiter = ',', default_value = "off")]
-    pub motion: Vec<Toggle>,
-    /// Vidar's ONNX Runtime intra-op threads (0 = one per core).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// Vidar's detector batch limit (frames of different cameras per run). On a
-    /// CPU batching adds latency without adding throughput; 4-8 pays on a GPU.
-    #[arg(long, default_value_t = 8)]
-    pub max_batch: usize,
-    /// Vidar's detector threads (0 = automatic: cores / --threads, one when --threads is 0).
-    #[arg(long, default_value_t = 0)]
-    pub workers: usize,
-    /// Batches each detector thread takes at once (the node's `inference_depth`; default: the node's).
-    #[arg(long)]
-    pub depth: Option<usize>,
-    /// Detector precision (fp32, int8: the reference too; fp16 with TensorRT; default: float).
-    #[arg(long)]
-    pub precision: Option<String>,
-    /// Vidar's re-ID precision (fp32, int8; default: float; the reference has no re-ID).
-    #[arg(long)]
-    pub reid_precision: Option<String>,
-    /// The reference's onnxruntime intra-op threads per process (0 = its default).
-    #[arg(long, default_value_t = 0)]
-    pub reference_threads: usize,
-    /// Python of the reference (the venv with deploy/requirements.txt).
-    #[arg(long, default_value = ".cache/venv/bin/python")]
-    pub python: PathBuf,
-    /// The reference script.
-    #[arg(long, default_value = "edge-node/bench/reference_pipeline.py")]
-    pub script: PathBuf,
-    /// Skip the reference (Vidar rows only).
-    #[arg(long)]
-    pub no_reference: bool,
-}
-
-/// One system's figures over the measured window.
-#[derive(Debug, Default)]
-struct Figures {
-    frames: u64,
-    seconds: f64,
-    dropped: u64,
-    dropped_pts: u64,
-    latency_ms: Vec<f64>,
-    /// Latency samples per 30 s of the window (Vidar only), to show it stays flat.
-    windows: Vec<Vec<f64>>,
-    cpu_seconds: f64,
-    rss_bytes: u64,
-    peak_rss_bytes: u64,
-    persons: Option<u64>,
-    /// Crops the re-ID worker embedded in the window (Vidar only): the re-ID
-    /// work, which the identity policy sets, read beside the CPU.
-    crops: Option<u64>,
-    /// Frames the detector ran on in the window (Vidar only).
-    detected: Option<u64>,
-}
-
-/// `off` or `on`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Toggle {
-    /// Off.
-    Off,
-    /// On.
-    On,
-}
-
-impl Figures {
-    fn fps(&self) -> f64 {
-        self.frames as f64 / self.seconds.max(1e-9)
-    }
-    fn cores(&self) -> f64 {
-        self.cpu_seconds / self.seconds.max(1e-9)
-    }
-}
-
-/// Frames missing between consecutive presentation times at `fps`.
-fn pts_gaps(pts_ms: &[f64], fps: f64) -> u64 {
-    let step = 1000.0 / fps;
-    pts_ms
-        .windows(2)
-        .map(|w| (((w[1] - w[0]) / step).round() - 1.0).max(0.0) as u64)
-        .sum()
-}
-
-fn start_camera(args: &CamerasBenchArgs) -> Result<(CameraChild, u16)> {
+pub(super) fn start_camera(args: &CamerasBenchArgs) -> Result<(CameraChild, u16)> {
     let mounts = (0..args.cameras).map(|i| {
         format!(
             "c{i}={}#start={}",
@@ -153,12 +40,13 @@ fn start_camera(args: &CamerasBenchArgs) -> Result<(CameraChild, u16)> {
     Ok((child, port))
 }
 
-fn url(port: u16, i: usize) -> String {
-    format!("rtsp://127.0.0.1:{port}/c{i}")
-}
-
 /// Vidar, in this process, for the warm-up and the measured window.
-fn run_vidar(args: &CamerasBenchArgs, port: u16, interval: u32, motion: Toggle) -> Result<Figures> {
+pub(super) fn run_vidar(
+    args: &CamerasBenchArgs,
+    port: u16,
+    interval: u32,
+    motion: Toggle,
+) -> Result<Figures> {
     let db = std::env::temp_dir().join(format!(
         "vidar-bench-cameras-{}-{interval}.db",
         std::process::id()
@@ -322,122 +210,6 @@ fn measure_vidar(
             ..Figures::default()
         },
     ))
-}
-
-/// One reference process per camera, all at once; their JSON reports summed.
-fn run_reference(args: &CamerasBenchArgs, port: u16) -> Result<Figures> {
-    let dir = std::env::temp_dir().join(format!("vidar-bench-ref-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut children = Vec::with_capacity(args.cameras);
-    for i in 0..args.cameras {
-        let out = dir.join(format!("c{i}.json"));
-        let child = Command::new(&args.python)
-            .arg(&args.script)
-            .args(["--url", &url(port, i)])
-            .args(["--seconds", &args.seconds.to_string()])
-            .args(["--warmup", &args.warmup.to_string()])
-            .args(["--threads", &args.reference_threads.to_string()])
-            .args(["--fps", &args.fps.to_string()])
-            .args((args.precision.as_deref() == Some("int8")).then_some("--int8"))
-            .arg("--out")
-            .arg(&out)
-            .stdin(Stdio::null())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {} {}",
-                    args.python.display(),
-                    args.script.display()
-                )
-            })?;
-        children.push((ChildGuard(child), out));
-    }
-    let deadline = Instant::now() + Duration::from_secs(args.warmup + args.seconds + 180);
-    let mut figures = Figures {
-        persons: Some(0),
-        ..Figures::default()
-    };
-    let mut seconds = Vec::new();
-    for (mut child, out) in children {
-        let status = loop {
-            if let Some(s) = child.0.try_wait()? {
-                break s;
-            }
-            if Instant::now() > deadline {
-                bail!("a reference process did not finish in time");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        if !status.success() {
-            bail!("reference process for {} failed: {status}", out.display());
-        }
-        let r = read_report(&out, args.fps)?;
-        seconds.push(r.seconds);
-        figures.frames += r.frames;
-        figures.dropped += r.dropped;
-        figures.dropped_pts += r.dropped_pts;
-        figures.latency_ms.extend(r.latency_ms);
-        figures.cpu_seconds += r.cpu_seconds;
-        figures.rss_bytes += r.rss_bytes;
-        figures.peak_rss_bytes += r.peak_rss_bytes;
-        figures.persons = figures.persons.zip(r.persons).map(|(a, b)| a + b);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    // Windows start within a second of each other; frames/s and cores are
-    // sums of per-process rates, so take the mean window.
-    let mean = seconds.iter().sum::<f64>() / seconds.len().max(1) as f64;
-    figures.seconds = mean;
-    Ok(figures)
-}
-
-/// Kills a reference process that is still running on an early return.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn read_report(path: &Path, fps: f64) -> Result<Figures> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let num = |key: &str| -> Result<f64> {
-        v.get(key)
-            .and_then(serde_json::Value::as_f64)
-            .with_context(|| format!("{}: no number {key:?}", path.display()))
-    };
-    let list = |key: &str| -> Result<Vec<f64>> {
-        v.get(key)
-            .and_then(serde_json::Value::as_array)
-            .with_context(|| format!("{}: no list {key:?}", path.display()))?
-            .iter()
-            .map(|x| {
-                x.as_f64()
-                    .with_context(|| format!("{}: {key} holds a non-number", path.display()))
-            })
-            .collect()
-    };
-    let pts = list("pts_ms")?;
-    Ok(Figures {
-        frames: num("frames")? as u64,
-        seconds: num("seconds")?,
-        dropped: num("dropped")? as u64,
-        dropped_pts: pts_gaps(&pts, fps),
-        latency_ms: list("latency_ms")?,
-        windows: Vec::new(),
-        cpu_seconds: num("cpu_seconds")?,
-        rss_bytes: num("rss_bytes").unwrap_or(0.0) as u64,
-        peak_rss_bytes: num("peak_rss_bytes")? as u64,
-        persons: num("persons_detected").ok().map(|p| p as u64),
-        crops: None,
-        detected: None,
-    })
 }
 
 /// `bench cameras`.

@@ -1,8 +1,10 @@
 //! `vidar-edge bench`: whole-system benchmarks that print a table.
 
 pub mod cameras;
+pub mod capacity;
 pub mod harness;
 pub mod ingest;
+mod load;
 pub mod pipeline;
 mod site;
 pub mod trajectories;
@@ -31,6 +33,9 @@ pub enum BenchWhat {
     Reid(pipeline::ModelBenchArgs),
     /// Four real-time cameras: Vidar against one Python process per camera.
     Cameras(cameras::CamerasBenchArgs),
+    /// Cameras each system sustains in real time (Vidar fp32, int8, int8 +
+    /// motion gating; the Python reference fp32 and int8).
+    Capacity(capacity::CapacityBenchArgs),
     /// Identity accuracy from pixels to trajectory on a composite scene with ground truth.
     Trajectories(trajectories::TrajectoriesBenchArgs),
 }
@@ -43,6 +48,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchWhat::Detect(a) => pipeline::detect(a),
         BenchWhat::Reid(a) => pipeline::reid(a),
         BenchWhat::Cameras(a) => cameras::cameras(a),
+        BenchWhat::Capacity(a) => capacity::capacity(a),
         BenchWhat::Trajectories(a) => trajectories::trajectories(a),
     }
 }

@@ -124,7 +124,8 @@ fn run_pipeline(args: &PipelineBenchArgs) -> Result<PipelineRun> {
          inference_depth = {depth}\n\
          [models.runtime]\nintra_threads = {threads}\n[detector]\nmodel = \"{model}\"\n\
          [[cameras]]\ncamera = \"bench\"\nsource = \"{video}\"\nrealtime = false\nloop_file = false\n\
-         queue_policy = \"block\"\nqueue_capacity = 4\n",
+         queue_policy = \"block\"\nqueue_capacity = 4\n\
+         [motion]\nenabled = false\n",
         db = db.display(),
         depth = args.depth,
         threads = args.threads,

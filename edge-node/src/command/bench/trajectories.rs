@@ -94,9 +94,9 @@ pub struct TrajectoriesBenchArgs {
     /// e.g. `crowd_step=0.08,ambiguity_margin=0.05`.
     #[arg(long, value_delimiter = ',')]
     pub gallery: Vec<String>,
-    /// Motion-gated detection (`[motion] enabled = true`).
-    #[arg(long)]
-    pub motion: bool,
+    /// Motion-gated detection (`[motion] enabled`, the node's default: on).
+    #[arg(long, value_enum, default_value = "on")]
+    pub motion: super::cameras::Toggle,
 }
 
 /// One model's run.
@@ -214,9 +214,10 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
         };
         node_toml.push_str(&format!("{} = {}\n", key.trim(), value.trim()));
     }
-    if args.motion {
-        node_toml.push_str("[motion]\nenabled = true\n");
-    }
+    node_toml.push_str(&format!(
+        "[motion]\nenabled = {}\n",
+        args.motion == super::cameras::Toggle::On
+    ));
     let (start_ms, end_ms, detected_frames, recorded, unidentified, merges) = if args.nodes > 1 {
         let r = super::site::run(
             dir,

@@ -30,9 +30,9 @@ At the end every record each node holds must be in the master's global
 database, unchanged and once: records lost or duplicated, checked against the
 nodes' own key lists, must be zero (the exit status says so).
 
-Not yet (issue 15, item 3): the DCEI and ENTS scenarios with the simulator's
-prediction beside each measured row; they need the master's planning policy
-to be chosen per run and OTFA jobs (item 2).
+The DCEI scenario (JSTSH against NMNO, WMNO and NMWO, the scheduler's
+prediction beside each row) is `dcei.py` beside this file. Not yet (issue
+15, item 3): the ENTS scenario; it needs OTFA jobs (item 2).
 
 Cleanup on every exit path (normal end, error, SIGINT, SIGTERM): processes
 are stopped, namespaces, veths and the bridge deleted; a run also deletes
@@ -155,6 +155,7 @@ allowed_hosts = ["{ip}"]
 sync_every_s = 10
 node_timeout_s = 3
 metrics_public = true
+plan_algorithm = "{algorithm}"
 
 [[tokens]]
 name = "testbed"
@@ -194,6 +195,7 @@ class Site:
                     out / "cams.log")
         (out / "master.toml").write_text(MASTER_TOML.format(
             dir=out, ip=MASTER_IP, http=HTTP_PORT, zenoh=ZENOH_PORT,
+            algorithm=getattr(a, "algorithm", "jstsh"),
             token_sha256=hashlib.sha256(self.token.encode()).hexdigest(),
         ) + "".join(soak.CAMERA_TOML.format(i=i, host=CAMERAS_IP, port=RTSP_PORT) for i in range(a.cameras)))
         self.master = Proc("master", self.net.argv("master", [str(bin_ / "vidar-master"), "run", "--config",

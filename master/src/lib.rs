@@ -235,6 +235,7 @@ impl Master {
             plans: plans.clone(),
             wake: plan_wake_rx,
             every: Duration::from_secs_f64(config.plan_every_s),
+            algorithm: config.plan_algorithm,
             stop: stop.clone(),
         }
         .spawn()?;

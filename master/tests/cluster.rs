@@ -350,6 +350,18 @@ fn membership_plan_sync_and_failover() {
     assert_eq!(code, 200);
     assert_eq!(v["version"].as_u64(), Some(current.plan.version), "{v}");
     assert_eq!(v["streams"].as_array().map(|s| s.len()), Some(3), "{v}");
+    // The planner's algorithm and what its model predicts for the plan.
+    assert_eq!(v["algorithm"], "jstsh", "{v}");
+    assert!(
+        v["predicted"]["mean_fps"].as_f64().is_some_and(|f| f > 0.0),
+        "{v}"
+    );
+    assert!(
+        v["predicted"]["mean_latency"]
+            .as_f64()
+            .is_some_and(|l| l > 0.0),
+        "{v}"
+    );
     // Camera credentials are never shown, whatever the password holds.
     let shown = v.to_string();
     assert!(

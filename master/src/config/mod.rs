@@ -51,6 +51,14 @@ pub struct MasterConfig {
     /// Seconds between two periodic replans (events replan at once). Default 30.
     #[serde(default = "default_plan_every_s")]
     pub plan_every_s: f64,
+    /// How cameras and re-ID are placed: `jstsh` (default; the load-aware
+    /// JSTSH with local search, WMWO), or a baseline for comparisons on a
+    /// testbed: `jstsh_greedy` (its greedy stages alone), `nmno` (random
+    /// nodes, re-ID local), `wmno` (each camera to its fastest node, re-ID
+    /// local), `nmwo` (random nodes, re-ID placed by JSTSH's second stage).
+    /// The same stickiness rules apply to every one.
+    #[serde(default = "default_plan_algorithm")]
+    pub plan_algorithm: vidar_scheduler::jstsh::StreamAlgorithm,
     /// Seconds without a status after which a node counts as dead (a node whose
     /// liveliness token is gone is dead at once). Default 5.
     #[serde(default = "default_node_timeout_s")]
@@ -138,6 +146,9 @@ pub struct CameraConfig {
     pub node: Option<String>,
 }
 
+fn default_plan_algorithm() -> vidar_scheduler::jstsh::StreamAlgorithm {
+    vidar_scheduler::jstsh::StreamAlgorithm::Jstsh
+}
 fn default_master_id() -> String {
     "master".into()
 }
@@ -291,6 +302,13 @@ impl MasterConfig {
                 p.push(key, format!("{v} s, {min}..={MAX_PERIOD_S} allowed"));
             }
         }
+        if self.plan_algorithm == vidar_scheduler::jstsh::StreamAlgorithm::Exact {
+            p.push(
+                "plan_algorithm",
+                "exact is exponential in the cameras (the simulator's check, not a planner); \
+                 jstsh, jstsh_greedy, nmno, wmno or nmwo",
+            );
+        }
         if !(1..=MAX_SYNC_BATCH).contains(&self.sync_batch) {
             p.push(
                 "sync_batch",
@@ -418,6 +436,10 @@ mod tests {
         assert_eq!(c.sync_every_s, 10.0);
         assert_eq!(c.sync_batch, 5000);
         assert_eq!(c.plan_every_s, 30.0);
+        assert_eq!(
+            c.plan_algorithm,
+            vidar_scheduler::jstsh::StreamAlgorithm::Jstsh
+        );
         assert_eq!(c.node_timeout_s, 5.0);
         assert_eq!(c.merge_threshold, 0.72);
         assert!(c.cameras.is_empty());
@@ -434,6 +456,7 @@ mod tests {
             sync_every_s = 2.5
             sync_batch = 100
             plan_every_s = 10
+            plan_algorithm = "nmwo"
             node_timeout_s = 3
             merge_threshold = 0.75
 
@@ -463,6 +486,10 @@ mod tests {
             "#,
         )
         .expect("valid");
+        assert_eq!(
+            c.plan_algorithm,
+            vidar_scheduler::jstsh::StreamAlgorithm::Nmwo
+        );
         let cams = c.site_cameras().expect("cameras");
         assert_eq!(cams.len(), 2);
         assert_eq!(cams[0].fps, 10.0);
@@ -483,6 +510,7 @@ mod tests {
             sync_every_s = 0
             sync_batch = 0
             plan_every_s = -1
+            plan_algorithm = "exact"
             node_timeout_s = inf
             merge_threshold = 1.5
 
@@ -517,6 +545,7 @@ mod tests {
             "sync_every_s:",
             "sync_batch:",
             "plan_every_s:",
+            "plan_algorithm: exact is exponential",
             "node_timeout_s:",
             "merge_threshold:",
             "cluster.site:",

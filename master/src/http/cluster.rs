@@ -73,6 +73,8 @@ pub(super) async fn plan(State(ctx): Ctx) -> Result<Json<serde_json::Value>, Api
             let mut v = serde_json::to_value(&c.plan)
                 .map_err(|e| ApiError::internal(format!("plan as JSON: {e}")))?;
             v["cost"] = json!(c.cost);
+            v["predicted"] = json!(c.predicted);
+            v["algorithm"] = json!(c.algorithm);
             v["nodes"] = json!(c.nodes);
             v
         }

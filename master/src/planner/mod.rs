@@ -137,6 +137,8 @@ pub struct PlanOutput {
     pub bandwidth: Vec<(NodeId, NodeId, u64)>,
     /// JSTSH load-aware objective of this plan (sum of per-frame latencies, s).
     pub cost: f64,
+    /// Every objective value of this plan under the scheduler's model.
+    pub predicted: Objective,
     /// Why this plan: `kept`, `no cameras`, or what changed.
     pub reason: String,
 }
@@ -165,6 +167,19 @@ pub fn plan(
     previous: Option<&PlanOutput>,
     seed: u64,
 ) -> Result<PlanOutput, PlanError> {
+    plan_with(cameras, nodes, previous, seed, StreamAlgorithm::Jstsh)
+}
+
+/// Plans with `algorithm` (JSTSH or one of the scheduler's baselines, for
+/// comparisons on a testbed), keeping `previous` where it is still good by
+/// the same rules whatever the algorithm.
+pub fn plan_with(
+    cameras: &[SiteCamera],
+    nodes: &[NodeView],
+    previous: Option<&PlanOutput>,
+    seed: u64,
+    algorithm: StreamAlgorithm,
+) -> Result<PlanOutput, PlanError> {
     if nodes.is_empty() {
         return Err(PlanError::NoNodes {
             cameras: cameras.len(),
@@ -176,13 +191,14 @@ pub fn plan(
             streams: Vec::new(),
             bandwidth: Vec::new(),
             cost: 0.0,
+            predicted: Objective::default(),
             reason: "no cameras".into(),
         });
     }
     let m = Mapped::new(cameras, nodes)?;
     let p = &m.problem;
 
-    let mut fresh = solve_indexed(p, StreamAlgorithm::Jstsh, seed)?;
+    let mut fresh = solve_indexed(p, algorithm, seed)?;
     for k in 0..p.k() {
         if !m.reid_allowed(fresh[k].0, fresh[k].1) {
             fresh[k] = m.best_spot(&fresh, k, false).ok_or_else(|| {

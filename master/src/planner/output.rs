@@ -52,6 +52,7 @@ impl Mapped {
             streams,
             bandwidth,
             cost: Objective::of(&self.problem, a).load_aware_cost,
+            predicted: Objective::of(&self.problem, a),
             reason,
         }
     }

@@ -386,3 +386,50 @@ fn unpinned_cameras_go_to_nodes_whose_links_carry_them() {
         .unwrap();
     assert_eq!(p0.node, id("slow"));
 }
+
+/// `plan_algorithm`: the baselines place by their own rules (re-ID local
+/// for NMNO and WMNO), JSTSH's plan is no worse than any of them under the
+/// scheduler's model, and every plan carries that model's prediction.
+#[test]
+fn baselines_place_by_their_own_rules_and_jstsh_beats_them() {
+    use vidar_scheduler::jstsh::StreamAlgorithm as A;
+    let cameras = cams(6);
+    for seed in 1..=5 {
+        let j = plan_with(&cameras, &site(), None, seed, A::Jstsh).unwrap();
+        assert_each_once(&j, &cameras);
+        assert!(j.predicted.mean_fps > 0.0 && j.predicted.max_utilisation > 0.0);
+        assert!((j.predicted.load_aware_cost - j.cost).abs() < 1e-12);
+        for alg in [A::JstshGreedy, A::Nmno, A::Wmno, A::Nmwo] {
+            let b = plan_with(&cameras, &site(), None, seed, alg).unwrap();
+            assert_each_once(&b, &cameras);
+            if matches!(alg, A::Nmno | A::Wmno) {
+                assert!(
+                    b.streams.iter().all(|s| s.node == s.reid_node),
+                    "{alg:?}: re-ID stays local: {:?}",
+                    b.streams
+                );
+            }
+            assert!(
+                j.predicted.load_aware_cost <= b.predicted.load_aware_cost + 1e-9,
+                "seed {seed}: jstsh {} > {alg:?} {}",
+                j.predicted.load_aware_cost,
+                b.predicted.load_aware_cost
+            );
+        }
+    }
+    // Random placement differs between seeds somewhere.
+    let placements = |alg| -> Vec<Vec<String>> {
+        (1..=5)
+            .map(|seed| {
+                plan_with(&cameras, &site(), None, seed, alg)
+                    .unwrap()
+                    .streams
+                    .iter()
+                    .map(|s| s.node.to_string())
+                    .collect()
+            })
+            .collect()
+    };
+    let n = placements(A::Nmno);
+    assert!(n.iter().any(|p| *p != n[0]), "{n:?}");
+}

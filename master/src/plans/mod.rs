@@ -42,6 +42,12 @@ pub struct Current {
     pub plan: Plan,
     /// JSTSH's objective of it (s).
     pub cost: f64,
+    /// What the scheduler's load-aware model predicts for it: per-frame
+    /// latency, frames/s, the busiest node's utilisation (the simulator's
+    /// figures, to hold against what the nodes measure).
+    pub predicted: vidar_scheduler::jstsh::Objective,
+    /// The algorithm that placed it (`plan_algorithm`).
+    pub algorithm: vidar_scheduler::jstsh::StreamAlgorithm,
     /// The nodes it was made for.
     pub nodes: Vec<NodeId>,
     /// When it was issued, on this process's monotonic clock.

@@ -289,6 +289,8 @@ mod tests {
         let c = Current {
             plan: p,
             cost: 0.0,
+            predicted: Default::default(),
+            algorithm: vidar_scheduler::jstsh::StreamAlgorithm::Jstsh,
             nodes: vec![id("a")],
             issued_at: now.checked_sub(STREAM_GRACE * 2),
             encoded: Default::default(),
@@ -313,6 +315,7 @@ mod tests {
             }],
             bandwidth: Vec::new(),
             cost: 0.0,
+            predicted: Default::default(),
             reason: "test".into(),
         };
         let plan = to_plan(&out, 1, UnixMs(0));

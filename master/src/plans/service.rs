@@ -41,6 +41,8 @@ pub struct PlanService {
     pub wake: Receiver<()>,
     /// Periodic replan interval.
     pub every: Duration,
+    /// How cameras and re-ID are placed (`plan_algorithm`).
+    pub algorithm: vidar_scheduler::jstsh::StreamAlgorithm,
     /// Triggered to stop the service (with a wake, see [`Plans::wake`]).
     pub stop: vidar_runtime::Shutdown,
 }
@@ -256,7 +258,13 @@ impl Loop {
         let cameras = self.svc.plans.cameras();
         shared.replans.fetch_add(1, Ordering::Relaxed);
         self.seed = self.seed.wrapping_add(1);
-        let out = match planner::plan(&cameras, &views, self.previous.as_ref(), self.seed) {
+        let out = match planner::plan_with(
+            &cameras,
+            &views,
+            self.previous.as_ref(),
+            self.seed,
+            self.svc.algorithm,
+        ) {
             Ok(out) => out,
             Err(e) => {
                 shared.failures.fetch_add(1, Ordering::Relaxed);
@@ -315,6 +323,8 @@ impl Loop {
         let c = Arc::new(Current {
             plan,
             cost: out.cost,
+            predicted: out.predicted.clone(),
+            algorithm: self.svc.algorithm,
             nodes: live_set.into_iter().collect(),
             issued_at: Some(now),
             encoded,

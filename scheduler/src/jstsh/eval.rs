@@ -155,7 +155,7 @@ pub fn feasible(p: &Problem, assign: &[(usize, usize)]) -> bool {
 }
 
 /// Objective values of a plan.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Objective {
     /// Sum over streams of the published per-frame latency (s).
     pub published_cost: f64,

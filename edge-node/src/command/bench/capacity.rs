@@ -68,6 +68,10 @@ pub struct CapacityBenchArgs {
     /// Vidar's detector batch limit.
     #[arg(long, default_value_t = 1)]
     pub max_batch: usize,
+    /// Vidar's re-ID precision (fp32, int8; default: the node's default,
+    /// float). The reference runs no re-ID at all.
+    #[arg(long)]
+    pub reid_precision: Option<String>,
     /// The reference's onnxruntime intra-op threads per process.
     #[arg(long, default_value_t = 1)]
     pub reference_threads: usize,
@@ -230,7 +234,7 @@ fn probe(args: &CapacityBenchArgs, system: System, n: usize) -> Result<Probe> {
         workers: 0,
         depth: None,
         precision: system.int8().then(|| "int8".to_string()),
-        reid_precision: None,
+        reid_precision: args.reid_precision.clone(),
         reference_threads: args.reference_threads,
         python: args.python.clone(),
         script: args.script.clone(),

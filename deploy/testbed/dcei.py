@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""`deploy/testbed/dcei.py`: the DCEI scenario (issue 15, item 3): JSTSH
+against the baselines NMNO, WMNO and NMWO on the testbed, measured on real
+processes, with the scheduler's prediction beside each row.
+
+For each bandwidth point (every node's link shaped to that rate, both
+ways, as `testbed.py` does) and each planning algorithm (the master's
+`plan_algorithm`), in turn (rate by rate, the algorithms interleaved within
+each rate and over --rounds): a fresh site (master, --nodes edges, one
+`vidar-camera` serving --cameras streams of vtest.avi, mutual TLS), given
+--settle seconds to plan and stream, then measured over --window seconds:
+
+  throughput  frames analysed per second, all nodes (`vidar_frames_analysed`)
+              against the frames offered (cameras x 10 fps), and frames the
+              ingest queues dropped (`vidar_frames_dropped`);
+  latency     capture to result, p50 and p99 over the window, from the
+              nodes' `vidar_capture_to_result_seconds` histograms (merged,
+              interpolated within a bucket);
+  predicted   what the scheduler's load-aware model says of the plan in
+              force (`/api/plan` `predicted`: mean frames/s per stream times
+              the cameras, mean per-frame latency), and the error of each.
+
+All processes share this machine's cores: a node's "compute" here is a
+share of the same CPUs, which the planner's per-node profiles do not know.
+The links are real (tc tbf); delay and loss are not emulated (no netem).
+
+Needs root. Standard library only. Not part of CI; the figures are in
+docs/benchmarks.md ("Testbed: DCEI") with the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import copy
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import testbed as tb  # noqa: E402
+
+ALGORITHMS = ("jstsh", "nmno", "wmno", "nmwo")
+
+
+def scrape(site: tb.Site) -> dict:
+    """Counters and latency buckets summed over every node."""
+    out = {"analysed": 0.0, "dropped": 0.0, "buckets": {}}
+    for k in range(len(site.nodes)):
+        text = site.metrics(k) or ""
+        for name, key in (("vidar_frames_analysed_total", "analysed"), ("vidar_frames_dropped_total", "dropped")):
+            for m in re.finditer(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M):
+                out[key] += float(m.group(1))
+        for m in re.finditer(r'^vidar_capture_to_result_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} (\S+)$', text, re.M):
+            le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
+            out["buckets"][le] = out["buckets"].get(le, 0.0) + float(m.group(2))
+    return out
+
+
+def quantile(buckets: dict[float, float], q: float) -> float | None:
+    """The q-quantile of a cumulative histogram, linear within its bucket."""
+    edges = sorted(buckets)
+    if not edges or buckets[edges[-1]] <= 0:
+        return None
+    want, lo, below = q * buckets[edges[-1]], 0.0, 0.0
+    for le in edges:
+        n = buckets[le]
+        if n >= want:
+            if le == float("inf"):
+                return lo
+            return lo + (le - lo) * ((want - below) / (n - below) if n > below else 1.0)
+        lo, below = le, n
+    return None
+
+
+def run_one(args, rate: float, algorithm: str, out: Path) -> dict:
+    a = copy.copy(args)
+    a.rates = [rate] * args.nodes
+    a.algorithm = algorithm
+    if out.exists():
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+    out.mkdir(parents=True)
+    site = tb.Site(a, out)
+    try:
+        site.net.up()
+        site.start()
+        placed = tb.wait_until(lambda: len(site.streaming()) == args.cameras, args.settle)
+        time.sleep(max(0.0, args.settle - (placed or args.settle)))
+        m0, t0 = scrape(site), time.monotonic()
+        time.sleep(args.window)
+        m1, t1 = scrape(site), time.monotonic()
+        plan = site.plan()
+        where = site.streaming()
+    finally:
+        site.stop()
+        tb.Net.clean()
+    secs = t1 - t0
+    buckets = {le: m1["buckets"].get(le, 0.0) - m0["buckets"].get(le, 0.0) for le in m1["buckets"]}
+    pred = plan.get("predicted") or {}
+    streams = plan.get("streams", [])
+    row = {
+        "rate_mbit_s": rate, "algorithm": algorithm, "plan_algorithm": plan.get("algorithm"),
+        "offered_fps": args.cameras * 10.0,
+        "analysed_fps": round((m1["analysed"] - m0["analysed"]) / secs, 2),
+        "dropped_per_s": round((m1["dropped"] - m0["dropped"]) / secs, 2),
+        "p50_ms": None, "p99_ms": None,
+        "streaming": len(where),
+        "offloaded": sum(1 for s in streams if s.get("node") != s.get("reid_node")),
+        "predicted_fps": round(pred["mean_fps"] * len(streams), 2) if "mean_fps" in pred else None,
+        "predicted_latency_ms": round(pred["mean_latency"] * 1000, 1) if "mean_latency" in pred else None,
+        "predicted_max_utilisation": pred.get("max_utilisation"),
+        "placement": {s["camera"]: [s["node"], s["reid_node"]] for s in streams},
+    }
+    for q, key in ((0.5, "p50_ms"), (0.99, "p99_ms")):
+        v = quantile(buckets, q)
+        row[key] = None if v is None else round(v * 1000, 1)
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rates", default="5,10,30", help="bandwidth points, Mbit/s (every node's link)")
+    ap.add_argument("--algorithms", default=",".join(ALGORITHMS))
+    ap.add_argument("--nodes", type=int, default=3)
+    ap.add_argument("--cameras", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--detection-interval", type=int, default=2)
+    ap.add_argument("--settle", type=float, default=45, help="seconds from start to the window")
+    ap.add_argument("--window", type=float, default=30)
+    ap.add_argument("--burst", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=tb.ROOT / ".cache/testbed-dcei")
+    ap.add_argument("--bin", type=Path, default=tb.ROOT / "target/release")
+    args = ap.parse_args()
+    rates = [float(x) for x in args.rates.split(",") if x]
+    algorithms = [x for x in args.algorithms.split(",") if x]
+    bad = [x for x in algorithms if x not in ALGORITHMS + ("jstsh_greedy",)]
+    if bad:
+        sys.exit(f"dcei: --algorithms {','.join(bad)}: not one of {', '.join(ALGORITHMS)}, jstsh_greedy")
+    if os.geteuid() != 0:
+        sys.exit("dcei: needs root (network namespaces, veth pairs, tc)")
+    if not tb.soak.VTEST.exists():
+        sys.exit(f"dcei: {tb.soak.VTEST} missing (Debian package opencv-doc)")
+    atexit.register(tb.Net.clean)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(1))
+    rows = []
+    for rnd in range(args.rounds):
+        for rate in rates:
+            for alg in algorithms:
+                print(f"dcei: round {rnd + 1}, {rate:g} Mbit/s, {alg} ...", flush=True)
+                row = run_one(args, rate, alg, args.out / f"r{rnd + 1}-{rate:g}-{alg}")
+                row["round"] = rnd + 1
+                print("   ", json.dumps({k: v for k, v in row.items() if k != "placement"}), flush=True)
+                rows.append(row)
+    (args.out / "report.json").write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=1))
+    print(f"\n{args.nodes} nodes, {args.cameras} cameras of vtest.avi at 10 fps "
+          f"({args.cameras * 10} frames/s offered), detection every {args.detection_interval} frames; "
+          f"median over {args.rounds} round(s)\n")
+    print("| Mbit/s per node | algorithm | analysed frames/s (predicted, error) | dropped/s | "
+          "latency p50 / p99, ms (predicted mean, error of p50) | re-ID offloaded | measured / JSTSH frames/s |")
+    print("|---:|---|---|---:|---|---:|---:|")
+
+    def med(xs):
+        xs = [x for x in xs if x is not None]
+        return statistics.median(xs) if xs else None
+
+    def err(measured, predicted) -> str:
+        if not measured or predicted is None:
+            return "-"
+        return f"{100 * (predicted - measured) / measured:+.0f} %"
+
+    for rate in rates:
+        base = med(r["analysed_fps"] for r in rows if r["rate_mbit_s"] == rate and r["algorithm"] == "jstsh")
+        for alg in algorithms:
+            rs = [r for r in rows if r["rate_mbit_s"] == rate and r["algorithm"] == alg]
+            fps, pf = med(r["analysed_fps"] for r in rs), med(r["predicted_fps"] for r in rs)
+            p50, p99 = med(r["p50_ms"] for r in rs), med(r["p99_ms"] for r in rs)
+            pl = med(r["predicted_latency_ms"] for r in rs)
+            ratio = f"{fps / base:.3f}" if fps and base else "-"
+            print(f"| {rate:g} | {alg} | {fps} ({pf}, {err(fps, pf)}) | {med(r['dropped_per_s'] for r in rs)} | "
+                  f"{p50} / {p99} ({pl}, {err(p50, pl)}) | {med(r['offloaded'] for r in rs)} | {ratio} |")
+    print(f"\nreport: {args.out / 'report.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -760,9 +760,18 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
     }
 
     // 6. Kill a node: its streams move to the others within seconds.
-    let victim = 1; // edge-2, with what the plan gives it now
-    let moved: Vec<String> = site
-        .placement()
+    // edge-2, with what the plan in force gives it (read once every camera
+    // streams where that plan says: one read of /api/plan may fail under load).
+    let victim = 1;
+    let now = {
+        let live: Vec<&Edge> = site.edges.iter().collect();
+        site.wait(
+            "the plan in force, obeyed, before the kill",
+            Duration::from_secs(30),
+            || site.obeyed(&live),
+        )
+    };
+    let moved: Vec<String> = now
         .iter()
         .filter(|(_, (n, _))| *n == "edge-2")
         .map(|(c, _)| c.clone())

@@ -51,12 +51,11 @@ pub struct MasterConfig {
     /// Seconds between two periodic replans (events replan at once). Default 30.
     #[serde(default = "default_plan_every_s")]
     pub plan_every_s: f64,
-    /// How cameras and re-ID are placed: `jstsh` (default; the load-aware
-    /// JSTSH with local search, WMWO), or a baseline for comparisons on a
-    /// testbed: `jstsh_greedy` (its greedy stages alone), `nmno` (random
-    /// nodes, re-ID local), `wmno` (each camera to its fastest node, re-ID
-    /// local), `nmwo` (random nodes, re-ID placed by JSTSH's second stage).
-    /// The same stickiness rules apply to every one.
+    /// How cameras and re-ID are placed: `jstsh` (default; WMWO), or a
+    /// baseline for testbed comparisons: `jstsh_greedy` (its greedy stages
+    /// alone), `nmno` (random nodes, re-ID local), `wmno` (each camera to its
+    /// fastest node, re-ID local), `nmwo` (random nodes, re-ID by JSTSH's
+    /// second stage). The same stickiness rules apply to every one.
     #[serde(default = "default_plan_algorithm")]
     pub plan_algorithm: vidar_scheduler::jstsh::StreamAlgorithm,
     /// Seconds without a status after which a node counts as dead (a node whose

@@ -67,8 +67,8 @@ struct Shared {
     beyond: AtomicU64,
     /// Merges and corrections refused from edges (only the master makes them).
     masters_only: AtomicU64,
-    /// Records per second of the last round, as f64 bits.
-    rate_bits: AtomicU64,
+    /// Records per second of the last round.
+    rate: vidar_runtime::metrics::F64Gauge,
 }
 
 /// A handle on the sync service: trigger a round, read its state.
@@ -88,7 +88,7 @@ impl Sync {
                 rounds: AtomicU64::new(0),
                 beyond: AtomicU64::new(0),
                 masters_only: AtomicU64::new(0),
-                rate_bits: AtomicU64::new(0f64.to_bits()),
+                rate: Default::default(),
             }),
         }
     }
@@ -139,7 +139,7 @@ impl Sync {
 
     /// Records per second of the last round (0 when it moved nothing).
     pub fn rate(&self) -> f64 {
-        f64::from_bits(self.shared.rate_bits.load(Ordering::Relaxed))
+        self.shared.rate.get()
     }
 
     fn update(&self, node: &NodeId, f: impl FnOnce(&mut NodeSync)) {
@@ -297,10 +297,7 @@ impl SyncService {
         let moved = moved.load(Ordering::Relaxed);
         let secs = start.elapsed().as_secs_f64().max(1e-3);
         let rate = moved as f64 / secs;
-        self.sync
-            .shared
-            .rate_bits
-            .store(rate.to_bits(), Ordering::Relaxed);
+        self.sync.shared.rate.set(rate);
         self.sync.shared.rounds.fetch_add(1, Ordering::Relaxed);
         if moved > 0 {
             tracing::info!(records = moved, rate, "sync round stored records");

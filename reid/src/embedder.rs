@@ -197,7 +197,7 @@ impl Config for EmbedderConfig {
 }
 
 /// The inverse of `v`'s L2 norm, 0 for a zero vector.
-fn norm(v: &[f32]) -> f32 {
+fn inv_norm(v: &[f32]) -> f32 {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if n > 0.0 {
         1.0 / n
@@ -321,7 +321,7 @@ impl OnnxEmbedder {
                     // two views weigh the same whatever their norms.
                     for pair in data.chunks_exact(rows * dim) {
                         let (a, b) = pair.split_at(dim);
-                        let (na, nb) = (norm(a), norm(b));
+                        let (na, nb) = (inv_norm(a), inv_norm(b));
                         for ((s, x), y) in sum.iter_mut().zip(a).zip(b) {
                             *s = x * na + y * nb;
                         }

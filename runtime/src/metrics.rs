@@ -34,6 +34,22 @@ pub const LATENCY_BUCKETS: [f64; 19] = [
     2.5, 5.0, 10.0,
 ];
 
+/// An `f64` gauge set and read without a lock.
+#[derive(Debug, Default)]
+pub struct F64Gauge(AtomicU64);
+
+impl F64Gauge {
+    /// Sets it.
+    pub fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Reads it (0 until set).
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+}
+
 /// A latency histogram with fixed buckets ([`LATENCY_BUCKETS`]). Observing is
 /// a few relaxed atomic additions: no lock and no allocation, so the
 /// per-frame path can afford it.

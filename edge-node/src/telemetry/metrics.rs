@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-pub use vidar_runtime::metrics::{Histogram, LATENCY_BUCKETS};
+pub use vidar_runtime::metrics::{F64Gauge, Histogram, LATENCY_BUCKETS};
 
 /// Per-camera analysis metrics (ingest counters come from the stream status).
 #[derive(Debug, Default)]
@@ -37,22 +37,6 @@ impl CameraMetrics {
             samples: SampleRing::new(capacity),
             ..CameraMetrics::default()
         }
-    }
-}
-
-/// An `f64` gauge set and read without a lock.
-#[derive(Debug, Default)]
-pub struct F64Gauge(AtomicU64);
-
-impl F64Gauge {
-    /// Sets it.
-    pub fn set(&self, v: f64) {
-        self.0.store(v.to_bits(), Ordering::Relaxed);
-    }
-
-    /// Reads it (0 until set).
-    pub fn get(&self) -> f64 {
-        f64::from_bits(self.0.load(Ordering::Relaxed))
     }
 }
 

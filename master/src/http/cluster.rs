@@ -72,7 +72,7 @@ pub(super) async fn plan(State(ctx): Ctx) -> Result<Json<serde_json::Value>, Api
         Some(c) => {
             let mut v = serde_json::to_value(&c.plan)
                 .map_err(|e| ApiError::internal(format!("plan as JSON: {e}")))?;
-            v["cost"] = json!(c.cost);
+            v["cost"] = json!(c.predicted.load_aware_cost);
             v["predicted"] = json!(c.predicted);
             v["algorithm"] = json!(c.algorithm);
             v["nodes"] = json!(c.nodes);

@@ -48,11 +48,12 @@ impl Mapped {
             })
             .collect();
         bandwidth.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        let predicted = Objective::of(&self.problem, a);
         PlanOutput {
             streams,
             bandwidth,
-            cost: Objective::of(&self.problem, a).load_aware_cost,
-            predicted: Objective::of(&self.problem, a),
+            cost: predicted.load_aware_cost,
+            predicted,
             reason,
         }
     }

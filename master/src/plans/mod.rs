@@ -40,11 +40,10 @@ pub use service::{PlanService, DEBOUNCE, LOAD_REPLAN_MIN, REPUBLISH};
 pub struct Current {
     /// The published plan.
     pub plan: Plan,
-    /// JSTSH's objective of it (s).
-    pub cost: f64,
-    /// What the scheduler's load-aware model predicts for it: per-frame
-    /// latency, frames/s, the busiest node's utilisation (the simulator's
-    /// figures, to hold against what the nodes measure).
+    /// What the scheduler's load-aware model predicts for it: its JSTSH
+    /// objective (`load_aware_cost`, s), per-frame latency, frames/s, the
+    /// busiest node's utilisation (the simulator's figures, to hold against
+    /// what the nodes measure).
     pub predicted: vidar_scheduler::jstsh::Objective,
     /// The algorithm that placed it (`plan_algorithm`).
     pub algorithm: vidar_scheduler::jstsh::StreamAlgorithm,

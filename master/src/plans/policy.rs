@@ -288,7 +288,6 @@ mod tests {
         let p = plan(&[("c1", "a"), ("c2", "a")], &[]);
         let c = Current {
             plan: p,
-            cost: 0.0,
             predicted: Default::default(),
             algorithm: vidar_scheduler::jstsh::StreamAlgorithm::Jstsh,
             nodes: vec![id("a")],

@@ -322,7 +322,6 @@ impl Loop {
         );
         let c = Arc::new(Current {
             plan,
-            cost: out.cost,
             predicted: out.predicted.clone(),
             algorithm: self.svc.algorithm,
             nodes: live_set.into_iter().collect(),

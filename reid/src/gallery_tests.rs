@@ -28,6 +28,7 @@ fn small() -> GalleryConfig {
         overlap_on_confident: false,
         transit_weight: 0.0,
         transit_horizon_s: 60,
+        same_camera_threshold: 0.9,
     }
 }
 
@@ -489,7 +490,7 @@ fn an_operators_split_moves_the_person_off_and_the_gallery_learns_them() {
     // Bob was wrongly given Ann's identity (say, through a loose threshold):
     // his view is one of her prototypes now, and his track her appearance.
     g.observe(ann_id, &track(&bob, &c2, 2, UnixMs(500), UnixMs(600)));
-    g.refine(ann_id, &bob).expect("same model");
+    g.refine(ann_id, &bob, &c2).expect("same model");
     assert_eq!(g.get(ann_id).map(|i| i.prototypes.len()), Some(2));
     // Before the split, Bob's next track matches Ann.
     assert_eq!(
@@ -761,6 +762,8 @@ fn the_threshold_rises_with_the_crowd_a_track_is_compared_with() {
         crowd_step: 0.1,
         crowd_reference: 10,
         max_identities: 1000,
+        // One camera throughout: judged on the cross-camera scale here.
+        same_camera_threshold: 0.6,
         ..GalleryConfig::default()
     };
     let g = Gallery::new(cfg.clone()).expect("gallery");
@@ -1001,6 +1004,7 @@ fn prior_config(weight: f32) -> GalleryConfig {
         crowd_step: 0.0,
         transit_weight: weight,
         transit_horizon_s: 60,
+        same_camera_threshold: 0.6,
         ..GalleryConfig::default()
     }
 }
@@ -1058,4 +1062,117 @@ fn where_another_node_sees_an_identity_holds_it_and_times_its_transit() {
         Some(6_000),
         "the transit runs from the end on a (5 s), not the announcement (0 s)"
     );
+}
+
+/// A view made on the track's own camera must clear the same-camera bar;
+/// the same similarity to a view from another camera is a match. Two
+/// strangers on one camera share its angle and light, so at equal false
+/// matches the bar there is higher (`same_camera_threshold`).
+#[test]
+fn a_view_from_the_tracks_own_camera_needs_the_same_camera_bar() {
+    let config = GalleryConfig {
+        match_threshold: 0.6,
+        confident_threshold: 0.9,
+        same_camera_threshold: 0.75,
+        ambiguity_margin: 0.05,
+        crowd_step: 0.0,
+        transit_weight: 0.0,
+        ..GalleryConfig::default()
+    };
+    // `at(c)`: cosine c to [1, 0, 0].
+    let at = |c: f32| emb(&[c, (1.0 - c * c).sqrt(), 0.0]);
+    let (a, b) = (cam("a"), cam("b"));
+    // A gallery that knows Ann from one track on camera a.
+    let with_ann = |config: &GalleryConfig| {
+        let mut g = Gallery::new(config.clone()).expect("gallery");
+        let ann = g
+            .assign_track(&track(&at(1.0), &a, 1, UnixMs(0), UnixMs(1_000)))
+            .expect("ann")
+            .id();
+        (g, ann)
+    };
+    let later = |e, c| track(e, c, 2, UnixMs(60_000), UnixMs(61_000));
+    // 0.7 to Ann's view from camera a: enough across cameras...
+    let (mut g, ann) = with_ann(&config);
+    let q = at(0.7);
+    let across = g.assign_track(&later(&q, &b)).expect("across");
+    assert!(
+        matches!(across, Assignment::Matched { id, .. } if id == ann),
+        "{across:?}"
+    );
+    // ...not on camera a itself, where it counts 0.15 less.
+    let (mut g, ann) = with_ann(&config);
+    let listed = g.candidates(&later(&q, &a), 3);
+    let ann_listed = listed.iter().find(|c| c.id == ann).expect("Ann listed");
+    assert!((ann_listed.similarity - 0.55).abs() < 1e-3, "{listed:?}");
+    let same = g.assign_track(&later(&q, &a)).expect("same");
+    assert!(matches!(same, Assignment::New { .. }), "{same:?}");
+    // A clearly similar view on one camera (0.8) is still a match.
+    let (mut g, ann) = with_ann(&config);
+    let q8 = at(0.8);
+    let close = g.assign_track(&later(&q8, &a)).expect("close");
+    assert!(
+        matches!(close, Assignment::Matched { id, .. } if id == ann),
+        "{close:?}"
+    );
+    // With the bar at match_threshold, one camera is judged as any other.
+    let (mut g, ann) = with_ann(&GalleryConfig {
+        same_camera_threshold: 0.6,
+        ..config.clone()
+    });
+    let same = g.assign_track(&later(&q, &a)).expect("same");
+    assert!(
+        matches!(same, Assignment::Matched { id, .. } if id == ann),
+        "{same:?}"
+    );
+    // A bar below match_threshold is refused, by name.
+    let err = Gallery::new(GalleryConfig {
+        same_camera_threshold: 0.5,
+        ..config
+    })
+    .expect_err("below match_threshold");
+    assert!(err.to_string().contains("same_camera_threshold"), "{err}");
+}
+
+/// Views keep the camera they were made on; merging views of two cameras
+/// leaves one of unknown camera, judged on the cross-camera scale.
+#[test]
+fn views_remember_their_camera_until_two_cameras_blend() {
+    let config = GalleryConfig {
+        match_threshold: 0.6,
+        confident_threshold: 0.9,
+        same_camera_threshold: 0.75,
+        prototype_merge: 0.95,
+        max_prototypes: 2,
+        crowd_step: 0.0,
+        transit_weight: 0.0,
+        ..GalleryConfig::default()
+    };
+    let (a, b) = (cam("a"), cam("b"));
+    let mut g = Gallery::new(config).expect("gallery");
+    let id = g
+        .assign_track(&track(&emb(&[1.0, 0.0, 0.0]), &a, 1, UnixMs(0), UnixMs(1)))
+        .expect("first")
+        .id();
+    let on = |g: &Gallery| {
+        g.get(id)
+            .map(|i| {
+                i.prototypes
+                    .iter()
+                    .map(|p| p.camera.as_ref().map(|c| c.as_str().to_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(on(&g), vec![Some("a".to_owned())]);
+    // A distinct view from camera b is a second prototype, tagged b.
+    g.refine(id, &emb(&[0.8, 0.6, 0.0]), &b).expect("refine");
+    assert_eq!(on(&g), vec![Some("a".to_owned()), Some("b".to_owned())]);
+    // A view from b nearly the same as a's (>= prototype_merge) blends
+    // into it: that view is now of both cameras.
+    g.refine(id, &emb(&[1.0, 0.02, 0.0]), &b).expect("refine");
+    assert_eq!(on(&g), vec![None, Some("b".to_owned())]);
+    // A third distinct view: the two closest views merge, within the bound.
+    g.refine(id, &emb(&[0.0, 0.0, 1.0]), &a).expect("refine");
+    assert_eq!(on(&g).len(), 2);
 }

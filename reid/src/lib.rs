@@ -15,7 +15,7 @@ pub mod gallery;
 pub use embedder::{Crop, EmbedTimings, Embedder, EmbedderConfig, OnnxEmbedder};
 pub use gallery::{
     Appearance, Assignment, Candidate, Excluded, Gallery, GalleryConfig, Identity, Origin,
-    TrackQuery, OPEN,
+    Prototype, TrackQuery, OPEN,
 };
 
 /// Errors of embedders and the gallery.

@@ -463,7 +463,8 @@ impl Worker {
             let Some(mut ident) = old.remove(&id) else {
                 continue; // aged out of the gallery meanwhile
             };
-            ident.prototypes = vec![view.clone()];
+            // A view of the snapshots: the cameras are not told apart.
+            ident.prototypes = vec![vidar_reid::Prototype::new(view.clone(), None)];
             ident.embedding = view;
             ident.model = self.model.clone();
             if let Err(e) = self.gallery.restore(ident.clone()) {
@@ -536,7 +537,7 @@ impl Worker {
             .close_track(id, &state.camera, state.track, last);
         self.tell_seen(id, &state, Some(last));
         if state.crops > state.crops_at_decision {
-            if let Err(e) = self.gallery.refine(id, &state.mean()) {
+            if let Err(e) = self.gallery.refine(id, &state.mean(), &state.camera) {
                 tracing::debug!(identity = %id, error = %e, "track mean not folded in");
             }
         }

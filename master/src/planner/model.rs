@@ -28,11 +28,16 @@
 //!   height * BITS_PER_PIXEL / 8` (an H.264 frame; low for busy scenes: the
 //!   testbed's 768x576 cameras send 2.2 Mbit/s where it says 0.44). An
 //!   unpinned camera is reachable by every node over the site network, so
-//!   it reaches node `i` at most at `i`'s own link: the fastest rate
-//!   measured from `i` to any peer (its access link, when a peer is as fast);
+//!   it reaches node `i` at most at `i`'s own link: the fastest rate a peer
+//!   measured to `i` (else from `i` to a peer; its access link, when a peer
+//!   is as fast);
 //!   while `i` measured none, the median of the other nodes' (so a node back
 //!   from a partition does not look fastest), [`DEFAULT_LINK_MBIT_S`] while
-//!   no node measured any. A pinned camera
+//!   no node measured any; plus the bitrates of the cameras `i` ingests now
+//!   (its probes share the link with them, so they measure what is left).
+//!   The streams a node ingests share that link (the scheduler's
+//!   `shared_ingress`): it loads with their bitrates as a processor with
+//!   work, and a plan that overfills it is seen as overloaded. A pinned camera
 //!   (e.g. on its node's LAN) reaches only its node. Crops: `D = c *
 //!   CROP_BYTES` bytes per frame.
 //! - **Links**: every pair of nodes gets the direct rate measured between them
@@ -219,18 +224,31 @@ impl Mapped {
                 "no node reports detector throughput".into(),
             ]));
         }
-        // Each node's own link: the fastest rate it measured to a peer. A
-        // node that measured none yet (it just joined, or came back from a
-        // partition) is taken at the median of the others, not at the
-        // default: an unmeasured link must not look like the best one.
+        // Each node's own link, as cameras use it: the fastest rate a peer
+        // measured *to* it (those bytes cross the link the way camera
+        // frames do, into the node), else the fastest it measured to a
+        // peer. A node that measured none yet (it just joined, or came
+        // back from a partition) is taken at the median of the others, not
+        // at the default: an unmeasured link must not look like the best one.
+        let fastest = |rates: &mut dyn Iterator<Item = f64>| {
+            rates
+                .filter(|r| r.is_finite() && *r > 0.0)
+                .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))
+        };
         let measured_access: Vec<Option<f64>> = usable
             .iter()
             .map(|n| {
-                n.links
+                let mut inbound = usable
                     .iter()
-                    .filter(|(to, r)| index.contains_key(to) && r.is_finite() && *r > 0.0)
-                    .map(|(_, r)| *r)
-                    .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))
+                    .filter(|v| v.node != n.node)
+                    .flat_map(|v| v.links.iter().filter(|(to, _)| *to == n.node))
+                    .map(|(_, r)| *r);
+                let mut outbound = n
+                    .links
+                    .iter()
+                    .filter(|(to, _)| index.contains_key(to))
+                    .map(|(_, r)| *r);
+                fastest(&mut inbound).or_else(|| fastest(&mut outbound))
             })
             .collect();
         let mut known: Vec<f64> = measured_access.iter().flatten().copied().collect();
@@ -240,9 +258,21 @@ impl Mapped {
         } else {
             known[known.len() / 2]
         };
+        // A probe into the node shares its link with the camera streams it
+        // already ingests, so it measures what they leave over: the link
+        // carries that plus their bitrates (what the node reports of them),
+        // and the planner, which loads each link with the streams placed on
+        // it, must not count them twice.
         let access: Vec<f64> = measured_access
             .iter()
-            .map(|a| a.unwrap_or(typical))
+            .zip(&usable)
+            .map(|(a, n)| {
+                let ingest: f64 = (n.camera_bitrates.iter())
+                    .map(|(_, b)| *b)
+                    .filter(|b| b.is_finite() && *b > 0.0)
+                    .sum();
+                a.unwrap_or(typical) + ingest / 1e6
+            })
             .collect();
         // A camera's bitrate as its node measures it (the highest report
         // while two nodes both ingest it, in a hand-over).
@@ -301,6 +331,9 @@ impl Mapped {
             },
             streams,
             cost: CostModel::LoadAware,
+            // Cameras reach a node through its access link, shared by all
+            // it ingests (pinned ones through its LAN, counted the same).
+            shared_ingress: true,
         };
         let mut problem = Problem::new(&inst)?;
         let has_reid: Vec<bool> = usable.iter().map(|n| n.reid_crops_per_s > 0.0).collect();

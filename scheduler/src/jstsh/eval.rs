@@ -3,7 +3,12 @@
 //! Both cost models decompose into a per-stream part (`T_ik + [i != j] D/R_ij`)
 //! plus a per-node part `W_i / PS_i * f(U_i)`, with `W_i` the per-frame work
 //! placed on `i`, `U_i` its utilisation and `f = 1` (published) or
-//! `1 / (1 - min(U, cap))` (load-aware).
+//! `1 / (1 - min(U, cap))` (load-aware). With a shared ingress link
+//! ([`Problem::shared_ingress`]) the load-aware node part also holds
+//! `S_i * (f(V_i) - 1)`: `S_i` the sum of `T_ik` over the streams detected on
+//! `i`, `V_i` the sum of `fps_k * T_ik`, the utilisation of `i`'s link, so
+//! that those transfer times are inflated by the link's load as stage times
+//! are by the processor's.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +38,10 @@ pub struct Loads {
     pub ndet: Vec<u32>,
     /// Streams re-identified on each node.
     pub nreid: Vec<u32>,
+    /// Sum of `T_ik` over the streams detected on each node (s/frame).
+    pub tsum: Vec<f64>,
+    /// Utilisation of each node's ingress link (`sum of fps_k * T_ik`).
+    pub link: Vec<f64>,
 }
 
 impl Loads {
@@ -43,6 +52,8 @@ impl Loads {
             util: vec![0.0; p.m],
             ndet: vec![0; p.m],
             nreid: vec![0; p.m],
+            tsum: vec![0.0; p.m],
+            link: vec![0.0; p.m],
         }
     }
 
@@ -72,6 +83,9 @@ impl Loads {
         self.work[x] += sign * p.cl1[k];
         self.util[x] += sign * p.fps[k] * p.cl1[k] / p.ps[x];
         self.ndet[x] = (self.ndet[x] as i64 + sign as i64) as u32;
+        let t = transfer(p, k, x);
+        self.tsum[x] += sign * t;
+        self.link[x] += sign * p.fps[k] * t;
     }
 
     /// Adds (`sign = 1`) or removes (`-1`) stream `k`'s re-ID on `y`.
@@ -100,18 +114,68 @@ impl Loads {
 
     /// Node `i`'s share of the objective under `cost`.
     pub fn node_term(&self, p: &Problem, i: usize, cost: CostModel) -> f64 {
-        node_term(p, i, self.work[i], self.util[i], cost)
+        let ingress = Ingress {
+            tsum: self.tsum[i],
+            link: self.link[i],
+        };
+        node_term(p, i, self.work[i], self.util[i], ingress, cost)
+    }
+
+    /// Utilisation of node `i` and, with a shared ingress, of its link: the
+    /// busier of the two bounds its streams' throughput.
+    pub fn busiest(&self, p: &Problem, i: usize) -> f64 {
+        if p.shared_ingress {
+            self.util[i].max(self.link[i])
+        } else {
+            self.util[i]
+        }
     }
 }
 
-/// Node `i`'s share of the objective with per-frame `work` and utilisation `util` on it.
+/// `T_ik`, 0 where `k` cannot reach `i` (such a placement is infeasible by
+/// its stream term already; 0 keeps the link sums finite).
 #[inline]
-pub fn node_term(p: &Problem, i: usize, work: f64, util: f64, cost: CostModel) -> f64 {
+pub fn transfer(p: &Problem, k: usize, i: usize) -> f64 {
+    let t = p.t[k][i];
+    if t.is_finite() {
+        t
+    } else {
+        0.0
+    }
+}
+
+/// What the streams detected on a node put on its ingress link.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ingress {
+    /// Sum of their `T_ik` (s/frame).
+    pub tsum: f64,
+    /// The link's utilisation, sum of `fps_k * T_ik`.
+    pub link: f64,
+}
+
+/// Node `i`'s share of the objective with per-frame `work` and utilisation
+/// `util` on it, and `ingress` on its link.
+#[inline]
+pub fn node_term(
+    p: &Problem,
+    i: usize,
+    work: f64,
+    util: f64,
+    ingress: Ingress,
+    cost: CostModel,
+) -> f64 {
     // Clamp round-off from repeated add/remove to exact zero.
     let w = if work < 1e-12 { 0.0 } else { work };
     match cost {
         CostModel::Published => w / p.ps[i],
-        CostModel::LoadAware => w / p.ps[i] * inflation(util),
+        CostModel::LoadAware => {
+            let cpu = w / p.ps[i] * inflation(util);
+            if p.shared_ingress && ingress.tsum > 1e-12 {
+                cpu + ingress.tsum * (inflation(ingress.link.max(0.0)) - 1.0)
+            } else {
+                cpu
+            }
+        }
     }
 }
 
@@ -165,7 +229,7 @@ pub struct Objective {
     pub mean_latency: f64,
     /// Mean throughput over streams (frames/s) under the load-aware model.
     pub mean_fps: f64,
-    /// Highest node utilisation.
+    /// Highest node utilisation (or, with a shared ingress, link utilisation).
     pub max_utilisation: f64,
 }
 
@@ -178,7 +242,7 @@ impl Objective {
         let mean_fps = assign
             .iter()
             .enumerate()
-            .map(|(k, &(x, y))| p.fps[k] / loads.util[x].max(loads.util[y]).max(1.0))
+            .map(|(k, &(x, y))| p.fps[k] / loads.busiest(p, x).max(loads.util[y]).max(1.0))
             .sum::<f64>()
             / k;
         Self {
@@ -186,7 +250,7 @@ impl Objective {
             load_aware_cost,
             mean_latency: load_aware_cost / k,
             mean_fps,
-            max_utilisation: loads.util.iter().copied().fold(0.0, f64::max),
+            max_utilisation: (0..p.m).map(|i| loads.busiest(p, i)).fold(0.0, f64::max),
         }
     }
 }

@@ -15,6 +15,19 @@ pub(super) fn stage_time(p: &Problem, loads: &Loads, i: usize, k: usize, work: f
     }
 }
 
+/// Time to move one frame of stream `k` to node `i` given `loads`: `T_ik`,
+/// inflated by `i`'s link with this stream on it when streams share it
+/// (load-aware cost, [`Problem::shared_ingress`]).
+pub(super) fn transfer_time(p: &Problem, loads: &Loads, i: usize, k: usize) -> f64 {
+    let t = p.t[k][i];
+    match p.cost {
+        CostModel::LoadAware if p.shared_ingress && t.is_finite() => {
+            t * inflation(loads.link[i] + p.fps[k] * t)
+        }
+        _ => t,
+    }
+}
+
 /// True when node `i` can take one more detection (hosts a detector or has room for one).
 pub(super) fn can_detect(p: &Problem, loads: &Loads, i: usize) -> bool {
     loads.ndet[i] > 0 || loads.memory(p, i) + p.models.detector <= p.mem[i]
@@ -61,7 +74,12 @@ pub(super) fn best_detect(p: &Problem, loads: &Loads, k: usize) -> Result<usize>
         .filter(|&i| {
             p.t[k][i].is_finite() && can_detect(p, loads, i) && room.after_detector(p, loads, i)
         })
-        .map(|i| (i, p.t[k][i] + stage_time(p, loads, i, k, p.cl1[k])))
+        .map(|i| {
+            (
+                i,
+                transfer_time(p, loads, i, k) + stage_time(p, loads, i, k, p.cl1[k]),
+            )
+        })
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(i, _)| i)
         .ok_or_else(|| {

@@ -99,6 +99,17 @@ pub struct StreamInstance {
     /// Cost to minimise; default `load_aware`.
     #[serde(default)]
     pub cost: CostModel,
+    /// The streams a node ingests share one link into it, whose rate is
+    /// each stream's `camera_rates` entry for that node (the running
+    /// system's model: an unpinned camera reaches a node at the node's own
+    /// access link). The link then loads like a processor: its utilisation
+    /// is `sum of fps_k * T_ik` over the streams detected on the node, the
+    /// load-aware cost inflates their transfer times by it as stage times
+    /// by a node's, and above 1 the streams' throughput drops to `fps /
+    /// utilisation`. Default false: each stream has its camera-to-node rate
+    /// to itself (the published model, and the simulator's experiments).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_ingress: bool,
 }
 
 /// Direct rates by sending node, then receiving node (bytes/s).
@@ -236,6 +247,8 @@ pub struct Problem {
     pub models: ModelMemory,
     /// Cost model minimised.
     pub cost: CostModel,
+    /// Streams on a node share its ingress link (see [`StreamInstance::shared_ingress`]).
+    pub shared_ingress: bool,
 }
 
 impl Problem {
@@ -313,6 +326,7 @@ impl Problem {
             d: inst.streams.iter().map(|s| s.crop_bytes).collect(),
             models: inst.models,
             cost: inst.cost,
+            shared_ingress: inst.shared_ingress,
         })
     }
 

@@ -19,13 +19,14 @@
 //! the caller sizes from the instance, so the run time is bounded and
 //! deterministic.
 
-use super::eval::{fits_counts, node_term, stream_term, Loads};
+use super::eval::{fits_counts, node_term, stream_term, transfer, Ingress, Loads};
 use super::Problem;
 
 /// A stream's placement change: `(stream, from, to)`.
 pub(super) type Change = (usize, (usize, usize), (usize, usize));
 
-/// Pending change of one node: work (wu/frame), fps-weighted work, model counts.
+/// Pending change of one node: work (wu/frame), fps-weighted work, model
+/// counts, and the transfer times (plain and fps-weighted) into it.
 #[derive(Clone, Copy, Default)]
 struct NodeDelta {
     node: usize,
@@ -33,6 +34,8 @@ struct NodeDelta {
     fwork: f64,
     det: i32,
     reid: i32,
+    t: f64,
+    ft: f64,
 }
 
 /// Node changes of at most two streams (at most eight distinct nodes).
@@ -43,12 +46,12 @@ struct Deltas {
 }
 
 impl Deltas {
-    fn add(&mut self, node: usize, work: f64, fwork: f64, det: i32, reid: i32) {
-        let slot = match self.d[..self.n].iter().position(|e| e.node == node) {
+    fn add(&mut self, x: NodeDelta) {
+        let slot = match self.d[..self.n].iter().position(|e| e.node == x.node) {
             Some(s) => s,
             None => {
                 self.d[self.n] = NodeDelta {
-                    node,
+                    node: x.node,
                     ..NodeDelta::default()
                 };
                 self.n += 1;
@@ -56,18 +59,41 @@ impl Deltas {
             }
         };
         let e = &mut self.d[slot];
-        e.work += work;
-        e.fwork += fwork;
-        e.det += det;
-        e.reid += reid;
+        e.work += x.work;
+        e.fwork += x.fwork;
+        e.det += x.det;
+        e.reid += x.reid;
+        e.t += x.t;
+        e.ft += x.ft;
     }
 
     fn change(&mut self, p: &Problem, (k, (x, y), (x2, y2)): Change) {
         let (c1, c2, f) = (p.cl1[k], p.cl2[k], p.fps[k]);
-        self.add(x, -c1, -f * c1, -1, 0);
-        self.add(y, -c2, -f * c2, 0, -1);
-        self.add(x2, c1, f * c1, 1, 0);
-        self.add(y2, c2, f * c2, 0, 1);
+        // Detection moves the stream's frames (and the link they load);
+        // re-ID only work.
+        let det = |node: usize, sign: f64| {
+            let t = sign * transfer(p, k, node);
+            NodeDelta {
+                node,
+                work: sign * c1,
+                fwork: sign * f * c1,
+                det: sign as i32,
+                reid: 0,
+                t,
+                ft: f * t,
+            }
+        };
+        let reid = |node: usize, sign: f64| NodeDelta {
+            node,
+            work: sign * c2,
+            fwork: sign * f * c2,
+            reid: sign as i32,
+            ..NodeDelta::default()
+        };
+        self.add(det(x, -1.0));
+        self.add(reid(y, -1.0));
+        self.add(det(x2, 1.0));
+        self.add(reid(y2, 1.0));
     }
 }
 
@@ -136,7 +162,7 @@ impl<'a> Search<'a> {
         self.a.clear();
         self.a.extend_from_slice(a);
         let l = &mut self.loads;
-        for v in [&mut l.work, &mut l.util] {
+        for v in [&mut l.work, &mut l.util, &mut l.tsum, &mut l.link] {
             v.iter_mut().for_each(|w| *w = 0.0);
         }
         for v in [&mut l.ndet, &mut l.nreid] {
@@ -182,7 +208,7 @@ impl<'a> Search<'a> {
         let (p, l) = (self.p, &self.loads);
         let mut sum = 0.0;
         for e in &d.d[..d.n] {
-            if e.det == 0 && e.reid == 0 && e.work.abs() < 1e-12 {
+            if e.det == 0 && e.reid == 0 && e.work.abs() < 1e-12 && e.t.abs() < 1e-12 {
                 continue;
             }
             let i = e.node;
@@ -190,11 +216,16 @@ impl<'a> Search<'a> {
             if (e.det > 0 || e.reid > 0) && !fits_counts(p, i, nd as u32, nr as u32) {
                 return None;
             }
+            let ingress = Ingress {
+                tsum: l.tsum[i] + e.t,
+                link: l.link[i] + e.ft,
+            };
             let t = node_term(
                 p,
                 i,
                 l.work[i] + e.work,
                 l.util[i] + e.fwork / p.ps[i],
+                ingress,
                 p.cost,
             );
             sum += t - self.term[i];
@@ -315,12 +346,18 @@ impl<'a> Search<'a> {
     }
 
     /// Objective change of adding `w` wu/frame of stream `k` to node `n`
-    /// (negative `w` removes).
+    /// (negative `w` removes), with its detection (`det` 1: added, -1:
+    /// removed, 0: only re-ID moves) and so its frames on `n`'s link.
     #[inline]
-    fn add_term(&self, k: usize, n: usize, w: f64) -> f64 {
+    fn add_term(&self, k: usize, n: usize, w: f64, det: f64) -> f64 {
         let (p, l) = (self.p, &self.loads);
         let u = l.util[n] + p.fps[k] * w / p.ps[n];
-        node_term(p, n, l.work[n] + w, u, p.cost) - self.term[n]
+        let t = det * transfer(p, k, n);
+        let ingress = Ingress {
+            tsum: l.tsum[n] + t,
+            link: l.link[n] + p.fps[k] * t,
+        };
+        node_term(p, n, l.work[n] + w, u, ingress, p.cost) - self.term[n]
     }
 
     /// The best of stream `k`'s moves `(n, y)`, `(x, n)`, `(n, n)` for `n` in
@@ -335,12 +372,12 @@ impl<'a> Search<'a> {
         let (x, y) = self.a[k];
         let (c1, c2) = (p.cl1[k], p.cl2[k]);
         let st0 = stream_term(p, k, x, y);
-        let rdet = self.add_term(k, x, -c1) - st0;
-        let rreid = self.add_term(k, y, -c2) - st0;
+        let rdet = self.add_term(k, x, -c1, -1.0) - st0;
+        let rreid = self.add_term(k, y, -c2, 0.0) - st0;
         let rboth = if x == y {
-            self.add_term(k, x, -c1 - c2)
+            self.add_term(k, x, -c1 - c2, -1.0)
         } else {
-            self.add_term(k, x, -c1) + self.add_term(k, y, -c2)
+            self.add_term(k, x, -c1, -1.0) + self.add_term(k, y, -c2, 0.0)
         } - st0;
         let mut evals = 0;
         for &n in nodes {
@@ -356,17 +393,20 @@ impl<'a> Search<'a> {
             if p.t[k][n].is_finite() {
                 if n != x && det {
                     cand(
-                        rdet + self.add_term(k, n, c1) + stream_term(p, k, n, y),
+                        rdet + self.add_term(k, n, c1, 1.0) + stream_term(p, k, n, y),
                         (n, y),
                     );
                 }
                 if n != x && n != y && both {
-                    cand(rboth + self.add_term(k, n, c1 + c2) + p.t[k][n], (n, n));
+                    cand(
+                        rboth + self.add_term(k, n, c1 + c2, 1.0) + p.t[k][n],
+                        (n, n),
+                    );
                 }
             }
             if n != y && reid {
                 cand(
-                    rreid + self.add_term(k, n, c2) + stream_term(p, k, x, n),
+                    rreid + self.add_term(k, n, c2, 0.0) + stream_term(p, k, x, n),
                     (x, n),
                 );
             }
@@ -407,15 +447,28 @@ impl<'a> Search<'a> {
         if !fits_counts(p, i, l.ndet[j], l.nreid[j]) || !fits_counts(p, j, l.ndet[i], l.nreid[i]) {
             return None;
         }
-        let ti = node_term(p, i, l.work[j], l.util[j] * p.ps[j] / p.ps[i], p.cost);
-        let tj = node_term(p, j, l.work[i], l.util[i] * p.ps[i] / p.ps[j], p.cost);
-        let mut d = ti + tj - self.term[i] - self.term[j];
+        // What the streams detected on `j` would put on `i`'s link, and back.
+        let (mut on_i, mut on_j) = (Ingress::default(), Ingress::default());
+        let mut d = 0.0;
         for (k, &(x, y)) in self.a.iter().enumerate() {
             if x == i || x == j || y == i || y == j {
                 let (x2, y2) = (swap(x, i, j), swap(y, i, j));
                 d += stream_term(p, k, x2, y2) - stream_term(p, k, x, y);
+                let to = if x2 == i {
+                    &mut on_i
+                } else if x2 == j {
+                    &mut on_j
+                } else {
+                    continue;
+                };
+                let t = transfer(p, k, x2);
+                to.tsum += t;
+                to.link += p.fps[k] * t;
             }
         }
+        let ti = node_term(p, i, l.work[j], l.util[j] * p.ps[j] / p.ps[i], on_i, p.cost);
+        let tj = node_term(p, j, l.work[i], l.util[i] * p.ps[i] / p.ps[j], on_j, p.cost);
+        d += ti + tj - self.term[i] - self.term[j];
         d.is_finite().then_some(d)
     }
 

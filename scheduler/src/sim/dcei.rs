@@ -99,6 +99,7 @@ pub fn testbed(
         streams,
         cost,
         rates: None,
+        shared_ingress: false,
     }
 }
 
@@ -145,6 +146,7 @@ pub fn random_instance(seed: u64, m: usize, k: usize, cost: CostModel) -> Stream
         streams,
         cost,
         rates: None,
+        shared_ingress: false,
     }
 }
 
@@ -160,5 +162,24 @@ pub fn random_direct_instance(seed: u64, m: usize, k: usize, cost: CostModel) ->
         rates.entry(l.a).or_default().insert(l.b, l.bandwidth);
     }
     inst.rates = Some(rates);
+    inst
+}
+
+/// [`random_direct_instance`] where the streams a node ingests share its
+/// link ([`StreamInstance::shared_ingress`]): every stream reaches node `i`
+/// at one rate, `i`'s link (2-40 Mbit/s), so that a few 3.2 Mbit/s streams
+/// can fill a slow one, as in the running system.
+pub fn random_shared_instance(seed: u64, m: usize, k: usize, cost: CostModel) -> StreamInstance {
+    let mut inst = random_direct_instance(seed, m, k, cost);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let link: Vec<f64> = (0..m).map(|_| mbit(rng.gen_range(2.0..40.0))).collect();
+    for st in &mut inst.streams {
+        for (i, n) in inst.cluster.nodes.iter().enumerate() {
+            if let Some(r) = st.camera_rates.get_mut(&n.id) {
+                *r = link[i];
+            }
+        }
+    }
+    inst.shared_ingress = true;
     inst
 }

@@ -240,7 +240,7 @@ pub struct Metrics {
     /// Image pairs taken by one camera: the same view, light and
     /// background make different people look more alike there, so a match
     /// against a view from the query's own camera needs its own threshold
-    /// (the gallery's `same_camera_threshold`).
+    /// (the gallery's `same_camera_margin`).
     pub same_camera_pairs: Verification,
     /// Tracklet pairs on one camera (different people only: a person has
     /// one tracklet per camera), the calibration of that threshold.

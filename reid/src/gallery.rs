@@ -115,19 +115,18 @@ pub struct GalleryConfig {
     /// likely at any time, seconds (the prior's reference density is one
     /// over it). Default 60.
     pub transit_horizon_s: u64,
-    /// `match_threshold` for a view made on the track's own camera. Two
-    /// different people seen by one camera share its angle, light and
-    /// background, so they look more alike than across cameras: at the
-    /// same false-match rate the bar is higher. Every threshold (match,
-    /// confident, a minted track's later looks) is raised by
-    /// `same_camera_threshold - match_threshold` for such a view, and a
-    /// candidate's score is its similarity less that offset, so that views
-    /// of both kinds are weighed by the same odds. Default 0.69: the
-    /// threshold for 1 % false matches between tracklets of different
-    /// people on one camera of the default model on CUHK01, ids 1-700
-    /// (0.689; 0.1 %: 0.769, against 0.637 and 0.719 across cameras),
-    /// measured by `vidar-edge eval reid`. `match_threshold` turns it off.
-    pub same_camera_threshold: f32,
+    /// How much higher every threshold is for a view made on the track's
+    /// own camera. Two different people seen by one camera share its
+    /// angle, light and background, so they look more alike than across
+    /// cameras: at the same false-match rate the bar is higher. Every
+    /// threshold (match, confident, a minted track's later looks) is
+    /// raised by it for such a view: a candidate's score is its similarity
+    /// less the margin, so that views of both kinds are weighed by the
+    /// same odds. Default 0.05: for the default model on CUHK01, ids 1-700,
+    /// tracklets of different people on one camera need 0.689 for 1 %
+    /// false matches and 0.769 for 0.1 %, against 0.637 and 0.719 across
+    /// cameras (`vidar-edge eval reid`). 0 turns it off.
+    pub same_camera_margin: f32,
 }
 
 impl Default for GalleryConfig {
@@ -149,7 +148,7 @@ impl Default for GalleryConfig {
             overlap_on_confident: false,
             transit_weight: 0.082,
             transit_horizon_s: 60,
-            same_camera_threshold: 0.69,
+            same_camera_margin: 0.05,
         }
     }
 }
@@ -175,21 +174,7 @@ impl Config for GalleryConfig {
         if self.crowd_reference == 0 {
             p.push("crowd_reference", "must be > 0");
         }
-        p.within(
-            "same_camera_threshold",
-            self.same_camera_threshold,
-            -1.0,
-            1.0,
-        );
-        if self.same_camera_threshold < self.match_threshold {
-            p.push(
-                "same_camera_threshold",
-                format!(
-                    "{} must be at least match_threshold ({})",
-                    self.same_camera_threshold, self.match_threshold
-                ),
-            );
-        }
+        p.within("same_camera_margin", self.same_camera_margin, 0.0, 1.0);
         if self.confident_threshold < self.match_threshold {
             p.push(
                 "confident_threshold",
@@ -342,15 +327,15 @@ impl Identity {
 
     /// How strongly `e`, seen on `camera`, matches this identity, on the
     /// cross-camera scale: the highest similarity to a prototype, a view
-    /// made on `camera` itself counting `same_camera_offset` less (see
-    /// [`GalleryConfig::same_camera_threshold`]).
-    pub fn evidence(&self, e: &Embedding, camera: &CameraId, same_camera_offset: f32) -> f32 {
+    /// made on `camera` itself counting `same_camera_margin` less (see
+    /// [`GalleryConfig::same_camera_margin`]).
+    pub fn evidence(&self, e: &Embedding, camera: &CameraId, same_camera_margin: f32) -> f32 {
         self.prototypes
             .iter()
             .map(|p| {
                 let s = p.embedding.cosine(e);
                 if p.camera.as_ref() == Some(camera) {
-                    s - same_camera_offset
+                    s - same_camera_margin
                 } else {
                     s
                 }
@@ -810,7 +795,7 @@ impl Gallery {
         let confident = self.config.confident_threshold;
         let relevant =
             self.config.match_threshold - self.config.ambiguity_margin - self.config.transit_weight;
-        let offset = self.same_camera_offset();
+        let offset = self.config.same_camera_margin;
         let mut witness: Option<(IdentityId, f32)> = None;
         // (index, score, similarity)
         let allowed: Vec<(usize, f32, f32)> = self
@@ -864,7 +849,7 @@ impl Gallery {
     /// be given to `q` (None: allowed): what a decision weighed, for logs
     /// and diagnosis (not on the hot path).
     pub fn candidates(&self, q: &TrackQuery<'_>, n: usize) -> Vec<Candidate> {
-        let offset = self.same_camera_offset();
+        let offset = self.config.same_camera_margin;
         let mut all: Vec<Candidate> = self
             .identities
             .iter()
@@ -886,7 +871,7 @@ impl Gallery {
     /// Why identity `id` may not be given to `q` (None: allowed, or unknown id).
     pub fn exclusion(&self, id: IdentityId, q: &TrackQuery<'_>) -> Option<Excluded> {
         let ident = self.get(id)?;
-        let s = ident.evidence(q.embedding, q.camera, self.same_camera_offset());
+        let s = ident.evidence(q.embedding, q.camera, self.config.same_camera_margin);
         self.excluded(ident, q, s)
     }
 
@@ -1078,12 +1063,6 @@ impl Gallery {
         self.check(e, &model)?;
         self.fold(id, e, Some(camera));
         Ok(())
-    }
-
-    /// How much less a view made on a track's own camera counts (see
-    /// [`GalleryConfig::same_camera_threshold`]).
-    pub fn same_camera_offset(&self) -> f32 {
-        (self.config.same_camera_threshold - self.config.match_threshold).max(0.0)
     }
 
     fn fold(&mut self, id: IdentityId, e: &Embedding, camera: Option<&CameraId>) {

@@ -28,7 +28,7 @@ fn small() -> GalleryConfig {
         overlap_on_confident: false,
         transit_weight: 0.0,
         transit_horizon_s: 60,
-        same_camera_threshold: 0.9,
+        same_camera_margin: 0.0,
     }
 }
 
@@ -763,7 +763,7 @@ fn the_threshold_rises_with_the_crowd_a_track_is_compared_with() {
         crowd_reference: 10,
         max_identities: 1000,
         // One camera throughout: judged on the cross-camera scale here.
-        same_camera_threshold: 0.6,
+        same_camera_margin: 0.0,
         ..GalleryConfig::default()
     };
     let g = Gallery::new(cfg.clone()).expect("gallery");
@@ -1004,7 +1004,7 @@ fn prior_config(weight: f32) -> GalleryConfig {
         crowd_step: 0.0,
         transit_weight: weight,
         transit_horizon_s: 60,
-        same_camera_threshold: 0.6,
+        same_camera_margin: 0.0,
         ..GalleryConfig::default()
     }
 }
@@ -1067,13 +1067,13 @@ fn where_another_node_sees_an_identity_holds_it_and_times_its_transit() {
 /// A view made on the track's own camera must clear the same-camera bar;
 /// the same similarity to a view from another camera is a match. Two
 /// strangers on one camera share its angle and light, so at equal false
-/// matches the bar there is higher (`same_camera_threshold`).
+/// matches the bar there is higher (`same_camera_margin`).
 #[test]
 fn a_view_from_the_tracks_own_camera_needs_the_same_camera_bar() {
     let config = GalleryConfig {
         match_threshold: 0.6,
         confident_threshold: 0.9,
-        same_camera_threshold: 0.75,
+        same_camera_margin: 0.15,
         ambiguity_margin: 0.05,
         crowd_step: 0.0,
         transit_weight: 0.0,
@@ -1115,9 +1115,9 @@ fn a_view_from_the_tracks_own_camera_needs_the_same_camera_bar() {
         matches!(close, Assignment::Matched { id, .. } if id == ann),
         "{close:?}"
     );
-    // With the bar at match_threshold, one camera is judged as any other.
+    // With no margin, one camera is judged as any other.
     let (mut g, ann) = with_ann(&GalleryConfig {
-        same_camera_threshold: 0.6,
+        same_camera_margin: 0.0,
         ..config.clone()
     });
     let same = g.assign_track(&later(&q, &a)).expect("same");
@@ -1125,13 +1125,13 @@ fn a_view_from_the_tracks_own_camera_needs_the_same_camera_bar() {
         matches!(same, Assignment::Matched { id, .. } if id == ann),
         "{same:?}"
     );
-    // A bar below match_threshold is refused, by name.
+    // A negative margin is refused, by name.
     let err = Gallery::new(GalleryConfig {
-        same_camera_threshold: 0.5,
+        same_camera_margin: -0.1,
         ..config
     })
-    .expect_err("below match_threshold");
-    assert!(err.to_string().contains("same_camera_threshold"), "{err}");
+    .expect_err("negative margin");
+    assert!(err.to_string().contains("same_camera_margin"), "{err}");
 }
 
 /// Views keep the camera they were made on; merging views of two cameras
@@ -1141,7 +1141,7 @@ fn views_remember_their_camera_until_two_cameras_blend() {
     let config = GalleryConfig {
         match_threshold: 0.6,
         confident_threshold: 0.9,
-        same_camera_threshold: 0.75,
+        same_camera_margin: 0.15,
         prototype_merge: 0.95,
         max_prototypes: 2,
         crowd_step: 0.0,

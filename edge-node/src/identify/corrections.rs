@@ -190,6 +190,7 @@ mod tests {
         let cfg = GalleryConfig {
             match_threshold: 0.3,
             ambiguity_margin: 0.0,
+            same_camera_margin: 0.0,
             node_prefix: 1,
             ..GalleryConfig::default()
         };

@@ -101,6 +101,8 @@ fn a_track_that_minted_for_want_of_a_clear_view_joins_the_known_identity_its_lat
         match_threshold: 0.92,
         confident_threshold: 0.99,
         ambiguity_margin: 0.05,
+        // One camera throughout, colours for people: no same-camera margin.
+        same_camera_margin: 0.0,
         ..GalleryConfig::default()
     };
     let (mut id, metrics, _rec) = spawn(dir.path(), cfg, false, Some(Box::new(cluster)));

@@ -379,7 +379,9 @@ pub enum Assignment {
     Matched {
         /// The identity.
         id: IdentityId,
-        /// Cosine similarity to its closest prototype.
+        /// Cosine similarity to its closest prototype, on the cross-camera
+        /// scale ([`Identity::evidence`]: less `same_camera_margin` for a
+        /// view from the track's own camera).
         similarity: f32,
     },
     /// A new identity was minted.
@@ -795,7 +797,7 @@ impl Gallery {
         let confident = self.config.confident_threshold;
         let relevant =
             self.config.match_threshold - self.config.ambiguity_margin - self.config.transit_weight;
-        let offset = self.config.same_camera_margin;
+        let margin = self.config.same_camera_margin;
         let mut witness: Option<(IdentityId, f32)> = None;
         // (index, score, similarity)
         let allowed: Vec<(usize, f32, f32)> = self
@@ -806,7 +808,7 @@ impl Gallery {
                 if Some(ident.id) == skip {
                     return None;
                 }
-                let s = ident.evidence(q.embedding, q.camera, offset);
+                let s = ident.evidence(q.embedding, q.camera, margin);
                 match self.excluded(ident, q, s) {
                     None if s >= relevant => Some((k, s + self.transit_prior(ident, q), s)),
                     None => Some((k, s, s)),
@@ -849,12 +851,12 @@ impl Gallery {
     /// be given to `q` (None: allowed): what a decision weighed, for logs
     /// and diagnosis (not on the hot path).
     pub fn candidates(&self, q: &TrackQuery<'_>, n: usize) -> Vec<Candidate> {
-        let offset = self.config.same_camera_margin;
+        let margin = self.config.same_camera_margin;
         let mut all: Vec<Candidate> = self
             .identities
             .iter()
             .map(|i| {
-                let s = i.evidence(q.embedding, q.camera, offset);
+                let s = i.evidence(q.embedding, q.camera, margin);
                 Candidate {
                     id: i.id,
                     similarity: s,

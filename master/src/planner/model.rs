@@ -94,6 +94,13 @@ pub fn pair_rates<'a>(
     out
 }
 
+/// The fastest of `rates` (Mbit/s) that is a real rate, if any.
+fn fastest(rates: impl Iterator<Item = f64>) -> Option<f64> {
+    rates
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))
+}
+
 /// Re-ID crops per second per person in view (new and uncertain tracks).
 pub const REID_CROPS_PER_PERSON_S: f64 = 0.5;
 /// Bytes of one person crop sent for re-ID (a JPEG of about 100x250 pixels).
@@ -230,25 +237,18 @@ impl Mapped {
         // peer. A node that measured none yet (it just joined, or came
         // back from a partition) is taken at the median of the others, not
         // at the default: an unmeasured link must not look like the best one.
-        let fastest = |rates: &mut dyn Iterator<Item = f64>| {
-            rates
-                .filter(|r| r.is_finite() && *r > 0.0)
-                .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))
-        };
         let measured_access: Vec<Option<f64>> = usable
             .iter()
             .map(|n| {
-                let mut inbound = usable
+                let inbound = usable
                     .iter()
                     .filter(|v| v.node != n.node)
                     .flat_map(|v| v.links.iter().filter(|(to, _)| *to == n.node))
                     .map(|(_, r)| *r);
-                let mut outbound = n
-                    .links
-                    .iter()
+                let outbound = (n.links.iter())
                     .filter(|(to, _)| index.contains_key(to))
                     .map(|(_, r)| *r);
-                fastest(&mut inbound).or_else(|| fastest(&mut outbound))
+                fastest(inbound).or_else(|| fastest(outbound))
             })
             .collect();
         let mut known: Vec<f64> = measured_access.iter().flatten().copied().collect();

@@ -42,6 +42,30 @@ fn site() -> Vec<NodeView> {
     ]
 }
 
+fn id(s: &str) -> NodeId {
+    NodeId::new(s).unwrap()
+}
+
+/// A node computing `fps` (detection and re-ID) with measured `links`
+/// (peer, Mbit/s).
+fn linked(name: &str, fps: f64, links: &[(&str, f64)]) -> NodeView {
+    NodeView {
+        links: links.iter().map(|(n, r)| (id(n), *r)).collect(),
+        ..node(name, fps, fps)
+    }
+}
+
+/// `n` cameras like the testbed's (768x576 at 10 fps).
+fn testbed_cams(n: usize) -> Vec<SiteCamera> {
+    (0..n)
+        .map(|i| SiteCamera {
+            width: 768,
+            height: 576,
+            ..cam(&format!("cam{i}"), 10.0)
+        })
+        .collect()
+}
+
 fn count_on(out: &PlanOutput, n: &str) -> usize {
     out.streams.iter().filter(|s| s.node.as_str() == n).count()
 }
@@ -357,18 +381,7 @@ fn plan_output_round_trips_through_json() {
 /// time: the per-stream model kept such plans.)
 #[test]
 fn cameras_that_fill_a_nodes_link_are_moved_off_it() {
-    let id = |s: &str| NodeId::new(s).unwrap();
-    let linked = |name: &str, fps: f64, links: &[(&str, f64)]| NodeView {
-        links: links.iter().map(|(n, r)| (id(n), *r)).collect(),
-        ..node(name, fps, fps)
-    };
-    let cameras: Vec<SiteCamera> = (0..4)
-        .map(|i| SiteCamera {
-            width: 768,
-            height: 576,
-            ..cam(&format!("cam{i}"), 10.0)
-        })
-        .collect();
+    let cameras = testbed_cams(4);
     let mut nodes = vec![
         linked("fast", 90.0, &[("b", 2.8), ("c", 5.0)]),
         linked("b", 45.0, &[("fast", 0.5), ("c", 5.0)]),
@@ -409,11 +422,6 @@ fn cameras_that_fill_a_nodes_link_are_moved_off_it() {
 
 #[test]
 fn unpinned_cameras_go_to_nodes_whose_links_carry_them() {
-    let id = |s: &str| NodeId::new(s).unwrap();
-    let linked = |name: &str, fps: f64, links: &[(&str, f64)]| NodeView {
-        links: links.iter().map(|(n, r)| (id(n), *r)).collect(),
-        ..node(name, fps, fps)
-    };
     // The slow-linked node computes fastest: on compute alone it would
     // take the cameras.
     let mut nodes = vec![
@@ -421,13 +429,7 @@ fn unpinned_cameras_go_to_nodes_whose_links_carry_them() {
         linked("fast-b", 60.0, &[("fast-a", 20.0), ("slow", 5.0)]),
         linked("slow", 90.0, &[("fast-a", 5.0), ("fast-b", 5.0)]),
     ];
-    let cameras: Vec<SiteCamera> = (0..2)
-        .map(|i| SiteCamera {
-            width: 768,
-            height: 576,
-            ..cam(&format!("cam{i}"), 10.0)
-        })
-        .collect();
+    let cameras = testbed_cams(2);
     // The slow node ingests both now and measures them at 2.2 Mbit/s.
     nodes[2].camera_bitrates = cameras
         .iter()

@@ -83,6 +83,11 @@ pub struct EdgeConfig {
     /// something in it moves (and at least every `full_every_ms`).
     #[serde(default)]
     pub motion: crate::cameras::motion::MotionConfig,
+    /// Adaptive per-camera detection rates: when the detectors cannot keep
+    /// up, quiet cameras are detected less often than busy ones, each at
+    /// least `min_fps`, instead of frames being dropped.
+    #[serde(default)]
+    pub detection_rate: crate::cameras::rate::RateConfig,
     /// Cameras to ingest. At least one on a single node; none in a cluster
     /// (the master's plan assigns them).
     #[serde(default)]
@@ -434,6 +439,7 @@ impl EdgeConfig {
         p.nested("models.runtime", self.models.runtime.problems());
         p.nested("training", self.training.problems());
         p.nested("motion", self.motion.problems());
+        p.nested("detection_rate", self.detection_rate.problems());
         p.into_vec()
     }
 }

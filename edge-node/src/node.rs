@@ -235,6 +235,7 @@ pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
             metrics: Arc::clone(&node_metrics),
             settings: AnalysisSettings {
                 detection_interval: config.detection_interval,
+                rate: config.detection_rate.clone(),
             },
             control: in_cluster.then_some(control_rx),
             registry,

@@ -127,6 +127,18 @@ pub struct GalleryConfig {
     /// false matches and 0.769 for 0.1 %, against 0.637 and 0.719 across
     /// cameras (`vidar-edge eval reid`). 0 turns it off.
     pub same_camera_margin: f32,
+    /// Tracks a camera must have decided before a route into it that has
+    /// carried no match counts as unlikely. A candidate last seen on a
+    /// camera from which none of those tracks came (no match that cleared
+    /// `match_threshold` on appearance alone) is weighed as a transit far
+    /// from every learned one, -`transit_weight / 2`; the penalty shrinks
+    /// with each matched transit of the route and is gone once the pair has
+    /// the `transit_min_samples` that its transit prior needs. A camera
+    /// where people enter a site decides many tracks of strangers, and a
+    /// look-alike last seen where people leave is not taken for one of them
+    /// on appearance barely over the bar. 0 turns it off. Default 10:
+    /// measured in docs/benchmarks.md ("A route no match has taken").
+    pub unseen_route_after: usize,
 }
 
 impl Default for GalleryConfig {
@@ -149,6 +161,7 @@ impl Default for GalleryConfig {
             transit_weight: 0.082,
             transit_horizon_s: 60,
             same_camera_margin: 0.05,
+            unseen_route_after: 10,
         }
     }
 }
@@ -453,6 +466,10 @@ impl Transits {
     fn transits(&self) -> usize {
         self.confident.transits().count()
     }
+    /// Matches the route has carried, views overlapping or not.
+    fn matches(&self) -> usize {
+        self.matched.samples.len()
+    }
     /// Density of the pair's transits at `dt` (per ms), a Gaussian kernel
     /// estimate over the matched samples where the views did not overlap;
     /// `None` with fewer than `need` of them. Bandwidth: Silverman's rule,
@@ -540,6 +557,9 @@ pub struct Gallery {
     /// Learned transits, by camera left and then camera reached (looked up
     /// by reference on every candidate: no key is built per lookup).
     transits: HashMap<CameraId, HashMap<CameraId, Transits>>,
+    /// Tracks decided per camera (matched or minted): how much the absence
+    /// of a route into it says (see [`GalleryConfig::unseen_route_after`]).
+    decided: HashMap<CameraId, usize>,
 }
 
 const SEQ_BITS: u32 = 48;
@@ -561,6 +581,7 @@ impl Gallery {
             next_seq: 1,
             dim: None,
             transits: HashMap::new(),
+            decided: HashMap::new(),
         })
     }
 
@@ -748,7 +769,8 @@ impl Gallery {
     /// [`GalleryConfig::transit_weight`]). 0 when the prior is off, when the
     /// identity was last seen on `q`'s camera or is still on screen, and
     /// when that camera pair has learned fewer than `transit_min_samples`
-    /// transits.
+    /// transits, unless the pair is a route few matches have taken (see
+    /// [`GalleryConfig::unseen_route_after`]).
     pub fn transit_prior(&self, ident: &Identity, q: &TrackQuery<'_>) -> f32 {
         let w = self.config.transit_weight;
         if w <= 0.0 {
@@ -764,13 +786,13 @@ impl Gallery {
         if dt < 0 {
             return 0.0;
         }
-        let Some(density) = self
+        let route = self
             .transits
             .get(&last.camera)
-            .and_then(|m| m.get(q.camera))
-            .and_then(|t| t.density(dt, self.config.transit_min_samples))
+            .and_then(|m| m.get(q.camera));
+        let Some(density) = route.and_then(|t| t.density(dt, self.config.transit_min_samples))
         else {
-            return 0.0;
+            return self.unseen_route(route.map_or(0, Transits::matches), q.camera);
         };
         let horizon_ms = self.config.transit_horizon_s as f64 * 1000.0;
         let decades = (density * horizon_ms)
@@ -778,6 +800,21 @@ impl Gallery {
             .log10()
             .clamp(-MAX_PENALTY_DECADES, 1.0);
         w * decades as f32
+    }
+
+    /// What a candidate last seen on a camera whose route to `to` has
+    /// carried only `matches` matches loses (see
+    /// [`GalleryConfig::unseen_route_after`]): -`transit_weight / 2` for a
+    /// route never taken, shrinking to 0 at `transit_min_samples` matches;
+    /// 0 until `to` has decided `unseen_route_after` tracks.
+    fn unseen_route(&self, matches: usize, to: &CameraId) -> f32 {
+        let after = self.config.unseen_route_after;
+        let need = self.config.transit_min_samples.max(1);
+        if after == 0 || matches >= need || self.decided.get(to).copied().unwrap_or(0) < after {
+            return 0.0;
+        }
+        let unseen = (need - matches) as f32 / need as f32;
+        -self.config.transit_weight * MAX_PENALTY_DECADES as f32 * unseen
     }
 
     /// The closest allowed identity (see [`Found`]), and the identity `q`
@@ -885,6 +922,7 @@ impl Gallery {
         let model = self.model.clone();
         self.check(q.embedding, &model)?;
         let (found, witness) = self.scan(q, None);
+        *self.decided.entry(q.camera.clone()).or_default() += 1;
         if let Some(f) = found {
             let clear = f
                 .second

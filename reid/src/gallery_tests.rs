@@ -29,6 +29,7 @@ fn small() -> GalleryConfig {
         transit_weight: 0.0,
         transit_horizon_s: 60,
         same_camera_margin: 0.0,
+        unseen_route_after: 0,
     }
 }
 
@@ -932,6 +933,74 @@ fn matches_below_confident_teach_the_prior_but_not_the_hard_rules() {
     // Nothing is too soon: 1 s after leaving is allowed by the hard rules.
     let soon = track(&like_p, &b, 98, UnixMs(102_000), OPEN);
     assert_eq!(g.exclusion(p, &soon), None);
+}
+
+/// A camera where people enter decides many strangers' tracks, none of
+/// them someone last seen at the exit: a look-alike of such a person needs
+/// more than the bar there, less with each match the route carries.
+#[test]
+fn a_route_no_match_has_taken_needs_more_than_the_bar() {
+    let (entry, exit) = (cam("entry"), cam("exit"));
+    // P leaves the exit at 1 s; three strangers enter meanwhile.
+    let with_p = |after: usize| {
+        let config = GalleryConfig {
+            unseen_route_after: after,
+            ..prior_config(0.1)
+        };
+        let mut g = Gallery::new(config).expect("gallery");
+        let p = seen(&mut g, &axis(0, 0.0), &exit, 1, 0);
+        for k in 0..3 {
+            seen(
+                &mut g,
+                &axis(3 + k, 0.0),
+                &entry,
+                10 + k as u64,
+                2_000 * k as i64,
+            );
+        }
+        (g, p)
+    };
+    // 0.63 to P: over the 0.6 bar, under it plus half the weight (0.05).
+    let like_p = axis(0, 1.2327);
+    let at = |e, k, t| track(e, &entry, k, UnixMs(t), UnixMs(t + 1000));
+    let prior = |g: &Gallery, p, q: &TrackQuery<'_>| g.transit_prior(g.get(p).expect("p"), q);
+
+    let (mut g, p) = with_p(3);
+    let q = at(&like_p, 50, 60_000);
+    assert!((g.get(p).expect("p").similarity(&like_p) - 0.63).abs() < 0.005);
+    assert!(
+        (prior(&g, p, &q) + 0.05).abs() < 1e-6,
+        "{}",
+        prior(&g, p, &q)
+    );
+    let a = g.assign_track(&q).expect("assign");
+    assert!(matches!(a, Assignment::New { .. }), "{a:?}");
+    let (mut off, p) = with_p(0);
+    assert_eq!(
+        off.assign_track(&q).expect("assign").id(),
+        p,
+        "off: a match"
+    );
+    let (few, p) = with_p(4);
+    assert_eq!(
+        prior(&few, p, &q),
+        0.0,
+        "three tracks decided say too little"
+    );
+
+    // R returns from the exit to the entry, plainly: the route has carried
+    // one match of the three its prior needs.
+    let (mut g, p) = with_p(3);
+    let r = seen(&mut g, &axis(7, 0.0), &exit, 60, 100_000);
+    assert_eq!(seen(&mut g, &axis(7, 0.0), &entry, 61, 130_000), r);
+    let q = at(&like_p, 62, 200_000);
+    assert!(
+        (prior(&g, p, &q) + 0.05 * 2.0 / 3.0).abs() < 1e-6,
+        "{}",
+        prior(&g, p, &q)
+    );
+    // A candidate last seen on the track's own camera is not moved.
+    assert_eq!(prior(&g, r, &at(&like_p, 63, 300_000)), 0.0);
 }
 
 /// A person seen as `first` on `a` for 1 s from `t` ms (track `k`), then as

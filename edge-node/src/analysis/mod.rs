@@ -13,6 +13,7 @@ pub mod crop_policy;
 #[cfg(test)]
 mod tests;
 
+use crate::cameras::rate::{Counters, RateController};
 use crate::cameras::{CameraSlot, Control};
 use crate::detect_pool::{self, DetectPool, Done};
 use crate::identify::{Identifier, Job, TrackCrop};
@@ -30,8 +31,11 @@ use vidar_protocol::BBox;
 /// Settings of the loop.
 #[derive(Debug, Clone)]
 pub struct AnalysisSettings {
-    /// Run the detector on every Nth frame of each camera.
+    /// Run the detector on every Nth frame of each camera (the shortest
+    /// interval; adaptive rates lengthen it under load).
     pub detection_interval: u32,
+    /// Adaptive per-camera detection rates.
+    pub rate: crate::cameras::rate::RateConfig,
 }
 
 /// Everything the loop owns.
@@ -75,6 +79,8 @@ struct Scratch {
     next_camera: usize,
     /// Detector failures in a row.
     failures: u64,
+    /// Adaptive detection rates (set when the loop starts).
+    rates: Option<RateController>,
 }
 
 impl Analysis {
@@ -85,19 +91,28 @@ impl Analysis {
         stop: &vidar_runtime::Shutdown,
         board: &crate::telemetry::StatusBoard,
     ) {
-        let mut s = Scratch::default();
+        let mut s = Scratch {
+            rates: Some(RateController::new(
+                self.settings.rate.clone(),
+                self.settings.detection_interval,
+                self.detectors.threads(),
+            )),
+            ..Scratch::default()
+        };
         let mut published = Instant::now() - Duration::from_secs(2);
         self.publish_cameras();
         while !stop.is_triggered() {
             self.apply_controls();
             if published.elapsed() >= Duration::from_secs(1) {
+                let elapsed = published.elapsed();
                 published = Instant::now();
-                board.publish(
-                    self.cameras
-                        .iter()
-                        .map(|c| (c.source.camera().to_string(), c.source.status()))
-                        .collect(),
-                );
+                let statuses: Vec<_> = self
+                    .cameras
+                    .iter()
+                    .map(|c| (c.source.camera().to_string(), c.source.status()))
+                    .collect();
+                self.adapt_rates(&mut s, elapsed, &statuses);
+                board.publish(statuses);
             }
             let dispatched = self.dispatch(&mut s);
             let mut wait = if dispatched { Duration::ZERO } else { POLL };
@@ -109,6 +124,40 @@ impl Analysis {
             self.expire_long_tracks();
         }
         self.finish(&mut s);
+    }
+
+    /// One look of the adaptive detection rates (once a second), from the
+    /// streams' counters in `statuses` (one per camera, in order).
+    fn adapt_rates(
+        &mut self,
+        s: &mut Scratch,
+        elapsed: Duration,
+        statuses: &[(String, vidar_protocol::StreamStatus)],
+    ) {
+        let Some(rates) = s.rates.as_mut() else {
+            return;
+        };
+        rates.look(
+            elapsed,
+            self.cameras.iter_mut().zip(statuses).map(|(c, (_, st))| {
+                let now = Counters {
+                    frames: st.counters.frames,
+                    dropped: st.counters.dropped,
+                    detected: c.metrics.detected.load(Ordering::Relaxed),
+                    skipped: c.metrics.motion_skipped.load(Ordering::Relaxed),
+                    tracks: c.metrics.tracks.load(Ordering::Relaxed),
+                };
+                (&mut c.rate, now)
+            }),
+        );
+        for c in &self.cameras {
+            c.metrics
+                .detection_interval
+                .store(c.rate.interval, Ordering::Relaxed);
+        }
+        self.metrics
+            .detector_capacity
+            .set(rates.capacity().unwrap_or(0.0));
     }
 
     /// Hands the detectors what they can take now: the next due frame of every
@@ -129,7 +178,7 @@ impl Analysis {
         if idle == 0 {
             return false;
         }
-        let interval = u64::from(self.settings.detection_interval.max(1));
+        let base = u64::from(self.settings.detection_interval.max(1));
         let max = self.detectors.max_batch();
         let capacity = idle * max;
         s.ready.clear();
@@ -144,7 +193,7 @@ impl Analysis {
             if cam.in_flight > 0 {
                 continue;
             }
-            let Some(f) = cam.take_due(interval) else {
+            let Some(f) = cam.take_due(cam.rate.interval.max(base)) else {
                 continue;
             };
             s.ready.push((cam.key, f));
@@ -177,7 +226,7 @@ impl Analysis {
     /// Cameras take turns: the queued batch is not its running batch's
     /// cameras' by right, or one camera would keep a lone worker forever.
     fn queue_ahead(&mut self, s: &mut Scratch) -> bool {
-        let interval = u64::from(self.settings.detection_interval.max(1));
+        let base = u64::from(self.settings.detection_interval.max(1));
         let max = self.detectors.max_batch();
         let n = self.cameras.len();
         let mut any = false;
@@ -191,7 +240,7 @@ impl Analysis {
                 if !(mine || cam.in_flight == 0) {
                     continue;
                 }
-                if cam.skip_to_due(interval) {
+                if cam.skip_to_due(cam.rate.interval.max(base)) {
                     due += 1;
                 } else if mine {
                     behind = true;
@@ -208,7 +257,7 @@ impl Analysis {
                 if !(mine || cam.in_flight == 0) {
                     continue;
                 }
-                if let Some(f) = cam.take_due(interval) {
+                if let Some(f) = cam.take_due(cam.rate.interval.max(base)) {
                     batch.frames.push((cam.key, f));
                     if batch.frames.len() >= max {
                         s.next_camera = (i + 1) % n;
@@ -290,6 +339,12 @@ impl Analysis {
         if s.failures > 0 {
             tracing::info!(after = s.failures, "detection recovered");
             s.failures = 0;
+        }
+        if let Some(rates) = s.rates.as_mut() {
+            rates.ran(
+                batch.frames.len(),
+                timings.preprocess + timings.inference + timings.postprocess,
+            );
         }
         if timings.runs > 0 {
             self.metrics

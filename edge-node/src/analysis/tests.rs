@@ -48,7 +48,10 @@ impl FrameSource for Script {
     fn status(&self) -> StreamStatus {
         StreamStatus {
             state: StreamState::Streaming,
-            counters: Default::default(),
+            counters: vidar_protocol::StreamCounters {
+                frames: self.sent.load(Ordering::SeqCst),
+                ..Default::default()
+            },
             width: W,
             height: H,
             queue_depth: 0,
@@ -195,6 +198,7 @@ fn start_pool(
         metrics,
         settings: AnalysisSettings {
             detection_interval: interval,
+            rate: crate::cameras::rate::RateConfig::default(),
         },
         control: Some(control_rx),
         registry: Arc::clone(&registry),
@@ -532,3 +536,6 @@ fn motion_gating_detects_where_something_moves_and_keeps_still_people_tracked() 
     let tracks: std::collections::BTreeSet<_> = sightings.iter().map(|s| s.track).collect();
     assert_eq!(tracks.len(), 1, "{sightings:?}");
 }
+
+#[path = "rate_tests.rs"]
+mod rate;

@@ -7,6 +7,7 @@
 //! file [`Ingest`] in a node, frames built in memory in tests.
 
 pub mod motion;
+pub mod rate;
 
 use crate::sightings::OpenTrack;
 use crate::telemetry::CameraMetrics;
@@ -73,6 +74,9 @@ pub struct CameraSlot {
     /// A frame taken from the source and found due (and moving), not yet
     /// handed to a detector.
     pub(crate) due: Option<Frame>,
+    /// Its adaptive detection rate (`[detection_rate]`); interval 0 until
+    /// the controller's first look.
+    pub(crate) rate: rate::CameraRate,
 }
 
 impl CameraSlot {
@@ -85,9 +89,15 @@ impl CameraSlot {
     ) -> Result<Self> {
         let tracker = tracker.build(&())?;
         let camera = config.camera.clone();
+        // Frames read as fast as they decode, or never dropped, are all
+        // detected: adaptive rates are for sources that go on without us.
+        let live = vidar_pipeline::Source::parse(&config.source).is_ok_and(|s| s.is_live());
+        let fixed = config.queue_policy == vidar_pipeline::QueuePolicy::Block
+            || (!live && !config.realtime);
         let ingest = Ingest::start(config).with_context(|| format!("starting camera {camera}"))?;
         let mut slot = CameraSlot::new(Box::new(ingest), tracker);
         slot.gate = motion.gate(camera.as_str());
+        slot.rate.fixed = fixed;
         Ok(slot)
     }
 
@@ -106,6 +116,7 @@ impl CameraSlot {
             open: HashMap::new(),
             gate: None,
             due: None,
+            rate: rate::CameraRate::default(),
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct CameraMetrics {
     pub motion_share: F64Gauge,
     /// Confirmed tracks now.
     pub tracks: AtomicU64,
+    /// Its detection interval now (every Nth frame; `[detection_rate]`).
+    pub detection_interval: AtomicU64,
     /// Capture-to-result latency.
     pub latency: Histogram,
     /// Per-frame (stream time, result time) samples; zero capacity (off)
@@ -117,6 +119,8 @@ impl SampleRing {
 /// Node-wide metrics.
 #[derive(Debug, Default)]
 pub struct NodeMetrics {
+    /// Frames per second the detectors can take, as measured (0 until measured).
+    pub detector_capacity: F64Gauge,
     /// Detector inference time per run.
     pub inference: Histogram,
     /// Re-ID inference time per batch.

@@ -134,6 +134,11 @@ pub fn render_node(
         "Confirmed tracks in the latest analysed frame.",
         cameras(|m| m.tracks.load(Ordering::Relaxed)),
     )?;
+    f.gauges(
+        "vidar_detection_interval",
+        "The camera's detection interval now: every Nth frame (adaptive under load, [detection_rate]).",
+        cameras(|m| m.detection_interval.load(Ordering::Relaxed)),
+    )?;
     f.histograms(
         "vidar_capture_to_result_seconds",
         "Capture to analysis result latency.",
@@ -255,6 +260,11 @@ pub fn render_node(
     ] {
         f.counter(name, help, v.load(Ordering::Relaxed))?;
     }
+    f.gauge(
+        "vidar_detector_capacity_fps",
+        "Frames per second the detectors can take, as measured (0 until measured; [detection_rate]).",
+        nm.detector_capacity.get(),
+    )?;
     f.gauge(
         "vidar_gallery_identities",
         "Identities the re-ID gallery holds now.",

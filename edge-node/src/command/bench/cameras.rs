@@ -46,6 +46,7 @@ pub(super) fn run_vidar(
     port: u16,
     interval: u32,
     motion: Toggle,
+    adaptive: Toggle,
 ) -> Result<Figures> {
     let db = std::env::temp_dir().join(format!(
         "vidar-bench-cameras-{}-{interval}.db",
@@ -54,8 +55,10 @@ pub(super) fn run_vidar(
     let mut toml = format!(
         "node_id = \"bench\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
          detection_interval = {interval}\ninference_workers = {workers}\n{depth}[models.runtime]\nintra_threads = {threads}\n\
-         [detector]\nmax_batch = {max_batch}\n{precision}[embedder]\n{reid}[motion]\nenabled = {motion}\n",
+         [detector]\nmax_batch = {max_batch}\n{precision}[embedder]\n{reid}[motion]\nenabled = {motion}\n\
+         [detection_rate]\nadaptive = {adaptive}\n",
         motion = motion == Toggle::On,
+        adaptive = adaptive == Toggle::On,
         db = db.display(),
         precision = precision_line(args.precision.as_ref()),
         reid = precision_line(args.reid_precision.as_ref()),
@@ -237,22 +240,32 @@ pub fn cameras(args: CamerasBenchArgs) -> Result<()> {
     let mut rows = Vec::new();
     for &interval in &args.intervals {
         for &motion in &args.motion {
-            eprintln!(
-                "Vidar, detection interval {interval}, motion gating {motion:?}: {} s warm-up + {} s ...",
-                args.warmup, args.seconds
-            );
-            let f = run_vidar(&args, port, interval, motion)?;
-            eprintln!("  {:.1} frames/s, {} dropped", f.fps(), f.dropped);
-            let gated = if motion == Toggle::On {
-                ", motion-gated"
-            } else {
-                ""
-            };
-            rows.push((
-                format!("Vidar, one node, detection every {}{gated}", nth(interval)),
-                f,
-            ));
-            std::thread::sleep(Duration::from_secs(2));
+            for &adaptive in &args.adaptive {
+                eprintln!(
+                    "Vidar, detection interval {interval}, motion gating {motion:?}, adaptive rates {adaptive:?}: {} s warm-up + {} s ...",
+                    args.warmup, args.seconds
+                );
+                let f = run_vidar(&args, port, interval, motion, adaptive)?;
+                eprintln!("  {:.1} frames/s, {} dropped", f.fps(), f.dropped);
+                let gated = if motion == Toggle::On {
+                    ", motion-gated"
+                } else {
+                    ""
+                };
+                let adapted = if adaptive == Toggle::On {
+                    ", adaptive rates"
+                } else {
+                    ""
+                };
+                rows.push((
+                    format!(
+                        "Vidar, one node, detection every {}{gated}{adapted}",
+                        nth(interval)
+                    ),
+                    f,
+                ));
+                std::thread::sleep(Duration::from_secs(2));
+            }
         }
     }
     let reference = if args.no_reference {

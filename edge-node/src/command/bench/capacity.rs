@@ -229,6 +229,7 @@ fn probe(args: &CapacityBenchArgs, system: System, n: usize) -> Result<Probe> {
         warmup: args.warmup,
         intervals: vec![1],
         motion: vec![Toggle::Off],
+        adaptive: vec![Toggle::Off],
         threads: args.threads,
         max_batch: args.max_batch,
         workers: 0,
@@ -242,8 +243,12 @@ fn probe(args: &CapacityBenchArgs, system: System, n: usize) -> Result<Probe> {
     };
     let (camera, port) = start_camera(&base)?;
     let mut f: Figures = match system {
-        System::VidarFp32 | System::VidarInt8 => run_vidar(&base, port, 1, Toggle::Off)?,
-        System::VidarInt8Motion => run_vidar(&base, port, 1, Toggle::On)?,
+        // Every frame offered is detected (adaptive rates off): the
+        // capacity of detecting every frame, as the reference does.
+        System::VidarFp32 | System::VidarInt8 => {
+            run_vidar(&base, port, 1, Toggle::Off, Toggle::Off)?
+        }
+        System::VidarInt8Motion => run_vidar(&base, port, 1, Toggle::On, Toggle::Off)?,
         System::ReferenceFp32 | System::ReferenceInt8 => run_reference(&base, port)?,
     };
     drop(camera);

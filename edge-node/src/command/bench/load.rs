@@ -41,6 +41,11 @@ pub struct CamerasBenchArgs {
     /// in that order, for each interval).
     #[arg(long, value_delimiter = ',', default_value = "on")]
     pub motion: Vec<Toggle>,
+    /// Vidar runs with adaptive per-camera detection rates off and/or on
+    /// (`[detection_rate] adaptive`; `off,on`: both, in that order, for
+    /// each interval and motion setting).
+    #[arg(long, value_delimiter = ',', default_value = "on")]
+    pub adaptive: Vec<Toggle>,
     /// Vidar's ONNX Runtime intra-op threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,

@@ -125,7 +125,7 @@ fn run_pipeline(args: &PipelineBenchArgs) -> Result<PipelineRun> {
          [models.runtime]\nintra_threads = {threads}\n[detector]\nmodel = \"{model}\"\n\
          [[cameras]]\ncamera = \"bench\"\nsource = \"{video}\"\nrealtime = false\nloop_file = false\n\
          queue_policy = \"block\"\nqueue_capacity = 4\n\
-         [motion]\nenabled = false\n",
+         [motion]\nenabled = false\n[detection_rate]\nadaptive = false\n",
         db = db.display(),
         depth = args.depth,
         threads = args.threads,

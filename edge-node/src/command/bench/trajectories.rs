@@ -97,6 +97,9 @@ pub struct TrajectoriesBenchArgs {
     /// Motion-gated detection (`[motion] enabled`, the node's default: on).
     #[arg(long, value_enum, default_value = "on")]
     pub motion: super::cameras::Toggle,
+    /// Adaptive per-camera detection rates (`[detection_rate] adaptive`, the node's default: on).
+    #[arg(long, value_enum, default_value = "on")]
+    pub adaptive: super::cameras::Toggle,
 }
 
 /// One model's run.
@@ -215,8 +218,9 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
         node_toml.push_str(&format!("{} = {}\n", key.trim(), value.trim()));
     }
     node_toml.push_str(&format!(
-        "[motion]\nenabled = {}\n",
-        args.motion == super::cameras::Toggle::On
+        "[motion]\nenabled = {}\n[detection_rate]\nadaptive = {}\n",
+        args.motion == super::cameras::Toggle::On,
+        args.adaptive == super::cameras::Toggle::On
     ));
     let (start_ms, end_ms, detected_frames, recorded, unidentified, merges) = if args.nodes > 1 {
         let r = super::site::run(

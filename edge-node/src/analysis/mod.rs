@@ -142,7 +142,6 @@ impl Analysis {
             self.cameras.iter_mut().zip(statuses).map(|(c, (_, st))| {
                 let now = Counters {
                     frames: st.counters.frames,
-                    dropped: st.counters.dropped,
                     detected: c.metrics.detected.load(Ordering::Relaxed),
                     skipped: c.metrics.motion_skipped.load(Ordering::Relaxed),
                     tracks: c.metrics.tracks.load(Ordering::Relaxed),

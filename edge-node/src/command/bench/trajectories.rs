@@ -116,7 +116,26 @@ struct Run {
     unidentified_tracks: usize,
     /// Frames the detector ran on, per camera (offered: the ground truth's frames).
     detected_frames: Vec<(String, u64)>,
+    /// How each camera's frames fared (the node in this process only).
+    load: Vec<CameraLoad>,
     report: Report,
+}
+
+/// How one camera's frames fared in the node, whole run.
+#[derive(Debug, Serialize)]
+struct CameraLoad {
+    camera: String,
+    /// Frames decoded.
+    frames: u64,
+    /// Frames its queue dropped (analysis fell behind).
+    dropped: u64,
+    /// Frames analysed (detected, or tracked over).
+    analysed: u64,
+    /// Capture-to-result latency, ms (histogram quantiles).
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    /// Its detection interval at the end.
+    interval: u64,
 }
 
 /// The gallery threshold a model is run with: the calibrated default for
@@ -222,6 +241,7 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
         args.motion == super::cameras::Toggle::On,
         args.adaptive == super::cameras::Toggle::On
     ));
+    let mut load = Vec::new();
     let (start_ms, end_ms, detected_frames, recorded, unidentified, merges) = if args.nodes > 1 {
         let r = super::site::run(
             dir,
@@ -242,8 +262,9 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
         )
     } else {
         let db = dir.join("edge.db");
-        let ran = run_here(args, port, &db, &node_toml)?;
+        let mut ran = run_here(args, port, &db, &node_toml)?;
         drop(camera);
+        load = std::mem::take(&mut ran.load);
         let (recorded, unidentified) = super::site::sightings_of(&db, args.cameras, Ok)?;
         (
             ran.start_ms,
@@ -294,6 +315,7 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
         seconds: args.seconds - args.warmup,
         unidentified_tracks: unidentified,
         detected_frames,
+        load,
         report,
     })
 }
@@ -315,6 +337,7 @@ fn run_here(args: &TrajectoriesBenchArgs, port: u16, db: &Path, node_toml: &str)
     let built = node::build(&config)?;
     let cams = built.cameras.clone();
     let statuses = Arc::clone(&built.statuses);
+    let board = Arc::clone(&built.statuses);
     let stop = vidar_runtime::Shutdown::new();
     let st = stop.clone();
     let analysis = built.analysis;
@@ -332,6 +355,26 @@ fn run_here(args: &TrajectoriesBenchArgs, port: u16, db: &Path, node_toml: &str)
         .join()
         .map_err(|_| anyhow::anyhow!("analysis panicked"))?;
     drop(built.store);
+    let streams = board.snapshot();
+    let load = cams
+        .iter()
+        .map(|(c, m)| {
+            let counters = streams
+                .iter()
+                .find(|(name, _)| name.as_str() == c.as_str())
+                .map(|(_, s)| s.counters.clone())
+                .unwrap_or_default();
+            CameraLoad {
+                camera: c.to_string(),
+                frames: counters.frames,
+                dropped: counters.dropped,
+                analysed: m.analysed.load(Ordering::Relaxed),
+                latency_p50_ms: m.latency.quantile(0.5) * 1000.0,
+                latency_p99_ms: m.latency.quantile(0.99) * 1000.0,
+                interval: m.detection_interval.load(Ordering::Relaxed),
+            }
+        })
+        .collect();
     Ok(Ran {
         start_ms,
         end_ms,
@@ -339,6 +382,7 @@ fn run_here(args: &TrajectoriesBenchArgs, port: u16, db: &Path, node_toml: &str)
             .iter()
             .map(|(c, m)| (c.to_string(), m.detected.load(Ordering::Relaxed)))
             .collect(),
+        load,
     })
 }
 
@@ -348,6 +392,7 @@ struct Ran {
     start_ms: UnixMs,
     end_ms: UnixMs,
     detected: Vec<(String, u64)>,
+    load: Vec<CameraLoad>,
 }
 
 fn f(v: Option<f64>) -> String {

@@ -136,8 +136,11 @@ pub struct GalleryConfig {
     /// the `transit_min_samples` that its transit prior needs. A camera
     /// where people enter a site decides many tracks of strangers, and a
     /// look-alike last seen where people leave is not taken for one of them
-    /// on appearance barely over the bar. 0 turns it off. Default 10:
-    /// measured in docs/benchmarks.md ("A route no match has taken").
+    /// on appearance barely over the bar. 0 (the default) turns it off;
+    /// 10 is the value measured in docs/benchmarks.md ("A route no match
+    /// has taken"): better on a 30-person scene, worse on a 12-person one
+    /// (returning people are held back until the route has its first
+    /// matches), no better in all.
     pub unseen_route_after: usize,
 }
 
@@ -161,7 +164,7 @@ impl Default for GalleryConfig {
             transit_weight: 0.082,
             transit_horizon_s: 60,
             same_camera_margin: 0.05,
-            unseen_route_after: 10,
+            unseen_route_after: 0,
         }
     }
 }

@@ -198,7 +198,12 @@ fn start_pool(
         metrics,
         settings: AnalysisSettings {
             detection_interval: interval,
-            rate: crate::cameras::rate::RateConfig::default(),
+            // On (not the default), as `rate_tests` needs: it changes
+            // nothing where the fake detector keeps up.
+            rate: crate::cameras::rate::RateConfig {
+                adaptive: true,
+                ..crate::cameras::rate::RateConfig::default()
+            },
         },
         control: Some(control_rx),
         registry: Arc::clone(&registry),

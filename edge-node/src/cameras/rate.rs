@@ -47,7 +47,10 @@ use vidar_config::{Problem, Problems};
 #[serde(deny_unknown_fields, default)]
 pub struct RateConfig {
     /// Adapt each camera's detection interval to the detectors' measured
-    /// capacity. Default true.
+    /// capacity. Default false: on the composite scenes under overload it
+    /// detected fewer frames than letting the ingest queues drop the
+    /// oldest, and lost people (docs/benchmarks.md, "Adaptive per-camera
+    /// detection rates").
     pub adaptive: bool,
     /// The lowest detection rate a camera is brought to, frames per second
     /// (a camera configured slower keeps its own rate). Default 2.
@@ -60,7 +63,7 @@ pub struct RateConfig {
 impl Default for RateConfig {
     fn default() -> Self {
         RateConfig {
-            adaptive: true,
+            adaptive: false,
             min_fps: 2.0,
             utilisation: 0.9,
         }
@@ -391,7 +394,11 @@ mod tests {
     #[test]
     fn the_controller_slows_the_quiet_camera_when_the_detectors_fall_behind() {
         // One worker at 50 ms a frame: 20 frames/s; two 15 fps cameras.
-        let mut c = RateController::new(RateConfig::default(), 1, 1);
+        let on = RateConfig {
+            adaptive: true,
+            ..RateConfig::default()
+        };
+        let mut c = RateController::new(on.clone(), 1, 1);
         let (mut quiet, mut busy) = (CameraRate::default(), CameraRate::default());
         let sec = Duration::from_secs(1);
         let mut look = |c: &mut RateController, s: u64, frame_ms: u64| {

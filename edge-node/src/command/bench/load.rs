@@ -43,8 +43,8 @@ pub struct CamerasBenchArgs {
     pub motion: Vec<Toggle>,
     /// Vidar runs with adaptive per-camera detection rates off and/or on
     /// (`[detection_rate] adaptive`; `off,on`: both, in that order, for
-    /// each interval and motion setting).
-    #[arg(long, value_delimiter = ',', default_value = "on")]
+    /// each interval and motion setting; the node's default: off).
+    #[arg(long, value_delimiter = ',', default_value = "off")]
     pub adaptive: Vec<Toggle>,
     /// Vidar's ONNX Runtime intra-op threads (0 = one per core).
     #[arg(long, default_value_t = 0)]

@@ -97,8 +97,8 @@ pub struct TrajectoriesBenchArgs {
     /// Motion-gated detection (`[motion] enabled`, the node's default: on).
     #[arg(long, value_enum, default_value = "on")]
     pub motion: super::cameras::Toggle,
-    /// Adaptive per-camera detection rates (`[detection_rate] adaptive`, the node's default: on).
-    #[arg(long, value_enum, default_value = "on")]
+    /// Adaptive per-camera detection rates (`[detection_rate] adaptive`, the node's default: off).
+    #[arg(long, value_enum, default_value = "off")]
     pub adaptive: super::cameras::Toggle,
 }
 

@@ -362,7 +362,7 @@ fn run_here(args: &TrajectoriesBenchArgs, port: u16, db: &Path, node_toml: &str)
             let counters = streams
                 .iter()
                 .find(|(name, _)| name.as_str() == c.as_str())
-                .map(|(_, s)| s.counters.clone())
+                .map(|(_, s)| s.counters)
                 .unwrap_or_default();
             CameraLoad {
                 camera: c.to_string(),

@@ -925,7 +925,13 @@ impl Gallery {
         let model = self.model.clone();
         self.check(q.embedding, &model)?;
         let (found, witness) = self.scan(q, None);
-        *self.decided.entry(q.camera.clone()).or_default() += 1;
+        // Counted by reference: the camera's id is cloned once, not per track.
+        match self.decided.get_mut(q.camera) {
+            Some(n) => *n += 1,
+            None => {
+                self.decided.insert(q.camera.clone(), 1);
+            }
+        }
         if let Some(f) = found {
             let clear = f
                 .second

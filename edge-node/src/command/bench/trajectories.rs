@@ -337,7 +337,6 @@ fn run_here(args: &TrajectoriesBenchArgs, port: u16, db: &Path, node_toml: &str)
     let built = node::build(&config)?;
     let cams = built.cameras.clone();
     let statuses = Arc::clone(&built.statuses);
-    let board = Arc::clone(&built.statuses);
     let stop = vidar_runtime::Shutdown::new();
     let st = stop.clone();
     let analysis = built.analysis;
@@ -355,7 +354,7 @@ fn run_here(args: &TrajectoriesBenchArgs, port: u16, db: &Path, node_toml: &str)
         .join()
         .map_err(|_| anyhow::anyhow!("analysis panicked"))?;
     drop(built.store);
-    let streams = board.snapshot();
+    let streams = built.statuses.snapshot();
     let load = cams
         .iter()
         .map(|(c, m)| {

@@ -470,6 +470,7 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
             reason: "forged".into(),
             streams: Vec::new(),
             bandwidth: Vec::new(),
+            jobs: Vec::new(),
         };
         let mut wrong_version = vidar_protocol::encode(&plan).expect("encode");
         wrong_version[2] = 99; // a version this build does not speak

@@ -5,7 +5,10 @@
 //! its clients and reach each other only through it. So the master's ACL is
 //! where every node's rights are enforced, by name:
 //!
-//! - a node publishes only its own status, tiles and identities, holds only
+//! - a node publishes only its own status, tiles and identities, job items
+//!   only as their sender (`job/<receiver>/<sender>`) and job outputs only
+//!   under its own id (`jobout/<node>/<job>`), listens for job items sent
+//!   to it only (`job/<node>/*`), holds only
 //!   its own liveliness token, serves (and replies) only under its own id, and
 //!   asks re-ID and probes links only under keys that name it as the asker
 //!   (`reid/<server>/<asker>`, `probe/<target>/<asker>`);
@@ -93,7 +96,12 @@ pub(crate) fn master_acl(keys: &Keys, enrolled: &[NodeId]) -> Value {
         rules.push(
             json!({"id": r("publish"), "messages": ["put"], "flows": ["ingress"],
             "permission": "allow",
-            "key_exprs": [keys.status(n), format!("{p}/tile/{n}/*"), keys.identities(n)]}),
+            "key_exprs": [keys.status(n), format!("{p}/tile/{n}/*"), keys.identities(n),
+                          keys.job_from(n), format!("{p}/jobout/{n}/*")]}),
+        );
+        rules.push(
+            json!({"id": r("jobs-in"), "messages": ["declare_subscriber"], "flows": ["ingress"],
+            "permission": "allow", "key_exprs": [keys.job_to(n)]}),
         );
         rules.push(
             json!({"id": r("serve"), "messages": ["declare_queryable", "reply"],
@@ -111,7 +119,7 @@ pub(crate) fn master_acl(keys: &Keys, enrolled: &[NodeId]) -> Value {
             "flows": ["ingress"], "permission": "allow", "key_exprs": [keys.node_alive(n)]}));
         subjects.push(json!({"id": format!("node-{n}"), "cert_common_names": [n.as_str()]}));
         policies.push(json!({
-            "rules": [r("publish"), r("serve"), r("ask"), r("alive"), "node-listen".to_string(), "to-nodes".to_string()],
+            "rules": [r("publish"), r("jobs-in"), r("serve"), r("ask"), r("alive"), "node-listen".to_string(), "to-nodes".to_string()],
             "subjects": [format!("node-{n}")]
         }));
     }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod corrections;
 pub mod health;
 pub mod http;
+pub mod jobs;
 pub mod membership;
 pub mod merge_service;
 pub mod merges;
@@ -236,6 +237,8 @@ impl Master {
             wake: plan_wake_rx,
             every: Duration::from_secs_f64(config.plan_every_s),
             algorithm: config.plan_algorithm,
+            jobs: jobs::Book::new(config.jobs_dir()),
+            jobs_policy: config.jobs_policy,
             stop: stop.clone(),
         }
         .spawn()?;
@@ -311,6 +314,7 @@ impl Master {
             edge_silence: Default::default(),
             ui,
             models_dir: config.models_dir(),
+            jobs: jobs::Book::new(config.jobs_dir()),
         });
         let listener = std::net::TcpListener::bind(http_addr)
             .map_err(ioerr(format!("listening on http_addr {http_addr}")))?;

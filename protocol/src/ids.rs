@@ -106,6 +106,15 @@ string_id!(
     /// Identifies a camera (one video stream) across the cluster.
     CameraId
 );
+string_id!(
+    /// Identifies an analytics job (a DAG of stages, see
+    /// [`crate::messages::JobSpec`]) across the cluster.
+    JobId
+);
+string_id!(
+    /// Names a stage within one job.
+    StageId
+);
 
 /// A track within one camera's tracker (unique per camera and node run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

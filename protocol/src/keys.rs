@@ -21,6 +21,8 @@
 //! | `vidar/<site>/merges`             | [`Keys::merges`]        | put by the master                | [`MergeAnnounce`](crate::messages::MergeAnnounce) or [`Merges`](crate::messages::Merges) |
 //! | `vidar/<site>/tile/<node>/<cam>`  | [`Keys::tile`]          | put by the ingesting node, low rate | [`CameraTile`](crate::messages::CameraTile) |
 //! | `vidar/<site>/tile/*/*`           | [`Keys::tiles_all`]     | subscription (master UI)         |                                     |
+//! | `vidar/<site>/job/<node>/<sender>` | [`Keys::job`]          | put by the node of a job stage's input; the receiver subscribes `job/<node>/*` | [`JobItem`](crate::messages::JobItem) |
+//! | `vidar/<site>/jobout/<node>/<job>` | [`Keys::job_output`]   | put by a job's topic sink        | [`JobItem`](crate::messages::JobItem) |
 //!
 //! Payloads are [`crate::wire`] encodings; those on [`Keys::signed`] keys are
 //! wrapped in the master's signature (see `vidar-link`). Where one key carries several message
@@ -107,6 +109,37 @@ impl Keys {
     /// `vidar/<site>/alive/*`: every node's liveliness token.
     pub fn alive_all(&self) -> String {
         self.all(NodeKey::Alive)
+    }
+
+    /// `vidar/<site>/job/<to>/<from>`: job items `from` sends to `to`.
+    pub fn job(&self, to: &NodeId, from: &NodeId) -> String {
+        format!("{}/job/{to}/{from}", self.prefix)
+    }
+
+    /// `vidar/<site>/job/<to>/*`: every job item sent to `to`.
+    pub fn job_to(&self, to: &NodeId) -> String {
+        format!("{}/job/{to}/*", self.prefix)
+    }
+
+    /// `vidar/<site>/job/*/<from>`: every job item `from` may send.
+    pub fn job_from(&self, from: &NodeId) -> String {
+        format!("{}/job/*/{from}", self.prefix)
+    }
+
+    /// The sender named by a [`Keys::job`] key sent to `to`.
+    pub fn job_sender(&self, key: &str, to: &NodeId) -> Option<NodeId> {
+        let rest = key.strip_prefix(&format!("{}/job/{to}/", self.prefix))?;
+        NodeId::new(rest).ok()
+    }
+
+    /// `vidar/<site>/jobout/<node>/<job>`: a job's topic sink on `node`.
+    pub fn job_output(&self, node: &NodeId, job: &crate::JobId) -> String {
+        format!("{}/jobout/{node}/{job}", self.prefix)
+    }
+
+    /// `vidar/<site>/jobout/**`: every job output.
+    pub fn job_outputs_all(&self) -> String {
+        format!("{}/jobout/*/*", self.prefix)
     }
 
     /// `vidar/<site>/status/<node>`: where the node puts its `NodeStatus`.

@@ -37,7 +37,7 @@ pub mod time;
 pub mod wire;
 
 pub use geometry::BBox;
-pub use ids::{CameraId, IdError, IdentityId, NodeId, TrackId};
+pub use ids::{CameraId, IdError, IdentityId, JobId, NodeId, StageId, TrackId};
 pub use keys::{Keys, NodeKey};
 pub use stream::{StreamCounters, StreamState, StreamStatus};
 pub use time::UnixMs;

@@ -23,12 +23,15 @@
 //! | [`ModelRefresh`]     | master -> all      | `models()`                   | put on deploy and every 30 s, and get; signed |
 //! | [`ModelChunkRequest`]| edge -> master     | `model_files()`              | query              |
 //! | [`ModelChunk`]       | master -> edge     | `model_files()`              | reply              |
+//! | [`JobItem`]          | edge -> edge       | `job(receiver, sender)`      | put, at the flow's share |
+//! | [`JobItem`]          | edge -> integrators | `job_output(node, job)`     | put (a topic sink) |
 //!
 //! Times are milliseconds since the Unix epoch (UTC). This module owns the shapes
 //! and bounds of messages; it must not do I/O or know about zenoh.
 
 mod edge_to_edge;
 mod edge_to_master;
+pub mod jobs;
 mod master_to_edge;
 mod models;
 
@@ -39,6 +42,10 @@ pub use edge_to_edge::{
 pub use edge_to_master::{
     CameraLoad, CameraTile, LinkRate, NodeCapacity, NodeLoad, NodeStatus, QueryReply, SyncBatch,
     TileBox,
+};
+pub use jobs::{
+    DataKind, JobAssignment, JobCrop, JobData, JobFlow, JobFrame, JobItem, JobSpec, JobStage,
+    JobVector, SinkKind, StageKind, MAX_PLAN_JOBS,
 };
 pub use master_to_edge::{
     BandwidthShare, KeepApart, MergeAnnounce, Merges, Plan, QueryRequest, SplitAnnounce,

@@ -248,6 +248,30 @@ pub struct Correction {
     pub decided_ms: UnixMs,
 }
 
+/// What reached a job's `records` sink for one frame (see
+/// [`crate::messages::JobSpec`]): written by the sink's node, synced like
+/// every record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    /// The job.
+    pub job: crate::JobId,
+    /// The sink stage.
+    pub stage: crate::StageId,
+    /// The camera of the frame.
+    pub camera: CameraId,
+    /// The frame's capture time.
+    pub captured_ms: UnixMs,
+    /// The frame's position among those the job's source took, from 1.
+    pub item: u64,
+    /// What reached the sink.
+    pub kind: crate::messages::DataKind,
+    /// Per crop (or for the frame): box, track and values (none for crops).
+    pub items: Vec<crate::messages::JobVector>,
+}
+
+/// Most entries in one [`JobResult`].
+pub const MAX_JOB_RESULT_ITEMS: usize = crate::messages::jobs::MAX_JOB_ITEM_ENTRIES;
+
 /// Any record the store keeps, without its key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -266,6 +290,8 @@ pub enum Record {
     Merge(IdentityMerge),
     /// See [`Correction`].
     Correction(Correction),
+    /// See [`JobResult`].
+    JobResult(JobResult),
 }
 
 /// A record with its key: the unit of sync.
@@ -288,6 +314,7 @@ impl Record {
             Record::Snapshot(_) => "snapshot",
             Record::Merge(_) => "merge",
             Record::Correction(_) => "correction",
+            Record::JobResult(_) => "job_result",
         }
     }
 
@@ -359,6 +386,19 @@ impl Record {
                     return bad(reason);
                 }
             }
+            Record::JobResult(r) => {
+                if r.items.len() > MAX_JOB_RESULT_ITEMS {
+                    return bad(format!(
+                        "{} items, at most {MAX_JOB_RESULT_ITEMS} allowed",
+                        r.items.len()
+                    ));
+                }
+                for (k, v) in r.items.iter().enumerate() {
+                    if let Err(reason) = v.check(&format!("items[{k}]")) {
+                        return bad(reason);
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -373,6 +413,7 @@ impl Record {
             Record::Snapshot(s) => s.t_ms,
             Record::Merge(m) => m.decided_ms,
             Record::Correction(c) => c.decided_ms,
+            Record::JobResult(r) => r.captured_ms,
         }
     }
 

@@ -29,7 +29,7 @@ use serde::Serialize;
 use std::fmt;
 
 /// The version of the wire format this build speaks, carried in every header.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// The two bytes every Vidar payload starts with.
 pub const MAGIC: [u8; 2] = *b"VD";
 /// Length of the header in front of the postcard body, in bytes.
@@ -83,11 +83,13 @@ pub enum MessageKind {
     ModelChunkRequest = 20,
     /// [`crate::messages::ModelChunk`].
     ModelChunk = 21,
+    /// [`crate::messages::JobItem`].
+    JobItem = 22,
 }
 
 impl MessageKind {
     /// Every kind, in byte order.
-    pub const ALL: [MessageKind; 21] = [
+    pub const ALL: [MessageKind; 22] = [
         MessageKind::NodeStatus,
         MessageKind::Plan,
         MessageKind::ReidRequest,
@@ -109,6 +111,7 @@ impl MessageKind {
         MessageKind::ModelRefresh,
         MessageKind::ModelChunkRequest,
         MessageKind::ModelChunk,
+        MessageKind::JobItem,
     ];
 
     /// Stable name, for errors, logs and metrics labels.
@@ -135,6 +138,7 @@ impl MessageKind {
             MessageKind::ModelRefresh => "ModelRefresh",
             MessageKind::ModelChunkRequest => "ModelChunkRequest",
             MessageKind::ModelChunk => "ModelChunk",
+            MessageKind::JobItem => "JobItem",
         }
     }
 }
@@ -333,6 +337,7 @@ mod tests {
             reason: "node edge-2 joined".into(),
             streams: Vec::new(),
             bandwidth: Vec::new(),
+            jobs: Vec::new(),
         }
     }
 
@@ -346,8 +351,8 @@ mod tests {
     #[test]
     fn header_layout() {
         let bytes = encode(&plan()).expect("encodes");
-        assert_eq!(&bytes[..HEADER_LEN], &[b'V', b'D', 4, 0, 2]);
-        assert_eq!(peek(&bytes), Ok((4, MessageKind::Plan)));
+        assert_eq!(&bytes[..HEADER_LEN], &[b'V', b'D', 5, 0, 2]);
+        assert_eq!(peek(&bytes), Ok((5, MessageKind::Plan)));
     }
 
     #[test]
@@ -387,12 +392,12 @@ mod tests {
             e,
             DecodeError::UnsupportedVersion {
                 got: 1,
-                supported: 4
+                supported: 5
             }
         );
         assert_eq!(
             e.to_string(),
-            "protocol version 1 is not supported (this build speaks version 4); run the same Vidar release on every node"
+            "protocol version 1 is not supported (this build speaks version 5); run the same Vidar release on every node"
         );
         assert_eq!(peek(&bytes), Err(e));
     }
@@ -487,7 +492,7 @@ mod tests {
     #[test]
     fn huge_length_prefix_fails_without_allocating() {
         // A SyncBatch whose record vector claims u64::MAX / 2 elements.
-        let mut bytes = vec![b'V', b'D', 4, 0, MessageKind::SyncBatch as u8];
+        let mut bytes = vec![b'V', b'D', 5, 0, MessageKind::SyncBatch as u8];
         bytes.extend_from_slice(&[1, b'n']); // node "n"
         bytes.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]);
         assert!(matches!(err_of::<SyncBatch>(&bytes), DecodeError::Body(_)));
@@ -556,7 +561,7 @@ mod tests {
 
     /// A payload that skips `encode`'s validation, as a hostile sender would.
     fn postcard_with_header<T: Serialize>(kind: MessageKind, m: &T) -> Vec<u8> {
-        let mut out = vec![b'V', b'D', 4, 0, kind as u8];
+        let mut out = vec![b'V', b'D', 5, 0, kind as u8];
         out.extend(postcard::to_stdvec(m).expect("serialises"));
         out
     }

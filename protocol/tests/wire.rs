@@ -97,6 +97,7 @@ fn plan() -> Plan {
             to: node("edge-1"),
             bytes_per_s: 2_000_000,
         }],
+        jobs: Vec::new(),
     }
 }
 
@@ -238,6 +239,22 @@ fn records(n: &NodeId) -> Vec<KeyedRecord> {
                 decided_ms: UnixMs(1_700_000_000_500),
             }),
         },
+        KeyedRecord {
+            key: key(18),
+            record: Record::JobResult(JobResult {
+                job: vidar_protocol::JobId::new("attributes").expect("id"),
+                stage: vidar_protocol::StageId::new("out").expect("id"),
+                camera: cam("lobby"),
+                captured_ms: UnixMs(1_700_000_000_000),
+                item: 3,
+                kind: DataKind::Tensors,
+                items: vec![JobVector {
+                    bbox: None,
+                    track: Some(TrackId(2)),
+                    values: vec![0.25, -1.0],
+                }],
+            }),
+        },
     ]
 }
 
@@ -367,7 +384,79 @@ fn all_encoded() -> Vec<(MessageKind, Vec<u8>)> {
         enc(&model_refresh()),
         enc(&model_chunk_request()),
         enc(&model_chunk()),
+        enc(&job_item()),
     ]
+}
+
+fn job_spec() -> JobSpec {
+    let stage = |name: &str, kind: StageKind, input: Option<&str>| JobStage {
+        name: vidar_protocol::StageId::new(name).expect("id"),
+        kind,
+        input: input.map(|i| vidar_protocol::StageId::new(i).expect("id")),
+        camera: (kind == StageKind::Source).then(|| cam("lobby")),
+        model: (kind == StageKind::Onnx).then(|| "osnet-x0-25-msmt17".to_string()),
+        sink: (kind == StageKind::Sink).then_some(SinkKind::Records),
+    };
+    JobSpec {
+        id: vidar_protocol::JobId::new("attributes").expect("id"),
+        rate: 2.0,
+        stages: vec![
+            stage("cam", StageKind::Source, None),
+            stage("det", StageKind::Detect, Some("cam")),
+            stage("attr", StageKind::Onnx, Some("det")),
+            stage("out", StageKind::Sink, Some("attr")),
+        ],
+    }
+}
+
+fn plan_with_job() -> Plan {
+    Plan {
+        jobs: vec![JobAssignment {
+            spec: job_spec(),
+            nodes: vec![
+                node("edge-1"),
+                node("edge-2"),
+                node("edge-2"),
+                node("edge-1"),
+            ],
+            flows: vec![
+                JobFlow {
+                    to_stage: vidar_protocol::StageId::new("det").expect("id"),
+                    bytes_per_s: 500_000,
+                },
+                JobFlow {
+                    to_stage: vidar_protocol::StageId::new("out").expect("id"),
+                    bytes_per_s: 20_000,
+                },
+            ],
+            predicted_rate: 2.0,
+        }],
+        ..plan()
+    }
+}
+
+fn job_item() -> JobItem {
+    JobItem {
+        job: vidar_protocol::JobId::new("attributes").expect("id"),
+        to_stage: vidar_protocol::StageId::new("attr").expect("id"),
+        from: node("edge-2"),
+        camera: cam("lobby"),
+        seq: 12,
+        captured_ms: UnixMs(1_700_000_000_500),
+        data: JobData::Crops(vec![JobCrop {
+            bbox: BBox {
+                x: 1.0,
+                y: 2.0,
+                w: 30.0,
+                h: 80.0,
+            },
+            score: 0.9,
+            track: Some(TrackId(3)),
+            width: 30,
+            height: 80,
+            jpeg: vec![0xFF, 0xD8, 0xFF, 0xD9],
+        }]),
+    }
 }
 
 fn model_refresh() -> ModelRefresh {
@@ -577,6 +666,20 @@ fn every_message_round_trips() {
         parent: None,
         ..model_refresh()
     });
+    round_trip(plan_with_job());
+    round_trip(job_item());
+    // A plan whose job does not check is refused, naming the job and stage.
+    let mut bad = plan_with_job();
+    bad.jobs[0].spec.stages[2].model = None;
+    let e = encode(&bad).expect_err("invalid job").to_string();
+    assert!(
+        e.contains("jobs[0]: job attributes, stage attr (onnx): `model` is missing"),
+        "{e}"
+    );
+    let mut bad = plan_with_job();
+    bad.jobs[0].nodes.pop();
+    let e = encode(&bad).expect_err("stage without node").to_string();
+    assert!(e.contains("jobs[0].nodes: 3 entries for 4 stages"), "{e}");
     round_trip(model_chunk_request());
     round_trip(model_chunk());
     round_trip(ModelChunk {
@@ -817,7 +920,7 @@ proptest! {
         kind in proptest::sample::select(MessageKind::ALL.to_vec()),
         body in proptest::collection::vec(any::<u8>(), 0..512),
     ) {
-        let mut bytes = vec![b'V', b'D', 4, 0, kind as u8];
+        let mut bytes = vec![b'V', b'D', 5, 0, kind as u8];
         bytes.extend(body);
         let _ = decode_as_everything(&bytes);
     }

@@ -55,7 +55,7 @@ pub use reader::{IdentitySeen, Reader, Span, MAX_CLUSTER, MAX_QUERY_ROWS, RECORD
 pub use record::Stored;
 pub use schema::{create_private_dir, Synchronous, APPLICATION_ID, SCHEMA_VERSION};
 pub use vidar_protocol::record::{
-    BoxPoint, CameraRecord, Correction, CorrectionAction, IdentityMerge, IdentityRecord,
+    BoxPoint, CameraRecord, Correction, CorrectionAction, IdentityMerge, IdentityRecord, JobResult,
     KeyedRecord, Record, RecordKey, Sighting, Snapshot, SplitScope, TimeRange, TrackRecord,
     MAX_ACTOR_LEN, MAX_EMBEDDING_DIM, MAX_NAME_LEN, MAX_PATH_POINTS, MAX_REASON_LEN,
     MAX_SIGHTING_SPAN_MS, MAX_SNAPSHOT_BYTES,

@@ -487,6 +487,37 @@ impl Reader {
         Ok(best.map(IdentityId))
     }
 
+    /// Job `job`'s results: how many there are, and the newest `limit`
+    /// (newest first).
+    pub fn job_results(
+        &self,
+        job: &vidar_protocol::JobId,
+        limit: usize,
+    ) -> Result<(u64, Vec<Stored<crate::record::JobResult>>), StoreError> {
+        let total: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM job_results WHERE job_id = ?1")
+            .and_then(|mut s| s.query_row(params![job.as_str()], |r| r.get(0)))
+            .map_err(self.err("counting job results"))?;
+        let sql = format!(
+            "SELECT {} FROM job_results WHERE job_id = ?1
+             ORDER BY captured_ms DESC, node_id, seq LIMIT ?2",
+            rows::JOB_RESULT_COLUMNS
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(self.err("preparing job results"))?;
+        let rows = stmt
+            .query_map(
+                params![job.as_str(), limit_sql(limit)],
+                rows::job_result_row,
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("querying job results"))?;
+        Ok((u64::try_from(total).unwrap_or(0), rows))
+    }
+
     /// The latest record of each camera (by node, then seq).
     pub fn cameras(&self) -> Result<Vec<Stored<CameraRecord>>, StoreError> {
         let sql = format!(

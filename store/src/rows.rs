@@ -6,13 +6,13 @@
 
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, Row};
-use vidar_protocol::{CameraId, IdentityId, NodeId, TrackId, UnixMs};
+use vidar_protocol::{CameraId, IdentityId, JobId, NodeId, StageId, TrackId, UnixMs};
 
 use crate::boxpath;
 use crate::error::InvalidRecord;
 use crate::record::{
-    CameraRecord, Correction, CorrectionAction, IdentityMerge, IdentityRecord, KeyedRecord, Record,
-    RecordKey, Sighting, Snapshot, SplitScope, Stored, TrackRecord,
+    CameraRecord, Correction, CorrectionAction, IdentityMerge, IdentityRecord, JobResult,
+    KeyedRecord, Record, RecordKey, Sighting, Snapshot, SplitScope, Stored, TrackRecord,
 };
 
 /// A validated record with its blob (box path or embedding) already encoded,
@@ -30,6 +30,10 @@ impl Prepared {
         let blob = match &record {
             Record::Sighting(s) => boxpath::encode(s.first_ms, &s.path),
             Record::Identity(i) => boxpath::encode_f32s(&i.embedding),
+            Record::JobResult(r) => serde_json::to_vec(&r.items).map_err(|e| InvalidRecord {
+                kind: "job_result",
+                reason: format!("items as JSON: {e}"),
+            })?,
             _ => Vec::new(),
         };
         Ok(Prepared { record, blob })
@@ -174,6 +178,54 @@ pub(crate) fn insert(
                 scope.as_str(),
             ])
         }
+        Record::JobResult(r) => conn
+            .prepare_cached(
+                "INSERT INTO job_results (node_id, seq, job_id, stage, camera_id, captured_ms, item, kind, items)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (node_id, seq) DO NOTHING",
+            )?
+            .execute(params![
+                n,
+                seq,
+                r.job.as_str(),
+                r.stage.as_str(),
+                r.camera.as_str(),
+                r.captured_ms,
+                i64::try_from(r.item).unwrap_or(i64::MAX),
+                r.kind.as_str(),
+                std::str::from_utf8(&p.blob).unwrap_or("[]"),
+            ]),
+    }
+}
+
+fn job_result(row: &Row<'_>) -> rusqlite::Result<JobResult> {
+    let text_at = |col: usize| -> rusqlite::Result<String> { row.get(col) };
+    let job = text_at(2)?;
+    let stage = text_at(3)?;
+    let kind = text_at(7)?;
+    let items = text_at(8)?;
+    let item: i64 = row.get(6)?;
+    Ok(JobResult {
+        job: JobId::new(&job).map_err(|e| bad(2, Type::Text, format!("job id {job:?}: {e}")))?,
+        stage: StageId::new(&stage)
+            .map_err(|e| bad(3, Type::Text, format!("stage {stage:?}: {e}")))?,
+        camera: camera_at(row, 4)?,
+        captured_ms: row.get(5)?,
+        item: u64::try_from(item).map_err(|_| bad(6, Type::Integer, format!("item {item}")))?,
+        kind: serde_json::from_value(serde_json::Value::String(kind.clone()))
+            .map_err(|e| bad(7, Type::Text, format!("kind {kind:?}: {e}")))?,
+        items: serde_json::from_str(&items)
+            .map_err(|e| bad(8, Type::Text, format!("items: {e}")))?,
+    })
+}
+
+/// Decodes a row selected with [`JOB_RESULT_COLUMNS`].
+pub(crate) fn job_result_row(row: &Row<'_>) -> rusqlite::Result<Stored<JobResult>> {
+    match decode("job_results", row)? {
+        KeyedRecord {
+            key,
+            record: Record::JobResult(value),
+        } => Ok(Stored { key, value }),
+        _ => Err(bad(0, Type::Null, "not a job result".into())),
     }
 }
 
@@ -191,7 +243,7 @@ pub(crate) struct Table {
 }
 
 /// Every record table, in a fixed order.
-pub(crate) const TABLES: [Table; 7] = [
+pub(crate) const TABLES: [Table; 8] = [
     Table {
         name: "cameras",
         size_expr: "length(name)",
@@ -242,7 +294,17 @@ pub(crate) const TABLES: [Table; 7] = [
         // The audit trail of who changed what: kept for good.
         prunable: false,
     },
+    Table {
+        name: "job_results",
+        size_expr: "length(items)",
+        columns: "node_id, seq, job_id, stage, camera_id, captured_ms, item, kind, items",
+        time_column: "captured_ms",
+        prunable: true,
+    },
 ];
+
+/// The column list of `job_results`.
+pub(crate) const JOB_RESULT_COLUMNS: &str = TABLES[7].columns;
 
 /// The column list of `sightings`, for queries that return sightings.
 pub(crate) const SIGHTING_COLUMNS: &str = TABLES[2].columns;
@@ -340,6 +402,7 @@ pub(crate) fn decode(table: &str, row: &Row<'_>) -> rusqlite::Result<KeyedRecord
             decided_ms: row.get(4)?,
         }),
         "corrections" => Record::Correction(correction(row)?),
+        "job_results" => Record::JobResult(job_result(row)?),
         other => return Err(bad(0, Type::Null, format!("no record table {other:?}"))),
     };
     Ok(KeyedRecord { key, record })

@@ -50,7 +50,31 @@ const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 const READER_CACHE_KIB: u32 = 8 * 1024;
 
 /// `MIGRATIONS[k]` takes the schema from version `k` to `k + 1`. Append only.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
+const MIGRATIONS: &[&str] = &[
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
+];
+
+/// Version 5: what reached the `records` sinks of analytics jobs, one row
+/// per frame (`items`: the JSON of its boxes, tracks and vectors).
+const MIGRATION_5: &str = "
+CREATE TABLE job_results (
+    node_id     TEXT NOT NULL,
+    seq         INTEGER NOT NULL CHECK (seq >= 1),
+    job_id      TEXT NOT NULL,
+    stage       TEXT NOT NULL,
+    camera_id   TEXT NOT NULL,
+    captured_ms INTEGER NOT NULL,
+    item        INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    items       TEXT NOT NULL,
+    PRIMARY KEY (node_id, seq)
+) STRICT;
+CREATE INDEX job_results_by_job ON job_results (job_id, captured_ms);
+";
 
 /// Version 4: a split moves one sighting or its whole track (`scope`); the
 /// view `split_pieces` lists, for every split in force, each sighting it

@@ -108,6 +108,14 @@ pub struct MasterConfig {
     /// the database.
     #[serde(default)]
     pub models_dir: Option<PathBuf>,
+    /// Analytics jobs (`vidar-master jobs ...`, `/api/jobs`): one job file
+    /// per job. Default `jobs` beside the database.
+    #[serde(default)]
+    pub jobs_dir: Option<PathBuf>,
+    /// How job stages are placed: `otfa` (default), or `otfs`, or a baseline
+    /// for testbed comparisons: `tp`, `lr`, `br` (ALGORITHMS.md section 2).
+    #[serde(default = "default_jobs_policy")]
+    pub jobs_policy: vidar_scheduler::ents::Policy,
     /// PEM certificate chain: with `tls_key`, the HTTP API and UI are served
     /// over HTTPS only. Default none (plain HTTP).
     #[serde(default)]
@@ -218,7 +226,22 @@ fn yes() -> bool {
     true
 }
 
+fn default_jobs_policy() -> vidar_scheduler::ents::Policy {
+    vidar_scheduler::ents::Policy::Otfa
+}
+
 impl MasterConfig {
+    /// The jobs' folder: `jobs_dir`, or `jobs` beside the database.
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.jobs_dir.clone().unwrap_or_else(|| {
+            self.database
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| std::path::Path::new("."))
+                .join("jobs")
+        })
+    }
+
     /// The model registry's folder: `models_dir`, or `models` beside the database.
     pub fn models_dir(&self) -> PathBuf {
         self.models_dir.clone().unwrap_or_else(|| {

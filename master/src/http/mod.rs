@@ -27,6 +27,7 @@ pub mod corrections;
 pub mod error;
 pub mod export;
 pub mod floor_plan;
+pub mod jobs;
 pub mod listen;
 pub mod metrics;
 pub mod middleware;
@@ -78,6 +79,9 @@ pub fn app(state: Arc<ApiContext>) -> Router {
         .route("/api/plan", get(cluster::plan))
         .route("/api/models", get(cluster::models))
         .route("/api/sync", post(cluster::sync_now))
+        .route("/api/jobs", get(jobs::list).post(jobs::submit))
+        .route("/api/jobs/{id}", axum::routing::delete(jobs::cancel))
+        .route("/api/jobs/{id}/results", get(jobs::results))
         .route("/api/me", get(pages::me))
         .route("/api/tiles", get(tiles::list))
         .route("/api/tiles/{file}", get(tiles::jpeg))

@@ -57,6 +57,8 @@ pub struct ApiContext {
     pub ui: UiState,
     /// The model registry's folder (`/api/models`).
     pub models_dir: PathBuf,
+    /// The job book (`jobs_dir`).
+    pub jobs: crate::jobs::Book,
 }
 
 impl ApiContext {

@@ -80,6 +80,19 @@ struct Shared {
     versions: AtomicU64,
     failures: AtomicU64,
     published: AtomicU64,
+    jobs: Mutex<JobsState>,
+}
+
+/// The jobs as the plan service last saw them: waiting ones with why, and
+/// job files it refused.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JobsState {
+    /// `(job, why)` of every job not placed.
+    pub waiting: Vec<(vidar_protocol::JobId, String)>,
+    /// `(file, why)` of every job file refused.
+    pub refused: Vec<(String, String)>,
+    /// The policy that places them.
+    pub policy: Option<vidar_scheduler::ents::Policy>,
 }
 
 /// A handle on the plan service: read the plan, change the cameras.
@@ -101,6 +114,7 @@ impl Plans {
                 versions: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
                 published: AtomicU64::new(0),
+                jobs: Mutex::new(JobsState::default()),
             }),
         }
     }
@@ -162,6 +176,19 @@ impl Plans {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+    }
+
+    /// The jobs not placed and the job files refused, as of the last replan.
+    pub fn jobs(&self) -> JobsState {
+        self.shared
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_jobs(&self, j: JobsState) {
+        *self.shared.jobs.lock().unwrap_or_else(|p| p.into_inner()) = j;
     }
 
     /// Counters since start.

@@ -113,6 +113,7 @@ pub(super) fn to_plan(out: &PlanOutput, version: u64, issued_ms: UnixMs) -> Plan
                 bytes_per_s: *b,
             })
             .collect(),
+        jobs: Vec::new(),
     }
 }
 
@@ -120,6 +121,23 @@ pub(super) fn to_plan(out: &PlanOutput, version: u64, issued_ms: UnixMs) -> Plan
 /// bandwidth share moved by more than [`SHARE_CHANGE`]).
 pub fn placement_changed(old: &Plan, new: &Plan) -> bool {
     if old.streams != new.streams || old.bandwidth.len() != new.bandwidth.len() {
+        return true;
+    }
+    let moved = |a: u64, b: u64| {
+        let (a, b) = (a as f64, b as f64);
+        (a - b).abs() > SHARE_CHANGE * a.max(b)
+    };
+    if old.jobs.len() != new.jobs.len()
+        || old.jobs.iter().zip(&new.jobs).any(|(o, n)| {
+            o.spec != n.spec
+                || o.nodes != n.nodes
+                || o.flows.len() != n.flows.len()
+                || o.flows
+                    .iter()
+                    .zip(&n.flows)
+                    .any(|(a, b)| a.to_stage != b.to_stage || moved(a.bytes_per_s, b.bytes_per_s))
+        })
+    {
         return true;
     }
     old.bandwidth
@@ -260,6 +278,7 @@ mod tests {
                     bytes_per_s: *b,
                 })
                 .collect(),
+            jobs: Vec::new(),
         }
     }
 

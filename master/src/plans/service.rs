@@ -43,6 +43,10 @@ pub struct PlanService {
     pub every: Duration,
     /// How cameras and re-ID are placed (`plan_algorithm`).
     pub algorithm: vidar_scheduler::jstsh::StreamAlgorithm,
+    /// The job book.
+    pub jobs: crate::jobs::Book,
+    /// How job stages are placed (`jobs_policy`).
+    pub jobs_policy: vidar_scheduler::ents::Policy,
     /// Triggered to stop the service (with a wake, see [`Plans::wake`]).
     pub stop: vidar_runtime::Shutdown,
 }
@@ -60,6 +64,10 @@ struct Loop {
     last_load_replan: Option<Instant>,
     warned_no_nodes: bool,
     seed: u64,
+    /// The job book's folder as last read, and what it held.
+    jobs_seen: Option<Vec<(String, u64, Option<std::time::SystemTime>)>>,
+    jobs: crate::jobs::Contents,
+    jobs_looked: Option<Instant>,
 }
 
 impl PlanService {
@@ -87,6 +95,9 @@ impl PlanService {
             last_load_replan: None,
             warned_no_nodes: false,
             seed: 0x5eed,
+            jobs_seen: None,
+            jobs: Default::default(),
+            jobs_looked: None,
         };
         let thread = std::thread::Builder::new()
             .name("vidar-plans".into())
@@ -179,6 +190,24 @@ impl Loop {
         }
         if let Some(reason) = self.svc.plans.take_request() {
             self.schedule(now, Duration::ZERO, reason);
+        }
+        if self
+            .jobs_looked
+            .is_none_or(|at| now.saturating_duration_since(at) >= REPUBLISH)
+        {
+            self.jobs_looked = Some(now);
+            let seen = self.svc.jobs.fingerprint();
+            if self.jobs_seen.as_ref() != Some(&seen) {
+                let first = self.jobs_seen.is_none();
+                self.jobs_seen = Some(seen);
+                self.jobs = self.svc.jobs.load();
+                for (file, why) in &self.jobs.refused {
+                    tracing::warn!(file, why, "job file refused");
+                }
+                if !first || !self.jobs.jobs.is_empty() {
+                    self.schedule(now, Duration::ZERO, "jobs changed".into());
+                }
+            }
         }
         let due = self
             .last_plan
@@ -275,7 +304,19 @@ impl Loop {
         let current = self.svc.plans.current();
         let prev_version = current.as_ref().map_or(0, |c| c.plan.version);
         let clock = UnixMs::now();
-        let candidate = to_plan(&out, prev_version, clock);
+        let mut candidate = to_plan(&out, prev_version, clock);
+        let specs: Vec<_> = self.jobs.jobs.values().cloned().collect();
+        let placed =
+            crate::jobs::place::place(&specs, &cameras, &views, &out, self.svc.jobs_policy);
+        for (job, why) in &placed.waiting {
+            tracing::debug!(%job, why, "job waiting");
+        }
+        candidate.jobs = placed.placed;
+        self.svc.plans.set_jobs(super::JobsState {
+            waiting: placed.waiting,
+            refused: self.jobs.refused.clone(),
+            policy: Some(self.svc.jobs_policy),
+        });
         let changed = current
             .as_ref()
             .is_none_or(|c| placement_changed(&c.plan, &candidate));
@@ -316,6 +357,7 @@ impl Loop {
             trigger,
             reason = %out.reason,
             streams = plan.streams.len(),
+            jobs = plan.jobs.len(),
             nodes = live_set.len(),
             cost = out.cost,
             "new plan"

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
 use super::{
-    check_len, check_text, MAX_BANDWIDTH_SHARES, MAX_BATCH_RECORDS, MAX_MERGES, MAX_PLAN_STREAMS,
-    MAX_SOURCE_LEN, MAX_TEXT_LEN,
+    check_len, check_text, MAX_BANDWIDTH_SHARES, MAX_BATCH_RECORDS, MAX_MERGES, MAX_PLAN_JOBS,
+    MAX_PLAN_STREAMS, MAX_SOURCE_LEN, MAX_TEXT_LEN,
 };
 use crate::record::{RecordKey, TimeRange};
 use crate::wire::{Message, MessageKind};
@@ -30,6 +30,13 @@ pub struct Plan {
     /// Bandwidth allotted between node pairs; each `(from, to)` at most once.
     #[serde(deserialize_with = "crate::bounded::vec::<_, _, MAX_BANDWIDTH_SHARES>")]
     pub bandwidth: Vec<BandwidthShare>,
+    /// Analytics jobs: where each stage runs and the shares of the inputs
+    /// that cross nodes (OTFA, see `vidar-master`'s `jobs`).
+    #[serde(
+        default,
+        deserialize_with = "crate::bounded::vec::<_, _, MAX_PLAN_JOBS>"
+    )]
+    pub jobs: Vec<super::JobAssignment>,
 }
 
 /// One camera's placement.
@@ -110,6 +117,17 @@ impl Message for Plan {
                     b.from, b.to
                 ));
             }
+        }
+        check_len("jobs", self.jobs.len(), MAX_PLAN_JOBS)?;
+        let mut ids = HashSet::new();
+        for (k, j) in self.jobs.iter().enumerate() {
+            if !ids.insert(&j.spec.id) {
+                return Err(format!(
+                    "jobs[{k}]: job {} is placed more than once",
+                    j.spec.id
+                ));
+            }
+            j.check(&format!("jobs[{k}]"))?;
         }
         Ok(())
     }

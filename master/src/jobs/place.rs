@@ -1,0 +1,350 @@
+//! Placing jobs on the live nodes with ENTS (`vidar_scheduler::ents`): OTFA
+//! by default, or `jobs_policy`. Pure: the same inputs give the same placement.
+//!
+//! # How jobs and camera streams share the site
+//! JSTSH places the cameras first (their ingest, detection, tracking and
+//! re-ID); jobs get what it leaves:
+//! - **Compute.** A node's capacity `PS_u` is counted in detector frames per
+//!   second (its profiled `detect_fps`), less the frames/s of the cameras
+//!   JSTSH gave it, but never below [`MIN_SPARE`] of it (a job on a full
+//!   node runs slowly, it is not refused).
+//! - **Memory.** `memory_mb`, less a detector if it ingests cameras and a
+//!   re-ID model if it serves re-ID.
+//! - **Links.** Every pair of live nodes is one direct link at the measured
+//!   end-to-end rate (the planner's [`pair_rates`]: through the router in
+//!   client mode, so no relaying through a third node is modelled, and
+//!   `k_paths = 1`), less the crop shares JSTSH gave that pair, but never
+//!   below [`MIN_SPARE`] of it.
+//! - **A job** is one ENTS job: its source node is where JSTSH ingests its
+//!   camera (the source stage always runs there; it is not an ENTS task), its
+//!   rate the lower of its own and the camera's. Each other stage is a task:
+//!   work per item in detector frames (`detect` 1, `onnx` on a frame 1, `reid`
+//!   and `onnx` per crop the site's median cost of a re-ID crop in detector
+//!   frames, `track` and `sink` a token [`LIGHT_WORK`]); bytes per item of
+//!   what its input produces ([`bytes_per_item`]).
+//!
+//! A job whose camera is not placed, or which the policy cannot place (no
+//! memory), waits, with why.
+
+use std::collections::BTreeMap;
+
+use vidar_protocol::messages::{DataKind, JobAssignment, JobFlow, JobSpec, StageKind};
+use vidar_protocol::{CameraId, JobId, NodeId};
+use vidar_scheduler::cluster::{Cluster, Link, Node};
+use vidar_scheduler::ents::{self, Job, JobInstance, Policy, Task, TaskInput};
+
+use crate::planner::{pair_rates, NodeView, PlanOutput, SiteCamera};
+use crate::planner::{DETECTOR_MEMORY_MB, REID_MEMORY_MB};
+
+/// Least share of a node's capacity, or of a link's rate, left to jobs.
+pub const MIN_SPARE: f64 = 0.1;
+/// Work per item of a tracker or a sink, detector frames.
+pub const LIGHT_WORK: f64 = 0.02;
+/// Bytes per pixel of a frame as a job carries it (JPEG at quality 80).
+pub const FRAME_JPEG_BYTES_PER_PIXEL: f64 = 0.2;
+/// Bytes of one person crop as a job carries it (JPEG at quality 80).
+pub const JOB_CROP_BYTES: f64 = 8_000.0;
+/// Memory of a light stage (tracker, sink), MiB.
+pub const LIGHT_MEMORY_MB: u64 = 16;
+const MIB: u64 = 1 << 20;
+
+/// What is placed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Placement {
+    /// The placed jobs.
+    pub placed: Vec<JobAssignment>,
+    /// Jobs not placed, with why.
+    pub waiting: Vec<(JobId, String)>,
+}
+
+/// Bytes per item of `kind` for a camera of `width x height` with `persons`
+/// people per frame; `output_values` for tensors.
+pub fn bytes_per_item(
+    kind: DataKind,
+    width: u32,
+    height: u32,
+    persons: f64,
+    output_values: usize,
+) -> f64 {
+    let persons = persons.max(0.5);
+    match kind {
+        DataKind::Frames => f64::from(width) * f64::from(height) * FRAME_JPEG_BYTES_PER_PIXEL,
+        DataKind::Crops | DataKind::Tracks => persons * JOB_CROP_BYTES,
+        DataKind::Embeddings => persons * (512.0 * 4.0 + 48.0),
+        DataKind::Tensors => persons * (output_values as f64 * 4.0 + 48.0),
+    }
+}
+
+fn sched_id(n: &NodeId) -> Result<vidar_scheduler::NodeId, String> {
+    vidar_scheduler::NodeId::new(n.as_str()).map_err(|e| e.to_string())
+}
+
+/// Places `jobs` (each checked) given the cameras, the live nodes and the
+/// stream plan in force, with `policy`.
+pub fn place(
+    jobs: &[JobSpec],
+    cameras: &[SiteCamera],
+    views: &[NodeView],
+    streams: &PlanOutput,
+    policy: Policy,
+) -> Placement {
+    let mut out = Placement::default();
+    if jobs.is_empty() {
+        return out;
+    }
+    if views.is_empty() {
+        out.waiting = jobs
+            .iter()
+            .map(|j| (j.id.clone(), "no live node".to_string()))
+            .collect();
+        return out;
+    }
+    let models = super::image_models().unwrap_or_default();
+    // The cluster: what JSTSH leaves.
+    let ingest: BTreeMap<&CameraId, &NodeId> = streams
+        .streams
+        .iter()
+        .map(|s| (&s.camera, &s.node))
+        .collect();
+    let fps_of: BTreeMap<&CameraId, &SiteCamera> = cameras.iter().map(|c| (&c.camera, c)).collect();
+    let mut nodes = Vec::new();
+    for v in views {
+        let used: f64 = streams
+            .streams
+            .iter()
+            .filter(|s| s.node == v.node)
+            .filter_map(|s| fps_of.get(&s.camera).map(|c| c.fps))
+            .sum();
+        let detect = v.detect_fps.max(0.1);
+        let capacity = (detect - used).max(MIN_SPARE * detect);
+        let mut mem_mb = v.memory_mb;
+        if used > 0.0 {
+            mem_mb = mem_mb.saturating_sub(DETECTOR_MEMORY_MB);
+        }
+        if v.reid_service {
+            mem_mb = mem_mb.saturating_sub(REID_MEMORY_MB);
+        }
+        let id = match sched_id(&v.node) {
+            Ok(id) => id,
+            Err(e) => {
+                out.waiting = jobs.iter().map(|j| (j.id.clone(), e.clone())).collect();
+                return out;
+            }
+        };
+        nodes.push(Node {
+            id,
+            capacity,
+            memory: mem_mb.max(64) * MIB,
+        });
+    }
+    let mut crop_bytes: BTreeMap<(NodeId, NodeId), f64> = BTreeMap::new();
+    for (a, b, bytes) in &streams.bandwidth {
+        let key = if a <= b {
+            (a.clone(), b.clone())
+        } else {
+            (b.clone(), a.clone())
+        };
+        *crop_bytes.entry(key).or_default() += *bytes as f64;
+    }
+    let mut links = Vec::new();
+    for ((a, b), mbit) in pair_rates(views) {
+        let rate = mbit * 1e6 / 8.0;
+        let used = crop_bytes
+            .get(&(a.clone(), b.clone()))
+            .copied()
+            .unwrap_or(0.0);
+        let (Ok(a), Ok(b)) = (sched_id(&a), sched_id(&b)) else {
+            continue;
+        };
+        links.push(Link {
+            a,
+            b,
+            bandwidth: (rate - used).max(MIN_SPARE * rate),
+        });
+    }
+    // A re-ID crop's cost in detector frames: the median over the nodes
+    // that profiled both.
+    let mut ratios: Vec<f64> = views
+        .iter()
+        .filter(|v| v.detect_fps > 0.0 && v.reid_crops_per_s > 0.0)
+        .map(|v| v.detect_fps / v.reid_crops_per_s)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let crop_cost = ratios.get(ratios.len() / 2).copied().unwrap_or(0.1);
+    // The jobs.
+    let mut ents_jobs = Vec::new();
+    let mut specs = Vec::new();
+    for spec in jobs {
+        let checked = match spec.check() {
+            Ok(c) => c,
+            Err(e) => {
+                out.waiting.push((spec.id.clone(), e));
+                continue;
+            }
+        };
+        let Some(camera) = spec.camera() else {
+            out.waiting
+                .push((spec.id.clone(), "no source camera".into()));
+            continue;
+        };
+        let Some(cam) = fps_of.get(camera) else {
+            out.waiting.push((
+                spec.id.clone(),
+                format!("camera {camera} is not one of the site's cameras"),
+            ));
+            continue;
+        };
+        let Some(&source) = ingest.get(camera) else {
+            out.waiting.push((
+                spec.id.clone(),
+                format!("camera {camera} is not ingested by any node yet"),
+            ));
+            continue;
+        };
+        let Ok(source_id) = sched_id(source) else {
+            continue;
+        };
+        let bytes = |kind: DataKind, model: Option<&String>| {
+            let values = model
+                .and_then(|m| models.get(m))
+                .map_or(512, |m| m.output_values);
+            bytes_per_item(kind, cam.width, cam.height, cam.persons, values)
+        };
+        let frame_bytes = bytes(DataKind::Frames, None);
+        // Bytes per item into each stage from its input.
+        let edge_bytes: Vec<f64> = checked
+            .inputs
+            .iter()
+            .map(|p| match p {
+                Some(p) if *p == checked.source => frame_bytes,
+                Some(p) => {
+                    checked.produces[*p].map_or(0.0, |k| bytes(k, spec.stages[*p].model.as_ref()))
+                }
+                None => 0.0,
+            })
+            .collect();
+        let mut tasks = Vec::new();
+        for (i, s) in spec.stages.iter().enumerate() {
+            if i == checked.source {
+                continue;
+            }
+            let per_crop = cam.persons.max(0.5) * crop_cost;
+            let (work, memory_mb) = match s.kind {
+                StageKind::Detect => (1.0, DETECTOR_MEMORY_MB),
+                StageKind::Reid => (per_crop, REID_MEMORY_MB),
+                StageKind::Onnx if checked.takes[i] == Some(DataKind::Frames) => {
+                    (1.0, REID_MEMORY_MB)
+                }
+                StageKind::Onnx => (per_crop, REID_MEMORY_MB),
+                StageKind::Track | StageKind::Sink | StageKind::Source => {
+                    (LIGHT_WORK, LIGHT_MEMORY_MB)
+                }
+            };
+            let inputs = match checked.inputs[i] {
+                Some(p) if p != checked.source => vec![TaskInput {
+                    from: spec.stages[p].name.to_string(),
+                    bytes: edge_bytes[i],
+                }],
+                _ => Vec::new(),
+            };
+            tasks.push(Task {
+                name: s.name.to_string(),
+                work,
+                memory: memory_mb * MIB,
+                inputs,
+            });
+        }
+        ents_jobs.push(Job {
+            id: spec.id.to_string(),
+            source: source_id,
+            input_bytes: frame_bytes,
+            rate: spec.rate.min(cam.fps),
+            tasks,
+        });
+        specs.push((spec, checked, source.clone(), edge_bytes));
+    }
+    if ents_jobs.is_empty() {
+        return out;
+    }
+    let inst = JobInstance {
+        cluster: Cluster { nodes, links },
+        jobs: ents_jobs,
+        k_paths: 1,
+    };
+    let plan = match ents::solve(&inst, policy) {
+        Ok(p) => p,
+        Err(e) => {
+            for (spec, _, _, _) in &specs {
+                out.waiting.push((
+                    spec.id.clone(),
+                    format!("the {} scheduler: {e}", policy.name()),
+                ));
+            }
+            return out;
+        }
+    };
+    for w in &plan.waiting {
+        if let Ok(id) = JobId::new(w) {
+            out.waiting
+                .push((id, "no node has the memory its stages need".into()));
+        }
+    }
+    for p in &plan.placed {
+        let Some((spec, checked, source, edge_bytes)) =
+            specs.iter().find(|(s, _, _, _)| s.id.as_str() == p.job)
+        else {
+            continue;
+        };
+        let mut nodes = Vec::with_capacity(spec.stages.len());
+        for (i, s) in spec.stages.iter().enumerate() {
+            let node = if i == checked.source {
+                Some(source.clone())
+            } else {
+                p.tasks
+                    .get(s.name.as_str())
+                    .and_then(|n| NodeId::new(n.as_str()).ok())
+            };
+            match node {
+                Some(n) => nodes.push(n),
+                None => break,
+            }
+        }
+        if nodes.len() != spec.stages.len() {
+            out.waiting.push((
+                spec.id.clone(),
+                "the scheduler left a stage unplaced".into(),
+            ));
+            continue;
+        }
+        // A pair's share is split among the stage inputs crossing it in
+        // proportion to their bytes per item.
+        let mut flows = Vec::new();
+        for (i, s) in spec.stages.iter().enumerate() {
+            let Some(p_i) = checked.inputs[i] else {
+                continue;
+            };
+            if nodes[p_i] == nodes[i] {
+                continue;
+            }
+            let share = p
+                .flows
+                .iter()
+                .find(|f| {
+                    f.from.as_str() == nodes[p_i].as_str() && f.to.as_str() == nodes[i].as_str()
+                })
+                .filter(|f| f.bytes > 0.0)
+                .map_or(0.0, |f| f.bandwidth * edge_bytes[i] / f.bytes);
+            flows.push(JobFlow {
+                to_stage: s.name.clone(),
+                bytes_per_s: share.max(0.0) as u64,
+            });
+        }
+        out.placed.push(JobAssignment {
+            spec: (*spec).clone(),
+            nodes,
+            flows,
+            predicted_rate: p.throughput,
+        });
+    }
+    out
+}

@@ -1,0 +1,196 @@
+use super::place::{place, MIN_SPARE};
+use super::*;
+use crate::planner::{NodeView, Placed, PlanOutput, SiteCamera};
+use vidar_protocol::{CameraId, NodeId};
+use vidar_scheduler::ents::Policy;
+
+pub(crate) const ATTRIBUTES: &str = r#"
+id = "attributes"
+rate = 5.0
+[[stage]]
+name = "cam"
+kind = "source"
+camera = "cam-0"
+[[stage]]
+name = "det"
+kind = "detect"
+input = "cam"
+[[stage]]
+name = "attr"
+kind = "onnx"
+model = "osnet-x0-25-msmt17"
+input = "det"
+[[stage]]
+name = "out"
+kind = "sink"
+sink = "records"
+input = "attr"
+"#;
+
+fn id(s: &str) -> NodeId {
+    NodeId::new(s).expect("id")
+}
+
+fn view(node: &str, detect_fps: f64, links: &[(&str, f64)]) -> NodeView {
+    NodeView {
+        node: id(node),
+        cores: 4,
+        memory_mb: 4096,
+        detect_fps,
+        reid_crops_per_s: detect_fps * 10.0,
+        reid_service: true,
+        links: links.iter().map(|(n, r)| (id(n), *r)).collect(),
+        camera_bitrates: Vec::new(),
+    }
+}
+
+fn camera(c: &str) -> SiteCamera {
+    SiteCamera {
+        camera: CameraId::new(c).expect("id"),
+        source: "rtsp://x".into(),
+        fps: 15.0,
+        persons: 2.0,
+        width: 1280,
+        height: 720,
+        pinned: None,
+    }
+}
+
+fn streams(placed: &[(&str, &str)]) -> PlanOutput {
+    PlanOutput {
+        streams: placed
+            .iter()
+            .map(|(c, n)| Placed {
+                camera: CameraId::new(c).expect("id"),
+                source: "rtsp://x".into(),
+                node: id(n),
+                reid_node: id(n),
+            })
+            .collect(),
+        bandwidth: Vec::new(),
+        cost: 0.0,
+        predicted: Default::default(),
+        reason: String::new(),
+    }
+}
+
+#[test]
+fn submit_list_cancel_and_refusals_name_the_stage() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let book = Book::new(dir.path().join("jobs"));
+    assert!(book.load().jobs.is_empty());
+    let job = book.submit(ATTRIBUTES, "a.toml", false).expect("submitted");
+    assert_eq!(job.id.as_str(), "attributes");
+    assert_eq!(book.load().jobs.len(), 1);
+    let again = book.submit(ATTRIBUTES, "a.toml", false).unwrap_err();
+    assert!(again.contains("exists already"), "{again}");
+    book.submit(ATTRIBUTES, "a.toml", true).expect("replaced");
+    // Unknown model: refused, the stage named, nothing written.
+    let e = book
+        .submit(
+            &ATTRIBUTES
+                .replace("attributes", "other")
+                .replace("osnet-x0-25-msmt17\"", "no-such-model\""),
+            "b.toml",
+            false,
+        )
+        .unwrap_err();
+    assert!(
+        e.contains("stage attr (onnx): model \"no-such-model\" is not an image model"),
+        "{e}"
+    );
+    // The detector's post-processed model takes a uint8 NHWC tensor: an
+    // `onnx` stage cannot feed it crops, so it is not offered.
+    assert!(!image_models()
+        .expect("manifest")
+        .contains_key("ssd-mobilenet-v2-coco"));
+    assert_eq!(book.load().jobs.len(), 1);
+    // A hand-edited file under the wrong name is refused on load, with why.
+    std::fs::write(book.dir().join("wrong.toml"), ATTRIBUTES).expect("write");
+    let c = book.load();
+    assert_eq!(c.jobs.len(), 1);
+    assert!(
+        c.refused[0].1.contains("must be named <id>.toml"),
+        "{:?}",
+        c.refused
+    );
+    book.cancel("attributes").expect("cancelled");
+    assert!(book.cancel("attributes").unwrap_err().starts_with("no job"));
+}
+
+#[test]
+fn otfa_keeps_frames_off_a_slow_link_and_splits_shares_by_bytes() {
+    let job = parse(ATTRIBUTES, "job").expect("job");
+    // edge-1 ingests cam-0 and is nearly full; edge-2 is idle behind a fast
+    // link, edge-3 idle behind a slow one.
+    let views = [
+        view("edge-1", 16.0, &[("edge-2", 100.0), ("edge-3", 2.0)]),
+        view("edge-2", 40.0, &[("edge-1", 100.0), ("edge-3", 2.0)]),
+        view("edge-3", 40.0, &[("edge-1", 2.0), ("edge-2", 2.0)]),
+    ];
+    let cams = [camera("cam-0")];
+    let out = place(
+        std::slice::from_ref(&job),
+        &cams,
+        &views,
+        &streams(&[("cam-0", "edge-1")]),
+        Policy::Otfa,
+    );
+    assert!(out.waiting.is_empty(), "{:?}", out.waiting);
+    let a = &out.placed[0];
+    assert_eq!(
+        a.nodes[0],
+        id("edge-1"),
+        "the source runs where the camera is ingested"
+    );
+    assert_eq!(
+        a.nodes[1],
+        id("edge-2"),
+        "the detector goes to the idle node behind the fast link"
+    );
+    assert!(a.predicted_rate > 0.0 && a.predicted_rate <= 5.0);
+    for f in &a.flows {
+        let into = a.node_of(&f.to_stage).expect("stage");
+        assert_ne!(into, &id("edge-3"));
+        assert!(f.bytes_per_s > 0, "{f:?}");
+    }
+    // LR puts the whole job on one node: the one with the most free capacity.
+    let lr = place(
+        std::slice::from_ref(&job),
+        &cams,
+        &views,
+        &streams(&[("cam-0", "edge-1")]),
+        Policy::Lr,
+    );
+    let nodes = &lr.placed[0].nodes;
+    assert!(nodes[1..].iter().all(|n| n == &nodes[1]), "{nodes:?}");
+}
+
+#[test]
+fn a_job_waits_while_its_camera_is_not_ingested_and_spare_is_floored() {
+    let job = parse(ATTRIBUTES, "job").expect("job");
+    let views = [view("edge-1", 10.0, &[])];
+    let out = place(
+        std::slice::from_ref(&job),
+        &[camera("cam-0")],
+        &views,
+        &streams(&[]),
+        Policy::Otfa,
+    );
+    assert!(out.placed.is_empty());
+    assert!(
+        out.waiting[0].1.contains("not ingested"),
+        "{:?}",
+        out.waiting
+    );
+    // On a node whose cameras take all its detector, a job still runs, slowly.
+    let out = place(
+        std::slice::from_ref(&job),
+        &[camera("cam-0")],
+        &views,
+        &streams(&[("cam-0", "edge-1")]),
+        Policy::Otfa,
+    );
+    let rate = out.placed[0].predicted_rate;
+    assert!(rate > 0.0 && rate <= MIN_SPARE * 10.0 + 1e-9, "{rate}");
+}

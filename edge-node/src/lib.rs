@@ -25,6 +25,7 @@ pub mod command;
 pub mod config;
 pub mod detect_pool;
 pub mod identify;
+pub mod jobs;
 pub mod media;
 pub mod node;
 pub mod profiling;

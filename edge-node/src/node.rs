@@ -41,6 +41,8 @@ pub struct Built {
     pub registry: Arc<CameraRegistry>,
     /// The cluster side, not yet started (cluster mode only).
     pub cluster: Option<ClusterStart>,
+    /// Analytics jobs' taps and counters.
+    pub jobs: Arc<crate::jobs::Hub>,
 }
 
 /// What starting the cluster side needs from [`build`].
@@ -53,6 +55,7 @@ pub struct ClusterStart {
     tiles: Option<std::sync::mpsc::Receiver<crate::media::TileFrame>>,
     refresher: crate::refresh::Refresher,
     refresh: Option<vidar_protocol::messages::ModelRefresh>,
+    jobs: crate::jobs::stages::Builders,
 }
 
 impl Config for EdgeConfig {
@@ -220,7 +223,15 @@ pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
         tiles: tile_rx,
         refresher,
         refresh,
+        jobs: crate::jobs::stages::Builders {
+            factory: factory.clone(),
+            detector: config.detector.clone(),
+            embedder: config.embedder.clone(),
+            tracker: config.tracker.clone(),
+            recorder: recorder.share(),
+        },
     });
+    let jobs = Arc::new(crate::jobs::Hub::default());
     let registry = Arc::new(CameraRegistry::default());
     Ok(Built {
         registry: Arc::clone(&registry),
@@ -240,7 +251,9 @@ pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
             control: in_cluster.then_some(control_rx),
             registry,
             tiles: tile_sink,
+            jobs: Arc::clone(&jobs),
         },
+        jobs,
         statuses: Arc::new(StatusBoard::default()),
         cameras: cam_metrics,
         metrics: node_metrics,
@@ -334,6 +347,7 @@ pub fn run(config: EdgeConfig, shutdown: Shutdown, status_every_s: u64) -> Resul
         store,
         registry,
         cluster,
+        jobs: jobs_hub,
     } = match build_until(&config, &shutdown) {
         Ok(b) => b,
         // Stopped (SIGTERM) before the node was up: a clean exit.
@@ -350,6 +364,7 @@ pub fn run(config: EdgeConfig, shutdown: Shutdown, status_every_s: u64) -> Resul
     let node_id = config.node_id.clone();
     let reg = Arc::clone(&registry);
     let render_store_handle = store.clone();
+    let render_jobs = Arc::clone(&jobs_hub);
     let garbage = cluster
         .as_ref()
         .map(|c| (c.link.garbage(), c.link.refused_askers(), c.link.links()));
@@ -358,6 +373,7 @@ pub fn run(config: EdgeConfig, shutdown: Shutdown, status_every_s: u64) -> Resul
     metrics_exposition.collect(move |f| {
         render_node(f, &board, &reg.snapshot(), &nm)?;
         render_store(f, &render_store_handle)?;
+        render_jobs.render(f)?;
         if let Some((g, askers, links)) = &garbage {
             f.counter(
                 "vidar_link_probe_bytes",
@@ -440,6 +456,8 @@ pub fn run(config: EdgeConfig, shutdown: Shutdown, status_every_s: u64) -> Resul
                 metrics_addr: server.addr().to_string(),
                 refresher: c.refresher,
                 refresh: c.refresh,
+                jobs: c.jobs,
+                hub: Arc::clone(&jobs_hub),
             },
         )?),
         None => None,

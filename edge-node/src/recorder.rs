@@ -146,6 +146,11 @@ impl Recorder {
         }));
     }
 
+    /// Records what reached a job's `records` sink for one frame.
+    pub fn job_result(&self, r: vidar_store::JobResult) {
+        self.submit(Record::JobResult(r));
+    }
+
     /// Records a snapshot (JPEG) of an identity.
     pub fn snapshot(&self, id: IdentityId, camera: &CameraId, ms: UnixMs, jpeg: Vec<u8>) {
         self.submit(Record::Snapshot(Snapshot {

@@ -60,6 +60,8 @@ pub struct Analysis {
     pub registry: Arc<CameraRegistry>,
     /// Live tiles for the master's UI (cluster mode).
     pub tiles: Option<TileSink>,
+    /// Analytics jobs whose source is one of these cameras take frames here.
+    pub jobs: Arc<crate::jobs::Hub>,
 }
 
 /// How long the loop waits for a detector to finish when it has nothing else to do.
@@ -282,6 +284,7 @@ impl Analysis {
                 cam.metrics.latency.observe(frame.age());
                 cam.metrics.samples.record(frame.pts);
             }
+            self.jobs.offer(frame);
         }
         self.identify(&mut batch.frames, s);
         self.detectors.recycle(batch);

@@ -208,6 +208,7 @@ fn start_pool(
         control: Some(control_rx),
         registry: Arc::clone(&registry),
         tiles: None,
+        jobs: Default::default(),
     };
     let stop = vidar_runtime::Shutdown::new();
     let s = stop.clone();

@@ -39,6 +39,22 @@ impl TokenBucket {
         }
     }
 
+    /// Takes `bytes` at `now` if the bucket holds them, or holds a full
+    /// burst when `bytes` is more than a burst (the bucket then owes the
+    /// rest, repaid before anything else passes): items larger than a
+    /// second of the rate (frames on a slow flow) still pass, at the rate.
+    pub fn take_owing_at(&mut self, bytes: usize, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        if self.tokens >= (bytes as f64).min(self.burst) {
+            self.tokens -= bytes as f64;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Changes the rate, keeping the tokens already earned (up to the new burst).
     pub fn set_rate(&mut self, rate: u64) {
         self.rate = rate as f64;

@@ -96,6 +96,10 @@ pub struct Parts {
     pub refresher: crate::refresh::Refresher,
     /// The refresh running since start (restored), if any.
     pub refresh: Option<vidar_protocol::messages::ModelRefresh>,
+    /// What analytics jobs' stages are built from.
+    pub jobs: crate::jobs::stages::Builders,
+    /// Analytics jobs' taps and counters.
+    pub hub: Arc<crate::jobs::Hub>,
 }
 
 /// The running cluster side; dropping it leaves the cluster (the liveliness
@@ -112,6 +116,7 @@ pub struct Running {
     /// The model thread's inbox: `None` wakes it to stop.
     model_inbox: std::sync::mpsc::SyncSender<Option<ModelRefresh>>,
     link: Link,
+    jobs: Arc<crate::jobs::runtime::JobRuntime>,
 }
 
 impl std::fmt::Debug for Running {
@@ -131,6 +136,7 @@ impl Running {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        self.jobs.stop();
         let net = self.link.shared.link.clone();
         drop(self);
         net.close();
@@ -284,6 +290,24 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
         )?);
     }
 
+    // Analytics jobs: the stages the plan places here, and the items other
+    // nodes send them (checked against the plan by the runtime).
+    let jobs = Arc::new(crate::jobs::runtime::JobRuntime::new(
+        crate::jobs::worker::Ctx {
+            me: node.clone(),
+            link: shared.link.clone(),
+            hub: Arc::clone(&parts.hub),
+            builders: parts.jobs.clone(),
+        },
+    ));
+    {
+        let jobs = Arc::clone(&jobs);
+        subscriptions.push(net.subscribe(
+            &keys.job_to(&node),
+            move |key, item: vidar_protocol::messages::JobItem| jobs.receive(key, item),
+        )?);
+    }
+
     // Plans: newest version wins; handled on the plan thread (starting an
     // ingest takes a while and must not block zenoh's callback threads).
     let (plan_tx, plan_rx) = std::sync::mpsc::sync_channel::<Option<Plan>>(8);
@@ -342,6 +366,7 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
             control: parts.control.clone(),
             config: parts.config.clone(),
             recorder: parts.recorder.share(),
+            jobs: Arc::clone(&jobs),
         };
         threads.push(
             std::thread::Builder::new()
@@ -399,5 +424,6 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
         plan_inbox: plan_tx,
         model_inbox: model_tx,
         link,
+        jobs,
     })
 }

@@ -27,6 +27,8 @@ pub(super) struct PlanFollower {
     pub(super) control: Sender<Control>,
     pub(super) config: EdgeConfig,
     pub(super) recorder: Recorder,
+    /// Analytics jobs' stages on this node.
+    pub(super) jobs: Arc<crate::jobs::runtime::JobRuntime>,
 }
 
 impl PlanFollower {
@@ -133,6 +135,7 @@ impl PlanFollower {
                 .iter()
                 .flat_map(|s| [&s.node, &s.reid_node])
                 .chain(plan.bandwidth.iter().flat_map(|b| [&b.from, &b.to]))
+                .chain(plan.jobs.iter().flat_map(|j| j.nodes.iter()))
                 .filter(|n| **n != me)
                 .cloned()
                 .collect();
@@ -156,7 +159,8 @@ impl PlanFollower {
         self.shared
             .plan_version
             .store(plan.version, Ordering::Relaxed);
-        tracing::info!(version = plan.version, cameras = mine.len(), reason = %plan.reason, "following plan");
+        self.jobs.apply(&plan);
+        tracing::info!(version = plan.version, cameras = mine.len(), jobs = plan.jobs.len(), reason = %plan.reason, "following plan");
     }
 
     /// Starts ingesting `camera` with the `[sharing.ingest]` template.

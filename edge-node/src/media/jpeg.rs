@@ -53,6 +53,31 @@ pub fn crop_jpeg(frame: &RgbFrame<'_>, b: &BBox, max_side: u32, quality: u8) -> 
     Some(out.into_inner())
 }
 
+/// Decodes a JPEG that says it is `width x height` (from another node):
+/// refused unless its header says the same size; the decoder's memory is
+/// capped to that size, so a small file claiming a huge image is refused
+/// before any pixel is allocated. The caller bounds the size.
+pub fn decode_jpeg(data: &[u8], width: u32, height: u32) -> Result<image::RgbImage, String> {
+    let (w, h) = vidar_protocol::messages::jpeg_size(data)
+        .ok_or_else(|| "not a JPEG: no frame header".to_string())?;
+    if (w, h) != (width, height) {
+        return Err(format!(
+            "the JPEG is {w}x{h}, the item says {width}x{height}"
+        ));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(width);
+    limits.max_image_height = Some(height);
+    // RGB output plus the decoder's own buffers.
+    limits.max_alloc = Some(u64::from(width) * u64::from(height) * 3 * 4 + (1 << 20));
+    let mut r =
+        image::ImageReader::with_format(std::io::Cursor::new(data), image::ImageFormat::Jpeg);
+    r.limits(limits);
+    r.decode()
+        .map(|i| i.to_rgb8())
+        .map_err(|e| format!("not a JPEG: {e}"))
+}
+
 /// Decodes a crop received from another node into RGB.
 ///
 /// A crop is decoded only when its declared size is at most
@@ -67,29 +92,7 @@ pub fn decode_crop(c: &WireCrop) -> Result<image::RgbImage, String> {
         ));
     }
     match c.encoding {
-        CropEncoding::Jpeg => {
-            let (w, h) = vidar_protocol::messages::jpeg_size(&c.data)
-                .ok_or_else(|| "not a JPEG: no frame header".to_string())?;
-            if (w, h) != (c.width, c.height) {
-                return Err(format!(
-                    "the JPEG is {w}x{h}, the crop says {}x{}",
-                    c.width, c.height
-                ));
-            }
-            let mut limits = image::Limits::default();
-            limits.max_image_width = Some(c.width);
-            limits.max_image_height = Some(c.height);
-            // RGB output plus the decoder's own buffers.
-            limits.max_alloc = Some(u64::from(c.width) * u64::from(c.height) * 3 * 4 + (1 << 20));
-            let mut r = image::ImageReader::with_format(
-                std::io::Cursor::new(&c.data[..]),
-                image::ImageFormat::Jpeg,
-            );
-            r.limits(limits);
-            r.decode()
-                .map(|i| i.to_rgb8())
-                .map_err(|e| format!("not a JPEG: {e}"))
-        }
+        CropEncoding::Jpeg => decode_jpeg(&c.data, c.width, c.height),
         CropEncoding::Rgb8 => image::RgbImage::from_raw(c.width, c.height, c.data.clone())
             .ok_or_else(|| {
                 format!(

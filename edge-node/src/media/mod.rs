@@ -4,5 +4,7 @@
 mod jpeg;
 mod tiles;
 
-pub use jpeg::{crop_jpeg, decode_crop, snapshot_jpeg, MAX_DECODED_SIDE, SNAPSHOT_MAX_SIDE};
+pub use jpeg::{
+    crop_jpeg, decode_crop, decode_jpeg, snapshot_jpeg, MAX_DECODED_SIDE, SNAPSHOT_MAX_SIDE,
+};
 pub use tiles::{TileFrame, TileSink, TILE_MAX_SIDE};

@@ -1,0 +1,42 @@
+use super::*;
+
+fn frame(camera: &str, ms: i64) -> Frame {
+    Frame::from_rgb(
+        CameraId::new(camera).expect("id"),
+        0,
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64),
+        4,
+        2,
+        vec![7u8; 4 * 2 * 3],
+    )
+    .expect("frame")
+}
+
+#[test]
+fn a_source_takes_a_frame_at_most_every_one_over_its_rate_and_never_blocks() {
+    let hub = Hub::default();
+    let (tx, rx) = std::sync::mpsc::sync_channel(2);
+    let job = JobId::new("j").expect("id");
+    hub.tap(&job, &CameraId::new("cam").expect("id"), 2.0, tx);
+    // 10 fps for 1 s: at 2 items/s, the frames at 0 and 500 ms are taken.
+    for k in 0..10 {
+        hub.offer(&frame("cam", 1_000 + k * 100));
+        hub.offer(&frame("other", 1_000 + k * 100));
+    }
+    let got: Vec<i64> = rx
+        .try_iter()
+        .map(|i| match i {
+            Input::Frame(f) => f.captured_ms,
+            Input::Remote(_) => -1,
+        })
+        .collect();
+    assert_eq!(got, vec![1_000, 1_500]);
+    // A full queue drops (and counts), it does not block the analysis loop.
+    for k in 0..6 {
+        hub.offer(&frame("cam", 3_000 + k * 500));
+    }
+    assert_eq!(hub.frames_dropped.load(Ordering::Relaxed), 4);
+    hub.untap(&job);
+    hub.offer(&frame("cam", 9_000));
+    assert_eq!(rx.try_iter().count(), 2);
+}

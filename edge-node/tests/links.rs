@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use vidar_protocol::NodeId;
 use vidar_testkit::http::get_status as http_get;
+use vidar_testkit::netns::{is_root, Namespace};
 use vidar_testkit::process::Proc;
 
 use vidar_testkit::VTEST;
@@ -25,114 +26,6 @@ const START: Duration = Duration::from_secs(120);
 
 fn bin(name: &str) -> PathBuf {
     vidar_testkit::process::sibling_bin(env!("CARGO_BIN_EXE_vidar-edge"), name)
-}
-
-/// Runs a command that must succeed.
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e} (iproute2 missing? run deploy/setup.sh)"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A network namespace joined to the host by a shaped veth pair; deleted
-/// (with its end of the pair) when dropped.
-struct Namespace {
-    name: String,
-    host_if: String,
-}
-
-impl Namespace {
-    fn create(tag: u32, host_ip: &str, ns_ip: &str, rate_mbit: f64) -> Namespace {
-        let name = format!("vidar-links-{tag}");
-        let ns = Namespace {
-            name: name.clone(),
-            host_if: format!("vl{tag}h"),
-        };
-        let ns_if = format!("vl{tag}n");
-        sh(&["ip", "netns", "add", &name]);
-        sh(&[
-            "ip",
-            "link",
-            "add",
-            &ns.host_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &ns_if,
-        ]);
-        sh(&["ip", "link", "set", &ns_if, "netns", &name]);
-        sh(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{host_ip}/30"),
-            "dev",
-            &ns.host_if,
-        ]);
-        sh(&["ip", "link", "set", &ns.host_if, "up"]);
-        let inside = |args: &[&str]| {
-            let mut all = vec!["ip", "netns", "exec", name.as_str()];
-            all.extend_from_slice(args);
-            sh(&all);
-        };
-        inside(&["ip", "addr", "add", &format!("{ns_ip}/30"), "dev", &ns_if]);
-        inside(&["ip", "link", "set", &ns_if, "up"]);
-        inside(&["ip", "link", "set", "lo", "up"]);
-        // Each way: a small bucket (one burst barely lifts a 64 KiB probe),
-        // and queueing rather than drops.
-        let rate = format!("{rate_mbit}mbit");
-        let tbf = [
-            "tbf",
-            "rate",
-            rate.as_str(),
-            "burst",
-            "5kb",
-            "latency",
-            "1s",
-        ];
-        let mut out = vec!["tc", "qdisc", "add", "dev", ns.host_if.as_str(), "root"];
-        out.extend_from_slice(&tbf);
-        sh(&out);
-        let mut back = vec!["tc", "qdisc", "add", "dev", ns_if.as_str(), "root"];
-        back.extend_from_slice(&tbf);
-        inside(&back);
-        ns
-    }
-
-    /// `program args...` run inside the namespace.
-    fn command(&self, program: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name])
-            .arg(program)
-            .args(args);
-        c
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_if])
-            .output();
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 fn edge_toml(id: &str, dir: &Path, metrics: &str, master: &str, site: &str) -> String {
@@ -159,7 +52,13 @@ fn probes_measure_a_shaped_link_through_the_router_and_the_master_plans_with_it(
     let tag = std::process::id() % 10_000;
     let subnet = format!("10.213.{}", tag % 64 * 4);
     let (host_ip, ns_ip) = (format!("{subnet}.1"), format!("{subnet}.2"));
-    let ns = Namespace::create(tag, &host_ip, &ns_ip, RATE_MBIT);
+    let ns = Namespace::create(
+        &format!("vidar-links-{tag}"),
+        &format!("vl{tag}"),
+        &host_ip,
+        &ns_ip,
+        RATE_MBIT,
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let site = format!("l{tag}");
     let ca = dir.path().join("ca");

@@ -18,12 +18,35 @@ pub fn get_status(port: u16, path: &str) -> Option<(u16, String)> {
 
 /// The status and body of `GET path` at `addr`, if it answered within 5 s.
 pub fn get_status_at(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    request_at(addr, "GET", path, "")
+}
+
+/// The status and body of `method path` with `body` on 127.0.0.1:`port`,
+/// if it answered within 5 s.
+pub fn request(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    request_at(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        method,
+        path,
+        body,
+    )
+}
+
+/// The status and body of `method path` with `body` at `addr`, if it
+/// answered within 5 s.
+pub fn request_at(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        addr.ip()
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        addr.ip(),
+        body.len()
     )
     .ok()?;
     let mut text = String::new();

@@ -12,6 +12,8 @@
 //! the one case [`process`] cannot cover, a process restarted on the port it
 //! had.
 //!
+//! [`netns`]: a network namespace behind a `tc`-shaped veth pair (root).
+//!
 //! [`fakes`] (feature `fakes`): a detector and an embedder that run on synthetic frames without
 //! ONNX Runtime, so the edge node's core (analysis loop, re-ID worker,
 //! recorder) is tested in milliseconds. They are honest stand-ins, not
@@ -21,6 +23,7 @@
 
 #[cfg(feature = "fakes")]
 pub mod fakes;
+pub mod netns;
 
 /// OpenCV's sample street video (Debian package opencv-doc), the real scene
 /// the multi-process tests stream.

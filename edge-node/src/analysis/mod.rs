@@ -103,6 +103,9 @@ impl Analysis {
             ..Scratch::default()
         };
         let mut published = Instant::now() - Duration::from_secs(2);
+        for cam in &mut self.cameras {
+            cam.jobs = Some(Arc::clone(&self.jobs));
+        }
         self.publish_cameras();
         while !stop.is_triggered() {
             self.apply_controls();
@@ -384,7 +387,9 @@ impl Analysis {
                         self.retire(k);
                     }
                     tracing::info!(camera = %camera, "camera added");
-                    self.cameras.push(*slot);
+                    let mut slot = *slot;
+                    slot.jobs = Some(Arc::clone(&self.jobs));
+                    self.cameras.push(slot);
                 }
                 Control::Remove(camera) => {
                     if let Some(k) = self.position(&camera) {

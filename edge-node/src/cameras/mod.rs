@@ -77,6 +77,9 @@ pub struct CameraSlot {
     /// Its adaptive detection rate (`[detection_rate]`); interval 0 until
     /// the controller's first look.
     pub(crate) rate: rate::CameraRate,
+    /// Analytics jobs: the frames the detector skips are offered here too
+    /// (set by the analysis loop).
+    pub(crate) jobs: Option<Arc<crate::jobs::Hub>>,
 }
 
 impl CameraSlot {
@@ -117,6 +120,7 @@ impl CameraSlot {
             gate: None,
             due: None,
             rate: rate::CameraRate::default(),
+            jobs: None,
         }
     }
 }
@@ -157,6 +161,9 @@ impl CameraSlot {
             self.metrics.analysed.fetch_add(1, Ordering::Relaxed);
             self.metrics.latency.observe(f.age());
             self.metrics.samples.record(f.pts);
+            if let Some(jobs) = &self.jobs {
+                jobs.offer(&f);
+            }
         }
     }
 

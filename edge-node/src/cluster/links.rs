@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vidar_protocol::messages::{LinkRate, MAX_PROBE_BYTES};
 use vidar_protocol::NodeId;
@@ -107,6 +107,13 @@ impl PeerLink {
     /// so a link faster than [`MAX_PROBE`] bytes in it is reported at that
     /// floor (about 210 Mbit/s), ample for any plan.
     pub fn observe(&mut self, rtt: Duration, padded: Duration, bytes: usize) {
+        self.observe_sharing(rtt, padded, bytes, 0);
+    }
+
+    /// [`PeerLink::observe`], when `also` bytes of this node's own other
+    /// traffic (its jobs' flows) left by the same link while the probe was
+    /// timed: they count toward the rate, not toward the next probe's size.
+    pub fn observe_sharing(&mut self, rtt: Duration, padded: Duration, bytes: usize, also: usize) {
         self.failures = 0;
         self.rtt_ms = Some(smooth(self.rtt_ms, rtt.as_secs_f64() * 1000.0));
         let base = self
@@ -114,7 +121,7 @@ impl PeerLink {
             .map_or(rtt, |b| rtt.min(b.mul_f64(BASE_DRIFT)));
         self.base_rtt = Some(base);
         let transfer = padded.saturating_sub(base).max(SHORT / 4);
-        let sample = bytes as f64 / transfer.as_secs_f64();
+        let sample = bytes.saturating_add(also) as f64 / transfer.as_secs_f64();
         self.rate = Some(smooth(self.rate, sample));
         self.size = if transfer > LONG {
             (bytes / 2).max(MIN_PROBE)
@@ -167,6 +174,11 @@ pub struct LinkTable {
     peers: Mutex<BTreeMap<NodeId, PeerLink>>,
     /// Bytes of probes sent: padding plus [`PROBE_OVERHEAD`] a probe.
     sent: AtomicU64,
+    /// Bytes this node's analytics jobs sent to other nodes. They leave by
+    /// the same link as a probe: what they sent while a probe was timed is
+    /// added to the probe's bytes, so a link a job fills still reads at
+    /// its rate (as a camera's bitrate is added back for ingest).
+    pub(crate) job_bytes: Arc<AtomicU64>,
 }
 
 /// Bytes a probe is counted for besides its padding (header, ids, seq:
@@ -229,6 +241,14 @@ mod tests {
         let mut l = PeerLink::default();
         // 64 KiB in 100 ms over a 10 ms path.
         l.observe(ms(10), ms(110), FIRST_PROBE);
+        // A job's flow that left meanwhile counts toward the rate, not the size.
+        let mut shared = PeerLink::default();
+        shared.observe_sharing(ms(10), ms(110), FIRST_PROBE, FIRST_PROBE);
+        let mut alone = PeerLink::default();
+        alone.observe(ms(10), ms(110), FIRST_PROBE);
+        let (s, a) = (shared.rate.expect("rate"), alone.rate.expect("rate"));
+        assert!((s / a - 2.0).abs() < 1e-9, "{s} vs {a}");
+        assert_eq!(shared.size, alone.size);
         assert_eq!(l.base_rtt, Some(ms(10)));
         let clear = l.rate.expect("rate");
         // The empty probe waited 60 ms behind other traffic that was gone

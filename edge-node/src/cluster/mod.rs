@@ -298,6 +298,7 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
             link: shared.link.clone(),
             hub: Arc::clone(&parts.hub),
             builders: parts.jobs.clone(),
+            sent: Arc::clone(&shared.links.job_bytes),
         },
     ));
     {

@@ -66,47 +66,58 @@ pub(super) fn run(sh: &Shared, stop: &vidar_runtime::Shutdown) {
         };
         let size = sh.links.with(|m| m.entry(peer.clone()).or_default().size);
         let key = keys.probe(&peer, &sh.node);
-        let mut time = |pad: usize| -> Result<Duration, String> {
+        // How long a probe padded to `pad` took, and the bytes this node's
+        // jobs sent meanwhile on the same link.
+        let mut time = |pad: usize| -> Result<(Duration, usize), String> {
             if stop.is_triggered() {
                 return Err("stopping".into());
             }
             probe.seq = probe.seq.wrapping_add(1);
             probe.pad.resize(pad, 0);
             sh.links.sent(pad);
+            let j0 = sh
+                .links
+                .job_bytes
+                .load(std::sync::atomic::Ordering::Relaxed);
             let t0 = Instant::now();
             let r: LinkProbeReply = sh
                 .link
                 .request(&key, &probe, TIMEOUT)
                 .map_err(|e| e.to_string())?;
             let took = t0.elapsed();
+            let meanwhile = sh
+                .links
+                .job_bytes
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .saturating_sub(j0);
             if r.seq != probe.seq || r.received as usize != pad {
                 return Err(format!(
                     "answer {} of {} bytes to probe {} of {pad}",
                     r.seq, r.received, probe.seq
                 ));
             }
-            Ok(took)
+            Ok((took, usize::try_from(meanwhile).unwrap_or(usize::MAX)))
         };
         // The round trip, then padded probes, larger while too quick to
         // time, then the round trip again: the lower of the two is the
         // round's (other traffic queued at one of them is gone at the other).
         let mut sent = 0;
-        let round = time(0).and_then(|rtt| {
+        let round = time(0).and_then(|(rtt, _)| {
             let mut bytes = size;
-            let padded = loop {
-                let padded = time(bytes)?;
+            let (padded, extra) = loop {
+                let (padded, extra) = time(bytes)?;
                 sent += bytes;
                 match PeerLink::grow(rtt, padded, bytes) {
                     Some(more) => bytes = more,
-                    None => break padded,
+                    None => break (padded, extra),
                 }
             };
-            Ok((rtt.min(time(0)?), padded, bytes))
+            Ok((rtt.min(time(0)?.0), padded, bytes, extra))
         });
         let gap = sh.links.with(|m| {
             let l = m.entry(peer.clone()).or_default();
             match round {
-                Ok((rtt, padded, bytes)) => l.observe(rtt, padded, bytes),
+                Ok((rtt, padded, bytes, extra)) => l.observe_sharing(rtt, padded, bytes, extra),
                 Err(e) => {
                     l.failed();
                     tracing::debug!(peer = %peer, error = %e, "link probe failed");

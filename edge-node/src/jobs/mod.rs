@@ -3,9 +3,9 @@
 //! nodes, their outputs passed on within the node or sent to the node of
 //! the next stage at the flow's share.
 //!
-//! - [`Hub`]: shared by the analysis loop (which offers it the frames it
-//!   analyses: a job's source takes one at most every `1 / rate` s, copied
-//!   only then), the runtime, and the metrics.
+//! - [`Hub`]: shared by the analysis loop (which offers it every frame it
+//!   takes from a camera, detected or skipped: a job's source takes one at
+//!   most every `1 / rate` s, copied only then), the runtime, and the metrics.
 //! - [`runtime::JobRuntime`]: follows the plan (starts, restarts and stops a
 //!   worker per job with a stage here) and takes the items other nodes send
 //!   (`job/<this node>/<sender>`): refused, and counted, unless the key's
@@ -54,6 +54,8 @@ pub enum Input {
     Frame(SourceFrame),
     /// An item from another node.
     Remote(Box<vidar_protocol::messages::JobItem>),
+    /// New shares for the flows out (the placement did not move).
+    Shares(Vec<vidar_protocol::messages::JobFlow>),
 }
 
 struct Tap {

@@ -51,7 +51,6 @@ impl JobRuntime {
                 placed.get(*id).is_none_or(|(a, _)| {
                     a.spec != h.assignment.spec
                         || a.nodes != h.assignment.nodes
-                        || a.flows != h.assignment.flows
                         || !a.nodes.contains(me)
                 })
             })
@@ -66,7 +65,16 @@ impl JobRuntime {
             }
         }
         for (id, (a, c)) in &placed {
-            if !a.nodes.contains(me) || workers.contains_key(id) {
+            if !a.nodes.contains(me) {
+                continue;
+            }
+            if let Some(h) = workers.get_mut(id) {
+                // Same stages, same nodes: only the shares may have moved.
+                if a.flows != h.assignment.flows
+                    && h.tx.try_send(Input::Shares(a.flows.clone())).is_ok()
+                {
+                    h.assignment = Arc::clone(a);
+                }
                 continue;
             }
             match worker::spawn(&self.ctx, Arc::clone(a), (**c).clone()) {

@@ -27,7 +27,7 @@ fn a_source_takes_a_frame_at_most_every_one_over_its_rate_and_never_blocks() {
         .try_iter()
         .map(|i| match i {
             Input::Frame(f) => f.captured_ms,
-            Input::Remote(_) => -1,
+            Input::Remote(_) | Input::Shares(_) => -1,
         })
         .collect();
     assert_eq!(got, vec![1_000, 1_500]);

@@ -29,11 +29,14 @@ pub struct Ctx {
     pub hub: Arc<Hub>,
     /// Model and store access.
     pub builders: Builders,
+    /// Every byte this node's jobs send to other nodes (the link prober
+    /// adds what was sent while it timed a probe).
+    pub sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A running worker.
 pub struct Handle {
-    /// The placement it runs.
+    /// The placement it runs (its shares as last sent).
     pub assignment: Arc<JobAssignment>,
     /// Its inbox.
     pub tx: SyncSender<Input>,
@@ -202,11 +205,25 @@ impl Worker {
                         }
                     }
                 }
+                Ok(Input::Shares(flows)) => self.reshare(&flows),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
         tracing::info!(job = %self.a.spec.id, "job stopped here");
+    }
+
+    /// The plan moved the shares only: the buckets take the new rates.
+    fn reshare(&mut self, flows: &[vidar_protocol::messages::JobFlow]) {
+        for (i, flow) in self.flows.iter_mut() {
+            let name = &self.a.spec.stages[*i].name;
+            let share = flows
+                .iter()
+                .find(|f| &f.to_stage == name)
+                .map_or(0, |f| f.bytes_per_s);
+            flow.bucket.set_rate(share);
+            self.stats[*i].share.store(share, Ordering::Relaxed);
+        }
     }
 
     /// Runs stage `i` (here) on `item` and passes the result on.
@@ -284,6 +301,9 @@ impl Worker {
             Ok(()) => {
                 stats
                     .flow_bytes
+                    .fetch_add(encoded.len() as u64, Ordering::Relaxed);
+                self.ctx
+                    .sent
                     .fetch_add(encoded.len() as u64, Ordering::Relaxed);
             }
             Err(e) => {

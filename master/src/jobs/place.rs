@@ -6,15 +6,18 @@
 //! re-ID); jobs get what it leaves:
 //! - **Compute.** A node's capacity `PS_u` is counted in detector frames per
 //!   second (its profiled `detect_fps`), less the frames/s of the cameras
-//!   JSTSH gave it, but never below [`MIN_SPARE`] of it (a job on a full
-//!   node runs slowly, it is not refused).
+//!   JSTSH gave it and the re-ID crops it serves (the planner's
+//!   `REID_CROPS_PER_PERSON_S` a person, each worth `detect_fps /
+//!   reid_crops_per_s` frames), but never below [`MIN_SPARE`] of it (a job
+//!   on a full node runs slowly, it is not refused).
 //! - **Memory.** `memory_mb`, less a detector if it ingests cameras and a
 //!   re-ID model if it serves re-ID.
 //! - **Links.** Every pair of live nodes is one direct link at the measured
 //!   end-to-end rate (the planner's [`pair_rates`]: through the router in
 //!   client mode, so no relaying through a third node is modelled, and
-//!   `k_paths = 1`), less the crop shares JSTSH gave that pair, but never
-//!   below [`MIN_SPARE`] of it.
+//!   `k_paths = 1`), [`LINK_HEADROOM`] of it less the crops JSTSH sends
+//!   across the pair (their expected bytes, not their share, which is a
+//!   bound), but never below [`MIN_SPARE`] of it.
 //! - **A job** is one ENTS job: its source node is where JSTSH ingests its
 //!   camera (the source stage always runs there; it is not an ENTS task), its
 //!   rate the lower of its own and the camera's. Each other stage is a task:
@@ -34,10 +37,13 @@ use vidar_scheduler::cluster::{Cluster, Link, Node};
 use vidar_scheduler::ents::{self, Job, JobInstance, Policy, Task, TaskInput};
 
 use crate::planner::{pair_rates, NodeView, PlanOutput, SiteCamera};
-use crate::planner::{DETECTOR_MEMORY_MB, REID_MEMORY_MB};
+use crate::planner::{CROP_BYTES, DETECTOR_MEMORY_MB, REID_CROPS_PER_PERSON_S, REID_MEMORY_MB};
 
 /// Least share of a node's capacity, or of a link's rate, left to jobs.
 pub const MIN_SPARE: f64 = 0.1;
+/// Share of a link's measured rate jobs may plan with at most: the rest is
+/// for what is not planned (status, sync, probes, plans).
+pub const LINK_HEADROOM: f64 = 0.9;
 /// Work per item of a tracker or a sink, detector frames.
 pub const LIGHT_WORK: f64 = 0.02;
 /// Bytes per pixel of a frame as a job carries it (JPEG at quality 80).
@@ -109,11 +115,26 @@ pub fn place(
     let fps_of: BTreeMap<&CameraId, &SiteCamera> = cameras.iter().map(|c| (&c.camera, c)).collect();
     let mut nodes = Vec::new();
     for v in views {
+        // Detection of the cameras it ingests, re-ID of those it serves
+        // (in detector frames: a crop costs detect_fps / reid_crops_per_s).
+        let crop_cost = if v.reid_crops_per_s > 0.0 {
+            v.detect_fps / v.reid_crops_per_s
+        } else {
+            0.0
+        };
         let used: f64 = streams
             .streams
             .iter()
-            .filter(|s| s.node == v.node)
-            .filter_map(|s| fps_of.get(&s.camera).map(|c| c.fps))
+            .filter_map(|s| {
+                let c = fps_of.get(&s.camera)?;
+                let detect = if s.node == v.node { c.fps } else { 0.0 };
+                let reid = if s.reid_node == v.node {
+                    c.persons * REID_CROPS_PER_PERSON_S * crop_cost
+                } else {
+                    0.0
+                };
+                Some(detect + reid)
+            })
             .sum();
         let detect = v.detect_fps.max(0.1);
         let capacity = (detect - used).max(MIN_SPARE * detect);
@@ -137,14 +158,21 @@ pub fn place(
             memory: mem_mb.max(64) * MIB,
         });
     }
+    // The crops JSTSH sends across each pair: what they are expected to
+    // carry (the planner's model), not their share (an upper bound, which
+    // is the whole link when they are its only flow).
     let mut crop_bytes: BTreeMap<(NodeId, NodeId), f64> = BTreeMap::new();
-    for (a, b, bytes) in &streams.bandwidth {
+    for s in streams.streams.iter().filter(|s| s.node != s.reid_node) {
+        let Some(c) = fps_of.get(&s.camera) else {
+            continue;
+        };
+        let (a, b) = (&s.node, &s.reid_node);
         let key = if a <= b {
             (a.clone(), b.clone())
         } else {
             (b.clone(), a.clone())
         };
-        *crop_bytes.entry(key).or_default() += *bytes as f64;
+        *crop_bytes.entry(key).or_default() += c.persons * REID_CROPS_PER_PERSON_S * CROP_BYTES;
     }
     let mut links = Vec::new();
     for ((a, b), mbit) in pair_rates(views) {
@@ -159,7 +187,7 @@ pub fn place(
         links.push(Link {
             a,
             b,
-            bandwidth: (rate - used).max(MIN_SPARE * rate),
+            bandwidth: (LINK_HEADROOM * rate - used).max(MIN_SPARE * rate),
         });
     }
     // A re-ID crop's cost in detector frames: the median over the nodes

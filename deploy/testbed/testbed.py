@@ -31,8 +31,8 @@ database, unchanged and once: records lost or duplicated, checked against the
 nodes' own key lists, must be zero (the exit status says so).
 
 The DCEI scenario (JSTSH against NMNO, WMNO and NMWO, the scheduler's
-prediction beside each row) is `dcei.py` beside this file. Not yet (issue
-15, item 3): the ENTS scenario; it needs OTFA jobs (item 2).
+prediction beside each row) is `dcei.py` beside this file; the ENTS
+scenario (analytics jobs placed by OTFA against TP, LR and BR) is `ents.py`.
 
 Cleanup on every exit path (normal end, error, SIGINT, SIGTERM): processes
 are stopped, namespaces, veths and the bridge deleted; a run also deletes
@@ -156,6 +156,7 @@ sync_every_s = 10
 node_timeout_s = 3
 metrics_public = true
 plan_algorithm = "{algorithm}"
+jobs_policy = "{jobs_policy}"
 
 [[tokens]]
 name = "testbed"
@@ -196,6 +197,7 @@ class Site:
         (out / "master.toml").write_text(MASTER_TOML.format(
             dir=out, ip=MASTER_IP, http=HTTP_PORT, zenoh=ZENOH_PORT,
             algorithm=getattr(a, "algorithm", "jstsh"),
+            jobs_policy=getattr(a, "jobs_policy", "otfa"),
             token_sha256=hashlib.sha256(self.token.encode()).hexdigest(),
         ) + "".join(soak.CAMERA_TOML.format(i=i, host=CAMERAS_IP, port=RTSP_PORT) for i in range(a.cameras)))
         self.master = Proc("master", self.net.argv("master", [str(bin_ / "vidar-master"), "run", "--config",
@@ -244,12 +246,16 @@ class Site:
         return out
 
     def plan(self) -> dict:
-        req = urllib.request.Request(f"http://{MASTER_IP}:{HTTP_PORT}/api/plan",
+        return self.api("/api/plan")
+
+    def api(self, path: str) -> dict:
+        """`GET path` on the master's API (the testbed's viewer token); {} when it does not answer."""
+        req = urllib.request.Request(f"http://{MASTER_IP}:{HTTP_PORT}{path}",
                                      headers={"Authorization": f"Bearer {self.token}"})
         try:
             with urllib.request.urlopen(req, timeout=3) as r:
                 return json.loads(r.read())
-        except OSError:
+        except (OSError, ValueError):
             return {}
 
 

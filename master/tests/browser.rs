@@ -3,7 +3,9 @@
 //! and a fake edge publishing camera tiles over zenoh. A wrong password is
 //! refused; after logging in the tiles appear and update; clicking the person
 //! in a tile gives their trajectory (two cameras); the CSV export holds it; the
-//! cluster view shows the plan; after logging out the API refuses the browser.
+//! cluster view shows the plan; a viewer cannot submit a job, an admin can,
+//! and the cluster view shows where its stages run; after logging out the
+//! API refuses the browser.
 //!
 //! Screenshots go to the test's temp dir, and to `docs/screenshots/` when
 //! `VIDAR_SCREENSHOTS=1`. Skipped (with a message) when chromedriver or
@@ -28,6 +30,12 @@ use vidar_store::{BoxPoint, Record, Sighting, Snapshot, WriterConfig};
 use zenoh::Wait;
 
 const WAIT: Duration = Duration::from_secs(15);
+
+/// A job on the lobby camera: detect, then record.
+const JOB: &str =
+    "id = \"faces\"\n[[stage]]\nname = \"cam\"\nkind = \"source\"\ncamera = \"lobby\"\n\
+    [[stage]]\nname = \"det\"\nkind = \"detect\"\ninput = \"cam\"\n\
+    [[stage]]\nname = \"out\"\nkind = \"sink\"\nsink = \"records\"\ninput = \"det\"\n";
 /// Identities as nodes mint them: the node's prefix (0xb34e) above the
 /// sequence number, far above 2^53, so the page must keep them exact.
 const P1: u64 = (0xb34e << 48) | 1;
@@ -390,6 +398,12 @@ fn operator_logs_in_sees_tiles_and_follows_a_person() {
     );
     let alive = b.text(&b.wait_find("#nodes tr[data-node=\"edge-1\"] td.live", WAIT));
     assert_eq!(alive, "alive");
+    // A viewer cannot submit a job.
+    let r = b.execute_async(
+        "fetch('/api/jobs', {method: 'POST', body: arguments[0]}).then(r => arguments[1](r.status))",
+        json!([JOB]),
+    );
+    assert_eq!(r, json!(403), "a viewer submitting a job");
     shots.save(&b, "cluster");
 
     // Log out: the page goes back to the login form and the API refuses us.
@@ -413,6 +427,20 @@ fn operator_logs_in_sees_tiles_and_follows_a_person() {
         "return document.getElementById('who').textContent.includes('admin')",
         WAIT,
     );
+    // A job submitted through the API shows with where each stage runs.
+    let r = b.execute_async(
+        "fetch('/api/jobs', {method: 'POST', body: arguments[0]}).then(r => arguments[1](r.status))",
+        json!([JOB]),
+    );
+    assert_eq!(r, json!(201), "submitting a job as admin");
+    b.click(&b.wait_find("#tab-cluster", WAIT));
+    b.wait_script(
+        "const r = document.querySelector('#jobs tr[data-job=\"faces\"]'); \
+         return r !== null && r.dataset.state === 'placed' && r.cells[1].textContent.includes('cam (source) @ edge-')",
+        Duration::from_secs(30),
+    );
+    shots.save(&b, "jobs");
+    b.click(&b.wait_find("#tab-search", WAIT));
     let id = b.wait_find("#identity", WAIT);
     b.send_keys(&id, "pb34e.1");
     b.click(&b.wait_find("#by-identity button", WAIT));

@@ -344,7 +344,7 @@
 
   async function refreshCluster() {
     try {
-      const [n, p] = await Promise.all([api('/api/nodes'), api('/api/plan')]);
+      const [n, p, j] = await Promise.all([api('/api/nodes'), api('/api/plan'), api('/api/jobs')]);
       const rows = n.nodes.map((x) => {
         const st = x.status || null;
         const load = st ? st.load : null;
@@ -365,6 +365,17 @@
       $('plan-reason').textContent = p.reason ? 'Issued ' + fmtTime(p.issued_ms) + ': ' + p.reason : '';
       const streams = p.streams.map((s) => el('tr', { 'data-camera': s.camera }, el('td', {}, s.camera), el('td', {}, s.node), el('td', {}, s.reid_node)));
       $('plan').tBodies[0].replaceChildren(...(streams.length ? streams : [el('tr', {}, el('td', { colSpan: 3, class: 'muted' }, 'No camera placed.'))]));
+      $('jobs-policy').textContent = j.policy ? 'placed by ' + j.policy.toUpperCase() : '';
+      const jobs = j.jobs.map((x) => {
+        const node = new Map(x.stages.map((s) => [s.name, s.node]));
+        const from = (s) => node.get((x.stages.find((t) => t.name === s) || {}).input);
+        return el('tr', { 'data-job': x.id, 'data-state': x.state },
+          el('td', {}, x.id),
+          el('td', {}, x.stages.map((s) => s.name + ' (' + s.kind + ') @ ' + (s.node || '–')).join(', ')),
+          el('td', {}, x.flows.length ? x.flows.map((f) => from(f.to_stage) + ' → ' + node.get(f.to_stage) + ' into ' + f.to_stage + ': ' + (f.bytes_per_s / 1000).toFixed(0) + ' kB/s').join('; ') : '–'),
+          el('td', { class: x.state === 'placed' ? '' : 'dead' }, x.state === 'placed' ? x.predicted_rate.toFixed(2) + ' items/s' : 'waiting: ' + (x.waiting || '')));
+      });
+      $('jobs').tBodies[0].replaceChildren(...(jobs.length ? jobs : [el('tr', {}, el('td', { colSpan: 4, class: 'muted' }, 'No job submitted.'))]));
     } catch (e) {
       $('plan-reason').textContent = e.message;
     }

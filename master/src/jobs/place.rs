@@ -28,6 +28,11 @@
 //!
 //! A job whose camera is not placed, or which the policy cannot place (no
 //! memory), waits, with why.
+//!
+//! Stability: the placement in force of each job is kept (its routes and
+//! shares set afresh for the new inputs) unless a fresh one places more
+//! jobs or is better by more than [`JOB_CHURN`], both judged by the same
+//! model on the same inputs.
 
 use std::collections::BTreeMap;
 
@@ -85,13 +90,20 @@ fn sched_id(n: &NodeId) -> Result<vidar_scheduler::NodeId, String> {
     vidar_scheduler::NodeId::new(n.as_str()).map_err(|e| e.to_string())
 }
 
-/// Places `jobs` (each checked) given the cameras, the live nodes and the
-/// stream plan in force, with `policy`.
+/// A fresh placement replaces the one in force only when its mean
+/// predicted rate is higher by more than this fraction, both judged on the
+/// same inputs (moving a stage restarts it and loads its model again).
+pub const JOB_CHURN: f64 = 0.15;
+
+/// Places `jobs` (each checked) given the cameras, the live nodes, the
+/// stream plan in force and the jobs' placement in force (`previous`), with
+/// `policy`.
 pub fn place(
     jobs: &[JobSpec],
     cameras: &[SiteCamera],
     views: &[NodeView],
     streams: &PlanOutput,
+    previous: &[JobAssignment],
     policy: Policy,
 ) -> Placement {
     let mut out = Placement::default();
@@ -299,7 +311,37 @@ pub fn place(
         jobs: ents_jobs,
         k_paths: 1,
     };
-    let plan = match ents::solve(&inst, policy) {
+    // The placement in force of every job whose spec and source are
+    // unchanged: kept unless a fresh one is better by more than JOB_CHURN.
+    let mut keep = BTreeMap::new();
+    for (spec, checked, source, _) in &specs {
+        let Some(old) = previous.iter().find(|a| a.spec == **spec) else {
+            continue;
+        };
+        if old.nodes.get(checked.source) != Some(source) {
+            continue;
+        }
+        let tasks: BTreeMap<String, vidar_scheduler::NodeId> = spec
+            .stages
+            .iter()
+            .zip(&old.nodes)
+            .enumerate()
+            .filter(|(i, _)| *i != checked.source)
+            .filter_map(|(_, (s, n))| Some((s.name.to_string(), sched_id(n).ok()?)))
+            .collect();
+        keep.insert(spec.id.to_string(), tasks);
+    }
+    let solved = ents::solve(&inst, policy).and_then(|fresh| {
+        if keep.is_empty() {
+            return Ok(fresh);
+        }
+        let kept = ents::solve_keeping(&inst, policy, &keep)?;
+        let better = fresh.placed.len() > kept.placed.len()
+            || (fresh.placed.len() == kept.placed.len()
+                && fresh.mean_throughput > (1.0 + JOB_CHURN) * kept.mean_throughput);
+        Ok(if better { fresh } else { kept })
+    });
+    let plan = match solved {
         Ok(p) => p,
         Err(e) => {
             for (spec, _, _, _) in &specs {

@@ -134,6 +134,7 @@ fn otfa_keeps_frames_off_a_slow_link_and_splits_shares_by_bytes() {
         &cams,
         &views,
         &streams(&[("cam-0", "edge-1")]),
+        &[],
         Policy::Otfa,
     );
     assert!(out.waiting.is_empty(), "{:?}", out.waiting);
@@ -160,6 +161,7 @@ fn otfa_keeps_frames_off_a_slow_link_and_splits_shares_by_bytes() {
         &cams,
         &views,
         &streams(&[("cam-0", "edge-1")]),
+        &[],
         Policy::Lr,
     );
     let nodes = &lr.placed[0].nodes;
@@ -175,6 +177,7 @@ fn a_job_waits_while_its_camera_is_not_ingested_and_spare_is_floored() {
         &[camera("cam-0")],
         &views,
         &streams(&[]),
+        &[],
         Policy::Otfa,
     );
     assert!(out.placed.is_empty());
@@ -189,8 +192,44 @@ fn a_job_waits_while_its_camera_is_not_ingested_and_spare_is_floored() {
         &[camera("cam-0")],
         &views,
         &streams(&[("cam-0", "edge-1")]),
+        &[],
         Policy::Otfa,
     );
     let rate = out.placed[0].predicted_rate;
     assert!(rate > 0.0 && rate <= MIN_SPARE * 10.0 + 1e-9, "{rate}");
+}
+
+#[test]
+fn a_placement_in_force_is_kept_unless_a_fresh_one_is_clearly_better() {
+    let job = parse(ATTRIBUTES, "job").expect("job");
+    let cams = [camera("cam-0")];
+    let views = |fast: f64| {
+        [
+            view("edge-1", 16.0, &[("edge-2", 100.0), ("edge-3", 100.0)]),
+            view("edge-2", fast, &[("edge-1", 100.0), ("edge-3", 100.0)]),
+            view("edge-3", 40.0, &[("edge-1", 100.0), ("edge-2", 100.0)]),
+        ]
+    };
+    let place_with = |fast: f64, previous: &[vidar_protocol::messages::JobAssignment]| {
+        place(
+            std::slice::from_ref(&job),
+            &cams,
+            &views(fast),
+            &streams(&[("cam-0", "edge-1")]),
+            previous,
+            Policy::Otfa,
+        )
+    };
+    // edge-2 a bit faster than edge-3: the detector goes there.
+    let first = place_with(44.0, &[]);
+    assert_eq!(first.placed[0].nodes[1], id("edge-2"));
+    // edge-2 now a bit slower: a fresh plan would move the detector to
+    // edge-3 for a few per cent; the placement in force stays.
+    let fresh = place_with(36.0, &[]);
+    assert_eq!(fresh.placed[0].nodes[1], id("edge-3"));
+    let kept = place_with(36.0, &first.placed);
+    assert_eq!(kept.placed[0].nodes, first.placed[0].nodes);
+    // edge-2 much slower: the move pays, and is made.
+    let moved = place_with(4.0, &first.placed);
+    assert_eq!(moved.placed[0].nodes[1], id("edge-3"));
 }

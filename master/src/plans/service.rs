@@ -306,8 +306,15 @@ impl Loop {
         let clock = UnixMs::now();
         let mut candidate = to_plan(&out, prev_version, clock);
         let specs: Vec<_> = self.jobs.jobs.values().cloned().collect();
-        let placed =
-            crate::jobs::place::place(&specs, &cameras, &views, &out, self.svc.jobs_policy);
+        let in_force = current.as_ref().map_or(&[][..], |c| c.plan.jobs.as_slice());
+        let placed = crate::jobs::place::place(
+            &specs,
+            &cameras,
+            &views,
+            &out,
+            in_force,
+            self.svc.jobs_policy,
+        );
         for (job, why) in &placed.waiting {
             tracing::debug!(%job, why, "job waiting");
         }

@@ -284,14 +284,41 @@ pub struct JobPlan {
 
 /// Places `inst.jobs` on an empty cluster with `policy` (one scheduling round).
 pub fn solve(inst: &JobInstance, policy: Policy) -> Result<JobPlan> {
+    solve_keeping(inst, policy, &BTreeMap::new())
+}
+
+/// [`solve`], except that a job named in `keep` has its tasks placed on the
+/// nodes given there (task name -> node) when every task is named, the nodes
+/// exist and have the memory; routes and shares are set by `policy` as for
+/// any placement. The running system compares this with [`solve`] to move
+/// jobs only when that pays.
+pub fn solve_keeping(
+    inst: &JobInstance,
+    policy: Policy,
+    keep: &BTreeMap<String, BTreeMap<String, NodeId>>,
+) -> Result<JobPlan> {
     let mut state = State::new(&inst.cluster, inst.k_paths)?;
     let graphs = inst
         .jobs
         .iter()
         .map(|j| JobGraph::new(j, &state.graph.index))
         .collect::<Result<Vec<_>>>()?;
+    let pinned: Vec<Option<Vec<usize>>> = inst
+        .jobs
+        .iter()
+        .map(|j| {
+            let k = keep.get(&j.id)?;
+            j.tasks
+                .iter()
+                .map(|t| {
+                    k.get(&t.name)
+                        .and_then(|n| state.graph.index.get(n).copied())
+                })
+                .collect()
+        })
+        .collect();
     let mut queue: Vec<usize> = (0..graphs.len()).collect();
-    let placed = state.schedule(&graphs, &mut queue, policy)?;
+    let placed = state.schedule_keeping(&graphs, &mut queue, policy, &pinned)?;
     let out = state.placements(&inst.cluster, &inst.jobs);
     let mean = if placed.is_empty() {
         0.0

@@ -252,6 +252,19 @@ impl State {
         }
     }
 
+    /// Whether `place` (a node per task) is valid for `job` and its nodes
+    /// have the memory.
+    fn fits(&self, job: &JobGraph, place: &[usize]) -> bool {
+        if place.len() != job.work.len() || place.iter().any(|&u| u >= self.graph.len()) {
+            return false;
+        }
+        let mut need = vec![0u64; self.graph.len()];
+        for (i, &u) in place.iter().enumerate() {
+            need[u] += job.memory[i];
+        }
+        need.iter().zip(&self.mem_free).all(|(n, f)| n <= f)
+    }
+
     /// Whole-job node for LR/BR, or `None` when the job fits nowhere.
     fn whole_job_node(&self, job: &JobGraph, policy: Policy) -> Option<usize> {
         let mem = job.total_memory();
@@ -279,10 +292,29 @@ impl State {
         queue: &mut Vec<usize>,
         policy: Policy,
     ) -> Result<Vec<usize>> {
+        self.schedule_keeping(graphs, queue, policy, &[])
+    }
+
+    /// [`State::schedule`], except that job `j` goes where `keep[j]` says
+    /// (a node per task) when it is given and its nodes have the memory:
+    /// routes and shares are then set by `policy` as for any placement.
+    pub fn schedule_keeping(
+        &mut self,
+        graphs: &[JobGraph],
+        queue: &mut Vec<usize>,
+        policy: Policy,
+        keep: &[Option<Vec<usize>>],
+    ) -> Result<Vec<usize>> {
         let mut placed = Vec::new();
         for &j in queue.iter() {
             let job = &graphs[j];
+            let kept = keep
+                .get(j)
+                .and_then(Option::as_ref)
+                .filter(|p| self.fits(job, p))
+                .cloned();
             let place = match policy {
+                _ if kept.is_some() => kept,
                 Policy::Lr | Policy::Br => self
                     .whole_job_node(job, policy)
                     .map(|u| vec![u; job.work.len()]),

@@ -192,3 +192,55 @@ fn otfa_is_at_least_as_good_as_task_partition_online() {
         assert!(otfa.mean_wait <= tp.mean_wait + 1e-9);
     }
 }
+
+#[test]
+fn a_kept_placement_is_used_as_given_and_the_fresh_one_reproduces_itself() {
+    let cluster = random_cluster(7, 8, 2.0);
+    let jobs: Vec<Job> = (0..4)
+        .map(|j| attribute_job(j, cluster.nodes[j % 8].id.clone()))
+        .collect();
+    let inst = JobInstance {
+        cluster: cluster.clone(),
+        jobs: jobs.clone(),
+        k_paths: 3,
+    };
+    for policy in Policy::ALL {
+        let fresh = solve(&inst, policy).expect("solves");
+        // Keeping the fresh placement gives the same plan.
+        let keep: BTreeMap<String, BTreeMap<String, NodeId>> = fresh
+            .placed
+            .iter()
+            .map(|p| (p.job.clone(), p.tasks.clone()))
+            .collect();
+        let kept = solve_keeping(&inst, policy, &keep).expect("solves");
+        assert_eq!(kept, fresh, "{policy:?}");
+        // A job kept whole on the node with the most memory is placed there.
+        let big = cluster
+            .nodes
+            .iter()
+            .max_by_key(|n| n.memory)
+            .expect("nodes")
+            .id
+            .clone();
+        let whole: BTreeMap<String, NodeId> = jobs[0]
+            .tasks
+            .iter()
+            .map(|t| (t.name.clone(), big.clone()))
+            .collect();
+        let keep = BTreeMap::from([(jobs[0].id.clone(), whole.clone())]);
+        let kept = solve_keeping(&inst, policy, &keep).expect("solves");
+        let p = kept
+            .placed
+            .iter()
+            .find(|p| p.job == jobs[0].id)
+            .expect("placed");
+        assert_eq!(p.tasks, whole, "{policy:?}");
+        assert!(
+            p.flows
+                .iter()
+                .all(|f| f.from == jobs[0].source && f.to == big),
+            "a job on one node has only its input's flow: {:?}",
+            p.flows
+        );
+    }
+}

@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""`deploy/testbed/ents.py`: the ENTS scenario (issue 15, item 3): analytics
+jobs placed by OTFA against the baselines TP, LR and BR on the testbed,
+measured on real processes, with the scheduler's prediction beside each row.
+
+A site of --rates edge nodes (each node's link shaped both ways, as
+`testbed.py` does), --cameras streams of vtest.avi placed by JSTSH, and one
+job per camera (--jobs of them), each a person-attribute pipeline:
+
+  cam (source, --job-rate frames/s) -> det (detect) -> trk (track)
+      -> attr (onnx: OSNet x0.25 on every crop) -> out (records sink)
+
+For each policy (the master's `jobs_policy`), in turn and over --rounds
+(policies interleaved within a round): a fresh site with the job files in
+its job book, given --settle seconds to place and stream, then measured
+over --window seconds:
+
+  throughput  items per second that reach each job's sink (the sink
+              stage's `vidar_job_stage_items` on its node), mean over jobs;
+  predicted   the scheduler's predicted rate of each job in the plan in
+              force (`/api/jobs` `predicted_rate`), and the error;
+  frames      bytes/s the jobs' flows sent across nodes
+              (`vidar_job_flow_bytes`), and items dropped at their shares.
+
+All processes share this machine's cores, so a node's compute is a share of
+the same CPUs; the links are real (tc tbf), without delay or loss (no netem).
+
+Needs root. Standard library only. Not part of CI; the figures are in
+docs/benchmarks.md and scheduler/RESULTS.md ("Testbed: ENTS") with the
+command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import copy
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import testbed as tb  # noqa: E402
+
+POLICIES = ("otfa", "tp", "lr", "br")
+
+JOB = """id = "job-{i}"
+rate = {rate}
+[[stage]]
+name = "cam"
+kind = "source"
+camera = "cam-{i}"
+[[stage]]
+name = "det"
+kind = "detect"
+input = "cam"
+[[stage]]
+name = "trk"
+kind = "track"
+input = "det"
+[[stage]]
+name = "attr"
+kind = "onnx"
+model = "osnet-x0-25-msmt17"
+input = "trk"
+[[stage]]
+name = "out"
+kind = "sink"
+sink = "records"
+input = "attr"
+"""
+
+
+def scrape(site: tb.Site) -> dict:
+    """(node, job, stage, what) -> the counter's value, every node."""
+    out: dict[tuple[int, str, str, str], float] = {}
+    for k in range(len(site.nodes)):
+        text = site.metrics(k) or ""
+        for name, key in (("vidar_job_stage_items_total", "items"), ("vidar_job_flow_bytes_total", "bytes"),
+                          ("vidar_job_flow_dropped_total", "dropped")):
+            for m in re.finditer(rf'^{name}\{{([^}}]*)\}} (\S+)$', text, re.M):
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+                out[(k, labels.get("job", "?"), labels.get("stage", "?"), key)] = float(m.group(2))
+    return out
+
+
+def deltas(m0: dict, m1: dict) -> dict[str, dict[str, float]]:
+    """Per job: items its sink took, bytes its flows sent, items dropped at
+    shares, between two scrapes. A counter that went down was restarted
+    (its stage moved or restarted): its whole value then counts."""
+    out: dict[str, dict[str, float]] = {}
+    for (k, job, stage, what), v1 in m1.items():
+        if what == "items" and stage != "out":
+            continue
+        v0 = m0.get((k, job, stage, what), 0.0)
+        d = out.setdefault(job, {"items": 0.0, "bytes": 0.0, "dropped": 0.0})
+        d[what] += v1 - v0 if v1 >= v0 else v1
+    return out
+
+
+def run_one(args, policy: str, out: Path) -> dict:
+    a = copy.copy(args)
+    a.jobs_policy = policy
+    if out.exists():
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+    (out / "jobs").mkdir(parents=True)
+    for i in range(args.jobs):
+        (out / "jobs" / f"job-{i}.toml").write_text(JOB.format(i=i, rate=args.job_rate))
+    site = tb.Site(a, out)
+    try:
+        site.net.up()
+        site.start()
+
+        def placed() -> bool:
+            jobs = site.api("/api/jobs").get("jobs", [])
+            return len(jobs) == args.jobs and all(j.get("state") == "placed" for j in jobs)
+
+        tb.wait_until(placed, args.settle)
+        time.sleep(args.settle)
+        v0 = site.plan().get("version")
+        m0, t0 = scrape(site), time.monotonic()
+        time.sleep(args.window)
+        m1, t1 = scrape(site), time.monotonic()
+        jobs = site.api("/api/jobs").get("jobs", [])
+        plan = site.plan()
+        replans = 0 if plan.get("version") == v0 else 1
+    finally:
+        site.stop()
+        tb.Net.clean()
+    secs = t1 - t0
+    per_job = {}
+    moved = deltas(m0, m1)
+    for j in jobs:
+        jid = j["id"]
+        d = moved.get(jid, {"items": 0.0, "bytes": 0.0, "dropped": 0.0})
+        per_job[jid] = {
+            "measured": round(d["items"] / secs, 3),
+            "predicted": j.get("predicted_rate"),
+            "flow_bytes_per_s": round(d["bytes"] / secs),
+            "dropped_per_s": round(d["dropped"] / secs, 2),
+            "state": j.get("state"),
+            "waiting": j.get("waiting"),
+            "stages": {s["name"]: s.get("node") for s in j.get("stages", [])},
+            "flows": j.get("flows"),
+        }
+    measured = [v["measured"] for v in per_job.values()]
+    predicted = [v["predicted"] for v in per_job.values() if v["predicted"] is not None]
+    return {
+        "policy": policy,
+        "rates": args.rates,
+        "mean_measured": round(statistics.mean(measured), 3) if measured else 0.0,
+        "mean_predicted": round(statistics.mean(predicted), 3) if predicted else None,
+        "flow_bytes_per_s": sum(v["flow_bytes_per_s"] for v in per_job.values()),
+        "plan_changed_in_window": bool(replans),
+        "cameras": {s["camera"]: s["node"] for s in plan.get("streams", [])},
+        "jobs": per_job,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rates", default="20,10,5,5", help="each node's link, Mbit/s (one node per rate)")
+    ap.add_argument("--policies", default=",".join(POLICIES))
+    ap.add_argument("--cameras", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=3, help="one job per camera, from cam-0")
+    ap.add_argument("--job-rate", type=float, default=4.0, help="frames/s each job's source takes")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--detection-interval", type=int, default=2)
+    ap.add_argument("--settle", type=float, default=90,
+                    help="seconds after every job is placed, before the window (every link measured)")
+    ap.add_argument("--window", type=float, default=40)
+    ap.add_argument("--burst", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=tb.ROOT / ".cache/testbed-ents")
+    ap.add_argument("--bin", type=Path, default=tb.ROOT / "target/release")
+    args = ap.parse_args()
+    args.rates = [float(x) for x in args.rates.split(",") if x]
+    policies = [x for x in args.policies.split(",") if x]
+    bad = [x for x in policies if x not in POLICIES + ("otfs",)]
+    if bad:
+        sys.exit(f"ents: --policies {','.join(bad)}: not one of {', '.join(POLICIES)}, otfs")
+    if args.jobs > args.cameras:
+        sys.exit("ents: --jobs must be at most --cameras (one job per camera)")
+    if os.geteuid() != 0:
+        sys.exit("ents: needs root (network namespaces, veth pairs, tc)")
+    if not tb.soak.VTEST.exists():
+        sys.exit(f"ents: {tb.soak.VTEST} missing (Debian package opencv-doc)")
+    atexit.register(tb.Net.clean)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(1))
+    rows = []
+    for rnd in range(args.rounds):
+        for policy in policies:
+            print(f"ents: round {rnd + 1}, {policy} ...", flush=True)
+            row = run_one(args, policy, args.out / f"r{rnd + 1}-{policy}")
+            row["round"] = rnd + 1
+            print("   ", json.dumps({k: v for k, v in row.items() if k != "jobs"}), flush=True)
+            for jid, j in row["jobs"].items():
+                print(f"      {jid}: {json.dumps(j)}", flush=True)
+            rows.append(row)
+    (args.out / "report.json").write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=1))
+
+    def med(xs):
+        xs = [x for x in xs if x is not None]
+        return statistics.median(xs) if xs else None
+
+    rates = ",".join(f"{r:g}" for r in args.rates)
+    print(f"\n{len(args.rates)} nodes (links {rates} Mbit/s), {args.cameras} cameras of vtest.avi at 10 fps, "
+          f"{args.jobs} jobs at {args.job_rate:g} frames/s (detect, track, OSNet on every crop, records); "
+          f"median over {args.rounds} round(s)\n")
+    print("| policy | job items/s, mean over jobs (predicted, error) | job flows, kB/s | measured / OTFA |")
+    print("|---|---|---:|---:|")
+    base = med(r["mean_measured"] for r in rows if r["policy"] == "otfa")
+    for policy in policies:
+        rs = [r for r in rows if r["policy"] == policy]
+        m, p = med(r["mean_measured"] for r in rs), med(r["mean_predicted"] for r in rs)
+        e = f"{100 * (p - m) / m:+.0f} %" if m and p is not None else "-"
+        kb = med(r["flow_bytes_per_s"] for r in rs)
+        ratio = f"{m / base:.3f}" if m and base else "-"
+        print(f"| {policy} | {m} ({p}, {e}) | {kb / 1000 if kb is not None else '-':.1f} | {ratio} |")
+    print(f"\nreport: {args.out / 'report.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

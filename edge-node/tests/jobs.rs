@@ -2,7 +2,8 @@
 //! TLS, its access list), a slow node with the camera behind a link `tc`
 //! shapes to 4 Mbit/s each way, a fast node on the host. A job file is
 //! submitted through the API; OTFA places its stages; each stage runs where
-//! the plan says (the nodes' metrics), the frames crossing the shaped link
+//! the plan says (the nodes' metrics) and fails on no item (a records sink
+//! and a topic sink), the frames crossing the shaped link
 //! stay within the flow's share, results reach the master's database, and a
 //! cancelled job stops. Job files that are wrong are refused, the stage named.
 //!
@@ -52,6 +53,15 @@ name = "out"
 kind = "sink"
 sink = "records"
 input = "attr"
+[[stage]]
+name = "emb"
+kind = "reid"
+input = "trk"
+[[stage]]
+name = "pub"
+kind = "sink"
+sink = "topic"
+input = "emb"
 "#;
 
 /// `name{job="attributes",stage="<stage>",...}` in `text`.
@@ -260,7 +270,7 @@ fn jobs_are_placed_by_otfa_run_where_placed_keep_their_share_and_record_results(
                 ))
             })
             .collect();
-        placed.len() == 5
+        placed.len() == 7
     });
     eprintln!("placement: {placed:?}");
     assert_eq!(
@@ -289,6 +299,15 @@ fn jobs_are_placed_by_otfa_run_where_placed_keep_their_share_and_record_results(
             })
         },
     );
+    // No stage failed on an item (the topic sink's puts included).
+    for (stage, node) in &placed {
+        let errors = stage_metric(
+            &node_metrics(index(node)),
+            "vidar_job_stage_errors_total",
+            stage,
+        );
+        assert_eq!(errors, Some(0.0), "stage {stage} on {node}\n{}", logs());
+    }
     // The frames into the detector cross the shaped link within their
     // share; the source takes 10 a second, more than the link carries, so
     // the bucket holds them back (and counts what it drops).

@@ -101,9 +101,9 @@ impl fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// Offers a frame the analysis loop analysed: each job whose source is
-    /// its camera and is due takes a copy. Costs an atomic load when no job
-    /// runs here; never blocks.
+    /// Offers a frame the analysis loop took: each job whose source is its
+    /// camera and is due takes a copy, `rate` a second on average. Costs an
+    /// atomic load when no job runs here; never blocks.
     pub fn offer(&self, frame: &Frame) {
         if !self.any.load(Ordering::Relaxed) {
             return;
@@ -118,7 +118,17 @@ impl Hub {
             if now < next {
                 continue;
             }
-            t.next_ms.store(now + t.every_ms, Ordering::Relaxed);
+            // The next one is due a period after this one was: frames come
+            // at the camera's pace, so a source at 4/s on a 10 fps camera
+            // takes frames 300 and 200 ms apart, 4 a second on average (not
+            // one every 300 ms). After a gap (no frames for a period) it
+            // starts afresh from this frame.
+            let due = if now.saturating_sub(next) >= t.every_ms {
+                now + t.every_ms
+            } else {
+                next + t.every_ms
+            };
+            t.next_ms.store(due, Ordering::Relaxed);
             let Some(rgb) = copy_rgb(frame) else {
                 continue;
             };

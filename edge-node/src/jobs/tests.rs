@@ -37,6 +37,16 @@ fn a_source_takes_a_frame_at_most_every_one_over_its_rate_and_never_blocks() {
     }
     assert_eq!(hub.frames_dropped.load(Ordering::Relaxed), 4);
     hub.untap(&job);
-    hub.offer(&frame("cam", 9_000));
     assert_eq!(rx.try_iter().count(), 2);
+    // 4 a second from a 10 fps camera: 4 a second on average, not one
+    // every 300 ms (3.3 a second).
+    let (tx, rx) = std::sync::mpsc::sync_channel(100);
+    hub.tap(&job, &CameraId::new("cam").expect("id"), 4.0, tx);
+    for k in 0..100 {
+        hub.offer(&frame("cam", 20_000 + k * 100));
+    }
+    assert_eq!(rx.try_iter().count(), 40);
+    hub.untap(&job);
+    hub.offer(&frame("cam", 90_000));
+    assert_eq!(rx.try_iter().count(), 0);
 }

@@ -13,7 +13,7 @@
 //! - **Memory.** `memory_mb`, less a detector if it ingests cameras and a
 //!   re-ID model if it serves re-ID.
 //! - **Links.** Every pair of live nodes is one direct link at the measured
-//!   end-to-end rate (the planner's [`pair_rates`]: through the router in
+//!   end-to-end rate, [`DEFAULT_LINK_MBIT_S`] until measured (the planner's [`pair_rates`]: through the router in
 //!   client mode, so no relaying through a third node is modelled, and
 //!   `k_paths = 1`), [`LINK_HEADROOM`] of it less the crops JSTSH sends
 //!   across the pair (their expected bytes, not their share, which is a
@@ -41,7 +41,7 @@ use vidar_protocol::{CameraId, JobId, NodeId};
 use vidar_scheduler::cluster::{Cluster, Link, Node};
 use vidar_scheduler::ents::{self, Job, JobInstance, Policy, Task, TaskInput};
 
-use crate::planner::{pair_rates, NodeView, PlanOutput, SiteCamera};
+use crate::planner::{pair_rates, NodeView, PlanOutput, SiteCamera, DEFAULT_LINK_MBIT_S};
 use crate::planner::{CROP_BYTES, DETECTOR_MEMORY_MB, REID_CROPS_PER_PERSON_S, REID_MEMORY_MB};
 
 /// Least share of a node's capacity, or of a link's rate, left to jobs.
@@ -186,8 +186,24 @@ pub fn place(
         };
         *crop_bytes.entry(key).or_default() += c.persons * REID_CROPS_PER_PERSON_S * CROP_BYTES;
     }
+    // Every pair: measured, or the planner's default until it is (the
+    // nodes probe the peers the plan names, so a pair a job comes to use
+    // is measured then, and the plan follows).
+    let measured = pair_rates(views);
+    let mut pairs = Vec::new();
+    for (i, a) in views.iter().enumerate() {
+        for b in &views[i + 1..] {
+            let key = if a.node <= b.node {
+                (a.node.clone(), b.node.clone())
+            } else {
+                (b.node.clone(), a.node.clone())
+            };
+            let mbit = measured.get(&key).copied().unwrap_or(DEFAULT_LINK_MBIT_S);
+            pairs.push((key, mbit));
+        }
+    }
     let mut links = Vec::new();
-    for ((a, b), mbit) in pair_rates(views) {
+    for ((a, b), mbit) in pairs {
         let rate = mbit * 1e6 / 8.0;
         let used = crop_bytes
             .get(&(a.clone(), b.clone()))

@@ -109,55 +109,8 @@ impl JobRuntime {
     }
 
     fn check(&self, key: &str, item: &JobItem) -> Result<(), String> {
-        let me = &self.ctx.me;
-        let sender = self
-            .ctx
-            .link
-            .keys()
-            .job_sender(key, me)
-            .ok_or_else(|| format!("{key} is not a job key for {me}"))?;
-        if sender != item.from {
-            return Err(format!(
-                "sent under {sender}'s key, but says it is from {}",
-                item.from
-            ));
-        }
         let placed = self.placed.read().unwrap_or_else(|p| p.into_inner());
-        let (a, c) = placed
-            .get(&item.job)
-            .ok_or_else(|| format!("job {} is not in the plan", item.job))?;
-        let i = a
-            .spec
-            .stages
-            .iter()
-            .position(|s| s.name == item.to_stage)
-            .ok_or_else(|| format!("job {} has no stage {}", item.job, item.to_stage))?;
-        if a.nodes.get(i) != Some(me) {
-            return Err(format!(
-                "the plan does not place job {} stage {} here",
-                item.job, item.to_stage
-            ));
-        }
-        let input = c.inputs[i].ok_or("a source takes no items")?;
-        if a.nodes.get(input) != Some(&sender) {
-            return Err(format!(
-                "the plan does not have {sender} feed job {} stage {}",
-                item.job, item.to_stage
-            ));
-        }
-        let kind = c.takes[i].ok_or("a source takes no items")?;
-        if !item.data.carries(kind) {
-            return Err(format!(
-                "job {} stage {} takes {}, the item carries something else",
-                item.job,
-                item.to_stage,
-                kind.as_str()
-            ));
-        }
-        if a.spec.camera() != Some(&item.camera) {
-            return Err(format!("job {}'s camera is not {}", item.job, item.camera));
-        }
-        Ok(())
+        admit(self.ctx.link.keys(), &self.ctx.me, &placed, key, item)
     }
 
     /// Stops every worker.
@@ -166,5 +119,147 @@ impl JobRuntime {
         for (_, h) in workers.drain() {
             h.stop(&self.ctx.hub);
         }
+    }
+}
+
+/// Jobs of the plan in force, checked.
+pub type Placed = HashMap<JobId, (Arc<JobAssignment>, Arc<CheckedJob>)>;
+
+/// Whether node `me` takes `item`, received on `key`: sent under the
+/// item's sender's key, for a stage the plan places here, whose input's
+/// stage the plan places at that sender, carrying the kind the stage takes,
+/// from the job's camera.
+pub fn admit(
+    keys: &vidar_protocol::Keys,
+    me: &vidar_protocol::NodeId,
+    placed: &Placed,
+    key: &str,
+    item: &JobItem,
+) -> Result<(), String> {
+    let sender = keys
+        .job_sender(key, me)
+        .ok_or_else(|| format!("{key} is not a job key for {me}"))?;
+    if sender != item.from {
+        return Err(format!(
+            "sent under {sender}'s key, but says it is from {}",
+            item.from
+        ));
+    }
+    let (a, c) = placed
+        .get(&item.job)
+        .ok_or_else(|| format!("job {} is not in the plan", item.job))?;
+    let i = a
+        .spec
+        .stages
+        .iter()
+        .position(|s| s.name == item.to_stage)
+        .ok_or_else(|| format!("job {} has no stage {}", item.job, item.to_stage))?;
+    if a.nodes.get(i) != Some(me) {
+        return Err(format!(
+            "the plan does not place job {} stage {} here",
+            item.job, item.to_stage
+        ));
+    }
+    let input = c.inputs[i].ok_or("a source takes no items")?;
+    if a.nodes.get(input) != Some(&sender) {
+        return Err(format!(
+            "the plan does not have {sender} feed job {} stage {}",
+            item.job, item.to_stage
+        ));
+    }
+    let kind = c.takes[i].ok_or("a source takes no items")?;
+    if !item.data.carries(kind) {
+        return Err(format!(
+            "job {} stage {} takes {}, the item carries something else",
+            item.job,
+            item.to_stage,
+            kind.as_str()
+        ));
+    }
+    if a.spec.camera() != Some(&item.camera) {
+        return Err(format!("job {}'s camera is not {}", item.job, item.camera));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vidar_protocol::messages::{JobData, JobFrame, JobVector};
+    use vidar_protocol::{CameraId, Keys, NodeId, StageId, UnixMs};
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).expect("id")
+    }
+
+    #[test]
+    fn only_the_items_the_plan_has_a_node_send_here_are_taken() {
+        let spec: vidar_protocol::messages::JobSpec = toml::from_str(
+            "id = \"j\"\n[[stage]]\nname = \"cam\"\nkind = \"source\"\ncamera = \"c\"\n\
+             [[stage]]\nname = \"det\"\nkind = \"detect\"\ninput = \"cam\"\n\
+             [[stage]]\nname = \"out\"\nkind = \"sink\"\nsink = \"records\"\ninput = \"det\"\n",
+        )
+        .expect("job");
+        let checked = spec.check().expect("valid");
+        // cam on a, det on b (here), out on c.
+        let a = JobAssignment {
+            spec: spec.clone(),
+            nodes: vec![id("a"), id("b"), id("c")],
+            flows: Vec::new(),
+            predicted_rate: 1.0,
+        };
+        let placed: Placed = HashMap::from([(spec.id.clone(), (Arc::new(a), Arc::new(checked)))]);
+        let keys = Keys::new("s").expect("site");
+        let me = id("b");
+        let frame = JobItem {
+            job: spec.id.clone(),
+            to_stage: StageId::new("det").expect("id"),
+            from: id("a"),
+            camera: CameraId::new("c").expect("id"),
+            seq: 1,
+            captured_ms: UnixMs(0),
+            data: JobData::Frame(JobFrame {
+                width: 2,
+                height: 2,
+                jpeg: vec![0xFF, 0xD8],
+            }),
+        };
+        let ok = |key: &str, item: &JobItem| admit(&keys, &me, &placed, key, item);
+        assert_eq!(ok(&keys.job(&me, &id("a")), &frame), Ok(()));
+        // Under another node's key, or claiming another sender.
+        let e = ok(&keys.job(&me, &id("c")), &frame).unwrap_err();
+        assert!(e.contains("sent under c's key"), "{e}");
+        // From a node the plan does not have feed the stage.
+        let mut from_c = frame.clone();
+        from_c.from = id("c");
+        let e = ok(&keys.job(&me, &id("c")), &from_c).unwrap_err();
+        assert!(e.contains("does not have c feed job j stage det"), "{e}");
+        // For a stage not placed here.
+        let mut to_out = frame.clone();
+        to_out.to_stage = StageId::new("out").expect("id");
+        let e = ok(&keys.job(&me, &id("a")), &to_out).unwrap_err();
+        assert!(e.contains("does not place job j stage out here"), "{e}");
+        // The wrong kind, the wrong camera, an unknown job, another node's key space.
+        let mut vectors = frame.clone();
+        vectors.data = JobData::Vectors(vec![JobVector {
+            bbox: None,
+            track: None,
+            values: vec![1.0],
+        }]);
+        let e = ok(&keys.job(&me, &id("a")), &vectors).unwrap_err();
+        assert!(e.contains("takes frames"), "{e}");
+        let mut camera = frame.clone();
+        camera.camera = CameraId::new("other").expect("id");
+        assert!(ok(&keys.job(&me, &id("a")), &camera)
+            .unwrap_err()
+            .contains("camera"));
+        let mut job = frame.clone();
+        job.job = vidar_protocol::JobId::new("k").expect("id");
+        assert!(ok(&keys.job(&me, &id("a")), &job)
+            .unwrap_err()
+            .contains("not in the plan"));
+        assert!(ok(&keys.job(&id("z"), &id("a")), &frame)
+            .unwrap_err()
+            .contains("not a job key"));
     }
 }

@@ -29,6 +29,10 @@
 //! A job whose camera is not placed, or which the policy cannot place (no
 //! memory), waits, with why.
 //!
+//! Shares: the policy's shares of a pair are then scaled up together to all
+//! that jobs may use of it ([`spread_spare`]): a share is a cap, and items
+//! larger than modelled need the room.
+//!
 //! Stability: the placement in force of each job is kept (its routes and
 //! shares set afresh for the new inputs) unless a fresh one places more
 //! jobs or is better by more than [`JOB_CHURN`], both judged by the same
@@ -203,20 +207,20 @@ pub fn place(
         }
     }
     let mut links = Vec::new();
+    // What jobs may use of each pair, bytes/s.
+    let mut for_jobs: BTreeMap<(NodeId, NodeId), f64> = BTreeMap::new();
     for ((a, b), mbit) in pairs {
         let rate = mbit * 1e6 / 8.0;
         let used = crop_bytes
             .get(&(a.clone(), b.clone()))
             .copied()
             .unwrap_or(0.0);
+        let bandwidth = (LINK_HEADROOM * rate - used).max(MIN_SPARE * rate);
+        for_jobs.insert((a.clone(), b.clone()), bandwidth);
         let (Ok(a), Ok(b)) = (sched_id(&a), sched_id(&b)) else {
             continue;
         };
-        links.push(Link {
-            a,
-            b,
-            bandwidth: (LINK_HEADROOM * rate - used).max(MIN_SPARE * rate),
-        });
+        links.push(Link { a, b, bandwidth });
     }
     // A re-ID crop's cost in detector frames: the median over the nodes
     // that profiled both.
@@ -432,5 +436,46 @@ pub fn place(
             predicted_rate: p.throughput,
         });
     }
+    spread_spare(&mut out.placed, &for_jobs);
     out
+}
+
+/// Shares are caps (token buckets), and a pair's bandwidth that no flow
+/// was given is of no use to anyone: each pair's flows get all of what
+/// jobs may use of it, in proportion to the shares the policy gave them.
+/// OTFA gives a flow what its job's compute can use at the modelled bytes
+/// per item; when items are larger than modelled (more people in view
+/// than the camera's `persons`), the spare is what lets them through.
+fn spread_spare(placed: &mut [JobAssignment], for_jobs: &BTreeMap<(NodeId, NodeId), f64>) {
+    let pair = |a: &JobAssignment, stage: &vidar_protocol::StageId| -> Option<(NodeId, NodeId)> {
+        let i = a.spec.stages.iter().position(|s| &s.name == stage)?;
+        let input = a.spec.stages[i].input.as_ref()?;
+        let p = a.spec.stages.iter().position(|s| &s.name == input)?;
+        let (x, y) = (a.nodes.get(p)?.clone(), a.nodes.get(i)?.clone());
+        Some(if x <= y { (x, y) } else { (y, x) })
+    };
+    let mut given: BTreeMap<(NodeId, NodeId), f64> = BTreeMap::new();
+    for a in placed.iter() {
+        for f in &a.flows {
+            if let Some(k) = pair(a, &f.to_stage) {
+                *given.entry(k).or_default() += f.bytes_per_s as f64;
+            }
+        }
+    }
+    for a in placed.iter_mut() {
+        let scaled: Vec<u64> = a
+            .flows
+            .iter()
+            .map(|f| {
+                let scale = pair(a, &f.to_stage)
+                    .and_then(|k| Some(for_jobs.get(&k)? / given.get(&k)?))
+                    .filter(|s| s.is_finite() && *s > 1.0)
+                    .unwrap_or(1.0);
+                (f.bytes_per_s as f64 * scale) as u64
+            })
+            .collect();
+        for (f, b) in a.flows.iter_mut().zip(scaled) {
+            f.bytes_per_s = b;
+        }
+    }
 }

@@ -19,13 +19,14 @@
 //! - [`command`]: the subcommands of `vidar-edge`.
 
 pub mod analysis;
+pub mod analytics;
+pub mod bandwidth;
 pub mod cameras;
 pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod detect_pool;
 pub mod identify;
-pub mod jobs;
 pub mod media;
 pub mod node;
 pub mod profiling;

@@ -61,7 +61,7 @@ pub struct Analysis {
     /// Live tiles for the master's UI (cluster mode).
     pub tiles: Option<TileSink>,
     /// Analytics jobs whose source is one of these cameras take frames here.
-    pub jobs: Arc<crate::jobs::Hub>,
+    pub jobs: Arc<crate::analytics::Hub>,
 }
 
 /// How long the loop waits for a detector to finish when it has nothing else to do.

@@ -79,7 +79,7 @@ pub struct CameraSlot {
     pub(crate) rate: rate::CameraRate,
     /// Analytics jobs: the frames the detector skips are offered here too
     /// (set by the analysis loop).
-    pub(crate) jobs: Option<Arc<crate::jobs::Hub>>,
+    pub(crate) jobs: Option<Arc<crate::analytics::Hub>>,
 }
 
 impl CameraSlot {

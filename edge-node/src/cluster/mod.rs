@@ -28,7 +28,6 @@
 //! Every payload received is decoded through [`Garbage`]: malformed or
 //! wrong-version messages are counted and logged, never trusted.
 
-mod bandwidth;
 mod links;
 mod models;
 mod plans;
@@ -38,7 +37,7 @@ mod shared;
 mod status;
 mod tiles;
 
-pub use bandwidth::TokenBucket;
+pub use crate::bandwidth::TokenBucket;
 pub use links::{LinkTable, PeerLink};
 pub use shared::Link;
 
@@ -97,9 +96,9 @@ pub struct Parts {
     /// The refresh running since start (restored), if any.
     pub refresh: Option<vidar_protocol::messages::ModelRefresh>,
     /// What analytics jobs' stages are built from.
-    pub jobs: crate::jobs::stages::Builders,
+    pub jobs: crate::analytics::stages::Builders,
     /// Analytics jobs' taps and counters.
-    pub hub: Arc<crate::jobs::Hub>,
+    pub hub: Arc<crate::analytics::Hub>,
 }
 
 /// The running cluster side; dropping it leaves the cluster (the liveliness
@@ -116,7 +115,7 @@ pub struct Running {
     /// The model thread's inbox: `None` wakes it to stop.
     model_inbox: std::sync::mpsc::SyncSender<Option<ModelRefresh>>,
     link: Link,
-    jobs: Arc<crate::jobs::runtime::JobRuntime>,
+    jobs: Arc<crate::analytics::runtime::JobRuntime>,
 }
 
 impl std::fmt::Debug for Running {
@@ -292,8 +291,8 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
 
     // Analytics jobs: the stages the plan places here, and the items other
     // nodes send them (checked against the plan by the runtime).
-    let jobs = Arc::new(crate::jobs::runtime::JobRuntime::new(
-        crate::jobs::worker::Ctx {
+    let jobs = Arc::new(crate::analytics::runtime::JobRuntime::new(
+        crate::analytics::worker::Ctx {
             me: node.clone(),
             link: shared.link.clone(),
             hub: Arc::clone(&parts.hub),

@@ -1,8 +1,8 @@
 //! Following the master's newest plan: cameras to ingest, where crops go,
 //! bandwidth shares.
 
-use super::bandwidth::TokenBucket;
 use super::shared::Shared;
+use crate::bandwidth::TokenBucket;
 use crate::cameras::{ingest_config, source_name, CameraSlot, Control};
 use crate::config::EdgeConfig;
 use crate::recorder::Recorder;
@@ -28,7 +28,7 @@ pub(super) struct PlanFollower {
     pub(super) config: EdgeConfig,
     pub(super) recorder: Recorder,
     /// Analytics jobs' stages on this node.
-    pub(super) jobs: Arc<crate::jobs::runtime::JobRuntime>,
+    pub(super) jobs: Arc<crate::analytics::runtime::JobRuntime>,
 }
 
 impl PlanFollower {

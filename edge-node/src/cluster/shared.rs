@@ -1,7 +1,7 @@
 //! The node's zenoh session and the state its cluster threads share.
 
-use super::bandwidth::TokenBucket;
 use super::links::LinkTable;
+use crate::bandwidth::TokenBucket;
 use crate::config::EdgeConfig;
 use crate::identify::ClusterReid;
 use anyhow::{Context, Result};

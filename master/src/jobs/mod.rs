@@ -11,6 +11,7 @@
 //! shape and types ([`JobSpec::check`]), and every `onnx` stage's model
 //! against the model manifest the nodes load from ([`check_models`]).
 
+pub mod cli;
 pub mod place;
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,5 @@
-//! Bandwidth shares: a token bucket per destination node.
+//! Bandwidth shares: the token bucket that holds a flow to its share (re-ID
+//! crops to another node, analytics jobs' flows).
 
 use std::time::Instant;
 

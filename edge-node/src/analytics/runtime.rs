@@ -19,7 +19,7 @@ pub struct JobRuntime {
     ctx: Ctx,
     workers: Mutex<HashMap<JobId, Handle>>,
     /// Every job of the plan in force, checked (for items from other nodes).
-    placed: RwLock<HashMap<JobId, (Arc<JobAssignment>, Arc<CheckedJob>)>>,
+    placed: RwLock<Placed>,
 }
 
 impl JobRuntime {

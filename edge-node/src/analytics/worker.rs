@@ -16,7 +16,7 @@ use vidar_protocol::{NodeId, UnixMs};
 
 use super::stages::{Builders, Data, Exec, Item};
 use super::{Hub, Input, StageStats, WORKER_QUEUE};
-use crate::cluster::TokenBucket;
+use crate::bandwidth::TokenBucket;
 
 /// What every worker of a node shares.
 #[derive(Debug, Clone)]

@@ -10,6 +10,8 @@ job per camera (--jobs of them), each a person-attribute pipeline:
   cam (source, --job-rate frames/s) -> det (detect) -> trk (track)
       -> attr (onnx: OSNet x0.25 on every crop) -> out (records sink)
 
+(the example job file, deploy/jobs/attributes.toml).
+
 For each policy (the master's `jobs_policy`), in turn and over --rounds
 (policies interleaved within a round): a fresh site with the job files in
 its job book, given --settle seconds to place and stream, then measured
@@ -50,31 +52,15 @@ import testbed as tb  # noqa: E402
 
 POLICIES = ("otfa", "tp", "lr", "br")
 
-JOB = """id = "job-{i}"
-rate = {rate}
-[[stage]]
-name = "cam"
-kind = "source"
-camera = "cam-{i}"
-[[stage]]
-name = "det"
-kind = "detect"
-input = "cam"
-[[stage]]
-name = "trk"
-kind = "track"
-input = "det"
-[[stage]]
-name = "attr"
-kind = "onnx"
-model = "osnet-x0-25-msmt17"
-input = "trk"
-[[stage]]
-name = "out"
-kind = "sink"
-sink = "records"
-input = "attr"
-"""
+# The example job file shipped with Vidar, one per camera.
+EXAMPLE = (tb.ROOT / "deploy/jobs/attributes.toml").read_text()
+
+
+def job_file(i: int, rate: float) -> str:
+    """The example job on camera cam-<i>, as job-<i>, at `rate` frames/s."""
+    text = EXAMPLE.replace('id = "attributes"', f'id = "job-{i}"', 1)
+    text = text.replace('camera = "cam-0"', f'camera = "cam-{i}"', 1)
+    return re.sub(r"^rate = [0-9.]+", f"rate = {rate}", text, count=1, flags=re.M)
 
 
 def scrape(site: tb.Site) -> dict:
@@ -111,7 +97,7 @@ def run_one(args, policy: str, out: Path) -> dict:
         subprocess.run(["rm", "-rf", str(out)], check=True)
     (out / "jobs").mkdir(parents=True)
     for i in range(args.jobs):
-        (out / "jobs" / f"job-{i}.toml").write_text(JOB.format(i=i, rate=args.job_rate))
+        (out / "jobs" / f"job-{i}.toml").write_text(job_file(i, args.job_rate))
     site = tb.Site(a, out)
     try:
         site.net.up()

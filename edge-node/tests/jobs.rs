@@ -10,59 +10,28 @@
 //! Needs root for `ip netns` and `tc` (CI runs as root), plus
 //! `ORT_DYLIB_PATH`, `VIDAR_MODEL_DIR` and every binary built (`make test`).
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
+
+use common::{bin, START};
 use std::time::{Duration, Instant};
-use vidar_protocol::NodeId;
 use vidar_testkit::http::{get_status as http_get, request};
-use vidar_testkit::netns::{is_root, Namespace};
 use vidar_testkit::process::Proc;
 use vidar_testkit::VTEST;
 
 /// The shaped rate, each way.
 const RATE_MBIT: f64 = 4.0;
-/// How long a process may take to start serving.
-const START: Duration = Duration::from_secs(120);
 
-fn bin(name: &str) -> PathBuf {
-    vidar_testkit::process::sibling_bin(env!("CARGO_BIN_EXE_vidar-edge"), name)
+/// The example job file, on this site's camera, taking all its frames,
+/// with a re-ID branch to a topic sink.
+fn job() -> String {
+    let example = include_str!("../../deploy/jobs/attributes.toml")
+        .replace("camera = \"cam-0\"", "camera = \"ca\"")
+        .replace("rate = 4.0", "rate = 10.0");
+    format!(
+        "{example}\n[[stage]]\nname = \"emb\"\nkind = \"reid\"\ninput = \"trk\"\n\
+         [[stage]]\nname = \"pub\"\nkind = \"sink\"\nsink = \"topic\"\ninput = \"emb\"\n"
+    )
 }
-
-const JOB: &str = r#"
-id = "attributes"
-rate = 10.0
-[[stage]]
-name = "cam"
-kind = "source"
-camera = "ca"
-[[stage]]
-name = "det"
-kind = "detect"
-input = "cam"
-[[stage]]
-name = "trk"
-kind = "track"
-input = "det"
-[[stage]]
-name = "attr"
-kind = "onnx"
-model = "osnet-x0-25-msmt17"
-input = "trk"
-[[stage]]
-name = "out"
-kind = "sink"
-sink = "records"
-input = "attr"
-[[stage]]
-name = "emb"
-kind = "reid"
-input = "trk"
-[[stage]]
-name = "pub"
-kind = "sink"
-sink = "topic"
-input = "emb"
-"#;
 
 /// `name{job="attributes",stage="<stage>",...}` in `text`.
 fn stage_metric(text: &str, name: &str, stage: &str) -> Option<f64> {
@@ -71,34 +40,13 @@ fn stage_metric(text: &str, name: &str, stage: &str) -> Option<f64> {
 
 #[test]
 fn jobs_are_placed_by_otfa_run_where_placed_keep_their_share_and_record_results() {
-    assert!(
-        is_root(),
-        "this test shapes a link in a network namespace (ip netns, tc): run it as root, as CI does"
-    );
-    vidar_testkit::require_node_env();
-    let tag = std::process::id() % 10_000;
-    let subnet = format!("10.214.{}", tag % 64 * 4);
-    let (host_ip, ns_ip) = (format!("{subnet}.1"), format!("{subnet}.2"));
-    let ns = Namespace::create(
-        &format!("vidar-jobs-{tag}"),
-        &format!("vj{tag}"),
-        &host_ip,
-        &ns_ip,
-        RATE_MBIT,
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let site = format!("j{tag}");
-    let ca = dir.path().join("ca");
-    vidar_link::pki::init_ca(&ca, &site, 30).expect("ca init");
-    for n in ["edge-a", "edge-b"] {
-        vidar_link::pki::enroll(&ca, &NodeId::new(n).expect("id"), 30).expect("enroll");
-    }
+    let site = common::shaped_site("jobs", 214, RATE_MBIT, &["edge-a", "edge-b"]);
     // The camera beside the slow node, inside the namespace.
     let mount = format!("ca={VTEST}");
     let mut cam = Proc::spawn_command(
-        dir.path(),
+        site.dir.path(),
         "ca",
-        ns.command(
+        site.ns.command(
             &bin("vidar-camera"),
             &["--port", "0", "--mount", mount.as_str()],
         ),
@@ -110,67 +58,22 @@ fn jobs_are_placed_by_otfa_run_where_placed_keep_their_share_and_record_results(
         .rtsp
         .expect("a camera announces its RTSP port")
         .port();
-    let master_toml = format!(
-        "master_id = \"master\"\ndatabase = \"{db}\"\nhttp_addr = \"127.0.0.1:0\"\n\
-         sync_every_s = 2\nplan_every_s = 60\nnode_timeout_s = 5\nauth = \"none\"\n\
-         [cluster]\nsite = \"{site}\"\nlisten = [\"tls/{host_ip}:0\"]\nbundle = \"{bundle}\"\n\
-         [[cameras]]\ncamera = \"ca\"\nsource = \"rtsp://127.0.0.1:{cport}/ca\"\nfps = 10\nwidth = 768\nheight = 576\nnode = \"edge-a\"\n",
-        db = dir.path().join("global.db").display(),
-        bundle = ca.join("master").display(),
-    );
-    let cfg = dir.path().join("master.toml");
-    std::fs::write(&cfg, master_toml).expect("master config");
-    let mut master = Proc::spawn(
-        dir.path(),
-        "master",
-        &bin("vidar-master"),
-        &["run", "--config", &cfg.to_string_lossy()],
-    )
-    .expect("spawn the master");
-    let ready = master.wait_ready(START).unwrap_or_else(|e| panic!("{e}"));
-    let http = ready.http.expect("the master announces its API").port();
-    let zport = ready
-        .zenoh_port()
-        .unwrap_or_else(|| panic!("no zenoh locator in {ready:?}"));
-    let router = format!("{host_ip}:{zport}");
-    let mut edges = Vec::new();
+    let master = site.start_master(&format!(
+        "[[cameras]]\ncamera = \"ca\"\nsource = \"rtsp://127.0.0.1:{cport}/ca\"\n\
+         fps = 10\nwidth = 768\nheight = 576\nnode = \"edge-a\"\n"
+    ));
+    let http = master.http;
     // edge-a: the camera's node, a slow detector (its camera takes all of
     // it), re-ID fast enough for its camera (no crops cross the link);
     // edge-b: a fast detector.
-    for (id, inside, fps, reid) in [("edge-a", true, 5.0, 60.0), ("edge-b", false, 60.0, 60.0)] {
-        let metrics = if inside { ns_ip.as_str() } else { "127.0.0.1" };
-        let toml = format!(
-            "node_id = \"{id}\"\ndatabase = \"{db}\"\nmetrics_addr = \"{metrics}:0\"\n\
-             detection_interval = 5\ninference_workers = 1\n[models.runtime]\nintra_threads = 1\n\
-             [detector]\nmax_batch = 1\n\
-             [cluster]\nsite = \"{site}\"\nconnect = [\"tls/{router}\"]\nbundle = \"{bundle}\"\n\
-             [sharing]\nstatus_every_ms = 500\ntile_every_ms = 0\n\
-             detect_fps = {fps}\nreid_crops_per_s = {reid}\n\
-             [sharing.ingest]\ntransport = \"tcp\"\nbackoff_initial_ms = 200\nbackoff_max_ms = 1000\n",
-            db = dir.path().join(format!("{id}.db")).display(),
-            bundle = dir.path().join("ca").join("nodes").join(id).display(),
-        );
-        let cfg = dir.path().join(format!("{id}.toml"));
-        std::fs::write(&cfg, toml).expect("edge config");
-        let cfg = cfg.to_string_lossy().to_string();
-        let args = ["run", "--config", cfg.as_str()];
-        let cmd = if inside {
-            ns.command(&bin("vidar-edge"), &args)
-        } else {
-            let mut c = Command::new(bin("vidar-edge"));
-            c.args(args);
-            c
-        };
-        edges.push(Proc::spawn_command(dir.path(), id, cmd).expect("spawn an edge"));
-    }
-    let mut metrics = Vec::new();
-    for e in &mut edges {
-        let ready = e.wait_ready(START).unwrap_or_else(|e| panic!("{e}"));
-        metrics.push(ready.http.expect("an edge announces /metrics"));
-    }
+    let edges = site.start_edges(
+        &master.router,
+        &[("edge-a", true, 5.0, 60.0), ("edge-b", false, 60.0, 60.0)],
+    );
+    let metrics: Vec<_> = edges.iter().map(|e| e.metrics).collect();
     let logs = || {
-        let mut out: Vec<String> = edges.iter().map(|e| e.tail(4000)).collect();
-        out.push(master.tail(4000));
+        let mut out: Vec<String> = edges.iter().map(|e| e.proc.tail(4000)).collect();
+        out.push(master.proc.tail(4000));
         out.join("\n")
     };
     let wait = |what: &str, limit: Duration, f: &mut dyn FnMut() -> bool| {
@@ -190,28 +93,20 @@ fn jobs_are_placed_by_otfa_run_where_placed_keep_their_share_and_record_results(
             .unwrap_or_default()
     };
 
+    let job = job();
     // Wrong job files: refused, the stage named, nothing added.
     for (bad, want) in [
+        (job.replace("input = \"cam\"", "input = \"trk\""), "cycle"),
         (
-            JOB.replace(
-                "input = \"det\"\n[[stage]]\nname = \"attr\"",
-                "input = \"attr\"\n[[stage]]\nname = \"attr\"",
-            ),
-            "cycle",
-        ),
-        (
-            JOB.replace("osnet-x0-25-msmt17", "no-such-model"),
+            job.replace("osnet-x0-25-msmt17", "no-such-model"),
             "stage attr (onnx): model \\\"no-such-model\\\" is not an image model",
         ),
         (
-            JOB.replace(
-                "kind = \"track\"\ninput = \"det\"",
-                "kind = \"track\"\ninput = \"cam\"",
-            ),
+            job.replace("input = \"det\"", "input = \"cam\""),
             "stage trk (track): takes crops, but its input cam produces frames",
         ),
         (
-            JOB.replace("input = \"attr\"", "input = \"nothing\""),
+            job.replace("input = \"attr\"", "input = \"nothing\""),
             "stage out (sink): input nothing is not a stage",
         ),
     ] {
@@ -244,7 +139,7 @@ fn jobs_are_placed_by_otfa_run_where_placed_keep_their_share_and_record_results(
                 .all(|r| r.is_some_and(|r| r < 2.0 * RATE_MBIT))
         },
     );
-    let (status, body) = request(http, "POST", "/api/jobs", JOB).expect("the API answers");
+    let (status, body) = request(http, "POST", "/api/jobs", &job).expect("the API answers");
     assert_eq!(status, 201, "{body}");
     // Placed: every stage on a node, the source where the camera is.
     let mut placed = std::collections::BTreeMap::new();

@@ -10,62 +10,22 @@
 //! installs iproute2), plus `ORT_DYLIB_PATH`, `VIDAR_MODEL_DIR` and every
 //! binary built (`make test` does all three).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{bin, START};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use vidar_protocol::NodeId;
 use vidar_testkit::http::get_status as http_get;
-use vidar_testkit::netns::{is_root, Namespace};
 use vidar_testkit::process::Proc;
 
 use vidar_testkit::VTEST;
 /// The shaped rate, each way.
 const RATE_MBIT: f64 = 8.0;
-/// How long a process may take to start serving.
-const START: Duration = Duration::from_secs(120);
-
-fn bin(name: &str) -> PathBuf {
-    vidar_testkit::process::sibling_bin(env!("CARGO_BIN_EXE_vidar-edge"), name)
-}
-
-fn edge_toml(id: &str, dir: &Path, metrics: &str, master: &str, site: &str) -> String {
-    format!(
-        "node_id = \"{id}\"\ndatabase = \"{db}\"\nmetrics_addr = \"{metrics}:0\"\n\
-         detection_interval = 5\ninference_workers = 1\n[models.runtime]\nintra_threads = 1\n\
-         [detector]\nmax_batch = 1\n\
-         [cluster]\nsite = \"{site}\"\nconnect = [\"tls/{master}\"]\nbundle = \"{bundle}\"\n\
-         [sharing]\nstatus_every_ms = 500\ntile_every_ms = 0\n\
-         detect_fps = 30.0\nreid_crops_per_s = 30.0\n\
-         [sharing.ingest]\ntransport = \"tcp\"\nbackoff_initial_ms = 200\nbackoff_max_ms = 1000\n",
-        db = dir.join(format!("{id}.db")).display(),
-        bundle = dir.join("ca").join("nodes").join(id).display(),
-    )
-}
 
 #[test]
 fn probes_measure_a_shaped_link_through_the_router_and_the_master_plans_with_it() {
-    assert!(
-        is_root(),
-        "this test shapes a link in a network namespace (ip netns, tc): run it as root, as CI does"
-    );
-    vidar_testkit::require_node_env();
-    let tag = std::process::id() % 10_000;
-    let subnet = format!("10.213.{}", tag % 64 * 4);
-    let (host_ip, ns_ip) = (format!("{subnet}.1"), format!("{subnet}.2"));
-    let ns = Namespace::create(
-        &format!("vidar-links-{tag}"),
-        &format!("vl{tag}"),
-        &host_ip,
-        &ns_ip,
-        RATE_MBIT,
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let site = format!("l{tag}");
-    let ca = dir.path().join("ca");
-    vidar_link::pki::init_ca(&ca, &site, 30).expect("ca init");
-    for n in ["edge-a", "edge-b"] {
-        vidar_link::pki::enroll(&ca, &NodeId::new(n).expect("id"), 30).expect("enroll");
-    }
+    let site = common::shaped_site("links", 213, RATE_MBIT, &["edge-a", "edge-b"]);
+    let (ns, dir) = (&site.ns, &site.dir);
 
     // A camera beside each node (the namespace's on its own loopback), so
     // no video crosses the shaped link.
@@ -88,58 +48,21 @@ fn probes_measure_a_shaped_link_through_the_router_and_the_master_plans_with_it(
     let (_cam_a, port_a) = camera("ca", true);
     let (_cam_b, port_b) = camera("cb", false);
 
-    let master_toml = format!(
-        "master_id = \"master\"\ndatabase = \"{db}\"\nhttp_addr = \"127.0.0.1:0\"\n\
-         sync_every_s = 2\nplan_every_s = 60\nnode_timeout_s = 5\nauth = \"none\"\n\
-         [cluster]\nsite = \"{site}\"\nlisten = [\"tls/{host_ip}:0\"]\nbundle = \"{bundle}\"\n\
-         [[cameras]]\ncamera = \"ca\"\nsource = \"rtsp://127.0.0.1:{port_a}/ca\"\nfps = 10\nnode = \"edge-a\"\n\
-         [[cameras]]\ncamera = \"cb\"\nsource = \"rtsp://127.0.0.1:{port_b}/cb\"\nfps = 10\nnode = \"edge-b\"\n",
-        db = dir.path().join("global.db").display(),
-        bundle = ca.join("master").display(),
+    let master = site.start_master(&format!(
+        "[[cameras]]\ncamera = \"ca\"\nsource = \"rtsp://127.0.0.1:{port_a}/ca\"\nfps = 10\nnode = \"edge-a\"\n\
+         [[cameras]]\ncamera = \"cb\"\nsource = \"rtsp://127.0.0.1:{port_b}/cb\"\nfps = 10\nnode = \"edge-b\"\n"
+    ));
+    let http = master.http;
+    let edges = site.start_edges(
+        &master.router,
+        &[("edge-a", true, 30.0, 30.0), ("edge-b", false, 30.0, 30.0)],
     );
-    let cfg = dir.path().join("master.toml");
-    std::fs::write(&cfg, master_toml).expect("master config");
-    let mut master = Proc::spawn(
-        dir.path(),
-        "master",
-        &bin("vidar-master"),
-        &["run", "--config", &cfg.to_string_lossy()],
-    )
-    .expect("spawn the master");
-    let ready = master.wait_ready(START).unwrap_or_else(|e| panic!("{e}"));
-    let http = ready.http.expect("the master announces its API").port();
-    let zport = ready
-        .zenoh_port()
-        .unwrap_or_else(|| panic!("no zenoh locator in {ready:?}"));
-    let router = format!("{host_ip}:{zport}");
-
-    let mut edges = Vec::new();
-    for (id, inside) in [("edge-a", true), ("edge-b", false)] {
-        let metrics = if inside { ns_ip.as_str() } else { "127.0.0.1" };
-        let toml = edge_toml(id, dir.path(), metrics, &router, &site);
-        let cfg = dir.path().join(format!("{id}.toml"));
-        std::fs::write(&cfg, toml).expect("edge config");
-        let cfg = cfg.to_string_lossy().to_string();
-        let args = ["run", "--config", cfg.as_str()];
-        let cmd = if inside {
-            ns.command(&bin("vidar-edge"), &args)
-        } else {
-            let mut c = Command::new(bin("vidar-edge"));
-            c.args(args);
-            c
-        };
-        edges.push(Proc::spawn_command(dir.path(), id, cmd).expect("spawn an edge"));
-    }
-    let mut metrics = Vec::new();
-    for e in &mut edges {
-        let ready = e.wait_ready(START).unwrap_or_else(|e| panic!("{e}"));
-        metrics.push(ready.http.expect("an edge announces /metrics"));
-    }
+    let metrics: Vec<_> = edges.iter().map(|e| e.metrics).collect();
 
     // Both nodes' reports of the pair, as the master has them.
     let logs = || {
-        let mut out: Vec<String> = edges.iter().map(|e| e.tail(3000)).collect();
-        out.push(master.tail(3000));
+        let mut out: Vec<String> = edges.iter().map(|e| e.proc.tail(3000)).collect();
+        out.push(master.proc.tail(3000));
         out.join("\n")
     };
     let reported = || -> Option<[(f64, f64); 2]> {

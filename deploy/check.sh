@@ -9,7 +9,8 @@
 #              parses; with built binaries (target/debug or target/release, or
 #              VIDAR_BIN_DIR; `none` skips) `vidar-edge|vidar-master run --config F --check`,
 #              configs naming a `bundle` pointed at a throwaway one (`vidar-master
-#              ca init` per site, `enroll` per edge node_id)
+#              ca init` per site, `enroll` per edge node_id); the example job files
+#              (deploy/jobs/) by `vidar-master jobs submit` into a throwaway folder
 #   compose    compose.yaml against the compose-spec schema (check-jsonschema's
 #              vendored copy) and its references
 #   k8s        kubernetes-validate --strict against Kubernetes $K8S_VERSIONS,
@@ -132,6 +133,7 @@ print(d.get("cluster", {}).get("site", "default"), d.get("node_id", "-"))' "$f" 
     name="${f##*/}"; origin="${name#*--}"
     case "$name" in
       master--*) cmd=("$bin_dir/vidar-master" run --config "$f" --check) ;;
+      job--*) cmd=("$bin_dir/vidar-master" jobs submit "$f" --dir "$TMP/jobs-$n") ;;
       *) cmd=("$bin_dir/vidar-edge" run --config "$f" --check) ;;
     esac
     if ! out=$(RUST_BACKTRACE=0 "${cmd[@]}" 2>&1); then printf '%s\n' "$out"; fail "$origin: ${cmd[0]##*/} --check"; fi

@@ -5,6 +5,7 @@ runs it with the .cache/venv Python). Each problem is printed as
 - systemd units: the hardening and lifecycle directives Vidar relies on;
 - TOML configs (deploy/**/*.toml and those embedded in Kubernetes objects):
   they parse, and are written out (placeholders filled) for `--check` runs;
+  the example job files (deploy/jobs/) for `vidar-master jobs submit`;
 - compose.yaml: references (services, volumes, networks, files, build contexts);
 - Kubernetes manifests: every container's securityContext, resources and probes,
   and the kustomization's resource list;
@@ -123,6 +124,8 @@ def check_toml(origin: str, text: str, out_dir: pathlib.Path | None, kind: str) 
     except tomllib.TOMLDecodeError as e:
         fail(origin, f"TOML: {e}")
         return
+    if kind == "job" and ("id" not in doc or "stage" not in doc):
+        fail(origin, "job file without id or stages")
     if kind == "edge" and "node_id" not in doc:
         fail(origin, "edge config without node_id")
     if kind == "master" and "database" not in doc:
@@ -140,7 +143,9 @@ def kind_of(name: str, text: str) -> str:
 
 def check_configs(out_dir: pathlib.Path | None) -> None:
     for path in sorted(DEPLOY.rglob("*.toml")):
-        check_toml(str(path.relative_to(ROOT)), path.read_text(), out_dir, kind_of(path.name, path.read_text()))
+        # Analytics job files (deploy/jobs/) are checked by `vidar-master jobs submit`.
+        kind = "job" if path.parent == DEPLOY / "jobs" else kind_of(path.name, path.read_text())
+        check_toml(str(path.relative_to(ROOT)), path.read_text(), out_dir, kind)
     for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
         for doc in load_yaml_all(path):
             if doc.get("kind") not in ("ConfigMap", "Secret"):

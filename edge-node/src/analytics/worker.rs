@@ -255,10 +255,11 @@ impl Worker {
 
     /// Hands stage `from`'s output to every stage that takes it.
     fn emit(&mut self, from: usize, item: Item) {
-        let consumers = self.consumers[from].clone();
-        let last = consumers.len().saturating_sub(1);
+        let n = self.consumers[from].len();
+        let last = n.saturating_sub(1);
         let mut item = Some(item);
-        for (k, c) in consumers.into_iter().enumerate() {
+        for k in 0..n {
+            let c = self.consumers[from][k];
             let one = if k == last { item.take() } else { item.clone() };
             let Some(one) = one else { break };
             if self.here(c) {

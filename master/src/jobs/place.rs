@@ -45,7 +45,7 @@ use vidar_protocol::{CameraId, JobId, NodeId};
 use vidar_scheduler::cluster::{Cluster, Link, Node};
 use vidar_scheduler::ents::{self, Job, JobInstance, Policy, Task, TaskInput};
 
-use crate::planner::{pair_rates, NodeView, PlanOutput, SiteCamera, DEFAULT_LINK_MBIT_S};
+use crate::planner::{ordered, pair_rates, NodeView, PlanOutput, SiteCamera, DEFAULT_LINK_MBIT_S};
 use crate::planner::{CROP_BYTES, DETECTOR_MEMORY_MB, REID_CROPS_PER_PERSON_S, REID_MEMORY_MB};
 
 /// Least share of a node's capacity, or of a link's rate, left to jobs.
@@ -182,13 +182,9 @@ pub fn place(
         let Some(c) = fps_of.get(&s.camera) else {
             continue;
         };
-        let (a, b) = (&s.node, &s.reid_node);
-        let key = if a <= b {
-            (a.clone(), b.clone())
-        } else {
-            (b.clone(), a.clone())
-        };
-        *crop_bytes.entry(key).or_default() += c.persons * REID_CROPS_PER_PERSON_S * CROP_BYTES;
+        *crop_bytes
+            .entry(ordered(&s.node, &s.reid_node))
+            .or_default() += c.persons * REID_CROPS_PER_PERSON_S * CROP_BYTES;
     }
     // Every pair: measured, or the planner's default until it is (the
     // nodes probe the peers the plan names, so a pair a job comes to use
@@ -197,11 +193,7 @@ pub fn place(
     let mut pairs = Vec::new();
     for (i, a) in views.iter().enumerate() {
         for b in &views[i + 1..] {
-            let key = if a.node <= b.node {
-                (a.node.clone(), b.node.clone())
-            } else {
-                (b.node.clone(), a.node.clone())
-            };
+            let key = ordered(&a.node, &b.node);
             let mbit = measured.get(&key).copied().unwrap_or(DEFAULT_LINK_MBIT_S);
             pairs.push((key, mbit));
         }
@@ -261,8 +253,13 @@ pub fn place(
             ));
             continue;
         };
-        let Ok(source_id) = sched_id(source) else {
-            continue;
+        let source_id = match sched_id(source) {
+            Ok(id) => id,
+            Err(e) => {
+                out.waiting
+                    .push((spec.id.clone(), format!("source node {source}: {e}")));
+                continue;
+            }
         };
         let bytes = |kind: DataKind, model: Option<&String>| {
             let values = model
@@ -451,8 +448,7 @@ fn spread_spare(placed: &mut [JobAssignment], for_jobs: &BTreeMap<(NodeId, NodeI
         let i = a.spec.stages.iter().position(|s| &s.name == stage)?;
         let input = a.spec.stages[i].input.as_ref()?;
         let p = a.spec.stages.iter().position(|s| &s.name == input)?;
-        let (x, y) = (a.nodes.get(p)?.clone(), a.nodes.get(i)?.clone());
-        Some(if x <= y { (x, y) } else { (y, x) })
+        Some(ordered(a.nodes.get(p)?, a.nodes.get(i)?))
     };
     let mut given: BTreeMap<(NodeId, NodeId), f64> = BTreeMap::new();
     for a in placed.iter() {

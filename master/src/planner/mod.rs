@@ -44,7 +44,7 @@ use vidar_scheduler::SchedError;
 
 use model::Mapped;
 pub use model::{
-    pair_rates, BITS_PER_PIXEL, CROP_BYTES, DEFAULT_LINK_MBIT_S, DETECTOR_MEMORY_MB,
+    ordered, pair_rates, BITS_PER_PIXEL, CROP_BYTES, DEFAULT_LINK_MBIT_S, DETECTOR_MEMORY_MB,
     REID_CROPS_PER_PERSON_S, REID_MEMORY_MB,
 };
 

@@ -64,7 +64,7 @@ use super::{NodeView, PlanError, SiteCamera};
 /// Link rate assumed between nodes (and from cameras) nobody measured, Mbit/s.
 pub const DEFAULT_LINK_MBIT_S: f64 = 100.0;
 /// A pair of nodes in name order (the key of [`pair_rates`]).
-fn ordered(a: &NodeId, b: &NodeId) -> (NodeId, NodeId) {
+pub fn ordered(a: &NodeId, b: &NodeId) -> (NodeId, NodeId) {
     if a < b {
         (a.clone(), b.clone())
     } else {

@@ -232,6 +232,37 @@ fn jobs_are_placed_by_otfa_run_where_placed_keep_their_share_and_record_results(
         "{rate:.0} B/s sent against a share of {share1:.0} B/s"
     );
 
+    // The node reports what the flow needs per item, and its camera's
+    // people per frame, for the master to plan with.
+    wait(
+        "edge-a to report the flow into det and its camera's people",
+        Duration::from_secs(30),
+        &mut || {
+            let Some((_, body)) = http_get(http, "/api/nodes") else {
+                return false;
+            };
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let Some(n) = v["nodes"]
+                .as_array()
+                .and_then(|ns| ns.iter().find(|n| n["node"] == "edge-a"))
+            else {
+                return false;
+            };
+            let per_item = n["status"]["job_flows"].as_array().and_then(|fs| {
+                let f = fs.iter().find(|f| f["to_stage"] == "det")?;
+                Some(f["bytes"].as_f64()? / f["items"].as_f64()?)
+            });
+            let persons = n["status"]["load"]["cameras"][0]["persons"]
+                .as_f64()
+                .unwrap_or(0.0);
+            eprintln!(
+                "reported: {per_item:?} bytes per frame into det, {persons:.2} people per frame"
+            );
+            // A 768 x 576 JPEG of vtest.avi, and people in view.
+            per_item.is_some_and(|b| (10_000.0..400_000.0).contains(&b)) && persons > 0.5
+        },
+    );
+
     // Results reach the master: one per frame, the re-ID vector per crop.
     wait(
         "results in the master's database",

@@ -436,6 +436,7 @@ mod tests {
             },
             links: Vec::new(),
             metrics_addr: None,
+            job_flows: Vec::new(),
         }
     }
 

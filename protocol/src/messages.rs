@@ -40,8 +40,8 @@ pub use edge_to_edge::{
     ReidAnswer, ReidReply, ReidRequest,
 };
 pub use edge_to_master::{
-    CameraLoad, CameraTile, LinkRate, NodeCapacity, NodeLoad, NodeStatus, QueryReply, SyncBatch,
-    TileBox,
+    CameraLoad, CameraTile, JobFlowLoad, LinkRate, NodeCapacity, NodeLoad, NodeStatus, QueryReply,
+    SyncBatch, TileBox, MAX_JOB_FLOW_LOADS,
 };
 pub use jobs::{
     DataKind, JobAssignment, JobCrop, JobData, JobFlow, JobFrame, JobItem, JobSpec, JobStage,

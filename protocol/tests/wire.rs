@@ -5,7 +5,9 @@ use proptest::prelude::*;
 use vidar_protocol::messages::*;
 use vidar_protocol::record::*;
 use vidar_protocol::wire::{decode, encode, peek, DecodeError, Message, MessageKind};
-use vidar_protocol::{BBox, CameraId, IdentityId, NodeId, StreamState, TrackId, UnixMs};
+use vidar_protocol::{
+    BBox, CameraId, IdentityId, JobId, NodeId, StageId, StreamState, TrackId, UnixMs,
+};
 
 fn node(s: &str) -> NodeId {
     NodeId::new(s).expect("valid id")
@@ -46,6 +48,7 @@ fn node_status() -> NodeStatus {
                     reconnects: 1,
                     tracks: 2,
                     bitrate_bps: 2_200_000.0,
+                    persons: 3.5,
                 },
                 CameraLoad {
                     camera: cam("dock"),
@@ -56,6 +59,7 @@ fn node_status() -> NodeStatus {
                     reconnects: 7,
                     tracks: 0,
                     bitrate_bps: 0.0,
+                    persons: 0.0,
                 },
             ],
             detect_busy: 0.7,
@@ -70,6 +74,12 @@ fn node_status() -> NodeStatus {
             rtt_ms: 0.8,
         }],
         metrics_addr: Some("10.0.0.5:9100".into()),
+        job_flows: vec![JobFlowLoad {
+            job: JobId::new("attributes").expect("id"),
+            to_stage: StageId::new("det").expect("id"),
+            items: 120,
+            bytes: 4_800_000,
+        }],
     }
 }
 
@@ -553,6 +563,7 @@ fn every_message_round_trips() {
     round_trip(NodeStatus {
         links: Vec::new(),
         metrics_addr: None,
+        job_flows: Vec::new(),
         ..node_status()
     });
     round_trip(plan());
@@ -806,6 +817,22 @@ fn invalid_messages_refused_with_the_field() {
                 encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
             },
             "refusing to send an invalid message: NodeStatus: load.detect_busy: NaN is outside 0..=1".into(),
+        ),
+        (
+            {
+                let mut m = node_status();
+                m.load.cameras[0].persons = -1.0;
+                encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
+            },
+            "refusing to send an invalid message: NodeStatus: load.cameras[0].persons: -1 is not a finite non-negative number".into(),
+        ),
+        (
+            {
+                let mut m = node_status();
+                m.job_flows[0].items = 0;
+                encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
+            },
+            "refusing to send an invalid message: NodeStatus: job_flows[0] (job attributes, stage det): 4800000 bytes in 0 items".into(),
         ),
         (
             {

@@ -269,6 +269,9 @@ impl Analysis {
                 }
             }
             cam.metrics.tracks.store(confirmed, Ordering::Relaxed);
+            cam.metrics
+                .persons_seen
+                .fetch_add(confirmed, Ordering::Relaxed);
             for ended in &res.ended {
                 let camera = cam.source.camera().clone();
                 if let Some(mut open) = cam.open.remove(&ended.id) {

@@ -78,6 +78,10 @@ pub struct StageStats {
     pub flow_dropped: AtomicU64,
     /// The flow's share, bytes/s (0: no flow from here).
     pub share: AtomicU64,
+    /// Items offered to the flow into it from here (sent or not).
+    pub offered_items: AtomicU64,
+    /// Their encoded bytes.
+    pub offered_bytes: AtomicU64,
 }
 
 /// Shared by the analysis loop, the job runtime and the metrics.
@@ -178,6 +182,24 @@ impl Hub {
     pub fn stats(&self, job: &JobId, stage: &StageId) -> Arc<StageStats> {
         let mut m = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(m.entry((job.clone(), stage.clone())).or_default())
+    }
+
+    /// What each job flow from this node was offered, for the master (it
+    /// plans with the measured bytes per item).
+    pub fn flow_loads(&self) -> Vec<vidar_protocol::messages::JobFlowLoad> {
+        let m = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        m.iter()
+            .filter_map(|((job, stage), s)| {
+                let items = s.offered_items.load(Ordering::Relaxed);
+                (items > 0).then(|| vidar_protocol::messages::JobFlowLoad {
+                    job: job.clone(),
+                    to_stage: stage.clone(),
+                    items,
+                    bytes: s.offered_bytes.load(Ordering::Relaxed),
+                })
+            })
+            .take(vidar_protocol::messages::MAX_JOB_FLOW_LOADS)
+            .collect()
     }
 
     /// Forgets the counters of a job no longer here.

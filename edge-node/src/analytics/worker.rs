@@ -294,6 +294,10 @@ impl Worker {
                 return;
             }
         };
+        stats.offered_items.fetch_add(1, Ordering::Relaxed);
+        stats
+            .offered_bytes
+            .fetch_add(encoded.len() as u64, Ordering::Relaxed);
         if !flow.bucket.take_owing_at(encoded.len(), Instant::now()) {
             stats.flow_dropped.fetch_add(1, Ordering::Relaxed);
             return;

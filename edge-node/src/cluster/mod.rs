@@ -389,6 +389,7 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
             started_ms: UnixMs::now(),
             every: Duration::from_millis(parts.config.sharing.status_every_ms),
             last: HashMap::new(),
+            hub: Arc::clone(&parts.hub),
         };
         threads.push(
             std::thread::Builder::new()

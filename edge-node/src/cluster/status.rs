@@ -26,6 +26,8 @@ pub(super) struct Reporter {
     pub(super) every: Duration,
     /// camera -> counters at the last report.
     pub(super) last: HashMap<CameraId, Last>,
+    /// Analytics jobs' counters (what their flows carry).
+    pub(super) hub: Arc<crate::analytics::Hub>,
 }
 
 /// A camera's counters at the last report, and its smoothed bitrate.
@@ -34,14 +36,30 @@ pub(super) struct Last {
     frames: u64,
     analysed: u64,
     bytes: u64,
+    detected: u64,
+    persons_seen: u64,
     at: Instant,
     /// Bits per second, averaged over about [`BITRATE_WINDOW_S`].
     bitrate_bps: f64,
+    /// People per detected frame, averaged over about [`PERSONS_WINDOW_S`].
+    persons: f64,
 }
 
 /// Seconds over which a camera's bitrate is averaged (a key frame every
 /// second or two makes one status period's figure jump).
 const BITRATE_WINDOW_S: f64 = 10.0;
+/// Seconds over which a camera's people per frame are averaged.
+const PERSONS_WINDOW_S: f64 = 30.0;
+
+/// `last` moved towards `now` by the share `dt / window` (at most all the
+/// way); `now` itself when `last` is unset (0).
+fn smooth(last: f64, now: f64, dt: f64, window: f64) -> f64 {
+    if last == 0.0 {
+        now
+    } else {
+        last + (dt / window).min(1.0) * (now - last)
+    }
+}
 
 impl Reporter {
     pub(super) fn run(mut self, stop: &vidar_runtime::Shutdown) {
@@ -79,12 +97,17 @@ impl Reporter {
             let frames = st.map_or(0, |s| s.counters.frames);
             let bytes = st.map_or(0, |s| s.counters.bytes);
             let analysed = m.analysed.load(Ordering::Relaxed);
+            let detected = m.detected.load(Ordering::Relaxed);
+            let persons_seen = m.persons_seen.load(Ordering::Relaxed);
             let last = self.last.get(&camera).copied().unwrap_or(Last {
                 frames,
                 analysed,
                 bytes,
+                detected,
+                persons_seen,
                 at: now,
                 bitrate_bps: 0.0,
+                persons: 0.0,
             });
             let dt = now.saturating_duration_since(last.at).as_secs_f64();
             let rate = |a: u64, b: u64| {
@@ -98,14 +121,17 @@ impl Reporter {
             // figure waits for the next period.
             let bitrate_bps = if dt > 0.0 && bytes >= last.bytes {
                 let now_bps = rate(bytes, last.bytes) * 8.0;
-                if last.bitrate_bps == 0.0 {
-                    now_bps
-                } else {
-                    let w = (dt / BITRATE_WINDOW_S).min(1.0);
-                    last.bitrate_bps + w * (now_bps - last.bitrate_bps)
-                }
+                smooth(last.bitrate_bps, now_bps, dt, BITRATE_WINDOW_S)
             } else {
                 last.bitrate_bps
+            };
+            let frames_detected = detected.saturating_sub(last.detected);
+            let persons = if frames_detected > 0 && persons_seen >= last.persons_seen {
+                let now_persons =
+                    (persons_seen - last.persons_seen) as f64 / frames_detected as f64;
+                smooth(last.persons, now_persons, dt, PERSONS_WINDOW_S)
+            } else {
+                last.persons
             };
             cameras.push(CameraLoad {
                 camera: camera.clone(),
@@ -116,6 +142,7 @@ impl Reporter {
                 reconnects: st.map_or(0, |s| s.counters.reconnects),
                 tracks: m.tracks.load(Ordering::Relaxed) as u32,
                 bitrate_bps,
+                persons,
             });
             self.last.insert(
                 camera,
@@ -123,8 +150,11 @@ impl Reporter {
                     frames,
                     analysed,
                     bytes,
+                    detected,
+                    persons_seen,
                     at: now,
                     bitrate_bps,
+                    persons,
                 },
             );
         }
@@ -162,6 +192,7 @@ impl Reporter {
             },
             links: self.shared.links.rates(),
             metrics_addr: Some(self.metrics_addr.clone()),
+            job_flows: self.hub.flow_loads(),
         }
     }
 }

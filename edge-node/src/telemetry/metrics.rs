@@ -23,6 +23,9 @@ pub struct CameraMetrics {
     pub motion_share: F64Gauge,
     /// Confirmed tracks now.
     pub tracks: AtomicU64,
+    /// Confirmed tracks summed over the frames the detector ran on (over
+    /// `detected`: people in view per frame).
+    pub persons_seen: AtomicU64,
     /// Its detection interval now (every Nth frame; `[detection_rate]`).
     pub detection_interval: AtomicU64,
     /// Capture-to-result latency.

@@ -24,7 +24,10 @@
 //!   work per item in detector frames (`detect` 1, `onnx` on a frame 1, `reid`
 //!   and `onnx` per crop the site's median cost of a re-ID crop in detector
 //!   frames, `track` and `sink` a token [`LIGHT_WORK`]); bytes per item of
-//!   what its input produces ([`bytes_per_item`]).
+//!   what its input produces: as the node sending it measures them once it
+//!   has sent [`MIN_MEASURED_ITEMS`] (`NodeStatus::job_flows`), else
+//!   modelled ([`bytes_per_item`]) for the camera's people per frame (as
+//!   its node measures them, else configured).
 //!
 //! A job whose camera is not placed, or which the policy cannot place (no
 //! memory), waits, with why.
@@ -59,6 +62,9 @@ pub const LIGHT_WORK: f64 = 0.02;
 pub const FRAME_JPEG_BYTES_PER_PIXEL: f64 = 0.2;
 /// Bytes of one person crop as a job carries it (JPEG at quality 80).
 pub const JOB_CROP_BYTES: f64 = 8_000.0;
+/// Items a flow must have carried before its measured bytes per item
+/// replace the model's.
+pub const MIN_MEASURED_ITEMS: u64 = 20;
 /// Memory of a light stage (tracker, sink), MiB.
 pub const LIGHT_MEMORY_MB: u64 = 16;
 const MIB: u64 = 1 << 20;
@@ -223,6 +229,20 @@ pub fn place(
         .collect();
     ratios.sort_by(f64::total_cmp);
     let crop_cost = ratios.get(ratios.len() / 2).copied().unwrap_or(0.1);
+    // Measured bytes per item of the flows into each stage: the sender
+    // that offered the most items (after a move, the old sender's figure
+    // lingers until the job leaves it).
+    let mut measured_bytes: BTreeMap<(&JobId, &vidar_protocol::StageId), (u64, f64)> =
+        BTreeMap::new();
+    for (job, stage, items, per_item) in views.iter().flat_map(|v| &v.job_flows) {
+        if *items < MIN_MEASURED_ITEMS || !per_item.is_finite() || *per_item <= 0.0 {
+            continue;
+        }
+        let e = measured_bytes.entry((job, stage)).or_insert((0, 0.0));
+        if *items > e.0 {
+            *e = (*items, *per_item);
+        }
+    }
     // The jobs.
     let mut ents_jobs = Vec::new();
     let mut specs = Vec::new();
@@ -267,19 +287,32 @@ pub fn place(
                 .map_or(512, |m| m.output_values);
             bytes_per_item(kind, cam.width, cam.height, cam.persons, values)
         };
-        let frame_bytes = bytes(DataKind::Frames, None);
+        let mut frame_bytes = bytes(DataKind::Frames, None);
         // Bytes per item into each stage from its input.
         let edge_bytes: Vec<f64> = checked
             .inputs
             .iter()
-            .map(|p| match p {
-                Some(p) if *p == checked.source => frame_bytes,
-                Some(p) => {
-                    checked.produces[*p].map_or(0.0, |k| bytes(k, spec.stages[*p].model.as_ref()))
-                }
-                None => 0.0,
+            .zip(&spec.stages)
+            .map(|(p, s)| {
+                let modelled = match p {
+                    Some(p) if *p == checked.source => frame_bytes,
+                    Some(p) => checked.produces[*p]
+                        .map_or(0.0, |k| bytes(k, spec.stages[*p].model.as_ref())),
+                    None => 0.0,
+                };
+                measured_bytes
+                    .get(&(&spec.id, &s.name))
+                    .map_or(modelled, |m| m.1)
             })
             .collect();
+        // The job's input (frames from its source) as measured into the
+        // first stage fed by the source that was measured.
+        if let Some(b) = (checked.inputs.iter().zip(&spec.stages))
+            .filter(|(p, _)| **p == Some(checked.source))
+            .find_map(|(_, s)| measured_bytes.get(&(&spec.id, &s.name)))
+        {
+            frame_bytes = b.1;
+        }
         let mut tasks = Vec::new();
         for (i, s) in spec.stages.iter().enumerate() {
             if i == checked.source {

@@ -21,6 +21,8 @@ fn view(node: &str, detect_fps: f64, links: &[(&str, f64)]) -> NodeView {
         reid_service: true,
         links: links.iter().map(|(n, r)| (id(n), *r)).collect(),
         camera_bitrates: Vec::new(),
+        camera_persons: Vec::new(),
+        job_flows: Vec::new(),
     }
 }
 
@@ -148,6 +150,54 @@ fn otfa_keeps_frames_off_a_slow_link_and_splits_shares_by_bytes() {
     );
     let nodes = &lr.placed[0].nodes;
     assert!(nodes[1..].iter().all(|n| n == &nodes[1]), "{nodes:?}");
+}
+
+#[test]
+fn measured_bytes_per_item_replace_the_model_once_enough_items_were_sent() {
+    use super::place::MIN_MEASURED_ITEMS;
+    let job = parse(ATTRIBUTES, "job").expect("job");
+    // edge-1 ingests cam-0 and is nearly full; edge-2 is idle behind a
+    // 4 Mbit/s link: the detector goes there and the frames' bytes bound
+    // the job's rate.
+    let views = |frames: Option<(u64, f64)>| {
+        let mut v = [
+            view("edge-1", 16.0, &[("edge-2", 4.0)]),
+            view("edge-2", 40.0, &[("edge-1", 4.0)]),
+        ];
+        if let Some((items, per_item)) = frames {
+            v[0].job_flows = vec![(
+                job.id.clone(),
+                vidar_protocol::StageId::new("det").expect("id"),
+                items,
+                per_item,
+            )];
+        }
+        v
+    };
+    let placed = |frames| {
+        let out = place(
+            std::slice::from_ref(&job),
+            &[camera("cam-0")],
+            &views(frames),
+            &streams(&[("cam-0", "edge-1")]),
+            &[],
+            Policy::Otfa,
+        );
+        assert!(out.waiting.is_empty(), "{:?}", out.waiting);
+        assert_eq!(out.placed[0].nodes[1], id("edge-2"));
+        out.placed[0].predicted_rate
+    };
+    // Modelled: a 1280 x 720 frame at 0.2 B/px is 184 kB; 0.9 of 4 Mbit/s
+    // carries at most 2.44 of them a second (a little less with the crops
+    // that follow).
+    let modelled = placed(None);
+    assert!(modelled > 2.0 && modelled < 2.45, "{modelled}");
+    // Frames measured at half that: 4 a second fit (the job's rate).
+    let measured = placed(Some((MIN_MEASURED_ITEMS, 92_160.0)));
+    assert!((measured - 4.0).abs() < 1e-6, "{measured}");
+    // Too few items measured: the model stands.
+    let few = placed(Some((MIN_MEASURED_ITEMS - 1, 92_160.0)));
+    assert!((few - modelled).abs() < 1e-9, "{few}");
 }
 
 #[test]

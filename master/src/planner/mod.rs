@@ -38,7 +38,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use vidar_protocol::{CameraId, NodeId};
+use vidar_protocol::{CameraId, JobId, NodeId, StageId};
 use vidar_scheduler::jstsh::{solve_indexed, Objective, StreamAlgorithm};
 use vidar_scheduler::SchedError;
 
@@ -113,6 +113,14 @@ pub struct NodeView {
     /// The measured bitrate of each camera it ingests, bits/s.
     #[serde(default)]
     pub camera_bitrates: Vec<(CameraId, f64)>,
+    /// The measured people per frame of each camera it ingests (those that
+    /// saw anyone yet).
+    #[serde(default)]
+    pub camera_persons: Vec<(CameraId, f64)>,
+    /// What each job flow from it needs: `(job, stage fed, items offered,
+    /// bytes per item)`.
+    #[serde(default)]
+    pub job_flows: Vec<(JobId, StageId, u64, f64)>,
 }
 
 /// One camera's placement.

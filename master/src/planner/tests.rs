@@ -14,6 +14,8 @@ fn node(name: &str, detect: f64, reid: f64) -> NodeView {
         reid_service: true,
         links: Vec::new(),
         camera_bitrates: Vec::new(),
+        camera_persons: Vec::new(),
+        job_flows: Vec::new(),
     }
 }
 

@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use vidar_protocol::messages::{BandwidthShare, NodeStatus, Plan, StreamAssignment};
-use vidar_protocol::{NodeId, StreamState, UnixMs};
+use vidar_protocol::{CameraId, NodeId, StreamState, UnixMs};
 
 use super::Current;
-use crate::planner::{NodeView, PlanOutput};
+use crate::planner::{NodeView, PlanOutput, SiteCamera};
 
 /// A node whose detector is busier than this fraction triggers a replan.
 pub const BUSY_THRESHOLD: f64 = 0.9;
@@ -83,6 +83,53 @@ pub fn node_view(s: &NodeStatus) -> NodeView {
             .filter(|c| c.bitrate_bps.is_finite() && c.bitrate_bps > 0.0)
             .map(|c| (c.camera.clone(), c.bitrate_bps))
             .collect(),
+        camera_persons: s
+            .load
+            .cameras
+            .iter()
+            .filter(|c| c.persons.is_finite() && c.persons > 0.0)
+            .map(|c| (c.camera.clone(), c.persons))
+            .collect(),
+        job_flows: s
+            .job_flows
+            .iter()
+            .filter(|f| f.items > 0)
+            .map(|f| {
+                let per_item = f.bytes as f64 / f.items as f64;
+                (f.job.clone(), f.to_stage.clone(), f.items, per_item)
+            })
+            .collect(),
+    }
+}
+
+/// A camera's planned people per frame moves to the measured figure only
+/// when that differs by more than this share of the planned one (at least
+/// one person's worth): crowds come and go, plans should not follow each.
+pub const PERSONS_CHANGE: f64 = 0.25;
+
+/// Sets each camera's `persons` to what the node that ingests it measures
+/// (its configured value until then), held in `held` until the measure
+/// moves by more than [`PERSONS_CHANGE`].
+pub fn measured_persons(
+    cameras: &mut [SiteCamera],
+    views: &[NodeView],
+    held: &mut BTreeMap<CameraId, f64>,
+) {
+    for c in cameras.iter_mut() {
+        let measured = views
+            .iter()
+            .flat_map(|v| &v.camera_persons)
+            .find(|(id, _)| *id == c.camera)
+            .map(|(_, p)| *p);
+        if let Some(m) = measured {
+            let h = held.entry(c.camera.clone()).or_insert(m);
+            if (m - *h).abs() > PERSONS_CHANGE * h.max(1.0) {
+                *h = m;
+            }
+        }
+        if let Some(h) = held.get(&c.camera) {
+            c.persons = *h;
+        }
     }
 }
 
@@ -223,6 +270,7 @@ mod tests {
                     reconnects: 0,
                     tracks: 0,
                     bitrate_bps: 0.0,
+                    persons: 0.0,
                 }],
                 detect_busy: busy,
                 reid_busy: 0.1,
@@ -253,6 +301,7 @@ mod tests {
                 },
             ],
             metrics_addr: None,
+            job_flows: Vec::new(),
         }
     }
 
@@ -288,6 +337,47 @@ mod tests {
         assert_eq!(v.links, vec![(id("b"), 50.0)]);
         assert_eq!(v.detect_fps, 30.0);
         assert!(v.reid_service);
+    }
+
+    #[test]
+    fn cameras_are_planned_with_measured_people_held_against_small_moves() {
+        let cam = |p: f64| SiteCamera {
+            camera: CameraId::new("c1").expect("id"),
+            source: "rtsp://x".into(),
+            fps: 10.0,
+            persons: p,
+            width: 768,
+            height: 576,
+            pinned: None,
+        };
+        let reporting = |persons: f64| {
+            let mut s = status("a", 0.1);
+            s.load.cameras[0].persons = persons;
+            s.job_flows = vec![vidar_protocol::messages::JobFlowLoad {
+                job: vidar_protocol::JobId::new("j").expect("id"),
+                to_stage: vidar_protocol::StageId::new("det").expect("id"),
+                items: 10,
+                bytes: 250_000,
+            }];
+            vec![node_view(&s)]
+        };
+        let mut held = BTreeMap::new();
+        let planned = |views: &[NodeView], held: &mut BTreeMap<CameraId, f64>| {
+            let mut cams = [cam(2.0)];
+            measured_persons(&mut cams, views, held);
+            cams[0].persons
+        };
+        // Not measured yet (nobody seen): the configured figure.
+        assert_eq!(planned(&reporting(0.0), &mut held), 2.0);
+        // Measured: it replaces the configured one.
+        let views = reporting(6.0);
+        assert_eq!(views[0].job_flows[0].3, 25_000.0, "bytes per item");
+        assert_eq!(planned(&views, &mut held), 6.0);
+        // A move within PERSONS_CHANGE is held; a larger one followed.
+        assert_eq!(planned(&reporting(7.2), &mut held), 6.0);
+        assert_eq!(planned(&reporting(4.0), &mut held), 4.0);
+        // A node that stops reporting leaves the last figure in place.
+        assert_eq!(planned(&[], &mut held), 4.0);
     }
 
     #[test]

@@ -14,7 +14,9 @@ use vidar_link::LinkError;
 use vidar_protocol::messages::{NodeStatus, Plan};
 use vidar_protocol::{Keys, NodeId, UnixMs};
 
-use super::policy::{link_shift, load_shift, node_view, pair_rates, placement_changed, to_plan};
+use super::policy::{
+    link_shift, load_shift, measured_persons, node_view, pair_rates, placement_changed, to_plan,
+};
 use super::{Current, Plans};
 use crate::membership::Membership;
 use crate::planner::{self, NodeView, PlanOutput};
@@ -57,6 +59,9 @@ struct Loop {
     planned_nodes: BTreeSet<NodeId>,
     /// The measured links the last plan was made with (Mbit/s by pair).
     planned_links: BTreeMap<(NodeId, NodeId), f64>,
+    /// The people per frame each camera is planned with, once measured
+    /// ([`measured_persons`]).
+    persons: BTreeMap<vidar_protocol::CameraId, f64>,
     previous: Option<PlanOutput>,
     pending: Option<(Instant, String)>,
     last_plan: Option<Instant>,
@@ -88,6 +93,7 @@ impl PlanService {
             publisher,
             planned_nodes: BTreeSet::new(),
             planned_links: BTreeMap::new(),
+            persons: BTreeMap::new(),
             previous: None,
             pending: None,
             last_plan: None,
@@ -284,7 +290,8 @@ impl Loop {
         }
         self.warned_no_nodes = false;
         let views: Vec<NodeView> = live.iter().map(node_view).collect();
-        let cameras = self.svc.plans.cameras();
+        let mut cameras = self.svc.plans.cameras();
+        measured_persons(&mut cameras, &views, &mut self.persons);
         shared.replans.fetch_add(1, Ordering::Relaxed);
         self.seed = self.seed.wrapping_add(1);
         let out = match planner::plan_with(

@@ -354,5 +354,6 @@ pub fn status_of(node: &NodeId, records_last_seq: u64) -> NodeStatus {
         },
         links: Vec::new(),
         metrics_addr: None,
+        job_flows: Vec::new(),
     }
 }

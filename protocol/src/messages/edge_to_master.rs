@@ -12,7 +12,7 @@ use super::{
 };
 use crate::record::KeyedRecord;
 use crate::wire::{Message, MessageKind};
-use crate::{BBox, CameraId, IdentityId, NodeId, StreamState, TrackId};
+use crate::{BBox, CameraId, IdentityId, JobId, NodeId, StageId, StreamState, TrackId};
 
 /// A node's periodic report: what it can do, what it is doing, how well it
 /// reaches its peers. Its liveliness token says whether it is up at all.
@@ -35,6 +35,29 @@ pub struct NodeStatus {
     pub links: Vec<LinkRate>,
     /// Where its Prometheus `/metrics` listens (`host:port`), if anywhere.
     pub metrics_addr: Option<String>,
+    /// What each job flow from this node carries (the master plans job
+    /// placements with these bytes per item rather than its model's).
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, MAX_JOB_FLOW_LOADS>")]
+    pub job_flows: Vec<JobFlowLoad>,
+}
+
+/// At most this many job flows in one [`NodeStatus`].
+pub const MAX_JOB_FLOW_LOADS: usize = 4096;
+
+/// The items a node's stage produced for a stage of the same job on another
+/// node (the flow into `to_stage`), since the job started there: every item
+/// offered to the flow, whether its share let it through or not, so
+/// `bytes / items` is what the flow needs per item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobFlowLoad {
+    /// The job.
+    pub job: JobId,
+    /// The stage the flow feeds.
+    pub to_stage: StageId,
+    /// Items offered to the flow.
+    pub items: u64,
+    /// Their encoded bytes.
+    pub bytes: u64,
 }
 
 /// A node's capacity, profiled at start-up.
@@ -91,6 +114,10 @@ pub struct CameraLoad {
     /// status period), bits per second; 0 when not measured (a file source,
     /// or no data yet). What the camera costs the node's link.
     pub bitrate_bps: f64,
+    /// People in view: confirmed tracks per detected frame, averaged over
+    /// about half a minute (0: nothing detected yet). What its re-ID and its
+    /// jobs' crops cost scales with.
+    pub persons: f64,
 }
 
 /// A measured link from the reporting node to a peer.
@@ -123,6 +150,7 @@ impl Message for NodeStatus {
             check_rate(&format!("load.cameras[{k}].fps"), c.fps)?;
             check_rate(&format!("load.cameras[{k}].analysed_fps"), c.analysed_fps)?;
             check_rate(&format!("load.cameras[{k}].bitrate_bps"), c.bitrate_bps)?;
+            check_rate(&format!("load.cameras[{k}].persons"), c.persons)?;
         }
         check_fraction("load.detect_busy", l.detect_busy)?;
         check_fraction("load.reid_busy", l.reid_busy)?;
@@ -133,6 +161,15 @@ impl Message for NodeStatus {
         }
         if let Some(a) = &self.metrics_addr {
             check_text("metrics_addr", a, MAX_ADDR_LEN)?;
+        }
+        check_len("job_flows", self.job_flows.len(), MAX_JOB_FLOW_LOADS)?;
+        for (k, f) in self.job_flows.iter().enumerate() {
+            if f.bytes > 0 && f.items == 0 {
+                return Err(format!(
+                    "job_flows[{k}] (job {}, stage {}): {} bytes in 0 items",
+                    f.job, f.to_stage, f.bytes
+                ));
+            }
         }
         Ok(())
     }

@@ -1,7 +1,35 @@
 //! Bandwidth shares: the token bucket that holds a flow to its share (re-ID
-//! crops to another node, analytics jobs' flows).
+//! crops to another node, analytics jobs' flows), and the bytes the jobs
+//! sent to each peer (which the link prober adds back).
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use vidar_protocol::NodeId;
+
+/// Bytes this node's analytics jobs handed the link for each receiving
+/// node. A flow takes its peer's counter once ([`SentTo::counter`]) and adds
+/// to it without a lock; the link prober reads a peer's counter around a
+/// probe to that peer ([`SentTo::get`]).
+#[derive(Debug, Default)]
+pub struct SentTo {
+    peers: Mutex<HashMap<NodeId, Arc<AtomicU64>>>,
+}
+
+impl SentTo {
+    /// The counter of bytes sent to `peer` (created on first use).
+    pub fn counter(&self, peer: &NodeId) -> Arc<AtomicU64> {
+        let mut m = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(m.entry(peer.clone()).or_default())
+    }
+
+    /// Bytes sent to `peer` so far.
+    pub fn get(&self, peer: &NodeId) -> u64 {
+        let m = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(peer).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
 
 /// A token bucket: `rate` bytes/s, holding at most one second's worth (and
 /// never less than one request's worth, so a share below one crop per second
@@ -68,6 +96,20 @@ impl TokenBucket {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn bytes_sent_are_counted_per_receiving_node() {
+        let sent = SentTo::default();
+        let (b, c) = (NodeId::new("b").expect("id"), NodeId::new("c").expect("id"));
+        // Two flows to b share its counter; c has its own.
+        let (to_b1, to_b2, to_c) = (sent.counter(&b), sent.counter(&b), sent.counter(&c));
+        to_b1.fetch_add(1000, Ordering::Relaxed);
+        to_b2.fetch_add(500, Ordering::Relaxed);
+        to_c.fetch_add(7, Ordering::Relaxed);
+        assert_eq!(sent.get(&b), 1500);
+        assert_eq!(sent.get(&c), 7);
+        assert_eq!(sent.get(&NodeId::new("d").expect("id")), 0);
+    }
 
     #[test]
     fn token_bucket_enforces_the_share_over_time() {

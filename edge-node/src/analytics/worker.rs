@@ -29,9 +29,9 @@ pub struct Ctx {
     pub hub: Arc<Hub>,
     /// Model and store access.
     pub builders: Builders,
-    /// Every byte this node's jobs send to other nodes (the link prober
-    /// adds what was sent while it timed a probe).
-    pub sent: Arc<std::sync::atomic::AtomicU64>,
+    /// The bytes this node's jobs send to each other node (the link prober
+    /// adds what was sent to a peer while it timed a probe to that peer).
+    pub sent: Arc<crate::bandwidth::SentTo>,
 }
 
 /// A running worker.
@@ -67,6 +67,8 @@ impl Handle {
 struct Flow {
     publisher: vidar_link::Publisher<JobItem>,
     bucket: TokenBucket,
+    /// Bytes sent to the receiving node, all flows to it together.
+    sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct Worker {
@@ -159,6 +161,7 @@ impl Worker {
                             Flow {
                                 publisher,
                                 bucket: TokenBucket::new(share),
+                                sent: self.ctx.sent.counter(to),
                             },
                         );
                     }
@@ -307,9 +310,7 @@ impl Worker {
                 stats
                     .flow_bytes
                     .fetch_add(encoded.len() as u64, Ordering::Relaxed);
-                self.ctx
-                    .sent
-                    .fetch_add(encoded.len() as u64, Ordering::Relaxed);
+                flow.sent.fetch_add(encoded.len() as u64, Ordering::Relaxed);
             }
             Err(e) => {
                 stats.flow_dropped.fetch_add(1, Ordering::Relaxed);

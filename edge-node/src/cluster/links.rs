@@ -174,11 +174,14 @@ pub struct LinkTable {
     peers: Mutex<BTreeMap<NodeId, PeerLink>>,
     /// Bytes of probes sent: padding plus [`PROBE_OVERHEAD`] a probe.
     sent: AtomicU64,
-    /// Bytes this node's analytics jobs sent to other nodes. They leave by
-    /// the same link as a probe: what they sent while a probe was timed is
-    /// added to the probe's bytes, so a link a job fills still reads at
-    /// its rate (as a camera's bitrate is added back for ingest).
-    pub(crate) job_bytes: Arc<AtomicU64>,
+    /// Bytes this node's analytics jobs sent to each other node. Those to
+    /// a probe's peer take the whole path the probe takes: what they sent
+    /// while the probe was timed is added to the probe's bytes, so a pair a
+    /// job fills still reads at its rate (as a camera's bitrate is added
+    /// back for ingest). Bytes to other peers are not: they share only
+    /// this node's own link, and where the probe's peer's link is the
+    /// narrower, adding them would read the pair faster than it is.
+    pub(crate) job_bytes: Arc<crate::bandwidth::SentTo>,
 }
 
 /// Bytes a probe is counted for besides its padding (header, ids, seq:

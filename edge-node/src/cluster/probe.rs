@@ -67,7 +67,7 @@ pub(super) fn run(sh: &Shared, stop: &vidar_runtime::Shutdown) {
         let size = sh.links.with(|m| m.entry(peer.clone()).or_default().size);
         let key = keys.probe(&peer, &sh.node);
         // How long a probe padded to `pad` took, and the bytes this node's
-        // jobs sent meanwhile on the same link.
+        // jobs sent meanwhile to the same peer.
         let mut time = |pad: usize| -> Result<(Duration, usize), String> {
             if stop.is_triggered() {
                 return Err("stopping".into());
@@ -75,21 +75,14 @@ pub(super) fn run(sh: &Shared, stop: &vidar_runtime::Shutdown) {
             probe.seq = probe.seq.wrapping_add(1);
             probe.pad.resize(pad, 0);
             sh.links.sent(pad);
-            let j0 = sh
-                .links
-                .job_bytes
-                .load(std::sync::atomic::Ordering::Relaxed);
+            let j0 = sh.links.job_bytes.get(&peer);
             let t0 = Instant::now();
             let r: LinkProbeReply = sh
                 .link
                 .request(&key, &probe, TIMEOUT)
                 .map_err(|e| e.to_string())?;
             let took = t0.elapsed();
-            let meanwhile = sh
-                .links
-                .job_bytes
-                .load(std::sync::atomic::Ordering::Relaxed)
-                .saturating_sub(j0);
+            let meanwhile = sh.links.job_bytes.get(&peer).saturating_sub(j0);
             if r.seq != probe.seq || r.received as usize != pad {
                 return Err(format!(
                     "answer {} of {} bytes to probe {} of {pad}",

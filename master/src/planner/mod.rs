@@ -79,7 +79,8 @@ pub struct SiteCamera {
     pub source: String,
     /// Frames per second it sends (> 0).
     pub fps: f64,
-    /// Expected people per frame (>= 0); default 2.
+    /// Expected people per frame (>= 0); default 2. Planned with until the
+    /// node that ingests the camera measures it (`plans::measured_persons`).
     #[serde(default = "default_persons")]
     pub persons: f64,
     /// Frame width, pixels.

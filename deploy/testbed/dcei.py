@@ -125,6 +125,8 @@ def run_one(args, rate: float, algorithm: str, out: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cpu", type=float, default=0.0,
+                    help="CPU cores each edge node may use (a cgroup quota; 0: no limit, all share the machine)")
     ap.add_argument("--rates", default="5,10,30", help="bandwidth points, Mbit/s (every node's link)")
     ap.add_argument("--algorithms", default=",".join(ALGORITHMS))
     ap.add_argument("--nodes", type=int, default=3)

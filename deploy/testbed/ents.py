@@ -151,6 +151,8 @@ def run_one(args, policy: str, out: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cpu", type=float, default=0.0,
+                    help="CPU cores each edge node may use (a cgroup quota; 0: no limit, all share the machine)")
     ap.add_argument("--rates", default="20,10,5,5", help="each node's link, Mbit/s (one node per rate)")
     ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--cameras", type=int, default=3)

@@ -10,6 +10,14 @@ its veth pair), at the rates of --rates. netem does not exist in this
 kernel, so delay and loss are not emulated: only rates and outages (a link
 set down).
 
+With --cpu C, each edge node also runs in its own CPU cgroup limited to C
+cores (a CFS quota: cgroup v1's cpu controller or v2's cpu.max), so that the
+nodes are separate computers in compute as well as in network: a node
+profiles its detector under its quota at start-up, and what one node runs
+does not slow another (without it, every node shares the machine's cores,
+and a stage moved to an "idle" node buys nothing). The quotas together
+must leave room for the master and the cameras.
+
 The processes are the release binaries, with the site CA of `vidar-master
 ca init` (mutual TLS, signed plans, the master's access list) over the
 namespaces' addresses, as on real boxes: nothing runs on loopback.
@@ -80,6 +88,68 @@ def node_ip(k: int) -> str:
 
 def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(argv, check=check, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+class Cpu:
+    """Per-role CPU quotas: one cgroup per limited role, under the cgroup v1
+    cpu controller or, on a v2 system, the unified hierarchy."""
+
+    V1 = Path("/sys/fs/cgroup/cpu")
+    V2 = Path("/sys/fs/cgroup")
+    PERIOD_US = 100_000
+
+    def __init__(self) -> None:
+        self.made: list[Path] = []
+
+    @classmethod
+    def root(cls) -> Path | None:
+        if (cls.V1 / "cpu.cfs_quota_us").exists() or (cls.V1 / "tasks").exists():
+            return cls.V1
+        if (cls.V2 / "cgroup.controllers").exists():
+            return cls.V2
+        return None
+
+    def limit(self, role: str, cores: float) -> Path:
+        """Makes (or resets) `role`'s cgroup at `cores` CPUs; returns the
+        file a process joins it by writing its pid."""
+        root = self.root()
+        if root is None:
+            sys.exit("testbed: --cpu needs the cgroup cpu controller (no /sys/fs/cgroup/cpu, "
+                     "no cgroup v2 hierarchy)")
+        d = root / f"{PREFIX}-{role}"
+        d.mkdir(exist_ok=True)
+        quota = max(1000, int(cores * self.PERIOD_US))
+        try:
+            if root == self.V1:
+                (d / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+                (d / "cpu.cfs_quota_us").write_text(str(quota))
+            else:
+                sub = root / "cgroup.subtree_control"
+                if "cpu" not in sub.read_text().split():
+                    sub.write_text("+cpu")
+                (d / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")
+        except OSError as e:
+            sys.exit(f"testbed: --cpu: cannot set the quota of {d}: {e}")
+        self.made.append(d)
+        return d / "cgroup.procs"
+
+    @staticmethod
+    def argv(procs: Path, argv: list[str]) -> list[str]:
+        """`argv`, run after its shell joined the cgroup (so its profiling
+        at start-up already runs under the quota)."""
+        return ["sh", "-c", f'echo $$ > {procs} && exec "$@"', "sh", *argv]
+
+    @classmethod
+    def clean(cls) -> None:
+        """Removes the cgroups of this prefix (empty once their processes are gone)."""
+        root = cls.root()
+        if root is None:
+            return
+        for d in root.glob(f"{PREFIX}-*"):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
 
 
 class Net:
@@ -174,6 +244,7 @@ class Site:
         self.args, self.out = args, out
         self.net = Net(args.burst)
         self.nodes = [f"edge-{k + 1}" for k in range(len(args.rates))]
+        self.cpu = Cpu()
         self.token = secrets.token_hex(16)
         self.procs: list[Proc] = []
         self.master: Proc | None = None
@@ -181,6 +252,7 @@ class Site:
 
     def start(self) -> None:
         a, out = self.args, self.out
+        Cpu.clean()  # what a killed earlier run left
         self.net.add("master", "m", MASTER_IP)
         self.net.add("cams", "c", CAMERAS_IP)
         for k, (node, mbit) in enumerate(zip(self.nodes, a.rates)):
@@ -206,8 +278,13 @@ class Site:
             (out / f"{node}.toml").write_text(soak.EDGE_TOML.format(
                 node=node, dir=out, site="testbed", metrics_addr=f"0.0.0.0:{METRICS_PORT}",
                 interval=a.detection_interval, models=models, master=MASTER_IP, zenoh=ZENOH_PORT))
-        self.edges = [Proc(n, self.net.argv(n, [str(bin_ / "vidar-edge"), "run", "--config", str(out / f"{n}.toml")]),
-                           out / f"{n}.log") for n in self.nodes]
+        cores = getattr(a, "cpu", 0.0) or 0.0
+        self.edges = []
+        for n in self.nodes:
+            argv = self.net.argv(n, [str(bin_ / "vidar-edge"), "run", "--config", str(out / f"{n}.toml")])
+            if cores > 0:
+                argv = Cpu.argv(self.cpu.limit(n, cores), argv)
+            self.edges.append(Proc(n, argv, out / f"{n}.log"))
         self.procs = [cams, self.master, *self.edges]
         cams.start()
         soak.wait_for("cameras", lambda: cams.port("rtsp") is not None, 60)
@@ -223,6 +300,7 @@ class Site:
             p.kill(signal.SIGINT)
         for p in reversed(self.procs):
             p.wait(30)
+        Cpu.clean()
 
     def metrics(self, k: int) -> str | None:
         return http_get(f"http://{node_ip(k + 1)}:{METRICS_PORT}/metrics")
@@ -364,6 +442,8 @@ def partition(site: Site, victim: str, seconds: float, restart_after: float | No
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cpu", type=float, default=0.0,
+                    help="CPU cores each edge node may use (a cgroup quota; 0: no limit, all share the machine)")
     ap.add_argument("--rates", default="30,10,5",
                     help="each edge node's link rate, Mbit/s, comma-separated (one node per rate)")
     ap.add_argument("--cameras", type=int, default=4)

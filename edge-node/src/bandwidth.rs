@@ -8,26 +8,39 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use vidar_protocol::NodeId;
 
-/// Bytes this node's analytics jobs handed the link for each receiving
-/// node. A flow takes its peer's counter once ([`SentTo::counter`]) and adds
-/// to it without a lock; the link prober reads a peer's counter around a
-/// probe to that peer ([`SentTo::get`]).
+/// What this node's analytics jobs send one receiving node.
+#[derive(Debug, Default)]
+pub struct PeerSent {
+    /// Bytes handed the link so far.
+    pub bytes: AtomicU64,
+    /// The shares of the flows to it now, bytes/s together.
+    pub share: AtomicU64,
+}
+
+/// [`PeerSent`] for each receiving node. A flow takes its peer's entry once
+/// ([`SentTo::counter`]) and adds to it without a lock; the link prober
+/// reads a peer's entry around a probe to that peer ([`SentTo::get`]).
 #[derive(Debug, Default)]
 pub struct SentTo {
-    peers: Mutex<HashMap<NodeId, Arc<AtomicU64>>>,
+    peers: Mutex<HashMap<NodeId, Arc<PeerSent>>>,
 }
 
 impl SentTo {
-    /// The counter of bytes sent to `peer` (created on first use).
-    pub fn counter(&self, peer: &NodeId) -> Arc<AtomicU64> {
+    /// The entry of `peer` (created on first use).
+    pub fn counter(&self, peer: &NodeId) -> Arc<PeerSent> {
         let mut m = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(m.entry(peer.clone()).or_default())
     }
 
-    /// Bytes sent to `peer` so far.
-    pub fn get(&self, peer: &NodeId) -> u64 {
+    /// Bytes sent to `peer` so far, and the flows' shares to it now (bytes/s).
+    pub fn get(&self, peer: &NodeId) -> (u64, u64) {
         let m = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(peer).map_or(0, |c| c.load(Ordering::Relaxed))
+        m.get(peer).map_or((0, 0), |c| {
+            (
+                c.bytes.load(Ordering::Relaxed),
+                c.share.load(Ordering::Relaxed),
+            )
+        })
     }
 }
 
@@ -103,12 +116,14 @@ mod tests {
         let (b, c) = (NodeId::new("b").expect("id"), NodeId::new("c").expect("id"));
         // Two flows to b share its counter; c has its own.
         let (to_b1, to_b2, to_c) = (sent.counter(&b), sent.counter(&b), sent.counter(&c));
-        to_b1.fetch_add(1000, Ordering::Relaxed);
-        to_b2.fetch_add(500, Ordering::Relaxed);
-        to_c.fetch_add(7, Ordering::Relaxed);
-        assert_eq!(sent.get(&b), 1500);
-        assert_eq!(sent.get(&c), 7);
-        assert_eq!(sent.get(&NodeId::new("d").expect("id")), 0);
+        to_b1.bytes.fetch_add(1000, Ordering::Relaxed);
+        to_b1.share.fetch_add(300, Ordering::Relaxed);
+        to_b2.bytes.fetch_add(500, Ordering::Relaxed);
+        to_b2.share.fetch_add(200, Ordering::Relaxed);
+        to_c.bytes.fetch_add(7, Ordering::Relaxed);
+        assert_eq!(sent.get(&b), (1500, 500));
+        assert_eq!(sent.get(&c), (7, 0));
+        assert_eq!(sent.get(&NodeId::new("d").expect("id")), (0, 0));
     }
 
     #[test]

@@ -67,8 +67,25 @@ impl Handle {
 struct Flow {
     publisher: vidar_link::Publisher<JobItem>,
     bucket: TokenBucket,
-    /// Bytes sent to the receiving node, all flows to it together.
-    sent: Arc<std::sync::atomic::AtomicU64>,
+    /// What all flows to the receiving node send (this one's share is
+    /// counted in it while the flow lives).
+    sent: Arc<crate::bandwidth::PeerSent>,
+    share: u64,
+}
+
+impl Flow {
+    fn set_share(&mut self, share: u64) {
+        self.sent.share.fetch_add(share, Ordering::Relaxed);
+        self.sent.share.fetch_sub(self.share, Ordering::Relaxed);
+        self.share = share;
+        self.bucket.set_rate(share);
+    }
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        self.sent.share.fetch_sub(self.share, Ordering::Relaxed);
+    }
 }
 
 struct Worker {
@@ -156,14 +173,14 @@ impl Worker {
                 let key = self.ctx.link.keys().job(to, &self.ctx.me);
                 match self.ctx.link.publisher::<JobItem>(&key) {
                     Ok(publisher) => {
-                        self.flows.insert(
-                            i,
-                            Flow {
-                                publisher,
-                                bucket: TokenBucket::new(share),
-                                sent: self.ctx.sent.counter(to),
-                            },
-                        );
+                        let mut flow = Flow {
+                            publisher,
+                            bucket: TokenBucket::new(share),
+                            sent: self.ctx.sent.counter(to),
+                            share: 0,
+                        };
+                        flow.set_share(share);
+                        self.flows.insert(i, flow);
                     }
                     Err(e) => {
                         tracing::warn!(job = %id, stage = %stage.name, error = %e, "declaring a job flow")
@@ -224,7 +241,7 @@ impl Worker {
                 .iter()
                 .find(|f| &f.to_stage == name)
                 .map_or(0, |f| f.bytes_per_s);
-            flow.bucket.set_rate(share);
+            flow.set_share(share);
             self.stats[*i].share.store(share, Ordering::Relaxed);
         }
     }
@@ -310,7 +327,9 @@ impl Worker {
                 stats
                     .flow_bytes
                     .fetch_add(encoded.len() as u64, Ordering::Relaxed);
-                flow.sent.fetch_add(encoded.len() as u64, Ordering::Relaxed);
+                flow.sent
+                    .bytes
+                    .fetch_add(encoded.len() as u64, Ordering::Relaxed);
             }
             Err(e) => {
                 stats.flow_dropped.fetch_add(1, Ordering::Relaxed);

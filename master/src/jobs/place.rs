@@ -96,6 +96,30 @@ pub fn bytes_per_item(
     }
 }
 
+/// The rate a pair not yet measured is planned with, Mbit/s. Every byte
+/// between two nodes goes through the router, so a pair is no faster than
+/// either node's own link, and a node's link is at least as fast as the
+/// fastest pair it is in that was measured: the lower of the two ends'
+/// fastest measured pairs, where known, else [`DEFAULT_LINK_MBIT_S`]. (Until
+/// session 25 it was the default outright: a node behind a 3 Mbit/s link
+/// was planned at 100 Mbit/s to a peer it had not probed yet, and its jobs'
+/// frames were sent at that share, filling its link until its status and
+/// liveliness were lost.)
+pub fn unmeasured_pair(measured: &BTreeMap<(NodeId, NodeId), f64>, a: &NodeId, b: &NodeId) -> f64 {
+    let fastest = |n: &NodeId| {
+        measured
+            .iter()
+            .filter(|((x, y), r)| (x == n || y == n) && r.is_finite() && **r > 0.0)
+            .map(|(_, r)| *r)
+            .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))
+    };
+    match (fastest(a), fastest(b)) {
+        (Some(x), Some(y)) => x.min(y),
+        (Some(x), None) | (None, Some(x)) => x,
+        (None, None) => DEFAULT_LINK_MBIT_S,
+    }
+}
+
 fn sched_id(n: &NodeId) -> Result<vidar_scheduler::NodeId, String> {
     vidar_scheduler::NodeId::new(n.as_str()).map_err(|e| e.to_string())
 }
@@ -192,15 +216,18 @@ pub fn place(
             .entry(ordered(&s.node, &s.reid_node))
             .or_default() += c.persons * REID_CROPS_PER_PERSON_S * CROP_BYTES;
     }
-    // Every pair: measured, or the planner's default until it is (the
-    // nodes probe the peers the plan names, so a pair a job comes to use
-    // is measured then, and the plan follows).
+    // Every pair: measured, or bounded until it is (the nodes probe the
+    // peers the plan names, so a pair a job comes to use is measured then,
+    // and the plan follows).
     let measured = pair_rates(views);
     let mut pairs = Vec::new();
     for (i, a) in views.iter().enumerate() {
         for b in &views[i + 1..] {
             let key = ordered(&a.node, &b.node);
-            let mbit = measured.get(&key).copied().unwrap_or(DEFAULT_LINK_MBIT_S);
+            let mbit = measured
+                .get(&key)
+                .copied()
+                .unwrap_or_else(|| unmeasured_pair(&measured, &a.node, &b.node));
             pairs.push((key, mbit));
         }
     }

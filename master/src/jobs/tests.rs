@@ -201,6 +201,57 @@ fn measured_bytes_per_item_replace_the_model_once_enough_items_were_sent() {
 }
 
 #[test]
+fn a_pair_not_yet_measured_is_no_faster_than_either_nodes_fastest_measured_pair() {
+    use super::place::unmeasured_pair;
+    use crate::planner::DEFAULT_LINK_MBIT_S;
+    let measured: std::collections::BTreeMap<(NodeId, NodeId), f64> = [
+        ((id("a"), id("b")), 3.0),
+        ((id("a"), id("c")), 2.5),
+        ((id("b"), id("d")), 40.0),
+    ]
+    .into_iter()
+    .collect();
+    // c-d: c's link carries at least 2.5 (its pair with a), d's at least 40.
+    assert_eq!(unmeasured_pair(&measured, &id("c"), &id("d")), 2.5);
+    assert_eq!(unmeasured_pair(&measured, &id("d"), &id("c")), 2.5);
+    // One end never measured: the other end's bound.
+    assert_eq!(unmeasured_pair(&measured, &id("d"), &id("e")), 40.0);
+    // Neither: the default.
+    assert_eq!(
+        unmeasured_pair(&measured, &id("e"), &id("f")),
+        DEFAULT_LINK_MBIT_S
+    );
+    // In a placement: edge-2 (the camera's node, nearly full) has probed
+    // no one yet, edge-1 and edge-3 each other at 3 Mbit/s: every pair is
+    // planned at 3 Mbit/s at most, so no flow gets more than 0.9 of that
+    // (with the default it was 0.9 of 100 Mbit/s).
+    let job = parse(ATTRIBUTES, "job").expect("job");
+    let views = [
+        view("edge-1", 40.0, &[("edge-3", 3.0)]),
+        view("edge-2", 16.0, &[]),
+        view("edge-3", 40.0, &[("edge-1", 3.0)]),
+    ];
+    let out = place(
+        std::slice::from_ref(&job),
+        &[camera("cam-0")],
+        &views,
+        &streams(&[("cam-0", "edge-2")]),
+        &[],
+        Policy::Otfa,
+    );
+    let a = &out.placed[0];
+    assert!(!a.flows.is_empty(), "{a:?}");
+    for f in &a.flows {
+        assert!(
+            f.bytes_per_s as f64 <= 0.9 * 3.0e6 / 8.0 + 1.0,
+            "a flow into {} at {} B/s",
+            f.to_stage,
+            f.bytes_per_s
+        );
+    }
+}
+
+#[test]
 fn a_job_waits_while_its_camera_is_not_ingested_and_spare_is_floored() {
     let job = parse(ATTRIBUTES, "job").expect("job");
     let views = [view("edge-1", 10.0, &[])];

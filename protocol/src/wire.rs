@@ -351,8 +351,9 @@ mod tests {
     #[test]
     fn header_layout() {
         let bytes = encode(&plan()).expect("encodes");
-        assert_eq!(&bytes[..HEADER_LEN], &[b'V', b'D', 5, 0, 2]);
-        assert_eq!(peek(&bytes), Ok((5, MessageKind::Plan)));
+        let [v0, v1] = PROTOCOL_VERSION.to_le_bytes();
+        assert_eq!(&bytes[..HEADER_LEN], &[b'V', b'D', v0, v1, 2]);
+        assert_eq!(peek(&bytes), Ok((PROTOCOL_VERSION, MessageKind::Plan)));
     }
 
     #[test]
@@ -392,12 +393,12 @@ mod tests {
             e,
             DecodeError::UnsupportedVersion {
                 got: 1,
-                supported: 5
+                supported: PROTOCOL_VERSION
             }
         );
         assert_eq!(
             e.to_string(),
-            "protocol version 1 is not supported (this build speaks version 5); run the same Vidar release on every node"
+            format!("protocol version 1 is not supported (this build speaks version {PROTOCOL_VERSION}); run the same Vidar release on every node")
         );
         assert_eq!(peek(&bytes), Err(e));
     }
@@ -492,7 +493,8 @@ mod tests {
     #[test]
     fn huge_length_prefix_fails_without_allocating() {
         // A SyncBatch whose record vector claims u64::MAX / 2 elements.
-        let mut bytes = vec![b'V', b'D', 5, 0, MessageKind::SyncBatch as u8];
+        let [v0, v1] = PROTOCOL_VERSION.to_le_bytes();
+        let mut bytes = vec![b'V', b'D', v0, v1, MessageKind::SyncBatch as u8];
         bytes.extend_from_slice(&[1, b'n']); // node "n"
         bytes.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]);
         assert!(matches!(err_of::<SyncBatch>(&bytes), DecodeError::Body(_)));
@@ -561,7 +563,8 @@ mod tests {
 
     /// A payload that skips `encode`'s validation, as a hostile sender would.
     fn postcard_with_header<T: Serialize>(kind: MessageKind, m: &T) -> Vec<u8> {
-        let mut out = vec![b'V', b'D', 5, 0, kind as u8];
+        let [v0, v1] = PROTOCOL_VERSION.to_le_bytes();
+        let mut out = vec![b'V', b'D', v0, v1, kind as u8];
         out.extend(postcard::to_stdvec(m).expect("serialises"));
         out
     }

@@ -357,7 +357,18 @@ impl Exec {
                     .iter()
                     .map(|c| vidar_tracker::Detection::new(c.bbox, c.score))
                     .collect();
-                let res = tracker.update(seq, &dets).map_err(|e| e.to_string())?;
+                let res = match tracker.update(seq, &dets) {
+                    // The source started again (a new worker numbers its
+                    // frames from 1, after a plan moved or restarted it): a
+                    // new stream of frames, so a new tracker. Without this
+                    // a tracker placed elsewhere refused every frame after.
+                    Err(vidar_tracker::TrackError::FrameOutOfOrder { .. }) => {
+                        *tracker = config.build(&()).map_err(|e| e.to_string())?;
+                        tracker.update(seq, &dets)
+                    }
+                    r => r,
+                }
+                .map_err(|e| e.to_string())?;
                 for t in &res.tracks {
                     if let Some(c) = t.detection.and_then(|d| crops.get_mut(d)) {
                         c.track = Some(t.id);

@@ -50,3 +50,48 @@ fn a_source_takes_a_frame_at_most_every_one_over_its_rate_and_never_blocks() {
     hub.offer(&frame("cam", 90_000));
     assert_eq!(rx.try_iter().count(), 0);
 }
+
+#[test]
+fn a_tracker_stage_starts_afresh_when_its_source_restarts() {
+    use super::stages::{Data, Exec, Item};
+    use vidar_protocol::messages::{DataKind, JobCrop};
+    let mut exec = Exec::Track(
+        std::collections::HashMap::new(),
+        vidar_tracker::TrackerConfig::default(),
+    );
+    let (job, stage) = (
+        JobId::new("j").expect("id"),
+        vidar_protocol::StageId::new("trk").expect("id"),
+    );
+    let me = vidar_protocol::NodeId::new("edge-1").expect("id");
+    let item = |seq: u64| Item {
+        camera: CameraId::new("cam").expect("id"),
+        seq,
+        captured_ms: vidar_protocol::UnixMs(seq as i64 * 250),
+        data: Data::Crops(vec![JobCrop {
+            bbox: vidar_protocol::BBox {
+                x: 10.0,
+                y: 10.0,
+                w: 40.0,
+                h: 90.0,
+            },
+            score: 0.9,
+            track: None,
+            width: 40,
+            height: 90,
+            jpeg: Vec::new(),
+        }]),
+    };
+    for seq in 1..=300 {
+        exec.run(item(seq), Some(DataKind::Crops), &job, &stage, &me)
+            .expect("in order");
+    }
+    // The source's worker restarted: its frames count from 1 again. They
+    // are tracked (a new tracker), not refused one by one.
+    for seq in 1..=5 {
+        let out = exec
+            .run(item(seq), Some(DataKind::Crops), &job, &stage, &me)
+            .expect("a restarted source is a new stream");
+        assert!(out.is_some());
+    }
+}

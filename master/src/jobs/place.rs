@@ -107,11 +107,12 @@ pub fn bytes_per_item(
 /// liveliness were lost.)
 pub fn unmeasured_pair(measured: &BTreeMap<(NodeId, NodeId), f64>, a: &NodeId, b: &NodeId) -> f64 {
     let fastest = |n: &NodeId| {
-        measured
-            .iter()
-            .filter(|((x, y), r)| (x == n || y == n) && r.is_finite() && **r > 0.0)
-            .map(|(_, r)| *r)
-            .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))
+        crate::planner::model::fastest(
+            measured
+                .iter()
+                .filter(|((x, y), _)| x == n || y == n)
+                .map(|(_, r)| *r),
+        )
     };
     match (fastest(a), fastest(b)) {
         (Some(x), Some(y)) => x.min(y),

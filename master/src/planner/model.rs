@@ -95,7 +95,7 @@ pub fn pair_rates<'a>(
 }
 
 /// The fastest of `rates` (Mbit/s) that is a real rate, if any.
-fn fastest(rates: impl Iterator<Item = f64>) -> Option<f64> {
+pub(crate) fn fastest(rates: impl Iterator<Item = f64>) -> Option<f64> {
     rates
         .filter(|r| r.is_finite() && *r > 0.0)
         .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))

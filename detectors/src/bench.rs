@@ -24,6 +24,8 @@ pub struct BenchConfig {
     pub warmup: usize,
     /// Camera frame size the detector resizes from (width, height).
     pub frame_size: (u32, u32),
+    /// How frames are resized into the model's input.
+    pub resize: vidar_models::image::Filter,
 }
 
 impl Default for BenchConfig {
@@ -37,6 +39,7 @@ impl Default for BenchConfig {
             iterations: 20,
             warmup: 3,
             frame_size: (1280, 720),
+            resize: vidar_models::image::Filter::Antialiased,
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct BenchReport {
     pub intra_threads: usize,
     /// Camera frame size used.
     pub frame_size: (u32, u32),
+    /// The resize filter used.
+    pub resize: vidar_models::image::Filter,
     /// Timed iterations per row.
     pub iterations: usize,
     /// One row per (model, batch).
@@ -159,6 +164,7 @@ pub fn run(factory: &SessionFactory, config: &BenchConfig) -> Result<BenchReport
             max_batch,
             // Count every candidate: the post-processing cost at a low threshold is the worst case.
             score_threshold: 0.3,
+            resize: config.resize,
             ..SsdConfig::default()
         }
         .build(factory)?;
@@ -171,6 +177,7 @@ pub fn run(factory: &SessionFactory, config: &BenchConfig) -> Result<BenchReport
         provider,
         intra_threads: factory.config().intra_threads,
         frame_size: config.frame_size,
+        resize: config.resize,
         iterations: config.iterations,
         rows,
     })
@@ -180,8 +187,8 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "detector benchmark: {}, intra-op threads {} (0 = one per core), camera frames {}x{}, median of {} calls per row",
-            self.provider, self.intra_threads, self.frame_size.0, self.frame_size.1, self.iterations
+            "detector benchmark: {}, intra-op threads {} (0 = one per core), camera frames {}x{} resized {:?}, median of {} calls per row",
+            self.provider, self.intra_threads, self.frame_size.0, self.frame_size.1, self.resize, self.iterations
         )?;
         writeln!(f)?;
         writeln!(

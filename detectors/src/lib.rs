@@ -13,7 +13,7 @@ pub mod ssd;
 use std::time::Duration;
 
 pub use ssd::{SsdConfig, SsdDetector, SsdPreparer};
-pub use vidar_models::image::{FrameResizer, ImageError, Region, RgbFrame};
+pub use vidar_models::image::{Filter, FrameResizer, ImageError, Region, RgbFrame};
 pub use vidar_protocol::BBox;
 
 /// One detected object in the pixel coordinates of the frame it came from.

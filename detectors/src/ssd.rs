@@ -10,7 +10,7 @@ use vidar_models::{Format, Model, Precision, SessionFactory, Task};
 
 use crate::postprocess::{decode_raw, Anchor, Candidate, DecodeParams, NormBox, RawSsd};
 use crate::{DetectError, Detection, Detector, Prepared, Preparer, StageTimings};
-use vidar_models::image::{FrameResizer, RgbFrame};
+use vidar_models::image::{Filter, FrameResizer, RgbFrame};
 
 /// Settings of an SSD detector.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -32,6 +32,14 @@ pub struct SsdConfig {
     /// float model with TensorRT's fp16 off. Default: the float model, with
     /// the providers' own settings.
     pub precision: Option<Precision>,
+    /// How frames are resized into the model's input: `"antialiased"`
+    /// (bilinear convolution over every source pixel, as Pillow) or
+    /// `"sampled"` (bilinear between the four pixels around each input pixel,
+    /// as OpenCV's `INTER_LINEAR` and the SSD's training: about half the cost
+    /// at camera resolutions, and about 1 point less recall on small people
+    /// far downscaled; docs/benchmarks.md, "Pre-processing"). Default
+    /// `"antialiased"`.
+    pub resize: Filter,
 }
 
 impl Default for SsdConfig {
@@ -43,6 +51,7 @@ impl Default for SsdConfig {
             max_detections: 50,
             max_batch: 8,
             precision: None,
+            resize: Filter::Antialiased,
         }
     }
 }
@@ -130,7 +139,7 @@ impl Config for SsdConfig {
             model,
             form,
             config: self.clone(),
-            own: SsdPreparer::new(in_w, in_h),
+            own: SsdPreparer::new(in_w, in_h, self.resize),
             scratch: Vec::new(),
             timings: StageTimings::default(),
         })
@@ -163,7 +172,8 @@ pub struct SsdDetector {
     timings: StageTimings,
 }
 
-/// Resizes frames into an SSD's input tensor (RGB8, NHWC), on any thread.
+/// Resizes frames into an SSD's input tensor (RGB8, NHWC), on any thread,
+/// with the configured [`Filter`].
 #[derive(Debug)]
 pub struct SsdPreparer {
     in_w: usize,
@@ -172,11 +182,11 @@ pub struct SsdPreparer {
 }
 
 impl SsdPreparer {
-    fn new(in_w: usize, in_h: usize) -> Self {
+    fn new(in_w: usize, in_h: usize, filter: Filter) -> Self {
         Self {
             in_w,
             in_h,
-            resizer: FrameResizer::new(),
+            resizer: FrameResizer::with_filter(filter),
         }
     }
 }
@@ -321,7 +331,11 @@ impl Detector for SsdDetector {
     }
 
     fn preparer(&self) -> Option<Box<dyn Preparer>> {
-        Some(Box::new(SsdPreparer::new(self.in_w, self.in_h)))
+        Some(Box::new(SsdPreparer::new(
+            self.in_w,
+            self.in_h,
+            self.config.resize,
+        )))
     }
 
     fn detect_prepared(

@@ -7,7 +7,9 @@ mod common;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use vidar_config::Config;
-use vidar_detectors::{BBox, DetectError, Detection, Detector, Prepared, RgbFrame, SsdConfig};
+use vidar_detectors::{
+    BBox, DetectError, Detection, Detector, Filter, Prepared, RgbFrame, SsdConfig,
+};
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -25,6 +27,7 @@ struct FixtureFrame {
     rgb_sha256: String,
     postprocessed: Vec<Expected>,
     raw: Vec<Expected>,
+    raw_sampled: Vec<Expected>,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +79,7 @@ fn config(model: &str, fixture: &Fixture) -> SsdConfig {
         max_detections: fixture.max_detections,
         max_batch: 8,
         precision: None,
+        resize: Filter::Antialiased,
     }
 }
 
@@ -154,6 +158,37 @@ fn both_forms_match_python_onnxruntime_and_each_other() {
     }
     // People walk through every one of these frames.
     assert!(total >= 20, "only {total} persons in 6 frames");
+}
+
+#[test]
+fn sampled_resizing_matches_python_on_opencv_resized_frames() {
+    let fixture: Fixture = serde_json::from_str(FIXTURE).expect("fixture");
+    let factory = common::factory();
+    let mut raw = SsdConfig {
+        resize: Filter::Sampled,
+        ..config("ssd-mobilenet-v2-coco-raw", &fixture)
+    }
+    .build(&factory)
+    .expect("raw");
+    let mut differs = 0;
+    for f in &fixture.frames {
+        let (w, h, rgb) = common::load_frame(&f.file);
+        let frame = RgbFrame::packed(w, h, &rgb).expect("frame");
+        let got = raw.detect(&[frame]).expect("detect");
+        let want: Vec<[f32; 4]> = f.raw_sampled.iter().map(|e| e.bbox).collect();
+        assert_matches(
+            &format!("{} sampled vs OpenCV", f.file),
+            &got[0],
+            &want,
+            1.0,
+        );
+        differs += usize::from(f.raw_sampled.len() != f.raw.len());
+    }
+    // The two filters give the model different input: the fixture shows it.
+    assert!(
+        differs > 0,
+        "the sampled fixture equals the antialiased one"
+    );
 }
 
 #[test]

@@ -123,6 +123,26 @@ fn unknown_keys_and_bad_ids_are_refused() {
 }
 
 #[test]
+fn the_detector_resize_filter_is_chosen_by_name_and_bad_names_are_refused() {
+    let cam = "[[cameras]]\ncamera = \"c\"\nsource = \"file:///x.mp4\"\n";
+    let parse = |detector: &str| {
+        EdgeConfig::parse(
+            &format!("node_id = \"e\"\n{cam}[detector]\n{detector}"),
+            "e.toml",
+        )
+    };
+    let default = parse("").expect("valid");
+    assert_eq!(default.detector.resize, vidar_models::Filter::Antialiased);
+    let sampled = parse("resize = \"sampled\"\n").expect("valid");
+    assert_eq!(sampled.detector.resize, vidar_models::Filter::Sampled);
+    let err = parse("resize = \"nearest\"\n")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("nearest") && err.contains("sampled"), "{err}");
+}
+
+#[test]
 fn a_config_from_a_newer_release_is_refused_by_name() {
     let cam = "[[cameras]]\ncamera = \"c\"\nsource = \"file:///x.mp4\"\n";
     let ok = EdgeConfig::parse(

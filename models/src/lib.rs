@@ -14,7 +14,7 @@ pub mod runtime;
 pub mod store;
 
 pub use error::ModelError;
-pub use image::{FrameResizer, ImageError, Region, RgbFrame};
+pub use image::{Filter, FrameResizer, ImageError, Region, RgbFrame};
 pub use manifest::{
     DType, FileEntry, Format, Layout, Manifest, ModelSpec, Precision, Task, TensorSpec,
 };

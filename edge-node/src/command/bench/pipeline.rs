@@ -42,6 +42,28 @@ pub struct PipelineBenchArgs {
     /// Batches each detector thread takes at once (the node's `inference_depth`; 0 = automatic).
     #[arg(long, default_value_t = 0)]
     pub depth: usize,
+    /// How frames are resized into the detector's input (`[detector] resize`).
+    #[arg(long, value_enum, default_value_t = Resize::Antialiased)]
+    pub resize: Resize,
+}
+
+/// `[detector] resize` on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resize {
+    /// Bilinear convolution over every source pixel (the default).
+    Antialiased,
+    /// Bilinear between the four pixels around each input pixel (OpenCV's INTER_LINEAR).
+    Sampled,
+}
+
+impl Resize {
+    /// The filter, and its name in the node's config.
+    pub fn filter(self) -> (vidar_models::image::Filter, &'static str) {
+        match self {
+            Resize::Antialiased => (vidar_models::image::Filter::Antialiased, "antialiased"),
+            Resize::Sampled => (vidar_models::image::Filter::Sampled, "sampled"),
+        }
+    }
 }
 
 /// Arguments of `bench detect|reid`.
@@ -56,9 +78,33 @@ pub struct ModelBenchArgs {
     /// Batch sizes, comma-separated (default: the benchmark's own).
     #[arg(long, value_delimiter = ',')]
     pub batches: Vec<usize>,
-    /// Manifest models, comma-separated (`bench reid` only; default: the default re-ID model).
+    /// Manifest models, comma-separated (default: the float SSD's two forms for
+    /// `bench detect`, the default re-ID model for `bench reid`).
     #[arg(long, value_delimiter = ',')]
     pub models: Vec<String>,
+    /// Camera frame sizes the detector resizes from, comma-separated `WxH`
+    /// (`bench detect` only; default 1280x720). One table per size.
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    pub frame_sizes: Vec<(u32, u32)>,
+    /// How frames are resized into the detector's input (`bench detect` only).
+    #[arg(long, value_enum, default_value_t = Resize::Antialiased)]
+    pub resize: Resize,
+}
+
+/// `WxH`, both from 1 to 16384 pixels.
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("frame size `{text}`: expected WxH in pixels, e.g. 1920x1080");
+    let (w, h) = text.split_once(['x', 'X']).ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (
+        w.trim().parse().map_err(|_| bad())?,
+        h.trim().parse().map_err(|_| bad())?,
+    );
+    if !(1..=16384).contains(&w) || !(1..=16384).contains(&h) {
+        return Err(format!(
+            "frame size `{text}`: each side must be 1 to 16384 pixels"
+        ));
+    }
+    Ok((w, h))
 }
 
 fn factory(threads: usize) -> Result<SessionFactory> {
@@ -73,13 +119,26 @@ fn factory(threads: usize) -> Result<SessionFactory> {
 pub fn detect(args: ModelBenchArgs) -> Result<()> {
     let mut config = vidar_detectors::bench::BenchConfig {
         iterations: args.iterations,
+        resize: args.resize.filter().0,
         ..Default::default()
     };
     if !args.batches.is_empty() {
         config.batches = args.batches.clone();
     }
-    let report = vidar_detectors::bench::run(&factory(args.threads)?, &config)?;
-    println!("{report}");
+    if !args.models.is_empty() {
+        config.models = args.models.clone();
+    }
+    let sizes = if args.frame_sizes.is_empty() {
+        vec![config.frame_size]
+    } else {
+        args.frame_sizes.clone()
+    };
+    let factory = factory(args.threads)?;
+    for size in sizes {
+        config.frame_size = size;
+        let report = vidar_detectors::bench::run(&factory, &config)?;
+        println!("{report}");
+    }
     Ok(())
 }
 
@@ -94,6 +153,11 @@ pub fn reid(args: ModelBenchArgs) -> Result<()> {
     }
     if !args.models.is_empty() {
         config.models = args.models.clone();
+    }
+    if !args.frame_sizes.is_empty() || args.resize != Resize::Antialiased {
+        anyhow::bail!(
+            "--frame-sizes and --resize are for `bench detect`; `bench reid` embeds crops of its own size"
+        );
     }
     let report = vidar_reid::bench::run(&factory(args.threads)?, &config)?;
     println!("{report}");
@@ -122,7 +186,7 @@ fn run_pipeline(args: &PipelineBenchArgs) -> Result<PipelineRun> {
     let toml = format!(
         "node_id = \"bench\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
          inference_depth = {depth}\n\
-         [models.runtime]\nintra_threads = {threads}\n[detector]\nmodel = \"{model}\"\n\
+         [models.runtime]\nintra_threads = {threads}\n[detector]\nmodel = \"{model}\"\nresize = \"{resize}\"\n\
          [[cameras]]\ncamera = \"bench\"\nsource = \"{video}\"\nrealtime = false\nloop_file = false\n\
          queue_policy = \"block\"\nqueue_capacity = 4\n\
          [motion]\nenabled = false\n[detection_rate]\nadaptive = false\n",
@@ -130,6 +194,7 @@ fn run_pipeline(args: &PipelineBenchArgs) -> Result<PipelineRun> {
         depth = args.depth,
         threads = args.threads,
         model = args.model,
+        resize = args.resize.filter().1,
         video = args.video.display()
     );
     let config = EdgeConfig::parse(&toml, "bench pipeline")?;
@@ -298,4 +363,19 @@ pub fn pipeline(args: PipelineBenchArgs) -> Result<()> {
     println!("| crops embedded | {} |", last.crops);
     println!("| records submitted | {} |", last.records);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn frame_sizes_parse_and_bad_ones_are_named() {
+        assert_eq!(parse_size("1920x1080"), Ok((1920, 1080)));
+        assert_eq!(parse_size("640X480"), Ok((640, 480)));
+        for bad in ["1920", "x1080", "1920x", "0x10", "10x99999", "axb"] {
+            let e = parse_size(bad).expect_err(bad);
+            assert!(e.contains(bad), "{e}");
+        }
+    }
 }

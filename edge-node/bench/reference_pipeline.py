@@ -25,6 +25,10 @@ and writes a JSON report:
   peak_rss_bytes  peak resident set size of this process
   persons_detected  person detections in the window (a sanity check)
 
+With --boxes PATH (for a file: `bench capacity`'s detection agreement), every
+frame from the first is analysed to the end of the file, and PATH gets one
+list per frame, in order, of its person boxes [x1, y1, x2, y2] in pixels.
+
 Usage:
   python reference_pipeline.py --url rtsp://127.0.0.1:8554/cam0 --seconds 60 --out r.json
 """
@@ -66,7 +70,11 @@ def parse_args():
     p.add_argument("--score", type=float, default=0.5)
     p.add_argument("--fps", type=float, default=10.0, help="nominal stream rate, for dropped frames")
     p.add_argument("--int8", action="store_true", help="the int8 raw SSD (decode + NMS here)")
-    return p.parse_args()
+    p.add_argument("--boxes", help="write every frame's person boxes here (JSON), from the first frame to the end")
+    args = p.parse_args()
+    if args.boxes:
+        args.warmup, args.seconds = 0.0, float("inf")
+    return args
 
 
 INT8_FILE = "ssd_mobilenet_v2_coco_raw_int8.onnx"
@@ -155,6 +163,7 @@ def main():
     first = None  # (result time, pts) of the first recorded frame
     latency_ms, pts_ms = [], []
     failures, cpu0, persons = 0, None, 0
+    boxes = []  # per frame, with --boxes
     while True:
         ok, frame = cap.read()
         if not ok:
@@ -169,6 +178,8 @@ def main():
         else:
             dets = detect(sess, frame, args.score)
         tracker.update(detections=dets)
+        if args.boxes is not None:
+            boxes.append([[round(float(v), 2) for v in d.points.reshape(-1)] for d in dets])
         now = time.monotonic()
         if now - started < args.warmup:
             continue
@@ -208,6 +219,9 @@ def main():
     }
     with open(args.out, "w") as f:
         json.dump(report, f)
+    if args.boxes is not None:
+        with open(args.boxes, "w") as f:
+            json.dump(boxes, f)
     return 0 if latency_ms else 1
 
 

@@ -252,6 +252,7 @@ pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
             registry,
             tiles: tile_sink,
             jobs: Arc::clone(&jobs),
+            observer: None,
         },
         jobs,
         statuses: Arc::new(StatusBoard::default()),

@@ -62,6 +62,23 @@ pub struct Analysis {
     pub tiles: Option<TileSink>,
     /// Analytics jobs whose source is one of these cameras take frames here.
     pub jobs: Arc<crate::analytics::Hub>,
+    /// Every detected frame's confirmed tracks, for benchmarks that compare
+    /// what two configurations report frame by frame (`bench capacity`'s
+    /// agreement). Bounded; a full queue holds the loop, so its reader must
+    /// drain it. `None` (the node): nothing is sent or built.
+    pub observer: Option<std::sync::mpsc::SyncSender<FrameBoxes>>,
+}
+
+/// What a detected frame reported: the boxes of the confirmed tracks its
+/// detections updated (the boxes a sighting's path records).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameBoxes {
+    /// The camera.
+    pub camera: vidar_protocol::CameraId,
+    /// The frame's sequence number at its source (0 for the first decoded).
+    pub seq: u64,
+    /// Boxes, pixels, clipped to the frame.
+    pub boxes: Vec<BBox>,
 }
 
 /// How long the loop waits for a detector to finish when it has nothing else to do.
@@ -267,6 +284,20 @@ impl Analysis {
                         },
                     ));
                 }
+            }
+            if let Some(tx) = &self.observer {
+                let boxes = res
+                    .tracks
+                    .iter()
+                    .filter(|t| t.detection.is_some())
+                    .map(|t| t.bbox.clip(fw, fh))
+                    .collect();
+                // A reader that went away only ends the observation.
+                let _ = tx.send(FrameBoxes {
+                    camera: cam.source.camera().clone(),
+                    seq: frame.seq,
+                    boxes,
+                });
             }
             cam.metrics.tracks.store(confirmed, Ordering::Relaxed);
             cam.metrics

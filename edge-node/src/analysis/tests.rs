@@ -150,6 +150,12 @@ fn start_with_depth(
     start_pool(cams, interval, gate, depth, 2, 4)
 }
 
+/// Where the loop started next reports its frames (`Analysis::observer`).
+thread_local! {
+    static OBSERVER: std::cell::RefCell<Option<mpsc::SyncSender<FrameBoxes>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// A loop with `workers` detector threads of batch size `max_batch`, taking
 /// `depth` batches each.
 fn start_pool(
@@ -209,6 +215,7 @@ fn start_pool(
         registry: Arc::clone(&registry),
         tiles: None,
         jobs: Default::default(),
+        observer: OBSERVER.with(|o| o.borrow_mut().take()),
     };
     let stop = vidar_runtime::Shutdown::new();
     let s = stop.clone();
@@ -504,6 +511,41 @@ fn a_long_track_is_split_into_contiguous_sightings() {
     assert!(a.last_ms - a.first_ms >= MAX_SIGHTING.as_millis() as i64);
     assert_eq!(a.last_ms, b.first_ms, "contiguous");
     assert!(b.last_ms - a.first_ms >= 12_000, "{a:?} {b:?}");
+}
+
+/// The observer gets every detected frame, in order, with the boxes of the
+/// confirmed tracks it updated: what the sighting's path records.
+#[test]
+fn an_observer_sees_each_detected_frames_confirmed_tracks() {
+    let (tx, rx) = mpsc::sync_channel(64);
+    OBSERVER.with(|o| *o.borrow_mut() = Some(tx));
+    let (mut cam, slot) = Cam::new("hall");
+    let lp = start(vec![slot], 2, None);
+    let t0 = t0();
+    for i in 0..12 {
+        cam.send(t0, &[person(RED, 20.0 + 4.0 * i as f32, 60.0)]);
+        until("frame analysed", || lp.analysed(&cam.id) == cam.sent());
+    }
+    let (sightings, _, _dir) = lp.finish();
+    let seen: Vec<FrameBoxes> = rx.try_iter().collect();
+    let seqs: Vec<u64> = seen.iter().map(|f| f.seq).collect();
+    assert_eq!(
+        seqs,
+        vec![0, 2, 4, 6, 8, 10],
+        "the detected frames, in order"
+    );
+    assert!(seen.iter().all(|f| f.camera == cam.id));
+    // Once confirmed, one box a frame, on the person drawn in it.
+    let boxed: Vec<&FrameBoxes> = seen.iter().filter(|f| !f.boxes.is_empty()).collect();
+    assert!(boxed.len() >= 3, "{seen:?}");
+    for f in &boxed {
+        assert_eq!(f.boxes.len(), 1, "{f:?}");
+        let drawn = person(RED, 20.0 + 4.0 * f.seq as f32, 60.0).bbox;
+        assert!(f.boxes[0].iou(&drawn) > 0.7, "{f:?} against {drawn:?}");
+    }
+    // The same boxes the recorded path holds.
+    let path: usize = sightings.iter().map(|s| s.path.len()).sum();
+    assert_eq!(path, boxed.len(), "{sightings:?}");
 }
 
 /// With `[motion]` on, the detector sees the first frame, every frame where

@@ -16,7 +16,12 @@
 //! SSD and motion-gated detection (re-ID float in all three, the node's
 //! default); the Python reference with the float SSD and with the int8 SSD
 //! (so a gain is not only the model file's).
+//!
+//! Before the search, each system's detection agreement: what it reports
+//! frame by frame over one pass of the video, against the same system with
+//! the float SSD on every frame (`agreement`).
 
+use super::agreement::{self, Agreement, Frames, VidarRun};
 use super::cameras::{run_vidar, start_camera, CamerasBenchArgs, Toggle};
 use super::harness::percentile;
 use super::load::{run_reference, Figures};
@@ -81,6 +86,12 @@ pub struct CapacityBenchArgs {
     /// The reference script.
     #[arg(long, default_value = "edge-node/bench/reference_pipeline.py")]
     pub script: PathBuf,
+    /// Skip the detection-agreement pass.
+    #[arg(long, conflicts_with = "agreement_only")]
+    pub no_agreement: bool,
+    /// Only the detection-agreement pass (no capacity search).
+    #[arg(long)]
+    pub agreement_only: bool,
 }
 
 /// A system `bench capacity` measures.
@@ -112,6 +123,65 @@ impl System {
     fn int8(self) -> bool {
         !matches!(self, System::VidarFp32 | System::ReferenceFp32)
     }
+
+    fn vidar(self) -> bool {
+        matches!(
+            self,
+            System::VidarFp32 | System::VidarInt8 | System::VidarInt8Motion
+        )
+    }
+}
+
+/// Each system's agreement with its float every-frame self (see `agreement`).
+fn measure_agreement(args: &CapacityBenchArgs) -> Result<Vec<(System, Agreement)>> {
+    let mut out = Vec::new();
+    let mut vidar_float: Option<Frames> = None;
+    let mut reference_float: Option<Frames> = None;
+    for &system in &args.systems {
+        let run = |int8: bool| -> Result<Frames> {
+            if system.vidar() {
+                agreement::vidar(
+                    &args.video,
+                    VidarRun {
+                        int8,
+                        motion: system == System::VidarInt8Motion,
+                        threads: args.threads,
+                    },
+                )
+            } else {
+                agreement::reference(
+                    &args.python,
+                    &args.script,
+                    &args.video,
+                    int8,
+                    args.reference_threads,
+                )
+            }
+        };
+        let float = if system.vidar() {
+            &mut vidar_float
+        } else {
+            &mut reference_float
+        };
+        if float.is_none() {
+            *float = Some(run(false)?);
+        }
+        // The float system's own row runs it again: how far identical runs differ.
+        let got = run(system.int8())?;
+        let a = agreement::agreement(float.as_ref().unwrap_or(&Frames::new()), &got);
+        eprintln!(
+            "{}: agreement with float every-frame detection F1 {:.3} (P {:.3}, R {:.3}, {} boxes of {} over {} frames)",
+            system.name(),
+            a.f1(),
+            a.precision(),
+            a.recall(),
+            a.reported,
+            a.reference,
+            a.frames
+        );
+        out.push((system, a));
+    }
+    Ok(out)
 }
 
 /// One probe's outcome.
@@ -174,6 +244,15 @@ pub fn capacity(args: CapacityBenchArgs) -> Result<()> {
         );
     }
     vidar_pipeline::init()?;
+    let agreements = if args.no_agreement {
+        Vec::new()
+    } else {
+        measure_agreement(&args)?
+    };
+    if args.agreement_only {
+        print_agreement(&args, &agreements);
+        return Ok(());
+    }
     let mut searches: Vec<Search> = args
         .systems
         .iter()
@@ -214,8 +293,37 @@ pub fn capacity(args: CapacityBenchArgs) -> Result<()> {
             break;
         }
     }
-    print_tables(&args, &searches);
+    print_tables(&args, &searches, &agreements);
     Ok(())
+}
+
+fn print_agreement(args: &CapacityBenchArgs, agreements: &[(System, Agreement)]) {
+    if agreements.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "Detection agreement with float every-frame detection, one pass over {} \
+         (Vidar: its recorded boxes against Vidar's with the float SSD on every frame; \
+         the reference: its detections against its own with the float SSD; \
+         a float row is a second identical run):",
+        args.video.display()
+    );
+    println!();
+    println!("| system | F1 | precision | recall | boxes (float's) | frames |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (system, a) in agreements {
+        println!(
+            "| {} | {:.3} | {:.3} | {:.3} | {} ({}) | {} |",
+            system.name(),
+            a.f1(),
+            a.precision(),
+            a.recall(),
+            a.reported,
+            a.reference,
+            a.frames
+        );
+    }
 }
 
 /// One system at `n` cameras.
@@ -271,7 +379,7 @@ fn probe(args: &CapacityBenchArgs, system: System, n: usize) -> Result<Probe> {
     })
 }
 
-fn print_tables(args: &CapacityBenchArgs, searches: &[Search]) {
+fn print_tables(args: &CapacityBenchArgs, searches: &[Search], agreements: &[(System, Agreement)]) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!();
     println!(
@@ -279,12 +387,16 @@ fn print_tables(args: &CapacityBenchArgs, searches: &[Search]) {
         args.fps, args.seconds, args.p99_ms
     );
     println!();
-    println!("| system | cameras sustained | frames/s there | p99 there, ms | CPU cores per camera | RSS per camera, MiB | detector calls / frames |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| system | cameras sustained | frames/s there | p99 there, ms | CPU cores per camera | RSS per camera, MiB | detector calls / frames | agreement F1 |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for s in searches {
+        let agree = agreements
+            .iter()
+            .find(|(sys, _)| *sys == s.system)
+            .map_or("-".into(), |(_, a)| format!("{:.3}", a.f1()));
         match s.probes.iter().find(|p| p.cameras == s.pass && p.sustained) {
             Some(p) => println!(
-                "| {} | **{}** | {:.1} | {:.0} | {:.3} | {:.0} | {} |",
+                "| {} | **{}** | {:.1} | {:.0} | {:.3} | {:.0} | {} | {agree} |",
                 s.system.name(),
                 s.pass,
                 p.fps,
@@ -295,12 +407,13 @@ fn print_tables(args: &CapacityBenchArgs, searches: &[Search]) {
                     .map_or("-".into(), |d| format!("{:.0} %", 100.0 * d))
             ),
             None => println!(
-                "| {} | **0** (fewer than {}) | | | | | |",
+                "| {} | **0** (fewer than {}) | | | | | | {agree} |",
                 s.system.name(),
                 args.start
             ),
         }
     }
+    print_agreement(args, agreements);
     let of = |sys: System| searches.iter().find(|s| s.system == sys).map(|s| s.pass);
     let vidar = of(System::VidarInt8Motion);
     for r in [System::ReferenceFp32, System::ReferenceInt8] {

@@ -1,5 +1,6 @@
 //! `vidar-edge bench`: whole-system benchmarks that print a table.
 
+mod agreement;
 pub mod cameras;
 pub mod capacity;
 pub mod harness;

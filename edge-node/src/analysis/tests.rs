@@ -150,7 +150,7 @@ fn start_with_depth(
     start_pool(cams, interval, gate, depth, 2, 4)
 }
 
-/// Where the loop started next reports its frames (`Analysis::observer`).
+// Where the loop started next on this thread reports its frames (`Analysis::observer`).
 thread_local! {
     static OBSERVER: std::cell::RefCell<Option<mpsc::SyncSender<FrameBoxes>>> =
         const { std::cell::RefCell::new(None) };

@@ -110,10 +110,7 @@ pub(super) fn vidar(video: &Path, run: VidarRun) -> Result<Frames> {
     worker
         .join()
         .map_err(|_| anyhow::anyhow!("analysis panicked"))?;
-    let _ = std::fs::remove_file(&db);
-    for ext in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
-    }
+    super::harness::remove_db(&db);
     let decoded = outcome?;
     // Frames never detected (gated) reported nothing.
     for seq in 0..decoded {

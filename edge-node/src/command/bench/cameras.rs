@@ -102,10 +102,7 @@ pub(super) fn run_vidar(
     worker
         .join()
         .map_err(|_| anyhow::anyhow!("analysis panicked"))?;
-    let _ = std::fs::remove_file(&db);
-    for ext in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
-    }
+    super::harness::remove_db(&db);
     let (window, mut figures) = result?;
     // Latency samples of the window, per camera against its first frame.
     for (_, m) in &cams {

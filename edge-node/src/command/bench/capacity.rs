@@ -170,14 +170,8 @@ fn measure_agreement(args: &CapacityBenchArgs) -> Result<Vec<(System, Agreement)
         let got = run(system.int8())?;
         let a = agreement::agreement(float.as_ref().unwrap_or(&Frames::new()), &got);
         eprintln!(
-            "{}: agreement with float every-frame detection F1 {:.3} (P {:.3}, R {:.3}, {} boxes of {} over {} frames)",
-            system.name(),
-            a.f1(),
-            a.precision(),
-            a.recall(),
-            a.reported,
-            a.reference,
-            a.frames
+            "agreement with float every-frame detection (F1, P, R, boxes (float's), frames): {}",
+            agreement_row(system, &a)
         );
         out.push((system, a));
     }
@@ -313,17 +307,22 @@ fn print_agreement(args: &CapacityBenchArgs, agreements: &[(System, Agreement)])
     println!("| system | F1 | precision | recall | boxes (float's) | frames |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (system, a) in agreements {
-        println!(
-            "| {} | {:.3} | {:.3} | {:.3} | {} ({}) | {} |",
-            system.name(),
-            a.f1(),
-            a.precision(),
-            a.recall(),
-            a.reported,
-            a.reference,
-            a.frames
-        );
+        println!("{}", agreement_row(*system, a));
     }
+}
+
+/// `| system | F1 | precision | recall | boxes (float's) | frames |`
+fn agreement_row(system: System, a: &Agreement) -> String {
+    format!(
+        "| {} | {:.3} | {:.3} | {:.3} | {} ({}) | {} |",
+        system.name(),
+        a.f1(),
+        a.precision(),
+        a.recall(),
+        a.reported,
+        a.reference,
+        a.frames
+    )
 }
 
 /// One system at `n` cameras.

@@ -4,6 +4,14 @@
 use anyhow::{bail, Context, Result};
 use std::process::{Child, Command, Stdio};
 
+/// Removes a benchmark's SQLite database and its WAL files (what is not there is fine).
+pub fn remove_db(db: &std::path::Path) {
+    let _ = std::fs::remove_file(db);
+    for ext in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
+    }
+}
+
 /// CPU seconds used by this process so far (user + system), from /proc.
 pub fn cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {

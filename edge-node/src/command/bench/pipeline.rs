@@ -237,10 +237,7 @@ fn run_pipeline(args: &PipelineBenchArgs) -> Result<PipelineRun> {
         .first()
         .map(|(_, s)| s.counters.dropped)
         .unwrap_or(0);
-    let _ = std::fs::remove_file(&db);
-    for ext in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
-    }
+    super::harness::remove_db(&db);
     Ok(PipelineRun {
         fps: frames as f64 / wall.as_secs_f64(),
         frames,

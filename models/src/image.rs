@@ -168,7 +168,7 @@ impl FrameResizer {
         dst_h: u32,
     ) -> Result<(), ImageError> {
         let needed = dst_w as usize * dst_h as usize * 3;
-        if dst_w == 0 || dst_h == 0 || dst.len() != needed {
+        if dst_w == 0 || dst_h == 0 || dst.len() < needed {
             return Err(ImageError(format!(
                 "destination: {dst_w}x{dst_h} RGB8 needs {needed} bytes, got {}",
                 dst.len()
@@ -176,7 +176,8 @@ impl FrameResizer {
         }
         if self.filter == Filter::Sampled {
             let (x, y, w, h) = pixel_region(frame, region);
-            self.sampled.resize(frame, (x, y, w, h), dst, dst_w, dst_h);
+            self.sampled
+                .resize(frame, (x, y, w, h), &mut dst[..needed], dst_w, dst_h);
             return Ok(());
         }
         let row = frame.width as usize * 3;

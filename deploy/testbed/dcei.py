@@ -49,18 +49,53 @@ import testbed as tb  # noqa: E402
 ALGORITHMS = ("jstsh", "nmno", "wmno", "nmwo")
 
 
+COUNTERS = (("vidar_frames_analysed_total", "analysed"), ("vidar_frames_dropped_total", "dropped"))
+BUCKET = re.compile(r'^vidar_capture_to_result_seconds_bucket\{([^}]*)\} (\S+)$', re.M)
+
+
 def scrape(site: tb.Site) -> dict:
-    """Counters and latency buckets summed over every node."""
-    out = {"analysed": 0.0, "dropped": 0.0, "buckets": {}}
+    """Every counter series of every node: (node, metric, labels) -> value."""
+    out = {}
     for k in range(len(site.nodes)):
         text = site.metrics(k) or ""
-        for name, key in (("vidar_frames_analysed_total", "analysed"), ("vidar_frames_dropped_total", "dropped")):
-            for m in re.finditer(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M):
-                out[key] += float(m.group(1))
-        for m in re.finditer(r'^vidar_capture_to_result_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} (\S+)$', text, re.M):
-            le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
-            out["buckets"][le] = out["buckets"].get(le, 0.0) + float(m.group(2))
+        for name, key in COUNTERS:
+            for m in re.finditer(rf"^{name}\{{([^}}]*)\}} (\S+)$", text, re.M):
+                out[(k, key, m.group(1))] = float(m.group(2))
+        for m in BUCKET.finditer(text):
+            out[(k, "bucket", m.group(1))] = float(m.group(2))
     return out
+
+
+class Window:
+    """What the counters gained over a window, sampled every second: a
+    series that went down was reset (its stream restarted, or its camera
+    came back to the node), and counts from zero again; a series that
+    disappeared (its camera moved to another node) keeps what it gained
+    while it was there. Summing two snapshots instead lets a camera moving
+    mid-window take its whole count off the total."""
+
+    def __init__(self, first: dict):
+        self.last, self.gained = dict(first), {}
+
+    def add(self, now: dict):
+        for key, v in now.items():
+            before = self.last.get(key, 0.0)
+            self.gained[key] = self.gained.get(key, 0.0) + (v - before if v >= before else v)
+        self.last.update(now)
+
+    def total(self, what: str) -> float:
+        return sum(v for (_, key, _), v in self.gained.items() if key == what)
+
+    def buckets(self) -> dict:
+        out = {}
+        for (_, key, labels), v in self.gained.items():
+            if key != "bucket":
+                continue
+            le = re.search(r'le="([^"]+)"', labels)
+            if le:
+                edge = float("inf") if le.group(1) == "+Inf" else float(le.group(1))
+                out[edge] = out.get(edge, 0.0) + v
+        return out
 
 
 def quantile(buckets: dict[float, float], q: float) -> float | None:
@@ -92,23 +127,25 @@ def run_one(args, rate: float, algorithm: str, out: Path) -> dict:
         site.start()
         placed = tb.wait_until(lambda: len(site.streaming()) == args.cameras, args.settle)
         time.sleep(max(0.0, args.settle - (placed or args.settle)))
-        m0, t0 = scrape(site), time.monotonic()
-        time.sleep(args.window)
-        m1, t1 = scrape(site), time.monotonic()
+        window, t0 = Window(scrape(site)), time.monotonic()
+        while time.monotonic() - t0 < args.window:
+            time.sleep(min(1.0, max(0.0, args.window - (time.monotonic() - t0))))
+            window.add(scrape(site))
+        t1 = time.monotonic()
         plan = site.plan()
         where = site.streaming()
     finally:
         site.stop()
         tb.Net.clean()
     secs = t1 - t0
-    buckets = {le: m1["buckets"].get(le, 0.0) - m0["buckets"].get(le, 0.0) for le in m1["buckets"]}
+    buckets = window.buckets()
     pred = plan.get("predicted") or {}
     streams = plan.get("streams", [])
     row = {
         "rate_mbit_s": rate, "algorithm": algorithm, "plan_algorithm": plan.get("algorithm"),
         "offered_fps": args.cameras * 10.0,
-        "analysed_fps": round((m1["analysed"] - m0["analysed"]) / secs, 2),
-        "dropped_per_s": round((m1["dropped"] - m0["dropped"]) / secs, 2),
+        "analysed_fps": round(window.total("analysed") / secs, 2),
+        "dropped_per_s": round(window.total("dropped") / secs, 2),
         "p50_ms": None, "p99_ms": None,
         "streaming": len(where),
         "offloaded": sum(1 for s in streams if s.get("node") != s.get("reid_node")),

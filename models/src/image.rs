@@ -153,11 +153,6 @@ impl FrameResizer {
         }
     }
 
-    /// The filter.
-    pub fn filter(&self) -> Filter {
-        self.filter
-    }
-
     /// Resizes `region` of `frame` (whole frame when `None`) into `dst` (`dst_w * dst_h * 3` bytes, RGB8).
     pub fn resize(
         &mut self,
@@ -175,9 +170,9 @@ impl FrameResizer {
             )));
         }
         if self.filter == Filter::Sampled {
-            let (x, y, w, h) = pixel_region(frame, region);
+            let region = pixel_region(frame, region);
             self.sampled
-                .resize(frame, (x, y, w, h), &mut dst[..needed], dst_w, dst_h);
+                .resize(frame, region, &mut dst[..needed], dst_w, dst_h);
             return Ok(());
         }
         let row = frame.width as usize * 3;

@@ -248,14 +248,18 @@ pub enum EncodeError {
     },
 }
 
+/// The header of a `kind` message of this build's protocol version.
+fn header(kind: MessageKind) -> [u8; HEADER_LEN] {
+    let [v0, v1] = PROTOCOL_VERSION.to_le_bytes();
+    [MAGIC[0], MAGIC[1], v0, v1, kind as u8]
+}
+
 /// The header, then `m`'s postcard body. Validates `m` first.
 pub fn encode<M: Message>(m: &M) -> Result<Vec<u8>, EncodeError> {
     m.validate()
         .map_err(|e| EncodeError::Invalid(format!("{}: {e}", M::KIND)))?;
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
-    out.push(M::KIND as u8);
+    out.extend_from_slice(&header(M::KIND));
     let out = postcard::to_io(m, out).map_err(|e| EncodeError::Body {
         kind: M::KIND,
         reason: e.to_string(),
@@ -493,8 +497,7 @@ mod tests {
     #[test]
     fn huge_length_prefix_fails_without_allocating() {
         // A SyncBatch whose record vector claims u64::MAX / 2 elements.
-        let [v0, v1] = PROTOCOL_VERSION.to_le_bytes();
-        let mut bytes = vec![b'V', b'D', v0, v1, MessageKind::SyncBatch as u8];
+        let mut bytes = header(MessageKind::SyncBatch).to_vec();
         bytes.extend_from_slice(&[1, b'n']); // node "n"
         bytes.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]);
         assert!(matches!(err_of::<SyncBatch>(&bytes), DecodeError::Body(_)));
@@ -563,8 +566,7 @@ mod tests {
 
     /// A payload that skips `encode`'s validation, as a hostile sender would.
     fn postcard_with_header<T: Serialize>(kind: MessageKind, m: &T) -> Vec<u8> {
-        let [v0, v1] = PROTOCOL_VERSION.to_le_bytes();
-        let mut out = vec![b'V', b'D', v0, v1, kind as u8];
+        let mut out = header(kind).to_vec();
         out.extend(postcard::to_stdvec(m).expect("serialises"));
         out
     }

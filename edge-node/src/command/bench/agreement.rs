@@ -18,16 +18,13 @@
 //! itself moves between identical runs.
 
 use crate::analysis::FrameBoxes;
-use crate::config::EdgeConfig;
 use crate::node;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use vidar_protocol::{BBox, StreamState};
+use vidar_models::Precision;
+use vidar_protocol::BBox;
 
 /// Boxes per frame (0 = the first decoded frame).
 pub(super) type Frames = BTreeMap<u64, Vec<BBox>>;
@@ -48,72 +45,24 @@ const OBSERVED: usize = 4096;
 
 /// The node over `video`, every frame analysed in order; what each detected frame reported.
 pub(super) fn vidar(video: &Path, run: VidarRun) -> Result<Frames> {
-    let db = std::env::temp_dir().join(format!("vidar-agree-{}.db", std::process::id()));
+    let (mut config, db) = super::file_run::file_config("agree", video, run.threads)?;
+    config.detector.max_batch = 1;
+    config.detector.precision = run.int8.then_some(Precision::Int8);
+    config.motion.enabled = run.motion;
     // With the gate, the file plays at its own rate: the gate's periodic full
     // detection counts capture time, which a file read faster would compress.
-    let toml = format!(
-        "node_id = \"agree\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
-         [models.runtime]\nintra_threads = {threads}\n\
-         [detector]\nmodel = \"ssd-mobilenet-v2-coco-raw\"\nmax_batch = 1\n{precision}\
-         [[cameras]]\ncamera = \"agree\"\nsource = \"{video}\"\nrealtime = {realtime}\n\
-         loop_file = false\nqueue_policy = \"block\"\nqueue_capacity = 4\n\
-         [motion]\nenabled = {motion}\n[detection_rate]\nadaptive = false\n",
-        db = db.display(),
-        threads = run.threads,
-        precision = if run.int8 {
-            "precision = \"int8\"\n"
-        } else {
-            ""
-        },
-        video = video.display(),
-        realtime = run.motion,
-        motion = run.motion,
-    );
-    let config = EdgeConfig::parse(&toml, "bench capacity agreement")?;
+    for camera in &mut config.cameras {
+        camera.realtime = run.motion;
+    }
     let mut built = node::build(&config)?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<FrameBoxes>(OBSERVED);
     built.analysis.observer = Some(tx);
-    let (statuses, cams) = (Arc::clone(&built.statuses), built.cameras.clone());
-    let stop = vidar_runtime::Shutdown::new();
-    let st = stop.clone();
-    let board = Arc::clone(&statuses);
-    let worker = std::thread::spawn(move || built.analysis.run_with_status(&st, &board));
     let mut frames = Frames::new();
-    let t0 = Instant::now();
-    let outcome = loop {
-        while let Ok(f) = rx.recv_timeout(Duration::from_millis(100)) {
-            frames.insert(f.seq, f.boxes);
-        }
-        let snap = statuses.snapshot();
-        let Some((_, status)) = snap.first() else {
-            continue;
-        };
-        let analysed = cams[0].1.analysed.load(Ordering::Relaxed);
-        if status.state == StreamState::Failed {
-            break Err(anyhow::anyhow!("ingest failed: {:?}", status.last_error));
-        }
-        if status.state == StreamState::Stopped && analysed >= status.counters.frames {
-            break Ok(status.counters.frames);
-        }
-        if t0.elapsed() > Duration::from_secs(1800) {
-            break Err(anyhow::anyhow!("the video did not finish in 30 min"));
-        }
-    };
-    stop.trigger("agreement run done");
-    // The loop may still send while it ends: keep draining until it has.
-    while !worker.is_finished() {
-        while let Ok(f) = rx.recv_timeout(Duration::from_millis(20)) {
-            frames.insert(f.seq, f.boxes);
-        }
-    }
-    frames.extend(rx.try_iter().map(|f| (f.seq, f.boxes)));
-    worker
-        .join()
-        .map_err(|_| anyhow::anyhow!("analysis panicked"))?;
-    super::harness::remove_db(&db);
-    let decoded = outcome?;
+    let pass = super::file_run::play_file(built, &db, || {
+        frames.extend(rx.try_iter().map(|f| (f.seq, f.boxes)));
+    })?;
     // Frames never detected (gated) reported nothing.
-    for seq in 0..decoded {
+    for seq in 0..pass.decoded {
         frames.entry(seq).or_default();
     }
     Ok(frames)

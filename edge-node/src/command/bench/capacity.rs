@@ -163,12 +163,13 @@ fn measure_agreement(args: &CapacityBenchArgs) -> Result<Vec<(System, Agreement)
         } else {
             &mut reference_float
         };
-        if float.is_none() {
-            *float = Some(run(false)?);
-        }
+        let float: &Frames = match float {
+            Some(f) => f,
+            None => float.insert(run(false)?),
+        };
         // The float system's own row runs it again: how far identical runs differ.
         let got = run(system.int8())?;
-        let a = agreement::agreement(float.as_ref().unwrap_or(&Frames::new()), &got);
+        let a = agreement::agreement(float, &got);
         eprintln!(
             "agreement with float every-frame detection (F1, P, R, boxes (float's), frames): {}",
             agreement_row(system, &a)

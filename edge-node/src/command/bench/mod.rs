@@ -3,6 +3,7 @@
 mod agreement;
 pub mod cameras;
 pub mod capacity;
+mod file_run;
 pub mod harness;
 pub mod ingest;
 mod load;

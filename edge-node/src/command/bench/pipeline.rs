@@ -6,17 +6,15 @@
 //! same model file, in interleaved rounds: the ratio is the node's overhead.
 
 use super::harness::percentile;
-use crate::config::EdgeConfig;
 use crate::node;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use vidar_config::Config;
 use vidar_models::{ModelStore, RuntimeConfig, SessionFactory};
-use vidar_protocol::StreamState;
 
 /// Arguments of `bench pipeline`.
 #[derive(Args, Debug)]
@@ -56,12 +54,11 @@ pub enum Resize {
     Sampled,
 }
 
-impl Resize {
-    /// The filter, and its name in the node's config.
-    pub fn filter(self) -> (vidar_models::image::Filter, &'static str) {
-        match self {
-            Resize::Antialiased => (vidar_models::image::Filter::Antialiased, "antialiased"),
-            Resize::Sampled => (vidar_models::image::Filter::Sampled, "sampled"),
+impl From<Resize> for vidar_models::image::Filter {
+    fn from(r: Resize) -> Self {
+        match r {
+            Resize::Antialiased => Self::Antialiased,
+            Resize::Sampled => Self::Sampled,
         }
     }
 }
@@ -119,7 +116,7 @@ fn factory(threads: usize) -> Result<SessionFactory> {
 pub fn detect(args: ModelBenchArgs) -> Result<()> {
     let mut config = vidar_detectors::bench::BenchConfig {
         iterations: args.iterations,
-        resize: args.resize.filter().0,
+        resize: args.resize.into(),
         ..Default::default()
     };
     if !args.batches.is_empty() {
@@ -182,66 +179,18 @@ struct PipelineRun {
 
 /// Runs the video once through a node built from `args` (and `depth`).
 fn run_pipeline(args: &PipelineBenchArgs) -> Result<PipelineRun> {
-    let db = std::env::temp_dir().join(format!("vidar-bench-{}.db", std::process::id()));
-    let toml = format!(
-        "node_id = \"bench\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
-         inference_depth = {depth}\n\
-         [models.runtime]\nintra_threads = {threads}\n[detector]\nmodel = \"{model}\"\nresize = \"{resize}\"\n\
-         [[cameras]]\ncamera = \"bench\"\nsource = \"{video}\"\nrealtime = false\nloop_file = false\n\
-         queue_policy = \"block\"\nqueue_capacity = 4\n\
-         [motion]\nenabled = false\n[detection_rate]\nadaptive = false\n",
-        db = db.display(),
-        depth = args.depth,
-        threads = args.threads,
-        model = args.model,
-        resize = args.resize.filter().1,
-        video = args.video.display()
-    );
-    let config = EdgeConfig::parse(&toml, "bench pipeline")?;
+    let (mut config, db) = super::file_run::file_config("bench", &args.video, args.threads)?;
+    config.inference_depth = args.depth;
+    config.detector.model = args.model.clone();
+    config.detector.resize = args.resize.into();
     let depth = config.detector_depth();
     let built = node::build(&config)?;
-    let (statuses, cams, metrics) = (
-        Arc::clone(&built.statuses),
-        built.cameras.clone(),
-        Arc::clone(&built.metrics),
-    );
-    let stop = vidar_runtime::Shutdown::new();
-    let st = stop.clone();
-    let board = Arc::clone(&statuses);
-    let t0 = Instant::now();
-    let worker = std::thread::spawn(move || built.analysis.run_with_status(&st, &board));
-    let analysed = || cams[0].1.analysed.load(Ordering::Relaxed);
-    let wall = loop {
-        std::thread::sleep(Duration::from_millis(100));
-        let snap = statuses.snapshot();
-        let Some((_, status)) = snap.first() else {
-            continue;
-        };
-        if status.state == StreamState::Failed {
-            anyhow::bail!("ingest failed: {:?}", status.last_error);
-        }
-        if status.state == StreamState::Stopped && analysed() >= status.counters.frames {
-            break t0.elapsed();
-        }
-        if t0.elapsed() > Duration::from_secs(1800) {
-            anyhow::bail!("pipeline did not finish in 30 min");
-        }
-    };
-    stop.trigger("benchmark done");
-    worker
-        .join()
-        .map_err(|_| anyhow::anyhow!("analysis panicked"))?;
-    let frames = analysed();
-    let dropped = statuses
-        .snapshot()
-        .first()
-        .map(|(_, s)| s.counters.dropped)
-        .unwrap_or(0);
-    super::harness::remove_db(&db);
+    let metrics = Arc::clone(&built.metrics);
+    let pass = super::file_run::play_file(built, &db, || {})?;
     Ok(PipelineRun {
-        fps: frames as f64 / wall.as_secs_f64(),
-        frames,
-        dropped,
+        fps: pass.decoded as f64 / pass.wall.as_secs_f64(),
+        frames: pass.decoded,
+        dropped: pass.dropped,
         depth,
         inference: metrics.inference.mean(),
         preprocess: metrics.preprocess.mean(),

@@ -7,12 +7,14 @@
 //! and checking each session against the manifest's tensor spec. It does not
 //! pre- or post-process images; `vidar-detectors` and `vidar-reid` do.
 
+pub mod denormal;
 pub mod error;
 pub mod image;
 pub mod manifest;
 pub mod runtime;
 pub mod store;
 
+pub use denormal::FlushDenormals;
 pub use error::ModelError;
 pub use image::{Filter, FrameResizer, ImageError, Region, RgbFrame};
 pub use manifest::{

@@ -85,6 +85,12 @@ pub struct RuntimeConfig {
     pub intra_threads: usize,
     /// Threads across independent operators; 0 = sequential execution. Default 0.
     pub inter_threads: usize,
+    /// Treat subnormal floats as zero while a model runs on the CPU (x86-64
+    /// flush-to-zero and denormals-are-zero, on the calling thread and ONNX
+    /// Runtime's own threads; see [`crate::denormal`]). Subnormal weights make
+    /// OSNet x0.25 6x slower without it; outputs do not change measurably.
+    /// Default true.
+    pub flush_denormals: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -94,6 +100,7 @@ impl Default for RuntimeConfig {
             cpu_fallback: true,
             intra_threads: 0,
             inter_threads: 0,
+            flush_denormals: true,
         }
     }
 }
@@ -281,14 +288,25 @@ impl SessionFactory {
                 .with_inter_threads(self.config.inter_threads)
                 .map_err(|e| session_err(e.into()))?;
         }
+        if self.config.flush_denormals {
+            builder = builder
+                .with_flush_to_zero()
+                .map_err(|e| session_err(e.into()))?;
+        }
         let (mut builder, provider) = self.register_providers(builder, &spec, fp16)?;
-        let session = builder.commit_from_memory(&bytes).map_err(session_err)?;
+        let session = {
+            // ONNX Runtime's flush option also sets the mode on the thread
+            // that builds the session, for good; the guard puts it back.
+            let _restore = crate::denormal::FlushDenormals::set();
+            builder.commit_from_memory(&bytes).map_err(session_err)?
+        };
         check_session(&session, &spec)?;
         tracing::info!(model = %spec.name, provider, file = %path.display(), "model loaded");
         Ok(Model {
             spec,
             session,
             provider,
+            flush_denormals: self.config.flush_denormals,
         })
     }
 
@@ -518,6 +536,7 @@ pub struct Model {
     spec: ModelSpec,
     session: Session,
     provider: &'static str,
+    flush_denormals: bool,
 }
 
 /// Element types a model input can take.
@@ -569,6 +588,9 @@ impl Model {
             message: e.to_string(),
         };
         let tensor = TensorRef::from_array_view((shape, data)).map_err(inference)?;
+        let _flush = self
+            .flush_denormals
+            .then(crate::denormal::FlushDenormals::set);
         let outputs = self.session.run(ort::inputs![tensor]).map_err(inference)?;
         read(&Outputs {
             model: &self.spec.name,

@@ -62,6 +62,48 @@ fn every_manifest_model_loads_on_cpu_and_runs() {
     assert!(emb.iter().all(|v| v.is_finite()) && emb.iter().any(|&v| v != 0.0));
 }
 
+/// `flush_denormals` (default on) holds for the whole of a run on the
+/// calling thread, where a one-thread session computes, and is undone
+/// after: a product that is subnormal outside the run is zero inside it
+/// (the outputs are read inside the run's scope), and stays subnormal when
+/// the option is off.
+#[test]
+fn subnormals_are_flushed_during_a_run_and_only_then() {
+    use std::hint::black_box;
+    let tiny = || black_box(1e-30f32) * black_box(1e-10f32);
+    assert!(tiny() > 0.0, "subnormal outside a run");
+    let crops = vec![0.1f32; 3 * 224 * 224];
+    for flush in [true, false] {
+        let config = RuntimeConfig {
+            intra_threads: 1,
+            flush_denormals: flush,
+            ..RuntimeConfig::default()
+        };
+        assert!(config.flush_denormals == flush);
+        let factory = SessionFactory::new(store(), config).expect("factory");
+        let mut reid = factory.load("mobilenetv2-deepsort").expect("reid");
+        assert!(
+            tiny() > 0.0,
+            "flush {flush}: loading leaves the thread's mode alone"
+        );
+        let inside = reid
+            .run(&[1, 3, 224, 224], &crops, |_| Ok(tiny()))
+            .expect("run");
+        if flush && vidar_models::FlushDenormals::SUPPORTED {
+            assert_eq!(inside, 0.0, "flushed during the run");
+        } else {
+            assert!(inside > 0.0, "flush {flush}: not flushed");
+        }
+        assert!(
+            tiny() > 0.0,
+            "flush {flush}: the thread's mode is back after the run"
+        );
+    }
+    assert!(RuntimeConfig::default().flush_denormals, "on by default");
+    let off: RuntimeConfig = toml::from_str("flush_denormals = false").expect("parse");
+    assert!(!off.flush_denormals);
+}
+
 #[test]
 fn wrong_input_is_refused_before_running() {
     let factory = SessionFactory::new(store(), RuntimeConfig::default()).expect("factory");

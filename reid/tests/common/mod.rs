@@ -18,6 +18,11 @@ pub fn model_dir() -> PathBuf {
 
 /// A session factory on the real model files (`make models`) and runtime library (`deploy/setup.sh`).
 pub fn factory() -> SessionFactory {
+    factory_with(RuntimeConfig::default())
+}
+
+/// [`factory`] with a runtime configuration of the test's own.
+pub fn factory_with(runtime: RuntimeConfig) -> SessionFactory {
     // Without ORT_DYLIB_PATH, the library deploy/setup.sh caches (no env mutation: tests run in threads).
     if std::env::var_os("ORT_DYLIB_PATH").is_none() {
         vidar_models::environment_from(&repo_cache().join("libonnxruntime.so"))
@@ -31,7 +36,7 @@ pub fn factory() -> SessionFactory {
     );
     SessionFactory::new(
         ModelStore::new(dir, Manifest::builtin().expect("manifest")),
-        RuntimeConfig::default(),
+        runtime,
     )
     .expect("ONNX Runtime (ORT_DYLIB_PATH)")
 }

@@ -70,7 +70,8 @@ pub struct IngestConfig {
     /// Output height in pixels; unset keeps the stream's own size.
     #[serde(default)]
     pub height: Option<u32>,
-    /// Frames the stream's queue holds before dropping the oldest. Default 2.
+    /// Frames the stream's queue holds before dropping the oldest. Default 4
+    /// ([`DEFAULT_QUEUE_CAPACITY`]).
     #[serde(default = "defaults::queue_capacity")]
     pub queue_capacity: usize,
     /// `drop_oldest` (default) or `block` (files only: back-pressure, no loss).

@@ -10,8 +10,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Default number of frames a stream's queue holds.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 2;
+/// Default number of frames a stream's queue holds: 4, 400 ms at 10 fps
+/// and 133 ms at 30 fps behind the detectors at worst. Near a node's
+/// capacity the detectors fall behind for a moment now and then (another
+/// process takes the core); with 2 the queue dropped frames in those
+/// moments, so at 14 int8 cameras on two cores the node lost 27-152 frames
+/// in 30 s where 4 and 6 lost none in most runs, at the same CPU (session
+/// 27, docs/benchmarks.md "Cameras sustained").
+pub const DEFAULT_QUEUE_CAPACITY: usize = 4;
 
 /// A bounded multi-producer, multi-consumer queue that drops the oldest item
 /// when full.

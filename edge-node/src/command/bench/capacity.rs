@@ -77,6 +77,10 @@ pub struct CapacityBenchArgs {
     /// float). The reference runs no re-ID at all.
     #[arg(long)]
     pub reid_precision: Option<String>,
+    /// Frames each of Vidar's camera queues holds before dropping the oldest
+    /// (default: the node's `queue_capacity`).
+    #[arg(long)]
+    pub queue_capacity: Option<usize>,
     /// The reference's onnxruntime intra-op threads per process.
     #[arg(long, default_value_t = 1)]
     pub reference_threads: usize,
@@ -344,6 +348,7 @@ fn probe(args: &CapacityBenchArgs, system: System, n: usize) -> Result<Probe> {
         depth: None,
         precision: system.int8().then(|| "int8".to_string()),
         reid_precision: args.reid_precision.clone(),
+        queue_capacity: args.queue_capacity,
         reference_threads: args.reference_threads,
         python: args.python.clone(),
         script: args.script.clone(),

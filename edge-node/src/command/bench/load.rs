@@ -65,6 +65,10 @@ pub struct CamerasBenchArgs {
     /// Vidar's re-ID precision (fp32, int8; default: float; the reference has no re-ID).
     #[arg(long)]
     pub reid_precision: Option<String>,
+    /// Frames each of Vidar's camera queues holds before dropping the oldest
+    /// (the cameras' `queue_capacity`; default: the node's).
+    #[arg(long)]
+    pub queue_capacity: Option<usize>,
     /// The reference's onnxruntime intra-op threads per process (0 = its default).
     #[arg(long, default_value_t = 0)]
     pub reference_threads: usize,

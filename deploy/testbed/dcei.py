@@ -66,22 +66,8 @@ def scrape(site: tb.Site) -> dict:
     return out
 
 
-class Window:
-    """What the counters gained over a window, sampled every second: a
-    series that went down was reset (its stream restarted, or its camera
-    came back to the node), and counts from zero again; a series that
-    disappeared (its camera moved to another node) keeps what it gained
-    while it was there. Summing two snapshots instead lets a camera moving
-    mid-window take its whole count off the total."""
-
-    def __init__(self, first: dict):
-        self.last, self.gained = dict(first), {}
-
-    def add(self, now: dict):
-        for key, v in now.items():
-            before = self.last.get(key, 0.0)
-            self.gained[key] = self.gained.get(key, 0.0) + (v - before if v >= before else v)
-        self.last.update(now)
+class Window(tb.Window):
+    """`testbed.Window` with DCEI's readers: totals and latency buckets."""
 
     def total(self, what: str) -> float:
         return sum(v for (_, key, _), v in self.gained.items() if key == what)
@@ -127,17 +113,12 @@ def run_one(args, rate: float, algorithm: str, out: Path) -> dict:
         site.start()
         placed = tb.wait_until(lambda: len(site.streaming()) == args.cameras, args.settle)
         time.sleep(max(0.0, args.settle - (placed or args.settle)))
-        window, t0 = Window(scrape(site)), time.monotonic()
-        while time.monotonic() - t0 < args.window:
-            time.sleep(min(1.0, max(0.0, args.window - (time.monotonic() - t0))))
-            window.add(scrape(site))
-        t1 = time.monotonic()
+        window, secs = Window.sample(lambda: scrape(site), args.window)
         plan = site.plan()
         where = site.streaming()
     finally:
         site.stop()
         tb.Net.clean()
-    secs = t1 - t0
     buckets = window.buckets()
     pred = plan.get("predicted") or {}
     streams = plan.get("streams", [])

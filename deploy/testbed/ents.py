@@ -76,17 +76,17 @@ def scrape(site: tb.Site) -> dict:
     return out
 
 
-def deltas(m0: dict, m1: dict) -> dict[str, dict[str, float]]:
+def job_gains(gained: dict) -> dict[str, dict[str, float]]:
     """Per job: items its sink took, bytes its flows sent, items dropped at
-    shares, between two scrapes. A counter that went down was restarted
-    (its stage moved or restarted): its whole value then counts."""
+    shares, from what each series gained over the window
+    (`testbed.Window`: a stage that moved mid-window keeps what it counted
+    on its old node)."""
     out: dict[str, dict[str, float]] = {}
-    for (k, job, stage, what), v1 in m1.items():
+    for (k, job, stage, what), v in gained.items():
         if what == "items" and stage != "out":
             continue
-        v0 = m0.get((k, job, stage, what), 0.0)
         d = out.setdefault(job, {"items": 0.0, "bytes": 0.0, "dropped": 0.0})
-        d[what] += v1 - v0 if v1 >= v0 else v1
+        d[what] += v
     return out
 
 
@@ -110,18 +110,15 @@ def run_one(args, policy: str, out: Path) -> dict:
         tb.wait_until(placed, args.settle)
         time.sleep(args.settle)
         v0 = site.plan().get("version")
-        m0, t0 = scrape(site), time.monotonic()
-        time.sleep(args.window)
-        m1, t1 = scrape(site), time.monotonic()
+        window, secs = tb.Window.sample(lambda: scrape(site), args.window)
         jobs = site.api("/api/jobs").get("jobs", [])
         plan = site.plan()
         replans = 0 if plan.get("version") == v0 else 1
     finally:
         site.stop()
         tb.Net.clean()
-    secs = t1 - t0
     per_job = {}
-    moved = deltas(m0, m1)
+    moved = job_gains(window.gained)
     for j in jobs:
         jid = j["id"]
         d = moved.get(jid, {"items": 0.0, "bytes": 0.0, "dropped": 0.0})

@@ -337,6 +337,34 @@ class Site:
             return {}
 
 
+class Window:
+    """What counters gained over a window, sampled every second: a series
+    that went down was reset (its stream or stage restarted, or came back to
+    the node), and counts from zero again; a series that disappeared (its
+    camera or stage moved to another node) keeps what it gained while it was
+    there. Summing two snapshots instead lets something moving mid-window
+    take its whole count off the total. Keys are whatever `scrape` returns."""
+
+    def __init__(self, first: dict):
+        self.last, self.gained = dict(first), {}
+
+    def add(self, now: dict):
+        for key, v in now.items():
+            before = self.last.get(key, 0.0)
+            self.gained[key] = self.gained.get(key, 0.0) + (v - before if v >= before else v)
+        self.last.update(now)
+
+    @classmethod
+    def sample(cls, scrape, seconds: float) -> tuple["Window", float]:
+        """Samples `scrape()` about every second for `seconds`; the window
+        and the seconds it really spanned."""
+        window, t0 = cls(scrape()), time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            time.sleep(min(1.0, max(0.0, seconds - (time.monotonic() - t0))))
+            window.add(scrape())
+        return window, time.monotonic() - t0
+
+
 def wait_until(check, timeout: float, every: float = 0.5) -> float | None:
     """Seconds until `check()` held, or None after `timeout`."""
     t0 = time.monotonic()

@@ -277,14 +277,7 @@ fn flushing_subnormals_leaves_osnet_embeddings_as_they_were() {
             .expect("fixture");
     let (w, h, rgb) = common::load_frame(&fixture.frame);
     let frame = RgbFrame::packed(w, h, &rgb).expect("frame");
-    let crops: Vec<Crop<'_>> = fixture
-        .crops
-        .iter()
-        .map(|c| Crop {
-            frame,
-            bbox: BBox::from_corners(c.bbox[0], c.bbox[1], c.bbox[2], c.bbox[3]),
-        })
-        .collect();
+    let crops = fixture_crops(&fixture, frame);
     let embed = |flush: bool| {
         let factory = common::factory_with(vidar_models::RuntimeConfig {
             flush_denormals: flush,
@@ -297,12 +290,7 @@ fn flushing_subnormals_leaves_osnet_embeddings_as_they_were() {
     let (flushed, exact) = (embed(true), embed(false));
     assert_eq!(flushed.len(), crops.len());
     for (i, (a, b)) in flushed.iter().zip(&exact).enumerate() {
-        let max_diff = a
-            .as_slice()
-            .iter()
-            .zip(b.as_slice())
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max);
+        let max_diff = max_component_difference(a, b);
         eprintln!("crop {i}: flushed and exact differ by at most {max_diff:e}");
         assert!(
             max_diff < 1e-5,
@@ -320,6 +308,27 @@ fn flushing_subnormals_leaves_osnet_embeddings_as_they_were() {
     }
 }
 
+/// The fixture's crops of `frame`.
+fn fixture_crops<'a>(fixture: &EmbeddingFixture, frame: RgbFrame<'a>) -> Vec<Crop<'a>> {
+    fixture
+        .crops
+        .iter()
+        .map(|c| Crop {
+            frame,
+            bbox: BBox::from_corners(c.bbox[0], c.bbox[1], c.bbox[2], c.bbox[3]),
+        })
+        .collect()
+}
+
+/// Largest difference between two embeddings' components.
+fn max_component_difference(a: &vidar_reid::Embedding, b: &vidar_reid::Embedding) -> f32 {
+    a.as_slice()
+        .iter()
+        .zip(b.as_slice())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
 /// `config`'s embeddings of the fixture's crops: each within cosine
 /// `min_cos` of the Python one, and closer to it than to any other crop's.
 fn match_fixture(config: EmbedderConfig, json: &str, min_cos: f32) {
@@ -328,24 +337,12 @@ fn match_fixture(config: EmbedderConfig, json: &str, min_cos: f32) {
     let mut embedder = config.build(&factory).expect("embedder");
     let (w, h, rgb) = common::load_frame(&fixture.frame);
     let frame = RgbFrame::packed(w, h, &rgb).expect("frame");
-    let crops: Vec<Crop<'_>> = fixture
-        .crops
-        .iter()
-        .map(|c| Crop {
-            frame,
-            bbox: BBox::from_corners(c.bbox[0], c.bbox[1], c.bbox[2], c.bbox[3]),
-        })
-        .collect();
+    let crops = fixture_crops(&fixture, frame);
     let got = embedder.embed(&crops).expect("embed");
     for (i, (g, want)) in got.iter().zip(&fixture.crops).enumerate() {
         let want = vidar_reid::Embedding::normalized(&want.embedding);
         let cos = g.cosine(&want);
-        let max_diff = g
-            .as_slice()
-            .iter()
-            .zip(want.as_slice())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let max_diff = max_component_difference(g, &want);
         eprintln!("crop {i}: cosine to Python {cos:.6}, max component difference {max_diff:.2e}");
         assert!(
             cos > min_cos,

@@ -3,9 +3,9 @@
 //! Arithmetic on subnormal floats (magnitudes below 1.2e-38) takes a
 //! microcode assist on x86 CPUs, about a hundred times the cost of a normal
 //! operation. Some trained weights are subnormal: OSNet x0.25 from
-//! torchreid's model zoo has 751 of them in its 1x1 convolutions, and those
-//! convolutions then ran 5-6x slower than the rest of the network (13 ms an
-//! embedding on one thread, against 2 ms with the flags set). The outputs
+//! torchreid's model zoo has 751 of them in its 1x1 convolutions, and the
+//! network ran about 7x slower for them (13 ms an embedding on one thread,
+//! against 2 ms with the flags set). The outputs
 //! differ by nothing measurable: a value that small adds less than one unit
 //! in the last place of any activation it meets.
 //!
@@ -16,8 +16,9 @@
 //! previous mode back after.
 //!
 //! x86-64: MXCSR's flush-to-zero (bit 15) and denormals-are-zero (bit 6).
-//! Elsewhere (aarch64 Jetsons, whose cores handle subnormals without a
-//! penalty worth the asm) the guard does nothing.
+//! Elsewhere the guard does nothing: on aarch64 (Jetsons) FPCR's FZ bit
+//! would be the counterpart, not built because no such machine was at hand
+//! to measure whether subnormals cost anything there.
 
 /// While alive, the current thread treats subnormal floats as zero (inputs
 /// and results); dropping it restores the thread's previous mode.

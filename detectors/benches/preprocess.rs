@@ -15,7 +15,7 @@ fn resize(c: &mut Criterion) {
         c.bench_function(&format!("resize {w}x{h} -> 300x300"), |b| {
             b.iter(|| {
                 resizer
-                    .resize(&frame, None, &mut dst, 300, 300)
+                    .resize(frame, None, &mut dst, 300, 300)
                     .expect("resize")
             })
         });

@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 use vidar_config::Config;
 
-use vidar_models::image::RgbFrame;
+use vidar_models::image::{I420Frame, Picture, RgbFrame, YuvToRgb};
 use vidar_models::SessionFactory;
 
 use crate::{DetectError, Detector, SsdConfig, SsdDetector};
@@ -26,6 +26,9 @@ pub struct BenchConfig {
     pub frame_size: (u32, u32),
     /// How frames are resized into the model's input.
     pub resize: vidar_models::image::Filter,
+    /// Frames in planar I420, as a decoder hands them over (a node's
+    /// default for cameras), rather than packed RGB.
+    pub i420: bool,
 }
 
 impl Default for BenchConfig {
@@ -40,6 +43,7 @@ impl Default for BenchConfig {
             warmup: 3,
             frame_size: (1280, 720),
             resize: vidar_models::image::Filter::Antialiased,
+            i420: false,
         }
     }
 }
@@ -78,6 +82,8 @@ pub struct BenchReport {
     pub frame_size: (u32, u32),
     /// The resize filter used.
     pub resize: vidar_models::image::Filter,
+    /// Frames were I420 (else packed RGB).
+    pub i420: bool,
     /// Timed iterations per row.
     pub iterations: usize,
     /// One row per (model, batch).
@@ -98,6 +104,43 @@ pub fn synthetic_frame(w: u32, h: u32) -> Vec<u8> {
     data
 }
 
+/// [`synthetic_frame`] as I420 (BT.601, limited range; each chroma sample
+/// from the top-left pixel of its 2 x 2 block): the Y plane, then U, then V.
+pub fn synthetic_i420(w: u32, h: u32) -> Vec<u8> {
+    let rgb = synthetic_frame(w, h);
+    let (cw, ch) = (w.div_ceil(2) as usize, h.div_ceil(2) as usize);
+    let px = |x: usize, y: usize| {
+        let i = (y * w as usize + x) * 3;
+        (
+            f32::from(rgb[i]),
+            f32::from(rgb[i + 1]),
+            f32::from(rgb[i + 2]),
+        )
+    };
+    let luma = |(r, g, b): (f32, f32, f32)| 0.299 * r + 0.587 * g + 0.114 * b;
+    let mut data = Vec::with_capacity(w as usize * h as usize + 2 * cw * ch);
+    for y in 0..h as usize {
+        for x in 0..w as usize {
+            data.push((16.0 + luma(px(x, y)) * 219.0 / 255.0).round() as u8);
+        }
+    }
+    for plane in 0..2 {
+        for cy in 0..ch {
+            for cx in 0..cw {
+                let p = px(cx * 2, cy * 2);
+                let y = luma(p);
+                let c = if plane == 0 {
+                    (p.2 - y) / 1.772
+                } else {
+                    (p.0 - y) / 1.402
+                };
+                data.push((128.0 + c * 224.0 / 255.0).round().clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
+    data
+}
+
 /// Median of `samples` (robust to the odd descheduling on a shared machine).
 pub fn median(samples: &mut [Duration]) -> Duration {
     samples.sort_unstable();
@@ -106,7 +149,7 @@ pub fn median(samples: &mut [Duration]) -> Duration {
 
 fn measure(
     detector: &mut SsdDetector,
-    frames: &[RgbFrame<'_>],
+    frames: &[Picture<'_>],
     config: &BenchConfig,
 ) -> Result<BenchRow, DetectError> {
     let batch = frames.len();
@@ -151,11 +194,22 @@ fn measure(
 /// Runs the benchmark on sessions from `factory`.
 pub fn run(factory: &SessionFactory, config: &BenchConfig) -> Result<BenchReport, DetectError> {
     let (w, h) = config.frame_size;
-    let pixels = synthetic_frame(w, h);
     let max_batch = config.batches.iter().copied().max().unwrap_or(1);
-    let frames: Vec<RgbFrame<'_>> = (0..max_batch)
-        .map(|_| RgbFrame::packed(w, h, &pixels))
-        .collect::<Result<_, _>>()?;
+    let pixels = if config.i420 {
+        synthetic_i420(w, h)
+    } else {
+        synthetic_frame(w, h)
+    };
+    let frame: Picture<'_> = if config.i420 {
+        let (cw, ch) = (w.div_ceil(2) as usize, h.div_ceil(2) as usize);
+        let y_len = w as usize * h as usize;
+        let offsets = [0, y_len, y_len + cw * ch];
+        let strides = [w as usize, cw, cw];
+        I420Frame::from_buffer(w, h, &pixels, offsets, strides, YuvToRgb::default())?.into()
+    } else {
+        RgbFrame::packed(w, h, &pixels)?.into()
+    };
+    let frames = vec![frame; max_batch];
     let mut rows = Vec::new();
     let mut provider = String::new();
     for model in &config.models {
@@ -178,6 +232,7 @@ pub fn run(factory: &SessionFactory, config: &BenchConfig) -> Result<BenchReport
         intra_threads: factory.config().intra_threads,
         frame_size: config.frame_size,
         resize: config.resize,
+        i420: config.i420,
         iterations: config.iterations,
         rows,
     })
@@ -187,8 +242,14 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "detector benchmark: {}, intra-op threads {} (0 = one per core), camera frames {}x{} resized {:?}, median of {} calls per row",
-            self.provider, self.intra_threads, self.frame_size.0, self.frame_size.1, self.resize, self.iterations
+            "detector benchmark: {}, intra-op threads {} (0 = one per core), camera frames {}x{} {} resized {:?}, median of {} calls per row",
+            self.provider,
+            self.intra_threads,
+            self.frame_size.0,
+            self.frame_size.1,
+            if self.i420 { "I420" } else { "RGB" },
+            self.resize,
+            self.iterations
         )?;
         writeln!(f)?;
         writeln!(

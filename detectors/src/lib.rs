@@ -13,7 +13,9 @@ pub mod ssd;
 use std::time::Duration;
 
 pub use ssd::{SsdConfig, SsdDetector, SsdPreparer};
-pub use vidar_models::image::{Filter, FrameResizer, ImageError, Region, RgbFrame};
+pub use vidar_models::image::{
+    Filter, FrameResizer, I420Frame, ImageError, Picture, Region, RgbFrame, YuvMatrix, YuvToRgb,
+};
 pub use vidar_protocol::BBox;
 
 /// One detected object in the pixel coordinates of the frame it came from.
@@ -81,7 +83,7 @@ pub struct Prepared {
 /// next frames are prepared while the detector runs the model on the last.
 pub trait Preparer: Send {
     /// Fills `into` with the input of `frames` (replacing what it held).
-    fn prepare(&mut self, frames: &[RgbFrame<'_>], into: &mut Prepared) -> Result<(), DetectError>;
+    fn prepare(&mut self, frames: &[Picture<'_>], into: &mut Prepared) -> Result<(), DetectError>;
 }
 
 /// A person detector: frames in (any size, one per camera), detections out.
@@ -95,12 +97,12 @@ pub trait Detector: Send {
     /// Detects persons in every frame; `out[i]` gets frame `i`'s detections (vectors reused).
     fn detect_into(
         &mut self,
-        frames: &[RgbFrame<'_>],
+        frames: &[Picture<'_>],
         out: &mut Vec<Vec<Detection>>,
     ) -> Result<(), DetectError>;
 
     /// Detects persons in every frame, allocating the result.
-    fn detect(&mut self, frames: &[RgbFrame<'_>]) -> Result<Vec<Vec<Detection>>, DetectError> {
+    fn detect(&mut self, frames: &[Picture<'_>]) -> Result<Vec<Vec<Detection>>, DetectError> {
         let mut out = Vec::with_capacity(frames.len());
         self.detect_into(frames, &mut out)?;
         Ok(out)

@@ -10,7 +10,7 @@ use vidar_models::{Format, Model, Precision, SessionFactory, Task};
 
 use crate::postprocess::{decode_raw, Anchor, Candidate, DecodeParams, NormBox, RawSsd};
 use crate::{DetectError, Detection, Detector, Prepared, Preparer, StageTimings};
-use vidar_models::image::{Filter, FrameResizer, RgbFrame};
+use vidar_models::image::{Filter, FrameResizer, Picture};
 
 /// Settings of an SSD detector.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -192,7 +192,7 @@ impl SsdPreparer {
 }
 
 impl Preparer for SsdPreparer {
-    fn prepare(&mut self, frames: &[RgbFrame<'_>], into: &mut Prepared) -> Result<(), DetectError> {
+    fn prepare(&mut self, frames: &[Picture<'_>], into: &mut Prepared) -> Result<(), DetectError> {
         let t0 = Instant::now();
         let size = self.in_h * self.in_w * 3;
         into.data.resize(frames.len() * size, 0);
@@ -318,7 +318,7 @@ impl Detector for SsdDetector {
 
     fn detect_into(
         &mut self,
-        frames: &[RgbFrame<'_>],
+        frames: &[Picture<'_>],
         out: &mut Vec<Vec<Detection>>,
     ) -> Result<(), DetectError> {
         let mut input = std::mem::take(&mut self.input);

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use vidar_config::Config;
 use vidar_detectors::{
-    BBox, DetectError, Detection, Detector, Filter, Prepared, RgbFrame, SsdConfig,
+    BBox, DetectError, Detection, Detector, Filter, Picture, Prepared, RgbFrame, SsdConfig,
 };
 
 #[derive(Deserialize)]
@@ -113,9 +113,9 @@ fn both_forms_match_python_onnxruntime_and_each_other() {
             f.file
         );
     }
-    let frames: Vec<RgbFrame<'_>> = decoded
+    let frames: Vec<Picture<'_>> = decoded
         .iter()
-        .map(|(w, h, rgb)| RgbFrame::packed(*w, *h, rgb).expect("frame"))
+        .map(|(w, h, rgb)| RgbFrame::packed(*w, *h, rgb).expect("frame").into())
         .collect();
 
     // All six frames in one call: the raw form runs them as one batch.
@@ -173,7 +173,7 @@ fn sampled_resizing_matches_python_on_opencv_resized_frames() {
     let mut differs = 0;
     for f in &fixture.frames {
         let (w, h, rgb) = common::load_frame(&f.file);
-        let frame = RgbFrame::packed(w, h, &rgb).expect("frame");
+        let frame = RgbFrame::packed(w, h, &rgb).expect("frame").into();
         let got = raw.detect(&[frame]).expect("detect");
         let want: Vec<[f32; 4]> = f.raw_sampled.iter().map(|e| e.bbox).collect();
         assert_matches(
@@ -200,8 +200,8 @@ fn batching_and_row_stride_do_not_change_results() {
         .expect("raw");
     let (w, h, rgb) = common::load_frame("frame_0030.png");
     let (w2, h2, rgb2) = common::load_frame("frame_0090.png");
-    let frame = RgbFrame::packed(w, h, &rgb).expect("frame");
-    let other = RgbFrame::packed(w2, h2, &rgb2).expect("frame");
+    let frame = RgbFrame::packed(w, h, &rgb).expect("frame").into();
+    let other = RgbFrame::packed(w2, h2, &rgb2).expect("frame").into();
     let alone = raw.detect(&[frame]).expect("alone");
 
     // Same frame with 64 bytes of padding per row (as GStreamer may deliver), in a batch of 3.
@@ -211,7 +211,7 @@ fn batching_and_row_stride_do_not_change_results() {
         padded[y * stride..y * stride + w as usize * 3]
             .copy_from_slice(&rgb[y * w as usize * 3..(y + 1) * w as usize * 3]);
     }
-    let padded_frame = RgbFrame::new(w, h, stride, &padded).expect("padded");
+    let padded_frame = RgbFrame::new(w, h, stride, &padded).expect("padded").into();
     let batch = raw.detect(&[other, padded_frame, frame]).expect("batch");
     assert!(!alone[0].is_empty());
     for got in [&batch[1], &batch[2]] {
@@ -224,7 +224,10 @@ fn batching_and_row_stride_do_not_change_results() {
     // A frame of a different size in the same batch is scaled to its own size.
     let small: Vec<u8> = (0..320 * 240 * 3).map(|i| (i % 251) as u8).collect();
     let out = raw
-        .detect(&[RgbFrame::packed(320, 240, &small).expect("small"), frame])
+        .detect(&[
+            RgbFrame::packed(320, 240, &small).expect("small").into(),
+            frame,
+        ])
         .expect("mixed");
     assert!(out[0]
         .iter()
@@ -246,9 +249,9 @@ fn input_prepared_on_another_thread_detects_the_same_and_a_misfit_is_refused() {
     let (w2, h2, rgb2) = common::load_frame("frame_0090.png");
     // Three frames: more than one batch of 2, so the prepared input is split.
     let frames = [
-        RgbFrame::packed(w, h, &rgb).expect("frame"),
-        RgbFrame::packed(w2, h2, &rgb2).expect("frame"),
-        RgbFrame::packed(w, h, &rgb).expect("frame"),
+        RgbFrame::packed(w, h, &rgb).expect("frame").into(),
+        RgbFrame::packed(w2, h2, &rgb2).expect("frame").into(),
+        RgbFrame::packed(w, h, &rgb).expect("frame").into(),
     ];
     let direct = raw.detect(&frames).expect("detect");
     assert!(direct.iter().all(|d| !d.is_empty()), "{direct:?}");
@@ -258,9 +261,9 @@ fn input_prepared_on_another_thread_detects_the_same_and_a_misfit_is_refused() {
     let (rgb_a, rgb_b) = (rgb.clone(), rgb2.clone());
     let input = std::thread::spawn(move || {
         let frames = [
-            RgbFrame::packed(w, h, &rgb_a).expect("frame"),
-            RgbFrame::packed(w2, h2, &rgb_b).expect("frame"),
-            RgbFrame::packed(w, h, &rgb_a).expect("frame"),
+            RgbFrame::packed(w, h, &rgb_a).expect("frame").into(),
+            RgbFrame::packed(w2, h2, &rgb_b).expect("frame").into(),
+            RgbFrame::packed(w, h, &rgb_a).expect("frame").into(),
         ];
         let mut input = Prepared::default();
         preparer.prepare(&frames, &mut input).expect("prepare");
@@ -295,7 +298,7 @@ fn input_prepared_on_another_thread_detects_the_same_and_a_misfit_is_refused() {
 fn threshold_filters_and_invalid_configs_are_reported() {
     let factory = common::factory();
     let (w, h, rgb) = common::load_frame("frame_0090.png");
-    let frame = RgbFrame::packed(w, h, &rgb).expect("frame");
+    let frame = RgbFrame::packed(w, h, &rgb).expect("frame").into();
     let mut low = SsdConfig {
         score_threshold: 0.3,
         ..SsdConfig::default()
@@ -391,9 +394,9 @@ fn the_int8_detector_agrees_with_the_float_one_and_impossible_precisions_are_nam
     assert_eq!(int8.model().spec().precision, Precision::Int8);
     let names = [0, 2, 4, 30, 60, 90].map(|i| format!("frame_{i:04}.png"));
     let loaded: Vec<_> = names.iter().map(|n| common::load_frame(n)).collect();
-    let frames: Vec<RgbFrame> = loaded
+    let frames: Vec<Picture> = loaded
         .iter()
-        .map(|(w, h, rgb)| RgbFrame::packed(*w, *h, rgb).expect("frame"))
+        .map(|(w, h, rgb)| RgbFrame::packed(*w, *h, rgb).expect("frame").into())
         .collect();
     let want = fp32.detect(&frames).expect("fp32 detects");
     let got = int8.detect(&frames).expect("int8 detects");

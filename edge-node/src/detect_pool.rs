@@ -19,7 +19,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use vidar_detectors::{
-    DetectError, Detection, Detector, Prepared, Preparer, RgbFrame, StageTimings,
+    DetectError, Detection, Detector, Picture, Prepared, Preparer, StageTimings,
 };
 use vidar_pipeline::Frame;
 
@@ -333,10 +333,10 @@ fn reply(
 }
 
 /// The frames' pixels as the detector reads them.
-fn rgb_of(frames: &[(usize, Frame)]) -> Result<Vec<RgbFrame<'_>>, DetectError> {
+fn rgb_of(frames: &[(usize, Frame)]) -> Result<Vec<Picture<'_>>, DetectError> {
     frames
         .iter()
-        .map(|(_, f)| RgbFrame::new(f.width, f.height, f.stride, f.pixels()))
+        .map(|(_, f)| crate::media::picture(f))
         .collect::<Result<_, _>>()
         .map_err(DetectError::from)
 }
@@ -415,13 +415,16 @@ mod tests {
     impl Preparer for TagPreparer {
         fn prepare(
             &mut self,
-            frames: &[RgbFrame<'_>],
+            frames: &[Picture<'_>],
             into: &mut Prepared,
         ) -> Result<(), DetectError> {
             into.data.clear();
             into.sizes.clear();
             for f in frames {
-                let tag = f.data()[0];
+                let Picture::Rgb(rgb) = f else {
+                    return Err(vidar_detectors::ImageError("tagged frames are RGB".into()).into());
+                };
+                let tag = rgb.data()[0];
                 note(&self.0, "prepare", tag);
                 into.data.push(tag);
                 into.sizes.push((f.width(), f.height()));
@@ -446,7 +449,7 @@ mod tests {
         }
         fn detect_into(
             &mut self,
-            _: &[RgbFrame<'_>],
+            _: &[Picture<'_>],
             _: &mut Vec<Vec<Detection>>,
         ) -> Result<(), DetectError> {
             panic!("a worker with a preparer detects from prepared input");

@@ -23,7 +23,10 @@ pub fn profile(
         detectors
             .first_mut()
             .and_then(|d| {
-                let frame = vidar_detectors::RgbFrame::new(w, h, (w * 3) as usize, &pixels).ok()?;
+                let frame: vidar_detectors::Picture<'_> =
+                    vidar_detectors::RgbFrame::new(w, h, (w * 3) as usize, &pixels)
+                        .ok()?
+                        .into();
                 d.detect(&[frame]).ok()?;
                 let t0 = Instant::now();
                 for _ in 0..5 {
@@ -45,7 +48,13 @@ pub fn profile(
                 w: 64.0,
                 h: 160.0,
             };
-            let crops = vec![vidar_reid::Crop { frame, bbox }; 4];
+            let crops = vec![
+                vidar_reid::Crop {
+                    frame: frame.into(),
+                    bbox
+                };
+                4
+            ];
             let mut out = Vec::new();
             embedder.embed_into(&crops, &mut out).ok()?;
             let t0 = Instant::now();

@@ -307,7 +307,7 @@ pub fn reembed(
             // The snapshot adds 10 % of the box's width on each side and 5 %
             // of its height above and below: the box is the middle 10/12 by 20/22.
             crops.push(Crop {
-                frame,
+                frame: frame.into(),
                 bbox: BBox {
                     x: w / 12.0,
                     y: h / 22.0,

@@ -16,7 +16,9 @@ pub mod store;
 
 pub use denormal::FlushDenormals;
 pub use error::ModelError;
-pub use image::{Filter, FrameResizer, ImageError, Region, RgbFrame};
+pub use image::{
+    Filter, FrameResizer, I420Frame, ImageError, Picture, Region, RgbFrame, YuvMatrix, YuvToRgb,
+};
 pub use manifest::{
     DType, FileEntry, Format, Layout, Manifest, ModelSpec, Precision, Task, TensorSpec,
 };

@@ -1,14 +1,16 @@
 //! Building ingest pipelines: source head (RTSP, file, synthetic), decoder
-//! choice, conversion to packed RGB, and the appsink that hands frames to Rust.
+//! choice, conversion to the frames' pixel layout (the decoder's own I420, or
+//! packed RGB), and the appsink that hands frames to Rust.
 //!
 //! RTSP:      rtspsrc -> depay -> parse -> decoder -> [nvvidconv] -> tail
 //! file:      filesrc -> decodebin -> tail
 //! synthetic: appsrc (rendered in Rust) -> tail
-//! tail:      videoconvert -> videoscale -> capsfilter(RGB[,size]) -> appsink|fakesink
+//! tail:      videoconvert -> videoscale -> capsfilter(I420|RGB[,size]) -> appsink|fakesink
+//!            (with I420 from a decoder and no size, both pass buffers through)
 
-use crate::config::{DecoderChoice, IngestConfig, Transport};
+use crate::config::{DecoderChoice, IngestConfig, PixelFormat, Transport};
 use crate::error::{element_hint, IngestError};
-use crate::frame::Frame;
+use crate::frame::{Frame, Layout, Matrix, Planes};
 use crate::ingest::Shared;
 use crate::source::Source;
 use crate::synthetic::Scene;
@@ -125,10 +127,21 @@ fn bad_build(what: &str, e: impl std::fmt::Display) -> IngestError {
     }
 }
 
-/// The conversion tail; returns (first element, last element before the sink).
+/// The layout `config` asks for from `source`: `auto` is I420 for decoded
+/// video and RGB for synthetic sources (rendered in RGB).
+pub fn pixel_format_of(config: &IngestConfig, source: &Source) -> PixelFormat {
+    match (config.pixel_format, source) {
+        (PixelFormat::Auto, Source::Synthetic(_)) => PixelFormat::Rgb,
+        (PixelFormat::Auto, _) => PixelFormat::I420,
+        (f, _) => f,
+    }
+}
+
+/// The conversion tail; returns its first element.
 fn tail(
     pipeline: &gst::Pipeline,
     config: &IngestConfig,
+    format: PixelFormat,
     sink: &gst::Element,
 ) -> Result<gst::Element, IngestError> {
     let convert = make("videoconvert", None)?;
@@ -137,7 +150,12 @@ fn tail(
     }
     let scale = make("videoscale", None)?;
     let filter = make("capsfilter", None)?;
-    let mut caps = gst::Caps::builder("video/x-raw").field("format", "RGB");
+    let name = if format == PixelFormat::I420 {
+        "I420"
+    } else {
+        "RGB"
+    };
+    let mut caps = gst::Caps::builder("video/x-raw").field("format", name);
     if let (Some(w), Some(h)) = (config.width, config.height) {
         caps = caps.field("width", w as i32).field("height", h as i32);
     }
@@ -183,7 +201,7 @@ fn build_with_sink(
         .build()
         .upcast();
     pipeline.use_clock(Some(&clock));
-    let head = tail(&pipeline, config, &sink)?;
+    let head = tail(&pipeline, config, pixel_format_of(config, source), &sink)?;
     match source {
         Source::Rtsp { url, .. } => rtsp_head(&pipeline, config, url, &head, shared)?,
         Source::File { path } => {
@@ -441,7 +459,7 @@ fn app_sink(shared: &Arc<Shared>, config: &IngestConfig, source: &Source) -> gst
         .enable_last_sample(false)
         .build();
     let shared = Arc::clone(shared);
-    let mut cached: Option<(gst::Caps, u32, u32, usize)> = None;
+    let mut cached: Option<Cached> = None;
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -454,30 +472,74 @@ fn app_sink(shared: &Arc<Shared>, config: &IngestConfig, source: &Source) -> gst
     sink
 }
 
+/// What a stream's current caps say about its frames.
+struct Cached {
+    caps: gst::Caps,
+    width: u32,
+    height: u32,
+    stride: usize,
+    layout: Layout,
+}
+
+/// The layout of frames of `info`; `None` for a format other than RGB and I420.
+fn layout_of(info: &gst_video::VideoInfo) -> Option<(usize, Layout)> {
+    let stride = |i: usize| info.stride().get(i).copied().unwrap_or(0).max(0) as usize;
+    match info.format() {
+        gst_video::VideoFormat::Rgb => Some((stride(0), Layout::Rgb)),
+        gst_video::VideoFormat::I420 => {
+            let c = info.colorimetry();
+            let matrix = match c.matrix() {
+                gst_video::VideoColorMatrix::Bt709 => Matrix::Bt709,
+                gst_video::VideoColorMatrix::Bt2020 => Matrix::Bt2020,
+                _ => Matrix::Bt601,
+            };
+            let offset = |i: usize| info.offset().get(i).copied().unwrap_or(0);
+            let planes = Planes {
+                offsets: [offset(0), offset(1), offset(2)],
+                strides: [stride(0), stride(1), stride(2)],
+                matrix,
+                full_range: c.range() == gst_video::VideoColorRange::Range0_255,
+            };
+            Some((stride(0), Layout::I420(planes)))
+        }
+        _ => None,
+    }
+}
+
 fn on_sample(
     shared: &Shared,
     sink: &gst_app::AppSink,
     sample: &gst::Sample,
-    cached: &mut Option<(gst::Caps, u32, u32, usize)>,
+    cached: &mut Option<Cached>,
     clock_times: bool,
     block: bool,
 ) {
     let Some(caps) = sample.caps() else { return };
     let fresh = match cached {
-        Some((c, ..)) => !(c.as_ptr() == caps.as_ptr() || c.as_ref() == caps),
+        Some(c) => !(c.caps.as_ptr() == caps.as_ptr() || c.caps.as_ref() == caps),
         None => true,
     };
     if fresh {
-        let Ok(info) = gst_video::VideoInfo::from_caps(caps) else {
+        let Some((info, (stride, layout))) = gst_video::VideoInfo::from_caps(caps)
+            .ok()
+            .and_then(|info| layout_of(&info).map(|l| (info, l)))
+        else {
             shared.decode_errors.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let stride = info.stride().first().copied().unwrap_or(0).max(0) as usize;
-        *cached = Some((caps.to_owned(), info.width(), info.height(), stride));
+        *cached = Some(Cached {
+            caps: caps.to_owned(),
+            width: info.width(),
+            height: info.height(),
+            stride,
+            layout,
+        });
         shared.width.store(info.width(), Ordering::Relaxed);
         shared.height.store(info.height(), Ordering::Relaxed);
     }
-    let Some((_, width, height, stride)) = cached.as_ref().map(|(_, w, h, s)| (0, *w, *h, *s))
+    let Some((width, height, mut stride, mut layout)) = cached
+        .as_ref()
+        .map(|c| (c.width, c.height, c.stride, c.layout))
     else {
         return;
     };
@@ -493,11 +555,21 @@ fn on_sample(
     } else {
         now
     };
+    // A buffer may lay its planes out otherwise than the caps' defaults.
+    if let (Some(meta), Layout::I420(planes)) = (buffer.meta::<gst_video::VideoMeta>(), &mut layout)
+    {
+        if let (&[o0, o1, o2, ..], &[s0, s1, s2, ..]) = (meta.offset(), meta.stride()) {
+            let s = |v: i32| v.max(0) as usize;
+            planes.offsets = [o0, o1, o2];
+            planes.strides = [s(s0), s(s1), s(s2)];
+            stride = s(s0);
+        }
+    }
     let Ok(data) = buffer.into_mapped_buffer_readable() else {
         shared.decode_errors.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    if data.len() < stride * height as usize {
+    if data.len() < layout.needed(stride, height) {
         shared.decode_errors.fetch_add(1, Ordering::Relaxed);
         return;
     }
@@ -510,6 +582,7 @@ fn on_sample(
         width,
         height,
         stride,
+        layout,
         data: crate::frame::Pixels::Gst(data),
     };
     shared.frames.fetch_add(1, Ordering::Relaxed);

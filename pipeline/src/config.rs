@@ -50,6 +50,21 @@ pub enum DecoderChoice {
     Element(String),
 }
 
+/// The pixel layout frames are handed over in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PixelFormat {
+    /// The source's own: I420 for decoded video (RTSP, files), which skips
+    /// converting every whole frame to RGB; RGB for synthetic sources
+    /// (rendered in RGB).
+    #[default]
+    Auto,
+    /// Packed RGB: every frame converted by `videoconvert`.
+    Rgb,
+    /// Planar YUV 4:2:0 (a decoder's usual output; others are converted).
+    I420,
+}
+
 /// Configuration of one camera's ingest. Durations are in milliseconds.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +117,10 @@ pub struct IngestConfig {
     /// Threads for colour conversion/scaling (0 = one per core). Default 1.
     #[serde(default = "defaults::convert_threads")]
     pub convert_threads: u32,
+    /// Frames' pixel layout: `auto` (default: I420 for decoded video, RGB
+    /// for synthetic sources), `rgb` or `i420`.
+    #[serde(default)]
+    pub pixel_format: PixelFormat,
 }
 
 mod defaults {
@@ -151,6 +170,7 @@ impl IngestConfig {
             loop_file: true,
             decoder: DecoderChoice::default(),
             convert_threads: defaults::convert_threads(),
+            pixel_format: PixelFormat::default(),
         }
     }
 

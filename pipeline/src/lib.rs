@@ -17,9 +17,9 @@ pub mod queue;
 pub mod source;
 pub mod synthetic;
 
-pub use config::{DecoderChoice, IngestConfig, QueuePolicy, Transport};
+pub use config::{DecoderChoice, IngestConfig, PixelFormat, QueuePolicy, Transport};
 pub use error::{IngestError, SourceError};
-pub use frame::{Frame, FrameSizeError};
+pub use frame::{Frame, FrameSizeError, Layout, Matrix, Planes};
 pub use ingest::Ingest;
 pub use queue::DropOldestQueue;
 pub use source::Source;

@@ -94,7 +94,7 @@ pub fn run(factory: &SessionFactory, config: &BenchConfig) -> Result<BenchReport
     let (cw, ch) = config.crop_size;
     let crops: Vec<Crop<'_>> = (0..max_batch)
         .map(|i| Crop {
-            frame,
+            frame: frame.into(),
             bbox: BBox {
                 x: (i as f32 * 97.0) % (w as f32 - cw).max(1.0),
                 y: (i as f32 * 53.0) % (h as f32 - ch).max(1.0),

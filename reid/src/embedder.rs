@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use vidar_config::{Config, Invalid, Problem, Problems};
-use vidar_models::image::{FrameResizer, Region, RgbFrame};
+use vidar_models::image::{FrameResizer, Picture, Region};
 use vidar_models::{Format, Model, Precision, SessionFactory};
 use vidar_protocol::BBox;
 
@@ -15,7 +15,7 @@ use crate::{Embedding, ReidError};
 #[derive(Debug, Clone, Copy)]
 pub struct Crop<'a> {
     /// The full-resolution frame.
-    pub frame: RgbFrame<'a>,
+    pub frame: Picture<'a>,
     /// The person's box in `frame`.
     pub bbox: BBox,
 }
@@ -267,7 +267,7 @@ impl OnnxEmbedder {
                 h: f64::from(crop.bbox.h),
             };
             self.resizer.resize(
-                &crop.frame,
+                crop.frame,
                 Some(region),
                 &mut self.rgb,
                 self.w as u32,

@@ -46,7 +46,7 @@ fn margins(config: EmbedderConfig, dim: usize, min_margin: f32) {
     let crops: Vec<Crop<'_>> = sightings
         .iter()
         .map(|s| Crop {
-            frame: frames[s.frame],
+            frame: frames[s.frame].into(),
             bbox: s.bbox,
         })
         .collect();
@@ -156,7 +156,13 @@ fn gallery_keeps_one_identity_per_person_across_frames() {
         let (w, h, rgb) = common::load_frame(f);
         let frame = RgbFrame::packed(w, h, &rgb).expect("frame");
         let boxes = common::person_boxes(f);
-        let crops: Vec<Crop<'_>> = boxes.iter().map(|&bbox| Crop { frame, bbox }).collect();
+        let crops: Vec<Crop<'_>> = boxes
+            .iter()
+            .map(|&bbox| Crop {
+                frame: frame.into(),
+                bbox,
+            })
+            .collect();
         let emb = embedder.embed(&crops).expect("embed");
         // Each box of frame 0 is a track of its own, all on screen at once;
         // in later frames each box is a new, short track (as after a tracker
@@ -314,7 +320,7 @@ fn fixture_crops<'a>(fixture: &EmbeddingFixture, frame: RgbFrame<'a>) -> Vec<Cro
         .crops
         .iter()
         .map(|c| Crop {
-            frame,
+            frame: frame.into(),
             bbox: BBox::from_corners(c.bbox[0], c.bbox[1], c.bbox[2], c.bbox[3]),
         })
         .collect()
@@ -410,11 +416,17 @@ fn a_flipped_embedding_is_the_same_for_a_crop_and_its_mirror_image() {
     let mirror = RgbFrame::packed(w, h, &mirrored).expect("mirrored frame");
     let boxes = common::person_boxes("frame_0000.png");
     assert!(boxes.len() >= 3);
-    let crops: Vec<Crop<'_>> = boxes.iter().map(|&bbox| Crop { frame, bbox }).collect();
+    let crops: Vec<Crop<'_>> = boxes
+        .iter()
+        .map(|&bbox| Crop {
+            frame: frame.into(),
+            bbox,
+        })
+        .collect();
     let mirrored_crops: Vec<Crop<'_>> = boxes
         .iter()
         .map(|b| Crop {
-            frame: mirror,
+            frame: mirror.into(),
             bbox: BBox {
                 x: w as f32 - b.x - b.w,
                 ..*b

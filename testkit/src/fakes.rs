@@ -11,8 +11,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
-use vidar_detectors::RgbFrame;
 use vidar_detectors::{DetectError, Detection, Detector, StageTimings};
+use vidar_detectors::{Picture, RgbFrame};
 use vidar_protocol::BBox;
 use vidar_reid::{Crop, EmbedTimings, Embedder, Embedding, ReidError};
 
@@ -49,8 +49,27 @@ pub fn draw(width: u32, height: u32, tag: u32, figures: &[Figure]) -> Vec<u8> {
     px
 }
 
+/// `f` of `frame` as packed RGB (an I420 frame converted first: its
+/// colours then come back only approximately).
+fn with_rgb<R>(frame: &Picture<'_>, f: impl FnOnce(&RgbFrame<'_>) -> R) -> R {
+    match frame {
+        Picture::Rgb(rgb) => f(rgb),
+        Picture::I420(_) => {
+            let data = frame.to_rgb();
+            match RgbFrame::packed(frame.width(), frame.height(), &data) {
+                Ok(rgb) => f(&rgb),
+                Err(e) => panic!("converted frame: {e}"),
+            }
+        }
+    }
+}
+
 /// The tag [`draw`] wrote into `frame`.
-pub fn tag_of(frame: &RgbFrame<'_>) -> u32 {
+pub fn tag_of(frame: &Picture<'_>) -> u32 {
+    with_rgb(frame, rgb_tag)
+}
+
+fn rgb_tag(frame: &RgbFrame<'_>) -> u32 {
     let d = frame.data();
     let b = |i: usize| d.get(i * 3).copied().unwrap_or(0);
     u32::from_le_bytes([b(0), b(1), b(2), b(3)])
@@ -142,7 +161,11 @@ impl ColorBlobDetector {
     }
 
     /// The blobs of `frame`.
-    pub fn blobs(frame: &RgbFrame<'_>) -> Vec<Detection> {
+    pub fn blobs(frame: &Picture<'_>) -> Vec<Detection> {
+        with_rgb(frame, Self::rgb_blobs)
+    }
+
+    fn rgb_blobs(frame: &RgbFrame<'_>) -> Vec<Detection> {
         let (w, h, stride, d) = (
             frame.width() as usize,
             frame.height() as usize,
@@ -198,7 +221,7 @@ impl Detector for ColorBlobDetector {
 
     fn detect_into(
         &mut self,
-        frames: &[RgbFrame<'_>],
+        frames: &[Picture<'_>],
         out: &mut Vec<Vec<Detection>>,
     ) -> Result<(), DetectError> {
         if let Some(g) = &self.gate {
@@ -260,7 +283,11 @@ impl ColorEmbedder {
     pub const TAG: &'static str = "fake-color@000000000000";
 
     /// The embedding of `bbox` in `frame`.
-    pub fn mean_color(frame: &RgbFrame<'_>, bbox: &BBox) -> Embedding {
+    pub fn mean_color(frame: &Picture<'_>, bbox: &BBox) -> Embedding {
+        with_rgb(frame, |rgb| Self::rgb_mean_color(rgb, bbox))
+    }
+
+    fn rgb_mean_color(frame: &RgbFrame<'_>, bbox: &BBox) -> Embedding {
         let (w, h, stride, d) = (
             frame.width() as f32,
             frame.height() as f32,
@@ -347,7 +374,7 @@ mod tests {
         let red = fig([250, 30, 30], 10.0, 20.0);
         let green = fig([30, 250, 30], 100.0, 40.0);
         let px = draw(200, 120, 77, &[red, green]);
-        let frame = RgbFrame::packed(200, 120, &px).expect("frame");
+        let frame: Picture<'_> = RgbFrame::packed(200, 120, &px).expect("frame").into();
         assert_eq!(tag_of(&frame), 77);
         let dets = ColorBlobDetector::blobs(&frame);
         assert_eq!(dets.len(), 2, "{dets:?}");

@@ -60,7 +60,7 @@ impl Item {
             Data::Frame(rgb) => {
                 let frame = RgbFrame::packed(rgb.width(), rgb.height(), rgb.as_raw())
                     .map_err(|e| anyhow::anyhow!("frame: {e}"))?;
-                let jpeg = crop_jpeg(&frame, &full(rgb), MAX_CROP_SIDE, JPEG_QUALITY)
+                let jpeg = crop_jpeg(frame, &full(rgb), MAX_CROP_SIDE, JPEG_QUALITY)
                     .context("encoding the frame")?;
                 let (width, height) = jpeg_size(&jpeg).context("the frame's JPEG")?;
                 JobData::Frame(JobFrame {
@@ -321,8 +321,10 @@ impl Exec {
         match (self, data) {
             (Exec::Source, data) => Ok(wrap(data)),
             (Exec::Detect(d), Data::Frame(rgb)) => {
-                let frame = RgbFrame::packed(rgb.width(), rgb.height(), rgb.as_raw())
-                    .map_err(|e| format!("frame: {e}"))?;
+                let frame: vidar_detectors::Picture<'_> =
+                    RgbFrame::packed(rgb.width(), rgb.height(), rgb.as_raw())
+                        .map_err(|e| format!("frame: {e}"))?
+                        .into();
                 let dets = d
                     .detect(std::slice::from_ref(&frame))
                     .map_err(|e| e.to_string())?;
@@ -332,7 +334,7 @@ impl Exec {
                     .flatten()
                     .take(MAX_JOB_ITEM_ENTRIES)
                     .filter_map(|det| {
-                        let jpeg = crop_jpeg(&frame, &det.bbox, CROP_MAX_SIDE, JPEG_QUALITY)?;
+                        let jpeg = crop_jpeg(frame, &det.bbox, CROP_MAX_SIDE, JPEG_QUALITY)?;
                         let (width, height) = jpeg_size(&jpeg)?;
                         Some(JobCrop {
                             bbox: det.bbox,
@@ -386,7 +388,7 @@ impl Exec {
                     .map(|i| {
                         RgbFrame::packed(i.width(), i.height(), i.as_raw())
                             .map(|frame| vidar_reid::Crop {
-                                frame,
+                                frame: frame.into(),
                                 bbox: full(i),
                             })
                             .map_err(|e| format!("crop: {e}"))

@@ -150,9 +150,14 @@ impl CameraSlot {
             };
             self.taken += 1;
             if let (true, Some(gate)) = (nth, &mut self.gate) {
-                let v = gate.judge(f.pixels(), f.width, f.height, f.stride, f.captured_ms().0);
-                self.metrics.motion_share.set(f64::from(v.share));
-                if v.detect() {
+                // A frame the gate cannot read is detected.
+                let v = crate::media::picture(&f)
+                    .map(|p| gate.judge(&p, f.captured_ms().0))
+                    .map_or(true, |v| {
+                        self.metrics.motion_share.set(f64::from(v.share));
+                        v.detect()
+                    });
+                if v {
                     self.due = Some(f);
                     return true;
                 }

@@ -30,6 +30,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use vidar_config::{Problem, Problems};
+use vidar_detectors::Picture;
 
 /// `[motion]` of the node's config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -199,16 +200,20 @@ struct Grid {
 }
 
 impl MotionGate {
-    /// Judges one frame: packed RGB `pixels` (`stride` bytes per row),
-    /// captured at `now_ms`. Updates the background.
-    pub fn judge(
-        &mut self,
-        pixels: &[u8],
-        width: u32,
-        height: u32,
-        stride: usize,
-        now_ms: i64,
-    ) -> Verdict {
+    /// Judges one frame captured at `now_ms` (grey from RGB, or the luma
+    /// plane of I420 scaled to 0-255). Updates the background.
+    pub fn judge(&mut self, frame: &Picture<'_>, now_ms: i64) -> Verdict {
+        let (width, height) = (frame.width(), frame.height());
+        let grey = |x: usize, y: usize| -> u32 {
+            match frame {
+                Picture::Rgb(f) => rgb_grey(f.data(), f.stride(), x, y),
+                Picture::I420(f) => {
+                    let (luma, stride) = f.luma();
+                    luma.get(y * stride + x)
+                        .map_or(0, |&v| u32::from(f.colour().grey(v)))
+                }
+            }
+        };
         let fresh = self.grid.frame != (width, height) || self.grid.background.is_empty();
         if fresh {
             self.resize(width, height);
@@ -223,10 +228,7 @@ impl MotionGate {
             for cx in 0..gw {
                 let i = cy * gw + cx;
                 let (xa, xb) = (cx * cell + q1, cx * cell + q3);
-                let sum = grey(pixels, stride, xa, ya)
-                    + grey(pixels, stride, xb, ya)
-                    + grey(pixels, stride, xa, yb)
-                    + grey(pixels, stride, xb, yb);
+                let sum = grey(xa, ya) + grey(xb, ya) + grey(xa, yb) + grey(xb, yb);
                 let v = sum as f32 / 4.0;
                 let bg = &mut g.background[i];
                 let last = std::mem::replace(&mut g.last[i], v);
@@ -361,7 +363,7 @@ impl Grid {
 
 /// Grey level (0-255, BT.601 weights) of the pixel at `(x, y)`.
 #[inline]
-fn grey(pixels: &[u8], stride: usize, x: usize, y: usize) -> u32 {
+fn rgb_grey(pixels: &[u8], stride: usize, x: usize, y: usize) -> u32 {
     let at = y * stride + x * 3;
     match pixels.get(at..at + 3) {
         Some(p) => (77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2])) >> 8,

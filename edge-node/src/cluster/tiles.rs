@@ -18,8 +18,7 @@ pub(super) fn publish_tiles(
     let mut rates: HashMap<CameraId, (u64, Instant, f64)> = HashMap::new();
     while let Ok(t) = rx.recv() {
         let f = &t.frame;
-        let Ok(rgb) = vidar_detectors::RgbFrame::new(f.width, f.height, f.stride, f.pixels())
-        else {
+        let Ok(rgb) = crate::media::picture(f) else {
             continue;
         };
         let full = vidar_protocol::BBox {
@@ -28,7 +27,7 @@ pub(super) fn publish_tiles(
             w: f.width as f32,
             h: f.height as f32,
         };
-        let Some(jpeg) = crate::media::crop_jpeg(&rgb, &full, TILE_MAX_SIDE, 70) else {
+        let Some(jpeg) = crate::media::crop_jpeg(rgb, &full, TILE_MAX_SIDE, 70) else {
             continue;
         };
         // The tile's size is its JPEG's (the master checks it); boxes are in

@@ -142,7 +142,7 @@ fn reid(args: ReidEvalArgs) -> Result<()> {
             .map(|img| {
                 let frame = RgbFrame::packed(img.width(), img.height(), img.as_raw())?;
                 Ok(Crop {
-                    frame,
+                    frame: frame.into(),
                     bbox: BBox {
                         x: 0.0,
                         y: 0.0,

@@ -148,7 +148,7 @@ impl Worker {
         let frame =
             RgbFrame::new(w, h, w as usize * 3, image.as_raw()).map_err(|e| e.to_string())?;
         let crop = Crop {
-            frame,
+            frame: frame.into(),
             bbox: vidar_protocol::BBox {
                 x: 0.0,
                 y: 0.0,

@@ -35,13 +35,13 @@ impl Worker {
             return Err(job);
         }
         let f = &job.frame;
-        let Ok(frame) = RgbFrame::new(f.width, f.height, f.stride, f.pixels()) else {
+        let Ok(frame) = crate::media::picture(f) else {
             return Err(job);
         };
         let now = f.captured_ms();
         let mut crops = Vec::with_capacity(job.tracks.len());
         for t in &job.tracks {
-            let Some(jpeg) = crop_jpeg(&frame, &t.bbox, REMOTE_CROP_SIDE, 90) else {
+            let Some(jpeg) = crop_jpeg(frame, &t.bbox, REMOTE_CROP_SIDE, 90) else {
                 continue;
             };
             // Its real size, as the receiver checks it (a box's float size
@@ -270,7 +270,7 @@ impl Worker {
         let crops: Vec<Crop<'_>> = frames
             .iter()
             .map(|f| Crop {
-                frame: *f,
+                frame: f.into(),
                 bbox: BBox {
                     x: 0.0,
                     y: 0.0,
@@ -300,7 +300,7 @@ impl Worker {
             let snapshots = self.snapshots;
             let snapshot = || {
                 if snapshots {
-                    snapshot_jpeg(&frame, &full)
+                    snapshot_jpeg(frame, &full)
                 } else {
                     None
                 }

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self};
 use std::sync::Arc;
 use std::time::Instant;
-use vidar_detectors::RgbFrame;
 use vidar_protocol::messages::{IdentityAnnounce, IdentityJoined, IdentitySeen};
 use vidar_protocol::{CameraId, IdentityId, NodeId, TrackId, UnixMs};
 use vidar_reid::{Assignment, Crop, Embedder, Embedding, Gallery, TrackQuery, OPEN};
@@ -150,7 +149,7 @@ impl Worker {
     /// Embeds a job's crops here and decides their tracks' identities.
     pub(super) fn identify_here(&mut self, job: Job, out: &mpsc::Sender<Identified>) {
         let f = &job.frame;
-        let Ok(frame) = RgbFrame::new(f.width, f.height, f.stride, f.pixels()) else {
+        let Ok(frame) = crate::media::picture(f) else {
             self.metrics.errors.fetch_add(1, Ordering::Relaxed);
             return;
         };
@@ -174,7 +173,7 @@ impl Worker {
             let snapshots = self.snapshots;
             let snapshot = || {
                 if snapshots {
-                    snapshot_jpeg(&frame, &t.bbox)
+                    snapshot_jpeg(frame, &t.bbox)
                 } else {
                     None
                 }
@@ -192,7 +191,7 @@ impl Worker {
                     .filter(|s| c.wants(&s.samples, t.quality))
                 {
                     if let Some(jpeg) = crate::media::crop_jpeg(
-                        &frame,
+                        frame,
                         &t.bbox,
                         crate::training::SAMPLE_MAX_SIDE,
                         crate::training::SAMPLE_QUALITY,

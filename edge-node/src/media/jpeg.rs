@@ -1,6 +1,6 @@
 //! JPEG crops and snapshots of frames, and crops received from other nodes.
 
-use vidar_detectors::RgbFrame;
+use vidar_detectors::{Picture, Region};
 use vidar_protocol::messages::{Crop as WireCrop, CropEncoding};
 use vidar_protocol::BBox;
 
@@ -14,7 +14,7 @@ pub const SNAPSHOT_MAX_SIDE: u32 = 128;
 /// A small JPEG of the box `b` in `frame` (longest side ≤ [`SNAPSHOT_MAX_SIDE`]).
 /// The whole person with a margin (10 % of the width on each side, 5 % of
 /// the height above and below), so no head or feet are cut off.
-pub fn snapshot_jpeg(frame: &RgbFrame<'_>, b: &BBox) -> Option<Vec<u8>> {
+pub fn snapshot_jpeg<'f>(frame: impl Into<Picture<'f>>, b: &BBox) -> Option<Vec<u8>> {
     let (mx, my) = (b.w * 0.10, b.h * 0.05);
     let wide = BBox {
         x: b.x - mx,
@@ -27,24 +27,32 @@ pub fn snapshot_jpeg(frame: &RgbFrame<'_>, b: &BBox) -> Option<Vec<u8>> {
 
 /// A JPEG of the box `b` in `frame`, scaled down so its longest side is at
 /// most `max_side`, at `quality` (1-100).
-pub fn crop_jpeg(frame: &RgbFrame<'_>, b: &BBox, max_side: u32, quality: u8) -> Option<Vec<u8>> {
+pub fn crop_jpeg<'f>(
+    frame: impl Into<Picture<'f>>,
+    b: &BBox,
+    max_side: u32,
+    quality: u8,
+) -> Option<Vec<u8>> {
+    let frame = frame.into();
     let c = b.clip(frame.width() as f32, frame.height() as f32);
-    let (x0, y0) = (c.x as usize, c.y as usize);
     let (w, h) = (c.w as usize, c.h as usize);
     if w < 2 || h < 2 {
         return None;
     }
-    let mut crop = Vec::with_capacity(w * h * 3);
-    let data = frame.data();
-    for y in y0..y0 + h {
-        let row = data.get(y * frame.stride() + x0 * 3..y * frame.stride() + (x0 + w) * 3)?;
-        crop.extend_from_slice(row);
-    }
-    let img = image::RgbImage::from_raw(w as u32, h as u32, crop)?;
-    let scale = (max_side as f32 / w.max(h) as f32).min(1.0);
+    // Whole pixels (the region's rounding leaves them as they are).
+    let region = Region {
+        x: f64::from(c.x.trunc()),
+        y: f64::from(c.y.trunc()),
+        w: w as f64,
+        h: h as f64,
+    };
+    let mut crop = Vec::new();
+    let (cw, ch) = frame.region_rgb(Some(region), &mut crop);
+    let img = image::RgbImage::from_raw(cw, ch, crop)?;
+    let scale = (max_side as f32 / cw.max(ch) as f32).min(1.0);
     let (tw, th) = (
-        ((w as f32 * scale) as u32).max(1),
-        ((h as f32 * scale) as u32).max(1),
+        ((cw as f32 * scale) as u32).max(1),
+        ((ch as f32 * scale) as u32).max(1),
     );
     let small = image::imageops::resize(&img, tw, th, image::imageops::FilterType::Triangle);
     let mut out = std::io::Cursor::new(Vec::new());
@@ -109,6 +117,7 @@ pub fn decode_crop(c: &WireCrop) -> Result<image::RgbImage, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vidar_detectors::RgbFrame;
     use vidar_protocol::UnixMs;
     use vidar_protocol::{CameraId, TrackId};
 
@@ -133,7 +142,7 @@ mod tests {
             w: w as f32,
             h: h as f32,
         };
-        crop_jpeg(&frame, &full, w.max(h), 90).expect("jpeg")
+        crop_jpeg(frame, &full, w.max(h), 90).expect("jpeg")
     }
 
     #[test]

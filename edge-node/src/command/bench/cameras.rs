@@ -73,11 +73,12 @@ pub(super) fn run_vidar(
     for i in 0..args.cameras {
         toml.push_str(&format!(
             "[[cameras]]\ncamera = \"c{i}\"\nsource = \"{}\"\ntransport = \"tcp\"\n\
-             queue_policy = \"drop_oldest\"\n{}",
+             queue_policy = \"drop_oldest\"\n{}{}",
             url(port, i),
             args.queue_capacity
                 .map(|q| format!("queue_capacity = {q}\n"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            args.pixels.toml_line(),
         ));
     }
     let config = EdgeConfig::parse(&toml, "bench cameras")?;

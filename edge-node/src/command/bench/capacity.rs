@@ -81,6 +81,9 @@ pub struct CapacityBenchArgs {
     /// (default: the node's `queue_capacity`).
     #[arg(long)]
     pub queue_capacity: Option<usize>,
+    /// Vidar's cameras' pixel layout (`pixel_format`; auto: I420 from the decoder).
+    #[arg(long, value_enum, default_value_t = super::pipeline::Pixels::Auto)]
+    pub pixels: super::pipeline::Pixels,
     /// The reference's onnxruntime intra-op threads per process.
     #[arg(long, default_value_t = 1)]
     pub reference_threads: usize,
@@ -349,6 +352,7 @@ fn probe(args: &CapacityBenchArgs, system: System, n: usize) -> Result<Probe> {
         precision: system.int8().then(|| "int8".to_string()),
         reid_precision: args.reid_precision.clone(),
         queue_capacity: args.queue_capacity,
+        pixels: args.pixels,
         reference_threads: args.reference_threads,
         python: args.python.clone(),
         script: args.script.clone(),

@@ -69,6 +69,9 @@ pub struct CamerasBenchArgs {
     /// (the cameras' `queue_capacity`; default: the node's).
     #[arg(long)]
     pub queue_capacity: Option<usize>,
+    /// Vidar's cameras' pixel layout (`pixel_format`; auto: I420 from the decoder).
+    #[arg(long, value_enum, default_value_t = super::pipeline::Pixels::Auto)]
+    pub pixels: super::pipeline::Pixels,
     /// The reference's onnxruntime intra-op threads per process (0 = its default).
     #[arg(long, default_value_t = 0)]
     pub reference_threads: usize,

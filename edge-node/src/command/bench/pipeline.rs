@@ -43,6 +43,42 @@ pub struct PipelineBenchArgs {
     /// How frames are resized into the detector's input (`[detector] resize`).
     #[arg(long, value_enum, default_value_t = Resize::Antialiased)]
     pub resize: Resize,
+    /// The frames' pixel layout (the camera's `pixel_format`; auto: I420
+    /// from the decoder).
+    #[arg(long, value_enum, default_value_t = Pixels::Auto)]
+    pub pixels: Pixels,
+}
+
+/// A camera's `pixel_format` on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pixels {
+    /// The source's own (I420 for decoded video; the node's default).
+    Auto,
+    /// Packed RGB, converted by GStreamer.
+    Rgb,
+    /// Planar I420.
+    I420,
+}
+
+impl From<Pixels> for vidar_pipeline::PixelFormat {
+    fn from(p: Pixels) -> Self {
+        match p {
+            Pixels::Auto => Self::Auto,
+            Pixels::Rgb => Self::Rgb,
+            Pixels::I420 => Self::I420,
+        }
+    }
+}
+
+impl Pixels {
+    /// The config line setting it (none for the default).
+    pub(super) fn toml_line(self) -> &'static str {
+        match self {
+            Pixels::Auto => "",
+            Pixels::Rgb => "pixel_format = \"rgb\"\n",
+            Pixels::I420 => "pixel_format = \"i420\"\n",
+        }
+    }
 }
 
 /// `[detector] resize` on the command line.
@@ -86,6 +122,10 @@ pub struct ModelBenchArgs {
     /// How frames are resized into the detector's input (`bench detect` only).
     #[arg(long, value_enum, default_value_t = Resize::Antialiased)]
     pub resize: Resize,
+    /// Camera frames' layout (`bench detect` only): I420 as a decoder
+    /// hands them over (the node's default for cameras), or packed RGB.
+    #[arg(long, value_enum, default_value_t = Pixels::I420)]
+    pub pixels: Pixels,
 }
 
 /// `WxH`, both from 1 to 16384 pixels.
@@ -117,6 +157,7 @@ pub fn detect(args: ModelBenchArgs) -> Result<()> {
     let mut config = vidar_detectors::bench::BenchConfig {
         iterations: args.iterations,
         resize: args.resize.into(),
+        i420: args.pixels != Pixels::Rgb,
         ..Default::default()
     };
     if !args.batches.is_empty() {
@@ -151,9 +192,12 @@ pub fn reid(args: ModelBenchArgs) -> Result<()> {
     if !args.models.is_empty() {
         config.models = args.models.clone();
     }
-    if !args.frame_sizes.is_empty() || args.resize != Resize::Antialiased {
+    if !args.frame_sizes.is_empty()
+        || args.resize != Resize::Antialiased
+        || args.pixels != Pixels::I420
+    {
         anyhow::bail!(
-            "--frame-sizes and --resize are for `bench detect`; `bench reid` embeds crops of its own size"
+            "--frame-sizes, --resize and --pixels are for `bench detect`; `bench reid` embeds crops of its own size"
         );
     }
     let report = vidar_reid::bench::run(&factory(args.threads)?, &config)?;
@@ -183,6 +227,9 @@ fn run_pipeline(args: &PipelineBenchArgs) -> Result<PipelineRun> {
     config.inference_depth = args.depth;
     config.detector.model = args.model.clone();
     config.detector.resize = args.resize.into();
+    for camera in &mut config.cameras {
+        camera.pixel_format = args.pixels.into();
+    }
     let depth = config.detector_depth();
     let built = node::build(&config)?;
     let metrics = Arc::clone(&built.metrics);

@@ -2,23 +2,48 @@
 //! the SSD input, and decoding + NMS of the raw SSD output.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use vidar_detectors::bench::synthetic_frame;
+use vidar_detectors::bench::{synthetic_frame, synthetic_i420};
 use vidar_detectors::postprocess::{decode_raw, Anchor, DecodeParams, RawSsd};
-use vidar_detectors::{FrameResizer, RgbFrame};
+use vidar_detectors::{Filter, FrameResizer, I420Frame, Picture, RgbFrame, YuvToRgb};
 
 fn resize(c: &mut Criterion) {
-    let mut resizer = FrameResizer::new();
     let mut dst = vec![0u8; 300 * 300 * 3];
     for (w, h) in [(1280u32, 720u32), (1920, 1080), (768, 576)] {
-        let pixels = synthetic_frame(w, h);
-        let frame = RgbFrame::packed(w, h, &pixels).expect("frame");
-        c.bench_function(&format!("resize {w}x{h} -> 300x300"), |b| {
-            b.iter(|| {
-                resizer
-                    .resize(frame, None, &mut dst, 300, 300)
-                    .expect("resize")
-            })
-        });
+        let rgb = synthetic_frame(w, h);
+        let yuv = synthetic_i420(w, h);
+        let (cw, ch) = (w.div_ceil(2) as usize, h.div_ceil(2) as usize);
+        let y_len = (w * h) as usize;
+        let frames: [(&str, Picture<'_>); 2] = [
+            ("RGB", RgbFrame::packed(w, h, &rgb).expect("frame").into()),
+            (
+                "I420",
+                I420Frame::from_buffer(
+                    w,
+                    h,
+                    &yuv,
+                    [0, y_len, y_len + cw * ch],
+                    [w as usize, cw, cw],
+                    YuvToRgb::default(),
+                )
+                .expect("frame")
+                .into(),
+            ),
+        ];
+        for (name, frame) in frames {
+            for filter in [Filter::Antialiased, Filter::Sampled] {
+                let mut resizer = FrameResizer::with_filter(filter);
+                c.bench_function(
+                    &format!("resize {w}x{h} {name} {filter:?} -> 300x300"),
+                    |b| {
+                        b.iter(|| {
+                            resizer
+                                .resize(frame, None, &mut dst, 300, 300)
+                                .expect("resize")
+                        })
+                    },
+                );
+            }
+        }
     }
 }
 

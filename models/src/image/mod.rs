@@ -206,8 +206,10 @@ pub struct FrameResizer {
     sampled: Sampled,
     /// I420: the chroma planes' tables (the luma plane uses `sampled`).
     sampled_chroma: Sampled,
-    /// I420: Y, U and V at the destination's size.
+    /// I420: Y at the destination's size, U and V at half of it.
     planes: [Vec<u8>; 3],
+    /// I420: one output row's chroma, upsampled.
+    rows: ChromaRows,
 }
 
 impl std::fmt::Debug for FrameResizer {
@@ -242,6 +244,7 @@ impl FrameResizer {
             sampled: Sampled::default(),
             sampled_chroma: Sampled::default(),
             planes: Default::default(),
+            rows: ChromaRows::default(),
         }
     }
 
@@ -331,10 +334,6 @@ impl FrameResizer {
         dst_w: u32,
         dst_h: u32,
     ) -> Result<(), ImageError> {
-        let n = dst_w as usize * dst_h as usize;
-        for p in &mut self.planes {
-            p.resize(n, 0);
-        }
         let luma = Area::of(px);
         let chroma = Area {
             left: luma.left / 2.0,
@@ -342,32 +341,87 @@ impl FrameResizer {
             width: luma.width / 2.0,
             height: luma.height / 2.0,
         };
+        // Chroma at half the output's size: 4:2:0 at the model's input, as
+        // the JPEG pictures the models were trained on hold it (and a
+        // quarter of the filtering).
+        let (cw, ch) = (dst_w.div_ceil(2), dst_h.div_ceil(2));
         let [py, pu, pv] = &mut self.planes;
+        py.resize(dst_w as usize * dst_h as usize, 0);
+        pu.resize(cw as usize * ch as usize, 0);
+        pv.resize(cw as usize * ch as usize, 0);
         if self.filter == Filter::Sampled {
             self.sampled.resize::<1>(&frame.y, luma, py, dst_w, dst_h);
             self.sampled_chroma
-                .resize::<1>(&frame.u, chroma, pu, dst_w, dst_h);
+                .resize::<1>(&frame.u, chroma, pu, cw, ch);
             self.sampled_chroma
-                .resize::<1>(&frame.v, chroma, pv, dst_w, dst_h);
+                .resize::<1>(&frame.v, chroma, pv, cw, ch);
         } else {
-            for (plane, area, out) in [
-                (&frame.y, luma, py),
-                (&frame.u, chroma, pu),
-                (&frame.v, chroma, pv),
-            ] {
-                convolve_plane(&mut self.resizer, self.alg, plane, area, out, dst_w, dst_h)?;
-            }
+            let alg = self.alg;
+            convolve_plane(&mut self.resizer, alg, &frame.y, luma, py, dst_w, dst_h)?;
+            convolve_plane(&mut self.resizer, alg, &frame.u, chroma, pu, cw, ch)?;
+            convolve_plane(&mut self.resizer, alg, &frame.v, chroma, pv, cw, ch)?;
         }
-        let colour = frame.colour;
-        for (((o, &y), &u), &v) in dst
-            .chunks_exact_mut(3)
-            .zip(&self.planes[0])
-            .zip(&self.planes[1])
-            .zip(&self.planes[2])
-        {
-            o.copy_from_slice(&colour.rgb(y, u, v));
+        let rows = &mut self.rows;
+        let (w, cw) = (dst_w as usize, cw as usize);
+        rows.resize(w, cw);
+        for (j, (out, y)) in dst.chunks_exact_mut(w * 3).zip(py.chunks_exact(w)).enumerate() {
+            rows.upsample(pu, cw, ch as usize, j, true);
+            rows.upsample(pv, cw, ch as usize, j, false);
+            frame.colour.convert_row(y, &rows.u, &rows.v, out);
         }
         Ok(())
+    }
+}
+
+/// Chroma rows of one output row, upsampled from half size as libjpeg's
+/// "fancy" upsampling does (a triangle filter: each output sample 3/4 of the
+/// nearest chroma sample and 1/4 of the next nearest, across and down).
+#[derive(Debug, Default)]
+struct ChromaRows {
+    /// Vertically blended half-width row.
+    half: Vec<u16>,
+    /// Full-width U and V.
+    u: Vec<u8>,
+    v: Vec<u8>,
+}
+
+impl ChromaRows {
+    fn resize(&mut self, w: usize, cw: usize) {
+        self.half.resize(cw, 0);
+        self.u.resize(w, 0);
+        self.v.resize(w, 0);
+    }
+
+    /// Output row `j`'s U (or V) from the `cw` x `ch` half-size `plane`.
+    fn upsample(&mut self, plane: &[u8], cw: usize, ch: usize, j: usize, u: bool) {
+        let m = (j / 2).min(ch - 1);
+        // Even rows lie a quarter above their chroma row, odd ones a quarter below.
+        let n = if j % 2 == 0 {
+            m.saturating_sub(1)
+        } else {
+            (m + 1).min(ch - 1)
+        };
+        let (near, far) = (&plane[m * cw..][..cw], &plane[n * cw..][..cw]);
+        // Down: 4 x the value (3 near + 1 far), kept unrounded.
+        for ((h, &a), &b) in self.half.iter_mut().zip(near).zip(far) {
+            *h = 3 * u16::from(a) + u16::from(b);
+        }
+        let out = if u { &mut self.u } else { &mut self.v };
+        let h = &self.half[..];
+        // Across: 16 x the value, rounded once. Output pixels 2k and 2k + 1
+        // lie a quarter left and right of chroma sample k.
+        let prev = std::iter::once(h[0]).chain(h[..cw - 1].iter().copied());
+        let next = h[1..].iter().copied().chain(std::iter::once(h[cw - 1]));
+        let mut pairs = out.chunks_exact_mut(2);
+        for (((o, &c), p), n) in (&mut pairs).zip(h).zip(prev).zip(next) {
+            o[0] = ((3 * c + p + 8) >> 4) as u8;
+            o[1] = ((3 * c + n + 8) >> 4) as u8;
+        }
+        // An odd width's last pixel: the left one of a pair.
+        if let [o] = pairs.into_remainder() {
+            let (c, p) = (h[cw - 1], h[cw.saturating_sub(2)]);
+            *o = ((3 * c + p + 8) >> 4) as u8;
+        }
     }
 }
 
@@ -522,6 +576,69 @@ struct Sampled {
 }
 
 impl Sampled {
+    /// Builds the tables for `area` of a plane of `C` interleaved channels
+    /// onto `dst_w` x `dst_h`, unless they are for that already.
+    fn prepare<const C: usize>(&mut self, plane: &Plane<'_>, area: Area, dst_w: u32, dst_h: u32) {
+        let geometry = (area, (plane.width, plane.height), (dst_w, dst_h), C);
+        if self.geometry == Some(geometry) {
+            return;
+        }
+        let cols = area.span_x(plane.width);
+        let rows = area.span_y(plane.height);
+        // Columns relative to the first one read: the blended row starts there.
+        self.xs.build(area.left, area.width, dst_w, cols, cols.0);
+        self.ys.build(area.top, area.height, dst_h, rows, 0);
+        // Rows blend in 16 bits (so the pass vectorises 16 lanes wide): 8-bit weights.
+        for wy in &mut self.ys.weight {
+            *wy = (*wy + (1 << (COEF_BITS - ROW_BITS - 1))) >> (COEF_BITS - ROW_BITS);
+        }
+        self.cols = cols;
+        self.blended.resize(self.row_len::<C>(), 0);
+        self.geometry = Some(geometry);
+    }
+
+    /// Values in a blended row.
+    fn row_len<const C: usize>(&self) -> usize {
+        (self.cols.1 - self.cols.0 + 1) as usize * C
+    }
+
+    /// The vertical pass for output row `j` into `into` (`row_len` values):
+    /// the two source rows it lies between, blended in 16 bits.
+    fn blend_row<const C: usize>(&self, plane: &Plane<'_>, j: usize, into: &mut [u16]) {
+        let span = self.cols.0 as usize * C..(self.cols.1 + 1) as usize * C;
+        let row_at = |sy: u32| {
+            let start = sy as usize * plane.stride;
+            &plane.data[start + span.start..start + span.end]
+        };
+        let wy = self.ys.weight[j];
+        let (wa, wb) = (wy as u16, (ROW_ONE - wy) as u16);
+        let (a, b) = (row_at(self.ys.first[j]), row_at(self.ys.second[j]));
+        for ((v, &a), &b) in into.iter_mut().zip(a).zip(b) {
+            *v = u16::from(a) * wa + u16::from(b) * wb;
+        }
+    }
+
+    /// The horizontal pass: a blended row of `C` channels into `out`
+    /// (`dst_w * C` bytes).
+    fn horizontal<const C: usize>(&self, row: &[u16], out: &mut [u8]) {
+        let shift = COEF_BITS + ROW_BITS;
+        let round = 1u32 << (shift - 1);
+        for (((o, &sx0), &sx1), &wx) in out
+            .chunks_exact_mut(C)
+            .zip(&self.xs.first)
+            .zip(&self.xs.second)
+            .zip(&self.xs.weight)
+        {
+            let (p, q) = (sx0 as usize * C, sx1 as usize * C);
+            let (a, b) = (&row[p..p + C], &row[q..q + C]);
+            let w1 = COEF_ONE - wx;
+            for c in 0..C {
+                let v = u32::from(a[c]) * wx + u32::from(b[c]) * w1;
+                o[c] = ((v + round) >> shift) as u8;
+            }
+        }
+    }
+
     /// `area` of a plane of `C` interleaved 8-bit channels into `dst`
     /// (`dst_w * dst_h * C`). Vertical pass first, over the area's whole
     /// rows (contiguous, so it vectorises), then the horizontal pass on that
@@ -534,54 +651,13 @@ impl Sampled {
         dst_w: u32,
         dst_h: u32,
     ) {
-        let geometry = (area, (plane.width, plane.height), (dst_w, dst_h), C);
-        if self.geometry != Some(geometry) {
-            let cols = area.span_x(plane.width);
-            let rows = area.span_y(plane.height);
-            // Columns relative to the first one read: the blended row starts there.
-            self.xs.build(area.left, area.width, dst_w, cols, cols.0);
-            self.ys.build(area.top, area.height, dst_h, rows, 0);
-            // Rows blend in 16 bits (so the pass vectorises 16 lanes wide): 8-bit weights.
-            for wy in &mut self.ys.weight {
-                *wy = (*wy + (1 << (COEF_BITS - ROW_BITS - 1))) >> (COEF_BITS - ROW_BITS);
-            }
-            self.cols = cols;
-            self.blended.resize((cols.1 - cols.0 + 1) as usize * C, 0);
-            self.geometry = Some(geometry);
+        self.prepare::<C>(plane, area, dst_w, dst_h);
+        let mut blended = std::mem::take(&mut self.blended);
+        for (j, out) in dst.chunks_exact_mut(dst_w as usize * C).enumerate() {
+            self.blend_row::<C>(plane, j, &mut blended);
+            self.horizontal::<C>(&blended, out);
         }
-        let span = self.cols.0 as usize * C..(self.cols.1 + 1) as usize * C;
-        let row_at = |sy: u32| {
-            let start = sy as usize * plane.stride;
-            &plane.data[start + span.start..start + span.end]
-        };
-        let shift = COEF_BITS + ROW_BITS;
-        let round = 1u32 << (shift - 1);
-        for (((out, &sy0), &sy1), &wy) in dst
-            .chunks_exact_mut(dst_w as usize * C)
-            .zip(&self.ys.first)
-            .zip(&self.ys.second)
-            .zip(&self.ys.weight)
-        {
-            let (wa, wb) = (wy as u16, (ROW_ONE - wy) as u16);
-            for ((v, &a), &b) in self.blended.iter_mut().zip(row_at(sy0)).zip(row_at(sy1)) {
-                *v = u16::from(a) * wa + u16::from(b) * wb;
-            }
-            let row = &self.blended[..];
-            for (((o, &sx0), &sx1), &wx) in out
-                .chunks_exact_mut(C)
-                .zip(&self.xs.first)
-                .zip(&self.xs.second)
-                .zip(&self.xs.weight)
-            {
-                let (p, q) = (sx0 as usize * C, sx1 as usize * C);
-                let (a, b) = (&row[p..p + C], &row[q..q + C]);
-                let w1 = COEF_ONE - wx;
-                for c in 0..C {
-                    let v = u32::from(a[c]) * wx + u32::from(b[c]) * w1;
-                    o[c] = ((v + round) >> shift) as u8;
-                }
-            }
-        }
+        self.blended = blended;
     }
 }
 

@@ -323,6 +323,37 @@ mod tests {
             .contains("latncy_ms"));
     }
 
+    #[test]
+    fn pixel_formats_parse_and_a_bad_one_is_named() {
+        let parse = |f: &str| {
+            toml_like(&format!(
+                r#"{{"camera":"c1","source":"synthetic:","pixel_format":"{f}"}}"#
+            ))
+        };
+        for (name, want) in [
+            ("auto", PixelFormat::Auto),
+            ("rgb", PixelFormat::Rgb),
+            ("i420", PixelFormat::I420),
+        ] {
+            let c = parse(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(c.pixel_format, want);
+        }
+        let e = parse("nv12").expect_err("nv12").to_string();
+        assert!(e.contains("nv12") && e.contains("i420"), "{e}");
+        // Auto: the decoder's I420 for video, RGB for synthetic sources.
+        let mut c = IngestConfig::new(cam(), "synthetic:?width=64&height=48");
+        let synthetic = c.checked_source().expect("source");
+        assert_eq!(
+            crate::build::pixel_format_of(&c, &synthetic),
+            PixelFormat::Rgb
+        );
+        c.source = "rtsp://127.0.0.1:8554/x".into();
+        let rtsp = c.checked_source().expect("source");
+        assert_eq!(crate::build::pixel_format_of(&c, &rtsp), PixelFormat::I420);
+        c.pixel_format = PixelFormat::Rgb;
+        assert_eq!(crate::build::pixel_format_of(&c, &rtsp), PixelFormat::Rgb);
+    }
+
     fn toml_like(json: &str) -> Result<IngestConfig, serde_json::Error> {
         serde_json::from_str(json)
     }

@@ -364,7 +364,11 @@ impl FrameResizer {
         let rows = &mut self.rows;
         let (w, cw) = (dst_w as usize, cw as usize);
         rows.resize(w, cw);
-        for (j, (out, y)) in dst.chunks_exact_mut(w * 3).zip(py.chunks_exact(w)).enumerate() {
+        for (j, (out, y)) in dst
+            .chunks_exact_mut(w * 3)
+            .zip(py.chunks_exact(w))
+            .enumerate()
+        {
             rows.upsample(pu, cw, ch as usize, j, true);
             rows.upsample(pv, cw, ch as usize, j, false);
             frame.colour.convert_row(y, &rows.u, &rows.v, out);
@@ -394,34 +398,47 @@ impl ChromaRows {
 
     /// Output row `j`'s U (or V) from the `cw` x `ch` half-size `plane`.
     fn upsample(&mut self, plane: &[u8], cw: usize, ch: usize, j: usize, u: bool) {
-        let m = (j / 2).min(ch - 1);
-        // Even rows lie a quarter above their chroma row, odd ones a quarter below.
-        let n = if j % 2 == 0 {
-            m.saturating_sub(1)
-        } else {
-            (m + 1).min(ch - 1)
-        };
-        let (near, far) = (&plane[m * cw..][..cw], &plane[n * cw..][..cw]);
-        // Down: 4 x the value (3 near + 1 far), kept unrounded.
-        for ((h, &a), &b) in self.half.iter_mut().zip(near).zip(far) {
-            *h = 3 * u16::from(a) + u16::from(b);
-        }
         let out = if u { &mut self.u } else { &mut self.v };
-        let h = &self.half[..];
-        // Across: 16 x the value, rounded once. Output pixels 2k and 2k + 1
-        // lie a quarter left and right of chroma sample k.
-        let prev = std::iter::once(h[0]).chain(h[..cw - 1].iter().copied());
-        let next = h[1..].iter().copied().chain(std::iter::once(h[cw - 1]));
-        let mut pairs = out.chunks_exact_mut(2);
-        for (((o, &c), p), n) in (&mut pairs).zip(h).zip(prev).zip(next) {
-            o[0] = ((3 * c + p + 8) >> 4) as u8;
-            o[1] = ((3 * c + n + 8) >> 4) as u8;
-        }
-        // An odd width's last pixel: the left one of a pair.
-        if let [o] = pairs.into_remainder() {
-            let (c, p) = (h[cw - 1], h[cw.saturating_sub(2)]);
-            *o = ((3 * c + p + 8) >> 4) as u8;
-        }
+        upsample_row(&mut self.half, out, plane, (cw, ch), j);
+    }
+}
+
+/// [`ChromaRows::upsample`], compiled for AVX2 too (chosen at run time).
+#[allow(unsafe_code)]
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn upsample_row(
+    half: &mut [u16],
+    out: &mut [u8],
+    plane: &[u8],
+    (cw, ch): (usize, usize),
+    j: usize,
+) {
+    let m = (j / 2).min(ch - 1);
+    // Even rows lie a quarter above their chroma row, odd ones a quarter below.
+    let n = if j % 2 == 0 {
+        m.saturating_sub(1)
+    } else {
+        (m + 1).min(ch - 1)
+    };
+    let (near, far) = (&plane[m * cw..][..cw], &plane[n * cw..][..cw]);
+    // Down: 4 x the value (3 near + 1 far), kept unrounded.
+    for ((h, &a), &b) in half.iter_mut().zip(near).zip(far) {
+        *h = 3 * u16::from(a) + u16::from(b);
+    }
+    let h = &half[..cw];
+    // Across: 16 x the value, rounded once. Output pixels 2k and 2k + 1
+    // lie a quarter left and right of chroma sample k.
+    let prev = std::iter::once(h[0]).chain(h[..cw - 1].iter().copied());
+    let next = h[1..].iter().copied().chain(std::iter::once(h[cw - 1]));
+    let mut pairs = out.chunks_exact_mut(2);
+    for (((o, &c), p), n) in (&mut pairs).zip(h).zip(prev).zip(next) {
+        o[0] = ((3 * c + p + 8) >> 4) as u8;
+        o[1] = ((3 * c + n + 8) >> 4) as u8;
+    }
+    // An odd width's last pixel: the left one of a pair.
+    if let [o] = pairs.into_remainder() {
+        let (c, p) = (h[cw - 1], h[cw.saturating_sub(2)]);
+        *o = ((3 * c + p + 8) >> 4) as u8;
     }
 }
 
@@ -604,6 +621,7 @@ impl Sampled {
 
     /// The vertical pass for output row `j` into `into` (`row_len` values):
     /// the two source rows it lies between, blended in 16 bits.
+    #[inline(always)]
     fn blend_row<const C: usize>(&self, plane: &Plane<'_>, j: usize, into: &mut [u16]) {
         let span = self.cols.0 as usize * C..(self.cols.1 + 1) as usize * C;
         let row_at = |sy: u32| {
@@ -620,6 +638,7 @@ impl Sampled {
 
     /// The horizontal pass: a blended row of `C` channels into `out`
     /// (`dst_w * C` bytes).
+    #[inline(always)]
     fn horizontal<const C: usize>(&self, row: &[u16], out: &mut [u8]) {
         let shift = COEF_BITS + ROW_BITS;
         let round = 1u32 << (shift - 1);
@@ -653,11 +672,25 @@ impl Sampled {
     ) {
         self.prepare::<C>(plane, area, dst_w, dst_h);
         let mut blended = std::mem::take(&mut self.blended);
-        for (j, out) in dst.chunks_exact_mut(dst_w as usize * C).enumerate() {
-            self.blend_row::<C>(plane, j, &mut blended);
-            self.horizontal::<C>(&blended, out);
-        }
+        sampled_passes::<C>(self, plane, &mut blended, dst, dst_w);
         self.blended = blended;
+    }
+}
+
+/// Both passes of [`Sampled::resize`] over every output row, compiled for
+/// AVX2 too (chosen at run time).
+#[allow(unsafe_code)]
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn sampled_passes<const C: usize>(
+    s: &Sampled,
+    plane: &Plane<'_>,
+    blended: &mut [u16],
+    dst: &mut [u8],
+    dst_w: u32,
+) {
+    for (j, out) in dst.chunks_exact_mut(dst_w as usize * C).enumerate() {
+        s.blend_row::<C>(plane, j, blended);
+        s.horizontal::<C>(blended, out);
     }
 }
 

@@ -80,37 +80,7 @@ impl YuvToRgb {
     /// pixel) into packed RGB `out` (3 bytes per pixel). In blocks of 16,
     /// so the arithmetic vectorises; the same results as [`Self::rgb`].
     pub fn convert_row(&self, y: &[u8], u: &[u8], v: &[u8], out: &mut [u8]) {
-        const N: usize = 16;
-        let blocks = y
-            .chunks_exact(N)
-            .zip(u.chunks_exact(N))
-            .zip(v.chunks_exact(N))
-            .zip(out.chunks_exact_mut(3 * N));
-        let mut done = 0;
-        for (((ys, us), vs), o) in blocks {
-            let (mut r, mut g, mut b) = ([0u8; N], [0u8; N], [0u8; N]);
-            for k in 0..N {
-                let yy = (i32::from(ys[k]) - self.y_offset) * self.y_mul + (1 << (BITS - 1));
-                let (uu, vv) = (i32::from(us[k]) - 128, i32::from(vs[k]) - 128);
-                r[k] = ((yy + self.rv * vv) >> BITS).clamp(0, 255) as u8;
-                g[k] = ((yy - self.gu * uu - self.gv * vv) >> BITS).clamp(0, 255) as u8;
-                b[k] = ((yy + self.bu * uu) >> BITS).clamp(0, 255) as u8;
-            }
-            for k in 0..N {
-                o[3 * k] = r[k];
-                o[3 * k + 1] = g[k];
-                o[3 * k + 2] = b[k];
-            }
-            done += N;
-        }
-        let rest = out[3 * done..]
-            .chunks_exact_mut(3)
-            .zip(&y[done..])
-            .zip(&u[done..])
-            .zip(&v[done..]);
-        for (((o, &y), &u), &v) in rest {
-            o.copy_from_slice(&self.rgb(y, u, v));
-        }
+        convert_row(self, y, u, v, out);
     }
 
     /// Luma scaled to 0-255 (what a grey image of the RGB would hold, up to
@@ -126,6 +96,43 @@ impl Default for YuvToRgb {
     /// BT.601, limited range.
     fn default() -> Self {
         Self::new(YuvMatrix::Bt601, false)
+    }
+}
+
+/// [`YuvToRgb::convert_row`], compiled for AVX2 too (chosen at run time).
+#[allow(unsafe_code)]
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn convert_row(c: &YuvToRgb, y: &[u8], u: &[u8], v: &[u8], out: &mut [u8]) {
+    const N: usize = 16;
+    let blocks = y
+        .chunks_exact(N)
+        .zip(u.chunks_exact(N))
+        .zip(v.chunks_exact(N))
+        .zip(out.chunks_exact_mut(3 * N));
+    let mut done = 0;
+    for (((ys, us), vs), o) in blocks {
+        let (mut r, mut g, mut b) = ([0u8; N], [0u8; N], [0u8; N]);
+        for k in 0..N {
+            let yy = (i32::from(ys[k]) - c.y_offset) * c.y_mul + (1 << (BITS - 1));
+            let (uu, vv) = (i32::from(us[k]) - 128, i32::from(vs[k]) - 128);
+            r[k] = ((yy + c.rv * vv) >> BITS).clamp(0, 255) as u8;
+            g[k] = ((yy - c.gu * uu - c.gv * vv) >> BITS).clamp(0, 255) as u8;
+            b[k] = ((yy + c.bu * uu) >> BITS).clamp(0, 255) as u8;
+        }
+        for k in 0..N {
+            o[3 * k] = r[k];
+            o[3 * k + 1] = g[k];
+            o[3 * k + 2] = b[k];
+        }
+        done += N;
+    }
+    let rest = out[3 * done..]
+        .chunks_exact_mut(3)
+        .zip(&y[done..])
+        .zip(&u[done..])
+        .zip(&v[done..]);
+    for (((o, &y), &u), &v) in rest {
+        o.copy_from_slice(&c.rgb(y, u, v));
     }
 }
 

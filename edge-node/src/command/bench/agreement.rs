@@ -7,7 +7,10 @@
 //!   per frame, the boxes of the confirmed tracks its detections updated
 //!   (what a sighting's path records; a frame the gate or the interval left
 //!   undetected reports none). Its float reference: the same node with the
-//!   float SSD and no gate.
+//!   float SSD, no gate, and frames converted to RGB by GStreamer (the
+//!   conventional path: so a system's row measures its model, its gate and
+//!   its pixel path together; the float system's row, in the node's default
+//!   I420, measures the pixel path alone).
 //! - The Python reference: `reference_pipeline.py --boxes` over the file;
 //!   per frame, its person detections. Its float reference: the same script
 //!   with the float SSD.
@@ -38,6 +41,8 @@ pub(super) struct VidarRun {
     pub(super) motion: bool,
     /// ONNX Runtime intra-op threads.
     pub(super) threads: usize,
+    /// The cameras' pixel layout.
+    pub(super) pixels: vidar_pipeline::PixelFormat,
 }
 
 /// Most frames a run may report before its reader drains them.
@@ -53,6 +58,7 @@ pub(super) fn vidar(video: &Path, run: VidarRun) -> Result<Frames> {
     // detection counts capture time, which a file read faster would compress.
     for camera in &mut config.cameras {
         camera.realtime = run.motion;
+        camera.pixel_format = run.pixels;
     }
     let mut built = node::build(&config)?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<FrameBoxes>(OBSERVED);

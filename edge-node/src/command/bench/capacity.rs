@@ -145,14 +145,17 @@ fn measure_agreement(args: &CapacityBenchArgs) -> Result<Vec<(System, Agreement)
     let mut vidar_float: Option<Frames> = None;
     let mut reference_float: Option<Frames> = None;
     for &system in &args.systems {
-        let run = |int8: bool| -> Result<Frames> {
+        // The float run: RGB from GStreamer (the conventional path); the
+        // system's own: its configured pixels.
+        let run = |int8: bool, pixels: vidar_pipeline::PixelFormat| -> Result<Frames> {
             if system.vidar() {
                 agreement::vidar(
                     &args.video,
                     VidarRun {
                         int8,
-                        motion: system == System::VidarInt8Motion,
+                        motion: int8 && system == System::VidarInt8Motion,
                         threads: args.threads,
+                        pixels,
                     },
                 )
             } else {
@@ -172,10 +175,10 @@ fn measure_agreement(args: &CapacityBenchArgs) -> Result<Vec<(System, Agreement)
         };
         let float: &Frames = match float {
             Some(f) => f,
-            None => float.insert(run(false)?),
+            None => float.insert(run(false, vidar_pipeline::PixelFormat::Rgb)?),
         };
         // The float system's own row runs it again: how far identical runs differ.
-        let got = run(system.int8())?;
+        let got = run(system.int8(), args.pixels.into())?;
         let a = agreement::agreement(float, &got);
         eprintln!(
             "agreement with float every-frame detection (F1, P, R, boxes (float's), frames): {}",

@@ -31,6 +31,7 @@ fn ingests_720p30_with_right_count_and_timestamps() {
             f.age(),
             f.pixels().len(),
             f.stride,
+            f.layout,
         )
     });
     let n = frames.len() as f64;
@@ -63,9 +64,19 @@ fn ingests_720p30_with_right_count_and_timestamps() {
         (30.0..=36.7).contains(&median),
         "median pts step {median} ms, expected 33.3"
     );
-    for (_, _, w, h, age, len, stride) in &frames {
+    for (_, _, w, h, age, len, stride, layout) in &frames {
         assert_eq!((*w, *h), (1280, 720));
-        assert!(*stride >= 1280 * 3 && *len >= stride * 720);
+        // An RTSP camera is read in the decoder's own I420 by default
+        // (`pixel_format = "auto"`): a full-width luma plane and two
+        // half-size chroma planes, all inside the buffer.
+        let vidar_pipeline::Layout::I420(planes) = layout else {
+            panic!("RTSP frames are I420 by default, got {layout:?}");
+        };
+        assert!(*stride >= 1280 && planes.strides[1] >= 640 && planes.strides[2] >= 640);
+        assert!(
+            *len >= layout.needed(*stride, 720),
+            "{len} bytes for {layout:?}"
+        );
         assert!(
             *age < Duration::from_millis(1000),
             "capture-to-consumer age {age:?}"

@@ -259,13 +259,11 @@ impl Hub {
     }
 }
 
-/// The frame's pixels, packed.
+/// The frame's pixels as packed RGB, whatever layout ingest handed over
+/// (I420 frames are converted here, once per frame a job takes).
 fn copy_rgb(frame: &Frame) -> Option<image::RgbImage> {
-    let (w, h) = (frame.width as usize, frame.height as usize);
-    let px = frame.pixels();
-    let mut out = Vec::with_capacity(w * h * 3);
-    for y in 0..h {
-        out.extend_from_slice(px.get(y * frame.stride..y * frame.stride + w * 3)?);
-    }
-    image::RgbImage::from_raw(frame.width, frame.height, out)
+    let picture = crate::media::picture(frame)
+        .inspect_err(|e| tracing::warn!(camera = %frame.camera, "job source frame refused: {e}"))
+        .ok()?;
+    image::RgbImage::from_raw(frame.width, frame.height, picture.to_rgb())
 }

@@ -280,6 +280,71 @@ impl<'a> I420Frame<'a> {
     }
 }
 
+/// Chroma rows of one output row, upsampled from half size as libjpeg's
+/// "fancy" upsampling does (a triangle filter: each output sample 3/4 of the
+/// nearest chroma sample and 1/4 of the next nearest, across and down).
+#[derive(Debug, Default)]
+pub(super) struct ChromaRows {
+    /// Vertically blended half-width row.
+    half: Vec<u16>,
+    /// Full-width U and V.
+    pub(super) u: Vec<u8>,
+    pub(super) v: Vec<u8>,
+}
+
+impl ChromaRows {
+    pub(super) fn resize(&mut self, w: usize, cw: usize) {
+        self.half.resize(cw, 0);
+        self.u.resize(w, 0);
+        self.v.resize(w, 0);
+    }
+
+    /// Output row `j`'s U (or V) from the `cw` x `ch` half-size `plane`.
+    pub(super) fn upsample(&mut self, plane: &[u8], cw: usize, ch: usize, j: usize, u: bool) {
+        let out = if u { &mut self.u } else { &mut self.v };
+        upsample_row(&mut self.half, out, plane, (cw, ch), j);
+    }
+}
+
+/// [`ChromaRows::upsample`], compiled for AVX2 too (chosen at run time).
+#[allow(unsafe_code)]
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn upsample_row(
+    half: &mut [u16],
+    out: &mut [u8],
+    plane: &[u8],
+    (cw, ch): (usize, usize),
+    j: usize,
+) {
+    let m = (j / 2).min(ch - 1);
+    // Even rows lie a quarter above their chroma row, odd ones a quarter below.
+    let n = if j % 2 == 0 {
+        m.saturating_sub(1)
+    } else {
+        (m + 1).min(ch - 1)
+    };
+    let (near, far) = (&plane[m * cw..][..cw], &plane[n * cw..][..cw]);
+    // Down: 4 x the value (3 near + 1 far), kept unrounded.
+    for ((h, &a), &b) in half.iter_mut().zip(near).zip(far) {
+        *h = 3 * u16::from(a) + u16::from(b);
+    }
+    let h = &half[..cw];
+    // Across: 16 x the value, rounded once. Output pixels 2k and 2k + 1
+    // lie a quarter left and right of chroma sample k.
+    let prev = std::iter::once(h[0]).chain(h[..cw - 1].iter().copied());
+    let next = h[1..].iter().copied().chain(std::iter::once(h[cw - 1]));
+    let mut pairs = out.chunks_exact_mut(2);
+    for (((o, &c), p), n) in (&mut pairs).zip(h).zip(prev).zip(next) {
+        o[0] = ((3 * c + p + 8) >> 4) as u8;
+        o[1] = ((3 * c + n + 8) >> 4) as u8;
+    }
+    // An odd width's last pixel: the left one of a pair.
+    if let [o] = pairs.into_remainder() {
+        let (c, p) = (h[cw - 1], h[cw.saturating_sub(2)]);
+        *o = ((3 * c + p + 8) >> 4) as u8;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

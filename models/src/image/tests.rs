@@ -1,0 +1,316 @@
+//! Resizing tests: both filters against their definitions, strides,
+//! regions, and I420 against its RGB conversion.
+
+use super::*;
+
+fn gradient(w: u32, h: u32, stride: usize) -> Vec<u8> {
+    let mut data = vec![0u8; stride * h as usize];
+    for y in 0..h as usize {
+        for x in 0..w as usize {
+            let p = y * stride + x * 3;
+            data[p] = (x * 255 / w as usize) as u8;
+            data[p + 1] = (y * 255 / h as usize) as u8;
+            data[p + 2] = 77;
+        }
+        // Garbage in the padding must not leak into the output.
+        for b in &mut data[y * stride + w as usize * 3..(y + 1) * stride] {
+            *b = 255;
+        }
+    }
+    data
+}
+
+#[test]
+fn padded_strides_resize_like_packed_frames() {
+    let (w, h) = (64u32, 48u32);
+    let packed = gradient(w, h, w as usize * 3);
+    let mut resizer = FrameResizer::new();
+    let mut want = vec![0u8; 30 * 20 * 3];
+    resizer
+        .resize(
+            RgbFrame::packed(w, h, &packed).expect("frame"),
+            None,
+            &mut want,
+            30,
+            20,
+        )
+        .expect("resize");
+    for stride in [w as usize * 3 + 3, w as usize * 3 + 4, w as usize * 3 + 64] {
+        let data = gradient(w, h, stride);
+        let frame = RgbFrame::new(w, h, stride, &data).expect("frame");
+        let mut got = vec![0u8; 30 * 20 * 3];
+        resizer
+            .resize(frame, None, &mut got, 30, 20)
+            .expect("resize");
+        assert_eq!(got, want, "stride {stride}");
+    }
+}
+
+#[test]
+fn region_crop_reads_the_region() {
+    let (w, h) = (40u32, 40u32);
+    let mut data = vec![0u8; (w * h * 3) as usize];
+    // Right half red, left half black.
+    for y in 0..h as usize {
+        for x in 20..w as usize {
+            data[(y * w as usize + x) * 3] = 200;
+        }
+    }
+    let frame = RgbFrame::packed(w, h, &data).expect("frame");
+    let mut out = vec![0u8; 8 * 8 * 3];
+    let region = Region {
+        x: 20.0,
+        y: 0.0,
+        w: 20.0,
+        h: 40.0,
+    };
+    FrameResizer::new()
+        .resize(frame, Some(region), &mut out, 8, 8)
+        .expect("resize");
+    assert!(out.chunks(3).all(|p| p[0] == 200 && p[1] == 0));
+}
+
+/// Point-sampled bilinear in floating point: the definition `Filter::Sampled` computes in fixed point.
+fn sampled_reference(
+    frame: &RgbFrame<'_>,
+    (x, y, w, h): (u32, u32, u32, u32),
+    dst_w: u32,
+    dst_h: u32,
+) -> Vec<f64> {
+    let taps = |d: u32, len: u32, out: u32| {
+        let s = (f64::from(d) + 0.5) * f64::from(len) / f64::from(out) - 0.5;
+        let s = s.clamp(0.0, f64::from(len - 1));
+        let i = s.floor() as u32;
+        (i, (i + 1).min(len - 1), s - f64::from(i))
+    };
+    let px = |sx: u32, sy: u32, c: usize| {
+        f64::from(frame.data[(y + sy) as usize * frame.stride + (x + sx) as usize * 3 + c])
+    };
+    let mut out = Vec::new();
+    for dy in 0..dst_h {
+        let (y0, y1, fy) = taps(dy, h, dst_h);
+        for dx in 0..dst_w {
+            let (x0, x1, fx) = taps(dx, w, dst_w);
+            for c in 0..3 {
+                let top = px(x0, y0, c) * (1.0 - fx) + px(x1, y0, c) * fx;
+                let bottom = px(x0, y1, c) * (1.0 - fx) + px(x1, y1, c) * fx;
+                out.push(top * (1.0 - fy) + bottom * fy);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn sampled_bilinear_matches_its_definition_within_one_level() {
+    let noise = |h: u32, stride: usize| {
+        let mut data = vec![0u8; stride * h as usize];
+        let mut state = 0x2545_f491_u32;
+        for b in &mut data {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            *b = (state >> 24) as u8;
+        }
+        data
+    };
+    let mut resizer = FrameResizer::with_filter(Filter::Sampled);
+    // Downscales as cameras into detectors, odd ratios, upscales, one-pixel
+    // edges, padded strides and regions, reusing one resizer throughout.
+    let cases = [
+        (192, 108, 192 * 3, None, 30, 30),
+        (77, 51, 77 * 3 + 5, None, 30, 20),
+        (40, 30, 40 * 3, None, 64, 48),
+        (1, 9, 3, None, 4, 4),
+        (9, 1, 27, None, 4, 4),
+        (
+            64,
+            48,
+            64 * 3 + 64,
+            Some(Region {
+                x: 10.0,
+                y: 5.0,
+                w: 21.0,
+                h: 33.0,
+            }),
+            16,
+            32,
+        ),
+        (192, 108, 192 * 3, None, 30, 30),
+    ];
+    for (w, h, stride, region, dw, dh) in cases {
+        let data = noise(h, stride);
+        let frame = RgbFrame::new(w, h, stride, &data).expect("frame");
+        let mut got = vec![0u8; (dw * dh * 3) as usize];
+        resizer
+            .resize(frame, region, &mut got, dw, dh)
+            .expect("resize");
+        let want = sampled_reference(&frame, pixel_region(w, h, region), dw, dh);
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(&g, &r)| (f64::from(g) - r).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            worst <= 1.0,
+            "{w}x{h} -> {dw}x{dh} {region:?}: off by {worst}"
+        );
+    }
+}
+
+#[test]
+fn sampled_bilinear_keeps_flat_colours_and_refuses_a_short_destination() {
+    let data = [17u8, 130, 250].repeat(50 * 40);
+    let frame = RgbFrame::packed(50, 40, &data).expect("frame");
+    let mut resizer = FrameResizer::with_filter(Filter::Sampled);
+    let mut out = vec![0u8; 7 * 5 * 3];
+    resizer.resize(frame, None, &mut out, 7, 5).expect("resize");
+    assert!(out.chunks(3).all(|p| p == [17, 130, 250]), "{out:?}");
+    let e = resizer
+        .resize(frame, None, &mut out[1..], 7, 5)
+        .expect_err("short");
+    assert!(e.to_string().contains("7x5"), "{e}");
+}
+
+#[test]
+fn short_buffers_are_refused() {
+    assert!(RgbFrame::new(10, 10, 30, &[0u8; 299]).is_err());
+    assert!(RgbFrame::new(10, 10, 29, &[0u8; 300]).is_err());
+    assert!(RgbFrame::new(10, 10, 32, &[0u8; 32 * 9 + 30]).is_ok());
+}
+
+/// An I420 frame of `w` x `h` with padded strides: luma from `luma(x, y)`,
+/// chroma from `chroma(cx, cy)` (U, V), garbage in the padding.
+fn i420(
+    w: u32,
+    h: u32,
+    luma: impl Fn(u32, u32) -> u8,
+    chroma: impl Fn(u32, u32) -> (u8, u8),
+) -> (Vec<u8>, [usize; 3], [usize; 3]) {
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let (ys, cs) = (w as usize + 7, cw as usize + 5);
+    let offsets = [0, ys * h as usize, ys * h as usize + cs * ch as usize];
+    let mut data = vec![251u8; offsets[2] + cs * ch as usize];
+    for y in 0..h {
+        for x in 0..w {
+            data[y as usize * ys + x as usize] = luma(x, y);
+        }
+    }
+    for y in 0..ch {
+        for x in 0..cw {
+            let (u, v) = chroma(x, y);
+            data[offsets[1] + y as usize * cs + x as usize] = u;
+            data[offsets[2] + y as usize * cs + x as usize] = v;
+        }
+    }
+    (data, offsets, [ys, cs, cs])
+}
+
+#[test]
+fn i420_resizes_as_its_rgb_conversion_does_when_chroma_is_flat() {
+    // With flat chroma (and no channel clamped at 0 or 255) the
+    // conversion is affine in luma alone, so resizing the planes and then
+    // converting equals converting and then resizing, up to rounding.
+    let colour = YuvToRgb::new(YuvMatrix::Bt601, false);
+    for (w, h) in [(96u32, 64u32), (77, 51)] {
+        let (data, offsets, strides) = i420(
+            w,
+            h,
+            |x, y| (40 + (x * 7 + y * 13) % 180) as u8,
+            |_, _| (120, 136),
+        );
+        let frame = I420Frame::from_buffer(w, h, &data, offsets, strides, colour).expect("i420");
+        let rgb = Picture::from(frame).to_rgb();
+        let packed = RgbFrame::packed(w, h, &rgb).expect("rgb");
+        for filter in [Filter::Antialiased, Filter::Sampled] {
+            let mut resizer = FrameResizer::with_filter(filter);
+            for region in [
+                None,
+                Some(Region {
+                    x: 11.0,
+                    y: 7.0,
+                    w: 33.0,
+                    h: 29.0,
+                }),
+            ] {
+                let (mut want, mut got) = (vec![0u8; 30 * 20 * 3], vec![0u8; 30 * 20 * 3]);
+                resizer
+                    .resize(packed, region, &mut want, 30, 20)
+                    .expect("rgb resize");
+                resizer
+                    .resize(frame, region, &mut got, 30, 20)
+                    .expect("i420 resize");
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(&g, &r)| (i32::from(g) - i32::from(r)).abs())
+                    .max()
+                    .unwrap_or(0);
+                assert!(worst <= 2, "{w}x{h} {filter:?} {region:?}: off by {worst}");
+            }
+        }
+    }
+}
+
+#[test]
+fn i420_regions_read_their_own_chroma_at_odd_edges_too() {
+    // Left half red, right half blue, split at column 40 (chroma column 20).
+    let colour = YuvToRgb::new(YuvMatrix::Bt601, true);
+    let (red, blue) = ([76u8, 85, 255], [29u8, 255, 107]);
+    let (data, offsets, strides) = i420(
+        80,
+        40,
+        |x, _| if x < 40 { red[0] } else { blue[0] },
+        |cx, _| {
+            let c = if cx < 20 { red } else { blue };
+            (c[1], c[2])
+        },
+    );
+    let frame = I420Frame::from_buffer(80, 40, &data, offsets, strides, colour).expect("i420");
+    let want_red = colour.rgb(red[0], red[1], red[2]);
+    let want_blue = colour.rgb(blue[0], blue[1], blue[2]);
+    for filter in [Filter::Antialiased, Filter::Sampled] {
+        let mut resizer = FrameResizer::with_filter(filter);
+        for (x, want) in [
+            (40.0, want_blue),
+            (41.0, want_blue),
+            (0.0, want_red),
+            (1.0, want_red),
+        ] {
+            let mut out = vec![0u8; 8 * 8 * 3];
+            let region = Region {
+                x,
+                y: 1.0,
+                w: 37.0,
+                h: 37.0,
+            };
+            resizer
+                .resize(frame, Some(region), &mut out, 8, 8)
+                .expect("resize");
+            for p in out.chunks(3) {
+                for k in 0..3 {
+                    assert!(
+                        (i32::from(p[k]) - i32::from(want[k])).abs() <= 1,
+                        "{filter:?} x {x}: {p:?}, want {want:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn region_rgb_copies_the_rounded_region() {
+    let data: Vec<u8> = (0..6 * 4 * 3).map(|i| i as u8).collect();
+    let frame = RgbFrame::packed(6, 4, &data).expect("frame");
+    let mut out = vec![9u8; 3];
+    let region = Region {
+        x: 1.4,
+        y: 2.0,
+        w: 2.0,
+        h: 5.0,
+    };
+    let size = Picture::from(frame).region_rgb(Some(region), &mut out);
+    assert_eq!(size, (2, 2));
+    assert_eq!(out, [39, 40, 41, 42, 43, 44, 57, 58, 59, 60, 61, 62]);
+}

@@ -64,14 +64,16 @@ mod tests {
         frames
     }
 
-    /// Mean and largest absolute difference of two byte slices.
-    fn difference(a: &[u8], b: &[u8]) -> (f64, u8) {
+    /// Mean absolute difference of two byte slices, and the share of bytes
+    /// more than `far` apart.
+    fn difference(a: &[u8], b: &[u8], far: u8) -> (f64, f64) {
         assert_eq!(a.len(), b.len());
-        let (sum, max) = a.iter().zip(b).fold((0u64, 0u8), |(s, m), (&x, &y)| {
+        let (sum, over) = a.iter().zip(b).fold((0u64, 0u64), |(s, o), (&x, &y)| {
             let d = x.abs_diff(y);
-            (s + u64::from(d), m.max(d))
+            (s + u64::from(d), o + u64::from(d > far))
         });
-        (sum as f64 / a.len().max(1) as f64, max)
+        let n = a.len().max(1) as f64;
+        (sum as f64 / n, over as f64 / n)
     }
 
     #[test]
@@ -88,7 +90,13 @@ mod tests {
             vtest_frames(PixelFormat::Rgb, 12),
             vtest_frames(PixelFormat::I420, 12),
         );
-        let mut worst = (0.0f64, 0u8);
+        // Single values differ more at sharp colour edges, where the
+        // detector's input keeps 4:2:0 chroma (half resolution) and the
+        // RGB path's full-resolution conversion does not: up to about 70
+        // levels in one byte of vtest.avi. They are rare: at most 0.2 % of
+        // the input's bytes may be more than FAR apart.
+        const FAR: u8 = 32;
+        let mut worst = (0.0f64, 0.0f64);
         for (a, b) in rgb.iter().zip(&yuv) {
             assert_eq!(a.layout, Layout::Rgb);
             assert!(matches!(b.layout, Layout::I420(_)), "{:?}", b.layout);
@@ -110,21 +118,26 @@ mod tests {
                     resizer
                         .resize(pb, region, &mut y, w as u32, h as u32)
                         .expect("i420");
-                    let (mean, max) = difference(&x, &y);
+                    let (mean, over) = difference(&x, &y, FAR);
                     assert!(
-                        mean <= 3.0 && max <= 64,
-                        "frame {} {filter:?} {region:?}: mean {mean:.2}, max {max}",
-                        a.seq
+                        mean <= 3.0 && over <= 0.002,
+                        "frame {} {filter:?} {region:?}: mean {mean:.2}, {:.3} % more than {FAR} apart",
+                        a.seq,
+                        over * 100.0
                     );
-                    worst = (worst.0.max(mean), worst.1.max(max));
+                    worst = (worst.0.max(mean), worst.1.max(over));
                 }
             }
             let (mut x, mut y) = (Vec::new(), Vec::new());
             pa.region_rgb(Some(crop), &mut x);
             pb.region_rgb(Some(crop), &mut y);
-            let (mean, _) = difference(&x, &y);
+            let (mean, _) = difference(&x, &y, FAR);
             assert!(mean <= 3.5, "frame {} crop pixels: mean {mean:.2}", a.seq);
         }
-        eprintln!("worst mean {:.2}, worst max {}", worst.0, worst.1);
+        eprintln!(
+            "worst mean {:.2}, worst share more than {FAR} apart {:.4} %",
+            worst.0,
+            worst.1 * 100.0
+        );
     }
 }

@@ -133,7 +133,49 @@ impl Frame {
         pixels: Vec<u8>,
     ) -> Result<Frame, FrameSizeError> {
         let stride = width as usize * 3;
-        let needed = stride * height as usize;
+        Self::owned(
+            (camera, seq, capture_time),
+            (width, height, stride),
+            Layout::Rgb,
+            pixels,
+        )
+    }
+
+    /// A frame of `camera` from owned tightly packed I420 `pixels` (the Y
+    /// plane, then U, then V; BT.601, limited range), captured at
+    /// `capture_time`, decoded now.
+    pub fn from_i420(
+        camera: CameraId,
+        seq: u64,
+        capture_time: SystemTime,
+        width: u32,
+        height: u32,
+        pixels: Vec<u8>,
+    ) -> Result<Frame, FrameSizeError> {
+        let (w, h) = (width as usize, height as usize);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        let layout = Layout::I420(Planes {
+            offsets: [0, w * h, w * h + cw * ch],
+            strides: [w, cw, cw],
+            matrix: Matrix::Bt601,
+            full_range: false,
+        });
+        Self::owned(
+            (camera, seq, capture_time),
+            (width, height, w),
+            layout,
+            pixels,
+        )
+    }
+
+    /// An owned frame whose `pixels` are exactly what `layout` needs.
+    fn owned(
+        (camera, seq, capture_time): (CameraId, u64, SystemTime),
+        (width, height, stride): (u32, u32, usize),
+        layout: Layout,
+        pixels: Vec<u8>,
+    ) -> Result<Frame, FrameSizeError> {
+        let needed = layout.needed(stride, height);
         if width == 0 || height == 0 || pixels.len() != needed {
             return Err(FrameSizeError {
                 width,
@@ -152,49 +194,7 @@ impl Frame {
             width,
             height,
             stride,
-            layout: Layout::Rgb,
-            data: Pixels::Owned(pixels),
-        })
-    }
-
-    /// A frame of `camera` from owned tightly packed I420 `pixels` (the Y
-    /// plane, then U, then V; BT.601, limited range), captured at
-    /// `capture_time`, decoded now.
-    pub fn from_i420(
-        camera: CameraId,
-        seq: u64,
-        capture_time: SystemTime,
-        width: u32,
-        height: u32,
-        pixels: Vec<u8>,
-    ) -> Result<Frame, FrameSizeError> {
-        let (w, h) = (width as usize, height as usize);
-        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-        let needed = w * h + 2 * cw * ch;
-        if width == 0 || height == 0 || pixels.len() != needed {
-            return Err(FrameSizeError {
-                width,
-                height,
-                stride: w,
-                needed,
-                got: pixels.len(),
-            });
-        }
-        Ok(Frame {
-            camera,
-            seq,
-            pts: None,
-            capture_time,
-            decoded_at: Instant::now(),
-            width,
-            height,
-            stride: w,
-            layout: Layout::I420(Planes {
-                offsets: [0, w * h, w * h + cw * ch],
-                strides: [w, cw, cw],
-                matrix: Matrix::Bt601,
-                full_range: false,
-            }),
+            layout,
             data: Pixels::Owned(pixels),
         })
     }

@@ -156,13 +156,7 @@ fn gallery_keeps_one_identity_per_person_across_frames() {
         let (w, h, rgb) = common::load_frame(f);
         let frame = RgbFrame::packed(w, h, &rgb).expect("frame");
         let boxes = common::person_boxes(f);
-        let crops: Vec<Crop<'_>> = boxes
-            .iter()
-            .map(|&bbox| Crop {
-                frame: frame.into(),
-                bbox,
-            })
-            .collect();
+        let crops = crops_of(frame, &boxes);
         let emb = embedder.embed(&crops).expect("embed");
         // Each box of frame 0 is a track of its own, all on screen at once;
         // in later frames each box is a new, short track (as after a tracker
@@ -416,13 +410,7 @@ fn a_flipped_embedding_is_the_same_for_a_crop_and_its_mirror_image() {
     let mirror = RgbFrame::packed(w, h, &mirrored).expect("mirrored frame");
     let boxes = common::person_boxes("frame_0000.png");
     assert!(boxes.len() >= 3);
-    let crops: Vec<Crop<'_>> = boxes
-        .iter()
-        .map(|&bbox| Crop {
-            frame: frame.into(),
-            bbox,
-        })
-        .collect();
+    let crops = crops_of(frame, &boxes);
     let mirrored_crops: Vec<Crop<'_>> = boxes
         .iter()
         .map(|b| Crop {
@@ -473,4 +461,15 @@ fn a_flipped_embedding_is_the_same_for_a_crop_and_its_mirror_image() {
             "crop {i} out of order"
         );
     }
+}
+
+/// One crop of `frame` per box.
+fn crops_of<'a>(frame: RgbFrame<'a>, boxes: &[BBox]) -> Vec<Crop<'a>> {
+    boxes
+        .iter()
+        .map(|&bbox| Crop {
+            frame: frame.into(),
+            bbox,
+        })
+        .collect()
 }

@@ -19,7 +19,7 @@ mod sampled;
 mod tests;
 mod yuv;
 use sampled::Sampled;
-use yuv::{ChromaRows, Plane};
+use yuv::Plane;
 pub use yuv::{I420Frame, YuvMatrix, YuvToRgb};
 
 /// A frame or region that cannot be read or resized.
@@ -210,10 +210,8 @@ pub struct FrameResizer {
     sampled: Sampled,
     /// I420: the chroma planes' tables (the luma plane uses `sampled`).
     sampled_chroma: Sampled,
-    /// I420: Y at the destination's size, U and V at half of it.
+    /// I420: Y, U and V at the destination's size.
     planes: [Vec<u8>; 3],
-    /// I420: one output row's chroma, upsampled.
-    rows: ChromaRows,
 }
 
 impl std::fmt::Debug for FrameResizer {
@@ -248,7 +246,6 @@ impl FrameResizer {
             sampled: Sampled::default(),
             sampled_chroma: Sampled::default(),
             planes: Default::default(),
-            rows: ChromaRows::default(),
         }
     }
 
@@ -329,7 +326,7 @@ impl FrameResizer {
 
     /// Each plane resized to the destination's size (the chroma planes over
     /// the same area of the picture, in their own half-size coordinates),
-    /// then converted to RGB pixel by pixel.
+    /// then converted to RGB row by row.
     fn resize_i420(
         &mut self,
         frame: &I420Frame<'_>,
@@ -345,37 +342,37 @@ impl FrameResizer {
             width: luma.width / 2.0,
             height: luma.height / 2.0,
         };
-        // Chroma at half the output's size: 4:2:0 at the model's input, as
-        // the JPEG pictures the models were trained on hold it (and a
-        // quarter of the filtering).
-        let (cw, ch) = (dst_w.div_ceil(2), dst_h.div_ceil(2));
+        // Chroma at the output's full size too: what resizing the frame's
+        // full-size RGB would give (the conversion is linear), and so what
+        // the models saw in training, where pictures were decoded to RGB
+        // before they were scaled down. (Chroma kept at half the output's
+        // size, 4:2:0 at the model's input, lost 0.009 detection F1 on
+        // vtest.avi: docs/benchmarks.md.)
+        let n = dst_w as usize * dst_h as usize;
         let [py, pu, pv] = &mut self.planes;
-        py.resize(dst_w as usize * dst_h as usize, 0);
-        pu.resize(cw as usize * ch as usize, 0);
-        pv.resize(cw as usize * ch as usize, 0);
+        for p in [&mut *py, &mut *pu, &mut *pv] {
+            p.resize(n, 0);
+        }
         if self.filter == Filter::Sampled {
             self.sampled.resize::<1>(&frame.y, luma, py, dst_w, dst_h);
             self.sampled_chroma
-                .resize::<1>(&frame.u, chroma, pu, cw, ch);
+                .resize::<1>(&frame.u, chroma, pu, dst_w, dst_h);
             self.sampled_chroma
-                .resize::<1>(&frame.v, chroma, pv, cw, ch);
+                .resize::<1>(&frame.v, chroma, pv, dst_w, dst_h);
         } else {
             let alg = self.alg;
             convolve_plane(&mut self.resizer, alg, &frame.y, luma, py, dst_w, dst_h)?;
-            convolve_plane(&mut self.resizer, alg, &frame.u, chroma, pu, cw, ch)?;
-            convolve_plane(&mut self.resizer, alg, &frame.v, chroma, pv, cw, ch)?;
+            convolve_plane(&mut self.resizer, alg, &frame.u, chroma, pu, dst_w, dst_h)?;
+            convolve_plane(&mut self.resizer, alg, &frame.v, chroma, pv, dst_w, dst_h)?;
         }
-        let rows = &mut self.rows;
-        let (w, cw) = (dst_w as usize, cw as usize);
-        rows.resize(w, cw);
-        for (j, (out, y)) in dst
+        let w = dst_w as usize;
+        for (((out, y), u), v) in dst
             .chunks_exact_mut(w * 3)
             .zip(py.chunks_exact(w))
-            .enumerate()
+            .zip(pu.chunks_exact(w))
+            .zip(pv.chunks_exact(w))
         {
-            rows.upsample(pu, cw, ch as usize, j, true);
-            rows.upsample(pv, cw, ch as usize, j, false);
-            frame.colour.convert_row(y, &rows.u, &rows.v, out);
+            frame.colour.convert_row(y, u, v, out);
         }
         Ok(())
     }

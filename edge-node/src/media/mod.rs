@@ -90,11 +90,11 @@ mod tests {
             vtest_frames(PixelFormat::Rgb, 12),
             vtest_frames(PixelFormat::I420, 12),
         );
-        // Single values differ more at sharp colour edges, where the
-        // detector's input keeps 4:2:0 chroma (half resolution) and the
-        // RGB path's full-resolution conversion does not: up to about 70
-        // levels in one byte of vtest.avi. They are rare: at most 0.2 % of
-        // the input's bytes may be more than FAR apart.
+        // Single values differ more at sharp colour edges, where the two
+        // paths bring the half-size chroma to full size differently
+        // (videoconvert before the resize, the resize itself here). They
+        // are rare: at most 0.2 % of the input's bytes may be more than FAR
+        // apart.
         const FAR: u8 = 32;
         let mut worst = (0.0f64, 0.0f64);
         for (a, b) in rgb.iter().zip(&yuv) {

@@ -253,6 +253,57 @@ fn i420_resizes_as_its_rgb_conversion_does_when_chroma_is_flat() {
 }
 
 #[test]
+fn i420_keeps_the_chroma_detail_the_models_size_can_hold() {
+    // A 160 x 160 frame of one-chroma-sample-wide stripes (red, blue, red,
+    // ...) into 80 x 80: the chroma plane is 80 x 80, as the output, so each
+    // output column keeps its own stripe's colour, as resizing the frame's
+    // full-size RGB would (chroma kept at half the output's size would
+    // average every two stripes into one purple).
+    let colour = YuvToRgb::new(YuvMatrix::Bt601, true);
+    let (red, blue) = ([76u8, 85, 255], [29u8, 255, 107]);
+    let stripe = |cx: u32| if cx % 2 == 0 { red } else { blue };
+    let (data, offsets, strides) = i420(
+        160,
+        160,
+        |x, _| stripe(x / 2)[0],
+        |cx, _| {
+            let c = stripe(cx);
+            (c[1], c[2])
+        },
+    );
+    let frame = I420Frame::from_buffer(160, 160, &data, offsets, strides, colour).expect("i420");
+    let (want_red, want_blue) = (
+        colour.rgb(red[0], red[1], red[2]),
+        colour.rgb(blue[0], blue[1], blue[2]),
+    );
+    for filter in [Filter::Antialiased, Filter::Sampled] {
+        let mut out = vec![0u8; 80 * 80 * 3];
+        FrameResizer::with_filter(filter)
+            .resize(frame, None, &mut out, 80, 80)
+            .expect("resize");
+        for (x, px) in out[40 * 80 * 3..41 * 80 * 3].chunks_exact(3).enumerate() {
+            let want = if x % 2 == 0 { want_red } else { want_blue };
+            if filter == Filter::Sampled {
+                // Two luma pixels of one stripe and one chroma sample each.
+                let off = px
+                    .iter()
+                    .zip(want)
+                    .map(|(&a, b)| a.abs_diff(b))
+                    .max()
+                    .unwrap_or(0);
+                assert!(off <= 3, "{filter:?} column {x}: {px:?}, want {want:?}");
+            } else {
+                // The convolution's support reaches the neighbouring
+                // stripes' luma; the colours stay apart all the same.
+                let (r, b) = (i32::from(px[0]), i32::from(px[2]));
+                let apart = if x % 2 == 0 { r - b } else { b - r };
+                assert!(apart > 100, "{filter:?} column {x}: {px:?}, want {want:?}");
+            }
+        }
+    }
+}
+
+#[test]
 fn i420_regions_read_their_own_chroma_at_odd_edges_too() {
     // Left half red, right half blue, split at column 40 (chroma column 20).
     let colour = YuvToRgb::new(YuvMatrix::Bt601, true);

@@ -100,6 +100,10 @@ pub struct TrajectoriesBenchArgs {
     /// Adaptive per-camera detection rates (`[detection_rate] adaptive`, the node's default: off).
     #[arg(long, value_enum, default_value = "off")]
     pub adaptive: super::cameras::Toggle,
+    /// The cameras' pixel layout (`pixel_format`; auto: I420 from the
+    /// decoder). One node only: a site's cameras come with the master's plan.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub pixels: super::pipeline::Pixels,
 }
 
 /// One model's run.
@@ -159,6 +163,9 @@ pub fn trajectories(args: TrajectoriesBenchArgs) -> Result<()> {
     }
     if args.cameras == 0 || args.seconds <= args.warmup || args.nodes == 0 {
         bail!("--cameras and --nodes must be > 0 and --seconds above --warmup");
+    }
+    if args.nodes > 1 && args.pixels != super::pipeline::Pixels::Auto {
+        bail!("--pixels is for one node: a site's cameras come with the master's plan (--nodes 1)");
     }
     let tmp;
     let work = match &args.keep {
@@ -330,7 +337,8 @@ fn run_here(args: &TrajectoriesBenchArgs, port: u16, db: &Path, node_toml: &str)
     );
     for k in 0..args.cameras {
         toml.push_str(&format!(
-            "[[cameras]]\ncamera = \"c{k}\"\nsource = \"rtsp://127.0.0.1:{port}/c{k}\"\ntransport = \"tcp\"\n"
+            "[[cameras]]\ncamera = \"c{k}\"\nsource = \"rtsp://127.0.0.1:{port}/c{k}\"\ntransport = \"tcp\"\n{}",
+            args.pixels.toml_line()
         ));
     }
     let config = EdgeConfig::parse(&toml, "bench trajectories")?;

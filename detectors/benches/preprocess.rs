@@ -11,22 +11,13 @@ fn resize(c: &mut Criterion) {
     for (w, h) in [(1280u32, 720u32), (1920, 1080), (768, 576)] {
         let rgb = synthetic_frame(w, h);
         let yuv = synthetic_i420(w, h);
-        let (cw, ch) = (w.div_ceil(2) as usize, h.div_ceil(2) as usize);
-        let y_len = (w * h) as usize;
         let frames: [(&str, Picture<'_>); 2] = [
             ("RGB", RgbFrame::packed(w, h, &rgb).expect("frame").into()),
             (
                 "I420",
-                I420Frame::from_buffer(
-                    w,
-                    h,
-                    &yuv,
-                    [0, y_len, y_len + cw * ch],
-                    [w as usize, cw, cw],
-                    YuvToRgb::default(),
-                )
-                .expect("frame")
-                .into(),
+                I420Frame::packed(w, h, &yuv, YuvToRgb::default())
+                    .expect("frame")
+                    .into(),
             ),
         ];
         for (name, frame) in frames {

@@ -201,11 +201,7 @@ pub fn run(factory: &SessionFactory, config: &BenchConfig) -> Result<BenchReport
         synthetic_frame(w, h)
     };
     let frame: Picture<'_> = if config.i420 {
-        let (cw, ch) = (w.div_ceil(2) as usize, h.div_ceil(2) as usize);
-        let y_len = w as usize * h as usize;
-        let offsets = [0, y_len, y_len + cw * ch];
-        let strides = [w as usize, cw, cw];
-        I420Frame::from_buffer(w, h, &pixels, offsets, strides, YuvToRgb::default())?.into()
+        I420Frame::packed(w, h, &pixels, YuvToRgb::default())?.into()
     } else {
         RgbFrame::packed(w, h, &pixels)?.into()
     };

@@ -64,16 +64,21 @@ impl YuvToRgb {
     }
 
     /// One pixel.
-    #[inline]
+    #[inline(always)]
     pub fn rgb(&self, y: u8, u: u8, v: u8) -> [u8; 3] {
-        let y = (i32::from(y) - self.y_offset) * self.y_mul + (1 << (BITS - 1));
+        let y = self.luma(y);
         let (u, v) = (i32::from(u) - 128, i32::from(v) - 128);
-        let c = |x: i32| (x >> BITS).clamp(0, 255) as u8;
         [
-            c(y + self.rv * v),
-            c(y - self.gu * u - self.gv * v),
-            c(y + self.bu * u),
+            clamp(y + self.rv * v),
+            clamp(y - self.gu * u - self.gv * v),
+            clamp(y + self.bu * u),
         ]
+    }
+
+    /// Luma in fixed point, offset and scaled to 0-255, rounding included.
+    #[inline(always)]
+    fn luma(&self, y: u8) -> i32 {
+        (i32::from(y) - self.y_offset) * self.y_mul + (1 << (BITS - 1))
     }
 
     /// A row of pixels from its planar `y`, `u` and `v` (one value each per
@@ -87,9 +92,14 @@ impl YuvToRgb {
     /// rounding).
     #[inline]
     pub fn grey(&self, y: u8) -> u8 {
-        let y = (i32::from(y) - self.y_offset) * self.y_mul + (1 << (BITS - 1));
-        (y >> BITS).clamp(0, 255) as u8
+        clamp(self.luma(y))
     }
+}
+
+/// A fixed-point value as a byte.
+#[inline(always)]
+fn clamp(x: i32) -> u8 {
+    (x >> BITS).clamp(0, 255) as u8
 }
 
 impl Default for YuvToRgb {
@@ -113,11 +123,7 @@ fn convert_row(c: &YuvToRgb, y: &[u8], u: &[u8], v: &[u8], out: &mut [u8]) {
     for (((ys, us), vs), o) in blocks {
         let (mut r, mut g, mut b) = ([0u8; N], [0u8; N], [0u8; N]);
         for k in 0..N {
-            let yy = (i32::from(ys[k]) - c.y_offset) * c.y_mul + (1 << (BITS - 1));
-            let (uu, vv) = (i32::from(us[k]) - 128, i32::from(vs[k]) - 128);
-            r[k] = ((yy + c.rv * vv) >> BITS).clamp(0, 255) as u8;
-            g[k] = ((yy - c.gu * uu - c.gv * vv) >> BITS).clamp(0, 255) as u8;
-            b[k] = ((yy + c.bu * uu) >> BITS).clamp(0, 255) as u8;
+            [r[k], g[k], b[k]] = c.rgb(ys[k], us[k], vs[k]);
         }
         for k in 0..N {
             o[3 * k] = r[k];
@@ -204,6 +210,24 @@ impl<'a> I420Frame<'a> {
             v: Plane::new("V", v, uv_stride, cw, ch)?,
             colour,
         })
+    }
+
+    /// A tightly packed frame in one buffer: the Y plane, then U, then V,
+    /// each row as wide as its plane (as `RgbFrame::packed` for RGB).
+    pub fn packed(
+        width: u32,
+        height: u32,
+        data: &'a [u8],
+        colour: YuvToRgb,
+    ) -> Result<Self, ImageError> {
+        let (w, cw, ch) = (
+            width as usize,
+            width.div_ceil(2) as usize,
+            height.div_ceil(2) as usize,
+        );
+        let y_len = w * height as usize;
+        let offsets = [0, y_len, y_len + cw * ch];
+        Self::from_buffer(width, height, data, offsets, [w, cw, cw], colour)
     }
 
     /// A frame from one buffer holding the three planes at `offsets`, with

@@ -1,0 +1,181 @@
+//! Training crops as the model's input, and batches.
+//!
+//! Crops are resized and normalised exactly as the node's embedder does
+//! (`vidar_models::image::FrameResizer`, antialiased, then the manifest's
+//! mean and standard deviation), so the model trains on what it will see.
+//!
+//! Batches are P x K: P pseudo-identities of one camera, K crops each. One
+//! camera per batch, because a site's labels are per camera (a track is a
+//! pseudo-identity): two tracks of one person on two cameras carry two
+//! labels, and in one batch they would be pushed apart as negatives.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use vidar_models::image::{FrameResizer, RgbFrame};
+use vidar_models::ModelSpec;
+
+use crate::{Result, TrainError};
+
+/// One crop, ready for the model.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Planar RGB, normalised, 3 x height x width.
+    pub chw: Vec<f32>,
+    /// Its pseudo-identity (a track).
+    pub label: u32,
+    /// Its camera (a node's).
+    pub camera: u32,
+}
+
+/// The model's input geometry and normalisation.
+#[derive(Debug)]
+pub struct Preprocess {
+    /// Input height.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+    mean: [f32; 3],
+    std: [f32; 3],
+    resizer: FrameResizer,
+    rgb: Vec<u8>,
+}
+
+impl Preprocess {
+    /// As the manifest states it for `spec`.
+    pub fn for_model(spec: &ModelSpec) -> Result<Self> {
+        let (height, width) = spec.input_hw().ok_or_else(|| {
+            TrainError::Invalid(format!(
+                "model {}: no input size in the manifest",
+                spec.name
+            ))
+        })?;
+        Ok(Self {
+            height,
+            width,
+            mean: spec.mean.unwrap_or([0.0; 3]),
+            std: spec.std.unwrap_or([1.0; 3]),
+            resizer: FrameResizer::new(),
+            rgb: Vec::new(),
+        })
+    }
+
+    /// An RGB8 image (`width` x `height`, packed) as the model's input.
+    pub fn chw(&mut self, width: u32, height: u32, rgb: &[u8]) -> Result<Vec<f32>> {
+        let frame = RgbFrame::packed(width, height, rgb)
+            .map_err(|e| TrainError::Invalid(format!("a crop: {e}")))?;
+        let (w, h) = (self.width, self.height);
+        self.rgb.resize(w * h * 3, 0);
+        self.resizer
+            .resize(frame, None, &mut self.rgb, w as u32, h as u32)
+            .map_err(|e| TrainError::Invalid(format!("resizing a crop: {e}")))?;
+        let plane = w * h;
+        let mut out = vec![0f32; 3 * plane];
+        for (p, px) in self.rgb.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                out[c * plane + p] = (f32::from(px[c]) / 255.0 - self.mean[c]) / self.std[c];
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads an image file as the model's input.
+    pub fn file(&mut self, path: &Path) -> Result<Vec<f32>> {
+        let img = image::ImageReader::open(path)
+            .map_err(|e| TrainError::Invalid(format!("{}: {e}", path.display())))?
+            .with_guessed_format()
+            .map_err(|e| TrainError::Invalid(format!("{}: {e}", path.display())))?
+            .decode()
+            .map_err(|e| {
+                TrainError::Invalid(format!("{}: not a decodable image: {e}", path.display()))
+            })?
+            .to_rgb8();
+        let (w, h) = img.dimensions();
+        self.chw(w, h, img.as_raw())
+    }
+}
+
+/// One batch: indices into the samples, all of one camera.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// The camera.
+    pub camera: u32,
+    /// Sample indices, K per label, labels adjacent.
+    pub items: Vec<usize>,
+}
+
+/// One epoch of P x K batches, every camera's labels shuffled and cut into
+/// groups of P (a last group of fewer than two labels is dropped); labels
+/// with fewer than K crops are skipped, those with more give K at random.
+/// Batches of different cameras are interleaved.
+pub fn epoch(samples: &[Sample], p: usize, k: usize, rng: &mut impl Rng) -> Vec<Batch> {
+    let mut by_camera: BTreeMap<u32, BTreeMap<u32, Vec<usize>>> = BTreeMap::new();
+    for (i, s) in samples.iter().enumerate() {
+        by_camera
+            .entry(s.camera)
+            .or_default()
+            .entry(s.label)
+            .or_default()
+            .push(i);
+    }
+    let mut per_camera: Vec<Vec<Batch>> = Vec::new();
+    for (camera, labels) in by_camera {
+        let mut labels: Vec<Vec<usize>> = labels.into_values().filter(|v| v.len() >= k).collect();
+        labels.shuffle(rng);
+        let mut batches = Vec::new();
+        for group in labels.chunks(p.max(2)) {
+            if group.len() < 2 {
+                continue;
+            }
+            let mut items = Vec::with_capacity(group.len() * k);
+            for members in group {
+                let mut m = members.clone();
+                m.shuffle(rng);
+                items.extend_from_slice(&m[..k]);
+            }
+            batches.push(Batch { camera, items });
+        }
+        per_camera.push(batches);
+    }
+    let mut out = Vec::new();
+    let longest = per_camera.iter().map(Vec::len).max().unwrap_or(0);
+    for i in 0..longest {
+        for batches in &per_camera {
+            if let Some(b) = batches.get(i) {
+                out.push(b.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The batch's input [B, 3, H, W], each crop mirrored with probability
+/// `flip`, and its labels.
+pub fn tensor(
+    samples: &[Sample],
+    batch: &Batch,
+    pre: &Preprocess,
+    flip: f64,
+    rng: &mut impl Rng,
+    device: &Device,
+) -> Result<(Tensor, Vec<u32>)> {
+    let (h, w) = (pre.height, pre.width);
+    let mut data = Vec::with_capacity(batch.items.len() * 3 * h * w);
+    let mut labels = Vec::with_capacity(batch.items.len());
+    for &i in &batch.items {
+        let s = &samples[i];
+        if rng.gen_bool(flip.clamp(0.0, 1.0)) {
+            for row in s.chw.chunks_exact(w) {
+                data.extend(row.iter().rev());
+            }
+        } else {
+            data.extend_from_slice(&s.chw);
+        }
+        labels.push(s.label);
+    }
+    let t = Tensor::from_vec(data, (batch.items.len(), 3, h, w), device)?;
+    Ok((t, labels))
+}

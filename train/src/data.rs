@@ -29,6 +29,9 @@ pub struct Sample {
     pub label: u32,
     /// Its camera (a node's).
     pub camera: u32,
+    /// The person, where a labelled folder says so: for measuring only
+    /// (held-out rank-1, how right merges are), never for training.
+    pub person: Option<u64>,
 }
 
 /// The model's input geometry and normalisation.
@@ -53,14 +56,24 @@ impl Preprocess {
                 spec.name
             ))
         })?;
-        Ok(Self {
+        Ok(Self::new(
             height,
             width,
-            mean: spec.mean.unwrap_or([0.0; 3]),
-            std: spec.std.unwrap_or([1.0; 3]),
+            spec.mean.unwrap_or([0.0; 3]),
+            spec.std.unwrap_or([1.0; 3]),
+        ))
+    }
+
+    /// Input `height` x `width`; per-channel `mean` and `std` after scaling to 0..1.
+    pub fn new(height: usize, width: usize, mean: [f32; 3], std: [f32; 3]) -> Self {
+        Self {
+            height,
+            width,
+            mean,
+            std,
             resizer: FrameResizer::new(),
             rgb: Vec::new(),
-        })
+        }
     }
 
     /// An RGB8 image (`width` x `height`, packed) as the model's input.
@@ -96,6 +109,57 @@ impl Preprocess {
         let (w, h) = img.dimensions();
         self.chw(w, h, img.as_raw())
     }
+
+    /// A JPEG (a training sample's crop) as the model's input; `what` names
+    /// it in errors.
+    pub fn jpeg(&mut self, bytes: &[u8], what: &str) -> Result<Vec<f32>> {
+        let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
+            .map_err(|e| TrainError::Invalid(format!("{what}: not a decodable JPEG: {e}")))?
+            .to_rgb8();
+        let (w, h) = img.dimensions();
+        self.chw(w, h, img.as_raw())
+    }
+}
+
+/// The crops of nodes' training files (`[training] collect`): each
+/// tracklet one pseudo-identity (labels 0, 1, ... over all files, in
+/// order), cameras numbered by name over all files. Returns the samples
+/// and the camera names in index order. Crops that do not decode are
+/// refused with the file and tracklet named.
+pub fn from_training_files(
+    files: &[std::path::PathBuf],
+    pre: &mut Preprocess,
+) -> Result<(Vec<Sample>, Vec<String>)> {
+    let mut cameras: Vec<String> = Vec::new();
+    let mut samples = Vec::new();
+    let mut label = 0u32;
+    for f in files {
+        let tracklets = vidar_store::training::read_training(f, usize::MAX)
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        for t in tracklets {
+            let name = t.camera.as_str().to_string();
+            let camera = match cameras.iter().position(|c| *c == name) {
+                Some(i) => i,
+                None => {
+                    cameras.push(name);
+                    cameras.len() - 1
+                }
+            };
+            for (k, s) in t.samples.iter().enumerate() {
+                let what = format!("{}: tracklet {} sample {k}", f.display(), t.id);
+                samples.push(Sample {
+                    chw: pre.jpeg(&s.jpeg, &what)?,
+                    label,
+                    camera: u32::try_from(camera).unwrap_or(u32::MAX),
+                    person: None,
+                });
+            }
+            label = label
+                .checked_add(1)
+                .ok_or_else(|| TrainError::Invalid("more than 2^32 tracklets".into()))?;
+        }
+    }
+    Ok((samples, cameras))
 }
 
 /// One batch: indices into the samples, all of one camera.

@@ -20,6 +20,7 @@
 //! What this crate must not do: read video, talk to the network, or decide
 //! which node trains what (that is `vidar-scheduler::edgesplit`).
 
+pub mod adapt;
 pub mod data;
 pub mod graph;
 pub mod loss;
@@ -31,6 +32,7 @@ pub mod loss;
 )]
 pub mod onnx_pb;
 mod ops;
+pub mod pseudo;
 pub mod split;
 
 pub use graph::{Cut, Graph};

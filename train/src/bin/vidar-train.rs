@@ -14,16 +14,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use clap::{Parser, Subcommand};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vidar_models::ModelStore;
-use vidar_reid::eval::{self, IdRange, Protocol};
-use vidar_reid::{EmbedderConfig, Embedding};
+use vidar_reid::eval::{self, IdRange};
+use vidar_reid::EmbedderConfig;
+use vidar_train::adapt::{self, AdaptConfig};
 use vidar_train::data::{self, Preprocess, Sample};
-use vidar_train::loss::batch_hard_triplet;
-use vidar_train::split::Step;
 use vidar_train::Graph;
 
 #[derive(Parser, Debug)]
@@ -42,7 +40,7 @@ enum Command {
     /// Where a model can be cut, and what crosses each cut.
     Cuts(ModelArgs),
     /// Adapts a re-ID model to labelled crops.
-    Adapt(AdaptArgs),
+    Adapt(Box<AdaptArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -62,8 +60,20 @@ struct AdaptArgs {
     /// Folder of crops with a labels.csv (file,person_id,camera): each
     /// (person, camera) is one pseudo-identity, as a node's track is; no
     /// label is shared across cameras.
+    #[arg(
+        long,
+        required_unless_present = "training_file",
+        conflicts_with = "training_file"
+    )]
+    data: Option<PathBuf>,
+    /// A node's training file (`[training] collect`), each of its tracklets
+    /// one pseudo-identity; repeat for several nodes (a centralised run:
+    /// the crops are read where they lie).
     #[arg(long)]
-    data: PathBuf,
+    training_file: Vec<PathBuf>,
+    /// Labelled folder for --eval-ids (default: --data).
+    #[arg(long)]
+    eval_data: Option<PathBuf>,
     /// Person ids to train on, `A-B`.
     #[arg(long)]
     ids: Option<IdRange>,
@@ -95,6 +105,11 @@ struct AdaptArgs {
     /// Leave the edge node's side as it is (train only after the cut).
     #[arg(long)]
     freeze_node_side: bool,
+    /// Merge pseudo-identities of two cameras whose mean embeddings are
+    /// mutual nearest neighbours at or above this cosine (re-estimated
+    /// before every epoch), and draw batches across cameras.
+    #[arg(long)]
+    cross_camera: Option<f32>,
     /// Probability of mirroring a crop.
     #[arg(long, default_value_t = 0.5)]
     flip: f64,
@@ -195,33 +210,10 @@ fn read(dir: &std::path::Path, ids: Option<IdRange>, pre: &mut Preprocess) -> Re
                 chw: pre.file(&dir.join(&l.file))?,
                 label: person + l.camera.min(15),
                 camera: l.camera,
+                person: Some(l.person),
             })
         })
         .collect()
-}
-
-fn rank1(graph: &Graph, samples: &[Sample], pre: &Preprocess) -> Result<f64> {
-    let (h, w) = (pre.height, pre.width);
-    let mut embeddings = Vec::with_capacity(samples.len());
-    for chunk in samples.chunks(64) {
-        let data: Vec<f32> = chunk.iter().flat_map(|s| s.chw.iter().copied()).collect();
-        let x = candle_core::Tensor::from_vec(data, (chunk.len(), 3, h, w), &Device::Cpu)?;
-        let out = graph.forward(&x)?.to_dtype(DType::F32)?;
-        for row in out.to_vec2::<f32>()? {
-            embeddings.push(Embedding::normalized(&row));
-        }
-    }
-    let people: Vec<u64> = samples.iter().map(|s| u64::from(s.label / 16)).collect();
-    let cameras: Vec<u32> = samples.iter().map(|s| s.camera).collect();
-    let m = eval::evaluate(
-        &embeddings,
-        &people,
-        &cameras,
-        Protocol {
-            query_camera: Some(0),
-        },
-    )?;
-    Ok(m.rank1)
 }
 
 fn adapt(args: &AdaptArgs) -> Result<()> {
@@ -231,67 +223,67 @@ fn adapt(args: &AdaptArgs) -> Result<()> {
         name,
         ..
     } = load(&args.model)?;
-    let cut = graph.cut(args.cut)?;
     let t0 = Instant::now();
-    let samples = read(&args.data, args.ids, &mut pre)?;
-    let held_out = match args.eval_ids {
-        Some(r) => read(&args.data, Some(r), &mut pre)?,
-        None => Vec::new(),
+    let samples = match &args.data {
+        Some(dir) => read(dir, args.ids, &mut pre)?,
+        None => {
+            let (samples, cameras) = data::from_training_files(&args.training_file, &mut pre)?;
+            eprintln!("cameras: {}", cameras.join(", "));
+            samples
+        }
+    };
+    let held_out = match (
+        args.eval_ids,
+        args.eval_data.as_ref().or(args.data.as_ref()),
+    ) {
+        (Some(r), Some(dir)) => read(dir, Some(r), &mut pre)?,
+        (Some(_), None) => bail!("--eval-ids needs --eval-data (a labelled folder)"),
+        (None, _) => Vec::new(),
     };
     eprintln!(
         "{name}: {} training crops, {} held out, read in {:.1} s; cut after {} of {} nodes",
         samples.len(),
         held_out.len(),
         t0.elapsed().as_secs_f64(),
-        cut.at,
+        args.cut,
         graph.len()
     );
-    let params = ParamsAdamW {
+    let config = AdaptConfig {
+        epochs: args.epochs,
+        batch_ids: args.batch_ids,
+        per_id: args.per_id,
         lr: args.lr,
         weight_decay: args.weight_decay,
-        ..ParamsAdamW::default()
+        margin: args.margin,
+        cut: args.cut,
+        freeze_node_side: args.freeze_node_side,
+        flip: args.flip,
+        cross_camera: args.cross_camera,
     };
-    let node_vars = graph.vars(&graph.params_of(0..cut.at));
-    let trainer_vars = graph.vars(&graph.params_of(cut.at..graph.len()));
-    let mut node_opt = AdamW::new(node_vars, params.clone())?;
-    let mut trainer_opt = AdamW::new(trainer_vars, params)?;
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-    if !held_out.is_empty() {
-        println!(
-            "epoch 0: held-out rank-1 {:.4}",
-            rank1(&graph, &held_out, &pre)?
-        );
-    }
-    for epoch in 1..=args.epochs {
-        let start = Instant::now();
-        let batches = data::epoch(&samples, args.batch_ids, args.per_id, &mut rng);
-        let (mut loss_sum, mut up, mut down) = (0.0, 0usize, 0usize);
-        for b in &batches {
-            let (x, labels) = data::tensor(&samples, b, &pre, args.flip, &mut rng, &Device::Cpu)?;
-            let step = Step::split(&graph, cut, &x, !args.freeze_node_side, |out| {
-                batch_hard_triplet(out, &labels, args.margin)
-            })?;
-            if let Some(g) = &step.node {
-                node_opt.step(g)?;
-            }
-            trainer_opt.step(&step.trainer)?;
-            loss_sum += step.loss;
-            up += step.up_bytes;
-            down += step.down_bytes;
+    adapt::adapt(&graph, &pre, &samples, &held_out, &config, &mut rng, |r| {
+        let mut line = format!("epoch {}", r.epoch);
+        if r.epoch > 0 {
+            line += &format!(
+                ": {} batches, loss {:.4}, {:.1} s, activations {:.1} MB up, gradients {:.1} MB down",
+                r.batches,
+                r.loss,
+                r.seconds,
+                r.up_bytes as f64 / 1e6,
+                r.down_bytes as f64 / 1e6
+            );
         }
-        let mut line = format!(
-            "epoch {epoch}: {} batches, loss {:.4}, {:.1} s, activations {:.1} MB up, gradients {:.1} MB down",
-            batches.len(),
-            loss_sum / batches.len().max(1) as f64,
-            start.elapsed().as_secs_f64(),
-            up as f64 / 1e6,
-            down as f64 / 1e6
-        );
-        if !held_out.is_empty() {
-            line += &format!(", held-out rank-1 {:.4}", rank1(&graph, &held_out, &pre)?);
+        if let Some((merged, pure)) = r.merged {
+            line += &format!(", {merged} labels merge pseudo-identities across cameras");
+            if let Some(p) = pure {
+                line += &format!(" ({p} of them one person)");
+            }
+        }
+        if let Some(r1) = r.held_out_rank1 {
+            line += &format!(", held-out rank-1 {r1:.4}");
         }
         println!("{line}");
-    }
+    })?;
     let bytes = graph.to_onnx()?;
     std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
     println!("wrote {} ({} bytes)", args.out.display(), bytes.len());

@@ -38,7 +38,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Where a model can be cut, and what crosses each cut.
-    Cuts(ModelArgs),
+    Cuts(CutsArgs),
     /// Adapts a re-ID model to labelled crops.
     Adapt(Box<AdaptArgs>),
 }
@@ -51,6 +51,23 @@ struct ModelArgs {
     /// Start from these weights (an ONNX file of the model's graph) instead of the manifest's.
     #[arg(long)]
     weights: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct CutsArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Also time the edge node's side at each cut on this machine: its
+    /// forward pass, and forward plus backward, per crop (batches of
+    /// `--batch`, median of `--rounds`), EdgeSplit's compute profile.
+    #[arg(long)]
+    profile: bool,
+    /// Crops per timed batch.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Timed rounds per cut.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -160,30 +177,56 @@ fn load(args: &ModelArgs) -> Result<Loaded> {
     Ok(Loaded { graph, pre, name })
 }
 
-fn cuts(args: &ModelArgs) -> Result<()> {
+fn cuts(args: &CutsArgs) -> Result<()> {
     let Loaded {
         graph, pre, name, ..
-    } = load(args)?;
-    let x = candle_core::Tensor::zeros((1, 3, pre.height, pre.width), DType::F32, &Device::Cpu)?;
+    } = load(&args.model)?;
     let total: usize = graph.params().iter().map(|p| p.var.elem_count()).sum();
     println!("{name}: {} nodes, {total} parameters", graph.len());
-    println!("| cut (nodes on the edge node) | values crossing per crop | bytes per crop (f32) | edge node's parameters |");
-    println!("|---:|---:|---:|---:|");
+    let mut header = "| cut (nodes on the edge node) | values crossing per crop | bytes per crop (f32) | edge node's parameters |".to_string();
+    let mut rule = "|---:|---:|---:|---:|".to_string();
+    if args.profile {
+        header += " node forward, ms per crop | node forward + backward, ms per crop |";
+        rule += "---:|---:|";
+    }
+    println!("{header}\n{rule}");
     let cuts = graph.cuts();
     let first = cuts[0];
+    let one = candle_core::Tensor::zeros((1, 3, pre.height, pre.width), DType::F32, &Device::Cpu)?;
+    let batch = args.batch.max(1);
+    let x =
+        candle_core::Tensor::randn(0f32, 1f32, (batch, 3, pre.height, pre.width), &Device::Cpu)?;
     for c in &cuts {
-        let act = graph.run(first, *c, &x)?;
+        let act = graph.run(first, *c, &one)?;
         let node: usize = graph
             .params_of(0..c.at)
             .iter()
             .map(|&p| graph.params()[p].var.elem_count())
             .sum();
-        println!(
+        let mut line = format!(
             "| {} | {} | {} | {node} |",
             c.at,
             act.elem_count(),
             act.elem_count() * 4
         );
+        if args.profile {
+            let (mut fwd, mut both) = (Vec::new(), Vec::new());
+            for _ in 0..args.rounds.max(1) {
+                let t = Instant::now();
+                let a = graph.run(first, *c, &x)?;
+                fwd.push(t.elapsed().as_secs_f64());
+                if c.at > 0 {
+                    a.sum_all()?.backward()?;
+                }
+                both.push(t.elapsed().as_secs_f64());
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2] * 1000.0 / batch as f64
+            };
+            line += &format!(" {:.1} | {:.1} |", median(&mut fwd), median(&mut both));
+        }
+        println!("{line}");
     }
     Ok(())
 }

@@ -238,13 +238,21 @@ fn read(dir: &std::path::Path, ids: Option<IdRange>, pre: &mut Preprocess) -> Re
     labels
         .iter()
         .map(|l| {
+            // One pseudo-identity per (person, camera): person * 16 + camera.
             let person = u32::try_from(l.person)
                 .ok()
                 .and_then(|p| p.checked_mul(16))
-                .with_context(|| format!("person id {} is too large", l.person))?;
+                .with_context(|| format!("{}: person id {} is too large", l.file, l.person))?;
+            if l.camera >= 16 {
+                bail!(
+                    "{}: camera {}: at most 16 cameras (0-15) in a folder",
+                    l.file,
+                    l.camera
+                );
+            }
             Ok(Sample {
                 chw: pre.file(&dir.join(&l.file))?,
-                label: person + l.camera.min(15),
+                label: person + l.camera,
                 camera: l.camera,
                 person: Some(l.person),
             })

@@ -276,3 +276,63 @@ fn training_lowers_the_loss_on_the_real_model() {
     let after = step_loss(&g);
     assert!(after < 0.5 * before, "loss {before} -> {after}");
 }
+
+fn flat(g: &Graph) -> Vec<f64> {
+    g.params()
+        .iter()
+        .flat_map(|p| {
+            p.var
+                .as_tensor()
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f64>())
+                .expect("values")
+        })
+        .collect()
+}
+
+#[test]
+fn fedavg_of_identical_models_is_the_identity_and_weights_are_honoured() {
+    let dev = Device::Cpu;
+    let a = Graph::from_model(small_model(5), "a", &dev, DType::F64).expect("a");
+    let b = Graph::from_model(small_model(5), "b", &dev, DType::F64).expect("b");
+    let all: Vec<usize> = (0..a.params().len()).collect();
+    let before = flat(&a);
+    a.average_from(&[&a, &b], &[3.0, 1.0], &all)
+        .expect("average");
+    assert_eq!(
+        flat(&a),
+        before,
+        "the mean of identical models changed them"
+    );
+
+    // Two different models, weighted 3:1, on the node side's parameters only.
+    let c = Graph::from_model(small_model(6), "c", &dev, DType::F64).expect("c");
+    let node = a.params_of(0..4);
+    let (va, vc) = (flat(&a), flat(&c));
+    let out = Graph::from_model(small_model(5), "out", &dev, DType::F64).expect("out");
+    out.average_from(&[&a, &c], &[3.0, 1.0], &node)
+        .expect("average");
+    let vo = flat(&out);
+    let mut at = 0;
+    for (k, p) in out.params().iter().enumerate() {
+        let n = p.var.elem_count();
+        for i in at..at + n {
+            let want = if node.contains(&k) {
+                0.75 * va[i] + 0.25 * vc[i]
+            } else {
+                va[i]
+            };
+            assert!(
+                (vo[i] - want).abs() < 1e-12,
+                "{}: {} vs {want}",
+                p.name,
+                vo[i]
+            );
+        }
+        at += n;
+    }
+    assert!(matches!(
+        out.average_from(&[&a], &[1.0, 2.0], &node),
+        Err(TrainError::Invalid(_))
+    ));
+}

@@ -13,7 +13,7 @@
 //! batches are drawn across cameras; otherwise batches stay within one
 //! camera and positives are same-camera only.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::Rng;
 use vidar_reid::eval::{self, Protocol};
@@ -91,22 +91,17 @@ pub fn adapt(
     rng: &mut impl Rng,
     mut report: impl FnMut(&EpochReport),
 ) -> Result<()> {
-    let cuts = graph.cuts();
-    let (first, last) = match (cuts.first(), cuts.last()) {
-        (Some(f), Some(l)) => (*f, *l),
-        _ => return Err(TrainError::Invalid("a graph without cuts".into())),
-    };
     let cut = graph.cut(config.cut)?;
     let frozen = if config.freeze_node_side && cut.at > 0 {
         Some(Frozen {
-            plain: node_side(graph, first, cut, samples, pre, false)?,
-            mirrored: node_side(graph, first, cut, samples, pre, true)?,
+            plain: through(graph, cut, samples, pre, false)?,
+            mirrored: through(graph, cut, samples, pre, true)?,
         })
     } else {
         None
     };
     let held = if config.freeze_node_side && cut.at > 0 && !held_out.is_empty() {
-        Some(node_side(graph, first, cut, held_out, pre, false)?)
+        Some(through(graph, cut, held_out, pre, false)?)
     } else {
         None
     };
@@ -115,7 +110,7 @@ pub fn adapt(
             return Ok(None);
         }
         let e = match &held {
-            Some(acts) => embed_rows(g, cut, last, acts)?,
+            Some(acts) => embed_rows(g, cut, acts)?,
             None => embed_images(g, held_out, pre)?,
         };
         Ok(Some(rank1(&e, held_out)?))
@@ -143,10 +138,10 @@ pub fn adapt(
         let (labels, merged) = match config.cross_camera {
             Some(threshold) => {
                 let e = match &frozen {
-                    Some(f) => embed_rows(graph, cut, last, &f.plain)?,
+                    Some(f) => embed_rows(graph, cut, &f.plain)?,
                     None => embed_images(graph, samples, pre)?,
                 };
-                let m = pseudo::merge_across_cameras(samples, &e, threshold);
+                let m = pseudo::merge_across_cameras(samples, &e, threshold)?;
                 let groups = merged_groups(samples, &m.labels);
                 (m.labels, Some(groups))
             }
@@ -176,12 +171,12 @@ pub fn adapt(
                         })
                         .collect::<Result<Vec<_>>>()?;
                     let x = Tensor::stack(&rows, 0)?;
-                    let l = loss(&graph.run(cut, last, &x)?)?;
+                    let l = loss(&graph.run(cut, graph.end(), &x)?)?;
                     loss_sum += crate::loss::scalar(&l)?;
                     trainer_opt.backward_step(&l)?;
                 }
                 None => {
-                    let (x, _) = data::tensor(samples, b, pre, config.flip, rng, graph.device())?;
+                    let x = data::tensor(samples, b, pre, config.flip, rng, graph.device())?;
                     let step = Step::split(graph, cut, &x, !config.freeze_node_side, loss)?;
                     if let Some(g) = &step.node {
                         node_opt.step(g)?;
@@ -225,40 +220,31 @@ fn merged_groups(samples: &[Sample], labels: &[u32]) -> (usize, Option<usize>) {
 }
 
 /// The node side's output for every sample, in order.
-fn node_side(
+/// What crosses `to` for every sample (mirrored or not), in order, run
+/// from the input in chunks.
+fn through(
     graph: &Graph,
-    first: Cut,
-    cut: Cut,
+    to: Cut,
     samples: &[Sample],
     pre: &Preprocess,
     mirrored: bool,
 ) -> Result<Tensor> {
-    let (h, w) = (pre.height, pre.width);
     let mut parts = Vec::new();
     for chunk in samples.chunks(64) {
-        let mut data = Vec::with_capacity(chunk.len() * 3 * h * w);
-        for s in chunk {
-            if mirrored {
-                for row in s.chw.chunks_exact(w) {
-                    data.extend(row.iter().rev());
-                }
-            } else {
-                data.extend_from_slice(&s.chw);
-            }
-        }
-        let x = Tensor::from_vec(data, (chunk.len(), 3, h, w), graph.device())?;
-        parts.push(graph.run(first, cut, &x)?.detach());
+        let x = data::input(chunk.iter().map(|s| (s, mirrored)), pre, graph.device())?;
+        parts.push(graph.run(graph.start(), to, &x)?.detach());
     }
     Ok(Tensor::cat(&parts, 0)?)
 }
 
-fn embed_rows(graph: &Graph, cut: Cut, last: Cut, acts: &Tensor) -> Result<Vec<Embedding>> {
+/// Embeddings from what crosses `cut` (rows of `acts`), in chunks.
+fn embed_rows(graph: &Graph, cut: Cut, acts: &Tensor) -> Result<Vec<Embedding>> {
     let n = acts.dim(0)?;
     let mut out = Vec::with_capacity(n);
     let mut at = 0;
     while at < n {
         let len = 128.min(n - at);
-        let y = graph.run(cut, last, &acts.narrow(0, at, len)?)?;
+        let y = graph.run(cut, graph.end(), &acts.narrow(0, at, len)?)?;
         out.extend(rows(&y)?);
         at += len;
     }
@@ -267,14 +253,7 @@ fn embed_rows(graph: &Graph, cut: Cut, last: Cut, acts: &Tensor) -> Result<Vec<E
 
 /// Embeddings of whole crops through the whole graph.
 pub fn embed_images(graph: &Graph, samples: &[Sample], pre: &Preprocess) -> Result<Vec<Embedding>> {
-    let (h, w) = (pre.height, pre.width);
-    let mut out = Vec::with_capacity(samples.len());
-    for chunk in samples.chunks(64) {
-        let data: Vec<f32> = chunk.iter().flat_map(|s| s.chw.iter().copied()).collect();
-        let x = Tensor::from_vec(data, (chunk.len(), 3, h, w), &Device::Cpu)?;
-        out.extend(rows(&graph.forward(&x)?)?);
-    }
-    Ok(out)
+    rows(&through(graph, graph.end(), samples, pre, false)?)
 }
 
 fn rows(y: &Tensor) -> Result<Vec<Embedding>> {

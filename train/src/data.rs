@@ -216,8 +216,29 @@ pub fn epoch(samples: &[Sample], p: usize, k: usize, rng: &mut impl Rng) -> Vec<
     out
 }
 
-/// The batch's input [B, 3, H, W], each crop mirrored with probability
-/// `flip`, and its labels.
+/// The model's input [N, 3, H, W] for `crops`, each as it is or mirrored
+/// (every row reversed) when its flag says so.
+pub fn input<'a>(
+    crops: impl ExactSizeIterator<Item = (&'a Sample, bool)>,
+    pre: &Preprocess,
+    device: &Device,
+) -> Result<Tensor> {
+    let (h, w) = (pre.height, pre.width);
+    let n = crops.len();
+    let mut data = Vec::with_capacity(n * 3 * h * w);
+    for (s, mirrored) in crops {
+        if mirrored {
+            for row in s.chw.chunks_exact(w) {
+                data.extend(row.iter().rev());
+            }
+        } else {
+            data.extend_from_slice(&s.chw);
+        }
+    }
+    Ok(Tensor::from_vec(data, (n, 3, h, w), device)?)
+}
+
+/// The batch's input, each crop mirrored with probability `flip`.
 pub fn tensor(
     samples: &[Sample],
     batch: &Batch,
@@ -225,21 +246,12 @@ pub fn tensor(
     flip: f64,
     rng: &mut impl Rng,
     device: &Device,
-) -> Result<(Tensor, Vec<u32>)> {
-    let (h, w) = (pre.height, pre.width);
-    let mut data = Vec::with_capacity(batch.items.len() * 3 * h * w);
-    let mut labels = Vec::with_capacity(batch.items.len());
-    for &i in &batch.items {
-        let s = &samples[i];
-        if rng.gen_bool(flip.clamp(0.0, 1.0)) {
-            for row in s.chw.chunks_exact(w) {
-                data.extend(row.iter().rev());
-            }
-        } else {
-            data.extend_from_slice(&s.chw);
-        }
-        labels.push(s.label);
-    }
-    let t = Tensor::from_vec(data, (batch.items.len(), 3, h, w), device)?;
-    Ok((t, labels))
+) -> Result<Tensor> {
+    let p = flip.clamp(0.0, 1.0);
+    let crops: Vec<(&Sample, bool)> = batch
+        .items
+        .iter()
+        .map(|&i| (&samples[i], rng.gen_bool(p)))
+        .collect();
+    input(crops.into_iter(), pre, device)
 }

@@ -243,7 +243,6 @@ impl Graph {
             .map(|k| {
                 let live: Vec<usize> = (0..sources.len())
                     .filter(|&s| made(s).is_some_and(|m| m <= k) && last_use[s] >= k)
-                    .filter(|&s| k < n || s == output)
                     .collect();
                 match live[..] {
                     [s] => Some(s),
@@ -339,17 +338,25 @@ impl Graph {
         which.iter().map(|&p| self.params[p].var.clone()).collect()
     }
 
-    /// The whole graph on `x`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let all = Cut {
+    /// The cut before every node: what crosses it is the graph's input.
+    pub fn start(&self) -> Cut {
+        Cut {
             at: 0,
             slot: self.input,
-        };
-        let end = Cut {
+        }
+    }
+
+    /// The cut after every node: what crosses it is the graph's output.
+    pub fn end(&self) -> Cut {
+        Cut {
             at: self.nodes.len(),
             slot: self.output,
-        };
-        self.run(all, end, x)
+        }
+    }
+
+    /// The whole graph on `x`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.run(self.start(), self.end(), x)
     }
 
     /// The nodes between two cuts, `x` being the tensor crossing `from`;
@@ -394,9 +401,9 @@ impl Graph {
         }
     }
 
-    /// Sets every parameter to the mean of the same parameter in `others`
-    /// (FedAvg with equal weights; `weights` when given), for the
-    /// parameters in `which`.
+    /// Sets each parameter in `which` to the weighted mean of the same
+    /// parameter in `others` (FedAvg; `weights`, one per model, e.g. each
+    /// node's sample count).
     pub fn average_from(&self, others: &[&Graph], weights: &[f64], which: &[usize]) -> Result<()> {
         if others.is_empty() || others.len() != weights.len() {
             return Err(TrainError::Invalid(
@@ -424,19 +431,6 @@ impl Graph {
                     .var
                     .set(&a.to_dtype(self.params[p].var.dtype())?)?;
             }
-        }
-        Ok(())
-    }
-
-    /// Copies every parameter's value from `other` (a graph of the same model).
-    pub fn copy_from(&self, other: &Graph) -> Result<()> {
-        if other.params.len() != self.params.len() {
-            return Err(TrainError::Invalid(
-                "copying weights between different graphs".into(),
-            ));
-        }
-        for (a, b) in self.params.iter().zip(&other.params) {
-            a.var.set(&b.var.as_tensor().to_dtype(a.var.dtype())?)?;
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ use rand::Rng;
 use vidar_reid::Embedding;
 
 use crate::data::{Batch, Sample};
+use crate::{Result, TrainError};
 
 /// What [`merge_across_cameras`] found.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,14 +30,32 @@ pub struct Merged {
     pub pairs: usize,
 }
 
+/// Index of the largest value (the first of equals), `None` when empty.
+fn argmax(values: impl Iterator<Item = f32>) -> Option<usize> {
+    values
+        .enumerate()
+        .fold(None, |best: Option<(usize, f32)>, (i, v)| match best {
+            Some((_, b)) if b >= v => best,
+            _ => Some((i, v)),
+        })
+        .map(|(i, _)| i)
+}
+
 /// Merges pseudo-identities of different cameras that are mutual nearest
 /// neighbours with cosine >= `threshold`; `embeddings` are the samples',
-/// in order.
+/// in order (one each, or an error).
 pub fn merge_across_cameras(
     samples: &[Sample],
     embeddings: &[Embedding],
     threshold: f32,
-) -> Merged {
+) -> Result<Merged> {
+    if samples.len() != embeddings.len() {
+        return Err(TrainError::Invalid(format!(
+            "{} embeddings for {} samples",
+            embeddings.len(),
+            samples.len()
+        )));
+    }
     // Mean embedding of each pseudo-identity, per camera.
     let mut groups: BTreeMap<u32, (u32, Vec<f32>)> = BTreeMap::new();
     for (s, e) in samples.iter().zip(embeddings) {
@@ -74,23 +93,18 @@ pub fn merge_across_cameras(
                 (0..means.len()).filter(|&i| means[i].0 == cam).collect()
             };
             let (xs, ys) = (of(a), of(b));
-            let nearest = |from: &[usize], to: &[usize]| -> Vec<Option<(usize, f32)>> {
-                from.iter()
-                    .map(|&i| {
-                        to.iter()
-                            .map(|&j| (j, means[i].1.cosine(&means[j].1)))
-                            .max_by(|p, q| p.1.total_cmp(&q.1))
-                    })
-                    .collect()
-            };
-            let (nx, ny) = (nearest(&xs, &ys), nearest(&ys, &xs));
-            for (k, &i) in xs.iter().enumerate() {
-                let Some((j, sim)) = nx[k] else { continue };
-                let Some(back) = ys.iter().position(|&y| y == j) else {
+            // Each pair's cosine once; nearest neighbours both ways from it.
+            let sim: Vec<Vec<f32>> = xs
+                .iter()
+                .map(|&i| ys.iter().map(|&j| means[i].1.cosine(&means[j].1)).collect())
+                .collect();
+            let col = |y: usize| argmax(sim.iter().map(|row| row[y]));
+            for (x, row) in sim.iter().enumerate() {
+                let Some(y) = argmax(row.iter().copied()) else {
                     continue;
                 };
-                if sim >= threshold && ny[back].is_some_and(|(m, _)| m == i) {
-                    let (ri, rj) = (root(&mut parent, i), root(&mut parent, j));
+                if row[y] >= threshold && col(y) == Some(x) {
+                    let (ri, rj) = (root(&mut parent, xs[x]), root(&mut parent, ys[y]));
                     if ri != rj {
                         parent[ri.max(rj)] = ri.min(rj);
                         pairs += 1;
@@ -106,10 +120,10 @@ pub fn merge_across_cameras(
             labels[r]
         })
         .collect();
-    Merged {
+    Ok(Merged {
         labels: merged,
         pairs,
-    }
+    })
 }
 
 /// One epoch of P x K batches over the whole site under `labels` (one per
@@ -204,10 +218,16 @@ mod tests {
             e([0.0, 0.6, 0.8]),  // 21: nearest to 11 but only at 0.6
             e([0.9, 0.0, 0.3]),  // 22: nearest to 10, but 10 prefers 20
         ];
-        let m = merge_across_cameras(&samples, &embeddings, 0.7);
+        let m = merge_across_cameras(&samples, &embeddings, 0.7).expect("merge");
         assert_eq!(m.pairs, 1);
         assert_eq!(m.labels, vec![10, 11, 10, 21, 22]);
-        let m = merge_across_cameras(&samples, &embeddings, 0.5);
+        let m = merge_across_cameras(&samples, &embeddings, 0.5).expect("merge");
+        // One embedding per sample, or a clear refusal.
+        let short = merge_across_cameras(&samples, &embeddings[..2], 0.5).expect_err("refused");
+        assert!(
+            short.to_string().contains("2 embeddings for 5 samples"),
+            "{short}"
+        );
         assert_eq!(m.pairs, 2);
         assert_eq!(m.labels, vec![10, 11, 10, 11, 22]);
     }

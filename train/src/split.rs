@@ -13,7 +13,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 
 use crate::graph::{Cut, Graph};
-use crate::{Result, TrainError};
+use crate::Result;
 
 /// A tensor as it travels: its shape and its values as `f32`.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,12 +38,10 @@ impl Wire {
         self.values.len() * 4
     }
 
-    /// Back into a tensor of `dtype` on the graph's device.
-    pub fn to_tensor(&self, graph: &Graph, dtype: DType) -> Result<Tensor> {
-        Ok(
-            Tensor::from_vec(self.values.clone(), self.shape.clone(), graph.device())?
-                .to_dtype(dtype)?,
-        )
+    /// Back into a tensor of `dtype` on the graph's device, as the
+    /// receiver makes it.
+    pub fn into_tensor(self, graph: &Graph, dtype: DType) -> Result<Tensor> {
+        Ok(Tensor::from_vec(self.values, self.shape, graph.device())?.to_dtype(dtype)?)
     }
 }
 
@@ -74,18 +72,14 @@ impl Step {
         node_trains: bool,
         loss: impl Fn(&Tensor) -> Result<Tensor>,
     ) -> Result<Self> {
-        let cuts = graph.cuts();
-        let (first, last) = match (cuts.first(), cuts.last()) {
-            (Some(f), Some(l)) => (*f, *l),
-            _ => return Err(TrainError::Invalid("a graph without cuts".into())),
-        };
         let dtype = input.dtype();
         // The edge node.
-        let act = graph.run(first, cut, input)?;
+        let act = graph.run(graph.start(), cut, input)?;
         let up = Wire::from_tensor(&act)?;
+        let (up_bytes, up_shape) = (up.bytes(), up.shape.clone());
         // The trainer: the activations as a variable, to get their gradient.
-        let received = Var::from_tensor(&up.to_tensor(graph, dtype)?)?;
-        let out = graph.run(cut, last, received.as_tensor())?;
+        let received = Var::from_tensor(&up.into_tensor(graph, dtype)?)?;
+        let out = graph.run(cut, graph.end(), received.as_tensor())?;
         let l = loss(&out)?;
         let value = crate::loss::scalar(&l)?;
         let trainer = l.backward()?;
@@ -94,7 +88,7 @@ impl Step {
                 loss: value,
                 node: None,
                 trainer,
-                up_bytes: up.bytes(),
+                up_bytes,
                 down_bytes: 0,
             });
         }
@@ -102,19 +96,20 @@ impl Step {
             Some(g) => Wire::from_tensor(g)?,
             // Nothing after the cut depends on it: a zero gradient.
             None => Wire {
-                shape: up.shape.clone(),
-                values: vec![0.0; up.values.len()],
+                values: vec![0.0; up_bytes / 4],
+                shape: up_shape,
             },
         };
+        let down_bytes = grad.bytes();
         // The edge node again: backward from the gradient it received.
-        let g = grad.to_tensor(graph, dtype)?;
+        let g = grad.into_tensor(graph, dtype)?;
         let node = Some((&act * &g)?.sum_all()?.backward()?);
         Ok(Self {
             loss: value,
             node,
             trainer,
-            up_bytes: up.bytes(),
-            down_bytes: grad.bytes(),
+            up_bytes,
+            down_bytes,
         })
     }
 

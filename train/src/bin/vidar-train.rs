@@ -184,7 +184,7 @@ fn cuts(args: &CutsArgs) -> Result<()> {
     }
     println!("{header}\n{rule}");
     let cuts = graph.cuts();
-    let first = cuts[0];
+    let first = graph.start();
     let one = candle_core::Tensor::zeros((1, 3, pre.height, pre.width), DType::F32, &Device::Cpu)?;
     let batch = args.batch.max(1);
     let x =

@@ -18,6 +18,9 @@ and writes a JSON report:
                   the delay relative to the stream clock, first = the first
                   frame of the window; it grows when the process cannot keep
                   up and frames queue inside FFmpeg/OpenCV or the socket
+  done_ms         per frame, when its result was ready on the monotonic clock
+                  (CLOCK_MONOTONIC), ms: the benchmark computes latency from
+                  the moment the test camera sent the frame with it
   dropped         frames missing from the pts sequence (gaps against the
                   nominal --fps; RTP sequence numbers are not exposed)
   cpu_seconds     user + system CPU of this process in the window
@@ -161,7 +164,7 @@ def main():
     started = time.monotonic()
     window_start = None  # monotonic time of the first recorded result
     first = None  # (result time, pts) of the first recorded frame
-    latency_ms, pts_ms = [], []
+    latency_ms, pts_ms, done_ms = [], [], []
     failures, cpu0, persons = 0, None, 0
     boxes = []  # per frame, with --boxes
     while True:
@@ -192,6 +195,7 @@ def main():
         latency_ms.append((now - first[0]) * 1000.0 - (pts - first[1]))
         persons += len(dets)
         pts_ms.append(pts)
+        done_ms.append(time.monotonic_ns() / 1e6)
     t = os.times()
     rss = current_rss()
     wall = (time.monotonic() - window_start) if window_start is not None else 0.0
@@ -213,6 +217,7 @@ def main():
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "latency_ms": latency_ms,
         "pts_ms": pts_ms,
+        "done_ms": done_ms,
         "onnxruntime": ort.__version__,
         "opencv": cv2.__version__,
         "norfair": getattr(norfair, "__version__", "?"),

@@ -114,6 +114,7 @@ impl Site {
                 .map(|(n, s, _)| Mount {
                     name: (*n).into(),
                     source: MountSource::File(VTEST.into(), *s),
+                    phase_s: None,
                 })
                 .collect(),
             ..Default::default()

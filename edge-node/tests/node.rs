@@ -32,6 +32,7 @@ fn vtest_camera(port: u16, mounts: &[(&str, f64)]) -> camera::Camera {
             .map(|(n, s)| Mount {
                 name: (*n).into(),
                 source: MountSource::File(VTEST.into(), *s),
+                phase_s: None,
             })
             .collect(),
         ..Default::default()
@@ -540,6 +541,7 @@ fn a_detector_slower_than_the_cameras_drops_frames_and_latency_stays_flat() {
                     fps: 30,
                     ..Default::default()
                 }),
+                phase_s: None,
             })
             .collect(),
         ..Default::default()

@@ -26,6 +26,13 @@ pub struct Mount {
     pub name: String,
     /// What it serves.
     pub source: MountSource,
+    /// Where its frames fall within each frame period of the camera's clock,
+    /// seconds (`#phase=`). A real camera runs on its own clock, so its frames
+    /// come at the same phase whoever connects and whenever: with a phase,
+    /// every client of this mount sees the same schedule, and mounts with
+    /// different phases do not send their frames at the same moment. Without
+    /// one, frames are timed from the moment the stream starts.
+    pub phase_s: Option<f64>,
 }
 
 /// What a mount serves.
@@ -40,23 +47,33 @@ pub enum MountSource {
 
 impl Mount {
     /// Parses `NAME=SOURCE` where SOURCE is `synthetic:?...` or a file path,
-    /// optionally followed by `#start=SECONDS`.
+    /// optionally followed by `#start=SECONDS` (files: where in the file the
+    /// stream begins) and/or `#phase=SECONDS` (see [`Mount::phase_s`]).
     pub fn parse(s: &str) -> Result<Mount, String> {
-        let (name, src) = s
+        let (name, mut src) = s
             .split_once('=')
             .ok_or_else(|| format!("mount {s:?} is not NAME=SOURCE"))?;
-        let (src, start_s) = match src.rsplit_once("#start=") {
-            Some((p, t)) => {
-                let t: f64 = t
-                    .parse()
-                    .map_err(|_| format!("mount {name}: start={t:?} is not a number of seconds"))?;
-                if !(0.0..=86_400.0).contains(&t) {
-                    return Err(format!("mount {name}: start={t} out of range"));
-                }
-                (p, t)
+        let (mut start_s, mut phase_s) = (None, None);
+        while let Some((rest, option)) = src.rsplit_once('#') {
+            let (slot, key, t) = if let Some(t) = option.strip_prefix("start=") {
+                (&mut start_s, "start", t)
+            } else if let Some(t) = option.strip_prefix("phase=") {
+                (&mut phase_s, "phase", t)
+            } else {
+                break;
+            };
+            let t: f64 = t
+                .parse()
+                .map_err(|_| format!("mount {name}: {key}={t:?} is not a number of seconds"))?;
+            if !(0.0..=86_400.0).contains(&t) {
+                return Err(format!("mount {name}: {key}={t} out of range"));
             }
-            None => (src, 0.0),
-        };
+            if slot.replace(t).is_some() {
+                return Err(format!("mount {name}: {key} given twice"));
+            }
+            src = rest;
+        }
+        let start_s = start_s.unwrap_or(0.0);
         if name.is_empty()
             || !name
                 .chars()
@@ -81,6 +98,7 @@ impl Mount {
         Ok(Mount {
             name: name.to_string(),
             source,
+            phase_s,
         })
     }
 }
@@ -180,10 +198,11 @@ pub fn serve(config: &CameraConfig) -> Result<Camera, IngestError> {
                     spec.fps
                 ));
                 let spec = spec.clone();
+                let phase = m.phase_s;
                 factory.connect_media_configure(move |_f, media| {
                     // Each new media (first client after idle) restarts the scene.
                     if let Some(src) = media_appsrc(media) {
-                        install_scene(&src, Scene::new(spec.clone()), true);
+                        install_scene(&src, Scene::new(spec.clone()), true, phase);
                     }
                 });
             }
@@ -193,9 +212,10 @@ pub fn serve(config: &CameraConfig) -> Result<Camera, IngestError> {
                 factory.set_launch(
                     "( appsrc name=src ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )",
                 );
+                let phase = m.phase_s;
                 factory.connect_media_configure(move |_f, media| {
                     if let Some(src) = media_appsrc(media) {
-                        feed_clip(&src, Arc::clone(&clip), start_ns);
+                        feed_clip(&src, Arc::clone(&clip), start_ns, phase);
                     }
                 });
             }
@@ -250,11 +270,31 @@ pub(crate) fn scene_appsrc(scene: Scene, live: bool) -> Result<gst::Element, Ing
     let src = gst_app::AppSrc::builder().name("synthetic").build();
     let spec = scene.spec().clone();
     video_info(spec.width, spec.height, spec.fps)?;
-    install_scene(&src, scene, live);
+    install_scene(&src, scene, live, None);
     Ok(src.upcast())
 }
 
-fn install_scene(src: &gst_app::AppSrc, scene: Scene, live: bool) {
+/// The running time at which a live source's first frame goes out so that it
+/// falls `phase_s` into a period of `period_ns` on the pipeline's clock (the
+/// process's monotonic clock), at least `lead_ns` from now. `None` before the
+/// element has a clock and a base time (not yet playing).
+fn phased_start(src: &gst_app::AppSrc, period_ns: u64, phase_s: f64, lead_ns: u64) -> Option<u64> {
+    let el = src.upcast_ref::<gst::Element>();
+    let clock = el.clock()?;
+    let base = el.base_time()?.nseconds();
+    let now = clock.time().nseconds();
+    let period = period_ns.max(1);
+    let phase = ((phase_s * 1e9) as u64) % period;
+    let earliest = now + lead_ns;
+    let first = earliest + (phase + period - earliest % period) % period;
+    first.checked_sub(base)
+}
+
+/// How far ahead of now a phased first frame is scheduled: enough for the
+/// payloader and sink to take it before its time.
+const PHASE_LEAD_NS: u64 = 20_000_000;
+
+fn install_scene(src: &gst_app::AppSrc, scene: Scene, live: bool, phase_s: Option<f64>) {
     let spec = scene.spec().clone();
     let Ok(info0) = video_info(spec.width, spec.height, spec.fps) else {
         return;
@@ -275,6 +315,7 @@ fn install_scene(src: &gst_app::AppSrc, scene: Scene, live: bool) {
     }
     let frame_ns = 1_000_000_000u64 / u64::from(spec.fps);
     let mut n: u64 = 0;
+    let mut shift: Option<u64> = None;
     let mut info = info0;
     src.set_callbacks(
         gst_app::AppSrcCallbacks::builder()
@@ -294,7 +335,13 @@ fn install_scene(src: &gst_app::AppSrc, scene: Scene, live: bool) {
                 {
                     let Some(b) = buffer.get_mut() else { return };
                     b.set_size(info.size());
-                    b.set_pts(gst::ClockTime::from_nseconds(n * frame_ns));
+                    let shift = *shift.get_or_insert_with(|| match (live, phase_s) {
+                        (true, Some(p)) => {
+                            phased_start(src, frame_ns, p, PHASE_LEAD_NS).unwrap_or(0)
+                        }
+                        _ => 0,
+                    });
+                    b.set_pts(gst::ClockTime::from_nseconds(shift + n * frame_ns));
                     b.set_duration(gst::ClockTime::from_nseconds(frame_ns));
                     let stride = info.stride().first().copied().unwrap_or(0).max(0) as usize;
                     let Ok(mut map) = b.map_writable() else {
@@ -490,7 +537,7 @@ fn pull_clip(desc: &str, direct: bool) -> Result<Clip, ClipError> {
     })
 }
 
-fn feed_clip(src: &gst_app::AppSrc, clip: Arc<Clip>, start_ns: u64) {
+fn feed_clip(src: &gst_app::AppSrc, clip: Arc<Clip>, start_ns: u64, phase_s: Option<f64>) {
     src.set_caps(Some(&clip.caps));
     src.set_format(gst::Format::Time);
     src.set_is_live(true);
@@ -515,6 +562,15 @@ fn feed_clip(src: &gst_app::AppSrc, clip: Arc<Clip>, start_ns: u64) {
         .map(|p| p.nseconds())
         .unwrap_or(0);
     let mut offset: i64 = -(first as i64);
+    let mut phased = phase_s.is_none();
+    // The clip's frame period, from its first two frames (10 fps if unknown).
+    let period_ns = clip
+        .units
+        .get(i + 1)
+        .zip(clip.units.get(i))
+        .and_then(|(b, a)| Some(b.pts()?.nseconds().checked_sub(a.pts()?.nseconds())?))
+        .filter(|&d| d > 0)
+        .unwrap_or(100_000_000);
     src.set_callbacks(
         gst_app::AppSrcCallbacks::builder()
             .need_data(move |src, _| {
@@ -522,6 +578,14 @@ fn feed_clip(src: &gst_app::AppSrc, clip: Arc<Clip>, start_ns: u64) {
                     let _ = src.end_of_stream();
                     return;
                 };
+                if !phased {
+                    phased = true;
+                    if let Some(t) =
+                        phase_s.and_then(|p| phased_start(src, period_ns, p, PHASE_LEAD_NS))
+                    {
+                        offset = offset.saturating_add(i64::try_from(t).unwrap_or(0));
+                    }
+                }
                 let mut out = unit.copy();
                 {
                     let b = out.make_mut();

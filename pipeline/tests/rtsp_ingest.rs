@@ -279,3 +279,61 @@ fn camera_serves_a_non_h264_file_by_transcoding_it_once() {
     );
     assert!(frames.iter().all(|s| *s == (768, 576)));
 }
+
+/// `at` on the monotonic clock GStreamer's system clock reads, ms.
+fn monotonic_ms(at: Instant) -> f64 {
+    use gstreamer::prelude::ClockExt;
+    let now = Instant::now();
+    let now_ms = gstreamer::SystemClock::obtain().time().nseconds() as f64 / 1e6;
+    now_ms - now.saturating_duration_since(at).as_secs_f64() * 1000.0
+}
+
+#[test]
+fn phased_mounts_send_on_the_cameras_clock_whenever_a_client_connects() {
+    let _g = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = dir.path().join("clip.mkv");
+    let spec = vidar_pipeline::SceneSpec {
+        width: 320,
+        height: 240,
+        fps: 10,
+        ..Default::default()
+    };
+    vidar_pipeline::camera::encode_scene_to_file(&spec, 30, &clip).expect("encode");
+    let camera = CameraProc::start(
+        0,
+        &[
+            &format!("a={}#phase=0.02", clip.display()),
+            &format!("b={}#start=1#phase=0.07", clip.display()),
+            "s=synthetic:?width=320&height=240&fps=10#phase=0.045",
+        ],
+    );
+    // Where each frame left the decoder within the camera's 100 ms frame
+    // period, less the mount's phase: transport and decoding only, a few ms,
+    // on every connection (the stream restarts when its last client leaves).
+    let mut seen = Vec::new();
+    for connection in 0..2 {
+        for (mount, phase_ms) in [("a", 20.0), ("b", 70.0), ("s", 45.0)] {
+            let ingest = Ingest::start(fast_config(mount, &camera.url(mount))).expect("start");
+            let st = wait_status(&ingest, Duration::from_secs(10), |s| {
+                s.state == StreamState::Streaming
+            });
+            assert_eq!(st.state, StreamState::Streaming, "{st:?}");
+            collect_for(&ingest, Duration::from_millis(500), |_| ());
+            let mut late: Vec<f64> = collect_for(&ingest, Duration::from_secs(2), |f| {
+                (monotonic_ms(f.decoded_at) - phase_ms).rem_euclid(100.0)
+            });
+            drop(ingest);
+            assert!(late.len() >= 15, "{mount}: {} frames in 2 s", late.len());
+            late.sort_by(f64::total_cmp);
+            let median = late[late.len() / 2];
+            seen.push((connection, mount, median));
+            assert!(
+                median < 20.0,
+                "{mount}, connection {connection}: frames decoded {median:.1} ms past the \
+                 mount's phase (median; all: {late:?})"
+            );
+        }
+    }
+    eprintln!("median ms past the phase: {seen:?}");
+}

@@ -204,6 +204,7 @@ fn main() -> Result<()> {
         mounts.push(Mount {
             name: "cam1".into(),
             source: camera::MountSource::Synthetic(SceneSpec::default()),
+            phase_s: None,
         });
     }
     let config = CameraConfig {
@@ -221,6 +222,10 @@ fn main() -> Result<()> {
                 s.width, s.height, s.fps, s.seed
             ),
             camera::MountSource::File(p, start) => format!("{} from {start} s", p.display()),
+        };
+        let what = match m.phase_s {
+            Some(p) => format!("{what}, frames at phase {p} s"),
+            None => what,
         };
         writeln!(out, "serving {url} ({what})")?;
     }

@@ -10,13 +10,15 @@
 //!    camera (OpenCV capture + onnxruntime on the same SSD file + norfair), for
 //!    the same duration, reporting JSON.
 //!
-//! Latency is defined identically for both: for frame i of a camera,
-//! (result_i - result_first) - (pts_i - pts_first), the delay against the
-//! stream clock, first = the camera's first frame of the measured window. It
-//! stays flat when a system keeps up and grows when frames queue.
+//! Latency is defined identically for both: from the moment the test camera
+//! sends a frame to its result, on the machine's monotonic clock
+//! ([`super::load::sent_to_result_ms`]). The cameras send on fixed schedules,
+//! spread over the frame period ([`super::load::phase_s`]).
 
-use super::harness::{cpu_seconds, percentile, precision_line, rss, spawn_camera, CameraChild};
-use super::load::{pts_gaps, run_reference, url, Figures};
+use super::harness::{
+    cpu_seconds, monotonic_ms, percentile, precision_line, rss, spawn_camera, CameraChild,
+};
+use super::load::{phase_s, pts_gaps, run_reference, sent_to_result_ms, url, Figures};
 pub use super::load::{CamerasBenchArgs, Toggle};
 use crate::config::EdgeConfig;
 use crate::node;
@@ -30,9 +32,10 @@ use vidar_protocol::StreamState;
 pub(super) fn start_camera(args: &CamerasBenchArgs) -> Result<(CameraChild, u16)> {
     let mounts = (0..args.cameras).map(|i| {
         format!(
-            "c{i}={}#start={}",
+            "c{i}={}#start={}#phase={:.6}",
             args.video.display(),
-            i as f64 * args.offset
+            i as f64 * args.offset,
+            phase_s(i, args.fps),
         )
     });
     let child = spawn_camera(mounts)?;
@@ -108,8 +111,8 @@ pub(super) fn run_vidar(
         .map_err(|_| anyhow::anyhow!("analysis panicked"))?;
     super::harness::remove_db(&db);
     let (window, mut figures) = result?;
-    // Latency samples of the window, per camera against its first frame.
-    for (_, m) in &cams {
+    // Latency samples of the window, per camera against its send schedule.
+    for (i, (_, m)) in cams.iter().enumerate() {
         let samples: Vec<_> = m
             .samples
             .samples()
@@ -117,13 +120,16 @@ pub(super) fn run_vidar(
             .filter(|s| s.at >= window.0 && s.at <= window.1)
             .filter_map(|s| s.pts.map(|p| (s.at, p.as_secs_f64() * 1000.0)))
             .collect();
-        let Some(&(at0, pts0)) = samples.first() else {
-            continue;
-        };
         let pts: Vec<f64> = samples.iter().map(|s| s.1).collect();
+        let done: Vec<f64> = samples.iter().map(|s| monotonic_ms(s.0)).collect();
         figures.dropped_pts += pts_gaps(&pts, args.fps);
-        for (at, p) in &samples {
-            let l = at.duration_since(at0).as_secs_f64() * 1000.0 - (p - pts0);
+        let latency = sent_to_result_ms(
+            &done,
+            &pts,
+            phase_s(i, args.fps) * 1000.0,
+            1000.0 / args.fps,
+        );
+        for ((at, _), l) in samples.iter().zip(latency) {
             figures.latency_ms.push(l);
             let w = (at.duration_since(window.0).as_secs() / 30) as usize;
             if figures.windows.len() <= w {

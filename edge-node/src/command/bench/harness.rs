@@ -27,6 +27,20 @@ pub fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// `at` on the monotonic clock (`CLOCK_MONOTONIC`, which `Instant`,
+/// GStreamer's system clock and Python's `time.monotonic` read), ms.
+/// GStreamer must be initialised.
+pub fn monotonic_ms(at: std::time::Instant) -> f64 {
+    use gstreamer::prelude::ClockExt;
+    let now = std::time::Instant::now();
+    let now_ms = gstreamer::SystemClock::obtain().time().nseconds() as f64 / 1e6;
+    if at <= now {
+        now_ms - now.duration_since(at).as_secs_f64() * 1000.0
+    } else {
+        now_ms + at.duration_since(now).as_secs_f64() * 1000.0
+    }
+}
+
 /// The `p` quantile (0..=1) of `v` (sorted in place); NaN when empty.
 pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {

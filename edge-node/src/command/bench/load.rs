@@ -139,6 +139,44 @@ pub(super) fn pts_gaps(pts_ms: &[f64], fps: f64) -> u64 {
         .sum()
 }
 
+/// Where camera `i`'s frames fall within a frame period, seconds: spread by
+/// the golden ratio, so any number of cameras is spread about evenly, as
+/// free-running cameras are. `vidar-camera` sends frames on this schedule
+/// (`#phase=`), so both systems see the same one. Without it every stream is
+/// timed from when its client connected, and a node that connects to all its
+/// cameras at once gets all their frames at once.
+pub(super) fn phase_s(i: usize, fps: f64) -> f64 {
+    const GOLDEN: f64 = 0.618_033_988_749_895;
+    (i as f64 * GOLDEN).fract() / fps.max(1e-3)
+}
+
+/// Sent-to-result latency of one camera's frames, ms.
+///
+/// `vidar-camera` sends camera `i`'s frames at times of the monotonic clock
+/// that fall [`phase_s`] into each frame period (`#phase=`). Given each
+/// frame's result time on that clock (`done_ms`) and its presentation time
+/// (`pts_ms`, exact frame spacing from the RTP timestamps), latency is
+/// `done - pts` up to one constant per stream. The constant comes from the
+/// frame with the least `done - pts`: that frame's latency is its result time
+/// past the last send time of the schedule. This assumes the least delayed
+/// frame of the window took less than one frame period; a system that has
+/// idle time drains any queue, so its least delayed frame was not queued.
+/// Unlike a delay against the window's first frame, this is never negative
+/// and does not hide a constant delay (a buffer) that a system always adds.
+pub(super) fn sent_to_result_ms(
+    done_ms: &[f64],
+    pts_ms: &[f64],
+    phase_ms: f64,
+    period_ms: f64,
+) -> Vec<f64> {
+    let d: Vec<f64> = done_ms.iter().zip(pts_ms).map(|(a, p)| a - p).collect();
+    let Some((j, &dj)) = d.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)) else {
+        return Vec::new();
+    };
+    let lj = (done_ms[j] - phase_ms).rem_euclid(period_ms);
+    d.iter().map(|di| di - dj + lj).collect()
+}
+
 /// One reference process per camera, all at once; their JSON reports summed.
 pub(super) fn run_reference(args: &CamerasBenchArgs, port: u16) -> Result<Figures> {
     let dir = std::env::temp_dir().join(format!("vidar-bench-ref-{}", std::process::id()));
@@ -173,7 +211,7 @@ pub(super) fn run_reference(args: &CamerasBenchArgs, port: u16) -> Result<Figure
         ..Figures::default()
     };
     let mut seconds = Vec::new();
-    for (mut child, out) in children {
+    for (i, (mut child, out)) in children.into_iter().enumerate() {
         let status = loop {
             if let Some(s) = child.0.try_wait()? {
                 break s;
@@ -186,7 +224,7 @@ pub(super) fn run_reference(args: &CamerasBenchArgs, port: u16) -> Result<Figure
         if !status.success() {
             bail!("reference process for {} failed: {status}", out.display());
         }
-        let r = read_report(&out, args.fps)?;
+        let r = read_report(&out, args.fps, phase_s(i, args.fps))?;
         seconds.push(r.seconds);
         figures.frames += r.frames;
         figures.dropped += r.dropped;
@@ -217,7 +255,7 @@ impl Drop for ChildGuard {
     }
 }
 
-fn read_report(path: &Path, fps: f64) -> Result<Figures> {
+fn read_report(path: &Path, fps: f64, phase_s: f64) -> Result<Figures> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let v: serde_json::Value =
@@ -239,12 +277,21 @@ fn read_report(path: &Path, fps: f64) -> Result<Figures> {
             .collect()
     };
     let pts = list("pts_ms")?;
+    let done = list("done_ms")?;
+    if done.len() != pts.len() {
+        bail!(
+            "{}: {} result times for {} frames",
+            path.display(),
+            done.len(),
+            pts.len()
+        );
+    }
     Ok(Figures {
         frames: num("frames")? as u64,
         seconds: num("seconds")?,
         dropped: num("dropped")? as u64,
         dropped_pts: pts_gaps(&pts, fps),
-        latency_ms: list("latency_ms")?,
+        latency_ms: sent_to_result_ms(&done, &pts, phase_s * 1000.0, 1000.0 / fps),
         windows: Vec::new(),
         cpu_seconds: num("cpu_seconds")?,
         rss_bytes: num("rss_bytes").unwrap_or(0.0) as u64,
@@ -253,4 +300,49 @@ fn read_report(path: &Path, fps: f64) -> Result<Figures> {
         crops: None,
         detected: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_is_measured_from_the_send_schedule_not_the_first_frame() {
+        // Frames sent at 37 ms + k x 100 ms; the receiver's pts start
+        // anywhere. The first frame of the window waited in a queue (45 ms),
+        // later ones did not.
+        let (phase, period) = (37.0, 100.0);
+        let truth = [45.0, 9.0, 11.0, 8.5, 60.0, 10.0];
+        let done: Vec<f64> = truth
+            .iter()
+            .enumerate()
+            .map(|(k, l)| 5_000_000.0 + phase + (k + 3) as f64 * period + l)
+            .collect();
+        let pts: Vec<f64> = (0..truth.len())
+            .map(|k| 812.5 + k as f64 * period)
+            .collect();
+        let got = sent_to_result_ms(&done, &pts, phase, period);
+        for (g, t) in got.iter().zip(truth) {
+            assert!((g - t).abs() < 1e-6, "{got:?} against {truth:?}");
+        }
+        // The same frames against their window's first frame, as before:
+        // negative for all but the spikes.
+        let relative: Vec<f64> = (0..truth.len())
+            .map(|k| (done[k] - done[0]) - (pts[k] - pts[0]))
+            .collect();
+        assert!(relative[1] < 0.0, "{relative:?}");
+        assert!(sent_to_result_ms(&[], &[], phase, period).is_empty());
+    }
+
+    #[test]
+    fn phases_spread_cameras_over_the_frame_period() {
+        let mut p: Vec<f64> = (0..8).map(|i| phase_s(i, 10.0) * 1000.0).collect();
+        assert!(p.iter().all(|x| (0.0..100.0).contains(x)), "{p:?}");
+        p.sort_by(f64::total_cmp);
+        let gap = p
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .fold(f64::INFINITY, f64::min);
+        assert!(gap > 5.0, "8 cameras at least 5 ms apart: {p:?}");
+    }
 }

@@ -568,7 +568,7 @@ fn feed_clip(src: &gst_app::AppSrc, clip: Arc<Clip>, start_ns: u64, phase_s: Opt
         .units
         .get(i + 1)
         .zip(clip.units.get(i))
-        .and_then(|(b, a)| Some(b.pts()?.nseconds().checked_sub(a.pts()?.nseconds())?))
+        .and_then(|(b, a)| b.pts()?.nseconds().checked_sub(a.pts()?.nseconds()))
         .filter(|&d| d > 0)
         .unwrap_or(100_000_000);
     src.set_callbacks(

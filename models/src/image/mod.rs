@@ -14,6 +14,7 @@
 use fast_image_resize::images::{CroppedImage, Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
+mod reduce;
 mod sampled;
 #[cfg(test)]
 mod tests;
@@ -212,6 +213,11 @@ pub struct FrameResizer {
     sampled_chroma: Sampled,
     /// I420: Y, U and V at the destination's size.
     planes: [Vec<u8>; 3],
+    /// I420, antialiased: the planes box-reduced first, when the frame is
+    /// at least about twice the destination's size (`reduce`).
+    reduced: reduce::Reduced,
+    /// I420, reduced: Y, U and V interleaved at the destination's size.
+    yuv: Vec<u8>,
 }
 
 impl std::fmt::Debug for FrameResizer {
@@ -246,6 +252,8 @@ impl FrameResizer {
             sampled: Sampled::default(),
             sampled_chroma: Sampled::default(),
             planes: Default::default(),
+            reduced: reduce::Reduced::default(),
+            yuv: Vec::new(),
         }
     }
 
@@ -324,9 +332,11 @@ impl FrameResizer {
             .map_err(|e| ImageError(format!("resize: {e}")))
     }
 
-    /// Each plane resized to the destination's size (the chroma planes over
-    /// the same area of the picture, in their own half-size coordinates),
-    /// then converted to RGB row by row.
+    /// Antialiased, from a frame at least about twice the destination's
+    /// size: the planes box-reduced to one size first (`reduce`), then
+    /// resized together. Otherwise each plane resized to the destination's
+    /// size (the chroma planes over the same area of the picture, in their
+    /// own half-size coordinates), then converted to RGB row by row.
     fn resize_i420(
         &mut self,
         frame: &I420Frame<'_>,
@@ -336,6 +346,14 @@ impl FrameResizer {
         dst_h: u32,
     ) -> Result<(), ImageError> {
         let luma = Area::of(px);
+        if self.filter == Filter::Antialiased {
+            let planes = [&frame.y, &frame.u, &frame.v];
+            let reduced = reduce::factors(px.2, px.3, dst_w, dst_h)
+                .and_then(|f| self.reduced.reduce(planes, luma, f));
+            if let Some(area) = reduced {
+                return self.resize_reduced(frame.colour, area, dst, dst_w, dst_h);
+            }
+        }
         let chroma = Area {
             left: luma.left / 2.0,
             top: luma.top / 2.0,
@@ -360,10 +378,13 @@ impl FrameResizer {
             self.sampled_chroma
                 .resize::<1>(&frame.v, chroma, pv, dst_w, dst_h);
         } else {
-            let alg = self.alg;
-            convolve_plane(&mut self.resizer, alg, &frame.y, luma, py, dst_w, dst_h)?;
-            convolve_plane(&mut self.resizer, alg, &frame.u, chroma, pu, dst_w, dst_h)?;
-            convolve_plane(&mut self.resizer, alg, &frame.v, chroma, pv, dst_w, dst_h)?;
+            for (plane, area, out) in [
+                (&frame.y, luma, &mut *py),
+                (&frame.u, chroma, &mut *pu),
+                (&frame.v, chroma, &mut *pv),
+            ] {
+                convolve_plane(&mut self.resizer, self.alg, plane, area, out, dst_w, dst_h)?;
+            }
         }
         let w = dst_w as usize;
         for (((out, y), u), v) in dst
@@ -374,6 +395,36 @@ impl FrameResizer {
         {
             frame.colour.convert_row(y, u, v, out);
         }
+        Ok(())
+    }
+
+    /// The antialiased resize of the box-reduced planes (`self.reduced`,
+    /// interleaved, of which `area` is resized): one three-channel
+    /// convolution, then the conversion to RGB.
+    fn resize_reduced(
+        &mut self,
+        colour: YuvToRgb,
+        area: Area,
+        dst: &mut [u8],
+        dst_w: u32,
+        dst_h: u32,
+    ) -> Result<(), ImageError> {
+        let r = &self.reduced;
+        let src = ImageRef::new(r.width, r.height, &r.packed, PixelType::U8x3)
+            .map_err(|e| ImageError(e.to_string()))?;
+        self.yuv.resize(dst.len(), 0);
+        let mut image = Image::from_slice_u8(dst_w, dst_h, &mut self.yuv, PixelType::U8x3)
+            .map_err(|e| ImageError(format!("destination: {e}")))?;
+        let options = ResizeOptions::new().resize_alg(self.alg).crop(
+            area.left,
+            area.top,
+            area.width,
+            area.height,
+        );
+        self.resizer
+            .resize(&src, &mut image, &options)
+            .map_err(|e| ImageError(format!("resize: {e}")))?;
+        colour.convert_packed(&self.yuv, dst);
         Ok(())
     }
 }

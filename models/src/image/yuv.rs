@@ -88,6 +88,12 @@ impl YuvToRgb {
         convert_row(self, y, u, v, out);
     }
 
+    /// Interleaved YUV pixels (3 bytes each) into packed RGB `out`, in
+    /// place of [`Self::convert_row`] for an interleaved source.
+    pub(crate) fn convert_packed(&self, yuv: &[u8], out: &mut [u8]) {
+        convert_packed(self, yuv, out);
+    }
+
     /// Luma scaled to 0-255 (what a grey image of the RGB would hold, up to
     /// rounding).
     #[inline]
@@ -139,6 +145,36 @@ fn convert_row(c: &YuvToRgb, y: &[u8], u: &[u8], v: &[u8], out: &mut [u8]) {
         .zip(&v[done..]);
     for (((o, &y), &u), &v) in rest {
         o.copy_from_slice(&c.rgb(y, u, v));
+    }
+}
+
+/// [`YuvToRgb::convert_packed`], compiled for AVX2 too (chosen at run time).
+#[allow(unsafe_code)]
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn convert_packed(c: &YuvToRgb, yuv: &[u8], out: &mut [u8]) {
+    const N: usize = 16;
+    let mut done = 0;
+    for (i, o) in yuv.chunks_exact(3 * N).zip(out.chunks_exact_mut(3 * N)) {
+        let (mut y, mut u, mut v) = ([0u8; N], [0u8; N], [0u8; N]);
+        for k in 0..N {
+            (y[k], u[k], v[k]) = (i[3 * k], i[3 * k + 1], i[3 * k + 2]);
+        }
+        let (mut r, mut g, mut b) = ([0u8; N], [0u8; N], [0u8; N]);
+        for k in 0..N {
+            [r[k], g[k], b[k]] = c.rgb(y[k], u[k], v[k]);
+        }
+        for k in 0..N {
+            o[3 * k] = r[k];
+            o[3 * k + 1] = g[k];
+            o[3 * k + 2] = b[k];
+        }
+        done += 3 * N;
+    }
+    let rest = yuv[done..]
+        .chunks_exact(3)
+        .zip(out[done..].chunks_exact_mut(3));
+    for (p, o) in rest {
+        o.copy_from_slice(&c.rgb(p[0], p[1], p[2]));
     }
 }
 

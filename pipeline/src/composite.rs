@@ -146,6 +146,10 @@ pub struct CompositeSpec {
     pub feather: u32,
     /// Probability that a person walks on to the next camera (0..=1). Default 1.
     pub onward: f64,
+    /// Only people whose id is in this range (inclusive) are drawn
+    /// (`ids=LO-HI`), e.g. those a re-ID model was not adapted on. Default:
+    /// every id.
+    pub ids: Option<(u64, u64)>,
 }
 
 impl CompositeSpec {
@@ -168,12 +172,13 @@ impl CompositeSpec {
             bg_frames: 40,
             feather: 2,
             onward: 1.0,
+            ids: None,
         }
     }
 
     /// Parses `key=value&...` (the part after `composite:?`). Keys: people,
     /// camera, cameras, seed, fps, count, transit, gap, near, far, top, bottom,
-    /// background, bgframes, feather, onward.
+    /// background, bgframes, feather, onward, ids.
     pub fn from_query(query: &str) -> Result<CompositeSpec, CompositeError> {
         let mut people = None;
         let mut spec = CompositeSpec::new("");
@@ -214,11 +219,28 @@ impl CompositeSpec {
                 "bgframes" => spec.bg_frames = int(100_000)? as u32,
                 "feather" => spec.feather = int(1000)? as u32,
                 "onward" => spec.onward = real()?,
+                "ids" => {
+                    let range = v.split_once('-').and_then(|(lo, hi)| {
+                        Some((
+                            lo.trim().parse::<u64>().ok()?,
+                            hi.trim().parse::<u64>().ok()?,
+                        ))
+                    });
+                    match range {
+                        Some((lo, hi)) if lo <= hi => spec.ids = Some((lo, hi)),
+                        _ => {
+                            return Err(CompositeError::param(
+                                k,
+                                format!("{v:?} is not a range of ids LO-HI with LO <= HI"),
+                            ))
+                        }
+                    }
+                }
                 other => {
                     return Err(CompositeError::param(
                         other,
                         "unknown (known: people, camera, cameras, seed, fps, count, transit, \
-                         gap, near, far, top, bottom, background, bgframes, feather, onward)",
+                         gap, near, far, top, bottom, background, bgframes, feather, onward, ids)",
                     ))
                 }
             }
@@ -333,6 +355,9 @@ mod tests {
         assert_eq!(s.transit_s, 4.5);
         let s = CompositeSpec::from_query("people=/d&camera=2").expect("spec");
         assert_eq!(s.cameras, 3);
+        assert_eq!(s.ids, None);
+        let s = CompositeSpec::from_query("people=/d&ids=1-200").expect("spec");
+        assert_eq!(s.ids, Some((1, 200)));
         for (q, name) in [
             ("camera=1", "people"),
             ("people=/d&fps=0", "fps"),
@@ -343,6 +368,8 @@ mod tests {
             ("people=/d&colour=red", "colour"),
             ("people=/d&onward=2", "onward"),
             ("people=/d&top=0.9&bottom=0.5", "top"),
+            ("people=/d&ids=9-3", "ids"),
+            ("people=/d&ids=1..200", "ids"),
         ] {
             let e = CompositeSpec::from_query(q).expect_err(q).to_string();
             assert!(e.contains(name), "{q}: {e}");

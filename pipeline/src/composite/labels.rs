@@ -121,11 +121,13 @@ impl Labels {
     }
 
     /// Image files of each person on each camera `0..cameras`, for the people
-    /// who have at least one image on every one of them; sorted by id.
-    fn candidates(&self, cameras: u32) -> Vec<(u64, Vec<Vec<&str>>)> {
+    /// (with ids in `ids`, when given) who have at least one image on every
+    /// one of them; sorted by id.
+    fn candidates(&self, cameras: u32, ids: Option<(u64, u64)>) -> Vec<(u64, Vec<Vec<&str>>)> {
         let mut by_person: BTreeMap<u64, Vec<Vec<&str>>> = BTreeMap::new();
+        let wanted = |id: u64| ids.is_none_or(|(lo, hi)| (lo..=hi).contains(&id));
         for r in &self.rows {
-            if r.camera < cameras {
+            if r.camera < cameras && wanted(r.person_id) {
                 let e = by_person
                     .entry(r.person_id)
                     .or_insert_with(|| vec![Vec::new(); cameras as usize]);
@@ -145,14 +147,16 @@ impl Labels {
     }
 
     /// Draws `count` people (seeded) among those with images on cameras
-    /// `0..cameras`, picks one image of each on each camera, and decodes them.
+    /// `0..cameras` (and ids in `ids`, when given), picks one image of each
+    /// on each camera, and decodes them.
     pub fn select(
         &self,
         cameras: u32,
         count: u32,
         seed: u64,
+        ids: Option<(u64, u64)>,
     ) -> Result<Vec<PersonImages>, CompositeError> {
-        let mut cands = self.candidates(cameras);
+        let mut cands = self.candidates(cameras, ids);
         let available = cands.len();
         if available < count as usize {
             let present: std::collections::BTreeSet<u32> =
@@ -160,8 +164,10 @@ impl Labels {
             return Err(CompositeError::NoPeople {
                 path: self.dir.clone(),
                 reason: format!(
-                    "count={count} people needed with images on every camera 0..{cameras}, \
-                     {available} found (cameras in labels.csv: {present:?})"
+                    "count={count} people needed with images on every camera 0..{cameras}{}, \
+                     {available} found (cameras in labels.csv: {present:?})",
+                    ids.map(|(lo, hi)| format!(" and ids {lo}-{hi}"))
+                        .unwrap_or_default()
                 ),
             });
         }

@@ -104,7 +104,7 @@ impl CompositeScene {
     ) -> Result<CompositeScene, CompositeError> {
         spec.validate()?;
         let labels = Labels::read(&spec.people)?;
-        let people = labels.select(spec.cameras, spec.count, spec.seed)?;
+        let people = labels.select(spec.cameras, spec.count, spec.seed, spec.ids)?;
         CompositeScene::new(spec, people, background)
     }
 

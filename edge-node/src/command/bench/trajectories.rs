@@ -104,12 +104,23 @@ pub struct TrajectoriesBenchArgs {
     /// decoder). One node only: a site's cameras come with the master's plan.
     #[arg(long, value_enum, default_value = "auto")]
     pub pixels: super::pipeline::Pixels,
+    /// Other weights for the re-ID model(s): an ONNX file of the same graph
+    /// (`vidar-train adapt --out`). The node starts with them as it would
+    /// after the master deployed them (an applied model refresh). One node.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Only people with ids in this range walk the scene (`LO-HI`), e.g.
+    /// ids a model was not adapted on.
+    #[arg(long)]
+    pub ids: Option<String>,
 }
 
 /// One model's run.
 #[derive(Debug, Serialize)]
 struct Run {
     model: String,
+    /// The weights it ran with, when not the shipped ones (`--weights`).
+    weights: Option<String>,
     /// Edge nodes (more than one: a site with a master).
     nodes: u32,
     /// Merges the master decided (a site only).
@@ -167,6 +178,9 @@ pub fn trajectories(args: TrajectoriesBenchArgs) -> Result<()> {
     if args.nodes > 1 && args.pixels != super::pipeline::Pixels::Auto {
         bail!("--pixels is for one node: a site's cameras come with the master's plan (--nodes 1)");
     }
+    if args.nodes > 1 && args.weights.is_some() {
+        bail!("--weights is for one node (--nodes 1): a site's nodes take weights from the master (`vidar-master model promote`)");
+    }
     let tmp;
     let work = match &args.keep {
         Some(p) => {
@@ -205,11 +219,14 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
         .people
         .canonicalize()
         .with_context(|| format!("{}", args.people.display()))?;
-    let extra = if args.scene.is_empty() {
+    let mut extra = if args.scene.is_empty() {
         String::new()
     } else {
         format!("&{}", args.scene)
     };
+    if let Some(ids) = &args.ids {
+        extra.push_str(&format!("&ids={ids}"));
+    }
     let mounts: Vec<String> = (0..args.cameras)
         .map(|k| {
             format!(
@@ -229,9 +246,17 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
     )?;
     let port = camera.1;
     let threshold = threshold_for(model);
+    let refresh = match &args.weights {
+        Some(w) => Some(applied_weights(w, model, &dir.join("refresh"))?),
+        None => None,
+    };
     let mut node_toml = format!(
-        "[models.runtime]\nintra_threads = {threads}\n[detector]\nmax_batch = 1\nscore_threshold = {score}\n{precision}\
+        "{refresh}[models.runtime]\nintra_threads = {threads}\n[detector]\nmax_batch = 1\nscore_threshold = {score}\n{precision}\
          [embedder]\nmodel = \"{model}\"\n[gallery]\nmatch_threshold = {threshold}\nconfident_threshold = {confident}\n",
+        refresh = refresh
+            .as_ref()
+            .map(|d| format!("[models]\nrefresh_dir = {:?}\n", d.display().to_string()))
+            .unwrap_or_default(),
         threads = args.threads,
         score = args.score_threshold,
         precision = super::harness::precision_line(args.precision.as_ref()),
@@ -316,6 +341,7 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
         vidar_trajeval::evaluate(&gt, &sightings, Some(&processed), &EvalConfig::default())?;
     Ok(Run {
         model: model.to_owned(),
+        weights: args.weights.as_ref().map(|w| w.display().to_string()),
         nodes: args.nodes,
         merges,
         match_threshold: threshold,
@@ -402,17 +428,49 @@ struct Ran {
     load: Vec<CameraLoad>,
 }
 
+/// A refresh folder in which `weights` are the applied refresh of `model`
+/// (its file under its sha256, and `applied.json`), as a node keeps one the
+/// master deployed: the node starts with them, and refuses them (naming
+/// why) if they are not the model's graph.
+fn applied_weights(weights: &Path, model: &str, dir: &Path) -> Result<PathBuf> {
+    let bytes = std::fs::read(weights)
+        .with_context(|| format!("reading --weights {}", weights.display()))?;
+    let sha256 = vidar_models::store::sha256_bytes(&bytes);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join(format!("{sha256}.onnx")), &bytes)
+        .with_context(|| format!("writing into {}", dir.display()))?;
+    let refresh = vidar_protocol::messages::ModelRefresh {
+        serial: 1,
+        model: model.to_string(),
+        version: "bench-weights".into(),
+        parent: None,
+        sha256,
+        size: bytes.len() as u64,
+        issued_ms: UnixMs::now(),
+    };
+    std::fs::write(
+        dir.join("applied.json"),
+        serde_json::to_vec_pretty(&refresh)?,
+    )
+    .with_context(|| format!("writing into {}", dir.display()))?;
+    Ok(dir.to_path_buf())
+}
+
 fn f(v: Option<f64>) -> String {
     v.map_or("-".into(), |x| format!("{x:.3}"))
 }
 
 fn print_tables(args: &TrajectoriesBenchArgs, runs: &[Run]) {
     println!(
-        "Trajectories: {} cameras of a composite scene of {} (seed {}, {} people, transit {} s, gap {} s, {}), \
+        "Trajectories: {} cameras of a composite scene of {}{} (seed {}, {} people, transit {} s, gap {} s, {}), \
          detector score threshold {}, {} s scored per model after {} s warm-up; {}, \
          one ONNX Runtime thread per session.\n",
         args.cameras,
         args.people.display(),
+        args.ids
+            .as_ref()
+            .map(|i| format!(", ids {i}"))
+            .unwrap_or_default(),
         args.seed,
         args.count,
         args.transit,
@@ -435,8 +493,12 @@ fn print_tables(args: &TrajectoriesBenchArgs, runs: &[Run]) {
     for r in runs {
         let p = &r.report;
         println!(
-            "| {} ({}) | {} | {} | {} / {} / {} | {} | {} | {} | {} | {} |",
+            "| {}{} ({}) | {} | {} | {} / {} / {} | {} | {} | {} | {} | {} |",
             r.model,
+            r.weights
+                .as_ref()
+                .map(|w| format!(" with the weights of {w}"))
+                .unwrap_or_default(),
             r.match_threshold,
             f(p.detection.recall),
             f(p.detection.precision),

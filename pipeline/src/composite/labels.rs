@@ -234,10 +234,10 @@ mod tests {
         assert_eq!(l.rows.len(), 2);
         assert_eq!(l.rows[0].person_id, 7);
         assert_eq!(l.rows[0].camera, 1);
-        let c = l.candidates(2);
+        let c = l.candidates(2, None);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].1, vec![vec!["b.png"], vec!["a.png"]]);
-        assert!(l.candidates(3).is_empty());
+        assert!(l.candidates(3, None).is_empty());
         for (text, what) in [
             ("", "empty"),
             ("file,camera\na,0", "person_id"),

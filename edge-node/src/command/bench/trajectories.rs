@@ -368,6 +368,22 @@ fn run_here(args: &TrajectoriesBenchArgs, port: u16, db: &Path, node_toml: &str)
         ));
     }
     let config = EdgeConfig::parse(&toml, "bench trajectories")?;
+    if args.weights.is_some() {
+        // The node falls back to the shipped weights (with a warning) when
+        // it cannot take a refresh: a run labelled with --weights must not.
+        let store = vidar_models::ModelStore::from_env().context("locating models")?;
+        let refresher = crate::refresh::Refresher::new(
+            config.embedder.clone(),
+            config.models.runtime.clone(),
+            store,
+            config.refresh_dir(),
+            config.database.clone(),
+            &config.gallery,
+        );
+        if refresher.restore().is_none() {
+            bail!("the node does not take --weights (the warning above says why)");
+        }
+    }
     let built = node::build(&config)?;
     let cams = built.cameras.clone();
     let statuses = Arc::clone(&built.statuses);

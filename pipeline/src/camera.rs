@@ -678,3 +678,37 @@ pub fn encode_scene_to_file(spec: &SceneSpec, frames: u64, out: &Path) -> Result
     let _ = pipeline.set_state(gst::State::Null);
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_take_a_start_and_a_phase_in_either_order_and_bad_ones_are_named() {
+        let file = env!("CARGO_MANIFEST_DIR").to_string() + "/Cargo.toml";
+        for spec in [
+            format!("a={file}#start=19#phase=0.031"),
+            format!("a={file}#phase=0.031#start=19"),
+        ] {
+            let m = Mount::parse(&spec).expect(&spec);
+            assert_eq!(m.source, MountSource::File(file.clone().into(), 19.0));
+            assert_eq!(m.phase_s, Some(0.031));
+        }
+        let m = Mount::parse("s=synthetic:?fps=10#phase=0.05").expect("synthetic");
+        assert!(matches!(m.source, MountSource::Synthetic(_)));
+        assert_eq!(m.phase_s, Some(0.05));
+        assert_eq!(
+            Mount::parse(&format!("a={file}")).expect("plain").phase_s,
+            None
+        );
+        for (spec, what) in [
+            (format!("a={file}#phase=x"), "phase=\"x\""),
+            (format!("a={file}#phase=-1"), "phase=-1 out of range"),
+            (format!("a={file}#phase=1#phase=2"), "phase given twice"),
+            (format!("a={file}#start=1#start=2"), "start given twice"),
+        ] {
+            let e = Mount::parse(&spec).expect_err(&spec);
+            assert!(e.contains(what), "{spec}: {e}");
+        }
+    }
+}

@@ -231,18 +231,24 @@ fn fixed_output_size_scales_every_frame() {
     assert!(sizes.iter().all(|s| *s == (300, 200)), "{sizes:?}");
 }
 
+/// A 320 x 240 H.264 clip of a synthetic scene, `frames` frames at `fps`.
+fn small_clip(dir: &std::path::Path, fps: u32, frames: u64) -> std::path::PathBuf {
+    let clip = dir.join("clip.mkv");
+    let spec = vidar_pipeline::SceneSpec {
+        width: 320,
+        height: 240,
+        fps,
+        ..Default::default()
+    };
+    vidar_pipeline::camera::encode_scene_to_file(&spec, frames, &clip).expect("encode");
+    clip
+}
+
 #[test]
 fn camera_loops_a_file_seamlessly() {
     let _g = serial();
     let dir = tempfile::tempdir().expect("tmp");
-    let clip = dir.path().join("clip.mkv");
-    let spec = vidar_pipeline::SceneSpec {
-        width: 320,
-        height: 240,
-        fps: 30,
-        ..Default::default()
-    };
-    vidar_pipeline::camera::encode_scene_to_file(&spec, 45, &clip).expect("encode");
+    let clip = small_clip(dir.path(), 30, 45);
     let camera = CameraProc::start(0, &[&format!("file={}", clip.display())]);
     let ingest = Ingest::start(fast_config("cfile", &camera.url("file"))).expect("start");
     let st = wait_status(&ingest, Duration::from_secs(10), |s| {
@@ -292,14 +298,7 @@ fn monotonic_ms(at: Instant) -> f64 {
 fn phased_mounts_send_on_the_cameras_clock_whenever_a_client_connects() {
     let _g = serial();
     let dir = tempfile::tempdir().expect("tmp");
-    let clip = dir.path().join("clip.mkv");
-    let spec = vidar_pipeline::SceneSpec {
-        width: 320,
-        height: 240,
-        fps: 10,
-        ..Default::default()
-    };
-    vidar_pipeline::camera::encode_scene_to_file(&spec, 30, &clip).expect("encode");
+    let clip = small_clip(dir.path(), 10, 30);
     let camera = CameraProc::start(
         0,
         &[

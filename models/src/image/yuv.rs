@@ -127,15 +127,7 @@ fn convert_row(c: &YuvToRgb, y: &[u8], u: &[u8], v: &[u8], out: &mut [u8]) {
         .zip(out.chunks_exact_mut(3 * N));
     let mut done = 0;
     for (((ys, us), vs), o) in blocks {
-        let (mut r, mut g, mut b) = ([0u8; N], [0u8; N], [0u8; N]);
-        for k in 0..N {
-            [r[k], g[k], b[k]] = c.rgb(ys[k], us[k], vs[k]);
-        }
-        for k in 0..N {
-            o[3 * k] = r[k];
-            o[3 * k + 1] = g[k];
-            o[3 * k + 2] = b[k];
-        }
+        rgb_block::<N>(c, ys, us, vs, o);
         done += N;
     }
     let rest = out[3 * done..]
@@ -145,6 +137,22 @@ fn convert_row(c: &YuvToRgb, y: &[u8], u: &[u8], v: &[u8], out: &mut [u8]) {
         .zip(&v[done..]);
     for (((o, &y), &u), &v) in rest {
         o.copy_from_slice(&c.rgb(y, u, v));
+    }
+}
+
+/// `N` pixels from planar values into packed RGB `o` (`3 * N` bytes): the
+/// arithmetic on whole arrays (so it vectorises), then interleaved. Inlined
+/// into the callers' AVX2 versions.
+#[inline(always)]
+fn rgb_block<const N: usize>(c: &YuvToRgb, y: &[u8], u: &[u8], v: &[u8], o: &mut [u8]) {
+    let (mut r, mut g, mut b) = ([0u8; N], [0u8; N], [0u8; N]);
+    for k in 0..N {
+        [r[k], g[k], b[k]] = c.rgb(y[k], u[k], v[k]);
+    }
+    for k in 0..N {
+        o[3 * k] = r[k];
+        o[3 * k + 1] = g[k];
+        o[3 * k + 2] = b[k];
     }
 }
 
@@ -159,15 +167,7 @@ fn convert_packed(c: &YuvToRgb, yuv: &[u8], out: &mut [u8]) {
         for k in 0..N {
             (y[k], u[k], v[k]) = (i[3 * k], i[3 * k + 1], i[3 * k + 2]);
         }
-        let (mut r, mut g, mut b) = ([0u8; N], [0u8; N], [0u8; N]);
-        for k in 0..N {
-            [r[k], g[k], b[k]] = c.rgb(y[k], u[k], v[k]);
-        }
-        for k in 0..N {
-            o[3 * k] = r[k];
-            o[3 * k + 1] = g[k];
-            o[3 * k + 2] = b[k];
-        }
+        rgb_block::<N>(c, &y, &u, &v, o);
         done += 3 * N;
     }
     let rest = yuv[done..]

@@ -65,7 +65,9 @@ struct Args {
     port: u16,
     /// A mount point NAME=SOURCE; SOURCE is `synthetic:?width=..&height=..&fps=..&seed=..&people=..`,
     /// `composite:?people=DIR&camera=K&seed=S&fps=F&count=N&transit=T&...` or a video file path.
-    /// Repeatable. Composite mounts cannot be mixed with the others in one process.
+    /// A file may end in `#start=SECONDS` (where it begins); a file or synthetic scene in
+    /// `#phase=SECONDS` (where its frames fall in each frame period of this camera's clock,
+    /// whoever connects and whenever, as a real camera's do). Repeatable. Composite mounts cannot be mixed with the others in one process.
     /// Default: cam1 = 1280x720@30 synthetic scene.
     #[arg(long = "mount", value_parser = parse_mount)]
     mounts: Vec<MountArg>,

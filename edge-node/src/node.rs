@@ -75,6 +75,30 @@ impl Config for EdgeConfig {
     }
 }
 
+/// The models a node runs: `models.dir` with the built-in manifest, or
+/// `VIDAR_MODEL_DIR`.
+pub(crate) fn model_store(config: &EdgeConfig) -> Result<ModelStore> {
+    Ok(match &config.models.dir {
+        Some(dir) => ModelStore::new(dir, Manifest::builtin()?),
+        None => {
+            ModelStore::from_env().context("locating models (set models.dir or VIDAR_MODEL_DIR)")?
+        }
+    })
+}
+
+/// The node's model refreshes (kept in its refresh folder) for its re-ID
+/// model as configured.
+pub(crate) fn refresher(config: &EdgeConfig, store: ModelStore) -> crate::refresh::Refresher {
+    crate::refresh::Refresher::new(
+        config.embedder.clone(),
+        config.models.runtime.clone(),
+        store,
+        config.refresh_dir(),
+        config.database.clone(),
+        &config.gallery,
+    )
+}
+
 /// Builds every part, failing early, with the file and problem named, on a
 /// bad model, database or camera config.
 pub fn build(config: &EdgeConfig) -> Result<Built> {
@@ -84,12 +108,7 @@ pub fn build(config: &EdgeConfig) -> Result<Built> {
 /// [`build`], giving up when `stop` is triggered while it waits (for the
 /// master's router, in a cluster).
 pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
-    let store = match &config.models.dir {
-        Some(dir) => ModelStore::new(dir, Manifest::builtin()?),
-        None => {
-            ModelStore::from_env().context("locating models (set models.dir or VIDAR_MODEL_DIR)")?
-        }
-    };
+    let store = model_store(config)?;
     let factory = config
         .models
         .runtime
@@ -105,14 +124,7 @@ pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
     }
     // The model refresh applied before a restart runs again (its
     // identities are restored below); else the configured model.
-    let refresher = crate::refresh::Refresher::new(
-        config.embedder.clone(),
-        config.models.runtime.clone(),
-        store.clone(),
-        config.refresh_dir(),
-        config.database.clone(),
-        &config.gallery,
-    );
+    let refresher = refresher(config, store.clone());
     let (refresh, mut embedder) = match refresher.restore() {
         Some((r, e)) => {
             tracing::info!(serial = r.serial, model = %r.model, version = %r.version, "running the model refresh applied before this start");

@@ -149,7 +149,7 @@ pub struct CompositeSpec {
     /// Only people whose id is in this range (inclusive) are drawn
     /// (`ids=LO-HI`), e.g. those a re-ID model was not adapted on. Default:
     /// every id.
-    pub ids: Option<(u64, u64)>,
+    pub ids: Option<vidar_protocol::ids::IdRange>,
 }
 
 impl CompositeSpec {
@@ -219,23 +219,7 @@ impl CompositeSpec {
                 "bgframes" => spec.bg_frames = int(100_000)? as u32,
                 "feather" => spec.feather = int(1000)? as u32,
                 "onward" => spec.onward = real()?,
-                "ids" => {
-                    let range = v.split_once('-').and_then(|(lo, hi)| {
-                        Some((
-                            lo.trim().parse::<u64>().ok()?,
-                            hi.trim().parse::<u64>().ok()?,
-                        ))
-                    });
-                    match range {
-                        Some((lo, hi)) if lo <= hi => spec.ids = Some((lo, hi)),
-                        _ => {
-                            return Err(CompositeError::param(
-                                k,
-                                format!("{v:?} is not a range of ids LO-HI with LO <= HI"),
-                            ))
-                        }
-                    }
-                }
+                "ids" => spec.ids = Some(v.parse().map_err(|e| CompositeError::param(k, e))?),
                 other => {
                     return Err(CompositeError::param(
                         other,
@@ -357,7 +341,7 @@ mod tests {
         assert_eq!(s.cameras, 3);
         assert_eq!(s.ids, None);
         let s = CompositeSpec::from_query("people=/d&ids=1-200").expect("spec");
-        assert_eq!(s.ids, Some((1, 200)));
+        assert_eq!(s.ids, Some(vidar_protocol::ids::IdRange { lo: 1, hi: 200 }));
         for (q, name) in [
             ("camera=1", "people"),
             ("people=/d&fps=0", "fps"),

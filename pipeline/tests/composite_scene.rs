@@ -15,6 +15,7 @@ use vidar_pipeline::composite::{
     CompositeSpec, GroundTruthWriter, TruthBox,
 };
 use vidar_pipeline::Ingest;
+use vidar_protocol::ids::IdRange;
 use vidar_protocol::{StreamState, UnixMs};
 
 const W: u32 = 320;
@@ -383,13 +384,13 @@ fn people_are_drawn_only_from_the_ids_asked_for() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = folder(tmp.path(), 30, 2);
     let mut s = spec(&dir, 0);
-    s.ids = Some((12, 25));
+    s.ids = Some(IdRange { lo: 12, hi: 25 });
     let sc = scene(s.clone());
     let ids: Vec<u64> = sc.people().iter().map(|p| p.person_id).collect();
     assert_eq!(ids.len(), 10, "{ids:?}");
     assert!(ids.iter().all(|id| (12..=25).contains(id)), "{ids:?}");
     // Fewer people in the range than asked for: refused, naming the range.
-    s.ids = Some((28, 40));
+    s.ids = Some(IdRange { lo: 28, hi: 40 });
     let e =
         CompositeScene::open_with_background(s, Background::solid(W, H, [0, 0, 0]).expect("bg"))
             .expect_err("3 people in 28-40")

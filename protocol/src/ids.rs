@@ -6,6 +6,49 @@ use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 use std::sync::Arc;
 
+/// An inclusive range of person ids of a labelled data set, written `A-B`
+/// (or `A`): which people an evaluation, a training run or a composite scene
+/// takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    /// First id.
+    pub lo: u64,
+    /// Last id.
+    pub hi: u64,
+}
+
+impl IdRange {
+    /// True when `id` is in the range.
+    pub fn contains(&self, id: u64) -> bool {
+        (self.lo..=self.hi).contains(&id)
+    }
+}
+
+impl std::str::FromStr for IdRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let num = |v: &str| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("ids {s:?}: {v:?} is not a non-negative integer"))
+        };
+        let (lo, hi) = match s.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(s)?, num(s)?),
+        };
+        if lo > hi {
+            return Err(format!("ids {s:?}: {lo} is above {hi}"));
+        }
+        Ok(IdRange { lo, hi })
+    }
+}
+
+impl fmt::Display for IdRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.lo, self.hi)
+    }
+}
+
 /// Longest accepted string id, in bytes.
 pub const MAX_ID_LEN: usize = 64;
 

@@ -21,7 +21,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde::Serialize;
 
@@ -149,40 +148,9 @@ pub fn parse_labels(text: &str, path: &Path) -> Result<Vec<LabelledImage>, EvalE
     Ok(out)
 }
 
-/// An inclusive range of person ids, written `A-B` (or `A`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdRange {
-    /// First id.
-    pub lo: u64,
-    /// Last id.
-    pub hi: u64,
-}
-
-impl IdRange {
-    /// True when `id` is in the range.
-    pub fn contains(&self, id: u64) -> bool {
-        (self.lo..=self.hi).contains(&id)
-    }
-}
-
-impl FromStr for IdRange {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let num = |v: &str| {
-            v.trim()
-                .parse::<u64>()
-                .map_err(|_| format!("--ids {s:?}: {v:?} is not a non-negative integer"))
-        };
-        let (lo, hi) = match s.split_once('-') {
-            Some((a, b)) => (num(a)?, num(b)?),
-            None => (num(s)?, num(s)?),
-        };
-        if lo > hi {
-            return Err(format!("--ids {s:?}: {lo} is above {hi}"));
-        }
-        Ok(IdRange { lo, hi })
-    }
-}
+/// An inclusive range of person ids (defined beside the other ids, so the
+/// test camera's composite scenes take it too).
+pub use vidar_protocol::ids::IdRange;
 
 /// Which images query which.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use vidar_protocol::ids::IdRange;
 
 /// One row of `labels.csv`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,9 +124,9 @@ impl Labels {
     /// Image files of each person on each camera `0..cameras`, for the people
     /// (with ids in `ids`, when given) who have at least one image on every
     /// one of them; sorted by id.
-    fn candidates(&self, cameras: u32, ids: Option<(u64, u64)>) -> Vec<(u64, Vec<Vec<&str>>)> {
+    fn candidates(&self, cameras: u32, ids: Option<IdRange>) -> Vec<(u64, Vec<Vec<&str>>)> {
         let mut by_person: BTreeMap<u64, Vec<Vec<&str>>> = BTreeMap::new();
-        let wanted = |id: u64| ids.is_none_or(|(lo, hi)| (lo..=hi).contains(&id));
+        let wanted = |id: u64| ids.is_none_or(|r| r.contains(id));
         for r in &self.rows {
             if r.camera < cameras && wanted(r.person_id) {
                 let e = by_person
@@ -154,7 +155,7 @@ impl Labels {
         cameras: u32,
         count: u32,
         seed: u64,
-        ids: Option<(u64, u64)>,
+        ids: Option<IdRange>,
     ) -> Result<Vec<PersonImages>, CompositeError> {
         let mut cands = self.candidates(cameras, ids);
         let available = cands.len();
@@ -166,8 +167,7 @@ impl Labels {
                 reason: format!(
                     "count={count} people needed with images on every camera 0..{cameras}{}, \
                      {available} found (cameras in labels.csv: {present:?})",
-                    ids.map(|(lo, hi)| format!(" and ids {lo}-{hi}"))
-                        .unwrap_or_default()
+                    ids.map(|r| format!(" and ids {r}")).unwrap_or_default()
                 ),
             });
         }

@@ -112,7 +112,7 @@ pub struct TrajectoriesBenchArgs {
     /// Only people with ids in this range walk the scene (`LO-HI`), e.g.
     /// ids a model was not adapted on.
     #[arg(long)]
-    pub ids: Option<String>,
+    pub ids: Option<vidar_reid::eval::IdRange>,
 }
 
 /// One model's run.
@@ -371,15 +371,7 @@ fn run_here(args: &TrajectoriesBenchArgs, port: u16, db: &Path, node_toml: &str)
     if args.weights.is_some() {
         // The node falls back to the shipped weights (with a warning) when
         // it cannot take a refresh: a run labelled with --weights must not.
-        let store = vidar_models::ModelStore::from_env().context("locating models")?;
-        let refresher = crate::refresh::Refresher::new(
-            config.embedder.clone(),
-            config.models.runtime.clone(),
-            store,
-            config.refresh_dir(),
-            config.database.clone(),
-            &config.gallery,
-        );
+        let refresher = node::refresher(&config, node::model_store(&config)?);
         if refresher.restore().is_none() {
             bail!("the node does not take --weights (the warning above says why)");
         }

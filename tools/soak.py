@@ -91,7 +91,7 @@ dir = "{models}"
 intra_threads = 1
 
 [detector]
-model = "ssd-mobilenet-v2-coco-raw"
+model = "ssd-mobilenet-v2-person"
 score_threshold = 0.5
 max_batch = 1
 

@@ -37,6 +37,7 @@ impl Default for BenchConfig {
             models: vec![
                 "ssd-mobilenet-v2-coco".into(),
                 "ssd-mobilenet-v2-coco-raw".into(),
+                "ssd-mobilenet-v2-person".into(),
             ],
             batches: vec![1, 4, 8],
             iterations: 20,

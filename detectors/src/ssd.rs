@@ -10,13 +10,16 @@ use vidar_models::{Format, Model, Precision, SessionFactory, Task};
 
 use crate::postprocess::{decode_raw, Anchor, Candidate, DecodeParams, NormBox, RawSsd};
 use crate::{DetectError, Detection, Detector, Prepared, Preparer, StageTimings};
-use vidar_models::image::{Filter, FrameResizer, Picture};
+use vidar_models::image::{space_to_depth, Filter, FrameResizer, Picture};
+use vidar_models::Layout;
 
 /// Settings of an SSD detector.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SsdConfig {
-    /// Manifest model name. Default `ssd-mobilenet-v2-coco-raw` (batches; decode + NMS in Rust).
+    /// Manifest model name. Default `ssd-mobilenet-v2-person` (the raw SSD
+    /// cut to its person head, input as 2x2 pixel blocks: batches; decode +
+    /// NMS in Rust).
     pub model: String,
     /// Minimum person score, 0..1. Default 0.5.
     pub score_threshold: f32,
@@ -45,7 +48,7 @@ pub struct SsdConfig {
 impl Default for SsdConfig {
     fn default() -> Self {
         Self {
-            model: "ssd-mobilenet-v2-coco-raw".into(),
+            model: "ssd-mobilenet-v2-person".into(),
             score_threshold: 0.5,
             nms_iou: 0.6,
             max_detections: 50,
@@ -127,6 +130,7 @@ impl Config for SsdConfig {
         let (in_h, in_w) = spec
             .input_hw()
             .ok_or_else(|| model_problem(format!("{}: input size unknown", spec.name)))?;
+        let block = spec.input.layout.map_or(1, Layout::block);
         let batch = self.max_batch.min(model.max_batch());
         let mut input = Prepared::default();
         input.data.resize(batch * in_h * in_w * 3, 0);
@@ -136,10 +140,11 @@ impl Config for SsdConfig {
             batch,
             in_h,
             in_w,
+            block,
             model,
             form,
             config: self.clone(),
-            own: SsdPreparer::new(in_w, in_h, self.resize),
+            own: SsdPreparer::new(in_w, in_h, block, self.resize),
             scratch: Vec::new(),
             timings: StageTimings::default(),
         })
@@ -163,8 +168,12 @@ pub struct SsdDetector {
     config: SsdConfig,
     person_class: u32,
     batch: usize,
+    /// Input image size, pixels.
     in_h: usize,
     in_w: usize,
+    /// Side of the pixel blocks the model's input holds (1: pixels; 2:
+    /// `nhwc-s2d2`).
+    block: usize,
     /// The input `detect_into` prepares (with `own`) and runs.
     input: Prepared,
     own: SsdPreparer,
@@ -172,21 +181,26 @@ pub struct SsdDetector {
     timings: StageTimings,
 }
 
-/// Resizes frames into an SSD's input tensor (RGB8, NHWC), on any thread,
-/// with the configured [`Filter`].
+/// Resizes frames into an SSD's input tensor (RGB8, NHWC, or 2x2 pixel
+/// blocks for `nhwc-s2d2` models), on any thread, with the configured [`Filter`].
 #[derive(Debug)]
 pub struct SsdPreparer {
     in_w: usize,
     in_h: usize,
+    block: usize,
     resizer: FrameResizer,
+    /// One resized frame, before it is written as blocks (`block` 2).
+    pixels: Vec<u8>,
 }
 
 impl SsdPreparer {
-    fn new(in_w: usize, in_h: usize, filter: Filter) -> Self {
+    fn new(in_w: usize, in_h: usize, block: usize, filter: Filter) -> Self {
         Self {
             in_w,
             in_h,
+            block,
             resizer: FrameResizer::with_filter(filter),
+            pixels: Vec::new(),
         }
     }
 }
@@ -197,9 +211,15 @@ impl Preparer for SsdPreparer {
         let size = self.in_h * self.in_w * 3;
         into.data.resize(frames.len() * size, 0);
         into.sizes.clear();
+        let (w, h) = (self.in_w as u32, self.in_h as u32);
         for (frame, dst) in frames.iter().zip(into.data.chunks_exact_mut(size)) {
-            self.resizer
-                .resize(frame, None, dst, self.in_w as u32, self.in_h as u32)?;
+            if self.block == 1 {
+                self.resizer.resize(frame, None, dst, w, h)?;
+            } else {
+                self.pixels.resize(size, 0);
+                self.resizer.resize(frame, None, &mut self.pixels, w, h)?;
+                space_to_depth(&self.pixels, self.in_w, self.in_h, dst)?;
+            }
             into.sizes.push((frame.width(), frame.height()));
         }
         into.took = t0.elapsed();
@@ -208,6 +228,12 @@ impl Preparer for SsdPreparer {
 }
 
 impl SsdDetector {
+    /// The input tensor's shape for `n` frames: pixels, or 2x2 blocks of them.
+    fn input_shape(&self, n: usize) -> [usize; 4] {
+        let b = self.block;
+        [n, self.in_h / b, self.in_w / b, 3 * b * b]
+    }
+
     /// The loaded model (spec, provider).
     pub fn model(&self) -> &Model {
         &self.model
@@ -216,7 +242,7 @@ impl SsdDetector {
     /// Runs the model alone on the current input buffer for `n` frames (benchmarks).
     pub fn run_inference_only(&mut self, n: usize) -> Result<Duration, DetectError> {
         let n = n.min(self.batch);
-        let shape = [n, self.in_h, self.in_w, 3];
+        let shape = self.input_shape(n);
         let len = n * self.in_h * self.in_w * 3;
         if self.input.data.len() < len {
             self.input.data.resize(len, 0);
@@ -237,7 +263,7 @@ impl SsdDetector {
     ) -> Result<(), DetectError> {
         let n = sizes.len();
         let t1 = Instant::now();
-        let shape = [n, self.in_h, self.in_w, 3];
+        let shape = self.input_shape(n);
         let (form, config, scratch, person) = (
             &self.form,
             &self.config,
@@ -334,6 +360,7 @@ impl Detector for SsdDetector {
         Some(Box::new(SsdPreparer::new(
             self.in_w,
             self.in_h,
+            self.block,
             self.config.resize,
         )))
     }

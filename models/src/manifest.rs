@@ -119,6 +119,22 @@ pub enum Layout {
     Nhwc,
     /// Batch, channels, height, width.
     Nchw,
+    /// The image as 2x2 pixel blocks (TensorFlow's `space_to_depth`, block
+    /// 2): batch, height / 2, width / 2, then each block's four pixels in
+    /// (row, column) order, each pixel's channels
+    /// ([`crate::image::space_to_depth`]).
+    #[serde(rename = "nhwc-s2d2")]
+    NhwcS2d2,
+}
+
+impl Layout {
+    /// Side of the pixel blocks the tensor holds (1: pixels).
+    pub fn block(self) -> usize {
+        match self {
+            Self::Nhwc | Self::Nchw => 1,
+            Self::NhwcS2d2 => 2,
+        }
+    }
 }
 
 /// Name, type and shape of one tensor; `-1` marks a dynamic dimension.
@@ -142,21 +158,28 @@ impl TensorSpec {
         self.shape.first() == Some(&-1)
     }
 
-    /// (height, width) of an image input, if fixed in the shape.
+    /// (height, width) of an image input in pixels, if fixed in the shape.
     pub fn image_size(&self) -> Option<(usize, usize)> {
-        let (h, w) = match (self.layout?, self.shape.as_slice()) {
-            (Layout::Nhwc, [_, h, w, _]) | (Layout::Nchw, [_, _, h, w]) => (*h, *w),
+        let layout = self.layout?;
+        let (h, w) = match (layout, self.shape.as_slice()) {
+            (Layout::Nhwc | Layout::NhwcS2d2, [_, h, w, _]) | (Layout::Nchw, [_, _, h, w]) => {
+                (*h, *w)
+            }
             _ => return None,
         };
-        (h > 0 && w > 0).then_some((h as usize, w as usize))
+        let b = layout.block();
+        (h > 0 && w > 0).then_some((h as usize * b, w as usize * b))
     }
 
-    /// Channel count of an image input.
+    /// Channel count of an image input (of its pixels, for blocks).
     pub fn channels(&self) -> Option<i64> {
-        match (self.layout?, self.shape.as_slice()) {
-            (Layout::Nhwc, [_, _, _, c]) | (Layout::Nchw, [_, c, _, _]) => Some(*c),
-            _ => None,
-        }
+        let layout = self.layout?;
+        let c = match (layout, self.shape.as_slice()) {
+            (Layout::Nhwc | Layout::NhwcS2d2, [_, _, _, c]) | (Layout::Nchw, [_, c, _, _]) => *c,
+            _ => return None,
+        };
+        let cells = (layout.block() * layout.block()) as i64;
+        (c % cells == 0).then_some(c / cells)
     }
 }
 
@@ -224,7 +247,9 @@ impl ModelSpec {
             ));
         }
         if self.input.layout.is_none() {
-            out.push(format!("model {n}: input needs a layout (nhwc or nchw)"));
+            out.push(format!(
+                "model {n}: input needs a layout (nhwc, nchw or nhwc-s2d2)"
+            ));
         }
         if self.input.shape.len() != 4 {
             out.push(format!(
@@ -568,6 +593,36 @@ mod tests {
         assert!(err.contains("schema 2"), "{err}");
         assert!(err.contains("\"nope.onnx\" is not listed"), "{err}");
         assert!(err.contains("detectors need person_class"), "{err}");
+    }
+
+    #[test]
+    fn an_input_of_pixel_blocks_is_an_image_of_twice_its_size() {
+        let m = Manifest::builtin().expect("built-in manifest");
+        for name in ["ssd-mobilenet-v2-person", "ssd-mobilenet-v2-person-int8"] {
+            let spec = m.model(name).expect(name);
+            assert_eq!(spec.input.layout, Some(Layout::NhwcS2d2));
+            assert_eq!(spec.input_hw(), Some((300, 300)), "{name}");
+            assert_eq!(spec.input.channels(), Some(3), "{name}");
+        }
+        let person = m.model("ssd-mobilenet-v2-person").expect("person");
+        let int8 = m
+            .variant("ssd-mobilenet-v2-person", Precision::Int8)
+            .expect("int8");
+        assert_eq!(int8.name, "ssd-mobilenet-v2-person-int8");
+        assert_eq!(int8.input, person.input);
+        // 12 values a block are 4 pixels of 3 channels; 10 are not.
+        let text = BUILTIN_MANIFEST.replacen(
+            "shape = [-1, 150, 150, 12]",
+            "shape = [-1, 150, 150, 10]",
+            1,
+        );
+        let err = Manifest::parse(&text, "test")
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            err.contains("ssd-mobilenet-v2-person: input must have 3 (RGB) channels"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use vidar_config::{Config, Problem, Problems};
 
 use crate::error::ModelError;
-use crate::manifest::{DType, ModelSpec, Precision, TensorSpec};
+use crate::manifest::{DType, Layout, ModelSpec, Precision, TensorSpec};
 use crate::store::{verify_bytes, ModelStore};
 
 /// Environment variable naming the ONNX Runtime shared library.
@@ -415,12 +415,12 @@ fn trt_profiles(spec: &ModelSpec, max_batch: usize) -> Option<[String; 3]> {
         if spec.input.dynamic_batch() {
             dims[0] = batch.to_string();
         }
-        let (hi, wi) = match spec.input.layout {
-            Some(crate::manifest::Layout::Nhwc) => (1, 2),
-            _ => (2, 3),
+        let (hi, wi, block) = match spec.input.layout {
+            Some(l @ (Layout::Nhwc | Layout::NhwcS2d2)) => (1, 2, l.block()),
+            _ => (2, 3, 1),
         };
-        dims[hi] = h.to_string();
-        dims[wi] = w.to_string();
+        dims[hi] = (h / block).to_string();
+        dims[wi] = (w / block).to_string();
         format!("{}:{}", spec.input.name, dims.join("x"))
     };
     Some([

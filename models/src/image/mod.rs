@@ -14,11 +14,13 @@
 use fast_image_resize::images::{CroppedImage, Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
+mod blocks;
 mod reduce;
 mod sampled;
 #[cfg(test)]
 mod tests;
 mod yuv;
+pub use blocks::space_to_depth;
 use sampled::Sampled;
 use yuv::Plane;
 pub use yuv::{I420Frame, YuvMatrix, YuvToRgb};

@@ -26,7 +26,7 @@ pub(super) fn file_config(
     let db = std::env::temp_dir().join(format!("vidar-{name}-{}.db", std::process::id()));
     let toml = format!(
         "node_id = \"{name}\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
-         [models.runtime]\nintra_threads = {threads}\n[detector]\nmodel = \"ssd-mobilenet-v2-coco-raw\"\n\
+         [models.runtime]\nintra_threads = {threads}\n[detector]\nmodel = \"ssd-mobilenet-v2-person\"\n\
          [[cameras]]\ncamera = \"{name}\"\nsource = \"{video}\"\nrealtime = false\nloop_file = false\n\
          queue_policy = \"block\"\nqueue_capacity = 4\n\
          [motion]\nenabled = false\n[detection_rate]\nadaptive = false\n",

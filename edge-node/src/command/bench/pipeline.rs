@@ -26,7 +26,7 @@ pub struct PipelineBenchArgs {
     )]
     pub video: PathBuf,
     /// Detector model (manifest name).
-    #[arg(long, default_value = "ssd-mobilenet-v2-coco-raw")]
+    #[arg(long, default_value = "ssd-mobilenet-v2-person")]
     pub model: String,
     /// ONNX Runtime intra-op threads (0 = one per core).
     #[arg(long, default_value_t = 0)]

@@ -221,7 +221,7 @@ fn build_with_sink(
                     reason: e.to_string(),
                 });
             }
-            file_head(&pipeline, path, &head, shared)?
+            file_head(&pipeline, path, config.decoder_threads, &head, shared)?
         }
         Source::Synthetic(spec) => synthetic_head(&pipeline, config, spec.clone(), &head)?,
     }
@@ -260,6 +260,7 @@ fn rtsp_head(
     pipeline.add(&src).map_err(|e| bad_build("rtspsrc", e))?;
     let head = head.clone();
     let choice = config.decoder.clone();
+    let threads = config.decoder_threads;
     let pipe_weak = pipeline.downgrade();
     src.connect_pad_added(move |_src, pad| {
         let Some(pipeline) = pipe_weak.upgrade() else {
@@ -278,7 +279,7 @@ fn rtsp_head(
             discard_pad(&pipeline, pad);
             return;
         }
-        match link_rtp_video(&pipeline, pad, &enc, &choice, &head) {
+        match link_rtp_video(&pipeline, pad, &enc, &choice, threads, &head) {
             Ok(decoder) => {
                 if let Some(sh) = &shared {
                     *sh.decoder.lock().unwrap_or_else(|p| p.into_inner()) = Some(decoder);
@@ -314,6 +315,7 @@ fn link_rtp_video(
     pad: &gst::Pad,
     enc: &str,
     choice: &DecoderChoice,
+    threads: u32,
     head: &gst::Element,
 ) -> Result<String, String> {
     let (depay, parse, codec) = match enc {
@@ -332,7 +334,7 @@ fn link_rtp_video(
     if dec_name == "nvv4l2decoder" && available("nvvidconv") {
         chain.push(mk("nvvidconv")?);
     }
-    configure_decoder(&chain[2]);
+    configure_decoder(&chain[2], threads);
     for e in &chain {
         pipeline.add(e).map_err(|e| e.to_string())?;
     }
@@ -353,9 +355,15 @@ fn link_rtp_video(
 }
 
 /// Keep decoders alive through corrupt data: count errors instead of failing.
-fn configure_decoder(dec: &gst::Element) {
+/// Decoder settings: keep going over corrupt frames, and the worker
+/// threads of a decoder that has them (`max-threads`, libav's; 0 = its
+/// own choice, one per core).
+fn configure_decoder(dec: &gst::Element, threads: u32) {
     if dec.has_property("max-errors") {
         dec.set_property("max-errors", -1i32);
+    }
+    if dec.has_property("max-threads") {
+        dec.set_property("max-threads", i32::try_from(threads).unwrap_or(i32::MAX));
     }
 }
 
@@ -377,6 +385,7 @@ fn discard_pad(pipeline: &gst::Pipeline, pad: &gst::Pad) {
 fn file_head(
     pipeline: &gst::Pipeline,
     path: &std::path::Path,
+    threads: u32,
     head: &gst::Element,
     shared: Option<Arc<Shared>>,
 ) -> Result<(), IngestError> {
@@ -393,7 +402,7 @@ fn file_head(
         if let Some(el) = el {
             if let Some(f) = el.factory() {
                 if f.klass().contains("Decoder") {
-                    configure_decoder(&el);
+                    configure_decoder(&el, threads);
                     if let Some(sh) = &sh {
                         *sh.decoder.lock().unwrap_or_else(|p| p.into_inner()) =
                             Some(f.name().to_string());
@@ -611,4 +620,28 @@ fn capture_time_of(
     let base = sink.base_time()?;
     let ns = base.nseconds().checked_add(running.nseconds())?;
     UNIX_EPOCH.checked_add(Duration::from_nanos(ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_software_decoder_gets_the_threads_asked_for() {
+        crate::init().expect("GStreamer");
+        let Some(name) = choose_decoder("H264", &DecoderChoice::Software) else {
+            panic!("no software H.264 decoder (gstreamer1.0-libav)");
+        };
+        let dec = make(&name, None).expect("decoder");
+        if !dec.has_property("max-threads") {
+            // openh264dec has no worker threads to set.
+            assert_eq!(name, "openh264dec");
+            return;
+        }
+        for threads in [1u32, 0, 3] {
+            configure_decoder(&dec, threads);
+            assert_eq!(dec.property::<i32>("max-threads"), threads as i32, "{name}");
+        }
+        assert_eq!(dec.property::<i32>("max-errors"), -1);
+    }
 }

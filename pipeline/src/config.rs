@@ -114,6 +114,13 @@ pub struct IngestConfig {
     /// Decoder: `auto` (default), `software`, or an element name.
     #[serde(default)]
     pub decoder: DecoderChoice,
+    /// Worker threads of a software decoder (libav's `max-threads`; 0 = one
+    /// per core). Default 1: a node decodes many cameras at once, each on
+    /// its own streaming thread, and frame threading adds a frame of delay
+    /// and hand-offs between threads to every one of them
+    /// (docs/benchmarks.md, "Decoder threads").
+    #[serde(default = "defaults::decoder_threads")]
+    pub decoder_threads: u32,
     /// Threads for colour conversion/scaling (0 = one per core). Default 1.
     #[serde(default = "defaults::convert_threads")]
     pub convert_threads: u32,
@@ -148,6 +155,9 @@ mod defaults {
     pub fn convert_threads() -> u32 {
         1
     }
+    pub fn decoder_threads() -> u32 {
+        1
+    }
 }
 
 impl IngestConfig {
@@ -169,6 +179,7 @@ impl IngestConfig {
             realtime: true,
             loop_file: true,
             decoder: DecoderChoice::default(),
+            decoder_threads: defaults::decoder_threads(),
             convert_threads: defaults::convert_threads(),
             pixel_format: PixelFormat::default(),
         }

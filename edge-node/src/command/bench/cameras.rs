@@ -58,12 +58,17 @@ pub(super) fn run_vidar(
     let mut toml = format!(
         "node_id = \"bench\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
          detection_interval = {interval}\ninference_workers = {workers}\n{depth}[models.runtime]\nintra_threads = {threads}\n\
-         [detector]\nmax_batch = {max_batch}\n{precision}[embedder]\n{reid}[motion]\nenabled = {motion}\n\
+         [detector]\nmax_batch = {max_batch}\n{model}{precision}[embedder]\n{reid}[motion]\nenabled = {motion}\n\
          [detection_rate]\nadaptive = {adaptive}\n",
         motion = motion == Toggle::On,
         adaptive = adaptive == Toggle::On,
         db = db.display(),
         precision = precision_line(args.precision.as_ref()),
+        model = args
+            .detector_model
+            .as_ref()
+            .map(|m| format!("model = \"{m}\"\n"))
+            .unwrap_or_default(),
         reid = precision_line(args.reid_precision.as_ref()),
         threads = args.threads,
         max_batch = args.max_batch,
@@ -76,10 +81,13 @@ pub(super) fn run_vidar(
     for i in 0..args.cameras {
         toml.push_str(&format!(
             "[[cameras]]\ncamera = \"c{i}\"\nsource = \"{}\"\ntransport = \"tcp\"\n\
-             queue_policy = \"drop_oldest\"\n{}{}",
+             queue_policy = \"drop_oldest\"\n{}{}{}",
             url(port, i),
             args.queue_capacity
                 .map(|q| format!("queue_capacity = {q}\n"))
+                .unwrap_or_default(),
+            args.decoder_threads
+                .map(|t| format!("decoder_threads = {t}\n"))
                 .unwrap_or_default(),
             args.pixels.toml_line(),
         ));

@@ -77,6 +77,9 @@ pub struct CapacityBenchArgs {
     /// float). The reference runs no re-ID at all.
     #[arg(long)]
     pub reid_precision: Option<String>,
+    /// Vidar's detector model (a manifest name; default: the node's).
+    #[arg(long, value_parser = super::load::model_name)]
+    pub detector_model: Option<String>,
     /// Frames each of Vidar's camera queues holds before dropping the oldest
     /// (default: the node's `queue_capacity`).
     #[arg(long)]
@@ -354,6 +357,8 @@ fn probe(args: &CapacityBenchArgs, system: System, n: usize) -> Result<Probe> {
         depth: None,
         precision: system.int8().then(|| "int8".to_string()),
         reid_precision: args.reid_precision.clone(),
+        detector_model: args.detector_model.clone(),
+        decoder_threads: None,
         queue_capacity: args.queue_capacity,
         pixels: args.pixels,
         reference_threads: args.reference_threads,

@@ -65,6 +65,14 @@ pub struct CamerasBenchArgs {
     /// Vidar's re-ID precision (fp32, int8; default: float; the reference has no re-ID).
     #[arg(long)]
     pub reid_precision: Option<String>,
+    /// Vidar's detector model (a manifest name; default: the node's). The
+    /// reference keeps its own (`reference_pipeline.py --int8-model`).
+    #[arg(long, value_parser = model_name)]
+    pub detector_model: Option<String>,
+    /// Worker threads of each camera's software decoder (the cameras'
+    /// `decoder_threads`; 0 = one per core; default: the node's).
+    #[arg(long)]
+    pub decoder_threads: Option<u32>,
     /// Frames each of Vidar's camera queues holds before dropping the oldest
     /// (the cameras' `queue_capacity`; default: the node's).
     #[arg(long)]
@@ -307,6 +315,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_detector_model_name_cannot_carry_toml() {
+        assert_eq!(
+            model_name("ssd-mobilenet-v2-coco-raw").as_deref(),
+            Ok("ssd-mobilenet-v2-coco-raw")
+        );
+        for bad in ["", "a\"\nprecision = \"fp16", "x y"] {
+            let e = model_name(bad).expect_err(bad);
+            assert!(e.contains("not a model name"), "{e}");
+        }
+    }
+
+    #[test]
     fn latency_is_measured_from_the_send_schedule_not_the_first_frame() {
         // Frames sent at 37 ms + k x 100 ms; the receiver's pts start
         // anywhere. The first frame of the window waited in a queue (45 ms),
@@ -344,5 +364,20 @@ mod tests {
             .map(|w| w[1] - w[0])
             .fold(f64::INFINITY, f64::min);
         assert!(gap > 5.0, "8 cameras at least 5 ms apart: {p:?}");
+    }
+}
+
+/// A manifest model name as `--detector-model` takes it: letters, digits,
+/// `-`, `_` and `.` (it goes into the node's TOML as it is).
+pub(super) fn model_name(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a model name (letters, digits, '-', '_', '.')"
+        ))
     }
 }

@@ -467,7 +467,7 @@ fn bad_config_missing_and_wrong_models_fail_at_start_with_clear_errors() {
     std::fs::write(&cfg, &base).expect("write");
     let err = run_expect_failure(&cfg);
     assert!(
-        err.contains("ssd_mobilenet_v2_coco_raw") && err.contains(&empty.display().to_string()),
+        err.contains("ssd_mobilenet_v2_person") && err.contains(&empty.display().to_string()),
         "{err}"
     );
 
@@ -482,8 +482,11 @@ fn bad_config_missing_and_wrong_models_fail_at_start_with_clear_errors() {
     let raw = std::fs::read_dir(&empty)
         .expect("dir")
         .map(|e| e.expect("e").path())
-        .find(|p| p.to_string_lossy().contains("raw_batch"))
-        .expect("raw model file");
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n == "ssd_mobilenet_v2_person.onnx")
+        })
+        .expect("the default detector's file");
     std::fs::copy(empty.join("reid_mobilenetv2_deepsort.onnx"), &raw).expect("swap");
     let err = run_expect_failure(&cfg);
     assert!(

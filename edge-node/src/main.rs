@@ -29,7 +29,7 @@ enum Command {
     /// Watch one stream and print its stats once a second (for installers).
     Probe(command::probe::ProbeArgs),
     /// Whole-system benchmarks that print a table.
-    Bench(command::bench::BenchArgs),
+    Bench(Box<command::bench::BenchArgs>),
     /// Accuracy evaluations on labelled data (re-ID).
     Eval(command::eval::EvalArgs),
     /// The training samples a node collected (`[training] collect`).
@@ -63,7 +63,7 @@ fn main() -> Result<()> {
         Command::Run(args) => command::run::run(args),
         Command::Probe(args) => command::probe::run(args),
         Command::Query(args) => command::query::run(args),
-        Command::Bench(args) => command::bench::run(args),
+        Command::Bench(args) => command::bench::run(*args),
         Command::Eval(args) => command::eval::run(args),
         Command::Training(TrainingArgs {
             command: TrainingCommand::Export { file, out },

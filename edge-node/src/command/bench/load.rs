@@ -310,6 +310,21 @@ fn read_report(path: &Path, fps: f64, phase_s: f64) -> Result<Figures> {
     })
 }
 
+/// A manifest model name as `--detector-model` takes it: letters, digits,
+/// `-`, `_` and `.` (it goes into the node's TOML as it is).
+pub(super) fn model_name(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a model name (letters, digits, '-', '_', '.')"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,20 +379,5 @@ mod tests {
             .map(|w| w[1] - w[0])
             .fold(f64::INFINITY, f64::min);
         assert!(gap > 5.0, "8 cameras at least 5 ms apart: {p:?}");
-    }
-}
-
-/// A manifest model name as `--detector-model` takes it: letters, digits,
-/// `-`, `_` and `.` (it goes into the node's TOML as it is).
-pub(super) fn model_name(s: &str) -> Result<String, String> {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
-            "{s:?} is not a model name (letters, digits, '-', '_', '.')"
-        ))
     }
 }

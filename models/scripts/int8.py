@@ -3,6 +3,9 @@ ONNX Runtime's static QDQ settings, calibration into a cache kept in the
 repository, and the deterministic build from that cache."""
 import tempfile
 
+import numpy as np
+from onnx import numpy_helper as nh
+
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -40,3 +43,31 @@ def session(path):
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def exact_first_conv(m):
+    """Stores the first convolution's weights as uint8 with zero point 128
+    instead of int8 with zero point 0: the same weights to the bit, so the
+    model computes the same numbers, but ONNX Runtime runs the layer on its
+    u8 x u8 kernels. Its u8 x s8 kernels on x86 CPUs without VNNI (AVX2)
+    add pairs of products in 16 bits, which saturates where full-range
+    pixels meet large weights: on such a CPU the first layer's output, and so
+    every score, depended on how the kernel paired the products (person
+    scores up to 0.31 apart between two layouts of one convolution, and
+    both further from float than the exact sum). Later layers read
+    activations from ReLU6 and were not seen to differ. `m` is changed in
+    place (an onnx ModelProto); the layer must be a QDQ convolution whose
+    weights are per-channel int8 with zero points 0."""
+    g = m.graph
+    init = {i.name: i for i in g.initializer}
+    made_by = {o: n for n in g.node for o in n.output}
+    conv = next(n for n in g.node if n.op_type == "Conv")
+    dq = made_by.get(conv.input[1])
+    if dq is None or dq.op_type != "DequantizeLinear" or len(dq.input) < 3:
+        raise SystemExit(f"first conv {conv.name}: its weights are not dequantised int8")
+    w, zp = nh.to_array(init[dq.input[0]]), nh.to_array(init[dq.input[2]])
+    if w.dtype != np.int8 or zp.dtype != np.int8 or zp.any():
+        raise SystemExit(f"first conv {conv.name}: weights {w.dtype}, zero points {zp.dtype} {zp.any()}: not symmetric int8")
+    for name, arr in [(dq.input[0], (w.astype(np.int16) + 128).astype(np.uint8)),
+                      (dq.input[2], np.full(zp.shape, 128, np.uint8))]:
+        init[name].CopyFrom(nh.from_array(arr, name))

@@ -35,7 +35,11 @@ The int8 model is quantised from the fp32 person SSD with the calibration
 ranges kept in models/ssd_int8_calibration.json (the tensors they name keep
 their names through 1 and 2, and a per-channel weight scale is the largest
 magnitude of the channel, which the zero weights of 2 do not change), so its
-integer arithmetic is the int8 raw SSD's. `check` compares the person scores
+integer arithmetic is the int8 raw SSD's. In both, the first convolution's
+weights are stored as uint8 (`int8.exact_first_conv`), so that layer is
+summed exactly on every x86 CPU: ONNX Runtime's u8 x s8 kernels on CPUs
+without VNNI saturate 16-bit pair sums there, and did so differently for the
+3x3 and the 2x2-block layouts. `check` compares the person scores
 and boxes of a full model and its person model on vtest.avi frames: equal to
 the last bit on ONNX Runtime's CPU provider (docs/benchmarks.md, "The person
 SSD").
@@ -243,11 +247,12 @@ if __name__ == "__main__":
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import tempfile
 
-        from int8 import build
+        from int8 import build, exact_first_conv
         with tempfile.TemporaryDirectory() as tmp:
             build(sys.argv[2], f"{tmp}/q.onnx", CALIBRATION)
             model = onnx.load(f"{tmp}/q.onnx")
         fold_int8_input(model)
+        exact_first_conv(model)
         _save(model, sys.argv[3])
     elif cmd == "check":
         check(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 40)

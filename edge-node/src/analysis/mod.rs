@@ -84,6 +84,9 @@ pub struct FrameBoxes {
 /// How long the loop waits for a detector to finish when it has nothing else to do.
 const POLL: Duration = Duration::from_millis(2);
 
+/// At most one warning about a long analysis pass in this time.
+const STALL_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// Reusable per-iteration buffers.
 #[derive(Default)]
 struct Scratch {
@@ -124,7 +127,9 @@ impl Analysis {
             cam.jobs = Some(Arc::clone(&self.jobs));
         }
         self.publish_cameras();
+        let mut last_stall_log: Option<Instant> = None;
         while !stop.is_triggered() {
+            let pass = Instant::now();
             self.apply_controls();
             if published.elapsed() >= Duration::from_secs(1) {
                 let elapsed = published.elapsed();
@@ -137,14 +142,38 @@ impl Analysis {
                 self.adapt_rates(&mut s, elapsed, &statuses);
                 board.publish(statuses);
             }
+            let dispatching = Instant::now();
             let dispatched = self.dispatch(&mut s);
+            let waiting = Instant::now();
             let mut wait = if dispatched { Duration::ZERO } else { POLL };
+            let mut finishing = Duration::ZERO;
             while let Some(done) = self.detectors.next_done(wait) {
                 wait = Duration::ZERO;
+                let t = Instant::now();
                 self.finish_batch(done, &mut s, true);
+                finishing += t.elapsed();
             }
+            let collecting = Instant::now();
             self.collect_identities();
             self.expire_long_tracks();
+            let took = pass.elapsed();
+            self.metrics.analysis_pass(took);
+            if took >= crate::telemetry::STALL
+                && last_stall_log.is_none_or(|t| t.elapsed() >= STALL_LOG_EVERY)
+            {
+                last_stall_log = Some(Instant::now());
+                let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+                let waited = collecting.duration_since(waiting);
+                tracing::warn!(
+                    pass_ms = ms(took),
+                    controls_status_ms = ms(dispatching.duration_since(pass)),
+                    dispatch_ms = ms(waiting.duration_since(dispatching)),
+                    tracking_ms = ms(finishing),
+                    detector_wait_ms = ms(waited.saturating_sub(finishing)),
+                    identities_ms = ms(collecting.elapsed()),
+                    "an analysis pass held every camera back (counted in vidar_analysis_stalls_total)"
+                );
+            }
         }
         self.finish(&mut s);
     }

@@ -177,11 +177,56 @@ pub struct NodeMetrics {
     pub training_samples: AtomicU64,
     /// Tracks not stored as training samples (writer queue full, or a write failed).
     pub training_dropped: AtomicU64,
+    /// Wall-clock time of one pass of the analysis loop (dispatching frames,
+    /// tracking finished batches, re-ID hand-off), its wait for the detectors
+    /// included. Passes take milliseconds; a long one stalls every camera.
+    pub analysis_pass: Histogram,
+    /// The longest analysis pass since this was last taken
+    /// ([`NodeMetrics::take_longest_pass`]), microseconds.
+    pub analysis_pass_longest_us: AtomicU64,
+    /// Analysis passes that took longer than [`STALL`].
+    pub analysis_stalls: AtomicU64,
+}
+
+/// An analysis pass this long holds back every camera's frames for longer
+/// than a 10 fps camera's frame period: it is counted and logged.
+pub const STALL: Duration = Duration::from_millis(100);
+
+impl NodeMetrics {
+    /// Records one analysis pass.
+    pub fn analysis_pass(&self, d: Duration) {
+        self.analysis_pass.observe(d);
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.analysis_pass_longest_us
+            .fetch_max(us, Ordering::Relaxed);
+        if d >= STALL {
+            self.analysis_stalls.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The longest analysis pass since the last call (and starts again).
+    pub fn take_longest_pass(&self) -> Duration {
+        Duration::from_micros(self.analysis_pass_longest_us.swap(0, Ordering::Relaxed))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_analysis_passes_are_counted_and_the_longest_is_taken_once() {
+        let m = NodeMetrics::default();
+        for ms in [2, 150, 40, 100, 99] {
+            m.analysis_pass(Duration::from_millis(ms));
+        }
+        assert_eq!(m.analysis_stalls.load(Ordering::Relaxed), 2);
+        assert_eq!(m.analysis_pass.count(), 5);
+        assert_eq!(m.take_longest_pass(), Duration::from_millis(150));
+        assert_eq!(m.take_longest_pass(), Duration::ZERO);
+        m.analysis_pass(Duration::from_millis(3));
+        assert_eq!(m.take_longest_pass(), Duration::from_millis(3));
+    }
 
     #[test]
     fn sample_ring_keeps_the_newest_in_order() {

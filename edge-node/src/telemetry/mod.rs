@@ -8,7 +8,9 @@ pub mod server;
 mod status;
 mod summary;
 
-pub use metrics::{CameraMetrics, Histogram, NodeMetrics, Sample, SampleRing, LATENCY_BUCKETS};
+pub use metrics::{
+    CameraMetrics, Histogram, NodeMetrics, Sample, SampleRing, LATENCY_BUCKETS, STALL,
+};
 pub use render::{exposition, render_node, render_store};
 pub use status::{CameraRegistry, StatusBoard};
 pub use summary::Summary;

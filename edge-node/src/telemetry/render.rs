@@ -161,6 +161,16 @@ pub fn render_node(
         &nm.postprocess,
     )?;
     f.histogram(
+        "vidar_analysis_pass_seconds",
+        "Wall-clock time of one pass of the analysis loop (dispatch, tracking, re-ID hand-off).",
+        &nm.analysis_pass,
+    )?;
+    f.counter(
+        "vidar_analysis_stalls",
+        "Analysis passes of 100 ms or more (every camera held back).",
+        nm.analysis_stalls.load(Ordering::Relaxed),
+    )?;
+    f.histogram(
         "vidar_reid_inference_seconds",
         "Re-ID time per batch of crops.",
         &nm.reid_inference,

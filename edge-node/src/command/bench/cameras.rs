@@ -16,7 +16,8 @@
 //! spread over the frame period ([`super::load::phase_s`]).
 
 use super::harness::{
-    cpu_seconds, monotonic_ms, percentile, precision_line, rss, spawn_camera, CameraChild,
+    box_cpu_seconds, cpu_seconds, monotonic_ms, percentile, precision_line, rss, spawn_camera,
+    CameraChild,
 };
 use super::load::{phase_s, pts_gaps, run_reference, sent_to_result_ms, url, Figures};
 pub use super::load::{CamerasBenchArgs, Toggle};
@@ -193,21 +194,29 @@ fn measure_vidar(
         counters(&|s| s.counters.reconnects),
     );
     let crops = || node.crops.load(Ordering::Relaxed);
-    let (t0, c0, a0, e0, d0) = (
+    let stalls = || node.analysis_stalls.load(Ordering::Relaxed);
+    node.take_longest_pass();
+    let (t0, c0, a0, e0, d0, b0, s0) = (
         Instant::now(),
         cpu_seconds(),
         analysed(),
         crops(),
         detected(),
+        box_cpu_seconds(),
+        stalls(),
     );
     std::thread::sleep(Duration::from_secs(args.seconds));
-    let (t1, c1, a1, e1, d1) = (
+    let (t1, c1, a1, e1, d1, b1, s1) = (
         Instant::now(),
         cpu_seconds(),
         analysed(),
         crops(),
         detected(),
+        box_cpu_seconds(),
+        stalls(),
     );
+    let longest = node.take_longest_pass();
+    let window = (t1 - t0).as_secs_f64().max(1e-9);
     let (rss_bytes, peak_rss_bytes) = rss();
     let dropped = counters(&|s| s.counters.dropped).saturating_sub(dropped0);
     let reconnects = counters(&|s| s.counters.reconnects).saturating_sub(reconnects0);
@@ -225,6 +234,8 @@ fn measure_vidar(
             peak_rss_bytes,
             crops: Some(e1.saturating_sub(e0)),
             detected: Some(d1.saturating_sub(d0)),
+            box_cores: Some(((b1.0 - b0.0) / window, (b1.1 - b0.1) / window)),
+            analysis_stalls: Some((longest.as_secs_f64() * 1000.0, s1.saturating_sub(s0))),
             ..Figures::default()
         },
     ))
@@ -261,7 +272,12 @@ pub fn cameras(args: CamerasBenchArgs) -> Result<()> {
                     args.warmup, args.seconds
                 );
                 let f = run_vidar(&args, port, interval, motion, adaptive)?;
-                eprintln!("  {:.1} frames/s, {} dropped", f.fps(), f.dropped);
+                eprintln!(
+                    "  {:.1} frames/s, {} dropped{}",
+                    f.fps(),
+                    f.dropped,
+                    box_and_stalls(&f)
+                );
                 let gated = if motion == Toggle::On {
                     ", motion-gated"
                 } else {
@@ -435,4 +451,17 @@ fn print_table(
         );
     }
     print_windows(&windows);
+}
+
+/// The box's load and the analysis loop's stalls in a window, for the
+/// progress lines (empty for the reference, which does not measure them).
+pub(super) fn box_and_stalls(f: &Figures) -> String {
+    let mut out = String::new();
+    if let Some((busy, steal)) = f.box_cores {
+        out += &format!("; box {busy:.2} cores busy, {steal:.2} stolen");
+    }
+    if let Some((longest, n)) = f.analysis_stalls {
+        out += &format!("; longest analysis pass {longest:.0} ms, {n} of 100 ms or more");
+    }
+    out
 }

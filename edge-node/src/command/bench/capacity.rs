@@ -201,6 +201,9 @@ struct Probe {
     cores: f64,
     rss_mib: f64,
     detected_share: Option<f64>,
+    /// The box's busy and stolen cores, the longest analysis pass and the
+    /// stalls, as `bench cameras` prints them (Vidar only).
+    load: String,
     sustained: bool,
 }
 
@@ -280,13 +283,14 @@ pub fn capacity(args: CapacityBenchArgs) -> Result<()> {
             any = true;
             let p = probe(&args, s.system, n)?;
             eprintln!(
-                "{} at {n} cameras: {:.1} frames/s of {:.0}, lost {}, p99 {:.0} ms, {:.2} cores: {}",
+                "{} at {n} cameras: {:.1} frames/s of {:.0}, lost {}, p99 {:.0} ms, {:.2} cores{}: {}",
                 s.system.name(),
                 p.fps,
                 n as f64 * args.fps,
                 p.lost,
                 p.p99,
                 p.cores,
+                p.load,
                 if p.sustained { "sustained" } else { "not sustained" }
             );
             if p.sustained {
@@ -392,6 +396,7 @@ fn probe(args: &CapacityBenchArgs, system: System, n: usize) -> Result<Probe> {
         cores: f.cores(),
         rss_mib: f.rss_bytes as f64 / (1024.0 * 1024.0),
         detected_share: f.detected.map(|d| d as f64 / f.frames.max(1) as f64),
+        load: super::cameras::box_and_stalls(&f),
         sustained,
     })
 }
@@ -447,12 +452,12 @@ fn print_tables(args: &CapacityBenchArgs, searches: &[Search], agreements: &[(Sy
     println!();
     println!("Every probe, in the order run:");
     println!();
-    println!("| system | cameras | frames/s (offered) | lost | p99, ms | CPU cores | sustained |");
-    println!("|---|---:|---:|---:|---:|---:|---|");
+    println!("| system | cameras | frames/s (offered) | lost | p99, ms | CPU cores | sustained | box and analysis loop |");
+    println!("|---|---:|---:|---:|---:|---:|---|---|");
     for s in searches {
         for p in &s.probes {
             println!(
-                "| {} | {} | {:.1} ({:.0}) | {} | {:.0} | {:.2} | {} |",
+                "| {} | {} | {:.1} ({:.0}) | {} | {:.0} | {:.2} | {} | {} |",
                 s.system.name(),
                 p.cameras,
                 p.fps,
@@ -460,7 +465,8 @@ fn print_tables(args: &CapacityBenchArgs, searches: &[Search], agreements: &[(Sy
                 p.lost,
                 p.p99,
                 p.cores,
-                if p.sustained { "yes" } else { "no" }
+                if p.sustained { "yes" } else { "no" },
+                p.load.trim_start_matches("; ")
             );
         }
     }
@@ -495,6 +501,7 @@ mod tests {
                 cores: 0.0,
                 rss_mib: 0.0,
                 detected_share: None,
+                load: String::new(),
                 sustained,
             });
             assert!(order.len() < 20, "{order:?}");

@@ -12,6 +12,43 @@ pub fn remove_db(db: &std::path::Path) {
     }
 }
 
+/// The whole box's CPU since boot, seconds summed over cores, from
+/// `/proc/stat`: busy (user, nice, system, irq, softirq: every process,
+/// the benchmark's test camera and anything else included) and stolen by
+/// the hypervisor. Zero where `/proc/stat` cannot be read.
+pub fn box_cpu_seconds() -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return (0.0, 0.0);
+    };
+    box_cpu_of(&stat)
+}
+
+fn box_cpu_of(stat: &str) -> (f64, f64) {
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0.0, 0.0);
+    };
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0.0) / 100.0;
+    // user nice system idle iowait irq softirq steal ...
+    (at(0) + at(1) + at(2) + at(5) + at(6), at(7))
+}
+
+#[cfg(test)]
+mod box_tests {
+    #[test]
+    fn box_cpu_counts_busy_and_stolen_ticks() {
+        let stat = "cpu  100 20 30 4000 50 6 7 8 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        let (busy, steal) = super::box_cpu_of(stat);
+        assert!((busy - 1.63).abs() < 1e-9, "{busy}");
+        assert!((steal - 0.08).abs() < 1e-9, "{steal}");
+        assert_eq!(super::box_cpu_of("intr 1 2\n"), (0.0, 0.0));
+    }
+}
+
 /// CPU seconds used by this process so far (user + system), from /proc.
 pub fn cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {

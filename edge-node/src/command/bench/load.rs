@@ -118,6 +118,12 @@ pub(super) struct Figures {
     pub(super) crops: Option<u64>,
     /// Frames the detector ran on in the window (Vidar only).
     pub(super) detected: Option<u64>,
+    /// The whole box in the window (Vidar only): cores busy (every process)
+    /// and cores stolen by the hypervisor.
+    pub(super) box_cores: Option<(f64, f64)>,
+    /// The longest pass of the analysis loop in the window, ms, and the
+    /// passes of 100 ms or more (Vidar only).
+    pub(super) analysis_stalls: Option<(f64, u64)>,
 }
 
 /// `off` or `on`.
@@ -307,6 +313,8 @@ fn read_report(path: &Path, fps: f64, phase_s: f64) -> Result<Figures> {
         persons: num("persons_detected").ok().map(|p| p as u64),
         crops: None,
         detected: None,
+        box_cores: None,
+        analysis_stalls: None,
     })
 }
 

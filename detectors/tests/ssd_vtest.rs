@@ -378,6 +378,39 @@ fn bench_measures_every_model_and_batch() {
     );
 }
 
+/// A detector of `model` at `precision`, with the default settings (and
+/// `max_batch` when given).
+fn ssd(
+    factory: &vidar_models::SessionFactory,
+    model: &str,
+    precision: Option<vidar_models::Precision>,
+    max_batch: Option<usize>,
+) -> Result<vidar_detectors::SsdDetector, vidar_detectors::DetectError> {
+    let default = SsdConfig::default();
+    SsdConfig {
+        model: model.into(),
+        precision,
+        max_batch: max_batch.unwrap_or(default.max_batch),
+        ..default
+    }
+    .build(factory)
+}
+
+/// The six vtest frames `make models` writes: (width, height, RGB).
+fn six_frames() -> Vec<(u32, u32, Vec<u8>)> {
+    [0, 2, 4, 30, 60, 90]
+        .map(|i| common::load_frame(&format!("frame_{i:04}.png")))
+        .into()
+}
+
+/// Packed RGB pictures of loaded frames.
+fn pictures(loaded: &[(u32, u32, Vec<u8>)]) -> Vec<Picture<'_>> {
+    loaded
+        .iter()
+        .map(|(w, h, rgb)| RgbFrame::packed(*w, *h, rgb).expect("frame").into())
+        .collect()
+}
+
 /// The int8 variant (`precision = "int8"`) finds the float model's persons
 /// on the six vtest frames, in one batch; precisions that cannot run are
 /// refused by name.
@@ -385,24 +418,13 @@ fn bench_measures_every_model_and_batch() {
 fn the_int8_detector_agrees_with_the_float_one_and_impossible_precisions_are_named() {
     use vidar_models::Precision;
     let factory = common::factory();
-    let build = |model: &str, precision: Option<Precision>| {
-        SsdConfig {
-            model: model.into(),
-            precision,
-            ..SsdConfig::default()
-        }
-        .build(&factory)
-    };
+    let build = |model: &str, precision| ssd(&factory, model, precision, None);
     let mut fp32 = build("ssd-mobilenet-v2-coco-raw", None).expect("fp32");
     let mut int8 = build("ssd-mobilenet-v2-coco-raw", Some(Precision::Int8)).expect("int8");
     assert_eq!(int8.model().spec().name, "ssd-mobilenet-v2-coco-raw-int8");
     assert_eq!(int8.model().spec().precision, Precision::Int8);
-    let names = [0, 2, 4, 30, 60, 90].map(|i| format!("frame_{i:04}.png"));
-    let loaded: Vec<_> = names.iter().map(|n| common::load_frame(n)).collect();
-    let frames: Vec<Picture> = loaded
-        .iter()
-        .map(|(w, h, rgb)| RgbFrame::packed(*w, *h, rgb).expect("frame").into())
-        .collect();
+    let loaded = six_frames();
+    let frames = pictures(&loaded);
     let want = fp32.detect(&frames).expect("fp32 detects");
     let got = int8.detect(&frames).expect("int8 detects");
     let (mut tp, mut fn_, mut fp) = (0usize, 0usize, 0usize);
@@ -453,23 +475,10 @@ fn the_int8_detector_agrees_with_the_float_one_and_impossible_precisions_are_nam
 fn the_person_ssd_reports_the_raw_ssds_persons() {
     use vidar_models::Precision;
     let factory = common::factory();
-    let build = |model: &str, precision: Option<Precision>| {
-        SsdConfig {
-            model: model.into(),
-            precision,
-            max_batch: 3,
-            ..SsdConfig::default()
-        }
-        .build(&factory)
-        .expect(model)
-    };
+    let build = |model: &str, precision| ssd(&factory, model, precision, Some(3)).expect(model);
     assert_eq!(SsdConfig::default().model, "ssd-mobilenet-v2-person");
-    let names = [0, 2, 4, 30, 60, 90].map(|i| format!("frame_{i:04}.png"));
-    let loaded: Vec<_> = names.iter().map(|n| common::load_frame(n)).collect();
-    let frames: Vec<Picture> = loaded
-        .iter()
-        .map(|(w, h, rgb)| RgbFrame::packed(*w, *h, rgb).expect("frame").into())
-        .collect();
+    let loaded = six_frames();
+    let frames = pictures(&loaded);
     for (precision, tol) in [(Some(Precision::Int8), 0.0f32), (None, 0.01)] {
         let mut raw = build("ssd-mobilenet-v2-coco-raw", precision);
         let mut person = build("ssd-mobilenet-v2-person", precision);

@@ -28,9 +28,14 @@ fn the_automatic_inference_depth_follows_what_inference_leaves_free() {
         .expect("valid")
     };
     assert_eq!(
-        config("").detector_depth(),
+        config("[models.runtime]\nintra_threads = 0").detector_depth(),
         1,
         "intra_threads 0: every core"
+    );
+    assert_eq!(
+        config("").models.runtime.intra_threads,
+        1,
+        "one intra-op thread by default"
     );
     let one = config("[models.runtime]\nintra_threads = 1");
     assert_eq!(one.detector_threads(), 1, "one camera, one thread");

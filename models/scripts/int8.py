@@ -54,8 +54,10 @@ def exact_first_conv(m):
     pixels meet large weights: on such a CPU the first layer's output, and so
     every score, depended on how the kernel paired the products (person
     scores up to 0.31 apart between two layouts of one convolution, and
-    both further from float than the exact sum). Later layers read
-    activations from ReLU6 and were not seen to differ. `m` is changed in
+    both further from float than the exact sum). Later layers saturate on
+    such CPUs too, but the same way in every model that shares them; making
+    them all exact as well costs about as much as float (docs/benchmarks.md,
+    "int8 on CPUs without VNNI"), so only this layer is. `m` is changed in
     place (an onnx ModelProto); the layer must be a QDQ convolution whose
     weights are per-channel int8 with zero points 0."""
     g = m.graph

@@ -354,8 +354,8 @@ fn link_rtp_video(
     Ok(dec_name)
 }
 
-/// Keep decoders alive through corrupt data: count errors instead of failing.
-/// Decoder settings: keep going over corrupt frames, and the worker
+/// Decoder settings: keep going over corrupt frames (count errors instead
+/// of failing), and the worker
 /// threads of a decoder that has them (`max-threads`, libav's; 0 = its
 /// own choice, one per core).
 fn configure_decoder(dec: &gst::Element, threads: u32) {

@@ -119,10 +119,10 @@ pub struct IngestConfig {
     /// its own streaming thread, and frame threading adds a frame of delay
     /// and hand-offs between threads to every one of them
     /// (docs/benchmarks.md, "Decoder threads").
-    #[serde(default = "defaults::decoder_threads")]
+    #[serde(default = "defaults::one_thread")]
     pub decoder_threads: u32,
     /// Threads for colour conversion/scaling (0 = one per core). Default 1.
-    #[serde(default = "defaults::convert_threads")]
+    #[serde(default = "defaults::one_thread")]
     pub convert_threads: u32,
     /// Frames' pixel layout: `auto` (default: I420 for decoded video, RGB
     /// for synthetic sources), `rgb` or `i420`.
@@ -152,10 +152,7 @@ mod defaults {
     pub fn yes() -> bool {
         true
     }
-    pub fn convert_threads() -> u32 {
-        1
-    }
-    pub fn decoder_threads() -> u32 {
+    pub fn one_thread() -> u32 {
         1
     }
 }
@@ -179,8 +176,8 @@ impl IngestConfig {
             realtime: true,
             loop_file: true,
             decoder: DecoderChoice::default(),
-            decoder_threads: defaults::decoder_threads(),
-            convert_threads: defaults::convert_threads(),
+            decoder_threads: defaults::one_thread(),
+            convert_threads: defaults::one_thread(),
             pixel_format: PixelFormat::default(),
         }
     }
@@ -264,11 +261,13 @@ impl Config for IngestConfig {
                 ),
             );
         }
-        if self.convert_threads > 64 {
-            p.push(
-                "convert_threads",
-                format!("{} is above 64", self.convert_threads),
-            );
+        for (key, v) in [
+            ("decoder_threads", self.decoder_threads),
+            ("convert_threads", self.convert_threads),
+        ] {
+            if v > 64 {
+                p.push(key, format!("{v} is above 64"));
+            }
         }
         p.into_vec()
     }
@@ -300,6 +299,7 @@ mod tests {
         c.width = Some(15);
         c.queue_capacity = 0;
         c.backoff_initial_ms = 50_000;
+        c.decoder_threads = 1000;
         let problems = c.problems();
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
@@ -309,11 +309,13 @@ mod tests {
                 "width",
                 "width",
                 "queue_capacity",
-                "backoff_initial_ms"
+                "backoff_initial_ms",
+                "decoder_threads"
             ]
         );
         let all = c.check().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(all.contains("set together"), "{all}");
+        assert!(all.contains("1000 is above 64"), "{all}");
         assert!(c.checked_source().is_err());
     }
 

@@ -234,7 +234,9 @@ fn measure_vidar(
             peak_rss_bytes,
             crops: Some(e1.saturating_sub(e0)),
             detected: Some(d1.saturating_sub(d0)),
-            box_cores: Some(((b1.0 - b0.0) / window, (b1.1 - b0.1) / window)),
+            box_cores: b0
+                .zip(b1)
+                .map(|(b0, b1)| ((b1.0 - b0.0) / window, (b1.1 - b0.1) / window)),
             analysis_stalls: Some((longest.as_secs_f64() * 1000.0, s1.saturating_sub(s0))),
             ..Figures::default()
         },
@@ -277,6 +279,8 @@ pub fn cameras(args: CamerasBenchArgs) -> Result<()> {
                     f.fps(),
                     f.dropped,
                     box_and_stalls(&f)
+                        .map(|s| format!("; {s}"))
+                        .unwrap_or_default()
                 );
                 let gated = if motion == Toggle::On {
                     ", motion-gated"
@@ -453,15 +457,18 @@ fn print_table(
     print_windows(&windows);
 }
 
-/// The box's load and the analysis loop's stalls in a window, for the
-/// progress lines (empty for the reference, which does not measure them).
-pub(super) fn box_and_stalls(f: &Figures) -> String {
-    let mut out = String::new();
-    if let Some((busy, steal)) = f.box_cores {
-        out += &format!("; box {busy:.2} cores busy, {steal:.2} stolen");
-    }
-    if let Some((longest, n)) = f.analysis_stalls {
-        out += &format!("; longest analysis pass {longest:.0} ms, {n} of 100 ms or more");
-    }
-    out
+/// The box's load and the analysis loop's stalls in a window (None for
+/// the reference, which does not measure them).
+pub(super) fn box_and_stalls(f: &Figures) -> Option<String> {
+    let parts: Vec<String> = [
+        f.box_cores
+            .map(|(busy, steal)| format!("box {busy:.2} cores busy, {steal:.2} stolen")),
+        f.analysis_stalls.map(|(longest, n)| {
+            format!("longest analysis pass {longest:.0} ms, {n} of 100 ms or more")
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
 }

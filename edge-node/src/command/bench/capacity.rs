@@ -203,7 +203,7 @@ struct Probe {
     detected_share: Option<f64>,
     /// The box's busy and stolen cores, the longest analysis pass and the
     /// stalls, as `bench cameras` prints them (Vidar only).
-    load: String,
+    load: Option<String>,
     sustained: bool,
 }
 
@@ -290,7 +290,7 @@ pub fn capacity(args: CapacityBenchArgs) -> Result<()> {
                 p.lost,
                 p.p99,
                 p.cores,
-                p.load,
+                p.load.as_ref().map(|s| format!("; {s}")).unwrap_or_default(),
                 if p.sustained { "sustained" } else { "not sustained" }
             );
             if p.sustained {
@@ -466,7 +466,7 @@ fn print_tables(args: &CapacityBenchArgs, searches: &[Search], agreements: &[(Sy
                 p.p99,
                 p.cores,
                 if p.sustained { "yes" } else { "no" },
-                p.load.trim_start_matches("; ")
+                p.load.as_deref().unwrap_or_default()
             );
         }
     }
@@ -501,7 +501,7 @@ mod tests {
                 cores: 0.0,
                 rss_mib: 0.0,
                 detected_share: None,
-                load: String::new(),
+                load: None,
                 sustained,
             });
             assert!(order.len() < 20, "{order:?}");

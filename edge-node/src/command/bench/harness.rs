@@ -15,26 +15,25 @@ pub fn remove_db(db: &std::path::Path) {
 /// The whole box's CPU since boot, seconds summed over cores, from
 /// `/proc/stat`: busy (user, nice, system, irq, softirq: every process,
 /// the benchmark's test camera and anything else included) and stolen by
-/// the hypervisor. Zero where `/proc/stat` cannot be read.
-pub fn box_cpu_seconds() -> (f64, f64) {
-    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
-        return (0.0, 0.0);
-    };
-    box_cpu_of(&stat)
+/// the hypervisor. None where `/proc/stat` cannot be read or parsed (the
+/// benchmarks then leave the figure out rather than print zeros).
+pub fn box_cpu_seconds() -> Option<(f64, f64)> {
+    box_cpu_of(&std::fs::read_to_string("/proc/stat").ok()?)
 }
 
-fn box_cpu_of(stat: &str) -> (f64, f64) {
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
-        return (0.0, 0.0);
-    };
-    let f: Vec<f64> = line
+fn box_cpu_of(stat: &str) -> Option<(f64, f64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f = line
         .split_whitespace()
         .skip(1)
-        .map(|v| v.parse().unwrap_or(0.0))
-        .collect();
-    let at = |i: usize| f.get(i).copied().unwrap_or(0.0) / 100.0;
-    // user nice system idle iowait irq softirq steal ...
-    (at(0) + at(1) + at(2) + at(5) + at(6), at(7))
+        .take(8)
+        .map(|v| v.parse::<f64>().ok().map(|t| t / 100.0))
+        .collect::<Option<Vec<f64>>>()?;
+    // user nice system idle iowait irq softirq steal
+    let [user, nice, system, _idle, _iowait, irq, softirq, steal] = f[..] else {
+        return None;
+    };
+    Some((user + nice + system + irq + softirq, steal))
 }
 
 #[cfg(test)]
@@ -42,10 +41,12 @@ mod box_tests {
     #[test]
     fn box_cpu_counts_busy_and_stolen_ticks() {
         let stat = "cpu  100 20 30 4000 50 6 7 8 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
-        let (busy, steal) = super::box_cpu_of(stat);
+        let (busy, steal) = super::box_cpu_of(stat).expect("parsed");
         assert!((busy - 1.63).abs() < 1e-9, "{busy}");
         assert!((steal - 0.08).abs() < 1e-9, "{steal}");
-        assert_eq!(super::box_cpu_of("intr 1 2\n"), (0.0, 0.0));
+        assert_eq!(super::box_cpu_of("intr 1 2\n"), None);
+        assert_eq!(super::box_cpu_of("cpu  1 2 3\n"), None, "too few fields");
+        assert_eq!(super::box_cpu_of("cpu  1 x 3 4 5 6 7 8\n"), None);
     }
 }
 

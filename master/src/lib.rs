@@ -239,6 +239,8 @@ impl Master {
             algorithm: config.plan_algorithm,
             jobs: jobs::Book::new(config.jobs_dir()),
             jobs_policy: config.jobs_policy,
+            // Nodes with a bundle are clients of this router.
+            jobs_network: jobs::place::Network::of_site(config.cluster.bundle.is_some()),
             stop: stop.clone(),
         }
         .spawn()?;

@@ -1,5 +1,6 @@
 //! The cluster snapshot shared by every algorithm: nodes (capacity, memory) and
-//! undirected links (bandwidth). Also the indexed form the algorithms work on.
+//! links (bandwidth), undirected or one-way. Also the indexed form the
+//! algorithms work on.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -68,16 +69,51 @@ pub struct Node {
     pub memory: u64,
 }
 
-/// An undirected link between two nodes.
+/// A link between two nodes: undirected (both directions share its
+/// bandwidth), or one-way from `a` to `b`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Link {
-    /// One end.
+    /// One end (the sending end of a one-way link).
     pub a: NodeId,
-    /// The other end.
+    /// The other end (the receiving end of a one-way link).
     pub b: NodeId,
-    /// Bandwidth in bytes/s, shared by both directions.
+    /// Bandwidth in bytes/s: shared by both directions, or the one
+    /// direction of a one-way link.
     pub bandwidth: f64,
+    /// Carries bytes from `a` to `b` only (default false). A full-duplex
+    /// access link is two one-way links, one each way: its upload and its
+    /// download do not share a rate. Paths follow the direction; JSTSH,
+    /// which needs a symmetric rate between nodes, refuses one-way links
+    /// (give it `rates` instead).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub one_way: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Link {
+    /// An undirected link.
+    pub fn new(a: NodeId, b: NodeId, bandwidth: f64) -> Self {
+        Self {
+            a,
+            b,
+            bandwidth,
+            one_way: false,
+        }
+    }
+
+    /// A one-way link from `a` to `b`.
+    pub fn one_way(a: NodeId, b: NodeId, bandwidth: f64) -> Self {
+        Self {
+            a,
+            b,
+            bandwidth,
+            one_way: true,
+        }
+    }
 }
 
 /// A snapshot of the cluster.
@@ -86,7 +122,8 @@ pub struct Link {
 pub struct Cluster {
     /// The nodes; their order is the index order used in plans' internals.
     pub nodes: Vec<Node>,
-    /// The links (at most one per pair); default none.
+    /// The links: per pair of nodes, one undirected link or at most one
+    /// one-way link each way; default none.
     #[serde(default)]
     pub links: Vec<Link>,
 }
@@ -129,12 +166,14 @@ impl Cluster {
                     l.a, l.b, l.bandwidth
                 ));
             }
-            let key = if l.a < l.b {
-                (&l.a, &l.b)
-            } else {
-                (&l.b, &l.a)
-            };
-            if pairs.insert(key, ()).is_some() {
+            // The directions each link carries: a pair has one undirected
+            // link or at most one one-way link each way.
+            let back = (!l.one_way).then_some((&l.b, &l.a));
+            let mut twice = false;
+            for way in std::iter::once((&l.a, &l.b)).chain(back) {
+                twice |= pairs.insert(way, ()).is_some();
+            }
+            if twice {
                 out.push(format!("link {}-{} appears twice", l.a, l.b));
             }
         }
@@ -165,11 +204,13 @@ pub struct Graph {
     pub capacity: Vec<f64>,
     /// Schedulable memory per node (bytes).
     pub memory: Vec<u64>,
-    /// Link endpoints `(a, b)` by link index.
+    /// Link endpoints `(a, b)` by link index (a one-way link carries from
+    /// `a` to `b`).
     pub ends: Vec<(usize, usize)>,
     /// Link bandwidth by link index (bytes/s).
     pub bandwidth: Vec<f64>,
-    /// `adj[u]` = list of `(neighbour, link index)`, in link order (deterministic).
+    /// `adj[u]` = list of `(neighbour, link index)` reachable from `u`, in
+    /// link order (deterministic).
     pub adj: Vec<Vec<(usize, usize)>>,
 }
 
@@ -186,7 +227,9 @@ impl Graph {
         for (l, link) in c.links.iter().enumerate() {
             let (a, b) = (index[&link.a], index[&link.b]);
             adj[a].push((b, l));
-            adj[b].push((a, l));
+            if !link.one_way {
+                adj[b].push((a, l));
+            }
             ends.push((a, b));
         }
         Self {
@@ -335,7 +378,7 @@ mod tests {
                 .into_iter()
                 .map(|(a, b, bw)| (a % n, b % n, bw))
                 .filter(|&(a, b, _)| a != b && seen.insert((a.min(b), a.max(b))))
-                .map(|(a, b, bandwidth)| Link { a: nodes[a].id.clone(), b: nodes[b].id.clone(), bandwidth })
+                .map(|(a, b, bandwidth)| Link::new(nodes[a].id.clone(), nodes[b].id.clone(), bandwidth))
                 .collect();
             let g = Cluster { nodes, links }.index().expect("valid cluster");
             prop_assert_eq!(g.widest_rates(), dijkstra_rates(&g));

@@ -12,12 +12,20 @@
 //!   on a full node runs slowly, it is not refused).
 //! - **Memory.** `memory_mb`, less a detector if it ingests cameras and a
 //!   re-ID model if it serves re-ID.
-//! - **Links.** Every pair of live nodes is one direct link at the measured
-//!   end-to-end rate, [`DEFAULT_LINK_MBIT_S`] until measured (the planner's [`pair_rates`]: through the router in
-//!   client mode, so no relaying through a third node is modelled, and
-//!   `k_paths = 1`), [`LINK_HEADROOM`] of it less the crops JSTSH sends
-//!   across the pair (their expected bytes, not their share, which is a
-//!   bound), but never below [`MIN_SPARE`] of it.
+//! - **Links** ([`Network`]). On a site with a bundle, nodes are zenoh
+//!   clients of the master's router and every byte between two nodes goes
+//!   through it: a node's access link is two one-way links to the router,
+//!   its upload and its download, and everything it sends to any peer
+//!   shares its upload (two jobs sending frames from one node to two peers
+//!   share one link, not two). Without a bundle, nodes may connect to each
+//!   other directly, and every pair of live nodes is one link at the rate
+//!   measured between them. Rates are measured by the nodes' probes
+//!   ([`access_rates`], [`pair_rates`]), bounded until measured
+//!   ([`unmeasured_pair`]); no relaying through a third node is modelled,
+//!   and `k_paths = 1` (there is one path). Jobs may plan with
+//!   [`LINK_HEADROOM`] of a link less the crops JSTSH sends across it (their
+//!   expected bytes, not their share, which is a bound), but never less
+//!   than [`MIN_SPARE`] of it.
 //! - **A job** is one ENTS job: its source node is where JSTSH ingests its
 //!   camera (the source stage always runs there; it is not an ENTS task), its
 //!   rate the lower of its own and the camera's. Each other stage is a task:
@@ -96,6 +104,94 @@ pub fn bytes_per_item(
     }
 }
 
+/// How bytes between two nodes travel, which sets the links jobs are
+/// planned over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Network {
+    /// Through the master's router (nodes with a site bundle are its zenoh
+    /// clients): a node's upload is shared by everything it sends, its
+    /// download by everything it receives.
+    #[default]
+    ThroughRouter,
+    /// Directly between nodes (peers without a bundle): every pair of nodes
+    /// is a link of its own.
+    Direct,
+}
+
+impl Network {
+    /// The network of a master whose cluster settings have a bundle
+    /// (`bundled`) or not.
+    pub fn of_site(bundled: bool) -> Self {
+        if bundled {
+            Self::ThroughRouter
+        } else {
+            Self::Direct
+        }
+    }
+}
+
+/// A link jobs are planned over.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Hop {
+    /// A node's upload to the router.
+    Up(NodeId),
+    /// A node's download from the router.
+    Down(NodeId),
+    /// A pair of nodes connected directly (in name order).
+    Pair(NodeId, NodeId),
+}
+
+/// The links bytes from `from` to `to` cross.
+fn hops(net: Network, from: &NodeId, to: &NodeId) -> Vec<Hop> {
+    match net {
+        Network::ThroughRouter => vec![Hop::Up(from.clone()), Hop::Down(to.clone())],
+        Network::Direct => {
+            let (a, b) = ordered(from, to);
+            vec![Hop::Pair(a, b)]
+        }
+    }
+}
+
+/// The router in a [`Network::ThroughRouter`] cluster: a scheduler id no
+/// node can have (node ids have no `:`). It has no memory, so no task is
+/// placed on it.
+const ROUTER: &str = "router:site";
+
+/// Each live node's upload and download, Mbit/s, as the link probes bound
+/// them. A probe from `a` to `b` goes through the router and measures
+/// `min(a's upload, b's download)` less what else crosses them: `a`'s upload
+/// is at least the fastest rate `a` measured to a peer, `b`'s download at
+/// least the fastest any peer measured to `b` (exact when some peer's link
+/// is as fast). A direction not measured takes the other's figure; a node
+/// not measured at all takes [`DEFAULT_LINK_MBIT_S`], so that a path to it
+/// is bounded by the other end's measured link, as [`unmeasured_pair`]
+/// bounds a pair.
+pub fn access_rates(views: &[NodeView]) -> BTreeMap<NodeId, (f64, f64)> {
+    use crate::planner::model::fastest;
+    let live: std::collections::BTreeSet<&NodeId> = views.iter().map(|v| &v.node).collect();
+    let reports = || {
+        views.iter().flat_map(|v| {
+            v.links
+                .iter()
+                .filter(|(to, _)| *to != v.node && live.contains(to))
+                .map(move |(to, r)| (&v.node, to, *r))
+        })
+    };
+    views
+        .iter()
+        .map(|v| {
+            let up = fastest(reports().filter(|(a, _, _)| *a == &v.node).map(|x| x.2));
+            let down = fastest(reports().filter(|(_, b, _)| *b == &v.node).map(|x| x.2));
+            let rates = match (up, down) {
+                (Some(u), Some(d)) => (u, d),
+                (Some(x), None) | (None, Some(x)) => (x, x),
+                (None, None) => (DEFAULT_LINK_MBIT_S, DEFAULT_LINK_MBIT_S),
+            };
+            (v.node.clone(), rates)
+        })
+        .collect()
+}
+
 /// The rate a pair not yet measured is planned with, Mbit/s. Every byte
 /// between two nodes goes through the router, so a pair is no faster than
 /// either node's own link, and a node's link is at least as fast as the
@@ -125,6 +221,10 @@ fn sched_id(n: &NodeId) -> Result<vidar_scheduler::NodeId, String> {
     vidar_scheduler::NodeId::new(n.as_str()).map_err(|e| e.to_string())
 }
 
+fn router() -> vidar_scheduler::NodeId {
+    vidar_scheduler::NodeId::new(ROUTER).expect("a valid scheduler id")
+}
+
 /// A fresh placement replaces the one in force only when its mean
 /// predicted rate is higher by more than this fraction, both judged on the
 /// same inputs (moving a stage restarts it and loads its model again).
@@ -140,6 +240,7 @@ pub fn place(
     streams: &PlanOutput,
     previous: &[JobAssignment],
     policy: Policy,
+    net: Network,
 ) -> Placement {
     let mut out = Placement::default();
     if jobs.is_empty() {
@@ -205,48 +306,64 @@ pub fn place(
             memory: mem_mb.max(64) * MIB,
         });
     }
-    // The crops JSTSH sends across each pair: what they are expected to
+    // The crops JSTSH sends across each link: what they are expected to
     // carry (the planner's model), not their share (an upper bound, which
     // is the whole link when they are its only flow).
-    let mut crop_bytes: BTreeMap<(NodeId, NodeId), f64> = BTreeMap::new();
+    let mut crop_bytes: BTreeMap<Hop, f64> = BTreeMap::new();
     for s in streams.streams.iter().filter(|s| s.node != s.reid_node) {
         let Some(c) = fps_of.get(&s.camera) else {
             continue;
         };
-        *crop_bytes
-            .entry(ordered(&s.node, &s.reid_node))
-            .or_default() += c.persons * REID_CROPS_PER_PERSON_S * CROP_BYTES;
+        for hop in hops(net, &s.node, &s.reid_node) {
+            *crop_bytes.entry(hop).or_default() += c.persons * REID_CROPS_PER_PERSON_S * CROP_BYTES;
+        }
     }
-    // Every pair: measured, or bounded until it is (the nodes probe the
-    // peers the plan names, so a pair a job comes to use is measured then,
-    // and the plan follows).
-    let measured = pair_rates(views);
-    let mut pairs = Vec::new();
-    for (i, a) in views.iter().enumerate() {
-        for b in &views[i + 1..] {
-            let key = ordered(&a.node, &b.node);
-            let mbit = measured
-                .get(&key)
-                .copied()
-                .unwrap_or_else(|| unmeasured_pair(&measured, &a.node, &b.node));
-            pairs.push((key, mbit));
+    // Every link, Mbit/s: measured, or bounded until it is (the nodes
+    // probe the peers the plan names, so a link a job comes to use is
+    // measured then, and the plan follows).
+    let mut rates: Vec<(Hop, f64)> = Vec::new();
+    match net {
+        Network::ThroughRouter => {
+            for (node, (up, down)) in access_rates(views) {
+                rates.push((Hop::Up(node.clone()), up));
+                rates.push((Hop::Down(node), down));
+            }
+            nodes.push(Node {
+                id: router(),
+                capacity: f64::MIN_POSITIVE,
+                memory: 0,
+            });
+        }
+        Network::Direct => {
+            let measured = pair_rates(views);
+            for (i, a) in views.iter().enumerate() {
+                for b in &views[i + 1..] {
+                    let (a, b) = ordered(&a.node, &b.node);
+                    let mbit = measured
+                        .get(&(a.clone(), b.clone()))
+                        .copied()
+                        .unwrap_or_else(|| unmeasured_pair(&measured, &a, &b));
+                    rates.push((Hop::Pair(a, b), mbit));
+                }
+            }
         }
     }
     let mut links = Vec::new();
-    // What jobs may use of each pair, bytes/s.
-    let mut for_jobs: BTreeMap<(NodeId, NodeId), f64> = BTreeMap::new();
-    for ((a, b), mbit) in pairs {
+    // What jobs may use of each link, bytes/s.
+    let mut for_jobs: BTreeMap<Hop, f64> = BTreeMap::new();
+    for (hop, mbit) in rates {
         let rate = mbit * 1e6 / 8.0;
-        let used = crop_bytes
-            .get(&(a.clone(), b.clone()))
-            .copied()
-            .unwrap_or(0.0);
+        let used = crop_bytes.get(&hop).copied().unwrap_or(0.0);
         let bandwidth = (LINK_HEADROOM * rate - used).max(MIN_SPARE * rate);
-        for_jobs.insert((a.clone(), b.clone()), bandwidth);
-        let (Ok(a), Ok(b)) = (sched_id(&a), sched_id(&b)) else {
-            continue;
+        let link = match &hop {
+            Hop::Up(n) => sched_id(n).map(|n| Link::one_way(n, router(), bandwidth)),
+            Hop::Down(n) => sched_id(n).map(|n| Link::one_way(router(), n, bandwidth)),
+            Hop::Pair(a, b) => sched_id(a).and_then(|a| Ok(Link::new(a, sched_id(b)?, bandwidth))),
         };
-        links.push(Link { a, b, bandwidth });
+        for_jobs.insert(hop, bandwidth);
+        if let Ok(link) = link {
+            links.push(link);
+        }
     }
     // A re-ID crop's cost in detector frames: the median over the nodes
     // that profiled both.
@@ -494,28 +611,33 @@ pub fn place(
             predicted_rate: p.throughput,
         });
     }
-    spread_spare(&mut out.placed, &for_jobs);
+    spread_spare(&mut out.placed, &for_jobs, net);
     out
 }
 
-/// Shares are caps (token buckets), and a pair's bandwidth that no flow
-/// was given is of no use to anyone: each pair's flows get all of what
-/// jobs may use of it, in proportion to the shares the policy gave them.
-/// OTFA gives a flow what its job's compute can use at the modelled bytes
-/// per item; when items are larger than modelled (more people in view
-/// than the camera's `persons`), the spare is what lets them through.
-fn spread_spare(placed: &mut [JobAssignment], for_jobs: &BTreeMap<(NodeId, NodeId), f64>) {
-    let pair = |a: &JobAssignment, stage: &vidar_protocol::StageId| -> Option<(NodeId, NodeId)> {
-        let i = a.spec.stages.iter().position(|s| &s.name == stage)?;
-        let input = a.spec.stages[i].input.as_ref()?;
-        let p = a.spec.stages.iter().position(|s| &s.name == input)?;
-        Some(ordered(a.nodes.get(p)?, a.nodes.get(i)?))
+/// Shares are caps (token buckets), and a link's bandwidth that no flow
+/// was given is of no use to anyone: each flow is scaled up by the least,
+/// over the links it crosses, of what jobs may use of the link over what
+/// its flows were given (so no link is given more than jobs may use of it),
+/// keeping the proportions the policy set on the link that binds. OTFA
+/// gives a flow what its job's compute can use at the modelled bytes per
+/// item; when items are larger than modelled (more people in view than the
+/// camera's `persons`), the spare is what lets them through.
+fn spread_spare(placed: &mut [JobAssignment], for_jobs: &BTreeMap<Hop, f64>, net: Network) {
+    let flow_hops = |a: &JobAssignment, stage: &vidar_protocol::StageId| -> Vec<Hop> {
+        let ends = || {
+            let i = a.spec.stages.iter().position(|s| &s.name == stage)?;
+            let input = a.spec.stages[i].input.as_ref()?;
+            let p = a.spec.stages.iter().position(|s| &s.name == input)?;
+            Some((a.nodes.get(p)?, a.nodes.get(i)?))
+        };
+        ends().map_or_else(Vec::new, |(from, to)| hops(net, from, to))
     };
-    let mut given: BTreeMap<(NodeId, NodeId), f64> = BTreeMap::new();
+    let mut given: BTreeMap<Hop, f64> = BTreeMap::new();
     for a in placed.iter() {
         for f in &a.flows {
-            if let Some(k) = pair(a, &f.to_stage) {
-                *given.entry(k).or_default() += f.bytes_per_s as f64;
+            for hop in flow_hops(a, &f.to_stage) {
+                *given.entry(hop).or_default() += f.bytes_per_s as f64;
             }
         }
     }
@@ -524,8 +646,10 @@ fn spread_spare(placed: &mut [JobAssignment], for_jobs: &BTreeMap<(NodeId, NodeI
             .flows
             .iter()
             .map(|f| {
-                let scale = pair(a, &f.to_stage)
-                    .and_then(|k| Some(for_jobs.get(&k)? / given.get(&k)?))
+                let scale = flow_hops(a, &f.to_stage)
+                    .iter()
+                    .map(|h| Some(for_jobs.get(h)? / given.get(h)?))
+                    .try_fold(f64::INFINITY, |m, s| Some(m.min(s?)))
                     .filter(|s| s.is_finite() && *s > 1.0)
                     .unwrap_or(1.0);
                 (f.bytes_per_s as f64 * scale) as u64

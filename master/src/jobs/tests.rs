@@ -1,6 +1,7 @@
-use super::place::{place, MIN_SPARE};
+use super::place::{place, Network, MIN_SPARE};
 use super::*;
 use crate::planner::{NodeView, Placed, PlanOutput, SiteCamera};
+use std::collections::BTreeMap;
 use vidar_protocol::{CameraId, NodeId};
 use vidar_scheduler::ents::Policy;
 
@@ -118,6 +119,7 @@ fn otfa_keeps_frames_off_a_slow_link_and_splits_shares_by_bytes() {
         &streams(&[("cam-0", "edge-1")]),
         &[],
         Policy::Otfa,
+        Network::ThroughRouter,
     );
     assert!(out.waiting.is_empty(), "{:?}", out.waiting);
     let a = &out.placed[0];
@@ -147,6 +149,7 @@ fn otfa_keeps_frames_off_a_slow_link_and_splits_shares_by_bytes() {
         &streams(&[("cam-0", "edge-1")]),
         &[],
         Policy::Lr,
+        Network::ThroughRouter,
     );
     let nodes = &lr.placed[0].nodes;
     assert!(nodes[1..].iter().all(|n| n == &nodes[1]), "{nodes:?}");
@@ -182,6 +185,7 @@ fn measured_bytes_per_item_replace_the_model_once_enough_items_were_sent() {
             &streams(&[("cam-0", "edge-1")]),
             &[],
             Policy::Otfa,
+            Network::ThroughRouter,
         );
         assert!(out.waiting.is_empty(), "{:?}", out.waiting);
         assert_eq!(out.placed[0].nodes[1], id("edge-2"));
@@ -238,6 +242,7 @@ fn a_pair_not_yet_measured_is_no_faster_than_either_nodes_fastest_measured_pair(
         &streams(&[("cam-0", "edge-2")]),
         &[],
         Policy::Otfa,
+        Network::ThroughRouter,
     );
     let a = &out.placed[0];
     assert!(!a.flows.is_empty(), "{a:?}");
@@ -262,6 +267,7 @@ fn a_job_waits_while_its_camera_is_not_ingested_and_spare_is_floored() {
         &streams(&[]),
         &[],
         Policy::Otfa,
+        Network::ThroughRouter,
     );
     assert!(out.placed.is_empty());
     assert!(
@@ -277,6 +283,7 @@ fn a_job_waits_while_its_camera_is_not_ingested_and_spare_is_floored() {
         &streams(&[("cam-0", "edge-1")]),
         &[],
         Policy::Otfa,
+        Network::ThroughRouter,
     );
     let rate = out.placed[0].predicted_rate;
     assert!(rate > 0.0 && rate <= MIN_SPARE * 10.0 + 1e-9, "{rate}");
@@ -301,6 +308,7 @@ fn a_placement_in_force_is_kept_unless_a_fresh_one_is_clearly_better() {
             &streams(&[("cam-0", "edge-1")]),
             previous,
             Policy::Otfa,
+            Network::ThroughRouter,
         )
     };
     // edge-2 a bit faster than edge-3: the detector goes there.
@@ -315,4 +323,120 @@ fn a_placement_in_force_is_kept_unless_a_fresh_one_is_clearly_better() {
     // edge-2 much slower: the move pays, and is made.
     let moved = place_with(2.0, &first.placed);
     assert_eq!(moved.placed[0].nodes[1], id("edge-3"));
+}
+
+/// The example job on `camera` as `id`, taking `rate` frames/s.
+fn job_on(id: &str, camera: &str, rate: f64) -> vidar_protocol::messages::JobSpec {
+    let text = ATTRIBUTES
+        .replace("id = \"attributes\"", &format!("id = \"{id}\""))
+        .replace("camera = \"cam-0\"", &format!("camera = \"{camera}\""))
+        .replacen("rate = 4.0", &format!("rate = {rate:?}"), 1);
+    parse(&text, id).expect("job")
+}
+
+/// Bytes/s each node is given to send to other nodes, over all jobs.
+fn sent_by(placed: &[vidar_protocol::messages::JobAssignment]) -> BTreeMap<NodeId, u64> {
+    let mut out = BTreeMap::new();
+    for a in placed {
+        for f in &a.flows {
+            let input = a
+                .spec
+                .stages
+                .iter()
+                .find(|s| s.name == f.to_stage)
+                .and_then(|s| s.input.as_ref())
+                .expect("a flow into a stage with an input");
+            let from = a.node_of(input).expect("placed").clone();
+            *out.entry(from).or_default() += f.bytes_per_s;
+        }
+    }
+    out
+}
+
+/// edge-1 ingests cam-0 and cam-1 with no detector to spare, behind an
+/// 8 Mbit/s upload (its probes read 8 to both peers); edge-2 and edge-3 are
+/// idle behind 50 Mbit/s.
+fn behind_one_upload() -> [NodeView; 3] {
+    [
+        view("edge-1", 16.0, &[("edge-2", 8.0), ("edge-3", 8.0)]),
+        view("edge-2", 40.0, &[("edge-1", 50.0), ("edge-3", 50.0)]),
+        view("edge-3", 40.0, &[("edge-1", 50.0), ("edge-2", 50.0)]),
+    ]
+}
+
+#[test]
+fn jobs_sending_from_one_node_share_its_upload_through_the_router() {
+    let jobs = [job_on("a", "cam-0", 4.0), job_on("b", "cam-1", 4.0)];
+    let cams = [camera("cam-0"), camera("cam-1")];
+    let placed = |net| {
+        place(
+            &jobs,
+            &cams,
+            &behind_one_upload(),
+            &streams(&[("cam-0", "edge-1"), ("cam-1", "edge-1")]),
+            &[],
+            Policy::Otfa,
+            net,
+        )
+    };
+    let router = placed(Network::ThroughRouter);
+    assert!(router.waiting.is_empty(), "{:?}", router.waiting);
+    // The detectors go to the two idle nodes, one each: two flows of
+    // frames out of edge-1, to two peers.
+    let dets: Vec<&NodeId> = router.placed.iter().map(|a| &a.nodes[1]).collect();
+    assert_eq!(dets, [&id("edge-2"), &id("edge-3")]);
+    // Through the router they share edge-1's upload: together at most what
+    // jobs may use of it, 0.9 of 8 Mbit/s.
+    let upload = 0.9 * 8e6 / 8.0;
+    let sent = sent_by(&router.placed)[&id("edge-1")] as f64;
+    assert!(sent <= upload + 2.0 && sent > 0.99 * upload, "{sent} B/s");
+    // The frames the plan expects fit in it (their crops cross it too:
+    // the light stages may come back to edge-1).
+    let frames: f64 = router
+        .placed
+        .iter()
+        .map(|a| a.predicted_rate * 184_320.0)
+        .sum();
+    assert!(frames <= upload, "{frames} B/s of frames");
+    // Planned as two direct pairs (nodes that reach each other directly),
+    // each flow is given all of its pair: twice the upload.
+    let direct = placed(Network::Direct);
+    let sent = sent_by(&direct.placed)[&id("edge-1")] as f64;
+    assert!(sent > 1.9 * upload, "{sent} B/s");
+}
+
+#[test]
+fn otfa_gives_a_job_the_upload_another_job_cannot_use_and_tp_does_not() {
+    // Two jobs send frames out of edge-1's upload: one would take 10 a
+    // second, the other takes 1.
+    let jobs = [job_on("fast", "cam-0", 10.0), job_on("slow", "cam-1", 1.0)];
+    let cams = [camera("cam-0"), camera("cam-1")];
+    let placed = |policy| {
+        let out = place(
+            &jobs,
+            &cams,
+            &behind_one_upload(),
+            &streams(&[("cam-0", "edge-1"), ("cam-1", "edge-1")]),
+            &[],
+            policy,
+            Network::ThroughRouter,
+        );
+        assert!(out.waiting.is_empty(), "{:?}", out.waiting);
+        let rate = |j: &str| {
+            out.placed
+                .iter()
+                .find(|a| a.spec.id.as_str() == j)
+                .map_or(0.0, |a| a.predicted_rate)
+        };
+        (rate("fast"), rate("slow"))
+    };
+    // TP splits edge-1's upload equally between the flows that cross it:
+    // the slow job uses 184 kB/s of its share, and the fast one cannot have
+    // the rest. OTFA gives the fast job all that the slow one leaves.
+    let (tp_fast, tp_slow) = placed(Policy::Tp);
+    let (fast, slow) = placed(Policy::Otfa);
+    assert!((tp_slow - 1.0).abs() < 1e-9, "TP {tp_slow}");
+    assert!((slow - 1.0).abs() < 1e-9, "OTFA {slow}");
+    assert!(fast > 1.5 * tp_fast, "OTFA {fast}, TP {tp_fast}");
+    assert!((slow - 1.0).abs() < 1e-9, "OTFA {slow}");
 }

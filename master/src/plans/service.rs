@@ -49,6 +49,8 @@ pub struct PlanService {
     pub jobs: crate::jobs::Book,
     /// How job stages are placed (`jobs_policy`).
     pub jobs_policy: vidar_scheduler::ents::Policy,
+    /// How bytes travel between nodes, for placing job stages.
+    pub jobs_network: crate::jobs::place::Network,
     /// Triggered to stop the service (with a wake, see [`Plans::wake`]).
     pub stop: vidar_runtime::Shutdown,
 }
@@ -321,6 +323,7 @@ impl Loop {
             &out,
             in_force,
             self.svc.jobs_policy,
+            self.svc.jobs_network,
         );
         for (job, why) in &placed.waiting {
             tracing::debug!(%job, why, "job waiting");

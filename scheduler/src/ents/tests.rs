@@ -244,3 +244,135 @@ fn a_kept_placement_is_used_as_given_and_the_fresh_one_reproduces_itself() {
         );
     }
 }
+
+/// A star: nodes `n0..n<k>` each with a one-way upload to the hub `hub` and
+/// a one-way download from it, at `up[i]` / `down[i]` bytes/s; the hub has
+/// no memory, so no task goes there.
+fn star(up: &[f64], down: &[f64]) -> Cluster {
+    let id = |s: String| NodeId::new(s).expect("valid");
+    let mut nodes: Vec<crate::cluster::Node> = (0..up.len())
+        .map(|i| crate::cluster::Node {
+            id: id(format!("n{i}")),
+            capacity: 10.0,
+            memory: 1 << 30,
+        })
+        .collect();
+    nodes.push(crate::cluster::Node {
+        id: id("hub".into()),
+        capacity: f64::MIN_POSITIVE,
+        memory: 0,
+    });
+    let mut links = Vec::new();
+    for (i, (&u, &d)) in up.iter().zip(down).enumerate() {
+        links.push(crate::cluster::Link::one_way(
+            id(format!("n{i}")),
+            id("hub".into()),
+            u,
+        ));
+        links.push(crate::cluster::Link::one_way(
+            id("hub".into()),
+            id(format!("n{i}")),
+            d,
+        ));
+    }
+    Cluster { nodes, links }
+}
+
+#[test]
+fn one_way_links_carry_one_direction_and_a_direction_is_given_once() {
+    let c = star(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]);
+    assert!(c.problems().is_empty(), "{:?}", c.problems());
+    let g = c.index().expect("valid");
+    // n0 -> n1 goes up n0's upload (link 0) and down n1's download (link 3),
+    // and there is no other simple path: the hub reaches n0 only downwards.
+    let paths = k_shortest_paths(&g, 0, 1, 3, &|_| true);
+    assert_eq!(paths, vec![vec![0, 3]]);
+    assert_eq!(
+        k_shortest_paths(&g, 1, 0, 3, &|_| true),
+        vec![vec![2, 1]],
+        "back the other way: n1's upload, n0's download"
+    );
+    // An undirected link over a pair that has a one-way link, or the same
+    // direction twice, is refused; the two directions of a pair are not.
+    let mut twice = c.clone();
+    twice.links.push(crate::cluster::Link::new(
+        c.nodes[0].id.clone(),
+        c.nodes[3].id.clone(),
+        9.0,
+    ));
+    twice.links.push(crate::cluster::Link::one_way(
+        c.nodes[3].id.clone(),
+        c.nodes[2].id.clone(),
+        9.0,
+    ));
+    let problems = twice.problems();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems.iter().all(|p| p.contains("appears twice")));
+    // JSTSH needs one rate per pair: it names the one-way links.
+    let mut inst = crate::sim::dcei::random_instance(1, 3, 3, crate::jstsh::CostModel::LoadAware);
+    inst.cluster = c;
+    let err = crate::jstsh::Problem::new(&inst).expect_err("one-way links");
+    assert!(err.to_string().contains("n0-hub: one-way links"), "{err}");
+}
+
+#[test]
+fn a_nodes_upload_is_shared_by_its_flows_to_every_peer_and_otfa_gives_what_a_capped_job_leaves() {
+    // n0 sends frames (100 kB an item) of two jobs: one to n1, one to n2,
+    // each detector pinned there. n0's upload carries 1 MB/s; the peers'
+    // downloads 10 MB/s.
+    let c = star(&[1e6, 1e7, 1e7], &[1e7, 1e7, 1e7]);
+    let job = |id: &str, rate: f64| Job {
+        id: id.into(),
+        source: NodeId::new("n0").expect("valid"),
+        input_bytes: 100_000.0,
+        rate,
+        tasks: vec![Task {
+            name: "det".into(),
+            work: 0.1,
+            memory: 1,
+            inputs: Vec::new(),
+        }],
+    };
+    let inst = JobInstance {
+        cluster: c,
+        jobs: vec![job("fast", 10.0), job("slow", 2.0)],
+        k_paths: 1,
+    };
+    let keep: BTreeMap<String, BTreeMap<String, NodeId>> = [("fast", "n1"), ("slow", "n2")]
+        .into_iter()
+        .map(|(j, n)| {
+            let t = BTreeMap::from([("det".to_string(), NodeId::new(n).expect("valid"))]);
+            (j.to_string(), t)
+        })
+        .collect();
+    let rate = |p: &JobPlan, j: &str| {
+        p.placed
+            .iter()
+            .find(|x| x.job == j)
+            .map_or(0.0, |x| x.throughput)
+    };
+    for policy in [Policy::Otfa, Policy::Tp] {
+        let plan = solve_keeping(&inst, policy, &keep).expect("solves");
+        let up: f64 = plan
+            .placed
+            .iter()
+            .flat_map(|p| &p.flows)
+            .map(|f| f.bandwidth)
+            .sum();
+        assert!(
+            up <= 1e6 * (1.0 + 1e-9),
+            "{policy:?}: {up} B/s on a 1 MB/s upload"
+        );
+        for p in &plan.placed {
+            assert_eq!(p.flows[0].route.len(), 3, "through the hub: {:?}", p.flows);
+        }
+    }
+    // TP splits the upload equally between the flows: the slow job can use
+    // only 200 kB/s of its 500, and the rest is lost to the fast one. OTFA
+    // gives the fast job all the slow one leaves.
+    let tp = solve_keeping(&inst, Policy::Tp, &keep).expect("solves");
+    let otfa = solve_keeping(&inst, Policy::Otfa, &keep).expect("solves");
+    assert!((rate(&tp, "fast") - 5.0).abs() < 1e-6, "{tp:?}");
+    assert!((rate(&otfa, "fast") - 8.0).abs() < 1e-6, "{otfa:?}");
+    assert!((rate(&tp, "slow") - 2.0).abs() < 1e-6 && (rate(&otfa, "slow") - 2.0).abs() < 1e-6);
+}

@@ -255,6 +255,13 @@ impl Problem {
     /// Validates an instance (every problem at once) and indexes it.
     pub fn new(inst: &StreamInstance) -> Result<Self> {
         let mut problems = inst.cluster.problems();
+        for l in inst.cluster.links.iter().filter(|l| l.one_way) {
+            problems.push(format!(
+                "link {}-{}: one-way links are for job instances; JSTSH needs one rate \
+                 per pair (give `rates`)",
+                l.a, l.b
+            ));
+        }
         let graph = problems.is_empty().then(|| inst.cluster.index_unchecked());
         let m = graph.as_ref().map_or(0, |g| g.len());
         let mut ids = HashSet::new();

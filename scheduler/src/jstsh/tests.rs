@@ -154,21 +154,9 @@ fn direct_rates_are_taken_as_given_one_way_for_both_and_checked() {
     let id = |i: usize| inst.cluster.nodes[i].id.clone();
     let (a, b, c) = (id(0), id(1), id(2));
     inst.cluster.links = vec![
-        Link {
-            a: a.clone(),
-            b: b.clone(),
-            bandwidth: 1e6,
-        },
-        Link {
-            a: a.clone(),
-            b: c.clone(),
-            bandwidth: 9e6,
-        },
-        Link {
-            a: c.clone(),
-            b: b.clone(),
-            bandwidth: 8e6,
-        },
+        Link::new(a.clone(), b.clone(), 1e6),
+        Link::new(a.clone(), c.clone(), 9e6),
+        Link::new(c.clone(), b.clone(), 8e6),
     ];
     let widest = Problem::new(&inst).expect("valid");
     assert_eq!(

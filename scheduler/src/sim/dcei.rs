@@ -72,11 +72,11 @@ pub fn testbed(
     let mut links = Vec::new();
     for a in 0..devices {
         for b in a + 1..devices {
-            links.push(Link {
-                a: nodes[a].id.clone(),
-                b: nodes[b].id.clone(),
-                bandwidth: vary(&mut rng, mbit(bandwidth_mbit), 0.3),
-            });
+            links.push(Link::new(
+                nodes[a].id.clone(),
+                nodes[b].id.clone(),
+                vary(&mut rng, mbit(bandwidth_mbit), 0.3),
+            ));
         }
     }
     let streams = people
@@ -118,11 +118,11 @@ pub fn random_instance(seed: u64, m: usize, k: usize, cost: CostModel) -> Stream
     let mut links = Vec::new();
     for a in 0..m {
         for b in a + 1..m {
-            links.push(Link {
-                a: nodes[a].id.clone(),
-                b: nodes[b].id.clone(),
-                bandwidth: mbit(rng.gen_range(2.0..40.0)),
-            });
+            links.push(Link::new(
+                nodes[a].id.clone(),
+                nodes[b].id.clone(),
+                mbit(rng.gen_range(2.0..40.0)),
+            ));
         }
     }
     let streams = (0..k)

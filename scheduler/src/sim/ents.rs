@@ -59,10 +59,12 @@ pub fn random_cluster(seed: u64, n: usize, mean_mbit: f64) -> Cluster {
     }
     let links = pairs
         .into_iter()
-        .map(|(a, b)| Link {
-            a: nodes[a].id.clone(),
-            b: nodes[b].id.clone(),
-            bandwidth: vary(&mut rng, mbit(mean_mbit), 0.3),
+        .map(|(a, b)| {
+            Link::new(
+                nodes[a].id.clone(),
+                nodes[b].id.clone(),
+                vary(&mut rng, mbit(mean_mbit), 0.3),
+            )
         })
         .collect();
     Cluster { nodes, links }

@@ -97,7 +97,7 @@ def run_one(args, policy: str, out: Path) -> dict:
         subprocess.run(["rm", "-rf", str(out)], check=True)
     (out / "jobs").mkdir(parents=True)
     for i in range(args.jobs):
-        (out / "jobs" / f"job-{i}.toml").write_text(job_file(i, args.job_rate))
+        (out / "jobs" / f"job-{i}.toml").write_text(job_file(i, args.job_rates[i]))
     site = tb.Site(a, out)
     try:
         site.net.up()
@@ -150,11 +150,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cpu", type=float, default=0.0,
                     help="CPU cores each edge node may use (a cgroup quota; 0: no limit, all share the machine)")
+    ap.add_argument("--cpus", default="",
+                    help="CPU cores of each edge node, one per node in --rates order (instead of --cpu)")
     ap.add_argument("--rates", default="20,10,5,5", help="each node's link, Mbit/s (one node per rate)")
+    ap.add_argument("--detect-fps", default="",
+                    help="detector frames/s nodes offer the plans instead of profiling, "
+                         "e.g. edge-1=22 (`[sharing] detect_fps`)")
+    ap.add_argument("--pin", default="",
+                    help="cameras pinned to nodes, e.g. cam-0=edge-1,cam-1=edge-1 (a camera on a node's LAN)")
     ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--cameras", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=3, help="one job per camera, from cam-0")
     ap.add_argument("--job-rate", type=float, default=4.0, help="frames/s each job's source takes")
+    ap.add_argument("--job-rates", default="",
+                    help="frames/s of each job's source, one per job (instead of --job-rate)")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--detection-interval", type=int, default=2)
     ap.add_argument("--settle", type=float, default=90,
@@ -165,6 +174,27 @@ def main() -> int:
     ap.add_argument("--bin", type=Path, default=tb.ROOT / "target/release")
     args = ap.parse_args()
     args.rates = [float(x) for x in args.rates.split(",") if x]
+    args.cpus = [float(x) for x in args.cpus.split(",") if x]
+    if args.cpus and len(args.cpus) != len(args.rates):
+        sys.exit(f"ents: --cpus has {len(args.cpus)} entries for {len(args.rates)} nodes")
+    args.job_rates = [float(x) for x in args.job_rates.split(",") if x] or [args.job_rate] * args.jobs
+    if len(args.job_rates) != args.jobs:
+        sys.exit(f"ents: --job-rates has {len(args.job_rates)} entries for {args.jobs} jobs")
+    args.pins = {}
+    for pin in (x for x in args.pin.split(",") if x):
+        camera, _, node = pin.partition("=")
+        if not re.fullmatch(r"cam-\d+", camera) or not re.fullmatch(r"edge-\d+", node):
+            sys.exit(f"ents: --pin {pin}: give CAMERA=NODE, e.g. cam-0=edge-1")
+        args.pins[camera] = node
+    offers, args.detect_fps = args.detect_fps, {}
+    for offer in (x for x in offers.split(",") if x):
+        node, _, fps = offer.partition("=")
+        try:
+            args.detect_fps[node] = float(fps)
+        except ValueError:
+            fps = ""
+        if not re.fullmatch(r"edge-\d+", node) or not fps:
+            sys.exit(f"ents: --detect-fps {offer}: give NODE=FRAMES_PER_S, e.g. edge-1=22")
     policies = [x for x in args.policies.split(",") if x]
     bad = [x for x in policies if x not in POLICIES + ("otfs",)]
     if bad:
@@ -196,7 +226,8 @@ def main() -> int:
 
     rates = ",".join(f"{r:g}" for r in args.rates)
     print(f"\n{len(args.rates)} nodes (links {rates} Mbit/s), {args.cameras} cameras of vtest.avi at 10 fps, "
-          f"{args.jobs} jobs at {args.job_rate:g} frames/s (detect, track, OSNet on every crop, records); "
+          f"{args.jobs} jobs at {','.join(f'{r:g}' for r in args.job_rates)} frames/s "
+          f"(detect, track, OSNet on every crop, records); "
           f"median over {args.rounds} round(s)\n")
     print("| policy | job items/s, mean over jobs (predicted, error) | job flows, kB/s | measured / OTFA |")
     print("|---|---|---:|---:|")

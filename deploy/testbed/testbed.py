@@ -271,17 +271,23 @@ class Site:
             algorithm=getattr(a, "algorithm", "jstsh"),
             jobs_policy=getattr(a, "jobs_policy", "otfa"),
             token_sha256=hashlib.sha256(self.token.encode()).hexdigest(),
-        ) + "".join(soak.CAMERA_TOML.format(i=i, host=CAMERAS_IP, port=RTSP_PORT) for i in range(a.cameras)))
+        ) + "".join(self.camera_toml(i) for i in range(a.cameras)))
         self.master = Proc("master", self.net.argv("master", [str(bin_ / "vidar-master"), "run", "--config",
                                                               str(out / "master.toml")]), out / "master.log")
         for node in self.nodes:
-            (out / f"{node}.toml").write_text(soak.EDGE_TOML.format(
+            text = soak.EDGE_TOML.format(
                 node=node, dir=out, site="testbed", metrics_addr=f"0.0.0.0:{METRICS_PORT}",
-                interval=a.detection_interval, models=models, master=MASTER_IP, zenoh=ZENOH_PORT))
-        cores = getattr(a, "cpu", 0.0) or 0.0
+                interval=a.detection_interval, models=models, master=MASTER_IP, zenoh=ZENOH_PORT)
+            # What a node offers the plans, where stated (`[sharing]
+            # detect_fps`): a camera box that keeps its CPU for its cameras.
+            offered = (getattr(a, "detect_fps", None) or {}).get(node)
+            if offered:
+                text = text.replace("reid_service = true\n", f"reid_service = true\ndetect_fps = {offered}\n", 1)
+            (out / f"{node}.toml").write_text(text)
         self.edges = []
         for n in self.nodes:
             argv = self.net.argv(n, [str(bin_ / "vidar-edge"), "run", "--config", str(out / f"{n}.toml")])
+            cores = self.cores(n)
             if cores > 0:
                 argv = Cpu.argv(self.cpu.limit(n, cores), argv)
             self.edges.append(Proc(n, argv, out / f"{n}.log"))
@@ -294,6 +300,21 @@ class Site:
             e.start()
         for e in self.edges:
             soak.wait_for(e.role, lambda e=e: e.port("http") is not None, 120)
+
+    def cores(self, node: str) -> float:
+        """CPU cores `node` may use: its entry in `--cpus` (one per node)
+        where given, else `--cpu` (0: no limit)."""
+        per_node = getattr(self.args, "cpus", None)
+        if per_node:
+            return per_node[self.nodes.index(node)]
+        return getattr(self.args, "cpu", 0.0) or 0.0
+
+    def camera_toml(self, i: int) -> str:
+        """Camera cam-<i>'s table in the master's config, pinned to a node
+        where `--pin` says so (its streams then go only there)."""
+        text = soak.CAMERA_TOML.format(i=i, host=CAMERAS_IP, port=RTSP_PORT)
+        node = (getattr(self.args, "pins", None) or {}).get(f"cam-{i}")
+        return text + (f'node = "{node}"\n' if node else "")
 
     def stop(self) -> None:
         for p in reversed(self.procs):

@@ -428,6 +428,16 @@ fn otfa_gives_a_job_the_upload_another_job_cannot_use_and_tp_does_not() {
                 .find(|a| a.spec.id.as_str() == j)
                 .map_or(0.0, |a| a.predicted_rate)
         };
+        // The slow job's frames are given room for frames larger than
+        // the mean: its share is not all taken by the fast job.
+        let slow_det = out
+            .placed
+            .iter()
+            .find(|a| a.spec.id.as_str() == "slow")
+            .and_then(|a| a.flows.iter().find(|f| f.to_stage.as_str() == "det"))
+            .map_or(0, |f| f.bytes_per_s);
+        let room = (1.0 + super::place::ITEM_SLACK) * 184_320.0;
+        assert!(slow_det as f64 >= room - 1.0, "{policy:?}: {slow_det} B/s");
         (rate("fast"), rate("slow"))
     };
     // TP splits edge-1's upload equally between the flows that cross it:

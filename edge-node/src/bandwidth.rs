@@ -32,6 +32,18 @@ impl SentTo {
         Arc::clone(m.entry(peer.clone()).or_default())
     }
 
+    /// Bytes sent to every peer so far, and the flows' shares now
+    /// (bytes/s), all together.
+    pub fn total(&self) -> (u64, u64) {
+        let m = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        m.values().fold((0, 0), |(b, s), c| {
+            (
+                b + c.bytes.load(Ordering::Relaxed),
+                s + c.share.load(Ordering::Relaxed),
+            )
+        })
+    }
+
     /// Bytes sent to `peer` so far, and the flows' shares to it now (bytes/s).
     pub fn get(&self, peer: &NodeId) -> (u64, u64) {
         let m = self.peers.lock().unwrap_or_else(|p| p.into_inner());

@@ -185,6 +185,7 @@ impl FakeEdge {
                 to: p.node.clone(),
                 mbit_s,
                 rtt_ms: 2.0,
+                upload_mbit_s: mbit_s,
             })
             .collect();
     }

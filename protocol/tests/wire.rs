@@ -72,6 +72,7 @@ fn node_status() -> NodeStatus {
             to: node("edge-2"),
             mbit_s: 94.2,
             rtt_ms: 0.8,
+            upload_mbit_s: 97.0,
         }],
         metrics_addr: Some("10.0.0.5:9100".into()),
         job_flows: vec![JobFlowLoad {

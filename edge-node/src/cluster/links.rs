@@ -9,7 +9,14 @@
 //! base is the least round trip seen (see [`PeerLink::observe`]). Rate and
 //! round trip are smoothed per peer ([`ALPHA`]) and reported in the status
 //! (`NodeStatus::links`); the master plans with them as the direct rate
-//! between the two nodes.
+//! between the two nodes. Each round also gives a figure for this node's own
+//! upload ([`PeerLink::upload`]): the probe's bytes plus all its jobs sent
+//! to any peer meanwhile. The rate to one peer is what is left of the path
+//! once those flows took theirs, so where every byte goes through the
+//! master's router it reads low for the node's link as the jobs fill it,
+//! and a master planning the link from it would give the jobs less each
+//! round (session 34's testbed: 5.7 of 8 Mbit/s, and a job at 2 of its
+//! planned 9 frames/s).
 //!
 //! Bounded traffic: rounds go to one peer at a time (the peers are the nodes
 //! the plan in force names), and after a round of `b` bytes to a peer
@@ -78,6 +85,18 @@ pub struct PeerLink {
     pub size: usize,
     /// Rounds in a row that failed.
     pub failures: u32,
+    /// Smoothed upload of this node as the rounds to this peer saw it,
+    /// bytes/s: the probe's bytes and [`Also::all`] over the transfer time.
+    pub upload: Option<f64>,
+}
+
+/// This node's own job bytes that left while a probe was timed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Also {
+    /// Sent to the probe's peer: they took the probe's whole path.
+    pub peer: usize,
+    /// Sent to any peer (`peer` included): they took this node's link.
+    pub all: usize,
 }
 
 impl Default for PeerLink {
@@ -88,6 +107,7 @@ impl Default for PeerLink {
             base_rtt: None,
             size: FIRST_PROBE,
             failures: 0,
+            upload: None,
         }
     }
 }
@@ -107,13 +127,14 @@ impl PeerLink {
     /// so a link faster than [`MAX_PROBE`] bytes in it is reported at that
     /// floor (about 210 Mbit/s), ample for any plan.
     pub fn observe(&mut self, rtt: Duration, padded: Duration, bytes: usize) {
-        self.observe_sharing(rtt, padded, bytes, 0);
+        self.observe_sharing(rtt, padded, bytes, Also::default());
     }
 
     /// [`PeerLink::observe`], when `also` bytes of this node's own other
-    /// traffic (its jobs' flows) left by the same link while the probe was
-    /// timed: they count toward the rate, not toward the next probe's size.
-    pub fn observe_sharing(&mut self, rtt: Duration, padded: Duration, bytes: usize, also: usize) {
+    /// traffic (its jobs' flows) left while the probe was timed: those to
+    /// the peer count toward the rate, all of them toward the upload, none
+    /// toward the next probe's size.
+    pub fn observe_sharing(&mut self, rtt: Duration, padded: Duration, bytes: usize, also: Also) {
         self.failures = 0;
         self.rtt_ms = Some(smooth(self.rtt_ms, rtt.as_secs_f64() * 1000.0));
         let base = self
@@ -121,8 +142,11 @@ impl PeerLink {
             .map_or(rtt, |b| rtt.min(b.mul_f64(BASE_DRIFT)));
         self.base_rtt = Some(base);
         let transfer = padded.saturating_sub(base).max(SHORT / 4);
-        let sample = bytes.saturating_add(also) as f64 / transfer.as_secs_f64();
+        let secs = transfer.as_secs_f64();
+        let sample = bytes.saturating_add(also.peer) as f64 / secs;
         self.rate = Some(smooth(self.rate, sample));
+        let upload = bytes.saturating_add(also.all.max(also.peer)) as f64 / secs;
+        self.upload = Some(smooth(self.upload, upload));
         self.size = if transfer > LONG {
             (bytes / 2).max(MIN_PROBE)
         } else {
@@ -148,10 +172,12 @@ impl PeerLink {
         if self.failures >= FORGET_AFTER {
             return None;
         }
+        let mbit_s = self.rate? * 8.0 / 1e6;
         Some(LinkRate {
             to: to.clone(),
-            mbit_s: self.rate? * 8.0 / 1e6,
+            mbit_s,
             rtt_ms: self.rtt_ms?,
+            upload_mbit_s: self.upload.map_or(mbit_s, |u| (u * 8.0 / 1e6).max(mbit_s)),
         })
     }
 
@@ -180,7 +206,9 @@ pub struct LinkTable {
     /// job fills still reads at its rate (as a camera's bitrate is added
     /// back for ingest). Bytes to other peers are not: they share only
     /// this node's own link, and where the probe's peer's link is the
-    /// narrower, adding them would read the pair faster than it is.
+    /// narrower, adding them would read the pair faster than it is. They
+    /// are added to the node's upload ([`PeerLink::upload`]), which is
+    /// that link.
     pub(crate) job_bytes: Arc<crate::bandwidth::SentTo>,
 }
 
@@ -244,14 +272,35 @@ mod tests {
         let mut l = PeerLink::default();
         // 64 KiB in 100 ms over a 10 ms path.
         l.observe(ms(10), ms(110), FIRST_PROBE);
-        // A job's flow that left meanwhile counts toward the rate, not the size.
+        // A job's flow to the peer that left meanwhile counts toward the
+        // rate, not the size.
         let mut shared = PeerLink::default();
-        shared.observe_sharing(ms(10), ms(110), FIRST_PROBE, FIRST_PROBE);
+        let to_peer = Also {
+            peer: FIRST_PROBE,
+            all: FIRST_PROBE,
+        };
+        shared.observe_sharing(ms(10), ms(110), FIRST_PROBE, to_peer);
         let mut alone = PeerLink::default();
         alone.observe(ms(10), ms(110), FIRST_PROBE);
         let (s, a) = (shared.rate.expect("rate"), alone.rate.expect("rate"));
         assert!((s / a - 2.0).abs() < 1e-9, "{s} vs {a}");
         assert_eq!(shared.size, alone.size);
+        // Flows to other peers: the rate to this one is what they left, and
+        // they count toward the node's upload, which is reported with it.
+        let mut others = PeerLink::default();
+        let elsewhere = Also {
+            peer: 0,
+            all: 3 * FIRST_PROBE,
+        };
+        others.observe_sharing(ms(10), ms(110), FIRST_PROBE, elsewhere);
+        assert_eq!(others.rate, alone.rate);
+        let up = others.upload.expect("upload");
+        assert!((up / a - 4.0).abs() < 1e-9, "{up} vs {a}");
+        let r = others
+            .report(&NodeId::new("b").expect("id"))
+            .expect("known");
+        assert!((r.upload_mbit_s / r.mbit_s - 4.0).abs() < 1e-9, "{r:?}");
+        assert_eq!(alone.upload, alone.rate, "alone, the upload is the rate");
         assert_eq!(l.base_rtt, Some(ms(10)));
         let clear = l.rate.expect("rate");
         // The empty probe waited 60 ms behind other traffic that was gone

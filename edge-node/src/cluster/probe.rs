@@ -2,7 +2,7 @@
 //! [`super::links`] keeps the findings of (see there for the method and the
 //! traffic bound).
 
-use super::links::{PeerLink, MIN_GAP};
+use super::links::{Also, PeerLink, MIN_GAP};
 use super::shared::Shared;
 use std::collections::BTreeSet;
 use std::ops::Bound::{Excluded, Unbounded};
@@ -68,7 +68,7 @@ pub(super) fn run(sh: &Shared, stop: &vidar_runtime::Shutdown) {
         let key = keys.probe(&peer, &sh.node);
         // How long a probe padded to `pad` took, and the bytes this node's
         // jobs sent meanwhile to the same peer.
-        let mut time = |pad: usize| -> Result<(Duration, usize), String> {
+        let mut time = |pad: usize| -> Result<(Duration, Also), String> {
             if stop.is_triggered() {
                 return Err("stopping".into());
             }
@@ -76,6 +76,7 @@ pub(super) fn run(sh: &Shared, stop: &vidar_runtime::Shutdown) {
             probe.pad.resize(pad, 0);
             sh.links.sent(pad);
             let (j0, _) = sh.links.job_bytes.get(&peer);
+            let (all0, _) = sh.links.job_bytes.total();
             let t0 = Instant::now();
             let r: LinkProbeReply = sh
                 .link
@@ -92,13 +93,24 @@ pub(super) fn run(sh: &Shared, stop: &vidar_runtime::Shutdown) {
             let (j1, share) = sh.links.job_bytes.get(&peer);
             let cap = (share as f64 * took.as_secs_f64()) as u64;
             let meanwhile = j1.saturating_sub(j0).min(cap);
+            // And to every peer: what left by this node's own link.
+            let (all1, shares) = sh.links.job_bytes.total();
+            let cap = (shares as f64 * took.as_secs_f64()) as u64;
+            let all = all1.saturating_sub(all0).min(cap).max(meanwhile);
             if r.seq != probe.seq || r.received as usize != pad {
                 return Err(format!(
                     "answer {} of {} bytes to probe {} of {pad}",
                     r.seq, r.received, probe.seq
                 ));
             }
-            Ok((took, usize::try_from(meanwhile).unwrap_or(usize::MAX)))
+            let bytes = |b: u64| usize::try_from(b).unwrap_or(usize::MAX);
+            Ok((
+                took,
+                Also {
+                    peer: bytes(meanwhile),
+                    all: bytes(all),
+                },
+            ))
         };
         // The round trip, then padded probes, larger while too quick to
         // time, then the round trip again: the lower of the two is the

@@ -166,12 +166,14 @@ const ROUTER: &str = "router:site";
 /// Each live node's upload and download, Mbit/s, as the link probes bound
 /// them. A probe from `a` to `b` goes through the router and measures
 /// `min(a's upload, b's download)` less what else crosses them: `a`'s upload
-/// is at least the fastest rate `a` measured to a peer, `b`'s download at
-/// least the fastest any peer measured to `b` (exact when some peer's link
-/// is as fast). A direction not measured takes the other's figure; a node
-/// not measured at all takes [`DEFAULT_LINK_MBIT_S`], so that a path to it
-/// is bounded by the other end's measured link, as [`unmeasured_pair`]
-/// bounds a pair.
+/// is at least the fastest rate `a` measured to a peer, and at least the
+/// upload its probes saw with all its jobs' bytes to every peer
+/// (`NodeView::upload_mbit_s`: the rate to one peer is what the flows to
+/// the others left); `b`'s download is at least the fastest any peer
+/// measured to `b` (exact when some peer's link is as fast). A direction
+/// not measured takes the other's figure; a node not measured at all takes
+/// [`DEFAULT_LINK_MBIT_S`], so that a path to it is bounded by the other
+/// end's measured link, as [`unmeasured_pair`] bounds a pair.
 pub fn access_rates(views: &[NodeView]) -> BTreeMap<NodeId, (f64, f64)> {
     use crate::planner::model::fastest;
     let live: std::collections::BTreeSet<&NodeId> = views.iter().map(|v| &v.node).collect();
@@ -186,7 +188,8 @@ pub fn access_rates(views: &[NodeView]) -> BTreeMap<NodeId, (f64, f64)> {
     views
         .iter()
         .map(|v| {
-            let up = fastest(reports().filter(|(a, _, _)| *a == &v.node).map(|x| x.2));
+            let own = reports().filter(|(a, _, _)| *a == &v.node).map(|x| x.2);
+            let up = fastest(own.chain(v.upload_mbit_s));
             let down = fastest(reports().filter(|(_, b, _)| *b == &v.node).map(|x| x.2));
             let rates = match (up, down) {
                 (Some(u), Some(d)) => (u, d),

@@ -21,6 +21,7 @@ fn view(node: &str, detect_fps: f64, links: &[(&str, f64)]) -> NodeView {
         reid_crops_per_s: detect_fps * 10.0,
         reid_service: true,
         links: links.iter().map(|(n, r)| (id(n), *r)).collect(),
+        upload_mbit_s: None,
         camera_bitrates: Vec::new(),
         camera_persons: Vec::new(),
         job_flows: Vec::new(),

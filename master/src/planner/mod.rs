@@ -111,6 +111,10 @@ pub struct NodeView {
     /// Measured rates to peers, Mbit/s; a missing peer is assumed at [`DEFAULT_LINK_MBIT_S`].
     #[serde(default)]
     pub links: Vec<(NodeId, f64)>,
+    /// Its upload as its probes saw it, Mbit/s: their bytes and all its
+    /// jobs sent meanwhile (`LinkRate::upload_mbit_s`, the highest).
+    #[serde(default)]
+    pub upload_mbit_s: Option<f64>,
     /// The measured bitrate of each camera it ingests, bits/s.
     #[serde(default)]
     pub camera_bitrates: Vec<(CameraId, f64)>,

@@ -13,6 +13,7 @@ fn node(name: &str, detect: f64, reid: f64) -> NodeView {
         reid_crops_per_s: reid,
         reid_service: true,
         links: Vec::new(),
+        upload_mbit_s: None,
         camera_bitrates: Vec::new(),
         camera_persons: Vec::new(),
         job_flows: Vec::new(),
@@ -53,6 +54,7 @@ fn id(s: &str) -> NodeId {
 fn linked(name: &str, fps: f64, links: &[(&str, f64)]) -> NodeView {
     NodeView {
         links: links.iter().map(|(n, r)| (id(n), *r)).collect(),
+        upload_mbit_s: None,
         ..node(name, fps, fps)
     }
 }
@@ -451,6 +453,7 @@ fn unpinned_cameras_go_to_nodes_whose_links_carry_them() {
     back.push(linked("slow-3", 90.0, &[("fast-b", 5.0)]));
     back.push(NodeView {
         links: Vec::new(),
+        upload_mbit_s: None,
         ..node("returned", 90.0, 90.0)
     });
     for seed in 1..=3 {

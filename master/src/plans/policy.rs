@@ -68,6 +68,14 @@ pub fn node_view(s: &NodeStatus) -> NodeView {
         .filter(|l| seen.insert(l.to.clone()))
         .map(|l| (l.to.clone(), l.mbit_s))
         .collect();
+    // Its upload: the highest its probes saw (each at least the rate to
+    // its peer).
+    let upload_mbit_s = crate::planner::model::fastest(
+        s.links
+            .iter()
+            .filter(|l| l.to != s.node)
+            .map(|l| l.upload_mbit_s.max(l.mbit_s)),
+    );
     NodeView {
         node: s.node.clone(),
         cores: s.capacity.cores,
@@ -76,6 +84,7 @@ pub fn node_view(s: &NodeStatus) -> NodeView {
         reid_crops_per_s: s.capacity.reid_crops_per_s,
         reid_service: s.capacity.reid_service,
         links,
+        upload_mbit_s,
         camera_bitrates: s
             .load
             .cameras
@@ -283,21 +292,25 @@ mod tests {
                     to: id("b"),
                     mbit_s: 50.0,
                     rtt_ms: 1.0,
+                    upload_mbit_s: 50.0,
                 },
                 LinkRate {
                     to: id("b"),
                     mbit_s: 60.0,
                     rtt_ms: 1.0,
+                    upload_mbit_s: 60.0,
                 },
                 LinkRate {
                     to: id(node),
                     mbit_s: 60.0,
                     rtt_ms: 1.0,
+                    upload_mbit_s: 60.0,
                 },
                 LinkRate {
                     to: id("c"),
                     mbit_s: 0.0,
                     rtt_ms: 1.0,
+                    upload_mbit_s: 0.0,
                 },
             ],
             metrics_addr: None,
@@ -439,6 +452,7 @@ mod tests {
                 to: id(to),
                 mbit_s: *r,
                 rtt_ms: 1.0,
+                upload_mbit_s: *r,
             })
             .collect();
         s

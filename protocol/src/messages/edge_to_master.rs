@@ -129,6 +129,15 @@ pub struct LinkRate {
     pub mbit_s: f64,
     /// Round-trip time, milliseconds.
     pub rtt_ms: f64,
+    /// The reporting node's upload as the probes to this peer saw it,
+    /// megabits per second: their bytes plus every byte the node's jobs
+    /// sent to any peer while they were timed (at most what the flows'
+    /// shares carry in that time), over the transfer time. All of it left
+    /// by the node's own link, so where nodes are clients of the master's
+    /// router this is a lower bound on that link's upload, which `mbit_s`
+    /// (the rate left to this peer) is not once the jobs fill it. At least
+    /// `mbit_s` (protocol 7).
+    pub upload_mbit_s: f64,
 }
 
 impl Message for NodeStatus {
@@ -158,6 +167,7 @@ impl Message for NodeStatus {
         for (k, link) in self.links.iter().enumerate() {
             check_rate(&format!("links[{k}].mbit_s"), link.mbit_s)?;
             check_rate(&format!("links[{k}].rtt_ms"), link.rtt_ms)?;
+            check_rate(&format!("links[{k}].upload_mbit_s"), link.upload_mbit_s)?;
         }
         if let Some(a) = &self.metrics_addr {
             check_text("metrics_addr", a, MAX_ADDR_LEN)?;

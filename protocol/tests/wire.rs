@@ -830,6 +830,14 @@ fn invalid_messages_refused_with_the_field() {
         (
             {
                 let mut m = node_status();
+                m.links[0].upload_mbit_s = f64::INFINITY;
+                encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
+            },
+            "refusing to send an invalid message: NodeStatus: links[0].upload_mbit_s: inf is not a finite non-negative number".into(),
+        ),
+        (
+            {
+                let mut m = node_status();
                 m.job_flows[0].items = 0;
                 encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
             },

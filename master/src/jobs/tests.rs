@@ -451,3 +451,23 @@ fn otfa_gives_a_job_the_upload_another_job_cannot_use_and_tp_does_not() {
     assert!(fast > 1.5 * tp_fast, "OTFA {fast}, TP {tp_fast}");
     assert!((slow - 1.0).abs() < 1e-9, "OTFA {slow}");
 }
+
+#[test]
+fn a_nodes_upload_is_planned_from_what_its_probes_saw_leave_with_its_jobs_bytes() {
+    use super::place::access_rates;
+    // edge-1's probes read 8 Mbit/s to each peer: what its jobs' flows left
+    // of its link. With those flows' bytes, they saw 16 leave.
+    let mut views = behind_one_upload();
+    assert_eq!(access_rates(&views)[&id("edge-1")], (8.0, 50.0));
+    views[0].upload_mbit_s = Some(16.0);
+    assert_eq!(access_rates(&views)[&id("edge-1")], (16.0, 50.0));
+    // The downloads are not moved by it, and a figure below the rates
+    // measured to peers does not lower the upload.
+    assert_eq!(access_rates(&views)[&id("edge-2")], (50.0, 50.0));
+    views[0].upload_mbit_s = Some(4.0);
+    assert_eq!(access_rates(&views)[&id("edge-1")], (8.0, 50.0));
+    // A node that measured nothing: its reports' figure, else the default.
+    let lone = [view("edge-9", 10.0, &[])];
+    let d = crate::planner::DEFAULT_LINK_MBIT_S;
+    assert_eq!(access_rates(&lone)[&id("edge-9")], (d, d));
+}

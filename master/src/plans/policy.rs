@@ -61,21 +61,17 @@ pub(super) fn link_shift(
 /// would refuse (to itself, not positive, repeated) are left out.
 pub fn node_view(s: &NodeStatus) -> NodeView {
     let mut seen = BTreeSet::new();
-    let links = s
+    let kept: Vec<_> = s
         .links
         .iter()
         .filter(|l| l.to != s.node && l.mbit_s.is_finite() && l.mbit_s > 0.0)
         .filter(|l| seen.insert(l.to.clone()))
-        .map(|l| (l.to.clone(), l.mbit_s))
         .collect();
+    let links = kept.iter().map(|l| (l.to.clone(), l.mbit_s)).collect();
     // Its upload: the highest its probes saw (each at least the rate to
     // its peer).
-    let upload_mbit_s = crate::planner::model::fastest(
-        s.links
-            .iter()
-            .filter(|l| l.to != s.node)
-            .map(|l| l.upload_mbit_s.max(l.mbit_s)),
-    );
+    let upload_mbit_s =
+        crate::planner::model::fastest(kept.iter().map(|l| l.upload_mbit_s.max(l.mbit_s)));
     NodeView {
         node: s.node.clone(),
         cores: s.capacity.cores,
@@ -348,6 +344,7 @@ mod tests {
     fn node_view_keeps_plannable_links() {
         let v = node_view(&status("a", 0.1));
         assert_eq!(v.links, vec![(id("b"), 50.0)]);
+        assert_eq!(v.upload_mbit_s, Some(50.0), "from the links kept");
         assert_eq!(v.detect_fps, 30.0);
         assert!(v.reid_service);
     }

@@ -12,6 +12,7 @@
 //! against the model manifest the nodes load from ([`check_models`]).
 
 pub mod cli;
+pub mod network;
 pub mod place;
 #[cfg(test)]
 mod tests;

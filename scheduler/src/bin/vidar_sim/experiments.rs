@@ -465,6 +465,9 @@ pub fn run_all(out: &Path, quick: bool) -> anyhow::Result<()> {
     ents_section(out, quick, &mut md)?;
     split_section(out, quick, &mut md)?;
     crate::measured::section(quick, &mut md)?;
+    // Measured on the testbed, not simulated: written by hand, kept here
+    // so that a regeneration keeps it.
+    md.push_str(include_str!("testbed.md"));
     md.push_str(include_str!("discussion.md"));
     let report = out.parent().unwrap_or(Path::new(".")).join("RESULTS.md");
     fs::write(&report, md).with_context(|| format!("writing {}", report.display()))?;

@@ -38,8 +38,8 @@ impl SentTo {
         let m = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         m.values().fold((0, 0), |(b, s), c| {
             (
-                b + c.bytes.load(Ordering::Relaxed),
-                s + c.share.load(Ordering::Relaxed),
+                b.saturating_add(c.bytes.load(Ordering::Relaxed)),
+                s.saturating_add(c.share.load(Ordering::Relaxed)),
             )
         })
     }

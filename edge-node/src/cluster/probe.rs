@@ -67,7 +67,7 @@ pub(super) fn run(sh: &Shared, stop: &vidar_runtime::Shutdown) {
         let size = sh.links.with(|m| m.entry(peer.clone()).or_default().size);
         let key = keys.probe(&peer, &sh.node);
         // How long a probe padded to `pad` took, and the bytes this node's
-        // jobs sent meanwhile to the same peer.
+        // jobs sent meanwhile to the same peer and to any peer.
         let mut time = |pad: usize| -> Result<(Duration, Also), String> {
             if stop.is_triggered() {
                 return Err("stopping".into());

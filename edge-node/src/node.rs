@@ -400,6 +400,11 @@ pub fn run(config: EdgeConfig, shutdown: Shutdown, status_every_s: u64) -> Resul
                 links.iter().map(|l| ([("peer", l.to.as_str())], l.mbit_s)),
             )?;
             f.gauges(
+                "vidar_link_upload_mbit_s",
+                "This node's upload as its probes to a peer saw it: their bytes and all its jobs sent to any peer meanwhile (smoothed), Mbit/s.",
+                links.iter().map(|l| ([("peer", l.to.as_str())], l.upload_mbit_s)),
+            )?;
+            f.gauges(
                 "vidar_link_rtt_ms",
                 "Round trip to a peer node, as this node's link probes measure it (smoothed), ms.",
                 links.iter().map(|l| ([("peer", l.to.as_str())], l.rtt_ms)),

@@ -407,11 +407,17 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
                     let rate =
                         vidar_runtime::metrics::value(&text, "vidar_link_rate_mbit_s", &labels)?;
                     let rtt = vidar_runtime::metrics::value(&text, "vidar_link_rtt_ms", &labels)?;
+                    let upload =
+                        vidar_runtime::metrics::value(&text, "vidar_link_upload_mbit_s", &labels)?;
                     let reported = links.iter().find(|l| l["to"] == peer.as_str())?;
+                    // The upload counts the probes' bytes and more: never
+                    // below the rate to the peer.
                     let ok = rate > 0.0
                         && rtt > 0.0
+                        && upload >= rate
                         && reported["mbit_s"].as_f64()? > 0.0
-                        && reported["rtt_ms"].as_f64()? > 0.0;
+                        && reported["rtt_ms"].as_f64()? > 0.0
+                        && reported["upload_mbit_s"].as_f64()? >= reported["mbit_s"].as_f64()?;
                     if !ok {
                         return None;
                     }

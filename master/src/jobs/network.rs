@@ -147,14 +147,15 @@ fn router() -> vidar_scheduler::NodeId {
 /// `nodes` when bytes go through it), and what jobs may use of each,
 /// bytes/s: [`LINK_HEADROOM`] of its rate less the crops JSTSH is expected
 /// to send across it (not their share, which is a bound: the whole link
-/// when they are its only flow), never less than [`MIN_SPARE`] of it.
+/// when they are its only flow), never less than [`MIN_SPARE`] of it. An
+/// error names a node id the scheduler refuses.
 pub(super) fn links(
     net: Network,
     views: &[NodeView],
     streams: &PlanOutput,
     fps_of: &BTreeMap<&CameraId, &SiteCamera>,
     nodes: &mut Vec<Node>,
-) -> (Vec<Link>, BTreeMap<Hop, f64>) {
+) -> Result<(Vec<Link>, BTreeMap<Hop, f64>), String> {
     // The crops JSTSH sends across each link: what they are expected to
     // carry (the planner's model), not their share (an upper bound, which
     // is the whole link when they are its only flow).
@@ -204,17 +205,14 @@ pub(super) fn links(
         let rate = mbit * 1e6 / 8.0;
         let used = crop_bytes.get(&hop).copied().unwrap_or(0.0);
         let bandwidth = (LINK_HEADROOM * rate - used).max(MIN_SPARE * rate);
-        let link = match &hop {
-            Hop::Up(n) => sched_id(n).map(|n| Link::one_way(n, router(), bandwidth)),
-            Hop::Down(n) => sched_id(n).map(|n| Link::one_way(router(), n, bandwidth)),
-            Hop::Pair(a, b) => sched_id(a).and_then(|a| Ok(Link::new(a, sched_id(b)?, bandwidth))),
-        };
+        links.push(match &hop {
+            Hop::Up(n) => Link::one_way(sched_id(n)?, router(), bandwidth),
+            Hop::Down(n) => Link::one_way(router(), sched_id(n)?, bandwidth),
+            Hop::Pair(a, b) => Link::new(sched_id(a)?, sched_id(b)?, bandwidth),
+        });
         for_jobs.insert(hop, bandwidth);
-        if let Ok(link) = link {
-            links.push(link);
-        }
     }
-    (links, for_jobs)
+    Ok((links, for_jobs))
 }
 
 /// Shares are caps (token buckets), and a link's bandwidth that no flow

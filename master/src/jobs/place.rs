@@ -188,7 +188,13 @@ pub fn place(
             memory: mem_mb.max(64) * MIB,
         });
     }
-    let (links, for_jobs) = network::links(net, views, streams, &fps_of, &mut nodes);
+    let (links, for_jobs) = match network::links(net, views, streams, &fps_of, &mut nodes) {
+        Ok(l) => l,
+        Err(e) => {
+            out.waiting = jobs.iter().map(|j| (j.id.clone(), e.clone())).collect();
+            return out;
+        }
+    };
     // A re-ID crop's cost in detector frames: the median over the nodes
     // that profiled both.
     let mut ratios: Vec<f64> = views
@@ -313,15 +319,16 @@ pub fn place(
                 inputs,
             });
         }
+        let rate = spec.rate.min(cam.fps);
         ents_jobs.push(Job {
             id: spec.id.to_string(),
             source: source_id,
             input_bytes: frame_bytes,
             // Planned with room for larger items than the mean.
-            rate: spec.rate.min(cam.fps) * (1.0 + ITEM_SLACK),
+            rate: rate * (1.0 + ITEM_SLACK),
             tasks,
         });
-        specs.push((spec, checked, source.clone(), edge_bytes));
+        specs.push((spec, checked, source.clone(), edge_bytes, rate));
     }
     if ents_jobs.is_empty() {
         return out;
@@ -334,7 +341,7 @@ pub fn place(
     // The placement in force of every job whose spec and source are
     // unchanged: kept unless a fresh one is better by more than JOB_CHURN.
     let mut keep = BTreeMap::new();
-    for (spec, checked, source, _) in &specs {
+    for (spec, checked, source, _, _) in &specs {
         let Some(old) = previous.iter().find(|a| a.spec == **spec) else {
             continue;
         };
@@ -364,7 +371,7 @@ pub fn place(
     let plan = match solved {
         Ok(p) => p,
         Err(e) => {
-            for (spec, _, _, _) in &specs {
+            for (spec, _, _, _, _) in &specs {
                 out.waiting.push((
                     spec.id.clone(),
                     format!("the {} scheduler: {e}", policy.name()),
@@ -380,8 +387,8 @@ pub fn place(
         }
     }
     for p in &plan.placed {
-        let Some((spec, checked, source, edge_bytes)) =
-            specs.iter().find(|(s, _, _, _)| s.id.as_str() == p.job)
+        let Some((spec, checked, source, edge_bytes, rate)) =
+            specs.iter().find(|(s, ..)| s.id.as_str() == p.job)
         else {
             continue;
         };
@@ -433,10 +440,7 @@ pub fn place(
             spec: (*spec).clone(),
             nodes,
             flows,
-            predicted_rate: p.throughput.min(
-                (spec.camera().and_then(|c| fps_of.get(c)))
-                    .map_or(spec.rate, |c| spec.rate.min(c.fps)),
-            ),
+            predicted_rate: p.throughput.min(*rate),
         });
     }
     spread_spare(&mut out.placed, &for_jobs, net);

@@ -139,6 +139,15 @@ pub struct SharingConfig {
     /// start-up (default).
     #[serde(default)]
     pub reid_crops_per_s: f64,
+    /// CPU to JPEG-encode one megapixel of a job's frame for another node,
+    /// in detector frames, announced to the master; 0 = measured at start-up
+    /// (default). Set it where the measure would mislead, for example a
+    /// hardware encoder.
+    #[serde(default)]
+    pub jpeg_encode_cost: f64,
+    /// The same for decoding one from another node.
+    #[serde(default)]
+    pub jpeg_decode_cost: f64,
     /// Ingest settings for the cameras the plan assigns (any `[[cameras]]`
     /// key except `camera` and `source`, e.g. `transport = "tcp"`).
     #[serde(default)]
@@ -222,6 +231,8 @@ impl Default for SharingConfig {
             retention_s: defaults::retention_s(),
             detect_fps: 0.0,
             reid_crops_per_s: 0.0,
+            jpeg_encode_cost: 0.0,
+            jpeg_decode_cost: 0.0,
             ingest: toml::Table::new(),
             credentials: Vec::new(),
             credentials_file: None,
@@ -379,9 +390,11 @@ impl EdgeConfig {
             for (key, v) in [
                 ("sharing.detect_fps", s.detect_fps),
                 ("sharing.reid_crops_per_s", s.reid_crops_per_s),
+                ("sharing.jpeg_encode_cost", s.jpeg_encode_cost),
+                ("sharing.jpeg_decode_cost", s.jpeg_decode_cost),
             ] {
                 if !v.is_finite() || v < 0.0 {
-                    p.push(key, format!("{v} must be 0 (measure) or a positive rate"));
+                    p.push(key, format!("{v} must be 0 (measure) or a positive figure"));
                 }
             }
             if let Ok(camera) = vidar_protocol::CameraId::new("template") {

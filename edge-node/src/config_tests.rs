@@ -92,12 +92,15 @@ fn nested_tables_report_full_keys() {
         "node_id = \"e\"\n[cluster]\nsite = \"a/b\"\n\
          [gallery]\nmatch_threshold = 2.0\n[tracker]\nmin_hits = 0\n\
          [detector]\nnms_iou = -1.0\n[embedder]\nmax_batch = 0\n[motion]\nthreshold = 0\n\
-         [[models.runtime.providers]]\nkind = \"cuda\"\ndevice_id = -1\n",
+         [[models.runtime.providers]]\nkind = \"cuda\"\ndevice_id = -1\n\
+         [sharing]\njpeg_encode_cost = -1.0\njpeg_decode_cost = nan\n",
     )
     .expect("parses");
     let keys: Vec<String> = c.problems().into_iter().map(|p| p.key).collect();
     for key in [
         "cluster.site",
+        "sharing.jpeg_encode_cost",
+        "sharing.jpeg_decode_cost",
         "detector.nms_iou",
         "embedder.max_batch",
         "motion.threshold",

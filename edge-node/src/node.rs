@@ -147,6 +147,8 @@ pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
             tracing::info!(
                 detect_fps = capacity.detect_fps,
                 reid_crops_per_s = capacity.reid_crops_per_s,
+                jpeg_encode_cost = capacity.jpeg_encode_cost,
+                jpeg_decode_cost = capacity.jpeg_decode_cost,
                 "capacity"
             );
             Some((link, capacity))

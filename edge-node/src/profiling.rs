@@ -7,7 +7,8 @@ use vidar_protocol::messages::NodeCapacity;
 /// What this node tells the master it can do: configured rates, or measured
 /// here and now on a synthetic frame (detector: one warm-up and five timed
 /// runs on each detector thread's model, times the threads; re-ID: batches of
-/// four crops).
+/// four crops), and what carrying a job's frame to or from another node
+/// costs in detector frames (JPEG, the best of three runs).
 pub fn profile(
     config: &EdgeConfig,
     detectors: &mut [Box<dyn vidar_detectors::Detector>],
@@ -15,27 +16,43 @@ pub fn profile(
 ) -> NodeCapacity {
     let s = &config.sharing;
     let (w, h) = (640u32, 480u32);
-    let pixels = vec![96u8; (w * h * 3) as usize];
+    let pixels = textured(w, h);
+    // One detector frame's time on one thread: the unit of the JPEG costs,
+    // and of `detect_fps` unless it is configured.
+    let detect_s = detectors.first_mut().and_then(|d| {
+        let frame: vidar_detectors::Picture<'_> =
+            vidar_detectors::RgbFrame::new(w, h, (w * 3) as usize, &pixels)
+                .ok()?
+                .into();
+        d.detect(&[frame]).ok()?;
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            d.detect(&[frame]).ok()?;
+        }
+        let _ = d.take_timings();
+        Some(t0.elapsed().as_secs_f64().max(1e-6) / 5.0)
+    });
     let detect_fps = if s.detect_fps > 0.0 {
         s.detect_fps
     } else {
         let threads = detectors.len().max(1) as f64;
-        detectors
-            .first_mut()
-            .and_then(|d| {
-                let frame: vidar_detectors::Picture<'_> =
-                    vidar_detectors::RgbFrame::new(w, h, (w * 3) as usize, &pixels)
-                        .ok()?
-                        .into();
-                d.detect(&[frame]).ok()?;
-                let t0 = Instant::now();
-                for _ in 0..5 {
-                    d.detect(&[frame]).ok()?;
-                }
-                let _ = d.take_timings();
-                Some(threads * 5.0 / t0.elapsed().as_secs_f64().max(1e-6))
+        detect_s.map_or(0.0, |t| threads / t)
+    };
+    let measured = || {
+        detect_s
+            .and_then(|t| {
+                let (enc, dec) = frame_carry_seconds(w, h, &pixels)?;
+                let mpx = f64::from(w * h) / 1e6;
+                Some((enc / mpx / t, dec / mpx / t))
             })
-            .unwrap_or(0.0)
+            .unwrap_or((0.0, 0.0))
+    };
+    let (jpeg_encode_cost, jpeg_decode_cost) = match (s.jpeg_encode_cost, s.jpeg_decode_cost) {
+        (e, d) if e > 0.0 && d > 0.0 => (e, d),
+        (e, d) => {
+            let (me, md) = measured();
+            (if e > 0.0 { e } else { me }, if d > 0.0 { d } else { md })
+        }
     };
     let reid_crops_per_s = if s.reid_crops_per_s > 0.0 {
         s.reid_crops_per_s
@@ -72,7 +89,61 @@ pub fn profile(
         detect_fps,
         reid_crops_per_s,
         reid_service: s.reid_service,
+        jpeg_encode_cost,
+        jpeg_decode_cost,
     }
+}
+
+/// A `w x h` RGB picture with edges, gradients and grain, so that JPEG
+/// works on it about as hard as on a camera's frame (a flat one would
+/// encode several times faster).
+fn textured(w: u32, h: u32) -> Vec<u8> {
+    let mut seed = 0x2545_f491u32;
+    let mut out = Vec::with_capacity((w * h * 3) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let grain = seed & 15;
+            let block = if ((x / 40) + (y / 60)) % 2 == 0 {
+                60
+            } else {
+                0
+            };
+            for c in 0..3u32 {
+                let v = (x * (c + 1) / 5 + y / 3 + block + grain) % 256;
+                out.push(v as u8);
+            }
+        }
+    }
+    out
+}
+
+/// Seconds to send one job frame to another node and to take one in, as a
+/// job's flow does (`Item::to_wire`, `Item::from_wire`): the best of three.
+fn frame_carry_seconds(w: u32, h: u32, pixels: &[u8]) -> Option<(f64, f64)> {
+    use crate::analytics::stages::{Data, Item};
+    let rgb = image::RgbImage::from_raw(w, h, pixels.to_vec())?;
+    let item = Item {
+        camera: vidar_protocol::CameraId::new("profile").ok()?,
+        seq: 1,
+        captured_ms: vidar_protocol::UnixMs(0),
+        data: Data::Frame(rgb),
+    };
+    let job = vidar_protocol::JobId::new("profile").ok()?;
+    let stage = vidar_protocol::StageId::new("profile").ok()?;
+    let node = vidar_protocol::NodeId::new("profile").ok()?;
+    let (mut enc, mut dec) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let wire = item.to_wire(&job, &stage, &node).ok()?;
+        enc = enc.min(t0.elapsed().as_secs_f64());
+        let t0 = Instant::now();
+        Item::from_wire(wire).ok()?;
+        dec = dec.min(t0.elapsed().as_secs_f64());
+    }
+    Some((enc, dec))
 }
 
 /// Total memory of the machine, MiB (0 when unknown).
@@ -86,4 +157,38 @@ fn memory_mb() -> u64 {
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb / 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frames_carry_is_timed_on_a_picture_jpeg_has_to_work_on() {
+        let (w, h) = (640u32, 480u32);
+        let busy = textured(w, h);
+        assert_eq!(busy.len(), (w * h * 3) as usize);
+        let jpeg = |px: Vec<u8>| {
+            let rgb = image::RgbImage::from_raw(w, h, px).expect("size");
+            let mut out = std::io::Cursor::new(Vec::new());
+            let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80);
+            rgb.write_with_encoder(enc).expect("encodes");
+            out.into_inner().len()
+        };
+        // A flat picture would time the encoder on almost nothing: the
+        // textured one compresses like a camera frame (5-15x, not 100x+).
+        let (flat, textured_len) = (jpeg(vec![96; busy.len()]), jpeg(busy.clone()));
+        assert!(textured_len > 10 * flat, "{textured_len} vs {flat} bytes");
+        assert!(busy.len() / textured_len < 20, "{textured_len} bytes");
+        let (enc, dec) = frame_carry_seconds(w, h, &busy).expect("carries");
+        eprintln!(
+            "{w}x{h}: encode {:.2} ms, decode {:.2} ms",
+            enc * 1e3,
+            dec * 1e3
+        );
+        assert!(
+            enc.is_finite() && enc > 0.0 && dec.is_finite() && dec > 0.0,
+            "{enc} {dec}"
+        );
+    }
 }

@@ -401,6 +401,13 @@ fn a_site_of_three_nodes_obeys_the_plan_shares_identities_and_survives_failures(
             for e in &all {
                 let text = e.metrics_text();
                 let status = nodes.iter().find(|n| n["node"] == e.id.as_str())?;
+                // Its start-up profile timed carrying a job's frame (JPEG,
+                // on a textured picture), in detector frames a megapixel.
+                let capacity = &status["status"]["capacity"];
+                for cost in ["jpeg_encode_cost", "jpeg_decode_cost"] {
+                    let c = capacity[cost].as_f64()?;
+                    assert!(c > 0.0 && c.is_finite(), "{}: {cost} = {c}", e.id);
+                }
                 let links = status["status"]["links"].as_array()?;
                 for peer in others(e) {
                     let labels = [("peer", peer.as_str())];

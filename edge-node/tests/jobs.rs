@@ -64,11 +64,16 @@ fn jobs_are_placed_by_otfa_run_where_placed_keep_their_share_and_record_results(
     ));
     let http = master.http;
     // edge-a: the camera's node, a slow detector (its camera takes all of
-    // it), re-ID fast enough for its camera (no crops cross the link);
-    // edge-b: a fast detector.
+    // it), re-ID fast enough for its camera (no crops cross the link), and
+    // frames cheap to send (as with a hardware JPEG encoder: measured, this
+    // build's encoder costs several detector frames a frame, and the plan
+    // would rightly keep the detector there); edge-b: a fast detector.
     let edges = site.start_edges(
         &master.router,
-        &[("edge-a", true, 5.0, 60.0), ("edge-b", false, 60.0, 60.0)],
+        &[
+            ("edge-a", true, 5.0, 60.0, "jpeg_encode_cost = 0.05"),
+            ("edge-b", false, 60.0, 60.0, ""),
+        ],
     );
     let metrics: Vec<_> = edges.iter().map(|e| e.metrics).collect();
     let logs = || {

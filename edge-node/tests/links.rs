@@ -55,7 +55,10 @@ fn probes_measure_a_shaped_link_through_the_router_and_the_master_plans_with_it(
     let http = master.http;
     let edges = site.start_edges(
         &master.router,
-        &[("edge-a", true, 30.0, 30.0), ("edge-b", false, 30.0, 30.0)],
+        &[
+            ("edge-a", true, 30.0, 30.0, ""),
+            ("edge-b", false, 30.0, 30.0, ""),
+        ],
     );
     let metrics: Vec<_> = edges.iter().map(|e| e.metrics).collect();
 

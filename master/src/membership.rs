@@ -425,6 +425,8 @@ mod tests {
                 detect_fps: 30.0,
                 reid_crops_per_s: 50.0,
                 reid_service: true,
+                jpeg_encode_cost: 0.6,
+                jpeg_decode_cost: 0.3,
             },
             load: NodeLoad {
                 cameras: Vec::new(),

@@ -36,6 +36,8 @@ fn node_status() -> NodeStatus {
             detect_fps: 61.5,
             reid_crops_per_s: 410.0,
             reid_service: true,
+            jpeg_encode_cost: 0.6,
+            jpeg_decode_cost: 0.3,
         },
         load: NodeLoad {
             cameras: vec![
@@ -834,6 +836,14 @@ fn invalid_messages_refused_with_the_field() {
                 encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
             },
             "refusing to send an invalid message: NodeStatus: links[0].upload_mbit_s: inf is not a finite non-negative number".into(),
+        ),
+        (
+            {
+                let mut m = node_status();
+                m.capacity.jpeg_decode_cost = -0.5;
+                encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
+            },
+            "refusing to send an invalid message: NodeStatus: capacity.jpeg_decode_cost: -0.5 is not a finite non-negative number".into(),
         ),
         (
             {

@@ -119,10 +119,11 @@ impl ShapedSite {
     }
 
     /// Starts an edge node per `(id, inside the namespace, detect_fps,
-    /// reid_crops_per_s)`, connected to `router`, and waits until each serves.
-    pub fn start_edges(&self, router: &str, nodes: &[(&str, bool, f64, f64)]) -> Vec<Edge> {
+    /// reid_crops_per_s, more [sharing] keys as TOML lines)`, connected to
+    /// `router`, and waits until each serves.
+    pub fn start_edges(&self, router: &str, nodes: &[(&str, bool, f64, f64, &str)]) -> Vec<Edge> {
         let mut procs = Vec::new();
-        for &(id, inside, fps, reid) in nodes {
+        for &(id, inside, fps, reid, sharing) in nodes {
             let metrics = if inside {
                 self.ns_ip.as_str()
             } else {
@@ -134,7 +135,7 @@ impl ShapedSite {
                  [detector]\nmax_batch = 1\n\
                  [cluster]\nsite = \"{site}\"\nconnect = [\"tls/{router}\"]\nbundle = \"{bundle}\"\n\
                  [sharing]\nstatus_every_ms = 500\ntile_every_ms = 0\n\
-                 detect_fps = {fps}\nreid_crops_per_s = {reid}\n\
+                 detect_fps = {fps}\nreid_crops_per_s = {reid}\n{sharing}\n\
                  [sharing.ingest]\ntransport = \"tcp\"\nbackoff_initial_ms = 200\nbackoff_max_ms = 1000\n",
                 db = self.dir.path().join(format!("{id}.db")).display(),
                 site = self.site,

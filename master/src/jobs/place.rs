@@ -37,6 +37,16 @@
 //!   modelled ([`bytes_per_item`]) for the camera's people per frame (as
 //!   its node measures them, else configured).
 //!
+//!   A frame sent to another node costs JPEG work on both ends (a
+//!   [`Carry`], per megapixel as the nodes profile it: the camera node's
+//!   own `jpeg_encode_cost`, and the site's median `jpeg_decode_cost`
+//!   since the receiver is not chosen yet), so a camera box that sends its
+//!   frames away is charged for encoding them.
+//! - **Allocation** is [`Allocation::Period`]: a light stage stays with the
+//!   stage that feeds it unless moving it shortens the job's period by more
+//!   than `PERIOD_TOLERANCE` (ALGORITHMS.md's load-aware rule scattered
+//!   trackers and sinks over idle nodes, a flow each).
+//!
 //! A job whose camera is not placed, or which the policy cannot place (no
 //! memory), waits, with why.
 //!
@@ -54,7 +64,7 @@ use std::collections::BTreeMap;
 use vidar_protocol::messages::{DataKind, JobAssignment, JobFlow, JobSpec, StageKind};
 use vidar_protocol::{CameraId, JobId, NodeId};
 use vidar_scheduler::cluster::{Cluster, Node};
-use vidar_scheduler::ents::{self, Job, JobInstance, Policy, Task, TaskInput};
+use vidar_scheduler::ents::{self, Allocation, Carry, Job, JobInstance, Policy, Task, TaskInput};
 
 use super::network::{self, sched_id, spread_spare};
 pub use super::network::{access_rates, unmeasured_pair, Network, LINK_HEADROOM, MIN_SPARE};
@@ -204,6 +214,19 @@ pub fn place(
         .collect();
     ratios.sort_by(f64::total_cmp);
     let crop_cost = ratios.get(ratios.len() / 2).copied().unwrap_or(0.1);
+    // Carrying a frame to another node, per megapixel, in detector frames:
+    // encoding on the camera's node, as it profiled it; decoding on a node
+    // not yet chosen, so the median over the nodes that profiled it (and
+    // the median encoding for a node that did not; 0 when none did).
+    let median = |f: fn(&NodeView) -> f64| {
+        let mut v: Vec<f64> = views.iter().map(f).filter(|c| *c > 0.0).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let (encode_mpx, decode_mpx) = (
+        median(|v| v.jpeg_encode_cost),
+        median(|v| v.jpeg_decode_cost),
+    );
     // Measured bytes per item of the flows into each stage: the sender
     // that offered the most items (after a move, the old sender's figure
     // lingers until the job leaves it).
@@ -306,9 +329,11 @@ pub fn place(
                 }
             };
             let inputs = match checked.inputs[i] {
+                // Crops, tracks and vectors are carried as they are.
                 Some(p) if p != checked.source => vec![TaskInput {
                     from: spec.stages[p].name.to_string(),
                     bytes: edge_bytes[i],
+                    carry: Carry::default(),
                 }],
                 _ => Vec::new(),
             };
@@ -320,10 +345,22 @@ pub fn place(
             });
         }
         let rate = spec.rate.min(cam.fps);
+        let mpx = f64::from(cam.width) * f64::from(cam.height) / 1e6;
+        let encode = views
+            .iter()
+            .find(|v| v.node == *source)
+            .map(|v| v.jpeg_encode_cost)
+            .filter(|c| *c > 0.0)
+            .unwrap_or(encode_mpx);
         ents_jobs.push(Job {
             id: spec.id.to_string(),
             source: source_id,
             input_bytes: frame_bytes,
+            // Frames leave their source as JPEG, and come in decoded.
+            input_carry: Carry {
+                send: encode * mpx,
+                recv: decode_mpx * mpx,
+            },
             // Planned with room for larger items than the mean.
             rate: rate * (1.0 + ITEM_SLACK),
             tasks,
@@ -337,6 +374,7 @@ pub fn place(
         cluster: Cluster { nodes, links },
         jobs: ents_jobs,
         k_paths: 1,
+        allocation: Allocation::Period,
     };
     // The placement in force of every job whose spec and source are
     // unchanged: kept unless a fresh one is better by more than JOB_CHURN.

@@ -20,6 +20,8 @@ fn view(node: &str, detect_fps: f64, links: &[(&str, f64)]) -> NodeView {
         detect_fps,
         reid_crops_per_s: detect_fps * 10.0,
         reid_service: true,
+        jpeg_encode_cost: 0.0,
+        jpeg_decode_cost: 0.0,
         links: links.iter().map(|(n, r)| (id(n), *r)).collect(),
         upload_mbit_s: None,
         camera_bitrates: Vec::new(),
@@ -470,4 +472,59 @@ fn a_nodes_upload_is_planned_from_what_its_probes_saw_leave_with_its_jobs_bytes(
     let lone = [view("edge-9", 10.0, &[])];
     let d = crate::planner::DEFAULT_LINK_MBIT_S;
     assert_eq!(access_rates(&lone)[&id("edge-9")], (d, d));
+}
+
+#[test]
+fn a_jobs_light_stages_stay_with_its_detector_and_its_frames_cost_the_camera_node_their_encoding() {
+    let job = [job_on("a", "cam-0", 10.0)];
+    let cams = [camera("cam-0"), camera("cam-1")];
+    let placed = |encode: f64, decode: f64| {
+        let mut views = behind_one_upload();
+        for v in &mut views {
+            // The camera node's own encoding is what counts: the others'
+            // (slower here) are not the median it is planned with.
+            v.jpeg_encode_cost = if v.node == id("edge-1") {
+                encode
+            } else {
+                5.0 * encode
+            };
+            v.jpeg_decode_cost = decode;
+        }
+        let out = place(
+            &job,
+            &cams,
+            &views,
+            &streams(&[("cam-0", "edge-1"), ("cam-1", "edge-1")]),
+            &[],
+            Policy::Otfa,
+            Network::ThroughRouter,
+        );
+        assert!(out.waiting.is_empty(), "{:?}", out.waiting);
+        out.placed.into_iter().next().expect("placed")
+    };
+    // edge-1 has 1.6 detector frames/s to spare (its floor); its frames of
+    // 0.92 Mpx cost 0.8 a megapixel to encode: 0.74 frames of work each.
+    let carried = placed(0.8, 0.4);
+    // Every stage but the source on one idle node: one flow, the frames.
+    let det = &carried.nodes[1];
+    assert_ne!(det, &id("edge-1"));
+    assert!(
+        carried.nodes[1..].iter().all(|n| n == det),
+        "{:?}",
+        carried.nodes
+    );
+    assert_eq!(carried.flows.len(), 1, "{:?}", carried.flows);
+    assert_eq!(carried.flows[0].to_stage.as_str(), "det");
+    // Its predicted rate is what encoding leaves edge-1 able to send.
+    let encode = 0.8 * 1280.0 * 720.0 / 1e6;
+    let bound = 1.6 / encode;
+    assert!(
+        (carried.predicted_rate - bound).abs() < 1e-6 * bound,
+        "{} against {bound}",
+        carried.predicted_rate
+    );
+    // Unmeasured (0), the upload bounds it instead: 0.9 of 1 MB/s over
+    // frames of 184 kB, planned 20 % above the rate, is over 4 items/s.
+    let free = placed(0.0, 0.0);
+    assert!(free.predicted_rate > 4.0, "{}", free.predicted_rate);
 }

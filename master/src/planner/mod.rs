@@ -108,6 +108,13 @@ pub struct NodeView {
     pub reid_crops_per_s: f64,
     /// Whether it serves re-ID for other nodes' cameras.
     pub reid_service: bool,
+    /// Detector frames to JPEG-encode one megapixel of a job's frame for
+    /// another node (`NodeCapacity::jpeg_encode_cost`; 0: not measured).
+    #[serde(default)]
+    pub jpeg_encode_cost: f64,
+    /// The same to decode one from another node.
+    #[serde(default)]
+    pub jpeg_decode_cost: f64,
     /// Measured rates to peers, Mbit/s; a missing peer is assumed at [`DEFAULT_LINK_MBIT_S`].
     #[serde(default)]
     pub links: Vec<(NodeId, f64)>,
@@ -300,6 +307,8 @@ fn validate(cameras: &[SiteCamera], nodes: &[NodeView]) -> Result<(), PlanError>
         for (what, v) in [
             ("detect_fps", n.detect_fps),
             ("reid_crops_per_s", n.reid_crops_per_s),
+            ("jpeg_encode_cost", n.jpeg_encode_cost),
+            ("jpeg_decode_cost", n.jpeg_decode_cost),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 problems.push(format!("node {}: {what} {v} must be >= 0", n.node));

@@ -12,6 +12,8 @@ fn node(name: &str, detect: f64, reid: f64) -> NodeView {
         detect_fps: detect,
         reid_crops_per_s: reid,
         reid_service: true,
+        jpeg_encode_cost: 0.0,
+        jpeg_decode_cost: 0.0,
         links: Vec::new(),
         upload_mbit_s: None,
         camera_bitrates: Vec::new(),

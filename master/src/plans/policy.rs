@@ -49,12 +49,38 @@ pub(super) fn link_shift(
             .get(&(a.clone(), b.clone()))
             .copied()
             .unwrap_or(LINK_AMPLE_MBIT_S);
-        let ample = p.min(r) >= LINK_AMPLE_MBIT_S;
-        if !ample && (r - p).abs() > LINK_CHANGE * p.max(r) {
+        if rate_moved(p, r) {
             return Some(format!("link {a}-{b} {p:.1} -> {r:.1} Mbit/s"));
         }
     }
     None
+}
+
+/// Whether a rate moved from `p` to `r` by more than [`LINK_CHANGE`], unless
+/// both are at least [`LINK_AMPLE_MBIT_S`].
+fn rate_moved(p: f64, r: f64) -> bool {
+    let ample = p.min(r) >= LINK_AMPLE_MBIT_S;
+    !ample && (r - p).abs() > LINK_CHANGE * p.max(r)
+}
+
+/// Nodes' uploads as jobs are planned with them (`NodeView::upload_mbit_s`,
+/// Mbit/s), those measured.
+pub(super) fn uploads(live: &[NodeStatus]) -> BTreeMap<NodeId, f64> {
+    live.iter()
+        .filter_map(|s| Some((s.node.clone(), node_view(s).upload_mbit_s?)))
+        .collect()
+}
+
+/// [`link_shift`] for the nodes' uploads: jobs through the router share a
+/// node's upload, and a pair's rate is only what other flows left of it.
+pub(super) fn upload_shift(
+    planned: &BTreeMap<NodeId, f64>,
+    now: &BTreeMap<NodeId, f64>,
+) -> Option<String> {
+    now.iter().find_map(|(n, &r)| {
+        let p = planned.get(n).copied().unwrap_or(LINK_AMPLE_MBIT_S);
+        rate_moved(p, r).then(|| format!("upload of {n} {p:.1} -> {r:.1} Mbit/s"))
+    })
 }
 
 /// The planner's view of a node, from its last status. Links that the planner
@@ -79,6 +105,8 @@ pub fn node_view(s: &NodeStatus) -> NodeView {
         detect_fps: s.capacity.detect_fps,
         reid_crops_per_s: s.capacity.reid_crops_per_s,
         reid_service: s.capacity.reid_service,
+        jpeg_encode_cost: s.capacity.jpeg_encode_cost,
+        jpeg_decode_cost: s.capacity.jpeg_decode_cost,
         links,
         upload_mbit_s,
         camera_bitrates: s
@@ -264,6 +292,8 @@ mod tests {
                 detect_fps: 30.0,
                 reid_crops_per_s: 50.0,
                 reid_service: true,
+                jpeg_encode_cost: 0.6,
+                jpeg_decode_cost: 0.3,
             },
             load: NodeLoad {
                 cameras: vec![CameraLoad {
@@ -346,6 +376,7 @@ mod tests {
         assert_eq!(v.links, vec![(id("b"), 50.0)]);
         assert_eq!(v.upload_mbit_s, Some(50.0), "from the links kept");
         assert_eq!(v.detect_fps, 30.0);
+        assert_eq!((v.jpeg_encode_cost, v.jpeg_decode_cost), (0.6, 0.3));
         assert!(v.reid_service);
     }
 
@@ -493,6 +524,13 @@ mod tests {
         assert_eq!(link_shift(&BTreeMap::new(), &pair(900.0)), None, "ample");
         // A link no longer measured: nothing by itself.
         assert_eq!(link_shift(&planned, &BTreeMap::new()), None);
+        // Uploads, the same way.
+        let up = |r: f64| BTreeMap::from([(id("a"), r)]);
+        assert_eq!(upload_shift(&up(8.0), &up(6.0)), None, "within 30 %");
+        let down = upload_shift(&up(8.0), &up(4.0)).expect("halved");
+        assert_eq!(down, "upload of a 8.0 -> 4.0 Mbit/s");
+        assert!(upload_shift(&BTreeMap::new(), &up(6.0)).is_some(), "new");
+        assert_eq!(upload_shift(&up(200.0), &up(900.0)), None, "ample");
         // Jitter on links far faster than crops need: nothing.
         let fast = pair(4.0 * LINK_AMPLE_MBIT_S);
         assert_eq!(link_shift(&fast, &pair(2.0 * LINK_AMPLE_MBIT_S)), None);

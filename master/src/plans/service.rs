@@ -16,6 +16,7 @@ use vidar_protocol::{Keys, NodeId, UnixMs};
 
 use super::policy::{
     link_shift, load_shift, measured_persons, node_view, pair_rates, placement_changed, to_plan,
+    upload_shift, uploads,
 };
 use super::{Current, Plans};
 use crate::membership::Membership;
@@ -61,6 +62,8 @@ struct Loop {
     planned_nodes: BTreeSet<NodeId>,
     /// The measured links the last plan was made with (Mbit/s by pair).
     planned_links: BTreeMap<(NodeId, NodeId), f64>,
+    /// Nodes' uploads when the plan in force was made (jobs plan with them).
+    planned_uploads: BTreeMap<NodeId, f64>,
     /// The people per frame each camera is planned with, once measured
     /// ([`measured_persons`]).
     persons: BTreeMap<vidar_protocol::CameraId, f64>,
@@ -95,6 +98,7 @@ impl PlanService {
             publisher,
             planned_nodes: BTreeSet::new(),
             planned_links: BTreeMap::new(),
+            planned_uploads: BTreeMap::new(),
             persons: BTreeMap::new(),
             previous: None,
             pending: None,
@@ -238,6 +242,12 @@ impl Loop {
             {
                 self.last_load_replan = Some(now);
                 self.schedule(now, Duration::ZERO, format!("link shift: {reason}"));
+            } else if let Some(reason) = (current.is_some() && !self.jobs.jobs.is_empty())
+                .then(|| upload_shift(&self.planned_uploads, &uploads(&live)))
+                .flatten()
+            {
+                self.last_load_replan = Some(now);
+                self.schedule(now, Duration::ZERO, format!("link shift: {reason}"));
             }
         }
         if let Some((at, _)) = &self.pending {
@@ -281,6 +291,7 @@ impl Loop {
         self.last_plan = Some(now);
         self.planned_nodes = live_set.clone();
         self.planned_links = pair_rates(&live);
+        self.planned_uploads = uploads(&live);
         let shared = &self.svc.plans.shared;
         if live.is_empty() {
             if self.svc.plans.current().is_some() || !self.warned_no_nodes {

@@ -343,6 +343,8 @@ pub fn status_of(node: &NodeId, records_last_seq: u64) -> NodeStatus {
             detect_fps: 60.0,
             reid_crops_per_s: 100.0,
             reid_service: true,
+            jpeg_encode_cost: 0.6,
+            jpeg_decode_cost: 0.3,
         },
         load: NodeLoad {
             cameras: Vec::new(),

@@ -73,6 +73,12 @@ pub struct NodeCapacity {
     pub reid_crops_per_s: f64,
     /// Whether the node serves re-ID for other nodes (answers on `Keys::reid`).
     pub reid_service: bool,
+    /// CPU to JPEG-encode one megapixel of a job's frame for another node,
+    /// in detector frames (encoding time over a detector frame's time, both
+    /// profiled at start-up on one thread; 0: not measured). Protocol 8.
+    pub jpeg_encode_cost: f64,
+    /// The same for decoding one megapixel of a frame from another node.
+    pub jpeg_decode_cost: f64,
 }
 
 /// A node's current work.
@@ -146,6 +152,8 @@ impl Message for NodeStatus {
     fn validate(&self) -> Result<(), String> {
         check_rate("capacity.detect_fps", self.capacity.detect_fps)?;
         check_rate("capacity.reid_crops_per_s", self.capacity.reid_crops_per_s)?;
+        check_rate("capacity.jpeg_encode_cost", self.capacity.jpeg_encode_cost)?;
+        check_rate("capacity.jpeg_decode_cost", self.capacity.jpeg_decode_cost)?;
         let l = &self.load;
         check_len("load.cameras", l.cameras.len(), MAX_CAMERAS_PER_NODE)?;
         let mut seen = HashSet::new();

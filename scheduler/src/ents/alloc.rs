@@ -1,8 +1,43 @@
 //! Algorithm 1: greedy task allocation in topological order, load-aware (work
-//! already on a node, from this job or running ones, counts).
+//! already on a node, from this job or running ones, counts), in one of two
+//! forms ([`Allocation`]).
 
-use super::JobGraph;
+use serde::{Deserialize, Serialize};
+
+use super::{Carry, JobGraph};
 use crate::cluster::Graph;
+
+/// How Algorithm 1 chooses each task's node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Allocation {
+    /// ALGORITHMS.md's rule, load-aware: the node with the smallest
+    /// `(work on u + C_i) / PS_u + max over inputs of D / bw`. What the
+    /// simulator's figures use.
+    #[default]
+    FinishTime,
+    /// The node that leaves the job's period (its slowest node or flow so
+    /// far, carry work counted on both ends) smallest. Among the nodes
+    /// within [`PERIOD_TOLERANCE`] of the best, those whose slowest node
+    /// (flows left out) is within it of theirs' best (when a flow bounds
+    /// the period, the load still counts); among those, the smallest
+    /// `(C_i + its inputs' receive carry) / PS_u + max over inputs of D / bw`
+    /// (the rule as written, without the load). What the running master
+    /// uses.
+    ///
+    /// Why: the finish-time rule compares a node's whole load, so a light
+    /// task (a tracker) leaves the node of the detector that feeds it for
+    /// any idler node, although staying there slows the job by its own tiny
+    /// work only, and moving adds a flow: a hop whose per-item cost
+    /// (serialising, a publish through the router, a share that can drop
+    /// items) the model does not count. On the testbed such scattered
+    /// plans delivered less than whole-job ones (docs/benchmarks.md).
+    Period,
+}
+
+/// Nodes whose job period is within this fraction of the best are equally
+/// good to [`Allocation::Period`]: a new hop must buy more than this.
+pub const PERIOD_TOLERANCE: f64 = 0.05;
 
 /// Places every task of `job`, or `None` when some task fits no node's free memory.
 /// `avg_bw[u][v]`: mean bandwidth along the fewest-hop path (0 = unreachable).
@@ -12,6 +47,7 @@ pub fn allocate(
     mem_free: &[u64],
     work_on: &[f64],
     job: &JobGraph,
+    rule: Allocation,
 ) -> Option<Vec<usize>> {
     let n = g.len();
     let mut free = mem_free.to_vec();
@@ -26,32 +62,99 @@ pub fn allocate(
             f64::INFINITY
         }
     };
+    // The job so far (Period): nodes carrying its work, slowest flow.
+    let mut used: Vec<usize> = Vec::new();
+    let mut flow_period = 0.0f64;
+    let mut inputs: Vec<(usize, f64, Carry)> = Vec::new();
+    // (node, finish time, the rule as written, job period, its nodes' part)
+    let mut scored: Vec<(usize, f64, f64, f64, f64)> = Vec::with_capacity(n);
     for &i in &job.topo {
-        let mut best = (f64::INFINITY, usize::MAX);
+        inputs.clear();
+        if job.preds[i].is_empty() {
+            inputs.push((job.source, job.input_bytes, job.input_carry));
+        } else {
+            inputs.extend(job.preds[i].iter().map(|&(p, d, c)| (place[p], d, c)));
+        }
+        scored.clear();
         for u in 0..n {
             if free[u] < job.memory[i] {
                 continue;
             }
-            let input = if job.preds[i].is_empty() {
-                xfer(job.source, u, job.input_bytes)
-            } else {
-                job.preds[i]
-                    .iter()
-                    .map(|&(p, d)| xfer(place[p], u, d))
-                    .fold(0.0, f64::max)
+            let input = inputs
+                .iter()
+                .map(|&(from, d, _)| xfer(from, u, d))
+                .fold(0.0, f64::max);
+            let finish = (work[u] + job.work[i]) / g.capacity[u] + input;
+            let recv: f64 = inputs
+                .iter()
+                .filter(|&&(from, d, _)| from != u && d > 0.0)
+                .map(|x| x.2.recv)
+                .sum();
+            let spec = (job.work[i] + recv) / g.capacity[u] + input;
+            let (period, nodes) = match rule {
+                Allocation::FinishTime => (0.0, 0.0),
+                Allocation::Period => {
+                    // Work this choice adds, per node: the task and its
+                    // inputs' carry.
+                    let added = |v: usize| {
+                        let mut w = if v == u { job.work[i] } else { 0.0 };
+                        for &(from, d, c) in &inputs {
+                            if from != u && d > 0.0 {
+                                w += if v == from { c.send } else { 0.0 };
+                                w += if v == u { c.recv } else { 0.0 };
+                            }
+                        }
+                        w
+                    };
+                    let time = |v: usize| (work[v] + added(v)) / g.capacity[v];
+                    let senders = inputs
+                        .iter()
+                        .filter(|&&(from, d, c)| from != u && d > 0.0 && c.send > 0.0)
+                        .map(|x| x.0);
+                    let touched = used.iter().copied().chain([u]).chain(senders);
+                    let nodes = touched.map(time).fold(0.0, f64::max);
+                    (nodes.max(flow_period).max(input), nodes)
+                }
             };
-            let t = (work[u] + job.work[i]) / g.capacity[u] + input;
-            if t < best.0 {
-                best = (t, u);
+            scored.push((u, finish, spec, period, nodes));
+        }
+        let best = match rule {
+            Allocation::FinishTime => scored
+                .iter()
+                .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+                .filter(|s| s.1 < f64::INFINITY),
+            Allocation::Period => {
+                let near = |x: f64, least: f64| x <= least * (1.0 + PERIOD_TOLERANCE);
+                let least = scored.iter().map(|s| s.3).fold(f64::INFINITY, f64::min);
+                let least_nodes = scored
+                    .iter()
+                    .filter(|s| near(s.3, least))
+                    .map(|s| s.4)
+                    .fold(f64::INFINITY, f64::min);
+                scored
+                    .iter()
+                    .filter(|s| near(s.3, least) && near(s.4, least_nodes))
+                    .min_by(|a, b| a.2.total_cmp(&b.2).then(a.0.cmp(&b.0)))
+                    .filter(|s| s.3 < f64::INFINITY)
             }
-        }
-        if best.1 == usize::MAX {
-            return None;
-        }
-        let u = best.1;
+        };
+        let u = best?.0;
         place[i] = u;
         free[u] -= job.memory[i];
         work[u] += job.work[i];
+        if !used.contains(&u) {
+            used.push(u);
+        }
+        for &(from, d, c) in &inputs {
+            if from != u && d > 0.0 {
+                work[from] += c.send;
+                work[u] += c.recv;
+                flow_period = flow_period.max(xfer(from, u, d));
+                if c.send > 0.0 && !used.contains(&from) {
+                    used.push(from);
+                }
+            }
+        }
     }
     Some(place)
 }

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::{Cluster, NodeId};
 use crate::error::{Result, SchedError};
 
-pub use alloc::allocate;
+pub use alloc::{allocate, Allocation, PERIOD_TOLERANCE};
 pub use jrba::{jrba, FlowDemand, JrbaResult};
 pub use paths::k_shortest_paths;
 pub use state::{Policy, RunningJob, State};
@@ -48,6 +48,33 @@ pub struct TaskInput {
     pub from: String,
     /// Bytes per item (`D_pi`).
     pub bytes: f64,
+    /// Work to carry it between two nodes (none when both tasks share one).
+    #[serde(default)]
+    pub carry: Carry,
+}
+
+/// Work per item that carrying an input between nodes costs, beyond ALGORITHMS.md's model (which counts
+/// only the tasks' work): encoding it on the sending node and decoding it
+/// on the receiving one (for example JPEG for frames). Counted on those
+/// nodes' loads, like task work, only when the two ends are on different
+/// nodes. Zero (the default) is the model as written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Carry {
+    /// Work on the sending node, wu per item.
+    #[serde(default)]
+    pub send: f64,
+    /// Work on the receiving node, wu per item.
+    #[serde(default)]
+    pub recv: f64,
+}
+
+impl Carry {
+    fn valid(self) -> bool {
+        [self.send, self.recv]
+            .iter()
+            .all(|v| v.is_finite() && *v >= 0.0)
+    }
 }
 
 /// One task (module) of a job.
@@ -76,6 +103,9 @@ pub struct Job {
     pub source: NodeId,
     /// Bytes per item of raw input sent to each entry task, `D_in`.
     pub input_bytes: f64,
+    /// Work to carry the raw input to an entry task on another node.
+    #[serde(default)]
+    pub input_carry: Carry,
     /// Items per second the source produces (caps throughput; used as the CPU request by LR/BR).
     pub rate: f64,
     /// The tasks, any order (validated acyclic).
@@ -93,6 +123,9 @@ pub struct JobInstance {
     /// Candidate paths per flow (default 3).
     #[serde(default = "default_k")]
     pub k_paths: usize,
+    /// How Algorithm 1 chooses a task's node (default: as written).
+    #[serde(default)]
+    pub allocation: Allocation,
 }
 
 fn default_k() -> usize {
@@ -106,14 +139,16 @@ pub struct JobGraph {
     pub source: usize,
     /// Raw input bytes per item.
     pub input_bytes: f64,
+    /// Work to carry the raw input off the source node.
+    pub input_carry: Carry,
     /// Requested items/s.
     pub rate: f64,
     /// Work per task.
     pub work: Vec<f64>,
     /// Memory per task.
     pub memory: Vec<u64>,
-    /// `(predecessor, bytes)` per task; empty for entry tasks.
-    pub preds: Vec<Vec<(usize, f64)>>,
+    /// `(predecessor, bytes, carry)` per task; empty for entry tasks.
+    pub preds: Vec<Vec<(usize, f64, Carry)>>,
     /// A topological order.
     pub topo: Vec<usize>,
 }
@@ -149,6 +184,12 @@ impl JobGraph {
                 ));
             }
         }
+        if !job.input_carry.valid() {
+            problems.push(format!(
+                "job {}: input_carry {:?} must be finite and >= 0",
+                job.id, job.input_carry
+            ));
+        }
         let mut preds = vec![Vec::new(); job.tasks.len()];
         for (i, t) in job.tasks.iter().enumerate() {
             if !(t.work.is_finite() && t.work >= 0.0) {
@@ -159,12 +200,13 @@ impl JobGraph {
             }
             for inp in &t.inputs {
                 match names.get(inp.from.as_str()) {
-                    Some(&p) if inp.bytes.is_finite() && inp.bytes >= 0.0 => {
-                        preds[i].push((p, inp.bytes))
+                    Some(&p) if inp.bytes.is_finite() && inp.bytes >= 0.0 && inp.carry.valid() => {
+                        preds[i].push((p, inp.bytes, inp.carry))
                     }
                     Some(_) => problems.push(format!(
-                        "job {} task {}: input bytes {} invalid",
-                        job.id, t.name, inp.bytes
+                        "job {} task {}: input from {}: bytes {} or carry {:?} invalid \
+                         (finite and >= 0)",
+                        job.id, t.name, inp.from, inp.bytes, inp.carry
                     )),
                     None => problems.push(format!(
                         "job {} task {}: unknown input task {}",
@@ -177,7 +219,7 @@ impl JobGraph {
         let mut indeg: Vec<usize> = preds.iter().map(Vec::len).collect();
         let mut succ = vec![Vec::new(); preds.len()];
         for (i, ps) in preds.iter().enumerate() {
-            for &(p, _) in ps {
+            for &(p, _, _) in ps {
                 succ[p].push(i);
             }
         }
@@ -200,6 +242,7 @@ impl JobGraph {
             Some(source) if problems.is_empty() => Ok(Self {
                 source,
                 input_bytes: job.input_bytes,
+                input_carry: job.input_carry,
                 rate: job.rate,
                 work: job.tasks.iter().map(|t| t.work).collect(),
                 memory: job.tasks.iter().map(|t| t.memory).collect(),
@@ -227,13 +270,41 @@ impl JobGraph {
             if ps.is_empty() && place[i] != self.source && self.input_bytes > 0.0 {
                 *m.entry((self.source, place[i])).or_default() += self.input_bytes;
             }
-            for &(p, bytes) in ps {
+            for &(p, bytes, _) in ps {
                 if place[p] != place[i] && bytes > 0.0 {
                     *m.entry((place[p], place[i])).or_default() += bytes;
                 }
             }
         }
         m.into_iter().map(|((s, d), v)| (s, d, v)).collect()
+    }
+
+    /// Work per item the job puts on each node under `place`: its tasks'
+    /// and, for every input crossing nodes with bytes to carry, the carry's
+    /// send work on the sender and receive work on the receiver. Sorted by
+    /// node, each node once.
+    pub fn node_work(&self, place: &[usize]) -> Vec<(usize, f64)> {
+        let mut m: BTreeMap<usize, f64> = BTreeMap::new();
+        // A node with no task of the job counts only if it carries work.
+        let carry = |m: &mut BTreeMap<usize, f64>, from: usize, to: usize, c: Carry| {
+            for (u, w) in [(from, c.send), (to, c.recv)] {
+                if w > 0.0 {
+                    *m.entry(u).or_default() += w;
+                }
+            }
+        };
+        for (i, ps) in self.preds.iter().enumerate() {
+            *m.entry(place[i]).or_default() += self.work[i];
+            if ps.is_empty() && place[i] != self.source && self.input_bytes > 0.0 {
+                carry(&mut m, self.source, place[i], self.input_carry);
+            }
+            for &(p, bytes, c) in ps {
+                if place[p] != place[i] && bytes > 0.0 {
+                    carry(&mut m, place[p], place[i], c);
+                }
+            }
+        }
+        m.into_iter().collect()
     }
 }
 
@@ -298,6 +369,7 @@ pub fn solve_keeping(
     keep: &BTreeMap<String, BTreeMap<String, NodeId>>,
 ) -> Result<JobPlan> {
     let mut state = State::new(&inst.cluster, inst.k_paths)?;
+    state.allocation = inst.allocation;
     let graphs = inst
         .jobs
         .iter()

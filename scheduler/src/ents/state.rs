@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::alloc::allocate;
+use super::alloc::{allocate, Allocation};
 use super::jrba::{equal_shares, jrba, FlowDemand};
 use super::paths::{k_shortest_paths, nodes_of};
 use super::share::{fair_rates, JobDemand};
@@ -64,8 +64,9 @@ pub struct RunningJob {
     pub rate: f64,
     /// Memory per task (to release).
     memory: Vec<u64>,
-    /// Work per task (to release).
-    work: Vec<f64>,
+    /// Work per item on each node it uses: its tasks' and their inputs'
+    /// carry (to release, and for its node times).
+    node_work: Vec<(usize, f64)>,
     /// Requested CPU (wu/s) for LR/BR.
     cpu_request: f64,
 }
@@ -89,6 +90,8 @@ pub struct State {
     pub running: Vec<RunningJob>,
     /// LP optimum of the last JRBA run.
     pub last_lp_bound: Option<f64>,
+    /// How Algorithm 1 chooses nodes.
+    pub allocation: Allocation,
 }
 
 impl State {
@@ -131,6 +134,7 @@ impl State {
             graph,
             running: Vec::new(),
             last_lp_bound: None,
+            allocation: Allocation::default(),
         })
     }
 
@@ -149,11 +153,7 @@ impl State {
 
     /// Items/s a running job achieves now.
     pub fn throughput(&self, j: &RunningJob) -> f64 {
-        let node = j
-            .place
-            .iter()
-            .map(|&u| self.work_on[u] / self.graph.capacity[u])
-            .fold(0.0, f64::max);
+        let node = self.node_period(j);
         let flow = j
             .flows
             .iter()
@@ -170,16 +170,20 @@ impl State {
 
     /// Items/s the job's compute allows (bandwidth above `V * this` is wasted).
     fn compute_rate(&self, j: &RunningJob) -> f64 {
-        let node = j
-            .place
-            .iter()
-            .map(|&u| self.work_on[u] / self.graph.capacity[u])
-            .fold(0.0, f64::max);
+        let node = self.node_period(j);
         if node > 0.0 {
             j.rate.min(1.0 / node)
         } else {
             j.rate
         }
+    }
+
+    /// Seconds per item of the slowest node the job uses (all work on it).
+    fn node_period(&self, j: &RunningJob) -> f64 {
+        j.node_work
+            .iter()
+            .map(|&(u, _)| self.work_on[u] / self.graph.capacity[u])
+            .fold(0.0, f64::max)
     }
 
     /// `max V_f / b_f` over running flows.
@@ -198,7 +202,9 @@ impl State {
         let r = self.running.remove(pos);
         for (i, &u) in r.place.iter().enumerate() {
             self.mem_free[u] += r.memory[i];
-            self.work_on[u] -= r.work[i];
+        }
+        for &(u, w) in &r.node_work {
+            self.work_on[u] -= w;
             if self.work_on[u] < 1e-12 {
                 self.work_on[u] = 0.0;
             }
@@ -324,6 +330,7 @@ impl State {
                     &self.mem_free,
                     &self.work_on,
                     job,
+                    self.allocation,
                 ),
             };
             let Some(place) = place else { continue };
@@ -355,7 +362,10 @@ impl State {
             };
             for (i, &u) in place.iter().enumerate() {
                 self.mem_free[u] -= job.memory[i];
-                self.work_on[u] += job.work[i];
+            }
+            let node_work = job.node_work(&place);
+            for &(u, w) in &node_work {
+                self.work_on[u] += w;
             }
             let cpu_request = job.rate * job.total_work();
             self.cpu_req[place[0]] += cpu_request;
@@ -367,7 +377,7 @@ impl State {
                 bandwidth,
                 rate: job.rate,
                 memory: job.memory.clone(),
-                work: job.work.clone(),
+                node_work,
                 cpu_request,
             };
             self.running.push(run);

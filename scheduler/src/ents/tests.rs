@@ -101,7 +101,7 @@ proptest! {
         let cluster = random_cluster(seed, n, 2.0);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let jobs: Vec<Job> = (0..jobs).map(|j| attribute_job(j, cluster.nodes[rng.gen_range(0..n)].id.clone())).collect();
-        let inst = JobInstance { cluster: cluster.clone(), jobs: jobs.clone(), k_paths: 3 };
+        let inst = JobInstance { cluster: cluster.clone(), jobs: jobs.clone(), k_paths: 3, allocation: Allocation::FinishTime };
         for policy in Policy::ALL {
             let plan = solve(&inst, policy).expect("solves");
             prop_assert_eq!(plan.placed.len() + plan.waiting.len(), jobs.len());
@@ -160,10 +160,12 @@ fn invalid_jobs_are_reported_together() {
     job.tasks[0].inputs.push(TaskInput {
         from: "track".into(),
         bytes: 1.0,
+        carry: Carry::default(),
     }); // cycle
     job.tasks[1].inputs.push(TaskInput {
         from: "nope".into(),
         bytes: 1.0,
+        carry: Carry::default(),
     });
     job.rate = f64::NAN;
     let err = JobGraph::new(&job, &cluster.index().expect("valid").index).expect_err("invalid");
@@ -203,6 +205,7 @@ fn a_kept_placement_is_used_as_given_and_the_fresh_one_reproduces_itself() {
         cluster: cluster.clone(),
         jobs: jobs.clone(),
         k_paths: 3,
+        allocation: Allocation::FinishTime,
     };
     for policy in Policy::ALL {
         let fresh = solve(&inst, policy).expect("solves");
@@ -325,6 +328,7 @@ fn a_nodes_upload_is_shared_by_its_flows_to_every_peer_and_otfa_gives_what_a_cap
         id: id.into(),
         source: NodeId::new("n0").expect("valid"),
         input_bytes: 100_000.0,
+        input_carry: Carry::default(),
         rate,
         tasks: vec![Task {
             name: "det".into(),
@@ -337,6 +341,7 @@ fn a_nodes_upload_is_shared_by_its_flows_to_every_peer_and_otfa_gives_what_a_cap
         cluster: c,
         jobs: vec![job("fast", 10.0), job("slow", 2.0)],
         k_paths: 1,
+        allocation: Allocation::FinishTime,
     };
     let keep: BTreeMap<String, BTreeMap<String, NodeId>> = [("fast", "n1"), ("slow", "n2")]
         .into_iter()
@@ -375,4 +380,144 @@ fn a_nodes_upload_is_shared_by_its_flows_to_every_peer_and_otfa_gives_what_a_cap
     assert!((rate(&tp, "fast") - 5.0).abs() < 1e-6, "{tp:?}");
     assert!((rate(&otfa, "fast") - 8.0).abs() < 1e-6, "{otfa:?}");
     assert!((rate(&tp, "slow") - 2.0).abs() < 1e-6 && (rate(&otfa, "slow") - 2.0).abs() < 1e-6);
+}
+
+/// A detector, a tracker and a sink fed with frames from `n0`.
+fn chain_job(carry: Carry) -> Job {
+    let task = |name: &str, work: f64, from: Option<&str>| Task {
+        name: name.into(),
+        work,
+        memory: 1,
+        inputs: from
+            .map(|f| TaskInput {
+                from: f.into(),
+                bytes: 10_000.0,
+                carry: Carry::default(),
+            })
+            .into_iter()
+            .collect(),
+    };
+    Job {
+        id: "chain".into(),
+        source: NodeId::new("n0").expect("valid"),
+        input_bytes: 100_000.0,
+        input_carry: carry,
+        rate: 100.0,
+        tasks: vec![
+            task("det", 1.0, None),
+            task("trk", 0.02, Some("det")),
+            task("out", 0.02, Some("trk")),
+        ],
+    }
+}
+
+#[test]
+fn the_period_rule_keeps_light_tasks_with_their_feeder_where_finish_time_scatters_them() {
+    // n0 has the camera and a tenth of the others' compute; n1..n3 idle.
+    let mut c = star(&[1e7; 4], &[1e7; 4]);
+    c.nodes[0].capacity = 1.0;
+    let solve_with = |allocation| {
+        let inst = JobInstance {
+            cluster: c.clone(),
+            jobs: vec![chain_job(Carry::default())],
+            k_paths: 1,
+            allocation,
+        };
+        solve(&inst, Policy::Otfa).expect("solves").placed.remove(0)
+    };
+    let finish = solve_with(Allocation::FinishTime);
+    let period = solve_with(Allocation::Period);
+    let nodes = |p: &JobPlacement| {
+        let n: std::collections::BTreeSet<String> =
+            p.tasks.values().map(|n| n.as_str().to_string()).collect();
+        n
+    };
+    // Finish time: the tracker leaves the detector's node, loaded with it,
+    // for an idle one, and so does the sink: three nodes, three flows.
+    assert_eq!(nodes(&finish).len(), 3, "{finish:?}");
+    assert_eq!(finish.flows.len(), 3, "{finish:?}");
+    // Period: the detector still leaves the slow camera node, and the light
+    // stages stay with it: one flow, the frames.
+    assert_eq!(nodes(&period).len(), 1, "{period:?}");
+    assert_ne!(period.tasks["det"].as_str(), "n0");
+    assert_eq!(period.flows.len(), 1, "{period:?}");
+    // Each model rates its own plan: keeping the stages together costs the
+    // job 4 % (their work on the detector's node), inside the tolerance.
+    assert!(period.throughput >= finish.throughput / (1.0 + PERIOD_TOLERANCE));
+    assert!(period.throughput < finish.throughput);
+}
+
+#[test]
+fn carrying_an_input_loads_both_ends_and_can_keep_a_task_on_its_source() {
+    let id = |s: &str| NodeId::new(s).expect("valid");
+    let mut c = star(&[1e7; 2], &[1e7; 2]);
+    c.nodes[0].capacity = 8.0;
+    let index = c.index().expect("valid").index;
+    // Encoding a frame costs the camera node 0.5 wu, decoding it 0.25.
+    let carry = Carry {
+        send: 0.5,
+        recv: 0.25,
+    };
+    let g = JobGraph::new(&chain_job(carry), &index).expect("valid");
+    let (n0, n1) = (index[&id("n0")], index[&id("n1")]);
+    // Apart: the carry on both ends (the tracks' own carry is zero); together: none.
+    assert_eq!(
+        g.node_work(&[n1, n1, n1]),
+        vec![(n0, 0.5), (n1, 1.04 + 0.25)]
+    );
+    assert_eq!(g.node_work(&[n0, n0, n0]), vec![(n0, 1.04)]);
+    assert_eq!(g.node_work(&[n0, n1, n1]), vec![(n0, 1.0), (n1, 0.04)]);
+    // n1 is faster (10 wu/s against 8), so without carry the detector moves
+    // there (0.1 s an item against 0.125). With the carry, moving gives
+    // max(0.5 / 8, 1.25 / 10) = 0.125 s, as staying does: a tie, and the
+    // rule as written, with the decoding counted, prefers no transfer.
+    let place = |carry| {
+        let inst = JobInstance {
+            cluster: c.clone(),
+            jobs: vec![chain_job(carry)],
+            k_paths: 1,
+            allocation: Allocation::Period,
+        };
+        let p = solve(&inst, Policy::Otfa).expect("solves").placed.remove(0);
+        (p.tasks["det"].clone(), p.throughput)
+    };
+    let (free_det, _) = place(Carry::default());
+    let (carried_det, rate) = place(carry);
+    assert_eq!(free_det.as_str(), "n1");
+    assert_eq!(carried_det.as_str(), "n0");
+    assert!((rate - 8.0 / 1.04).abs() < 1e-9, "{rate}");
+    // The running state counts the carry: on n1, the job's node time is
+    // its work and the decoding, and n0 is charged the encoding.
+    let inst = JobInstance {
+        cluster: c.clone(),
+        jobs: vec![chain_job(carry)],
+        k_paths: 1,
+        allocation: Allocation::FinishTime,
+    };
+    let keep = BTreeMap::from([(
+        "chain".to_string(),
+        BTreeMap::from([
+            ("det".to_string(), id("n1")),
+            ("trk".to_string(), id("n1")),
+            ("out".to_string(), id("n1")),
+        ]),
+    )]);
+    let kept = solve_keeping(&inst, Policy::Otfa, &keep).expect("solves");
+    assert!(
+        (kept.placed[0].throughput - 10.0 / 1.29).abs() < 1e-9,
+        "{kept:?}"
+    );
+    // A carry that is not a finite non-negative number is refused, named.
+    let mut bad = chain_job(Carry {
+        send: -1.0,
+        recv: 0.0,
+    });
+    bad.tasks[1].inputs[0].carry.recv = f64::NAN;
+    let err = JobGraph::new(&bad, &index).expect_err("invalid");
+    let SchedError::Invalid(p) = err else {
+        panic!("wrong error {err:?}")
+    };
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].contains("input_carry"), "{p:?}");
+    assert!(p[1].contains("task trk: input from det"), "{p:?}");
 }

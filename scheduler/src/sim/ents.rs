@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{gib, mbit, vary};
 use crate::cluster::{Cluster, Link, Node, NodeId};
-use crate::ents::{Job, JobGraph, Policy, State, Task, TaskInput, DEFAULT_K_PATHS};
+use crate::ents::{Carry, Job, JobGraph, Policy, State, Task, TaskInput, DEFAULT_K_PATHS};
 use crate::error::Result;
 
 /// Bytes of one raw 1080p RGB frame.
@@ -83,6 +83,7 @@ pub fn attribute_job(id: usize, source: NodeId) -> Job {
             .map(|(from, bytes)| TaskInput {
                 from: from.into(),
                 bytes,
+                carry: Carry::default(),
             })
             .collect(),
     };
@@ -101,6 +102,7 @@ pub fn attribute_job(id: usize, source: NodeId) -> Job {
         id: format!("job{id}"),
         source,
         input_bytes: RAW_FRAME,
+        input_carry: Carry::default(),
         rate: 30.0,
         tasks,
     }

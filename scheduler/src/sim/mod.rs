@@ -63,6 +63,7 @@ pub mod bench {
             cluster,
             jobs,
             k_paths: 3,
+            allocation: Default::default(),
         }
     }
 }

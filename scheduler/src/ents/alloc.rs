@@ -16,13 +16,11 @@ pub enum Allocation {
     /// simulator's figures use.
     #[default]
     FinishTime,
-    /// The node that leaves the job's period (its slowest node or flow so
-    /// far, carry work counted on both ends) smallest. Among the nodes
-    /// within [`PERIOD_TOLERANCE`] of the best, those whose slowest node
-    /// (flows left out) is within it of theirs' best (when a flow bounds
-    /// the period, the load still counts); among those, the smallest
-    /// `(C_i + its inputs' receive carry) / PS_u + max over inputs of D / bw`
-    /// (the rule as written, without the load). What the running master
+    /// Among the nodes that leave the job's period (its slowest node or
+    /// flow so far, carry work counted on both ends) within
+    /// [`PERIOD_TOLERANCE`] of the smallest, those whose inputs move the
+    /// fewest bytes across nodes; among those, the rule as written (with
+    /// the receive carry in the node's work). What the running master
     /// uses.
     ///
     /// Why: the finish-time rule compares a node's whole load, so a light
@@ -31,7 +29,10 @@ pub enum Allocation {
     /// work only, and moving adds a flow: a hop whose per-item cost
     /// (serialising, a publish through the router, a share that can drop
     /// items) the model does not count. On the testbed such scattered
-    /// plans delivered less than whole-job ones (docs/benchmarks.md).
+    /// plans delivered less than whole-job ones (docs/benchmarks.md). Where
+    /// every near choice moves the same bytes (a detector fed from a camera
+    /// elsewhere), the load decides as before, so a second job's detector
+    /// does not pile onto the first one's node.
     Period,
 }
 
@@ -66,8 +67,8 @@ pub fn allocate(
     let mut used: Vec<usize> = Vec::new();
     let mut flow_period = 0.0f64;
     let mut inputs: Vec<(usize, f64, Carry)> = Vec::new();
-    // (node, finish time, the rule as written, job period, its nodes' part)
-    let mut scored: Vec<(usize, f64, f64, f64, f64)> = Vec::with_capacity(n);
+    // (node, finish time, job period, bytes an item its inputs move)
+    let mut scored: Vec<(usize, f64, f64, f64)> = Vec::with_capacity(n);
     for &i in &job.topo {
         inputs.clear();
         if job.preds[i].is_empty() {
@@ -84,15 +85,13 @@ pub fn allocate(
                 .iter()
                 .map(|&(from, d, _)| xfer(from, u, d))
                 .fold(0.0, f64::max);
-            let finish = (work[u] + job.work[i]) / g.capacity[u] + input;
-            let recv: f64 = inputs
+            let (recv, moved) = inputs
                 .iter()
                 .filter(|&&(from, d, _)| from != u && d > 0.0)
-                .map(|x| x.2.recv)
-                .sum();
-            let spec = (job.work[i] + recv) / g.capacity[u] + input;
-            let (period, nodes) = match rule {
-                Allocation::FinishTime => (0.0, 0.0),
+                .fold((0.0, 0.0), |(r, m), x| (r + x.2.recv, m + x.1));
+            let finish = (work[u] + job.work[i] + recv) / g.capacity[u] + input;
+            let period = match rule {
+                Allocation::FinishTime => 0.0,
                 Allocation::Period => {
                     // Work this choice adds, per node: the task and its
                     // inputs' carry.
@@ -112,11 +111,10 @@ pub fn allocate(
                         .filter(|&&(from, d, c)| from != u && d > 0.0 && c.send > 0.0)
                         .map(|x| x.0);
                     let touched = used.iter().copied().chain([u]).chain(senders);
-                    let nodes = touched.map(time).fold(0.0, f64::max);
-                    (nodes.max(flow_period).max(input), nodes)
+                    touched.map(time).fold(flow_period.max(input), f64::max)
                 }
             };
-            scored.push((u, finish, spec, period, nodes));
+            scored.push((u, finish, period, moved));
         }
         let best = match rule {
             Allocation::FinishTime => scored
@@ -124,18 +122,16 @@ pub fn allocate(
                 .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
                 .filter(|s| s.1 < f64::INFINITY),
             Allocation::Period => {
-                let near = |x: f64, least: f64| x <= least * (1.0 + PERIOD_TOLERANCE);
-                let least = scored.iter().map(|s| s.3).fold(f64::INFINITY, f64::min);
-                let least_nodes = scored
+                let least = scored.iter().map(|s| s.2).fold(f64::INFINITY, f64::min);
+                let near: Vec<_> = scored
                     .iter()
-                    .filter(|s| near(s.3, least))
-                    .map(|s| s.4)
-                    .fold(f64::INFINITY, f64::min);
-                scored
-                    .iter()
-                    .filter(|s| near(s.3, least) && near(s.4, least_nodes))
-                    .min_by(|a, b| a.2.total_cmp(&b.2).then(a.0.cmp(&b.0)))
-                    .filter(|s| s.3 < f64::INFINITY)
+                    .filter(|s| s.2 <= least * (1.0 + PERIOD_TOLERANCE))
+                    .collect();
+                let least_moved = near.iter().map(|s| s.3).fold(f64::INFINITY, f64::min);
+                near.into_iter()
+                    .filter(|s| s.3 <= least_moved)
+                    .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+                    .filter(|s| s.2 < f64::INFINITY)
             }
         };
         let u = best?.0;

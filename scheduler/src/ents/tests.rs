@@ -469,8 +469,8 @@ fn carrying_an_input_loads_both_ends_and_can_keep_a_task_on_its_source() {
     assert_eq!(g.node_work(&[n0, n1, n1]), vec![(n0, 1.0), (n1, 0.04)]);
     // n1 is faster (10 wu/s against 8), so without carry the detector moves
     // there (0.1 s an item against 0.125). With the carry, moving gives
-    // max(0.5 / 8, 1.25 / 10) = 0.125 s, as staying does: a tie, and the
-    // rule as written, with the decoding counted, prefers no transfer.
+    // max(0.5 / 8, 1.25 / 10) = 0.125 s, as staying does: a tie, and
+    // staying moves no bytes.
     let place = |carry| {
         let inst = JobInstance {
             cluster: c.clone(),
@@ -520,4 +520,34 @@ fn carrying_an_input_loads_both_ends_and_can_keep_a_task_on_its_source() {
     assert_eq!(p.len(), 2, "{p:?}");
     assert!(p[0].contains("input_carry"), "{p:?}");
     assert!(p[1].contains("task trk: input from det"), "{p:?}");
+}
+
+#[test]
+fn the_period_rule_spreads_jobs_whose_detectors_move_the_same_bytes_anywhere() {
+    // n0 has both cameras and almost no compute: each job's frames cost it
+    // 0.5 wu to send, so n0 bounds both jobs wherever their detectors go.
+    // Sent anywhere, they move the same bytes: the load decides, and the
+    // second job's detector goes to the other idle node, not the first's.
+    let mut c = star(&[1e7; 3], &[1e7; 3]);
+    c.nodes[0].capacity = 0.1;
+    let carry = Carry {
+        send: 0.5,
+        recv: 0.0,
+    };
+    let mut second = chain_job(carry);
+    second.id = "second".into();
+    let inst = JobInstance {
+        cluster: c,
+        jobs: vec![chain_job(carry), second],
+        k_paths: 1,
+        allocation: Allocation::Period,
+    };
+    let plan = solve(&inst, Policy::Otfa).expect("solves");
+    let det = |j: usize| plan.placed[j].tasks["det"].as_str().to_string();
+    assert_ne!(det(0), "n0");
+    assert_ne!(det(1), "n0");
+    assert_ne!(det(0), det(1), "{plan:?}");
+    for p in &plan.placed {
+        assert_eq!(p.flows.len(), 1, "only the frames cross: {p:?}");
+    }
 }

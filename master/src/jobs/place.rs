@@ -117,6 +117,13 @@ pub fn bytes_per_item(
     }
 }
 
+/// The median of `values` (the upper one of an even count), if any.
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
 /// A fresh placement replaces the one in force only when its mean
 /// predicted rate is higher by more than this fraction, both judged on the
 /// same inputs (moving a stage restarts it and loads its model again).
@@ -207,25 +214,22 @@ pub fn place(
     };
     // A re-ID crop's cost in detector frames: the median over the nodes
     // that profiled both.
-    let mut ratios: Vec<f64> = views
-        .iter()
-        .filter(|v| v.detect_fps > 0.0 && v.reid_crops_per_s > 0.0)
-        .map(|v| v.detect_fps / v.reid_crops_per_s)
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    let crop_cost = ratios.get(ratios.len() / 2).copied().unwrap_or(0.1);
+    let crop_cost = median(
+        views
+            .iter()
+            .filter(|v| v.detect_fps > 0.0 && v.reid_crops_per_s > 0.0)
+            .map(|v| v.detect_fps / v.reid_crops_per_s),
+    )
+    .unwrap_or(0.1);
     // Carrying a frame to another node, per megapixel, in detector frames:
     // encoding on the camera's node, as it profiled it; decoding on a node
     // not yet chosen, so the median over the nodes that profiled it (and
     // the median encoding for a node that did not; 0 when none did).
-    let median = |f: fn(&NodeView) -> f64| {
-        let mut v: Vec<f64> = views.iter().map(f).filter(|c| *c > 0.0).collect();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
-    };
+    let profiled =
+        |f: fn(&NodeView) -> f64| median(views.iter().map(f).filter(|c| *c > 0.0)).unwrap_or(0.0);
     let (encode_mpx, decode_mpx) = (
-        median(|v| v.jpeg_encode_cost),
-        median(|v| v.jpeg_decode_cost),
+        profiled(|v| v.jpeg_encode_cost),
+        profiled(|v| v.jpeg_decode_cost),
     );
     // Measured bytes per item of the flows into each stage: the sender
     // that offered the most items (after a move, the old sender's figure

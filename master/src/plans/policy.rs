@@ -27,13 +27,6 @@ pub const LINK_CHANGE: f64 = 0.3;
 /// link's crops cost a few ms at most: its probes' jitter triggers nothing.
 pub const LINK_AMPLE_MBIT_S: f64 = crate::planner::DEFAULT_LINK_MBIT_S;
 
-/// Rates between live nodes (Mbit/s, by pair in name order) as the planner
-/// takes them ([`crate::planner::pair_rates`] of their views).
-pub(super) fn pair_rates(live: &[NodeStatus]) -> BTreeMap<(NodeId, NodeId), f64> {
-    let views: Vec<NodeView> = live.iter().map(node_view).collect();
-    crate::planner::pair_rates(&views)
-}
-
 /// Why the measured links call for a replan, if they do: a link whose rate
 /// moved by more than [`LINK_CHANGE`] from the one the plan in force was
 /// made with (the planner's default, [`LINK_AMPLE_MBIT_S`], for a link not
@@ -65,9 +58,10 @@ fn rate_moved(p: f64, r: f64) -> bool {
 
 /// Nodes' uploads as jobs are planned with them (`NodeView::upload_mbit_s`,
 /// Mbit/s), those measured.
-pub(super) fn uploads(live: &[NodeStatus]) -> BTreeMap<NodeId, f64> {
-    live.iter()
-        .filter_map(|s| Some((s.node.clone(), node_view(s).upload_mbit_s?)))
+pub(super) fn uploads(views: &[NodeView]) -> BTreeMap<NodeId, f64> {
+    views
+        .iter()
+        .filter_map(|v| Some((v.node.clone(), v.upload_mbit_s?)))
         .collect()
 }
 
@@ -493,7 +487,8 @@ mod tests {
             reporting("a", &[("b", 6.0)]),
             reporting("c", &[]),
         ];
-        let r = pair_rates(&live);
+        let views: Vec<NodeView> = live.iter().map(node_view).collect();
+        let r = crate::planner::pair_rates(&views);
         let want: BTreeMap<(NodeId, NodeId), f64> =
             [((id("a"), id("b")), 6.0), ((id("b"), id("c")), 20.0)]
                 .into_iter()

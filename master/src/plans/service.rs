@@ -15,8 +15,8 @@ use vidar_protocol::messages::{NodeStatus, Plan};
 use vidar_protocol::{Keys, NodeId, UnixMs};
 
 use super::policy::{
-    link_shift, load_shift, measured_persons, node_view, pair_rates, placement_changed, to_plan,
-    upload_shift, uploads,
+    link_shift, load_shift, measured_persons, node_view, placement_changed, to_plan, upload_shift,
+    uploads,
 };
 use super::{Current, Plans};
 use crate::membership::Membership;
@@ -235,19 +235,19 @@ impl Loop {
             if let Some(reason) = load_shift(current.as_deref(), &live, now) {
                 self.last_load_replan = Some(now);
                 self.schedule(now, Duration::ZERO, format!("load shift: {reason}"));
-            } else if let Some(reason) = current
-                .is_some()
-                .then(|| link_shift(&self.planned_links, &pair_rates(&live)))
-                .flatten()
-            {
-                self.last_load_replan = Some(now);
-                self.schedule(now, Duration::ZERO, format!("link shift: {reason}"));
-            } else if let Some(reason) = (current.is_some() && !self.jobs.jobs.is_empty())
-                .then(|| upload_shift(&self.planned_uploads, &uploads(&live)))
-                .flatten()
-            {
-                self.last_load_replan = Some(now);
-                self.schedule(now, Duration::ZERO, format!("link shift: {reason}"));
+            } else if current.is_some() {
+                // A pair's rate, or (jobs share it) a node's upload.
+                let views: Vec<NodeView> = live.iter().map(node_view).collect();
+                let jobs = !self.jobs.jobs.is_empty();
+                let shift =
+                    link_shift(&self.planned_links, &planner::pair_rates(&views)).or_else(|| {
+                        jobs.then(|| upload_shift(&self.planned_uploads, &uploads(&views)))
+                            .flatten()
+                    });
+                if let Some(reason) = shift {
+                    self.last_load_replan = Some(now);
+                    self.schedule(now, Duration::ZERO, format!("link shift: {reason}"));
+                }
             }
         }
         if let Some((at, _)) = &self.pending {
@@ -290,8 +290,9 @@ impl Loop {
     ) {
         self.last_plan = Some(now);
         self.planned_nodes = live_set.clone();
-        self.planned_links = pair_rates(&live);
-        self.planned_uploads = uploads(&live);
+        let views: Vec<NodeView> = live.iter().map(node_view).collect();
+        self.planned_links = planner::pair_rates(&views);
+        self.planned_uploads = uploads(&views);
         let shared = &self.svc.plans.shared;
         if live.is_empty() {
             if self.svc.plans.current().is_some() || !self.warned_no_nodes {
@@ -302,7 +303,6 @@ impl Loop {
             return;
         }
         self.warned_no_nodes = false;
-        let views: Vec<NodeView> = live.iter().map(node_view).collect();
         let mut cameras = self.svc.plans.cameras();
         measured_persons(&mut cameras, &views, &mut self.persons);
         shared.replans.fetch_add(1, Ordering::Relaxed);

@@ -96,14 +96,15 @@ pub fn allocate(
                     // Work this choice adds, per node: the task and its
                     // inputs' carry.
                     let added = |v: usize| {
-                        let mut w = if v == u { job.work[i] } else { 0.0 };
-                        for &(from, d, c) in &inputs {
-                            if from != u && d > 0.0 {
-                                w += if v == from { c.send } else { 0.0 };
-                                w += if v == u { c.recv } else { 0.0 };
-                            }
-                        }
-                        w
+                        let task = if v == u { job.work[i] } else { 0.0 };
+                        let carried = inputs
+                            .iter()
+                            .filter_map(|&(from, d, c)| c.loads(from, u, d));
+                        task + carried
+                            .flatten()
+                            .filter(|l| l.0 == v)
+                            .map(|l| l.1)
+                            .sum::<f64>()
                     };
                     let time = |v: usize| (work[v] + added(v)) / g.capacity[v];
                     let senders = inputs
@@ -142,9 +143,10 @@ pub fn allocate(
             used.push(u);
         }
         for &(from, d, c) in &inputs {
-            if from != u && d > 0.0 {
-                work[from] += c.send;
-                work[u] += c.recv;
+            if let Some(loads) = c.loads(from, u, d) {
+                for (v, w) in loads {
+                    work[v] += w;
+                }
                 flow_period = flow_period.max(xfer(from, u, d));
                 if c.send > 0.0 && !used.contains(&from) {
                     used.push(from);

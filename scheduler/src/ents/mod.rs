@@ -70,6 +70,13 @@ pub struct Carry {
 }
 
 impl Carry {
+    /// `(node, work per item)` on the sender and on the receiver when an
+    /// input of `bytes` an item goes from node `from` to node `to`; `None`
+    /// when it stays on one node or has no bytes to carry.
+    pub fn loads(self, from: usize, to: usize, bytes: f64) -> Option<[(usize, f64); 2]> {
+        (from != to && bytes > 0.0).then_some([(from, self.send), (to, self.recv)])
+    }
+
     fn valid(self) -> bool {
         [self.send, self.recv]
             .iter()
@@ -286,8 +293,8 @@ impl JobGraph {
     pub fn node_work(&self, place: &[usize]) -> Vec<(usize, f64)> {
         let mut m: BTreeMap<usize, f64> = BTreeMap::new();
         // A node with no task of the job counts only if it carries work.
-        let carry = |m: &mut BTreeMap<usize, f64>, from: usize, to: usize, c: Carry| {
-            for (u, w) in [(from, c.send), (to, c.recv)] {
+        let carry = |m: &mut BTreeMap<usize, f64>, loads: Option<[(usize, f64); 2]>| {
+            for (u, w) in loads.into_iter().flatten() {
                 if w > 0.0 {
                     *m.entry(u).or_default() += w;
                 }
@@ -295,13 +302,14 @@ impl JobGraph {
         };
         for (i, ps) in self.preds.iter().enumerate() {
             *m.entry(place[i]).or_default() += self.work[i];
-            if ps.is_empty() && place[i] != self.source && self.input_bytes > 0.0 {
-                carry(&mut m, self.source, place[i], self.input_carry);
+            if ps.is_empty() {
+                let loads = self
+                    .input_carry
+                    .loads(self.source, place[i], self.input_bytes);
+                carry(&mut m, loads);
             }
             for &(p, bytes, c) in ps {
-                if place[p] != place[i] && bytes > 0.0 {
-                    carry(&mut m, place[p], place[i], c);
-                }
+                carry(&mut m, c.loads(place[p], place[i], bytes));
             }
         }
         m.into_iter().collect()

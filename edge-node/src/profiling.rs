@@ -169,11 +169,9 @@ mod tests {
         let busy = textured(w, h);
         assert_eq!(busy.len(), (w * h * 3) as usize);
         let jpeg = |px: Vec<u8>| {
-            let rgb = image::RgbImage::from_raw(w, h, px).expect("size");
-            let mut out = std::io::Cursor::new(Vec::new());
-            let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80);
-            rgb.write_with_encoder(enc).expect("encodes");
-            out.into_inner().len()
+            crate::media::encode_rgb(&px, w, h, 80)
+                .expect("encodes")
+                .len()
         };
         // A flat picture would time the encoder on almost nothing: the
         // textured one compresses like a camera frame (5-15x, not 100x+).

@@ -5,7 +5,8 @@ mod jpeg;
 mod tiles;
 
 pub use jpeg::{
-    crop_jpeg, decode_crop, decode_jpeg, snapshot_jpeg, MAX_DECODED_SIDE, SNAPSHOT_MAX_SIDE,
+    crop_jpeg, decode_crop, decode_jpeg, encode_rgb, snapshot_jpeg, MAX_DECODED_SIDE,
+    SNAPSHOT_MAX_SIDE,
 };
 pub use tiles::{TileFrame, TileSink, TILE_MAX_SIDE};
 

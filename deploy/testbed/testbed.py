@@ -214,7 +214,10 @@ class Net:
         run("ip", "link", "set", self.roles[role][1], "up")
 
     def argv(self, role: str, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.roles[role][0], *argv]
+        """`argv` in `role`'s network namespace only. Not `ip netns exec`:
+        it also remounts /sys, which hides /sys/fs/cgroup, and a node then
+        cannot read its CPU quota (as a node in a container can)."""
+        return ["nsenter", f"--net=/run/netns/{self.roles[role][0]}", "--", *argv]
 
 
 MASTER_TOML = """config_version = 1

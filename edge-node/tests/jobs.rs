@@ -65,9 +65,10 @@ fn jobs_are_placed_by_otfa_run_where_placed_keep_their_share_and_record_results(
     let http = master.http;
     // edge-a: the camera's node, a slow detector (its camera takes all of
     // it), re-ID fast enough for its camera (no crops cross the link), and
-    // frames cheap to send (as with a hardware JPEG encoder: measured, this
-    // build's encoder costs several detector frames a frame, and the plan
-    // would rightly keep the detector there); edge-b: a fast detector.
+    // frames cheap to send (as with a hardware JPEG encoder: measured, a
+    // frame costs a fifth of a detector frame or more to encode, which on
+    // a node offering 5 frames/s would rightly keep the detector there);
+    // edge-b: a fast detector.
     let edges = site.start_edges(
         &master.router,
         &[
@@ -265,6 +266,34 @@ fn jobs_are_placed_by_otfa_run_where_placed_keep_their_share_and_record_results(
             );
             // A 768 x 576 JPEG of vtest.avi, and people in view.
             per_item.is_some_and(|b| (10_000.0..400_000.0).contains(&b)) && persons > 0.5
+        },
+    );
+
+    // Each node reports its process's CPU and, apart, its jobs' threads':
+    // edge-b runs the detector and re-ID stages, edge-a ingests the camera.
+    wait(
+        "the nodes to report their CPU and their jobs' part of it",
+        Duration::from_secs(60),
+        &mut || {
+            let Some((_, body)) = http_get(http, "/api/nodes") else {
+                return false;
+            };
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let load = |node: &str| {
+                let n = v["nodes"].as_array()?.iter().find(|n| n["node"] == node)?;
+                let l = &n["status"]["load"];
+                let cores = n["status"]["capacity"]["detect_cores"].as_f64()?;
+                Some((
+                    l["cpu_cores"].as_f64()?,
+                    l["job_cpu_cores"].as_f64()?,
+                    cores,
+                ))
+            };
+            let (Some(a), Some(b)) = (load("edge-a"), load("edge-b")) else {
+                return false;
+            };
+            eprintln!("edge-a (cpu, jobs, detector cores) {a:?}, edge-b {b:?}");
+            a.0 > 0.05 && a.2 > 0.0 && b.1 > 0.05 && b.1 <= b.0 && b.2 > 0.0
         },
     );
 

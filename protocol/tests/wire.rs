@@ -38,6 +38,7 @@ fn node_status() -> NodeStatus {
             reid_service: true,
             jpeg_encode_cost: 0.6,
             jpeg_decode_cost: 0.3,
+            detect_cores: 4.0,
         },
         load: NodeLoad {
             cameras: vec![
@@ -66,6 +67,8 @@ fn node_status() -> NodeStatus {
             ],
             detect_busy: 0.7,
             reid_busy: 0.1,
+            cpu_cores: 3.2,
+            job_cpu_cores: 0.9,
             reid_queue: 5,
             records_last_seq: 1234,
             unsynced: 20,
@@ -844,6 +847,22 @@ fn invalid_messages_refused_with_the_field() {
                 encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
             },
             "refusing to send an invalid message: NodeStatus: capacity.jpeg_decode_cost: -0.5 is not a finite non-negative number".into(),
+        ),
+        (
+            {
+                let mut m = node_status();
+                m.load.job_cpu_cores = f64::NAN;
+                encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
+            },
+            "refusing to send an invalid message: NodeStatus: load.job_cpu_cores: NaN is not a finite non-negative number".into(),
+        ),
+        (
+            {
+                let mut m = node_status();
+                m.capacity.detect_cores = -1.0;
+                encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
+            },
+            "refusing to send an invalid message: NodeStatus: capacity.detect_cores: -1 is not a finite non-negative number".into(),
         ),
         (
             {

@@ -94,6 +94,9 @@ pub struct Hub {
     pub frames_dropped: AtomicU64,
     /// Items from other nodes refused (see the module documentation).
     pub refused: AtomicU64,
+    /// CPU time the jobs' workers have used, ns (the status reports it
+    /// apart from the node's own work).
+    pub cpu_ns: AtomicU64,
 }
 
 impl fmt::Debug for Hub {

@@ -192,8 +192,11 @@ impl Worker {
     }
 
     fn run(mut self, rx: Receiver<Input>, stop: &AtomicBool) {
+        let mut cpu_at = crate::profiling::cpu::thread_cpu();
         self.start();
         while !stop.load(Ordering::Relaxed) {
+            // This thread's CPU since the last turn (model loads included).
+            self.count_cpu(&mut cpu_at);
             match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(Input::Frame(f)) => {
                     self.seq += 1;
@@ -230,7 +233,16 @@ impl Worker {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        self.count_cpu(&mut cpu_at);
         tracing::info!(job = %self.a.spec.id, "job stopped here");
+    }
+
+    /// Adds this thread's CPU time since `at` to the jobs' total.
+    fn count_cpu(&self, at: &mut Duration) {
+        let now = crate::profiling::cpu::thread_cpu();
+        let ns = u64::try_from(now.saturating_sub(*at).as_nanos()).unwrap_or(u64::MAX);
+        self.ctx.hub.cpu_ns.fetch_add(ns, Ordering::Relaxed);
+        *at = now;
     }
 
     /// The plan moved the shares only: the buckets take the new rates.

@@ -389,6 +389,7 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
             started_ms: UnixMs::now(),
             every: Duration::from_millis(parts.config.sharing.status_every_ms),
             last: HashMap::new(),
+            cpu: status::CpuUse::start(parts.hub.cpu_ns.load(Ordering::Relaxed)),
             hub: Arc::clone(&parts.hub),
         };
         threads.push(

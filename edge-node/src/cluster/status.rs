@@ -26,8 +26,51 @@ pub(super) struct Reporter {
     pub(super) every: Duration,
     /// camera -> counters at the last report.
     pub(super) last: HashMap<CameraId, Last>,
-    /// Analytics jobs' counters (what their flows carry).
+    /// Analytics jobs' counters (what their flows carry, their CPU).
     pub(super) hub: Arc<crate::analytics::Hub>,
+    /// The process's CPU use at the last report.
+    pub(super) cpu: CpuUse,
+}
+
+/// Seconds over which the process's CPU use is averaged.
+const CPU_WINDOW_S: f64 = 30.0;
+
+/// The process's CPU use and its jobs' part of it, smoothed over about
+/// [`CPU_WINDOW_S`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CpuUse {
+    process: Duration,
+    jobs_ns: u64,
+    at: Instant,
+    cores: f64,
+    job_cores: f64,
+}
+
+impl CpuUse {
+    /// Counting from now; `jobs_ns` is the jobs' CPU so far.
+    pub(super) fn start(jobs_ns: u64) -> Self {
+        Self {
+            process: crate::profiling::cpu::process_cpu(),
+            jobs_ns,
+            at: Instant::now(),
+            cores: 0.0,
+            job_cores: 0.0,
+        }
+    }
+
+    /// Cores used, all and the jobs', averaged up to `now`.
+    fn sample(&mut self, jobs_ns: u64, now: Instant) -> (f64, f64) {
+        let process = crate::profiling::cpu::process_cpu();
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        if dt > 0.0 {
+            let cores = process.saturating_sub(self.process).as_secs_f64() / dt;
+            let jobs = jobs_ns.saturating_sub(self.jobs_ns) as f64 / 1e9 / dt;
+            self.cores = smooth(self.cores, cores, dt, CPU_WINDOW_S);
+            self.job_cores = smooth(self.job_cores, jobs.min(cores), dt, CPU_WINDOW_S);
+        }
+        (self.process, self.jobs_ns, self.at) = (process, jobs_ns, now);
+        (self.cores, self.job_cores.min(self.cores))
+    }
 }
 
 /// A camera's counters at the last report, and its smoothed bitrate.
@@ -173,6 +216,9 @@ impl Reporter {
         let detect_busy = share(busy_now - busy_last.0, threads);
         let reid_busy = share(reid_now - busy_last.1, 1.0);
         *busy_last = (busy_now, reid_now, now);
+        let (cpu_cores, job_cpu_cores) = self
+            .cpu
+            .sample(self.hub.cpu_ns.load(Ordering::Relaxed), now);
         let st = self.store.stats();
         NodeStatus {
             node: self.shared.node.clone(),
@@ -184,6 +230,8 @@ impl Reporter {
                 cameras,
                 detect_busy,
                 reid_busy,
+                cpu_cores,
+                job_cpu_cores,
                 reid_queue: u32::try_from(self.inbox.crops_waiting()).unwrap_or(u32::MAX),
                 records_last_seq: st.last_seq,
                 unsynced: st

@@ -14,7 +14,16 @@ use std::time::Duration;
 
 /// CPU time the calling thread has used so far.
 pub fn thread_cpu() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    clock(rustix::time::ClockId::ThreadCPUTime)
+}
+
+/// CPU time the whole process (every thread) has used so far.
+pub fn process_cpu() -> Duration {
+    clock(rustix::time::ClockId::ProcessCPUTime)
+}
+
+fn clock(id: rustix::time::ClockId) -> Duration {
+    let t = rustix::time::clock_gettime(id);
     Duration::new(
         u64::try_from(t.tv_sec).unwrap_or(0),
         u32::try_from(t.tv_nsec).unwrap_or(0),
@@ -233,5 +242,19 @@ mod tests {
         }
         std::hint::black_box(x);
         assert!(start.elapsed() >= Duration::from_millis(20));
+        // The process's clock counts this thread's work and another's.
+        let p0 = process_cpu();
+        let other = std::thread::spawn(|| {
+            let t0 = thread_cpu();
+            let mut y = 1u64;
+            while thread_cpu() - t0 < Duration::from_millis(20) {
+                for _ in 0..10_000 {
+                    y = y.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                }
+            }
+            std::hint::black_box(y);
+        });
+        other.join().expect("joins");
+        assert!(process_cpu() - p0 >= Duration::from_millis(20));
     }
 }

@@ -55,11 +55,11 @@ pub fn profile(
         let _ = d.take_timings();
         Some(clock.seconds_since(t0) / 5.0)
     });
+    let detect_cores = (detectors.len().max(1) as f64).min(quota.unwrap_or(f64::INFINITY));
     let detect_fps = if s.detect_fps > 0.0 {
         s.detect_fps
     } else {
-        let threads = detectors.len().max(1) as f64;
-        detect_s.map_or(0.0, |t| threads.min(quota.unwrap_or(f64::INFINITY)) / t)
+        detect_s.map_or(0.0, |t| detect_cores / t)
     };
     let measured = || {
         detect_s
@@ -116,6 +116,7 @@ pub fn profile(
         reid_service: s.reid_service,
         jpeg_encode_cost,
         jpeg_decode_cost,
+        detect_cores,
     }
 }
 

@@ -8,8 +8,10 @@
 //!   second (its profiled `detect_fps`), less the frames/s of the cameras
 //!   JSTSH gave it and the re-ID crops it serves (the planner's
 //!   `REID_CROPS_PER_PERSON_S` a person, each worth `detect_fps /
-//!   reid_crops_per_s` frames), but never below [`MIN_SPARE`] of it (a job
-//!   on a full node runs slowly, it is not refused).
+//!   reid_crops_per_s` frames), or by what its own work was measured to
+//!   cost (`NodeView::own_work_fps`: the process's CPU less its jobs'),
+//!   whichever is more, but never below [`MIN_SPARE`] of it (a job on a
+//!   full node runs slowly, it is not refused).
 //! - **Memory.** `memory_mb`, less a detector if it ingests cameras and a
 //!   re-ID model if it serves re-ID.
 //! - **Links** ([`Network`]). On a site with a bundle, nodes are zenoh
@@ -185,6 +187,9 @@ pub fn place(
                 Some(detect + reid)
             })
             .sum();
+        // Or what its own work measurably costs, decoding and the rest
+        // included, which the model above leaves out.
+        let used = used.max(v.own_work_fps);
         let detect = v.detect_fps.max(0.1);
         let capacity = (detect - used).max(MIN_SPARE * detect);
         let mut mem_mb = v.memory_mb;

@@ -22,6 +22,7 @@ fn view(node: &str, detect_fps: f64, links: &[(&str, f64)]) -> NodeView {
         reid_service: true,
         jpeg_encode_cost: 0.0,
         jpeg_decode_cost: 0.0,
+        own_work_fps: 0.0,
         links: links.iter().map(|(n, r)| (id(n), *r)).collect(),
         upload_mbit_s: None,
         camera_bitrates: Vec::new(),
@@ -527,4 +528,39 @@ fn a_jobs_light_stages_stay_with_its_detector_and_its_frames_cost_the_camera_nod
     // frames of 184 kB, planned 20 % above the rate, is over 4 items/s.
     let free = placed(0.0, 0.0);
     assert!(free.predicted_rate > 4.0, "{}", free.predicted_rate);
+}
+
+#[test]
+fn a_nodes_measured_own_work_leaves_jobs_less_than_its_cameras_model_does() {
+    let job = parse(ATTRIBUTES, "job").expect("job");
+    let cams = [camera("cam-0")];
+    let predicted = |own_work_fps: f64| {
+        let mut v = view("edge-1", 30.0, &[]);
+        v.own_work_fps = own_work_fps;
+        let out = place(
+            std::slice::from_ref(&job),
+            &cams,
+            &[v],
+            &streams(&[("cam-0", "edge-1")]),
+            &[],
+            Policy::Otfa,
+            Network::ThroughRouter,
+        );
+        assert!(out.waiting.is_empty(), "{:?}", out.waiting);
+        out.placed[0].predicted_rate
+    };
+    // The model: 15 frames/s of the camera's detection and its people's
+    // re-ID, of 30.
+    let modelled = predicted(0.0);
+    assert!(modelled > 0.0);
+    // Measured below the model: the model stands.
+    assert_eq!(predicted(5.0), modelled);
+    // Measured above it (decoding and the rest): less for the job.
+    let measured = predicted(29.0);
+    assert!(
+        measured < 0.75 * modelled,
+        "{measured} items/s with the floor's 3 frames/s left, {modelled} with the model's"
+    );
+    // A full node still runs the job, slowly (its floor).
+    assert!(predicted(80.0) > 0.0);
 }

@@ -115,6 +115,15 @@ pub struct NodeView {
     /// The same to decode one from another node.
     #[serde(default)]
     pub jpeg_decode_cost: f64,
+    /// What the node's own work (everything but its analytics jobs:
+    /// ingest, decoding, detection, tracking, re-ID, storage) used over
+    /// about its last half minute, in detector frames/s: its process's CPU
+    /// less its jobs' threads', over the cores `detect_fps` spans
+    /// (`NodeLoad::cpu_cores`, `NodeCapacity::detect_cores`; 0: not
+    /// measured). Jobs plan with what is left of `detect_fps` by this or by
+    /// the model of its cameras' work, whichever is more.
+    #[serde(default)]
+    pub own_work_fps: f64,
     /// Measured rates to peers, Mbit/s; a missing peer is assumed at [`DEFAULT_LINK_MBIT_S`].
     #[serde(default)]
     pub links: Vec<(NodeId, f64)>,
@@ -309,6 +318,7 @@ fn validate(cameras: &[SiteCamera], nodes: &[NodeView]) -> Result<(), PlanError>
             ("reid_crops_per_s", n.reid_crops_per_s),
             ("jpeg_encode_cost", n.jpeg_encode_cost),
             ("jpeg_decode_cost", n.jpeg_decode_cost),
+            ("own_work_fps", n.own_work_fps),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 problems.push(format!("node {}: {what} {v} must be >= 0", n.node));

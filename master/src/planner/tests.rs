@@ -14,6 +14,7 @@ fn node(name: &str, detect: f64, reid: f64) -> NodeView {
         reid_service: true,
         jpeg_encode_cost: 0.0,
         jpeg_decode_cost: 0.0,
+        own_work_fps: 0.0,
         links: Vec::new(),
         upload_mbit_s: None,
         camera_bitrates: Vec::new(),

@@ -77,6 +77,19 @@ pub(super) fn upload_shift(
     })
 }
 
+/// What `s`'s own work (its process's CPU less its jobs') cost it, in
+/// detector frames/s: 0 when it did not say (no detector cores, or
+/// figures that are not finite).
+fn own_work_fps(s: &NodeStatus) -> f64 {
+    let (c, l) = (&s.capacity, &s.load);
+    let own = (l.cpu_cores - l.job_cpu_cores).max(0.0) * c.detect_fps / c.detect_cores;
+    if c.detect_cores > 0.0 && own.is_finite() {
+        own
+    } else {
+        0.0
+    }
+}
+
 /// The planner's view of a node, from its last status. Links that the planner
 /// would refuse (to itself, not positive, repeated) are left out.
 pub fn node_view(s: &NodeStatus) -> NodeView {
@@ -101,6 +114,7 @@ pub fn node_view(s: &NodeStatus) -> NodeView {
         reid_service: s.capacity.reid_service,
         jpeg_encode_cost: s.capacity.jpeg_encode_cost,
         jpeg_decode_cost: s.capacity.jpeg_decode_cost,
+        own_work_fps: own_work_fps(s),
         links,
         upload_mbit_s,
         camera_bitrates: s
@@ -288,6 +302,7 @@ mod tests {
                 reid_service: true,
                 jpeg_encode_cost: 0.6,
                 jpeg_decode_cost: 0.3,
+                detect_cores: 4.0,
             },
             load: NodeLoad {
                 cameras: vec![CameraLoad {
@@ -303,6 +318,8 @@ mod tests {
                 }],
                 detect_busy: busy,
                 reid_busy: 0.1,
+                cpu_cores: 0.0,
+                job_cpu_cores: 0.0,
                 reid_queue: 0,
                 records_last_seq: 0,
                 unsynced: 0,
@@ -372,6 +389,21 @@ mod tests {
         assert_eq!(v.detect_fps, 30.0);
         assert_eq!((v.jpeg_encode_cost, v.jpeg_decode_cost), (0.6, 0.3));
         assert!(v.reid_service);
+        assert_eq!(v.own_work_fps, 0.0, "no CPU reported");
+    }
+
+    #[test]
+    fn a_nodes_own_work_is_its_cpu_less_its_jobs_in_detector_frames() {
+        let mut s = status("a", 0.1);
+        // 30 detector frames/s over 4 cores: 7.5 a core.
+        (s.load.cpu_cores, s.load.job_cpu_cores) = (2.0, 0.5);
+        assert_eq!(node_view(&s).own_work_fps, 1.5 * 7.5);
+        // Jobs' figure above the whole (smoothing apart): none of its own.
+        s.load.job_cpu_cores = 2.5;
+        assert_eq!(node_view(&s).own_work_fps, 0.0);
+        // No detector cores said: not measured.
+        (s.load.job_cpu_cores, s.capacity.detect_cores) = (0.5, 0.0);
+        assert_eq!(node_view(&s).own_work_fps, 0.0);
     }
 
     #[test]

@@ -79,6 +79,10 @@ pub struct NodeCapacity {
     pub jpeg_encode_cost: f64,
     /// The same for decoding one megapixel of a frame from another node.
     pub jpeg_decode_cost: f64,
+    /// The cores `detect_fps` spans: the detector threads, at most the
+    /// process's CPU quota (protocol 9). With [`NodeLoad::cpu_cores`] it
+    /// turns CPU into detector frames.
+    pub detect_cores: f64,
 }
 
 /// A node's current work.
@@ -91,6 +95,13 @@ pub struct NodeLoad {
     pub detect_busy: f64,
     /// Fraction of the last interval the re-ID model was busy, 0..=1.
     pub reid_busy: f64,
+    /// CPU the node's process used, cores, averaged over about half a
+    /// minute (protocol 9): everything it does, decoding and bookkeeping
+    /// included, which no model of its work counts.
+    pub cpu_cores: f64,
+    /// Of [`cpu_cores`](Self::cpu_cores), what the threads of its analytics
+    /// jobs used.
+    pub job_cpu_cores: f64,
     /// Crops waiting for re-ID on this node.
     pub reid_queue: u32,
     /// The node's highest record seq committed to its database.
@@ -154,6 +165,7 @@ impl Message for NodeStatus {
         check_rate("capacity.reid_crops_per_s", self.capacity.reid_crops_per_s)?;
         check_rate("capacity.jpeg_encode_cost", self.capacity.jpeg_encode_cost)?;
         check_rate("capacity.jpeg_decode_cost", self.capacity.jpeg_decode_cost)?;
+        check_rate("capacity.detect_cores", self.capacity.detect_cores)?;
         let l = &self.load;
         check_len("load.cameras", l.cameras.len(), MAX_CAMERAS_PER_NODE)?;
         let mut seen = HashSet::new();
@@ -171,6 +183,8 @@ impl Message for NodeStatus {
         }
         check_fraction("load.detect_busy", l.detect_busy)?;
         check_fraction("load.reid_busy", l.reid_busy)?;
+        check_rate("load.cpu_cores", l.cpu_cores)?;
+        check_rate("load.job_cpu_cores", l.job_cpu_cores)?;
         check_len("links", self.links.len(), MAX_LINKS)?;
         for (k, link) in self.links.iter().enumerate() {
             check_rate(&format!("links[{k}].mbit_s"), link.mbit_s)?;

@@ -114,6 +114,8 @@ def run_one(args, policy: str, out: Path) -> dict:
         jobs = site.api("/api/jobs").get("jobs", [])
         plan = site.plan()
         replans = 0 if plan.get("version") == v0 else 1
+        # What the nodes told the master (capacity, CPU, cameras), for the record.
+        (out / "nodes.json").write_text(json.dumps(site.api("/api/nodes"), indent=1))
     finally:
         site.stop()
         tb.Net.clean()

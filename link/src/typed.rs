@@ -386,9 +386,28 @@ impl Link {
 
     /// A declared publisher of `M` on `key`.
     pub fn publisher<M: Message>(&self, key: &str) -> Result<Publisher<M>, LinkError> {
+        self.publisher_at(key, zenoh::qos::Priority::DEFAULT)
+    }
+
+    /// A declared publisher of `M` on `key` for the site's control traffic
+    /// (a node's status): ahead of data in zenoh's queues, each message
+    /// sent at once. A link that jobs, crops or probes fill then delays it
+    /// by what the kernel already holds, not by zenoh's whole backlog, and
+    /// the master does not take a busy node for a dead one.
+    pub fn control_publisher<M: Message>(&self, key: &str) -> Result<Publisher<M>, LinkError> {
+        self.publisher_at(key, zenoh::qos::Priority::InteractiveHigh)
+    }
+
+    fn publisher_at<M: Message>(
+        &self,
+        key: &str,
+        priority: zenoh::qos::Priority,
+    ) -> Result<Publisher<M>, LinkError> {
         let inner = self
             .session
             .declare_publisher(key.to_string())
+            .priority(priority)
+            .express(priority != zenoh::qos::Priority::DEFAULT)
             .wait()
             .map_err(declared("publisher", key))?;
         Ok(Publisher {

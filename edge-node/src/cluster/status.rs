@@ -107,7 +107,7 @@ fn smooth(last: f64, now: f64, dt: f64, window: f64) -> f64 {
 impl Reporter {
     pub(super) fn run(mut self, stop: &vidar_runtime::Shutdown) {
         let key = self.shared.link.keys().status(&self.shared.node);
-        let publisher = match self.shared.link.publisher::<NodeStatus>(&key) {
+        let publisher = match self.shared.link.control_publisher::<NodeStatus>(&key) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "status publisher not declared; the master will not see this node's load");

@@ -25,6 +25,7 @@ pub mod cameras;
 pub mod cluster;
 pub mod command;
 pub mod config;
+pub mod cpu;
 pub mod detect_pool;
 pub mod identify;
 pub mod media;

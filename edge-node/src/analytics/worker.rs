@@ -192,7 +192,7 @@ impl Worker {
     }
 
     fn run(mut self, rx: Receiver<Input>, stop: &AtomicBool) {
-        let mut cpu_at = crate::profiling::cpu::thread_cpu();
+        let mut cpu_at = crate::cpu::thread_cpu();
         self.start();
         while !stop.load(Ordering::Relaxed) {
             // This thread's CPU since the last turn (model loads included).
@@ -239,7 +239,7 @@ impl Worker {
 
     /// Adds this thread's CPU time since `at` to the jobs' total.
     fn count_cpu(&self, at: &mut Duration) {
-        let now = crate::profiling::cpu::thread_cpu();
+        let now = crate::cpu::thread_cpu();
         let ns = u64::try_from(now.saturating_sub(*at).as_nanos()).unwrap_or(u64::MAX);
         self.ctx.hub.cpu_ns.fetch_add(ns, Ordering::Relaxed);
         *at = now;

@@ -50,7 +50,7 @@ impl CpuUse {
     /// Counting from now; `jobs_ns` is the jobs' CPU so far.
     pub(super) fn start(jobs_ns: u64) -> Self {
         Self {
-            process: crate::profiling::cpu::process_cpu(),
+            process: crate::cpu::process_cpu(),
             jobs_ns,
             at: Instant::now(),
             cores: 0.0,
@@ -60,7 +60,7 @@ impl CpuUse {
 
     /// Cores used, all and the jobs', averaged up to `now`.
     fn sample(&mut self, jobs_ns: u64, now: Instant) -> (f64, f64) {
-        let process = crate::profiling::cpu::process_cpu();
+        let process = crate::cpu::process_cpu();
         let dt = now.saturating_duration_since(self.at).as_secs_f64();
         if dt > 0.0 {
             let cores = process.saturating_sub(self.process).as_secs_f64() / dt;

@@ -1,8 +1,7 @@
 //! What this node can do, measured at start-up for the master's plans.
 
-pub mod cpu;
-
 use crate::config::EdgeConfig;
+use crate::cpu;
 use std::time::{Duration, Instant};
 use vidar_protocol::messages::NodeCapacity;
 

@@ -264,8 +264,12 @@ class Site:
         enroll = [x for n in self.nodes for x in ("--enroll", n)]
         run(str(bin_ / "vidar-master"), "ca", "init", "--dir", str(out / "ca"), "--site", "testbed", *enroll)
         models = os.environ.get("VIDAR_MODEL_DIR", str(ROOT / ".cache/models"))
+        # Each camera on its own clock, its frames at its own point of the
+        # 10 fps frame period (spread by the golden ratio, as `vidar-edge
+        # bench cameras` does): free-running cameras do not send in step.
         mounts = [x for i in range(a.cameras)
-                  for x in ("--mount", f"cam-{i}={soak.VTEST}#start={(i * 17) % soak.VTEST_SECONDS}")]
+                  for x in ("--mount", f"cam-{i}={soak.VTEST}#start={(i * 17) % soak.VTEST_SECONDS}"
+                                       f"#phase={(i * 0.618033988749895) % 1.0 / 10:.6f}")]
         cams = Proc("cams", self.net.argv("cams", [str(bin_ / "vidar-camera"), "--address", CAMERAS_IP,
                                                     "--port", str(RTSP_PORT), *mounts]),
                     out / "cams.log")

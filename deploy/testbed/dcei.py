@@ -151,6 +151,8 @@ def main() -> int:
     ap.add_argument("--cameras", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--detection-interval", type=int, default=2)
+    ap.add_argument("--sndbuf", type=int, default=0,
+                    help="TCP send buffer of each node's zenoh link, bytes (0: the kernel's autotuning)")
     ap.add_argument("--settle", type=float, default=45, help="seconds from start to the window")
     ap.add_argument("--window", type=float, default=30)
     ap.add_argument("--burst", type=int, default=0)

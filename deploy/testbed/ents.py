@@ -168,6 +168,8 @@ def main() -> int:
                     help="frames/s of each job's source, one per job (instead of --job-rate)")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--detection-interval", type=int, default=2)
+    ap.add_argument("--sndbuf", type=int, default=0,
+                    help="TCP send buffer of each node's zenoh link, bytes (0: the kernel's autotuning)")
     ap.add_argument("--settle", type=float, default=90,
                     help="seconds after every job is placed, before the window (every link measured)")
     ap.add_argument("--window", type=float, default=40)

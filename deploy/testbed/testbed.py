@@ -290,6 +290,12 @@ class Site:
             offered = (getattr(a, "detect_fps", None) or {}).get(node)
             if offered:
                 text = text.replace("reid_service = true\n", f"reid_service = true\ndetect_fps = {offered}\n", 1)
+            # A bounded TCP send buffer on the node's links (`--sndbuf`,
+            # `cluster.send_buffer_bytes`): the kernel then holds less data
+            # ahead of a status, which zenoh's priorities cannot pass.
+            sndbuf = getattr(a, "sndbuf", 0)
+            if sndbuf:
+                text = text.replace("[cluster]\n", f"[cluster]\nsend_buffer_bytes = {sndbuf}\n", 1)
             (out / f"{node}.toml").write_text(text)
         self.edges = []
         for n in self.nodes:
@@ -506,6 +512,8 @@ def main() -> int:
     ap.add_argument("--burst", type=int, default=0,
                     help="tbf burst of every shaped link, bytes (0: 1 ms of its rate, at least 3028)")
     ap.add_argument("--detection-interval", type=int, default=2)
+    ap.add_argument("--sndbuf", type=int, default=0,
+                    help="TCP send buffer of each node's zenoh link, bytes (0: the kernel's autotuning)")
     ap.add_argument("--settle", type=float, default=90, help="seconds for the site and its probes to settle")
     ap.add_argument("--partition-s", type=float, default=120)
     ap.add_argument("--restart-after", type=float, default=30,

@@ -89,7 +89,7 @@ fn reports_every_problem_with_its_key() {
 #[test]
 fn nested_tables_report_full_keys() {
     let c: EdgeConfig = toml::from_str(
-        "node_id = \"e\"\n[cluster]\nsite = \"a/b\"\n\
+        "node_id = \"e\"\n[cluster]\nsite = \"a/b\"\nsend_buffer_bytes = 100\n\
          [gallery]\nmatch_threshold = 2.0\n[tracker]\nmin_hits = 0\n\
          [detector]\nnms_iou = -1.0\n[embedder]\nmax_batch = 0\n[motion]\nthreshold = 0\n\
          [[models.runtime.providers]]\nkind = \"cuda\"\ndevice_id = -1\n\
@@ -99,6 +99,7 @@ fn nested_tables_report_full_keys() {
     let keys: Vec<String> = c.problems().into_iter().map(|p| p.key).collect();
     for key in [
         "cluster.site",
+        "cluster.send_buffer_bytes",
         "sharing.jpeg_encode_cost",
         "sharing.jpeg_decode_cost",
         "detector.nms_iou",

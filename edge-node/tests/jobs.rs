@@ -33,6 +33,23 @@ fn job() -> String {
     )
 }
 
+/// Each node's last status at the master (`/api/nodes`), by node; empty
+/// when the API does not answer.
+fn statuses(http: u16) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let Some((_, body)) = http_get(http, "/api/nodes") else {
+        return Default::default();
+    };
+    let mut v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let nodes = v["nodes"]
+        .as_array_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
+    nodes
+        .into_iter()
+        .filter_map(|mut n| Some((n["node"].as_str()?.to_string(), n["status"].take())))
+        .collect()
+}
+
 /// `name{job="attributes",stage="<stage>",...}` in `text`.
 fn stage_metric(text: &str, name: &str, stage: &str) -> Option<f64> {
     vidar_runtime::metrics::value(text, name, &[("job", "attributes"), ("stage", stage)])
@@ -126,19 +143,13 @@ fn jobs_are_placed_by_otfa_run_where_placed_keep_their_share_and_record_results(
         "both ends to measure the shaped link",
         Duration::from_secs(150),
         &mut || {
-            let Some((_, body)) = http_get(http, "/api/nodes") else {
-                return false;
-            };
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let s = statuses(http);
             let rate = |from: &str, to: &str| {
-                v["nodes"].as_array().and_then(|ns| {
-                    let n = ns.iter().find(|n| n["node"] == from)?;
-                    n["status"]["links"]
-                        .as_array()?
-                        .iter()
-                        .find(|l| l["to"] == to)?["mbit_s"]
-                        .as_f64()
-                })
+                s.get(from)?["links"]
+                    .as_array()?
+                    .iter()
+                    .find(|l| l["to"] == to)?["mbit_s"]
+                    .as_f64()
             };
             [rate("edge-a", "edge-b"), rate("edge-b", "edge-a")]
                 .iter()
@@ -244,23 +255,14 @@ fn jobs_are_placed_by_otfa_run_where_placed_keep_their_share_and_record_results(
         "edge-a to report the flow into det and its camera's people",
         Duration::from_secs(30),
         &mut || {
-            let Some((_, body)) = http_get(http, "/api/nodes") else {
+            let Some(n) = statuses(http).remove("edge-a") else {
                 return false;
             };
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            let Some(n) = v["nodes"]
-                .as_array()
-                .and_then(|ns| ns.iter().find(|n| n["node"] == "edge-a"))
-            else {
-                return false;
-            };
-            let per_item = n["status"]["job_flows"].as_array().and_then(|fs| {
+            let per_item = n["job_flows"].as_array().and_then(|fs| {
                 let f = fs.iter().find(|f| f["to_stage"] == "det")?;
                 Some(f["bytes"].as_f64()? / f["items"].as_f64()?)
             });
-            let persons = n["status"]["load"]["cameras"][0]["persons"]
-                .as_f64()
-                .unwrap_or(0.0);
+            let persons = n["load"]["cameras"][0]["persons"].as_f64().unwrap_or(0.0);
             eprintln!(
                 "reported: {per_item:?} bytes per frame into det, {persons:.2} people per frame"
             );
@@ -275,14 +277,11 @@ fn jobs_are_placed_by_otfa_run_where_placed_keep_their_share_and_record_results(
         "the nodes to report their CPU and their jobs' part of it",
         Duration::from_secs(60),
         &mut || {
-            let Some((_, body)) = http_get(http, "/api/nodes") else {
-                return false;
-            };
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let s = statuses(http);
             let load = |node: &str| {
-                let n = v["nodes"].as_array()?.iter().find(|n| n["node"] == node)?;
-                let l = &n["status"]["load"];
-                let cores = n["status"]["capacity"]["detect_cores"].as_f64()?;
+                let n = s.get(node)?;
+                let l = &n["load"];
+                let cores = n["capacity"]["detect_cores"].as_f64()?;
                 Some((
                     l["cpu_cores"].as_f64()?,
                     l["job_cpu_cores"].as_f64()?,

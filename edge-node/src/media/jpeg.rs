@@ -67,8 +67,8 @@ pub fn crop_jpeg<'f>(
 ///
 /// `jpeg-encoder` with its AVX2 path (chosen at run time) rather than the
 /// `image` crate's encoder: 3x faster on vtest.avi's frames, and 4:2:0 makes
-/// them 15 % smaller than `image`'s 4:4:4 (docs/benchmarks.md, "A faster
-/// JPEG encoder").
+/// them 15 % smaller than `image`'s 4:4:4 (docs/benchmarks.md, "The camera
+/// box profiled, not configured"; `cargo bench -p vidar-edge-node --bench jpeg`).
 pub fn encode_rgb(rgb: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, String> {
     let side = |side: u32| u16::try_from(side).ok().filter(|s| *s > 0);
     let (Some(w), Some(h)) = (side(width), side(height)) else {

@@ -15,6 +15,7 @@ use fast_image_resize::images::{CroppedImage, Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 mod blocks;
+mod interleave;
 mod reduce;
 mod sampled;
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! pixels differ by a few levels (`image::tests`), and detection agrees as
 //! before (docs/benchmarks.md, "Reducing before resizing").
 
+use super::interleave::interleave3;
 use super::yuv::Plane;
 use super::Area;
 
@@ -49,6 +50,8 @@ pub(super) struct Reduced {
     pub(super) height: u32,
     /// Row sums of the vertical pass.
     sums: Vec<u16>,
+    /// One reduced row of each plane, before it is interleaved.
+    rows: [Vec<u8>; 3],
 }
 
 impl Reduced {
@@ -75,12 +78,36 @@ impl Reduced {
         }
         self.width = w;
         self.height = h;
-        self.packed.resize(w as usize * h as usize * 3, 0);
-        let (out, sums) = (&mut self.packed, &mut self.sums);
-        box_reduce(y, (x0, y0), (fx, fy), (w, h), (out, 0), sums);
+        let (wu, hu) = (w as usize, h as usize);
+        self.packed.resize(wu * hu * 3, 0);
+        for row in &mut self.rows {
+            row.resize(wu, 0);
+        }
         let (cx, cy) = (fx / 2, fy / 2);
-        box_reduce(u, (x0 / 2, y0 / 2), (cx, cy), (w, h), (out, 1), sums);
-        box_reduce(v, (x0 / 2, y0 / 2), (cx, cy), (w, h), (out, 2), sums);
+        let [ry, ru, rv] = &mut self.rows;
+        let mut planes = [
+            (y, (x0, y0), (fx, fy), ry),
+            (u, (x0 / 2, y0 / 2), (cx, cy), ru),
+            (v, (x0 / 2, y0 / 2), (cx, cy), rv),
+        ];
+        for (r, out) in self.packed.chunks_exact_mut(wu * 3).enumerate() {
+            for (plane, (px, py), (bx, by), dst) in &mut planes {
+                let rows = Rows {
+                    data: plane.data,
+                    stride: plane.stride,
+                    start: (*py as usize + r * *by as usize) * plane.stride + *px as usize,
+                    len: wu * *bx as usize,
+                    count: *by as usize,
+                };
+                match bx {
+                    1 => reduce_row::<1>(&rows, &mut self.sums, dst),
+                    2 => reduce_row::<2>(&rows, &mut self.sums, dst),
+                    _ => reduce_row::<4>(&rows, &mut self.sums, dst),
+                }
+            }
+            let [(.., y), (.., u), (.., v)] = &planes;
+            interleave3(y, u, v, out);
+        }
         let left = (area.left - f64::from(x0)) / f64::from(fx);
         let top = (area.top - f64::from(y0)) / f64::from(fy);
         Some(Area {
@@ -92,38 +119,8 @@ impl Reduced {
     }
 }
 
-/// Averages `fx` x `fy` blocks of `plane` from `(x0, y0)` into channel `c`
-/// of `out` (`w` x `h` pixels of 3 bytes), rounding to nearest. The caller
-/// checked that the blocks lie inside the plane.
-fn box_reduce(
-    plane: &Plane<'_>,
-    (x0, y0): (u32, u32),
-    (fx, fy): (u32, u32),
-    (w, h): (u32, u32),
-    (out, c): (&mut [u8], usize),
-    sums: &mut Vec<u16>,
-) {
-    let (x0, y0, w, h) = (x0 as usize, y0 as usize, w as usize, h as usize);
-    let (fx, fy) = (fx as usize, fy as usize);
-    sums.resize(w * fx, 0);
-    for (r, out_row) in out.chunks_exact_mut(w * 3).take(h).enumerate() {
-        let rows = Rows {
-            data: plane.data,
-            stride: plane.stride,
-            start: (y0 + r * fy) * plane.stride + x0,
-            len: w * fx,
-            count: fy,
-        };
-        let out_row = &mut out_row[c..];
-        match fx {
-            1 => reduce_row::<1>(&rows, sums, out_row),
-            2 => reduce_row::<2>(&rows, sums, out_row),
-            _ => reduce_row::<4>(&rows, sums, out_row),
-        }
-    }
-}
-
 /// `count` rows of `len` bytes, `stride` apart from `start`.
+#[derive(Clone, Copy)]
 struct Rows<'a> {
     data: &'a [u8],
     stride: usize,
@@ -139,13 +136,26 @@ impl Rows<'_> {
     }
 }
 
-/// One output row: the `fy` source rows summed in 16 bits, then `FX`
-/// neighbouring sums added and divided by the block's size, rounding to
-/// nearest, into every third byte of `out`. Compiled for AVX2 too (chosen
-/// at run time).
-#[allow(unsafe_code)]
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
-fn reduce_row<const FX: usize>(rows: &Rows<'_>, sums: &mut [u16], out: &mut [u8]) {
+/// One output row of a plane: `FX` x `rows.count` blocks averaged, rounding
+/// to nearest, into `out` (one byte per block). On x86 with AVX2 whole
+/// blocks of 32 outputs are summed straight from the source bytes
+/// ([`avx2`]); the rest (and every CPU without AVX2) in [`reduce_row_sums`].
+fn reduce_row<const FX: usize>(rows: &Rows<'_>, sums: &mut Vec<u16>, out: &mut [u8]) {
+    let done = avx2::reduce_row::<FX>(rows, out);
+    if done < out.len() {
+        let rest = Rows {
+            start: rows.start + done * FX,
+            len: rows.len - done * FX,
+            ..*rows
+        };
+        reduce_row_sums::<FX>(&rest, sums, &mut out[done..]);
+    }
+}
+
+/// [`reduce_row`] in portable code: the `fy` source rows summed in 16 bits,
+/// then `FX` neighbouring sums added and divided by the block's size.
+fn reduce_row_sums<const FX: usize>(rows: &Rows<'_>, sums: &mut Vec<u16>, out: &mut [u8]) {
+    sums.resize(rows.len, 0);
     for (s, &p) in sums.iter_mut().zip(rows.row(0)) {
         *s = u16::from(p);
     }
@@ -154,33 +164,203 @@ fn reduce_row<const FX: usize>(rows: &Rows<'_>, sums: &mut [u16], out: &mut [u8]
             *s += u16::from(p);
         }
     }
-    let n = (FX * rows.count) as u16;
-    let half = n / 2;
-    // n is 1, 2, 4, 8 or 16: a shift.
-    let shift = n.trailing_zeros();
-    // Contiguous blocks of 16 outputs (so the sums vectorise), then spread
-    // to every third byte.
-    const N: usize = 16;
-    let mut block = [0u8; N];
-    let mut outs = out.chunks_mut(3 * N);
-    for chunk in sums.chunks_exact(FX * N) {
-        let Some(o) = outs.next() else { return };
-        for (b, s) in block.iter_mut().zip(chunk.chunks_exact(FX)) {
-            let mut t = 0u16;
-            for &v in s {
-                t += v;
-            }
-            *b = ((t + half) >> shift) as u8;
+    let (half, shift) = rounding::<FX>(rows.count);
+    for (o, s) in out.iter_mut().zip(sums.chunks_exact(FX)) {
+        let mut t = 0u16;
+        for &v in s {
+            t += v;
         }
-        for (o, &b) in o.iter_mut().step_by(3).zip(&block) {
-            *o = b;
+        *o = ((t + half) >> shift) as u8;
+    }
+}
+
+/// Half a block's pixel count and its log2: the block is `FX` x `count`
+/// pixels, both powers of two (1, 2 or 4).
+fn rounding<const FX: usize>(count: usize) -> (u16, u32) {
+    let n = (FX * count) as u16;
+    (n / 2, n.trailing_zeros())
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2 {
+    use super::{rounding, Rows};
+    use std::arch::x86_64::{
+        __m256i, _mm256_add_epi16, _mm256_hadd_epi16, _mm256_loadu_si256, _mm256_maddubs_epi16,
+        _mm256_packus_epi16, _mm256_permute4x64_epi64, _mm256_set1_epi16, _mm256_set1_epi8,
+        _mm256_setzero_si256, _mm256_srl_epi16, _mm256_storeu_si256, _mm_cvtsi32_si128,
+    };
+
+    /// Averages whole groups of 32 blocks of `rows` into `out` when the CPU
+    /// has AVX2 and `FX` is 2 or 4; returns how many outputs it wrote.
+    pub(super) fn reduce_row<const FX: usize>(rows: &Rows<'_>, out: &mut [u8]) -> usize {
+        if !(FX == 2 || FX == 4) || rows.count > 4 || !is_x86_feature_detected!("avx2") {
+            return 0;
+        }
+        // SAFETY: AVX2 was detected.
+        unsafe { reduce_avx2::<FX>(rows, out) }
+    }
+
+    #[inline(always)]
+    fn load(bytes: &[u8]) -> __m256i {
+        let bytes: &[u8; 32] = bytes[..32].try_into().expect("32 bytes");
+        // SAFETY: an unaligned load of exactly the 32 bytes borrowed.
+        unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
+    }
+
+    /// Pair sums of 32 source bytes at `at` summed over the rows: 16 sums
+    /// of 2 x `count` pixels (at most 2,040: no overflow in 16 bits).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn pair_sums(rows: &Rows<'_>, at: usize) -> __m256i {
+        let ones = _mm256_set1_epi8(1);
+        let mut acc = _mm256_setzero_si256();
+        for k in 0..rows.count {
+            let row = rows.row(k);
+            acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(load(&row[at..]), ones));
+        }
+        acc
+    }
+
+    /// 16 block sums of 2 x count (FX = 2) or 4 x count (FX = 4) pixels, in
+    /// order, from `16 * FX` source bytes at `at`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn sums16<const FX: usize>(rows: &Rows<'_>, at: usize) -> __m256i {
+        if FX == 2 {
+            pair_sums(rows, at)
+        } else {
+            // Lane-wise horizontal adds leave the quarters as a0 b0 a1 b1:
+            // put them back in order.
+            let q = _mm256_hadd_epi16(pair_sums(rows, at), pair_sums(rows, at + 32));
+            _mm256_permute4x64_epi64::<0xD8>(q)
         }
     }
-    let done = sums.len() / (FX * N) * N;
-    let rest = sums[done * FX..].chunks_exact(FX);
-    let tail = out.get_mut(done * 3..).unwrap_or_default();
-    for (o, s) in tail.iter_mut().step_by(3).zip(rest) {
-        let t: u16 = s.iter().sum();
-        *o = ((t + half) >> shift) as u8;
+
+    #[target_feature(enable = "avx2")]
+    fn reduce_avx2<const FX: usize>(rows: &Rows<'_>, out: &mut [u8]) -> usize {
+        let (half, shift) = rounding::<FX>(rows.count);
+        let half = _mm256_set1_epi16(half as i16);
+        let shift = _mm_cvtsi32_si128(shift as i32);
+        let groups = (out.len() / 32).min(rows.len / (32 * FX));
+        for g in 0..groups {
+            let at = g * 32 * FX;
+            let lo = _mm256_srl_epi16(_mm256_add_epi16(sums16::<FX>(rows, at), half), shift);
+            let hi = _mm256_srl_epi16(
+                _mm256_add_epi16(sums16::<FX>(rows, at + 16 * FX), half),
+                shift,
+            );
+            let packed = _mm256_permute4x64_epi64::<0xD8>(_mm256_packus_epi16(lo, hi));
+            let dst: &mut [u8; 32] = (&mut out[32 * g..32 * g + 32])
+                .try_into()
+                .expect("32 bytes");
+            // SAFETY: an unaligned store of exactly the 32 bytes borrowed.
+            unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), packed) };
+        }
+        32 * groups
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod avx2 {
+    pub(super) fn reduce_row<const FX: usize>(_: &super::Rows<'_>, _: &mut [u8]) -> usize {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plane of `w` x `h` with `pad` bytes after each row, in a pattern
+    /// whose blocks differ.
+    fn plane(w: u32, h: u32, pad: usize, seed: usize) -> (Vec<u8>, usize) {
+        let stride = w as usize + pad;
+        let data = (0..stride * h as usize)
+            .map(|i| ((i * 37 + seed * 101) % 256) as u8)
+            .collect();
+        (data, stride)
+    }
+
+    /// The block average by its definition, rounding halves up.
+    fn block_mean(p: &Plane<'_>, x: usize, y: usize, (fx, fy): (usize, usize)) -> u8 {
+        let mut sum = 0usize;
+        for r in y..y + fy {
+            for c in x..x + fx {
+                sum += usize::from(p.data[r * p.stride + c]);
+            }
+        }
+        ((sum + fx * fy / 2) / (fx * fy)) as u8
+    }
+
+    #[test]
+    fn blocks_are_averaged_exactly_and_interleaved() {
+        // Widths that leave partial blocks and tails beyond 16 and 64 bytes;
+        // odd offsets of the area.
+        for (w, h, (fx, fy), area) in [
+            (1280, 720, (4, 2), (0.0, 0.0, 1280.0, 720.0)),
+            (1920, 1080, (4, 2), (0.0, 0.0, 1920.0, 1080.0)),
+            (646, 330, (2, 2), (5.0, 3.0, 620.0, 310.0)),
+            (300, 628, (2, 4), (0.0, 9.5, 290.0, 600.0)),
+        ] {
+            let (yd, ys) = plane(w, h, 3, 1);
+            let (ud, us) = plane(w / 2, h / 2, 5, 2);
+            let (vd, vs) = plane(w / 2, h / 2, 5, 3);
+            let y = Plane {
+                data: &yd,
+                stride: ys,
+                width: w,
+                height: h,
+            };
+            let u = Plane {
+                data: &ud,
+                stride: us,
+                width: w / 2,
+                height: h / 2,
+            };
+            let v = Plane {
+                data: &vd,
+                stride: vs,
+                width: w / 2,
+                height: h / 2,
+            };
+            let (left, top, width, height) = area;
+            let area = Area {
+                left,
+                top,
+                width,
+                height,
+            };
+            let mut reduced = Reduced::default();
+            reduced
+                .reduce([&y, &u, &v], area, (fx, fy))
+                .expect("reduces");
+            let (fx, fy) = (fx as usize, fy as usize);
+            let (x0, y0) = ((left as usize / fx) * fx, (top as usize / fy) * fy);
+            let (rw, rh) = (reduced.width as usize, reduced.height as usize);
+            assert!(rw > 0 && rh > 0);
+            assert_eq!(reduced.packed.len(), rw * rh * 3);
+            for r in 0..rh {
+                for c in 0..rw {
+                    let got = &reduced.packed[(r * rw + c) * 3..][..3];
+                    let want = [
+                        block_mean(&y, x0 + c * fx, y0 + r * fy, (fx, fy)),
+                        block_mean(
+                            &u,
+                            x0 / 2 + c * fx / 2,
+                            y0 / 2 + r * fy / 2,
+                            (fx / 2, fy / 2),
+                        ),
+                        block_mean(
+                            &v,
+                            x0 / 2 + c * fx / 2,
+                            y0 / 2 + r * fy / 2,
+                            (fx / 2, fy / 2),
+                        ),
+                    ];
+                    assert_eq!(got, want, "{w}x{h} by {fx}x{fy}: pixel ({c}, {r})");
+                }
+            }
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! the planes and then converting is converting and then resizing, up to
 //! rounding), and for a JPEG crop, of its own pixels only.
 
+use super::interleave::{deinterleave3, interleave3};
 use super::ImageError;
 
 /// The matrix a frame's YUV values were encoded with (its colorimetry).
@@ -82,7 +83,7 @@ impl YuvToRgb {
     }
 
     /// A row of pixels from its planar `y`, `u` and `v` (one value each per
-    /// pixel) into packed RGB `out` (3 bytes per pixel). In blocks of 16,
+    /// pixel) into packed RGB `out` (3 bytes per pixel). In blocks of 64,
     /// so the arithmetic vectorises; the same results as [`Self::rgb`].
     pub fn convert_row(&self, y: &[u8], u: &[u8], v: &[u8], out: &mut [u8]) {
         convert_row(self, y, u, v, out);
@@ -119,7 +120,7 @@ impl Default for YuvToRgb {
 #[allow(unsafe_code)]
 #[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 fn convert_row(c: &YuvToRgb, y: &[u8], u: &[u8], v: &[u8], out: &mut [u8]) {
-    const N: usize = 16;
+    const N: usize = 64;
     let blocks = y
         .chunks_exact(N)
         .zip(u.chunks_exact(N))
@@ -141,32 +142,26 @@ fn convert_row(c: &YuvToRgb, y: &[u8], u: &[u8], v: &[u8], out: &mut [u8]) {
 }
 
 /// `N` pixels from planar values into packed RGB `o` (`3 * N` bytes): the
-/// arithmetic on whole arrays (so it vectorises), then interleaved. Inlined
-/// into the callers' AVX2 versions.
+/// arithmetic on whole arrays (so it vectorises), then interleaved with byte
+/// shuffles. Inlined into the callers' AVX2 versions.
 #[inline(always)]
 fn rgb_block<const N: usize>(c: &YuvToRgb, y: &[u8], u: &[u8], v: &[u8], o: &mut [u8]) {
     let (mut r, mut g, mut b) = ([0u8; N], [0u8; N], [0u8; N]);
     for k in 0..N {
         [r[k], g[k], b[k]] = c.rgb(y[k], u[k], v[k]);
     }
-    for k in 0..N {
-        o[3 * k] = r[k];
-        o[3 * k + 1] = g[k];
-        o[3 * k + 2] = b[k];
-    }
+    interleave3(&r, &g, &b, o);
 }
 
 /// [`YuvToRgb::convert_packed`], compiled for AVX2 too (chosen at run time).
 #[allow(unsafe_code)]
 #[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 fn convert_packed(c: &YuvToRgb, yuv: &[u8], out: &mut [u8]) {
-    const N: usize = 16;
+    const N: usize = 64;
     let mut done = 0;
+    let (mut y, mut u, mut v) = ([0u8; N], [0u8; N], [0u8; N]);
     for (i, o) in yuv.chunks_exact(3 * N).zip(out.chunks_exact_mut(3 * N)) {
-        let (mut y, mut u, mut v) = ([0u8; N], [0u8; N], [0u8; N]);
-        for k in 0..N {
-            (y[k], u[k], v[k]) = (i[3 * k], i[3 * k + 1], i[3 * k + 2]);
-        }
+        deinterleave3(i, &mut y, &mut u, &mut v);
         rgb_block::<N>(c, &y, &u, &v, o);
         done += 3 * N;
     }

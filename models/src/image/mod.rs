@@ -219,7 +219,7 @@ pub struct FrameResizer {
     /// I420, antialiased: the planes box-reduced first, when the frame is
     /// at least about twice the destination's size (`reduce`).
     reduced: reduce::Reduced,
-    /// I420, reduced: Y, U and V interleaved at the destination's size.
+    /// I420, reduced: Y, U, V and 0 interleaved at the destination's size.
     yuv: Vec<u8>,
 }
 
@@ -402,8 +402,9 @@ impl FrameResizer {
     }
 
     /// The antialiased resize of the box-reduced planes (`self.reduced`,
-    /// interleaved, of which `area` is resized): one three-channel
-    /// convolution, then the conversion to RGB.
+    /// pixels of 4 bytes, of which `area` is resized): one four-channel
+    /// convolution (the fourth channel is 0 and not an alpha), then the
+    /// conversion to RGB.
     fn resize_reduced(
         &mut self,
         colour: YuvToRgb,
@@ -413,21 +414,19 @@ impl FrameResizer {
         dst_h: u32,
     ) -> Result<(), ImageError> {
         let r = &self.reduced;
-        let src = ImageRef::new(r.width, r.height, &r.packed, PixelType::U8x3)
+        let src = ImageRef::new(r.width, r.height, &r.packed, PixelType::U8x4)
             .map_err(|e| ImageError(e.to_string()))?;
-        self.yuv.resize(dst.len(), 0);
-        let mut image = Image::from_slice_u8(dst_w, dst_h, &mut self.yuv, PixelType::U8x3)
+        self.yuv.resize(dst_w as usize * dst_h as usize * 4, 0);
+        let mut image = Image::from_slice_u8(dst_w, dst_h, &mut self.yuv, PixelType::U8x4)
             .map_err(|e| ImageError(format!("destination: {e}")))?;
-        let options = ResizeOptions::new().resize_alg(self.alg).crop(
-            area.left,
-            area.top,
-            area.width,
-            area.height,
-        );
+        let options = ResizeOptions::new()
+            .resize_alg(self.alg)
+            .use_alpha(false)
+            .crop(area.left, area.top, area.width, area.height);
         self.resizer
             .resize(&src, &mut image, &options)
             .map_err(|e| ImageError(format!("resize: {e}")))?;
-        colour.convert_packed(&self.yuv, dst);
+        colour.convert_padded(&self.yuv, dst);
         Ok(())
     }
 }

@@ -10,7 +10,7 @@
 //! the planes and then converting is converting and then resizing, up to
 //! rounding), and for a JPEG crop, of its own pixels only.
 
-use super::interleave::{deinterleave3, interleave3};
+use super::interleave::{deinterleave4, interleave3};
 use super::ImageError;
 
 /// The matrix a frame's YUV values were encoded with (its colorimetry).
@@ -89,10 +89,10 @@ impl YuvToRgb {
         convert_row(self, y, u, v, out);
     }
 
-    /// Interleaved YUV pixels (3 bytes each) into packed RGB `out`, in
-    /// place of [`Self::convert_row`] for an interleaved source.
-    pub(crate) fn convert_packed(&self, yuv: &[u8], out: &mut [u8]) {
-        convert_packed(self, yuv, out);
+    /// Interleaved YUV pixels of 4 bytes (Y, U, V, anything) into packed
+    /// RGB `out`, in place of [`Self::convert_row`] for an interleaved source.
+    pub(crate) fn convert_padded(&self, yuv: &[u8], out: &mut [u8]) {
+        convert_padded(self, yuv, out);
     }
 
     /// Luma scaled to 0-255 (what a grey image of the RGB would hold, up to
@@ -153,21 +153,21 @@ fn rgb_block<const N: usize>(c: &YuvToRgb, y: &[u8], u: &[u8], v: &[u8], o: &mut
     interleave3(&r, &g, &b, o);
 }
 
-/// [`YuvToRgb::convert_packed`], compiled for AVX2 too (chosen at run time).
+/// [`YuvToRgb::convert_padded`], compiled for AVX2 too (chosen at run time).
 #[allow(unsafe_code)]
 #[multiversion::multiversion(targets("x86_64+avx2+fma"))]
-fn convert_packed(c: &YuvToRgb, yuv: &[u8], out: &mut [u8]) {
+fn convert_padded(c: &YuvToRgb, yuv: &[u8], out: &mut [u8]) {
     const N: usize = 64;
     let mut done = 0;
     let (mut y, mut u, mut v) = ([0u8; N], [0u8; N], [0u8; N]);
-    for (i, o) in yuv.chunks_exact(3 * N).zip(out.chunks_exact_mut(3 * N)) {
-        deinterleave3(i, &mut y, &mut u, &mut v);
+    for (i, o) in yuv.chunks_exact(4 * N).zip(out.chunks_exact_mut(3 * N)) {
+        deinterleave4(i, &mut y, &mut u, &mut v);
         rgb_block::<N>(c, &y, &u, &v, o);
-        done += 3 * N;
+        done += N;
     }
-    let rest = yuv[done..]
-        .chunks_exact(3)
-        .zip(out[done..].chunks_exact_mut(3));
+    let rest = yuv[4 * done..]
+        .chunks_exact(4)
+        .zip(out[3 * done..].chunks_exact_mut(3));
     for (p, o) in rest {
         o.copy_from_slice(&c.rgb(p[0], p[1], p[2]));
     }

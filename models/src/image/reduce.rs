@@ -26,17 +26,26 @@ use super::Area;
 /// (int8, gated) and from 0.985 to 0.976 (float).
 const LEAST_LEFT: f64 = 1.0;
 
-/// Luma reduction factors (per axis, 2 or 4) for resizing a `w` x `h` area of
-/// the luma plane to `dst_w` x `dst_h`: the largest that leaves at least
-/// [`LEAST_LEFT`] of the output's size. `None` when either axis cannot be
-/// halved (the chroma planes would then need no reduction or an enlargement).
+/// A frame's rows need not be reduced (factor 1) when it has at least this
+/// many times the output's rows: the chroma planes' rows are then each used
+/// twice, and still scaled down (by 0.75 or less) after that.
+const ROWS_KEPT_AT: f64 = 1.5;
+
+/// Luma reduction factors for resizing a `w` x `h` area of the luma plane to
+/// `dst_w` x `dst_h`: per axis the largest of 4 and 2 that leaves at least
+/// [`LEAST_LEFT`] of the output's size. The rows may also stay as they are
+/// (1; at least [`ROWS_KEPT_AT`] times the output's): vtest.avi's 576 lines
+/// for a 300-line input. `None` when the columns cannot be halved, or the
+/// rows neither halved nor kept (the chroma planes would then be enlarged
+/// where the direct filter interpolates them).
 pub(super) fn factors(w: u32, h: u32, dst_w: u32, dst_h: u32) -> Option<(u32, u32)> {
     let axis = |len: u32, out: u32| {
         [4, 2]
             .into_iter()
             .find(|&f| f64::from(len / f) >= LEAST_LEFT * f64::from(out))
     };
-    Some((axis(w, dst_w)?, axis(h, dst_h)?))
+    let rows = axis(h, dst_h).or((f64::from(h) >= ROWS_KEPT_AT * f64::from(dst_h)).then_some(1))?;
+    Some((axis(w, dst_w)?, rows))
 }
 
 /// Box-reduced copies of the three planes of an I420 frame, all of one size
@@ -58,7 +67,8 @@ pub(super) struct Reduced {
 
 impl Reduced {
     /// Reduces the blocks of `y`, `u` and `v` that `area` (luma pixels)
-    /// touches, luma by `(fx, fy)` and chroma by half that; returns the area in
+    /// touches, luma by `(fx, fy)` and chroma by half that (with `fy` 1, each
+    /// chroma row serves the two luma rows it covers); returns the area in
     /// the reduced planes' coordinates. Blocks start at multiples of the
     /// factors; a partial block at the frame's right or bottom edge is left
     /// out (the area is cut there, by less than one block).
@@ -85,19 +95,23 @@ impl Reduced {
         for row in &mut self.rows {
             row.resize(wu, 0);
         }
-        let (cx, cy) = (fx / 2, fy / 2);
+        // Per plane: the first column, the block's size, and the shift from
+        // luma rows to the plane's.
+        let (cx, cy) = (fx / 2, (fy / 2).max(1));
         let [ry, ru, rv] = &mut self.rows;
         let mut planes = [
-            (y, (x0, y0), (fx, fy), ry),
-            (u, (x0 / 2, y0 / 2), (cx, cy), ru),
-            (v, (x0 / 2, y0 / 2), (cx, cy), rv),
+            (y, x0, (fx, fy), 0, ry),
+            (u, x0 / 2, (cx, cy), 1, ru),
+            (v, x0 / 2, (cx, cy), 1, rv),
         ];
+        let (x0, y0, fy) = (x0 as usize, y0 as usize, fy as usize);
         for (r, out) in self.packed.chunks_exact_mut(wu * 4).enumerate() {
-            for (plane, (px, py), (bx, by), dst) in &mut planes {
+            for (plane, px, (bx, by), shift, dst) in &mut planes {
+                let row = (y0 + r * fy) >> *shift;
                 let rows = Rows {
                     data: plane.data,
                     stride: plane.stride,
-                    start: (*py as usize + r * *by as usize) * plane.stride + *px as usize,
+                    start: row * plane.stride + *px as usize,
                     len: wu * *bx as usize,
                     count: *by as usize,
                 };
@@ -110,13 +124,13 @@ impl Reduced {
             let [(.., y), (.., u), (.., v)] = &planes;
             interleave4(y, u, v, out);
         }
-        let left = (area.left - f64::from(x0)) / f64::from(fx);
-        let top = (area.top - f64::from(y0)) / f64::from(fy);
+        let left = (area.left - x0 as f64) / f64::from(fx);
+        let top = (area.top - y0 as f64) / fy as f64;
         Some(Area {
             left,
             top,
             width: (area.width / f64::from(fx)).min(f64::from(w) - left),
-            height: (area.height / f64::from(fy)).min(f64::from(h) - top),
+            height: (area.height / fy as f64).min(f64::from(h) - top),
         })
     }
 }
@@ -296,6 +310,21 @@ mod tests {
     }
 
     #[test]
+    fn columns_are_always_reduced_and_rows_reduced_or_kept_for_a_smaller_output() {
+        assert_eq!(factors(1280, 720, 300, 300), Some((4, 2)));
+        assert_eq!(factors(1920, 1080, 300, 300), Some((4, 2)));
+        assert_eq!(factors(2560, 1440, 300, 300), Some((4, 4)));
+        // vtest.avi: 576 rows halved would be 288 < 300; kept (1.92x).
+        assert_eq!(factors(768, 576, 300, 300), Some((2, 1)));
+        // 400 rows are under 1.5x 300: neither halved nor kept.
+        assert_eq!(factors(768, 400, 300, 300), None);
+        // Columns that cannot be halved.
+        assert_eq!(factors(500, 1200, 300, 300), None);
+        // An enlargement (re-ID crops).
+        assert_eq!(factors(80, 200, 128, 256), None);
+    }
+
+    #[test]
     fn blocks_are_averaged_exactly_and_interleaved() {
         // Widths that leave partial blocks and tails beyond 16 and 64 bytes;
         // odd offsets of the area.
@@ -304,6 +333,10 @@ mod tests {
             (1920, 1080, (4, 2), (0.0, 0.0, 1920.0, 1080.0)),
             (646, 330, (2, 2), (5.0, 3.0, 620.0, 310.0)),
             (300, 628, (2, 4), (0.0, 9.5, 290.0, 600.0)),
+            // Rows kept: each chroma row serves two luma rows, from an odd
+            // first row too.
+            (768, 576, (2, 1), (0.0, 0.0, 768.0, 576.0)),
+            (768, 576, (2, 1), (6.0, 7.0, 700.0, 500.0)),
         ] {
             let (yd, ys) = plane(w, h, 3, 1);
             let (ud, us) = plane(w / 2, h / 2, 5, 2);
@@ -345,20 +378,13 @@ mod tests {
             for r in 0..rh {
                 for c in 0..rw {
                     let got = &reduced.packed[(r * rw + c) * 4..][..4];
+                    // The chroma block under the luma block's first row.
+                    let (cx, cy) = (x0 / 2 + c * fx / 2, (y0 + r * fy) / 2);
+                    let chroma = (fx / 2, (fy / 2).max(1));
                     let want = [
                         block_mean(&y, x0 + c * fx, y0 + r * fy, (fx, fy)),
-                        block_mean(
-                            &u,
-                            x0 / 2 + c * fx / 2,
-                            y0 / 2 + r * fy / 2,
-                            (fx / 2, fy / 2),
-                        ),
-                        block_mean(
-                            &v,
-                            x0 / 2 + c * fx / 2,
-                            y0 / 2 + r * fy / 2,
-                            (fx / 2, fy / 2),
-                        ),
+                        block_mean(&u, cx, cy, chroma),
+                        block_mean(&v, cx, cy, chroma),
                         0,
                     ];
                     assert_eq!(got, want, "{w}x{h} by {fx}x{fy}: pixel ({c}, {r})");

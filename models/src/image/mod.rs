@@ -203,9 +203,11 @@ pub enum Filter {
 /// are read in place; others are first packed into a buffer kept between
 /// calls. [`Filter::Sampled`] reads any stride in place and keeps its
 /// coordinate tables between calls of the same geometry. I420 frames are
-/// resized plane by plane into buffers kept between calls and converted to
-/// RGB at the destination's size. So steady-state resizing allocates
-/// nothing either way.
+/// box-reduced and resized together, or resized plane by plane, into
+/// buffers kept between calls, and converted to RGB at the destination's
+/// size. So steady-state resizing keeps its buffers. (`fast_image_resize`
+/// computes its filter's coefficients into new vectors on every call: about
+/// 4 % of a 720p resize.)
 pub struct FrameResizer {
     resizer: Resizer,
     packed: Vec<u8>,
@@ -336,10 +338,11 @@ impl FrameResizer {
     }
 
     /// Antialiased, from a frame at least about twice the destination's
-    /// size: the planes box-reduced to one size first (`reduce`), then
-    /// resized together. Otherwise each plane resized to the destination's
-    /// size (the chroma planes over the same area of the picture, in their
-    /// own half-size coordinates), then converted to RGB row by row.
+    /// width, and twice or 1.5x its height: the planes box-reduced to one
+    /// size first (`reduce`), then resized together as pixels of 4 bytes.
+    /// Otherwise each plane resized to the destination's size (the chroma
+    /// planes over the same area of the picture, in their own half-size
+    /// coordinates), then converted to RGB row by row.
     fn resize_i420(
         &mut self,
         frame: &I420Frame<'_>,

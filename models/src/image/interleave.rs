@@ -18,17 +18,7 @@
 /// # Panics
 /// If a plane is shorter than `out.len() / 3`.
 pub(crate) fn interleave3(a: &[u8], b: &[u8], c: &[u8], out: &mut [u8]) {
-    let n = out.len() / 3;
-    let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
-    let done = sse::interleave(a, b, c, out);
-    for (((o, &a), &b), &c) in out[3 * done..]
-        .chunks_exact_mut(3)
-        .zip(&a[done..])
-        .zip(&b[done..])
-        .zip(&c[done..])
-    {
-        o.copy_from_slice(&[a, b, c]);
-    }
+    interleave::<3>(a, b, c, out);
 }
 
 /// Packs `a`, `b` and `c` into pixels of 4 bytes, the fourth 0 (as many as
@@ -37,16 +27,27 @@ pub(crate) fn interleave3(a: &[u8], b: &[u8], c: &[u8], out: &mut [u8]) {
 /// # Panics
 /// If a plane is shorter than `out.len() / 4`.
 pub(crate) fn interleave4(a: &[u8], b: &[u8], c: &[u8], out: &mut [u8]) {
-    let n = out.len() / 4;
+    interleave::<4>(a, b, c, out);
+}
+
+/// Pixels of `C` bytes (3, or 4 with a fourth byte of 0): whole blocks of 16
+/// pixels with SIMD, the rest here.
+fn interleave<const C: usize>(a: &[u8], b: &[u8], c: &[u8], out: &mut [u8]) {
+    let n = out.len() / C;
     let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
-    let done = sse::interleave4(a, b, c, out);
-    for (((o, &a), &b), &c) in out[4 * done..]
-        .chunks_exact_mut(4)
+    let done = if C == 3 {
+        sse::interleave(a, b, c, out)
+    } else {
+        sse::interleave4(a, b, c, out)
+    };
+    for (((o, &a), &b), &c) in out[C * done..]
+        .chunks_exact_mut(C)
         .zip(&a[done..])
         .zip(&b[done..])
         .zip(&c[done..])
     {
-        o.copy_from_slice(&[a, b, c, 0]);
+        o[..3].copy_from_slice(&[a, b, c]);
+        o[3..].fill(0);
     }
 }
 

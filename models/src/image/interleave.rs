@@ -211,7 +211,7 @@ mod sse {
             // Each 16 bytes: a0-3 b0-3 c0-3 (pixels 4q..4q+3), then zeros.
             let [p0, p1, p2, p3] =
                 [0, 1, 2, 3].map(|q| _mm_shuffle_epi8(load(block(src, 4 * k + q)), group));
-            // a0-7 b0-7 and a8-15 b8-15; c0-7 and c8-15 in the high halves.
+            // a0-7 b0-7 and a8-15 b8-15; c0-7 and c8-15, each then zeros.
             let (lo, hi) = (_mm_unpacklo_epi32(p0, p1), _mm_unpacklo_epi32(p2, p3));
             let (clo, chi) = (_mm_unpackhi_epi32(p0, p1), _mm_unpackhi_epi32(p2, p3));
             store(&mut a[16 * k..], _mm_unpacklo_epi64(lo, hi));

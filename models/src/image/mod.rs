@@ -219,7 +219,8 @@ pub struct FrameResizer {
     /// I420: Y, U and V at the destination's size.
     planes: [Vec<u8>; 3],
     /// I420, antialiased: the planes box-reduced first, when the frame is
-    /// at least about twice the destination's size (`reduce`).
+    /// at least about twice the destination's width, and twice or 1.5x its
+    /// height (`reduce::factors`).
     reduced: reduce::Reduced,
     /// I420, reduced: Y, U, V and 0 interleaved at the destination's size.
     yuv: Vec<u8>,

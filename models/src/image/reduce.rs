@@ -28,7 +28,7 @@ const LEAST_LEFT: f64 = 1.0;
 
 /// A frame's rows need not be reduced (factor 1) when it has at least this
 /// many times the output's rows: the chroma planes' rows are then each used
-/// twice, and still scaled down (by 0.75 or less) after that.
+/// twice, and still scaled down (to two thirds or less) after that.
 const ROWS_KEPT_AT: f64 = 1.5;
 
 /// Luma reduction factors for resizing a `w` x `h` area of the luma plane to
@@ -171,6 +171,11 @@ fn reduce_row<const FX: usize>(rows: &Rows<'_>, sums: &mut Vec<u16>, out: &mut [
 /// [`reduce_row`] in portable code: the `fy` source rows summed in 16 bits,
 /// then `FX` neighbouring sums added and divided by the block's size.
 fn reduce_row_sums<const FX: usize>(rows: &Rows<'_>, sums: &mut Vec<u16>, out: &mut [u8]) {
+    if FX == 1 && rows.count == 1 {
+        // A chroma row of a frame whose rows are kept: taken as it is.
+        out.copy_from_slice(&rows.row(0)[..out.len()]);
+        return;
+    }
     sums.resize(rows.len, 0);
     for (s, &p) in sums.iter_mut().zip(rows.row(0)) {
         *s = u16::from(p);

@@ -390,14 +390,22 @@ mod tests {
     #[test]
     fn rows_convert_as_single_pixels_do() {
         let c = YuvToRgb::new(YuvMatrix::Bt709, false);
-        // 37 pixels: two blocks of 16 and a remainder.
-        let y: Vec<u8> = (0..37).map(|i| (i * 7 % 256) as u8).collect();
-        let u: Vec<u8> = (0..37).map(|i| (255 - i * 11 % 256) as u8).collect();
-        let v: Vec<u8> = (0..37).map(|i| (i * 29 % 256) as u8).collect();
-        let mut out = vec![0u8; 37 * 3];
-        c.convert_row(&y, &u, &v, &mut out);
-        for (i, px) in out.chunks(3).enumerate() {
-            assert_eq!(px, c.rgb(y[i], u[i], v[i]), "pixel {i}");
+        // A remainder alone, one block of 64, two blocks and a remainder
+        // (the remainder of each SIMD interleave inside a block too).
+        for n in [37usize, 64, 157] {
+            let y: Vec<u8> = (0..n).map(|i| (i * 7 % 256) as u8).collect();
+            let u: Vec<u8> = (0..n).map(|i| (255 - i * 11 % 256) as u8).collect();
+            let v: Vec<u8> = (0..n).map(|i| (i * 29 % 256) as u8).collect();
+            let mut out = vec![0u8; n * 3];
+            c.convert_row(&y, &u, &v, &mut out);
+            for (i, px) in out.chunks(3).enumerate() {
+                assert_eq!(px, c.rgb(y[i], u[i], v[i]), "{n} pixels: pixel {i}");
+            }
+            // The same pixels interleaved 4 bytes each, the fourth ignored.
+            let padded: Vec<u8> = (0..n).flat_map(|i| [y[i], u[i], v[i], 0xA5]).collect();
+            let mut from_padded = vec![0u8; n * 3];
+            c.convert_padded(&padded, &mut from_padded);
+            assert_eq!(from_padded, out, "{n} pixels of 4 bytes");
         }
     }
 

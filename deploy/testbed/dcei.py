@@ -16,6 +16,10 @@ each rate and over --rounds): a fresh site (master, --nodes edges, one
   latency     capture to result, p50 and p99 over the window, from the
               nodes' `vidar_capture_to_result_seconds` histograms (merged,
               interpolated within a bucket);
+  the tail    each camera's p50 and p99 and the node that analysed it, and
+              each node's CPU time (cores) and the share of the window its
+              quota throttled it (with --cpu): a node whose quota runs out
+              stops until the next 100 ms period, which is what sets p99.
   predicted   what the scheduler's load-aware model says of the plan in
               force (`/api/plan` `predicted`: mean frames/s per stream times
               the cameras, mean per-frame latency), and the error of each.
@@ -63,6 +67,45 @@ def scrape(site: tb.Site) -> dict:
                 out[(k, key, m.group(1))] = float(m.group(2))
         for m in BUCKET.finditer(text):
             out[(k, "bucket", m.group(1))] = float(m.group(2))
+        # The node's CPU cgroup (with --cpu): time used and time throttled.
+        for key, v in cpu_stat(site.nodes[k]).items():
+            out[(k, key, "")] = v
+    return out
+
+
+def cpu_stat(node: str) -> dict[str, float]:
+    """`node`'s cgroup CPU time used and throttled, seconds, and the periods
+    it was throttled in (cgroup v2 `cpu.stat`, or v1's `cpuacct.usage` and
+    `cpu.stat`); empty without a quota."""
+    root = tb.Cpu.root()
+    if root is None:
+        return {}
+    d = root / f"{tb.PREFIX}-{node}"
+    try:
+        stat = dict(line.split() for line in (d / "cpu.stat").read_text().splitlines() if line.strip())
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    if "usage_usec" in stat:
+        out["cpu_s"] = float(stat["usage_usec"]) / 1e6
+    else:
+        # cgroup v1 keeps usage in cpuacct, which may be mounted apart:
+        # the CPU time of the processes in the group instead.
+        try:
+            ticks = os.sysconf("SC_CLK_TCK")
+            used = 0
+            for pid in (d / "cgroup.procs").read_text().split():
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                used += int(fields[11]) + int(fields[12])  # utime, stime
+            out["cpu_s"] = used / ticks
+        except (OSError, ValueError, IndexError):
+            pass
+    if "throttled_usec" in stat:
+        out["throttled_s"] = float(stat["throttled_usec"]) / 1e6
+    elif "throttled_time" in stat:
+        out["throttled_s"] = float(stat["throttled_time"]) / 1e9
+    if "nr_throttled" in stat:
+        out["throttled_periods"] = float(stat["nr_throttled"])
     return out
 
 
@@ -72,10 +115,23 @@ class Window(tb.Window):
     def total(self, what: str) -> float:
         return sum(v for (_, key, _), v in self.gained.items() if key == what)
 
-    def buckets(self) -> dict:
+    def node_total(self, k: int, what: str) -> float:
+        return sum(v for (n, key, _), v in self.gained.items() if n == k and key == what)
+
+    def cameras(self) -> dict[str, int]:
+        """camera -> the node whose latency histogram counted most of its
+        frames in the window."""
+        counts: dict[str, dict[int, float]] = {}
+        for (k, key, labels), v in self.gained.items():
+            cam = re.search(r'camera="([^"]+)"', labels)
+            if key == "bucket" and cam and 'le="+Inf"' in labels:
+                counts.setdefault(cam.group(1), {})[k] = v
+        return {c: max(by, key=by.get) for c, by in counts.items()}
+
+    def buckets(self, camera: str | None = None) -> dict:
         out = {}
         for (_, key, labels), v in self.gained.items():
-            if key != "bucket":
+            if key != "bucket" or (camera is not None and f'camera="{camera}"' not in labels):
                 continue
             le = re.search(r'le="([^"]+)"', labels)
             if le:
@@ -138,6 +194,18 @@ def run_one(args, rate: float, algorithm: str, out: Path) -> dict:
     for q, key in ((0.5, "p50_ms"), (0.99, "p99_ms")):
         v = quantile(buckets, q)
         row[key] = None if v is None else round(v * 1000, 1)
+    # Where the tail is: each camera's latency, and each node's CPU under
+    # its quota (cores used, share of the window throttled).
+    ms = lambda v: None if v is None else round(v * 1000, 1)  # noqa: E731
+    row["cameras"] = {
+        cam: {"node": site.nodes[k], "p50_ms": ms(quantile(window.buckets(cam), 0.5)),
+              "p99_ms": ms(quantile(window.buckets(cam), 0.99))}
+        for cam, k in sorted(window.cameras().items())}
+    row["nodes"] = {
+        node: {"cores": round(window.node_total(k, "cpu_s") / secs, 3),
+               "throttled_share": round(window.node_total(k, "throttled_s") / secs, 3),
+               "throttled_periods_per_s": round(window.node_total(k, "throttled_periods") / secs, 2)}
+        for k, node in enumerate(site.nodes)}
     return row
 
 
@@ -207,6 +275,20 @@ def main() -> int:
             ratio = f"{fps / base:.3f}" if fps and base else "-"
             print(f"| {rate:g} | {alg} | {fps} ({pf}, {err(fps, pf)}) | {med(r['dropped_per_s'] for r in rs)} | "
                   f"{p50} / {p99} ({pl}, {err(p50, pl)}) | {med(r['offloaded'] for r in rs)} | {ratio} |")
+    print("\nWhere the tail is, per run: the node with the most CPU time (cores used "
+          "under its quota, share of the window it was throttled) and the worst camera's p99.\n")
+    print("| Mbit/s per node | algorithm | round | p99, ms | busiest node: cameras, cores, throttled | worst camera p99, ms |")
+    print("|---:|---|---:|---:|---|---:|")
+    for r in rows:
+        nodes = r.get("nodes") or {}
+        if not nodes:
+            continue
+        busy = max(nodes, key=lambda n: nodes[n]["cores"])
+        cams = sum(1 for c in (r.get("cameras") or {}).values() if c["node"] == busy)
+        worst = max((c["p99_ms"] for c in (r.get("cameras") or {}).values() if c["p99_ms"] is not None),
+                    default=None)
+        print(f"| {r['rate_mbit_s']:g} | {r['algorithm']} | {r['round']} | {r['p99_ms']} | "
+              f"{busy}: {cams}, {nodes[busy]['cores']:.3f}, {100 * nodes[busy]['throttled_share']:.0f} % | {worst} |")
     print(f"\nreport: {args.out / 'report.json'}")
     return 0
 

@@ -121,7 +121,9 @@ impl Sync {
     }
 
     /// Records refused since start because their seq was past what their
-    /// node reported having written (a forged or inconsistent reply).
+    /// node reported having written and past what the master asked for (a
+    /// forged or broken reply; records written after the node's status,
+    /// within what was asked, wait for the next status and are not counted).
     pub fn beyond(&self) -> u64 {
         self.shared.beyond.load(Ordering::Relaxed)
     }
@@ -348,6 +350,7 @@ impl Puller<'_> {
         let key = self.keys.sync(node);
         let mut inserted = 0u64;
         for _ in 0..MAX_REQUESTS_PER_ROUND {
+            let reported = self.reported_last_seq(node);
             let req = SyncRequest {
                 after_seq: cursor,
                 max_records: self.batch,
@@ -371,9 +374,7 @@ impl Puller<'_> {
             // having written (its status; nothing before its first status),
             // nor past the batch's own last seq: a forged reply with huge
             // seqs must not make the node's real records unsyncable.
-            let bound = self
-                .reported_last_seq(node)
-                .map_or(cursor, |r| batch.last_seq.min(r));
+            let bound = reported.map_or(cursor, |r| batch.last_seq.min(r));
             let edge_last = bound;
             // An edge may resend what the master already holds; skip it here
             // (the store would leave it unchanged anyway).
@@ -382,6 +383,7 @@ impl Puller<'_> {
                 .into_iter()
                 .filter(|r| r.key.seq > cursor)
                 .partition(|r| r.key.seq <= bound);
+            let replied = records.len() + beyond.len();
             // Merges and corrections are the master's alone: one from an
             // edge would change every query's answer. Its seq is skipped.
             let (records, foreign): (Vec<_>, Vec<_>) =
@@ -394,11 +396,23 @@ impl Puller<'_> {
                 tracing::warn!(node = %node, refused = foreign.len(), kind = foreign[0].record.kind(), "sync reply holds merges or corrections, which only the master makes: not stored");
             }
             if !beyond.is_empty() {
-                self.sync
-                    .shared
-                    .beyond
-                    .fetch_add(beyond.len() as u64, Ordering::Relaxed);
-                tracing::warn!(node = %node, cursor, bound, refused = beyond.len(), claimed_last_seq = batch.last_seq, "sync reply holds records past the node's reported last seq: not stored (they come again once its status reports them)");
+                // Records the node wrote after its status, within what was
+                // asked, are the ordinary race between the two: they wait
+                // for the status that reports them. More than was asked,
+                // or seqs past what was asked, is a reply the node should
+                // never send (forged or broken): refused and counted.
+                let asked_end = cursor.saturating_add(u64::from(req.max_records));
+                let ordinary = replied <= req.max_records as usize
+                    && beyond.iter().all(|r| r.key.seq <= asked_end);
+                if ordinary {
+                    tracing::debug!(node = %node, cursor, bound, deferred = beyond.len(), "sync reply holds records written after the node's last status: taken once a status reports them");
+                } else {
+                    self.sync
+                        .shared
+                        .beyond
+                        .fetch_add(beyond.len() as u64, Ordering::Relaxed);
+                    tracing::warn!(node = %node, cursor, bound, asked = req.max_records, refused = beyond.len(), claimed_last_seq = batch.last_seq, "sync reply holds records past the node's reported last seq and past what was asked: not stored");
+                }
                 more = false;
             }
             if let Some(first) = records.first() {
@@ -426,6 +440,10 @@ impl Puller<'_> {
                 if last.key.seq > cursor {
                     cursor = self.writer.advance_cursor(node, last.key.seq)?;
                 }
+            }
+            // Nothing more was reported: the next status says if there is.
+            if reported.is_some_and(|r| cursor >= r) {
+                more = false;
             }
             let ok_now = UnixMs::now();
             let at = Instant::now();

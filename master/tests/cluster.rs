@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -37,6 +37,9 @@ struct FakeEdge {
     acked: Arc<Mutex<u64>>,
     /// The links its status reports (what its probes would measure).
     links: Arc<Mutex<Vec<LinkRate>>>,
+    /// How many records behind its database its status reports its last
+    /// seq (0: up to date; more: records written after its last status).
+    status_behind: Arc<AtomicU64>,
 }
 
 impl FakeEdge {
@@ -153,9 +156,12 @@ impl FakeEdge {
         let status_reader = Reader::open(db).expect("edge reader");
         let links: Arc<Mutex<Vec<LinkRate>>> = Arc::default();
         let l = links.clone();
+        let status_behind: Arc<AtomicU64> = Arc::default();
+        let behind = status_behind.clone();
         let status = std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 let last = status_reader.last_seq(&n).expect("last seq");
+                let last = last.saturating_sub(behind.load(Ordering::Relaxed));
                 let mut status = status_of(&n, last);
                 status.links = l.lock().expect("lock").clone();
                 let bytes = wire::encode(&status).expect("encode");
@@ -174,6 +180,7 @@ impl FakeEdge {
             afters,
             acked,
             links,
+            status_behind,
         }
     }
 
@@ -479,6 +486,52 @@ fn membership_plan_sync_and_failover() {
         Some(30),
         "the restarted master must resume at its cursor"
     );
+    master.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn records_written_after_a_nodes_status_wait_for_the_next_one_and_are_not_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let site = unique_site();
+    let db = edge_db(dir.path(), "edge-8", edge_records(1, 12));
+    let edge = FakeEdge::start(&site, "edge-8", &db, false);
+    // Its status trails its database by 4 records, as a status sent just
+    // before the node wrote them does.
+    edge.status_behind.store(4, Ordering::Relaxed);
+    let global = dir.path().join("global.db");
+    let cfg = master_config(&global, &site, &[edge.endpoint()]);
+    let master = Master::start(&cfg).expect("master starts");
+    let ctx = master.context().clone();
+    let n = node("edge-8");
+    let cursor = || ctx.sync.nodes().get(&n).map(|s| s.cursor);
+    assert!(
+        wait_for(Duration::from_secs(30), || cursor() == Some(8)),
+        "synced up to what the status reports: cursor {:?}",
+        cursor()
+    );
+    // A few more rounds at the stale status: nothing past it taken, and
+    // nothing counted as refused (the node did nothing wrong).
+    let rounds = edge.afters.lock().expect("lock").len();
+    assert!(
+        wait_for(Duration::from_secs(30), || edge
+            .afters
+            .lock()
+            .expect("lock")
+            .len()
+            >= rounds + 2),
+        "more sync rounds"
+    );
+    assert_eq!(all_records(&global, &n).len(), 8);
+    assert_eq!(ctx.sync.beyond(), 0, "ordinary records refused as forged");
+    edge.status_behind.store(0, Ordering::Relaxed);
+    assert!(
+        wait_for(Duration::from_secs(30), || all_records(&global, &n).len()
+            == 12),
+        "the rest once the status reports it: {} of 12",
+        all_records(&global, &n).len()
+    );
+    assert_eq!(cursor(), Some(12));
+    assert_eq!(ctx.sync.beyond(), 0);
     master.shutdown().expect("clean shutdown");
 }
 

@@ -35,8 +35,10 @@ pub struct AdaptConfig {
     pub batch_ids: usize,
     /// Crops per pseudo-identity (K).
     pub per_id: usize,
-    /// AdamW learning rate.
+    /// AdamW learning rate (the peak, with a schedule).
     pub lr: f64,
+    /// How the learning rate moves over the run.
+    pub schedule: Schedule,
     /// AdamW weight decay.
     pub weight_decay: f64,
     /// Triplet margin.
@@ -49,6 +51,31 @@ pub struct AdaptConfig {
     pub flip: f64,
     /// Merge pseudo-identities across cameras at this cosine (mutual nearest neighbours).
     pub cross_camera: Option<f32>,
+}
+
+/// The learning rate over a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Schedule {
+    /// `lr` throughout.
+    #[default]
+    Constant,
+    /// From `lr` down to 0 along half a cosine, step by step over all the
+    /// epochs: late epochs take small steps, so the model settles where
+    /// the early ones led instead of wandering around it at full rate.
+    Cosine,
+}
+
+impl Schedule {
+    /// The rate at `progress` (0 at the first step, 1 after the last) of a
+    /// run whose peak rate is `lr`.
+    pub fn rate(self, lr: f64, progress: f64) -> f64 {
+        match self {
+            Schedule::Constant => lr,
+            Schedule::Cosine => {
+                lr * 0.5 * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos())
+            }
+        }
+    }
 }
 
 /// One epoch's figures.
@@ -153,7 +180,12 @@ pub fn adapt(
             data::epoch(samples, config.batch_ids, config.per_id, rng)
         };
         let (mut loss_sum, mut up, mut down) = (0.0, 0usize, 0usize);
-        for b in &batches {
+        for (n, b) in batches.iter().enumerate() {
+            let progress = (epoch - 1) as f64 / config.epochs as f64
+                + n as f64 / (batches.len() * config.epochs) as f64;
+            let lr = config.schedule.rate(config.lr, progress);
+            node_opt.set_learning_rate(lr);
+            trainer_opt.set_learning_rate(lr);
             let batch_labels: Vec<u32> = b.items.iter().map(|&i| labels[i]).collect();
             let loss = |out: &Tensor| batch_hard_triplet(out, &batch_labels, config.margin);
             match &frozen {
@@ -286,4 +318,23 @@ pub fn rank1(embeddings: &[Embedding], samples: &[Sample]) -> Result<f64> {
     )
     .map_err(|e| TrainError::Invalid(e.to_string()))?;
     Ok(m.rank1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Schedule;
+
+    #[test]
+    fn the_cosine_rate_falls_from_the_peak_to_zero_and_constant_stays() {
+        let lr = 1e-4;
+        let at = |p| Schedule::Cosine.rate(lr, p);
+        assert_eq!(at(0.0), lr);
+        assert!((at(0.5) - lr / 2.0).abs() < 1e-12);
+        assert!(at(1.0).abs() < 1e-12);
+        // Falling all the way, and held inside [0, lr] past the ends.
+        let steps: Vec<f64> = (0..=100).map(|i| at(f64::from(i) / 100.0)).collect();
+        assert!(steps.windows(2).all(|w| w[1] < w[0]));
+        assert_eq!((at(-1.0), at(2.0)), (lr, at(1.0)));
+        assert_eq!(Schedule::Constant.rate(lr, 0.7), lr);
+    }
 }

@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vidar_protocol::{CameraId, TrackId, UnixMs};
 use vidar_store::training::{Sample as Stored, Tracklet, TrainingBounds, TrainingStore};
-use vidar_train::adapt::{adapt, AdaptConfig, EpochReport};
+use vidar_train::adapt::{adapt, AdaptConfig, EpochReport, Schedule};
 use vidar_train::data::{from_training_files, Preprocess, Sample};
 use vidar_train::Graph;
 
@@ -76,6 +76,7 @@ fn run(freeze: bool, cross_camera: Option<f32>) -> Run {
         batch_ids: 4,
         per_id: 2,
         lr: 1e-2,
+        schedule: Schedule::Constant,
         weight_decay: 0.0,
         margin: 0.5,
         cut: cut.at,

@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use vidar_models::ModelStore;
 use vidar_reid::eval::{self, IdRange};
 use vidar_reid::EmbedderConfig;
-use vidar_train::adapt::{self, AdaptConfig};
+use vidar_train::adapt::{self, AdaptConfig, Schedule};
 use vidar_train::data::{self, Preprocess, Sample};
 use vidar_train::Graph;
 
@@ -33,6 +33,13 @@ use vidar_train::Graph;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--lr-schedule`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LrSchedule {
+    Constant,
+    Cosine,
 }
 
 #[derive(Subcommand, Debug)]
@@ -109,6 +116,10 @@ struct AdaptArgs {
     /// Learning rate (AdamW).
     #[arg(long, default_value_t = 1e-4)]
     lr: f64,
+    /// How the learning rate moves: `constant`, or `cosine` (from --lr
+    /// down to 0 over the epochs, step by step).
+    #[arg(long, value_enum, default_value_t = LrSchedule::Constant)]
+    lr_schedule: LrSchedule,
     /// AdamW weight decay.
     #[arg(long, default_value_t = 5e-4)]
     weight_decay: f64,
@@ -297,6 +308,10 @@ fn adapt(args: &AdaptArgs) -> Result<()> {
         batch_ids: args.batch_ids,
         per_id: args.per_id,
         lr: args.lr,
+        schedule: match args.lr_schedule {
+            LrSchedule::Constant => Schedule::Constant,
+            LrSchedule::Cosine => Schedule::Cosine,
+        },
         weight_decay: args.weight_decay,
         margin: args.margin,
         cut: args.cut,

@@ -125,11 +125,13 @@ impl PlanFollower {
                 .filter(|s| s.reid_node == me && s.node != me)
                 .map(|s| s.node.clone())
                 .collect();
-            routes.deciders = plan
-                .streams
-                .iter()
-                .map(|s| (s.camera.clone(), (s.node.clone(), s.reid_node.clone())))
-                .collect();
+            routes.set_deciders(
+                plan.streams
+                    .iter()
+                    .map(|s| (s.camera.clone(), (s.node.clone(), s.reid_node.clone())))
+                    .collect(),
+                UnixMs::now(),
+            );
             routes.peers = plan
                 .streams
                 .iter()

@@ -31,7 +31,50 @@ pub(super) struct Routes {
     /// whose re-ID decides its tracks (the only nodes believed about where
     /// its tracks' identities are seen).
     pub(super) deciders: HashMap<CameraId, (NodeId, NodeId)>,
+    /// The cameras the newest plan moved, with the nodes that ingested
+    /// and decided them before, and when this node took that plan: word
+    /// they sent before the hand-over may still be on its way
+    /// ([`HANDOVER_GRACE_MS`]).
+    pub(super) handed_over: HashMap<CameraId, (NodeId, NodeId)>,
+    /// When [`Routes::handed_over`] was taken.
+    pub(super) handed_over_at: UnixMs,
 }
+
+impl Routes {
+    /// Takes the newest plan's deciders: the cameras whose ingesting or
+    /// deciding node changed keep their old ones, heard until
+    /// [`HANDOVER_GRACE_MS`] after `now`.
+    pub(super) fn set_deciders(
+        &mut self,
+        deciders: HashMap<CameraId, (NodeId, NodeId)>,
+        now: UnixMs,
+    ) {
+        let old = std::mem::replace(&mut self.deciders, deciders);
+        self.handed_over = old
+            .into_iter()
+            .filter(|(camera, was)| self.deciders.get(camera) != Some(was))
+            .collect();
+        self.handed_over_at = now;
+    }
+
+    /// Whether `node` ingests or decides `camera` under the newest plan,
+    /// or did under the one before and handed it over at most
+    /// [`HANDOVER_GRACE_MS`] before `now`.
+    fn speaks_for(&self, node: &NodeId, camera: &CameraId, now: UnixMs) -> bool {
+        let names = |d: Option<&(NodeId, NodeId)>| {
+            d.is_some_and(|(ingest, reid)| ingest == node || reid == node)
+        };
+        names(self.deciders.get(camera))
+            || (now.0.saturating_sub(self.handed_over_at.0) <= HANDOVER_GRACE_MS
+                && names(self.handed_over.get(camera)))
+    }
+}
+
+/// How long after this node takes a plan that moved a camera the nodes
+/// that had it before are still heard about it, ms: what they sent just
+/// before the hand-over reaches this node after the plan did (seen in the
+/// testbed within 120 ms of it), and is neither forged nor stale.
+pub(super) const HANDOVER_GRACE_MS: i64 = 5_000;
 
 /// State shared by the zenoh callbacks and the node's threads.
 pub(super) struct Shared {
@@ -88,7 +131,9 @@ impl Shared {
     /// Why another node's word of where an identity is seen, put under `key`
     /// and heard at `now`, is not believed, if it is not: it must come under
     /// its own node's key, the newest plan must have that node ingest the
-    /// camera or decide its tracks, and it must not be dated more than
+    /// camera or decide its tracks (or the plan before, when the newest
+    /// moved the camera less than [`HANDOVER_GRACE_MS`] ago), and it must
+    /// not be dated more than
     /// [`SEEN_MAX_AHEAD_MS`] ahead of `now`.
     pub(super) fn believe_seen(
         &self,
@@ -99,13 +144,11 @@ impl Shared {
         if !self.link.keys().identities_of(key, &s.node) {
             return Err(format!("IdentitySeen from {} put under {key}", s.node));
         }
-        let decides = {
-            let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-            routes
-                .deciders
-                .get(&s.camera)
-                .is_some_and(|(ingest, reid)| *ingest == s.node || *reid == s.node)
-        };
+        let decides = self
+            .routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .speaks_for(&s.node, &s.camera, now);
         if !decides {
             return Err(format!(
                 "IdentitySeen: the plan has {} neither ingest nor decide {}",
@@ -402,6 +445,53 @@ mod tests {
         let e = believe(&word("a", &cam, edge + 1, None)).expect_err("from the future");
         assert!(e.contains("ahead"), "{e}");
         assert!(believe(&word("a", &cam, 0, Some(edge + 1))).is_err());
+        sh.link.close();
+    }
+
+    #[test]
+    fn the_nodes_a_plan_moved_a_camera_from_are_heard_about_it_for_the_grace_only() {
+        let sh = shared();
+        let (cam, kept) = (
+            CameraId::new("c").expect("id"),
+            CameraId::new("k").expect("id"),
+        );
+        let word = |node: &str, camera: &CameraId| IdentitySeen {
+            identity: vidar_protocol::IdentityId(7),
+            node: id(node),
+            camera: camera.clone(),
+            track: TrackId(1),
+            first_ms: UnixMs(0),
+            last_ms: None,
+        };
+        let keys = sh.link.keys().clone();
+        let believe =
+            |w: &IdentitySeen, now: i64| sh.believe_seen(&keys.identities(&w.node), w, UnixMs(now));
+        let plan = |c: (&str, &str), at: i64| {
+            let d = [
+                (cam.clone(), (id(c.0), id(c.1))),
+                (kept.clone(), (id("x"), id("y"))),
+            ];
+            sh.routes
+                .lock()
+                .expect("lock")
+                .set_deciders(d.into_iter().collect(), UnixMs(at));
+        };
+        plan(("a", "b"), 1_000);
+        plan(("n", "b"), 2_000);
+        // The new ingester and the unchanged decider, any time.
+        assert_eq!(believe(&word("n", &cam), 60_000), Ok(()));
+        assert_eq!(believe(&word("b", &cam), 60_000), Ok(()));
+        // The old ingester: up to the grace after the hand-over, not after.
+        assert_eq!(believe(&word("a", &cam), 2_000), Ok(()));
+        assert_eq!(believe(&word("a", &cam), 2_000 + HANDOVER_GRACE_MS), Ok(()));
+        let e = believe(&word("a", &cam), 2_001 + HANDOVER_GRACE_MS).expect_err("past the grace");
+        assert!(e.contains("neither"), "{e}");
+        // Only about the camera it had: not about one it never had.
+        assert!(believe(&word("a", &kept), 2_000).is_err());
+        assert_eq!(believe(&word("x", &kept), 2_000), Ok(()));
+        // A plan that moves nothing ends the old ingester's grace at once.
+        plan(("n", "b"), 3_000);
+        assert!(believe(&word("a", &cam), 3_000).is_err());
         sh.link.close();
     }
 }

@@ -65,7 +65,8 @@ impl ApiContext {
     /// Messages refused on Vidar's keys: undecodable payloads on any key,
     /// statuses the membership table refused, identity announcements
     /// under another node's key, and sync records past what their node
-    /// reported or that only the master makes (merges, corrections).
+    /// reported and past what was asked of it (`Sync::beyond`) or that
+    /// only the master makes (merges, corrections).
     pub fn refused(&self) -> u64 {
         self.link.garbage().refused()
             + self.membership.refused()

@@ -53,8 +53,8 @@ pub struct AdaptConfig {
     pub cross_camera: Option<f32>,
 }
 
-/// The learning rate over a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The learning rate over a run (`vidar-train adapt --lr-schedule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Schedule {
     /// `lr` throughout.
     #[default]

@@ -133,8 +133,7 @@ impl Shared {
     /// its own node's key, the newest plan must have that node ingest the
     /// camera or decide its tracks (or the plan before, when the newest
     /// moved the camera less than [`HANDOVER_GRACE_MS`] ago), and it must
-    /// not be dated more than
-    /// [`SEEN_MAX_AHEAD_MS`] ahead of `now`.
+    /// not be dated more than [`SEEN_MAX_AHEAD_MS`] ahead of `now`.
     pub(super) fn believe_seen(
         &self,
         key: &str,

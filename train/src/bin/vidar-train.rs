@@ -35,13 +35,6 @@ struct Cli {
     command: Command,
 }
 
-/// `--lr-schedule`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum LrSchedule {
-    Constant,
-    Cosine,
-}
-
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Where a model can be cut, and what crosses each cut.
@@ -118,8 +111,8 @@ struct AdaptArgs {
     lr: f64,
     /// How the learning rate moves: `constant`, or `cosine` (from --lr
     /// down to 0 over the epochs, step by step).
-    #[arg(long, value_enum, default_value_t = LrSchedule::Constant)]
-    lr_schedule: LrSchedule,
+    #[arg(long, value_enum, default_value_t = Schedule::Constant)]
+    lr_schedule: Schedule,
     /// AdamW weight decay.
     #[arg(long, default_value_t = 5e-4)]
     weight_decay: f64,
@@ -308,10 +301,7 @@ fn adapt(args: &AdaptArgs) -> Result<()> {
         batch_ids: args.batch_ids,
         per_id: args.per_id,
         lr: args.lr,
-        schedule: match args.lr_schedule {
-            LrSchedule::Constant => Schedule::Constant,
-            LrSchedule::Cosine => Schedule::Cosine,
-        },
+        schedule: args.lr_schedule,
         weight_decay: args.weight_decay,
         margin: args.margin,
         cut: args.cut,

@@ -38,7 +38,14 @@ pub(super) fn serve_sync(
         // may go once past retention. Never beyond what we have written.
         let upto = req.ack_through.min(store.stats().last_seq);
         if let Err(e) = store.prune_acknowledged(upto, retention) {
-            tracing::warn!(error = %e, "pruning acknowledged records failed");
+            // A request that arrives while the node shuts down finds the
+            // writer stopped: nothing is lost (the records stay until a
+            // later acknowledgement prunes them), and a writer that failed
+            // is reported where it failed.
+            match store.stopped() {
+                Some(why) => tracing::debug!(why, "writer stopped; pruning left for later"),
+                None => tracing::warn!(error = %e, "pruning acknowledged records failed"),
+            }
         }
     }
     let max = (req.max_records as usize).max(1);
@@ -84,4 +91,50 @@ pub(super) fn serve_query(
             })
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vidar_protocol::record::Sighting;
+    use vidar_protocol::{CameraId, IdentityId, TrackId, UnixMs};
+    use vidar_store::{Writer, WriterConfig};
+
+    /// A sync request can arrive after the node's writer has stopped (the
+    /// node shutting down while the master syncs): it is still answered
+    /// from the database, with every record the master asked for.
+    #[test]
+    fn a_sync_after_the_writer_stopped_is_answered_from_the_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("edge.db");
+        let node = NodeId::new("n1").expect("id");
+        let writer = Writer::open(&WriterConfig::new(&db, node.clone())).expect("open");
+        let store = writer.handle();
+        for i in 0..3 {
+            store
+                .write(Record::Sighting(Sighting {
+                    identity: IdentityId(1),
+                    camera: CameraId::new("c").expect("id"),
+                    track: TrackId(i),
+                    first_ms: UnixMs(1_000 * i as i64),
+                    last_ms: UnixMs(1_000 * i as i64 + 500),
+                    path: Vec::new(),
+                }))
+                .expect("write");
+        }
+        writer.shutdown().expect("shutdown");
+        assert!(store.stopped().is_some());
+        let reader = Mutex::new(None);
+        let req = SyncRequest {
+            after_seq: 1,
+            ack_through: 1,
+            max_records: 10,
+        };
+        let batch = serve_sync(&node, &reader, &db, &store, &req, Duration::ZERO)
+            .expect("answered after the writer stopped");
+        let seqs: Vec<u64> = batch.records.iter().map(|r| r.key.seq).collect();
+        assert_eq!(seqs, vec![2, 3]);
+        assert_eq!(batch.last_seq, 3);
+        assert!(!batch.more);
+    }
 }

@@ -212,7 +212,7 @@ pub fn run(factory: &SessionFactory, config: &BenchConfig) -> Result<BenchReport
     for model in &config.models {
         let mut detector = SsdConfig {
             model: model.clone(),
-            max_batch,
+            max_batch: Some(max_batch),
             // Count every candidate: the post-processing cost at a low threshold is the worst case.
             score_threshold: 0.3,
             resize: config.resize,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use vidar_config::{Config, Invalid, Problem, Problems};
-use vidar_models::{Format, Model, Precision, SessionFactory, Task};
+use vidar_models::{Format, Model, Precision, ProviderConfig, SessionFactory, Task};
 
 use crate::postprocess::{decode_raw, Anchor, Candidate, DecodeParams, NormBox, RawSsd};
 use crate::{DetectError, Detection, Detector, Prepared, Preparer, StageTimings};
@@ -27,8 +27,16 @@ pub struct SsdConfig {
     pub nms_iou: f32,
     /// Most persons reported per frame. Default 50.
     pub max_detections: usize,
-    /// Most frames per inference run (the raw form); more frames are split. Default 8.
-    pub max_batch: usize,
+    /// Most frames per inference run (the raw form); more frames are split.
+    /// The detector threads batch only frames already waiting, never waiting
+    /// for a batch to fill, so a node with time to spare runs one frame at a
+    /// time either way. Default ([`SsdConfig::batch_limit`]): 8 with a GPU
+    /// provider; on a CPU 4 for an int8 model (an overloaded node analysed
+    /// 8-17 % more frames than with 1, as many as with 8 at less memory and
+    /// latency) and 1 for a float one (batches brought no frames, cost
+    /// latency, and 160 MiB of memory at 4): docs/benchmarks.md, "Batches
+    /// across cameras".
+    pub max_batch: Option<usize>,
     /// Numeric precision: `"int8"` runs the manifest's int8 variant of
     /// `model` (about twice as fast on CPUs with VNNI or AMX, docs/benchmarks.md),
     /// `"fp16"` builds TensorRT fp16 engines (TensorRT only), `"fp32"` the
@@ -52,10 +60,25 @@ impl Default for SsdConfig {
             score_threshold: 0.5,
             nms_iou: 0.6,
             max_detections: 50,
-            max_batch: 8,
+            max_batch: None,
             precision: None,
             resize: Filter::Antialiased,
         }
+    }
+}
+
+impl SsdConfig {
+    /// Frames per inference run for a model of `precision` on ONNX Runtime's
+    /// `provider`: `max_batch` when set, else the default it describes.
+    pub fn batch_limit(&self, precision: Precision, provider: &str) -> usize {
+        self.max_batch
+            .unwrap_or(if provider != ProviderConfig::Cpu.name() {
+                8
+            } else if precision == Precision::Int8 {
+                4
+            } else {
+                1
+            })
     }
 }
 
@@ -81,11 +104,8 @@ impl Config for SsdConfig {
         if self.max_detections == 0 {
             p.push("max_detections", "must be > 0");
         }
-        if self.max_batch == 0 || self.max_batch > 64 {
-            p.push(
-                "max_batch",
-                format!("must be in 1..=64, got {}", self.max_batch),
-            );
+        if let Some(batch) = self.max_batch.filter(|b| !(1..=64).contains(b)) {
+            p.push("max_batch", format!("must be in 1..=64, got {batch}"));
         }
         p.into_vec()
     }
@@ -131,7 +151,9 @@ impl Config for SsdConfig {
             .input_hw()
             .ok_or_else(|| model_problem(format!("{}: input size unknown", spec.name)))?;
         let block = spec.input.layout.map_or(1, Layout::block);
-        let batch = self.max_batch.min(model.max_batch());
+        let batch = self
+            .batch_limit(spec.precision, model.provider())
+            .min(model.max_batch());
         let mut input = Prepared::default();
         input.data.resize(batch * in_h * in_w * 3, 0);
         Ok(SsdDetector {

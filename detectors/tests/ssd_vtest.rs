@@ -77,7 +77,7 @@ fn config(model: &str, fixture: &Fixture) -> SsdConfig {
         score_threshold: fixture.score_threshold,
         nms_iou: fixture.nms_iou,
         max_detections: fixture.max_detections,
-        max_batch: 8,
+        max_batch: Some(8),
         precision: None,
         resize: Filter::Antialiased,
     }
@@ -240,7 +240,7 @@ fn input_prepared_on_another_thread_detects_the_same_and_a_misfit_is_refused() {
     let fixture: Fixture = serde_json::from_str(FIXTURE).expect("fixture");
     let factory = common::factory();
     let mut raw = SsdConfig {
-        max_batch: 2,
+        max_batch: Some(2),
         ..config("ssd-mobilenet-v2-coco-raw", &fixture)
     }
     .build(&factory)
@@ -318,7 +318,7 @@ fn threshold_filters_and_invalid_configs_are_reported() {
 
     let err = SsdConfig {
         score_threshold: 1.5,
-        max_batch: 0,
+        max_batch: Some(0),
         ..SsdConfig::default()
     }
     .build(&factory)
@@ -390,7 +390,7 @@ fn ssd(
     SsdConfig {
         model: model.into(),
         precision,
-        max_batch: max_batch.unwrap_or(default.max_batch),
+        max_batch: max_batch.or(default.max_batch),
         ..default
     }
     .build(factory)
@@ -411,6 +411,34 @@ fn pictures(loaded: &[(u32, u32, Vec<u8>)]) -> Vec<Picture<'_>> {
         .collect()
 }
 
+/// Without `max_batch`, an int8 detector on the CPU runs up to 4 frames at
+/// once and a float one 1 (docs/benchmarks.md, "Batches across cameras");
+/// a GPU provider 8; a configured limit is kept whatever the model.
+#[test]
+fn the_batch_limit_follows_the_precision_unless_configured() {
+    use vidar_models::{Precision, ProviderConfig};
+    let factory = common::factory();
+    let model = "ssd-mobilenet-v2-person";
+    let limit = |precision, batch| {
+        ssd(&factory, model, precision, batch)
+            .expect(model)
+            .max_batch()
+    };
+    assert_eq!(limit(None, None), 1, "float on the CPU");
+    assert_eq!(limit(Some(Precision::Int8), None), 4, "int8 on the CPU");
+    assert_eq!(limit(Some(Precision::Int8), Some(2)), 2);
+    assert_eq!(limit(None, Some(3)), 3);
+    let unset: SsdConfig = toml::from_str("model = \"m\"").expect("config");
+    assert_eq!(unset.max_batch, None);
+    let gpu = ProviderConfig::Cuda { device_id: 0 };
+    assert_eq!(unset.batch_limit(Precision::Fp16, gpu.name()), 8);
+    let set: SsdConfig = toml::from_str("max_batch = 5").expect("config");
+    assert_eq!(set.batch_limit(Precision::Fp32, gpu.name()), 5);
+    let zero: SsdConfig = toml::from_str("max_batch = 0").expect("config");
+    let err = zero.check().expect_err("0 frames").to_string();
+    assert!(err.contains("max_batch") && err.contains("got 0"), "{err}");
+}
+
 /// The int8 variant (`precision = "int8"`) finds the float model's persons
 /// on the six vtest frames, in one batch; precisions that cannot run are
 /// refused by name.
@@ -418,7 +446,7 @@ fn pictures(loaded: &[(u32, u32, Vec<u8>)]) -> Vec<Picture<'_>> {
 fn the_int8_detector_agrees_with_the_float_one_and_impossible_precisions_are_named() {
     use vidar_models::Precision;
     let factory = common::factory();
-    let build = |model: &str, precision| ssd(&factory, model, precision, None);
+    let build = |model: &str, precision| ssd(&factory, model, precision, Some(6));
     let mut fp32 = build("ssd-mobilenet-v2-coco-raw", None).expect("fp32");
     let mut int8 = build("ssd-mobilenet-v2-coco-raw", Some(Precision::Int8)).expect("int8");
     assert_eq!(int8.model().spec().name, "ssd-mobilenet-v2-coco-raw-int8");

@@ -51,7 +51,7 @@ const OBSERVED: usize = 4096;
 /// The node over `video`, every frame analysed in order; what each detected frame reported.
 pub(super) fn vidar(video: &Path, run: VidarRun) -> Result<Frames> {
     let (mut config, db) = super::file_run::file_config("agree", video, run.threads)?;
-    config.detector.max_batch = 1;
+    config.detector.max_batch = Some(1);
     config.detector.precision = run.int8.then_some(Precision::Int8);
     config.motion.enabled = run.motion;
     // With the gate, the file plays at its own rate: the gate's periodic full

@@ -59,7 +59,7 @@ pub(super) fn run_vidar(
     let mut toml = format!(
         "node_id = \"bench\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
          detection_interval = {interval}\ninference_workers = {workers}\n{depth}[models.runtime]\nintra_threads = {threads}\n\
-         [detector]\nmax_batch = {max_batch}\n{model}{precision}[embedder]\n{reid}[motion]\nenabled = {motion}\n\
+         [detector]\n{max_batch}{model}{precision}[embedder]\n{reid}[motion]\nenabled = {motion}\n\
          [detection_rate]\nadaptive = {adaptive}\n",
         motion = motion == Toggle::On,
         adaptive = adaptive == Toggle::On,
@@ -72,7 +72,10 @@ pub(super) fn run_vidar(
             .unwrap_or_default(),
         reid = precision_line(args.reid_precision.as_ref()),
         threads = args.threads,
-        max_batch = args.max_batch,
+        max_batch = args
+            .max_batch
+            .map(|b| format!("max_batch = {b}\n"))
+            .unwrap_or_default(),
         workers = args.workers,
         depth = args
             .depth

@@ -70,9 +70,11 @@ pub struct CapacityBenchArgs {
     /// Vidar's ONNX Runtime intra-op threads (0 = one per core).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Vidar's detector batch limit.
-    #[arg(long, default_value_t = 1)]
-    pub max_batch: usize,
+    /// Vidar's detector batch limit, frames of different cameras per run
+    /// (default: the node's, which follows the precision: 4 for int8, 1 for
+    /// float on a CPU).
+    #[arg(long)]
+    pub max_batch: Option<usize>,
     /// Vidar's re-ID precision (fp32, int8; default: the node's default,
     /// float). The reference runs no re-ID at all.
     #[arg(long)]

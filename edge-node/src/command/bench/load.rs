@@ -49,10 +49,11 @@ pub struct CamerasBenchArgs {
     /// Vidar's ONNX Runtime intra-op threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Vidar's detector batch limit (frames of different cameras per run). On a
-    /// CPU batching adds latency without adding throughput; 4-8 pays on a GPU.
-    #[arg(long, default_value_t = 8)]
-    pub max_batch: usize,
+    /// Vidar's detector batch limit, frames of different cameras per run
+    /// (default: the node's, which follows the precision: 4 for int8, 1 for
+    /// float on a CPU).
+    #[arg(long)]
+    pub max_batch: Option<usize>,
     /// Vidar's detector threads (0 = automatic: cores / --threads, one when --threads is 0).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,

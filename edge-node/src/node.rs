@@ -122,6 +122,15 @@ pub fn build_until(config: &EdgeConfig, stop: &Shutdown) -> Result<Built> {
             .with_context(|| format!("loading detector model {:?}", config.detector.model))?;
         detectors.push(Box::new(detector));
     }
+    if let Some(d) = detectors.first() {
+        tracing::info!(
+            model = d.name(),
+            threads = detectors.len(),
+            max_batch = d.max_batch(),
+            depth = config.detector_depth(),
+            "detectors loaded"
+        );
+    }
     // The model refresh applied before a restart runs again (its
     // identities are restored below); else the configured model.
     let refresher = refresher(config, store.clone());

@@ -439,6 +439,48 @@ fn the_batch_limit_follows_the_precision_unless_configured() {
     assert!(err.contains("max_batch") && err.contains("got 0"), "{err}");
 }
 
+/// Batching does not change what a frame reports: the shipped person SSD,
+/// int8 (batches of 4 by default on a CPU) and float, finds on each of the
+/// six vtest frames run together what it finds on the frame alone, to 1e-5
+/// in score and box.
+#[test]
+fn batched_frames_report_what_single_frames_report() {
+    use vidar_models::Precision;
+    let factory = common::factory();
+    let model = "ssd-mobilenet-v2-person";
+    let loaded = six_frames();
+    let frames = pictures(&loaded);
+    for precision in [Some(Precision::Int8), None] {
+        let mut one = ssd(&factory, model, precision, Some(1)).expect(model);
+        let mut six = ssd(&factory, model, precision, Some(6)).expect(model);
+        let batched = six.detect(&frames).expect("batch of six");
+        let mut persons = 0;
+        for (i, (frame, got)) in frames.iter().zip(&batched).enumerate() {
+            let alone = one.detect(std::slice::from_ref(frame)).expect("one frame");
+            let want = &alone[0];
+            assert_eq!(got.len(), want.len(), "{precision:?}, frame {i}");
+            for (g, w) in got.iter().zip(want) {
+                let (gb, wb) = (&g.bbox, &w.bbox);
+                let worst = [
+                    g.score - w.score,
+                    gb.x - wb.x,
+                    gb.y - wb.y,
+                    gb.w - wb.w,
+                    gb.h - wb.h,
+                ]
+                .into_iter()
+                .fold(0f32, |m, d| m.max(d.abs()));
+                assert!(
+                    worst <= 1e-5,
+                    "{precision:?}, frame {i}: {g:?} against {w:?}"
+                );
+            }
+            persons += want.len();
+        }
+        assert!(persons >= 20, "{precision:?}: only {persons} persons");
+    }
+}
+
 /// The int8 variant (`precision = "int8"`) finds the float model's persons
 /// on the six vtest frames, in one batch; precisions that cannot run are
 /// refused by name.

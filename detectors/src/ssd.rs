@@ -10,7 +10,7 @@ use vidar_models::{Format, Model, Precision, ProviderConfig, SessionFactory, Tas
 
 use crate::postprocess::{decode_raw, Anchor, Candidate, DecodeParams, NormBox, RawSsd};
 use crate::{DetectError, Detection, Detector, Prepared, Preparer, StageTimings};
-use vidar_models::image::{space_to_depth, Filter, FrameResizer, Picture};
+use vidar_models::image::{Filter, FrameResizer, Picture};
 use vidar_models::Layout;
 
 /// Settings of an SSD detector.
@@ -211,8 +211,6 @@ pub struct SsdPreparer {
     in_h: usize,
     block: usize,
     resizer: FrameResizer,
-    /// One resized frame, before it is written as blocks (`block` 2).
-    pixels: Vec<u8>,
 }
 
 impl SsdPreparer {
@@ -222,7 +220,6 @@ impl SsdPreparer {
             in_h,
             block,
             resizer: FrameResizer::with_filter(filter),
-            pixels: Vec::new(),
         }
     }
 }
@@ -238,9 +235,7 @@ impl Preparer for SsdPreparer {
             if self.block == 1 {
                 self.resizer.resize(frame, None, dst, w, h)?;
             } else {
-                self.pixels.resize(size, 0);
-                self.resizer.resize(frame, None, &mut self.pixels, w, h)?;
-                space_to_depth(&self.pixels, self.in_w, self.in_h, dst)?;
+                self.resizer.resize_blocks(frame, None, dst, w, h)?;
             }
             into.sizes.push((frame.width(), frame.height()));
         }

@@ -18,6 +18,7 @@ mod blocks;
 mod interleave;
 mod reduce;
 mod sampled;
+mod separable;
 #[cfg(test)]
 mod tests;
 mod yuv;
@@ -224,6 +225,12 @@ pub struct FrameResizer {
     reduced: reduce::Reduced,
     /// I420, reduced: Y, U, V and 0 interleaved at the destination's size.
     yuv: Vec<u8>,
+    /// I420, antialiased: reduced and resized row by row (`separable`),
+    /// where its tables apply; `reduced` otherwise.
+    separable: separable::Separable,
+    /// Pixels resized for [`Self::resize_blocks`] where they are not
+    /// written as blocks row by row.
+    block_pixels: Vec<u8>,
 }
 
 impl std::fmt::Debug for FrameResizer {
@@ -260,6 +267,8 @@ impl FrameResizer {
             planes: Default::default(),
             reduced: reduce::Reduced::default(),
             yuv: Vec::new(),
+            separable: separable::Separable::default(),
+            block_pixels: Vec::new(),
         }
     }
 
@@ -273,7 +282,32 @@ impl FrameResizer {
         dst_w: u32,
         dst_h: u32,
     ) -> Result<(), ImageError> {
-        let frame = frame.into();
+        self.resize_as(frame.into(), region, dst, (dst_w, dst_h), false)
+    }
+
+    /// As [`Self::resize`], written as 2x2 pixel blocks ([`space_to_depth`]:
+    /// `nhwc-s2d2` models' input); `dst_w` and `dst_h` even. A reduced
+    /// I420 frame is written as blocks row by row; other frames are resized
+    /// into a buffer kept between calls, then rewritten.
+    pub fn resize_blocks<'f>(
+        &mut self,
+        frame: impl Into<Picture<'f>>,
+        region: Option<Region>,
+        dst: &mut [u8],
+        dst_w: u32,
+        dst_h: u32,
+    ) -> Result<(), ImageError> {
+        self.resize_as(frame.into(), region, dst, (dst_w, dst_h), true)
+    }
+
+    fn resize_as(
+        &mut self,
+        frame: Picture<'_>,
+        region: Option<Region>,
+        dst: &mut [u8],
+        (dst_w, dst_h): (u32, u32),
+        blocks: bool,
+    ) -> Result<(), ImageError> {
         let needed = dst_w as usize * dst_h as usize * 3;
         if dst_w == 0 || dst_h == 0 || dst.len() < needed {
             return Err(ImageError(format!(
@@ -282,7 +316,26 @@ impl FrameResizer {
             )));
         }
         let dst = &mut dst[..needed];
+        if blocks && (dst_w % 2 != 0 || dst_h % 2 != 0) {
+            return Err(ImageError(format!(
+                "destination: {dst_w}x{dst_h}: 2x2 blocks need an even width and height"
+            )));
+        }
         let px = pixel_region(frame.width(), frame.height(), region);
+        if blocks {
+            if let Picture::I420(f) = frame {
+                if self.resize_separable(&f, px, dst, (dst_w, dst_h), true) {
+                    return Ok(());
+                }
+            }
+            let mut pixels = std::mem::take(&mut self.block_pixels);
+            pixels.resize(needed, 0);
+            let done = self
+                .resize_as(frame, region, &mut pixels, (dst_w, dst_h), false)
+                .and_then(|()| space_to_depth(&pixels, dst_w as usize, dst_h as usize, dst));
+            self.block_pixels = pixels;
+            return done;
+        }
         match frame {
             Picture::Rgb(f) if self.filter == Filter::Sampled => {
                 let plane = Plane {
@@ -354,11 +407,14 @@ impl FrameResizer {
     ) -> Result<(), ImageError> {
         let luma = Area::of(px);
         if self.filter == Filter::Antialiased {
+            if self.resize_separable(frame, px, dst, (dst_w, dst_h), false) {
+                return Ok(());
+            }
             let planes = [&frame.y, &frame.u, &frame.v];
-            let reduced = reduce::factors(px.2, px.3, dst_w, dst_h)
-                .and_then(|f| self.reduced.reduce(planes, luma, f));
-            if let Some(area) = reduced {
-                return self.resize_reduced(frame.colour, area, dst, dst_w, dst_h);
+            if let Some(f) = reduce::factors(px.2, px.3, dst_w, dst_h) {
+                if let Some(area) = self.reduced.reduce(planes, luma, f) {
+                    return self.resize_reduced(frame.colour, area, dst, dst_w, dst_h);
+                }
             }
         }
         let chroma = Area {
@@ -403,6 +459,35 @@ impl FrameResizer {
             frame.colour.convert_row(y, u, v, out);
         }
         Ok(())
+    }
+
+    /// Antialiased, from a frame that can be box-reduced: reduced and
+    /// resized row by row ([`separable`]) where its tables apply; `false`
+    /// (nothing written) otherwise.
+    fn resize_separable(
+        &mut self,
+        frame: &I420Frame<'_>,
+        px: (u32, u32, u32, u32),
+        dst: &mut [u8],
+        size: (u32, u32),
+        blocks: bool,
+    ) -> bool {
+        if self.filter != Filter::Antialiased {
+            return false;
+        }
+        let Some(factors) = reduce::factors(px.2, px.3, size.0, size.1) else {
+            return false;
+        };
+        let planes = [&frame.y, &frame.u, &frame.v];
+        self.separable.resize(
+            planes,
+            frame.colour,
+            Area::of(px),
+            factors,
+            dst,
+            size,
+            blocks,
+        )
     }
 
     /// The antialiased resize of the box-reduced planes (`self.reduced`,

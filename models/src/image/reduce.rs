@@ -67,17 +67,55 @@ pub(super) struct Reduced {
 
 impl Reduced {
     /// Reduces the blocks of `y`, `u` and `v` that `area` (luma pixels)
-    /// touches, luma by `(fx, fy)` and chroma by half that (with `fy` 1, each
-    /// chroma row serves the two luma rows it covers); returns the area in
-    /// the reduced planes' coordinates. Blocks start at multiples of the
-    /// factors; a partial block at the frame's right or bottom edge is left
-    /// out (the area is cut there, by less than one block).
+    /// touches ([`Blocks::of`]), luma by `(fx, fy)` and chroma by half that;
+    /// returns the area in the reduced planes' coordinates.
     pub(super) fn reduce(
         &mut self,
-        [y, u, v]: [&Plane<'_>; 3],
+        planes: [&Plane<'_>; 3],
         area: Area,
-        (fx, fy): (u32, u32),
+        factors: (u32, u32),
     ) -> Option<Area> {
+        let blocks = Blocks::of(planes[0], area, factors)?;
+        self.width = blocks.width;
+        self.height = blocks.height;
+        let wu = blocks.width as usize;
+        self.packed.resize(wu * blocks.height as usize * 4, 0);
+        for row in &mut self.rows {
+            row.resize(wu, 0);
+        }
+        for (r, out) in self.packed.chunks_exact_mut(wu * 4).enumerate() {
+            let [ry, ru, rv] = &mut self.rows;
+            blocks.reduce_row(planes, r, &mut self.sums, [ry, ru, rv]);
+            interleave4(ry, ru, rv, out);
+        }
+        Some(blocks.area)
+    }
+}
+
+/// Where the blocks of a reduction lie: the blocks of an I420 frame that an
+/// area (luma pixels) touches, luma by `(fx, fy)` and chroma by half that
+/// (with `fy` 1, each chroma row serves the two luma rows it covers).
+/// Blocks start at multiples of the factors; a partial block at the
+/// frame's right or bottom edge is left out (the area is cut there, by less
+/// than one block).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Blocks {
+    /// The first block's luma column and row.
+    x0: u32,
+    y0: u32,
+    fx: u32,
+    fy: u32,
+    /// Blocks per row and rows of blocks: the reduced planes' size.
+    pub(super) width: u32,
+    pub(super) height: u32,
+    /// The area in the reduced planes' coordinates.
+    pub(super) area: Area,
+}
+
+impl Blocks {
+    /// The blocks of `y` (the luma plane) that `area` touches; `None` when
+    /// none is whole.
+    pub(super) fn of(y: &Plane<'_>, area: Area, (fx, fy): (u32, u32)) -> Option<Self> {
         let x0 = (area.left as u32 / fx) * fx;
         let y0 = (area.top as u32 / fy) * fy;
         let full_w = y.width.checked_sub(x0)? / fx;
@@ -88,50 +126,60 @@ impl Reduced {
         if w == 0 || h == 0 {
             return None;
         }
-        self.width = w;
-        self.height = h;
-        let (wu, hu) = (w as usize, h as usize);
-        self.packed.resize(wu * hu * 4, 0);
-        for row in &mut self.rows {
-            row.resize(wu, 0);
-        }
+        let left = (area.left - f64::from(x0)) / f64::from(fx);
+        let top = (area.top - f64::from(y0)) / f64::from(fy);
+        Some(Self {
+            x0,
+            y0,
+            fx,
+            fy,
+            width: w,
+            height: h,
+            area: Area {
+                left,
+                top,
+                width: (area.width / f64::from(fx)).min(f64::from(w) - left),
+                height: (area.height / f64::from(fy)).min(f64::from(h) - top),
+            },
+        })
+    }
+
+    /// Reduced row `r` of each plane into the first `width` bytes of `out`
+    /// (Y, U, V).
+    pub(super) fn reduce_row(
+        &self,
+        [y, u, v]: [&Plane<'_>; 3],
+        r: usize,
+        sums: &mut Vec<u16>,
+        out: [&mut [u8]; 3],
+    ) {
+        let wu = self.width as usize;
         // Per plane: the first column, the block's size, and the shift from
         // luma rows to the plane's.
+        let (fx, fy) = (self.fx, self.fy);
         let (cx, cy) = (fx / 2, (fy / 2).max(1));
-        let [ry, ru, rv] = &mut self.rows;
-        let mut planes = [
-            (y, x0, (fx, fy), 0, ry),
-            (u, x0 / 2, (cx, cy), 1, ru),
-            (v, x0 / 2, (cx, cy), 1, rv),
+        let luma_row = self.y0 as usize + r * fy as usize;
+        let planes = [
+            (y, self.x0, (fx, fy), 0),
+            (u, self.x0 / 2, (cx, cy), 1),
+            (v, self.x0 / 2, (cx, cy), 1),
         ];
-        let (x0, y0, fy) = (x0 as usize, y0 as usize, fy as usize);
-        for (r, out) in self.packed.chunks_exact_mut(wu * 4).enumerate() {
-            for (plane, px, (bx, by), shift, dst) in &mut planes {
-                let row = (y0 + r * fy) >> *shift;
-                let rows = Rows {
-                    data: plane.data,
-                    stride: plane.stride,
-                    start: row * plane.stride + *px as usize,
-                    len: wu * *bx as usize,
-                    count: *by as usize,
-                };
-                match bx {
-                    1 => reduce_row::<1>(&rows, &mut self.sums, dst),
-                    2 => reduce_row::<2>(&rows, &mut self.sums, dst),
-                    _ => reduce_row::<4>(&rows, &mut self.sums, dst),
-                }
+        for ((plane, px, (bx, by), shift), dst) in planes.into_iter().zip(out) {
+            let row = luma_row >> shift;
+            let rows = Rows {
+                data: plane.data,
+                stride: plane.stride,
+                start: row * plane.stride + px as usize,
+                len: wu * bx as usize,
+                count: by as usize,
+            };
+            let dst = &mut dst[..wu];
+            match bx {
+                1 => reduce_row::<1>(&rows, sums, dst),
+                2 => reduce_row::<2>(&rows, sums, dst),
+                _ => reduce_row::<4>(&rows, sums, dst),
             }
-            let [(.., y), (.., u), (.., v)] = &planes;
-            interleave4(y, u, v, out);
         }
-        let left = (area.left - x0 as f64) / f64::from(fx);
-        let top = (area.top - y0 as f64) / fy as f64;
-        Some(Area {
-            left,
-            top,
-            width: (area.width / f64::from(fx)).min(f64::from(w) - left),
-            height: (area.height / fy as f64).min(f64::from(h) - top),
-        })
     }
 }
 
@@ -210,71 +258,89 @@ mod avx2 {
         __m256i, _mm256_add_epi16, _mm256_hadd_epi16, _mm256_loadu_si256, _mm256_maddubs_epi16,
         _mm256_packus_epi16, _mm256_permute4x64_epi64, _mm256_set1_epi16, _mm256_set1_epi8,
         _mm256_setzero_si256, _mm256_srl_epi16, _mm256_storeu_si256, _mm_cvtsi32_si128,
+        _mm_prefetch, _MM_HINT_T1,
     };
 
+    /// How far ahead the source is prefetched, in rows of blocks.
+    const AHEAD: usize = 4;
+
     /// Averages whole groups of 32 blocks of `rows` into `out` when the CPU
-    /// has AVX2 and `FX` is 2 or 4; returns how many outputs it wrote.
+    /// has AVX2, `FX` is 2 or 4 and the rows are 1, 2 or 4; returns how many
+    /// outputs it wrote.
     pub(super) fn reduce_row<const FX: usize>(rows: &Rows<'_>, out: &mut [u8]) -> usize {
-        if !(FX == 2 || FX == 4) || rows.count > 4 || !is_x86_feature_detected!("avx2") {
+        if !(FX == 2 || FX == 4) || !is_x86_feature_detected!("avx2") {
             return 0;
         }
         // SAFETY: AVX2 was detected.
-        unsafe { reduce_avx2::<FX>(rows, out) }
+        unsafe {
+            match rows.count {
+                1 => reduce_avx2::<FX, 1>(rows, out),
+                2 => reduce_avx2::<FX, 2>(rows, out),
+                4 => reduce_avx2::<FX, 4>(rows, out),
+                _ => 0,
+            }
+        }
     }
 
-    #[inline(always)]
-    fn load(bytes: &[u8]) -> __m256i {
-        let bytes: &[u8; 32] = bytes[..32].try_into().expect("32 bytes");
-        // SAFETY: an unaligned load of exactly the 32 bytes borrowed.
-        unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
-    }
-
-    /// Pair sums of 32 source bytes at `at` summed over the rows: 16 sums
-    /// of 2 x `count` pixels (at most 2,040: no overflow in 16 bits).
+    /// Pair sums of the 32 bytes at `at` of each row, summed over the rows:
+    /// 16 sums of 2 x `N` pixels (at most 2,040: no overflow in 16 bits).
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn pair_sums(rows: &Rows<'_>, at: usize) -> __m256i {
+    fn pair_sums<const N: usize>(src: &[&[u8]; N], at: usize) -> __m256i {
         let ones = _mm256_set1_epi8(1);
         let mut acc = _mm256_setzero_si256();
-        for k in 0..rows.count {
-            let row = rows.row(k);
-            acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(load(&row[at..]), ones));
+        for row in src {
+            debug_assert!(at + 32 <= row.len());
+            // SAFETY: `reduce_avx2` cut every row to whole groups, and `at`
+            // is within one (checked above in debug builds).
+            let v = unsafe { _mm256_loadu_si256(row.as_ptr().add(at).cast()) };
+            acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(v, ones));
         }
         acc
     }
 
-    /// 16 block sums of 2 x count (FX = 2) or 4 x count (FX = 4) pixels, in
-    /// order, from `16 * FX` source bytes at `at`.
+    /// 16 block sums of 2 x N (FX = 2) or 4 x N (FX = 4) pixels, in order,
+    /// from `16 * FX` bytes of each row at `at`.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn sums16<const FX: usize>(rows: &Rows<'_>, at: usize) -> __m256i {
+    fn sums16<const FX: usize, const N: usize>(src: &[&[u8]; N], at: usize) -> __m256i {
         if FX == 2 {
-            pair_sums(rows, at)
+            pair_sums(src, at)
         } else {
             // Lane-wise horizontal adds leave the quarters as a0 b0 a1 b1:
             // put them back in order.
-            let q = _mm256_hadd_epi16(pair_sums(rows, at), pair_sums(rows, at + 32));
+            let q = _mm256_hadd_epi16(pair_sums(src, at), pair_sums(src, at + 32));
             _mm256_permute4x64_epi64::<0xD8>(q)
         }
     }
 
+    /// The rows cut to whole groups of 32 blocks once, so the loop's loads
+    /// need no bounds checks of their own.
     #[target_feature(enable = "avx2")]
-    fn reduce_avx2<const FX: usize>(rows: &Rows<'_>, out: &mut [u8]) -> usize {
-        let (half, shift) = rounding::<FX>(rows.count);
+    fn reduce_avx2<const FX: usize, const N: usize>(rows: &Rows<'_>, out: &mut [u8]) -> usize {
+        let (half, shift) = rounding::<FX>(N);
         let half = _mm256_set1_epi16(half as i16);
         let shift = _mm_cvtsi32_si128(shift as i32);
         let groups = (out.len() / 32).min(rows.len / (32 * FX));
-        for g in 0..groups {
+        let span = groups * 32 * FX;
+        let src: [&[u8]; N] = std::array::from_fn(|k| &rows.row(k)[..span]);
+        let ahead = AHEAD * N * rows.stride;
+        for (g, dst) in out[..groups * 32].chunks_exact_mut(32).enumerate() {
             let at = g * 32 * FX;
-            let lo = _mm256_srl_epi16(_mm256_add_epi16(sums16::<FX>(rows, at), half), shift);
+            for row in &src {
+                for line in (0..32 * FX).step_by(64) {
+                    // A hint only: the address (rows further down, which
+                    // may be past the plane) is never read by this code.
+                    let p = row.as_ptr().wrapping_add(at + line + ahead);
+                    _mm_prefetch::<_MM_HINT_T1>(p.cast());
+                }
+            }
+            let lo = _mm256_srl_epi16(_mm256_add_epi16(sums16::<FX, N>(&src, at), half), shift);
             let hi = _mm256_srl_epi16(
-                _mm256_add_epi16(sums16::<FX>(rows, at + 16 * FX), half),
+                _mm256_add_epi16(sums16::<FX, N>(&src, at + 16 * FX), half),
                 shift,
             );
             let packed = _mm256_permute4x64_epi64::<0xD8>(_mm256_packus_epi16(lo, hi));
-            let dst: &mut [u8; 32] = (&mut out[32 * g..32 * g + 32])
-                .try_into()
-                .expect("32 bytes");
             // SAFETY: an unaligned store of exactly the 32 bytes borrowed.
             unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), packed) };
         }

@@ -89,6 +89,20 @@ fn coefficients(in_size: u32, in0: f64, in1: f64, out: u32) -> Vec<Taps> {
         .collect()
 }
 
+/// One output row's vertical taps, kept inline (no pointer to follow per row).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RowTaps {
+    start: usize,
+    len: usize,
+    weights: [i16; RING],
+}
+
+impl RowTaps {
+    fn weights(&self) -> &[i16] {
+        &self.weights[..self.len]
+    }
+}
+
 /// The horizontal pass's table for a pair of lanes (16 outputs) and one
 /// pair of taps: each lane's load offset, the shuffle that puts each
 /// output's two source bytes side by side, and their weights.
@@ -105,7 +119,7 @@ struct PairStep {
 #[derive(Debug, Clone, PartialEq)]
 struct Tables {
     key: Key,
-    rows: Vec<Taps>,
+    rows: Vec<RowTaps>,
     /// `pairs` steps per 16 outputs.
     steps: Vec<PairStep>,
     pairs: usize,
@@ -154,6 +168,18 @@ impl Tables {
         {
             return None;
         }
+        let rows = rows
+            .iter()
+            .map(|t| {
+                let mut weights = [0; RING];
+                weights[..t.weights.len()].copy_from_slice(&t.weights);
+                RowTaps {
+                    start: t.start,
+                    len: t.weights.len(),
+                    weights,
+                }
+            })
+            .collect();
         let taps = cols.iter().map(|t| t.weights.len()).max()?;
         let pairs = taps.div_ceil(2);
         let lanes = cols.len().div_ceil(GROUP);
@@ -274,7 +300,7 @@ impl Separable {
         let mut next = 0;
         self.pair.resize(2 * ow * 3, 0);
         for (row, taps) in tables.rows.iter().enumerate() {
-            let end = taps.start + taps.weights.len();
+            let end = taps.start + taps.len;
             while next < end {
                 let slot = (next % RING) * row_len;
                 let [ry, ru, rv] = &mut self.ring;
@@ -295,12 +321,12 @@ impl Separable {
                     let slot = ((taps.start + k) % RING) * row_len;
                     &ring[slot..slot + row_len]
                 });
-                let source = &source[..taps.weights.len()];
+                let source = &source[..taps.len];
                 if simd {
-                    simd::vertical(source, &taps.weights, &mut column[..]);
+                    simd::vertical(source, taps.weights(), &mut column[..]);
                     simd::horizontal(column, &tables.steps, tables.pairs, out);
                 } else {
-                    vertical(source, &taps.weights, &mut column[..rw]);
+                    vertical(source, taps.weights(), &mut column[..rw]);
                     horizontal(column, &tables.cols, &mut out[..ow]);
                 }
             }
@@ -554,16 +580,16 @@ mod tests {
             let len = (w as usize).next_multiple_of(32) + SLACK;
             let rows: Vec<Vec<u8>> = (0..RING).map(|k| bytes(len, k)).collect();
             for taps in &t.rows {
-                let n = taps.weights.len();
+                let n = taps.len;
                 let source: Vec<&[u8]> = rows[..n].iter().map(Vec::as_slice).collect();
                 let (mut a, mut b) = (vec![0u8; len], vec![0u8; len]);
-                simd::vertical(&source, &taps.weights, &mut a);
-                vertical(&source, &taps.weights, &mut b[..w as usize]);
+                simd::vertical(&source, taps.weights(), &mut a);
+                vertical(&source, taps.weights(), &mut b[..w as usize]);
                 assert_eq!(
                     a[..w as usize],
                     b[..w as usize],
                     "{w}x{h}: vertical, weights {:?}",
-                    taps.weights
+                    taps.weights()
                 );
             }
             let row = bytes(len, 99);

@@ -154,17 +154,42 @@ impl Blocks {
         out: [&mut [u8]; 3],
     ) {
         let wu = self.width as usize;
+        for ((rows, bx), dst) in self.sources([y, u, v], r).into_iter().zip(out) {
+            let dst = &mut dst[..wu];
+            match bx {
+                1 => reduce_row::<1>(&rows, sums, dst),
+                2 => reduce_row::<2>(&rows, sums, dst),
+                _ => reduce_row::<4>(&rows, sums, dst),
+            }
+        }
+    }
+
+    /// Asks for the source of the first reduced rows to be fetched: the
+    /// reduction prefetches further rows as it goes ([`avx2`]), so only the
+    /// first few would wait for memory.
+    pub(super) fn prefetch_start(&self, planes: [&Plane<'_>; 3]) {
+        for r in 0..avx2::AHEAD.min(self.height as usize) {
+            for (rows, _) in self.sources(planes, r) {
+                avx2::prefetch(&rows);
+            }
+        }
+    }
+
+    /// Where reduced row `r` of each plane comes from, and the plane's
+    /// block width.
+    fn sources<'a>(&self, [y, u, v]: [&Plane<'a>; 3], r: usize) -> [(Rows<'a>, u32); 3] {
+        let wu = self.width as usize;
         // Per plane: the first column, the block's size, and the shift from
         // luma rows to the plane's.
         let (fx, fy) = (self.fx, self.fy);
         let (cx, cy) = (fx / 2, (fy / 2).max(1));
         let luma_row = self.y0 as usize + r * fy as usize;
-        let planes = [
+        [
             (y, self.x0, (fx, fy), 0),
             (u, self.x0 / 2, (cx, cy), 1),
             (v, self.x0 / 2, (cx, cy), 1),
-        ];
-        for ((plane, px, (bx, by), shift), dst) in planes.into_iter().zip(out) {
+        ]
+        .map(|(plane, px, (bx, by), shift)| {
             let row = luma_row >> shift;
             let rows = Rows {
                 data: plane.data,
@@ -173,13 +198,8 @@ impl Blocks {
                 len: wu * bx as usize,
                 count: by as usize,
             };
-            let dst = &mut dst[..wu];
-            match bx {
-                1 => reduce_row::<1>(&rows, sums, dst),
-                2 => reduce_row::<2>(&rows, sums, dst),
-                _ => reduce_row::<4>(&rows, sums, dst),
-            }
-        }
+            (rows, bx)
+        })
     }
 }
 
@@ -262,7 +282,23 @@ mod avx2 {
     };
 
     /// How far ahead the source is prefetched, in rows of blocks.
-    const AHEAD: usize = 4;
+    pub(super) const AHEAD: usize = 4;
+
+    /// Prefetches every line of `rows` into the second-level cache.
+    pub(super) fn prefetch(rows: &Rows<'_>) {
+        for k in 0..rows.count {
+            let start = rows.start + k * rows.stride;
+            prefetch_bytes(&rows.data[start..start + rows.len]);
+        }
+    }
+
+    fn prefetch_bytes(bytes: &[u8]) {
+        for line in (0..bytes.len()).step_by(64) {
+            // SAFETY: SSE is part of every x86-64 CPU, and a prefetch reads
+            // nothing architecturally (the address is within `bytes`).
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(bytes.as_ptr().add(line).cast()) };
+        }
+    }
 
     /// Averages whole groups of 32 blocks of `rows` into `out` when the CPU
     /// has AVX2, `FX` is 2 or 4 and the rows are 1, 2 or 4; returns how many
@@ -350,6 +386,10 @@ mod avx2 {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod avx2 {
+    pub(super) const AHEAD: usize = 4;
+
+    pub(super) fn prefetch(_: &super::Rows<'_>) {}
+
     pub(super) fn reduce_row<const FX: usize>(_: &super::Rows<'_>, _: &mut [u8]) -> usize {
         0
     }

@@ -297,6 +297,7 @@ impl Separable {
         for o in &mut self.out {
             o.resize(out_len, 0);
         }
+        blocks.prefetch_start(planes);
         let mut next = 0;
         self.pair.resize(2 * ow * 3, 0);
         for (row, taps) in tables.rows.iter().enumerate() {
@@ -324,11 +325,16 @@ impl Separable {
                 let source = &source[..taps.len];
                 if simd {
                     simd::vertical(source, taps.weights(), &mut column[..]);
-                    simd::horizontal(column, &tables.steps, tables.pairs, out);
                 } else {
                     vertical(source, taps.weights(), &mut column[..rw]);
                     horizontal(column, &tables.cols, &mut out[..ow]);
                 }
+            }
+            if simd {
+                // The three planes' rows through each step of the table at once.
+                let [cy, cu, cv] = &self.column;
+                let [oy, ou, ov] = &mut self.out;
+                simd::horizontal([cy, cu, cv], &tables.steps, tables.pairs, [oy, ou, ov]);
             }
             let [y, u, v] = &self.out;
             let (y, u, v) = (&y[..ow], &u[..ow], &v[..ow]);
@@ -454,38 +460,55 @@ mod simd {
         }
     }
 
-    /// The horizontal pass: 16 outputs per group of `pairs` steps.
-    pub(super) fn horizontal(row: &[u8], steps: &[PairStep], pairs: usize, out: &mut [u8]) {
+    /// The horizontal pass over `P` rows (planes) with one table: 16
+    /// outputs per group of `pairs` steps, each step's shuffle and weights
+    /// loaded once for all the rows.
+    pub(super) fn horizontal<const P: usize>(
+        rows: [&[u8]; P],
+        steps: &[PairStep],
+        pairs: usize,
+        out: [&mut [u8]; P],
+    ) {
         // SAFETY: `available()` was checked by the caller.
-        unsafe { horizontal_avx2(row, steps, pairs, out) }
+        unsafe { horizontal_avx2(rows, steps, pairs, out) }
     }
 
     #[target_feature(enable = "avx2")]
-    fn horizontal_avx2(row: &[u8], steps: &[PairStep], pairs: usize, out: &mut [u8]) {
+    fn horizontal_avx2<const P: usize>(
+        rows: [&[u8]; P],
+        steps: &[PairStep],
+        pairs: usize,
+        mut out: [&mut [u8]; P],
+    ) {
         let half = _mm256_set1_epi16((super::ONE / 2) as i16);
         for (g, group) in steps.chunks_exact(pairs).enumerate() {
-            let mut acc = _mm256_setzero_si256();
+            let mut acc = [_mm256_setzero_si256(); P];
             for s in group {
-                let both = _mm256_inserti128_si256::<1>(
-                    _mm256_castsi128_si256(load16(row, s.offsets[0])),
-                    load16(row, s.offsets[1]),
-                );
-                let picked = _mm256_shuffle_epi8(both, load32(&s.shuffle));
+                let shuffle = load32(&s.shuffle);
                 let weights = load32(&s.weights);
-                acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(picked, weights));
+                for (acc, row) in acc.iter_mut().zip(rows) {
+                    let both = _mm256_inserti128_si256::<1>(
+                        _mm256_castsi128_si256(load16(row, s.offsets[0])),
+                        load16(row, s.offsets[1]),
+                    );
+                    let picked = _mm256_shuffle_epi8(both, shuffle);
+                    *acc = _mm256_add_epi16(*acc, _mm256_maddubs_epi16(picked, weights));
+                }
             }
-            let acc = _mm256_srai_epi16::<{ super::BITS as i32 }>(_mm256_add_epi16(acc, half));
-            let bytes = _mm256_packus_epi16(acc, acc);
-            let dst: &mut [u8; 16] = (&mut out[g * 16..g * 16 + 16])
-                .try_into()
-                .expect("16 bytes");
-            // SAFETY: two 8-byte stores into the 16 bytes borrowed.
-            unsafe {
-                _mm_storel_epi64(dst.as_mut_ptr().cast(), _mm256_castsi256_si128(bytes));
-                _mm_storel_epi64(
-                    dst[8..].as_mut_ptr().cast(),
-                    _mm256_extracti128_si256::<1>(bytes),
-                );
+            for (acc, out) in acc.into_iter().zip(out.iter_mut()) {
+                let acc = _mm256_srai_epi16::<{ super::BITS as i32 }>(_mm256_add_epi16(acc, half));
+                let bytes = _mm256_packus_epi16(acc, acc);
+                let dst: &mut [u8; 16] = (&mut out[g * 16..g * 16 + 16])
+                    .try_into()
+                    .expect("16 bytes");
+                // SAFETY: two 8-byte stores into the 16 bytes borrowed.
+                unsafe {
+                    _mm_storel_epi64(dst.as_mut_ptr().cast(), _mm256_castsi256_si128(bytes));
+                    _mm_storel_epi64(
+                        dst[8..].as_mut_ptr().cast(),
+                        _mm256_extracti128_si256::<1>(bytes),
+                    );
+                }
             }
         }
     }
@@ -501,7 +524,13 @@ mod simd {
 
     pub(super) fn vertical(_: &[&[u8]], _: &[i16], _: &mut [u8]) {}
 
-    pub(super) fn horizontal(_: &[u8], _: &[PairStep], _: usize, _: &mut [u8]) {}
+    pub(super) fn horizontal<const P: usize>(
+        _: [&[u8]; P],
+        _: &[PairStep],
+        _: usize,
+        _: [&mut [u8]; P],
+    ) {
+    }
 }
 
 #[cfg(test)]
@@ -595,7 +624,7 @@ mod tests {
             let row = bytes(len, 99);
             let out_len = (dst as usize).next_multiple_of(2 * GROUP) + SLACK;
             let (mut a, mut b) = (vec![0u8; out_len], vec![0u8; out_len]);
-            simd::horizontal(&row, &t.steps, t.pairs, &mut a);
+            simd::horizontal([&row], &t.steps, t.pairs, [&mut a]);
             horizontal(&row, &t.cols, &mut b[..dst as usize]);
             assert_eq!(a[..dst as usize], b[..dst as usize], "{w}x{h}: horizontal");
         }

@@ -10,7 +10,7 @@ use vidar_models::{Format, Model, Precision, ProviderConfig, SessionFactory, Tas
 
 use crate::postprocess::{decode_raw, Anchor, Candidate, DecodeParams, NormBox, RawSsd};
 use crate::{DetectError, Detection, Detector, Prepared, Preparer, StageTimings};
-use vidar_models::image::{Filter, FrameResizer, Picture};
+use vidar_models::image::{Arrangement, Filter, FrameResizer, Picture};
 use vidar_models::Layout;
 
 /// Settings of an SSD detector.
@@ -232,11 +232,13 @@ impl Preparer for SsdPreparer {
         into.sizes.clear();
         let (w, h) = (self.in_w as u32, self.in_h as u32);
         for (frame, dst) in frames.iter().zip(into.data.chunks_exact_mut(size)) {
-            if self.block == 1 {
-                self.resizer.resize(frame, None, dst, w, h)?;
+            let arrangement = if self.block == 1 {
+                Arrangement::Pixels
             } else {
-                self.resizer.resize_blocks(frame, None, dst, w, h)?;
-            }
+                Arrangement::Blocks
+            };
+            self.resizer
+                .resize_into(*frame, None, dst, (w, h), arrangement)?;
             into.sizes.push((frame.width(), frame.height()));
         }
         into.took = t0.elapsed();

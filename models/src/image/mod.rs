@@ -182,6 +182,16 @@ pub struct Region {
     pub h: f64,
 }
 
+/// How [`FrameResizer::resize_into`] arranges its RGB8 output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrangement {
+    /// Packed pixels, row by row.
+    Pixels,
+    /// 2x2 pixel blocks ([`space_to_depth`]: `nhwc-s2d2` models' input);
+    /// the width and height must be even.
+    Blocks,
+}
+
 /// How [`FrameResizer`] filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -228,7 +238,7 @@ pub struct FrameResizer {
     /// I420, antialiased: reduced and resized row by row (`separable`),
     /// where its tables apply; `reduced` otherwise.
     separable: separable::Separable,
-    /// Pixels resized for [`Self::resize_blocks`] where they are not
+    /// Pixels resized for [`Arrangement::Blocks`] where they are not
     /// written as blocks row by row.
     block_pixels: Vec<u8>,
 }
@@ -282,31 +292,25 @@ impl FrameResizer {
         dst_w: u32,
         dst_h: u32,
     ) -> Result<(), ImageError> {
-        self.resize_as(frame.into(), region, dst, (dst_w, dst_h), false)
+        self.resize_into(
+            frame.into(),
+            region,
+            dst,
+            (dst_w, dst_h),
+            Arrangement::Pixels,
+        )
     }
 
-    /// As [`Self::resize`], written as 2x2 pixel blocks ([`space_to_depth`]:
-    /// `nhwc-s2d2` models' input); `dst_w` and `dst_h` even. A reduced
+    /// As [`Self::resize`], in `arrangement`. As [`Arrangement::Blocks`], a reduced
     /// I420 frame is written as blocks row by row; other frames are resized
     /// into a buffer kept between calls, then rewritten.
-    pub fn resize_blocks<'f>(
-        &mut self,
-        frame: impl Into<Picture<'f>>,
-        region: Option<Region>,
-        dst: &mut [u8],
-        dst_w: u32,
-        dst_h: u32,
-    ) -> Result<(), ImageError> {
-        self.resize_as(frame.into(), region, dst, (dst_w, dst_h), true)
-    }
-
-    fn resize_as(
+    pub fn resize_into(
         &mut self,
         frame: Picture<'_>,
         region: Option<Region>,
         dst: &mut [u8],
         (dst_w, dst_h): (u32, u32),
-        blocks: bool,
+        arrangement: Arrangement,
     ) -> Result<(), ImageError> {
         let needed = dst_w as usize * dst_h as usize * 3;
         if dst_w == 0 || dst_h == 0 || dst.len() < needed {
@@ -316,6 +320,7 @@ impl FrameResizer {
             )));
         }
         let dst = &mut dst[..needed];
+        let blocks = arrangement == Arrangement::Blocks;
         if blocks && (dst_w % 2 != 0 || dst_h % 2 != 0) {
             return Err(ImageError(format!(
                 "destination: {dst_w}x{dst_h}: 2x2 blocks need an even width and height"
@@ -331,7 +336,13 @@ impl FrameResizer {
             let mut pixels = std::mem::take(&mut self.block_pixels);
             pixels.resize(needed, 0);
             let done = self
-                .resize_as(frame, region, &mut pixels, (dst_w, dst_h), false)
+                .resize_into(
+                    frame,
+                    region,
+                    &mut pixels,
+                    (dst_w, dst_h),
+                    Arrangement::Pixels,
+                )
                 .and_then(|()| space_to_depth(&pixels, dst_w as usize, dst_h as usize, dst));
             self.block_pixels = pixels;
             return done;

@@ -607,7 +607,7 @@ fn blocks_are_the_pixels_rewritten_on_every_path() {
                 .expect("pixels");
             space_to_depth(&pixels, dw as usize, dh as usize, &mut want).expect("s2d");
             resizer
-                .resize_blocks(picture, region, &mut blocks, dw, dh)
+                .resize_into(picture, region, &mut blocks, (dw, dh), Arrangement::Blocks)
                 .expect("blocks");
             assert!(
                 blocks == want,
@@ -618,7 +618,13 @@ fn blocks_are_the_pixels_rewritten_on_every_path() {
     let (data, offsets, strides) = scene_i420(1280, 720);
     let frame = I420Frame::from_buffer(1280, 720, &data, offsets, strides, colour).expect("i420");
     let err = FrameResizer::new()
-        .resize_blocks(frame, None, &mut vec![0u8; 301 * 300 * 3], 301, 300)
+        .resize_into(
+            frame.into(),
+            None,
+            &mut vec![0u8; 301 * 300 * 3],
+            (301, 300),
+            Arrangement::Blocks,
+        )
         .expect_err("odd width");
     assert!(err.to_string().contains("301x300"), "{err}");
 }

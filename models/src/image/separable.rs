@@ -7,10 +7,11 @@
 //! converted to RGB. What it computes is the bilinear convolution that
 //! `fast_image_resize` (as Pillow) computes over the reduced planes, with
 //! the same coefficients ([`coefficients`]) rounded to 1/128. Every
-//! intermediate stays in the first-level cache: no reduced frame, no
-//! interleaved copy, no second buffer of the output, and the tables are
-//! built once per geometry (`fast_image_resize` computes its coefficients
-//! into new vectors on every call).
+//! intermediate is a few rows (tens of kilobytes, in the first- and
+//! second-level caches): no reduced frame, no interleaved copy, no second
+//! buffer of the output, and the tables are built once per geometry
+//! (`fast_image_resize` computes its coefficients into new vectors on
+//! every call).
 //!
 //! The horizontal pass gathers each output's source pixels with a byte
 //! shuffle within 16 bytes, so it applies where 8 neighbouring outputs read
@@ -234,13 +235,20 @@ impl Tables {
     }
 }
 
-/// The resize of box-reduced I420 planes, with its buffers and the last
-/// geometry's tables kept between calls.
+/// Geometries whose tables (or refusal) are kept: a detector thread serves
+/// cameras of a few sizes, and alternating between them must not rebuild
+/// tables every frame.
+const GEOMETRIES: usize = 4;
+
+/// The resize of box-reduced I420 planes, with its buffers and the tables
+/// of the last few geometries kept between calls.
 #[derive(Debug, Default)]
 pub(super) struct Separable {
-    tables: Option<Tables>,
-    /// The last geometry that had no tables (so it is not tried every frame).
-    refused: Option<Key>,
+    /// The tables of up to [`GEOMETRIES`] geometries, the latest used last;
+    /// `None` for one the passes cannot do (so it is not tried every frame).
+    tables: Vec<(Key, Option<Tables>)>,
+    /// Tables built (or refused) so far: how often a geometry was new.
+    builds: u64,
     /// Reduced rows of Y, U and V, `RING` rows each.
     ring: [Vec<u8>; 3],
     /// One row of each plane after the vertical pass.
@@ -275,17 +283,20 @@ impl Separable {
             return false;
         };
         let key = Key::of(&blocks, dst_w, dst_h);
-        if self.refused == Some(key) {
-            return false;
-        }
-        if self.tables.as_ref().map(|t| t.key) != Some(key) {
-            self.tables = Tables::build(key);
-            if self.tables.is_none() {
-                self.refused = Some(key);
-                return false;
+        match self.tables.iter().position(|(k, _)| *k == key) {
+            Some(i) => {
+                let found = self.tables.remove(i);
+                self.tables.push(found);
+            }
+            None => {
+                if self.tables.len() == GEOMETRIES {
+                    self.tables.remove(0);
+                }
+                self.tables.push((key, Tables::build(key)));
+                self.builds += 1;
             }
         }
-        let Some(tables) = &self.tables else {
+        let Some((_, Some(tables))) = self.tables.last() else {
             return false;
         };
         let simd = simd::available();
@@ -633,6 +644,59 @@ mod tests {
             horizontal(&row, &t.cols, &mut b[..dst as usize]);
             assert_eq!(a[..dst as usize], b[..dst as usize], "{w}x{h}: horizontal");
         }
+    }
+
+    #[test]
+    fn tables_are_kept_for_a_few_geometries_at_once() {
+        // Cameras of two sizes through one detector thread, and one size the
+        // passes cannot do: each geometry's tables are built once.
+        fn plane(data: &[u8], w: u32, h: u32) -> Plane<'_> {
+            Plane {
+                data,
+                stride: w as usize,
+                width: w,
+                height: h,
+            }
+        }
+        let (luma, chroma) = (vec![90u8; 2560 * 1440], vec![128u8; 1280 * 720]);
+        let mut s = Separable::default();
+        let mut dst = vec![0u8; 300 * 300 * 3];
+        for round in 0..3 {
+            for (w, h, takes) in [(1920, 1080, true), (1280, 720, true), (2560, 1440, false)] {
+                let (y, u, v) = (
+                    plane(&luma, w, h),
+                    plane(&chroma, w / 2, h / 2),
+                    plane(&chroma, w / 2, h / 2),
+                );
+                let area = Area {
+                    left: 0.0,
+                    top: 0.0,
+                    width: f64::from(w),
+                    height: f64::from(h),
+                };
+                let factors = super::super::reduce::factors(w, h, 300, 300).expect("reducible");
+                dst.fill(0);
+                let done = s.resize(
+                    [&y, &u, &v],
+                    YuvToRgb::default(),
+                    area,
+                    factors,
+                    &mut dst,
+                    (300, 300),
+                    false,
+                );
+                assert_eq!(done, takes, "{w}x{h}, round {round}");
+                if takes {
+                    // A flat grey frame comes out flat grey.
+                    assert!(dst.iter().all(|&b| b == dst[0] && b > 0), "{w}x{h}: flat");
+                }
+            }
+        }
+        assert_eq!(
+            s.builds, 3,
+            "each geometry's tables built once over 3 rounds"
+        );
+        assert_eq!(s.tables.len(), 3);
     }
 
     #[test]

@@ -22,7 +22,7 @@
 
 use super::reduce::Blocks;
 use super::yuv::{Plane, YuvToRgb};
-use super::Area;
+use super::{Area, ImageError};
 
 /// Fixed-point weights: 7 fractional bits (the sum of each output's weights is 128).
 const BITS: u32 = 7;
@@ -124,7 +124,6 @@ struct PairStep {
 /// horizontal pass as shuffles and weights.
 #[derive(Debug, Clone, PartialEq)]
 struct Tables {
-    key: Key,
     rows: Vec<RowTaps>,
     /// `pairs` steps per 16 outputs.
     steps: Vec<PairStep>,
@@ -226,7 +225,6 @@ impl Tables {
             }
         }
         Some(Self {
-            key,
             rows,
             steps,
             pairs,
@@ -263,8 +261,9 @@ pub(super) struct Separable {
 impl Separable {
     /// Resizes `area` (luma pixels) of the frame's planes, box-reduced by
     /// `factors`, into `dst` (RGB8, `dst_w` x `dst_h`, as pixels or, with
-    /// `blocks_out`, as 2x2 blocks: [`super::space_to_depth`]); `false`
-    /// (nothing written) where this path does not apply.
+    /// `blocks_out`, as 2x2 blocks: [`super::space_to_depth`], which says
+    /// what is wrong with an odd size); `Ok(false)` (nothing written) where
+    /// this path does not apply.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn resize(
         &mut self,
@@ -275,15 +274,14 @@ impl Separable {
         dst: &mut [u8],
         (dst_w, dst_h): (u32, u32),
         blocks_out: bool,
-    ) -> bool {
-        if blocks_out && (dst_w % 2 != 0 || dst_h % 2 != 0) {
-            return false;
-        }
+    ) -> Result<bool, ImageError> {
         let Some(blocks) = Blocks::of(planes[0], area, factors) else {
-            return false;
+            return Ok(false);
         };
         let key = Key::of(&blocks, dst_w, dst_h);
         match self.tables.iter().position(|(k, _)| *k == key) {
+            // The latest is last already (one camera size: every frame).
+            Some(i) if i + 1 == self.tables.len() => {}
             Some(i) => {
                 let found = self.tables.remove(i);
                 self.tables.push(found);
@@ -297,7 +295,7 @@ impl Separable {
             }
         }
         let Some((_, Some(tables))) = self.tables.last() else {
-            return false;
+            return Ok(false);
         };
         let simd = simd::available();
         let (rw, ow) = (blocks.width as usize, dst_w as usize);
@@ -364,10 +362,10 @@ impl Separable {
             colour.convert_row(y, u, v, &mut pair[j * ow * 3..(j + 1) * ow * 3]);
             if j == 1 {
                 let at = (row / 2) * 2 * ow * 3;
-                super::space_to_depth(pair, ow, 2, &mut dst[at..at + 2 * ow * 3]).ok();
+                super::space_to_depth(pair, ow, 2, &mut dst[at..at + 2 * ow * 3])?;
             }
         }
-        true
+        Ok(true)
     }
 }
 
@@ -676,15 +674,17 @@ mod tests {
                 };
                 let factors = super::super::reduce::factors(w, h, 300, 300).expect("reducible");
                 dst.fill(0);
-                let done = s.resize(
-                    [&y, &u, &v],
-                    YuvToRgb::default(),
-                    area,
-                    factors,
-                    &mut dst,
-                    (300, 300),
-                    false,
-                );
+                let done = s
+                    .resize(
+                        [&y, &u, &v],
+                        YuvToRgb::default(),
+                        area,
+                        factors,
+                        &mut dst,
+                        (300, 300),
+                        false,
+                    )
+                    .expect("resize");
                 assert_eq!(done, takes, "{w}x{h}, round {round}");
                 if takes {
                     // A flat grey frame comes out flat grey.

@@ -74,7 +74,7 @@ pub(crate) fn deinterleave4(src: &[u8], a: &mut [u8], b: &mut [u8], c: &mut [u8]
 /// `i % 3` of pixel `i / 3`. The shuffle that moves channel `ch`'s bytes
 /// into output chunk `chunk` (bytes `16 * chunk..`), zeroing the others
 /// (`0x80`).
-const fn interleave_mask(ch: usize, chunk: usize) -> [u8; 16] {
+pub(super) const fn interleave_mask(ch: usize, chunk: usize) -> [u8; 16] {
     let mut m = [0x80u8; 16];
     let mut p = 0;
     while p < 16 {

@@ -17,6 +17,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 mod blocks;
 mod interleave;
 mod reduce;
+mod rgb;
 mod sampled;
 mod separable;
 #[cfg(test)]

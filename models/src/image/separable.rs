@@ -253,8 +253,8 @@ pub(super) struct Separable {
     column: [Vec<u8>; 3],
     /// One output row of each plane.
     out: [Vec<u8>; 3],
-    /// Two RGB rows, for an output of 2x2 blocks.
-    pair: Vec<u8>,
+    /// The even row's three planes, for an output of 2x2 blocks.
+    above: [Vec<u8>; 3],
     sums: Vec<u16>,
 }
 
@@ -308,12 +308,16 @@ impl Separable {
         for c in &mut self.column {
             c.resize(row_len, 0);
         }
-        for o in &mut self.out {
+        if blocks_out && (dst_w % 2 != 0 || dst_h % 2 != 0) {
+            return Err(ImageError(format!(
+                "{dst_w}x{dst_h}: 2x2 blocks need an even width and height"
+            )));
+        }
+        for o in self.out.iter_mut().chain(&mut self.above) {
             o.resize(out_len, 0);
         }
         blocks.prefetch_start(planes);
         let mut next = 0;
-        self.pair.resize(2 * ow * 3, 0);
         for (row, taps) in tables.rows.iter().enumerate() {
             let end = taps.start + taps.len;
             while next < end {
@@ -356,14 +360,20 @@ impl Separable {
                 colour.convert_row(y, u, v, &mut dst[row * ow * 3..(row + 1) * ow * 3]);
                 continue;
             }
-            // 2x2 blocks: the even row waits for the odd one, then both are
-            // written as one row of blocks.
-            let (j, pair) = (row % 2, &mut self.pair);
-            colour.convert_row(y, u, v, &mut pair[j * ow * 3..(j + 1) * ow * 3]);
-            if j == 1 {
-                let at = (row / 2) * 2 * ow * 3;
-                super::space_to_depth(pair, ow, 2, &mut dst[at..at + 2 * ow * 3])?;
+            // 2x2 blocks: the even row's planes wait for the odd row's, then
+            // both are converted into one row of blocks.
+            if row % 2 == 0 {
+                std::mem::swap(&mut self.above, &mut self.out);
+                continue;
             }
+            let [ay, au, av] = &self.above;
+            let at = (row / 2) * 2 * ow * 3;
+            super::rgb::convert_blocks(
+                &colour,
+                [&ay[..ow], &au[..ow], &av[..ow]],
+                [y, u, v],
+                &mut dst[at..at + 2 * ow * 3],
+            );
         }
         Ok(true)
     }

@@ -10,7 +10,7 @@
 //! the planes and then converting is converting and then resizing, up to
 //! rounding), and for a JPEG crop, of its own pixels only.
 
-use super::interleave::{deinterleave4, interleave3};
+use super::interleave::deinterleave4;
 use super::ImageError;
 
 /// The matrix a frame's YUV values were encoded with (its colorimetry).
@@ -25,17 +25,17 @@ pub enum YuvMatrix {
 }
 
 /// Fractional bits of [`YuvToRgb`]'s fixed-point coefficients.
-const BITS: u32 = 14;
+pub(super) const BITS: u32 = 14;
 
 /// Fixed-point YUV -> RGB conversion for one matrix and range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct YuvToRgb {
-    y_offset: i32,
-    y_mul: i32,
-    rv: i32,
-    gu: i32,
-    gv: i32,
-    bu: i32,
+    pub(super) y_offset: i32,
+    pub(super) y_mul: i32,
+    pub(super) rv: i32,
+    pub(super) gu: i32,
+    pub(super) gv: i32,
+    pub(super) bu: i32,
 }
 
 impl YuvToRgb {
@@ -64,7 +64,8 @@ impl YuvToRgb {
         }
     }
 
-    /// One pixel.
+    /// One pixel: the definition every row and block conversion computes
+    /// byte for byte (`super::rgb`).
     #[inline(always)]
     pub fn rgb(&self, y: u8, u: u8, v: u8) -> [u8; 3] {
         let y = self.luma(y);
@@ -83,16 +84,23 @@ impl YuvToRgb {
     }
 
     /// A row of pixels from its planar `y`, `u` and `v` (one value each per
-    /// pixel) into packed RGB `out` (3 bytes per pixel). In blocks of 64,
-    /// so the arithmetic vectorises; the same results as [`Self::rgb`].
+    /// pixel) into packed RGB `out` (3 bytes per pixel, as many as `out`
+    /// holds); the same results as [`Self::rgb`].
     pub fn convert_row(&self, y: &[u8], u: &[u8], v: &[u8], out: &mut [u8]) {
-        convert_row(self, y, u, v, out);
+        super::rgb::convert_row(self, y, u, v, out);
     }
 
     /// Interleaved YUV pixels of 4 bytes (Y, U, V, anything) into packed
     /// RGB `out`, in place of [`Self::convert_row`] for an interleaved source.
     pub(crate) fn convert_padded(&self, yuv: &[u8], out: &mut [u8]) {
-        convert_padded(self, yuv, out);
+        const N: usize = 64;
+        let (mut y, mut u, mut v) = ([0u8; N], [0u8; N], [0u8; N]);
+        for (i, o) in yuv.chunks(4 * N).zip(out.chunks_mut(3 * N)) {
+            let n = (i.len() / 4).min(o.len() / 3);
+            let (y, u, v) = (&mut y[..n], &mut u[..n], &mut v[..n]);
+            deinterleave4(&i[..4 * n], y, u, v);
+            super::rgb::convert_row(self, y, u, v, &mut o[..3 * n]);
+        }
     }
 
     /// Luma scaled to 0-255 (what a grey image of the RGB would hold, up to
@@ -113,63 +121,6 @@ impl Default for YuvToRgb {
     /// BT.601, limited range.
     fn default() -> Self {
         Self::new(YuvMatrix::Bt601, false)
-    }
-}
-
-/// [`YuvToRgb::convert_row`], compiled for AVX2 too (chosen at run time).
-#[allow(unsafe_code)]
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
-fn convert_row(c: &YuvToRgb, y: &[u8], u: &[u8], v: &[u8], out: &mut [u8]) {
-    const N: usize = 64;
-    let blocks = y
-        .chunks_exact(N)
-        .zip(u.chunks_exact(N))
-        .zip(v.chunks_exact(N))
-        .zip(out.chunks_exact_mut(3 * N));
-    let mut done = 0;
-    for (((ys, us), vs), o) in blocks {
-        rgb_block::<N>(c, ys, us, vs, o);
-        done += N;
-    }
-    let rest = out[3 * done..]
-        .chunks_exact_mut(3)
-        .zip(&y[done..])
-        .zip(&u[done..])
-        .zip(&v[done..]);
-    for (((o, &y), &u), &v) in rest {
-        o.copy_from_slice(&c.rgb(y, u, v));
-    }
-}
-
-/// `N` pixels from planar values into packed RGB `o` (`3 * N` bytes): the
-/// arithmetic on whole arrays (so it vectorises), then interleaved with byte
-/// shuffles. Inlined into the callers' AVX2 versions.
-#[inline(always)]
-fn rgb_block<const N: usize>(c: &YuvToRgb, y: &[u8], u: &[u8], v: &[u8], o: &mut [u8]) {
-    let (mut r, mut g, mut b) = ([0u8; N], [0u8; N], [0u8; N]);
-    for k in 0..N {
-        [r[k], g[k], b[k]] = c.rgb(y[k], u[k], v[k]);
-    }
-    interleave3(&r, &g, &b, o);
-}
-
-/// [`YuvToRgb::convert_padded`], compiled for AVX2 too (chosen at run time).
-#[allow(unsafe_code)]
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
-fn convert_padded(c: &YuvToRgb, yuv: &[u8], out: &mut [u8]) {
-    const N: usize = 64;
-    let mut done = 0;
-    let (mut y, mut u, mut v) = ([0u8; N], [0u8; N], [0u8; N]);
-    for (i, o) in yuv.chunks_exact(4 * N).zip(out.chunks_exact_mut(3 * N)) {
-        deinterleave4(i, &mut y, &mut u, &mut v);
-        rgb_block::<N>(c, &y, &u, &v, o);
-        done += N;
-    }
-    let rest = yuv[4 * done..]
-        .chunks_exact(4)
-        .zip(out[3 * done..].chunks_exact_mut(3));
-    for (p, o) in rest {
-        o.copy_from_slice(&c.rgb(p[0], p[1], p[2]));
     }
 }
 

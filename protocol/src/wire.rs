@@ -29,7 +29,7 @@ use serde::Serialize;
 use std::fmt;
 
 /// The version of the wire format this build speaks, carried in every header.
-pub const PROTOCOL_VERSION: u16 = 9;
+pub const PROTOCOL_VERSION: u16 = 10;
 /// The two bytes every Vidar payload starts with.
 pub const MAGIC: [u8; 2] = *b"VD";
 /// Length of the header in front of the postcard body, in bytes.

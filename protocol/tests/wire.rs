@@ -52,6 +52,7 @@ fn node_status() -> NodeStatus {
                     tracks: 2,
                     bitrate_bps: 2_200_000.0,
                     persons: 3.5,
+                    detect_share: 0.5,
                 },
                 CameraLoad {
                     camera: cam("dock"),
@@ -63,6 +64,7 @@ fn node_status() -> NodeStatus {
                     tracks: 0,
                     bitrate_bps: 0.0,
                     persons: 0.0,
+                    detect_share: 0.0,
                 },
             ],
             detect_busy: 0.7,
@@ -831,6 +833,14 @@ fn invalid_messages_refused_with_the_field() {
                 encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
             },
             "refusing to send an invalid message: NodeStatus: load.cameras[0].persons: -1 is not a finite non-negative number".into(),
+        ),
+        (
+            {
+                let mut m = node_status();
+                m.load.cameras[1].detect_share = 1.5;
+                encode(&m).err().map(|e| e.to_string()).unwrap_or_default()
+            },
+            "refusing to send an invalid message: NodeStatus: load.cameras[1].detect_share: 1.5 is outside 0..=1".into(),
         ),
         (
             {

@@ -86,6 +86,8 @@ pub(super) struct Last {
     bitrate_bps: f64,
     /// People per detected frame, averaged over about [`PERSONS_WINDOW_S`].
     persons: f64,
+    /// Detector runs per analysed frame, averaged the same way.
+    detect_share: f64,
 }
 
 /// Seconds over which a camera's bitrate is averaged (a key frame every
@@ -151,6 +153,7 @@ impl Reporter {
                 at: now,
                 bitrate_bps: 0.0,
                 persons: 0.0,
+                detect_share: 0.0,
             });
             let dt = now.saturating_duration_since(last.at).as_secs_f64();
             let rate = |a: u64, b: u64| {
@@ -176,6 +179,13 @@ impl Reporter {
             } else {
                 last.persons
             };
+            let frames_analysed = analysed.saturating_sub(last.analysed);
+            let detect_share = if frames_analysed > 0 && detected >= last.detected {
+                let now_share = (frames_detected as f64 / frames_analysed as f64).min(1.0);
+                smooth(last.detect_share, now_share, dt, PERSONS_WINDOW_S)
+            } else {
+                last.detect_share
+            };
             cameras.push(CameraLoad {
                 camera: camera.clone(),
                 state: st.map_or(StreamState::Connecting, |s| s.state),
@@ -186,6 +196,7 @@ impl Reporter {
                 tracks: m.tracks.load(Ordering::Relaxed) as u32,
                 bitrate_bps,
                 persons,
+                detect_share,
             });
             self.last.insert(
                 camera,
@@ -198,6 +209,7 @@ impl Reporter {
                     at: now,
                     bitrate_bps,
                     persons,
+                    detect_share,
                 },
             );
         }

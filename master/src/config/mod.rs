@@ -418,6 +418,7 @@ impl MasterConfig {
                     source: c.source.clone(),
                     fps: c.fps,
                     persons: c.persons,
+                    detect_share: 1.0,
                     width: c.width,
                     height: c.height,
                     pinned: c

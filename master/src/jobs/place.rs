@@ -5,8 +5,9 @@
 //! JSTSH places the cameras first (their ingest, detection, tracking and
 //! re-ID); jobs get what it leaves:
 //! - **Compute.** A node's capacity `PS_u` is counted in detector frames per
-//!   second (its profiled `detect_fps`), less the frames/s of the cameras
-//!   JSTSH gave it and the re-ID crops it serves (the planner's
+//!   second (its profiled `detect_fps`), less the detector frames/s of the
+//!   cameras JSTSH gave it (frames/s times each one's measured
+//!   `detect_share`) and the re-ID crops it serves (the planner's
 //!   `REID_CROPS_PER_PERSON_S` a person, each worth `detect_fps /
 //!   reid_crops_per_s` frames), or by what its own work was measured to
 //!   cost (`NodeView::own_work_fps`: the process's CPU less its jobs'),
@@ -71,7 +72,9 @@ use vidar_scheduler::ents::{self, Allocation, Carry, Job, JobInstance, Policy, T
 use super::network::{self, sched_id, spread_spare};
 pub use super::network::{access_rates, unmeasured_pair, Network, LINK_HEADROOM, MIN_SPARE};
 use crate::planner::{NodeView, PlanOutput, SiteCamera};
-use crate::planner::{DETECTOR_MEMORY_MB, REID_CROPS_PER_PERSON_S, REID_MEMORY_MB};
+use crate::planner::{
+    DETECTOR_MEMORY_MB, MIN_DETECT_SHARE, REID_CROPS_PER_PERSON_S, REID_MEMORY_MB,
+};
 
 /// Work per item of a tracker or a sink, detector frames.
 pub const LIGHT_WORK: f64 = 0.02;
@@ -178,7 +181,11 @@ pub fn place(
             .iter()
             .filter_map(|s| {
                 let c = fps_of.get(&s.camera)?;
-                let detect = if s.node == v.node { c.fps } else { 0.0 };
+                let detect = if s.node == v.node {
+                    c.fps * c.detect_share.clamp(MIN_DETECT_SHARE, 1.0)
+                } else {
+                    0.0
+                };
                 let reid = if s.reid_node == v.node {
                     c.persons * REID_CROPS_PER_PERSON_S * crop_cost
                 } else {

@@ -27,6 +27,7 @@ fn view(node: &str, detect_fps: f64, links: &[(&str, f64)]) -> NodeView {
         upload_mbit_s: None,
         camera_bitrates: Vec::new(),
         camera_persons: Vec::new(),
+        camera_detect_shares: Vec::new(),
         job_flows: Vec::new(),
     }
 }
@@ -37,6 +38,7 @@ fn camera(c: &str) -> SiteCamera {
         source: "rtsp://x".into(),
         fps: 15.0,
         persons: 2.0,
+        detect_share: 1.0,
         width: 1280,
         height: 720,
         pinned: None,

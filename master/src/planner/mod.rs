@@ -45,7 +45,7 @@ use vidar_scheduler::SchedError;
 use model::Mapped;
 pub use model::{
     ordered, pair_rates, BITS_PER_PIXEL, CROP_BYTES, DEFAULT_LINK_MBIT_S, DETECTOR_MEMORY_MB,
-    REID_CROPS_PER_PERSON_S, REID_MEMORY_MB,
+    MIN_DETECT_SHARE, REID_CROPS_PER_PERSON_S, REID_MEMORY_MB,
 };
 
 /// A fresh plan replaces the previous one only when cheaper by more than this fraction.
@@ -69,6 +69,10 @@ fn default_persons() -> f64 {
     2.0
 }
 
+fn default_detect_share() -> f64 {
+    1.0
+}
+
 /// A camera the site wants analysed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +87,13 @@ pub struct SiteCamera {
     /// node that ingests the camera measures it (`plans::measured_persons`).
     #[serde(default = "default_persons")]
     pub persons: f64,
+    /// Detector runs per frame it sends (0..=1]; default 1, every frame.
+    /// Planned with until the node that ingests the camera measures it
+    /// (`plans::measured_detect_shares`): a node that detects every n-th
+    /// frame, or whose motion gate skips still ones, spends that share of
+    /// a detector frame per camera frame.
+    #[serde(default = "default_detect_share")]
+    pub detect_share: f64,
     /// Frame width, pixels.
     pub width: u32,
     /// Frame height, pixels.
@@ -138,6 +149,10 @@ pub struct NodeView {
     /// saw anyone yet).
     #[serde(default)]
     pub camera_persons: Vec<(CameraId, f64)>,
+    /// The measured detector runs per analysed frame of each camera it
+    /// ingests (those it analysed frames of yet).
+    #[serde(default)]
+    pub camera_detect_shares: Vec<(CameraId, f64)>,
     /// What each job flow from it needs: `(job, stage fed, items offered,
     /// bytes per item)`.
     #[serde(default)]
@@ -299,6 +314,12 @@ fn validate(cameras: &[SiteCamera], nodes: &[NodeView]) -> Result<(), PlanError>
             problems.push(format!(
                 "camera {}: persons {} must be >= 0",
                 c.camera, c.persons
+            ));
+        }
+        if !(c.detect_share.is_finite() && c.detect_share > 0.0 && c.detect_share <= 1.0) {
+            problems.push(format!(
+                "camera {}: detect_share {} must be in (0, 1]",
+                c.camera, c.detect_share
             ));
         }
         if c.width == 0 || c.height == 0 {

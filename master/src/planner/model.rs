@@ -4,8 +4,12 @@
 //!
 //! # Mapping onto the scheduler's units
 //! - **Work unit (wu)** = one detector pass over one frame. Detection + tracking
-//!   of a frame is `CL1 = 1 wu` (the detector resizes to its input, so the
-//!   resolution does not change it; tracking is included in the profiled rate).
+//!   of a frame is `CL1 = s wu`, `s` the camera's detector runs per frame
+//!   (`SiteCamera::detect_share`: 1 until its node measures it; below 1 where
+//!   the node detects every n-th frame or its motion gate skips still ones,
+//!   the tracker predicting over the rest; at least [`MIN_DETECT_SHARE`]).
+//!   The detector resizes to its input, so the resolution does not change
+//!   it; tracking is included in the profiled rate.
 //! - **Re-ID**: re-ID runs on new or uncertain tracks, not on every frame. Each
 //!   person in view costs [`REID_CROPS_PER_PERSON_S`] crops per second, so a
 //!   stream sends `c = persons * REID_CROPS_PER_PERSON_S / fps` crops per frame.
@@ -100,6 +104,12 @@ pub(crate) fn fastest(rates: impl Iterator<Item = f64>) -> Option<f64> {
         .filter(|r| r.is_finite() && *r > 0.0)
         .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))
 }
+
+/// The least detector work a camera is planned with, in detector frames
+/// per frame it sends: a camera whose motion gate skipped everything for a
+/// while still has its periodic full detections, and a camera planned at
+/// no cost at all would pile onto one node.
+pub const MIN_DETECT_SHARE: f64 = 0.05;
 
 /// Re-ID crops per second per person in view (new and uncertain tracks).
 pub const REID_CROPS_PER_PERSON_S: f64 = 0.5;
@@ -313,7 +323,7 @@ impl Mapped {
                         (sched_nodes[i].id.clone(), mbit * MBIT)
                     })
                     .collect(),
-                detect_work: 1.0,
+                detect_work: c.detect_share.clamp(MIN_DETECT_SHARE, 1.0),
                 reid_work: x * rho,
                 // At least a byte, so a forbidden hop costs infinity, never 0/0.
                 crop_bytes: (x * CROP_BYTES).max(1.0),

@@ -19,6 +19,7 @@ fn node(name: &str, detect: f64, reid: f64) -> NodeView {
         upload_mbit_s: None,
         camera_bitrates: Vec::new(),
         camera_persons: Vec::new(),
+        camera_detect_shares: Vec::new(),
         job_flows: Vec::new(),
     }
 }
@@ -29,6 +30,7 @@ fn cam(name: &str, fps: f64) -> SiteCamera {
         source: format!("rtsp://cams/{name}"),
         fps,
         persons: 2.0,
+        detect_share: 1.0,
         width: 1280,
         height: 720,
         pinned: None,
@@ -521,4 +523,38 @@ fn baselines_place_by_their_own_rules_and_jstsh_beats_them() {
     };
     let n = placements(A::Nmno);
     assert!(n.iter().any(|p| *p != n[0]), "{n:?}");
+}
+
+#[test]
+fn a_camera_costs_its_measured_detector_share_per_frame() {
+    // One node, two 10 fps cameras, nobody in view (no re-ID work): the
+    // node's utilisation is the cameras' detector runs over its rate.
+    let nodes = [node("a", 25.0, 100.0)];
+    let at = |share: f64| {
+        let cameras: Vec<SiteCamera> = ["c1", "c2"]
+            .iter()
+            .map(|n| SiteCamera {
+                persons: 0.0,
+                detect_share: share,
+                ..cam(n, 10.0)
+            })
+            .collect();
+        plan(&cameras, &nodes, None, 1).unwrap().predicted
+    };
+    let (every, half) = (at(1.0), at(0.5));
+    assert!((every.max_utilisation - 0.8).abs() < 1e-9, "{every:?}");
+    assert!((half.max_utilisation - 0.4).abs() < 1e-9, "{half:?}");
+    // The load-aware latency falls with it: 1/25 s x 1/(1 - 0.8) per
+    // frame against 0.5/25 s x 1/(1 - 0.4), transfer times aside.
+    assert!(
+        half.mean_latency < every.mean_latency / 3.0,
+        "{half:?} {every:?}"
+    );
+    // A share outside (0, 1] is refused, naming the camera.
+    let bad = [SiteCamera {
+        detect_share: 0.0,
+        ..cam("c9", 10.0)
+    }];
+    let e = plan(&bad, &nodes, None, 1).unwrap_err().to_string();
+    assert!(e.contains("c9") && e.contains("detect_share"), "{e}");
 }

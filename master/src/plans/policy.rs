@@ -131,6 +131,13 @@ pub fn node_view(s: &NodeStatus) -> NodeView {
             .filter(|c| c.persons.is_finite() && c.persons > 0.0)
             .map(|c| (c.camera.clone(), c.persons))
             .collect(),
+        camera_detect_shares: s
+            .load
+            .cameras
+            .iter()
+            .filter(|c| c.detect_share.is_finite() && c.detect_share > 0.0)
+            .map(|c| (c.camera.clone(), c.detect_share.min(1.0)))
+            .collect(),
         job_flows: s
             .job_flows
             .iter()
@@ -156,22 +163,59 @@ pub fn measured_persons(
     views: &[NodeView],
     held: &mut BTreeMap<CameraId, f64>,
 ) {
+    let moved = |m: f64, h: f64| (m - h).abs() > PERSONS_CHANGE * h.max(1.0);
+    for (c, h) in held_measures(cameras, views, held, |v| &v.camera_persons, moved) {
+        c.persons = h;
+    }
+}
+
+/// A camera's planned detector runs per frame move to the measured share
+/// only when it differs by more than this (a camera whose motion comes and
+/// goes moves between about 0.6 and 1).
+pub const DETECT_SHARE_CHANGE: f64 = 0.15;
+
+/// Sets each camera's `detect_share` to what the node that ingests it
+/// measures (1, every frame, until then), held in `held` until the measure
+/// moves by more than [`DETECT_SHARE_CHANGE`].
+pub fn measured_detect_shares(
+    cameras: &mut [SiteCamera],
+    views: &[NodeView],
+    held: &mut BTreeMap<CameraId, f64>,
+) {
+    let moved = |m: f64, h: f64| (m - h).abs() > DETECT_SHARE_CHANGE;
+    for (c, h) in held_measures(cameras, views, held, |v| &v.camera_detect_shares, moved) {
+        c.detect_share = h;
+    }
+}
+
+/// Each camera with a held figure, and that figure: the one its node
+/// measures (in `of`), which replaces the held one when `moved(measured,
+/// held)`.
+fn held_measures<'c>(
+    cameras: &'c mut [SiteCamera],
+    views: &[NodeView],
+    held: &mut BTreeMap<CameraId, f64>,
+    of: impl Fn(&NodeView) -> &[(CameraId, f64)],
+    moved: impl Fn(f64, f64) -> bool,
+) -> Vec<(&'c mut SiteCamera, f64)> {
+    let mut out = Vec::new();
     for c in cameras.iter_mut() {
         let measured = views
             .iter()
-            .flat_map(|v| &v.camera_persons)
+            .flat_map(|v| of(v))
             .find(|(id, _)| *id == c.camera)
             .map(|(_, p)| *p);
         if let Some(m) = measured {
             let h = held.entry(c.camera.clone()).or_insert(m);
-            if (m - *h).abs() > PERSONS_CHANGE * h.max(1.0) {
+            if moved(m, *h) {
                 *h = m;
             }
         }
-        if let Some(h) = held.get(&c.camera) {
-            c.persons = *h;
+        if let Some(&h) = held.get(&c.camera) {
+            out.push((c, h));
         }
     }
+    out
 }
 
 /// The wire plan for a planner output, issued at `issued_ms`.
@@ -315,6 +359,7 @@ mod tests {
                     tracks: 0,
                     bitrate_bps: 0.0,
                     persons: 0.0,
+                    detect_share: 0.0,
                 }],
                 detect_busy: busy,
                 reid_busy: 0.1,
@@ -413,6 +458,7 @@ mod tests {
             source: "rtsp://x".into(),
             fps: 10.0,
             persons: p,
+            detect_share: 1.0,
             width: 768,
             height: 576,
             pinned: None,
@@ -445,6 +491,39 @@ mod tests {
         assert_eq!(planned(&reporting(4.0), &mut held), 4.0);
         // A node that stops reporting leaves the last figure in place.
         assert_eq!(planned(&[], &mut held), 4.0);
+    }
+
+    #[test]
+    fn cameras_are_planned_with_measured_detector_shares_held_against_small_moves() {
+        let reporting = |share: f64| {
+            let mut s = status("a", 0.1);
+            s.load.cameras[0].detect_share = share;
+            vec![node_view(&s)]
+        };
+        let mut held = BTreeMap::new();
+        let planned = |views: &[NodeView], held: &mut BTreeMap<CameraId, f64>| {
+            let mut cams = [SiteCamera {
+                camera: CameraId::new("c1").expect("id"),
+                source: "rtsp://x".into(),
+                fps: 10.0,
+                persons: 2.0,
+                detect_share: 1.0,
+                width: 768,
+                height: 576,
+                pinned: None,
+            }];
+            measured_detect_shares(&mut cams, views, held);
+            cams[0].detect_share
+        };
+        // Nothing analysed yet: every frame, as configured.
+        assert_eq!(planned(&reporting(0.0), &mut held), 1.0);
+        // Every 2nd frame detected: half a detector frame per frame.
+        assert_eq!(planned(&reporting(0.5), &mut held), 0.5);
+        // Within DETECT_SHARE_CHANGE: held; beyond it: followed.
+        assert_eq!(planned(&reporting(0.6), &mut held), 0.5);
+        assert_eq!(planned(&reporting(0.9), &mut held), 0.9);
+        // A node that stops reporting leaves the last figure in place.
+        assert_eq!(planned(&[], &mut held), 0.9);
     }
 
     #[test]

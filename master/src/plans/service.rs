@@ -15,8 +15,8 @@ use vidar_protocol::messages::{NodeStatus, Plan};
 use vidar_protocol::{Keys, NodeId, UnixMs};
 
 use super::policy::{
-    link_shift, load_shift, measured_persons, node_view, placement_changed, to_plan, upload_shift,
-    uploads,
+    link_shift, load_shift, measured_detect_shares, measured_persons, node_view, placement_changed,
+    to_plan, upload_shift, uploads,
 };
 use super::{Current, Plans};
 use crate::membership::Membership;
@@ -67,6 +67,9 @@ struct Loop {
     /// The people per frame each camera is planned with, once measured
     /// ([`measured_persons`]).
     persons: BTreeMap<vidar_protocol::CameraId, f64>,
+    /// The detector shares planned with, per camera
+    /// ([`measured_detect_shares`]).
+    detect_shares: BTreeMap<vidar_protocol::CameraId, f64>,
     previous: Option<PlanOutput>,
     pending: Option<(Instant, String)>,
     last_plan: Option<Instant>,
@@ -100,6 +103,7 @@ impl PlanService {
             planned_links: BTreeMap::new(),
             planned_uploads: BTreeMap::new(),
             persons: BTreeMap::new(),
+            detect_shares: BTreeMap::new(),
             previous: None,
             pending: None,
             last_plan: None,
@@ -305,6 +309,7 @@ impl Loop {
         self.warned_no_nodes = false;
         let mut cameras = self.svc.plans.cameras();
         measured_persons(&mut cameras, &views, &mut self.persons);
+        measured_detect_shares(&mut cameras, &views, &mut self.detect_shares);
         shared.replans.fetch_add(1, Ordering::Relaxed);
         self.seed = self.seed.wrapping_add(1);
         let out = match planner::plan_with(

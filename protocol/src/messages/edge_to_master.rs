@@ -135,6 +135,12 @@ pub struct CameraLoad {
     /// about half a minute (0: nothing detected yet). What its re-ID and its
     /// jobs' crops cost scales with.
     pub persons: f64,
+    /// Detector runs per analysed frame, averaged over about half a minute
+    /// (protocol 10; 0: nothing analysed yet): below 1 where the node
+    /// detects every n-th frame or motion gating skips still ones, the
+    /// tracker predicting over the rest. What the camera costs the
+    /// detector, per frame it sends.
+    pub detect_share: f64,
 }
 
 /// A measured link from the reporting node to a peer.
@@ -180,6 +186,7 @@ impl Message for NodeStatus {
             check_rate(&format!("load.cameras[{k}].analysed_fps"), c.analysed_fps)?;
             check_rate(&format!("load.cameras[{k}].bitrate_bps"), c.bitrate_bps)?;
             check_rate(&format!("load.cameras[{k}].persons"), c.persons)?;
+            check_fraction(&format!("load.cameras[{k}].detect_share"), c.detect_share)?;
         }
         check_fraction("load.detect_busy", l.detect_busy)?;
         check_fraction("load.reid_busy", l.reid_busy)?;

@@ -84,12 +84,12 @@ pub struct SiteCamera {
     /// Frames per second it sends (> 0).
     pub fps: f64,
     /// Expected people per frame (>= 0); default 2. Planned with until the
-    /// node that ingests the camera measures it (`plans::measured_persons`).
+    /// node that ingests the camera measures it (`plans::measured::measured_persons`).
     #[serde(default = "default_persons")]
     pub persons: f64,
     /// Detector runs per frame it sends (0..=1]; default 1, every frame.
     /// Planned with until the node that ingests the camera measures it
-    /// (`plans::measured_detect_shares`): a node that detects every n-th
+    /// (`plans::measured::measured_detect_shares`): a node that detects every n-th
     /// frame, or whose motion gate skips still ones, spends that share of
     /// a detector frame per camera frame.
     #[serde(default = "default_detect_share")]

@@ -19,6 +19,7 @@
 //! wire plan, whether a placement changed, whether the load calls for a
 //! replan); [`service`] is the thread that replans and publishes.
 
+pub mod measured;
 pub mod policy;
 pub mod service;
 

@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use vidar_protocol::messages::{BandwidthShare, NodeStatus, Plan, StreamAssignment};
-use vidar_protocol::{CameraId, NodeId, StreamState, UnixMs};
+use vidar_protocol::{NodeId, StreamState, UnixMs};
 
 use super::Current;
-use crate::planner::{NodeView, PlanOutput, SiteCamera};
+use crate::planner::{NodeView, PlanOutput};
 
 /// A node whose detector is busier than this fraction triggers a replan.
 pub const BUSY_THRESHOLD: f64 = 0.9;
@@ -150,74 +150,6 @@ pub fn node_view(s: &NodeStatus) -> NodeView {
     }
 }
 
-/// A camera's planned people per frame moves to the measured figure only
-/// when that differs by more than this share of the planned one (at least
-/// one person's worth): crowds come and go, plans should not follow each.
-pub const PERSONS_CHANGE: f64 = 0.25;
-
-/// Sets each camera's `persons` to what the node that ingests it measures
-/// (its configured value until then), held in `held` until the measure
-/// moves by more than [`PERSONS_CHANGE`].
-pub fn measured_persons(
-    cameras: &mut [SiteCamera],
-    views: &[NodeView],
-    held: &mut BTreeMap<CameraId, f64>,
-) {
-    let moved = |m: f64, h: f64| (m - h).abs() > PERSONS_CHANGE * h.max(1.0);
-    for (c, h) in held_measures(cameras, views, held, |v| &v.camera_persons, moved) {
-        c.persons = h;
-    }
-}
-
-/// A camera's planned detector runs per frame move to the measured share
-/// only when it differs by more than this (a camera whose motion comes and
-/// goes moves between about 0.6 and 1).
-pub const DETECT_SHARE_CHANGE: f64 = 0.15;
-
-/// Sets each camera's `detect_share` to what the node that ingests it
-/// measures (1, every frame, until then), held in `held` until the measure
-/// moves by more than [`DETECT_SHARE_CHANGE`].
-pub fn measured_detect_shares(
-    cameras: &mut [SiteCamera],
-    views: &[NodeView],
-    held: &mut BTreeMap<CameraId, f64>,
-) {
-    let moved = |m: f64, h: f64| (m - h).abs() > DETECT_SHARE_CHANGE;
-    for (c, h) in held_measures(cameras, views, held, |v| &v.camera_detect_shares, moved) {
-        c.detect_share = h;
-    }
-}
-
-/// Each camera with a held figure, and that figure: the one its node
-/// measures (in `of`), which replaces the held one when `moved(measured,
-/// held)`.
-fn held_measures<'c>(
-    cameras: &'c mut [SiteCamera],
-    views: &[NodeView],
-    held: &mut BTreeMap<CameraId, f64>,
-    of: impl Fn(&NodeView) -> &[(CameraId, f64)],
-    moved: impl Fn(f64, f64) -> bool,
-) -> Vec<(&'c mut SiteCamera, f64)> {
-    let mut out = Vec::new();
-    for c in cameras.iter_mut() {
-        let measured = views
-            .iter()
-            .flat_map(|v| of(v))
-            .find(|(id, _)| *id == c.camera)
-            .map(|(_, p)| *p);
-        if let Some(m) = measured {
-            let h = held.entry(c.camera.clone()).or_insert(m);
-            if moved(m, *h) {
-                *h = m;
-            }
-        }
-        if let Some(&h) = held.get(&c.camera) {
-            out.push((c, h));
-        }
-    }
-    out
-}
-
 /// The wire plan for a planner output, issued at `issued_ms`.
 pub(super) fn to_plan(out: &PlanOutput, version: u64, issued_ms: UnixMs) -> Plan {
     Plan {
@@ -325,6 +257,8 @@ pub(super) fn load_shift(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::planner::SiteCamera;
+    use crate::plans::measured::{measured_detect_shares, measured_persons};
     use vidar_protocol::messages::{CameraLoad, LinkRate, NodeCapacity, NodeLoad};
     use vidar_protocol::{CameraId, NodeId};
 

@@ -14,9 +14,9 @@ use vidar_link::LinkError;
 use vidar_protocol::messages::{NodeStatus, Plan};
 use vidar_protocol::{Keys, NodeId, UnixMs};
 
+use super::measured::{measured_detect_shares, measured_persons};
 use super::policy::{
-    link_shift, load_shift, measured_detect_shares, measured_persons, node_view, placement_changed,
-    to_plan, upload_shift, uploads,
+    link_shift, load_shift, node_view, placement_changed, to_plan, upload_shift, uploads,
 };
 use super::{Current, Plans};
 use crate::membership::Membership;

@@ -72,9 +72,7 @@ use vidar_scheduler::ents::{self, Allocation, Carry, Job, JobInstance, Policy, T
 use super::network::{self, sched_id, spread_spare};
 pub use super::network::{access_rates, unmeasured_pair, Network, LINK_HEADROOM, MIN_SPARE};
 use crate::planner::{NodeView, PlanOutput, SiteCamera};
-use crate::planner::{
-    DETECTOR_MEMORY_MB, MIN_DETECT_SHARE, REID_CROPS_PER_PERSON_S, REID_MEMORY_MB,
-};
+use crate::planner::{DETECTOR_MEMORY_MB, REID_CROPS_PER_PERSON_S, REID_MEMORY_MB};
 
 /// Work per item of a tracker or a sink, detector frames.
 pub const LIGHT_WORK: f64 = 0.02;
@@ -182,7 +180,7 @@ pub fn place(
             .filter_map(|s| {
                 let c = fps_of.get(&s.camera)?;
                 let detect = if s.node == v.node {
-                    c.fps * c.detect_share.clamp(MIN_DETECT_SHARE, 1.0)
+                    c.fps * c.detect_work()
                 } else {
                     0.0
                 };

@@ -103,6 +103,14 @@ pub struct SiteCamera {
     pub pinned: Option<NodeId>,
 }
 
+impl SiteCamera {
+    /// Detector frames one of its frames costs: its `detect_share`, at
+    /// least [`MIN_DETECT_SHARE`].
+    pub fn detect_work(&self) -> f64 {
+        self.detect_share.clamp(MIN_DETECT_SHARE, 1.0)
+    }
+}
+
 /// A live node as the master sees it from its status reports.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -323,7 +323,7 @@ impl Mapped {
                         (sched_nodes[i].id.clone(), mbit * MBIT)
                     })
                     .collect(),
-                detect_work: c.detect_share.clamp(MIN_DETECT_SHARE, 1.0),
+                detect_work: c.detect_work(),
                 reid_work: x * rho,
                 // At least a byte, so a forbidden hop costs infinity, never 0/0.
                 crop_bytes: (x * CROP_BYTES).max(1.0),

@@ -22,9 +22,8 @@ pub fn measured_persons(
     held: &mut BTreeMap<CameraId, f64>,
 ) {
     let moved = |m: f64, h: f64| (m - h).abs() > PERSONS_CHANGE * h.max(1.0);
-    for (c, h) in held_measures(cameras, views, held, |v| &v.camera_persons, moved) {
-        c.persons = h;
-    }
+    let set = |c: &mut SiteCamera, h: f64| c.persons = h;
+    hold(cameras, views, held, |v| &v.camera_persons, moved, set);
 }
 
 /// A camera's planned detector runs per frame move to the measured share
@@ -41,22 +40,28 @@ pub fn measured_detect_shares(
     held: &mut BTreeMap<CameraId, f64>,
 ) {
     let moved = |m: f64, h: f64| (m - h).abs() > DETECT_SHARE_CHANGE;
-    for (c, h) in held_measures(cameras, views, held, |v| &v.camera_detect_shares, moved) {
-        c.detect_share = h;
-    }
+    let set = |c: &mut SiteCamera, h: f64| c.detect_share = h;
+    hold(
+        cameras,
+        views,
+        held,
+        |v| &v.camera_detect_shares,
+        moved,
+        set,
+    );
 }
 
-/// Each camera with a held figure, and that figure: the one its node
-/// measures (in `of`), which replaces the held one when `moved(measured,
-/// held)`.
-fn held_measures<'c>(
-    cameras: &'c mut [SiteCamera],
+/// Gives each camera with a held figure that figure (`set`): the one its
+/// node measures (in `of`), which replaces the held one when
+/// `moved(measured, held)`.
+fn hold(
+    cameras: &mut [SiteCamera],
     views: &[NodeView],
     held: &mut BTreeMap<CameraId, f64>,
     of: impl Fn(&NodeView) -> &[(CameraId, f64)],
     moved: impl Fn(f64, f64) -> bool,
-) -> Vec<(&'c mut SiteCamera, f64)> {
-    let mut out = Vec::new();
+    set: impl Fn(&mut SiteCamera, f64),
+) {
     for c in cameras.iter_mut() {
         let measured = views
             .iter()
@@ -70,8 +75,7 @@ fn held_measures<'c>(
             }
         }
         if let Some(&h) = held.get(&c.camera) {
-            out.push((c, h));
+            set(c, h);
         }
     }
-    out
 }

@@ -330,7 +330,7 @@ impl FrameResizer {
         let px = pixel_region(frame.width(), frame.height(), region);
         if blocks {
             if let Picture::I420(f) = frame {
-                if self.resize_separable(&f, px, dst, (dst_w, dst_h), true)? {
+                if self.resize_separable(&f, px, dst, (dst_w, dst_h), true) {
                     return Ok(());
                 }
             }
@@ -419,7 +419,7 @@ impl FrameResizer {
     ) -> Result<(), ImageError> {
         let luma = Area::of(px);
         if self.filter == Filter::Antialiased {
-            if self.resize_separable(frame, px, dst, (dst_w, dst_h), false)? {
+            if self.resize_separable(frame, px, dst, (dst_w, dst_h), false) {
                 return Ok(());
             }
             let planes = [&frame.y, &frame.u, &frame.v];
@@ -475,7 +475,7 @@ impl FrameResizer {
 
     /// Antialiased, from a frame that can be box-reduced: reduced and
     /// resized row by row ([`separable`]) where its tables apply;
-    /// `Ok(false)` (nothing written) otherwise.
+    /// `false` (nothing written) otherwise.
     fn resize_separable(
         &mut self,
         frame: &I420Frame<'_>,
@@ -483,12 +483,12 @@ impl FrameResizer {
         dst: &mut [u8],
         size: (u32, u32),
         blocks: bool,
-    ) -> Result<bool, ImageError> {
+    ) -> bool {
         if self.filter != Filter::Antialiased {
-            return Ok(false);
+            return false;
         }
         let Some(factors) = reduce::factors(px.2, px.3, size.0, size.1) else {
-            return Ok(false);
+            return false;
         };
         let planes = [&frame.y, &frame.u, &frame.v];
         self.separable.resize(

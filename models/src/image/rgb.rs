@@ -35,15 +35,21 @@ pub(super) fn convert_row(c: &YuvToRgb, y: &[u8], u: &[u8], v: &[u8], out: &mut 
     row_portable(c, [y, u, v], out);
 }
 
-/// [`convert_row`] without AVX2: the arithmetic on arrays (so compilers
-/// vectorise it), then the bytes interleaved (SSSE3 shuffles on x86).
+/// [`convert_row`] without AVX2.
 fn row_portable(c: &YuvToRgb, [y, u, v]: [&[u8]; 3], out: &mut [u8]) {
-    let n = y.len();
+    portable(c, y.len(), |i| (y[i], u[i], v[i]), out);
+}
+
+/// `n` pixels, pixel `i`'s Y, U and V from `pixel(i)`, into packed RGB
+/// `out`: the arithmetic on arrays a chunk at a time (so compilers
+/// vectorise it), then the bytes interleaved (SSSE3 shuffles on x86).
+fn portable(c: &YuvToRgb, n: usize, pixel: impl Fn(usize) -> (u8, u8, u8), out: &mut [u8]) {
     let (mut r, mut g, mut b) = ([0u8; CHUNK], [0u8; CHUNK], [0u8; CHUNK]);
     for (at, o) in (0..n).step_by(CHUNK).zip(out.chunks_mut(3 * CHUNK)) {
         let m = CHUNK.min(n - at);
         for k in 0..m {
-            [r[k], g[k], b[k]] = c.rgb(y[at + k], u[at + k], v[at + k]);
+            let (y, u, v) = pixel(at + k);
+            [r[k], g[k], b[k]] = c.rgb(y, u, v);
         }
         interleave3(&r[..m], &g[..m], &b[..m], &mut o[..3 * m]);
     }
@@ -70,21 +76,15 @@ pub(super) fn convert_blocks(c: &YuvToRgb, top: [&[u8]; 3], bottom: [&[u8]; 3], 
     blocks_portable(c, [[yt, ut, vt], [yb, ub, vb]], out);
 }
 
-/// [`convert_blocks`] without AVX2: the virtual row a chunk at a time (its
-/// pixel `i` is block `i / 4`'s pixel `i % 4`: top left, top right, bottom
-/// left, bottom right), as [`row_portable`] converts a row.
+/// [`convert_blocks`] without AVX2: the virtual row (its pixel `i` is
+/// block `i / 4`'s pixel `i % 4`: top left, top right, bottom left, bottom
+/// right) converted as a row.
 fn blocks_portable(c: &YuvToRgb, rows: [[&[u8]; 3]; 2], out: &mut [u8]) {
-    let n = rows[0][0].len();
-    let (mut r, mut g, mut b) = ([0u8; CHUNK], [0u8; CHUNK], [0u8; CHUNK]);
-    for (at, o) in (0..2 * n).step_by(CHUNK).zip(out.chunks_mut(3 * CHUNK)) {
-        let m = CHUNK.min(2 * n - at);
-        for k in 0..m {
-            let (block, d) = ((at + k) / 4, (at + k) % 4);
-            let ([y, u, v], x) = (rows[d / 2], 2 * block + d % 2);
-            [r[k], g[k], b[k]] = c.rgb(y[x], u[x], v[x]);
-        }
-        interleave3(&r[..m], &g[..m], &b[..m], &mut o[..3 * m]);
-    }
+    let pixel = |i: usize| {
+        let ([y, u, v], x) = (rows[i % 4 / 2], 2 * (i / 4) + i % 2);
+        (y[x], u[x], v[x])
+    };
+    portable(c, 2 * rows[0][0].len(), pixel, out);
 }
 
 /// Starts of the vector steps over `n >= STEP` pixels: every whole step,

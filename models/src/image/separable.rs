@@ -22,7 +22,7 @@
 
 use super::reduce::Blocks;
 use super::yuv::{Plane, YuvToRgb};
-use super::{Area, ImageError};
+use super::Area;
 
 /// Fixed-point weights: 7 fractional bits (the sum of each output's weights is 128).
 const BITS: u32 = 7;
@@ -261,9 +261,9 @@ pub(super) struct Separable {
 impl Separable {
     /// Resizes `area` (luma pixels) of the frame's planes, box-reduced by
     /// `factors`, into `dst` (RGB8, `dst_w` x `dst_h`, as pixels or, with
-    /// `blocks_out`, as 2x2 blocks: [`super::space_to_depth`], which says
-    /// what is wrong with an odd size); `Ok(false)` (nothing written) where
-    /// this path does not apply.
+    /// `blocks_out`, as 2x2 blocks: [`super::space_to_depth`]'s arrangement,
+    /// for an even size); `false` (nothing written) where this path does not
+    /// apply.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn resize(
         &mut self,
@@ -274,9 +274,9 @@ impl Separable {
         dst: &mut [u8],
         (dst_w, dst_h): (u32, u32),
         blocks_out: bool,
-    ) -> Result<bool, ImageError> {
+    ) -> bool {
         let Some(blocks) = Blocks::of(planes[0], area, factors) else {
-            return Ok(false);
+            return false;
         };
         let key = Key::of(&blocks, dst_w, dst_h);
         match self.tables.iter().position(|(k, _)| *k == key) {
@@ -295,7 +295,7 @@ impl Separable {
             }
         }
         let Some((_, Some(tables))) = self.tables.last() else {
-            return Ok(false);
+            return false;
         };
         let simd = simd::available();
         let (rw, ow) = (blocks.width as usize, dst_w as usize);
@@ -308,11 +308,8 @@ impl Separable {
         for c in &mut self.column {
             c.resize(row_len, 0);
         }
-        if blocks_out && (dst_w % 2 != 0 || dst_h % 2 != 0) {
-            return Err(ImageError(format!(
-                "{dst_w}x{dst_h}: 2x2 blocks need an even width and height"
-            )));
-        }
+        // The caller refused an odd size for blocks already.
+        debug_assert!(!blocks_out || (dst_w % 2 == 0 && dst_h % 2 == 0));
         for o in self.out.iter_mut().chain(&mut self.above) {
             o.resize(out_len, 0);
         }
@@ -375,7 +372,7 @@ impl Separable {
                 &mut dst[at..at + 2 * ow * 3],
             );
         }
-        Ok(true)
+        true
     }
 }
 
@@ -684,17 +681,15 @@ mod tests {
                 };
                 let factors = super::super::reduce::factors(w, h, 300, 300).expect("reducible");
                 dst.fill(0);
-                let done = s
-                    .resize(
-                        [&y, &u, &v],
-                        YuvToRgb::default(),
-                        area,
-                        factors,
-                        &mut dst,
-                        (300, 300),
-                        false,
-                    )
-                    .expect("resize");
+                let done = s.resize(
+                    [&y, &u, &v],
+                    YuvToRgb::default(),
+                    area,
+                    factors,
+                    &mut dst,
+                    (300, 300),
+                    false,
+                );
                 assert_eq!(done, takes, "{w}x{h}, round {round}");
                 if takes {
                     // A flat grey frame comes out flat grey.

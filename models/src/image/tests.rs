@@ -547,9 +547,7 @@ fn the_row_by_row_resize_is_the_reduced_convolution_within_rounding() {
         let mut resizer = FrameResizer::new();
         let px = pixel_region(w, h, region);
         assert!(
-            resizer
-                .resize_separable(&frame, px, &mut new, (dw, dh), false)
-                .expect("resize"),
+            resizer.resize_separable(&frame, px, &mut new, (dw, dh), false),
             "{w}x{h} {region:?} to {dw}x{dh}: the row-by-row path applies"
         );
         let diffs: Vec<i32> = new
@@ -642,9 +640,7 @@ fn a_geometry_out_of_the_row_by_row_reach_is_resized_the_old_way() {
     let mut resizer = FrameResizer::new();
     let n = 300 * 300 * 3;
     let px = pixel_region(2560, 1440, None);
-    assert!(!resizer
-        .resize_separable(&frame, px, &mut vec![0u8; n], (300, 300), false)
-        .expect("resize"));
+    assert!(!resizer.resize_separable(&frame, px, &mut vec![0u8; n], (300, 300), false));
     let (mut got, mut want) = (vec![0u8; n], vec![0u8; n]);
     resizer
         .resize(frame, None, &mut got, 300, 300)

@@ -55,6 +55,16 @@ impl OpenTrack {
             && (!self.may_still_join(looks) || self.last_ms - self.born_ms >= hold)
     }
 
+    /// A frame the detector skipped: the track's predicted box at `now`
+    /// joins its path (the person was there as far as the tracker knows).
+    pub(crate) fn coast(&mut self, now: UnixMs, bbox: BBox) {
+        if now <= self.last_ms {
+            return;
+        }
+        self.last_ms = now;
+        self.path.push((now, bbox));
+    }
+
     /// The sighting so far, taking the box path; the track continues from its last time.
     pub(crate) fn take_sighting(&mut self, camera: &CameraId, track: TrackId) -> SightingOut {
         let out = SightingOut {

@@ -49,5 +49,6 @@ pub use geometry::{BBox, BoxExt};
 pub use kalman::MotionConfig;
 pub use multi::MultiCameraTracker;
 pub use tracker::{
-    Detection, EndReason, EndedTrack, FrameResult, TrackId, TrackOutput, TrackStatus, Tracker,
+    Detection, EndReason, EndedTrack, FrameResult, Predicted, TrackId, TrackOutput, TrackStatus,
+    Tracker,
 };

@@ -33,6 +33,21 @@ use crate::kalman::{BoxKalmanFilter, KalmanState, Projection};
 /// (the system-wide newtype from `vidar-protocol`).
 pub use vidar_protocol::TrackId;
 
+/// A confirmed track predicted ahead ([`Tracker::predict_confirmed`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Predicted {
+    /// The track.
+    pub id: TrackId,
+    /// Its box at the last frame (the filtered state).
+    pub last: BBox,
+    /// Its box at the frame predicted to.
+    pub now: BBox,
+    /// Score of the detection it last matched.
+    pub score: f32,
+    /// Frames it was matched in.
+    pub hits: u32,
+}
+
 /// One detector output for one frame.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detection {
@@ -265,9 +280,53 @@ impl Tracker {
         &self.config
     }
 
+    /// The last frame updated, if any since the start or the last flush.
+    pub fn last_frame(&self) -> Option<u64> {
+        self.last_frame
+    }
+
     /// Number of live tracks (tentative, confirmed and lost).
     pub fn live_tracks(&self) -> usize {
         self.tracks.len()
+    }
+
+    /// Where the confirmed tracks the last frame matched will be at `frame`
+    /// (a later one), under constant velocity, in `out` (cleared first).
+    /// Nothing changes: the next [`Tracker::update`] predicts from the same
+    /// state. For the frames the detector skips: the boxes the tracks report
+    /// there, and where motion is explained by people already tracked.
+    pub fn predict_confirmed(&self, frame: u64, out: &mut Vec<Predicted>) {
+        out.clear();
+        let Some(last) = self.last_frame else {
+            return;
+        };
+        let steps = frame
+            .saturating_sub(last)
+            .min(u64::from(self.config.max_lost_frames) + 2) as f64;
+        for t in &self.tracks {
+            let Some(id) = t.id else {
+                continue;
+            };
+            if t.status != TrackStatus::Confirmed || t.last_update != last {
+                continue;
+            }
+            let m = &t.state.mean;
+            let at = |k: f64| {
+                BBox::from_center(
+                    (m[0] + k * m[4]) as f32,
+                    (m[1] + k * m[5]) as f32,
+                    (m[2] + k * m[6]).max(1.0) as f32,
+                    (m[3] + k * m[7]).max(1.0) as f32,
+                )
+            };
+            out.push(Predicted {
+                id,
+                last: at(0.0),
+                now: at(steps),
+                score: t.score,
+                hits: t.hits,
+            });
+        }
     }
 
     /// Processes one frame's detections. `frame` must increase strictly from

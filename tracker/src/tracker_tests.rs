@@ -138,6 +138,41 @@ fn frame_gaps_are_predicted_through() {
 }
 
 #[test]
+fn confirmed_tracks_are_predicted_ahead_without_changing_them() {
+    let mut tr = config().build(&()).expect("valid");
+    let mut out = Vec::new();
+    tr.predict_confirmed(1, &mut out);
+    assert!(out.is_empty(), "no frame yet");
+    for f in 1..=8u64 {
+        tr.update(f, &[person(10.0 * f as f32), person(400.0)])
+            .expect("ok");
+    }
+    // A tentative track (one hit) is not predicted.
+    tr.update(9, &[person(90.0), person(400.0), person(700.0)])
+        .expect("ok");
+    let before = tr.clone();
+    tr.predict_confirmed(11, &mut out);
+    assert_eq!(out.len(), 2, "{out:?}");
+    let walker = out.iter().find(|p| p.last.x < 200.0).expect("the walker");
+    // It walks 10 px a frame: about 20 px in two frames.
+    let moved = walker.now.x - walker.last.x;
+    assert!((15.0..=25.0).contains(&moved), "{walker:?}");
+    assert!((walker.last.x - 90.0).abs() < 5.0, "{walker:?}");
+    assert_eq!((walker.hits, walker.score), (9, 0.9));
+    let still = out.iter().find(|p| p.last.x > 300.0).expect("still");
+    assert!((still.now.x - still.last.x).abs() < 2.0, "{still:?}");
+    // The state is untouched: the next update sees what it would have.
+    let mut twin = before.clone();
+    let a = tr.update(12, &[person(120.0)]).expect("ok");
+    let b = twin.update(12, &[person(120.0)]).expect("ok");
+    assert_eq!(a, b);
+    // A track the last frame missed is not predicted.
+    tr.update(13, &[person(400.0)]).expect("ok");
+    tr.predict_confirmed(14, &mut out);
+    assert_eq!(out.len(), 1, "{out:?}");
+}
+
+#[test]
 fn crossing_people_keep_their_ids() {
     let mut tr = config().build(&()).expect("valid");
     let mut last = Vec::new();

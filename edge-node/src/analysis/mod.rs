@@ -62,15 +62,20 @@ pub struct Analysis {
     pub tiles: Option<TileSink>,
     /// Analytics jobs whose source is one of these cameras take frames here.
     pub jobs: Arc<crate::analytics::Hub>,
-    /// Every detected frame's confirmed tracks, for benchmarks that compare
+    /// Every analysed frame's confirmed tracks, for benchmarks that compare
     /// what two configurations report frame by frame (`bench capacity`'s
-    /// agreement). Bounded; a full queue holds the loop, so its reader must
-    /// drain it. `None` (the node): nothing is sent or built.
+    /// agreement): on a detected frame those its detections updated, on a
+    /// frame the detector skipped their predicted boxes. Bounded; a full
+    /// queue holds the loop, so its reader must drain it. `None` (the node):
+    /// nothing is sent or built.
     pub observer: Option<std::sync::mpsc::SyncSender<FrameBoxes>>,
 }
 
-/// What a detected frame reported: the boxes of the confirmed tracks its
-/// detections updated (the boxes a sighting's path records).
+/// What an analysed frame reported: on a detected frame the boxes of the
+/// confirmed tracks its detections updated (the boxes a sighting's path
+/// records); on a frame the detector skipped, those of the confirmed tracks
+/// the last detection updated, predicted to it at constant velocity (what
+/// a live overlay would draw there).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrameBoxes {
     /// The camera.
@@ -125,6 +130,7 @@ impl Analysis {
         let mut published = Instant::now() - Duration::from_secs(2);
         for cam in &mut self.cameras {
             cam.jobs = Some(Arc::clone(&self.jobs));
+            cam.observer.clone_from(&self.observer);
         }
         self.publish_cameras();
         let mut last_stall_log: Option<Instant> = None;
@@ -344,6 +350,7 @@ impl Analysis {
             }
             cam.metrics.analysed.fetch_add(1, Ordering::Relaxed);
             cam.metrics.detected.fetch_add(1, Ordering::Relaxed);
+            cam.coast();
         }
         for (ci, frame) in &batch.frames {
             if let Some(cam) = self.cameras.iter().find(|c| c.key == *ci) {
@@ -452,6 +459,7 @@ impl Analysis {
                     tracing::info!(camera = %camera, "camera added");
                     let mut slot = *slot;
                     slot.jobs = Some(Arc::clone(&self.jobs));
+                    slot.observer.clone_from(&self.observer);
                     self.cameras.push(slot);
                 }
                 Control::Remove(camera) => {

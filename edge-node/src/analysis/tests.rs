@@ -513,10 +513,11 @@ fn a_long_track_is_split_into_contiguous_sightings() {
     assert!(b.last_ms - a.first_ms >= 12_000, "{a:?} {b:?}");
 }
 
-/// The observer gets every detected frame, in order, with the boxes of the
-/// confirmed tracks it updated: what the sighting's path records.
+/// The observer gets every analysed frame, in order: a detected one with
+/// the boxes of the confirmed tracks it updated, one the interval skipped
+/// with their predicted boxes; what the sighting's path records.
 #[test]
-fn an_observer_sees_each_detected_frames_confirmed_tracks() {
+fn an_observer_sees_each_frames_confirmed_tracks() {
     let (tx, rx) = mpsc::sync_channel(64);
     OBSERVER.with(|o| *o.borrow_mut() = Some(tx));
     let (mut cam, slot) = Cam::new("hall");
@@ -529,13 +530,10 @@ fn an_observer_sees_each_detected_frames_confirmed_tracks() {
     let (sightings, _, _dir) = lp.finish();
     let seen: Vec<FrameBoxes> = rx.try_iter().collect();
     let seqs: Vec<u64> = seen.iter().map(|f| f.seq).collect();
-    assert_eq!(
-        seqs,
-        vec![0, 2, 4, 6, 8, 10],
-        "the detected frames, in order"
-    );
+    assert_eq!(seqs, (0..12).collect::<Vec<u64>>(), "every frame, in order");
     assert!(seen.iter().all(|f| f.camera == cam.id));
-    // Once confirmed, one box a frame, on the person drawn in it.
+    // Once confirmed, one box a frame, on the person drawn in it (predicted
+    // on the odd frames).
     let boxed: Vec<&FrameBoxes> = seen.iter().filter(|f| !f.boxes.is_empty()).collect();
     assert!(boxed.len() >= 3, "{seen:?}");
     for f in &boxed {
@@ -557,6 +555,7 @@ fn motion_gating_detects_where_something_moves_and_keeps_still_people_tracked() 
     let (mut cam, mut slot) = Cam::new("hall");
     slot.gate = crate::cameras::motion::MotionConfig {
         enabled: true,
+        track_skip: 0,
         ..Default::default()
     }
     .gate("hall");
@@ -583,6 +582,57 @@ fn motion_gating_detects_where_something_moves_and_keeps_still_people_tracked() 
     let (sightings, _, _dir) = lp.finish();
     let tracks: std::collections::BTreeSet<_> = sightings.iter().map(|s| s.track).collect();
     assert_eq!(tracks.len(), 1, "{sightings:?}");
+}
+
+/// With `track_skip = 1`, a person walking along the tracker's prediction
+/// is detected every other frame; the frames between count as calls saved
+/// (tracked), and the sighting's path holds a box for every frame, the
+/// predicted ones on the person drawn there.
+#[test]
+fn a_tracked_walk_is_detected_every_other_frame_and_its_path_has_every_frame() {
+    let (mut cam, mut slot) = Cam::new("hall");
+    slot.gate = crate::cameras::motion::MotionConfig {
+        enabled: true,
+        track_skip: 1,
+        ..Default::default()
+    }
+    .gate("hall");
+    let metrics = Arc::clone(&slot.metrics);
+    let lp = start(vec![slot], 1, None);
+    let t0 = t0();
+    // Walking 6 px a frame all along.
+    let x_at = |i: u64| 20.0 + 6.0 * i as f32;
+    for i in 0..30u64 {
+        cam.send(t0, &[person(RED, x_at(i), 60.0)]);
+        until("the frame taken", || cam.taken.load(Ordering::SeqCst) > i);
+    }
+    until("30 frames analysed", || lp.analysed(&cam.id) == 30);
+    let tags = lp.log.tags();
+    let tracked = metrics.tracked_skipped.load(Ordering::SeqCst);
+    assert_eq!(tracked + tags.len() as u64, 30, "{tags:?}");
+    assert!(
+        tracked >= 10,
+        "only {tracked} frames tracked over: {tags:?}"
+    );
+    // Never two frames in a row without the detector.
+    for w in tags.windows(2) {
+        assert!(w[1] - w[0] <= 2, "{tags:?}");
+    }
+    let (sightings, _, _dir) = lp.finish();
+    assert_eq!(sightings.len(), 1, "{sightings:?}");
+    let path = &sightings[0].path;
+    // From its confirmation on, every frame.
+    assert!(path.len() >= 27, "{} points: {path:?}", path.len());
+    let t0_ms = t0
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64;
+    for p in path {
+        let i = ((p.t_ms.0 - t0_ms) / STEP_MS as i64) as u64;
+        let drawn = person(RED, x_at(i), 60.0).bbox;
+        let b = p.bbox;
+        assert!(b.iou(&drawn) > 0.6, "frame {i}: {b:?} against {drawn:?}");
+    }
 }
 
 #[path = "rate_tests.rs"]

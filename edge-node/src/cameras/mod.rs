@@ -80,6 +80,16 @@ pub struct CameraSlot {
     /// Analytics jobs: the frames the detector skips are offered here too
     /// (set by the analysis loop).
     pub(crate) jobs: Option<Arc<crate::analytics::Hub>>,
+    /// The tracks' paths to the frame being judged (reused buffer): box at
+    /// the last detection, predicted box now.
+    paths: Vec<vidar_tracker::Predicted>,
+    /// The last frame handed to a detector.
+    handed: Option<u64>,
+    /// Skipped frames not recorded yet ([`CameraSlot::coast`]), oldest first.
+    coasting: Vec<Coast>,
+    /// The analysis loop's observer (benchmarks), for the frames the
+    /// detector skips: they report the tracks' predicted boxes.
+    pub(crate) observer: Option<std::sync::mpsc::SyncSender<crate::analysis::FrameBoxes>>,
 }
 
 impl CameraSlot {
@@ -121,15 +131,34 @@ impl CameraSlot {
             due: None,
             rate: rate::CameraRate::default(),
             jobs: None,
+            paths: Vec::new(),
+            handed: None,
+            coasting: Vec::new(),
+            observer: None,
         }
     }
 }
 
+/// A frame the detector skipped, waiting for the tracker to catch up.
+#[derive(Debug, Clone, Copy)]
+struct Coast {
+    /// The last frame handed to a detector before it.
+    after: Option<u64>,
+    seq: u64,
+    at: vidar_protocol::UnixMs,
+    /// Its size, pixels.
+    size: (f32, f32),
+}
+
+/// Most skipped frames waiting to be recorded per camera.
+const MAX_COASTING: usize = 64;
+
 impl CameraSlot {
     /// Takes the waiting frames the detector skips (all but every
-    /// `interval`th, and with motion gating those where nothing moves: they
-    /// count as analysed, the tracker predicts over them), and says whether
-    /// a frame is due for detection.
+    /// `interval`th, and with motion gating those where nothing moves or
+    /// only tracked people move along their paths: they count as analysed,
+    /// the tracker predicts over them), and says whether a frame is due for
+    /// detection.
     pub(crate) fn skip_to_due(&mut self, interval: u64) -> bool {
         loop {
             if self.due.is_some() {
@@ -149,20 +178,37 @@ impl CameraSlot {
                 return false;
             };
             self.taken += 1;
+            if nth && self.gate.is_some() {
+                self.tracker.predict_confirmed(f.seq, &mut self.paths);
+            }
             if let (true, Some(gate)) = (nth, &mut self.gate) {
                 // A frame the gate cannot read is detected.
                 let v = crate::media::picture(&f)
-                    .map(|p| gate.judge(&p, f.captured_ms().0))
-                    .map_or(true, |v| {
-                        self.metrics.motion_share.set(f64::from(v.share));
-                        v.detect()
-                    });
-                if v {
+                    .map(|p| gate.judge(&p, f.captured_ms().0, &self.paths))
+                    .ok();
+                if let Some(v) = v {
+                    self.metrics.motion_share.set(f64::from(v.share));
+                }
+                if v.is_none_or(|v| v.detect()) {
                     self.due = Some(f);
                     return true;
                 }
                 self.metrics.motion_skipped.fetch_add(1, Ordering::Relaxed);
+                if v.is_some_and(|v| v.why == motion::Why::Tracked) {
+                    self.metrics.tracked_skipped.fetch_add(1, Ordering::Relaxed);
+                }
             }
+            if self.coasting.len() >= MAX_COASTING {
+                // The tracker is stuck behind (a refused frame): these go unrecorded.
+                self.coasting.remove(0);
+            }
+            self.coasting.push(Coast {
+                after: self.handed,
+                seq: f.seq,
+                at: f.captured_ms(),
+                size: (f.width as f32, f.height as f32),
+            });
+            self.coast();
             self.metrics.analysed.fetch_add(1, Ordering::Relaxed);
             self.metrics.latency.observe(f.age());
             self.metrics.samples.record(f.pts);
@@ -177,12 +223,50 @@ impl CameraSlot {
         if !self.skip_to_due(interval) {
             return None;
         }
-        if let Some(f) = self.due.take() {
-            return Some(f);
-        }
-        let f = self.source.try_recv()?;
-        self.taken += 1;
+        let f = match self.due.take() {
+            Some(f) => f,
+            None => {
+                let f = self.source.try_recv()?;
+                self.taken += 1;
+                f
+            }
+        };
+        self.handed = Some(f.seq);
         Some(f)
+    }
+
+    /// Records the skipped frames the tracker has caught up with (every
+    /// frame handed to a detector before them tracked): the confirmed
+    /// tracks' boxes predicted to each join their paths, and go to the
+    /// observer. Called when a frame is skipped and after each tracked one;
+    /// a skipped frame taken while an earlier one is still at a detector
+    /// waits for its result, so paths stay in time order.
+    pub(crate) fn coast(&mut self) {
+        let last = self.tracker.last_frame();
+        let mut done = 0;
+        for c in &self.coasting {
+            if c.after > last {
+                break;
+            }
+            done += 1;
+            self.tracker.predict_confirmed(c.seq, &mut self.paths);
+            let (w, h) = c.size;
+            for p in &self.paths {
+                if let Some(open) = self.open.get_mut(&p.id) {
+                    open.coast(c.at, p.now.clip(w, h));
+                }
+            }
+            if let Some(tx) = &self.observer {
+                let boxes = self.paths.iter().map(|p| p.now.clip(w, h)).collect();
+                // A reader that went away only ends the observation.
+                let _ = tx.send(crate::analysis::FrameBoxes {
+                    camera: self.source.camera().clone(),
+                    seq: c.seq,
+                    boxes,
+                });
+            }
+        }
+        self.coasting.drain(..done);
     }
 }
 

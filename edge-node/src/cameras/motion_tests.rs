@@ -3,6 +3,7 @@
 
 use super::*;
 use vidar_detectors::{I420Frame, RgbFrame, YuvToRgb};
+use vidar_protocol::BBox;
 
 const W: u32 = 640;
 const H: u32 = 480;
@@ -48,7 +49,63 @@ fn on() -> MotionConfig {
 }
 
 fn judge(g: &mut MotionGate, px: &[u8], ms: i64) -> Verdict {
-    g.judge(&RgbFrame::packed(W, H, px).unwrap().into(), ms)
+    judge_tracked(g, px, ms, &[])
+}
+
+fn judge_tracked(g: &mut MotionGate, px: &[u8], ms: i64, paths: &[Predicted]) -> Verdict {
+    g.judge(&RgbFrame::packed(W, H, px).unwrap().into(), ms, paths)
+}
+
+/// A person's box as the tracker would hold it.
+fn bbox(p: (usize, usize, usize, usize)) -> BBox {
+    BBox {
+        x: p.0 as f32,
+        y: p.1 as f32,
+        w: p.2 as f32,
+        h: p.3 as f32,
+    }
+}
+
+/// Verdicts over a person walking right `speed` px a frame from x = 100
+/// (after a background frame), the tracker predicting them `predicted_dx`
+/// px a frame from their last box, and `others` walking left 12 px a frame
+/// from frame 3 on, untracked.
+fn walk(
+    track_skip: u32,
+    speed: usize,
+    predicted_dx: f32,
+    others: &[(usize, usize, usize, usize)],
+) -> Vec<Why> {
+    let mut g = MotionConfig { track_skip, ..on() }.gate("c1").unwrap();
+    judge(&mut g, &frame(&[], 2, 0), 0);
+    let at = |k: usize| (100 + speed * k, 150, 40, 120);
+    let mut verdicts = Vec::new();
+    for k in 1..=8usize {
+        let mut people = vec![at(k)];
+        if k >= 3 {
+            people.extend(others.iter().map(|&(x, y, w, h)| (x - 12 * k, y, w, h)));
+        }
+        let last = bbox(at(k - 1));
+        let predicted = BBox {
+            x: last.x + predicted_dx,
+            ..last
+        };
+        // The first frame with the person has no track yet.
+        let paths = if k == 1 {
+            Vec::new()
+        } else {
+            vec![Predicted {
+                id: vidar_protocol::TrackId(1),
+                last,
+                now: predicted,
+                score: 0.9,
+                hits: 10,
+            }]
+        };
+        let v = judge_tracked(&mut g, &frame(&people, 2, k as u64), k as i64 * 100, &paths);
+        verdicts.push(v.why);
+    }
+    verdicts
 }
 
 /// A grey RGB frame as a decoder would hand it over: I420, limited range.
@@ -74,7 +131,7 @@ fn judge_i420(g: &mut MotionGate, px: &[u8], ms: i64) -> Verdict {
         YuvToRgb::default(),
     )
     .unwrap();
-    g.judge(&f.into(), ms)
+    g.judge(&f.into(), ms, &[])
 }
 
 #[test]
@@ -206,7 +263,7 @@ fn a_new_resolution_starts_over_and_off_means_no_gate() {
     assert_eq!(judge(&mut g, &frame(&[], 0, 0), 100).why, Why::Still);
     let small = vec![128u8; 320 * 240 * 3];
     let small = RgbFrame::packed(320, 240, &small).unwrap().into();
-    assert_eq!(g.judge(&small, 200).why, Why::Start);
+    assert_eq!(g.judge(&small, 200, &[]).why, Why::Start);
     let off = MotionConfig {
         enabled: false,
         ..MotionConfig::default()
@@ -222,6 +279,7 @@ fn bad_settings_are_named() {
     cfg.min_cells = 0;
     cfg.learn_rate = 1.5;
     cfg.full_every_ms = 10;
+    cfg.track_skip = MAX_TRACK_SKIP + 1;
     cfg.masks.insert("door".into(), vec![[0.5, 0.0, 0.2, 1.0]]);
     let keys: Vec<String> = cfg.problems().iter().map(|p| p.key.clone()).collect();
     for want in [
@@ -230,9 +288,48 @@ fn bad_settings_are_named() {
         "min_cells",
         "learn_rate",
         "full_every_ms",
+        "track_skip",
         "masks.door[0]",
     ] {
         assert!(keys.iter().any(|k| k == want), "{want} not in {keys:?}");
     }
     assert!(on().problems().is_empty());
+}
+
+#[test]
+fn motion_along_tracked_paths_is_skipped_at_most_track_skip_frames_in_a_row() {
+    use Why::{Motion as M, Tracked as T};
+    assert_eq!(walk(1, 12, 12.0, &[]), vec![M, T, M, T, M, T, M, T]);
+    assert_eq!(walk(2, 12, 12.0, &[]), vec![M, T, T, M, T, T, M, T]);
+    assert_eq!(walk(0, 12, 12.0, &[]), vec![M; 8]);
+    // Without a track the same walk is motion on every frame.
+    let mut g = on().gate("c1").unwrap();
+    judge(&mut g, &frame(&[], 2, 0), 0);
+    for k in 1..=4usize {
+        let v = judge(
+            &mut g,
+            &frame(&[(100 + 12 * k, 150, 40, 120)], 2, k as u64),
+            k as i64 * 100,
+        );
+        assert_eq!((v.why, v.untracked), (M, v.regions), "frame {k}: {v:?}");
+    }
+}
+
+#[test]
+fn a_person_coming_in_beside_a_tracked_one_is_detected_at_once() {
+    use Why::{Motion as M, Tracked as T};
+    // From frame 3 a second, untracked person walks in at the right.
+    assert_eq!(
+        walk(2, 12, 12.0, &[(560, 200, 30, 90)]),
+        vec![M, T, M, M, M, M, M, M]
+    );
+}
+
+#[test]
+fn a_tracked_person_off_their_predicted_path_is_detected() {
+    // They walk right 30 px a frame where the tracker expects them to walk
+    // left: their leading edge lies off the predicted span.
+    assert_eq!(walk(2, 30, -30.0, &[]), vec![Why::Motion; 8]);
+    // Predicted right, they pass.
+    assert_eq!(walk(2, 30, 30.0, &[])[1], Why::Tracked);
 }

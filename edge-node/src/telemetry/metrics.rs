@@ -17,8 +17,11 @@ pub struct CameraMetrics {
     pub analysed: AtomicU64,
     /// Frames the detector ran on.
     pub detected: AtomicU64,
-    /// Due frames the motion gate kept from the detector (nothing moved).
+    /// Due frames the motion gate kept from the detector (nothing moved, or
+    /// only tracked people along their paths).
     pub motion_skipped: AtomicU64,
+    /// Of those, the frames where tracked people moved along their paths.
+    pub tracked_skipped: AtomicU64,
     /// Share of the frame that moved in the last frame the gate judged.
     pub motion_share: F64Gauge,
     /// Confirmed tracks now.

@@ -120,8 +120,13 @@ pub fn render_node(
     )?;
     f.counters(
         "vidar_detector_calls_saved",
-        "Due frames the motion gate kept from the detector (nothing moved; the tracker predicted).",
+        "Due frames the motion gate kept from the detector (nothing moved, or only tracked people along their predicted paths; the tracker predicted).",
         cameras(|m| m.motion_skipped.load(Ordering::Relaxed)),
+    )?;
+    f.counters(
+        "vidar_detector_calls_saved_tracked",
+        "Of vidar_detector_calls_saved, the frames where tracked people moved along their predicted paths ([motion] track_skip).",
+        cameras(|m| m.tracked_skipped.load(Ordering::Relaxed)),
     )?;
     f.gauges(
         "vidar_motion_share",

@@ -5,8 +5,10 @@
 //! - Vidar: the real node over the video file (no frame dropped: the ingest
 //!   queue blocks), configured as the system is (int8 SSD, motion gating);
 //!   per frame, the boxes of the confirmed tracks its detections updated
-//!   (what a sighting's path records; a frame the gate or the interval left
-//!   undetected reports none). Its float reference: the same node with the
+//!   (what a sighting's path records), and on a frame the gate or the
+//!   interval left undetected, the boxes of the tracks the last detection
+//!   updated, predicted to it at constant velocity (what a live overlay
+//!   draws there). Its float reference: the same node with the
 //!   float SSD, no gate, and frames converted to RGB by GStreamer (the
 //!   conventional path: so a system's row measures its model, its gate and
 //!   its pixel path together; the float system's row, in the node's default
@@ -39,6 +41,8 @@ pub(super) struct VidarRun {
     pub(super) int8: bool,
     /// Motion-gated detection.
     pub(super) motion: bool,
+    /// The gate's `track_skip` (None: the node's default).
+    pub(super) track_skip: Option<u32>,
     /// ONNX Runtime intra-op threads.
     pub(super) threads: usize,
     /// The cameras' pixel layout.
@@ -54,6 +58,9 @@ pub(super) fn vidar(video: &Path, run: VidarRun) -> Result<Frames> {
     config.detector.max_batch = Some(1);
     config.detector.precision = run.int8.then_some(Precision::Int8);
     config.motion.enabled = run.motion;
+    if let Some(k) = run.track_skip {
+        config.motion.track_skip = k;
+    }
     // With the gate, the file plays at its own rate: the gate's periodic full
     // detection counts capture time, which a file read faster would compress.
     for camera in &mut config.cameras {
@@ -67,7 +74,7 @@ pub(super) fn vidar(video: &Path, run: VidarRun) -> Result<Frames> {
     let pass = super::file_run::play_file(built, &db, || {
         frames.extend(rx.try_iter().map(|f| (f.seq, f.boxes)));
     })?;
-    // Frames never detected (gated) reported nothing.
+    // Frames the loop never reached reported nothing.
     for seq in 0..pass.decoded {
         frames.entry(seq).or_default();
     }

@@ -59,8 +59,12 @@ pub(super) fn run_vidar(
     let mut toml = format!(
         "node_id = \"bench\"\ndatabase = \"{db}\"\nmetrics_addr = \"127.0.0.1:0\"\n\
          detection_interval = {interval}\ninference_workers = {workers}\n{depth}[models.runtime]\nintra_threads = {threads}\n\
-         [detector]\n{max_batch}{model}{precision}[embedder]\n{reid}[motion]\nenabled = {motion}\n\
+         [detector]\n{max_batch}{model}{precision}[embedder]\n{reid}[motion]\nenabled = {motion}\n{track_skip}\
          [detection_rate]\nadaptive = {adaptive}\n",
+        track_skip = args
+            .track_skip
+            .map(|k| format!("track_skip = {k}\n"))
+            .unwrap_or_default(),
         motion = motion == Toggle::On,
         adaptive = adaptive == Toggle::On,
         db = db.display(),

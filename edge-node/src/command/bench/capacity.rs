@@ -75,6 +75,11 @@ pub struct CapacityBenchArgs {
     /// float on a CPU).
     #[arg(long)]
     pub max_batch: Option<usize>,
+    /// Vidar int8 + gating: frames in a row the tracker may predict over
+    /// when only tracked people move along their paths (`[motion]
+    /// track_skip`; default: the node's).
+    #[arg(long)]
+    pub track_skip: Option<u32>,
     /// Vidar's re-ID precision (fp32, int8; default: the node's default,
     /// float). The reference runs no re-ID at all.
     #[arg(long)]
@@ -159,6 +164,7 @@ fn measure_agreement(args: &CapacityBenchArgs) -> Result<Vec<(System, Agreement)
                     VidarRun {
                         int8,
                         motion: int8 && system == System::VidarInt8Motion,
+                        track_skip: args.track_skip,
                         threads: args.threads,
                         pixels,
                     },
@@ -357,6 +363,7 @@ fn probe(args: &CapacityBenchArgs, system: System, n: usize) -> Result<Probe> {
         intervals: vec![1],
         motion: vec![Toggle::Off],
         adaptive: vec![Toggle::Off],
+        track_skip: args.track_skip,
         threads: args.threads,
         max_batch: args.max_batch,
         workers: 0,

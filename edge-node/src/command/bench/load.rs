@@ -46,6 +46,11 @@ pub struct CamerasBenchArgs {
     /// each interval and motion setting; the node's default: off).
     #[arg(long, value_delimiter = ',', default_value = "off")]
     pub adaptive: Vec<Toggle>,
+    /// With motion gating, frames in a row the tracker may predict over
+    /// when only tracked people move along their paths (`[motion]
+    /// track_skip`; default: the node's).
+    #[arg(long)]
+    pub track_skip: Option<u32>,
     /// Vidar's ONNX Runtime intra-op threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,

@@ -100,6 +100,11 @@ pub struct TrajectoriesBenchArgs {
     /// Adaptive per-camera detection rates (`[detection_rate] adaptive`, the node's default: off).
     #[arg(long, value_enum, default_value = "off")]
     pub adaptive: super::cameras::Toggle,
+    /// With motion gating, frames in a row the tracker may predict over
+    /// when only tracked people move along their paths (`[motion]
+    /// track_skip`; default: the node's).
+    #[arg(long)]
+    pub track_skip: Option<u32>,
     /// The cameras' pixel layout (`pixel_format`; auto: I420 from the
     /// decoder). One node only: a site's cameras come with the master's plan.
     #[arg(long, value_enum, default_value = "auto")]
@@ -269,8 +274,11 @@ fn run_one(args: &TrajectoriesBenchArgs, model: &str, dir: &Path) -> Result<Run>
         node_toml.push_str(&format!("{} = {}\n", key.trim(), value.trim()));
     }
     node_toml.push_str(&format!(
-        "[motion]\nenabled = {}\n[detection_rate]\nadaptive = {}\n",
+        "[motion]\nenabled = {}\n{}[detection_rate]\nadaptive = {}\n",
         args.motion == super::cameras::Toggle::On,
+        args.track_skip
+            .map(|k| format!("track_skip = {k}\n"))
+            .unwrap_or_default(),
         args.adaptive == super::cameras::Toggle::On
     ));
     let mut load = Vec::new();

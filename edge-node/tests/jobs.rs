@@ -272,7 +272,7 @@ fn jobs_are_placed_by_otfa_run_where_placed_keep_their_share_and_record_results(
             );
             // A 768 x 576 JPEG of vtest.avi, people in view, and one frame
             // in 5 detected (the site's `detection_interval = 5`; people
-            // walk everywhere, so the motion gate skips none of those).
+            // walk everywhere, so the motion gate skips few of those).
             per_item.is_some_and(|b| (10_000.0..400_000.0).contains(&b))
                 && persons > 0.5
                 && (0.15..=0.25).contains(&share)

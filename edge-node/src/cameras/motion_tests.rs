@@ -76,6 +76,17 @@ fn walk(
     predicted_dx: f32,
     others: &[(usize, usize, usize, usize)],
 ) -> Vec<Why> {
+    walk_tracked(track_skip, speed, predicted_dx, others, (0.9, 10))
+}
+
+/// [`walk`] with the track's last detection score and hits.
+fn walk_tracked(
+    track_skip: u32,
+    speed: usize,
+    predicted_dx: f32,
+    others: &[(usize, usize, usize, usize)],
+    (score, hits): (f32, u32),
+) -> Vec<Why> {
     let mut g = MotionConfig { track_skip, ..on() }.gate("c1").unwrap();
     judge(&mut g, &frame(&[], 2, 0), 0);
     let at = |k: usize| (100 + speed * k, 150, 40, 120);
@@ -98,8 +109,8 @@ fn walk(
                 id: vidar_protocol::TrackId(1),
                 last,
                 now: predicted,
-                score: 0.9,
-                hits: 10,
+                score,
+                hits,
             }]
         };
         let v = judge_tracked(&mut g, &frame(&people, 2, k as u64), k as i64 * 100, &paths);
@@ -332,4 +343,13 @@ fn a_tracked_person_off_their_predicted_path_is_detected() {
     assert_eq!(walk(2, 30, -30.0, &[]), vec![Why::Motion; 8]);
     // Predicted right, they pass.
     assert_eq!(walk(2, 30, 30.0, &[])[1], Why::Tracked);
+}
+
+#[test]
+fn only_confident_established_tracks_explain_motion() {
+    use Why::{Motion as M, Tracked as T};
+    assert_eq!(walk_tracked(1, 12, 12.0, &[], (0.7, 3))[..4], [M, T, M, T]);
+    // A detection near the threshold, or a track two frames old: detected.
+    assert_eq!(walk_tracked(1, 12, 12.0, &[], (0.6, 10)), vec![M; 8]);
+    assert_eq!(walk_tracked(1, 12, 12.0, &[], (0.9, 2)), vec![M; 8]);
 }

@@ -15,6 +15,7 @@ mod dispatch;
 mod tests;
 
 use crate::cameras::rate::RateController;
+pub use crate::cameras::FrameBoxes;
 use crate::cameras::{CameraSlot, Control};
 use crate::detect_pool::{DetectPool, Done};
 use crate::identify::{Identifier, Job, TrackCrop};
@@ -69,21 +70,6 @@ pub struct Analysis {
     /// queue holds the loop, so its reader must drain it. `None` (the node):
     /// nothing is sent or built.
     pub observer: Option<std::sync::mpsc::SyncSender<FrameBoxes>>,
-}
-
-/// What an analysed frame reported: on a detected frame the boxes of the
-/// confirmed tracks its detections updated (the boxes a sighting's path
-/// records); on a frame the detector skipped, those of the confirmed tracks
-/// the last detection updated, predicted to it at constant velocity (what
-/// a live overlay would draw there).
-#[derive(Debug, Clone, PartialEq)]
-pub struct FrameBoxes {
-    /// The camera.
-    pub camera: vidar_protocol::CameraId,
-    /// The frame's sequence number at its source (0 for the first decoded).
-    pub seq: u64,
-    /// Boxes, pixels, clipped to the frame.
-    pub boxes: Vec<BBox>,
 }
 
 /// How long the loop waits for a detector to finish when it has nothing else to do.

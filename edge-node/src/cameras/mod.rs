@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use vidar_config::Config;
 use vidar_pipeline::{Frame, Ingest, IngestConfig};
-use vidar_protocol::{CameraId, StreamStatus, TrackId};
+use vidar_protocol::{BBox, CameraId, StreamStatus, TrackId};
 use vidar_tracker::{Tracker, TrackerConfig};
 
 /// Where a camera's frames come from. Dropping it stops the source.
@@ -89,7 +89,7 @@ pub struct CameraSlot {
     coasting: Vec<Coast>,
     /// The analysis loop's observer (benchmarks), for the frames the
     /// detector skips: they report the tracks' predicted boxes.
-    pub(crate) observer: Option<std::sync::mpsc::SyncSender<crate::analysis::FrameBoxes>>,
+    pub(crate) observer: Option<std::sync::mpsc::SyncSender<FrameBoxes>>,
 }
 
 impl CameraSlot {
@@ -137,6 +137,21 @@ impl CameraSlot {
             observer: None,
         }
     }
+}
+
+/// What an analysed frame reported: on a detected frame the boxes of the
+/// confirmed tracks its detections updated (the boxes a sighting's path
+/// records); on a frame the detector skipped, those of the confirmed tracks
+/// the last detection updated, predicted to it at constant velocity (what
+/// a live overlay would draw there).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameBoxes {
+    /// The camera.
+    pub camera: vidar_protocol::CameraId,
+    /// The frame's sequence number at its source (0 for the first decoded).
+    pub seq: u64,
+    /// Boxes, pixels, clipped to the frame.
+    pub boxes: Vec<BBox>,
 }
 
 /// A frame the detector skipped, waiting for the tracker to catch up.
@@ -259,7 +274,7 @@ impl CameraSlot {
             if let Some(tx) = &self.observer {
                 let boxes = self.paths.iter().map(|p| p.now.clip(w, h)).collect();
                 // A reader that went away only ends the observation.
-                let _ = tx.send(crate::analysis::FrameBoxes {
+                let _ = tx.send(FrameBoxes {
                     camera: self.source.camera().clone(),
                     seq: c.seq,
                     boxes,

@@ -4,28 +4,40 @@
 
 use super::*;
 
-/// With `[motion]` on, the detector sees the first frame, every frame where
-/// the person walks, and a still scene once a second; every frame counts as
-/// analysed, the skipped ones as calls saved, and the person who stood,
-/// walked and stood again is one track, not three.
-#[test]
-fn motion_gating_detects_where_something_moves_and_keeps_still_people_tracked() {
+/// A gated camera (`track_skip`) in a running loop, sent `frames` frames of
+/// a person at x `x_at(frame)`, each taken before the next is sent; the
+/// camera, its metrics, the loop and the capture time of frame 0.
+fn walk(
+    track_skip: u32,
+    frames: u64,
+    x_at: impl Fn(u64) -> f32,
+) -> (Cam, Arc<crate::telemetry::CameraMetrics>, Loop, SystemTime) {
     let (mut cam, mut slot) = Cam::new("hall");
     slot.gate = crate::cameras::motion::MotionConfig {
         enabled: true,
-        track_skip: 0,
+        track_skip,
         ..Default::default()
     }
     .gate("hall");
     let metrics = Arc::clone(&slot.metrics);
     let lp = start(vec![slot], 1, None);
     let t0 = t0();
-    // 0-14 standing at x 40, 15-19 walking 8 px a frame, 20-39 standing.
-    let x_at = |i: u64| 40.0 + 8.0 * (i.clamp(14, 19) - 14) as f32;
-    for i in 0..40u64 {
+    for i in 0..frames {
         cam.send(t0, &[person(RED, x_at(i), 60.0)]);
         until("the frame taken", || cam.taken.load(Ordering::SeqCst) > i);
     }
+    (cam, metrics, lp, t0)
+}
+
+/// With `[motion]` on, the detector sees the first frame, every frame where
+/// the person walks, and a still scene once a second; every frame counts as
+/// analysed, the skipped ones as calls saved, and the person who stood,
+/// walked and stood again is one track, not three.
+#[test]
+fn motion_gating_detects_where_something_moves_and_keeps_still_people_tracked() {
+    // 0-14 standing at x 40, 15-19 walking 8 px a frame, 20-39 standing.
+    let x_at = |i: u64| 40.0 + 8.0 * (i.clamp(14, 19) - 14) as f32;
+    let (cam, metrics, lp, _) = walk(0, 40, x_at);
     until("40 frames analysed", || lp.analysed(&cam.id) == 40);
     let tags = lp.log.tags();
     // Frame 0 (start), 10 (a second later), the walk 15-19 (and the
@@ -48,22 +60,9 @@ fn motion_gating_detects_where_something_moves_and_keeps_still_people_tracked() 
 /// predicted ones on the person drawn there.
 #[test]
 fn a_tracked_walk_is_detected_every_other_frame_and_its_path_has_every_frame() {
-    let (mut cam, mut slot) = Cam::new("hall");
-    slot.gate = crate::cameras::motion::MotionConfig {
-        enabled: true,
-        track_skip: 1,
-        ..Default::default()
-    }
-    .gate("hall");
-    let metrics = Arc::clone(&slot.metrics);
-    let lp = start(vec![slot], 1, None);
-    let t0 = t0();
     // Walking 6 px a frame all along.
     let x_at = |i: u64| 20.0 + 6.0 * i as f32;
-    for i in 0..30u64 {
-        cam.send(t0, &[person(RED, x_at(i), 60.0)]);
-        until("the frame taken", || cam.taken.load(Ordering::SeqCst) > i);
-    }
+    let (cam, metrics, lp, t0) = walk(1, 30, x_at);
     until("30 frames analysed", || lp.analysed(&cam.id) == 30);
     let tags = lp.log.tags();
     let tracked = metrics.tracked_skipped.load(Ordering::SeqCst);

@@ -310,19 +310,16 @@ impl Tracker {
             if t.status != TrackStatus::Confirmed || t.last_update != last {
                 continue;
             }
-            let m = &t.state.mean;
-            let at = |k: f64| {
-                BBox::from_center(
-                    (m[0] + k * m[4]) as f32,
-                    (m[1] + k * m[5]) as f32,
-                    (m[2] + k * m[6]).max(1.0) as f32,
-                    (m[3] + k * m[7]).max(1.0) as f32,
-                )
-            };
+            // The mean moved `steps` frames at its velocity (the covariance
+            // is not needed for a box).
+            let mut ahead = t.state;
+            for i in 0..4 {
+                ahead.mean[i] += steps * ahead.mean[i + 4];
+            }
             out.push(Predicted {
                 id,
-                last: at(0.0),
-                now: at(steps),
+                last: t.state.bbox(),
+                now: ahead.bbox(),
                 score: t.score,
                 hits: t.hits,
             });

@@ -193,10 +193,8 @@ impl CameraSlot {
                 return false;
             };
             self.taken += 1;
-            if nth && self.gate.is_some() {
-                self.tracker.predict_confirmed(f.seq, &mut self.paths);
-            }
             if let (true, Some(gate)) = (nth, &mut self.gate) {
+                self.tracker.predict_confirmed(f.seq, &mut self.paths);
                 // A frame the gate cannot read is detected.
                 let v = crate::media::picture(&f)
                     .map(|p| gate.judge(&p, f.captured_ms().0, &self.paths))

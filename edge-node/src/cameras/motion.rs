@@ -436,7 +436,7 @@ impl Grid {
             self.label[start] = next;
             while let Some(i) = self.stack.pop() {
                 cells += usize::from(self.moving[i]);
-                off += usize::from(self.moving[i] & !self.covered[i] & 1);
+                off += usize::from(self.moving[i] == 1 && self.covered[i] == 0);
                 let (x, y) = ((i as isize) % w, (i as isize) / w);
                 for dy in -1..=1 {
                     for dx in -1..=1 {

@@ -191,6 +191,10 @@ def run_one(args, rate: float, algorithm: str, out: Path) -> dict:
         "predicted_latency_ms": round(pred["mean_latency"] * 1000, 1) if "mean_latency" in pred else None,
         "predicted_max_utilisation": pred.get("max_utilisation"),
         "placement": {s["camera"]: [s["node"], s["reid_node"]] for s in streams},
+        # What the plan charges each camera per frame, in detector frames:
+        # its measured detector share and the rest of its frame's work.
+        "planned": {c["camera"]: {"detect_share": c.get("detect_share"), "ingest_work": c.get("ingest_work")}
+                    for c in plan.get("planned", [])},
     }
     for q, key in ((0.5, "p50_ms"), (0.99, "p99_ms")):
         v = quantile(buckets, q)
@@ -277,10 +281,12 @@ def main() -> int:
             print(f"| {rate:g} | {alg} | {fps} ({pf}, {err(fps, pf)}) | {med(r['dropped_per_s'] for r in rs)} | "
                   f"{p50} / {p99} ({pl}, {err(p50, pl)}) | {med(r['offloaded'] for r in rs)} | {ratio} |")
     print("\nWhere the tail is, per run: cameras per node, and each node with more than one camera "
-          "(cores used under its quota, share of the window it was throttled); the worst camera's p99.\n")
+          "(cores used under its quota, share of the window it was throttled); the worst camera's p99; "
+          "the model's highest utilisation against the busiest node's cores over its quota; what the plan "
+          "charges a camera per frame besides detection (mean over cameras, detector frames).\n")
     print("| Mbit/s per node | algorithm | round | p99, ms | cameras per node | nodes with more than one camera: "
-          "cores, throttled | worst camera p99, ms |")
-    print("|---:|---|---:|---:|---|---|---:|")
+          "cores, throttled | worst camera p99, ms | utilisation predicted / measured | ingest work |")
+    print("|---:|---|---:|---:|---|---|---:|---|---:|")
     for r in rows:
         nodes, cams = r.get("nodes") or {}, r.get("cameras") or {}
         if not nodes:
@@ -289,8 +295,13 @@ def main() -> int:
         shared = "; ".join(f"{n}: {nodes[n]['cores']:.3f}, {100 * nodes[n]['throttled_share']:.0f} %"
                            for n in nodes if count[n] > 1) or "-"
         worst = max((c["p99_ms"] for c in cams.values() if c["p99_ms"] is not None), default=None)
+        busiest = max(n["cores"] for n in nodes.values()) / args.cpu if args.cpu > 0 else None
+        util = r.get("predicted_max_utilisation")
+        util = f"{util:.2f} / {busiest:.2f}" if util is not None and busiest is not None else "-"
+        work = [p["ingest_work"] for p in (r.get("planned") or {}).values() if p.get("ingest_work") is not None]
+        work = f"{statistics.mean(work):.3f}" if work else "-"
         print(f"| {r['rate_mbit_s']:g} | {r['algorithm']} | {r['round']} | {r['p99_ms']} | "
-              f"{' / '.join(str(count[n]) for n in nodes)} | {shared} | {worst} |")
+              f"{' / '.join(str(count[n]) for n in nodes)} | {shared} | {worst} | {util} | {work} |")
     print(f"\nreport: {args.out / 'report.json'}")
     return 0
 

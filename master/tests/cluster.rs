@@ -358,6 +358,19 @@ fn membership_plan_sync_and_failover() {
     assert_eq!(code, 200);
     assert_eq!(v["version"].as_u64(), Some(current.plan.version), "{v}");
     assert_eq!(v["streams"].as_array().map(|s| s.len()), Some(3), "{v}");
+    // The cameras as planned: the measured figures in place of the
+    // configured ones.
+    let planned = v["planned"].as_array().expect("planned cameras");
+    assert_eq!(planned.len(), 3, "{v}");
+    assert!(
+        planned
+            .iter()
+            .all(|c| c["ingest_work"].as_f64().is_some_and(|w| w >= 0.0)
+                && c["detect_share"]
+                    .as_f64()
+                    .is_some_and(|s| s > 0.0 && s <= 1.0)),
+        "{v}"
+    );
     // The planner's algorithm and what its model predicts for the plan.
     assert_eq!(v["algorithm"], "jstsh", "{v}");
     assert!(

@@ -419,6 +419,7 @@ impl MasterConfig {
                     fps: c.fps,
                     persons: c.persons,
                     detect_share: 1.0,
+                    ingest_work: 0.0,
                     width: c.width,
                     height: c.height,
                     pinned: c

@@ -81,9 +81,10 @@ pub(super) async fn plan(State(ctx): Ctx) -> Result<Json<serde_json::Value>, Api
         None => json!({ "version": null, "streams": [], "bandwidth": [], "nodes": [] }),
     };
     v["cameras"] = json!(ctx.plans.cameras());
+    v["planned"] = json!(ctx.plans.planned());
     v["counters"] = json!(ctx.plans.counters());
     // Camera URLs carry credentials: never shown (issue 16).
-    for list in ["streams", "cameras"] {
+    for list in ["streams", "cameras", "planned"] {
         if let Some(items) = v.get_mut(list).and_then(|x| x.as_array_mut()) {
             for item in items {
                 if let Some(src) = item.get("source").and_then(|s| s.as_str()) {

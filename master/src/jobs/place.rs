@@ -7,7 +7,7 @@
 //! - **Compute.** A node's capacity `PS_u` is counted in detector frames per
 //!   second (its profiled `detect_fps`), less the detector frames/s of the
 //!   cameras JSTSH gave it (frames/s times each one's measured
-//!   `detect_share`) and the re-ID crops it serves (the planner's
+//!   `detect_share` and `ingest_work`) and the re-ID crops it serves (the planner's
 //!   `REID_CROPS_PER_PERSON_S` a person, each worth `detect_fps /
 //!   reid_crops_per_s` frames), or by what its own work was measured to
 //!   cost (`NodeView::own_work_fps`: the process's CPU less its jobs'),
@@ -180,7 +180,7 @@ pub fn place(
             .filter_map(|s| {
                 let c = fps_of.get(&s.camera)?;
                 let detect = if s.node == v.node {
-                    c.fps * c.detect_work()
+                    c.fps * c.frame_work()
                 } else {
                     0.0
                 };

@@ -28,6 +28,7 @@ fn view(node: &str, detect_fps: f64, links: &[(&str, f64)]) -> NodeView {
         camera_bitrates: Vec::new(),
         camera_persons: Vec::new(),
         camera_detect_shares: Vec::new(),
+        camera_fps: Vec::new(),
         job_flows: Vec::new(),
     }
 }
@@ -39,6 +40,7 @@ fn camera(c: &str) -> SiteCamera {
         fps: 15.0,
         persons: 2.0,
         detect_share: 1.0,
+        ingest_work: 0.0,
         width: 1280,
         height: 720,
         pinned: None,

@@ -44,8 +44,8 @@ use vidar_scheduler::SchedError;
 
 use model::Mapped;
 pub use model::{
-    ordered, pair_rates, BITS_PER_PIXEL, CROP_BYTES, DEFAULT_LINK_MBIT_S, DETECTOR_MEMORY_MB,
-    MIN_DETECT_SHARE, REID_CROPS_PER_PERSON_S, REID_MEMORY_MB,
+    crop_work, ordered, pair_rates, BITS_PER_PIXEL, CROP_BYTES, DEFAULT_LINK_MBIT_S,
+    DETECTOR_MEMORY_MB, MIN_DETECT_SHARE, REID_CROPS_PER_PERSON_S, REID_MEMORY_MB,
 };
 
 /// A fresh plan replaces the previous one only when cheaper by more than this fraction.
@@ -94,6 +94,13 @@ pub struct SiteCamera {
     /// a detector frame per camera frame.
     #[serde(default = "default_detect_share")]
     pub detect_share: f64,
+    /// Detector frames of the rest of a frame's work on the node that
+    /// ingests it (receiving and decoding the stream, tracking, crops and
+    /// their JPEGs, storage), whether or not the detector runs on it; >= 0,
+    /// default 0. Planned with from what that node's CPU measures
+    /// (`plans::measured::measured_frame_work`).
+    #[serde(default)]
+    pub ingest_work: f64,
     /// Frame width, pixels.
     pub width: u32,
     /// Frame height, pixels.
@@ -104,10 +111,11 @@ pub struct SiteCamera {
 }
 
 impl SiteCamera {
-    /// Detector frames one of its frames costs: its `detect_share`, at
-    /// least [`MIN_DETECT_SHARE`].
-    pub fn detect_work(&self) -> f64 {
-        self.detect_share.clamp(MIN_DETECT_SHARE, 1.0)
+    /// Detector frames one of its frames costs the node that ingests it:
+    /// its `detect_share` (at least [`MIN_DETECT_SHARE`]) and its
+    /// `ingest_work`.
+    pub fn frame_work(&self) -> f64 {
+        self.detect_share.clamp(MIN_DETECT_SHARE, 1.0) + self.ingest_work
     }
 }
 
@@ -161,6 +169,9 @@ pub struct NodeView {
     /// ingests (those it analysed frames of yet).
     #[serde(default)]
     pub camera_detect_shares: Vec<(CameraId, f64)>,
+    /// The frames/s arriving from each camera it ingests (those sending).
+    #[serde(default)]
+    pub camera_fps: Vec<(CameraId, f64)>,
     /// What each job flow from it needs: `(job, stage fed, items offered,
     /// bytes per item)`.
     #[serde(default)]
@@ -328,6 +339,12 @@ fn validate(cameras: &[SiteCamera], nodes: &[NodeView]) -> Result<(), PlanError>
             problems.push(format!(
                 "camera {}: detect_share {} must be in (0, 1]",
                 c.camera, c.detect_share
+            ));
+        }
+        if !(c.ingest_work.is_finite() && c.ingest_work >= 0.0) {
+            problems.push(format!(
+                "camera {}: ingest_work {} must be >= 0",
+                c.camera, c.ingest_work
             ));
         }
         if c.width == 0 || c.height == 0 {

@@ -9,7 +9,11 @@
 //!   the node detects every n-th frame or its motion gate skips still ones,
 //!   the tracker predicting over the rest; at least [`MIN_DETECT_SHARE`]).
 //!   The detector resizes to its input, so the resolution does not change
-//!   it; tracking is included in the profiled rate.
+//!   it. The rest of a frame's work on that node (receiving and decoding the
+//!   stream, tracking, crops and their JPEGs, storage) is added to `CL1` as
+//!   the camera's `ingest_work` (0 until measured: the node's CPU in
+//!   detector frames, less what this model charges it, over the frames it
+//!   ingests; `plans::measured::measured_frame_work`).
 //! - **Re-ID**: re-ID runs on new or uncertain tracks, not on every frame. Each
 //!   person in view costs [`REID_CROPS_PER_PERSON_S`] crops per second, so a
 //!   stream sends `c = persons * REID_CROPS_PER_PERSON_S / fps` crops per frame.
@@ -105,6 +109,22 @@ pub(crate) fn fastest(rates: impl Iterator<Item = f64>) -> Option<f64> {
         .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))
 }
 
+/// What one re-ID crop costs in detector frames (`rho`): the geometric
+/// mean over `nodes` that profiled both models of `detect_fps /
+/// reid_crops_per_s`; 1 when none did.
+pub fn crop_work<'a>(nodes: impl IntoIterator<Item = &'a NodeView>) -> f64 {
+    let ratios: Vec<f64> = nodes
+        .into_iter()
+        .filter(|n| n.detect_fps > 0.0 && n.reid_crops_per_s > 0.0)
+        .map(|n| (n.detect_fps / n.reid_crops_per_s).ln())
+        .collect();
+    if ratios.is_empty() {
+        1.0
+    } else {
+        (ratios.iter().sum::<f64>() / ratios.len() as f64).exp()
+    }
+}
+
 /// The least detector work a camera is planned with, in detector frames
 /// per frame it sends: a camera whose motion gate skipped everything for a
 /// while still has its periodic full detections, and a camera planned at
@@ -180,16 +200,7 @@ impl Mapped {
             .iter()
             .map(|c| c.persons * REID_CROPS_PER_PERSON_S / c.fps)
             .collect();
-        let ratios: Vec<f64> = usable
-            .iter()
-            .filter(|n| n.detect_fps > 0.0 && n.reid_crops_per_s > 0.0)
-            .map(|n| (n.detect_fps / n.reid_crops_per_s).ln())
-            .collect();
-        let rho = if ratios.is_empty() {
-            1.0
-        } else {
-            (ratios.iter().sum::<f64>() / ratios.len() as f64).exp()
-        };
+        let rho = crop_work(usable.iter().copied());
         let det_work: f64 = cameras.iter().map(|c| c.fps).sum();
         let reid_work: f64 = cameras
             .iter()
@@ -323,7 +334,7 @@ impl Mapped {
                         (sched_nodes[i].id.clone(), mbit * MBIT)
                     })
                     .collect(),
-                detect_work: c.detect_work(),
+                detect_work: c.frame_work(),
                 reid_work: x * rho,
                 // At least a byte, so a forbidden hop costs infinity, never 0/0.
                 crop_bytes: (x * CROP_BYTES).max(1.0),

@@ -20,6 +20,7 @@ fn node(name: &str, detect: f64, reid: f64) -> NodeView {
         camera_bitrates: Vec::new(),
         camera_persons: Vec::new(),
         camera_detect_shares: Vec::new(),
+        camera_fps: Vec::new(),
         job_flows: Vec::new(),
     }
 }
@@ -31,6 +32,7 @@ fn cam(name: &str, fps: f64) -> SiteCamera {
         fps,
         persons: 2.0,
         detect_share: 1.0,
+        ingest_work: 0.0,
         width: 1280,
         height: 720,
         pinned: None,
@@ -526,22 +528,24 @@ fn baselines_place_by_their_own_rules_and_jstsh_beats_them() {
 }
 
 #[test]
-fn a_camera_costs_its_measured_detector_share_per_frame() {
+fn a_camera_costs_its_measured_detector_share_and_ingest_work_per_frame() {
     // One node, two 10 fps cameras, nobody in view (no re-ID work): the
-    // node's utilisation is the cameras' detector runs over its rate.
+    // node's utilisation is the cameras' detector runs and the rest of
+    // their frames' work over its rate.
     let nodes = [node("a", 25.0, 100.0)];
-    let at = |share: f64| {
+    let at = |share: f64, ingest: f64| {
         let cameras: Vec<SiteCamera> = ["c1", "c2"]
             .iter()
             .map(|n| SiteCamera {
                 persons: 0.0,
                 detect_share: share,
+                ingest_work: ingest,
                 ..cam(n, 10.0)
             })
             .collect();
         plan(&cameras, &nodes, None, 1).unwrap().predicted
     };
-    let (every, half) = (at(1.0), at(0.5));
+    let (every, half) = (at(1.0, 0.0), at(0.5, 0.0));
     assert!((every.max_utilisation - 0.8).abs() < 1e-9, "{every:?}");
     assert!((half.max_utilisation - 0.4).abs() < 1e-9, "{half:?}");
     // The load-aware latency falls with it: 1/25 s x 1/(1 - 0.8) per
@@ -550,11 +554,19 @@ fn a_camera_costs_its_measured_detector_share_per_frame() {
         half.mean_latency < every.mean_latency / 3.0,
         "{half:?} {every:?}"
     );
-    // A share outside (0, 1] is refused, naming the camera.
-    let bad = [SiteCamera {
-        detect_share: 0.0,
-        ..cam("c9", 10.0)
-    }];
-    let e = plan(&bad, &nodes, None, 1).unwrap_err().to_string();
-    assert!(e.contains("c9") && e.contains("detect_share"), "{e}");
+    // Decoding and the rest at 0.2 detector frames a frame: 0.7 each.
+    let rest = at(0.5, 0.2);
+    assert!((rest.max_utilisation - 0.56).abs() < 1e-9, "{rest:?}");
+    assert!(rest.mean_latency > half.mean_latency, "{rest:?} {half:?}");
+    // A share outside (0, 1] or negative ingest work is refused, naming
+    // the camera.
+    for (share, ingest, what) in [(0.0, 0.0, "detect_share"), (0.5, -0.1, "ingest_work")] {
+        let bad = [SiteCamera {
+            detect_share: share,
+            ingest_work: ingest,
+            ..cam("c9", 10.0)
+        }];
+        let e = plan(&bad, &nodes, None, 1).unwrap_err().to_string();
+        assert!(e.contains("c9") && e.contains(what), "{e}");
+    }
 }

@@ -75,6 +75,7 @@ pub struct PlanCounters {
 struct Shared {
     current: RwLock<Option<Arc<Current>>>,
     cameras: Mutex<Vec<SiteCamera>>,
+    planned: Mutex<Vec<SiteCamera>>,
     wake: SyncSender<()>,
     replan_requested: Mutex<Option<String>>,
     replans: AtomicU64,
@@ -109,6 +110,7 @@ impl Plans {
             shared: Arc::new(Shared {
                 current: RwLock::new(None),
                 cameras: Mutex::new(cameras),
+                planned: Mutex::new(Vec::new()),
                 wake,
                 replan_requested: Mutex::new(None),
                 replans: AtomicU64::new(0),
@@ -144,6 +146,25 @@ impl Plans {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The site's cameras as the last replan planned them: the figures
+    /// its nodes measure (people, detector share, the rest of a frame's
+    /// work) in place of the configured ones. Empty before the first.
+    pub fn planned(&self) -> Vec<SiteCamera> {
+        self.shared
+            .planned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_planned(&self, cameras: Vec<SiteCamera>) {
+        *self
+            .shared
+            .planned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = cameras;
     }
 
     /// Replaces the site's cameras and replans at once.

@@ -138,6 +138,13 @@ pub fn node_view(s: &NodeStatus) -> NodeView {
             .filter(|c| c.detect_share.is_finite() && c.detect_share > 0.0)
             .map(|c| (c.camera.clone(), c.detect_share.min(1.0)))
             .collect(),
+        camera_fps: s
+            .load
+            .cameras
+            .iter()
+            .filter(|c| c.fps.is_finite() && c.fps > 0.0)
+            .map(|c| (c.camera.clone(), c.fps))
+            .collect(),
         job_flows: s
             .job_flows
             .iter()
@@ -369,6 +376,11 @@ mod tests {
         assert_eq!((v.jpeg_encode_cost, v.jpeg_decode_cost), (0.6, 0.3));
         assert!(v.reid_service);
         assert_eq!(v.own_work_fps, 0.0, "no CPU reported");
+        let c1 = CameraId::new("c1").expect("id");
+        assert_eq!(v.camera_fps, vec![(c1, 10.0)], "the frames it ingests");
+        let mut s = status("a", 0.1);
+        s.load.cameras[0].fps = 0.0;
+        assert!(node_view(&s).camera_fps.is_empty(), "a camera not sending");
     }
 
     #[test]
@@ -393,6 +405,7 @@ mod tests {
             fps: 10.0,
             persons: p,
             detect_share: 1.0,
+            ingest_work: 0.0,
             width: 768,
             height: 576,
             pinned: None,
@@ -442,6 +455,7 @@ mod tests {
                 fps: 10.0,
                 persons: 2.0,
                 detect_share: 1.0,
+                ingest_work: 0.0,
                 width: 768,
                 height: 576,
                 pinned: None,

@@ -14,7 +14,9 @@ use vidar_link::LinkError;
 use vidar_protocol::messages::{NodeStatus, Plan};
 use vidar_protocol::{Keys, NodeId, UnixMs};
 
-use super::measured::{measured_detect_shares, measured_persons};
+use super::measured::{
+    measured_detect_shares, measured_frame_work, measured_persons, INGEST_SETTLE,
+};
 use super::policy::{
     link_shift, load_shift, node_view, placement_changed, to_plan, upload_shift, uploads,
 };
@@ -70,6 +72,9 @@ struct Loop {
     /// The detector shares planned with, per camera
     /// ([`measured_detect_shares`]).
     detect_shares: BTreeMap<vidar_protocol::CameraId, f64>,
+    /// The rest of a frame's work planned with, per camera
+    /// ([`measured_frame_work`]).
+    ingest_work: BTreeMap<vidar_protocol::CameraId, f64>,
     previous: Option<PlanOutput>,
     pending: Option<(Instant, String)>,
     last_plan: Option<Instant>,
@@ -104,6 +109,7 @@ impl PlanService {
             planned_uploads: BTreeMap::new(),
             persons: BTreeMap::new(),
             detect_shares: BTreeMap::new(),
+            ingest_work: BTreeMap::new(),
             previous: None,
             pending: None,
             last_plan: None,
@@ -310,6 +316,16 @@ impl Loop {
         let mut cameras = self.svc.plans.cameras();
         measured_persons(&mut cameras, &views, &mut self.persons);
         measured_detect_shares(&mut cameras, &views, &mut self.detect_shares);
+        // The placement in force, once the nodes' CPU averages cover it.
+        let settled = self.svc.plans.current().is_some_and(|c| {
+            c.issued_at
+                .is_some_and(|at| now.saturating_duration_since(at) >= INGEST_SETTLE)
+        });
+        let placed = (self.previous.as_ref())
+            .filter(|_| settled)
+            .map(|p| p.streams.as_slice());
+        measured_frame_work(&mut cameras, &views, placed, &mut self.ingest_work);
+        self.svc.plans.set_planned(cameras.clone());
         shared.replans.fetch_add(1, Ordering::Relaxed);
         self.seed = self.seed.wrapping_add(1);
         let out = match planner::plan_with(
@@ -355,6 +371,13 @@ impl Loop {
             .is_none_or(|c| placement_changed(&c.plan, &candidate));
         self.previous = Some(out.clone());
         if !changed {
+            // The same placement, predicted with the figures measured since.
+            if let Some(c) = current.filter(|c| c.predicted != out.predicted) {
+                self.svc.plans.set_current(Some(Arc::new(Current {
+                    predicted: out.predicted.clone(),
+                    ..(*c).clone()
+                })));
+            }
             tracing::debug!(
                 trigger,
                 version = prev_version,

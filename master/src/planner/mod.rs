@@ -111,11 +111,16 @@ pub struct SiteCamera {
 }
 
 impl SiteCamera {
-    /// Detector frames one of its frames costs the node that ingests it:
-    /// its `detect_share` (at least [`MIN_DETECT_SHARE`]) and its
-    /// `ingest_work`.
+    /// Detector frames one of its frames costs the detector: its
+    /// `detect_share`, at least [`MIN_DETECT_SHARE`].
+    pub fn detect_work(&self) -> f64 {
+        self.detect_share.clamp(MIN_DETECT_SHARE, 1.0)
+    }
+
+    /// Detector frames one of its frames costs the node that ingests it in
+    /// all: [`detect_work`](Self::detect_work) and its `ingest_work`.
     pub fn frame_work(&self) -> f64 {
-        self.detect_share.clamp(MIN_DETECT_SHARE, 1.0) + self.ingest_work
+        self.detect_work() + self.ingest_work
     }
 }
 

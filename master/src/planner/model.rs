@@ -10,10 +10,14 @@
 //!   the tracker predicting over the rest; at least [`MIN_DETECT_SHARE`]).
 //!   The detector resizes to its input, so the resolution does not change
 //!   it. The rest of a frame's work on that node (receiving and decoding the
-//!   stream, tracking, crops and their JPEGs, storage) is added to `CL1` as
-//!   the camera's `ingest_work` (0 until measured: the node's CPU in
-//!   detector frames, less what this model charges it, over the frames it
-//!   ingests; `plans::measured::measured_frame_work`).
+//!   stream, crops and their JPEGs, storage) is the camera's `ingest_work`
+//!   (0 until measured: the node's CPU in detector frames, less what this
+//!   model charges it, over the frames it ingests;
+//!   `plans::measured::measured_frame_work`). It goes to the scheduler as
+//!   the stream's `ingest_work`: it loads the node (its utilisation, so its
+//!   stages' inflation and the throughput bound) but is not a stage time of
+//!   the frame, since other threads do it alongside (a frame's decoding is
+//!   pipelined ahead of its detection).
 //! - **Re-ID**: re-ID runs on new or uncertain tracks, not on every frame. Each
 //!   person in view costs [`REID_CROPS_PER_PERSON_S`] crops per second, so a
 //!   stream sends `c = persons * REID_CROPS_PER_PERSON_S / fps` crops per frame.
@@ -334,7 +338,8 @@ impl Mapped {
                         (sched_nodes[i].id.clone(), mbit * MBIT)
                     })
                     .collect(),
-                detect_work: c.frame_work(),
+                detect_work: c.detect_work(),
+                ingest_work: c.ingest_work,
                 reid_work: x * rho,
                 // At least a byte, so a forbidden hop costs infinity, never 0/0.
                 crop_bytes: (x * CROP_BYTES).max(1.0),

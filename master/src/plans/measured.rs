@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use vidar_protocol::CameraId;
 
-use crate::planner::{
-    crop_work, NodeView, Placed, SiteCamera, MIN_DETECT_SHARE, REID_CROPS_PER_PERSON_S,
-};
+use crate::planner::{crop_work, NodeView, Placed, SiteCamera, REID_CROPS_PER_PERSON_S};
 
 /// A camera's planned people per frame moves to the measured figure only
 /// when that differs by more than this share of the planned one (at least
@@ -130,7 +128,7 @@ fn node_rest(
     for (c, fps) in &v.camera_fps {
         let cam = site.get(c)?;
         frames += fps;
-        charged += fps * cam.detect_share.clamp(MIN_DETECT_SHARE, 1.0);
+        charged += fps * cam.detect_work();
     }
     for p in placed.iter().filter(|p| p.reid_node == v.node) {
         if let Some(cam) = site.get(&p.camera) {

@@ -2,7 +2,9 @@
 //!
 //! Both cost models decompose into a per-stream part (`T_ik + [i != j] D/R_ij`)
 //! plus a per-node part `W_i / PS_i * f(U_i)`, with `W_i` the per-frame work
-//! placed on `i`, `U_i` its utilisation and `f = 1` (published) or
+//! placed on `i`, `U_i` its utilisation (which also counts each stream's
+//! ingest work `CL0`, work alongside its frames on the node that detects
+//! it, not a stage time) and `f = 1` (published) or
 //! `1 / (1 - min(U, cap))` (load-aware). With a shared ingress link
 //! ([`Problem::shared_ingress`]) the load-aware node part also holds
 //! `S_i * (f(V_i) - 1)`: `S_i` the sum of `T_ik` over the streams detected on
@@ -81,7 +83,7 @@ impl Loads {
     /// Adds (`sign = 1`) or removes (`-1`) stream `k`'s detection on `x`.
     pub fn det(&mut self, p: &Problem, k: usize, x: usize, sign: f64) {
         self.work[x] += sign * p.cl1[k];
-        self.util[x] += sign * p.fps[k] * p.cl1[k] / p.ps[x];
+        self.util[x] += sign * p.fps[k] * (p.cl1[k] + p.cl0[k]) / p.ps[x];
         self.ndet[x] = (self.ndet[x] as i64 + sign as i64) as u32;
         let t = transfer(p, k, x);
         self.tsum[x] += sign * t;

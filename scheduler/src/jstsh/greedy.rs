@@ -6,12 +6,22 @@ use super::eval::{inflation, Loads};
 use super::{CostModel, Problem};
 use crate::error::{Result, SchedError};
 
-/// Time of `work` more on node `i` given `loads`, under `p.cost`.
-pub(super) fn stage_time(p: &Problem, loads: &Loads, i: usize, k: usize, work: f64) -> f64 {
+/// Time of `work` more on node `i` given `loads`, under `p.cost`, with
+/// `alongside` more wu per frame loading it besides (ingest work).
+pub(super) fn stage_time(
+    p: &Problem,
+    loads: &Loads,
+    i: usize,
+    k: usize,
+    work: f64,
+    alongside: f64,
+) -> f64 {
     let base = work / p.ps[i];
     match p.cost {
         CostModel::Published => base,
-        CostModel::LoadAware => base * inflation(loads.util[i] + p.fps[k] * work / p.ps[i]),
+        CostModel::LoadAware => {
+            base * inflation(loads.util[i] + p.fps[k] * (work + alongside) / p.ps[i])
+        }
     }
 }
 
@@ -77,7 +87,7 @@ pub(super) fn best_detect(p: &Problem, loads: &Loads, k: usize) -> Result<usize>
         .map(|i| {
             (
                 i,
-                transfer_time(p, loads, i, k) + stage_time(p, loads, i, k, p.cl1[k]),
+                transfer_time(p, loads, i, k) + stage_time(p, loads, i, k, p.cl1[k], p.cl0[k]),
             )
         })
         .min_by(|a, b| a.1.total_cmp(&b.1))
@@ -93,7 +103,12 @@ pub(super) fn best_detect(p: &Problem, loads: &Loads, k: usize) -> Result<usize>
 pub(super) fn best_reid(p: &Problem, loads: &Loads, k: usize, x: usize) -> Result<usize> {
     (0..p.m)
         .filter(|&j| p.hop(k, x, j).is_finite() && can_reid(p, loads, j))
-        .map(|j| (j, p.hop(k, x, j) + stage_time(p, loads, j, k, p.cl2[k])))
+        .map(|j| {
+            (
+                j,
+                p.hop(k, x, j) + stage_time(p, loads, j, k, p.cl2[k], 0.0),
+            )
+        })
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(j, _)| j)
         .ok_or_else(|| {

@@ -70,6 +70,13 @@ pub struct CameraStream {
     pub camera_rates: BTreeMap<NodeId, f64>,
     /// Detection + tracking work per frame, `CL1` (wu).
     pub detect_work: f64,
+    /// The rest of a frame's work on the detection node that is not in
+    /// the frame's own path (receiving and decoding the stream, crops and
+    /// their JPEGs, storage: other threads, alongside), wu per frame;
+    /// default 0. It loads the node (its utilisation, and so every stage
+    /// time's inflation there) without being a stage time itself.
+    #[serde(default)]
+    pub ingest_work: f64,
     /// Re-ID work per frame, `CL2` (wu), averaged over frames (grows with people in view).
     pub reid_work: f64,
     /// Bytes per frame from the detection node to the re-ID node (crops), `D`.
@@ -239,6 +246,8 @@ pub struct Problem {
     pub fps: Vec<f64>,
     /// Per-stream detection work.
     pub cl1: Vec<f64>,
+    /// Per-stream ingest work: loads the detection node, not a stage.
+    pub cl0: Vec<f64>,
     /// Per-stream re-ID work.
     pub cl2: Vec<f64>,
     /// Per-stream crop bytes.
@@ -274,6 +283,7 @@ impl Problem {
                 ("fps", s.fps),
                 ("frame_bytes", s.frame_bytes),
                 ("detect_work", s.detect_work),
+                ("ingest_work", s.ingest_work),
                 ("reid_work", s.reid_work),
                 ("crop_bytes", s.crop_bytes),
             ] {
@@ -329,6 +339,7 @@ impl Problem {
             mem: g.memory.clone(),
             fps: inst.streams.iter().map(|s| s.fps).collect(),
             cl1: inst.streams.iter().map(|s| s.detect_work).collect(),
+            cl0: inst.streams.iter().map(|s| s.ingest_work).collect(),
             cl2: inst.streams.iter().map(|s| s.reid_work).collect(),
             d: inst.streams.iter().map(|s| s.crop_bytes).collect(),
             models: inst.models,

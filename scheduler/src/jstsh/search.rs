@@ -68,7 +68,7 @@ impl Deltas {
     }
 
     fn change(&mut self, p: &Problem, (k, (x, y), (x2, y2)): Change) {
-        let (c1, c2, f) = (p.cl1[k], p.cl2[k], p.fps[k]);
+        let (c1, c0, c2, f) = (p.cl1[k], p.cl0[k], p.cl2[k], p.fps[k]);
         // Detection moves the stream's frames (and the link they load);
         // re-ID only work.
         let det = |node: usize, sign: f64| {
@@ -76,7 +76,7 @@ impl Deltas {
             NodeDelta {
                 node,
                 work: sign * c1,
-                fwork: sign * f * c1,
+                fwork: sign * f * (c1 + c0),
                 det: sign as i32,
                 reid: 0,
                 t,
@@ -347,11 +347,12 @@ impl<'a> Search<'a> {
 
     /// Objective change of adding `w` wu/frame of stream `k` to node `n`
     /// (negative `w` removes), with its detection (`det` 1: added, -1:
-    /// removed, 0: only re-ID moves) and so its frames on `n`'s link.
+    /// removed, 0: only re-ID moves) and so its frames on `n`'s link and
+    /// its ingest work on `n`'s load.
     #[inline]
     fn add_term(&self, k: usize, n: usize, w: f64, det: f64) -> f64 {
         let (p, l) = (self.p, &self.loads);
-        let u = l.util[n] + p.fps[k] * w / p.ps[n];
+        let u = l.util[n] + p.fps[k] * (w + det * p.cl0[k]) / p.ps[n];
         let t = det * transfer(p, k, n);
         let ingress = Ingress {
             tsum: l.tsum[n] + t,
@@ -362,7 +363,7 @@ impl<'a> Search<'a> {
 
     /// The best of stream `k`'s moves `(n, y)`, `(x, n)`, `(n, n)` for `n` in
     /// `nodes`, each a removal (computed once) plus one node's addition.
-    fn best_restricted(
+    pub(super) fn best_restricted(
         &mut self,
         k: usize,
         nodes: &[usize],

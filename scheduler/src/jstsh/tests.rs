@@ -55,6 +55,21 @@ fn jstsh_is_within_2_percent_of_the_exact_optimum_with_a_shared_ingress() {
     within_2_percent(random_shared_instance);
 }
 
+#[test]
+fn jstsh_is_within_2_percent_of_the_exact_optimum_with_ingest_work() {
+    within_2_percent(with_ingest);
+}
+
+/// [`random_shared_instance`] whose streams also load their detection
+/// node with ingest work (0 to 0.6 wu a frame).
+fn with_ingest(seed: u64, m: usize, k: usize, cost: CostModel) -> StreamInstance {
+    let mut inst = random_shared_instance(seed, m, k, cost);
+    for (i, s) in inst.streams.iter_mut().enumerate() {
+        s.ingest_work = 0.2 * ((seed as usize + i) % 4) as f64;
+    }
+    inst
+}
+
 fn within_2_percent(make: Make) {
     let seeds = if cfg!(debug_assertions) {
         0..60
@@ -255,7 +270,13 @@ fn p_index(inst: &StreamInstance, id: &NodeId) -> usize {
 fn move_deltas_match_the_recomputed_objective_with_a_shared_ingress() {
     let mut checked = 0;
     for seed in 0..40u64 {
-        let inst = random_shared_instance(
+        // Half of them with ingest work, which moves with detection.
+        let make = if seed % 2 == 0 {
+            random_shared_instance
+        } else {
+            with_ingest
+        };
+        let inst = make(
             seed,
             3 + (seed % 3) as usize,
             4 + (seed % 4) as usize,
@@ -282,6 +303,19 @@ fn move_deltas_match_the_recomputed_objective_with_a_shared_ingress() {
                     checked += 1;
                 }
             }
+            // The restricted search's own estimate of its best move.
+            let all: Vec<usize> = (0..p.m).collect();
+            let mut best = (f64::INFINITY, None);
+            s.best_restricted(k, &all, &mut best);
+            if let (d, Some(to)) = best {
+                let mut b = a.clone();
+                b[k] = to;
+                let want = total(&p, &b, p.cost) - before;
+                assert!(
+                    (d - want).abs() <= 1e-7 * before.abs().max(1.0),
+                    "seed {seed} stream {k} best restricted move to {to:?}: {d}, recomputed {want}"
+                );
+            }
         }
         for i in 0..p.m {
             for j in i + 1..p.m {
@@ -302,6 +336,80 @@ fn move_deltas_match_the_recomputed_objective_with_a_shared_ingress() {
         }
     }
     assert!(checked > 1000, "{checked}");
+}
+
+/// Ingest work loads a node without being a stage time: two streams'
+/// worth of it raise the node's utilisation and so inflate the detection's
+/// stage time, but the plan costs less than the same utilisation of
+/// detection work.
+#[test]
+fn ingest_work_loads_the_node_without_being_a_stage_time() {
+    let node = NodeId::new("n").expect("id");
+    let inst = |detect: f64, ingest: f64| StreamInstance {
+        cluster: Cluster {
+            nodes: vec![crate::Node {
+                id: node.clone(),
+                capacity: 25.0,
+                memory: 1 << 34,
+            }],
+            links: Vec::new(),
+        },
+        models: ModelMemory {
+            detector: 1 << 30,
+            reid: 1 << 30,
+        },
+        streams: (0..2)
+            .map(|k| CameraStream {
+                id: format!("cam{k}"),
+                fps: 10.0,
+                frame_bytes: 1.0,
+                camera_rates: [(node.clone(), 1e9)].into_iter().collect(),
+                detect_work: detect,
+                ingest_work: ingest,
+                reid_work: 0.0,
+                crop_bytes: 0.0,
+            })
+            .collect(),
+        cost: CostModel::LoadAware,
+        rates: None,
+        shared_ingress: false,
+    };
+    let objective = |detect, ingest| {
+        let p = Problem::new(&inst(detect, ingest)).expect("valid");
+        Objective::of(&p, &[(0, 0), (0, 0)])
+    };
+    let (bare, alongside, in_path) = (
+        objective(0.5, 0.0),
+        objective(0.5, 0.2),
+        objective(0.7, 0.0),
+    );
+    assert!((bare.max_utilisation - 0.4).abs() < 1e-9, "{bare:?}");
+    assert!(
+        (alongside.max_utilisation - 0.56).abs() < 1e-9,
+        "{alongside:?}"
+    );
+    assert!((in_path.max_utilisation - 0.56).abs() < 1e-9, "{in_path:?}");
+    // Per frame: 0.5 / 25 s inflated by 1 / (1 - U), transfers aside.
+    let stage = |work: f64, u: f64| work / 25.0 / (1.0 - u);
+    assert!(
+        (bare.mean_latency - stage(0.5, 0.4)).abs() < 1e-6,
+        "{bare:?}"
+    );
+    assert!(
+        (alongside.mean_latency - stage(0.5, 0.56)).abs() < 1e-6,
+        "{alongside:?}"
+    );
+    assert!(
+        (in_path.mean_latency - stage(0.7, 0.56)).abs() < 1e-6,
+        "{in_path:?}"
+    );
+    // The published cost counts stage times only.
+    assert_eq!(alongside.published_cost, bare.published_cost);
+    // Refused when negative, named.
+    let mut bad = inst(0.5, 0.0);
+    bad.streams[1].ingest_work = -0.1;
+    let e = Problem::new(&bad).expect_err("negative").to_string();
+    assert!(e.contains("cam1") && e.contains("ingest_work"), "{e}");
 }
 
 /// Four 2.2 Mbit/s cameras, a fast processor behind a 5 Mbit/s link and a
@@ -326,6 +434,7 @@ fn a_shared_ingress_keeps_cameras_within_a_slow_link() {
             .into_iter()
             .collect(),
         detect_work: 1.0,
+        ingest_work: 0.0,
         reid_work: 0.1,
         crop_bytes: 1000.0,
     };

@@ -52,6 +52,7 @@ pub fn stream(id: usize, people: f64, camera_rates: BTreeMap<NodeId, f64>) -> Ca
         frame_bytes: FRAME_BYTES,
         camera_rates,
         detect_work: DETECT_WORK,
+        ingest_work: 0.0,
         reid_work: people * REID_WORK_PER_PERSON * REID_CALL_RATE,
         crop_bytes: people * CROP_BYTES * REID_CALL_RATE,
     }

@@ -177,6 +177,8 @@ def run_one(args, rate: float, algorithm: str, out: Path) -> dict:
         site.start()
         placed = tb.wait_until(lambda: len(site.streaming()) == args.cameras, args.settle)
         time.sleep(max(0.0, args.settle - (placed or args.settle)))
+        before = site.plan()
+        window_ms = time.time() * 1000
         window, secs = Window.sample(lambda: scrape(site), args.window)
         plan = site.plan()
         where = site.streaming()
@@ -201,6 +203,13 @@ def run_one(args, rate: float, algorithm: str, out: Path) -> dict:
         "predicted_latency_ms": round(pred["mean_latency"] * 1000, 1) if "mean_latency" in pred else None,
         "predicted_max_utilisation": pred.get("max_utilisation"),
         "placement": {s["camera"]: [s["node"], s["reid_node"]] for s in streams},
+        # Seconds from the placement in force to the window's start (a
+        # version is the master's clock in ms when it was made; cameras
+        # moved shortly before the window may still be handing over), and
+        # whether it changed within the window.
+        "plan_age_s": (round((window_ms - before["version"]) / 1000, 1)
+                       if isinstance(before.get("version"), int) else None),
+        "replanned_in_window": before.get("version") != plan.get("version"),
         # What the plan charges each camera per frame, in detector frames:
         # its measured detector share and the rest of its frame's work.
         "planned": {c["camera"]: {"detect_share": c.get("detect_share"), "ingest_work": c.get("ingest_work")}
@@ -295,10 +304,12 @@ def main() -> int:
     print("\nWhere the tail is, per run: cameras per node, and each node with more than one camera "
           "(cores used under its quota, share of the window it was throttled); the worst camera's p99; "
           "the model's highest utilisation against the busiest node's cores over its quota; what the plan "
-          "charges a camera per frame besides detection (mean over cameras, detector frames).\n")
+          "charges a camera per frame besides detection (mean over cameras, detector frames); how long the "
+          "placement had been in force when the window began (s; * if it changed within the window).\n")
     print("| Mbit/s per node | algorithm | round | p99, ms | cameras per node | nodes with more than one camera: "
-          "cores, throttled | worst camera p99, ms | utilisation predicted / measured | ingest work |")
-    print("|---:|---|---:|---:|---|---|---:|---|---:|")
+          "cores, throttled | worst camera p99, ms | utilisation predicted / measured | ingest work | "
+          "placement age, s |")
+    print("|---:|---|---:|---:|---|---|---:|---|---:|---:|")
     for r in rows:
         nodes, cams = r.get("nodes") or {}, r.get("cameras") or {}
         if not nodes:
@@ -313,7 +324,8 @@ def main() -> int:
         work = [p["ingest_work"] for p in (r.get("planned") or {}).values() if p.get("ingest_work") is not None]
         work = f"{statistics.mean(work):.3f}" if work else "-"
         print(f"| {r['rate_mbit_s']:g} | {r['algorithm']} | {r['round']} | {r['p99_ms']} | "
-              f"{' / '.join(str(count[n]) for n in nodes)} | {shared} | {worst} | {util} | {work} |")
+              f"{' / '.join(str(count[n]) for n in nodes)} | {shared} | {worst} | {util} | {work} | "
+              f"{r.get('plan_age_s')}{'*' if r.get('replanned_in_window') else ''} |")
     print(f"\nreport: {args.out / 'report.json'}")
     return 0
 

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use vidar_protocol::messages::{BandwidthShare, NodeStatus, Plan, StreamAssignment};
-use vidar_protocol::{NodeId, StreamState, UnixMs};
+use vidar_protocol::messages::{BandwidthShare, CameraLoad, NodeStatus, Plan, StreamAssignment};
+use vidar_protocol::{CameraId, NodeId, StreamState, UnixMs};
 
 use super::Current;
 use crate::planner::{NodeView, PlanOutput};
@@ -90,6 +90,15 @@ fn own_work_fps(s: &NodeStatus) -> f64 {
     }
 }
 
+/// `figure` of each camera `s` ingests, for those where it is a positive
+/// number.
+fn positive(s: &NodeStatus, figure: impl Fn(&CameraLoad) -> f64) -> Vec<(CameraId, f64)> {
+    (s.load.cameras.iter())
+        .map(|c| (c.camera.clone(), figure(c)))
+        .filter(|(_, v)| v.is_finite() && *v > 0.0)
+        .collect()
+}
+
 /// The planner's view of a node, from its last status. Links that the planner
 /// would refuse (to itself, not positive, repeated) are left out.
 pub fn node_view(s: &NodeStatus) -> NodeView {
@@ -117,34 +126,12 @@ pub fn node_view(s: &NodeStatus) -> NodeView {
         own_work_fps: own_work_fps(s),
         links,
         upload_mbit_s,
-        camera_bitrates: s
-            .load
-            .cameras
-            .iter()
-            .filter(|c| c.bitrate_bps.is_finite() && c.bitrate_bps > 0.0)
-            .map(|c| (c.camera.clone(), c.bitrate_bps))
+        camera_bitrates: positive(s, |c| c.bitrate_bps),
+        camera_persons: positive(s, |c| c.persons),
+        camera_detect_shares: (positive(s, |c| c.detect_share).into_iter())
+            .map(|(c, share)| (c, share.min(1.0)))
             .collect(),
-        camera_persons: s
-            .load
-            .cameras
-            .iter()
-            .filter(|c| c.persons.is_finite() && c.persons > 0.0)
-            .map(|c| (c.camera.clone(), c.persons))
-            .collect(),
-        camera_detect_shares: s
-            .load
-            .cameras
-            .iter()
-            .filter(|c| c.detect_share.is_finite() && c.detect_share > 0.0)
-            .map(|c| (c.camera.clone(), c.detect_share.min(1.0)))
-            .collect(),
-        camera_fps: s
-            .load
-            .cameras
-            .iter()
-            .filter(|c| c.fps.is_finite() && c.fps > 0.0)
-            .map(|c| (c.camera.clone(), c.fps))
-            .collect(),
+        camera_fps: positive(s, |c| c.fps),
         job_flows: s
             .job_flows
             .iter()

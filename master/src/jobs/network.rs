@@ -9,8 +9,8 @@ use vidar_protocol::messages::JobAssignment;
 use vidar_protocol::{CameraId, NodeId};
 use vidar_scheduler::cluster::{Link, Node};
 
+use crate::planner::CROP_BYTES;
 use crate::planner::{ordered, pair_rates, NodeView, PlanOutput, SiteCamera, DEFAULT_LINK_MBIT_S};
-use crate::planner::{CROP_BYTES, REID_CROPS_PER_PERSON_S};
 
 /// Least share of a node's capacity, or of a link's rate, left to jobs.
 pub const MIN_SPARE: f64 = 0.1;
@@ -165,7 +165,7 @@ pub(super) fn links(
             continue;
         };
         for hop in hops(net, &s.node, &s.reid_node) {
-            *crop_bytes.entry(hop).or_default() += c.persons * REID_CROPS_PER_PERSON_S * CROP_BYTES;
+            *crop_bytes.entry(hop).or_default() += c.reid_crops_per_s() * CROP_BYTES;
         }
     }
     // Every link, Mbit/s: measured, or bounded until it is (the nodes

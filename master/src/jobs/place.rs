@@ -72,7 +72,7 @@ use vidar_scheduler::ents::{self, Allocation, Carry, Job, JobInstance, Policy, T
 use super::network::{self, sched_id, spread_spare};
 pub use super::network::{access_rates, unmeasured_pair, Network, LINK_HEADROOM, MIN_SPARE};
 use crate::planner::{NodeView, PlanOutput, SiteCamera};
-use crate::planner::{DETECTOR_MEMORY_MB, REID_CROPS_PER_PERSON_S, REID_MEMORY_MB};
+use crate::planner::{DETECTOR_MEMORY_MB, REID_MEMORY_MB};
 
 /// Work per item of a tracker or a sink, detector frames.
 pub const LIGHT_WORK: f64 = 0.02;
@@ -185,7 +185,7 @@ pub fn place(
                     0.0
                 };
                 let reid = if s.reid_node == v.node {
-                    c.persons * REID_CROPS_PER_PERSON_S * crop_cost
+                    c.reid_crops_per_s() * crop_cost
                 } else {
                     0.0
                 };

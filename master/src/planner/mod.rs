@@ -122,6 +122,12 @@ impl SiteCamera {
     pub fn frame_work(&self) -> f64 {
         self.detect_work() + self.ingest_work
     }
+
+    /// Re-ID crops per second it sends: [`REID_CROPS_PER_PERSON_S`] for
+    /// each person in view.
+    pub fn reid_crops_per_s(&self) -> f64 {
+        self.persons * REID_CROPS_PER_PERSON_S
+    }
 }
 
 /// A live node as the master sees it from its status reports.

@@ -202,7 +202,7 @@ impl Mapped {
         // Crops per frame, wu per crop, and the detection share of the work.
         let crops: Vec<f64> = cameras
             .iter()
-            .map(|c| c.persons * REID_CROPS_PER_PERSON_S / c.fps)
+            .map(|c| c.reid_crops_per_s() / c.fps)
             .collect();
         let rho = crop_work(usable.iter().copied());
         let det_work: f64 = cameras.iter().map(|c| c.fps).sum();

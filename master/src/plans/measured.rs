@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use vidar_protocol::CameraId;
 
-use crate::planner::{crop_work, NodeView, Placed, SiteCamera, REID_CROPS_PER_PERSON_S};
+use crate::planner::{crop_work, NodeView, Placed, SiteCamera};
 
 /// A camera's planned people per frame moves to the measured figure only
 /// when that differs by more than this share of the planned one (at least
@@ -132,7 +132,7 @@ fn node_rest(
     }
     for p in placed.iter().filter(|p| p.reid_node == v.node) {
         if let Some(cam) = site.get(&p.camera) {
-            charged += cam.persons * REID_CROPS_PER_PERSON_S * rho;
+            charged += cam.reid_crops_per_s() * rho;
         }
     }
     let rest = (v.own_work_fps - charged) / frames;

@@ -9,7 +9,8 @@
 //!   only as their sender (`job/<receiver>/<sender>`) and job outputs only
 //!   under its own id (`jobout/<node>/<job>`), listens for job items sent
 //!   to it only (`job/<node>/*`), holds only
-//!   its own liveliness token, serves (and replies) only under its own id, and
+//!   its own liveliness token, serves (and replies) only under its own id
+//!   (`sync`, `query`, `train`, `reid`, `probe`), and
 //!   asks re-ID and probes links only under keys that name it as the asker
 //!   (`reid/<server>/<asker>`, `probe/<target>/<asker>`);
 //! - it may listen to plans, merges, identities and model refreshes, fetch
@@ -106,7 +107,7 @@ pub(crate) fn master_acl(keys: &Keys, enrolled: &[NodeId]) -> Value {
         rules.push(
             json!({"id": r("serve"), "messages": ["declare_queryable", "reply"],
             "flows": ["ingress"], "permission": "allow",
-            "key_exprs": [keys.sync(n), keys.query(n), keys.reid_served_by(n),
+            "key_exprs": [keys.sync(n), keys.query(n), keys.train(n), keys.reid_served_by(n),
                           keys.probe_served_by(n)]}),
         );
         rules.push(

@@ -23,6 +23,7 @@
 //! | `vidar/<site>/tile/*/*`           | [`Keys::tiles_all`]     | subscription (master UI)         |                                     |
 //! | `vidar/<site>/job/<node>/<sender>` | [`Keys::job`]          | put by the node of a job stage's input; the receiver subscribes `job/<node>/*` | [`JobItem`](crate::messages::JobItem) |
 //! | `vidar/<site>/jobout/<node>/<job>` | [`Keys::job_output`]   | put by a job's topic sink        | [`JobItem`](crate::messages::JobItem) |
+//! | `vidar/<site>/train/<node>`       | [`Keys::train`]         | queryable of each node taking part in split training | [`TrainRequest`](crate::messages::TrainRequest) -> [`TrainReply`](crate::messages::TrainReply) |
 //!
 //! Payloads are [`crate::wire`] encodings; those on [`Keys::signed`] keys are
 //! wrapped in the master's signature (see `vidar-link`). Where one key carries several message
@@ -48,6 +49,8 @@ pub enum NodeKey {
     Sync,
     /// Record query queryables ([`Keys::query`]).
     Query,
+    /// Split training queryables ([`Keys::train`]).
+    Train,
 }
 
 impl NodeKey {
@@ -58,6 +61,7 @@ impl NodeKey {
             NodeKey::Status => "status",
             NodeKey::Sync => "sync",
             NodeKey::Query => "query",
+            NodeKey::Train => "train",
         }
     }
 }
@@ -220,6 +224,12 @@ impl Keys {
         self.node_key(NodeKey::Query, node)
     }
 
+    /// `vidar/<site>/train/<node>`: the node's split training queryable
+    /// (EdgeSplit rounds; only the master asks).
+    pub fn train(&self, node: &NodeId) -> String {
+        self.node_key(NodeKey::Train, node)
+    }
+
     /// `vidar/<site>/identities/<node>`: where `node` announces the
     /// identities it mints.
     pub fn identities(&self, node: &NodeId) -> String {
@@ -363,6 +373,7 @@ mod tests {
             NodeKey::Status,
             NodeKey::Sync,
             NodeKey::Query,
+            NodeKey::Train,
         ] {
             assert_eq!(
                 k.node_from_key(&k.node_key(family, &n), family),

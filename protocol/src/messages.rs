@@ -25,6 +25,8 @@
 //! | [`ModelChunk`]       | master -> edge     | `model_files()`              | reply              |
 //! | [`JobItem`]          | edge -> edge       | `job(receiver, sender)`      | put, at the flow's share |
 //! | [`JobItem`]          | edge -> integrators | `job_output(node, job)`     | put (a topic sink) |
+//! | [`TrainRequest`]     | master -> edge     | `train(node)`                | query (a split training round's steps) |
+//! | [`TrainReply`]       | edge -> master     | `train(node)`                | reply              |
 //!
 //! Times are milliseconds since the Unix epoch (UTC). This module owns the shapes
 //! and bounds of messages; it must not do I/O or know about zenoh.
@@ -34,6 +36,7 @@ mod edge_to_master;
 pub mod jobs;
 mod master_to_edge;
 mod models;
+mod training;
 
 pub use edge_to_edge::{
     Crop, CropEncoding, IdentityAnnounce, IdentityJoined, IdentitySeen, LinkProbe, LinkProbeReply,
@@ -54,6 +57,10 @@ pub use master_to_edge::{
 pub use models::{
     is_sha256_hex, ModelChunk, ModelChunkRequest, ModelRefresh, MAX_MODEL_BYTES, MAX_MODEL_CHUNK,
     MAX_MODEL_NAME,
+};
+pub use training::{
+    CutTime, TrainReply, TrainRequest, TrainStep, WireTensor, MAX_PROFILE_CUTS, MAX_TENSOR_VALUES,
+    MAX_TRAIN_BATCH, MAX_TRAIN_PARAMS,
 };
 
 use crate::record::{KeyedRecord, MAX_EMBEDDING_DIM};

@@ -85,11 +85,15 @@ pub enum MessageKind {
     ModelChunk = 21,
     /// [`crate::messages::JobItem`].
     JobItem = 22,
+    /// [`crate::messages::TrainRequest`].
+    TrainRequest = 23,
+    /// [`crate::messages::TrainReply`].
+    TrainReply = 24,
 }
 
 impl MessageKind {
     /// Every kind, in byte order.
-    pub const ALL: [MessageKind; 22] = [
+    pub const ALL: [MessageKind; 24] = [
         MessageKind::NodeStatus,
         MessageKind::Plan,
         MessageKind::ReidRequest,
@@ -112,6 +116,8 @@ impl MessageKind {
         MessageKind::ModelChunkRequest,
         MessageKind::ModelChunk,
         MessageKind::JobItem,
+        MessageKind::TrainRequest,
+        MessageKind::TrainReply,
     ];
 
     /// Stable name, for errors, logs and metrics labels.
@@ -139,6 +145,8 @@ impl MessageKind {
             MessageKind::ModelChunkRequest => "ModelChunkRequest",
             MessageKind::ModelChunk => "ModelChunk",
             MessageKind::JobItem => "JobItem",
+            MessageKind::TrainRequest => "TrainRequest",
+            MessageKind::TrainReply => "TrainReply",
         }
     }
 }

@@ -403,6 +403,32 @@ fn all_encoded() -> Vec<(MessageKind, Vec<u8>)> {
         enc(&model_chunk_request()),
         enc(&model_chunk()),
         enc(&job_item()),
+        enc(&TrainRequest {
+            round: 3,
+            step: TrainStep::Begin {
+                model: "osnet-x0-25-msmt17-combineall".into(),
+                cut: 5,
+                params: vec![WireTensor {
+                    name: "conv1.weight".into(),
+                    shape: vec![2, 2],
+                    values: vec![0.1, -0.2, 0.3, 0.0],
+                }],
+                lr: 1e-4,
+                ids: 8,
+                per_id: 4,
+                seed: 9,
+                share_bytes_s: 1.0e6,
+            },
+        }),
+        enc(&TrainReply::Activations {
+            batch: 2,
+            labels: vec![4, 4],
+            activations: WireTensor {
+                name: String::new(),
+                shape: vec![2, 3],
+                values: vec![1.0; 6],
+            },
+        }),
     ]
 }
 

@@ -17,8 +17,13 @@
 //! - [`data`]: labelled crops as the model's input, and P x K batches drawn
 //!   within one camera.
 //!
-//! What this crate must not do: read video, talk to the network, or decide
-//! which node trains what (that is `vidar-scheduler::edgesplit`).
+//! - [`rounds`]: split training rounds between the trainer and the nodes,
+//!   over any transport: a node's side, the trainer's side (a thread per
+//!   node, FedAvg, nodes dropped mid-round), and each round's plan by
+//!   `vidar-scheduler::edgesplit` from measured times.
+//!
+//! What this crate must not do: read video or talk to the network itself
+//! (the master and the nodes carry [`rounds`]' messages over zenoh).
 
 pub mod adapt;
 pub mod data;
@@ -33,6 +38,7 @@ pub mod loss;
 pub mod onnx_pb;
 mod ops;
 pub mod pseudo;
+pub mod rounds;
 pub mod split;
 
 pub use graph::{Cut, Graph};

@@ -217,6 +217,29 @@ impl Refresher {
         write_private(&self.dir, &self.dir.join(APPLIED), &json)
     }
 
+    /// The float graph this node's re-ID model runs now, for split
+    /// training: the kept file of the refresh applied last, or the shipped
+    /// one; with the model's name and manifest entry (input size,
+    /// normalisation). The int8 variant is not trained: its float graph is.
+    pub fn training_model(&self) -> Result<(String, PathBuf, vidar_models::ModelSpec), String> {
+        let manifest = self.base.manifest();
+        let spec = manifest
+            .model(&self.embedder.model)
+            .map_err(|e| e.to_string())?
+            .clone();
+        let applied = std::fs::read(self.dir.join(APPLIED))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ModelRefresh>(&b).ok())
+            .filter(|r| r.model == self.embedder.model)
+            .map(|r| self.file_of(&r))
+            .filter(|p| p.is_file());
+        let path = match applied {
+            Some(p) => p,
+            None => self.base.verified_path(&spec.file).map_err(|e| e.to_string())?,
+        };
+        Ok((self.embedder.model.clone(), path, spec))
+    }
+
     /// The refresh applied before this start, with its embedder; `None` (a
     /// warning logged) when there is none, it is not for this node's model
     /// as configured now, or its file is gone or damaged: then the

@@ -50,6 +50,15 @@ pub struct TrainingConfig {
     pub max_samples: usize,
     /// Tracks that ended longer ago than this go, seconds. Default 7 days.
     pub retention_s: u64,
+    /// Take part in the master's split training rounds (EdgeSplit) with
+    /// these samples: train the layers before the cut the master gives,
+    /// on a thread below live analysis, and send only activations and
+    /// weights (never a crop). Default false; needs `collect`.
+    pub rounds: bool,
+    /// Threads the node side of a round may use (at the lowest CPU
+    /// priority, so they take only what analysis leaves). Default 0: one
+    /// per core.
+    pub round_threads: usize,
 }
 
 impl Default for TrainingConfig {
@@ -62,6 +71,8 @@ impl Default for TrainingConfig {
             min_crops: 3,
             max_samples: 20_000,
             retention_s: 7 * 24 * 3600,
+            rounds: false,
+            round_threads: 0,
         }
     }
 }
@@ -84,6 +95,12 @@ impl TrainingConfig {
         }
         if self.retention_s == 0 {
             p.push("retention_s", "must be at least 1");
+        }
+        if self.rounds && !self.collect {
+            p.push("rounds", "needs collect = true (the rounds train on the collected samples)");
+        }
+        if self.round_threads > 256 {
+            p.push("round_threads", format!("{}: 0..=256 allowed", self.round_threads));
         }
         p.into_vec()
     }

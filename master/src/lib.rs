@@ -26,6 +26,7 @@ pub mod query;
 pub mod roster;
 pub mod sync;
 pub mod tiles;
+pub mod training;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -285,6 +286,17 @@ impl Master {
         }
         .spawn()?;
         threads.push(("models", model_thread));
+        let (training, training_thread) = training::TrainingService {
+            link: link.clone(),
+            keys: keys.clone(),
+            membership: members.clone(),
+            models_dir: config.models_dir(),
+            config: config.training.clone(),
+            stop: stop.clone(),
+        }
+        .spawn()
+        .map_err(ioerr("starting the training thread"))?;
+        threads.push(("training", training_thread));
         if let Some(bundle) = bundle {
             let roster_thread = roster::RosterWatch {
                 link: link.clone(),
@@ -317,6 +329,8 @@ impl Master {
             ui,
             models_dir: config.models_dir(),
             jobs: jobs::Book::new(config.jobs_dir()),
+            training,
+            training_config: config.training.clone(),
         });
         let listener = std::net::TcpListener::bind(http_addr)
             .map_err(ioerr(format!("listening on http_addr {http_addr}")))?;

@@ -8,6 +8,7 @@ pub mod health;
 pub mod heap;
 pub mod http;
 pub mod metrics;
+pub mod priority;
 pub mod shutdown;
 
 pub use health::{Health, HealthReport, Policy, Subsystem};

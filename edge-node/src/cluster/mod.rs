@@ -36,6 +36,7 @@ mod services;
 mod shared;
 mod status;
 mod tiles;
+mod train;
 
 pub use crate::bandwidth::TokenBucket;
 pub use links::{LinkTable, PeerLink};
@@ -330,6 +331,13 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
 
     let stop = vidar_runtime::Shutdown::new();
     let mut threads = Vec::new();
+    // Split training rounds: the master's steps, on a thread below analysis.
+    if parts.config.training.rounds {
+        if let Some((service, thread)) = train::start(net, &keys.train(&node), &parts, stop.clone())? {
+            services.push(service);
+            threads.push(thread);
+        }
+    }
     {
         let follower = models::ModelFollower {
             shared: Arc::clone(&shared),

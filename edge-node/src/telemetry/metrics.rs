@@ -180,6 +180,10 @@ pub struct NodeMetrics {
     pub training_samples: AtomicU64,
     /// Tracks not stored as training samples (writer queue full, or a write failed).
     pub training_dropped: AtomicU64,
+    /// Split training steps this node answered (`[training] rounds`).
+    pub training_round_steps: AtomicU64,
+    /// Split training steps refused (busy, a bad request, no samples).
+    pub training_round_refused: AtomicU64,
     /// Wall-clock time of one pass of the analysis loop (dispatching frames,
     /// tracking finished batches, re-ID hand-off), its wait for the detectors
     /// included. Passes take milliseconds; a long one stalls every camera.

@@ -268,6 +268,16 @@ pub fn render_node(
             &nm.training_dropped,
         ),
         (
+            "vidar_training_round_steps",
+            "Split training steps this node answered (forward, backward, begin, finish, profile).",
+            &nm.training_round_steps,
+        ),
+        (
+            "vidar_training_round_refused",
+            "Split training steps refused (busy, a bad request, nothing to train on).",
+            &nm.training_round_refused,
+        ),
+        (
             "vidar_model_refreshes_failed",
             "Model refreshes that failed for now (fetch or write) and wait for the master's repeat.",
             &nm.model_refreshes_failed,

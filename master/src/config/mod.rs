@@ -126,6 +126,10 @@ pub struct MasterConfig {
     /// The floor plan on which the UI draws trajectories. Default none.
     #[serde(default)]
     pub floor_plan: Option<FloorPlanConfig>,
+    /// Split training rounds of the re-ID model (EdgeSplit), run when an
+    /// operator asks (`POST /api/training`).
+    #[serde(default)]
+    pub training: crate::training::TrainingConfig,
 }
 
 /// One camera of the site (`[[cameras]]`).
@@ -398,6 +402,7 @@ impl MasterConfig {
             }
         }
         p.extend(web::problems(self));
+        p.nested("training", self.training.problems());
         p.into_vec()
     }
 

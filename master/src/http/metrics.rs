@@ -170,6 +170,44 @@ fn families(f: &mut Families<'_>, ctx: &ApiContext) -> fmt::Result {
         "Heap SQLite holds in this process (page caches, statements; capped per connection).",
         vidar_store::sqlite_memory_bytes(),
     )?;
+    let t = ctx.training.state();
+    f.gauge(
+        "vidar_training_running",
+        "Whether split training rounds are running (1) or not (0).",
+        u64::from(t.running),
+    )?;
+    f.counter(
+        "vidar_training_rounds",
+        "Split training rounds finished since start.",
+        t.totals.rounds,
+    )?;
+    f.counter(
+        "vidar_training_up_bytes",
+        "Bytes the nodes sent the trainer in split training (activations, weights).",
+        t.totals.up_bytes,
+    )?;
+    f.counter(
+        "vidar_training_down_bytes",
+        "Bytes the trainer sent the nodes in split training (weights, gradients).",
+        t.totals.down_bytes,
+    )?;
+    f.counter(
+        "vidar_training_nodes_dropped",
+        "Nodes dropped from a split training round (a failed step, no answer).",
+        t.totals.dropped,
+    )?;
+    if let Some(last) = t.rounds.back() {
+        f.gauge(
+            "vidar_training_last_round_seconds",
+            "Wall time of the last split training round.",
+            last.seconds,
+        )?;
+        f.gauge(
+            "vidar_training_last_round_loss",
+            "Mean triplet loss of the last split training round.",
+            last.loss,
+        )?;
+    }
     vidar_runtime::heap::encode(f)?;
     vidar_runtime::metrics::certificate_expiry(
         f,

@@ -37,6 +37,7 @@ pub mod records;
 pub mod state;
 pub mod throttle;
 pub mod tiles;
+pub mod training;
 
 use std::sync::Arc;
 
@@ -82,6 +83,7 @@ pub fn app(state: Arc<ApiContext>) -> Router {
         .route("/api/jobs", get(jobs::list).post(jobs::submit))
         .route("/api/jobs/{id}", axum::routing::delete(jobs::cancel))
         .route("/api/jobs/{id}/results", get(jobs::results))
+        .route("/api/training", get(training::state).post(training::start))
         .route("/api/me", get(pages::me))
         .route("/api/tiles", get(tiles::list))
         .route("/api/tiles/{file}", get(tiles::jpeg))

@@ -59,6 +59,10 @@ pub struct ApiContext {
     pub models_dir: PathBuf,
     /// The job book (`jobs_dir`).
     pub jobs: crate::jobs::Book,
+    /// Split training rounds (`/api/training`).
+    pub training: crate::training::Training,
+    /// `[training]` as configured.
+    pub training_config: crate::training::TrainingConfig,
 }
 
 impl ApiContext {

@@ -51,6 +51,8 @@ pub fn candidates(
     (h, w): (usize, usize),
 ) -> Result<Vec<Candidate>> {
     let x = Tensor::randn(0f32, 1.0, (batch, 3, h, w), &Device::Cpu)?;
+    // Once untimed: the first pass allocates.
+    let _ = graph.forward(&x)?.sum_all()?.to_scalar::<f32>()?;
     let mut out = Vec::with_capacity(cuts.len());
     for &c in cuts {
         let cut = graph.cut(c)?;

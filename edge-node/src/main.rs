@@ -54,6 +54,25 @@ enum TrainingCommand {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+    /// Writes a labelled folder (a labels.csv with file,person_id,camera,
+    /// as `eval reid` reads) into a samples' file as a node would have
+    /// collected it: one tracklet per person and camera. For seeding a
+    /// node with an operator's labelled crops, and for benchmarks.
+    Import {
+        /// The labelled folder.
+        #[arg(long)]
+        data: std::path::PathBuf,
+        /// Person ids, `A-B`.
+        #[arg(long, default_value = "0-18446744073709551615")]
+        ids: String,
+        /// Only ids with `id % OF == PART`, as `PART/OF` (several nodes
+        /// each taking a share of one folder).
+        #[arg(long, default_value = "0/1")]
+        part: String,
+        /// The samples' file to write (created or added to).
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -73,6 +92,46 @@ fn main() -> Result<()> {
                 "{}: {tracklets} tracklets, {images} images written to {}",
                 file.display(),
                 out.display()
+            );
+            Ok(())
+        }
+        Command::Training(TrainingArgs {
+            command:
+                TrainingCommand::Import {
+                    data,
+                    ids,
+                    part,
+                    file,
+                },
+        }) => {
+            let pair = |s: &str, sep: char, what: &str| -> Result<(u64, u64)> {
+                let (a, b) = s
+                    .split_once(sep)
+                    .ok_or_else(|| anyhow::anyhow!("--{what} {s:?}: A{sep}B expected"))?;
+                let n = |v: &str| {
+                    v.trim()
+                        .parse::<u64>()
+                        .map_err(|e| anyhow::anyhow!("--{what} {s:?}: {e}"))
+                };
+                Ok((n(a)?, n(b)?))
+            };
+            let (from, to) = pair(&ids, '-', "ids")?;
+            let (p, of) = pair(&part, '/', "part")?;
+            let share = vidar_edge_node::training::Share {
+                from,
+                to,
+                part: p,
+                of,
+            };
+            let bounds = vidar_store::training::TrainingBounds {
+                max_samples: 1_000_000,
+                retention: std::time::Duration::from_secs(365 * 24 * 3600),
+            };
+            let (t, n) = vidar_edge_node::training::import(&data, share, &file, bounds)?;
+            println!(
+                "{}: {t} tracklets, {n} images from {}",
+                file.display(),
+                data.display()
             );
             Ok(())
         }

@@ -235,7 +235,10 @@ impl Refresher {
             .filter(|p| p.is_file());
         let path = match applied {
             Some(p) => p,
-            None => self.base.verified_path(&spec.file).map_err(|e| e.to_string())?,
+            None => self
+                .base
+                .verified_path(&spec.file)
+                .map_err(|e| e.to_string())?,
         };
         Ok((self.embedder.model.clone(), path, spec))
     }

@@ -97,10 +97,16 @@ impl TrainingConfig {
             p.push("retention_s", "must be at least 1");
         }
         if self.rounds && !self.collect {
-            p.push("rounds", "needs collect = true (the rounds train on the collected samples)");
+            p.push(
+                "rounds",
+                "needs collect = true (the rounds train on the collected samples)",
+            );
         }
         if self.round_threads > 256 {
-            p.push("round_threads", format!("{}: 0..=256 allowed", self.round_threads));
+            p.push(
+                "round_threads",
+                format!("{}: 0..=256 allowed", self.round_threads),
+            );
         }
         p.into_vec()
     }
@@ -250,9 +256,150 @@ pub fn export(file: &Path, out: &Path) -> anyhow::Result<(usize, usize)> {
     Ok((tracklets.len(), images))
 }
 
+/// Which people of a labelled folder [`import`] takes: ids `from..=to`,
+/// and of those every `of`-th from `part` (`id % of == part`), so that
+/// several nodes can each take their own share of one folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// First id.
+    pub from: u64,
+    /// Last id.
+    pub to: u64,
+    /// This share's remainder.
+    pub part: u64,
+    /// How many shares.
+    pub of: u64,
+}
+
+/// Writes the labelled images of `data` (a folder with a `labels.csv` in
+/// the layout `vidar-edge eval reid` reads) into the training file `file`
+/// as a node would have collected them: one tracklet per (person, camera),
+/// each image a JPEG crop at most [`SAMPLE_MAX_SIDE`] on its long side.
+/// For seeding a node's samples with an operator's labelled crops, and for
+/// benchmarks. Returns (tracklets, images).
+pub fn import(
+    data: &Path,
+    share: Share,
+    file: &Path,
+    bounds: TrainingBounds,
+) -> anyhow::Result<(usize, usize)> {
+    use anyhow::Context;
+    use std::collections::BTreeMap;
+    anyhow::ensure!(
+        share.of >= 1 && share.part < share.of,
+        "part {} of {}: 0 <= part < of",
+        share.part,
+        share.of
+    );
+    let labels = vidar_reid::eval::read_labels(data)?;
+    let mut groups: BTreeMap<(u64, u32), Vec<String>> = BTreeMap::new();
+    for l in labels {
+        if (share.from..=share.to).contains(&l.person) && l.person % share.of == share.part {
+            groups.entry((l.person, l.camera)).or_default().push(l.file);
+        }
+    }
+    let mut store = TrainingStore::open(file, bounds)?;
+    let now = UnixMs::now();
+    let (mut tracklets, mut images) = (0, 0);
+    for ((person, camera), files) in groups {
+        let mut samples = Vec::with_capacity(files.len());
+        for (k, f) in files.iter().enumerate() {
+            let path = data.join(f);
+            let img = image::open(&path).with_context(|| format!("reading {}", path.display()))?;
+            let img = img.thumbnail(SAMPLE_MAX_SIDE, SAMPLE_MAX_SIDE).to_rgb8();
+            let mut jpeg = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, SAMPLE_QUALITY)
+                .encode_image(&img)
+                .with_context(|| format!("encoding {}", path.display()))?;
+            samples.push(Sample {
+                t_ms: UnixMs(now.0 - 60_000 + k as i64),
+                quality: 1.0,
+                jpeg,
+            });
+        }
+        images += samples.len();
+        let camera_id = vidar_protocol::CameraId::new(&format!("camera-{camera}"))
+            .map_err(|e| anyhow::anyhow!("camera {camera}: {e}"))?;
+        store.add(
+            &Tracklet {
+                id: 0,
+                camera: camera_id,
+                track: vidar_protocol::TrackId(person),
+                identity: None,
+                first_ms: UnixMs(now.0 - 60_000),
+                last_ms: UnixMs(now.0 - 50_000),
+                crops: u32::try_from(samples.len()).unwrap_or(u32::MAX),
+                samples,
+            },
+            now,
+        )?;
+        tracklets += 1;
+    }
+    Ok((tracklets, images))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_labelled_folder_is_imported_one_tracklet_per_person_and_camera_within_its_share() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("mkdir");
+        let mut csv = String::from("file,person_id,camera\n");
+        for person in 1..=4u64 {
+            for camera in 0..2u32 {
+                for k in 0..2 {
+                    let name = format!("{person}_{camera}_{k}.png");
+                    image::RgbImage::from_pixel(30, 80, image::Rgb([person as u8 * 40, 0, 0]))
+                        .save(data.join(&name))
+                        .expect("png");
+                    csv.push_str(&format!("{name},{person},{camera}\n"));
+                }
+            }
+        }
+        std::fs::write(data.join("labels.csv"), csv).expect("labels");
+        let file = dir.path().join("training.db");
+        let bounds = TrainingBounds {
+            max_samples: 100,
+            retention: Duration::from_secs(3600),
+        };
+        let share = Share {
+            from: 2,
+            to: 4,
+            part: 0,
+            of: 2,
+        };
+        let (t, n) = import(&data, share, &file, bounds).expect("import");
+        // People 2 and 4, two cameras each, two images each.
+        assert_eq!((t, n), (4, 8));
+        let read = vidar_store::training::read_training(&file, 100).expect("read");
+        let mut got: Vec<(u64, String, usize)> = read
+            .iter()
+            .map(|t| (t.track.0, t.camera.as_str().to_string(), t.samples.len()))
+            .collect();
+        got.sort();
+        assert_eq!(got[0], (2, "camera-0".to_string(), 2));
+        assert_eq!(got[3], (4, "camera-1".to_string(), 2));
+        assert!(read
+            .iter()
+            .flat_map(|t| &t.samples)
+            .all(|s| s.jpeg.starts_with(&[0xFF, 0xD8])));
+        let e = import(
+            &data,
+            Share {
+                from: 1,
+                to: 4,
+                part: 2,
+                of: 2,
+            },
+            &file,
+            bounds,
+        )
+        .expect_err("bad share");
+        assert!(e.to_string().contains("part 2 of 2"), "{e}");
+    }
 
     #[test]
     fn bad_training_settings_are_named() {
@@ -261,12 +408,21 @@ mod tests {
             min_quality: 1.5,
             max_samples: 0,
             retention_s: 0,
+            rounds: true,
+            round_threads: 1000,
             ..TrainingConfig::default()
         };
         let keys: Vec<String> = c.problems().into_iter().map(|p| p.key).collect();
         assert_eq!(
             keys,
-            vec!["per_track", "min_quality", "max_samples", "retention_s"]
+            vec![
+                "per_track",
+                "min_quality",
+                "max_samples",
+                "retention_s",
+                "rounds",
+                "round_threads"
+            ]
         );
         assert!(TrainingConfig::default().problems().is_empty());
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use vidar_protocol::{CameraId, NodeId, TrackId, UnixMs};
-use vidar_store::training::{Sample, TrainingBounds, TrainingStore, Tracklet};
+use vidar_store::training::{Sample, Tracklet, TrainingBounds, TrainingStore};
 use vidar_testkit::http::get_status as http_get;
 use vidar_testkit::process::Proc;
 
@@ -29,7 +29,11 @@ const START: Duration = Duration::from_secs(120);
 fn person_jpeg(p: u32, rng: &mut impl Rng) -> Vec<u8> {
     let colour = |k: u32| -> [f32; 3] {
         let h = p.wrapping_mul(2_654_435_761).rotate_left(k * 7);
-        [(h & 255) as f32, ((h >> 8) & 255) as f32, ((h >> 16) & 255) as f32]
+        [
+            (h & 255) as f32,
+            ((h >> 8) & 255) as f32,
+            ((h >> 16) & 255) as f32,
+        ]
     };
     let (shirt, trousers) = (colour(1), colour(2));
     let light: f32 = rng.gen_range(0.8..1.2);
@@ -82,7 +86,9 @@ fn training_file(path: &Path, seed: u64) {
 }
 
 fn counter(metrics: u16, name: &str) -> f64 {
-    let text = http_get(metrics, "/metrics").map(|(_, b)| b).unwrap_or_default();
+    let text = http_get(metrics, "/metrics")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
     vidar_testkit::http::metric(&text, name).unwrap_or(0.0)
 }
 
@@ -96,13 +102,22 @@ fn post(http: u16, path: &str, body: &str) -> (u16, String) {
     vidar_testkit::http::request(http, "POST", path, body).expect("POST")
 }
 
-fn wait<T>(what: &str, limit: Duration, logs: &dyn Fn() -> String, mut f: impl FnMut() -> Option<T>) -> T {
+fn wait<T>(
+    what: &str,
+    limit: Duration,
+    logs: &dyn Fn() -> String,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
     let t0 = Instant::now();
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(t0.elapsed() < limit, "timed out after {limit:?} waiting for: {what}\n{}", logs());
+        assert!(
+            t0.elapsed() < limit,
+            "timed out after {limit:?} waiting for: {what}\n{}",
+            logs()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -155,8 +170,13 @@ fn split_rounds_run_over_zenoh_and_a_node_killed_mid_round_is_dropped() {
         );
         let cfg = dir.path().join(format!("{id}.toml"));
         std::fs::write(&cfg, toml).expect("edge config");
-        let mut p = Proc::spawn(dir.path(), id, &bin("vidar-edge"), &["run", "--config", &cfg.to_string_lossy()])
-            .expect("spawn an edge");
+        let mut p = Proc::spawn(
+            dir.path(),
+            id,
+            &bin("vidar-edge"),
+            &["run", "--config", &cfg.to_string_lossy()],
+        )
+        .expect("spawn an edge");
         let ready = p.wait_ready(START).unwrap_or_else(|e| panic!("{e}"));
         edges.push((p, ready.http.expect("edge metrics").port()));
     }
@@ -166,22 +186,36 @@ fn split_rounds_run_over_zenoh_and_a_node_killed_mid_round_is_dropped() {
         out.join("\n")
     };
     // All three live in the master's view.
-    wait("three live nodes", Duration::from_secs(60), &|| logs(&edges, &master), || {
-        let (_, body) = http_get(http, "/api/nodes")?;
-        (body.matches("\"live\":true").count() == 3).then_some(())
-    });
+    wait(
+        "three live nodes",
+        Duration::from_secs(60),
+        &|| logs(&edges, &master),
+        || {
+            let (_, body) = http_get(http, "/api/nodes")?;
+            (body.matches("\"live\":true").count() == 3).then_some(())
+        },
+    );
 
     // Bad requests are refused by name; then two rounds.
     let (code, body) = post(http, "/api/training", "{\"rounds\": 0}");
     assert!(code == 400 && body.contains("rounds"), "{code} {body}");
-    let (code, body) = post(http, "/api/training", "{\"rounds\": 2, \"algorithm\": \"edgesplit\"}");
+    let (code, body) = post(
+        http,
+        "/api/training",
+        "{\"rounds\": 2, \"algorithm\": \"edgesplit\"}",
+    );
     assert_eq!(code, 202, "{body}");
     let (code, body) = post(http, "/api/training", "{\"rounds\": 1}");
     assert_eq!(code, 409, "a second run while one runs: {body}");
-    let state = wait("two rounds", Duration::from_secs(600), &|| logs(&edges, &master), || {
-        let s = training_state(http);
-        (s["state"]["running"] == false).then_some(s)
-    });
+    let state = wait(
+        "two rounds",
+        Duration::from_secs(600),
+        &|| logs(&edges, &master),
+        || {
+            let s = training_state(http);
+            (s["state"]["running"] == false).then_some(s)
+        },
+    );
     let st = &state["state"];
     assert!(st["error"].is_null(), "{state}");
     let rounds = st["rounds"].as_array().expect("rounds");
@@ -193,7 +227,11 @@ fn split_rounds_run_over_zenoh_and_a_node_killed_mid_round_is_dropped() {
             assert!(n["dropped"].is_null(), "{n}");
             assert_eq!(n["batches"], 3, "{n}");
             assert_eq!(n["crops"], 12, "{n}");
-            assert!(n["up_bytes"].as_u64().unwrap_or(0) > 0 && n["down_bytes"].as_u64().unwrap_or(0) > 0, "{n}");
+            assert!(
+                n["up_bytes"].as_u64().unwrap_or(0) > 0
+                    && n["down_bytes"].as_u64().unwrap_or(0) > 0,
+                "{n}"
+            );
             assert!([3, 131].contains(&n["cut"].as_u64().unwrap_or(0)), "{n}");
         }
         assert!(r["predicted_s"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
@@ -203,14 +241,23 @@ fn split_rounds_run_over_zenoh_and_a_node_killed_mid_round_is_dropped() {
     let (_, models) = http_get(http, "/api/models").expect("models");
     assert!(models.contains(&version), "{models}");
     let registry: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("models").join("registry.json")).expect("registry"),
+        &std::fs::read_to_string(dir.path().join("models").join("registry.json"))
+            .expect("registry"),
     )
     .expect("registry json");
-    assert_eq!(registry["deployments"].as_array().map(Vec::len), Some(0), "{registry}");
+    assert_eq!(
+        registry["deployments"].as_array().map(Vec::len),
+        Some(0),
+        "{registry}"
+    );
     let v = &registry["versions"][0];
     assert_eq!(v["metrics"]["rounds"], 2.0, "{v}");
     for (_, m) in &edges {
-        assert!(counter(*m, "vidar_training_round_steps") >= 2.0 * 8.0, "{}", logs(&edges, &master));
+        assert!(
+            counter(*m, "vidar_training_round_steps") >= 2.0 * 8.0,
+            "{}",
+            logs(&edges, &master)
+        );
     }
     assert!(counter(http, "vidar_training_rounds") >= 2.0);
 
@@ -218,18 +265,31 @@ fn split_rounds_run_over_zenoh_and_a_node_killed_mid_round_is_dropped() {
     let steps_before = counter(edges[2].1, "vidar_training_round_steps");
     let (code, body) = post(http, "/api/training", "{\"rounds\": 1}");
     assert_eq!(code, 202, "{body}");
-    wait("edge-3 in the round", Duration::from_secs(120), &|| logs(&edges, &master), || {
-        // Begin and at least one forward pass.
-        (counter(edges[2].1, "vidar_training_round_steps") >= steps_before + 2.0).then_some(())
-    });
+    wait(
+        "edge-3 in the round",
+        Duration::from_secs(120),
+        &|| logs(&edges, &master),
+        || {
+            // Begin and at least one forward pass.
+            (counter(edges[2].1, "vidar_training_round_steps") >= steps_before + 2.0).then_some(())
+        },
+    );
     edges[2].0.kill();
-    let state = wait("the round without edge-3", Duration::from_secs(600), &|| logs(&edges, &master), || {
-        let s = training_state(http);
-        (s["state"]["running"] == false).then_some(s)
-    });
+    let state = wait(
+        "the round without edge-3",
+        Duration::from_secs(600),
+        &|| logs(&edges, &master),
+        || {
+            let s = training_state(http);
+            (s["state"]["running"] == false).then_some(s)
+        },
+    );
     let st = &state["state"];
     assert!(st["error"].is_null(), "{state}");
-    let last = st["rounds"].as_array().and_then(|r| r.last()).expect("a round");
+    let last = st["rounds"]
+        .as_array()
+        .and_then(|r| r.last())
+        .expect("a round");
     for n in last["nodes"].as_array().expect("nodes") {
         if n["node"] == "edge-3" {
             assert!(n["dropped"].is_string(), "{n}");

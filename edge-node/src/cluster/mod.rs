@@ -333,7 +333,9 @@ pub fn start(link: Link, parts: Parts) -> Result<Running> {
     let mut threads = Vec::new();
     // Split training rounds: the master's steps, on a thread below analysis.
     if parts.config.training.rounds {
-        if let Some((service, thread)) = train::start(net, &keys.train(&node), &parts, stop.clone())? {
+        if let Some((service, thread)) =
+            train::start(net, &keys.train(&node), &parts, stop.clone())?
+        {
             services.push(service);
             threads.push(thread);
         }

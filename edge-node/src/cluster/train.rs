@@ -61,16 +61,19 @@ pub(super) fn start(
     let (tx, rx) = sync_channel::<Job>(QUEUE);
     let metrics = Arc::clone(&parts.metrics);
     let busy = Arc::clone(&parts.metrics);
-    let service = net.serve(key, move |req: TrainRequest, answer: Responder<TrainReply>| {
-        if let Err(TrySendError::Full((_, answer)) | TrySendError::Disconnected((_, answer))) =
-            tx.try_send((req, answer))
-        {
-            busy.training_round_refused.fetch_add(1, Ordering::Relaxed);
-            answer.reply(Ok(TrainReply::Refused {
-                why: "busy: a training step is already queued".into(),
-            }));
-        }
-    })?;
+    let service = net.serve(
+        key,
+        move |req: TrainRequest, answer: Responder<TrainReply>| {
+            if let Err(TrySendError::Full((_, answer)) | TrySendError::Disconnected((_, answer))) =
+                tx.try_send((req, answer))
+            {
+                busy.training_round_refused.fetch_add(1, Ordering::Relaxed);
+                answer.reply(Ok(TrainReply::Refused {
+                    why: "busy: a training step is already queued".into(),
+                }));
+            }
+        },
+    )?;
     let thread = std::thread::Builder::new()
         .name("train".into())
         .spawn(move || {
@@ -98,7 +101,9 @@ fn run(
         let reply = pool.install(|| trainer.handle(req));
         match &reply {
             TrainReply::Refused { why } => {
-                metrics.training_round_refused.fetch_add(1, Ordering::Relaxed);
+                metrics
+                    .training_round_refused
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(round, %why, "split training step refused");
             }
             _ => {

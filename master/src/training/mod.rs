@@ -101,7 +101,10 @@ impl TrainingConfig {
         if self.cuts.is_empty() || self.cuts.contains(&0) {
             p.push(
                 "cuts",
-                format!("{:?}: at least one, none 0 (a node never sends its crops)", self.cuts),
+                format!(
+                    "{:?}: at least one, none 0 (a node never sends its crops)",
+                    self.cuts
+                ),
             );
         }
         if !(1..=100_000).contains(&self.batches) {
@@ -120,7 +123,10 @@ impl TrainingConfig {
             p.push("lr", format!("{}: 0 < lr <= 1 allowed", self.lr));
         }
         if !(self.margin.is_finite() && self.margin > 0.0 && self.margin <= 2.0) {
-            p.push("margin", format!("{}: 0 < margin <= 2 allowed", self.margin));
+            p.push(
+                "margin",
+                format!("{}: 0 < margin <= 2 allowed", self.margin),
+            );
         }
         if !(self.bandwidth_mbit_s.is_finite() && self.bandwidth_mbit_s > 0.0) {
             p.push(
@@ -135,7 +141,10 @@ impl TrainingConfig {
             );
         }
         if !(1..=256).contains(&self.profile_batch) {
-            p.push("profile_batch", format!("{}: 1..=256 allowed", self.profile_batch));
+            p.push(
+                "profile_batch",
+                format!("{}: 1..=256 allowed", self.profile_batch),
+            );
         }
         p.into_vec()
     }

@@ -17,7 +17,9 @@ use vidar_train::rounds::plan::{candidates, plan_round, Candidate};
 use vidar_train::rounds::{RoundConfig, Trainer, Transport};
 use vidar_train::Graph;
 
-use super::{NodeRound, RoundSummary, RunRequest, Training, TrainingConfig, TrainingState, KEPT_ROUNDS};
+use super::{
+    NodeRound, RoundSummary, RunRequest, Training, TrainingConfig, TrainingState, KEPT_ROUNDS,
+};
 use crate::membership::Membership;
 use crate::models::Registry;
 
@@ -77,14 +79,18 @@ impl TrainingService {
 
     /// The base weights: the deployed version's file, else the shipped one.
     fn base(&self) -> Result<(PathBuf, Option<String>, vidar_models::ModelSpec), String> {
-        let store = vidar_models::ModelStore::from_env().map_err(|e| format!("the model folder: {e}"))?;
+        let store =
+            vidar_models::ModelStore::from_env().map_err(|e| format!("the model folder: {e}"))?;
         let spec = store
             .manifest()
             .model(&self.config.model)
             .map_err(|e| e.to_string())?
             .clone();
         let registry = Registry::load(&self.models_dir).map_err(|e| e.to_string())?;
-        if let Some((_, v)) = registry.deployed().filter(|(_, v)| v.model == self.config.model) {
+        if let Some((_, v)) = registry
+            .deployed()
+            .filter(|(_, v)| v.model == self.config.model)
+        {
             let path = self.models_dir.join(format!("{}.onnx", v.sha256));
             return Ok((path, Some(v.version.clone()), spec));
         }
@@ -92,12 +98,21 @@ impl TrainingService {
         Ok((path, None, spec))
     }
 
-    fn rounds(&self, handle: &Training, rounds: u32, algorithm: SplitAlgorithm) -> Result<String, String> {
+    fn rounds(
+        &self,
+        handle: &Training,
+        rounds: u32,
+        algorithm: SplitAlgorithm,
+    ) -> Result<String, String> {
         let c = &self.config;
         let (path, parent, spec) = self.base()?;
         let graph = Graph::load(&path, &Device::Cpu, DType::F32).map_err(|e| e.to_string())?;
         let pre = Preprocess::for_model(&spec).map_err(|e| e.to_string())?;
-        let transport = Zenoh { link: &self.link, keys: &self.keys, stop: &self.stop };
+        let transport = Zenoh {
+            link: &self.link,
+            keys: &self.keys,
+            stop: &self.stop,
+        };
         let timeout = Duration::from_secs_f64(c.step_timeout_s);
         let mut profiles: BTreeMap<String, Vec<CutTime>> = BTreeMap::new();
         let mut left_out: BTreeMap<String, String> = BTreeMap::new();
@@ -106,7 +121,11 @@ impl TrainingService {
         if profiles.is_empty() {
             return Err(format!(
                 "no node takes part: {}",
-                left_out.iter().map(|(n, w)| format!("{n}: {w}")).collect::<Vec<_>>().join("; ")
+                left_out
+                    .iter()
+                    .map(|(n, w)| format!("{n}: {w}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ));
         }
         let hw = (pre.height, pre.width);
@@ -136,8 +155,12 @@ impl TrainingService {
                 self.profile_new(&transport, timeout, &mut profiles, &mut left_out);
                 handle.update(|s| s.left_out = left_out.clone().into_iter().collect());
             }
-            let live: BTreeSet<String> =
-                self.membership.live().iter().map(|s| s.node.as_str().to_string()).collect();
+            let live: BTreeSet<String> = self
+                .membership
+                .live()
+                .iter()
+                .map(|s| s.node.as_str().to_string())
+                .collect();
             let taking: Vec<(String, Vec<CutTime>)> = profiles
                 .iter()
                 .filter(|(n, _)| live.contains(*n))
@@ -227,10 +250,16 @@ impl TrainingService {
             }
             let ask = TrainRequest {
                 round: 0,
-                step: TrainStep::Profile { model: c.model.clone(), cuts: cuts.clone(), batch: c.profile_batch },
+                step: TrainStep::Profile {
+                    model: c.model.clone(),
+                    cuts: cuts.clone(),
+                    batch: c.profile_batch,
+                },
             };
             let why = match transport.ask(&node, &ask, timeout) {
-                Ok(TrainReply::Profile { tracklets, times, .. }) if tracklets >= 2 => {
+                Ok(TrainReply::Profile {
+                    tracklets, times, ..
+                }) if tracklets >= 2 => {
                     left_out.remove(&node);
                     profiles.insert(node, times);
                     continue;
@@ -256,7 +285,12 @@ impl TrainingService {
         losses: &[f64],
     ) -> Result<String, String> {
         let bytes = trainer.graph().to_onnx().map_err(|e| e.to_string())?;
-        let version = format!("{}-{}-{}", self.config.model, algorithm.name(), UnixMs::now().ms());
+        let version = format!(
+            "{}-{}-{}",
+            self.config.model,
+            algorithm.name(),
+            UnixMs::now().ms()
+        );
         vidar_store::create_private_dir(&self.models_dir)
             .map_err(|e| format!("{}: {e}", self.models_dir.display()))?;
         let tmp = tempfile::NamedTempFile::new_in(&self.models_dir)
@@ -270,7 +304,14 @@ impl TrainingService {
         }
         let mut registry = Registry::load(&self.models_dir).map_err(|e| e.to_string())?;
         registry
-            .add(&self.models_dir, tmp.path(), &self.config.model, &version, parent, metrics)
+            .add(
+                &self.models_dir,
+                tmp.path(),
+                &self.config.model,
+                &version,
+                parent,
+                metrics,
+            )
             .map_err(|e| e.to_string())?;
         registry.save(&self.models_dir).map_err(|e| e.to_string())?;
         tracing::info!(%version, parent, "split training candidate added to the registry (not deployed)");

@@ -185,3 +185,34 @@ fn the_example_config_is_valid() {
     let c = MasterConfig::parse(&text, &path).expect("the example is valid");
     assert_eq!(c.cameras.len(), 2);
 }
+
+#[test]
+fn bad_training_settings_are_named_and_the_defaults_are_valid() {
+    let c = parse("database = \"/tmp/x/g.db\"\nauth = \"none\"\n").expect("valid");
+    assert_eq!(c.training, crate::training::TrainingConfig::default());
+    let err = parse(
+        "database = \"/tmp/x/g.db\"\nauth = \"none\"\n[training]\ncuts = [0, 131]\nbatches = 0\n\
+         ids = 1\nlr = 2.0\nmargin = -1\nbandwidth_mbit_s = 0\nstep_timeout_s = 0\nprofile_batch = 0\n\
+         algorithm = \"edgesplit_fix\"\n",
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    for key in [
+        "training.cuts:",
+        "training.batches:",
+        "training.ids:",
+        "training.lr:",
+        "training.margin:",
+        "training.bandwidth_mbit_s:",
+        "training.step_timeout_s:",
+        "training.profile_batch:",
+    ] {
+        assert!(err.contains(key), "missing {key:?} in:\n{err}");
+    }
+    let e = parse("database = \"/tmp/x/g.db\"\nauth = \"none\"\n[training]\nalgorithm = \"best\"\n")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("algorithm") && e.contains("`best`"), "{e}");
+}

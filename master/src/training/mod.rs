@@ -48,8 +48,11 @@ pub struct TrainingConfig {
     /// The manifest model trained. Default the nodes' default re-ID model.
     pub model: String,
     /// Candidate cuts (nodes of the graph before the cut, as `vidar-train
-    /// cuts` lists them); the plan picks one per node per round. Default:
-    /// after each of OSNet x0.25's conv stages and the whole model.
+    /// cuts` lists them); the plan picks one per node per round. The
+    /// baselines that train the whole model on the node (`vanilla_fl`,
+    /// `adaptive_fl`) take the last, so it should be the whole model.
+    /// Default: after OSNet x0.25's conv1, conv2, conv3 and conv5, and the
+    /// whole model (396).
     pub cuts: Vec<usize>,
     /// Batches per node per round. Default 20.
     pub batches: u32,
@@ -77,7 +80,7 @@ impl Default for TrainingConfig {
     fn default() -> Self {
         TrainingConfig {
             model: "osnet-x0-25-msmt17-combineall".into(),
-            cuts: vec![3, 131, 259, 387],
+            cuts: vec![3, 131, 259, 387, 396],
             batches: 20,
             ids: 8,
             per_id: 4,

@@ -332,8 +332,23 @@ impl Transport for Zenoh<'_> {
             return Err("the master is stopping".into());
         }
         let id = NodeId::new(node).map_err(|e| format!("{node:?}: {e}"))?;
+        // Waited for in slices, so a master that stops does not wait out a
+        // slow node's step.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.link
-            .request::<TrainRequest, TrainReply>(&self.keys.train(&id), req, timeout)
-            .map_err(|e| e.to_string())
+            .request_then::<TrainRequest, TrainReply>(&self.keys.train(&id), req, timeout, move |r| {
+                let _ = tx.send(r);
+            })
+            .map_err(|e| e.to_string())?;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(r) => return r.map_err(|e| e.to_string()),
+                Err(RecvTimeoutError::Timeout) if self.stop.is_triggered() => {
+                    return Err("the master is stopping".into())
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Err("the request was dropped".into()),
+            }
+        }
     }
 }

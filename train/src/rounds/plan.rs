@@ -14,8 +14,9 @@
 //! forward time as `F_j` (one work unit is one trainer-second), a node's
 //! speed is the median over the cuts of `3 F_j / t_ij`, where `t_ij` is its
 //! measured forward plus backward time: one number per node, as the model
-//! has it. Memory is not limited (the nodes do not report what training
-//! may use).
+//! has it. The trainer serves the nodes one batch at a time, so the server
+//! speed each node sees is `1 / M` of the trainer's (M nodes). Memory is
+//! not limited (the nodes do not report what training may use).
 
 use std::time::Instant;
 
@@ -127,7 +128,10 @@ pub fn plan_round(
                 memory: u64::MAX,
             })
             .collect(),
-        server_speed: 1.0,
+        // The trainer runs one batch at a time for all the nodes, so each
+        // node has a share of it (the model's "server speed available to
+        // each device").
+        server_speed: 1.0 / nodes.len().max(1) as f64,
         model: edgesplit::ModelProfile {
             name: "model".into(),
             cuts: candidates

@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""`deploy/testbed/edgesplit.py`: split training rounds (EdgeSplit, issue
+13) on the testbed: real `vidar-master` (the trainer) and `vidar-edge`
+processes, each node in its own network namespace and CPU cgroup, the
+master's link shaped to --master-rate Mbit/s (the link the rounds share).
+
+Each node's samples come from a labelled folder (--data, default CUHK01
+from ../shared/data: research use only, read in place, never copied into
+the repository), ids --ids split across the nodes (`vidar-edge training
+import --part k/N`: one tracklet per person and camera). One site runs for
+the whole scenario; rounds of every --algorithms are interleaved within
+each of --rounds repeats (`POST /api/training {"rounds": 1, "algorithm":
+A}`), and each round's figures are read from `GET /api/training`:
+
+  round time   wall time of the round (the slowest node's), and the plan's
+               prediction (the scheduler's model fed with the times the
+               nodes and the master measured at start), with its error;
+  cuts         each node's cut and share of the master's link;
+  bytes        node <-> master bytes of the round (activations, gradients,
+               weights), and what uploading the round's crops as JPEGs
+               would have cost instead (centralised training).
+
+Needs root, the release binaries and VIDAR_MODEL_DIR. Standard library
+only. Not part of CI; the figures are in docs/benchmarks.md and
+scheduler/RESULTS.md ("Testbed: EdgeSplit") with the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import testbed as tb  # noqa: E402
+
+ALGORITHMS = ("edgesplit", "edgesplit_fix", "adaptive_fl", "vanilla_fl")
+
+
+def post(site: tb.Site, path: str, body: dict) -> tuple[int, str]:
+    req = urllib.request.Request(f"http://{tb.MASTER_IP}:{tb.HTTP_PORT}{path}", method="POST",
+                                 data=json.dumps(body).encode(),
+                                 headers={"Authorization": f"Bearer {site.token}",
+                                          "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rates", default="100,100,100", help="each node's link, Mbit/s (one node per rate)")
+    ap.add_argument("--cpus", default="0.9,0.45,0.2", help="each node's CPU quota, cores")
+    ap.add_argument("--master-rate", type=float, default=20.0,
+                    help="the master's link, Mbit/s: what the rounds share (the plan's B)")
+    ap.add_argument("--data", type=Path, default=tb.ROOT.parent / "shared/data/reid/cuhk01")
+    ap.add_argument("--ids", default="201-700")
+    ap.add_argument("--algorithms", default=",".join(ALGORITHMS))
+    ap.add_argument("--rounds", type=int, default=2, help="repeats; every algorithm once in each")
+    ap.add_argument("--batches", type=int, default=4)
+    ap.add_argument("--batch-ids", type=int, default=8)
+    ap.add_argument("--per-id", type=int, default=2)
+    ap.add_argument("--cuts", default="3,131,259,387,396")
+    ap.add_argument("--out", type=Path, default=tb.ROOT / ".cache/testbed-edgesplit")
+    ap.add_argument("--bin", type=Path, default=tb.ROOT / "target/release")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("edgesplit: needs root (network namespaces, veth pairs, tc, cgroups)")
+    args.rates = [float(x) for x in args.rates.split(",") if x]
+    args.cpus = [float(x) for x in args.cpus.split(",") if x]
+    if len(args.cpus) != len(args.rates):
+        sys.exit(f"edgesplit: --cpus has {len(args.cpus)} entries for {len(args.rates)} nodes")
+    algorithms = [x for x in args.algorithms.split(",") if x]
+    args.cameras, args.burst, args.detection_interval, args.cpu = 0, 0, 1, 0.0
+    out: Path = args.out
+    if out.exists():
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+    out.mkdir(parents=True)
+    n = len(args.rates)
+    # Each node's samples: its share of the ids, imported before it starts.
+    for k in range(n):
+        subprocess.run([str(args.bin / "vidar-edge"), "training", "import", "--data", str(args.data),
+                        "--ids", args.ids, "--part", f"{k}/{n}", "--file", str(out / f"edge-{k + 1}-training.db")],
+                       check=True)
+    cuts = ", ".join(x for x in args.cuts.split(",") if x)
+    tb.MASTER_TOML = tb.MASTER_TOML.replace('role = "viewer"', 'role = "admin"') + (
+        "\n[training]\n"
+        f"cuts = [{cuts}]\nbatches = {args.batches}\nids = {args.batch_ids}\nper_id = {args.per_id}\n"
+        f"bandwidth_mbit_s = {args.master_rate}\nstep_timeout_s = 600\n")
+    tb.soak.EDGE_TOML = tb.soak.EDGE_TOML + (
+        "\n[training]\ncollect = true\nrounds = true\npath = \"{dir}/{node}-training.db\"\n")
+    site = tb.Site(args, out)
+    done = False
+
+    def cleanup() -> None:
+        nonlocal done
+        if done:
+            return
+        done = True
+        site.stop()
+        tb.Net.clean()
+
+    atexit.register(cleanup)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(1))
+    site.net.up()
+    site.start()
+    # The master's link carries the rounds: shaped like the nodes' links.
+    site.net.shape("master", args.master_rate)
+    tb.wait_until(lambda: len([x for x in site.api("/api/nodes").get("nodes", []) if x.get("live")]) == n, 120)
+    rows = []
+    for rep in range(args.rounds):
+        for algo in algorithms:
+            code, body = post(site, "/api/training", {"rounds": 1, "algorithm": algo})
+            if code != 202:
+                sys.exit(f"edgesplit: POST /api/training ({algo}): {code} {body}")
+            tb.wait_until(lambda: site.api("/api/training").get("state", {}).get("running") is False, 3600, every=2)
+            state = site.api("/api/training")["state"]
+            if state.get("error"):
+                sys.exit(f"edgesplit: {algo}: {state['error']}")
+            r = state["rounds"][-1]
+            row = {"rep": rep + 1, "algorithm": algo, "seconds": r["seconds"], "predicted_s": r["predicted_s"],
+                   "loss": r["loss"], "bytes": sum(x["up_bytes"] + x["down_bytes"] for x in r["nodes"]),
+                   "nodes": [{k: x[k] for k in ("node", "cut", "share_mbit_s", "seconds", "predicted_s",
+                                                "speed", "up_bytes", "down_bytes", "crops", "dropped")}
+                             for x in r["nodes"]]}
+            rows.append(row)
+            print(f"edgesplit: {rep + 1} {algo}: {r['seconds']:.1f} s (predicted {r['predicted_s']:.1f}), "
+                  f"cuts {[x['cut'] for x in r['nodes']]}, {row['bytes'] / 1e6:.1f} MB", flush=True)
+    (out / "nodes.json").write_text(json.dumps(site.api("/api/nodes"), indent=1))
+    cleanup()
+    # Crops a round trains on, as JPEGs (what centralised training uploads).
+    jpeg_bytes = mean_jpeg_bytes(out, n)
+    crops = args.batches * args.batch_ids * args.per_id * n
+    report = {"command": " ".join(sys.argv), "rows": rows, "crops_per_round": crops,
+              "mean_jpeg_bytes": jpeg_bytes}
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    print()
+    print(f"`{report['command']}`: {n} nodes at {args.cpus} cores, master link {args.master_rate:g} Mbit/s, "
+          f"{args.batches} batches of {args.batch_ids} x {args.per_id} crops per node and round")
+    print()
+    print("| algorithm | round time, s (median) | predicted, s | error | vs vanilla FL | bytes per round, MB | cuts |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    med = {a: statistics.median(r["seconds"] for r in rows if r["algorithm"] == a) for a in algorithms}
+    for a in algorithms:
+        rs = [r for r in rows if r["algorithm"] == a]
+        pred = statistics.median(r["predicted_s"] for r in rs)
+        b = statistics.median(r["bytes"] for r in rs)
+        cutsets = sorted({tuple(x["cut"] for x in r["nodes"]) for r in rs})
+        vs = med.get("vanilla_fl")
+        each = ", ".join(f"{r['seconds']:.1f}" for r in rs)
+        print(f"| {a} | {med[a]:.1f} ({each}) | {pred:.1f} | "
+              f"{(pred - med[a]) / med[a] * 100:+.0f} % | {vs / med[a] if vs else float('nan'):.2f}x | "
+              f"{b / 1e6:.1f} | {cutsets} |")
+    print(f"| crops uploaded (centralised) | | | | | {crops * jpeg_bytes / 1e6:.2f} | |")
+    return 0
+
+
+def mean_jpeg_bytes(out: Path, n: int) -> float:
+    """The mean JPEG size of the imported samples (sqlite3 is in Python's standard library)."""
+    import sqlite3
+    sizes = []
+    for k in range(n):
+        db = sqlite3.connect(out / f"edge-{k + 1}-training.db")
+        try:
+            sizes += [row[0] for row in db.execute("SELECT length(jpeg) FROM samples")]
+        except sqlite3.Error:
+            pass
+        db.close()
+    return statistics.mean(sizes) if sizes else 0.0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -210,9 +210,10 @@ fn bad_training_settings_are_named_and_the_defaults_are_valid() {
     ] {
         assert!(err.contains(key), "missing {key:?} in:\n{err}");
     }
-    let e = parse("database = \"/tmp/x/g.db\"\nauth = \"none\"\n[training]\nalgorithm = \"best\"\n")
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let e =
+        parse("database = \"/tmp/x/g.db\"\nauth = \"none\"\n[training]\nalgorithm = \"best\"\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
     assert!(e.contains("algorithm") && e.contains("`best`"), "{e}");
 }

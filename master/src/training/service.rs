@@ -336,9 +336,14 @@ impl Transport for Zenoh<'_> {
         // slow node's step.
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.link
-            .request_then::<TrainRequest, TrainReply>(&self.keys.train(&id), req, timeout, move |r| {
-                let _ = tx.send(r);
-            })
+            .request_then::<TrainRequest, TrainReply>(
+                &self.keys.train(&id),
+                req,
+                timeout,
+                move |r| {
+                    let _ = tx.send(r);
+                },
+            )
             .map_err(|e| e.to_string())?;
         loop {
             match rx.recv_timeout(Duration::from_millis(200)) {

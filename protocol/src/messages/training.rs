@@ -93,7 +93,8 @@ pub enum TrainStep {
     Profile {
         /// The manifest model.
         model: String,
-        /// The candidate cuts.
+        /// The candidate cuts, each as the number of graph nodes before it
+        /// (as `vidar-train cuts` lists them).
         #[serde(deserialize_with = "crate::bounded::vec::<_, _, MAX_PROFILE_CUTS>")]
         cuts: Vec<u32>,
         /// Crops per timed batch.
@@ -103,8 +104,8 @@ pub enum TrainStep {
     Begin {
         /// The manifest model (its graph is the node's own file).
         model: String,
-        /// The cut (an index into the model's cuts); the node trains the
-        /// layers before it.
+        /// The cut, as the number of graph nodes before it (`vidar-train
+        /// cuts`); the node trains the layers before it.
         cut: u32,
         /// The node-side parameters to start from, by name.
         #[serde(deserialize_with = "crate::bounded::vec::<_, _, MAX_TRAIN_PARAMS>")]

@@ -122,6 +122,14 @@ fn wait<T>(
     }
 }
 
+/// `GET /api/training` once the rounds asked for have ended.
+fn finished(http: u16, what: &str, logs: &dyn Fn() -> String) -> serde_json::Value {
+    wait(what, Duration::from_secs(600), logs, || {
+        let s = training_state(http);
+        (s["state"]["running"] == false).then_some(s)
+    })
+}
+
 #[test]
 fn split_rounds_run_over_zenoh_and_a_node_killed_mid_round_is_dropped() {
     vidar_testkit::require_node_env();
@@ -207,15 +215,7 @@ fn split_rounds_run_over_zenoh_and_a_node_killed_mid_round_is_dropped() {
     assert_eq!(code, 202, "{body}");
     let (code, body) = post(http, "/api/training", "{\"rounds\": 1}");
     assert_eq!(code, 409, "a second run while one runs: {body}");
-    let state = wait(
-        "two rounds",
-        Duration::from_secs(600),
-        &|| logs(&edges, &master),
-        || {
-            let s = training_state(http);
-            (s["state"]["running"] == false).then_some(s)
-        },
-    );
+    let state = finished(http, "two rounds", &|| logs(&edges, &master));
     let st = &state["state"];
     assert!(st["error"].is_null(), "{state}");
     let rounds = st["rounds"].as_array().expect("rounds");
@@ -275,15 +275,7 @@ fn split_rounds_run_over_zenoh_and_a_node_killed_mid_round_is_dropped() {
         },
     );
     edges[2].0.kill();
-    let state = wait(
-        "the round without edge-3",
-        Duration::from_secs(600),
-        &|| logs(&edges, &master),
-        || {
-            let s = training_state(http);
-            (s["state"]["running"] == false).then_some(s)
-        },
-    );
+    let state = finished(http, "the round without edge-3", &|| logs(&edges, &master));
     let st = &state["state"];
     assert!(st["error"].is_null(), "{state}");
     let last = st["rounds"]

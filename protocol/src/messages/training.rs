@@ -150,6 +150,19 @@ pub struct TrainRequest {
     pub step: TrainStep,
 }
 
+fn check_params(params: &[WireTensor]) -> Result<(), String> {
+    if params.len() > MAX_TRAIN_PARAMS {
+        return Err(format!(
+            "params: {} tensors, at most {MAX_TRAIN_PARAMS}",
+            params.len()
+        ));
+    }
+    for (i, p) in params.iter().enumerate() {
+        p.check(&format!("params[{i}]"))?;
+    }
+    Ok(())
+}
+
 fn check_model(model: &str) -> Result<(), String> {
     if model.is_empty() {
         return Err("model: empty".into());
@@ -184,15 +197,7 @@ impl Message for TrainRequest {
                 ..
             } => {
                 check_model(model)?;
-                if params.len() > MAX_TRAIN_PARAMS {
-                    return Err(format!(
-                        "params: {} tensors, at most {MAX_TRAIN_PARAMS}",
-                        params.len()
-                    ));
-                }
-                for (i, p) in params.iter().enumerate() {
-                    p.check(&format!("params[{i}]"))?;
-                }
+                check_params(params)?;
                 if !(lr.is_finite() && *lr >= 0.0 && *lr <= 1.0) {
                     return Err(format!("lr: {lr}, 0..=1 allowed"));
                 }
@@ -323,15 +328,7 @@ impl Message for TrainReply {
                 }
             }
             TrainReply::Weights { params, .. } => {
-                if params.len() > MAX_TRAIN_PARAMS {
-                    return Err(format!(
-                        "params: {} tensors, at most {MAX_TRAIN_PARAMS}",
-                        params.len()
-                    ));
-                }
-                for (i, p) in params.iter().enumerate() {
-                    p.check(&format!("params[{i}]"))?;
-                }
+                check_params(params)?;
             }
             TrainReply::Refused { why } => check_text("why", why, super::MAX_TEXT_LEN)?,
             TrainReply::Begun { .. } | TrainReply::Applied { .. } => {}

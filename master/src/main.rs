@@ -427,11 +427,10 @@ fn model(command: ModelCommand) -> anyhow::Result<()> {
                     .with_context(|| format!("--metric {m:?}: {v:?} is not a number"))?;
                 parsed.insert(k.trim().to_owned(), x);
             }
-            let mut r = Registry::load(&dir)?;
-            let v = r
-                .add(&dir, &file, &model, &version, parent.as_deref(), parsed)?
-                .clone();
-            r.save(&dir)?;
+            let v = Registry::edit(&dir, |r| {
+                r.add(&dir, &file, &model, &version, parent.as_deref(), parsed)
+                    .cloned()
+            })?;
             println!(
                 "{}: version {} of {} ({} bytes, sha256 {}) added to {}; deploy it with `vidar-master model promote {}`",
                 file.display(),
@@ -460,11 +459,10 @@ fn model(command: ModelCommand) -> anyhow::Result<()> {
             registry,
         } => {
             let dir = registry.dir()?;
-            let mut r = Registry::load(&dir)?;
-            let d = r
-                .promote(&version, (!force).then_some(gate.as_str()))?
-                .clone();
-            r.save(&dir)?;
+            let d = Registry::edit(&dir, |r| {
+                r.promote(&version, (!force).then_some(gate.as_str()))
+                    .cloned()
+            })?;
             println!(
                 "version {} deployed (serial {}): a running master publishes it within 2 s",
                 d.version, d.serial
@@ -473,9 +471,7 @@ fn model(command: ModelCommand) -> anyhow::Result<()> {
         }
         ModelCommand::Rollback { registry } => {
             let dir = registry.dir()?;
-            let mut r = Registry::load(&dir)?;
-            let d = r.rollback()?.clone();
-            r.save(&dir)?;
+            let d = Registry::edit(&dir, |r| r.rollback().cloned())?;
             println!(
                 "rolled back to version {} (serial {}): a running master publishes it within 2 s",
                 d.version, d.serial

@@ -134,6 +134,36 @@ pub enum RegistryError {
 }
 
 impl Registry {
+    /// Loads the registry in `dir`, lets `f` change it, and saves it,
+    /// holding an exclusive lock (`flock` on `dir/.registry.lock`) from
+    /// the load to the save, so that two writers (an operator's `vidar-master
+    /// model ...` and the master adding a training candidate) never lose
+    /// each other's change. Nothing is saved when `f` fails.
+    pub fn edit<T>(
+        dir: &Path,
+        f: impl FnOnce(&mut Registry) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let lock_path = dir.join(".registry.lock");
+        let io = |what, source| RegistryError::Io {
+            what,
+            path: lock_path.clone(),
+            source,
+        };
+        vidar_store::create_private_dir(dir).map_err(|e| io("creating the folder of", e))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io("opening", e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io("locking", e.into()))?;
+        let mut r = Registry::load(dir)?;
+        let out = f(&mut r)?;
+        r.save(dir)?;
+        Ok(out)
+    }
+
     /// The registry in `dir` (an empty one if it has no registry yet).
     pub fn load(dir: &Path) -> Result<Registry, RegistryError> {
         let path = dir.join(REGISTRY);

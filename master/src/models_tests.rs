@@ -176,3 +176,41 @@ fn only_the_deployed_file_is_served_and_only_within_it() {
     assert!(e.contains("not the model deployed"), "{e}");
     assert!(chunk(dir, None, &ask(0, 10)).is_err(), "nothing deployed");
 }
+
+#[test]
+fn two_writers_editing_at_once_lose_none_of_each_others_versions() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("w.onnx");
+    std::fs::write(&file, b"weights").expect("write");
+    let models = dir.path().join("models");
+    std::thread::scope(|s| {
+        for w in 0..2 {
+            let (models, file) = (&models, &file);
+            s.spawn(move || {
+                for k in 0..10 {
+                    Registry::edit(models, |r| {
+                        r.add(
+                            models,
+                            file,
+                            "m",
+                            &format!("w{w}-{k}"),
+                            None,
+                            BTreeMap::new(),
+                        )
+                        .map(|_| ())
+                    })
+                    .expect("edit");
+                }
+            });
+        }
+    });
+    let r = Registry::load(&models).expect("load");
+    assert_eq!(r.versions.len(), 20);
+    // A failing edit saves nothing.
+    let e = Registry::edit(&models, |r| {
+        r.rollback()?;
+        Ok(())
+    });
+    assert!(e.is_err());
+    assert_eq!(Registry::load(&models).expect("load"), r);
+}

@@ -302,9 +302,8 @@ impl TrainingService {
             metrics.insert("loss_first_round".to_string(), *first);
             metrics.insert("loss_last_round".to_string(), *last);
         }
-        let mut registry = Registry::load(&self.models_dir).map_err(|e| e.to_string())?;
-        registry
-            .add(
+        Registry::edit(&self.models_dir, |r| {
+            r.add(
                 &self.models_dir,
                 tmp.path(),
                 &self.config.model,
@@ -312,8 +311,9 @@ impl TrainingService {
                 parent,
                 metrics,
             )
-            .map_err(|e| e.to_string())?;
-        registry.save(&self.models_dir).map_err(|e| e.to_string())?;
+            .map(|_| ())
+        })
+        .map_err(|e| e.to_string())?;
         tracing::info!(%version, parent, "split training candidate added to the registry (not deployed)");
         Ok(version)
     }

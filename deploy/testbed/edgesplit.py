@@ -31,6 +31,7 @@ import argparse
 import atexit
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -71,6 +72,10 @@ def main() -> int:
     ap.add_argument("--batch-ids", type=int, default=8)
     ap.add_argument("--per-id", type=int, default=2)
     ap.add_argument("--cuts", default="3,131,259,387,396")
+    ap.add_argument("--cameras", type=int, default=0,
+                    help="vtest.avi cameras pinned to edge-1: its analysed frames/s is measured over --window "
+                         "seconds without training, then while a round of each algorithm runs")
+    ap.add_argument("--window", type=float, default=30.0)
     ap.add_argument("--out", type=Path, default=tb.ROOT / ".cache/testbed-edgesplit")
     ap.add_argument("--bin", type=Path, default=tb.ROOT / "target/release")
     args = ap.parse_args()
@@ -81,7 +86,8 @@ def main() -> int:
     if len(args.cpus) != len(args.rates):
         sys.exit(f"edgesplit: --cpus has {len(args.cpus)} entries for {len(args.rates)} nodes")
     algorithms = [x for x in args.algorithms.split(",") if x]
-    args.cameras, args.burst, args.detection_interval, args.cpu = 0, 0, 1, 0.0
+    args.burst, args.detection_interval, args.cpu = 0, 1, 0.0
+    args.pins = {f"cam-{i}": "edge-1" for i in range(args.cameras)}
     out: Path = args.out
     if out.exists():
         subprocess.run(["rm", "-rf", str(out)], check=True)
@@ -119,11 +125,21 @@ def main() -> int:
     site.net.shape("master", args.master_rate)
     tb.wait_until(lambda: len([x for x in site.api("/api/nodes").get("nodes", []) if x.get("live")]) == n, 120)
     rows = []
+    live: list[dict] = []
+    if args.cameras:
+        tb.wait_until(lambda: len(site.streaming()) == args.cameras, 120)
+        time.sleep(20)
+        live.append({"while": "no training", **analysed(site, args.window)})
     for rep in range(args.rounds):
         for algo in algorithms:
             code, body = post(site, "/api/training", {"rounds": 1, "algorithm": algo})
             if code != 202:
                 sys.exit(f"edgesplit: POST /api/training ({algo}): {code} {body}")
+            if args.cameras:
+                # Once the round's profiles are taken, while it trains.
+                tb.wait_until(lambda: bool(site.api("/api/training").get("state", {}).get("left_out") is not None), 60)
+                time.sleep(15)
+                live.append({"while": f"{algo} round {rep + 1}", **analysed(site, args.window)})
             tb.wait_until(lambda: site.api("/api/training").get("state", {}).get("running") is False, 3600, every=2)
             state = site.api("/api/training")["state"]
             if state.get("error"):
@@ -143,7 +159,7 @@ def main() -> int:
     jpeg_bytes = mean_jpeg_bytes(out, n)
     crops = args.batches * args.batch_ids * args.per_id * n
     report = {"command": " ".join(sys.argv), "rows": rows, "crops_per_round": crops,
-              "mean_jpeg_bytes": jpeg_bytes}
+              "mean_jpeg_bytes": jpeg_bytes, "live": live}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     print()
     print(f"`{report['command']}`: {n} nodes at {args.cpus} cores, master link {args.master_rate:g} Mbit/s, "
@@ -163,7 +179,38 @@ def main() -> int:
               f"{(pred - med[a]) / med[a] * 100:+.0f} % | {vs / med[a] if vs else float('nan'):.2f}x | "
               f"{b / 1e6:.1f} | {cutsets} |")
     print(f"| crops uploaded (centralised) | | | | | {crops * jpeg_bytes / 1e6:.2f} | |")
+    if live:
+        print()
+        print(f"edge-1's cameras ({args.cameras} x 10 fps), analysed over {args.window:g} s windows:")
+        print()
+        print("| while | frames/s analysed (offered) | frames dropped | p99 capture to result, ms |")
+        print("|---|---:|---:|---:|")
+        for w in live:
+            print(f"| {w['while']} | {w['fps']:.1f} ({10 * args.cameras}) | {w['dropped']:.0f} | {w['p99_ms']:.0f} |")
     return 0
+
+
+def analysed(site: tb.Site, seconds: float) -> dict:
+    """edge-1's cameras over `seconds`: frames analysed per second, frames
+    dropped, and the p99 of capture-to-result latency from its histogram."""
+    def scrape() -> dict:
+        text = site.metrics(0) or ""
+        out: dict = {}
+        for name in ("vidar_frames_analysed_total", "vidar_frames_dropped_total"):
+            out[name] = sum(float(m.group(1)) for m in
+                            re.finditer(rf'^{name}\{{[^}}]*\}} (\S+)$', text, re.M))
+        for m in re.finditer(r'^vidar_capture_to_result_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} (\S+)$', text, re.M):
+            key = ("bucket", m.group(1))
+            out[key] = out.get(key, 0.0) + float(m.group(2))
+        return out
+    window, secs = tb.Window.sample(scrape, seconds)
+    g = window.gained
+    buckets = sorted(((float("inf") if k[1] == "+Inf" else float(k[1]), v) for k, v in g.items()
+                      if isinstance(k, tuple)), key=lambda x: x[0])
+    total = buckets[-1][1] if buckets else 0.0
+    p99 = next((le for le, c in buckets if total and c >= 0.99 * total), float("nan"))
+    return {"fps": g.get("vidar_frames_analysed_total", 0.0) / secs,
+            "dropped": g.get("vidar_frames_dropped_total", 0.0), "p99_ms": p99 * 1000}
 
 
 def mean_jpeg_bytes(out: Path, n: int) -> float:

@@ -28,11 +28,9 @@ scheduler/RESULTS.md ("Testbed: EdgeSplit") with the command.
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -106,19 +104,7 @@ def main() -> int:
     tb.soak.EDGE_TOML = tb.soak.EDGE_TOML + (
         "\n[training]\ncollect = true\nrounds = true\npath = \"{dir}/{node}-training.db\"\n")
     site = tb.Site(args, out)
-    done = False
-
-    def cleanup() -> None:
-        nonlocal done
-        if done:
-            return
-        done = True
-        site.stop()
-        tb.Net.clean()
-
-    atexit.register(cleanup)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(1))
+    cleanup = tb.stop_on_exit(site)
     site.net.up()
     site.start()
     # The master's link carries the rounds: shaped like the nodes' links.

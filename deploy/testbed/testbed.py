@@ -502,6 +502,25 @@ def partition(site: Site, victim: str, seconds: float, restart_after: float | No
     return row
 
 
+def stop_on_exit(site: Site):
+    """Stops `site` and deletes its network once, on whichever exit path
+    comes first (normal end, error, SIGINT, SIGTERM); returns that cleanup."""
+    done = False
+
+    def cleanup() -> None:
+        nonlocal done
+        if done:
+            return
+        done = True
+        site.stop()
+        Net.clean()
+
+    atexit.register(cleanup)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(1))
+    return cleanup
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cpu", type=float, default=0.0,
@@ -549,19 +568,7 @@ def main() -> int:
     if args.victim != "auto" and args.victim not in site.nodes:
         sys.exit(f"testbed: --victim {args.victim}: not one of {', '.join(site.nodes)}")
 
-    done = False
-
-    def cleanup() -> None:
-        nonlocal done
-        if done:
-            return
-        done = True
-        site.stop()
-        Net.clean()
-
-    atexit.register(cleanup)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(1))
+    cleanup = stop_on_exit(site)
     report: dict = {"command": " ".join(sys.argv), "rates_mbit_s": dict(zip(site.nodes, args.rates)),
                     "cameras": args.cameras, "burst_bytes": args.burst}
     try:

@@ -270,19 +270,8 @@ impl Site {
             .collect()
     }
 
-    fn wait<T>(&self, what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-        let t0 = Instant::now();
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            assert!(
-                t0.elapsed() < limit,
-                "timed out after {limit:?} waiting for: {what}\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+    fn wait<T>(&self, what: &str, limit: Duration, f: impl FnMut() -> Option<T>) -> T {
+        vidar_testkit::process::wait_for(what, limit, &|| self.logs(), f)
     }
 
     /// Every camera placed once and streaming on exactly the node the plan names.

@@ -10,13 +10,13 @@
 //! Needs `VIDAR_MODEL_DIR` and every binary built (`make test` does both).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use vidar_protocol::{CameraId, NodeId, TrackId, UnixMs};
 use vidar_store::training::{Sample, Tracklet, TrainingBounds, TrainingStore};
 use vidar_testkit::http::get_status as http_get;
-use vidar_testkit::process::Proc;
+use vidar_testkit::process::{wait_for as wait, Proc};
 
 fn bin(name: &str) -> PathBuf {
     vidar_testkit::process::sibling_bin(env!("CARGO_BIN_EXE_vidar-edge"), name)
@@ -100,26 +100,6 @@ fn training_state(http: u16) -> serde_json::Value {
 
 fn post(http: u16, path: &str, body: &str) -> (u16, String) {
     vidar_testkit::http::request(http, "POST", path, body).expect("POST")
-}
-
-fn wait<T>(
-    what: &str,
-    limit: Duration,
-    logs: &dyn Fn() -> String,
-    mut f: impl FnMut() -> Option<T>,
-) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            t0.elapsed() < limit,
-            "timed out after {limit:?} waiting for: {what}\n{}",
-            logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// `GET /api/training` once the rounds asked for have ended.

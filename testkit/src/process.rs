@@ -205,6 +205,28 @@ pub fn voluntary_switches(name: &str) -> Vec<u64> {
     out
 }
 
+/// Calls `f` every 250 ms until it gives a value; panics after `limit`
+/// naming `what`, with `logs()` (the processes' log tails) in the message.
+pub fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    logs: &dyn Fn() -> String,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "timed out after {limit:?} waiting for: {what}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

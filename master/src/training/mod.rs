@@ -18,8 +18,8 @@
 //!    the model registry as a new version whose parent is the deployed one,
 //!    with the rounds' figures as its metrics. Nothing is deployed: the
 //!    operator measures the candidate on a held-out set
-//!    (`vidar-edge eval reid --weights`) and promotes it with a gate
-//!    (`vidar-master model promote VERSION --gate rank1`).
+//!    (`vidar-edge eval reid --weights`) before promoting it (docs/deploy.md,
+//!    "Split training rounds").
 //!
 //! `GET /api/training` shows what runs and every round's figures: each
 //! node's cut, share, batches, bytes, time against the plan's prediction,

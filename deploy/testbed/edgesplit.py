@@ -122,8 +122,7 @@ def main() -> int:
             if code != 202:
                 sys.exit(f"edgesplit: POST /api/training ({algo}): {code} {body}")
             if args.cameras:
-                # Once the round's profiles are taken, while it trains.
-                tb.wait_until(lambda: bool(site.api("/api/training").get("state", {}).get("left_out") is not None), 60)
+                # Past the nodes' profiles (a few seconds), while the round trains.
                 time.sleep(15)
                 live.append({"while": f"{algo} round {rep + 1}", **analysed(site, args.window)})
             tb.wait_until(lambda: site.api("/api/training").get("state", {}).get("running") is False, 3600, every=2)
@@ -207,9 +206,8 @@ def mean_jpeg_bytes(out: Path, n: int) -> float:
         db = sqlite3.connect(out / f"edge-{k + 1}-training.db")
         try:
             sizes += [row[0] for row in db.execute("SELECT length(jpeg) FROM samples")]
-        except sqlite3.Error:
-            pass
-        db.close()
+        finally:
+            db.close()
     return statistics.mean(sizes) if sizes else 0.0
 
 

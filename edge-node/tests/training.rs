@@ -270,5 +270,4 @@ fn split_rounds_run_over_zenoh_and_a_node_killed_mid_round_is_dropped() {
         }
     }
     assert_eq!(st["totals"]["dropped"], 1, "{state}");
-    let _ = edges;
 }

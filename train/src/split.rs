@@ -10,7 +10,7 @@
 //! two give the same loss and gradients.
 
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 
 use crate::graph::{Cut, Graph};
 use crate::Result;
@@ -41,8 +41,35 @@ impl Wire {
     /// Back into a tensor of `dtype` on the graph's device, as the
     /// receiver makes it.
     pub fn into_tensor(self, graph: &Graph, dtype: DType) -> Result<Tensor> {
-        Ok(Tensor::from_vec(self.values, self.shape, graph.device())?.to_dtype(dtype)?)
+        self.on(graph.device(), dtype)
     }
+
+    /// Back into a tensor of `dtype` on `device`.
+    pub fn on(self, device: &Device, dtype: DType) -> Result<Tensor> {
+        Ok(Tensor::from_vec(self.values, self.shape, device)?.to_dtype(dtype)?)
+    }
+}
+
+/// The trainer's half of a split step: the layers after `cut` on what the
+/// node sent (`received`), the loss, its backward pass, and the gradient of
+/// the loss for `received` to send back (zeros where nothing after the cut
+/// depends on it). Returns the loss, the trainer's gradients and that one.
+pub fn trainer_half(
+    graph: &Graph,
+    cut: Cut,
+    received: &Tensor,
+    loss: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<(f64, GradStore, Tensor)> {
+    let received = Var::from_tensor(received)?;
+    let out = graph.run(cut, graph.end(), received.as_tensor())?;
+    let l = loss(&out)?;
+    let value = crate::loss::scalar(&l)?;
+    let grads = l.backward()?;
+    let back = match grads.get(received.as_tensor()) {
+        Some(g) => g.clone(),
+        None => received.as_tensor().zeros_like()?,
+    };
+    Ok((value, grads, back))
 }
 
 /// What one step gives: the loss, the gradients of both sides, and what
@@ -76,13 +103,10 @@ impl Step {
         // The edge node.
         let act = graph.run(graph.start(), cut, input)?;
         let up = Wire::from_tensor(&act)?;
-        let (up_bytes, up_shape) = (up.bytes(), up.shape.clone());
+        let up_bytes = up.bytes();
         // The trainer: the activations as a variable, to get their gradient.
-        let received = Var::from_tensor(&up.into_tensor(graph, dtype)?)?;
-        let out = graph.run(cut, graph.end(), received.as_tensor())?;
-        let l = loss(&out)?;
-        let value = crate::loss::scalar(&l)?;
-        let trainer = l.backward()?;
+        let (value, trainer, back) =
+            trainer_half(graph, cut, &up.into_tensor(graph, dtype)?, loss)?;
         if cut.at == 0 || !node_trains {
             return Ok(Self {
                 loss: value,
@@ -92,14 +116,7 @@ impl Step {
                 down_bytes: 0,
             });
         }
-        let grad = match trainer.get(received.as_tensor()) {
-            Some(g) => Wire::from_tensor(g)?,
-            // Nothing after the cut depends on it: a zero gradient.
-            None => Wire {
-                values: vec![0.0; up_bytes / 4],
-                shape: up_shape,
-            },
-        };
+        let grad = Wire::from_tensor(&back)?;
         let down_bytes = grad.bytes();
         // The edge node again: backward from the gradient it received.
         let g = grad.into_tensor(graph, dtype)?;

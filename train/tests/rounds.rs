@@ -152,7 +152,7 @@ fn a_round_over_two_nodes_at_different_cuts_trains_both_sides_and_averages_the_n
     let dir = tempfile::tempdir().expect("ok");
     let path = model_file(dir.path());
     let local = Local::new(vec![("a", node(&path, 1)), ("b", node(&path, 2))]);
-    let trainer = Trainer::new(graph(), 1e-2).expect("ok");
+    let trainer = Trainer::new(graph()).expect("ok");
     let g = trainer.graph();
     let (shallow, deep) = (2, 4);
     let only_a = g.params_of(0..shallow);
@@ -231,7 +231,7 @@ fn the_loss_falls_over_rounds() {
     let dir = tempfile::tempdir().expect("ok");
     let path = model_file(dir.path());
     let local = Local::new(vec![("a", node(&path, 1)), ("b", node(&path, 2))]);
-    let trainer = Trainer::new(graph(), 1e-2).expect("ok");
+    let trainer = Trainer::new(graph()).expect("ok");
     let parts = vec![
         NodePart {
             node: "a".into(),
@@ -264,7 +264,7 @@ fn a_node_that_falls_silent_mid_round_is_dropped_and_the_others_finish_it() {
     let mut local = Local::new(vec![("a", node(&path, 1)), ("b", node(&path, 2))]);
     // b answers Begin and one batch (forward, backward), then nothing.
     local.silent_after.insert("b".into(), 3);
-    let trainer = Trainer::new(graph(), 1e-2).expect("ok");
+    let trainer = Trainer::new(graph()).expect("ok");
     let cut = 4;
     let parts = vec![
         NodePart {

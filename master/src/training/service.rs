@@ -131,7 +131,7 @@ impl TrainingService {
         let hw = (pre.height, pre.width);
         let cands: Vec<Candidate> =
             candidates(&graph, &c.cuts, c.profile_batch as usize, hw).map_err(|e| e.to_string())?;
-        let trainer = Trainer::new(graph, c.lr).map_err(|e| e.to_string())?;
+        let trainer = Trainer::new(graph).map_err(|e| e.to_string())?;
         let config = RoundConfig {
             model: c.model.clone(),
             batches: c.batches,

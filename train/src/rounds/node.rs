@@ -18,8 +18,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vidar_protocol::messages::{CutTime, TrainReply, TrainRequest, TrainStep, WireTensor};
 
+use super::plan::{timed, warm_up};
 use crate::data::Preprocess;
 use crate::graph::{Cut, Graph};
+use crate::split::Wire;
 use crate::{Result, TrainError};
 
 /// One crop a node holds: its JPEG, its pseudo-identity (a tracklet) and
@@ -122,9 +124,11 @@ impl std::fmt::Debug for NodeTrainer {
     }
 }
 
-fn wire(t: &Tensor, name: &str) -> Result<WireTensor> {
-    let dims = t.dims();
-    let shape = dims
+/// `t` as the message carries it (see [`Wire`]), named `name`.
+pub fn wire(t: &Tensor, name: &str) -> Result<WireTensor> {
+    let w = Wire::from_tensor(t)?;
+    let shape = w
+        .shape
         .iter()
         .map(|&d| {
             u32::try_from(d)
@@ -134,14 +138,18 @@ fn wire(t: &Tensor, name: &str) -> Result<WireTensor> {
     Ok(WireTensor {
         name: name.to_string(),
         shape,
-        values: t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
+        values: w.values,
     })
 }
 
-/// A received tensor as a tensor on `device`.
+/// A received tensor as an `f32` tensor on `device`.
 pub fn from_wire(w: WireTensor, device: &Device) -> Result<Tensor> {
-    let shape: Vec<usize> = w.shape.iter().map(|&d| d as usize).collect();
-    Ok(Tensor::from_vec(w.values, shape, device)?)
+    let shape = w.shape.iter().map(|&d| d as usize).collect();
+    Wire {
+        shape,
+        values: w.values,
+    }
+    .on(device, DType::F32)
 }
 
 /// The trainable parameters in `which` as tensors to send, by name.
@@ -395,16 +403,11 @@ impl NodeTrainer {
                 &self.device,
             )?
         };
-        // Once untimed: the first pass allocates.
-        let _ = graph.forward(&x)?.sum_all()?.to_scalar::<f32>()?;
+        warm_up(&graph, &x)?;
         let mut times = Vec::with_capacity(cuts.len());
         for &c in cuts {
             let cut = graph.cut(c as usize)?;
-            let t0 = Instant::now();
-            let act = graph.run(graph.start(), cut, &x)?;
-            // Force the work (candle is eager on the CPU; this reads it back).
-            let _ = act.sum_all()?.to_scalar::<f32>()?;
-            let forward = t0.elapsed().as_secs_f64();
+            let (_, forward) = timed(&graph, graph.start(), cut, &x)?;
             let t1 = Instant::now();
             if cut.at > 0 {
                 let act = graph.run(graph.start(), cut, &x)?;

@@ -25,7 +25,7 @@ use vidar_protocol::messages::CutTime;
 use vidar_scheduler::edgesplit::{self, SplitAlgorithm, SplitInstance};
 
 use super::trainer::NodePart;
-use crate::graph::Graph;
+use crate::graph::{Cut, Graph};
 use crate::{Result, TrainError};
 
 /// The trainer's own measure of one candidate cut, per crop.
@@ -52,19 +52,12 @@ pub fn candidates(
     (h, w): (usize, usize),
 ) -> Result<Vec<Candidate>> {
     let x = Tensor::randn(0f32, 1.0, (batch, 3, h, w), &Device::Cpu)?;
-    // Once untimed: the first pass allocates.
-    let _ = graph.forward(&x)?.sum_all()?.to_scalar::<f32>()?;
+    warm_up(graph, &x)?;
     let mut out = Vec::with_capacity(cuts.len());
     for &c in cuts {
         let cut = graph.cut(c)?;
-        let t0 = Instant::now();
-        let act = graph.run(graph.start(), cut, &x)?;
-        let _ = act.sum_all()?.to_scalar::<f32>()?;
-        let node_forward = t0.elapsed().as_secs_f64();
-        let t1 = Instant::now();
-        let y = graph.run(cut, graph.end(), &act)?;
-        let _ = y.sum_all()?.to_scalar::<f32>()?;
-        let rest = t1.elapsed().as_secs_f64();
+        let (act, node_forward) = timed(graph, graph.start(), cut, &x)?;
+        let (_, rest) = timed(graph, cut, graph.end(), &act)?;
         let per_crop = act.elem_count() / batch;
         let params: usize = graph
             .params_of(0..cut.at)
@@ -84,6 +77,21 @@ pub fn candidates(
         });
     }
     Ok(out)
+}
+
+/// Runs the whole graph once untimed: the first pass allocates.
+pub(crate) fn warm_up(graph: &Graph, x: &Tensor) -> Result<()> {
+    graph.forward(x)?.sum_all()?.to_scalar::<f32>()?;
+    Ok(())
+}
+
+/// Runs `graph` from `from` to `to` on `x`: the output and the seconds it
+/// took (read back, so the work is done when the clock stops).
+pub(crate) fn timed(graph: &Graph, from: Cut, to: Cut, x: &Tensor) -> Result<(Tensor, f64)> {
+    let t0 = Instant::now();
+    let y = graph.run(from, to, x)?;
+    y.sum_all()?.to_scalar::<f32>()?;
+    Ok((y, t0.elapsed().as_secs_f64()))
 }
 
 /// A round's plan: each node's part, and the round time the model predicts.

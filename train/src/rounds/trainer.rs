@@ -22,9 +22,10 @@ use candle_core::{Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use vidar_protocol::messages::{TrainReply, TrainRequest, TrainStep, WireTensor};
 
-use super::node::{from_wire, params_to_wire, tensors_for};
+use super::node::{from_wire, params_to_wire, tensors_for, wire};
 use crate::graph::Graph;
 use crate::loss::batch_hard_triplet;
+use crate::split::trainer_half;
 use crate::{Result, TrainError};
 
 /// How the trainer reaches the nodes: one request, its reply, or why none.
@@ -142,13 +143,13 @@ struct Returned {
 }
 
 impl Trainer {
-    /// Trains `graph` with AdamW at `lr` on the trainer's side.
-    pub fn new(graph: Graph, lr: f64) -> Result<Self> {
+    /// Trains `graph` with AdamW on the trainer's side, at each round's
+    /// `RoundConfig::lr` (the rate the nodes get too).
+    pub fn new(graph: Graph) -> Result<Self> {
         let all: Vec<usize> = graph.params_of(0..graph.len());
         let opt = AdamW::new(
             graph.vars(&all),
             ParamsAdamW {
-                lr,
                 weight_decay: 5e-4,
                 ..ParamsAdamW::default()
             },
@@ -186,6 +187,10 @@ impl Trainer {
             }
             self.graph.cut(p.cut)?;
         }
+        self.opt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_learning_rate(config.lr);
         let start = Instant::now();
         let results: Vec<(NodeOutcome, Option<Returned>)> = std::thread::scope(|s| {
             let handles: Vec<_> = parts
@@ -374,34 +379,15 @@ impl Trainer {
         labels: &[u32],
         margin: f64,
     ) -> Result<(f64, WireTensor)> {
-        let shape = activations.shape.clone();
         let x = from_wire(activations, self.graph.device())?;
-        let received = Var::from_tensor(&x)?;
         // One batch at a time on the trainer's layers.
         let mut opt = self.opt.lock().unwrap_or_else(|p| p.into_inner());
-        let out = self
-            .graph
-            .run(cut, self.graph.end(), received.as_tensor())?;
-        let l = batch_hard_triplet(&out, labels, margin)?;
-        let loss = crate::loss::scalar(&l)?;
-        let grads = l.backward()?;
+        let (loss, grads, back) = trainer_half(&self.graph, cut, &x, |out| {
+            batch_hard_triplet(out, labels, margin)
+        })?;
         opt.step(&grads)?;
         drop(opt);
-        let values = match grads.get(received.as_tensor()) {
-            Some(g) => g
-                .to_dtype(candle_core::DType::F32)?
-                .flatten_all()?
-                .to_vec1()?,
-            None => vec![0.0; shape.iter().map(|&d| d as usize).product()],
-        };
-        Ok((
-            loss,
-            WireTensor {
-                name: String::new(),
-                shape,
-                values,
-            },
-        ))
+        Ok((loss, wire(&back, "")?))
     }
 }
 

@@ -243,6 +243,8 @@ impl Master {
             // Nodes with a bundle are clients of this router.
             jobs_network: jobs::place::Network::of_site(config.cluster.bundle.is_some()),
             stop: stop.clone(),
+            state_dir: Some(config.state_dir()),
+            startup_wait: timeout,
         }
         .spawn()?;
         threads.push(("plans", plan_thread));

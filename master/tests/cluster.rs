@@ -40,6 +40,8 @@ struct FakeEdge {
     /// How many records behind its database its status reports its last
     /// seq (0: up to date; more: records written after its last status).
     status_behind: Arc<AtomicU64>,
+    /// While set, it sends no status (its token stays).
+    muted: Arc<AtomicBool>,
 }
 
 impl FakeEdge {
@@ -158,8 +160,14 @@ impl FakeEdge {
         let l = links.clone();
         let status_behind: Arc<AtomicU64> = Arc::default();
         let behind = status_behind.clone();
+        let muted: Arc<AtomicBool> = Arc::default();
+        let mute = muted.clone();
         let status = std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
+                if mute.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
                 let last = status_reader.last_seq(&n).expect("last seq");
                 let last = last.saturating_sub(behind.load(Ordering::Relaxed));
                 let mut status = status_of(&n, last);
@@ -181,6 +189,7 @@ impl FakeEdge {
             acked,
             links,
             status_behind,
+            muted,
         }
     }
 
@@ -787,5 +796,114 @@ fn a_link_that_slows_down_replans_and_a_steady_one_does_not() {
         .filter_map(|n| n["status"]["links"][0]["mbit_s"].as_f64())
         .collect();
     assert!(links.contains(&4.0) && links.contains(&50.0), "{v}");
+    master.shutdown().expect("clean shutdown");
+}
+
+/// `(camera, node, re-ID node)` of each stream of `p`.
+fn placement(p: &Plan) -> Vec<(String, String, String)> {
+    (p.streams.iter())
+        .map(|s| {
+            (
+                s.camera.to_string(),
+                s.node.to_string(),
+                s.reid_node.to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_restarted_master_takes_back_the_plan_in_force() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let site = unique_site();
+    let edges: Vec<FakeEdge> = ["edge-1", "edge-2", "edge-3"]
+        .iter()
+        .map(|n| FakeEdge::start(&site, n, &edge_db(dir.path(), n, Vec::new()), false))
+        .collect();
+    let endpoints: Vec<String> = edges.iter().map(FakeEdge::endpoint).collect();
+    let global = dir.path().join("global.db");
+    let cfg = master_config(&global, &site, &endpoints);
+    let master = Master::start(&cfg).expect("master starts");
+    let ctx = master.context().clone();
+    assert!(
+        wait_for(Duration::from_secs(15), || ctx
+            .plans
+            .current()
+            .is_some_and(|c| c.nodes.len() == 3)),
+        "no plan over the three nodes: {:?}",
+        ctx.plans.current()
+    );
+    // Saved as it is in force (a replan may still follow the joins).
+    let saved = cfg.state_dir().join("plan.json");
+    let mut before = None;
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            let c = ctx.plans.current().expect("a plan");
+            let on_disk = vidar_master::plans::saved::load(&saved).ok().flatten();
+            before = Some(c.plan.clone());
+            on_disk.is_some_and(|s| s.plan == c.plan)
+        }),
+        "the plan in force is not in {}",
+        saved.display()
+    );
+    let before = before.expect("the plan in force");
+    master.shutdown().expect("clean shutdown");
+
+    // The node of the first camera reports a second after the others
+    // (within node_timeout_s): a master planning from whoever spoke first
+    // would move that camera off it.
+    let late = (edges.iter())
+        .find(|e| e.node == before.streams[0].node)
+        .expect("the first camera's node");
+    late.muted.store(true, Ordering::Relaxed);
+    let master = Master::start(&cfg).expect("master restarts");
+    let ctx = master.context().clone();
+    // The plan in force, at once, before any node reported.
+    let at_start = ctx.plans.current().expect("the saved plan taken back");
+    assert_eq!(at_start.plan, before);
+    std::thread::sleep(Duration::from_secs(1));
+    late.muted.store(false, Ordering::Relaxed);
+    assert!(
+        wait_for(Duration::from_secs(15), || ctx.plans.counters().replans
+            >= 1
+            && ctx.membership.live().len() == 3),
+        "no replan over the three nodes after the restart: {:?}",
+        ctx.plans.counters()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let after = ctx.plans.current().expect("a plan");
+    assert_eq!(
+        placement(&after.plan),
+        placement(&before),
+        "the restart moved cameras ({})",
+        after.plan.reason
+    );
+    assert_eq!(
+        after.plan.version, before.version,
+        "a new version for the same placement"
+    );
+    assert_eq!(
+        ctx.plans.counters().versions,
+        0,
+        "{:?}",
+        ctx.plans.counters()
+    );
+    master.shutdown().expect("clean shutdown");
+
+    // A damaged state file is named and ignored: the master plans afresh.
+    std::fs::write(&saved, b"{ damaged").expect("damage");
+    let master = Master::start(&cfg).expect("master starts on a damaged state");
+    let ctx = master.context().clone();
+    assert!(
+        ctx.plans.current().is_none(),
+        "nothing taken from a damaged file"
+    );
+    assert!(
+        wait_for(Duration::from_secs(15), || ctx.plans.current().is_some_and(
+            |c| c.nodes.len() == 3 && c.plan.version > before.version
+        )),
+        "no fresh plan: {:?}",
+        ctx.plans.current()
+    );
     master.shutdown().expect("clean shutdown");
 }

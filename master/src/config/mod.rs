@@ -112,6 +112,11 @@ pub struct MasterConfig {
     /// per job. Default `jobs` beside the database.
     #[serde(default)]
     pub jobs_dir: Option<PathBuf>,
+    /// What the master keeps across its restarts: the plan in force and the
+    /// figures its nodes measured (`plan.json`), so a restarted master keeps
+    /// the cameras where they are. Default `state` beside the database.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
     /// How job stages are placed: `otfa` (default), or `otfs`, or a baseline
     /// for testbed comparisons: `tp`, `lr`, `br` (ALGORITHMS.md section 2).
     #[serde(default = "default_jobs_policy")]
@@ -237,24 +242,33 @@ fn default_jobs_policy() -> vidar_scheduler::ents::Policy {
 impl MasterConfig {
     /// The jobs' folder: `jobs_dir`, or `jobs` beside the database.
     pub fn jobs_dir(&self) -> PathBuf {
-        self.jobs_dir.clone().unwrap_or_else(|| {
-            self.database
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or_else(|| std::path::Path::new("."))
-                .join("jobs")
-        })
+        self.jobs_dir
+            .clone()
+            .unwrap_or_else(|| self.beside_database("jobs"))
     }
 
     /// The model registry's folder: `models_dir`, or `models` beside the database.
     pub fn models_dir(&self) -> PathBuf {
-        self.models_dir.clone().unwrap_or_else(|| {
-            self.database
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or_else(|| std::path::Path::new("."))
-                .join("models")
-        })
+        self.models_dir
+            .clone()
+            .unwrap_or_else(|| self.beside_database("models"))
+    }
+
+    /// What the master keeps across restarts: `state_dir`, or `state`
+    /// beside the database.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| self.beside_database("state"))
+    }
+
+    /// `name` in the database's folder.
+    fn beside_database(&self, name: &str) -> PathBuf {
+        self.database
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| std::path::Path::new("."))
+            .join(name)
     }
 
     /// Reads, parses and validates `path`.

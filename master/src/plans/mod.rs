@@ -21,6 +21,7 @@
 
 pub mod measured;
 pub mod policy;
+pub mod saved;
 pub mod service;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -20,6 +20,7 @@ use super::measured::{
 use super::policy::{
     link_shift, load_shift, node_view, placement_changed, to_plan, upload_shift, uploads,
 };
+use super::saved::{self, Saved};
 use super::{Current, Plans};
 use crate::membership::Membership;
 use crate::planner::{self, NodeView, PlanOutput};
@@ -56,6 +57,27 @@ pub struct PlanService {
     pub jobs_network: crate::jobs::place::Network,
     /// Triggered to stop the service (with a wake, see [`Plans::wake`]).
     pub stop: vidar_runtime::Shutdown,
+    /// Where the plan in force and the measured figures are kept across
+    /// restarts ([`saved`]); `None` keeps nothing.
+    pub state_dir: Option<std::path::PathBuf>,
+    /// How long after start the first plan waits for the nodes it expects
+    /// (those of the saved plan, else the enrolled ones, else any): a node
+    /// that lives reports within this (the master's `node_timeout_s`).
+    pub startup_wait: Duration,
+}
+
+/// The first plan after start waits until `until`, or until every node of
+/// `nodes` is live (when there are any).
+#[derive(Debug)]
+struct Startup {
+    until: Instant,
+    nodes: BTreeSet<NodeId>,
+}
+
+impl Startup {
+    fn waits(&self, now: Instant, live: &BTreeSet<NodeId>) -> bool {
+        now < self.until && (self.nodes.is_empty() || !self.nodes.is_subset(live))
+    }
 }
 
 struct Loop {
@@ -86,6 +108,11 @@ struct Loop {
     jobs_seen: Option<Vec<(String, u64, Option<std::time::SystemTime>)>>,
     jobs: crate::jobs::Contents,
     jobs_looked: Option<Instant>,
+    /// Until the first plan after start may be made.
+    startup: Option<Startup>,
+    /// The state last saved, and why the last save failed (warned once).
+    saved: Option<Saved>,
+    save_failed: Option<String>,
 }
 
 impl PlanService {
@@ -120,7 +147,11 @@ impl PlanService {
             jobs_seen: None,
             jobs: Default::default(),
             jobs_looked: None,
+            startup: None,
+            saved: None,
+            save_failed: None,
         };
+        l.start(Instant::now());
         let thread = std::thread::Builder::new()
             .name("vidar-plans".into())
             .spawn(move || l.run())
@@ -167,7 +198,9 @@ impl Loop {
             .last_load_replan
             .map(|at| at + LOAD_REPLAN_MIN)
             .filter(|at| *at > now);
+        let startup = self.startup.as_ref().map(|s| s.until);
         [
+            startup,
             pending,
             republish,
             cooldown,
@@ -260,10 +293,18 @@ impl Loop {
                 }
             }
         }
-        if let Some((at, _)) = &self.pending {
+        if let Some(s) = self.startup.take_if(|s| !s.waits(now, &live_set)) {
+            tracing::debug!(
+                expected = s.nodes.len(),
+                live = live_set.len(),
+                "the first plan after start may be made"
+            );
+        }
+        if let Some((at, _)) = self.pending.as_ref().filter(|_| self.startup.is_none()) {
             if *at <= now {
                 if let Some((_, reason)) = self.pending.take() {
                     self.replan(now, live, live_set, &reason);
+                    self.save();
                 }
             }
         }
@@ -273,6 +314,117 @@ impl Loop {
                 .is_none_or(|at| now.saturating_duration_since(at) >= REPUBLISH);
             if stale {
                 self.publish(&c, now);
+            }
+        }
+    }
+
+    /// At start: the saved state taken back, if there is one (see
+    /// [`saved`]), and the first plan held for the nodes it expects.
+    fn start(&mut self, now: Instant) {
+        let mut expected = self.svc.membership.roster().unwrap_or_default();
+        let path = self.svc.state_dir.as_deref().map(saved::path_in);
+        match path.as_deref().map(saved::load) {
+            Some(Ok(Some(s))) => {
+                if let Some(nodes) = self.restore(s, now) {
+                    expected = nodes;
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "the saved plan state is not usable: planning afresh")
+            }
+            Some(Ok(None)) | None => {}
+        }
+        self.startup = Some(Startup {
+            until: now + self.svc.startup_wait,
+            nodes: expected,
+        });
+    }
+
+    /// Takes `s` back: the figures measured and the links planned with,
+    /// and, when the same algorithm still places cameras, the plan in
+    /// force (issued when it was, so its settling times run on) and the
+    /// planner's output it came from. Returns the plan's nodes.
+    fn restore(&mut self, s: Saved, now: Instant) -> Option<BTreeSet<NodeId>> {
+        self.persons = s.persons;
+        self.detect_shares = s.detect_shares;
+        self.ingest_work = s.ingest_work;
+        self.planned_links = s.links.into_iter().map(|(a, b, r)| ((a, b), r)).collect();
+        self.planned_uploads = s.uploads.into_iter().collect();
+        if s.algorithm != self.svc.algorithm {
+            tracing::info!(
+                saved = ?s.algorithm,
+                now = ?self.svc.algorithm,
+                "the saved plan was placed by another algorithm: placing afresh, with the measured figures"
+            );
+            return None;
+        }
+        let encoded = match vidar_link::Encoded::new(&s.plan) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "encoding the saved plan: placing afresh");
+                return None;
+            }
+        };
+        let age = UnixMs::now().0.saturating_sub(s.plan.issued_ms.0).max(0);
+        let issued_at = now.checked_sub(Duration::from_millis(age.unsigned_abs()));
+        tracing::info!(
+            version = s.plan.version,
+            age_s = age / 1000,
+            streams = s.plan.streams.len(),
+            "the plan in force before the restart is taken back"
+        );
+        let nodes: BTreeSet<NodeId> = s.nodes.iter().cloned().collect();
+        self.previous = Some(s.output.clone());
+        self.svc.plans.set_current(Some(Arc::new(Current {
+            predicted: s.output.predicted,
+            plan: s.plan,
+            algorithm: s.algorithm,
+            nodes: s.nodes,
+            issued_at: issued_at.or(Some(now)),
+            encoded,
+        })));
+        Some(nodes)
+    }
+
+    /// Saves the plan in force and the figures held, when they changed
+    /// since the last save; a failure is warned once (until it changes).
+    fn save(&mut self) {
+        let Some(dir) = self.svc.state_dir.clone() else {
+            return;
+        };
+        let (Some(c), Some(output)) = (self.svc.plans.current(), self.previous.clone()) else {
+            return;
+        };
+        let state = Saved {
+            format: saved::FORMAT,
+            plan: c.plan.clone(),
+            output,
+            algorithm: c.algorithm,
+            nodes: c.nodes.clone(),
+            links: (self.planned_links.iter())
+                .map(|((a, b), r)| (a.clone(), b.clone(), *r))
+                .collect(),
+            uploads: (self.planned_uploads.iter())
+                .map(|(n, r)| (n.clone(), *r))
+                .collect(),
+            persons: self.persons.clone(),
+            detect_shares: self.detect_shares.clone(),
+            ingest_work: self.ingest_work.clone(),
+        };
+        if self.saved.as_ref() == Some(&state) {
+            return;
+        }
+        match saved::save(&dir, &saved::path_in(&dir), &state) {
+            Ok(()) => {
+                self.saved = Some(state);
+                self.save_failed = None;
+            }
+            Err(e) => {
+                let e = e.to_string();
+                if self.save_failed.as_ref() != Some(&e) {
+                    tracing::warn!(error = %e, "saving the plan state (a restart would plan afresh)");
+                }
+                self.save_failed = Some(e);
             }
         }
     }

@@ -42,6 +42,8 @@ struct FakeEdge {
     status_behind: Arc<AtomicU64>,
     /// While set, it sends no status (its token stays).
     muted: Arc<AtomicBool>,
+    /// The plan version its status says it runs.
+    plan_version: Arc<AtomicU64>,
 }
 
 impl FakeEdge {
@@ -162,6 +164,8 @@ impl FakeEdge {
         let behind = status_behind.clone();
         let muted: Arc<AtomicBool> = Arc::default();
         let mute = muted.clone();
+        let plan_version: Arc<AtomicU64> = Arc::default();
+        let runs = plan_version.clone();
         let status = std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 if mute.load(Ordering::Relaxed) {
@@ -172,6 +176,7 @@ impl FakeEdge {
                 let last = last.saturating_sub(behind.load(Ordering::Relaxed));
                 let mut status = status_of(&n, last);
                 status.links = l.lock().expect("lock").clone();
+                status.plan_version = runs.load(Ordering::Relaxed);
                 let bytes = wire::encode(&status).expect("encode");
                 let _ = s.put(k.status(&n), bytes).wait();
                 std::thread::sleep(Duration::from_millis(200));
@@ -190,6 +195,7 @@ impl FakeEdge {
             links,
             status_behind,
             muted,
+            plan_version,
         }
     }
 
@@ -889,6 +895,24 @@ fn a_restarted_master_takes_back_the_plan_in_force() {
         ctx.plans.counters()
     );
     master.shutdown().expect("clean shutdown");
+
+    // A node running a newer plan than the saved one (the state was not
+    // saved after it): the saved plan is not the one in force, and the
+    // first plan is placed afresh, newer than what the node runs.
+    let newer = before.version + 1_000;
+    edges[1].plan_version.store(newer, Ordering::Relaxed);
+    let master = Master::start(&cfg).expect("master restarts");
+    let ctx = master.context().clone();
+    assert!(
+        wait_for(Duration::from_secs(15), || ctx
+            .plans
+            .current()
+            .is_some_and(|c| c.nodes.len() == 3 && c.plan.version > newer)),
+        "the stale saved plan kept: {:?}",
+        ctx.plans.current()
+    );
+    master.shutdown().expect("clean shutdown");
+    edges[1].plan_version.store(0, Ordering::Relaxed);
 
     // A damaged state file is named and ignored: the master plans afresh.
     std::fs::write(&saved, b"{ damaged").expect("damage");

@@ -299,6 +299,7 @@ impl Loop {
                 live = live_set.len(),
                 "the first plan after start may be made"
             );
+            self.drop_stale_restore(&live);
         }
         if let Some((at, _)) = self.pending.as_ref().filter(|_| self.startup.is_none()) {
             if *at <= now {
@@ -384,6 +385,26 @@ impl Loop {
             encoded,
         })));
         Some(nodes)
+    }
+
+    /// A plan taken back from the saved state is not the one in force when
+    /// a node runs a newer version (the state was not saved after it, or
+    /// comes from elsewhere): it is dropped, and the first plan is placed
+    /// afresh (the measured figures stay).
+    fn drop_stale_restore(&mut self, live: &[NodeStatus]) {
+        let Some(c) = self.svc.plans.current() else {
+            return;
+        };
+        if let Some(n) = live.iter().find(|n| n.plan_version > c.plan.version) {
+            tracing::warn!(
+                node = %n.node,
+                runs = n.plan_version,
+                saved = c.plan.version,
+                "a node runs a newer plan than the saved one: placing afresh"
+            );
+            self.previous = None;
+            self.svc.plans.set_current(None);
+        }
     }
 
     /// Saves the plan in force and the figures held, when they changed

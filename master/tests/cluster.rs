@@ -867,6 +867,9 @@ fn a_restarted_master_takes_back_the_plan_in_force() {
     // The plan in force, at once, before any node reported.
     let at_start = ctx.plans.current().expect("the saved plan taken back");
     assert_eq!(at_start.plan, before);
+    // The cameras as planned before: the held figures (here the configured
+    // ones: the fake nodes measure nothing).
+    assert_eq!(ctx.plans.planned().len(), 3, "{:?}", ctx.plans.planned());
     std::thread::sleep(Duration::from_secs(1));
     late.muted.store(false, Ordering::Relaxed);
     assert!(

@@ -351,6 +351,13 @@ impl Loop {
         self.ingest_work = s.ingest_work;
         self.planned_links = s.links.into_iter().map(|(a, b, r)| ((a, b), r)).collect();
         self.planned_uploads = s.uploads.into_iter().collect();
+        // The cameras as planned (`/api/plan`) until the first replan: the
+        // held figures, nothing measured yet.
+        let mut cameras = self.svc.plans.cameras();
+        measured_persons(&mut cameras, &[], &mut self.persons);
+        measured_detect_shares(&mut cameras, &[], &mut self.detect_shares);
+        measured_frame_work(&mut cameras, &[], None, &mut self.ingest_work);
+        self.svc.plans.set_planned(cameras);
         if s.algorithm != self.svc.algorithm {
             tracing::info!(
                 saved = ?s.algorithm,

@@ -229,6 +229,13 @@ pub struct Objective {
     pub load_aware_cost: f64,
     /// Mean load-aware end-to-end latency per frame (s).
     pub mean_latency: f64,
+    /// The part of [`Objective::mean_latency`] up to a frame's detection
+    /// result (s): its transfer to the detection node (inflated by that
+    /// node's link where streams share it) and its detection stage there.
+    /// The rest is the re-ID stage and the crops' hop, which follow the
+    /// result; so this is what a node's capture-to-result latency measures.
+    #[serde(default)]
+    pub mean_frame_latency: f64,
     /// Mean throughput over streams (frames/s) under the load-aware model.
     pub mean_fps: f64,
     /// Highest node utilisation (or, with a shared ingress, link utilisation).
@@ -247,10 +254,24 @@ impl Objective {
             .map(|(k, &(x, y))| p.fps[k] / loads.busiest(p, x).max(loads.util[y]).max(1.0))
             .sum::<f64>()
             / k;
+        let frame_latency = assign
+            .iter()
+            .enumerate()
+            .map(|(k, &(x, _))| {
+                let t = transfer(p, k, x);
+                let t = if p.shared_ingress {
+                    t * inflation(loads.link[x].max(0.0))
+                } else {
+                    t
+                };
+                t + p.cl1[k] / p.ps[x] * inflation(loads.util[x])
+            })
+            .sum::<f64>();
         Self {
             published_cost: total(p, assign, CostModel::Published),
             load_aware_cost,
             mean_latency: load_aware_cost / k,
+            mean_frame_latency: frame_latency / k,
             mean_fps,
             max_utilisation: (0..p.m).map(|i| loads.busiest(p, i)).fold(0.0, f64::max),
         }

@@ -403,6 +403,10 @@ fn ingest_work_loads_the_node_without_being_a_stage_time() {
         (in_path.mean_latency - stage(0.7, 0.56)).abs() < 1e-6,
         "{in_path:?}"
     );
+    // Without re-ID work the whole latency is the frame's.
+    for o in [&bare, &alongside, &in_path] {
+        assert!((o.mean_frame_latency - o.mean_latency).abs() < 1e-12, "{o:?}");
+    }
     // The published cost counts stage times only.
     assert_eq!(alongside.published_cost, bare.published_cost);
     // Refused when negative, named.
@@ -472,4 +476,49 @@ fn a_shared_ingress_keeps_cameras_within_a_slow_link() {
     // The greedy alone (stage 1 with the link's load) keeps within it too.
     let g = greedy::greedy(&shared).expect("plan");
     assert!(on_fast(&g) <= 2, "{g:?}");
+}
+
+/// The frame's part of the latency is its transfer (inflated by a shared
+/// link's load) and its detection stage; re-ID and the crops' hop come
+/// after the result and make the rest of the mean latency.
+#[test]
+fn a_frames_latency_to_its_result_leaves_out_re_id_and_the_crops_hop() {
+    let (a, b) = (NodeId::new("a").expect("id"), NodeId::new("b").expect("id"));
+    let node = |id: &NodeId| crate::Node {
+        id: id.clone(),
+        capacity: 40.0,
+        memory: 1 << 34,
+    };
+    let inst = StreamInstance {
+        cluster: Cluster {
+            nodes: vec![node(&a), node(&b)],
+            links: Vec::new(),
+        },
+        models: ModelMemory {
+            detector: 1 << 30,
+            reid: 1 << 30,
+        },
+        streams: vec![CameraStream {
+            id: "cam".into(),
+            fps: 10.0,
+            // 0.01 s to either node at 1e6 bytes/s.
+            frame_bytes: 10_000.0,
+            camera_rates: [(a.clone(), 1e6), (b.clone(), 1e6)].into_iter().collect(),
+            detect_work: 1.0,
+            ingest_work: 0.0,
+            reid_work: 0.4,
+            crop_bytes: 5_000.0,
+        }],
+        cost: CostModel::LoadAware,
+        rates: Some([(a.clone(), [(b.clone(), 1e6)].into_iter().collect())].into()),
+        shared_ingress: true,
+    };
+    let p = Problem::new(&inst).expect("valid");
+    let o = Objective::of(&p, &[(0, 1)]);
+    // Node a: U = 10 * 1 / 40; its link: 10 frames/s * 0.01 s.
+    let frame = 0.01 / (1.0 - 0.1) + 1.0 / 40.0 / (1.0 - 0.25);
+    assert!((o.mean_frame_latency - frame).abs() < 1e-9, "{o:?}");
+    // Node b re-identifies: U = 10 * 0.4 / 40; the crops' hop 5000 / 1e6 s.
+    let rest = 0.4 / 40.0 / (1.0 - 0.1) + 0.005;
+    assert!((o.mean_latency - frame - rest).abs() < 1e-9, "{o:?}");
 }

@@ -45,13 +45,15 @@ import testbed as tb  # noqa: E402
 
 
 def analysed_total(site: tb.Site) -> dict:
-    """Frames analysed so far, per node (a node that does not answer is left out)."""
+    """Frames analysed so far, per node and camera: a series each (a
+    camera that moves leaves its old node's series and starts one on the
+    new node; `tb.Window` counts what each gained). A node that does not
+    answer is left out."""
     out = {}
     for k, node in enumerate(site.nodes):
-        text = site.metrics(k)
-        if text is not None:
-            out[node] = sum(float(m.group(1)) for m in
-                            re.finditer(r'^vidar_frames_analysed_total\{[^}]*\} (\S+)$', text, re.M))
+        for m in re.finditer(r'^vidar_frames_analysed_total\{[^}]*camera="([^"]+)"[^}]*\} (\S+)$',
+                             site.metrics(k) or "", re.M):
+            out[(node, m.group(1))] = float(m.group(2))
     return out
 
 

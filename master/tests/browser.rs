@@ -4,7 +4,8 @@
 //! refused; after logging in the tiles appear and update; clicking the person
 //! in a tile gives their trajectory (two cameras); the CSV export holds it; the
 //! cluster view shows the plan; a viewer cannot submit a job, an admin can,
-//! and the cluster view shows where its stages run; after logging out the
+//! and the cluster view shows where its stages run; an admin asks for split
+//! training rounds from the page and sees why they stopped; after logging out the
 //! API refuses the browser.
 //!
 //! Screenshots go to the test's temp dir, and to `docs/screenshots/` when
@@ -398,6 +399,13 @@ fn operator_logs_in_sees_tiles_and_follows_a_person() {
     );
     let alive = b.text(&b.wait_find("#nodes tr[data-node=\"edge-1\"] td.live", WAIT));
     assert_eq!(alive, "alive");
+    // Split training: nothing run yet, and no form for a viewer.
+    b.wait_script(
+        "return document.getElementById('training-state').textContent === '(idle)' \
+         && document.querySelector('#training tbody').textContent.startsWith('No round run') \
+         && document.getElementById('train').hidden",
+        WAIT,
+    );
     // A viewer cannot submit a job.
     let r = b.execute_async(
         "fetch('/api/jobs', {method: 'POST', body: arguments[0]}).then(r => arguments[1](r.status))",
@@ -440,6 +448,26 @@ fn operator_logs_in_sees_tiles_and_follows_a_person() {
         Duration::from_secs(30),
     );
     shots.save(&b, "jobs");
+    // An admin asks for split training rounds from the page: the fake
+    // nodes serve no training, so the run stops, and the page says why.
+    b.wait_script("return !document.getElementById('train').hidden", WAIT);
+    b.execute(
+        "document.getElementById('train-rounds').value = '2'; \
+         document.getElementById('train-algorithm').value = 'vanilla_fl'",
+        json!([]),
+    );
+    b.click(&b.wait_find("#train button", WAIT));
+    b.wait_script(
+        "const n = document.getElementById('training-note'); \
+         return n.className === 'error' && n.textContent.startsWith('Stopped: ') \
+         && document.getElementById('training-state').textContent === '(idle)'",
+        Duration::from_secs(30),
+    );
+    eprintln!(
+        "training, as the page says: {}",
+        b.text(&b.wait_find("#training-note", WAIT))
+    );
+    shots.save(&b, "training");
     b.click(&b.wait_find("#tab-search", WAIT));
     let id = b.wait_find("#identity", WAIT);
     b.send_keys(&id, "pb34e.1");

@@ -344,7 +344,7 @@
 
   async function refreshCluster() {
     try {
-      const [n, p, j] = await Promise.all([api('/api/nodes'), api('/api/plan'), api('/api/jobs')]);
+      const [n, p, j, t] = await Promise.all([api('/api/nodes'), api('/api/plan'), api('/api/jobs'), api('/api/training')]);
       const rows = n.nodes.map((x) => {
         const st = x.status || null;
         const load = st ? st.load : null;
@@ -376,9 +376,35 @@
           el('td', { class: x.state === 'placed' ? '' : 'dead' }, x.state === 'placed' ? x.predicted_rate.toFixed(2) + ' items/s' : 'waiting: ' + (x.waiting || '')));
       });
       $('jobs').tBodies[0].replaceChildren(...(jobs.length ? jobs : [el('tr', {}, el('td', { colSpan: 4, class: 'muted' }, 'No job submitted.'))]));
+      showTraining(t);
     } catch (e) {
       $('plan-reason').textContent = e.message;
     }
+  }
+
+  // Split training rounds (EdgeSplit): what runs, the last rounds, and
+  // for admins the form that asks for more.
+  const ALGORITHM_NAMES = { edgesplit: 'EdgeSplit', edgesplit_fix: 'EdgeSplit-Fix', adaptive_fl: 'Adaptive FL', vanilla_fl: 'vanilla FL' };
+  function showTraining(t) {
+    const st = t.state;
+    const mb = (b) => (b / 1e6).toFixed(1);
+    let line = st.running ? 'running: round ' + (st.done + 1) + ' of ' + st.asked : 'idle';
+    if (st.candidate) line += '; last candidate ' + st.candidate + ' (not deployed)';
+    $('training-state').textContent = '(' + line + ')';
+    const notes = [];
+    if (st.error) notes.push('Stopped: ' + st.error);
+    if (st.left_out.length) notes.push('Left out: ' + st.left_out.map(([n, why]) => n + ' (' + why + ')').join('; '));
+    notes.push(st.totals.rounds + ' rounds since start, ' + mb(st.totals.up_bytes) + ' MB up, ' + mb(st.totals.down_bytes) + ' MB down, ' + st.totals.dropped + ' nodes dropped');
+    $('training-note').textContent = notes.join('. ');
+    $('training-note').className = st.error ? 'error' : 'muted';
+    const rows = st.rounds.slice().reverse().map((r) => el('tr', { 'data-round': r.round },
+      el('td', {}, String(r.round)),
+      el('td', {}, ALGORITHM_NAMES[r.algorithm] || r.algorithm),
+      el('td', {}, r.seconds.toFixed(1) + ' s (' + r.predicted_s.toFixed(1) + ' s)'),
+      el('td', {}, r.loss.toFixed(4)),
+      el('td', {}, r.nodes.map((x) => x.node + ': ' + (x.dropped ? 'dropped (' + x.dropped + ')' : 'cut ' + x.cut + ', ' + x.share_mbit_s.toFixed(1) + ' Mbit/s, ' + x.batches + ' batches')).join('; ')),
+      el('td', {}, mb(r.nodes.reduce((a, x) => a + x.up_bytes, 0)) + ' / ' + mb(r.nodes.reduce((a, x) => a + x.down_bytes, 0)))));
+    $('training').tBodies[0].replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', { colSpan: 6, class: 'muted' }, 'No round run since the master started.'))]));
   }
 
   function showView(name) {
@@ -401,11 +427,19 @@
       correct({ action: 'merge', from: shownIdentity, into, reason: $('merge-reason').value },
         () => 'Merged into ' + idText(into) + '.');
     });
+    $('train').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const body = { rounds: Number($('train-rounds').value) };
+      if ($('train-algorithm').value) body.algorithm = $('train-algorithm').value;
+      api('/api/training', { method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'application/json' }, body: JSON.stringify(body) })
+        .then(refreshCluster, (e) => { $('training-note').textContent = e.message; $('training-note').className = 'error'; });
+    });
     $('sync-now').addEventListener('click', () => api('/api/sync', { method: 'POST' }).then(refreshCluster, (e) => { $('plan-reason').textContent = e.message; }));
     api('/api/me').then((me) => {
       $('who').textContent = me.name + ' (' + me.role + ')';
       $('site').textContent = 'site ' + me.site;
       $('sync-now').hidden = me.role !== 'admin';
+      $('train').hidden = me.role !== 'admin';
       isAdmin = me.role === 'admin';
       if (!me.auth) $('logout').hidden = true;
     }, () => {});

@@ -405,7 +405,10 @@ fn ingest_work_loads_the_node_without_being_a_stage_time() {
     );
     // Without re-ID work the whole latency is the frame's.
     for o in [&bare, &alongside, &in_path] {
-        assert!((o.mean_frame_latency - o.mean_latency).abs() < 1e-12, "{o:?}");
+        assert!(
+            (o.mean_frame_latency - o.mean_latency).abs() < 1e-12,
+            "{o:?}"
+        );
     }
     // The published cost counts stage times only.
     assert_eq!(alongside.published_cost, bare.published_cost);

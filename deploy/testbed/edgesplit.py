@@ -66,6 +66,9 @@ def main() -> int:
     ap.add_argument("--ids", default="201-700")
     ap.add_argument("--algorithms", default=",".join(ALGORITHMS))
     ap.add_argument("--rounds", type=int, default=2, help="repeats; every algorithm once in each")
+    ap.add_argument("--run-rounds", type=int, default=1,
+                    help="rounds per run (one POST): a run trains on from its own rounds and adds one "
+                         "candidate to the registry, whose file is printed (to measure with `vidar-edge eval reid`)")
     ap.add_argument("--batches", type=int, default=4)
     ap.add_argument("--batch-ids", type=int, default=8)
     ap.add_argument("--per-id", type=int, default=2)
@@ -118,26 +121,31 @@ def main() -> int:
         live.append({"while": "no training", **analysed(site, args.window)})
     for rep in range(args.rounds):
         for algo in algorithms:
-            code, body = post(site, "/api/training", {"rounds": 1, "algorithm": algo})
+            code, body = post(site, "/api/training", {"rounds": args.run_rounds, "algorithm": algo})
             if code != 202:
                 sys.exit(f"edgesplit: POST /api/training ({algo}): {code} {body}")
             if args.cameras:
                 # Past the nodes' profiles (a few seconds), while the round trains.
                 time.sleep(15)
                 live.append({"while": f"{algo} round {rep + 1}", **analysed(site, args.window)})
-            tb.wait_until(lambda: site.api("/api/training").get("state", {}).get("running") is False, 3600, every=2)
+            tb.wait_until(lambda: site.api("/api/training").get("state", {}).get("running") is False,
+                          3600 * args.run_rounds, every=2)
             state = site.api("/api/training")["state"]
             if state.get("error"):
                 sys.exit(f"edgesplit: {algo}: {state['error']}")
-            r = state["rounds"][-1]
-            row = {"rep": rep + 1, "algorithm": algo, "seconds": r["seconds"], "predicted_s": r["predicted_s"],
-                   "loss": r["loss"], "bytes": sum(x["up_bytes"] + x["down_bytes"] for x in r["nodes"]),
-                   "nodes": [{k: x[k] for k in ("node", "cut", "share_mbit_s", "seconds", "predicted_s",
-                                                "speed", "up_bytes", "down_bytes", "crops", "dropped")}
-                             for x in r["nodes"]]}
-            rows.append(row)
-            print(f"edgesplit: {rep + 1} {algo}: {r['seconds']:.1f} s (predicted {r['predicted_s']:.1f}), "
-                  f"cuts {[x['cut'] for x in r['nodes']]}, {row['bytes'] / 1e6:.1f} MB", flush=True)
+            for r in state["rounds"][-args.run_rounds:]:
+                row = {"rep": rep + 1, "algorithm": algo, "round": r["round"], "seconds": r["seconds"],
+                       "predicted_s": r["predicted_s"], "loss": r["loss"],
+                       "bytes": sum(x["up_bytes"] + x["down_bytes"] for x in r["nodes"]),
+                       "nodes": [{k: x[k] for k in ("node", "cut", "share_mbit_s", "seconds", "predicted_s",
+                                                    "speed", "up_bytes", "down_bytes", "crops", "dropped")}
+                                 for x in r["nodes"]]}
+                rows.append(row)
+                print(f"edgesplit: {rep + 1} {algo} round {r['round']}: {r['seconds']:.1f} s (predicted "
+                      f"{r['predicted_s']:.1f}), cuts {[x['cut'] for x in r['nodes']]}, loss {r['loss']:.4f}, "
+                      f"{row['bytes'] / 1e6:.1f} MB", flush=True)
+            print(f"edgesplit: {rep + 1} {algo}: candidate {state.get('candidate')}: "
+                  f"{candidate_file(out, state.get('candidate'))}", flush=True)
     (out / "nodes.json").write_text(json.dumps(site.api("/api/nodes"), indent=1))
     cleanup()
     # Crops a round trains on, as JPEGs (what centralised training uploads).
@@ -196,6 +204,18 @@ def analysed(site: tb.Site, seconds: float) -> dict:
     p99 = next((le for le, c in buckets if total and c >= 0.99 * total), float("nan"))
     return {"fps": g.get("vidar_frames_analysed_total", 0.0) / secs,
             "dropped": g.get("vidar_frames_dropped_total", 0.0), "p99_ms": p99 * 1000}
+
+
+def candidate_file(out: Path, version: str | None) -> Path | None:
+    """The registry's file of `version` (the master's `models` beside its database)."""
+    try:
+        registry = json.loads((out / "models" / "registry.json").read_text())
+    except (OSError, ValueError):
+        return None
+    for v in registry.get("versions", []):
+        if v.get("version") == version and v.get("sha256"):
+            return out / "models" / f"{v['sha256']}.onnx"  # files are named by their content
+    return None
 
 
 def mean_jpeg_bytes(out: Path, n: int) -> float:

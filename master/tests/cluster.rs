@@ -294,6 +294,14 @@ source = "rtsp://127.0.0.1/c3"
     MasterConfig::parse(&text, Path::new("cluster-test.toml")).expect("valid config")
 }
 
+/// Whether `master` has a plan over `nodes` nodes within 15 s.
+fn plan_over(master: &Master, nodes: usize) -> bool {
+    let ctx = master.context();
+    wait_for(Duration::from_secs(15), || {
+        ctx.plans.current().is_some_and(|c| c.nodes.len() == nodes)
+    })
+}
+
 fn all_records(db: &Path, n: &NodeId) -> Vec<vidar_store::KeyedRecord> {
     Reader::open(db)
         .expect("reader")
@@ -330,10 +338,7 @@ fn membership_plan_sync_and_failover() {
         .wait()
         .expect("plan subscriber");
     assert!(
-        wait_for(Duration::from_secs(15), || ctx
-            .plans
-            .current()
-            .is_some_and(|c| c.nodes.len() == 2)),
+        plan_over(&master, 2),
         "no plan over both nodes: {:?}",
         ctx.plans.current()
     );
@@ -766,13 +771,7 @@ fn a_link_that_slows_down_replans_and_a_steady_one_does_not() {
     );
     let master = Master::start(&cfg).expect("master starts");
     let ctx = master.context().clone();
-    assert!(
-        wait_for(Duration::from_secs(15), || ctx
-            .plans
-            .current()
-            .is_some_and(|c| c.nodes.len() == 2)),
-        "no plan over both nodes"
-    );
+    assert!(plan_over(&master, 2), "no plan over both nodes");
     // Settled: the measured pair (at the lower report, 40 Mbit/s) is what
     // the plan was made with; 4 s of steady links replan nothing (the
     // periodic replan is 30 s away, the load triggers quiet).
@@ -832,10 +831,7 @@ fn a_restarted_master_takes_back_the_plan_in_force() {
     let master = Master::start(&cfg).expect("master starts");
     let ctx = master.context().clone();
     assert!(
-        wait_for(Duration::from_secs(15), || ctx
-            .plans
-            .current()
-            .is_some_and(|c| c.nodes.len() == 3)),
+        plan_over(&master, 3),
         "no plan over the three nodes: {:?}",
         ctx.plans.current()
     );

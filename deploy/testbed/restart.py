@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -41,20 +40,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dcei  # noqa: E402  (its scrape of the nodes' counters)
 import testbed as tb  # noqa: E402
 
 
 def analysed_total(site: tb.Site) -> dict:
-    """Frames analysed so far, per node and camera: a series each (a
-    camera that moves leaves its old node's series and starts one on the
-    new node; `tb.Window` counts what each gained). A node that does not
-    answer is left out."""
-    out = {}
-    for k, node in enumerate(site.nodes):
-        for m in re.finditer(r'^vidar_frames_analysed_total\{[^}]*camera="([^"]+)"[^}]*\} (\S+)$',
-                             site.metrics(k) or "", re.M):
-            out[(node, m.group(1))] = float(m.group(2))
-    return out
+    """Frames analysed so far: `dcei.scrape`'s series of them, one per node
+    and camera (a camera that moves leaves its old node's series and starts
+    one on the new node; `tb.Window` counts what each gained)."""
+    return {k: v for k, v in dcei.scrape(site).items() if k[1] == "analysed"}
 
 
 def planned_work(plan: dict) -> float | None:

@@ -243,7 +243,7 @@ impl Master {
             // Nodes with a bundle are clients of this router.
             jobs_network: jobs::place::Network::of_site(config.cluster.bundle.is_some()),
             stop: stop.clone(),
-            state_dir: Some(config.state_dir()),
+            state_dir: config.state_dir(),
             startup_wait: timeout,
         }
         .spawn()?;

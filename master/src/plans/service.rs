@@ -60,8 +60,8 @@ pub struct PlanService {
     /// Triggered to stop the service (with a wake, see [`Plans::wake`]).
     pub stop: vidar_runtime::Shutdown,
     /// Where the plan in force and the measured figures are kept across
-    /// restarts ([`saved`]); `None` keeps nothing.
-    pub state_dir: Option<std::path::PathBuf>,
+    /// restarts (`plans::saved`).
+    pub state_dir: std::path::PathBuf,
     /// How long after start the first plan waits for the nodes it expects
     /// (those of the saved plan, else the enrolled ones, else any): a node
     /// that lives reports within this (the master's `node_timeout_s`).

@@ -18,17 +18,16 @@ impl Loop {
     /// [`saved`]), and the first plan held for the nodes it expects.
     pub(super) fn start(&mut self, now: Instant) {
         let mut expected = self.svc.membership.roster().unwrap_or_default();
-        let path = self.svc.state_dir.as_deref().map(saved::path_in);
-        match path.as_deref().map(saved::load) {
-            Some(Ok(Some(s))) => {
+        match saved::load(&saved::path_in(&self.svc.state_dir)) {
+            Ok(Some(s)) => {
                 if let Some(nodes) = self.restore(s, now) {
                     expected = nodes;
                 }
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(error = %e, "the saved plan state is not usable: planning afresh")
             }
-            Some(Ok(None)) | None => {}
+            Ok(None) => {}
         }
         self.startup = Some(Startup {
             until: now + self.svc.startup_wait,
@@ -112,9 +111,6 @@ impl Loop {
     /// Saves the plan in force and the figures held, when they changed
     /// since the last save; a failure is warned once (until it changes).
     pub(super) fn save(&mut self) {
-        let Some(dir) = self.svc.state_dir.clone() else {
-            return;
-        };
         let (Some(c), Some(output)) = (self.svc.plans.current(), self.previous.clone()) else {
             return;
         };
@@ -137,7 +133,8 @@ impl Loop {
         if self.saved.as_ref() == Some(&state) {
             return;
         }
-        match saved::save(&dir, &saved::path_in(&dir), &state) {
+        let dir = &self.svc.state_dir;
+        match saved::save(dir, &saved::path_in(dir), &state) {
             Ok(()) => {
                 self.saved = Some(state);
                 self.save_failed = None;
